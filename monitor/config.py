@@ -1,0 +1,378 @@
+"""Typed, validated settings: a TOML file plus environment overrides.
+
+Every error names the offending field (``detectors.adwin_delta``), so a bad deployment fails at
+start instead of misbehaving later. Environment variables override any field with the pattern
+``MONITOR_<SECTION>__<FIELD>`` (``MONITOR_KAFKA__BOOTSTRAP_SERVERS=broker:9092``); librdkafka
+properties such as security settings use ``MONITOR_KAFKA_PROPERTY__<NAME>`` where ``_`` in the name
+becomes ``.`` (``MONITOR_KAFKA_PROPERTY__SASL_PASSWORD`` sets ``sasl.password``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from monitor.errors import ConfigError
+
+ENV_PREFIX = "MONITOR_"
+KAFKA_PROPERTY_PREFIX = "MONITOR_KAFKA_PROPERTY__"
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    """Where to read and write; ``properties`` go to librdkafka unchanged (TLS, SASL...)."""
+
+    bootstrap_servers: str = ""
+    group_id: str = "model-monitor"
+    predictions_topic: str = "predictions"
+    labels_topic: str = "labels"
+    alerts_topic: str = "alerts"
+    dlq_topic: str = "monitor-dlq"
+    batch_max_messages: int = 5000
+    batch_max_ms: int = 200
+    session_timeout_ms: int = 10000
+    produce_timeout_s: float = 30.0
+    properties: dict[str, str] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        _positive("kafka.batch_max_messages", self.batch_max_messages)
+        _positive("kafka.batch_max_ms", self.batch_max_ms)
+        _positive("kafka.session_timeout_ms", self.session_timeout_ms)
+        _positive("kafka.produce_timeout_s", self.produce_timeout_s)
+        for name in ("predictions_topic", "labels_topic", "alerts_topic", "dlq_topic", "group_id"):
+            if not getattr(self, name):
+                raise ConfigError(f"kafka.{name}", "must not be empty")
+        if self.labels_topic == self.predictions_topic:
+            raise ConfigError("kafka.labels_topic", "must differ from kafka.predictions_topic")
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """The port serving /metrics, /healthz and /readyz."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - a sidecar must be reachable by the Prometheus scraper
+    port: int = 9308
+
+    def validate(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("http.port", f"must be between 0 and 65535, got {self.port}")
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """What to watch and the caps that bound memory.
+
+    Empty ``features`` / ``segments`` mean "infer from the events": every feature is watched and every
+    attribute in the events' ``segments`` object is a segment attribute, up to the caps.
+    """
+
+    features: list[str] = field(default_factory=list)
+    ignore_features: list[str] = field(default_factory=list)
+    segments: list[str] = field(default_factory=list)
+    watch_prediction: bool = True
+    max_models: int = 20
+    max_features_per_model: int = 200
+    max_segment_attributes: int = 8
+    max_segment_values: int = 50
+    max_streams: int = 20000
+    max_categories: int = 20
+    max_event_bytes: int = 1_000_000
+    max_fields: int = 1000
+    quantile_sample_size: int = 256
+
+    def validate(self) -> None:
+        for name in (
+            "max_models",
+            "max_features_per_model",
+            "max_segment_values",
+            "max_streams",
+            "max_categories",
+            "max_event_bytes",
+            "max_fields",
+            "quantile_sample_size",
+        ):
+            _positive(f"monitoring.{name}", getattr(self, name))
+        if self.max_segment_attributes < 0:
+            raise ConfigError("monitoring.max_segment_attributes", "must be >= 0")
+        overlap = set(self.features) & set(self.ignore_features)
+        if overlap:
+            raise ConfigError("monitoring.ignore_features", f"also listed in features: {sorted(overlap)}")
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """Detector hyperparameters for one feature (or the defaults for all).
+
+    Numeric values are standardised against the stream's warm-up window (its first ``warmup_events``
+    values), so thresholds are in standard deviations and the same defaults fit every feature.
+    """
+
+    warmup_events: int = 500
+    adwin_delta: float = 0.002
+    adwin_chunk: int = 8
+    adwin_clock: int = 4
+    page_hinkley_delta: float = 0.1
+    page_hinkley_threshold: float = 50.0
+    page_hinkley_alpha: float = 0.9999
+    page_hinkley_min_instances: int = 30
+    categorical_window: int = 1000
+    categorical_alpha: float = 0.001
+
+    def validate(self, prefix: str) -> None:
+        _positive(f"{prefix}.warmup_events", self.warmup_events)
+        if not 0 < self.adwin_delta < 1:
+            raise ConfigError(f"{prefix}.adwin_delta", f"must be in (0, 1), got {self.adwin_delta}")
+        _positive(f"{prefix}.adwin_chunk", self.adwin_chunk)
+        _positive(f"{prefix}.adwin_clock", self.adwin_clock)
+        if self.page_hinkley_delta < 0:
+            raise ConfigError(f"{prefix}.page_hinkley_delta", "must be >= 0")
+        _positive(f"{prefix}.page_hinkley_threshold", self.page_hinkley_threshold)
+        if not 0 < self.page_hinkley_alpha <= 1:
+            raise ConfigError(f"{prefix}.page_hinkley_alpha", "must be in (0, 1]")
+        _positive(f"{prefix}.page_hinkley_min_instances", self.page_hinkley_min_instances)
+        if self.categorical_window < 50:
+            raise ConfigError(f"{prefix}.categorical_window", "must be at least 50 events")
+        if not 0 < self.categorical_alpha < 1:
+            raise ConfigError(f"{prefix}.categorical_alpha", "must be in (0, 1)")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Default detector settings plus per-feature overrides (``[detectors.features.income]``)."""
+
+    default: DetectorSettings = field(default_factory=DetectorSettings)
+    features: dict[str, DetectorSettings] = field(default_factory=dict)
+
+    def for_feature(self, name: str) -> DetectorSettings:
+        return self.features.get(name, self.default)
+
+    def validate(self) -> None:
+        self.default.validate("detectors")
+        for name, settings in self.features.items():
+            settings.validate(f"detectors.features.{name}")
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    """When a detection becomes an alert, and when the alert resolves.
+
+    A numeric stream fires when a detector has fired and the mean since that change point differs from
+    the warm-up baseline by at least ``min_effect_size`` standard deviations over at least
+    ``min_events`` events (effect size *and* evidence, never a p-value alone). A categorical stream fires
+    when a window's chi-square test is significant and its total variation distance from the baseline is
+    at least ``min_distance``. An alert resolves once the effect stays below ``resolve_ratio`` times its
+    threshold for ``resolve_after_s`` seconds of event time; after that, the same stream cannot fire again
+    for ``cooldown_s`` seconds.
+    """
+
+    min_effect_size: float = 0.5
+    critical_effect_size: float = 1.5
+    min_distance: float = 0.1
+    critical_distance: float = 0.3
+    min_events: int = 200
+    max_p_value: float = 0.001
+    resolve_ratio: float = 0.5
+    resolve_after_s: float = 60.0
+    cooldown_s: float = 300.0
+
+    def validate(self) -> None:
+        _positive("alerts.min_effect_size", self.min_effect_size)
+        if self.critical_effect_size < self.min_effect_size:
+            raise ConfigError("alerts.critical_effect_size", "must be >= alerts.min_effect_size")
+        if not 0 < self.min_distance <= 1:
+            raise ConfigError("alerts.min_distance", "must be in (0, 1]")
+        if not self.min_distance <= self.critical_distance <= 1:
+            raise ConfigError("alerts.critical_distance", "must be in [alerts.min_distance, 1]")
+        _positive("alerts.min_events", self.min_events)
+        if not 0 < self.max_p_value < 1:
+            raise ConfigError("alerts.max_p_value", "must be in (0, 1)")
+        if not 0 < self.resolve_ratio <= 1:
+            raise ConfigError("alerts.resolve_ratio", "must be in (0, 1]")
+        if self.resolve_after_s < 0:
+            raise ConfigError("alerts.resolve_after_s", "must be >= 0")
+        if self.cooldown_s < 0:
+            raise ConfigError("alerts.cooldown_s", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """All settings; build it with :func:`load_config`."""
+
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    detectors: DetectorConfig = field(default_factory=DetectorConfig)
+    alerts: AlertConfig = field(default_factory=AlertConfig)
+
+    def validate(self) -> MonitorConfig:
+        self.kafka.validate()
+        self.http.validate()
+        self.monitoring.validate()
+        self.detectors.validate()
+        self.alerts.validate()
+        return self
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(name, f"must be > 0, got {value}")
+
+
+def _coerce(path: str, value: Any, annotation: Any) -> Any:
+    """Check ``value`` against a field's type; strings from the environment are parsed."""
+    origin = typing.get_origin(annotation)
+    if annotation is bool:
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(path, f"expected true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, str):
+            try:
+                return int(value.replace("_", ""))
+            except ValueError:
+                raise ConfigError(path, f"expected an integer, got {value!r}") from None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(path, f"expected an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(path, f"expected a number, got {value!r}") from None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(path, f"expected a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(path, f"expected a string, got {value!r}")
+    if origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(path, f"expected a list of strings, got {value!r}")
+        return list(value)
+    if origin is dict:
+        (_, value_type) = typing.get_args(annotation)
+        if not isinstance(value, Mapping):
+            raise ConfigError(path, f"expected a table, got {value!r}")
+        if value_type is str:
+            return {str(k): str(v) for k, v in value.items()}
+        return {str(k): _build(f"{path}.{k}", value_type, v) for k, v in value.items()}
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        return _build(path, annotation, value)
+    if isinstance(annotation, types.UnionType):  # pragma: no cover - no optional fields yet
+        return value
+    raise ConfigError(path, f"unsupported setting type {annotation!r}")  # pragma: no cover
+
+
+def _build(path: str, cls: Any, data: Any) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(path or "<root>", f"expected a table, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        sub = f"{path}.{key}" if path else key
+        if key not in names:
+            raise ConfigError(sub, f"unknown setting; known settings here: {sorted(names)}")
+        kwargs[key] = _coerce(sub, value, hints[key])
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _detectors_table(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``[detectors]`` holds the defaults inline and overrides under ``features``."""
+    data = dict(data)
+    features = data.pop("features", {})
+    if not isinstance(features, Mapping):
+        raise ConfigError("detectors.features", "expected a table of feature name -> settings")
+    default = _build("detectors", DetectorSettings, data)
+    per_feature = {
+        str(name): _build(
+            f"detectors.features.{name}", DetectorSettings, _merge(dataclasses.asdict(default), table)
+        )
+        for name, table in features.items()
+    }
+    return {"default": default, "features": per_feature}
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Turn ``MONITOR_SECTION__FIELD`` variables into a nested table."""
+    table: dict[str, Any] = {}
+    for name, value in environ.items():
+        if name.startswith(KAFKA_PROPERTY_PREFIX):
+            prop = name[len(KAFKA_PROPERTY_PREFIX) :].lower().replace("_", ".")
+            table.setdefault("kafka", {}).setdefault("properties", {})[prop] = value
+        elif name.startswith(ENV_PREFIX) and "__" in name:
+            section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+            table.setdefault(section, {})[key] = value
+    return table
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> MonitorConfig:
+    """Read the TOML file (optional), apply environment then explicit overrides, validate.
+
+    >>> cfg = load_config(environ={"MONITOR_KAFKA__BOOTSTRAP_SERVERS": "b:9092", "MONITOR_HTTP__PORT": "9400"})
+    >>> (cfg.kafka.bootstrap_servers, cfg.http.port)
+    ('b:9092', 9400)
+    >>> load_config(overrides={"alerts": {"cooldown_s": -1}})
+    Traceback (most recent call last):
+    ...
+    monitor.errors.ConfigError: config error in 'alerts.cooldown_s': must be >= 0
+    """
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError("--config", f"file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
+    data = _merge(data, env_overrides(environ))
+    if overrides:
+        data = _merge(data, overrides)
+    known = {f.name for f in dataclasses.fields(MonitorConfig)}
+    for section in data:
+        if section not in known:
+            raise ConfigError(section, f"unknown section; known sections: {sorted(known)}")
+    kwargs: dict[str, Any] = {}
+    for section, cls in (
+        ("kafka", KafkaConfig),
+        ("http", HttpConfig),
+        ("monitoring", MonitoringConfig),
+        ("alerts", AlertConfig),
+    ):
+        if section in data:
+            kwargs[section] = _build(section, cls, data[section])
+    if "detectors" in data:
+        if not isinstance(data["detectors"], Mapping):
+            raise ConfigError("detectors", "expected a table")
+        kwargs["detectors"] = DetectorConfig(**_detectors_table(data["detectors"]))
+    return MonitorConfig(**kwargs).validate()

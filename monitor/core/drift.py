@@ -1,0 +1,261 @@
+"""Per-stream drift tracking: one feature (or the prediction) of one model version in one segment.
+
+A tracker keeps the stream's running statistics, learns a baseline from its first
+``warmup_events`` values, runs the sequential detectors after that, and answers one question at
+any time: is there evidence of drift right now, and how large is it? The alert rules turn that
+answer into a lifecycle.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from monitor.config import DetectorSettings
+from monitor.core.detectors import ChunkedADWIN, PageHinkley, WindowedChiSquare, WindowTest
+from monitor.core.stats import ReservoirQuantiles, RunningMoments
+
+Z_CLIP = 10.0
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+@dataclass(frozen=True)
+class DriftEvidence:
+    """What a tracker knows about a possible change; ``effect`` is compared with the thresholds.
+
+    ``change_seq`` is the stream's event count at the detection that started the current regime; it
+    is deterministic for a given input, so alert ids built from it repeat exactly on replay.
+    """
+
+    detected: bool
+    effect: float
+    events: int
+    detector: str
+    change_seq: int
+    change_time: float
+    p_value: float | None
+    baseline: dict[str, Any]
+    current: dict[str, Any]
+    direction: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class NumericDriftTracker:
+    """Moments, missing rate and quantiles of a numeric stream, with ADWIN and Page-Hinkley on it.
+
+    Values are standardised with the warm-up baseline's mean and standard deviation (clipped at
+    ±10), so detector thresholds read in standard deviations whatever the feature's unit. The
+    effect size is the standardised difference between the mean since the last detection and
+    the baseline mean; its p-value is a z-test of that difference.
+
+    >>> t = NumericDriftTracker(DetectorSettings(warmup_events=200))
+    >>> rng = np.random.default_rng(0)
+    >>> t.update(rng.normal(10, 2, 2000), np.arange(2000.0), rng=rng)
+    >>> t.evidence().detected
+    False
+    >>> t.update(rng.normal(14, 2, 2000), np.arange(2000.0, 4000.0), rng=rng)
+    >>> ev = t.evidence()
+    >>> (ev.detected, ev.effect > 1.5, ev.direction)
+    (True, True, 'rose')
+    """
+
+    kind = "numeric"
+
+    def __init__(self, settings: DetectorSettings, quantile_sample_size: int = 256) -> None:
+        self.settings = settings
+        self.count = 0
+        self.missing = 0
+        self.moments = RunningMoments()
+        self.quantiles = ReservoirQuantiles(quantile_sample_size)
+        self.baseline = RunningMoments()
+        self.adwin = ChunkedADWIN(settings.adwin_delta, settings.adwin_chunk, settings.adwin_clock)
+        self.page_hinkley = PageHinkley(
+            min_instances=settings.page_hinkley_min_instances,
+            delta=settings.page_hinkley_delta,
+            threshold=settings.page_hinkley_threshold,
+            alpha=settings.page_hinkley_alpha,
+        )
+        self.detections = {"adwin": 0, "page_hinkley": 0}
+        self.last_detector = ""
+        self.change_seq = 0
+        self.change_time = math.nan
+        self._since_n = 0
+        self._since_sum = 0.0
+        self._since_zsum = 0.0
+
+    @property
+    def warmed_up(self) -> bool:
+        return self.baseline.n >= self.settings.warmup_events
+
+    def _scale(self) -> tuple[float, float]:
+        mean = self.baseline.mean
+        std = self.baseline.std
+        if not std > 0:
+            std = max(abs(mean) * 1e-3, 1e-9)  # a constant baseline: any movement is large
+        return mean, std
+
+    def update(self, values: np.ndarray, times: np.ndarray, *, rng: np.random.Generator) -> None:
+        """Add a batch in stream order; ``NaN`` marks a missing value."""
+        self.count += values.size
+        present = ~np.isnan(values)
+        if not present.all():
+            self.missing += int(values.size - present.sum())
+            values, times = values[present], times[present]
+        if values.size == 0:
+            return
+        self.moments.update(values)
+        self.quantiles.update(values, rng)
+        if not self.warmed_up:
+            need = self.settings.warmup_events - self.baseline.n
+            self.baseline.update(values[:need])
+            values, times = values[need:], times[need:]
+            if values.size == 0:
+                return
+        seq0 = self.moments.n - values.size  # stream position of values[0] among present values
+        mean, std = self._scale()
+        z = np.clip((values - mean) / std, -Z_CLIP, Z_CLIP)
+        cuts = [(p, "adwin") for p in self.adwin.update_many(z)]
+        cuts += [(p, "page_hinkley") for p in self.page_hinkley.update_many(z)]
+        for _, name in cuts:
+            self.detections[name] += 1
+        if cuts:
+            pos, name = max(cuts)
+            self.last_detector = name
+            self.change_seq = seq0 + pos + 1
+            self.change_time = float(times[pos])
+            self._since_n, self._since_sum, self._since_zsum = 0, 0.0, 0.0
+            values, z = values[pos + 1 :], z[pos + 1 :]
+        self._since_n += values.size
+        self._since_sum += float(values.sum())
+        self._since_zsum += float(z.sum())
+
+    def evidence(self) -> DriftEvidence:
+        mean, std = self._scale()
+        n = self._since_n
+        effect = abs(self._since_zsum / n) if n else 0.0
+        current_mean = self._since_sum / n if n else math.nan
+        p_value = math.erfc(effect * math.sqrt(n) / math.sqrt(2)) if n else None  # two-sided z-test
+        direction = "" if not n else ("rose" if current_mean > mean else "fell")
+        return DriftEvidence(
+            detected=bool(self.last_detector),
+            effect=effect,
+            events=n,
+            detector=self.last_detector or "adwin",
+            change_seq=self.change_seq,
+            change_time=self.change_time,
+            p_value=p_value,
+            baseline={"mean": mean, "std": self.baseline.std, "events": self.baseline.n},
+            current={"mean": current_mean, "events": n},
+            direction=direction,
+        )
+
+    def view(self) -> dict[str, Any]:
+        q = self.quantiles.quantiles(QUANTILES)
+        return {
+            "kind": self.kind,
+            "count": self.count,
+            "missing": self.missing,
+            "mean": self.moments.mean if self.moments.n else math.nan,
+            "std": self.moments.std,
+            "min": self.moments.minimum,
+            "max": self.moments.maximum,
+            "quantiles": dict(zip(QUANTILES, q.tolist(), strict=True)),
+            "detections": dict(self.detections),
+            "warmed_up": self.warmed_up,
+        }
+
+
+class CategoricalDriftTracker:
+    """Category frequencies (codes from a capped vocabulary) with a windowed chi-square detector.
+
+    The first ``warmup_events`` values are the baseline window; every later window of
+    ``categorical_window`` values is tested against it. The effect is the window's total variation
+    distance from the baseline, its evidence the chi-square p-value.
+
+    >>> t = CategoricalDriftTracker(DetectorSettings(warmup_events=300, categorical_window=300), n_codes=3)
+    >>> rng = np.random.default_rng(0)
+    >>> t.update(rng.integers(0, 2, 900), np.arange(900.0))
+    >>> t.evidence().detected
+    False
+    >>> t.update(np.full(300, 2), np.arange(900.0, 1200.0))
+    >>> ev = t.evidence()
+    >>> (ev.detected, round(ev.effect, 2), ev.p_value < 1e-9)
+    (True, 1.0, True)
+    """
+
+    kind = "categorical"
+
+    def __init__(self, settings: DetectorSettings, n_codes: int) -> None:
+        self.settings = settings
+        self.count = 0
+        self.missing = 0
+        self.counts = np.zeros(n_codes, dtype=np.int64)
+        self.test = WindowedChiSquare(n_codes, settings.categorical_window)
+        self._warmup = WindowedChiSquare(n_codes, settings.warmup_events)
+        self.last: WindowTest | None = None
+        self.last_time = math.nan
+        self.last_seq = 0
+        self.detections = {"chi2": 0}
+
+    def update(self, codes: np.ndarray, times: np.ndarray) -> None:
+        self.count += codes.size
+        present = codes >= 0
+        if not present.all():
+            self.missing += int(codes.size - present.sum())
+            codes, times = codes[present], times[present]
+        if codes.size == 0:
+            return
+        seq0 = int(self.counts.sum())
+        self.counts += np.bincount(codes, minlength=self.counts.size)
+        if self.test.reference is None:
+            have = min(seq0 + codes.size, self.settings.warmup_events) - seq0
+            self._warmup.update_many(codes[:have])
+            if self._warmup.reference is not None:
+                self.test.reference = self._warmup.reference
+            codes, times, seq0 = codes[have:], times[have:], seq0 + have
+            if codes.size == 0:
+                return
+        for result in self.test.update_many(codes):
+            self.last = result
+            self.last_time = float(times[result.position])
+            self.last_seq = seq0 + result.position + 1
+            if result.p_value < self.settings.categorical_alpha:
+                self.detections["chi2"] += 1
+
+    def evidence(self, labels: list[str] | None = None) -> DriftEvidence:
+        last = self.last
+        if last is None:
+            return DriftEvidence(False, 0.0, 0, "chi2", 0, math.nan, None, {}, {})
+        labels = labels or [str(i) for i in range(last.reference.size)]
+        diff = last.current - last.reference
+        top = int(np.argmax(np.abs(diff)))
+        name = labels[top] if top < len(labels) else str(top)
+        return DriftEvidence(
+            detected=last.p_value < self.settings.categorical_alpha,
+            effect=last.distance,
+            events=self.settings.categorical_window,
+            detector="chi2",
+            change_seq=self.last_seq,
+            change_time=self.last_time,
+            p_value=last.p_value,
+            baseline={"category": name, "share": float(last.reference[top])},
+            current={"category": name, "share": float(last.current[top]), "events": self.settings.categorical_window},
+            direction="rose" if diff[top] > 0 else "fell",
+            extra={"chi2": last.chi2},
+        )
+
+    def view(self, labels: list[str] | None = None) -> dict[str, Any]:
+        total = int(self.counts.sum())
+        labels = labels or [str(i) for i in range(self.counts.size)]
+        shares = {labels[i]: int(c) / total for i, c in enumerate(self.counts.tolist()) if c and i < len(labels)}
+        return {
+            "kind": self.kind,
+            "count": self.count,
+            "missing": self.missing,
+            "shares": shares,
+            "detections": dict(self.detections),
+            "warmed_up": self.test.reference is not None,
+        }

@@ -1,0 +1,420 @@
+"""One input partition's monitoring state: message values in, alerts and rejects out.
+
+The engine owns everything a partition needs (decoders, per-model state, drift trackers, alert
+lifecycle, counters) and nothing global, so the Kafka edge creates one per assigned partition and
+drops it on revocation. It never touches Kafka, HTTP or the wall clock directly: the clock is
+injected and only stamps ``emitted_at``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from monitor.config import MonitorConfig
+from monitor.core.drift import CategoricalDriftTracker, DriftEvidence, NumericDriftTracker
+from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
+from monitor.core.rules import Alert, AlertLifecycle, Transition, alert_key, iso, segment_label
+from monitor.core.stats import OVERFLOW, CategoryVocabulary
+
+PREDICTION = "__prediction__"
+ALL: tuple[str, str] = ("", "")
+LATENCY_BUCKETS_MS = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
+
+Tracker = NumericDriftTracker | CategoricalDriftTracker
+
+
+@dataclass
+class BatchResult:
+    """What one batch produced: alert transitions to publish and messages to dead-letter."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    processed: int = 0
+
+
+@dataclass
+class StreamView:
+    """A read-only look at one stream for the exporter and the dashboard."""
+
+    model: str
+    model_version: str
+    feature: str
+    segment: str
+    kind: str
+    stats: dict[str, Any]
+    effect: float
+    firing: bool
+
+
+def _format(x: float) -> str:
+    """Numbers as a person reads them: 4,100 / 12.5 / 0.312."""
+    if x != x:
+        return "n/a"
+    ax = abs(x)
+    if ax >= 1000:
+        return f"{x:,.0f}"
+    if ax >= 10:
+        return f"{x:,.1f}"
+    return f"{x:.3g}"
+
+
+class ModelState:
+    """Per (model, version): schema as inferred, capped segment values, and the streams."""
+
+    def __init__(self, model: str, version: str) -> None:
+        self.model = model
+        self.version = version
+        self.events = 0
+        self.kinds: dict[str, str] = {}
+        self.vocab: dict[str, CategoryVocabulary] = {}
+        self.segment_attributes: list[str] = []
+        self.segment_codes: dict[str, dict[str, int]] = {}
+        self.streams: dict[tuple[str, str, str], Tracker] = {}
+        self.type_mismatch: Counter[str] = Counter()
+        self.latency_buckets = np.zeros(len(LATENCY_BUCKETS_MS) + 1, dtype=np.int64)
+        self.latency_sum_ms = 0.0
+        self.latency_count = 0
+        self.last_event_time = math.nan
+
+
+class PartitionEngine:
+    """Monitoring state of one input partition.
+
+    >>> from monitor.config import load_config
+    >>> eng = PartitionEngine(load_config(environ={}), partition=0, clock=lambda: 0.0)
+    >>> res = eng.process_predictions(
+    ...     [b'{"prediction_id":"1","model":"m","features":{"x":1.0},"prediction":0.2}', b"{"], [1.0, 1.0])
+    >>> (res.processed, [r.reason for r in res.rejected], eng.events_total())
+    (1, ['invalid_json'], 1)
+    """
+
+    def __init__(
+        self,
+        config: MonitorConfig,
+        *,
+        partition: int = 0,
+        clock: Callable[[], float] = time.time,
+        seed: int = 0,
+    ) -> None:
+        self.config = config
+        self.partition = partition
+        self.clock = clock
+        mon = config.monitoring
+        self.predictions = PredictionDecoder(mon.max_event_bytes, mon.max_fields)
+        self.labels = LabelDecoder(mon.max_event_bytes, mon.max_fields)
+        self.models: dict[tuple[str, str], ModelState] = {}
+        self.lifecycle = AlertLifecycle(config.alerts.resolve_after_s, config.alerts.cooldown_s)
+        self.rng = np.random.default_rng([seed, partition])
+        self.rejected: Counter[tuple[str, str]] = Counter()  # (topic role, reason)
+        self.capped: Counter[str] = Counter()  # what a cap turned away: model, feature, segment_value...
+        self.labels_seen = 0
+        self.alerts_emitted: Counter[tuple[str, str]] = Counter()  # (kind, status)
+        self.stream_count = 0
+        self.last_event_time = math.nan
+        self._include = set(mon.features)
+        self._ignore = set(mon.ignore_features)
+
+    # ------------------------------------------------------------------ ingest
+    def process_predictions(self, values: Sequence[bytes | None], kafka_times: Sequence[float]) -> BatchResult:
+        """Decode, validate and monitor a batch of prediction messages in partition order."""
+        batch, rejected = self.predictions.decode(values, kafka_times)
+        for r in rejected:
+            self.rejected["predictions", r.reason] += 1
+        result = BatchResult(rejected=rejected, processed=len(batch))
+        if len(batch):
+            result.alerts = self._monitor(batch)
+            self.last_event_time = float(np.nanmax(batch.event_time))
+        return result
+
+    def process_labels(self, values: Sequence[bytes | None], kafka_times: Sequence[float]) -> BatchResult:
+        """Validate label messages; the join that uses them builds on this count."""
+        batch, rejected = self.labels.decode(values, kafka_times)
+        for r in rejected:
+            self.rejected["labels", r.reason] += 1
+        self.labels_seen += len(batch)
+        return BatchResult(rejected=rejected, processed=len(batch))
+
+    # --------------------------------------------------------------- monitoring
+    def _model(self, model: str, version: str) -> ModelState | None:
+        state = self.models.get((model, version))
+        if state is None:
+            if len(self.models) >= self.config.monitoring.max_models:
+                return None
+            state = self.models[model, version] = ModelState(model, version)
+        return state
+
+    def _watched(self, feature: str) -> bool:
+        if feature in self._ignore:
+            return False
+        return not self._include or feature in self._include
+
+    def _monitor(self, batch: PredictionBatch) -> list[Alert]:
+        alerts: list[Alert] = []
+        keys = [f"{m}\x00{v}" for m, v in zip(batch.model, batch.model_version, strict=True)]
+        uniq, inverse = np.unique(np.asarray(keys, dtype=object), return_inverse=True)
+        for g, key in enumerate(uniq.tolist()):
+            model, version = key.split("\x00", 1)
+            state = self._model(model, version)
+            rows = np.flatnonzero(inverse == g) if len(uniq) > 1 else None
+            n_rows = len(batch) if rows is None else rows.size
+            if state is None:
+                self.capped["model"] += n_rows
+                continue
+            alerts.extend(self._monitor_model(state, batch, rows))
+        return alerts
+
+    def _take(self, column: list[Any], rows: np.ndarray | None) -> list[Any]:
+        return column if rows is None else [column[i] for i in rows.tolist()]
+
+    def _buckets(self, state: ModelState, batch: PredictionBatch, rows: np.ndarray | None) -> list[tuple[tuple[str, str], np.ndarray | None]]:
+        """All traffic plus one bucket per tracked segment value, each as row positions within the group."""
+        mon = self.config.monitoring
+        wanted = mon.segments or list(batch.segments)
+        for attr in wanted:
+            if attr not in state.segment_codes and attr in batch.segments:
+                if len(state.segment_attributes) >= mon.max_segment_attributes:
+                    self.capped["segment_attribute"] += 1
+                    continue
+                state.segment_attributes.append(attr)
+                state.segment_codes[attr] = {}
+        buckets: list[tuple[tuple[str, str], np.ndarray | None]] = [(ALL, None)]
+        for attr in state.segment_attributes:
+            column = batch.segments.get(attr)
+            if column is None:
+                continue
+            codes_of = state.segment_codes[attr]
+            values = self._take(column, rows)
+            codes = np.empty(len(values), dtype=np.int64)
+            for i, value in enumerate(values):
+                if value is None:
+                    codes[i] = -1
+                    continue
+                code = codes_of.get(value)
+                if code is None:
+                    if len(codes_of) < mon.max_segment_values:
+                        code = codes_of[value] = len(codes_of)
+                    else:
+                        code = mon.max_segment_values
+                        self.capped["segment_value"] += 1
+                codes[i] = code
+            order = np.argsort(codes, kind="stable")
+            sorted_codes = codes[order]
+            cuts = np.flatnonzero(np.diff(sorted_codes)) + 1
+            names = {c: v for v, c in codes_of.items()}
+            for part in np.split(order, cuts):
+                code = int(codes[part[0]])
+                if code < 0:
+                    continue
+                buckets.append(((attr, names.get(code, OVERFLOW)), part))
+        return buckets
+
+    def _column(self, state: ModelState, name: str, values: list[Any]) -> tuple[str, np.ndarray] | None:
+        """A feature column as floats (numeric, NaN missing) or codes (categorical, -1 missing)."""
+        kind = state.kinds.get(name)
+        if kind is None:
+            first = next((v for v in values if v is not None), None)
+            if first is None:
+                return None
+            if len(state.kinds) >= self.config.monitoring.max_features_per_model:
+                self.capped["feature"] += 1
+                return None
+            kind = state.kinds[name] = "categorical" if isinstance(first, str | bool) else "numeric"
+            if kind == "categorical":
+                state.vocab[name] = CategoryVocabulary(self.config.monitoring.max_categories)
+        if kind == "numeric":
+            nan = math.nan
+            out = [v if (t := type(v)) is float or t is int else nan for v in values]
+            arr = np.asarray(out, dtype=np.float64)
+            mismatched = sum(1 for v in values if v is not None and type(v) not in (float, int))
+            if mismatched:
+                state.type_mismatch[name] += mismatched
+            return kind, arr
+        vocab = state.vocab[name]
+        mismatched = sum(1 for v in values if v is not None and not isinstance(v, str | bool))
+        if mismatched:
+            state.type_mismatch[name] += mismatched
+            values = [v if isinstance(v, str | bool) else None for v in values]
+        return kind, vocab.encode(values)
+
+    def _tracker(self, state: ModelState, name: str, kind: str, bucket: tuple[str, str]) -> Tracker | None:
+        key = (name, *bucket)
+        tracker = state.streams.get(key)
+        if tracker is None:
+            if self.stream_count >= self.config.monitoring.max_streams:
+                self.capped["stream"] += 1
+                return None
+            settings = self.config.detectors.for_feature("prediction" if name == PREDICTION else name)
+            if kind == "numeric":
+                tracker = NumericDriftTracker(settings, self.config.monitoring.quantile_sample_size)
+            else:
+                tracker = CategoricalDriftTracker(settings, self.config.monitoring.max_categories + 1)
+            state.streams[key] = tracker
+            self.stream_count += 1
+        return tracker
+
+    def _monitor_model(self, state: ModelState, batch: PredictionBatch, rows: np.ndarray | None) -> list[Alert]:
+        n = len(batch) if rows is None else rows.size
+        state.events += n
+        times = batch.event_time if rows is None else batch.event_time[rows]
+        state.last_event_time = float(np.nanmax(times))
+        self._latency(state, batch.latency_ms if rows is None else batch.latency_ms[rows])
+        buckets = self._buckets(state, batch, rows)
+        columns: list[tuple[str, list[Any]]] = [
+            (name, self._take(col, rows)) for name, col in batch.features.items() if self._watched(name)
+        ]
+        if self.config.monitoring.watch_prediction:
+            columns.append((PREDICTION, self._take(batch.prediction, rows)))
+        alerts: list[Alert] = []
+        for name, values in columns:
+            converted = self._column(state, name, values)
+            if converted is None:
+                continue
+            kind, column = converted
+            for bucket, part in buckets:
+                tracker = self._tracker(state, name, kind, bucket)
+                if tracker is None:
+                    continue
+                part_values = column if part is None else column[part]
+                part_times = times if part is None else times[part]
+                if isinstance(tracker, NumericDriftTracker):
+                    tracker.update(part_values, part_times, rng=self.rng)
+                else:
+                    tracker.update(part_values, part_times)
+                now = float(part_times.max())
+                alert = self._evaluate(state, name, bucket, tracker, now)
+                if alert is not None:
+                    alerts.append(alert)
+        return alerts
+
+    def _latency(self, state: ModelState, latency: np.ndarray) -> None:
+        present = latency[~np.isnan(latency)]
+        if present.size:
+            idx = np.searchsorted(np.asarray(LATENCY_BUCKETS_MS), present, side="left")
+            state.latency_buckets += np.bincount(idx, minlength=state.latency_buckets.size)
+            state.latency_sum_ms += float(present.sum())
+            state.latency_count += int(present.size)
+
+    # ------------------------------------------------------------------ alerts
+    def _evaluate(
+        self, state: ModelState, name: str, bucket: tuple[str, str], tracker: Tracker, now: float
+    ) -> Alert | None:
+        cfg = self.config.alerts
+        if isinstance(tracker, NumericDriftTracker):
+            ev = tracker.evidence()
+            threshold, critical = cfg.min_effect_size, cfg.critical_effect_size
+            enough = ev.events >= cfg.min_events
+        else:
+            ev = tracker.evidence(state.vocab[name].labels())
+            threshold, critical = cfg.min_distance, cfg.critical_distance
+            enough = ev.events > 0
+        significant = ev.p_value is not None and ev.p_value < cfg.max_p_value
+        fire = ev.detected and enough and significant and ev.effect >= threshold
+        clear = enough and ev.effect < threshold * cfg.resolve_ratio
+        kind = "prediction_drift" if name == PREDICTION else "data_drift"
+        subject = "prediction" if name == PREDICTION else name
+        segment = {} if bucket == ALL else {bucket[0]: bucket[1]}
+        key = alert_key(state.model, kind, subject, segment, state.version)
+        transition = self.lifecycle.evaluate(
+            key, fire=fire, clear=clear, now=now, incident_seq=ev.change_seq, started_at=ev.change_time
+        )
+        if transition is None:
+            return None
+        self.alerts_emitted[kind, transition.status] += 1
+        severity = "critical" if transition.status == "firing" and ev.effect >= critical else "warning"
+        if transition.status == "resolved":
+            severity = "info"
+        return Alert(
+            alert_id=transition.alert_id,
+            key=key,
+            status=transition.status,
+            kind=kind,
+            severity=severity,
+            model=state.model,
+            model_version=state.version,
+            subject=subject,
+            segment=segment,
+            detector=ev.detector,
+            statistic=round(ev.effect, 6),
+            threshold=threshold,
+            p_value=ev.p_value,
+            baseline=_clean(ev.baseline),
+            current=_clean(ev.current),
+            window={"start": iso(ev.change_time), "end": iso(now), "events": ev.events},
+            recommendation="investigate" if transition.status == "firing" else "none",
+            message=self._message(state, subject, segment, tracker.kind, ev, transition),
+            started_at=iso(transition.started_at),
+            emitted_at=iso(self.clock()),
+        )
+
+    @staticmethod
+    def _message(
+        state: ModelState, subject: str, segment: dict[str, str], kind: str, ev: DriftEvidence, t: Transition
+    ) -> str:
+        where = "across all traffic" if not segment else "in segment " + segment_label(segment)
+        model = f"model {state.model} {state.version}"
+        what = f"The predictions of {model}" if subject == "prediction" else f"{subject.replace('_', ' ').capitalize()}"
+        of_model = "" if subject == "prediction" else f" ({model})"
+        if kind == "numeric":
+            before, now = _format(ev.baseline.get("mean", math.nan)), _format(ev.current.get("mean", math.nan))
+            if t.status == "firing":
+                return (
+                    f"{what} {where}{of_model} {ev.direction} from a mean of {before} to {now} "
+                    f"over the last {ev.events:,} predictions."
+                )
+            return f"{what} {where}{of_model} is back near its usual level: mean {now} against {before} before."
+        cat = ev.current.get("category", "?")
+        before_share = ev.baseline.get("share", math.nan) * 100
+        now_share = ev.current.get("share", math.nan) * 100
+        if t.status == "firing":
+            return (
+                f"The share of {subject}={cat} {where}{of_model} {ev.direction} from {before_share:.0f}% "
+                f"to {now_share:.0f}% over the last {ev.events:,} predictions."
+            )
+        return f"The mix of {subject} values {where}{of_model} is back near its usual shares."
+
+    # ------------------------------------------------------------------- views
+    def events_total(self) -> int:
+        return sum(m.events for m in self.models.values())
+
+    def streams(self) -> Iterator[StreamView]:
+        """Every stream with its statistics, for metrics and the dashboard."""
+        for state in self.models.values():
+            for (name, attr, value), tracker in state.streams.items():
+                segment = {} if (attr, value) == ALL else {attr: value}
+                subject = "prediction" if name == PREDICTION else name
+                if isinstance(tracker, NumericDriftTracker):
+                    stats, ev = tracker.view(), tracker.evidence()
+                    kind = "prediction_drift" if name == PREDICTION else "data_drift"
+                else:
+                    labels = state.vocab[name].labels()
+                    stats, ev = tracker.view(labels), tracker.evidence(labels)
+                    kind = "prediction_drift" if name == PREDICTION else "data_drift"
+                key = alert_key(state.model, kind, subject, segment, state.version)
+                yield StreamView(
+                    model=state.model,
+                    model_version=state.version,
+                    feature=subject,
+                    segment=segment_label(segment),
+                    kind=tracker.kind,
+                    stats=stats,
+                    effect=ev.effect,
+                    firing=self.lifecycle.is_firing(key),
+                )
+
+
+def _clean(d: dict[str, Any]) -> dict[str, Any]:
+    """JSON-safe summary: NaN becomes null, floats are rounded for reading."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, float):
+            out[k] = None if not math.isfinite(v) else round(v, 6)
+        else:
+            out[k] = v
+    return out

@@ -1,0 +1,170 @@
+"""Alert lifecycle: one incident per change, firing then resolved, never a storm.
+
+Each watched thing has a stable key (model / kind / subject / segment). A key fires when its
+condition holds; while it is firing, further detections are folded into the same incident;
+it resolves once the clear condition has held for ``resolve_after_s`` seconds, and it cannot
+fire again for ``cooldown_s`` seconds after that (hysteresis and cooldown). Times are event
+times, so a replay of the same input produces the same transitions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+KINDS = (
+    "data_drift",
+    "prediction_drift",
+    "concept_drift",
+    "performance",
+    "fairness",
+    "schema",
+    "data_quality",
+    "latency",
+    "business",
+    "retrain_recommended",
+    "rollback_recommended",
+)
+SCHEMA_VERSION = 1
+
+
+def iso(ts: float | None) -> str | None:
+    """ISO-8601 UTC with milliseconds, or None."""
+    if ts is None or ts != ts:  # None or NaN
+        return None
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def segment_label(segment: dict[str, str]) -> str:
+    """``all`` for all traffic, else ``attr=value`` pairs joined by commas (also used in metrics)."""
+    return ",".join(f"{k}={v}" for k, v in sorted(segment.items())) or "all"
+
+
+def alert_key(model: str, kind: str, subject: str, segment: dict[str, str], model_version: str = "") -> str:
+    """Stable key of what is watched; also the Kafka message key so compaction keeps the latest state.
+
+    >>> alert_key("churn", "data_drift", "income", {"country": "SG"}, "v2")
+    'churn/v2/data_drift/income/country=SG'
+    """
+    version = f"/{model_version}" if model_version else ""
+    return f"{model}{version}/{kind}/{subject}/{segment_label(segment)}"
+
+
+def alert_id(key: str, incident_seq: int) -> str:
+    """Deterministic id of one incident: the key plus the stream position where it started."""
+    return hashlib.sha256(f"{key}#{incident_seq}".encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """An alert event exactly as contract v1 puts it on the alerts topic."""
+
+    alert_id: str
+    key: str
+    status: Literal["firing", "resolved"]
+    kind: str
+    severity: str
+    model: str
+    model_version: str
+    subject: str
+    segment: dict[str, str]
+    detector: str
+    statistic: float | None
+    threshold: float | None
+    p_value: float | None
+    baseline: dict[str, Any]
+    current: dict[str, Any]
+    window: dict[str, Any]
+    recommendation: str
+    message: str
+    started_at: str | None
+    emitted_at: str | None
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Incident:
+    """State of one key: what is open, and since when the condition has been clear."""
+
+    alert_id: str
+    started_at: float
+    clear_since: float | None = None
+
+
+@dataclass
+class Transition:
+    """What the lifecycle decided for one key on one evaluation."""
+
+    status: Literal["firing", "resolved"]
+    alert_id: str
+    started_at: float
+
+
+@dataclass
+class AlertLifecycle:
+    """Firing / resolved state per key with hysteresis and cooldown.
+
+    >>> lc = AlertLifecycle(resolve_after_s=10, cooldown_s=100)
+    >>> lc.evaluate("k", fire=True, clear=False, now=0.0, incident_seq=7).status
+    'firing'
+    >>> lc.evaluate("k", fire=True, clear=False, now=1.0, incident_seq=9) is None   # same incident
+    True
+    >>> lc.evaluate("k", fire=False, clear=True, now=2.0, incident_seq=9) is None   # clear, not for long
+    True
+    >>> lc.evaluate("k", fire=False, clear=True, now=12.0, incident_seq=9).status
+    'resolved'
+    >>> lc.evaluate("k", fire=True, clear=False, now=50.0, incident_seq=11) is None  # cooling down
+    True
+    """
+
+    resolve_after_s: float = 60.0
+    cooldown_s: float = 300.0
+    open: dict[str, Incident] = field(default_factory=dict)
+    cooldown_until: dict[str, float] = field(default_factory=dict)
+
+    def evaluate(
+        self,
+        key: str,
+        *,
+        fire: bool,
+        clear: bool,
+        now: float,
+        incident_seq: int,
+        started_at: float | None = None,
+    ) -> Transition | None:
+        """Advance one key; ``started_at`` (default ``now``) is when the change began."""
+        incident = self.open.get(key)
+        if incident is None:
+            if fire and now >= self.cooldown_until.get(key, float("-inf")):
+                began = now if started_at is None or started_at != started_at else started_at
+                incident = self.open[key] = Incident(alert_id(key, incident_seq), began)
+                return Transition("firing", incident.alert_id, incident.started_at)
+            return None
+        if not clear:
+            incident.clear_since = None
+            return None
+        if incident.clear_since is None:
+            incident.clear_since = now
+        if now - incident.clear_since >= self.resolve_after_s:
+            del self.open[key]
+            self.cooldown_until[key] = now + self.cooldown_s
+            return Transition("resolved", incident.alert_id, incident.started_at)
+        return None
+
+    def is_firing(self, key: str) -> bool:
+        return key in self.open
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "open": {k: asdict(v) for k, v in self.open.items()},
+            "cooldown_until": dict(self.cooldown_until),
+        }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        self.open = {k: Incident(**v) for k, v in data["open"].items()}
+        self.cooldown_until = dict(data["cooldown_until"])

@@ -1,0 +1,157 @@
+"""Online statistics updated a batch at a time, each with a fixed memory footprint."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+OVERFLOW = "__other__"
+
+
+class RunningMoments:
+    """Count, mean, variance, min and max, merged batch by batch (Chan et al.'s parallel update).
+
+    >>> m = RunningMoments()
+    >>> m.update(np.array([1.0, 2.0])); m.update(np.array([3.0, 4.0]))
+    >>> (m.n, m.mean, round(m.variance, 4), m.minimum, m.maximum)
+    (4, 2.5, 1.6667, 1.0, 4.0)
+    """
+
+    __slots__ = ("m2", "maximum", "mean", "minimum", "n")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+        self.minimum = float("inf")
+        self.maximum = float("-inf")
+
+    def update(self, x: np.ndarray) -> None:
+        k = int(x.size)
+        if k == 0:
+            return
+        b_mean = float(x.mean())
+        b_m2 = float(((x - b_mean) ** 2).sum())
+        n = self.n + k
+        delta = b_mean - self.mean
+        self.mean += delta * k / n
+        self.m2 += b_m2 + delta * delta * self.n * k / n
+        self.n = n
+        self.minimum = min(self.minimum, float(x.min()))
+        self.maximum = max(self.maximum, float(x.max()))
+
+    @property
+    def variance(self) -> float:
+        """Sample variance (n - 1 in the denominator); 0 below two values."""
+        return self.m2 / (self.n - 1) if self.n > 1 else 0.0
+
+    @property
+    def std(self) -> float:
+        return float(np.sqrt(self.variance))
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"n": self.n, "mean": self.mean, "m2": self.m2, "min": self.minimum, "max": self.maximum}
+
+    @classmethod
+    def restore(cls, data: dict[str, Any]) -> RunningMoments:
+        m = cls()
+        m.n, m.mean, m.m2, m.minimum, m.maximum = data["n"], data["mean"], data["m2"], data["min"], data["max"]
+        return m
+
+
+class ReservoirQuantiles:
+    """Quantiles from a uniform reservoir sample of fixed size (Vitter's algorithm R, per batch).
+
+    The sample is an unbiased draw of everything seen, so quantile error shrinks as 1/sqrt(size)
+    while memory stays ``size`` floats. The random generator is passed in so one engine owns one
+    seeded generator and replays are reproducible.
+
+    >>> q = ReservoirQuantiles(size=1000)
+    >>> q.update(np.arange(10_000, dtype=float), np.random.default_rng(0))
+    >>> bool(abs(q.quantiles([0.5])[0] - 5000) < 500)
+    True
+    """
+
+    __slots__ = ("sample", "seen", "size")
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self.sample = np.empty(0, dtype=np.float64)
+        self.seen = 0
+
+    def update(self, x: np.ndarray, rng: np.random.Generator) -> None:
+        if x.size == 0:
+            return
+        room = self.size - self.sample.size
+        if room > 0:
+            take = x[:room]
+            self.sample = np.concatenate([self.sample, take])
+            self.seen += take.size
+            x = x[room:]
+            if x.size == 0:
+                return
+        positions = self.seen + np.arange(x.size)  # 0-based index of each item in the whole stream
+        slots = rng.integers(0, positions + 1)
+        keep = slots < self.size
+        self.sample[slots[keep]] = x[keep]
+        self.seen += x.size
+
+    def quantiles(self, qs: Sequence[float]) -> np.ndarray:
+        if self.sample.size == 0:
+            return np.full(len(qs), np.nan)
+        return np.quantile(self.sample, qs)
+
+
+class CategoryVocabulary:
+    """Maps category values to small integer codes, at most ``capacity`` of them.
+
+    Values seen after the vocabulary is full share the overflow code ``capacity`` (shown as
+    ``__other__``), so memory per categorical stream is fixed however many values appear.
+
+    >>> v = CategoryVocabulary(capacity=2)
+    >>> v.encode(["a", "b", "c", None, "a"]).tolist()
+    [0, 1, 2, -1, 0]
+    >>> v.labels()
+    ['a', 'b', '__other__']
+    """
+
+    __slots__ = ("_codes", "capacity", "values")
+
+    def __init__(self, capacity: int = 20) -> None:
+        self.capacity = capacity
+        self.values: list[str] = []
+        self._codes: dict[str, int] = {}
+
+    def encode(self, column: Sequence[Any]) -> np.ndarray:
+        """Codes for a column; ``-1`` marks a missing value. Booleans become ``"true"`` / ``"false"``."""
+        codes = self._codes
+        out = np.empty(len(column), dtype=np.int64)
+        for i, value in enumerate(column):
+            if value is None:
+                out[i] = -1
+                continue
+            key = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            code = codes.get(key)
+            if code is None:
+                if len(self.values) < self.capacity:
+                    code = codes[key] = len(self.values)
+                    self.values.append(key)
+                else:
+                    code = self.capacity
+            out[i] = code
+        return out
+
+    def labels(self) -> list[str]:
+        return [*self.values, OVERFLOW]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"capacity": self.capacity, "values": list(self.values)}
+
+    @classmethod
+    def restore(cls, data: dict[str, Any]) -> CategoryVocabulary:
+        v = cls(data["capacity"])
+        v.values = list(data["values"])
+        v._codes = {value: i for i, value in enumerate(v.values)}
+        return v
