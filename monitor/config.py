@@ -308,9 +308,7 @@ def _detectors_table(data: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError("detectors.features", "expected a table of feature name -> settings")
     default = _build("detectors", DetectorSettings, data)
     per_feature = {
-        str(name): _build(
-            f"detectors.features.{name}", DetectorSettings, _merge(dataclasses.asdict(default), table)
-        )
+        str(name): _build(f"detectors.features.{name}", DetectorSettings, _merge(dataclasses.asdict(default), table))
         for name, table in features.items()
     }
     return {"default": default, "features": per_feature}

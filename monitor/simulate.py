@@ -78,7 +78,9 @@ class TrafficGenerator:
                 feats[d.feature] = float(feats[d.feature] * d.scale + d.shift)
         return feats
 
-    def predictions(self, n: int, start_time: float = 1_767_225_600.0, rate: float = 1000.0) -> Iterator[dict[str, Any]]:
+    def predictions(
+        self, n: int, start_time: float = 1_767_225_600.0, rate: float = 1000.0
+    ) -> Iterator[dict[str, Any]]:
         """``n`` prediction events, ``rate`` per second of event time from ``start_time``."""
         r = self.rng
         for _ in range(n):

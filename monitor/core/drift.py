@@ -133,7 +133,7 @@ class NumericDriftTracker:
         self._since_zsum += float(z.sum())
 
     def evidence(self) -> DriftEvidence:
-        mean, std = self._scale()
+        mean, _ = self._scale()
         n = self._since_n
         effect = abs(self._since_zsum / n) if n else 0.0
         current_mean = self._since_sum / n if n else math.nan

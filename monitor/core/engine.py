@@ -173,7 +173,9 @@ class PartitionEngine:
     def _take(self, column: list[Any], rows: np.ndarray | None) -> list[Any]:
         return column if rows is None else [column[i] for i in rows.tolist()]
 
-    def _buckets(self, state: ModelState, batch: PredictionBatch, rows: np.ndarray | None) -> list[tuple[tuple[str, str], np.ndarray | None]]:
+    def _buckets(
+        self, state: ModelState, batch: PredictionBatch, rows: np.ndarray | None
+    ) -> list[tuple[tuple[str, str], np.ndarray | None]]:
         """All traffic plus one bucket per tracked segment value, each as row positions within the group."""
         mon = self.config.monitoring
         wanted = mon.segments or list(batch.segments)

@@ -41,7 +41,7 @@ Scalar = float | int | str | bool | None
 class Rejected(NamedTuple):
     """A message that is not a valid event: its index in the input, a reason code and a sentence."""
 
-    index: int
+    position: int
     reason: str
     detail: str
 
