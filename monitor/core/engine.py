@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -100,11 +101,13 @@ class PartitionEngine:
         config: MonitorConfig,
         *,
         partition: int = 0,
+        partitions: int = 1,
         clock: Callable[[], float] = time.time,
         seed: int = 0,
     ) -> None:
         self.config = config
         self.partition = partition
+        self.partitions = max(1, partitions)
         self.clock = clock
         mon = config.monitoring
         self.predictions = PredictionDecoder(mon.max_event_bytes, mon.max_fields)
@@ -304,9 +307,25 @@ class PartitionEngine:
             state.latency_count += int(present.size)
 
     # ------------------------------------------------------------------ alerts
+    def owns(self, key: str) -> bool:
+        """Whether this partition's engine speaks for an alert key.
+
+        Every partition holds a random share of the traffic (keyed by ``prediction_id``) and tracks
+        every stream for its metrics, but exactly one partition, chosen by a stable hash of the key,
+        runs the key's lifecycle and emits its alerts. One change therefore yields one alert however
+        many partitions and replicas there are, and a replay yields the same one.
+        """
+        return zlib.crc32(key.encode()) % self.partitions == self.partition % self.partitions
+
     def _evaluate(
         self, state: ModelState, name: str, bucket: tuple[str, str], tracker: Tracker, now: float
     ) -> Alert | None:
+        kind = "prediction_drift" if name == PREDICTION else "data_drift"
+        subject = "prediction" if name == PREDICTION else name
+        segment = {} if bucket == ALL else {bucket[0]: bucket[1]}
+        key = alert_key(state.model, kind, subject, segment, state.version)
+        if not self.owns(key):
+            return None
         cfg = self.config.alerts
         if isinstance(tracker, NumericDriftTracker):
             ev = tracker.evidence()
@@ -319,10 +338,6 @@ class PartitionEngine:
         significant = ev.p_value is not None and ev.p_value < cfg.max_p_value
         fire = ev.detected and enough and significant and ev.effect >= threshold
         clear = enough and ev.effect < threshold * cfg.resolve_ratio
-        kind = "prediction_drift" if name == PREDICTION else "data_drift"
-        subject = "prediction" if name == PREDICTION else name
-        segment = {} if bucket == ALL else {bucket[0]: bucket[1]}
-        key = alert_key(state.model, kind, subject, segment, state.version)
         transition = self.lifecycle.evaluate(
             key, fire=fire, clear=clear, now=now, incident_seq=ev.change_seq, started_at=ev.change_time
         )

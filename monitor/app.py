@@ -1,0 +1,109 @@
+"""Wiring: the Kafka service, the Prometheus registry and the HTTP server of one monitor process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from monitor.config import MonitorConfig
+from monitor.core.rules import Alert
+from monitor.io.exporter import register
+from monitor.io.http import MonitorHTTPServer
+from monitor.io.kafka import MonitorService
+
+log = logging.getLogger(__name__)
+
+
+class Monitor:
+    """One monitor process: ``run()`` blocks until ``stop`` is set; ``start()`` runs it in a thread."""
+
+    def __init__(
+        self,
+        config: MonitorConfig,
+        *,
+        registry: CollectorRegistry | None = None,
+        on_alert: Callable[[Alert], None] | None = None,
+        consumer_overrides: dict[str, Any] | None = None,
+        recent_alerts: int = 200,
+    ) -> None:
+        self.config = config
+        self.registry = registry or CollectorRegistry()
+        self.stop_event = threading.Event()
+        self.recent: deque[dict[str, Any]] = deque(maxlen=recent_alerts)
+        self._on_alert = on_alert
+        self.service = MonitorService(config, on_alert=self._alert, consumer_overrides=consumer_overrides)
+        batch_hist = register(self.service, self.registry)
+        self.service.observe_batch = lambda seconds, _n: batch_hist.observe(seconds)
+        self.http = MonitorHTTPServer(
+            self.registry,
+            host=config.http.host,
+            port=config.http.port,
+            ready=self.service.ready,
+            last_poll=lambda: self.service.stats.last_poll_wall,
+            status=self.status,
+        )
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def _alert(self, alert: Alert) -> None:
+        self.recent.append(alert.to_dict())
+        if self._on_alert is not None:
+            self._on_alert(alert)
+
+    def status(self) -> dict[str, Any]:
+        svc = self.service
+        with svc.lock:
+            models: dict[str, dict[str, Any]] = {}
+            for eng in svc.engines.values():
+                for (model, version), st in eng.models.items():
+                    entry = models.setdefault(f"{model}/{version}", {"model": model, "version": version, "events": 0})
+                    entry["events"] += st.events
+            open_keys = sorted(k for eng in svc.engines.values() for k in eng.lifecycle.open)
+        return {
+            "ready": svc.ready(),
+            "partitions": sorted(svc.engines),
+            "models": list(models.values()),
+            "open_alerts": open_keys,
+            "recent_alerts": list(self.recent),
+        }
+
+    def run(self) -> None:
+        self.http.start()
+        log.info("metrics on http://%s:%d/metrics", self.config.http.host, self.http.port)
+        try:
+            self.service.run(self.stop_event)
+        finally:
+            self.http.stop()
+
+    def start(self) -> Monitor:
+        def target() -> None:
+            try:
+                self.run()
+            except BaseException as exc:  # surfaced to the caller through .error
+                self.error = exc
+                log.exception("monitor stopped with an error")
+
+        self._thread = threading.Thread(target=target, name="monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.error is not None:
+                raise self.error
+            if self.service.ready():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout)

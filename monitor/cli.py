@@ -1,0 +1,143 @@
+"""Command line: ``monitor run | demo | generate | check-config`` (wiring only)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+from monitor.config import MonitorConfig, load_config
+from monitor.errors import MonitorError
+
+log = logging.getLogger("monitor")
+
+
+def _config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> MonitorConfig:
+    overrides: dict[str, Any] = dict(extra or {})
+    kafka: dict[str, Any] = dict(overrides.pop("kafka", {}))
+    if getattr(args, "bootstrap_servers", None):
+        kafka["bootstrap_servers"] = args.bootstrap_servers
+    if getattr(args, "group_id", None):
+        kafka["group_id"] = args.group_id
+    if kafka:
+        overrides["kafka"] = kafka
+    if getattr(args, "http_port", None) is not None:
+        overrides.setdefault("http", {})["port"] = args.http_port
+    path = getattr(args, "config", None) or os.environ.get("MONITOR_CONFIG") or None
+    return load_config(path, overrides=overrides)
+
+
+def _install_signals(stop: threading.Event) -> None:
+    """First SIGINT/SIGTERM stops cleanly (flush, commit, close); a second one exits at once."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            os._exit(130)
+        log.info("stopping (signal %d); press Ctrl-C again to exit at once", signum)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from monitor.app import Monitor
+
+    config = _config(args)
+    mon = Monitor(config)
+    _install_signals(mon.stop_event)
+    mon.run()
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _config(args)
+    print(f"config OK: bootstrap={config.kafka.bootstrap_servers or '(unset)'} group={config.kafka.group_id}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from monitor.traffic import produce_traffic
+
+    stop = threading.Event()
+    _install_signals(stop)
+    sent = produce_traffic(
+        {"bootstrap.servers": args.bootstrap_servers},
+        predictions_topic=args.predictions_topic,
+        labels_topic=args.labels_topic,
+        rate=args.rate,
+        stop=stop,
+        duration_s=args.duration,
+        seed=args.seed,
+    )
+    print(f"produced {sent} predictions")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from monitor.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="monitor", description="Streaming model-monitoring sidecar")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", help="TOML config file (default: $MONITOR_CONFIG)")
+        p.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (overrides config)")
+        p.add_argument("--group-id", help="consumer group id (overrides config)")
+        p.add_argument("--http-port", type=int, help="port for /metrics, /healthz, /readyz")
+
+    run = sub.add_parser("run", help="monitor the configured topics until stopped")
+    common(run)
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check-config", help="validate the config and exit")
+    common(check)
+    check.set_defaults(func=cmd_check_config)
+
+    demo = sub.add_parser("demo", help="embedded broker + synthetic traffic + monitor, with an injected drift")
+    common(demo)
+    demo.add_argument("--rate", type=float, default=1000.0, help="predictions per second")
+    demo.add_argument("--drift-after", type=float, default=20.0, help="seconds before the drift is injected")
+    demo.add_argument("--drift-for", type=float, default=45.0, help="seconds the drift lasts (0: forever)")
+    demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
+    demo.set_defaults(func=cmd_demo)
+
+    gen = sub.add_parser("generate", help="produce synthetic prediction and label events")
+    gen.add_argument("--bootstrap-servers", required=True)
+    gen.add_argument("--predictions-topic", default="predictions")
+    gen.add_argument("--labels-topic", default="labels")
+    gen.add_argument("--rate", type=float, default=500.0)
+    gen.add_argument("--duration", type=float, default=0.0, help="seconds (0: until stopped)")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.set_defaults(func=cmd_generate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except MonitorError as exc:
+        print(f"monitor: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        time.sleep(0)  # let daemon threads notice a stop before the interpreter exits

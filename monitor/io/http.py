@@ -1,0 +1,93 @@
+"""HTTP edge: /metrics (Prometheus), /healthz, /readyz and a small JSON status API.
+
+A thread of the standard library's ``ThreadingHTTPServer``; every handler only reads engine views
+under the service lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+# The loop polls at least every batch_max_ms; a stalled loop for this long is unhealthy.
+STALL_SECONDS = 60.0
+
+
+class MonitorHTTPServer:
+    """Serves the registry and health of one monitor process on ``host:port`` (port 0 picks a free one)."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        host: str,
+        port: int,
+        ready: Callable[[], bool],
+        last_poll: Callable[[], float],
+        status: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.registry = registry
+        self.ready = ready
+        self.last_poll = last_poll
+        self.status = status
+        self.httpd = ThreadingHTTPServer((host, port), self._handler())
+        self.httpd.daemon_threads = True
+        self.port = int(self.httpd.server_address[1])
+        self._thread: threading.Thread | None = None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def _send(self, code: int, body: bytes, content_type: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._send(200, generate_latest(server.registry), CONTENT_TYPE_LATEST)
+                elif path == "/healthz":
+                    stalled = server.last_poll() and time.time() - server.last_poll() > STALL_SECONDS
+                    self._send(503 if stalled else 200, b"stalled\n" if stalled else b"ok\n", "text/plain")
+                elif path == "/readyz":
+                    ok = server.ready()
+                    self._send(200 if ok else 503, b"ready\n" if ok else b"not ready\n", "text/plain")
+                elif path == "/api/status":
+                    self._send(200, orjson.dumps(server.status()), "application/json")
+                elif path == "/":
+                    self._send(200, INDEX, "text/html; charset=utf-8")
+                else:
+                    self._send(404, b"not found\n", "text/plain")
+
+        return Handler
+
+    def start(self) -> MonitorHTTPServer:
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="monitor-http", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+INDEX = b"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Model monitor</title></head>
+<body><h1>Model monitor</h1><ul>
+<li><a href="/metrics">/metrics</a> - Prometheus metrics</li>
+<li><a href="/api/status">/api/status</a> - models, streams and open alerts as JSON</li>
+<li><a href="/healthz">/healthz</a>, <a href="/readyz">/readyz</a></li></ul></body></html>
+"""
