@@ -1,0 +1,152 @@
+"""End to end through a real broker: events in, one drift alert out, bad messages dead-lettered, metrics scraped."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import jsonschema
+import orjson
+import pytest
+from confluent_kafka.admin import AdminClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.app import Monitor
+from monitor.config import load_config
+from monitor.errors import SourceError
+from monitor.io.kafka import DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC, MonitorService
+from monitor.simulate import Drift, TrafficGenerator
+
+from .conftest import produce, read_all
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "monitor" / "schemas"
+
+BAD_MESSAGES = [
+    (b"not json at all", "invalid_json"),
+    (b"[1, 2, 3]", "not_object"),
+    (b'{"model": "churn", "features": {}, "prediction": 1}', "missing_field"),
+    (b'{"prediction_id": "x", "model": "churn", "features": {"age": NaN}, "prediction": 1}', "non_finite"),
+    (b'{"prediction_id": "y", "model": "churn", "features": [], "prediction": 1}', "wrong_type"),
+    (b"\xff\xfe\xfa", "invalid_utf8"),
+]
+
+
+def _config(broker, names, **extra):
+    return load_config(
+        environ={},
+        overrides={
+            "kafka": {
+                "bootstrap_servers": broker.bootstrap,
+                "group_id": f"monitor-{uuid.uuid4().hex[:8]}",
+                "predictions_topic": names["predictions"],
+                "labels_topic": names["labels"],
+                "alerts_topic": names["alerts"],
+                "dlq_topic": names["dlq"],
+                "session_timeout_ms": 2000,
+                "batch_max_ms": 100,
+            },
+            "http": {"host": "127.0.0.1", "port": 0},
+            "detectors": {"warmup_events": 300},
+            **extra,
+        },
+    )
+
+
+def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[s.name, tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
+def _total(metrics, name: str, **labels: str) -> float:
+    return sum(
+        v for (n, lab), v in metrics.items() if n == name and all(dict(lab).get(k) == x for k, x in labels.items())
+    )
+
+
+def test_drift_in_one_segment_gives_one_alert_and_bad_input_is_dead_lettered(broker, topics):
+    names = topics(partitions=3)
+    mon = Monitor(_config(broker, names), consumer_overrides={"fetch.wait.max.ms": 10}).start()
+    try:
+        assert mon.wait_ready(30), "monitor did not get partitions"
+        gen = TrafficGenerator(seed=7)
+        records = []
+        for ev in gen.predictions(12_000, rate=200.0):
+            records.append((ev["prediction_id"].encode(), orjson.dumps(ev)))
+        for i, (raw, _) in enumerate(BAD_MESSAGES):
+            records.insert(1000 + i * 1500, (f"bad-{i}".encode(), raw))
+        gen.drifts.append(Drift("income", {"country": "SG"}, scale=1.6))
+        for ev in gen.predictions(9_000, start_time=1_767_225_600.0, rate=200.0):
+            ev["timestamp"] = 1_767_225_600.0 + 60.0 + gen.produced / 200.0
+            records.append((ev["prediction_id"].encode(), orjson.dumps(ev)))
+        produce(broker.bootstrap, names["predictions"], records)
+        valid = 21_000
+
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            with mon.service.lock:
+                done = sum(e.events_total() for e in mon.service.engines.values())
+            if done >= valid:
+                break
+            time.sleep(0.2)
+        assert done == valid
+
+        alerts = [
+            orjson.loads(m.value())
+            for m in read_all(broker.bootstrap, names["alerts"], until=lambda m: len(m) >= 1, timeout=30)
+        ]
+        time.sleep(1.0)  # any straggler alert would have been produced with the same batches
+        alerts = [
+            orjson.loads(m.value())
+            for m in read_all(broker.bootstrap, names["alerts"], until=lambda m: len(m) >= len(alerts), timeout=30)
+        ]
+        firing = [a for a in alerts if a["status"] == "firing"]
+        target = [a for a in firing if a["subject"] == "income" and a["segment"] == {"country": "SG"}]
+        assert len(target) == 1, alerts
+        assert all(a["subject"] == "income" for a in alerts), [a["key"] for a in alerts]
+        alert = target[0]
+        schema = json.loads((SCHEMAS / "alert.schema.json").read_text())
+        jsonschema.validate(alert, schema)
+        assert alert["kind"] == "data_drift" and alert["model"] == "churn" and alert["model_version"] == "v1"
+        assert alert["statistic"] >= alert["threshold"] and alert["p_value"] < 0.001
+        assert alert["current"]["mean"] > alert["baseline"]["mean"] * 1.3
+        assert "country=SG" in alert["message"] and "rose" in alert["message"]
+
+        dlq = read_all(broker.bootstrap, names["dlq"], until=lambda m: len(m) >= len(BAD_MESSAGES), timeout=30)
+        assert len(dlq) == len(BAD_MESSAGES)
+        by_value = {m.value(): dict(m.headers()) for m in dlq}
+        for raw, reason in BAD_MESSAGES:
+            headers = by_value[raw]  # original bytes unchanged
+            assert headers[DLQ_REASON].decode() == reason
+            assert headers[DLQ_TOPIC].decode() == names["predictions"]
+            assert int(headers[DLQ_PARTITION]) in range(3) and int(headers[DLQ_OFFSET]) >= 0
+
+        metrics = _scrape(mon.http.port)
+        assert _total(metrics, "monitor_events_total", model="churn", version="v1") == valid
+        for _, reason in BAD_MESSAGES:
+            assert _total(metrics, "monitor_invalid_events_total", topic="predictions", reason=reason) == 1
+        assert _total(metrics, "monitor_feature_drift_firing", feature="income", segment="country=SG") == 1
+        assert _total(metrics, "monitor_feature_drift_firing", feature="age") == 0
+        assert _total(metrics, "monitor_alerts_emitted_total", kind="data_drift", status="firing") == 1
+        assert _total(metrics, "monitor_assigned_partitions") == 3
+        assert _total(metrics, "monitor_prediction_latency_seconds_count", model="churn") == valid
+        assert _total(metrics, "monitor_ready") == 1
+        for path in ("/healthz", "/readyz"):
+            assert urllib.request.urlopen(f"http://127.0.0.1:{mon.http.port}{path}", timeout=5).status == 200
+    finally:
+        mon.stop()
+    assert mon.error is None
+
+
+def test_topics_that_are_not_co_partitioned_fail_at_start(broker, topics):
+    names = topics(partitions=3, labels_partitions=2)
+    service = MonitorService(_config(broker, names))
+    with pytest.raises(SourceError, match="not co-partitioned") as info:
+        service.check_topics(AdminClient({"bootstrap.servers": broker.bootstrap}), wait_s=5)
+    assert info.value.fatal
