@@ -118,9 +118,9 @@ class DetectorSettings:
     adwin_delta: float = 0.002
     adwin_chunk: int = 8
     adwin_clock: int = 4
-    page_hinkley_delta: float = 0.1
+    page_hinkley_delta: float = 0.25
     page_hinkley_threshold: float = 50.0
-    page_hinkley_alpha: float = 0.9999
+    page_hinkley_alpha: float = 1.0
     page_hinkley_min_instances: int = 30
     categorical_window: int = 1000
     categorical_alpha: float = 0.001
@@ -170,6 +170,10 @@ class AlertConfig:
     at least ``min_distance``. An alert resolves once the effect stays below ``resolve_ratio`` times its
     threshold for ``resolve_after_s`` seconds of event time; after that, the same stream cannot fire again
     for ``cooldown_s`` seconds.
+
+    One change, one alert: when several segments of a feature drift at once, the alert goes to the
+    segment (or all traffic) that explains the others; ``explain_ratio`` is how much larger its mean
+    shift (numeric) or distance (categorical) must be for a segment to explain a diluted one.
     """
 
     min_effect_size: float = 0.5
@@ -181,9 +185,12 @@ class AlertConfig:
     resolve_ratio: float = 0.5
     resolve_after_s: float = 60.0
     cooldown_s: float = 300.0
+    explain_ratio: float = 1.75
 
     def validate(self) -> None:
         _positive("alerts.min_effect_size", self.min_effect_size)
+        if self.explain_ratio < 1:
+            raise ConfigError("alerts.explain_ratio", "must be >= 1")
         if self.critical_effect_size < self.min_effect_size:
             raise ConfigError("alerts.critical_effect_size", "must be >= alerts.min_effect_size")
         if not 0 < self.min_distance <= 1:

@@ -171,7 +171,8 @@ class NumericDriftTracker:
 class CategoricalDriftTracker:
     """Category frequencies (codes from a capped vocabulary) with a windowed chi-square detector.
 
-    The first ``warmup_events`` values are the baseline window; every later window of
+    The first ``max(warmup_events, categorical_window)`` values are the baseline (never smaller than
+    a test window, so the reference is not the noisier sample); every later window of
     ``categorical_window`` values is tested against it. The effect is the window's total variation
     distance from the baseline, its evidence the chi-square p-value.
 
@@ -194,7 +195,8 @@ class CategoricalDriftTracker:
         self.missing = 0
         self.counts = np.zeros(n_codes, dtype=np.int64)
         self.test = WindowedChiSquare(n_codes, settings.categorical_window)
-        self._warmup = WindowedChiSquare(n_codes, settings.warmup_events)
+        self.baseline_events = max(settings.warmup_events, settings.categorical_window)
+        self._warmup = WindowedChiSquare(n_codes, self.baseline_events)
         self.last: WindowTest | None = None
         self.last_time = math.nan
         self.last_seq = 0
@@ -211,7 +213,7 @@ class CategoricalDriftTracker:
         seq0 = int(self.counts.sum())
         self.counts += np.bincount(codes, minlength=self.counts.size)
         if self.test.reference is None:
-            have = min(seq0 + codes.size, self.settings.warmup_events) - seq0
+            have = min(seq0 + codes.size, self.baseline_events) - seq0
             self._warmup.update_many(codes[:have])
             if self._warmup.reference is not None:
                 self.test.reference = self._warmup.reference

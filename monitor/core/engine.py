@@ -41,6 +41,25 @@ class BatchResult:
 
 
 @dataclass
+class Judgement:
+    """One stream's evidence turned into the fire / clear conditions the lifecycle needs."""
+
+    bucket: tuple[str, str]
+    tracker: Tracker
+    evidence: DriftEvidence
+    now: float
+    key: str
+    kind: str
+    subject: str
+    segment: dict[str, str]
+    threshold: float
+    critical: float
+    fire: bool
+    clear: bool
+    shift: float
+
+
+@dataclass
 class StreamView:
     """A read-only look at one stream for the exporter and the dashboard."""
 
@@ -282,6 +301,7 @@ class PartitionEngine:
             if converted is None:
                 continue
             kind, column = converted
+            touched: list[tuple[tuple[str, str], Tracker, float]] = []
             for bucket, part in buckets:
                 tracker = self._tracker(state, name, kind, bucket)
                 if tracker is None:
@@ -292,10 +312,8 @@ class PartitionEngine:
                     tracker.update(part_values, part_times, rng=self.rng)
                 else:
                     tracker.update(part_values, part_times)
-                now = float(part_times.max())
-                alert = self._evaluate(state, name, bucket, tracker, now)
-                if alert is not None:
-                    alerts.append(alert)
+                touched.append((bucket, tracker, float(part_times.max())))
+            alerts.extend(self._decide(state, name, touched))
         return alerts
 
     def _latency(self, state: ModelState, latency: np.ndarray) -> None:
@@ -317,56 +335,111 @@ class PartitionEngine:
         """
         return zlib.crc32(key.encode()) % self.partitions == self.partition % self.partitions
 
-    def _evaluate(
-        self, state: ModelState, name: str, bucket: tuple[str, str], tracker: Tracker, now: float
-    ) -> Alert | None:
-        kind = "prediction_drift" if name == PREDICTION else "data_drift"
-        subject = "prediction" if name == PREDICTION else name
-        segment = {} if bucket == ALL else {bucket[0]: bucket[1]}
-        key = alert_key(state.model, kind, subject, segment, state.version)
-        if not self.owns(key):
-            return None
+    def _judge(self, state: ModelState, name: str, bucket: tuple[str, str], tracker: Tracker, now: float) -> Judgement:
         cfg = self.config.alerts
         if isinstance(tracker, NumericDriftTracker):
             ev = tracker.evidence()
             threshold, critical = cfg.min_effect_size, cfg.critical_effect_size
             enough = ev.events >= cfg.min_events
+            shift = abs(ev.current.get("mean", 0.0) - ev.baseline.get("mean", 0.0)) if ev.events else 0.0
         else:
             ev = tracker.evidence(state.vocab[name].labels())
             threshold, critical = cfg.min_distance, cfg.critical_distance
             enough = ev.events > 0
+            shift = ev.effect
         significant = ev.p_value is not None and ev.p_value < cfg.max_p_value
-        fire = ev.detected and enough and significant and ev.effect >= threshold
-        clear = enough and ev.effect < threshold * cfg.resolve_ratio
-        transition = self.lifecycle.evaluate(
-            key, fire=fire, clear=clear, now=now, incident_seq=ev.change_seq, started_at=ev.change_time
-        )
-        if transition is None:
-            return None
-        self.alerts_emitted[kind, transition.status] += 1
-        severity = "critical" if transition.status == "firing" and ev.effect >= critical else "warning"
-        if transition.status == "resolved":
-            severity = "info"
-        return Alert(
-            alert_id=transition.alert_id,
-            key=key,
-            status=transition.status,
+        kind = "prediction_drift" if name == PREDICTION else "data_drift"
+        subject = "prediction" if name == PREDICTION else name
+        segment = {} if bucket == ALL else {bucket[0]: bucket[1]}
+        return Judgement(
+            bucket=bucket,
+            tracker=tracker,
+            evidence=ev,
+            now=now,
+            key=alert_key(state.model, kind, subject, segment, state.version),
             kind=kind,
+            subject=subject,
+            segment=segment,
+            threshold=threshold,
+            critical=critical,
+            fire=ev.detected and enough and significant and ev.effect >= threshold,
+            clear=enough and ev.effect < threshold * cfg.resolve_ratio,
+            shift=shift if shift == shift else 0.0,
+        )
+
+    def _explained(self, judged: list[Judgement]) -> set[tuple[str, str]]:
+        """Buckets whose drift is a spill-over of another bucket's, so one change gives one alert.
+
+        All traffic wins when its shift is as large as any segment's (the change is everywhere); a
+        segment wins over all traffic and over segments of *other* attributes when its shift is
+        ``explain_ratio`` times theirs (the change is local and only diluted elsewhere). Segments of
+        the same attribute never explain each other: two countries can drift independently.
+        """
+        ratio = self.config.alerts.explain_ratio
+        firing = [j for j in judged if j.fire]
+        if len(firing) < 2:
+            return set()
+        explained: set[tuple[str, str]] = set()
+        overall = next((j for j in firing if j.bucket == ALL), None)
+        if overall is not None and any(j.shift >= ratio * overall.shift for j in firing if j.bucket != ALL):
+            explained.add(ALL)
+        for j in firing:
+            if j.bucket == ALL:
+                continue
+            if overall is not None and ALL not in explained:
+                explained.add(j.bucket)
+            elif any(o.bucket != ALL and o.bucket[0] != j.bucket[0] and o.shift >= ratio * j.shift for o in firing):
+                explained.add(j.bucket)
+        return explained
+
+    def _decide(
+        self, state: ModelState, name: str, touched: list[tuple[tuple[str, str], Tracker, float]]
+    ) -> list[Alert]:
+        judged = [self._judge(state, name, bucket, tracker, now) for bucket, tracker, now in touched]
+        explained = self._explained(judged)
+        alerts = []
+        for j in judged:
+            if not self.owns(j.key):
+                continue
+            t = self.lifecycle.evaluate(
+                j.key,
+                fire=j.fire and j.bucket not in explained,
+                clear=j.clear,
+                now=j.now,
+                incident_seq=j.evidence.change_seq,
+                started_at=j.evidence.change_time,
+            )
+            if t is not None:
+                alerts.append(self._alert(state, j, t))
+        return alerts
+
+    def _alert(self, state: ModelState, j: Judgement, t: Transition) -> Alert:
+        ev = j.evidence
+        self.alerts_emitted[j.kind, t.status] += 1
+        if t.status == "resolved":
+            severity = "info"
+        else:
+            severity = "critical" if ev.effect >= j.critical else "warning"
+        return Alert(
+            alert_id=t.alert_id,
+            key=j.key,
+            status=t.status,
+            kind=j.kind,
             severity=severity,
             model=state.model,
             model_version=state.version,
-            subject=subject,
-            segment=segment,
+            subject=j.subject,
+            segment=j.segment,
             detector=ev.detector,
             statistic=round(ev.effect, 6),
-            threshold=threshold,
+            threshold=j.threshold,
             p_value=ev.p_value,
             baseline=_clean(ev.baseline),
             current=_clean(ev.current),
-            window={"start": iso(ev.change_time), "end": iso(now), "events": ev.events},
-            recommendation="investigate" if transition.status == "firing" else "none",
-            message=self._message(state, subject, segment, tracker.kind, ev, transition),
-            started_at=iso(transition.started_at),
+            window={"start": iso(ev.change_time), "end": iso(j.now), "events": ev.events},
+            recommendation="investigate" if t.status == "firing" else "none",
+            message=self._message(state, j.subject, j.segment, j.tracker.kind, ev, t),
+            started_at=iso(t.started_at),
             emitted_at=iso(self.clock()),
         )
 

@@ -1,0 +1,148 @@
+"""The partition engine on synthetic streams: one alert per change, quiet otherwise, caps hold."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from monitor.config import load_config
+from monitor.core.engine import PartitionEngine
+from monitor.core.rules import Alert
+from monitor.simulate import Drift, TrafficGenerator
+
+T0 = 1_767_225_600.0
+
+
+def _engine(partition: int = 0, partitions: int = 1, **sections: Any) -> PartitionEngine:
+    overrides = {"detectors": {"warmup_events": 300}, "alerts": {"resolve_after_s": 20.0, "cooldown_s": 600.0}}
+    for name, table in sections.items():
+        overrides[name] = {**overrides.get(name, {}), **table}
+    return PartitionEngine(
+        load_config(environ={}, overrides=overrides), partition=partition, partitions=partitions, clock=lambda: T0
+    )
+
+
+def _feed(engine: PartitionEngine, events: list[dict[str, Any]], batch: int = 1000) -> list[Alert]:
+    alerts: list[Alert] = []
+    for i in range(0, len(events), batch):
+        chunk = events[i : i + batch]
+        res = engine.process_predictions([orjson.dumps(e) for e in chunk], [T0] * len(chunk))
+        assert not res.rejected
+        alerts += res.alerts
+    return alerts
+
+
+def _stream(n_before: int, n_after: int, drift: Drift | None, seed: int = 1, n_back: int = 0) -> list[dict[str, Any]]:
+    gen = TrafficGenerator(seed=seed)
+    events = list(gen.predictions(n_before, start_time=T0, rate=100.0))
+    if drift is not None:
+        gen.drifts.append(drift)
+    events += list(gen.predictions(n_after, start_time=T0, rate=100.0))
+    if drift is not None:
+        gen.drifts.remove(drift)
+    events += list(gen.predictions(n_back, start_time=T0, rate=100.0))
+    return events
+
+
+def test_drift_in_one_segment_raises_exactly_one_alert_for_it():
+    events = _stream(15_000, 10_000, Drift("income", {"country": "SG"}, scale=1.6))
+    alerts = _feed(_engine(), events)
+    assert [(a.status, a.key) for a in alerts] == [("firing", "churn/v1/data_drift/income/country=SG")]
+    a = alerts[0]
+    assert a.kind == "data_drift" and a.detector in ("adwin", "page_hinkley") and a.segment == {"country": "SG"}
+    assert a.statistic >= a.threshold and a.p_value < 1e-3 and a.recommendation == "investigate"
+    assert a.current["mean"] > 1.4 * a.baseline["mean"]
+    assert a.message.startswith("Income in segment country=SG (model churn v1) rose from a mean of")
+
+
+def test_a_stationary_stream_raises_nothing():
+    assert _feed(_engine(), _stream(80_000, 0, None, seed=4)) == []
+
+
+def test_an_alert_resolves_with_the_same_id_once_the_feature_is_back_for_long_enough():
+    events = _stream(10_000, 8_000, Drift("age", {}, shift=15.0), n_back=12_000)
+    alerts = _feed(_engine(), events)
+    assert [(a.status, a.key) for a in alerts] == [
+        ("firing", "churn/v1/data_drift/age/all"),
+        ("resolved", "churn/v1/data_drift/age/all"),
+    ]
+    assert alerts[0].alert_id == alerts[1].alert_id
+    assert alerts[1].severity == "info" and "back near its usual level" in alerts[1].message
+
+
+def test_alert_ids_do_not_depend_on_batch_boundaries():
+    events = _stream(10_000, 8_000, Drift("income", {"country": "SG"}, scale=1.6), n_back=10_000)
+    ids = {
+        b: [(a.status, a.key, a.alert_id, a.started_at) for a in _feed(_engine(), events, batch=b)]
+        for b in (250, 1000, 4096)
+    }
+    assert ids[250] and ids[250] == ids[1000] == ids[4096]
+
+
+def test_categorical_and_prediction_drift_are_caught():
+    gen = TrafficGenerator(seed=9)
+    events = list(gen.predictions(8_000, start_time=T0, rate=100.0))
+    later = list(gen.predictions(6_000, start_time=T0, rate=100.0))
+    for e in later:
+        e["features"]["device"] = "tablet"
+        e["prediction"] = min(1.0, e["prediction"] + 0.3)
+    keys = {a.key for a in _feed(_engine(), events + later) if a.status == "firing"}
+    assert "churn/v1/data_drift/device/all" in keys
+    assert "churn/v1/prediction_drift/prediction/all" in keys
+
+
+def test_exactly_one_partition_speaks_for_each_alert_key():
+    events = _stream(10_000, 8_000, Drift("income", {"country": "SG"}, scale=1.6))
+    per_partition = [_feed(_engine(partition=p, partitions=3), events) for p in range(3)]
+    assert sorted(len(a) for a in per_partition) == [0, 0, 1]
+
+
+def test_segment_values_beyond_the_cap_share_one_overflow_bucket():
+    eng = _engine(monitoring={"max_segment_values": 2})
+    _feed(eng, _stream(3_000, 0, None))
+    state = eng.models["churn", "v1"]
+    segments = {(a, v) for (_, a, v) in state.streams}
+    assert ("country", "__other__") in segments
+    assert len({v for a, v in segments if a == "country"}) == 3  # two tracked values + overflow
+    assert eng.capped["segment_value"] > 0
+
+
+def test_streams_features_and_models_are_capped_and_counted():
+    eng = _engine(monitoring={"max_streams": 10, "max_features_per_model": 3, "max_models": 1})
+    events = _stream(2_000, 0, None)
+    other = [{**e, "model": "fraud"} for e in events[:100]]
+    _feed(eng, events + other)
+    assert eng.stream_count == 10
+    assert len(eng.models["churn", "v1"].kinds) == 3
+    assert set(eng.models) == {("churn", "v1")}
+    assert eng.capped["stream"] > 0 and eng.capped["feature"] > 0 and eng.capped["model"] == 100
+
+
+def test_a_value_of_the_wrong_type_is_counted_and_treated_as_missing():
+    eng = _engine()
+    events = _stream(500, 0, None)
+    for e in events[5::10]:
+        e["features"]["age"] = "forty"
+    _feed(eng, events)
+    state = eng.models["churn", "v1"]
+    assert state.type_mismatch["age"] == 50
+    assert state.streams["age", "", ""].missing == 50
+
+
+def test_ignored_and_selected_features():
+    eng = _engine(monitoring={"features": ["age", "income"], "watch_prediction": False})
+    _feed(eng, _stream(500, 0, None))
+    assert set(eng.models["churn", "v1"].kinds) == {"age", "income"}
+    eng = _engine(monitoring={"ignore_features": ["age"]})
+    _feed(eng, _stream(500, 0, None))
+    assert "age" not in eng.models["churn", "v1"].kinds
+
+
+@pytest.mark.parametrize("segments", [["country"], []])
+def test_configured_segments_limit_the_buckets(segments):
+    eng = _engine(monitoring={"segments": segments})
+    _feed(eng, _stream(1_000, 0, None))
+    attrs = {a for (_, a, _) in eng.models["churn", "v1"].streams if a}
+    assert attrs == ({"country"} if segments else {"country", "gender"})
