@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/monitor demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check monitor tests benchmarks
+	$(BIN)/ruff check monitor tests
 	$(BIN)/mypy
 
 test: lint

@@ -1,0 +1,363 @@
+"""Settings: defaults, environment parsing, TOML files, per-feature detector overrides, errors naming the field."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from monitor.config import (
+    AlertConfig,
+    DetectorSettings,
+    HttpConfig,
+    KafkaConfig,
+    MonitorConfig,
+    MonitoringConfig,
+    env_overrides,
+    load_config,
+)
+from monitor.errors import ConfigError
+
+FULL_TOML = """
+[kafka]
+bootstrap_servers = "broker-1:9092,broker-2:9092"
+group_id = "monitor-churn"
+predictions_topic = "churn-predictions"
+labels_topic = "churn-labels"
+batch_max_messages = 100
+produce_timeout_s = 5
+
+[kafka.properties]
+"security.protocol" = "SASL_SSL"
+
+[http]
+host = "127.0.0.1"
+port = 9400
+
+[monitoring]
+features = ["income", "age"]
+ignore_features = ["ssn"]
+segments = ["country"]
+watch_prediction = false
+max_categories = 30
+
+[detectors]
+warmup_events = 300
+adwin_delta = 0.01
+
+[detectors.features.income]
+adwin_delta = 0.05
+categorical_window = 200
+
+[alerts]
+min_effect_size = 0.8
+critical_effect_size = 2.0
+cooldown_s = 600
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "monitor.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- defaults -----------------------------------------------------------------------------------------
+
+
+def test_defaults_load_without_file_or_environment() -> None:
+    cfg = load_config(environ={})
+
+    assert cfg == MonitorConfig()
+    assert cfg.kafka == KafkaConfig()
+    assert cfg.http == HttpConfig()
+    assert cfg.monitoring == MonitoringConfig()
+    assert cfg.alerts == AlertConfig()
+    assert cfg.detectors.default == DetectorSettings()
+    assert cfg.detectors.features == {}
+    assert cfg.kafka.properties == {}
+    # Any feature without an override gets the defaults.
+    assert cfg.detectors.for_feature("anything") == DetectorSettings()
+
+
+def test_defaults_are_valid_and_topics_distinct() -> None:
+    cfg = load_config(environ={})
+    assert cfg.kafka.labels_topic != cfg.kafka.predictions_topic
+    assert 0 <= cfg.http.port <= 65535
+    assert cfg.alerts.critical_effect_size >= cfg.alerts.min_effect_size
+
+
+def test_environment_variables_unrelated_to_the_monitor_are_ignored() -> None:
+    cfg = load_config(environ={"PATH": "/usr/bin", "MONITOR_NO_DOUBLE_UNDERSCORE": "x", "HOME": "/root"})
+    assert cfg == MonitorConfig()
+
+
+# --- environment parsing -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "section", "name", "expected"),
+    [
+        pytest.param({"MONITOR_HTTP__PORT": "9400"}, "http", "port", 9400, id="int"),
+        pytest.param({"MONITOR_MONITORING__MAX_EVENT_BYTES": "2_000_000"}, "monitoring", "max_event_bytes", 2_000_000, id="int-underscores"),
+        pytest.param({"MONITOR_ALERTS__COOLDOWN_S": "12.5"}, "alerts", "cooldown_s", 12.5, id="float"),
+        pytest.param({"MONITOR_ALERTS__MIN_EVENTS": "50"}, "alerts", "min_events", 50, id="int-alerts"),
+        pytest.param({"MONITOR_MONITORING__WATCH_PREDICTION": "false"}, "monitoring", "watch_prediction", False, id="bool-false"),
+        pytest.param({"MONITOR_MONITORING__WATCH_PREDICTION": "No"}, "monitoring", "watch_prediction", False, id="bool-no"),
+        pytest.param({"MONITOR_MONITORING__WATCH_PREDICTION": "1"}, "monitoring", "watch_prediction", True, id="bool-1"),
+        pytest.param({"MONITOR_MONITORING__WATCH_PREDICTION": "TRUE"}, "monitoring", "watch_prediction", True, id="bool-TRUE"),
+        pytest.param({"MONITOR_MONITORING__FEATURES": "income, age,,tenure "}, "monitoring", "features", ["income", "age", "tenure"], id="list"),
+        pytest.param({"MONITOR_MONITORING__SEGMENTS": ""}, "monitoring", "segments", [], id="list-empty"),
+        pytest.param({"MONITOR_KAFKA__BOOTSTRAP_SERVERS": "b1:9092,b2:9092"}, "kafka", "bootstrap_servers", "b1:9092,b2:9092", id="str"),
+        pytest.param({"MONITOR_KAFKA__PRODUCE_TIMEOUT_S": "7"}, "kafka", "produce_timeout_s", 7.0, id="float-from-int-text"),
+    ],
+)
+def test_environment_overrides_are_parsed_to_the_field_type(
+    env: dict[str, str], section: str, name: str, expected: object
+) -> None:
+    cfg = load_config(environ=env)
+    value = getattr(getattr(cfg, section), name)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+def test_environment_override_of_detector_defaults() -> None:
+    cfg = load_config(environ={"MONITOR_DETECTORS__ADWIN_DELTA": "0.01", "MONITOR_DETECTORS__WARMUP_EVENTS": "100"})
+    assert cfg.detectors.default.adwin_delta == 0.01
+    assert cfg.detectors.default.warmup_events == 100
+    assert cfg.detectors.for_feature("x") == cfg.detectors.default
+
+
+def test_kafka_property_passthrough_turns_underscores_into_dots() -> None:
+    cfg = load_config(
+        environ={
+            "MONITOR_KAFKA_PROPERTY__SASL_MECHANISM": "SCRAM-SHA-512",
+            "MONITOR_KAFKA_PROPERTY__SASL_PASSWORD": "s3cret_with_underscore",
+            "MONITOR_KAFKA_PROPERTY__SSL_CA_LOCATION": "/etc/ssl/ca.pem",
+        }
+    )
+    assert cfg.kafka.properties == {
+        "sasl.mechanism": "SCRAM-SHA-512",
+        # Only the variable *name* is rewritten; the value is passed unchanged.
+        "sasl.password": "s3cret_with_underscore",
+        "ssl.ca.location": "/etc/ssl/ca.pem",
+    }
+
+
+def test_env_overrides_builds_a_nested_table() -> None:
+    table = env_overrides(
+        {
+            "MONITOR_HTTP__PORT": "1",
+            "MONITOR_KAFKA__GROUP_ID": "g",
+            "MONITOR_KAFKA_PROPERTY__SECURITY_PROTOCOL": "SSL",
+            "OTHER": "ignored",
+        }
+    )
+    assert table == {
+        "http": {"port": "1"},
+        "kafka": {"group_id": "g", "properties": {"security.protocol": "SSL"}},
+    }
+
+
+# --- TOML file -----------------------------------------------------------------------------------------
+
+
+def test_toml_file_with_every_section_loads(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, FULL_TOML), environ={})
+
+    assert cfg.kafka.bootstrap_servers == "broker-1:9092,broker-2:9092"
+    assert cfg.kafka.group_id == "monitor-churn"
+    assert cfg.kafka.predictions_topic == "churn-predictions"
+    assert cfg.kafka.labels_topic == "churn-labels"
+    assert cfg.kafka.batch_max_messages == 100
+    assert cfg.kafka.produce_timeout_s == 5.0
+    assert isinstance(cfg.kafka.produce_timeout_s, float)
+    assert cfg.kafka.properties == {"security.protocol": "SASL_SSL"}
+    # Untouched fields keep their defaults.
+    assert cfg.kafka.alerts_topic == KafkaConfig().alerts_topic
+    assert cfg.kafka.dlq_topic == KafkaConfig().dlq_topic
+
+    assert cfg.http == HttpConfig(host="127.0.0.1", port=9400)
+
+    assert cfg.monitoring.features == ["income", "age"]
+    assert cfg.monitoring.ignore_features == ["ssn"]
+    assert cfg.monitoring.segments == ["country"]
+    assert cfg.monitoring.watch_prediction is False
+    assert cfg.monitoring.max_categories == 30
+    assert cfg.monitoring.max_fields == MonitoringConfig().max_fields
+
+    assert cfg.alerts.min_effect_size == 0.8
+    assert cfg.alerts.critical_effect_size == 2.0
+    assert cfg.alerts.cooldown_s == 600.0
+    assert cfg.alerts.min_events == AlertConfig().min_events
+
+
+def test_per_feature_detector_settings_inherit_the_file_defaults(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, FULL_TOML), environ={})
+    default = cfg.detectors.default
+    income = cfg.detectors.for_feature("income")
+
+    assert default == dataclasses.replace(DetectorSettings(), warmup_events=300, adwin_delta=0.01)
+    # The override changes only the keys it names ...
+    assert income.adwin_delta == 0.05
+    assert income.categorical_window == 200
+    # ... and inherits [detectors] (not just the built-in defaults) for the rest.
+    assert income.warmup_events == 300
+    assert income == dataclasses.replace(default, adwin_delta=0.05, categorical_window=200)
+    assert set(cfg.detectors.features) == {"income"}
+    assert cfg.detectors.for_feature("age") is default
+
+
+def test_environment_overrides_file_values(tmp_path: Path) -> None:
+    path = _write(tmp_path, FULL_TOML)
+    cfg = load_config(
+        path,
+        environ={
+            "MONITOR_HTTP__PORT": "9500",
+            "MONITOR_MONITORING__FEATURES": "income,tenure",
+            "MONITOR_DETECTORS__WARMUP_EVENTS": "700",
+            "MONITOR_KAFKA_PROPERTY__SASL_MECHANISM": "PLAIN",
+        },
+    )
+    assert cfg.http.port == 9500
+    assert cfg.http.host == "127.0.0.1"  # from the file, not overridden
+    assert cfg.monitoring.features == ["income", "tenure"]
+    # Env detector defaults flow into per-feature settings that do not set the key themselves.
+    assert cfg.detectors.default.warmup_events == 700
+    assert cfg.detectors.for_feature("income").warmup_events == 700
+    assert cfg.detectors.for_feature("income").adwin_delta == 0.05
+    # File and env kafka properties merge.
+    assert cfg.kafka.properties == {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
+
+
+def test_explicit_overrides_beat_environment_and_file(tmp_path: Path) -> None:
+    cfg = load_config(
+        _write(tmp_path, FULL_TOML),
+        environ={"MONITOR_HTTP__PORT": "9500"},
+        overrides={"http": {"port": 9600}, "detectors": {"features": {"income": {"adwin_delta": 0.2}}}},
+    )
+    assert cfg.http.port == 9600
+    income = cfg.detectors.for_feature("income")
+    assert income.adwin_delta == 0.2
+    assert income.categorical_window == 200  # still from the file's income table
+
+
+# --- errors name the offending field -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "field"),
+    [
+        pytest.param(None, {"MONITOR_HTTP__PORT": "-1"}, "http.port", id="negative-port-env"),
+        pytest.param("[http]\nport = 70000\n", {}, "http.port", id="port-too-large"),
+        pytest.param('[kafka]\nbootstrap_server = "b:9092"\n', {}, "kafka.bootstrap_server", id="unknown-key"),
+        pytest.param(None, {"MONITOR_KAFKA__BOOTSTRAP_SERVER": "b:9092"}, "kafka.bootstrap_server", id="unknown-key-env"),
+        pytest.param('[kafak]\nbootstrap_servers = "b:9092"\n', {}, "kafak", id="unknown-section"),
+        pytest.param(None, {"MONITOR_BOGUS__X": "1"}, "bogus", id="unknown-section-env"),
+        pytest.param('[monitoring]\nmax_fields = "many"\n', {}, "monitoring.max_fields", id="string-for-int"),
+        pytest.param(None, {"MONITOR_HTTP__PORT": "abc"}, "http.port", id="string-for-int-env"),
+        pytest.param("[monitoring]\nmax_fields = 1.5\n", {}, "monitoring.max_fields", id="float-for-int"),
+        pytest.param("[monitoring]\nmax_fields = true\n", {}, "monitoring.max_fields", id="bool-for-int"),
+        pytest.param(None, {"MONITOR_ALERTS__COOLDOWN_S": "soon"}, "alerts.cooldown_s", id="string-for-float-env"),
+        pytest.param(None, {"MONITOR_MONITORING__WATCH_PREDICTION": "maybe"}, "monitoring.watch_prediction", id="bad-bool-env"),
+        pytest.param("[monitoring]\nfeatures = [1, 2]\n", {}, "monitoring.features", id="list-of-ints"),
+        pytest.param("[http]\nhost = 5\n", {}, "http.host", id="int-for-str"),
+        pytest.param("http = 5\n", {}, "http", id="section-not-a-table"),
+        pytest.param("[detectors]\nadwin_delta = 0\n", {}, "detectors.adwin_delta", id="adwin-delta-zero"),
+        pytest.param("[detectors.features.income]\nadwin_delta = 1.5\n", {}, "detectors.features.income.adwin_delta", id="feature-adwin-delta-out-of-range"),
+        pytest.param("[detectors.features.income]\nadwin_dleta = 0.1\n", {}, "detectors.features.income.adwin_dleta", id="feature-unknown-key"),
+        pytest.param("[detectors]\nfeatures = 3\n", {}, "detectors.features", id="detector-features-not-table"),
+        pytest.param("[detectors]\ncategorical_window = 10\n", {}, "detectors.categorical_window", id="categorical-window-small"),
+        pytest.param("[alerts]\nmin_effect_size = 1.0\ncritical_effect_size = 0.5\n", {}, "alerts.critical_effect_size", id="critical-below-min"),
+        pytest.param("[alerts]\ncooldown_s = -1\n", {}, "alerts.cooldown_s", id="negative-cooldown"),
+        pytest.param("[alerts]\nmax_p_value = 1.0\n", {}, "alerts.max_p_value", id="p-value-one"),
+        pytest.param(None, {"MONITOR_KAFKA__PREDICTIONS_TOPIC": "events", "MONITOR_KAFKA__LABELS_TOPIC": "events"}, "kafka.labels_topic", id="same-topics"),
+        pytest.param('[kafka]\ndlq_topic = ""\n', {}, "kafka.dlq_topic", id="empty-topic"),
+        pytest.param(None, {"MONITOR_KAFKA__BATCH_MAX_MESSAGES": "0"}, "kafka.batch_max_messages", id="zero-batch"),
+        pytest.param('[monitoring]\nfeatures = ["income", "age"]\nignore_features = ["age"]\n', {}, "monitoring.ignore_features", id="feature-also-ignored"),
+        pytest.param("[monitoring]\nmax_segment_attributes = -1\n", {}, "monitoring.max_segment_attributes", id="negative-segment-attributes"),
+        pytest.param("[http\nport = 1\n", {}, "--config", id="bad-toml-syntax"),
+        pytest.param('[http]\nport = 1\nport = 2\n', {}, "--config", id="toml-duplicate-key"),
+    ],
+)
+def test_bad_settings_raise_config_error_naming_the_field(
+    tmp_path: Path, toml: str | None, env: dict[str, str], field: str
+) -> None:
+    path = None if toml is None else _write(tmp_path, toml)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ=env)
+    assert info.value.field == field
+    assert field in str(info.value)
+    assert info.value.problem
+
+
+def test_bad_value_in_overrides_names_the_field() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(environ={}, overrides={"alerts": {"cooldown_s": -1}})
+    assert info.value.field == "alerts.cooldown_s"
+
+
+def test_missing_file_raises_config_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError) as info:
+        load_config(missing, environ={})
+    assert info.value.field == "--config"
+    assert str(missing) in info.value.problem
+
+
+def test_env_cannot_rescue_an_invalid_file(tmp_path: Path) -> None:
+    """The file is parsed first: a syntax error is reported even if env would set the same field."""
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, "[http\n"), environ={"MONITOR_HTTP__PORT": "1"})
+    assert info.value.field == "--config"
+
+
+def test_env_value_can_fix_a_bad_file_value(tmp_path: Path) -> None:
+    """Validation happens after merging, so the env value is the one checked."""
+    cfg = load_config(_write(tmp_path, "[http]\nport = -1\n"), environ={"MONITOR_HTTP__PORT": "8080"})
+    assert cfg.http.port == 8080
+
+
+# --- behaviour that looks wrong in the code under test (these tests fail until it is fixed) ---------
+
+
+def test_per_feature_detector_entry_that_is_not_a_table_raises_config_error(tmp_path: Path) -> None:
+    """``[detectors.features] income = 5`` currently crashes with AttributeError inside ``_merge``."""
+    path = _write(tmp_path, "[detectors.features]\nincome = 5\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert info.value.field == "detectors.features.income"
+
+
+@pytest.mark.parametrize(
+    ("env_name", "field"),
+    [
+        ("MONITOR_ALERTS__COOLDOWN_S", "alerts.cooldown_s"),
+        ("MONITOR_ALERTS__RESOLVE_AFTER_S", "alerts.resolve_after_s"),
+        ("MONITOR_ALERTS__MIN_EFFECT_SIZE", "alerts.min_effect_size"),
+        ("MONITOR_KAFKA__PRODUCE_TIMEOUT_S", "kafka.produce_timeout_s"),
+        ("MONITOR_DETECTORS__PAGE_HINKLEY_THRESHOLD", "detectors.page_hinkley_threshold"),
+    ],
+)
+def test_nan_is_rejected_for_float_settings(env_name: str, field: str) -> None:
+    """``float("nan")`` passes every ``x < 0`` / ``x <= 0`` check, so NaN currently slips through validation."""
+    with pytest.raises(ConfigError) as info:
+        load_config(environ={env_name: "nan"})
+    assert info.value.field == field
+
+
+def test_config_path_that_is_a_directory_raises_config_error(tmp_path: Path) -> None:
+    """Currently an IsADirectoryError escapes instead of a ConfigError naming --config."""
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path, environ={})
+    assert info.value.field == "--config"
+
+
+def test_config_file_that_is_not_utf8_raises_config_error(tmp_path: Path) -> None:
+    """tomllib raises UnicodeDecodeError (not TOMLDecodeError) for non-UTF-8 bytes; it currently escapes."""
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'[http]\nhost = "\xff"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert info.value.field == "--config"
