@@ -10,6 +10,7 @@ becomes ``.`` (``MONITOR_KAFKA_PROPERTY__SASL_PASSWORD`` sets ``sasl.password``)
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -251,14 +252,17 @@ def _coerce(path: str, value: Any, annotation: Any) -> Any:
             return value
         raise ConfigError(path, f"expected an integer, got {value!r}")
     if annotation is float:
+        number: float | None = None
         if isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 raise ConfigError(path, f"expected a number, got {value!r}") from None
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(path, f"expected a number, got {value!r}")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value)
+        if number is None or not math.isfinite(number):
+            raise ConfigError(path, f"expected a finite number, got {value!r}")
+        return number
     if annotation is str:
         if isinstance(value, str):
             return value
@@ -314,10 +318,12 @@ def _detectors_table(data: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(features, Mapping):
         raise ConfigError("detectors.features", "expected a table of feature name -> settings")
     default = _build("detectors", DetectorSettings, data)
-    per_feature = {
-        str(name): _build(f"detectors.features.{name}", DetectorSettings, _merge(dataclasses.asdict(default), table))
-        for name, table in features.items()
-    }
+    per_feature = {}
+    for name, table in features.items():
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"detectors.features.{name}", f"expected a table of detector settings, got {table!r}")
+        merged = _merge(dataclasses.asdict(default), table)
+        per_feature[str(name)] = _build(f"detectors.features.{name}", DetectorSettings, merged)
     return {"default": default, "features": per_feature}
 
 
@@ -358,8 +364,10 @@ def load_config(
                 data = tomllib.load(fh)
         except FileNotFoundError:
             raise ConfigError("--config", f"file not found: {path}") from None
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from None
     data = _merge(data, env_overrides(environ))
     if overrides:
         data = _merge(data, overrides)

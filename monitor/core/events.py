@@ -104,7 +104,10 @@ def parse_timestamp(value: Any, field_name: str = "timestamp") -> float:
             raise DecodeError("invalid_value", f"{field_name} is not an ISO-8601 time: {value[:40]!r}") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return parsed.timestamp()
+        ts = parsed.timestamp()
+        if ts < 0:
+            raise DecodeError("invalid_value", f"{field_name} is before 1970")
+        return ts
     raise DecodeError("wrong_type", f"{field_name} must be a number or an ISO-8601 string")
 
 
@@ -119,7 +122,8 @@ def _load(value: bytes | None, max_bytes: int) -> dict[str, Any]:
         text = str(exc)
         if "UTF-8" in text:
             raise DecodeError("invalid_utf8", "message is not valid UTF-8") from None
-        if "infinity" in text or b"NaN" in value or b"Infinity" in value:
+        at = value[exc.pos : exc.pos + 9].lstrip(b"-")
+        if "infinity" in text or at.startswith((b"NaN", b"Infinity")):
             raise DecodeError("non_finite", "NaN and infinity are not valid JSON numbers") from None
         raise DecodeError("invalid_json", f"not JSON: {text[:120]}") from None
     if not isinstance(obj, dict):
@@ -297,7 +301,7 @@ class LabelDecoder:
         if label is not None:
             label = _scalar("label", label, allow_null=False)
         outcomes = _number_map(obj, "outcomes", self.max_fields)
-        if label is None and outcomes is None:
+        if label is None and not outcomes:
             raise DecodeError("missing_field", "one of 'label' or 'outcomes' is required")
         model = _string(obj, "model", required=False)
         ts = obj.get("timestamp")

@@ -100,17 +100,45 @@ def test_environment_variables_unrelated_to_the_monitor_are_ignored() -> None:
     ("env", "section", "name", "expected"),
     [
         pytest.param({"MONITOR_HTTP__PORT": "9400"}, "http", "port", 9400, id="int"),
-        pytest.param({"MONITOR_MONITORING__MAX_EVENT_BYTES": "2_000_000"}, "monitoring", "max_event_bytes", 2_000_000, id="int-underscores"),
+        pytest.param(
+            {"MONITOR_MONITORING__MAX_EVENT_BYTES": "2_000_000"},
+            "monitoring",
+            "max_event_bytes",
+            2_000_000,
+            id="int-underscores",
+        ),
         pytest.param({"MONITOR_ALERTS__COOLDOWN_S": "12.5"}, "alerts", "cooldown_s", 12.5, id="float"),
         pytest.param({"MONITOR_ALERTS__MIN_EVENTS": "50"}, "alerts", "min_events", 50, id="int-alerts"),
-        pytest.param({"MONITOR_MONITORING__WATCH_PREDICTION": "false"}, "monitoring", "watch_prediction", False, id="bool-false"),
-        pytest.param({"MONITOR_MONITORING__WATCH_PREDICTION": "No"}, "monitoring", "watch_prediction", False, id="bool-no"),
-        pytest.param({"MONITOR_MONITORING__WATCH_PREDICTION": "1"}, "monitoring", "watch_prediction", True, id="bool-1"),
-        pytest.param({"MONITOR_MONITORING__WATCH_PREDICTION": "TRUE"}, "monitoring", "watch_prediction", True, id="bool-TRUE"),
-        pytest.param({"MONITOR_MONITORING__FEATURES": "income, age,,tenure "}, "monitoring", "features", ["income", "age", "tenure"], id="list"),
+        pytest.param(
+            {"MONITOR_MONITORING__WATCH_PREDICTION": "false"}, "monitoring", "watch_prediction", False, id="bool-false"
+        ),
+        pytest.param(
+            {"MONITOR_MONITORING__WATCH_PREDICTION": "No"}, "monitoring", "watch_prediction", False, id="bool-no"
+        ),
+        pytest.param(
+            {"MONITOR_MONITORING__WATCH_PREDICTION": "1"}, "monitoring", "watch_prediction", True, id="bool-1"
+        ),
+        pytest.param(
+            {"MONITOR_MONITORING__WATCH_PREDICTION": "TRUE"}, "monitoring", "watch_prediction", True, id="bool-TRUE"
+        ),
+        pytest.param(
+            {"MONITOR_MONITORING__FEATURES": "income, age,,tenure "},
+            "monitoring",
+            "features",
+            ["income", "age", "tenure"],
+            id="list",
+        ),
         pytest.param({"MONITOR_MONITORING__SEGMENTS": ""}, "monitoring", "segments", [], id="list-empty"),
-        pytest.param({"MONITOR_KAFKA__BOOTSTRAP_SERVERS": "b1:9092,b2:9092"}, "kafka", "bootstrap_servers", "b1:9092,b2:9092", id="str"),
-        pytest.param({"MONITOR_KAFKA__PRODUCE_TIMEOUT_S": "7"}, "kafka", "produce_timeout_s", 7.0, id="float-from-int-text"),
+        pytest.param(
+            {"MONITOR_KAFKA__BOOTSTRAP_SERVERS": "b1:9092,b2:9092"},
+            "kafka",
+            "bootstrap_servers",
+            "b1:9092,b2:9092",
+            id="str",
+        ),
+        pytest.param(
+            {"MONITOR_KAFKA__PRODUCE_TIMEOUT_S": "7"}, "kafka", "produce_timeout_s", 7.0, id="float-from-int-text"
+        ),
     ],
 )
 def test_environment_overrides_are_parsed_to_the_field_type(
@@ -252,7 +280,9 @@ def test_explicit_overrides_beat_environment_and_file(tmp_path: Path) -> None:
         pytest.param(None, {"MONITOR_HTTP__PORT": "-1"}, "http.port", id="negative-port-env"),
         pytest.param("[http]\nport = 70000\n", {}, "http.port", id="port-too-large"),
         pytest.param('[kafka]\nbootstrap_server = "b:9092"\n', {}, "kafka.bootstrap_server", id="unknown-key"),
-        pytest.param(None, {"MONITOR_KAFKA__BOOTSTRAP_SERVER": "b:9092"}, "kafka.bootstrap_server", id="unknown-key-env"),
+        pytest.param(
+            None, {"MONITOR_KAFKA__BOOTSTRAP_SERVER": "b:9092"}, "kafka.bootstrap_server", id="unknown-key-env"
+        ),
         pytest.param('[kafak]\nbootstrap_servers = "b:9092"\n', {}, "kafak", id="unknown-section"),
         pytest.param(None, {"MONITOR_BOGUS__X": "1"}, "bogus", id="unknown-section-env"),
         pytest.param('[monitoring]\nmax_fields = "many"\n', {}, "monitoring.max_fields", id="string-for-int"),
@@ -260,25 +290,59 @@ def test_explicit_overrides_beat_environment_and_file(tmp_path: Path) -> None:
         pytest.param("[monitoring]\nmax_fields = 1.5\n", {}, "monitoring.max_fields", id="float-for-int"),
         pytest.param("[monitoring]\nmax_fields = true\n", {}, "monitoring.max_fields", id="bool-for-int"),
         pytest.param(None, {"MONITOR_ALERTS__COOLDOWN_S": "soon"}, "alerts.cooldown_s", id="string-for-float-env"),
-        pytest.param(None, {"MONITOR_MONITORING__WATCH_PREDICTION": "maybe"}, "monitoring.watch_prediction", id="bad-bool-env"),
+        pytest.param(
+            None, {"MONITOR_MONITORING__WATCH_PREDICTION": "maybe"}, "monitoring.watch_prediction", id="bad-bool-env"
+        ),
         pytest.param("[monitoring]\nfeatures = [1, 2]\n", {}, "monitoring.features", id="list-of-ints"),
         pytest.param("[http]\nhost = 5\n", {}, "http.host", id="int-for-str"),
         pytest.param("http = 5\n", {}, "http", id="section-not-a-table"),
         pytest.param("[detectors]\nadwin_delta = 0\n", {}, "detectors.adwin_delta", id="adwin-delta-zero"),
-        pytest.param("[detectors.features.income]\nadwin_delta = 1.5\n", {}, "detectors.features.income.adwin_delta", id="feature-adwin-delta-out-of-range"),
-        pytest.param("[detectors.features.income]\nadwin_dleta = 0.1\n", {}, "detectors.features.income.adwin_dleta", id="feature-unknown-key"),
+        pytest.param(
+            "[detectors.features.income]\nadwin_delta = 1.5\n",
+            {},
+            "detectors.features.income.adwin_delta",
+            id="feature-adwin-delta-out-of-range",
+        ),
+        pytest.param(
+            "[detectors.features.income]\nadwin_dleta = 0.1\n",
+            {},
+            "detectors.features.income.adwin_dleta",
+            id="feature-unknown-key",
+        ),
         pytest.param("[detectors]\nfeatures = 3\n", {}, "detectors.features", id="detector-features-not-table"),
-        pytest.param("[detectors]\ncategorical_window = 10\n", {}, "detectors.categorical_window", id="categorical-window-small"),
-        pytest.param("[alerts]\nmin_effect_size = 1.0\ncritical_effect_size = 0.5\n", {}, "alerts.critical_effect_size", id="critical-below-min"),
+        pytest.param(
+            "[detectors]\ncategorical_window = 10\n", {}, "detectors.categorical_window", id="categorical-window-small"
+        ),
+        pytest.param(
+            "[alerts]\nmin_effect_size = 1.0\ncritical_effect_size = 0.5\n",
+            {},
+            "alerts.critical_effect_size",
+            id="critical-below-min",
+        ),
         pytest.param("[alerts]\ncooldown_s = -1\n", {}, "alerts.cooldown_s", id="negative-cooldown"),
         pytest.param("[alerts]\nmax_p_value = 1.0\n", {}, "alerts.max_p_value", id="p-value-one"),
-        pytest.param(None, {"MONITOR_KAFKA__PREDICTIONS_TOPIC": "events", "MONITOR_KAFKA__LABELS_TOPIC": "events"}, "kafka.labels_topic", id="same-topics"),
+        pytest.param(
+            None,
+            {"MONITOR_KAFKA__PREDICTIONS_TOPIC": "events", "MONITOR_KAFKA__LABELS_TOPIC": "events"},
+            "kafka.labels_topic",
+            id="same-topics",
+        ),
         pytest.param('[kafka]\ndlq_topic = ""\n', {}, "kafka.dlq_topic", id="empty-topic"),
         pytest.param(None, {"MONITOR_KAFKA__BATCH_MAX_MESSAGES": "0"}, "kafka.batch_max_messages", id="zero-batch"),
-        pytest.param('[monitoring]\nfeatures = ["income", "age"]\nignore_features = ["age"]\n', {}, "monitoring.ignore_features", id="feature-also-ignored"),
-        pytest.param("[monitoring]\nmax_segment_attributes = -1\n", {}, "monitoring.max_segment_attributes", id="negative-segment-attributes"),
+        pytest.param(
+            '[monitoring]\nfeatures = ["income", "age"]\nignore_features = ["age"]\n',
+            {},
+            "monitoring.ignore_features",
+            id="feature-also-ignored",
+        ),
+        pytest.param(
+            "[monitoring]\nmax_segment_attributes = -1\n",
+            {},
+            "monitoring.max_segment_attributes",
+            id="negative-segment-attributes",
+        ),
         pytest.param("[http\nport = 1\n", {}, "--config", id="bad-toml-syntax"),
-        pytest.param('[http]\nport = 1\nport = 2\n', {}, "--config", id="toml-duplicate-key"),
+        pytest.param("[http]\nport = 1\nport = 2\n", {}, "--config", id="toml-duplicate-key"),
     ],
 )
 def test_bad_settings_raise_config_error_naming_the_field(
