@@ -34,7 +34,7 @@ class PageHinkley:
     >>> ph = PageHinkley(threshold=20.0)
     >>> x = np.r_[np.zeros(500), np.ones(500) * 3.0]
     >>> ph.update_many(x)
-    [507]
+    [506]
     """
 
     name = "page_hinkley"
