@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="embedded broker + synthetic traffic + monitor, with an injected drift")
     common(demo)
     demo.add_argument("--rate", type=float, default=1000.0, help="predictions per second")
-    demo.add_argument("--drift-after", type=float, default=20.0, help="seconds before the drift is injected")
+    demo.add_argument("--drift-after", type=float, default=15.0, help="seconds before the drift is injected")
     demo.add_argument("--drift-for", type=float, default=45.0, help="seconds the drift lasts (0: forever)")
     demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
     demo.set_defaults(func=cmd_demo)

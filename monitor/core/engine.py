@@ -21,11 +21,20 @@ import numpy as np
 from monitor.config import MonitorConfig
 from monitor.core.drift import CategoricalDriftTracker, DriftEvidence, NumericDriftTracker
 from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
-from monitor.core.rules import Alert, AlertLifecycle, Transition, alert_key, iso, segment_label
+from monitor.core.rules import (
+    ALL,
+    Alert,
+    AlertLifecycle,
+    Judgement,
+    Transition,
+    alert_key,
+    explained_buckets,
+    iso,
+    segment_label,
+)
 from monitor.core.stats import OVERFLOW, CategoryVocabulary
 
 PREDICTION = "__prediction__"
-ALL: tuple[str, str] = ("", "")
 LATENCY_BUCKETS_MS = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
 
 Tracker = NumericDriftTracker | CategoricalDriftTracker
@@ -38,25 +47,6 @@ class BatchResult:
     alerts: list[Alert] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     processed: int = 0
-
-
-@dataclass
-class Judgement:
-    """One stream's evidence turned into the fire / clear conditions the lifecycle needs."""
-
-    bucket: tuple[str, str]
-    tracker: Tracker
-    evidence: DriftEvidence
-    now: float
-    key: str
-    kind: str
-    subject: str
-    segment: dict[str, str]
-    threshold: float
-    critical: float
-    fire: bool
-    clear: bool
-    shift: float
 
 
 @dataclass
@@ -353,7 +343,7 @@ class PartitionEngine:
         segment = {} if bucket == ALL else {bucket[0]: bucket[1]}
         return Judgement(
             bucket=bucket,
-            tracker=tracker,
+            stream_kind=tracker.kind,
             evidence=ev,
             now=now,
             key=alert_key(state.model, kind, subject, segment, state.version),
@@ -367,36 +357,11 @@ class PartitionEngine:
             shift=shift if shift == shift else 0.0,
         )
 
-    def _explained(self, judged: list[Judgement]) -> set[tuple[str, str]]:
-        """Buckets whose drift is a spill-over of another bucket's, so one change gives one alert.
-
-        All traffic wins when its shift is as large as any segment's (the change is everywhere); a
-        segment wins over all traffic and over segments of *other* attributes when its shift is
-        ``explain_ratio`` times theirs (the change is local and only diluted elsewhere). Segments of
-        the same attribute never explain each other: two countries can drift independently.
-        """
-        ratio = self.config.alerts.explain_ratio
-        firing = [j for j in judged if j.fire]
-        if len(firing) < 2:
-            return set()
-        explained: set[tuple[str, str]] = set()
-        overall = next((j for j in firing if j.bucket == ALL), None)
-        if overall is not None and any(j.shift >= ratio * overall.shift for j in firing if j.bucket != ALL):
-            explained.add(ALL)
-        for j in firing:
-            if j.bucket == ALL:
-                continue
-            if overall is not None and ALL not in explained:
-                explained.add(j.bucket)
-            elif any(o.bucket != ALL and o.bucket[0] != j.bucket[0] and o.shift >= ratio * j.shift for o in firing):
-                explained.add(j.bucket)
-        return explained
-
     def _decide(
         self, state: ModelState, name: str, touched: list[tuple[tuple[str, str], Tracker, float]]
     ) -> list[Alert]:
         judged = [self._judge(state, name, bucket, tracker, now) for bucket, tracker, now in touched]
-        explained = self._explained(judged)
+        explained = explained_buckets(judged, self.config.alerts.explain_ratio)
         alerts = []
         for j in judged:
             if not self.owns(j.key):
@@ -438,7 +403,7 @@ class PartitionEngine:
             current=_clean(ev.current),
             window={"start": iso(ev.change_time), "end": iso(j.now), "events": ev.events},
             recommendation="investigate" if t.status == "firing" else "none",
-            message=self._message(state, j.subject, j.segment, j.tracker.kind, ev, t),
+            message=self._message(state, j.subject, j.segment, j.stream_kind, ev, t),
             started_at=iso(t.started_at),
             emitted_at=iso(self.clock()),
         )

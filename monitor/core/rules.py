@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from monitor.core.drift import DriftEvidence
 
 KINDS = (
     "data_drift",
@@ -28,6 +31,7 @@ KINDS = (
     "rollback_recommended",
 )
 SCHEMA_VERSION = 1
+ALL: tuple[str, str] = ("", "")  # the all-traffic bucket; a segment bucket is (attribute, value)
 
 
 def iso(ts: float | None) -> str | None:
@@ -168,3 +172,53 @@ class AlertLifecycle:
     def restore(self, data: dict[str, Any]) -> None:
         self.open = {k: Incident(**v) for k, v in data["open"].items()}
         self.cooldown_until = dict(data["cooldown_until"])
+
+
+@dataclass
+class Judgement:
+    """One stream's evidence turned into the fire / clear conditions the lifecycle needs.
+
+    ``shift`` is the size of the change in units comparable across the buckets of one subject
+    (mean shift in the feature's unit, distance, or rate difference); attribution uses it.
+    """
+
+    bucket: tuple[str, str]
+    stream_kind: str
+    evidence: DriftEvidence
+    now: float
+    key: str
+    kind: str
+    subject: str
+    segment: dict[str, str]
+    threshold: float
+    critical: float
+    fire: bool
+    clear: bool
+    shift: float
+    statistic: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def explained_buckets(judged: list[Judgement], ratio: float) -> set[tuple[str, str]]:
+    """Buckets whose change is a spill-over of another bucket's, so one change gives one alert.
+
+    All traffic wins when its shift is as large as any segment's (the change is everywhere); a
+    segment wins over all traffic and over segments of *other* attributes when its shift is ``ratio``
+    times theirs (the change is local and only diluted elsewhere). Segments of the same attribute never
+    explain each other: two countries can change independently.
+    """
+    firing = [j for j in judged if j.fire]
+    if len(firing) < 2:
+        return set()
+    explained: set[tuple[str, str]] = set()
+    overall = next((j for j in firing if j.bucket == ALL), None)
+    if overall is not None and any(j.shift >= ratio * overall.shift for j in firing if j.bucket != ALL):
+        explained.add(ALL)
+    for j in firing:
+        if j.bucket == ALL:
+            continue
+        if overall is not None and ALL not in explained:
+            explained.add(j.bucket)
+        elif any(o.bucket != ALL and o.bucket[0] != j.bucket[0] and o.shift >= ratio * j.shift for o in firing):
+            explained.add(j.bucket)
+    return explained

@@ -1,0 +1,170 @@
+"""Bounded prediction-label join: labels arrive late, early, twice or never.
+
+Times are event times supplied by the caller (``now``, the partition's watermark), so expiry is
+deterministic on replay and tests drive it without sleeping. Every store has a cap; what a cap or a TTL
+pushes out is counted, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PendingPrediction:
+    """What the join keeps of a prediction until its label arrives."""
+
+    model: str
+    model_version: str
+    segments: tuple[tuple[str, str], ...]
+    prediction: Any
+    score: float | None
+    event_time: float
+
+
+@dataclass(frozen=True)
+class PendingLabel:
+    """A label that arrived before its prediction."""
+
+    label: Any
+    outcomes: dict[str, float] | None
+    event_time: float
+    model: str | None
+
+
+@dataclass(frozen=True)
+class Joined:
+    """A prediction with its ground truth; ``delay_s`` is label time minus prediction time."""
+
+    prediction_id: str
+    prediction: PendingPrediction
+    label: Any
+    outcomes: dict[str, float] | None
+    delay_s: float
+
+
+class LabelJoiner:
+    """Join labels to predictions by ``prediction_id`` within bounded memory.
+
+    >>> j = LabelJoiner(ttl_s=60, max_pending=2)
+    >>> p = PendingPrediction("m", "v1", (), 0.9, 0.9, 100.0)
+    >>> j.add_prediction("a", p, now=100.0)
+    []
+    >>> [x.label for x in j.add_label("a", 1, None, 130.0, None, now=130.0)]
+    [1]
+    >>> j.add_label("a", 1, None, 131.0, None, now=131.0)      # duplicate: counted once
+    []
+    >>> dict(j.counts)
+    {'joined': 1, 'duplicate': 1}
+    """
+
+    def __init__(
+        self,
+        ttl_s: float = 7 * 86400.0,
+        max_pending: int = 200_000,
+        early_ttl_s: float = 3600.0,
+        max_early: int = 50_000,
+    ) -> None:
+        if ttl_s <= 0 or early_ttl_s <= 0:
+            raise ValueError("ttl_s and early_ttl_s must be > 0")
+        if max_pending < 1 or max_early < 1:
+            raise ValueError("max_pending and max_early must be >= 1")
+        self.ttl_s = ttl_s
+        self.max_pending = max_pending
+        self.early_ttl_s = early_ttl_s
+        self.max_early = max_early
+        # Insertion order is event order, so the oldest entry is always first: expiry and eviction are O(1).
+        self.pending: OrderedDict[str, PendingPrediction] = OrderedDict()
+        self.early: OrderedDict[str, PendingLabel] = OrderedDict()
+        self.done: OrderedDict[str, float] = OrderedDict()  # recently joined ids, to spot duplicates
+        self.counts: Counter[str] = Counter()
+
+    def add_prediction(self, prediction_id: str, prediction: PendingPrediction, *, now: float) -> list[Joined]:
+        """Keep a prediction until its label comes; join at once if the label came first."""
+        early = self.early.pop(prediction_id, None)
+        if early is not None:
+            self._mark_done(prediction_id, now)
+            self.counts["joined"] += 1
+            self.counts["joined_early"] += 1
+            return [
+                Joined(prediction_id, prediction, early.label, early.outcomes, early.event_time - prediction.event_time)
+            ]
+        if prediction_id in self.pending or prediction_id in self.done:
+            self.counts["duplicate_prediction"] += 1
+            return []
+        self.pending[prediction_id] = prediction
+        if len(self.pending) > self.max_pending:
+            self.pending.popitem(last=False)
+            self.counts["evicted"] += 1
+        return []
+
+    def add_label(
+        self,
+        prediction_id: str,
+        label: Any,
+        outcomes: dict[str, float] | None,
+        event_time: float,
+        model: str | None,
+        *,
+        now: float,
+    ) -> list[Joined]:
+        """Join a label; a label for an unseen prediction waits ``early_ttl_s`` for it."""
+        prediction = self.pending.pop(prediction_id, None)
+        if prediction is not None:
+            if model is not None and model != prediction.model:
+                self.counts["model_mismatch"] += 1
+            self._mark_done(prediction_id, now)
+            self.counts["joined"] += 1
+            return [Joined(prediction_id, prediction, label, outcomes, event_time - prediction.event_time)]
+        if prediction_id in self.done or prediction_id in self.early:
+            self.counts["duplicate"] += 1
+            return []
+        self.early[prediction_id] = PendingLabel(label, outcomes, event_time, model)
+        if len(self.early) > self.max_early:
+            self.early.popitem(last=False)
+            self.counts["unknown"] += 1
+        return []
+
+    def _mark_done(self, prediction_id: str, now: float) -> None:
+        self.done[prediction_id] = now
+        if len(self.done) > self.max_pending:
+            self.done.popitem(last=False)
+
+    def expire(self, now: float) -> None:
+        """Drop predictions older than ``ttl_s`` and early labels older than ``early_ttl_s``."""
+        while self.pending:
+            p = next(iter(self.pending.values()))
+            if now - p.event_time <= self.ttl_s:
+                break
+            self.pending.popitem(last=False)
+            self.counts["expired"] += 1
+        while self.early:
+            lab = next(iter(self.early.values()))
+            if now - lab.event_time <= self.early_ttl_s:
+                break
+            self.early.popitem(last=False)
+            self.counts["unknown"] += 1
+        while self.done:
+            t = next(iter(self.done.values()))
+            if now - t <= self.ttl_s:
+                break
+            self.done.popitem(last=False)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "pending": [(k, v.__dict__) for k, v in self.pending.items()],
+            "early": [(k, v.__dict__) for k, v in self.early.items()],
+            "done": list(self.done.items()),
+            "counts": dict(self.counts),
+        }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        self.pending = OrderedDict(
+            (k, PendingPrediction(**{**v, "segments": tuple(tuple(s) for s in v["segments"])}))
+            for k, v in data["pending"]
+        )
+        self.early = OrderedDict((k, PendingLabel(**v)) for k, v in data["early"])
+        self.done = OrderedDict((k, t) for k, t in data["done"])
+        self.counts = Counter(data["counts"])

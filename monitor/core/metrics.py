@@ -1,0 +1,214 @@
+"""Model metrics over a sliding window of labelled predictions and since start, plus label-free estimates.
+
+Window metrics are exact (they equal scikit-learn's on the same rows); since-start metrics come from
+running sums, except ROC AUC, which uses score histograms (``AUC_BINS`` bins, error below 1/AUC_BINS
+for scores that spread over [0, 1]).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+
+EPS = 1e-15
+AUC_BINS = 1000
+BINARY_METRICS = ("accuracy", "precision", "recall", "f1", "log_loss", "brier", "roc_auc")
+REGRESSION_METRICS = ("mae", "rmse", "mape")
+# Metrics where higher is worse: their floors are ceilings.
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "mae", "rmse", "mape"})
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else 0.0
+
+
+def binary_metrics(y: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Accuracy, precision, recall, F1, log loss, Brier score and ROC AUC of a binary classifier.
+
+    >>> m = binary_metrics(np.array([0, 1, 1, 0]), np.array([0.2, 0.8, 0.4, 0.6]))
+    >>> (m["accuracy"], m["roc_auc"], round(m["log_loss"], 3))
+    (0.5, 0.75, 0.621)
+    """
+    y = np.asarray(y, dtype=np.float64)
+    score = np.asarray(score, dtype=np.float64)
+    n = y.size
+    if n == 0:
+        return {k: math.nan for k in BINARY_METRICS}
+    pred = score >= threshold
+    pos = y == 1
+    tp = float(np.sum(pred & pos))
+    fp = float(np.sum(pred & ~pos))
+    fn = float(np.sum(~pred & pos))
+    precision = _ratio(tp, tp + fp)
+    recall = _ratio(tp, tp + fn)
+    p = np.clip(score, EPS, 1 - EPS)
+    return {
+        "accuracy": float(np.mean(pred == pos)),
+        "precision": precision,
+        "recall": recall,
+        "f1": _ratio(2 * precision * recall, precision + recall),
+        "log_loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
+        "brier": float(np.mean((score - y) ** 2)),
+        "roc_auc": roc_auc(y, score),
+    }
+
+
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Exact ROC AUC (Mann-Whitney with average ranks for ties); NaN with one class only."""
+    n_pos = int(np.sum(y == 1))
+    n_neg = y.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    ranks = sps.rankdata(score)
+    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE and MAPE (as scikit-learn defines it: |error| / max(|y|, machine epsilon))."""
+    y = np.asarray(y, dtype=np.float64)
+    pred = np.asarray(pred, dtype=np.float64)
+    if y.size == 0:
+        return {k: math.nan for k in REGRESSION_METRICS}
+    err = pred - y
+    return {
+        "mae": float(np.mean(np.abs(err))),
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "mape": float(np.mean(np.abs(err) / np.maximum(np.abs(y), np.finfo(np.float64).eps))),
+    }
+
+
+def expected_calibration_error(y: np.ndarray, score: np.ndarray, bins: int = 10) -> float:
+    """Mean |observed rate - mean score| over equal-width score bins, weighted by bin size."""
+    if y.size == 0:
+        return math.nan
+    idx = np.minimum((score * bins).astype(np.int64), bins - 1)
+    count = np.bincount(idx, minlength=bins)
+    observed = np.bincount(idx, weights=y, minlength=bins)
+    predicted = np.bincount(idx, weights=score, minlength=bins)
+    used = count > 0
+    return float(np.sum(np.abs(observed[used] - predicted[used])) / y.size)
+
+
+def expected_correct(score: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Probability each prediction is right, if the scores are calibrated (the idea of NannyML's CBPE)."""
+    return np.where(score >= threshold, score, 1.0 - score)
+
+
+class Ring:
+    """The last ``capacity`` rows of a few float columns, in arrival order."""
+
+    def __init__(self, capacity: int, columns: int) -> None:
+        self.capacity = capacity
+        self.data = np.zeros((capacity, columns), dtype=np.float64)
+        self.size = 0
+        self.head = 0  # next write position
+
+    def extend(self, rows: np.ndarray) -> None:
+        rows = rows[-self.capacity :]
+        k = rows.shape[0]
+        end = self.head + k
+        if end <= self.capacity:
+            self.data[self.head : end] = rows
+        else:
+            first = self.capacity - self.head
+            self.data[self.head :] = rows[:first]
+            self.data[: k - first] = rows[first:]
+        self.head = end % self.capacity
+        self.size = min(self.capacity, self.size + k)
+
+    def rows(self) -> np.ndarray:
+        if self.size < self.capacity:
+            return self.data[: self.size]
+        return np.concatenate([self.data[self.head :], self.data[: self.head]])
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"capacity": self.capacity, "rows": self.rows().tolist()}
+
+
+class PerformanceWindow:
+    """Labelled predictions of one (model, version, segment): a sliding window and since-start sums.
+
+    ``task`` is ``binary`` (``value`` is the positive-class score) or ``regression`` (``value`` is the
+    predicted value).
+
+    >>> w = PerformanceWindow("binary", window=3)
+    >>> w.add(np.array([1.0, 0.0, 1.0, 1.0]), np.array([0.9, 0.3, 0.2, 0.7]))
+    >>> (w.count, w.window_metrics()["accuracy"], w.total_metrics()["accuracy"])
+    (4, 0.6666666666666666, 0.75)
+    """
+
+    def __init__(self, task: str, window: int = 5000, threshold: float = 0.5) -> None:
+        if task not in ("binary", "regression"):
+            raise ValueError(f"task must be 'binary' or 'regression', got {task!r}")
+        self.task = task
+        self.threshold = threshold
+        self.ring = Ring(window, 2)
+        self.count = 0
+        self.sums = np.zeros(6, dtype=np.float64)  # binary: tp fp fn tn logloss brier; regression: abs sq ape
+        self.hist = np.zeros((2, AUC_BINS), dtype=np.int64)  # score histogram of negatives, positives
+
+    def add(self, y: np.ndarray, value: np.ndarray) -> None:
+        if y.size == 0:
+            return
+        self.ring.extend(np.column_stack([y, value]))
+        self.count += y.size
+        if self.task == "binary":
+            pred = value >= self.threshold
+            pos = y == 1
+            p = np.clip(value, EPS, 1 - EPS)
+            self.sums += [
+                np.sum(pred & pos),
+                np.sum(pred & ~pos),
+                np.sum(~pred & pos),
+                np.sum(~pred & ~pos),
+                -np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)),
+                np.sum((value - y) ** 2),
+            ]
+            idx = np.clip((value * AUC_BINS).astype(np.int64), 0, AUC_BINS - 1)
+            self.hist[0] += np.bincount(idx[~pos], minlength=AUC_BINS)
+            self.hist[1] += np.bincount(idx[pos], minlength=AUC_BINS)
+        else:
+            err = np.abs(value - y)
+            self.sums[:3] += [err.sum(), (err**2).sum(), (err / np.maximum(np.abs(y), np.finfo(np.float64).eps)).sum()]
+
+    def window_metrics(self) -> dict[str, float]:
+        rows = self.ring.rows()
+        if self.task == "binary":
+            return binary_metrics(rows[:, 0], rows[:, 1], self.threshold)
+        return regression_metrics(rows[:, 0], rows[:, 1])
+
+    def total_metrics(self) -> dict[str, float]:
+        n = self.count
+        if self.task == "regression":
+            if not n:
+                return {k: math.nan for k in REGRESSION_METRICS}
+            return {"mae": self.sums[0] / n, "rmse": math.sqrt(self.sums[1] / n), "mape": self.sums[2] / n}
+        if not n:
+            return {k: math.nan for k in BINARY_METRICS}
+        tp, fp, fn, tn, ll, br = self.sums.tolist()
+        precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+        neg, pos = self.hist[0].astype(np.float64), self.hist[1].astype(np.float64)
+        if pos.sum() and neg.sum():
+            # P(score_pos > score_neg) + half the ties, on the binned scores.
+            below = np.cumsum(neg) - neg
+            auc = float((pos * (below + 0.5 * neg)).sum() / (pos.sum() * neg.sum()))
+        else:
+            auc = math.nan
+        return {
+            "accuracy": (tp + tn) / n,
+            "precision": precision,
+            "recall": recall,
+            "f1": _ratio(2 * precision * recall, precision + recall),
+            "log_loss": ll / n,
+            "brier": br / n,
+            "roc_auc": auc,
+        }
+
+    def calibration_error(self) -> float:
+        rows = self.ring.rows()
+        if self.task != "binary" or rows.shape[0] == 0:
+            return math.nan
+        return expected_calibration_error(rows[:, 0], rows[:, 1])
