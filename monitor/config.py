@@ -210,6 +210,68 @@ class AlertConfig:
 
 
 @dataclass(frozen=True)
+class LabelsConfig:
+    """The prediction-label join: how long and how many predictions wait for their labels."""
+
+    ttl_s: float = 7 * 86400.0
+    max_pending: int = 200_000
+    early_ttl_s: float = 3600.0
+    max_early: int = 50_000
+
+    def validate(self) -> None:
+        _positive("labels.ttl_s", self.ttl_s)
+        _positive("labels.max_pending", self.max_pending)
+        _positive("labels.early_ttl_s", self.early_ttl_s)
+        _positive("labels.max_early", self.max_early)
+
+
+TASKS = ("auto", "binary", "regression")
+
+
+@dataclass(frozen=True)
+class PerformanceConfig:
+    """Model metrics, concept drift, label-free estimates, business outcomes and latency.
+
+    ``floors`` maps a metric (accuracy, precision, recall, f1, roc_auc, log_loss, brier, mae, rmse,
+    mape) to the level that raises a ``performance`` alert: a minimum, or a maximum for the metrics
+    where lower is better (losses and errors).
+    """
+
+    task: str = "auto"
+    threshold: float = 0.5
+    positive_label: str = "1"
+    window: int = 5000
+    min_labels: int = 200
+    min_accuracy_drop: float = 0.05
+    calibration_max_error: float = 0.05
+    business_min_effect: float = 0.2
+    latency_min_effect: float = 0.5
+    max_outcomes: int = 10
+    floors: dict[str, float] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        from monitor.core.metrics import BINARY_METRICS, REGRESSION_METRICS
+
+        if self.task not in TASKS:
+            raise ConfigError("performance.task", f"must be one of {list(TASKS)}, got {self.task!r}")
+        if not 0 < self.threshold < 1:
+            raise ConfigError("performance.threshold", "must be in (0, 1)")
+        if self.window < 10:
+            raise ConfigError("performance.window", "must be at least 10")
+        _positive("performance.min_labels", self.min_labels)
+        if not 0 < self.min_accuracy_drop < 1:
+            raise ConfigError("performance.min_accuracy_drop", "must be in (0, 1)")
+        _positive("performance.calibration_max_error", self.calibration_max_error)
+        _positive("performance.business_min_effect", self.business_min_effect)
+        _positive("performance.latency_min_effect", self.latency_min_effect)
+        _positive("performance.max_outcomes", self.max_outcomes)
+        for metric in self.floors:
+            if metric not in BINARY_METRICS + REGRESSION_METRICS:
+                known = list(BINARY_METRICS + REGRESSION_METRICS)
+                raise ConfigError(f"performance.floors.{metric}", f"unknown metric; known metrics: {known}")
+
+
+@dataclass(frozen=True)
 class MonitorConfig:
     """All settings; build it with :func:`load_config`."""
 
@@ -218,6 +280,8 @@ class MonitorConfig:
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     detectors: DetectorConfig = field(default_factory=DetectorConfig)
     alerts: AlertConfig = field(default_factory=AlertConfig)
+    labels: LabelsConfig = field(default_factory=LabelsConfig)
+    performance: PerformanceConfig = field(default_factory=PerformanceConfig)
 
     def validate(self) -> MonitorConfig:
         self.kafka.validate()
@@ -225,6 +289,8 @@ class MonitorConfig:
         self.monitoring.validate()
         self.detectors.validate()
         self.alerts.validate()
+        self.labels.validate()
+        self.performance.validate()
         return self
 
 
@@ -279,6 +345,8 @@ def _coerce(path: str, value: Any, annotation: Any) -> Any:
             raise ConfigError(path, f"expected a table, got {value!r}")
         if value_type is str:
             return {str(k): str(v) for k, v in value.items()}
+        if value_type in (int, float, bool):
+            return {str(k): _coerce(f"{path}.{k}", v, value_type) for k, v in value.items()}
         return {str(k): _build(f"{path}.{k}", value_type, v) for k, v in value.items()}
     if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
         return _build(path, annotation, value)
@@ -381,6 +449,8 @@ def load_config(
         ("http", HttpConfig),
         ("monitoring", MonitoringConfig),
         ("alerts", AlertConfig),
+        ("labels", LabelsConfig),
+        ("performance", PerformanceConfig),
     ):
         if section in data:
             kwargs[section] = _build(section, cls, data[section])

@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 
 from monitor.config import MonitorConfig
-from monitor.core.drift import CategoricalDriftTracker, DriftEvidence, NumericDriftTracker
-from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
+from monitor.core.drift import CategoricalDriftTracker, NumericDriftTracker
+from monitor.core.events import LabelBatch, LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
+from monitor.core.join import Joined, LabelJoiner, PendingPrediction
+from monitor.core.performance import ModelPerformance, binary_score
 from monitor.core.rules import (
     ALL,
     Alert,
@@ -92,6 +94,8 @@ class ModelState:
         self.latency_sum_ms = 0.0
         self.latency_count = 0
         self.last_event_time = math.nan
+        self.perf: ModelPerformance | None = None
+        self.drifting: set[str] = set()  # features whose drift condition holds here (for concept-drift messages)
 
 
 class PartitionEngine:
@@ -130,6 +134,9 @@ class PartitionEngine:
         self.alerts_emitted: Counter[tuple[str, str]] = Counter()  # (kind, status)
         self.stream_count = 0
         self.last_event_time = math.nan
+        lab = config.labels
+        self.joiner = LabelJoiner(lab.ttl_s, lab.max_pending, lab.early_ttl_s, lab.max_early)
+        self.watermark = -math.inf  # newest event time seen on the partition: the join's clock
         self._include = set(mon.features)
         self._ignore = set(mon.ignore_features)
 
@@ -146,12 +153,52 @@ class PartitionEngine:
         return result
 
     def process_labels(self, values: Sequence[bytes | None], kafka_times: Sequence[float]) -> BatchResult:
-        """Validate label messages; the join that uses them builds on this count."""
+        """Decode labels, join them to their predictions, and update metrics and label-based alerts."""
         batch, rejected = self.labels.decode(values, kafka_times)
         for r in rejected:
             self.rejected["labels", r.reason] += 1
         self.labels_seen += len(batch)
-        return BatchResult(rejected=rejected, processed=len(batch))
+        result = BatchResult(rejected=rejected, processed=len(batch))
+        if len(batch):
+            self.watermark = max(self.watermark, float(np.max(batch.event_time)))
+            result.alerts = self._learn(self._join_labels(batch))
+            self.joiner.expire(self.watermark)
+        return result
+
+    def _join_labels(self, batch: LabelBatch) -> list[Joined]:
+        joined: list[Joined] = []
+        now = self.watermark
+        for i, pid in enumerate(batch.prediction_id):
+            joined += self.joiner.add_label(
+                pid, batch.label[i], batch.outcomes[i], float(batch.event_time[i]), batch.model[i], now=now
+            )
+        return joined
+
+    def _perf(self, state: ModelState) -> ModelPerformance:
+        if state.perf is None:
+            state.perf = ModelPerformance(
+                state.model,
+                state.version,
+                self.config.performance,
+                self.config.alerts,
+                self.config.detectors.default,
+            )
+        return state.perf
+
+    def _learn(self, joined: list[Joined]) -> list[Alert]:
+        """Joined labels to metrics, then to concept-drift, performance and business judgements."""
+        by_model: dict[tuple[str, str], list[Joined]] = {}
+        for j in joined:
+            by_model.setdefault((j.prediction.model, j.prediction.model_version), []).append(j)
+        alerts: list[Alert] = []
+        for key, items in by_model.items():
+            state = self.models.get(key)
+            if state is None:
+                continue
+            perf = self._perf(state)
+            touched = perf.learn(items, self.rng)
+            alerts += self._emit(state, perf.judgements(touched, state.drifting))
+        return alerts
 
     # --------------------------------------------------------------- monitoring
     def _model(self, model: str, version: str) -> ModelState | None:
@@ -304,6 +351,43 @@ class PartitionEngine:
                     tracker.update(part_values, part_times)
                 touched.append((bucket, tracker, float(part_times.max())))
             alerts.extend(self._decide(state, name, touched))
+        alerts += self._register_predictions(state, batch, rows, buckets, times)
+        return alerts
+
+    def _register_predictions(
+        self,
+        state: ModelState,
+        batch: PredictionBatch,
+        rows: np.ndarray | None,
+        buckets: list[tuple[tuple[str, str], np.ndarray | None]],
+        times: np.ndarray,
+    ) -> list[Alert]:
+        """Put the predictions in the label join, and feed the score-based estimates and latency."""
+        n = times.size
+        segs: list[list[tuple[str, str]]] = [[] for _ in range(n)]
+        for bucket, part in buckets:
+            if part is not None:
+                for r in part.tolist():
+                    segs[r].append(bucket)
+        positive = self.config.performance.positive_label
+        preds = self._take(batch.prediction, rows)
+        scores_col = self._take(batch.scores, rows)
+        ids = self._take(batch.prediction_id, rows)
+        scores = np.empty(n, dtype=np.float64)
+        self.watermark = max(self.watermark, float(times.max()))
+        joined: list[Joined] = []
+        for i in range(n):
+            score = binary_score(preds[i], scores_col[i], positive)
+            scores[i] = math.nan if score is None else score
+            pending = PendingPrediction(state.model, state.version, tuple(segs[i]), preds[i], score, float(times[i]))
+            joined += self.joiner.add_prediction(ids[i], pending, now=self.watermark)
+        perf = self._perf(state)
+        latency = batch.latency_ms if rows is None else batch.latency_ms[rows]
+        touched = perf.observe_predictions(buckets, scores, latency, times, self.rng)
+        alerts = self._emit(state, perf.estimate_judgements({b for b, _ in touched}, float(times.max())))
+        if joined:
+            alerts += self._learn(joined)
+        self.joiner.expire(self.watermark)
         return alerts
 
     def _latency(self, state: ModelState, latency: np.ndarray) -> None:
@@ -361,14 +445,29 @@ class PartitionEngine:
         self, state: ModelState, name: str, touched: list[tuple[tuple[str, str], Tracker, float]]
     ) -> list[Alert]:
         judged = [self._judge(state, name, bucket, tracker, now) for bucket, tracker, now in touched]
-        explained = explained_buckets(judged, self.config.alerts.explain_ratio)
+        subject = "prediction" if name == PREDICTION else name
+        if any(j.fire for j in judged):
+            state.drifting.add(subject)
+        elif all(j.clear for j in judged):
+            state.drifting.discard(subject)
+        return self._emit(state, judged)
+
+    def _emit(self, state: ModelState, judged: list[Judgement]) -> list[Alert]:
+        """Attribution within each (kind, subject), then the lifecycle of the keys this partition owns."""
+        groups: dict[tuple[str, str], list[Judgement]] = {}
+        for j in judged:
+            groups.setdefault((j.kind, j.subject), []).append(j)
+        explained: set[tuple[str, str, tuple[str, str]]] = set()
+        for (kind, subject), group in groups.items():
+            for bucket in explained_buckets(group, self.config.alerts.explain_ratio):
+                explained.add((kind, subject, bucket))
         alerts = []
         for j in judged:
             if not self.owns(j.key):
                 continue
             t = self.lifecycle.evaluate(
                 j.key,
-                fire=j.fire and j.bucket not in explained,
+                fire=j.fire and (j.kind, j.subject, j.bucket) not in explained,
                 clear=j.clear,
                 now=j.now,
                 incident_seq=j.evidence.change_seq,
@@ -396,43 +495,19 @@ class PartitionEngine:
             subject=j.subject,
             segment=j.segment,
             detector=ev.detector,
-            statistic=round(ev.effect, 6),
+            statistic=round(ev.effect if j.statistic is None else j.statistic, 6),
             threshold=j.threshold,
             p_value=ev.p_value,
             baseline=_clean(ev.baseline),
             current=_clean(ev.current),
             window={"start": iso(ev.change_time), "end": iso(j.now), "events": ev.events},
-            recommendation="investigate" if t.status == "firing" else "none",
-            message=self._message(state, j.subject, j.segment, j.stream_kind, ev, t),
+            recommendation=("retrain" if j.kind == "concept_drift" else "investigate")
+            if t.status == "firing"
+            else "none",
+            message=_message(state.model, state.version, j, t.status),
             started_at=iso(t.started_at),
             emitted_at=iso(self.clock()),
         )
-
-    @staticmethod
-    def _message(
-        state: ModelState, subject: str, segment: dict[str, str], kind: str, ev: DriftEvidence, t: Transition
-    ) -> str:
-        where = "across all traffic" if not segment else "in segment " + segment_label(segment)
-        model = f"model {state.model} {state.version}"
-        what = f"The predictions of {model}" if subject == "prediction" else f"{subject.replace('_', ' ').capitalize()}"
-        of_model = "" if subject == "prediction" else f" ({model})"
-        if kind == "numeric":
-            before, now = _format(ev.baseline.get("mean", math.nan)), _format(ev.current.get("mean", math.nan))
-            if t.status == "firing":
-                return (
-                    f"{what} {where}{of_model} {ev.direction} from a mean of {before} to {now} "
-                    f"over the last {ev.events:,} predictions."
-                )
-            return f"{what} {where}{of_model} is back near its usual level: mean {now} against {before} before."
-        cat = ev.current.get("category", "?")
-        before_share = ev.baseline.get("share", math.nan) * 100
-        now_share = ev.current.get("share", math.nan) * 100
-        if t.status == "firing":
-            return (
-                f"The share of {subject}={cat} {where}{of_model} {ev.direction} from {before_share:.0f}% "
-                f"to {now_share:.0f}% over the last {ev.events:,} predictions."
-            )
-        return f"The mix of {subject} values {where}{of_model} is back near its usual shares."
 
     # ------------------------------------------------------------------- views
     def events_total(self) -> int:
@@ -462,6 +537,94 @@ class PartitionEngine:
                     effect=ev.effect,
                     firing=self.lifecycle.is_firing(key),
                 )
+
+
+def _pct(x: Any) -> str:
+    return "n/a" if not isinstance(x, int | float) or x != x else f"{100 * x:.0f}%"
+
+
+def _message(model: str, version: str, j: Judgement, status: str) -> str:
+    """One plain sentence a product manager understands."""
+    ev = j.evidence
+    where = "across all traffic" if not j.segment else "in segment " + segment_label(j.segment)
+    of_model = f"model {model} {version}"
+    firing = status == "firing"
+    if j.kind == "concept_drift":
+        drifting = j.extra.get("inputs_drifting") or []
+        inputs = (
+            f"while input drift is also firing for {', '.join(drifting)}"
+            if drifting
+            else "while its inputs did not drift (the relation between inputs and outcome changed)"
+        )
+        if j.extra.get("task") == "binary" and not j.extra.get("from_loss"):
+            before = _pct(1 - ev.baseline.get("mean", math.nan))
+            now = _pct(1 - ev.current.get("mean", math.nan))
+            if firing:
+                return (
+                    f"Accuracy of {of_model} {where} fell from {before} to {now} over the last "
+                    f"{ev.events:,} labelled predictions, {inputs}."
+                )
+            return f"Accuracy of {of_model} {where} is back near its usual level: {now} against {before} before."
+        before, now = _format(ev.baseline.get("mean", math.nan)), _format(ev.current.get("mean", math.nan))
+        if firing:
+            return f"The errors of {of_model} {where} grew from {before} to {now} on average, {inputs}."
+        return f"The errors of {of_model} {where} are back near their usual level."
+    if j.kind == "performance" and j.subject == "estimated_accuracy":
+        before = _pct(ev.baseline.get("estimated_accuracy"))
+        now = _pct(ev.current.get("estimated_accuracy"))
+        if firing:
+            return (
+                f"Estimated accuracy of {of_model} {where} fell from {before} to {now} over the last "
+                f"{ev.events:,} predictions (estimated from the model's scores, before labels arrive)."
+            )
+        return f"Estimated accuracy of {of_model} {where} is back near its usual level ({now})."
+    if j.kind == "performance":
+        value = ev.current.get(j.subject, math.nan)
+        shown = _pct(value) if j.subject not in ("log_loss", "brier", "mae", "rmse") else _format(value)
+        floor = _pct(j.threshold) if j.subject not in ("log_loss", "brier", "mae", "rmse") else _format(j.threshold)
+        side = "above its ceiling" if ev.direction == "rose" else "below its floor"
+        if firing:
+            return (
+                f"{j.subject.replace('_', ' ').capitalize()} of {of_model} {where} is {shown}, {side} of {floor} "
+                f"(last {ev.events:,} labelled predictions)."
+            )
+        return f"{j.subject.replace('_', ' ').capitalize()} of {of_model} {where} is back within its limit ({shown})."
+    if j.kind == "business":
+        before, now = _format(ev.baseline.get("mean", math.nan)), _format(ev.current.get("mean", math.nan))
+        if firing:
+            return (
+                f"{j.subject.replace('_', ' ').capitalize()} for {of_model} {where} fell from a mean of {before} "
+                f"to {now} over the last {ev.events:,} labelled predictions."
+            )
+        return f"{j.subject.replace('_', ' ').capitalize()} for {of_model} {where} is back near its usual level."
+    if j.kind == "latency":
+        before = _format(ev.baseline.get("typical_ms", math.nan))
+        now = _format(ev.current.get("typical_ms", math.nan))
+        if firing:
+            return (
+                f"Serving latency of {of_model} rose from a typical {before} ms to {now} ms "
+                f"over the last {ev.events:,} predictions."
+            )
+        return f"Serving latency of {of_model} is back near its usual {before} ms."
+    # data and prediction drift
+    what = f"The predictions of {of_model}" if j.subject == "prediction" else j.subject.replace("_", " ").capitalize()
+    suffix = "" if j.subject == "prediction" else f" ({of_model})"
+    if j.stream_kind == "numeric":
+        before, now = _format(ev.baseline.get("mean", math.nan)), _format(ev.current.get("mean", math.nan))
+        if firing:
+            return (
+                f"{what} {where}{suffix} {ev.direction} from a mean of {before} to {now} "
+                f"over the last {ev.events:,} predictions."
+            )
+        return f"{what} {where}{suffix} is back near its usual level: mean {now} against {before} before."
+    cat = ev.current.get("category", "?")
+    if firing:
+        return (
+            f"The share of {j.subject}={cat} {where}{suffix} {ev.direction} from "
+            f"{_pct(ev.baseline.get('share'))} to {_pct(ev.current.get('share'))} "
+            f"over the last {ev.events:,} predictions."
+        )
+    return f"The mix of {j.subject} values {where}{suffix} is back near its usual shares."
 
 
 def _clean(d: dict[str, Any]) -> dict[str, Any]:

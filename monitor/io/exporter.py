@@ -12,13 +12,15 @@ import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from monitor.core.engine import LATENCY_BUCKETS_MS
+from monitor.core.engine import LATENCY_BUCKETS_MS, PartitionEngine
+from monitor.core.performance import DELAY_BUCKETS_S
+from monitor.core.rules import ALL, segment_label
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -82,6 +84,48 @@ class MonitorCollector(Collector):
             "monitor_processing_lag_seconds", "Wall-clock time minus the newest event time processed"
         )
         ready = GaugeMetricFamily("monitor_ready", "1 when partitions are assigned and the broker is reachable")
+        seg_labels = ["model", "version", "segment"]
+        model_metric = GaugeMetricFamily(
+            "monitor_model_metric",
+            "Model metric on labelled predictions: window=sliding (last performance.window) or total (since start)",
+            labels=[*seg_labels, "metric", "window"],
+        )
+        estimated = GaugeMetricFamily(
+            "monitor_estimated_accuracy",
+            "Accuracy estimated from calibrated scores over the last performance.window predictions (no labels)",
+            labels=seg_labels,
+        )
+        trust = GaugeMetricFamily(
+            "monitor_estimate_trustworthy",
+            "1 if the scores are calibrated on the labelled window (so estimates can be trusted), else 0",
+            labels=seg_labels,
+        )
+        calib = GaugeMetricFamily(
+            "monitor_calibration_error",
+            "Expected calibration error of the scores on the labelled window",
+            labels=seg_labels,
+        )
+        coverage = GaugeMetricFamily(
+            "monitor_label_coverage", "Share of predictions that have received their label", labels=seg_labels
+        )
+        labelled = CounterMetricFamily(
+            "monitor_labelled_predictions", "Predictions joined with a label", labels=seg_labels
+        )
+        outcome_mean = GaugeMetricFamily(
+            "monitor_outcome_mean", "Mean of a business outcome since start", labels=[*seg_labels, "outcome"]
+        )
+        delay = HistogramMetricFamily(
+            "monitor_label_delay_seconds", "Label time minus prediction time", labels=["model", "version"]
+        )
+        join_pending = GaugeMetricFamily("monitor_join_pending", "Predictions waiting for their label")
+        join_limit = GaugeMetricFamily("monitor_join_pending_limit", "Cap on waiting predictions per partition")
+        join_early = GaugeMetricFamily("monitor_join_early_labels", "Labels waiting for their prediction")
+        join_events = CounterMetricFamily(
+            "monitor_join_events",
+            "Join outcomes: joined, joined_early, expired, evicted, duplicate, duplicate_prediction, unknown, "
+            "model_mismatch",
+            labels=["outcome"],
+        )
 
         with svc.lock:
             engines = list(svc.engines.values())
@@ -134,6 +178,12 @@ class MonitorCollector(Collector):
                     for det, c in view.stats["detections"].items():
                         agg_det[(*k, det)] += c
             lag_items = list(svc.lag.items())
+            perf_rows = _performance_rows(engines)
+            n_pending = sum(len(e.joiner.pending) for e in engines)
+            n_early = sum(len(e.joiner.early) for e in engines)
+            join_counts: Counter[str] = Counter()
+            for eng in engines:
+                join_counts.update(eng.joiner.counts)
 
         for (model, version), c in ev_count.items():
             events.add_metric([model, version], c)
@@ -172,8 +222,110 @@ class MonitorCollector(Collector):
         if newest > -math.inf:
             proc_lag.add_metric([], max(0.0, time.time() - newest))
         ready.add_metric([], 1.0 if svc.ready() else 0.0)
+        _add_performance(perf_rows, model_metric, estimated, trust, calib, coverage, labelled, outcome_mean, delay)
+        join_pending.add_metric([], n_pending)
+        join_limit.add_metric([], svc.config.labels.max_pending)
+        join_early.add_metric([], n_early)
+        for outcome, c in join_counts.items():
+            join_events.add_metric([outcome], c)
+        yield from (model_metric, estimated, trust, calib, coverage, labelled, outcome_mean, delay)
+        yield from (join_pending, join_limit, join_early, join_events)
         yield from (events, labels, invalid, capped, mismatch, s_events, missing, mean, effect, firing, detections)
         yield from (streams, stream_limit, alerts_firing, emitted, latency, partitions, lag, proc_lag, ready)
+
+
+def _performance_rows(engines: list[PartitionEngine]) -> dict[str, Any]:
+    """Per (model, version, segment) sums across this replica's partitions, weighted by label counts."""
+    metrics: defaultdict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])  # weighted sum, weight
+    est: defaultdict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    cal: defaultdict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    trusted: dict[tuple[str, ...], float] = {}
+    counts: defaultdict[tuple[str, ...], list[int]] = defaultdict(lambda: [0, 0])  # predictions, labelled
+    outcomes: defaultdict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    delays: dict[tuple[str, str], list[float]] = {}
+    for eng in engines:
+        for (model, version), st in eng.models.items():
+            perf = st.perf
+            if perf is None:
+                continue
+            hist = delays.setdefault((model, version), [0.0] * (len(DELAY_BUCKETS_S) + 2))
+            for i, c in enumerate(perf.delay_buckets.tolist()):
+                hist[i] += c
+            hist[-1] += perf.delay_sum
+            for bucket, b in perf.buckets.items():
+                seg = segment_label({} if bucket == ALL else {bucket[0]: bucket[1]})
+                key = (model, version, seg)
+                counts[key][0] += b.predictions
+                counts[key][1] += b.labelled
+                n_win = b.window.ring.size
+                if n_win:
+                    for window, values, weight in (
+                        ("sliding", b.window.window_metrics(), n_win),
+                        ("total", b.window.total_metrics(), b.window.count),
+                    ):
+                        for metric, value in values.items():
+                            if value == value:
+                                acc = metrics[(*key, metric, window)]
+                                acc[0] += value * weight
+                                acc[1] += weight
+                    ce = b.window.calibration_error()
+                    if ce == ce:
+                        cal[key][0] += ce * n_win
+                        cal[key][1] += n_win
+                if b.estimate.size:
+                    est[key][0] += float(b.estimate.rows().sum())
+                    est[key][1] += b.estimate.size
+                t = perf.trustworthy(bucket)
+                if t is not None:
+                    trusted[key] = min(trusted.get(key, 1.0), float(t))
+                for name, tracker in b.outcomes.items():
+                    n = tracker.moments.n
+                    if n:
+                        acc = outcomes[(*key, name)]
+                        acc[0] += tracker.moments.mean * n
+                        acc[1] += n
+    return {
+        "metrics": metrics,
+        "est": est,
+        "cal": cal,
+        "trusted": trusted,
+        "counts": counts,
+        "outcomes": outcomes,
+        "delays": delays,
+    }
+
+
+def _add_performance(
+    rows: dict[str, Any],
+    model_metric: GaugeMetricFamily,
+    estimated: GaugeMetricFamily,
+    trust: GaugeMetricFamily,
+    calib: GaugeMetricFamily,
+    coverage: GaugeMetricFamily,
+    labelled: CounterMetricFamily,
+    outcome_mean: GaugeMetricFamily,
+    delay: HistogramMetricFamily,
+) -> None:
+    for key, (total, weight) in rows["metrics"].items():
+        model_metric.add_metric(list(key), total / weight)
+    for key, (total, weight) in rows["est"].items():
+        estimated.add_metric(list(key), total / weight)
+    for key, value in rows["trusted"].items():
+        trust.add_metric(list(key), value)
+    for key, (total, weight) in rows["cal"].items():
+        calib.add_metric(list(key), total / weight)
+    for key, (n_pred, n_lab) in rows["counts"].items():
+        labelled.add_metric(list(key), n_lab)
+        if n_pred:
+            coverage.add_metric(list(key), min(1.0, n_lab / n_pred))
+    for key, (total, weight) in rows["outcomes"].items():
+        outcome_mean.add_metric(list(key), total / weight)
+    for (model, version), hist in rows["delays"].items():
+        buckets, acc = [], 0.0
+        for bound, in_bucket in zip([*DELAY_BUCKETS_S, math.inf], hist[:-1], strict=False):
+            acc += in_bucket
+            buckets.append(("+Inf" if bound == math.inf else str(bound), acc))
+        delay.add_metric([model, version], buckets, sum_value=hist[-1])
 
 
 def register(service: MonitorService, registry: CollectorRegistry) -> Histogram:

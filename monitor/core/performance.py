@@ -1,0 +1,470 @@
+"""What labels (and scores) say about a model: metrics, concept drift, estimates, outcomes, latency.
+
+One :class:`ModelPerformance` per (model, version) in a partition engine. It is fed predictions
+(for label-free estimates, coverage and latency) and joined labels (for metrics, concept drift and
+business outcomes), per bucket (all traffic and each tracked segment value), and turns its state into
+:class:`~monitor.core.rules.Judgement` objects for the alert lifecycle. No I/O, no wall clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from monitor.config import AlertConfig, DetectorSettings, PerformanceConfig
+from monitor.core.drift import DriftEvidence, NumericDriftTracker
+from monitor.core.join import Joined
+from monitor.core.metrics import LOWER_IS_BETTER, PerformanceWindow, Ring, expected_correct
+from monitor.core.rules import ALL, Judgement, alert_key
+from monitor.core.stats import RunningMoments
+
+TRUE_STRINGS = frozenset({"1", "true", "yes", "y", "t"})
+FALSE_STRINGS = frozenset({"0", "false", "no", "n", "f"})
+DELAY_BUCKETS_S = (1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 6 * 3600.0, 86400.0, 3 * 86400.0, 7 * 86400.0)
+Bucket = tuple[str, str]
+
+
+def binary_label(label: Any, positive: str = "1") -> float | None:
+    """1.0 / 0.0 for a binary label (bool, 0/1, "true"/"false", or the configured positive class)."""
+    if isinstance(label, bool):
+        return 1.0 if label else 0.0
+    if isinstance(label, int | float):
+        return float(label) if label in (0, 1) else None
+    if isinstance(label, str):
+        low = label.strip().lower()
+        if low == positive.lower() or low in TRUE_STRINGS:
+            return 1.0
+        if low in FALSE_STRINGS:
+            return 0.0
+    return None
+
+
+def binary_score(prediction: Any, scores: dict[str, float] | None, positive: str = "1") -> float | None:
+    """The positive-class probability: a score in [0, 1], ``scores[positive]``, or a hard class as 0 / 1."""
+    if isinstance(prediction, bool):
+        return 1.0 if prediction else 0.0
+    if isinstance(prediction, int | float) and 0.0 <= prediction <= 1.0:
+        return float(prediction)
+    if scores:
+        for key in (positive, "1", "true"):
+            if key in scores:
+                return float(scores[key])
+    if isinstance(prediction, str):
+        return binary_label(prediction, positive)
+    return None
+
+
+def infer_task(label: Any, prediction: Any, positive: str = "1") -> str | None:
+    """``binary`` when both sides read as binary, ``regression`` for numbers, else None (unsupported)."""
+    if binary_label(label, positive) is not None and binary_score(prediction, None, positive) is not None:
+        return "binary"
+    is_num = isinstance(label, int | float) and not isinstance(label, bool)
+    pred_num = isinstance(prediction, int | float) and not isinstance(prediction, bool)
+    if is_num and pred_num:
+        return "regression"
+    return None
+
+
+@dataclass
+class BucketPerformance:
+    """One bucket's labelled metrics, error / loss detectors, estimate and outcomes."""
+
+    window: PerformanceWindow
+    error: NumericDriftTracker
+    loss: NumericDriftTracker
+    estimate: Ring
+    estimate_baseline: RunningMoments = field(default_factory=RunningMoments)
+    outcomes: dict[str, NumericDriftTracker] = field(default_factory=dict)
+    predictions: int = 0
+    labelled: int = 0
+    last_label_time: float = math.nan
+
+
+class ModelPerformance:
+    """Labels, scores, outcomes and latency of one model version in one partition."""
+
+    def __init__(
+        self,
+        model: str,
+        version: str,
+        perf: PerformanceConfig,
+        alerts: AlertConfig,
+        detectors: DetectorSettings,
+    ) -> None:
+        self.model = model
+        self.version = version
+        self.perf = perf
+        self.alerts = alerts
+        self.detectors = detectors
+        self.task: str | None = None if perf.task == "auto" else perf.task
+        self.buckets: dict[Bucket, BucketPerformance] = {}
+        self.latency = NumericDriftTracker(detectors)
+        self.delay_buckets = np.zeros(len(DELAY_BUCKETS_S) + 1, dtype=np.int64)
+        self.delay_sum = 0.0
+        self.delay_count = 0
+        self.unsupported = 0
+        self.outcome_names: list[str] = []
+        self.capped_outcomes = 0
+
+    def _bucket(self, bucket: Bucket) -> BucketPerformance:
+        b = self.buckets.get(bucket)
+        if b is None:
+            task = self.task or "binary"
+            b = self.buckets[bucket] = BucketPerformance(
+                window=PerformanceWindow(task, self.perf.window, self.perf.threshold),
+                error=NumericDriftTracker(self.detectors),
+                loss=NumericDriftTracker(self.detectors),
+                estimate=Ring(self.perf.window, 1),
+            )
+        return b
+
+    # ---------------------------------------------------------------- inputs
+    def observe_predictions(
+        self,
+        parts: Sequence[tuple[Bucket, np.ndarray | None]],
+        scores: np.ndarray,
+        latency_ms: np.ndarray,
+        times: np.ndarray,
+        rng: np.random.Generator,
+    ) -> list[tuple[Bucket, float]]:
+        """Count predictions per bucket, feed the score-based estimate, and the latency detector."""
+        expected = expected_correct(scores, self.perf.threshold) if self.task in (None, "binary") else None
+        for bucket, part in parts:
+            b = self._bucket(bucket)
+            b.predictions += scores.size if part is None else part.size
+            if expected is None:
+                continue
+            e = expected if part is None else expected[part]
+            e = e[~np.isnan(e)]
+            if e.size == 0:
+                continue
+            need = self.detectors.warmup_events - b.estimate_baseline.n
+            if need > 0:
+                b.estimate_baseline.update(e[:need])
+            b.estimate.extend(e[:, None])
+        lat = latency_ms[~np.isnan(latency_ms)]
+        if lat.size:
+            present = ~np.isnan(latency_ms)
+            self.latency.update(np.log1p(latency_ms[present]), times[present], rng=rng)
+        return [(bucket, float(times.max())) for bucket, _ in parts]
+
+    def learn(self, joined: Sequence[Joined], rng: np.random.Generator) -> set[Bucket]:
+        """Add joined predictions and labels; returns the buckets that changed."""
+        rows: list[tuple[float, float, float, Joined]] = []
+        pos = self.perf.positive_label
+        for j in joined:
+            if self.task is None:
+                self.task = infer_task(j.label, j.prediction.prediction, pos)
+                for b in self.buckets.values():  # buckets made before the task was known
+                    if b.window.task != self.task and self.task is not None and b.window.count == 0:
+                        b.window = PerformanceWindow(self.task, self.perf.window, self.perf.threshold)
+            y_i: float | None
+            v_i: float | None
+            if self.task == "binary":
+                y_i = binary_label(j.label, pos) if j.label is not None else None
+                v_i = j.prediction.score
+            elif self.task == "regression":
+                ok = isinstance(j.label, int | float) and not isinstance(j.label, bool)
+                y_i = float(j.label) if ok else None
+                pred = j.prediction.prediction
+                v_i = float(pred) if isinstance(pred, int | float) and not isinstance(pred, bool) else None
+            else:
+                y_i = v_i = None
+            if (y_i is None or v_i is None) and j.outcomes is None:
+                self.unsupported += 1
+                continue
+            rows.append((math.nan if y_i is None else y_i, math.nan if v_i is None else v_i, j.delay_s, j))
+        if not rows:
+            return set()
+        y = np.array([r[0] for r in rows])
+        v = np.array([r[1] for r in rows])
+        delay = np.array([r[2] for r in rows])
+        times = np.array([r[3].prediction.event_time + r[2] for r in rows])
+        self._delays(delay)
+        members: dict[Bucket, list[int]] = {ALL: list(range(len(rows)))}
+        for i, r in enumerate(rows):
+            for seg in r[3].prediction.segments:
+                members.setdefault(seg, []).append(i)
+        labelled = ~np.isnan(y) & ~np.isnan(v)
+        if self.task == "binary":
+            err = ((v >= self.perf.threshold) != (y == 1)).astype(np.float64)
+            p = np.clip(v, 1e-15, 1 - 1e-15)
+            loss = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+        else:
+            err = np.abs(v - y)
+            loss = (v - y) ** 2
+        outcome_cols = self._outcome_columns([r[3].outcomes for r in rows])
+        for bucket, idx_list in members.items():
+            b = self._bucket(bucket)
+            idx = np.asarray(idx_list)
+            ok = idx[labelled[idx]]
+            if ok.size:
+                b.window.add(y[ok], v[ok])
+                b.error.update(err[ok], times[ok], rng=rng)
+                b.loss.update(loss[ok], times[ok], rng=rng)
+                b.labelled += ok.size
+            for name, col in outcome_cols.items():
+                tracker = b.outcomes.get(name)
+                if tracker is None:
+                    tracker = b.outcomes[name] = NumericDriftTracker(self.detectors)
+                tracker.update(col[idx], times[idx], rng=rng)
+            b.last_label_time = float(times[idx].max())
+        return set(members)
+
+    def _outcome_columns(self, outcomes: list[dict[str, float] | None]) -> dict[str, np.ndarray]:
+        cols: dict[str, np.ndarray] = {}
+        for i, o in enumerate(outcomes):
+            for name, value in (o or {}).items():
+                col = cols.get(name)
+                if col is None:
+                    if name not in self.outcome_names:
+                        if len(self.outcome_names) >= self.perf.max_outcomes:
+                            self.capped_outcomes += 1
+                            continue
+                        self.outcome_names.append(name)
+                    col = cols[name] = np.full(len(outcomes), np.nan)
+                col[i] = value
+        return cols
+
+    def _delays(self, delay: np.ndarray) -> None:
+        d = np.maximum(delay[~np.isnan(delay)], 0.0)
+        idx = np.searchsorted(np.asarray(DELAY_BUCKETS_S), d, side="left")
+        self.delay_buckets += np.bincount(idx, minlength=self.delay_buckets.size)
+        self.delay_sum += float(d.sum())
+        self.delay_count += int(d.size)
+
+    # ------------------------------------------------------------- judgement
+    def trustworthy(self, bucket: Bucket) -> bool | None:
+        """Whether score-based estimates can be trusted: calibration checked on labelled data (None: too few)."""
+        b = self.buckets.get(bucket)
+        if b is None or self.task != "binary" or b.window.ring.size < self.perf.min_labels:
+            return None
+        return b.window.calibration_error() <= self.perf.calibration_max_error
+
+    def judgements(self, buckets: set[Bucket], drifting: set[str]) -> list[Judgement]:
+        """Fire / clear conditions of every label-based alert for the given buckets."""
+        out: list[Judgement] = []
+        for bucket in sorted(buckets):
+            b = self.buckets.get(bucket)
+            if b is None:
+                continue
+            if b.labelled:
+                out.append(self._concept(bucket, b, drifting))
+                out.extend(self._floors(bucket, b))
+            for name, tracker in b.outcomes.items():
+                out.append(self._business(bucket, b, name, tracker))
+        return out
+
+    def estimate_judgements(self, buckets: set[Bucket], now: float) -> list[Judgement]:
+        """Label-free estimate alerts and latency alerts, evaluated as predictions arrive."""
+        out = []
+        if self.task in (None, "binary"):
+            for bucket in sorted(buckets):
+                b = self.buckets.get(bucket)
+                if b is not None and b.estimate_baseline.n >= self.detectors.warmup_events:
+                    out.append(self._estimate(bucket, b, now))
+        if self.latency.warmed_up:
+            out.append(self._latency(now))
+        return out
+
+    def _judgement(
+        self, kind: str, subject: str, bucket: Bucket, ev: DriftEvidence, now: float, **kw: Any
+    ) -> Judgement:
+        segment = {} if bucket == ALL else {bucket[0]: bucket[1]}
+        return Judgement(
+            bucket=bucket,
+            evidence=ev,
+            now=now,
+            key=alert_key(self.model, kind, subject, segment, self.version),
+            kind=kind,
+            subject=subject,
+            segment=segment,
+            **kw,
+        )
+
+    def _concept(self, bucket: Bucket, b: BucketPerformance, drifting: set[str]) -> Judgement:
+        cfg, a = self.perf, self.alerts
+        ev = b.error.evidence()
+        rise = ev.current.get("mean", math.nan) - ev.baseline.get("mean", math.nan) if ev.events else 0.0
+        rise = 0.0 if rise != rise else rise
+        significant = ev.p_value is not None and ev.p_value < a.max_p_value
+        enough = ev.events >= cfg.min_labels
+        if self.task == "binary":
+            threshold, statistic, subject = cfg.min_accuracy_drop, rise, "accuracy"
+        else:
+            threshold, statistic, subject = a.min_effect_size, ev.effect if rise > 0 else 0.0, "mae"
+        fire = ev.detected and enough and significant and statistic >= threshold
+        loss_ev = b.loss.evidence()
+        loss_fire = (
+            loss_ev.detected
+            and loss_ev.events >= cfg.min_labels
+            and loss_ev.direction == "rose"
+            and loss_ev.effect >= a.min_effect_size
+            and loss_ev.p_value is not None
+            and loss_ev.p_value < a.max_p_value
+        )
+        from_loss = bool(loss_fire and not fire)
+        if from_loss:
+            fire, ev = True, loss_ev
+        return self._judgement(
+            "concept_drift",
+            subject,
+            bucket,
+            ev,
+            b.last_label_time,
+            stream_kind="error",
+            threshold=threshold,
+            critical=2 * threshold,
+            fire=fire,
+            clear=enough and statistic < threshold * a.resolve_ratio,
+            shift=max(rise, 0.0),
+            statistic=statistic,
+            extra={"inputs_drifting": sorted(drifting), "task": self.task, "from_loss": from_loss},
+        )
+
+    def _floors(self, bucket: Bucket, b: BucketPerformance) -> list[Judgement]:
+        out: list[Judgement] = []
+        if not self.perf.floors:
+            return out
+        n = b.window.ring.size
+        metrics = b.window.window_metrics()
+        for metric, floor in sorted(self.perf.floors.items()):
+            value = metrics.get(metric, math.nan)
+            if value != value:
+                continue
+            worse = value > floor if metric in LOWER_IS_BETTER else value < floor
+            p_value = None
+            if metric == "accuracy" and 0 < floor < 1:
+                z = (floor - value) / math.sqrt(floor * (1 - floor) / n)
+                p_value = 0.5 * math.erfc(z / math.sqrt(2))  # one-sided: below the floor
+            enough = n >= self.perf.min_labels
+            fire = enough and worse and (p_value is None or p_value < self.alerts.max_p_value)
+            ev = DriftEvidence(
+                detected=worse,
+                effect=abs(value - floor),
+                events=n,
+                detector="floor",
+                change_seq=b.window.count,
+                change_time=b.last_label_time,
+                p_value=p_value,
+                baseline={"floor": floor},
+                current={metric: value, "events": n},
+                direction="fell" if value < floor else "rose",
+            )
+            out.append(
+                self._judgement(
+                    "performance",
+                    metric,
+                    bucket,
+                    ev,
+                    b.last_label_time,
+                    stream_kind="floor",
+                    threshold=floor,
+                    critical=floor,
+                    fire=fire,
+                    clear=enough and not worse,
+                    shift=abs(value - floor),
+                    statistic=value,
+                )
+            )
+        return out
+
+    def _estimate(self, bucket: Bucket, b: BucketPerformance, now: float) -> Judgement:
+        cfg, a = self.perf, self.alerts
+        rows = b.estimate.rows()[:, 0]
+        n = rows.size
+        base_mean, base_var, base_n = b.estimate_baseline.mean, b.estimate_baseline.variance, b.estimate_baseline.n
+        cur = float(rows.mean())
+        drop = base_mean - cur
+        se = math.sqrt(base_var / base_n + float(rows.var()) / n) if n > 1 else math.inf
+        p_value = 0.5 * math.erfc((drop / se) / math.sqrt(2)) if se > 0 else (0.0 if drop > 0 else 1.0)
+        trusted = self.trustworthy(bucket)
+        enough = n >= cfg.min_labels
+        fire = enough and trusted is not False and drop >= cfg.min_accuracy_drop and p_value < a.max_p_value
+        ev = DriftEvidence(
+            detected=drop >= cfg.min_accuracy_drop,
+            effect=drop,
+            events=n,
+            detector="cbpe",
+            change_seq=b.predictions,
+            change_time=now,
+            p_value=p_value,
+            baseline={"estimated_accuracy": base_mean, "events": base_n},
+            current={"estimated_accuracy": cur, "events": n, "trustworthy": trusted},
+            direction="fell" if drop > 0 else "rose",
+        )
+        return self._judgement(
+            "performance",
+            "estimated_accuracy",
+            bucket,
+            ev,
+            now,
+            stream_kind="estimate",
+            threshold=cfg.min_accuracy_drop,
+            critical=2 * cfg.min_accuracy_drop,
+            fire=fire,
+            clear=enough and drop < cfg.min_accuracy_drop * a.resolve_ratio,
+            shift=max(drop, 0.0),
+            statistic=drop,
+        )
+
+    def _business(self, bucket: Bucket, b: BucketPerformance, name: str, tracker: NumericDriftTracker) -> Judgement:
+        cfg, a = self.perf, self.alerts
+        ev = tracker.evidence()
+        enough = ev.events >= cfg.min_labels
+        significant = ev.p_value is not None and ev.p_value < a.max_p_value
+        fell = ev.direction == "fell"
+        shift = abs(ev.current.get("mean", 0.0) - ev.baseline.get("mean", 0.0)) if ev.events else 0.0
+        return self._judgement(
+            "business",
+            name,
+            bucket,
+            ev,
+            b.last_label_time,
+            stream_kind="numeric",
+            threshold=cfg.business_min_effect,
+            critical=3 * cfg.business_min_effect,
+            fire=ev.detected and enough and significant and fell and ev.effect >= cfg.business_min_effect,
+            clear=enough and (not fell or ev.effect < cfg.business_min_effect * a.resolve_ratio),
+            shift=shift if shift == shift else 0.0,
+        )
+
+    def _latency(self, now: float) -> Judgement:
+        cfg, a = self.perf, self.alerts
+        ev = self.latency.evidence()
+        enough = ev.events >= a.min_events
+        significant = ev.p_value is not None and ev.p_value < a.max_p_value
+        rose = ev.direction == "rose"
+        typical = {
+            "baseline": {"typical_ms": math.expm1(ev.baseline.get("mean", math.nan))},
+            "current": {"typical_ms": math.expm1(ev.current.get("mean", math.nan)) if ev.events else math.nan},
+        }
+        ev = DriftEvidence(
+            ev.detected,
+            ev.effect,
+            ev.events,
+            ev.detector,
+            ev.change_seq,
+            ev.change_time,
+            ev.p_value,
+            {**ev.baseline, **typical["baseline"]},
+            {**ev.current, **typical["current"]},
+            ev.direction,
+        )
+        return self._judgement(
+            "latency",
+            "latency_ms",
+            ALL,
+            ev,
+            now,
+            stream_kind="latency",
+            threshold=cfg.latency_min_effect,
+            critical=3 * cfg.latency_min_effect,
+            fire=ev.detected and enough and significant and rose and ev.effect >= cfg.latency_min_effect,
+            clear=enough and (not rose or ev.effect < cfg.latency_min_effect * a.resolve_ratio),
+            shift=ev.effect,
+        )
