@@ -1,0 +1,150 @@
+"""Labels through the engine: concept drift, label-free estimates, business outcomes, latency, floors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import orjson
+
+from monitor.config import load_config
+from monitor.core.engine import PartitionEngine
+from monitor.core.rules import Alert
+from monitor.simulate import TrafficGenerator
+
+T0 = 1_767_225_600.0
+Event = dict[str, Any]
+
+
+def _engine(**sections: Any) -> PartitionEngine:
+    overrides: dict[str, Any] = {"detectors": {"warmup_events": 300}}
+    overrides.update(sections)
+    return PartitionEngine(load_config(environ={}, overrides=overrides), clock=lambda: T0)
+
+
+def _run(
+    eng: PartitionEngine,
+    steps: int,
+    *,
+    seed: int = 2,
+    change_at: int | None = None,
+    pred_fn: Callable[[Event], None] | None = None,
+    label_fn: Callable[[Event, Event], None] | None = None,
+    with_labels: bool = True,
+) -> list[Alert]:
+    gen = TrafficGenerator(seed=seed)
+    rng = np.random.default_rng(seed)
+    alerts: list[Alert] = []
+    for step in range(steps):
+        changed = change_at is not None and step >= change_at
+        preds = list(gen.predictions(1000, start_time=T0, rate=100.0))
+        if changed and pred_fn:
+            for p in preds:
+                pred_fn(p)
+        labels = []
+        for p in preds:
+            lab = gen.label_for(p)
+            if lab is None or not with_labels:
+                continue
+            if changed and label_fn:
+                label_fn(p, lab)
+            labels.append(lab)
+        rng.shuffle(labels)  # labels arrive out of order
+        alerts += eng.process_predictions([orjson.dumps(p) for p in preds], [T0] * len(preds)).alerts
+        alerts += eng.process_labels([orjson.dumps(x) for x in labels], [T0] * len(labels)).alerts
+    return alerts
+
+
+def _flip(_p: Event, lab: Event) -> None:
+    lab["label"] = 1 - lab["label"]
+
+
+def test_label_flip_with_stationary_inputs_raises_concept_drift_and_no_data_drift():
+    eng = _engine()
+    alerts = _run(eng, 40, change_at=20, label_fn=_flip)
+    kinds = [(a.status, a.kind, a.subject, a.segment) for a in alerts]
+    assert ("firing", "concept_drift", "accuracy", {}) in kinds
+    assert not [a for a in alerts if a.kind in ("data_drift", "prediction_drift")]
+    concept = [a for a in alerts if a.kind == "concept_drift"]
+    assert len(concept) == 1, kinds  # one change, one alert (segments are explained by all traffic)
+    a = concept[0]
+    assert a.recommendation == "retrain" and a.p_value < 1e-6 and a.statistic >= a.threshold
+    assert "inputs did not drift" in a.message
+    # it fired after the flip (step 20 = event time T0 + 200 s), and within ~1,000 labels of it
+    assert a.window["start"] >= "2026-01-01T00:03:20"
+    assert a.window["start"] <= "2026-01-01T00:03:45"
+
+
+def test_estimated_accuracy_tracks_realised_accuracy_on_a_calibrated_stream():
+    eng = _engine()
+    alerts = _run(eng, 25)
+    b = eng.models["churn", "v1"].perf.buckets["", ""]
+    estimated = float(b.estimate.rows().mean())
+    realised = b.window.window_metrics()["accuracy"]
+    assert abs(estimated - realised) <= 0.02  # the stated tolerance (README)
+    assert eng.models["churn", "v1"].perf.trustworthy(("", "")) is True
+    assert alerts == []
+
+
+def test_a_less_confident_model_raises_an_estimated_accuracy_drop_before_any_label():
+    def soften(p: Event) -> None:
+        p["prediction"] = 0.5 + (p["prediction"] - 0.5) * 0.2
+
+    eng = _engine()
+    alerts = _run(eng, 20, change_at=8, pred_fn=soften, with_labels=False)
+    keys = [(a.status, a.key, a.detector) for a in alerts]
+    assert ("firing", "churn/v1/performance/estimated_accuracy/all", "cbpe") in keys
+    assert eng.joiner.counts["joined"] == 0
+
+
+def test_a_business_outcome_drop_in_one_segment_is_reported_for_that_segment():
+    rng = np.random.default_rng(0)
+
+    def fewer_conversions(p: Event, lab: Event) -> None:
+        if p["segments"]["country"] == "IN" and rng.random() < 0.6:
+            lab["outcomes"]["converted"] = 0.0
+
+    eng = _engine()
+    alerts = [a for a in _run(eng, 40, change_at=15, label_fn=fewer_conversions) if a.kind == "business"]
+    assert [(a.status, a.subject, a.segment) for a in alerts] == [("firing", "converted", {"country": "IN"})]
+    assert "Converted for model churn v1 in segment country=IN fell" in alerts[0].message
+
+
+def test_slower_serving_raises_one_latency_alert():
+    def slower(p: Event) -> None:
+        p["latency_ms"] *= 3
+
+    alerts = [a for a in _run(_engine(), 12, change_at=6, pred_fn=slower, with_labels=False) if a.kind == "latency"]
+    assert [(a.status, a.key) for a in alerts] == [("firing", "churn/v1/latency/latency_ms/all")]
+    assert alerts[0].current["typical_ms"] > 2 * alerts[0].baseline["typical_ms"]
+
+
+def test_a_floor_breach_raises_a_performance_alert_with_its_test():
+    eng = _engine(performance={"floors": {"accuracy": 0.8, "log_loss": 0.3}})
+    alerts = [a for a in _run(eng, 10) if a.kind == "performance" and a.segment == {}]
+    by_subject = {a.subject: a for a in alerts if a.status == "firing"}
+    assert set(by_subject) == {"accuracy", "log_loss"}
+    acc = by_subject["accuracy"]
+    assert acc.statistic < 0.8 and acc.p_value < 1e-3 and acc.detector == "floor"
+    assert by_subject["log_loss"].p_value is None and "above its ceiling" in by_subject["log_loss"].message
+
+
+def test_a_stationary_labelled_stream_raises_nothing():
+    assert _run(_engine(), 45, seed=5) == []
+
+
+def test_regression_models_get_regression_metrics():
+    eng = _engine()
+    rng = np.random.default_rng(1)
+    preds, labels = [], []
+    for i in range(3000):
+        truth = float(rng.normal(100, 10))
+        preds.append({"prediction_id": f"r{i}", "model": "price", "features": {"x": truth}, "prediction": truth + 2.0})
+        labels.append({"prediction_id": f"r{i}", "label": truth})
+    eng.process_predictions([orjson.dumps(p) for p in preds], [T0] * 3000)
+    eng.process_labels([orjson.dumps(x) for x in labels], [T0 + 1] * 3000)
+    perf = eng.models["price", "unknown"].perf
+    assert perf.task == "regression"
+    m = perf.buckets["", ""].window.window_metrics()
+    assert abs(m["mae"] - 2.0) < 1e-9 and abs(m["rmse"] - 2.0) < 1e-9
