@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient
+from prometheus_client.parser import text_string_to_metric_families
 
+from monitor.config import load_config
 from monitor.io.broker import EmbeddedBroker
 from monitor.io.kafka import ensure_topics
 
@@ -85,3 +88,39 @@ def read_all(
     finally:
         consumer.close()
     return out
+
+
+def config_for(broker, names, **extra):
+    return load_config(
+        environ={},
+        overrides={
+            "kafka": {
+                "bootstrap_servers": broker.bootstrap,
+                "group_id": f"monitor-{uuid.uuid4().hex[:8]}",
+                "predictions_topic": names["predictions"],
+                "labels_topic": names["labels"],
+                "alerts_topic": names["alerts"],
+                "dlq_topic": names["dlq"],
+                "session_timeout_ms": 2000,
+                "batch_max_ms": 100,
+            },
+            "http": {"host": "127.0.0.1", "port": 0},
+            "detectors": {"warmup_events": 300},
+            **extra,
+        },
+    )
+
+
+def scrape_metrics(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[s.name, tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
+def total(metrics, name: str, **labels: str) -> float:
+    return sum(
+        v for (n, lab), v in metrics.items() if n == name and all(dict(lab).get(k) == x for k, x in labels.items())
+    )

@@ -5,22 +5,22 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
 import jsonschema
 import orjson
 import pytest
 from confluent_kafka.admin import AdminClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.app import Monitor
-from monitor.config import load_config
 from monitor.errors import SourceError
 from monitor.io.kafka import DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC, MonitorService
 from monitor.simulate import Drift, TrafficGenerator
 
+from .conftest import config_for as _config
 from .conftest import produce, read_all
+from .conftest import scrape_metrics as _scrape
+from .conftest import total as _total
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "monitor" / "schemas"
 
@@ -32,42 +32,6 @@ BAD_MESSAGES = [
     (b'{"prediction_id": "y", "model": "churn", "features": [], "prediction": 1}', "wrong_type"),
     (b"\xff\xfe\xfa", "invalid_utf8"),
 ]
-
-
-def _config(broker, names, **extra):
-    return load_config(
-        environ={},
-        overrides={
-            "kafka": {
-                "bootstrap_servers": broker.bootstrap,
-                "group_id": f"monitor-{uuid.uuid4().hex[:8]}",
-                "predictions_topic": names["predictions"],
-                "labels_topic": names["labels"],
-                "alerts_topic": names["alerts"],
-                "dlq_topic": names["dlq"],
-                "session_timeout_ms": 2000,
-                "batch_max_ms": 100,
-            },
-            "http": {"host": "127.0.0.1", "port": 0},
-            "detectors": {"warmup_events": 300},
-            **extra,
-        },
-    )
-
-
-def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[s.name, tuple(sorted(s.labels.items()))] = s.value
-    return out
-
-
-def _total(metrics, name: str, **labels: str) -> float:
-    return sum(
-        v for (n, lab), v in metrics.items() if n == name and all(dict(lab).get(k) == x for k, x in labels.items())
-    )
 
 
 def test_drift_in_one_segment_gives_one_alert_and_bad_input_is_dead_lettered(broker, topics):

@@ -8,7 +8,16 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from monitor.config import AlertConfig, DetectorSettings, HttpConfig, KafkaConfig, MonitoringConfig, load_config
+from monitor.config import (
+    AlertConfig,
+    DetectorSettings,
+    HttpConfig,
+    KafkaConfig,
+    LabelsConfig,
+    MonitoringConfig,
+    PerformanceConfig,
+    load_config,
+)
 from monitor.io.exporter import register
 from monitor.io.kafka import MonitorService
 
@@ -22,6 +31,8 @@ def test_every_setting_is_in_the_config_reference():
         ("monitoring", MonitoringConfig),
         ("detectors", DetectorSettings),
         ("alerts", AlertConfig),
+        ("labels", LabelsConfig),
+        ("performance", PerformanceConfig),
     ):
         for f in dataclasses.fields(cls):
             assert f"{section}.{f.name}" in README, f"{section}.{f.name} is not documented"

@@ -1,0 +1,81 @@
+"""Both topics through a real broker: labels join late and out of order, and a label flip raises concept drift."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import orjson
+
+from monitor.app import Monitor
+from monitor.simulate import TrafficGenerator
+
+from .conftest import config_for, produce, read_all, scrape_metrics, total
+
+
+def test_late_labels_join_and_a_label_flip_raises_concept_drift_only(broker, topics):
+    names = topics(partitions=3)
+    config = config_for(broker, names, performance={"window": 2000})
+    mon = Monitor(config, consumer_overrides={"fetch.wait.max.ms": 10}).start()
+    try:
+        assert mon.wait_ready(30)
+        gen = TrafficGenerator(seed=11)
+        rng = np.random.default_rng(11)
+        preds, labels = [], []
+        for i, p in enumerate(gen.predictions(30_000, rate=200.0)):
+            preds.append((p["prediction_id"].encode(), orjson.dumps(p)))
+            lab = gen.label_for(p)
+            if lab is None:
+                continue
+            if i >= 15_000:
+                lab["label"] = 1 - lab["label"]
+            labels.append((p["prediction_id"].encode(), lab))
+        # Labels arrive late and shuffled within blocks; the first 200 arrive before their predictions.
+        early = labels[:200]
+        rest = labels[200:]
+        blocks = [rest[i : i + 2000] for i in range(0, len(rest), 2000)]
+        for b in blocks:
+            rng.shuffle(b)
+        produce(broker.bootstrap, names["labels"], [(k, orjson.dumps(v)) for k, v in early])
+        time.sleep(1.0)
+        produce(broker.bootstrap, names["predictions"], preds)
+        produce(broker.bootstrap, names["labels"], [(k, orjson.dumps(v)) for b in blocks for k, v in b])
+        # duplicates are counted once
+        produce(broker.bootstrap, names["labels"], [(k, orjson.dumps(v)) for k, v in rest[:50]])
+        n_labels = len(labels)
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            m = scrape_metrics(mon.http.port)
+            if total(m, "monitor_join_events_total", outcome="joined") >= n_labels:
+                break
+            time.sleep(0.5)
+        assert total(m, "monitor_join_events_total", outcome="joined") == n_labels
+        assert total(m, "monitor_join_events_total", outcome="joined_early") == 200
+        assert total(m, "monitor_join_events_total", outcome="duplicate") == 50
+        assert total(m, "monitor_join_pending") == 30_000 - n_labels
+
+        alerts = [
+            orjson.loads(x.value())
+            for x in read_all(
+                broker.bootstrap,
+                names["alerts"],
+                until=lambda ms: any(b"concept_drift" in x.value() for x in ms),
+                timeout=30,
+            )
+        ]
+        kinds = {(a["status"], a["kind"], a["subject"], str(a["segment"])) for a in alerts}
+        assert ("firing", "concept_drift", "accuracy", "{}") in kinds
+        assert not [a for a in alerts if a["kind"] in ("data_drift", "prediction_drift")]
+
+        m = scrape_metrics(mon.http.port)
+        acc = total(m, "monitor_model_metric", model="churn", segment="all", metric="accuracy", window="sliding")
+        assert 0.2 < acc < 0.45  # each partition's sliding window (2,000) holds only flipped labels by now
+        since_start = total(m, "monitor_model_metric", model="churn", segment="all", metric="accuracy", window="total")
+        assert 0.45 < since_start < 0.55
+        assert total(m, "monitor_label_coverage", segment="all") > 0.4
+        assert total(m, "monitor_label_delay_seconds_count", model="churn") == n_labels
+        assert total(m, "monitor_estimated_accuracy", segment="all") > 0.6  # scores did not change
+    finally:
+        mon.stop()
+    assert mon.error is None
