@@ -295,7 +295,7 @@ class MonitorConfig:
 
 
 def _positive(name: str, value: float) -> None:
-    if value <= 0:
+    if not value > 0:  # NaN fails too
         raise ConfigError(name, f"must be > 0, got {value}")
 
 

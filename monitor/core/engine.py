@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from monitor.config import MonitorConfig
+from monitor.core import snapshot as snap
 from monitor.core.drift import CategoricalDriftTracker, NumericDriftTracker
 from monitor.core.events import LabelBatch, LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
 from monitor.core.join import Joined, LabelJoiner, PendingPrediction
@@ -509,6 +510,46 @@ class PartitionEngine:
             emitted_at=iso(self.clock()),
         )
 
+    # --------------------------------------------------------------- snapshots
+    _STATE = (
+        "models",
+        "lifecycle",
+        "rng",
+        "rejected",
+        "capped",
+        "labels_seen",
+        "alerts_emitted",
+        "stream_count",
+        "last_event_time",
+        "joiner",
+        "watermark",
+    )
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the partition knows, as plain data (see :mod:`monitor.core.snapshot`)."""
+        return {
+            "version": snap.SNAPSHOT_VERSION,
+            "partition": self.partition,
+            "state": {name: snap.encode(getattr(self, name)) for name in self._STATE},
+        }
+
+    @classmethod
+    def restore(
+        cls,
+        config: MonitorConfig,
+        data: dict[str, Any],
+        *,
+        partitions: int = 1,
+        clock: Callable[[], float] = time.time,
+    ) -> PartitionEngine:
+        """An engine that continues exactly where the snapshotted one stopped."""
+        if data.get("version") != snap.SNAPSHOT_VERSION:
+            raise ValueError(f"snapshot version {data.get('version')!r} is not {snap.SNAPSHOT_VERSION}")
+        engine = cls(config, partition=int(data["partition"]), partitions=partitions, clock=clock)
+        for name in cls._STATE:
+            setattr(engine, name, snap.decode(data["state"][name]))
+        return engine
+
     # ------------------------------------------------------------------- views
     def events_total(self) -> int:
         return sum(m.events for m in self.models.values())
@@ -636,3 +677,41 @@ def _clean(d: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     return out
+
+
+def _register_snapshot_classes() -> None:
+    from monitor.config import AlertConfig, DetectorSettings, PerformanceConfig
+    from monitor.core.detectors import ChunkedADWIN, PageHinkley, WindowedChiSquare, WindowTest
+    from monitor.core.join import PendingLabel
+    from monitor.core.metrics import PerformanceWindow, Ring
+    from monitor.core.performance import BucketPerformance
+    from monitor.core.rules import Incident
+    from monitor.core.stats import ReservoirQuantiles, RunningMoments
+
+    snap.register(
+        AlertConfig,
+        DetectorSettings,
+        PerformanceConfig,
+        ChunkedADWIN,
+        PageHinkley,
+        WindowedChiSquare,
+        WindowTest,
+        NumericDriftTracker,
+        CategoricalDriftTracker,
+        RunningMoments,
+        ReservoirQuantiles,
+        CategoryVocabulary,
+        LabelJoiner,
+        PendingPrediction,
+        PendingLabel,
+        PerformanceWindow,
+        Ring,
+        BucketPerformance,
+        ModelPerformance,
+        ModelState,
+        AlertLifecycle,
+        Incident,
+    )
+
+
+_register_snapshot_classes()

@@ -67,7 +67,7 @@ class LabelJoiner:
         early_ttl_s: float = 3600.0,
         max_early: int = 50_000,
     ) -> None:
-        if ttl_s <= 0 or early_ttl_s <= 0:
+        if not (ttl_s > 0 and early_ttl_s > 0):  # written so that NaN fails too
             raise ValueError("ttl_s and early_ttl_s must be > 0")
         if max_pending < 1 or max_early < 1:
             raise ValueError("max_pending and max_early must be >= 1")
@@ -85,6 +85,8 @@ class LabelJoiner:
         """Keep a prediction until its label comes; join at once if the label came first."""
         early = self.early.pop(prediction_id, None)
         if early is not None:
+            if early.model is not None and early.model != prediction.model:
+                self.counts["model_mismatch"] += 1
             self._mark_done(prediction_id, now)
             self.counts["joined"] += 1
             self.counts["joined_early"] += 1

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-EPS = 1e-15
+EPS = float(np.finfo(np.float64).eps)  # scikit-learn clips probabilities at machine epsilon too
 AUC_BINS = 1000
 BINARY_METRICS = ("accuracy", "precision", "recall", "f1", "log_loss", "brier", "roc_auc")
 REGRESSION_METRICS = ("mae", "rmse", "mape")

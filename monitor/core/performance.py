@@ -18,7 +18,7 @@ import numpy as np
 from monitor.config import AlertConfig, DetectorSettings, PerformanceConfig
 from monitor.core.drift import DriftEvidence, NumericDriftTracker
 from monitor.core.join import Joined
-from monitor.core.metrics import LOWER_IS_BETTER, PerformanceWindow, Ring, expected_correct
+from monitor.core.metrics import EPS, LOWER_IS_BETTER, PerformanceWindow, Ring, expected_correct
 from monitor.core.rules import ALL, Judgement, alert_key
 from monitor.core.stats import RunningMoments
 
@@ -192,7 +192,7 @@ class ModelPerformance:
         labelled = ~np.isnan(y) & ~np.isnan(v)
         if self.task == "binary":
             err = ((v >= self.perf.threshold) != (y == 1)).astype(np.float64)
-            p = np.clip(v, 1e-15, 1 - 1e-15)
+            p = np.clip(v, EPS, 1 - EPS)
             loss = -(y * np.log(p) + (1 - y) * np.log(1 - p))
         else:
             err = np.abs(v - y)
