@@ -225,6 +225,28 @@ class LabelsConfig:
         _positive("labels.max_early", self.max_early)
 
 
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """Per-partition state snapshots on a state topic, with the input offsets they cover.
+
+    A checkpoint is written every ``every_events`` events or ``every_s`` seconds per partition, and
+    always before the alerts of a batch are published (so a replay repeats them exactly). Offsets are
+    committed only with a checkpoint.
+    """
+
+    enabled: bool = True
+    state_topic: str = ""  # empty: "<kafka.group_id>-state", so two deployments never share state
+    every_events: int = 50_000
+    every_s: float = 10.0
+    max_chunk_bytes: int = 512_000
+
+    def validate(self) -> None:
+        _positive("checkpoint.every_events", self.every_events)
+        _positive("checkpoint.every_s", self.every_s)
+        if self.max_chunk_bytes < 1024:
+            raise ConfigError("checkpoint.max_chunk_bytes", "must be at least 1024")
+
+
 TASKS = ("auto", "binary", "regression")
 
 
@@ -240,7 +262,7 @@ class PerformanceConfig:
     task: str = "auto"
     threshold: float = 0.5
     positive_label: str = "1"
-    window: int = 5000
+    window: int = 2000
     min_labels: int = 200
     min_accuracy_drop: float = 0.05
     calibration_max_error: float = 0.05
@@ -282,6 +304,11 @@ class MonitorConfig:
     alerts: AlertConfig = field(default_factory=AlertConfig)
     labels: LabelsConfig = field(default_factory=LabelsConfig)
     performance: PerformanceConfig = field(default_factory=PerformanceConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+    @property
+    def state_topic(self) -> str:
+        return self.checkpoint.state_topic or f"{self.kafka.group_id}-state"
 
     def validate(self) -> MonitorConfig:
         self.kafka.validate()
@@ -291,6 +318,7 @@ class MonitorConfig:
         self.alerts.validate()
         self.labels.validate()
         self.performance.validate()
+        self.checkpoint.validate()
         return self
 
 
@@ -451,6 +479,7 @@ def load_config(
         ("alerts", AlertConfig),
         ("labels", LabelsConfig),
         ("performance", PerformanceConfig),
+        ("checkpoint", CheckpointConfig),
     ):
         if section in data:
             kwargs[section] = _build(section, cls, data[section])

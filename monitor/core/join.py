@@ -154,19 +154,39 @@ class LabelJoiner:
                 break
             self.done.popitem(last=False)
 
-    def snapshot(self) -> dict[str, Any]:
+    def to_plain(self) -> dict[str, Any]:
+        """Columns instead of one object per entry: a join store can hold hundreds of thousands."""
         return {
-            "pending": [(k, v.__dict__) for k, v in self.pending.items()],
-            "early": [(k, v.__dict__) for k, v in self.early.items()],
-            "done": list(self.done.items()),
+            "params": [self.ttl_s, self.max_pending, self.early_ttl_s, self.max_early],
+            "pending_ids": list(self.pending),
+            "pending": [
+                [p.model, p.model_version, [list(s) for s in p.segments], p.prediction, p.score, p.event_time]
+                for p in self.pending.values()
+            ],
+            "early_ids": list(self.early),
+            "early": [[e.label, e.outcomes, e.event_time, e.model] for e in self.early.values()],
+            "done_ids": list(self.done),
+            "done_times": list(self.done.values()),
             "counts": dict(self.counts),
         }
 
-    def restore(self, data: dict[str, Any]) -> None:
-        self.pending = OrderedDict(
-            (k, PendingPrediction(**{**v, "segments": tuple(tuple(s) for s in v["segments"])}))
-            for k, v in data["pending"]
+    @classmethod
+    def from_plain(cls, data: dict[str, Any]) -> LabelJoiner:
+        joiner = cls(*data["params"])
+        joiner.pending = OrderedDict(
+            (pid, PendingPrediction(m, v, tuple((a, b) for a, b in segs), pred, score, t))
+            for pid, (m, v, segs, pred, score, t) in zip(data["pending_ids"], data["pending"], strict=True)
         )
-        self.early = OrderedDict((k, PendingLabel(**v)) for k, v in data["early"])
-        self.done = OrderedDict((k, t) for k, t in data["done"])
-        self.counts = Counter(data["counts"])
+        joiner.early = OrderedDict(
+            (pid, PendingLabel(*row)) for pid, row in zip(data["early_ids"], data["early"], strict=True)
+        )
+        joiner.done = OrderedDict(zip(data["done_ids"], data["done_times"], strict=True))
+        joiner.counts = Counter(data["counts"])
+        return joiner
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.to_plain()
+
+    def restore(self, data: dict[str, Any]) -> None:
+        other = self.from_plain(data)
+        self.pending, self.early, self.done, self.counts = other.pending, other.early, other.done, other.counts

@@ -73,6 +73,8 @@ def encode(x: Any) -> Any:
         return {"$adwin": [params, x._drift_detected, base64.b64encode(helper_state).decode()]}
     name = type(x).__name__
     if _REGISTRY.get(name) is type(x):
+        if hasattr(x, "to_plain"):  # a class with a compact form of its own
+            return {"$o": name, "p": encode(x.to_plain())}
         return {"$o": name, "f": {k: encode(v) for k, v in _fields(x).items()}}
     raise TypeError(f"cannot snapshot a {type(x).__qualname__}")
 
@@ -113,7 +115,9 @@ def decode(x: Any) -> Any:
         cls = _REGISTRY.get(x["$o"])
         if cls is None:
             raise ValueError(f"snapshot names a class that is not allowed: {x['$o']!r}")
-        obj = object.__new__(cls)
+        if "p" in x:
+            return cls.from_plain(decode(x["p"]))  # type: ignore[attr-defined]
+        obj: Any = object.__new__(cls)
         for k, v in x["f"].items():
             object.__setattr__(obj, k, decode(v))
         return obj
