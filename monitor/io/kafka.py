@@ -505,13 +505,14 @@ class MonitorService:
                         offsets[topic, p] = int(covered[role])  # type: ignore[arg-type]
                 self._since_checkpoint[p] = 0
                 self._last_checkpoint[p] = time.monotonic()
-        self._faults.hit("before_snapshot_flush")
+        has_alerts = any(outbox.values())
+        self._faults.hit("before_snapshot_flush", has_alerts)
         self.sink.flush(stop)
-        self._faults.hit("after_snapshot")
+        self._faults.hit("after_snapshot", has_alerts)
         self._publish(outbox, stop)
-        self._faults.hit("after_alerts")
+        self._faults.hit("after_alerts", has_alerts)
         self._commit(offsets)
-        self._faults.hit("after_commit")
+        self._faults.hit("after_commit", has_alerts)
         self.stats.checkpoints += 1
         self.stats.checkpoint_seconds = time.perf_counter() - started
         self.stats.last_checkpoint_bytes = size
@@ -575,7 +576,8 @@ class MonitorService:
 
 class _FaultInjector:
     """Crash the process at a named step of the checkpoint (tests only): ``MONITOR_FAULT_INJECT=step:n``
-    exits with status 137 the n-th time ``step`` is reached, like a SIGKILL there."""
+    exits with status 137 the n-th time ``step`` is reached, like a SIGKILL there; ``step+alerts`` counts
+    only checkpoints that carry alerts."""
 
     def __init__(self, step: str | None, nth: int) -> None:
         self.step = step
@@ -590,8 +592,8 @@ class _FaultInjector:
         step, _, nth = spec.partition(":")
         return cls(step, int(nth or 1))
 
-    def hit(self, step: str) -> None:
-        if step == self.step:
+    def hit(self, step: str, with_alerts: bool = False) -> None:
+        if step == self.step or (with_alerts and f"{step}+alerts" == self.step):
             self.seen += 1
             if self.seen == self.nth:
                 log.error("fault injection: exiting at %s (#%d)", step, self.seen)
