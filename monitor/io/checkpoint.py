@@ -17,7 +17,9 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from monitor.errors import SourceError
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,17 @@ class CheckpointStore:
                     return found
                 back *= 4
         except KafkaException as exc:
-            raise RuntimeError(f"cannot read snapshots of partition {partition}: {exc}") from None
+            err = exc.args[0]
+            if err.code() in (
+                KafkaError._UNKNOWN_PARTITION,
+                KafkaError.UNKNOWN_TOPIC_OR_PART,
+                KafkaError._UNKNOWN_TOPIC,
+            ):
+                log.warning("state topic %s has no partition %d yet: starting it empty", self.topic, partition)
+                return None
+            raise SourceError(
+                f"cannot read snapshots of partition {partition}: {err.str()}", retriable=err.retriable()
+            ) from None
         finally:
             consumer.close()
 

@@ -284,7 +284,15 @@ class MonitorService:
     # ------------------------------------------------------------- rebalances
     def _restore(self, partition: int) -> tuple[PartitionEngine, dict[str, int | None], list[dict[str, Any]]] | None:
         assert self.store is not None
-        stored = self.store.read_latest(partition)
+        for attempt in range(5):
+            try:
+                stored = self.store.read_latest(partition)
+                break
+            except SourceError as exc:
+                if attempt == 4:
+                    raise  # never start a partition empty when its state exists but cannot be read
+                log.warning("%s; retrying", exc)
+                time.sleep(2.0 * (attempt + 1))
         if stored is None:
             return None
         data = snap.loads(stored.payload)
