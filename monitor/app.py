@@ -47,6 +47,9 @@ class Monitor:
             ready=self.service.ready,
             last_poll=lambda: self.service.stats.last_poll_wall,
             status=self.status,
+            tls_cert_file=config.http.tls_cert_file,
+            tls_key_file=config.http.tls_key_file,
+            basic_auth=(config.http.basic_auth_user, config.http.password()) if config.http.basic_auth_user else None,
         )
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None

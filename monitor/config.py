@@ -4,7 +4,8 @@ Every error names the offending field (``detectors.adwin_delta``), so a bad depl
 start instead of misbehaving later. Environment variables override any field with the pattern
 ``MONITOR_<SECTION>__<FIELD>`` (``MONITOR_KAFKA__BOOTSTRAP_SERVERS=broker:9092``); librdkafka
 properties such as security settings use ``MONITOR_KAFKA_PROPERTY__<NAME>`` where ``_`` in the name
-becomes ``.`` (``MONITOR_KAFKA_PROPERTY__SASL_PASSWORD`` sets ``sasl.password``).
+becomes ``.`` (``MONITOR_KAFKA_PROPERTY__SASL_PASSWORD`` sets ``sasl.password``), and
+``MONITOR_KAFKA_PROPERTY_FILE__<NAME>`` reads a property's value from a file (mounted secrets).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from monitor.errors import ConfigError
 
 ENV_PREFIX = "MONITOR_"
 KAFKA_PROPERTY_PREFIX = "MONITOR_KAFKA_PROPERTY__"
+KAFKA_PROPERTY_FILE_PREFIX = "MONITOR_KAFKA_PROPERTY_FILE__"
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,8 @@ class KafkaConfig:
     batch_max_ms: int = 200
     session_timeout_ms: int = 10000
     produce_timeout_s: float = 30.0
-    properties: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict, repr=False)
+    property_files: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> None:
         _positive("kafka.batch_max_messages", self.batch_max_messages)
@@ -52,18 +55,53 @@ class KafkaConfig:
                 raise ConfigError(f"kafka.{name}", "must not be empty")
         if self.labels_topic == self.predictions_topic:
             raise ConfigError("kafka.labels_topic", "must differ from kafka.predictions_topic")
+        for prop, path in self.property_files.items():
+            if not os.path.isfile(path):
+                raise ConfigError(f"kafka.property_files.{prop}", f"file not found: {path}")
+
+    def client_properties(self) -> dict[str, str]:
+        """librdkafka properties, with secrets read from their files (never logged)."""
+        props = dict(self.properties)
+        for prop, path in self.property_files.items():
+            with open(path, encoding="utf-8") as fh:
+                props[prop] = fh.read().strip()
+        return props
 
 
 @dataclass(frozen=True)
 class HttpConfig:
-    """The port serving /metrics, /healthz and /readyz."""
+    """The port serving /metrics, /healthz, /readyz and /api/status, optionally with TLS and basic auth.
+
+    With ``basic_auth_user`` set, every path but /healthz and /readyz (which orchestrator probes call)
+    needs the credentials. The password comes from ``basic_auth_password`` (better: the environment,
+    ``MONITOR_HTTP__BASIC_AUTH_PASSWORD``) or from ``basic_auth_password_file``.
+    """
 
     host: str = "0.0.0.0"  # noqa: S104 - a sidecar must be reachable by the Prometheus scraper
     port: int = 9308
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    basic_auth_user: str = ""
+    basic_auth_password: str = field(default="", repr=False)
+    basic_auth_password_file: str = ""
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError("http.port", f"must be between 0 and 65535, got {self.port}")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ConfigError("http.tls_key_file", "give both http.tls_cert_file and http.tls_key_file, or neither")
+        for name in ("tls_cert_file", "tls_key_file", "basic_auth_password_file"):
+            path = getattr(self, name)
+            if path and not os.path.isfile(path):
+                raise ConfigError(f"http.{name}", f"file not found: {path}")
+        if self.basic_auth_user and not (self.basic_auth_password or self.basic_auth_password_file):
+            raise ConfigError("http.basic_auth_password", "basic_auth_user is set but no password is given")
+
+    def password(self) -> str:
+        if self.basic_auth_password_file:
+            with open(self.basic_auth_password_file, encoding="utf-8") as fh:
+                return fh.read().strip()
+        return self.basic_auth_password
 
 
 @dataclass(frozen=True)
@@ -427,7 +465,10 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """Turn ``MONITOR_SECTION__FIELD`` variables into a nested table."""
     table: dict[str, Any] = {}
     for name, value in environ.items():
-        if name.startswith(KAFKA_PROPERTY_PREFIX):
+        if name.startswith(KAFKA_PROPERTY_FILE_PREFIX):
+            prop = name[len(KAFKA_PROPERTY_FILE_PREFIX) :].lower().replace("_", ".")
+            table.setdefault("kafka", {}).setdefault("property_files", {})[prop] = value
+        elif name.startswith(KAFKA_PROPERTY_PREFIX):
             prop = name[len(KAFKA_PROPERTY_PREFIX) :].lower().replace("_", ".")
             table.setdefault("kafka", {}).setdefault("properties", {})[prop] = value
         elif name.startswith(ENV_PREFIX) and "__" in name:

@@ -6,6 +6,9 @@ under the service lock.
 
 from __future__ import annotations
 
+import base64
+import hmac
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -31,13 +34,24 @@ class MonitorHTTPServer:
         ready: Callable[[], bool],
         last_poll: Callable[[], float],
         status: Callable[[], dict[str, Any]],
+        tls_cert_file: str = "",
+        tls_key_file: str = "",
+        basic_auth: tuple[str, str] | None = None,
     ) -> None:
         self.registry = registry
+        self._expected_auth = (
+            "Basic " + base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode() if basic_auth else None
+        )
         self.ready = ready
         self.last_poll = last_poll
         self.status = status
         self.httpd = ThreadingHTTPServer((host, port), self._handler())
         self.httpd.daemon_threads = True
+        if tls_cert_file:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            context.load_cert_chain(tls_cert_file, tls_key_file)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.port = int(self.httpd.server_address[1])
         self._thread: threading.Thread | None = None
 
@@ -56,8 +70,21 @@ class MonitorHTTPServer:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def _authorized(self) -> bool:
+                expected = server._expected_auth
+                if expected is None:
+                    return True
+                given = self.headers.get("Authorization", "")
+                return hmac.compare_digest(given.encode(), expected.encode())
+
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
+                if path not in ("/healthz", "/readyz") and not self._authorized():
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="model-monitor"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if path == "/metrics":
                     self._send(200, generate_latest(server.registry), CONTENT_TYPE_LATEST)
                 elif path == "/healthz":

@@ -64,7 +64,7 @@ def client_config(config: MonitorConfig) -> dict[str, Any]:
     """Settings shared by every client: bootstrap servers plus pass-through properties (TLS, SASL...)."""
     if not config.kafka.bootstrap_servers:
         raise SourceError("kafka.bootstrap_servers is empty: set it in the config or MONITOR_KAFKA__BOOTSTRAP_SERVERS")
-    return {"bootstrap.servers": config.kafka.bootstrap_servers, **config.kafka.properties}
+    return {"bootstrap.servers": config.kafka.bootstrap_servers, **config.kafka.client_properties()}
 
 
 def translate(err: KafkaError, what: str) -> SourceError:
