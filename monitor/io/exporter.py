@@ -228,6 +228,22 @@ class MonitorCollector(Collector):
         join_early.add_metric([], n_early)
         for outcome, c in join_counts.items():
             join_events.add_metric([outcome], c)
+        st = svc.stats
+        checkpoints = CounterMetricFamily(
+            "monitor_checkpoints", "State snapshots written (with the offsets they cover)"
+        )
+        checkpoints.add_metric([], st.checkpoints)
+        cp_seconds = GaugeMetricFamily(
+            "monitor_checkpoint_seconds", "Duration of the last checkpoint: snapshot, flush, alerts, commit"
+        )
+        cp_seconds.add_metric([], st.checkpoint_seconds)
+        cp_bytes = GaugeMetricFamily("monitor_checkpoint_bytes", "Uncompressed size of the last checkpoint's snapshots")
+        cp_bytes.add_metric([], st.last_checkpoint_bytes)
+        restores = CounterMetricFamily("monitor_restores", "Partitions restored from a snapshot on assignment")
+        restores.add_metric([], st.restores)
+        restore_s = GaugeMetricFamily("monitor_restore_seconds", "Time the last assignment spent restoring snapshots")
+        restore_s.add_metric([], st.restore_seconds)
+        yield from (checkpoints, cp_seconds, cp_bytes, restores, restore_s)
         yield from (model_metric, estimated, trust, calib, coverage, labelled, outcome_mean, delay)
         yield from (join_pending, join_limit, join_early, join_events)
         yield from (events, labels, invalid, capped, mismatch, s_events, missing, mean, effect, firing, detections)

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.config import (
     AlertConfig,
+    CheckpointConfig,
     DetectorSettings,
     HttpConfig,
     KafkaConfig,
@@ -33,6 +34,7 @@ def test_every_setting_is_in_the_config_reference():
         ("alerts", AlertConfig),
         ("labels", LabelsConfig),
         ("performance", PerformanceConfig),
+        ("checkpoint", CheckpointConfig),
     ):
         for f in dataclasses.fields(cls):
             assert f"{section}.{f.name}" in README, f"{section}.{f.name} is not documented"
