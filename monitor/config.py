@@ -285,6 +285,49 @@ class CheckpointConfig:
             raise ConfigError("checkpoint.max_chunk_bytes", "must be at least 1024")
 
 
+@dataclass(frozen=True)
+class FairnessConfig:
+    """Protected attributes (segment attributes) and the limits on gaps between their groups.
+
+    ``crosses`` are attribute combinations written ``"gender x age_band"``. The reference group of an
+    attribute is the best-off group, the one with the highest selection rate (``reference = "best"``, so
+    alerts name the disadvantaged group), the largest group (``"largest"``), or the one named in
+    ``reference_groups``.
+    """
+
+    attributes: list[str] = field(default_factory=list)
+    crosses: list[str] = field(default_factory=list)
+    reference: str = "best"
+    reference_groups: dict[str, str] = field(default_factory=dict)
+    window: int = 2000
+    min_group_size: int = 100
+    confidence: float = 0.95
+    max_difference: float = 0.1
+    min_ratio: float = 0.8
+    max_groups: int = 50
+
+    def validate(self) -> None:
+        if self.reference not in ("largest", "best"):
+            raise ConfigError("fairness.reference", f"must be 'largest' or 'best', got {self.reference!r}")
+        for cross in self.crosses:
+            parts = [p.strip() for p in cross.split(" x ")]
+            if len(parts) < 2 or not all(parts):
+                raise ConfigError("fairness.crosses", f"write a cross as 'attr1 x attr2', got {cross!r}")
+        if self.window < 10:
+            raise ConfigError("fairness.window", "must be at least 10")
+        _positive("fairness.min_group_size", self.min_group_size)
+        if not 0.5 <= self.confidence < 1:
+            raise ConfigError("fairness.confidence", "must be in [0.5, 1)")
+        if not 0 < self.max_difference < 1:
+            raise ConfigError("fairness.max_difference", "must be in (0, 1)")
+        if not 0 < self.min_ratio < 1:
+            raise ConfigError("fairness.min_ratio", "must be in (0, 1)")
+        _positive("fairness.max_groups", self.max_groups)
+
+    def cross_attributes(self) -> list[list[str]]:
+        return [[p.strip() for p in cross.split(" x ")] for cross in self.crosses]
+
+
 TASKS = ("auto", "binary", "regression")
 
 
@@ -343,6 +386,7 @@ class MonitorConfig:
     labels: LabelsConfig = field(default_factory=LabelsConfig)
     performance: PerformanceConfig = field(default_factory=PerformanceConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    fairness: FairnessConfig = field(default_factory=FairnessConfig)
 
     @property
     def state_topic(self) -> str:
@@ -357,6 +401,7 @@ class MonitorConfig:
         self.labels.validate()
         self.performance.validate()
         self.checkpoint.validate()
+        self.fairness.validate()
         return self
 
 
@@ -521,6 +566,7 @@ def load_config(
         ("labels", LabelsConfig),
         ("performance", PerformanceConfig),
         ("checkpoint", CheckpointConfig),
+        ("fairness", FairnessConfig),
     ):
         if section in data:
             kwargs[section] = _build(section, cls, data[section])

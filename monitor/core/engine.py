@@ -22,8 +22,9 @@ from monitor.config import MonitorConfig
 from monitor.core import snapshot as snap
 from monitor.core.drift import CategoricalDriftTracker, NumericDriftTracker
 from monitor.core.events import LabelBatch, LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
+from monitor.core.fairness import FairnessTracker, GroupStats
 from monitor.core.join import Joined, LabelJoiner, PendingPrediction
-from monitor.core.performance import ModelPerformance, binary_score
+from monitor.core.performance import ModelPerformance, binary_label, binary_score
 from monitor.core.rules import (
     ALL,
     Alert,
@@ -96,6 +97,7 @@ class ModelState:
         self.latency_count = 0
         self.last_event_time = math.nan
         self.perf: ModelPerformance | None = None
+        self.fairness: FairnessTracker | None = None
         self.drifting: set[str] = set()  # features whose drift condition holds here (for concept-drift messages)
 
 
@@ -186,6 +188,13 @@ class PartitionEngine:
             )
         return state.perf
 
+    def _fairness(self, state: ModelState) -> FairnessTracker | None:
+        if not self.config.fairness.attributes and not self.config.fairness.crosses:
+            return None
+        if state.fairness is None:
+            state.fairness = FairnessTracker(self.config.fairness, self.config.performance.threshold)
+        return state.fairness
+
     def _learn(self, joined: list[Joined]) -> list[Alert]:
         """Joined labels to metrics, then to concept-drift, performance and business judgements."""
         by_model: dict[tuple[str, str], list[Joined]] = {}
@@ -199,6 +208,18 @@ class PartitionEngine:
             perf = self._perf(state)
             touched = perf.learn(items, self.rng)
             alerts += self._emit(state, perf.judgements(touched, state.drifting))
+            fairness = self._fairness(state)
+            if fairness is not None:
+                thr, pos = self.config.performance.threshold, self.config.performance.positive_label
+                predicted = np.array(
+                    [math.nan if j.prediction.score is None else float(j.prediction.score >= thr) for j in items]
+                )
+                labels = [binary_label(j.label, pos) if j.label is not None else None for j in items]
+                y = np.array([math.nan if v is None else v for v in labels])
+                fairness.learn([j.prediction.segments for j in items], predicted, y)
+                alerts += self._emit(
+                    state, fairness.judgements(state.model, state.version, self.config.alerts, self.watermark)
+                )
         return alerts
 
     # --------------------------------------------------------------- monitoring
@@ -386,6 +407,13 @@ class PartitionEngine:
         latency = batch.latency_ms if rows is None else batch.latency_ms[rows]
         touched = perf.observe_predictions(buckets, scores, latency, times, self.rng)
         alerts = self._emit(state, perf.estimate_judgements({b for b, _ in touched}, float(times.max())))
+        fairness = self._fairness(state)
+        if fairness is not None:
+            predicted = np.where(np.isnan(scores), np.nan, (scores >= self.config.performance.threshold) * 1.0)
+            fairness.observe([tuple(s) for s in segs], predicted)
+            alerts += self._emit(
+                state, fairness.judgements(state.model, state.version, self.config.alerts, self.watermark)
+            )
         if joined:
             alerts += self._learn(joined)
         self.joiner.expire(self.watermark)
@@ -647,6 +675,8 @@ def _message(model: str, version: str, j: Judgement, status: str) -> str:
                 f"over the last {ev.events:,} predictions."
             )
         return f"Serving latency of {of_model} is back near its usual {before} ms."
+    if j.kind == "fairness":
+        return _fairness_message(of_model, j, firing)
     # data and prediction drift
     what = f"The predictions of {of_model}" if j.subject == "prediction" else j.subject.replace("_", " ").capitalize()
     suffix = "" if j.subject == "prediction" else f" ({of_model})"
@@ -668,6 +698,40 @@ def _message(model: str, version: str, j: Judgement, status: str) -> str:
     return f"The mix of {j.subject} values {where}{suffix} is back near its usual shares."
 
 
+FAIRNESS_WORDS = {
+    "demographic_parity": ("Selection rate (share of positive predictions)", "demographic parity"),
+    "equal_opportunity": ("True positive rate (share of actual positives the model catches)", "equal opportunity"),
+    "equalized_odds": ("The larger error-rate gap (true or false positive rate)", "equalized odds"),
+    "predictive_parity": ("Precision (share of positive predictions that are right)", "predictive parity"),
+}
+
+
+def _fairness_message(of_model: str, j: Judgement, firing: bool) -> str:
+    ev = j.evidence
+    attribute = j.extra.get("attribute", "")
+    group = f"{attribute}={ev.current.get('group')}"
+    ref = f"{attribute}={ev.baseline.get('group')}"
+    low, high = j.extra.get("low", math.nan), j.extra.get("high", math.nan)
+    if j.subject == "disparate_impact":
+        ratio = j.statistic if j.statistic is not None else math.nan
+        if firing:
+            return (
+                f"For {of_model}, {group} gets positive predictions at {ratio:.2f} times the rate of {ref} "
+                f"({_pct(ev.current.get('rate'))} against {_pct(ev.baseline.get('rate'))}, interval {low:.2f} to "
+                f"{high:.2f}): outside the four-fifths rule ({j.threshold:g})."
+            )
+        return f"For {of_model}, the selection rates of {group} and {ref} are back within the four-fifths rule."
+    what, name = FAIRNESS_WORDS.get(j.subject, (j.subject, j.subject))
+    gap = (j.statistic or 0.0) * 100
+    if firing:
+        return (
+            f"{what} for {group} is {_pct(ev.current.get('rate'))} against {_pct(ev.baseline.get('rate'))} for {ref} "
+            f"({of_model}): a gap of {gap:+.0f} points (interval {100 * low:+.0f} to {100 * high:+.0f}) over the "
+            f"last {ev.events:,} predictions of the group, beyond the {100 * j.threshold:.0f}-point limit for {name}."
+        )
+    return f"The {name} gap between {group} and {ref} ({of_model}) is no longer significantly beyond its limit."
+
+
 def _clean(d: dict[str, Any]) -> dict[str, Any]:
     """JSON-safe summary: NaN becomes null, floats are rounded for reading."""
     out: dict[str, Any] = {}
@@ -680,7 +744,7 @@ def _clean(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def _register_snapshot_classes() -> None:
-    from monitor.config import AlertConfig, DetectorSettings, PerformanceConfig
+    from monitor.config import AlertConfig, DetectorSettings, FairnessConfig, PerformanceConfig
     from monitor.core.detectors import ChunkedADWIN, PageHinkley, WindowedChiSquare, WindowTest
     from monitor.core.join import PendingLabel
     from monitor.core.metrics import PerformanceWindow, Ring
@@ -689,6 +753,7 @@ def _register_snapshot_classes() -> None:
     from monitor.core.stats import ReservoirQuantiles, RunningMoments
 
     snap.register(
+        FairnessConfig,
         AlertConfig,
         DetectorSettings,
         PerformanceConfig,
@@ -709,6 +774,8 @@ def _register_snapshot_classes() -> None:
         BucketPerformance,
         ModelPerformance,
         ModelState,
+        FairnessTracker,
+        GroupStats,
         AlertLifecycle,
         Incident,
     )

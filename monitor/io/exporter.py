@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from monitor.core.engine import LATENCY_BUCKETS_MS, PartitionEngine
+from monitor.core.fairness import FairnessTracker, merged
 from monitor.core.performance import DELAY_BUCKETS_S
 from monitor.core.rules import ALL, segment_label
 
@@ -179,6 +180,14 @@ class MonitorCollector(Collector):
                         agg_det[(*k, det)] += c
             lag_items = list(svc.lag.items())
             perf_rows = _performance_rows(engines)
+            fair_trackers: dict[tuple[str, str], FairnessTracker | None] = {}
+            by_model: dict[tuple[str, str], list[FairnessTracker]] = {}
+            for eng in engines:
+                for model_key, model_state in eng.models.items():
+                    if model_state.fairness is not None:
+                        by_model.setdefault(model_key, []).append(model_state.fairness)
+            for model_key, trackers in by_model.items():
+                fair_trackers[model_key] = merged(trackers)
             n_pending = sum(len(e.joiner.pending) for e in engines)
             n_early = sum(len(e.joiner.early) for e in engines)
             join_counts: Counter[str] = Counter()
@@ -228,26 +237,68 @@ class MonitorCollector(Collector):
         join_early.add_metric([], n_early)
         for outcome, c in join_counts.items():
             join_events.add_metric([outcome], c)
-        st = svc.stats
+        loop = svc.stats
         checkpoints = CounterMetricFamily(
             "monitor_checkpoints", "State snapshots written (with the offsets they cover)"
         )
-        checkpoints.add_metric([], st.checkpoints)
+        checkpoints.add_metric([], loop.checkpoints)
         cp_seconds = GaugeMetricFamily(
             "monitor_checkpoint_seconds", "Duration of the last checkpoint: snapshot, flush, alerts, commit"
         )
-        cp_seconds.add_metric([], st.checkpoint_seconds)
+        cp_seconds.add_metric([], loop.checkpoint_seconds)
         cp_bytes = GaugeMetricFamily("monitor_checkpoint_bytes", "Uncompressed size of the last checkpoint's snapshots")
-        cp_bytes.add_metric([], st.last_checkpoint_bytes)
+        cp_bytes.add_metric([], loop.last_checkpoint_bytes)
         restores = CounterMetricFamily("monitor_restores", "Partitions restored from a snapshot on assignment")
-        restores.add_metric([], st.restores)
+        restores.add_metric([], loop.restores)
         restore_s = GaugeMetricFamily("monitor_restore_seconds", "Time the last assignment spent restoring snapshots")
-        restore_s.add_metric([], st.restore_seconds)
+        restore_s.add_metric([], loop.restore_seconds)
         yield from (checkpoints, cp_seconds, cp_bytes, restores, restore_s)
+        yield from _fairness_families(fair_trackers)
         yield from (model_metric, estimated, trust, calib, coverage, labelled, outcome_mean, delay)
         yield from (join_pending, join_limit, join_early, join_events)
         yield from (events, labels, invalid, capped, mismatch, s_events, missing, mean, effect, firing, detections)
         yield from (streams, stream_limit, alerts_firing, emitted, latency, partitions, lag, proc_lag, ready)
+
+
+def _fairness_families(trackers: dict[tuple[str, str], FairnessTracker | None]) -> Iterator[Metric]:
+    group_labels = ["model", "version", "attribute", "group"]
+    size = GaugeMetricFamily(
+        "monitor_fairness_group_size", "Predictions of the group in the sliding window", labels=group_labels
+    )
+    rate = GaugeMetricFamily(
+        "monitor_fairness_rate",
+        "Per-group rate (selection_rate, tpr, fpr, precision, accuracy) over the sliding window; bound = value, "
+        "low or high (Wilson interval)",
+        labels=[*group_labels, "metric", "bound"],
+    )
+    gap = GaugeMetricFamily(
+        "monitor_fairness_gap",
+        "Gap of a group to the reference group (differences; disparate_impact is a ratio); bound = value, low or high",
+        labels=[*group_labels, "metric", "bound"],
+    )
+    firing = GaugeMetricFamily(
+        "monitor_fairness_gap_firing",
+        "1 when the gap's whole confidence interval is beyond its limit",
+        labels=[*group_labels, "metric"],
+    )
+    for (model, version), tracker in trackers.items():
+        if tracker is None:
+            continue
+        for (attribute, group), g in tracker.groups.items():
+            base = [model, version, attribute, group]
+            size.add_metric(base, g.selected.size)
+            for metric, (value, low, high, n) in tracker.rates((attribute, group)).items():
+                if n:
+                    for bound, v in (("value", value), ("low", low), ("high", high)):
+                        rate.add_metric([*base, metric, bound], v)
+        for item in tracker.gaps():
+            if item.gap != item.gap:
+                continue
+            base = [model, version, item.attribute, item.group, item.metric]
+            for bound, v in (("value", item.gap), ("low", item.low), ("high", item.high)):
+                gap.add_metric([*base, bound], v)
+            firing.add_metric(base, 1.0 if item.fire else 0.0)
+    yield from (size, rate, gap, firing)
 
 
 def _performance_rows(engines: list[PartitionEngine]) -> dict[str, Any]:

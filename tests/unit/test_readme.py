@@ -12,6 +12,7 @@ from monitor.config import (
     AlertConfig,
     CheckpointConfig,
     DetectorSettings,
+    FairnessConfig,
     HttpConfig,
     KafkaConfig,
     LabelsConfig,
@@ -35,6 +36,7 @@ def test_every_setting_is_in_the_config_reference():
         ("labels", LabelsConfig),
         ("performance", PerformanceConfig),
         ("checkpoint", CheckpointConfig),
+        ("fairness", FairnessConfig),
     ):
         for f in dataclasses.fields(cls):
             assert f"{section}.{f.name}" in README, f"{section}.{f.name} is not documented"

@@ -1,0 +1,385 @@
+"""Fairness across groups of protected attributes, continuously, with confidence intervals.
+
+Per group (each value of a protected segment attribute, or of a configured cross of attributes):
+selection rate (share of positive predictions), and once labels join, true positive rate, false
+positive rate, precision and accuracy, over a sliding window and since start. Gaps are measured
+against a reference group. Every rate has a Wilson interval, every difference a Newcombe hybrid-score
+interval, every ratio a Katz log interval; an alert needs the whole interval beyond the threshold, so
+small groups do not raise false alarms.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+
+from monitor.config import AlertConfig, FairnessConfig
+from monitor.core.drift import DriftEvidence
+from monitor.core.metrics import Ring
+from monitor.core.rules import Judgement, alert_key
+
+RATES = ("selection_rate", "tpr", "fpr", "precision", "accuracy")
+# gap metric -> the rate(s) it compares
+GAPS = {
+    "demographic_parity": ("selection_rate",),
+    "equal_opportunity": ("tpr",),
+    "equalized_odds": ("tpr", "fpr"),
+    "predictive_parity": ("precision",),
+}
+
+
+@functools.lru_cache(maxsize=16)
+def _z(confidence: float) -> float:
+    return float(sps.norm.ppf(0.5 + confidence / 2))
+
+
+def wilson(successes: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (sound for small n and rates near 0 or 1).
+
+    >>> [round(x, 3) for x in wilson(8, 10)]
+    [0.49, 0.943]
+    """
+    if n <= 0:
+        return (0.0, 1.0)
+    z = _z(confidence)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def newcombe(x1: float, n1: float, x2: float, n2: float, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Difference p1 - p2 with Newcombe's hybrid score interval (his method 10), from two Wilson intervals.
+
+    >>> [round(v, 3) for v in newcombe(56, 70, 48, 80)]
+    [0.2, 0.052, 0.331]
+    """
+    p1, p2 = x1 / n1, x2 / n2
+    l1, u1 = wilson(x1, n1, confidence)
+    l2, u2 = wilson(x2, n2, confidence)
+    d = p1 - p2
+    return d, d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+
+
+def katz_ratio(x1: float, n1: float, x2: float, n2: float, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Ratio p1 / p2 with the Katz log interval (0.5 added to empty cells)."""
+    if x1 == 0 or x2 == 0:
+        x1, x2, n1, n2 = x1 + 0.5, x2 + 0.5, n1 + 0.5, n2 + 0.5
+    r = (x1 / n1) / (x2 / n2)
+    z = _z(confidence)
+    se = math.sqrt(max(0.0, 1 / x1 - 1 / n1 + 1 / x2 - 1 / n2))
+    return r, r * math.exp(-z * se), r * math.exp(z * se)
+
+
+def _abs_interval(low: float, high: float) -> tuple[float, float]:
+    """Interval of |d| from an interval of d."""
+    if low <= 0 <= high:
+        return 0.0, max(-low, high)
+    return min(abs(low), abs(high)), max(abs(low), abs(high))
+
+
+@dataclass
+class GroupStats:
+    """One group's predictions (sliding window and totals) and labelled predictions."""
+
+    selected: Ring  # column: predicted positive (0/1)
+    labelled: Ring  # columns: predicted positive, label
+    n: int = 0
+    positives: int = 0
+    confusion: np.ndarray | None = None  # tp, fp, fn, tn since start
+
+    def counts(self, window: bool) -> dict[str, tuple[float, float]]:
+        """(successes, trials) behind each rate."""
+        if window:
+            sel = self.selected.rows()[:, 0]
+            n, pos = float(sel.size), float(sel.sum())
+            lab = self.labelled.rows()
+            pred, y = lab[:, 0] == 1, lab[:, 1] == 1
+            tp, fp = float(np.sum(pred & y)), float(np.sum(pred & ~y))
+            fn, tn = float(np.sum(~pred & y)), float(np.sum(~pred & ~y))
+        else:
+            n, pos = float(self.n), float(self.positives)
+            tp, fp, fn, tn = (self.confusion if self.confusion is not None else np.zeros(4)).tolist()
+        return {
+            "selection_rate": (pos, n),
+            "tpr": (tp, tp + fn),
+            "fpr": (fp, fp + tn),
+            "precision": (tp, tp + fp),
+            "accuracy": (tp + tn, tp + fp + fn + tn),
+        }
+
+
+@dataclass(frozen=True)
+class Gap:
+    """One group's gap to the reference group on one fairness metric."""
+
+    attribute: str
+    group: str
+    reference: str
+    metric: str
+    gap: float
+    low: float
+    high: float
+    threshold: float
+    size: int
+    reference_size: int
+    rates: tuple[float, float]  # the group's rate and the reference's (first compared rate)
+    p_value: float | None
+    fire: bool
+    clear: bool
+
+
+class FairnessTracker:
+    """Groups of one model version in one partition, and their gaps.
+
+    >>> from monitor.config import FairnessConfig
+    >>> t = FairnessTracker(FairnessConfig(attributes=["g"], min_group_size=10), threshold=0.5)
+    >>> segs = [(("g", "a"),)] * 50 + [(("g", "b"),)] * 50
+    >>> t.observe(segs, np.r_[np.ones(25), np.zeros(25), np.ones(5), np.zeros(45)])
+    >>> gap = [g for g in t.gaps() if g.metric == "demographic_parity"][0]
+    >>> (gap.group, gap.reference, round(gap.gap, 2), gap.fire)
+    ('b', 'a', -0.4, True)
+    """
+
+    def __init__(self, config: FairnessConfig, threshold: float = 0.5) -> None:
+        self.config = config
+        self.threshold = threshold
+        self.groups: dict[tuple[str, str], GroupStats] = {}
+        self.capped = 0
+
+    def _group_keys(self, segments: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+        values = dict(segments)
+        keys = [(a, values[a]) for a in self.config.attributes if a in values]
+        for cross in self.config.cross_attributes():
+            if all(a in values for a in cross):
+                keys.append((" x ".join(cross), ",".join(values[a] for a in cross)))
+        return keys
+
+    def _stats(self, key: tuple[str, str]) -> GroupStats | None:
+        g = self.groups.get(key)
+        if g is None:
+            if len(self.groups) >= self.config.max_groups:
+                self.capped += 1
+                return None
+            w = self.config.window
+            g = self.groups[key] = GroupStats(Ring(w, 1), Ring(w, 2), confusion=np.zeros(4))
+        return g
+
+    def _members(self, segments: Sequence[tuple[tuple[str, str], ...]]) -> dict[tuple[str, str], list[int]]:
+        members: dict[tuple[str, str], list[int]] = {}
+        for i, segs in enumerate(segments):
+            for key in self._group_keys(segs):
+                members.setdefault(key, []).append(i)
+        return members
+
+    def observe(self, segments: Sequence[tuple[tuple[str, str], ...]], predicted: np.ndarray) -> None:
+        """Predictions: ``predicted`` is 1 for a positive prediction, 0 otherwise, NaN if unknown."""
+        for key, idx in self._members(segments).items():
+            g = self._stats(key)
+            if g is None:
+                continue
+            p = predicted[np.asarray(idx)]
+            p = p[~np.isnan(p)]
+            g.selected.extend(p[:, None])
+            g.n += p.size
+            g.positives += int(p.sum())
+
+    def learn(self, segments: Sequence[tuple[tuple[str, str], ...]], predicted: np.ndarray, y: np.ndarray) -> None:
+        """Joined labels: the label-based rates."""
+        for key, idx in self._members(segments).items():
+            g = self._stats(key)
+            if g is None or g.confusion is None:
+                continue
+            i = np.asarray(idx)
+            p, t = predicted[i], y[i]
+            ok = ~np.isnan(p) & ~np.isnan(t)
+            p, t = p[ok], t[ok]
+            g.labelled.extend(np.column_stack([p, t]))
+            pred, pos = p == 1, t == 1
+            g.confusion += [np.sum(pred & pos), np.sum(pred & ~pos), np.sum(~pred & pos), np.sum(~pred & ~pos)]
+
+    def rates(self, key: tuple[str, str], window: bool = True) -> dict[str, tuple[float, float, float, int]]:
+        """Each rate of a group as (value, low, high, trials); NaN value when there are no trials."""
+        g = self.groups[key]
+        out = {}
+        for name, (x, n) in g.counts(window).items():
+            low, high = wilson(x, n, self.config.confidence)
+            out[name] = (x / n if n else math.nan, low, high, int(n))
+        return out
+
+    def reference(self, attribute: str) -> str | None:
+        configured = self.config.reference_groups.get(attribute)
+        candidates = {grp: g for (attr, grp), g in self.groups.items() if attr == attribute}
+        if configured is not None:
+            return configured if configured in candidates else None
+        if not candidates:
+            return None
+        if self.config.reference == "best":
+
+            def rate(grp: str) -> float:
+                x, n = candidates[grp].counts(True)["selection_rate"]
+                return x / n if n else -1.0
+
+            return max(sorted(candidates), key=rate)
+        return max(sorted(candidates), key=lambda grp: candidates[grp].selected.size)
+
+    def gaps(self) -> list[Gap]:
+        """Every non-reference group's gaps, with intervals and fire / clear conditions."""
+        out: list[Gap] = []
+        for attribute in sorted({attr for attr, _ in self.groups}):
+            ref = self.reference(attribute)
+            if ref is None:
+                continue
+            ref_counts = self.groups[attribute, ref].counts(True)
+            for (attr, grp), g in sorted(self.groups.items()):
+                if attr != attribute or grp == ref:
+                    continue
+                counts = g.counts(True)
+                for metric, rates in GAPS.items():
+                    out.append(self._gap(attribute, grp, ref, metric, rates, counts, ref_counts))
+                out.append(self._ratio(attribute, grp, ref, counts, ref_counts))
+        return out
+
+    def _gap(
+        self,
+        attribute: str,
+        grp: str,
+        ref: str,
+        metric: str,
+        rates: tuple[str, ...],
+        counts: dict[str, tuple[float, float]],
+        ref_counts: dict[str, tuple[float, float]],
+    ) -> Gap:
+        cfg = self.config
+        threshold = cfg.max_difference
+        parts: list[tuple[float, float, float, float, float, float, float]] = []
+        for rate in rates:
+            (x1, n1), (x2, n2) = counts[rate], ref_counts[rate]
+            if min(n1, n2) < cfg.min_group_size:
+                parts = []
+                break
+            d, lo, hi = newcombe(x1, n1, x2, n2, cfg.confidence)
+            parts.append((d, lo, hi, n1, n2, x1 / n1, x2 / n2))
+        if not parts:
+            n1, n2 = counts[rates[0]][1], ref_counts[rates[0]][1]
+            return Gap(attribute, grp, ref, metric, math.nan, math.nan, math.nan, threshold, int(n1), int(n2),
+                       (math.nan, math.nan), None, False, False)  # fmt: skip
+        if len(parts) == 1:
+            d, lo, hi, n1, n2, r1, r2 = parts[0]
+            a_lo, _ = _abs_interval(lo, hi)
+        else:  # equalized odds: the larger of the two absolute differences
+            best = max(parts, key=lambda p: abs(p[0]))
+            d, n1, n2, r1, r2 = best[0], best[3], best[4], best[5], best[6]
+            abs_iv = [_abs_interval(p[1], p[2]) for p in parts]
+            a_lo = max(iv[0] for iv in abs_iv)
+            lo, hi = (a_lo, max(iv[1] for iv in abs_iv)) if d >= 0 else (-max(iv[1] for iv in abs_iv), -a_lo)
+        z = _z(cfg.confidence)
+        se = (hi - lo) / (2 * z) if hi > lo else math.inf
+        p_value = float(sps.norm.sf((abs(d) - threshold) / se)) if se not in (0.0, math.inf) else None
+        return Gap(attribute, grp, ref, metric, d, lo, hi, threshold, int(n1), int(n2), (r1, r2), p_value,
+                   fire=a_lo > threshold, clear=a_lo <= threshold)  # fmt: skip
+
+    def _ratio(
+        self,
+        attribute: str,
+        grp: str,
+        ref: str,
+        counts: dict[str, tuple[float, float]],
+        ref_counts: dict[str, tuple[float, float]],
+    ) -> Gap:
+        cfg = self.config
+        (x1, n1), (x2, n2) = counts["selection_rate"], ref_counts["selection_rate"]
+        lo_limit = cfg.min_ratio
+        if min(n1, n2) < cfg.min_group_size or x2 == 0:
+            return Gap(attribute, grp, ref, "disparate_impact", math.nan, math.nan, math.nan, lo_limit, int(n1),
+                       int(n2), (math.nan, math.nan), None, False, False)  # fmt: skip
+        r, lo, hi = katz_ratio(x1, n1, x2, n2, cfg.confidence)
+        fire = hi < lo_limit or lo > 1 / lo_limit
+        return Gap(attribute, grp, ref, "disparate_impact", r, lo, hi, lo_limit, int(n1), int(n2),
+                   (x1 / n1, x2 / n2), None, fire=fire, clear=not fire)  # fmt: skip
+
+    def judgements(self, model: str, version: str, alerts: AlertConfig, now: float) -> list[Judgement]:
+        out = []
+        for gap in self.gaps():
+            if gap.gap != gap.gap:
+                continue
+            segment = dict(zip(gap.attribute.split(" x "), gap.group.split(","), strict=False))
+            ev = DriftEvidence(
+                detected=gap.fire,
+                effect=abs(gap.gap) if gap.metric != "disparate_impact" else gap.gap,
+                events=gap.size,
+                detector=gap.metric,
+                change_seq=gap.size + gap.reference_size,
+                change_time=now,
+                p_value=gap.p_value,
+                baseline={"group": gap.reference, "rate": gap.rates[1], "events": gap.reference_size},
+                current={
+                    "group": gap.group,
+                    "rate": gap.rates[0],
+                    "events": gap.size,
+                    "low": gap.low,
+                    "high": gap.high,
+                },
+                direction="fell" if gap.gap < (1.0 if gap.metric == "disparate_impact" else 0.0) else "rose",
+                extra={"attribute": gap.attribute},
+            )
+            out.append(
+                Judgement(
+                    bucket=(gap.attribute, gap.group),
+                    stream_kind="fairness",
+                    evidence=ev,
+                    now=now,
+                    key=alert_key(model, "fairness", gap.metric, segment, version),
+                    kind="fairness",
+                    subject=gap.metric,
+                    segment=segment,
+                    threshold=gap.threshold,
+                    critical=2 * gap.threshold if gap.metric != "disparate_impact" else math.inf,
+                    fire=gap.fire,
+                    clear=gap.clear,
+                    shift=abs(gap.gap),
+                    statistic=gap.gap,
+                    extra={"low": gap.low, "high": gap.high, "reference": gap.reference, "attribute": gap.attribute},
+                )
+            )
+        return out
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "groups": {f"{a}={g}": self.rates((a, g)) for a, g in self.groups},
+            "gaps": [gap.__dict__ for gap in self.gaps()],
+        }
+
+
+def merged(trackers: Sequence[FairnessTracker]) -> FairnessTracker | None:
+    """One tracker pooling the groups of several partitions (for a replica-wide view)."""
+    if not trackers:
+        return None
+    out = FairnessTracker(trackers[0].config, trackers[0].threshold)
+    keys = sorted({key for t in trackers for key in t.groups})
+    for key in keys:
+        parts = [t.groups[key] for t in trackers if key in t.groups]
+        sel = [g.selected.rows() for g in parts]
+        lab = [g.labelled.rows() for g in parts]
+        g = GroupStats(
+            Ring(max(1, sum(len(r) for r in sel)), 1),
+            Ring(max(1, sum(len(r) for r in lab)), 2),
+            n=sum(p.n for p in parts),
+            positives=sum(p.positives for p in parts),
+            confusion=np.sum([p.confusion for p in parts if p.confusion is not None], axis=0),
+        )
+        for rows in sel:
+            if len(rows):
+                g.selected.extend(rows)
+        for rows in lab:
+            if len(rows):
+                g.labelled.extend(rows)
+        out.groups[key] = g
+    return out
