@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.config import MonitorConfig
 from monitor.core.rules import Alert
+from monitor.dashboard import DashboardViews, History, HistorySampler
 from monitor.io.exporter import register
 from monitor.io.http import MonitorHTTPServer
 from monitor.io.kafka import MonitorService
@@ -31,7 +32,11 @@ class Monitor:
         on_alert: Callable[[Alert], None] | None = None,
         consumer_overrides: dict[str, Any] | None = None,
         recent_alerts: int = 200,
+        history_interval_s: float = 30.0,
+        history_points: int = 480,
+        fairness: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
+        """``history_interval_s`` x ``history_points`` is the span of the dashboard's sparklines (4 h by default)."""
         self.config = config
         self.registry = registry or CollectorRegistry()
         self.stop_event = threading.Event()
@@ -40,6 +45,9 @@ class Monitor:
         self.service = MonitorService(config, on_alert=self._alert, consumer_overrides=consumer_overrides)
         batch_hist = register(self.service, self.registry)
         self.service.observe_batch = lambda seconds, _n: batch_hist.observe(seconds)
+        self.views = DashboardViews(self.service, self.recent, fairness=fairness)
+        self.history = History(interval_s=history_interval_s, points=history_points)
+        self.sampler = HistorySampler(self.views, self.history)
         self.http = MonitorHTTPServer(
             self.registry,
             host=config.http.host,
@@ -50,6 +58,11 @@ class Monitor:
             tls_cert_file=config.http.tls_cert_file,
             tls_key_file=config.http.tls_key_file,
             basic_auth=(config.http.basic_auth_user, config.http.password()) if config.http.basic_auth_user else None,
+            api={
+                "/api/overview": lambda _q: self.views.overview(),
+                "/api/history": lambda _q: self.history.document(),
+                "/api/alerts": lambda q: self.views.alerts(_int_param(q, "limit", 100)),
+            },
         )
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
@@ -78,10 +91,12 @@ class Monitor:
 
     def run(self) -> None:
         self.http.start()
-        log.info("metrics on http://%s:%d/metrics", self.config.http.host, self.http.port)
+        self.sampler.start()
+        log.info("dashboard on http://%s:%d/ (metrics: /metrics)", self.config.http.host, self.http.port)
         try:
             self.service.run(self.stop_event)
         finally:
+            self.sampler.stop()
             self.http.stop()
 
     def start(self) -> Monitor:
@@ -110,3 +125,13 @@ class Monitor:
         self.stop_event.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+
+def _int_param(query: dict[str, list[str]], name: str, default: int) -> int:
+    values = query.get(name)
+    if not values:
+        return default
+    try:
+        return max(0, int(values[0]))
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {values[0]!r}") from None

@@ -1,7 +1,9 @@
-"""HTTP edge: /metrics (Prometheus), /healthz, /readyz and a small JSON status API.
+"""HTTP edge: /metrics (Prometheus), /healthz, /readyz, the dashboard (/) and its JSON API.
 
 A thread of the standard library's ``ThreadingHTTPServer``; every handler only reads engine views
-under the service lock.
+under the service lock. JSON routes other than /api/status are passed in as ``api`` (path ->
+function of the query parameters); the dashboard's static files come from ``monitor.dashboard``.
+Basic auth (if configured) protects everything except the probes.
 """
 
 from __future__ import annotations
@@ -14,9 +16,14 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from monitor.dashboard import static_file
+
+ApiRoute = Callable[[dict[str, list[str]]], Any]
 
 # The loop polls at least every batch_max_ms; a stalled loop for this long is unhealthy.
 STALL_SECONDS = 60.0
@@ -37,8 +44,10 @@ class MonitorHTTPServer:
         tls_cert_file: str = "",
         tls_key_file: str = "",
         basic_auth: tuple[str, str] | None = None,
+        api: dict[str, ApiRoute] | None = None,
     ) -> None:
         self.registry = registry
+        self.api = dict(api or {})
         self._expected_auth = (
             "Basic " + base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode() if basic_auth else None
         )
@@ -78,7 +87,7 @@ class MonitorHTTPServer:
                 return hmac.compare_digest(given.encode(), expected.encode())
 
             def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
+                path, _, query = self.path.partition("?")
                 if path not in ("/healthz", "/readyz") and not self._authorized():
                     self.send_response(401)
                     self.send_header("WWW-Authenticate", 'Basic realm="model-monitor"')
@@ -95,8 +104,15 @@ class MonitorHTTPServer:
                     self._send(200 if ok else 503, b"ready\n" if ok else b"not ready\n", "text/plain")
                 elif path == "/api/status":
                     self._send(200, orjson.dumps(server.status()), "application/json")
-                elif path == "/":
-                    self._send(200, INDEX, "text/html; charset=utf-8")
+                elif path in server.api:
+                    try:
+                        doc = server.api[path](parse_qs(query))
+                    except ValueError as exc:
+                        self._send(400, orjson.dumps({"error": str(exc)}), "application/json")
+                        return
+                    self._send(200, orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), "application/json")
+                elif (page := static_file(path)) is not None:
+                    self._send(200, page[0], page[1])
                 else:
                     self._send(404, b"not found\n", "text/plain")
 
@@ -110,11 +126,3 @@ class MonitorHTTPServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-INDEX = b"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Model monitor</title></head>
-<body><h1>Model monitor</h1><ul>
-<li><a href="/metrics">/metrics</a> - Prometheus metrics</li>
-<li><a href="/api/status">/api/status</a> - models, streams and open alerts as JSON</li>
-<li><a href="/healthz">/healthz</a>, <a href="/readyz">/readyz</a></li></ul></body></html>
-"""
