@@ -185,6 +185,42 @@ class DashboardViews:
             open_keys = {k for eng in engines for k in eng.lifecycle.open}
         return models, drift, open_keys
 
+    def fairness_rows(self) -> list[dict[str, Any]]:
+        """Fairness gaps of every model version, pooled across this replica's partitions."""
+        from monitor.core.fairness import merged
+
+        with self.service.lock:
+            by_model: dict[tuple[str, str], list[Any]] = {}
+            for eng in self.service.engines.values():
+                for key, st in eng.models.items():
+                    tracker = getattr(st, "fairness", None)
+                    if tracker is not None:
+                        by_model.setdefault(key, []).append(tracker)
+            pooled = {key: merged(trackers) for key, trackers in by_model.items()}
+            gaps = {key: t.gaps() for key, t in pooled.items() if t is not None}
+        rows = []
+        for (model, version), items in sorted(gaps.items()):
+            for g in items:
+                if g.gap != g.gap:
+                    continue
+                rows.append(
+                    {
+                        "model": model,
+                        "version": version,
+                        "attribute": g.attribute,
+                        "group": g.group,
+                        "reference": g.reference,
+                        "metric": g.metric,
+                        "gap": _num(g.gap),
+                        "low": _num(g.low),
+                        "high": _num(g.high),
+                        "threshold": _num(g.threshold),
+                        "size": g.size,
+                        "firing": bool(g.fire),
+                    }
+                )
+        return rows
+
     def alerts(self, limit: int = 100) -> dict[str, Any]:
         """Recent alert events, newest first, and the keys of the incidents open now."""
         with self.service.lock:
@@ -233,7 +269,7 @@ class DashboardViews:
                     "drift_streams": len(streams),
                 }
             )
-        fairness = self.fairness() if self.fairness is not None else []
+        fairness = self.fairness() if self.fairness is not None else self.fairness_rows()
         return {
             "generated_at": self.clock(),
             "ready": self.service.ready(),
