@@ -19,8 +19,7 @@ from ..integration.conftest import broker, config_for, produce, read_all, topics
 
 INSTALL_COMMAND = "make e2e-deps"
 INSTALL_DETAIL = (
-    "apt-get install -y --no-install-recommends chromium chromium-driver prometheus"
-    " && .venv/bin/pip install selenium"
+    "apt-get install -y --no-install-recommends chromium chromium-driver prometheus && .venv/bin/pip install selenium"
 )
 _left_out: list[tuple[str, str]] = []
 
@@ -52,7 +51,7 @@ def require(request: pytest.FixtureRequest):
     return check
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if not _left_out:
         return
     tr = terminalreporter

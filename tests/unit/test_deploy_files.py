@@ -336,9 +336,44 @@ GRAFANA_DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "model-monitor.
 UPCOMING_METRICS = frozenset({"monitor_fairness_gap_firing", "monitor_fairness_gap"})
 NON_MONITOR_METRICS = frozenset({"up"})
 _FUNCTIONS_AND_KEYWORDS = frozenset(
-    "sum avg max min count topk bottomk by without on ignoring group_left group_right rate irate increase "
-    "histogram_quantile vector or and unless bool offset delta deriv abs clamp_min clamp_max time "
-    "avg_over_time max_over_time min_over_time absent humanize humanizePercentage le".split()
+    [
+        "sum",
+        "avg",
+        "max",
+        "min",
+        "count",
+        "topk",
+        "bottomk",
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "rate",
+        "irate",
+        "increase",
+        "histogram_quantile",
+        "vector",
+        "or",
+        "and",
+        "unless",
+        "bool",
+        "offset",
+        "delta",
+        "deriv",
+        "abs",
+        "clamp_min",
+        "clamp_max",
+        "time",
+        "avg_over_time",
+        "max_over_time",
+        "min_over_time",
+        "absent",
+        "humanize",
+        "humanizePercentage",
+        "le",
+    ]
 )
 
 
