@@ -87,6 +87,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from monitor.io.kafka import client_config
+    from monitor.report import parse_time, write_report
+
+    config = _config(args)
+    try:
+        since, until = parse_time(args.since), parse_time(args.until) if args.until else time.time()
+    except ValueError as exc:
+        print(f"monitor report: bad --since/--until: {exc}", file=sys.stderr)
+        return 2
+    topic = args.alerts_topic or config.kafka.alerts_topic
+    read, n = write_report(config, client_config(config), topic=topic, since=since, until=until, out_path=args.out)
+    print(f"wrote {args.out}: {n} incidents in the period ({read} alert events read from {topic})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="monitor", description="Streaming model-monitoring sidecar")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
@@ -122,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--duration", type=float, default=0.0, help="seconds (0: until stopped)")
     gen.add_argument("--seed", type=int, default=0)
     gen.set_defaults(func=cmd_generate)
+    report = sub.add_parser("report", help="HTML audit report of a time range, from the alerts topic")
+    report.add_argument("--config", help="TOML config file (default: $MONITOR_CONFIG); its checks are listed")
+    report.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (overrides config)")
+    report.add_argument("--alerts-topic", help="alerts topic (default: kafka.alerts_topic)")
+    report.add_argument("--since", required=True, help="start of the period, ISO-8601 (UTC if no offset)")
+    report.add_argument("--until", help="end of the period, ISO-8601 (default: now)")
+    report.add_argument("--out", default="report.html", help="output HTML file")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

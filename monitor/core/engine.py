@@ -42,6 +42,8 @@ PREDICTION = "__prediction__"
 LATENCY_BUCKETS_MS = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
 
 Tracker = NumericDriftTracker | CategoricalDriftTracker
+_NUMERIC_TYPES = frozenset({float, int, type(None)})
+_CATEGORY_TYPES = frozenset({str, bool, type(None)})
 
 
 @dataclass
@@ -177,6 +179,27 @@ class PartitionEngine:
             )
         return joined
 
+    @staticmethod
+    def _row_segments(
+        buckets: list[tuple[tuple[str, str], np.ndarray | None]], n: int
+    ) -> list[tuple[tuple[str, str], ...]]:
+        """Each row's tracked segment buckets, as a tuple of (attribute, value) pairs."""
+        per_attr: dict[str, list[tuple[str, str] | None]] = {}
+        for bucket, part in buckets:
+            if part is None:
+                continue
+            col = per_attr.get(bucket[0])
+            if col is None:
+                col = per_attr[bucket[0]] = [None] * n
+            for r in part.tolist():
+                col[r] = bucket
+        if not per_attr:
+            return [()] * n
+        cols = list(per_attr.values())
+        if all(None not in c for c in cols):
+            return list(zip(*cols, strict=True))
+        return [tuple(b for b in row if b is not None) for row in zip(*cols, strict=True)]
+
     def _perf(self, state: ModelState) -> ModelPerformance:
         if state.perf is None:
             state.perf = ModelPerformance(
@@ -274,11 +297,10 @@ class PartitionEngine:
                 continue
             codes_of = state.segment_codes[attr]
             values = self._take(column, rows)
-            codes = np.empty(len(values), dtype=np.int64)
-            for i, value in enumerate(values):
-                if value is None:
-                    codes[i] = -1
-                    continue
+            get = codes_of.get
+            codes = np.fromiter((-1 if v is None else get(v, -2) for v in values), dtype=np.int64, count=len(values))
+            for i in np.flatnonzero(codes == -2).tolist():  # values not seen before: rare after warm-up
+                value = values[i]
                 code = codes_of.get(value)
                 if code is None:
                     if len(codes_of) < mon.max_segment_values:
@@ -312,6 +334,8 @@ class PartitionEngine:
             if kind == "categorical":
                 state.vocab[name] = CategoryVocabulary(self.config.monitoring.max_categories)
         if kind == "numeric":
+            if _NUMERIC_TYPES.issuperset(map(type, values)):  # fast path: numpy turns None into NaN
+                return kind, np.array(values, dtype=np.float64)
             nan = math.nan
             out = [v if (t := type(v)) is float or t is int else nan for v in values]
             arr = np.asarray(out, dtype=np.float64)
@@ -320,6 +344,8 @@ class PartitionEngine:
                 state.type_mismatch[name] += mismatched
             return kind, arr
         vocab = state.vocab[name]
+        if _CATEGORY_TYPES.issuperset(map(type, values)):
+            return kind, vocab.encode(values)
         mismatched = sum(1 for v in values if v is not None and not isinstance(v, str | bool))
         if mismatched:
             state.type_mismatch[name] += mismatched
@@ -386,23 +412,19 @@ class PartitionEngine:
     ) -> list[Alert]:
         """Put the predictions in the label join, and feed the score-based estimates and latency."""
         n = times.size
-        segs: list[list[tuple[str, str]]] = [[] for _ in range(n)]
-        for bucket, part in buckets:
-            if part is not None:
-                for r in part.tolist():
-                    segs[r].append(bucket)
+        segs = self._row_segments(buckets, n)
         positive = self.config.performance.positive_label
         preds = self._take(batch.prediction, rows)
         scores_col = self._take(batch.scores, rows)
         ids = self._take(batch.prediction_id, rows)
-        scores = np.empty(n, dtype=np.float64)
+        scores = _scores(preds, scores_col, positive)
         self.watermark = max(self.watermark, float(times.max()))
-        joined: list[Joined] = []
-        for i in range(n):
-            score = binary_score(preds[i], scores_col[i], positive)
-            scores[i] = math.nan if score is None else score
-            pending = PendingPrediction(state.model, state.version, tuple(segs[i]), preds[i], score, float(times[i]))
-            joined += self.joiner.add_prediction(ids[i], pending, now=self.watermark)
+        score_list: list[float | None] = [None if s != s else s for s in scores.tolist()]
+        pending = [
+            PendingPrediction(state.model, state.version, sg, p, sc, t)
+            for sg, p, sc, t in zip(segs, preds, score_list, times.tolist(), strict=True)
+        ]
+        joined = self.joiner.add_predictions(ids, pending, now=self.watermark)
         perf = self._perf(state)
         latency = batch.latency_ms if rows is None else batch.latency_ms[rows]
         touched = perf.observe_predictions(buckets, scores, latency, times, self.rng)
@@ -606,6 +628,17 @@ class PartitionEngine:
                     effect=ev.effect,
                     firing=self.lifecycle.is_firing(key),
                 )
+
+
+def _scores(preds: list[Any], scores: list[dict[str, float] | None], positive: str) -> np.ndarray:
+    """Positive-class scores of a column of predictions (NaN where there is none)."""
+    if _NUMERIC_TYPES.issuperset(map(type, preds)):
+        arr = np.array(preds, dtype=np.float64)
+        arr[(arr < 0) | (arr > 1)] = np.nan
+        if not np.isnan(arr).any() or not any(scores):
+            return arr
+    out = [binary_score(p, sc, positive) for p, sc in zip(preds, scores, strict=True)]
+    return np.array([math.nan if v is None else v for v in out], dtype=np.float64)
 
 
 def _pct(x: Any) -> str:

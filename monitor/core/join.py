@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class PendingPrediction:
-    """What the join keeps of a prediction until its label arrives."""
+class PendingPrediction(NamedTuple):
+    """What the join keeps of a prediction until its label arrives (a tuple: there can be many)."""
 
     model: str
     model_version: str
@@ -24,8 +23,7 @@ class PendingPrediction:
     event_time: float
 
 
-@dataclass(frozen=True)
-class PendingLabel:
+class PendingLabel(NamedTuple):
     """A label that arrived before its prediction."""
 
     label: Any
@@ -101,6 +99,29 @@ class LabelJoiner:
             self.pending.popitem(last=False)
             self.counts["evicted"] += 1
         return []
+
+    def add_predictions(self, ids: list[str], predictions: list[PendingPrediction], *, now: float) -> list[Joined]:
+        """:meth:`add_prediction` for a batch (one call instead of one per event)."""
+        if not self.early and not self.done.keys() & ids:
+            pending = self.pending
+            dupes = 0
+            for pid, p in zip(ids, predictions, strict=True):
+                if pid in pending:
+                    dupes += 1
+                    continue
+                pending[pid] = p
+            if dupes:
+                self.counts["duplicate_prediction"] += dupes
+            over = len(pending) - self.max_pending
+            if over > 0:
+                for _ in range(over):
+                    pending.popitem(last=False)
+                self.counts["evicted"] += over
+            return []
+        joined: list[Joined] = []
+        for pid, p in zip(ids, predictions, strict=True):
+            joined += self.add_prediction(pid, p, now=now)
+        return joined
 
     def add_label(
         self,

@@ -127,6 +127,20 @@ class CategoryVocabulary:
     def encode(self, column: Sequence[Any]) -> np.ndarray:
         """Codes for a column; ``-1`` marks a missing value. Booleans become ``"true"`` / ``"false"``."""
         codes = self._codes
+        if all(type(v) is str for v in column):  # fast path: strings, mostly seen before
+            get = codes.get
+            out = np.fromiter((get(v, -2) for v in column), dtype=np.int64, count=len(column))
+            for i in np.flatnonzero(out == -2).tolist():
+                key = column[i]
+                code = codes.get(key)
+                if code is None:
+                    if len(self.values) < self.capacity:
+                        code = codes[key] = len(self.values)
+                        self.values.append(key)
+                    else:
+                        code = self.capacity
+                out[i] = code
+            return out
         out = np.empty(len(column), dtype=np.int64)
         for i, value in enumerate(column):
             if value is None:

@@ -1,0 +1,1 @@
+"""Benchmarks: the reference workload and `make bench`."""

@@ -1,0 +1,79 @@
+"""The reference workload (GUIDE section 7), generated deterministically with numpy.
+
+20 numeric and 4 categorical features, 2 segment attributes (country: 6 values, gender: 2), a binary
+classifier's score, serving latency; labels for half of the predictions, delayed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+
+COUNTRIES = ["US", "DE", "IN", "BR", "SG", "JP"]
+GENDERS = ["F", "M"]
+CATEGORIES = [["mobile", "desktop", "tablet"], ["free", "basic", "pro"], ["a", "b", "c", "d", "e"], ["x", "y"]]
+T0 = 1_767_225_600.0
+
+
+@dataclass
+class Workload:
+    predictions: list[bytes]
+    keys: list[bytes]
+    labels: list[bytes]
+    label_keys: list[bytes]
+
+
+def make(
+    n: int,
+    *,
+    seed: int = 0,
+    numeric: int = 20,
+    categorical: int = 4,
+    segment_values: int = 6,
+    rate: float = 10_000.0,
+    start: float = T0,
+    drift: tuple[str, str, float] | None = None,
+) -> Workload:
+    """``n`` predictions (bytes) and labels for half of them; ``drift`` = (feature, country, shift in sd)."""
+    rng = np.random.default_rng(seed)
+    countries = COUNTRIES if segment_values == 6 else [f"c{i}" for i in range(segment_values)]
+    country = rng.integers(0, len(countries), n)
+    gender = rng.integers(0, 2, n)
+    num = rng.normal(0, 1, (n, numeric)) * (1 + np.arange(numeric) % 3) + np.arange(numeric)
+    if drift is not None:
+        feature, where, shift = drift
+        j = int(feature[1:])
+        mask = country == countries.index(where)
+        num[mask, j] += shift * (1 + j % 3)
+    cats = [rng.integers(0, len(CATEGORIES[i % 4]), n) for i in range(categorical)]
+    score = 1 / (1 + np.exp(-(num[:, 0] - 0) * 0.5 + 1))
+    latency = rng.gamma(2.0, 6.0, n)
+    names = [f"x{j}" for j in range(numeric)]
+    cat_names = [f"c{j}" for j in range(categorical)]
+    preds, keys, labels, label_keys = [], [], [], []
+    labelled = rng.random(n) < 0.5
+    truth = rng.random(n) < score
+    num_list = np.round(num, 4).tolist()
+    for i in range(n):
+        pid = f"p{seed}-{i}"
+        feats: dict[str, object] = dict(zip(names, num_list[i], strict=True))
+        for j, cname in enumerate(cat_names):
+            feats[cname] = CATEGORIES[j % 4][int(cats[j][i])]
+        event = {
+            "prediction_id": pid,
+            "model": "ref",
+            "model_version": "v1",
+            "timestamp": start + i / rate,
+            "features": feats,
+            "prediction": round(float(score[i]), 6),
+            "segments": {"country": countries[int(country[i])], "gender": GENDERS[int(gender[i])]},
+            "latency_ms": round(float(latency[i]), 3),
+        }
+        preds.append(orjson.dumps(event))
+        keys.append(pid.encode())
+        if labelled[i]:
+            labels.append(orjson.dumps({"prediction_id": pid, "label": int(truth[i]), "timestamp": start + i / rate + 30}))
+            label_keys.append(pid.encode())
+    return Workload(preds, keys, labels, label_keys)
