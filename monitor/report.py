@@ -56,7 +56,9 @@ def _ts(value: Any) -> float | None:
         return None
 
 
-def read_alerts(client: dict[str, Any], topic: str, *, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+def read_alerts(
+    client: dict[str, Any], topic: str, *, timeout_s: float = 60.0, idle_s: float = 1.0
+) -> list[dict[str, Any]]:
     """Every alert event on ``topic``, partition by partition from the beginning up to the current end."""
     consumer = Consumer(
         {
@@ -83,22 +85,22 @@ def read_alerts(client: dict[str, Any], topic: str, *, timeout_s: float = 30.0) 
             return []
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
         out: list[dict[str, Any]] = []
-        done: set[int] = set()
+        reached: set[int] = set()
         deadline = time.monotonic() + timeout_s
-        while len(done) < len(ends):
+        last_message = time.monotonic()
+        # Done once every partition reached the end it had when we started, and nothing more arrived for
+        # idle_s (some Kafka-compatible brokers report high watermarks loosely, so the end alone is not proof).
+        while len(reached) < len(ends) or time.monotonic() - last_message < idle_s:
             if time.monotonic() > deadline:
-                missing = sorted(set(ends) - done)
+                missing = sorted(set(ends) - reached)
                 raise SourceError(f"timed out reading {topic}: partitions {missing} not read to the end")
-            for msg in consumer.consume(1000, 0.5):
+            for msg in consumer.consume(1000, 0.2):
                 if msg.error() is not None:
                     continue
+                last_message = time.monotonic()
                 p, offset = msg.partition(), msg.offset()
-                if p is None or offset is None:
-                    continue
-                if offset >= ends[p] - 1:
-                    done.add(p)
-                if offset >= ends[p]:
-                    continue
+                if p is not None and offset is not None and offset >= ends.get(p, 0) - 1:
+                    reached.add(p)
                 try:
                     event = orjson.loads(msg.value() or b"")
                 except orjson.JSONDecodeError:
@@ -189,6 +191,16 @@ def _table(headers: list[str], rows: list[list[str]], cls: str = "") -> str:
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+def _flatten(prefix: str, values: dict[str, Any], rows: list[list[str]]) -> None:
+    """Dotted setting names as the README writes them (``detectors.default.x`` is ``detectors.x``)."""
+    for key, v in values.items():
+        name = prefix if key == "default" else f"{prefix}.{key}"
+        if isinstance(v, dict) and v and all(isinstance(k, str) for k in v):
+            _flatten(name, v, rows)
+        else:
+            rows.append([_e(name), _e(v if v not in ([], {}, "") else "(none)")])
+
+
 def _settings(config: MonitorConfig) -> str:
     parts = []
     for section in CONFIG_SECTIONS:
@@ -196,12 +208,7 @@ def _settings(config: MonitorConfig) -> str:
         if not dataclasses.is_dataclass(value) or isinstance(value, type):
             continue
         flat: list[list[str]] = []
-        for key, v in dataclasses.asdict(value).items():
-            if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
-                for sub, settings in v.items():
-                    flat.append([_e(f"{section}.{key}.{sub}"), _e(settings)])
-            else:
-                flat.append([_e(f"{section}.{key}"), _e(v if v not in ([], {}, "") else "(none)")])
+        _flatten(section, dataclasses.asdict(value), flat)
         parts.append(_table(["setting", "value"], flat, "settings"))
     return "".join(parts)
 
