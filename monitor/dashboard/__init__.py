@@ -151,7 +151,9 @@ def health(open_alerts: list[dict[str, Any]]) -> tuple[str, str]:
         a = urgent[0]
         return "act", a.get("message") or f"{a.get('kind')} on {a.get('subject')}"
     n = len(open_alerts)
-    return "watch", f"{n} open alert{'s' if n != 1 else ''}: {open_alerts[0].get('message') or open_alerts[0]['key']}"
+    first = open_alerts[0]
+    what = first.get("message") or first.get("key") or f"{first.get('kind')} on {first.get('subject')}"
+    return "watch", f"{n} open alert{'s' if n != 1 else ''}: {what}"
 
 
 class DashboardViews:
