@@ -29,7 +29,7 @@ demo: $(STAMP)
 	$(BIN)/monitor demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check monitor tests
+	$(BIN)/ruff check monitor tests benchmarks
 	$(BIN)/mypy
 
 test: lint $(E2E_STAMP)
@@ -46,3 +46,6 @@ e2e: $(E2E_STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run

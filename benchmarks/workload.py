@@ -74,6 +74,8 @@ def make(
         preds.append(orjson.dumps(event))
         keys.append(pid.encode())
         if labelled[i]:
-            labels.append(orjson.dumps({"prediction_id": pid, "label": int(truth[i]), "timestamp": start + i / rate + 30}))
+            labels.append(
+                orjson.dumps({"prediction_id": pid, "label": int(truth[i]), "timestamp": start + i / rate + 30})
+            )
             label_keys.append(pid.encode())
     return Workload(preds, keys, labels, label_keys)

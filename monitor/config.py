@@ -155,8 +155,8 @@ class DetectorSettings:
 
     warmup_events: int = 500
     adwin_delta: float = 0.002
-    adwin_chunk: int = 8
-    adwin_clock: int = 4
+    adwin_chunk: int = 32
+    adwin_clock: int = 1
     page_hinkley_delta: float = 0.25
     page_hinkley_threshold: float = 50.0
     page_hinkley_alpha: float = 1.0

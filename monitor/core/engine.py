@@ -152,10 +152,16 @@ class PartitionEngine:
         for r in rejected:
             self.rejected["predictions", r.reason] += 1
         result = BatchResult(rejected=rejected, processed=len(batch))
-        if len(batch):
-            result.alerts = self._monitor(batch)
-            self.last_event_time = float(np.nanmax(batch.event_time))
+        result.alerts = self.monitor_batch(batch)
         return result
+
+    def monitor_batch(self, batch: PredictionBatch) -> list[Alert]:
+        """Monitor an already decoded batch (the benchmarks time this apart from decoding)."""
+        if not len(batch):
+            return []
+        alerts = self._monitor(batch)
+        self.last_event_time = float(np.nanmax(batch.event_time))
+        return alerts
 
     def process_labels(self, values: Sequence[bytes | None], kafka_times: Sequence[float]) -> BatchResult:
         """Decode labels, join them to their predictions, and update metrics and label-based alerts."""

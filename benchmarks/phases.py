@@ -1,0 +1,286 @@
+"""One benchmark phase per process, so each reports its own peak RSS: ``python -m benchmarks.phases NAME JSON``.
+
+Prints one JSON object on its last line.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from benchmarks.workload import make
+from monitor.config import load_config
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _consumer(bootstrap: str) -> Any:
+    from confluent_kafka import Consumer
+
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 2000,
+            "heartbeat.interval.ms": 500,
+            "fetch.wait.max.ms": 10,
+            "partition.assignment.strategy": "range",
+        }
+    )
+
+
+def limit(args: dict[str, Any]) -> dict[str, Any]:
+    """Consume the prefilled topic, then consume and decode it with orjson: nothing else."""
+    out: dict[str, Any] = {}
+    for mode in ("consume", "consume_decode"):
+        c = _consumer(args["bootstrap"])
+        c.subscribe([args["topic"]])
+        n, counted, started = 0, 0, None
+        while n < args["n"]:
+            msgs = c.consume(10_000, 1.0)
+            for m in msgs:
+                if mode == "consume_decode":
+                    orjson.loads(m.value())
+            n += len(msgs)
+            if started is None:
+                if msgs:  # the clock starts after the first batch: group join and first fetch excluded
+                    started = time.perf_counter()
+            else:
+                counted += len(msgs)
+        elapsed = time.perf_counter() - (started or time.perf_counter())
+        out[mode] = counted / elapsed if elapsed > 0 and counted else float("nan")
+        c.close()
+    return out
+
+
+def naive(args: dict[str, Any]) -> dict[str, Any]:
+    """A per-event Python loop over river's ADWIN, Page-Hinkley, Mean and Var per numeric feature and bucket."""
+    from river import drift, stats
+
+    w = make(args["n"], seed=1)
+    events = [orjson.loads(b) for b in w.predictions]
+    state: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {}
+    started = time.perf_counter()
+    for e in events:
+        buckets = ("all", "country=" + e["segments"]["country"], "gender=" + e["segments"]["gender"])
+        for name, value in e["features"].items():
+            if type(value) is not float:
+                continue
+            for b in buckets:
+                s = state.get((name, b))
+                if s is None:
+                    s = state[name, b] = (drift.ADWIN(), drift.PageHinkley(), stats.Mean(), stats.Var())
+                s[0].update(value)
+                s[1].update(value)
+                s[2].update(value)
+                s[3].update(value)
+    elapsed = time.perf_counter() - started
+    return {"events_per_s": len(events) / elapsed, "us_per_event": 1e6 * elapsed / len(events), "streams": len(state)}
+
+
+def engine(args: dict[str, Any]) -> dict[str, Any]:
+    """The monitor's core on decoded batches; decoding is timed apart and against orjson into dicts."""
+    from monitor.core import snapshot
+    from monitor.core.engine import PartitionEngine
+
+    overrides = args.get("overrides", {})
+    w = make(
+        args["n"],
+        seed=2,
+        numeric=args.get("numeric", 20),
+        categorical=args.get("categorical", 4),
+        segment_values=args.get("segment_values", 6),
+    )
+    eng = PartitionEngine(load_config(environ={}, overrides=overrides), clock=lambda: 0.0)
+    batch = args.get("batch", 5000)
+    chunks = [w.predictions[i : i + batch] for i in range(0, len(w.predictions), batch)]
+    t = time.perf_counter()
+    decoded = [eng.predictions.decode(c, [0.0] * len(c))[0] for c in chunks]
+    decode_s = time.perf_counter() - t
+    t = time.perf_counter()
+    for b in w.predictions:
+        orjson.loads(b)
+    orjson_s = time.perf_counter() - t
+    profiler = None
+    if args.get("profile"):
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.001)
+        profiler.start()
+    t = time.perf_counter()
+    for b in decoded:
+        eng.monitor_batch(b)
+    engine_s = time.perf_counter() - t
+    profile_text = ""
+    if profiler is not None:
+        profiler.stop()
+        profile_text = profiler.output_text(unicode=False, color=False, show_all=False)
+    t = time.perf_counter()
+    raw = snapshot.dumps(eng.snapshot())
+    snapshot_s = time.perf_counter() - t
+    return {
+        "events_per_s": args["n"] / engine_s,
+        "decode_per_s": args["n"] / decode_s,
+        "orjson_per_s": args["n"] / orjson_s,
+        "streams": eng.stream_count,
+        "snapshot_bytes": len(raw),
+        "bytes_per_stream": len(raw) / max(1, eng.stream_count),
+        "snapshot_s": snapshot_s,
+        "peak_rss_mb": _rss_mb(),
+        "profile": profile_text,
+    }
+
+
+def end_to_end(args: dict[str, Any]) -> dict[str, Any]:
+    """Broker -> monitor (checkpoints on) -> alerts and metrics, on prefilled topics."""
+    from monitor.app import Monitor
+
+    config = load_config(
+        environ={},
+        overrides={
+            "kafka": {
+                "bootstrap_servers": args["bootstrap"],
+                "group_id": f"bench-{uuid.uuid4().hex[:8]}",
+                "predictions_topic": args["topic"],
+                "labels_topic": args["labels_topic"],
+                "alerts_topic": args["alerts_topic"],
+                "dlq_topic": args["dlq_topic"],
+                "session_timeout_ms": 2000,
+                "batch_max_messages": 10_000,
+            },
+            "http": {"host": "127.0.0.1", "port": 0},
+        },
+    )
+    mon = Monitor(config, consumer_overrides={"fetch.wait.max.ms": 10}).start()
+    total = args["n"] + args["n_labels"]
+    started, first = None, 0
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        with mon.service.lock:
+            done = sum(e.events_total() + e.labels_seen for e in mon.service.engines.values())
+        if done and started is None:
+            started, first = time.perf_counter(), done  # group join and first batch excluded
+        if done >= total:
+            break
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    stats = mon.service.stats
+    mon.stop()
+    return {
+        "events_per_s": (total - first) / elapsed if elapsed > 0 and total > first else float("nan"),
+        "checkpoints": stats.checkpoints,
+        "checkpoint_s": stats.checkpoint_seconds,
+        "checkpoint_bytes": stats.last_checkpoint_bytes,
+        "peak_rss_mb": _rss_mb(),
+    }
+
+
+def latency(args: dict[str, Any]) -> dict[str, Any]:
+    """Offer a fixed load with drifts injected; alert latency = alert received - newest event it covers."""
+    from confluent_kafka import Producer
+
+    from monitor.app import Monitor
+
+    rate, seconds = args["rate"], args["seconds"]
+    n = int(rate * seconds)
+    start = time.time() + 3.0
+    parts = []
+    # stationary first half, then a drift in a different feature and country every slice
+    half = n // 2
+    parts.append(make(half, seed=3, rate=rate, start=start))
+    slices = 6
+    per = (n - half) // slices
+    for k in range(slices):
+        country = ["US", "DE", "IN", "BR", "SG", "JP"][k]
+        parts.append(
+            make(per, seed=10 + k, rate=rate, start=start + (half + k * per) / rate, drift=(f"x{k}", country, 3.0))
+        )
+    values = [v for p in parts for v in p.predictions]
+    keys = [k for p in parts for k in p.keys]
+    config = load_config(
+        environ={},
+        overrides={
+            "kafka": {
+                "bootstrap_servers": args["bootstrap"],
+                "group_id": f"bench-{uuid.uuid4().hex[:8]}",
+                "predictions_topic": args["topic"],
+                "labels_topic": args["labels_topic"],
+                "alerts_topic": args["alerts_topic"],
+                "dlq_topic": args["dlq_topic"],
+                "session_timeout_ms": 2000,
+                "batch_max_ms": 100,
+            },
+            "http": {"host": "127.0.0.1", "port": 0},
+            "detectors": {"warmup_events": 300},
+        },
+    )
+    received: list[tuple[float, dict[str, Any]]] = []
+    stop = threading.Event()
+
+    def read_alerts() -> None:  # the alert counts when it is on the topic, as a subscriber sees it
+        c = _consumer(args["bootstrap"])
+        c.subscribe([args["alerts_topic"]])
+        while not stop.is_set():
+            for m in c.consume(100, 0.05):
+                if m.error() is None:
+                    received.append((time.time(), orjson.loads(m.value())))
+        c.close()
+
+    reader = threading.Thread(target=read_alerts, daemon=True)
+    reader.start()
+    mon = Monitor(config, consumer_overrides={"fetch.wait.max.ms": 10}).start()
+    mon.wait_ready(60)
+    producer = Producer({"bootstrap.servers": args["bootstrap"], "linger.ms": 5, "batch.num.messages": 10_000})
+    i = 0
+    while i < len(values):
+        now = time.time()
+        due = min(len(values), int((now - start) * rate))
+        while i < due:
+            try:
+                producer.produce(args["topic"], value=values[i], key=keys[i])
+                i += 1
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+        time.sleep(0.002)
+    producer.flush(30)
+    time.sleep(5.0)
+    stop.set()
+    reader.join(5)
+    mon.stop()
+    import datetime as dt
+
+    lat = []
+    for t_recv, a in received:
+        if a["status"] == "firing" and a["kind"] == "data_drift" and a["window"]["end"]:
+            end = dt.datetime.fromisoformat(a["window"]["end"].replace("Z", "+00:00")).timestamp()
+            lat.append(t_recv - end)
+    lat.sort()
+
+    def pct(q: float) -> float:
+        return lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")
+
+    return {
+        "offered_per_s": rate,
+        "alerts": len(lat),
+        "p50_s": pct(0.5),
+        "p99_s": pct(0.99),
+        "max_s": max(lat) if lat else None,
+    }
+
+
+PHASES = {"limit": limit, "naive": naive, "engine": engine, "end_to_end": end_to_end, "latency": latency}
+
+if __name__ == "__main__":
+    print(json.dumps(PHASES[sys.argv[1]](json.loads(sys.argv[2]))))

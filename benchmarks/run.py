@@ -1,0 +1,273 @@
+"""`make bench`: the reference workload through the limit, the naive loop, the engine and end to end.
+
+Every figure comes from this one run on this machine; ratios are what to quote. Writes BENCHMARKS.md and
+benchmarks/scaling.png. ``--quick`` runs tiny sizes (the smoke test in `make test` uses it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+from benchmarks.workload import make
+from monitor.io.broker import EmbeddedBroker
+from monitor.io.kafka import ensure_topics
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def phase(name: str, **args: Any) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.phases", name, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=1800,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"phase {name} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def topics(bootstrap: str, partitions: int = 6) -> dict[str, str]:
+    tag = uuid.uuid4().hex[:8]
+    names = {
+        "topic": f"pred-{tag}",
+        "labels_topic": f"lab-{tag}",
+        "alerts_topic": f"al-{tag}",
+        "dlq_topic": f"dlq-{tag}",
+    }
+    ensure_topics(
+        AdminClient({"bootstrap.servers": bootstrap}),
+        {
+            names["topic"]: partitions,
+            names["labels_topic"]: partitions,
+            names["alerts_topic"]: 1,
+            names["dlq_topic"]: 1,
+        },
+    )
+    return names
+
+
+def fill(bootstrap: str, topic: str, values: list[bytes], keys: list[bytes]) -> None:
+    p = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            "batch.num.messages": 100_000,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 2_000_000,
+        }
+    )
+    for k, v in zip(keys, values, strict=True):
+        while True:
+            try:
+                p.produce(topic, value=v, key=k)
+                break
+            except BufferError:
+                p.poll(0.05)
+    p.flush(120)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = ", ".join(
+        f"{pkg} {metadata.version(pkg)}" for pkg in ("numpy", "river", "orjson", "confluent-kafka", "scipy")
+    )
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}; {versions}"
+
+
+def scaling(quick: bool) -> dict[str, list[dict[str, Any]]]:
+    n = 2000 if quick else 20_000
+    features = [5, 20] if quick else [5, 20, 50, 100, 200]
+    values = [1, 10] if quick else [1, 10, 100, 1000]
+    big = {"monitoring": {"max_segment_values": 2000, "max_streams": 1_000_000, "max_features_per_model": 1000}}
+    by_features = []
+    for f in features:
+        r = phase("engine", n=n, numeric=f, categorical=max(1, f // 5), overrides=big)
+        by_features.append(
+            {
+                "features": f + max(1, f // 5),
+                **{k: r[k] for k in ("events_per_s", "streams", "peak_rss_mb", "bytes_per_stream")},
+            }
+        )
+    by_values = []
+    for v in values:
+        r = phase("engine", n=max(n, 4 * v * 10 if not quick else n), segment_values=v, overrides=big)
+        by_values.append(
+            {"segment_values": v, **{k: r[k] for k in ("events_per_s", "streams", "peak_rss_mb", "bytes_per_stream")}}
+        )
+    return {"features": by_features, "segment_values": by_values}
+
+
+def plot(scale: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, label in (
+        (axes[0], "features", "features per event"),
+        (axes[1], "segment_values", "values of one segment attribute"),
+    ):
+        rows = scale[key]
+        xs = [r[key] for r in rows]
+        ax.plot(xs, [r["events_per_s"] for r in rows], "o-", label="events/s")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("engine events/s")
+        ax2 = ax.twinx()
+        ax2.plot(xs, [r["peak_rss_mb"] for r in rows], "s--", color="tab:red", label="peak RSS MB")
+        ax2.set_ylabel("peak RSS (MB)")
+        ax.set_title(f"Engine vs {label}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    ap.add_argument("--png", default=str(ROOT / "benchmarks" / "scaling.png"))
+    args = ap.parse_args(argv)
+    q = args.quick
+    n = 3000 if q else 200_000
+    started = time.time()
+    results: dict[str, Any] = {}
+    with EmbeddedBroker() as broker:
+        b = broker.bootstrap
+        names = topics(b)
+        w = make(n, seed=0)
+        fill(b, names["topic"], w.predictions, w.keys)
+        fill(b, names["labels_topic"], w.labels, w.label_keys)
+        results["limit"] = phase("limit", bootstrap=b, topic=names["topic"], n=n)
+        results["naive"] = phase("naive", n=1000 if q else 20_000)
+        results["engine"] = phase("engine", n=n if q else 100_000, profile=not q)
+        results["end_to_end"] = phase("end_to_end", bootstrap=b, n=n, n_labels=len(w.labels), **names)
+        lat_names = topics(b)
+        results["latency"] = phase(
+            "latency", bootstrap=b, rate=2000 if q else 50_000, seconds=3 if q else 12, **lat_names
+        )
+    big = {"monitoring": {"max_segment_values": 2000, "max_streams": 1_000_000}}
+    results["memory_10k"] = phase("engine", n=2000 if q else 60_000, segment_values=40 if q else 400, overrides=big)
+    results["scaling"] = scaling(q)
+    plot(results["scaling"], Path(args.png))
+    Path(args.out).write_text(report(results, time.time() - started, quick=q, png=Path(args.png)))
+    print(f"wrote {args.out} and {args.png}")
+    return 0
+
+
+def report(r: dict[str, Any], seconds: float, *, quick: bool, png: Path) -> str:
+    lim, nai, eng, e2e, lat, mem = r["limit"], r["naive"], r["engine"], r["end_to_end"], r["latency"], r["memory_10k"]
+    limit = lim["consume_decode"]
+
+    def row(name: str, eps: float, note: str = "") -> str:
+        return f"| {name} | {eps:,.0f} | {eps / limit:.2f} | {eps / nai['events_per_s']:.1f} | {note} |"
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in {seconds:.0f} s"
+        + (" (**quick smoke run, sizes too small to quote**)" if quick else "")
+        + ".",
+        f"Machine: {machine()}. Shared and noisy: quote the ratios, measured in this one run.",
+        "",
+        "Reference workload (GUIDE section 7): 20 numeric and 4 categorical features, segments country (6 values) "
+        "and gender (2), a binary classifier's score, latency, labels for half the predictions. Streams per event: "
+        "25 subjects (24 features + the prediction) x 3 buckets (all traffic, its country, its gender).",
+        "",
+        "| path | events/s | ratio to limit | ratio to naive | notes |",
+        "|---|---:|---:|---:|---|",
+        row("limit: consume only", lim["consume"], "broker to Python, nothing else"),
+        row("limit: consume + orjson decode", limit, "the limit the targets refer to"),
+        row(
+            "naive river loop",
+            nai["events_per_s"],
+            f"{nai['us_per_event']:.0f} µs/event, {nai['streams']} streams, numeric only",
+        ),
+        row("engine on decoded batches", eng["events_per_s"], f"{eng['streams']} streams, batches of 5,000"),
+        row(
+            "our decoder (validate + columns)",
+            eng["decode_per_s"],
+            f"orjson into dicts alone: {eng['orjson_per_s']:,.0f}/s",
+        ),
+        row("end to end (broker → monitor, checkpoints on)", e2e["events_per_s"], "predictions and labels"),
+        "",
+        f"- Peak RSS: engine phase {eng['peak_rss_mb']:.0f} MB; end to end {e2e['peak_rss_mb']:.0f} MB; "
+        f"with {mem['streams']:,} monitored streams: {mem['peak_rss_mb']:.0f} MB.",
+        f"- State: {eng['bytes_per_stream']:,.0f} bytes of snapshot per monitored stream "
+        f"({eng['snapshot_bytes'] / 1e6:.1f} MB for {eng['streams']} streams, uncompressed JSON, snapshot {eng['snapshot_s']:.2f} s); "
+        f"{mem['bytes_per_stream']:,.0f} bytes per stream at {mem['streams']:,} streams.",
+        f"- Checkpoints during end to end: {e2e['checkpoints']}, the last took {e2e['checkpoint_s'] * 1000:.0f} ms "
+        f"for {e2e['checkpoint_bytes'] / 1e6:.1f} MB.",
+        f"- Alert latency at an offered load of {lat['offered_per_s']:,.0f} events/s (event produced → alert on the topic, "
+        f"{lat['alerts']} drift alerts): p50 {lat['p50_s']:.2f} s, p99 {lat['p99_s']:.2f} s.",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | |",
+        "|---|---|---|",
+        f"| engine ≥ 200,000 events/s on decoded batches | {eng['events_per_s']:,.0f} | {verdict(eng['events_per_s'] >= 200_000)} |",
+        f"| engine ≥ 10 × naive | {eng['events_per_s'] / nai['events_per_s']:.1f} × | {verdict(eng['events_per_s'] >= 10 * nai['events_per_s'])} |",
+        f"| end to end ≥ half the limit | {e2e['events_per_s'] / limit:.2f} × limit | {verdict(e2e['events_per_s'] >= limit / 2)} |",
+        f"| decoding no slower than orjson into dicts | {eng['decode_per_s'] / eng['orjson_per_s']:.2f} × orjson | {verdict(eng['decode_per_s'] >= eng['orjson_per_s'])} |",
+        f"| peak RSS ≤ 500 MB at 10,000 streams | {mem['peak_rss_mb']:.0f} MB at {mem['streams']:,} streams | {verdict(mem['peak_rss_mb'] <= 500)} |",
+        f"| alert latency p99 ≤ 2 s at 50,000 events/s | {lat['p99_s']:.2f} s at {lat['offered_per_s']:,.0f}/s | {verdict(lat['p99_s'] <= 2 and lat['offered_per_s'] >= 50_000)} |",
+        "",
+        "## Scaling",
+        "",
+        f"![scaling]({png.relative_to(ROOT) if png.is_relative_to(ROOT) else png})",
+        "",
+        "| features per event | streams | engine events/s | peak RSS MB | bytes/stream |",
+        "|---:|---:|---:|---:|---:|",
+        *[
+            f"| {x['features']} | {x['streams']} | {x['events_per_s']:,.0f} | {x['peak_rss_mb']:.0f} | {x['bytes_per_stream']:,.0f} |"
+            for x in r["scaling"]["features"]
+        ],
+        "",
+        "| values of one segment attribute | streams | engine events/s | peak RSS MB | bytes/stream |",
+        "|---:|---:|---:|---:|---:|",
+        *[
+            f"| {x['segment_values']} | {x['streams']} | {x['events_per_s']:,.0f} | {x['peak_rss_mb']:.0f} | {x['bytes_per_stream']:,.0f} |"
+            for x in r["scaling"]["segment_values"]
+        ],
+        "",
+        "## Where the engine's time goes (pyinstrument, engine phase)",
+        "",
+        "```",
+        *(eng.get("profile") or "(not profiled in quick mode)").splitlines()[:60],
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
