@@ -20,6 +20,14 @@ from monitor.config import load_config
 
 
 def _rss_mb() -> float:
+    """Peak RSS of this process (VmHWM: unlike ru_maxrss it is not inherited across exec from the parent)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -255,7 +263,16 @@ def latency(args: dict[str, Any]) -> dict[str, Any]:
         producer.poll(0)
         time.sleep(0.002)
     producer.flush(30)
-    time.sleep(5.0)
+    produced_at = time.time()
+    # let the monitor drain what it could not keep up with (its latency then shows the lag), at most 120 s
+    while time.time() - produced_at < 120:
+        with mon.service.lock:
+            done = sum(e.events_total() for e in mon.service.engines.values())
+        if done >= len(values):
+            break
+        time.sleep(0.2)
+    drained_s = time.time() - produced_at
+    time.sleep(2.0)
     stop.set()
     reader.join(5)
     mon.stop()
@@ -277,6 +294,7 @@ def latency(args: dict[str, Any]) -> dict[str, Any]:
         "p50_s": pct(0.5),
         "p99_s": pct(0.99),
         "max_s": max(lat) if lat else None,
+        "drain_s": drained_s,
     }
 
 

@@ -516,6 +516,8 @@ class PartitionEngine:
             groups.setdefault((j.kind, j.subject), []).append(j)
         explained: set[tuple[str, str, tuple[str, str]]] = set()
         for (kind, subject), group in groups.items():
+            if kind == "fairness":  # gaps of different protected attributes are separate findings
+                continue
             for bucket in explained_buckets(group, self.config.alerts.explain_ratio):
                 explained.add((kind, subject, bucket))
         alerts = []
@@ -540,7 +542,8 @@ class PartitionEngine:
         if t.status == "resolved":
             severity = "info"
         else:
-            severity = "critical" if ev.effect >= j.critical else "warning"
+            size = ev.effect if j.statistic is None else abs(j.statistic)
+            severity = "critical" if size >= j.critical else "warning"
         return Alert(
             alert_id=t.alert_id,
             key=j.key,
@@ -604,7 +607,29 @@ class PartitionEngine:
         engine = cls(config, partition=int(data["partition"]), partitions=partitions, clock=clock)
         for name in cls._STATE:
             setattr(engine, name, snap.decode(data["state"][name]))
+        engine._apply_config()
         return engine
+
+    def _apply_config(self) -> None:
+        """Settings come from the current config, not from the snapshot: a restart with new limits or
+        thresholds takes effect on restored partitions too (detector state keeps its own settings)."""
+        cfg = self.config
+        self.lifecycle.resolve_after_s = cfg.alerts.resolve_after_s
+        self.lifecycle.cooldown_s = cfg.alerts.cooldown_s
+        j = self.joiner
+        j.ttl_s, j.max_pending = cfg.labels.ttl_s, cfg.labels.max_pending
+        j.early_ttl_s, j.max_early = cfg.labels.early_ttl_s, cfg.labels.max_early
+        while len(j.pending) > j.max_pending:
+            j.pending.popitem(last=False)
+            j.counts["evicted"] += 1
+        while len(j.early) > j.max_early:
+            j.early.popitem(last=False)
+            j.counts["unknown"] += 1
+        for state in self.models.values():
+            if state.perf is not None:
+                state.perf.perf, state.perf.alerts = cfg.performance, cfg.alerts
+            if state.fairness is not None:
+                state.fairness.config = cfg.fairness
 
     # ------------------------------------------------------------------- views
     def events_total(self) -> int:

@@ -19,6 +19,7 @@ import orjson
 from monitor.errors import DecodeError
 
 MAX_ID_LENGTH = 256
+MAX_EPOCH_S = 32_503_680_000.0  # 3000-01-01: later "seconds" are almost always milliseconds
 MAX_NAME_LENGTH = 256
 
 # Stable reason codes: they appear in metrics labels and dead-letter headers.
@@ -98,6 +99,8 @@ def parse_timestamp(value: Any, field_name: str = "timestamp") -> float:
         ts = float(value)
         if not math.isfinite(ts) or ts < 0:
             raise DecodeError("invalid_value", f"{field_name} must be a non-negative finite number")
+        if ts > MAX_EPOCH_S:
+            raise DecodeError("invalid_value", f"{field_name} is after year 3000 (milliseconds instead of seconds?)")
         return ts
     if isinstance(value, str):
         try:
@@ -109,6 +112,8 @@ def parse_timestamp(value: Any, field_name: str = "timestamp") -> float:
         ts = parsed.timestamp()
         if ts < 0:
             raise DecodeError("invalid_value", f"{field_name} is before 1970")
+        if ts > MAX_EPOCH_S:
+            raise DecodeError("invalid_value", f"{field_name} is after year 3000")
         return ts
     raise DecodeError("wrong_type", f"{field_name} must be a number or an ISO-8601 string")
 

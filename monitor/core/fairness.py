@@ -219,6 +219,8 @@ class FairnessTracker:
         candidates = {grp: g for (attr, grp), g in self.groups.items() if attr == attribute}
         if configured is not None:
             return configured if configured in candidates else None
+        # only groups large enough to compare can be the reference: a tiny group must not switch gaps off
+        candidates = {grp: g for grp, g in candidates.items() if g.selected.size >= self.config.min_group_size}
         if not candidates:
             return None
         if self.config.reference == "best":
@@ -316,7 +318,8 @@ class FairnessTracker:
                 effect=abs(gap.gap) if gap.metric != "disparate_impact" else gap.gap,
                 events=gap.size,
                 detector=gap.metric,
-                change_seq=gap.size + gap.reference_size,
+                # grows for ever (totals since start), so a later incident on the same key gets a new id
+                change_seq=self._total(gap.attribute, gap.group) + self._total(gap.attribute, gap.reference),
                 change_time=now,
                 p_value=gap.p_value,
                 baseline={"group": gap.reference, "rate": gap.rates[1], "events": gap.reference_size},
@@ -344,12 +347,16 @@ class FairnessTracker:
                     critical=2 * gap.threshold if gap.metric != "disparate_impact" else math.inf,
                     fire=gap.fire,
                     clear=gap.clear,
-                    shift=abs(gap.gap),
+                    shift=abs(math.log(gap.gap)) if gap.metric == "disparate_impact" and gap.gap > 0 else abs(gap.gap),
                     statistic=gap.gap,
                     extra={"low": gap.low, "high": gap.high, "reference": gap.reference, "attribute": gap.attribute},
                 )
             )
         return out
+
+    def _total(self, attribute: str, group: str) -> int:
+        g = self.groups.get((attribute, group))
+        return 0 if g is None else g.n
 
     def view(self) -> dict[str, Any]:
         return {

@@ -7,9 +7,12 @@ pushes out is counted, never silently dropped.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+import numpy as np
 
 
 class PendingPrediction(NamedTuple):
@@ -176,37 +179,57 @@ class LabelJoiner:
             self.done.popitem(last=False)
 
     def to_plain(self) -> dict[str, Any]:
-        """Columns instead of one object per entry: a join store can hold hundreds of thousands."""
+        """Columns, not one object per entry: a join store can hold hundreds of thousands of predictions.
+
+        Model, version and segments repeat across entries, so each entry stores an index into a small
+        table of their distinct combinations; times and scores are float arrays.
+        """
+        combos: dict[tuple[str, str, tuple[tuple[str, str], ...]], int] = {}
+        index = np.empty(len(self.pending), dtype=np.int32)
+        for i, p in enumerate(self.pending.values()):
+            index[i] = combos.setdefault((p.model, p.model_version, p.segments), len(combos))
+        pending = list(self.pending.values())
         return {
             "params": [self.ttl_s, self.max_pending, self.early_ttl_s, self.max_early],
             "pending_ids": list(self.pending),
-            "pending": [
-                [p.model, p.model_version, [list(s) for s in p.segments], p.prediction, p.score, p.event_time]
-                for p in self.pending.values()
-            ],
+            "combos": [[m, v, [list(x) for x in segs]] for (m, v, segs) in combos],
+            "combo_index": index,
+            "predictions": [p.prediction for p in pending],
+            "scores": np.array([math.nan if p.score is None else p.score for p in pending], dtype=np.float64),
+            "times": np.array([p.event_time for p in pending], dtype=np.float64),
             "early_ids": list(self.early),
             "early": [[e.label, e.outcomes, e.event_time, e.model] for e in self.early.values()],
             "done_ids": list(self.done),
-            "done_times": list(self.done.values()),
+            "done_times": np.array(list(self.done.values()), dtype=np.float64),
             "counts": dict(self.counts),
         }
 
     @classmethod
     def from_plain(cls, data: dict[str, Any]) -> LabelJoiner:
         joiner = cls(*data["params"])
+        combos = [(m, v, tuple((a, b) for a, b in segs)) for m, v, segs in data["combos"]]
+        scores = [None if s != s else s for s in np.asarray(data["scores"]).tolist()]
         joiner.pending = OrderedDict(
-            (pid, PendingPrediction(m, v, tuple((a, b) for a, b in segs), pred, score, t))
-            for pid, (m, v, segs, pred, score, t) in zip(data["pending_ids"], data["pending"], strict=True)
+            (pid, PendingPrediction(combos[c][0], combos[c][1], combos[c][2], pred, score, t))
+            for pid, c, pred, score, t in zip(
+                data["pending_ids"],
+                np.asarray(data["combo_index"]).tolist(),
+                data["predictions"],
+                scores,
+                np.asarray(data["times"]).tolist(),
+                strict=True,
+            )
         )
         joiner.early = OrderedDict(
             (pid, PendingLabel(*row)) for pid, row in zip(data["early_ids"], data["early"], strict=True)
         )
-        joiner.done = OrderedDict(zip(data["done_ids"], data["done_times"], strict=True))
+        joiner.done = OrderedDict(zip(data["done_ids"], np.asarray(data["done_times"]).tolist(), strict=True))
         joiner.counts = Counter(data["counts"])
         return joiner
 
     def snapshot(self) -> dict[str, Any]:
-        return self.to_plain()
+        """:meth:`to_plain` with plain lists instead of arrays (JSON as it is)."""
+        return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in self.to_plain().items()}
 
     def restore(self, data: dict[str, Any]) -> None:
         other = self.from_plain(data)

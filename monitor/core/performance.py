@@ -364,7 +364,7 @@ class ModelPerformance:
                     b.last_label_time,
                     stream_kind="floor",
                     threshold=floor,
-                    critical=floor,
+                    critical=math.inf,  # a floor breach is a warning; concept drift carries the severity
                     fire=fire,
                     clear=enough and not worse,
                     shift=abs(value - floor),

@@ -38,7 +38,11 @@ def iso(ts: float | None) -> str | None:
     """ISO-8601 UTC with milliseconds, or None."""
     if ts is None or ts != ts:  # None or NaN
         return None
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        moment = datetime.fromtimestamp(ts, tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def segment_label(segment: dict[str, str]) -> str:

@@ -21,6 +21,11 @@ from river import drift as river_drift
 SNAPSHOT_VERSION = 1
 
 _REGISTRY: dict[str, type] = {}
+_BIT_GENERATORS: dict[str, type] = {
+    "PCG64": np.random.PCG64,
+    "PCG64DXSM": np.random.PCG64DXSM,
+    "Philox": np.random.Philox,
+}
 
 
 def register(*classes: type) -> None:
@@ -100,7 +105,10 @@ def decode(x: Any) -> Any:
         return {decode(k): decode(v) for k, v in x["$d"]}
     if "$rng" in x:
         state = x["$rng"]
-        bit_gen = getattr(np.random, state["bit_generator"])()
+        kind = _BIT_GENERATORS.get(state.get("bit_generator"))
+        if kind is None:
+            raise ValueError(f"snapshot names a random generator that is not allowed: {state.get('bit_generator')!r}")
+        bit_gen = kind()
         bit_gen.state = state
         return np.random.Generator(bit_gen)
     if "$adwin" in x:

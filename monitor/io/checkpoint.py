@@ -54,14 +54,28 @@ class CheckpointStore:
         self.read_timeout_s = read_timeout_s
         self.bytes_written = 0
         self.snapshots_written = 0
+        self.failed: set[int] = set()  # partitions whose last snapshot was not acknowledged
+        self._slot: dict[int, int] = {}
 
     def write(self, partition: int, payload: bytes) -> str:
-        """Queue one snapshot (compressed and chunked) for partition ``partition``; returns its id."""
+        """Queue one snapshot (compressed and chunked) for partition ``partition``; returns its id.
+
+        Chunks get distinct keys (``partition:slot:index``, two alternating slots) so that compaction on
+        real Kafka keeps every chunk of the newest snapshot and of the one before it. A chunk the broker
+        does not acknowledge marks the partition in :attr:`failed`; the caller must not commit then.
+        """
         data = zlib.compress(payload, 3)
         chunks = [data[i : i + self.max_chunk_bytes] for i in range(0, len(data), self.max_chunk_bytes)] or [b""]
         snapshot_id = uuid.uuid4().hex
-        key = str(partition).encode()
+        slot = self._slot[partition] = 1 - self._slot.get(partition, 1)
+
+        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
+            if err is not None:
+                log.warning("snapshot chunk for partition %d not delivered: %s", partition, err.str())
+                self.failed.add(partition)
+
         for i, chunk in enumerate(chunks):
+            key = f"{partition}:{slot}:{i}".encode()
             headers: list[tuple[str, str | bytes | None]] = [
                 (H_ID, snapshot_id.encode()),
                 (H_CHUNK, str(i).encode()),
@@ -69,7 +83,9 @@ class CheckpointStore:
             ]
             while True:
                 try:
-                    self.producer.produce(self.topic, value=chunk, key=key, partition=partition, headers=headers)
+                    self.producer.produce(
+                        self.topic, value=chunk, key=key, partition=partition, headers=headers, on_delivery=on_delivery
+                    )
                     break
                 except BufferError:
                     self.producer.poll(0.1)
@@ -95,9 +111,14 @@ class CheckpointStore:
             back = 8
             while True:
                 start = max(low, high - back)
-                found = self._newest_complete(consumer, partition, start)
-                if found is not None or start == low:
+                found = self._newest_complete(consumer, partition, start, high)
+                if found is not None:
                     return found
+                if start == low:
+                    # Data but no complete snapshot: never start the partition empty on that (state loss).
+                    raise SourceError(
+                        f"state partition {partition} has records but no complete snapshot", retriable=True
+                    )
                 back *= 4
         except KafkaException as exc:
             err = exc.args[0]
@@ -114,16 +135,20 @@ class CheckpointStore:
         finally:
             consumer.close()
 
-    def _newest_complete(self, consumer: Consumer, partition: int, start: int) -> StoredSnapshot | None:
+    def _newest_complete(self, consumer: Consumer, partition: int, start: int, high: int) -> StoredSnapshot | None:
         consumer.assign([TopicPartition(self.topic, partition, start)])
         parts: dict[str, dict[int, bytes]] = {}
         counts: dict[str, int] = {}
         last_offset: dict[str, int] = {}
         deadline = time.monotonic() + self.read_timeout_s
+        position = start
         while time.monotonic() < deadline:
             msgs = consumer.consume(500, 0.3)
             if not msgs:
-                break  # nothing more within 0.3 s: caught up (works even where watermarks are approximate)
+                if position >= high - 1:
+                    break  # reached the end seen at the start, and nothing more within 0.3 s
+                continue  # a slow fetch is not the end
+            position = max(position, *(int(m.offset() or 0) for m in msgs))
             for msg in msgs:
                 if msg.error() is not None:
                     continue

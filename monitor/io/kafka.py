@@ -32,7 +32,6 @@ from typing import Any
 
 import orjson
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     OFFSET_STORED,
     Consumer,
     KafkaError,
@@ -58,6 +57,7 @@ DLQ_DETAIL = "monitor.detail"
 DLQ_TOPIC = "monitor.source.topic"
 DLQ_PARTITION = "monitor.source.partition"
 DLQ_OFFSET = "monitor.source.offset"
+DLQ_ORIGINAL_SIZE = "monitor.original.size"
 
 
 def client_config(config: MonitorConfig) -> dict[str, Any]:
@@ -95,6 +95,8 @@ class AlertSink:
         self.alerts_topic = alerts_topic
         self.dlq_topic = dlq_topic
         self.timeout_s = timeout_s
+        # librdkafka refuses messages over message.max.bytes (default 1,000,000); keep headroom for headers
+        self.dlq_max_bytes = int(conf.get("message.max.bytes", 1_000_000)) - 64_000
         self._failed: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None]] = []
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
@@ -117,7 +119,13 @@ class AlertSink:
         self._produce(self.alerts_topic, str(data["key"]).encode(), orjson.dumps(data))
 
     def dead_letter(self, msg: Message, rejected: Rejected) -> None:
+        """The original bytes and key with the reason in headers; a value too large for the producer is
+        replaced by an empty one and ``monitor.original.size`` says how large it was."""
+        value = msg.value()
         headers = list(msg.headers() or [])
+        if value is not None and len(value) > self.dlq_max_bytes:
+            headers.append((DLQ_ORIGINAL_SIZE, str(len(value)).encode()))
+            value = None
         headers += [
             (DLQ_REASON, rejected.reason.encode()),
             (DLQ_DETAIL, rejected.detail.encode()),
@@ -125,7 +133,7 @@ class AlertSink:
             (DLQ_PARTITION, str(msg.partition()).encode()),
             (DLQ_OFFSET, str(msg.offset()).encode()),
         ]
-        self._produce(self.dlq_topic, msg.key(), msg.value(), headers)
+        self._produce(self.dlq_topic, msg.key(), value, headers)
 
     def flush(self, stop: threading.Event | None = None) -> None:
         """Wait until everything produced is acknowledged; re-produce what failed, with backoff."""
@@ -198,6 +206,8 @@ class MonitorService:
         self._labels_enabled = True
         self._consumer_overrides = consumer_overrides or {}
         self._faults = _FaultInjector.from_env()
+        self._closing = False
+        self._stop: threading.Event | None = None
 
     # ----------------------------------------------------------------- startup
     def check_topics(self, admin: AdminClient, wait_s: float = 30.0) -> None:
@@ -334,7 +344,7 @@ class MonitorService:
                 self.lag.pop((tp.topic, tp.partition), None)
                 if tp.partition in restored and restored[tp.partition] is not None:
                     nxt = self._next.get((tp.topic, tp.partition))
-                    tp.offset = OFFSET_BEGINNING if nxt is None else nxt
+                    tp.offset = OFFSET_STORED if nxt is None else nxt  # commits only happen with snapshots
                 else:
                     tp.offset = OFFSET_STORED
                 self._since_checkpoint.setdefault(tp.partition, 0)
@@ -346,9 +356,9 @@ class MonitorService:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         k = self.config.kafka
         owned = {tp.partition for tp in partitions if tp.topic == k.predictions_topic}
-        if owned and self.sink is not None:
+        if owned and self.sink is not None and not self._closing:  # close() has checkpointed already
             try:
-                self._checkpoint(owned, {})
+                self._checkpoint(owned, {}, self._stop)
             except (KafkaException, SourceError) as exc:
                 log.warning("checkpoint on revoke failed (the next owner replays from the last one): %s", exc)
         self._drop(partitions)
@@ -377,6 +387,7 @@ class MonitorService:
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set, then checkpoint, commit and close."""
         k = self.config.kafka
+        self._stop = stop
         admin = AdminClient(client_config(self.config))
         self.check_topics(admin)
         self.sink = AlertSink(client_config(self.config), k.alerts_topic, k.dlq_topic, k.produce_timeout_s)
@@ -391,6 +402,7 @@ class MonitorService:
         topics = [k.predictions_topic] + ([k.labels_topic] if self._labels_enabled else [])
         consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
         last_health = time.monotonic()
+        clean = False
         try:
             while not stop.is_set():
                 messages = consumer.consume(k.batch_max_messages, k.batch_max_ms / 1000)
@@ -402,8 +414,11 @@ class MonitorService:
                     if time.monotonic() - last_health > 5.0:
                         last_health = time.monotonic()
                         self._check_broker(consumer)
+            clean = True
         finally:
-            self.close(stop)
+            # After an exception mid-batch the engines may hold half a batch: never snapshot that; the next
+            # owner restores the last good checkpoint and replays.
+            self.close(stop, checkpoint=clean)
 
     def _check_broker(self, consumer: Consumer) -> None:
         try:
@@ -487,7 +502,7 @@ class MonitorService:
             return
         started = time.perf_counter()
         offsets: dict[tuple[str, int], int] = {}
-        size = 0
+        payloads: dict[int, bytes] = {}
         with self.lock:
             for p in sorted(partitions):
                 engine = self.engines.get(p)
@@ -497,7 +512,7 @@ class MonitorService:
                     "predictions": self._next.get((k.predictions_topic, p)),
                     "labels": self._next.get((k.labels_topic, p)),
                 }
-                payload = snap.dumps(
+                payloads[p] = snap.dumps(
                     {
                         "source": [k.group_id, k.predictions_topic],
                         "offsets": covered,
@@ -506,16 +521,27 @@ class MonitorService:
                         "written_at": time.time(),
                     }
                 )
-                size += len(payload)
-                self.store.write(p, payload)
                 for topic, role in ((k.predictions_topic, "predictions"), (k.labels_topic, "labels")):
                     if covered[role] is not None:
                         offsets[topic, p] = int(covered[role])  # type: ignore[arg-type]
                 self._since_checkpoint[p] = 0
                 self._last_checkpoint[p] = time.monotonic()
+        size = sum(len(v) for v in payloads.values())
+        for p, payload in payloads.items():
+            self.store.write(p, payload)
         has_alerts = any(outbox.values())
         self._faults.hit("before_snapshot_flush", has_alerts)
         self.sink.flush(stop)
+        for attempt in range(1, 6):  # a snapshot the broker did not take is written again; nothing goes on before
+            failed, self.store.failed = self.store.failed & set(payloads), set()
+            if not failed:
+                break
+            if attempt == 5:
+                raise SinkError(f"snapshots of partitions {sorted(failed)} were not acknowledged")
+            time.sleep(min(10.0, 0.5 * 2**attempt))
+            for p in failed:
+                self.store.write(p, payloads[p])
+            self.sink.flush(stop)
         self._faults.hit("after_snapshot", has_alerts)
         self._publish(outbox, stop)
         self._faults.hit("after_alerts", has_alerts)
@@ -567,9 +593,10 @@ class MonitorService:
             if high >= 0:
                 self.lag[topic, partition] = max(0, high - (int(group[-1].offset() or 0) + 1))
 
-    def close(self, stop: threading.Event | None = None) -> None:
+    def close(self, stop: threading.Event | None = None, *, checkpoint: bool = True) -> None:
         """Checkpoint every owned partition, flush, commit, leave the group."""
-        if self.sink is not None and self.consumer is not None and self.engines:
+        self._closing = True
+        if checkpoint and self.sink is not None and self.consumer is not None and self.engines:
             try:
                 if self.store is not None:
                     self._checkpoint(set(self.engines), {}, stop)
