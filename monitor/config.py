@@ -42,6 +42,7 @@ class KafkaConfig:
     batch_max_ms: int = 200
     session_timeout_ms: int = 10000
     produce_timeout_s: float = 30.0
+    transactional_id: str = ""  # set (unique per replica) for exactly-once effects on brokers with transactions
     properties: dict[str, str] = field(default_factory=dict, repr=False)
     property_files: dict[str, str] = field(default_factory=dict)
 
@@ -402,6 +403,8 @@ class MonitorConfig:
         self.performance.validate()
         self.checkpoint.validate()
         self.fairness.validate()
+        if self.kafka.transactional_id and not self.checkpoint.enabled:
+            raise ConfigError("kafka.transactional_id", "transactions commit with checkpoints: enable them")
         return self
 
 

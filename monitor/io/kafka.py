@@ -89,9 +89,25 @@ def ensure_topics(admin: AdminClient, topics: dict[str, int], config: dict[str, 
 class AlertSink:
     """Produces alert events and dead-letter copies; :meth:`flush` returns only once all are acknowledged."""
 
-    def __init__(self, producer_config: dict[str, Any], alerts_topic: str, dlq_topic: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        producer_config: dict[str, Any],
+        alerts_topic: str,
+        dlq_topic: str,
+        timeout_s: float,
+        transactional_id: str = "",
+    ) -> None:
         conf = {"acks": "all", "enable.idempotence": True, "linger.ms": 5, **producer_config}
+        if transactional_id:
+            conf["transactional.id"] = transactional_id
         self.producer = Producer(conf)
+        self.transactional = bool(transactional_id)
+        self._in_txn = False
+        if self.transactional:
+            try:
+                self.producer.init_transactions(timeout_s)
+            except KafkaException as exc:
+                raise translate(exc.args[0], "initialising transactions") from None
         self.alerts_topic = alerts_topic
         self.dlq_topic = dlq_topic
         self.timeout_s = timeout_s
@@ -107,12 +123,34 @@ class AlertSink:
                 log.warning("delivery to %s failed: %s; will retry", topic, err.str())
                 self._failed.append(record)
 
+        self.begin()
         while True:
             try:
                 self.producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
                 return
             except BufferError:  # local queue full: back-pressure, wait for deliveries
                 self.producer.poll(0.1)
+
+    def begin(self) -> None:
+        """Open a transaction if this sink is transactional and none is open (idempotent)."""
+        if self.transactional and not self._in_txn:
+            self.producer.begin_transaction()
+            self._in_txn = True
+
+    def commit(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
+        """Put the consumer offsets in the open transaction and commit it: snapshots, dead letters, alerts
+        and offsets become visible together, or not at all."""
+        self.begin()
+        try:
+            self.producer.send_offsets_to_transaction(offsets, group_metadata, self.timeout_s)
+            self.producer.commit_transaction(self.timeout_s)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.txn_requires_abort():
+                self.producer.abort_transaction(self.timeout_s)
+            self._in_txn = False
+            raise translate(err, "committing the checkpoint transaction") from None
+        self._in_txn = False
 
     def alert(self, alert: Alert | dict[str, Any]) -> None:
         data = alert.to_dict() if isinstance(alert, Alert) else alert
@@ -390,7 +428,9 @@ class MonitorService:
         self._stop = stop
         admin = AdminClient(client_config(self.config))
         self.check_topics(admin)
-        self.sink = AlertSink(client_config(self.config), k.alerts_topic, k.dlq_topic, k.produce_timeout_s)
+        self.sink = AlertSink(
+            client_config(self.config), k.alerts_topic, k.dlq_topic, k.produce_timeout_s, k.transactional_id
+        )
         if self.config.checkpoint.enabled:
             self.store = CheckpointStore(
                 client_config(self.config),
@@ -527,8 +567,21 @@ class MonitorService:
                 self._since_checkpoint[p] = 0
                 self._last_checkpoint[p] = time.monotonic()
         size = sum(len(v) for v in payloads.values())
+        self.sink.begin()  # snapshots go into the open transaction too (no-op without transactions)
         for p, payload in payloads.items():
             self.store.write(p, payload)
+        if self.sink.transactional and self.consumer is not None:
+            # Exactly-once: snapshots, dead letters and alerts produced since the last checkpoint, and the
+            # offsets, commit as one transaction (aborted on failure: the next owner replays the batch).
+            self._publish(outbox, stop, flush=False)
+            todo = [TopicPartition(t, p, off) for (t, p), off in offsets.items()]
+            self.sink.commit(todo, self.consumer.consumer_group_metadata())
+            for tp in todo:
+                self._committed[tp.topic, tp.partition] = tp.offset
+            self.stats.checkpoints += 1
+            self.stats.checkpoint_seconds = time.perf_counter() - started
+            self.stats.last_checkpoint_bytes = size
+            return
         has_alerts = any(outbox.values())
         self._faults.hit("before_snapshot_flush", has_alerts)
         self.sink.flush(stop)
@@ -551,14 +604,15 @@ class MonitorService:
         self.stats.checkpoint_seconds = time.perf_counter() - started
         self.stats.last_checkpoint_bytes = size
 
-    def _publish(self, outbox: dict[int, list[Alert]], stop: threading.Event | None) -> None:
+    def _publish(self, outbox: dict[int, list[Alert]], stop: threading.Event | None, *, flush: bool = True) -> None:
         assert self.sink is not None
         for alerts in outbox.values():
             for alert in alerts:
                 self.sink.alert(alert)
                 if self.on_alert is not None:
                     self.on_alert(alert)
-        self.sink.flush(stop)
+        if flush:
+            self.sink.flush(stop)
 
     def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
         if self.consumer is None:

@@ -34,9 +34,13 @@ BAD_MESSAGES = [
 ]
 
 
-def test_drift_in_one_segment_gives_one_alert_and_bad_input_is_dead_lettered(broker, topics):
+@pytest.mark.parametrize("transactional", [False, True], ids=["at-least-once", "transactions"])
+def test_drift_in_one_segment_gives_one_alert_and_bad_input_is_dead_lettered(broker, topics, transactional):
     names = topics(partitions=3)
-    mon = Monitor(_config(broker, names), consumer_overrides={"fetch.wait.max.ms": 10}).start()
+    config = _config(broker, names)
+    if transactional:  # alerts, dead letters, snapshots and offsets commit as one transaction per checkpoint
+        config = _config(broker, names, kafka={**_kafka(config), "transactional_id": f"tx-{names['predictions']}"})
+    mon = Monitor(config, consumer_overrides={"fetch.wait.max.ms": 10}).start()
     try:
         assert mon.wait_ready(30), "monitor did not get partitions"
         gen = TrafficGenerator(seed=7)
@@ -106,6 +110,12 @@ def test_drift_in_one_segment_gives_one_alert_and_bad_input_is_dead_lettered(bro
     finally:
         mon.stop()
     assert mon.error is None
+
+
+def _kafka(config) -> dict:
+    import dataclasses
+
+    return {k: v for k, v in dataclasses.asdict(config.kafka).items() if k not in ("properties", "property_files")}
 
 
 def test_topics_that_are_not_co_partitioned_fail_at_start(broker, topics):
