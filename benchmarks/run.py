@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         w = make(n, seed=0)
         fill(b, names["topic"], w.predictions, w.keys)
         fill(b, names["labels_topic"], w.labels, w.label_keys)
+        results["labels"] = len(w.labels)
         results["limit"] = phase("limit", bootstrap=b, topic=names["topic"], n=n)
         results["naive"] = phase("naive", n=1000 if q else 20_000)
         results["engine"] = phase("engine", n=n if q else 100_000, profile=not q)
@@ -182,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(report(results, time.time() - started, quick=q, png=Path(args.png)))
     print(f"wrote {args.out} and {args.png}")
     return 0
+
+
+def results_labels(r: dict[str, Any]) -> str:
+    return f"{r.get('labels', 0):,}"
 
 
 def report(r: dict[str, Any], seconds: float, *, quick: bool, png: Path) -> str:
@@ -246,6 +251,24 @@ def report(r: dict[str, Any], seconds: float, *, quick: bool, png: Path) -> str:
         f"| decoding no slower than orjson into dicts | {eng['decode_per_s'] / eng['orjson_per_s']:.2f} × orjson | {verdict(eng['decode_per_s'] >= eng['orjson_per_s'])} |",
         f"| peak RSS ≤ 500 MB at 10,000 streams | {mem['peak_rss_mb']:.0f} MB at {mem['streams']:,} streams | {verdict(mem['peak_rss_mb'] <= 500)} |",
         f"| alert latency p99 ≤ 2 s at 50,000 events/s | {lat['p99_s']:.2f} s at {lat['offered_per_s']:,.0f}/s | {verdict(lat['p99_s'] <= 2 and lat['offered_per_s'] >= 50_000)} |",
+        "",
+        "## What bounds the figures",
+        "",
+        f"- **Engine.** Every event updates 75 streams (25 subjects x 3 buckets), and each stream runs its own "
+        f"sequential detectors: ADWIN (river's compiled code, fed 32-value chunk means), Page-Hinkley (vectorised per "
+        f"batch with scipy's lfilter), moments, a reservoir and the alert rules, per stream and per batch. The profile "
+        f"below shows where the time goes; the per-stream Python work per batch, not the arithmetic, is the bound. The "
+        f"engine does {eng['events_per_s'] / nai['events_per_s']:.1f}x the naive loop while also running categorical "
+        f"tests, the prediction stream, the label join, score-based estimates and the alert lifecycle, which the naive "
+        f"loop does not. Reaching 200,000 events/s needs the detectors of all streams of a feature updated together "
+        f"(2-D arrays instead of one object per stream); that redesign is not done.",
+        f"- **Decoding.** Validation against the contract and the pivot into columns run in Python after orjson, "
+        f"{eng['orjson_per_s'] / eng['decode_per_s']:.1f}x the cost of orjson into dicts. A schema-aware C decoder "
+        f"(for example msgspec structs) would be needed to match orjson; not done.",
+        f"- **End to end** adds the consumer, decoding, the label join of {results_labels(r)} labels and checkpoints "
+        f"(the snapshot of the join store is the bulk of each checkpoint's bytes) on the same core.",
+        "- **Memory** stays bounded by the caps (streams, segment values, join store, windows); the figures above "
+        "include the Python interpreter, numpy, scipy and river (about 150 MB before any stream).",
         "",
         "## Scaling",
         "",

@@ -71,6 +71,8 @@ class NumericDriftTracker:
         self.moments = RunningMoments()
         self.quantiles = ReservoirQuantiles(quantile_sample_size)
         self.baseline = RunningMoments()
+        self._warm = np.empty(0)  # the warm-up values (at most warmup_events), until the baseline is set
+        self._warmed = False
         self.adwin = ChunkedADWIN(settings.adwin_delta, settings.adwin_chunk, settings.adwin_clock)
         self.page_hinkley = PageHinkley(
             min_instances=settings.page_hinkley_min_instances,
@@ -88,7 +90,19 @@ class NumericDriftTracker:
 
     @property
     def warmed_up(self) -> bool:
-        return self.baseline.n >= self.settings.warmup_events
+        return self._warmed
+
+    def _finish_warmup(self) -> None:
+        """Baseline from the warm-up values without gross outliers (beyond 10 robust sd of the median), so one
+        absurd value cannot blind the detectors for good."""
+        x = self._warm
+        med = float(np.median(x))
+        mad = 1.4826 * float(np.median(np.abs(x - med)))
+        if mad > 0:
+            x = x[np.abs(x - med) <= 10 * mad]
+        self.baseline.update(x)
+        self._warm = np.empty(0)
+        self._warmed = True
 
     def _scale(self) -> tuple[float, float]:
         mean = self.baseline.mean
@@ -108,10 +122,12 @@ class NumericDriftTracker:
             return
         self.moments.update(values)
         self.quantiles.update(values, rng)
-        if not self.warmed_up:
-            need = self.settings.warmup_events - self.baseline.n
-            self.baseline.update(values[:need])
+        if not self._warmed:
+            need = self.settings.warmup_events - self._warm.size
+            self._warm = np.concatenate([self._warm, values[:need]])
             values, times = values[need:], times[need:]
+            if self._warm.size >= self.settings.warmup_events:
+                self._finish_warmup()
             if values.size == 0:
                 return
         seq0 = self.moments.n - values.size  # stream position of values[0] among present values

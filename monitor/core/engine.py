@@ -520,8 +520,20 @@ class PartitionEngine:
                 continue
             for bucket in explained_buckets(group, self.config.alerts.explain_ratio):
                 explained.add((kind, subject, bucket))
+        ratio = self.config.alerts.explain_ratio
+        overall = {(j.kind, j.subject): j for j in judged if j.bucket == ALL}
         alerts = []
         for j in judged:
+            parent = overall.get((j.kind, j.subject))
+            if (
+                j.fire
+                and j.kind != "fairness"
+                and parent is not None
+                and j.bucket != ALL
+                and self.lifecycle.is_firing(parent.key)
+                and j.shift < ratio * parent.shift
+            ):
+                explained.add((j.kind, j.subject, j.bucket))  # all traffic already fires for the same change
             if not self.owns(j.key):
                 continue
             t = self.lifecycle.evaluate(

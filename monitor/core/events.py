@@ -129,8 +129,8 @@ def _load(value: bytes | None, max_bytes: int) -> dict[str, Any]:
         text = str(exc)
         if "UTF-8" in text:
             raise DecodeError("invalid_utf8", "message is not valid UTF-8") from None
-        at = value[exc.pos : exc.pos + 9].lstrip(b"-")
-        if "infinity" in text or at.startswith((b"NaN", b"Infinity")):
+        at = value.decode("utf-8", "replace")[exc.pos : exc.pos + 9].lstrip("-")  # pos counts characters
+        if "infinity" in text or at.startswith(("NaN", "Infinity")):
             raise DecodeError("non_finite", "NaN and infinity are not valid JSON numbers") from None
         raise DecodeError("invalid_json", f"not JSON: {text[:120]}") from None
     if not isinstance(obj, dict):

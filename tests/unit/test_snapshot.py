@@ -389,9 +389,9 @@ def test_a_restored_engine_continues_exactly(restore_at):
 
 
 # Measured on this input (11,000 predictions at 20 per second, 60% labelled, fairness on two attributes,
-# 81 streams): 2,493,964 bytes, about 30.8 KB per stream. Per stream, the label metrics of each (model,
-# bucket) take 11.3 KB (their windows are encoded at full capacity), the join store 8.1 KB (5,024 predictions
-# waiting for labels: it grows with traffic and ``labels.ttl_s``), fairness 6.4 KB and the drift trackers
+# 81 streams): 2,222,175 bytes, about 27.4 KB per stream. Per stream, the label metrics of each (model,
+# bucket) take 11.3 KB (their windows are encoded at full capacity), fairness 6.4 KB, the join store 4.8 KB
+# (5,024 predictions waiting for labels: it grows with traffic and ``labels.ttl_s``) and the drift trackers
 # themselves 4.5 KB.
 MAX_BYTES_PER_STREAM = 40_000
 
