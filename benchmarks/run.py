@@ -229,8 +229,9 @@ def report(r: dict[str, Any], seconds: float, *, quick: bool, png: Path) -> str:
         ),
         row("end to end (broker → monitor, checkpoints on)", e2e["events_per_s"], "predictions and labels"),
         "",
-        f"- Peak RSS: engine phase {eng['peak_rss_mb']:.0f} MB; end to end {e2e['peak_rss_mb']:.0f} MB; "
-        f"with {mem['streams']:,} monitored streams: {mem['peak_rss_mb']:.0f} MB.",
+        f"- Peak RSS (the whole process: interpreter and libraries take {eng['base_rss_mb']:.0f} MB before any "
+        f"stream): engine phase {eng['peak_rss_mb']:.0f} MB; end to end {e2e['peak_rss_mb']:.0f} MB (with the "
+        f"Kafka clients and the label join); with {mem['streams']:,} monitored streams: {mem['peak_rss_mb']:.0f} MB.",
         f"- State: {eng['bytes_per_stream']:,.0f} bytes of snapshot per monitored stream "
         f"({eng['snapshot_bytes'] / 1e6:.1f} MB for {eng['streams']} streams, uncompressed JSON, snapshot {eng['snapshot_s']:.2f} s); "
         f"{mem['bytes_per_stream']:,.0f} bytes per stream at {mem['streams']:,} streams.",
