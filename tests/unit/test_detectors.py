@@ -57,7 +57,8 @@ def test_chunked_adwin_is_batch_invariant_and_detects_soon_after_the_change():
 
 
 @pytest.mark.parametrize(
-    "det", [lambda: ChunkedADWIN(delta=0.002, chunk=8), lambda: PageHinkley(delta=0.25, threshold=50, alpha=1.0)]
+    "det",
+    [lambda: ChunkedADWIN(delta=0.002, chunk=32, clock=1), lambda: PageHinkley(delta=0.25, threshold=50, alpha=1.0)],
 )
 def test_detectors_stay_quiet_on_a_stationary_stream(det):
     rng = np.random.default_rng(5)
