@@ -8,7 +8,7 @@ the reason; the rest of the batch goes on.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -181,6 +181,24 @@ def _number_map(obj: dict[str, Any], name: str, max_fields: int) -> dict[str, fl
     return value
 
 
+def _validate_all(
+    validate: Callable[[bytes | None, float], dict[str, Any]],
+    values: Sequence[bytes | None],
+    kafka_times: Sequence[float],
+) -> tuple[list[dict[str, Any]], list[int], list[Rejected]]:
+    """Validate each message; valid rows with their input positions, and the rejects with their reasons."""
+    rows: list[dict[str, Any]] = []
+    index: list[int] = []
+    rejected: list[Rejected] = []
+    for i, value in enumerate(values):
+        try:
+            rows.append(validate(value, kafka_times[i]))
+            index.append(i)
+        except DecodeError as exc:
+            rejected.append(Rejected(i, exc.reason, exc.detail))
+    return rows, index, rejected
+
+
 class PredictionDecoder:
     """Validate prediction events (contract v1) and gather them into a :class:`PredictionBatch`.
 
@@ -254,15 +272,7 @@ class PredictionDecoder:
     def decode(
         self, values: Sequence[bytes | None], kafka_times: Sequence[float]
     ) -> tuple[PredictionBatch, list[Rejected]]:
-        rejected: list[Rejected] = []
-        rows: list[dict[str, Any]] = []
-        index: list[int] = []
-        for i, value in enumerate(values):
-            try:
-                rows.append(self.validate(value, kafka_times[i]))
-                index.append(i)
-            except DecodeError as exc:
-                rejected.append(Rejected(i, exc.reason, exc.detail))
+        rows, index, rejected = _validate_all(self.validate, values, kafka_times)
         n = len(rows)
         features: dict[str, list[Scalar]] = {}
         segments: dict[str, list[str | None]] = {}
@@ -319,15 +329,7 @@ class LabelDecoder:
         return {"prediction_id": pid, "model": model, "event_time": event_time, "label": label, "outcomes": outcomes}
 
     def decode(self, values: Sequence[bytes | None], kafka_times: Sequence[float]) -> tuple[LabelBatch, list[Rejected]]:
-        rejected: list[Rejected] = []
-        rows: list[dict[str, Any]] = []
-        index: list[int] = []
-        for i, value in enumerate(values):
-            try:
-                rows.append(self.validate(value, kafka_times[i]))
-                index.append(i)
-            except DecodeError as exc:
-                rejected.append(Rejected(i, exc.reason, exc.detail))
+        rows, index, rejected = _validate_all(self.validate, values, kafka_times)
         batch = LabelBatch(
             index=np.asarray(index, dtype=np.int64),
             prediction_id=[r["prediction_id"] for r in rows],

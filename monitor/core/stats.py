@@ -126,36 +126,29 @@ class CategoryVocabulary:
 
     def encode(self, column: Sequence[Any]) -> np.ndarray:
         """Codes for a column; ``-1`` marks a missing value. Booleans become ``"true"`` / ``"false"``."""
-        codes = self._codes
         if all(type(v) is str for v in column):  # fast path: strings, mostly seen before
-            get = codes.get
+            get = self._codes.get
             out = np.fromiter((get(v, -2) for v in column), dtype=np.int64, count=len(column))
             for i in np.flatnonzero(out == -2).tolist():
-                key = column[i]
-                code = codes.get(key)
-                if code is None:
-                    if len(self.values) < self.capacity:
-                        code = codes[key] = len(self.values)
-                        self.values.append(key)
-                    else:
-                        code = self.capacity
-                out[i] = code
+                out[i] = self._code(column[i])
             return out
         out = np.empty(len(column), dtype=np.int64)
         for i, value in enumerate(column):
             if value is None:
                 out[i] = -1
-                continue
-            key = ("true" if value else "false") if isinstance(value, bool) else str(value)
-            code = codes.get(key)
-            if code is None:
-                if len(self.values) < self.capacity:
-                    code = codes[key] = len(self.values)
-                    self.values.append(key)
-                else:
-                    code = self.capacity
-            out[i] = code
+            else:
+                out[i] = self._code(("true" if value else "false") if isinstance(value, bool) else str(value))
         return out
+
+    def _code(self, key: str) -> int:
+        """The code of a value, adding it while there is room; the overflow code once the vocabulary is full."""
+        code = self._codes.get(key)
+        if code is None:
+            if len(self.values) >= self.capacity:
+                return self.capacity
+            code = self._codes[key] = len(self.values)
+            self.values.append(key)
+        return code
 
     def labels(self) -> list[str]:
         return [*self.values, OVERFLOW]
