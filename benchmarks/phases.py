@@ -48,6 +48,26 @@ def _consumer(bootstrap: str) -> Any:
     )
 
 
+def _monitor_config(args: dict[str, Any], detectors: dict[str, Any] | None = None, **kafka: Any) -> Any:
+    """A monitor on the phase's topics, a fresh consumer group, HTTP on a free port."""
+    overrides: dict[str, Any] = {
+        "kafka": {
+            "bootstrap_servers": args["bootstrap"],
+            "group_id": f"bench-{uuid.uuid4().hex[:8]}",
+            "predictions_topic": args["topic"],
+            "labels_topic": args["labels_topic"],
+            "alerts_topic": args["alerts_topic"],
+            "dlq_topic": args["dlq_topic"],
+            "session_timeout_ms": 2000,
+            **kafka,
+        },
+        "http": {"host": "127.0.0.1", "port": 0},
+    }
+    if detectors:
+        overrides["detectors"] = detectors
+    return load_config(environ={}, overrides=overrides)
+
+
 def limit(args: dict[str, Any]) -> dict[str, Any]:
     """Consume the prefilled topic, then consume and decode it with orjson: nothing else."""
     out: dict[str, Any] = {}
@@ -160,22 +180,7 @@ def end_to_end(args: dict[str, Any]) -> dict[str, Any]:
     """Broker -> monitor (checkpoints on) -> alerts and metrics, on prefilled topics."""
     from monitor.app import Monitor
 
-    config = load_config(
-        environ={},
-        overrides={
-            "kafka": {
-                "bootstrap_servers": args["bootstrap"],
-                "group_id": f"bench-{uuid.uuid4().hex[:8]}",
-                "predictions_topic": args["topic"],
-                "labels_topic": args["labels_topic"],
-                "alerts_topic": args["alerts_topic"],
-                "dlq_topic": args["dlq_topic"],
-                "session_timeout_ms": 2000,
-                "batch_max_messages": 10_000,
-            },
-            "http": {"host": "127.0.0.1", "port": 0},
-        },
-    )
+    config = _monitor_config(args, batch_max_messages=10_000)
     mon = Monitor(config, consumer_overrides={"fetch.wait.max.ms": 10}).start()
     total = args["n"] + args["n_labels"]
     started, first = None, 0
@@ -222,23 +227,7 @@ def latency(args: dict[str, Any]) -> dict[str, Any]:
         )
     values = [v for p in parts for v in p.predictions]
     keys = [k for p in parts for k in p.keys]
-    config = load_config(
-        environ={},
-        overrides={
-            "kafka": {
-                "bootstrap_servers": args["bootstrap"],
-                "group_id": f"bench-{uuid.uuid4().hex[:8]}",
-                "predictions_topic": args["topic"],
-                "labels_topic": args["labels_topic"],
-                "alerts_topic": args["alerts_topic"],
-                "dlq_topic": args["dlq_topic"],
-                "session_timeout_ms": 2000,
-                "batch_max_ms": 100,
-            },
-            "http": {"host": "127.0.0.1", "port": 0},
-            "detectors": {"warmup_events": 300},
-        },
-    )
+    config = _monitor_config(args, batch_max_ms=100, detectors={"warmup_events": 300})
     received: list[tuple[float, dict[str, Any]]] = []
     stop = threading.Event()
 
