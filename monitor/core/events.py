@@ -63,6 +63,7 @@ class PredictionBatch:
     segments: dict[str, list[str | None]]
     latency_ms: np.ndarray
     scores: list[dict[str, float] | None] = field(default_factory=list)
+    nulls: dict[str, list[int]] = field(default_factory=dict)  # rows where a feature was sent as an explicit null
 
     def __len__(self) -> int:
         return len(self.prediction_id)
@@ -276,12 +277,16 @@ class PredictionDecoder:
         n = len(rows)
         features: dict[str, list[Scalar]] = {}
         segments: dict[str, list[str | None]] = {}
+        nulls: dict[str, list[int]] = {}  # absent and null are both None in a column; schema checks tell them apart
         for row_no, row in enumerate(rows):
             for name, value in row["features"].items():
                 col = features.get(name)
                 if col is None:
                     col = features[name] = [None] * n
-                col[row_no] = value
+                if value is None:
+                    nulls.setdefault(name, []).append(row_no)
+                else:
+                    col[row_no] = value
             for name, value in row["segments"].items():
                 seg = segments.get(name)
                 if seg is None:
@@ -298,6 +303,7 @@ class PredictionDecoder:
             segments=segments,
             latency_ms=np.fromiter((r["latency_ms"] for r in rows), dtype=np.float64, count=n),
             scores=[r["scores"] for r in rows],
+            nulls=nulls,
         )
         return batch, rejected
 

@@ -1,0 +1,387 @@
+"""Schema and data-quality checks of one model version against its baseline schema.
+
+Upstream breaks (a field dropped or renamed, numbers sent as strings, a join that starts returning
+nulls, a unit change, a new category, a sensor stuck at one value) hurt a model long before its
+accuracy visibly falls. Every window of at least ``window_events`` predictions is checked, per field,
+against the schema of the baseline profile, or, without a profile, the schema learned from the first
+``baseline_events`` predictions. A rate check fires when the rate rose by at least ``min_rate_change``
+over the baseline's *and* a one-sided binomial test against the baseline rate gives a p-value below
+``max_p_value``; the checks only count, so the stream and every other check go on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+
+# check name -> alert kind, in priority order: the first firing check of a field names its alert
+CHECKS = {
+    "missing_field": "schema",
+    "new_field": "schema",
+    "type_change": "schema",
+    "null_rate": "data_quality",
+    "out_of_range": "data_quality",
+    "unseen_category": "data_quality",
+    "constant": "data_quality",
+}
+
+
+@dataclass
+class FieldSchema:
+    """What the baseline says about one field: type, how often it is absent, null or mistyped, its range."""
+
+    type: str  # numeric | categorical
+    events: int = 0
+    absent_rate: float = 0.0
+    null_rate: float = 0.0
+    mismatch_rate: float = 0.0
+    minimum: float = math.nan
+    maximum: float = math.nan
+    categories: list[str] = field(default_factory=list)
+    top_share: float = 1.0  # largest single category's share (categorical) or 1 / 0 for constant / varying numbers
+
+    @property
+    def varies(self) -> bool:
+        if self.type == "numeric":
+            return self.minimum < self.maximum
+        return len(self.categories) >= 2 and self.top_share <= 0.95
+
+    def to_plain(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "events": self.events,
+            "absent_rate": self.absent_rate,
+            "null_rate": self.null_rate,
+            "mismatch_rate": self.mismatch_rate,
+            "min": None if self.minimum != self.minimum else self.minimum,
+            "max": None if self.maximum != self.maximum else self.maximum,
+            "categories": list(self.categories),
+            "top_share": self.top_share,
+        }
+
+    @classmethod
+    def from_plain(cls, data: dict[str, Any]) -> FieldSchema:
+        if data.get("type") not in ("numeric", "categorical"):
+            raise ValueError(f"field type must be numeric or categorical, got {data.get('type')!r}")
+        lo, hi = data.get("min"), data.get("max")
+        return cls(
+            type=data["type"],
+            events=int(data.get("events", 0)),
+            absent_rate=float(data.get("absent_rate", 0.0)),
+            null_rate=float(data.get("null_rate", 0.0)),
+            mismatch_rate=float(data.get("mismatch_rate", 0.0)),
+            minimum=math.nan if lo is None else float(lo),
+            maximum=math.nan if hi is None else float(hi),
+            categories=[str(c) for c in data.get("categories", [])],
+            top_share=float(data.get("top_share", 1.0)),
+        )
+
+
+@dataclass
+class FieldCounts:
+    """One field's counts over the current window (or over the warm-up that becomes the schema)."""
+
+    absent: int = 0
+    null: int = 0
+    mismatch: int = 0
+    present: int = 0
+    out_of_range: int = 0
+    unseen: int = 0
+    minimum: float = math.inf
+    maximum: float = -math.inf
+    first_unseen: str = ""
+    codes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+
+@dataclass
+class QualityFinding:
+    """The state of one check of one field at the end of a window."""
+
+    feature: str
+    check: str
+    kind: str
+    fire: bool
+    clear: bool
+    statistic: float
+    threshold: float
+    p_value: float | None
+    baseline: dict[str, Any]
+    current: dict[str, Any]
+    events: int
+    seq: int
+    start_time: float
+    end_time: float
+
+
+def _rate_p(count: int, n: int, base_rate: float, base_events: int) -> float:
+    """One-sided binomial p-value of ``count`` in ``n`` when the baseline rate holds (floored at 1/(m+1))."""
+    p0 = min(1.0, max(base_rate, 1.0 / (base_events + 1)))
+    if count <= 0:
+        return 1.0
+    return float(sps.binom.sf(count - 1, n, p0))
+
+
+class SchemaWatch:
+    """Windowed schema and data-quality counts of one model version, and their checks.
+
+    The engine feeds every batch: :meth:`observe` for each field present in it, then :meth:`end_batch`
+    with the batch size, which accounts the absent fields and, once a window is complete, returns one
+    finding per (field, check) so the alert lifecycle can fire and resolve.
+    """
+
+    def __init__(
+        self,
+        *,
+        window_events: int,
+        baseline_events: int,
+        min_rate_change: float,
+        max_p_value: float,
+        range_tolerance: float,
+        max_fields: int,
+        schema: dict[str, FieldSchema] | None = None,
+    ) -> None:
+        self.window_events = window_events
+        self.baseline_events = baseline_events
+        self.min_rate_change = min_rate_change
+        self.max_p_value = max_p_value
+        self.range_tolerance = range_tolerance
+        self.max_fields = max_fields
+        self.schema = schema  # None until learned (or loaded from a profile)
+        self.from_profile = schema is not None
+        self.counts: dict[str, FieldCounts] = {}
+        self.events = 0  # in the current window (or warm-up)
+        self.seq = 0  # events seen by the watch in all
+        self.window_start = math.nan
+        self.windows = 0
+        self.capped = 0
+
+    # ------------------------------------------------------------- feeding
+    def _counts(self, name: str) -> FieldCounts | None:
+        c = self.counts.get(name)
+        if c is None:
+            known = self.schema is not None and name in self.schema
+            if not known and len(self.counts) >= self.max_fields:
+                self.capped += 1
+                return None
+            c = self.counts[name] = FieldCounts()
+        return c
+
+    def expected_type(self, name: str) -> str | None:
+        if self.schema is None:
+            return None
+        f = self.schema.get(name)
+        return None if f is None else f.type
+
+    def observe(
+        self,
+        name: str,
+        values: list[Any],
+        explicit_nulls: int,
+        kind: str,
+        column: np.ndarray,
+        labels: list[str] | None = None,
+    ) -> None:
+        """One field's values in the batch (``None`` where absent or null), as converted by the engine."""
+        c = self._counts(name)
+        if c is None:
+            return
+        n = len(values)
+        missing = values.count(None)
+        c.null += explicit_nulls
+        c.absent += missing - explicit_nulls
+        wrong = str if kind == "numeric" else (int, float)
+        mismatch = sum(1 for v in values if isinstance(v, wrong) and not isinstance(v, bool))
+        if kind == "numeric" and wrong is str:
+            mismatch += sum(1 for v in values if isinstance(v, bool))
+        c.mismatch += mismatch
+        c.present += n - missing - mismatch
+        schema = self.schema.get(name) if self.schema is not None else None
+        if kind == "numeric":
+            present = column[~np.isnan(column)]
+            if present.size:
+                c.minimum = min(c.minimum, float(present.min()))
+                c.maximum = max(c.maximum, float(present.max()))
+                if schema is not None and schema.type == "numeric" and schema.minimum == schema.minimum:
+                    slack = self.range_tolerance * (schema.maximum - schema.minimum)
+                    lo, hi = schema.minimum - slack, schema.maximum + slack
+                    c.out_of_range += int(np.count_nonzero((present < lo) | (present > hi)))
+        else:
+            codes = column[column >= 0]
+            if codes.size:
+                size = max(int(codes.max()) + 1, c.codes.size)
+                counts = np.bincount(codes, minlength=size)
+                c.codes = np.pad(c.codes, (0, size - c.codes.size)) + counts
+                if schema is not None and schema.type == "categorical" and labels is not None:
+                    known = set(schema.categories)
+                    unseen = [i for i in np.flatnonzero(counts).tolist() if i < len(labels) and labels[i] not in known]
+                    if unseen:
+                        c.unseen += int(counts[unseen].sum())
+                        if not c.first_unseen:
+                            c.first_unseen = labels[unseen[0]]
+
+    def end_batch(self, n: int, start_time: float, end_time: float, kinds: dict[str, str]) -> list[QualityFinding]:
+        """Close the batch: fields not in it were absent; a full window yields the findings."""
+        if self.events == 0:
+            self.window_start = start_time
+        self.events += n
+        self.seq += n
+        if self.schema is not None:
+            for name in self.schema:
+                c = self._counts(name)
+                if c is not None:
+                    seen = c.absent + c.null + c.mismatch + c.present
+                    c.absent += max(0, (self.events - seen))
+        if self.schema is None:
+            if self.events >= self.baseline_events:
+                self.schema = self._learn(kinds)
+                self._reset()
+            return []
+        if self.events < self.window_events:
+            return []
+        findings = self._check(end_time)
+        self.windows += 1
+        self._reset()
+        return findings
+
+    def _reset(self) -> None:
+        self.counts = {}
+        self.events = 0
+
+    def _learn(self, kinds: dict[str, str]) -> dict[str, FieldSchema]:
+        """The warm-up's counts become the schema (fields absent from most of it are left out)."""
+        schema: dict[str, FieldSchema] = {}
+        m = self.events
+        for name, c in self.counts.items():
+            seen = c.absent + c.null + c.mismatch + c.present
+            c.absent += m - seen
+            kind = kinds.get(name)
+            if kind is None or c.absent > m / 2:
+                continue
+            top = float(c.codes.max() / c.codes.sum()) if c.codes.sum() else 1.0
+            schema[name] = FieldSchema(
+                type=kind,
+                events=m,
+                absent_rate=c.absent / m,
+                null_rate=c.null / m,
+                mismatch_rate=c.mismatch / m,
+                minimum=c.minimum if c.present and kind == "numeric" else math.nan,
+                maximum=c.maximum if c.present and kind == "numeric" else math.nan,
+                categories=[],  # filled by the engine from the vocabulary (names, not codes)
+                top_share=top if kind == "categorical" else (0.0 if c.minimum < c.maximum else 1.0),
+            )
+            schema[name].categories = [str(i) for i in np.flatnonzero(c.codes).tolist()]
+        return schema
+
+    # ------------------------------------------------------------- checks
+    def _rate(
+        self, name: str, check: str, count: int, base_rate: float, f: FieldSchema, end_time: float, **cur: Any
+    ) -> QualityFinding:
+        n = self.events
+        rate = count / n
+        change = rate - base_rate
+        p = _rate_p(count, n, base_rate, f.events)
+        fire = change >= self.min_rate_change and p < self.max_p_value
+        return self._finding(
+            name,
+            check,
+            fire=fire,
+            clear=change < self.min_rate_change / 2,
+            statistic=rate,
+            threshold=base_rate + self.min_rate_change,
+            p_value=p,
+            baseline={"rate": base_rate, "events": f.events},
+            current={"rate": rate, "count": count, **cur},
+            end_time=end_time,
+        )
+
+    def _finding(self, name: str, check: str, **kw: Any) -> QualityFinding:
+        end_time = kw.pop("end_time")
+        return QualityFinding(
+            feature=name,
+            check=check,
+            kind=CHECKS[check],
+            events=self.events,
+            seq=self.seq,
+            start_time=self.window_start,
+            end_time=end_time,
+            **kw,
+        )
+
+    def _check(self, end_time: float) -> list[QualityFinding]:
+        assert self.schema is not None
+        out: list[QualityFinding] = []
+        n = self.events
+        for name, c in self.counts.items():
+            f = self.schema.get(name)
+            if f is None:
+                share = (c.present + c.mismatch) / n
+                out.append(
+                    self._finding(
+                        name,
+                        "new_field",
+                        fire=share >= self.min_rate_change,
+                        clear=False,  # a new field stays new until the baseline is rebuilt
+                        statistic=share,
+                        threshold=self.min_rate_change,
+                        p_value=None,
+                        baseline={"present": False},
+                        current={"rate": share},
+                        end_time=end_time,
+                    )
+                )
+                continue
+            out.append(self._rate(name, "missing_field", c.absent, f.absent_rate, f, end_time))
+            out.append(
+                self._rate(
+                    name,
+                    "type_change",
+                    c.mismatch,
+                    f.mismatch_rate,
+                    f,
+                    end_time,
+                    expected=f.type,
+                    arrived="string" if f.type == "numeric" else "number",
+                )
+            )
+            out.append(self._rate(name, "null_rate", c.absent + c.null, f.absent_rate + f.null_rate, f, end_time))
+            if f.type == "numeric" and f.minimum == f.minimum:
+                out.append(
+                    self._rate(
+                        name, "out_of_range", c.out_of_range, 0.0, f, end_time,
+                        low=c.minimum if c.present else None, high=c.maximum if c.present else None,
+                    )
+                )
+                out[-1].baseline.update(min=f.minimum, max=f.maximum)
+            if f.type == "categorical" and f.categories:
+                out.append(self._rate(name, "unseen_category", c.unseen, 0.0, f, end_time, example=c.first_unseen))
+            out.append(self._constant(name, c, f, end_time))
+        return out
+
+    def _constant(self, name: str, c: FieldCounts, f: FieldSchema, end_time: float) -> QualityFinding:
+        need = max(50, self.window_events // 2)
+        if f.type == "numeric":
+            same = c.present >= need and c.minimum == c.maximum
+            value: Any = c.minimum if c.present else None
+            p = None
+        else:
+            total = int(c.codes.sum())
+            same = total >= need and int(np.count_nonzero(c.codes)) == 1
+            value = int(np.argmax(c.codes)) if total else None
+            p = f.top_share**total if same else None
+        fire = same and f.varies
+        return self._finding(
+            name,
+            "constant",
+            fire=fire,
+            clear=not same,
+            statistic=1.0 if same else 0.0,
+            threshold=1.0,
+            p_value=p,
+            baseline={"varies": f.varies},
+            current={"value": value, "count": c.present},
+            end_time=end_time,
+        )

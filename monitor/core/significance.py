@@ -1,0 +1,386 @@
+"""Window tests against a baseline, and false-discovery control across every stream tested.
+
+Each stream (feature or prediction, in one segment) has a reference distribution: quantile bins and
+their counts for a number, category counts for a category, from a baseline profile file or from the
+stream's own first ``baseline_events`` values. Every tumbling window of ``window_events`` values is
+compared with it: population stability index, Jensen-Shannon distance and Kolmogorov-Smirnov on the
+reference's bins for numbers, chi-square for categories. An alert needs an effect size beyond its
+threshold *and* significance after Benjamini-Hochberg across all tests of a round, so thousands of
+streams tested at once do not drown users in chance findings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+
+PSI_EPSILON = 1e-4  # share given to an empty bin so PSI stays finite (the usual convention)
+STATISTICS = ("psi", "js", "ks")
+
+
+def _shares(counts: np.ndarray) -> np.ndarray:
+    total = counts.sum()
+    return counts / total if total else np.zeros(counts.size)
+
+
+def psi(reference: np.ndarray, current: np.ndarray, epsilon: float = PSI_EPSILON) -> float:
+    """Population stability index of two count (or share) vectors over the same bins.
+
+    ``sum((c - r) * ln(c / r))`` with empty bins raised to ``epsilon``: 0 same, above 0.1 a moderate
+    and above 0.2 a large shift by the usual reading.
+
+    >>> round(psi(np.array([50, 50]), np.array([80, 20])), 4)
+    0.4159
+    """
+    r = np.maximum(_shares(np.asarray(reference, dtype=np.float64)), epsilon)
+    c = np.maximum(_shares(np.asarray(current, dtype=np.float64)), epsilon)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def js_distance(reference: np.ndarray, current: np.ndarray) -> float:
+    """Jensen-Shannon distance (base 2, so 0 same and 1 disjoint) of two count vectors.
+
+    >>> js_distance(np.array([1, 0]), np.array([0, 1]))
+    1.0
+    """
+    r = _shares(np.asarray(reference, dtype=np.float64))
+    c = _shares(np.asarray(current, dtype=np.float64))
+    m = 0.5 * (r + c)
+
+    def kl(p: np.ndarray) -> float:
+        used = p > 0
+        return float(np.sum(p[used] * np.log2(p[used] / m[used])))
+
+    return math.sqrt(max(0.0, 0.5 * kl(r) + 0.5 * kl(c)))
+
+
+def ks_two_sample(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
+    """Two-sample Kolmogorov-Smirnov statistic and asymptotic p-value from counts over ordered bins.
+
+    On binned values this is the exact KS statistic of the values placed at their bins; the p-value
+    uses the same distribution as ``scipy.stats.ks_2samp(method="asymp")``.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    cur = np.asarray(current, dtype=np.float64)
+    m, n = ref.sum(), cur.sum()
+    if m == 0 or n == 0:
+        return 0.0, 1.0
+    d = float(np.max(np.abs(np.cumsum(ref) / m - np.cumsum(cur) / n)))
+    en = m * n / (m + n)
+    return d, float(np.clip(sps.kstwo.sf(d, round(en)), 0.0, 1.0))
+
+
+def ks_samples(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
+    """KS on raw values (both samples in memory): used where a sample is small enough to test exactly."""
+    values = np.union1d(reference, current)
+    ref_counts = np.bincount(np.searchsorted(values, reference), minlength=values.size)
+    cur_counts = np.bincount(np.searchsorted(values, current), minlength=values.size)
+    return ks_two_sample(ref_counts, cur_counts)
+
+
+def chi_square(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
+    """Chi-square test of homogeneity of two count vectors (both are samples), without continuity correction."""
+    ref = np.asarray(reference, dtype=np.float64)
+    cur = np.asarray(current, dtype=np.float64)
+    used = (ref + cur) > 0
+    if used.sum() < 2 or ref.sum() == 0 or cur.sum() == 0:
+        return 0.0, 1.0
+    table = np.vstack([ref[used], cur[used]])
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    stat = float(((table - expected) ** 2 / expected).sum())
+    return stat, float(sps.chi2.sf(stat, int(used.sum()) - 1))
+
+
+def benjamini_hochberg(p_values: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray]:
+    """Which hypotheses to reject at false-discovery rate ``q``, and the adjusted p-values (q-values).
+
+    >>> rejected, adjusted = benjamini_hochberg(np.array([0.001, 0.02, 0.03, 0.5]), 0.05)
+    >>> rejected.tolist(), np.round(adjusted, 3).tolist()
+    ([True, True, True, False], [0.004, 0.04, 0.04, 0.5])
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    m = p.size
+    if m == 0:
+        return np.zeros(0, dtype=bool), np.zeros(0)
+    order = np.argsort(p, kind="stable")
+    ranked = p[order] * m / np.arange(1, m + 1)
+    adjusted_sorted = np.minimum(1.0, np.minimum.accumulate(ranked[::-1])[::-1])
+    adjusted = np.empty(m)
+    adjusted[order] = adjusted_sorted
+    return adjusted <= q, adjusted
+
+
+@dataclass
+class Reference:
+    """A stream's reference distribution: bin edges (numbers) or category codes, with counts.
+
+    Numeric bins are right-closed: ``(-inf, e0], (e0, e1], ..., (e_last, inf)``, so a value lands in
+    ``searchsorted(edges, v, side="left")``.
+    """
+
+    kind: str
+    counts: np.ndarray
+    edges: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    mean: float = math.nan
+    std: float = math.nan
+    minimum: float = math.nan
+    maximum: float = math.nan
+
+    @property
+    def events(self) -> int:
+        return int(self.counts.sum())
+
+    @classmethod
+    def numeric(cls, values: np.ndarray, bins: int) -> Reference:
+        """Quantile bins of a sample (ties merged, so a discrete feature gets one bin per value)."""
+        values = np.asarray(values, dtype=np.float64)
+        values = values[~np.isnan(values)]
+        if values.size == 0:
+            raise ValueError("a numeric reference needs at least one value")
+        cuts = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])
+        edges = np.unique(cuts)
+        edges = edges[edges < values.max()]  # a cut at the maximum would leave the last bin empty for good
+        counts = np.bincount(np.searchsorted(edges, values, side="left"), minlength=edges.size + 1)
+        return cls(
+            "numeric",
+            counts.astype(np.int64),
+            edges,
+            float(values.mean()),
+            float(values.std(ddof=1)) if values.size > 1 else 0.0,
+            float(values.min()),
+            float(values.max()),
+        )
+
+    @classmethod
+    def categorical(cls, codes: np.ndarray, n_codes: int) -> Reference:
+        codes = np.asarray(codes)
+        codes = codes[codes >= 0]
+        return cls("categorical", np.bincount(codes, minlength=n_codes).astype(np.int64))
+
+    def bin(self, values: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.edges, values, side="left")
+
+    def to_plain(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "counts": self.counts.tolist()}
+        if self.kind == "numeric":
+            out.update(
+                edges=self.edges.tolist(), mean=self.mean, std=self.std, min=self.minimum, max=self.maximum
+            )
+        return out
+
+    @classmethod
+    def from_plain(cls, data: dict[str, Any]) -> Reference:
+        kind = data["kind"]
+        counts = np.asarray(data["counts"], dtype=np.int64)
+        if kind == "categorical":
+            return cls(kind, counts)
+        edges = np.asarray(data["edges"], dtype=np.float64)
+        if counts.size != edges.size + 1:
+            raise ValueError(f"a numeric reference with {edges.size} edges needs {edges.size + 1} counts")
+        return cls(kind, counts, edges, data["mean"], data["std"], data["min"], data["max"])
+
+
+@dataclass
+class WindowResult:
+    """One window compared with the reference; ``seq`` is the stream position at the window's end."""
+
+    seq: int
+    time: float
+    events: int
+    reference_events: int
+    psi: float
+    js: float
+    ks: float | None
+    p_value: float
+    test: str
+    current: dict[str, Any]
+    baseline: dict[str, Any]
+    adjusted_p: float | None = None
+    significant: bool | None = None  # set when the round is decided
+
+    def statistic(self, name: str) -> float:
+        if name == "ks" and self.ks is not None:
+            return self.ks
+        return self.js if name == "js" else self.psi
+
+
+class BaselineWindowTest:
+    """Tumbling windows of one stream tested against its reference (numbers binned, categories as codes).
+
+    >>> t = BaselineWindowTest("numeric", window=500, baseline_events=1000, bins=10)
+    >>> rng = np.random.default_rng(1)
+    >>> t.update(rng.normal(0, 1, 1500), np.arange(1500.0))[0].p_value > 0.001
+    True
+    >>> r = t.update(rng.normal(1, 1, 500), np.arange(500.0))[0]
+    >>> (r.psi > 0.5, r.p_value < 1e-10, r.test)
+    (True, True, 'ks')
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        *,
+        window: int,
+        baseline_events: int,
+        bins: int = 10,
+        n_codes: int = 0,
+        numeric_test: str = "ks",
+        reference: Reference | None = None,
+        labels: list[str] | None = None,
+    ) -> None:
+        if kind not in ("numeric", "categorical"):
+            raise ValueError(f"kind must be numeric or categorical, got {kind!r}")
+        self.kind = kind
+        self.window = window
+        self.baseline_events = baseline_events
+        self.bins = bins
+        self.n_codes = n_codes
+        self.numeric_test = numeric_test
+        self.reference = reference
+        self.from_profile = reference is not None
+        self.seen = 0
+        self._warm: list[np.ndarray] = []
+        self._warm_n = 0
+        self._counts = np.zeros(0 if reference is None else reference.counts.size, dtype=np.int64)
+        self._filled = 0
+        self._sum = 0.0
+        self.tests = 0
+        self.last: WindowResult | None = None  # the latest decided result: what the alert rules judge
+        self.pending = 0  # results handed out and not yet decided
+
+    def update(self, values: np.ndarray, times: np.ndarray) -> list[WindowResult]:
+        """Add present values (floats, or codes >= 0) in stream order; return the windows completed."""
+        if values.size == 0:
+            return []
+        if self.reference is None:
+            take = min(self.baseline_events - self._warm_n, values.size)
+            self._warm.append(values[:take].copy())
+            self._warm_n += take
+            self.seen += take
+            values, times = values[take:], times[take:]
+            if self._warm_n >= self.baseline_events:
+                warm = np.concatenate(self._warm)
+                self._warm, self._warm_n = [], 0
+                self.reference = (
+                    Reference.numeric(warm, self.bins)
+                    if self.kind == "numeric"
+                    else Reference.categorical(warm, self.n_codes)
+                )
+                self._counts = np.zeros(self.reference.counts.size, dtype=np.int64)
+            if values.size == 0:
+                return []
+        ref = self.reference
+        assert ref is not None
+        if self.kind == "numeric":
+            codes = ref.bin(values)
+        else:
+            codes = values.astype(np.int64)
+            if codes.size and codes.max() >= self._counts.size:
+                grown = max(int(codes.max()) + 1, self.n_codes)
+                self._counts = np.pad(self._counts, (0, grown - self._counts.size))
+        results: list[WindowResult] = []
+        start = 0
+        while start < codes.size:
+            take = min(self.window - self._filled, codes.size - start)
+            part = codes[start : start + take]
+            self._counts += np.bincount(part, minlength=self._counts.size)
+            if self.kind == "numeric":
+                self._sum += float(values[start : start + take].sum())
+            self._filled += take
+            start += take
+            self.seen += take
+            if self._filled == self.window:
+                results.append(self._test(float(times[start - 1])))
+                self._counts = np.zeros(self._counts.size, dtype=np.int64)
+                self._filled = 0
+                self._sum = 0.0
+        self.tests += len(results)
+        self.pending += len(results)
+        return results
+
+    def _test(self, time: float) -> WindowResult:
+        ref = self.reference
+        assert ref is not None
+        cur = self._counts
+        refc = ref.counts if ref.counts.size == cur.size else np.pad(ref.counts, (0, cur.size - ref.counts.size))
+        p_psi, p_js = psi(refc, cur), js_distance(refc, cur)
+        if self.kind == "numeric":
+            ks, ks_p = ks_two_sample(refc, cur)
+            chi2, chi2_p = chi_square(refc, cur) if self.numeric_test == "chi2" else (math.nan, math.nan)
+            p, test = (ks_p, "ks") if self.numeric_test == "ks" else (chi2_p, "chi2")
+            current: dict[str, Any] = {"mean": self._sum / self.window, "events": self.window}
+            baseline: dict[str, Any] = {"mean": ref.mean, "std": ref.std, "events": ref.events}
+            return WindowResult(
+                self.seen, time, self.window, ref.events, p_psi, p_js, ks, p, test, current, baseline
+            )
+        _, p = chi_square(refc, cur)
+        r, c = _shares(refc.astype(np.float64)), _shares(cur.astype(np.float64))
+        top = int(np.argmax(np.abs(c - r)))
+        return WindowResult(
+            self.seen,
+            time,
+            self.window,
+            ref.events,
+            p_psi,
+            p_js,
+            None,
+            p,
+            "chi2",
+            {"code": top, "share": float(c[top]), "events": self.window, "rose": bool(c[top] > r[top])},
+            {"code": top, "share": float(r[top]), "events": ref.events},
+        )
+
+
+class FalseDiscoveryControl:
+    """Benjamini-Hochberg over every window test completed in a round of ``round_events`` partition events.
+
+    Tests wait until their round closes, then all of them are decided together at rate ``q``: among the
+    streams flagged in a round, the expected share of false findings is at most ``q`` (and when nothing
+    changed anywhere, the chance of any flag in the round is at most ``q``).
+
+    >>> fdr = FalseDiscoveryControl(q=0.05, round_events=100)
+    >>> fdr.add("a", WindowResult(1, 0.0, 10, 10, 0.0, 0.0, 0.0, 1e-6, "ks", {}, {}))
+    >>> fdr.add("b", WindowResult(1, 0.0, 10, 10, 0.0, 0.0, 0.0, 0.2, "ks", {}, {}))
+    >>> fdr.advance(50)
+    []
+    >>> [(k, r.significant) for k, r in fdr.advance(60)]
+    [('a', True), ('b', False)]
+    """
+
+    def __init__(self, q: float, round_events: int) -> None:
+        self.q = q
+        self.round_events = round_events
+        self.pending: list[tuple[Any, WindowResult]] = []
+        self.position = 0
+        self.round_start = 0
+        self.rounds = 0
+        self.tests = 0
+        self.discoveries = 0
+
+    def add(self, stream: Any, result: WindowResult) -> None:
+        self.pending.append((stream, result))
+
+    def advance(self, events: int) -> list[tuple[Any, WindowResult]]:
+        """Count ``events`` more partition events; when the round is over, decide its tests and return them."""
+        self.position += events
+        if self.position - self.round_start < self.round_events:
+            return []
+        return self.close()
+
+    def close(self) -> list[tuple[Any, WindowResult]]:
+        """Decide every pending test now (end of a round, or end of a replay)."""
+        self.round_start = self.position
+        decided, self.pending = self.pending, []
+        if not decided:
+            return []
+        rejected, adjusted = benjamini_hochberg(np.array([r.p_value for _, r in decided]), self.q)
+        for (_, r), rej, adj in zip(decided, rejected.tolist(), adjusted.tolist(), strict=True):
+            r.significant, r.adjusted_p = bool(rej), float(adj)
+        self.rounds += 1
+        self.tests += len(decided)
+        self.discoveries += int(rejected.sum())
+        return decided
