@@ -36,3 +36,7 @@ class SourceError(MonitorError):
 
 class SinkError(SourceError):
     """Producing alerts or dead-letter messages failed, so offsets must not be committed."""
+
+
+class TableError(MonitorError):
+    """A training / validation table cannot be read; the message names the file, and the line when known."""
