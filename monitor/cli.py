@@ -103,6 +103,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from monitor.replay import build_source, parse_overrides, replay, summary, write_alerts
+
+    config = _config(args, parse_overrides(args.set))
+    source = build_source(
+        config,
+        predictions=args.predictions,
+        labels=args.labels,
+        predictions_topic=args.predictions_topic,
+        labels_topic=args.labels_topic,
+        idle_timeout_s=args.idle_timeout,
+    )
+    result = replay(config, source, batch_size=args.batch_size, progress=not args.no_progress)
+    if args.out:
+        write_alerts(args.out, result.alerts)
+    print(summary(result))
+    if args.out:
+        n = len(result.alerts)
+        print(f"wrote {n} alert event{'' if n == 1 else 's'} to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="monitor", description="Streaming model-monitoring sidecar")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
@@ -146,6 +168,27 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--until", help="end of the period, ISO-8601 (default: now)")
     report.add_argument("--out", default="report.html", help="output HTML file")
     report.set_defaults(func=cmd_report)
+
+    rep = sub.add_parser("replay", help="run the monitor over a recorded topic or file; report what it would alert")
+    rep.add_argument("--config", help="TOML config file (default: $MONITOR_CONFIG)")
+    rep.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override one setting, e.g. alerts.min_effect_size=0.3 (repeatable)",
+    )
+    source = rep.add_mutually_exclusive_group()
+    source.add_argument("--predictions", metavar="FILE", help="prediction events, one JSON per line")
+    source.add_argument("--predictions-topic", help="predictions topic (default: kafka.predictions_topic)")
+    rep.add_argument("--labels", metavar="FILE", help="label events, one JSON per line (with --predictions)")
+    rep.add_argument("--labels-topic", help="labels topic, co-partitioned with predictions (default: no labels)")
+    rep.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (overrides config)")
+    rep.add_argument("--batch-size", type=int, default=2000, help="prediction events per engine batch")
+    rep.add_argument("--idle-timeout", type=float, default=5.0, help="seconds without a message that end a topic read")
+    rep.add_argument("--out", metavar="FILE", help="write every alert event here, one JSON per line")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    rep.set_defaults(func=cmd_replay)
     return parser
 
 
