@@ -376,6 +376,150 @@ class PerformanceConfig:
 
 
 @dataclass(frozen=True)
+class BaselineConfig:
+    """Reference profiles built by ``monitor baseline`` (one JSON file per model version, loaded at start).
+
+    A stream without a profile learns its reference from its own first
+    ``significance.baseline_events`` values, and a model version without one learns its schema from its
+    first ``quality.baseline_events`` predictions.
+    """
+
+    profiles: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        for i, path in enumerate(self.profiles):
+            if not os.path.isfile(path):
+                raise ConfigError(f"baseline.profiles[{i}]", f"file not found: {path}")
+
+
+SIGNIFICANCE_STATISTICS = ("psi", "js", "ks")
+
+
+@dataclass(frozen=True)
+class SignificanceConfig:
+    """Window tests of every stream against its baseline, with false-discovery control across streams.
+
+    Each tumbling window of ``window_events`` values (also the minimum sample per test) is compared with
+    the reference in ``bins`` quantile bins: the effect is ``numeric_statistic`` (psi, js or ks) for
+    numbers and ``categorical_statistic`` (psi or js) for categories; the p-value is ``numeric_test``
+    (ks, or chi2 on the bins) or chi-square. The tests completed within ``round_events`` partition events
+    form one family, decided together by Benjamini-Hochberg at false-discovery rate ``fdr``. A window
+    fires when it is a discovery *and* its effect reaches the statistic's threshold; ``critical_ratio``
+    times the threshold makes it critical.
+    """
+
+    enabled: bool = True
+    window_events: int = 1000
+    baseline_events: int = 1000
+    bins: int = 10
+    numeric_statistic: str = "psi"
+    categorical_statistic: str = "psi"
+    numeric_test: str = "ks"
+    psi_threshold: float = 0.2
+    js_threshold: float = 0.1
+    ks_threshold: float = 0.1
+    critical_ratio: float = 2.0
+    fdr: float = 0.05
+    round_events: int = 5000
+
+    def threshold(self, statistic: str) -> float:
+        return float(getattr(self, f"{statistic}_threshold"))
+
+    def validate(self) -> None:
+        if self.window_events < 50:
+            raise ConfigError("significance.window_events", "must be at least 50 events")
+        if self.baseline_events < 50:
+            raise ConfigError("significance.baseline_events", "must be at least 50 events")
+        if not 2 <= self.bins <= 100:
+            raise ConfigError("significance.bins", f"must be in [2, 100], got {self.bins}")
+        if self.numeric_statistic not in SIGNIFICANCE_STATISTICS:
+            raise ConfigError("significance.numeric_statistic", f"must be one of {list(SIGNIFICANCE_STATISTICS)}")
+        if self.categorical_statistic not in ("psi", "js"):
+            raise ConfigError("significance.categorical_statistic", "must be one of ['psi', 'js']")
+        if self.numeric_test not in ("ks", "chi2"):
+            raise ConfigError("significance.numeric_test", "must be one of ['ks', 'chi2']")
+        for name in ("psi_threshold", "js_threshold", "ks_threshold"):
+            _positive(f"significance.{name}", getattr(self, name))
+        if self.js_threshold > 1 or self.ks_threshold > 1:
+            raise ConfigError(
+                "significance.js_threshold" if self.js_threshold > 1 else "significance.ks_threshold", "must be <= 1"
+            )
+        if self.critical_ratio < 1:
+            raise ConfigError("significance.critical_ratio", "must be >= 1")
+        if not 0 < self.fdr < 1:
+            raise ConfigError("significance.fdr", f"must be in (0, 1), got {self.fdr}")
+        _positive("significance.round_events", self.round_events)
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Schema and data-quality checks per model version against the baseline schema.
+
+    Each window of at least ``window_events`` predictions is checked per field: missing, new or
+    mistyped fields (``schema`` alerts), null rate, values outside the baseline range widened by
+    ``range_tolerance`` times its width, unseen categories, a varying field turned constant
+    (``data_quality`` alerts). A rate check fires when the rate rose by ``min_rate_change`` over the
+    baseline's and a one-sided binomial test gives p below ``max_p_value``.
+    """
+
+    enabled: bool = True
+    window_events: int = 200
+    baseline_events: int = 500
+    min_rate_change: float = 0.05
+    max_p_value: float = 1e-6
+    range_tolerance: float = 0.1
+
+    def validate(self) -> None:
+        if self.window_events < 20:
+            raise ConfigError("quality.window_events", "must be at least 20 events")
+        if self.baseline_events < 20:
+            raise ConfigError("quality.baseline_events", "must be at least 20 events")
+        if not 0 < self.min_rate_change <= 1:
+            raise ConfigError("quality.min_rate_change", "must be in (0, 1]")
+        if not 0 < self.max_p_value < 1:
+            raise ConfigError("quality.max_p_value", "must be in (0, 1)")
+        if self.range_tolerance < 0:
+            raise ConfigError("quality.range_tolerance", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class DecisionsConfig:
+    """When the monitor recommends retraining or a rollback (``retrain_recommended``, ``rollback_recommended``).
+
+    Retrain: a significant concept drift or performance-floor breach of all traffic that holds at
+    ``retrain_windows`` consecutive checks, one check per ``window_labels`` labelled predictions; or
+    significant input drift in at least ``retrain_drift_features`` of ``important_features`` (all
+    features when the list is empty; 0 turns this rule off). Rollback: a version whose windowed
+    accuracy (binary) or mean absolute error (regression) is worse than the previous version's by
+    ``rollback_min_difference`` (accuracy points, or relative MAE increase), one-sided p below
+    ``rollback_max_p_value``, each side with at least ``rollback_min_labels`` labelled predictions.
+    """
+
+    enabled: bool = True
+    window_labels: int = 500
+    retrain_windows: int = 3
+    important_features: list[str] = field(default_factory=list)
+    retrain_drift_features: int = 0
+    rollback_min_difference: float = 0.03
+    rollback_max_p_value: float = 0.001
+    rollback_min_labels: int = 500
+
+    def validate(self) -> None:
+        _positive("decisions.window_labels", self.window_labels)
+        _positive("decisions.retrain_windows", self.retrain_windows)
+        if self.retrain_drift_features < 0:
+            raise ConfigError("decisions.retrain_drift_features", "must be >= 0")
+        if self.important_features and self.retrain_drift_features > len(self.important_features):
+            raise ConfigError(
+                "decisions.retrain_drift_features", "must not exceed the number of decisions.important_features"
+            )
+        _positive("decisions.rollback_min_difference", self.rollback_min_difference)
+        if not 0 < self.rollback_max_p_value < 1:
+            raise ConfigError("decisions.rollback_max_p_value", "must be in (0, 1)")
+        _positive("decisions.rollback_min_labels", self.rollback_min_labels)
+
+
+@dataclass(frozen=True)
 class MonitorConfig:
     """All settings; build it with :func:`load_config`."""
 
@@ -388,6 +532,10 @@ class MonitorConfig:
     performance: PerformanceConfig = field(default_factory=PerformanceConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     fairness: FairnessConfig = field(default_factory=FairnessConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    significance: SignificanceConfig = field(default_factory=SignificanceConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    decisions: DecisionsConfig = field(default_factory=DecisionsConfig)
 
     @property
     def state_topic(self) -> str:
@@ -403,6 +551,10 @@ class MonitorConfig:
         self.performance.validate()
         self.checkpoint.validate()
         self.fairness.validate()
+        self.baseline.validate()
+        self.significance.validate()
+        self.quality.validate()
+        self.decisions.validate()
         if self.kafka.transactional_id and not self.checkpoint.enabled:
             raise ConfigError("kafka.transactional_id", "transactions commit with checkpoints: enable them")
         return self
@@ -570,6 +722,10 @@ def load_config(
         ("performance", PerformanceConfig),
         ("checkpoint", CheckpointConfig),
         ("fairness", FairnessConfig),
+        ("baseline", BaselineConfig),
+        ("significance", SignificanceConfig),
+        ("quality", QualityConfig),
+        ("decisions", DecisionsConfig),
     ):
         if section in data:
             kwargs[section] = _build(section, cls, data[section])

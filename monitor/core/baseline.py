@@ -104,7 +104,9 @@ class BaselineProfile:
             raise ProfileError(where, "expected a JSON object")
         version = data.get("profile_version")
         if version != PROFILE_VERSION:
-            raise ProfileError(f"{where}: profile_version", f"{version!r} is not supported (expected {PROFILE_VERSION})")
+            raise ProfileError(
+                f"{where}: profile_version", f"{version!r} is not supported (expected {PROFILE_VERSION})"
+            )
         for name in ("model", "model_version"):
             if not isinstance(data.get(name), str) or not data[name]:
                 raise ProfileError(f"{where}: {name}", "must be a non-empty string")
@@ -273,7 +275,9 @@ class ProfileBuilder:
                     part = column if rows is None else column[rows]
                     self._sample((name, *bucket), part[~np.isnan(part)])
             else:
-                names = [None if v is None else ("true" if v else "false") if isinstance(v, bool) else v for v in values]
+                names = [
+                    None if v is None else ("true" if v else "false") if isinstance(v, bool) else v for v in values
+                ]
                 st.mismatch += sum(1 for v in names if v is not None and not isinstance(v, str))
                 texts = [v if isinstance(v, str) else None for v in names]
                 st.categories.update(v for v in texts if v is not None)

@@ -20,11 +20,14 @@ import numpy as np
 
 from monitor.config import MonitorConfig
 from monitor.core import snapshot as snap
-from monitor.core.drift import CategoricalDriftTracker, NumericDriftTracker
+from monitor.core.baseline import PREDICTION_FIELD, BaselineProfile, ProfileSet
+from monitor.core.decisions import RetrainState, compare_versions
+from monitor.core.drift import CategoricalDriftTracker, DriftEvidence, NumericDriftTracker
 from monitor.core.events import LabelBatch, LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
 from monitor.core.fairness import FairnessTracker, GroupStats
 from monitor.core.join import Joined, LabelJoiner, PendingPrediction
 from monitor.core.performance import ModelPerformance, binary_label, binary_score
+from monitor.core.quality import CHECKS, QualityFinding, SchemaWatch
 from monitor.core.rules import (
     ALL,
     Alert,
@@ -36,9 +39,11 @@ from monitor.core.rules import (
     iso,
     segment_label,
 )
+from monitor.core.significance import BaselineWindowTest, FalseDiscoveryControl, Reference, WindowResult
 from monitor.core.stats import OVERFLOW, CategoryVocabulary
 
 PREDICTION = "__prediction__"
+RECOMMENDATIONS = {"concept_drift": "retrain", "retrain_recommended": "retrain", "rollback_recommended": "rollback"}
 LATENCY_BUCKETS_MS = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
 
 Tracker = NumericDriftTracker | CategoricalDriftTracker
@@ -101,6 +106,10 @@ class ModelState:
         self.perf: ModelPerformance | None = None
         self.fairness: FairnessTracker | None = None
         self.drifting: set[str] = set()  # features whose drift condition holds here (for concept-drift messages)
+        self.tests: dict[tuple[str, str, str], BaselineWindowTest] = {}  # window tests against the baseline
+        self.quality: SchemaWatch | None = None
+        self.first_event_time = math.nan
+        self.retrain = RetrainState()
 
 
 class PartitionEngine:
@@ -122,8 +131,10 @@ class PartitionEngine:
         partitions: int = 1,
         clock: Callable[[], float] = time.time,
         seed: int = 0,
+        profiles: ProfileSet | None = None,
     ) -> None:
         self.config = config
+        self.profiles = profiles if profiles is not None else ProfileSet()
         self.partition = partition
         self.partitions = max(1, partitions)
         self.clock = clock
@@ -144,6 +155,9 @@ class PartitionEngine:
         self.watermark = -math.inf  # newest event time seen on the partition: the join's clock
         self._include = set(mon.features)
         self._ignore = set(mon.ignore_features)
+        sig = config.significance
+        self.fdr = FalseDiscoveryControl(sig.fdr, sig.round_events)
+        self.incident_shift: dict[str, float] = {}  # all-traffic keys: the shift their incident fired with
 
     # ------------------------------------------------------------------ ingest
     def process_predictions(self, values: Sequence[bytes | None], kafka_times: Sequence[float]) -> BatchResult:
@@ -217,6 +231,35 @@ class PartitionEngine:
             )
         return state.perf
 
+    def _decisions(self, state: ModelState, judged: list[Judgement]) -> list[Judgement]:
+        """Retrain bookkeeping after a labelled batch, then the retrain and rollback judgements."""
+        cfg = self.config.decisions
+        overall = [j for j in judged if j.bucket == ALL and j.kind in ("concept_drift", "performance")]
+        overall = [j for j in overall if j.subject != "estimated_accuracy"]
+        r = state.retrain
+        if overall:
+            problem = next((j for j in overall if j.fire), None)
+            if problem is not None and not r.problem:
+                r.problem_since = problem.evidence.change_time
+            r.problem = problem is not None
+            if problem is not None:
+                ev = problem.evidence
+                r.evidence = {
+                    "problem": f"{problem.kind}:{problem.subject}",
+                    "p_value": ev.p_value if ev.p_value is not None else math.nan,
+                    **{f"baseline_{k}": v for k, v in ev.baseline.items() if isinstance(v, int | float)},
+                    **{f"current_{k}": v for k, v in ev.current.items() if isinstance(v, int | float)},
+                }
+        perf = state.perf
+        labelled = perf.buckets[ALL].labelled if perf is not None and ALL in perf.buckets else 0
+        out: list[Judgement] = []
+        if r.check(labelled, cfg.window_labels):
+            out.append(self._retrain_judgement(state))
+        rollback = self._rollback_judgement(state)
+        if rollback is not None:
+            out.append(rollback)
+        return out
+
     def _fairness(self, state: ModelState) -> FairnessTracker | None:
         if not self.config.fairness.attributes and not self.config.fairness.crosses:
             return None
@@ -236,7 +279,10 @@ class PartitionEngine:
                 continue
             perf = self._perf(state)
             touched = perf.learn(items, self.rng)
-            alerts += self._emit(state, perf.judgements(touched, state.drifting))
+            judged = perf.judgements(touched, state.drifting)
+            alerts += self._emit(state, judged)
+            if self.config.decisions.enabled:
+                alerts += self._emit(state, self._decisions(state, judged))
             fairness = self._fairness(state)
             if fairness is not None:
                 thr, pos = self.config.performance.threshold, self.config.performance.positive_label
@@ -258,7 +304,64 @@ class PartitionEngine:
             if len(self.models) >= self.config.monitoring.max_models:
                 return None
             state = self.models[model, version] = ModelState(model, version)
+            self._apply_profile(state, self.profiles.get(model, version))
         return state
+
+    def _apply_profile(self, state: ModelState, profile: BaselineProfile | None) -> None:
+        """Types, category codes and schema from the baseline profile, before the first event is read."""
+        q = self.config.quality
+        schema = None
+        if profile is not None:
+            cap = self.config.monitoring.max_categories
+            for name, f in profile.schema.items():
+                if name == PREDICTION_FIELD:
+                    continue
+                state.kinds[name] = f.type
+                if f.type == "categorical":
+                    vocab = state.vocab[name] = CategoryVocabulary(cap)
+                    ref = profile.streams.get((name, "", ""))
+                    ranked = sorted(ref.categories, key=lambda c: -ref.categories[c]) if ref else f.categories
+                    vocab.encode(ranked[:cap])
+            schema = {k: v for k, v in profile.schema.items() if k != PREDICTION_FIELD} or None
+        if q.enabled:
+            state.quality = SchemaWatch(
+                window_events=q.window_events,
+                baseline_events=q.baseline_events,
+                min_rate_change=q.min_rate_change,
+                max_p_value=q.max_p_value,
+                range_tolerance=q.range_tolerance,
+                max_fields=self.config.monitoring.max_features_per_model,
+                schema=schema,
+            )
+
+    def _window_test(self, state: ModelState, name: str, kind: str, bucket: tuple[str, str]) -> BaselineWindowTest:
+        key = (name, *bucket)
+        test = state.tests.get(key)
+        if test is None:
+            sig = self.config.significance
+            reference: Reference | None = None
+            profile = self.profiles.get(state.model, state.version)
+            if profile is not None:
+                ref = profile.streams.get((PREDICTION_FIELD if name == PREDICTION else name, *bucket))
+                if ref is not None and ref.kind == kind and ref.events >= sig.window_events:
+                    if ref.numeric is not None:
+                        reference = ref.numeric
+                    else:
+                        n_codes = self.config.monitoring.max_categories + 1
+                        vocab = state.vocab[name]
+                        codes = vocab.encode(list(ref.categories))
+                        counts = np.bincount(codes, weights=list(ref.categories.values()), minlength=n_codes)
+                        reference = Reference("categorical", counts.astype(np.int64))
+            test = state.tests[key] = BaselineWindowTest(
+                kind,
+                window=sig.window_events,
+                baseline_events=sig.baseline_events,
+                bins=sig.bins,
+                n_codes=self.config.monitoring.max_categories + 1,
+                numeric_test=sig.numeric_test,
+                reference=reference,
+            )
+        return test
 
     def _watched(self, feature: str) -> bool:
         if feature in self._ignore:
@@ -278,6 +381,33 @@ class PartitionEngine:
                 self.capped["model"] += n_rows
                 continue
             alerts.extend(self._monitor_model(state, batch, rows))
+        alerts += self._decide_round(self.fdr.advance(len(batch)))
+        return alerts
+
+    def _decide_round(self, decided: list[tuple[Any, WindowResult]]) -> list[Alert]:
+        """A closed Benjamini-Hochberg round: each stream's latest decided window goes to its judgement."""
+        if not decided:
+            return []
+        touched: dict[tuple[str, str, str], list[tuple[tuple[str, str], Tracker, float]]] = {}
+        for (model, version, name, attr, value), result in decided:
+            state = self.models.get((model, version))
+            if state is None:
+                continue
+            test = state.tests.get((name, attr, value))
+            tracker = state.streams.get((name, attr, value))
+            if test is None or tracker is None:
+                continue
+            test.pending = max(0, test.pending - 1)
+            if test.last is None or result.seq >= test.last.seq:
+                test.last = result
+            touched.setdefault((model, version, name), []).append(((attr, value), tracker, state.last_event_time))
+        alerts: list[Alert] = []
+        for (model, version, name), streams in touched.items():
+            state = self.models[model, version]
+            overall = state.streams.get((name, *ALL))
+            if overall is not None and all(b != ALL for b, _, _ in streams):
+                streams.append((ALL, overall, state.last_event_time))  # attribution needs all traffic's view
+            alerts += self._decide(state, name, streams)
         return alerts
 
     def _take(self, column: list[Any], rows: np.ndarray | None) -> list[Any]:
@@ -379,6 +509,8 @@ class PartitionEngine:
         state.events += n
         times = batch.event_time if rows is None else batch.event_time[rows]
         state.last_event_time = float(np.nanmax(times))
+        if state.first_event_time != state.first_event_time:
+            state.first_event_time = float(np.nanmin(times))
         self._latency(state, batch.latency_ms if rows is None else batch.latency_ms[rows])
         buckets = self._buckets(state, batch, rows)
         columns: list[tuple[str, list[Any]]] = [
@@ -387,11 +519,18 @@ class PartitionEngine:
         if self.config.monitoring.watch_prediction:
             columns.append((PREDICTION, self._take(batch.prediction, rows)))
         alerts: list[Alert] = []
+        watch = state.quality
+        testing = self.config.significance.enabled
         for name, values in columns:
             converted = self._column(state, name, values)
             if converted is None:
                 continue
             kind, column = converted
+            if watch is not None and name != PREDICTION:
+                nulls = batch.nulls.get(name, ())
+                explicit = len(nulls) if rows is None else int(np.isin(rows, nulls).sum()) if nulls else 0
+                labels = state.vocab[name].labels() if kind == "categorical" else None
+                watch.observe(name, values, explicit, kind, column, labels)
             touched: list[tuple[tuple[str, str], Tracker, float]] = []
             for bucket, part in buckets:
                 tracker = self._tracker(state, name, kind, bucket)
@@ -401,11 +540,24 @@ class PartitionEngine:
                 part_times = times if part is None else times[part]
                 if isinstance(tracker, NumericDriftTracker):
                     tracker.update(part_values, part_times, rng=self.rng)
+                    present = ~np.isnan(part_values)
                 else:
                     tracker.update(part_values, part_times)
+                    present = part_values >= 0
+                if testing:
+                    test = self._window_test(state, name, kind, bucket)
+                    for result in test.update(part_values[present], part_times[present]):
+                        self.fdr.add((state.model, state.version, name, *bucket), result)
                 touched.append((bucket, tracker, float(part_times.max())))
             alerts.extend(self._decide(state, name, touched))
+        if watch is not None:
+            labels_of = {name: v.labels() for name, v in state.vocab.items()}
+            findings = watch.end_batch(n, float(np.nanmin(times)), state.last_event_time, state.kinds, labels_of)
+            if findings:
+                alerts += self._emit(state, self._quality_judgements(state, findings))
         alerts += self._register_predictions(state, batch, rows, buckets, times)
+        if self.config.decisions.enabled and self.config.decisions.retrain_drift_features:
+            alerts += self._emit(state, [self._retrain_judgement(state)])
         return alerts
 
     def _register_predictions(
@@ -482,6 +634,25 @@ class PartitionEngine:
         kind = "prediction_drift" if name == PREDICTION else "data_drift"
         subject = "prediction" if name == PREDICTION else name
         segment = {} if bucket == ALL else {bucket[0]: bucket[1]}
+        fire = ev.detected and enough and significant and ev.effect >= threshold
+        clear = enough and ev.effect < threshold * cfg.resolve_ratio
+        statistic: float | None = None
+        test = state.tests.get((name, *bucket))
+        verdict = test.last if test is not None else None
+        if verdict is not None and verdict.significant is not None:
+            # The baseline window test: a discovery of its round whose effect reaches the threshold.
+            sig = self.config.significance
+            stat = sig.numeric_statistic if tracker.kind == "numeric" else sig.categorical_statistic
+            value, limit = verdict.statistic(stat), sig.threshold(stat)
+            window_fire = verdict.significant and value >= limit
+            clear = clear and value < limit * cfg.resolve_ratio
+            if window_fire and not fire:
+                fire, ev, statistic = True, self._window_evidence(state, name, tracker.kind, verdict, stat), value
+                threshold, critical = limit, limit * sig.critical_ratio
+                if tracker.kind == "numeric":
+                    shift = abs(verdict.current["mean"] - verdict.baseline["mean"])
+                else:
+                    shift = value
         return Judgement(
             bucket=bucket,
             stream_kind=tracker.kind,
@@ -493,9 +664,190 @@ class PartitionEngine:
             segment=segment,
             threshold=threshold,
             critical=critical,
-            fire=ev.detected and enough and significant and ev.effect >= threshold,
-            clear=enough and ev.effect < threshold * cfg.resolve_ratio,
+            fire=fire,
+            clear=clear,
             shift=shift if shift == shift else 0.0,
+            statistic=statistic,
+        )
+
+    def _window_evidence(self, state: ModelState, name: str, kind: str, r: WindowResult, stat: str) -> DriftEvidence:
+        """A decided baseline window as alert evidence; ``p_value`` is its Benjamini-Hochberg adjusted p-value."""
+        tests = {"psi": round(r.psi, 6), "js": round(r.js, 6), "test": r.test, "p_value_raw": r.p_value}
+        if r.ks is not None:
+            tests["ks"] = round(r.ks, 6)
+        if kind == "numeric":
+            baseline = dict(r.baseline)
+            current = {**r.current, **tests}
+            direction = "rose" if r.current["mean"] > r.baseline["mean"] else "fell"
+        else:
+            labels = state.vocab[name].labels()
+            code = int(r.current["code"])
+            category = labels[code] if code < len(labels) else str(code)
+            baseline = {"category": category, "share": r.baseline["share"], "events": r.baseline["events"]}
+            current = {"category": category, "share": r.current["share"], "events": r.events, **tests}
+            direction = "rose" if r.current["rose"] else "fell"
+        return DriftEvidence(
+            detected=True,
+            effect=r.statistic(stat),
+            events=r.events,
+            detector=stat,
+            change_seq=r.seq,
+            change_time=r.time,
+            p_value=r.adjusted_p,
+            baseline=baseline,
+            current=current,
+            direction=direction,
+            extra={"window_test": True},
+        )
+
+    def _quality_judgements(self, state: ModelState, findings: list[QualityFinding]) -> list[Judgement]:
+        """One judgement per (kind, field): the first firing check in priority order names it."""
+        by_key: dict[tuple[str, str], list[QualityFinding]] = {}
+        for f in findings:
+            by_key.setdefault((f.kind, f.feature), []).append(f)
+        missing = {f.feature for f in findings if f.check == "missing_field" and f.fire}
+        order = list(CHECKS)
+        out: list[Judgement] = []
+        for (kind, feature), group in by_key.items():
+            group.sort(key=lambda f: order.index(f.check))
+            if kind == "data_quality" and feature in missing:  # a dropped field is one schema alert, not two
+                group = [f for f in group if f.check != "null_rate"] or group
+            firing = [f for f in group if f.fire]
+            f = firing[0] if firing else group[0]
+            ev = DriftEvidence(
+                detected=bool(firing),
+                effect=f.statistic,
+                events=f.events,
+                detector=f.check,
+                change_seq=f.seq,
+                change_time=f.start_time,
+                p_value=f.p_value,
+                baseline=f.baseline,
+                current=f.current,
+                direction="rose",
+            )
+            critical = math.inf if f.check in ("new_field", "constant") else 0.0 if kind == "schema" else 0.5
+            out.append(
+                Judgement(
+                    bucket=ALL,
+                    stream_kind=state.kinds.get(feature, ""),
+                    evidence=ev,
+                    now=f.end_time,
+                    key=alert_key(state.model, kind, feature, {}, state.version),
+                    kind=kind,
+                    subject=feature,
+                    segment={},
+                    threshold=f.threshold,
+                    critical=critical,
+                    fire=bool(firing),
+                    clear=all(g.clear for g in group),
+                    shift=f.statistic,
+                    statistic=f.statistic,
+                    extra={"check": f.check},
+                )
+            )
+        return out
+
+    def _retrain_judgement(self, state: ModelState) -> Judgement:
+        """Retrain when the labelled problem held at ``retrain_windows`` checks, or enough key inputs drift."""
+        cfg = self.config.decisions
+        r = state.retrain
+        important = cfg.important_features or sorted(n for n in state.kinds if n != PREDICTION)
+        drifting = sorted(set(important) & state.drifting)
+        by_drift = bool(cfg.retrain_drift_features) and len(drifting) >= cfg.retrain_drift_features
+        by_labels = r.streak >= cfg.retrain_windows
+        labelled = state.perf.buckets[ALL].labelled if state.perf is not None and ALL in state.perf.buckets else 0
+        ev = DriftEvidence(
+            detected=by_labels or by_drift,
+            effect=float(r.streak if by_labels else len(drifting)),
+            events=labelled,
+            detector="retrain_policy",
+            change_seq=labelled if by_labels else state.events,
+            change_time=r.problem_since if by_labels else state.last_event_time,
+            p_value=r.evidence.get("p_value") if by_labels else None,  # type: ignore[arg-type]
+            baseline={k: v for k, v in r.evidence.items() if k.startswith("baseline_")},
+            current={
+                "problem_checks": r.streak,
+                "drifting_features": drifting,
+                **{k: v for k, v in r.evidence.items() if k.startswith("current_") or k == "problem"},
+            },
+            direction="",
+            extra={"by_labels": by_labels, "by_drift": by_drift},
+        )
+        now = max(state.last_event_time, self.watermark)
+        return Judgement(
+            bucket=ALL,
+            stream_kind="decision",
+            evidence=ev,
+            now=now,
+            key=alert_key(state.model, "retrain_recommended", "model", {}, state.version),
+            kind="retrain_recommended",
+            subject="model",
+            segment={},
+            threshold=float(cfg.retrain_windows if by_labels else cfg.retrain_drift_features),
+            critical=math.inf,
+            fire=by_labels or by_drift,
+            clear=r.streak == 0 and not drifting,
+            shift=0.0,
+            statistic=ev.effect,
+            extra={"drifting": drifting, "window_labels": cfg.window_labels},
+        )
+
+    def _rollback_judgement(self, state: ModelState) -> Judgement | None:
+        """Compare this version's labelled window with the previous version's (the latest one started before it)."""
+        cfg = self.config.decisions
+        perf = state.perf
+        if perf is None or perf.task is None or ALL not in perf.buckets:
+            return None
+        previous = [
+            s
+            for s in self.models.values()
+            if s.model == state.model
+            and s is not state
+            and s.first_event_time < state.first_event_time
+            and s.perf is not None
+            and s.perf.task == perf.task
+            and ALL in s.perf.buckets
+        ]
+        if not previous:
+            return None
+        prev = max(previous, key=lambda s: s.first_event_time)
+        assert prev.perf is not None
+        rows_new = perf.buckets[ALL].window.ring.rows()
+        rows_prev = prev.perf.buckets[ALL].window.ring.rows()
+        enough = min(rows_new.shape[0], rows_prev.shape[0]) >= cfg.rollback_min_labels
+        if not enough:
+            return None
+        c = compare_versions(perf.task, rows_prev, rows_new, self.config.performance.threshold)
+        worse = c.worse_by >= cfg.rollback_min_difference and c.p_value < cfg.rollback_max_p_value
+        ev = DriftEvidence(
+            detected=worse,
+            effect=c.worse_by,
+            events=c.new_events,
+            detector=c.test,
+            change_seq=perf.buckets[ALL].labelled,
+            change_time=state.first_event_time,
+            p_value=c.p_value,
+            baseline={"version": prev.version, c.metric: c.previous, "events": c.previous_events},
+            current={"version": state.version, c.metric: c.new, "events": c.new_events},
+            direction="fell" if c.metric == "accuracy" else "rose",
+        )
+        return Judgement(
+            bucket=ALL,
+            stream_kind="decision",
+            evidence=ev,
+            now=self.watermark,
+            key=alert_key(state.model, "rollback_recommended", c.metric, {}, state.version),
+            kind="rollback_recommended",
+            subject=c.metric,
+            segment={},
+            threshold=cfg.rollback_min_difference,
+            critical=0.0,
+            fire=worse,
+            clear=c.worse_by < cfg.rollback_min_difference / 2 or c.p_value > 0.5,
+            shift=0.0,
+            statistic=c.worse_by,
+            extra={"previous_version": prev.version, "metric": c.metric},
         )
 
     def _decide(
@@ -530,10 +882,11 @@ class PartitionEngine:
                 and j.kind != "fairness"
                 and parent is not None
                 and j.bucket != ALL
-                and self.lifecycle.is_firing(parent.key)
-                and j.shift < ratio * parent.shift
+                and self._recent(parent.key, j.now)
+                and j.shift < ratio * max(parent.shift, self.incident_shift.get(parent.key, 0.0))
             ):
-                explained.add((j.kind, j.subject, j.bucket))  # all traffic already fires for the same change
+                # all traffic fires, or fired within its cooldown, for the same change (window tests lag behind)
+                explained.add((j.kind, j.subject, j.bucket))
             if not self.owns(j.key):
                 continue
             t = self.lifecycle.evaluate(
@@ -545,8 +898,17 @@ class PartitionEngine:
                 started_at=j.evidence.change_time,
             )
             if t is not None:
+                if j.bucket == ALL:
+                    if t.status == "firing":
+                        self.incident_shift[j.key] = j.shift
+                    else:
+                        self.incident_shift[j.key] = max(self.incident_shift.get(j.key, 0.0), j.shift)
                 alerts.append(self._alert(state, j, t))
         return alerts
+
+    def _recent(self, key: str, now: float) -> bool:
+        """Whether a key is firing, or resolved so recently that it is still cooling down."""
+        return self.lifecycle.is_firing(key) or now < self.lifecycle.cooldown_until.get(key, -math.inf)
 
     def _alert(self, state: ModelState, j: Judgement, t: Transition) -> Alert:
         ev = j.evidence
@@ -573,9 +935,7 @@ class PartitionEngine:
             baseline=_clean(ev.baseline),
             current=_clean(ev.current),
             window={"start": iso(ev.change_time), "end": iso(j.now), "events": ev.events},
-            recommendation=("retrain" if j.kind == "concept_drift" else "investigate")
-            if t.status == "firing"
-            else "none",
+            recommendation=RECOMMENDATIONS.get(j.kind, "investigate") if t.status == "firing" else "none",
             message=_message(state.model, state.version, j, t.status),
             started_at=iso(t.started_at),
             emitted_at=iso(self.clock()),
@@ -594,6 +954,8 @@ class PartitionEngine:
         "last_event_time",
         "joiner",
         "watermark",
+        "fdr",
+        "incident_shift",
     )
 
     def snapshot(self) -> dict[str, Any]:
@@ -612,11 +974,12 @@ class PartitionEngine:
         *,
         partitions: int = 1,
         clock: Callable[[], float] = time.time,
+        profiles: ProfileSet | None = None,
     ) -> PartitionEngine:
         """An engine that continues exactly where the snapshotted one stopped."""
         if data.get("version") != snap.SNAPSHOT_VERSION:
             raise ValueError(f"snapshot version {data.get('version')!r} is not {snap.SNAPSHOT_VERSION}")
-        engine = cls(config, partition=int(data["partition"]), partitions=partitions, clock=clock)
+        engine = cls(config, partition=int(data["partition"]), partitions=partitions, clock=clock, profiles=profiles)
         for name in cls._STATE:
             setattr(engine, name, snap.decode(data["state"][name]))
         engine._apply_config()
@@ -628,6 +991,7 @@ class PartitionEngine:
         cfg = self.config
         self.lifecycle.resolve_after_s = cfg.alerts.resolve_after_s
         self.lifecycle.cooldown_s = cfg.alerts.cooldown_s
+        self.fdr.q, self.fdr.round_events = cfg.significance.fdr, cfg.significance.round_events
         j = self.joiner
         j.ttl_s, j.max_pending = cfg.labels.ttl_s, cfg.labels.max_pending
         j.early_ttl_s, j.max_early = cfg.labels.early_ttl_s, cfg.labels.max_early
@@ -753,6 +1117,37 @@ def _message(model: str, version: str, j: Judgement, status: str) -> str:
         return f"Serving latency of {of_model} is back near its usual {before} ms."
     if j.kind == "fairness":
         return _fairness_message(of_model, j, firing)
+    if j.kind in ("schema", "data_quality"):
+        return _quality_message(of_model, j, firing)
+    if j.kind == "retrain_recommended":
+        if not firing:
+            return f"The reasons to retrain {of_model} no longer hold."
+        if j.extra.get("drifting") and ev.extra.get("by_drift"):
+            names = ", ".join(j.extra["drifting"])
+            return (
+                f"Retrain {of_model}: {len(j.extra['drifting'])} of its important inputs drift significantly ({names})."
+            )
+        problem = str(ev.current.get("problem", "a significant performance problem")).replace("_", " ")
+        return (
+            f"Retrain {of_model}: {problem.replace(':', ' in ')} has held for {ev.current.get('problem_checks')} "
+            f"consecutive checks of {j.extra.get('window_labels')} labelled predictions each."
+        )
+    if j.kind == "rollback_recommended":
+        prev = ev.baseline.get("version")
+        metric = j.extra.get("metric", "accuracy")
+        if not firing:
+            return f"Version {version} of {model} is no longer significantly worse than {prev}."
+        if metric == "accuracy":
+            return (
+                f"Roll back {model} from {version} to {prev}: {version} is right on {_pct(ev.current.get('accuracy'))} "
+                f"of its last {ev.events:,} labelled predictions against {_pct(ev.baseline.get('accuracy'))} "
+                f"for {prev} (one-sided two-proportion z-test, p = {ev.p_value:.2g})."
+            )
+        return (
+            f"Roll back {model} from {version} to {prev}: its mean absolute error is "
+            f"{_format(ev.current.get('mae', math.nan))} against {_format(ev.baseline.get('mae', math.nan))} "
+            f"for {prev} (one-sided Welch t-test, p = {ev.p_value:.2g})."
+        )
     # data and prediction drift
     what = f"The predictions of {of_model}" if j.subject == "prediction" else j.subject.replace("_", " ").capitalize()
     suffix = "" if j.subject == "prediction" else f" ({of_model})"
@@ -764,6 +1159,20 @@ def _message(model: str, version: str, j: Judgement, status: str) -> str:
                 f"over the last {ev.events:,} predictions."
             )
         return f"{what} {where}{suffix} is back near its usual level: mean {now} against {before} before."
+    if firing and ev.extra.get("window_test"):
+        test = f"{ev.detector.upper()} {ev.effect:.2f} against the baseline, adjusted p = {ev.p_value:.2g}"
+        if j.stream_kind == "numeric":
+            before, now = _format(ev.baseline.get("mean", math.nan)), _format(ev.current.get("mean", math.nan))
+            return (
+                f"The distribution of {what if j.subject == 'prediction' else j.subject} {where}{suffix} moved away "
+                f"from its baseline over the last {ev.events:,} predictions ({test}); mean {now} against {before}."
+            )
+        cat = ev.current.get("category", "?")
+        return (
+            f"The mix of {j.subject} values {where}{suffix} moved away from its baseline over the last "
+            f"{ev.events:,} predictions ({test}); {j.subject}={cat} {ev.direction} from "
+            f"{_pct(ev.baseline.get('share'))} to {_pct(ev.current.get('share'))}."
+        )
     cat = ev.current.get("category", "?")
     if firing:
         return (
@@ -808,6 +1217,34 @@ def _fairness_message(of_model: str, j: Judgement, firing: bool) -> str:
     return f"The {name} gap between {group} and {ref} ({of_model}) is no longer significantly beyond its limit."
 
 
+def _quality_message(of_model: str, j: Judgement, firing: bool) -> str:
+    ev = j.evidence
+    check, field_name = j.extra.get("check", ""), j.subject
+    if not firing:
+        return f"The {check.replace('_', ' ')} problem of field {field_name} ({of_model}) has cleared."
+    last = f"the last {ev.events:,} predictions of {of_model}"
+    rate, base = _pct(ev.current.get("rate")), _pct(ev.baseline.get("rate"))
+    if check == "missing_field":
+        return f"Field {field_name} is missing from {rate} of {last} (baseline {base}): an upstream schema change."
+    if check == "new_field":
+        return f"A new field {field_name} appears in {rate} of {last}; the baseline schema does not have it."
+    if check == "type_change":
+        expected = "a number" if ev.current.get("expected") == "numeric" else "a category (string)"
+        got = "a string" if ev.current.get("arrived") == "string" else "a number"
+        return f"Field {field_name} arrives as {got} in {rate} of {last}; the baseline has it as {expected}."
+    if check == "null_rate":
+        return f"Field {field_name} is empty (null or absent) in {rate} of {last}, against {base} in the baseline."
+    if check == "out_of_range":
+        lo, hi = _format(ev.baseline.get("min", math.nan)), _format(ev.baseline.get("max", math.nan))
+        return f"{rate} of {field_name} values in {last} are outside the baseline range {lo} to {hi}."
+    if check == "unseen_category":
+        example = ev.current.get("example") or "?"
+        return f"{rate} of {field_name} values in {last} are categories the baseline never had (e.g. {example})."
+    if check == "constant":
+        return f"Field {field_name} has had a single value in {last}; in the baseline it varies."
+    return f"Field {field_name} of {of_model} failed the {check} check."
+
+
 def _clean(d: dict[str, Any]) -> dict[str, Any]:
     """JSON-safe summary: NaN becomes null, floats are rounded for reading."""
     out: dict[str, Any] = {}
@@ -825,6 +1262,7 @@ def _register_snapshot_classes() -> None:
     from monitor.core.join import PendingLabel
     from monitor.core.metrics import PerformanceWindow, Ring
     from monitor.core.performance import BucketPerformance
+    from monitor.core.quality import FieldCounts, FieldSchema
     from monitor.core.rules import Incident
     from monitor.core.stats import ReservoirQuantiles, RunningMoments
 
@@ -854,6 +1292,14 @@ def _register_snapshot_classes() -> None:
         GroupStats,
         AlertLifecycle,
         Incident,
+        BaselineWindowTest,
+        Reference,
+        WindowResult,
+        FalseDiscoveryControl,
+        SchemaWatch,
+        FieldSchema,
+        FieldCounts,
+        RetrainState,
     )
 
 

@@ -223,7 +223,9 @@ class SchemaWatch:
                         if not c.first_unseen:
                             c.first_unseen = labels[unseen[0]]
 
-    def end_batch(self, n: int, start_time: float, end_time: float, kinds: dict[str, str]) -> list[QualityFinding]:
+    def end_batch(
+        self, n: int, start_time: float, end_time: float, kinds: dict[str, str], labels: dict[str, list[str]]
+    ) -> list[QualityFinding]:
         """Close the batch: fields not in it were absent; a full window yields the findings."""
         if self.events == 0:
             self.window_start = start_time
@@ -237,7 +239,7 @@ class SchemaWatch:
                     c.absent += max(0, (self.events - seen))
         if self.schema is None:
             if self.events >= self.baseline_events:
-                self.schema = self._learn(kinds)
+                self.schema = self._learn(kinds, labels)
                 self._reset()
             return []
         if self.events < self.window_events:
@@ -251,7 +253,7 @@ class SchemaWatch:
         self.counts = {}
         self.events = 0
 
-    def _learn(self, kinds: dict[str, str]) -> dict[str, FieldSchema]:
+    def _learn(self, kinds: dict[str, str], labels: dict[str, list[str]]) -> dict[str, FieldSchema]:
         """The warm-up's counts become the schema (fields absent from most of it are left out)."""
         schema: dict[str, FieldSchema] = {}
         m = self.events
@@ -270,10 +272,11 @@ class SchemaWatch:
                 mismatch_rate=c.mismatch / m,
                 minimum=c.minimum if c.present and kind == "numeric" else math.nan,
                 maximum=c.maximum if c.present and kind == "numeric" else math.nan,
-                categories=[],  # filled by the engine from the vocabulary (names, not codes)
+                categories=[names[i] for i in np.flatnonzero(c.codes).tolist() if i < len(names)]
+                if (names := labels.get(name))
+                else [],
                 top_share=top if kind == "categorical" else (0.0 if c.minimum < c.maximum else 1.0),
             )
-            schema[name].categories = [str(i) for i in np.flatnonzero(c.codes).tolist()]
         return schema
 
     # ------------------------------------------------------------- checks
@@ -351,8 +354,14 @@ class SchemaWatch:
             if f.type == "numeric" and f.minimum == f.minimum:
                 out.append(
                     self._rate(
-                        name, "out_of_range", c.out_of_range, 0.0, f, end_time,
-                        low=c.minimum if c.present else None, high=c.maximum if c.present else None,
+                        name,
+                        "out_of_range",
+                        c.out_of_range,
+                        0.0,
+                        f,
+                        end_time,
+                        low=c.minimum if c.present else None,
+                        high=c.maximum if c.present else None,
                     )
                 )
                 out[-1].baseline.update(min=f.minimum, max=f.maximum)

@@ -73,7 +73,7 @@ def test_an_alert_resolves_with_the_same_id_once_the_feature_is_back_for_long_en
 
 
 def test_alert_ids_do_not_depend_on_batch_boundaries():
-    events = _stream(10_000, 8_000, Drift("income", {"country": "SG"}, scale=1.6), n_back=10_000)
+    events = _stream(10_000, 8_000, Drift("income", {"country": "SG"}, scale=1.6), n_back=20_000)
     ids = {
         b: [(a.status, a.key, a.alert_id, a.started_at) for a in _feed(_engine(), events, batch=b)]
         for b in (250, 1000, 4096)

@@ -1,0 +1,147 @@
+"""Retrain and rollback recommendations: raised on significant sustained evidence, never on a stationary stream."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jsonschema
+import numpy as np
+import orjson
+import pytest
+
+from monitor.config import load_config
+from monitor.core.decisions import RetrainState, compare_versions
+from monitor.core.engine import PartitionEngine
+from monitor.core.rules import Alert
+from monitor.simulate import TrafficGenerator
+
+T0 = 1_767_225_600.0
+Event = dict[str, Any]
+SCHEMA = orjson.loads(open("monitor/schemas/alert.schema.json", "rb").read())
+
+
+def _engine(**sections: Any) -> PartitionEngine:
+    overrides: dict[str, Any] = {"detectors": {"warmup_events": 300}}
+    overrides.update(sections)
+    return PartitionEngine(load_config(environ={}, overrides=overrides), clock=lambda: T0)
+
+
+def _run(
+    eng: PartitionEngine,
+    steps: int,
+    *,
+    seed: int = 2,
+    version_of: Callable[[int, int], str] = lambda step, i: "v1",
+    corrupt: Callable[[str], bool] = lambda version: False,
+    flip_from: int | None = None,
+) -> list[Alert]:
+    """1,000 predictions per step with their labels; ``corrupt`` versions predict a wrong score 30% of the time."""
+    gen = TrafficGenerator(seed=seed)
+    rng = np.random.default_rng(seed)
+    alerts: list[Alert] = []
+    for step in range(steps):
+        preds = list(gen.predictions(1000, start_time=T0, rate=100.0))
+        labels = []
+        for i, p in enumerate(preds):
+            lab = gen.label_for(p)
+            p["model_version"] = version_of(step, i)
+            if corrupt(p["model_version"]) and rng.random() < 0.3:
+                p["prediction"] = round(1 - p["prediction"], 6)
+                p["scores"] = {"churn": p["prediction"], "stay": round(1 - p["prediction"], 6)}
+            if lab is None:
+                continue
+            if flip_from is not None and step >= flip_from:
+                lab["label"] = 1 - lab["label"]
+            labels.append(lab)
+        rng.shuffle(labels)
+        alerts += eng.process_predictions([orjson.dumps(p) for p in preds], [T0] * len(preds)).alerts
+        alerts += eng.process_labels([orjson.dumps(x) for x in labels], [T0] * len(labels)).alerts
+    return alerts
+
+
+def _decisions(alerts: list[Alert]) -> list[tuple[str, str, str]]:
+    return [(a.kind, a.status, a.model_version) for a in alerts if a.kind.endswith("_recommended")]
+
+
+def test_a_rollout_of_a_worse_version_raises_rollback_recommended() -> None:
+    alerts = _run(_engine(), 30, version_of=lambda step, i: "v1" if step < 12 else "v2", corrupt=lambda v: v == "v2")
+    assert _decisions(alerts)[:1] == [("rollback_recommended", "firing", "v2")]
+    a = next(a for a in alerts if a.kind == "rollback_recommended")
+    assert a.recommendation == "rollback" and a.detector == "two_proportion_z"
+    assert a.baseline["version"] == "v1" and a.current["version"] == "v2"
+    assert a.baseline["accuracy"] - a.current["accuracy"] == pytest.approx(a.statistic, abs=1e-6)
+    assert a.statistic >= 0.03 and a.p_value < 1e-3
+    assert a.message.startswith("Roll back churn from v2 to v1: v2 is right on")
+    jsonschema.validate(a.to_dict(), SCHEMA)
+
+
+def test_versions_served_side_by_side_are_compared_too() -> None:
+    alerts = _run(
+        _engine(),
+        24,
+        version_of=lambda step, i: "v1" if step < 4 or i % 2 else "v2",
+        corrupt=lambda v: v == "v2",
+    )
+    assert ("rollback_recommended", "firing", "v2") in _decisions(alerts)
+
+
+def test_an_equally_good_new_version_raises_no_rollback() -> None:
+    alerts = _run(_engine(), 30, version_of=lambda step, i: "v1" if step < 12 else "v2")
+    assert _decisions(alerts) == []
+
+
+def test_a_sustained_concept_drift_raises_retrain_recommended() -> None:
+    alerts = _run(_engine(), 40, flip_from=20)
+    decisions = _decisions(alerts)
+    assert decisions[:1] == [("retrain_recommended", "firing", "v1")]
+    kinds = [(x.kind, x.status) for x in alerts]
+    a = next(a for a in alerts if a.kind == "retrain_recommended")
+    # the concept drift alert comes first; the recommendation once it held for 3 checks of 500 labels
+    assert kinds.index(("concept_drift", "firing")) < kinds.index(("retrain_recommended", "firing"))
+    assert a.window["start"] <= a.window["end"]
+    assert a.recommendation == "retrain" and a.current["problem_checks"] >= 3
+    assert a.current["problem"] == "concept_drift:accuracy"
+    assert "Retrain model churn v1: concept drift in accuracy has held for" in a.message
+    jsonschema.validate(a.to_dict(), SCHEMA)
+
+
+def test_drift_in_k_important_features_raises_retrain_recommended() -> None:
+    eng = _engine(decisions={"important_features": ["income", "age", "tenure_months"], "retrain_drift_features": 2})
+    gen = TrafficGenerator(seed=4)
+    events = list(gen.predictions(8_000, start_time=T0, rate=100.0))
+    for e in events[4_000:]:
+        e["features"]["income"] *= 1.8
+        e["features"]["age"] += 15
+    alerts: list[Alert] = []
+    for i in range(0, len(events), 500):
+        chunk = events[i : i + 500]
+        alerts += eng.process_predictions([orjson.dumps(e) for e in chunk], [T0] * len(chunk)).alerts
+    retrain = [a for a in alerts if a.kind == "retrain_recommended"]
+    assert [a.status for a in retrain] == ["firing"]
+    assert retrain[0].current["drifting_features"] == ["age", "income"]
+    assert "2 of its important inputs drift significantly (age, income)" in retrain[0].message
+
+
+def test_a_stationary_labelled_stream_raises_neither() -> None:
+    alerts = _run(_engine(decisions={"retrain_drift_features": 1}), 40)
+    assert _decisions(alerts) == []
+
+
+def test_compare_versions_regression_uses_a_one_sided_welch_test() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.normal(0, 1, 3000)
+    prev = np.column_stack([y, y + rng.normal(0, 0.5, 3000)])
+    new = np.column_stack([y, y + rng.normal(0, 0.8, 3000)])
+    c = compare_versions("regression", prev, new)
+    assert c.test == "welch_t" and c.worse_by > 0.4 and c.p_value < 1e-10
+    assert compare_versions("regression", new, prev).p_value > 0.99  # better is not worse
+
+
+def test_the_retrain_streak_counts_checks_and_resets() -> None:
+    r = RetrainState()
+    r.problem = True
+    assert r.check(499, 500) is False and r.streak == 0
+    assert r.check(1000, 500) is True and r.streak == 2  # two windows passed at once
+    r.problem = False
+    assert r.check(1500, 500) is True and r.streak == 0
