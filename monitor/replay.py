@@ -30,6 +30,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from tqdm import tqdm
 
 from monitor.config import MonitorConfig
+from monitor.core.baseline import ProfileSet
 from monitor.core.engine import PartitionEngine
 from monitor.core.events import parse_timestamp
 from monitor.core.rules import Alert
@@ -171,6 +172,7 @@ def replay(
     finally:
         bar.close()
     for lane in lanes:
+        lane.alerts += lane.engine.finish()  # decide the window tests of the last, unfinished round
         result.rejected.update(lane.engine.rejected)
         result.join.update(lane.engine.joiner.counts)
         result.alerts += lane.alerts
@@ -317,7 +319,8 @@ def _replay_files(
 ) -> list[_Lane]:
     """One engine (partition 0 of 1); line numbers are the Kafka times of events without a timestamp."""
     bar.start(_count_lines(source.predictions) if bar.enabled else 0)
-    lane = _Lane(PartitionEngine(config, partition=0, partitions=1), result, batch_size, bar)
+    profiles = ProfileSet.load(config.baseline.profiles)
+    lane = _Lane(PartitionEngine(config, partition=0, partitions=1, profiles=profiles), result, batch_size, bar)
     labels = _lines(source.labels) if source.labels is not None else iter(())
 
     def more_labels() -> None:
@@ -395,7 +398,11 @@ def _read_topics(
             f"{label_topic!r} has {m} partitions and {pred_topic!r} {n}: predictions and labels must be co-partitioned"
         )
     result.partitions = n
-    lanes = [_Lane(PartitionEngine(config, partition=p, partitions=n), result, batch_size, bar) for p in range(n)]
+    profiles = ProfileSet.load(config.baseline.profiles)
+    lanes = [
+        _Lane(PartitionEngine(config, partition=p, partitions=n, profiles=profiles), result, batch_size, bar)
+        for p in range(n)
+    ]
     topics = [pred_topic] if label_topic is None else [pred_topic, label_topic]
     end: dict[tuple[str, int], int] = {}
     total = 0

@@ -384,6 +384,10 @@ class PartitionEngine:
         alerts += self._decide_round(self.fdr.advance(len(batch)))
         return alerts
 
+    def finish(self) -> list[Alert]:
+        """Decide the window tests still waiting for their round (the end of a replay or of a test)."""
+        return self._decide_round(self.fdr.close())
+
     def _decide_round(self, decided: list[tuple[Any, WindowResult]]) -> list[Alert]:
         """A closed Benjamini-Hochberg round: each stream's latest decided window goes to its judgement."""
         if not decided:

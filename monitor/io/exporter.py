@@ -193,6 +193,7 @@ class MonitorCollector(Collector):
             join_counts: Counter[str] = Counter()
             for eng in engines:
                 join_counts.update(eng.joiner.counts)
+            baseline_families = _baseline_families(engines, svc.config.significance.fdr)
 
         for (model, version), c in ev_count.items():
             events.add_metric([model, version], c)
@@ -254,6 +255,7 @@ class MonitorCollector(Collector):
         restore_s.add_metric([], loop.restore_seconds)
         yield from (checkpoints, cp_seconds, cp_bytes, restores, restore_s)
         yield from _fairness_families(fair_trackers)
+        yield from baseline_families
         yield from (model_metric, estimated, trust, calib, coverage, labelled, outcome_mean, delay)
         yield from (join_pending, join_limit, join_early, join_events)
         yield from (events, labels, invalid, capped, mismatch, s_events, missing, mean, effect, firing, detections)
@@ -299,6 +301,73 @@ def _fairness_families(trackers: dict[tuple[str, str], FairnessTracker | None]) 
                 gap.add_metric([*base, bound], v)
             firing.add_metric(base, 1.0 if item.fire else 0.0)
     yield from (size, rate, gap, firing)
+
+
+def _baseline_families(engines: list[PartitionEngine], fdr: float) -> list[Metric]:
+    """Window tests against the baseline, their false-discovery control, and schema / quality windows."""
+    tests = CounterMetricFamily("monitor_window_tests", "Baseline window tests decided (Benjamini-Hochberg rounds)")
+    found = CounterMetricFamily("monitor_window_discoveries", "Window tests rejected by Benjamini-Hochberg")
+    rounds = CounterMetricFamily("monitor_window_test_rounds", "Benjamini-Hochberg rounds decided")
+    pending = GaugeMetricFamily("monitor_window_tests_pending", "Window tests waiting for their round to close")
+    target = GaugeMetricFamily("monitor_window_fdr_target", "Configured false-discovery rate (significance.fdr)")
+    stat = GaugeMetricFamily(
+        "monitor_stream_window_statistic",
+        "Latest decided window against the baseline: psi, js (Jensen-Shannon distance) or ks; max over partitions",
+        labels=[*STREAM_LABELS, "statistic"],
+    )
+    p_adj = GaugeMetricFamily(
+        "monitor_stream_window_p_value",
+        "Benjamini-Hochberg adjusted p-value of the latest decided window; min over partitions",
+        labels=STREAM_LABELS,
+    )
+    quality = CounterMetricFamily(
+        "monitor_quality_windows", "Schema and data-quality windows checked", labels=["model", "version"]
+    )
+    source = GaugeMetricFamily(
+        "monitor_baseline_source",
+        "1 for where a model version's schema comes from: profile (a file) or learned (the warm-up)",
+        labels=["model", "version", "source"],
+    )
+    n_tests = n_found = n_rounds = n_pending = 0
+    stats: dict[tuple[str, ...], float] = {}
+    pvals: dict[tuple[str, ...], float] = {}
+    windows: Counter[tuple[str, str]] = Counter()
+    sources: dict[tuple[str, str, str], float] = {}
+    for eng in engines:
+        n_tests += eng.fdr.tests
+        n_found += eng.fdr.discoveries
+        n_rounds += eng.fdr.rounds
+        n_pending += len(eng.fdr.pending)
+        for (model, version), st in eng.models.items():
+            if st.quality is not None:
+                windows[model, version] += st.quality.windows
+                learned = st.quality.schema is not None and not st.quality.from_profile
+                if st.quality.from_profile or learned:
+                    sources[model, version, "profile" if st.quality.from_profile else "learned"] = 1.0
+            for (name, attr, value), test in st.tests.items():
+                r = test.last
+                if r is None or r.adjusted_p is None:
+                    continue
+                feature = "prediction" if name == "__prediction__" else name
+                k = (model, version, feature, segment_label({attr: value} if attr else {}))
+                for label, v in (("psi", r.psi), ("js", r.js), ("ks", r.ks)):
+                    if v is not None:
+                        stats[(*k, label)] = max(stats.get((*k, label), 0.0), v)
+                pvals[k] = min(pvals.get(k, 1.0), r.adjusted_p)
+    tests.add_metric([], n_tests)
+    found.add_metric([], n_found)
+    rounds.add_metric([], n_rounds)
+    pending.add_metric([], n_pending)
+    target.add_metric([], fdr)
+    for k6, v in stats.items():
+        stat.add_metric(list(k6), v)
+    for k4, v in pvals.items():
+        p_adj.add_metric(list(k4), v)
+    for (model, version), c in windows.items():
+        quality.add_metric([model, version], c)
+    for k3, v in sources.items():
+        source.add_metric(list(k3), v)
+    return [tests, found, rounds, pending, target, stat, p_adj, quality, source]
 
 
 def _performance_rows(engines: list[PartitionEngine]) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from monitor.config import MonitorConfig
 from monitor.core import snapshot as snap
+from monitor.core.baseline import ProfileSet
 from monitor.core.engine import PartitionEngine
 from monitor.core.events import Rejected
 from monitor.core.rules import Alert
@@ -230,6 +231,7 @@ class MonitorService:
         self.on_alert = on_alert
         self.observe_batch = observe_batch
         self.engines: dict[int, PartitionEngine] = {}
+        self.profiles = ProfileSet.load(config.baseline.profiles)  # read once: a bad profile fails at start
         self.lock = threading.RLock()
         self.stats = LoopStats()
         self.lag: dict[tuple[str, int], int] = {}
@@ -327,7 +329,9 @@ class MonitorService:
             log.info("Kafka: %s", err.str())
 
     def _new_engine(self, partition: int) -> PartitionEngine:
-        return PartitionEngine(self.config, partition=partition, partitions=self.partitions, clock=self.clock)
+        return PartitionEngine(
+            self.config, partition=partition, partitions=self.partitions, clock=self.clock, profiles=self.profiles
+        )
 
     # ------------------------------------------------------------- rebalances
     def _restore(self, partition: int) -> tuple[PartitionEngine, dict[str, int | None], list[dict[str, Any]]] | None:
@@ -348,7 +352,9 @@ class MonitorService:
         if data.get("source") != [k.group_id, k.predictions_topic]:
             log.warning("ignoring snapshot of partition %d written for %s", partition, data.get("source"))
             return None
-        engine = PartitionEngine.restore(self.config, data["engine"], partitions=self.partitions, clock=self.clock)
+        engine = PartitionEngine.restore(
+            self.config, data["engine"], partitions=self.partitions, clock=self.clock, profiles=self.profiles
+        )
         return engine, data["offsets"], data["outbox"]
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
