@@ -142,6 +142,10 @@ class Reference:
         if values.size == 0:
             raise ValueError("a numeric reference needs at least one value")
         cuts = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])
+        # Snap each cut down to the sample value at or below it: the sample is binned as before, but a
+        # cut interpolated between two discrete values no longer opens a bin nothing can fall in.
+        ordered = np.sort(values)
+        cuts = ordered[np.maximum(np.searchsorted(ordered, cuts, side="right") - 1, 0)]
         edges = np.unique(cuts)
         edges = edges[edges < values.max()]  # a cut at the maximum would leave the last bin empty for good
         counts = np.bincount(np.searchsorted(edges, values, side="left"), minlength=edges.size + 1)
