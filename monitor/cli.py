@@ -125,6 +125,50 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(n.strip() for n in (text or "").split(",") if n.strip())
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from monitor.baseline_cmd import profile_table, summary
+    from monitor.core.baseline import ProfileError
+    from monitor.io.tables import TableColumns
+
+    # The profile being built may already be listed in baseline.profiles without existing yet.
+    config = _config(args, {"baseline": {"profiles": []}})
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise ProfileError(str(out), f"cannot write: directory {out.parent} does not exist")
+    columns = TableColumns(
+        prediction=args.prediction,
+        label=args.label,
+        segments=_names(args.segments),
+        features=_names(args.features),
+        ignore=_names(args.ignore),
+        scores=_names(args.scores),
+    )
+    built = profile_table(
+        args.data,
+        model=args.model,
+        model_version=args.model_version,
+        columns=columns,
+        bins=args.bins,
+        sample_size=args.sample_size,
+        format=args.format,
+        progress=not args.no_progress,
+        config=config,
+    )
+    try:
+        built.profile.save(out)
+    except OSError as exc:
+        raise ProfileError(str(out), f"cannot write: {exc.strerror}") from None
+    print(summary(built))
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="monitor", description="Streaming model-monitoring sidecar")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
@@ -168,6 +212,24 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--until", help="end of the period, ISO-8601 (default: now)")
     report.add_argument("--out", default="report.html", help="output HTML file")
     report.set_defaults(func=cmd_report)
+
+    base = sub.add_parser("baseline", help="build a model version's reference profile from training or validation data")
+    base.add_argument("data", help="table file: .csv, .tsv, .jsonl / .ndjson, .parquet (text formats may be .gz)")
+    base.add_argument("--model", required=True, help="model name, as in the events")
+    base.add_argument("--model-version", required=True, help="model version; '*' for every version of the model")
+    base.add_argument("--out", required=True, metavar="PROFILE.json", help="profile file to write")
+    base.add_argument("--format", metavar="{csv,tsv,jsonl,parquet}", help="table format (default: from the suffix)")
+    base.add_argument("--prediction", metavar="COL", help="prediction column (default: none, no prediction stream)")
+    base.add_argument("--label", metavar="COL", help="label column, for the metric levels")
+    base.add_argument("--segments", metavar="A,B", help="segment columns (default: monitoring.segments)")
+    base.add_argument("--features", metavar="A,B", help="feature columns (default: every other column)")
+    base.add_argument("--ignore", metavar="A,B", help="columns that are not features (ids, timestamps...)")
+    base.add_argument("--scores", metavar="CLASS=COL,...", help="class-probability columns")
+    base.add_argument("--bins", type=int, help="quantile bins per numeric stream (default: significance.bins)")
+    base.add_argument("--sample-size", type=int, default=20_000, help="values kept per numeric stream")
+    base.add_argument("--config", help="TOML config file (default: $MONITOR_CONFIG) for the defaults")
+    base.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    base.set_defaults(func=cmd_baseline)
 
     rep = sub.add_parser("replay", help="run the monitor over a recorded topic or file; report what it would alert")
     rep.add_argument("--config", help="TOML config file (default: $MONITOR_CONFIG)")
