@@ -420,7 +420,7 @@ class SignificanceConfig:
     ks_threshold: float = 0.1
     critical_ratio: float = 2.0
     fdr: float = 0.05
-    round_events: int = 5000
+    round_events: int = 1000
 
     def threshold(self, statistic: str) -> float:
         return float(getattr(self, f"{statistic}_threshold"))

@@ -171,9 +171,7 @@ class Reference:
     def to_plain(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "counts": self.counts.tolist()}
         if self.kind == "numeric":
-            out.update(
-                edges=self.edges.tolist(), mean=self.mean, std=self.std, min=self.minimum, max=self.maximum
-            )
+            out.update(edges=self.edges.tolist(), mean=self.mean, std=self.std, min=self.minimum, max=self.maximum)
         return out
 
     @classmethod
@@ -314,13 +312,11 @@ class BaselineWindowTest:
         p_psi, p_js = psi(refc, cur), js_distance(refc, cur)
         if self.kind == "numeric":
             ks, ks_p = ks_two_sample(refc, cur)
-            chi2, chi2_p = chi_square(refc, cur) if self.numeric_test == "chi2" else (math.nan, math.nan)
+            _, chi2_p = chi_square(refc, cur) if self.numeric_test == "chi2" else (math.nan, math.nan)
             p, test = (ks_p, "ks") if self.numeric_test == "ks" else (chi2_p, "chi2")
             current: dict[str, Any] = {"mean": self._sum / self.window, "events": self.window}
             baseline: dict[str, Any] = {"mean": ref.mean, "std": ref.std, "events": ref.events}
-            return WindowResult(
-                self.seen, time, self.window, ref.events, p_psi, p_js, ks, p, test, current, baseline
-            )
+            return WindowResult(self.seen, time, self.window, ref.events, p_psi, p_js, ks, p, test, current, baseline)
         _, p = chi_square(refc, cur)
         r, c = _shares(refc.astype(np.float64)), _shares(cur.astype(np.float64))
         top = int(np.argmax(np.abs(c - r)))
@@ -364,6 +360,7 @@ class FalseDiscoveryControl:
         self.rounds = 0
         self.tests = 0
         self.discoveries = 0
+        self.uncorrected = 0  # tests with a raw p-value below q: what testing each stream alone would flag
 
     def add(self, stream: Any, result: WindowResult) -> None:
         self.pending.append((stream, result))
@@ -381,7 +378,9 @@ class FalseDiscoveryControl:
         decided, self.pending = self.pending, []
         if not decided:
             return []
-        rejected, adjusted = benjamini_hochberg(np.array([r.p_value for _, r in decided]), self.q)
+        p_values = np.array([r.p_value for _, r in decided])
+        rejected, adjusted = benjamini_hochberg(p_values, self.q)
+        self.uncorrected += int(np.count_nonzero(p_values < self.q))
         for (_, r), rej, adj in zip(decided, rejected.tolist(), adjusted.tolist(), strict=True):
             r.significant, r.adjusted_p = bool(rej), float(adj)
         self.rounds += 1

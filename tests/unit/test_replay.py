@@ -144,6 +144,9 @@ class _Recorder:
         self.calls.append(("labels", times))
         return BatchResult(processed=len(values))
 
+    def finish(self) -> list[Any]:
+        return []
+
 
 def test_labels_are_interleaved_in_event_time(tmp_path, monkeypatch):
     preds = tmp_path / "p.jsonl"

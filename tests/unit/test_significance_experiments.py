@@ -1,0 +1,53 @@
+"""The documented figures hold: false alarms across 1,000+ stationary streams, detection delays per detector.
+
+These run the same functions as `make significance` (benchmarks/significance.py), which writes
+docs/significance.md.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from benchmarks.significance import CATEGORICAL_DETECTORS, DETECTORS, detection_delay, false_alarms, report
+
+
+@pytest.mark.timeout(1200)
+def test_a_million_stationary_events_over_1000_streams_stay_within_the_false_discovery_rate() -> None:
+    fa = false_alarms(events=1_000_000, features=10, segments=100)
+    assert fa.events >= 1_000_000 and fa.streams >= 1_000
+    assert fa.window_tests > 10_000 and fa.rounds >= 200
+    # nothing changed, so any discovery is false: Benjamini-Hochberg keeps the rounds with one at or below q
+    assert fa.round_error_rate <= fa.fdr
+    # alerts need the effect size too: false drift alerts stay within the rate (expected: none at all)
+    assert fa.drift_alerts <= fa.fdr * fa.rounds * 0.1
+    assert fa.quality_alerts == 0
+    # the contrast: testing each stream alone at the same level flags far more
+    assert fa.uncorrected > 10 * max(fa.discoveries, 1)
+    # the sequential detectors' raw false triggers are rare at the default thresholds
+    assert fa.triggers_per_million("adwin") < 5 and fa.triggers_per_million("page_hinkley") < 5
+    text = report(fa, [], "make significance")
+    assert f"{fa.streams:,}" in text and "rounds with any discovery" in text
+
+
+@pytest.mark.parametrize("segment", [False, True], ids=["all traffic", "one segment"])
+def test_a_half_sd_mean_shift_is_detected_by_every_numeric_detector(segment: bool) -> None:
+    d = detection_delay("numeric", 0.5, segment=segment, seeds=1, after=30_000)
+    for name in DETECTORS:
+        assert math.isfinite(d.median(name)), f"{name} missed a 0.5 sd shift ({d.where})"
+    assert d.median("alert") <= 1_500  # in events of the affected stream
+    assert d.median("page_hinkley") <= d.median("adwin")  # a persistent mean shift: PH's strength
+
+
+def test_larger_shifts_are_detected_sooner() -> None:
+    small, large = (detection_delay("numeric", s, seeds=1) for s in (0.25, 1.0))
+    assert large.median("alert") < small.median("alert")
+    assert large.median("adwin") < small.median("adwin")
+
+
+def test_a_category_share_shift_is_detected() -> None:
+    d = detection_delay("categorical", 0.2, seeds=1)
+    for name in ("chi2_window", "js", "alert"):
+        assert math.isfinite(d.median(name)), f"{name} missed the share shift"
+    assert set(d.delays) >= set(CATEGORICAL_DETECTORS)
