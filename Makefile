@@ -8,7 +8,7 @@ E2E_STAMP := $(VENV)/.e2e-installed
 E2E_APT   := chromium chromium-driver prometheus
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint unit integration e2e e2e-deps bench clean
+.PHONY: demo test lint unit integration e2e e2e-deps bench significance clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ e2e: $(E2E_STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+
+# False alarms over 1,000+ stationary streams and detection delays per detector: writes docs/significance.md.
+significance: $(STAMP)
+	$(BIN)/python -m benchmarks.significance
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

@@ -27,7 +27,7 @@ from monitor.core.events import LabelBatch, LabelDecoder, PredictionBatch, Predi
 from monitor.core.fairness import FairnessTracker, GroupStats
 from monitor.core.join import Joined, LabelJoiner, PendingPrediction
 from monitor.core.performance import ModelPerformance, binary_label, binary_score
-from monitor.core.quality import CHECKS, QualityFinding, SchemaWatch
+from monitor.core.quality import CHECKS, FieldSchema, QualityFinding, SchemaWatch
 from monitor.core.rules import (
     ALL,
     Alert,
@@ -309,7 +309,6 @@ class PartitionEngine:
 
     def _apply_profile(self, state: ModelState, profile: BaselineProfile | None) -> None:
         """Types, category codes and schema from the baseline profile, before the first event is read."""
-        q = self.config.quality
         schema = None
         if profile is not None:
             cap = self.config.monitoring.max_categories
@@ -323,16 +322,21 @@ class PartitionEngine:
                     ranked = sorted(ref.categories, key=lambda c: -ref.categories[c]) if ref else f.categories
                     vocab.encode(ranked[:cap])
             schema = {k: v for k, v in profile.schema.items() if k != PREDICTION_FIELD} or None
-        if q.enabled:
-            state.quality = SchemaWatch(
-                window_events=q.window_events,
-                baseline_events=q.baseline_events,
-                min_rate_change=q.min_rate_change,
-                max_p_value=q.max_p_value,
-                range_tolerance=q.range_tolerance,
-                max_fields=self.config.monitoring.max_features_per_model,
-                schema=schema,
-            )
+        state.quality = self._schema_watch(schema)
+
+    def _schema_watch(self, schema: dict[str, FieldSchema] | None) -> SchemaWatch | None:
+        q = self.config.quality
+        if not q.enabled:
+            return None
+        return SchemaWatch(
+            window_events=q.window_events,
+            baseline_events=q.baseline_events,
+            min_rate_change=q.min_rate_change,
+            max_p_value=q.max_p_value,
+            range_tolerance=q.range_tolerance,
+            max_fields=self.config.monitoring.max_features_per_model,
+            schema=schema,
+        )
 
     def _window_test(self, state: ModelState, name: str, kind: str, bucket: tuple[str, str]) -> BaselineWindowTest:
         key = (name, *bucket)
@@ -985,9 +989,23 @@ class PartitionEngine:
             raise ValueError(f"snapshot version {data.get('version')!r} is not {snap.SNAPSHOT_VERSION}")
         engine = cls(config, partition=int(data["partition"]), partitions=partitions, clock=clock, profiles=profiles)
         for name in cls._STATE:
-            setattr(engine, name, snap.decode(data["state"][name]))
+            if name in data["state"]:  # state added by a later release starts fresh when restoring an older snapshot
+                setattr(engine, name, snap.decode(data["state"][name]))
+        for state in engine.models.values():
+            engine._upgrade(state)
         engine._apply_config()
         return engine
+
+    def _upgrade(self, state: ModelState) -> None:
+        """Give a model restored from an older snapshot the attributes later releases added, fresh."""
+        fresh = ModelState(state.model, state.version)
+        missing = [k for k in vars(fresh) if not hasattr(state, k)]
+        for k in missing:
+            setattr(state, k, getattr(fresh, k))
+        if "quality" in missing:
+            profile = self.profiles.get(state.model, state.version)
+            schema = {k: v for k, v in profile.schema.items() if k != PREDICTION_FIELD} if profile else None
+            state.quality = self._schema_watch(schema or None)
 
     def _apply_config(self) -> None:
         """Settings come from the current config, not from the snapshot: a restart with new limits or

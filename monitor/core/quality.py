@@ -244,7 +244,7 @@ class SchemaWatch:
             return []
         if self.events < self.window_events:
             return []
-        findings = self._check(end_time)
+        findings = self._check(end_time, kinds, labels)
         self.windows += 1
         self._reset()
         return findings
@@ -263,21 +263,23 @@ class SchemaWatch:
             kind = kinds.get(name)
             if kind is None or c.absent > m / 2:
                 continue
-            top = float(c.codes.max() / c.codes.sum()) if c.codes.sum() else 1.0
-            schema[name] = FieldSchema(
-                type=kind,
-                events=m,
-                absent_rate=c.absent / m,
-                null_rate=c.null / m,
-                mismatch_rate=c.mismatch / m,
-                minimum=c.minimum if c.present and kind == "numeric" else math.nan,
-                maximum=c.maximum if c.present and kind == "numeric" else math.nan,
-                categories=[names[i] for i in np.flatnonzero(c.codes).tolist() if i < len(names)]
-                if (names := labels.get(name))
-                else [],
-                top_share=top if kind == "categorical" else (0.0 if c.minimum < c.maximum else 1.0),
-            )
+            schema[name] = self._field_schema(c, kind, labels.get(name), m)
         return schema
+
+    @staticmethod
+    def _field_schema(c: FieldCounts, kind: str, names: list[str] | None, m: int) -> FieldSchema:
+        top = float(c.codes.max() / c.codes.sum()) if c.codes.sum() else 1.0
+        return FieldSchema(
+            type=kind,
+            events=m,
+            absent_rate=min(1.0, c.absent / m),
+            null_rate=c.null / m,
+            mismatch_rate=c.mismatch / m,
+            minimum=c.minimum if c.present and kind == "numeric" else math.nan,
+            maximum=c.maximum if c.present and kind == "numeric" else math.nan,
+            categories=[names[i] for i in np.flatnonzero(c.codes).tolist() if i < len(names)] if names else [],
+            top_share=top if kind == "categorical" else (0.0 if c.minimum < c.maximum else 1.0),
+        )
 
     # ------------------------------------------------------------- checks
     def _rate(
@@ -314,7 +316,7 @@ class SchemaWatch:
             **kw,
         )
 
-    def _check(self, end_time: float) -> list[QualityFinding]:
+    def _check(self, end_time: float, kinds: dict[str, str], labels: dict[str, list[str]]) -> list[QualityFinding]:
         assert self.schema is not None
         out: list[QualityFinding] = []
         n = self.events
@@ -327,7 +329,7 @@ class SchemaWatch:
                         name,
                         "new_field",
                         fire=share >= self.min_rate_change,
-                        clear=False,  # a new field stays new until the baseline is rebuilt
+                        clear=share < self.min_rate_change / 2,
                         statistic=share,
                         threshold=self.min_rate_change,
                         p_value=None,
@@ -336,6 +338,12 @@ class SchemaWatch:
                         end_time=end_time,
                     )
                 )
+                kind = kinds.get(name)
+                if out[-1].fire and kind is not None:
+                    # Reported once, then adopted: later windows check it like any other field, and the
+                    # alert resolves through them (a new field is news once, not a standing fault).
+                    c.absent = n - (c.present + c.mismatch + c.null)
+                    self.schema[name] = self._field_schema(c, kind, labels.get(name), n)
                 continue
             out.append(self._rate(name, "missing_field", c.absent, f.absent_rate, f, end_time))
             out.append(

@@ -159,3 +159,16 @@ def test_a_field_schema_round_trips_and_rejects_unknown_types() -> None:
     assert FieldSchema.from_plain(f.to_plain()) == f
     with pytest.raises(ValueError, match="numeric or categorical"):
         FieldSchema.from_plain({"type": "text"})
+
+
+def test_a_new_field_is_reported_once_then_adopted_and_resolves() -> None:
+    events = list(TrafficGenerator(seed=8).predictions(BEFORE + 6_000, start_time=T0, rate=100.0))
+    for i, e in enumerate(events[BEFORE:]):
+        _add_field(e, i)
+    cfg = load_config(environ={}, overrides={"alerts": {"resolve_after_s": 20.0}})
+    engine = PartitionEngine(cfg, clock=lambda: T0)
+    statuses = [(a.key, a.status, a.detector) for _, a in _feed(engine, events) if a.kind == "schema"]
+    assert statuses[0] == ("churn/v1/schema/promo_code/all", "firing", "new_field")
+    assert statuses[1][:2] == ("churn/v1/schema/promo_code/all", "resolved") and len(statuses) == 2
+    watch = engine.models["churn", "v1"].quality
+    assert watch is not None and watch.schema is not None and watch.schema["promo_code"].categories == ["BF2026"]

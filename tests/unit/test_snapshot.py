@@ -464,3 +464,26 @@ def test_restore_refuses_another_snapshot_version():
     with pytest.raises(ValueError, match="snapshot version"):
         PartitionEngine.restore(CONFIG, without, clock=_clock)
     assert PartitionEngine.restore(CONFIG, data, clock=_clock).events_total() == engine.events_total()
+
+
+def test_a_snapshot_from_before_baselines_restores_and_continues():
+    """Snapshots written before window tests, schema checks and decisions existed still restore: the new
+    state starts fresh (window tests learn their reference again) and the stream goes on."""
+    engine = PartitionEngine(CONFIG, clock=_clock)
+    half = len(ENGINE_BATCHES) // 2
+    _run(engine, ENGINE_BATCHES[:half])
+    data = snapshot.loads(snapshot.dumps(engine.snapshot()))
+    for name in ("fdr", "incident_shift"):
+        del data["state"][name]
+    old_attrs = ("tests", "quality", "first_event_time", "retrain")
+    for node in data["state"]["models"]["$d"]:
+        fields = node[1]["f"]
+        for attr in old_attrs:
+            del fields[attr]
+    twin = PartitionEngine.restore(CONFIG, data, clock=_clock)
+    state = next(iter(twin.models.values()))
+    assert state.tests == {} and state.quality is not None and state.retrain.streak == 0
+    before = twin.events_total()
+    rest = _run(twin, ENGINE_BATCHES[half:])
+    assert twin.events_total() == before + sum(n for role, n, *_ in rest if role == "predictions")
+    assert state.tests and twin.fdr.tests > 0  # the new checks started on the restored partition
