@@ -555,6 +555,11 @@ class MonitorConfig:
         self.significance.validate()
         self.quality.validate()
         self.decisions.validate()
+        if self.decisions.rollback_min_labels > self.performance.window:
+            raise ConfigError(
+                "decisions.rollback_min_labels",
+                f"must be <= performance.window ({self.performance.window}): versions are compared on that window",
+            )
         if self.kafka.transactional_id and not self.checkpoint.enabled:
             raise ConfigError("kafka.transactional_id", "transactions commit with checkpoints: enable them")
         return self

@@ -32,7 +32,18 @@ RECOMMENDATIONS = {
     "investigate": "Investigate the change (data source, product change, bug?)",
     "none": "No action needed",
 }
-CONFIG_SECTIONS = ("monitoring", "detectors", "alerts", "labels", "performance", "fairness")
+CONFIG_SECTIONS = (
+    "monitoring",
+    "detectors",
+    "alerts",
+    "labels",
+    "performance",
+    "fairness",
+    "baseline",
+    "significance",
+    "quality",
+    "decisions",
+)
 
 
 def parse_time(text: str) -> float:

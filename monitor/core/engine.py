@@ -529,16 +529,14 @@ class PartitionEngine:
         alerts: list[Alert] = []
         watch = state.quality
         testing = self.config.significance.enabled
+        observed: list[tuple[str, list[Any], str, np.ndarray]] = []
         for name, values in columns:
             converted = self._column(state, name, values)
             if converted is None:
                 continue
             kind, column = converted
             if watch is not None and name != PREDICTION:
-                nulls = batch.nulls.get(name, ())
-                explicit = len(nulls) if rows is None else int(np.isin(rows, nulls).sum()) if nulls else 0
-                labels = state.vocab[name].labels() if kind == "categorical" else None
-                watch.observe(name, values, explicit, kind, column, labels)
+                observed.append((name, values, kind, column))
             touched: list[tuple[tuple[str, str], Tracker, float]] = []
             for bucket, part in buckets:
                 tracker = self._tracker(state, name, kind, bucket)
@@ -559,13 +557,48 @@ class PartitionEngine:
                 touched.append((bucket, tracker, float(part_times.max())))
             alerts.extend(self._decide(state, name, touched))
         if watch is not None:
-            labels_of = {name: v.labels() for name, v in state.vocab.items()}
-            findings = watch.end_batch(n, float(np.nanmin(times)), state.last_event_time, state.kinds, labels_of)
-            if findings:
-                alerts += self._emit(state, self._quality_judgements(state, findings))
+            alerts += self._watch_quality(state, watch, batch, rows, observed, times)
         alerts += self._register_predictions(state, batch, rows, buckets, times)
         if self.config.decisions.enabled and self.config.decisions.retrain_drift_features:
             alerts += self._emit(state, [self._retrain_judgement(state)])
+        return alerts
+
+    def _watch_quality(
+        self,
+        state: ModelState,
+        watch: SchemaWatch,
+        batch: PredictionBatch,
+        rows: np.ndarray | None,
+        observed: list[tuple[str, list[Any], str, np.ndarray]],
+        times: np.ndarray,
+    ) -> list[Alert]:
+        """Feed the schema watch window by window, so windows (and the learned schema) have their configured
+        size whatever the batch size: a break is judged within ``quality.window_events`` of it."""
+        n = times.size
+        labels_of = {name: v.labels() for name, v in state.vocab.items()}
+        null_masks: dict[str, np.ndarray] = {}
+        for name, *_ in observed:
+            nulls = batch.nulls.get(name)
+            if nulls:
+                mask = np.zeros(len(batch), dtype=bool)
+                mask[nulls] = True
+                null_masks[name] = mask if rows is None else mask[rows]
+        alerts: list[Alert] = []
+        start = 0
+        while start < n:
+            stop = min(n, start + watch.room())
+            for name, values, kind, column in observed:
+                null_mask = null_masks.get(name)
+                explicit = int(null_mask[start:stop].sum()) if null_mask is not None else 0
+                part = values if (start, stop) == (0, n) else values[start:stop]
+                watch.observe(name, part, explicit, kind, column[start:stop], labels_of.get(name))
+            window_times = times[start:stop]
+            findings = watch.end_batch(
+                stop - start, float(np.nanmin(window_times)), float(np.nanmax(window_times)), state.kinds, labels_of
+            )
+            if findings:
+                alerts += self._emit(state, self._quality_judgements(state, findings))
+            start = stop
         return alerts
 
     def _register_predictions(
@@ -659,8 +692,8 @@ class PartitionEngine:
                 threshold, critical = limit, limit * sig.critical_ratio
                 if tracker.kind == "numeric":
                     shift = abs(verdict.current["mean"] - verdict.baseline["mean"])
-                else:
-                    shift = value
+                else:  # total variation distance, as the sequential categorical detector's shift
+                    shift = float(verdict.current.get("distance", value))
         return Judgement(
             bucket=bucket,
             stream_kind=tracker.kind,
@@ -700,7 +733,7 @@ class PartitionEngine:
             events=r.events,
             detector=stat,
             change_seq=r.seq,
-            change_time=r.time,
+            change_time=r.start_time if r.start_time == r.start_time else r.time,
             p_value=r.adjusted_p,
             baseline=baseline,
             current=current,
@@ -722,6 +755,10 @@ class PartitionEngine:
                 group = [f for f in group if f.check != "null_rate"] or group
             firing = [f for f in group if f.fire]
             f = firing[0] if firing else group[0]
+            value = f.current.get("value")
+            if f.check == "constant" and state.kinds.get(feature) == "categorical" and isinstance(value, int):
+                names = state.vocab[feature].labels()
+                f.current["value"] = names[value] if value < len(names) else str(value)
             ev = DriftEvidence(
                 detected=bool(firing),
                 effect=f.statistic,
@@ -795,7 +832,7 @@ class PartitionEngine:
             threshold=float(cfg.retrain_windows if by_labels else cfg.retrain_drift_features),
             critical=math.inf,
             fire=by_labels or by_drift,
-            clear=r.streak == 0 and not drifting,
+            clear=r.streak == 0 and not by_drift,
             shift=0.0,
             statistic=ev.effect,
             extra={"drifting": drifting, "window_labels": cfg.window_labels},
@@ -1173,20 +1210,13 @@ def _message(model: str, version: str, j: Judgement, status: str) -> str:
     # data and prediction drift
     what = f"The predictions of {of_model}" if j.subject == "prediction" else j.subject.replace("_", " ").capitalize()
     suffix = "" if j.subject == "prediction" else f" ({of_model})"
-    if j.stream_kind == "numeric":
-        before, now = _format(ev.baseline.get("mean", math.nan)), _format(ev.current.get("mean", math.nan))
-        if firing:
-            return (
-                f"{what} {where}{suffix} {ev.direction} from a mean of {before} to {now} "
-                f"over the last {ev.events:,} predictions."
-            )
-        return f"{what} {where}{suffix} is back near its usual level: mean {now} against {before} before."
     if firing and ev.extra.get("window_test"):
         test = f"{ev.detector.upper()} {ev.effect:.2f} against the baseline, adjusted p = {ev.p_value:.2g}"
         if j.stream_kind == "numeric":
             before, now = _format(ev.baseline.get("mean", math.nan)), _format(ev.current.get("mean", math.nan))
+            name = "the predictions" if j.subject == "prediction" else j.subject
             return (
-                f"The distribution of {what if j.subject == 'prediction' else j.subject} {where}{suffix} moved away "
+                f"The distribution of {name} {where}{suffix} moved away "
                 f"from its baseline over the last {ev.events:,} predictions ({test}); mean {now} against {before}."
             )
         cat = ev.current.get("category", "?")
@@ -1195,6 +1225,14 @@ def _message(model: str, version: str, j: Judgement, status: str) -> str:
             f"{ev.events:,} predictions ({test}); {j.subject}={cat} {ev.direction} from "
             f"{_pct(ev.baseline.get('share'))} to {_pct(ev.current.get('share'))}."
         )
+    if j.stream_kind == "numeric":
+        before, now = _format(ev.baseline.get("mean", math.nan)), _format(ev.current.get("mean", math.nan))
+        if firing:
+            return (
+                f"{what} {where}{suffix} {ev.direction} from a mean of {before} to {now} "
+                f"over the last {ev.events:,} predictions."
+            )
+        return f"{what} {where}{suffix} is back near its usual level: mean {now} against {before} before."
     cat = ev.current.get("category", "?")
     if firing:
         return (

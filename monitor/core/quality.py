@@ -160,6 +160,11 @@ class SchemaWatch:
         self.capped = 0
 
     # ------------------------------------------------------------- feeding
+    def room(self) -> int:
+        """Events still needed to complete the warm-up or the current window (at least 1)."""
+        target = self.baseline_events if self.schema is None else self.window_events
+        return max(1, target - self.events)
+
     def _counts(self, name: str) -> FieldCounts | None:
         c = self.counts.get(name)
         if c is None:
@@ -217,6 +222,8 @@ class SchemaWatch:
                 c.codes = np.pad(c.codes, (0, size - c.codes.size)) + counts
                 if schema is not None and schema.type == "categorical" and labels is not None:
                     known = set(schema.categories)
+                    if len(schema.categories) >= len(labels):  # the baseline had more values than codes
+                        known.add(labels[-1])  # so the overflow code holds known values too
                     unseen = [i for i in np.flatnonzero(counts).tolist() if i < len(labels) and labels[i] not in known]
                     if unseen:
                         c.unseen += int(counts[unseen].sum())

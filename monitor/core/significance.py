@@ -203,6 +203,7 @@ class WindowResult:
     baseline: dict[str, Any]
     adjusted_p: float | None = None
     significant: bool | None = None  # set when the round is decided
+    start_time: float = math.nan  # event time of the window's first value
 
     def statistic(self, name: str) -> float:
         if name == "ks" and self.ks is not None:
@@ -250,6 +251,7 @@ class BaselineWindowTest:
         self._counts = np.zeros(0 if reference is None else reference.counts.size, dtype=np.int64)
         self._filled = 0
         self._sum = 0.0
+        self._start = math.nan
         self.tests = 0
         self.last: WindowResult | None = None  # the latest decided result: what the alert rules judge
         self.pending = 0  # results handed out and not yet decided
@@ -288,6 +290,8 @@ class BaselineWindowTest:
         start = 0
         while start < codes.size:
             take = min(self.window - self._filled, codes.size - start)
+            if self._filled == 0:
+                self._start = float(times[start])
             part = codes[start : start + take]
             self._counts += np.bincount(part, minlength=self._counts.size)
             if self.kind == "numeric":
@@ -316,10 +320,13 @@ class BaselineWindowTest:
             p, test = (ks_p, "ks") if self.numeric_test == "ks" else (chi2_p, "chi2")
             current: dict[str, Any] = {"mean": self._sum / self.window, "events": self.window}
             baseline: dict[str, Any] = {"mean": ref.mean, "std": ref.std, "events": ref.events}
-            return WindowResult(self.seen, time, self.window, ref.events, p_psi, p_js, ks, p, test, current, baseline)
+            result = WindowResult(self.seen, time, self.window, ref.events, p_psi, p_js, ks, p, test, current, baseline)
+            result.start_time = self._start
+            return result
         _, p = chi_square(refc, cur)
         r, c = _shares(refc.astype(np.float64)), _shares(cur.astype(np.float64))
         top = int(np.argmax(np.abs(c - r)))
+        distance = 0.5 * float(np.abs(c - r).sum())
         return WindowResult(
             self.seen,
             time,
@@ -330,8 +337,15 @@ class BaselineWindowTest:
             None,
             p,
             "chi2",
-            {"code": top, "share": float(c[top]), "events": self.window, "rose": bool(c[top] > r[top])},
+            {
+                "code": top,
+                "share": float(c[top]),
+                "events": self.window,
+                "rose": bool(c[top] > r[top]),
+                "distance": distance,
+            },
             {"code": top, "share": float(r[top]), "events": ref.events},
+            start_time=self._start,
         )
 
 

@@ -172,3 +172,19 @@ def test_a_new_field_is_reported_once_then_adopted_and_resolves() -> None:
     assert statuses[1][:2] == ("churn/v1/schema/promo_code/all", "resolved") and len(statuses) == 2
     watch = engine.models["churn", "v1"].quality
     assert watch is not None and watch.schema is not None and watch.schema["promo_code"].categories == ["BF2026"]
+
+
+def test_windows_keep_their_size_whatever_the_batch_size() -> None:
+    """A consumer batch of 3,000 events: the schema is learned from the first 500 only, and the break right
+    after it is judged on 200-event windows, not hidden in the warm-up or diluted in one big window."""
+    events = list(TrafficGenerator(seed=12).predictions(3_000, start_time=T0, rate=100.0))
+    for i, e in enumerate(events[600:]):
+        _income_as_string(e, i)
+    engine = _engine()
+    res = engine.process_predictions([orjson.dumps(e) for e in events], [T0] * len(events))
+    schema = [a for a in res.alerts if a.kind == "schema"]
+    assert [(a.key, a.detector) for a in schema] == [("churn/v1/schema/income/all", "type_change")]
+    assert schema[0].window["events"] == 200 and schema[0].current["rate"] >= 0.5
+    watch = engine.models["churn", "v1"].quality
+    assert watch is not None and watch.schema is not None and watch.schema["income"].type == "numeric"
+    assert watch.schema["income"].events == 500 and watch.windows == (3_000 - 500) // 200

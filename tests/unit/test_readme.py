@@ -10,7 +10,9 @@ from prometheus_client import CollectorRegistry
 
 from monitor.config import (
     AlertConfig,
+    BaselineConfig,
     CheckpointConfig,
+    DecisionsConfig,
     DetectorSettings,
     FairnessConfig,
     HttpConfig,
@@ -18,6 +20,8 @@ from monitor.config import (
     LabelsConfig,
     MonitoringConfig,
     PerformanceConfig,
+    QualityConfig,
+    SignificanceConfig,
     load_config,
 )
 from monitor.io.exporter import register
@@ -37,6 +41,10 @@ def test_every_setting_is_in_the_config_reference():
         ("performance", PerformanceConfig),
         ("checkpoint", CheckpointConfig),
         ("fairness", FairnessConfig),
+        ("baseline", BaselineConfig),
+        ("significance", SignificanceConfig),
+        ("quality", QualityConfig),
+        ("decisions", DecisionsConfig),
     ):
         for f in dataclasses.fields(cls):
             assert f"{section}.{f.name}" in README, f"{section}.{f.name} is not documented"

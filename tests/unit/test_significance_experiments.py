@@ -51,3 +51,12 @@ def test_a_category_share_shift_is_detected() -> None:
     for name in ("chi2_window", "js", "alert"):
         assert math.isfinite(d.median(name)), f"{name} missed the share shift"
     assert set(d.delays) >= set(CATEGORICAL_DETECTORS)
+
+
+def test_among_real_changes_the_false_discovery_proportion_stays_within_the_rate() -> None:
+    mixed = false_alarms(events=200_000, features=10, segments=100, seed=1, shifted=10)
+    assert mixed.streams >= 1_000
+    assert mixed.true_alerts >= 10  # every shifted region is found (one alert each)
+    assert mixed.false_discovery_proportion <= mixed.fdr
+    text = report(mixed, [], "make significance", mixed)
+    assert "false discovery proportion" in text
