@@ -455,7 +455,7 @@ class SignificanceConfig:
 class QualityConfig:
     """Schema and data-quality checks per model version against the baseline schema.
 
-    Each window of at least ``window_events`` predictions is checked per field: missing, new or
+    Each tumbling window of ``window_events`` predictions is checked per field: missing, new or
     mistyped fields (``schema`` alerts), null rate, values outside the baseline range widened by
     ``range_tolerance`` times its width, unseen categories, a varying field turned constant
     (``data_quality`` alerts). A rate check fires when the rate rose by ``min_rate_change`` over the
