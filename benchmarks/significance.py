@@ -166,6 +166,31 @@ def false_alarms(
     )
 
 
+# ------------------------------------------------------------------------ sequential detectors' thresholds
+PH_THRESHOLDS = (10.0, 20.0, 30.0, 50.0)
+ADWIN_DELTAS = (0.2, 0.02, 0.002, 0.0002)
+
+
+def sequential_false_alarm_rates(events: int = 1_000_000, seed: int = 0) -> dict[str, dict[float, float]]:
+    """Raw triggers per million stationary standardised values, per threshold: the detectors' false-alarm rate.
+
+    Page-Hinkley with ``page_hinkley_delta`` 0.25 at several thresholds, ADWIN (chunks of 32, as the monitor
+    runs it) at several deltas; both restart after a trigger, as in the monitor.
+    """
+    from monitor.core.detectors import ChunkedADWIN, PageHinkley
+
+    rng = np.random.default_rng(seed)
+    z = np.clip(rng.normal(0, 1, events), -10, 10)
+    out: dict[str, dict[float, float]] = {"page_hinkley": {}, "adwin": {}}
+    for threshold in PH_THRESHOLDS:
+        ph = PageHinkley(min_instances=30, delta=0.25, threshold=threshold, alpha=1.0)
+        out["page_hinkley"][threshold] = 1e6 * len(ph.update_many(z)) / events
+    for delta in ADWIN_DELTAS:
+        adwin = ChunkedADWIN(delta, 32, 1)
+        out["adwin"][delta] = 1e6 * len(adwin.update_many(z)) / events
+    return out
+
+
 # --------------------------------------------------------------------------------------- detection delay
 DETECTORS = ("adwin", "page_hinkley", "psi", "js", "ks", "alert")
 CATEGORICAL_DETECTORS = ("chi2_window", "psi", "js", "alert")
@@ -277,7 +302,13 @@ def _fmt(x: float) -> str:
     return "missed" if x == float("inf") else "n/a" if x != x else f"{x:,.0f}"
 
 
-def report(fa: FalseAlarmResult, delays: list[Delay], command: str, mixed: FalseAlarmResult | None = None) -> str:
+def report(
+    fa: FalseAlarmResult,
+    delays: list[Delay],
+    command: str,
+    mixed: FalseAlarmResult | None = None,
+    rates: dict[str, dict[float, float]] | None = None,
+) -> str:
     lines = [
         "# False alarms and detection delays",
         "",
@@ -330,6 +361,27 @@ def report(fa: FalseAlarmResult, delays: list[Delay], command: str, mixed: False
             f"| Benjamini-Hochberg discoveries | {mixed.discoveries:,} of {mixed.window_tests:,} window tests |",
             "",
         ]
+    if rates is not None:
+        lines += [
+            "## The sequential detectors' thresholds as false-alarm rates",
+            "",
+            "Raw triggers per million stationary values (standardised, as the monitor feeds them), one stream of",
+            "1,000,000 values per setting; the defaults are in bold. Each trigger restarts the detector. A trigger",
+            "is not an alert: it still needs the effect size and p-value checks.",
+            "",
+            "| Page-Hinkley threshold (delta 0.25 sd) | " + " | ".join(f"{t:g}" for t in rates["page_hinkley"]) + " |",
+            "|---|" + "---|" * len(rates["page_hinkley"]),
+            "| triggers per million values | "
+            + " | ".join((f"**{v:.1f}**" if t == 50.0 else f"{v:.1f}") for t, v in rates["page_hinkley"].items())
+            + " |",
+            "",
+            "| ADWIN delta (chunks of 32) | " + " | ".join(f"{d:g}" for d in rates["adwin"]) + " |",
+            "|---|" + "---|" * len(rates["adwin"]),
+            "| triggers per million values | "
+            + " | ".join((f"**{v:.1f}**" if d == 0.002 else f"{v:.1f}") for d, v in rates["adwin"].items())
+            + " |",
+            "",
+        ]
     lines += [
         "## Detection delay",
         "",
@@ -373,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     fa = false_alarms(args.events, args.features, args.segments)
     mixed = false_alarms(args.events, args.features, args.segments, seed=1, shifted=args.segments // 10)
+    rates = sequential_false_alarm_rates()
     print(
         f"false alarms: {fa.drift_alerts} drift alerts, rounds with discoveries {fa.round_error_rate:.3f}",
         file=sys.stderr,
@@ -381,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     delays += [detection_delay("categorical", s, seg, args.seeds) for seg in (False, True) for s in (0.1, 0.2)]
     command = "make significance"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(report(fa, delays, command, mixed), encoding="utf-8")
+    Path(args.out).write_text(report(fa, delays, command, mixed, rates), encoding="utf-8")
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

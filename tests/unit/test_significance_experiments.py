@@ -10,7 +10,14 @@ import math
 
 import pytest
 
-from benchmarks.significance import CATEGORICAL_DETECTORS, DETECTORS, detection_delay, false_alarms, report
+from benchmarks.significance import (
+    CATEGORICAL_DETECTORS,
+    DETECTORS,
+    detection_delay,
+    false_alarms,
+    report,
+    sequential_false_alarm_rates,
+)
 
 
 @pytest.mark.timeout(1200)
@@ -60,3 +67,11 @@ def test_among_real_changes_the_false_discovery_proportion_stays_within_the_rate
     assert mixed.false_discovery_proportion <= mixed.fdr
     text = report(mixed, [], "make significance", mixed)
     assert "false discovery proportion" in text
+
+
+def test_the_sequential_thresholds_map_to_false_alarm_rates() -> None:
+    rates = sequential_false_alarm_rates(events=300_000)
+    ph = rates["page_hinkley"]
+    assert ph[10.0] > ph[20.0] >= ph[50.0]  # a higher threshold, fewer false triggers
+    assert ph[10.0] > 100  # a low threshold really does trigger on noise: the measurement can see it
+    assert ph[50.0] < 5 and rates["adwin"][0.002] < 5  # the defaults: rare raw triggers
