@@ -280,6 +280,11 @@ class PartitionEngine:
             perf = self._perf(state)
             touched = perf.learn(items, self.rng)
             judged = perf.judgements(touched, state.drifting)
+            profile = self.profiles.get(state.model, state.version)
+            if profile is not None and "accuracy" in profile.metrics and ALL in touched:
+                level = perf.baseline_level(profile.metrics["accuracy"], profile.source or "its profile")
+                if level is not None:
+                    judged.append(level)
             alerts += self._emit(state, judged)
             if self.config.decisions.enabled:
                 alerts += self._emit(state, self._decisions(state, judged))
@@ -1137,6 +1142,14 @@ def _message(model: str, version: str, j: Judgement, status: str) -> str:
         if firing:
             return f"The errors of {of_model} {where} grew from {before} to {now} on average, {inputs}."
         return f"The errors of {of_model} {where} are back near their usual level."
+    if j.kind == "performance" and j.subject == "accuracy_vs_baseline":
+        before, now = _pct(ev.baseline.get("accuracy")), _pct(ev.current.get("accuracy"))
+        if firing:
+            return (
+                f"Accuracy of {of_model} is {now} over the last {ev.events:,} labelled predictions against {before} "
+                f"on its baseline data ({ev.baseline.get('source')}), a significant drop (p = {ev.p_value:.2g})."
+            )
+        return f"Accuracy of {of_model} is back near its baseline level ({now} against {before})."
     if j.kind == "performance" and j.subject == "estimated_accuracy":
         before = _pct(ev.baseline.get("estimated_accuracy"))
         now = _pct(ev.current.get("estimated_accuracy"))

@@ -286,6 +286,52 @@ class ModelPerformance:
             **kw,
         )
 
+    def baseline_level(self, accuracy: float, source: str) -> Judgement | None:
+        """All traffic's windowed accuracy against the accuracy its baseline profile measured (binary only).
+
+        Fires when it is lower by at least ``min_accuracy_drop`` and a one-sided z-test against the baseline
+        level gives p below ``max_p_value``: a model that was never as good live as on its validation data.
+        """
+        b = self.buckets.get(ALL)
+        if self.task != "binary" or b is None or not 0 < accuracy < 1:
+            return None
+        n = b.window.ring.size
+        if n < self.perf.min_labels:
+            return None
+        value = b.window.window_metrics().get("accuracy", math.nan)
+        if value != value:
+            return None
+        drop = accuracy - value
+        z = drop / math.sqrt(accuracy * (1 - accuracy) / n)
+        p_value = 0.5 * math.erfc(z / math.sqrt(2))
+        threshold = self.perf.min_accuracy_drop
+        ev = DriftEvidence(
+            detected=drop >= threshold,
+            effect=max(drop, 0.0),
+            events=n,
+            detector="baseline_level",
+            change_seq=b.window.count,
+            change_time=b.last_label_time,
+            p_value=p_value,
+            baseline={"accuracy": accuracy, "source": source},
+            current={"accuracy": value, "events": n},
+            direction="fell" if drop > 0 else "rose",
+        )
+        return self._judgement(
+            "performance",
+            "accuracy_vs_baseline",
+            ALL,
+            ev,
+            b.last_label_time,
+            stream_kind="baseline_level",
+            threshold=threshold,
+            critical=2 * threshold,
+            fire=drop >= threshold and p_value < self.alerts.max_p_value,
+            clear=drop < threshold * self.alerts.resolve_ratio,
+            shift=max(drop, 0.0),
+            statistic=drop,
+        )
+
     def _concept(self, bucket: Bucket, b: BucketPerformance, drifting: set[str]) -> Judgement:
         cfg, a = self.perf, self.alerts
         ev = b.error.evidence()

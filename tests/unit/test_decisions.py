@@ -145,3 +145,24 @@ def test_the_retrain_streak_counts_checks_and_resets() -> None:
     assert r.check(1000, 500) is True and r.streak == 2  # two windows passed at once
     r.problem = False
     assert r.check(1500, 500) is True and r.streak == 0
+
+
+def _with_profile_accuracy(accuracy: float) -> PartitionEngine:
+    from monitor.core.baseline import BaselineProfile, ProfileSet
+
+    profile = BaselineProfile("churn", "v1", 10_000, {}, {}, metrics={"accuracy": accuracy}, source="validation.csv")
+    cfg = load_config(environ={}, overrides={"detectors": {"warmup_events": 300}})
+    return PartitionEngine(cfg, clock=lambda: T0, profiles=ProfileSet([profile]))
+
+
+def test_live_accuracy_significantly_below_the_profiles_level_raises_a_performance_alert() -> None:
+    alerts = [a for a in _run(_with_profile_accuracy(0.9), 8) if a.subject == "accuracy_vs_baseline"]
+    assert [(a.kind, a.status) for a in alerts] == [("performance", "firing")]
+    a = alerts[0]
+    assert a.baseline["accuracy"] == 0.9 and a.current["accuracy"] < 0.8 and a.p_value < 1e-3
+    assert a.message.startswith("Accuracy of model churn v1 is ") and "validation.csv" in a.message
+
+
+def test_live_accuracy_at_or_above_the_profiles_level_raises_nothing() -> None:
+    alerts = _run(_with_profile_accuracy(0.6), 8)
+    assert [a for a in alerts if a.subject == "accuracy_vs_baseline"] == []
