@@ -122,7 +122,6 @@ def false_alarms(
     rng = np.random.default_rng(seed)
     regions = np.array([f"r{i:03d}" for i in range(segments)], dtype=object)
     alerts: list[Alert] = []
-    rounds_with = 0
     started = time.perf_counter()
     for start in range(0, events, batch):
         n = min(batch, events - start)
@@ -131,12 +130,8 @@ def false_alarms(
         if shifted and start >= events // 2:
             cols["x0"] = np.where(np.isin(region, regions[:shifted]), cols["x0"] + 1.0, cols["x0"])
         seg = {"region": region.tolist()}
-        before = eng.fdr.discoveries
         alerts += eng.monitor_batch(_batch(start, cols, seg, rng.beta(2, 5, n)))
-        rounds_with += eng.fdr.discoveries > before
-    before = eng.fdr.discoveries
     alerts += eng.finish()
-    rounds_with += eng.fdr.discoveries > before
     seconds = time.perf_counter() - started
     state = eng.models["m", "v1"]
     triggers: Counter[str] = Counter()
@@ -156,7 +151,7 @@ def false_alarms(
         window_tests=eng.fdr.tests,
         rounds=eng.fdr.rounds,
         discoveries=eng.fdr.discoveries,
-        rounds_with_discoveries=rounds_with,
+        rounds_with_discoveries=eng.fdr.rounds_with_discoveries,
         uncorrected=eng.fdr.uncorrected,
         fdr=cfg.significance.fdr,
         sequential_triggers=dict(triggers),
@@ -314,9 +309,8 @@ def report(
         "",
         f"Measured with `{command}` on the engine (decoded batches, no broker), default settings:",
         "window tests of 1,000 values against a baseline learned from each stream's first 1,000 values,",
-        "10 quantile bins, Benjamini-Hochberg at `significance.fdr` (0.05) over rounds (`significance.round_events`",
-        "1,000; a round closes at the end of the batch that completes it, so with the 5,000-event batches used",
-        "here each round spans 5,000 events), alert when a",
+        "10 quantile bins, Benjamini-Hochberg at `significance.fdr` (0.05) over rounds of 1,000 partition",
+        "events (`significance.round_events`; a test belongs to the round where its window completed), alert when a",
         "window is a discovery and its PSI is at least 0.2; ADWIN (delta 0.002) and Page-Hinkley (threshold 50",
         "on standardised values) need an effect of 0.5 sd and p < 0.001 besides.",
         "",

@@ -50,22 +50,27 @@ class StreamReference:
     kind: str
     numeric: Reference | None = None
     categories: dict[str, int] = field(default_factory=dict)
+    other: int = 0  # values beyond the categories kept (the long tail), so shares stay true
 
     @property
     def events(self) -> int:
-        return self.numeric.events if self.numeric is not None else sum(self.categories.values())
+        return self.numeric.events if self.numeric is not None else sum(self.categories.values()) + self.other
 
     def to_plain(self) -> dict[str, Any]:
         if self.numeric is not None:
             return self.numeric.to_plain()
-        return {"kind": "categorical", "categories": dict(self.categories)}
+        return {"kind": "categorical", "categories": dict(self.categories), "other": self.other}
 
     @classmethod
     def from_plain(cls, data: dict[str, Any]) -> StreamReference:
         if data.get("kind") == "numeric":
             return cls("numeric", numeric=Reference.from_plain(data))
         if data.get("kind") == "categorical":
-            return cls("categorical", categories={str(k): int(v) for k, v in data["categories"].items()})
+            return cls(
+                "categorical",
+                categories={str(k): int(v) for k, v in data["categories"].items()},
+                other=int(data.get("other", 0)),
+            )
         raise ValueError(f"kind must be numeric or categorical, got {data.get('kind')!r}")
 
 
@@ -240,8 +245,10 @@ class ProfileBuilder:
         self.samples: dict[StreamKey, tuple[np.ndarray, int]] = {}  # sample, values seen
         self.category_counts: dict[StreamKey, Counter[str]] = {}
         self.segment_values: dict[str, set[str]] = {a: set() for a in self.segments}
-        self.labels: list[Any] = []
-        self.predictions: list[Any] = []
+        self.max_labelled = 200_000
+        self.labelled: list[tuple[Any, tuple[Any, Any]]] = []
+        self.labelled_seen = 0
+        self.other: Counter[tuple[str, ...]] = Counter()
         self.capped = Counter[str]()
 
     def add(self, batch: PredictionBatch, labels: Sequence[Any] | None = None) -> None:
@@ -280,16 +287,38 @@ class ProfileBuilder:
                 ]
                 st.mismatch += sum(1 for v in names if v is not None and not isinstance(v, str))
                 texts = [v if isinstance(v, str) else None for v in names]
-                st.categories.update(v for v in texts if v is not None)
+                self._count(st.categories, ("", name), texts)
                 for bucket, rows in buckets:
                     part = texts if rows is None else [texts[i] for i in rows.tolist()]
-                    counts = self.category_counts.setdefault((name, *bucket), Counter())
-                    counts.update(v for v in part if v is not None)
+                    self._count(self.category_counts.setdefault((name, *bucket), Counter()), (name, *bucket), part)
         if labels is not None:
-            self.labels.extend(labels)
-            self.predictions.extend(zip(batch.prediction, batch.scores or [None] * n, strict=True))
+            for pair in zip(labels, zip(batch.prediction, batch.scores or [None] * n, strict=True), strict=True):
+                self._keep_labelled(pair)
         for name in set(self.fields) - set(columns):
             self.fields[name].absent += n
+
+    def _count(self, counts: Counter[str], key: tuple[str, ...], values: list[str | None]) -> None:
+        """Category counts with at most ``10 * max_categories`` distinct names; later new names go to ``other``."""
+        present = [v for v in values if v is not None]
+        cap = 10 * self.max_categories
+        if len(counts) < cap:
+            counts.update(present)
+            return
+        known = [v for v in present if v in counts]
+        counts.update(known)
+        self.other[key] += len(present) - len(known)
+
+    def _keep_labelled(self, pair: tuple[Any, tuple[Any, Any]]) -> None:
+        """A uniform sample of at most ``max_labelled`` (label, prediction) pairs for the metric levels."""
+        if pair[0] is None:
+            return
+        self.labelled_seen += 1
+        if len(self.labelled) < self.max_labelled:
+            self.labelled.append(pair)
+            return
+        slot = int(self.rng.integers(0, self.labelled_seen))
+        if slot < self.max_labelled:
+            self.labelled[slot] = pair
 
     def _buckets(self, batch: PredictionBatch, n: int) -> list[tuple[tuple[str, str], np.ndarray | None]]:
         out: list[tuple[tuple[str, str], np.ndarray | None]] = [(("", ""), None)]
@@ -338,7 +367,7 @@ class ProfileBuilder:
         schema: dict[str, FieldSchema] = {}
         for name, st in self.fields.items():
             top = st.categories.most_common(self.max_categories)
-            total = sum(st.categories.values())
+            total = sum(st.categories.values()) + self.other["", name]
             schema[name] = FieldSchema(
                 type=st.kind,
                 events=m,
@@ -351,13 +380,16 @@ class ProfileBuilder:
                 top_share=(top[0][1] / total if total else 1.0)
                 if st.kind == "categorical"
                 else (0.0 if st.minimum < st.maximum else 1.0),
+                unseen_rate=(total - sum(n for _, n in top)) / m if st.kind == "categorical" else 0.0,
             )
         streams: dict[StreamKey, StreamReference] = {}
         for key, (sample, _) in sorted(self.samples.items()):
             streams[key] = StreamReference("numeric", numeric=Reference.numeric(sample, self.bins))
         for key, counts in sorted(self.category_counts.items()):
             if counts:
-                streams[key] = StreamReference("categorical", categories=dict(counts.most_common(self.max_categories)))
+                kept = dict(counts.most_common(self.max_categories))
+                tail = sum(counts.values()) - sum(kept.values()) + self.other[key]
+                streams[key] = StreamReference("categorical", categories=kept, other=tail)
         return BaselineProfile(
             model=self.model,
             model_version=self.model_version,
@@ -371,7 +403,7 @@ class ProfileBuilder:
 
     def _metrics(self) -> dict[str, float]:
         """Metric levels on the labelled rows: binary when labels and predictions read as 0/1 and scores."""
-        pairs = [(y, p) for y, p in zip(self.labels, self.predictions, strict=True) if y is not None]
+        pairs = self.labelled
         if not pairs:
             return {}
         ys = [binary_label(y, self.positive_label) for y, _ in pairs]

@@ -82,5 +82,7 @@ class RetrainState:
         if checks <= 0:
             return False
         self.checked_labels = labelled
-        self.streak = self.streak + checks if self.problem else 0
+        # One check per call at most: a batch that crosses several windows is still one observation of the
+        # problem, so a single bad batch cannot make a streak.
+        self.streak = self.streak + 1 if self.problem else 0
         return True

@@ -43,6 +43,7 @@ from monitor.core.significance import BaselineWindowTest, FalseDiscoveryControl,
 from monitor.core.stats import OVERFLOW, CategoryVocabulary
 
 PREDICTION = "__prediction__"
+OTHER_VALUES = "(other values)"
 RECOMMENDATIONS = {"concept_drift": "retrain", "retrain_recommended": "retrain", "rollback_recommended": "rollback"}
 LATENCY_BUCKETS_MS = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
 
@@ -282,7 +283,11 @@ class PartitionEngine:
             judged = perf.judgements(touched, state.drifting)
             profile = self.profiles.get(state.model, state.version)
             if profile is not None and "accuracy" in profile.metrics and ALL in touched:
-                level = perf.baseline_level(profile.metrics["accuracy"], profile.source or "its profile")
+                level = perf.baseline_level(
+                    profile.metrics["accuracy"],
+                    profile.source or "its profile",
+                    int(profile.metrics.get("labelled_events", 0)),
+                )
                 if level is not None:
                     judged.append(level)
             alerts += self._emit(state, judged)
@@ -360,6 +365,7 @@ class PartitionEngine:
                         vocab = state.vocab[name]
                         codes = vocab.encode(list(ref.categories))
                         counts = np.bincount(codes, weights=list(ref.categories.values()), minlength=n_codes)
+                        counts[vocab.capacity] += ref.other  # the profile's long tail is live traffic's overflow
                         reference = Reference("categorical", counts.astype(np.int64))
             test = state.tests[key] = BaselineWindowTest(
                 kind,
@@ -535,6 +541,7 @@ class PartitionEngine:
         watch = state.quality
         testing = self.config.significance.enabled
         observed: list[tuple[str, list[Any], str, np.ndarray]] = []
+        positions = self.fdr.position + (np.arange(n) if rows is None else rows)  # rows' places in the partition
         for name, values in columns:
             converted = self._column(state, name, values)
             if converted is None:
@@ -557,7 +564,8 @@ class PartitionEngine:
                     present = part_values >= 0
                 if testing:
                     test = self._window_test(state, name, kind, bucket)
-                    for result in test.update(part_values[present], part_times[present]):
+                    part_positions = positions if part is None else positions[part]
+                    for result in test.update(part_values[present], part_times[present], part_positions[present]):
                         self.fdr.add((state.model, state.version, name, *bucket), result)
                 touched.append((bucket, tracker, float(part_times.max())))
             alerts.extend(self._decide(state, name, touched))
@@ -596,7 +604,8 @@ class PartitionEngine:
                 null_mask = null_masks.get(name)
                 explicit = int(null_mask[start:stop].sum()) if null_mask is not None else 0
                 part = values if (start, stop) == (0, n) else values[start:stop]
-                watch.observe(name, part, explicit, kind, column[start:stop], labels_of.get(name))
+                overflow = state.vocab[name].capacity if kind == "categorical" else None
+                watch.observe(name, part, explicit, kind, column[start:stop], overflow)
             window_times = times[start:stop]
             findings = watch.end_batch(
                 stop - start, float(np.nanmin(window_times)), float(np.nanmax(window_times)), state.kinds, labels_of
@@ -672,7 +681,7 @@ class PartitionEngine:
             enough = ev.events >= cfg.min_events
             shift = abs(ev.current.get("mean", 0.0) - ev.baseline.get("mean", 0.0)) if ev.events else 0.0
         else:
-            ev = tracker.evidence(state.vocab[name].labels())
+            ev = tracker.evidence(_shown(state.vocab[name].labels()))
             threshold, critical = cfg.min_distance, cfg.critical_distance
             enough = ev.events > 0
             shift = ev.effect
@@ -726,7 +735,7 @@ class PartitionEngine:
             current = {**r.current, **tests}
             direction = "rose" if r.current["mean"] > r.baseline["mean"] else "fell"
         else:
-            labels = state.vocab[name].labels()
+            labels = _shown(state.vocab[name].labels())
             code = int(r.current["code"])
             category = labels[code] if code < len(labels) else str(code)
             baseline = {"category": category, "share": r.baseline["share"], "events": r.baseline["events"]}
@@ -1035,8 +1044,23 @@ class PartitionEngine:
                 setattr(engine, name, snap.decode(data["state"][name]))
         for state in engine.models.values():
             engine._upgrade(state)
+            engine._adopt_profile(state)
         engine._apply_config()
         return engine
+
+    def _adopt_profile(self, state: ModelState) -> None:
+        """A profile configured after this partition's state was saved takes over from the learned baseline:
+        the schema checks and the window tests of the streams it covers start again against it."""
+        profile = self.profiles.get(state.model, state.version)
+        if profile is None:
+            return
+        if state.quality is not None and not state.quality.from_profile:
+            schema = {k: v for k, v in profile.schema.items() if k != PREDICTION_FIELD}
+            state.quality = self._schema_watch(schema or None)
+        for key, test in list(state.tests.items()):
+            name = PREDICTION_FIELD if key[0] == PREDICTION else key[0]
+            if not test.from_profile and (name, key[1], key[2]) in profile.streams:
+                del state.tests[key]  # rebuilt on the next value, against the profile's reference
 
     def _upgrade(self, state: ModelState) -> None:
         """Give a model restored from an older snapshot the attributes later releases added, fresh."""
@@ -1199,9 +1223,17 @@ def _message(model: str, version: str, j: Judgement, status: str) -> str:
             return (
                 f"Retrain {of_model}: {len(j.extra['drifting'])} of its important inputs drift significantly ({names})."
             )
-        problem = str(ev.current.get("problem", "a significant performance problem")).replace("_", " ")
+        kind, _, subject = str(ev.current.get("problem", "")).partition(":")
+        if kind == "concept_drift":
+            problem = f"concept drift in {subject.replace('_', ' ')}"
+        elif subject == "accuracy_vs_baseline":
+            problem = "accuracy significantly below its baseline level"
+        elif subject:
+            problem = f"{subject.replace('_', ' ')} beyond its limit"
+        else:
+            problem = "a significant performance problem"
         return (
-            f"Retrain {of_model}: {problem.replace(':', ' in ')} has held for {ev.current.get('problem_checks')} "
+            f"Retrain {of_model}: {problem} has held for {ev.current.get('problem_checks')} "
             f"consecutive checks of {j.extra.get('window_labels')} labelled predictions each."
         )
     if j.kind == "rollback_recommended":
@@ -1316,6 +1348,11 @@ def _quality_message(of_model: str, j: Judgement, firing: bool) -> str:
     if check == "constant":
         return f"Field {field_name} has had a single value in {last}; in the baseline it varies."
     return f"Field {field_name} of {of_model} failed the {check} check."
+
+
+def _shown(labels: list[str]) -> list[str]:
+    """Category names as people read them: the overflow code is "other values", not an internal name."""
+    return [OTHER_VALUES if label == OVERFLOW else label for label in labels]
 
 
 def _clean(d: dict[str, Any]) -> dict[str, Any]:

@@ -286,11 +286,12 @@ class ModelPerformance:
             **kw,
         )
 
-    def baseline_level(self, accuracy: float, source: str) -> Judgement | None:
+    def baseline_level(self, accuracy: float, source: str, baseline_events: int = 0) -> Judgement | None:
         """All traffic's windowed accuracy against the accuracy its baseline profile measured (binary only).
 
-        Fires when it is lower by at least ``min_accuracy_drop`` and a one-sided z-test against the baseline
-        level gives p below ``max_p_value``: a model that was never as good live as on its validation data.
+        Fires when it is lower by at least ``min_accuracy_drop`` and a one-sided z-test gives p below
+        ``max_p_value`` (two-proportion when the profile says how many labelled rows its level came from):
+        a model that is not as good live as on its validation data.
         """
         b = self.buckets.get(ALL)
         if self.task != "binary" or b is None or not 0 < accuracy < 1:
@@ -302,7 +303,12 @@ class ModelPerformance:
         if value != value:
             return None
         drop = accuracy - value
-        z = drop / math.sqrt(accuracy * (1 - accuracy) / n)
+        if baseline_events > 0:  # both are samples: a pooled two-proportion z-test
+            pooled = (accuracy * baseline_events + value * n) / (baseline_events + n)
+            se = math.sqrt(pooled * (1 - pooled) * (1 / baseline_events + 1 / n))
+        else:  # the level is all we know: test against it as a fixed value
+            se = math.sqrt(accuracy * (1 - accuracy) / n)
+        z = drop / se if se > 0 else 0.0
         p_value = 0.5 * math.erfc(z / math.sqrt(2))
         threshold = self.perf.min_accuracy_drop
         ev = DriftEvidence(

@@ -43,6 +43,7 @@ class FieldSchema:
     maximum: float = math.nan
     categories: list[str] = field(default_factory=list)
     top_share: float = 1.0  # largest single category's share (categorical) or 1 / 0 for constant / varying numbers
+    unseen_rate: float = 0.0  # share of values outside ``categories`` (a long tail the baseline did not list)
 
     @property
     def varies(self) -> bool:
@@ -61,6 +62,7 @@ class FieldSchema:
             "max": None if self.maximum != self.maximum else self.maximum,
             "categories": list(self.categories),
             "top_share": self.top_share,
+            "unseen_rate": self.unseen_rate,
         }
 
     @classmethod
@@ -78,6 +80,7 @@ class FieldSchema:
             maximum=math.nan if hi is None else float(hi),
             categories=[str(c) for c in data.get("categories", [])],
             top_share=float(data.get("top_share", 1.0)),
+            unseen_rate=float(data.get("unseen_rate", 0.0)),
         )
 
 
@@ -94,6 +97,7 @@ class FieldCounts:
     minimum: float = math.inf
     maximum: float = -math.inf
     first_unseen: str = ""
+    other: int = 0  # values in the vocabulary's overflow code
     codes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
@@ -188,9 +192,13 @@ class SchemaWatch:
         explicit_nulls: int,
         kind: str,
         column: np.ndarray,
-        labels: list[str] | None = None,
+        overflow: int | None = None,
     ) -> None:
-        """One field's values in the batch (``None`` where absent or null), as converted by the engine."""
+        """One field's values in the batch (``None`` where absent or null), as converted by the engine.
+
+        ``overflow`` is the category code shared by values beyond the vocabulary's capacity: it names no
+        single value, so it neither makes a field constant nor decides whether a value is new (names do).
+        """
         c = self._counts(name)
         if c is None:
             return
@@ -198,10 +206,10 @@ class SchemaWatch:
         missing = values.count(None)
         c.null += explicit_nulls
         c.absent += missing - explicit_nulls
-        wrong = str if kind == "numeric" else (int, float)
-        mismatch = sum(1 for v in values if isinstance(v, wrong) and not isinstance(v, bool))
-        if kind == "numeric" and wrong is str:
-            mismatch += sum(1 for v in values if isinstance(v, bool))
+        if kind == "numeric":
+            mismatch = sum(1 for v in values if isinstance(v, str | bool))
+        else:
+            mismatch = sum(1 for v in values if isinstance(v, int | float) and not isinstance(v, bool))
         c.mismatch += mismatch
         c.present += n - missing - mismatch
         schema = self.schema.get(name) if self.schema is not None else None
@@ -216,19 +224,25 @@ class SchemaWatch:
                     c.out_of_range += int(np.count_nonzero((present < lo) | (present > hi)))
         else:
             codes = column[column >= 0]
+            if overflow is not None:
+                c.other += int(np.count_nonzero(codes == overflow))
+                codes = codes[codes != overflow]
             if codes.size:
                 size = max(int(codes.max()) + 1, c.codes.size)
                 counts = np.bincount(codes, minlength=size)
                 c.codes = np.pad(c.codes, (0, size - c.codes.size)) + counts
-                if schema is not None and schema.type == "categorical" and labels is not None:
-                    known = set(schema.categories)
-                    if len(schema.categories) >= len(labels):  # the baseline had more values than codes
-                        known.add(labels[-1])  # so the overflow code holds known values too
-                    unseen = [i for i in np.flatnonzero(counts).tolist() if i < len(labels) and labels[i] not in known]
-                    if unseen:
-                        c.unseen += int(counts[unseen].sum())
-                        if not c.first_unseen:
-                            c.first_unseen = labels[unseen[0]]
+            if schema is not None and schema.type == "categorical" and schema.categories:
+                known = set(schema.categories)
+                texts = [
+                    ("true" if v else "false") if isinstance(v, bool) else v
+                    for v in values
+                    if isinstance(v, str | bool)
+                ]
+                unseen = [t for t in texts if t not in known]
+                if unseen:
+                    c.unseen += len(unseen)
+                    if not c.first_unseen:
+                        c.first_unseen = unseen[0]
 
     def end_batch(
         self, n: int, start_time: float, end_time: float, kinds: dict[str, str], labels: dict[str, list[str]]
@@ -268,9 +282,9 @@ class SchemaWatch:
             seen = c.absent + c.null + c.mismatch + c.present
             c.absent += m - seen
             kind = kinds.get(name)
-            if kind is None or c.absent > m / 2:
+            if kind is None:
                 continue
-            schema[name] = self._field_schema(c, kind, labels.get(name), m)
+            schema[name] = self._field_schema(c, kind, labels.get(name), m)  # optional fields too, with their rate
         return schema
 
     @staticmethod
@@ -286,6 +300,7 @@ class SchemaWatch:
             maximum=c.maximum if c.present and kind == "numeric" else math.nan,
             categories=[names[i] for i in np.flatnonzero(c.codes).tolist() if i < len(names)] if names else [],
             top_share=top if kind == "categorical" else (0.0 if c.minimum < c.maximum else 1.0),
+            unseen_rate=c.other / m if kind == "categorical" else 0.0,
         )
 
     # ------------------------------------------------------------- checks
@@ -352,7 +367,9 @@ class SchemaWatch:
                     c.absent = n - (c.present + c.mismatch + c.null)
                     self.schema[name] = self._field_schema(c, kind, labels.get(name), n)
                 continue
-            out.append(self._rate(name, "missing_field", c.absent, f.absent_rate, f, end_time))
+            # A baseline read from a table records a missing value as null, while a producer may leave the key
+            # out: a field counts as dropped when it is absent more often than it was absent or null before.
+            out.append(self._rate(name, "missing_field", c.absent, f.absent_rate + f.null_rate, f, end_time))
             out.append(
                 self._rate(
                     name,
@@ -381,7 +398,9 @@ class SchemaWatch:
                 )
                 out[-1].baseline.update(min=f.minimum, max=f.maximum)
             if f.type == "categorical" and f.categories:
-                out.append(self._rate(name, "unseen_category", c.unseen, 0.0, f, end_time, example=c.first_unseen))
+                out.append(
+                    self._rate(name, "unseen_category", c.unseen, f.unseen_rate, f, end_time, example=c.first_unseen)
+                )
             out.append(self._constant(name, c, f, end_time))
         return out
 
@@ -393,7 +412,7 @@ class SchemaWatch:
             p = None
         else:
             total = int(c.codes.sum())
-            same = total >= need and int(np.count_nonzero(c.codes)) == 1
+            same = total >= need and int(np.count_nonzero(c.codes)) == 1 and c.other == 0
             value = int(np.argmax(c.codes)) if total else None
             p = f.top_share**total if same else None
         fire = same and f.varies

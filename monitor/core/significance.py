@@ -148,6 +148,9 @@ class Reference:
         cuts = ordered[np.maximum(np.searchsorted(ordered, cuts, side="right") - 1, 0)]
         edges = np.unique(cuts)
         edges = edges[edges < values.max()]  # a cut at the maximum would leave the last bin empty for good
+        if edges.size == 0:  # a constant sample: bins below, at and above its value, so any move shows
+            v = float(values[0])
+            edges = np.array([np.nextafter(v, -np.inf), v])
         counts = np.bincount(np.searchsorted(edges, values, side="left"), minlength=edges.size + 1)
         return cls(
             "numeric",
@@ -204,6 +207,7 @@ class WindowResult:
     adjusted_p: float | None = None
     significant: bool | None = None  # set when the round is decided
     start_time: float = math.nan  # event time of the window's first value
+    position: int = -1  # partition position of the window's last value: its Benjamini-Hochberg round
 
     def statistic(self, name: str) -> float:
         if name == "ks" and self.ks is not None:
@@ -256,16 +260,22 @@ class BaselineWindowTest:
         self.last: WindowResult | None = None  # the latest decided result: what the alert rules judge
         self.pending = 0  # results handed out and not yet decided
 
-    def update(self, values: np.ndarray, times: np.ndarray) -> list[WindowResult]:
-        """Add present values (floats, or codes >= 0) in stream order; return the windows completed."""
+    def update(self, values: np.ndarray, times: np.ndarray, positions: np.ndarray | None = None) -> list[WindowResult]:
+        """Add present values (floats, or codes >= 0) in stream order; return the windows completed.
+
+        ``positions`` are the values' places in the partition, so a window's round does not depend on how
+        the partition was cut into batches.
+        """
         if values.size == 0:
             return []
+        if positions is None:
+            positions = np.full(values.size, -1, dtype=np.int64)
         if self.reference is None:
             take = min(self.baseline_events - self._warm_n, values.size)
             self._warm.append(values[:take].copy())
             self._warm_n += take
             self.seen += take
-            values, times = values[take:], times[take:]
+            values, times, positions = values[take:], times[take:], positions[take:]
             if self._warm_n >= self.baseline_events:
                 warm = np.concatenate(self._warm)
                 self._warm, self._warm_n = [], 0
@@ -301,6 +311,7 @@ class BaselineWindowTest:
             self.seen += take
             if self._filled == self.window:
                 results.append(self._test(float(times[start - 1])))
+                results[-1].position = int(positions[start - 1])
                 self._counts = np.zeros(self._counts.size, dtype=np.int64)
                 self._filled = 0
                 self._sum = 0.0
@@ -352,13 +363,15 @@ class BaselineWindowTest:
 class FalseDiscoveryControl:
     """Benjamini-Hochberg over every window test completed in a round of ``round_events`` partition events.
 
-    Tests wait until their round closes, then all of them are decided together at rate ``q``: among the
-    streams flagged in a round, the expected share of false findings is at most ``q`` (and when nothing
-    changed anywhere, the chance of any flag in the round is at most ``q``).
+    A test belongs to the round of the partition position where its window completed, so the families do
+    not depend on batch boundaries (a replay decides exactly what live decided). A round is decided once
+    the partition has moved past it: all of its tests together at rate ``q``. Among the streams flagged in a
+    round, the expected share of false findings is at most ``q`` (and when nothing changed anywhere, the
+    chance of any flag in the round is at most ``q``).
 
     >>> fdr = FalseDiscoveryControl(q=0.05, round_events=100)
-    >>> fdr.add("a", WindowResult(1, 0.0, 10, 10, 0.0, 0.0, 0.0, 1e-6, "ks", {}, {}))
-    >>> fdr.add("b", WindowResult(1, 0.0, 10, 10, 0.0, 0.0, 0.0, 0.2, "ks", {}, {}))
+    >>> fdr.add("a", WindowResult(1, 0.0, 10, 10, 0.0, 0.0, 0.0, 1e-6, "ks", {}, {}, position=40))
+    >>> fdr.add("b", WindowResult(1, 0.0, 10, 10, 0.0, 0.0, 0.0, 0.2, "ks", {}, {}, position=60))
     >>> fdr.advance(50)
     []
     >>> [(k, r.significant) for k, r in fdr.advance(60)]
@@ -370,34 +383,50 @@ class FalseDiscoveryControl:
         self.round_events = round_events
         self.pending: list[tuple[Any, WindowResult]] = []
         self.position = 0
-        self.round_start = 0
         self.rounds = 0
         self.tests = 0
         self.discoveries = 0
         self.uncorrected = 0  # tests with a raw p-value below q: what testing each stream alone would flag
+        self.rounds_with_discoveries = 0
 
     def add(self, stream: Any, result: WindowResult) -> None:
+        if result.position < 0:  # no place in the partition given: it belongs where the partition is now
+            result.position = self.position
         self.pending.append((stream, result))
 
+    def _round(self, result: WindowResult) -> int:
+        return result.position // self.round_events
+
     def advance(self, events: int) -> list[tuple[Any, WindowResult]]:
-        """Count ``events`` more partition events; when the round is over, decide its tests and return them."""
+        """Count ``events`` more partition events; decide and return the tests of every round now complete."""
         self.position += events
-        if self.position - self.round_start < self.round_events:
+        current = self.position // self.round_events
+        if not self.pending or all(self._round(r) >= current for _, r in self.pending):
             return []
-        return self.close()
+        done = [(k, r) for k, r in self.pending if self._round(r) < current]
+        self.pending = [(k, r) for k, r in self.pending if self._round(r) >= current]
+        return self._decide(done)
 
     def close(self) -> list[tuple[Any, WindowResult]]:
-        """Decide every pending test now (end of a round, or end of a replay)."""
-        self.round_start = self.position
-        decided, self.pending = self.pending, []
-        if not decided:
-            return []
-        p_values = np.array([r.p_value for _, r in decided])
-        rejected, adjusted = benjamini_hochberg(p_values, self.q)
-        self.uncorrected += int(np.count_nonzero(p_values < self.q))
-        for (_, r), rej, adj in zip(decided, rejected.tolist(), adjusted.tolist(), strict=True):
-            r.significant, r.adjusted_p = bool(rej), float(adj)
-        self.rounds += 1
-        self.tests += len(decided)
-        self.discoveries += int(rejected.sum())
+        """Decide every pending test now (end of a replay), each with its own round."""
+        done, self.pending = self.pending, []
+        return self._decide(done)
+
+    def _decide(self, done: list[tuple[Any, WindowResult]]) -> list[tuple[Any, WindowResult]]:
+        rounds: dict[int, list[tuple[Any, WindowResult]]] = {}
+        for item in done:
+            rounds.setdefault(self._round(item[1]), []).append(item)
+        decided: list[tuple[Any, WindowResult]] = []
+        for _, family in sorted(rounds.items()):
+            p_values = np.array([r.p_value for _, r in family])
+            rejected, adjusted = benjamini_hochberg(p_values, self.q)
+            self.uncorrected += int(np.count_nonzero(p_values < self.q))
+            for (_, r), rej, adj in zip(family, rejected.tolist(), adjusted.tolist(), strict=True):
+                r.significant, r.adjusted_p = bool(rej), float(adj)
+            self.rounds += 1
+            self.tests += len(family)
+            found = int(rejected.sum())
+            self.discoveries += found
+            self.rounds_with_discoveries += found > 0
+            decided += family
         return decided

@@ -188,3 +188,38 @@ def test_windows_keep_their_size_whatever_the_batch_size() -> None:
     watch = engine.models["churn", "v1"].quality
     assert watch is not None and watch.schema is not None and watch.schema["income"].type == "numeric"
     assert watch.schema["income"].events == 500 and watch.windows == (3_000 - 500) // 200
+
+
+def test_an_optional_field_is_part_of_the_learned_schema_not_a_new_field() -> None:
+    events = list(TrafficGenerator(seed=13).predictions(6_000, start_time=T0, rate=100.0))
+    for i, e in enumerate(events):
+        if i % 10 < 3:
+            e["features"]["coupon"] = "C10"
+    alerts = _feed(_engine(), events)
+    assert [a.key for _, a in alerts if a.kind in ("schema", "data_quality")] == []
+
+
+def test_a_field_left_out_where_the_baseline_table_had_nulls_is_not_a_dropped_field() -> None:
+    """A table cannot tell an absent key from a null: 20% empty cells in training, 20% of events without the key
+    live, is the same missingness and raises nothing."""
+    schema = {
+        "income": FieldSchema("numeric", 5_000, absent_rate=0.0, null_rate=0.2, minimum=0.0, maximum=20_000.0),
+    }
+    watch = SchemaWatch(
+        window_events=200,
+        baseline_events=500,
+        min_rate_change=0.05,
+        max_p_value=1e-6,
+        range_tolerance=0.1,
+        max_fields=10,
+        schema=schema,
+    )
+    rng = np.random.default_rng(4)
+    fired = []
+    for _ in range(20):
+        x = rng.normal(5_000, 500, 200)
+        values: list[Any] = [None if rng.random() < 0.2 else float(v) for v in x]
+        column = np.array([np.nan if v is None else v for v in values])
+        watch.observe("income", values, 0, "numeric", column)  # the key was left out, not sent as null
+        fired += [f.check for f in watch.end_batch(200, 0.0, 1.0, {"income": "numeric"}, {}) if f.fire]
+    assert fired == []

@@ -283,7 +283,8 @@ def test_numeric_reference_on_exactly_balanced_discrete_data() -> None:
 
 def test_numeric_reference_edge_cases() -> None:
     constant = Reference.numeric(np.full(50, 3.0), 10)
-    assert constant.counts.tolist() == [50] and constant.edges.size == 0 and constant.std == 0.0
+    # a constant sample: bins below, at and above its value, so a move either way shows
+    assert constant.counts.tolist() == [0, 50, 0] and constant.edges.tolist()[1] == 3.0 and constant.std == 0.0
     with_nan = Reference.numeric(np.array([1.0, np.nan, 2.0, 3.0]), 2)
     assert with_nan.events == 3
     with pytest.raises(ValueError):
