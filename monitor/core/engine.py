@@ -375,6 +375,7 @@ class PartitionEngine:
                 n_codes=self.config.monitoring.max_categories + 1,
                 numeric_test=sig.numeric_test,
                 reference=reference,
+                exact_p_below=min(1.0, max(0.25, 4 * sig.fdr)),  # a discovery needs p <= fdr
             )
         return test
 
@@ -608,7 +609,12 @@ class PartitionEngine:
                 watch.observe(name, part, explicit, kind, column[start:stop], overflow)
             window_times = times[start:stop]
             findings = watch.end_batch(
-                stop - start, float(np.nanmin(window_times)), float(np.nanmax(window_times)), state.kinds, labels_of
+                stop - start,
+                float(np.nanmin(window_times)),
+                float(np.nanmax(window_times)),
+                state.kinds,
+                labels_of,
+                lambda kind, field: self.lifecycle.is_firing(alert_key(state.model, kind, field, {}, state.version)),
             )
             if findings:
                 alerts += self._emit(state, self._quality_judgements(state, findings))
@@ -768,6 +774,9 @@ class PartitionEngine:
             if kind == "data_quality" and feature in missing:  # a dropped field is one schema alert, not two
                 group = [f for f in group if f.check != "null_rate"] or group
             firing = [f for f in group if f.fire]
+            key = alert_key(state.model, kind, feature, {}, state.version)
+            if not firing and not self.lifecycle.is_firing(key):
+                continue  # nothing to open and nothing open to clear: most fields, most windows
             f = firing[0] if firing else group[0]
             value = f.current.get("value")
             if f.check == "constant" and state.kinds.get(feature) == "categorical" and isinstance(value, int):
@@ -792,7 +801,7 @@ class PartitionEngine:
                     stream_kind=state.kinds.get(feature, ""),
                     evidence=ev,
                     now=f.end_time,
-                    key=alert_key(state.model, kind, feature, {}, state.version),
+                    key=key,
                     kind=kind,
                     subject=feature,
                     segment={},

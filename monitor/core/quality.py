@@ -12,13 +12,17 @@ over the baseline's *and* a one-sided binomial test against the baseline rate gi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
+from scipy import special
 
 # check name -> alert kind, in priority order: the first firing check of a field names its alert
+_NUMBER_TYPES = frozenset({float, int, type(None)})
+_CATEGORY_TYPES = frozenset({str, bool, type(None)})
+
 CHECKS = {
     "missing_field": "schema",
     "new_field": "schema",
@@ -126,7 +130,7 @@ def _rate_p(count: int, n: int, base_rate: float, base_events: int) -> float:
     p0 = min(1.0, max(base_rate, 1.0 / (base_events + 1)))
     if count <= 0:
         return 1.0
-    return float(sps.binom.sf(count - 1, n, p0))
+    return float(special.bdtrc(count - 1, n, p0))  # binom.sf without scipy.stats' per-call overhead
 
 
 class SchemaWatch:
@@ -206,8 +210,11 @@ class SchemaWatch:
         missing = values.count(None)
         c.null += explicit_nulls
         c.absent += missing - explicit_nulls
+        types = set(map(type, values))  # one C-level pass; the per-value loops below run only on a mix
         if kind == "numeric":
-            mismatch = sum(1 for v in values if isinstance(v, str | bool))
+            mismatch = 0 if types <= _NUMBER_TYPES else sum(1 for v in values if isinstance(v, str | bool))
+        elif types <= _CATEGORY_TYPES:
+            mismatch = 0
         else:
             mismatch = sum(1 for v in values if isinstance(v, int | float) and not isinstance(v, bool))
         c.mismatch += mismatch
@@ -232,20 +239,23 @@ class SchemaWatch:
                 counts = np.bincount(codes, minlength=size)
                 c.codes = np.pad(c.codes, (0, size - c.codes.size)) + counts
             if schema is not None and schema.type == "categorical" and schema.categories:
-                known = set(schema.categories)
-                texts = [
-                    ("true" if v else "false") if isinstance(v, bool) else v
-                    for v in values
-                    if isinstance(v, str | bool)
-                ]
-                unseen = [t for t in texts if t not in known]
-                if unseen:
+                distinct = {("true" if v else "false") if isinstance(v, bool) else v for v in set(values)}
+                new = {v for v in distinct if isinstance(v, str)} - set(schema.categories)
+                if new:
+                    texts = [("true" if v else "false") if isinstance(v, bool) else v for v in values]
+                    unseen = [t for t in texts if t in new]
                     c.unseen += len(unseen)
                     if not c.first_unseen:
                         c.first_unseen = unseen[0]
 
     def end_batch(
-        self, n: int, start_time: float, end_time: float, kinds: dict[str, str], labels: dict[str, list[str]]
+        self,
+        n: int,
+        start_time: float,
+        end_time: float,
+        kinds: dict[str, str],
+        labels: dict[str, list[str]],
+        is_open: Callable[[str, str], bool] | None = None,
     ) -> list[QualityFinding]:
         """Close the batch: fields not in it were absent; a full window yields the findings."""
         if self.events == 0:
@@ -265,7 +275,7 @@ class SchemaWatch:
             return []
         if self.events < self.window_events:
             return []
-        findings = self._check(end_time, kinds, labels)
+        findings = self._check(end_time, kinds, labels, is_open)
         self.windows += 1
         self._reset()
         return findings
@@ -310,7 +320,8 @@ class SchemaWatch:
         n = self.events
         rate = count / n
         change = rate - base_rate
-        p = _rate_p(count, n, base_rate, f.events)
+        # The p-value matters only when the rise is large enough to fire: skip it (p = 1) otherwise.
+        p = _rate_p(count, n, base_rate, f.events) if change >= self.min_rate_change else 1.0
         fire = change >= self.min_rate_change and p < self.max_p_value
         return self._finding(
             name,
@@ -338,12 +349,41 @@ class SchemaWatch:
             **kw,
         )
 
-    def _check(self, end_time: float, kinds: dict[str, str], labels: dict[str, list[str]]) -> list[QualityFinding]:
+    def _quiet(self, c: FieldCounts, f: FieldSchema) -> bool:
+        """No check of this field can fire in this window (a cheap test before building the findings)."""
+        n, rise = self.events, self.min_rate_change
+        if c.absent / n - (f.absent_rate + f.null_rate) >= rise or c.mismatch / n - f.mismatch_rate >= rise:
+            return False
+        if (c.absent + c.null) / n - (f.absent_rate + f.null_rate) >= rise:
+            return False
+        if c.out_of_range / n >= rise or c.unseen / n - f.unseen_rate >= rise:
+            return False
+        need = max(50, self.window_events // 2)
+        if f.type == "numeric":
+            return not (c.present >= need and c.minimum == c.maximum)
+        return not (int(c.codes.sum()) >= need and int(np.count_nonzero(c.codes)) == 1 and c.other == 0)
+
+    def _check(
+        self,
+        end_time: float,
+        kinds: dict[str, str],
+        labels: dict[str, list[str]],
+        is_open: Callable[[str, str], bool] | None = None,
+    ) -> list[QualityFinding]:
+        """Every check of every field; ``is_open(kind, field)`` lets quiet fields with no open alert be skipped."""
         assert self.schema is not None
         out: list[QualityFinding] = []
         n = self.events
         for name, c in self.counts.items():
             f = self.schema.get(name)
+            if (
+                f is not None
+                and is_open is not None
+                and self._quiet(c, f)
+                and not is_open("schema", name)
+                and not is_open("data_quality", name)
+            ):
+                continue  # nothing can fire and nothing open needs its clear: most fields, most windows
             if f is None:
                 share = (c.present + c.mismatch) / n
                 out.append(
