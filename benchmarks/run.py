@@ -257,7 +257,8 @@ def report(r: dict[str, Any], seconds: float, *, quick: bool, png: Path) -> str:
         "",
         f"- **Engine.** Every event updates 75 streams (25 subjects x 3 buckets), and each stream runs its own "
         f"sequential detectors: ADWIN (river's compiled code, fed 32-value chunk means), Page-Hinkley (vectorised per "
-        f"batch with scipy's lfilter), moments, a reservoir and the alert rules, per stream and per batch. The profile "
+        f"batch with scipy's lfilter), moments, a reservoir, a window test against its baseline (PSI, JS, KS) and the "
+        f"alert rules, per stream and per batch, plus the schema and data-quality checks per field. The profile "
         f"below shows where the time goes; the per-stream Python work per batch, not the arithmetic, is the bound. The "
         f"engine does {eng['events_per_s'] / nai['events_per_s']:.1f}x the naive loop while also running categorical "
         f"tests, the prediction stream, the label join, score-based estimates and the alert lifecycle, which the naive "
