@@ -51,39 +51,13 @@ class BaselineBuild:
         return sum(self.rejected.values())
 
 
-def build_baseline(
-    path: str | Path,
-    *,
-    model: str,
-    model_version: str,
-    columns: TableColumns,
-    bins: int | None = None,
-    segments: list[str] | tuple[str, ...] | None = None,
-    max_segment_values: int | None = None,
-    sample_size: int = DEFAULT_SAMPLE_SIZE,
-    format: str | None = None,
-    progress: bool = True,
-    config: MonitorConfig | None = None,
-) -> BaselineProfile:
+def build_baseline(path: str | Path, **options: Any) -> BaselineProfile:
     """The profile of one model version (``model_version="*"``: every version without its own profile).
 
-    ``None`` settings come from ``config`` (``significance.bins``, ``monitoring.segments``,
-    ``monitoring.max_segment_values``); see :func:`profile_table`. Rejected rows are logged as a warning
-    with their reasons; a :class:`ProfileError` is raised only when no row is left.
+    Takes the options of :func:`profile_table` (unset ones come from ``config``). Rejected rows are logged
+    as a warning with their reasons; a :class:`ProfileError` is raised only when no row is left.
     """
-    built = profile_table(
-        path,
-        model=model,
-        model_version=model_version,
-        columns=columns,
-        bins=bins,
-        segments=segments,
-        max_segment_values=max_segment_values,
-        sample_size=sample_size,
-        format=format,
-        progress=progress,
-        config=config,
-    )
+    built = profile_table(path, **options)
     if built.rejected:
         log.warning("%s", _rejections(built))
     return built.profile

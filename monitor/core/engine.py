@@ -27,7 +27,7 @@ from monitor.core.events import LabelBatch, LabelDecoder, PredictionBatch, Predi
 from monitor.core.fairness import FairnessTracker, GroupStats
 from monitor.core.join import Joined, LabelJoiner, PendingPrediction
 from monitor.core.performance import ModelPerformance, binary_label, binary_score
-from monitor.core.quality import CHECKS, FieldSchema, QualityFinding, SchemaWatch
+from monitor.core.quality import CHECKS, QualityFinding, SchemaWatch
 from monitor.core.rules import (
     ALL,
     Alert,
@@ -319,7 +319,6 @@ class PartitionEngine:
 
     def _apply_profile(self, state: ModelState, profile: BaselineProfile | None) -> None:
         """Types, category codes and schema from the baseline profile, before the first event is read."""
-        schema = None
         if profile is not None:
             cap = self.config.monitoring.max_categories
             for name, f in profile.schema.items():
@@ -331,13 +330,14 @@ class PartitionEngine:
                     ref = profile.streams.get((name, "", ""))
                     ranked = sorted(ref.categories, key=lambda c: -ref.categories[c]) if ref else f.categories
                     vocab.encode(ranked[:cap])
-            schema = {k: v for k, v in profile.schema.items() if k != PREDICTION_FIELD} or None
-        state.quality = self._schema_watch(schema)
+        state.quality = self._schema_watch(profile)
 
-    def _schema_watch(self, schema: dict[str, FieldSchema] | None) -> SchemaWatch | None:
+    def _schema_watch(self, profile: BaselineProfile | None) -> SchemaWatch | None:
+        """The schema checks of a model version: against the profile's schema, or learned from the warm-up."""
         q = self.config.quality
         if not q.enabled:
             return None
+        schema = {k: v for k, v in profile.schema.items() if k != PREDICTION_FIELD} if profile is not None else {}
         return SchemaWatch(
             window_events=q.window_events,
             baseline_events=q.baseline_events,
@@ -345,7 +345,7 @@ class PartitionEngine:
             max_p_value=q.max_p_value,
             range_tolerance=q.range_tolerance,
             max_fields=self.config.monitoring.max_features_per_model,
-            schema=schema,
+            schema=schema or None,
         )
 
     def _window_test(self, state: ModelState, name: str, kind: str, bucket: tuple[str, str]) -> BaselineWindowTest:
@@ -1064,8 +1064,7 @@ class PartitionEngine:
         if profile is None:
             return
         if state.quality is not None and not state.quality.from_profile:
-            schema = {k: v for k, v in profile.schema.items() if k != PREDICTION_FIELD}
-            state.quality = self._schema_watch(schema or None)
+            state.quality = self._schema_watch(profile)
         for key, test in list(state.tests.items()):
             name = PREDICTION_FIELD if key[0] == PREDICTION else key[0]
             if not test.from_profile and (name, key[1], key[2]) in profile.streams:
@@ -1078,9 +1077,7 @@ class PartitionEngine:
         for k in missing:
             setattr(state, k, getattr(fresh, k))
         if "quality" in missing:
-            profile = self.profiles.get(state.model, state.version)
-            schema = {k: v for k, v in profile.schema.items() if k != PREDICTION_FIELD} if profile else None
-            state.quality = self._schema_watch(schema or None)
+            state.quality = self._schema_watch(self.profiles.get(state.model, state.version))
 
     def _apply_config(self) -> None:
         """Settings come from the current config, not from the snapshot: a restart with new limits or
