@@ -208,8 +208,9 @@ class AlertConfig:
     ``min_events`` events (effect size *and* evidence, never a p-value alone). A categorical stream fires
     when a window's chi-square test is significant and its total variation distance from the baseline is
     at least ``min_distance``. An alert resolves once the effect stays below ``resolve_ratio`` times its
-    threshold for ``resolve_after_s`` seconds of event time; after that, the same stream cannot fire again
-    for ``cooldown_s`` seconds.
+    threshold for ``resolve_after_s`` seconds of event time and ``resolve_after_events`` of the stream's
+    events; after that, the same stream cannot fire again for ``cooldown_s`` seconds and ``cooldown_events``
+    events (counting events too keeps a slow stream from flapping).
 
     One change, one alert: when several segments of a feature drift at once, the alert goes to the
     segment (or all traffic) that explains the others; ``explain_ratio`` is how much larger its mean
@@ -225,6 +226,8 @@ class AlertConfig:
     resolve_ratio: float = 0.5
     resolve_after_s: float = 60.0
     cooldown_s: float = 300.0
+    resolve_after_events: int = 200
+    cooldown_events: int = 1000
     explain_ratio: float = 1.75
 
     def validate(self) -> None:
@@ -246,6 +249,10 @@ class AlertConfig:
             raise ConfigError("alerts.resolve_after_s", "must be >= 0")
         if self.cooldown_s < 0:
             raise ConfigError("alerts.cooldown_s", "must be >= 0")
+        if self.resolve_after_events < 0:
+            raise ConfigError("alerts.resolve_after_events", "must be >= 0")
+        if self.cooldown_events < 0:
+            raise ConfigError("alerts.cooldown_events", "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -346,7 +353,9 @@ class PerformanceConfig:
     positive_label: str = "1"
     window: int = 2000
     min_labels: int = 200
+    reference_labels: int = 500
     min_accuracy_drop: float = 0.05
+    min_error_rise: float = 0.25
     calibration_max_error: float = 0.05
     business_min_effect: float = 0.2
     latency_min_effect: float = 0.5
@@ -363,6 +372,8 @@ class PerformanceConfig:
         if self.window < 10:
             raise ConfigError("performance.window", "must be at least 10")
         _positive("performance.min_labels", self.min_labels)
+        _positive("performance.reference_labels", self.reference_labels)
+        _positive("performance.min_error_rise", self.min_error_rise)
         if not 0 < self.min_accuracy_drop < 1:
             raise ConfigError("performance.min_accuracy_drop", "must be in (0, 1)")
         _positive("performance.calibration_max_error", self.calibration_max_error)

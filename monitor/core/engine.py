@@ -143,7 +143,12 @@ class PartitionEngine:
         self.predictions = PredictionDecoder(mon.max_event_bytes, mon.max_fields)
         self.labels = LabelDecoder(mon.max_event_bytes, mon.max_fields)
         self.models: dict[tuple[str, str], ModelState] = {}
-        self.lifecycle = AlertLifecycle(config.alerts.resolve_after_s, config.alerts.cooldown_s)
+        self.lifecycle = AlertLifecycle(
+            config.alerts.resolve_after_s,
+            config.alerts.cooldown_s,
+            resolve_after_events=config.alerts.resolve_after_events,
+            cooldown_events=config.alerts.cooldown_events,
+        )
         self.rng = np.random.default_rng([seed, partition])
         self.rejected: Counter[tuple[str, str]] = Counter()  # (topic role, reason)
         self.capped: Counter[str] = Counter()  # what a cap turned away: model, feature, segment_value...
@@ -280,7 +285,7 @@ class PartitionEngine:
                 continue
             perf = self._perf(state)
             touched = perf.learn(items, self.rng)
-            judged = perf.judgements(touched, state.drifting)
+            judged = perf.judgements(touched, self._inputs_drifting(state))
             profile = self.profiles.get(state.model, state.version)
             if profile is not None and "accuracy" in profile.metrics and ALL in touched:
                 level = perf.baseline_level(
@@ -306,6 +311,12 @@ class PartitionEngine:
                     state, fairness.judgements(state.model, state.version, self.config.alerts, self.watermark)
                 )
         return alerts
+
+    def _inputs_drifting(self, state: ModelState) -> set[str]:
+        """Inputs of this model version with a drift condition here or an open data-drift alert."""
+        prefix = f"{state.model}/{state.version}/data_drift/"
+        open_here = {k[len(prefix) :].rsplit("/", 1)[0] for k in self.lifecycle.open if k.startswith(prefix)}
+        return state.drifting | open_here
 
     # --------------------------------------------------------------- monitoring
     def _model(self, model: str, version: str) -> ModelState | None:
@@ -729,6 +740,7 @@ class PartitionEngine:
             clear=clear,
             shift=shift if shift == shift else 0.0,
             statistic=statistic,
+            position=tracker.count,
         )
 
     def _window_evidence(self, state: ModelState, name: str, kind: str, r: WindowResult, stat: str) -> DriftEvidence:
@@ -964,6 +976,7 @@ class PartitionEngine:
                 now=j.now,
                 incident_seq=j.evidence.change_seq,
                 started_at=j.evidence.change_time,
+                position=j.position,
             )
             if t is not None:
                 if j.bucket == ALL:
@@ -1007,6 +1020,7 @@ class PartitionEngine:
             message=_message(state.model, state.version, j, t.status),
             started_at=iso(t.started_at),
             emitted_at=iso(self.clock()),
+            detected_at=iso(t.detected_at),
         )
 
     # --------------------------------------------------------------- snapshots
@@ -1078,13 +1092,21 @@ class PartitionEngine:
             setattr(state, k, getattr(fresh, k))
         if "quality" in missing:
             state.quality = self._schema_watch(self.profiles.get(state.model, state.version))
+        if state.perf is not None:
+            for b in state.perf.buckets.values():  # an older release's error / loss trackers: the stream restarts
+                for old in ("error", "loss"):
+                    b.__dict__.pop(old, None)
 
     def _apply_config(self) -> None:
         """Settings come from the current config, not from the snapshot: a restart with new limits or
         thresholds takes effect on restored partitions too (detector state keeps its own settings)."""
         cfg = self.config
-        self.lifecycle.resolve_after_s = cfg.alerts.resolve_after_s
-        self.lifecycle.cooldown_s = cfg.alerts.cooldown_s
+        lc = self.lifecycle
+        lc.resolve_after_s, lc.cooldown_s = cfg.alerts.resolve_after_s, cfg.alerts.cooldown_s
+        lc.resolve_after_events, lc.cooldown_events = cfg.alerts.resolve_after_events, cfg.alerts.cooldown_events
+        for name in ("cooldown_until_position", "last_start"):  # state an older release did not keep
+            if not hasattr(lc, name):
+                setattr(lc, name, {})
         self.fdr.q, self.fdr.round_events = cfg.significance.fdr, cfg.significance.round_events
         j = self.joiner
         j.ttl_s, j.max_pending = cfg.labels.ttl_s, cfg.labels.max_pending
@@ -1157,9 +1179,10 @@ def _message(model: str, version: str, j: Judgement, status: str) -> str:
         inputs = (
             f"while input drift is also firing for {', '.join(drifting)}"
             if drifting
-            else "while its inputs did not drift (the relation between inputs and outcome changed)"
+            else "with no input drift alert open for this model version (the relation between inputs and outcome "
+            "may have changed)"
         )
-        if j.extra.get("task") == "binary" and not j.extra.get("from_loss"):
+        if j.extra.get("task") == "binary":
             before = _pct(1 - ev.baseline.get("mean", math.nan))
             now = _pct(1 - ev.current.get("mean", math.nan))
             if firing:
@@ -1170,8 +1193,11 @@ def _message(model: str, version: str, j: Judgement, status: str) -> str:
             return f"Accuracy of {of_model} {where} is back near its usual level: {now} against {before} before."
         before, now = _format(ev.baseline.get("mean", math.nan)), _format(ev.current.get("mean", math.nan))
         if firing:
-            return f"The errors of {of_model} {where} grew from {before} to {now} on average, {inputs}."
-        return f"The errors of {of_model} {where} are back near their usual level."
+            return (
+                f"The mean absolute error of {of_model} {where} grew from {before} to {now} over the last "
+                f"{ev.events:,} labelled predictions, {inputs}."
+            )
+        return f"The mean absolute error of {of_model} {where} is back near its usual level ({now} against {before})."
     if j.kind == "performance" and j.subject == "accuracy_vs_baseline":
         before, now = _pct(ev.baseline.get("accuracy")), _pct(ev.current.get("accuracy"))
         if firing:
@@ -1374,6 +1400,7 @@ def _clean(d: dict[str, Any]) -> dict[str, Any]:
 
 def _register_snapshot_classes() -> None:
     from monitor.config import AlertConfig, DetectorSettings, FairnessConfig, PerformanceConfig
+    from monitor.core.concept import ErrorStream, ErrorTest
     from monitor.core.detectors import ChunkedADWIN, PageHinkley, WindowedChiSquare, WindowTest
     from monitor.core.join import PendingLabel
     from monitor.core.metrics import PerformanceWindow, Ring
@@ -1387,6 +1414,8 @@ def _register_snapshot_classes() -> None:
         AlertConfig,
         DetectorSettings,
         PerformanceConfig,
+        ErrorStream,
+        ErrorTest,
         ChunkedADWIN,
         PageHinkley,
         WindowedChiSquare,

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from monitor.config import AlertConfig, DetectorSettings, PerformanceConfig
+from monitor.core.concept import ErrorStream, ErrorTest
 from monitor.core.drift import DriftEvidence, NumericDriftTracker
 from monitor.core.join import Joined
-from monitor.core.metrics import EPS, LOWER_IS_BETTER, PerformanceWindow, Ring, expected_correct
+from monitor.core.metrics import LOWER_IS_BETTER, PerformanceWindow, Ring, expected_correct
 from monitor.core.rules import ALL, Judgement, alert_key
 from monitor.core.stats import RunningMoments
 
@@ -71,12 +72,11 @@ def infer_task(label: Any, prediction: Any, positive: str = "1") -> str | None:
 
 @dataclass
 class BucketPerformance:
-    """One bucket's labelled metrics, error / loss detectors, estimate and outcomes."""
+    """One bucket's labelled metrics, error stream (concept drift), estimate and outcomes."""
 
     window: PerformanceWindow
-    error: NumericDriftTracker
-    loss: NumericDriftTracker
     estimate: Ring
+    errors: ErrorStream | None = None  # made when the task is known
     estimate_baseline: RunningMoments = field(default_factory=RunningMoments)
     outcomes: dict[str, NumericDriftTracker] = field(default_factory=dict)
     predictions: int = 0
@@ -116,11 +116,22 @@ class ModelPerformance:
             task = self.task or "binary"
             b = self.buckets[bucket] = BucketPerformance(
                 window=PerformanceWindow(task, self.perf.window, self.perf.threshold),
-                error=NumericDriftTracker(self.detectors),
-                loss=NumericDriftTracker(self.detectors),
                 estimate=Ring(self.perf.window, 1),
             )
+        if b.errors is None and self.task is not None:
+            b.errors = ErrorStream(self.task, self.error_test())
         return b
+
+    def error_test(self) -> ErrorTest:
+        """The concept-drift test's settings for this model's task."""
+        cfg = self.perf
+        return ErrorTest(
+            reference_events=cfg.reference_labels,
+            min_events=cfg.min_labels,
+            min_rise=cfg.min_accuracy_drop if self.task == "binary" else cfg.min_error_rise,
+            max_p_value=self.alerts.max_p_value,
+            adwin_delta=self.detectors.adwin_delta,
+        )
 
     # ---------------------------------------------------------------- inputs
     def observe_predictions(
@@ -183,7 +194,8 @@ class ModelPerformance:
         y = np.array([r[0] for r in rows])
         v = np.array([r[1] for r in rows])
         delay = np.array([r[2] for r in rows])
-        times = np.array([r[3].prediction.event_time + r[2] for r in rows])
+        pred_times = np.array([r[3].prediction.event_time for r in rows])
+        times = pred_times + delay
         self._delays(delay)
         members: dict[Bucket, list[int]] = {ALL: list(range(len(rows)))}
         for i, r in enumerate(rows):
@@ -192,11 +204,8 @@ class ModelPerformance:
         labelled = ~np.isnan(y) & ~np.isnan(v)
         if self.task == "binary":
             err = ((v >= self.perf.threshold) != (y == 1)).astype(np.float64)
-            p = np.clip(v, EPS, 1 - EPS)
-            loss = -(y * np.log(p) + (1 - y) * np.log(1 - p))
         else:
             err = np.abs(v - y)
-            loss = (v - y) ** 2
         outcome_cols = self._outcome_columns([r[3].outcomes for r in rows])
         for bucket, idx_list in members.items():
             b = self._bucket(bucket)
@@ -204,8 +213,8 @@ class ModelPerformance:
             ok = idx[labelled[idx]]
             if ok.size:
                 b.window.add(y[ok], v[ok])
-                b.error.update(err[ok], times[ok], rng=rng)
-                b.loss.update(loss[ok], times[ok], rng=rng)
+                if b.errors is not None:
+                    b.errors.update(err[ok], pred_times[ok], times[ok])
                 b.labelled += ok.size
             for name, col in outcome_cols.items():
                 tracker = b.outcomes.get(name)
@@ -252,8 +261,8 @@ class ModelPerformance:
             b = self.buckets.get(bucket)
             if b is None:
                 continue
-            if b.labelled:
-                out.append(self._concept(bucket, b, drifting))
+            if b.labelled and b.errors is not None:
+                out.append(self._concept(bucket, b, b.errors, drifting))
                 out.extend(self._floors(bucket, b))
             for name, tracker in b.outcomes.items():
                 out.append(self._business(bucket, b, name, tracker))
@@ -338,44 +347,36 @@ class ModelPerformance:
             statistic=drop,
         )
 
-    def _concept(self, bucket: Bucket, b: BucketPerformance, drifting: set[str]) -> Judgement:
-        cfg, a = self.perf, self.alerts
-        ev = b.error.evidence()
-        rise = ev.current.get("mean", math.nan) - ev.baseline.get("mean", math.nan) if ev.events else 0.0
-        rise = 0.0 if rise != rise else rise
-        significant = ev.p_value is not None and ev.p_value < a.max_p_value
-        enough = ev.events >= cfg.min_labels
-        if self.task == "binary":
-            threshold, statistic, subject = cfg.min_accuracy_drop, rise, "accuracy"
-        else:
-            threshold, statistic, subject = a.min_effect_size, ev.effect if rise > 0 else 0.0, "mae"
-        fire = ev.detected and enough and significant and statistic >= threshold
-        loss_ev = b.loss.evidence()
-        loss_fire = (
-            loss_ev.detected
-            and loss_ev.events >= cfg.min_labels
-            and loss_ev.direction == "rose"
-            and loss_ev.effect >= a.min_effect_size
-            and loss_ev.p_value is not None
-            and loss_ev.p_value < a.max_p_value
-        )
-        from_loss = bool(loss_fire and not fire)
-        if from_loss:
-            fire, ev = True, loss_ev
+    def _concept(self, bucket: Bucket, b: BucketPerformance, errors: ErrorStream, drifting: set[str]) -> Judgement:
+        """Concept drift from the error stream: fires at the first label where the test after ADWIN's change
+        point held (so the firing position does not depend on batching), clears once the regime since the
+        latest change point is back within ``resolve_ratio`` of the threshold."""
+        a = self.alerts
+        test = errors.test
+        ev = errors.evidence()
+        statistic = float(ev.extra["statistic"])
+        enough = ev.events >= test.min_events
+        fire = enough and statistic >= test.min_rise and ev.p_value is not None and ev.p_value < test.max_p_value
+        now = b.last_label_time
+        if errors.fired is not None:
+            ev, now, fire = errors.fired, errors.fired_time, True
+            statistic = float(ev.extra["statistic"])
+        subject = "accuracy" if self.task == "binary" else "mae"
         return self._judgement(
             "concept_drift",
             subject,
             bucket,
             ev,
-            b.last_label_time,
+            now,
             stream_kind="error",
-            threshold=threshold,
-            critical=2 * threshold,
+            threshold=test.min_rise,
+            critical=2 * test.min_rise,
             fire=fire,
-            clear=enough and statistic < threshold * a.resolve_ratio,
-            shift=max(rise, 0.0),
+            clear=enough and statistic < test.min_rise * a.resolve_ratio,
+            shift=max(statistic, 0.0),
             statistic=statistic,
-            extra={"inputs_drifting": sorted(drifting), "task": self.task, "from_loss": from_loss},
+            extra={"inputs_drifting": sorted(drifting), "task": self.task},
+            position=errors.count,
         )
 
     def _floors(self, bucket: Bucket, b: BucketPerformance) -> list[Judgement]:

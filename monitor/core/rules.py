@@ -2,9 +2,12 @@
 
 Each watched thing has a stable key (model / kind / subject / segment). A key fires when its
 condition holds; while it is firing, further detections are folded into the same incident;
-it resolves once the clear condition has held for ``resolve_after_s`` seconds, and it cannot
-fire again for ``cooldown_s`` seconds after that (hysteresis and cooldown). Times are event
-times, so a replay of the same input produces the same transitions.
+it resolves once the clear condition has held for ``resolve_after_s`` seconds *and* for
+``resolve_after_events`` of the stream's events, and it cannot fire again for ``cooldown_s`` seconds
+and ``cooldown_events`` events after that (hysteresis and cooldown; counting events too keeps a slow
+stream, one event every few minutes, from flapping). Times are event times, so a replay of the same
+input produces the same transitions. A new incident always gets a new id, even when its detector
+reports the same change point as the last one.
 """
 
 from __future__ import annotations
@@ -60,9 +63,11 @@ def alert_key(model: str, kind: str, subject: str, segment: dict[str, str], mode
     return f"{model}{version}/{kind}/{subject}/{segment_label(segment)}"
 
 
-def alert_id(key: str, incident_seq: int) -> str:
-    """Deterministic id of one incident: the key plus the stream position where it started."""
-    return hashlib.sha256(f"{key}#{incident_seq}".encode()).hexdigest()[:24]
+def alert_id(key: str, incident_seq: int, repeat: int = 0) -> str:
+    """Deterministic id of one incident: the key plus the stream position where it started (and, when an
+    earlier incident of the key started there too, how many did)."""
+    tail = f"#{repeat}" if repeat else ""
+    return hashlib.sha256(f"{key}#{incident_seq}{tail}".encode()).hexdigest()[:24]
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,7 @@ class Alert:
     message: str
     started_at: str | None
     emitted_at: str | None
+    detected_at: str | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,11 +103,13 @@ class Alert:
 
 @dataclass
 class Incident:
-    """State of one key: what is open, and since when the condition has been clear."""
+    """State of one key: what is open, since when (time and stream position) the condition has been clear."""
 
     alert_id: str
     started_at: float
     clear_since: float | None = None
+    detected_at: float = float("nan")
+    clear_since_position: int | None = None
 
 
 @dataclass
@@ -111,6 +119,7 @@ class Transition:
     status: Literal["firing", "resolved"]
     alert_id: str
     started_at: float
+    detected_at: float = float("nan")
 
 
 @dataclass
@@ -134,6 +143,10 @@ class AlertLifecycle:
     cooldown_s: float = 300.0
     open: dict[str, Incident] = field(default_factory=dict)
     cooldown_until: dict[str, float] = field(default_factory=dict)
+    resolve_after_events: int = 0
+    cooldown_events: int = 0
+    cooldown_until_position: dict[str, int] = field(default_factory=dict)
+    last_start: dict[str, tuple[int, int]] = field(default_factory=dict)  # key -> (incident_seq, repeats)
 
     def evaluate(
         self,
@@ -144,24 +157,38 @@ class AlertLifecycle:
         now: float,
         incident_seq: int,
         started_at: float | None = None,
+        position: int | None = None,
     ) -> Transition | None:
-        """Advance one key; ``started_at`` (default ``now``) is when the change began."""
+        """Advance one key; ``started_at`` (default ``now``) is when the change began, ``position`` the
+        stream's event count (None: the timers count seconds only)."""
         incident = self.open.get(key)
         if incident is None:
-            if fire and now >= self.cooldown_until.get(key, float("-inf")):
+            cooling = now < self.cooldown_until.get(key, float("-inf")) or (
+                position is not None and position < self.cooldown_until_position.get(key, -1)
+            )
+            if fire and not cooling:
                 began = now if started_at is None or started_at != started_at else started_at
-                incident = self.open[key] = Incident(alert_id(key, incident_seq), began)
-                return Transition("firing", incident.alert_id, incident.started_at)
+                seq, repeats = self.last_start.get(key, (None, -1))
+                repeat = repeats + 1 if seq == incident_seq else 0
+                self.last_start[key] = (incident_seq, repeat)
+                incident = self.open[key] = Incident(alert_id(key, incident_seq, repeat), began, detected_at=now)
+                return Transition("firing", incident.alert_id, incident.started_at, now)
             return None
         if not clear:
             incident.clear_since = None
+            incident.clear_since_position = None
             return None
         if incident.clear_since is None:
             incident.clear_since = now
-        if now - incident.clear_since >= self.resolve_after_s:
+            incident.clear_since_position = position
+        held = incident.clear_since_position
+        events_ok = position is None or held is None or position - held >= self.resolve_after_events
+        if now - incident.clear_since >= self.resolve_after_s and events_ok:
             del self.open[key]
             self.cooldown_until[key] = now + self.cooldown_s
-            return Transition("resolved", incident.alert_id, incident.started_at)
+            if position is not None:
+                self.cooldown_until_position[key] = position + self.cooldown_events
+            return Transition("resolved", incident.alert_id, incident.started_at, incident.detected_at)
         return None
 
     def is_firing(self, key: str) -> bool:
@@ -171,11 +198,15 @@ class AlertLifecycle:
         return {
             "open": {k: asdict(v) for k, v in self.open.items()},
             "cooldown_until": dict(self.cooldown_until),
+            "cooldown_until_position": dict(self.cooldown_until_position),
+            "last_start": {k: list(v) for k, v in self.last_start.items()},
         }
 
     def restore(self, data: dict[str, Any]) -> None:
         self.open = {k: Incident(**v) for k, v in data["open"].items()}
         self.cooldown_until = dict(data["cooldown_until"])
+        self.cooldown_until_position = dict(data.get("cooldown_until_position", {}))
+        self.last_start = {k: (int(v[0]), int(v[1])) for k, v in data.get("last_start", {}).items()}
 
 
 @dataclass
@@ -201,6 +232,7 @@ class Judgement:
     shift: float
     statistic: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    position: int | None = None  # the stream's event count, so lifecycle timers can count events
 
 
 def explained_buckets(judged: list[Judgement], ratio: float) -> set[tuple[str, str]]:
