@@ -158,7 +158,9 @@ class PartitionEngine:
         self.last_event_time = math.nan
         lab = config.labels
         self.joiner = LabelJoiner(lab.ttl_s, lab.max_pending, lab.early_ttl_s, lab.max_early)
-        self.watermark = -math.inf  # newest event time seen on the partition: the join's clock
+        self.watermark = -math.inf  # newest event time seen on the partition
+        self.prediction_time = -math.inf  # newest prediction event time: early labels expire against it
+        self.label_time = -math.inf  # newest label event time: pending predictions expire against it
         self._include = set(mon.features)
         self._ignore = set(mon.ignore_features)
         sig = config.significance
@@ -191,9 +193,11 @@ class PartitionEngine:
         self.labels_seen += len(batch)
         result = BatchResult(rejected=rejected, processed=len(batch))
         if len(batch):
-            self.watermark = max(self.watermark, float(np.max(batch.event_time)))
+            newest = float(np.max(batch.event_time))
+            self.watermark = max(self.watermark, newest)
             result.alerts = self._learn(self._join_labels(batch))
-            self.joiner.expire(self.watermark)
+            self.label_time = max(self.label_time, newest)
+            self.joiner.expire(self.prediction_time, labels_now=self.label_time)
         return result
 
     def _join_labels(self, batch: LabelBatch) -> list[Joined]:
@@ -668,7 +672,8 @@ class PartitionEngine:
             )
         if joined:
             alerts += self._learn(joined)
-        self.joiner.expire(self.watermark)
+        self.prediction_time = max(self.prediction_time, float(times.max()))
+        self.joiner.expire(self.prediction_time, labels_now=self.label_time)
         return alerts
 
     def _latency(self, state: ModelState, latency: np.ndarray) -> None:
@@ -1036,6 +1041,8 @@ class PartitionEngine:
         "last_event_time",
         "joiner",
         "watermark",
+        "prediction_time",
+        "label_time",
         "fdr",
         "incident_shift",
     )
@@ -1065,6 +1072,8 @@ class PartitionEngine:
         for name in cls._STATE:
             if name in data["state"]:  # state added by a later release starts fresh when restoring an older snapshot
                 setattr(engine, name, snap.decode(data["state"][name]))
+        if "label_time" not in data["state"]:  # an older release kept one join clock for both streams
+            engine.prediction_time = engine.label_time = engine.watermark
         for state in engine.models.values():
             engine._upgrade(state)
             engine._adopt_profile(state)

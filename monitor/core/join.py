@@ -158,11 +158,18 @@ class LabelJoiner:
         if len(self.done) > self.max_pending:
             self.done.popitem(last=False)
 
-    def expire(self, now: float) -> None:
-        """Drop predictions older than ``ttl_s`` and early labels older than ``early_ttl_s``."""
+    def expire(self, now: float, *, labels_now: float | None = None) -> None:
+        """Drop predictions older than ``ttl_s`` and early labels older than ``early_ttl_s``.
+
+        ``now`` is how far the predictions have come (early labels wait for it); ``labels_now`` how far the
+        labels have come (default ``now``). A prediction expires against the labels' time, so no prediction
+        is given up before every label stamped up to its deadline has been fed, however the two streams
+        were cut into batches.
+        """
+        label_now = now if labels_now is None else labels_now
         while self.pending:
             p = next(iter(self.pending.values()))
-            if now - p.event_time <= self.ttl_s:
+            if label_now - p.event_time <= self.ttl_s:
                 break
             self.pending.popitem(last=False)
             self.counts["expired"] += 1
@@ -174,7 +181,7 @@ class LabelJoiner:
             self.counts["unknown"] += 1
         while self.done:
             t = next(iter(self.done.values()))
-            if now - t <= self.ttl_s:
+            if max(now, label_now) - t <= self.ttl_s:
                 break
             self.done.popitem(last=False)
 
