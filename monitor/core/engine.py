@@ -248,7 +248,9 @@ class PartitionEngine:
         overall = [j for j in overall if j.subject != "estimated_accuracy"]
         r = state.retrain
         if overall:
-            problem = next((j for j in overall if j.fire), None)
+            # A problem holds while its condition fires or its alert is still open (a fresh change point inside
+            # an open incident is no recovery), so the streak does not depend on where batches were cut.
+            problem = next((j for j in overall if j.fire or self.lifecycle.is_firing(j.key)), None)
             if problem is not None and not r.problem:
                 r.problem_since = problem.evidence.change_time
             r.problem = problem is not None
@@ -283,37 +285,57 @@ class PartitionEngine:
         for j in joined:
             by_model.setdefault((j.prediction.model, j.prediction.model_version), []).append(j)
         alerts: list[Alert] = []
-        for key, items in by_model.items():
+        for key, model_items in by_model.items():
             state = self.models.get(key)
             if state is None:
                 continue
             perf = self._perf(state)
-            touched = perf.learn(items, self.rng)
-            judged = perf.judgements(touched, self._inputs_drifting(state))
-            profile = self.profiles.get(state.model, state.version)
-            if profile is not None and "accuracy" in profile.metrics and ALL in touched:
-                level = perf.baseline_level(
-                    profile.metrics["accuracy"],
-                    profile.source or "its profile",
-                    int(profile.metrics.get("labelled_events", 0)),
-                )
-                if level is not None:
-                    judged.append(level)
-            alerts += self._emit(state, judged)
-            if self.config.decisions.enabled:
-                alerts += self._emit(state, self._decisions(state, judged))
-            fairness = self._fairness(state)
-            if fairness is not None:
-                thr, pos = self.config.performance.threshold, self.config.performance.positive_label
-                predicted = np.array(
-                    [math.nan if j.prediction.score is None else float(j.prediction.score >= thr) for j in items]
-                )
-                labels = [binary_label(j.label, pos) if j.label is not None else None for j in items]
-                y = np.array([math.nan if v is None else v for v in labels])
-                fairness.learn([j.prediction.segments for j in items], predicted, y)
-                alerts += self._emit(
-                    state, fairness.judgements(state.model, state.version, self.config.alerts, self.watermark)
-                )
+            for items in self._label_chunks(perf, model_items):
+                alerts += self._learn_chunk(state, perf, items)
+        return alerts
+
+    def _label_chunks(self, perf: ModelPerformance, items: list[Joined]) -> list[list[Joined]]:
+        """Cut a model's joined labels where all traffic's label count reaches a multiple of the retrain check's
+        window, so checks (and what they see) fall on the same labels whatever the batching."""
+        window = self.config.decisions.window_labels
+        done = perf.buckets[ALL].labelled if ALL in perf.buckets else 0
+        chunks, start = [], 0
+        cut = window - done % window
+        while start + cut < len(items):
+            chunks.append(items[start : start + cut])
+            start += cut
+            cut = window
+        chunks.append(items[start:])
+        return chunks
+
+    def _learn_chunk(self, state: ModelState, perf: ModelPerformance, items: list[Joined]) -> list[Alert]:
+        alerts: list[Alert] = []
+        touched = perf.learn(items, self.rng)
+        judged = perf.judgements(touched, self._inputs_drifting(state))
+        profile = self.profiles.get(state.model, state.version)
+        if profile is not None and "accuracy" in profile.metrics and ALL in touched:
+            level = perf.baseline_level(
+                profile.metrics["accuracy"],
+                profile.source or "its profile",
+                int(profile.metrics.get("labelled_events", 0)),
+            )
+            if level is not None:
+                judged.append(level)
+        alerts += self._emit(state, judged)
+        if self.config.decisions.enabled:
+            alerts += self._emit(state, self._decisions(state, judged))
+        fairness = self._fairness(state)
+        if fairness is not None:
+            thr, pos = self.config.performance.threshold, self.config.performance.positive_label
+            predicted = np.array(
+                [math.nan if j.prediction.score is None else float(j.prediction.score >= thr) for j in items]
+            )
+            labels = [binary_label(j.label, pos) if j.label is not None else None for j in items]
+            y = np.array([math.nan if v is None else v for v in labels])
+            fairness.learn([j.prediction.segments for j in items], predicted, y)
+            alerts += self._emit(
+                state, fairness.judgements(state.model, state.version, self.config.alerts, self.watermark)
+            )
         return alerts
 
     def _inputs_drifting(self, state: ModelState) -> set[str]:
@@ -859,7 +881,11 @@ class PartitionEngine:
             direction="",
             extra={"by_labels": by_labels, "by_drift": by_drift},
         )
-        now = max(state.last_event_time, self.watermark)
+        # The check happens when its last label is known: that label's time, not how far predictions got.
+        perf = state.perf
+        now = perf.buckets[ALL].last_label_time if perf is not None and ALL in perf.buckets else math.nan
+        if now != now:
+            now = max(state.last_event_time, self.watermark)
         return Judgement(
             bucket=ALL,
             stream_kind="decision",

@@ -9,11 +9,14 @@ from __future__ import annotations
 import numpy as np
 import orjson
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from benchmarks.concept import SCENARIOS, run
 from monitor.config import load_config
 from monitor.core.concept import ErrorStream, ErrorTest
 from monitor.core.engine import PartitionEngine
+from monitor.replay import FileSource, replay
 
 T0 = 1_767_225_600.0
 BY_NAME = {s.name: s for s in SCENARIOS}
@@ -79,3 +82,32 @@ def test_a_model_right_on_every_early_label_still_measures_its_rise_in_rate_unit
     assert s.fired is None
     hit = s.update((rng.random(2000) < 0.3) * 1.0, np.arange(5400.0, 7400.0))
     assert hit is not None and s.fired is not None and 0.2 < s.fired.current["mean"] < 0.4
+
+
+@pytest.fixture(scope="module")
+def recorded_change(tmp_path_factory):
+    """A STAGGER stream whose concept changes half-way, recorded as prediction and label JSON lines."""
+    tmp = tmp_path_factory.mktemp("stagger")
+    run(BY_NAME["stagger F0->F1 abrupt"], n=5000, change=2500, workdir=tmp)
+    return FileSource(tmp / "stagger-p.jsonl", tmp / "stagger-l.jsonl")
+
+
+def _alerts(source: FileSource, batch_size: int) -> tuple[list[dict], dict[str, int]]:
+    result = replay(load_config(environ={}), source, batch_size=batch_size, progress=False)
+    alerts = [{k: v for k, v in a.to_dict().items() if k != "emitted_at"} for a in result.alerts]
+    return alerts, dict(result.join)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(batch_size=1)
+@example(batch_size=20_000)
+@given(batch_size=st.integers(min_value=1, max_value=20_000))
+def test_the_same_input_gives_the_same_alerts_at_any_batch_size(recorded_change, batch_size):
+    reference = _REFERENCE.setdefault("alerts", _alerts(recorded_change, 500))
+    alerts, join = _alerts(recorded_change, batch_size)
+    assert any(a["kind"] == "concept_drift" and a["status"] == "firing" for a in reference[0])
+    assert join == reference[1]
+    assert alerts == reference[0]
+
+
+_REFERENCE: dict[str, tuple[list[dict], dict[str, int]]] = {}
