@@ -6,9 +6,13 @@ STAMP  := $(VENV)/.installed
 # End-to-end tests (tests/e2e): selenium in the venv; chromium, chromium-driver and promtool from Debian.
 E2E_STAMP := $(VENV)/.e2e-installed
 E2E_APT   := chromium chromium-driver prometheus
+E2E_TOOLS := chromium chromedriver promtool
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# make test-stress: rounds of the integration and e2e suites under a CPU hog bounded to STRESS_HOG_S seconds.
+STRESS_ROUNDS ?= 5
+STRESS_HOG_S  ?= 10800
 
-.PHONY: demo test lint unit integration e2e e2e-deps bench significance clean
+.PHONY: demo test lint unit integration e2e e2e-deps e2e-tools test-stress bench significance clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +29,21 @@ e2e-deps: $(E2E_STAMP)
 	$(SUDO) apt-get update
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(E2E_APT)
 
+# Called by make test: installs the e2e tests' Debian packages when a tool is missing and this user may
+# install packages (root, or sudo without a password). Otherwise, or if apt fails, the run goes on and
+# the e2e tests that need the tools are skipped by name with the command that installs them.
+e2e-tools:
+	@missing=""; for t in $(E2E_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; then \
+		echo "e2e tests need$$missing: installing $(E2E_APT)"; \
+		{ $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y --no-install-recommends $(E2E_APT); } \
+			|| echo "WARNING: installing $(E2E_APT) failed; the e2e tests that need them will be left out"; \
+	else \
+		echo "e2e tests need$$missing and this user cannot install packages: they will be left out (make e2e-deps)"; \
+	fi
+
 demo: $(STAMP)
 	$(BIN)/monitor demo
 
@@ -32,8 +51,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check monitor tests benchmarks
 	$(BIN)/mypy
 
-test: lint $(E2E_STAMP)
+test: lint $(E2E_STAMP) e2e-tools
 	$(BIN)/pytest -q
+
+# The integration and e2e suites STRESS_ROUNDS times in a row while tests/cpu_hog.py keeps every core busy;
+# tests/stress.py prints one summary (per round: pass/fail, failed tests) and fails if any round failed.
+# The hog is bounded (STRESS_HOG_S) and killed by its process id when the recipe ends, however it ends.
+test-stress: $(E2E_STAMP) e2e-tools
+	@$(BIN)/python tests/cpu_hog.py --seconds $(STRESS_HOG_S) & hog=$$!; \
+	trap 'kill $$hog 2>/dev/null; wait $$hog 2>/dev/null' EXIT; \
+	trap 'exit 130' INT TERM; \
+	$(BIN)/python tests/stress.py --rounds $(STRESS_ROUNDS) tests/integration tests/e2e
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit monitor
@@ -47,8 +75,10 @@ e2e: $(E2E_STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
 
-# False alarms over 1,000+ stationary streams and detection delays per detector: writes docs/significance.md.
+# False alarms over 1,000+ stationary streams and detection delays per detector: the 1,000,000-event tests
+# (make test runs smaller ones), then the experiments that write docs/significance.md.
 significance: $(STAMP)
+	$(BIN)/pytest -q -m significance tests/unit/test_significance_experiments.py
 	$(BIN)/python -m benchmarks.significance
 
 bench: $(STAMP)

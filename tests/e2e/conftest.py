@@ -15,7 +15,17 @@ import shutil
 
 import pytest
 
-from ..integration.conftest import broker, config_for, produce, read_all, topics  # noqa: F401  (fixtures)
+from ..integration.conftest import (  # noqa: F401  (fixtures and the shared wait helpers)
+    broker,
+    config_for,
+    produce,
+    read_to_end,
+    scrape_metrics,
+    topics,
+    total,
+    wait_consumed,
+    wait_until,
+)
 
 INSTALL_COMMAND = "make e2e-deps"
 INSTALL_DETAIL = (

@@ -3,6 +3,9 @@
 Shows the firing alert with its recommended action, the model's health in words, the drifting stream,
 sparklines from the in-memory history; saves a screenshot to ``artifacts/e2e/dashboard.png`` (and to
 ``docs/dashboard.png`` when that file is missing or ``MONITOR_UPDATE_SCREENSHOT=1``).
+
+The history comes from traffic in chunks, each processed and sampled (read back from /api/history) before
+the next: the sparklines depend on what the monitor did, not on how long the test slept.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from monitor.app import Monitor
 from monitor.simulate import Drift, TrafficGenerator
 
-from .conftest import config_for, produce
+from .conftest import config_for, produce, scrape_metrics, total, wait_consumed, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "e2e"
@@ -52,6 +56,10 @@ def _chromium(user_data_dir: str):
     return webdriver.Chrome(options=options, service=service)
 
 
+CHUNK = 2_000
+MAX_DRIFT_CHUNKS = 30  # the drift is found within a few chunks; this bounds the loop by input, not by time
+
+
 def _traffic(broker, names, gen: TrafficGenerator, n: int, start: float) -> None:
     preds, labels = [], []
     for ev in gen.predictions(n, start_time=start, rate=200.0):
@@ -64,10 +72,29 @@ def _traffic(broker, names, gen: TrafficGenerator, n: int, start: float) -> None
     produce(broker.bootstrap, names["labels"], labels)
 
 
-def _firing(mon: Monitor) -> list[dict]:
+def _api(base: str, path: str) -> Any:
+    return json.loads(urllib.request.urlopen(f"{base}{path}", timeout=5).read())
+
+
+def _sample_times(base: str) -> list[float]:
+    """Times of the churn/v1 history samples the dashboard draws its sparklines from (/api/history)."""
+    series = _api(base, "/api/history")["series"].get("churn/v1", {})
+    return [p[0] for p in series.get("max_drift_effect", [])]
+
+
+def _sampled_after(base: str, since: float, n: int = 1) -> None:
+    """Wait until the history holds ``n`` samples taken after ``since`` (the same wall clock as the sampler)."""
+    wait_until(
+        lambda: sum(1 for t in _sample_times(base) if t > since) >= n,
+        what=f"{n} history sample(s) after t={since:.3f}",
+    )
+
+
+def _firing(base: str) -> list[dict]:
+    """The firing income/SG alert events, from /api/alerts as the dashboard reads them."""
     return [
         a
-        for a in list(mon.recent)
+        for a in _api(base, "/api/alerts?limit=200")["alerts"]
         if a["status"] == "firing" and a["subject"] == "income" and a["segment"] == {"country": "SG"}
     ]
 
@@ -88,22 +115,36 @@ def test_dashboard_shows_the_firing_alert_in_chromium(broker, topics, require):
     user_data = tempfile.mkdtemp(prefix="chromium-e2e-")
     try:
         assert mon.wait_ready(30), "monitor did not get partitions"
+        base = f"http://127.0.0.1:{mon.http.port}"
         gen = TrafficGenerator(seed=11)
         t0 = 1_767_225_600.0
-        for _ in range(6):  # baseline in chunks, so the sparklines have a history
-            _traffic(broker, names, gen, 2_000, t0)
-            time.sleep(0.6)
-        gen.drifts.append(Drift("income", {"country": "SG"}, scale=1.6))
-        deadline = time.monotonic() + 90
-        while not _firing(mon) and time.monotonic() < deadline:
-            _traffic(broker, names, gen, 2_000, t0 + 60.0)
-            time.sleep(0.6)
-        alert = _firing(mon)
-        assert alert, f"no firing income/SG alert; recent: {[a['key'] for a in mon.recent]}"
-        assert alert[0]["recommendation"] == "investigate"
-        time.sleep(1.5)  # a few more history points after the alert
+        produced = 0
 
-        base = f"http://127.0.0.1:{mon.http.port}"
+        def chunk(start: float) -> None:
+            """One chunk of traffic, processed (its alerts published) and sampled into the history."""
+            nonlocal produced
+            _traffic(broker, names, gen, CHUNK, start)
+            produced += CHUNK
+            wait_until(
+                lambda: total(scrape_metrics(mon.http.port), "monitor_events_total") >= produced,
+                what=f"the monitor processed {produced:,} predictions",
+            )
+            _sampled_after(base, time.time())
+
+        for _ in range(6):  # baseline in chunks, so the sparklines have a history
+            chunk(t0)
+        gen.drifts.append(Drift("income", {"country": "SG"}, scale=1.6))
+        for _ in range(MAX_DRIFT_CHUNKS):
+            chunk(t0 + 60.0)
+            if _firing(base):
+                break
+        alert = _firing(base)
+        assert alert, f"no firing income/SG alert; recent: {[a['key'] for a in _api(base, '/api/alerts')['alerts']]}"
+        assert alert[0]["recommendation"] == "investigate"
+        _sampled_after(base, time.time(), 3)  # a few more history points after the alert
+        wait_consumed(broker.bootstrap, mon.config.kafka.group_id, [names["predictions"], names["labels"]])
+        assert total(scrape_metrics(mon.http.port), "monitor_events_total") == produced
+
         overview = json.loads(urllib.request.urlopen(f"{base}/api/overview", timeout=5).read())
         churn = next(m for m in overview["models"] if m["model"] == "churn")
         assert churn["health"] in ("watch", "act")
@@ -126,8 +167,11 @@ def test_dashboard_shows_the_firing_alert_in_chromium(broker, topics, require):
         assert len(lines) >= 3, "expected sparklines drawn from the history"
 
         height = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.set_window_size(1400, min(max(int(height) + 40, 1000), 4000))
-        time.sleep(0.3)
+        target = min(max(int(height) + 40, 1000), 4000)
+        driver.set_window_size(1400, target)
+        wait.until(lambda d: d.get_window_size()["height"] == target)
+        # Two animation frames: the page has been laid out and painted at the new size.
+        driver.execute_async_script("requestAnimationFrame(() => requestAnimationFrame(arguments[0]))")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shot = ARTIFACTS / "dashboard.png"
         assert driver.save_screenshot(str(shot))

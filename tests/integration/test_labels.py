@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import orjson
 
 from monitor.app import Monitor
 from monitor.simulate import TrafficGenerator
 
-from .conftest import config_for, produce, read_all, scrape_metrics, total
+from .conftest import config_for, produce, read_to_end, scrape_metrics, total, wait_consumed, wait_until
 
 
 def test_late_labels_join_and_a_label_flip_raises_concept_drift_only(broker, topics):
@@ -37,33 +35,31 @@ def test_late_labels_join_and_a_label_flip_raises_concept_drift_only(broker, top
         for b in blocks:
             rng.shuffle(b)
         produce(broker.bootstrap, names["labels"], [(k, orjson.dumps(v)) for k, v in early])
-        time.sleep(1.0)
+        # The early labels must be joined before their predictions exist: wait until the monitor holds them all.
+        wait_until(
+            lambda: total(scrape_metrics(mon.http.port), "monitor_join_early_labels") == len(early),
+            what=f"the monitor holds the {len(early)} early labels",
+        )
         produce(broker.bootstrap, names["predictions"], preds)
+        # The other labels are late: the monitor reads both topics at once, so let it see every prediction first.
+        wait_until(
+            lambda: total(scrape_metrics(mon.http.port), "monitor_events_total") == len(preds),
+            what=f"the monitor processed all {len(preds)} predictions",
+        )
         produce(broker.bootstrap, names["labels"], [(k, orjson.dumps(v)) for b in blocks for k, v in b])
         # duplicates are counted once
         produce(broker.bootstrap, names["labels"], [(k, orjson.dumps(v)) for k, v in rest[:50]])
         n_labels = len(labels)
 
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            m = scrape_metrics(mon.http.port)
-            if total(m, "monitor_join_events_total", outcome="joined") >= n_labels:
-                break
-            time.sleep(0.5)
+        # Count only once everything produced above (the duplicates last) has been consumed and committed.
+        wait_consumed(broker.bootstrap, config.kafka.group_id, [names["predictions"], names["labels"]])
+        m = scrape_metrics(mon.http.port)
         assert total(m, "monitor_join_events_total", outcome="joined") == n_labels
         assert total(m, "monitor_join_events_total", outcome="joined_early") == 200
         assert total(m, "monitor_join_events_total", outcome="duplicate") == 50
         assert total(m, "monitor_join_pending") == 30_000 - n_labels
 
-        alerts = [
-            orjson.loads(x.value())
-            for x in read_all(
-                broker.bootstrap,
-                names["alerts"],
-                until=lambda ms: any(b"concept_drift" in x.value() for x in ms),
-                timeout=30,
-            )
-        ]
+        alerts = [orjson.loads(x.value()) for x in read_to_end(broker.bootstrap, names["alerts"])]
         kinds = {(a["status"], a["kind"], a["subject"], str(a["segment"])) for a in alerts}
         assert ("firing", "concept_drift", "accuracy", "{}") in kinds
         assert not [a for a in alerts if a["kind"] in ("data_drift", "prediction_drift")]

@@ -1,5 +1,11 @@
 """Replicas, crashes and restarts against the real broker: state totals stay exact, no alert is lost,
-and an alert seen twice is an exact repeat."""
+and an alert seen twice is an exact repeat.
+
+Every step waits for the monitors' progress, read from their /metrics (as Prometheus would) and from the
+group's committed offsets, never for wall time: replicas are killed once they have processed and
+checkpointed, added once the survivors have taken over, and counted once the group has committed the end
+of the input with a settled assignment.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -21,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.io.broker import free_port
 from monitor.simulate import Drift, TrafficGenerator
 
-from .conftest import produce, read_all
+from .conftest import Metrics, produce, read_to_end, total, wait_consumed, wait_until
 
 
 class Replica:
@@ -52,7 +57,8 @@ class Replica:
             [sys.executable, "-m", "monitor", "run"], env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
 
-    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    def metrics(self) -> Metrics:
+        """Its /metrics over HTTP; empty while it is not serving (starting, or gone)."""
         try:
             text = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=3).read().decode()
         except (urllib.error.URLError, OSError):
@@ -77,13 +83,12 @@ class Replica:
         self._log.close()
 
 
-def _sum(replicas: list[Replica], name: str, **labels: str) -> float:
-    total = 0.0
-    for r in replicas:
-        for (n, lab), v in r.metrics().items():
-            if n == name and all(dict(lab).get(k) == x for k, x in labels.items()):
-                total += v
-    return total
+def _sum(scraped: list[Metrics], name: str, **labels: str) -> float:
+    return sum(total(m, name, **labels) for m in scraped)
+
+
+def _scrape(replicas: list[Replica]) -> list[Metrics]:
+    return [r.metrics() for r in replicas]
 
 
 def _traffic(n_before: int, n_after: int, seed: int) -> tuple[list[tuple[bytes, bytes]], Counter[str]]:
@@ -99,20 +104,44 @@ def _traffic(n_before: int, n_after: int, seed: int) -> tuple[list[tuple[bytes, 
     return [(e["prediction_id"].encode(), orjson.dumps(e)) for e in events], per_segment
 
 
-def _wait_for_total(replicas: list[Replica], expected: int, timeout: float = 120.0) -> float:
-    deadline = time.monotonic() + timeout
-    seen = 0.0
-    while time.monotonic() < deadline:
-        seen = _sum(replicas, "monitor_events_total")
-        if seen >= expected and _sum(replicas, "monitor_assigned_partitions") > 0:
-            time.sleep(1.5)  # let any over-count show up before we compare
-            return _sum(replicas, "monitor_events_total")
-        time.sleep(0.5)
-    return seen
+def _owned(scraped: list[Metrics]) -> list[float]:
+    return [total(m, "monitor_assigned_partitions") for m in scraped]
+
+
+def _wait_owned(replicas: list[Replica], partitions: int, what: str) -> None:
+    """Wait until ``replicas`` together own all ``partitions``, each at least one (a finished rebalance)."""
+
+    def owned() -> bool:
+        scraped = _scrape(replicas)
+        return all(scraped) and sum(_owned(scraped)) == partitions and min(_owned(scraped)) >= 1
+
+    wait_until(owned, what=what)
+
+
+def _settled(broker, names, group: str, replicas: list[Replica], partitions: int) -> list[Metrics]:
+    """The replicas' metrics once the group has committed the end of the input and no rebalance is under way.
+
+    Two scrapes in a row must agree on who owns what and on the totals, each replica owning at least one
+    of the ``partitions``; any over-count is in these totals by then, since nothing is left to process.
+    """
+    wait_consumed(broker.bootstrap, group, [names["predictions"], names["labels"]])
+
+    def stable() -> list[Metrics] | None:
+        first, second = _scrape(replicas), _scrape(replicas)
+        if not all(first) or not all(second):
+            return None
+        if sum(_owned(second)) != partitions or min(_owned(second)) < 1 or _owned(first) != _owned(second):
+            return None
+        if _sum(first, "monitor_events_total") != _sum(second, "monitor_events_total"):
+            return None
+        return second
+
+    return wait_until(stable, what=f"{len(replicas)} replicas own the {partitions} partitions, totals unchanged")
 
 
 def _check_alerts(broker, topic: str) -> list[dict]:
-    msgs = read_all(broker.bootstrap, topic, until=lambda m: False, timeout=4)
+    """Every alert on the topic (read to its end offsets), after checking that repeats are exact copies."""
+    msgs = read_to_end(broker.bootstrap, topic)
     by_id: dict[str, set[bytes]] = {}
     for m in msgs:
         by_id.setdefault(orjson.loads(m.value())["alert_id"] + orjson.loads(m.value())["status"], set()).add(m.value())
@@ -127,25 +156,33 @@ def test_replicas_killed_restarted_and_added_keep_exact_totals_and_alerts(broker
     records, per_segment = _traffic(24_000, 36_000, seed=21)
     replicas = [Replica(broker, names, group, tmp_path, f"r{i}") for i in range(3)]
     try:
-        deadline = time.monotonic() + 60
-        while _sum(replicas, "monitor_assigned_partitions") < 6 and time.monotonic() < deadline:
-            time.sleep(0.3)
-        assert _sum(replicas, "monitor_assigned_partitions") == 6
+        _wait_owned(replicas, 6, "3 replicas own the 6 partitions")
+        assert _sum(_scrape(replicas), "monitor_assigned_partitions") == 6
         third = len(records) // 3
+        tail = len(records) - 600  # produced once the group is settled, so the last owners commit the end
         produce(broker.bootstrap, names["predictions"], records[:third])
-        time.sleep(2.0)  # mid-stream: checkpoints have happened, more is in flight
+
+        def r0_checkpointed() -> bool:  # mid-stream: it has processed and checkpointed, more may be in flight
+            m = replicas[0].metrics()
+            return total(m, "monitor_events_total") >= 1000 and total(m, "monitor_checkpoints_total") >= 1
+
+        wait_until(r0_checkpointed, what="r0 processed 1,000 events and wrote a checkpoint")
         replicas[0].kill()
         produce(broker.bootstrap, names["predictions"], records[third : 2 * third])
-        time.sleep(1.0)
+        _wait_owned(replicas[1:], 6, "r1 and r2 took over the partitions of the killed r0")
         replicas[0] = Replica(broker, names, group, tmp_path, "r0-restarted")
         replicas.append(Replica(broker, names, group, tmp_path, "r3"))
-        produce(broker.bootstrap, names["predictions"], records[2 * third :])
+        produce(broker.bootstrap, names["predictions"], records[2 * third : tail])
+        _wait_owned(replicas, 6, "4 replicas (r0 restarted, r3 added) share the 6 partitions")
+        produce(broker.bootstrap, names["predictions"], records[tail:])
 
         live = [r for r in replicas if r.proc.poll() is None]
-        total = _wait_for_total(live, len(records))
-        assert total == len(records), [r.log_path.read_text()[-2000:] for r in replicas]
+        assert len(live) == 4, [r.log_path.read_text()[-2000:] for r in replicas]
+        scraped = _settled(broker, names, group, live, 6)
+        total_events = _sum(scraped, "monitor_events_total")
+        assert total_events == len(records), [r.log_path.read_text()[-2000:] for r in replicas]
         for segment, count in per_segment.items():
-            assert _sum(live, "monitor_stream_events_total", feature="prediction", segment=segment) == count, segment
+            assert _sum(scraped, "monitor_stream_events_total", feature="prediction", segment=segment) == count, segment
         alerts = _check_alerts(broker, names["alerts"])
         firing = {a["alert_id"] for a in alerts if a["status"] == "firing" and a["key"].endswith("income/country=SG")}
         assert len(firing) == 1, [a["key"] for a in alerts]
@@ -162,7 +199,10 @@ def test_a_crash_at_any_checkpoint_step_loses_nothing_and_repeats_exactly(broker
     names = topics(partitions=2)
     group = f"g-{uuid.uuid4().hex[:8]}"
     records, per_segment = _traffic(8_000, 12_000, seed=5)
-    produce(broker.bootstrap, names["predictions"], records)
+    # The last records come after the survivor took over, so it has input after its restore and commits the
+    # end: a crash after the snapshot but before the commit leaves the committed offsets behind until then.
+    tail = len(records) - 200
+    produce(broker.bootstrap, names["predictions"], records[:tail])
     crashing = Replica(broker, names, group, tmp_path, "crashing", {"MONITOR_FAULT_INJECT": fault})
     try:
         assert crashing.proc.wait(90) == 137, crashing.log_path.read_text()[-3000:]
@@ -170,10 +210,13 @@ def test_a_crash_at_any_checkpoint_step_loses_nothing_and_repeats_exactly(broker
         crashing.stop()
     survivor = Replica(broker, names, group, tmp_path, "survivor")
     try:
-        total = _wait_for_total([survivor], len(records))
-        assert total == len(records), survivor.log_path.read_text()[-3000:]
+        _wait_owned([survivor], 2, "the survivor owns both partitions")
+        produce(broker.bootstrap, names["predictions"], records[tail:])
+        scraped = _settled(broker, names, group, [survivor], 2)
+        total_events = _sum(scraped, "monitor_events_total")
+        assert total_events == len(records), survivor.log_path.read_text()[-3000:]
         for segment, count in per_segment.items():
-            assert _sum([survivor], "monitor_stream_events_total", feature="prediction", segment=segment) == count
+            assert _sum(scraped, "monitor_stream_events_total", feature="prediction", segment=segment) == count
         alerts = _check_alerts(broker, names["alerts"])
         firing = {a["alert_id"] for a in alerts if a["status"] == "firing" and a["key"].endswith("income/country=SG")}
         assert len(firing) == 1, [a["key"] for a in alerts]
