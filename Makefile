@@ -12,7 +12,7 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STRESS_ROUNDS ?= 5
 STRESS_HOG_S  ?= 10800
 
-.PHONY: demo test lint unit integration e2e e2e-deps e2e-tools test-stress bench significance clean
+.PHONY: demo test lint unit integration e2e e2e-deps e2e-tools test-stress bench significance peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -83,3 +83,7 @@ significance: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+# Concept drift on river's generators beside river's ADWIN, PageHinkley and DDM: writes docs/peers.md.
+peers: $(STAMP)
+	$(BIN)/python -m benchmarks.concept --out docs/peers.md
