@@ -1451,6 +1451,7 @@ def _register_snapshot_classes() -> None:
         PerformanceConfig,
         ErrorStream,
         ErrorTest,
+        DriftEvidence,
         ChunkedADWIN,
         PageHinkley,
         WindowedChiSquare,

@@ -111,3 +111,17 @@ def test_the_same_input_gives_the_same_alerts_at_any_batch_size(recorded_change,
 
 
 _REFERENCE: dict[str, tuple[list[dict], dict[str, int]]] = {}
+
+
+def test_an_error_stream_that_just_fired_snapshots_and_restores_exactly():
+    from monitor.core import snapshot as snap
+
+    s = ErrorStream("binary", ErrorTest(reference_events=300, min_events=100))
+    rng = np.random.default_rng(0)
+    s.update(np.zeros(2000), np.arange(2000.0))
+    assert s.update((rng.random(2000) < 0.4) * 1.0, np.arange(2000.0, 4000.0)) is not None
+    twin = snap.loads(snap.dumps(s))  # a checkpoint right after the firing batch
+    more = (rng.random(500) < 0.1) * 1.0
+    s.update(more, np.arange(4000.0, 4500.0))
+    twin.update(more, np.arange(4000.0, 4500.0))
+    assert twin.evidence() == s.evidence() and twin.count == s.count
