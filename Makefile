@@ -8,7 +8,8 @@ E2E_STAMP := $(VENV)/.e2e-installed
 E2E_APT   := chromium chromium-driver prometheus
 E2E_TOOLS := chromium chromedriver promtool
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# make test-stress: rounds of the integration and e2e suites under a CPU hog bounded to STRESS_HOG_S seconds.
+# make test: test processes (pytest-xdist). make test-stress: rounds under a CPU hog bounded to STRESS_HOG_S s.
+TEST_WORKERS  ?= auto
 STRESS_ROUNDS ?= 5
 STRESS_HOG_S  ?= 10800
 
@@ -51,8 +52,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check monitor tests benchmarks
 	$(BIN)/mypy
 
+# Whole test files are spread over TEST_WORKERS processes (auto: one per core).
 test: lint $(E2E_STAMP) e2e-tools
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The integration and e2e suites STRESS_ROUNDS times in a row while tests/cpu_hog.py keeps every core busy;
 # tests/stress.py prints one summary (per round: pass/fail, failed tests) and fails if any round failed.

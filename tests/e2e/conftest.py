@@ -15,6 +15,7 @@ import shutil
 
 import pytest
 
+from ..conftest import INSTALL_DETAIL, left_out_reason
 from ..integration.conftest import (  # noqa: F401  (fixtures and the shared wait helpers)
     broker,
     config_for,
@@ -26,12 +27,6 @@ from ..integration.conftest import (  # noqa: F401  (fixtures and the shared wai
     wait_consumed,
     wait_until,
 )
-
-INSTALL_COMMAND = "make e2e-deps"
-INSTALL_DETAIL = (
-    "apt-get install -y --no-install-recommends chromium chromium-driver prometheus && .venv/bin/pip install selenium"
-)
-_left_out: list[tuple[str, str]] = []
 
 
 def in_ci() -> bool:
@@ -45,7 +40,7 @@ def _missing(tools: tuple[str, ...], modules: tuple[str, ...]) -> list[str]:
 
 
 @pytest.fixture
-def require(request: pytest.FixtureRequest):
+def require():
     """``require(tools=(...), modules=(...))``: skip (developer) or fail (CI) when something is missing."""
 
     def check(tools: tuple[str, ...] = (), modules: tuple[str, ...] = ()) -> None:
@@ -55,18 +50,6 @@ def require(request: pytest.FixtureRequest):
         what = ", ".join(missing)
         if in_ci():
             pytest.fail(f"CI is set and {what} is missing: .ci/run must install it ({INSTALL_DETAIL})")
-        _left_out.append((request.node.nodeid, what))
-        pytest.skip(f"{what} not installed; install with: {INSTALL_COMMAND}")
+        pytest.skip(left_out_reason(what))  # tests/conftest.py lists these at the end of the run
 
     return check
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    if not _left_out:
-        return
-    tr = terminalreporter
-    tr.section("end-to-end tests left out", sep="=", yellow=True, bold=True)
-    for nodeid, what in _left_out:
-        tr.write_line(f"LEFT OUT {nodeid}  (missing: {what})")
-    tr.write_line(f"Install what they need with one command:  {INSTALL_COMMAND}")
-    tr.write_line(f"  (it runs: {INSTALL_DETAIL}; CI runs them always, see .ci/run)")

@@ -151,7 +151,7 @@ def test_dashboard_shows_the_firing_alert_in_chromium(broker, topics, require):
 
         driver = _chromium(user_data)
         driver.get(base + "/")
-        wait = WebDriverWait(driver, 20)
+        wait = WebDriverWait(driver, 60)  # a condition, so a generous bound costs nothing when things go well
         wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-loaded") == "true")
 
         badge = driver.find_element(By.CSS_SELECTOR, 'article[data-model="churn/v1"] .badge[data-health]')

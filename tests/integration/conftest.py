@@ -8,8 +8,11 @@ The suite must never fail by chance, so the tests wait for conditions, never for
   input partition. The monitor commits only after a batch's alerts and dead letters are acknowledged by
   the broker (monitor/io/kafka.py), so from then on everything it will publish about that input is on its
   topics and its metrics count all of it: count only after this point.
-* :func:`read_to_end` reads a topic up to the end offsets it queries from the broker (uncached), so a
-  negative check ("no other alert") sees everything published, with no read timeout to guess.
+* :func:`read_to_end` reads a topic to the end of every partition, so a negative check ("no other alert")
+  sees everything published, with no read timeout to guess.
+
+End offsets come from fetch responses (``enable.partition.eof``), not from ListOffsets, which the test
+broker answers loosely (see :func:`_read_until_eof`).
 """
 
 from __future__ import annotations

@@ -205,7 +205,7 @@ def test_a_crash_at_any_checkpoint_step_loses_nothing_and_repeats_exactly(broker
     produce(broker.bootstrap, names["predictions"], records[:tail])
     crashing = Replica(broker, names, group, tmp_path, "crashing", {"MONITOR_FAULT_INJECT": fault})
     try:
-        assert crashing.proc.wait(90) == 137, crashing.log_path.read_text()[-3000:]
+        assert crashing.proc.wait(180) == 137, crashing.log_path.read_text()[-3000:]
     finally:
         crashing.stop()
     survivor = Replica(broker, names, group, tmp_path, "survivor")
