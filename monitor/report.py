@@ -150,7 +150,8 @@ def incidents(alerts: Iterable[dict[str, Any]], since: float, until: float) -> l
         seen.add(ident)
         aid = str(a.get("alert_id") or a.get("key"))
         inc = by_id.get(aid)
-        started = _ts(a.get("started_at")) or _ts(a.get("emitted_at"))
+        # When it fired, in event time: ``detected_at`` (contract 1.1); older events only have the change point.
+        started = _ts(a.get("detected_at")) or _ts(a.get("started_at")) or _ts(a.get("emitted_at"))
         if inc is None:
             inc = by_id[aid] = Incident(aid, a, a, started, None)
         inc.events.append(a)
