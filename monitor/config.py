@@ -357,6 +357,7 @@ class PerformanceConfig:
     min_accuracy_drop: float = 0.05
     min_error_rise: float = 0.25
     calibration_max_error: float = 0.05
+    calibration_labels: int = 5000
     business_min_effect: float = 0.2
     latency_min_effect: float = 0.5
     max_outcomes: int = 10
@@ -377,6 +378,7 @@ class PerformanceConfig:
         if not 0 < self.min_accuracy_drop < 1:
             raise ConfigError("performance.min_accuracy_drop", "must be in (0, 1)")
         _positive("performance.calibration_max_error", self.calibration_max_error)
+        _positive("performance.calibration_labels", self.calibration_labels)
         _positive("performance.business_min_effect", self.business_min_effect)
         _positive("performance.latency_min_effect", self.latency_min_effect)
         _positive("performance.max_outcomes", self.max_outcomes)

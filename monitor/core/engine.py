@@ -21,12 +21,14 @@ import numpy as np
 from monitor.config import MonitorConfig
 from monitor.core import snapshot as snap
 from monitor.core.baseline import PREDICTION_FIELD, BaselineProfile, ProfileSet
+from monitor.core.calibration import ScoreCalibration
 from monitor.core.decisions import RetrainState, compare_versions
 from monitor.core.drift import CategoricalDriftTracker, DriftEvidence, NumericDriftTracker
 from monitor.core.events import LabelBatch, LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
 from monitor.core.fairness import FairnessTracker, GroupStats
 from monitor.core.join import Joined, LabelJoiner, PendingPrediction
-from monitor.core.performance import ModelPerformance, binary_label, binary_score
+from monitor.core.metrics import Ring
+from monitor.core.performance import BASELINE_SCORE_BINS, ModelPerformance, binary_label, binary_score
 from monitor.core.quality import CHECKS, QualityFinding, SchemaWatch
 from monitor.core.rules import (
     ALL,
@@ -1128,9 +1130,16 @@ class PartitionEngine:
         if "quality" in missing:
             state.quality = self._schema_watch(self.profiles.get(state.model, state.version))
         if state.perf is not None:
-            for b in state.perf.buckets.values():  # an older release's error / loss trackers: the stream restarts
+            perf = state.perf
+            if not hasattr(perf, "calibration"):  # an older release had no score calibration
+                perf.calibration = ScoreCalibration(self.config.performance.calibration_labels)
+            for b in perf.buckets.values():  # an older release's error / loss trackers: the stream restarts
                 for old in ("error", "loss"):
                     b.__dict__.pop(old, None)
+                if "baseline_scores" not in b.__dict__:  # its estimate ring held expected values, not scores
+                    b.__dict__.pop("estimate_baseline", None)
+                    b.baseline_scores = np.zeros(BASELINE_SCORE_BINS)
+                    b.estimate = Ring(b.estimate.capacity, 1)
 
     def _apply_config(self) -> None:
         """Settings come from the current config, not from the snapshot: a restart with new limits or
@@ -1452,6 +1461,7 @@ def _register_snapshot_classes() -> None:
         ErrorStream,
         ErrorTest,
         DriftEvidence,
+        ScoreCalibration,
         ChunkedADWIN,
         PageHinkley,
         WindowedChiSquare,

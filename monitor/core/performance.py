@@ -16,17 +16,18 @@ from typing import Any
 import numpy as np
 
 from monitor.config import AlertConfig, DetectorSettings, PerformanceConfig
+from monitor.core.calibration import ScoreCalibration
 from monitor.core.concept import ErrorStream, ErrorTest
 from monitor.core.drift import DriftEvidence, NumericDriftTracker
 from monitor.core.join import Joined
 from monitor.core.metrics import LOWER_IS_BETTER, PerformanceWindow, Ring, expected_correct
 from monitor.core.rules import ALL, Judgement, alert_key
-from monitor.core.stats import RunningMoments
 
 TRUE_STRINGS = frozenset({"1", "true", "yes", "y", "t"})
 FALSE_STRINGS = frozenset({"0", "false", "no", "n", "f"})
 DELAY_BUCKETS_S = (1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 6 * 3600.0, 86400.0, 3 * 86400.0, 7 * 86400.0)
 Bucket = tuple[str, str]
+BASELINE_SCORE_BINS = 100  # the warm-up's scores, kept as a histogram so the calibration can be applied later
 
 
 def binary_label(label: Any, positive: str = "1") -> float | None:
@@ -75,9 +76,9 @@ class BucketPerformance:
     """One bucket's labelled metrics, error stream (concept drift), estimate and outcomes."""
 
     window: PerformanceWindow
-    estimate: Ring
+    estimate: Ring  # the raw scores of the last ``performance.window`` predictions
     errors: ErrorStream | None = None  # made when the task is known
-    estimate_baseline: RunningMoments = field(default_factory=RunningMoments)
+    baseline_scores: np.ndarray = field(default_factory=lambda: np.zeros(BASELINE_SCORE_BINS))
     outcomes: dict[str, NumericDriftTracker] = field(default_factory=dict)
     predictions: int = 0
     labelled: int = 0
@@ -109,6 +110,7 @@ class ModelPerformance:
         self.unsupported = 0
         self.outcome_names: list[str] = []
         self.capped_outcomes = 0
+        self.calibration = ScoreCalibration(perf.calibration_labels)
 
     def _bucket(self, bucket: Bucket) -> BucketPerformance:
         b = self.buckets.get(bucket)
@@ -143,19 +145,20 @@ class ModelPerformance:
         rng: np.random.Generator,
     ) -> list[tuple[Bucket, float]]:
         """Count predictions per bucket, feed the score-based estimate, and the latency detector."""
-        expected = expected_correct(scores, self.perf.threshold) if self.task in (None, "binary") else None
+        binary = self.task in (None, "binary")
         for bucket, part in parts:
             b = self._bucket(bucket)
             b.predictions += scores.size if part is None else part.size
-            if expected is None:
+            if not binary:
                 continue
-            e = expected if part is None else expected[part]
-            e = e[~np.isnan(e)]
+            e = scores if part is None else scores[part]
+            e = np.clip(e[~np.isnan(e)], 0.0, 1.0)
             if e.size == 0:
                 continue
-            need = self.detectors.warmup_events - b.estimate_baseline.n
+            need = self.detectors.warmup_events - int(b.baseline_scores.sum())
             if need > 0:
-                b.estimate_baseline.update(e[:need])
+                idx = np.minimum((e[:need] * BASELINE_SCORE_BINS).astype(np.int64), BASELINE_SCORE_BINS - 1)
+                b.baseline_scores += np.bincount(idx, minlength=BASELINE_SCORE_BINS)
             b.estimate.extend(e[:, None])
         lat = latency_ms[~np.isnan(latency_ms)]
         if lat.size:
@@ -203,6 +206,7 @@ class ModelPerformance:
                 members.setdefault(seg, []).append(i)
         labelled = ~np.isnan(y) & ~np.isnan(v)
         if self.task == "binary":
+            self.calibration.learn(v[labelled], y[labelled])
             err = ((v >= self.perf.threshold) != (y == 1)).astype(np.float64)
         else:
             err = np.abs(v - y)
@@ -250,9 +254,42 @@ class ModelPerformance:
     def trustworthy(self, bucket: Bucket) -> bool | None:
         """Whether score-based estimates can be trusted: calibration checked on labelled data (None: too few)."""
         b = self.buckets.get(bucket)
-        if b is None or self.task != "binary" or b.window.ring.size < self.perf.min_labels:
+        if b is None or self.task != "binary":
+            return None
+        cal = self.calibration
+        if cal.fitted:  # judged on labels the calibrator did not see
+            if cal.checked < self.perf.min_labels:
+                return None
+            return cal.error() <= self.perf.calibration_max_error
+        if b.window.ring.size < self.perf.min_labels:
             return None
         return b.window.calibration_error() <= self.perf.calibration_max_error
+
+    def _expected(self, scores: np.ndarray) -> np.ndarray:
+        """Probability that each prediction is right, from its calibrated score (CBPE)."""
+        return expected_correct(self.calibration.probability(scores), self.perf.threshold) if scores.size else scores
+
+    def estimated(self, bucket: Bucket) -> tuple[float, float, float, int]:
+        """Estimated accuracy of the bucket's last ``performance.window`` predictions, with a 95% band:
+        (estimate, low, high, predictions); NaN without predictions."""
+        b = self.buckets.get(bucket)
+        if b is None or b.estimate.size == 0 or self.task not in (None, "binary"):
+            return math.nan, math.nan, math.nan, 0
+        scores = b.estimate.rows()[:, 0]
+        p_right = self._expected(scores)
+        n = p_right.size
+        est = float(p_right.mean())
+        half = 1.96 * math.sqrt(float((p_right * (1 - p_right)).sum())) / n
+        return est, max(0.0, est - half), min(1.0, est + half), n
+
+    def _baseline_estimate(self, b: BucketPerformance) -> tuple[float, float, int]:
+        """The warm-up's estimated accuracy under the current calibration: (mean, variance, predictions)."""
+        n = int(b.baseline_scores.sum())
+        centres = (np.arange(BASELINE_SCORE_BINS) + 0.5) / BASELINE_SCORE_BINS
+        e = self._expected(centres)
+        mean = float((b.baseline_scores * e).sum() / n) if n else math.nan
+        var = float((b.baseline_scores * (e - mean) ** 2).sum() / max(n - 1, 1)) if n else math.nan
+        return mean, var, n
 
     def judgements(self, buckets: set[Bucket], drifting: set[str]) -> list[Judgement]:
         """Fire / clear conditions of every label-based alert for the given buckets."""
@@ -274,7 +311,7 @@ class ModelPerformance:
         if self.task in (None, "binary"):
             for bucket in sorted(buckets):
                 b = self.buckets.get(bucket)
-                if b is not None and b.estimate_baseline.n >= self.detectors.warmup_events:
+                if b is not None and b.baseline_scores.sum() >= self.detectors.warmup_events:
                     out.append(self._estimate(bucket, b, now))
         if self.latency.warmed_up:
             out.append(self._latency(now))
@@ -428,10 +465,10 @@ class ModelPerformance:
 
     def _estimate(self, bucket: Bucket, b: BucketPerformance, now: float) -> Judgement:
         cfg, a = self.perf, self.alerts
-        rows = b.estimate.rows()[:, 0]
+        rows = self._expected(b.estimate.rows()[:, 0])
         n = rows.size
-        base_mean, base_var, base_n = b.estimate_baseline.mean, b.estimate_baseline.variance, b.estimate_baseline.n
-        cur = float(rows.mean())
+        base_mean, base_var, base_n = self._baseline_estimate(b)
+        cur, low, high, _ = self.estimated(bucket)
         drop = base_mean - cur
         se = math.sqrt(base_var / base_n + float(rows.var()) / n) if n > 1 else math.inf
         p_value = 0.5 * math.erfc((drop / se) / math.sqrt(2)) if se > 0 else (0.0 if drop > 0 else 1.0)
@@ -447,7 +484,7 @@ class ModelPerformance:
             change_time=now,
             p_value=p_value,
             baseline={"estimated_accuracy": base_mean, "events": base_n},
-            current={"estimated_accuracy": cur, "events": n, "trustworthy": trusted},
+            current={"estimated_accuracy": cur, "low": low, "high": high, "events": n, "trustworthy": trusted},
             direction="fell" if drop > 0 else "rose",
         )
         return self._judgement(

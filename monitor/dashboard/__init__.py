@@ -62,7 +62,16 @@ def _model_rows(engines: Iterable[PartitionEngine]) -> dict[tuple[str, str], dic
         for (model, version), st in eng.models.items():
             row = rows.setdefault(
                 (model, version),
-                {"events": 0, "metric": {}, "est": [0.0, 0], "pred": 0, "lab": 0, "outcomes": {}, "task": None},
+                {
+                    "events": 0,
+                    "metric": {},
+                    "est": [0.0, 0],
+                    "band": [0.0, 0.0],
+                    "pred": 0,
+                    "lab": 0,
+                    "outcomes": {},
+                    "task": None,
+                },
             )
             row["events"] += st.events
             perf = st.perf
@@ -81,9 +90,12 @@ def _model_rows(engines: Iterable[PartitionEngine]) -> dict[tuple[str, str], dic
                         acc = row["metric"].setdefault(name, [0.0, 0])
                         acc[0] += value * n_win
                         acc[1] += n_win
-            if b.estimate.size:
-                row["est"][0] += float(b.estimate.rows().sum())
-                row["est"][1] += b.estimate.size
+            value, low, high, n_est = perf.estimated(ALL)
+            if n_est:
+                row["est"][0] += value * n_est
+                row["est"][1] += n_est
+                row["band"][0] += low * n_est
+                row["band"][1] += high * n_est
             for name, tracker in b.outcomes.items():
                 n = tracker.moments.n
                 if n:
@@ -99,6 +111,9 @@ def _model_rows(engines: Iterable[PartitionEngine]) -> dict[tuple[str, str], dic
             "metrics": metrics,
             "accuracy": metrics.get("accuracy"),
             "estimated_accuracy": row["est"][0] / row["est"][1] if row["est"][1] else None,
+            "estimated_accuracy_band": [row["band"][0] / row["est"][1], row["band"][1] / row["est"][1]]
+            if row["est"][1]
+            else None,
             "label_coverage": min(1.0, row["lab"] / row["pred"]) if row["pred"] else None,
             "outcomes": {name: s / w for name, (s, w) in row["outcomes"].items()},
         }

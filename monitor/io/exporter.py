@@ -96,6 +96,11 @@ class MonitorCollector(Collector):
             "Accuracy estimated from calibrated scores over the last performance.window predictions (no labels)",
             labels=seg_labels,
         )
+        estimated_band = GaugeMetricFamily(
+            "monitor_estimated_accuracy_bound",
+            "95% band of the estimated accuracy from the window size: bound is low or high",
+            labels=[*seg_labels, "bound"],
+        )
         trust = GaugeMetricFamily(
             "monitor_estimate_trustworthy",
             "1 if the scores are calibrated on the labelled window (so estimates can be trusted), else 0",
@@ -232,7 +237,9 @@ class MonitorCollector(Collector):
         if newest > -math.inf:
             proc_lag.add_metric([], max(0.0, time.time() - newest))
         ready.add_metric([], 1.0 if svc.ready() else 0.0)
-        _add_performance(perf_rows, model_metric, estimated, trust, calib, coverage, labelled, outcome_mean, delay)
+        _add_performance(
+            perf_rows, model_metric, estimated, estimated_band, trust, calib, coverage, labelled, outcome_mean, delay
+        )
         join_pending.add_metric([], n_pending)
         join_limit.add_metric([], svc.config.labels.max_pending)
         join_early.add_metric([], n_early)
@@ -256,7 +263,7 @@ class MonitorCollector(Collector):
         yield from (checkpoints, cp_seconds, cp_bytes, restores, restore_s)
         yield from _fairness_families(fair_trackers)
         yield from baseline_families
-        yield from (model_metric, estimated, trust, calib, coverage, labelled, outcome_mean, delay)
+        yield from (model_metric, estimated, estimated_band, trust, calib, coverage, labelled, outcome_mean, delay)
         yield from (join_pending, join_limit, join_early, join_events)
         yield from (events, labels, invalid, capped, mismatch, s_events, missing, mean, effect, firing, detections)
         yield from (streams, stream_limit, alerts_firing, emitted, latency, partitions, lag, proc_lag, ready)
@@ -374,6 +381,7 @@ def _performance_rows(engines: list[PartitionEngine]) -> dict[str, Any]:
     """Per (model, version, segment) sums across this replica's partitions, weighted by label counts."""
     metrics: defaultdict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])  # weighted sum, weight
     est: defaultdict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    band: defaultdict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])  # weighted low, high
     cal: defaultdict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])
     trusted: dict[tuple[str, ...], float] = {}
     counts: defaultdict[tuple[str, ...], list[int]] = defaultdict(lambda: [0, 0])  # predictions, labelled
@@ -408,9 +416,12 @@ def _performance_rows(engines: list[PartitionEngine]) -> dict[str, Any]:
                     if ce == ce:
                         cal[key][0] += ce * n_win
                         cal[key][1] += n_win
-                if b.estimate.size:
-                    est[key][0] += float(b.estimate.rows().sum())
-                    est[key][1] += b.estimate.size
+                value, low, high, n_est = perf.estimated(bucket)
+                if n_est:
+                    est[key][0] += value * n_est
+                    est[key][1] += n_est
+                    band[key][0] += low * n_est
+                    band[key][1] += high * n_est
                 t = perf.trustworthy(bucket)
                 if t is not None:
                     trusted[key] = min(trusted.get(key, 1.0), float(t))
@@ -423,6 +434,7 @@ def _performance_rows(engines: list[PartitionEngine]) -> dict[str, Any]:
     return {
         "metrics": metrics,
         "est": est,
+        "band": band,
         "cal": cal,
         "trusted": trusted,
         "counts": counts,
@@ -435,6 +447,7 @@ def _add_performance(
     rows: dict[str, Any],
     model_metric: GaugeMetricFamily,
     estimated: GaugeMetricFamily,
+    estimated_band: GaugeMetricFamily,
     trust: GaugeMetricFamily,
     calib: GaugeMetricFamily,
     coverage: GaugeMetricFamily,
@@ -446,6 +459,11 @@ def _add_performance(
         model_metric.add_metric(list(key), total / weight)
     for key, (total, weight) in rows["est"].items():
         estimated.add_metric(list(key), total / weight)
+    for key, (low, high) in rows["band"].items():
+        weight = rows["est"][key][1]
+        if weight:
+            estimated_band.add_metric([*key, "low"], low / weight)
+            estimated_band.add_metric([*key, "high"], high / weight)
     for key, value in rows["trusted"].items():
         trust.add_metric(list(key), value)
     for key, (total, weight) in rows["cal"].items():
