@@ -54,17 +54,23 @@ class ScoreCalibration:
     def _bin(self, scores: np.ndarray) -> np.ndarray:
         return np.clip((scores * self.bins).astype(np.int64), 0, self.bins - 1)
 
-    def learn(self, scores: np.ndarray, y: np.ndarray) -> None:
-        """Labelled scores in arrival order: the first ``reference`` fit, the rest check the fit."""
+    def learn(self, scores: np.ndarray, y: np.ndarray, *, fit: bool = True) -> None:
+        """Labelled scores in arrival order: the first ``reference`` fit, the rest check the fit.
+
+        ``fit=False`` ends the fit early: after a concept change the labels no longer describe the scores the
+        estimate is for, so they only check the calibration (and show it is no longer to be trusted).
+        """
         ok = ~np.isnan(scores) & ~np.isnan(y)
         scores, y = np.clip(scores[ok], 0.0, 1.0), y[ok]
+        if not fit and not self.fitted:
+            self.reference = int(self.fit_n.sum())
         need = max(0, self.reference - int(self.fit_n.sum()))
         if need:
             idx = self._bin(scores[:need])
             self.fit_n += np.bincount(idx, minlength=self.bins)
             self.fit_pos += np.bincount(idx, weights=y[:need], minlength=self.bins)
             scores, y = scores[need:], y[need:]
-        if scores.size and self.fitted:
+        if scores.size and (self.fitted or not fit):
             idx = self._bin(scores)
             self.check_n += np.bincount(idx, minlength=self.bins)
             self.check_pos += np.bincount(idx, weights=y, minlength=self.bins)

@@ -206,7 +206,9 @@ class ModelPerformance:
                 members.setdefault(seg, []).append(i)
         labelled = ~np.isnan(y) & ~np.isnan(v)
         if self.task == "binary":
-            self.calibration.learn(v[labelled], y[labelled])
+            overall = self.buckets.get(ALL)
+            changed = overall is not None and overall.errors is not None and overall.errors.confirmed_seq >= 0
+            self.calibration.learn(v[labelled], y[labelled], fit=not changed)
             err = ((v >= self.perf.threshold) != (y == 1)).astype(np.float64)
         else:
             err = np.abs(v - y)
