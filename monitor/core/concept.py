@@ -7,7 +7,7 @@ is right on its first labels has none), no outlier filter and no clipping (a con
 signal, not noise).
 
 ADWIN proposes a change point; the values that arrive *after* it are then tested against the reference
-(the stream's first ``reference_events`` values, or the level a baseline profile measured):
+(the stream's first ``reference_events`` values):
 
 * binary: the error-rate rise (the accuracy drop) and a one-sided pooled two-proportion z-test;
 * regression: the relative rise of the mean absolute error and a one-sided Welch z-test.
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from river import drift as river_drift
@@ -87,7 +86,6 @@ class ErrorStream:
         self.since_n = 0
         self.since_sum = 0.0
         self.since_sumsq = 0.0
-        self.last_time = math.nan
         self.fired: DriftEvidence | None = None  # evidence at the first value of the last update that fired
         self.fired_time = math.nan
         self.confirmed_seq = -1  # the change point whose test has held (each change point fires once)
@@ -96,13 +94,6 @@ class ErrorStream:
     @property
     def has_reference(self) -> bool:
         return self.ref_n >= self.test.reference_events
-
-    def set_reference(self, level: float, events: int, variance: float | None = None) -> None:
-        """Use a level measured elsewhere (a baseline profile's error rate or MAE) as the reference."""
-        self.ref_n = max(int(events), self.test.reference_events)
-        self.ref_sum = level * self.ref_n
-        var = level * (1 - level) if variance is None else variance
-        self.ref_sumsq = (var + level * level) * self.ref_n
 
     def update(self, values: np.ndarray, times: np.ndarray, seen: np.ndarray | None = None) -> int | None:
         """Add errors in stream order; returns the index of the first value at which the test fired.
@@ -115,7 +106,6 @@ class ErrorStream:
         self.fired = None
         if values.size == 0:
             return None
-        self.last_time = float(seen[-1])
         start = 0
         if not self.has_reference:
             take = min(self.test.reference_events - self.ref_n, values.size)
@@ -218,11 +208,3 @@ class ErrorStream:
     def evidence(self) -> DriftEvidence:
         """The test over every value since the change point, as of the last value."""
         return self._evidence(self.since_n, self.since_sum, self.since_sumsq)
-
-    def statistic(self) -> float:
-        """The rise of the current regime over the reference (negative when the model got better)."""
-        return float(self.evidence().extra["statistic"])
-
-    def view(self) -> dict[str, Any]:
-        _, rmean, _ = self._reference()
-        return {"count": self.count, "reference": rmean, "detections": self.detections, "since": self.since_n}

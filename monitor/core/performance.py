@@ -277,12 +277,7 @@ class ModelPerformance:
         b = self.buckets.get(bucket)
         if b is None or b.estimate.size == 0 or self.task not in (None, "binary"):
             return math.nan, math.nan, math.nan, 0
-        scores = b.estimate.rows()[:, 0]
-        p_right = self._expected(scores)
-        n = p_right.size
-        est = float(p_right.mean())
-        half = 1.96 * math.sqrt(float((p_right * (1 - p_right)).sum())) / n
-        return est, max(0.0, est - half), min(1.0, est + half), n
+        return (*_band(self._expected(b.estimate.rows()[:, 0])), b.estimate.size)
 
     def _baseline_estimate(self, b: BucketPerformance) -> tuple[float, float, int]:
         """The warm-up's estimated accuracy under the current calibration: (mean, variance, predictions)."""
@@ -470,7 +465,7 @@ class ModelPerformance:
         rows = self._expected(b.estimate.rows()[:, 0])
         n = rows.size
         base_mean, base_var, base_n = self._baseline_estimate(b)
-        cur, low, high, _ = self.estimated(bucket)
+        cur, low, high = _band(rows)
         drop = base_mean - cur
         se = math.sqrt(base_var / base_n + float(rows.var()) / n) if n > 1 else math.inf
         p_value = 0.5 * math.erfc((drop / se) / math.sqrt(2)) if se > 0 else (0.0 if drop > 0 else 1.0)
@@ -560,3 +555,11 @@ class ModelPerformance:
             clear=enough and (not rose or ev.effect < cfg.latency_min_effect * a.resolve_ratio),
             shift=ev.effect,
         )
+
+
+def _band(p_right: np.ndarray) -> tuple[float, float, float]:
+    """Mean of per-prediction probabilities of being right, with a 95% band (a sum of Bernoulli variables)."""
+    n = p_right.size
+    est = float(p_right.mean())
+    half = 1.96 * math.sqrt(float((p_right * (1 - p_right)).sum())) / n
+    return est, max(0.0, est - half), min(1.0, est + half)
