@@ -14,7 +14,7 @@ from types import FrameType
 from typing import Any
 
 from monitor.config import MonitorConfig, load_config
-from monitor.errors import MonitorError
+from monitor.errors import ConfigError, MonitorError
 
 log = logging.getLogger("monitor")
 
@@ -105,8 +105,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from monitor.replay import build_source, parse_overrides, replay, summary, write_alerts
+    from monitor.timeline import Timeline, write_timeline
 
     config = _config(args, parse_overrides(args.set))
+    if args.timeline_every < 1:
+        raise ConfigError("--timeline-every", "must be >= 1")
+    perf = config.performance
+    timeline = Timeline(args.timeline_every, threshold=perf.threshold, positive=perf.positive_label)
     source = build_source(
         config,
         predictions=args.predictions,
@@ -115,13 +120,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
         labels_topic=args.labels_topic,
         idle_timeout_s=args.idle_timeout,
     )
-    result = replay(config, source, batch_size=args.batch_size, progress=not args.no_progress)
+    result = replay(
+        config,
+        source,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+        timeline=timeline if args.timeline else None,
+    )
     if args.out:
         write_alerts(args.out, result.alerts)
+    if args.timeline:
+        rows = timeline.rows()
+        write_timeline(args.timeline, rows)
     print(summary(result))
     if args.out:
         n = len(result.alerts)
         print(f"wrote {n} alert event{'' if n == 1 else 's'} to {args.out}")
+    if args.timeline:
+        print(f"wrote {len(rows)} timeline row{'' if len(rows) == 1 else 's'} to {args.timeline}")
     return 0
 
 
@@ -249,6 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--batch-size", type=int, default=2000, help="prediction events per engine batch")
     rep.add_argument("--idle-timeout", type=float, default=5.0, help="seconds without a message that end a topic read")
     rep.add_argument("--out", metavar="FILE", help="write every alert event here, one JSON per line")
+    rep.add_argument(
+        "--timeline",
+        metavar="FILE",
+        help="write estimated and realized accuracy per chunk of predictions here, one JSON per line",
+    )
+    rep.add_argument(
+        "--timeline-every", type=int, default=5000, metavar="N", help="predictions per timeline chunk (default 5000)"
+    )
     rep.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     rep.set_defaults(func=cmd_replay)
     return parser

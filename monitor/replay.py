@@ -14,6 +14,7 @@ or uses its Kafka message time).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import sys
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from tqdm import tqdm
@@ -35,6 +37,7 @@ from monitor.core.engine import PartitionEngine
 from monitor.core.events import parse_timestamp
 from monitor.core.rules import Alert
 from monitor.errors import ConfigError, MonitorError, SourceError
+from monitor.timeline import Timeline
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +160,12 @@ def replay(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
     progress_file: IO[str] | None = None,
+    timeline: Timeline | None = None,
 ) -> ReplayResult:
-    """Run fresh engines over ``source`` and collect every alert event they emit; no side effects on Kafka."""
+    """Run fresh engines over ``source`` and collect every alert event they emit; no side effects on Kafka.
+
+    ``timeline`` collects each prediction's input position, score and label (rows after the replay).
+    """
     if batch_size < 1:
         raise ConfigError("--batch-size", "must be >= 1")
     started = time.perf_counter()
@@ -166,9 +173,9 @@ def replay(
     bar = _Progress(progress, progress_file or sys.stderr)
     try:
         if isinstance(source, FileSource):
-            lanes = _replay_files(config, source, result, batch_size, bar)
+            lanes = _replay_files(config, source, result, batch_size, bar, timeline)
         else:
-            lanes = _replay_kafka(config, source, result, batch_size, bar)
+            lanes = _replay_kafka(config, source, result, batch_size, bar, timeline)
     finally:
         bar.close()
     for lane in lanes:
@@ -224,13 +231,27 @@ def _label_time(value: bytes | None) -> float | None:
 class _Lane:
     """One partition: its engine, prediction batches, and the labels waiting for their place in event time."""
 
-    def __init__(self, engine: PartitionEngine, result: ReplayResult, batch_size: int, bar: _Progress) -> None:
+    def __init__(
+        self,
+        engine: PartitionEngine,
+        result: ReplayResult,
+        batch_size: int,
+        bar: _Progress,
+        positions: Iterator[int],
+        timeline: Timeline | None = None,
+    ) -> None:
         self.engine = engine
+        self.next_position = positions  # shared by all lanes: a prediction's position in the replayed input
+        self.observer = None if timeline is None else timeline.observer(len(timeline.lanes))
+        if self.observer is not None and timeline is not None:
+            timeline.lanes.append(engine)
+            engine.observer = self.observer
         self.result = result
         self.batch_size = batch_size
         self.bar = bar
         self.preds: list[bytes | None] = []
         self.pred_times: list[float] = []
+        self.positions: list[int] = []
         self.labels: deque[tuple[float, bytes | None, float]] = deque()  # (ordering time, value, kafka time)
         self.ready: list[tuple[bytes | None, float]] = []  # labels due before the next prediction batch
         self.preds_done = False
@@ -242,6 +263,7 @@ class _Lane:
     def add_prediction(self, value: bytes | None, kafka_time: float) -> None:
         self.preds.append(value)
         self.pred_times.append(kafka_time)
+        self.positions.append(next(self.next_position))
 
     def add_label(self, value: bytes | None, kafka_time: float, fallback: float | None) -> None:
         """``fallback`` orders a label without its own timestamp (None: right after the previous label)."""
@@ -264,7 +286,9 @@ class _Lane:
             self._flush_labels()
             n = min(self.batch_size, len(self.preds))
             values, times = self.preds[:n], self.pred_times[:n]
-            del self.preds[:n], self.pred_times[:n]
+            if self.observer is not None:
+                self.observer.positions = np.asarray(self.positions[:n], dtype=np.int64)
+            del self.preds[:n], self.pred_times[:n], self.positions[:n]
             res = self.engine.process_predictions(values, times)
             self.result.messages += n
             self.result.events += res.processed
@@ -315,12 +339,18 @@ def _count_lines(path: Path) -> int:
 
 
 def _replay_files(
-    config: MonitorConfig, source: FileSource, result: ReplayResult, batch_size: int, bar: _Progress
+    config: MonitorConfig,
+    source: FileSource,
+    result: ReplayResult,
+    batch_size: int,
+    bar: _Progress,
+    timeline: Timeline | None,
 ) -> list[_Lane]:
     """One engine (partition 0 of 1); line numbers are the Kafka times of events without a timestamp."""
     bar.start(_count_lines(source.predictions) if bar.enabled else 0)
     profiles = ProfileSet.load(config.baseline.profiles)
-    lane = _Lane(PartitionEngine(config, partition=0, partitions=1, profiles=profiles), result, batch_size, bar)
+    engine = PartitionEngine(config, partition=0, partitions=1, profiles=profiles)
+    lane = _Lane(engine, result, batch_size, bar, itertools.count(), timeline)
     labels = _lines(source.labels) if source.labels is not None else iter(())
 
     def more_labels() -> None:
@@ -359,7 +389,12 @@ def _partitions(consumer: Consumer, topic: str) -> int:
 
 
 def _replay_kafka(
-    config: MonitorConfig, source: KafkaSource, result: ReplayResult, batch_size: int, bar: _Progress
+    config: MonitorConfig,
+    source: KafkaSource,
+    result: ReplayResult,
+    batch_size: int,
+    bar: _Progress,
+    timeline: Timeline | None,
 ) -> list[_Lane]:
     """One engine per predictions partition (as live: alert ownership by key hash); labels partition p to engine p."""
     from monitor.io.kafka import client_config
@@ -376,7 +411,7 @@ def _replay_kafka(
         }
     )
     try:
-        return _read_topics(consumer, source, config, result, batch_size, bar)
+        return _read_topics(consumer, source, config, result, batch_size, bar, timeline)
     except KafkaException as exc:
         raise SourceError(f"reading {source.predictions_topic}: {exc}") from exc
     finally:
@@ -390,6 +425,7 @@ def _read_topics(
     result: ReplayResult,
     batch_size: int,
     bar: _Progress,
+    timeline: Timeline | None,
 ) -> list[_Lane]:
     pred_topic, label_topic = source.predictions_topic, source.labels_topic
     n = _partitions(consumer, pred_topic)
@@ -399,8 +435,16 @@ def _read_topics(
         )
     result.partitions = n
     profiles = ProfileSet.load(config.baseline.profiles)
+    positions = itertools.count()  # in the order messages are read
     lanes = [
-        _Lane(PartitionEngine(config, partition=p, partitions=n, profiles=profiles), result, batch_size, bar)
+        _Lane(
+            PartitionEngine(config, partition=p, partitions=n, profiles=profiles),
+            result,
+            batch_size,
+            bar,
+            positions,
+            timeline,
+        )
         for p in range(n)
     ]
     topics = [pred_topic] if label_topic is None else [pred_topic, label_topic]

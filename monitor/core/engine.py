@@ -14,7 +14,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -115,6 +115,18 @@ class ModelState:
         self.retrain = RetrainState()
 
 
+class EngineObserver(Protocol):
+    """Sees each model version's registered predictions and every joined label (``monitor replay --timeline``)."""
+
+    def predictions(
+        self, model: str, version: str, index: np.ndarray, ids: list[str], scores: np.ndarray, times: np.ndarray
+    ) -> None:
+        """``index``: each prediction's message position in its batch; ``scores``: positive-class scores."""
+
+    def joined(self, items: list[Joined]) -> None:
+        """Predictions with their labels, as they are joined."""
+
+
 class PartitionEngine:
     """Monitoring state of one input partition.
 
@@ -168,6 +180,7 @@ class PartitionEngine:
         sig = config.significance
         self.fdr = FalseDiscoveryControl(sig.fdr, sig.round_events)
         self.incident_shift: dict[str, float] = {}  # all-traffic keys: the shift their incident fired with
+        self.observer: EngineObserver | None = None  # not state: set by the caller, never snapshotted
 
     # ------------------------------------------------------------------ ingest
     def process_predictions(self, values: Sequence[bytes | None], kafka_times: Sequence[float]) -> BatchResult:
@@ -283,6 +296,8 @@ class PartitionEngine:
 
     def _learn(self, joined: list[Joined]) -> list[Alert]:
         """Joined labels to metrics, then to concept-drift, performance and business judgements."""
+        if self.observer is not None:
+            self.observer.joined(joined)
         by_model: dict[tuple[str, str], list[Joined]] = {}
         for j in joined:
             by_model.setdefault((j.prediction.model, j.prediction.model_version), []).append(j)
@@ -471,6 +486,10 @@ class PartitionEngine:
 
     def _take(self, column: list[Any], rows: np.ndarray | None) -> list[Any]:
         return column if rows is None else [column[i] for i in rows.tolist()]
+
+    @staticmethod
+    def _take_index(batch: PredictionBatch, rows: np.ndarray | None) -> np.ndarray:
+        return batch.index if rows is None else batch.index[rows]
 
     def _buckets(
         self, state: ModelState, batch: PredictionBatch, rows: np.ndarray | None
@@ -682,6 +701,8 @@ class PartitionEngine:
             PendingPrediction(state.model, state.version, sg, p, sc, t)
             for sg, p, sc, t in zip(segs, preds, score_list, times.tolist(), strict=True)
         ]
+        if self.observer is not None:
+            self.observer.predictions(state.model, state.version, self._take_index(batch, rows), ids, scores, times)
         joined = self.joiner.add_predictions(ids, pending, now=self.watermark)
         perf = self._perf(state)
         latency = batch.latency_ms if rows is None else batch.latency_ms[rows]

@@ -20,7 +20,7 @@ from monitor.core.calibration import ScoreCalibration
 from monitor.core.concept import ErrorStream, ErrorTest
 from monitor.core.drift import DriftEvidence, NumericDriftTracker
 from monitor.core.join import Joined
-from monitor.core.metrics import LOWER_IS_BETTER, PerformanceWindow, Ring, expected_correct
+from monitor.core.metrics import LOWER_IS_BETTER, PerformanceWindow, Ring
 from monitor.core.rules import ALL, Judgement, alert_key
 
 TRUE_STRINGS = frozenset({"1", "true", "yes", "y", "t"})
@@ -267,9 +267,13 @@ class ModelPerformance:
             return None
         return b.window.calibration_error() <= self.perf.calibration_max_error
 
-    def _expected(self, scores: np.ndarray) -> np.ndarray:
-        """Probability that each prediction is right, from its calibrated score (CBPE)."""
-        return expected_correct(self.calibration.probability(scores), self.perf.threshold) if scores.size else scores
+    def probability_right(self, scores: np.ndarray) -> np.ndarray:
+        """Probability that each prediction is right (CBPE): the class is the model's (raw score against the
+        threshold), the chance of the positive class the calibrated score's."""
+        if not scores.size:
+            return scores
+        positive = self.calibration.probability(scores)
+        return np.where(scores >= self.perf.threshold, positive, 1.0 - positive)
 
     def estimated(self, bucket: Bucket) -> tuple[float, float, float, int]:
         """Estimated accuracy of the bucket's last ``performance.window`` predictions, with a 95% band:
@@ -277,13 +281,13 @@ class ModelPerformance:
         b = self.buckets.get(bucket)
         if b is None or b.estimate.size == 0 or self.task not in (None, "binary"):
             return math.nan, math.nan, math.nan, 0
-        return (*_band(self._expected(b.estimate.rows()[:, 0])), b.estimate.size)
+        return (*accuracy_band(self.probability_right(b.estimate.rows()[:, 0])), b.estimate.size)
 
     def _baseline_estimate(self, b: BucketPerformance) -> tuple[float, float, int]:
         """The warm-up's estimated accuracy under the current calibration: (mean, variance, predictions)."""
         n = int(b.baseline_scores.sum())
         centres = (np.arange(BASELINE_SCORE_BINS) + 0.5) / BASELINE_SCORE_BINS
-        e = self._expected(centres)
+        e = self.probability_right(centres)
         mean = float((b.baseline_scores * e).sum() / n) if n else math.nan
         var = float((b.baseline_scores * (e - mean) ** 2).sum() / max(n - 1, 1)) if n else math.nan
         return mean, var, n
@@ -462,10 +466,10 @@ class ModelPerformance:
 
     def _estimate(self, bucket: Bucket, b: BucketPerformance, now: float) -> Judgement:
         cfg, a = self.perf, self.alerts
-        rows = self._expected(b.estimate.rows()[:, 0])
+        rows = self.probability_right(b.estimate.rows()[:, 0])
         n = rows.size
         base_mean, base_var, base_n = self._baseline_estimate(b)
-        cur, low, high = _band(rows)
+        cur, low, high = accuracy_band(rows)
         drop = base_mean - cur
         se = math.sqrt(base_var / base_n + float(rows.var()) / n) if n > 1 else math.inf
         p_value = 0.5 * math.erfc((drop / se) / math.sqrt(2)) if se > 0 else (0.0 if drop > 0 else 1.0)
@@ -557,7 +561,7 @@ class ModelPerformance:
         )
 
 
-def _band(p_right: np.ndarray) -> tuple[float, float, float]:
+def accuracy_band(p_right: np.ndarray) -> tuple[float, float, float]:
     """Mean of per-prediction probabilities of being right, with a 95% band (a sum of Bernoulli variables)."""
     n = p_right.size
     est = float(p_right.mean())

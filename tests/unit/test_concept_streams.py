@@ -57,8 +57,15 @@ def test_a_stationary_accurate_model_raises_no_label_based_alert(accuracy):
         score = np.where(right, score, 1 - score)
         base = step * n
         preds = [
-            orjson.dumps({"prediction_id": f"p{base + i}", "model": "m", "features": {},
-                          "prediction": float(score[i]), "timestamp": T0 + base + i})
+            orjson.dumps(
+                {
+                    "prediction_id": f"p{base + i}",
+                    "model": "m",
+                    "features": {},
+                    "prediction": float(score[i]),
+                    "timestamp": T0 + base + i,
+                }
+            )
             for i in range(n)
         ]
         labels = [
@@ -138,8 +145,18 @@ def test_the_estimate_is_calibrated_on_labels_so_an_over_confident_model_is_not_
     for start in range(0, n, 2000):
         idx = range(start, start + 2000)
         eng.process_predictions(
-            [orjson.dumps({"prediction_id": f"p{i}", "model": "m", "features": {}, "prediction": float(s[i]),
-                           "timestamp": T0 + i}) for i in idx],
+            [
+                orjson.dumps(
+                    {
+                        "prediction_id": f"p{i}",
+                        "model": "m",
+                        "features": {},
+                        "prediction": float(s[i]),
+                        "timestamp": T0 + i,
+                    }
+                )
+                for i in idx
+            ],
             [T0] * 2000,
         )
         eng.process_labels(

@@ -1,0 +1,157 @@
+"""``monitor replay --timeline``: estimated and realized accuracy per chunk of predictions, to check the estimate.
+
+A label-free estimate is only worth what it shows against the truth. The timeline cuts each model version's
+predictions, in the order of the replayed input, into chunks of ``every`` and gives per chunk the CBPE
+estimate with its 95% band and, over the chunk's predictions whose labels arrived during the replay, the
+realized accuracy: the same comparison NannyML draws per chunk.
+
+Every chunk is estimated under the calibration the model version holds at the end of the replay (fitted on
+its first ``performance.calibration_labels`` labels and frozen once a concept change is confirmed), as
+CBPE applies its reference calibration to every analysis chunk.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from monitor.core.engine import PartitionEngine
+from monitor.core.join import Joined
+from monitor.core.performance import accuracy_band, binary_label
+
+DEFAULT_EVERY = 5000
+
+
+@dataclass
+class _Predictions:
+    """One model version's predictions as they were registered (one lane: one partition's engine)."""
+
+    position: list[int] = field(default_factory=list)
+    lane: list[int] = field(default_factory=list)
+    score: list[float] = field(default_factory=list)
+    time: list[float] = field(default_factory=list)
+    right: list[float] = field(default_factory=list)  # 1 right, 0 wrong, NaN: no (usable) label yet
+
+
+class Timeline:
+    """Collects predictions and their joined labels from engines; :meth:`rows` cuts them into chunks."""
+
+    def __init__(self, every: int = DEFAULT_EVERY, *, threshold: float = 0.5, positive: str = "1") -> None:
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.every = every
+        self.threshold = threshold
+        self.positive = positive
+        self.models: dict[tuple[str, str], _Predictions] = {}
+        self.where: dict[str, tuple[tuple[str, str], int]] = {}  # prediction id -> (model version, row)
+        self.lanes: list[PartitionEngine] = []  # lane number -> its engine (its calibration estimates)
+
+    def observer(self, lane: int) -> LaneObserver:
+        """The observer to set on lane ``lane``'s engine; give it each batch's input positions."""
+        return LaneObserver(self, lane)
+
+    def _add(
+        self,
+        lane: int,
+        positions: np.ndarray,
+        model: str,
+        version: str,
+        ids: list[str],
+        scores: np.ndarray,
+        times: np.ndarray,
+    ) -> None:
+        key = (model, version)
+        preds = self.models.setdefault(key, _Predictions())
+        start = len(preds.position)
+        preds.position += positions.tolist()
+        preds.lane += [lane] * len(ids)
+        preds.score += scores.tolist()
+        preds.time += times.tolist()
+        preds.right += [math.nan] * len(ids)
+        for i, pid in enumerate(ids):
+            self.where[pid] = (key, start + i)
+
+    def _join(self, items: list[Joined]) -> None:
+        for j in items:
+            found = self.where.get(j.prediction_id)
+            if found is None or j.label is None:
+                continue
+            key, row = found
+            preds = self.models[key]
+            y = binary_label(j.label, self.positive)
+            score = preds.score[row]
+            if y is not None and score == score:
+                preds.right[row] = float((score >= self.threshold) == (y == 1.0))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per chunk of ``every`` predictions per model version, in input order."""
+        out: list[dict[str, Any]] = []
+        for (model, version), preds in sorted(self.models.items()):
+            order = np.argsort(np.asarray(preds.position), kind="stable")
+            position = np.asarray(preds.position)[order]
+            lane = np.asarray(preds.lane)[order]
+            score = np.asarray(preds.score, dtype=np.float64)[order]
+            time = np.asarray(preds.time, dtype=np.float64)[order]
+            right = np.asarray(preds.right, dtype=np.float64)[order]
+            p_right = np.full(score.size, np.nan)
+            for k, engine in enumerate(self.lanes):
+                state = engine.models.get((model, version))
+                perf = None if state is None else state.perf
+                mine = (lane == k) & ~np.isnan(score)
+                if perf is not None and perf.task in (None, "binary") and mine.any():
+                    p_right[mine] = perf.probability_right(score[mine])
+            for start in range(0, score.size, self.every):
+                sl = slice(start, start + self.every)
+                out.append(self._row(model, version, position[sl], time[sl], p_right[sl], right[sl]))
+        return out
+
+    @staticmethod
+    def _row(
+        model: str, version: str, position: np.ndarray, time: np.ndarray, p_right: np.ndarray, right: np.ndarray
+    ) -> dict[str, Any]:
+        scored = p_right[~np.isnan(p_right)]
+        est, low, high = accuracy_band(scored) if scored.size else (None, None, None)
+        known = right[~np.isnan(right)]
+        return {
+            "model": model,
+            "model_version": version,
+            "first": int(position[0]),
+            "last": int(position[-1]),
+            "start": float(np.nanmin(time)),
+            "end": float(np.nanmax(time)),
+            "predictions": int(position.size),
+            "estimated_accuracy": est,
+            "estimated_low": low,
+            "estimated_high": high,
+            "realized_accuracy": float(known.mean()) if known.size else None,
+            "labelled": int(known.size),
+        }
+
+
+class LaneObserver:
+    """An :class:`~monitor.core.engine.EngineObserver` for one lane; ``positions`` maps batch rows to input."""
+
+    def __init__(self, timeline: Timeline, lane: int) -> None:
+        self.timeline = timeline
+        self.lane = lane
+        self.positions = np.zeros(0, dtype=np.int64)
+
+    def predictions(
+        self, model: str, version: str, index: np.ndarray, ids: list[str], scores: np.ndarray, times: np.ndarray
+    ) -> None:
+        self.timeline._add(self.lane, self.positions[index], model, version, ids, scores, times)
+
+    def joined(self, items: list[Joined]) -> None:
+        self.timeline._join(items)
+
+
+def write_timeline(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """One JSON object per line."""
+    with open(path, "wb") as fh:
+        for row in rows:
+            fh.write(orjson.dumps(row) + b"\n")

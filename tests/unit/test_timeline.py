@@ -1,0 +1,106 @@
+"""``monitor replay --timeline``: per chunk of predictions, the calibrated estimate beside realized accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from monitor.cli import main
+from monitor.config import load_config
+from monitor.replay import FileSource, replay
+from monitor.timeline import Timeline
+
+N = 20_000
+EVERY = 5000
+
+
+def _write(tmp: Path, *, label_share: float = 1.0, bad_line_at: int | None = None) -> tuple[Path, Path, np.ndarray]:
+    """An over-confident model (P(y=1 | score s) = s², so raw scores overstate accuracy); labels 30 s late.
+
+    Returns the files and, per valid prediction, whether it is right (NaN where no label is sent)."""
+    rng = np.random.default_rng(7)
+    s = rng.random(N)
+    y = (rng.random(N) < s**2).astype(int)
+    sent = rng.random(N) < label_share
+    preds, labels = [], []
+    for i in range(N):
+        if bad_line_at is not None and i == bad_line_at:
+            preds.append(b'{"prediction_id": 5}')  # rejected: it still takes a position in the input
+        t = 1_700_000_000 + i / 10
+        event = {"prediction_id": f"p{i}", "model": "m", "timestamp": t, "features": {"x": float(s[i])}}
+        preds.append(orjson.dumps({**event, "prediction": float(s[i])}))
+        if sent[i]:
+            labels.append((t + 30, orjson.dumps({"prediction_id": f"p{i}", "label": int(y[i]), "timestamp": t + 30})))
+    labels.sort(key=lambda x: x[0])
+    p, lab = tmp / "preds.jsonl", tmp / "labels.jsonl"
+    p.write_bytes(b"\n".join(preds) + b"\n")
+    lab.write_bytes(b"\n".join(v for _, v in labels) + b"\n")
+    right = np.where(sent, ((s >= 0.5) == (y == 1)).astype(float), np.nan)
+    return p, lab, right
+
+
+def _rows(preds: Path, labels: Path, **kw: int) -> list[dict]:
+    config = load_config(environ={})
+    timeline = Timeline(EVERY)
+    replay(config, FileSource(preds, labels), progress=False, timeline=timeline, **kw)
+    return timeline.rows()
+
+
+def test_chunks_hold_realized_accuracy_and_a_calibrated_estimate(tmp_path):
+    preds, labels, right = _write(tmp_path)
+    rows = _rows(preds, labels)
+    assert [(r["first"], r["last"], r["predictions"], r["labelled"]) for r in rows] == [
+        (k * EVERY, (k + 1) * EVERY - 1, EVERY, EVERY) for k in range(N // EVERY)
+    ]
+    for k, r in enumerate(rows):
+        truth = float(np.nanmean(right[k * EVERY : (k + 1) * EVERY]))
+        assert r["realized_accuracy"] == pytest.approx(truth)
+        assert abs(r["estimated_accuracy"] - truth) < 0.02, r  # raw scores would say about 0.75 against 0.67
+        assert r["estimated_low"] < r["estimated_accuracy"] < r["estimated_high"]
+        assert r["estimated_high"] - r["estimated_low"] < 0.03  # a 95% band for 5,000 predictions
+        assert r["start"] == pytest.approx(1_700_000_000 + k * EVERY / 10)
+        assert r["end"] == pytest.approx(1_700_000_000 + ((k + 1) * EVERY - 1) / 10)
+
+
+def test_positions_count_rejected_lines_and_do_not_depend_on_batching(tmp_path):
+    preds, labels, _ = _write(tmp_path, label_share=0.3, bad_line_at=100)
+    by_batch = [_rows(preds, labels, batch_size=b) for b in (1000, 7)]
+    assert by_batch[0] == by_batch[1]
+    rows = by_batch[0]
+    assert (rows[0]["first"], rows[0]["last"]) == (0, EVERY)  # line 101 was rejected: one position skipped
+    assert rows[-1]["last"] == N  # N predictions and one rejected line: positions 0..N
+    assert all(abs(r["labelled"] - 0.3 * EVERY) < 200 for r in rows)
+
+
+def test_cli_writes_one_line_per_chunk(tmp_path, capsys):
+    preds, labels, _ = _write(tmp_path)
+    out = tmp_path / "timeline.jsonl"
+    args = ["replay", "--predictions", str(preds), "--labels", str(labels), "--no-progress"]
+    assert main([*args, "--timeline", str(out), "--timeline-every", "8000"]) == 0
+    rows = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert [r["predictions"] for r in rows] == [8000, 8000, 4000]
+    assert set(rows[0]) == {
+        "model",
+        "model_version",
+        "first",
+        "last",
+        "start",
+        "end",
+        "predictions",
+        "estimated_accuracy",
+        "estimated_low",
+        "estimated_high",
+        "realized_accuracy",
+        "labelled",
+    }
+    assert "wrote 3 timeline rows" in capsys.readouterr().out
+
+
+def test_cli_refuses_an_empty_chunk(tmp_path, capsys):
+    preds, _, _ = _write(tmp_path)
+    assert main(["replay", "--predictions", str(preds), "--timeline", "x", "--timeline-every", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--timeline-every" in err[0]
