@@ -86,6 +86,7 @@ significance: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
-# Concept drift on river's generators beside river's ADWIN, PageHinkley and DDM: writes docs/peers.md.
+# The monitor beside river's ADWIN, PageHinkley and DDM (river's generators) and NannyML's CBPE (NannyML's
+# datasets, NannyML in its own venv under .peers/): writes docs/peers.md and docs/peers.png.
 peers: $(STAMP)
-	$(BIN)/python -m benchmarks.concept --out docs/peers.md
+	$(BIN)/python -m benchmarks.peers

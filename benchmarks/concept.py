@@ -215,8 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             "through `monitor replay` at its default settings; river's ADWIN (delta 0.002), PageHinkley and DDM\n"
             "(defaults) get the same 0/1 error stream in label-arrival order. Delays in events after the change\n"
             "(after the midpoint for gradual changes; negative: before it). False counts are alerts or detections\n"
-            "before the change's onset, or anywhere on a stream without a concept change.\n\n"
-            + table(outcomes) + "\n"
+            "before the change's onset, or anywhere on a stream without a concept change.\n\n" + table(outcomes) + "\n"
         )
     return 0
 

@@ -28,6 +28,7 @@ from monitor.core.significance import Reference
 from monitor.errors import MonitorError
 
 PROFILE_VERSION = 1
+CALIBRATION_BINS = 100  # score bins of a profile's calibration counts
 PREDICTION_FIELD = "prediction"  # the stream name of the model's output in a profile
 ANY_VERSION = "*"
 
@@ -86,6 +87,9 @@ class BaselineProfile:
     metrics: dict[str, float] = field(default_factory=dict)
     created_at: str = ""
     source: str = ""
+    # binary models: labelled rows and positive labels per equal score bin, the reference of the estimate's
+    # calibration ({"labelled": [...], "positive": [...]}; empty without labels)
+    calibration: dict[str, list[float]] = field(default_factory=dict)
 
     def to_plain(self) -> dict[str, Any]:
         return {
@@ -101,6 +105,7 @@ class BaselineProfile:
                 for k, ref in self.streams.items()
             ],
             "metrics": dict(self.metrics),
+            "calibration": {k: list(v) for k, v in self.calibration.items()},
         }
 
     @classmethod
@@ -140,6 +145,7 @@ class BaselineProfile:
             metrics={str(k): float(v) for k, v in (data.get("metrics") or {}).items()},
             created_at=str(data.get("created_at", "")),
             source=str(data.get("source", "")),
+            calibration=_calibration(data.get("calibration"), where),
         )
 
     def save(self, path: str | Path) -> None:
@@ -156,6 +162,20 @@ class BaselineProfile:
         except orjson.JSONDecodeError as exc:
             raise ProfileError(str(path), f"not valid JSON: {exc}") from None
         return cls.from_plain(data, str(path))
+
+
+def _calibration(data: Any, where: str) -> dict[str, list[float]]:
+    """A profile's calibration counts: two equal-length lists of non-negative numbers, or nothing."""
+    if not data:
+        return {}
+    try:
+        labelled = [float(v) for v in data["labelled"]]
+        positive = [float(v) for v in data["positive"]]
+    except (KeyError, TypeError, ValueError):
+        raise ProfileError(f"{where}: calibration", "expected lists 'labelled' and 'positive' of numbers") from None
+    if len(labelled) != len(positive) or any(v < 0 for v in labelled + positive):
+        raise ProfileError(f"{where}: calibration", "'labelled' and 'positive' must be equal-length counts")
+    return {"labelled": labelled, "positive": positive}
 
 
 class ProfileSet:
@@ -248,6 +268,8 @@ class ProfileBuilder:
         self.max_labelled = 200_000
         self.labelled: list[tuple[Any, tuple[Any, Any]]] = []
         self.labelled_seen = 0
+        self.calibration_labelled = np.zeros(CALIBRATION_BINS)  # binary rows per score bin, all of them
+        self.calibration_positive = np.zeros(CALIBRATION_BINS)
         self.other: Counter[tuple[str, ...]] = Counter()
         self.capped = Counter[str]()
 
@@ -312,6 +334,11 @@ class ProfileBuilder:
         """A uniform sample of at most ``max_labelled`` (label, prediction) pairs for the metric levels."""
         if pair[0] is None:
             return
+        y, score = binary_label(pair[0], self.positive_label), binary_score(*pair[1], self.positive_label)
+        if y is not None and score is not None and score == score:
+            k = min(max(int(score * CALIBRATION_BINS), 0), CALIBRATION_BINS - 1)
+            self.calibration_labelled[k] += 1
+            self.calibration_positive[k] += y
         self.labelled_seen += 1
         if len(self.labelled) < self.max_labelled:
             self.labelled.append(pair)
@@ -397,6 +424,9 @@ class ProfileBuilder:
             schema=schema,
             streams=streams,
             metrics=self._metrics(),
+            calibration={"labelled": self.calibration_labelled.tolist(), "positive": self.calibration_positive.tolist()}
+            if self.calibration_labelled.any()
+            else {},
             created_at=datetime.now(tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
             source=source,
         )

@@ -254,7 +254,17 @@ class PartitionEngine:
                 self.config.alerts,
                 self.config.detectors.default,
             )
+            self._seed_calibration(state)
         return state.perf
+
+    def _seed_calibration(self, state: ModelState) -> None:
+        """The baseline profile's labelled rows are the estimate's calibration reference, if it has them."""
+        profile = self.profiles.get(state.model, state.version)
+        perf = state.perf
+        if profile is None or perf is None or not profile.calibration or perf.calibration.fitted:
+            return
+        cal = profile.calibration
+        perf.calibration.seed(np.asarray(cal["labelled"]), np.asarray(cal["positive"]))
 
     def _decisions(self, state: ModelState, judged: list[Judgement]) -> list[Judgement]:
         """Retrain bookkeeping after a labelled batch, then the retrain and rollback judgements."""
@@ -1137,6 +1147,7 @@ class PartitionEngine:
             return
         if state.quality is not None and not state.quality.from_profile:
             state.quality = self._schema_watch(profile)
+        self._seed_calibration(state)
         for key, test in list(state.tests.items()):
             name = PREDICTION_FIELD if key[0] == PREDICTION else key[0]
             if not test.from_profile and (name, key[1], key[2]) in profile.streams:

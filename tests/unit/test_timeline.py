@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +18,20 @@ N = 20_000
 EVERY = 5000
 
 
-def _write(tmp: Path, *, label_share: float = 1.0, bad_line_at: int | None = None) -> tuple[Path, Path, np.ndarray]:
-    """An over-confident model (P(y=1 | score s) = s², so raw scores overstate accuracy); labels 30 s late.
+def _squared(s: np.ndarray) -> np.ndarray:
+    return s**2
+
+
+def _write(
+    tmp: Path, *, label_share: float = 1.0, bad_line_at: int | None = None, truth: Callable[..., np.ndarray] = _squared
+) -> tuple[Path, Path, np.ndarray]:
+    """A miscalibrated model (by default P(y=1 | score s) = s²: the class flips at 0.71, not at 0.5); labels 30 s
+    late.
 
     Returns the files and, per valid prediction, whether it is right (NaN where no label is sent)."""
     rng = np.random.default_rng(7)
     s = rng.random(N)
-    y = (rng.random(N) < s**2).astype(int)
+    y = (rng.random(N) < truth(s)).astype(int)
     sent = rng.random(N) < label_share
     preds, labels = [], []
     for i in range(N):
@@ -58,7 +66,7 @@ def test_chunks_hold_realized_accuracy_and_a_calibrated_estimate(tmp_path):
     for k, r in enumerate(rows):
         truth = float(np.nanmean(right[k * EVERY : (k + 1) * EVERY]))
         assert r["realized_accuracy"] == pytest.approx(truth)
-        assert abs(r["estimated_accuracy"] - truth) < 0.02, r  # raw scores would say about 0.75 against 0.67
+        assert abs(r["estimated_accuracy"] - truth) < 0.02, r
         assert r["estimated_low"] < r["estimated_accuracy"] < r["estimated_high"]
         assert r["estimated_high"] - r["estimated_low"] < 0.03  # a 95% band for 5,000 predictions
         assert r["start"] == pytest.approx(1_700_000_000 + k * EVERY / 10)
@@ -104,3 +112,32 @@ def test_cli_refuses_an_empty_chunk(tmp_path, capsys):
     assert main(["replay", "--predictions", str(preds), "--timeline", "x", "--timeline-every", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--timeline-every" in err[0]
+
+
+def test_a_labelled_baseline_profile_calibrates_the_estimate_from_the_first_prediction(tmp_path, capsys):
+    """No live label yet, so only the profile's labelled rows can correct the over-confident scores."""
+
+    def shrunk(s: np.ndarray) -> np.ndarray:  # over-confident: accuracy 0.625 where raw scores say 0.75
+        return 0.25 + 0.5 * s
+
+    rng = np.random.default_rng(11)
+    s = rng.random(30_000)
+    y = (rng.random(30_000) < shrunk(s)).astype(int)
+    table = tmp_path / "validation.csv"
+    table.write_text("x,score,label\n" + "".join(f"{v},{v},{c}\n" for v, c in zip(s, y, strict=True)))
+    profile = tmp_path / "profile.json"
+    args = ["baseline", str(table), "--model", "m", "--model-version", "unknown", "--out", str(profile)]
+    assert main([*args, "--prediction", "score", "--label", "label", "--no-progress"]) == 0
+    assert len(orjson.loads(profile.read_bytes())["calibration"]["labelled"]) == 100
+
+    preds, _, right = _write(tmp_path, truth=shrunk)  # no labels replayed: the estimate stands on the profile
+    rows = {}
+    for with_profile in (False, True):
+        config = load_config(environ={}, overrides={"baseline": {"profiles": [str(profile)]}} if with_profile else {})
+        timeline = Timeline(EVERY)
+        replay(config, FileSource(preds), progress=False, timeline=timeline)
+        rows[with_profile] = timeline.rows()
+    truth = float(np.nanmean(right[:EVERY]))
+    assert abs(rows[True][0]["estimated_accuracy"] - truth) < 0.015
+    assert abs(rows[False][0]["estimated_accuracy"] - truth) > 0.05  # raw scores: the bias the profile removes
+    assert all(r["realized_accuracy"] is None and r["labelled"] == 0 for r in rows[True])
