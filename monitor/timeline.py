@@ -2,12 +2,12 @@
 
 A label-free estimate is only worth what it shows against the truth. The timeline cuts each model version's
 predictions, in the order of the replayed input, into chunks of ``every`` and gives per chunk the CBPE
-estimate with its 95% band and, over the chunk's predictions whose labels arrived during the replay, the
-realized accuracy: the same comparison NannyML draws per chunk.
+estimate of accuracy with its 95% band (and of precision, recall and F1) and, over the chunk's predictions
+whose labels arrived during the replay, the realized accuracy: the comparison NannyML draws per chunk.
 
-Every chunk is estimated under the calibration the model version holds at the end of the replay (fitted on
-its first ``performance.calibration_labels`` labels and frozen once a concept change is confirmed), as
-CBPE applies its reference calibration to every analysis chunk.
+Every chunk is estimated under the calibration the model version holds at the end of the replay (a labelled
+baseline profile and the labels up to a confirmed concept change, which freezes it), as CBPE applies its
+reference calibration to every analysis chunk.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import orjson
 
 from monitor.core.engine import PartitionEngine
 from monitor.core.join import Joined
-from monitor.core.performance import accuracy_band, binary_label
+from monitor.core.performance import accuracy_band, binary_label, confusion_estimates
 
 DEFAULT_EVERY = 5000
 
@@ -99,15 +99,21 @@ class Timeline:
             time = np.asarray(preds.time, dtype=np.float64)[order]
             right = np.asarray(preds.right, dtype=np.float64)[order]
             p_right = np.full(score.size, np.nan)
+            p_positive = np.full(score.size, np.nan)
             for k, engine in enumerate(self.lanes):
                 state = engine.models.get((model, version))
                 perf = None if state is None else state.perf
                 mine = (lane == k) & ~np.isnan(score)
                 if perf is not None and perf.task in (None, "binary") and mine.any():
                     p_right[mine] = perf.probability_right(score[mine])
+                    p_positive[mine] = perf.calibration.probability(score[mine])
             for start in range(0, score.size, self.every):
                 sl = slice(start, start + self.every)
-                out.append(self._row(model, version, position[sl], time[sl], p_right[sl], right[sl]))
+                row = self._row(model, version, position[sl], time[sl], p_right[sl], right[sl])
+                scored = ~np.isnan(p_positive[sl])
+                cbpe = confusion_estimates(score[sl][scored] >= self.threshold, p_positive[sl][scored])
+                row.update({f"estimated_{k}": None if v != v else v for k, v in cbpe.items()})
+                out.append(row)
         return out
 
     @staticmethod

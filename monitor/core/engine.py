@@ -1018,6 +1018,9 @@ class PartitionEngine:
                 explained.add((kind, subject, bucket))
         ratio = self.config.alerts.explain_ratio
         overall = {(j.kind, j.subject): j for j in judged if j.bucket == ALL}
+        for (kind, subject), whole in overall.items():
+            if kind == "concept_drift" and whole.fire and _pending_local_change(whole, groups[kind, subject], ratio):
+                explained.add((kind, subject, ALL))
         alerts = []
         for j in judged:
             parent = overall.get((j.kind, j.subject))
@@ -1238,6 +1241,21 @@ def _scores(preds: list[Any], scores: list[dict[str, float] | None], positive: s
             return arr
     out = [binary_score(p, sc, positive) for p, sc in zip(preds, scores, strict=True)]
     return np.array([math.nan if v is None else v for v in out], dtype=np.float64)
+
+
+def _pending_local_change(parent: Judgement, group: list[Judgement], ratio: float) -> bool:
+    """A segment's errors rose ``ratio`` times as much as all traffic's since a change point it found, but it
+    has not had the labels to fire yet: the change is local, so all traffic waits for the segment's alert
+    (which then explains it) instead of paging first. A segment only has a share of the labels, so its test
+    completes later than all traffic's on the same change."""
+    return any(
+        j.bucket != ALL
+        and not j.fire
+        and j.evidence.detected
+        and j.evidence.events > 0
+        and j.shift >= ratio * parent.shift
+        for j in group
+    )
 
 
 def _pct(x: Any) -> str:

@@ -275,6 +275,18 @@ class ModelPerformance:
         positive = self.calibration.probability(scores)
         return np.where(scores >= self.perf.threshold, positive, 1.0 - positive)
 
+    def estimated_metrics(self, scores: np.ndarray) -> dict[str, float]:
+        """CBPE's precision, recall and F1 of predictions with these raw scores (NaN where undefined)."""
+        ok = scores[~np.isnan(scores)]
+        return confusion_estimates(ok >= self.perf.threshold, self.calibration.probability(ok))
+
+    def estimated_window_metrics(self, bucket: Bucket) -> dict[str, float]:
+        """:meth:`estimated_metrics` of the bucket's last ``performance.window`` predictions ({} if none)."""
+        b = self.buckets.get(bucket)
+        if b is None or b.estimate.size == 0 or self.task not in (None, "binary"):
+            return {}
+        return self.estimated_metrics(b.estimate.rows()[:, 0])
+
     def estimated(self, bucket: Bucket) -> tuple[float, float, float, int]:
         """Estimated accuracy of the bucket's last ``performance.window`` predictions, with a 95% band:
         (estimate, low, high, predictions); NaN without predictions."""
@@ -559,6 +571,22 @@ class ModelPerformance:
             clear=enough and (not rose or ev.effect < cfg.latency_min_effect * a.resolve_ratio),
             shift=ev.effect,
         )
+
+
+def confusion_estimates(predicted: np.ndarray, positive: np.ndarray) -> dict[str, float]:
+    """Expected precision, recall and F1 from each prediction's class and calibrated P(positive class).
+
+    >>> confusion_estimates(np.array([True, True, False]), np.array([0.9, 0.6, 0.2]))
+    {'precision': 0.75, 'recall': 0.8823529411764706, 'f1': 0.8108108108108107}
+    """
+    tp = float(positive[predicted].sum())
+    fp = float((1.0 - positive[predicted]).sum())
+    fn = float(positive[~predicted].sum())
+    return {
+        "precision": tp / (tp + fp) if tp + fp > 0 else math.nan,
+        "recall": tp / (tp + fn) if tp + fn > 0 else math.nan,
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn > 0 else math.nan,
+    }
 
 
 def accuracy_band(p_right: np.ndarray) -> tuple[float, float, float]:

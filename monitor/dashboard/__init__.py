@@ -67,6 +67,7 @@ def _model_rows(engines: Iterable[PartitionEngine]) -> dict[tuple[str, str], dic
                     "metric": {},
                     "est": [0.0, 0],
                     "band": [0.0, 0.0],
+                    "est_metrics": {},
                     "pred": 0,
                     "lab": 0,
                     "outcomes": {},
@@ -92,6 +93,11 @@ def _model_rows(engines: Iterable[PartitionEngine]) -> dict[tuple[str, str], dic
                         acc[1] += n_win
             value, low, high, n_est = perf.estimated(ALL)
             if n_est:
+                for metric, v in perf.estimated_window_metrics(ALL).items():
+                    if v == v:
+                        acc = row["est_metrics"].setdefault(metric, [0.0, 0])
+                        acc[0] += v * n_est
+                        acc[1] += n_est
                 row["est"][0] += value * n_est
                 row["est"][1] += n_est
                 row["band"][0] += low * n_est
@@ -114,6 +120,7 @@ def _model_rows(engines: Iterable[PartitionEngine]) -> dict[tuple[str, str], dic
             "estimated_accuracy_band": [row["band"][0] / row["est"][1], row["band"][1] / row["est"][1]]
             if row["est"][1]
             else None,
+            "estimated_metrics": {name: v / w for name, (v, w) in row["est_metrics"].items()},
             "label_coverage": min(1.0, row["lab"] / row["pred"]) if row["pred"] else None,
             "outcomes": {name: s / w for name, (s, w) in row["outcomes"].items()},
         }
@@ -274,6 +281,10 @@ class DashboardViews:
                     "task": row.get("task"),
                     "accuracy": _num(row.get("accuracy")),  # type: ignore[arg-type]
                     "estimated_accuracy": _num(row.get("estimated_accuracy")),  # type: ignore[arg-type]
+                    "estimated_accuracy_band": [_num(v) for v in band]
+                    if (band := row.get("estimated_accuracy_band"))
+                    else None,
+                    "estimated_metrics": {k: _num(v) for k, v in row.get("estimated_metrics", {}).items()},
                     "label_coverage": _num(row.get("label_coverage")),  # type: ignore[arg-type]
                     "metrics": {k: _num(v) for k, v in row["metrics"].items()},
                     "outcomes": {k: _num(v) for k, v in row["outcomes"].items()},

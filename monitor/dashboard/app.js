@@ -78,12 +78,22 @@ function kpi(label, value, series, opts) {
     el("div", { class: "row" }, el("span", { class: "value" }, value), sparkline(series, opts)));
 }
 
+// The estimate with its 95% band, and CBPE's F1 beside it when there is one.
+function estimate(m) {
+  const band = m.estimated_accuracy_band;
+  const f1 = (m.estimated_metrics || {}).f1;
+  return el("span", {}, pct(m.estimated_accuracy),
+    band ? el("span", { class: "muted band", title: "95% band from the window size" },
+      " (" + pct(band[0]) + "–" + pct(band[1]) + ")") : null,
+    f1 !== undefined && f1 !== null ? el("span", { class: "muted band" }, " F1 " + pct(f1)) : null);
+}
+
 function renderModel(m, series, span) {
   const s = series || {};
   const last = (name) => { const pts = s[name] || []; return pts.length ? pts[pts.length - 1][1] : null; };
   const kpis = [
     kpi("Accuracy (labelled, recent)", pct(m.accuracy), s.accuracy),
-    kpi("Estimated accuracy (no labels)", pct(m.estimated_accuracy), s.estimated_accuracy),
+    kpi("Estimated accuracy (no labels)", estimate(m), s.estimated_accuracy),
     kpi("Predictions per second", num(last("events_per_s")), s.events_per_s, { zero: true }),
     kpi("Largest drift effect", num(last("max_drift_effect")), s.max_drift_effect, { zero: true, bad: m.health !== "healthy" }),
     kpi("Label coverage", pct(m.label_coverage), s.label_coverage),

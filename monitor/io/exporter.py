@@ -101,6 +101,11 @@ class MonitorCollector(Collector):
             "95% band of the estimated accuracy from the window size: bound is low or high",
             labels=[*seg_labels, "bound"],
         )
+        estimated_metric = GaugeMetricFamily(
+            "monitor_estimated_metric",
+            "Precision, recall or F1 estimated from calibrated scores over the last performance.window predictions",
+            labels=[*seg_labels, "metric"],
+        )
         trust = GaugeMetricFamily(
             "monitor_estimate_trustworthy",
             "1 if the scores are calibrated on the labelled window (so estimates can be trusted), else 0",
@@ -240,6 +245,8 @@ class MonitorCollector(Collector):
         _add_performance(
             perf_rows, model_metric, estimated, estimated_band, trust, calib, coverage, labelled, outcome_mean, delay
         )
+        for key, (total, weight) in perf_rows["est_metrics"].items():
+            estimated_metric.add_metric(list(key), total / weight)
         join_pending.add_metric([], n_pending)
         join_limit.add_metric([], svc.config.labels.max_pending)
         join_early.add_metric([], n_early)
@@ -263,7 +270,8 @@ class MonitorCollector(Collector):
         yield from (checkpoints, cp_seconds, cp_bytes, restores, restore_s)
         yield from _fairness_families(fair_trackers)
         yield from baseline_families
-        yield from (model_metric, estimated, estimated_band, trust, calib, coverage, labelled, outcome_mean, delay)
+        yield from (model_metric, estimated, estimated_band, estimated_metric, trust, calib, coverage, labelled)
+        yield from (outcome_mean, delay)
         yield from (join_pending, join_limit, join_early, join_events)
         yield from (events, labels, invalid, capped, mismatch, s_events, missing, mean, effect, firing, detections)
         yield from (streams, stream_limit, alerts_firing, emitted, latency, partitions, lag, proc_lag, ready)
@@ -382,6 +390,7 @@ def _performance_rows(engines: list[PartitionEngine]) -> dict[str, Any]:
     metrics: defaultdict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])  # weighted sum, weight
     est: defaultdict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])
     band: defaultdict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])  # weighted low, high
+    est_metrics: defaultdict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])
     cal: defaultdict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])
     trusted: dict[tuple[str, ...], float] = {}
     counts: defaultdict[tuple[str, ...], list[int]] = defaultdict(lambda: [0, 0])  # predictions, labelled
@@ -422,6 +431,11 @@ def _performance_rows(engines: list[PartitionEngine]) -> dict[str, Any]:
                     est[key][1] += n_est
                     band[key][0] += low * n_est
                     band[key][1] += high * n_est
+                    for metric, v in perf.estimated_window_metrics(bucket).items():
+                        if v == v:
+                            acc = est_metrics[(*key, metric)]
+                            acc[0] += v * n_est
+                            acc[1] += n_est
                 t = perf.trustworthy(bucket)
                 if t is not None:
                     trusted[key] = min(trusted.get(key, 1.0), float(t))
@@ -435,6 +449,7 @@ def _performance_rows(engines: list[PartitionEngine]) -> dict[str, Any]:
         "metrics": metrics,
         "est": est,
         "band": band,
+        "est_metrics": est_metrics,
         "cal": cal,
         "trusted": trusted,
         "counts": counts,

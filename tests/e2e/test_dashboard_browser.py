@@ -163,6 +163,10 @@ def test_dashboard_shows_the_firing_alert_in_chromium(broker, topics, require):
         drift_rows = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "#drift tr.firing")]
         assert any(t.startswith("income country=SG") for t in drift_rows), drift_rows
         assert "No fairness attributes configured." in driver.find_element(By.ID, "fairness").text
+        kpis = [k.text for k in driver.find_elements(By.CSS_SELECTOR, 'article[data-model="churn/v1"] .kpi')]
+        shown = next(k for k in kpis if k.startswith("Estimated accuracy"))
+        low, high = churn["estimated_accuracy_band"]  # nothing arrives after wait_consumed: the same numbers
+        assert f"{100 * churn['estimated_accuracy']:.1f}% ({100 * low:.1f}%–{100 * high:.1f}%)" in shown, shown
         lines = driver.find_elements(By.CSS_SELECTOR, 'article[data-model="churn/v1"] svg.spark polyline')
         assert len(lines) >= 3, "expected sparklines drawn from the history"
 

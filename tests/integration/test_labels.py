@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
+
 import numpy as np
 import orjson
 
@@ -71,7 +74,20 @@ def test_late_labels_join_and_a_label_flip_raises_concept_drift_only(broker, top
         assert 0.45 < since_start < 0.55
         assert total(m, "monitor_label_coverage", segment="all") > 0.4
         assert total(m, "monitor_label_delay_seconds_count", model="churn") == n_labels
-        assert total(m, "monitor_estimated_accuracy", segment="all") > 0.6  # scores did not change
+        est = total(m, "monitor_estimated_accuracy", segment="all")
+        assert est > 0.6  # scores did not change
+        low = total(m, "monitor_estimated_accuracy_bound", segment="all", bound="low")
+        high = total(m, "monitor_estimated_accuracy_bound", segment="all", bound="high")
+        assert low < est < high
+        p, r, f1 = (
+            total(m, "monitor_estimated_metric", segment="all", metric=k) for k in ("precision", "recall", "f1")
+        )
+        assert 0 < p <= 1 and 0 < r <= 1
+        assert min(p, r) - 0.05 < f1 < max(p, r) + 0.05  # near their harmonic mean (partitions are averaged)
+        with urllib.request.urlopen(f"http://127.0.0.1:{mon.http.port}/api/overview", timeout=10) as resp:
+            model = json.loads(resp.read())["models"][0]
+        assert model["estimated_accuracy_band"][0] < model["estimated_accuracy"] < model["estimated_accuracy_band"][1]
+        assert set(model["estimated_metrics"]) == {"precision", "recall", "f1"}
     finally:
         mon.stop()
     assert mon.error is None

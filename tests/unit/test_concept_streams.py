@@ -172,3 +172,36 @@ def test_the_estimate_is_calibrated_on_labels_so_an_over_confident_model_is_not_
     # within the noise of 5,000 calibration labels in 10 bins (about 0.007 sd), where raw scores are 0.1 off
     assert abs(estimate - true_accuracy) <= 0.015 and low <= true_accuracy <= high
     assert perf.trustworthy(("", "")) is True  # checked on the 15,000 labels the calibration did not see
+
+
+def _segmented_change(tmp_path, affected: tuple[str, ...]) -> list[tuple[str, str]]:
+    """30,000 predictions of a 95%-accurate model over three regions; from 15,000 the labels of the affected
+    regions are wrong 40% of the time. Returns the label-based alerts that fired: (key, segment)."""
+    rng = np.random.default_rng(5)
+    n, change = 30_000, 15_000
+    region = rng.choice(["north", "south", "west"], n)
+    score = rng.random(n)
+    wrong = rng.random(n) < np.where((np.arange(n) >= change) & np.isin(region, affected), 0.4, 0.05)
+    y = np.where(wrong, score < 0.5, score >= 0.5).astype(int)
+    preds, labs = tmp_path / "p.jsonl", tmp_path / "l.jsonl"
+    preds.write_bytes(b"".join(orjson.dumps({"prediction_id": f"p{i}", "model": "m", "timestamp": T0 + i,
+        "features": {}, "segments": {"region": str(region[i])}, "prediction": float(score[i])}) + b"\n"
+        for i in range(n)))  # fmt: skip
+    labs.write_bytes(b"".join(orjson.dumps({"prediction_id": f"p{i}", "label": int(y[i]), "timestamp": T0 + i + 300})
+        + b"\n" for i in range(n)))  # fmt: skip
+    result = replay(load_config(environ={}), FileSource(preds, labs), progress=False)
+    kinds = ("concept_drift", "performance")
+    return [
+        (a.key, str(a.segment)) for a in result.alerts if a.status == "firing" and a.kind in kinds
+        and a.subject != "estimated_accuracy"
+    ]  # fmt: skip
+
+
+def test_errors_rising_in_every_segment_give_one_all_traffic_alert(tmp_path):
+    fired = _segmented_change(tmp_path, ("north", "south", "west"))
+    assert fired == [("m/unknown/concept_drift/accuracy/all", "{}")]
+
+
+def test_errors_rising_in_one_segment_give_that_segment_alert_only(tmp_path):
+    fired = _segmented_change(tmp_path, ("south",))
+    assert [seg for _, seg in fired] == ["{'region': 'south'}"], fired

@@ -22,6 +22,13 @@ def _squared(s: np.ndarray) -> np.ndarray:
     return s**2
 
 
+def _model(truth: Callable[..., np.ndarray] = _squared) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and 0/1 labels of N predictions."""
+    rng = np.random.default_rng(7)
+    s = rng.random(N)
+    return s, (rng.random(N) < truth(s)).astype(int)
+
+
 def _write(
     tmp: Path, *, label_share: float = 1.0, bad_line_at: int | None = None, truth: Callable[..., np.ndarray] = _squared
 ) -> tuple[Path, Path, np.ndarray]:
@@ -29,9 +36,8 @@ def _write(
     late.
 
     Returns the files and, per valid prediction, whether it is right (NaN where no label is sent)."""
-    rng = np.random.default_rng(7)
-    s = rng.random(N)
-    y = (rng.random(N) < truth(s)).astype(int)
+    s, y = _model(truth)
+    rng = np.random.default_rng(8)
     sent = rng.random(N) < label_share
     preds, labels = [], []
     for i in range(N):
@@ -60,6 +66,7 @@ def _rows(preds: Path, labels: Path, **kw: int) -> list[dict]:
 def test_chunks_hold_realized_accuracy_and_a_calibrated_estimate(tmp_path):
     preds, labels, right = _write(tmp_path)
     rows = _rows(preds, labels)
+    scores, y = _model()
     assert [(r["first"], r["last"], r["predictions"], r["labelled"]) for r in rows] == [
         (k * EVERY, (k + 1) * EVERY - 1, EVERY, EVERY) for k in range(N // EVERY)
     ]
@@ -69,6 +76,12 @@ def test_chunks_hold_realized_accuracy_and_a_calibrated_estimate(tmp_path):
         assert abs(r["estimated_accuracy"] - truth) < 0.02, r
         assert r["estimated_low"] < r["estimated_accuracy"] < r["estimated_high"]
         assert r["estimated_high"] - r["estimated_low"] < 0.03  # a 95% band for 5,000 predictions
+        chunk = slice(k * EVERY, (k + 1) * EVERY)
+        predicted, actual = scores[chunk] >= 0.5, y[chunk] == 1
+        tp = float((predicted & actual).sum())
+        assert abs(r["estimated_precision"] - tp / predicted.sum()) < 0.03
+        assert abs(r["estimated_recall"] - tp / actual.sum()) < 0.03
+        assert abs(r["estimated_f1"] - 2 * tp / (predicted.sum() + actual.sum())) < 0.03
         assert r["start"] == pytest.approx(1_700_000_000 + k * EVERY / 10)
         assert r["end"] == pytest.approx(1_700_000_000 + ((k + 1) * EVERY - 1) / 10)
 
@@ -103,6 +116,9 @@ def test_cli_writes_one_line_per_chunk(tmp_path, capsys):
         "estimated_high",
         "realized_accuracy",
         "labelled",
+        "estimated_precision",
+        "estimated_recall",
+        "estimated_f1",
     }
     assert "wrote 3 timeline rows" in capsys.readouterr().out
 
