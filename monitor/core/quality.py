@@ -235,9 +235,10 @@ class SchemaWatch:
                 c.other += int(np.count_nonzero(codes == overflow))
                 codes = codes[codes != overflow]
             if codes.size:
-                size = max(int(codes.max()) + 1, c.codes.size)
-                counts = np.bincount(codes, minlength=size)
-                c.codes = np.pad(c.codes, (0, size - c.codes.size)) + counts
+                counts = np.bincount(codes)
+                if counts.size > c.codes.size:  # rare: a code the field has not had before
+                    c.codes = np.concatenate([c.codes, np.zeros(counts.size - c.codes.size, dtype=c.codes.dtype)])
+                c.codes[: counts.size] += counts
             if schema is not None and schema.type == "categorical" and schema.categories:
                 distinct = {("true" if v else "false") if isinstance(v, bool) else v for v in set(values)}
                 new = {v for v in distinct if isinstance(v, str)} - set(schema.categories)
