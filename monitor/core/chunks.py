@@ -1,0 +1,128 @@
+"""Fixed-size chunks of each stream's values: the unit sequential detectors consume in engine v2.
+
+ADWIN and Page-Hinkley are sequential, so they cannot run on a whole batch's summary without depending on
+how the stream was cut into batches. They run instead on consecutive chunks of ``size`` values of each
+stream (sum, sum of squares, first and last event time), cut by the stream's own count: the same values
+give the same chunks at any batch size. A chunk's values are summed, so chunks are small and merge like
+any summary; only a stream's last, incomplete chunk is carried from batch to batch.
+
+All streams of one subject are chunked together: one stable sort by stream and a few ``bincount`` calls per
+batch, whatever the number of streams.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Chunks:
+    """Complete chunks, ordered by stream and then by position in the stream."""
+
+    stream: np.ndarray  # (c,) stream index
+    seq: np.ndarray  # (c,) the stream's value count at the chunk's last value (1-based)
+    total: np.ndarray  # (c,) sum of the chunk's values
+    squares: np.ndarray  # (c,) sum of their squares
+    start_time: np.ndarray  # (c,) event time of the first value
+    end_time: np.ndarray  # (c,) event time of the last value
+
+    def __len__(self) -> int:
+        return int(self.stream.size)
+
+
+class StreamChunker:
+    """Cuts each stream's present values into chunks of ``size``, carrying each stream's incomplete chunk.
+
+    >>> c = StreamChunker(size=4)
+    >>> out = c.add(np.arange(10.0), np.arange(10.0), np.array([0] * 6 + [1] * 4))
+    >>> out.stream.tolist(), out.total.tolist(), out.seq.tolist(), c.partial(0)
+    ([0, 1], [6.0, 30.0], [4, 4], (2, 9.0))
+    >>> c.add(np.array([1.0, 1.0]), np.array([10.0, 11.0]), np.array([0, 0])).total.tolist()
+    [11.0]
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        self.size = size
+        self.count = np.zeros(0, dtype=np.int64)  # values seen per stream
+        self.part_sum = np.zeros(0)  # the incomplete chunk of each stream
+        self.part_squares = np.zeros(0)
+        self.part_start = np.zeros(0)
+
+    def _grow(self, streams: int) -> None:
+        if streams > self.count.size:
+            extra = streams - self.count.size
+            self.count = np.concatenate([self.count, np.zeros(extra, dtype=np.int64)])
+            self.part_sum = np.concatenate([self.part_sum, np.zeros(extra)])
+            self.part_squares = np.concatenate([self.part_squares, np.zeros(extra)])
+            self.part_start = np.concatenate([self.part_start, np.full(extra, np.nan)])
+
+    def partial(self, stream: int) -> tuple[int, float]:
+        """(values, sum) of a stream's incomplete chunk."""
+        if stream >= self.count.size:
+            return 0, 0.0
+        return int(self.count[stream] % self.size), float(self.part_sum[stream])
+
+    def add(self, values: np.ndarray, times: np.ndarray, stream: np.ndarray) -> Chunks:
+        """Present values (no NaN) with their event times and stream indices, in arrival order."""
+        if values.size == 0:
+            return _empty()
+        self._grow(int(stream.max()) + 1)
+        order = np.argsort(stream, kind="stable")  # by stream, arrival order kept within each
+        s, x, t = stream[order], values[order], times[order]
+        first = np.r_[0, np.flatnonzero(np.diff(s)) + 1]  # where each stream's run starts
+        run = np.diff(np.r_[first, s.size])
+        rank = np.arange(s.size) - np.repeat(first, run)
+        position = self.count[s] + rank  # 0-based position in the stream
+        chunk = position // self.size
+        base = self.count[s] // self.size  # the stream's incomplete chunk before this batch
+        # a cell per (stream, chunk): chunks of one stream are consecutive from its base chunk
+        local = chunk - base
+        width = int(local.max()) + 1
+        cell = s * width + local
+        n_cells = (int(s.max()) + 1) * width
+        sums = np.bincount(cell, weights=x, minlength=n_cells)
+        squares = np.bincount(cell, weights=x * x, minlength=n_cells)
+        counts = np.bincount(cell, minlength=n_cells)
+        starts = np.full(n_cells, np.nan)
+        ends = np.full(n_cells, np.nan)
+        is_first = np.r_[True, cell[1:] != cell[:-1]]
+        is_last = np.r_[cell[1:] != cell[:-1], True]
+        starts[cell[is_first]] = t[is_first]
+        ends[cell[is_last]] = t[is_last]
+        # the carried partial chunk joins the first cell of its stream
+        streams = np.unique(s)
+        head = streams * width
+        carried = self.count[streams] % self.size
+        sums[head] += self.part_sum[streams]
+        squares[head] += self.part_squares[streams]
+        counts[head] += carried
+        starts[head] = np.where(carried > 0, self.part_start[streams], starts[head])
+        complete = np.flatnonzero(counts == self.size)
+        # what stays incomplete (at most one cell per stream) is carried
+        self.count[streams] += run
+        self.part_sum[streams] = 0.0
+        self.part_squares[streams] = 0.0
+        self.part_start[streams] = np.nan
+        left = np.flatnonzero((counts > 0) & (counts < self.size))
+        owner = left // width
+        self.part_sum[owner] = sums[left]
+        self.part_squares[owner] = squares[left]
+        self.part_start[owner] = starts[left]
+        owner_c = complete // width
+        return Chunks(
+            owner_c.astype(np.int64),
+            ((base[np.searchsorted(s, owner_c)] + complete % width + 1) * self.size).astype(np.int64),
+            sums[complete],
+            squares[complete],
+            starts[complete],
+            ends[complete],
+        )
+
+
+def _empty() -> Chunks:
+    z = np.zeros(0)
+    return Chunks(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), z, z, z, z)

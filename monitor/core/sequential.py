@@ -1,0 +1,198 @@
+"""ADWIN and Page-Hinkley on chunks, for all streams of one subject at once (engine v2).
+
+Each stream's values arrive as chunks (:mod:`monitor.core.chunks`). Once a stream has a scale (the mean
+and standard deviation of its reference), every chunk becomes a standardised mean, clipped at ``±Z_CLIP``
+so one absurd value moves a chunk, not the detectors' state for good. Page-Hinkley runs over the chunks
+of every stream together, as 2-D arrays (streams × chunks in this batch); ADWIN, river's, gets one call
+per chunk of the streams that have one. After a change point each stream keeps its statistics since the
+change, which is the evidence the alert rules judge.
+
+Page-Hinkley here sees each chunk as ``size`` values at the chunk's mean: its statistic is the per-value
+test's, sampled at chunk ends, so it fires at the end of the chunk where the per-value test would have
+crossed its threshold, or a chunk later.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from river import drift as river_drift
+from scipy.special import erfc
+
+from monitor.core.chunks import Chunks
+
+Z_CLIP = 10.0
+
+
+@dataclass(frozen=True)
+class SequentialSettings:
+    """The detector settings these streams share (one subject's)."""
+
+    chunk: int = 32
+    adwin_delta: float = 0.002
+    adwin_clock: int = 1
+    page_hinkley_delta: float = 0.25
+    page_hinkley_threshold: float = 50.0
+    page_hinkley_min_instances: int = 30
+
+
+@dataclass(frozen=True)
+class Change:
+    """A detection: the stream, the detector, and the stream position and event time of the chunk's end."""
+
+    stream: int
+    detector: str
+    seq: int
+    time: float
+
+
+class SequentialStreams:
+    """Per stream: scale, Page-Hinkley state, an ADWIN, and the statistics since the last change point."""
+
+    def __init__(self, settings: SequentialSettings) -> None:
+        self.settings = settings
+        self.mean = np.zeros(0)  # the reference scale; NaN until the stream has one
+        self.std = np.zeros(0)
+        self.ph_n = np.zeros(0)  # Page-Hinkley: values, sum of z, cumulative statistics, their extremes
+        self.ph_sum = np.zeros(0)
+        self.ph_inc = np.zeros(0)
+        self.ph_dec = np.zeros(0)
+        self.ph_min = np.zeros(0)
+        self.ph_max = np.zeros(0)
+        self.since_n = np.zeros(0, dtype=np.int64)  # since the last change point: values, sums of x and z
+        self.since_sum = np.zeros(0)
+        self.since_z = np.zeros(0)
+        self.change_seq = np.zeros(0, dtype=np.int64)
+        self.change_time = np.zeros(0)
+        self.last_detector: list[str] = []
+        self.adwins: list[river_drift.ADWIN] = []
+
+    @property
+    def size(self) -> int:
+        return int(self.mean.size)
+
+    def _grow(self, streams: int) -> None:
+        extra = streams - self.size
+        if extra <= 0:
+            return
+
+        def more(a: np.ndarray, fill: float) -> np.ndarray:
+            return np.concatenate([a, np.full(extra, fill, dtype=a.dtype)])
+
+        self.mean, self.std = more(self.mean, math.nan), more(self.std, math.nan)
+        self.ph_n, self.ph_sum = more(self.ph_n, 0.0), more(self.ph_sum, 0.0)
+        self.ph_inc, self.ph_dec = more(self.ph_inc, 0.0), more(self.ph_dec, 0.0)
+        self.ph_min, self.ph_max = more(self.ph_min, math.inf), more(self.ph_max, -1.0)
+        self.since_n, self.since_sum = more(self.since_n, 0), more(self.since_sum, 0.0)
+        self.since_z = more(self.since_z, 0.0)
+        self.change_seq, self.change_time = more(self.change_seq, 0), more(self.change_time, math.nan)
+        self.last_detector += [""] * extra
+        s = self.settings
+        self.adwins += [river_drift.ADWIN(delta=s.adwin_delta, clock=s.adwin_clock) for _ in range(extra)]
+
+    def set_scale(self, stream: int, mean: float, std: float) -> None:
+        """The stream's reference location and spread; a constant reference gets a tiny spread, so any
+        movement is large."""
+        self._grow(stream + 1)
+        self.mean[stream] = mean
+        self.std[stream] = std if std > 0 else max(abs(mean) * 1e-3, 1e-9)
+
+    def update(self, chunks: Chunks) -> list[Change]:
+        """Chunks ordered by stream, then by position; chunks of streams without a scale are skipped."""
+        if not len(chunks):
+            return []
+        self._grow(int(chunks.stream.max()) + 1)
+        size = float(self.settings.chunk)
+        scaled = ~np.isnan(self.mean[chunks.stream])
+        if not scaled.all():
+            chunks = Chunks(*(getattr(chunks, f)[scaled] for f in Chunks.__dataclass_fields__))
+            if not len(chunks):
+                return []
+        stream = chunks.stream
+        z = np.clip((chunks.total / size - self.mean[stream]) / self.std[stream], -Z_CLIP, Z_CLIP)
+        changes = self._page_hinkley(chunks, z) + self._adwin(chunks, z)
+        last: dict[int, Change] = {}
+        for c in changes:
+            if c.stream not in last or c.seq > last[c.stream].seq:
+                last[c.stream] = c
+        # statistics since the change: chunks after each stream's latest change point in this batch
+        after = np.ones(stream.size, dtype=bool)
+        for c in last.values():
+            after &= ~((stream == c.stream) & (chunks.seq <= c.seq))
+            self.since_n[c.stream], self.since_sum[c.stream], self.since_z[c.stream] = 0, 0.0, 0.0
+            self.change_seq[c.stream], self.change_time[c.stream] = c.seq, c.time
+            self.last_detector[c.stream] = c.detector
+        n = self.size
+        self.since_n += np.bincount(stream[after], minlength=n).astype(np.int64) * self.settings.chunk
+        self.since_sum += np.bincount(stream[after], weights=chunks.total[after], minlength=n)
+        self.since_z += np.bincount(stream[after], weights=z[after] * size, minlength=n)
+        return changes
+
+    def _page_hinkley(self, chunks: Chunks, z: np.ndarray) -> list[Change]:
+        """One 2-D pass over every stream's chunks; a stream that fires is reset and run again from there."""
+        s = self.settings
+        size = float(s.chunk)
+        stream = chunks.stream
+        found: list[Change] = []
+        pending = np.ones(stream.size, dtype=bool)
+        while pending.any():
+            idx = np.flatnonzero(pending)
+            st = stream[idx]
+            first = np.r_[0, np.flatnonzero(np.diff(st)) + 1]
+            run = np.diff(np.r_[first, st.size])
+            rank = np.arange(st.size) - np.repeat(first, run)
+            owners = st[first]
+            grid = np.zeros((owners.size, int(run.max())))
+            row = np.repeat(np.arange(owners.size), run)
+            grid[row, rank] = z[idx] * size
+            valid = np.zeros(grid.shape, dtype=bool)
+            valid[row, rank] = True
+            n = self.ph_n[owners][:, None] + size * np.cumsum(valid, axis=1)
+            total = self.ph_sum[owners][:, None] + np.cumsum(grid, axis=1)
+            dev = grid - size * total / n
+            drift = size * s.page_hinkley_delta
+            inc = self.ph_inc[owners][:, None] + np.cumsum(np.where(valid, dev - drift, 0.0), axis=1)
+            dec = self.ph_dec[owners][:, None] + np.cumsum(np.where(valid, dev + drift, 0.0), axis=1)
+            low = np.minimum(np.minimum.accumulate(inc, axis=1), self.ph_min[owners][:, None])
+            high = np.maximum(np.maximum.accumulate(dec, axis=1), self.ph_max[owners][:, None])
+            hit = valid & (n >= s.page_hinkley_min_instances)
+            hit &= (inc - low > s.page_hinkley_threshold) | (high - dec > s.page_hinkley_threshold)
+            fired = hit.any(axis=1)
+            first_hit = np.argmax(hit, axis=1)
+            end = run - 1
+            for r in np.flatnonzero(~fired).tolist():  # no detection: keep the state at the stream's last chunk
+                o, e = owners[r], end[r]
+                self.ph_n[o], self.ph_sum[o] = n[r, e], total[r, e]
+                self.ph_inc[o], self.ph_dec[o] = inc[r, e], dec[r, e]
+                self.ph_min[o], self.ph_max[o] = low[r, e], high[r, e]
+            pending[:] = False
+            for r in np.flatnonzero(fired).tolist():
+                o, h = int(owners[r]), int(first_hit[r])
+                k = idx[first[r] + h]
+                found.append(Change(o, "page_hinkley", int(chunks.seq[k]), float(chunks.end_time[k])))
+                self.ph_n[o] = self.ph_sum[o] = self.ph_inc[o] = self.ph_dec[o] = 0.0
+                self.ph_min[o], self.ph_max[o] = math.inf, -1.0
+                rest = idx[first[r] + h + 1 : first[r] + run[r]]
+                pending[rest] = True
+        return found
+
+    def _adwin(self, chunks: Chunks, z: np.ndarray) -> list[Change]:
+        found: list[Change] = []
+        adwins = self.adwins
+        for k, (o, m) in enumerate(zip(chunks.stream.tolist(), z.tolist(), strict=True)):
+            detector = adwins[o]
+            detector.update(m)
+            if detector.drift_detected:
+                found.append(Change(o, "adwin", int(chunks.seq[k]), float(chunks.end_time[k])))
+        return found
+
+    def effect(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per stream since the last change point: |mean z| (the effect), the values, and the z-test's
+        two-sided p-value."""
+        n = self.since_n.astype(np.float64)
+        mean_z = np.divide(self.since_z, n, out=np.zeros(self.size), where=n > 0)
+        effect = np.abs(mean_z)
+        p = np.where(n > 0, erfc(effect * np.sqrt(n) / math.sqrt(2)), 1.0)
+        return effect, self.since_n, p

@@ -1,0 +1,67 @@
+"""Chunks of each stream are cut by the stream's own count: the same values give the same chunks at any
+batch size, and each chunk holds exactly its values."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.core.chunks import StreamChunker
+
+
+def _by_stream(values: np.ndarray, times: np.ndarray, stream: np.ndarray, size: int) -> list[tuple]:
+    """The chunks computed one stream at a time, directly."""
+    out = []
+    for s in np.unique(stream).tolist():
+        x, t = values[stream == s], times[stream == s]
+        for k in range(x.size // size):
+            part = slice(k * size, (k + 1) * size)
+            out.append((s, (k + 1) * size, x[part].sum(), (x[part] ** 2).sum(), t[part][0], t[part][-1]))
+    return out
+
+
+def _rows(chunks) -> list[tuple]:
+    return list(
+        zip(
+            chunks.stream.tolist(),
+            chunks.seq.tolist(),
+            chunks.total.tolist(),
+            chunks.squares.tolist(),
+            chunks.start_time.tolist(),
+            chunks.end_time.tolist(),
+            strict=True,
+        )
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(1, 600),
+    st.integers(1, 40),
+    st.integers(1, 6),
+    st.lists(st.integers(0, 600), max_size=8),
+    st.integers(0, 1000),
+)
+def test_chunks_do_not_depend_on_batching(n, size, streams, cuts, seed):
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0, 1, n).round(3)
+    times = np.arange(n, dtype=np.float64)
+    stream = rng.integers(0, streams, n)
+    chunker = StreamChunker(size)
+    got = []
+    bounds = sorted({0, n, *(c % (n + 1) for c in cuts)})
+    for lo, hi in itertools.pairwise(bounds):
+        got += _rows(chunker.add(values[lo:hi], times[lo:hi], stream[lo:hi]))
+    expect = _by_stream(values, times, stream, size)
+    assert len(got) == len(expect)
+    for g, e in zip(sorted(got), sorted(expect), strict=True):
+        assert g[:2] == e[:2] and g[4:] == e[4:]
+        np.testing.assert_allclose(g[2:4], e[2:4], atol=1e-9)
+    for s in range(streams):  # what is left over waits in the stream's incomplete chunk
+        left, total = chunker.partial(s)
+        mine = values[stream == s]
+        assert left == mine.size % size
+        assert abs(total - mine[mine.size - left :].sum()) < 1e-9

@@ -1,0 +1,90 @@
+"""ADWIN and Page-Hinkley on chunks of every stream at once: as early as the per-value trackers (within a
+chunk or two), the same at any batch size, and the same for a stream alone or among others."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from monitor.config import DetectorSettings
+from monitor.core.chunks import StreamChunker
+from monitor.core.drift import NumericDriftTracker
+from monitor.core.sequential import SequentialSettings, SequentialStreams
+
+WARMUP = 500
+CHUNK = 32
+
+
+def _stream(seed: int, shift_at: int | None, n: int = 6000, shift: float = 1.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(10, 2, n)
+    if shift_at is not None:
+        x[shift_at:] += shift * 2
+    return x
+
+
+def _run(values: list[np.ndarray], cuts: list[int]) -> list[tuple[int, str, int]]:
+    """Streams interleaved row by row, fed in batches cut at ``cuts``; scale from each stream's warm-up."""
+    seq = SequentialStreams(SequentialSettings(chunk=CHUNK))
+    chunker = StreamChunker(CHUNK)
+    for s, v in enumerate(values):
+        seq.set_scale(s, float(v[:WARMUP].mean()), float(v[:WARMUP].std(ddof=1)))
+    rest = [v[WARMUP:] for v in values]
+    n = max(r.size for r in rest)
+    rows = [(i, s) for i in range(n) for s in range(len(rest)) if i < rest[s].size]
+    x = np.array([rest[s][i] for i, s in rows])
+    stream = np.array([s for _, s in rows])
+    times = np.arange(x.size, dtype=np.float64)
+    out = []
+    bounds = sorted({0, x.size, *(c % (x.size + 1) for c in cuts)})
+    for lo, hi in itertools.pairwise(bounds):
+        out += [(c.stream, c.detector, c.seq) for c in seq.update(chunker.add(x[lo:hi], times[lo:hi], stream[lo:hi]))]
+    return sorted(out)
+
+
+def _tracker_first(values: np.ndarray) -> int | None:
+    """The per-value tracker's first detection, as a position after its warm-up."""
+    t = NumericDriftTracker(DetectorSettings(warmup_events=WARMUP, adwin_chunk=CHUNK))
+    rng = np.random.default_rng(0)
+    for k in range(0, values.size, 250):
+        t.update(values[k : k + 250], np.arange(k, min(k + 250, values.size), dtype=np.float64), rng=rng)
+        if t.evidence().detected:
+            return t.change_seq - WARMUP
+    return None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_shift_is_caught_as_early_as_by_the_per_value_tracker(seed):
+    x = _stream(seed, shift_at=3000)
+    changes = _run([x], [])
+    assert changes, "no detection"
+    first = min(seq for _, _, seq in changes)
+    expected = _tracker_first(x)
+    assert expected is not None
+    assert first >= 3000 - WARMUP  # nothing before the shift
+    assert abs(first - expected) <= 2 * CHUNK, (first, expected)
+
+
+def test_no_detection_on_a_stationary_stream():
+    assert _run([_stream(s, None, n=20_000) for s in range(4)], []) == []
+
+
+def test_batches_and_neighbours_do_not_change_the_detections():
+    streams = [_stream(1, 3000), _stream(2, None), _stream(3, 2000, n=5000, shift=-1.5)]
+    together = _run(streams, [])
+    assert together == _run(streams, [7, 300, 3333, 9000, 12000])
+    alone = sorted((s, d, q) for s, v in enumerate(streams) for (_, d, q) in _run([v], [100, 4000]))
+    assert together == alone
+
+
+def test_effect_since_the_change_reads_in_standard_deviations():
+    seq = SequentialStreams(SequentialSettings(chunk=CHUNK))
+    chunker = StreamChunker(CHUNK)
+    x = _stream(5, shift_at=3000)
+    seq.set_scale(0, float(x[:WARMUP].mean()), float(x[:WARMUP].std(ddof=1)))
+    rest = x[WARMUP:]
+    seq.update(chunker.add(rest, np.arange(rest.size, dtype=np.float64), np.zeros(rest.size, dtype=np.int64)))
+    effect, n, p = seq.effect()
+    assert 0.8 < effect[0] < 1.2 and n[0] > 1000 and p[0] < 1e-9
