@@ -6,6 +6,7 @@ Prints one JSON object on its last line.
 from __future__ import annotations
 
 import json
+import math
 import resource
 import sys
 import threading
@@ -293,7 +294,66 @@ def latency(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-PHASES = {"limit": limit, "naive": naive, "engine": engine, "end_to_end": end_to_end, "latency": latency}
+def decoders(args: dict[str, Any]) -> dict[str, Any]:
+    """Decoder candidates on the same bytes (the reference workload, batches of 5,000), timed in turns so a
+    noisy machine slows them alike; the best of ``rounds`` per candidate. The columnar readers are timed
+    reading and turning the features into the engine's lists, without any contract check: an upper bound."""
+    import io
+
+    import msgspec
+
+    from monitor.core.events import PredictionDecoder, _Prediction
+
+    batches = [make(5000, seed=2 + k).predictions for k in range(args["n"] // 5000)]
+    times = [0.0] * 5000
+    dec = PredictionDecoder()
+    structs = msgspec.json.Decoder(_Prediction).decode
+    candidates: dict[str, Any] = {
+        "orjson into dicts": lambda b: [orjson.loads(x) for x in b],
+        "msgspec structs, decode only": lambda b: list(map(structs, b)),
+        "per-message validation (orjson + Python checks), columns": lambda b: dec.decode_each(b, times),
+        "our decoder: msgspec fast path + per-message fallback, columns": lambda b: dec.decode(b, times),
+    }
+    try:
+        import pyarrow.json as pj
+
+        def arrow(b: list[bytes]) -> Any:
+            table = pj.read_json(io.BytesIO(b"\n".join(b)), read_options=pj.ReadOptions(use_threads=False))
+            f = table.column("features").combine_chunks()
+            return {f.type.field(i).name: f.field(i).to_pylist() for i in range(f.type.num_fields)}
+
+        candidates["pyarrow read_json (batch) + feature lists, no checks"] = arrow
+    except ImportError:
+        pass
+    try:
+        import polars as pl
+
+        def polars(b: list[bytes]) -> Any:
+            f = pl.read_ndjson(io.BytesIO(b"\n".join(b)))["features"].struct.unnest()
+            return {c: f[c].to_list() for c in f.columns}
+
+        candidates["polars read_ndjson (batch) + feature lists, no checks"] = polars
+    except ImportError:
+        pass
+    best = dict.fromkeys(candidates, math.inf)
+    for _ in range(args.get("rounds", 5)):
+        for name, fn in candidates.items():
+            t = time.perf_counter()
+            for b in batches:
+                fn(b)
+            best[name] = min(best[name], time.perf_counter() - t)
+    n = sum(map(len, batches))
+    return {"events": n, "per_s": {name: n / s for name, s in best.items()}}
+
+
+PHASES = {
+    "limit": limit,
+    "naive": naive,
+    "engine": engine,
+    "end_to_end": end_to_end,
+    "latency": latency,
+    "decoders": decoders,
+}
 
 if __name__ == "__main__":
     print(json.dumps(PHASES[sys.argv[1]](json.loads(sys.argv[2]))))

@@ -3,18 +3,30 @@
 Decoding is the one per-event loop we cannot avoid (JSON is per message); everything after it works on
 columns. A rejected message keeps its index so the I/O edge can dead-letter the original bytes with
 the reason; the rest of the batch goes on.
+
+Two paths with one answer. The fast path decodes each message into a msgspec struct, so JSON syntax,
+types, required fields and fixed bounds are checked in C; the limits set at run time (message size,
+fields per map, feature-name length) and ISO-8601 times are checked per batch. Any message the fast path
+does not accept goes through the per-message validator (``validate``), which names the reason exactly as
+it always has: the fast path only decides *that* a message is valid, never *why* one is not. It is
+strict where msgspec is lenient (it skips the values of unknown fields without checking them), so an
+event with a field outside the contract takes the per-message path.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from itertools import chain, repeat
+from operator import attrgetter, itemgetter
+from typing import Annotated, Any, NamedTuple
 
+import msgspec
 import numpy as np
 import orjson
+from msgspec import Meta
 
 from monitor.errors import DecodeError
 
@@ -182,22 +194,187 @@ def _number_map(obj: dict[str, Any], name: str, max_fields: int) -> dict[str, fl
     return value
 
 
-def _validate_all(
-    validate: Callable[[bytes | None, float], dict[str, Any]],
+# --- fast path: msgspec structs -------------------------------------------------------------------------
+# Integers stay within int64: orjson turns larger ones into floats, so those go the per-message way.
+_Int = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+_Value = _Int | float | str | bool
+_Id = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+_Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
+_Epoch = Annotated[float, Meta(ge=0, le=MAX_EPOCH_S)]
+_DECODE_ERRORS = (msgspec.DecodeError, TypeError)  # TypeError: a None value; ValidationError is a DecodeError
+
+
+class _Prediction(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """Prediction contract v1 as far as a type says it, for events without a null feature. Feature-name
+    length is checked per batch (a constrained key type costs msgspec a quarter of its speed); gc=False
+    because a struct is never part of a cycle, and untracked allocations spare the collector."""
+
+    prediction_id: _Id
+    model: _Name
+    features: dict[str, _Value]
+    prediction: _Value
+    model_version: _Name | None = None
+    timestamp: _Epoch | str | None = None
+    segments: dict[str, str] | None = None
+    scores: dict[str, _Int | float] | None = None
+    latency_ms: Annotated[float, Meta(ge=0)] | None = None
+
+
+class _PredictionWithNulls(_Prediction):
+    """An event with a null feature: tried second, so the common case needs no scan for nulls."""
+
+    features: dict[str, _Value | None]  # type: ignore[assignment]
+
+
+_WITHOUT_NULLS = frozenset({_Prediction})
+
+
+class _Label(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """Label contract v1 as far as a type says it (one of label / outcomes is checked per batch)."""
+
+    prediction_id: _Id
+    label: _Value | None = None
+    outcomes: dict[str, _Int | float] | None = None
+    model: _Name | None = None
+    timestamp: _Epoch | str | None = None
+
+
+def _decode_structs(
+    decoders: Sequence[Callable[[bytes], Any]], values: Sequence[bytes | None], max_bytes: int
+) -> list[Any]:
+    """One struct per message from the first decoder that accepts it, None where none does. A clean batch
+    (the common case) is one C-level map of the first decoder."""
+    if None not in values and (not values or max(map(len, values)) <= max_bytes):  # type: ignore[arg-type]
+        try:
+            return list(map(decoders[0], values))  # type: ignore[arg-type]
+        except _DECODE_ERRORS:
+            pass
+    out: list[Any] = []
+    for value in values:
+        struct = None
+        if value is not None and len(value) <= max_bytes:
+            for decode in decoders:
+                try:
+                    struct = decode(value)
+                    break
+                except _DECODE_ERRORS:
+                    continue
+        out.append(struct)
+    return out
+
+
+_CHUNK = 128  # messages decoded and gathered together, while their objects are still in the CPU cache
+_EMPTY: dict[str, Any] = {}
+
+
+def _too_many(maps: Sequence[dict[str, Any] | None], limit: int) -> bool:
+    return max(map(len, filter(None, maps)), default=0) > limit
+
+
+def _epoch_times(structs: list[Any]) -> None:
+    """ISO-8601 timestamps as epoch seconds in place; a struct whose time is invalid becomes None."""
+    for i, s in enumerate(structs):
+        if s is not None and type(s.timestamp) is str:
+            try:
+                s.timestamp = parse_timestamp(s.timestamp)
+            except DecodeError:
+                structs[i] = None
+
+
+def _part(maps: Sequence[dict[str, Any]]) -> list[tuple[str, Sequence[Any]]]:
+    """A chunk's row maps as (name, values) per name, in order of first appearance, None where a row lacks
+    the name. When every row has the first row's names (the common case) each row is read once in C
+    (itemgetter) and transposed by zip: reading a column at a time would walk every dict once per name."""
+    names = tuple(maps[0]) if maps else ()
+    if len(names) > 1 and len(set(map(len, maps))) == 1:
+        try:
+            return list(zip(names, zip(*map(itemgetter(*names), maps), strict=True), strict=True))
+        except KeyError:
+            pass
+    get = dict.get
+    return [(name, list(map(get, maps, repeat(name)))) for name in dict.fromkeys(chain.from_iterable(maps))]
+
+
+class _Pivot:
+    """Chunks of (name, values) gathered into one list per name, padded with None where a chunk lacks it."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list[Any]] = {}
+        self.rows = 0
+
+    def add(self, part: list[tuple[str, Sequence[Any]]], rows: int) -> None:
+        columns = self.columns
+        for name, values in part:
+            column = columns.get(name)
+            if column is None:
+                column = columns[name] = [None] * self.rows
+            column.extend(values)
+        self.rows += rows
+        if len(part) < len(columns):
+            for column in columns.values():
+                if len(column) < self.rows:
+                    column.extend(repeat(None, rows))
+
+
+def _settle(
+    structs: list[Any],
     values: Sequence[bytes | None],
     kafka_times: Sequence[float],
-) -> tuple[list[dict[str, Any]], list[int], list[Rejected]]:
-    """Validate each message; valid rows with their input positions, and the rejects with their reasons."""
-    rows: list[dict[str, Any]] = []
+    start: int,
+    validate: Callable[[bytes | None, float], Any],
+    rejected: list[Rejected],
+) -> tuple[list[Any], list[int]]:
+    """Send every message of a chunk the fast path left out (None) through the per-message validator: its
+    struct if it is valid after all, else its reject with the reason. Valid rows with their input positions."""
+    rows: list[Any] = []
     index: list[int] = []
-    rejected: list[Rejected] = []
-    for i, value in enumerate(values):
-        try:
-            rows.append(validate(value, kafka_times[i]))
-            index.append(i)
-        except DecodeError as exc:
-            rejected.append(Rejected(i, exc.reason, exc.detail))
-    return rows, index, rejected
+    for i, struct in enumerate(structs, start):
+        if struct is None:
+            try:
+                struct = validate(values[i], kafka_times[i])
+            except DecodeError as exc:
+                rejected.append(Rejected(i, exc.reason, exc.detail))
+                continue
+        rows.append(struct)
+        index.append(i)
+    return rows, index
+
+
+def _chunks(
+    decoders: Sequence[Callable[[bytes], Any]] | None,
+    screen: Callable[[list[Any]], bool],
+    validate: Callable[[bytes | None, float], Any],
+    values: Sequence[bytes | None],
+    kafka_times: Sequence[float],
+    max_bytes: int,
+    rejected: list[Rejected],
+) -> Iterator[tuple[list[Any], list[int] | range]]:
+    """Per chunk of messages: its valid rows as structs and their input positions. ``screen`` says whether
+    the fast path took the whole chunk; without decoders every message goes through ``validate``."""
+    for start in range(0, len(values), _CHUNK):
+        chunk = values[start : start + _CHUNK]
+        structs = [None] * len(chunk) if decoders is None else _decode_structs(decoders, chunk, max_bytes)
+        if screen(structs):
+            yield structs, range(start, start + len(structs))
+        else:
+            yield _settle(structs, values, kafka_times, start, validate, rejected)
+
+
+def _event_times(times: list[np.ndarray], index: np.ndarray, kafka_times: Sequence[float]) -> np.ndarray:
+    """Epoch seconds per row; the Kafka time where the event has none (numpy turned None into NaN)."""
+    out = np.concatenate(times) if times else np.empty(0, dtype=np.float64)
+    missing = np.isnan(out)
+    if missing.any():
+        out[missing] = np.asarray(kafka_times, dtype=np.float64)[index[missing]]
+    return out
+
+
+_FEATURES = attrgetter("features")
+_TIMESTAMP = attrgetter("timestamp")
+_PREDICTION_FIELDS = attrgetter(
+    "prediction_id", "model", "model_version", "timestamp", "prediction", "segments", "scores", "latency_ms"
+)
+_LABEL_FIELDS = attrgetter("prediction_id", "model", "timestamp", "label", "outcomes")
 
 
 class PredictionDecoder:
@@ -214,6 +391,7 @@ class PredictionDecoder:
     def __init__(self, max_event_bytes: int = 1_000_000, max_fields: int = 1000) -> None:
         self.max_event_bytes = max_event_bytes
         self.max_fields = max_fields
+        self._fast = (msgspec.json.Decoder(_Prediction).decode, msgspec.json.Decoder(_PredictionWithNulls).decode)
 
     def validate(self, value: bytes | None, kafka_time: float) -> dict[str, Any]:
         """One event as a checked dict; raises :class:`DecodeError` naming the broken field."""
@@ -270,39 +448,117 @@ class PredictionDecoder:
             "latency_ms": math.nan if latency is None else float(latency),
         }
 
+    def _struct(self, value: bytes | None, kafka_time: float) -> _Prediction:
+        """The per-message validator's verdict as a struct (raises :class:`DecodeError` with the reason)."""
+        row = self.validate(value, kafka_time)
+        return _PredictionWithNulls(
+            prediction_id=row["prediction_id"],
+            model=row["model"],
+            features=row["features"],
+            prediction=row["prediction"],
+            model_version=row["model_version"],
+            timestamp=row["event_time"],
+            segments=row["segments"],
+            scores=row["scores"],
+            latency_ms=row["latency_ms"],
+        )
+
+    def _fits(self, s: _Prediction) -> bool:
+        limit = self.max_fields
+        return (
+            len(s.features) <= limit
+            and (not s.features or max(map(len, s.features)) <= MAX_NAME_LENGTH)
+            and (s.segments is None or len(s.segments) <= limit)
+            and (s.scores is None or len(s.scores) <= limit)
+        )
+
+    def _screen(self, structs: list[Any]) -> bool:
+        """What the struct type cannot say, checked per chunk in C-level maps; True if every message passed.
+        A struct that fails becomes None (the per-message validator then names the reason)."""
+        live = structs if None not in structs else [s for s in structs if s is not None]
+        iso_times = str in set(map(type, map(_TIMESTAMP, live)))  # before any struct becomes None
+        limit = self.max_fields
+        features = list(map(_FEATURES, live))
+        if (
+            _too_many(features, limit)
+            or max(map(len, chain.from_iterable(features)), default=0) > MAX_NAME_LENGTH
+            or _too_many(list(map(attrgetter("segments"), live)), limit)
+            or _too_many(list(map(attrgetter("scores"), live)), limit)
+        ):
+            for i, s in enumerate(structs):
+                if s is not None and not self._fits(s):
+                    structs[i] = None
+        if iso_times:
+            _epoch_times(structs)
+        return None not in structs
+
     def decode(
         self, values: Sequence[bytes | None], kafka_times: Sequence[float]
     ) -> tuple[PredictionBatch, list[Rejected]]:
-        rows, index, rejected = _validate_all(self.validate, values, kafka_times)
-        n = len(rows)
-        features: dict[str, list[Scalar]] = {}
-        segments: dict[str, list[str | None]] = {}
-        nulls: dict[str, list[int]] = {}  # absent and null are both None in a column; schema checks tell them apart
-        for row_no, row in enumerate(rows):
-            for name, value in row["features"].items():
-                col = features.get(name)
-                if col is None:
-                    col = features[name] = [None] * n
-                if value is None:
-                    nulls.setdefault(name, []).append(row_no)
-                else:
-                    col[row_no] = value
-            for name, value in row["segments"].items():
-                seg = segments.get(name)
-                if seg is None:
-                    seg = segments[name] = [None] * n
-                seg[row_no] = value
+        """Valid events as columns and the rest rejected with their reasons, each keeping its input position."""
+        return self._decode(values, kafka_times, fast=True)
+
+    def decode_each(
+        self, values: Sequence[bytes | None], kafka_times: Sequence[float]
+    ) -> tuple[PredictionBatch, list[Rejected]]:
+        """:meth:`decode` with every message through the per-message validator: the reference the fast path
+        must match (tests compare the two; the benchmarks time both)."""
+        return self._decode(values, kafka_times, fast=False)
+
+    def _decode(
+        self, values: Sequence[bytes | None], kafka_times: Sequence[float], *, fast: bool
+    ) -> tuple[PredictionBatch, list[Rejected]]:
+        rejected: list[Rejected] = []
+        index: list[int] = []
+        ids: list[str] = []
+        models: list[str] = []
+        versions: list[str] = []
+        predictions: list[Scalar] = []
+        scores: list[dict[str, float] | None] = []
+        times: list[np.ndarray] = []
+        latency: list[np.ndarray] = []
+        features, segments = _Pivot(), _Pivot()
+        # Absent and null are both None in a column; schema checks tell them apart. Only an event that needed
+        # the nullable struct, or came through the per-message validator, can hold a null.
+        nulls: dict[str, list[int]] = {}
+        decoders = self._fast if fast else None
+        chunks = _chunks(decoders, self._screen, self._struct, values, kafka_times, self.max_event_bytes, rejected)
+        for rows, positions in chunks:
+            if not rows:
+                continue
+            first_row = len(ids)
+            index.extend(positions)
+            c_ids, c_models, c_versions, c_times, c_predictions, c_segments, c_scores, c_latency = zip(
+                *map(_PREDICTION_FIELDS, rows), strict=True
+            )
+            ids.extend(c_ids)
+            models.extend(c_models)
+            versions.extend(
+                c_versions if None not in c_versions else ["unknown" if v is None else v for v in c_versions]
+            )
+            predictions.extend(c_predictions)
+            scores.extend(c_scores)
+            times.append(np.array(c_times, dtype=np.float64))
+            latency.append(np.array(c_latency, dtype=np.float64))
+            features.add(_part(list(map(_FEATURES, rows))), len(rows))
+            segments.add(_part(c_segments if None not in c_segments else [m or _EMPTY for m in c_segments]), len(rows))
+            if not _WITHOUT_NULLS.issuperset(map(type, rows)):
+                for row_no, row in enumerate(rows, first_row):
+                    for name, value in row.features.items():
+                        if value is None:
+                            nulls.setdefault(name, []).append(row_no)
+        positions_array = np.asarray(index, dtype=np.int64)
         batch = PredictionBatch(
-            index=np.asarray(index, dtype=np.int64),
-            prediction_id=[r["prediction_id"] for r in rows],
-            model=[r["model"] for r in rows],
-            model_version=[r["model_version"] for r in rows],
-            event_time=np.fromiter((r["event_time"] for r in rows), dtype=np.float64, count=n),
-            prediction=[r["prediction"] for r in rows],
-            features=features,
-            segments=segments,
-            latency_ms=np.fromiter((r["latency_ms"] for r in rows), dtype=np.float64, count=n),
-            scores=[r["scores"] for r in rows],
+            index=positions_array,
+            prediction_id=ids,
+            model=models,
+            model_version=versions,
+            event_time=_event_times(times, positions_array, kafka_times),
+            prediction=predictions,
+            features=features.columns,
+            segments=segments.columns,
+            latency_ms=np.concatenate(latency) if latency else np.empty(0, dtype=np.float64),
+            scores=scores,
             nulls=nulls,
         )
         return batch, rejected
@@ -319,6 +575,7 @@ class LabelDecoder:
     def __init__(self, max_event_bytes: int = 1_000_000, max_fields: int = 1000) -> None:
         self.max_event_bytes = max_event_bytes
         self.max_fields = max_fields
+        self._fast = (msgspec.json.Decoder(_Label).decode,)
 
     def validate(self, value: bytes | None, kafka_time: float) -> dict[str, Any]:
         obj = _load(value, self.max_event_bytes)
@@ -334,14 +591,71 @@ class LabelDecoder:
         event_time = kafka_time if ts is None else parse_timestamp(ts)
         return {"prediction_id": pid, "model": model, "event_time": event_time, "label": label, "outcomes": outcomes}
 
+    def _struct(self, value: bytes | None, kafka_time: float) -> _Label:
+        """The per-message validator's verdict as a struct (raises :class:`DecodeError` with the reason)."""
+        row = self.validate(value, kafka_time)
+        return _Label(
+            prediction_id=row["prediction_id"],
+            label=row["label"],
+            outcomes=row["outcomes"],
+            model=row["model"],
+            timestamp=row["event_time"],
+        )
+
+    def _screen(self, structs: list[Any]) -> bool:
+        """What the struct type cannot say (see :meth:`PredictionDecoder._screen`)."""
+        live = structs if None not in structs else [s for s in structs if s is not None]
+        iso_times = str in set(map(type, map(_TIMESTAMP, live)))  # before any struct becomes None
+        limit = self.max_fields
+        if _too_many(list(map(attrgetter("outcomes"), live)), limit) or None in list(map(attrgetter("label"), live)):
+            for i, s in enumerate(structs):
+                if s is not None and (
+                    (s.label is None and not s.outcomes) or (s.outcomes is not None and len(s.outcomes) > limit)
+                ):
+                    structs[i] = None
+        if iso_times:
+            _epoch_times(structs)
+        return None not in structs
+
     def decode(self, values: Sequence[bytes | None], kafka_times: Sequence[float]) -> tuple[LabelBatch, list[Rejected]]:
-        rows, index, rejected = _validate_all(self.validate, values, kafka_times)
+        """Valid labels as columns and the rest rejected with their reasons, each keeping its input position."""
+        return self._decode(values, kafka_times, fast=True)
+
+    def decode_each(
+        self, values: Sequence[bytes | None], kafka_times: Sequence[float]
+    ) -> tuple[LabelBatch, list[Rejected]]:
+        """:meth:`decode` with every message through the per-message validator (the fast path's reference)."""
+        return self._decode(values, kafka_times, fast=False)
+
+    def _decode(
+        self, values: Sequence[bytes | None], kafka_times: Sequence[float], *, fast: bool
+    ) -> tuple[LabelBatch, list[Rejected]]:
+        rejected: list[Rejected] = []
+        index: list[int] = []
+        ids: list[str] = []
+        models: list[str | None] = []
+        times: list[np.ndarray] = []
+        labels: list[Scalar] = []
+        outcomes: list[dict[str, float] | None] = []
+        decoders = self._fast if fast else None
+        chunks = _chunks(decoders, self._screen, self._struct, values, kafka_times, self.max_event_bytes, rejected)
+        for rows, positions in chunks:
+            if not rows:
+                continue
+            index.extend(positions)
+            c_ids, c_models, c_times, c_labels, c_outcomes = zip(*map(_LABEL_FIELDS, rows), strict=True)
+            ids.extend(c_ids)
+            models.extend(c_models)
+            times.append(np.array(c_times, dtype=np.float64))
+            labels.extend(c_labels)
+            outcomes.extend(c_outcomes)
+        positions_array = np.asarray(index, dtype=np.int64)
         batch = LabelBatch(
-            index=np.asarray(index, dtype=np.int64),
-            prediction_id=[r["prediction_id"] for r in rows],
-            model=[r["model"] for r in rows],
-            event_time=np.fromiter((r["event_time"] for r in rows), dtype=np.float64, count=len(rows)),
-            label=[r["label"] for r in rows],
-            outcomes=[r["outcomes"] for r in rows],
+            index=positions_array,
+            prediction_id=ids,
+            model=models,
+            event_time=_event_times(times, positions_array, kafka_times),
+            label=labels,
+            outcomes=outcomes,
         )
         return batch, rejected
