@@ -115,7 +115,7 @@ def benjamini_hochberg(p_values: np.ndarray, q: float) -> tuple[np.ndarray, np.n
     if m == 0:
         return np.zeros(0, dtype=bool), np.zeros(0)
     order = np.argsort(p, kind="stable")
-    ranked = p[order] * m / np.arange(1, m + 1)
+    ranked = p[order] * (m / np.arange(1, m + 1))  # as scipy: p * 3 / 3 would round above p
     adjusted_sorted = np.minimum(1.0, np.minimum.accumulate(ranked[::-1])[::-1])
     adjusted = np.empty(m)
     adjusted[order] = adjusted_sorted
