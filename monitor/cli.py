@@ -49,8 +49,10 @@ def _install_signals(stop: threading.Event) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.app import Monitor
+    from monitor.io.kafka import require_bootstrap_servers
 
-    config = _config(args)
+    config = _config(args, {"kafka": {"broker_wait_s": 0}} if args.wait_for_broker else None)
+    require_bootstrap_servers(config)  # every setting is checked before anything binds or connects
     mon = Monitor(config)
     _install_signals(mon.stop_event)
     mon.run()
@@ -58,8 +60,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from monitor.io.kafka import require_bootstrap_servers
+
     config = _config(args)
-    print(f"config OK: bootstrap={config.kafka.bootstrap_servers or '(unset)'} group={config.kafka.group_id}")
+    require_bootstrap_servers(config)
+    print(f"config OK: bootstrap={config.kafka.bootstrap_servers} group={config.kafka.group_id}")
     return 0
 
 
@@ -182,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="monitor the configured topics until stopped")
     common(run)
+    run.add_argument(
+        "--wait-for-broker",
+        action="store_true",
+        help="at start, wait as long as it takes for Kafka to answer (default: exit with code 2 after "
+        "kafka.broker_wait_s, 10 s)",
+    )
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check-config", help="validate the config and exit")
