@@ -15,11 +15,17 @@ STRESS_HOG_S  ?= 10800
 
 .PHONY: demo test lint unit integration e2e e2e-deps e2e-tools test-stress bench significance peers clean
 
+# The first `make demo` or `make test` builds the environment (about 80 s); each step says what it does.
 $(STAMP): pyproject.toml
+	@echo "==> building the Python environment in $(VENV) (first run only, about a minute and a half)"
+	@echo "==> [1/3] creating the virtual environment with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "==> [2/3] upgrading pip"
 	$(BIN)/pip install --quiet --upgrade pip
+	@echo "==> [3/3] installing the monitor and its test and demo dependencies (confluent-kafka, river, the Tansu broker...)"
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
+	@echo "==> environment ready in $(VENV)"
 
 $(E2E_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet 'selenium>=4.10'

@@ -81,13 +81,16 @@ class MonitorHTTPServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
+            head = False  # a HEAD request: the same status and headers as GET, no body
+
             def _send(self, code: int, body: bytes, content_type: str) -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Cache-Control", "no-store")
                 self.end_headers()
-                self.wfile.write(body)
+                if not self.head:
+                    self.wfile.write(body)
 
             def _authorized(self) -> bool:
                 expected = server._expected_auth
@@ -95,6 +98,10 @@ class MonitorHTTPServer:
                     return True
                 given = self.headers.get("Authorization", "")
                 return hmac.compare_digest(given.encode(), expected.encode())
+
+            def do_HEAD(self) -> None:
+                self.head = True
+                self.do_GET()
 
             def do_GET(self) -> None:
                 path, _, query = self.path.partition("?")
