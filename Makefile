@@ -13,7 +13,11 @@ TEST_WORKERS  ?= auto
 STRESS_ROUNDS ?= 5
 STRESS_HOG_S  ?= 10800
 
-.PHONY: demo test lint unit integration e2e e2e-deps e2e-tools test-stress bench significance peers clean
+# make image: the container image deploy/kubernetes/*.yaml run (needs Docker; the tag is the package version).
+IMAGE   ?= stream-model-monitor
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+
+.PHONY: demo image test lint unit integration e2e e2e-deps e2e-tools test-stress bench significance peers clean
 
 # The first `make demo` or `make test` builds the environment (about 80 s); each step says what it does.
 $(STAMP): pyproject.toml
@@ -53,6 +57,9 @@ e2e-tools:
 
 demo: $(STAMP)
 	$(BIN)/monitor demo
+
+image:
+	docker build -f deploy/Dockerfile -t $(IMAGE):$(VERSION) .
 
 lint: $(STAMP)
 	$(BIN)/ruff check monitor tests benchmarks
