@@ -316,7 +316,6 @@ class MonitorService:
         started = time.monotonic()
         deadline = started + k.broker_wait_s if k.broker_wait_s > 0 else float("inf")
         next_line = started
-        log.info("connecting to Kafka at %s", k.bootstrap_servers)
         while True:
             try:
                 return dict(admin.list_topics(timeout=max(0.1, min(2.0, deadline - time.monotonic()))).topics)
@@ -352,9 +351,19 @@ class MonitorService:
             if now >= next_line:
                 next_line = now + RETRY_LOG_S
                 log.info("waiting for topic %s to exist (up to %.0f s more)", k.predictions_topic, deadline - now)
-            time.sleep(0.5)
+            if stop is not None:
+                stop.wait(0.5)
+            else:
+                time.sleep(0.5)
         if stop is not None and stop.is_set():
             return
+        if k.predictions_topic not in topics:
+            raise SourceError(
+                f"predictions topic {k.predictions_topic!r} does not exist on the broker at {k.bootstrap_servers} "
+                f"(waited {wait_s:g} s); create it, co-partitioned with {k.labels_topic!r}, or set "
+                "kafka.predictions_topic",
+                fatal=True,
+            )
         n_pred = self.partitions = len(topics[k.predictions_topic].partitions)
         if k.labels_topic not in topics:
             log.warning("labels topic %r not found: monitoring predictions only", k.labels_topic)
@@ -517,6 +526,7 @@ class MonitorService:
         k = self.config.kafka
         self._stop = stop
         admin = AdminClient(client_config(self.config, self._admin_errors))
+        log.info("connecting to Kafka at %s", k.bootstrap_servers)
         self.check_topics(admin, stop=stop)
         if stop.is_set():
             return

@@ -223,3 +223,15 @@ def test_alerts_limit_outside_1_to_the_cap_is_a_400(served: Monitor) -> None:
             assert _request(port, "HEAD", f"/api/alerts?limit={limit}")[0] == 400
         else:
             assert len(orjson.loads(body)["alerts"]) == int(limit)
+
+
+def test_a_missing_predictions_topic_fails_naming_it(broker: EmbeddedBroker) -> None:
+    from monitor.errors import SourceError
+    from monitor.io.kafka import MonitorService
+
+    config = load_config(
+        environ={}, overrides={"kafka": {"bootstrap_servers": broker.bootstrap, "predictions_topic": "no-such-topic"}}
+    )
+    with pytest.raises(SourceError, match="'no-such-topic' does not exist on the broker") as info:
+        MonitorService(config).check_topics(AdminClient({"bootstrap.servers": broker.bootstrap}), wait_s=1)
+    assert info.value.fatal
