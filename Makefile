@@ -13,13 +13,23 @@ TEST_WORKERS  ?= auto
 STRESS_ROUNDS ?= 5
 STRESS_HOG_S  ?= 10800
 
-.PHONY: demo test lint unit integration e2e e2e-deps e2e-tools test-stress bench significance peers clean
+# make image: the container image deploy/kubernetes/*.yaml run (needs Docker; the tag is the package version).
+IMAGE   ?= stream-model-monitor
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
+.PHONY: demo image test lint unit integration e2e e2e-deps e2e-tools test-stress bench significance peers clean
+
+# The first `make demo` or `make test` builds the environment (about 80 s); each step says what it does.
 $(STAMP): pyproject.toml
+	@echo "==> building the Python environment in $(VENV) (first run only, about a minute and a half)"
+	@echo "==> [1/3] creating the virtual environment with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "==> [2/3] upgrading pip"
 	$(BIN)/pip install --quiet --upgrade pip
+	@echo "==> [3/3] installing the monitor and its test and demo dependencies (confluent-kafka, river, the Tansu broker...)"
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
+	@echo "==> environment ready in $(VENV)"
 
 $(E2E_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet 'selenium>=4.10'
@@ -47,6 +57,9 @@ e2e-tools:
 
 demo: $(STAMP)
 	$(BIN)/monitor demo
+
+image:
+	docker build -f deploy/Dockerfile -t $(IMAGE):$(VERSION) .
 
 lint: $(STAMP)
 	$(BIN)/ruff check monitor tests benchmarks

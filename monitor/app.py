@@ -61,7 +61,7 @@ class Monitor:
             api={
                 "/api/overview": lambda _q: self.views.overview(),
                 "/api/history": lambda _q: self.history.document(),
-                "/api/alerts": lambda q: self.views.alerts(_int_param(q, "limit", 100)),
+                "/api/alerts": lambda q: self.views.alerts(_int_param(q, "limit", 100, high=recent_alerts)),
             },
         )
         self._thread: threading.Thread | None = None
@@ -127,11 +127,15 @@ class Monitor:
             self._thread.join(timeout)
 
 
-def _int_param(query: dict[str, list[str]], name: str, default: int) -> int:
+def _int_param(query: dict[str, list[str]], name: str, default: int, *, low: int = 1, high: int) -> int:
+    """A query parameter in ``[low, high]``; anything else is a ValueError, which the server answers with 400."""
     values = query.get(name)
     if not values:
-        return default
+        return min(default, high)
     try:
-        return max(0, int(values[0]))
+        value = int(values[0])
     except ValueError:
         raise ValueError(f"{name} must be an integer, got {values[0]!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+    return value

@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
@@ -17,6 +17,12 @@ from monitor.config import MonitorConfig, load_config
 from monitor.errors import ConfigError, MonitorError
 
 log = logging.getLogger("monitor")
+
+# The drift `monitor demo` injects, and `monitor generate --drift-after` too.
+DEMO_DRIFT_FEATURE = "income"
+DEMO_DRIFT_SEGMENT = (("country", "SG"),)
+DEMO_DRIFT_SCALE = 1.6
+DEMO_LABEL_DELAY_S = 5.0
 
 
 def _config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> MonitorConfig:
@@ -34,11 +40,14 @@ def _config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Mo
     return load_config(path, overrides=overrides)
 
 
-def _install_signals(stop: threading.Event) -> None:
-    """First SIGINT/SIGTERM stops cleanly (flush, commit, close); a second one exits at once."""
+def _install_signals(stop: threading.Event, on_force_exit: Callable[[], None] | None = None) -> None:
+    """First SIGINT/SIGTERM stops cleanly (flush, commit, close); a second one runs ``on_force_exit`` (the
+    demo stops its broker) and exits at once."""
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         if stop.is_set():
+            if on_force_exit is not None:
+                on_force_exit()
             os._exit(130)
         log.info("stopping (signal %d); press Ctrl-C again to exit at once", signum)
         stop.set()
@@ -49,8 +58,10 @@ def _install_signals(stop: threading.Event) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.app import Monitor
+    from monitor.io.kafka import require_bootstrap_servers
 
-    config = _config(args)
+    config = _config(args, {"kafka": {"broker_wait_s": 0}} if args.wait_for_broker else None)
+    require_bootstrap_servers(config)  # every setting is checked before anything binds or connects
     mon = Monitor(config)
     _install_signals(mon.stop_event)
     mon.run()
@@ -58,24 +69,42 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from monitor.io.kafka import require_bootstrap_servers
+
     config = _config(args)
-    print(f"config OK: bootstrap={config.kafka.bootstrap_servers or '(unset)'} group={config.kafka.group_id}")
+    require_bootstrap_servers(config)
+    print(f"config OK: bootstrap={config.kafka.bootstrap_servers} group={config.kafka.group_id}")
     return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from monitor.traffic import produce_traffic
+    from monitor.io.kafka import LIBRDKAFKA_LOG
+    from monitor.simulate import Drift
+    from monitor.traffic import DriftSchedule, produce_traffic
 
+    for flag, value in (("--rate", args.rate), ("--duration", args.duration), ("--drift-for", args.drift_for)):
+        if value < 0 or (flag == "--rate" and value == 0):
+            print(f"monitor generate: {flag} must be {'> 0' if flag == '--rate' else '>= 0'}", file=sys.stderr)
+            return 2
+    schedules = []
+    if args.drift_after is not None:
+        if args.drift_after < 0:
+            print("monitor generate: --drift-after must be >= 0", file=sys.stderr)
+            return 2
+        drift = Drift(DEMO_DRIFT_FEATURE, dict(DEMO_DRIFT_SEGMENT), scale=DEMO_DRIFT_SCALE)
+        schedules.append(DriftSchedule(drift, after_s=args.drift_after, for_s=args.drift_for, announce=print))
     stop = threading.Event()
     _install_signals(stop)
     sent = produce_traffic(
-        {"bootstrap.servers": args.bootstrap_servers},
+        {"bootstrap.servers": args.bootstrap_servers, "logger": LIBRDKAFKA_LOG},
         predictions_topic=args.predictions_topic,
         labels_topic=args.labels_topic,
         rate=args.rate,
         stop=stop,
         duration_s=args.duration,
         seed=args.seed,
+        schedules=schedules,
+        label_delay_s=DEMO_LABEL_DELAY_S,
     )
     print(f"produced {sent} predictions")
     return 0
@@ -104,7 +133,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from monitor.replay import build_source, parse_overrides, replay, summary, write_alerts
+    from monitor.replay import build_source, parse_overrides, replay, source_name, summary, write_alerts
     from monitor.timeline import Timeline, write_timeline
 
     config = _config(args, parse_overrides(args.set))
@@ -138,6 +167,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"wrote {n} alert event{'' if n == 1 else 's'} to {args.out}")
     if args.timeline:
         print(f"wrote {len(rows)} timeline row{'' if len(rows) == 1 else 's'} to {args.timeline}")
+    if result.events == 0:
+        read = source_name(source)
+        what = f"all {result.messages:,} rejected (see above)" if result.messages else "none found"
+        print(f"monitor replay: no valid prediction event in {read}: {what}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -198,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="monitor the configured topics until stopped")
     common(run)
+    run.add_argument(
+        "--wait-for-broker",
+        action="store_true",
+        help="at start, wait as long as it takes for Kafka to answer (default: exit with code 2 after "
+        "kafka.broker_wait_s, 10 s)",
+    )
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check-config", help="validate the config and exit")
@@ -212,13 +252,43 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
     demo.set_defaults(func=cmd_demo)
 
-    gen = sub.add_parser("generate", help="produce synthetic prediction and label events")
-    gen.add_argument("--bootstrap-servers", required=True)
-    gen.add_argument("--predictions-topic", default="predictions")
-    gen.add_argument("--labels-topic", default="labels")
-    gen.add_argument("--rate", type=float, default=500.0)
-    gen.add_argument("--duration", type=float, default=0.0, help="seconds (0: until stopped)")
-    gen.add_argument("--seed", type=int, default=0)
+    gen = sub.add_parser(
+        "generate",
+        help="produce synthetic prediction and label events",
+        description="Produce the prediction events of a synthetic churn model (model 'churn', version v1, "
+        "8 features such as income and device, segments country and gender) keyed by prediction_id and, for "
+        f"half of them, a label {DEMO_LABEL_DELAY_S:g} s later. With --drift-after, inject the demo's drift: "
+        f"income x{DEMO_DRIFT_SCALE:g} for country=SG.",
+    )
+    gen.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers, e.g. kafka:9092 (required)")
+    gen.add_argument(
+        "--predictions-topic", default="predictions", help="topic of the prediction events (default: %(default)s)"
+    )
+    gen.add_argument(
+        "--labels-topic", default="labels", help="topic of the label events, co-partitioned (default: %(default)s)"
+    )
+    gen.add_argument("--rate", type=float, default=500.0, help="predictions per second (default: %(default)g)")
+    gen.add_argument(
+        "--duration", type=float, default=0.0, help="stop after this many seconds (default: 0, until Ctrl-C)"
+    )
+    gen.add_argument(
+        "--seed", type=int, default=0, help="random seed; the same seed gives the same events (default: %(default)s)"
+    )
+    gen.add_argument(
+        "--drift-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"inject a drift, income x{DEMO_DRIFT_SCALE:g} for country=SG, after this many seconds "
+        "(default: no drift)",
+    )
+    gen.add_argument(
+        "--drift-for",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="how long the drift lasts (default: 0, until the end)",
+    )
     gen.set_defaults(func=cmd_generate)
     report = sub.add_parser("report", help="HTML audit report of a time range, from the alerts topic")
     report.add_argument("--config", help="TOML config file (default: $MONITOR_CONFIG); its checks are listed")

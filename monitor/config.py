@@ -43,6 +43,7 @@ class KafkaConfig:
     session_timeout_ms: int = 10000
     produce_timeout_s: float = 30.0
     transactional_id: str = ""  # set (unique per replica) for exactly-once effects on brokers with transactions
+    broker_wait_s: float = 10.0  # at start, exit (code 2) if no broker answers for this long; 0: wait forever
     properties: dict[str, str] = field(default_factory=dict, repr=False)
     property_files: dict[str, str] = field(default_factory=dict)
 
@@ -51,6 +52,8 @@ class KafkaConfig:
         _positive("kafka.batch_max_ms", self.batch_max_ms)
         _positive("kafka.session_timeout_ms", self.session_timeout_ms)
         _positive("kafka.produce_timeout_s", self.produce_timeout_s)
+        if self.broker_wait_s < 0:
+            raise ConfigError("kafka.broker_wait_s", f"must be >= 0 (0: wait forever), got {self.broker_wait_s}")
         for name in ("predictions_topic", "labels_topic", "alerts_topic", "dlq_topic", "group_id"):
             if not getattr(self, name):
                 raise ConfigError(f"kafka.{name}", "must not be empty")

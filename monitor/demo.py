@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient
 from monitor.app import Monitor
 from monitor.config import load_config
 from monitor.io.broker import EmbeddedBroker
-from monitor.io.kafka import ensure_topics
+from monitor.io.kafka import LIBRDKAFKA_LOG, ensure_topics
 from monitor.simulate import Drift
 from monitor.traffic import DriftSchedule, produce_traffic
 
@@ -61,44 +61,49 @@ def _print_alerts(bootstrap: str, topic: str, stop: threading.Event) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    stop = threading.Event()
-    from monitor.cli import _install_signals
+    """Order on Ctrl-C (or ``--duration``): the traffic stops, the monitor flushes its alerts, checkpoints and
+    commits, then the embedded broker stops. The broker runs in its own session, so the terminal's SIGINT
+    reaches only this process; a second Ctrl-C kills the broker and exits at once."""
+    from monitor.cli import DEMO_DRIFT_FEATURE, DEMO_DRIFT_SCALE, DEMO_DRIFT_SEGMENT, _install_signals
 
-    _install_signals(stop)
+    stop = threading.Event()
     logging.getLogger("monitor").setLevel(logging.WARNING)
     with contextlib.ExitStack() as stack:
         bootstrap = args.bootstrap_servers
-        if not bootstrap:
-            broker = stack.enter_context(EmbeddedBroker())
+        broker = None if bootstrap else EmbeddedBroker()
+        if broker is not None:
             bootstrap = broker.bootstrap
-            _say(f"embedded Kafka-protocol broker (Tansu) on {bootstrap}")
         overrides = {**DEMO_SETTINGS, "kafka": {"bootstrap_servers": bootstrap, "session_timeout_ms": 2000}}
-        if args.http_port is None:
-            overrides["http"] = {"port": 9308, "host": "127.0.0.1"}
-        else:
-            overrides["http"] = {"port": args.http_port, "host": "127.0.0.1"}
-        config = load_config(args.config, overrides=overrides)
+        overrides["http"] = {"port": 9308 if args.http_port is None else args.http_port, "host": "127.0.0.1"}
+        config = load_config(args.config, overrides=overrides)  # every setting checked before anything starts
+        mon = Monitor(config)  # binds the HTTP port: a busy one fails here, naming http.port
+        stack.callback(mon.http.httpd.server_close)
+        if broker is not None:
+            stack.enter_context(broker)  # stopped last, when the stack unwinds
+            _say(f"embedded Kafka-protocol broker (Tansu) on {bootstrap}")
+        _install_signals(stop, on_force_exit=broker.stop if broker is not None else None)
         k = config.kafka
-        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin_config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": LIBRDKAFKA_LOG}
+        admin = AdminClient(admin_config)
         ensure_topics(admin, {k.predictions_topic: 3, k.labels_topic: 3, k.alerts_topic: 1, k.dlq_topic: 1})
 
-        mon = Monitor(config)
         mon.stop_event = stop
         mon.start()
-        _say(f"monitor metrics: http://127.0.0.1:{mon.http.port}/metrics  status: /api/status")
+        _say(f"dashboard: http://127.0.0.1:{mon.http.port}/  (metrics: /metrics, JSON: /api/overview)")
         printer = threading.Thread(target=_print_alerts, args=(bootstrap, k.alerts_topic, stop), daemon=True)
         printer.start()
 
-        drift = Drift("income", {"country": "SG"}, scale=1.6)
+        drift = Drift(DEMO_DRIFT_FEATURE, dict(DEMO_DRIFT_SEGMENT), scale=DEMO_DRIFT_SCALE)
         schedule = DriftSchedule(drift, after_s=args.drift_after, for_s=args.drift_for, announce=_say)
         _say(
             f"producing {args.rate:.0f} predictions/s of model 'churn' (labels for half, delayed); "
             f"drift in income for country=SG after {args.drift_after:.0f} s. Ctrl-C stops."
         )
+        producer_config: dict[str, object] = {"bootstrap.servers": bootstrap, "logger": LIBRDKAFKA_LOG}
         traffic = threading.Thread(
             target=produce_traffic,
             kwargs={
-                "producer_config": {"bootstrap.servers": bootstrap},
+                "producer_config": producer_config,
                 "predictions_topic": k.predictions_topic,
                 "labels_topic": k.labels_topic,
                 "rate": args.rate,
@@ -111,14 +116,18 @@ def run_demo(args: argparse.Namespace) -> int:
         started = time.monotonic()
         while not stop.is_set():
             if mon.error is not None:
-                _say(f"monitor failed: {mon.error}")
-                stop.set()
-                return 1
+                break
             if args.duration and time.monotonic() - started >= args.duration:
                 stop.set()
             time.sleep(0.2)
-        _say("stopping: flushing alerts, committing offsets")
+        stop.set()
+        if mon.error is None:
+            _say("stopping: the monitor flushes its alerts, checkpoints and commits, then the broker stops")
         traffic.join(15)
         mon.stop()
         printer.join(5)
+        if mon.error is not None:
+            _say(f"monitor failed: {mon.error}")
+            return 1
+    _say("stopped")
     return 0

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from monitor.config import MonitorConfig
 from monitor.core.baseline import ProfileSet
 from monitor.core.engine import PartitionEngine
-from monitor.core.events import parse_timestamp
+from monitor.core.events import Rejected, parse_timestamp
 from monitor.core.rules import Alert
 from monitor.errors import ConfigError, MonitorError, SourceError
 from monitor.timeline import Timeline
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 2000
 DEFAULT_IDLE_TIMEOUT_S = 5.0
+REJECTED_EXAMPLES = 3  # where the first few rejected messages of each reason are, in the report
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,17 @@ class ReplayResult:
     label_messages: int = 0
     partitions: int = 1
     rejected: Counter[tuple[str, str]] = field(default_factory=Counter)  # (predictions|labels, reason) -> count
+    # (predictions|labels, reason) -> where the first REJECTED_EXAMPLES were ("line 7", "partition 0 offset 12")
+    rejected_at: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     join: Counter[str] = field(default_factory=Counter)  # label join outcomes: joined, expired, unknown...
     alerts: list[Alert] = field(default_factory=list)  # every alert event, in event-time order
     seconds: float = 0.0
+
+    def note_rejected(self, role: str, rejected: Sequence[Rejected], where: Sequence[str]) -> None:
+        for r in rejected:
+            seen = self.rejected_at.setdefault((role, r.reason), [])
+            if len(seen) < REJECTED_EXAMPLES:
+                seen.append(where[r.position])
 
     def incidents(self) -> list[Incident]:
         """Incidents that fired, in the order they fired, each with its resolution if any."""
@@ -151,6 +160,11 @@ def build_source(
     if idle_timeout_s <= 0:
         raise ConfigError("--idle-timeout", "must be > 0")
     return KafkaSource(predictions_topic or config.kafka.predictions_topic, labels_topic or None, idle_timeout_s)
+
+
+def source_name(source: Source) -> str:
+    """The predictions file or topic, as a user named it."""
+    return str(source.predictions) if isinstance(source, FileSource) else f"topic {source.predictions_topic}"
 
 
 def replay(
@@ -252,26 +266,29 @@ class _Lane:
         self.preds: list[bytes | None] = []
         self.pred_times: list[float] = []
         self.positions: list[int] = []
-        self.labels: deque[tuple[float, bytes | None, float]] = deque()  # (ordering time, value, kafka time)
-        self.ready: list[tuple[bytes | None, float]] = []  # labels due before the next prediction batch
+        self.pred_where: list[str] = []  # where each buffered prediction came from: "line 7", "partition 0 offset 12"
+        # (ordering time, value, kafka time, where)
+        self.labels: deque[tuple[float, bytes | None, float, str]] = deque()
+        self.ready: list[tuple[bytes | None, float, str]] = []  # labels due before the next prediction batch
         self.preds_done = False
         self.labels_done = False
         self.horizon = -math.inf  # newest prediction event time processed
         self.last_label_time = -math.inf
         self.alerts: list[Alert] = []
 
-    def add_prediction(self, value: bytes | None, kafka_time: float) -> None:
+    def add_prediction(self, value: bytes | None, kafka_time: float, where: str) -> None:
         self.preds.append(value)
         self.pred_times.append(kafka_time)
         self.positions.append(next(self.next_position))
+        self.pred_where.append(where)
 
-    def add_label(self, value: bytes | None, kafka_time: float, fallback: float | None) -> None:
+    def add_label(self, value: bytes | None, kafka_time: float, fallback: float | None, where: str) -> None:
         """``fallback`` orders a label without its own timestamp (None: right after the previous label)."""
         ts = _label_time(value)
         if ts is None:
             ts = self.last_label_time if fallback is None else fallback
         self.last_label_time = ts
-        self.labels.append((ts, value, kafka_time))
+        self.labels.append((ts, value, kafka_time, where))
 
     def caught_up(self) -> bool:
         """Every label due before the next prediction batch has been read."""
@@ -285,11 +302,12 @@ class _Lane:
                 return True
             self._flush_labels()
             n = min(self.batch_size, len(self.preds))
-            values, times = self.preds[:n], self.pred_times[:n]
+            values, times, where = self.preds[:n], self.pred_times[:n], self.pred_where[:n]
             if self.observer is not None:
                 self.observer.positions = np.asarray(self.positions[:n], dtype=np.int64)
-            del self.preds[:n], self.pred_times[:n], self.positions[:n]
+            del self.preds[:n], self.pred_times[:n], self.pred_where[:n], self.positions[:n]
             res = self.engine.process_predictions(values, times)
+            self.result.note_rejected("predictions", res.rejected, where)
             self.result.messages += n
             self.result.events += res.processed
             self.alerts += res.alerts
@@ -303,13 +321,14 @@ class _Lane:
 
     def _take_labels(self, upto: float) -> None:
         while self.labels and self.labels[0][0] <= upto:
-            _, value, kafka_time = self.labels.popleft()
-            self.ready.append((value, kafka_time))
+            _, value, kafka_time, where = self.labels.popleft()
+            self.ready.append((value, kafka_time, where))
 
     def _flush_labels(self) -> None:
         if not self.ready:
             return
-        res = self.engine.process_labels([v for v, _ in self.ready], [t for _, t in self.ready])
+        res = self.engine.process_labels([v for v, _, _ in self.ready], [t for _, t, _ in self.ready])
+        self.result.note_rejected("labels", res.rejected, [w for _, _, w in self.ready])
         self.result.label_messages += len(self.ready)
         self.result.labels += res.processed
         self.alerts += res.alerts
@@ -356,7 +375,7 @@ def _replay_files(
     def more_labels() -> None:
         """Read up to a batch of labels, or note that none are left."""
         for i, (number, line) in enumerate(labels, 1):
-            lane.add_label(line, float(number), None)
+            lane.add_label(line, float(number), None, f"line {number}")
             if i >= batch_size:
                 return
         lane.labels_done = True
@@ -366,7 +385,7 @@ def _replay_files(
             more_labels()
 
     for number, line in _lines(source.predictions):
-        lane.add_prediction(line, float(number))
+        lane.add_prediction(line, float(number), f"line {number}")
         if len(lane.preds) >= batch_size:
             run()
     lane.preds_done = True
@@ -522,10 +541,11 @@ def _read_topics(
             _ts_type, ts_ms = msg.timestamp()
             kafka_time = ts_ms / 1000.0 if ts_ms >= 0 else 0.0
             lane = lanes[tp[1]]
+            where = f"partition {tp[1]} offset {offset}"
             if tp[0] == pred_topic:
-                lane.add_prediction(msg.value(), kafka_time)
+                lane.add_prediction(msg.value(), kafka_time, where)
             else:
-                lane.add_label(msg.value(), kafka_time, kafka_time)
+                lane.add_label(msg.value(), kafka_time, kafka_time, where)
             if offset + 1 >= end[tp]:
                 finish(tp)
         for p, lane in enumerate(lanes):
@@ -583,8 +603,11 @@ def summary(result: ReplayResult) -> str:
         f"({result.partitions} {parts}) in {result.seconds:.1f} s ({rate:,.0f} messages/s)"
     ]
     if result.rejected:
-        by = ", ".join(f"{role} {reason} {n:,}" for (role, reason), n in sorted(result.rejected.items()))
-        lines.append(f"rejected: {by}")
+        lines.append("rejected:")
+        for (role, reason), n in sorted(result.rejected.items()):
+            at = result.rejected_at.get((role, reason), [])
+            more = ", ..." if n > len(at) else ""
+            lines.append(f"  {role} {reason} {n:,}" + (f" ({', '.join(at)}{more})" if at else ""))
     else:
         lines.append("rejected: none")
     if result.join:

@@ -38,7 +38,10 @@ def broker_binary() -> str:
 
 
 class EmbeddedBroker:
-    """Start Tansu on a free loopback port; ``bootstrap`` is its address. Use as a context manager."""
+    """Start Tansu on a free loopback port; ``bootstrap`` is its address. Use as a context manager.
+
+    The broker runs in its own session, so terminal signals do not reach it: only :meth:`stop` ends it.
+    """
 
     def __init__(self, port: int | None = None, log_path: str | None = None) -> None:
         self.port = port or free_port()
@@ -56,6 +59,9 @@ class EmbeddedBroker:
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            # Its own session: a Ctrl-C in the terminal reaches the process group of the monitor, not the
+            # broker, so the monitor can flush and checkpoint to it before stop() ends it.
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -66,6 +72,10 @@ class EmbeddedBroker:
             time.sleep(0.05)
         self.stop()
         raise SourceError(f"embedded broker did not listen on {self.bootstrap} within {timeout} s")
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None

@@ -22,6 +22,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from monitor.dashboard import static_file
+from monitor.errors import ConfigError
 
 ApiRoute = Callable[[dict[str, list[str]]], Any]
 
@@ -54,12 +55,21 @@ class MonitorHTTPServer:
         self.ready = ready
         self.last_poll = last_poll
         self.status = status
-        self.httpd = ThreadingHTTPServer((host, port), self._handler())
-        self.httpd.daemon_threads = True
+        context: ssl.SSLContext | None = None
         if tls_cert_file:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.minimum_version = ssl.TLSVersion.TLSv1_2
-            context.load_cert_chain(tls_cert_file, tls_key_file)
+            try:
+                context.load_cert_chain(tls_cert_file, tls_key_file)
+            except (ssl.SSLError, OSError) as exc:
+                raise ConfigError("http.tls_cert_file", f"cannot load the certificate and key: {exc}") from None
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), self._handler())
+        except OSError as exc:
+            problem = f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another port, or 0 for any)"
+            raise ConfigError("http.port", problem) from None
+        self.httpd.daemon_threads = True
+        if context is not None:
             self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.port = int(self.httpd.server_address[1])
         self._thread: threading.Thread | None = None
@@ -71,13 +81,16 @@ class MonitorHTTPServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
+            head = False  # a HEAD request: the same status and headers as GET, no body
+
             def _send(self, code: int, body: bytes, content_type: str) -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Cache-Control", "no-store")
                 self.end_headers()
-                self.wfile.write(body)
+                if not self.head:
+                    self.wfile.write(body)
 
             def _authorized(self) -> bool:
                 expected = server._expected_auth
@@ -85,6 +98,10 @@ class MonitorHTTPServer:
                     return True
                 given = self.headers.get("Authorization", "")
                 return hmac.compare_digest(given.encode(), expected.encode())
+
+            def do_HEAD(self) -> None:
+                self.head = True
+                self.do_GET()
 
             def do_GET(self) -> None:
                 path, _, query = self.path.partition("?")

@@ -48,11 +48,12 @@ from monitor.core.baseline import ProfileSet
 from monitor.core.engine import PartitionEngine
 from monitor.core.events import Rejected
 from monitor.core.rules import Alert
-from monitor.errors import SinkError, SourceError
+from monitor.errors import ConfigError, SinkError, SourceError
 from monitor.io.checkpoint import CheckpointStore
 
 log = logging.getLogger(__name__)
 
+RETRY_LOG_S = 5.0  # while the broker does not answer at start (or a topic is missing), one line this often
 DLQ_REASON = "monitor.reason"
 DLQ_DETAIL = "monitor.detail"
 DLQ_TOPIC = "monitor.source.topic"
@@ -61,11 +62,66 @@ DLQ_OFFSET = "monitor.source.offset"
 DLQ_ORIGINAL_SIZE = "monitor.original.size"
 
 
-def client_config(config: MonitorConfig) -> dict[str, Any]:
-    """Settings shared by every client: bootstrap servers plus pass-through properties (TLS, SASL...)."""
+class _LibrdkafkaLog:
+    """Receives librdkafka's own log lines (``logger`` client property) and logs them at DEBUG (``-v``).
+
+    Unreachable brokers make librdkafka log every failed connection attempt, hundreds of lines a minute;
+    the errors that matter reach :class:`ErrorLog` through ``error_cb`` instead, once per interval.
+    """
+
+    def __init__(self) -> None:
+        self._log = logging.getLogger("monitor.librdkafka")
+
+    def log(self, level: int, msg: str, *args: Any, **kwargs: Any) -> None:
+        self._log.debug(msg, *args)
+
+
+LIBRDKAFKA_LOG = _LibrdkafkaLog()
+
+
+class ErrorLog:
+    """A client's ``error_cb``: remembers the last error and logs each kind of error at most once per
+    ``interval_s`` (fatal errors always), so an outage gives a line now and then, not one per retry."""
+
+    def __init__(self, interval_s: float = 30.0, *, quiet: bool = False) -> None:
+        self.interval_s = interval_s
+        self.quiet = quiet  # only remember (the caller says what happened in its own words)
+        self.last: str = ""
+        self._logged: dict[int, float] = {}
+
+    def __call__(self, err: KafkaError) -> None:
+        if err.code() != KafkaError._ALL_BROKERS_DOWN or not self.last:  # keep the cause, not its summary
+            self.last = err.str()
+        if self.quiet:
+            return
+        if err.fatal():
+            log.error("fatal Kafka error: %s", self.last)
+            return
+        now = time.monotonic()
+        if now - self._logged.get(err.code(), -self.interval_s) >= self.interval_s:
+            self._logged[err.code()] = now
+            log.warning("Kafka: %s", self.last)
+
+
+def require_bootstrap_servers(config: MonitorConfig) -> str:
+    """The bootstrap servers, or a :class:`ConfigError` naming the setting (``run`` and ``check-config``)."""
     if not config.kafka.bootstrap_servers:
-        raise SourceError("kafka.bootstrap_servers is empty: set it in the config or MONITOR_KAFKA__BOOTSTRAP_SERVERS")
-    return {"bootstrap.servers": config.kafka.bootstrap_servers, **config.kafka.client_properties()}
+        raise ConfigError(
+            "kafka.bootstrap_servers",
+            "is empty: set it in the config, MONITOR_KAFKA__BOOTSTRAP_SERVERS or --bootstrap-servers",
+        )
+    return config.kafka.bootstrap_servers
+
+
+def client_config(config: MonitorConfig, errors: ErrorLog | None = None) -> dict[str, Any]:
+    """Settings shared by every client: bootstrap servers plus pass-through properties (TLS, SASL...);
+    librdkafka's own log lines go to DEBUG and its errors to ``errors`` (a new :class:`ErrorLog` if none)."""
+    return {
+        "bootstrap.servers": require_bootstrap_servers(config),
+        "logger": LIBRDKAFKA_LOG,
+        "error_cb": errors or ErrorLog(),
+        **config.kafka.client_properties(),
+    }
 
 
 def translate(err: KafkaError, what: str) -> SourceError:
@@ -246,28 +302,68 @@ class MonitorService:
         self._labels_enabled = True
         self._consumer_overrides = consumer_overrides or {}
         self._faults = _FaultInjector.from_env()
+        self._errors = ErrorLog()  # error_cb of every client of this service but the admin client's
+        self._admin_errors = ErrorLog(quiet=True)  # read by wait_for_broker, which logs its own lines
         self._closing = False
         self._stop: threading.Event | None = None
 
     # ----------------------------------------------------------------- startup
-    def check_topics(self, admin: AdminClient, wait_s: float = 30.0) -> None:
-        """Predictions must exist; labels, when present, must have the same partition count; the state
-        topic is created (compacted) when missing and must have at least as many partitions."""
+    def wait_for_broker(self, admin: AdminClient, stop: threading.Event | None = None) -> dict[str, Any]:
+        """The broker's topics once it answers (empty if ``stop`` is set first). While it does not, one line
+        every ``RETRY_LOG_S``; after ``kafka.broker_wait_s`` (0: never) a fatal :class:`SourceError` with the
+        last reason."""
         k = self.config.kafka
-        deadline = time.monotonic() + wait_s
+        started = time.monotonic()
+        deadline = started + k.broker_wait_s if k.broker_wait_s > 0 else float("inf")
+        next_line = started
         while True:
             try:
-                topics = admin.list_topics(timeout=5).topics
+                return dict(admin.list_topics(timeout=max(0.1, min(2.0, deadline - time.monotonic()))).topics)
             except KafkaException as exc:
-                topics = {}
-                if time.monotonic() > deadline:
-                    raise translate(exc.args[0], "listing topics") from None
-            if k.predictions_topic in topics or time.monotonic() > deadline:
+                admin.poll(0)  # serves error_cb, which has the cause (e.g. "Connection refused")
+                reason = self._admin_errors.last or exc.args[0].str()
+            now = time.monotonic()
+            if stop is not None and stop.is_set():
+                return {}
+            if now >= deadline:
+                raise SourceError(
+                    f"no answer from Kafka at {k.bootstrap_servers} within {k.broker_wait_s:g} s ({reason}); "
+                    "check kafka.bootstrap_servers, or keep waiting with --wait-for-broker (kafka.broker_wait_s = 0)",
+                    fatal=True,
+                )
+            if now >= next_line:
+                next_line = now + RETRY_LOG_S
+                left = "waiting until it does" if deadline == float("inf") else f"giving up in {deadline - now:.0f} s"
+                log.warning("Kafka at %s does not answer (%s); retrying, %s", k.bootstrap_servers, reason, left)
+
+    def check_topics(self, admin: AdminClient, wait_s: float = 30.0, stop: threading.Event | None = None) -> None:
+        """Predictions must exist (waiting up to ``wait_s`` for it); labels, when present, must have the same
+        partition count; the state topic is created (compacted) when missing and must have at least as many
+        partitions."""
+        k = self.config.kafka
+        deadline = time.monotonic() + wait_s
+        next_line = 0.0
+        while True:
+            topics = self.wait_for_broker(admin, stop)
+            now = time.monotonic()
+            if k.predictions_topic in topics or now > deadline or (stop is not None and stop.is_set()):
                 break
-            log.info("waiting for topic %s to exist", k.predictions_topic)
-            time.sleep(1.0)
+            if now >= next_line:
+                next_line = now + RETRY_LOG_S
+                log.info("waiting for topic %s to exist (up to %.0f s more)", k.predictions_topic, deadline - now)
+            if stop is not None:
+                stop.wait(0.5)
+            else:
+                time.sleep(0.5)
+        if stop is not None and stop.is_set():
+            return
         if k.predictions_topic not in topics:
-            raise SourceError(f"predictions topic {k.predictions_topic!r} does not exist on the broker", fatal=True)
+            raise SourceError(
+                f"predictions topic {k.predictions_topic!r} does not exist on the broker at {k.bootstrap_servers} "
+                f"(waited {wait_s:g} s); create it, co-partitioned with {k.labels_topic!r}, or set "
+                "kafka.predictions_topic",
+                fatal=True,
+            )
         n_pred = self.partitions = len(topics[k.predictions_topic].partitions)
         if k.labels_topic not in topics:
             log.warning("labels topic %r not found: monitoring predictions only", k.labels_topic)
@@ -323,10 +419,7 @@ class MonitorService:
     def _on_error(self, err: KafkaError) -> None:
         if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             self.stats.broker_ok = False
-        if err.fatal():
-            log.error("fatal Kafka error: %s", err.str())
-        else:
-            log.info("Kafka: %s", err.str())
+        self._errors(err)
 
     def _new_engine(self, partition: int) -> PartitionEngine:
         return PartitionEngine(
@@ -432,14 +525,16 @@ class MonitorService:
         """Consume until ``stop`` is set, then checkpoint, commit and close."""
         k = self.config.kafka
         self._stop = stop
-        admin = AdminClient(client_config(self.config))
-        self.check_topics(admin)
-        self.sink = AlertSink(
-            client_config(self.config), k.alerts_topic, k.dlq_topic, k.produce_timeout_s, k.transactional_id
-        )
+        admin = AdminClient(client_config(self.config, self._admin_errors))
+        log.info("connecting to Kafka at %s", k.bootstrap_servers)
+        self.check_topics(admin, stop=stop)
+        if stop.is_set():
+            return
+        clients = client_config(self.config, self._errors)
+        self.sink = AlertSink(clients, k.alerts_topic, k.dlq_topic, k.produce_timeout_s, k.transactional_id)
         if self.config.checkpoint.enabled:
             self.store = CheckpointStore(
-                client_config(self.config),
+                clients,
                 self.config.state_topic,
                 producer=self.sink.producer,
                 max_chunk_bytes=self.config.checkpoint.max_chunk_bytes,

@@ -10,7 +10,7 @@ from monitor.config import load_config
 from monitor.replay import KafkaSource, replay
 from monitor.simulate import Drift, TrafficGenerator
 
-from .conftest import produce
+from .conftest import produce, read_to_end
 
 EVENTS = 12_000
 # Longer than any test may run: a replay that ends proves it found the true end of every partition, since it
@@ -61,7 +61,13 @@ def test_replay_of_recorded_topics_finds_the_drift(broker, topics, tmp_path, cap
     stdout = capsys.readouterr().out
     assert code == 0
     assert f"replayed {EVENTS:,} predictions and {n_labels:,} labels (3 partitions)" in stdout
-    assert "predictions empty 1, predictions invalid_json 1" in stdout
+    where = {  # the report names where each rejected message is
+        m.key(): f"partition {m.partition()} offset {m.offset()}"
+        for m in read_to_end(broker.bootstrap, names["predictions"])
+        if m.key() in (b"bad-1", b"bad-2")
+    }
+    assert f"predictions empty 1 ({where[b'bad-2']})" in stdout, stdout
+    assert f"predictions invalid_json 1 ({where[b'bad-1']})" in stdout, stdout
     alerts = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     firing = [(a["kind"], a["subject"]) for a in alerts if a["status"] == "firing"]
     assert ("data_drift", "income") in firing

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -226,13 +227,36 @@ def test_compose_kafka_is_apache_kafka_kraft(compose: dict[str, Any]) -> None:
     assert "healthcheck" in kafka
 
 
-def test_compose_kafka_init_creates_topics(compose: dict[str, Any]) -> None:
+def _created_topics(compose: dict[str, Any]) -> dict[str, int]:
+    """Topic -> partitions, as kafka-init's script creates them."""
+    init = compose["services"]["kafka-init"]
+    script = init["command"] if isinstance(init["command"], str) else " ".join(init["command"])
+    return {m[0]: int(m[1]) for m in re.findall(r"--create .*?--topic (\S+) --partitions (\d+)", script)}
+
+
+def test_compose_kafka_init_creates_the_topics_the_monitor_uses(compose: dict[str, Any]) -> None:
+    """The names come from the monitor's own config (its compose environment and mounted file), so a topic
+    created under another name (the state topic was once ``monitor-state`` against ``model-monitor-state``)
+    fails here."""
+    from monitor.config import load_config
+
     init = compose["services"]["kafka-init"]
     assert init["image"].startswith("apache/kafka")
     assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
-    script = init["command"] if isinstance(init["command"], str) else " ".join(init["command"])
-    for topic in ("predictions", "labels", "alerts", "monitor-dlq", "monitor-state"):
-        assert f"--topic {topic} " in script, topic
+    monitor = compose["services"]["monitor"]
+    environ = {k: str(v) for k, v in monitor["environment"].items() if k != "MONITOR_CONFIG"}
+    mounted = {target: source for source, target, *_ in (v.split(":") for v in monitor["volumes"])}
+    config = load_config(ROOT / mounted[monitor["environment"]["MONITOR_CONFIG"]], environ=environ)
+    k = config.kafka
+    created = _created_topics(compose)
+    for topic in (k.predictions_topic, k.labels_topic, k.alerts_topic, k.dlq_topic, config.state_topic):
+        assert topic in created, f"the monitor uses topic {topic!r}, kafka-init creates {sorted(created)}"
+    assert created[k.labels_topic] == created[k.predictions_topic], "co-partitioned"
+    assert created[config.state_topic] >= created[k.predictions_topic]
+    from monitor.cli import build_parser
+
+    generate = build_parser().parse_args(compose["services"]["demo-traffic"]["command"])
+    assert (generate.predictions_topic, generate.labels_topic) == (k.predictions_topic, k.labels_topic)
 
 
 def test_compose_bind_mounts_exist(compose: dict[str, Any]) -> None:
@@ -326,6 +350,86 @@ def test_prometheus_rules_cover_the_conditions_of_issue_8() -> None:
     tests = (ROOT / "deploy/prometheus/tests/monitor.rules.test.yml").read_text(encoding="utf-8")
     for name in alerts:
         assert f"alertname: {name}" in tests, f"{name} has no promtool test"
+
+
+def _relabel(labels: dict[str, str], configs: list[dict[str, Any]]) -> dict[str, str] | None:
+    """Prometheus relabelling (keep, drop, replace) of one discovered target; None when it is dropped."""
+    out = dict(labels)
+    for rule in configs:
+        action = rule.get("action", "replace")
+        value = rule.get("separator", ";").join(out.get(name, "") for name in rule.get("source_labels", []))
+        match = re.fullmatch(rule.get("regex", "(.*)"), value)
+        if action == "keep" and not match:
+            return None
+        if action == "drop" and match:
+            return None
+        if action == "replace" and match:
+            replacement = re.sub(r"\$(\d+)", r"\\\1", str(rule.get("replacement", "$1")))
+            out[rule["target_label"]] = match.expand(replacement)
+    return out
+
+
+def _annotations_as_meta(prefix: str, annotations: dict[str, str]) -> dict[str, str]:
+    return {prefix + re.sub(r"[^a-zA-Z0-9_]", "_", name): value for name, value in annotations.items()}
+
+
+def _monitor_down_job() -> str:
+    rules = yaml.safe_load((ROOT / "deploy/prometheus/rules/monitor.rules.yml").read_text(encoding="utf-8"))
+    expr = next(r["expr"] for g in rules["groups"] for r in g["rules"] if r.get("alert") == "MonitorDown")
+    return re.search(r'job="([^"]+)"', expr).group(1)  # type: ignore[union-attr]
+
+
+def test_rules_on_monitor_metrics_match_any_job() -> None:
+    """Annotation-based scrapes name the job after themselves (kubernetes-pods...): only ``up`` may need one."""
+    for expr in _rule_exprs():
+        if "job=" in expr:
+            assert _metric_names(expr) == {"up"}, expr
+
+
+@pytest.mark.parametrize(
+    ("manifest", "kind", "job_name", "prefix"),
+    [
+        ("sidecar.yaml", "Deployment", "kubernetes-pods", "__meta_kubernetes_pod_annotation_"),
+        ("standalone.yaml", "Service", "kubernetes-service-endpoints", "__meta_kubernetes_service_annotation_"),
+    ],
+)
+def test_annotation_scrape_of_the_manifests_gives_the_job_monitor_down_matches(
+    manifest: str, kind: str, job_name: str, prefix: str
+) -> None:
+    """The target Prometheus discovers from each manifest's annotations, relabelled as
+    deploy/prometheus/kubernetes.yml says, is scraped on the monitor's port and path under the job of
+    ``MonitorDown``."""
+    scrape = yaml.safe_load((ROOT / "deploy/prometheus/kubernetes.yml").read_text(encoding="utf-8"))
+    job = next(j for j in scrape["scrape_configs"] if j["job_name"] == job_name)
+    doc = _k8s(manifest)[kind]
+    meta = doc["spec"]["template"]["metadata"] if kind == "Deployment" else doc["metadata"]
+    discovered = {
+        "job": job_name,
+        "__address__": "10.1.2.3:8080",
+        "__metrics_path__": "/metrics",
+        "__meta_kubernetes_namespace": "models",
+        "__meta_kubernetes_pod_name": "pod-1",
+        **_annotations_as_meta(prefix, meta["annotations"]),
+    }
+    target = _relabel(discovered, job["relabel_configs"])
+    assert target is not None, "the monitor is not scraped"
+    assert target["job"] == _monitor_down_job()
+    assert target["__address__"] == f"10.1.2.3:{MONITOR_PORT}" and target["__metrics_path__"] == "/metrics"
+    unannotated = {k: v for k, v in discovered.items() if not k.startswith(prefix)}
+    assert _relabel(unannotated, job["relabel_configs"]) is None, "pods and services without annotations are skipped"
+
+
+def test_make_image_builds_the_image_the_manifests_run() -> None:
+    images = {
+        _container(_k8s(name)["Deployment"]["spec"]["template"]["spec"], "monitor")["image"]
+        for name in ("sidecar.yaml", "standalone.yaml")
+    }
+    assert len(images) == 1
+    dry_run = subprocess.run(["make", "-n", "image"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    (command,) = [line for line in dry_run.stdout.splitlines() if line.startswith("docker build")]
+    assert command.split() == ["docker", "build", "-f", "deploy/Dockerfile", "-t", images.pop(), "."], command
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "make image" in readme
 
 
 # ------------------------------------------------------------------------- metric names in queries
