@@ -505,3 +505,24 @@ def test_bh_rounds_keep_the_false_discovery_proportion_near_q() -> None:
     fdp = [false / max(false + true, 1) for false, true in per_round]
     assert float(np.mean(fdp)) <= q + 0.015  # expected q * 950 / 1000 = 0.0475
     assert all(true == 50 for _, true in per_round)  # every real change is found
+
+
+def test_windows_tested_together_equal_each_window_tested_alone():
+    """The 2-D window tests of engine v2 give each one-window function's answer, row by row."""
+    from monitor.core.significance import chi_square, js_distance, ks_two_sample, psi, window_tests
+
+    rng = np.random.default_rng(4)
+    reference = rng.integers(0, 200, (40, 10))
+    current = rng.integers(0, 200, (40, 10))
+    current[3] = reference[3]  # identical
+    current[5, :5] = 0  # half the bins empty
+    current[7] = 0  # an empty window
+    reference[9, 1:] = 0  # one category only
+    w = window_tests(reference, current, exact_below=0.25)
+    for i in range(40):
+        assert w.psi[i] == pytest.approx(psi(reference[i], current[i]))
+        assert w.js[i] == pytest.approx(js_distance(reference[i], current[i]), abs=1e-12)
+        d, p = ks_two_sample(reference[i], current[i], exact_below=0.25)
+        assert (w.ks[i], w.ks_p[i]) == pytest.approx((d, p))
+        chi2, chi2_p = chi_square(reference[i], current[i])
+        assert (w.chi2[i], w.chi2_p[i]) == pytest.approx((chi2, chi2_p))
