@@ -127,8 +127,19 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"monitor report: bad --since/--until: {exc}", file=sys.stderr)
         return 2
     topic = args.alerts_topic or config.kafka.alerts_topic
-    read, n = write_report(config, client_config(config), topic=topic, since=since, until=until, out_path=args.out)
-    print(f"wrote {args.out}: {n} incidents in the period ({read} alert events read from {topic})")
+    if until <= since:
+        raise ConfigError("--until", f"must be after --since ({args.since})")
+    read, n = write_report(
+        config,
+        client_config(config),
+        topic=topic,
+        since=since,
+        until=until,
+        out_path=args.out,
+        audit_topic=args.audit_topic or config.audit_topic,
+    )
+    incidents, events = f"{n} incident{'' if n == 1 else 's'}", f"{read} alert event{'' if read == 1 else 's'}"
+    print(f"wrote {args.out}: {incidents} in the period ({events} read from {topic})")
     return 0
 
 
@@ -294,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--config", help="TOML config file (default: $MONITOR_CONFIG); its checks are listed")
     report.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (overrides config)")
     report.add_argument("--alerts-topic", help="alerts topic (default: kafka.alerts_topic)")
+    report.add_argument(
+        "--audit-topic", help="the monitor's config and coverage records (default: audit.topic, or <group_id>-audit)"
+    )
     report.add_argument("--since", required=True, help="start of the period, ISO-8601 (UTC if no offset)")
     report.add_argument("--until", help="end of the period, ISO-8601 (default: now)")
     report.add_argument("--out", default="report.html", help="output HTML file")

@@ -275,6 +275,20 @@ class LabelsConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """Evidence of oversight for ``monitor report``: the effective config (secrets redacted) and a coverage
+    record per owned partition every ``interval_s`` seconds, on a compacted topic (``topic``; empty:
+    ``"<kafka.group_id>-audit"``, created at start)."""
+
+    enabled: bool = True
+    topic: str = ""
+    interval_s: float = 60.0
+
+    def validate(self) -> None:
+        _positive("audit.interval_s", self.interval_s)
+
+
+@dataclass(frozen=True)
 class CheckpointConfig:
     """Per-partition state snapshots on a state topic, with the input offsets they cover.
 
@@ -547,6 +561,7 @@ class MonitorConfig:
     labels: LabelsConfig = field(default_factory=LabelsConfig)
     performance: PerformanceConfig = field(default_factory=PerformanceConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     fairness: FairnessConfig = field(default_factory=FairnessConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     significance: SignificanceConfig = field(default_factory=SignificanceConfig)
@@ -557,6 +572,10 @@ class MonitorConfig:
     def state_topic(self) -> str:
         return self.checkpoint.state_topic or f"{self.kafka.group_id}-state"
 
+    @property
+    def audit_topic(self) -> str:
+        return self.audit.topic or f"{self.kafka.group_id}-audit"
+
     def validate(self) -> MonitorConfig:
         self.kafka.validate()
         self.http.validate()
@@ -566,6 +585,7 @@ class MonitorConfig:
         self.labels.validate()
         self.performance.validate()
         self.checkpoint.validate()
+        self.audit.validate()
         self.fairness.validate()
         self.baseline.validate()
         self.significance.validate()
@@ -742,6 +762,7 @@ def load_config(
         ("labels", LabelsConfig),
         ("performance", PerformanceConfig),
         ("checkpoint", CheckpointConfig),
+        ("audit", AuditConfig),
         ("fairness", FairnessConfig),
         ("baseline", BaselineConfig),
         ("significance", SignificanceConfig),

@@ -24,7 +24,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from monitor.config import MonitorConfig
-from monitor.errors import SourceError
+from monitor.errors import ConfigError, SourceError
 
 RECOMMENDATIONS = {
     "rollback": "Roll back to the previous model version",
@@ -71,6 +71,27 @@ def read_alerts(
     client: dict[str, Any], topic: str, *, timeout_s: float = 60.0, idle_s: float = 1.0
 ) -> list[dict[str, Any]]:
     """Every alert event on ``topic``, partition by partition from the beginning up to the current end."""
+    events = _read_topic(client, topic, timeout_s=timeout_s, idle_s=idle_s, what="alerts topic")
+    return [e for e in events if "key" in e and "status" in e]
+
+
+def read_audit(
+    client: dict[str, Any], topic: str, *, timeout_s: float = 60.0, idle_s: float = 1.0
+) -> list[dict[str, Any]] | None:
+    """The monitor's config and coverage records (``monitor.io.audit``); None when the topic does not exist."""
+    try:
+        events = _read_topic(client, topic, timeout_s=timeout_s, idle_s=idle_s, what="audit topic")
+    except SourceError as exc:
+        if "does not exist" in str(exc):
+            return None
+        raise
+    return [e for e in events if e.get("type") in ("config", "coverage")]
+
+
+def _read_topic(
+    client: dict[str, Any], topic: str, *, timeout_s: float, idle_s: float, what: str
+) -> list[dict[str, Any]]:
+    """Every JSON object on ``topic``, from the beginning of each partition up to its end at the call."""
     consumer = Consumer(
         {
             **client,
@@ -86,7 +107,7 @@ def read_alerts(
         except KafkaException as exc:
             raise SourceError(f"cannot read metadata of {topic}: {exc}") from exc
         if meta is None or meta.error is not None or not meta.partitions:
-            raise SourceError(f"alerts topic {topic!r} does not exist or has no partitions")
+            raise SourceError(f"{what} {topic!r} does not exist or has no partitions")
         ends: dict[int, int] = {}
         for p in sorted(meta.partitions):
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
@@ -116,11 +137,77 @@ def read_alerts(
                     event = orjson.loads(msg.value() or b"")
                 except orjson.JSONDecodeError:
                     continue
-                if isinstance(event, dict) and "key" in event and "status" in event:
+                if isinstance(event, dict):
                     out.append(event)
         return out
     finally:
         consumer.close()
+
+
+@dataclass
+class Coverage:
+    """What the monitor's coverage records show about a period: covered stretches, gaps, configs in force."""
+
+    periods: list[tuple[float, float, list[str]]]  # (start, end, config hashes seen) covered by every partition
+    gaps: list[tuple[float, float, str]]  # (start, end, why)
+    configs: dict[str, dict[str, Any]]  # hash -> effective config
+    covered_s: float
+    partitions: int
+
+    @property
+    def share(self) -> float:
+        total = self.covered_s + sum(e - s for s, e, _ in self.gaps)
+        return self.covered_s / total if total > 0 else 0.0
+
+
+def coverage(records: list[dict[str, Any]], since: float, until: float) -> Coverage:
+    """Intervals of ``[since, until)`` with a coverage record for every input partition are covered; the
+    others are gaps (no record at all: the monitor was not running; some partitions only: partial).
+
+    >>> recs = [{"type": "coverage", "partition": p, "partitions_total": 2, "interval_start": t,
+    ...          "interval_s": 60.0, "config_hash": "h"} for t in (0.0, 60.0, 180.0) for p in (0, 1)]
+    >>> c = coverage(recs, 0.0, 240.0)
+    >>> c.periods, c.gaps
+    ([(0.0, 120.0, ['h']), (180.0, 240.0, ['h'])], [(120.0, 180.0, 'no coverage record: the monitor was not running')])
+    """
+    configs = {str(r["hash"]): r.get("config") or {} for r in records if r.get("type") == "config"}
+    cover = [r for r in records if r.get("type") == "coverage"]
+    if not cover:
+        return Coverage([], [(since, until, "no coverage record")], configs, 0.0, 0)
+    step = float(min(r.get("interval_s", 60.0) for r in cover))
+    total = max(int(r.get("partitions_total", 1)) for r in cover)
+    seen: dict[float, set[int]] = {}
+    hashes: dict[float, set[str]] = {}
+    for r in cover:
+        t = float(r["interval_start"])
+        seen.setdefault(t, set()).add(int(r["partition"]))
+        hashes.setdefault(t, set()).add(str(r.get("config_hash", "")))
+    periods: list[tuple[float, float, list[str]]] = []
+    gaps: list[tuple[float, float, str]] = []
+    t = since - since % step
+    covered = 0.0
+    while t < until:
+        lo, hi = max(t, since), min(t + step, until)
+        parts = seen.get(t, set())
+        if len(parts) >= total:
+            covered += hi - lo
+            if periods and periods[-1][1] == lo:
+                start, _, hs = periods[-1]
+                periods[-1] = (start, hi, sorted(set(hs) | hashes[t]))
+            else:
+                periods.append((lo, hi, sorted(hashes[t])))
+        else:
+            why = (
+                "no coverage record: the monitor was not running"
+                if not parts
+                else f"partitions {sorted(set(range(total)) - parts)} of {total} not covered"
+            )
+            if gaps and gaps[-1][1] == lo and gaps[-1][2] == why:
+                gaps[-1] = (gaps[-1][0], hi, why)
+            else:
+                gaps.append((lo, hi, why))
+        t += step
+    return Coverage(periods, gaps, configs, covered, total)
 
 
 @dataclass
@@ -183,18 +270,36 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _number(v: float) -> str:
+    """Readable numbers: thousands separators for large ones, four significant digits otherwise.
+
+    >>> _number(604800.0), _number(0.123456), _number(2.5e-7), _number(12.0)
+    ('604,800', '0.1235', '2.5e-07', '12')
+    """
+    if v != v or v in (float("inf"), float("-inf")):
+        return str(v)
+    if abs(v) >= 10_000:
+        return f"{v:,.0f}"
+    return f"{v:.4g}"
+
+
+def _plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 incident``, ``2 incidents``."""
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"
+
+
 def _e(value: Any) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
-        return html.escape(f"{value:.4g}")
+        return html.escape(_number(value))
     if isinstance(value, dict):
         return html.escape(", ".join(f"{k}={_plain(v)}" for k, v in value.items()) or "–")
     return html.escape(str(value))
 
 
 def _plain(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+    return _number(v) if isinstance(v, float) else str(v)
 
 
 def _table(headers: list[str], rows: list[list[str]], cls: str = "") -> str:
@@ -213,14 +318,16 @@ def _flatten(prefix: str, values: dict[str, Any], rows: list[list[str]]) -> None
             rows.append([_e(name), _e(v if v not in ([], {}, "") else "(none)")])
 
 
-def _settings(config: MonitorConfig) -> str:
+def _settings(config: MonitorConfig | dict[str, Any]) -> str:
+    """The checks' settings, from a config object or the plain dict the monitor published."""
+    plain = config if isinstance(config, dict) else dataclasses.asdict(config)
     parts = []
     for section in CONFIG_SECTIONS:
-        value = getattr(config, section, None)
-        if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        value = plain.get(section)
+        if not isinstance(value, dict):
             continue
         flat: list[list[str]] = []
-        _flatten(section, dataclasses.asdict(value), flat)
+        _flatten(section, value, flat)
         parts.append(_table(["setting", "value"], flat, "settings"))
     return "".join(parts)
 
@@ -251,9 +358,13 @@ def render_report(
     config: MonitorConfig,
     source: str,
     generated_at: float | None = None,
+    audit: list[dict[str, Any]] | None = None,
+    audit_source: str = "",
 ) -> str:
-    """The audit report as one HTML document."""
+    """The audit report as one HTML document; ``audit`` holds the monitor's config and coverage records
+    (None: no audit topic, so the report cannot show what was covered)."""
     items = incidents(alerts, since, until)
+    cov = coverage(audit or [], since, until)
     generated = time.time() if generated_at is None else generated_at
     fired_in = [i for i in items if i.fired_at is not None and since <= i.fired_at < until]
     resolved_in = [i for i in items if i.resolved_at is not None and since <= i.resolved_at < until]
@@ -279,13 +390,18 @@ def render_report(
         f"source: alerts topic <code>{html.escape(source)}</code>, read from the beginning "
         f"({len(alerts)} alert events, {len(in_range)} in the period)</p>",
         "<h2>Summary</h2>",
-        f"<div class='kpi'><b>{len(models)}</b>model versions with alerts</div>",
-        f"<div class='kpi'><b>{len(fired_in)}</b>incidents fired</div>",
-        f"<div class='kpi'><b>{len(resolved_in)}</b>incidents resolved</div>",
+        f"<div class='kpi'><b>{len(models)}</b>{'model version' if len(models) == 1 else 'model versions'} "
+        "with alerts</div>",
+        f"<div class='kpi'><b>{len(fired_in)}</b>{'incident' if len(fired_in) == 1 else 'incidents'} fired</div>",
+        f"<div class='kpi'><b>{len(resolved_in)}</b>{'incident' if len(resolved_in) == 1 else 'incidents'} "
+        "resolved</div>",
         f"<div class='kpi'><b>{len(still_open)}</b>still open at the end of the period</div>",
-        "<p>The monitor watched every prediction event continuously over the period; an incident is raised only "
-        "when a change is both large enough (effect size) and statistically significant, and it is resolved "
-        "once the condition has been clear for the configured time.</p>",
+        f"<div class='kpi'><b>{cov.share:.0%}</b>of the period covered</div>",
+        _coverage_sentence(cov, audit is not None, audit_source),
+        "<p>An incident is raised only when a change is both large enough (effect size) and statistically "
+        "significant, and it is resolved once the condition has been clear for the configured time.</p>",
+        "<h2>Periods monitored</h2>",
+        _coverage_tables(cov),
         "<h2>Models and versions monitored</h2>",
     ]
     if models:
@@ -342,7 +458,7 @@ def render_report(
             )
             rows.append(
                 [
-                    _iso(inc.fired_at),
+                    _iso(inc.fired_at) + f"<br><code class='muted'>{_e(inc.alert_id)}</code>",
                     status + f"<br><span class='muted'>{duration}</span>",
                     _e(a.get("severity")),
                     f"{_e(a.get('model'))} {_e(a.get('model_version'))}",
@@ -362,9 +478,24 @@ def render_report(
     out.append(
         "<p>Every numeric feature and the prediction are watched per segment by ADWIN and Page-Hinkley detectors, "
         "categorical features by a windowed chi-square test; labelled predictions feed model metrics and concept-"
-        "drift detectors. The thresholds in force when this report was generated:</p>"
+        "drift detectors.</p>"
     )
-    out.append(_settings(config))
+    in_force = sorted({h for _, _, hs in cov.periods for h in hs if h in cov.configs})
+    if in_force:
+        for h in in_force:
+            spans = ", ".join(f"{_iso(a)} – {_iso(b)}" for a, b, hs in cov.periods if h in hs)
+            out.append(
+                f"<h3>Config <code>{_e(h)}</code></h3><p class='muted'>As the monitor published it (secrets "
+                f"redacted), in force during {spans}.</p>"
+            )
+            out.append(_settings(cov.configs[h]))
+    else:
+        out.append(
+            "<p><b>The monitor published no config for this period</b>"
+            + (f" on <code>{html.escape(audit_source)}</code>" if audit_source else "")
+            + ". These are the report's own settings, which need not be the monitor's:</p>"
+        )
+        out.append(_settings(config))
     out.append(
         f"<p class='muted'>Alert ids are deterministic: the same id in two reports is the same incident. "
         f"Report by stream-model-monitor, {_iso(generated)}.</p></body></html>"
@@ -372,14 +503,57 @@ def render_report(
     return "".join(out)
 
 
+def _coverage_sentence(cov: Coverage, have_audit: bool, source: str) -> str:
+    if not have_audit:
+        return (
+            "<p><b>No coverage records</b>: the monitor's audit topic was not found, so this report cannot show "
+            "that the monitor was running during the period. It lists the alerts that were raised.</p>"
+        )
+    if not cov.gaps:
+        return (
+            f"<p>The monitor covered every input partition ({cov.partitions}) over the whole period, by its "
+            f"coverage records on <code>{html.escape(source)}</code>.</p>"
+        )
+    missing = sum(e - s for s, e, _ in cov.gaps)
+    return (
+        f"<p>The monitor covered {cov.share:.0%} of the period, by its coverage records on "
+        f"<code>{html.escape(source)}</code>; {_plural(len(cov.gaps), 'gap')} ({_duration(missing)} in all) "
+        "are listed below. Changes during a gap were not watched.</p>"
+    )
+
+
+def _coverage_tables(cov: Coverage) -> str:
+    rows = [
+        [_iso(a), _iso(b), _duration(b - a), ", ".join(f"<code>{_e(h)}</code>" for h in hs) or "–"]
+        for a, b, hs in cov.periods
+    ]
+    out = _table(["from", "to", "length", "config"], rows) if rows else "<p>No period was covered.</p>"
+    if cov.gaps:
+        out += "<h3>Gaps</h3>" + _table(
+            ["from", "to", "length", "why"], [[_iso(a), _iso(b), _duration(b - a), _e(why)] for a, b, why in cov.gaps]
+        )
+    return out
+
+
 def write_report(
-    config: MonitorConfig, client: dict[str, Any], *, topic: str, since: float, until: float, out_path: str
+    config: MonitorConfig,
+    client: dict[str, Any],
+    *,
+    topic: str,
+    since: float,
+    until: float,
+    out_path: str,
+    audit_topic: str | None = None,
 ) -> tuple[int, int]:
     """Read the alerts topic and write the report; returns (alert events read, incidents in the period)."""
     if until <= since:
-        raise ValueError("--until must be after --since")
+        raise ConfigError("--until", "must be after --since")
     alerts = read_alerts(client, topic)
-    text = render_report(alerts, since=since, until=until, config=config, source=topic)
+    audit_topic = audit_topic or config.audit_topic
+    audit = read_audit(client, audit_topic)
+    text = render_report(
+        alerts, since=since, until=until, config=config, source=topic, audit=audit, audit_source=audit_topic
+    )
     with open(out_path, "w", encoding="utf-8") as fh:
         fh.write(text)
     return len(alerts), len(incidents(alerts, since, until))

@@ -49,6 +49,7 @@ from monitor.core.engine import PartitionEngine
 from monitor.core.events import Rejected
 from monitor.core.rules import Alert
 from monitor.errors import ConfigError, SinkError, SourceError
+from monitor.io.audit import AuditPublisher
 from monitor.io.checkpoint import CheckpointStore
 
 log = logging.getLogger(__name__)
@@ -295,6 +296,7 @@ class MonitorService:
         self.consumer: Consumer | None = None
         self.sink: AlertSink | None = None
         self.store: CheckpointStore | None = None
+        self.audit: AuditPublisher | None = None
         self._committed: dict[tuple[str, int], int] = {}
         self._next: dict[tuple[str, int], int] = {}  # next offset to process, per input partition
         self._since_checkpoint: dict[int, int] = {}  # events since the partition's last checkpoint
@@ -376,6 +378,18 @@ class MonitorService:
                     f"{k.labels_topic!r} has {n_lab}; give both the same count and key both by prediction_id",
                     fatal=True,
                 )
+        if self.config.audit.enabled and self.config.audit_topic not in topics:
+            log.info("creating audit topic %s", self.config.audit_topic)
+            try:
+                ensure_topics(
+                    admin, {self.config.audit_topic: 1}, {self.config.audit_topic: {"cleanup.policy": "compact"}}
+                )
+            except SourceError as exc:
+                raise SourceError(
+                    f"audit topic {self.config.audit_topic!r} is missing and could not be created ({exc}); create it "
+                    "compacted with one partition, or set audit.enabled = false",
+                    fatal=True,
+                ) from None
         cp = self.config.checkpoint
         if not cp.enabled:
             return
@@ -539,6 +553,9 @@ class MonitorService:
                 producer=self.sink.producer,
                 max_chunk_bytes=self.config.checkpoint.max_chunk_bytes,
             )
+        if self.config.audit.enabled:
+            self.audit = AuditPublisher(self.config, clients)
+            self.audit.publish_config()
         self.consumer = consumer = Consumer(self._consumer_config())
         topics = [k.predictions_topic] + ([k.labels_topic] if self._labels_enabled else [])
         consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
@@ -555,6 +572,9 @@ class MonitorService:
                     if time.monotonic() - last_health > 5.0:
                         last_health = time.monotonic()
                         self._check_broker(consumer)
+                if self.audit is not None:
+                    with self.lock:
+                        self.audit.tick(self.engines, self.lag, self.partitions)
             clean = True
         finally:
             # After an exception mid-batch the engines may hold half a batch: never snapshot that; the next
@@ -759,6 +779,12 @@ class MonitorService:
                     self.sink.flush(stop)
             except (SourceError, KafkaException) as exc:
                 log.error("final checkpoint failed: %s", exc)
+        if self.audit is not None:
+            with self.lock:
+                if checkpoint:  # the last interval, up to now, is covered too
+                    self.audit.tick(self.engines, self.lag, self.partitions, force=True)
+            self.audit.close()
+            self.audit = None
         if self.consumer is not None:
             self.consumer.close()
             self.consumer = None

@@ -93,7 +93,9 @@ def test_report_lists_incidents_evidence_and_actions(broker, tmp_path):
     assert "alerts.min_effect_size" in html and "detectors.adwin_delta" in html  # checks configured
     for model, version in (("churn", "v1"), ("churn", "v2"), ("fraud", "v7")):
         assert f"<td>{model}</td><td>{version}</td>" in html
-    assert "<b>2</b>incidents fired" in html and "<b>1</b>incidents resolved" in html
+    assert "<b>2</b>incidents fired" in html and "<b>1</b>incident resolved" in html  # plurals
+    assert "No coverage records" in html and "watched every prediction event" not in html  # no audit topic here
+    assert "These are the report's own settings" in html
 
 
 def test_incidents_overlapping_the_period():
@@ -105,3 +107,81 @@ def test_incidents_overlapping_the_period():
     found = incidents(events, parse_time("2026-01-01T09:00:00Z"), parse_time("2026-01-01T10:00:00Z"))
     assert [i.first["key"] for i in found] == [DRIFT]
     assert found[0].status == "open"
+
+
+def test_until_before_since_is_one_line_and_rc_2(capsys):
+    rc = main(["report", "--bootstrap-servers", "127.0.0.1:1", "--since", "2026-01-02", "--until", "2026-01-01"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--until" in err[0] and "Traceback" not in err[0]
+
+
+def test_large_numbers_read_plainly():
+    from monitor.report import _e
+
+    assert _e(604800.0) == "604,800" and _e(0.25) == "0.25" and _e({"n": 123456.0}) == "n=123,456"
+
+
+def test_the_report_shows_the_monitors_config_and_a_gap_while_it_was_stopped(broker, topics, tmp_path):
+    """Two runs of a monitor with a stop between them: the report's config is the monitor's (warm-up 300,
+    not the report's own 500) and the stop is a gap; the periods covered are the runs."""
+    import time
+
+    from monitor.app import Monitor
+    from monitor.report import read_audit
+    from monitor.simulate import TrafficGenerator
+
+    from .conftest import config_for, wait_consumed, wait_until
+
+    names = topics(partitions=2)
+    config = config_for(broker, names, audit={"interval_s": 0.5}, alerts={"cooldown_s": 77.0})
+    gen = TrafficGenerator(seed=4)
+    audit_topic = config.audit_topic
+    since = time.time()
+
+    def run_once(n: int) -> float:
+        mon = Monitor(config, consumer_overrides={"fetch.wait.max.ms": 10}).start()
+        try:
+            assert mon.wait_ready(30)
+            preds = [(e["prediction_id"].encode(), orjson.dumps(e)) for e in gen.predictions(n, rate=100.0)]
+            produce(broker.bootstrap, names["predictions"], preds)
+            wait_consumed(broker.bootstrap, config.kafka.group_id, [names["predictions"]])
+            began = time.time()
+            wait_until(  # both partitions covered in an interval that began after the traffic was consumed
+                lambda: (
+                    {
+                        r["partition"]
+                        for r in read_audit({"bootstrap.servers": broker.bootstrap}, audit_topic, idle_s=0.2) or []
+                        if r.get("type") == "coverage" and r["interval_start"] >= began
+                    }
+                    == {0, 1}
+                ),
+                what="coverage records of both partitions",
+            )
+        finally:
+            mon.stop()
+        assert mon.error is None
+        return time.time()
+
+    stopped = run_once(500)
+    wait_until(lambda: time.time() > stopped + 3.0, what="three seconds with the monitor stopped (the gap)")
+    until = run_once(500) + 0.01
+
+    out = tmp_path / "report.html"
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
+    iso = lambda t: time.strftime(fmt.replace(".%f", ""), time.gmtime(t))  # noqa: E731
+    rc = main(
+        ["report", "--bootstrap-servers", broker.bootstrap, "--alerts-topic", names["alerts"],
+         "--audit-topic", audit_topic, "--since", iso(since), "--until", iso(until + 1), "--out", str(out)]
+    )  # fmt: skip
+    assert rc == 0
+    html = out.read_text(encoding="utf-8")
+    assert "As the monitor published it" in html and "These are the report's own settings" not in html
+    assert "<td>alerts.cooldown_s</td><td>77</td>" in html  # the monitor's setting, not the report's default 300
+    assert "<td>detectors.warmup_events</td><td>300</td>" in html
+    assert "<h3>Gaps</h3>" in html and "the monitor was not running" in html
+    assert "watched every prediction event" not in html
+    from monitor.report import coverage
+
+    cov = coverage(read_audit({"bootstrap.servers": broker.bootstrap}, audit_topic) or [], since, until)
+    assert any(a <= stopped + 1.0 and b >= stopped + 2.5 for a, b, _ in cov.gaps), cov.gaps  # the stop
+    assert cov.periods and 0 < cov.share < 1 and cov.partitions == 2
