@@ -18,7 +18,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from monitor.config import MonitorConfig
 from monitor.core import snapshot as snap
 from monitor.core.baseline import PREDICTION_FIELD, BaselineProfile, ProfileSet
 from monitor.core.calibration import ScoreCalibration
@@ -42,6 +41,7 @@ from monitor.core.rules import (
     iso,
     segment_label,
 )
+from monitor.core.settings import Settings
 from monitor.core.significance import BaselineWindowTest, FalseDiscoveryControl, Reference, WindowResult
 from monitor.core.stats import OVERFLOW, CategoryVocabulary
 
@@ -118,8 +118,7 @@ class EngineObserver(Protocol):
 class PartitionEngine:
     """Monitoring state of one input partition.
 
-    >>> from monitor.config import load_config
-    >>> eng = PartitionEngine(load_config(environ={}), partition=0, clock=lambda: 0.0)
+    >>> eng = PartitionEngine(Settings(), partition=0, clock=lambda: 0.0)
     >>> res = eng.process_predictions(
     ...     [b'{"prediction_id":"1","model":"m","features":{"x":1.0},"prediction":0.2}', b"{"], [1.0, 1.0])
     >>> (res.processed, [r.reason for r in res.rejected], eng.events_total())
@@ -128,7 +127,7 @@ class PartitionEngine:
 
     def __init__(
         self,
-        config: MonitorConfig,
+        config: Settings,
         *,
         partition: int = 0,
         partitions: int = 1,
@@ -1108,7 +1107,7 @@ class PartitionEngine:
     @classmethod
     def restore(
         cls,
-        config: MonitorConfig,
+        config: Settings,
         data: dict[str, Any],
         *,
         partitions: int = 1,
@@ -1258,7 +1257,6 @@ def _clean(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def _register_snapshot_classes() -> None:
-    from monitor.config import AlertConfig, DetectorSettings, FairnessConfig, PerformanceConfig
     from monitor.core.concept import ErrorStream, ErrorTest
     from monitor.core.detectors import ChunkedADWIN, PageHinkley, WindowedChiSquare, WindowTest
     from monitor.core.join import PendingLabel
@@ -1266,6 +1264,7 @@ def _register_snapshot_classes() -> None:
     from monitor.core.performance import BucketPerformance
     from monitor.core.quality import FieldCounts, FieldSchema
     from monitor.core.rules import Incident
+    from monitor.core.settings import AlertConfig, DetectorSettings, FairnessConfig, PerformanceConfig
     from monitor.core.stats import ReservoirQuantiles, RunningMoments
 
     snap.register(
