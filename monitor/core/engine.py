@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from monitor.core import snapshot as snap
+from monitor.core.alerting import Alerting, AlertLifecycle, build_alert
 from monitor.core.baseline import PREDICTION_FIELD, BaselineProfile, ProfileSet
 from monitor.core.calibration import ScoreCalibration
 from monitor.core.decisions import RetrainState, compare_versions
@@ -26,27 +26,16 @@ from monitor.core.drift import CategoricalDriftTracker, DriftEvidence, NumericDr
 from monitor.core.events import LabelBatch, LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
 from monitor.core.fairness import FairnessTracker, GroupStats
 from monitor.core.join import Joined, LabelJoiner, PendingPrediction
-from monitor.core.messages import alert_message, shown
+from monitor.core.messages import shown
 from monitor.core.metrics import Ring
 from monitor.core.performance import BASELINE_SCORE_BINS, ModelPerformance, binary_label, binary_score
 from monitor.core.quality import CHECKS, QualityFinding, SchemaWatch
-from monitor.core.rules import (
-    ALL,
-    Alert,
-    AlertLifecycle,
-    Judgement,
-    Transition,
-    alert_key,
-    explained_buckets,
-    iso,
-    segment_label,
-)
+from monitor.core.rules import ALL, Alert, Judgement, alert_key, segment_label
 from monitor.core.settings import Settings
 from monitor.core.significance import BaselineWindowTest, FalseDiscoveryControl, Reference, WindowResult
 from monitor.core.stats import OVERFLOW, CategoryVocabulary
 
 PREDICTION = "__prediction__"
-RECOMMENDATIONS = {"concept_drift": "retrain", "retrain_recommended": "retrain", "rollback_recommended": "rollback"}
 LATENCY_BUCKETS_MS = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
 
 Tracker = NumericDriftTracker | CategoricalDriftTracker
@@ -144,11 +133,14 @@ class PartitionEngine:
         self.predictions = PredictionDecoder(mon.max_event_bytes, mon.max_fields)
         self.labels = LabelDecoder(mon.max_event_bytes, mon.max_fields)
         self.models: dict[tuple[str, str], ModelState] = {}
-        self.lifecycle = AlertLifecycle(
+        lifecycle = AlertLifecycle(
             config.alerts.resolve_after_s,
             config.alerts.cooldown_s,
             resolve_after_events=config.alerts.resolve_after_events,
             cooldown_events=config.alerts.cooldown_events,
+        )
+        self.alerting = Alerting(
+            lifecycle, explain_ratio=config.alerts.explain_ratio, partition=partition, partitions=self.partitions
         )
         self.rng = np.random.default_rng([seed, partition])
         self.rejected: Counter[tuple[str, str]] = Counter()  # (topic role, reason)
@@ -166,7 +158,6 @@ class PartitionEngine:
         self._ignore = set(mon.ignore_features)
         sig = config.significance
         self.fdr = FalseDiscoveryControl(sig.fdr, sig.round_events)
-        self.incident_shift: dict[str, float] = {}  # all-traffic keys: the shift their incident fired with
         self.observer: EngineObserver | None = None  # not state: set by the caller, never snapshotted
 
     # ------------------------------------------------------------------ ingest
@@ -728,14 +719,26 @@ class PartitionEngine:
 
     # ------------------------------------------------------------------ alerts
     def owns(self, key: str) -> bool:
-        """Whether this partition's engine speaks for an alert key.
+        """Whether this partition's engine speaks for an alert key (see :func:`monitor.core.alerting.owns`)."""
+        return self.alerting.owns(key)
 
-        Every partition holds a random share of the traffic (keyed by ``prediction_id``) and tracks
-        every stream for its metrics, but exactly one partition, chosen by a stable hash of the key,
-        runs the key's lifecycle and emits its alerts. One change therefore yields one alert however
-        many partitions and replicas there are, and a replay yields the same one.
-        """
-        return zlib.crc32(key.encode()) % self.partitions == self.partition % self.partitions
+    @property
+    def lifecycle(self) -> AlertLifecycle:
+        """Open incidents and cooldowns; kept by :class:`Alerting`, snapshotted under this name."""
+        return self.alerting.lifecycle
+
+    @lifecycle.setter
+    def lifecycle(self, value: AlertLifecycle) -> None:
+        self.alerting.lifecycle = value
+
+    @property
+    def incident_shift(self) -> dict[str, float]:
+        """All-traffic keys: the shift their incident fired with; kept by :class:`Alerting`."""
+        return self.alerting.incident_shift
+
+    @incident_shift.setter
+    def incident_shift(self, value: dict[str, float]) -> None:
+        self.alerting.incident_shift = value
 
     def _judge(self, state: ModelState, name: str, bucket: tuple[str, str], tracker: Tracker, now: float) -> Judgement:
         cfg = self.config.alerts
@@ -993,89 +996,12 @@ class PartitionEngine:
         return self._emit(state, judged)
 
     def _emit(self, state: ModelState, judged: list[Judgement]) -> list[Alert]:
-        """Attribution within each (kind, subject), then the lifecycle of the keys this partition owns."""
-        groups: dict[tuple[str, str], list[Judgement]] = {}
-        for j in judged:
-            groups.setdefault((j.kind, j.subject), []).append(j)
-        explained: set[tuple[str, str, tuple[str, str]]] = set()
-        for (kind, subject), group in groups.items():
-            if kind == "fairness":  # gaps of different protected attributes are separate findings
-                continue
-            for bucket in explained_buckets(group, self.config.alerts.explain_ratio):
-                explained.add((kind, subject, bucket))
-        ratio = self.config.alerts.explain_ratio
-        overall = {(j.kind, j.subject): j for j in judged if j.bucket == ALL}
-        for (kind, subject), whole in overall.items():
-            if kind == "concept_drift" and whole.fire and _pending_local_change(whole, groups[kind, subject], ratio):
-                explained.add((kind, subject, ALL))
+        """Judgements to alert events: attribution, ownership and lifecycle are :class:`Alerting`'s."""
         alerts = []
-        for j in judged:
-            parent = overall.get((j.kind, j.subject))
-            if (
-                j.fire
-                and j.kind != "fairness"
-                and parent is not None
-                and j.bucket != ALL
-                and self._recent(parent.key, j.now)
-                and j.shift < ratio * max(parent.shift, self.incident_shift.get(parent.key, 0.0))
-            ):
-                # all traffic fires, or fired within its cooldown, for the same change (window tests lag behind)
-                explained.add((j.kind, j.subject, j.bucket))
-            if not self.owns(j.key):
-                continue
-            t = self.lifecycle.evaluate(
-                j.key,
-                fire=j.fire and (j.kind, j.subject, j.bucket) not in explained,
-                clear=j.clear,
-                now=j.now,
-                incident_seq=j.evidence.change_seq,
-                started_at=j.evidence.change_time,
-                position=j.position,
-            )
-            if t is not None:
-                if j.bucket == ALL:
-                    if t.status == "firing":
-                        self.incident_shift[j.key] = j.shift
-                    else:
-                        self.incident_shift[j.key] = max(self.incident_shift.get(j.key, 0.0), j.shift)
-                alerts.append(self._alert(state, j, t))
+        for j, t in self.alerting.decide(judged):
+            self.alerts_emitted[j.kind, t.status] += 1
+            alerts.append(build_alert(state.model, state.version, j, t, emitted_at=self.clock()))
         return alerts
-
-    def _recent(self, key: str, now: float) -> bool:
-        """Whether a key is firing, or resolved so recently that it is still cooling down."""
-        return self.lifecycle.is_firing(key) or now < self.lifecycle.cooldown_until.get(key, -math.inf)
-
-    def _alert(self, state: ModelState, j: Judgement, t: Transition) -> Alert:
-        ev = j.evidence
-        self.alerts_emitted[j.kind, t.status] += 1
-        if t.status == "resolved":
-            severity = "info"
-        else:
-            size = ev.effect if j.statistic is None else abs(j.statistic)
-            severity = "critical" if size >= j.critical else "warning"
-        return Alert(
-            alert_id=t.alert_id,
-            key=j.key,
-            status=t.status,
-            kind=j.kind,
-            severity=severity,
-            model=state.model,
-            model_version=state.version,
-            subject=j.subject,
-            segment=j.segment,
-            detector=ev.detector,
-            statistic=round(ev.effect if j.statistic is None else j.statistic, 6),
-            threshold=j.threshold,
-            p_value=ev.p_value,
-            baseline=_clean(ev.baseline),
-            current=_clean(ev.current),
-            window={"start": iso(ev.change_time), "end": iso(j.now), "events": ev.events},
-            recommendation=RECOMMENDATIONS.get(j.kind, "investigate") if t.status == "firing" else "none",
-            message=alert_message(state.model, state.version, j, t.status),
-            started_at=iso(t.started_at),
-            emitted_at=iso(self.clock()),
-            detected_at=iso(t.detected_at),
-        )
 
     # --------------------------------------------------------------- snapshots
     _STATE = (
@@ -1230,40 +1156,14 @@ def _scores(preds: list[Any], scores: list[dict[str, float] | None], positive: s
     return np.array([math.nan if v is None else v for v in out], dtype=np.float64)
 
 
-def _pending_local_change(parent: Judgement, group: list[Judgement], ratio: float) -> bool:
-    """A segment's errors rose ``ratio`` times as much as all traffic's since a change point it found, but it
-    has not had the labels to fire yet: the change is local, so all traffic waits for the segment's alert
-    (which then explains it) instead of paging first. A segment only has a share of the labels, so its test
-    completes later than all traffic's on the same change."""
-    return any(
-        j.bucket != ALL
-        and not j.fire
-        and j.evidence.detected
-        and j.evidence.events > 0
-        and j.shift >= ratio * parent.shift
-        for j in group
-    )
-
-
-def _clean(d: dict[str, Any]) -> dict[str, Any]:
-    """JSON-safe summary: NaN becomes null, floats are rounded for reading."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, float):
-            out[k] = None if not math.isfinite(v) else round(v, 6)
-        else:
-            out[k] = v
-    return out
-
-
 def _register_snapshot_classes() -> None:
+    from monitor.core.alerting import Incident
     from monitor.core.concept import ErrorStream, ErrorTest
     from monitor.core.detectors import ChunkedADWIN, PageHinkley, WindowedChiSquare, WindowTest
     from monitor.core.join import PendingLabel
     from monitor.core.metrics import PerformanceWindow, Ring
     from monitor.core.performance import BucketPerformance
     from monitor.core.quality import FieldCounts, FieldSchema
-    from monitor.core.rules import Incident
     from monitor.core.settings import AlertConfig, DetectorSettings, FairnessConfig, PerformanceConfig
     from monitor.core.stats import ReservoirQuantiles, RunningMoments
 
