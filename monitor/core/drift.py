@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from monitor.config import DetectorSettings
 from monitor.core.detectors import ChunkedADWIN, PageHinkley, WindowedChiSquare, WindowTest
+from monitor.core.settings import DetectorSettings
 from monitor.core.stats import ReservoirQuantiles, RunningMoments
 
 Z_CLIP = 10.0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,8 +17,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from monitor.config import MonitorConfig
 from monitor.core import snapshot as snap
+from monitor.core.alerting import Alerting, AlertLifecycle, build_alert
 from monitor.core.baseline import PREDICTION_FIELD, BaselineProfile, ProfileSet
 from monitor.core.calibration import ScoreCalibration
 from monitor.core.decisions import RetrainState, compare_versions
@@ -27,26 +26,16 @@ from monitor.core.drift import CategoricalDriftTracker, DriftEvidence, NumericDr
 from monitor.core.events import LabelBatch, LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
 from monitor.core.fairness import FairnessTracker, GroupStats
 from monitor.core.join import Joined, LabelJoiner, PendingPrediction
+from monitor.core.messages import shown
 from monitor.core.metrics import Ring
 from monitor.core.performance import BASELINE_SCORE_BINS, ModelPerformance, binary_label, binary_score
 from monitor.core.quality import CHECKS, QualityFinding, SchemaWatch
-from monitor.core.rules import (
-    ALL,
-    Alert,
-    AlertLifecycle,
-    Judgement,
-    Transition,
-    alert_key,
-    explained_buckets,
-    iso,
-    segment_label,
-)
+from monitor.core.rules import ALL, Alert, Judgement, alert_key, segment_label
+from monitor.core.settings import Settings
 from monitor.core.significance import BaselineWindowTest, FalseDiscoveryControl, Reference, WindowResult
 from monitor.core.stats import OVERFLOW, CategoryVocabulary
 
 PREDICTION = "__prediction__"
-OTHER_VALUES = "(other values)"
-RECOMMENDATIONS = {"concept_drift": "retrain", "retrain_recommended": "retrain", "rollback_recommended": "rollback"}
 LATENCY_BUCKETS_MS = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
 
 Tracker = NumericDriftTracker | CategoricalDriftTracker
@@ -75,18 +64,6 @@ class StreamView:
     stats: dict[str, Any]
     effect: float
     firing: bool
-
-
-def _format(x: float) -> str:
-    """Numbers as a person reads them: 4,100 / 12.5 / 0.312."""
-    if x != x:
-        return "n/a"
-    ax = abs(x)
-    if ax >= 1000:
-        return f"{x:,.0f}"
-    if ax >= 10:
-        return f"{x:,.1f}"
-    return f"{x:.3g}"
 
 
 class ModelState:
@@ -130,8 +107,7 @@ class EngineObserver(Protocol):
 class PartitionEngine:
     """Monitoring state of one input partition.
 
-    >>> from monitor.config import load_config
-    >>> eng = PartitionEngine(load_config(environ={}), partition=0, clock=lambda: 0.0)
+    >>> eng = PartitionEngine(Settings(), partition=0, clock=lambda: 0.0)
     >>> res = eng.process_predictions(
     ...     [b'{"prediction_id":"1","model":"m","features":{"x":1.0},"prediction":0.2}', b"{"], [1.0, 1.0])
     >>> (res.processed, [r.reason for r in res.rejected], eng.events_total())
@@ -140,7 +116,7 @@ class PartitionEngine:
 
     def __init__(
         self,
-        config: MonitorConfig,
+        config: Settings,
         *,
         partition: int = 0,
         partitions: int = 1,
@@ -157,11 +133,14 @@ class PartitionEngine:
         self.predictions = PredictionDecoder(mon.max_event_bytes, mon.max_fields)
         self.labels = LabelDecoder(mon.max_event_bytes, mon.max_fields)
         self.models: dict[tuple[str, str], ModelState] = {}
-        self.lifecycle = AlertLifecycle(
+        lifecycle = AlertLifecycle(
             config.alerts.resolve_after_s,
             config.alerts.cooldown_s,
             resolve_after_events=config.alerts.resolve_after_events,
             cooldown_events=config.alerts.cooldown_events,
+        )
+        self.alerting = Alerting(
+            lifecycle, explain_ratio=config.alerts.explain_ratio, partition=partition, partitions=self.partitions
         )
         self.rng = np.random.default_rng([seed, partition])
         self.rejected: Counter[tuple[str, str]] = Counter()  # (topic role, reason)
@@ -179,7 +158,6 @@ class PartitionEngine:
         self._ignore = set(mon.ignore_features)
         sig = config.significance
         self.fdr = FalseDiscoveryControl(sig.fdr, sig.round_events)
-        self.incident_shift: dict[str, float] = {}  # all-traffic keys: the shift their incident fired with
         self.observer: EngineObserver | None = None  # not state: set by the caller, never snapshotted
 
     # ------------------------------------------------------------------ ingest
@@ -741,14 +719,26 @@ class PartitionEngine:
 
     # ------------------------------------------------------------------ alerts
     def owns(self, key: str) -> bool:
-        """Whether this partition's engine speaks for an alert key.
+        """Whether this partition's engine speaks for an alert key (see :func:`monitor.core.alerting.owns`)."""
+        return self.alerting.owns(key)
 
-        Every partition holds a random share of the traffic (keyed by ``prediction_id``) and tracks
-        every stream for its metrics, but exactly one partition, chosen by a stable hash of the key,
-        runs the key's lifecycle and emits its alerts. One change therefore yields one alert however
-        many partitions and replicas there are, and a replay yields the same one.
-        """
-        return zlib.crc32(key.encode()) % self.partitions == self.partition % self.partitions
+    @property
+    def lifecycle(self) -> AlertLifecycle:
+        """Open incidents and cooldowns; kept by :class:`Alerting`, snapshotted under this name."""
+        return self.alerting.lifecycle
+
+    @lifecycle.setter
+    def lifecycle(self, value: AlertLifecycle) -> None:
+        self.alerting.lifecycle = value
+
+    @property
+    def incident_shift(self) -> dict[str, float]:
+        """All-traffic keys: the shift their incident fired with; kept by :class:`Alerting`."""
+        return self.alerting.incident_shift
+
+    @incident_shift.setter
+    def incident_shift(self, value: dict[str, float]) -> None:
+        self.alerting.incident_shift = value
 
     def _judge(self, state: ModelState, name: str, bucket: tuple[str, str], tracker: Tracker, now: float) -> Judgement:
         cfg = self.config.alerts
@@ -758,7 +748,7 @@ class PartitionEngine:
             enough = ev.events >= cfg.min_events
             shift = abs(ev.current.get("mean", 0.0) - ev.baseline.get("mean", 0.0)) if ev.events else 0.0
         else:
-            ev = tracker.evidence(_shown(state.vocab[name].labels()))
+            ev = tracker.evidence(shown(state.vocab[name].labels()))
             threshold, critical = cfg.min_distance, cfg.critical_distance
             enough = ev.events > 0
             shift = ev.effect
@@ -813,7 +803,7 @@ class PartitionEngine:
             current = {**r.current, **tests}
             direction = "rose" if r.current["mean"] > r.baseline["mean"] else "fell"
         else:
-            labels = _shown(state.vocab[name].labels())
+            labels = shown(state.vocab[name].labels())
             code = int(r.current["code"])
             category = labels[code] if code < len(labels) else str(code)
             baseline = {"category": category, "share": r.baseline["share"], "events": r.baseline["events"]}
@@ -1006,89 +996,12 @@ class PartitionEngine:
         return self._emit(state, judged)
 
     def _emit(self, state: ModelState, judged: list[Judgement]) -> list[Alert]:
-        """Attribution within each (kind, subject), then the lifecycle of the keys this partition owns."""
-        groups: dict[tuple[str, str], list[Judgement]] = {}
-        for j in judged:
-            groups.setdefault((j.kind, j.subject), []).append(j)
-        explained: set[tuple[str, str, tuple[str, str]]] = set()
-        for (kind, subject), group in groups.items():
-            if kind == "fairness":  # gaps of different protected attributes are separate findings
-                continue
-            for bucket in explained_buckets(group, self.config.alerts.explain_ratio):
-                explained.add((kind, subject, bucket))
-        ratio = self.config.alerts.explain_ratio
-        overall = {(j.kind, j.subject): j for j in judged if j.bucket == ALL}
-        for (kind, subject), whole in overall.items():
-            if kind == "concept_drift" and whole.fire and _pending_local_change(whole, groups[kind, subject], ratio):
-                explained.add((kind, subject, ALL))
+        """Judgements to alert events: attribution, ownership and lifecycle are :class:`Alerting`'s."""
         alerts = []
-        for j in judged:
-            parent = overall.get((j.kind, j.subject))
-            if (
-                j.fire
-                and j.kind != "fairness"
-                and parent is not None
-                and j.bucket != ALL
-                and self._recent(parent.key, j.now)
-                and j.shift < ratio * max(parent.shift, self.incident_shift.get(parent.key, 0.0))
-            ):
-                # all traffic fires, or fired within its cooldown, for the same change (window tests lag behind)
-                explained.add((j.kind, j.subject, j.bucket))
-            if not self.owns(j.key):
-                continue
-            t = self.lifecycle.evaluate(
-                j.key,
-                fire=j.fire and (j.kind, j.subject, j.bucket) not in explained,
-                clear=j.clear,
-                now=j.now,
-                incident_seq=j.evidence.change_seq,
-                started_at=j.evidence.change_time,
-                position=j.position,
-            )
-            if t is not None:
-                if j.bucket == ALL:
-                    if t.status == "firing":
-                        self.incident_shift[j.key] = j.shift
-                    else:
-                        self.incident_shift[j.key] = max(self.incident_shift.get(j.key, 0.0), j.shift)
-                alerts.append(self._alert(state, j, t))
+        for j, t in self.alerting.decide(judged):
+            self.alerts_emitted[j.kind, t.status] += 1
+            alerts.append(build_alert(state.model, state.version, j, t, emitted_at=self.clock()))
         return alerts
-
-    def _recent(self, key: str, now: float) -> bool:
-        """Whether a key is firing, or resolved so recently that it is still cooling down."""
-        return self.lifecycle.is_firing(key) or now < self.lifecycle.cooldown_until.get(key, -math.inf)
-
-    def _alert(self, state: ModelState, j: Judgement, t: Transition) -> Alert:
-        ev = j.evidence
-        self.alerts_emitted[j.kind, t.status] += 1
-        if t.status == "resolved":
-            severity = "info"
-        else:
-            size = ev.effect if j.statistic is None else abs(j.statistic)
-            severity = "critical" if size >= j.critical else "warning"
-        return Alert(
-            alert_id=t.alert_id,
-            key=j.key,
-            status=t.status,
-            kind=j.kind,
-            severity=severity,
-            model=state.model,
-            model_version=state.version,
-            subject=j.subject,
-            segment=j.segment,
-            detector=ev.detector,
-            statistic=round(ev.effect if j.statistic is None else j.statistic, 6),
-            threshold=j.threshold,
-            p_value=ev.p_value,
-            baseline=_clean(ev.baseline),
-            current=_clean(ev.current),
-            window={"start": iso(ev.change_time), "end": iso(j.now), "events": ev.events},
-            recommendation=RECOMMENDATIONS.get(j.kind, "investigate") if t.status == "firing" else "none",
-            message=_message(state.model, state.version, j, t.status),
-            started_at=iso(t.started_at),
-            emitted_at=iso(self.clock()),
-            detected_at=iso(t.detected_at),
-        )
 
     # --------------------------------------------------------------- snapshots
     _STATE = (
@@ -1120,7 +1033,7 @@ class PartitionEngine:
     @classmethod
     def restore(
         cls,
-        config: MonitorConfig,
+        config: Settings,
         data: dict[str, Any],
         *,
         partitions: int = 1,
@@ -1243,264 +1156,15 @@ def _scores(preds: list[Any], scores: list[dict[str, float] | None], positive: s
     return np.array([math.nan if v is None else v for v in out], dtype=np.float64)
 
 
-def _pending_local_change(parent: Judgement, group: list[Judgement], ratio: float) -> bool:
-    """A segment's errors rose ``ratio`` times as much as all traffic's since a change point it found, but it
-    has not had the labels to fire yet: the change is local, so all traffic waits for the segment's alert
-    (which then explains it) instead of paging first. A segment only has a share of the labels, so its test
-    completes later than all traffic's on the same change."""
-    return any(
-        j.bucket != ALL
-        and not j.fire
-        and j.evidence.detected
-        and j.evidence.events > 0
-        and j.shift >= ratio * parent.shift
-        for j in group
-    )
-
-
-def _pct(x: Any) -> str:
-    return "n/a" if not isinstance(x, int | float) or x != x else f"{100 * x:.0f}%"
-
-
-def _message(model: str, version: str, j: Judgement, status: str) -> str:
-    """One plain sentence a product manager understands."""
-    ev = j.evidence
-    where = "across all traffic" if not j.segment else "in segment " + segment_label(j.segment)
-    of_model = f"model {model} {version}"
-    firing = status == "firing"
-    if j.kind == "concept_drift":
-        drifting = j.extra.get("inputs_drifting") or []
-        inputs = (
-            f"while input drift is also firing for {', '.join(drifting)}"
-            if drifting
-            else "with no input drift alert open for this model version (the relation between inputs and outcome "
-            "may have changed)"
-        )
-        if j.extra.get("task") == "binary":
-            before = _pct(1 - ev.baseline.get("mean", math.nan))
-            now = _pct(1 - ev.current.get("mean", math.nan))
-            if firing:
-                return (
-                    f"Accuracy of {of_model} {where} fell from {before} to {now} over the last "
-                    f"{ev.events:,} labelled predictions, {inputs}."
-                )
-            return f"Accuracy of {of_model} {where} is back near its usual level: {now} against {before} before."
-        before, now = _format(ev.baseline.get("mean", math.nan)), _format(ev.current.get("mean", math.nan))
-        if firing:
-            return (
-                f"The mean absolute error of {of_model} {where} grew from {before} to {now} over the last "
-                f"{ev.events:,} labelled predictions, {inputs}."
-            )
-        return f"The mean absolute error of {of_model} {where} is back near its usual level ({now} against {before})."
-    if j.kind == "performance" and j.subject == "accuracy_vs_baseline":
-        before, now = _pct(ev.baseline.get("accuracy")), _pct(ev.current.get("accuracy"))
-        if firing:
-            return (
-                f"Accuracy of {of_model} is {now} over the last {ev.events:,} labelled predictions against {before} "
-                f"on its baseline data ({ev.baseline.get('source')}), a significant drop (p = {ev.p_value:.2g})."
-            )
-        return f"Accuracy of {of_model} is back near its baseline level ({now} against {before})."
-    if j.kind == "performance" and j.subject == "estimated_accuracy":
-        before = _pct(ev.baseline.get("estimated_accuracy"))
-        now = _pct(ev.current.get("estimated_accuracy"))
-        if firing:
-            return (
-                f"Estimated accuracy of {of_model} {where} fell from {before} to {now} over the last "
-                f"{ev.events:,} predictions (estimated from the model's scores, before labels arrive)."
-            )
-        return f"Estimated accuracy of {of_model} {where} is back near its usual level ({now})."
-    if j.kind == "performance":
-        value = ev.current.get(j.subject, math.nan)
-        shown = _pct(value) if j.subject not in ("log_loss", "brier", "mae", "rmse") else _format(value)
-        floor = _pct(j.threshold) if j.subject not in ("log_loss", "brier", "mae", "rmse") else _format(j.threshold)
-        side = "above its ceiling" if ev.direction == "rose" else "below its floor"
-        if firing:
-            return (
-                f"{j.subject.replace('_', ' ').capitalize()} of {of_model} {where} is {shown}, {side} of {floor} "
-                f"(last {ev.events:,} labelled predictions)."
-            )
-        return f"{j.subject.replace('_', ' ').capitalize()} of {of_model} {where} is back within its limit ({shown})."
-    if j.kind == "business":
-        before, now = _format(ev.baseline.get("mean", math.nan)), _format(ev.current.get("mean", math.nan))
-        if firing:
-            return (
-                f"{j.subject.replace('_', ' ').capitalize()} for {of_model} {where} fell from a mean of {before} "
-                f"to {now} over the last {ev.events:,} labelled predictions."
-            )
-        return f"{j.subject.replace('_', ' ').capitalize()} for {of_model} {where} is back near its usual level."
-    if j.kind == "latency":
-        before = _format(ev.baseline.get("typical_ms", math.nan))
-        now = _format(ev.current.get("typical_ms", math.nan))
-        if firing:
-            return (
-                f"Serving latency of {of_model} rose from a typical {before} ms to {now} ms "
-                f"over the last {ev.events:,} predictions."
-            )
-        return f"Serving latency of {of_model} is back near its usual {before} ms."
-    if j.kind == "fairness":
-        return _fairness_message(of_model, j, firing)
-    if j.kind in ("schema", "data_quality"):
-        return _quality_message(of_model, j, firing)
-    if j.kind == "retrain_recommended":
-        if not firing:
-            return f"The reasons to retrain {of_model} no longer hold."
-        if j.extra.get("drifting") and ev.extra.get("by_drift"):
-            names = ", ".join(j.extra["drifting"])
-            return (
-                f"Retrain {of_model}: {len(j.extra['drifting'])} of its important inputs drift significantly ({names})."
-            )
-        kind, _, subject = str(ev.current.get("problem", "")).partition(":")
-        if kind == "concept_drift":
-            problem = f"concept drift in {subject.replace('_', ' ')}"
-        elif subject == "accuracy_vs_baseline":
-            problem = "accuracy significantly below its baseline level"
-        elif subject:
-            problem = f"{subject.replace('_', ' ')} beyond its limit"
-        else:
-            problem = "a significant performance problem"
-        return (
-            f"Retrain {of_model}: {problem} has held for {ev.current.get('problem_checks')} "
-            f"consecutive checks of {j.extra.get('window_labels')} labelled predictions each."
-        )
-    if j.kind == "rollback_recommended":
-        prev = ev.baseline.get("version")
-        metric = j.extra.get("metric", "accuracy")
-        if not firing:
-            return f"Version {version} of {model} is no longer significantly worse than {prev}."
-        if metric == "accuracy":
-            return (
-                f"Roll back {model} from {version} to {prev}: {version} is right on {_pct(ev.current.get('accuracy'))} "
-                f"of its last {ev.events:,} labelled predictions against {_pct(ev.baseline.get('accuracy'))} "
-                f"for {prev} (one-sided two-proportion z-test, p = {ev.p_value:.2g})."
-            )
-        return (
-            f"Roll back {model} from {version} to {prev}: its mean absolute error is "
-            f"{_format(ev.current.get('mae', math.nan))} against {_format(ev.baseline.get('mae', math.nan))} "
-            f"for {prev} (one-sided Welch t-test, p = {ev.p_value:.2g})."
-        )
-    # data and prediction drift
-    what = f"The predictions of {of_model}" if j.subject == "prediction" else j.subject.replace("_", " ").capitalize()
-    suffix = "" if j.subject == "prediction" else f" ({of_model})"
-    if firing and ev.extra.get("window_test"):
-        test = f"{ev.detector.upper()} {ev.effect:.2f} against the baseline, adjusted p = {ev.p_value:.2g}"
-        if j.stream_kind == "numeric":
-            before, now = _format(ev.baseline.get("mean", math.nan)), _format(ev.current.get("mean", math.nan))
-            name = "the predictions" if j.subject == "prediction" else j.subject
-            return (
-                f"The distribution of {name} {where}{suffix} moved away "
-                f"from its baseline over the last {ev.events:,} predictions ({test}); mean {now} against {before}."
-            )
-        cat = ev.current.get("category", "?")
-        return (
-            f"The mix of {j.subject} values {where}{suffix} moved away from its baseline over the last "
-            f"{ev.events:,} predictions ({test}); {j.subject}={cat} {ev.direction} from "
-            f"{_pct(ev.baseline.get('share'))} to {_pct(ev.current.get('share'))}."
-        )
-    if j.stream_kind == "numeric":
-        before, now = _format(ev.baseline.get("mean", math.nan)), _format(ev.current.get("mean", math.nan))
-        if firing:
-            return (
-                f"{what} {where}{suffix} {ev.direction} from a mean of {before} to {now} "
-                f"over the last {ev.events:,} predictions."
-            )
-        return f"{what} {where}{suffix} is back near its usual level: mean {now} against {before} before."
-    cat = ev.current.get("category", "?")
-    if firing:
-        return (
-            f"The share of {j.subject}={cat} {where}{suffix} {ev.direction} from "
-            f"{_pct(ev.baseline.get('share'))} to {_pct(ev.current.get('share'))} "
-            f"over the last {ev.events:,} predictions."
-        )
-    return f"The mix of {j.subject} values {where}{suffix} is back near its usual shares."
-
-
-FAIRNESS_WORDS = {
-    "demographic_parity": ("Selection rate (share of positive predictions)", "demographic parity"),
-    "equal_opportunity": ("True positive rate (share of actual positives the model catches)", "equal opportunity"),
-    "equalized_odds": ("The larger error-rate gap (true or false positive rate)", "equalized odds"),
-    "predictive_parity": ("Precision (share of positive predictions that are right)", "predictive parity"),
-}
-
-
-def _fairness_message(of_model: str, j: Judgement, firing: bool) -> str:
-    ev = j.evidence
-    attribute = j.extra.get("attribute", "")
-    group = f"{attribute}={ev.current.get('group')}"
-    ref = f"{attribute}={ev.baseline.get('group')}"
-    low, high = j.extra.get("low", math.nan), j.extra.get("high", math.nan)
-    if j.subject == "disparate_impact":
-        ratio = j.statistic if j.statistic is not None else math.nan
-        if firing:
-            return (
-                f"For {of_model}, {group} gets positive predictions at {ratio:.2f} times the rate of {ref} "
-                f"({_pct(ev.current.get('rate'))} against {_pct(ev.baseline.get('rate'))}, interval {low:.2f} to "
-                f"{high:.2f}): outside the four-fifths rule ({j.threshold:g})."
-            )
-        return f"For {of_model}, the selection rates of {group} and {ref} are back within the four-fifths rule."
-    what, name = FAIRNESS_WORDS.get(j.subject, (j.subject, j.subject))
-    gap = (j.statistic or 0.0) * 100
-    if firing:
-        return (
-            f"{what} for {group} is {_pct(ev.current.get('rate'))} against {_pct(ev.baseline.get('rate'))} for {ref} "
-            f"({of_model}): a gap of {gap:+.0f} points (interval {100 * low:+.0f} to {100 * high:+.0f}) over the "
-            f"last {ev.events:,} predictions of the group, beyond the {100 * j.threshold:.0f}-point limit for {name}."
-        )
-    return f"The {name} gap between {group} and {ref} ({of_model}) is no longer significantly beyond its limit."
-
-
-def _quality_message(of_model: str, j: Judgement, firing: bool) -> str:
-    ev = j.evidence
-    check, field_name = j.extra.get("check", ""), j.subject
-    if not firing:
-        return f"The {check.replace('_', ' ')} problem of field {field_name} ({of_model}) has cleared."
-    last = f"the last {ev.events:,} predictions of {of_model}"
-    rate, base = _pct(ev.current.get("rate")), _pct(ev.baseline.get("rate"))
-    if check == "missing_field":
-        return f"Field {field_name} is missing from {rate} of {last} (baseline {base}): an upstream schema change."
-    if check == "new_field":
-        return f"A new field {field_name} appears in {rate} of {last}; the baseline schema does not have it."
-    if check == "type_change":
-        expected = "a number" if ev.current.get("expected") == "numeric" else "a category (string)"
-        got = "a string" if ev.current.get("arrived") == "string" else "a number"
-        return f"Field {field_name} arrives as {got} in {rate} of {last}; the baseline has it as {expected}."
-    if check == "null_rate":
-        return f"Field {field_name} is empty (null or absent) in {rate} of {last}, against {base} in the baseline."
-    if check == "out_of_range":
-        lo, hi = _format(ev.baseline.get("min", math.nan)), _format(ev.baseline.get("max", math.nan))
-        return f"{rate} of {field_name} values in {last} are outside the baseline range {lo} to {hi}."
-    if check == "unseen_category":
-        example = ev.current.get("example") or "?"
-        return f"{rate} of {field_name} values in {last} are categories the baseline never had (e.g. {example})."
-    if check == "constant":
-        return f"Field {field_name} has had a single value in {last}; in the baseline it varies."
-    return f"Field {field_name} of {of_model} failed the {check} check."
-
-
-def _shown(labels: list[str]) -> list[str]:
-    """Category names as people read them: the overflow code is "other values", not an internal name."""
-    return [OTHER_VALUES if label == OVERFLOW else label for label in labels]
-
-
-def _clean(d: dict[str, Any]) -> dict[str, Any]:
-    """JSON-safe summary: NaN becomes null, floats are rounded for reading."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, float):
-            out[k] = None if not math.isfinite(v) else round(v, 6)
-        else:
-            out[k] = v
-    return out
-
-
 def _register_snapshot_classes() -> None:
-    from monitor.config import AlertConfig, DetectorSettings, FairnessConfig, PerformanceConfig
+    from monitor.core.alerting import Incident
     from monitor.core.concept import ErrorStream, ErrorTest
     from monitor.core.detectors import ChunkedADWIN, PageHinkley, WindowedChiSquare, WindowTest
     from monitor.core.join import PendingLabel
     from monitor.core.metrics import PerformanceWindow, Ring
     from monitor.core.performance import BucketPerformance
     from monitor.core.quality import FieldCounts, FieldSchema
-    from monitor.core.rules import Incident
+    from monitor.core.settings import AlertConfig, DetectorSettings, FairnessConfig, PerformanceConfig
     from monitor.core.stats import ReservoirQuantiles, RunningMoments
 
     snap.register(

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from monitor.config import AlertConfig, FairnessConfig
 from monitor.core.drift import DriftEvidence
 from monitor.core.metrics import Ring
 from monitor.core.rules import Judgement, alert_key
+from monitor.core.settings import AlertConfig, FairnessConfig
 
 RATES = ("selection_rate", "tpr", "fpr", "precision", "accuracy")
 # gap metric -> the rate(s) it compares
@@ -139,7 +139,7 @@ class Gap:
 class FairnessTracker:
     """Groups of one model version in one partition, and their gaps.
 
-    >>> from monitor.config import FairnessConfig
+    >>> from monitor.core.settings import FairnessConfig
     >>> t = FairnessTracker(FairnessConfig(attributes=["g"], min_group_size=10), threshold=0.5)
     >>> segs = [(("g", "a"),)] * 50 + [(("g", "b"),)] * 50
     >>> t.observe(segs, np.r_[np.ones(25), np.zeros(25), np.ones(5), np.zeros(45)])

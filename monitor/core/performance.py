@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from monitor.config import AlertConfig, DetectorSettings, PerformanceConfig
 from monitor.core.calibration import ScoreCalibration
 from monitor.core.concept import ErrorStream, ErrorTest
 from monitor.core.drift import DriftEvidence, NumericDriftTracker
 from monitor.core.join import Joined
 from monitor.core.metrics import LOWER_IS_BETTER, PerformanceWindow, Ring
 from monitor.core.rules import ALL, Judgement, alert_key
+from monitor.core.settings import AlertConfig, DetectorSettings, PerformanceConfig
 
 TRUE_STRINGS = frozenset({"1", "true", "yes", "y", "t"})
 FALSE_STRINGS = frozenset({"0", "false", "no", "n", "f"})

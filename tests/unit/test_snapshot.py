@@ -21,12 +21,13 @@ import pytest
 
 from monitor.config import DetectorSettings, load_config
 from monitor.core import snapshot
+from monitor.core.alerting import AlertLifecycle
 from monitor.core.detectors import ChunkedADWIN, PageHinkley, WindowedChiSquare
 from monitor.core.drift import CategoricalDriftTracker, NumericDriftTracker
 from monitor.core.engine import BatchResult, PartitionEngine
 from monitor.core.join import LabelJoiner, PendingPrediction
 from monitor.core.metrics import PerformanceWindow
-from monitor.core.rules import Alert, AlertLifecycle
+from monitor.core.rules import Alert
 from monitor.core.stats import CategoryVocabulary, ReservoirQuantiles, RunningMoments
 from monitor.simulate import Drift, TrafficGenerator
 

@@ -1,0 +1,329 @@
+"""Alert lifecycle, attribution and ownership: a batch's judgements in, alert transitions out.
+
+Between a judge's verdict and an alert event stand three questions, answered here in this order:
+
+1. **Attribution** (one change, one alert). When buckets of one (kind, subject) fire for the same change,
+   only the bucket that explains the others alerts (:func:`explained_buckets`). Two rules need memory:
+   a segment that fires while all traffic's incident of the same change is open (or cooling down) is
+   covered by it unless its shift is ``explain_ratio`` times larger, and all traffic's concept alert
+   waits while a segment has found a larger change it cannot confirm yet (:func:`pending_local_change`).
+2. **Ownership**. Every partition judges every stream on its share of the traffic, but exactly one
+   partition, chosen by a stable hash of the key, runs a key's lifecycle (:func:`owns`).
+3. **Lifecycle**. Each stable key fires when its condition holds; while it is firing, further detections
+   are folded into the same incident; it resolves once the clear condition has held for
+   ``resolve_after_s`` seconds *and* for ``resolve_after_events`` of the stream's events, and it cannot
+   fire again for ``cooldown_s`` seconds and ``cooldown_events`` events after that (hysteresis and
+   cooldown; counting events too keeps a slow stream, one event every few minutes, from flapping). Times
+   are event times, so a replay of the same input produces the same transitions. A new incident always
+   gets a new id, even when its detector reports the same change point as the last one.
+
+The vocabulary these share with the judges (:class:`~monitor.core.rules.Judgement`, keys, ids, the alert
+event) stays in :mod:`monitor.core.rules`, so a judge never needs this module.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from monitor.core.messages import alert_message
+from monitor.core.rules import ALL, Alert, Judgement, alert_id, iso
+
+# What each kind of firing alert recommends; every other kind asks to investigate.
+RECOMMENDATIONS = {"concept_drift": "retrain", "retrain_recommended": "retrain", "rollback_recommended": "rollback"}
+
+
+@dataclass
+class Incident:
+    """State of one key: what is open, since when (time and stream position) the condition has been clear."""
+
+    alert_id: str
+    started_at: float
+    clear_since: float | None = None
+    detected_at: float = float("nan")
+    clear_since_position: int | None = None
+
+
+@dataclass
+class Transition:
+    """What the lifecycle decided for one key on one evaluation."""
+
+    status: Literal["firing", "resolved"]
+    alert_id: str
+    started_at: float
+    detected_at: float = float("nan")
+
+
+@dataclass
+class AlertLifecycle:
+    """Firing / resolved state per key with hysteresis and cooldown.
+
+    >>> lc = AlertLifecycle(resolve_after_s=10, cooldown_s=100)
+    >>> lc.evaluate("k", fire=True, clear=False, now=0.0, incident_seq=7).status
+    'firing'
+    >>> lc.evaluate("k", fire=True, clear=False, now=1.0, incident_seq=9) is None   # same incident
+    True
+    >>> lc.evaluate("k", fire=False, clear=True, now=2.0, incident_seq=9) is None   # clear, not for long
+    True
+    >>> lc.evaluate("k", fire=False, clear=True, now=12.0, incident_seq=9).status
+    'resolved'
+    >>> lc.evaluate("k", fire=True, clear=False, now=50.0, incident_seq=11) is None  # cooling down
+    True
+    """
+
+    resolve_after_s: float = 60.0
+    cooldown_s: float = 300.0
+    open: dict[str, Incident] = field(default_factory=dict)
+    cooldown_until: dict[str, float] = field(default_factory=dict)
+    resolve_after_events: int = 0
+    cooldown_events: int = 0
+    cooldown_until_position: dict[str, int] = field(default_factory=dict)
+    last_start: dict[str, tuple[int, int]] = field(default_factory=dict)  # key -> (incident_seq, repeats)
+
+    def evaluate(
+        self,
+        key: str,
+        *,
+        fire: bool,
+        clear: bool,
+        now: float,
+        incident_seq: int,
+        started_at: float | None = None,
+        position: int | None = None,
+    ) -> Transition | None:
+        """Advance one key; ``started_at`` (default ``now``) is when the change began, ``position`` the
+        stream's event count (None: the timers count seconds only)."""
+        incident = self.open.get(key)
+        if incident is None:
+            cooling = now < self.cooldown_until.get(key, float("-inf")) or (
+                position is not None and position < self.cooldown_until_position.get(key, -1)
+            )
+            if fire and not cooling:
+                began = now if started_at is None or started_at != started_at else started_at
+                seq, repeats = self.last_start.get(key, (None, -1))
+                repeat = repeats + 1 if seq == incident_seq else 0
+                self.last_start[key] = (incident_seq, repeat)
+                incident = self.open[key] = Incident(alert_id(key, incident_seq, repeat), began, detected_at=now)
+                return Transition("firing", incident.alert_id, incident.started_at, now)
+            return None
+        if not clear:
+            incident.clear_since = None
+            incident.clear_since_position = None
+            return None
+        if incident.clear_since is None:
+            incident.clear_since = now
+            incident.clear_since_position = position
+        held = incident.clear_since_position
+        events_ok = position is None or held is None or position - held >= self.resolve_after_events
+        if now - incident.clear_since >= self.resolve_after_s and events_ok:
+            del self.open[key]
+            self.cooldown_until[key] = now + self.cooldown_s
+            if position is not None:
+                self.cooldown_until_position[key] = position + self.cooldown_events
+            return Transition("resolved", incident.alert_id, incident.started_at, incident.detected_at)
+        return None
+
+    def is_firing(self, key: str) -> bool:
+        return key in self.open
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "open": {k: asdict(v) for k, v in self.open.items()},
+            "cooldown_until": dict(self.cooldown_until),
+            "cooldown_until_position": dict(self.cooldown_until_position),
+            "last_start": {k: list(v) for k, v in self.last_start.items()},
+        }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        self.open = {k: Incident(**v) for k, v in data["open"].items()}
+        self.cooldown_until = dict(data["cooldown_until"])
+        self.cooldown_until_position = dict(data.get("cooldown_until_position", {}))
+        self.last_start = {k: (int(v[0]), int(v[1])) for k, v in data.get("last_start", {}).items()}
+
+
+def explained_buckets(judged: list[Judgement], ratio: float) -> set[tuple[str, str]]:
+    """Buckets whose change is a spill-over of another bucket's, so one change gives one alert.
+
+    All traffic wins when its shift is as large as any segment's (the change is everywhere); a
+    segment wins over all traffic and over segments of *other* attributes when its shift is ``ratio``
+    times theirs (the change is local and only diluted elsewhere). Segments of the same attribute never
+    explain each other: two countries can change independently.
+    """
+    firing = [j for j in judged if j.fire]
+    if len(firing) < 2:
+        return set()
+    explained: set[tuple[str, str]] = set()
+    overall = next((j for j in firing if j.bucket == ALL), None)
+    if overall is not None and any(j.shift >= ratio * overall.shift for j in firing if j.bucket != ALL):
+        explained.add(ALL)
+    for j in firing:
+        if j.bucket == ALL:
+            continue
+        if overall is not None and ALL not in explained:
+            explained.add(j.bucket)
+        elif any(o.bucket != ALL and o.bucket[0] != j.bucket[0] and o.shift >= ratio * j.shift for o in firing):
+            explained.add(j.bucket)
+    return explained
+
+
+def pending_local_change(parent: Judgement, group: list[Judgement], ratio: float) -> bool:
+    """A segment's errors rose ``ratio`` times as much as all traffic's since a change point it found, but it
+    has not had the labels to fire yet: the change is local, so all traffic waits for the segment's alert
+    (which then explains it) instead of paging first. A segment only has a share of the labels, so its test
+    completes later than all traffic's on the same change."""
+    return any(
+        j.bucket != ALL
+        and not j.fire
+        and j.evidence.detected
+        and j.evidence.events > 0
+        and j.shift >= ratio * parent.shift
+        for j in group
+    )
+
+
+def owns(key: str, partition: int, partitions: int) -> bool:
+    """Whether ``partition`` (of ``partitions``) speaks for an alert key.
+
+    Every partition holds a random share of the traffic (keyed by ``prediction_id``) and tracks
+    every stream for its metrics, but exactly one partition, chosen by a stable hash of the key,
+    runs the key's lifecycle and emits its alerts. One change therefore yields one alert however
+    many partitions and replicas there are, and a replay yields the same one.
+
+    >>> [owns("churn/v1/data_drift/income/all", p, 3) for p in range(3)].count(True)
+    1
+    """
+    return zlib.crc32(key.encode()) % partitions == partition % partitions
+
+
+class Alerting:
+    """One partition's alert desk: attribution, ownership and lifecycle over a batch's judgements.
+
+    ``lifecycle`` and ``incident_shift`` are state (the engine snapshots them under those names);
+    ``explain_ratio``, ``partition`` and ``partitions`` are settings.
+
+    >>> from monitor.core.drift import DriftEvidence
+    >>> ev = DriftEvidence(True, 1.0, 500, "adwin", 7, 10.0, 1e-6, {}, {})
+    >>> whole = Judgement(ALL, "numeric", ev, 10.0, "m/v/data_drift/x/all", "data_drift", "x", {}, 0.5, 1.5,
+    ...                   fire=True, clear=False, shift=2.0)
+    >>> desk = Alerting(AlertLifecycle(), explain_ratio=1.75)
+    >>> [(j.key, t.status) for j, t in desk.decide([whole])]
+    [('m/v/data_drift/x/all', 'firing')]
+    >>> desk.incident_shift
+    {'m/v/data_drift/x/all': 2.0}
+    """
+
+    def __init__(
+        self, lifecycle: AlertLifecycle, *, explain_ratio: float, partition: int = 0, partitions: int = 1
+    ) -> None:
+        self.lifecycle = lifecycle
+        self.explain_ratio = explain_ratio
+        self.partition = partition
+        self.partitions = max(1, partitions)
+        self.incident_shift: dict[str, float] = {}  # all-traffic keys: the shift their incident fired with
+
+    def owns(self, key: str) -> bool:
+        """Whether this partition runs the key's lifecycle (see :func:`owns`)."""
+        return owns(key, self.partition, self.partitions)
+
+    def recent(self, key: str, now: float) -> bool:
+        """Whether a key is firing, or resolved so recently that it is still cooling down."""
+        return self.lifecycle.is_firing(key) or now < self.lifecycle.cooldown_until.get(key, -math.inf)
+
+    def decide(self, judged: list[Judgement]) -> list[tuple[Judgement, Transition]]:
+        """Attribution within each (kind, subject), then the lifecycle of the keys this partition owns.
+
+        Judgements are evaluated in order: a segment judged after all traffic sees the incident all
+        traffic has just opened.
+        """
+        ratio = self.explain_ratio
+        groups: dict[tuple[str, str], list[Judgement]] = {}
+        for j in judged:
+            groups.setdefault((j.kind, j.subject), []).append(j)
+        explained: set[tuple[str, str, tuple[str, str]]] = set()
+        for (kind, subject), group in groups.items():
+            if kind == "fairness":  # gaps of different protected attributes are separate findings
+                continue
+            for bucket in explained_buckets(group, ratio):
+                explained.add((kind, subject, bucket))
+        overall = {(j.kind, j.subject): j for j in judged if j.bucket == ALL}
+        for (kind, subject), whole in overall.items():
+            if kind == "concept_drift" and whole.fire and pending_local_change(whole, groups[kind, subject], ratio):
+                explained.add((kind, subject, ALL))
+        out: list[tuple[Judgement, Transition]] = []
+        for j in judged:
+            parent = overall.get((j.kind, j.subject))
+            if (
+                j.fire
+                and j.kind != "fairness"
+                and parent is not None
+                and j.bucket != ALL
+                and self.recent(parent.key, j.now)
+                and j.shift < ratio * max(parent.shift, self.incident_shift.get(parent.key, 0.0))
+            ):
+                # all traffic fires, or fired within its cooldown, for the same change (window tests lag behind)
+                explained.add((j.kind, j.subject, j.bucket))
+            if not self.owns(j.key):
+                continue
+            t = self.lifecycle.evaluate(
+                j.key,
+                fire=j.fire and (j.kind, j.subject, j.bucket) not in explained,
+                clear=j.clear,
+                now=j.now,
+                incident_seq=j.evidence.change_seq,
+                started_at=j.evidence.change_time,
+                position=j.position,
+            )
+            if t is not None:
+                if j.bucket == ALL:
+                    if t.status == "firing":
+                        self.incident_shift[j.key] = j.shift
+                    else:
+                        self.incident_shift[j.key] = max(self.incident_shift.get(j.key, 0.0), j.shift)
+                out.append((j, t))
+        return out
+
+
+def build_alert(model: str, version: str, j: Judgement, t: Transition, emitted_at: float) -> Alert:
+    """The alert event of one transition, as contract v1 puts it on the alerts topic."""
+    ev = j.evidence
+    if t.status == "resolved":
+        severity = "info"
+    else:
+        size = ev.effect if j.statistic is None else abs(j.statistic)
+        severity = "critical" if size >= j.critical else "warning"
+    return Alert(
+        alert_id=t.alert_id,
+        key=j.key,
+        status=t.status,
+        kind=j.kind,
+        severity=severity,
+        model=model,
+        model_version=version,
+        subject=j.subject,
+        segment=j.segment,
+        detector=ev.detector,
+        statistic=round(ev.effect if j.statistic is None else j.statistic, 6),
+        threshold=j.threshold,
+        p_value=ev.p_value,
+        baseline=_clean(ev.baseline),
+        current=_clean(ev.current),
+        window={"start": iso(ev.change_time), "end": iso(j.now), "events": ev.events},
+        recommendation=RECOMMENDATIONS.get(j.kind, "investigate") if t.status == "firing" else "none",
+        message=alert_message(model, version, j, t.status),
+        started_at=iso(t.started_at),
+        emitted_at=iso(emitted_at),
+        detected_at=iso(t.detected_at),
+    )
+
+
+def _clean(d: dict[str, Any]) -> dict[str, Any]:
+    """JSON-safe summary: NaN becomes null, floats are rounded for reading."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, float):
+            out[k] = None if not math.isfinite(v) else round(v, 6)
+        else:
+            out[k] = v
+    return out

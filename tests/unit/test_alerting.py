@@ -1,0 +1,227 @@
+"""Alert lifecycle, attribution and ownership, tested directly on hand-made judgements.
+
+The lifecycle's tests moved here from test_rules.py; the engine's tests (test_engine, test_performance...)
+check the same rules end to end on synthetic streams.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Any
+
+import pytest
+
+from monitor.core.alerting import (
+    Alerting,
+    AlertLifecycle,
+    Transition,
+    build_alert,
+    explained_buckets,
+    owns,
+    pending_local_change,
+)
+from monitor.core.drift import DriftEvidence
+from monitor.core.rules import ALL, Judgement, alert_id, alert_key
+
+SG, DE, WEB = ("country", "SG"), ("country", "DE"), ("channel", "web")
+
+
+def _judge(
+    bucket: tuple[str, str] = ALL,
+    *,
+    shift: float = 1.0,
+    fire: bool = True,
+    clear: bool = False,
+    kind: str = "data_drift",
+    subject: str = "income",
+    now: float = 100.0,
+    detected: bool | None = None,
+    events: int = 500,
+    change_seq: int = 7,
+    **extra: Any,
+) -> Judgement:
+    segment = {} if bucket == ALL else {bucket[0]: bucket[1]}
+    ev = DriftEvidence(
+        detected=fire if detected is None else detected,
+        effect=shift,
+        events=events,
+        detector="adwin",
+        change_seq=change_seq,
+        change_time=now - 10.0,
+        p_value=1e-6,
+        baseline={"mean": 1.0},
+        current={"mean": 1.0 + shift},
+        direction="rose",
+    )
+    return Judgement(
+        bucket=bucket,
+        stream_kind="numeric",
+        evidence=ev,
+        now=now,
+        key=alert_key("churn", kind, subject, segment, "v1"),
+        kind=kind,
+        subject=subject,
+        segment=segment,
+        threshold=0.5,
+        critical=1.5,
+        fire=fire,
+        clear=clear,
+        shift=shift,
+        extra=extra,
+    )
+
+
+def _desk(**kw: Any) -> Alerting:
+    return Alerting(AlertLifecycle(resolve_after_s=10.0, cooldown_s=100.0), explain_ratio=1.75, **kw)
+
+
+def _fired(desk: Alerting, judged: list[Judgement]) -> list[tuple[tuple[str, str], str]]:
+    return [(j.bucket, t.status) for j, t in desk.decide(judged)]
+
+
+def test_one_incident_until_clear_for_long_enough_then_cooldown():
+    lc = AlertLifecycle(resolve_after_s=30, cooldown_s=100)
+    first = lc.evaluate("k", fire=True, clear=False, now=0, incident_seq=5)
+    assert first is not None and first.status == "firing" and first.alert_id == alert_id("k", 5)
+    # more detections while firing: folded into the same incident
+    assert lc.evaluate("k", fire=True, clear=False, now=5, incident_seq=8) is None
+    # clear, then not clear again: the resolve timer restarts (hysteresis)
+    assert lc.evaluate("k", fire=False, clear=True, now=10, incident_seq=8) is None
+    assert lc.evaluate("k", fire=False, clear=False, now=35, incident_seq=8) is None
+    assert lc.evaluate("k", fire=False, clear=True, now=36, incident_seq=8) is None
+    assert lc.evaluate("k", fire=False, clear=True, now=60, incident_seq=8) is None
+    resolved = lc.evaluate("k", fire=False, clear=True, now=66, incident_seq=8)
+    assert resolved is not None and resolved.status == "resolved" and resolved.alert_id == first.alert_id
+    # cooldown: a new change within 100 s of the resolve is not a new alert; after it, it is
+    assert lc.evaluate("k", fire=True, clear=False, now=120, incident_seq=9) is None
+    again = lc.evaluate("k", fire=True, clear=False, now=170, incident_seq=9)
+    assert again is not None and again.status == "firing" and again.alert_id != first.alert_id
+
+
+def test_keys_are_independent_and_snapshot_round_trips():
+    lc = AlertLifecycle(resolve_after_s=0, cooldown_s=0)
+    assert lc.evaluate("a", fire=True, clear=False, now=1, incident_seq=1) is not None
+    assert lc.evaluate("b", fire=False, clear=True, now=1, incident_seq=1) is None
+    twin = AlertLifecycle(resolve_after_s=0, cooldown_s=0)
+    twin.restore(lc.snapshot())
+    assert twin.is_firing("a") and not twin.is_firing("b")
+    assert twin.evaluate("a", fire=False, clear=True, now=2, incident_seq=1).status == "resolved"
+
+
+# ---------------------------------------------------------------- attribution within one batch
+def test_all_traffic_explains_segments_that_moved_no_more_than_it():
+    judged = [_judge(ALL, shift=1.0), _judge(SG, shift=1.2), _judge(WEB, shift=0.9)]
+    assert explained_buckets(judged, 1.75) == {SG, WEB}
+
+
+def test_a_segment_that_moved_ratio_times_more_explains_all_traffic_and_other_attributes():
+    judged = [_judge(ALL, shift=0.3), _judge(SG, shift=2.0), _judge(WEB, shift=0.4)]
+    assert explained_buckets(judged, 1.75) == {ALL, WEB}
+
+
+def test_segments_of_one_attribute_never_explain_each_other():
+    assert explained_buckets([_judge(SG, shift=3.0), _judge(DE, shift=0.5)], 1.75) == set()
+    # ... but one of another attribute does, when its shift is ratio times larger
+    assert explained_buckets([_judge(SG, shift=3.0), _judge(WEB, shift=0.5)], 1.75) == {WEB}
+
+
+def test_nothing_is_explained_when_fewer_than_two_fire():
+    assert explained_buckets([_judge(ALL), _judge(SG, fire=False, shift=5.0)], 1.75) == set()
+
+
+def test_desk_gives_one_alert_for_a_change_everywhere():
+    desk = _desk()
+    assert _fired(desk, [_judge(ALL, shift=1.0), _judge(SG, shift=1.1), _judge(WEB, shift=0.9)]) == [(ALL, "firing")]
+
+
+def test_desk_gives_the_segments_alert_for_a_local_change():
+    desk = _desk()
+    assert _fired(desk, [_judge(ALL, shift=0.3), _judge(SG, shift=2.0)]) == [(SG, "firing")]
+
+
+def test_fairness_gaps_are_never_attributed():
+    desk = _desk()
+    judged = [
+        _judge(ALL, kind="fairness", subject="demographic_parity", shift=0.3),
+        _judge(SG, kind="fairness", subject="demographic_parity", shift=0.2),
+    ]
+    assert _fired(desk, judged) == [(ALL, "firing"), (SG, "firing")]
+
+
+# ---------------------------------------------------------------- attribution with memory
+def test_a_segment_firing_later_is_covered_by_all_traffics_open_incident():
+    desk = _desk()
+    assert _fired(desk, [_judge(ALL, shift=1.0, now=100.0)]) == [(ALL, "firing")]
+    # the segment's window test completes a batch later, for the same change, when all traffic no longer fires
+    quiet = {"shift": 0.8, "fire": False}
+    assert _fired(desk, [_judge(ALL, now=110.0, **quiet), _judge(SG, shift=1.5, now=110.0)]) == []
+    # a segment that moved ratio times more than the incident is a change of its own
+    assert _fired(desk, [_judge(ALL, now=120.0, **quiet), _judge(DE, shift=1.8, now=120.0)]) == [(DE, "firing")]
+
+
+def test_the_incident_keeps_the_largest_shift_it_saw_until_it_resolved():
+    desk = _desk()
+    key = _judge(ALL).key
+    desk.decide([_judge(ALL, shift=1.0, now=100.0)])
+    assert desk.incident_shift == {key: 1.0}
+    desk.decide([_judge(ALL, shift=0.1, fire=False, clear=True, now=110.0)])
+    resolved = desk.decide([_judge(ALL, shift=0.1, fire=False, clear=True, now=125.0)])
+    assert [t.status for _, t in resolved] == ["resolved"] and desk.incident_shift == {key: 1.0}
+    # cooling down, all traffic's shift has fallen: a segment at the incident's size is still covered by it
+    assert desk.recent(key, 130.0) and not desk.recent(key, 300.0)
+    assert _fired(desk, [_judge(ALL, shift=0.2, fire=False, now=130.0), _judge(SG, shift=1.5, now=130.0)]) == []
+    # after the cooldown the segment speaks for itself
+    assert _fired(desk, [_judge(ALL, shift=0.2, fire=False, now=300.0), _judge(SG, shift=1.5, now=300.0)]) == [
+        (SG, "firing")
+    ]
+
+
+def test_all_traffics_concept_alert_waits_for_a_segment_that_found_a_larger_change():
+    whole = _judge(ALL, kind="concept_drift", subject="error_rate", shift=0.1)
+    pending = _judge(SG, kind="concept_drift", subject="error_rate", shift=0.3, fire=False, detected=True)
+    assert pending_local_change(whole, [whole, pending], 1.75)
+    assert _fired(_desk(), [whole, pending]) == []
+    # not for a segment whose change is no larger, has no labels yet, or found nothing
+    for other in (
+        _judge(SG, kind="concept_drift", subject="error_rate", shift=0.15, fire=False, detected=True),
+        _judge(SG, kind="concept_drift", subject="error_rate", shift=0.3, fire=False, detected=True, events=0),
+        _judge(SG, kind="concept_drift", subject="error_rate", shift=0.3, fire=False, detected=False),
+    ):
+        assert not pending_local_change(whole, [whole, other], 1.75)
+        assert _fired(_desk(), [whole, other]) == [(ALL, "firing")]
+    # data drift never waits
+    data = _judge(ALL, shift=0.1)
+    assert _fired(_desk(), [data, _judge(SG, shift=0.3, fire=False, detected=True)]) == [(ALL, "firing")]
+
+
+# ---------------------------------------------------------------- ownership
+@pytest.mark.parametrize("partitions", [1, 2, 3, 6])
+def test_exactly_one_partition_owns_each_key(partitions: int):
+    keys = [alert_key("churn", "data_drift", f"f{i}", {"country": c}, "v1") for i in range(20) for c in "ABC"]
+    for key in keys:
+        assert sum(owns(key, p, partitions) for p in range(partitions)) == 1
+        assert owns(key, zlib.crc32(key.encode()) % partitions, partitions)  # stable: a hash of the key alone
+
+
+def test_a_partition_emits_only_the_keys_it_owns_but_attributes_with_all_judgements():
+    judged = [_judge(ALL, shift=1.0), _judge(SG, shift=1.1)]
+    owner_of = {j.bucket: next(p for p in range(4) if owns(j.key, p, 4)) for j in judged}
+    emitted = {p: _fired(_desk(partition=p, partitions=4), judged) for p in range(4)}
+    assert emitted[owner_of[ALL]] == [(ALL, "firing")]  # the segment is explained on its owner too
+    assert sum(len(e) for e in emitted.values()) == 1
+    assert _desk(partition=5, partitions=4).owns(judged[0].key) == owns(judged[0].key, 1, 4)
+
+
+# ---------------------------------------------------------------- the alert event
+def test_build_alert_carries_the_transition_and_readable_evidence():
+    j = _judge(SG, shift=2.0, kind="concept_drift", subject="error_rate", task="binary")
+    j.evidence.baseline["nan"] = math.nan
+    firing = build_alert("churn", "v1", j, Transition("firing", "abc", 90.0, 100.0), emitted_at=0.0)
+    assert (firing.status, firing.severity, firing.recommendation) == ("firing", "critical", "retrain")
+    assert firing.baseline["nan"] is None and firing.window["events"] == 500
+    assert firing.started_at == "1970-01-01T00:01:30.000Z" and firing.emitted_at == "1970-01-01T00:00:00.000Z"
+    assert firing.message.startswith("Accuracy of model churn v1 in segment country=SG fell")
+    resolved = build_alert("churn", "v1", j, Transition("resolved", "abc", 90.0, 100.0), emitted_at=0.0)
+    assert (resolved.severity, resolved.recommendation) == ("info", "none")
+    assert alert_id(j.key, 7) != firing.alert_id  # the id is the transition's, not rebuilt here
