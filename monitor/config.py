@@ -279,6 +279,8 @@ def _check_alerts(s: AlertConfig) -> None:
     _positive("alerts.min_effect_size", s.min_effect_size)
     if s.explain_ratio < 1:
         raise ConfigError("alerts.explain_ratio", "must be >= 1")
+    if s.incident_window_s < 0:
+        raise ConfigError("alerts.incident_window_s", "must be >= 0")
     if s.critical_effect_size < s.min_effect_size:
         raise ConfigError("alerts.critical_effect_size", "must be >= alerts.min_effect_size")
     if not 0 < s.min_distance <= 1:

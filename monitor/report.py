@@ -365,6 +365,7 @@ def render_report(
     (None: no audit topic, so the report cannot show what was covered)."""
     items = incidents(alerts, since, until)
     cov = coverage(audit or [], since, until)
+    groups = {str(i.first.get("incident_id") or i.alert_id) for i in items}  # older events: one alert each
     generated = time.time() if generated_at is None else generated_at
     fired_in = [i for i in items if i.fired_at is not None and since <= i.fired_at < until]
     resolved_in = [i for i in items if i.resolved_at is not None and since <= i.resolved_at < until]
@@ -396,6 +397,8 @@ def render_report(
         f"<div class='kpi'><b>{len(resolved_in)}</b>{'incident' if len(resolved_in) == 1 else 'incidents'} "
         "resolved</div>",
         f"<div class='kpi'><b>{len(still_open)}</b>still open at the end of the period</div>",
+        f"<div class='kpi'><b>{len(groups)}</b>{'incident' if len(groups) == 1 else 'incidents'} (alerts of one "
+        "change grouped)</div>",
         f"<div class='kpi'><b>{cov.share:.0%}</b>of the period covered</div>",
         _coverage_sentence(cov, audit is not None, audit_source),
         "<p>An incident is raised only when a change is both large enough (effect size) and statistically "
@@ -444,6 +447,7 @@ def render_report(
         rows = []
         for inc in items:
             a = inc.first
+            incident = f"<br>incident <code class='muted'>{_e(a['incident_id'])}</code>" if a.get("incident_id") else ""
             end = inc.resolved_at if inc.resolved_at is not None else None
             status = (
                 f"<span class='resolved'>resolved {_iso(end)}</span>"
@@ -458,7 +462,7 @@ def render_report(
             )
             rows.append(
                 [
-                    _iso(inc.fired_at) + f"<br><code class='muted'>{_e(inc.alert_id)}</code>",
+                    _iso(inc.fired_at) + f"<br>alert <code class='muted'>{_e(inc.alert_id)}</code>" + incident,
                     status + f"<br><span class='muted'>{duration}</span>",
                     _e(a.get("severity")),
                     f"{_e(a.get('model'))} {_e(a.get('model_version'))}",

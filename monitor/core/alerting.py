@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from monitor.core.messages import alert_message
-from monitor.core.rules import ALL, Alert, Judgement, alert_id, iso
+from monitor.core.rules import ALL, Alert, Judgement, alert_id, iso, segment_label
 
 # What each kind of firing alert recommends; every other kind asks to investigate.
 RECOMMENDATIONS = {"concept_drift": "retrain", "retrain_recommended": "retrain", "rollback_recommended": "rollback"}
@@ -54,6 +54,7 @@ class Transition:
     alert_id: str
     started_at: float
     detected_at: float = float("nan")
+    incident_id: str | None = None
 
 
 @dataclass
@@ -183,6 +184,54 @@ def pending_local_change(parent: Judgement, group: list[Judgement], ratio: float
     )
 
 
+def incident_facet(j: Judgement) -> str:
+    """What correlated alerts of one model version share: the segment when there is one (a bias against
+    gender=f moves its fairness gaps and its predictions), else the subject (a new category in ``device`` is
+    a data-quality finding and a drift of ``device``)."""
+    return segment_label(j.segment) if j.segment else j.subject
+
+
+@dataclass
+class Incidents:
+    """Groups alerts into incidents: one per model version and facet, while any of its alerts is open or
+    its last one moved less than ``window_s`` of event time ago. The id is the facet and the event time of
+    the incident's first alert, so a replay gives the same ids.
+
+    >>> inc = Incidents()
+    >>> a = inc.assign("m/v", "gender=f", "m/v/fairness/tpr/gender=f", "firing", 100.0, 3600.0)
+    >>> b = inc.assign("m/v", "gender=f", "m/v/prediction_drift/prediction/gender=f", "firing", 400.0, 3600.0)
+    >>> a == b, a
+    (True, 'm/v/gender=f@1970-01-01T00:01:40.000Z')
+    """
+
+    open: dict[str, dict[str, Any]] = field(default_factory=dict)  # model/version/facet -> id, keys, last
+    by_key: dict[str, str] = field(default_factory=dict)  # alert key -> incident id, while it is open
+
+    def assign(self, scope: str, facet: str, key: str, status: str, now: float, window_s: float) -> str:
+        """The incident of one alert transition (``scope`` is ``model/version``)."""
+        name = f"{scope}/{facet}"
+        inc = self.open.get(name)
+        if status == "firing":
+            if inc is None or (not inc["keys"] and now - inc["last"] > window_s):
+                inc = self.open[name] = {"id": f"{name}@{iso(now)}", "keys": [], "last": now}
+            if key not in inc["keys"]:
+                inc["keys"].append(key)
+            inc["last"] = max(inc["last"], now)
+            self.by_key[key] = inc["id"]
+            self._prune(now, window_s)
+            return str(inc["id"])
+        ident = self.by_key.pop(key, None)
+        if inc is not None and inc["id"] == ident:
+            inc["keys"] = [k for k in inc["keys"] if k != key]
+            inc["last"] = max(inc["last"], now)
+        return ident or f"{name}@{iso(now)}"
+
+    def _prune(self, now: float, window_s: float) -> None:
+        """Forget incidents with nothing open whose window has passed: memory stays bounded."""
+        for name in [n for n, i in self.open.items() if not i["keys"] and now - i["last"] > window_s]:
+            del self.open[name]
+
+
 def owns(key: str, partition: int, partitions: int) -> bool:
     """Whether ``partition`` (of ``partitions``) speaks for an alert key.
 
@@ -215,10 +264,18 @@ class Alerting:
     """
 
     def __init__(
-        self, lifecycle: AlertLifecycle, *, explain_ratio: float, partition: int = 0, partitions: int = 1
+        self,
+        lifecycle: AlertLifecycle,
+        *,
+        explain_ratio: float,
+        partition: int = 0,
+        partitions: int = 1,
+        incident_window_s: float = 3600.0,
     ) -> None:
         self.lifecycle = lifecycle
         self.explain_ratio = explain_ratio
+        self.incident_window_s = incident_window_s
+        self.incidents = Incidents()
         self.partition = partition
         self.partitions = max(1, partitions)
         self.incident_shift: dict[str, float] = {}  # all-traffic keys: the shift their incident fired with
@@ -276,6 +333,10 @@ class Alerting:
                 position=j.position,
             )
             if t is not None:
+                scope = j.key.split(f"/{j.kind}/", 1)[0]
+                t.incident_id = self.incidents.assign(
+                    scope, incident_facet(j), j.key, t.status, j.now, self.incident_window_s
+                )
                 if j.bucket == ALL:
                     if t.status == "firing":
                         self.incident_shift[j.key] = j.shift
@@ -315,6 +376,7 @@ def build_alert(model: str, version: str, j: Judgement, t: Transition, emitted_a
         started_at=iso(t.started_at),
         emitted_at=iso(emitted_at),
         detected_at=iso(t.detected_at),
+        incident_id=t.incident_id,
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from monitor.core import snapshot as snap
-from monitor.core.alerting import Alerting, AlertLifecycle, build_alert
+from monitor.core.alerting import Alerting, AlertLifecycle, Incidents, build_alert
 from monitor.core.baseline import PREDICTION_FIELD, BaselineProfile, ProfileSet
 from monitor.core.calibration import ScoreCalibration
 from monitor.core.decisions import RetrainState, compare_versions
@@ -140,7 +140,11 @@ class PartitionEngine:
             cooldown_events=config.alerts.cooldown_events,
         )
         self.alerting = Alerting(
-            lifecycle, explain_ratio=config.alerts.explain_ratio, partition=partition, partitions=self.partitions
+            lifecycle,
+            explain_ratio=config.alerts.explain_ratio,
+            partition=partition,
+            partitions=self.partitions,
+            incident_window_s=config.alerts.incident_window_s,
         )
         self.rng = np.random.default_rng([seed, partition])
         self.rejected: Counter[tuple[str, str]] = Counter()  # (topic role, reason)
@@ -732,6 +736,15 @@ class PartitionEngine:
         self.alerting.lifecycle = value
 
     @property
+    def incidents(self) -> Incidents:
+        """Which incident each open alert belongs to (state: snapshotted)."""
+        return self.alerting.incidents
+
+    @incidents.setter
+    def incidents(self, value: Incidents) -> None:
+        self.alerting.incidents = value
+
+    @property
     def incident_shift(self) -> dict[str, float]:
         """All-traffic keys: the shift their incident fired with; kept by :class:`Alerting`."""
         return self.alerting.incident_shift
@@ -1020,6 +1033,7 @@ class PartitionEngine:
         "label_time",
         "fdr",
         "incident_shift",
+        "incidents",
     )
 
     def snapshot(self) -> dict[str, Any]:
@@ -1157,7 +1171,7 @@ def _scores(preds: list[Any], scores: list[dict[str, float] | None], positive: s
 
 
 def _register_snapshot_classes() -> None:
-    from monitor.core.alerting import Incident
+    from monitor.core.alerting import Incident, Incidents
     from monitor.core.concept import ErrorStream, ErrorTest
     from monitor.core.detectors import ChunkedADWIN, PageHinkley, WindowedChiSquare, WindowTest
     from monitor.core.join import PendingLabel
@@ -1197,6 +1211,7 @@ def _register_snapshot_classes() -> None:
         GroupStats,
         AlertLifecycle,
         Incident,
+        Incidents,
         BaselineWindowTest,
         Reference,
         WindowResult,

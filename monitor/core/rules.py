@@ -90,6 +90,7 @@ class Alert:
     started_at: str | None
     emitted_at: str | None
     detected_at: str | None = None
+    incident_id: str | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

@@ -100,6 +100,7 @@ class AlertConfig:
     resolve_after_events: int = 200
     cooldown_events: int = 1000
     explain_ratio: float = 1.75
+    incident_window_s: float = 3600.0  # alerts of one model version and facet this close in event time: one incident
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,11 @@ class MonitorCollector(Collector):
         alerts_firing = GaugeMetricFamily(
             "monitor_alerts_firing", "Open alert incidents", labels=["model", "version", "kind"]
         )
+        incident_open = GaugeMetricFamily(
+            "monitor_incident_open",
+            "Open alerts of one incident (alerts of one change: same model version, facet and time; see incident_id)",
+            labels=["model", "version", "incident_id", "facet", "kinds"],
+        )
         emitted = CounterMetricFamily("monitor_alerts_emitted", "Alert events published", labels=["kind", "status"])
         latency = HistogramMetricFamily(
             "monitor_prediction_latency_seconds", "Serving latency reported by the model", labels=["model", "version"]
@@ -153,6 +158,7 @@ class MonitorCollector(Collector):
             agg_firing: dict[tuple[str, ...], float] = {}
             agg_det: Counter[tuple[str, ...]] = Counter()
             open_alerts: Counter[tuple[str, str, str]] = Counter()
+            incidents: Counter[tuple[str, str, str, str, str]] = Counter()
             lat: dict[tuple[str, str], list[float]] = {}
             n_labels = 0
             n_streams = 0
@@ -176,6 +182,11 @@ class MonitorCollector(Collector):
                 for key in eng.lifecycle.open:
                     parts = key.split("/", 3)
                     open_alerts[parts[0], parts[1], parts[2]] += 1
+                for name, inc in eng.alerting.incidents.open.items():
+                    if inc["keys"]:
+                        model, version, facet = name.split("/", 2)
+                        kinds = ",".join(sorted({k.split("/")[2] for k in inc["keys"]}))
+                        incidents[model, version, str(inc["id"]), facet, kinds] += len(inc["keys"])
                 for view in eng.streams():
                     k = (view.model, view.model_version, view.feature, view.segment)
                     agg_count[k] += view.stats["count"]
@@ -228,6 +239,8 @@ class MonitorCollector(Collector):
         stream_limit.add_metric([], svc.config.monitoring.max_streams)
         for ak, n_open in open_alerts.items():
             alerts_firing.add_metric(list(ak), n_open)
+        for ik, n_open in incidents.items():
+            incident_open.add_metric(list(ik), n_open)
         for (kind, status), c in emit.items():
             emitted.add_metric([kind, status], c)
         for (model, version), hist in lat.items():
@@ -274,7 +287,8 @@ class MonitorCollector(Collector):
         yield from (outcome_mean, delay)
         yield from (join_pending, join_limit, join_early, join_events)
         yield from (events, labels, invalid, capped, mismatch, s_events, missing, mean, effect, firing, detections)
-        yield from (streams, stream_limit, alerts_firing, emitted, latency, partitions, lag, proc_lag, ready)
+        yield from (streams, stream_limit, alerts_firing, incident_open, emitted, latency, partitions, lag, proc_lag)
+        yield ready
 
 
 def _fairness_families(trackers: dict[tuple[str, str], FairnessTracker | None]) -> Iterator[Metric]:

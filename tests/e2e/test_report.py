@@ -61,7 +61,8 @@ def test_report_lists_incidents_evidence_and_actions(broker, tmp_path):
                message="Income in segment country=SG rose from 4,100 to 6,900."),  # an exact replay
         _alert(DRIFT, "resolved", "2026-01-01T10:20:00.000Z", "2026-01-01T09:59:00.000Z"),
         _alert(CONCEPT, "firing", "2026-01-01T11:00:00.000Z", "2026-01-01T11:00:00.000Z", severity="critical",
-               recommendation="rollback", message="Accuracy of churn v2 fell from 81% to 66%."),
+               recommendation="rollback", message="Accuracy of churn v2 fell from 81% to 66%.",
+               incident_id="churn/v2/accuracy@2026-01-01T11:00:00.000Z"),
         _alert(LATER, "firing", "2026-01-02T09:00:00.000Z", "2026-01-02T09:00:00.000Z"),
     ]  # fmt: skip
     records = [(e["key"].encode(), orjson.dumps(e)) for e in events]
@@ -94,6 +95,9 @@ def test_report_lists_incidents_evidence_and_actions(broker, tmp_path):
     for model, version in (("churn", "v1"), ("churn", "v2"), ("fraud", "v7")):
         assert f"<td>{model}</td><td>{version}</td>" in html
     assert "<b>2</b>incidents fired" in html and "<b>1</b>incident resolved" in html  # plurals
+    assert "incident <code class='muted'>churn/v2/accuracy@2026-01-01T11:00:00.000Z</code>" in html
+    assert "alert <code class='muted'>id-churn-v2-concept_drift-error-all</code>" in html
+    assert "<b>2</b>incidents (alerts of one change grouped)" in html
     assert "No coverage records" in html and "watched every prediction event" not in html  # no audit topic here
     assert "These are the report's own settings" in html
 

@@ -668,3 +668,18 @@ def test_kubernetes_sidecar_pod_runs_model_server_and_monitor() -> None:
     assert env["MONITOR_HTTP__PORT"] == str(MONITOR_PORT) and env["MONITOR_KAFKA__GROUP_ID"]
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(MONITOR_PORT)
+
+
+def test_alertmanager_pages_once_per_incident() -> None:
+    """Grouped by incident, and the per-kind model alerts held back by an open incident of the same version:
+    every inhibited alert name and the incident alert exist in the rules."""
+    am = yaml.safe_load((ROOT / "deploy" / "alertmanager" / "alertmanager.yml").read_text())
+    assert "incident_id" in am["route"]["group_by"]
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "rules" / "monitor.rules.yml").read_text())
+    names = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    (inhibit,) = am["inhibit_rules"]
+    assert inhibit["source_matchers"] == ['alertname="ModelIncident"'] and "ModelIncident" in names
+    (target,) = inhibit["target_matchers"]
+    held = re.fullmatch(r'alertname=~"(.+)"', target)
+    assert held is not None and set(held.group(1).split("|")) <= names
+    assert inhibit["equal"] == ["model", "version"]

@@ -1,0 +1,95 @@
+"""One change, one incident: alerts of one model version that share a segment (or subject) and move close
+together in event time carry one ``incident_id``; unrelated changes get their own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+
+from monitor.config import load_config
+from monitor.core.alerting import Incidents
+from monitor.core.engine import PartitionEngine
+from monitor.core.rules import Alert
+from monitor.simulate import TrafficGenerator
+
+T0 = 1_767_225_600.0
+
+
+def _firing(alerts: list[Alert]) -> list[Alert]:
+    return [a for a in alerts if a.status == "firing"]
+
+
+def test_a_bias_against_one_group_is_one_incident_across_its_alerts():
+    """Approvals of gender=F fall: fairness gaps of several metrics and the group's prediction drift fire."""
+    overrides = {"detectors": {"warmup_events": 300}, "fairness": {"attributes": ["gender"]}}
+    engine = PartitionEngine(load_config(environ={}, overrides=overrides), clock=lambda: T0)
+    rng = np.random.default_rng(0)
+    alerts: list[Alert] = []
+    for step in range(30):
+        preds, labels = [], []
+        for i in range(1000):
+            g = str(rng.choice(["F", "M"]))
+            pid = f"{step}-{i}"
+            approve = rng.random() < (0.3 if step >= 15 and g == "F" else 0.5)
+            preds.append({"prediction_id": pid, "model": "loans", "timestamp": T0 + step * 10 + i / 100,
+                          "features": {"amount": float(rng.normal(1000, 200))},
+                          "prediction": float(np.clip(rng.normal(0.8 if approve else 0.2, 0.05), 0, 1)),
+                          "segments": {"gender": g}})  # fmt: skip
+            if rng.random() < 0.5:
+                labels.append({"prediction_id": pid, "label": int(rng.random() < 0.5)})
+        alerts += engine.process_predictions([orjson.dumps(x) for x in preds], [T0] * len(preds)).alerts
+        alerts += engine.process_labels([orjson.dumps(x) for x in labels], [T0] * len(labels)).alerts
+    about_f = [a for a in _firing(alerts) if a.segment == {"gender": "F"}]
+    assert len({a.kind for a in about_f}) >= 2 and len(about_f) >= 3, [a.key for a in about_f]
+    assert {a.incident_id for a in about_f} == {about_f[0].incident_id}
+    assert about_f[0].incident_id.startswith("loans/unknown/gender=F@")
+    resolved = [a for a in alerts if a.status == "resolved" and a.segment == {"gender": "F"}]
+    assert all(a.incident_id == about_f[0].incident_id for a in resolved)
+
+
+def test_a_new_category_is_one_incident_of_its_feature():
+    events = list(TrafficGenerator(seed=3).predictions(6000, start_time=T0, rate=100.0))
+    for i, e in enumerate(events[3000:]):
+        if i % 3 == 0:
+            e["features"]["device"] = "smartwatch"
+    engine = PartitionEngine(load_config(environ={}), clock=lambda: T0)
+    alerts: list[Alert] = []
+    for i in range(0, len(events), 200):
+        chunk = events[i : i + 200]
+        alerts += engine.process_predictions([orjson.dumps(e) for e in chunk], [T0] * len(chunk)).alerts
+    device = [a for a in _firing(alerts) if a.subject == "device"]
+    kinds = {a.kind for a in device}
+    assert {"data_quality", "data_drift"} <= kinds, [a.key for a in device]
+    assert {a.incident_id for a in device} == {device[0].incident_id}
+    assert device[0].incident_id.startswith("churn/v1/device@")
+
+
+def test_incidents_split_by_facet_and_by_time_and_forget_what_is_long_closed():
+    inc = Incidents()
+    window = 60.0
+
+    def fire(facet: str, key: str, now: float) -> str:
+        return inc.assign("m/v", facet, key, "firing", now, window)
+
+    a = fire("income", "m/v/data_drift/income/all", 0.0)
+    assert fire("age", "m/v/data_drift/age/all", 1.0) != a  # another facet: another incident
+    assert inc.assign("m/v", "income", "m/v/data_drift/income/all", "resolved", 10.0, window) == a
+    assert fire("income", "m/v/data_quality/income/all", 30.0) == a  # within the window of the last move
+    inc.assign("m/v", "income", "m/v/data_quality/income/all", "resolved", 40.0, window)
+    later = fire("income", "m/v/data_drift/income/all", 500.0)
+    assert later != a and later.endswith("@1970-01-01T00:08:20.000Z")
+    assert set(inc.open) == {"m/v/income", "m/v/age"}  # the first income incident is forgotten
+    assert len(inc.by_key) == 2
+
+
+def test_alert_events_carry_the_incident_id_in_the_schema():
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    schema = json.loads((Path(__file__).resolve().parents[2] / "monitor/schemas/alert.schema.json").read_text())
+    event: dict[str, Any] = {"incident_id": "m/v/income@2026-01-01T00:00:00.000Z"}
+    jsonschema.validate(event["incident_id"], schema["properties"]["incident_id"])
