@@ -32,7 +32,14 @@ from monitor.core.performance import BASELINE_SCORE_BINS, ModelPerformance, bina
 from monitor.core.quality import CHECKS, QualityFinding, SchemaWatch
 from monitor.core.rules import ALL, Alert, Judgement, alert_key, segment_label
 from monitor.core.settings import Settings
-from monitor.core.significance import BaselineWindowTest, FalseDiscoveryControl, Reference, WindowResult
+from monitor.core.significance import (
+    BaselineWindowTest,
+    ClosedWindow,
+    FalseDiscoveryControl,
+    Reference,
+    WindowResult,
+    complete_windows,
+)
 from monitor.core.stats import OVERFLOW, CategoryVocabulary
 
 PREDICTION = "__prediction__"
@@ -163,6 +170,7 @@ class PartitionEngine:
         sig = config.significance
         self.fdr = FalseDiscoveryControl(sig.fdr, sig.round_events)
         self.observer: EngineObserver | None = None  # not state: set by the caller, never snapshotted
+        self._closed: list[ClosedWindow] = []  # windows this batch closed, their statistics still to compute
 
     # ------------------------------------------------------------------ ingest
     def process_predictions(self, values: Sequence[bytes | None], kafka_times: Sequence[float]) -> BatchResult:
@@ -443,6 +451,8 @@ class PartitionEngine:
                 self.capped["model"] += n_rows
                 continue
             alerts.extend(self._monitor_model(state, batch, rows))
+        complete_windows(self._closed)  # the statistics of every window the batch closed, at once
+        self._closed = []
         alerts += self._decide_round(self.fdr.advance(len(batch)))
         return alerts
 
@@ -616,8 +626,10 @@ class PartitionEngine:
                 if testing:
                     test = self._window_test(state, name, kind, bucket)
                     part_positions = positions if part is None else positions[part]
-                    for result in test.update(part_values[present], part_times[present], part_positions[present]):
-                        self.fdr.add((state.model, state.version, name, *bucket), result)
+                    closed = test.close_windows(part_values[present], part_times[present], part_positions[present])
+                    for c in closed:
+                        self.fdr.add((state.model, state.version, name, *bucket), c.result)
+                    self._closed += closed
                 touched.append((bucket, tracker, float(part_times.max())))
             alerts.extend(self._decide(state, name, touched))
         if watch is not None:

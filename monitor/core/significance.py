@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import special
@@ -334,6 +334,15 @@ class BaselineWindowTest:
         ``positions`` are the values' places in the partition, so a window's round does not depend on how
         the partition was cut into batches.
         """
+        closed = self.close_windows(values, times, positions)
+        complete_windows(closed)
+        return [c.result for c in closed]
+
+    def close_windows(
+        self, values: np.ndarray, times: np.ndarray, positions: np.ndarray | None = None
+    ) -> list[ClosedWindow]:
+        """As :meth:`update`, but the windows come without their statistics, for :func:`complete_windows` to
+        compute those of every window a batch closed, of every stream, at once."""
         if values.size == 0:
             return []
         if positions is None:
@@ -364,7 +373,7 @@ class BaselineWindowTest:
             if codes.size and codes.max() >= self._counts.size:
                 grown = max(int(codes.max()) + 1, self.n_codes)
                 self._counts = np.pad(self._counts, (0, grown - self._counts.size))
-        results: list[WindowResult] = []
+        results: list[ClosedWindow] = []
         start = 0
         while start < codes.size:
             take = min(self.window - self._filled, codes.size - start)
@@ -378,8 +387,8 @@ class BaselineWindowTest:
             start += take
             self.seen += take
             if self._filled == self.window:
-                results.append(self._test(float(times[start - 1])))
-                results[-1].position = int(positions[start - 1])
+                results.append(self._close(float(times[start - 1])))
+                results[-1].result.position = int(positions[start - 1])
                 self._counts = np.zeros(self._counts.size, dtype=np.int64)
                 self._filled = 0
                 self._sum = 0.0
@@ -387,45 +396,67 @@ class BaselineWindowTest:
         self.pending += len(results)
         return results
 
-    def _test(self, time: float) -> WindowResult:
+    def _close(self, time: float) -> ClosedWindow:
+        """The window that just closed, with what its statistics need."""
         ref = self.reference
         assert ref is not None
         cur = self._counts
         refc = ref.counts if ref.counts.size == cur.size else np.pad(ref.counts, (0, cur.size - ref.counts.size))
-        p_psi, p_js = psi(refc, cur), js_distance(refc, cur)
         if self.kind == "numeric":
-            ks, ks_p = ks_two_sample(refc, cur, self.exact_p_below)
-            _, chi2_p = chi_square(refc, cur) if self.numeric_test == "chi2" else (math.nan, math.nan)
-            p, test = (ks_p, "ks") if self.numeric_test == "ks" else (chi2_p, "chi2")
             current: dict[str, Any] = {"mean": self._sum / self.window, "events": self.window}
             baseline: dict[str, Any] = {"mean": ref.mean, "std": ref.std, "events": ref.events}
-            result = WindowResult(self.seen, time, self.window, ref.events, p_psi, p_js, ks, p, test, current, baseline)
-            result.start_time = self._start
-            return result
-        _, p = chi_square(refc, cur)
-        r, c = _shares(refc.astype(np.float64)), _shares(cur.astype(np.float64))
-        top = int(np.argmax(np.abs(c - r)))
-        distance = 0.5 * float(np.abs(c - r).sum())
-        return WindowResult(
-            self.seen,
-            time,
-            self.window,
-            ref.events,
-            p_psi,
-            p_js,
-            None,
-            p,
-            "chi2",
-            {
-                "code": top,
-                "share": float(c[top]),
-                "events": self.window,
-                "rose": bool(c[top] > r[top]),
-                "distance": distance,
-            },
-            {"code": top, "share": float(r[top]), "events": ref.events},
-            start_time=self._start,
+            test = self.numeric_test
+        else:
+            current, baseline, test = {"events": self.window}, {"events": ref.events}, "chi2"
+        result = WindowResult(
+            self.seen, time, self.window, ref.events, math.nan, math.nan, None, math.nan, test, current, baseline
         )
+        result.start_time = self._start
+        return ClosedWindow(result, refc, cur.copy(), self.kind, self.exact_p_below)
+
+
+class ClosedWindow(NamedTuple):
+    """A window whose statistics are still to compute (never kept past the batch, never snapshotted)."""
+
+    result: WindowResult
+    reference: np.ndarray
+    counts: np.ndarray
+    kind: str
+    exact_p_below: float
+
+
+def complete_windows(closed: list[ClosedWindow]) -> None:
+    """Fill in the statistics of windows that closed, all together: :func:`window_tests` over one 2-D array
+    per kind of window (zero columns pad the narrower rows, which changes no statistic)."""
+    groups: dict[tuple[str, float], list[ClosedWindow]] = {}
+    for c in closed:
+        groups.setdefault((c.kind, c.exact_p_below), []).append(c)
+    for (kind, exact), rows in groups.items():
+        width = max(c.reference.size for c in rows)
+        ref = np.zeros((len(rows), width))
+        cur = np.zeros((len(rows), width))
+        for i, c in enumerate(rows):
+            ref[i, : c.reference.size] = c.reference
+            cur[i, : c.counts.size] = c.counts
+        w = window_tests(ref, cur, exact)
+        for i, c in enumerate(rows):
+            r = c.result
+            r.psi, r.js = float(w.psi[i]), float(w.js[i])
+            if kind == "numeric":
+                r.ks = float(w.ks[i])
+                r.p_value = float(w.ks_p[i]) if r.test == "ks" else float(w.chi2_p[i])
+            else:
+                r.p_value = float(w.chi2_p[i])
+                shares_r, shares_c = _shares(ref[i, : c.reference.size]), _shares(cur[i, : c.counts.size])
+                top = int(np.argmax(np.abs(shares_c - shares_r)))
+                r.current = {
+                    "code": top,
+                    "share": float(shares_c[top]),
+                    "events": r.events,
+                    "rose": bool(shares_c[top] > shares_r[top]),
+                    "distance": 0.5 * float(np.abs(shares_c - shares_r).sum()),
+                }
+                r.baseline = {"code": top, "share": float(shares_r[top]), "events": r.reference_events}
 
 
 class FalseDiscoveryControl:
