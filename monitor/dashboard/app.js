@@ -201,8 +201,8 @@ function renderAlerts(alerts, openIds) {
     tbody.append(el("tr", { class: st, "data-key": a.key, "data-state": st },
       el("td", {}, when(a.emitted_at)),
       el("td", {}, eventBadge(a, openIds)),
-      el("td", {}, a.severity),
-      el("td", {}, a.model + " " + a.model_version),
+      el("td", { class: "narrow-hide" }, a.severity),
+      el("td", { class: "narrow-hide" }, a.model + " " + a.model_version),
       el("td", {}, a.message || a.key),
       el("td", {}, el("span", { class: "action " + rec }, st === "fired" ? "None: resolved since" : (ACTIONS[rec] || rec)))));
   }
@@ -238,7 +238,7 @@ function renderDrift(models) {
         el("td", {}, d.feature), el("td", {}, d.segment), el("td", { class: "narrow-hide" }, d.kind),
         el("td", {}, el("span", { class: "bar " + d.status },
           el("span", { style: "width:" + (100 * ratio).toFixed(0) + "%" })), " ", num(d.effect) + " / " + num(d.threshold),
-          w ? el("span", { class: "muted window" }, " · window " + w.statistic.toUpperCase() + " " + num(w.value) + " / " + num(w.threshold)) : null),
+          w ? el("span", { class: "muted window" }, "window " + w.statistic.toUpperCase() + " " + num(w.value) + " / " + num(w.threshold)) : null),
         el("td", { class: "narrow-hide" }, pct(d.missing_ratio)), el("td", {}, count(d.events)),
         el("td", {}, d.status === "drifting" ? el("span", { class: "badge firing" }, STATUS_WORDS.drifting) :
           d.status === "above" ? el("span", { class: "badge watch", title: "not significant yet, or explained by another stream's alert" }, STATUS_WORDS.above) : "stable"));
@@ -283,5 +283,8 @@ async function refresh() {
   }
 }
 
+// ?refresh=0 keeps the page as loaded (screenshots, printing); ?refresh=N refreshes every N seconds.
+const asked = new URLSearchParams(location.search).get("refresh");
+const every = asked === null || isNaN(Number(asked)) ? REFRESH_MS : 1000 * Number(asked);
 refresh();
-setInterval(refresh, REFRESH_MS);
+if (every > 0) setInterval(refresh, Math.max(every, 1000));
