@@ -692,6 +692,7 @@ class DashboardViews:
             name = f"{model}/{version}"
             point: dict[str, float | None] = {
                 "events": float(row.get("events", 0)),
+                "event_time": _num(row.get("last_event_time")),
                 "accuracy": _num(row.get("accuracy")),
                 "estimated_accuracy": _num(row.get("estimated_accuracy")),
                 "label_coverage": _num(row.get("label_coverage")),
@@ -720,7 +721,10 @@ class History:
     """Bounded in-memory time series for the sparklines: ``points`` samples per series, ``max_series`` series.
 
     ``record(t, sample)`` appends one point per series; ``events`` (a running count) is turned into
-    ``events_per_s`` from the previous sample. Memory is at most ``max_series * points`` pairs.
+    ``events_per_s`` from the previous sample: per second of event time when the sample carries
+    ``event_time`` (the newest event's time) and both advanced, so a processing pause or catch-up does not
+    show as a drop or a spike of the model's traffic; per second of ``t`` otherwise (0 when nothing came).
+    Memory is at most ``max_series * points`` pairs.
 
     >>> h = History(interval_s=10, points=3)
     >>> for t in range(5):
@@ -739,6 +743,7 @@ class History:
         self.series: dict[str, dict[str, deque[tuple[float, float | None]]]] = {}
         self.dropped_series = 0
         self._last_events: dict[str, tuple[float, float]] = {}
+        self._last_event_time: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def _count(self) -> int:
@@ -749,11 +754,24 @@ class History:
             for model, point in sample.items():
                 values = dict(point)
                 events = values.pop("events", None)
+                event_time = values.pop("event_time", None)
                 if events is not None:
                     prev = self._last_events.get(model)
+                    prev_time = self._last_event_time.get(model)
                     self._last_events[model] = (t, events)
+                    if event_time is not None:
+                        self._last_event_time[model] = event_time
                     if prev is not None and t > prev[0]:
-                        values["events_per_s"] = max(0.0, (events - prev[1]) / (t - prev[0]))
+                        if (
+                            events > prev[1]
+                            and event_time is not None
+                            and prev_time is not None
+                            and event_time > prev_time
+                        ):
+                            # the model's traffic: predictions per second of event time, whatever the processing lag
+                            values["events_per_s"] = (events - prev[1]) / (event_time - prev_time)
+                        else:
+                            values["events_per_s"] = max(0.0, (events - prev[1]) / (t - prev[0]))
                 series = self.series.setdefault(model, {})
                 for name, value in values.items():
                     ring = series.get(name)
