@@ -4,12 +4,22 @@ The page (``index.html``, ``app.css``, ``app.js`` in this folder) is static and 
 so scripts can use the same API. Everything here reads engine state under the service lock and
 returns plain data (no engine object escapes).
 
-Health in plain words, per model version:
+Health in plain words, per model version, from the incidents open now (the same set that colours the
+drift rows and the alert tables, so the badge and the rows cannot disagree):
 
-- ``act``: an open incident is critical, or recommends ``retrain`` / ``rollback``, or is about the
-  model's results (concept drift, performance, fairness, rollback / retrain recommended);
-- ``watch``: some other incident is open (input drift, data quality, latency...);
+- ``act``: the model's results are affected or a retrain / rollback is recommended: an open alert of a
+  result kind (``concept_drift``, ``performance`` (a labelled metric under its floor, or a significant
+  drop of the estimated accuracy), ``business``, ``fairness``, ``retrain_recommended``,
+  ``rollback_recommended``) or one recommending ``retrain`` / ``rollback``;
+- ``watch``: only other incidents are open (input or prediction drift, schema, data quality, latency),
+  whatever their severity: inputs changed, results may follow;
 - ``healthy``: nothing is open.
+
+Numbers the engine does not publish as such are derived here, read-only, from what the engines and the
+alert events already hold: why an open alert stays open (the lifecycle's clear condition and the
+statistics it is judged on, from the partition that owns the key), the share of traffic of a segment and
+its labelled accuracy (the performance buckets), and the predictions seen in a segment since an alert's
+change began (interpolated from a bounded timeline of per-segment counts against event time).
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ from collections.abc import Callable, Iterable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from monitor.core.rules import ALL, segment_label
+from monitor.core.rules import ALL, iso, segment_label
 
 if TYPE_CHECKING:
     from monitor.core.engine import PartitionEngine
@@ -31,7 +41,28 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ACT_KINDS = frozenset({"concept_drift", "performance", "fairness", "rollback_recommended", "retrain_recommended"})
+# Open alerts of these kinds mean the model's results are affected: the badge says Act.
+RESULT_KINDS = frozenset(
+    {"concept_drift", "performance", "business", "fairness", "rollback_recommended", "retrain_recommended"}
+)
+ACT_KINDS = RESULT_KINDS  # the former name
+ACT_RECOMMENDATIONS = frozenset({"retrain", "rollback"})
+KIND_WORDS = {
+    "data_drift": "input drift",
+    "prediction_drift": "prediction drift",
+    "concept_drift": "concept drift",
+    "performance": "performance",
+    "fairness": "fairness gap",
+    "schema": "schema change",
+    "data_quality": "data quality",
+    "latency": "latency",
+    "business": "business outcome",
+    "retrain_recommended": "retrain recommended",
+    "rollback_recommended": "rollback recommended",
+}
+PREDICTION_STREAM = "__prediction__"  # the engine's stream name of the prediction itself
+COUNT_POINTS = 2000  # per model version: (event time, counts per segment) points kept for "since the change"
+MAX_SEGMENT_ROWS = 24
 STATIC_FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/app.css": ("app.css", "text/css; charset=utf-8"),
@@ -50,98 +81,221 @@ def static_file(path: str) -> tuple[bytes, str] | None:
     return resources.files(__name__).joinpath(name).read_bytes(), content_type
 
 
-def _num(x: float) -> float | None:
+def _num(x: float | None) -> float | None:
     """JSON-safe number: NaN and infinities become null."""
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+def _fmt(x: float) -> str:
+    """Numbers as a person reads them: 4,100 / 12.5 / 0.312."""
+    if x != x:
+        return "n/a"
+    ax = abs(x)
+    if ax >= 1000:
+        return f"{x:,.0f}"
+    if ax >= 10:
+        return f"{x:,.1f}"
+    return f"{x:.2f}" if ax >= 0.1 else f"{x:.3g}"
+
+
+def _bucket_of(segment: str) -> tuple[str, str]:
+    """The engine's bucket of a segment label (``all`` or ``attr=value``)."""
+    if segment == "all":
+        return ALL
+    attr, _, value = segment.partition("=")
+    return attr, value
+
+
+def affects_results(alert: dict[str, Any]) -> bool:
+    """Whether an alert says the model's results are affected (or recommends retrain / rollback)."""
+    return alert.get("kind") in RESULT_KINDS or alert.get("recommendation") in ACT_RECOMMENDATIONS
+
+
+def describe(alert: dict[str, Any]) -> str:
+    """``input drift on income in country=SG``: what an alert is about, in words.
+
+    >>> describe({"kind": "data_drift", "subject": "income", "segment": {"country": "SG"}})
+    'input drift on income in country=SG'
+    """
+    kind = str(alert.get("kind"))
+    words = KIND_WORDS.get(kind, kind.replace("_", " "))
+    segment = alert.get("segment")
+    where = segment_label(segment) if isinstance(segment, dict) else None
+    where_text = "" if where is None else (" in all traffic" if where == "all" else f" in {where}")
+    return f"{words} on {alert.get('subject')}{where_text}"
+
+
+def health(open_alerts: list[dict[str, Any]], accuracy: float | None = None) -> tuple[str, str]:
+    """``(healthy | watch | act, reason)`` from the open incidents of one model version.
+
+    The reason is about now: what is open, and whether the model's results are affected.
+    ``accuracy`` (labelled, recent) is quoted when inputs changed and no result alert is open.
+
+    >>> health([])
+    ('healthy', 'No open alerts.')
+    >>> state, reason = health([{"kind": "data_drift", "severity": "critical", "recommendation": "investigate",
+    ...                          "subject": "income", "segment": {"country": "SG"}}], accuracy=0.871)
+    >>> state
+    'watch'
+    >>> print(reason)
+    Inputs changed: input drift on income in country=SG. No alert on the results; accuracy 87.1% (labelled, recent).
+    >>> health([{"kind": "concept_drift", "severity": "warning", "recommendation": "retrain",
+    ...          "subject": "accuracy", "segment": {}}])
+    ('act', 'Results affected: concept drift on accuracy in all traffic (recommended: retrain).')
+    """
+    if not open_alerts:
+        return "healthy", "No open alerts."
+    urgent = [a for a in open_alerts if affects_results(a)]
+    if urgent:
+        rec = urgent[0].get("recommendation")
+        tail = f" (recommended: {rec})" if rec in ACT_RECOMMENDATIONS else ""
+        more = f" and {len(urgent) - 1} more" if len(urgent) > 1 else ""
+        return "act", f"Results affected: {describe(urgent[0])}{more}{tail}."
+    what = "; ".join(describe(a) for a in open_alerts[:3])
+    if len(open_alerts) > 3:
+        what += f" and {len(open_alerts) - 3} more"
+    acc = (
+        "accuracy not measured yet (no labels)"
+        if accuracy is None
+        else f"accuracy {100 * accuracy:.1f}% (labelled, recent)"
+    )
+    return "watch", f"Inputs changed: {what}. No alert on the results; {acc}."
+
+
+def _new_acc() -> dict[str, Any]:
+    return {"pred": 0, "lab": 0, "metric": {}, "est": [0.0, 0], "band": [0.0, 0.0], "est_metrics": {}, "outcomes": {}}
+
+
+def _add_bucket(acc: dict[str, Any], perf: Any, bucket: tuple[str, str], b: Any, full: bool) -> None:
+    """Add one partition's bucket to ``acc`` (metrics weighted by the window sizes)."""
+    acc["pred"] += b.predictions
+    acc["lab"] += b.labelled
+    n_win = b.window.ring.size
+    if n_win:
+        for name, value in b.window.window_metrics().items():
+            if value == value:
+                m = acc["metric"].setdefault(name, [0.0, 0])
+                m[0] += value * n_win
+                m[1] += n_win
+    value, low, high, n_est = perf.estimated(bucket)
+    if n_est and value == value:
+        acc["est"][0] += value * n_est
+        acc["est"][1] += n_est
+        acc["band"][0] += low * n_est
+        acc["band"][1] += high * n_est
+        if full:
+            for metric, v in perf.estimated_window_metrics(bucket).items():
+                if v == v:
+                    m = acc["est_metrics"].setdefault(metric, [0.0, 0])
+                    m[0] += v * n_est
+                    m[1] += n_est
+    if full:
+        for name, tracker in b.outcomes.items():
+            n = tracker.moments.n
+            if n:
+                m = acc["outcomes"].setdefault(name, [0.0, 0])
+                m[0] += tracker.moments.mean * n
+                m[1] += n
+
+
 def _model_rows(engines: Iterable[PartitionEngine]) -> dict[tuple[str, str], dict[str, Any]]:
-    """Per (model, version): events, all-traffic metrics and outcomes, merged across partitions."""
+    """Per (model, version): events, all-traffic metrics and outcomes, and per-segment counts and accuracy,
+    merged across partitions."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for eng in engines:
         for (model, version), st in eng.models.items():
             row = rows.setdefault(
                 (model, version),
-                {
-                    "events": 0,
-                    "metric": {},
-                    "est": [0.0, 0],
-                    "band": [0.0, 0.0],
-                    "est_metrics": {},
-                    "pred": 0,
-                    "lab": 0,
-                    "outcomes": {},
-                    "task": None,
-                },
+                {"events": 0, "task": None, "buckets": {}, "first": math.inf, "last": -math.inf},
             )
             row["events"] += st.events
+            if st.first_event_time == st.first_event_time:
+                row["first"] = min(row["first"], st.first_event_time)
+            if st.last_event_time == st.last_event_time:
+                row["last"] = max(row["last"], st.last_event_time)
             perf = st.perf
             if perf is None:
                 continue
-            b = perf.buckets.get(ALL)
-            if b is None:
-                continue
-            row["task"] = row["task"] or b.window.task
-            row["pred"] += b.predictions
-            row["lab"] += b.labelled
-            n_win = b.window.ring.size
-            if n_win:
-                for name, value in b.window.window_metrics().items():
-                    if value == value:
-                        acc = row["metric"].setdefault(name, [0.0, 0])
-                        acc[0] += value * n_win
-                        acc[1] += n_win
-            value, low, high, n_est = perf.estimated(ALL)
-            if n_est:
-                for metric, v in perf.estimated_window_metrics(ALL).items():
-                    if v == v:
-                        acc = row["est_metrics"].setdefault(metric, [0.0, 0])
-                        acc[0] += v * n_est
-                        acc[1] += n_est
-                row["est"][0] += value * n_est
-                row["est"][1] += n_est
-                row["band"][0] += low * n_est
-                row["band"][1] += high * n_est
-            for name, tracker in b.outcomes.items():
-                n = tracker.moments.n
-                if n:
-                    acc = row["outcomes"].setdefault(name, [0.0, 0])
-                    acc[0] += tracker.moments.mean * n
-                    acc[1] += n
+            for bucket, b in perf.buckets.items():
+                if bucket == ALL:
+                    row["task"] = row["task"] or b.window.task
+                acc = row["buckets"].setdefault(bucket, _new_acc())
+                _add_bucket(acc, perf, bucket, b, full=bucket == ALL)
     out = {}
     for key, row in rows.items():
-        metrics = {name: s / w for name, (s, w) in row["metric"].items()}
+        everything = row["buckets"].get(ALL, _new_acc())
+        metrics = {name: s / w for name, (s, w) in everything["metric"].items()}
+        est_n = everything["est"][1]
+        segments = []
+        for bucket, acc in row["buckets"].items():
+            if bucket == ALL:
+                continue
+            seg_metrics = {name: s / w for name, (s, w) in acc["metric"].items()}
+            segments.append(
+                {
+                    "segment": segment_label({bucket[0]: bucket[1]}),
+                    "predictions": acc["pred"],
+                    "share": acc["pred"] / everything["pred"] if everything["pred"] else None,
+                    "labelled": acc["lab"],
+                    "accuracy": seg_metrics.get("accuracy"),
+                    "estimated_accuracy": acc["est"][0] / acc["est"][1] if acc["est"][1] else None,
+                }
+            )
         out[key] = {
             "events": row["events"],
             "task": row["task"],
+            "first_event_time": row["first"],
+            "last_event_time": row["last"],
             "metrics": metrics,
             "accuracy": metrics.get("accuracy"),
-            "estimated_accuracy": row["est"][0] / row["est"][1] if row["est"][1] else None,
-            "estimated_accuracy_band": [row["band"][0] / row["est"][1], row["band"][1] / row["est"][1]]
-            if row["est"][1]
+            "estimated_accuracy": everything["est"][0] / est_n if est_n else None,
+            "estimated_accuracy_band": [everything["band"][0] / est_n, everything["band"][1] / est_n]
+            if est_n
             else None,
-            "estimated_metrics": {name: v / w for name, (v, w) in row["est_metrics"].items()},
-            "label_coverage": min(1.0, row["lab"] / row["pred"]) if row["pred"] else None,
-            "outcomes": {name: s / w for name, (s, w) in row["outcomes"].items()},
+            "estimated_metrics": {name: v / w for name, (v, w) in everything["est_metrics"].items()},
+            "label_coverage": min(1.0, everything["lab"] / everything["pred"]) if everything["pred"] else None,
+            "outcomes": {name: s / w for name, (s, w) in everything["outcomes"].items()},
+            "counts": {"all": everything["pred"]} | {s["segment"]: s["predictions"] for s in segments},
+            "segments": segments,
         }
     return out
 
 
-def _drift_rows(engines: Iterable[PartitionEngine]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """Per (model, version): one row per (feature, segment), merged across partitions (effects: max)."""
+def _window_verdict(eng: PartitionEngine, model: str, version: str, feature: str, segment: str) -> Any:
+    """The latest decided window test of a stream on one partition (None before its first decided window)."""
+    state = eng.models.get((model, version))
+    if state is None:
+        return None
+    name = PREDICTION_STREAM if feature == "prediction" else feature
+    test = state.tests.get((name, *_bucket_of(segment)))
+    verdict = getattr(test, "last", None)
+    return verdict if verdict is not None and verdict.significant is not None else None
+
+
+def _drift_rows(engines: Iterable[PartitionEngine], sig: Any) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Per (model, version): one row per (feature, segment), merged across partitions (effects: max).
+
+    ``window`` is the largest statistic of the latest decided window test on any partition, with its
+    threshold (the test an alert can also fire on, and that must clear before it resolves).
+    """
     merged: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     for eng in engines:
         for view in eng.streams():
             k = (view.model, view.model_version, view.feature, view.segment)
             row = merged.setdefault(
                 k,
-                {"feature": view.feature, "segment": view.segment, "kind": view.kind, "effect": 0.0, "firing": False}
-                | {"events": 0, "missing": 0},
+                {"feature": view.feature, "segment": view.segment, "kind": view.kind, "effect": 0.0}
+                | {"events": 0, "missing": 0, "window": None},
             )
             row["effect"] = max(row["effect"], view.effect if view.effect == view.effect else 0.0)
-            row["firing"] = row["firing"] or view.firing
             row["events"] += int(view.stats.get("count", 0))
             row["missing"] += int(view.stats.get("missing", 0))
+            verdict = _window_verdict(eng, view.model, view.model_version, view.feature, view.segment)
+            if verdict is not None and sig is not None:
+                stat = sig.numeric_statistic if view.kind == "numeric" else sig.categorical_statistic
+                value = float(verdict.statistic(stat))
+                if value == value and (row["window"] is None or value > row["window"]["value"]):
+                    row["window"] = {"statistic": stat, "value": value, "threshold": float(sig.threshold(stat))}
     out: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for (model, version, _f, _s), row in merged.items():
         missing = row.pop("missing")
@@ -150,32 +304,155 @@ def _drift_rows(engines: Iterable[PartitionEngine]) -> dict[tuple[str, str], lis
     return out
 
 
-def health(open_alerts: list[dict[str, Any]]) -> tuple[str, str]:
-    """``(healthy | watch | act, reason)`` from the open incidents of one model version.
+def _stream_key(model: str, version: str, feature: str, segment: str) -> str:
+    kind = "prediction_drift" if feature == "prediction" else "data_drift"
+    return f"{model}/{version}/{kind}/{feature}/{segment}"
 
-    >>> health([])
-    ('healthy', 'No open alerts.')
-    >>> health([{"kind": "data_drift", "severity": "warning", "recommendation": "investigate"}])[0]
-    'watch'
-    >>> health([{"kind": "concept_drift", "severity": "warning", "recommendation": "retrain"}])[0]
-    'act'
+
+def _check(name: str, value: float, threshold: float, ratio: float, unit: str = "") -> dict[str, Any]:
+    """One statistic an open alert is judged on: it keeps the alert open while at or above ``clears_below``."""
+    clears_below = threshold * ratio
+    return {
+        "name": name,
+        "value": _num(value),
+        "threshold": _num(threshold),
+        "clears_below": _num(clears_below),
+        "unit": unit,
+        "holding": bool(value == value and value >= clears_below),
+    }
+
+
+def _checks(eng: PartitionEngine, key: str, alert: dict[str, Any]) -> list[dict[str, Any]]:
+    """The statistics the owning partition judges an open alert's clear condition on, now."""
+    cfg = eng.config
+    ratio = cfg.alerts.resolve_ratio
+    kind, subject = alert.get("kind"), str(alert.get("subject"))
+    segment = alert.get("segment") or {}
+    bucket = ALL if not segment else next(iter(segment.items()))
+    state = eng.models.get((str(alert.get("model")), str(alert.get("model_version"))))
+    if state is None:
+        return []
+    out: list[dict[str, Any]] = []
+    if kind in ("data_drift", "prediction_drift"):
+        name = PREDICTION_STREAM if kind == "prediction_drift" else subject
+        tracker = state.streams.get((name, *bucket))
+        if tracker is None:
+            return []
+        if tracker.kind == "numeric":
+            ev = tracker.evidence()
+            out.append(_check("shift", ev.effect, cfg.alerts.min_effect_size, ratio, " sd"))
+        else:
+            vocab = state.vocab.get(name)
+            ev = tracker.evidence(vocab.labels() if vocab is not None else None)  # type: ignore[call-arg]
+            out.append(_check("distance", ev.effect, cfg.alerts.min_distance, ratio))
+        verdict = _window_verdict(eng, state.model, state.version, subject, segment_label(segment))
+        if verdict is not None:
+            sig = cfg.significance
+            stat = sig.numeric_statistic if tracker.kind == "numeric" else sig.categorical_statistic
+            check = _check(f"window {stat.upper()}", float(verdict.statistic(stat)), sig.threshold(stat), ratio)
+            check["window_end"] = iso(verdict.time)
+            check["window_events"] = int(verdict.events)
+            out.append(check)
+    elif kind == "concept_drift" and state.perf is not None:
+        b = state.perf.buckets.get(bucket)
+        errors = getattr(b, "errors", None)
+        if errors is not None:
+            ev = errors.evidence()
+            rise = float(ev.extra.get("statistic", math.nan))
+            out.append(_check("error rise", rise, errors.test.min_rise, ratio))
+    return out
+
+
+def _open_details(engines: Iterable[PartitionEngine], firing: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per open key, from the partition that owns it: since when, whether its clear condition holds now and
+    for how long, what it needs to resolve, and the statistics it is judged on."""
+    out: dict[str, dict[str, Any]] = {}
+    for eng in engines:
+        lc = eng.lifecycle
+        for key, incident in lc.open.items():
+            alert = firing.get(key) or {}
+            model_state = eng.models.get((str(alert.get("model")), str(alert.get("model_version"))))
+            now = model_state.last_event_time if model_state is not None else math.nan
+            clear_since = incident.clear_since
+            try:
+                checks = _checks(eng, key, alert) if alert else []
+            except (AttributeError, KeyError, TypeError, ValueError):  # a stream of a kind this view cannot read
+                log.debug("no current statistics for %s", key, exc_info=True)
+                checks = []
+            out[key] = {
+                "alert_id": incident.alert_id,
+                "started_at": iso(incident.started_at),
+                "detected_at": iso(incident.detected_at),
+                "clear_since": iso(clear_since) if clear_since is not None else None,
+                "clear_for_s": _num(now - clear_since) if clear_since is not None else None,
+                "resolve_after_s": lc.resolve_after_s,
+                "resolve_after_events": lc.resolve_after_events,
+                "checks": checks,
+                "now_time": iso(now),
+            }
+    return out
+
+
+def now_sentence(detail: dict[str, Any]) -> str:
+    """Why an open alert is still open, in one sentence about now.
+
+    >>> now_sentence({"clear_since": None, "resolve_after_s": 10, "resolve_after_events": 200, "checks": [
+    ...     {"name": "shift", "value": 0.11, "threshold": 0.5, "clears_below": 0.25, "unit": " sd", "holding": False},
+    ...     {"name": "window PSI", "value": 1.0, "threshold": 0.2, "clears_below": 0.1, "unit": "", "holding": True}]})
+    'Still open: window PSI 1.00 against 0.20 (clears below 0.10); shift 0.11 sd is back under 0.25 sd.'
+    >>> now_sentence({"clear_since": "2026-01-01T00:00:00.000Z", "clear_for_s": 4.0, "resolve_after_s": 10,
+    ...               "resolve_after_events": 0, "checks": []})
+    'Back to normal for 4 s; it resolves after 10 s back to normal.'
     """
-    if not open_alerts:
-        return "healthy", "No open alerts."
-    urgent = [
-        a
-        for a in open_alerts
-        if a.get("severity") == "critical"
-        or a.get("recommendation") in ("retrain", "rollback")
-        or a.get("kind") in ACT_KINDS
-    ]
-    if urgent:
-        a = urgent[0]
-        return "act", a.get("message") or f"{a.get('kind')} on {a.get('subject')}"
-    n = len(open_alerts)
-    first = open_alerts[0]
-    what = first.get("message") or first.get("key") or f"{first.get('kind')} on {first.get('subject')}"
-    return "watch", f"{n} open alert{'s' if n != 1 else ''}: {what}"
+    checks = detail.get("checks") or []
+    holding = [c for c in checks if c["holding"]]
+    settled = [c for c in checks if not c["holding"] and c["value"] is not None]
+
+    def stat(c: dict[str, Any]) -> str:
+        return f"{c['name']} {_fmt(c['value'])}{c['unit']} against {_fmt(c['threshold'])}{c['unit']}"
+
+    need = f"{detail['resolve_after_s']:g} s"
+    if detail.get("resolve_after_events"):
+        need += f" and {detail['resolve_after_events']:,} events"
+    if detail.get("clear_since") is not None:
+        held = detail.get("clear_for_s")
+        since = f"for {held:.0f} s" if held is not None else "since " + str(detail["clear_since"])
+        now = "; ".join(stat(c) for c in checks if c["value"] is not None)
+        return f"Back to normal {since}{' (' + now + ')' if now else ''}; it resolves after {need} back to normal."
+    if holding:
+        parts = [f"{stat(c)} (clears below {_fmt(c['clears_below'])}{c['unit']})" for c in holding]
+        text = "Still open: " + "; ".join(parts)
+        if settled:
+            text += "; " + "; ".join(
+                f"{c['name']} {_fmt(c['value'])}{c['unit']} is back under {_fmt(c['clears_below'])}{c['unit']}"
+                for c in settled
+            )
+        return text + "."
+    if checks:
+        now = "; ".join(stat(c) for c in checks if c["value"] is not None)
+        return f"Still open: values are back ({now}); the change is confirmed clear at the stream's next evaluation."
+    return "Still open: its condition has not cleared yet."
+
+
+def count_since(points: Iterable[tuple[float, dict[str, int]]], segment: str, since: float, now: int) -> int | None:
+    """Predictions of ``segment`` after event time ``since``: ``now`` minus the count interpolated at ``since``
+    between the two recorded points around it (None if no point is at or before ``since``).
+
+    >>> count_since([(0.0, {"all": 0}), (10.0, {"all": 100}), (20.0, {"all": 300})], "all", 15.0, 400)
+    200
+    """
+    before: tuple[float, int] | None = None
+    for t, counts in points:
+        c = counts.get(segment, 0)
+        if t <= since:
+            before = (t, c)
+            continue
+        if before is None:
+            return None
+        t0, c0 = before
+        at = c0 + (c - c0) * (since - t0) / (t - t0) if t > t0 else c0
+        return max(0, round(now - at))
+    return None if before is None else max(0, now - before[1])
 
 
 class DashboardViews:
@@ -199,15 +476,48 @@ class DashboardViews:
         self.fairness = fairness
         self.max_drift_rows = max_drift_rows
         self.clock = clock
+        # Per model version: (newest event time, predictions per segment) at each look, for "since the change".
+        self._counts: dict[tuple[str, str], deque[tuple[float, dict[str, int]]]] = {}
+        self._counts_lock = threading.Lock()
 
-    def _snapshot(self) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str], list[Any]], set[str]]:
+    def _snapshot(
+        self, firing: dict[str, dict[str, Any]] | None = None
+    ) -> tuple[
+        dict[tuple[str, str], dict[str, Any]],
+        dict[tuple[str, str], list[Any]],
+        set[str],
+        dict[str, dict[str, Any]],
+    ]:
         svc = self.service
+        sig = getattr(svc.config, "significance", None)
         with svc.lock:
             engines = list(svc.engines.values())
             models = _model_rows(engines)
-            drift = _drift_rows(engines)
+            drift = _drift_rows(engines, sig)
             open_keys = {k for eng in engines for k in eng.lifecycle.open}
-        return models, drift, open_keys
+            details = _open_details(engines, firing) if firing is not None else {}
+        self._record_counts(models)
+        return models, drift, open_keys, details
+
+    def _record_counts(self, models: dict[tuple[str, str], dict[str, Any]]) -> None:
+        with self._counts_lock:
+            for key, row in models.items():
+                last = row.get("last_event_time", -math.inf)
+                if not math.isfinite(last):
+                    continue
+                points = self._counts.get(key)
+                if points is None:
+                    points = self._counts[key] = deque(maxlen=COUNT_POINTS)
+                    first = row.get("first_event_time", math.inf)
+                    if math.isfinite(first) and first < last:  # every count was 0 before the first event
+                        points.append((first, {}))
+                if not points or last > points[-1][0]:
+                    points.append((last, dict(row.get("counts", {}))))
+
+    def _since(self, model: str, version: str, segment: str, started: float, now: int) -> int | None:
+        with self._counts_lock:
+            points = list(self._counts.get((model, version), ()))
+        return count_since(points, segment, started, now)
 
     def fairness_rows(self) -> list[dict[str, Any]]:
         """Fairness gaps of every model version, pooled across this replica's partitions."""
@@ -252,24 +562,78 @@ class DashboardViews:
         recent = list(self.recent)[::-1][: max(0, limit)]
         return {"open": open_keys, "alerts": recent}
 
+    def _impact(self, alert: dict[str, Any], row: dict[str, Any], started: str | None) -> dict[str, Any]:
+        """Who an open alert concerns: the segment's share of traffic, its predictions since the change
+        began, and its labelled accuracy next to all traffic's."""
+        segment = alert.get("segment")
+        label = segment_label(segment) if isinstance(segment, dict) else "all"
+        counts = row.get("counts", {})
+        total = counts.get("all", 0)
+        seen = counts.get(label, 0)
+        seg = next((s for s in row.get("segments", []) if s["segment"] == label), None)
+        since: int | None = None
+        start_t = _epoch(started)
+        if start_t is not None:
+            since = self._since(str(alert.get("model")), str(alert.get("model_version")), label, start_t, seen)
+        return {
+            "segment": label,
+            "share": _num(seen / total) if total and label != "all" else (1.0 if total else None),
+            "predictions": seen,
+            "predictions_since_change": since,
+            "accuracy": _num(seg["accuracy"]) if seg is not None else _num(row.get("accuracy")),
+            "labelled": seg["labelled"] if seg is not None else None,
+            "accuracy_all": _num(row.get("accuracy")),
+        }
+
     def overview(self) -> dict[str, Any]:
-        models, drift, open_keys = self._snapshot()
         recent = list(self.recent)
         latest: dict[str, dict[str, Any]] = {}
+        firing: dict[str, dict[str, Any]] = {}
         for a in recent:  # oldest first: the last event of a key wins
             latest[a["key"]] = a
+            if a.get("status") == "firing":
+                firing[a["key"]] = a
+        models, drift, open_keys, details = self._snapshot(firing)
         cfg = self.service.config.alerts
         out_models = []
         for model, version in sorted(set(models) | set(drift)):
             row = models.get((model, version), {"events": 0, "metrics": {}, "outcomes": {}})
             prefix = f"{model}/{version}/"
-            open_here = [
-                latest.get(k) or {"key": k, "kind": k[len(prefix) :].split("/", 1)[0], "message": None}
-                for k in sorted(open_keys)
-                if k.startswith(prefix)
-            ]
-            state, reason = health(open_here)
-            streams = sorted(drift.get((model, version), []), key=lambda r: (-r["firing"], -r["effect"], r["feature"]))
+            open_here = []
+            for k in sorted(open_keys):
+                if not k.startswith(prefix):
+                    continue
+                fired = firing.get(k)
+                kind, _, rest = k[len(prefix) :].partition("/")
+                subject, _, seg = rest.rpartition("/")
+                base = fired or {"key": k, "kind": kind, "subject": subject, "message": None}
+                detail = details.get(k, {})
+                entry = dict(base)
+                entry["fired"] = (
+                    {
+                        "message": fired.get("message"),
+                        "emitted_at": fired.get("emitted_at"),
+                        "window": fired.get("window"),
+                    }
+                    if fired
+                    else None
+                )
+                entry["now"] = detail | {"sentence": now_sentence(detail)} if detail else None
+                if "segment" not in entry:
+                    entry["segment"] = {} if seg == "all" else dict([seg.partition("=")[::2]])
+                entry["impact"] = self._impact(entry, row, detail.get("started_at") or entry.get("started_at"))
+                open_here.append(entry)
+            state, reason = health(open_here, _num(row.get("accuracy")))
+            streams = []
+            for r in drift.get((model, version), []):
+                firing_now = _stream_key(model, version, r["feature"], r["segment"]) in open_keys
+                limit = cfg.min_distance if r["kind"] == "categorical" else cfg.min_effect_size
+                ratio = r["effect"] / limit if limit else 0.0
+                if r["window"] is not None and r["window"]["threshold"]:
+                    ratio = max(ratio, r["window"]["value"] / r["window"]["threshold"])
+                status = "drifting" if firing_now else ("above" if ratio >= 1 else "stable")
+                streams.append({**r, "firing": firing_now, "status": status, "threshold": limit, "ratio": ratio})
+            streams.sort(key=lambda r: (-r["firing"], -r["ratio"], r["feature"]))
             changes = [a for a in recent if a.get("model") == model and a.get("model_version") == version][::-1][:10]
             out_models.append(
                 {
@@ -279,19 +643,29 @@ class DashboardViews:
                     "reason": reason,
                     "events": row["events"],
                     "task": row.get("task"),
-                    "accuracy": _num(row.get("accuracy")),  # type: ignore[arg-type]
-                    "estimated_accuracy": _num(row.get("estimated_accuracy")),  # type: ignore[arg-type]
+                    "accuracy": _num(row.get("accuracy")),
+                    "estimated_accuracy": _num(row.get("estimated_accuracy")),
                     "estimated_accuracy_band": [_num(v) for v in band]
                     if (band := row.get("estimated_accuracy_band"))
                     else None,
                     "estimated_metrics": {k: _num(v) for k, v in row.get("estimated_metrics", {}).items()},
-                    "label_coverage": _num(row.get("label_coverage")),  # type: ignore[arg-type]
+                    "label_coverage": _num(row.get("label_coverage")),
                     "metrics": {k: _num(v) for k, v in row["metrics"].items()},
                     "outcomes": {k: _num(v) for k, v in row["outcomes"].items()},
+                    "segments": [
+                        {**s, "share": _num(s["share"]), "accuracy": _num(s["accuracy"])}
+                        | {"estimated_accuracy": _num(s["estimated_accuracy"])}
+                        for s in sorted(row.get("segments", []), key=lambda s: (-s["predictions"], s["segment"]))
+                    ][:MAX_SEGMENT_ROWS],
                     "open_alerts": open_here,
                     "changes": changes,
                     "drift": [
-                        {**r, "effect": _num(r["effect"]), "missing_ratio": _num(r["missing_ratio"])}
+                        {
+                            **r,
+                            "effect": _num(r["effect"]),
+                            "missing_ratio": _num(r["missing_ratio"]),
+                            "ratio": _num(r["ratio"]),
+                        }
                         for r in streams[: self.max_drift_rows]
                     ],
                     "drift_streams": len(streams),
@@ -305,21 +679,23 @@ class DashboardViews:
             "thresholds": {"numeric_effect": cfg.min_effect_size, "categorical_distance": cfg.min_distance},
             "models": out_models,
             "alerts": recent[::-1][:50],
+            "open_alert_ids": sorted(d["alert_id"] for d in details.values()),
             "fairness": fairness,
         }
 
     def sample(self) -> dict[str, dict[str, float | None]]:
         """One point of every history series: ``{"model/version": {series: value}}``."""
-        models, drift, open_keys = self._snapshot()
+        models, drift, open_keys, _details = self._snapshot()
         out: dict[str, dict[str, float | None]] = {}
         for model, version in set(models) | set(drift):
             row = models.get((model, version), {})
             name = f"{model}/{version}"
             point: dict[str, float | None] = {
                 "events": float(row.get("events", 0)),
-                "accuracy": _num(row.get("accuracy")),  # type: ignore[arg-type]
-                "estimated_accuracy": _num(row.get("estimated_accuracy")),  # type: ignore[arg-type]
-                "label_coverage": _num(row.get("label_coverage")),  # type: ignore[arg-type]
+                "event_time": _num(row.get("last_event_time")),
+                "accuracy": _num(row.get("accuracy")),
+                "estimated_accuracy": _num(row.get("estimated_accuracy")),
+                "label_coverage": _num(row.get("label_coverage")),
                 "max_drift_effect": max((r["effect"] for r in drift.get((model, version), [])), default=0.0),
                 "open_alerts": float(sum(1 for k in open_keys if k.startswith(name + "/"))),
             }
@@ -329,11 +705,26 @@ class DashboardViews:
         return out
 
 
+def _epoch(text: str | None) -> float | None:
+    """Epoch seconds of an ISO-8601 UTC time as :func:`iso` writes it (None if absent or unreadable)."""
+    if not text:
+        return None
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 class History:
     """Bounded in-memory time series for the sparklines: ``points`` samples per series, ``max_series`` series.
 
     ``record(t, sample)`` appends one point per series; ``events`` (a running count) is turned into
-    ``events_per_s`` from the previous sample. Memory is at most ``max_series * points`` pairs.
+    ``events_per_s`` from the previous sample: per second of event time when the sample carries
+    ``event_time`` (the newest event's time) and both advanced, so a processing pause or catch-up does not
+    show as a drop or a spike of the model's traffic; per second of ``t`` otherwise (0 when nothing came).
+    Memory is at most ``max_series * points`` pairs.
 
     >>> h = History(interval_s=10, points=3)
     >>> for t in range(5):
@@ -352,6 +743,7 @@ class History:
         self.series: dict[str, dict[str, deque[tuple[float, float | None]]]] = {}
         self.dropped_series = 0
         self._last_events: dict[str, tuple[float, float]] = {}
+        self._last_event_time: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def _count(self) -> int:
@@ -362,11 +754,24 @@ class History:
             for model, point in sample.items():
                 values = dict(point)
                 events = values.pop("events", None)
+                event_time = values.pop("event_time", None)
                 if events is not None:
                     prev = self._last_events.get(model)
+                    prev_time = self._last_event_time.get(model)
                     self._last_events[model] = (t, events)
+                    if event_time is not None:
+                        self._last_event_time[model] = event_time
                     if prev is not None and t > prev[0]:
-                        values["events_per_s"] = max(0.0, (events - prev[1]) / (t - prev[0]))
+                        if (
+                            events > prev[1]
+                            and event_time is not None
+                            and prev_time is not None
+                            and event_time > prev_time
+                        ):
+                            # the model's traffic: predictions per second of event time, whatever the processing lag
+                            values["events_per_s"] = (events - prev[1]) / (event_time - prev_time)
+                        else:
+                            values["events_per_s"] = max(0.0, (events - prev[1]) / (t - prev[0]))
                 series = self.series.setdefault(model, {})
                 for name, value in values.items():
                     ring = series.get(name)
@@ -422,4 +827,14 @@ class HistorySampler:
             self._thread.join(5)
 
 
-__all__ = ["DashboardViews", "History", "HistorySampler", "health", "segment_label", "static_file"]
+__all__ = [
+    "DashboardViews",
+    "History",
+    "HistorySampler",
+    "affects_results",
+    "describe",
+    "health",
+    "now_sentence",
+    "segment_label",
+    "static_file",
+]

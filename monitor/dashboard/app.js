@@ -41,41 +41,40 @@ function when(iso) {
 }
 function healthWord(h) { return { healthy: "Healthy", watch: "Watch", act: "Act" }[h] || h; }
 
-function sparkline(points, opts) {
-  const svgNS = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(svgNS, "svg");
-  svg.setAttribute("class", "spark" + (opts && opts.bad ? " bad" : ""));
-  svg.setAttribute("viewBox", "0 0 130 28");
-  svg.setAttribute("preserveAspectRatio", "none");
+function svgEl(tag, attrs) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  return node;
+}
+
+// A trend line with its range: the smallest and largest value drawn, as labels beside the line.
+// Fewer than two points: no line at all (the value beside it is real; the trend comes with the next samples).
+function trend(points, opts) {
   const vals = (points || []).filter((p) => p[1] !== null && p[1] !== undefined);
-  if (vals.length < 2) {
-    const t = document.createElementNS(svgNS, "text");
-    t.setAttribute("x", "0"); t.setAttribute("y", "18"); t.setAttribute("font-size", "11"); t.setAttribute("fill", "#656d76");
-    t.textContent = "collecting…";
-    svg.append(t);
-    return svg;
-  }
+  if (vals.length < 2) return null;
+  const fmt = (opts && opts.fmt) || num;
   const t0 = vals[0][0], t1 = vals[vals.length - 1][0];
   let lo = Math.min(...vals.map((p) => p[1])), hi = Math.max(...vals.map((p) => p[1]));
   if (opts && opts.zero) lo = Math.min(lo, 0);
-  if (hi - lo < 1e-9) { hi += 0.5; lo -= 0.5; }
+  const flat = hi - lo < 1e-9;
+  const svg = svgEl("svg", { class: "spark" + (opts && opts.bad ? " bad" : ""), viewBox: "0 0 100 30", preserveAspectRatio: "none" });
   const xy = vals.map((p) => {
-    const x = t1 > t0 ? ((p[0] - t0) / (t1 - t0)) * 128 + 1 : 1;
-    const y = 26 - ((p[1] - lo) / (hi - lo)) * 24;
-    return x.toFixed(1) + "," + y.toFixed(1);
+    const x = t1 > t0 ? ((p[0] - t0) / (t1 - t0)) * 98 + 1 : 1;
+    const y = flat ? 15 : 28 - ((p[1] - lo) / (hi - lo)) * 26;
+    return x.toFixed(2) + "," + y.toFixed(2);
   });
-  const line = document.createElementNS(svgNS, "polyline");
-  line.setAttribute("points", xy.join(" "));
-  svg.append(line);
-  const title = document.createElementNS(svgNS, "title");
-  title.textContent = "min " + num(lo) + ", max " + num(hi) + " over " + vals.length + " samples";
+  svg.append(svgEl("polyline", { points: xy.join(" "), "vector-effect": "non-scaling-stroke" }));
+  const title = svgEl("title", {});
+  title.textContent = "min " + fmt(lo) + ", max " + fmt(hi) + " over " + vals.length + " samples";
   svg.append(title);
-  return svg;
+  return el("div", { class: "trend" }, svg,
+    el("div", { class: "range", title: "range of the line" },
+      el("span", { class: "max" }, fmt(hi)), el("span", { class: "min" }, fmt(lo))));
 }
 
 function kpi(label, value, series, opts) {
   return el("div", { class: "kpi" }, el("span", { class: "label" }, label),
-    el("div", { class: "row" }, el("span", { class: "value" }, value), sparkline(series, opts)));
+    el("div", { class: "row" }, el("span", { class: "value" }, value), trend(series, opts)));
 }
 
 // The estimate with its 95% band, and CBPE's F1 beside it when there is one.
@@ -88,33 +87,108 @@ function estimate(m) {
     f1 !== undefined && f1 !== null ? el("span", { class: "muted band" }, " F1 " + pct(f1)) : null);
 }
 
-function renderModel(m, series, span) {
+const KIND_WORDS = {
+  data_drift: "Input drift", prediction_drift: "Prediction drift", concept_drift: "Concept drift",
+  performance: "Performance", fairness: "Fairness gap", schema: "Schema change", data_quality: "Data quality",
+  latency: "Latency", business: "Business outcome", retrain_recommended: "Retrain recommended",
+  rollback_recommended: "Rollback recommended",
+};
+function segmentText(seg) {
+  const s = Object.entries(seg || {}).map(([k, v]) => k + "=" + v).join(",");
+  return s ? "in " + s : "in all traffic";
+}
+function count(n) { return n === null || n === undefined ? "–" : Math.round(n).toLocaleString("en-US"); }
+
+// An alert is shown red only while its incident is open: a firing event whose incident has resolved is not.
+function eventState(a, openIds) {
+  if (a.status === "resolved") return "resolved";
+  return openIds.has(a.alert_id) ? "firing" : "fired";
+}
+function eventBadge(a, openIds) {
+  const st = eventState(a, openIds);
+  const text = st === "fired" ? "fired · resolved since" : st;
+  return el("span", { class: "badge " + st, "data-state": st }, text);
+}
+
+function openAlert(a) {
+  const imp = a.impact || {};
+  const now = a.now || {};
+  const fired = a.fired || {};
+  const win = fired.window || {};
+  const impact = [];
+  if (imp.segment && imp.segment !== "all" && imp.share !== null && imp.share !== undefined) {
+    impact.push(imp.segment + " is " + pct(imp.share) + " of traffic");
+  } else if (imp.segment === "all") {
+    impact.push("all traffic");
+  }
+  if (imp.predictions_since_change !== null && imp.predictions_since_change !== undefined) {
+    impact.push("about " + count(imp.predictions_since_change) + " predictions there since the change began" +
+      (now.started_at ? " (" + now.started_at.slice(11, 19) + " UTC)" : ""));
+  }
+  if (imp.accuracy !== null && imp.accuracy !== undefined) {
+    impact.push("accuracy there " + pct(imp.accuracy) + (imp.labelled ? " (" + count(imp.labelled) + " labels)" : "") +
+      (imp.accuracy_all !== null && imp.accuracy_all !== undefined && imp.segment !== "all" ? ", all traffic " + pct(imp.accuracy_all) : ""));
+  } else {
+    impact.push("no labels there yet");
+  }
+  return el("li", { class: "open-alert", "data-key": a.key, "data-kind": a.kind, "data-recommendation": a.recommendation || "" },
+    el("div", { class: "what" }, el("strong", {}, (KIND_WORDS[a.kind] || a.kind) + " on " + a.subject + " " + segmentText(a.segment)),
+      a.severity ? el("span", { class: "muted" }, " · " + a.severity) : null,
+      el("span", { class: "action " + (a.recommendation || "none") }, " · " + (ACTIONS[a.recommendation] || ACTIONS.none))),
+    el("p", { class: "now" }, el("span", { class: "tag" }, "Now"), " ", now.sentence || "Still open: its condition has not cleared yet."),
+    fired.message ? el("p", { class: "fired muted" }, el("span", { class: "tag" }, "When it fired"),
+      " " + when(fired.emitted_at) + ": " + fired.message + (win.events ? " (" + count(win.events) + " predictions in its window)" : "")) : null,
+    el("p", { class: "impact" }, el("span", { class: "tag" }, "Impact"), " " + impact.join("; ") + "."));
+}
+
+function segmentsTable(m) {
+  const rows = (m.segments || []).filter((s) => s.predictions > 0);
+  if (!rows.length) return null;
+  const hasLabels = rows.some((s) => s.accuracy !== null && s.accuracy !== undefined);
+  return el("div", { class: "segments" }, el("strong", {}, "Traffic and accuracy per segment"),
+    el("table", { class: "compact" }, el("thead", {}, el("tr", {},
+      ["Segment", "Share", "Predictions", hasLabels ? "Accuracy (labelled)" : "Accuracy", "Labels"].map((h) => el("th", {}, h)))),
+    el("tbody", {}, rows.map((s) => el("tr", { "data-segment": s.segment },
+      el("td", {}, s.segment), el("td", {}, pct(s.share)), el("td", {}, count(s.predictions)),
+      el("td", {}, s.accuracy === null || s.accuracy === undefined ? "no labels yet" : pct(s.accuracy)),
+      el("td", {}, count(s.labelled)))))));
+}
+
+function renderModel(m, series, span, openIds, interval) {
   const s = series || {};
   const last = (name) => { const pts = s[name] || []; return pts.length ? pts[pts.length - 1][1] : null; };
+  const drifting = (m.open_alerts || []).some((a) => a.kind === "data_drift" || a.kind === "prediction_drift");
   const kpis = [
-    kpi("Accuracy (labelled, recent)", pct(m.accuracy), s.accuracy),
-    kpi("Estimated accuracy (no labels)", estimate(m), s.estimated_accuracy),
+    kpi("Accuracy (labelled, recent)", m.accuracy === null ? "no labels yet" : pct(m.accuracy), s.accuracy, { fmt: pct }),
+    kpi("Estimated accuracy (no labels)", estimate(m), s.estimated_accuracy, { fmt: pct }),
     kpi("Predictions per second", num(last("events_per_s")), s.events_per_s, { zero: true }),
-    kpi("Largest drift effect", num(last("max_drift_effect")), s.max_drift_effect, { zero: true, bad: m.health !== "healthy" }),
-    kpi("Label coverage", pct(m.label_coverage), s.label_coverage),
+    kpi("Largest drift effect", num(last("max_drift_effect")), s.max_drift_effect, { zero: true, bad: drifting }),
+    kpi("Label coverage", pct(m.label_coverage), s.label_coverage, { fmt: pct }),
   ];
   for (const [name, value] of Object.entries(m.outcomes || {})) {
     kpis.push(kpi("Business: " + name + " (mean)", num(value), s["outcome:" + name]));
   }
+  const points = Math.max(0, ...Object.values(s).map((p) => p.length));
+  const trendNote = points < 2 ? "trends appear after two history samples (one every " + interval + " s)" : "trends: last " + span + ", each with its range";
   const changes = (m.changes || []).slice(0, 6).map((a) =>
-    el("li", {}, el("span", { class: "badge " + a.status }, a.status), " ", when(a.emitted_at), ": ", a.message || a.key));
+    el("li", {}, eventBadge(a, openIds), " ", when(a.emitted_at), ": ", a.message || a.key));
+  const open = m.open_alerts || [];
   return el("article", { class: "card " + m.health, "data-model": m.model + "/" + m.version },
     el("div", { class: "card-head" },
       el("h3", {}, m.model, " ", el("span", { class: "muted" }, m.version)),
       el("span", { class: "badge " + m.health, "data-health": m.health }, healthWord(m.health))),
     el("p", { class: "reason" }, m.reason),
-    el("div", { class: "muted" }, num(m.events) + " predictions monitored · sparklines: last " + span),
-    el("div", { class: "kpis" }, kpis),
-    el("strong", {}, "What changed and when"),
-    changes.length ? el("ul", { class: "changes" }, changes) : el("p", { class: "muted" }, "Nothing has changed yet."));
+    el("div", { class: "muted meta" }, count(m.events) + " predictions monitored · " + trendNote),
+    el("div", { class: "card-body" },
+      el("div", { class: "col" }, el("div", { class: "kpis" }, kpis), segmentsTable(m)),
+      el("div", { class: "col" },
+        el("strong", {}, open.length ? "Open alerts" : "No open alerts"),
+        open.length ? el("ul", { class: "open-alerts" }, open.map(openAlert)) : null,
+        el("strong", {}, "What changed and when"),
+        changes.length ? el("ul", { class: "changes" }, changes) : el("p", { class: "muted" }, "Nothing has changed yet."))));
 }
 
-function renderAlerts(alerts) {
+function renderAlerts(alerts, openIds) {
   const tbody = document.querySelector("#alerts tbody");
   tbody.replaceChildren();
   if (!alerts.length) {
@@ -122,14 +196,15 @@ function renderAlerts(alerts) {
     return;
   }
   for (const a of alerts) {
-    const rec = a.recommendation || "none";
-    tbody.append(el("tr", { class: a.status, "data-key": a.key },
+    const st = eventState(a, openIds);
+    const rec = st === "firing" ? (a.recommendation || "none") : "none";
+    tbody.append(el("tr", { class: st, "data-key": a.key, "data-state": st },
       el("td", {}, when(a.emitted_at)),
-      el("td", {}, el("span", { class: "badge " + a.status }, a.status)),
-      el("td", {}, a.severity),
-      el("td", {}, a.model + " " + a.model_version),
+      el("td", {}, eventBadge(a, openIds)),
+      el("td", { class: "narrow-hide" }, a.severity),
+      el("td", { class: "narrow-hide" }, a.model + " " + a.model_version),
       el("td", {}, a.message || a.key),
-      el("td", {}, el("span", { class: "action " + rec }, ACTIONS[rec] || rec))));
+      el("td", {}, el("span", { class: "action " + rec }, st === "fired" ? "None: resolved since" : (ACTIONS[rec] || rec)))));
   }
 }
 
@@ -144,32 +219,36 @@ function renderFairness(rows) {
     el("td", {}, r.model + " " + r.version), el("td", {}, r.attribute), el("td", {}, r.group + " vs " + r.reference),
     el("td", {}, r.metric), el("td", {}, num(r.gap)), el("td", {}, "[" + num(r.low) + ", " + num(r.high) + "]"),
     el("td", {}, r.firing ? el("span", { class: "badge firing" }, "gap") : "within bounds")));
-  box.append(el("table", {}, el("thead", {}, el("tr", {},
+  box.append(el("div", { class: "table-wrap" }, el("table", {}, el("thead", {}, el("tr", {},
     ["Model", "Attribute", "Group", "Metric", "Gap", "95% interval", "Status"].map((h) => el("th", {}, h)))),
-    el("tbody", {}, body)));
+    el("tbody", {}, body))));
 }
 
-function renderDrift(models, thresholds) {
+const STATUS_WORDS = { drifting: "drifting (alert open)", above: "above threshold, no alert", stable: "stable" };
+function renderDrift(models) {
   const box = document.getElementById("drift");
   box.replaceChildren();
   for (const m of models) {
     if (!m.drift || !m.drift.length) continue;
     const shown = m.drift.slice(0, DRIFT_ROWS);
     const rows = shown.map((d) => {
-      const limit = d.kind === "categorical" ? thresholds.categorical_distance : thresholds.numeric_effect;
-      const ratio = Math.min(1, (d.effect || 0) / limit);
-      return el("tr", { class: d.firing ? "firing" : "" },
-        el("td", {}, d.feature), el("td", {}, d.segment), el("td", {}, d.kind),
-        el("td", {}, el("span", { class: "bar" + (d.effect >= limit ? " over" : "") },
-          el("span", { style: "width:" + (100 * ratio).toFixed(0) + "%" })), " ", num(d.effect)),
-        el("td", {}, pct(d.missing_ratio)), el("td", {}, num(d.events)),
-        el("td", {}, d.firing ? el("span", { class: "badge firing" }, "drifting") : "stable"));
+      const ratio = Math.min(1, d.ratio || 0);
+      const w = d.window;
+      return el("tr", { class: d.status, "data-status": d.status },
+        el("td", {}, d.feature), el("td", {}, d.segment), el("td", { class: "narrow-hide" }, d.kind),
+        el("td", {}, el("span", { class: "bar " + d.status },
+          el("span", { style: "width:" + (100 * ratio).toFixed(0) + "%" })), " ", num(d.effect) + " / " + num(d.threshold),
+          w ? el("span", { class: "muted window" }, "window " + w.statistic.toUpperCase() + " " + num(w.value) + " / " + num(w.threshold)) : null),
+        el("td", { class: "narrow-hide" }, pct(d.missing_ratio)), el("td", {}, count(d.events)),
+        el("td", {}, d.status === "drifting" ? el("span", { class: "badge firing" }, STATUS_WORDS.drifting) :
+          d.status === "above" ? el("span", { class: "badge watch", title: "not significant yet, or explained by another stream's alert" }, STATUS_WORDS.above) : "stable"));
     });
     const more = m.drift_streams > shown.length ? " (largest " + shown.length + " of " + m.drift_streams + " streams; all in /api/overview)" : "";
     box.append(el("h3", {}, m.model + " " + m.version + more),
-      el("table", {}, el("thead", {}, el("tr", {},
-        ["Feature", "Segment", "Type", "Effect", "Missing", "Events", "Status"].map((h) => el("th", {}, h)))),
-        el("tbody", {}, rows)));
+      el("div", { class: "table-wrap" }, el("table", {}, el("thead", {}, el("tr", {},
+        ["Feature", "Segment", "Type", "Effect / threshold", "Missing", "Events", "Status"].map((h, i) =>
+          el("th", { class: i === 2 || i === 4 ? "narrow-hide" : null }, h)))),
+        el("tbody", {}, rows))));
   }
   if (!box.children.length) box.append(el("p", { class: "muted" }, "No streams yet."));
 }
@@ -189,18 +268,23 @@ async function refresh() {
     const models = document.getElementById("models");
     models.replaceChildren();
     if (!ov.models.length) models.append(el("p", { class: "muted" }, "No prediction events yet."));
-    for (const m of ov.models) models.append(renderModel(m, hist.series[m.model + "/" + m.version], span));
-    renderAlerts(ov.alerts || []);
+    const openIds = new Set(ov.open_alert_ids || []);
+    for (const m of ov.models) models.append(renderModel(m, hist.series[m.model + "/" + m.version], span, openIds, hist.interval_s));
+    renderAlerts(ov.alerts || [], openIds);
     renderFairness(ov.fairness);
-    renderDrift(ov.models, ov.thresholds);
+    renderDrift(ov.models);
     status.textContent = (ov.ready ? "ready" : "NOT READY") + " · partitions " + (ov.partitions.join(", ") || "none") +
       " · history: one point every " + hist.interval_s + " s, " + hist.points + " points kept · updated " +
       new Date(ov.generated_at * 1000).toISOString().slice(11, 19) + " UTC";
+    document.body.dataset.generated = String(ov.generated_at);
     document.body.dataset.loaded = "true";
   } catch (err) {
     status.textContent = "cannot reach the monitor: " + err.message;
   }
 }
 
+// ?refresh=0 keeps the page as loaded (screenshots, printing); ?refresh=N refreshes every N seconds.
+const asked = new URLSearchParams(location.search).get("refresh");
+const every = asked === null || isNaN(Number(asked)) ? REFRESH_MS : 1000 * Number(asked);
 refresh();
-setInterval(refresh, REFRESH_MS);
+if (every > 0) setInterval(refresh, Math.max(every, 1000));

@@ -72,3 +72,30 @@ def test_basic_auth_protects_the_dashboard_and_api(tmp_path):
             assert _get(base + path, auth=("pm", "pw"))[0] == 200, path
     finally:
         mon.http.stop()
+
+
+def test_health_follows_the_legend():
+    """Severity alone never makes Act; result kinds and retrain / rollback recommendations do."""
+    from monitor.dashboard import health
+
+    drift = {"kind": "data_drift", "severity": "critical", "recommendation": "investigate", "subject": "income"}
+    assert health([drift])[0] == "watch"
+    assert "accuracy not measured yet" in health([drift])[1]
+    assert "accuracy 91.0%" in health([drift], accuracy=0.91)[1]
+    for kind in ("concept_drift", "performance", "business", "fairness", "retrain_recommended"):
+        assert health([drift, {"kind": kind, "severity": "warning", "subject": "x"}])[0] == "act", kind
+    assert (
+        health([{"kind": "latency", "severity": "warning", "recommendation": "rollback", "subject": "x"}])[0] == "act"
+    )
+    assert health([{"kind": "schema", "severity": "critical", "subject": "x"}])[0] == "watch"
+    assert health([]) == ("healthy", "No open alerts.")
+
+
+def test_predictions_since_the_change_are_interpolated_in_event_time():
+    from monitor.dashboard import count_since
+
+    points = [(100.0, {}), (110.0, {"country=SG": 50}), (130.0, {"country=SG": 250})]
+    assert count_since(points, "country=SG", 120.0, 400) == 250  # 150 at t=120
+    assert count_since(points, "country=SG", 105.0, 400) == 375  # 25 at t=105 (every count is 0 at the first event)
+    assert count_since(points, "country=SG", 90.0, 400) is None  # before anything was counted: not claimed
+    assert count_since(points, "country=SG", 140.0, 400) == 150  # after the last point: counted from it
