@@ -110,6 +110,28 @@ function eventBadge(a, openIds) {
   return el("span", { class: "badge " + st, "data-state": st }, text);
 }
 
+// Open alerts grouped by incident (alerts of one change share an incident_id): one entry per change, with
+// its facet and kinds, and each alert inside it.
+function incidents(open) {
+  if (!open.length) return null;
+  const groups = new Map();
+  for (const a of open) {
+    const id = (a.fired || {}).incident_id || a.incident_id || a.key;
+    if (!groups.has(id)) groups.set(id, []);
+    groups.get(id).push(a);
+  }
+  return el("ul", { class: "incidents" }, [...groups.entries()].map(([id, alerts]) => {
+    const kinds = [...new Set(alerts.map((a) => KIND_WORDS[a.kind] || a.kind))].join(", ");
+    const first = alerts[0];
+    const seg = first.segment || {};
+    const facet = Object.keys(seg).length ? Object.entries(seg).map(([k, v]) => k + "=" + v).join(", ") : first.subject;
+    return el("li", { class: "incident", "data-incident": id, "data-alerts": String(alerts.length) },
+      el("div", { class: "incident-head" }, el("strong", {}, "Incident" + (facet ? " on " + facet : "")),
+        el("span", { class: "muted" }, " · " + alerts.length + (alerts.length === 1 ? " alert" : " alerts") + ": " + kinds)),
+      el("ul", { class: "open-alerts" }, alerts.map(openAlert)));
+  }));
+}
+
 function openAlert(a) {
   const imp = a.impact || {};
   const now = a.now || {};
@@ -182,8 +204,8 @@ function renderModel(m, series, span, openIds, interval) {
     el("div", { class: "card-body" },
       el("div", { class: "col" }, el("div", { class: "kpis" }, kpis), segmentsTable(m)),
       el("div", { class: "col" },
-        el("strong", {}, open.length ? "Open alerts" : "No open alerts"),
-        open.length ? el("ul", { class: "open-alerts" }, open.map(openAlert)) : null,
+        el("strong", {}, open.length ? "Open incidents" : "No open alerts"),
+        incidents(open),
         el("strong", {}, "What changed and when"),
         changes.length ? el("ul", { class: "changes" }, changes) : el("p", { class: "muted" }, "Nothing has changed yet."))));
 }

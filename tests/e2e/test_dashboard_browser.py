@@ -287,6 +287,12 @@ def test_dashboard_alert_fires_explains_itself_and_resolves_in_chromium(broker, 
         item = shown["card"].find_element(
             By.CSS_SELECTOR, 'li.open-alert[data-key="churn/v1/data_drift/income/country=SG"]'
         )
+        # Open alerts are shown by incident: one entry per incident_id, each alert inside its own
+        incident = item.find_element(By.XPATH, "./ancestor::li[contains(@class, 'incident')]")
+        assert incident.get_attribute("data-incident") == fired["incident_id"]
+        assert "Incident on country=SG" in incident.text
+        ids = {a.get("incident_id") for a in churn["open_alerts"]}
+        assert len(shown["card"].find_elements(By.CSS_SELECTOR, "li.incident")) == len(ids)
         now = item.find_element(By.CSS_SELECTOR, "p.now").text
         assert re.search(r"Still open: (shift|window PSI) [\d.,]+( sd)? against [\d.,]+( sd)? \(clears below", now), now
         fired_line = item.find_element(By.CSS_SELECTOR, "p.fired").text
