@@ -274,13 +274,17 @@ class MonitorCollector(Collector):
             "monitor_checkpoint_seconds", "Duration of the last checkpoint: snapshot, flush, alerts, commit"
         )
         cp_seconds.add_metric([], loop.checkpoint_seconds)
+        cp_max = GaugeMetricFamily(
+            "monitor_checkpoint_seconds_max", "The longest a checkpoint has held the consume loop since the start"
+        )
+        cp_max.add_metric([], loop.checkpoint_seconds_max)
         cp_bytes = GaugeMetricFamily("monitor_checkpoint_bytes", "Uncompressed size of the last checkpoint's snapshots")
         cp_bytes.add_metric([], loop.last_checkpoint_bytes)
         restores = CounterMetricFamily("monitor_restores", "Partitions restored from a snapshot on assignment")
         restores.add_metric([], loop.restores)
         restore_s = GaugeMetricFamily("monitor_restore_seconds", "Time the last assignment spent restoring snapshots")
         restore_s.add_metric([], loop.restore_seconds)
-        yield from (checkpoints, cp_seconds, cp_bytes, restores, restore_s)
+        yield from (checkpoints, cp_seconds, cp_max, cp_bytes, restores, restore_s)
         yield from _fairness_families(fair_trackers)
         yield from baseline_families
         yield from (model_metric, estimated, estimated_band, estimated_metric, trust, calib, coverage, labelled)

@@ -262,6 +262,7 @@ class LoopStats:
     broker_ok: bool = False
     checkpoints: int = 0
     checkpoint_seconds: float = 0.0
+    checkpoint_seconds_max: float = 0.0  # the longest a checkpoint has held the loop since the start
     last_checkpoint_bytes: int = 0
     restores: int = 0
     restore_seconds: float = 0.0
@@ -699,9 +700,7 @@ class MonitorService:
             self.sink.commit(todo, self.consumer.consumer_group_metadata())
             for tp in todo:
                 self._committed[tp.topic, tp.partition] = tp.offset
-            self.stats.checkpoints += 1
-            self.stats.checkpoint_seconds = time.perf_counter() - started
-            self.stats.last_checkpoint_bytes = size
+            self._checkpoint_done(started, size)
             return
         has_alerts = any(outbox.values())
         self._faults.hit("before_snapshot_flush", has_alerts)
@@ -721,8 +720,13 @@ class MonitorService:
         self._faults.hit("after_alerts", has_alerts)
         self._commit(offsets)
         self._faults.hit("after_commit", has_alerts)
+        self._checkpoint_done(started, size)
+
+    def _checkpoint_done(self, started: float, size: int) -> None:
+        took = time.perf_counter() - started
         self.stats.checkpoints += 1
-        self.stats.checkpoint_seconds = time.perf_counter() - started
+        self.stats.checkpoint_seconds = took
+        self.stats.checkpoint_seconds_max = max(self.stats.checkpoint_seconds_max, took)
         self.stats.last_checkpoint_bytes = size
 
     def _publish(self, outbox: dict[int, list[Alert]], stop: threading.Event | None, *, flush: bool = True) -> None:

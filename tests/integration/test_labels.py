@@ -74,6 +74,8 @@ def test_late_labels_join_and_a_label_flip_raises_concept_drift_only(broker, top
         assert 0.45 < since_start < 0.55
         assert total(m, "monitor_label_coverage", segment="all") > 0.4
         assert total(m, "monitor_label_delay_seconds_count", model="churn") == n_labels
+        longest = total(m, "monitor_checkpoint_seconds_max")
+        assert longest >= total(m, "monitor_checkpoint_seconds") > 0 and total(m, "monitor_checkpoints_total") > 1
         est = total(m, "monitor_estimated_accuracy", segment="all")
         assert est > 0.6  # scores did not change
         low = total(m, "monitor_estimated_accuracy_bound", segment="all", bound="low")
