@@ -48,6 +48,14 @@ class ScoreCalibration:
         self.check_prob = np.zeros(bins, dtype=np.float64)
         self.map = self._fit()
 
+    def upgrade(self) -> None:
+        """A calibration restored from an older release (histogram binning, fit only on the first labels) gets
+        the isotonic map of its counts and keeps fitting, unless it had stopped fitting early."""
+        if "frozen" not in self.__dict__:
+            self.frozen = float(self.fit_n.sum()) < self.reference and self.checked > 0
+        if "map" not in self.__dict__:
+            self.map = self._fit()
+
     @property
     def fitted(self) -> bool:
         return self.frozen or float(self.fit_n.sum()) >= self.reference

@@ -1107,6 +1107,7 @@ class PartitionEngine:
             perf = state.perf
             if not hasattr(perf, "calibration"):  # an older release had no score calibration
                 perf.calibration = ScoreCalibration(self.config.performance.calibration_labels)
+            perf.calibration.upgrade()
             for b in perf.buckets.values():  # an older release's error / loss trackers: the stream restarts
                 for old in ("error", "loss"):
                     b.__dict__.pop(old, None)

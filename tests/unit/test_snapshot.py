@@ -488,3 +488,38 @@ def test_a_snapshot_from_before_baselines_restores_and_continues():
     rest = _run(twin, ENGINE_BATCHES[half:])
     assert twin.events_total() == before + sum(n for role, n, *_ in rest if role == "predictions")
     assert state.tests and twin.fdr.tests > 0  # the new checks started on the restored partition
+
+
+def _drop_fields(node: object, cls: str, names: tuple[str, ...]) -> int:
+    """Remove fields of every encoded object of class ``cls`` in a plain snapshot; returns how many objects."""
+    found = 0
+    if isinstance(node, dict):
+        if node.get("$o") == cls and "f" in node:
+            for name in names:
+                node["f"].pop(name, None)
+            found += 1
+        for value in node.values():
+            found += _drop_fields(value, cls, names)
+    elif isinstance(node, list):
+        for value in node:
+            found += _drop_fields(value, cls, names)
+    return found
+
+
+def test_a_snapshot_from_before_isotonic_calibration_and_incidents_restores_and_continues():
+    """Snapshots written before incidents and the isotonic calibration (no ``incidents`` state, calibrations
+    without ``frozen`` and ``map``) restore, and the partition goes on estimating and alerting."""
+    engine = PartitionEngine(CONFIG, clock=_clock)
+    half = len(ENGINE_BATCHES) // 2
+    _run(engine, ENGINE_BATCHES[:half])
+    data = snapshot.loads(snapshot.dumps(engine.snapshot()))
+    del data["state"]["incidents"]
+    assert _drop_fields(data, "ScoreCalibration", ("frozen", "map")) >= 1
+    twin = PartitionEngine.restore(CONFIG, data, clock=_clock)
+    perf = next(iter(twin.models.values())).perf
+    assert perf is not None and perf.calibration.map.size == perf.calibration.bins
+    before = twin.events_total()
+    rest = _run(twin, ENGINE_BATCHES[half:])
+    assert twin.events_total() == before + sum(n for role, n, *_ in rest if role == "predictions")
+    assert twin.incidents.open is not None
+    snapshot.dumps(twin.snapshot())  # and it snapshots again
