@@ -171,14 +171,15 @@ def explained_buckets(judged: list[Judgement], ratio: float) -> set[tuple[str, s
 
 def pending_local_change(parent: Judgement, group: list[Judgement], ratio: float) -> bool:
     """A segment's errors rose ``ratio`` times as much as all traffic's since a change point it found, but it
-    has not had the labels to fire yet: the change is local, so all traffic waits for the segment's alert
-    (which then explains it) instead of paging first. A segment only has a share of the labels, so its test
-    completes later than all traffic's on the same change."""
+    has not had the labels its test needs yet: the change is local, so all traffic waits for the segment's
+    alert (which then explains it) instead of paging first. A segment only has a share of the labels, so its
+    test completes later than all traffic's on the same change. The wait is bounded: once the segment has
+    had its test's labels (``extra["min_events"]``) without firing, it no longer holds all traffic back."""
     return any(
         j.bucket != ALL
         and not j.fire
         and j.evidence.detected
-        and j.evidence.events > 0
+        and 0 < j.evidence.events < int(j.extra.get("min_events", 0))
         and j.shift >= ratio * parent.shift
         for j in group
     )
@@ -207,8 +208,11 @@ class Incidents:
     open: dict[str, dict[str, Any]] = field(default_factory=dict)  # model/version/facet -> id, keys, last
     by_key: dict[str, str] = field(default_factory=dict)  # alert key -> incident id, while it is open
 
-    def assign(self, scope: str, facet: str, key: str, status: str, now: float, window_s: float) -> str:
-        """The incident of one alert transition (``scope`` is ``model/version``)."""
+    def assign(
+        self, scope: str, facet: str, key: str, status: str, now: float, window_s: float, severity: str = "warning"
+    ) -> str | None:
+        """The incident of one alert transition (``scope`` is ``model/version``); ``severity`` is the alert's,
+        and an incident is as severe as its most severe open alert."""
         name = f"{scope}/{facet}"
         inc = self.open.get(name)
         if status == "firing":
@@ -216,6 +220,7 @@ class Incidents:
                 inc = self.open[name] = {"id": f"{name}@{iso(now)}", "keys": [], "last": now}
             if key not in inc["keys"]:
                 inc["keys"].append(key)
+            inc.setdefault("severity", {})[key] = severity
             inc["last"] = max(inc["last"], now)
             self.by_key[key] = inc["id"]
             self._prune(now, window_s)
@@ -223,8 +228,9 @@ class Incidents:
         ident = self.by_key.pop(key, None)
         if inc is not None and inc["id"] == ident:
             inc["keys"] = [k for k in inc["keys"] if k != key]
+            inc.get("severity", {}).pop(key, None)
             inc["last"] = max(inc["last"], now)
-        return ident or f"{name}@{iso(now)}"
+        return ident  # None: the alert fired before incidents existed (a snapshot from an older release)
 
     def _prune(self, now: float, window_s: float) -> None:
         """Forget incidents with nothing open whose window has passed: memory stays bounded."""
@@ -335,7 +341,7 @@ class Alerting:
             if t is not None:
                 scope = j.key.split(f"/{j.kind}/", 1)[0]
                 t.incident_id = self.incidents.assign(
-                    scope, incident_facet(j), j.key, t.status, j.now, self.incident_window_s
+                    scope, incident_facet(j), j.key, t.status, j.now, self.incident_window_s, alert_severity(j, t)
                 )
                 if j.bucket == ALL:
                     if t.status == "firing":
@@ -346,14 +352,19 @@ class Alerting:
         return out
 
 
+def alert_severity(j: Judgement, t: Transition) -> str:
+    """``critical`` when the effect reaches the judgement's critical level, else ``warning``; ``info`` once
+    resolved."""
+    if t.status == "resolved":
+        return "info"
+    size = j.evidence.effect if j.statistic is None else abs(j.statistic)
+    return "critical" if size >= j.critical else "warning"
+
+
 def build_alert(model: str, version: str, j: Judgement, t: Transition, emitted_at: float) -> Alert:
     """The alert event of one transition, as contract v1 puts it on the alerts topic."""
     ev = j.evidence
-    if t.status == "resolved":
-        severity = "info"
-    else:
-        size = ev.effect if j.statistic is None else abs(j.statistic)
-        severity = "critical" if size >= j.critical else "warning"
+    severity = alert_severity(j, t)
     return Alert(
         alert_id=t.alert_id,
         key=j.key,

@@ -173,8 +173,10 @@ def _calibration(data: Any, where: str) -> dict[str, list[float]]:
         positive = [float(v) for v in data["positive"]]
     except (KeyError, TypeError, ValueError):
         raise ProfileError(f"{where}: calibration", "expected lists 'labelled' and 'positive' of numbers") from None
-    if len(labelled) != len(positive) or any(v < 0 for v in labelled + positive):
+    if len(labelled) != len(positive) or not all(math.isfinite(v) and v >= 0 for v in labelled + positive):
         raise ProfileError(f"{where}: calibration", "'labelled' and 'positive' must be equal-length counts")
+    if not sum(labelled) > 0 or any(p > n for p, n in zip(positive, labelled, strict=True)):
+        raise ProfileError(f"{where}: calibration", "needs labelled rows, and no bin with more positives than rows")
     return {"labelled": labelled, "positive": positive}
 
 

@@ -425,7 +425,7 @@ class ModelPerformance:
             clear=enough and statistic < test.min_rise * a.resolve_ratio,
             shift=max(statistic, 0.0),
             statistic=statistic,
-            extra={"inputs_drifting": sorted(drifting), "task": self.task},
+            extra={"inputs_drifting": sorted(drifting), "task": self.task, "min_events": test.min_events},
             position=errors.count,
         )
 

@@ -2,7 +2,7 @@
 
 A list of alerts cannot answer an auditor's first two questions: was the monitor running over the whole
 period, and with which checks? Each replica therefore publishes, on ``audit.topic`` (default
-``<kafka.group_id>-audit``, created compacted at start like the state topic):
+``<kafka.group_id>-audit``, created at start like the state topic, compacted and expiring after 400 days):
 
 - ``config/<hash>``: the effective config, secrets redacted, and its hash, once per start;
 - ``coverage/<partition>/<interval start>``: per owned input partition and wall-clock interval of
@@ -35,6 +35,9 @@ from monitor.core.engine import PartitionEngine
 log = logging.getLogger(__name__)
 
 REDACTED = "***"
+# Every coverage record has its own key, so compaction alone would keep them all: records also expire after
+# 400 days (an audit year and some), and compaction keeps the latest record of each config meanwhile.
+AUDIT_TOPIC_CONFIG = {"cleanup.policy": "compact,delete", "retention.ms": str(400 * 86_400_000)}
 SECRET_WORDS = ("password", "secret", "token", "jaas", "key.pem", "private")
 
 

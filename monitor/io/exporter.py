@@ -76,7 +76,7 @@ class MonitorCollector(Collector):
         incident_open = GaugeMetricFamily(
             "monitor_incident_open",
             "Open alerts of one incident (alerts of one change: same model version, facet and time; see incident_id)",
-            labels=["model", "version", "incident_id", "facet", "kinds"],
+            labels=["model", "version", "incident_id", "facet", "kinds", "severity"],
         )
         emitted = CounterMetricFamily("monitor_alerts_emitted", "Alert events published", labels=["kind", "status"])
         latency = HistogramMetricFamily(
@@ -158,7 +158,7 @@ class MonitorCollector(Collector):
             agg_firing: dict[tuple[str, ...], float] = {}
             agg_det: Counter[tuple[str, ...]] = Counter()
             open_alerts: Counter[tuple[str, str, str]] = Counter()
-            incidents: Counter[tuple[str, str, str, str, str]] = Counter()
+            incidents: Counter[tuple[str, str, str, str, str, str]] = Counter()
             lat: dict[tuple[str, str], list[float]] = {}
             n_labels = 0
             n_streams = 0
@@ -186,7 +186,9 @@ class MonitorCollector(Collector):
                     if inc["keys"]:
                         model, version, facet = name.split("/", 2)
                         kinds = ",".join(sorted({k.split("/")[2] for k in inc["keys"]}))
-                        incidents[model, version, str(inc["id"]), facet, kinds] += len(inc["keys"])
+                        levels = set(inc.get("severity", {}).values())
+                        severity = "critical" if "critical" in levels else "warning"
+                        incidents[model, version, str(inc["id"]), facet, kinds, severity] += len(inc["keys"])
                 for view in eng.streams():
                     k = (view.model, view.model_version, view.feature, view.segment)
                     agg_count[k] += view.stats["count"]

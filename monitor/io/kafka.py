@@ -49,7 +49,7 @@ from monitor.core.engine import PartitionEngine
 from monitor.core.events import Rejected
 from monitor.core.rules import Alert
 from monitor.errors import ConfigError, SinkError, SourceError
-from monitor.io.audit import AuditPublisher
+from monitor.io.audit import AUDIT_TOPIC_CONFIG, AuditPublisher
 from monitor.io.checkpoint import CheckpointStore
 
 log = logging.getLogger(__name__)
@@ -382,13 +382,11 @@ class MonitorService:
         if self.config.audit.enabled and self.config.audit_topic not in topics:
             log.info("creating audit topic %s", self.config.audit_topic)
             try:
-                ensure_topics(
-                    admin, {self.config.audit_topic: 1}, {self.config.audit_topic: {"cleanup.policy": "compact"}}
-                )
+                ensure_topics(admin, {self.config.audit_topic: 1}, {self.config.audit_topic: dict(AUDIT_TOPIC_CONFIG)})
             except SourceError as exc:
                 raise SourceError(
                     f"audit topic {self.config.audit_topic!r} is missing and could not be created ({exc}); create it "
-                    "compacted with one partition, or set audit.enabled = false",
+                    "with one partition (cleanup.policy=compact,delete), or set audit.enabled = false",
                     fatal=True,
                 ) from None
         cp = self.config.checkpoint

@@ -179,15 +179,22 @@ def test_the_incident_keeps_the_largest_shift_it_saw_until_it_resolved():
 
 def test_all_traffics_concept_alert_waits_for_a_segment_that_found_a_larger_change():
     whole = _judge(ALL, kind="concept_drift", subject="error_rate", shift=0.1)
-    pending = _judge(SG, kind="concept_drift", subject="error_rate", shift=0.3, fire=False, detected=True)
+    need = {"min_events": 200}  # the segment's test needs 200 labels since its change point
+    pending = _judge(SG, kind="concept_drift", subject="error_rate", shift=0.3, fire=False, detected=True, events=120,
+                     **need)  # fmt: skip
     assert pending_local_change(whole, [whole, pending], 1.75)
     assert _fired(_desk(), [whole, pending]) == []
-    # not for a segment whose change is no larger, has no labels yet, or found nothing
+    # not for a segment whose change is no larger, has no labels yet, found nothing, or had its test's labels
+    # and did not fire (the wait is bounded)
     for other in (
-        _judge(SG, kind="concept_drift", subject="error_rate", shift=0.15, fire=False, detected=True),
-        _judge(SG, kind="concept_drift", subject="error_rate", shift=0.3, fire=False, detected=True, events=0),
-        _judge(SG, kind="concept_drift", subject="error_rate", shift=0.3, fire=False, detected=False),
-    ):
+        _judge(SG, kind="concept_drift", subject="error_rate", shift=0.15, fire=False, detected=True, events=120,
+               **need),
+        _judge(SG, kind="concept_drift", subject="error_rate", shift=0.3, fire=False, detected=True, events=0, **need),
+        _judge(SG, kind="concept_drift", subject="error_rate", shift=0.3, fire=False, detected=False, events=120,
+               **need),
+        _judge(SG, kind="concept_drift", subject="error_rate", shift=0.3, fire=False, detected=True, events=200,
+               **need),
+    ):  # fmt: skip
         assert not pending_local_change(whole, [whole, other], 1.75)
         assert _fired(_desk(), [whole, other]) == [(ALL, "firing")]
     # data drift never waits

@@ -355,3 +355,21 @@ def test_cli_missing_file_exits_2(tmp_path, capsys):
     ]
     assert main(argv) == 2
     assert "gone.csv does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "calibration",
+    [
+        {"labelled": [1.0, float("nan")], "positive": [0.0, 0.0]},
+        {"labelled": [0.0, 0.0], "positive": [0.0, 0.0]},
+        {"labelled": [5.0, 5.0], "positive": [6.0, 1.0]},
+        {"labelled": [5.0], "positive": [1.0, 1.0]},
+    ],
+)
+def test_a_profile_with_broken_calibration_counts_is_refused_naming_them(tmp_path, calibration):
+    """NaN, no labelled rows, more positives than rows or unequal lengths: one clear error, not a crash later."""
+    from monitor.core.baseline import BaselineProfile, ProfileError
+
+    data = {"profile_version": 1, "model": "m", "model_version": "v", "calibration": calibration}
+    with pytest.raises(ProfileError, match="calibration"):
+        BaselineProfile.from_plain(data, "p.json")

@@ -677,9 +677,12 @@ def test_alertmanager_pages_once_per_incident() -> None:
     assert "incident_id" in am["route"]["group_by"]
     rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "rules" / "monitor.rules.yml").read_text())
     names = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
-    (inhibit,) = am["inhibit_rules"]
-    assert inhibit["source_matchers"] == ['alertname="ModelIncident"'] and "ModelIncident" in names
-    (target,) = inhibit["target_matchers"]
-    held = re.fullmatch(r'alertname=~"(.+)"', target)
-    assert held is not None and set(held.group(1).split("|")) <= names
-    assert inhibit["equal"] == ["model", "version"]
+    assert "ModelIncident" in names
+    by_source = {tuple(r["source_matchers"]): r for r in am["inhibit_rules"]}
+    critical = by_source['alertname="ModelIncident"', 'severity="critical"']
+    warning = by_source['alertname="ModelIncident"', 'severity="warning"']
+    assert warning["target_matchers"][1:] == ['severity="warning"']  # a warning never hides a critical alert
+    for rule in (critical, warning):
+        held = re.fullmatch(r'alertname=~"(.+)"', rule["target_matchers"][0])
+        assert held is not None and set(held.group(1).split("|")) <= names
+        assert rule["equal"] == ["model", "version"]
