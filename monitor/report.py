@@ -15,6 +15,7 @@ import dataclasses
 import html
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -161,8 +162,12 @@ class Coverage:
 
 
 def coverage(records: list[dict[str, Any]], since: float, until: float) -> Coverage:
-    """Intervals of ``[since, until)`` with a coverage record for every input partition are covered; the
-    others are gaps (no record at all: the monitor was not running; some partitions only: partial).
+    """Stretches of ``[since, until)`` in which every input partition has a coverage record are covered; the
+    rest are gaps (no record at all: the monitor was not running; some partitions only: partial).
+
+    A record covers ``[interval_start, interval_start + interval_s)`` of its partition, whatever interval the
+    monitor ran with then; the partitions a moment needs are those of the records covering it (the topic may
+    have grown since).
 
     >>> recs = [{"type": "coverage", "partition": p, "partitions_total": 2, "interval_start": t,
     ...          "interval_s": 60.0, "config_hash": "h"} for t in (0.0, 60.0, 180.0) for p in (0, 1)]
@@ -174,40 +179,57 @@ def coverage(records: list[dict[str, Any]], since: float, until: float) -> Cover
     cover = [r for r in records if r.get("type") == "coverage"]
     if not cover:
         return Coverage([], [(since, until, "no coverage record")], configs, 0.0, 0)
-    step = float(min(r.get("interval_s", 60.0) for r in cover))
-    total = max(int(r.get("partitions_total", 1)) for r in cover)
-    seen: dict[float, set[int]] = {}
-    hashes: dict[float, set[str]] = {}
-    for r in cover:
-        t = float(r["interval_start"])
-        seen.setdefault(t, set()).add(int(r["partition"]))
-        hashes.setdefault(t, set()).add(str(r.get("config_hash", "")))
+    # A sweep over the records' starts and ends: what is active between two consecutive times covers it.
+    marks: list[tuple[float, int, int]] = []  # (time, +1 start / -1 end, record)
+    for i, r in enumerate(cover):
+        a = float(r["interval_start"])
+        marks += [(a, 1, i), (a + float(r.get("interval_s", 60.0)), -1, i)]
+    marks.sort(key=lambda m: (m[0], m[1]))
+    active_parts: Counter[int] = Counter()
+    active_totals: Counter[int] = Counter()
+    active_hashes: Counter[str] = Counter()
     periods: list[tuple[float, float, list[str]]] = []
     gaps: list[tuple[float, float, str]] = []
-    t = since - since % step
     covered = 0.0
-    while t < until:
-        lo, hi = max(t, since), min(t + step, until)
-        parts = seen.get(t, set())
-        if len(parts) >= total:
+
+    def span(lo: float, hi: float) -> None:
+        nonlocal covered
+        lo, hi = max(lo, since), min(hi, until)
+        if hi <= lo:
+            return
+        parts = {p for p, n in active_parts.items() if n > 0}
+        total = max((t for t, n in active_totals.items() if n > 0), default=0)
+        if parts and len(parts) >= total:
             covered += hi - lo
+            hashes = {h for h, n in active_hashes.items() if n > 0}
             if periods and periods[-1][1] == lo:
                 start, _, hs = periods[-1]
-                periods[-1] = (start, hi, sorted(set(hs) | hashes[t]))
+                periods[-1] = (start, hi, sorted(set(hs) | hashes))
             else:
-                periods.append((lo, hi, sorted(hashes[t])))
+                periods.append((lo, hi, sorted(hashes)))
+            return
+        why = (
+            "no coverage record: the monitor was not running"
+            if not parts
+            else f"partitions {sorted(set(range(total)) - parts)} of {total} not covered"
+        )
+        if gaps and gaps[-1][1] == lo and gaps[-1][2] == why:
+            gaps[-1] = (gaps[-1][0], hi, why)
         else:
-            why = (
-                "no coverage record: the monitor was not running"
-                if not parts
-                else f"partitions {sorted(set(range(total)) - parts)} of {total} not covered"
-            )
-            if gaps and gaps[-1][1] == lo and gaps[-1][2] == why:
-                gaps[-1] = (gaps[-1][0], hi, why)
-            else:
-                gaps.append((lo, hi, why))
-        t += step
-    return Coverage(periods, gaps, configs, covered, total)
+            gaps.append((lo, hi, why))
+
+    last = since
+    for t, step, i in marks:
+        if t > last:
+            span(last, t)
+            last = t
+        r = cover[i]
+        active_parts[int(r["partition"])] += step
+        active_totals[int(r.get("partitions_total", 1))] += step
+        active_hashes[str(r.get("config_hash", ""))] += step
+    span(last, until)
+    partitions = max(int(r.get("partitions_total", 1)) for r in cover)
+    return Coverage(periods, gaps, configs, covered, partitions)
 
 
 @dataclass

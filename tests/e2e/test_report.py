@@ -189,3 +189,23 @@ def test_the_report_shows_the_monitors_config_and_a_gap_while_it_was_stopped(bro
     cov = coverage(read_audit({"bootstrap.servers": broker.bootstrap}, audit_topic) or [], since, until)
     assert any(a <= stopped + 1.0 and b >= stopped + 2.5 for a, b, _ in cov.gaps), cov.gaps  # the stop
     assert cov.periods and 0 < cov.share < 1 and cov.partitions == 2
+
+
+def _cov(partition: int, start: float, step: float, total: int) -> dict:
+    return {"type": "coverage", "partition": partition, "partitions_total": total, "interval_start": start,
+            "interval_s": step, "config_hash": f"h{step:g}"}  # fmt: skip
+
+
+def test_coverage_follows_each_records_own_interval_and_partition_count():
+    from monitor.report import coverage
+
+    # 60 s records for an hour, then 300 s records: no false gaps where the interval changed
+    recs = [_cov(p, t, 60.0, 2) for t in range(0, 3600, 60) for p in (0, 1)]
+    recs += [_cov(p, t, 300.0, 2) for t in range(3600, 7200, 300) for p in (0, 1)]
+    c = coverage(recs, 0.0, 7200.0)
+    assert c.gaps == [] and c.covered_s == 7200.0 and c.periods == [(0.0, 7200.0, ["h300", "h60"])]
+    # the topic grew from 2 to 4 partitions at 3600: the first hour needed only two
+    grown = [_cov(p, t, 60.0, 2) for t in range(0, 3600, 60) for p in (0, 1)]
+    grown += [_cov(p, t, 60.0, 4) for t in range(3600, 7200, 60) for p in (0, 1, 2)]  # partition 3 missing
+    g = coverage(grown, 0.0, 7200.0)
+    assert g.covered_s == 3600.0 and g.gaps == [(3600.0, 7200.0, "partitions [3] of 4 not covered")]
