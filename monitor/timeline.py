@@ -5,13 +5,17 @@ predictions, in the order of the replayed input, into chunks of ``every`` and gi
 estimate of accuracy with its 95% band (and of precision, recall and F1) and, over the chunk's predictions
 whose labels arrived during the replay, the realized accuracy: the comparison NannyML draws per chunk.
 
-Every chunk is estimated under the calibration the model version holds at the end of the replay (a labelled
-baseline profile and the labels up to a confirmed concept change, which freezes it), as CBPE applies its
-reference calibration to every analysis chunk.
+A chunk is never estimated with its own labels. Its estimate uses the calibration of the labels that came
+before it: the model version's calibration as it stood at its first prediction (a labelled baseline
+profile, if any), then fitted chunk by chunk, in input order, on the labelled predictions of the earlier
+chunks, up to as many labels as the monitor's own calibration took before a confirmed concept change froze
+it. So the rows depend only on the input, not on batching, and they show the estimate as it would have
+been made before each chunk's labels arrived.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +24,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from monitor.core.calibration import ScoreCalibration
 from monitor.core.engine import PartitionEngine
 from monitor.core.join import Joined
 from monitor.core.performance import accuracy_band, binary_label, confusion_estimates
@@ -36,6 +41,8 @@ class _Predictions:
     score: list[float] = field(default_factory=list)
     time: list[float] = field(default_factory=list)
     right: list[float] = field(default_factory=list)  # 1 right, 0 wrong, NaN: no (usable) label yet
+    label: list[float] = field(default_factory=list)  # the binary label, NaN: none
+    calibration: ScoreCalibration | None = None  # as it stood at the first prediction
 
 
 class Timeline:
@@ -49,7 +56,7 @@ class Timeline:
         self.positive = positive
         self.models: dict[tuple[str, str], _Predictions] = {}
         self.where: dict[str, tuple[tuple[str, str], int]] = {}  # prediction id -> (model version, row)
-        self.lanes: list[PartitionEngine] = []  # lane number -> its engine (its calibration estimates)
+        self.lanes: list[PartitionEngine] = []  # lane number -> its engine
 
     def observer(self, lane: int) -> LaneObserver:
         """The observer to set on lane ``lane``'s engine; give it each batch's input positions."""
@@ -66,13 +73,19 @@ class Timeline:
         times: np.ndarray,
     ) -> None:
         key = (model, version)
-        preds = self.models.setdefault(key, _Predictions())
+        preds = self.models.get(key)
+        if preds is None:
+            preds = self.models[key] = _Predictions()
+            state = self.lanes[lane].models.get(key) if lane < len(self.lanes) else None
+            if state is not None and state.perf is not None:
+                preds.calibration = copy.deepcopy(state.perf.calibration)
         start = len(preds.position)
         preds.position += positions.tolist()
         preds.lane += [lane] * len(ids)
         preds.score += scores.tolist()
         preds.time += times.tolist()
         preds.right += [math.nan] * len(ids)
+        preds.label += [math.nan] * len(ids)
         for i, pid in enumerate(ids):
             self.where[pid] = (key, start + i)
 
@@ -87,6 +100,7 @@ class Timeline:
             score = preds.score[row]
             if y is not None and score == score:
                 preds.right[row] = float((score >= self.threshold) == (y == 1.0))
+                preds.label[row] = y
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per chunk of ``every`` predictions per model version, in input order."""
@@ -94,27 +108,46 @@ class Timeline:
         for (model, version), preds in sorted(self.models.items()):
             order = np.argsort(np.asarray(preds.position), kind="stable")
             position = np.asarray(preds.position)[order]
-            lane = np.asarray(preds.lane)[order]
             score = np.asarray(preds.score, dtype=np.float64)[order]
             time = np.asarray(preds.time, dtype=np.float64)[order]
             right = np.asarray(preds.right, dtype=np.float64)[order]
-            p_right = np.full(score.size, np.nan)
-            p_positive = np.full(score.size, np.nan)
-            for k, engine in enumerate(self.lanes):
-                state = engine.models.get((model, version))
-                perf = None if state is None else state.perf
-                mine = (lane == k) & ~np.isnan(score)
-                if perf is not None and perf.task in (None, "binary") and mine.any():
-                    p_right[mine] = perf.probability_right(score[mine])
-                    p_positive[mine] = perf.calibration.probability(score[mine])
+            label = np.asarray(preds.label, dtype=np.float64)[order]
+            cal, limit = self._calibration(model, version, preds)
             for start in range(0, score.size, self.every):
                 sl = slice(start, start + self.every)
-                row = self._row(model, version, position[sl], time[sl], p_right[sl], right[sl])
-                scored = ~np.isnan(p_positive[sl])
-                cbpe = confusion_estimates(score[sl][scored] >= self.threshold, p_positive[sl][scored])
+                s, y = score[sl], label[sl]
+                scored = ~np.isnan(s)
+                p_positive = np.full(s.size, np.nan)
+                p_positive[scored] = cal.probability(s[scored])
+                p_right = np.where(s >= self.threshold, p_positive, 1.0 - p_positive)
+                row = self._row(model, version, position[sl], time[sl], p_right, right[sl])
+                cbpe = confusion_estimates(s[scored] >= self.threshold, p_positive[scored])
                 row.update({f"estimated_{k}": None if v != v else v for k, v in cbpe.items()})
                 out.append(row)
+                known = scored & ~np.isnan(y)  # then this chunk's labels join the calibration, in input order
+                xs, ys = s[known], y[known]
+                room = 0 if cal.frozen else xs.size if limit == math.inf else max(0, int(limit - cal.fit_n.sum()))
+                if room:
+                    cal.learn(xs[:room], ys[:room])
+                if xs.size > room:
+                    cal.learn(xs[room:], ys[room:], fit=False)
         return out
+
+    def _calibration(self, model: str, version: str, preds: _Predictions) -> tuple[ScoreCalibration, float]:
+        """The calibration to start from, and how many labels it may fit: as many as the monitor's own took
+        before a concept change froze it (unlimited if it never froze)."""
+        cal = copy.deepcopy(preds.calibration) if preds.calibration is not None else None
+        limit = math.inf
+        for engine in self.lanes:
+            state = engine.models.get((model, version))
+            if state is not None and state.perf is not None:
+                final = state.perf.calibration
+                if cal is None:
+                    cal = ScoreCalibration(final.reference, final.bins)
+                if final.frozen:
+                    limit = float(final.fit_n.sum())
+                break
+        return (cal if cal is not None else ScoreCalibration()), limit
 
     @staticmethod
     def _row(

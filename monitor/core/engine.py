@@ -705,10 +705,10 @@ class PartitionEngine:
             PendingPrediction(state.model, state.version, sg, p, sc, t)
             for sg, p, sc, t in zip(segs, preds, score_list, times.tolist(), strict=True)
         ]
+        perf = self._perf(state)
         if self.observer is not None:
             self.observer.predictions(state.model, state.version, self._take_index(batch, rows), ids, scores, times)
         joined = self.joiner.add_predictions(ids, pending, now=self.watermark)
-        perf = self._perf(state)
         latency = batch.latency_ms if rows is None else batch.latency_ms[rows]
         touched = perf.observe_predictions(buckets, scores, latency, times, self.rng)
         alerts = self._emit(state, perf.estimate_judgements({b for b, _ in touched}, float(times.max())))
