@@ -275,17 +275,15 @@ class ModelPerformance:
         positive = self.calibration.probability(scores)
         return np.where(scores >= self.perf.threshold, positive, 1.0 - positive)
 
-    def estimated_metrics(self, scores: np.ndarray) -> dict[str, float]:
-        """CBPE's precision, recall and F1 of predictions with these raw scores (NaN where undefined)."""
-        ok = scores[~np.isnan(scores)]
-        return confusion_estimates(ok >= self.perf.threshold, self.calibration.probability(ok))
-
-    def estimated_window_metrics(self, bucket: Bucket) -> dict[str, float]:
-        """:meth:`estimated_metrics` of the bucket's last ``performance.window`` predictions ({} if none)."""
+    def estimated_window_confusion(self, bucket: Bucket) -> tuple[float, float, float] | None:
+        """Expected (TP, FP, FN) of the bucket's last ``performance.window`` predictions (None if none): sums
+        that add up across partitions before precision, recall and F1 are taken."""
         b = self.buckets.get(bucket)
         if b is None or b.estimate.size == 0 or self.task not in (None, "binary"):
-            return {}
-        return self.estimated_metrics(b.estimate.rows()[:, 0])
+            return None
+        scores = b.estimate.rows()[:, 0]
+        ok = scores[~np.isnan(scores)]
+        return expected_confusion(ok >= self.perf.threshold, self.calibration.probability(ok))
 
     def estimated(self, bucket: Bucket) -> tuple[float, float, float, int]:
         """Estimated accuracy of the bucket's last ``performance.window`` predictions, with a 95% band:
@@ -573,20 +571,29 @@ class ModelPerformance:
         )
 
 
+def expected_confusion(predicted: np.ndarray, positive: np.ndarray) -> tuple[float, float, float]:
+    """Expected true positives, false positives and false negatives from each prediction's class and its
+    calibrated P(positive class): sums, so they add up across partitions and windows."""
+    tp = float(positive[predicted].sum())
+    return tp, float((1.0 - positive[predicted]).sum()), float(positive[~predicted].sum())
+
+
+def metrics_from_confusion(tp: float, fp: float, fn: float) -> dict[str, float]:
+    """Precision, recall and F1 of (expected) confusion counts; NaN where undefined."""
+    return {
+        "precision": tp / (tp + fp) if tp + fp > 0 else math.nan,
+        "recall": tp / (tp + fn) if tp + fn > 0 else math.nan,
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn > 0 else math.nan,
+    }
+
+
 def confusion_estimates(predicted: np.ndarray, positive: np.ndarray) -> dict[str, float]:
     """Expected precision, recall and F1 from each prediction's class and calibrated P(positive class).
 
     >>> confusion_estimates(np.array([True, True, False]), np.array([0.9, 0.6, 0.2]))
     {'precision': 0.75, 'recall': 0.8823529411764706, 'f1': 0.8108108108108107}
     """
-    tp = float(positive[predicted].sum())
-    fp = float((1.0 - positive[predicted]).sum())
-    fn = float(positive[~predicted].sum())
-    return {
-        "precision": tp / (tp + fp) if tp + fp > 0 else math.nan,
-        "recall": tp / (tp + fn) if tp + fn > 0 else math.nan,
-        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn > 0 else math.nan,
-    }
+    return metrics_from_confusion(*expected_confusion(predicted, positive))
 
 
 def accuracy_band(p_right: np.ndarray) -> tuple[float, float, float]:

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from monitor.core.performance import metrics_from_confusion
 from monitor.core.rules import ALL, iso, segment_label
 
 if TYPE_CHECKING:
@@ -184,11 +185,11 @@ def _add_bucket(acc: dict[str, Any], perf: Any, bucket: tuple[str, str], b: Any,
         acc["band"][0] += low * n_est
         acc["band"][1] += high * n_est
         if full:
-            for metric, v in perf.estimated_window_metrics(bucket).items():
-                if v == v:
-                    m = acc["est_metrics"].setdefault(metric, [0.0, 0])
-                    m[0] += v * n_est
-                    m[1] += n_est
+            confusion = perf.estimated_window_confusion(bucket)
+            if confusion is not None:
+                sums = acc["est_metrics"].setdefault("confusion", [0.0, 0.0, 0.0])  # expected TP, FP, FN
+                for i, v in enumerate(confusion):
+                    sums[i] += v
     if full:
         for name, tracker in b.outcomes.items():
             n = tracker.moments.n
@@ -252,7 +253,11 @@ def _model_rows(engines: Iterable[PartitionEngine]) -> dict[tuple[str, str], dic
             "estimated_accuracy_band": [everything["band"][0] / est_n, everything["band"][1] / est_n]
             if est_n
             else None,
-            "estimated_metrics": {name: v / w for name, (v, w) in everything["est_metrics"].items()},
+            "estimated_metrics": {
+                name: _num(v) for name, v in metrics_from_confusion(*everything["est_metrics"]["confusion"]).items()
+            }
+            if "confusion" in everything["est_metrics"]
+            else {},
             "label_coverage": min(1.0, everything["lab"] / everything["pred"]) if everything["pred"] else None,
             "outcomes": {name: s / w for name, (s, w) in everything["outcomes"].items()},
             "counts": {"all": everything["pred"]} | {s["segment"]: s["predictions"] for s in segments},

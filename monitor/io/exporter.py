@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 
 from monitor.core.engine import LATENCY_BUCKETS_MS, PartitionEngine
 from monitor.core.fairness import FairnessTracker, merged
-from monitor.core.performance import DELAY_BUCKETS_S
+from monitor.core.performance import DELAY_BUCKETS_S, metrics_from_confusion
 from monitor.core.rules import ALL, segment_label
 
 if TYPE_CHECKING:
@@ -260,8 +260,10 @@ class MonitorCollector(Collector):
         _add_performance(
             perf_rows, model_metric, estimated, estimated_band, trust, calib, coverage, labelled, outcome_mean, delay
         )
-        for key, (total, weight) in perf_rows["est_metrics"].items():
-            estimated_metric.add_metric(list(key), total / weight)
+        for key, (tp, fp, fn) in perf_rows["est_metrics"].items():
+            for metric, rate in metrics_from_confusion(tp, fp, fn).items():
+                if rate == rate:
+                    estimated_metric.add_metric([*key, metric], rate)
         join_pending.add_metric([], n_pending)
         join_limit.add_metric([], svc.config.labels.max_pending)
         join_early.add_metric([], n_early)
@@ -410,7 +412,7 @@ def _performance_rows(engines: list[PartitionEngine]) -> dict[str, Any]:
     metrics: defaultdict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])  # weighted sum, weight
     est: defaultdict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])
     band: defaultdict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])  # weighted low, high
-    est_metrics: defaultdict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    est_metrics: defaultdict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])  # TP, FP, FN
     cal: defaultdict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])
     trusted: dict[tuple[str, ...], float] = {}
     counts: defaultdict[tuple[str, ...], list[int]] = defaultdict(lambda: [0, 0])  # predictions, labelled
@@ -451,11 +453,11 @@ def _performance_rows(engines: list[PartitionEngine]) -> dict[str, Any]:
                     est[key][1] += n_est
                     band[key][0] += low * n_est
                     band[key][1] += high * n_est
-                    for metric, v in perf.estimated_window_metrics(bucket).items():
-                        if v == v:
-                            acc = est_metrics[(*key, metric)]
-                            acc[0] += v * n_est
-                            acc[1] += n_est
+                    confusion = perf.estimated_window_confusion(bucket)
+                    if confusion is not None:
+                        sums = est_metrics[key]
+                        for i, v in enumerate(confusion):
+                            sums[i] += v
                 t = perf.trustworthy(bucket)
                 if t is not None:
                     trusted[key] = min(trusted.get(key, 1.0), float(t))
