@@ -79,11 +79,13 @@ class StreamChunker:
         position = self.count[s] + rank  # 0-based position in the stream
         chunk = position // self.size
         base = self.count[s] // self.size  # the stream's incomplete chunk before this batch
-        # a cell per (stream, chunk): chunks of one stream are consecutive from its base chunk
+        # a cell per (stream present here, chunk): chunks of one stream are consecutive from its base chunk;
+        # streams are ranked densely, so memory follows the streams in the batch, not the largest index
         local = chunk - base
         width = int(local.max()) + 1
-        cell = s * width + local
-        n_cells = (int(s.max()) + 1) * width
+        streams, dense = np.unique(s, return_inverse=True)
+        cell = dense * width + local
+        n_cells = streams.size * width
         sums = np.bincount(cell, weights=x, minlength=n_cells)
         squares = np.bincount(cell, weights=x * x, minlength=n_cells)
         counts = np.bincount(cell, minlength=n_cells)
@@ -94,8 +96,7 @@ class StreamChunker:
         starts[cell[is_first]] = t[is_first]
         ends[cell[is_last]] = t[is_last]
         # the carried partial chunk joins the first cell of its stream
-        streams = np.unique(s)
-        head = streams * width
+        head = np.arange(streams.size) * width
         carried = self.count[streams] % self.size
         sums[head] += self.part_sum[streams]
         squares[head] += self.part_squares[streams]
@@ -108,11 +109,11 @@ class StreamChunker:
         self.part_squares[streams] = 0.0
         self.part_start[streams] = np.nan
         left = np.flatnonzero((counts > 0) & (counts < self.size))
-        owner = left // width
+        owner = streams[left // width]
         self.part_sum[owner] = sums[left]
         self.part_squares[owner] = squares[left]
         self.part_start[owner] = starts[left]
-        owner_c = complete // width
+        owner_c = streams[complete // width]
         return Chunks(
             owner_c.astype(np.int64),
             ((base[np.searchsorted(s, owner_c)] + complete % width + 1) * self.size).astype(np.int64),
