@@ -119,6 +119,7 @@ def _read_topic(
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
         out: list[dict[str, Any]] = []
         reached: set[int] = set()
+        exact: set[int] = set()
         deadline = time.monotonic() + timeout_s
         last_message = time.monotonic()
         # Done once every partition reached the end it had when we started, and nothing more arrived for
@@ -132,6 +133,11 @@ def _read_topic(
                     continue
                 last_message = time.monotonic()
                 p, offset = msg.partition(), msg.offset()
+                if p is not None and p not in exact:
+                    # ListOffsets may report a loose end; the first fetch response carries the true high watermark
+                    exact.add(p)
+                    _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
+                    ends[p] = max(ends.get(p, 0), high)
                 if p is not None and offset is not None and offset >= ends.get(p, 0) - 1:
                     reached.add(p)
                 try:

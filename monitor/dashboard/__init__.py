@@ -773,8 +773,11 @@ class History:
                             and prev_time is not None
                             and event_time > prev_time
                         ):
-                            # the model's traffic: predictions per second of event time, whatever the processing lag
-                            values["events_per_s"] = (events - prev[1]) / (event_time - prev_time)
+                            # the model's traffic: predictions per second of event time, whatever the processing
+                            # lag; event time that barely moved (coarse or bursty timestamps) is floored at a tenth
+                            # of the wall-clock gap, so a burst cannot read as a huge rate
+                            span = max(event_time - prev_time, 0.1 * (t - prev[0]))
+                            values["events_per_s"] = (events - prev[1]) / span
                         else:
                             values["events_per_s"] = max(0.0, (events - prev[1]) / (t - prev[0]))
                 series = self.series.setdefault(model, {})
