@@ -526,3 +526,52 @@ def test_windows_tested_together_equal_each_window_tested_alone():
         assert (w.ks[i], w.ks_p[i]) == pytest.approx((d, p))
         chi2, chi2_p = chi_square(reference[i], current[i])
         assert (w.chi2[i], w.chi2_p[i]) == pytest.approx((chi2, chi2_p))
+
+
+def test_windows_completed_together_equal_the_one_window_statistics():
+    """Streams of different widths (numeric references with fewer bins, categories of different counts)
+    closed in one batch and completed together: every statistic equals the one-window function's."""
+    from monitor.core.significance import (
+        BaselineWindowTest,
+        chi_square,
+        complete_windows,
+        js_distance,
+        ks_two_sample,
+        psi,
+    )
+
+    rng = np.random.default_rng(9)
+    tests = [
+        BaselineWindowTest("numeric", window=300, baseline_events=600, bins=10, exact_p_below=0.25),
+        BaselineWindowTest("numeric", window=300, baseline_events=600, bins=4, exact_p_below=0.25),
+        BaselineWindowTest("numeric", window=300, baseline_events=600, bins=10, numeric_test="chi2"),
+        BaselineWindowTest("categorical", window=300, baseline_events=600, n_codes=3),
+        BaselineWindowTest("categorical", window=300, baseline_events=600, n_codes=7),
+    ]
+    data = [
+        np.r_[rng.normal(0, 1, 600), rng.normal(0.4, 1, 900)],
+        np.r_[rng.integers(0, 3, 600), rng.integers(0, 4, 900)].astype(float),  # few distinct values: few bins
+        np.r_[rng.normal(5, 2, 600), rng.normal(5, 2, 900)],
+        np.r_[rng.integers(0, 3, 600), rng.integers(0, 3, 900)],
+        np.r_[rng.integers(0, 5, 600), rng.integers(2, 7, 900)],
+    ]
+    closed = []
+    for t, x in zip(tests, data, strict=True):
+        closed += t.close_windows(x, np.arange(x.size, dtype=float))
+    assert len(closed) == 15 and len({c.reference.size for c in closed}) >= 3
+    complete_windows(closed)
+    for c in closed:
+        r = c.result
+        assert r.psi == pytest.approx(psi(c.reference, c.counts), abs=1e-12)
+        assert r.js == pytest.approx(js_distance(c.reference, c.counts), abs=1e-12)
+        if c.kind == "numeric":
+            d, p = ks_two_sample(c.reference, c.counts, c.exact_p_below)
+            assert r.ks == pytest.approx(d, abs=1e-12)
+            expected = p if r.test == "ks" else chi_square(c.reference, c.counts)[1]
+            assert r.p_value == pytest.approx(expected, rel=1e-9, abs=1e-300)
+        else:
+            assert r.p_value == pytest.approx(chi_square(c.reference, c.counts)[1], rel=1e-9, abs=1e-300)
+            shares_r, shares_c = c.reference / c.reference.sum(), c.counts / c.counts.sum()
+            top = int(np.argmax(np.abs(shares_c - shares_r)))
+            assert (r.current["code"], r.baseline["code"]) == (top, top)
+            assert r.current["distance"] == pytest.approx(0.5 * np.abs(shares_c - shares_r).sum())
