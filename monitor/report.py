@@ -337,7 +337,7 @@ def _table(headers: list[str], rows: list[list[str]], cls: str = "") -> str:
 
 
 def _flatten(prefix: str, values: dict[str, Any], rows: list[list[str]]) -> None:
-    """Dotted setting names as the README writes them (``detectors.default.x`` is ``detectors.x``)."""
+    """Dotted setting names as docs/configuration.md writes them (``detectors.default.x`` is ``detectors.x``)."""
     for key, v in values.items():
         name = prefix if key == "default" else f"{prefix}.{key}"
         if isinstance(v, dict) and v and all(isinstance(k, str) for k in v):

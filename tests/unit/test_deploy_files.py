@@ -428,8 +428,8 @@ def test_make_image_builds_the_image_the_manifests_run() -> None:
     dry_run = subprocess.run(["make", "-n", "image"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
     (command,) = [line for line in dry_run.stdout.splitlines() if line.startswith("docker build")]
     assert command.split() == ["docker", "build", "-f", "deploy/Dockerfile", "-t", images.pop(), "."], command
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert "make image" in readme
+    for doc in ("README.md", "docs/operations.md"):
+        assert "make image" in (ROOT / doc).read_text(encoding="utf-8"), doc
 
 
 # ------------------------------------------------------------------------- metric names in queries

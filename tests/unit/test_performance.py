@@ -83,7 +83,7 @@ def test_estimated_accuracy_tracks_realised_accuracy_on_a_calibrated_stream():
     estimated, low, high, n = eng.models["churn", "v1"].perf.estimated(("", ""))
     assert low < estimated < high and n == b.estimate.size
     realised = b.window.window_metrics()["accuracy"]
-    assert abs(estimated - realised) <= 0.02  # the stated tolerance (README)
+    assert abs(estimated - realised) <= 0.02  # the stated tolerance (docs/alerts.md, "Estimates you can trust")
     assert eng.models["churn", "v1"].perf.trustworthy(("", "")) is True
     assert alerts == []
 
