@@ -14,7 +14,7 @@ from types import FrameType
 from typing import Any
 
 from monitor.config import MonitorConfig, load_config
-from monitor.errors import ConfigError, MonitorError
+from monitor.errors import ConfigError, MonitorError, ProfileError
 
 log = logging.getLogger("monitor")
 
@@ -194,7 +194,6 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from monitor.baseline_cmd import profile_table, summary
-    from monitor.core.baseline import ProfileError
     from monitor.io.tables import TableColumns
 
     # The profile being built may already be listed in baseline.profiles without existing yet.

@@ -509,7 +509,7 @@ class MonitorService:
         if owned and self.sink is not None and not self._closing:  # close() has checkpointed already
             try:
                 self._checkpoint(owned, {}, self._stop)
-            except (KafkaException, SourceError) as exc:
+            except (KafkaException, SourceError, SinkError) as exc:
                 log.warning("checkpoint on revoke failed (the next owner replays from the last one): %s", exc)
         self._drop(partitions)
 
@@ -779,7 +779,7 @@ class MonitorService:
                     self._checkpoint(set(self.engines), {}, stop)
                 else:
                     self.sink.flush(stop)
-            except (SourceError, KafkaException) as exc:
+            except (SourceError, SinkError, KafkaException) as exc:
                 log.error("final checkpoint failed: %s", exc)
         if self.audit is not None:
             with self.lock:
