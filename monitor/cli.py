@@ -36,11 +36,14 @@ def _config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Mo
 
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.app import Monitor
+    from monitor.io.checkpoint import FAULT_INJECT_ENV, CrashAt
     from monitor.io.kafka import require_bootstrap_servers
 
     config = _config(args, {"kafka": {"broker_wait_s": 0}} if args.wait_for_broker else None)
     require_bootstrap_servers(config)  # every setting is checked before anything binds or connects
-    mon = Monitor(config)
+    # Test-only switch: the crash tests run `monitor run` with MONITOR_FAULT_INJECT=step:n (docs/development.md).
+    crash = os.environ.get(FAULT_INJECT_ENV, "")
+    mon = Monitor(config, faults=CrashAt.parse(crash) if crash else None)
     install_signals(mon.stop_event)
     mon.run()
     return 0
