@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from monitor.config import MonitorConfig
 from monitor.core.rules import Alert
 from monitor.dashboard import DashboardViews, History, HistorySampler
+from monitor.io.checkpoint import FaultHook
 from monitor.io.exporter import register
 from monitor.io.http import MonitorHTTPServer
 from monitor.io.kafka import MonitorService
@@ -35,14 +36,18 @@ class Monitor:
         history_interval_s: float = 30.0,
         history_points: int = 480,
         fairness: Callable[[], list[dict[str, Any]]] | None = None,
+        faults: FaultHook | None = None,
     ) -> None:
-        """``history_interval_s`` x ``history_points`` is the span of the dashboard's sparklines (4 h by default)."""
+        """``history_interval_s`` x ``history_points`` is the span of the dashboard's sparklines (4 h by default);
+        ``faults`` goes to :class:`MonitorService` (the crash tests' hook, none in production)."""
         self.config = config
         self.registry = registry or CollectorRegistry()
         self.stop_event = threading.Event()
         self.recent: deque[dict[str, Any]] = deque(maxlen=recent_alerts)
         self._on_alert = on_alert
-        self.service = MonitorService(config, on_alert=self._alert, consumer_overrides=consumer_overrides)
+        self.service = MonitorService(
+            config, on_alert=self._alert, consumer_overrides=consumer_overrides, faults=faults
+        )
         batch_hist = register(self.service, self.registry)
         self.service.observe_batch = lambda seconds, _n: batch_hist.observe(seconds)
         self.views = DashboardViews(self.service, self.recent, fairness=fairness)

@@ -5,24 +5,18 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
-from types import FrameType
+from collections.abc import Sequence
 from typing import Any
 
 from monitor.config import MonitorConfig, load_config
-from monitor.errors import ConfigError, MonitorError
+from monitor.errors import ConfigError, MonitorError, ProfileError
+from monitor.signals import install_signals
+from monitor.traffic import DEMO_DRIFT_FEATURE, DEMO_DRIFT_SCALE, DEMO_DRIFT_SEGMENT, DEMO_LABEL_DELAY_S
 
 log = logging.getLogger("monitor")
-
-# The drift `monitor demo` injects, and `monitor generate --drift-after` too.
-DEMO_DRIFT_FEATURE = "income"
-DEMO_DRIFT_SEGMENT = (("country", "SG"),)
-DEMO_DRIFT_SCALE = 1.6
-DEMO_LABEL_DELAY_S = 5.0
 
 
 def _config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> MonitorConfig:
@@ -40,30 +34,17 @@ def _config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Mo
     return load_config(path, overrides=overrides)
 
 
-def _install_signals(stop: threading.Event, on_force_exit: Callable[[], None] | None = None) -> None:
-    """First SIGINT/SIGTERM stops cleanly (flush, commit, close); a second one runs ``on_force_exit`` (the
-    demo stops its broker) and exits at once."""
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        if stop.is_set():
-            if on_force_exit is not None:
-                on_force_exit()
-            os._exit(130)
-        log.info("stopping (signal %d); press Ctrl-C again to exit at once", signum)
-        stop.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.app import Monitor
+    from monitor.io.checkpoint import FAULT_INJECT_ENV, CrashAt
     from monitor.io.kafka import require_bootstrap_servers
 
     config = _config(args, {"kafka": {"broker_wait_s": 0}} if args.wait_for_broker else None)
     require_bootstrap_servers(config)  # every setting is checked before anything binds or connects
-    mon = Monitor(config)
-    _install_signals(mon.stop_event)
+    # Test-only switch: the crash tests run `monitor run` with MONITOR_FAULT_INJECT=step:n (docs/development.md).
+    crash = os.environ.get(FAULT_INJECT_ENV, "")
+    mon = Monitor(config, faults=CrashAt.parse(crash) if crash else None)
+    install_signals(mon.stop_event)
     mon.run()
     return 0
 
@@ -94,7 +75,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         drift = Drift(DEMO_DRIFT_FEATURE, dict(DEMO_DRIFT_SEGMENT), scale=DEMO_DRIFT_SCALE)
         schedules.append(DriftSchedule(drift, after_s=args.drift_after, for_s=args.drift_for, announce=print))
     stop = threading.Event()
-    _install_signals(stop)
+    install_signals(stop)
     sent = produce_traffic(
         {"bootstrap.servers": args.bootstrap_servers, "logger": LIBRDKAFKA_LOG},
         predictions_topic=args.predictions_topic,
@@ -194,7 +175,6 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from monitor.baseline_cmd import profile_table, summary
-    from monitor.core.baseline import ProfileError
     from monitor.io.tables import TableColumns
 
     # The profile being built may already be listed in baseline.profiles without existing yet.

@@ -20,8 +20,9 @@ from monitor.app import Monitor
 from monitor.config import load_config
 from monitor.io.broker import EmbeddedBroker
 from monitor.io.kafka import LIBRDKAFKA_LOG, ensure_topics
+from monitor.signals import install_signals
 from monitor.simulate import Drift
-from monitor.traffic import DriftSchedule, produce_traffic
+from monitor.traffic import DEMO_DRIFT_FEATURE, DEMO_DRIFT_SCALE, DEMO_DRIFT_SEGMENT, DriftSchedule, produce_traffic
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,6 @@ def run_demo(args: argparse.Namespace) -> int:
     """Order on Ctrl-C (or ``--duration``): the traffic stops, the monitor flushes its alerts, checkpoints and
     commits, then the embedded broker stops. The broker runs in its own session, so the terminal's SIGINT
     reaches only this process; a second Ctrl-C kills the broker and exits at once."""
-    from monitor.cli import DEMO_DRIFT_FEATURE, DEMO_DRIFT_SCALE, DEMO_DRIFT_SEGMENT, _install_signals
-
     stop = threading.Event()
     logging.getLogger("monitor").setLevel(logging.WARNING)
     with contextlib.ExitStack() as stack:
@@ -81,7 +80,7 @@ def run_demo(args: argparse.Namespace) -> int:
         if broker is not None:
             stack.enter_context(broker)  # stopped last, when the stack unwinds
             _say(f"embedded Kafka-protocol broker (Tansu) on {bootstrap}")
-        _install_signals(stop, on_force_exit=broker.stop if broker is not None else None)
+        install_signals(stop, on_force_exit=broker.stop if broker is not None else None)
         k = config.kafka
         admin_config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": LIBRDKAFKA_LOG}
         admin = AdminClient(admin_config)

@@ -13,6 +13,12 @@ from confluent_kafka import Producer
 
 from monitor.simulate import Drift, TrafficGenerator
 
+# The drift `monitor demo` injects, and `monitor generate --drift-after` too.
+DEMO_DRIFT_FEATURE = "income"
+DEMO_DRIFT_SEGMENT = (("country", "SG"),)
+DEMO_DRIFT_SCALE = 1.6
+DEMO_LABEL_DELAY_S = 5.0  # `monitor generate`: a label this long after its prediction
+
 
 @dataclass
 class DriftSchedule:

@@ -25,20 +25,12 @@ from monitor.core.metrics import binary_metrics, regression_metrics
 from monitor.core.performance import binary_label, binary_score
 from monitor.core.quality import FieldSchema
 from monitor.core.significance import Reference
-from monitor.errors import MonitorError
+from monitor.errors import ProfileError
 
 PROFILE_VERSION = 1
 CALIBRATION_BINS = 100  # score bins of a profile's calibration counts
 PREDICTION_FIELD = "prediction"  # the stream name of the model's output in a profile
 ANY_VERSION = "*"
-
-
-class ProfileError(MonitorError):
-    """A profile file that cannot be used; the message names the file and the field."""
-
-    def __init__(self, where: str, message: str) -> None:
-        super().__init__(f"baseline profile {where}: {message}")
-        self.where = where
 
 
 StreamKey = tuple[str, str, str]  # (feature, segment attribute, segment value); ("x", "", "") is all traffic

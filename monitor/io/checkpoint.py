@@ -6,14 +6,20 @@ headers. The newest *complete* snapshot wins: a crash in the middle of writing o
 snapshot that the reader skips. Reading starts near the end of the partition and widens backwards only
 if needed, so a restore never scans the topic from the start (the topic is compacted on real Kafka; the
 test broker never compacts).
+
+The steps of a checkpoint (the order is :class:`monitor.io.kafka.MonitorService`'s) are named in
+:data:`CHECKPOINT_STEPS`; a :data:`FaultHook` passed to the service is called at each, and
+:class:`CrashAt` is the hook the crash tests use (``monitor run`` builds it from ``MONITOR_FAULT_INJECT``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +32,41 @@ log = logging.getLogger(__name__)
 H_ID = "snapshot.id"
 H_CHUNK = "snapshot.chunk"
 H_COUNT = "snapshot.count"
+
+# The named steps of a checkpoint without transactions, in order: snapshots produced, snapshots acknowledged,
+# alerts (the outbox) acknowledged, offsets committed.
+CHECKPOINT_STEPS = ("before_snapshot_flush", "after_snapshot", "after_alerts", "after_commit")
+
+FaultHook = Callable[[str, bool], None]
+"""Called at each of :data:`CHECKPOINT_STEPS` with the step's name and whether the checkpoint carries alerts."""
+
+FAULT_INJECT_ENV = "MONITOR_FAULT_INJECT"  # test-only switch read by `monitor run`, never by the service
+
+
+class CrashAt:
+    """A :data:`FaultHook` that crashes the process at a named step (tests only): ``step:n`` exits with status
+    137 the n-th time ``step`` is reached, like a SIGKILL there; ``step+alerts`` counts only checkpoints
+    that carry alerts."""
+
+    def __init__(self, step: str | None, nth: int) -> None:
+        self.step = step
+        self.nth = nth
+        self.seen = 0
+
+    @classmethod
+    def parse(cls, spec: str) -> CrashAt:
+        """``step[:n]`` (n defaults to 1) as in ``MONITOR_FAULT_INJECT``; an empty spec never crashes."""
+        if not spec:
+            return cls(None, 0)
+        step, _, nth = spec.partition(":")
+        return cls(step, int(nth or 1))
+
+    def __call__(self, step: str, with_alerts: bool = False) -> None:
+        if step == self.step or (with_alerts and f"{step}+alerts" == self.step):
+            self.seen += 1
+            if self.seen == self.nth:
+                log.error("fault injection: exiting at %s (#%d)", step, self.seen)
+                os._exit(137)
 
 
 @dataclass(frozen=True)

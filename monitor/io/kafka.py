@@ -22,7 +22,6 @@ and repeats alerts only as exact copies (same id, same bytes). Without checkpoin
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -50,7 +49,7 @@ from monitor.core.events import Rejected
 from monitor.core.rules import Alert
 from monitor.errors import ConfigError, SinkError, SourceError
 from monitor.io.audit import AUDIT_TOPIC_CONFIG, AuditPublisher
-from monitor.io.checkpoint import CheckpointStore
+from monitor.io.checkpoint import CheckpointStore, FaultHook
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +282,10 @@ class MonitorService:
         on_alert: Callable[[Alert], None] | None = None,
         observe_batch: Callable[[float, int], None] | None = None,
         consumer_overrides: dict[str, Any] | None = None,
+        faults: FaultHook | None = None,
     ) -> None:
+        """``faults`` is called at each named step of a checkpoint (``monitor.io.checkpoint.CHECKPOINT_STEPS``):
+        the crash tests' hook; none in production."""
         self.config = config
         self.clock = clock
         self.on_alert = on_alert
@@ -304,7 +306,7 @@ class MonitorService:
         self._last_checkpoint: dict[int, float] = {}
         self._labels_enabled = True
         self._consumer_overrides = consumer_overrides or {}
-        self._faults = _FaultInjector.from_env()
+        self._faults = faults
         self._errors = ErrorLog()  # error_cb of every client of this service but the admin client's
         self._admin_errors = ErrorLog(quiet=True)  # read by wait_for_broker, which logs its own lines
         self._closing = False
@@ -509,7 +511,7 @@ class MonitorService:
         if owned and self.sink is not None and not self._closing:  # close() has checkpointed already
             try:
                 self._checkpoint(owned, {}, self._stop)
-            except (KafkaException, SourceError) as exc:
+            except (KafkaException, SourceError, SinkError) as exc:
                 log.warning("checkpoint on revoke failed (the next owner replays from the last one): %s", exc)
         self._drop(partitions)
 
@@ -701,7 +703,7 @@ class MonitorService:
             self._checkpoint_done(started, size)
             return
         has_alerts = any(outbox.values())
-        self._faults.hit("before_snapshot_flush", has_alerts)
+        self._fault("before_snapshot_flush", has_alerts)
         self.sink.flush(stop)
         for attempt in range(1, 6):  # a snapshot the broker did not take is written again; nothing goes on before
             failed, self.store.failed = self.store.failed & set(payloads), set()
@@ -713,12 +715,16 @@ class MonitorService:
             for p in failed:
                 self.store.write(p, payloads[p])
             self.sink.flush(stop)
-        self._faults.hit("after_snapshot", has_alerts)
+        self._fault("after_snapshot", has_alerts)
         self._publish(outbox, stop)
-        self._faults.hit("after_alerts", has_alerts)
+        self._fault("after_alerts", has_alerts)
         self._commit(offsets)
-        self._faults.hit("after_commit", has_alerts)
+        self._fault("after_commit", has_alerts)
         self._checkpoint_done(started, size)
+
+    def _fault(self, step: str, has_alerts: bool) -> None:
+        if self._faults is not None:
+            self._faults(step, has_alerts)
 
     def _checkpoint_done(self, started: float, size: int) -> None:
         took = time.perf_counter() - started
@@ -779,7 +785,7 @@ class MonitorService:
                     self._checkpoint(set(self.engines), {}, stop)
                 else:
                     self.sink.flush(stop)
-            except (SourceError, KafkaException) as exc:
+            except (SourceError, SinkError, KafkaException) as exc:
                 log.error("final checkpoint failed: %s", exc)
         if self.audit is not None:
             with self.lock:
@@ -790,29 +796,3 @@ class MonitorService:
         if self.consumer is not None:
             self.consumer.close()
             self.consumer = None
-
-
-class _FaultInjector:
-    """Crash the process at a named step of the checkpoint (tests only): ``MONITOR_FAULT_INJECT=step:n``
-    exits with status 137 the n-th time ``step`` is reached, like a SIGKILL there; ``step+alerts`` counts
-    only checkpoints that carry alerts."""
-
-    def __init__(self, step: str | None, nth: int) -> None:
-        self.step = step
-        self.nth = nth
-        self.seen = 0
-
-    @classmethod
-    def from_env(cls) -> _FaultInjector:
-        spec = os.environ.get("MONITOR_FAULT_INJECT", "")
-        if not spec:
-            return cls(None, 0)
-        step, _, nth = spec.partition(":")
-        return cls(step, int(nth or 1))
-
-    def hit(self, step: str, with_alerts: bool = False) -> None:
-        if step == self.step or (with_alerts and f"{step}+alerts" == self.step):
-            self.seen += 1
-            if self.seen == self.nth:
-                log.error("fault injection: exiting at %s (#%d)", step, self.seen)
-                os._exit(137)
