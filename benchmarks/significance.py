@@ -136,14 +136,16 @@ def false_alarms(
     state = eng.models["m", "v1"]
     triggers: Counter[str] = Counter()
     stream_events = 0
-    for tracker in state.streams.values():
-        triggers.update(tracker.detections)
+    streams = 0
+    for _, tracker in state.trackers():
+        triggers.update(tracker.view()["detections"])
         stream_events += tracker.count
+        streams += 1
     drift = [a for a in alerts if a.kind in ("data_drift", "prediction_drift") and a.status == "firing"]
     changed = {"m/v1/data_drift/x0/all", *(f"m/v1/data_drift/x0/region={r}" for r in regions[:shifted])}
     return FalseAlarmResult(
         events=events,
-        streams=len(state.streams),
+        streams=streams,
         seconds=seconds,
         drift_alerts=len(drift),
         alerts_by_detector=dict(Counter(a.detector for a in drift)),
@@ -259,16 +261,16 @@ def _one_delay(
                 c = np.where(hit, cats[rng.choice(3, n, p=moved)], c)
         alerts = eng.monitor_batch(_batch(start, {"x": x, "c": c.tolist()}, {"region": region.tolist()}, x * 0 + 0.5))
         state = eng.models["m", "v1"]
-        tracker = state.streams.get((feature, *bucket))
+        tracker = state.tracker((feature, *bucket))
         if tracker is None:
             continue
         if start < before:
             change_count = tracker.count + 0  # stream events before the change (updated every pre-change batch)
-            baseline_detections = dict(tracker.detections)
+            baseline_detections = dict(tracker.view()["detections"])
             continue
         assert change_count is not None
         elapsed = float(tracker.count - change_count)
-        for det, c_now in tracker.detections.items():
+        for det, c_now in tracker.view()["detections"].items():
             name = "chi2_window" if det == "chi2" else det
             if name not in found and c_now > baseline_detections.get(det, 0):
                 found[name] = elapsed

@@ -255,7 +255,12 @@ def _check_detector_settings(s: DetectorSettings, prefix: str) -> None:
     _positive(f"{prefix}.warmup_events", s.warmup_events)
     if not 0 < s.adwin_delta < 1:
         raise ConfigError(f"{prefix}.adwin_delta", f"must be in (0, 1), got {s.adwin_delta}")
+    _positive(f"{prefix}.chunk", s.chunk)
     _positive(f"{prefix}.adwin_chunk", s.adwin_chunk)
+    if s.adwin_chunk % s.chunk:
+        raise ConfigError(
+            f"{prefix}.adwin_chunk", f"must be a multiple of {prefix}.chunk ({s.chunk}), got {s.adwin_chunk}"
+        )
     _positive(f"{prefix}.adwin_clock", s.adwin_clock)
     if s.page_hinkley_delta < 0:
         raise ConfigError(f"{prefix}.page_hinkley_delta", "must be >= 0")

@@ -70,20 +70,26 @@ class StreamChunker:
         """Present values (no NaN) with their event times and stream indices, in arrival order."""
         if values.size == 0:
             return _empty()
-        self._grow(int(stream.max()) + 1)
         order = np.argsort(stream, kind="stable")  # by stream, arrival order kept within each
-        s, x, t = stream[order], values[order], times[order]
-        first = np.r_[0, np.flatnonzero(np.diff(s)) + 1]  # where each stream's run starts
-        run = np.diff(np.r_[first, s.size])
+        return self.add_grouped(values[order], times[order], stream[order])
+
+    def add_grouped(self, values: np.ndarray, times: np.ndarray, stream: np.ndarray) -> Chunks:
+        """As :meth:`add`, for values already grouped by stream: one contiguous run per stream."""
+        if values.size == 0:
+            return _empty()
+        self._grow(int(stream.max()) + 1)
+        s, x, t = stream, values, times
+        first = run_starts(s)
+        run = run_lengths(first, s.size)
+        streams = s[first]
         rank = np.arange(s.size) - np.repeat(first, run)
-        position = self.count[s] + rank  # 0-based position in the stream
-        chunk = position // self.size
-        base = self.count[s] // self.size  # the stream's incomplete chunk before this batch
-        # a cell per (stream present here, chunk): chunks of one stream are consecutive from its base chunk;
-        # streams are ranked densely, so memory follows the streams in the batch, not the largest index
-        local = chunk - base
+        counted = self.count[streams]
+        base = counted // self.size  # each stream's incomplete chunk before this batch
+        # a cell per (stream, chunk): a stream's chunks are consecutive from its base chunk; cells follow the
+        # streams in the batch, not the largest stream index
+        local = (np.repeat(counted, run) + rank) // self.size - np.repeat(base, run)
         width = int(local.max()) + 1
-        streams, dense = np.unique(s, return_inverse=True)
+        dense = np.repeat(np.arange(streams.size), run)
         cell = dense * width + local
         n_cells = streams.size * width
         sums = np.bincount(cell, weights=x, minlength=n_cells)
@@ -91,13 +97,14 @@ class StreamChunker:
         counts = np.bincount(cell, minlength=n_cells)
         starts = np.full(n_cells, np.nan)
         ends = np.full(n_cells, np.nan)
-        is_first = np.r_[True, cell[1:] != cell[:-1]]
-        is_last = np.r_[cell[1:] != cell[:-1], True]
+        is_first = np.zeros(cell.size, dtype=bool)
+        is_first[run_starts(cell)] = True
+        is_last = np.roll(is_first, -1)
         starts[cell[is_first]] = t[is_first]
         ends[cell[is_last]] = t[is_last]
         # the carried partial chunk joins the first cell of its stream
         head = np.arange(streams.size) * width
-        carried = self.count[streams] % self.size
+        carried = counted % self.size
         sums[head] += self.part_sum[streams]
         squares[head] += self.part_squares[streams]
         counts[head] += carried
@@ -113,15 +120,31 @@ class StreamChunker:
         self.part_sum[owner] = sums[left]
         self.part_squares[owner] = squares[left]
         self.part_start[owner] = starts[left]
-        owner_c = streams[complete // width]
+        which = complete // width
         return Chunks(
-            owner_c.astype(np.int64),
-            ((base[np.searchsorted(s, owner_c)] + complete % width + 1) * self.size).astype(np.int64),
+            streams[which].astype(np.int64),
+            ((base[which] + complete % width + 1) * self.size).astype(np.int64),
             sums[complete],
             squares[complete],
             starts[complete],
             ends[complete],
         )
+
+
+def run_starts(stream: np.ndarray) -> np.ndarray:
+    """Where each run of equal stream indices starts."""
+    change = np.empty(stream.size, dtype=bool)
+    change[0] = True
+    np.not_equal(stream[1:], stream[:-1], out=change[1:])
+    return np.flatnonzero(change)
+
+
+def run_lengths(starts: np.ndarray, size: int) -> np.ndarray:
+    """The length of each run, from :func:`run_starts`."""
+    ends = np.empty_like(starts)
+    ends[:-1] = starts[1:]
+    ends[-1] = size
+    return ends - starts
 
 
 def _empty() -> Chunks:

@@ -28,6 +28,7 @@ from monitor.core.fairness import FairnessTracker, GroupStats
 from monitor.core.join import Joined, LabelJoiner, PendingPrediction
 from monitor.core.messages import shown
 from monitor.core.metrics import Ring
+from monitor.core.numeric_streams import NumericStream, NumericStreams
 from monitor.core.performance import BASELINE_SCORE_BINS, ModelPerformance, binary_label, binary_score
 from monitor.core.quality import CHECKS, QualityFinding, SchemaWatch
 from monitor.core.rules import ALL, Alert, Judgement, alert_key, segment_label
@@ -45,7 +46,7 @@ from monitor.core.stats import OVERFLOW, CategoryVocabulary
 PREDICTION = "__prediction__"
 LATENCY_BUCKETS_MS = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
 
-Tracker = NumericDriftTracker | CategoricalDriftTracker
+Tracker = NumericStream | CategoricalDriftTracker
 _NUMERIC_TYPES = frozenset({float, int, type(None)})
 _CATEGORY_TYPES = frozenset({str, bool, type(None)})
 
@@ -84,7 +85,8 @@ class ModelState:
         self.vocab: dict[str, CategoryVocabulary] = {}
         self.segment_attributes: list[str] = []
         self.segment_codes: dict[str, dict[str, int]] = {}
-        self.streams: dict[tuple[str, str, str], Tracker] = {}
+        self.numeric: dict[str, NumericStreams] = {}  # numeric streams by settings group ("": the defaults)
+        self.streams: dict[tuple[str, str, str], CategoricalDriftTracker] = {}  # categorical streams
         self.type_mismatch: Counter[str] = Counter()
         self.latency_buckets = np.zeros(len(LATENCY_BUCKETS_MS) + 1, dtype=np.int64)
         self.latency_sum_ms = 0.0
@@ -97,6 +99,20 @@ class ModelState:
         self.quality: SchemaWatch | None = None
         self.first_event_time = math.nan
         self.retrain = RetrainState()
+
+    def tracker(self, key: tuple[str, str, str]) -> Tracker | None:
+        """The stream (subject, segment attribute, value), numeric or categorical."""
+        for block in self.numeric.values():
+            i = block.index.get(key)
+            if i is not None:
+                return NumericStream(block, i)
+        return self.streams.get(key)
+
+    def trackers(self) -> Iterator[tuple[tuple[str, str, str], Tracker]]:
+        for block in self.numeric.values():
+            for i, key in enumerate(block.keys):
+                yield key, NumericStream(block, i)
+        yield from self.streams.items()
 
 
 class EngineObserver(Protocol):
@@ -470,7 +486,7 @@ class PartitionEngine:
             if state is None:
                 continue
             test = state.tests.get((name, attr, value))
-            tracker = state.streams.get((name, attr, value))
+            tracker = state.tracker((name, attr, value))
             if test is None or tracker is None:
                 continue
             test.pending = max(0, test.pending - 1)
@@ -480,7 +496,7 @@ class PartitionEngine:
         alerts: list[Alert] = []
         for (model, version, name), streams in touched.items():
             state = self.models[model, version]
-            overall = state.streams.get((name, *ALL))
+            overall = state.tracker((name, *ALL))
             if overall is not None and all(b != ALL for b, _, _ in streams):
                 streams.append((ALL, overall, state.last_event_time))  # attribution needs all traffic's view
             alerts += self._decide(state, name, streams)
@@ -568,7 +584,7 @@ class PartitionEngine:
             values = [v if isinstance(v, str | bool) else None for v in values]
         return kind, vocab.encode(values)
 
-    def _tracker(self, state: ModelState, name: str, kind: str, bucket: tuple[str, str]) -> Tracker | None:
+    def _tracker(self, state: ModelState, name: str, bucket: tuple[str, str]) -> CategoricalDriftTracker | None:
         key = (name, *bucket)
         tracker = state.streams.get(key)
         if tracker is None:
@@ -576,13 +592,59 @@ class PartitionEngine:
                 self.capped["stream"] += 1
                 return None
             settings = self.config.detectors.for_feature("prediction" if name == PREDICTION else name)
-            if kind == "numeric":
-                tracker = NumericDriftTracker(settings, self.config.monitoring.quantile_sample_size)
-            else:
-                tracker = CategoricalDriftTracker(settings, self.config.monitoring.max_categories + 1)
+            tracker = CategoricalDriftTracker(settings, self.config.monitoring.max_categories + 1)
             state.streams[key] = tracker
             self.stream_count += 1
         return tracker
+
+    def _numeric_group(self, name: str) -> str:
+        """Subjects with detector settings of their own get streams of their own; the rest share one table."""
+        subject = "prediction" if name == PREDICTION else name
+        return subject if subject in self.config.detectors.features else ""
+
+    def _update_numeric(
+        self,
+        state: ModelState,
+        numeric: list[tuple[str, np.ndarray]],
+        buckets: list[tuple[tuple[str, str], np.ndarray | None]],
+        lengths: np.ndarray,
+        grouped: np.ndarray | None,
+        grouped_times: np.ndarray,
+    ) -> dict[str, tuple[NumericStreams, np.ndarray]]:
+        """Every numeric subject's streams updated together, one table per settings group; per subject, its
+        table and each bucket's stream index (-1 where the stream cap turned the bucket away)."""
+        groups: dict[str, list[tuple[str, np.ndarray]]] = {}
+        for name, column in numeric:
+            groups.setdefault(self._numeric_group(name), []).append((name, column))
+        out: dict[str, tuple[NumericStreams, np.ndarray]] = {}
+        cap = self.config.monitoring.max_streams
+        for group, members in groups.items():
+            block = state.numeric.get(group)
+            if block is None:
+                block = state.numeric[group] = NumericStreams(self.config.detectors.for_feature(group))
+            ids = np.empty((len(members), len(buckets)), dtype=np.int64)
+            for f, (name, _) in enumerate(members):
+                for b, (bucket, _) in enumerate(buckets):
+                    key = (name, *bucket)
+                    i = block.index.get(key)
+                    if i is None:
+                        if self.stream_count >= cap:
+                            self.capped["stream"] += 1
+                            i = -1
+                        else:
+                            i = block.add_stream(key)
+                            self.stream_count += 1
+                    ids[f, b] = i
+                out[name] = (block, ids[f])
+            matrix = np.stack([column for _, column in members])
+            values = (matrix if grouped is None else matrix[:, grouped]).ravel()
+            stream = np.repeat(ids.ravel(), np.tile(lengths, len(members)))
+            times = np.tile(grouped_times, len(members))
+            if (ids < 0).any():
+                kept = stream >= 0
+                values, times, stream = values[kept], times[kept], stream[kept]
+            block.update(values, times, stream)
+        return out
 
     def _monitor_model(self, state: ModelState, batch: PredictionBatch, rows: np.ndarray | None) -> list[Alert]:
         n = len(batch) if rows is None else rows.size
@@ -603,26 +665,43 @@ class PartitionEngine:
         testing = self.config.significance.enabled
         observed: list[tuple[str, list[Any], str, np.ndarray]] = []
         positions = self.fdr.position + (np.arange(n) if rows is None else rows)  # rows' places in the partition
+        # every bucket's rows one after another (all traffic first): each numeric subject's streams in one update
+        lengths = np.array([n if part is None else part.size for _, part in buckets])
+        grouped = None if len(buckets) == 1 else np.concatenate([np.arange(n)] + [p for _, p in buckets[1:]])
+        grouped_times = times if grouped is None else times[grouped]
+        converted_columns = []
         for name, values in columns:
             converted = self._column(state, name, values)
-            if converted is None:
-                continue
-            kind, column = converted
+            if converted is not None:
+                converted_columns.append((name, values, *converted))
+        numeric = self._update_numeric(
+            state,
+            [(name, col) for name, _, kind, col in converted_columns if kind == "numeric"],
+            buckets,
+            lengths,
+            grouped,
+            grouped_times,
+        )
+        for name, values, kind, column in converted_columns:
             if watch is not None and name != PREDICTION:
                 observed.append((name, values, kind, column))
             touched: list[tuple[tuple[str, str], Tracker, float]] = []
-            for bucket, part in buckets:
-                tracker = self._tracker(state, name, kind, bucket)
-                if tracker is None:
-                    continue
+            if kind == "numeric":
+                block, ids = numeric[name]
+            for k, (bucket, part) in enumerate(buckets):
                 part_values = column if part is None else column[part]
                 part_times = times if part is None else times[part]
-                if isinstance(tracker, NumericDriftTracker):
-                    tracker.update(part_values, part_times, rng=self.rng)
+                tracker: Tracker | None
+                if kind == "numeric":
+                    tracker = NumericStream(block, int(ids[k])) if ids[k] >= 0 else None
                     present = ~np.isnan(part_values)
                 else:
-                    tracker.update(part_values, part_times)
+                    tracker = self._tracker(state, name, bucket)
+                    if tracker is not None:
+                        tracker.update(part_values, part_times)
                     present = part_values >= 0
+                if tracker is None:
+                    continue
                 if testing:
                     test = self._window_test(state, name, kind, bucket)
                     part_positions = positions if part is None else positions[part]
@@ -767,7 +846,7 @@ class PartitionEngine:
 
     def _judge(self, state: ModelState, name: str, bucket: tuple[str, str], tracker: Tracker, now: float) -> Judgement:
         cfg = self.config.alerts
-        if isinstance(tracker, NumericDriftTracker):
+        if isinstance(tracker, NumericStream):
             ev = tracker.evidence()
             threshold, critical = cfg.min_effect_size, cfg.critical_effect_size
             enough = ev.events >= cfg.min_events
@@ -1101,6 +1180,14 @@ class PartitionEngine:
         missing = [k for k in vars(fresh) if not hasattr(state, k)]
         for k in missing:
             setattr(state, k, getattr(fresh, k))
+        for key, tracker in list(state.streams.items()):
+            if isinstance(tracker, NumericDriftTracker):  # an older release's per-stream object
+                del state.streams[key]
+                group = self._numeric_group(key[0])
+                block = state.numeric.get(group)
+                if block is None:
+                    block = state.numeric[group] = NumericStreams(self.config.detectors.for_feature(group))
+                block.adopt(key, tracker)
         if "quality" in missing:
             state.quality = self._schema_watch(self.profiles.get(state.model, state.version))
         if state.perf is not None:
@@ -1149,10 +1236,10 @@ class PartitionEngine:
     def streams(self) -> Iterator[StreamView]:
         """Every stream with its statistics, for metrics and the dashboard."""
         for state in self.models.values():
-            for (name, attr, value), tracker in state.streams.items():
+            for (name, attr, value), tracker in state.trackers():
                 segment = {} if (attr, value) == ALL else {attr: value}
                 subject = "prediction" if name == PREDICTION else name
-                if isinstance(tracker, NumericDriftTracker):
+                if isinstance(tracker, NumericStream):
                     stats, ev = tracker.view(), tracker.evidence()
                     kind = "prediction_drift" if name == PREDICTION else "data_drift"
                 else:
@@ -1185,12 +1272,14 @@ def _scores(preds: list[Any], scores: list[dict[str, float] | None], positive: s
 
 def _register_snapshot_classes() -> None:
     from monitor.core.alerting import Incident, Incidents
+    from monitor.core.chunks import StreamChunker
     from monitor.core.concept import ErrorStream, ErrorTest
     from monitor.core.detectors import ChunkedADWIN, PageHinkley, WindowedChiSquare, WindowTest
     from monitor.core.join import PendingLabel
     from monitor.core.metrics import PerformanceWindow, Ring
     from monitor.core.performance import BucketPerformance
     from monitor.core.quality import FieldCounts, FieldSchema
+    from monitor.core.sequential import SequentialSettings, SequentialStreams
     from monitor.core.settings import AlertConfig, DetectorSettings, FairnessConfig, PerformanceConfig
     from monitor.core.stats import ReservoirQuantiles, RunningMoments
 
@@ -1208,6 +1297,10 @@ def _register_snapshot_classes() -> None:
         WindowedChiSquare,
         WindowTest,
         NumericDriftTracker,
+        NumericStreams,
+        StreamChunker,
+        SequentialStreams,
+        SequentialSettings,
         CategoricalDriftTracker,
         RunningMoments,
         ReservoirQuantiles,

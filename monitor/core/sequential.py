@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from river import drift as river_drift
+from scipy import signal
 from scipy.special import erfc
 
-from monitor.core.chunks import Chunks
+from monitor.core.chunks import Chunks, run_lengths, run_starts
 
 Z_CLIP = 10.0
 
@@ -31,11 +32,13 @@ class SequentialSettings:
     """The detector settings these streams share (one subject's)."""
 
     chunk: int = 32
+    adwin_chunks: int = 1  # ADWIN sees one value per this many chunks: the mean of their values
     adwin_delta: float = 0.002
     adwin_clock: int = 1
     page_hinkley_delta: float = 0.25
     page_hinkley_threshold: float = 50.0
     page_hinkley_min_instances: int = 30
+    page_hinkley_alpha: float = 1.0  # fading per value; a chunk fades by alpha ** chunk
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class SequentialStreams:
         self.change_time = np.zeros(0)
         self.last_detector: list[str] = []
         self.adwins: list[river_drift.ADWIN] = []
+        self.adwin_part = np.zeros(0)  # the sum of z of the chunks of each stream's incomplete ADWIN group
 
     @property
     def size(self) -> int:
@@ -89,6 +93,7 @@ class SequentialStreams:
         self.since_z = more(self.since_z, 0.0)
         self.change_seq, self.change_time = more(self.change_seq, 0), more(self.change_time, math.nan)
         self.last_detector += [""] * extra
+        self.adwin_part = more(self.adwin_part, 0.0)
         s = self.settings
         self.adwins += [river_drift.ADWIN(delta=s.adwin_delta, clock=s.adwin_clock) for _ in range(extra)]
 
@@ -140,8 +145,8 @@ class SequentialStreams:
         while pending.any():
             idx = np.flatnonzero(pending)
             st = stream[idx]
-            first = np.r_[0, np.flatnonzero(np.diff(st)) + 1]
-            run = np.diff(np.r_[first, st.size])
+            first = run_starts(st)
+            run = run_lengths(first, st.size)
             rank = np.arange(st.size) - np.repeat(first, run)
             owners = st[first]
             grid = np.zeros((owners.size, int(run.max())))
@@ -153,8 +158,8 @@ class SequentialStreams:
             total = self.ph_sum[owners][:, None] + np.cumsum(grid, axis=1)
             dev = grid - size * total / n
             drift = size * s.page_hinkley_delta
-            inc = self.ph_inc[owners][:, None] + np.cumsum(np.where(valid, dev - drift, 0.0), axis=1)
-            dec = self.ph_dec[owners][:, None] + np.cumsum(np.where(valid, dev + drift, 0.0), axis=1)
+            inc = self._accumulate(self.ph_inc[owners], np.where(valid, dev - drift, 0.0))
+            dec = self._accumulate(self.ph_dec[owners], np.where(valid, dev + drift, 0.0))
             low = np.minimum(np.minimum.accumulate(inc, axis=1), self.ph_min[owners][:, None])
             high = np.maximum(np.maximum.accumulate(dec, axis=1), self.ph_max[owners][:, None])
             hit = valid & (n >= s.page_hinkley_min_instances)
@@ -178,14 +183,42 @@ class SequentialStreams:
                 pending[rest] = True
         return found
 
+    def _accumulate(self, start: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        """Page-Hinkley's cumulative statistic along each row; with fading, a first-order filter per chunk."""
+        fade = self.settings.page_hinkley_alpha ** self.settings.chunk
+        if fade == 1.0:
+            return start[:, None] + np.cumsum(steps, axis=1)
+        return signal.lfilter([1.0], [1.0, -fade], steps, axis=1, zi=fade * start[:, None])[0]
+
     def _adwin(self, chunks: Chunks, z: np.ndarray) -> list[Change]:
+        """River's ADWIN, one update per ``adwin_chunks`` chunks of a stream (their mean z): one Python call per
+        update is ADWIN's cost, so the group size sets it. River's compiled window is driven directly, and
+        replaced by a fresh one after a detection, as river's own wrapper does."""
+        every = self.settings.adwin_chunks
+        stream, seq = chunks.stream, chunks.seq
+        if every == 1:
+            done, means = np.arange(stream.size), z
+        else:
+            k = seq // self.settings.chunk  # the chunk's 1-based number in its stream
+            group = (k - 1) // every
+            starts = run_starts(stream * (int(group.max()) + 1) + group)
+            sums = np.add.reduceat(z, starts)
+            first_of_stream = np.zeros(starts.size, dtype=bool)
+            first_of_stream[run_starts(stream[starts])] = True
+            sums[first_of_stream] += self.adwin_part[stream[starts][first_of_stream]]
+            ends = starts + run_lengths(starts, stream.size) - 1
+            complete = k[ends] % every == 0
+            open_ = ~complete
+            self.adwin_part[stream[starts]] = 0.0
+            self.adwin_part[stream[ends][open_]] = sums[open_]
+            done, means = ends[complete], sums[complete] / every
         found: list[Change] = []
         adwins = self.adwins
-        for k, (o, m) in enumerate(zip(chunks.stream.tolist(), z.tolist(), strict=True)):
+        for k_, o, m in zip(done.tolist(), stream[done].tolist(), means.tolist(), strict=True):
             detector = adwins[o]
-            detector.update(m)
-            if detector.drift_detected:
-                found.append(Change(o, "adwin", int(chunks.seq[k]), float(chunks.end_time[k])))
+            if detector._helper.update(m):
+                found.append(Change(o, "adwin", int(seq[k_]), float(chunks.end_time[k_])))
+                detector._reset()
         return found
 
     def effect(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

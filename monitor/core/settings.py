@@ -49,6 +49,7 @@ class DetectorSettings:
 
     warmup_events: int = 500
     adwin_delta: float = 0.002
+    chunk: int = 16
     adwin_chunk: int = 32
     adwin_clock: int = 1
     page_hinkley_delta: float = 0.25

@@ -340,7 +340,7 @@ def _checks(eng: PartitionEngine, key: str, alert: dict[str, Any]) -> list[dict[
     out: list[dict[str, Any]] = []
     if kind in ("data_drift", "prediction_drift"):
         name = PREDICTION_STREAM if kind == "prediction_drift" else subject
-        tracker = state.streams.get((name, *bucket))
+        tracker = state.tracker((name, *bucket))
         if tracker is None:
             return []
         if tracker.kind == "numeric":

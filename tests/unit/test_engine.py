@@ -128,7 +128,7 @@ def test_a_value_of_the_wrong_type_is_counted_and_treated_as_missing():
     _feed(eng, events)
     state = eng.models["churn", "v1"]
     assert state.type_mismatch["age"] == 50
-    assert state.streams["age", "", ""].missing == 50
+    assert state.tracker(("age", "", "")).view()["missing"] == 50
 
 
 def test_ignored_and_selected_features():

@@ -98,8 +98,8 @@ def test_each_schema_change_raises_its_alert_within_a_few_hundred_events_and_los
     # nothing else is lost: every event counted, the other features still monitored on every event
     assert engine.events_total() == BEFORE + AFTER
     state = engine.models["churn", "v1"]
-    assert state.streams["avg_basket", "", ""].count == BEFORE + AFTER
-    assert state.streams["plan", "", ""].count == BEFORE + AFTER
+    assert state.tracker(("avg_basket", "", "")).count == BEFORE + AFTER
+    assert state.tracker(("plan", "", "")).count == BEFORE + AFTER
 
 
 def test_schema_alerts_name_the_problem_in_plain_words() -> None:

@@ -1,0 +1,303 @@
+"""The numeric streams of one model version that share detector settings, as arrays.
+
+A numeric subject (a feature or the prediction) has one stream per bucket: all traffic and each tracked
+segment value. Engine v1 kept one Python object per stream and updated each on every batch; here a batch
+updates every stream with a few numpy calls over the values grouped by stream (one contiguous run per
+stream, arrival order kept within it):
+
+- counts, missing values, moments (Chan's merge), minimum and maximum;
+- a warm-up of ``warmup_events`` values per stream that becomes the stream's baseline, without gross
+  outliers (beyond 10 robust standard deviations of the median), so one absurd value cannot blind the
+  detectors for good;
+- after the warm-up, a histogram on the baseline's scale (quantiles for the views; fixed bins, so
+  partial histograms add up) and chunks of ``adwin_chunk`` values for the sequential detectors
+  (:mod:`monitor.core.chunks`, :mod:`monitor.core.sequential`): Page-Hinkley over all streams at once,
+  ADWIN one call per completed chunk.
+
+Python loops remain only where the work is per stream and rare: streams still in their warm-up, and
+streams whose detector fired.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from monitor.core.chunks import StreamChunker, run_lengths, run_starts
+from monitor.core.drift import QUANTILES, DriftEvidence, NumericDriftTracker
+from monitor.core.sequential import Z_CLIP, SequentialSettings, SequentialStreams
+from monitor.core.settings import DetectorSettings
+
+HISTOGRAM_BINS = 64  # over ±HISTOGRAM_SD baseline standard deviations, plus one bin either side for the rest
+HISTOGRAM_SD = 4.0
+
+
+class NumericStreams:
+    """Numeric streams, each named by a key (subject, segment attribute, value) and indexed from 0.
+
+    >>> s = NumericStreams(DetectorSettings(warmup_events=200))
+    >>> i = s.add_stream(("x", "", ""))
+    >>> rng = np.random.default_rng(0)
+    >>> s.update(rng.normal(10, 2, 2000), np.arange(2000.0), np.zeros(2000, dtype=np.int64))
+    >>> s.evidence(i).detected
+    False
+    >>> s.update(rng.normal(14, 2, 2000), np.arange(2000.0, 4000.0), np.zeros(2000, dtype=np.int64))
+    >>> ev = s.evidence(i)
+    >>> (ev.detected, ev.effect > 1.5, ev.direction)
+    (True, True, 'rose')
+    """
+
+    kind = "numeric"
+
+    def __init__(self, settings: DetectorSettings) -> None:
+        self.warmup = settings.warmup_events
+        self.keys: list[tuple[str, str, str]] = []
+        self.index: dict[tuple[str, str, str], int] = {}
+        self.count = np.zeros(0, dtype=np.int64)  # values offered, missing ones included
+        self.missing = np.zeros(0, dtype=np.int64)
+        self.n = np.zeros(0, dtype=np.int64)  # present values
+        self.mean = np.zeros(0)
+        self.m2 = np.zeros(0)
+        self.minimum = np.zeros(0)
+        self.maximum = np.zeros(0)
+        self.base_n = np.zeros(0, dtype=np.int64)  # the baseline: warm-up values kept after the outlier filter
+        self.base_mean = np.zeros(0)
+        self.base_std = np.zeros(0)
+        self.histogram = np.zeros((0, HISTOGRAM_BINS + 2), dtype=np.int64)
+        self.detections = np.zeros((0, 2), dtype=np.int64)  # ADWIN, Page-Hinkley
+        self.warm: dict[int, np.ndarray] = {}  # the warm-up values of streams without a baseline yet
+        self.chunker = StreamChunker(settings.chunk)
+        self.detectors = SequentialStreams(
+            SequentialSettings(
+                chunk=settings.chunk,
+                adwin_chunks=max(1, settings.adwin_chunk // settings.chunk),
+                adwin_delta=settings.adwin_delta,
+                adwin_clock=settings.adwin_clock,
+                page_hinkley_delta=settings.page_hinkley_delta,
+                page_hinkley_threshold=settings.page_hinkley_threshold,
+                page_hinkley_min_instances=settings.page_hinkley_min_instances,
+                page_hinkley_alpha=settings.page_hinkley_alpha,
+            )
+        )
+
+    @property
+    def size(self) -> int:
+        return len(self.keys)
+
+    def add_stream(self, key: tuple[str, str, str]) -> int:
+        """A new stream; its index."""
+        i = self.index[key] = len(self.keys)
+        self.keys.append(key)
+
+        def more(a: np.ndarray, fill: float) -> np.ndarray:
+            return np.concatenate([a, np.full((1, *a.shape[1:]), fill, dtype=a.dtype)])
+
+        self.count, self.missing, self.n = more(self.count, 0), more(self.missing, 0), more(self.n, 0)
+        self.mean, self.m2 = more(self.mean, 0.0), more(self.m2, 0.0)
+        self.minimum, self.maximum = more(self.minimum, math.inf), more(self.maximum, -math.inf)
+        self.base_n = more(self.base_n, 0)
+        self.base_mean, self.base_std = more(self.base_mean, 0.0), more(self.base_std, 0.0)
+        self.histogram, self.detections = more(self.histogram, 0), more(self.detections, 0)
+        self.warm[i] = np.empty(0)
+        return i
+
+    def warmed_up(self, i: int) -> bool:
+        return i not in self.warm
+
+    def adopt(self, key: tuple[str, str, str], old: NumericDriftTracker) -> int:
+        """A stream from an older release's snapshot (one tracker object per stream): counts, moments, the
+        baseline and ADWIN's window carry over, and so does the evidence since the last change point."""
+        i = self.add_stream(key)
+        m = old.moments
+        self.count[i], self.missing[i], self.n[i] = old.count, old.missing, m.n
+        self.mean[i], self.m2[i], self.minimum[i], self.maximum[i] = m.mean, m.m2, m.minimum, m.maximum
+        if not old.warmed_up:
+            self.warm[i] = old._warm[: self.warmup].copy()
+            if self.warm[i].size >= self.warmup:
+                self._finish_warmup(i)
+            return i
+        del self.warm[i]
+        b = old.baseline
+        self.base_n[i], self.base_mean[i], self.base_std[i] = b.n, b.mean, b.std
+        d = self.detectors
+        d.set_scale(i, b.mean, b.std)
+        d.adwins[i] = old.adwin._adwin  # river's ADWIN on standardised chunk means then and now
+        d.since_n[i], d.since_sum[i], d.since_z[i] = old._since_n, old._since_sum, old._since_zsum
+        d.last_detector[i] = old.last_detector
+        d.change_seq[i], d.change_time[i] = old.change_seq - self.warmup, old.change_time
+        self.detections[i] = old.detections["adwin"], old.detections["page_hinkley"]
+        sample = old.quantiles.sample
+        if sample.size:  # the reservoir, weighted up to the values it stands for
+            lo, width = self._edges(i)
+            cells = np.clip(np.floor((sample - lo) / width), -1, HISTOGRAM_BINS).astype(np.int64) + 1
+            counts = np.bincount(cells, minlength=HISTOGRAM_BINS + 2) * (m.n / sample.size)
+            self.histogram[i] = np.round(counts).astype(np.int64)
+        self.chunker._grow(i + 1)
+        after = max(0, m.n - self.warmup)
+        self.chunker.count[i] = after - after % self.chunker.size  # chunks start afresh at a chunk boundary
+        return i
+
+    # ------------------------------------------------------------------ update
+    def update(self, values: np.ndarray, times: np.ndarray, stream: np.ndarray) -> None:
+        """Values (``NaN`` missing) grouped by stream, one contiguous run per stream, in arrival order."""
+        if values.size == 0:
+            return
+        starts = run_starts(stream)
+        owners = stream[starts]
+        self.count[owners] += run_lengths(starts, stream.size)
+        present = ~np.isnan(values)
+        if not present.all():
+            self.missing[owners] += np.add.reduceat(~present, starts)
+            values, times, stream = values[present], times[present], stream[present]
+            if values.size == 0:
+                return
+            starts = run_starts(stream)
+            owners = stream[starts]
+        runs = run_lengths(starts, stream.size)
+        before = self.n[owners]
+        with np.errstate(over="ignore", invalid="ignore"):  # absurd values (1e308) make inf moments, as they should
+            self._moments(values, starts, owners, runs)
+        position = np.repeat(before - starts, runs) + np.arange(values.size)  # among the stream's present values
+        if (before < self.warmup).any():
+            self._warm_up(values, starts, owners, runs)
+            later = position >= self.warmup
+            values, times, stream = values[later], times[later], stream[later]
+            if values.size == 0:
+                return
+        self._count_bins(values, stream)
+        changes = self.detectors.update(self.chunker.add_grouped(values, times, stream))
+        for c in changes:
+            self.detections[c.stream, 0 if c.detector == "adwin" else 1] += 1
+
+    def _moments(self, x: np.ndarray, starts: np.ndarray, owners: np.ndarray, runs: np.ndarray) -> None:
+        k = runs.astype(np.float64)
+        b_mean = np.add.reduceat(x, starts) / k
+        b_m2 = np.add.reduceat((x - np.repeat(b_mean, runs)) ** 2, starts)
+        n_old = self.n[owners].astype(np.float64)
+        n_new = n_old + k
+        delta = b_mean - self.mean[owners]
+        self.mean[owners] += delta * k / n_new
+        self.m2[owners] += b_m2 + delta * delta * n_old * k / n_new
+        self.n[owners] += runs
+        self.minimum[owners] = np.minimum(self.minimum[owners], np.minimum.reduceat(x, starts))
+        self.maximum[owners] = np.maximum(self.maximum[owners], np.maximum.reduceat(x, starts))
+
+    def _warm_up(self, x: np.ndarray, starts: np.ndarray, owners: np.ndarray, runs: np.ndarray) -> None:
+        """The warm-up values of the streams still in theirs; a full warm-up becomes the baseline."""
+        for s, a, r in zip(owners.tolist(), starts.tolist(), runs.tolist(), strict=True):
+            if s not in self.warm:
+                continue
+            need = self.warmup - self.warm[s].size
+            self.warm[s] = np.concatenate([self.warm[s], x[a : a + min(need, r)]])
+            if self.warm[s].size >= self.warmup:
+                self._finish_warmup(s)
+
+    def _finish_warmup(self, s: int) -> None:
+        x = self.warm.pop(s)
+        med = float(np.median(x))
+        mad = 1.4826 * float(np.median(np.abs(x - med)))
+        kept = x[np.abs(x - med) <= 10 * mad] if mad > 0 else x
+        mean = float(kept.mean())
+        std = float(kept.std(ddof=1)) if kept.size > 1 else 0.0
+        self.base_n[s], self.base_mean[s], self.base_std[s] = kept.size, mean, std
+        self.detectors.set_scale(s, mean, std)
+        self._count_bins(x, np.full(x.size, s, dtype=np.int64))
+
+    def _count_bins(self, x: np.ndarray, stream: np.ndarray) -> None:
+        lo, width = self._edges(stream)
+        b = np.clip(np.floor((x - lo) / width), -1, HISTOGRAM_BINS).astype(np.int64) + 1
+        cells = HISTOGRAM_BINS + 2
+        first = int(stream.min())
+        span = int(stream.max()) - first + 1
+        counts = np.bincount((stream - first) * cells + b, minlength=span * cells)
+        self.histogram[first : first + span] += counts.reshape(span, cells)
+
+    def _edges(self, stream: np.ndarray | int) -> tuple[Any, Any]:
+        mean = self.detectors.mean[stream]
+        std = self.detectors.std[stream]  # the baseline's spread, never 0
+        return mean - HISTOGRAM_SD * std, 2 * HISTOGRAM_SD * std / HISTOGRAM_BINS
+
+    # ------------------------------------------------------------------- views
+    def evidence(self, i: int) -> DriftEvidence:
+        """Is there evidence of a change in stream ``i`` now, and how large is it (in baseline sd)?"""
+        d = self.detectors
+        mean = float(self.base_mean[i])
+        n, total, zsum = (
+            (int(d.since_n[i]), float(d.since_sum[i]), float(d.since_z[i])) if i < d.size else (0, 0.0, 0.0)
+        )
+        if i not in self.warm:  # the stream's incomplete chunk counts too: evidence does not wait for a chunk
+            k, part = self.chunker.partial(i)
+            if k:
+                z = (part / k - float(d.mean[i])) / float(d.std[i])
+                n, total, zsum = n + k, total + part, zsum + k * min(max(z, -Z_CLIP), Z_CLIP)
+        effect = abs(zsum / n) if n else 0.0
+        current_mean = total / n if n else math.nan
+        p_value = math.erfc(effect * math.sqrt(n) / math.sqrt(2)) if n else None  # two-sided z-test
+        direction = "" if not n else ("rose" if current_mean > mean else "fell")
+        detector = d.last_detector[i] if i < d.size else ""
+        return DriftEvidence(
+            detected=bool(detector),
+            effect=effect,
+            events=n,
+            detector=detector or "adwin",
+            change_seq=int(d.change_seq[i]) + self.warmup if detector else 0,
+            change_time=float(d.change_time[i]) if detector else math.nan,
+            p_value=p_value,
+            baseline={"mean": mean, "std": float(self.base_std[i]), "events": int(self.base_n[i])},
+            current={"mean": current_mean, "events": n},
+            direction=direction,
+        )
+
+    def quantiles(self, i: int) -> list[float]:
+        """The view's quantiles: exact over the warm-up, from the histogram after it (within half a bin)."""
+        if i in self.warm:
+            w = self.warm[i]
+            return np.quantile(w, QUANTILES).tolist() if w.size else [math.nan] * len(QUANTILES)
+        counts = self.histogram[i]
+        total = int(counts.sum())
+        if not total:
+            return [math.nan] * len(QUANTILES)
+        lo, width = self._edges(i)
+        inner = float(lo) + float(width) * np.arange(HISTOGRAM_BINS + 1)
+        edges = np.r_[min(float(self.minimum[i]), inner[0]), inner, max(float(self.maximum[i]), inner[-1])]
+        cum = np.r_[0, np.cumsum(counts)] / total
+        out = np.interp(QUANTILES, cum, edges)
+        return np.clip(out, self.minimum[i], self.maximum[i]).tolist()
+
+    def view(self, i: int) -> dict[str, Any]:
+        n = int(self.n[i])
+        return {
+            "kind": self.kind,
+            "count": int(self.count[i]),
+            "missing": int(self.missing[i]),
+            "mean": float(self.mean[i]) if n else math.nan,
+            "std": math.sqrt(float(self.m2[i]) / (n - 1)) if n > 1 else 0.0,
+            "min": float(self.minimum[i]),
+            "max": float(self.maximum[i]),
+            "quantiles": dict(zip(QUANTILES, self.quantiles(i), strict=True)),
+            "detections": {"adwin": int(self.detections[i, 0]), "page_hinkley": int(self.detections[i, 1])},
+            "warmed_up": self.warmed_up(i),
+        }
+
+
+@dataclass(frozen=True)
+class NumericStream:
+    """One stream of a :class:`NumericStreams`, for code that judges or shows one stream at a time."""
+
+    streams: NumericStreams
+    i: int
+
+    kind = "numeric"
+
+    @property
+    def count(self) -> int:
+        return int(self.streams.count[self.i])
+
+    def evidence(self) -> DriftEvidence:
+        return self.streams.evidence(self.i)
+
+    def view(self) -> dict[str, Any]:
+        return self.streams.view(self.i)
