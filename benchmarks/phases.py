@@ -196,11 +196,13 @@ def end_to_end(args: dict[str, Any]) -> dict[str, Any]:
         time.sleep(0.01)
     elapsed = time.perf_counter() - (started or time.perf_counter())
     stats = mon.service.stats
+    longest = stats.checkpoint_seconds_max  # read before stop(): the final checkpoint holds no consume loop
     mon.stop()
     return {
         "events_per_s": (total - first) / elapsed if elapsed > 0 and total > first else float("nan"),
         "checkpoints": stats.checkpoints,
         "checkpoint_s": stats.checkpoint_seconds,
+        "checkpoint_s_max": longest,
         "checkpoint_bytes": stats.last_checkpoint_bytes,
         "peak_rss_mb": _rss_mb(),
     }

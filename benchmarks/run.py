@@ -270,8 +270,9 @@ def report(r: dict[str, Any], seconds: float, *, quick: bool, png: Path) -> str:
         f"- State: {eng['bytes_per_stream']:,.0f} bytes of snapshot per monitored stream "
         f"({eng['snapshot_bytes'] / 1e6:.1f} MB for {eng['streams']} streams, uncompressed JSON, snapshot {eng['snapshot_s']:.2f} s); "
         f"{mem['bytes_per_stream']:,.0f} bytes per stream at {mem['streams']:,} streams.",
-        f"- Checkpoints during end to end: {e2e['checkpoints']}, the last took {e2e['checkpoint_s'] * 1000:.0f} ms "
-        f"for {e2e['checkpoint_bytes'] / 1e6:.1f} MB.",
+        f"- Checkpoints during end to end: {e2e['checkpoints']}, the longest while consuming held the loop "
+        f"{e2e['checkpoint_s_max'] * 1000:.0f} ms (snapshot, flush, alerts, commit); the last (on stop, every "
+        f"partition) took {e2e['checkpoint_s'] * 1000:.0f} ms for {e2e['checkpoint_bytes'] / 1e6:.1f} MB.",
         f"- Alert latency (event produced → alert on the topic) at an offered load of {lat['offered_per_s']:,.0f} events/s: "
         f"{lat['alerts']} drift alerts, p50 {lat['p50_s']:.2f} s, p99 {lat['p99_s']:.2f} s; the monitor needed "
         f"{lat['drain_s']:.0f} s after the producer stopped to catch up. At {lat2['offered_per_s']:,.0f} events/s "
@@ -287,7 +288,7 @@ def report(r: dict[str, Any], seconds: float, *, quick: bool, png: Path) -> str:
         f"| decoder ≥ 0.8 × orjson into dicts | {eng['decode_per_s'] / eng['orjson_per_s']:.2f} × orjson | {verdict(eng['decode_per_s'] >= 0.8 * eng['orjson_per_s'])} |",
         f"| peak RSS ≤ 400 MB at 10,000 streams | {mem['peak_rss_mb']:.0f} MB at {mem['streams']:,} streams | {verdict(mem['peak_rss_mb'] <= 400)} |",
         f"| snapshot ≤ 2 KB per stream | {mem['bytes_per_stream']:,.0f} bytes at {mem['streams']:,} streams | {verdict(mem['bytes_per_stream'] <= 2048)} |",
-        f"| checkpoint stall ≤ 250 ms | last checkpoint {e2e['checkpoint_s'] * 1000:.0f} ms (the longest is not measured yet) | {verdict(e2e['checkpoint_s'] <= 0.25)} |",
+        f"| checkpoint stall ≤ 250 ms | longest while consuming {e2e['checkpoint_s_max'] * 1000:.0f} ms | {verdict(e2e['checkpoint_s_max'] <= 0.25)} |",
         f"| alert latency p99 ≤ 2 s at 50,000 events/s | {lat['p99_s']:.2f} s at {lat['offered_per_s']:,.0f}/s | {verdict(lat['p99_s'] <= 2 and lat['offered_per_s'] >= 50_000)} |",
         "",
         "## What bounds the figures",

@@ -25,7 +25,7 @@ from monitor.core.decisions import RetrainState, compare_versions
 from monitor.core.drift import CategoricalDriftTracker, DriftEvidence, NumericDriftTracker
 from monitor.core.events import LabelBatch, LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
 from monitor.core.fairness import FairnessTracker, GroupStats
-from monitor.core.join import Joined, LabelJoiner, PendingPrediction
+from monitor.core.join import Joined, LabelJoiner, PendingPrediction, Segments
 from monitor.core.messages import shown
 from monitor.core.metrics import Ring
 from monitor.core.numeric_streams import NumericStream, NumericStreams
@@ -231,25 +231,27 @@ class PartitionEngine:
         return joined
 
     @staticmethod
-    def _row_segments(
+    def _segment_codes(
         buckets: list[tuple[tuple[str, str], np.ndarray | None]], n: int
-    ) -> list[tuple[tuple[str, str], ...]]:
-        """Each row's tracked segment buckets, as a tuple of (attribute, value) pairs."""
-        per_attr: dict[str, list[tuple[str, str] | None]] = {}
+    ) -> tuple[list[Segments], np.ndarray]:
+        """Each row's tracked segment buckets as a code into the batch's distinct combinations of them (a tuple
+        of (attribute, value) pairs each): numpy over the rows, Python only per combination."""
+        per_attr: dict[str, tuple[list[tuple[str, str]], np.ndarray]] = {}
         for bucket, part in buckets:
             if part is None:
                 continue
-            col = per_attr.get(bucket[0])
-            if col is None:
-                col = per_attr[bucket[0]] = [None] * n
-            for r in part.tolist():
-                col[r] = bucket
-        if not per_attr:
-            return [()] * n
-        cols = list(per_attr.values())
-        if all(None not in c for c in cols):
-            return list(zip(*cols, strict=True))
-        return [tuple(b for b in row if b is not None) for row in zip(*cols, strict=True)]
+            entry = per_attr.get(bucket[0])
+            if entry is None:
+                entry = per_attr[bucket[0]] = ([], np.zeros(n, dtype=np.int64))
+            entry[1][part] = len(entry[0]) + 1  # 0: the row has no tracked value of this attribute
+            entry[0].append(bucket)
+        combos: list[Segments] = [()]
+        code = np.zeros(n, dtype=np.int64)
+        for values, col in per_attr.values():
+            radix = len(values) + 1
+            uniq, code = np.unique(code * radix + col, return_inverse=True)
+            combos = [combos[u // radix] + ((values[u % radix - 1],) if u % radix else ()) for u in uniq.tolist()]
+        return combos, code.reshape(-1)
 
     def _perf(self, state: ModelState) -> ModelPerformance:
         if state.perf is None:
@@ -772,29 +774,26 @@ class PartitionEngine:
     ) -> list[Alert]:
         """Put the predictions in the label join, and feed the score-based estimates and latency."""
         n = times.size
-        segs = self._row_segments(buckets, n)
+        combos, seg_code = self._segment_codes(buckets, n)
         positive = self.config.performance.positive_label
         preds = self._take(batch.prediction, rows)
         scores_col = self._take(batch.scores, rows)
         ids = self._take(batch.prediction_id, rows)
         scores = _scores(preds, scores_col, positive)
         self.watermark = max(self.watermark, float(times.max()))
-        score_list: list[float | None] = [None if s != s else s for s in scores.tolist()]
-        pending = [
-            PendingPrediction(state.model, state.version, sg, p, sc, t)
-            for sg, p, sc, t in zip(segs, preds, score_list, times.tolist(), strict=True)
-        ]
         perf = self._perf(state)
         if self.observer is not None:
             self.observer.predictions(state.model, state.version, self._take_index(batch, rows), ids, scores, times)
-        joined = self.joiner.add_predictions(ids, pending, now=self.watermark)
+        joined = self.joiner.add_predictions(
+            ids, state.model, state.version, combos, seg_code, preds, scores, times, now=self.watermark
+        )
         latency = batch.latency_ms if rows is None else batch.latency_ms[rows]
         touched = perf.observe_predictions(buckets, scores, latency, times, self.rng)
         alerts = self._emit(state, perf.estimate_judgements({b for b, _ in touched}, float(times.max())))
         fairness = self._fairness(state)
         if fairness is not None:
             predicted = np.where(np.isnan(scores), np.nan, (scores >= self.config.performance.threshold) * 1.0)
-            fairness.observe([tuple(s) for s in segs], predicted)
+            fairness.observe([combos[c] for c in seg_code.tolist()], predicted)
             alerts += self._emit(
                 state, fairness.judgements(state.model, state.version, self.config.alerts, self.watermark)
             )
@@ -1217,12 +1216,7 @@ class PartitionEngine:
         j = self.joiner
         j.ttl_s, j.max_pending = cfg.labels.ttl_s, cfg.labels.max_pending
         j.early_ttl_s, j.max_early = cfg.labels.early_ttl_s, cfg.labels.max_early
-        while len(j.pending) > j.max_pending:
-            j.pending.popitem(last=False)
-            j.counts["evicted"] += 1
-        while len(j.early) > j.max_early:
-            j.early.popitem(last=False)
-            j.counts["unknown"] += 1
+        j.apply_caps()
         for state in self.models.values():
             if state.perf is not None:
                 state.perf.perf, state.perf.alerts = cfg.performance, cfg.alerts

@@ -3,16 +3,26 @@
 Times are event times supplied by the caller (``now``, the partition's watermark), so expiry is
 deterministic on replay and tests drive it without sleeping. Every store has a cap; what a cap or a TTL
 pushes out is counted, never silently dropped.
+
+Pending predictions are kept as columns, not one object per prediction: a batch is registered with a few
+numpy writes and one dict update, and the store is cut into chunks of fixed size so that a snapshot
+re-encodes only the chunks that changed since the last one.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter, OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from monitor.core import snapshot as snap
+
+Segments = tuple[tuple[str, str], ...]
+CHUNK_SLOTS = 4096  # pending predictions per chunk: the unit a snapshot re-encodes when it changed
 
 
 class PendingPrediction(NamedTuple):
@@ -20,7 +30,7 @@ class PendingPrediction(NamedTuple):
 
     model: str
     model_version: str
-    segments: tuple[tuple[str, str], ...]
+    segments: Segments
     prediction: Any
     score: float | None
     event_time: float
@@ -46,6 +56,44 @@ class Joined:
     delay_s: float
 
 
+class _Chunk:
+    """Slots ``[k * size, (k + 1) * size)`` of the pending store, one column per field."""
+
+    __slots__ = ("alive", "combo", "ids", "live", "prediction", "score", "time", "version")
+
+    def __init__(self, size: int) -> None:
+        self.ids: list[str | None] = [None] * size
+        self.combo = np.zeros(size, dtype=np.int32)  # index into the joiner's (model, version, segments) table
+        self.prediction: list[Any] = [None] * size
+        self.score = np.full(size, math.nan)  # NaN: no score
+        self.time = np.full(size, math.nan)
+        self.alive = np.zeros(size, dtype=bool)
+        self.live = 0
+        self.version = 0  # bumped on every change: a snapshot re-encodes the chunk only then
+
+
+class PendingView(Mapping[str, PendingPrediction]):
+    """The pending predictions as a read-only mapping, oldest first (what ``pending`` was as a dict)."""
+
+    def __init__(self, joiner: LabelJoiner) -> None:
+        self._joiner = joiner
+
+    def __len__(self) -> int:
+        return len(self._joiner._slot)
+
+    def __contains__(self, prediction_id: object) -> bool:
+        return prediction_id in self._joiner._slot
+
+    def __getitem__(self, prediction_id: str) -> PendingPrediction:
+        return self._joiner._peek(self._joiner._slot[prediction_id])
+
+    def __iter__(self) -> Iterator[str]:
+        for c in list(self._joiner._chunks.values()):
+            ids = c.ids
+            for i in np.flatnonzero(c.alive).tolist():
+                yield ids[i]  # type: ignore[misc]
+
+
 class LabelJoiner:
     """Join labels to predictions by ``prediction_id`` within bounded memory.
 
@@ -67,63 +115,270 @@ class LabelJoiner:
         max_pending: int = 200_000,
         early_ttl_s: float = 3600.0,
         max_early: int = 50_000,
+        chunk_slots: int = CHUNK_SLOTS,
     ) -> None:
         if not (ttl_s > 0 and early_ttl_s > 0):  # written so that NaN fails too
             raise ValueError("ttl_s and early_ttl_s must be > 0")
-        if max_pending < 1 or max_early < 1:
-            raise ValueError("max_pending and max_early must be >= 1")
+        if max_pending < 1 or max_early < 1 or chunk_slots < 1:
+            raise ValueError("max_pending, max_early and chunk_slots must be >= 1")
         self.ttl_s = ttl_s
         self.max_pending = max_pending
         self.early_ttl_s = early_ttl_s
         self.max_early = max_early
-        # Insertion order is event order, so the oldest entry is always first: expiry and eviction are O(1).
-        self.pending: OrderedDict[str, PendingPrediction] = OrderedDict()
+        self.chunk_slots = chunk_slots
+        # Pending predictions: slot numbers grow with insertion, so slot order is event order and the oldest
+        # entry is the first live slot of the first chunk. Chunks are created in slot order and dropped when
+        # empty, so the dict's order is slot order.
+        self._slot: dict[str, int] = {}
+        self._chunks: dict[int, _Chunk] = {}
+        self._next_slot = 0
+        self._combos: list[tuple[str, str, Segments]] = []  # the distinct (model, version, segments) seen
+        self._combo_code: dict[tuple[str, str, Segments], int] = {}
+        self._encoded: dict[int, tuple[int, snap.Encoded]] = {}  # not state: chunk -> (version, its encoding)
         self.early: OrderedDict[str, PendingLabel] = OrderedDict()
         self.done: OrderedDict[str, float] = OrderedDict()  # recently joined ids, to spot duplicates
         self.counts: Counter[str] = Counter()
 
+    @property
+    def pending(self) -> PendingView:
+        """Predictions waiting for their label, oldest first."""
+        return PendingView(self)
+
+    # ------------------------------------------------------------- the column store
+    def _code(self, model: str, version: str, segments: Segments) -> int:
+        key = (model, version, segments)
+        code = self._combo_code.get(key)
+        if code is None:
+            code = self._combo_code[key] = len(self._combos)
+            self._combos.append(key)
+        return code
+
+    def _chunk(self, k: int) -> _Chunk:
+        c = self._chunks.get(k)
+        if c is None:
+            c = self._chunks[k] = _Chunk(self.chunk_slots)
+        return c
+
+    def _write(
+        self,
+        ids: Sequence[str],
+        combo: np.ndarray,
+        predictions: Sequence[Any],
+        scores: np.ndarray,
+        times: np.ndarray,
+        keep: np.ndarray | None,
+    ) -> None:
+        """Put rows in the next slots (``keep`` False: the slot stays empty); the caller maps the ids."""
+        size = self.chunk_slots
+        base, n = self._next_slot, len(ids)
+        done = 0
+        while done < n:
+            k, at = divmod(base + done, size)
+            m = min(n - done, size - at)
+            if keep is not None and not keep[done : done + m].any():
+                done += m
+                continue
+            c = self._chunk(k)
+            c.ids[at : at + m] = ids[done : done + m]
+            c.prediction[at : at + m] = predictions[done : done + m]
+            c.combo[at : at + m] = combo[done : done + m]
+            c.score[at : at + m] = scores[done : done + m]
+            c.time[at : at + m] = times[done : done + m]
+            if keep is None:
+                c.alive[at : at + m] = True
+                c.live += m
+            else:
+                part = keep[done : done + m]
+                c.alive[at : at + m] = part
+                c.live += int(part.sum())
+            c.version += 1
+            done += m
+        self._next_slot = base + n
+
+    def _put(self, prediction_id: str, p: PendingPrediction) -> None:
+        combo = np.array([self._code(p.model, p.model_version, p.segments)], dtype=np.int32)
+        score = math.nan if p.score is None else p.score
+        self._slot[prediction_id] = self._next_slot
+        self._write(
+            [prediction_id], combo, [p.prediction], np.array([score], dtype=np.float64), np.array([p.event_time]), None
+        )
+
+    def _peek(self, slot: int) -> PendingPrediction:
+        c = self._chunks[slot // self.chunk_slots]
+        i = slot % self.chunk_slots
+        model, version, segments = self._combos[int(c.combo[i])]
+        score = float(c.score[i])
+        return PendingPrediction(
+            model, version, segments, c.prediction[i], None if score != score else score, float(c.time[i])
+        )
+
+    def _take(self, slot: int) -> PendingPrediction:
+        """The prediction in ``slot``, removed from its chunk (its id is already unmapped)."""
+        p = self._peek(slot)
+        k, i = divmod(slot, self.chunk_slots)
+        c = self._chunks[k]
+        c.alive[i] = False
+        c.ids[i] = c.prediction[i] = None
+        c.live -= 1
+        c.version += 1
+        if not c.live:
+            del self._chunks[k]
+        return p
+
+    def _oldest_ids(self) -> Iterator[str]:
+        return iter(PendingView(self))
+
+    def _drop_oldest(self, most: int, *, label_now: float | None = None) -> int:
+        """Remove up to ``most`` of the oldest pending predictions; with ``label_now``, stop at the first one
+        that has not yet expired against it (as popping from the front of an ordered dict did)."""
+        removed = 0
+        for k, c in list(self._chunks.items()):
+            if removed >= most:
+                break
+            idx = np.flatnonzero(c.alive)
+            stopped = False
+            if label_now is not None:
+                kept = np.flatnonzero(label_now - c.time[idx] <= self.ttl_s)
+                if kept.size:
+                    idx, stopped = idx[: kept[0]], True
+            if idx.size > most - removed:
+                idx, stopped = idx[: most - removed], True
+            if idx.size:
+                slots, ids = self._slot, c.ids
+                for i in idx.tolist():
+                    del slots[ids[i]]  # type: ignore[arg-type]
+                    ids[i] = c.prediction[i] = None
+                c.alive[idx] = False
+                c.live -= idx.size
+                c.version += 1
+                removed += idx.size
+                if not c.live:
+                    del self._chunks[k]
+            if stopped:
+                break
+        return removed
+
+    # ------------------------------------------------------------------ the join
     def add_prediction(self, prediction_id: str, prediction: PendingPrediction, *, now: float) -> list[Joined]:
         """Keep a prediction until its label comes; join at once if the label came first."""
         early = self.early.pop(prediction_id, None)
         if early is not None:
-            if early.model is not None and early.model != prediction.model:
-                self.counts["model_mismatch"] += 1
-            self._mark_done(prediction_id, now)
-            self.counts["joined"] += 1
-            self.counts["joined_early"] += 1
-            return [
-                Joined(prediction_id, prediction, early.label, early.outcomes, early.event_time - prediction.event_time)
-            ]
-        if prediction_id in self.pending or prediction_id in self.done:
+            return [self._join_early(prediction_id, prediction, early, now)]
+        if prediction_id in self._slot or prediction_id in self.done:
             self.counts["duplicate_prediction"] += 1
             return []
-        self.pending[prediction_id] = prediction
-        if len(self.pending) > self.max_pending:
-            self.pending.popitem(last=False)
+        self._put(prediction_id, prediction)
+        if len(self._slot) > self.max_pending:
+            self._drop_oldest(1)
             self.counts["evicted"] += 1
         return []
 
-    def add_predictions(self, ids: list[str], predictions: list[PendingPrediction], *, now: float) -> list[Joined]:
-        """:meth:`add_prediction` for a batch (one call instead of one per event)."""
-        if not self.early and not self.done.keys() & ids:
-            pending = self.pending
-            dupes = 0
-            for pid, p in zip(ids, predictions, strict=True):
-                if pid in pending:
-                    dupes += 1
-                    continue
-                pending[pid] = p
-            if dupes:
-                self.counts["duplicate_prediction"] += dupes
-            over = len(pending) - self.max_pending
+    def _join_early(self, prediction_id: str, prediction: PendingPrediction, early: PendingLabel, now: float) -> Joined:
+        if early.model is not None and early.model != prediction.model:
+            self.counts["model_mismatch"] += 1
+        self._mark_done(prediction_id, now)
+        self.counts["joined"] += 1
+        self.counts["joined_early"] += 1
+        return Joined(prediction_id, prediction, early.label, early.outcomes, early.event_time - prediction.event_time)
+
+    def add_predictions(
+        self,
+        ids: Sequence[str],
+        model: str,
+        version: str,
+        segments: Sequence[Segments],
+        segment_code: np.ndarray,
+        predictions: Sequence[Any],
+        scores: np.ndarray,
+        times: np.ndarray,
+        *,
+        now: float,
+    ) -> list[Joined]:
+        """:meth:`add_prediction` for a batch of one model version, as columns: row ``r`` has the segments
+        ``segments[segment_code[r]]`` and score ``scores[r]`` (NaN: none)."""
+        n = len(ids)
+        codes = np.array([self._code(model, version, s) for s in segments], dtype=np.int32)
+        combo = codes[segment_code] if n else np.zeros(0, dtype=np.int32)
+        scores = np.asarray(scores, dtype=np.float64)
+        times = np.asarray(times, dtype=np.float64)
+        slots = self._slot
+        if not self.early and (not self.done or self.done.keys().isdisjoint(ids)):
+            base = self._next_slot
+            new = dict(zip(ids, range(base, base + n), strict=True))
+            keep: np.ndarray | None = None
+            if len(new) < n or not slots.keys().isdisjoint(new.keys()):
+                keep = np.zeros(n, dtype=bool)
+                for r, pid in enumerate(ids):
+                    if pid not in slots:
+                        slots[pid] = base + r
+                        keep[r] = True
+                self.counts["duplicate_prediction"] += n - int(keep.sum())
+            else:
+                slots.update(new)
+            self._write(ids, combo, predictions, scores, times, keep)
+            over = len(slots) - self.max_pending
             if over > 0:
-                for _ in range(over):
-                    pending.popitem(last=False)
+                self._drop_oldest(over)
                 self.counts["evicted"] += over
             return []
+        return self._add_predictions_rowwise(ids, segments, segment_code, combo, predictions, scores, times, now)
+
+    def _add_predictions_rowwise(
+        self,
+        ids: Sequence[str],
+        segments: Sequence[Segments],
+        segment_code: np.ndarray,
+        combo: np.ndarray,
+        predictions: Sequence[Any],
+        scores: np.ndarray,
+        times: np.ndarray,
+        now: float,
+    ) -> list[Joined]:
+        """Some ids have an early label or were joined already: decide row by row, in order, as
+        :meth:`add_prediction` would (evictions included), then write the rows kept as columns."""
         joined: list[Joined] = []
-        for pid, p in zip(ids, predictions, strict=True):
-            joined += self.add_prediction(pid, p, now=now)
+        slots, done, early_labels = self._slot, self.done, self.early
+        new: dict[str, int] = {}  # id -> row, for the rows put in the store
+        existing = self._oldest_ids()
+        evicted: set[str] = set()
+        n_evicted = 0
+        for r, pid in enumerate(ids):
+            early = early_labels.pop(pid, None)
+            if early is not None:
+                model, version, _ = self._combos[int(combo[r])]
+                score = float(scores[r])
+                p = PendingPrediction(
+                    model,
+                    version,
+                    segments[int(segment_code[r])],
+                    predictions[r],
+                    None if score != score else score,
+                    float(times[r]),
+                )
+                joined.append(self._join_early(pid, p, early, now))
+                continue
+            if (pid in slots and pid not in evicted) or pid in new or pid in done:
+                self.counts["duplicate_prediction"] += 1
+                continue
+            new[pid] = r
+            if len(slots) - len(evicted) + len(new) > self.max_pending:
+                victim = next(existing, None)
+                if victim is not None:
+                    evicted.add(victim)
+                else:  # the store held only this batch's rows: the oldest of them goes
+                    del new[next(iter(new))]
+                n_evicted += 1
+        if evicted:
+            self._drop_oldest(len(evicted))
+        if n_evicted:
+            self.counts["evicted"] += n_evicted
+        if new:
+            base = self._next_slot
+            keep = np.zeros(len(ids), dtype=bool)
+            rows = np.fromiter(new.values(), dtype=np.intp, count=len(new))
+            keep[rows] = True
+            slots.update((pid, base + r) for pid, r in new.items())
+            self._write(ids, combo, predictions, scores, times, keep)
         return joined
 
     def add_label(
@@ -137,8 +392,9 @@ class LabelJoiner:
         now: float,
     ) -> list[Joined]:
         """Join a label; a label for an unseen prediction waits ``early_ttl_s`` for it."""
-        prediction = self.pending.pop(prediction_id, None)
-        if prediction is not None:
+        slot = self._slot.pop(prediction_id, None)
+        if slot is not None:
+            prediction = self._take(slot)
             if model is not None and model != prediction.model:
                 self.counts["model_mismatch"] += 1
             self._mark_done(prediction_id, now)
@@ -167,12 +423,10 @@ class LabelJoiner:
         were cut into batches.
         """
         label_now = now if labels_now is None else labels_now
-        while self.pending:
-            p = next(iter(self.pending.values()))
-            if label_now - p.event_time <= self.ttl_s:
-                break
-            self.pending.popitem(last=False)
-            self.counts["expired"] += 1
+        if self._slot:
+            expired = self._drop_oldest(len(self._slot), label_now=label_now)
+            if expired:
+                self.counts["expired"] += expired
         while self.early:
             lab = next(iter(self.early.values()))
             if now - lab.event_time <= self.early_ttl_s:
@@ -185,25 +439,52 @@ class LabelJoiner:
                 break
             self.done.popitem(last=False)
 
-    def to_plain(self) -> dict[str, Any]:
-        """Columns, not one object per entry: a join store can hold hundreds of thousands of predictions.
+    def apply_caps(self) -> None:
+        """Hold the caps after they were lowered (a restart with a smaller config): oldest entries go first."""
+        over = len(self._slot) - self.max_pending
+        if over > 0:
+            self._drop_oldest(over)
+            self.counts["evicted"] += over
+        while len(self.early) > self.max_early:
+            self.early.popitem(last=False)
+            self.counts["unknown"] += 1
 
-        Model, version and segments repeat across entries, so each entry stores an index into a small
-        table of their distinct combinations; times and scores are float arrays.
-        """
-        combos: dict[tuple[str, str, tuple[tuple[str, str], ...]], int] = {}
-        index = np.empty(len(self.pending), dtype=np.int32)
-        for i, p in enumerate(self.pending.values()):
-            index[i] = combos.setdefault((p.model, p.model_version, p.segments), len(combos))
-        pending = list(self.pending.values())
+    # ------------------------------------------------------------------ snapshots
+    def _chunk_plain(self, k: int, c: _Chunk) -> dict[str, Any]:
+        at = np.flatnonzero(c.alive)
+        rows = at.tolist()
+        predictions = [c.prediction[i] for i in rows]
+        plain = {
+            "k": k,
+            "at": at.astype(np.int32),
+            "ids": [c.ids[i] for i in rows],
+            "combo": c.combo[at],
+            "predictions": predictions,
+            "scores": c.score[at],
+            "times": c.time[at],
+        }
+        if all(type(p) is float for p in predictions):  # a score per prediction: one array, not a list of floats
+            plain["predictions"] = np.array(predictions, dtype=np.float64)
+        return plain
+
+    def to_plain(self, *, incremental: bool = True) -> dict[str, Any]:
+        """Columns, one entry per chunk of the store; a chunk unchanged since the last snapshot reuses the
+        encoding made then (``incremental=False`` encodes every chunk afresh: same result)."""
+        chunks: list[Any] = []
+        cache: dict[int, tuple[int, snap.Encoded]] = {}
+        for k, c in self._chunks.items():
+            hit = self._encoded.get(k) if incremental else None
+            if hit is None or hit[0] != c.version:
+                hit = (c.version, snap.Encoded(snap.encode(self._chunk_plain(k, c))))
+            cache[k] = hit
+            chunks.append(hit[1])
+        self._encoded = cache  # chunks dropped since the last snapshot leave the cache
         return {
             "params": [self.ttl_s, self.max_pending, self.early_ttl_s, self.max_early],
-            "pending_ids": list(self.pending),
-            "combos": [[m, v, [list(x) for x in segs]] for (m, v, segs) in combos],
-            "combo_index": index,
-            "predictions": [p.prediction for p in pending],
-            "scores": np.array([math.nan if p.score is None else p.score for p in pending], dtype=np.float64),
-            "times": np.array([p.event_time for p in pending], dtype=np.float64),
+            "chunk_slots": self.chunk_slots,
+            "next_slot": self._next_slot,
+            "combos": [[m, v, [list(x) for x in segs]] for (m, v, segs) in self._combos],
+            "chunks": chunks,
             "early_ids": list(self.early),
             "early": [[e.label, e.outcomes, e.event_time, e.model] for e in self.early.values()],
             "done_ids": list(self.done),
@@ -213,20 +494,29 @@ class LabelJoiner:
 
     @classmethod
     def from_plain(cls, data: dict[str, Any]) -> LabelJoiner:
-        joiner = cls(*data["params"])
-        combos = [(m, v, tuple((a, b) for a, b in segs)) for m, v, segs in data["combos"]]
-        scores = [None if s != s else s for s in np.asarray(data["scores"]).tolist()]
-        joiner.pending = OrderedDict(
-            (pid, PendingPrediction(combos[c][0], combos[c][1], combos[c][2], pred, score, t))
-            for pid, c, pred, score, t in zip(
-                data["pending_ids"],
-                np.asarray(data["combo_index"]).tolist(),
-                data["predictions"],
-                scores,
-                np.asarray(data["times"]).tolist(),
-                strict=True,
-            )
-        )
+        if "chunks" not in data:
+            data = _upgrade_plain(data)
+        ttl_s, max_pending, early_ttl_s, max_early = data["params"]
+        joiner = cls(ttl_s, max_pending, early_ttl_s, max_early, chunk_slots=int(data["chunk_slots"]))
+        joiner._next_slot = int(data["next_slot"])
+        for m, v, segs in data["combos"]:
+            joiner._code(m, v, tuple((a, b) for a, b in segs))
+        size = joiner.chunk_slots
+        for plain in data["chunks"]:
+            k = int(plain["k"])
+            at = np.asarray(plain["at"], dtype=np.intp)
+            c = joiner._chunks[k] = _Chunk(size)
+            ids = list(plain["ids"])
+            predictions = plain["predictions"]
+            predictions = predictions.tolist() if isinstance(predictions, np.ndarray) else list(predictions)
+            for i, pid, p in zip(at.tolist(), ids, predictions, strict=True):
+                c.ids[i], c.prediction[i] = pid, p
+            c.combo[at] = np.asarray(plain["combo"], dtype=np.int32)
+            c.score[at] = np.asarray(plain["scores"], dtype=np.float64)
+            c.time[at] = np.asarray(plain["times"], dtype=np.float64)
+            c.alive[at] = True
+            c.live = int(at.size)
+            joiner._slot.update(zip(ids, (k * size + at).tolist(), strict=True))
         joiner.early = OrderedDict(
             (pid, PendingLabel(*row)) for pid, row in zip(data["early_ids"], data["early"], strict=True)
         )
@@ -235,9 +525,40 @@ class LabelJoiner:
         return joiner
 
     def snapshot(self) -> dict[str, Any]:
-        """:meth:`to_plain` with plain lists instead of arrays (JSON as it is)."""
-        return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in self.to_plain().items()}
+        """:meth:`to_plain` as JSON-ready data (arrays encoded as :mod:`monitor.core.snapshot` does)."""
+        return dict(snap.encode(self.to_plain())["$d"])
 
     def restore(self, data: dict[str, Any]) -> None:
+        if "chunks" in data:  # what snapshot() gives: encoded values
+            data = {k: snap.decode(v) for k, v in data.items()}
         other = self.from_plain(data)
-        self.pending, self.early, self.done, self.counts = other.pending, other.early, other.done, other.counts
+        for name in ("chunk_slots", "_slot", "_chunks", "_next_slot", "_combos", "_combo_code", "early", "done"):
+            setattr(self, name, getattr(other, name))
+        self.counts = other.counts
+        self._encoded = {}
+
+
+def _upgrade_plain(data: dict[str, Any]) -> dict[str, Any]:
+    """An older release's join store (one flat column per field, no chunks) in the chunked form: the same
+    predictions in the same order, in the first slots."""
+    size = CHUNK_SLOTS
+    n = len(data["pending_ids"])
+    ids = list(data["pending_ids"])
+    combo = np.asarray(data["combo_index"], dtype=np.int32).reshape(-1)
+    scores = np.asarray(data["scores"], dtype=np.float64).reshape(-1)
+    times = np.asarray(data["times"], dtype=np.float64).reshape(-1)
+    chunks = []
+    for k, start in enumerate(range(0, n, size)):
+        stop = min(n, start + size)
+        chunks.append(
+            {
+                "k": k,
+                "at": np.arange(stop - start, dtype=np.int32),
+                "ids": ids[start:stop],
+                "combo": combo[start:stop],
+                "predictions": list(data["predictions"][start:stop]),
+                "scores": scores[start:stop],
+                "times": times[start:stop],
+            }
+        )
+    return {**data, "chunk_slots": size, "next_slot": n, "chunks": chunks}

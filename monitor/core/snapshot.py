@@ -28,6 +28,16 @@ _BIT_GENERATORS: dict[str, type] = {
 }
 
 
+class Encoded:
+    """Plain data :func:`encode` already produced, passed through as it is: a large store keeps the encoded
+    form of its unchanged parts between snapshots, so a snapshot re-encodes only what changed."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+
 def register(*classes: type) -> None:
     """Allow these classes in snapshots (done once by the modules that define engine state)."""
     for cls in classes:
@@ -70,6 +80,8 @@ def encode(x: Any) -> Any:
         return {"$od": [[encode(k), encode(v)] for k, v in x.items()]}
     if isinstance(x, dict):
         return {"$d": [[encode(k), encode(v)] for k, v in x.items()]}
+    if isinstance(x, Encoded):
+        return x.data
     if isinstance(x, np.random.Generator):
         return {"$rng": x.bit_generator.state}
     if isinstance(x, river_drift.ADWIN):

@@ -38,7 +38,7 @@ def test_label_after_prediction_joins_with_delay():
     out = only(j.add_label("a", 1, {"revenue": 12.5}, T0 + 42.25, "m", now=T0 + 42.25))
     assert out == Joined("a", p, 1, {"revenue": 12.5}, 42.25)
     assert out.delay_s == pytest.approx(42.25, abs=1e-12)
-    assert out.prediction is p
+    assert out.prediction == p  # rebuilt from the store's columns: equal, not the same object
     assert not j.pending and not j.early
     assert "a" in j.done
     assert dict(j.counts) == {"joined": 1}
@@ -114,7 +114,7 @@ def test_duplicate_prediction_while_pending_keeps_the_first():
     assert j.add_prediction("a", pred(T0 + 1, score=0.9), now=T0 + 1) == []
     assert j.counts["duplicate_prediction"] == 1
     assert len(j.pending) == 1
-    assert only(j.add_label("a", 1, None, T0 + 3, None, now=T0 + 3)).prediction is first
+    assert only(j.add_label("a", 1, None, T0 + 3, None, now=T0 + 3)).prediction == first
 
 
 # ----------------------------------------------------------------------------- early labels
