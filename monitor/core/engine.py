@@ -684,7 +684,15 @@ class PartitionEngine:
             return self.lifecycle.is_firing(key)
 
         alerts: list[Alert] = []
+        quiet: list[bool] | None = None  # windows that end with no finding; asked again after any other window
         for k, (start, stop) in enumerate(zip(starts.tolist(), stops, strict=True)):
+            if watch.events == 0 and stop - start == watch.window_events and watch.schema is not None:
+                if quiet is None:
+                    quiet = watch.quiet_windows(tally, is_open)
+                if quiet[k]:
+                    watch.skip_window(stop - start, first_times[k])
+                    continue
+            quiet = None
             watch.observe_window(tally, k)
             findings = watch.end_batch(stop - start, first_times[k], last_times[k], state.kinds, labels_of, is_open)
             if findings:

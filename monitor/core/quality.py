@@ -228,6 +228,31 @@ class _FieldTally:
         code = int(self.column[row])
         return str(_text(self.values[row])) if code == self.overflow else self.labels[code]
 
+    def quiet(self, f: FieldSchema, sizes: np.ndarray, rise: float, need: int, tolerance: float) -> np.ndarray:
+        """Per window, whether :meth:`SchemaWatch._quiet` would find this field quiet when the window's counts
+        are this batch's alone: the same tests, on arrays, in the same floating-point operations."""
+        absent = np.asarray(self.missing) - np.asarray(self.null)
+        base = f.absent_rate + f.null_rate
+        loud = (absent / sizes - base >= rise) | (np.asarray(self.mismatch) / sizes - f.mismatch_rate >= rise)
+        loud |= (absent + np.asarray(self.null)) / sizes - base >= rise
+        outside = unseen = np.zeros(sizes.size, dtype=np.intp)  # counts of the checks that do not apply
+        if self.kind == "numeric" and f.type == "numeric" and f.minimum == f.minimum:
+            slack = tolerance * (f.maximum - f.minimum)
+            self.outside(0, f.minimum - slack, f.maximum + slack)
+            outside = np.asarray(self._outside)
+        elif self.kind == "categorical" and f.type == "categorical" and f.categories:
+            self.unseen(0, f.categories)
+            unseen = np.asarray(self._unseen)
+        loud |= (outside / sizes >= rise) | (unseen / sizes - f.unseen_rate >= rise)
+        if f.type == "numeric":
+            if self.kind == "numeric":  # a categorical column leaves min and max at +-inf: never equal
+                loud |= (np.asarray(self.present) >= need) & (np.asarray(self.low) == np.asarray(self.high))
+        elif self.kind == "categorical" and self.codes is not None:  # a numeric column leaves no codes
+            total = self.codes.sum(axis=1)
+            single = np.count_nonzero(self.codes, axis=1) == 1
+            loud |= (total >= need) & single & (np.asarray(self.other) == 0)
+        return ~loud
+
     def add(self, c: FieldCounts, k: int, f: FieldSchema | None, tolerance: float) -> None:
         """Window ``k``'s counts into ``c``, as :meth:`SchemaWatch.observe` would add them."""
         null = self.null[k]
@@ -268,6 +293,7 @@ class BatchTally:
         self.stops = stops
         ends = np.asarray(stops, dtype=np.intp)
         starts = np.concatenate([[0], ends[:-1]]).astype(np.intp)
+        self.sizes = ends - starts
         self.fields = {name: _FieldTally(f, starts, ends) for name, f in fields.items()}
 
 
@@ -353,6 +379,35 @@ class SchemaWatch:
             c = self._counts(name)
             if c is not None:
                 t.add(c, k, schema.get(name) if schema is not None else None, tolerance)
+
+    def quiet_windows(self, tally: BatchTally, is_open: Callable[[str, str], bool]) -> list[bool]:
+        """Which windows of a batch would end without a finding, so :meth:`skip_window` can stand for
+        :meth:`observe_window` and :meth:`end_batch`: whole windows, every field known to the schema and quiet
+        (by :meth:`_quiet`'s tests on the tally), no field with an open alert. A window counts only what the
+        batch holds of it: the caller asks only for windows that start with no counts."""
+        schema = self.schema
+        windows = len(tally.stops)
+        if schema is None or any(name not in schema for name in tally.fields):
+            return [False] * windows  # warm-up, or a new field to report (or to cap)
+        if any(is_open("schema", name) or is_open("data_quality", name) for name in schema):
+            return [False] * windows
+        size = self.window_events
+        quiet = tally.sizes == size
+        rise, need = self.min_rate_change, max(50, self.window_events // 2)
+        for name, f in schema.items():
+            t = tally.fields.get(name)
+            if t is not None:
+                quiet &= t.quiet(f, tally.sizes, rise, need, self.range_tolerance)
+            elif not self._quiet(FieldCounts(absent=size), f, size):  # not in the batch: absent throughout
+                return [False] * windows
+        return quiet.tolist()
+
+    def skip_window(self, n: int, start_time: float) -> None:
+        """A window :meth:`quiet_windows` found quiet: counted, closed and reset as :meth:`end_batch` would."""
+        assert self.schema is not None and self.events == 0 and n == self.window_events
+        self.window_start = start_time
+        self.seq += n
+        self.windows += 1
 
     def observe(
         self,
@@ -517,9 +572,9 @@ class SchemaWatch:
             **kw,
         )
 
-    def _quiet(self, c: FieldCounts, f: FieldSchema) -> bool:
+    def _quiet(self, c: FieldCounts, f: FieldSchema, n: int | None = None) -> bool:
         """No check of this field can fire in this window (a cheap test before building the findings)."""
-        n, rise = self.events, self.min_rate_change
+        n, rise = self.events if n is None else n, self.min_rate_change
         if c.absent / n - (f.absent_rate + f.null_rate) >= rise or c.mismatch / n - f.mismatch_rate >= rise:
             return False
         if (c.absent + c.null) / n - (f.absent_rate + f.null_rate) >= rise:
