@@ -605,8 +605,9 @@ class PartitionEngine:
         testing = self.config.significance.enabled
         observed: list[tuple[str, list[Any], str, np.ndarray, np.ndarray | None]] = []
         positions = self.fdr.position + (np.arange(n) if rows is None else rows)  # rows' places in the partition
-        for name, values in columns:
-            converted = self._column(state, name, values)
+        # Every column converted before any tracker runs: the decoded values are still in the CPU cache then.
+        conversions = [(name, values, self._column(state, name, values)) for name, values in columns]
+        for name, values, converted in conversions:
             if converted is None:
                 continue
             kind, column, mismatch = converted
