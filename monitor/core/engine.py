@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from monitor.core.messages import shown
 from monitor.core.metrics import Ring
 from monitor.core.numeric_streams import NumericStream, NumericStreams
 from monitor.core.performance import BASELINE_SCORE_BINS, ModelPerformance, binary_label, binary_score
-from monitor.core.quality import CHECKS, QualityFinding, SchemaWatch
+from monitor.core.quality import CHECKS, BatchTally, FieldColumn, QualityFinding, SchemaWatch
 from monitor.core.rules import ALL, Alert, Judgement, alert_key, segment_label
 from monitor.core.settings import Settings
 from monitor.core.significance import (
@@ -48,7 +49,7 @@ LATENCY_BUCKETS_MS = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0
 
 Tracker = NumericStream | CategoricalDriftTracker
 _NUMERIC_TYPES = frozenset({float, int, type(None)})
-_CATEGORY_TYPES = frozenset({str, bool, type(None)})
+_NUMBER_ONLY = frozenset({float, int})
 
 
 @dataclass
@@ -554,8 +555,11 @@ class PartitionEngine:
                 buckets.append(((attr, names.get(code, OVERFLOW)), part))
         return buckets
 
-    def _column(self, state: ModelState, name: str, values: list[Any]) -> tuple[str, np.ndarray] | None:
-        """A feature column as floats (numeric, NaN missing) or codes (categorical, -1 missing)."""
+    def _column(
+        self, state: ModelState, name: str, values: list[Any]
+    ) -> tuple[str, np.ndarray, np.ndarray | None] | None:
+        """A feature column as floats (numeric, NaN missing) or codes (categorical, -1 missing), and where a
+        value had the other kind's type (None when nowhere: the common case costs no mask)."""
         kind = state.kinds.get(name)
         if kind is None:
             first = next((v for v in values if v is not None), None)
@@ -568,23 +572,21 @@ class PartitionEngine:
             if kind == "categorical":
                 state.vocab[name] = CategoryVocabulary(self.config.monitoring.max_categories)
         if kind == "numeric":
-            if _NUMERIC_TYPES.issuperset(map(type, values)):  # fast path: numpy turns None into NaN
-                return kind, np.array(values, dtype=np.float64)
+            numbers = _numbers(values)
+            if numbers is not None:
+                return kind, numbers, None
+            if _NUMERIC_TYPES.issuperset(map(type, values)):  # numbers and None: numpy makes None NaN
+                return kind, np.array(values, dtype=np.float64), None
             nan = math.nan
             out = [v if (t := type(v)) is float or t is int else nan for v in values]
             arr = np.asarray(out, dtype=np.float64)
-            mismatched = sum(1 for v in values if v is not None and type(v) not in (float, int))
-            if mismatched:
-                state.type_mismatch[name] += mismatched
-            return kind, arr
-        vocab = state.vocab[name]
-        if _CATEGORY_TYPES.issuperset(map(type, values)):
-            return kind, vocab.encode(values)
-        mismatched = sum(1 for v in values if v is not None and not isinstance(v, str | bool))
-        if mismatched:
-            state.type_mismatch[name] += mismatched
-            values = [v if isinstance(v, str | bool) else None for v in values]
-        return kind, vocab.encode(values)
+            mistyped = np.fromiter((v is not None and type(v) not in (float, int) for v in values), bool, len(values))
+            state.type_mismatch[name] += int(mistyped.sum())
+            return kind, arr, mistyped
+        codes, numbers = state.vocab[name].encode_categories(values)
+        if numbers is not None:
+            state.type_mismatch[name] += int(numbers.sum())
+        return kind, codes, numbers
 
     def _tracker(self, state: ModelState, name: str, bucket: tuple[str, str]) -> CategoricalDriftTracker | None:
         key = (name, *bucket)
@@ -665,28 +667,26 @@ class PartitionEngine:
         alerts: list[Alert] = []
         watch = state.quality
         testing = self.config.significance.enabled
-        observed: list[tuple[str, list[Any], str, np.ndarray]] = []
+        observed: list[tuple[str, list[Any], str, np.ndarray, np.ndarray | None]] = []
         positions = self.fdr.position + (np.arange(n) if rows is None else rows)  # rows' places in the partition
         # every bucket's rows one after another (all traffic first): each numeric subject's streams in one update
         lengths = np.array([n if part is None else part.size for _, part in buckets])
         grouped = None if len(buckets) == 1 else np.concatenate([np.arange(n)] + [p for _, p in buckets[1:]])
         grouped_times = times if grouped is None else times[grouped]
-        converted_columns = []
-        for name, values in columns:
-            converted = self._column(state, name, values)
-            if converted is not None:
-                converted_columns.append((name, values, *converted))
+        # Every column converted before any tracker runs: the decoded values are still in the CPU cache then.
+        conversions = [(name, values, self._column(state, name, values)) for name, values in columns]
+        converted_columns = [(name, values, *c) for name, values, c in conversions if c is not None]
         numeric = self._update_numeric(
             state,
-            [(name, col) for name, _, kind, col in converted_columns if kind == "numeric"],
+            [(name, col) for name, _, kind, col, _ in converted_columns if kind == "numeric"],
             buckets,
             lengths,
             grouped,
             grouped_times,
         )
-        for name, values, kind, column in converted_columns:
+        for name, values, kind, column, mismatch in converted_columns:
             if watch is not None and name != PREDICTION:
-                observed.append((name, values, kind, column))
+                observed.append((name, values, kind, column, mismatch))
             touched: list[tuple[tuple[str, str], Tracker, float]] = []
             if kind == "numeric":
                 block, ids = numeric[name]
@@ -726,42 +726,56 @@ class PartitionEngine:
         watch: SchemaWatch,
         batch: PredictionBatch,
         rows: np.ndarray | None,
-        observed: list[tuple[str, list[Any], str, np.ndarray]],
+        observed: list[tuple[str, list[Any], str, np.ndarray, np.ndarray | None]],
         times: np.ndarray,
     ) -> list[Alert]:
         """Feed the schema watch window by window, so windows (and the learned schema) have their configured
-        size whatever the batch size: a break is judged within ``quality.window_events`` of it."""
-        n = times.size
+        size whatever the batch size: a break is judged within ``quality.window_events`` of it. Every window's
+        counts come from the converted columns, tallied once for the whole batch."""
+        stops = watch.window_stops(times.size)
+        if not stops:
+            return []
         labels_of = {name: v.labels() for name, v in state.vocab.items()}
-        null_masks: dict[str, np.ndarray] = {}
-        for name, *_ in observed:
+        fields: dict[str, FieldColumn] = {}
+        for name, values, kind, column, mismatch in observed:
+            null_mask = None
             nulls = batch.nulls.get(name)
             if nulls:
-                mask = np.zeros(len(batch), dtype=bool)
-                mask[nulls] = True
-                null_masks[name] = mask if rows is None else mask[rows]
+                null_mask = np.zeros(len(batch), dtype=bool)
+                null_mask[nulls] = True
+                if rows is not None:
+                    null_mask = null_mask[rows]
+            if kind == "categorical":
+                vocab = state.vocab[name]
+                fields[name] = FieldColumn(kind, column, null_mask, mismatch, labels_of[name], vocab.capacity, values)
+            else:
+                fields[name] = FieldColumn(kind, column, null_mask, mismatch)
+        tally = BatchTally(fields, stops)
+        starts = np.asarray([0, *stops[:-1]], dtype=np.intp)
+        first_times = np.fmin.reduceat(times, starts).tolist()  # nanmin of each window
+        last_times = np.fmax.reduceat(times, starts).tolist()
+        keys: dict[tuple[str, str], str] = {}  # alert keys, built once per batch rather than per window
+
+        def is_open(kind: str, feature: str) -> bool:
+            key = keys.get((kind, feature))
+            if key is None:
+                key = keys[kind, feature] = alert_key(state.model, kind, feature, {}, state.version)
+            return self.lifecycle.is_firing(key)
+
         alerts: list[Alert] = []
-        start = 0
-        while start < n:
-            stop = min(n, start + watch.room())
-            for name, values, kind, column in observed:
-                null_mask = null_masks.get(name)
-                explicit = int(null_mask[start:stop].sum()) if null_mask is not None else 0
-                part = values if (start, stop) == (0, n) else values[start:stop]
-                overflow = state.vocab[name].capacity if kind == "categorical" else None
-                watch.observe(name, part, explicit, kind, column[start:stop], overflow)
-            window_times = times[start:stop]
-            findings = watch.end_batch(
-                stop - start,
-                float(np.nanmin(window_times)),
-                float(np.nanmax(window_times)),
-                state.kinds,
-                labels_of,
-                lambda kind, field: self.lifecycle.is_firing(alert_key(state.model, kind, field, {}, state.version)),
-            )
+        quiet: list[bool] | None = None  # windows that end with no finding; asked again after any other window
+        for k, (start, stop) in enumerate(zip(starts.tolist(), stops, strict=True)):
+            if watch.events == 0 and stop - start == watch.window_events and watch.schema is not None:
+                if quiet is None:
+                    quiet = watch.quiet_windows(tally, is_open)
+                if quiet[k]:
+                    watch.skip_window(stop - start, first_times[k])
+                    continue
+            quiet = None
+            watch.observe_window(tally, k)
+            findings = watch.end_batch(stop - start, first_times[k], last_times[k], state.kinds, labels_of, is_open)
             if findings:
                 alerts += self._emit(state, self._quality_judgements(state, findings))
-            start = stop
         return alerts
 
     def _register_predictions(
@@ -1262,6 +1276,20 @@ def _scores(preds: list[Any], scores: list[dict[str, float] | None], positive: s
             return arr
     out = [binary_score(p, sc, positive) for p, sc in zip(preds, scores, strict=True)]
     return np.array([math.nan if v is None else v for v in out], dtype=np.float64)
+
+
+def _numbers(values: list[Any]) -> np.ndarray | None:
+    """A column of numbers only (no None, no string, no boolean) as floats, else None, in one pass over it.
+
+    ``array('d')`` refuses None and strings but takes booleans as 0 and 1; only when a 0 or a 1 is among the
+    floats do the types have to be read (a second pass), to tell a boolean from the number."""
+    try:
+        floats = np.frombuffer(array("d", values), dtype=np.float64)
+    except TypeError:
+        return None
+    if ((floats == 0.0) | (floats == 1.0)).any() and not _NUMBER_ONLY.issuperset(map(type, values)):
+        return None
+    return floats
 
 
 def _register_snapshot_classes() -> None:

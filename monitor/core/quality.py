@@ -12,7 +12,7 @@ over the baseline's *and* a one-sided binomial test against the baseline rate gi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,6 +125,178 @@ class QualityFinding:
     end_time: float
 
 
+@dataclass
+class FieldColumn:
+    """One field's batch as the engine converted it: everything the watch counts, already as arrays."""
+
+    kind: str  # numeric | categorical
+    column: np.ndarray  # floats with NaN, or codes with -1, where the value is missing or mistyped
+    nulls: np.ndarray | None = None  # True where the field was sent as an explicit null (None: nowhere)
+    mismatch: np.ndarray | None = None  # True where the value had the other kind's type (None: nowhere)
+    labels: Sequence[str] = ()  # categorical: the name of each code
+    overflow: int | None = None  # categorical: the code shared by values beyond the vocabulary's capacity
+    values: Sequence[Any] = ()  # the raw values; read only where the code is ``overflow``, which names no value
+
+
+def _window_sums(mask: np.ndarray | None, starts: np.ndarray) -> list[int]:
+    if mask is None:
+        return [0] * starts.size
+    sums: list[int] = np.add.reduceat(mask, starts, dtype=np.intp).tolist()
+    return sums
+
+
+def _text(value: Any) -> Any:
+    return ("true" if value else "false") if isinstance(value, bool) else value
+
+
+class _FieldTally:
+    """One field's counts in every window of a batch, from a few reductions over the whole batch.
+
+    The checks that depend on the schema (range, known categories) are computed for the whole batch the first
+    time a window asks, and again only if the schema changed between windows (learned, or a new field adopted).
+    """
+
+    def __init__(self, f: FieldColumn, starts: np.ndarray, stops: np.ndarray) -> None:
+        col = f.column
+        self.kind = f.kind
+        self.column = col
+        self.starts = starts
+        blank = np.isnan(col) if f.kind == "numeric" else col < 0  # missing, or mistyped and so converted to blank
+        self.mismatch = _window_sums(f.mismatch, starts)
+        blanks = _window_sums(blank, starts)
+        self.missing = [b - m for b, m in zip(blanks, self.mismatch, strict=True)]
+        self.null = _window_sums(f.nulls, starts)
+        sizes = (stops - starts).tolist()
+        self.present = [size - b for size, b in zip(sizes, blanks, strict=True)]
+        self._range: tuple[float, float] | None = None
+        self._outside: list[int] = []
+        if f.kind == "numeric":
+            self.low: list[float] = np.fmin.reduceat(col, starts).tolist()  # NaN where a window has no value
+            self.high: list[float] = np.fmax.reduceat(col, starts).tolist()
+            return
+        self.labels = f.labels
+        self.values = f.values
+        self.overflow = f.overflow
+        named = ~blank
+        if f.overflow is None:
+            self.is_over = None
+            self.other = [0] * starts.size
+        else:
+            self.is_over = col == f.overflow
+            self.other = _window_sums(self.is_over, starts)
+            named &= ~self.is_over
+        self.named = named
+        self.top = np.maximum.reduceat(np.where(named, col, -1), starts).tolist()  # largest code per window
+        self.codes: np.ndarray | None = None
+        if any(t >= 0 for t in self.top):
+            width = max(self.top) + 1
+            window_of = np.repeat(np.arange(starts.size), sizes)
+            flat = window_of[named] * width + col[named]
+            self.codes = np.bincount(flat, minlength=starts.size * width).reshape(starts.size, width)
+        self._known: Sequence[str] | None = None
+        self._unseen: list[int] = []
+        self._first: list[str] = []
+
+    def outside(self, k: int, lo: float, hi: float) -> int:
+        """Values of window ``k`` below ``lo`` or above ``hi``."""
+        if self._range != (lo, hi):
+            self._range = (lo, hi)
+            self._outside = _window_sums((self.column < lo) | (self.column > hi), self.starts)
+        return self._outside[k]
+
+    def unseen(self, k: int, categories: Sequence[str]) -> tuple[int, str]:
+        """Values of window ``k`` outside ``categories``, and the first of them ("" if none)."""
+        if self._known is not categories:
+            self._known = categories
+            known = set(categories)
+            col = self.column
+            table = np.fromiter((label not in known for label in self.labels), dtype=bool, count=len(self.labels))
+            rows = np.zeros(col.size, dtype=bool)
+            rows[self.named] = table[col[self.named]]
+            if self.is_over is not None:
+                for i in np.flatnonzero(self.is_over).tolist():  # values past the vocabulary: named by their text
+                    rows[i] = _text(self.values[i]) not in known
+            self._unseen = _window_sums(rows, self.starts)
+            where = np.flatnonzero(rows)
+            first = np.searchsorted(where, self.starts).tolist()  # each window's first unseen value, if it has one
+            self._first = [
+                self._name(int(where[i])) if count else "" for i, count in zip(first, self._unseen, strict=True)
+            ]
+        return self._unseen[k], self._first[k]
+
+    def _name(self, row: int) -> str:
+        code = int(self.column[row])
+        return str(_text(self.values[row])) if code == self.overflow else self.labels[code]
+
+    def quiet(self, f: FieldSchema, sizes: np.ndarray, rise: float, need: int, tolerance: float) -> np.ndarray:
+        """Per window, whether :meth:`SchemaWatch._quiet` would find this field quiet when the window's counts
+        are this batch's alone: the same tests, on arrays, in the same floating-point operations."""
+        absent = np.asarray(self.missing) - np.asarray(self.null)
+        base = f.absent_rate + f.null_rate
+        loud = (absent / sizes - base >= rise) | (np.asarray(self.mismatch) / sizes - f.mismatch_rate >= rise)
+        loud |= (absent + np.asarray(self.null)) / sizes - base >= rise
+        outside = unseen = np.zeros(sizes.size, dtype=np.intp)  # counts of the checks that do not apply
+        if self.kind == "numeric" and f.type == "numeric" and f.minimum == f.minimum:
+            slack = tolerance * (f.maximum - f.minimum)
+            self.outside(0, f.minimum - slack, f.maximum + slack)
+            outside = np.asarray(self._outside)
+        elif self.kind == "categorical" and f.type == "categorical" and f.categories:
+            self.unseen(0, f.categories)
+            unseen = np.asarray(self._unseen)
+        loud |= (outside / sizes >= rise) | (unseen / sizes - f.unseen_rate >= rise)
+        if f.type == "numeric":
+            if self.kind == "numeric":  # a categorical column leaves min and max at +-inf: never equal
+                loud |= (np.asarray(self.present) >= need) & (np.asarray(self.low) == np.asarray(self.high))
+        elif self.kind == "categorical" and self.codes is not None:  # a numeric column leaves no codes
+            total = self.codes.sum(axis=1)
+            single = np.count_nonzero(self.codes, axis=1) == 1
+            loud |= (total >= need) & single & (np.asarray(self.other) == 0)
+        return ~loud
+
+    def add(self, c: FieldCounts, k: int, f: FieldSchema | None, tolerance: float) -> None:
+        """Window ``k``'s counts into ``c``, as :meth:`SchemaWatch.observe` would add them."""
+        null = self.null[k]
+        c.null += null
+        c.absent += self.missing[k] - null
+        c.mismatch += self.mismatch[k]
+        c.present += self.present[k]
+        if self.kind == "numeric":
+            lo = self.low[k]
+            if lo == lo:
+                c.minimum = min(c.minimum, lo)
+                c.maximum = max(c.maximum, self.high[k])
+                if f is not None and f.type == "numeric" and f.minimum == f.minimum:
+                    slack = tolerance * (f.maximum - f.minimum)
+                    c.out_of_range += self.outside(k, f.minimum - slack, f.maximum + slack)
+            return
+        c.other += self.other[k]
+        top = self.top[k]
+        if top >= 0:
+            assert self.codes is not None
+            counts = self.codes[k, : top + 1]
+            if counts.size > c.codes.size:  # rare: a code the field has not had before
+                c.codes = np.concatenate([c.codes, np.zeros(counts.size - c.codes.size, dtype=c.codes.dtype)])
+            c.codes[: counts.size] += counts
+        if f is not None and f.type == "categorical" and f.categories:
+            unseen, first = self.unseen(k, f.categories)
+            if unseen:
+                c.unseen += unseen
+                if not c.first_unseen:
+                    c.first_unseen = first
+
+
+class BatchTally:
+    """Every field's counts in every window of one batch, computed once: observing a window is then a few
+    additions per field instead of a walk over its values."""
+
+    def __init__(self, fields: dict[str, FieldColumn], stops: list[int]) -> None:
+        self.stops = stops
+        ends = np.asarray(stops, dtype=np.intp)
+        starts = np.concatenate([[0], ends[:-1]]).astype(np.intp)
+        self.sizes = ends - starts
+        self.fields = {name: _FieldTally(f, starts, ends) for name, f in fields.items()}
+
+
 def _rate_p(count: int, n: int, base_rate: float, base_events: int) -> float:
     """One-sided binomial p-value of ``count`` in ``n`` when the baseline rate holds (floored at 1/(m+1))."""
     p0 = min(1.0, max(base_rate, 1.0 / (base_events + 1)))
@@ -189,6 +361,54 @@ class SchemaWatch:
         f = self.schema.get(name)
         return None if f is None else f.type
 
+    def window_stops(self, n: int) -> list[int]:
+        """Where the windows of a batch of ``n`` events end: the first completes the warm-up or the current
+        window, the others are whole windows, the last may be left open."""
+        stops: list[int] = []
+        stop = min(n, self.room())
+        while stop > (stops[-1] if stops else 0):
+            stops.append(stop)
+            stop = min(n, stop + max(1, self.window_events))
+        return stops
+
+    def observe_window(self, tally: BatchTally, k: int) -> None:
+        """Window ``k`` of a batch: every field's counts, as :meth:`observe` of each field's values would add them."""
+        schema = self.schema
+        tolerance = self.range_tolerance
+        for name, t in tally.fields.items():
+            c = self._counts(name)
+            if c is not None:
+                t.add(c, k, schema.get(name) if schema is not None else None, tolerance)
+
+    def quiet_windows(self, tally: BatchTally, is_open: Callable[[str, str], bool]) -> list[bool]:
+        """Which windows of a batch would end without a finding, so :meth:`skip_window` can stand for
+        :meth:`observe_window` and :meth:`end_batch`: whole windows, every field known to the schema and quiet
+        (by :meth:`_quiet`'s tests on the tally), no field with an open alert. A window counts only what the
+        batch holds of it: the caller asks only for windows that start with no counts."""
+        schema = self.schema
+        windows = len(tally.stops)
+        if schema is None or any(name not in schema for name in tally.fields):
+            return [False] * windows  # warm-up, or a new field to report (or to cap)
+        if any(is_open("schema", name) or is_open("data_quality", name) for name in schema):
+            return [False] * windows
+        size = self.window_events
+        quiet = tally.sizes == size
+        rise, need = self.min_rate_change, max(50, self.window_events // 2)
+        for name, f in schema.items():
+            t = tally.fields.get(name)
+            if t is not None:
+                quiet &= t.quiet(f, tally.sizes, rise, need, self.range_tolerance)
+            elif not self._quiet(FieldCounts(absent=size), f, size):  # not in the batch: absent throughout
+                return [False] * windows
+        return quiet.tolist()
+
+    def skip_window(self, n: int, start_time: float) -> None:
+        """A window :meth:`quiet_windows` found quiet: counted, closed and reset as :meth:`end_batch` would."""
+        assert self.schema is not None and self.events == 0 and n == self.window_events
+        self.window_start = start_time
+        self.seq += n
+        self.windows += 1
+
     def observe(
         self,
         name: str,
@@ -199,6 +419,8 @@ class SchemaWatch:
         overflow: int | None = None,
     ) -> None:
         """One field's values in the batch (``None`` where absent or null), as converted by the engine.
+
+        The reference that :meth:`observe_window` must match (tests compare the two): it walks the values.
 
         ``overflow`` is the category code shared by values beyond the vocabulary's capacity: it names no
         single value, so it neither makes a field constant nor decides whether a value is new (names do).
@@ -240,10 +462,10 @@ class SchemaWatch:
                     c.codes = np.concatenate([c.codes, np.zeros(counts.size - c.codes.size, dtype=c.codes.dtype)])
                 c.codes[: counts.size] += counts
             if schema is not None and schema.type == "categorical" and schema.categories:
-                distinct = {("true" if v else "false") if isinstance(v, bool) else v for v in set(values)}
-                new = {v for v in distinct if isinstance(v, str)} - set(schema.categories)
+                # texts before the set: in ``set(values)`` a 0 or 1 would hide a False or True (equal hashes)
+                texts = list(map(_text, values))
+                new = {v for v in set(texts) if isinstance(v, str)} - set(schema.categories)
                 if new:
-                    texts = [("true" if v else "false") if isinstance(v, bool) else v for v in values]
                     unseen = [t for t in texts if t in new]
                     c.unseen += len(unseen)
                     if not c.first_unseen:
@@ -350,9 +572,9 @@ class SchemaWatch:
             **kw,
         )
 
-    def _quiet(self, c: FieldCounts, f: FieldSchema) -> bool:
+    def _quiet(self, c: FieldCounts, f: FieldSchema, n: int | None = None) -> bool:
         """No check of this field can fire in this window (a cheap test before building the findings)."""
-        n, rise = self.events, self.min_rate_change
+        n, rise = self.events if n is None else n, self.min_rate_change
         if c.absent / n - (f.absent_rate + f.null_rate) >= rise or c.mismatch / n - f.mismatch_rate >= rise:
             return False
         if (c.absent + c.null) / n - (f.absent_rate + f.null_rate) >= rise:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 OVERFLOW = "__other__"
+_PLAIN = frozenset({str, bool, type(None)})  # category values whose distinct keys are their distinct texts
 
 
 class RunningMoments:
@@ -122,16 +123,16 @@ class CategoryVocabulary:
     def __init__(self, capacity: int = 20) -> None:
         self.capacity = capacity
         self.values: list[str] = []
-        self._codes: dict[str, int] = {}
+        self._codes: dict[str | None, int] = {None: -1}  # None too: a column of known values is one lookup a row
 
     def encode(self, column: Sequence[Any]) -> np.ndarray:
         """Codes for a column; ``-1`` marks a missing value. Booleans become ``"true"`` / ``"false"``."""
-        if all(type(v) is str for v in column):  # fast path: strings, mostly seen before
-            get = self._codes.get
-            out = np.fromiter((get(v, -2) for v in column), dtype=np.int64, count=len(column))
-            for i in np.flatnonzero(out == -2).tolist():
-                out[i] = self._code(column[i])
-            return out
+        known = self._known(column)
+        if known is not None:
+            return known
+        distinct = self._distinct(column)
+        if distinct is not None:
+            return np.fromiter(map(distinct.__getitem__, column), dtype=np.int64, count=len(column))
         out = np.empty(len(column), dtype=np.int64)
         for i, value in enumerate(column):
             if value is None:
@@ -139,6 +140,41 @@ class CategoryVocabulary:
             else:
                 out[i] = self._code(("true" if value else "false") if isinstance(value, bool) else str(value))
         return out
+
+    def encode_categories(self, column: Sequence[Any]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Codes for a categorical field, where a number is a type mismatch, not a category: it is coded ``-1``
+        like a missing value and marked in the mask returned with the codes (None when there is none)."""
+        known = self._known(column)
+        if known is not None:
+            return known, None
+        distinct = self._distinct(column)
+        if distinct is not None:
+            return np.fromiter(map(distinct.__getitem__, column), dtype=np.int64, count=len(column)), None
+        numbers = np.fromiter((v is not None and not isinstance(v, str | bool) for v in column), bool, len(column))
+        return self.encode([v if isinstance(v, str | bool) else None for v in column]), numbers
+
+    def _known(self, column: Sequence[Any]) -> np.ndarray | None:
+        """Every row's code in one pass when each value is None or a string already coded (the common case once
+        the vocabulary has filled), else None: a new value, a boolean or a number has no entry, and stops it."""
+        try:
+            return np.fromiter(map(self._codes.get, column), dtype=np.int64, count=len(column))
+        except TypeError:  # a lookup gave None
+            self._codes.setdefault(None, -1)  # a vocabulary restored from a snapshot taken before None had it
+            return None
+
+    def _distinct(self, column: Sequence[Any]) -> dict[Any, int] | None:
+        """Each distinct value of a column with its code, coded in order of first appearance (as a walk over the
+        rows would code them), or None when the column holds anything but strings, booleans and None."""
+        distinct: dict[Any, int] = dict.fromkeys(column, -1)
+        types = set(map(type, distinct))
+        if not types <= _PLAIN:
+            return None
+        if bool in types and not _PLAIN.issuperset(map(type, column)):
+            return None  # a 1 or 0.0 would share the key of True or False, and hide among the distinct values
+        for value in distinct:
+            if value is not None:
+                distinct[value] = self._code(("true" if value else "false") if type(value) is bool else value)
+        return distinct
 
     def _code(self, key: str) -> int:
         """The code of a value, adding it while there is room; the overflow code once the vocabulary is full."""
@@ -160,5 +196,5 @@ class CategoryVocabulary:
     def restore(cls, data: dict[str, Any]) -> CategoryVocabulary:
         v = cls(data["capacity"])
         v.values = list(data["values"])
-        v._codes = {value: i for i, value in enumerate(v.values)}
+        v._codes = {None: -1, **{value: i for i, value in enumerate(v.values)}}
         return v

@@ -1,0 +1,324 @@
+"""The schema watch fed converted columns (one tally per batch) finds exactly what it finds walking the values.
+
+The engine used to hand :meth:`SchemaWatch.observe` each field's raw values window by window; it now hands
+:meth:`SchemaWatch.observe_window` counts tallied once per batch from the columns it converted. Random batches
+with absent fields, explicit nulls, mistyped values (numbers as strings or booleans, categories as numbers),
+new and overflowing categories and fields that come and go must give the same findings and the same counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from monitor.config import load_config
+from monitor.core.engine import PartitionEngine, _numbers
+from monitor.core.quality import BatchTally, FieldColumn, FieldSchema, QualityFinding, SchemaWatch
+from monitor.core.stats import CategoryVocabulary
+
+# Regimes of the last batches: clean, with one break at a time among clean batches, so a window with that break
+# alone is among the windows the watch may skip as quiet.
+CLEAN, STUCK_CATEGORY, NEW_CATEGORIES, STUCK_NUMBER, FAR_NUMBERS = 5, 6, 7, 8, 9
+TAIL = [CLEAN] * 3 + [STUCK_CATEGORY] * 2 + [CLEAN] * 3 + [NEW_CATEGORIES] * 2
+TAIL += [CLEAN] * 3 + [STUCK_NUMBER] * 2 + [CLEAN] * 3 + [FAR_NUMBERS] * 2
+POOL = ["red", "green", "blue", "cyan", "magenta", "yellow", "black", "white", "grey", "__other__"]
+
+
+def _numeric(rng: np.random.Generator, n: int, regime: int) -> list[Any]:
+    values: list[Any] = np.round(rng.normal(10, 3, n), 1).tolist()
+    if regime == STUCK_NUMBER:
+        return [5.0] * n
+    if regime == FAR_NUMBERS:
+        return [1_000.0 if rng.random() < 0.2 else v for v in values]
+    if regime >= CLEAN:
+        return values
+    for i in range(n):
+        r = rng.random()
+        if r < 0.1 * (regime == 1):
+            values[i] = None
+        elif r < 0.15:
+            values[i] = int(values[i])
+        elif r < 0.16 + 0.2 * (regime == 2):
+            values[i] = f"{values[i]}"
+        elif r < 0.18:
+            values[i] = bool(rng.random() < 0.5)
+        elif r < 0.2:
+            values[i] = float(rng.integers(0, 2))  # 0.0 and 1.0: the numbers a boolean looks like
+        elif r < 0.21 + 0.3 * (regime == 3):
+            values[i] = 1_000.0  # out of range
+    if regime == 4:
+        values = [5.0] * n  # a stuck sensor
+    return values
+
+
+def _categorical(rng: np.random.Generator, n: int, regime: int) -> list[Any]:
+    width = 3 if regime in (0, 4) or regime >= CLEAN else len(POOL)
+    values: list[Any] = [POOL[int(k)] for k in rng.integers(0, width, n)]
+    if regime == STUCK_CATEGORY:
+        return ["red"] * n
+    if regime == NEW_CATEGORIES:
+        return [f"new-{i % 3}" if rng.random() < 0.2 else v for i, v in enumerate(values)]
+    if regime >= CLEAN:
+        return values
+    for i in range(n):
+        r = rng.random()
+        if r < 0.05 + 0.2 * (regime == 1):
+            values[i] = None
+        elif r < 0.08:
+            values[i] = bool(rng.random() < 0.5)
+        elif r < 0.1 + 0.2 * (regime == 2):
+            values[i] = [1, 0.0, 2.5, 0][int(rng.integers(0, 4))]  # numbers, some equal to True / False
+        elif r < 0.12:
+            values[i] = f"new-{int(rng.integers(0, 40))}"  # past the vocabulary's capacity soon
+    if regime == 4:
+        values = ["red"] * n
+    return values
+
+
+def _batches(seed: int, count: int) -> list[tuple[dict[str, list[Any]], dict[str, list[int]]]]:
+    """Feature columns and explicit-null rows per batch; the regime (clean, nulls, mistyped, out of range,
+    constant) changes every few batches so checks fire and clear."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for b in range(count):
+        n = int(rng.choice([1, 7, 49, 50, 51, 130, 333]))
+        regime = (b // 4) % 5 if b >= 8 else 0
+        if b >= 40:
+            regime = TAIL[(b - 40) % len(TAIL)]
+        columns: dict[str, list[Any]] = {
+            "num": _numeric(rng, n, regime),
+            "cat": _categorical(rng, n, regime),
+        }
+        if b % 7 != 3 or b >= 40:  # sometimes left out of a whole batch
+            columns["opt"] = [None if rng.random() < 0.3 else float(v) for v in rng.normal(0, 1, n)]
+        if b >= 12:
+            columns["late"] = [None if rng.random() < 0.5 else "x" for _ in range(n)]  # a new field
+        if b % 5 == 0 or b >= 40:
+            columns["flag"] = [bool(v) if rng.random() < 0.9 else None for v in rng.integers(0, 2, n)]
+        nulls: dict[str, list[int]] = {}
+        for name, values in columns.items():
+            missing = [i for i, v in enumerate(values) if v is None]
+            nulls[name] = [i for i in missing if rng.random() < 0.5]  # the rest were left out of the event
+        out.append((columns, nulls))
+    return out
+
+
+def _plain(findings: list[QualityFinding]) -> list[str]:
+    """Findings as text: NaN equals NaN, and every field of every finding is compared."""
+    return [repr(f) for f in findings]
+
+
+def _counts(watch: SchemaWatch) -> list[tuple[Any, ...]]:
+    return [
+        (
+            name,
+            c.absent,
+            c.null,
+            c.mismatch,
+            c.present,
+            c.out_of_range,
+            c.unseen,
+            repr(c.minimum),
+            repr(c.maximum),
+            c.first_unseen,
+            c.other,
+            c.codes.tolist(),
+        )
+        for name, c in watch.counts.items()
+    ]
+
+
+def _watch(schema: dict[str, FieldSchema] | None) -> SchemaWatch:
+    return SchemaWatch(
+        window_events=50,
+        baseline_events=120,
+        min_rate_change=0.05,
+        max_p_value=1e-3,
+        range_tolerance=0.1,
+        max_fields=4,
+        schema=dict(schema) if schema is not None else None,
+    )
+
+
+def _is_open(now_open: set[tuple[str, str]]) -> Callable[[str, str], bool]:
+    """The alert lifecycle as far as the watch asks: fired and not yet cleared."""
+    return lambda kind, feature: (kind, feature) in now_open
+
+
+PROFILE = {
+    "num": FieldSchema("numeric", 1_000, null_rate=0.01, minimum=0.0, maximum=20.0),
+    "cat": FieldSchema("categorical", 1_000, categories=["red", "green", "blue"], top_share=0.4),
+    "gone": FieldSchema("numeric", 1_000, absent_rate=0.97, minimum=0.0, maximum=1.0),  # rare, then never sent
+}
+
+
+@pytest.mark.parametrize(("seed", "schema"), [(1, None), (2, None), (5, None), (3, PROFILE), (4, PROFILE)])
+def test_tallied_columns_give_the_same_findings_as_walking_the_values(
+    seed: int, schema: dict[str, FieldSchema] | None
+) -> None:
+    engine = PartitionEngine(
+        load_config(environ={}, overrides={"monitoring": {"max_categories": 6}}), clock=lambda: 0.0
+    )
+    state = engine._model("m", "v1")
+    assert state is not None
+    walked, tallied = _watch(schema), _watch(schema)
+    opened: dict[int, set[tuple[str, str]]] = {id(walked): set(), id(tallied): set()}
+    fired = skipped = 0
+    kinds_seen: set[str] = set()
+    for columns, nulls in _batches(seed, 60):
+        n = len(next(iter(columns.values())))
+        converted: dict[str, tuple[list[Any], str, np.ndarray, np.ndarray | None]] = {}
+        for name, values in columns.items():
+            out = engine._column(state, name, values)
+            if out is not None:
+                converted[name] = (values, *out)
+        labels = {name: v.labels() for name, v in state.vocab.items()}
+        null_masks = {name: np.isin(np.arange(n), rows) for name, rows in nulls.items()}
+        fields = {
+            name: FieldColumn(
+                kind,
+                column,
+                null_masks[name] if nulls[name] else None,
+                mismatch,
+                labels.get(name, []),
+                state.vocab[name].capacity if kind == "categorical" else None,
+                values,
+            )
+            for name, (values, kind, column, mismatch) in converted.items()
+        }
+        stops = tallied.window_stops(n)
+        assert stops == walked.window_stops(n) and stops[-1] == n
+        tally = BatchTally(fields, stops)
+        start = 0
+        quiet: list[bool] | None = None
+        for k, stop in enumerate(stops):
+            for name, (values, kind, column, _) in converted.items():  # what the engine did before
+                overflow = state.vocab[name].capacity if kind == "categorical" else None
+                explicit = int(null_masks[name][start:stop].sum())
+                walked.observe(name, values[start:stop], explicit, kind, column[start:stop], overflow)
+            fresh = tallied.events == 0 and stop - start == tallied.window_events and tallied.schema is not None
+            if fresh and quiet is None:
+                quiet = tallied.quiet_windows(tally, _is_open(opened[id(tallied)]))
+            if fresh and quiet is not None and quiet[k]:  # what the engine does with a quiet window
+                assert (
+                    walked.end_batch(
+                        stop - start, float(start), float(stop), state.kinds, labels, _is_open(opened[id(walked)])
+                    )
+                    == []
+                ), "a window found quiet has a finding"
+                tallied.skip_window(stop - start, float(start))
+                skipped += 1
+                assert _counts(tallied) == _counts(walked) == [] and tallied.windows == walked.windows
+                start = stop
+                continue
+            quiet = None
+            tallied.observe_window(tally, k)
+            assert _counts(tallied) == _counts(walked)
+            results = []
+            for watch in (walked, tallied):
+                now_open = opened[id(watch)]
+                findings = watch.end_batch(
+                    stop - start, float(start), float(stop), state.kinds, labels, _is_open(now_open)
+                )
+                for f in findings:
+                    if f.fire:
+                        now_open.add((f.kind, f.feature))
+                    elif f.clear:
+                        now_open.discard((f.kind, f.feature))
+                results.append(findings)
+            assert _plain(results[1]) == _plain(results[0])
+            fired += sum(f.fire for f in results[0])
+            kinds_seen |= {f.check for f in results[0] if f.fire}
+            start = stop
+        assert (tallied.events, tallied.seq, tallied.windows, tallied.capped) == (
+            walked.events,
+            walked.seq,
+            walked.windows,
+            walked.capped,
+        )
+        assert repr(tallied.schema) == repr(walked.schema)
+    assert fired > 0 and walked.windows > 20 and walked.capped > 0  # the random breaks did reach the checks
+    # Some windows were quiet and skipped, except where "cat" took the numeric kind from a number sent first:
+    # its strings are all type mismatches then, and no window is quiet.
+    assert skipped < walked.windows and (skipped > 0 or state.kinds["cat"] == "numeric")
+    assert {"missing_field", "new_field", "type_change", "null_rate", "out_of_range", "constant"} <= kinds_seen
+
+
+def _encode_reference(vocab: CategoryVocabulary, column: list[Any]) -> list[int]:
+    """The per-value coding the vectorised one must match: row order, booleans as text, numbers as text."""
+    out = []
+    for value in column:
+        if value is None:
+            out.append(-1)
+        else:
+            out.append(vocab._code(("true" if value else "false") if isinstance(value, bool) else str(value)))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_category_codes_match_coding_value_by_value(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    fast, slow = CategoryVocabulary(5), CategoryVocabulary(5)
+    for _ in range(20):
+        n = int(rng.integers(0, 40))
+        pool: list[Any] = ["a", "b", "true", "1", None, True, False, "c", "d", "e", "f"]
+        if rng.random() < 0.3:
+            pool += [1, 0.0, 2.5]  # numbers: 1 and 0.0 hash like True and False
+        column = [pool[int(i)] for i in rng.integers(0, len(pool), n)]
+        assert fast.encode(column).tolist() == _encode_reference(slow, column)
+        assert fast.values == slow.values
+        codes, numbers = fast.encode_categories(column)
+        kept = [v if isinstance(v, str | bool) else None for v in column]
+        assert codes.tolist() == _encode_reference(slow, kept)
+        mistyped = [v is not None and not isinstance(v, str | bool) for v in column]
+        assert (numbers is None and not any(mistyped)) or (numbers is not None and numbers.tolist() == mistyped)
+
+
+def test_a_number_equal_to_true_is_not_coded_as_true() -> None:
+    vocab = CategoryVocabulary(10)
+    assert vocab.encode([True, 1, "x"]).tolist() == [0, 1, 2] and vocab.values == ["true", "1", "x"]
+    codes, numbers = CategoryVocabulary(10).encode_categories([False, 0.0, None, "x"])
+    assert codes.tolist() == [0, -1, -1, 1] and numbers is not None and numbers.tolist() == [False, True, False, False]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([1.5, 2, -3.25], [1.5, 2.0, -3.25]),
+        ([0.0, 1.0, 2.0], [0.0, 1.0, 2.0]),
+        ([1.5, True], None),  # a boolean among numbers is a mismatch, not 1.0
+        ([0.5, False, 1.0], None),
+        ([1.5, None], None),
+        ([1.5, "2.5"], None),
+        ([], []),
+    ],
+)
+def test_a_column_of_numbers_only_converts_in_one_pass(values: list[Any], expected: list[float] | None) -> None:
+    out = _numbers(values)
+    assert (out is None and expected is None) or (out is not None and out.tolist() == expected)
+
+
+def test_mistyped_numbers_are_counted_and_blank_in_the_column() -> None:
+    engine = PartitionEngine(load_config(environ={}), clock=lambda: 0.0)
+    state = engine._model("m", "v1")
+    assert state is not None
+    out = engine._column(state, "x", [1.5, True, None, "3", 0.0, 7])
+    assert out is not None
+    kind, column, mismatch = out
+    assert kind == "numeric" and mismatch is not None
+    assert [None if math.isnan(v) else v for v in column.tolist()] == [1.5, None, None, None, 0.0, 7.0]
+    assert mismatch.tolist() == [False, True, False, True, False, False] and state.type_mismatch["x"] == 2
+
+
+def test_a_vocabulary_from_an_older_snapshot_still_codes_missing_values() -> None:
+    """Snapshots taken before the vocabulary kept an entry for None restore without it: codes are the same."""
+    vocab = CategoryVocabulary(5)
+    vocab.values, vocab._codes = ["a", "b"], {"a": 0, "b": 1}  # as decoded from such a snapshot
+    assert vocab.encode(["b", None, "a"]).tolist() == [1, -1, 0]
+    assert vocab._codes[None] == -1 and vocab.encode([None, "a"]).tolist() == [-1, 0]
+    restored = CategoryVocabulary.restore(vocab.snapshot())
+    assert restored.encode(["c", None, "a"]).tolist() == [2, -1, 0] and restored.values == ["a", "b", "c"]
