@@ -188,6 +188,7 @@ class PartitionEngine:
         self.fdr = FalseDiscoveryControl(sig.fdr, sig.round_events)
         self.observer: EngineObserver | None = None  # not state: set by the caller, never snapshotted
         self._closed: list[ClosedWindow] = []  # windows this batch closed, their statistics still to compute
+        self._drift_keys: dict[tuple[str, str, str, str, str], str] = {}  # derived from names, not state
 
     # ------------------------------------------------------------------ ingest
     def process_predictions(self, values: Sequence[bytes | None], kafka_times: Sequence[float]) -> BatchResult:
@@ -711,7 +712,8 @@ class PartitionEngine:
                     for c in closed:
                         self.fdr.add((state.model, state.version, name, *bucket), c.result)
                     self._closed += closed
-                touched.append((bucket, tracker, float(part_times.max())))
+                if self._needs_judging(state, name, bucket, tracker):
+                    touched.append((bucket, tracker, float(part_times.max())))
             alerts.extend(self._decide(state, name, touched))
         if watch is not None:
             alerts += self._watch_quality(state, watch, batch, rows, observed, times)
@@ -857,6 +859,32 @@ class PartitionEngine:
     def incident_shift(self, value: dict[str, float]) -> None:
         self.alerting.incident_shift = value
 
+    def _drift_key(self, state: ModelState, name: str, bucket: tuple[str, str]) -> str:
+        """A drift stream's alert key, built once per stream (derived, never snapshotted)."""
+        cache_key = (state.model, state.version, name, *bucket)
+        key = self._drift_keys.get(cache_key)
+        if key is None:
+            kind = "prediction_drift" if name == PREDICTION else "data_drift"
+            subject = "prediction" if name == PREDICTION else name
+            segment = {} if bucket == ALL else {bucket[0]: bucket[1]}
+            key = self._drift_keys[cache_key] = alert_key(state.model, kind, subject, segment, state.version)
+        return key
+
+    def _needs_judging(self, state: ModelState, name: str, bucket: tuple[str, str], tracker: Tracker) -> bool:
+        """Only a stream with something to judge is judged on a batch: a detector has fired on it (ever), its
+        latest window verdict is a discovery, or its alert is open. Any other stream's judgement could
+        neither open nor close an alert."""
+        if isinstance(tracker, NumericStream):
+            detectors = tracker.streams.detectors
+            if tracker.i < detectors.size and detectors.last_detector[tracker.i]:
+                return True
+        elif tracker.last is not None and tracker.last.p_value < tracker.settings.categorical_alpha:
+            return True
+        test = state.tests.get((name, *bucket))
+        if test is not None and test.last is not None and test.last.significant:
+            return True
+        return self.lifecycle.is_firing(self._drift_key(state, name, bucket))
+
     def _judge(self, state: ModelState, name: str, bucket: tuple[str, str], tracker: Tracker, now: float) -> Judgement:
         cfg = self.config.alerts
         if isinstance(tracker, NumericStream):
@@ -897,7 +925,7 @@ class PartitionEngine:
             stream_kind=tracker.kind,
             evidence=ev,
             now=now,
-            key=alert_key(state.model, kind, subject, segment, state.version),
+            key=self._drift_key(state, name, bucket),
             kind=kind,
             subject=subject,
             segment=segment,
