@@ -16,6 +16,7 @@ event with a field outside the contract takes the per-message path.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -229,6 +230,40 @@ class _PredictionWithNulls(_Prediction):
 _WITHOUT_NULLS = frozenset({_Prediction})
 
 
+# --- faster path: feature maps of a known shape ---------------------------------------------------------
+# Decoding a feature map into a dict costs msgspec about as much as the rest of the event (hashing every key
+# into a fresh table), and gathering dicts into columns costs a lookup per value. A struct whose fields are
+# exactly the feature names of a model decodes in well under that and comes out as a tuple in a fixed order,
+# so a chunk of such events is transposed into columns by one zip. The shapes are learned from events the
+# dict path accepted, so every name in a shape is a valid name and a shape never has more than max_fields.
+_SHAPES = 8  # name sets kept at once (one per model and feature set, typically)
+_SHAPE_BUILDS = 64  # shapes built over a decoder's life: endless new name sets cost a bounded amount
+
+
+class _Shape(NamedTuple):
+    """Feature names in field order and the decoder of an event whose feature map has exactly these names."""
+
+    names: tuple[str, ...]
+    decode: Callable[[bytes], Any]
+
+
+def _shape(names: tuple[str, ...]) -> _Shape:
+    """Every name is a required field (renamed, so any string works as a name) of type ``_Value``: an event
+    with a name more or less, or a null feature, fails to decode and takes the dict path."""
+    fields = [f"f{i}" for i in range(len(names))]
+    features = msgspec.defstruct(
+        "_Features",
+        [(f, _Value) for f in fields],
+        rename=dict(zip(fields, names, strict=True)),
+        forbid_unknown_fields=True,
+        gc=False,
+    )
+    event = msgspec.defstruct(
+        "_ShapedPrediction", [("features", features)], bases=(_Prediction,), forbid_unknown_fields=True, gc=False
+    )
+    return _Shape(names, msgspec.json.Decoder(event).decode)
+
+
 class _Label(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """Label contract v1 as far as a type says it (one of label / outcomes is checked per batch)."""
 
@@ -265,6 +300,8 @@ def _decode_structs(
 
 _CHUNK = 128  # messages decoded and gathered together, while their objects are still in the CPU cache
 _EMPTY: dict[str, Any] = {}
+_FEATURES = attrgetter("features")
+_ASTUPLE = msgspec.structs.astuple
 
 
 def _too_many(maps: Sequence[dict[str, Any] | None], limit: int) -> bool:
@@ -293,6 +330,21 @@ def _part(maps: Sequence[dict[str, Any]]) -> list[tuple[str, Sequence[Any]]]:
             pass
     get = dict.get
     return [(name, list(map(get, maps, repeat(name)))) for name in dict.fromkeys(chain.from_iterable(maps))]
+
+
+def _shaped_part(
+    names: tuple[str, ...], rows: list[Any], first: bytes, known: dict[str, list[Any]]
+) -> list[tuple[str, Sequence[Any]]]:
+    """:func:`_part` for a chunk of shaped events: every row has every name, so the columns are one transpose
+    of the rows' field tuples. Names the batch has not seen yet are put in the order of the first event's
+    JSON, as the dict path puts them."""
+    part: list[tuple[str, Sequence[Any]]] = list(
+        zip(names, zip(*map(_ASTUPLE, map(_FEATURES, rows)), strict=True), strict=True)
+    )
+    if names and not all(map(known.__contains__, names)):
+        columns = dict(part)
+        part = [(name, columns[name]) for name in orjson.loads(first)["features"]]
+    return part
 
 
 class _Pivot:
@@ -369,7 +421,6 @@ def _event_times(times: list[np.ndarray], index: np.ndarray, kafka_times: Sequen
     return out
 
 
-_FEATURES = attrgetter("features")
 _TIMESTAMP = attrgetter("timestamp")
 _PREDICTION_FIELDS = attrgetter(
     "prediction_id", "model", "model_version", "timestamp", "prediction", "segments", "scores", "latency_ms"
@@ -392,6 +443,9 @@ class PredictionDecoder:
         self.max_event_bytes = max_event_bytes
         self.max_fields = max_fields
         self._fast = (msgspec.json.Decoder(_Prediction).decode, msgspec.json.Decoder(_PredictionWithNulls).decode)
+        self._shapes: OrderedDict[tuple[str, ...], _Shape] = OrderedDict()  # least recently used first
+        self._shape_builds = 0
+        self._unshapeable: set[tuple[str, ...]] = set()  # at most _SHAPE_BUILDS of them
 
     def validate(self, value: bytes | None, kafka_time: float) -> dict[str, Any]:
         """One event as a checked dict; raises :class:`DecodeError` naming the broken field."""
@@ -463,34 +517,68 @@ class PredictionDecoder:
             latency_ms=row["latency_ms"],
         )
 
-    def _fits(self, s: _Prediction) -> bool:
+    def _fits(self, s: _Prediction, *, features: bool) -> bool:
         limit = self.max_fields
         return (
-            len(s.features) <= limit
-            and (not s.features or max(map(len, s.features)) <= MAX_NAME_LENGTH)
+            (not features or len(s.features) <= limit)
+            and (not features or not s.features or max(map(len, s.features)) <= MAX_NAME_LENGTH)
             and (s.segments is None or len(s.segments) <= limit)
             and (s.scores is None or len(s.scores) <= limit)
         )
 
-    def _screen(self, structs: list[Any]) -> bool:
+    def _screen(self, structs: list[Any], *, features: bool = True) -> bool:
         """What the struct type cannot say, checked per chunk in C-level maps; True if every message passed.
-        A struct that fails becomes None (the per-message validator then names the reason)."""
+        A struct that fails becomes None (the per-message validator then names the reason). ``features=False``
+        for shaped events, whose feature names are known to be valid and few enough."""
         live = structs if None not in structs else [s for s in structs if s is not None]
         iso_times = str in set(map(type, map(_TIMESTAMP, live)))  # before any struct becomes None
         limit = self.max_fields
-        features = list(map(_FEATURES, live))
+        maps = list(map(_FEATURES, live)) if features else []
         if (
-            _too_many(features, limit)
-            or max(map(len, chain.from_iterable(features)), default=0) > MAX_NAME_LENGTH
+            _too_many(maps, limit)
+            or max(map(len, chain.from_iterable(maps)), default=0) > MAX_NAME_LENGTH
             or _too_many(list(map(attrgetter("segments"), live)), limit)
             or _too_many(list(map(attrgetter("scores"), live)), limit)
         ):
             for i, s in enumerate(structs):
-                if s is not None and not self._fits(s):
+                if s is not None and not self._fits(s, features=features):
                     structs[i] = None
         if iso_times:
             _epoch_times(structs)
         return None not in structs
+
+    def _shaped(self, chunk: Sequence[bytes | None]) -> tuple[_Shape, list[Any]] | None:
+        """The chunk decoded with one learned shape, if that shape fits every message and the per-chunk checks
+        pass; else None (the chunk then takes the dict path, which names every reject's reason)."""
+        if not self._shapes or None in chunk or max(map(len, chunk)) > self.max_event_bytes:  # type: ignore[arg-type]
+            return None
+        first = chunk[0]
+        for shape in reversed(list(self._shapes.values())):  # most recently used first
+            try:
+                shape.decode(first)
+            except _DECODE_ERRORS:
+                continue
+            self._shapes.move_to_end(shape.names)
+            try:
+                rows = list(map(shape.decode, chunk))
+            except _DECODE_ERRORS:
+                return None
+            return (shape, rows) if self._screen(rows, features=False) else None
+        return None
+
+    def _learn(self, row: Any) -> None:
+        """Keep the feature names of an accepted event as a shape, so later chunks of its kind decode faster."""
+        names = tuple(row.features)
+        if names in self._shapes or names in self._unshapeable or self._shape_builds >= _SHAPE_BUILDS:
+            return
+        self._shape_builds += 1
+        try:
+            self._shapes[names] = _shape(names)
+        except ValueError:  # msgspec cannot rename a field to a name with a quote, backslash or control character
+            self._unshapeable.add(names)
+            return
+        if len(self._shapes) > _SHAPES:
+            self._shapes.popitem(last=False)
 
     def decode(
         self, values: Sequence[bytes | None], kafka_times: Sequence[float]
@@ -521,11 +609,24 @@ class PredictionDecoder:
         # Absent and null are both None in a column; schema checks tell them apart. Only an event that needed
         # the nullable struct, or came through the per-message validator, can hold a null.
         nulls: dict[str, list[int]] = {}
-        decoders = self._fast if fast else None
-        chunks = _chunks(decoders, self._screen, self._struct, values, kafka_times, self.max_event_bytes, rejected)
-        for rows, positions in chunks:
-            if not rows:
-                continue
+        for start in range(0, len(values), _CHUNK):
+            chunk = values[start : start + _CHUNK]
+            shaped = self._shaped(chunk) if fast else None
+            if shaped is not None:
+                shape, rows = shaped
+                positions: list[int] | range = range(start, start + len(rows))
+                feature_part = _shaped_part(shape.names, rows, chunk[0], features.columns)  # type: ignore[arg-type]
+            else:
+                structs = _decode_structs(self._fast, chunk, self.max_event_bytes) if fast else [None] * len(chunk)
+                if self._screen(structs):
+                    rows, positions = structs, range(start, start + len(structs))
+                else:
+                    rows, positions = _settle(structs, values, kafka_times, start, self._struct, rejected)
+                if not rows:
+                    continue
+                if fast:
+                    self._learn(rows[0])
+                feature_part = _part(list(map(_FEATURES, rows)))
             first_row = len(ids)
             index.extend(positions)
             c_ids, c_models, c_versions, c_times, c_predictions, c_segments, c_scores, c_latency = zip(
@@ -540,9 +641,9 @@ class PredictionDecoder:
             scores.extend(c_scores)
             times.append(np.array(c_times, dtype=np.float64))
             latency.append(np.array(c_latency, dtype=np.float64))
-            features.add(_part(list(map(_FEATURES, rows))), len(rows))
+            features.add(feature_part, len(rows))
             segments.add(_part(c_segments if None not in c_segments else [m or _EMPTY for m in c_segments]), len(rows))
-            if not _WITHOUT_NULLS.issuperset(map(type, rows)):
+            if shaped is None and not _WITHOUT_NULLS.issuperset(map(type, rows)):
                 for row_no, row in enumerate(rows, first_row):
                     for name, value in row.features.items():
                         if value is None:
