@@ -4,13 +4,15 @@ Decoding is the one per-event loop we cannot avoid (JSON is per message); everyt
 columns. A rejected message keeps its index so the I/O edge can dead-letter the original bytes with
 the reason; the rest of the batch goes on.
 
-Two paths with one answer. The fast path decodes each message into a msgspec struct, so JSON syntax,
+Three paths with one answer. The fast path decodes each message into a msgspec struct, so JSON syntax,
 types, required fields and fixed bounds are checked in C; the limits set at run time (message size,
-fields per map, feature-name length) and ISO-8601 times are checked per batch. Any message the fast path
-does not accept goes through the per-message validator (``validate``), which names the reason exactly as
-it always has: the fast path only decides *that* a message is valid, never *why* one is not. It is
-strict where msgspec is lenient (it skips the values of unknown fields without checking them), so an
-event with a field outside the contract takes the per-message path.
+fields per map, feature-name length) and ISO-8601 times are checked per chunk. Before it, a chunk whose
+events all carry a feature and segment name set learned from earlier accepted events decodes those maps
+into structs with one field per name, which is faster to decode and to pivot than dicts. Any message the
+fast path does not accept goes through the per-message validator (``validate``), which names the reason
+exactly as it always has: the fast paths only decide *that* a message is valid, never *why* one is not.
+It is strict where msgspec is lenient (it skips the values of unknown fields without checking them), so
+an event with a field outside the contract takes the per-message path.
 """
 
 from __future__ import annotations
@@ -230,38 +232,54 @@ class _PredictionWithNulls(_Prediction):
 _WITHOUT_NULLS = frozenset({_Prediction})
 
 
-# --- faster path: feature maps of a known shape ---------------------------------------------------------
+# --- faster path: events of a known shape -------------------------------------------------------------
 # Decoding a feature map into a dict costs msgspec about as much as the rest of the event (hashing every key
 # into a fresh table), and gathering dicts into columns costs a lookup per value. A struct whose fields are
 # exactly the feature names of a model decodes in well under that and comes out as a tuple in a fixed order,
-# so a chunk of such events is transposed into columns by one zip. The shapes are learned from events the
-# dict path accepted, so every name in a shape is a valid name and a shape never has more than max_fields.
-_SHAPES = 8  # name sets kept at once (one per model and feature set, typically)
+# so a chunk of such events is transposed into columns by one zip; the same goes for the segment map. The
+# shapes are learned from events the dict path accepted, so every name in a shape is a valid name and a
+# shape never has more than max_fields names; the scores' limit is part of the type.
+_SHAPES = 8  # shapes kept at once (one per model and feature set, typically)
 _SHAPE_BUILDS = 64  # shapes built over a decoder's life: endless new name sets cost a bounded amount
 
 
 class _Shape(NamedTuple):
-    """Feature names in field order and the decoder of an event whose feature map has exactly these names."""
+    """Feature and segment names in field order, and the decoder of an event whose feature map has exactly
+    these feature names and whose segment map, if it has one, exactly these segment names."""
 
-    names: tuple[str, ...]
+    features: tuple[str, ...]
+    segments: tuple[str, ...]
     decode: Callable[[bytes], Any]
 
 
-def _shape(names: tuple[str, ...]) -> _Shape:
-    """Every name is a required field (renamed, so any string works as a name) of type ``_Value``: an event
-    with a name more or less, or a null feature, fails to decode and takes the dict path."""
+def _named(struct_name: str, names: tuple[str, ...], value_type: Any) -> Any:
+    """A struct with one required field per name (renamed, so almost any string works as a name)."""
     fields = [f"f{i}" for i in range(len(names))]
-    features = msgspec.defstruct(
-        "_Features",
-        [(f, _Value) for f in fields],
+    return msgspec.defstruct(
+        struct_name,
+        [(f, value_type) for f in fields],
         rename=dict(zip(fields, names, strict=True)),
         forbid_unknown_fields=True,
         gc=False,
     )
+
+
+def _shape(features: tuple[str, ...], segments: tuple[str, ...], max_fields: int) -> _Shape:
+    """An event with a name more or less, a null feature or an empty segment map where names are expected
+    fails to decode and takes the dict path. Raises ValueError for a name msgspec cannot rename to."""
+    scores = Annotated[dict[str, _Int | float], Meta(max_length=max_fields)]
     event = msgspec.defstruct(
-        "_ShapedPrediction", [("features", features)], bases=(_Prediction,), forbid_unknown_fields=True, gc=False
+        "_ShapedPrediction",
+        [
+            ("features", _named("_Features", features, _Value)),
+            ("segments", _named("_Segments", segments, str) | None, None),
+            ("scores", scores | None, None),
+        ],
+        bases=(_Prediction,),
+        forbid_unknown_fields=True,
+        gc=False,
     )
-    return _Shape(names, msgspec.json.Decoder(event).decode)
+    return _Shape(features, segments, msgspec.json.Decoder(event).decode)
 
 
 class _Label(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -333,17 +351,25 @@ def _part(maps: Sequence[dict[str, Any]]) -> list[tuple[str, Sequence[Any]]]:
 
 
 def _shaped_part(
-    names: tuple[str, ...], rows: list[Any], first: bytes, known: dict[str, list[Any]]
+    names: tuple[str, ...], structs: Sequence[Any], values: Sequence[Any], field: str, known: dict[str, list[Any]]
 ) -> list[tuple[str, Sequence[Any]]]:
-    """:func:`_part` for a chunk of shaped events: every row has every name, so the columns are one transpose
-    of the rows' field tuples. Names the batch has not seen yet are put in the order of the first event's
-    JSON, as the dict path puts them."""
-    part: list[tuple[str, Sequence[Any]]] = list(
-        zip(names, zip(*map(_ASTUPLE, map(_FEATURES, rows)), strict=True), strict=True)
-    )
-    if names and not all(map(known.__contains__, names)):
+    """:func:`_part` for the maps of a chunk of shaped events (None where an event has no such map): the
+    columns are one transpose of the structs' field tuples. Names the batch has not seen yet are put in the
+    order of the first event's JSON that has the map, as the dict path puts them."""
+    if not names:
+        return []
+    if None in structs:
+        blank = (None,) * len(names)
+        tuples = [blank if m is None else _ASTUPLE(m) for m in structs]
+    else:
+        tuples = list(map(_ASTUPLE, structs))
+    part: list[tuple[str, Sequence[Any]]] = list(zip(names, zip(*tuples, strict=True), strict=True))
+    if not all(map(known.__contains__, names)):
+        first = next((i for i, m in enumerate(structs) if m is not None), None)
+        if first is None:
+            return []
         columns = dict(part)
-        part = [(name, columns[name]) for name in orjson.loads(first)["features"]]
+        part = [(name, columns[name]) for name in orjson.loads(values[first])[field]]
     return part
 
 
@@ -443,9 +469,10 @@ class PredictionDecoder:
         self.max_event_bytes = max_event_bytes
         self.max_fields = max_fields
         self._fast = (msgspec.json.Decoder(_Prediction).decode, msgspec.json.Decoder(_PredictionWithNulls).decode)
-        self._shapes: OrderedDict[tuple[str, ...], _Shape] = OrderedDict()  # least recently used first
+        # Learned shapes by (feature names, segment names), least recently used first.
+        self._shapes: OrderedDict[tuple[tuple[str, ...], tuple[str, ...]], _Shape] = OrderedDict()
         self._shape_builds = 0
-        self._unshapeable: set[tuple[str, ...]] = set()  # at most _SHAPE_BUILDS of them
+        self._unshapeable: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()  # at most _SHAPE_BUILDS
 
     def validate(self, value: bytes | None, kafka_time: float) -> dict[str, Any]:
         """One event as a checked dict; raises :class:`DecodeError` naming the broken field."""
@@ -517,31 +544,30 @@ class PredictionDecoder:
             latency_ms=row["latency_ms"],
         )
 
-    def _fits(self, s: _Prediction, *, features: bool) -> bool:
+    def _fits(self, s: _Prediction) -> bool:
         limit = self.max_fields
         return (
-            (not features or len(s.features) <= limit)
-            and (not features or not s.features or max(map(len, s.features)) <= MAX_NAME_LENGTH)
+            len(s.features) <= limit
+            and (not s.features or max(map(len, s.features)) <= MAX_NAME_LENGTH)
             and (s.segments is None or len(s.segments) <= limit)
             and (s.scores is None or len(s.scores) <= limit)
         )
 
-    def _screen(self, structs: list[Any], *, features: bool = True) -> bool:
+    def _screen(self, structs: list[Any], *, shaped: bool = False) -> bool:
         """What the struct type cannot say, checked per chunk in C-level maps; True if every message passed.
-        A struct that fails becomes None (the per-message validator then names the reason). ``features=False``
-        for shaped events, whose feature names are known to be valid and few enough."""
+        A struct that fails becomes None (the per-message validator then names the reason). Shaped events
+        need only their times checked: their names are valid and few enough, and their type limits scores."""
         live = structs if None not in structs else [s for s in structs if s is not None]
         iso_times = str in set(map(type, map(_TIMESTAMP, live)))  # before any struct becomes None
         limit = self.max_fields
-        maps = list(map(_FEATURES, live)) if features else []
-        if (
-            _too_many(maps, limit)
-            or max(map(len, chain.from_iterable(maps)), default=0) > MAX_NAME_LENGTH
+        if not shaped and (
+            _too_many(features := list(map(_FEATURES, live)), limit)
+            or max(map(len, chain.from_iterable(features)), default=0) > MAX_NAME_LENGTH
             or _too_many(list(map(attrgetter("segments"), live)), limit)
             or _too_many(list(map(attrgetter("scores"), live)), limit)
         ):
             for i, s in enumerate(structs):
-                if s is not None and not self._fits(s, features=features):
+                if s is not None and not self._fits(s):
                     structs[i] = None
         if iso_times:
             _epoch_times(structs)
@@ -558,24 +584,24 @@ class PredictionDecoder:
                 shape.decode(first)
             except _DECODE_ERRORS:
                 continue
-            self._shapes.move_to_end(shape.names)
+            self._shapes.move_to_end((shape.features, shape.segments))
             try:
                 rows = list(map(shape.decode, chunk))
             except _DECODE_ERRORS:
                 return None
-            return (shape, rows) if self._screen(rows, features=False) else None
+            return (shape, rows) if self._screen(rows, shaped=True) else None
         return None
 
     def _learn(self, row: Any) -> None:
-        """Keep the feature names of an accepted event as a shape, so later chunks of its kind decode faster."""
-        names = tuple(row.features)
-        if names in self._shapes or names in self._unshapeable or self._shape_builds >= _SHAPE_BUILDS:
+        """Keep the names of an accepted event as a shape, so later chunks of its kind decode faster."""
+        key = (tuple(row.features), tuple(row.segments or ()))
+        if key in self._shapes or key in self._unshapeable or self._shape_builds >= _SHAPE_BUILDS:
             return
         self._shape_builds += 1
         try:
-            self._shapes[names] = _shape(names)
+            self._shapes[key] = _shape(*key, self.max_fields)
         except ValueError:  # msgspec cannot rename a field to a name with a quote, backslash or control character
-            self._unshapeable.add(names)
+            self._unshapeable.add(key)
             return
         if len(self._shapes) > _SHAPES:
             self._shapes.popitem(last=False)
@@ -615,7 +641,9 @@ class PredictionDecoder:
             if shaped is not None:
                 shape, rows = shaped
                 positions: list[int] | range = range(start, start + len(rows))
-                feature_part = _shaped_part(shape.names, rows, chunk[0], features.columns)  # type: ignore[arg-type]
+                feature_part = _shaped_part(
+                    shape.features, list(map(_FEATURES, rows)), chunk, "features", features.columns
+                )
             else:
                 structs = _decode_structs(self._fast, chunk, self.max_event_bytes) if fast else [None] * len(chunk)
                 if self._screen(structs):
@@ -642,7 +670,11 @@ class PredictionDecoder:
             times.append(np.array(c_times, dtype=np.float64))
             latency.append(np.array(c_latency, dtype=np.float64))
             features.add(feature_part, len(rows))
-            segments.add(_part(c_segments if None not in c_segments else [m or _EMPTY for m in c_segments]), len(rows))
+            if shaped is not None:
+                segment_part = _shaped_part(shaped[0].segments, c_segments, chunk, "segments", segments.columns)
+            else:
+                segment_part = _part(c_segments if None not in c_segments else [m or _EMPTY for m in c_segments])
+            segments.add(segment_part, len(rows))
             if shaped is None and not _WITHOUT_NULLS.issuperset(map(type, rows)):
                 for row_no, row in enumerate(rows, first_row):
                     for name, value in row.features.items():

@@ -175,9 +175,10 @@ shape_values = st.one_of(
 
 @st.composite
 def _shaped_batches(draw: st.DrawFn) -> list[list[bytes | None]]:
-    """Batches of events over a few feature-name sets (sometimes in another key order), mostly of one set per
-    batch so whole chunks share a shape, with events that break the contract (a name more or less, a null, a
-    wrong type, an ISO or bad time, too many segments or scores, broken bytes) at a rate drawn per batch."""
+    """Batches of events over a few feature-name sets (sometimes in another key order) and one segment map
+    per batch, so whole chunks share a shape, with events that differ (without segments, a name more or less,
+    a null, a wrong type, an ISO or bad time, too many segments or scores, broken bytes) at a rate drawn per
+    batch."""
     sets = draw(st.lists(shape_names, min_size=1, max_size=3))
     batches = []
     for _ in range(draw(st.integers(1, 3))):
@@ -189,7 +190,19 @@ def _shaped_batches(draw: st.DrawFn) -> list[list[bytes | None]]:
         other_one_in = draw(st.sampled_from([0, 100, 3]))  # how often an event uses another name set
         wild = draw(st.integers(0, 3)) == 0  # drawn values (nulls, big integers, strings) in some rows
         times = draw(st.sampled_from([None, 1.5e9, "2026-01-01T00:00:00Z"]))  # of every event in the batch
-        segments = draw(st.sampled_from([{"country": "DE"}, {"a": "1", "b": "2", "c": "3"}]))
+        segments = draw(
+            st.sampled_from(
+                [
+                    {"country": "DE"},
+                    {"a": "1", "b": "2", "c": "3"},
+                    {"c": "3", "a": "1", "b": "2"},
+                    {'a"b': "1"},
+                    {},
+                    None,
+                ]
+            )
+        )
+        bare_one_in = draw(st.sampled_from([0, 0, 30]))  # how often an event has no segments
         batch: list[bytes | None] = []
         for i in range(size):
             names = list(draw(st.sampled_from(sets)) if other_one_in and i % other_one_in == 1 else main)
@@ -200,8 +213,9 @@ def _shaped_batches(draw: st.DrawFn) -> list[list[bytes | None]]:
                 "model": "m",
                 "features": {n: draw(shape_values) if wild and i % 7 == 3 else float(i) for n in names},
                 "prediction": 0.5,
-                "segments": segments,
             }
+            if segments is not None and not (bare_one_in and i % bare_one_in == 2):
+                event["segments"] = segments
             if times is not None:
                 event["timestamp"] = times
             spoil = draw(st.integers(0, spoil_one_in)) if spoil_one_in else -1
@@ -217,6 +231,8 @@ def _shaped_batches(draw: st.DrawFn) -> list[list[bytes | None]]:
                 event["scores"] = {"a": 0.1, "b": 0.2, "c": 0.7}
             elif spoil == 5:
                 event["features"] = [1]
+            elif spoil == 9:
+                event["segments"] = {}
             value = orjson.dumps(event)
             if spoil == 6:
                 value = value[: len(value) // 2]
@@ -246,10 +262,26 @@ def _event(i: int, features: dict[str, Any]) -> bytes:
 def test_a_known_shape_keeps_the_order_of_the_first_event_of_the_batch() -> None:
     decoder = PredictionDecoder()
     decoder.decode([_event(i, {"b": 1.0, "a": "x"}) for i in range(200)], [T0] * 200)
-    assert list(decoder._shapes) == [("b", "a")]
+    assert list(decoder._shapes) == [(("b", "a"), ())]  # learned in this order
     batch, rejected = decoder.decode([_event(i, {"a": "y", "b": 2.0}) for i in range(200)], [T0] * 200)
     assert rejected == [] and list(batch.features) == ["a", "b"]
     assert batch.features["a"] == ["y"] * 200 and batch.features["b"] == [2.0] * 200
+
+
+def test_events_without_segments_in_a_known_shape_get_none_and_the_first_segment_map_gives_the_order() -> None:
+    def event(i: int, segments: dict[str, str] | None) -> bytes:
+        body = {"prediction_id": f"p{i}", "model": "m", "features": {"x": 1.0}, "prediction": 0.5}
+        return orjson.dumps(body if segments is None else {**body, "segments": segments})
+
+    decoder = PredictionDecoder()
+    decoder.decode([event(i, {"country": "DE", "gender": "F"}) for i in range(200)], [T0] * 200)
+    batch_values = [event(0, None)] + [event(i, {"gender": "M", "country": "US"}) for i in range(1, 200)]
+    batch_values[150] = event(150, None)
+    batch, rejected = decoder.decode(batch_values, [T0] * 200)
+    each, _ = decoder.decode_each(batch_values, [T0] * 200)
+    _same(batch, each)
+    assert rejected == [] and list(batch.segments) == ["gender", "country"]
+    assert batch.segments["country"][:2] == [None, "US"] and batch.segments["gender"][150] is None
 
 
 def test_a_bad_message_in_a_known_shape_is_dead_lettered_with_its_reason() -> None:
