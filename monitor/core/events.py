@@ -573,24 +573,44 @@ class PredictionDecoder:
             _epoch_times(structs)
         return None not in structs
 
-    def _shaped(self, chunk: Sequence[bytes | None]) -> tuple[_Shape, list[Any]] | None:
-        """The chunk decoded with one learned shape, if that shape fits every message and the per-chunk checks
-        pass; else None (the chunk then takes the dict path, which names every reject's reason)."""
-        if not self._shapes or None in chunk or max(map(len, chunk)) > self.max_event_bytes:  # type: ignore[arg-type]
-            return None
-        first = chunk[0]
-        for shape in reversed(list(self._shapes.values())):  # most recently used first
-            try:
-                shape.decode(first)
-            except _DECODE_ERRORS:
-                continue
-            self._shapes.move_to_end((shape.features, shape.segments))
-            try:
-                rows = list(map(shape.decode, chunk))
-            except _DECODE_ERRORS:
-                return None
-            return (shape, rows) if self._screen(rows, shaped=True) else None
+    def _shape_of(self, chunk: Sequence[bytes | None]) -> _Shape | None:
+        """The most recently used learned shape that fits the chunk's first or last message."""
+        for shape in reversed(list(self._shapes.values())):
+            for probe in (chunk[0], chunk[-1]):
+                if probe is not None and len(probe) <= self.max_event_bytes:
+                    try:
+                        shape.decode(probe)
+                    except _DECODE_ERRORS:
+                        continue
+                    self._shapes.move_to_end((shape.features, shape.segments))
+                    return shape
         return None
+
+    def _shaped(
+        self, chunk: Sequence[bytes | None], start: int, kafka_times: Sequence[float], rejected: list[Rejected]
+    ) -> tuple[_Shape, list[Any], list[int] | range, Sequence[bytes | None]] | None:
+        """The chunk decoded with one learned shape: the shape, the valid rows, their input positions and their
+        messages. A message the shape does not take goes through the per-message validator: rejected, it is
+        dead-lettered with its reason and the rest of the chunk stays on this path; valid after all (another
+        name set, a null feature), the whole chunk takes the dict path instead (None)."""
+        shape = self._shape_of(chunk) if self._shapes else None
+        if shape is None:
+            return None
+        rows = _decode_structs((shape.decode,), chunk, self.max_event_bytes)
+        if self._screen(rows, shaped=True):
+            return shape, rows, range(start, start + len(rows)), chunk
+        bad: list[Rejected] = []
+        for i, row in enumerate(rows):
+            if row is None:
+                try:
+                    self._struct(chunk[i], kafka_times[start + i])
+                except DecodeError as exc:
+                    bad.append(Rejected(start + i, exc.reason, exc.detail))
+                    continue
+                return None
+        rejected.extend(bad)
+        kept = [i for i, row in enumerate(rows) if row is not None]
+        return shape, [rows[i] for i in kept], [start + i for i in kept], [chunk[i] for i in kept]
 
     def _learn(self, row: Any) -> None:
         """Keep the names of an accepted event as a shape, so later chunks of its kind decode faster."""
@@ -637,12 +657,14 @@ class PredictionDecoder:
         nulls: dict[str, list[int]] = {}
         for start in range(0, len(values), _CHUNK):
             chunk = values[start : start + _CHUNK]
-            shaped = self._shaped(chunk) if fast else None
+            shaped = self._shaped(chunk, start, kafka_times, rejected) if fast else None
+            positions: list[int] | range
             if shaped is not None:
-                shape, rows = shaped
-                positions: list[int] | range = range(start, start + len(rows))
+                shape, rows, positions, messages = shaped
+                if not rows:
+                    continue
                 feature_part = _shaped_part(
-                    shape.features, list(map(_FEATURES, rows)), chunk, "features", features.columns
+                    shape.features, list(map(_FEATURES, rows)), messages, "features", features.columns
                 )
             else:
                 structs = _decode_structs(self._fast, chunk, self.max_event_bytes) if fast else [None] * len(chunk)
@@ -671,7 +693,7 @@ class PredictionDecoder:
             latency.append(np.array(c_latency, dtype=np.float64))
             features.add(feature_part, len(rows))
             if shaped is not None:
-                segment_part = _shaped_part(shaped[0].segments, c_segments, chunk, "segments", segments.columns)
+                segment_part = _shaped_part(shaped[0].segments, c_segments, messages, "segments", segments.columns)
             else:
                 segment_part = _part(c_segments if None not in c_segments else [m or _EMPTY for m in c_segments])
             segments.add(segment_part, len(rows))
