@@ -590,25 +590,46 @@ class PredictionDecoder:
         self, chunk: Sequence[bytes | None], start: int, kafka_times: Sequence[float], rejected: list[Rejected]
     ) -> tuple[_Shape, list[Any], list[int] | range, Sequence[bytes | None]] | None:
         """The chunk decoded with one learned shape: the shape, the valid rows, their input positions and their
-        messages. A message the shape does not take goes through the per-message validator: rejected, it is
-        dead-lettered with its reason and the rest of the chunk stays on this path; valid after all (another
-        name set, a null feature), the whole chunk takes the dict path instead (None)."""
+        messages. A message the shape does not take goes through the per-message validator at once: rejected,
+        it is dead-lettered with its reason and the rest of the chunk stays on this path; valid after all
+        (another name set, a null feature), the whole chunk takes the dict path instead (None)."""
         shape = self._shape_of(chunk) if self._shapes else None
         if shape is None:
             return None
-        rows = _decode_structs((shape.decode,), chunk, self.max_event_bytes)
-        if self._screen(rows, shaped=True):
-            return shape, rows, range(start, start + len(rows)), chunk
-        bad: list[Rejected] = []
-        for i, row in enumerate(rows):
-            if row is None:
+        bad: dict[int, Rejected] = {}
+
+        def rejects(i: int) -> bool:
+            try:
+                self._struct(chunk[i], kafka_times[start + i])
+            except DecodeError as exc:
+                bad[i] = Rejected(start + i, exc.reason, exc.detail)
+                return True
+            return False
+
+        rows: list[Any]
+        limit = self.max_event_bytes
+        try:
+            if None in chunk or max(map(len, chunk)) > limit:  # type: ignore[arg-type]
+                raise TypeError
+            rows = list(map(shape.decode, chunk))  # type: ignore[arg-type]
+        except _DECODE_ERRORS:
+            rows = []
+            for i, value in enumerate(chunk):
                 try:
-                    self._struct(chunk[i], kafka_times[start + i])
-                except DecodeError as exc:
-                    bad.append(Rejected(start + i, exc.reason, exc.detail))
-                    continue
-                return None
-        rejected.extend(bad)
+                    if value is None or len(value) > limit:
+                        raise TypeError
+                    rows.append(shape.decode(value))
+                except _DECODE_ERRORS:
+                    if not rejects(i):
+                        return None
+                    rows.append(None)
+        if not self._screen(rows, shaped=True) and not all(
+            i in bad or rejects(i) for i, row in enumerate(rows) if row is None
+        ):
+            return None
+        if not bad:
+            return shape, rows, range(start, start + len(rows)), chunk
+        rejected.extend(sorted(bad.values()))
         kept = [i for i, row in enumerate(rows) if row is not None]
         return shape, [rows[i] for i in kept], [start + i for i in kept], [chunk[i] for i in kept]
 

@@ -289,6 +289,7 @@ def test_a_bad_message_in_a_known_shape_is_dead_lettered_with_its_reason() -> No
     good = [_event(i, {"x": float(i), "c": "a"}) for i in range(300)]
     decoder.decode(good, [T0] * 300)
     spoiled = list(good)
+    spoiled[3] = good[3].replace(b'"prediction":0.5', b'"prediction":0.5,"timestamp":"soon"')
     spoiled[5] = _event(5, {"x": float("inf"), "c": "a"}).replace(b"null", b"1e999")
     spoiled[140] = _event(140, {"x": [1], "c": "a"})
     spoiled[141] = _event(141, {"x": None, "c": "a"})
@@ -308,9 +309,10 @@ def test_a_bad_message_in_a_known_shape_is_dead_lettered_with_its_reason() -> No
     # themselves (the per-message validator named their reasons).
     assert seen and set(seen) <= set(spoiled[128:256])
     assert [(r.position, r.reason) for r in rejected] == [
+        (3, "invalid_value"),  # found by the per-chunk time check, after the decoding found 5
         (5, "non_finite"),
         (140, "wrong_type"),
         (299, "invalid_value"),
     ]
     assert rejected == decoder.decode_each(spoiled, [T0] * 300)[1]
-    assert len(batch) == 297 and batch.nulls == {"x": [139]} and batch.features["x"][:5] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert len(batch) == 296 and batch.nulls == {"x": [138]} and batch.features["x"][:5] == [0.0, 1.0, 2.0, 4.0, 6.0]
