@@ -4,18 +4,21 @@ Decoding is the one per-event loop we cannot avoid (JSON is per message); everyt
 columns. A rejected message keeps its index so the I/O edge can dead-letter the original bytes with
 the reason; the rest of the batch goes on.
 
-Two paths with one answer. The fast path decodes each message into a msgspec struct, so JSON syntax,
+Three paths with one answer. The fast path decodes each message into a msgspec struct, so JSON syntax,
 types, required fields and fixed bounds are checked in C; the limits set at run time (message size,
-fields per map, feature-name length) and ISO-8601 times are checked per batch. Any message the fast path
-does not accept goes through the per-message validator (``validate``), which names the reason exactly as
-it always has: the fast path only decides *that* a message is valid, never *why* one is not. It is
-strict where msgspec is lenient (it skips the values of unknown fields without checking them), so an
-event with a field outside the contract takes the per-message path.
+fields per map, feature-name length) and ISO-8601 times are checked per chunk. Before it, a chunk whose
+events all carry a feature and segment name set learned from earlier accepted events decodes those maps
+into structs with one field per name, which is faster to decode and to pivot than dicts. Any message the
+fast path does not accept goes through the per-message validator (``validate``), which names the reason
+exactly as it always has: the fast paths only decide *that* a message is valid, never *why* one is not.
+It is strict where msgspec is lenient (it skips the values of unknown fields without checking them), so
+an event with a field outside the contract takes the per-message path.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -229,6 +232,56 @@ class _PredictionWithNulls(_Prediction):
 _WITHOUT_NULLS = frozenset({_Prediction})
 
 
+# --- faster path: events of a known shape -------------------------------------------------------------
+# Decoding a feature map into a dict costs msgspec about as much as the rest of the event (hashing every key
+# into a fresh table), and gathering dicts into columns costs a lookup per value. A struct whose fields are
+# exactly the feature names of a model decodes in well under that and comes out as a tuple in a fixed order,
+# so a chunk of such events is transposed into columns by one zip; the same goes for the segment map. The
+# shapes are learned from events the dict path accepted, so every name in a shape is a valid name and a
+# shape never has more than max_fields names; the scores' limit is part of the type.
+_SHAPES = 8  # shapes kept at once (one per model and feature set, typically)
+_SHAPE_BUILDS = 64  # shapes built over a decoder's life: endless new name sets cost a bounded amount
+
+
+class _Shape(NamedTuple):
+    """Feature and segment names in field order, and the decoder of an event whose feature map has exactly
+    these feature names and whose segment map, if it has one, exactly these segment names."""
+
+    features: tuple[str, ...]
+    segments: tuple[str, ...]
+    decode: Callable[[bytes], Any]
+
+
+def _named(struct_name: str, names: tuple[str, ...], value_type: Any) -> Any:
+    """A struct with one required field per name (renamed, so almost any string works as a name)."""
+    fields = [f"f{i}" for i in range(len(names))]
+    return msgspec.defstruct(
+        struct_name,
+        [(f, value_type) for f in fields],
+        rename=dict(zip(fields, names, strict=True)),
+        forbid_unknown_fields=True,
+        gc=False,
+    )
+
+
+def _shape(features: tuple[str, ...], segments: tuple[str, ...], max_fields: int) -> _Shape:
+    """An event with a name more or less, a null feature or an empty segment map where names are expected
+    fails to decode and takes the dict path. Raises ValueError for a name msgspec cannot rename to."""
+    scores = Annotated[dict[str, _Int | float], Meta(max_length=max_fields)]
+    event = msgspec.defstruct(
+        "_ShapedPrediction",
+        [
+            ("features", _named("_Features", features, _Value)),
+            ("segments", _named("_Segments", segments, str) | None, None),
+            ("scores", scores | None, None),
+        ],
+        bases=(_Prediction,),
+        forbid_unknown_fields=True,
+        gc=False,
+    )
+    return _Shape(features, segments, msgspec.json.Decoder(event).decode)
+
+
 class _Label(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """Label contract v1 as far as a type says it (one of label / outcomes is checked per batch)."""
 
@@ -265,6 +318,8 @@ def _decode_structs(
 
 _CHUNK = 128  # messages decoded and gathered together, while their objects are still in the CPU cache
 _EMPTY: dict[str, Any] = {}
+_FEATURES = attrgetter("features")
+_ASTUPLE = msgspec.structs.astuple
 
 
 def _too_many(maps: Sequence[dict[str, Any] | None], limit: int) -> bool:
@@ -293,6 +348,29 @@ def _part(maps: Sequence[dict[str, Any]]) -> list[tuple[str, Sequence[Any]]]:
             pass
     get = dict.get
     return [(name, list(map(get, maps, repeat(name)))) for name in dict.fromkeys(chain.from_iterable(maps))]
+
+
+def _shaped_part(
+    names: tuple[str, ...], structs: Sequence[Any], values: Sequence[Any], field: str, known: dict[str, list[Any]]
+) -> list[tuple[str, Sequence[Any]]]:
+    """:func:`_part` for the maps of a chunk of shaped events (None where an event has no such map): the
+    columns are one transpose of the structs' field tuples. Names the batch has not seen yet are put in the
+    order of the first event's JSON that has the map, as the dict path puts them."""
+    if not names:
+        return []
+    if None in structs:
+        blank = (None,) * len(names)
+        tuples = [blank if m is None else _ASTUPLE(m) for m in structs]
+    else:
+        tuples = list(map(_ASTUPLE, structs))
+    part: list[tuple[str, Sequence[Any]]] = list(zip(names, zip(*tuples, strict=True), strict=True))
+    if not all(map(known.__contains__, names)):
+        first = next((i for i, m in enumerate(structs) if m is not None), None)
+        if first is None:
+            return []
+        columns = dict(part)
+        part = [(name, columns[name]) for name in orjson.loads(values[first])[field]]
+    return part
 
 
 class _Pivot:
@@ -369,7 +447,6 @@ def _event_times(times: list[np.ndarray], index: np.ndarray, kafka_times: Sequen
     return out
 
 
-_FEATURES = attrgetter("features")
 _TIMESTAMP = attrgetter("timestamp")
 _PREDICTION_FIELDS = attrgetter(
     "prediction_id", "model", "model_version", "timestamp", "prediction", "segments", "scores", "latency_ms"
@@ -392,6 +469,10 @@ class PredictionDecoder:
         self.max_event_bytes = max_event_bytes
         self.max_fields = max_fields
         self._fast = (msgspec.json.Decoder(_Prediction).decode, msgspec.json.Decoder(_PredictionWithNulls).decode)
+        # Learned shapes by (feature names, segment names), least recently used first.
+        self._shapes: OrderedDict[tuple[tuple[str, ...], tuple[str, ...]], _Shape] = OrderedDict()
+        self._shape_builds = 0
+        self._unshapeable: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()  # at most _SHAPE_BUILDS
 
     def validate(self, value: bytes | None, kafka_time: float) -> dict[str, Any]:
         """One event as a checked dict; raises :class:`DecodeError` naming the broken field."""
@@ -472,15 +553,15 @@ class PredictionDecoder:
             and (s.scores is None or len(s.scores) <= limit)
         )
 
-    def _screen(self, structs: list[Any]) -> bool:
+    def _screen(self, structs: list[Any], *, shaped: bool = False) -> bool:
         """What the struct type cannot say, checked per chunk in C-level maps; True if every message passed.
-        A struct that fails becomes None (the per-message validator then names the reason)."""
+        A struct that fails becomes None (the per-message validator then names the reason). Shaped events
+        need only their times checked: their names are valid and few enough, and their type limits scores."""
         live = structs if None not in structs else [s for s in structs if s is not None]
         iso_times = str in set(map(type, map(_TIMESTAMP, live)))  # before any struct becomes None
         limit = self.max_fields
-        features = list(map(_FEATURES, live))
-        if (
-            _too_many(features, limit)
+        if not shaped and (
+            _too_many(features := list(map(_FEATURES, live)), limit)
             or max(map(len, chain.from_iterable(features)), default=0) > MAX_NAME_LENGTH
             or _too_many(list(map(attrgetter("segments"), live)), limit)
             or _too_many(list(map(attrgetter("scores"), live)), limit)
@@ -491,6 +572,80 @@ class PredictionDecoder:
         if iso_times:
             _epoch_times(structs)
         return None not in structs
+
+    def _shape_of(self, chunk: Sequence[bytes | None]) -> _Shape | None:
+        """The most recently used learned shape that fits the chunk's first or last message."""
+        for shape in reversed(list(self._shapes.values())):
+            for probe in (chunk[0], chunk[-1]):
+                if probe is not None and len(probe) <= self.max_event_bytes:
+                    try:
+                        shape.decode(probe)
+                    except _DECODE_ERRORS:
+                        continue
+                    self._shapes.move_to_end((shape.features, shape.segments))
+                    return shape
+        return None
+
+    def _shaped(
+        self, chunk: Sequence[bytes | None], start: int, kafka_times: Sequence[float], rejected: list[Rejected]
+    ) -> tuple[_Shape, list[Any], list[int] | range, Sequence[bytes | None]] | None:
+        """The chunk decoded with one learned shape: the shape, the valid rows, their input positions and their
+        messages. A message the shape does not take goes through the per-message validator at once: rejected,
+        it is dead-lettered with its reason and the rest of the chunk stays on this path; valid after all
+        (another name set, a null feature), the whole chunk takes the dict path instead (None)."""
+        shape = self._shape_of(chunk) if self._shapes else None
+        if shape is None:
+            return None
+        bad: dict[int, Rejected] = {}
+
+        def rejects(i: int) -> bool:
+            try:
+                self._struct(chunk[i], kafka_times[start + i])
+            except DecodeError as exc:
+                bad[i] = Rejected(start + i, exc.reason, exc.detail)
+                return True
+            return False
+
+        rows: list[Any]
+        limit = self.max_event_bytes
+        try:
+            if None in chunk or max(map(len, chunk)) > limit:  # type: ignore[arg-type]
+                raise TypeError
+            rows = list(map(shape.decode, chunk))  # type: ignore[arg-type]
+        except _DECODE_ERRORS:
+            rows = []
+            for i, value in enumerate(chunk):
+                try:
+                    if value is None or len(value) > limit:
+                        raise TypeError
+                    rows.append(shape.decode(value))
+                except _DECODE_ERRORS:
+                    if not rejects(i):
+                        return None
+                    rows.append(None)
+        if not self._screen(rows, shaped=True) and not all(
+            i in bad or rejects(i) for i, row in enumerate(rows) if row is None
+        ):
+            return None
+        if not bad:
+            return shape, rows, range(start, start + len(rows)), chunk
+        rejected.extend(sorted(bad.values()))
+        kept = [i for i, row in enumerate(rows) if row is not None]
+        return shape, [rows[i] for i in kept], [start + i for i in kept], [chunk[i] for i in kept]
+
+    def _learn(self, row: Any) -> None:
+        """Keep the names of an accepted event as a shape, so later chunks of its kind decode faster."""
+        key = (tuple(row.features), tuple(row.segments or ()))
+        if key in self._shapes or key in self._unshapeable or self._shape_builds >= _SHAPE_BUILDS:
+            return
+        self._shape_builds += 1
+        try:
+            self._shapes[key] = _shape(*key, self.max_fields)
+        except ValueError:  # msgspec cannot rename a field to a name with a quote, backslash or control character
+            self._unshapeable.add(key)
+            return
+        if len(self._shapes) > _SHAPES:
+            self._shapes.popitem(last=False)
 
     def decode(
         self, values: Sequence[bytes | None], kafka_times: Sequence[float]
@@ -521,11 +676,28 @@ class PredictionDecoder:
         # Absent and null are both None in a column; schema checks tell them apart. Only an event that needed
         # the nullable struct, or came through the per-message validator, can hold a null.
         nulls: dict[str, list[int]] = {}
-        decoders = self._fast if fast else None
-        chunks = _chunks(decoders, self._screen, self._struct, values, kafka_times, self.max_event_bytes, rejected)
-        for rows, positions in chunks:
-            if not rows:
-                continue
+        for start in range(0, len(values), _CHUNK):
+            chunk = values[start : start + _CHUNK]
+            shaped = self._shaped(chunk, start, kafka_times, rejected) if fast else None
+            positions: list[int] | range
+            if shaped is not None:
+                shape, rows, positions, messages = shaped
+                if not rows:
+                    continue
+                feature_part = _shaped_part(
+                    shape.features, list(map(_FEATURES, rows)), messages, "features", features.columns
+                )
+            else:
+                structs = _decode_structs(self._fast, chunk, self.max_event_bytes) if fast else [None] * len(chunk)
+                if self._screen(structs):
+                    rows, positions = structs, range(start, start + len(structs))
+                else:
+                    rows, positions = _settle(structs, values, kafka_times, start, self._struct, rejected)
+                if not rows:
+                    continue
+                if fast:
+                    self._learn(rows[0])
+                feature_part = _part(list(map(_FEATURES, rows)))
             first_row = len(ids)
             index.extend(positions)
             c_ids, c_models, c_versions, c_times, c_predictions, c_segments, c_scores, c_latency = zip(
@@ -540,9 +712,13 @@ class PredictionDecoder:
             scores.extend(c_scores)
             times.append(np.array(c_times, dtype=np.float64))
             latency.append(np.array(c_latency, dtype=np.float64))
-            features.add(_part(list(map(_FEATURES, rows))), len(rows))
-            segments.add(_part(c_segments if None not in c_segments else [m or _EMPTY for m in c_segments]), len(rows))
-            if not _WITHOUT_NULLS.issuperset(map(type, rows)):
+            features.add(feature_part, len(rows))
+            if shaped is not None:
+                segment_part = _shaped_part(shaped[0].segments, c_segments, messages, "segments", segments.columns)
+            else:
+                segment_part = _part(c_segments if None not in c_segments else [m or _EMPTY for m in c_segments])
+            segments.add(segment_part, len(rows))
+            if shaped is None and not _WITHOUT_NULLS.issuperset(map(type, rows)):
                 for row_no, row in enumerate(rows, first_row):
                     for name, value in row.features.items():
                         if value is None:

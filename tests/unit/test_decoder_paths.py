@@ -152,3 +152,167 @@ def test_a_bad_message_in_a_long_batch_leaves_its_neighbours_on_the_fast_path() 
     assert fast.features["x"][:3] == [0, 1, 2] and type(fast.features["x"][0]) is int
     assert fast.features["x"][298:301] == [299, None, None]
     assert fast.event_time[299] == T0 and "e" in fast.prediction_id
+
+
+# --- learned shapes: events whose feature maps share their names ---------------------------------------
+shape_names = st.lists(
+    st.one_of(
+        st.sampled_from(["x", "y", "plan", "age"]),
+        st.sampled_from(["x", "y", "plan", "age"]),
+        st.sampled_from(["", "é", 'a"b', "n" * 256, "n" * 257]),
+        st.text(max_size=3),
+    ),
+    max_size=5,
+    unique=True,
+)
+shape_values = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),  # orjson writes 64 bits; above int64 is the dict path
+    st.sampled_from(["a", "b", True, False, None]),
+)
+
+
+@st.composite
+def _shaped_batches(draw: st.DrawFn) -> list[list[bytes | None]]:
+    """Batches of events over a few feature-name sets (sometimes in another key order) and one segment map
+    per batch, so whole chunks share a shape, with events that differ (without segments, a name more or less,
+    a null, a wrong type, an ISO or bad time, too many segments or scores, broken bytes) at a rate drawn per
+    batch."""
+    sets = draw(st.lists(shape_names, min_size=1, max_size=3))
+    batches = []
+    for _ in range(draw(st.integers(1, 3))):
+        size = draw(st.sampled_from([1, 5, 127, 128, 129, 300]))
+        main = draw(st.sampled_from(sets))
+        if draw(st.booleans()):  # the same names as another batch, in another order
+            main = draw(st.permutations(main))
+        spoil_one_in = draw(st.sampled_from([0, 300, 40]))  # 0: a clean batch
+        other_one_in = draw(st.sampled_from([0, 100, 3]))  # how often an event uses another name set
+        wild = draw(st.integers(0, 3)) == 0  # drawn values (nulls, big integers, strings) in some rows
+        times = draw(st.sampled_from([None, 1.5e9, "2026-01-01T00:00:00Z"]))  # of every event in the batch
+        segments = draw(
+            st.sampled_from(
+                [
+                    {"country": "DE"},
+                    {"a": "1", "b": "2", "c": "3"},
+                    {"c": "3", "a": "1", "b": "2"},
+                    {'a"b': "1"},
+                    {},
+                    None,
+                ]
+            )
+        )
+        bare_one_in = draw(st.sampled_from([0, 0, 30]))  # how often an event has no segments
+        batch: list[bytes | None] = []
+        for i in range(size):
+            names = list(draw(st.sampled_from(sets)) if other_one_in and i % other_one_in == 1 else main)
+            if i % 50 == 7 and draw(st.booleans()):
+                names = draw(st.permutations(names))
+            event: dict[str, Any] = {
+                "prediction_id": f"p{i}",
+                "model": "m",
+                "features": {n: draw(shape_values) if wild and i % 7 == 3 else float(i) for n in names},
+                "prediction": 0.5,
+            }
+            if segments is not None and not (bare_one_in and i % bare_one_in == 2):
+                event["segments"] = segments
+            if times is not None:
+                event["timestamp"] = times
+            spoil = draw(st.integers(0, spoil_one_in)) if spoil_one_in else -1
+            if spoil == 0:
+                event["features"]["extra"] = 1
+            elif spoil == 1 and names:
+                del event["features"][names[0]]
+            elif spoil == 2:
+                event["timestamp"] = draw(st.sampled_from(["2026-01-01T00:00:00Z", "soon", -1, 4e10, 1.5e9]))
+            elif spoil == 3:
+                event["segments"] = {"country": 1}
+            elif spoil == 4:
+                event["scores"] = {"a": 0.1, "b": 0.2, "c": 0.7}
+            elif spoil == 5:
+                event["features"] = [1]
+            elif spoil == 9:
+                event["segments"] = {}
+            value = orjson.dumps(event)
+            if spoil == 6:
+                value = value[: len(value) // 2]
+            batch.append(None if spoil == 7 else value)
+        batches.append(batch)
+    return batches
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(_shaped_batches())
+def test_learned_shapes_match_the_per_message_validator(batches: list[list[bytes | None]]) -> None:
+    """A decoder that has learned shapes from earlier batches (and from earlier chunks of the same batch)
+    gives the same rows, columns, column order and rejects as the per-message validator."""
+    for decoder in (PredictionDecoder(), PredictionDecoder(max_fields=2)):
+        for batch in batches + batches:  # each batch twice: the second time every shape is known
+            times = [T0 + i for i in range(len(batch))]
+            fast, fast_rejected = decoder.decode(batch, times)
+            each, each_rejected = decoder.decode_each(batch, times)
+            assert fast_rejected == each_rejected
+            _same(fast, each)
+
+
+def _event(i: int, features: dict[str, Any]) -> bytes:
+    return orjson.dumps({"prediction_id": f"p{i}", "model": "m", "features": features, "prediction": 0.5})
+
+
+def test_a_known_shape_keeps_the_order_of_the_first_event_of_the_batch() -> None:
+    decoder = PredictionDecoder()
+    decoder.decode([_event(i, {"b": 1.0, "a": "x"}) for i in range(200)], [T0] * 200)
+    assert list(decoder._shapes) == [(("b", "a"), ())]  # learned in this order
+    batch, rejected = decoder.decode([_event(i, {"a": "y", "b": 2.0}) for i in range(200)], [T0] * 200)
+    assert rejected == [] and list(batch.features) == ["a", "b"]
+    assert batch.features["a"] == ["y"] * 200 and batch.features["b"] == [2.0] * 200
+
+
+def test_events_without_segments_in_a_known_shape_get_none_and_the_first_segment_map_gives_the_order() -> None:
+    def event(i: int, segments: dict[str, str] | None) -> bytes:
+        body = {"prediction_id": f"p{i}", "model": "m", "features": {"x": 1.0}, "prediction": 0.5}
+        return orjson.dumps(body if segments is None else {**body, "segments": segments})
+
+    decoder = PredictionDecoder()
+    decoder.decode([event(i, {"country": "DE", "gender": "F"}) for i in range(200)], [T0] * 200)
+    batch_values = [event(0, None)] + [event(i, {"gender": "M", "country": "US"}) for i in range(1, 200)]
+    batch_values[150] = event(150, None)
+    batch, rejected = decoder.decode(batch_values, [T0] * 200)
+    each, _ = decoder.decode_each(batch_values, [T0] * 200)
+    _same(batch, each)
+    assert rejected == [] and list(batch.segments) == ["gender", "country"]
+    assert batch.segments["country"][:2] == [None, "US"] and batch.segments["gender"][150] is None
+
+
+def test_a_bad_message_in_a_known_shape_is_dead_lettered_with_its_reason() -> None:
+    decoder = PredictionDecoder()
+    good = [_event(i, {"x": float(i), "c": "a"}) for i in range(300)]
+    decoder.decode(good, [T0] * 300)
+    spoiled = list(good)
+    spoiled[3] = good[3].replace(b'"prediction":0.5', b'"prediction":0.5,"timestamp":"soon"')
+    spoiled[5] = _event(5, {"x": float("inf"), "c": "a"}).replace(b"null", b"1e999")
+    spoiled[140] = _event(140, {"x": [1], "c": "a"})
+    spoiled[141] = _event(141, {"x": None, "c": "a"})
+    spoiled[299] = _event(299, {"x": 1.0, "c": "a", "n" * 257: 1.0})
+    seen: list[bytes] = []  # messages the dict path decoded
+
+    def watched(decode: Any) -> Any:
+        def watching(value: bytes) -> Any:
+            seen.append(value)
+            return decode(value)
+
+        return watching
+
+    decoder._fast = tuple(map(watched, decoder._fast))
+    batch, rejected = decoder.decode(spoiled, [T0] * 300)
+    # Only the chunk with the valid event holding a null took the dict path; the bad messages slowed only
+    # themselves (the per-message validator named their reasons).
+    assert seen and set(seen) <= set(spoiled[128:256])
+    assert [(r.position, r.reason) for r in rejected] == [
+        (3, "invalid_value"),  # found by the per-chunk time check, after the decoding found 5
+        (5, "non_finite"),
+        (140, "wrong_type"),
+        (299, "invalid_value"),
+    ]
+    assert rejected == decoder.decode_each(spoiled, [T0] * 300)[1]
+    assert len(batch) == 296 and batch.nulls == {"x": [138]} and batch.features["x"][:5] == [0.0, 1.0, 2.0, 4.0, 6.0]
