@@ -496,7 +496,8 @@ class PartitionEngine:
             test.pending = max(0, test.pending - 1)
             if test.last is None or result.seq >= test.last.seq:
                 test.last = result
-            touched.setdefault((model, version, name), []).append(((attr, value), tracker, state.last_event_time))
+            if self._needs_judging(state, name, (attr, value), tracker):
+                touched.setdefault((model, version, name), []).append(((attr, value), tracker, state.last_event_time))
         alerts: list[Alert] = []
         for (model, version, name), streams in touched.items():
             state = self.models[model, version]
