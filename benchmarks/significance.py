@@ -274,7 +274,7 @@ def _one_delay(
             name = "chi2_window" if det == "chi2" else det
             if name not in found and c_now > baseline_detections.get(det, 0):
                 found[name] = elapsed
-        test = state.tests.get((feature, *bucket))
+        test = state.window_test((feature, *bucket))
         if test is not None and test.last is not None and test.last.significant and test.last.seq > change_count:
             r = test.last
             for stat in ("psi", "js", "ks"):

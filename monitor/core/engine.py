@@ -43,11 +43,13 @@ from monitor.core.significance import (
     complete_windows,
 )
 from monitor.core.stats import OVERFLOW, CategoryVocabulary
+from monitor.core.windows import NumericWindow, NumericWindows
 
 PREDICTION = "__prediction__"
 LATENCY_BUCKETS_MS = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
 
 Tracker = NumericStream | CategoricalDriftTracker
+WindowTest = NumericWindow | BaselineWindowTest
 _NUMERIC_TYPES = frozenset({float, int, type(None)})
 _NUMBER_ONLY = frozenset({float, int})
 
@@ -96,7 +98,7 @@ class ModelState:
         self.perf: ModelPerformance | None = None
         self.fairness: FairnessTracker | None = None
         self.drifting: set[str] = set()  # features whose drift condition holds here (for concept-drift messages)
-        self.tests: dict[tuple[str, str, str], BaselineWindowTest] = {}  # window tests against the baseline
+        self.tests: dict[tuple[str, str, str], BaselineWindowTest] = {}  # categorical streams' window tests
         self.quality: SchemaWatch | None = None
         self.first_event_time = math.nan
         self.retrain = RetrainState()
@@ -108,6 +110,21 @@ class ModelState:
             if i is not None:
                 return NumericStream(block, i)
         return self.streams.get(key)
+
+    def window_test(self, key: tuple[str, str, str]) -> WindowTest | None:
+        """The stream's baseline window test, numeric or categorical (None before its first value)."""
+        for block in self.numeric.values():
+            i = block.index.get(key)
+            if i is not None:
+                return None if block.windows is None else NumericWindow(block.windows, i)
+        return self.tests.get(key)
+
+    def window_tests(self) -> Iterator[tuple[tuple[str, str, str], WindowTest]]:
+        for block in self.numeric.values():
+            if block.windows is not None:
+                for i, key in enumerate(block.keys):
+                    yield key, NumericWindow(block.windows, i)
+        yield from self.tests.items()
 
     def trackers(self) -> Iterator[tuple[tuple[str, str, str], Tracker]]:
         for block in self.numeric.values():
@@ -422,25 +439,40 @@ class PartitionEngine:
             schema=schema or None,
         )
 
+    def _profile_reference(self, state: ModelState, name: str, kind: str, bucket: tuple[str, str]) -> Reference | None:
+        """The baseline profile's reference for a stream, when the profile has one with a window's worth of events."""
+        profile = self.profiles.get(state.model, state.version)
+        if profile is None:
+            return None
+        ref = profile.streams.get((PREDICTION_FIELD if name == PREDICTION else name, *bucket))
+        if ref is None or ref.kind != kind or ref.events < self.config.significance.window_events:
+            return None
+        if ref.numeric is not None:
+            return ref.numeric
+        n_codes = self.config.monitoring.max_categories + 1
+        vocab = state.vocab[name]
+        codes = vocab.encode(list(ref.categories))
+        counts = np.bincount(codes, weights=list(ref.categories.values()), minlength=n_codes)
+        counts[vocab.capacity] += ref.other  # the profile's long tail is live traffic's overflow
+        return Reference("categorical", counts.astype(np.int64))
+
+    def _numeric_windows(self) -> NumericWindows | None:
+        sig = self.config.significance
+        if not sig.enabled:
+            return None
+        return NumericWindows(
+            window=sig.window_events,
+            baseline_events=sig.baseline_events,
+            bins=sig.bins,
+            numeric_test=sig.numeric_test,
+            exact_p_below=min(1.0, max(0.25, 4 * sig.fdr)),  # a discovery needs p <= fdr
+        )
+
     def _window_test(self, state: ModelState, name: str, kind: str, bucket: tuple[str, str]) -> BaselineWindowTest:
         key = (name, *bucket)
         test = state.tests.get(key)
         if test is None:
             sig = self.config.significance
-            reference: Reference | None = None
-            profile = self.profiles.get(state.model, state.version)
-            if profile is not None:
-                ref = profile.streams.get((PREDICTION_FIELD if name == PREDICTION else name, *bucket))
-                if ref is not None and ref.kind == kind and ref.events >= sig.window_events:
-                    if ref.numeric is not None:
-                        reference = ref.numeric
-                    else:
-                        n_codes = self.config.monitoring.max_categories + 1
-                        vocab = state.vocab[name]
-                        codes = vocab.encode(list(ref.categories))
-                        counts = np.bincount(codes, weights=list(ref.categories.values()), minlength=n_codes)
-                        counts[vocab.capacity] += ref.other  # the profile's long tail is live traffic's overflow
-                        reference = Reference("categorical", counts.astype(np.int64))
             test = state.tests[key] = BaselineWindowTest(
                 kind,
                 window=sig.window_events,
@@ -448,7 +480,7 @@ class PartitionEngine:
                 bins=sig.bins,
                 n_codes=self.config.monitoring.max_categories + 1,
                 numeric_test=sig.numeric_test,
-                reference=reference,
+                reference=self._profile_reference(state, name, kind, bucket),
                 exact_p_below=min(1.0, max(0.25, 4 * sig.fdr)),  # a discovery needs p <= fdr
             )
         return test
@@ -489,7 +521,7 @@ class PartitionEngine:
             state = self.models.get((model, version))
             if state is None:
                 continue
-            test = state.tests.get((name, attr, value))
+            test = state.window_test((name, attr, value))
             tracker = state.tracker((name, attr, value))
             if test is None or tracker is None:
                 continue
@@ -616,6 +648,7 @@ class PartitionEngine:
         lengths: np.ndarray,
         grouped: np.ndarray | None,
         grouped_times: np.ndarray,
+        grouped_positions: np.ndarray,
     ) -> dict[str, tuple[NumericStreams, np.ndarray]]:
         """Every numeric subject's streams updated together, one table per settings group; per subject, its
         table and each bucket's stream index (-1 where the stream cap turned the bucket away)."""
@@ -627,7 +660,8 @@ class PartitionEngine:
         for group, members in groups.items():
             block = state.numeric.get(group)
             if block is None:
-                block = state.numeric[group] = NumericStreams(self.config.detectors.for_feature(group))
+                settings = self.config.detectors.for_feature(group)
+                block = state.numeric[group] = NumericStreams(settings, self._numeric_windows())
             ids = np.empty((len(members), len(buckets)), dtype=np.int64)
             for f, (name, _) in enumerate(members):
                 for b, (bucket, _) in enumerate(buckets):
@@ -638,7 +672,7 @@ class PartitionEngine:
                             self.capped["stream"] += 1
                             i = -1
                         else:
-                            i = block.add_stream(key)
+                            i = block.add_stream(key, self._profile_reference(state, name, "numeric", bucket))
                             self.stream_count += 1
                     ids[f, b] = i
                 out[name] = (block, ids[f])
@@ -646,10 +680,13 @@ class PartitionEngine:
             values = (matrix if grouped is None else matrix[:, grouped]).ravel()
             stream = np.repeat(ids.ravel(), np.tile(lengths, len(members)))
             times = np.tile(grouped_times, len(members))
+            positions = np.tile(grouped_positions, len(members))
             if (ids < 0).any():
                 kept = stream >= 0
-                values, times, stream = values[kept], times[kept], stream[kept]
-            block.update(values, times, stream)
+                values, times, stream, positions = values[kept], times[kept], stream[kept], positions[kept]
+            for i, window in block.update(values, times, stream, positions):
+                self.fdr.add((state.model, state.version, *block.keys[i]), window.result)
+                self._closed.append(window)
         return out
 
     def _monitor_model(self, state: ModelState, batch: PredictionBatch, rows: np.ndarray | None) -> list[Alert]:
@@ -675,6 +712,7 @@ class PartitionEngine:
         lengths = np.array([n if part is None else part.size for _, part in buckets])
         grouped = None if len(buckets) == 1 else np.concatenate([np.arange(n)] + [p for _, p in buckets[1:]])
         grouped_times = times if grouped is None else times[grouped]
+        grouped_positions = positions if grouped is None else positions[grouped]
         # Every column converted before any tracker runs: the decoded values are still in the CPU cache then.
         conversions = [(name, values, self._column(state, name, values)) for name, values in columns]
         converted_columns = [(name, values, *c) for name, values, c in conversions if c is not None]
@@ -685,6 +723,7 @@ class PartitionEngine:
             lengths,
             grouped,
             grouped_times,
+            grouped_positions,
         )
         for name, values, kind, column, mismatch in converted_columns:
             if watch is not None and name != PREDICTION:
@@ -706,7 +745,7 @@ class PartitionEngine:
                     present = part_values >= 0
                 if tracker is None:
                     continue
-                if testing:
+                if testing and kind == "categorical":  # numeric streams' windows are counted with their table
                     test = self._window_test(state, name, kind, bucket)
                     part_positions = positions if part is None else positions[part]
                     closed = test.close_windows(part_values[present], part_times[present], part_positions[present])
@@ -881,7 +920,7 @@ class PartitionEngine:
                 return True
         elif tracker.last is not None and tracker.last.p_value < tracker.settings.categorical_alpha:
             return True
-        test = state.tests.get((name, *bucket))
+        test = state.window_test((name, *bucket))
         if test is not None and test.last is not None and test.last.significant:
             return True
         return self.lifecycle.is_firing(self._drift_key(state, name, bucket))
@@ -905,7 +944,7 @@ class PartitionEngine:
         fire = ev.detected and enough and significant and ev.effect >= threshold
         clear = enough and ev.effect < threshold * cfg.resolve_ratio
         statistic: float | None = None
-        test = state.tests.get((name, *bucket))
+        test = state.window_test((name, *bucket))
         verdict = test.last if test is not None else None
         if verdict is not None and verdict.significant is not None:
             # The baseline window test: a discovery of its round whose effect reaches the threshold.
@@ -1215,6 +1254,14 @@ class PartitionEngine:
             name = PREDICTION_FIELD if key[0] == PREDICTION else key[0]
             if not test.from_profile and (name, key[1], key[2]) in profile.streams:
                 del state.tests[key]  # rebuilt on the next value, against the profile's reference
+        for block in state.numeric.values():
+            windows = block.windows
+            if windows is None:
+                continue
+            for i, key in enumerate(block.keys):
+                name = PREDICTION_FIELD if key[0] == PREDICTION else key[0]
+                if not windows.from_profile[i] and (name, key[1], key[2]) in profile.streams:
+                    windows.restart(i, self._profile_reference(state, key[0], "numeric", (key[1], key[2])))
 
     def _upgrade(self, state: ModelState) -> None:
         """Give a model restored from an older snapshot the attributes later releases added, fresh."""
@@ -1228,8 +1275,12 @@ class PartitionEngine:
                 group = self._numeric_group(key[0])
                 block = state.numeric.get(group)
                 if block is None:
-                    block = state.numeric[group] = NumericStreams(self.config.detectors.for_feature(group))
-                block.adopt(key, tracker)
+                    settings = self.config.detectors.for_feature(group)
+                    block = state.numeric[group] = NumericStreams(settings, self._numeric_windows())
+                i = block.adopt(key, tracker)
+                test = state.tests.pop(key, None)  # its window test too, if it had one
+                if test is not None and block.windows is not None:
+                    block.windows.adopt(i, test)
         if "quality" in missing:
             state.quality = self._schema_watch(self.profiles.get(state.model, state.version))
         if state.perf is not None:
@@ -1349,6 +1400,7 @@ def _register_snapshot_classes() -> None:
         WindowTest,
         NumericDriftTracker,
         NumericStreams,
+        NumericWindows,
         StreamChunker,
         SequentialStreams,
         SequentialSettings,

@@ -30,6 +30,8 @@ from monitor.core.chunks import StreamChunker, run_lengths, run_starts
 from monitor.core.drift import QUANTILES, DriftEvidence, NumericDriftTracker
 from monitor.core.sequential import Z_CLIP, SequentialSettings, SequentialStreams
 from monitor.core.settings import DetectorSettings
+from monitor.core.significance import ClosedWindow, Reference
+from monitor.core.windows import NumericWindows
 
 HISTOGRAM_BINS = 64  # over ±HISTOGRAM_SD baseline standard deviations, plus one bin either side for the rest
 HISTOGRAM_SD = 4.0
@@ -42,9 +44,11 @@ class NumericStreams:
     >>> i = s.add_stream(("x", "", ""))
     >>> rng = np.random.default_rng(0)
     >>> s.update(rng.normal(10, 2, 2000), np.arange(2000.0), np.zeros(2000, dtype=np.int64))
+    []
     >>> s.evidence(i).detected
     False
     >>> s.update(rng.normal(14, 2, 2000), np.arange(2000.0, 4000.0), np.zeros(2000, dtype=np.int64))
+    []
     >>> ev = s.evidence(i)
     >>> (ev.detected, ev.effect > 1.5, ev.direction)
     (True, True, 'rose')
@@ -52,8 +56,9 @@ class NumericStreams:
 
     kind = "numeric"
 
-    def __init__(self, settings: DetectorSettings) -> None:
+    def __init__(self, settings: DetectorSettings, windows: NumericWindows | None = None) -> None:
         self.warmup = settings.warmup_events
+        self.windows = windows  # the streams' baseline window tests, when significance testing is on
         self.keys: list[tuple[str, str, str]] = []
         self.index: dict[tuple[str, str, str], int] = {}
         self.count = np.zeros(0, dtype=np.int64)  # values offered, missing ones included
@@ -87,10 +92,12 @@ class NumericStreams:
     def size(self) -> int:
         return len(self.keys)
 
-    def add_stream(self, key: tuple[str, str, str]) -> int:
-        """A new stream; its index."""
+    def add_stream(self, key: tuple[str, str, str], reference: Reference | None = None) -> int:
+        """A new stream, tested against ``reference`` if given (else against what it learns); its index."""
         i = self.index[key] = len(self.keys)
         self.keys.append(key)
+        if self.windows is not None:
+            self.windows.add_stream(reference)
 
         def more(a: np.ndarray, fill: float) -> np.ndarray:
             return np.concatenate([a, np.full((1, *a.shape[1:]), fill, dtype=a.dtype)])
@@ -141,10 +148,13 @@ class NumericStreams:
         return i
 
     # ------------------------------------------------------------------ update
-    def update(self, values: np.ndarray, times: np.ndarray, stream: np.ndarray) -> None:
-        """Values (``NaN`` missing) grouped by stream, one contiguous run per stream, in arrival order."""
+    def update(
+        self, values: np.ndarray, times: np.ndarray, stream: np.ndarray, positions: np.ndarray | None = None
+    ) -> list[tuple[int, ClosedWindow]]:
+        """Values (``NaN`` missing) grouped by stream, one contiguous run per stream, in arrival order, with
+        their partition positions (for the window tests' rounds); the windows that closed, by stream."""
         if values.size == 0:
-            return
+            return []
         starts = run_starts(stream)
         owners = stream[starts]
         self.count[owners] += run_lengths(starts, stream.size)
@@ -152,11 +162,17 @@ class NumericStreams:
         if not present.all():
             self.missing[owners] += np.add.reduceat(~present, starts)
             values, times, stream = values[present], times[present], stream[present]
+            if positions is not None:
+                positions = positions[present]
             if values.size == 0:
-                return
+                return []
             starts = run_starts(stream)
             owners = stream[starts]
         runs = run_lengths(starts, stream.size)
+        closed: list[tuple[int, ClosedWindow]] = []
+        if self.windows is not None:
+            where = positions if positions is not None else np.full(values.size, -1, dtype=np.int64)
+            closed = self.windows.update(values, times, where, stream)
         before = self.n[owners]
         with np.errstate(over="ignore", invalid="ignore"):  # absurd values (1e308) make inf moments, as they should
             self._moments(values, starts, owners, runs)
@@ -166,11 +182,12 @@ class NumericStreams:
             later = position >= self.warmup
             values, times, stream = values[later], times[later], stream[later]
             if values.size == 0:
-                return
+                return closed
         self._count_bins(values, stream)
         changes = self.detectors.update(self.chunker.add_grouped(values, times, stream))
         for c in changes:
             self.detections[c.stream, 0 if c.detector == "adwin" else 1] += 1
+        return closed
 
     def _moments(self, x: np.ndarray, starts: np.ndarray, owners: np.ndarray, runs: np.ndarray) -> None:
         k = runs.astype(np.float64)

@@ -272,7 +272,7 @@ def _window_verdict(eng: PartitionEngine, model: str, version: str, feature: str
     if state is None:
         return None
     name = PREDICTION_STREAM if feature == "prediction" else feature
-    test = state.tests.get((name, *_bucket_of(segment)))
+    test = state.window_test((name, *_bucket_of(segment)))
     verdict = getattr(test, "last", None)
     return verdict if verdict is not None and verdict.significant is not None else None
 

@@ -381,7 +381,7 @@ def _baseline_families(engines: list[PartitionEngine], fdr: float) -> list[Metri
                 learned = st.quality.schema is not None and not st.quality.from_profile
                 if st.quality.from_profile or learned:
                     sources[model, version, "profile" if st.quality.from_profile else "learned"] = 1.0
-            for (name, attr, value), test in st.tests.items():
+            for (name, attr, value), test in st.window_tests():
                 r = test.last
                 if r is None or r.adjusted_p is None:
                     continue

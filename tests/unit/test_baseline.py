@@ -260,7 +260,7 @@ def _run(engine: PartitionEngine, means: list[float], seed: int, batch: int = 50
         assert not res.rejected
         alerts += res.alerts
         if start == 0:
-            test = engine.models["m", "v1"].tests["x", "", ""]
+            test = engine.models["m", "v1"].window_test(("x", "", ""))
             assert test.from_profile and test.reference is not None  # no warm-up on the stream itself
     return alerts
 
@@ -293,7 +293,7 @@ def test_the_engine_tests_against_the_profile_from_the_first_window_and_fires_on
     assert fired[0].detector in ("psi", "adwin", "page_hinkley")
     assert not [a for a in alerts if a.subject == "c" or a.kind in ("schema", "data_quality")]
     # The window test against the profile sees the shift too (whichever detector fired first).
-    last = engine.models["m", "v1"].tests["x", "", ""].last
+    last = engine.models["m", "v1"].window_test(("x", "", "")).last
     assert last is not None and last.significant and last.psi >= 0.2 and last.baseline["events"] == 20_000
 
 
@@ -301,9 +301,10 @@ def test_a_stream_that_matches_the_profile_raises_no_input_alert(engine_profile)
     engine = _engine(engine_profile)
     alerts = _run(engine, [50.0] * 20_000, seed=2)
     assert [(a.kind, a.subject) for a in alerts if a.kind in ("data_drift", "schema", "data_quality")] == []
-    tests = engine.models["m", "v1"].tests
-    assert tests["x", "", ""].tests == 20 and tests["c", "", ""].from_profile
-    assert math.isfinite(tests["x", "", ""].last.psi) and tests["x", "", ""].last.psi < 0.05
+    state = engine.models["m", "v1"]
+    x, c = state.window_test(("x", "", "")), state.window_test(("c", "", ""))
+    assert x.tests == 20 and x.from_profile and c.from_profile
+    assert math.isfinite(x.last.psi) and x.last.psi < 0.05
 
 
 # ------------------------------------------------------------------------------------------ (6) CLI

@@ -135,4 +135,4 @@ def test_a_profile_configured_after_a_restart_takes_over_from_the_learned_baseli
     assert restored.quality is not None and restored.quality.from_profile
     assert ("age", "", "") not in restored.tests  # rebuilt against the profile on the next value
     _feed(twin, values[3_000:], 1_000)
-    assert restored.tests["age", "", ""].from_profile
+    assert restored.window_test(("age", "", "")).from_profile

@@ -1,0 +1,255 @@
+"""Tumbling baseline windows of many numeric streams at once (engine v2's window tests).
+
+Each stream's present values are binned on its reference's quantile bins (learned from the stream's first
+``baseline_events`` values, or given by a baseline profile) and counted in tumbling windows of ``window``
+values. A batch adds the values of every stream with a few numpy calls: one ``bincount`` over
+(stream, window, bin) cells, as :mod:`monitor.core.chunks` does for chunks. The windows that closed come
+out as :class:`~monitor.core.significance.ClosedWindow`, for :func:`~monitor.core.significance.complete_windows`
+to test together with every other window the batch closed.
+
+The results equal :class:`~monitor.core.significance.BaselineWindowTest`'s, stream by stream, at any batch
+size (tests/unit/test_windows.py). Python loops remain per stream only where the work is per stream: a
+stream still learning its reference, binning on each stream's own edges, and each window that closed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from monitor.core.chunks import run_lengths, run_starts
+from monitor.core.significance import BaselineWindowTest, ClosedWindow, Reference, WindowResult
+
+
+class NumericWindows:
+    """Window-test state of numeric streams, indexed like the :class:`NumericStreams` they belong to."""
+
+    def __init__(
+        self, *, window: int, baseline_events: int, bins: int, numeric_test: str, exact_p_below: float
+    ) -> None:
+        self.window = window
+        self.baseline_events = baseline_events
+        self.bins = bins
+        self.numeric_test = numeric_test
+        self.exact_p_below = exact_p_below
+        self.references: list[Reference | None] = []
+        self.from_profile: list[bool] = []
+        self.warm: dict[int, np.ndarray] = {}  # values of streams still learning their reference
+        self.counts = np.zeros((0, bins + 1), dtype=np.int64)  # the open window's bin counts
+        self.filled = np.zeros(0, dtype=np.int64)
+        self.total = np.zeros(0)  # the open window's sum of values
+        self.start = np.zeros(0)  # the open window's first event time
+        self.seen = np.zeros(0, dtype=np.int64)  # present values taken, warm-up included
+        self.tests = np.zeros(0, dtype=np.int64)
+        self.pending = np.zeros(0, dtype=np.int64)  # results handed out and not decided yet
+        self.last: list[WindowResult | None] = []  # the latest decided result of each stream
+
+    @property
+    def size(self) -> int:
+        return len(self.references)
+
+    def add_stream(self, reference: Reference | None = None) -> int:
+        i = self.size
+        self.references.append(None)
+        self.from_profile.append(False)
+        self.last.append(None)
+        self.counts = np.concatenate([self.counts, np.zeros((1, self.counts.shape[1]), dtype=np.int64)])
+        self.filled, self.total = np.append(self.filled, 0), np.append(self.total, 0.0)
+        self.start, self.seen = np.append(self.start, math.nan), np.append(self.seen, 0)
+        self.tests, self.pending = np.append(self.tests, 0), np.append(self.pending, 0)
+        self.set_reference(i, reference)
+        return i
+
+    def set_reference(self, i: int, reference: Reference | None) -> None:
+        """Test stream ``i`` against ``reference`` (a profile's) from now on, or learn one when None."""
+        self.references[i] = reference
+        self.from_profile[i] = reference is not None
+        if reference is None:
+            self.warm[i] = np.empty(0)
+        else:
+            self.warm.pop(i, None)
+            self._widen(reference.counts.size)
+        self.counts[i] = 0
+        self.filled[i], self.total[i], self.start[i] = 0, 0.0, math.nan
+
+    def restart(self, i: int, reference: Reference | None) -> None:
+        """Stream ``i`` starts again, as a new stream would: against ``reference``, or learning one."""
+        self.set_reference(i, reference)
+        self.seen[i] = self.tests[i] = self.pending[i] = 0
+        self.last[i] = None
+
+    def _widen(self, bins: int) -> None:
+        if bins > self.counts.shape[1]:
+            self.counts = np.pad(self.counts, ((0, 0), (0, bins - self.counts.shape[1])))
+
+    def adopt(self, i: int, test: BaselineWindowTest) -> None:
+        """Stream ``i`` continues a test from an older release's snapshot, where each stream had its own."""
+        self.references[i], self.from_profile[i] = test.reference, test.from_profile
+        if test.reference is None:
+            self.warm[i] = np.concatenate(test._warm) if test._warm else np.empty(0)
+        else:
+            self.warm.pop(i, None)
+            self._widen(test._counts.size)
+            self.counts[i, : test._counts.size] = test._counts
+        self.filled[i], self.total[i], self.start[i] = test._filled, test._sum, test._start
+        self.seen[i], self.tests[i], self.pending[i] = test.seen, test.tests, test.pending
+        self.last[i] = test.last
+
+    def update(
+        self, values: np.ndarray, times: np.ndarray, positions: np.ndarray, stream: np.ndarray
+    ) -> list[tuple[int, ClosedWindow]]:
+        """Present values grouped by stream (one run each, arrival order kept), with their event times and
+        partition positions; the windows that closed, their statistics still to compute."""
+        if values.size == 0:
+            return []
+        starts = run_starts(stream)
+        runs = run_lengths(starts, stream.size)
+        owners = stream[starts]
+        codes = np.empty(values.size, dtype=np.int64)
+        keep = np.ones(values.size, dtype=bool)
+        for s, a, r in zip(owners.tolist(), starts.tolist(), runs.tolist(), strict=True):
+            b = a
+            if s in self.warm:  # still learning the reference: the first values go to the warm-up
+                take = min(self.baseline_events - self.warm[s].size, r)
+                self.warm[s] = np.concatenate([self.warm[s], values[a : a + take]])
+                self.seen[s] += take
+                keep[a : a + take] = False
+                b = a + take
+                if self.warm[s].size >= self.baseline_events:
+                    self.references[s] = Reference.numeric(self.warm.pop(s), self.bins)
+                    self._widen(self.references[s].counts.size)
+                else:
+                    continue
+            ref = self.references[s]
+            assert ref is not None
+            codes[b : a + r] = np.searchsorted(ref.edges, values[b : a + r], side="left")
+        if not keep.all():
+            values, times, positions, stream, codes = (x[keep] for x in (values, times, positions, stream, codes))
+            if values.size == 0:
+                return []
+            starts = run_starts(stream)
+            runs = run_lengths(starts, stream.size)
+            owners = stream[starts]
+        return self._count(values, times, positions, codes, starts, runs, owners)
+
+    def _count(
+        self,
+        x: np.ndarray,
+        t: np.ndarray,
+        positions: np.ndarray,
+        codes: np.ndarray,
+        starts: np.ndarray,
+        runs: np.ndarray,
+        owners: np.ndarray,
+    ) -> list[tuple[int, ClosedWindow]]:
+        """Count values into (stream, window) cells; close every cell that fills its window."""
+        width_bins = self.counts.shape[1]
+        filled = self.filled[owners]
+        rank = np.arange(x.size) - np.repeat(starts, runs)
+        local = (np.repeat(filled, runs) + rank) // self.window  # 0: the stream's open window
+        span = int(local.max()) + 1
+        dense = np.repeat(np.arange(owners.size), runs)
+        cell = dense * span + local
+        n_cells = owners.size * span
+        counts = np.bincount(cell * width_bins + codes, minlength=n_cells * width_bins).reshape(n_cells, width_bins)
+        sizes = counts.sum(axis=1)
+        sums = np.bincount(cell, weights=x, minlength=n_cells)
+        first = run_starts(cell)
+        last = np.empty_like(first)
+        last[:-1], last[-1] = first[1:] - 1, cell.size - 1
+        start_time = np.full(n_cells, np.nan)
+        end_time = np.full(n_cells, np.nan)
+        end_position = np.full(n_cells, -1, dtype=np.int64)
+        start_time[cell[first]] = t[first]
+        end_time[cell[last]] = t[last]
+        end_position[cell[last]] = positions[last]
+        head = np.arange(owners.size) * span  # each stream's open window continues in its first cell
+        counts[head] += self.counts[owners]
+        sizes[head] += filled
+        sums[head] += self.total[owners]
+        start_time[head] = np.where(filled > 0, self.start[owners], start_time[head])
+        seen_before = self.seen[owners]
+        self.seen[owners] += runs
+        closed: list[tuple[int, ClosedWindow]] = []
+        for c in np.flatnonzero(sizes == self.window).tolist():
+            k = c // span
+            s = int(owners[k])
+            seq = int(seen_before[k]) + (c % span + 1) * self.window - int(filled[k])
+            window = self._close(s, seq, counts[c], float(sums[c]), float(start_time[c]), float(end_time[c]))
+            window.result.position = int(end_position[c])
+            closed.append((s, window))
+        # the open window of each stream: the last cell, unless it closed
+        last_cell = head + (local[starts + runs - 1])
+        open_ = sizes[last_cell] < self.window
+        self.counts[owners] = np.where(open_[:, None], counts[last_cell], 0)
+        self.filled[owners] = np.where(open_, sizes[last_cell], 0)
+        self.total[owners] = np.where(open_, sums[last_cell], 0.0)
+        self.start[owners] = np.where(open_, start_time[last_cell], np.nan)
+        if closed:
+            done = owners[np.flatnonzero(sizes == self.window) // span]
+            np.add.at(self.tests, done, 1)
+            np.add.at(self.pending, done, 1)
+        return closed
+
+    def _close(self, s: int, seq: int, counts: np.ndarray, total: float, start: float, end: float) -> ClosedWindow:
+        ref = self.references[s]
+        assert ref is not None
+        cur = counts[: ref.counts.size].copy()
+        result = WindowResult(
+            seq,
+            end,
+            self.window,
+            ref.events,
+            math.nan,
+            math.nan,
+            None,
+            math.nan,
+            self.numeric_test,
+            {"mean": total / self.window, "events": self.window},
+            {"mean": ref.mean, "std": ref.std, "events": ref.events},
+        )
+        result.start_time = start
+        return ClosedWindow(result, ref.counts, cur, "numeric", self.exact_p_below)
+
+
+class NumericWindow:
+    """One stream of a :class:`NumericWindows`, read and written like a :class:`BaselineWindowTest`."""
+
+    kind = "numeric"
+
+    def __init__(self, table: NumericWindows, i: int) -> None:
+        self.table = table
+        self.i = i
+
+    @property
+    def last(self) -> WindowResult | None:
+        return self.table.last[self.i]
+
+    @last.setter
+    def last(self, result: WindowResult | None) -> None:
+        self.table.last[self.i] = result
+
+    @property
+    def pending(self) -> int:
+        return int(self.table.pending[self.i])
+
+    @pending.setter
+    def pending(self, n: int) -> None:
+        self.table.pending[self.i] = n
+
+    @property
+    def from_profile(self) -> bool:
+        return self.table.from_profile[self.i]
+
+    @property
+    def reference(self) -> Reference | None:
+        return self.table.references[self.i]
+
+    @property
+    def tests(self) -> int:
+        return int(self.table.tests[self.i])
+
+    def view(self) -> dict[str, Any]:
+        return {"tests": self.tests, "pending": self.pending, "from_profile": self.from_profile}

@@ -1,0 +1,110 @@
+"""The window table gives each stream exactly the windows its own BaselineWindowTest would, at any batch size."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import monitor.core.engine  # noqa: F401  (registers the engine's classes for snapshots)
+from monitor.core import snapshot as snap
+from monitor.core.significance import BaselineWindowTest, Reference, complete_windows
+from monitor.core.windows import NumericWindows
+
+WINDOW, BASELINE, BINS = 100, 250, 10
+
+
+def _table(references: list[Reference | None]) -> NumericWindows:
+    t = NumericWindows(window=WINDOW, baseline_events=BASELINE, bins=BINS, numeric_test="ks", exact_p_below=1.0)
+    for r in references:
+        t.add_stream(r)
+    return t
+
+
+def _streams(seed: int, n_streams: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of interleaved streams (uneven shares, one shifted half-way), as a partition sees them."""
+    rng = np.random.default_rng(seed)
+    stream = rng.choice(n_streams, size=n, p=np.arange(1, n_streams + 1) / sum(range(1, n_streams + 1)))
+    values = rng.normal(0, 1, n) + np.where((stream == 0) & (np.arange(n) > n // 2), 1.5, 0.0)
+    values[rng.random(n) < 0.02] = np.round(values[rng.random(n) < 0.02].mean(), 1)  # ties, as real data has
+    return values, np.arange(n, dtype=np.float64) * 0.5, stream
+
+
+def _summary(result) -> tuple:
+    return (
+        result.seq,
+        result.time,
+        result.start_time,
+        result.position,
+        round(result.current["mean"], 9),
+        round(result.psi, 9),
+        round(result.p_value, 12),
+    )
+
+
+def _per_stream(values, times, stream, references) -> list[list[tuple]]:
+    out = []
+    for s, ref in enumerate(references):
+        mask = stream == s
+        t = BaselineWindowTest("numeric", window=WINDOW, baseline_events=BASELINE, bins=BINS, reference=ref)
+        out.append([_summary(r) for r in t.update(values[mask], times[mask], np.flatnonzero(mask))])
+    return out
+
+
+def _table_results(table: NumericWindows, values, times, stream, cuts: list[int]) -> list[list[tuple]]:
+    out: list[list[tuple]] = [[] for _ in range(table.size)]
+    positions = np.arange(values.size)
+    for lo, hi in itertools.pairwise(sorted({0, values.size, *cuts})):
+        v, t, s, p = values[lo:hi], times[lo:hi], stream[lo:hi], positions[lo:hi]
+        order = np.argsort(s, kind="stable")  # grouped by stream, arrival order kept: as the engine passes them
+        closed = table.update(v[order], t[order], p[order], s[order])
+        complete_windows([c for _, c in closed])
+        for i, c in closed:
+            out[i].append(_summary(c.result))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("cuts", [[], [1, 7, 99, 100, 101, 777, 2500, 2501], list(range(0, 6000, 333))])
+def test_each_stream_gets_the_windows_its_own_test_would(seed: int, cuts: list[int]) -> None:
+    values, times, stream = _streams(seed, 4, 6000)
+    references: list[Reference | None] = [None, None, None, None]
+    assert _table_results(_table(references), values, times, stream, cuts) == _per_stream(
+        values, times, stream, references
+    )
+
+
+def test_a_profile_reference_is_used_from_the_first_value() -> None:
+    values, times, stream = _streams(5, 3, 3000)
+    ref = Reference.numeric(np.random.default_rng(9).normal(0, 1, 5000), BINS)
+    references: list[Reference | None] = [ref, None, ref]
+    got = _table_results(_table(references), values, times, stream, [10, 500])
+    want = _per_stream(values, times, stream, references)
+    assert got == want
+    assert got[0] and got[0][0][0] == WINDOW  # the first window closes after WINDOW values: no warm-up
+
+
+def test_a_shift_shows_in_the_shifted_stream_only() -> None:
+    values, times, stream = _streams(3, 3, 12_000)
+    table = _table([None, None, None])
+    positions = np.arange(values.size)
+    order = np.argsort(stream, kind="stable")
+    closed = table.update(values[order], times[order], positions[order], stream[order])
+    complete_windows([c for _, c in closed])
+    late = [(i, c.result.psi) for i, c in closed if c.result.position > 8000]
+    shifted = [p for i, p in late if i == 0]
+    others = [p for i, p in late if i != 0]
+    assert np.mean(shifted) > 0.5 > 4 * np.mean(others)  # 100-value windows are noisy: compare averages
+
+
+def test_a_snapshot_continues_exactly() -> None:
+    values, times, stream = _streams(4, 3, 5000)
+    straight = _table([None, None, None])
+    full = _table_results(straight, values, times, stream, [1234])
+    first = _table([None, None, None])
+    head = _table_results(first, values[:1234], times[:1234], stream[:1234], [])
+    restored = snap.loads(snap.dumps(first))
+    tail = _table_results(restored, values[1234:], times[1234:], stream[1234:], [])
+    tail = [[(r[0], r[1], r[2], r[3] + 1234, *r[4:]) for r in rows] for rows in tail]  # positions restart at 0
+    assert [h + t for h, t in zip(head, tail, strict=True)] == full
