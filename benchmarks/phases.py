@@ -197,14 +197,51 @@ def end_to_end(args: dict[str, Any]) -> dict[str, Any]:
     elapsed = time.perf_counter() - (started or time.perf_counter())
     stats = mon.service.stats
     longest = stats.checkpoint_seconds_max  # read before stop(): the final checkpoint holds no consume loop
+    longest_steps = dict(stats.longest_checkpoint)
+    with mon.service.lock:
+        parts = [_snapshot_parts(e) for e in mon.service.engines.values()]
     mon.stop()
     return {
         "events_per_s": (total - first) / elapsed if elapsed > 0 and total > first else float("nan"),
         "checkpoints": stats.checkpoints,
         "checkpoint_s": stats.checkpoint_seconds,
         "checkpoint_s_max": longest,
+        "checkpoint_longest": longest_steps,
         "checkpoint_bytes": stats.last_checkpoint_bytes,
+        "snapshot_partition_bytes": max((p["total"] for p in parts), default=0),
+        "snapshot_parts": max(parts, key=lambda p: p["total"], default={}),
         "peak_rss_mb": _rss_mb(),
+    }
+
+
+def _snapshot_parts(engine: Any) -> dict[str, Any]:
+    """One partition's snapshot in bytes (uncompressed and compressed), split into model state, join store and the
+    rest, and what encoding it costs (taken after the run, so it does not count in the checkpoint figures)."""
+    import zlib
+
+    from monitor.core import snapshot
+
+    t = time.perf_counter()
+    data = engine.snapshot()
+    encode_s = time.perf_counter() - t
+    t = time.perf_counter()
+    raw = snapshot.dumps(data)
+    dumps_s = time.perf_counter() - t
+    t = time.perf_counter()
+    compressed = zlib.compress(raw, 3)
+    compress_s = time.perf_counter() - t
+    state = data["state"]
+    models = len(snapshot.dumps(state["models"]))
+    joiner = len(snapshot.dumps(state["joiner"]))
+    return {
+        "total": len(raw),
+        "compressed": len(compressed),
+        "models": models,
+        "joiner": joiner,
+        "rest": len(raw) - models - joiner,
+        "encode_s": encode_s,
+        "dumps_s": dumps_s,
+        "compress_s": compress_s,
     }
 
 

@@ -148,14 +148,32 @@ def plot(scale: dict[str, list[dict[str, Any]]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def end_to_end_only(n: int) -> dict[str, Any]:
+    """The end_to_end phase alone, on the same topics and workload as in a full run (7+ minutes less)."""
+    with EmbeddedBroker() as broker:
+        names = topics(broker.bootstrap)
+        w = make(n, seed=0)
+        fill(broker.bootstrap, names["topic"], w.predictions, w.keys)
+        fill(broker.bootstrap, names["labels_topic"], w.labels, w.label_keys)
+        return phase("end_to_end", bootstrap=broker.bootstrap, n=n, n_labels=len(w.labels), **names)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     ap.add_argument("--png", default=str(ROOT / "benchmarks" / "scaling.png"))
+    ap.add_argument(
+        "--end-to-end-only",
+        action="store_true",
+        help="run only the end_to_end phase on freshly filled topics and print its JSON (writes nothing)",
+    )
     args = ap.parse_args(argv)
     q = args.quick
     n = 3000 if q else 200_000
+    if args.end_to_end_only:
+        print(json.dumps(end_to_end_only(n), indent=1))
+        return 0
     started = time.time()
     results: dict[str, Any] = {}
     with EmbeddedBroker() as broker:

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -263,6 +263,8 @@ class LoopStats:
     checkpoint_seconds: float = 0.0
     checkpoint_seconds_max: float = 0.0  # the longest a checkpoint has held the loop since the start
     last_checkpoint_bytes: int = 0
+    # the longest checkpoint's partitions, bytes and seconds per step (benchmarks read it to say what dominates)
+    longest_checkpoint: dict[str, Any] = field(default_factory=dict)
     restores: int = 0
     restore_seconds: float = 0.0
 
@@ -663,6 +665,7 @@ class MonitorService:
             self._publish(outbox, stop)
             return
         started = time.perf_counter()
+        steps = dict.fromkeys(("snapshot", "dumps", "write", "flush", "alerts", "commit"), 0.0)
         offsets: dict[tuple[str, int], int] = {}
         payloads: dict[int, bytes] = {}
         with self.lock:
@@ -674,24 +677,31 @@ class MonitorService:
                     "predictions": self._next.get((k.predictions_topic, p)),
                     "labels": self._next.get((k.labels_topic, p)),
                 }
+                t = time.perf_counter()
+                state = engine.snapshot()
+                steps["snapshot"] += time.perf_counter() - t
+                t = time.perf_counter()
                 payloads[p] = snap.dumps(
                     {
                         "source": [k.group_id, k.predictions_topic],
                         "offsets": covered,
-                        "engine": engine.snapshot(),
+                        "engine": state,
                         "outbox": [a.to_dict() for a in outbox.get(p, [])],
                         "written_at": time.time(),
                     }
                 )
+                steps["dumps"] += time.perf_counter() - t
                 for topic, role in ((k.predictions_topic, "predictions"), (k.labels_topic, "labels")):
                     if covered[role] is not None:
                         offsets[topic, p] = int(covered[role])  # type: ignore[arg-type]
                 self._since_checkpoint[p] = 0
                 self._last_checkpoint[p] = time.monotonic()
         size = sum(len(v) for v in payloads.values())
+        t = time.perf_counter()
         self.sink.begin()  # snapshots go into the open transaction too (no-op without transactions)
         for p, payload in payloads.items():
             self.store.write(p, payload)
+        steps["write"] = time.perf_counter() - t
         if self.sink.transactional and self.consumer is not None:
             # Exactly-once: snapshots, dead letters and alerts produced since the last checkpoint, and the
             # offsets, commit as one transaction (aborted on failure: the next owner replays the batch).
@@ -700,10 +710,11 @@ class MonitorService:
             self.sink.commit(todo, self.consumer.consumer_group_metadata())
             for tp in todo:
                 self._committed[tp.topic, tp.partition] = tp.offset
-            self._checkpoint_done(started, size)
+            self._checkpoint_done(started, size, sorted(payloads), steps)
             return
         has_alerts = any(outbox.values())
         self._fault("before_snapshot_flush", has_alerts)
+        t = time.perf_counter()
         self.sink.flush(stop)
         for attempt in range(1, 6):  # a snapshot the broker did not take is written again; nothing goes on before
             failed, self.store.failed = self.store.failed & set(payloads), set()
@@ -715,21 +726,28 @@ class MonitorService:
             for p in failed:
                 self.store.write(p, payloads[p])
             self.sink.flush(stop)
+        steps["flush"] = time.perf_counter() - t
         self._fault("after_snapshot", has_alerts)
+        t = time.perf_counter()
         self._publish(outbox, stop)
+        steps["alerts"] = time.perf_counter() - t
         self._fault("after_alerts", has_alerts)
+        t = time.perf_counter()
         self._commit(offsets)
+        steps["commit"] = time.perf_counter() - t
         self._fault("after_commit", has_alerts)
-        self._checkpoint_done(started, size)
+        self._checkpoint_done(started, size, sorted(payloads), steps)
 
     def _fault(self, step: str, has_alerts: bool) -> None:
         if self._faults is not None:
             self._faults(step, has_alerts)
 
-    def _checkpoint_done(self, started: float, size: int) -> None:
+    def _checkpoint_done(self, started: float, size: int, partitions: list[int], steps: dict[str, float]) -> None:
         took = time.perf_counter() - started
         self.stats.checkpoints += 1
         self.stats.checkpoint_seconds = took
+        if took > self.stats.checkpoint_seconds_max:
+            self.stats.longest_checkpoint = {"seconds": took, "bytes": size, "partitions": partitions, **steps}
         self.stats.checkpoint_seconds_max = max(self.stats.checkpoint_seconds_max, took)
         self.stats.last_checkpoint_bytes = size
 
