@@ -54,6 +54,10 @@ from monitor.io.checkpoint import CheckpointStore, FaultHook
 log = logging.getLogger(__name__)
 
 RETRY_LOG_S = 5.0  # while the broker does not answer at start (or a topic is missing), one line this often
+# Checkpoints that are merely due (by checkpoint.every_events or every_s) are spread over loop iterations: each
+# iteration takes the most overdue partitions while their last snapshots add up to at most this many bytes (at
+# least one partition), so a checkpoint holds the consume loop for about one partition's snapshot, not all of them.
+DUE_BYTES_PER_ITERATION = 2_000_000
 DLQ_REASON = "monitor.reason"
 DLQ_DETAIL = "monitor.detail"
 DLQ_TOPIC = "monitor.source.topic"
@@ -306,6 +310,7 @@ class MonitorService:
         self._next: dict[tuple[str, int], int] = {}  # next offset to process, per input partition
         self._since_checkpoint: dict[int, int] = {}  # events since the partition's last checkpoint
         self._last_checkpoint: dict[int, float] = {}
+        self._snapshot_bytes: dict[int, int] = {}  # size of each partition's last snapshot (uncompressed)
         self._labels_enabled = True
         self._consumer_overrides = consumer_overrides or {}
         self._faults = faults
@@ -502,7 +507,12 @@ class MonitorService:
                 else:
                     tp.offset = OFFSET_STORED
                 self._since_checkpoint.setdefault(tp.partition, 0)
-                self._last_checkpoint.setdefault(tp.partition, time.monotonic())
+            # Time-due checkpoints start spread over checkpoint.every_s, not all due together one period from now.
+            now, period = time.monotonic(), self.config.checkpoint.every_s
+            for i, p in enumerate(owned):
+                self._last_checkpoint.setdefault(p, now - period * i / len(owned))
+            for tp in partitions:
+                self._last_checkpoint.setdefault(tp.partition, now)
             self.stats.broker_ok = True
         consumer.assign(partitions)
         log.info("assigned %s", [(tp.topic, tp.partition, tp.offset) for tp in partitions])
@@ -525,6 +535,7 @@ class MonitorService:
                     self.engines.pop(tp.partition, None)
                     self._since_checkpoint.pop(tp.partition, None)
                     self._last_checkpoint.pop(tp.partition, None)
+                    self._snapshot_bytes.pop(tp.partition, None)
                 self.lag.pop((tp.topic, tp.partition), None)
                 self._next.pop((tp.topic, tp.partition), None)
                 self._committed.pop((tp.topic, tp.partition), None)
@@ -609,6 +620,7 @@ class MonitorService:
         k = self.config.kafka
         n = 0
         outbox: dict[int, list[Alert]] = {}
+        dead_lettered: set[int] = set()
         with self.lock:
             for (topic, partition), group in groups.items():
                 engine = self.engines.get(partition)
@@ -623,6 +635,8 @@ class MonitorService:
                 n += len(group)
                 for rejected in result.rejected:
                     self.sink.dead_letter(group[rejected.position], rejected)
+                if result.rejected:
+                    dead_lettered.add(partition)
                 if result.alerts:
                     outbox.setdefault(partition, []).extend(result.alerts)
                 self._next[topic, partition] = int(group[-1].offset() or 0) + 1
@@ -631,8 +645,10 @@ class MonitorService:
             self._publish(outbox, stop)
             self._commit({tp: self._next[tp] for tp in groups})
         else:
-            due = set(outbox) | self._due_partitions()
-            self._checkpoint(due, outbox, stop)
+            # Alerts are published only after their partition's snapshot; with transactions, dead letters
+            # become visible only together with their partition's offsets: these partitions cannot wait.
+            urgent = set(outbox) | (dead_lettered if self.sink.transactional else set())
+            self._checkpoint(urgent | self._due_partitions(urgent), outbox, stop)
         self.stats.broker_ok = True
         self.stats.batches += 1
         self.stats.last_batch_seconds = time.perf_counter() - started
@@ -640,14 +656,33 @@ class MonitorService:
             self.observe_batch(self.stats.last_batch_seconds, n)
         self._update_lag(groups)
 
-    def _due_partitions(self) -> set[int]:
+    def _due_partitions(self, urgent: set[int] | frozenset[int] = frozenset()) -> set[int]:
+        """The partitions to checkpoint now besides ``urgent`` (checkpointed in this iteration anyway): of those
+        due by ``checkpoint.every_events`` or ``every_s``, the most overdue first, while the last snapshots of
+        these and the urgent ones add up to at most :data:`DUE_BYTES_PER_ITERATION`, and always the most overdue.
+        The others wait for the next iterations, so partitions that fall due together are checkpointed one
+        after another instead of in one long stall."""
         cp = self.config.checkpoint
         now = time.monotonic()
-        return {
-            p
-            for p, n in self._since_checkpoint.items()
-            if n and (n >= cp.every_events or now - self._last_checkpoint.get(p, now) >= cp.every_s)
-        }
+        due = sorted(
+            (
+                p
+                for p, n in self._since_checkpoint.items()
+                if n
+                and p not in urgent
+                and (n >= cp.every_events or now - self._last_checkpoint.get(p, now) >= cp.every_s)
+            ),
+            key=lambda p: self._last_checkpoint.get(p, now),
+        )
+        budget = DUE_BYTES_PER_ITERATION - sum(self._snapshot_bytes.get(p, 0) for p in urgent)
+        chosen: set[int] = set()
+        for p in due:
+            size = self._snapshot_bytes.get(p, DUE_BYTES_PER_ITERATION)  # never written: assume a full share
+            if chosen and size > budget:
+                break
+            chosen.add(p)
+            budget -= size
+        return chosen
 
     def _checkpoint_due(self, stop: threading.Event) -> None:
         if self.store is not None and self.sink is not None:
@@ -696,6 +731,7 @@ class MonitorService:
                         offsets[topic, p] = int(covered[role])  # type: ignore[arg-type]
                 self._since_checkpoint[p] = 0
                 self._last_checkpoint[p] = time.monotonic()
+                self._snapshot_bytes[p] = len(payloads[p])
         size = sum(len(v) for v in payloads.values())
         t = time.perf_counter()
         self.sink.begin()  # snapshots go into the open transaction too (no-op without transactions)
