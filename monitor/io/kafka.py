@@ -42,14 +42,13 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from monitor.config import MonitorConfig
-from monitor.core import snapshot as snap
 from monitor.core.baseline import ProfileSet
 from monitor.core.engine import PartitionEngine
 from monitor.core.events import Rejected
 from monitor.core.rules import Alert
 from monitor.errors import ConfigError, SinkError, SourceError
 from monitor.io.audit import AUDIT_TOPIC_CONFIG, AuditPublisher
-from monitor.io.checkpoint import CheckpointStore, FaultHook
+from monitor.io.checkpoint import CheckpointStore, FaultHook, dumps_record, loads_record
 
 log = logging.getLogger(__name__)
 
@@ -462,7 +461,7 @@ class MonitorService:
                 time.sleep(2.0 * (attempt + 1))
         if stored is None:
             return None
-        data = snap.loads(stored.payload)
+        data = loads_record(stored.payload)
         k = self.config.kafka
         if data.get("source") != [k.group_id, k.predictions_topic]:
             log.warning("ignoring snapshot of partition %d written for %s", partition, data.get("source"))
@@ -716,14 +715,12 @@ class MonitorService:
                 state = engine.snapshot()
                 steps["snapshot"] += time.perf_counter() - t
                 t = time.perf_counter()
-                payloads[p] = snap.dumps(
-                    {
-                        "source": [k.group_id, k.predictions_topic],
-                        "offsets": covered,
-                        "engine": state,
-                        "outbox": [a.to_dict() for a in outbox.get(p, [])],
-                        "written_at": time.time(),
-                    }
+                payloads[p] = dumps_record(
+                    [k.group_id, k.predictions_topic],
+                    covered,
+                    state,
+                    [a.to_dict() for a in outbox.get(p, [])],
+                    time.time(),
                 )
                 steps["dumps"] += time.perf_counter() - t
                 for topic, role in ((k.predictions_topic, "predictions"), (k.labels_topic, "labels")):
