@@ -189,6 +189,7 @@ def end_to_end(args: dict[str, Any]) -> dict[str, Any]:
     from monitor.app import Monitor
 
     config = _monitor_config(args, batch_max_messages=10_000)
+    pauses = _GcPauses()
     mon = Monitor(config, consumer_overrides={"fetch.wait.max.ms": 10}).start()
     total = args["n"] + args["n_labels"]
     started, first = None, 0
@@ -204,14 +205,88 @@ def end_to_end(args: dict[str, Any]) -> dict[str, Any]:
     elapsed = time.perf_counter() - (started or time.perf_counter())
     stats = mon.service.stats
     longest = stats.checkpoint_seconds_max  # read before stop(): the final checkpoint holds no consume loop
+    longest_steps = dict(stats.longest_checkpoint)
+    pauses.stop()
+    cpu_max = stats.checkpoint_cpu_seconds_max
+    with mon.service.lock:
+        parts = [_snapshot_parts(e) for e in mon.service.engines.values()]
     mon.stop()
     return {
         "events_per_s": (total - first) / elapsed if elapsed > 0 and total > first else float("nan"),
         "checkpoints": stats.checkpoints,
         "checkpoint_s": stats.checkpoint_seconds,
         "checkpoint_s_max": longest,
+        "checkpoint_longest": longest_steps,
+        "checkpoint_cpu_s_max": cpu_max,
+        "gc_full_collections": pauses.full,
+        "gc_full_s_max": pauses.full_s_max,
+        "gc_s": pauses.total_s,
         "checkpoint_bytes": stats.last_checkpoint_bytes,
+        "snapshot_partition_bytes": max((p["total"] for p in parts), default=0),
+        "snapshot_parts": max(parts, key=lambda p: p["total"], default={}),
         "peak_rss_mb": _rss_mb(),
+    }
+
+
+class _GcPauses:
+    """The cyclic garbage collector's pauses in this process (they hold the consume loop wherever they land,
+    a checkpoint included): count and longest of the full (generation 2) collections, and the total."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self.full = 0
+        self.full_s_max = 0.0
+        self.total_s = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        self.total_s += took
+        if info["generation"] == 2:
+            self.full += 1
+            self.full_s_max = max(self.full_s_max, took)
+
+    def stop(self) -> None:
+        import gc
+
+        gc.callbacks.remove(self._callback)
+
+
+def _snapshot_parts(engine: Any) -> dict[str, Any]:
+    """One partition's checkpoint record in bytes (uncompressed and compressed), split into model state, join store
+    and the rest, and what each step costs, as the service does it (taken after the run, so it does not count in
+    the checkpoint figures; the join store's unchanged chunks reuse their encoding, as in the loop)."""
+    import zlib
+
+    from monitor.core import snapshot
+    from monitor.io.checkpoint import ZLIB_LEVEL, dumps_record
+
+    t = time.perf_counter()
+    data = engine.snapshot()
+    encode_s = time.perf_counter() - t
+    t = time.perf_counter()
+    raw = dumps_record(["group", "topic"], {"predictions": 0, "labels": 0}, data, [], time.time())
+    dumps_s = time.perf_counter() - t
+    t = time.perf_counter()
+    compressed = zlib.compress(raw, ZLIB_LEVEL)
+    compress_s = time.perf_counter() - t
+    state = data["state"]
+    models = len(snapshot.dumps(snapshot.Encoded(state["models"])))
+    joiner = len(snapshot.dumps(snapshot.Encoded(state["joiner"])))
+    return {
+        "total": len(raw),
+        "compressed": len(compressed),
+        "models": models,
+        "joiner": joiner,
+        "rest": len(raw) - models - joiner,
+        "encode_s": encode_s,
+        "dumps_s": dumps_s,
+        "compress_s": compress_s,
     }
 
 

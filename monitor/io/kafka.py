@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -42,18 +42,21 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from monitor.config import MonitorConfig
-from monitor.core import snapshot as snap
 from monitor.core.baseline import ProfileSet
 from monitor.core.engine import PartitionEngine
 from monitor.core.events import Rejected
 from monitor.core.rules import Alert
 from monitor.errors import ConfigError, SinkError, SourceError
 from monitor.io.audit import AUDIT_TOPIC_CONFIG, AuditPublisher
-from monitor.io.checkpoint import CheckpointStore, FaultHook
+from monitor.io.checkpoint import CheckpointStore, FaultHook, dumps_record, loads_record
 
 log = logging.getLogger(__name__)
 
 RETRY_LOG_S = 5.0  # while the broker does not answer at start (or a topic is missing), one line this often
+# Checkpoints that are merely due (by checkpoint.every_events or every_s) are spread over loop iterations: each
+# iteration takes the most overdue partitions while their last snapshots add up to at most this many bytes (at
+# least one partition), so a checkpoint holds the consume loop for about one partition's snapshot, not all of them.
+DUE_BYTES_PER_ITERATION = 2_000_000
 DLQ_REASON = "monitor.reason"
 DLQ_DETAIL = "monitor.detail"
 DLQ_TOPIC = "monitor.source.topic"
@@ -263,6 +266,9 @@ class LoopStats:
     checkpoint_seconds: float = 0.0
     checkpoint_seconds_max: float = 0.0  # the longest a checkpoint has held the loop since the start
     last_checkpoint_bytes: int = 0
+    # the longest checkpoint's partitions, bytes and seconds per step (benchmarks read it to say what dominates)
+    longest_checkpoint: dict[str, Any] = field(default_factory=dict)
+    checkpoint_cpu_seconds_max: float = 0.0  # the most CPU time of the loop's thread any checkpoint took
     restores: int = 0
     restore_seconds: float = 0.0
 
@@ -304,6 +310,7 @@ class MonitorService:
         self._next: dict[tuple[str, int], int] = {}  # next offset to process, per input partition
         self._since_checkpoint: dict[int, int] = {}  # events since the partition's last checkpoint
         self._last_checkpoint: dict[int, float] = {}
+        self._snapshot_bytes: dict[int, int] = {}  # size of each partition's last snapshot (uncompressed)
         self._labels_enabled = True
         self._consumer_overrides = consumer_overrides or {}
         self._faults = faults
@@ -455,7 +462,7 @@ class MonitorService:
                 time.sleep(2.0 * (attempt + 1))
         if stored is None:
             return None
-        data = snap.loads(stored.payload)
+        data = loads_record(stored.payload)
         k = self.config.kafka
         if data.get("source") != [k.group_id, k.predictions_topic]:
             log.warning("ignoring snapshot of partition %d written for %s", partition, data.get("source"))
@@ -500,7 +507,12 @@ class MonitorService:
                 else:
                     tp.offset = OFFSET_STORED
                 self._since_checkpoint.setdefault(tp.partition, 0)
-                self._last_checkpoint.setdefault(tp.partition, time.monotonic())
+            # Time-due checkpoints start spread over checkpoint.every_s, not all due together one period from now.
+            now, period = time.monotonic(), self.config.checkpoint.every_s
+            for i, p in enumerate(owned):
+                self._last_checkpoint.setdefault(p, now - period * i / len(owned))
+            for tp in partitions:
+                self._last_checkpoint.setdefault(tp.partition, now)
             self.stats.broker_ok = True
         consumer.assign(partitions)
         log.info("assigned %s", [(tp.topic, tp.partition, tp.offset) for tp in partitions])
@@ -523,6 +535,7 @@ class MonitorService:
                     self.engines.pop(tp.partition, None)
                     self._since_checkpoint.pop(tp.partition, None)
                     self._last_checkpoint.pop(tp.partition, None)
+                    self._snapshot_bytes.pop(tp.partition, None)
                 self.lag.pop((tp.topic, tp.partition), None)
                 self._next.pop((tp.topic, tp.partition), None)
                 self._committed.pop((tp.topic, tp.partition), None)
@@ -607,6 +620,7 @@ class MonitorService:
         k = self.config.kafka
         n = 0
         outbox: dict[int, list[Alert]] = {}
+        dead_lettered: set[int] = set()
         with self.lock:
             for (topic, partition), group in groups.items():
                 engine = self.engines.get(partition)
@@ -621,6 +635,8 @@ class MonitorService:
                 n += len(group)
                 for rejected in result.rejected:
                     self.sink.dead_letter(group[rejected.position], rejected)
+                if result.rejected:
+                    dead_lettered.add(partition)
                 if result.alerts:
                     outbox.setdefault(partition, []).extend(result.alerts)
                 self._next[topic, partition] = int(group[-1].offset() or 0) + 1
@@ -629,8 +645,10 @@ class MonitorService:
             self._publish(outbox, stop)
             self._commit({tp: self._next[tp] for tp in groups})
         else:
-            due = set(outbox) | self._due_partitions()
-            self._checkpoint(due, outbox, stop)
+            # Alerts are published only after their partition's snapshot; with transactions, dead letters
+            # become visible only together with their partition's offsets: these partitions cannot wait.
+            urgent = set(outbox) | (dead_lettered if self.sink.transactional else set())
+            self._checkpoint(urgent | self._due_partitions(urgent), outbox, stop)
         self.stats.broker_ok = True
         self.stats.batches += 1
         self.stats.last_batch_seconds = time.perf_counter() - started
@@ -638,14 +656,33 @@ class MonitorService:
             self.observe_batch(self.stats.last_batch_seconds, n)
         self._update_lag(groups)
 
-    def _due_partitions(self) -> set[int]:
+    def _due_partitions(self, urgent: set[int] | frozenset[int] = frozenset()) -> set[int]:
+        """The partitions to checkpoint now besides ``urgent`` (checkpointed in this iteration anyway): of those
+        due by ``checkpoint.every_events`` or ``every_s``, the most overdue first, while the last snapshots of
+        these and the urgent ones add up to at most :data:`DUE_BYTES_PER_ITERATION`, and always the most overdue.
+        The others wait for the next iterations, so partitions that fall due together are checkpointed one
+        after another instead of in one long stall."""
         cp = self.config.checkpoint
         now = time.monotonic()
-        return {
-            p
-            for p, n in self._since_checkpoint.items()
-            if n and (n >= cp.every_events or now - self._last_checkpoint.get(p, now) >= cp.every_s)
-        }
+        due = sorted(
+            (
+                p
+                for p, n in self._since_checkpoint.items()
+                if n
+                and p not in urgent
+                and (n >= cp.every_events or now - self._last_checkpoint.get(p, now) >= cp.every_s)
+            ),
+            key=lambda p: self._last_checkpoint.get(p, now),
+        )
+        budget = DUE_BYTES_PER_ITERATION - sum(self._snapshot_bytes.get(p, 0) for p in urgent)
+        chosen: set[int] = set()
+        for p in due:
+            size = self._snapshot_bytes.get(p, DUE_BYTES_PER_ITERATION)  # never written: assume a full share
+            if chosen and size > budget:
+                break
+            chosen.add(p)
+            budget -= size
+        return chosen
 
     def _checkpoint_due(self, stop: threading.Event) -> None:
         if self.store is not None and self.sink is not None:
@@ -662,7 +699,8 @@ class MonitorService:
         if self.store is None:
             self._publish(outbox, stop)
             return
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
+        steps = dict.fromkeys(("snapshot", "dumps", "write", "flush", "alerts", "commit"), 0.0)
         offsets: dict[tuple[str, int], int] = {}
         payloads: dict[int, bytes] = {}
         with self.lock:
@@ -674,24 +712,30 @@ class MonitorService:
                     "predictions": self._next.get((k.predictions_topic, p)),
                     "labels": self._next.get((k.labels_topic, p)),
                 }
-                payloads[p] = snap.dumps(
-                    {
-                        "source": [k.group_id, k.predictions_topic],
-                        "offsets": covered,
-                        "engine": engine.snapshot(),
-                        "outbox": [a.to_dict() for a in outbox.get(p, [])],
-                        "written_at": time.time(),
-                    }
+                t = time.perf_counter()
+                state = engine.snapshot()
+                steps["snapshot"] += time.perf_counter() - t
+                t = time.perf_counter()
+                payloads[p] = dumps_record(
+                    [k.group_id, k.predictions_topic],
+                    covered,
+                    state,
+                    [a.to_dict() for a in outbox.get(p, [])],
+                    time.time(),
                 )
+                steps["dumps"] += time.perf_counter() - t
                 for topic, role in ((k.predictions_topic, "predictions"), (k.labels_topic, "labels")):
                     if covered[role] is not None:
                         offsets[topic, p] = int(covered[role])  # type: ignore[arg-type]
                 self._since_checkpoint[p] = 0
                 self._last_checkpoint[p] = time.monotonic()
+                self._snapshot_bytes[p] = len(payloads[p])
         size = sum(len(v) for v in payloads.values())
+        t = time.perf_counter()
         self.sink.begin()  # snapshots go into the open transaction too (no-op without transactions)
         for p, payload in payloads.items():
             self.store.write(p, payload)
+        steps["write"] = time.perf_counter() - t
         if self.sink.transactional and self.consumer is not None:
             # Exactly-once: snapshots, dead letters and alerts produced since the last checkpoint, and the
             # offsets, commit as one transaction (aborted on failure: the next owner replays the batch).
@@ -700,10 +744,11 @@ class MonitorService:
             self.sink.commit(todo, self.consumer.consumer_group_metadata())
             for tp in todo:
                 self._committed[tp.topic, tp.partition] = tp.offset
-            self._checkpoint_done(started, size)
+            self._checkpoint_done(started, cpu_started, size, sorted(payloads), steps)
             return
         has_alerts = any(outbox.values())
         self._fault("before_snapshot_flush", has_alerts)
+        t = time.perf_counter()
         self.sink.flush(stop)
         for attempt in range(1, 6):  # a snapshot the broker did not take is written again; nothing goes on before
             failed, self.store.failed = self.store.failed & set(payloads), set()
@@ -715,21 +760,38 @@ class MonitorService:
             for p in failed:
                 self.store.write(p, payloads[p])
             self.sink.flush(stop)
+        steps["flush"] = time.perf_counter() - t
         self._fault("after_snapshot", has_alerts)
+        t = time.perf_counter()
         self._publish(outbox, stop)
+        steps["alerts"] = time.perf_counter() - t
         self._fault("after_alerts", has_alerts)
+        t = time.perf_counter()
         self._commit(offsets)
+        steps["commit"] = time.perf_counter() - t
         self._fault("after_commit", has_alerts)
-        self._checkpoint_done(started, size)
+        self._checkpoint_done(started, cpu_started, size, sorted(payloads), steps)
 
     def _fault(self, step: str, has_alerts: bool) -> None:
         if self._faults is not None:
             self._faults(step, has_alerts)
 
-    def _checkpoint_done(self, started: float, size: int) -> None:
+    def _checkpoint_done(
+        self, started: float, cpu_started: float, size: int, partitions: list[int], steps: dict[str, float]
+    ) -> None:
         took = time.perf_counter() - started
+        cpu = time.thread_time() - cpu_started  # this thread's CPU: what is left when the machine is not shared
         self.stats.checkpoints += 1
         self.stats.checkpoint_seconds = took
+        self.stats.checkpoint_cpu_seconds_max = max(self.stats.checkpoint_cpu_seconds_max, cpu)
+        if took > self.stats.checkpoint_seconds_max:
+            self.stats.longest_checkpoint = {
+                "seconds": took,
+                "thread_cpu": cpu,
+                "bytes": size,
+                "partitions": partitions,
+                **steps,
+            }
         self.stats.checkpoint_seconds_max = max(self.stats.checkpoint_seconds_max, took)
         self.stats.last_checkpoint_bytes = size
 

@@ -1,0 +1,181 @@
+"""When the service checkpoints which partitions: due ones are spread over loop iterations, urgent ones never wait.
+
+No broker: the service runs with stand-ins for the consumer, the alert sink and the snapshot store.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from confluent_kafka import TopicPartition
+
+from monitor.config import load_config
+from monitor.io import kafka
+from monitor.io.kafka import MonitorService
+
+PREDICTIONS = "predictions"
+GOOD = b'{"prediction_id":"%d","model":"m","features":{"x":1.0},"prediction":0.2}'
+
+
+class _Message:
+    def __init__(self, partition: int, offset: int, value: bytes) -> None:
+        self._partition, self._offset, self._value = partition, offset, value
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return PREDICTIONS
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes:
+        return self._value
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return []
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 1_000_000)
+
+
+class _Consumer:
+    def __init__(self) -> None:
+        self.assigned: list[TopicPartition] = []
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        self.assigned = partitions
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        pass
+
+    def get_watermark_offsets(self, _tp: TopicPartition, cached: bool) -> tuple[int, int]:
+        return (0, 0)
+
+    def consumer_group_metadata(self) -> None:
+        return None
+
+
+class _Sink:
+    def __init__(self, transactional: bool) -> None:
+        self.transactional = transactional
+        self.dead_letters: list[int] = []
+        self.committed: list[list[tuple[str, int, int]]] = []  # offsets of each transaction
+
+    def begin(self) -> None:
+        pass
+
+    def flush(self, _stop: object = None) -> None:
+        pass
+
+    def alert(self, _alert: object) -> None:
+        pass
+
+    def dead_letter(self, msg: _Message, _rejected: object) -> None:
+        self.dead_letters.append(msg.partition())
+
+    def commit(self, offsets: list[TopicPartition], _meta: object) -> None:
+        self.committed.append([(tp.topic, tp.partition, tp.offset) for tp in offsets])
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.failed: set[int] = set()
+        self.written: list[int] = []
+
+    def write(self, partition: int, _payload: bytes) -> None:
+        self.written.append(partition)
+
+    def read_latest(self, _partition: int) -> None:
+        return None  # no snapshot yet: every partition starts empty
+
+
+def _service(partitions: int = 6, *, transactional: bool = False, every_s: float = 10.0) -> MonitorService:
+    config = load_config(
+        environ={},
+        overrides={"kafka": {"predictions_topic": PREDICTIONS}, "checkpoint": {"every_s": every_s}},
+    )
+    service = MonitorService(config)
+    service.sink, service.store = _Sink(transactional), _Store()  # type: ignore[assignment]
+    service.consumer = _Consumer()  # type: ignore[assignment]
+    service._labels_enabled = False
+    service._on_assign(service.consumer, [TopicPartition(PREDICTIONS, p) for p in range(partitions)])  # type: ignore[arg-type]
+    return service
+
+
+def _written(service: MonitorService) -> list[int]:
+    return service.store.written  # type: ignore[union-attr, return-value]
+
+
+def _all_due(service: MonitorService, snapshot_bytes: int) -> None:
+    """Every partition has new events, and its last checkpoint (of ``snapshot_bytes``) is overdue, partition 0
+    the most."""
+    now = time.monotonic()
+    for p in service.engines:
+        service._since_checkpoint[p] = 1
+        service._last_checkpoint[p] = now - 100.0 + p
+        service._snapshot_bytes[p] = snapshot_bytes
+
+
+def test_partitions_due_together_are_checkpointed_one_per_iteration_most_overdue_first() -> None:
+    service = _service(6)
+    _all_due(service, snapshot_bytes=3_000_000)  # each more than an iteration's byte budget
+    for _ in range(6):
+        service._checkpoint_due(None)  # type: ignore[arg-type]
+    assert _written(service) == [0, 1, 2, 3, 4, 5]
+    service._checkpoint_due(None)  # type: ignore[arg-type]
+    assert _written(service) == [0, 1, 2, 3, 4, 5], "nothing is due any more"
+
+
+def test_small_partitions_due_together_share_an_iteration_up_to_the_byte_budget() -> None:
+    service = _service(6)
+    _all_due(service, snapshot_bytes=kafka.DUE_BYTES_PER_ITERATION // 4)
+    service._checkpoint_due(None)  # type: ignore[arg-type]
+    assert sorted(_written(service)) == [0, 1, 2, 3]
+    service._checkpoint_due(None)  # type: ignore[arg-type]
+    assert sorted(_written(service)) == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_partition_never_written_counts_as_a_full_budget() -> None:
+    service = _service(3)
+    _all_due(service, snapshot_bytes=0)
+    service._snapshot_bytes.clear()
+    assert service._due_partitions() == {0}
+
+
+def test_urgent_partitions_do_not_starve_the_most_overdue_one() -> None:
+    service = _service(6)
+    _all_due(service, snapshot_bytes=3_000_000)
+    # the urgent partitions fill the budget on their own; the most overdue of the others still goes with them
+    assert service._due_partitions({0, 1}) == {2}
+
+
+def test_time_due_checkpoints_start_spread_over_every_s() -> None:
+    every_s = 12.0
+    before = time.monotonic()
+    service = _service(6, every_s=every_s)
+    due_in = sorted(service._last_checkpoint[p] + every_s - before for p in range(6))
+    assert due_in == pytest.approx([2.0, 4.0, 6.0, 8.0, 10.0, 12.0], abs=0.5)
+    assert service._due_partitions() == set(), "nothing is due right after assignment"
+
+
+@pytest.mark.parametrize("transactional", [False, True])
+def test_dead_letters_in_a_transaction_are_committed_with_their_partitions_offsets(transactional: bool) -> None:
+    service = _service(2, transactional=transactional)
+    service.process([_Message(0, 0, GOOD % 1), _Message(1, 0, GOOD % 2), _Message(1, 1, b"{")])  # type: ignore[list-item]
+    sink: _Sink = service.sink  # type: ignore[assignment]
+    assert sink.dead_letters == [1]
+    if transactional:  # visible only together with the offsets that stop a replay from producing it again
+        assert _written(service) == [1]
+        assert sink.committed == [[(PREDICTIONS, 1, 2)]]
+    else:  # at least once (exact copies): nothing is due yet, so no snapshot
+        assert _written(service) == []
+        assert sink.committed == []
