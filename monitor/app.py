@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -95,6 +96,12 @@ class Monitor:
         }
 
     def run(self) -> None:
+        # What start-up loaded (modules, numpy, scipy, river: about 125,000 objects) never becomes garbage; out
+        # of the collector's sight, a full collection scans only the monitor's own state. On the reference
+        # workload that took a full collection from about 120-250 ms to under 1 ms, and full collections
+        # landing inside checkpoints had decided the longest stall of the consume loop.
+        gc.collect()
+        gc.freeze()
         self.http.start()
         self.sampler.start()
         log.info("dashboard on http://%s:%d/ (metrics: /metrics)", self.config.http.host, self.http.port)
