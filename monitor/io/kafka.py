@@ -823,6 +823,8 @@ class MonitorService:
     def close(self, stop: threading.Event | None = None, *, checkpoint: bool = True) -> None:
         """Checkpoint every owned partition, flush, commit, leave the group."""
         self._closing = True
+        if checkpoint:  # never after an exception mid-batch: a view must not show half a batch
+            self.publish_views(force=True)
         if checkpoint and self.sink is not None and self.consumer is not None and self.engines:
             try:
                 if self.store is not None:

@@ -129,6 +129,9 @@ class _Consumer:
     def get_watermark_offsets(self, _tp: Any, cached: bool) -> tuple[int, int]:
         return (0, -1)
 
+    def close(self) -> None:
+        pass
+
 
 def _service(**http: Any) -> tuple[MonitorService, _Consumer, list[bytes]]:
     config = _config(**http)
@@ -192,3 +195,24 @@ def test_while_busy_views_are_rebuilt_at_most_every_interval_and_when_forced():
 def test_the_interval_must_not_be_negative():
     with pytest.raises(ConfigError, match=r"http\.view_interval_s"):
         _config(view_interval_s=-1.0)
+
+
+def test_a_batch_that_fails_half_way_publishes_nothing():
+    service, consumer, values = _service(view_interval_s=3600.0)
+    service.engines[1] = service._new_engine(1)
+    service._stale.update({0, 1})
+    service.publish_views(force=True)
+    before = service.views
+    service._stale.update({0, 1})  # changes not published yet (within the interval)
+
+    def broken(_values: Any, _times: Any) -> Any:
+        raise RuntimeError("engine failed mid-batch")
+
+    service.engines[1].process_predictions = broken  # type: ignore[method-assign]
+    topic = service.config.kafka.predictions_topic
+    batch = _batch(service, values[:500], 0) + [_Message(topic, 1, i, v) for i, v in enumerate(values[500:1000])]
+    with pytest.raises(RuntimeError):
+        service.process(batch)  # type: ignore[arg-type]
+    service.close(checkpoint=False)  # what the loop does after an exception
+    assert service.views is before  # partition 0 ran its half, but no view of half a batch was published
+    assert consumer.seen_at_commit == []
