@@ -80,16 +80,16 @@ class Monitor:
 
     def status(self) -> dict[str, Any]:
         svc = self.service
-        with svc.lock:
-            models: dict[str, dict[str, Any]] = {}
-            for eng in svc.engines.values():
-                for (model, version), st in eng.models.items():
-                    entry = models.setdefault(f"{model}/{version}", {"model": model, "version": version, "events": 0})
-                    entry["events"] += st.events
-            open_keys = sorted(k for eng in svc.engines.values() for k in eng.lifecycle.open)
+        views = svc.views  # the latest published engine views: read without the service lock
+        models: dict[str, dict[str, Any]] = {}
+        for view in views.values():
+            for (model, version), st in view.models.items():
+                entry = models.setdefault(f"{model}/{version}", {"model": model, "version": version, "events": 0})
+                entry["events"] += st.events
+        open_keys = sorted(a.key for view in views.values() for a in view.open_alerts)
         return {
             "ready": svc.ready(),
-            "partitions": sorted(svc.engines),
+            "partitions": sorted(views),
             "models": list(models.values()),
             "open_alerts": open_keys,
             "recent_alerts": list(self.recent),

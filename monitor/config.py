@@ -108,8 +108,14 @@ class HttpConfig:
     basic_auth_user: str = ""
     basic_auth_password: str = field(default="", repr=False)
     basic_auth_password_file: str = ""
+    # While the consume loop is busy, the views /metrics and the dashboard read are rebuilt at most this often
+    # (0: after every batch); always when the loop is idle and before offsets are committed.
+    view_interval_s: float = 1.0
 
     def validate(self) -> None:
+        if not self.view_interval_s >= 0:  # NaN fails too
+            problem = f"must be >= 0 (0: after every batch), got {self.view_interval_s}"
+            raise ConfigError("http.view_interval_s", problem)
         if not 0 <= self.port <= 65535:
             raise ConfigError("http.port", f"must be between 0 and 65535, got {self.port}")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):

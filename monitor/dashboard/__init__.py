@@ -1,8 +1,9 @@
 """Dashboard data: the JSON views behind ``/`` and ``/api/*``, and a bounded in-memory history.
 
 The page (``index.html``, ``app.css``, ``app.js`` in this folder) is static and reads only these views,
-so scripts can use the same API. Everything here reads engine state under the service lock and
-returns plain data (no engine object escapes).
+so scripts can use the same API. Everything here reads the engine views the consume loop publishes
+(:mod:`monitor.core.view`: plain data, swapped by reference), never live engine state, so a request
+never takes the service lock, and returns plain data.
 
 Health in plain words, per model version, from the incidents open now (the same set that colours the
 drift rows and the alert tables, so the badge and the rows cannot disagree):
@@ -15,8 +16,8 @@ drift rows and the alert tables, so the badge and the rows cannot disagree):
   whatever their severity: inputs changed, results may follow;
 - ``healthy``: nothing is open.
 
-Numbers the engine does not publish as such are derived here, read-only, from what the engines and the
-alert events already hold: why an open alert stays open (the lifecycle's clear condition and the
+Numbers the engine does not publish as such are derived here, read-only, from what the engine views and
+the alert events already hold: why an open alert stays open (the lifecycle's clear condition and the
 statistics it is judged on, from the partition that owns the key), the share of traffic of a segment and
 its labelled accuracy (the performance buckets), and the predictions seen in a segment since an alert's
 change began (interpolated from a bounded timeline of per-segment counts against event time).
@@ -35,9 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 from monitor.core.performance import metrics_from_confusion
 from monitor.core.rules import ALL, iso, segment_label
+from monitor.core.view import BucketRow, EngineView, WindowRow, merged_fairness
 
 if TYPE_CHECKING:
-    from monitor.core.engine import PartitionEngine
     from monitor.io.kafka import MonitorService
 
 log = logging.getLogger(__name__)
@@ -167,44 +168,42 @@ def _new_acc() -> dict[str, Any]:
     return {"pred": 0, "lab": 0, "metric": {}, "est": [0.0, 0], "band": [0.0, 0.0], "est_metrics": {}, "outcomes": {}}
 
 
-def _add_bucket(acc: dict[str, Any], perf: Any, bucket: tuple[str, str], b: Any, full: bool) -> None:
+def _add_bucket(acc: dict[str, Any], b: BucketRow, full: bool) -> None:
     """Add one partition's bucket to ``acc`` (metrics weighted by the window sizes)."""
     acc["pred"] += b.predictions
     acc["lab"] += b.labelled
-    n_win = b.window.ring.size
+    n_win = b.window_size
     if n_win:
-        for name, value in b.window.window_metrics().items():
+        for name, value in b.window_metrics.items():
             if value == value:
                 m = acc["metric"].setdefault(name, [0.0, 0])
                 m[0] += value * n_win
                 m[1] += n_win
-    value, low, high, n_est = perf.estimated(bucket)
+    value, low, high, n_est = b.estimated
     if n_est and value == value:
         acc["est"][0] += value * n_est
         acc["est"][1] += n_est
         acc["band"][0] += low * n_est
         acc["band"][1] += high * n_est
         if full:
-            confusion = perf.estimated_window_confusion(bucket)
+            confusion = b.estimated_confusion
             if confusion is not None:
                 sums = acc["est_metrics"].setdefault("confusion", [0.0, 0.0, 0.0])  # expected TP, FP, FN
                 for i, v in enumerate(confusion):
                     sums[i] += v
     if full:
-        for name, tracker in b.outcomes.items():
-            n = tracker.moments.n
-            if n:
-                m = acc["outcomes"].setdefault(name, [0.0, 0])
-                m[0] += tracker.moments.mean * n
-                m[1] += n
+        for name, n, mean in b.outcomes:
+            m = acc["outcomes"].setdefault(name, [0.0, 0])
+            m[0] += mean * n
+            m[1] += n
 
 
-def _model_rows(engines: Iterable[PartitionEngine]) -> dict[tuple[str, str], dict[str, Any]]:
+def _model_rows(views: Iterable[EngineView]) -> dict[tuple[str, str], dict[str, Any]]:
     """Per (model, version): events, all-traffic metrics and outcomes, and per-segment counts and accuracy,
     merged across partitions."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
-    for eng in engines:
-        for (model, version), st in eng.models.items():
+    for view in views:
+        for (model, version), st in view.models.items():
             row = rows.setdefault(
                 (model, version),
                 {"events": 0, "task": None, "buckets": {}, "first": math.inf, "last": -math.inf},
@@ -214,14 +213,11 @@ def _model_rows(engines: Iterable[PartitionEngine]) -> dict[tuple[str, str], dic
                 row["first"] = min(row["first"], st.first_event_time)
             if st.last_event_time == st.last_event_time:
                 row["last"] = max(row["last"], st.last_event_time)
-            perf = st.perf
-            if perf is None:
-                continue
-            for bucket, b in perf.buckets.items():
-                if bucket == ALL:
-                    row["task"] = row["task"] or b.window.task
-                acc = row["buckets"].setdefault(bucket, _new_acc())
-                _add_bucket(acc, perf, bucket, b, full=bucket == ALL)
+            for b in st.buckets or ():
+                if b.bucket == ALL:
+                    row["task"] = row["task"] or b.task
+                acc = row["buckets"].setdefault(b.bucket, _new_acc())
+                _add_bucket(acc, b, full=b.bucket == ALL)
     out = {}
     for key, row in rows.items():
         everything = row["buckets"].get(ALL, _new_acc())
@@ -266,38 +262,34 @@ def _model_rows(engines: Iterable[PartitionEngine]) -> dict[tuple[str, str], dic
     return out
 
 
-def _window_verdict(eng: PartitionEngine, model: str, version: str, feature: str, segment: str) -> Any:
+def _window_verdict(view: EngineView, model: str, version: str, feature: str, segment: str) -> WindowRow | None:
     """The latest decided window test of a stream on one partition (None before its first decided window)."""
-    state = eng.models.get((model, version))
-    if state is None:
-        return None
     name = PREDICTION_STREAM if feature == "prediction" else feature
-    test = state.window_test((name, *_bucket_of(segment)))
-    verdict = getattr(test, "last", None)
+    verdict = view.window_index.get((model, version, name, segment))
     return verdict if verdict is not None and verdict.significant is not None else None
 
 
-def _drift_rows(engines: Iterable[PartitionEngine], sig: Any) -> dict[tuple[str, str], list[dict[str, Any]]]:
+def _drift_rows(views: Iterable[EngineView], sig: Any) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """Per (model, version): one row per (feature, segment), merged across partitions (effects: max).
 
     ``window`` is the largest statistic of the latest decided window test on any partition, with its
     threshold (the test an alert can also fire on, and that must clear before it resolves).
     """
     merged: dict[tuple[str, str, str, str], dict[str, Any]] = {}
-    for eng in engines:
-        for view in eng.streams():
-            k = (view.model, view.model_version, view.feature, view.segment)
+    for view in views:
+        for s in view.streams:
+            k = (s.model, s.model_version, s.feature, s.segment)
             row = merged.setdefault(
                 k,
-                {"feature": view.feature, "segment": view.segment, "kind": view.kind, "effect": 0.0}
+                {"feature": s.feature, "segment": s.segment, "kind": s.kind, "effect": 0.0}
                 | {"events": 0, "missing": 0, "window": None},
             )
-            row["effect"] = max(row["effect"], view.effect if view.effect == view.effect else 0.0)
-            row["events"] += int(view.stats.get("count", 0))
-            row["missing"] += int(view.stats.get("missing", 0))
-            verdict = _window_verdict(eng, view.model, view.model_version, view.feature, view.segment)
+            row["effect"] = max(row["effect"], s.effect if s.effect == s.effect else 0.0)
+            row["events"] += s.count
+            row["missing"] += s.missing
+            verdict = _window_verdict(view, s.model, s.model_version, s.feature, s.segment)
             if verdict is not None and sig is not None:
-                stat = sig.numeric_statistic if view.kind == "numeric" else sig.categorical_statistic
+                stat = sig.numeric_statistic if s.kind == "numeric" else sig.categorical_statistic
                 value = float(verdict.statistic(stat))
                 if value == value and (row["window"] is None or value > row["window"]["value"]):
                     row["window"] = {"statistic": stat, "value": value, "threshold": float(sig.threshold(stat))}
@@ -327,60 +319,56 @@ def _check(name: str, value: float, threshold: float, ratio: float, unit: str = 
     }
 
 
-def _checks(eng: PartitionEngine, key: str, alert: dict[str, Any]) -> list[dict[str, Any]]:
-    """The statistics the owning partition judges an open alert's clear condition on, now."""
-    cfg = eng.config
+def _checks(view: EngineView, cfg: Any, alert: dict[str, Any]) -> list[dict[str, Any]]:
+    """The statistics the owning partition judges an open alert's clear condition on, as of its view."""
     ratio = cfg.alerts.resolve_ratio
     kind, subject = alert.get("kind"), str(alert.get("subject"))
     segment = alert.get("segment") or {}
     bucket = ALL if not segment else next(iter(segment.items()))
-    state = eng.models.get((str(alert.get("model")), str(alert.get("model_version"))))
+    model, version = str(alert.get("model")), str(alert.get("model_version"))
+    state = view.models.get((model, version))
     if state is None:
         return []
     out: list[dict[str, Any]] = []
     if kind in ("data_drift", "prediction_drift"):
         name = PREDICTION_STREAM if kind == "prediction_drift" else subject
-        tracker = state.tracker((name, *bucket))
-        if tracker is None:
+        stream = view.stream_index.get((model, version, name, segment_label({} if bucket == ALL else dict([bucket]))))
+        if stream is None:
             return []
-        if tracker.kind == "numeric":
-            ev = tracker.evidence()
-            out.append(_check("shift", ev.effect, cfg.alerts.min_effect_size, ratio, " sd"))
+        if stream.kind == "numeric":
+            out.append(_check("shift", stream.effect, cfg.alerts.min_effect_size, ratio, " sd"))
         else:
-            vocab = state.vocab.get(name)
-            ev = tracker.evidence(vocab.labels() if vocab is not None else None)  # type: ignore[call-arg]
-            out.append(_check("distance", ev.effect, cfg.alerts.min_distance, ratio))
-        verdict = _window_verdict(eng, state.model, state.version, subject, segment_label(segment))
+            out.append(_check("distance", stream.effect, cfg.alerts.min_distance, ratio))
+        verdict = _window_verdict(view, model, version, subject, segment_label(segment))
         if verdict is not None:
             sig = cfg.significance
-            stat = sig.numeric_statistic if tracker.kind == "numeric" else sig.categorical_statistic
+            stat = sig.numeric_statistic if stream.kind == "numeric" else sig.categorical_statistic
             check = _check(f"window {stat.upper()}", float(verdict.statistic(stat)), sig.threshold(stat), ratio)
             check["window_end"] = iso(verdict.time)
             check["window_events"] = int(verdict.events)
             out.append(check)
-    elif kind == "concept_drift" and state.perf is not None:
-        b = state.perf.buckets.get(bucket)
-        errors = getattr(b, "errors", None)
-        if errors is not None:
-            ev = errors.evidence()
-            rise = float(ev.extra.get("statistic", math.nan))
-            out.append(_check("error rise", rise, errors.test.min_rise, ratio))
+    elif kind == "concept_drift" and state.buckets is not None:
+        b = next((b for b in state.buckets if b.bucket == bucket), None)
+        if b is not None and b.error_rise is not None and b.min_rise is not None:
+            out.append(_check("error rise", b.error_rise, b.min_rise, ratio))
     return out
 
 
-def _open_details(engines: Iterable[PartitionEngine], firing: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _open_details(
+    views: Iterable[EngineView], cfg: Any, firing: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
     """Per open key, from the partition that owns it: since when, whether its clear condition holds now and
     for how long, what it needs to resolve, and the statistics it is judged on."""
     out: dict[str, dict[str, Any]] = {}
-    for eng in engines:
-        lc = eng.lifecycle
-        for key, incident in lc.open.items():
+    for view in views:
+        for incident in view.open_alerts:
+            key = incident.key
             alert = firing.get(key) or {}
-            model_state = eng.models.get((str(alert.get("model")), str(alert.get("model_version"))))
+            model_state = view.models.get((str(alert.get("model")), str(alert.get("model_version"))))
             now = model_state.last_event_time if model_state is not None else math.nan
             clear_since = incident.clear_since
             try:
-                checks = _checks(eng, key, alert) if alert else []
+                checks = _checks(view, cfg, alert) if alert else []
             except (AttributeError, KeyError, TypeError, ValueError):  # a stream of a kind this view cannot read
                 log.debug("no current statistics for %s", key, exc_info=True)
                 checks = []
@@ -390,8 +378,8 @@ def _open_details(engines: Iterable[PartitionEngine], firing: dict[str, dict[str
                 "detected_at": iso(incident.detected_at),
                 "clear_since": iso(clear_since) if clear_since is not None else None,
                 "clear_for_s": _num(now - clear_since) if clear_since is not None else None,
-                "resolve_after_s": lc.resolve_after_s,
-                "resolve_after_events": lc.resolve_after_events,
+                "resolve_after_s": view.resolve_after_s,
+                "resolve_after_events": view.resolve_after_events,
                 "checks": checks,
                 "now_time": iso(now),
             }
@@ -495,12 +483,11 @@ class DashboardViews:
     ]:
         svc = self.service
         sig = getattr(svc.config, "significance", None)
-        with svc.lock:
-            engines = list(svc.engines.values())
-            models = _model_rows(engines)
-            drift = _drift_rows(engines, sig)
-            open_keys = {k for eng in engines for k in eng.lifecycle.open}
-            details = _open_details(engines, firing) if firing is not None else {}
+        views = list(svc.views.values())  # the latest published views: no engine object, no lock
+        models = _model_rows(views)
+        drift = _drift_rows(views, sig)
+        open_keys = {a.key for view in views for a in view.open_alerts}
+        details = _open_details(views, svc.config, firing) if firing is not None else {}
         self._record_counts(models)
         return models, drift, open_keys, details
 
@@ -526,17 +513,8 @@ class DashboardViews:
 
     def fairness_rows(self) -> list[dict[str, Any]]:
         """Fairness gaps of every model version, pooled across this replica's partitions."""
-        from monitor.core.fairness import merged
-
-        with self.service.lock:
-            by_model: dict[tuple[str, str], list[Any]] = {}
-            for eng in self.service.engines.values():
-                for key, st in eng.models.items():
-                    tracker = getattr(st, "fairness", None)
-                    if tracker is not None:
-                        by_model.setdefault(key, []).append(tracker)
-            pooled = {key: merged(trackers) for key, trackers in by_model.items()}
-            gaps = {key: t.gaps() for key, t in pooled.items() if t is not None}
+        pooled = merged_fairness(self.service.views.values())
+        gaps = {key: t.gaps() for key, t in pooled.items() if t is not None}
         rows = []
         for (model, version), items in sorted(gaps.items()):
             for g in items:
@@ -562,8 +540,7 @@ class DashboardViews:
 
     def alerts(self, limit: int = 100) -> dict[str, Any]:
         """Recent alert events, newest first, and the keys of the incidents open now."""
-        with self.service.lock:
-            open_keys = sorted({k for eng in self.service.engines.values() for k in eng.lifecycle.open})
+        open_keys = sorted({a.key for view in self.service.views.values() for a in view.open_alerts})
         recent = list(self.recent)[::-1][: max(0, limit)]
         return {"open": open_keys, "alerts": recent}
 
@@ -680,7 +657,7 @@ class DashboardViews:
         return {
             "generated_at": self.clock(),
             "ready": self.service.ready(),
-            "partitions": sorted(self.service.engines),
+            "partitions": sorted(self.service.views),
             "thresholds": {"numeric_effect": cfg.min_effect_size, "categorical_distance": cfg.min_distance},
             "models": out_models,
             "alerts": recent[::-1][:50],

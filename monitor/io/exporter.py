@@ -1,4 +1,7 @@
-"""Prometheus collector that reads the engines at scrape time (nothing is copied on the hot path).
+"""Prometheus collector that reads the engine views the consume loop publishes (see ``monitor.core.view``).
+
+A scrape reads only published views (plain data, swapped by reference): it never takes the service lock,
+so it cannot delay the consume loop, and it always sees whole batches.
 
 Every metric is prefixed ``monitor_``. Label values are bounded by the engine's caps (models,
 features, segment values, streams). Streams of the same (model, version, feature, segment) on several
@@ -18,10 +21,10 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from monitor.core.engine import LATENCY_BUCKETS_MS, PartitionEngine
-from monitor.core.fairness import FairnessTracker, merged
+from monitor.core.engine import LATENCY_BUCKETS_MS
+from monitor.core.fairness import FairnessTracker
 from monitor.core.performance import DELAY_BUCKETS_S, metrics_from_confusion
-from monitor.core.rules import ALL, segment_label
+from monitor.core.view import EngineView, merged_fairness
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -32,7 +35,7 @@ STREAM_LABELS = ["model", "version", "feature", "segment"]
 
 
 class MonitorCollector(Collector):
-    """Metric families built from :class:`MonitorService` engines when Prometheus scrapes."""
+    """Metric families built from the :class:`MonitorService`'s published engine views when Prometheus scrapes."""
 
     def __init__(self, service: MonitorService) -> None:
         self.service = service
@@ -143,80 +146,67 @@ class MonitorCollector(Collector):
             labels=["outcome"],
         )
 
-        with svc.lock:
-            engines = list(svc.engines.values())
-            ev_count: Counter[tuple[str, str]] = Counter()
-            inv: Counter[tuple[str, str]] = Counter()
-            cap: Counter[str] = Counter()
-            mism: Counter[tuple[str, str, str]] = Counter()
-            emit: Counter[tuple[str, str]] = Counter()
-            agg_count: Counter[tuple[str, ...]] = Counter()
-            agg_missing: Counter[tuple[str, ...]] = Counter()
-            agg_sum: defaultdict[tuple[str, ...], float] = defaultdict(float)
-            agg_n: Counter[tuple[str, ...]] = Counter()
-            agg_effect: dict[tuple[str, ...], float] = {}
-            agg_firing: dict[tuple[str, ...], float] = {}
-            agg_det: Counter[tuple[str, ...]] = Counter()
-            open_alerts: Counter[tuple[str, str, str]] = Counter()
-            incidents: Counter[tuple[str, str, str, str, str, str]] = Counter()
-            lat: dict[tuple[str, str], list[float]] = {}
-            n_labels = 0
-            n_streams = 0
-            newest = -math.inf
-            for eng in engines:
-                n_labels += eng.labels_seen
-                n_streams += eng.stream_count
-                inv.update(eng.rejected)
-                cap.update(eng.capped)
-                emit.update(eng.alerts_emitted)
-                if eng.last_event_time == eng.last_event_time:
-                    newest = max(newest, eng.last_event_time)
-                for (model, version), st in eng.models.items():
-                    ev_count[model, version] += st.events
-                    for feat, c in st.type_mismatch.items():
-                        mism[model, version, feat] += c
-                    hist = lat.setdefault((model, version), [0.0] * (len(LATENCY_BUCKETS_MS) + 2))
-                    for i, c in enumerate(st.latency_buckets.tolist()):
-                        hist[i] += c
-                    hist[-1] += st.latency_sum_ms / 1000.0
-                for key in eng.lifecycle.open:
-                    parts = key.split("/", 3)
-                    open_alerts[parts[0], parts[1], parts[2]] += 1
-                for name, inc in eng.alerting.incidents.open.items():
-                    if inc["keys"]:
-                        model, version, facet = name.split("/", 2)
-                        kinds = ",".join(sorted({k.split("/")[2] for k in inc["keys"]}))
-                        levels = set(inc.get("severity", {}).values())
-                        severity = "critical" if "critical" in levels else "warning"
-                        incidents[model, version, str(inc["id"]), facet, kinds, severity] += len(inc["keys"])
-                for view in eng.streams():
-                    k = (view.model, view.model_version, view.feature, view.segment)
-                    agg_count[k] += view.stats["count"]
-                    agg_missing[k] += view.stats["missing"]
-                    if view.kind == "numeric" and view.stats["count"] > view.stats["missing"]:
-                        n = view.stats["count"] - view.stats["missing"]
-                        agg_sum[k] += view.stats["mean"] * n
-                        agg_n[k] += n
-                    agg_effect[k] = max(agg_effect.get(k, 0.0), view.effect)
-                    agg_firing[k] = max(agg_firing.get(k, 0.0), float(view.firing))
-                    for det, c in view.stats["detections"].items():
-                        agg_det[(*k, det)] += c
-            lag_items = list(svc.lag.items())
-            perf_rows = _performance_rows(engines)
-            fair_trackers: dict[tuple[str, str], FairnessTracker | None] = {}
-            by_model: dict[tuple[str, str], list[FairnessTracker]] = {}
-            for eng in engines:
-                for model_key, model_state in eng.models.items():
-                    if model_state.fairness is not None:
-                        by_model.setdefault(model_key, []).append(model_state.fairness)
-            for model_key, trackers in by_model.items():
-                fair_trackers[model_key] = merged(trackers)
-            n_pending = sum(len(e.joiner.pending) for e in engines)
-            n_early = sum(len(e.joiner.early) for e in engines)
-            join_counts: Counter[str] = Counter()
-            for eng in engines:
-                join_counts.update(eng.joiner.counts)
-            baseline_families = _baseline_families(engines, svc.config.significance.fdr)
+        views = list(svc.views.values())  # the latest published views: no engine object, no lock
+        ev_count: Counter[tuple[str, str]] = Counter()
+        inv: Counter[tuple[str, str]] = Counter()
+        cap: Counter[str] = Counter()
+        mism: Counter[tuple[str, str, str]] = Counter()
+        emit: Counter[tuple[str, str]] = Counter()
+        agg_count: Counter[tuple[str, ...]] = Counter()
+        agg_missing: Counter[tuple[str, ...]] = Counter()
+        agg_sum: defaultdict[tuple[str, ...], float] = defaultdict(float)
+        agg_n: Counter[tuple[str, ...]] = Counter()
+        agg_effect: dict[tuple[str, ...], float] = {}
+        agg_firing: dict[tuple[str, ...], float] = {}
+        agg_det: Counter[tuple[str, ...]] = Counter()
+        open_alerts: Counter[tuple[str, str, str]] = Counter()
+        incidents: Counter[tuple[str, str, str, str, str, str]] = Counter()
+        lat: dict[tuple[str, str], list[float]] = {}
+        n_labels = 0
+        n_streams = 0
+        newest = -math.inf
+        for view in views:
+            n_labels += view.labels_seen
+            n_streams += view.stream_count
+            inv.update(dict(view.rejected))
+            cap.update(dict(view.capped))
+            emit.update(dict(view.alerts_emitted))
+            if view.last_event_time == view.last_event_time:
+                newest = max(newest, view.last_event_time)
+            for (model, version), st in view.models.items():
+                ev_count[model, version] += st.events
+                for feat, c in st.type_mismatch:
+                    mism[model, version, feat] += c
+                hist = lat.setdefault((model, version), [0.0] * (len(LATENCY_BUCKETS_MS) + 2))
+                for i, c in enumerate(st.latency_buckets):
+                    hist[i] += c
+                hist[-1] += st.latency_sum_ms / 1000.0
+            for alert in view.open_alerts:
+                parts = alert.key.split("/", 3)
+                open_alerts[parts[0], parts[1], parts[2]] += 1
+            for inc in view.incidents:
+                incidents[inc.model, inc.version, inc.incident_id, inc.facet, inc.kinds, inc.severity] += inc.open
+            for row in view.streams:
+                k = (row.model, row.model_version, row.feature, row.segment)
+                agg_count[k] += row.count
+                agg_missing[k] += row.missing
+                if row.kind == "numeric" and row.count > row.missing:
+                    n = row.count - row.missing
+                    agg_sum[k] += row.mean * n
+                    agg_n[k] += n
+                agg_effect[k] = max(agg_effect.get(k, 0.0), row.effect)
+                agg_firing[k] = max(agg_firing.get(k, 0.0), float(row.firing))
+                for det, c in row.detections:
+                    agg_det[(*k, det)] += c
+        lag_items = list(svc.lag.items())
+        perf_rows = _performance_rows(views)
+        fair_trackers = merged_fairness(views)
+        n_pending = sum(v.join_pending for v in views)
+        n_early = sum(v.join_early for v in views)
+        join_counts: Counter[str] = Counter()
+        for view in views:
+            join_counts.update(dict(view.join_counts))
+        baseline_families = _baseline_families(views, svc.config.significance.fdr)
 
         for (model, version), c in ev_count.items():
             events.add_metric([model, version], c)
@@ -251,7 +241,7 @@ class MonitorCollector(Collector):
                 acc += in_bucket
                 buckets.append(("+Inf" if bound == math.inf else str(bound / 1000.0), acc))
             latency.add_metric([model, version], buckets, sum_value=hist[-1])
-        partitions.add_metric([], len(engines))
+        partitions.add_metric([], len(views))
         for (topic, part), value in lag_items:
             lag.add_metric([topic, str(part)], value)
         if newest > -math.inf:
@@ -340,7 +330,7 @@ def _fairness_families(trackers: dict[tuple[str, str], FairnessTracker | None]) 
     yield from (size, rate, gap, firing)
 
 
-def _baseline_families(engines: list[PartitionEngine], fdr: float) -> list[Metric]:
+def _baseline_families(views: list[EngineView], fdr: float) -> list[Metric]:
     """Window tests against the baseline, their false-discovery control, and schema / quality windows."""
     tests = CounterMetricFamily("monitor_window_tests", "Baseline window tests decided (Benjamini-Hochberg rounds)")
     found = CounterMetricFamily("monitor_window_discoveries", "Window tests rejected by Benjamini-Hochberg")
@@ -370,27 +360,24 @@ def _baseline_families(engines: list[PartitionEngine], fdr: float) -> list[Metri
     pvals: dict[tuple[str, ...], float] = {}
     windows: Counter[tuple[str, str]] = Counter()
     sources: dict[tuple[str, str, str], float] = {}
-    for eng in engines:
-        n_tests += eng.fdr.tests
-        n_found += eng.fdr.discoveries
-        n_rounds += eng.fdr.rounds
-        n_pending += len(eng.fdr.pending)
-        for (model, version), st in eng.models.items():
-            if st.quality is not None:
-                windows[model, version] += st.quality.windows
-                learned = st.quality.schema is not None and not st.quality.from_profile
-                if st.quality.from_profile or learned:
-                    sources[model, version, "profile" if st.quality.from_profile else "learned"] = 1.0
-            for (name, attr, value), test in st.window_tests():
-                r = test.last
-                if r is None or r.adjusted_p is None:
-                    continue
-                feature = "prediction" if name == "__prediction__" else name
-                k = (model, version, feature, segment_label({attr: value} if attr else {}))
-                for label, v in (("psi", r.psi), ("js", r.js), ("ks", r.ks)):
-                    if v is not None:
-                        stats[(*k, label)] = max(stats.get((*k, label), 0.0), v)
-                pvals[k] = min(pvals.get(k, 1.0), r.adjusted_p)
+    for view in views:
+        n_tests += view.fdr_tests
+        n_found += view.fdr_discoveries
+        n_rounds += view.fdr_rounds
+        n_pending += view.fdr_pending
+        for (model, version), st in view.models.items():
+            if st.quality_windows is not None:
+                windows[model, version] += st.quality_windows
+                if st.schema_source is not None:
+                    sources[model, version, st.schema_source] = 1.0
+        for r in view.windows:
+            if r.adjusted_p is None:
+                continue
+            k = (r.model, r.model_version, r.feature, r.segment)
+            for label, v in (("psi", r.psi), ("js", r.js), ("ks", r.ks)):
+                if v is not None:
+                    stats[(*k, label)] = max(stats.get((*k, label), 0.0), v)
+            pvals[k] = min(pvals.get(k, 1.0), r.adjusted_p)
     tests.add_metric([], n_tests)
     found.add_metric([], n_found)
     rounds.add_metric([], n_rounds)
@@ -407,7 +394,7 @@ def _baseline_families(engines: list[PartitionEngine], fdr: float) -> list[Metri
     return [tests, found, rounds, pending, target, stat, p_adj, quality, source]
 
 
-def _performance_rows(engines: list[PartitionEngine]) -> dict[str, Any]:
+def _performance_rows(views: list[EngineView]) -> dict[str, Any]:
     """Per (model, version, segment) sums across this replica's partitions, weighted by label counts."""
     metrics: defaultdict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])  # weighted sum, weight
     est: defaultdict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])
@@ -418,55 +405,51 @@ def _performance_rows(engines: list[PartitionEngine]) -> dict[str, Any]:
     counts: defaultdict[tuple[str, ...], list[int]] = defaultdict(lambda: [0, 0])  # predictions, labelled
     outcomes: defaultdict[tuple[str, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])
     delays: dict[tuple[str, str], list[float]] = {}
-    for eng in engines:
-        for (model, version), st in eng.models.items():
-            perf = st.perf
-            if perf is None:
+    for view in views:
+        for (model, version), st in view.models.items():
+            if st.buckets is None:
                 continue
             hist = delays.setdefault((model, version), [0.0] * (len(DELAY_BUCKETS_S) + 2))
-            for i, c in enumerate(perf.delay_buckets.tolist()):
+            for i, c in enumerate(st.delay_buckets):
                 hist[i] += c
-            hist[-1] += perf.delay_sum
-            for bucket, b in perf.buckets.items():
-                seg = segment_label({} if bucket == ALL else {bucket[0]: bucket[1]})
-                key = (model, version, seg)
+            hist[-1] += st.delay_sum
+            for b in st.buckets:
+                key = (model, version, b.segment)
                 counts[key][0] += b.predictions
                 counts[key][1] += b.labelled
-                n_win = b.window.ring.size
+                n_win = b.window_size
                 if n_win:
                     for window, values, weight in (
-                        ("sliding", b.window.window_metrics(), n_win),
-                        ("total", b.window.total_metrics(), b.window.count),
+                        ("sliding", b.window_metrics, n_win),
+                        ("total", b.total_metrics, b.total_count),
                     ):
                         for metric, value in values.items():
                             if value == value:
                                 acc = metrics[(*key, metric, window)]
                                 acc[0] += value * weight
                                 acc[1] += weight
-                    ce = b.window.calibration_error()
+                    ce = b.calibration_error
                     if ce == ce:
                         cal[key][0] += ce * n_win
                         cal[key][1] += n_win
-                value, low, high, n_est = perf.estimated(bucket)
+                value, low, high, n_est = b.estimated
                 if n_est:
                     est[key][0] += value * n_est
                     est[key][1] += n_est
                     band[key][0] += low * n_est
                     band[key][1] += high * n_est
-                    confusion = perf.estimated_window_confusion(bucket)
+                    confusion = b.estimated_confusion
                     if confusion is not None:
                         sums = est_metrics[key]
                         for i, v in enumerate(confusion):
                             sums[i] += v
-                t = perf.trustworthy(bucket)
+                t = b.trustworthy
                 if t is not None:
                     trusted[key] = min(trusted.get(key, 1.0), float(t))
-                for name, tracker in b.outcomes.items():
-                    n = tracker.moments.n
-                    if n:
-                        acc = outcomes[(*key, name)]
-                        acc[0] += tracker.moments.mean * n
-                        acc[1] += n
+                for name, n, mean in b.outcomes:
+                    acc = outcomes[(*key, name)]
+                    acc[0] += mean * n
+                    acc[1] += n
     return {
         "metrics": metrics,
         "est": est,

@@ -1,9 +1,9 @@
 """HTTP edge: /metrics (Prometheus), /healthz, /readyz, the dashboard (/) and its JSON API.
 
-A thread of the standard library's ``ThreadingHTTPServer``; every handler only reads engine views
-under the service lock. JSON routes other than /api/status are passed in as ``api`` (path ->
-function of the query parameters); the dashboard's static files come from ``monitor.dashboard``.
-Basic auth (if configured) protects everything except the probes.
+A thread of the standard library's ``ThreadingHTTPServer``; every handler only reads the engine views
+the consume loop publishes (never the engines, never under the service lock). JSON routes other than
+/api/status are passed in as ``api`` (path -> function of the query parameters); the dashboard's static
+files come from ``monitor.dashboard``. Basic auth (if configured) protects everything except the probes.
 """
 
 from __future__ import annotations

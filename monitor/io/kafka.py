@@ -5,6 +5,8 @@ Order of effects for every micro-batch (nothing is committed before it is durabl
 1. consume up to ``batch_max_messages`` messages or ``batch_max_ms``;
 2. run each partition's messages through its engine (state changes in memory); dead letters are
    produced right away (their bytes depend only on the input message, so a replay repeats them exactly);
+   if offsets are committed or alerts published in this batch (or ``http.view_interval_s`` has passed),
+   publish the engines' read-only views for /metrics and the dashboard (``publish_views``);
 3. for every partition whose batch produced alerts, or whose checkpoint is due: write a snapshot of its
    engine, the input offsets it covers and the alerts about to be published (the "outbox") to the
    state topic;
@@ -22,9 +24,10 @@ and repeats alerts only as exact copies (same id, same bytes). Without checkpoin
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +49,7 @@ from monitor.core.baseline import ProfileSet
 from monitor.core.engine import PartitionEngine
 from monitor.core.events import Rejected
 from monitor.core.rules import Alert
+from monitor.core.view import EngineView, build_view
 from monitor.errors import ConfigError, SinkError, SourceError
 from monitor.io.audit import AUDIT_TOPIC_CONFIG, AuditPublisher
 from monitor.io.checkpoint import CheckpointStore, FaultHook, dumps_record, loads_record
@@ -271,6 +275,8 @@ class LoopStats:
     checkpoint_cpu_seconds_max: float = 0.0  # the most CPU time of the loop's thread any checkpoint took
     restores: int = 0
     restore_seconds: float = 0.0
+    views_published: int = 0
+    view_seconds: float = 0.0  # the last publication: building the views of the engines that changed
 
 
 class MonitorService:
@@ -297,6 +303,11 @@ class MonitorService:
         self.on_alert = on_alert
         self.observe_batch = observe_batch
         self.engines: dict[int, PartitionEngine] = {}
+        # What /metrics and the dashboard read, per partition in the engines' order: replaced whole by the loop
+        # thread (one reference assignment), never mutated, so readers need no lock (see publish_views).
+        self.views: dict[int, EngineView] = {}
+        self._stale: set[int] = set()  # partitions whose engine changed since its view was built
+        self._views_at = -math.inf  # time.monotonic() of the last publication
         self.profiles = ProfileSet.load(config.baseline.profiles)  # read once: a bad profile fails at start
         self.lock = threading.RLock()
         self.stats = LoopStats()
@@ -514,6 +525,8 @@ class MonitorService:
             for tp in partitions:
                 self._last_checkpoint.setdefault(tp.partition, now)
             self.stats.broker_ok = True
+            self._stale.update(owned)
+        self.publish_views(force=True)
         consumer.assign(partitions)
         log.info("assigned %s", [(tp.topic, tp.partition, tp.offset) for tp in partitions])
 
@@ -539,6 +552,8 @@ class MonitorService:
                 self.lag.pop((tp.topic, tp.partition), None)
                 self._next.pop((tp.topic, tp.partition), None)
                 self._committed.pop((tp.topic, tp.partition), None)
+            self._stale &= set(self.engines)
+            self.views = {p: v for p, v in self.views.items() if p in self.engines}
         log.info("revoked %s", [(tp.topic, tp.partition) for tp in partitions])
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -582,6 +597,7 @@ class MonitorService:
                 if messages:
                     self.process(messages, stop)
                 else:
+                    self.publish_views(force=True)
                     self._checkpoint_due(stop)
                     if time.monotonic() - last_health > 5.0:
                         last_health = time.monotonic()
@@ -641,20 +657,49 @@ class MonitorService:
                     outbox.setdefault(partition, []).extend(result.alerts)
                 self._next[topic, partition] = int(group[-1].offset() or 0) + 1
                 self._since_checkpoint[partition] = self._since_checkpoint.get(partition, 0) + len(group)
+            self._stale.update(partition for _topic, partition in groups)
         if self.store is None:
+            self.publish_views(partitions={p for _topic, p in groups})  # offsets are committed after every batch
             self._publish(outbox, stop)
             self._commit({tp: self._next[tp] for tp in groups})
         else:
             # Alerts are published only after their partition's snapshot; with transactions, dead letters
             # become visible only together with their partition's offsets: these partitions cannot wait.
             urgent = set(outbox) | (dead_lettered if self.sink.transactional else set())
-            self._checkpoint(urgent | self._due_partitions(urgent), outbox, stop)
+            due = urgent | self._due_partitions(urgent)
+            self.publish_views(partitions=due)  # a checkpoint commits their offsets and publishes their alerts
+            self._checkpoint(due, outbox, stop)
         self.stats.broker_ok = True
         self.stats.batches += 1
         self.stats.last_batch_seconds = time.perf_counter() - started
         if self.observe_batch is not None:
             self.observe_batch(self.stats.last_batch_seconds, n)
         self._update_lag(groups)
+
+    def publish_views(self, *, force: bool = False, partitions: Collection[int] = ()) -> None:
+        """Rebuild the views of the engines that changed and publish them with one reference assignment.
+
+        Called by the loop thread between batches. While it is busy, every changed engine at most every
+        ``http.view_interval_s``; ``partitions`` now (those whose offsets are about to be committed or whose
+        alerts published, so what is committed and alerted on is visible); ``force``: every changed engine now
+        (a poll came back empty, partitions were assigned).
+        """
+        now = time.monotonic()
+        every = force or now - self._views_at >= self.config.http.view_interval_s
+        todo = set(self._stale) if every else self._stale & set(partitions)
+        if not todo:
+            return
+        started = time.perf_counter()
+        with self.lock:
+            old = self.views
+            self.views = {
+                p: build_view(engine) if p in todo or p not in old else old[p] for p, engine in self.engines.items()
+            }
+            self._stale -= todo
+        if every:
+            self._views_at = now
+        self.stats.views_published += 1
+        self.stats.view_seconds = time.perf_counter() - started
 
     def _due_partitions(self, urgent: set[int] | frozenset[int] = frozenset()) -> set[int]:
         """The partitions to checkpoint now besides ``urgent`` (checkpointed in this iteration anyway): of those
@@ -841,6 +886,8 @@ class MonitorService:
     def close(self, stop: threading.Event | None = None, *, checkpoint: bool = True) -> None:
         """Checkpoint every owned partition, flush, commit, leave the group."""
         self._closing = True
+        if checkpoint:  # never after an exception mid-batch: a view must not show half a batch
+            self.publish_views(force=True)
         if checkpoint and self.sink is not None and self.consumer is not None and self.engines:
             try:
                 if self.store is not None:
