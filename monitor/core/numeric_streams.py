@@ -242,14 +242,7 @@ class NumericStreams:
         """Is there evidence of a change in stream ``i`` now, and how large is it (in baseline sd)?"""
         d = self.detectors
         mean = float(self.base_mean[i])
-        n, total, zsum = (
-            (int(d.since_n[i]), float(d.since_sum[i]), float(d.since_z[i])) if i < d.size else (0, 0.0, 0.0)
-        )
-        if i not in self.warm:  # the stream's incomplete chunk counts too: evidence does not wait for a chunk
-            k, part = self.chunker.partial(i)
-            if k:
-                z = (part / k - float(d.mean[i])) / float(d.std[i])
-                n, total, zsum = n + k, total + part, zsum + k * min(max(z, -Z_CLIP), Z_CLIP)
+        n, total, zsum = self._since_change(i)
         effect = abs(zsum / n) if n else 0.0
         current_mean = total / n if n else math.nan
         p_value = math.erfc(effect * math.sqrt(n) / math.sqrt(2)) if n else None  # two-sided z-test
@@ -267,6 +260,25 @@ class NumericStreams:
             current={"mean": current_mean, "events": n},
             direction=direction,
         )
+
+    def _since_change(self, i: int) -> tuple[int, float, float]:
+        """Values, their sum and their sum of z since stream ``i``'s last change point (or its warm-up); the
+        stream's incomplete chunk counts too, so evidence does not wait for a chunk to complete."""
+        d = self.detectors
+        if i >= d.size:
+            return 0, 0.0, 0.0
+        n, total, zsum = int(d.since_n[i]), float(d.since_sum[i]), float(d.since_z[i])
+        if i not in self.warm:
+            k, part = self.chunker.partial(i)
+            if k:
+                z = (part / k - float(d.mean[i])) / float(d.std[i])
+                n, total, zsum = n + k, total + part, zsum + k * min(max(z, -Z_CLIP), Z_CLIP)
+        return n, total, zsum
+
+    def effect(self, i: int) -> float:
+        """The evidence's effect alone (|mean z| since the change point), for views that need nothing else."""
+        n, _, zsum = self._since_change(i)
+        return abs(zsum / n) if n else 0.0
 
     def quantiles(self, i: int) -> list[float]:
         """The view's quantiles: exact over the warm-up, from the histogram after it (within half a bin)."""
@@ -295,7 +307,7 @@ class NumericStreams:
             "min": float(self.minimum[i]),
             "max": float(self.maximum[i]),
             "quantiles": dict(zip(QUANTILES, self.quantiles(i), strict=True)),
-            "detections": {"adwin": int(self.detections[i, 0]), "page_hinkley": int(self.detections[i, 1])},
+            "detections": NumericStream(self, i).detections,
             "warmed_up": self.warmed_up(i),
         }
 
@@ -312,6 +324,23 @@ class NumericStream:
     @property
     def count(self) -> int:
         return int(self.streams.count[self.i])
+
+    @property
+    def missing(self) -> int:
+        return int(self.streams.missing[self.i])
+
+    @property
+    def mean(self) -> float:
+        return float(self.streams.mean[self.i]) if self.streams.n[self.i] else math.nan
+
+    @property
+    def detections(self) -> dict[str, int]:
+        adwin, page_hinkley = self.streams.detections[self.i].tolist()
+        return {"adwin": adwin, "page_hinkley": page_hinkley}
+
+    @property
+    def effect(self) -> float:
+        return self.streams.effect(self.i)
 
     def evidence(self) -> DriftEvidence:
         return self.streams.evidence(self.i)

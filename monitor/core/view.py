@@ -175,11 +175,10 @@ def _stream_rows(engine: PartitionEngine, state: ModelState) -> list[StreamRow]:
         segment = {} if (attr, value) == ALL else {attr: value}
         subject = "prediction" if name == PREDICTION else name
         kind = "prediction_drift" if name == PREDICTION else "data_drift"
-        if isinstance(tracker, NumericStream):
-            stats = tracker.view()
-            count, missing, mean = int(stats["count"]), int(stats["missing"]), float(stats["mean"])
-            detections = tuple(stats["detections"].items())
-            effect = tracker.evidence().effect
+        if isinstance(tracker, NumericStream):  # read from the arrays: no quantiles, no evidence dicts
+            count, missing, mean = tracker.count, tracker.missing, tracker.mean
+            detections = tuple(tracker.detections.items())
+            effect = tracker.effect
         else:
             count, missing, mean = int(tracker.count), int(tracker.missing), math.nan
             detections = tuple(tracker.detections.items())
