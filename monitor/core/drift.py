@@ -46,6 +46,10 @@ class DriftEvidence:
 class NumericDriftTracker:
     """Moments, missing rate and quantiles of a numeric stream, with ADWIN and Page-Hinkley on it.
 
+    Engine v1's one-object-per-stream tracker. The engine now keeps numeric streams as arrays
+    (:mod:`monitor.core.numeric_streams`); this class stays to read older snapshots (their trackers are
+    adopted on restore) and as the per-value reference the chunked detectors are tested against.
+
     Values are standardised with the warm-up baseline's mean and standard deviation (clipped at
     ±10), so detector thresholds read in standard deviations whatever the feature's unit. The
     effect size is the standardised difference between the mean since the last detection and

@@ -729,6 +729,7 @@ class PartitionEngine:
             if watch is not None and name != PREDICTION:
                 observed.append((name, values, kind, column, mismatch))
             touched: list[tuple[tuple[str, str], Tracker, float]] = []
+            overall: tuple[tuple[str, str], Tracker, float] | None = None
             if kind == "numeric":
                 block, ids = numeric[name]
             for k, (bucket, part) in enumerate(buckets):
@@ -752,8 +753,13 @@ class PartitionEngine:
                     for c in closed:
                         self.fdr.add((state.model, state.version, name, *bucket), c.result)
                     self._closed += closed
+                seen = (bucket, tracker, float(part_times.max()))
+                if bucket == ALL:
+                    overall = seen
                 if self._needs_judging(state, name, bucket, tracker):
-                    touched.append((bucket, tracker, float(part_times.max())))
+                    touched.append(seen)
+            if touched and overall is not None and all(b != ALL for b, _, _ in touched):
+                touched.append(overall)  # attribution needs all traffic's view (e.g. its alert's cooldown)
             alerts.extend(self._decide(state, name, touched))
         if watch is not None:
             alerts += self._watch_quality(state, watch, batch, rows, observed, times)
@@ -1172,6 +1178,8 @@ class PartitionEngine:
     def _decide(
         self, state: ModelState, name: str, touched: list[tuple[tuple[str, str], Tracker, float]]
     ) -> list[Alert]:
+        if not touched:
+            return []  # nothing judged: the subject's drifting flag stays as its last judgement left it
         judged = [self._judge(state, name, bucket, tracker, now) for bucket, tracker, now in touched]
         subject = "prediction" if name == PREDICTION else name
         if any(j.fire for j in judged):

@@ -157,6 +157,7 @@ class LabelJoiner:
         c = self._chunks.get(k)
         if c is None:
             c = self._chunks[k] = _Chunk(self.chunk_slots)
+            self._encoded.pop(k, None)  # a chunk emptied and made again restarts its version: its old encoding is stale
         return c
 
     def _write(

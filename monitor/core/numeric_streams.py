@@ -10,9 +10,9 @@ stream, arrival order kept within it):
   outliers (beyond 10 robust standard deviations of the median), so one absurd value cannot blind the
   detectors for good;
 - after the warm-up, a histogram on the baseline's scale (quantiles for the views; fixed bins, so
-  partial histograms add up) and chunks of ``adwin_chunk`` values for the sequential detectors
-  (:mod:`monitor.core.chunks`, :mod:`monitor.core.sequential`): Page-Hinkley over all streams at once,
-  ADWIN one call per completed chunk.
+  partial histograms add up) and chunks of ``detectors.chunk`` values for the sequential detectors
+  (:mod:`monitor.core.chunks`, :mod:`monitor.core.sequential`): Page-Hinkley over the chunk means of all
+  streams at once, river's ADWIN one call per ``detectors.adwin_chunk`` values of a stream.
 
 Python loops remain only where the work is per stream and rare: streams still in their warm-up, and
 streams whose detector fired.
@@ -116,7 +116,9 @@ class NumericStreams:
 
     def adopt(self, key: tuple[str, str, str], old: NumericDriftTracker) -> int:
         """A stream from an older release's snapshot (one tracker object per stream): counts, moments, the
-        baseline and ADWIN's window carry over, and so does the evidence since the last change point."""
+        baseline and ADWIN's window carry over, and so does the evidence since the last change point.
+        Page-Hinkley restarts (the old one ran on single values, this one on chunk means), and the quantile
+        histogram starts from the old reservoir, weighted up to the values it stood for."""
         i = self.add_stream(key)
         m = old.moments
         self.count[i], self.missing[i], self.n[i] = old.count, old.missing, m.n
@@ -144,7 +146,8 @@ class NumericStreams:
             self.histogram[i] = np.round(counts).astype(np.int64)
         self.chunker._grow(i + 1)
         after = max(0, m.n - self.warmup)
-        self.chunker.count[i] = after - after % self.chunker.size  # chunks start afresh at a chunk boundary
+        adwin_values = self.chunker.size * self.detectors.settings.adwin_chunks
+        self.chunker.count[i] = after - after % adwin_values  # chunks start afresh where an ADWIN update starts
         return i
 
     # ------------------------------------------------------------------ update

@@ -31,8 +31,8 @@ Z_CLIP = 10.0
 class SequentialSettings:
     """The detector settings these streams share (one subject's)."""
 
-    chunk: int = 32
-    adwin_chunks: int = 1  # ADWIN sees one value per this many chunks: the mean of their values
+    chunk: int = 16  # as DetectorSettings.chunk
+    adwin_chunks: int = 2  # ADWIN sees the mean of this many chunks per update: 32 values, as DetectorSettings
     adwin_delta: float = 0.002
     adwin_clock: int = 1
     page_hinkley_delta: float = 0.25

@@ -65,6 +65,9 @@ class RunningMoments:
 class ReservoirQuantiles:
     """Quantiles from a uniform reservoir sample of fixed size (Vitter's algorithm R, per batch).
 
+    Kept to read older snapshots, whose per-stream trackers held one; numeric streams now take their
+    quantiles from a fixed histogram (:mod:`monitor.core.numeric_streams`), which merges.
+
     The sample is an unbiased draw of everything seen, so quantile error shrinks as 1/sqrt(size)
     while memory stays ``size`` floats. The random generator is passed in so one engine owns one
     seeded generator and replays are reproducible.

@@ -57,6 +57,26 @@ def test_drift_in_one_segment_raises_exactly_one_alert_for_it():
     assert a.message.startswith("Income in segment country=SG (model churn v1) rose from a mean of")
 
 
+def test_a_segment_is_never_judged_without_all_traffic(monkeypatch):
+    """Only streams with something to judge are judged, but attribution (one change, one alert) needs all
+    traffic's judgement beside every segment's: a segment judged alone could page while all traffic's alert
+    is in its cooldown."""
+    engine = _engine()
+    calls: list[list[tuple[str, str]]] = []
+    decide = engine._decide
+
+    def spy(state, name, touched):
+        calls.append([bucket for bucket, _, _ in touched])
+        return decide(state, name, touched)
+
+    monkeypatch.setattr(engine, "_decide", spy)
+    _feed(engine, _stream(15_000, 10_000, Drift("income", {"country": "SG"}, scale=1.6)))
+    with_segments = [c for c in calls if any(b != ("", "") for b in c)]
+    assert with_segments, "the drifting segment was never judged"
+    assert all(("", "") in c for c in with_segments)
+    assert any(len(c) < 9 for c in calls if c)  # and the gate did leave out streams with nothing to judge
+
+
 def test_a_stationary_stream_raises_nothing():
     assert _feed(_engine(), _stream(80_000, 0, None, seed=4)) == []
 

@@ -309,6 +309,24 @@ def test_incremental_snapshot_equals_the_full_one_and_reuses_unchanged_chunks():
     assert len(j._encoded) > 3 and len(reused) == len(j._encoded) - 1  # the tail chunk alone changed
 
 
+def test_a_chunk_emptied_and_made_again_is_encoded_afresh():
+    """A chunk that empties is deleted and made again from version 0: its cached encoding must not come back."""
+    j = LabelJoiner(ttl_s=10, max_pending=1000, chunk_slots=8)
+
+    def add(ids: list[str], t: float) -> None:
+        n = len(ids)
+        j.add_predictions(
+            ids, "m", "v", [()], np.zeros(n, dtype=np.intp), [0.5] * n, np.full(n, 0.5), np.full(n, t), now=t
+        )
+
+    add(["a", "b", "c"], T0)
+    snapshot.dumps(j)
+    j.expire(T0 + 100)  # every pending prediction expires: the chunk is deleted
+    add(["d", "e", "f"], T0 + 100)
+    restored = snapshot.loads(snapshot.dumps(j))
+    assert sorted(restored.pending) == sorted(j.pending) == ["d", "e", "f"]
+
+
 def test_old_snapshot_restores_and_continues_like_the_old_store():
     """A join store written by the previous release (flat columns inside the engine's snapshot) restores
     into the columnar store: same contents, and the rest of the stream gives the old store's joins."""

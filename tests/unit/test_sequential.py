@@ -27,7 +27,7 @@ def _stream(seed: int, shift_at: int | None, n: int = 6000, shift: float = 1.0) 
 
 def _run(values: list[np.ndarray], cuts: list[int]) -> list[tuple[int, str, int]]:
     """Streams interleaved row by row, fed in batches cut at ``cuts``; scale from each stream's warm-up."""
-    seq = SequentialStreams(SequentialSettings(chunk=CHUNK))
+    seq = SequentialStreams(SequentialSettings(chunk=CHUNK, adwin_chunks=1))
     chunker = StreamChunker(CHUNK)
     for s, v in enumerate(values):
         seq.set_scale(s, float(v[:WARMUP].mean()), float(v[:WARMUP].std(ddof=1)))
@@ -80,7 +80,7 @@ def test_batches_and_neighbours_do_not_change_the_detections():
 
 
 def test_effect_since_the_change_reads_in_standard_deviations():
-    seq = SequentialStreams(SequentialSettings(chunk=CHUNK))
+    seq = SequentialStreams(SequentialSettings(chunk=CHUNK, adwin_chunks=1))
     chunker = StreamChunker(CHUNK)
     x = _stream(5, shift_at=3000)
     seq.set_scale(0, float(x[:WARMUP].mean()), float(x[:WARMUP].std(ddof=1)))
