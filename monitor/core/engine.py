@@ -241,13 +241,9 @@ class PartitionEngine:
         return result
 
     def _join_labels(self, batch: LabelBatch) -> list[Joined]:
-        joined: list[Joined] = []
-        now = self.watermark
-        for i, pid in enumerate(batch.prediction_id):
-            joined += self.joiner.add_label(
-                pid, batch.label[i], batch.outcomes[i], float(batch.event_time[i]), batch.model[i], now=now
-            )
-        return joined
+        return self.joiner.add_labels(
+            batch.prediction_id, batch.label, batch.outcomes, batch.event_time, batch.model, now=self.watermark
+        )
 
     @staticmethod
     def _segment_codes(

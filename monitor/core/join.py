@@ -410,6 +410,117 @@ class LabelJoiner:
             self.counts["unknown"] += 1
         return []
 
+    def add_labels(
+        self,
+        ids: Sequence[str],
+        labels: Sequence[Any],
+        outcomes: Sequence[dict[str, float] | None],
+        times: np.ndarray,
+        models: Sequence[str | None],
+        *,
+        now: float,
+    ) -> list[Joined]:
+        """:meth:`add_label` for a batch, with the same results in the same order: every id's slot is looked up
+        in one pass and the joined predictions are read out of their chunks as columns; only the
+        bookkeeping of ``done`` and ``early``, which later rows of the batch read, stays row by row."""
+        n = len(ids)
+        if not n:
+            return []
+        pop = self._slot.pop
+        slots = [pop(pid, -1) for pid in ids]  # an id twice in the batch finds its slot only the first time
+        slot_array = np.array(slots, dtype=np.int64)
+        found = np.flatnonzero(slot_array >= 0)
+        times = np.asarray(times, dtype=np.float64)
+        predictions, prediction_times = self._take_many(slot_array[found])
+        delays = (times[found] - prediction_times).tolist()
+        done, early, cap = self.done, self.early, self.max_pending
+        joined: list[Joined] = []
+        first: dict[str, int] = {}  # counter -> first row that moved it: counters appear in add_label's order
+        if found.size == n and done.keys().isdisjoint(ids):
+            # Every label finds its prediction and none was joined before: nothing in the batch reads ``done``,
+            # so it takes the batch at once and then drops its oldest over the cap, as row by row would.
+            mismatched = [
+                r for r, (m, p) in enumerate(zip(models, predictions, strict=True)) if m is not None and m != p.model
+            ]
+            joined = _joined_rows(ids, predictions, labels, outcomes, delays)
+            done.update(dict.fromkeys(ids, now))
+            for _ in range(len(done) - cap):
+                done.popitem(last=False)
+            n_mismatch, n_duplicate, n_unknown = len(mismatched), 0, 0
+            if mismatched:
+                first["model_mismatch"] = mismatched[0]
+        else:
+            n_mismatch = n_duplicate = n_unknown = 0
+            label_times = times.tolist()
+            f = 0
+            for r, pid in enumerate(ids):
+                if slots[r] >= 0:
+                    p = predictions[f]
+                    model = models[r]
+                    if model is not None and model != p.model:
+                        n_mismatch += 1
+                        first.setdefault("model_mismatch", r)
+                    done[pid] = now
+                    if len(done) > cap:
+                        done.popitem(last=False)
+                    joined.append(Joined(pid, p, labels[r], outcomes[r], delays[f]))
+                    f += 1
+                elif pid in done or pid in early:
+                    n_duplicate += 1
+                    first.setdefault("duplicate", r)
+                else:
+                    early[pid] = PendingLabel(labels[r], outcomes[r], label_times[r], models[r])
+                    if len(early) > self.max_early:
+                        early.popitem(last=False)
+                        n_unknown += 1
+                        first.setdefault("unknown", r)
+        if found.size:
+            first["joined"] = int(found[0])
+        moved = {"model_mismatch": n_mismatch, "joined": len(joined), "duplicate": n_duplicate, "unknown": n_unknown}
+        # on the same row model_mismatch moves before joined: the sort is stable and lists it first
+        for name in sorted(first, key=first.__getitem__):
+            self.counts[name] += moved[name]
+        return joined
+
+    def _take_many(self, slots: np.ndarray) -> tuple[list[PendingPrediction], np.ndarray]:
+        """The predictions in ``slots`` (distinct), in that order, removed from their chunks (their ids are
+        already unmapped), and their event times as an array."""
+        n = slots.size
+        size = self.chunk_slots
+        combo = np.empty(n, dtype=np.int32)
+        score = np.empty(n, dtype=np.float64)
+        time = np.empty(n, dtype=np.float64)
+        values: list[Any] = [None] * n
+        if n:
+            chunk_of, at = np.divmod(slots, size)
+            order = np.argsort(chunk_of, kind="stable")
+            keys, starts = np.unique(chunk_of[order], return_index=True)
+            bounds = [*starts.tolist(), n]
+            for j, k in enumerate(keys.tolist()):
+                rows = order[bounds[j] : bounds[j + 1]]
+                idx = at[rows]
+                c = self._chunks[k]
+                combo[rows] = c.combo[idx]
+                score[rows] = c.score[idx]
+                time[rows] = c.time[idx]
+                held, ids = c.prediction, c.ids
+                for r, i in zip(rows.tolist(), idx.tolist(), strict=True):
+                    values[r] = held[i]
+                    held[i] = ids[i] = None
+                c.alive[idx] = False
+                c.live -= idx.size
+                c.version += 1
+                if not c.live:
+                    del self._chunks[k]
+        if not n:
+            return [], time
+        models, versions, segments = zip(*map(self._combos.__getitem__, combo.tolist()), strict=True)
+        scores: Sequence[float | None] = score.tolist()
+        if np.isnan(score).any():
+            scores = [None if s != s else s for s in scores]
+        entries = zip(models, versions, segments, values, scores, time.tolist(), strict=True)
+        return list(map(PendingPrediction._make, entries)), time
+
     def _mark_done(self, prediction_id: str, now: float) -> None:
         self.done[prediction_id] = now
         if len(self.done) > self.max_pending:
@@ -537,6 +648,26 @@ class LabelJoiner:
             setattr(self, name, getattr(other, name))
         self.counts = other.counts
         self._encoded = {}
+
+
+def _joined_rows(
+    ids: Sequence[str],
+    predictions: Sequence[PendingPrediction],
+    labels: Sequence[Any],
+    outcomes: Sequence[dict[str, float] | None],
+    delays: Sequence[float],
+) -> list[Joined]:
+    """``Joined(*row)`` for each row, made without the frozen dataclass's ``__init__`` (one
+    ``object.__setattr__`` per field made it about two thirds of a joined label's cost): the same fields
+    in the same instance dict, so the objects are equal and alike in every way."""
+    new = object.__new__
+    out: list[Joined] = []
+    append = out.append
+    for pid, p, label, outcome, delay in zip(ids, predictions, labels, outcomes, delays, strict=True):
+        j = new(Joined)
+        j.__dict__.update(prediction_id=pid, prediction=p, label=label, outcomes=outcome, delay_s=delay)
+        append(j)
+    return out
 
 
 def _upgrade_plain(data: dict[str, Any]) -> dict[str, Any]:
