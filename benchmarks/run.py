@@ -344,16 +344,15 @@ def report(r: dict[str, Any], seconds: float, *, quick: bool, png: Path) -> str:
         "",
         "## What bounds the figures",
         "",
-        f"- **Engine.** Every event updates 75 streams (25 subjects x 3 buckets), and each stream runs its own "
-        f"sequential detectors: ADWIN (river's compiled code, fed 32-value chunk means), Page-Hinkley (vectorised per "
-        f"batch with scipy's lfilter), moments, a reservoir, a window test against its baseline (PSI, JS, KS) and the "
-        f"alert rules, per stream and per batch, plus the schema and data-quality checks per field. The profile "
-        f"below shows where the time goes; the per-stream Python work per batch, not the arithmetic, is the bound. The "
-        f"engine does {eng['events_per_s'] / nai['events_per_s']:.1f}x the naive loop while also running categorical "
-        f"tests, the prediction stream, the label join, score-based estimates and the alert lifecycle, which the naive "
-        f"loop does not. Reaching 200,000 events/s needs the detectors of all streams of a feature updated together "
-        f"(2-D arrays instead of one object per stream): docs/engine-v2.md has the plan and what has landed (the "
-        f"window tests of a batch are computed together; the sequential detectors are not yet).",
+        f"- **Engine.** Every event updates 75 streams (25 subjects x 3 buckets). The numeric streams of a model "
+        f"version are one table (core/numeric_streams.py, core/windows.py): moments, histograms, chunks, Page-Hinkley "
+        f"and the window tests' counts cost a fixed number of numpy calls per batch. Still per stream: river's ADWIN "
+        f"(one call per 32 values of a stream), binning a stream's values on its own reference edges, each closed "
+        f"window, the categorical streams (one chi-square window and one window test object each) and the judgement "
+        f"of streams with something to judge; still per row: segment codes and column conversion. The profile below "
+        f"shows where the time goes. The engine does {eng['events_per_s'] / nai['events_per_s']:.1f}x the naive loop "
+        f"while also running categorical tests, the prediction stream, the label join, score-based estimates and the "
+        f"alert lifecycle, which the naive loop does not. docs/engine-v2.md has the plan for the rest.",
         f"- **Decoding** runs at {eng['decode_per_s'] / eng['orjson_per_s']:.2f}x orjson into a batch of dicts in the "
         f"engine's process ({eng['decode_per_s'] / eng['orjson_dropped_per_s']:.2f}x orjson dropping each dict at once, "
         "which reuses the same memory); see the candidates below.",

@@ -442,7 +442,7 @@ class LabelJoiner:
             mismatched = [
                 r for r, (m, p) in enumerate(zip(models, predictions, strict=True)) if m is not None and m != p.model
             ]
-            joined = _joined_rows(ids, predictions, labels, outcomes, delays)
+            joined = [Joined(*row) for row in zip(ids, predictions, labels, outcomes, delays, strict=True)]
             done.update(dict.fromkeys(ids, now))
             for _ in range(len(done) - cap):
                 done.popitem(last=False)
@@ -648,26 +648,6 @@ class LabelJoiner:
             setattr(self, name, getattr(other, name))
         self.counts = other.counts
         self._encoded = {}
-
-
-def _joined_rows(
-    ids: Sequence[str],
-    predictions: Sequence[PendingPrediction],
-    labels: Sequence[Any],
-    outcomes: Sequence[dict[str, float] | None],
-    delays: Sequence[float],
-) -> list[Joined]:
-    """``Joined(*row)`` for each row, made without the frozen dataclass's ``__init__`` (one
-    ``object.__setattr__`` per field made it about two thirds of a joined label's cost): the same fields
-    in the same instance dict, so the objects are equal and alike in every way."""
-    new = object.__new__
-    out: list[Joined] = []
-    append = out.append
-    for pid, p, label, outcome, delay in zip(ids, predictions, labels, outcomes, delays, strict=True):
-        j = new(Joined)
-        j.__dict__.update(prediction_id=pid, prediction=p, label=label, outcomes=outcome, delay_s=delay)
-        append(j)
-    return out
 
 
 def _upgrade_plain(data: dict[str, Any]) -> dict[str, Any]:
