@@ -98,21 +98,42 @@ def expected_correct(score: np.ndarray, threshold: float = 0.5) -> np.ndarray:
 
 
 class Ring:
-    """The last ``capacity`` rows of a few float columns, in arrival order."""
+    """The last ``capacity`` rows of a few float columns, in arrival order.
+
+    Memory follows the rows held, not the capacity: the buffer starts small and doubles up to ``capacity``
+    (a segment with a few labels keeps a few rows, not a window's worth of zeros), and a snapshot holds only
+    the rows.
+
+    >>> r = Ring(3, 1)
+    >>> r.extend(np.array([[1.0], [2.0]])); r.extend(np.array([[3.0], [4.0]]))
+    >>> r.rows().ravel().tolist(), r.data.shape
+    ([2.0, 3.0, 4.0], (3, 1))
+    """
+
+    INITIAL_ROWS = 64
 
     def __init__(self, capacity: int, columns: int) -> None:
         self.capacity = capacity
-        self.data = np.zeros((capacity, columns), dtype=np.float64)
+        self.data = np.zeros((min(capacity, self.INITIAL_ROWS), columns), dtype=np.float64)
         self.size = 0
         self.head = 0  # next write position
+
+    @property
+    def columns(self) -> int:
+        return int(self.data.shape[1])
 
     def extend(self, rows: np.ndarray) -> None:
         rows = rows[-self.capacity :]
         k = rows.shape[0]
+        held = self.data.shape[0]
+        if held < self.capacity and self.size + k > held:  # still growing: rows sit in order from 0
+            grown = np.zeros((min(self.capacity, max(self.size + k, 2 * held)), self.columns))
+            grown[: self.size] = self.data[: self.size]
+            self.data = grown
         end = self.head + k
-        if end <= self.capacity:
+        if end <= self.data.shape[0]:
             self.data[self.head : end] = rows
-        else:
+        else:  # full size by now: wrap around
             first = self.capacity - self.head
             self.data[self.head :] = rows[:first]
             self.data[: k - first] = rows[first:]
@@ -126,6 +147,16 @@ class Ring:
 
     def snapshot(self) -> dict[str, Any]:
         return {"capacity": self.capacity, "rows": self.rows().tolist()}
+
+    def to_plain(self) -> dict[str, Any]:
+        return {"capacity": self.capacity, "columns": self.columns, "rows": self.rows().copy()}
+
+    @classmethod
+    def from_plain(cls, data: dict[str, Any]) -> Ring:
+        ring = cls(int(data["capacity"]), int(data["columns"]))
+        if len(data["rows"]):
+            ring.extend(np.asarray(data["rows"], dtype=np.float64).reshape(-1, ring.columns))
+        return ring
 
 
 class PerformanceWindow:

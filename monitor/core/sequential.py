@@ -70,7 +70,7 @@ class SequentialStreams:
         self.change_seq = np.zeros(0, dtype=np.int64)
         self.change_time = np.zeros(0)
         self.last_detector: list[str] = []
-        self.adwins: list[river_drift.ADWIN] = []
+        self.adwins: list[river_drift.ADWIN | None] = []  # made when the stream gets its scale
         self.adwin_part = np.zeros(0)  # the sum of z of the chunks of each stream's incomplete ADWIN group
 
     @property
@@ -94,8 +94,7 @@ class SequentialStreams:
         self.change_seq, self.change_time = more(self.change_seq, 0), more(self.change_time, math.nan)
         self.last_detector += [""] * extra
         self.adwin_part = more(self.adwin_part, 0.0)
-        s = self.settings
-        self.adwins += [river_drift.ADWIN(delta=s.adwin_delta, clock=s.adwin_clock) for _ in range(extra)]
+        self.adwins += [None] * extra
 
     def set_scale(self, stream: int, mean: float, std: float) -> None:
         """The stream's reference location and spread; a constant reference gets a tiny spread, so any
@@ -103,6 +102,8 @@ class SequentialStreams:
         self._grow(stream + 1)
         self.mean[stream] = mean
         self.std[stream] = std if std > 0 else max(abs(mean) * 1e-3, 1e-9)
+        if self.adwins[stream] is None:
+            self.adwins[stream] = river_drift.ADWIN(delta=self.settings.adwin_delta, clock=self.settings.adwin_clock)
 
     def update(self, chunks: Chunks) -> list[Change]:
         """Chunks ordered by stream, then by position; chunks of streams without a scale are skipped."""
@@ -216,6 +217,7 @@ class SequentialStreams:
         adwins = self.adwins
         for k_, o, m in zip(done.tolist(), stream[done].tolist(), means.tolist(), strict=True):
             detector = adwins[o]
+            assert detector is not None  # only streams with a scale have chunks here
             if detector._helper.update(m):
                 found.append(Change(o, "adwin", int(seq[k_]), float(chunks.end_time[k_])))
                 detector._reset()
