@@ -1265,6 +1265,7 @@ class PartitionEngine:
             for i, key in enumerate(block.keys):
                 name = PREDICTION_FIELD if key[0] == PREDICTION else key[0]
                 if not windows.from_profile[i] and (name, key[1], key[2]) in profile.streams:
+                    block.own_warmup(i)  # the detectors' warm-up values must not restart with the window test
                     windows.restart(i, self._profile_reference(state, key[0], "numeric", (key[1], key[2])))
 
     def _upgrade(self, state: ModelState) -> None:

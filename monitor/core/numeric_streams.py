@@ -73,7 +73,9 @@ class NumericStreams:
         self.base_std = np.zeros(0)
         self.histogram = np.zeros((0, HISTOGRAM_BINS + 2), dtype=np.int64)
         self.detections = np.zeros((0, 2), dtype=np.int64)  # ADWIN, Page-Hinkley
-        self.warm: dict[int, np.ndarray] = {}  # the warm-up values of streams without a baseline yet
+        # The warm-up values of streams without a baseline yet. None: the stream's window test is learning its
+        # reference from the same first values (and at least as many), so they are read from there, not kept twice.
+        self.warm: dict[int, np.ndarray | None] = {}
         self.chunker = StreamChunker(settings.chunk)
         self.detectors = SequentialStreams(
             SequentialSettings(
@@ -96,8 +98,10 @@ class NumericStreams:
         """A new stream, tested against ``reference`` if given (else against what it learns); its index."""
         i = self.index[key] = len(self.keys)
         self.keys.append(key)
+        shared = False
         if self.windows is not None:
             self.windows.add_stream(reference)
+            shared = reference is None and self.windows.baseline_events >= self.warmup
 
         def more(a: np.ndarray, fill: float) -> np.ndarray:
             return np.concatenate([a, np.full((1, *a.shape[1:]), fill, dtype=a.dtype)])
@@ -108,7 +112,7 @@ class NumericStreams:
         self.base_n = more(self.base_n, 0)
         self.base_mean, self.base_std = more(self.base_mean, 0.0), more(self.base_std, 0.0)
         self.histogram, self.detections = more(self.histogram, 0), more(self.detections, 0)
-        self.warm[i] = np.empty(0)
+        self.warm[i] = None if shared else np.empty(0)
         return i
 
     def warmed_up(self, i: int) -> bool:
@@ -124,8 +128,8 @@ class NumericStreams:
         self.count[i], self.missing[i], self.n[i] = old.count, old.missing, m.n
         self.mean[i], self.m2[i], self.minimum[i], self.maximum[i] = m.mean, m.m2, m.minimum, m.maximum
         if not old.warmed_up:
-            self.warm[i] = old._warm[: self.warmup].copy()
-            if self.warm[i].size >= self.warmup:
+            warm = self.warm[i] = old._warm[: self.warmup].copy()  # kept here: the window test may not share it
+            if warm.size >= self.warmup:
                 self._finish_warmup(i)
             return i
         del self.warm[i]
@@ -180,8 +184,12 @@ class NumericStreams:
         with np.errstate(over="ignore", invalid="ignore"):  # absurd values (1e308) make inf moments, as they should
             self._moments(values, starts, owners, runs)
         position = np.repeat(before - starts, runs) + np.arange(values.size)  # among the stream's present values
-        if (before < self.warmup).any():
+        warming = bool((before < self.warmup).any())
+        if warming:
             self._warm_up(values, starts, owners, runs)
+        if self.windows is not None:
+            self.windows.learned = {}  # read by the warm-up only: never kept past the batch
+        if warming:
             later = position >= self.warmup
             values, times, stream = values[later], times[later], stream[later]
             if values.size == 0:
@@ -210,13 +218,35 @@ class NumericStreams:
         for s, a, r in zip(owners.tolist(), starts.tolist(), runs.tolist(), strict=True):
             if s not in self.warm:
                 continue
-            need = self.warmup - self.warm[s].size
-            self.warm[s] = np.concatenate([self.warm[s], x[a : a + min(need, r)]])
-            if self.warm[s].size >= self.warmup:
+            own = self.warm[s]
+            if own is None:  # the window test holds the values, this batch's included
+                if self._warm_values(s).size >= self.warmup:
+                    self._finish_warmup(s)
+                continue
+            need = self.warmup - own.size
+            self.warm[s] = own = np.concatenate([own, x[a : a + min(need, r)]])
+            if own.size >= self.warmup:
                 self._finish_warmup(s)
 
+    def _warm_values(self, s: int) -> np.ndarray:
+        """Stream ``s``'s warm-up values so far (at most ``warmup``)."""
+        own = self.warm[s]
+        if own is not None:
+            return own
+        assert self.windows is not None
+        held = self.windows.warm.get(s)
+        if held is None:
+            held = self.windows.learned[s]  # the window test finished learning in this very batch
+        return held[: self.warmup]
+
+    def own_warmup(self, i: int) -> None:
+        """Keep stream ``i``'s warm-up values here from now on (its window test is about to start again)."""
+        if self.warm.get(i, 0) is None:
+            self.warm[i] = self._warm_values(i).copy()
+
     def _finish_warmup(self, s: int) -> None:
-        x = self.warm.pop(s)
+        x = self._warm_values(s)[: self.warmup]
+        del self.warm[s]
         med = float(np.median(x))
         mad = 1.4826 * float(np.median(np.abs(x - med)))
         kept = x[np.abs(x - med) <= 10 * mad] if mad > 0 else x
@@ -286,7 +316,7 @@ class NumericStreams:
     def quantiles(self, i: int) -> list[float]:
         """The view's quantiles: exact over the warm-up, from the histogram after it (within half a bin)."""
         if i in self.warm:
-            w = self.warm[i]
+            w = self._warm_values(i)
             return np.quantile(w, QUANTILES).tolist() if w.size else [math.nan] * len(QUANTILES)
         counts = self.histogram[i]
         total = int(counts.sum())

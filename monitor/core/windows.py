@@ -37,6 +37,7 @@ class NumericWindows:
         self.references: list[Reference | None] = []
         self.from_profile: list[bool] = []
         self.warm: dict[int, np.ndarray] = {}  # values of streams still learning their reference
+        self.learned: dict[int, np.ndarray] = {}  # not state: the values a reference was learned from in this batch
         self.counts = np.zeros((0, bins + 1), dtype=np.int64)  # the open window's bin counts
         self.filled = np.zeros(0, dtype=np.int64)
         self.total = np.zeros(0)  # the open window's sum of values
@@ -102,6 +103,7 @@ class NumericWindows:
     ) -> list[tuple[int, ClosedWindow]]:
         """Present values grouped by stream (one run each, arrival order kept), with their event times and
         partition positions; the windows that closed, their statistics still to compute."""
+        self.learned = {}
         if values.size == 0:
             return []
         starts = run_starts(stream)
@@ -118,7 +120,8 @@ class NumericWindows:
                 keep[a : a + take] = False
                 b = a + take
                 if self.warm[s].size >= self.baseline_events:
-                    self.references[s] = Reference.numeric(self.warm.pop(s), self.bins)
+                    self.learned[s] = self.warm.pop(s)
+                    self.references[s] = Reference.numeric(self.learned[s], self.bins)
                     self._widen(self.references[s].counts.size)
                 else:
                     continue

@@ -108,3 +108,32 @@ def test_a_snapshot_continues_exactly() -> None:
     tail = _table_results(restored, values[1234:], times[1234:], stream[1234:], [])
     tail = [[(r[0], r[1], r[2], r[3] + 1234, *r[4:]) for r in rows] for rows in tail]  # positions restart at 0
     assert [h + t for h, t in zip(head, tail, strict=True)] == full
+
+
+def test_the_detectors_warm_up_is_read_from_the_window_test_not_kept_twice() -> None:
+    from monitor.core.numeric_streams import NumericStreams
+    from monitor.core.settings import DetectorSettings
+
+    settings = DetectorSettings(warmup_events=120)
+    values, times, stream = _streams(6, 3, 3000)
+    shared, alone = NumericStreams(settings, _table([])), NumericStreams(settings)
+    for s in range(3):
+        shared.add_stream((f"x{s}", "", ""))
+        alone.add_stream((f"x{s}", "", ""))
+    positions = np.arange(values.size)
+    for lo, hi in itertools.pairwise([0, 50, 333, 1200, 3000]):
+        v, t, s, p = values[lo:hi], times[lo:hi], stream[lo:hi], positions[lo:hi]
+        order = np.argsort(s, kind="stable")
+        shared.update(v[order], t[order], s[order], p[order])
+        alone.update(v[order], t[order], s[order], p[order])
+        if hi == 50:  # warming up: the values live in the window test only
+            assert all(w is None for w in shared.warm.values()) and shared.windows is not None
+            assert shared.quantiles(0) == alone.quantiles(0)
+        if hi == 333:  # a window test restarting mid warm-up hands the values over first
+            shared.own_warmup(0)
+            shared.windows.restart(0, None)
+            assert shared.warm[0] is not None and shared.warm[0].size == int(shared.n[0]) < 120
+    assert not shared.warm and not shared.windows.learned  # nothing kept past its batch
+    for s in range(3):
+        assert shared.evidence(s) == alone.evidence(s)
+        assert shared.view(s) == alone.view(s)
