@@ -65,7 +65,8 @@ class BatchResult:
 
 @dataclass
 class StreamView:
-    """A read-only look at one stream for the exporter and the dashboard."""
+    """A read-only look at one stream, quantiles included (the exporter and the dashboard read the lighter
+    rows of :mod:`monitor.core.view`; this is for inspection and the snapshot twin tests)."""
 
     model: str
     model_version: str

@@ -145,9 +145,6 @@ class Ring:
             return self.data[: self.size]
         return np.concatenate([self.data[self.head :], self.data[: self.head]])
 
-    def snapshot(self) -> dict[str, Any]:
-        return {"capacity": self.capacity, "rows": self.rows().tolist()}
-
     def to_plain(self) -> dict[str, Any]:
         return {"capacity": self.capacity, "columns": self.columns, "rows": self.rows().copy()}
 

@@ -15,7 +15,6 @@ stream still learning its reference, binning on each stream's own edges, and eac
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
@@ -253,6 +252,3 @@ class NumericWindow:
     @property
     def tests(self) -> int:
         return int(self.table.tests[self.i])
-
-    def view(self) -> dict[str, Any]:
-        return {"tests": self.tests, "pending": self.pending, "from_profile": self.from_profile}

@@ -11,21 +11,9 @@ from monitor.config import load_config
 from monitor.io import checkpoint
 from monitor.io.checkpoint import CHECKPOINT_STEPS, FAULT_INJECT_ENV, CrashAt
 from monitor.io.kafka import MonitorService
+from tests.unit.service_stand_ins import QuietSink
 
 PACKAGE = Path(monitor.__file__).resolve().parent
-
-
-class _Sink:
-    transactional = False
-
-    def begin(self) -> None:
-        pass
-
-    def flush(self, _stop: object = None) -> None:
-        pass
-
-    def alert(self, _alert: object) -> None:
-        pass
 
 
 class _Store:
@@ -61,7 +49,7 @@ def test_a_hook_sees_every_checkpoint_step_in_order() -> None:
     seen: list[tuple[str, bool]] = []
     service = MonitorService(load_config(environ={}), faults=lambda step, alerts: seen.append((step, alerts)))
     store = _Store()
-    service.sink, service.store = _Sink(), store  # type: ignore[assignment]
+    service.sink, service.store = QuietSink(), store  # type: ignore[assignment]
     service.engines = {0: service._new_engine(0)}
     service._checkpoint({0}, {})
     assert store.written == [0]

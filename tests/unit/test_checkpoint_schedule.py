@@ -13,38 +13,10 @@ from confluent_kafka import TopicPartition
 from monitor.config import load_config
 from monitor.io import kafka
 from monitor.io.kafka import MonitorService
+from tests.unit.service_stand_ins import Message, QuietSink
 
 PREDICTIONS = "predictions"
 GOOD = b'{"prediction_id":"%d","model":"m","features":{"x":1.0},"prediction":0.2}'
-
-
-class _Message:
-    def __init__(self, partition: int, offset: int, value: bytes) -> None:
-        self._partition, self._offset, self._value = partition, offset, value
-
-    def error(self) -> None:
-        return None
-
-    def topic(self) -> str:
-        return PREDICTIONS
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes:
-        return self._value
-
-    def key(self) -> bytes:
-        return b"k"
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return []
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1_000_000)
 
 
 class _Consumer:
@@ -64,22 +36,13 @@ class _Consumer:
         return None
 
 
-class _Sink:
+class _Sink(QuietSink):
     def __init__(self, transactional: bool) -> None:
         self.transactional = transactional
         self.dead_letters: list[int] = []
         self.committed: list[list[tuple[str, int, int]]] = []  # offsets of each transaction
 
-    def begin(self) -> None:
-        pass
-
-    def flush(self, _stop: object = None) -> None:
-        pass
-
-    def alert(self, _alert: object) -> None:
-        pass
-
-    def dead_letter(self, msg: _Message, _rejected: object) -> None:
+    def dead_letter(self, msg: Message, _rejected: object) -> None:
         self.dead_letters.append(msg.partition())
 
     def commit(self, offsets: list[TopicPartition], _meta: object) -> None:
@@ -170,7 +133,9 @@ def test_time_due_checkpoints_start_spread_over_every_s() -> None:
 @pytest.mark.parametrize("transactional", [False, True])
 def test_dead_letters_in_a_transaction_are_committed_with_their_partitions_offsets(transactional: bool) -> None:
     service = _service(2, transactional=transactional)
-    service.process([_Message(0, 0, GOOD % 1), _Message(1, 0, GOOD % 2), _Message(1, 1, b"{")])  # type: ignore[list-item]
+    service.process(
+        [Message(PREDICTIONS, 0, 0, GOOD % 1), Message(PREDICTIONS, 1, 0, GOOD % 2), Message(PREDICTIONS, 1, 1, b"{")]
+    )  # type: ignore[list-item]
     sink: _Sink = service.sink  # type: ignore[assignment]
     assert sink.dead_letters == [1]
     if transactional:  # visible only together with the offsets that stop a replay from producing it again

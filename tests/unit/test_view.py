@@ -15,8 +15,10 @@ from monitor.core.view import EngineView, build_view
 from monitor.errors import ConfigError
 from monitor.io.kafka import MonitorService
 from monitor.simulate import Drift, TrafficGenerator
+from tests.unit.service_stand_ins import Message, QuietSink
 
 T0 = 1_767_225_600.0
+T0_MS = int(T0 * 1000)
 
 
 def _config(**http: Any) -> Any:
@@ -79,42 +81,6 @@ def test_a_view_is_a_frozen_copy_that_later_batches_do_not_change():
         view.labels_seen = 1  # type: ignore[misc]
 
 
-class _Message:
-    def __init__(self, topic: str, partition: int, offset: int, value: bytes) -> None:
-        self._topic, self._partition, self._offset, self._value = topic, partition, offset, value
-
-    def error(self) -> None:
-        return None
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes:
-        return self._value
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, int(T0 * 1000))
-
-
-class _Sink:
-    transactional = False
-
-    def flush(self, _stop: object = None) -> None:
-        pass
-
-    def alert(self, _alert: object) -> None:
-        pass
-
-    def dead_letter(self, _msg: object, _rejected: object) -> None:
-        pass
-
-
 class _Consumer:
     """Records, at each commit, how many events the published views hold."""
 
@@ -137,14 +103,14 @@ def _service(**http: Any) -> tuple[MonitorService, _Consumer, list[bytes]]:
     config = _config(**http)
     service = MonitorService(config)
     consumer = _Consumer(service)
-    service.sink, service.consumer = _Sink(), consumer  # type: ignore[assignment]
+    service.sink, service.consumer = QuietSink(), consumer  # type: ignore[assignment]
     service.engines = {0: service._new_engine(0)}
     return service, consumer, _events(3000)
 
 
-def _batch(service: MonitorService, values: list[bytes], first: int) -> list[_Message]:
+def _batch(service: MonitorService, values: list[bytes], first: int) -> list[Message]:
     topic = service.config.kafka.predictions_topic
-    return [_Message(topic, 0, first + i, v) for i, v in enumerate(values)]
+    return [Message(topic, 0, first + i, v, T0_MS) for i, v in enumerate(values)]
 
 
 def test_views_are_published_before_offsets_are_committed_whatever_the_interval():
@@ -210,7 +176,7 @@ def test_a_batch_that_fails_half_way_publishes_nothing():
 
     service.engines[1].process_predictions = broken  # type: ignore[method-assign]
     topic = service.config.kafka.predictions_topic
-    batch = _batch(service, values[:500], 0) + [_Message(topic, 1, i, v) for i, v in enumerate(values[500:1000])]
+    batch = _batch(service, values[:500], 0) + [Message(topic, 1, i, v, T0_MS) for i, v in enumerate(values[500:1000])]
     with pytest.raises(RuntimeError):
         service.process(batch)  # type: ignore[arg-type]
     service.close(checkpoint=False)  # what the loop does after an exception

@@ -1,0 +1,53 @@
+"""Stand-ins for the Kafka edge in unit tests of ``MonitorService``: a consumed message and an alert sink."""
+
+from __future__ import annotations
+
+
+class Message:
+    """What the service reads of a consumed ``confluent_kafka.Message``."""
+
+    def __init__(self, topic: str, partition: int, offset: int, value: bytes, timestamp_ms: int = 1_000_000) -> None:
+        self._topic, self._partition, self._offset, self._value = topic, partition, offset, value
+        self._timestamp_ms = timestamp_ms
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes:
+        return self._value
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return []
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self._timestamp_ms)
+
+
+class QuietSink:
+    """An alert and dead-letter sink that accepts everything and keeps nothing."""
+
+    transactional = False
+
+    def begin(self) -> None:
+        pass
+
+    def flush(self, _stop: object = None) -> None:
+        pass
+
+    def alert(self, _alert: object) -> None:
+        pass
+
+    def dead_letter(self, _msg: object, _rejected: object) -> None:
+        pass
