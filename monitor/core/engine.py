@@ -13,7 +13,7 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,13 +24,14 @@ from monitor.core.baseline import PREDICTION_FIELD, BaselineProfile, ProfileSet
 from monitor.core.calibration import ScoreCalibration
 from monitor.core.decisions import RetrainState, compare_versions
 from monitor.core.drift import CategoricalDriftTracker, DriftEvidence, NumericDriftTracker
-from monitor.core.events import LabelBatch, LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
+from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
 from monitor.core.fairness import FairnessTracker, GroupStats
 from monitor.core.join import Joined, LabelJoiner, PendingPrediction, Segments
 from monitor.core.messages import shown
 from monitor.core.metrics import Ring
 from monitor.core.numeric_streams import NumericStream, NumericStreams
-from monitor.core.performance import BASELINE_SCORE_BINS, ModelPerformance, binary_label, binary_score
+from monitor.core.performance import BASELINE_SCORE_BINS, ModelPerformance, binary_label
+from monitor.core.profile import ProfileStage, SegmentCaps, Summary, concat_rows, positive_scores
 from monitor.core.quality import CHECKS, BatchTally, FieldColumn, QualityFinding, SchemaWatch
 from monitor.core.rules import ALL, Alert, Judgement, alert_key, segment_label
 from monitor.core.settings import Settings
@@ -172,8 +173,10 @@ class PartitionEngine:
         self.partitions = max(1, partitions)
         self.clock = clock
         mon = config.monitoring
-        self.predictions = PredictionDecoder(mon.max_event_bytes, mon.max_fields)
-        self.labels = LabelDecoder(mon.max_event_bytes, mon.max_fields)
+        # Decoding, validation and the label join: the profile stage. Here it feeds this engine directly (one
+        # input partition, or a replay); the Kafka edge runs it apart and sends its summaries to the engine
+        # that owns their model version (monitor.core.detect).
+        self.profile = ProfileStage(config, partition=partition)
         self.models: dict[tuple[str, str], ModelState] = {}
         lifecycle = AlertLifecycle(
             config.alerts.resolve_after_s,
@@ -189,17 +192,11 @@ class PartitionEngine:
             incident_window_s=config.alerts.incident_window_s,
         )
         self.rng = np.random.default_rng([seed, partition])
-        self.rejected: Counter[tuple[str, str]] = Counter()  # (topic role, reason)
         self.capped: Counter[str] = Counter()  # what a cap turned away: model, feature, segment_value...
-        self.labels_seen = 0
         self.alerts_emitted: Counter[tuple[str, str]] = Counter()  # (kind, status)
         self.stream_count = 0
         self.last_event_time = math.nan
-        lab = config.labels
-        self.joiner = LabelJoiner(lab.ttl_s, lab.max_pending, lab.early_ttl_s, lab.max_early)
-        self.watermark = -math.inf  # newest event time seen on the partition
-        self.prediction_time = -math.inf  # newest prediction event time: early labels expire against it
-        self.label_time = -math.inf  # newest label event time: pending predictions expire against it
+        self.watermark = -math.inf  # newest event time of the predictions and labels monitored
         self._include = set(mon.features)
         self._ignore = set(mon.ignore_features)
         sig = config.significance
@@ -207,6 +204,68 @@ class PartitionEngine:
         self.observer: EngineObserver | None = None  # not state: set by the caller, never snapshotted
         self._closed: list[ClosedWindow] = []  # windows this batch closed, their statistics still to compute
         self._drift_keys: dict[tuple[str, str, str, str, str], str] = {}  # derived from names, not state
+        self._segments_seen: dict[tuple[str, str, Segments, int], Segments] = {}  # joined segments as tracked here
+
+    # The profile stage's state, under the names older snapshots (and the views) use.
+    @property
+    def joiner(self) -> LabelJoiner:
+        return self.profile.joiner
+
+    @joiner.setter
+    def joiner(self, value: LabelJoiner) -> None:
+        self.profile.joiner = value
+
+    @property
+    def rejected(self) -> Counter[tuple[str, str]]:
+        return self.profile.rejected
+
+    @rejected.setter
+    def rejected(self, value: Counter[tuple[str, str]]) -> None:
+        self.profile.rejected = value
+
+    @property
+    def labels_seen(self) -> int:
+        return self.profile.labels_seen
+
+    @labels_seen.setter
+    def labels_seen(self, value: int) -> None:
+        self.profile.labels_seen = value
+
+    @property
+    def prediction_time(self) -> float:
+        return self.profile.prediction_time
+
+    @prediction_time.setter
+    def prediction_time(self, value: float) -> None:
+        self.profile.prediction_time = value
+
+    @property
+    def label_time(self) -> float:
+        return self.profile.label_time
+
+    @label_time.setter
+    def label_time(self, value: float) -> None:
+        self.profile.label_time = value
+
+    @property
+    def profile_state(self) -> dict[str, Any]:
+        """The rest of the profile stage's state: its summary sequence, join clock and segment caps."""
+        p = self.profile
+        return {"seq": p.seq, "watermark": p.watermark, "caps": p.segment_caps, "keys": list(p.keys)}
+
+    @profile_state.setter
+    def profile_state(self, value: dict[str, Any]) -> None:
+        p = self.profile
+        p.seq, p.watermark, p.segment_caps = int(value["seq"]), float(value["watermark"]), value["caps"]
+        p.keys = {(m, v): None for m, v in value["keys"]}
+
+    @property
+    def predictions(self) -> PredictionDecoder:
+        return self.profile.prediction_decoder
+
+    @property
+    def labels(self) -> LabelDecoder:
+        return self.profile.label_decoder
 
     # ------------------------------------------------------------------ ingest
     def process_predictions(self, values: Sequence[bytes | None], kafka_times: Sequence[float]) -> BatchResult:
@@ -219,32 +278,78 @@ class PartitionEngine:
         return result
 
     def monitor_batch(self, batch: PredictionBatch) -> list[Alert]:
-        """Monitor an already decoded batch (the benchmarks time this apart from decoding)."""
+        """Monitor an already decoded batch (the benchmarks time this apart from decoding): the profile stage,
+        then this engine on its summaries."""
         if not len(batch):
             return []
-        alerts = self._monitor(batch)
-        self.last_event_time = float(np.nanmax(batch.event_time))
-        return alerts
+        summaries = self.profile.register(batch)
+        return self.apply(summaries, rows=batch)
 
     def process_labels(self, values: Sequence[bytes | None], kafka_times: Sequence[float]) -> BatchResult:
         """Decode labels, join them to their predictions, and update metrics and label-based alerts."""
-        batch, rejected = self.labels.decode(values, kafka_times)
-        for r in rejected:
-            self.rejected["labels", r.reason] += 1
-        self.labels_seen += len(batch)
-        result = BatchResult(rejected=rejected, processed=len(batch))
-        if len(batch):
-            newest = float(np.max(batch.event_time))
-            self.watermark = max(self.watermark, newest)
-            result.alerts = self._learn(self._join_labels(batch))
-            self.label_time = max(self.label_time, newest)
-            self.joiner.expire(self.prediction_time, labels_now=self.label_time)
+        summaries, rejected, valid = self.profile.labels(values, kafka_times)
+        result = BatchResult(rejected=rejected, processed=valid)
+        if valid:
+            self.watermark = max(self.watermark, self.profile.watermark)
+        result.alerts = self.apply(summaries)
         return result
 
-    def _join_labels(self, batch: LabelBatch) -> list[Joined]:
-        return self.joiner.add_labels(
-            batch.prediction_id, batch.label, batch.outcomes, batch.event_time, batch.model, now=self.watermark
-        )
+    def apply(self, summaries: Sequence[Summary], *, rows: PredictionBatch | None = None) -> list[Alert]:
+        """Monitor summaries' rows, then learn from their joined labels.
+
+        ``rows``: all the summaries' rows as one batch in their original order, when the caller has it (the
+        profile stage cut it per model version); otherwise the summaries' rows one after another.
+        """
+        if rows is None:
+            parts = [s.rows for s in summaries if s.rows is not None and len(s.rows)]
+            rows = concat_rows(parts) if parts else None
+        alerts: list[Alert] = []
+        if rows is not None and len(rows):
+            self.watermark = max(self.watermark, float(np.nanmax(rows.event_time)))
+            alerts = self._monitor(rows)
+            self.last_event_time = float(np.nanmax(rows.event_time))
+        joined = [j for s in summaries for j in s.joined]
+        if joined:
+            self.watermark = max(self.watermark, max(j.prediction.event_time + j.delay_s for j in joined))
+            alerts += self._learn(self._tracked_segments(joined))
+        return alerts
+
+    def _tracked_segments(self, joined: list[Joined]) -> list[Joined]:
+        """Joined predictions with their segments as this engine tracks them: another partition's profile stage
+        capped the segment values it kept by what it saw first, this engine by what it saw first."""
+        out: list[Joined] = []
+        seen = self._segments_seen
+        for j in joined:
+            p = j.prediction
+            state = self.models.get((p.model, p.model_version))
+            key = (p.model, p.model_version, p.segments, 0 if state is None else len(state.segment_attributes))
+            tracked = seen.get(key)
+            if tracked is None:
+                tracked = self._track_segments(p.model, p.model_version, p.segments)
+                if len(seen) < 65_536:
+                    seen[key] = tracked
+            out.append(j if tracked == p.segments else replace(j, prediction=p._replace(segments=tracked)))
+        return out
+
+    def _track_segments(self, model: str, version: str, segments: Segments) -> Segments:
+        state = self.models.get((model, version))
+        if state is None:
+            return segments
+        pairs = dict(segments)
+        out: list[tuple[str, str]] = []
+        for attr in state.segment_attributes:
+            value = pairs.get(attr)
+            if value is None:
+                continue
+            codes_of = state.segment_codes[attr]
+            if (
+                value not in codes_of
+                and value != OVERFLOW
+                and len(codes_of) >= self.config.monitoring.max_segment_values
+            ):
+                value = OVERFLOW
+            out.append((attr, value))
+        return tuple(out)
 
     @staticmethod
     def _segment_codes(
@@ -831,21 +936,17 @@ class PartitionEngine:
         buckets: list[tuple[tuple[str, str], np.ndarray | None]],
         times: np.ndarray,
     ) -> list[Alert]:
-        """Put the predictions in the label join, and feed the score-based estimates and latency."""
+        """Feed the score-based estimates, fairness and latency (the profile stage put them in the label join)."""
         n = times.size
         combos, seg_code = self._segment_codes(buckets, n)
         positive = self.config.performance.positive_label
         preds = self._take(batch.prediction, rows)
         scores_col = self._take(batch.scores, rows)
-        ids = self._take(batch.prediction_id, rows)
-        scores = _scores(preds, scores_col, positive)
-        self.watermark = max(self.watermark, float(times.max()))
+        scores = positive_scores(preds, scores_col, positive)
         perf = self._perf(state)
         if self.observer is not None:
+            ids = self._take(batch.prediction_id, rows)
             self.observer.predictions(state.model, state.version, self._take_index(batch, rows), ids, scores, times)
-        joined = self.joiner.add_predictions(
-            ids, state.model, state.version, combos, seg_code, preds, scores, times, now=self.watermark
-        )
         latency = batch.latency_ms if rows is None else batch.latency_ms[rows]
         touched = perf.observe_predictions(buckets, scores, latency, times, self.rng)
         alerts = self._emit(state, perf.estimate_judgements({b for b, _ in touched}, float(times.max())))
@@ -856,10 +957,6 @@ class PartitionEngine:
             alerts += self._emit(
                 state, fairness.judgements(state.model, state.version, self.config.alerts, self.watermark)
             )
-        if joined:
-            alerts += self._learn(joined)
-        self.prediction_time = max(self.prediction_time, float(times.max()))
-        self.joiner.expire(self.prediction_time, labels_now=self.label_time)
         return alerts
 
     def _latency(self, state: ModelState, latency: np.ndarray) -> None:
@@ -1208,6 +1305,7 @@ class PartitionEngine:
         "watermark",
         "prediction_time",
         "label_time",
+        "profile_state",
         "fdr",
         "incident_shift",
         "incidents",
@@ -1240,6 +1338,8 @@ class PartitionEngine:
                 setattr(engine, name, snap.decode(data["state"][name]))
         if "label_time" not in data["state"]:  # an older release kept one join clock for both streams
             engine.prediction_time = engine.label_time = engine.watermark
+        if "profile_state" not in data["state"]:  # an older release's engine kept the join clock itself
+            engine.profile.watermark = engine.watermark
         for state in engine.models.values():
             engine._upgrade(state)
             engine._adopt_profile(state)
@@ -1353,17 +1453,6 @@ class PartitionEngine:
                 )
 
 
-def _scores(preds: list[Any], scores: list[dict[str, float] | None], positive: str) -> np.ndarray:
-    """Positive-class scores of a column of predictions (NaN where there is none)."""
-    if _NUMERIC_TYPES.issuperset(map(type, preds)):
-        arr = np.array(preds, dtype=np.float64)
-        arr[(arr < 0) | (arr > 1)] = np.nan
-        if not np.isnan(arr).any() or not any(scores):
-            return arr
-    out = [binary_score(p, sc, positive) for p, sc in zip(preds, scores, strict=True)]
-    return np.array([math.nan if v is None else v for v in out], dtype=np.float64)
-
-
 def _numbers(values: list[Any]) -> np.ndarray | None:
     """A column of numbers only (no None, no string, no boolean) as floats, else None, in one pass over it.
 
@@ -1415,6 +1504,7 @@ def _register_snapshot_classes() -> None:
         ReservoirQuantiles,
         CategoryVocabulary,
         LabelJoiner,
+        SegmentCaps,
         PendingPrediction,
         PendingLabel,
         PerformanceWindow,

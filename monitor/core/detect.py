@@ -1,0 +1,185 @@
+"""The detection stage: the summaries of every input partition merged, then one engine over them.
+
+Each model version's summaries go to one detection stage (the summaries topic is keyed by model version),
+so each stream's detectors, window tests, Benjamini-Hochberg rounds, alert lifecycle, attribution,
+decisions and fairness run once, on all of its traffic, however many input partitions and replicas there
+are. Rows are merged in event time behind a watermark: the slowest input partition's progress, leaving out
+a partition whose progress has not moved for ``idle_s`` (it neither blocks detection forever nor, while it
+moves, lets it reorder). Summaries carry (source partition, sequence number); a repeat is dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from monitor.core.baseline import ProfileSet
+from monitor.core.engine import PartitionEngine
+from monitor.core.profile import Summary, concat_rows, take_rows
+from monitor.core.rules import Alert
+from monitor.core.settings import Settings
+
+
+class DetectionStage:
+    """One summaries partition's merge and engine.
+
+    >>> from monitor.core.profile import ProfileStage
+    >>> msg = b'{"prediction_id":"%d","model":"m","timestamp":%d,"features":{"x":1.0},"prediction":0.2}'
+    >>> a, b = ProfileStage(Settings(), partition=0), ProfileStage(Settings(), partition=1)
+    >>> stage = DetectionStage(Settings(), clock=lambda: 0.0)
+    >>> _ = [stage.add(s) for s in a.predictions([msg % (1, 10), msg % (2, 30)], [0.0, 0.0])[0]]
+    >>> _ = [stage.add(s) for s in b.predictions([msg % (3, 20)], [0.0])[0]]
+    >>> _ = stage.release()  # up to partition 1's progress (20): rows at 10 and 20
+    >>> stage.engine.events_total(), stage.pending_rows()
+    (2, 1)
+    """
+
+    def __init__(
+        self,
+        config: Settings,
+        *,
+        partition: int = 0,
+        idle_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        profiles: ProfileSet | None = None,
+    ) -> None:
+        self.engine = PartitionEngine(config, partition=partition, partitions=1, clock=clock, profiles=profiles)
+        self.partition = partition
+        self.idle_s = idle_s
+        self.clock = clock
+        self.pending: dict[int, list[Summary]] = {}  # per source partition, in arrival order
+        self.progress: dict[int, float] = {}  # per source: the newest event time it has reported
+        self.last_seq: dict[int, int] = {}  # per source: the highest sequence number taken (older ones repeat)
+        self.moved: dict[int, float] = {}  # per source: clock time its progress last moved (not state)
+        self.released_to = -math.inf  # the watermark released so far
+        self.summaries = 0  # summaries taken
+        self.duplicates = 0  # summaries dropped as repeats
+        self.late_rows = 0  # rows that arrived behind the watermark already released (released at once)
+
+    def add(self, summary: Summary) -> bool:
+        """Take a summary (False: a repeat of one already taken, dropped)."""
+        src = summary.source
+        if summary.seq <= self.last_seq.get(src, -1):
+            self.duplicates += 1
+            return False
+        self.last_seq[src] = summary.seq
+        self.summaries += 1
+        if summary.progress > self.progress.get(src, -math.inf) or src not in self.progress:
+            self.progress[src] = summary.progress
+            self.moved[src] = self.clock()
+        if len(summary):
+            if summary.rows is not None and len(summary.rows):
+                self.late_rows += int(np.count_nonzero(summary.rows.event_time <= self.released_to))
+            self.pending.setdefault(src, []).append(summary)
+        return True
+
+    def watermark(self) -> float:
+        """How far rows can be released: the slowest moving source's progress (+inf when all are idle)."""
+        now = self.clock()
+        moving = [p for src, p in self.progress.items() if now - self.moved.get(src, now) < self.idle_s]
+        return min(moving) if moving else math.inf
+
+    def pending_rows(self) -> int:
+        return sum(len(s) for parts in self.pending.values() for s in parts)
+
+    def release(self, *, flush: bool = False) -> list[Alert]:
+        """Monitor every buffered row and joined label up to the watermark (everything with ``flush``), merged
+        in event time (ties: source partition, then sequence)."""
+        mark = math.inf if flush else self.watermark()
+        if not self.pending or mark == -math.inf:
+            return []
+        out: list[Summary] = []
+        for src in sorted(self.pending):
+            keep: list[Summary] = []
+            for s in self.pending[src]:
+                now_part, later = _split(s, mark)
+                if now_part is not None:
+                    out.append(now_part)
+                if later is not None:
+                    keep.append(later)
+            if keep:
+                self.pending[src] = keep
+            else:
+                del self.pending[src]
+        if not out:
+            return []
+        if math.isfinite(mark):
+            self.released_to = max(self.released_to, mark)
+        parts = [s.rows for s in out if s.rows is not None and len(s.rows)]
+        rows = None
+        if parts:
+            rows = concat_rows(parts)
+            order = np.argsort(_times(rows.event_time), kind="stable")
+            if (np.diff(order) != 1).any():
+                rows = take_rows(rows, order)
+        joined = sorted((j for s in out for j in s.joined), key=lambda j: j.prediction.event_time + j.delay_s)
+        merged = Summary("", "", -1, -1, mark, None, joined)
+        return self.engine.apply([merged], rows=rows) if rows is not None or joined else []
+
+    # --------------------------------------------------------------- snapshots
+    def snapshot(self) -> dict[str, Any]:
+        """The engine's snapshot, the summaries still waiting for the watermark and the merge's bookkeeping."""
+        return {
+            "engine": self.engine.snapshot(),
+            "pending": [s.to_plain() for parts in self.pending.values() for s in parts],
+            "progress": [[src, None if math.isinf(p) else p] for src, p in self.progress.items()],
+            "last_seq": [[src, seq] for src, seq in self.last_seq.items()],
+            "released_to": None if math.isinf(self.released_to) else self.released_to,
+            "counts": [self.summaries, self.duplicates, self.late_rows],
+        }
+
+    @classmethod
+    def restore(
+        cls,
+        config: Settings,
+        data: dict[str, Any],
+        *,
+        idle_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        profiles: ProfileSet | None = None,
+    ) -> DetectionStage:
+        """A stage that continues where the snapshotted one stopped; every source counts as just moved."""
+        engine = PartitionEngine.restore(config, data["engine"], clock=clock, profiles=profiles)
+        stage = cls(config, partition=engine.partition, idle_s=idle_s, clock=clock, profiles=profiles)
+        stage.engine = engine
+        for plain in data["pending"]:
+            s = Summary.from_plain(plain)
+            stage.pending.setdefault(s.source, []).append(s)
+        now = clock()
+        for src, p in data["progress"]:
+            stage.progress[int(src)] = -math.inf if p is None else float(p)
+            stage.moved[int(src)] = now
+        stage.last_seq = {int(src): int(seq) for src, seq in data["last_seq"]}
+        released = data.get("released_to")
+        stage.released_to = -math.inf if released is None else float(released)
+        stage.summaries, stage.duplicates, stage.late_rows = (int(x) for x in data["counts"])
+        return stage
+
+
+def _times(t: np.ndarray) -> np.ndarray:
+    """Event times with a missing one first (NaN sorts last otherwise)."""
+    return np.where(np.isnan(t), -math.inf, t)
+
+
+def _split(s: Summary, mark: float) -> tuple[Summary | None, Summary | None]:
+    """The part of a summary at or before ``mark`` and the part after it."""
+    rows_now = rows_later = None
+    if s.rows is not None and len(s.rows):
+        at = _times(s.rows.event_time) <= mark
+        if at.all():
+            rows_now = s.rows
+        elif not at.any():
+            rows_later = s.rows
+        else:
+            rows_now, rows_later = take_rows(s.rows, np.flatnonzero(at)), take_rows(s.rows, np.flatnonzero(~at))
+    joined_now = [j for j in s.joined if not j.prediction.event_time + j.delay_s > mark]
+    joined_later = (
+        [j for j in s.joined if j.prediction.event_time + j.delay_s > mark] if len(joined_now) < len(s.joined) else []
+    )
+    now = Summary(s.model, s.version, s.source, s.seq, s.progress, rows_now, joined_now)
+    later = Summary(s.model, s.version, s.source, s.seq, s.progress, rows_later, joined_later)
+    return (now if len(now) else None), (later if len(later) else None)

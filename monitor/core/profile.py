@@ -1,0 +1,353 @@
+"""The profile stage: one input partition's messages in, one summary per model version out.
+
+It decodes and validates (rejects go back to the caller, for the dead-letter topic), joins labels to the
+predictions of its partition (the two topics are co-partitioned by ``prediction_id``, so the join is
+local) and hands each model version's accepted rows and joined labels on as a :class:`Summary`. It keeps
+no per-stream state: every stream's detectors run once, in the detection stage that owns the model
+version, on the summaries of every input partition merged (``monitor.core.detect``).
+
+A summary carries the rows' values rather than per-stream aggregates: the value-exact windows and the
+sequential detectors need each value in event-time order, and one row serves all of its streams (all
+traffic and each segment) at once. ``docs/engine-v2.md`` says what pre-aggregating would change.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
+from monitor.core.join import Joined, LabelJoiner, PendingPrediction, Segments
+from monitor.core.performance import binary_score
+from monitor.core.settings import Settings
+from monitor.core.stats import OVERFLOW
+
+SUMMARY_FORMAT = 1
+_NUMERIC_TYPES = frozenset({float, int, type(None)})
+
+
+@dataclass
+class Summary:
+    """What one input partition (``source``) hands on for one model version: its ``seq``-th summary.
+
+    ``progress`` is the newest event time the source had seen when it sent this: the detection stage
+    releases rows up to the slowest source's progress (the watermark). A summary without rows or joined
+    labels is a heartbeat that only moves ``progress``.
+    """
+
+    model: str
+    version: str
+    source: int
+    seq: int
+    progress: float
+    rows: PredictionBatch | None = None
+    joined: list[Joined] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return (0 if self.rows is None else len(self.rows)) + len(self.joined)
+
+    def to_plain(self) -> dict[str, Any]:
+        """Plain data (JSON types only), the form the summaries topic carries."""
+        out: dict[str, Any] = {
+            "format": SUMMARY_FORMAT,
+            "model": self.model,
+            "version": self.version,
+            "source": self.source,
+            "seq": self.seq,
+            "progress": None if math.isinf(self.progress) else self.progress,
+        }
+        b = self.rows
+        if b is not None and len(b):
+            out["rows"] = {
+                "id": b.prediction_id,
+                "time": b.event_time.tolist(),
+                "prediction": b.prediction,
+                "features": b.features,
+                "segments": b.segments,
+                "latency": [None if v != v else v for v in b.latency_ms.tolist()],
+                "scores": b.scores,
+                "nulls": b.nulls,
+            }
+        if self.joined:
+            out["joined"] = [
+                [j.prediction_id, [list(s) for s in j.prediction.segments], j.prediction.prediction,
+                 j.prediction.score, j.prediction.event_time, j.label, j.outcomes, j.delay_s]
+                for j in self.joined
+            ]  # fmt: skip
+        return out
+
+    @classmethod
+    def from_plain(cls, data: dict[str, Any]) -> Summary:
+        if data.get("format") != SUMMARY_FORMAT:
+            raise ValueError(f"summary format {data.get('format')!r} is not {SUMMARY_FORMAT}")
+        model, version = str(data["model"]), str(data["version"])
+        progress = data.get("progress")
+        rows = None
+        r = data.get("rows")
+        if r is not None:
+            n = len(r["id"])
+            rows = PredictionBatch(
+                index=np.arange(n),
+                prediction_id=r["id"],
+                model=[model] * n,
+                model_version=[version] * n,
+                event_time=np.asarray(r["time"], dtype=np.float64),
+                prediction=r["prediction"],
+                features=r["features"],
+                segments=r["segments"],
+                latency_ms=np.array([math.nan if v is None else v for v in r["latency"]], dtype=np.float64),
+                scores=r["scores"],
+                nulls=r["nulls"],
+            )
+        joined = [
+            Joined(pid, PendingPrediction(model, version, tuple((a, v) for a, v in segs), pred, score, t), label,
+                   outcomes, delay)
+            for pid, segs, pred, score, t, label, outcomes, delay in data.get("joined", ())
+        ]  # fmt: skip
+        return cls(
+            model, version, int(data["source"]), int(data["seq"]),
+            -math.inf if progress is None else float(progress), rows, joined,
+        )  # fmt: skip
+
+    def encode(self) -> bytes:
+        """The summaries topic's message value: JSON, compressed (rows repeat their field names)."""
+        return zlib.compress(orjson.dumps(self.to_plain()), 1)
+
+    @classmethod
+    def decode(cls, value: bytes) -> Summary:
+        return cls.from_plain(orjson.loads(zlib.decompress(value)))
+
+
+def take_rows(batch: PredictionBatch, rows: np.ndarray) -> PredictionBatch:
+    """The rows ``rows`` of a batch, in that order, as a batch of their own."""
+    picks = rows.tolist()
+
+    def take(column: list[Any]) -> list[Any]:
+        return [column[i] for i in picks]
+
+    where = {int(r): k for k, r in enumerate(picks)}
+    nulls = {name: sorted(where[i] for i in at if i in where) for name, at in batch.nulls.items()}
+    return PredictionBatch(
+        index=batch.index[rows],
+        prediction_id=take(batch.prediction_id),
+        model=take(batch.model),
+        model_version=take(batch.model_version),
+        event_time=batch.event_time[rows],
+        prediction=take(batch.prediction),
+        features={name: take(col) for name, col in batch.features.items()},
+        segments={name: take(col) for name, col in batch.segments.items()},
+        latency_ms=batch.latency_ms[rows],
+        scores=take(batch.scores) if batch.scores else [],
+        nulls={name: at for name, at in nulls.items() if at},
+    )
+
+
+def concat_rows(parts: Sequence[PredictionBatch]) -> PredictionBatch:
+    """Batches one after another as one batch; a feature or segment a part lacks is absent (None) there."""
+    if len(parts) == 1:
+        return parts[0]
+    sizes = [len(p) for p in parts]
+    offsets = np.cumsum([0, *sizes]).tolist()
+    features: dict[str, list[Any]] = {}
+    segments: dict[str, list[Any]] = {}
+    nulls: dict[str, list[int]] = {}
+    for k, p in enumerate(parts):
+        for target, source in ((features, p.features), (segments, p.segments)):
+            for name, col in source.items():
+                column = target.get(name)
+                if column is None:
+                    column = target[name] = [None] * offsets[-1]
+                column[offsets[k] : offsets[k + 1]] = col
+        for name, at in p.nulls.items():
+            nulls.setdefault(name, []).extend(i + offsets[k] for i in at)
+    scores: list[Any] = []
+    if any(p.scores for p in parts):
+        for p in parts:
+            scores.extend(p.scores if p.scores else [None] * len(p))
+    return PredictionBatch(
+        index=np.arange(offsets[-1]),
+        prediction_id=[x for p in parts for x in p.prediction_id],
+        model=[x for p in parts for x in p.model],
+        model_version=[x for p in parts for x in p.model_version],
+        event_time=np.concatenate([p.event_time for p in parts]),
+        prediction=[x for p in parts for x in p.prediction],
+        features=features,
+        segments=segments,
+        latency_ms=np.concatenate([p.latency_ms for p in parts]),
+        scores=scores,
+        nulls=nulls,
+    )
+
+
+def positive_scores(preds: Sequence[Any], scores: Sequence[dict[str, float] | None], positive: str) -> np.ndarray:
+    """Positive-class scores of a column of predictions (NaN where there is none)."""
+    if _NUMERIC_TYPES.issuperset(map(type, preds)):
+        arr = np.array(preds, dtype=np.float64)
+        arr[(arr < 0) | (arr > 1)] = np.nan
+        if not np.isnan(arr).any() or not any(scores):
+            return arr
+    out = [binary_score(p, sc, positive) for p, sc in zip(preds, scores, strict=True)]
+    return np.array([math.nan if v is None else v for v in out], dtype=np.float64)
+
+
+class SegmentCaps:
+    """The segment values this partition's join keeps per model version: the same caps as the streams
+    (``monitoring.max_segment_attributes`` and ``max_segment_values``, the rest ``OVERFLOW``), so the
+    join's table of segment combinations stays bounded whatever arrives."""
+
+    def __init__(self) -> None:
+        self.attributes: dict[tuple[str, str], list[str]] = {}
+        self.values: dict[tuple[str, str, str], set[str]] = {}
+
+    def combos(
+        self, model: str, version: str, segments: dict[str, list[Any]], n: int, wanted: Sequence[str],
+        max_attributes: int, max_values: int,
+    ) -> tuple[list[Segments], np.ndarray]:  # fmt: skip
+        """Each row's segments as a code into the batch's distinct combinations (tuples of pairs)."""
+        attrs = self.attributes.setdefault((model, version), [])
+        for attr in wanted or list(segments):
+            if attr not in attrs and attr in segments and len(attrs) < max_attributes:
+                attrs.append(attr)
+        columns: list[tuple[str, list[Any]]] = []
+        for attr in attrs:
+            column = segments.get(attr)
+            if column is None:
+                continue
+            known = self.values.setdefault((model, version, attr), set())
+            if not known.issuperset(column):
+                capped = list(column)
+                for i, v in enumerate(capped):
+                    if v is None or v in known:
+                        continue
+                    if len(known) < max_values:
+                        known.add(v)
+                    else:
+                        capped[i] = OVERFLOW
+                column = capped
+            columns.append((attr, column))
+        if not columns:
+            return [()], np.zeros(n, dtype=np.int64)
+        table: dict[Segments, int] = {}
+        codes = np.empty(n, dtype=np.int64)
+        for r, values in enumerate(zip(*(c for _, c in columns), strict=True)):
+            combo = tuple((a, v) for (a, _), v in zip(columns, values, strict=True) if v is not None)
+            codes[r] = table.setdefault(combo, len(table))
+        return list(table), codes
+
+
+class ProfileStage:
+    """One input partition's decode, validation and label join; model versions' summaries out.
+
+    >>> stage = ProfileStage(Settings(), partition=2)
+    >>> out, rejected = stage.predictions(
+    ...     [b'{"prediction_id":"1","model":"m","features":{"x":1.0},"prediction":0.2}', b"{"], [1.0, 1.0])
+    >>> [(s.model, s.source, s.seq, len(s.rows)) for s in out], [r.reason for r in rejected]
+    ([('m', 2, 0, 1)], ['invalid_json'])
+    """
+
+    def __init__(self, config: Settings, *, partition: int = 0) -> None:
+        self.config = config
+        self.partition = partition
+        mon = config.monitoring
+        self.prediction_decoder = PredictionDecoder(mon.max_event_bytes, mon.max_fields)
+        self.label_decoder = LabelDecoder(mon.max_event_bytes, mon.max_fields)
+        lab = config.labels
+        self.joiner = LabelJoiner(lab.ttl_s, lab.max_pending, lab.early_ttl_s, lab.max_early)
+        self.rejected: Counter[tuple[str, str]] = Counter()  # (topic role, reason)
+        self.labels_seen = 0
+        self.watermark = -math.inf  # newest event time seen on the partition
+        self.prediction_time = -math.inf  # newest prediction event time: early labels expire against it
+        self.label_time = -math.inf  # newest label event time: pending predictions expire against it
+        self.seq = 0  # the next summary's sequence number
+        self.segment_caps = SegmentCaps()
+        self.keys: dict[tuple[str, str], None] = {}  # model versions seen, in order: each gets heartbeats
+
+    # ------------------------------------------------------------------ ingest
+    def predictions(
+        self, values: Sequence[bytes | None], kafka_times: Sequence[float]
+    ) -> tuple[list[Summary], list[Rejected]]:
+        """Decode and validate prediction messages, register them for the join; summaries per model version."""
+        batch, rejected = self.prediction_decoder.decode(values, kafka_times)
+        for r in rejected:
+            self.rejected["predictions", r.reason] += 1
+        return self.register(batch), rejected
+
+    def register(self, batch: PredictionBatch) -> list[Summary]:
+        """An already decoded batch (the benchmarks time this apart from decoding)."""
+        if not len(batch):
+            return []
+        out: list[Summary] = []
+        self.watermark = max(self.watermark, float(np.nanmax(batch.event_time)))
+        for (model, version), rows in _by_model_version(batch):
+            part = batch if rows is None else take_rows(batch, rows)
+            joined = self._join_predictions(model, version, part)
+            out.append(self._summary(model, version, part, joined))
+        self.prediction_time = max(self.prediction_time, float(np.nanmax(batch.event_time)))
+        self.joiner.expire(self.prediction_time, labels_now=self.label_time)
+        return out
+
+    def labels(
+        self, values: Sequence[bytes | None], kafka_times: Sequence[float]
+    ) -> tuple[list[Summary], list[Rejected], int]:
+        """Decode labels and join them to their predictions: summaries of joined labels per model version, the
+        rejected messages and how many labels were valid."""
+        batch, rejected = self.label_decoder.decode(values, kafka_times)
+        for r in rejected:
+            self.rejected["labels", r.reason] += 1
+        self.labels_seen += len(batch)
+        if not len(batch):
+            return [], rejected, 0
+        newest = float(np.max(batch.event_time))
+        self.watermark = max(self.watermark, newest)
+        joined = self.joiner.add_labels(
+            batch.prediction_id, batch.label, batch.outcomes, batch.event_time, batch.model, now=self.watermark
+        )
+        self.label_time = max(self.label_time, newest)
+        self.joiner.expire(self.prediction_time, labels_now=self.label_time)
+        by_key: dict[tuple[str, str], list[Joined]] = {}
+        for j in joined:
+            by_key.setdefault((j.prediction.model, j.prediction.model_version), []).append(j)
+        return [self._summary(m, v, None, items) for (m, v), items in by_key.items()], rejected, len(batch)
+
+    def heartbeats(self) -> list[Summary]:
+        """A summary without rows for every model version seen: moves this partition's progress everywhere."""
+        return [self._summary(m, v, None, []) for m, v in self.keys]
+
+    def _join_predictions(self, model: str, version: str, part: PredictionBatch) -> list[Joined]:
+        mon = self.config.monitoring
+        combos, codes = self.segment_caps.combos(
+            model, version, part.segments, len(part), mon.segments, mon.max_segment_attributes, mon.max_segment_values
+        )
+        scores = positive_scores(part.prediction, part.scores, self.config.performance.positive_label)
+        return self.joiner.add_predictions(
+            part.prediction_id, model, version, combos, codes, part.prediction, scores, part.event_time,
+            now=self.watermark,
+        )  # fmt: skip
+
+    def _summary(self, model: str, version: str, rows: PredictionBatch | None, joined: list[Joined]) -> Summary:
+        if (model, version) not in self.keys and len(self.keys) < self.config.monitoring.max_models:
+            self.keys[model, version] = None
+        s = Summary(model, version, self.partition, self.seq, self.watermark, rows, joined)
+        self.seq += 1
+        return s
+
+    # --------------------------------------------------------------- snapshots
+    STATE = ("joiner", "rejected", "labels_seen", "watermark", "prediction_time", "label_time", "seq")
+
+
+def _by_model_version(batch: PredictionBatch) -> list[tuple[tuple[str, str], np.ndarray | None]]:
+    """The batch's rows per model version, in order of first appearance (None: every row)."""
+    first = (batch.model[0], batch.model_version[0])
+    if all(m == first[0] for m in batch.model) and all(v == first[1] for v in batch.model_version):
+        return [(first, None)]
+    groups: dict[tuple[str, str], list[int]] = {}
+    for r, key in enumerate(zip(batch.model, batch.model_version, strict=True)):
+        groups.setdefault(key, []).append(r)
+    return [(key, np.asarray(rows, dtype=np.intp)) for key, rows in groups.items()]
