@@ -102,7 +102,7 @@ def run_two_stages(t: Traffic, partitions: int, config: Settings, slice_s: float
     """Alerts, each with the number of predictions read when it was raised. ``wire``: summaries through
     their bytes, as the summaries topic carries them."""
     profiles = [ProfileStage(config, partition=p) for p in range(partitions)]
-    detect = DetectionStage(config, clock=lambda: 0.0)
+    detect = DetectionStage(config, clock=lambda: 0.0, idle_clock=lambda: 0.0)
     out: list[tuple[int, Alert]] = []
     read = 0
     for rows_of in _slices(t, partitions, slice_s):

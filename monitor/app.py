@@ -82,11 +82,11 @@ class Monitor:
         svc = self.service
         views = svc.views  # the latest published engine views: read without the service lock
         models: dict[str, dict[str, Any]] = {}
-        for view in views.values():
+        for view in svc.all_views():
             for (model, version), st in view.models.items():
                 entry = models.setdefault(f"{model}/{version}", {"model": model, "version": version, "events": 0})
                 entry["events"] += st.events
-        open_keys = sorted(a.key for view in views.values() for a in view.open_alerts)
+        open_keys = sorted(a.key for view in svc.all_views() for a in view.open_alerts)
         return {
             "ready": svc.ready(),
             "partitions": sorted(views),

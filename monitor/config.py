@@ -171,6 +171,29 @@ class CheckpointConfig:
 
 
 @dataclass(frozen=True)
+class DetectionConfig:
+    """The two stages (README, "Running it in production"): each input partition's profile stage sends
+    summaries to ``summaries_topic`` (empty: ``"<kafka.group_id>-summaries"``, created at start with
+    ``summaries_partitions`` partitions, 0: as many as the predictions topic), keyed by model version. The
+    detection stage that owns a summaries partition merges them in event time behind the slowest input
+    partition, leaving out one whose progress has not moved for ``idle_s``; its state goes to
+    ``state_topic`` (empty: ``"<kafka.group_id>-detection-state"``). A profile stage sends its summaries at
+    least every ``summary_interval_s``, with its checkpoint."""
+
+    summaries_topic: str = ""
+    summaries_partitions: int = 0
+    state_topic: str = ""
+    idle_s: float = 10.0
+    summary_interval_s: float = 1.0
+
+    def validate(self) -> None:
+        if self.summaries_partitions < 0:
+            raise ConfigError("detection.summaries_partitions", f"must be >= 0, got {self.summaries_partitions}")
+        _positive("detection.idle_s", self.idle_s)
+        _positive("detection.summary_interval_s", self.summary_interval_s)
+
+
+@dataclass(frozen=True)
 class BaselineConfig:
     """Reference profiles built by ``monitor baseline`` (one JSON file per model version, loaded at start).
 
@@ -196,6 +219,7 @@ class MonitorConfig(Settings):
     http: HttpConfig = field(default_factory=HttpConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
 
     @property
@@ -205,6 +229,14 @@ class MonitorConfig(Settings):
     @property
     def audit_topic(self) -> str:
         return self.audit.topic or f"{self.kafka.group_id}-audit"
+
+    @property
+    def summaries_topic(self) -> str:
+        return self.detection.summaries_topic or f"{self.kafka.group_id}-summaries"
+
+    @property
+    def detection_state_topic(self) -> str:
+        return self.detection.state_topic or f"{self.kafka.group_id}-detection-state"
 
     def validate(self) -> MonitorConfig:
         """Check every section in a fixed order (the first bad field is the one reported), then across them."""
@@ -217,6 +249,7 @@ class MonitorConfig(Settings):
         _check_performance(self.performance)
         self.checkpoint.validate()
         self.audit.validate()
+        self.detection.validate()
         _check_fairness(self.fairness)
         self.baseline.validate()
         _check_significance(self.significance)

@@ -20,6 +20,7 @@ import math
 import sys
 import time
 import uuid
+import zlib
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,8 +34,10 @@ from tqdm import tqdm
 
 from monitor.config import MonitorConfig
 from monitor.core.baseline import ProfileSet
+from monitor.core.detect import DetectionStage
 from monitor.core.engine import PartitionEngine
 from monitor.core.events import Rejected, parse_timestamp
+from monitor.core.profile import Summary
 from monitor.core.rules import Alert
 from monitor.errors import ConfigError, MonitorError, SourceError
 from monitor.timeline import Timeline
@@ -193,11 +196,12 @@ def replay(
     finally:
         bar.close()
     for lane in lanes:
-        lane.alerts += lane.engine.finish()  # decide the window tests of the last, unfinished round
         result.rejected.update(lane.engine.rejected)
         result.join.update(lane.engine.joiner.counts)
-        result.alerts += lane.alerts
-    if len(lanes) > 1:  # partitions in event time; stable, so each partition keeps its own order
+    detection = lanes[0].detection if lanes else None
+    if detection is not None:
+        result.alerts += detection.finish()  # what the watermark held, and the last, unfinished round
+    if len(detection.stages if detection is not None else ()) > 1:  # stages in event time; stable
         result.alerts.sort(key=lambda a: str(a.window.get("end") or a.started_at or ""))
     result.seconds = time.perf_counter() - started
     return result
@@ -242,12 +246,56 @@ def _label_time(value: bytes | None) -> float | None:
         return None
 
 
+class _Detection:
+    """The detection stages of a replay, one per summaries partition as live (``detection.summaries_partitions``,
+    else one per input partition), fed the lanes' summaries in process. No input partition goes idle in a
+    replay: one whose input is over is retired instead, and the end flushes what the watermark held."""
+
+    def __init__(self, config: MonitorConfig, partitions: int, profiles: ProfileSet) -> None:
+        n = config.detection.summaries_partitions or partitions
+        self.stages = [
+            DetectionStage(config, partition=d, idle_s=math.inf, profiles=profiles) for d in range(max(1, n))
+        ]
+        self.alerts: list[Alert] = []
+
+    def stage_of(self, model: str, version: str) -> DetectionStage:
+        key = f"{model}\x00{version}".encode()
+        return self.stages[zlib.crc32(key) % len(self.stages)]
+
+    def engine_of(self, model: str, version: str) -> PartitionEngine:
+        return self.stage_of(model, version).engine
+
+    def take(self, engine: PartitionEngine, summaries: list[Summary]) -> None:
+        """A lane's summaries, with a heartbeat for each model version it has seen and sent nothing for."""
+        if not summaries:
+            return
+        have = {(s.model, s.version) for s in summaries}
+        summaries = summaries + [b for b in engine.profile.heartbeats() if (b.model, b.version) not in have]
+        for s in summaries:
+            self.stage_of(s.model, s.version).add(s)
+        for stage in self.stages:
+            self.alerts += stage.release()
+
+    def retire(self, source: int) -> None:
+        """An input partition whose input is over no longer holds the watermark back."""
+        for stage in self.stages:
+            if stage.progress.pop(source, None) is not None:
+                self.alerts += stage.release()
+
+    def finish(self) -> list[Alert]:
+        for stage in self.stages:
+            self.alerts += stage.release(flush=True)
+            self.alerts += stage.engine.finish()  # decide the window tests of the last, unfinished round
+        return self.alerts
+
+
 class _Lane:
-    """One partition: its engine, prediction batches, and the labels waiting for their place in event time."""
+    """One partition: its profile stage, prediction batches, and the labels waiting for their place in event time."""
 
     def __init__(
         self,
         engine: PartitionEngine,
+        detection: _Detection,
         result: ReplayResult,
         batch_size: int,
         bar: _Progress,
@@ -255,6 +303,7 @@ class _Lane:
         timeline: Timeline | None = None,
     ) -> None:
         self.engine = engine
+        self.detection = detection
         self.next_position = positions  # shared by all lanes: a prediction's position in the replayed input
         self.observer = None if timeline is None else timeline.observer(len(timeline.lanes))
         if self.observer is not None and timeline is not None:
@@ -274,7 +323,6 @@ class _Lane:
         self.labels_done = False
         self.horizon = -math.inf  # newest prediction event time processed
         self.last_label_time = -math.inf
-        self.alerts: list[Alert] = []
 
     def add_prediction(self, value: bytes | None, kafka_time: float, where: str) -> None:
         self.preds.append(value)
@@ -310,7 +358,7 @@ class _Lane:
             self.result.note_rejected("predictions", res.rejected, where)
             self.result.messages += n
             self.result.events += res.processed
-            self.alerts += res.alerts
+            self.detection.take(self.engine, res.summaries)
             if res.processed and self.engine.last_event_time == self.engine.last_event_time:  # not NaN
                 self.horizon = max(self.horizon, self.engine.last_event_time)
             self.bar.update(n)
@@ -331,7 +379,7 @@ class _Lane:
         self.result.note_rejected("labels", res.rejected, [w for _, _, w in self.ready])
         self.result.label_messages += len(self.ready)
         self.result.labels += res.processed
-        self.alerts += res.alerts
+        self.detection.take(self.engine, res.summaries)
         self.ready = []
 
 
@@ -368,8 +416,11 @@ def _replay_files(
     """One engine (partition 0 of 1); line numbers are the Kafka times of events without a timestamp."""
     bar.start(_count_lines(source.predictions) if bar.enabled else 0)
     profiles = ProfileSet.load(config.baseline.profiles)
-    engine = PartitionEngine(config, partition=0, partitions=1, profiles=profiles)
-    lane = _Lane(engine, result, batch_size, bar, itertools.count(), timeline)
+    engine = PartitionEngine(config, partition=0, partitions=1, profiles=profiles, detect=False)
+    detection = _Detection(config, 1, profiles)
+    if timeline is not None:
+        timeline.detection = detection.engine_of
+    lane = _Lane(engine, detection, result, batch_size, bar, itertools.count(), timeline)
     labels = _lines(source.labels) if source.labels is not None else iter(())
 
     def more_labels() -> None:
@@ -455,9 +506,13 @@ def _read_topics(
     result.partitions = n
     profiles = ProfileSet.load(config.baseline.profiles)
     positions = itertools.count()  # in the order messages are read
+    detection = _Detection(config, n, profiles)
+    if timeline is not None:
+        timeline.detection = detection.engine_of
     lanes = [
         _Lane(
-            PartitionEngine(config, partition=p, partitions=n, profiles=profiles),
+            PartitionEngine(config, partition=p, partitions=n, profiles=profiles, detect=False),
+            detection,
             result,
             batch_size,
             bar,
@@ -550,13 +605,16 @@ def _read_topics(
                 finish(tp)
         for p, lane in enumerate(lanes):
             lane.pump()
+            if lane.preds_done and lane.labels_done and not lane.preds:
+                detection.retire(p)  # its input is over: it must not hold the others' rows back
             _flow(consumer, paused, active, (pred_topic, p), len(lane.preds) >= batch_size)
             if label_topic is not None:
                 hold = lane.caught_up() and len(lane.labels) >= batch_size
                 _flow(consumer, paused, active, (label_topic, p), hold)
-    for lane in lanes:
+    for p, lane in enumerate(lanes):
         lane.preds_done = lane.labels_done = True
         lane.pump()
+        detection.retire(p)
     return lanes
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,14 @@ class Timeline:
         self.models: dict[tuple[str, str], _Predictions] = {}
         self.where: dict[str, tuple[tuple[str, str], int]] = {}  # prediction id -> (model version, row)
         self.lanes: list[PartitionEngine] = []  # lane number -> its engine
+        # With two stages (monitor replay), the engine that monitors a model version: its detection stage's.
+        self.detection: Callable[[str, str], PartitionEngine] | None = None
+
+    def engine_of(self, model: str, version: str, lane: int) -> PartitionEngine | None:
+        """The engine holding a model version's state: its detection stage's, else the lane's own."""
+        if self.detection is not None:
+            return self.detection(model, version)
+        return self.lanes[lane] if lane < len(self.lanes) else None
 
     def observer(self, lane: int) -> LaneObserver:
         """The observer to set on lane ``lane``'s engine; give it each batch's input positions."""
@@ -76,7 +85,8 @@ class Timeline:
         preds = self.models.get(key)
         if preds is None:
             preds = self.models[key] = _Predictions()
-            state = self.lanes[lane].models.get(key) if lane < len(self.lanes) else None
+            engine = self.engine_of(model, version, lane)
+            state = engine.model_state(model, version) if engine is not None else None  # made now if need be
             if state is not None and state.perf is not None:
                 preds.calibration = copy.deepcopy(state.perf.calibration)
         start = len(preds.position)
@@ -138,7 +148,8 @@ class Timeline:
         before a concept change froze it (unlimited if it never froze)."""
         cal = copy.deepcopy(preds.calibration) if preds.calibration is not None else None
         limit = math.inf
-        for engine in self.lanes:
+        engines = [e for e in (self.engine_of(model, version, 0),) if e is not None] if self.detection else self.lanes
+        for engine in engines:
             state = engine.models.get((model, version))
             if state is not None and state.perf is not None:
                 final = state.perf.calibration

@@ -30,7 +30,7 @@ class DetectionStage:
     >>> from monitor.core.profile import ProfileStage
     >>> msg = b'{"prediction_id":"%d","model":"m","timestamp":%d,"features":{"x":1.0},"prediction":0.2}'
     >>> a, b = ProfileStage(Settings(), partition=0), ProfileStage(Settings(), partition=1)
-    >>> stage = DetectionStage(Settings(), clock=lambda: 0.0)
+    >>> stage = DetectionStage(Settings(), clock=lambda: 0.0, idle_clock=lambda: 0.0)
     >>> _ = [stage.add(s) for s in a.predictions([msg % (1, 10), msg % (2, 30)], [0.0, 0.0])[0]]
     >>> _ = [stage.add(s) for s in b.predictions([msg % (3, 20)], [0.0])[0]]
     >>> _ = stage.release()  # up to partition 1's progress (20): rows at 10 and 20
@@ -45,12 +45,14 @@ class DetectionStage:
         partition: int = 0,
         idle_s: float = 10.0,
         clock: Callable[[], float] = time.time,
+        idle_clock: Callable[[], float] = time.monotonic,
         profiles: ProfileSet | None = None,
     ) -> None:
+        """``clock`` stamps alerts (the engine's); ``idle_clock`` times how long a source's progress stood still."""
         self.engine = PartitionEngine(config, partition=partition, partitions=1, clock=clock, profiles=profiles)
         self.partition = partition
         self.idle_s = idle_s
-        self.clock = clock
+        self.clock = idle_clock
         self.pending: dict[int, list[Summary]] = {}  # per source partition, in arrival order
         self.progress: dict[int, float] = {}  # per source: the newest event time it has reported
         self.last_seq: dict[int, int] = {}  # per source: the highest sequence number taken (older ones repeat)
@@ -140,16 +142,19 @@ class DetectionStage:
         *,
         idle_s: float = 10.0,
         clock: Callable[[], float] = time.time,
+        idle_clock: Callable[[], float] = time.monotonic,
         profiles: ProfileSet | None = None,
     ) -> DetectionStage:
         """A stage that continues where the snapshotted one stopped; every source counts as just moved."""
         engine = PartitionEngine.restore(config, data["engine"], clock=clock, profiles=profiles)
-        stage = cls(config, partition=engine.partition, idle_s=idle_s, clock=clock, profiles=profiles)
+        stage = cls(
+            config, partition=engine.partition, idle_s=idle_s, clock=clock, idle_clock=idle_clock, profiles=profiles
+        )
         stage.engine = engine
         for plain in data["pending"]:
             s = Summary.from_plain(plain)
             stage.pending.setdefault(s.source, []).append(s)
-        now = clock()
+        now = idle_clock()
         for src, p in data["progress"]:
             stage.progress[int(src)] = -math.inf if p is None else float(p)
             stage.moved[int(src)] = now

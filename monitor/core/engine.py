@@ -62,6 +62,7 @@ class BatchResult:
     alerts: list[Alert] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     processed: int = 0
+    summaries: list[Summary] = field(default_factory=list)  # for the detection stage (engines that do not detect)
 
 
 @dataclass
@@ -166,8 +167,12 @@ class PartitionEngine:
         clock: Callable[[], float] = time.time,
         seed: int = 0,
         profiles: ProfileSet | None = None,
+        detect: bool = True,
     ) -> None:
+        """``detect=False``: the profile stage only; its summaries are returned in each :class:`BatchResult`
+        for the detection stage that owns their model version (the Kafka edge's input partitions)."""
         self.config = config
+        self.detect = detect
         self.profiles = profiles if profiles is not None else ProfileSet()
         self.partition = partition
         self.partitions = max(1, partitions)
@@ -201,7 +206,6 @@ class PartitionEngine:
         self._ignore = set(mon.ignore_features)
         sig = config.significance
         self.fdr = FalseDiscoveryControl(sig.fdr, sig.round_events)
-        self.observer: EngineObserver | None = None  # not state: set by the caller, never snapshotted
         self._closed: list[ClosedWindow] = []  # windows this batch closed, their statistics still to compute
         self._drift_keys: dict[tuple[str, str, str, str, str], str] = {}  # derived from names, not state
         self._segments_seen: dict[tuple[str, str, Segments, int], Segments] = {}  # joined segments as tracked here
@@ -251,13 +255,32 @@ class PartitionEngine:
     def profile_state(self) -> dict[str, Any]:
         """The rest of the profile stage's state: its summary sequence, join clock and segment caps."""
         p = self.profile
-        return {"seq": p.seq, "watermark": p.watermark, "caps": p.segment_caps, "keys": list(p.keys)}
+        return {
+            "seq": p.seq, "watermark": p.watermark, "caps": p.segment_caps, "keys": list(p.keys), "events": p.events,
+        }  # fmt: skip
 
     @profile_state.setter
     def profile_state(self, value: dict[str, Any]) -> None:
         p = self.profile
         p.seq, p.watermark, p.segment_caps = int(value["seq"]), float(value["watermark"]), value["caps"]
         p.keys = {(m, v): None for m, v in value["keys"]}
+        p.events = value.get("events") or Counter()
+
+    @property
+    def observer(self) -> EngineObserver | None:
+        """Sees the predictions the profile stage registers and the labels it joins (not state)."""
+        return self.profile.observer
+
+    @observer.setter
+    def observer(self, value: EngineObserver | None) -> None:
+        self.profile.observer = value
+
+    def model_state(self, model: str, version: str) -> ModelState | None:
+        """A model version's state, made (with its baseline profile's calibration) if it has none yet."""
+        state = self._model(model, version)
+        if state is not None:
+            self._perf(state)
+        return state
 
     @property
     def predictions(self) -> PredictionDecoder:
@@ -274,6 +297,11 @@ class PartitionEngine:
         for r in rejected:
             self.rejected["predictions", r.reason] += 1
         result = BatchResult(rejected=rejected, processed=len(batch))
+        if not self.detect:
+            result.summaries = self.profile.register(batch)
+            if len(batch):
+                self.last_event_time = float(np.nanmax(batch.event_time))
+            return result
         result.alerts = self.monitor_batch(batch)
         return result
 
@@ -289,6 +317,9 @@ class PartitionEngine:
         """Decode labels, join them to their predictions, and update metrics and label-based alerts."""
         summaries, rejected, valid = self.profile.labels(values, kafka_times)
         result = BatchResult(rejected=rejected, processed=valid)
+        if not self.detect:
+            result.summaries = summaries
+            return result
         if valid:
             self.watermark = max(self.watermark, self.profile.watermark)
         result.alerts = self.apply(summaries)
@@ -435,8 +466,6 @@ class PartitionEngine:
 
     def _learn(self, joined: list[Joined]) -> list[Alert]:
         """Joined labels to metrics, then to concept-drift, performance and business judgements."""
-        if self.observer is not None:
-            self.observer.joined(joined)
         by_model: dict[tuple[str, str], list[Joined]] = {}
         for j in joined:
             by_model.setdefault((j.prediction.model, j.prediction.model_version), []).append(j)
@@ -944,9 +973,6 @@ class PartitionEngine:
         scores_col = self._take(batch.scores, rows)
         scores = positive_scores(preds, scores_col, positive)
         perf = self._perf(state)
-        if self.observer is not None:
-            ids = self._take(batch.prediction_id, rows)
-            self.observer.predictions(state.model, state.version, self._take_index(batch, rows), ids, scores, times)
         latency = batch.latency_ms if rows is None else batch.latency_ms[rows]
         touched = perf.observe_predictions(buckets, scores, latency, times, self.rng)
         alerts = self._emit(state, perf.estimate_judgements({b for b, _ in touched}, float(times.max())))
@@ -1328,11 +1354,15 @@ class PartitionEngine:
         partitions: int = 1,
         clock: Callable[[], float] = time.time,
         profiles: ProfileSet | None = None,
+        detect: bool = True,
     ) -> PartitionEngine:
         """An engine that continues exactly where the snapshotted one stopped."""
         if data.get("version") != snap.SNAPSHOT_VERSION:
             raise ValueError(f"snapshot version {data.get('version')!r} is not {snap.SNAPSHOT_VERSION}")
-        engine = cls(config, partition=int(data["partition"]), partitions=partitions, clock=clock, profiles=profiles)
+        engine = cls(
+            config, partition=int(data["partition"]), partitions=partitions, clock=clock, profiles=profiles,
+            detect=detect,
+        )  # fmt: skip
         for name in cls._STATE:
             if name in data["state"]:  # state added by a later release starts fresh when restoring an older snapshot
                 setattr(engine, name, snap.decode(data["state"][name]))

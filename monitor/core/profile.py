@@ -30,6 +30,7 @@ from monitor.core.settings import Settings
 from monitor.core.stats import OVERFLOW
 
 SUMMARY_FORMAT = 1
+MAX_SUMMARY_ROWS = 2_000  # rows per summary: about 200 KB compressed on a row of 25 fields
 _NUMERIC_TYPES = frozenset({float, int, type(None)})
 
 
@@ -268,6 +269,8 @@ class ProfileStage:
         self.seq = 0  # the next summary's sequence number
         self.segment_caps = SegmentCaps()
         self.keys: dict[tuple[str, str], None] = {}  # model versions seen, in order: each gets heartbeats
+        self.events: Counter[tuple[str, str]] = Counter()  # predictions accepted per model version
+        self.observer: Any = None  # an EngineObserver (monitor replay --timeline); not state
 
     # ------------------------------------------------------------------ ingest
     def predictions(
@@ -287,8 +290,15 @@ class ProfileStage:
         self.watermark = max(self.watermark, float(np.nanmax(batch.event_time)))
         for (model, version), rows in _by_model_version(batch):
             part = batch if rows is None else take_rows(batch, rows)
+            self.events[model, version] += len(part)
             joined = self._join_predictions(model, version, part)
-            out.append(self._summary(model, version, part, joined))
+            n = len(part)
+            if n <= MAX_SUMMARY_ROWS:
+                out.append(self._summary(model, version, part, joined))
+                continue
+            for start in range(0, n, MAX_SUMMARY_ROWS):  # messages of the summaries topic stay well under 1 MB
+                piece = take_rows(part, np.arange(start, min(n, start + MAX_SUMMARY_ROWS)))
+                out.append(self._summary(model, version, piece, joined if start == 0 else []))
         self.prediction_time = max(self.prediction_time, float(np.nanmax(batch.event_time)))
         self.joiner.expire(self.prediction_time, labels_now=self.label_time)
         return out
@@ -311,6 +321,8 @@ class ProfileStage:
         )
         self.label_time = max(self.label_time, newest)
         self.joiner.expire(self.prediction_time, labels_now=self.label_time)
+        if joined and self.observer is not None:
+            self.observer.joined(joined)
         by_key: dict[tuple[str, str], list[Joined]] = {}
         for j in joined:
             by_key.setdefault((j.prediction.model, j.prediction.model_version), []).append(j)
@@ -326,10 +338,15 @@ class ProfileStage:
             model, version, part.segments, len(part), mon.segments, mon.max_segment_attributes, mon.max_segment_values
         )
         scores = positive_scores(part.prediction, part.scores, self.config.performance.positive_label)
-        return self.joiner.add_predictions(
+        if self.observer is not None:
+            self.observer.predictions(model, version, part.index, part.prediction_id, scores, part.event_time)
+        joined = self.joiner.add_predictions(
             part.prediction_id, model, version, combos, codes, part.prediction, scores, part.event_time,
             now=self.watermark,
         )  # fmt: skip
+        if joined and self.observer is not None:
+            self.observer.joined(joined)
+        return joined
 
     def _summary(self, model: str, version: str, rows: PredictionBatch | None, joined: list[Joined]) -> Summary:
         if (model, version) not in self.keys and len(self.keys) < self.config.monitoring.max_models:

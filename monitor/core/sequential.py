@@ -186,7 +186,7 @@ class SequentialStreams:
 
     def _accumulate(self, start: np.ndarray, steps: np.ndarray) -> np.ndarray:
         """Page-Hinkley's cumulative statistic along each row; with fading, a first-order filter per chunk."""
-        fade = self.settings.page_hinkley_alpha ** self.settings.chunk
+        fade = self.settings.page_hinkley_alpha**self.settings.chunk
         if fade == 1.0:
             return start[:, None] + np.cumsum(steps, axis=1)
         return signal.lfilter([1.0], [1.0, -fade], steps, axis=1, zi=fade * start[:, None])[0]

@@ -163,6 +163,7 @@ class EngineView:
     # by (model, version, engine stream name, segment): the prediction's stream name is "__prediction__"
     stream_index: dict[tuple[str, str, str, str], StreamRow]
     window_index: dict[tuple[str, str, str, str], WindowRow]
+    profiled: tuple[tuple[str, str, int], ...] = ()  # predictions the engine's profile stage accepted, per version
 
     def open_keys(self) -> list[str]:
         return [a.key for a in self.open_alerts]
@@ -337,6 +338,7 @@ def build_view(engine: PartitionEngine) -> EngineView:
         join_counts=tuple(engine.joiner.counts.items()),
         stream_index={(s.model, s.model_version, s.name, s.segment): s for s in streams},
         window_index={(w.model, w.model_version, w.name, w.segment): w for w in windows},
+        profiled=tuple((m, v, int(n)) for (m, v), n in engine.profile.events.items()),
     )
 
 

@@ -483,7 +483,7 @@ class DashboardViews:
     ]:
         svc = self.service
         sig = getattr(svc.config, "significance", None)
-        views = list(svc.views.values())  # the latest published views: no engine object, no lock
+        views = svc.all_views()  # the latest published views: no engine object, no lock
         models = _model_rows(views)
         drift = _drift_rows(views, sig)
         open_keys = {a.key for view in views for a in view.open_alerts}
@@ -513,7 +513,7 @@ class DashboardViews:
 
     def fairness_rows(self) -> list[dict[str, Any]]:
         """Fairness gaps of every model version, pooled across this replica's partitions."""
-        pooled = merged_fairness(self.service.views.values())
+        pooled = merged_fairness(self.service.all_views())
         gaps = {key: t.gaps() for key, t in pooled.items() if t is not None}
         rows = []
         for (model, version), items in sorted(gaps.items()):
@@ -540,7 +540,7 @@ class DashboardViews:
 
     def alerts(self, limit: int = 100) -> dict[str, Any]:
         """Recent alert events, newest first, and the keys of the incidents open now."""
-        open_keys = sorted({a.key for view in self.service.views.values() for a in view.open_alerts})
+        open_keys = sorted({a.key for view in self.service.all_views() for a in view.open_alerts})
         recent = list(self.recent)[::-1][: max(0, limit)]
         return {"open": open_keys, "alerts": recent}
 

@@ -123,7 +123,7 @@ class AuditPublisher:
                     "config_hash": self.config_hash,
                     "uptime_s": now - self.started,
                     "lag": lag.get((predictions_topic, partition)),
-                    "predictions": {f"{m}/{v}": st.events for (m, v), st in sorted(engine.models.items())},
+                    "predictions": {f"{m}/{v}": n for (m, v), n in sorted(engine.profile.events.items())},
                     "labels": engine.labels_seen,
                 },
             )

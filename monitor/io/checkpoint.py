@@ -55,6 +55,7 @@ def dumps_record(
     engine: dict[str, Any],
     outbox: list[dict[str, Any]],
     written_at: float,
+    summaries: list[dict[str, Any]] | None = None,
 ) -> bytes:
     """A checkpoint record as JSON bytes: the engine's snapshot (``PartitionEngine.snapshot()``, plain data
     already) with the input offsets it covers and the alerts about to be published (plain dicts, as on the alerts
@@ -68,6 +69,8 @@ def dumps_record(
         "outbox": outbox,
         "written_at": written_at,
     }
+    if summaries:
+        record["summaries"] = summaries  # a profile stage's: sent after this record, again after a restore
     return orjson.dumps(record)
 
 
@@ -108,6 +111,11 @@ class CrashAt:
             if self.seen == self.nth:
                 log.error("fault injection: exiting at %s (#%d)", step, self.seen)
                 os._exit(137)
+
+
+class IncompleteSnapshot(SourceError):
+    """A state partition holds chunks but no complete snapshot: the first snapshot ever was cut short (safe to
+    start empty if no offset was ever committed, since offsets are committed only after a complete one)."""
 
 
 @dataclass(frozen=True)
@@ -197,8 +205,8 @@ class CheckpointStore:
                 if found is not None:
                     return found
                 if start == low:
-                    # Data but no complete snapshot: never start the partition empty on that (state loss).
-                    raise SourceError(
+                    # Data but no complete snapshot: never start the partition empty on that alone (state loss).
+                    raise IncompleteSnapshot(
                         f"state partition {partition} has records but no complete snapshot", retriable=True
                     )
                 back *= 4

@@ -146,7 +146,7 @@ class MonitorCollector(Collector):
             labels=["outcome"],
         )
 
-        views = list(svc.views.values())  # the latest published views: no engine object, no lock
+        views = svc.all_views()  # the latest published views: no engine object, no lock
         ev_count: Counter[tuple[str, str]] = Counter()
         inv: Counter[tuple[str, str]] = Counter()
         cap: Counter[str] = Counter()
@@ -241,7 +241,7 @@ class MonitorCollector(Collector):
                 acc += in_bucket
                 buckets.append(("+Inf" if bound == math.inf else str(bound / 1000.0), acc))
             latency.add_metric([model, version], buckets, sum_value=hist[-1])
-        partitions.add_metric([], len(views))
+        partitions.add_metric([], len(svc.views))  # input partitions (their profile stages)
         for (topic, part), value in lag_items:
             lag.add_metric([topic, str(part)], value)
         if newest > -math.inf:
@@ -279,6 +279,7 @@ class MonitorCollector(Collector):
         restore_s = GaugeMetricFamily("monitor_restore_seconds", "Time the last assignment spent restoring snapshots")
         restore_s.add_metric([], loop.restore_seconds)
         yield from (checkpoints, cp_seconds, cp_max, cp_bytes, restores, restore_s)
+        yield from _stage_families(svc)
         yield from _fairness_families(fair_trackers)
         yield from baseline_families
         yield from (model_metric, estimated, estimated_band, estimated_metric, trust, calib, coverage, labelled)
@@ -287,6 +288,57 @@ class MonitorCollector(Collector):
         yield from (events, labels, invalid, capped, mismatch, s_events, missing, mean, effect, firing, detections)
         yield from (streams, stream_limit, alerts_firing, incident_open, emitted, latency, partitions, lag, proc_lag)
         yield ready
+
+
+def _stage_families(svc: MonitorService) -> Iterator[Metric]:
+    """The two stages: summaries sent and taken, and each detection stage's merge."""
+    loop = svc.stats
+    summaries = CounterMetricFamily(
+        "monitor_summaries", "Summaries the profile stages sent and the detection stages took", labels=["direction"]
+    )
+    summaries.add_metric(["produced"], loop.summaries_produced)
+    summaries.add_metric(["consumed"], loop.summaries_consumed)
+    summaries.add_metric(["unreadable"], loop.summaries_unreadable)
+    profiled = CounterMetricFamily(
+        "monitor_profiled_events",
+        "Valid prediction events the profile stages of this replica's input partitions accepted",
+        labels=["model", "version"],
+    )
+    counts: Counter[tuple[str, str]] = Counter()
+    for view in list(svc.views.values()):
+        for model, version, n in view.profiled:
+            counts[model, version] += n
+    for (model, version), n in counts.items():
+        profiled.add_metric([model, version], n)
+    detection = GaugeMetricFamily("monitor_detection_partitions", "Summaries partitions this replica detects for")
+    detection.add_metric([], len(svc.detect_views))
+    merges = list(svc.merges.items())
+    duplicates = CounterMetricFamily(
+        "monitor_summaries_duplicate", "Summaries dropped as repeats (after a restart)", labels=["partition"]
+    )
+    late = CounterMetricFamily(
+        "monitor_merge_late_rows", "Rows that arrived behind the watermark already released", labels=["partition"]
+    )
+    pending = GaugeMetricFamily("monitor_merge_pending_rows", "Rows waiting for the watermark", labels=["partition"])
+    merge_lag = GaugeMetricFamily(
+        "monitor_merge_lag_seconds",
+        "Event time between the newest input partition's progress and the watermark (what the merge holds back)",
+        labels=["partition"],
+    )
+    watermark_lag = GaugeMetricFamily(
+        "monitor_watermark_lag_seconds", "Wall-clock time minus the watermark's event time", labels=["partition"]
+    )
+    now = time.time()
+    for d, m in merges:
+        part = [str(d)]
+        duplicates.add_metric(part, m.duplicates)
+        late.add_metric(part, m.late_rows)
+        pending.add_metric(part, m.pending_rows)
+        if math.isfinite(m.watermark) and math.isfinite(m.newest):
+            merge_lag.add_metric(part, max(0.0, m.newest - m.watermark))
+        if math.isfinite(m.watermark):
+            watermark_lag.add_metric(part, max(0.0, now - m.watermark))
+    yield from (summaries, profiled, detection, duplicates, late, pending, merge_lag, watermark_lag)
 
 
 def _fairness_families(trackers: dict[tuple[str, str], FairnessTracker | None]) -> Iterator[Metric]:

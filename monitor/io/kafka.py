@@ -23,10 +23,12 @@ and repeats alerts only as exact copies (same id, same bytes). Without checkpoin
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
 import time
+import zlib
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,13 +48,15 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from monitor.config import MonitorConfig
 from monitor.core.baseline import ProfileSet
+from monitor.core.detect import DetectionStage
 from monitor.core.engine import PartitionEngine
 from monitor.core.events import Rejected
+from monitor.core.profile import Summary
 from monitor.core.rules import Alert
 from monitor.core.view import EngineView, build_view
 from monitor.errors import ConfigError, SinkError, SourceError
 from monitor.io.audit import AUDIT_TOPIC_CONFIG, AuditPublisher
-from monitor.io.checkpoint import CheckpointStore, FaultHook, dumps_record, loads_record
+from monitor.io.checkpoint import CheckpointStore, FaultHook, IncompleteSnapshot, dumps_record, loads_record
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,9 @@ RETRY_LOG_S = 5.0  # while the broker does not answer at start (or a topic is mi
 # iteration takes the most overdue partitions while their last snapshots add up to at most this many bytes (at
 # least one partition), so a checkpoint holds the consume loop for about one partition's snapshot, not all of them.
 DUE_BYTES_PER_ITERATION = 2_000_000
+# The summaries topic carries each input partition's summaries to the detection stage of their model version;
+# a detection stage that restarts reads from its snapshot's offset, well within a day.
+SUMMARIES_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(24 * 3600 * 1000)}
 DLQ_REASON = "monitor.reason"
 DLQ_DETAIL = "monitor.detail"
 DLQ_TOPIC = "monitor.source.topic"
@@ -164,7 +171,9 @@ class AlertSink:
         conf = {"acks": "all", "enable.idempotence": True, "linger.ms": 5, **producer_config}
         if transactional_id:
             conf["transactional.id"] = transactional_id
+        self._conf = conf
         self.producer = Producer(conf)
+        self.renewals = 0  # producers replaced after a fatal idempotence error
         self.transactional = bool(transactional_id)
         self._in_txn = False
         if self.transactional:
@@ -177,23 +186,49 @@ class AlertSink:
         self.timeout_s = timeout_s
         # librdkafka refuses messages over message.max.bytes (default 1,000,000); keep headroom for headers
         self.dlq_max_bytes = int(conf.get("message.max.bytes", 1_000_000)) - 64_000
-        self._failed: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None]] = []
+        self._failed: list[tuple[str, bytes | None, bytes | None, Any, int | None]] = []  # re-produced by flush
+        self._unacked: list[tuple[str, bytes | None, bytes | None, Any, int | None]] = []  # since the last flush
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
-        record = (topic, key, value, headers)
+    def _produce(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None, partition: int | None = None
+    ) -> None:
+        record = (topic, key, value, headers, partition)
+        producer = self.producer
 
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
+            if err is not None and producer is self.producer:  # a replaced producer's messages are re-produced
                 log.warning("delivery to %s failed: %s; will retry", topic, err.str())
                 self._failed.append(record)
 
         self.begin()
+        self._unacked.append(record)
         while True:
             try:
-                self.producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+                if partition is None:
+                    self.producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+                else:
+                    self.producer.produce(
+                        topic, value=value, key=key, headers=headers, partition=partition, on_delivery=on_delivery
+                    )
                 return
             except BufferError:  # local queue full: back-pressure, wait for deliveries
                 self.producer.poll(0.1)
+
+    def _renew(self, exc: Exception) -> None:
+        """After a fatal error of the idempotent producer (a broker that lost its producer state, e.g. restarted
+        without its data), a new producer takes over and everything not yet acknowledged is produced again:
+        at least once, as exact copies. Transactions cannot go on this way: the error is raised."""
+        if self.transactional:
+            raise SinkError(f"producing: {exc}") from None
+        cause = exc.__cause__ or exc
+        log.warning("producer failed for good (%s); a new one re-sends %d messages", cause, len(self._unacked))
+        with contextlib.suppress(KafkaException, SystemError, RuntimeError):  # it is dropped either way
+            self.producer.purge(in_queue=True, in_flight=True, blocking=False)
+        self.producer = Producer(self._conf)
+        self.renewals += 1
+        records, self._unacked, self._failed = self._unacked, [], []
+        for topic, key, value, headers, partition in records:
+            self._produce(topic, key, value, headers, partition)
 
     def begin(self) -> None:
         """Open a transaction if this sink is transactional and none is open (idempotent)."""
@@ -215,6 +250,10 @@ class AlertSink:
             self._in_txn = False
             raise translate(err, "committing the checkpoint transaction") from None
         self._in_txn = False
+
+    def summary(self, topic: str, partition: int, key: bytes, value: bytes) -> None:
+        """A summary for the detection stage of ``partition`` (chosen by the caller: the model version's)."""
+        self._produce(topic, key, value, None, partition)
 
     def alert(self, alert: Alert | dict[str, Any]) -> None:
         data = alert.to_dict() if isinstance(alert, Alert) else alert
@@ -242,8 +281,15 @@ class AlertSink:
         backoff = 0.5
         deadline = time.monotonic() + self.timeout_s
         while True:
-            remaining = self.producer.flush(max(0.1, deadline - time.monotonic()))
+            try:
+                remaining = self.producer.flush(max(0.1, deadline - time.monotonic()))
+            except (KafkaException, SystemError) as exc:
+                # flush raises only for a fatal error; confluent-kafka then reports it as a SystemError when a
+                # delivery callback runs while the error is pending
+                self._renew(exc)
+                continue
             if remaining == 0 and not self._failed:
+                self._unacked = []
                 return
             if stop is not None and stop.is_set() and time.monotonic() > deadline:
                 raise SinkError(f"{remaining + len(self._failed)} alert/DLQ messages not acknowledged at shutdown")
@@ -251,8 +297,8 @@ class AlertSink:
             if failed:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
-                for topic, key, value, headers in failed:
-                    self._produce(topic, key, value, headers)
+                for topic, key, value, headers, partition in failed:
+                    self._produce(topic, key, value, headers, partition)
             if time.monotonic() > deadline:
                 log.warning("alerts not acknowledged after %.0f s; still retrying", self.timeout_s)
                 deadline = time.monotonic() + self.timeout_s
@@ -277,13 +323,38 @@ class LoopStats:
     restore_seconds: float = 0.0
     views_published: int = 0
     view_seconds: float = 0.0  # the last publication: building the views of the engines that changed
+    summaries_produced: int = 0
+    summaries_consumed: int = 0
+    summaries_unreadable: int = 0
+
+
+PROFILE = "profile"  # a task: an input partition's profile stage (predictions and labels partition p)
+DETECT = "detect"  # a task: a summaries partition's detection stage
+Task = tuple[str, int]
+
+
+@dataclass
+class MergeStats:
+    """One detection stage's merge, as the exporter shows it (plain data, replaced whole)."""
+
+    watermark: float = -math.inf  # the event time released up to
+    newest: float = -math.inf  # the newest progress any input partition reported
+    pending_rows: int = 0
+    sources: int = 0
+    duplicates: int = 0
+    late_rows: int = 0
+    summaries: int = 0
 
 
 class MonitorService:
-    """Consumer-group member owning one :class:`PartitionEngine` per assigned predictions partition.
+    """Consumer-group member running the two stages for what it is assigned (README, "Running it in production").
 
-    Labels on partition *p* go to the engine of predictions partition *p*: the topics must be
-    co-partitioned (same partition count, same key), which :meth:`check_topics` enforces at start.
+    * **Profile stage**, per input partition *p* (predictions partition *p* with labels partition *p*: the
+      topics must be co-partitioned, which :meth:`check_topics` enforces at start): decode, validate,
+      dead-letter, join labels; every model version's summary goes to the summaries topic, to the partition of
+      its model version, with the profile stage's checkpoint (its outbox).
+    * **Detection stage**, per summaries partition: the summaries of every input partition merged in event time
+      (``monitor.core.detect``), one engine over them; its alerts go out with its checkpoint.
     """
 
     def __init__(
@@ -302,26 +373,34 @@ class MonitorService:
         self.clock = clock
         self.on_alert = on_alert
         self.observe_batch = observe_batch
-        self.engines: dict[int, PartitionEngine] = {}
+        self.engines: dict[int, PartitionEngine] = {}  # profile stages, per input partition
+        self.detectors: dict[int, DetectionStage] = {}  # detection stages, per summaries partition
         # What /metrics and the dashboard read, per partition in the engines' order: replaced whole by the loop
         # thread (one reference assignment), never mutated, so readers need no lock (see publish_views).
-        self.views: dict[int, EngineView] = {}
-        self._stale: set[int] = set()  # partitions whose engine changed since its view was built
+        self.views: dict[int, EngineView] = {}  # the profile stages'
+        self.detect_views: dict[int, EngineView] = {}  # the detection stages' engines'
+        self.merges: dict[int, MergeStats] = {}  # the detection stages' merges, published with the views
+        self._merge_stats: dict[int, MergeStats] = {}  # the same, as of the last release
+        self._stale: set[Task] = set()  # tasks whose engine changed since its view was built
         self._views_at = -math.inf  # time.monotonic() of the last publication
         self.profiles = ProfileSet.load(config.baseline.profiles)  # read once: a bad profile fails at start
         self.lock = threading.RLock()
         self.stats = LoopStats()
         self.lag: dict[tuple[str, int], int] = {}
         self.partitions = 1
+        self.summary_partitions = 1
         self.consumer: Consumer | None = None
         self.sink: AlertSink | None = None
-        self.store: CheckpointStore | None = None
+        self.store: CheckpointStore | None = None  # the profile stages' snapshots
+        self.detect_store: CheckpointStore | None = None  # the detection stages' snapshots
         self.audit: AuditPublisher | None = None
         self._committed: dict[tuple[str, int], int] = {}
         self._next: dict[tuple[str, int], int] = {}  # next offset to process, per input partition
-        self._since_checkpoint: dict[int, int] = {}  # events since the partition's last checkpoint
-        self._last_checkpoint: dict[int, float] = {}
-        self._snapshot_bytes: dict[int, int] = {}  # size of each partition's last snapshot (uncompressed)
+        self._since_checkpoint: dict[Task, int] = {}  # messages since the task's last checkpoint
+        self._last_checkpoint: dict[Task, float] = {}
+        self._snapshot_bytes: dict[Task, int] = {}  # size of each task's last snapshot (uncompressed)
+        self._outgoing: dict[int, list[Summary]] = {}  # per input partition: summaries waiting for its checkpoint
+        self._outgoing_since: dict[int, float] = {}  # time.monotonic() of the oldest of them
         self._labels_enabled = True
         self._consumer_overrides = consumer_overrides or {}
         self._faults = faults
@@ -361,8 +440,8 @@ class MonitorService:
 
     def check_topics(self, admin: AdminClient, wait_s: float = 30.0, stop: threading.Event | None = None) -> None:
         """Predictions must exist (waiting up to ``wait_s`` for it); labels, when present, must have the same
-        partition count; the state topic is created (compacted) when missing and must have at least as many
-        partitions."""
+        partition count; the summaries topic and the state topics are created when missing (the state topics
+        compacted) and must have enough partitions."""
         k = self.config.kafka
         deadline = time.monotonic() + wait_s
         next_line = 0.0
@@ -409,29 +488,40 @@ class MonitorService:
                     "with one partition (cleanup.policy=compact,delete), or set audit.enabled = false",
                     fatal=True,
                 ) from None
-        cp = self.config.checkpoint
-        if not cp.enabled:
-            return
-        if self.config.state_topic not in topics:
-            log.info("creating state topic %s with %d partitions", self.config.state_topic, n_pred)
+        summaries = self.config.summaries_topic
+        n_sum = self.config.detection.summaries_partitions or n_pred
+        if summaries in topics:
+            n_sum = len(topics[summaries].partitions)
+        else:
+            log.info("creating summaries topic %s with %d partitions", summaries, n_sum)
             try:
-                ensure_topics(
-                    admin, {self.config.state_topic: n_pred}, {self.config.state_topic: {"cleanup.policy": "compact"}}
-                )
+                ensure_topics(admin, {summaries: n_sum}, {summaries: dict(SUMMARIES_TOPIC_CONFIG)})
             except SourceError as exc:
                 raise SourceError(
-                    f"state topic {self.config.state_topic!r} is missing and could not be created ({exc}); create it "
-                    f"with {n_pred} partitions and cleanup.policy=compact, or set checkpoint.enabled = false",
+                    f"summaries topic {summaries!r} is missing and could not be created ({exc}); create it with "
+                    f"{n_sum} partitions, or name an existing one in detection.summaries_topic",
                     fatal=True,
                 ) from None
-        else:
-            n_state = len(topics[self.config.state_topic].partitions)
-            if n_state < n_pred:
-                raise SourceError(
-                    f"state topic {self.config.state_topic!r} has {n_state} partitions, fewer than the {n_pred} of "
-                    f"{k.predictions_topic!r}",
-                    fatal=True,
-                )
+        self.summary_partitions = n_sum
+        if not self.config.checkpoint.enabled:
+            return
+        for topic, n, what in (
+            (self.config.state_topic, n_pred, f"the {n_pred} of {k.predictions_topic!r}"),
+            (self.config.detection_state_topic, n_sum, f"the {n_sum} of {summaries!r}"),
+        ):
+            if topic not in topics:
+                log.info("creating state topic %s with %d partitions", topic, n)
+                try:
+                    ensure_topics(admin, {topic: n}, {topic: {"cleanup.policy": "compact"}})
+                except SourceError as exc:
+                    raise SourceError(
+                        f"state topic {topic!r} is missing and could not be created ({exc}); create it "
+                        f"with {n} partitions and cleanup.policy=compact, or set checkpoint.enabled = false",
+                        fatal=True,
+                    ) from None
+            elif len(topics[topic].partitions) < n:
+                n_state = len(topics[topic].partitions)
+                raise SourceError(f"state topic {topic!r} has {n_state} partitions, fewer than {what}", fatal=True)
 
     def _consumer_config(self) -> dict[str, Any]:
         k = self.config.kafka
@@ -455,17 +545,49 @@ class MonitorService:
         self._errors(err)
 
     def _new_engine(self, partition: int) -> PartitionEngine:
+        """An input partition's profile stage (its engine detects nothing: the detection stages do)."""
         return PartitionEngine(
-            self.config, partition=partition, partitions=self.partitions, clock=self.clock, profiles=self.profiles
-        )
+            self.config, partition=partition, partitions=self.partitions, clock=self.clock, profiles=self.profiles,
+            detect=False,
+        )  # fmt: skip
+
+    def _new_detector(self, partition: int) -> DetectionStage:
+        return DetectionStage(
+            self.config, partition=partition, idle_s=self.config.detection.idle_s, clock=self.clock,
+            profiles=self.profiles,
+        )  # fmt: skip
+
+    def _task(self, tp: TopicPartition) -> Task:
+        return (DETECT if tp.topic == self.config.summaries_topic else PROFILE, tp.partition)
+
+    def _source(self, role: str) -> list[str]:
+        """What a snapshot is of: a snapshot of anything else (another deployment, an older release) is ignored."""
+        k = self.config.kafka
+        return [k.group_id, k.predictions_topic if role == PROFILE else self.config.summaries_topic, role]
 
     # ------------------------------------------------------------- rebalances
-    def _restore(self, partition: int) -> tuple[PartitionEngine, dict[str, int | None], list[dict[str, Any]]] | None:
-        assert self.store is not None
+    def _restore(
+        self, task: Task, committed: frozenset[Task] = frozenset()
+    ) -> tuple[Any, dict[str, int | None], list[dict[str, Any]], list[Any]] | None:
+        """The task's newest snapshot, or None to start it empty. ``committed``: the tasks whose input has a
+        committed offset (offsets are committed only after a complete snapshot)."""
+        role, partition = task
+        store = self.store if role == PROFILE else self.detect_store
+        assert store is not None
         for attempt in range(5):
             try:
-                stored = self.store.read_latest(partition)
+                stored = store.read_latest(partition)
                 break
+            except IncompleteSnapshot:
+                if task not in committed:  # its first snapshot was cut short: nothing was committed after it
+                    log.warning("%s partition %d: its only snapshot is incomplete and nothing was committed; "
+                                "starting it empty", role, partition)  # fmt: skip
+                    return None
+                if attempt == 4:
+                    raise
+                log.warning("%s partition %d has committed offsets but no complete snapshot yet; retrying", role,
+                            partition)  # fmt: skip
+                time.sleep(2.0 * (attempt + 1))
             except SourceError as exc:
                 if attempt == 4:
                     raise  # never start a partition empty when its state exists but cannot be read
@@ -474,68 +596,98 @@ class MonitorService:
         if stored is None:
             return None
         data = loads_record(stored.payload)
-        k = self.config.kafka
-        if data.get("source") != [k.group_id, k.predictions_topic]:
-            log.warning("ignoring snapshot of partition %d written for %s", partition, data.get("source"))
+        if data.get("source") != self._source(role):
+            log.warning("ignoring snapshot of %s partition %d written for %s", role, partition, data.get("source"))
             return None
-        engine = PartitionEngine.restore(
-            self.config, data["engine"], partitions=self.partitions, clock=self.clock, profiles=self.profiles
-        )
-        return engine, data["offsets"], data["outbox"]
+        obj: PartitionEngine | DetectionStage
+        if role == PROFILE:
+            obj = PartitionEngine.restore(
+                self.config, data["engine"], partitions=self.partitions, clock=self.clock, profiles=self.profiles,
+                detect=False,
+            )  # fmt: skip
+        else:
+            obj = DetectionStage.restore(
+                self.config, data["engine"], idle_s=self.config.detection.idle_s, clock=self.clock,
+                profiles=self.profiles,
+            )  # fmt: skip
+        return obj, data["offsets"], data["outbox"], data.get("summaries", [])
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         k = self.config.kafka
-        owned = sorted({tp.partition for tp in partitions if tp.topic == k.predictions_topic})
-        restored: dict[int, Any] = {}
-        if self.store is not None and owned:
+        tasks = sorted(
+            {self._task(tp) for tp in partitions if tp.topic in (k.predictions_topic, self.config.summaries_topic)}
+        )
+        restored: dict[Task, Any] = {}
+        if self.store is not None and tasks:
             started = time.perf_counter()
-            with ThreadPoolExecutor(max_workers=min(8, len(owned))) as pool:
-                restored = dict(zip(owned, pool.map(self._restore, owned), strict=True))
+            committed = self._tasks_committed(consumer, partitions)
+            with ThreadPoolExecutor(max_workers=min(8, len(tasks))) as pool:
+                restored = dict(zip(tasks, pool.map(lambda t: self._restore(t, committed), tasks), strict=True))
             self.stats.restore_seconds = time.perf_counter() - started
         with self.lock:
-            for p in owned:
-                found = restored.get(p)
+            for task in tasks:
+                role, p = task
+                found = restored.get(task)
                 if found is None:
-                    self.engines[p] = self._new_engine(p)
+                    if role == PROFILE:
+                        self.engines[p] = self._new_engine(p)
+                    else:
+                        self.detectors[p] = self._new_detector(p)
                     continue
-                engine, offsets, outbox = found
-                self.engines[p] = engine
+                obj, offsets, outbox, summaries = found
+                if role == PROFILE:
+                    self.engines[p] = obj
+                    topics: tuple[tuple[str, str], ...] = (
+                        (k.predictions_topic, "predictions"),
+                        (k.labels_topic, "labels"),
+                    )
+                else:
+                    self.detectors[p] = obj
+                    topics = ((self.config.summaries_topic, "summaries"),)
                 self.stats.restores += 1
-                for topic in (k.predictions_topic, k.labels_topic):
-                    role = "predictions" if topic == k.predictions_topic else "labels"
-                    off = offsets.get(role)
+                for topic, name in topics:
+                    off = offsets.get(name)
                     if off is not None:
                         self._next[topic, p] = off
+                assert self.sink is not None
                 for alert in outbox:  # published before the crash or not: publish again, identical
-                    assert self.sink is not None
                     self.sink.alert(alert)
-                log.info("partition %d restored from its snapshot at offsets %s", p, offsets)
+                for plain in summaries:  # the same: the detection stages drop the ones they had
+                    self._send_summary(Summary.from_plain(plain))
+                log.info("%s partition %d restored from its snapshot at offsets %s", role, p, offsets)
             for tp in partitions:
                 self.lag.pop((tp.topic, tp.partition), None)
-                if tp.partition in restored and restored[tp.partition] is not None:
+                task = self._task(tp)
+                if restored.get(task) is not None:
                     nxt = self._next.get((tp.topic, tp.partition))
                     tp.offset = OFFSET_STORED if nxt is None else nxt  # commits only happen with snapshots
                 else:
                     tp.offset = OFFSET_STORED
-                self._since_checkpoint.setdefault(tp.partition, 0)
+                self._since_checkpoint.setdefault(task, 0)
             # Time-due checkpoints start spread over checkpoint.every_s, not all due together one period from now.
             now, period = time.monotonic(), self.config.checkpoint.every_s
-            for i, p in enumerate(owned):
-                self._last_checkpoint.setdefault(p, now - period * i / len(owned))
-            for tp in partitions:
-                self._last_checkpoint.setdefault(tp.partition, now)
+            for i, task in enumerate(tasks):
+                self._last_checkpoint.setdefault(task, now - period * i / len(tasks))
             self.stats.broker_ok = True
-            self._stale.update(owned)
+            self._stale.update(tasks)
         self.publish_views(force=True)
         consumer.assign(partitions)
         log.info("assigned %s", [(tp.topic, tp.partition, tp.offset) for tp in partitions])
 
+    def _tasks_committed(self, consumer: Consumer, partitions: list[TopicPartition]) -> frozenset[Task]:
+        """The tasks some of whose input partitions have a committed offset (all of them if it cannot tell)."""
+        try:
+            got = consumer.committed([TopicPartition(tp.topic, tp.partition) for tp in partitions], timeout=10)
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("cannot read the committed offsets (%s): an incomplete snapshot stops a restore", exc)
+            return frozenset(self._task(tp) for tp in partitions)
+        return frozenset(self._task(tp) for tp in got if tp.offset is not None and tp.offset >= 0)
+
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        k = self.config.kafka
-        owned = {tp.partition for tp in partitions if tp.topic == k.predictions_topic}
-        if owned and self.sink is not None and not self._closing:  # close() has checkpointed already
+        tasks = {self._task(tp) for tp in partitions} & set(self._tasks())
+        if tasks and self.sink is not None and not self._closing:  # close() has checkpointed already
             try:
-                self._checkpoint(owned, {}, self._stop)
+                self._checkpoint(tasks, {}, self._stop)
             except (KafkaException, SourceError, SinkError) as exc:
                 log.warning("checkpoint on revoke failed (the next owner replays from the last one): %s", exc)
         self._drop(partitions)
@@ -544,25 +696,37 @@ class MonitorService:
         k = self.config.kafka
         with self.lock:
             for tp in partitions:
+                task = self._task(tp)
                 if tp.topic == k.predictions_topic:
                     self.engines.pop(tp.partition, None)
-                    self._since_checkpoint.pop(tp.partition, None)
-                    self._last_checkpoint.pop(tp.partition, None)
-                    self._snapshot_bytes.pop(tp.partition, None)
+                    self._outgoing.pop(tp.partition, None)  # checkpointed on revoke, or the next owner replays them
+                    self._outgoing_since.pop(tp.partition, None)
+                elif task[0] == DETECT:
+                    self.detectors.pop(tp.partition, None)
+                    self._merge_stats.pop(tp.partition, None)
+                if tp.topic in (k.predictions_topic, self.config.summaries_topic):
+                    self._since_checkpoint.pop(task, None)
+                    self._last_checkpoint.pop(task, None)
+                    self._snapshot_bytes.pop(task, None)
                 self.lag.pop((tp.topic, tp.partition), None)
                 self._next.pop((tp.topic, tp.partition), None)
                 self._committed.pop((tp.topic, tp.partition), None)
-            self._stale &= set(self.engines)
+            self._stale &= set(self._tasks())
             self.views = {p: v for p, v in self.views.items() if p in self.engines}
+            self.detect_views = {p: v for p, v in self.detect_views.items() if p in self.detectors}
+            self.merges = {p: m for p, m in self.merges.items() if p in self.detectors}
         log.info("revoked %s", [(tp.topic, tp.partition) for tp in partitions])
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions lost (session expired): %s", [(tp.topic, tp.partition) for tp in partitions])
         self._drop(partitions)
 
+    def _tasks(self) -> list[Task]:
+        return [(PROFILE, p) for p in self.engines] + [(DETECT, p) for p in self.detectors]
+
     # -------------------------------------------------------------------- loop
     def ready(self) -> bool:
-        return bool(self.engines) and self.stats.broker_ok
+        return bool(self.engines or self.detectors) and self.stats.broker_ok
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set, then checkpoint, commit and close."""
@@ -576,17 +740,18 @@ class MonitorService:
         clients = client_config(self.config, self._errors)
         self.sink = AlertSink(clients, k.alerts_topic, k.dlq_topic, k.produce_timeout_s, k.transactional_id)
         if self.config.checkpoint.enabled:
-            self.store = CheckpointStore(
-                clients,
-                self.config.state_topic,
-                producer=self.sink.producer,
-                max_chunk_bytes=self.config.checkpoint.max_chunk_bytes,
+            chunk = self.config.checkpoint.max_chunk_bytes
+            producer = self.sink.producer
+            self.store = CheckpointStore(clients, self.config.state_topic, producer=producer, max_chunk_bytes=chunk)
+            self.detect_store = CheckpointStore(
+                clients, self.config.detection_state_topic, producer=producer, max_chunk_bytes=chunk
             )
         if self.config.audit.enabled:
             self.audit = AuditPublisher(self.config, clients)
             self.audit.publish_config()
         self.consumer = consumer = Consumer(self._consumer_config())
         topics = [k.predictions_topic] + ([k.labels_topic] if self._labels_enabled else [])
+        topics.append(self.config.summaries_topic)
         consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
         last_health = time.monotonic()
         clean = False
@@ -597,8 +762,7 @@ class MonitorService:
                 if messages:
                     self.process(messages, stop)
                 else:
-                    self.publish_views(force=True)
-                    self._checkpoint_due(stop)
+                    self.idle(stop)
                     if time.monotonic() - last_health > 5.0:
                         last_health = time.monotonic()
                         self._check_broker(consumer)
@@ -634,41 +798,42 @@ class MonitorService:
                 continue
             groups.setdefault((str(msg.topic()), int(msg.partition() or 0)), []).append(msg)
         k = self.config.kafka
+        summaries_topic = self.config.summaries_topic
         n = 0
-        outbox: dict[int, list[Alert]] = {}
-        dead_lettered: set[int] = set()
+        outbox: dict[Task, list[Alert]] = {}
+        dead_lettered: set[Task] = set()
         with self.lock:
             for (topic, partition), group in groups.items():
-                engine = self.engines.get(partition)
-                if engine is None:  # a labels partition whose predictions partition is not ours (other assignor)
-                    engine = self.engines[partition] = self._new_engine(partition)
-                values = [m.value() for m in group]
-                times = [m.timestamp()[1] / 1000.0 for m in group]
-                if topic == k.predictions_topic:
-                    result = engine.process_predictions(values, times)
-                else:
-                    result = engine.process_labels(values, times)
                 n += len(group)
-                for rejected in result.rejected:
-                    self.sink.dead_letter(group[rejected.position], rejected)
-                if result.rejected:
-                    dead_lettered.add(partition)
-                if result.alerts:
-                    outbox.setdefault(partition, []).extend(result.alerts)
+                if topic == summaries_topic:
+                    task: Task = (DETECT, partition)
+                    self._take_summaries(partition, group)
+                else:
+                    task = (PROFILE, partition)
+                    engine = self.engines.get(partition)
+                    if engine is None:  # a labels partition whose predictions partition is not ours (other assignor)
+                        engine = self.engines[partition] = self._new_engine(partition)
+                    values = [m.value() for m in group]
+                    times = [m.timestamp()[1] / 1000.0 for m in group]
+                    if topic == k.predictions_topic:
+                        result = engine.process_predictions(values, times)
+                    else:
+                        result = engine.process_labels(values, times)
+                    for rejected in result.rejected:
+                        self.sink.dead_letter(group[rejected.position], rejected)
+                    if result.rejected:
+                        dead_lettered.add(task)
+                    if result.summaries:
+                        self._outgoing.setdefault(partition, []).extend(result.summaries)
+                        self._outgoing_since.setdefault(partition, time.monotonic())
                 self._next[topic, partition] = int(group[-1].offset() or 0) + 1
-                self._since_checkpoint[partition] = self._since_checkpoint.get(partition, 0) + len(group)
-            self._stale.update(partition for _topic, partition in groups)
-        if self.store is None:
-            self.publish_views(partitions={p for _topic, p in groups})  # offsets are committed after every batch
-            self._publish(outbox, stop)
-            self._commit({tp: self._next[tp] for tp in groups})
-        else:
-            # Alerts are published only after their partition's snapshot; with transactions, dead letters
-            # become visible only together with their partition's offsets: these partitions cannot wait.
-            urgent = set(outbox) | (dead_lettered if self.sink.transactional else set())
-            due = urgent | self._due_partitions(urgent)
-            self.publish_views(partitions=due)  # a checkpoint commits their offsets and publishes their alerts
-            self._checkpoint(due, outbox, stop)
+                if topic == summaries_topic:  # written in transactions: the position skips their commit markers
+                    position = self.consumer.position([TopicPartition(topic, partition)])[0].offset
+                    self._next[topic, partition] = max(self._next[topic, partition], position)
+                self._since_checkpoint[task] = self._since_checkpoint.get(task, 0) + len(group)
+                self._stale.add(task)
+            self._release(outbox)
+        self._effects(outbox, dead_lettered, [tp for tp in groups], stop)
         self.stats.broker_ok = True
         self.stats.batches += 1
         self.stats.last_batch_seconds = time.perf_counter() - started
@@ -676,116 +841,217 @@ class MonitorService:
             self.observe_batch(self.stats.last_batch_seconds, n)
         self._update_lag(groups)
 
-    def publish_views(self, *, force: bool = False, partitions: Collection[int] = ()) -> None:
+    def idle(self, stop: threading.Event | None = None) -> None:
+        """A poll came back empty: release what the watermark allows (an input partition may have gone idle),
+        send summaries and checkpoint what is due, publish every view."""
+        outbox: dict[Task, list[Alert]] = {}
+        with self.lock:
+            self._release(outbox)
+        self.publish_views(force=True)
+        if self.sink is not None:
+            self._effects(outbox, set(), [], stop)
+
+    def _take_summaries(self, partition: int, group: list[Message]) -> None:
+        stage = self.detectors.get(partition)
+        if stage is None:
+            stage = self.detectors[partition] = self._new_detector(partition)
+        for msg in group:
+            try:
+                summary = Summary.decode(msg.value() or b"")
+            except (ValueError, KeyError, TypeError, IndexError, zlib.error) as exc:
+                self.stats.summaries_unreadable += 1  # not ours, or a later release's: skipped, counted, logged
+                log.warning("summaries partition %d offset %s unreadable: %s", partition, msg.offset(), exc)
+                continue
+            stage.add(summary)
+        self.stats.summaries_consumed += len(group)
+
+    def _release(self, outbox: dict[Task, list[Alert]]) -> None:
+        """Every detection stage monitors what its watermark lets through (call with the lock held)."""
+        for d, stage in self.detectors.items():
+            waiting = stage.pending_rows()
+            alerts = stage.release()
+            if alerts:
+                outbox.setdefault((DETECT, d), []).extend(alerts)
+            if alerts or stage.pending_rows() != waiting:
+                self._stale.add((DETECT, d))
+            mark = stage.released_to
+            self._merge_stats[d] = MergeStats(
+                watermark=mark,
+                newest=max(stage.progress.values(), default=-math.inf),
+                pending_rows=stage.pending_rows(),
+                sources=len(stage.progress),
+                duplicates=stage.duplicates,
+                late_rows=stage.late_rows,
+                summaries=stage.summaries,
+            )
+
+    def _effects(
+        self,
+        outbox: dict[Task, list[Alert]],
+        dead_lettered: set[Task],
+        consumed: list[tuple[str, int]],
+        stop: threading.Event | None,
+    ) -> None:
+        """Steps 3 to 6 for what is due: without checkpoints, publish and commit at once."""
+        assert self.sink is not None
+        if self.store is None:
+            self.publish_views(tasks=set(self._stale))  # offsets are committed after every batch
+            sending = {p: self._with_heartbeats(p) for p in list(self._outgoing)}
+            self._publish(outbox, stop, sending)
+            self._commit({tp: self._next[tp] for tp in consumed if tp in self._next})
+            return
+        # Alerts and summaries are published only after their task's snapshot; with transactions, dead letters
+        # become visible only together with their partition's offsets: these tasks cannot wait.
+        now = time.monotonic()
+        every = self.config.detection.summary_interval_s
+        sending_due = {(PROFILE, p) for p, t in self._outgoing_since.items() if now - t >= every}
+        urgent = set(outbox) | sending_due | (dead_lettered if self.sink.transactional else set())
+        due = urgent | self._due_tasks(urgent)
+        if not due:
+            return
+        self.publish_views(tasks=due)  # a checkpoint commits their offsets and publishes their alerts
+        self._checkpoint(due, outbox, stop)
+
+    def _with_heartbeats(self, partition: int) -> list[Summary]:
+        """An input partition's waiting summaries, and a heartbeat for each model version it has seen that has
+        none among them (every detection stage it feeds learns how far it has come); call with the lock held."""
+        out = self._outgoing.pop(partition, [])
+        self._outgoing_since.pop(partition, None)
+        engine = self.engines.get(partition)
+        if out and engine is not None:
+            have = {(s.model, s.version) for s in out}
+            out += [s for s in engine.profile.heartbeats() if (s.model, s.version) not in have]
+        return out
+
+    def publish_views(self, *, force: bool = False, tasks: Collection[Task] = ()) -> None:
         """Rebuild the views of the engines that changed and publish them with one reference assignment.
 
         Called by the loop thread between batches. While it is busy, every changed engine at most every
-        ``http.view_interval_s``; ``partitions`` now (those whose offsets are about to be committed or whose
-        alerts published, so what is committed and alerted on is visible); ``force``: every changed engine now
-        (a poll came back empty, partitions were assigned).
+        ``http.view_interval_s``; ``tasks`` now (those whose offsets are about to be committed or whose alerts
+        published, so what is committed and alerted on is visible); ``force``: every changed engine now (a poll
+        came back empty, partitions were assigned).
         """
         now = time.monotonic()
         every = force or now - self._views_at >= self.config.http.view_interval_s
-        todo = set(self._stale) if every else self._stale & set(partitions)
+        todo = set(self._stale) if every else self._stale & set(tasks)
         if not todo:
             return
         started = time.perf_counter()
         with self.lock:
-            old = self.views
+            old, old_detect = self.views, self.detect_views
             self.views = {
-                p: build_view(engine) if p in todo or p not in old else old[p] for p, engine in self.engines.items()
+                p: build_view(e) if (PROFILE, p) in todo or p not in old else old[p] for p, e in self.engines.items()
             }
+            self.detect_views = {
+                d: build_view(s.engine) if (DETECT, d) in todo or d not in old_detect else old_detect[d]
+                for d, s in self.detectors.items()
+            }
+            self.merges = {d: m for d, m in self._merge_stats.items() if d in self.detectors}
             self._stale -= todo
         if every:
             self._views_at = now
         self.stats.views_published += 1
         self.stats.view_seconds = time.perf_counter() - started
 
-    def _due_partitions(self, urgent: set[int] | frozenset[int] = frozenset()) -> set[int]:
-        """The partitions to checkpoint now besides ``urgent`` (checkpointed in this iteration anyway): of those
-        due by ``checkpoint.every_events`` or ``every_s``, the most overdue first, while the last snapshots of
-        these and the urgent ones add up to at most :data:`DUE_BYTES_PER_ITERATION`, and always the most overdue.
-        The others wait for the next iterations, so partitions that fall due together are checkpointed one
-        after another instead of in one long stall."""
+    def all_views(self) -> list[EngineView]:
+        """Every published view: the profile stages' (joins, rejects) and the detection stages' (streams, alerts)."""
+        return [*self.views.values(), *self.detect_views.values()]
+
+    def _due_tasks(self, urgent: set[Task] | frozenset[Task] = frozenset()) -> set[Task]:
+        """The tasks to checkpoint now besides ``urgent`` (checkpointed in this iteration anyway): of those due
+        by ``checkpoint.every_events`` or ``every_s``, the most overdue first, while the last snapshots of these
+        and the urgent ones add up to at most :data:`DUE_BYTES_PER_ITERATION`, and always the most overdue. The
+        others wait for the next iterations, so tasks that fall due together are checkpointed one after another
+        instead of in one long stall."""
         cp = self.config.checkpoint
         now = time.monotonic()
         due = sorted(
             (
-                p
-                for p, n in self._since_checkpoint.items()
+                t
+                for t, n in self._since_checkpoint.items()
                 if n
-                and p not in urgent
-                and (n >= cp.every_events or now - self._last_checkpoint.get(p, now) >= cp.every_s)
+                and t not in urgent
+                and (n >= cp.every_events or now - self._last_checkpoint.get(t, now) >= cp.every_s)
             ),
-            key=lambda p: self._last_checkpoint.get(p, now),
+            key=lambda t: self._last_checkpoint.get(t, now),
         )
-        budget = DUE_BYTES_PER_ITERATION - sum(self._snapshot_bytes.get(p, 0) for p in urgent)
-        chosen: set[int] = set()
-        for p in due:
-            size = self._snapshot_bytes.get(p, DUE_BYTES_PER_ITERATION)  # never written: assume a full share
+        budget = DUE_BYTES_PER_ITERATION - sum(self._snapshot_bytes.get(t, 0) for t in urgent)
+        chosen: set[Task] = set()
+        for t in due:
+            size = self._snapshot_bytes.get(t, DUE_BYTES_PER_ITERATION)  # never written: assume a full share
             if chosen and size > budget:
                 break
-            chosen.add(p)
+            chosen.add(t)
             budget -= size
         return chosen
 
-    def _checkpoint_due(self, stop: threading.Event) -> None:
-        if self.store is not None and self.sink is not None:
-            due = self._due_partitions()
-            if due:
-                self._checkpoint(due, {}, stop)
-
     def _checkpoint(
-        self, partitions: set[int], outbox: dict[int, list[Alert]], stop: threading.Event | None = None
+        self, tasks: set[Task], outbox: dict[Task, list[Alert]], stop: threading.Event | None = None
     ) -> None:
-        """Steps 3 to 6: snapshots (with outbox), flush, alerts, flush, commit."""
+        """Steps 3 to 6: snapshots (with outbox), flush, alerts and summaries, flush, commit."""
         assert self.sink is not None
         k = self.config.kafka
-        if self.store is None:
-            self._publish(outbox, stop)
+        if self.store is None or self.detect_store is None:
+            with self.lock:
+                waiting = {p: self._with_heartbeats(p) for role, p in tasks if role == PROFILE}
+            self._publish(outbox, stop, waiting)
             return
         started, cpu_started = time.perf_counter(), time.thread_time()
         steps = dict.fromkeys(("snapshot", "dumps", "write", "flush", "alerts", "commit"), 0.0)
         offsets: dict[tuple[str, int], int] = {}
-        payloads: dict[int, bytes] = {}
+        payloads: dict[Task, bytes] = {}
+        sending: dict[int, list[Summary]] = {}
         with self.lock:
-            for p in sorted(partitions):
-                engine = self.engines.get(p)
-                if engine is None:
-                    continue
-                covered = {
-                    "predictions": self._next.get((k.predictions_topic, p)),
-                    "labels": self._next.get((k.labels_topic, p)),
-                }
+            for task in sorted(tasks):
+                role, p = task
                 t = time.perf_counter()
-                state = engine.snapshot()
+                if role == PROFILE:
+                    engine = self.engines.get(p)
+                    if engine is None:
+                        continue
+                    covered = {
+                        "predictions": self._next.get((k.predictions_topic, p)),
+                        "labels": self._next.get((k.labels_topic, p)),
+                    }
+                    out = sending[p] = self._with_heartbeats(p)  # heartbeats move the sequence: before the snapshot
+                    state = engine.snapshot()
+                    alerts: list[dict[str, Any]] = []
+                    extra = [s.to_plain() for s in out]
+                    inputs: tuple[tuple[str, str], ...] = (
+                        (k.predictions_topic, "predictions"),
+                        (k.labels_topic, "labels"),
+                    )
+                else:
+                    stage = self.detectors.get(p)
+                    if stage is None:
+                        continue
+                    covered = {"summaries": self._next.get((self.config.summaries_topic, p))}
+                    state = stage.snapshot()
+                    alerts = [a.to_dict() for a in outbox.get(task, [])]
+                    extra = []
+                    inputs = ((self.config.summaries_topic, "summaries"),)
                 steps["snapshot"] += time.perf_counter() - t
                 t = time.perf_counter()
-                payloads[p] = dumps_record(
-                    [k.group_id, k.predictions_topic],
-                    covered,
-                    state,
-                    [a.to_dict() for a in outbox.get(p, [])],
-                    time.time(),
-                )
+                payloads[task] = dumps_record(self._source(role), covered, state, alerts, time.time(), extra)
                 steps["dumps"] += time.perf_counter() - t
-                for topic, role in ((k.predictions_topic, "predictions"), (k.labels_topic, "labels")):
-                    if covered[role] is not None:
-                        offsets[topic, p] = int(covered[role])  # type: ignore[arg-type]
-                self._since_checkpoint[p] = 0
-                self._last_checkpoint[p] = time.monotonic()
-                self._snapshot_bytes[p] = len(payloads[p])
+                for topic, name in inputs:
+                    if covered[name] is not None:
+                        offsets[topic, p] = int(covered[name])  # type: ignore[arg-type]
+                self._since_checkpoint[task] = 0
+                self._last_checkpoint[task] = time.monotonic()
+                self._snapshot_bytes[task] = len(payloads[task])
         size = sum(len(v) for v in payloads.values())
         t = time.perf_counter()
+        self.store.producer = self.detect_store.producer = self.sink.producer  # a renewed one, if it was replaced
         self.sink.begin()  # snapshots go into the open transaction too (no-op without transactions)
-        for p, payload in payloads.items():
-            self.store.write(p, payload)
+        for (role, p), payload in payloads.items():
+            (self.store if role == PROFILE else self.detect_store).write(p, payload)
         steps["write"] = time.perf_counter() - t
         if self.sink.transactional and self.consumer is not None:
-            # Exactly-once: snapshots, dead letters and alerts produced since the last checkpoint, and the
-            # offsets, commit as one transaction (aborted on failure: the next owner replays the batch).
-            self._publish(outbox, stop, flush=False)
-            todo = [TopicPartition(t, p, off) for (t, p), off in offsets.items()]
+            # Exactly-once: snapshots, dead letters, summaries and alerts produced since the last checkpoint, and
+            # the offsets, commit as one transaction (aborted on failure: the next owner replays the batch).
+            self._publish(outbox, stop, sending, flush=False)
+            todo = [TopicPartition(topic, p, off) for (topic, p), off in offsets.items()]
             self.sink.commit(todo, self.consumer.consumer_group_metadata())
             for tp in todo:
                 self._committed[tp.topic, tp.partition] = tp.offset
@@ -794,21 +1060,29 @@ class MonitorService:
         has_alerts = any(outbox.values())
         self._fault("before_snapshot_flush", has_alerts)
         t = time.perf_counter()
+        renewals = self.sink.renewals
         self.sink.flush(stop)
         for attempt in range(1, 6):  # a snapshot the broker did not take is written again; nothing goes on before
-            failed, self.store.failed = self.store.failed & set(payloads), set()
+            failed: set[Task] = set()
+            for role, store in ((PROFILE, self.store), (DETECT, self.detect_store)):
+                failed |= {(role, p) for p in store.failed if (role, p) in payloads}
+                store.failed = set()
+            if self.sink.renewals != renewals:  # a replaced producer's snapshots may be lost: all written again
+                renewals = self.sink.renewals
+                failed = set(payloads)
+                self.store.producer = self.detect_store.producer = self.sink.producer
             if not failed:
                 break
             if attempt == 5:
-                raise SinkError(f"snapshots of partitions {sorted(failed)} were not acknowledged")
+                raise SinkError(f"snapshots of {sorted(failed)} were not acknowledged")
             time.sleep(min(10.0, 0.5 * 2**attempt))
-            for p in failed:
-                self.store.write(p, payloads[p])
+            for role, p in failed:
+                (self.store if role == PROFILE else self.detect_store).write(p, payloads[role, p])
             self.sink.flush(stop)
         steps["flush"] = time.perf_counter() - t
         self._fault("after_snapshot", has_alerts)
         t = time.perf_counter()
-        self._publish(outbox, stop)
+        self._publish(outbox, stop, sending)
         steps["alerts"] = time.perf_counter() - t
         self._fault("after_alerts", has_alerts)
         t = time.perf_counter()
@@ -822,7 +1096,7 @@ class MonitorService:
             self._faults(step, has_alerts)
 
     def _checkpoint_done(
-        self, started: float, cpu_started: float, size: int, partitions: list[int], steps: dict[str, float]
+        self, started: float, cpu_started: float, size: int, tasks: list[Task], steps: dict[str, float]
     ) -> None:
         took = time.perf_counter() - started
         cpu = time.thread_time() - cpu_started  # this thread's CPU: what is left when the machine is not shared
@@ -834,14 +1108,32 @@ class MonitorService:
                 "seconds": took,
                 "thread_cpu": cpu,
                 "bytes": size,
-                "partitions": partitions,
+                "partitions": [f"{role} {p}" for role, p in tasks],
                 **steps,
             }
         self.stats.checkpoint_seconds_max = max(self.stats.checkpoint_seconds_max, took)
         self.stats.last_checkpoint_bytes = size
 
-    def _publish(self, outbox: dict[int, list[Alert]], stop: threading.Event | None, *, flush: bool = True) -> None:
+    def _send_summary(self, summary: Summary) -> None:
+        """Produce one summary to the summaries partition of its model version."""
         assert self.sink is not None
+        key = f"{summary.model}\x00{summary.version}".encode()
+        partition = zlib.crc32(key) % self.summary_partitions
+        self.sink.summary(self.config.summaries_topic, partition, key, summary.encode())
+        self.stats.summaries_produced += 1
+
+    def _publish(
+        self,
+        outbox: dict[Task, list[Alert]],
+        stop: threading.Event | None,
+        summaries: dict[int, list[Summary]] | None = None,
+        *,
+        flush: bool = True,
+    ) -> None:
+        assert self.sink is not None
+        for out in (summaries or {}).values():
+            for summary in out:
+                self._send_summary(summary)
         for alerts in outbox.values():
             for alert in alerts:
                 self.sink.alert(alert)
@@ -884,16 +1176,14 @@ class MonitorService:
                 self.lag[topic, partition] = max(0, high - (int(group[-1].offset() or 0) + 1))
 
     def close(self, stop: threading.Event | None = None, *, checkpoint: bool = True) -> None:
-        """Checkpoint every owned partition, flush, commit, leave the group."""
+        """Checkpoint every owned task (sending what is waiting), flush, commit, leave the group."""
         self._closing = True
         if checkpoint:  # never after an exception mid-batch: a view must not show half a batch
             self.publish_views(force=True)
-        if checkpoint and self.sink is not None and self.consumer is not None and self.engines:
+        tasks = set(self._tasks())
+        if checkpoint and self.sink is not None and self.consumer is not None and tasks:
             try:
-                if self.store is not None:
-                    self._checkpoint(set(self.engines), {}, stop)
-                else:
-                    self.sink.flush(stop)
+                self._checkpoint(tasks, {}, stop)
             except (SourceError, SinkError, KafkaException) as exc:
                 log.error("final checkpoint failed: %s", exc)
         if self.audit is not None:

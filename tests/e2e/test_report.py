@@ -148,7 +148,7 @@ def test_the_report_shows_the_monitors_config_and_a_gap_while_it_was_stopped(bro
             assert mon.wait_ready(30)
             preds = [(e["prediction_id"].encode(), orjson.dumps(e)) for e in gen.predictions(n, rate=100.0)]
             produce(broker.bootstrap, names["predictions"], preds)
-            wait_consumed(broker.bootstrap, config.kafka.group_id, [names["predictions"]])
+            wait_consumed(broker.bootstrap, config.kafka.group_id, [names["predictions"]], ports=[mon.http.port])
             began = time.time()
             wait_until(  # both partitions covered in an interval that began after the traffic was consumed
                 lambda: (

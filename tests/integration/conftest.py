@@ -190,12 +190,28 @@ class OffsetProbe:
         return out
 
 
-def wait_consumed(bootstrap: str, group: str, topics: Iterable[str], timeout: float = WAIT_S) -> None:
-    """Wait until ``group`` has committed the end offset of every partition of ``topics``.
+def wait_consumed(
+    bootstrap: str, group: str, topics: Iterable[str], timeout: float = WAIT_S, ports: Iterable[int] = ()
+) -> None:
+    """Wait until ``group`` has committed the end offset of every partition of ``topics`` and then of its
+    summaries topic (the detection stages' input), and the monitors serving ``ports`` hold no row back.
 
     The end offsets are read again at every poll, so everything produced (and acknowledged) before the
     call is covered. After this, the monitor's alerts, dead letters and metrics hold all of that input.
     """
+    wait_offsets(bootstrap, group, topics, timeout)
+    wait_offsets(bootstrap, group, [f"{group}-summaries"], timeout)
+    ports = list(ports)
+    if ports:
+        wait_until(
+            lambda: all(total(scrape_metrics(p), "monitor_merge_pending_rows") == 0 for p in ports),
+            timeout,
+            lambda: f"the detection stages of {ports} released every row",
+        )
+
+
+def wait_offsets(bootstrap: str, group: str, topics: Iterable[str], timeout: float = WAIT_S) -> None:
+    """Wait until ``group`` has committed the end offset of every partition of ``topics``."""
     topics = list(topics)
     last: dict[tuple[str, int], tuple[int, int]] = {}
     with OffsetProbe(bootstrap, group) as probe:
@@ -249,6 +265,7 @@ def config_for(broker: EmbeddedBroker, names: dict[str, str], **extra: object) -
             "http": {"host": "127.0.0.1", "port": 0},
             "detectors": {"warmup_events": 300},
             "checkpoint": {"every_s": 1.0},
+            "detection": {"idle_s": 2.0},
             **extra,
         },
     )

@@ -38,7 +38,13 @@ def _topics(bootstrap: str, tag: str) -> dict[str, str]:
     names = {r: f"{r}-{tag}" for r in ("predictions", "labels", "alerts", "dlq")}
     ensure_topics(
         AdminClient({"bootstrap.servers": bootstrap}),
-        {names["predictions"]: 2, names["labels"]: 2, names["alerts"]: 1, names["dlq"]: 1, f"g-{tag}-state": 2},
+        {
+            names["predictions"]: 2,
+            names["labels"]: 2,
+            names["alerts"]: 1,
+            names["dlq"]: 1,
+            **{f"g-{tag}-{internal}": 2 for internal in ("state", "summaries", "detection-state")},
+        },
     )
     return names
 

@@ -27,7 +27,7 @@ def test_a_new_category_is_one_incident_on_the_topic_and_in_the_api(broker, topi
                 e["features"]["device"] = "smartwatch"
         records = [(e["prediction_id"].encode(), orjson.dumps(e)) for e in events]
         produce(broker.bootstrap, names["predictions"], records)
-        wait_consumed(broker.bootstrap, config.kafka.group_id, [names["predictions"]])
+        wait_consumed(broker.bootstrap, config.kafka.group_id, [names["predictions"]], ports=[mon.http.port])
         alerts = [orjson.loads(m.value()) for m in read_to_end(broker.bootstrap, names["alerts"])]
         device = [a for a in alerts if a["status"] == "firing" and a["subject"] == "device"]
         assert {"data_quality", "data_drift"} <= {a["kind"] for a in device}, [a["key"] for a in alerts]

@@ -38,7 +38,7 @@ def test_scrapes_and_api_answer_while_the_engine_lock_is_held(broker, topics):
         assert mon.wait_ready(30), "monitor did not get partitions"
         gen = TrafficGenerator(seed=3)
         produce(broker.bootstrap, names["predictions"], _records(gen, 2_000))
-        wait_consumed(broker.bootstrap, config.kafka.group_id, [names["predictions"]])
+        wait_consumed(broker.bootstrap, config.kafka.group_id, [names["predictions"]], ports=[mon.http.port])
         port = mon.http.port
         # What is committed is in the published views (they are published before offsets are committed).
         assert total(scrape_metrics(port), "monitor_events_total") == 2_000
@@ -59,7 +59,7 @@ def test_scrapes_and_api_answer_while_the_engine_lock_is_held(broker, topics):
             assert mon.sampler.views.sample()  # the history sampler reads views too
             assert total(scrape_metrics(port), "monitor_events_total") == 2_000  # still blocked: nothing new
 
-        wait_consumed(broker.bootstrap, config.kafka.group_id, [names["predictions"]])
+        wait_consumed(broker.bootstrap, config.kafka.group_id, [names["predictions"]], ports=[mon.http.port])
         assert total(scrape_metrics(port), "monitor_events_total") == 2_500
     finally:
         mon.stop()

@@ -48,6 +48,7 @@ class Replica:
             "MONITOR_HTTP__PORT": str(self.port),
             "MONITOR_DETECTORS__WARMUP_EVENTS": "300",
             "MONITOR_CHECKPOINT__EVERY_S": "1",
+            "MONITOR_DETECTION__IDLE_S": "2",
             **(extra_env or {}),
         }
         env.pop("MONITOR_CONFIG", None)
@@ -134,6 +135,8 @@ def _settled(broker, names, group: str, replicas: list[Replica], partitions: int
             return None
         if _sum(first, "monitor_events_total") != _sum(second, "monitor_events_total"):
             return None
+        if _sum(second, "monitor_merge_pending_rows") or _sum(second, "monitor_detection_partitions") != partitions:
+            return None  # a detection stage still holds rows back, or a summaries partition is not owned yet
         return second
 
     return wait_until(stable, what=f"{len(replicas)} replicas own the {partitions} partitions, totals unchanged")
@@ -164,7 +167,7 @@ def test_replicas_killed_restarted_and_added_keep_exact_totals_and_alerts(broker
 
         def r0_checkpointed() -> bool:  # mid-stream: it has processed and checkpointed, more may be in flight
             m = replicas[0].metrics()
-            return total(m, "monitor_events_total") >= 1000 and total(m, "monitor_checkpoints_total") >= 1
+            return total(m, "monitor_profiled_events_total") >= 1000 and total(m, "monitor_checkpoints_total") >= 1
 
         wait_until(r0_checkpointed, what="r0 processed 1,000 events and wrote a checkpoint")
         replicas[0].kill()

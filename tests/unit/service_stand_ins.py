@@ -39,6 +39,8 @@ class QuietSink:
     """An alert and dead-letter sink that accepts everything and keeps nothing."""
 
     transactional = False
+    producer = None  # what the checkpoint stores produce with
+    renewals = 0
 
     def begin(self) -> None:
         pass
@@ -51,3 +53,21 @@ class QuietSink:
 
     def dead_letter(self, _msg: object, _rejected: object) -> None:
         pass
+
+    def summary(self, _topic: str, _partition: int, _key: bytes, _value: bytes) -> None:
+        pass
+
+
+class RecordingSink(QuietSink):
+    """A sink that keeps the summaries produced, to be fed back as the summaries topic's messages."""
+
+    def __init__(self) -> None:
+        self.summaries: list[tuple[str, int, bytes]] = []  # (topic, partition, value)
+
+    def summary(self, topic: str, partition: int, _key: bytes, value: bytes) -> None:
+        self.summaries.append((topic, partition, value))
+
+    def take(self) -> list[Message]:
+        """The summaries produced since the last call, as consumed messages (offsets from 0 per call's caller)."""
+        out, self.summaries = self.summaries, []
+        return [Message(t, p, i, v) for i, (t, p, v) in enumerate(out)]

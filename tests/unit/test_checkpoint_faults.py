@@ -49,9 +49,9 @@ def test_a_hook_sees_every_checkpoint_step_in_order() -> None:
     seen: list[tuple[str, bool]] = []
     service = MonitorService(load_config(environ={}), faults=lambda step, alerts: seen.append((step, alerts)))
     store = _Store()
-    service.sink, service.store = QuietSink(), store  # type: ignore[assignment]
+    service.sink, service.store, service.detect_store = QuietSink(), store, _Store()  # type: ignore[assignment]
     service.engines = {0: service._new_engine(0)}
-    service._checkpoint({0}, {})
+    service._checkpoint({("profile", 0)}, {})
     assert store.written == [0]
     assert seen == [(step, False) for step in CHECKPOINT_STEPS]
 

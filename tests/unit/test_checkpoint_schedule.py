@@ -16,6 +16,11 @@ from monitor.io.kafka import MonitorService
 from tests.unit.service_stand_ins import Message, QuietSink
 
 PREDICTIONS = "predictions"
+
+
+def P(partition: int) -> tuple[str, int]:  # noqa: N802 - reads as the task's name
+    """Input partition ``partition``'s task (its profile stage)."""
+    return ("profile", partition)
 GOOD = b'{"prediction_id":"%d","model":"m","features":{"x":1.0},"prediction":0.2}'
 
 
@@ -34,6 +39,12 @@ class _Consumer:
 
     def consumer_group_metadata(self) -> None:
         return None
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, -1001) for tp in partitions]  # nothing committed yet
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, -1) for tp in partitions]
 
 
 class _Sink(QuietSink):
@@ -67,7 +78,7 @@ def _service(partitions: int = 6, *, transactional: bool = False, every_s: float
         overrides={"kafka": {"predictions_topic": PREDICTIONS}, "checkpoint": {"every_s": every_s}},
     )
     service = MonitorService(config)
-    service.sink, service.store = _Sink(transactional), _Store()  # type: ignore[assignment]
+    service.sink, service.store, service.detect_store = _Sink(transactional), _Store(), _Store()  # type: ignore[assignment]
     service.consumer = _Consumer()  # type: ignore[assignment]
     service._labels_enabled = False
     service._on_assign(service.consumer, [TopicPartition(PREDICTIONS, p) for p in range(partitions)])  # type: ignore[arg-type]
@@ -83,27 +94,27 @@ def _all_due(service: MonitorService, snapshot_bytes: int) -> None:
     the most."""
     now = time.monotonic()
     for p in service.engines:
-        service._since_checkpoint[p] = 1
-        service._last_checkpoint[p] = now - 100.0 + p
-        service._snapshot_bytes[p] = snapshot_bytes
+        service._since_checkpoint[P(p)] = 1
+        service._last_checkpoint[P(p)] = now - 100.0 + p
+        service._snapshot_bytes[P(p)] = snapshot_bytes
 
 
 def test_partitions_due_together_are_checkpointed_one_per_iteration_most_overdue_first() -> None:
     service = _service(6)
     _all_due(service, snapshot_bytes=3_000_000)  # each more than an iteration's byte budget
     for _ in range(6):
-        service._checkpoint_due(None)  # type: ignore[arg-type]
+        service.idle(None)
     assert _written(service) == [0, 1, 2, 3, 4, 5]
-    service._checkpoint_due(None)  # type: ignore[arg-type]
+    service.idle(None)
     assert _written(service) == [0, 1, 2, 3, 4, 5], "nothing is due any more"
 
 
 def test_small_partitions_due_together_share_an_iteration_up_to_the_byte_budget() -> None:
     service = _service(6)
     _all_due(service, snapshot_bytes=kafka.DUE_BYTES_PER_ITERATION // 4)
-    service._checkpoint_due(None)  # type: ignore[arg-type]
+    service.idle(None)
     assert sorted(_written(service)) == [0, 1, 2, 3]
-    service._checkpoint_due(None)  # type: ignore[arg-type]
+    service.idle(None)
     assert sorted(_written(service)) == [0, 1, 2, 3, 4, 5]
 
 
@@ -111,23 +122,23 @@ def test_a_partition_never_written_counts_as_a_full_budget() -> None:
     service = _service(3)
     _all_due(service, snapshot_bytes=0)
     service._snapshot_bytes.clear()
-    assert service._due_partitions() == {0}
+    assert service._due_tasks() == {P(0)}
 
 
 def test_urgent_partitions_do_not_starve_the_most_overdue_one() -> None:
     service = _service(6)
     _all_due(service, snapshot_bytes=3_000_000)
     # the urgent partitions fill the budget on their own; the most overdue of the others still goes with them
-    assert service._due_partitions({0, 1}) == {2}
+    assert service._due_tasks({P(0), P(1)}) == {P(2)}
 
 
 def test_time_due_checkpoints_start_spread_over_every_s() -> None:
     every_s = 12.0
     before = time.monotonic()
     service = _service(6, every_s=every_s)
-    due_in = sorted(service._last_checkpoint[p] + every_s - before for p in range(6))
+    due_in = sorted(service._last_checkpoint[P(p)] + every_s - before for p in range(6))
     assert due_in == pytest.approx([2.0, 4.0, 6.0, 8.0, 10.0, 12.0], abs=0.5)
-    assert service._due_partitions() == set(), "nothing is due right after assignment"
+    assert service._due_tasks() == set(), "nothing is due right after assignment"
 
 
 @pytest.mark.parametrize("transactional", [False, True])

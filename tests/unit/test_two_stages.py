@@ -53,7 +53,7 @@ def test_a_summary_survives_its_bytes_exactly():
 def test_the_merge_releases_rows_in_event_time_behind_the_slowest_source():
     now = [0.0]
     a, b = ProfileStage(settings(), partition=0), ProfileStage(settings(), partition=1)
-    stage = DetectionStage(settings(), idle_s=30.0, clock=lambda: now[0])
+    stage = DetectionStage(settings(), idle_s=30.0, idle_clock=lambda: now[0])
     seen: list[float] = []
 
     class Times:
@@ -84,7 +84,7 @@ def test_the_merge_releases_rows_in_event_time_behind_the_slowest_source():
 
 def test_a_repeated_summary_is_dropped():
     a = ProfileStage(settings(), partition=0)
-    stage = DetectionStage(settings(), clock=lambda: 0.0)
+    stage = DetectionStage(settings(), clock=lambda: 0.0, idle_clock=lambda: 0.0)
     out, _ = a.predictions([_prediction(i, T0 + i) for i in range(10)], [T0] * 10)
     assert all(stage.add(s) for s in out)
     assert not any(stage.add(Summary.decode(s.encode())) for s in out)
@@ -95,9 +95,9 @@ def test_a_repeated_summary_is_dropped():
 def test_labels_joined_in_different_partitions_meet_in_one_engine():
     config = settings()
     parts = [ProfileStage(config, partition=p) for p in range(3)]
-    stage = DetectionStage(config, clock=lambda: 0.0)
+    stage = DetectionStage(config, clock=lambda: 0.0, idle_clock=lambda: 0.0)
     single = ProfileStage(config, partition=0)
-    alone = DetectionStage(config, clock=lambda: 0.0)
+    alone = DetectionStage(config, clock=lambda: 0.0, idle_clock=lambda: 0.0)
     for i in range(300):
         p = i % 3
         for s in parts[p].predictions([_prediction(i, T0 + i, seg="ab"[i % 2])], [T0])[0]:
@@ -145,7 +145,7 @@ def test_a_detection_stage_restored_mid_stream_continues_exactly():
     from benchmarks import partitions as bp
 
     profiles = [ProfileStage(config, partition=p) for p in range(3)]
-    detect = DetectionStage(config, clock=lambda: 0.0)
+    detect = DetectionStage(config, clock=lambda: 0.0, idle_clock=lambda: 0.0)
     out = []
     read = 0
     for k, rows_of in enumerate(bp._slices(t, 3, 0.05)):
@@ -157,7 +157,7 @@ def test_a_detection_stage_restored_mid_stream_continues_exactly():
         out += [(read, a) for a in detect.release()]
         if k % 7 == 3:
             data = orjson.loads(orjson.dumps(detect.snapshot()))
-            detect = DetectionStage.restore(config, data, clock=lambda: 0.0)
+            detect = DetectionStage.restore(config, data, clock=lambda: 0.0, idle_clock=lambda: 0.0)
     out += [(read, a) for a in detect.release(flush=True)]
     out += [(read, a) for a in detect.engine.finish()]
     assert [(r, a.key, a.status) for r, a in out] == [(r, a.key, a.status) for r, a in whole]
@@ -169,6 +169,6 @@ def test_heartbeats_move_progress_without_rows():
     a.predictions([_prediction(1, T0 + 7)], [T0])
     beats = a.heartbeats()
     assert [(s.model, len(s), s.progress) for s in beats] == [("m", 0, T0 + 7)]
-    stage = DetectionStage(settings(), clock=lambda: 0.0)
+    stage = DetectionStage(settings(), clock=lambda: 0.0, idle_clock=lambda: 0.0)
     assert stage.add(beats[0]) and stage.watermark() == T0 + 7 and not math.isinf(stage.watermark())
-    assert np.isinf(DetectionStage(settings(), clock=lambda: 0.0).watermark())
+    assert np.isinf(DetectionStage(settings(), clock=lambda: 0.0, idle_clock=lambda: 0.0).watermark())

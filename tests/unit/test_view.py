@@ -15,7 +15,7 @@ from monitor.core.view import EngineView, build_view
 from monitor.errors import ConfigError
 from monitor.io.kafka import MonitorService
 from monitor.simulate import Drift, TrafficGenerator
-from tests.unit.service_stand_ins import Message, QuietSink
+from tests.unit.service_stand_ins import Message, RecordingSink
 
 T0 = 1_767_225_600.0
 T0_MS = int(T0 * 1000)
@@ -89,8 +89,11 @@ class _Consumer:
         self.seen_at_commit: list[int] = []
 
     def commit(self, offsets: Any, asynchronous: bool) -> None:
-        views = self.service.views.values()
+        views = self.service.all_views()
         self.seen_at_commit.append(sum(m.events for v in views for m in v.models.values()))
+
+    def position(self, partitions: list[Any]) -> list[Any]:
+        return [type(tp)(tp.topic, tp.partition, -1) for tp in partitions]
 
     def get_watermark_offsets(self, _tp: Any, cached: bool) -> tuple[int, int]:
         return (0, -1)
@@ -103,9 +106,15 @@ def _service(**http: Any) -> tuple[MonitorService, _Consumer, list[bytes]]:
     config = _config(**http)
     service = MonitorService(config)
     consumer = _Consumer(service)
-    service.sink, service.consumer = QuietSink(), consumer  # type: ignore[assignment]
+    service.sink, service.consumer = RecordingSink(), consumer  # type: ignore[assignment]
     service.engines = {0: service._new_engine(0)}
     return service, consumer, _events(3000)
+
+
+def _summaries(service: MonitorService, first: int) -> list[Message]:
+    """What the profile stages sent since the last call, as the detection stage consumes it."""
+    out = service.sink.take()  # type: ignore[union-attr]
+    return [Message(m.topic(), m.partition(), first + m.offset(), m.value()) for m in out]
 
 
 def _batch(service: MonitorService, values: list[bytes], first: int) -> list[Message]:
@@ -115,45 +124,58 @@ def _batch(service: MonitorService, values: list[bytes], first: int) -> list[Mes
 
 def test_views_are_published_before_offsets_are_committed_whatever_the_interval():
     service, consumer, values = _service(view_interval_s=3600.0)
+    sent = 0
     for k in range(3):  # no checkpoint store: offsets are committed after every batch
         service.process(_batch(service, values[k * 1000 : (k + 1) * 1000], k * 1000))  # type: ignore[arg-type]
-    assert consumer.seen_at_commit == [1000, 2000, 3000]
-    assert service.stats.views_published == 3
+        summaries = _summaries(service, sent)
+        sent += len(summaries)
+        service.process(summaries)  # type: ignore[arg-type]  # the detection stage's batch
+    assert consumer.seen_at_commit == [0, 1000, 1000, 2000, 2000, 3000]
+    assert service.stats.views_published == 6
+
+
+def _detect(service: MonitorService, d: int, values: list[bytes]) -> None:
+    """Monitor ``values`` in detection stage ``d`` (its own profile stage feeding it directly)."""
+    stage = service.detectors[d]
+    profile = stage.engine.profile
+    for s in profile.predictions(values, [T0] * len(values))[0]:
+        stage.add(s)
+    stage.release(flush=True)
 
 
 def test_while_busy_views_are_rebuilt_at_most_every_interval_and_when_forced():
     service, _consumer, values = _service(view_interval_s=3600.0)
-    engine = service.engines[0]
-    service._stale.add(0)
+    service.detectors = {0: service._new_detector(0)}
+    service._stale.add(("detect", 0))
     service.publish_views(force=True)
-    first = service.views[0]
+    first = service.detect_views[0]
     assert isinstance(first, EngineView) and sum(m.events for m in first.models.values()) == 0
-    _feed(engine, values[:1000])
-    service._stale.add(0)
+    _detect(service, 0, values[:1000])
+    service._stale.add(("detect", 0))
     service.publish_views()  # within the interval: the published view stays
-    assert service.views[0] is first
+    assert service.detect_views[0] is first
     service.publish_views(force=True)  # e.g. an idle poll
-    assert sum(m.events for m in service.views[0].models.values()) == 1000
-    published = service.views
+    assert sum(m.events for m in service.detect_views[0].models.values()) == 1000
+    published = service.detect_views
     service.publish_views(force=True)  # nothing changed since: nothing rebuilt
-    assert service.views is published
+    assert service.detect_views is published
 
-    service.engines[1] = service._new_engine(1)
-    _feed(engine, values[1000:2000])
-    _feed(service.engines[1], values[2000:2500])
-    service._stale.update({0, 1})
+    service.detectors[1] = service._new_detector(1)
+    _detect(service, 0, values[1000:2000])
+    _detect(service, 1, values[2000:2500])
+    service._stale.update({("detect", 0), ("detect", 1)})
     service.publish_views(force=True)
-    both = dict(service.views)
-    _feed(engine, values[2500:3000])
-    _feed(service.engines[1], values[:100])
-    service._stale.update({0, 1})
-    service.publish_views(partitions={1})  # partition 1 is about to commit: its view now, partition 0's waits
-    assert service.views[0] is both[0] and service.views[1] is not both[1]
-    assert sum(m.events for m in service.views[1].models.values()) == 600
-    assert service._stale == {0}
+    both = dict(service.detect_views)
+    _detect(service, 0, values[2500:3000])
+    _detect(service, 1, values[:100])
+    service._stale.update({("detect", 0), ("detect", 1)})
+    service.publish_views(tasks={("detect", 1)})  # partition 1 is about to commit: its view now, 0's waits
+    assert service.detect_views[0] is both[0] and service.detect_views[1] is not both[1]
+    assert sum(m.events for m in service.detect_views[1].models.values()) == 600
+    assert service._stale == {("detect", 0)}
 
     eager, _c, _v = _service(view_interval_s=0.0)
-    eager._stale.add(0)
+    eager._stale.add(("profile", 0))
     eager.publish_views()
     assert 0 in eager.views
 
@@ -166,10 +188,10 @@ def test_the_interval_must_not_be_negative():
 def test_a_batch_that_fails_half_way_publishes_nothing():
     service, consumer, values = _service(view_interval_s=3600.0)
     service.engines[1] = service._new_engine(1)
-    service._stale.update({0, 1})
+    service._stale.update({("profile", 0), ("profile", 1)})
     service.publish_views(force=True)
     before = service.views
-    service._stale.update({0, 1})  # changes not published yet (within the interval)
+    service._stale.update({("profile", 0), ("profile", 1)})  # changes not published yet (within the interval)
 
     def broken(_values: Any, _times: Any) -> Any:
         raise RuntimeError("engine failed mid-batch")
