@@ -78,7 +78,9 @@ def test_profile_at_start_and_a_type_change_through_kafka(broker, topics, profil
         valid = NORMAL_EVENTS + BROKEN_EVENTS
 
         # Everything the monitor publishes about these events is on its topics once it has committed them.
-        wait_consumed(broker.bootstrap, config.kafka.group_id, [names["predictions"], names["labels"]], ports=[mon.http.port])
+        wait_consumed(
+            broker.bootstrap, config.kafka.group_id, [names["predictions"], names["labels"]], ports=[mon.http.port]
+        )
         assert total(scrape_metrics(mon.http.port), "monitor_events_total") == valid
 
         def schema_alerts(messages):

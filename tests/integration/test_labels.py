@@ -55,7 +55,9 @@ def test_late_labels_join_and_a_label_flip_raises_concept_drift_only(broker, top
         n_labels = len(labels)
 
         # Count only once everything produced above (the duplicates last) has been consumed and committed.
-        wait_consumed(broker.bootstrap, config.kafka.group_id, [names["predictions"], names["labels"]], ports=[mon.http.port])
+        wait_consumed(
+            broker.bootstrap, config.kafka.group_id, [names["predictions"], names["labels"]], ports=[mon.http.port]
+        )
         m = scrape_metrics(mon.http.port)
         assert total(m, "monitor_join_events_total", outcome="joined") == n_labels
         assert total(m, "monitor_join_events_total", outcome="joined_early") == 200

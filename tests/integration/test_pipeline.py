@@ -56,7 +56,9 @@ def test_drift_in_one_segment_gives_one_alert_and_bad_input_is_dead_lettered(bro
         valid = 21_000
 
         # Everything the monitor publishes about these events is on its topics once it has committed them.
-        wait_consumed(broker.bootstrap, config.kafka.group_id, [names["predictions"], names["labels"]], ports=[mon.http.port])
+        wait_consumed(
+            broker.bootstrap, config.kafka.group_id, [names["predictions"], names["labels"]], ports=[mon.http.port]
+        )
         done = _total(_scrape(mon.http.port), "monitor_events_total")
         assert done == valid
 

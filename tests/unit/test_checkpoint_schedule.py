@@ -18,9 +18,11 @@ from tests.unit.service_stand_ins import Message, QuietSink
 PREDICTIONS = "predictions"
 
 
-def P(partition: int) -> tuple[str, int]:  # noqa: N802 - reads as the task's name
+def P(partition: int) -> tuple[str, int]:
     """Input partition ``partition``'s task (its profile stage)."""
     return ("profile", partition)
+
+
 GOOD = b'{"prediction_id":"%d","model":"m","features":{"x":1.0},"prediction":0.2}'
 
 
