@@ -178,19 +178,22 @@ class DetectionConfig:
     detection stage that owns a summaries partition merges them in event time behind the slowest input
     partition, leaving out one whose progress has not moved for ``idle_s``; its state goes to
     ``state_topic`` (empty: ``"<kafka.group_id>-detection-state"``). A profile stage sends its summaries at
-    least every ``summary_interval_s``, with its checkpoint."""
+    least every ``summary_interval_s``, with its checkpoint. A detection stage holds at most ``max_pending_rows``
+    rows for the watermark; beyond that it releases the oldest ahead of it (memory stays bounded)."""
 
     summaries_topic: str = ""
     summaries_partitions: int = 0
     state_topic: str = ""
     idle_s: float = 10.0
     summary_interval_s: float = 1.0
+    max_pending_rows: int = 200_000
 
     def validate(self) -> None:
         if self.summaries_partitions < 0:
             raise ConfigError("detection.summaries_partitions", f"must be >= 0, got {self.summaries_partitions}")
         _positive("detection.idle_s", self.idle_s)
         _positive("detection.summary_interval_s", self.summary_interval_s)
+        _positive("detection.max_pending_rows", self.max_pending_rows)
 
 
 @dataclass(frozen=True)

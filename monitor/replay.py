@@ -254,7 +254,10 @@ class _Detection:
     def __init__(self, config: MonitorConfig, partitions: int, profiles: ProfileSet) -> None:
         n = config.detection.summaries_partitions or partitions
         self.stages = [
-            DetectionStage(config, partition=d, idle_s=math.inf, profiles=profiles) for d in range(max(1, n))
+            DetectionStage(
+                config, partition=d, idle_s=math.inf, max_pending=config.detection.max_pending_rows, profiles=profiles
+            )
+            for d in range(max(1, n))
         ]
         self.alerts: list[Alert] = []
 

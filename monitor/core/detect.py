@@ -44,6 +44,7 @@ class DetectionStage:
         *,
         partition: int = 0,
         idle_s: float = 10.0,
+        max_pending: int = 200_000,
         clock: Callable[[], float] = time.time,
         idle_clock: Callable[[], float] = time.monotonic,
         profiles: ProfileSet | None = None,
@@ -52,6 +53,7 @@ class DetectionStage:
         self.engine = PartitionEngine(config, partition=partition, partitions=1, clock=clock, profiles=profiles)
         self.partition = partition
         self.idle_s = idle_s
+        self.max_pending = max_pending  # rows and joined labels held for the watermark at most (memory bound)
         self.clock = idle_clock
         self.pending: dict[int, list[Summary]] = {}  # per source partition, in arrival order
         self.progress: dict[int, float] = {}  # per source: the newest event time it has reported
@@ -61,6 +63,7 @@ class DetectionStage:
         self.summaries = 0  # summaries taken
         self.duplicates = 0  # summaries dropped as repeats
         self.late_rows = 0  # rows that arrived behind the watermark already released (released at once)
+        self.forced = 0  # releases the pending cap forced ahead of the watermark
 
     def add(self, summary: Summary) -> bool:
         """Take a summary (False: a repeat of one already taken, dropped)."""
@@ -92,7 +95,18 @@ class DetectionStage:
         """Monitor every buffered row and joined label up to the watermark (everything with ``flush``), merged
         in event time (ties: source partition, then sequence)."""
         mark = math.inf if flush else self.watermark()
-        if not self.pending or mark == -math.inf:
+        if not self.pending:
+            return []
+        held = self.pending_rows()
+        if held > self.max_pending and mark < math.inf:
+            # A source far behind (or a row stamped far ahead) must not hold memory without bound: release the
+            # oldest rows down to the cap, ahead of the watermark.
+            times = np.concatenate([_held_times(s) for parts in self.pending.values() for s in parts])
+            cut = float(np.partition(times, held - self.max_pending - 1)[held - self.max_pending - 1])
+            if cut > mark:
+                mark = cut
+                self.forced += 1
+        if mark == -math.inf:
             return []
         out: list[Summary] = []
         for src in sorted(self.pending):
@@ -109,8 +123,8 @@ class DetectionStage:
                 del self.pending[src]
         if not out:
             return []
-        if math.isfinite(mark):
-            self.released_to = max(self.released_to, mark)
+        newest = max(float(np.max(_held_times(s), initial=-math.inf)) for s in out)
+        self.released_to = max(self.released_to, mark if math.isfinite(mark) else newest)
         parts = [s.rows for s in out if s.rows is not None and len(s.rows)]
         rows = None
         if parts:
@@ -131,7 +145,7 @@ class DetectionStage:
             "progress": [[src, None if math.isinf(p) else p] for src, p in self.progress.items()],
             "last_seq": [[src, seq] for src, seq in self.last_seq.items()],
             "released_to": None if math.isinf(self.released_to) else self.released_to,
-            "counts": [self.summaries, self.duplicates, self.late_rows],
+            "counts": [self.summaries, self.duplicates, self.late_rows, self.forced],
         }
 
     @classmethod
@@ -141,6 +155,7 @@ class DetectionStage:
         data: dict[str, Any],
         *,
         idle_s: float = 10.0,
+        max_pending: int = 200_000,
         clock: Callable[[], float] = time.time,
         idle_clock: Callable[[], float] = time.monotonic,
         profiles: ProfileSet | None = None,
@@ -148,8 +163,9 @@ class DetectionStage:
         """A stage that continues where the snapshotted one stopped; every source counts as just moved."""
         engine = PartitionEngine.restore(config, data["engine"], clock=clock, profiles=profiles)
         stage = cls(
-            config, partition=engine.partition, idle_s=idle_s, clock=clock, idle_clock=idle_clock, profiles=profiles
-        )
+            config, partition=engine.partition, idle_s=idle_s, max_pending=max_pending, clock=clock,
+            idle_clock=idle_clock, profiles=profiles,
+        )  # fmt: skip
         stage.engine = engine
         for plain in data["pending"]:
             s = Summary.from_plain(plain)
@@ -161,8 +177,16 @@ class DetectionStage:
         stage.last_seq = {int(src): int(seq) for src, seq in data["last_seq"]}
         released = data.get("released_to")
         stage.released_to = -math.inf if released is None else float(released)
-        stage.summaries, stage.duplicates, stage.late_rows = (int(x) for x in data["counts"])
+        counts = [int(x) for x in data["counts"]] + [0]
+        stage.summaries, stage.duplicates, stage.late_rows, stage.forced = counts[:4]
         return stage
+
+
+def _held_times(s: Summary) -> np.ndarray:
+    """The event times a summary's rows and joined labels wait for (a missing time: at once)."""
+    rows = _times(s.rows.event_time) if s.rows is not None and len(s.rows) else np.zeros(0)
+    joined = np.array([j.prediction.event_time + j.delay_s for j in s.joined], dtype=np.float64)
+    return np.concatenate([rows, _times(joined)]) if joined.size else rows
 
 
 def _times(t: np.ndarray) -> np.ndarray:

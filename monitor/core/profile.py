@@ -30,7 +30,9 @@ from monitor.core.settings import Settings
 from monitor.core.stats import OVERFLOW
 
 SUMMARY_FORMAT = 1
-MAX_SUMMARY_ROWS = 2_000  # rows per summary: about 200 KB compressed on a row of 25 fields
+MAX_SUMMARY_ROWS = 2_000  # rows per summary at most
+SUMMARY_BYTES = 500_000  # rows per summary are cut so that its JSON is about this large (compressed: less)
+MAX_SUMMARY_JOINED = 2_000  # joined labels per summary at most
 _NUMERIC_TYPES = frozenset({float, int, type(None)})
 
 
@@ -198,10 +200,18 @@ def positive_scores(preds: Sequence[Any], scores: Sequence[dict[str, float] | No
     return np.array([math.nan if v is None else v for v in out], dtype=np.float64)
 
 
+def join_segment_caps(max_attributes: int, max_values: int) -> tuple[int, int]:
+    """The segment attributes and values per attribute a partition's join keeps with each prediction.
+
+    Well above the streams' caps: the detection engine caps the values it is sent by what it saw first of the
+    merged traffic, which one partition's first values need not be; this bound only keeps the join's table
+    of segment combinations finite whatever arrives."""
+    return max(4 * max_attributes, 32), max(20 * max_values, 1_000)
+
+
 class SegmentCaps:
-    """The segment values this partition's join keeps per model version: the same caps as the streams
-    (``monitoring.max_segment_attributes`` and ``max_segment_values``, the rest ``OVERFLOW``), so the
-    join's table of segment combinations stays bounded whatever arrives."""
+    """The segment values this partition's join keeps per model version (:func:`join_segment_caps`; the rest
+    ``OVERFLOW``)."""
 
     def __init__(self) -> None:
         self.attributes: dict[tuple[str, str], list[str]] = {}
@@ -293,12 +303,13 @@ class ProfileStage:
             self.events[model, version] += len(part)
             joined = self._join_predictions(model, version, part)
             n = len(part)
-            if n <= MAX_SUMMARY_ROWS:
-                out.append(self._summary(model, version, part, joined))
+            size = _rows_per_summary(part)
+            if n <= size:
+                out += self._summaries(model, version, part, joined)
                 continue
-            for start in range(0, n, MAX_SUMMARY_ROWS):  # messages of the summaries topic stay well under 1 MB
-                piece = take_rows(part, np.arange(start, min(n, start + MAX_SUMMARY_ROWS)))
-                out.append(self._summary(model, version, piece, joined if start == 0 else []))
+            for start in range(0, n, size):  # messages of the summaries topic stay well under the 1 MB limit
+                piece = take_rows(part, np.arange(start, min(n, start + size)))
+                out += self._summaries(model, version, piece, joined if start == 0 else [])
         self.prediction_time = max(self.prediction_time, float(np.nanmax(batch.event_time)))
         self.joiner.expire(self.prediction_time, labels_now=self.label_time)
         return out
@@ -326,17 +337,19 @@ class ProfileStage:
         by_key: dict[tuple[str, str], list[Joined]] = {}
         for j in joined:
             by_key.setdefault((j.prediction.model, j.prediction.model_version), []).append(j)
-        return [self._summary(m, v, None, items) for (m, v), items in by_key.items()], rejected, len(batch)
+        out = [s for (m, v), items in by_key.items() for s in self._summaries(m, v, None, items)]
+        return out, rejected, len(batch)
 
     def heartbeats(self) -> list[Summary]:
         """A summary without rows for every model version seen: moves this partition's progress everywhere."""
-        return [self._summary(m, v, None, []) for m, v in self.keys]
+        return [self._summary(m, v, None, [], seen=False) for m, v in list(self.keys)]
 
     def _join_predictions(self, model: str, version: str, part: PredictionBatch) -> list[Joined]:
         mon = self.config.monitoring
         combos, codes = self.segment_caps.combos(
-            model, version, part.segments, len(part), mon.segments, mon.max_segment_attributes, mon.max_segment_values
-        )
+            model, version, part.segments, len(part), mon.segments, *join_segment_caps(mon.max_segment_attributes,
+                                                                                       mon.max_segment_values),
+        )  # fmt: skip
         scores = positive_scores(part.prediction, part.scores, self.config.performance.positive_label)
         if self.observer is not None:
             self.observer.predictions(model, version, part.index, part.prediction_id, scores, part.event_time)
@@ -348,15 +361,39 @@ class ProfileStage:
             self.observer.joined(joined)
         return joined
 
-    def _summary(self, model: str, version: str, rows: PredictionBatch | None, joined: list[Joined]) -> Summary:
-        if (model, version) not in self.keys and len(self.keys) < self.config.monitoring.max_models:
-            self.keys[model, version] = None
+    def _summaries(self, model: str, version: str, rows: PredictionBatch | None, joined: list[Joined]) -> list[Summary]:
+        """One summary, or several when the joined labels are many (the first one carries the rows)."""
+        if len(joined) <= MAX_SUMMARY_JOINED:
+            return [self._summary(model, version, rows, joined)]
+        return [
+            self._summary(model, version, rows if k == 0 else None, joined[k : k + MAX_SUMMARY_JOINED])
+            for k in range(0, len(joined), MAX_SUMMARY_JOINED)
+        ]
+
+    def _summary(
+        self, model: str, version: str, rows: PredictionBatch | None, joined: list[Joined], *, seen: bool = True
+    ) -> Summary:
+        key = (model, version)
+        if seen:  # the most recently seen model versions get heartbeats, at most max_models of them
+            self.keys.pop(key, None)
+            self.keys[key] = None
+            if len(self.keys) > self.config.monitoring.max_models:
+                del self.keys[next(iter(self.keys))]
         s = Summary(model, version, self.partition, self.seq, self.watermark, rows, joined)
         self.seq += 1
         return s
 
     # --------------------------------------------------------------- snapshots
     STATE = ("joiner", "rejected", "labels_seen", "watermark", "prediction_time", "label_time", "seq")
+
+
+def _rows_per_summary(part: PredictionBatch) -> int:
+    """How many of the part's rows make a summary of about :data:`SUMMARY_BYTES`, judged from its first rows."""
+    sample = min(len(part), 32)
+    head = part if sample == len(part) else take_rows(part, np.arange(sample))
+    plain = Summary("", "", 0, 0, 0.0, head).to_plain()
+    per_row = max(1.0, len(orjson.dumps(plain)) / sample)
+    return max(1, min(MAX_SUMMARY_ROWS, int(SUMMARY_BYTES / per_row)))
 
 
 def _by_model_version(batch: PredictionBatch) -> list[tuple[tuple[str, str], np.ndarray | None]]:

@@ -66,8 +66,8 @@ RETRY_LOG_S = 5.0  # while the broker does not answer at start (or a topic is mi
 # least one partition), so a checkpoint holds the consume loop for about one partition's snapshot, not all of them.
 DUE_BYTES_PER_ITERATION = 2_000_000
 # The summaries topic carries each input partition's summaries to the detection stage of their model version;
-# a detection stage that restarts reads from its snapshot's offset, well within a day.
-SUMMARIES_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(24 * 3600 * 1000)}
+# a detection stage that restarts reads from its snapshot's offset; a week covers a long outage of the stage.
+SUMMARIES_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)}
 DLQ_REASON = "monitor.reason"
 DLQ_DETAIL = "monitor.detail"
 DLQ_TOPIC = "monitor.source.topic"
@@ -186,6 +186,7 @@ class AlertSink:
         self.timeout_s = timeout_s
         # librdkafka refuses messages over message.max.bytes (default 1,000,000); keep headroom for headers
         self.dlq_max_bytes = int(conf.get("message.max.bytes", 1_000_000)) - 64_000
+        self.max_message_bytes = self.dlq_max_bytes
         self._failed: list[tuple[str, bytes | None, bytes | None, Any, int | None]] = []  # re-produced by flush
         self._unacked: list[tuple[str, bytes | None, bytes | None, Any, int | None]] = []  # since the last flush
 
@@ -326,6 +327,7 @@ class LoopStats:
     summaries_produced: int = 0
     summaries_consumed: int = 0
     summaries_unreadable: int = 0
+    summaries_oversize: int = 0
 
 
 PROFILE = "profile"  # a task: an input partition's profile stage (predictions and labels partition p)
@@ -545,15 +547,21 @@ class MonitorService:
         self._errors(err)
 
     def _new_engine(self, partition: int) -> PartitionEngine:
-        """An input partition's profile stage (its engine detects nothing: the detection stages do)."""
-        return PartitionEngine(
+        """An input partition's profile stage (its engine detects nothing: the detection stages do). A fresh one
+        numbers its summaries from the wall clock in microseconds, above any earlier instance's numbers (one
+        without checkpoints, or whose snapshot was ignored), so the detection stages never take its summaries
+        for repeats."""
+        engine = PartitionEngine(
             self.config, partition=partition, partitions=self.partitions, clock=self.clock, profiles=self.profiles,
             detect=False,
         )  # fmt: skip
+        engine.profile.seq = time.time_ns() // 1000
+        return engine
 
     def _new_detector(self, partition: int) -> DetectionStage:
+        d = self.config.detection
         return DetectionStage(
-            self.config, partition=partition, idle_s=self.config.detection.idle_s, clock=self.clock,
+            self.config, partition=partition, idle_s=d.idle_s, max_pending=d.max_pending_rows, clock=self.clock,
             profiles=self.profiles,
         )  # fmt: skip
 
@@ -606,8 +614,9 @@ class MonitorService:
                 detect=False,
             )  # fmt: skip
         else:
+            d = self.config.detection
             obj = DetectionStage.restore(
-                self.config, data["engine"], idle_s=self.config.detection.idle_s, clock=self.clock,
+                self.config, data["engine"], idle_s=d.idle_s, max_pending=d.max_pending_rows, clock=self.clock,
                 profiles=self.profiles,
             )  # fmt: skip
         return obj, data["offsets"], data["outbox"], data.get("summaries", [])
@@ -1119,7 +1128,15 @@ class MonitorService:
         assert self.sink is not None
         key = f"{summary.model}\x00{summary.version}".encode()
         partition = zlib.crc32(key) % self.summary_partitions
-        self.sink.summary(self.config.summaries_topic, partition, key, summary.encode())
+        value = summary.encode()
+        if len(value) > self.sink.max_message_bytes:  # summaries are cut to about half a megabyte: a freak row
+            self.stats.summaries_oversize += 1
+            log.error(
+                "a summary of %s %s (%d rows) is %d bytes, over the producer's message.max.bytes: not sent",
+                summary.model, summary.version, len(summary), len(value),
+            )  # fmt: skip
+            return
+        self.sink.summary(self.config.summaries_topic, partition, key, value)
         self.stats.summaries_produced += 1
 
     def _publish(

@@ -40,6 +40,7 @@ class QuietSink:
 
     transactional = False
     producer = None  # what the checkpoint stores produce with
+    max_message_bytes = 1_000_000
     renewals = 0
 
     def begin(self) -> None:

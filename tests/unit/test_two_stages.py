@@ -54,32 +54,40 @@ def test_the_merge_releases_rows_in_event_time_behind_the_slowest_source():
     now = [0.0]
     a, b = ProfileStage(settings(), partition=0), ProfileStage(settings(), partition=1)
     stage = DetectionStage(settings(), idle_s=30.0, idle_clock=lambda: now[0])
-    seen: list[float] = []
 
-    class Times:
-        def predictions(self, model, version, index, ids, scores, times):
-            seen.extend(times.tolist())
+    def released() -> tuple[int, float]:
+        return stage.engine.events_total(), stage.engine.last_event_time
 
-        def joined(self, items):
-            pass
-
-    stage.engine.observer = Times()
     for s in a.predictions([_prediction(1, T0 + 1), _prediction(2, T0 + 4)], [T0] * 2)[0]:
         stage.add(s)
     for s in b.predictions([_prediction(3, T0 + 2)], [T0])[0]:
         stage.add(s)
     stage.release()
-    assert seen == [T0 + 1, T0 + 2]  # partition 1 has reached T0 + 2 only: T0 + 4 waits
+    assert released() == (2, T0 + 2)  # partition 1 has reached T0 + 2 only: T0 + 4 waits
     for s in b.predictions([_prediction(4, T0 + 3)], [T0])[0]:
         stage.add(s)
     stage.release()
-    assert seen == [T0 + 1, T0 + 2, T0 + 3]
+    assert released() == (3, T0 + 3)
     now[0] = 31.0  # partition 1 has not moved for idle_s: it no longer holds the others back
     for s in a.predictions([_prediction(5, T0 + 6)], [T0])[0]:
         stage.add(s)
     stage.release()
-    assert seen == [T0 + 1, T0 + 2, T0 + 3, T0 + 4, T0 + 6]
-    assert stage.pending_rows() == 0 and stage.engine.events_total() == 5
+    assert released() == (5, T0 + 6)
+    assert stage.pending_rows() == 0
+
+
+def test_merged_rows_reach_the_engine_in_event_time():
+    a, b = ProfileStage(settings(), partition=0), ProfileStage(settings(), partition=1)
+    stage = DetectionStage(settings(), clock=lambda: 0.0, idle_clock=lambda: 0.0)
+    for s in a.predictions([_prediction(i, T0 + 2 * i) for i in range(5)], [T0] * 5)[0]:
+        stage.add(s)
+    for s in b.predictions([_prediction(10 + i, T0 + 2 * i + 1) for i in range(5)], [T0] * 5)[0]:
+        stage.add(s)
+    seen: list[float] = []
+    monitor = stage.engine._monitor
+    stage.engine._monitor = lambda rows: seen.extend(rows.event_time.tolist()) or monitor(rows)  # type: ignore[method-assign]
+    stage.release(flush=True)
+    assert seen == [T0 + k for k in range(10)]
 
 
 def test_a_repeated_summary_is_dropped():
@@ -172,3 +180,49 @@ def test_heartbeats_move_progress_without_rows():
     stage = DetectionStage(settings(), clock=lambda: 0.0, idle_clock=lambda: 0.0)
     assert stage.add(beats[0]) and stage.watermark() == T0 + 7 and not math.isinf(stage.watermark())
     assert np.isinf(DetectionStage(settings(), clock=lambda: 0.0, idle_clock=lambda: 0.0).watermark())
+
+
+def test_the_pending_cap_releases_the_oldest_rows_ahead_of_a_stalled_source():
+    a, b = ProfileStage(settings(), partition=0), ProfileStage(settings(), partition=1)
+    stage = DetectionStage(settings(), max_pending=10, clock=lambda: 0.0, idle_clock=lambda: 0.0)
+    for s in b.predictions([_prediction(0, T0)], [T0])[0]:  # partition 1 stays at T0 (never idle: no clock)
+        stage.add(s)
+    for k in range(3):
+        for s in a.predictions([_prediction(100 + 10 * k + i, T0 + 1 + 10 * k + i) for i in range(10)], [T0] * 10)[0]:
+            stage.add(s)
+        stage.release()
+        assert stage.pending_rows() <= 10
+    assert stage.forced >= 1 and stage.engine.events_total() == 31 - stage.pending_rows()
+
+
+def test_summaries_stay_well_under_the_message_limit_however_wide_the_rows():
+    stage = ProfileStage(settings(), partition=0)
+    wide = [
+        orjson.dumps({"prediction_id": f"w{i}", "model": "m", "timestamp": T0 + i, "prediction": 0.5,
+                      "features": {f"f{j}": float(np.sin(i * 300 + j)) for j in range(300)}})
+        for i in range(2000)
+    ]  # fmt: skip
+    out, rejected = stage.predictions(wide, [T0] * len(wide))
+    assert not rejected and sum(len(s) for s in out) == 2000 and len(out) > 1
+    assert max(len(s.encode()) for s in out) < 600_000
+
+
+def test_labels_keep_the_segment_the_detection_engine_tracks_whatever_a_partition_saw_first():
+    config = settings(monitoring={"max_segment_values": 2})
+    parts = [ProfileStage(config, partition=p) for p in range(2)]
+    stage = DetectionStage(config, clock=lambda: 0.0, idle_clock=lambda: 0.0)
+    # partition 0 sees A and C; partition 1 sees B and C before A: its own first two are B and C
+    order = [(0, "A"), (0, "C"), (1, "B"), (1, "C"), (1, "A")]
+    for i, (p, seg) in enumerate(order):
+        for s in parts[p].predictions([_prediction(i, T0 + i, seg=seg)], [T0])[0]:
+            stage.add(s)
+        stage.release(flush=True)
+    for i, (p, _seg) in enumerate(order):
+        for s in parts[p].labels([_label(i, T0 + 100 + i)], [T0])[0]:
+            stage.add(s)
+    stage.release(flush=True)
+    perf = stage.engine.models["m", "v1"].perf
+    assert perf is not None
+    labelled = {b: s.labelled for b, s in perf.buckets.items() if b[0] == "seg"}
+    assert labelled[("seg", "A")] == 2 and labelled[("seg", "C")] == 2  # the engine tracks A and C
+    assert sum(labelled.values()) == 5

@@ -1,0 +1,257 @@
+"""Keyed detection through a real broker (issue 14's measures): replicas of ``monitor run`` in one group.
+
+* **Delay by partition count.** The traffic of ``benchmarks.partitions`` (20,000 predictions/s of event time,
+  a 0.6 sd shift of feature x in a segment with 10% of the traffic) on topics of 1 and 12 partitions, read by
+  1 and by 3 replicas. The delay is counted in predictions from the change to the alert's ``detected_at``.
+* **Memory by partition count.** Peak RSS (VmHWM) of one replica reading the same traffic from 1 and from 12
+  partitions.
+* **Throughput by replica count.** The reference workload, prefilled, read end to end by 1 and by 2 replicas:
+  events per second from the first event monitored to the last.
+
+``python -m benchmarks.keyed`` prints the figures; ``make bench`` puts them in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from benchmarks.partitions import T0, traffic
+from monitor.io.broker import EmbeddedBroker, free_port
+from monitor.io.kafka import ensure_topics
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Replica:
+    """One ``monitor run`` process configured through the environment."""
+
+    def __init__(self, bootstrap: str, names: dict[str, str], group: str, log: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        full = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "MONITOR_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            "MONITOR_KAFKA__GROUP_ID": group,
+            "MONITOR_KAFKA__PREDICTIONS_TOPIC": names["predictions"],
+            "MONITOR_KAFKA__LABELS_TOPIC": names["labels"],
+            "MONITOR_KAFKA__ALERTS_TOPIC": names["alerts"],
+            "MONITOR_KAFKA__DLQ_TOPIC": names["dlq"],
+            "MONITOR_KAFKA__SESSION_TIMEOUT_MS": "3000",
+            "MONITOR_HTTP__HOST": "127.0.0.1",
+            "MONITOR_HTTP__PORT": str(self.port),
+            "MONITOR_AUDIT__ENABLED": "false",
+            "MONITOR_DETECTION__IDLE_S": "2",
+            **env,
+        }
+        full.pop("MONITOR_CONFIG", None)
+        self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "run"], env=full, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+
+    def metrics(self) -> dict[str, float]:
+        """Every sample summed over its labels, by name; empty while it is not serving."""
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=3).read().decode()
+        except (urllib.error.URLError, OSError):
+            return {}
+        out: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                out[s.name] = out.get(s.name, 0.0) + s.value
+        return out
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._log.close()
+
+
+def _topics(bootstrap: str, partitions: int) -> dict[str, str]:
+    tag = uuid.uuid4().hex[:8]
+    names = {r: f"{r}-{tag}" for r in ("predictions", "labels", "alerts", "dlq")}
+    ensure_topics(
+        AdminClient({"bootstrap.servers": bootstrap}),
+        {names["predictions"]: partitions, names["labels"]: partitions, names["alerts"]: 1, names["dlq"]: 1},
+    )
+    return names
+
+
+def _produce(bootstrap: str, topic: str, keys: list[bytes], values: list[bytes]) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 10000})
+    for k, v in zip(keys, values, strict=True):
+        while True:
+            try:
+                p.produce(topic, value=v, key=k)
+                break
+            except BufferError:
+                p.poll(0.1)
+    p.flush(120)
+
+
+def _alerts(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    c = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False}
+    )
+    try:
+        _low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        c.assign([TopicPartition(topic, 0, 0)])
+        out: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 30
+        while len(out) < high and time.monotonic() < deadline:
+            for m in c.consume(500, 0.5):
+                if m.error() is None:
+                    out.append(orjson.loads(m.value()))
+        return out
+    finally:
+        c.close()
+
+
+def _run(
+    bootstrap: str, partitions: int, replicas: int, keys: list[bytes], values: list[bytes], *, prefill: bool,
+    env: dict[str, str] | None = None, timeout: float = 900.0,
+) -> dict[str, Any]:  # fmt: skip
+    """Start ``replicas``, produce (before them with ``prefill``), wait until every event is monitored."""
+    names = _topics(bootstrap, partitions)
+    group = f"keyed-{uuid.uuid4().hex[:8]}"
+    if prefill:
+        _produce(bootstrap, names["predictions"], keys, values)
+    logs = Path(tempfile.mkdtemp(prefix="keyed-"))
+    reps = [Replica(bootstrap, names, group, logs / f"r{i}.log", env or {}) for i in range(replicas)]
+    try:
+        deadline = time.monotonic() + timeout
+        if not prefill:  # produce once the group has settled, so partitions are read as they fill
+            while time.monotonic() < deadline:
+                scraped = [r.metrics() for r in reps]
+                if all(scraped) and sum(m.get("monitor_assigned_partitions", 0) for m in scraped) == partitions:
+                    break
+                time.sleep(0.2)
+            _produce(bootstrap, names["predictions"], keys, values)
+        first: float | None = None
+        done_at = None
+        while time.monotonic() < deadline:
+            scraped = [r.metrics() for r in reps]
+            done = sum(m.get("monitor_events_total", 0) for m in scraped)
+            pending = sum(m.get("monitor_merge_pending_rows", 0) for m in scraped)
+            if done and first is None:
+                first = time.perf_counter()
+                first_done = done
+            if done >= len(values) and not pending:
+                done_at = time.perf_counter()
+                break
+            if any(r.proc.poll() is not None for r in reps):
+                raise RuntimeError(
+                    f"a replica exited: {[(logs / f'r{i}.log').read_text()[-2000:] for i in range(replicas)]}"
+                )
+            time.sleep(0.1)
+        if done_at is None or first is None:
+            raise RuntimeError(f"not every event was monitored within {timeout:.0f} s (logs in {logs})")
+        rss = max(r.peak_rss_mb() for r in reps)
+        alerts = _alerts(bootstrap, names["alerts"])
+        seconds = done_at - first
+        return {
+            "alerts": alerts,
+            "rss_mb": rss,
+            "seconds": seconds,
+            "events_per_s": (len(values) - first_done) / seconds if seconds > 0 else float("nan"),
+        }
+    finally:
+        for r in reps:
+            r.stop()
+
+
+def _detected_delay(alerts: list[dict[str, Any]], change_time: float, rate: float) -> int | None:
+    for a in alerts:
+        if a["status"] == "firing" and a["key"].endswith("data_drift/x/segment=s0"):
+            detected = datetime.fromisoformat(a["detected_at"].replace("Z", "+00:00")).timestamp()
+            return round((detected - change_time) * rate)
+    return None
+
+
+def delays(bootstrap: str, *, n: int, change: int, shift: float, seeds: int) -> list[dict[str, Any]]:
+    """The delay, alerts and peak RSS for 1 and 12 partitions, with 1 and 3 replicas."""
+    rate = 20_000.0
+    out = []
+    for seed in range(seeds):
+        t = traffic(n, change, shift, rate=rate, seed=seed)
+        keys = [i.encode() for i in t.ids]
+        values = [
+            orjson.dumps({
+                "prediction_id": t.ids[i], "model": "m", "model_version": "v1", "timestamp": float(t.times[i]),
+                "features": {"x": float(t.x[i]), "other": float(t.other[i])}, "segments": {"segment": t.segment[i]},
+                "prediction": float(t.prediction[i]),
+            })
+            for i in range(n)
+        ]  # fmt: skip
+        for partitions in (1, 12):
+            for replicas in (1, 3):
+                if replicas > partitions:
+                    continue
+                r = _run(bootstrap, partitions, replicas, keys, values, prefill=False)
+                firing = [a["key"] for a in r["alerts"] if a["status"] == "firing"]
+                out.append({
+                    "seed": seed, "partitions": partitions, "replicas": replicas,
+                    "delay": _detected_delay(r["alerts"], T0 + change / rate, rate), "firing": firing,
+                    "rss_mb": r["rss_mb"],
+                })  # fmt: skip
+    return out
+
+
+def throughput(bootstrap: str, *, n: int, partitions: int = 6) -> dict[str, float]:
+    """End to end events per second of the prefilled reference workload, by 1 and by 2 replicas."""
+    from benchmarks.workload import make
+
+    w = make(n)
+    out = {}
+    for replicas in (1, 2):
+        r = _run(bootstrap, partitions, replicas, w.keys, w.predictions, prefill=True)
+        out[str(replicas)] = r["events_per_s"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--change", type=int, default=40_000)
+    ap.add_argument("--shift", type=float, default=0.6)
+    ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--throughput-events", type=int, default=60_000)
+    args = ap.parse_args(argv)
+    with EmbeddedBroker() as broker:
+        result = {
+            "delays": delays(broker.bootstrap, n=args.events, change=args.change, shift=args.shift, seeds=args.seeds),
+            "throughput": throughput(broker.bootstrap, n=args.throughput_events),
+        }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,81 @@
+"""One change, one alert across partitions and replicas: three monitors in one group on six partitions.
+
+Each stream's detectors run once, in the detection stage of its model version, on the summaries of all six
+input partitions: a change in all traffic gives the all-traffic alert only, a change in one segment that
+segment's alert only, for a numeric and a categorical feature alike, whichever replica owns what.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from monitor.app import Monitor
+from monitor.simulate import DEVICES, Drift, TrafficGenerator
+
+from .conftest import config_for, produce, read_to_end, scrape_metrics, total, wait_consumed, wait_until
+
+RATE = 200.0
+N_AFTER = 20_000
+
+
+def _events(segment: dict[str, str], seed: int) -> list[tuple[bytes, bytes]]:
+    """Normal traffic, then income x1.6 and most devices turned into the rarest one, where ``segment`` holds."""
+    gen = TrafficGenerator(seed=seed)
+    before = list(gen.predictions(10_000, rate=RATE))
+    gen.drifts.append(Drift("income", segment, scale=1.6))
+    after = list(gen.predictions(N_AFTER, start_time=before[-1]["timestamp"] + 1 / RATE, rate=RATE))
+    rng = np.random.default_rng(seed)
+    for ev in after:
+        if all(ev["segments"].get(k) == v for k, v in segment.items()) and rng.random() < 0.6:
+            ev["features"]["device"] = DEVICES[2]
+    return [(e["prediction_id"].encode(), orjson.dumps(e)) for e in before + after]
+
+
+def _firing(alerts: list[dict[str, Any]]) -> list[str]:
+    return sorted(a["key"] for a in alerts if a["status"] == "firing")
+
+
+@pytest.mark.parametrize(
+    ("segment", "expected", "incidents"),
+    [
+        ({}, ["churn/v1/data_drift/device/all", "churn/v1/data_drift/income/all"], 2),  # one per feature
+        ({"country": "SG"}, ["churn/v1/data_drift/device/country=SG", "churn/v1/data_drift/income/country=SG"], 1),
+    ],
+    ids=["all-traffic", "one-segment"],
+)
+def test_one_change_gives_one_alert_on_six_partitions_and_three_replicas(broker, topics, segment, expected, incidents):
+    names = topics(partitions=6)
+    config = config_for(broker, names, monitoring={"watch_prediction": False})
+    monitors = [Monitor(config, consumer_overrides={"fetch.wait.max.ms": 10}).start() for _ in range(3)]
+    try:
+        ports = [m.http.port for m in monitors]
+
+        def settled() -> bool:
+            scraped = [scrape_metrics(p) for p in ports]
+            inputs = [total(m, "monitor_assigned_partitions") for m in scraped]
+            detection = [total(m, "monitor_detection_partitions") for m in scraped]
+            return sum(inputs) == 6 and min(inputs) >= 1 and sum(detection) == 6
+
+        wait_until(settled, what="3 replicas share the 6 input and the 6 summaries partitions")
+        records = _events(segment, seed=11)
+        produce(broker.bootstrap, names["predictions"], records)
+        wait_consumed(broker.bootstrap, config.kafka.group_id, [names["predictions"]], ports=ports)
+
+        scraped = [scrape_metrics(p) for p in ports]
+        assert sum(total(m, "monitor_events_total") for m in scraped) == len(records)
+        assert sum(total(m, "monitor_profiled_events_total") for m in scraped) == len(records)
+        owners = [m for m in scraped if total(m, "monitor_events_total")]
+        assert len(owners) == 1, "one detection stage monitors the model version"
+
+        alerts = [orjson.loads(m.value()) for m in read_to_end(broker.bootstrap, names["alerts"])]
+        assert _firing(alerts) == expected, [(a["key"], a["status"]) for a in alerts]
+        assert len({a["incident_id"] for a in alerts if a["status"] == "firing"}) == incidents
+    finally:
+        for m in monitors:
+            m.stop()
+        for m in monitors:
+            assert m.error is None
