@@ -196,7 +196,8 @@ def end_to_end(args: dict[str, Any]) -> dict[str, Any]:
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         with mon.service.lock:
-            done = sum(sum(e.profile.events.values()) + e.labels_seen for e in mon.service.engines.values())
+            detected = sum(d.engine.events_total() for d in mon.service.detectors.values())  # monitored, merged
+            done = detected + sum(e.labels_seen for e in mon.service.engines.values())
         if done and started is None:
             started, first = time.perf_counter(), done  # group join and first batch excluded
         if done >= total:

@@ -21,6 +21,7 @@ from typing import Any
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
+from benchmarks import keyed
 from benchmarks.workload import make
 from monitor.io.broker import EmbeddedBroker
 from monitor.io.kafka import ensure_topics
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         results["latency_sustainable"] = phase(
             "latency", bootstrap=b, rate=sustainable, seconds=3 if q else 20, **topics(b)
         )
+        results["keyed"] = keyed_figures(b, q)
     big = {"monitoring": {"max_segment_values": 2000, "max_streams": 1_000_000}}
     results["memory_10k"] = phase("engine", n=2000 if q else 60_000, segment_values=40 if q else 400, overrides=big)
     results["scaling"] = scaling(q)
@@ -273,6 +275,68 @@ def results_labels(r: dict[str, Any]) -> str:
     return f"{r.get('labels', 0):,}"
 
 
+def keyed_figures(bootstrap: str, quick: bool) -> dict[str, Any]:
+    """Issue 14's measures through the broker, with ``monitor run`` replicas (benchmarks/keyed.py)."""
+    if quick:  # the smoke run: one configuration, too small to detect anything
+        return {
+            "delays": keyed.delays(bootstrap, n=3000, change=1500, shift=0.6, seeds=1, configs=((12, 3),)),
+            "throughput": {},
+        }
+    return {
+        "delays": keyed.delays(bootstrap, n=100_000, change=40_000, shift=0.6, seeds=2),
+        "throughput": keyed.throughput(bootstrap, n=100_000),
+    }
+
+
+def keyed_lines(k: dict[str, Any]) -> list[str]:
+    """The keyed-detection section of the report, with issue 14's targets."""
+    lines = [
+        "## Keyed detection (issue 14)",
+        "",
+        "The traffic of benchmarks/partitions.py (20,000 predictions/s of event time, feature x shifted by 0.6 sd in a "
+        "segment with 10% of the traffic after 40,000 predictions) produced to topics of 1 and 12 partitions and read "
+        "by `monitor run` replicas in one group. Delay: predictions from the change to the alert's `detected_at`.",
+        "",
+        "| seed | partitions | replicas | delay (predictions) | firing alerts | peak RSS of a replica (MB) |",
+        "|---:|---:|---:|---:|---|---:|",
+    ]
+    for d in k["delays"]:
+        lines.append(
+            f"| {d['seed']} | {d['partitions']} | {d['replicas']} | {d['delay']} | {', '.join(d['firing']) or '-'} "
+            f"| {d['rss_mb']:.0f} |"
+        )
+    t = k["throughput"]
+    lines += ["", "End to end, the reference workload prefilled on 6 partitions: "
+              + ", ".join(f"{n} replica(s) {eps:,.0f} events/s" for n, eps in t.items()) + ".", ""]  # fmt: skip
+    by = {(d["seed"], d["partitions"], d["replicas"]): d for d in k["delays"]}
+    seeds = sorted({d["seed"] for d in k["delays"]})
+    rows = []
+    for replicas in (1, 3):
+        ratios = []
+        for s in seeds:
+            one, many = by.get((s, 1, 1)), by.get((s, 12, replicas))
+            if one and many and one["delay"] and many["delay"]:
+                ratios.append(many["delay"] / one["delay"])
+            elif one and many:
+                ratios.append(float("inf"))
+        if ratios:
+            worst = max(ratios)
+            rows.append(f"| delay on 12 partitions ≤ 1.25 × on 1, {replicas} replica(s) | worst {worst:.2f} × | "
+                        f"{'met' if worst <= 1.25 else '**not met**'} |")  # fmt: skip
+    rss = [(by[s, 12, 1]["rss_mb"] / by[s, 1, 1]["rss_mb"]) for s in seeds if (s, 12, 1) in by and (s, 1, 1) in by]
+    if rss:
+        rows.append(f"| RSS on 12 partitions ≤ 1.2 × on 1 (1 replica) | worst {max(rss):.2f} × | "
+                    f"{'met' if max(rss) <= 1.2 else '**not met**'} |")  # fmt: skip
+    if "1" in t and "2" in t:
+        ratio = t["2"] / t["1"]
+        rows.append(
+            f"| end to end, 2 replicas ≥ 1.7 × 1 replica | {ratio:.2f} × | {'met' if ratio >= 1.7 else '**not met**'} |"
+        )
+    if rows:
+        lines += ["| target | measured | |", "|---|---|---|", *rows, ""]
+    return lines
+
+
 def report(r: dict[str, Any], seconds: float, *, quick: bool, png: Path) -> str:
     lim, nai, eng, e2e, lat, mem = r["limit"], r["naive"], r["engine"], r["end_to_end"], r["latency"], r["memory_10k"]
     lat2 = r["latency_sustainable"]
@@ -342,6 +406,7 @@ def report(r: dict[str, Any], seconds: float, *, quick: bool, png: Path) -> str:
         f"| checkpoint stall ≤ 250 ms | longest while consuming {e2e['checkpoint_s_max'] * 1000:.0f} ms | {verdict(e2e['checkpoint_s_max'] <= 0.25)} |",
         f"| alert latency p99 ≤ 2 s at 50,000 events/s | {lat['p99_s']:.2f} s at {lat['offered_per_s']:,.0f}/s | {verdict(lat['p99_s'] <= 2 and lat['offered_per_s'] >= 50_000)} |",
         "",
+        *(keyed_lines(r["keyed"]) if "keyed" in r else []),
         "## What bounds the figures",
         "",
         f"- **Engine.** Every event updates 75 streams (25 subjects x 3 buckets). The numeric streams of a model "

@@ -239,3 +239,42 @@ def test_a_missing_predictions_topic_fails_naming_it(broker: EmbeddedBroker) -> 
     with pytest.raises(SourceError, match="'no-such-topic' does not exist on the broker") as info:
         MonitorService(config).check_topics(AdminClient({"bootstrap.servers": broker.bootstrap}), wait_s=1)
     assert info.value.fatal
+
+
+def _clock(line: str) -> float:
+    """Seconds since midnight of a demo line's ``[HH:MM:SS]`` stamp."""
+    h, m, s = (int(x) for x in line[1:9].split(":"))
+    return 3600 * h + 60 * m + s
+
+
+def test_the_demo_at_its_defaults_fires_and_resolves_its_alert(tmp_path: Path) -> None:
+    """``make demo`` as the README shows it: the drift after 15 s, its alert, the drift removed after 45 s, and
+    ALERT RESOLVED within 60 s of that. Three input partitions: the segment's detectors see all of them."""
+    port = free_port()
+    out = tmp_path / "demo.log"
+    with open(out, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "demo", "--http-port", str(port), "--duration", "170"],
+            stdout=log, stderr=subprocess.STDOUT, env=_env(), start_new_session=True,
+        )  # fmt: skip
+        try:
+            key = "churn/v1/data_drift/income/country=SG"
+
+            def resolved() -> bool:
+                return f"ALERT RESOLVED [info] {key}" in out.read_text()
+
+            wait_until(resolved, 160, lambda: f"the demo resolved its alert; output: {out.read_text()[-2000:]}", 1.0)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+            assert proc.wait(60) == 0, out.read_text()[-2000:]
+    lines = out.read_text().splitlines()
+    stamped = [line for line in lines if line.startswith("[")]
+    injected = next(i for i, line in enumerate(stamped) if "injected drift" in line)
+    fired = next(i for i, line in enumerate(stamped) if f"ALERT FIRING   [critical] {key}" in line)
+    removed = next(i for i, line in enumerate(stamped) if "drift removed" in line)
+    back = next(i for i, line in enumerate(stamped) if f"ALERT RESOLVED [info] {key}" in line)
+    assert injected < fired < removed < back, stamped
+    assert _clock(stamped[back]) - _clock(stamped[removed]) <= 60, stamped
+    assert sum("ALERT FIRING" in line for line in lines) == 1, "one change, one alert"
+    assert "Traceback" not in out.read_text()
