@@ -14,7 +14,15 @@ from typing import Any
 from monitor.config import MonitorConfig, load_config
 from monitor.errors import ConfigError, MonitorError, ProfileError
 from monitor.signals import install_signals
-from monitor.traffic import DEMO_DRIFT_FEATURE, DEMO_DRIFT_SCALE, DEMO_DRIFT_SEGMENT, DEMO_LABEL_DELAY_S
+from monitor.traffic import (
+    DEMO_DRIFT_AFTER_S,
+    DEMO_DRIFT_FEATURE,
+    DEMO_DRIFT_FOR_S,
+    DEMO_DRIFT_SCALE,
+    DEMO_DRIFT_SEGMENT,
+    DEMO_LABEL_DELAY_S,
+    DEMO_RATE,
+)
 
 log = logging.getLogger("monitor")
 
@@ -237,9 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="embedded broker + synthetic traffic + monitor, with an injected drift")
     common(demo)
-    demo.add_argument("--rate", type=float, default=1000.0, help="predictions per second")
-    demo.add_argument("--drift-after", type=float, default=15.0, help="seconds before the drift is injected")
-    demo.add_argument("--drift-for", type=float, default=45.0, help="seconds the drift lasts (0: forever)")
+    demo.add_argument("--rate", type=float, default=DEMO_RATE, help="predictions per second")
+    demo.add_argument(
+        "--drift-after", type=float, default=DEMO_DRIFT_AFTER_S, help="seconds before the drift is injected"
+    )
+    demo.add_argument("--drift-for", type=float, default=DEMO_DRIFT_FOR_S, help="seconds the drift lasts (0: forever)")
     demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
     demo.set_defaults(func=cmd_demo)
 

@@ -22,7 +22,14 @@ from monitor.io.broker import EmbeddedBroker
 from monitor.io.kafka import LIBRDKAFKA_LOG, ensure_topics
 from monitor.signals import install_signals
 from monitor.simulate import Drift
-from monitor.traffic import DEMO_DRIFT_FEATURE, DEMO_DRIFT_SCALE, DEMO_DRIFT_SEGMENT, DriftSchedule, produce_traffic
+from monitor.traffic import (
+    DEMO_DRIFT_FEATURE,
+    DEMO_DRIFT_SCALE,
+    DEMO_DRIFT_SEGMENT,
+    DEMO_PARTITIONS,
+    DriftSchedule,
+    produce_traffic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +91,8 @@ def run_demo(args: argparse.Namespace) -> int:
         k = config.kafka
         admin_config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": LIBRDKAFKA_LOG}
         admin = AdminClient(admin_config)
-        ensure_topics(admin, {k.predictions_topic: 3, k.labels_topic: 3, k.alerts_topic: 1, k.dlq_topic: 1})
+        n = DEMO_PARTITIONS
+        ensure_topics(admin, {k.predictions_topic: n, k.labels_topic: n, k.alerts_topic: 1, k.dlq_topic: 1})
 
         mon.stop_event = stop
         mon.start()

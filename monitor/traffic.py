@@ -18,6 +18,10 @@ DEMO_DRIFT_FEATURE = "income"
 DEMO_DRIFT_SEGMENT = (("country", "SG"),)
 DEMO_DRIFT_SCALE = 1.6
 DEMO_LABEL_DELAY_S = 5.0  # `monitor generate`: a label this long after its prediction
+DEMO_RATE = 1000.0  # `monitor demo`'s defaults: predictions per second, when the drift starts and how long it lasts
+DEMO_DRIFT_AFTER_S = 15.0
+DEMO_DRIFT_FOR_S = 45.0
+DEMO_PARTITIONS = 3  # the demo's topics
 
 
 @dataclass

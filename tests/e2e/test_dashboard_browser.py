@@ -15,12 +15,11 @@ What a product manager must be able to trust, checked on the page itself:
   the page does not scroll sideways (element bounds from getBoundingClientRect);
 * sparklines carry their range, and no "collecting…" placeholder sits beside a real value.
 
-Traffic is produced at a steady rate by the same producer as ``monitor demo`` (monitor/traffic.py), and the
-history is sampled every 2 s, so the sparklines and "Predictions per second" show a real rate. The test
-turns the drift on and off itself (instead of ``monitor demo``'s timer) because at the demo's defaults the
-alert does not resolve yet (issue 14: per-partition window references fill 3 times slower and take in the
-drift); its windows are 500 events so the run takes about two minutes. Screenshots go to
-``artifacts/e2e/``; ``docs/dashboard.png`` is written when missing or with ``MONITOR_UPDATE_SCREENSHOT=1``.
+It runs ``monitor demo`` at its defaults, in process: the demo's settings and topics (3 partitions), its
+traffic at its rate, and its timer (income x1.6 for country=SG after 15 s, for 45 s); only the history is
+sampled every 2 s instead of 30 s, so the sparklines show a rate within the run (about two minutes).
+Screenshots go to ``artifacts/e2e/``; ``docs/dashboard.png`` is written when missing or with
+``MONITOR_UPDATE_SCREENSHOT=1``.
 """
 
 from __future__ import annotations
@@ -31,16 +30,29 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from monitor.app import Monitor
+from monitor.config import load_config
 from monitor.dashboard import RESULT_KINDS, health
-from monitor.simulate import Drift, TrafficGenerator
-from monitor.traffic import produce_traffic
+from monitor.demo import DEMO_SETTINGS
+from monitor.simulate import Drift
+from monitor.traffic import (
+    DEMO_DRIFT_AFTER_S,
+    DEMO_DRIFT_FEATURE,
+    DEMO_DRIFT_FOR_S,
+    DEMO_DRIFT_SCALE,
+    DEMO_DRIFT_SEGMENT,
+    DEMO_PARTITIONS,
+    DEMO_RATE,
+    DriftSchedule,
+    produce_traffic,
+)
 
-from .conftest import config_for, wait_until
+from .conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "e2e"
@@ -56,10 +68,8 @@ CHROMIUM_FLAGS = (
     "--disable-dev-shm-usage",
     "--hide-scrollbars",
 )
-RATE = 2000.0  # predictions per second, produced in real time
-WINDOW = 500  # significance window and reference, per partition and stream
-SG_SHARE = 0.1  # country=SG's share of the generator's traffic
-PARTITIONS = 3
+RATE = DEMO_RATE  # predictions per second, produced in real time
+RESOLVE_S = DEMO_SETTINGS["alerts"]["resolve_after_s"]
 CARD = 'article[data-model="churn/v1"]'
 
 # Every visible element of every model card inside its card; no sparkline over a text of its KPI; no sideways
@@ -98,24 +108,6 @@ return [cards.length, out];
 """
 
 
-class DriftSwitch:
-    """A drift the test turns on and off; ``produce_traffic`` calls ``tick`` before every step of traffic."""
-
-    def __init__(self, drift: Drift) -> None:
-        self.drift = drift
-        self.on = threading.Event()
-        self.off = threading.Event()
-        self.state = "pending"
-
-    def tick(self, elapsed: float, gen: TrafficGenerator) -> None:
-        if self.state == "pending" and self.on.is_set():
-            gen.drifts.append(self.drift)
-            self.state = "active"
-        elif self.state == "active" and self.off.is_set():
-            gen.drifts.remove(self.drift)
-            self.state = "done"
-
-
 def _chromium(user_data_dir: str):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -146,14 +138,6 @@ def _income_sg(base: str, status: str) -> list[dict]:
 
 def _churn(base: str) -> dict:
     return next(m for m in _api(base, "/api/overview")["models"] if m["model"] == "churn")
-
-
-def _sg_events(base: str) -> int:
-    for m in _api(base, "/api/overview")["models"]:
-        for row in m["drift"]:
-            if row["feature"] == "income" and row["segment"] == "country=SG":
-                return int(row["events"])
-    return 0
 
 
 def _fresh_page(driver, wait, after: float) -> None:
@@ -230,17 +214,27 @@ def test_dashboard_alert_fires_explains_itself_and_resolves_in_chromium(broker, 
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    names = topics(partitions=PARTITIONS)
-    config = config_for(
-        broker,
-        names,
-        alerts={"resolve_after_s": 20.0, "cooldown_s": 60.0},
-        significance={"window_events": WINDOW, "baseline_events": WINDOW},
+    names = topics(partitions=DEMO_PARTITIONS)
+    kafka = {
+        "bootstrap_servers": broker.bootstrap,
+        "session_timeout_ms": 2000,  # as the demo
+        **{f"{role}_topic": names[role] for role in ("predictions", "labels", "alerts")},
+        "dlq_topic": names["dlq"],
+    }
+    config = load_config(
+        environ={}, overrides={**DEMO_SETTINGS, "kafka": kafka, "http": {"host": "127.0.0.1", "port": 0}}
     )
-    mon = Monitor(config, consumer_overrides={"fetch.wait.max.ms": 10}, history_interval_s=2.0, history_points=240)
+    mon = Monitor(config, history_interval_s=2.0, history_points=240)
     mon.start()
     stop = threading.Event()
-    switch = DriftSwitch(Drift("income", {"country": "SG"}, scale=1.6))
+    drift = Drift(DEMO_DRIFT_FEATURE, dict(DEMO_DRIFT_SEGMENT), scale=DEMO_DRIFT_SCALE)
+    marks: list[tuple[float, str]] = []  # what the demo prints about its timer, with when
+    timer = DriftSchedule(
+        drift,
+        after_s=DEMO_DRIFT_AFTER_S,
+        for_s=DEMO_DRIFT_FOR_S,
+        announce=lambda t: marks.append((time.monotonic(), t)),
+    )
     traffic = threading.Thread(
         target=produce_traffic,
         kwargs={
@@ -249,8 +243,7 @@ def test_dashboard_alert_fires_explains_itself_and_resolves_in_chromium(broker, 
             "labels_topic": names["labels"],
             "rate": RATE,
             "stop": stop,
-            "schedules": [switch],
-            "label_delay_s": 2.0,
+            "schedules": [timer],
         },
         daemon=True,
     )
@@ -260,17 +253,13 @@ def test_dashboard_alert_fires_explains_itself_and_resolves_in_chromium(broker, 
         assert mon.wait_ready(30), "monitor did not get partitions"
         base = f"http://127.0.0.1:{mon.http.port}"
         traffic.start()
-        # Every partition's income/SG reference and a first clean window are complete before the drift (with
-        # a margin: the partitions' shares of SG vary a little); and the history has a steady rate to show.
-        wait_until(lambda: _sg_events(base) >= 1.3 * PARTITIONS * 2 * WINDOW, 300, "income/SG references filled")
+        wait_until(lambda: timer._state != "pending", 60, "the demo's timer injected the drift")
+        assert not _income_sg(base, "firing"), "an income/SG alert before the drift"
+        fired = wait_until(lambda: _income_sg(base, "firing"), 120, "the income/SG alert firing")[0]
         wait_until(
             lambda: sum(1 for p in _api(base, "/api/history")["series"]["churn/v1"]["events_per_s"] if p[1] > 0) >= 5,
             what="five history samples with traffic",
         )
-        assert not _income_sg(base, "firing"), "an income/SG alert before the drift"
-
-        switch.on.set()
-        fired = wait_until(lambda: _income_sg(base, "firing"), 180, "the income/SG alert firing")[0]
         assert fired["recommendation"] == "investigate"
         churn = _churn(base)
         assert churn["health"] == health(churn["open_alerts"], churn["accuracy"])[0]
@@ -320,9 +309,8 @@ def test_dashboard_alert_fires_explains_itself_and_resolves_in_chromium(broker, 
         if not docs.exists() or os.environ.get("MONITOR_UPDATE_SCREENSHOT") == "1":
             shutil.copyfile(firing_shots[1400], docs)
 
-        # The drift goes away; the alert stays open until its clear condition has held for resolve_after_s,
-        # and the card says why in the meantime.
-        switch.off.set()
+        # The demo's timer removes the drift; the alert stays open until its clear condition has held for
+        # resolve_after_s, and the card says why in the meantime.
 
         def back_but_open() -> dict | None:
             m = _churn(base)
@@ -331,19 +319,25 @@ def test_dashboard_alert_fires_explains_itself_and_resolves_in_chromium(broker, 
                     return a
             return None
 
-        wait_until(back_but_open, 180, "income/SG values back while the alert is still open")
+        wait_until(back_but_open, 180, "income/SG values back while the alert is still open", interval=0.1)
         driver.set_window_size(1400, 1000)
         _fresh_page(driver, wait, 0.0)
         card = driver.find_element(By.CSS_SELECTOR, CARD)
         items = card.find_elements(By.CSS_SELECTOR, 'li.open-alert[data-key="churn/v1/data_drift/income/country=SG"]')
-        assert items, "the alert resolved before the page showed why it stayed open (resolve_after_s is 20 s)"
+        assert items, (
+            f"the alert resolved before the page showed why it stayed open (resolve_after_s is {RESOLVE_S:g} s)"
+        )
         now = items[0].find_element(By.CSS_SELECTOR, "p.now").text
         assert re.search(r"(is back under|Back to normal for \d+ s)", now), now
-        assert re.search(r"(Still open: .+ against .+|resolves after 20 s)", now), now
+        assert re.search(rf"(Still open: .+ against .+|resolves after {RESOLVE_S:g} s)", now), now
         assert "When it fired" in items[0].text or "WHEN IT FIRED" in items[0].text
         _check_consistency(driver)
 
-        resolved = wait_until(lambda: _income_sg(base, "resolved"), 300, "the income/SG alert resolved")[0]
+        removed_at = wait_until(lambda: next((t for t, text in marks if "drift removed" in text), None), 60)
+        left = max(1.0, 60.0 - (time.monotonic() - removed_at))
+        resolved = wait_until(
+            lambda: _income_sg(base, "resolved"), left, "the alert resolved within 60 s of the drift"
+        )[0]
         assert resolved["alert_id"] == fired["alert_id"]
         _fresh_page(driver, wait, 0.0)
         shown = _check_consistency(driver)
