@@ -282,7 +282,8 @@ class _Detection:
     def retire(self, source: int) -> None:
         """An input partition whose input is over no longer holds the watermark back."""
         for stage in self.stages:
-            if stage.progress.pop(source, None) is not None:
+            had = stage.progress.pop(source, None) is not None
+            if stage.label_progress.pop(source, None) is not None or had:
                 self.alerts += stage.release()
 
     def finish(self) -> list[Alert]:

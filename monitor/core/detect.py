@@ -33,9 +33,9 @@ class DetectionStage:
     >>> stage = DetectionStage(Settings(), clock=lambda: 0.0, idle_clock=lambda: 0.0)
     >>> _ = [stage.add(s) for s in a.predictions([msg % (1, 10), msg % (2, 30)], [0.0, 0.0])[0]]
     >>> _ = [stage.add(s) for s in b.predictions([msg % (3, 20)], [0.0])[0]]
-    >>> _ = stage.release()  # up to partition 1's progress (20): rows at 10 and 20
+    >>> _ = stage.release()  # older than partition 1's progress (20): the row at 10
     >>> stage.engine.events_total(), stage.pending_rows()
-    (2, 1)
+    (1, 2)
     """
 
     def __init__(
@@ -56,9 +56,11 @@ class DetectionStage:
         self.max_pending = max_pending  # rows and joined labels held for the watermark at most (memory bound)
         self.clock = idle_clock
         self.pending: dict[int, list[Summary]] = {}  # per source partition, in arrival order
-        self.progress: dict[int, float] = {}  # per source: the newest event time it has reported
+        self.progress: dict[int, float] = {}  # per source: the newest prediction event time it has reported
+        self.label_progress: dict[int, float] = {}  # per source: the newest label event time it has reported
         self.last_seq: dict[int, int] = {}  # per source: the highest sequence number taken (older ones repeat)
         self.moved: dict[int, float] = {}  # per source: clock time its progress last moved (not state)
+        self.label_moved: dict[int, float] = {}  # per source: clock time its label progress last moved (not state)
         self.released_to = -math.inf  # the watermark released so far
         self.summaries = 0  # summaries taken
         self.duplicates = 0  # summaries dropped as repeats
@@ -76,16 +78,28 @@ class DetectionStage:
         if summary.progress > self.progress.get(src, -math.inf) or src not in self.progress:
             self.progress[src] = summary.progress
             self.moved[src] = self.clock()
+        if summary.label_progress > self.label_progress.get(src, -math.inf):
+            self.label_progress[src] = summary.label_progress
+            self.label_moved[src] = self.clock()
         if len(summary):
             if summary.rows is not None and len(summary.rows):
-                self.late_rows += int(np.count_nonzero(summary.rows.event_time <= self.released_to))
+                self.late_rows += int(np.count_nonzero(summary.rows.event_time < self.released_to))
             self.pending.setdefault(src, []).append(summary)
         return True
 
     def watermark(self) -> float:
-        """How far rows can be released: the slowest moving source's progress (+inf when all are idle)."""
+        """Rows older than this can be released: the slowest moving source's progress (+inf when all are idle).
+        A source promises no row older than its progress; one as old may still come, so release is strict."""
+        return self._mark(self.progress, self.moved)
+
+    def label_watermark(self) -> float:
+        """The same for joined labels, by their label time and the sources' label progress (a source whose labels
+        stand still for ``idle_s`` no longer holds them back, even while its predictions move)."""
+        return self._mark(self.label_progress, self.label_moved)
+
+    def _mark(self, progress: dict[int, float], moved: dict[int, float]) -> float:
         now = self.clock()
-        moving = [p for src, p in self.progress.items() if now - self.moved.get(src, now) < self.idle_s]
+        moving = [p for src, p in progress.items() if now - moved.get(src, now) < self.idle_s]
         return min(moving) if moving else math.inf
 
     def pending_rows(self) -> int:
@@ -94,25 +108,24 @@ class DetectionStage:
     def release(self, *, flush: bool = False) -> list[Alert]:
         """Monitor every buffered row and joined label up to the watermark (everything with ``flush``), merged
         in event time (ties: source partition, then sequence)."""
-        mark = math.inf if flush else self.watermark()
         if not self.pending:
             return []
+        mark = math.inf if flush else self.watermark()
+        label_mark = math.inf if flush else self.label_watermark()
         held = self.pending_rows()
         if held > self.max_pending and mark < math.inf:
             # A source far behind (or a row stamped far ahead) must not hold memory without bound: release the
             # oldest rows down to the cap, ahead of the watermark.
             times = np.concatenate([_held_times(s) for parts in self.pending.values() for s in parts])
             cut = float(np.partition(times, held - self.max_pending - 1)[held - self.max_pending - 1])
-            if cut > mark:
-                mark = cut
+            if cut >= mark:
+                mark = label_mark = float(np.nextafter(cut, math.inf))
                 self.forced += 1
-        if mark == -math.inf:
-            return []
         out: list[Summary] = []
         for src in sorted(self.pending):
             keep: list[Summary] = []
             for s in self.pending[src]:
-                now_part, later = _split(s, mark)
+                now_part, later = _split(s, mark, label_mark)
                 if now_part is not None:
                     out.append(now_part)
                 if later is not None:
@@ -143,6 +156,7 @@ class DetectionStage:
             "engine": self.engine.snapshot(),
             "pending": [s.to_plain() for parts in self.pending.values() for s in parts],
             "progress": [[src, None if math.isinf(p) else p] for src, p in self.progress.items()],
+            "label_progress": [[src, None if math.isinf(p) else p] for src, p in self.label_progress.items()],
             "last_seq": [[src, seq] for src, seq in self.last_seq.items()],
             "released_to": None if math.isinf(self.released_to) else self.released_to,
             "counts": [self.summaries, self.duplicates, self.late_rows, self.forced],
@@ -174,6 +188,9 @@ class DetectionStage:
         for src, p in data["progress"]:
             stage.progress[int(src)] = -math.inf if p is None else float(p)
             stage.moved[int(src)] = now
+        for src, p in data.get("label_progress", []):
+            stage.label_progress[int(src)] = -math.inf if p is None else float(p)
+            stage.label_moved[int(src)] = now
         stage.last_seq = {int(src): int(seq) for src, seq in data["last_seq"]}
         released = data.get("released_to")
         stage.released_to = -math.inf if released is None else float(released)
@@ -194,21 +211,20 @@ def _times(t: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(t), -math.inf, t)
 
 
-def _split(s: Summary, mark: float) -> tuple[Summary | None, Summary | None]:
-    """The part of a summary at or before ``mark`` and the part after it."""
+def _split(s: Summary, mark: float, label_mark: float) -> tuple[Summary | None, Summary | None]:
+    """The part of a summary older than the marks (rows by ``mark``, joined labels by ``label_mark``), and the
+    rest."""
     rows_now = rows_later = None
     if s.rows is not None and len(s.rows):
-        at = _times(s.rows.event_time) <= mark
+        at = _times(s.rows.event_time) < mark
         if at.all():
             rows_now = s.rows
         elif not at.any():
             rows_later = s.rows
         else:
             rows_now, rows_later = take_rows(s.rows, np.flatnonzero(at)), take_rows(s.rows, np.flatnonzero(~at))
-    joined_now = [j for j in s.joined if not j.prediction.event_time + j.delay_s > mark]
-    joined_later = (
-        [j for j in s.joined if j.prediction.event_time + j.delay_s > mark] if len(joined_now) < len(s.joined) else []
-    )
-    now = Summary(s.model, s.version, s.source, s.seq, s.progress, rows_now, joined_now)
-    later = Summary(s.model, s.version, s.source, s.seq, s.progress, rows_later, joined_later)
+    joined_now = [j for j in s.joined if j.prediction.event_time + j.delay_s < label_mark]
+    joined_later = [j for j in s.joined if not j.prediction.event_time + j.delay_s < label_mark]
+    now = Summary(s.model, s.version, s.source, s.seq, s.progress, rows_now, joined_now, s.label_progress)
+    later = Summary(s.model, s.version, s.source, s.seq, s.progress, rows_later, joined_later, s.label_progress)
     return (now if len(now) else None), (later if len(later) else None)

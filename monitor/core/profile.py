@@ -40,9 +40,10 @@ _NUMERIC_TYPES = frozenset({float, int, type(None)})
 class Summary:
     """What one input partition (``source``) hands on for one model version: its ``seq``-th summary.
 
-    ``progress`` is the newest event time the source had seen when it sent this: the detection stage
-    releases rows up to the slowest source's progress (the watermark). A summary without rows or joined
-    labels is a heartbeat that only moves ``progress``.
+    ``progress`` is the newest prediction event time the source had seen when it sent this, and
+    ``label_progress`` the newest label event time: the detection stage releases rows (joined labels) older
+    than the slowest source's progress (label progress), the watermark. A summary without rows or joined
+    labels is a heartbeat that only moves the progress.
     """
 
     model: str
@@ -52,6 +53,7 @@ class Summary:
     progress: float
     rows: PredictionBatch | None = None
     joined: list[Joined] = field(default_factory=list)
+    label_progress: float = -math.inf
 
     def __len__(self) -> int:
         return (0 if self.rows is None else len(self.rows)) + len(self.joined)
@@ -65,6 +67,7 @@ class Summary:
             "source": self.source,
             "seq": self.seq,
             "progress": None if math.isinf(self.progress) else self.progress,
+            "label_progress": None if math.isinf(self.label_progress) else self.label_progress,
         }
         b = self.rows
         if b is not None and len(b):
@@ -91,7 +94,7 @@ class Summary:
         if data.get("format") != SUMMARY_FORMAT:
             raise ValueError(f"summary format {data.get('format')!r} is not {SUMMARY_FORMAT}")
         model, version = str(data["model"]), str(data["version"])
-        progress = data.get("progress")
+        progress, label_progress = data.get("progress"), data.get("label_progress")
         rows = None
         r = data.get("rows")
         if r is not None:
@@ -117,6 +120,7 @@ class Summary:
         return cls(
             model, version, int(data["source"]), int(data["seq"]),
             -math.inf if progress is None else float(progress), rows, joined,
+            -math.inf if label_progress is None else float(label_progress),
         )  # fmt: skip
 
     def encode(self) -> bytes:
@@ -297,7 +301,9 @@ class ProfileStage:
         if not len(batch):
             return []
         out: list[Summary] = []
-        self.watermark = max(self.watermark, float(np.nanmax(batch.event_time)))
+        newest = float(np.nanmax(batch.event_time))
+        self.watermark = max(self.watermark, newest)
+        self.prediction_time = max(self.prediction_time, newest)  # before the summaries: their progress
         for (model, version), rows in _by_model_version(batch):
             part = batch if rows is None else take_rows(batch, rows)
             self.events[model, version] += len(part)
@@ -310,7 +316,6 @@ class ProfileStage:
             for start in range(0, n, size):  # messages of the summaries topic stay well under the 1 MB limit
                 piece = take_rows(part, np.arange(start, min(n, start + size)))
                 out += self._summaries(model, version, piece, joined if start == 0 else [])
-        self.prediction_time = max(self.prediction_time, float(np.nanmax(batch.event_time)))
         self.joiner.expire(self.prediction_time, labels_now=self.label_time)
         return out
 
@@ -379,7 +384,7 @@ class ProfileStage:
             self.keys[key] = None
             if len(self.keys) > self.config.monitoring.max_models:
                 del self.keys[next(iter(self.keys))]
-        s = Summary(model, version, self.partition, self.seq, self.watermark, rows, joined)
+        s = Summary(model, version, self.partition, self.seq, self.prediction_time, rows, joined, self.label_time)
         self.seq += 1
         return s
 
