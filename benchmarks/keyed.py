@@ -57,7 +57,7 @@ class Replica:
             "MONITOR_HTTP__HOST": "127.0.0.1",
             "MONITOR_HTTP__PORT": str(self.port),
             "MONITOR_AUDIT__ENABLED": "false",
-            "MONITOR_DETECTION__IDLE_S": "2",
+            "MONITOR_DETECTION__IDLE_S": "5",
             **env,
         }
         full.pop("MONITOR_CONFIG", None)

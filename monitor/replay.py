@@ -261,6 +261,11 @@ class _Detection:
         ]
         self.alerts: list[Alert] = []
 
+    def expect(self, partitions: int) -> None:
+        """Every input partition is a source the merge waits for (until it sends, or is retired)."""
+        for stage in self.stages:
+            stage.expect(list(range(partitions)))
+
     def stage_of(self, model: str, version: str) -> DetectionStage:
         key = f"{model}\x00{version}".encode()
         return self.stages[zlib.crc32(key) % len(self.stages)]
@@ -511,6 +516,7 @@ def _read_topics(
     profiles = ProfileSet.load(config.baseline.profiles)
     positions = itertools.count()  # in the order messages are read
     detection = _Detection(config, n, profiles)
+    detection.expect(n)
     if timeline is not None:
         timeline.detection = detection.engine_of
     lanes = [

@@ -3,9 +3,10 @@
 Each model version's summaries go to one detection stage (the summaries topic is keyed by model version),
 so each stream's detectors, window tests, Benjamini-Hochberg rounds, alert lifecycle, attribution,
 decisions and fairness run once, on all of its traffic, however many input partitions and replicas there
-are. Rows are merged in event time behind a watermark: the slowest input partition's progress, leaving out
-a partition whose progress has not moved for ``idle_s`` (it neither blocks detection forever nor, while it
-moves, lets it reorder). Summaries carry (source partition, sequence number); a repeat is dropped.
+are. Summaries are merged in event time: by their progress (the newest prediction time their source had
+seen), each released once no source still moving can send one before it, so the merge is the same whatever
+order they arrive in; a partition whose progress has not moved for ``idle_s`` stops holding the others back.
+Summaries carry (source partition, sequence number); a repeat is dropped.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from monitor.core.baseline import ProfileSet
 from monitor.core.engine import PartitionEngine
-from monitor.core.profile import Summary, concat_rows, take_rows
+from monitor.core.profile import Summary
 from monitor.core.rules import Alert
 from monitor.core.settings import Settings
 
@@ -67,6 +68,14 @@ class DetectionStage:
         self.late_rows = 0  # rows that arrived behind the watermark already released (released at once)
         self.forced = 0  # releases the pending cap forced ahead of the watermark
 
+    def expect(self, sources: list[int]) -> None:
+        """Sources known to be coming (a replay's partitions): the merge waits for their first summary too."""
+        now = self.clock()
+        for src in sources:
+            if src not in self.progress:
+                self.progress[src] = -math.inf
+                self.moved[src] = now
+
     def add(self, summary: Summary) -> bool:
         """Take a summary (False: a repeat of one already taken, dropped)."""
         src = summary.source
@@ -88,66 +97,45 @@ class DetectionStage:
         return True
 
     def watermark(self) -> float:
-        """Rows older than this can be released: the slowest moving source's progress (+inf when all are idle).
-        A source promises no row older than its progress; one as old may still come, so release is strict."""
-        return self._mark(self.progress, self.moved)
-
-    def label_watermark(self) -> float:
-        """The same for joined labels, by their label time and the sources' label progress (a source whose labels
-        stand still for ``idle_s`` no longer holds them back, even while its predictions move)."""
-        return self._mark(self.label_progress, self.label_moved)
-
-    def _mark(self, progress: dict[int, float], moved: dict[int, float]) -> float:
+        """The slowest moving source's progress (+inf when all are idle): how far the merge has every source."""
         now = self.clock()
-        moving = [p for src, p in progress.items() if now - moved.get(src, now) < self.idle_s]
+        moving = [
+            p
+            for src, p in self.progress.items()
+            if now - max(self.moved.get(src, now), self.label_moved.get(src, -math.inf)) < self.idle_s
+        ]
         return min(moving) if moving else math.inf
 
     def pending_rows(self) -> int:
         return sum(len(s) for parts in self.pending.values() for s in parts)
 
     def release(self, *, flush: bool = False) -> list[Alert]:
-        """Monitor every buffered row and joined label up to the watermark (everything with ``flush``), merged
-        in event time (ties: source partition, then sequence)."""
-        if not self.pending:
-            return []
-        mark = math.inf if flush else self.watermark()
-        label_mark = math.inf if flush else self.label_watermark()
-        held = self.pending_rows()
-        if held > self.max_pending and mark < math.inf:
-            # A source far behind (or a row stamped far ahead) must not hold memory without bound: release the
-            # oldest rows down to the cap, ahead of the watermark.
-            times = np.concatenate([_held_times(s) for parts in self.pending.values() for s in parts])
-            cut = float(np.partition(times, held - self.max_pending - 1)[held - self.max_pending - 1])
-            if cut >= mark:
-                mark = label_mark = float(np.nextafter(cut, math.inf))
-                self.forced += 1
-        out: list[Summary] = []
-        for src in sorted(self.pending):
-            keep: list[Summary] = []
-            for s in self.pending[src]:
-                now_part, later = _split(s, mark, label_mark)
-                if now_part is not None:
-                    out.append(now_part)
-                if later is not None:
-                    keep.append(later)
-            if keep:
-                self.pending[src] = keep
-            else:
+        """Monitor the buffered summaries in merged order, each as its source sent it (its rows, then its joined
+        labels): by (progress, source, sequence). A summary goes once no source still moving can send one that
+        comes before it (a source's next summary has at least its current progress), so the order, and with
+        it every alert, is the same whatever order the summaries arrived in. ``flush``: everything now."""
+        alerts: list[Alert] = []
+        now = self.clock()
+        moving = {
+            src: (p, src)
+            for src, p in self.progress.items()
+            if now - max(self.moved.get(src, now), self.label_moved.get(src, -math.inf)) < self.idle_s
+        }
+        while self.pending:
+            src, head = min(((k, parts[0]) for k, parts in self.pending.items()), key=_order)
+            if not flush:
+                bound = min((b for other, b in moving.items() if other not in self.pending), default=None)
+                if bound is not None and bound <= (head.progress, src):
+                    if self.pending_rows() <= self.max_pending:
+                        break
+                    self.forced += 1  # a source far behind must not hold memory without bound
+            parts = self.pending[src]
+            parts.pop(0)
+            if not parts:
                 del self.pending[src]
-        if not out:
-            return []
-        newest = max(float(np.max(_held_times(s), initial=-math.inf)) for s in out)
-        self.released_to = max(self.released_to, mark if math.isfinite(mark) else newest)
-        parts = [s.rows for s in out if s.rows is not None and len(s.rows)]
-        rows = None
-        if parts:
-            rows = concat_rows(parts)
-            order = np.argsort(_times(rows.event_time), kind="stable")
-            if (np.diff(order) != 1).any():
-                rows = take_rows(rows, order)
-        joined = sorted((j for s in out for j in s.joined), key=lambda j: j.prediction.event_time + j.delay_s)
-        merged = Summary("", "", -1, -1, mark, None, joined)
-        return self.engine.apply([merged], rows=rows) if rows is not None or joined else []
+            self.released_to = max(self.released_to, head.progress)
+            alerts += self.engine.apply([head])
+        return alerts
 
     # --------------------------------------------------------------- snapshots
     def snapshot(self) -> dict[str, Any]:
@@ -199,32 +187,7 @@ class DetectionStage:
         return stage
 
 
-def _held_times(s: Summary) -> np.ndarray:
-    """The event times a summary's rows and joined labels wait for (a missing time: at once)."""
-    rows = _times(s.rows.event_time) if s.rows is not None and len(s.rows) else np.zeros(0)
-    joined = np.array([j.prediction.event_time + j.delay_s for j in s.joined], dtype=np.float64)
-    return np.concatenate([rows, _times(joined)]) if joined.size else rows
-
-
-def _times(t: np.ndarray) -> np.ndarray:
-    """Event times with a missing one first (NaN sorts last otherwise)."""
-    return np.where(np.isnan(t), -math.inf, t)
-
-
-def _split(s: Summary, mark: float, label_mark: float) -> tuple[Summary | None, Summary | None]:
-    """The part of a summary older than the marks (rows by ``mark``, joined labels by ``label_mark``), and the
-    rest."""
-    rows_now = rows_later = None
-    if s.rows is not None and len(s.rows):
-        at = _times(s.rows.event_time) < mark
-        if at.all():
-            rows_now = s.rows
-        elif not at.any():
-            rows_later = s.rows
-        else:
-            rows_now, rows_later = take_rows(s.rows, np.flatnonzero(at)), take_rows(s.rows, np.flatnonzero(~at))
-    joined_now = [j for j in s.joined if j.prediction.event_time + j.delay_s < label_mark]
-    joined_later = [j for j in s.joined if not j.prediction.event_time + j.delay_s < label_mark]
-    now = Summary(s.model, s.version, s.source, s.seq, s.progress, rows_now, joined_now, s.label_progress)
-    later = Summary(s.model, s.version, s.source, s.seq, s.progress, rows_later, joined_later, s.label_progress)
-    return (now if len(now) else None), (later if len(later) else None)
+def _order(item: tuple[int, Summary]) -> tuple[float, int, int]:
+    """The merge's order of a source's next summary: its progress, then the source, then its sequence."""
+    src, s = item
+    return (s.progress, src, s.seq)

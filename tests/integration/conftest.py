@@ -265,7 +265,7 @@ def config_for(broker: EmbeddedBroker, names: dict[str, str], **extra: object) -
             "http": {"host": "127.0.0.1", "port": 0},
             "detectors": {"warmup_events": 300},
             "checkpoint": {"every_s": 1.0},
-            "detection": {"idle_s": 2.0},
+            "detection": {"idle_s": 5.0},
             **extra,
         },
     )

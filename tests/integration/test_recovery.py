@@ -48,7 +48,7 @@ class Replica:
             "MONITOR_HTTP__PORT": str(self.port),
             "MONITOR_DETECTORS__WARMUP_EVENTS": "300",
             "MONITOR_CHECKPOINT__EVERY_S": "1",
-            "MONITOR_DETECTION__IDLE_S": "2",
+            "MONITOR_DETECTION__IDLE_S": "5",
             **(extra_env or {}),
         }
         env.pop("MONITOR_CONFIG", None)

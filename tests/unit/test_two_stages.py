@@ -50,45 +50,49 @@ def test_a_summary_survives_its_bytes_exactly():
     assert [s.seq for s in out + joined] == [0, 1]
 
 
-def test_the_merge_releases_rows_in_event_time_behind_the_slowest_source():
+def test_the_merge_releases_summaries_behind_the_slowest_source():
     now = [0.0]
     a, b = ProfileStage(settings(), partition=0), ProfileStage(settings(), partition=1)
     stage = DetectionStage(settings(), idle_s=30.0, idle_clock=lambda: now[0])
-
-    def released() -> tuple[int, float]:
-        return stage.engine.events_total(), stage.engine.last_event_time
-
     for s in a.predictions([_prediction(1, T0 + 1), _prediction(2, T0 + 4)], [T0] * 2)[0]:
         stage.add(s)
     for s in b.predictions([_prediction(3, T0 + 2)], [T0])[0]:
         stage.add(s)
     stage.release()
-    assert released() == (1, T0 + 1)  # partition 1 has reached T0 + 2 (another row at T0 + 2 may come): T0 + 4 waits
+    assert stage.engine.events_total() == 1  # partition 1's summary (up to T0 + 2) comes before partition 0's
     for s in b.predictions([_prediction(4, T0 + 3)], [T0])[0]:
         stage.add(s)
     stage.release()
-    assert released() == (2, T0 + 2)
+    assert stage.engine.events_total() == 2  # partition 1 may still send one up to T0 + 4: partition 0's waits
     now[0] = 31.0  # partition 1 has not moved for idle_s: it no longer holds the others back
     for s in a.predictions([_prediction(5, T0 + 6)], [T0])[0]:
         stage.add(s)
     stage.release()
-    assert released() == (4, T0 + 4)  # older than partition 0's progress, T0 + 6
-    stage.release(flush=True)
-    assert released() == (5, T0 + 6) and stage.pending_rows() == 0
+    assert stage.engine.events_total() == 5 and stage.pending_rows() == 0
 
 
-def test_merged_rows_reach_the_engine_in_event_time():
-    a, b = ProfileStage(settings(), partition=0), ProfileStage(settings(), partition=1)
-    stage = DetectionStage(settings(), clock=lambda: 0.0, idle_clock=lambda: 0.0)
-    for s in a.predictions([_prediction(i, T0 + 2 * i) for i in range(5)], [T0] * 5)[0]:
-        stage.add(s)
-    for s in b.predictions([_prediction(10 + i, T0 + 2 * i + 1) for i in range(5)], [T0] * 5)[0]:
-        stage.add(s)
-    seen: list[float] = []
-    monitor = stage.engine._monitor
-    stage.engine._monitor = lambda rows: seen.extend(rows.event_time.tolist()) or monitor(rows)  # type: ignore[method-assign]
-    stage.release(flush=True)
-    assert seen == [T0 + k for k in range(10)]
+def test_the_merge_is_the_same_whatever_order_summaries_arrive_in():
+    config = settings(detectors={"warmup_events": 100})
+    rng = np.random.default_rng(3)
+    sent: list[list] = []
+    parts = [ProfileStage(config, partition=p) for p in range(3)]
+    for k in range(60):
+        p = k % 3
+        batch = [_prediction(1000 * k + i, T0 + 10 * k + i * 0.01, x=float(rng.normal(3.0 if k > 40 else 0.0)))
+                 for i in range(50)]  # fmt: skip
+        sent.append(parts[p].predictions(batch, [T0] * len(batch))[0])
+    runs = []
+    for order in (list(range(60)), [k for p in (2, 0, 1) for k in range(p, 60, 3)]):
+        stage = DetectionStage(config, clock=lambda: 0.0, idle_clock=lambda: 0.0)
+        stage.expect([0, 1, 2])
+        alerts = []
+        for k in order:
+            for s in sent[k]:
+                stage.add(s)
+            alerts += stage.release()
+        alerts += stage.release(flush=True) + stage.engine.finish()
+        runs.append([(a.alert_id, a.status) for a in alerts])
+    assert runs[0] == runs[1] and runs[0]
 
 
 def test_a_repeated_summary_is_dropped():
