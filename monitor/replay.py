@@ -255,7 +255,12 @@ class _Detection:
         n = config.detection.summaries_partitions or partitions
         self.stages = [
             DetectionStage(
-                config, partition=d, idle_s=math.inf, max_pending=config.detection.max_pending_rows, profiles=profiles
+                config,
+                partition=d,
+                idle_s=math.inf,
+                max_pending=config.detection.max_pending_rows,
+                profiles=profiles,
+                coalesce=False,
             )
             for d in range(max(1, n))
         ]

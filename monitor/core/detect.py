@@ -49,12 +49,17 @@ class DetectionStage:
         clock: Callable[[], float] = time.time,
         idle_clock: Callable[[], float] = time.monotonic,
         profiles: ProfileSet | None = None,
+        coalesce: bool = True,
     ) -> None:
-        """``clock`` stamps alerts (the engine's); ``idle_clock`` times how long a source's progress stood still."""
+        """``clock`` stamps alerts (the engine's); ``idle_clock`` times how long a source's progress stood still.
+        ``coalesce``: the summaries one release lets through are monitored as one batch (rows in merged order,
+        then their joined labels), as a partition's poll batch was; False: one batch per summary, so the
+        batches themselves do not depend on when summaries arrived (a replay)."""
         self.engine = PartitionEngine(config, partition=partition, partitions=1, clock=clock, profiles=profiles)
         self.partition = partition
         self.idle_s = idle_s
         self.max_pending = max_pending  # rows and joined labels held for the watermark at most (memory bound)
+        self.coalesce = coalesce
         self.clock = idle_clock
         self.pending: dict[int, list[Summary]] = {}  # per source partition, in arrival order
         self.progress: dict[int, float] = {}  # per source: the newest prediction event time it has reported
@@ -115,6 +120,7 @@ class DetectionStage:
         comes before it (a source's next summary has at least its current progress), so the order, and with
         it every alert, is the same whatever order the summaries arrived in. ``flush``: everything now."""
         alerts: list[Alert] = []
+        taken: list[Summary] = []
         now = self.clock()
         moving = {
             src: (p, src)
@@ -134,7 +140,12 @@ class DetectionStage:
             if not parts:
                 del self.pending[src]
             self.released_to = max(self.released_to, head.progress)
-            alerts += self.engine.apply([head])
+            if self.coalesce:
+                taken.append(head)
+            else:
+                alerts += self.engine.apply([head])
+        if taken:
+            alerts += self.engine.apply(taken)
         return alerts
 
     # --------------------------------------------------------------- snapshots

@@ -83,7 +83,7 @@ def test_the_merge_is_the_same_whatever_order_summaries_arrive_in():
         sent.append(parts[p].predictions(batch, [T0] * len(batch))[0])
     runs = []
     for order in (list(range(60)), [k for p in (2, 0, 1) for k in range(p, 60, 3)]):
-        stage = DetectionStage(config, clock=lambda: 0.0, idle_clock=lambda: 0.0)
+        stage = DetectionStage(config, clock=lambda: 0.0, idle_clock=lambda: 0.0, coalesce=False)
         stage.expect([0, 1, 2])
         alerts = []
         for k in order:
