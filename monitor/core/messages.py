@@ -161,7 +161,8 @@ def alert_message(model: str, version: str, j: Judgement, status: str) -> str:
             name = "the predictions" if j.subject == "prediction" else j.subject
             return (
                 f"The distribution of {name} {where}{suffix} moved away "
-                f"from its baseline over the last {ev.events:,} predictions ({test}); mean {now} against {before}."
+                f"from its baseline over the last {ev.events:,} predictions ({test}); its mean {ev.direction or 'moved'} "
+                f"from {before} to {now}."
             )
         cat = ev.current.get("category", "?")
         return (
