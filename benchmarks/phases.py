@@ -348,7 +348,7 @@ def latency(args: dict[str, Any]) -> dict[str, Any]:
     # let the monitor drain what it could not keep up with (its latency then shows the lag), at most 120 s
     while time.time() - produced_at < 120:
         with mon.service.lock:
-            done = sum(e.events_total() for e in mon.service.engines.values())
+            done = sum(d.engine.events_total() for d in mon.service.detectors.values())  # monitored, merged
         if done >= len(values):
             break
         time.sleep(0.2)
