@@ -32,6 +32,7 @@ from monitor.core.messages import alert_message
 from monitor.core.rules import ALL, Alert, Judgement, alert_id, iso, segment_label
 
 # What each kind of firing alert recommends; every other kind asks to investigate.
+DRIFT_KINDS = ("data_drift", "prediction_drift")  # input and prediction drift: their segments wait for all traffic
 RECOMMENDATIONS = {"concept_drift": "retrain", "retrain_recommended": "retrain", "rollback_recommended": "rollback"}
 
 
@@ -185,6 +186,40 @@ def pending_local_change(parent: Judgement, group: list[Judgement], ratio: float
     )
 
 
+def pending_overall_change(segment: Judgement, parent: Judgement, ratio: float) -> bool:
+    """All traffic has found a change as large as the segment's, above its threshold, but not yet over the
+    events its test needs (``extra["min_events"]``): the change is not local, so the segment waits for all
+    traffic's alert (which then explains it) instead of paging first. A detector may place all traffic's
+    change point later than a segment's, so all traffic can complete its test a batch or two after the
+    segment on the same change. The wait is bounded: once all traffic has had its test's events, it fires
+    or no longer holds the segment back."""
+    return (
+        segment.bucket != ALL
+        and not parent.fire
+        and parent.evidence.detected
+        and parent.evidence.effect >= parent.threshold
+        and 0 < parent.evidence.events < int(parent.extra.get("min_events", 0))
+        and segment.shift < ratio * parent.shift
+    )
+
+
+def window_behind(segment: Judgement, parent: Judgement) -> bool:
+    """A segment fired on a test window that ends after all traffic's latest window of the same test: all
+    traffic has not yet been tested on the same events, and its next window, which comes sooner (it fills
+    faster), covers them. The segment waits for that verdict, so attribution compares the same period.
+    ``window_end``: the baseline window test's (a judgement with a ``statistic`` fired on it); ``test_end``:
+    a categorical stream's own chi-square window."""
+    name = "window_end" if segment.statistic is not None else "test_end"
+    ends = segment.extra.get(name), parent.extra.get(name)
+    return (
+        segment.bucket != ALL
+        and not parent.fire
+        and ends[0] is not None
+        and ends[1] is not None
+        and ends[1] < ends[0]  # False when either is NaN (no window yet)
+    )
+
+
 def incident_facet(j: Judgement) -> str:
     """What correlated alerts of one model version share: the segment when there is one (a bias against
     gender=f moves its fairness gaps and its predictions), else the subject (a new category in ``device`` is
@@ -326,6 +361,13 @@ class Alerting:
                 and j.shift < ratio * max(parent.shift, self.incident_shift.get(parent.key, 0.0))
             ):
                 # all traffic fires, or fired within its cooldown, for the same change (window tests lag behind)
+                explained.add((j.kind, j.subject, j.bucket))
+            if (
+                j.fire
+                and j.kind in DRIFT_KINDS
+                and parent is not None
+                and (pending_overall_change(j, parent, ratio) or window_behind(j, parent))
+            ):
                 explained.add((j.kind, j.subject, j.bucket))
             if not self.owns(j.key):
                 continue

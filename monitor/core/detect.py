@@ -50,16 +50,19 @@ class DetectionStage:
         idle_clock: Callable[[], float] = time.monotonic,
         profiles: ProfileSet | None = None,
         coalesce: bool = True,
+        batch_rows: int = 5000,
     ) -> None:
         """``clock`` stamps alerts (the engine's); ``idle_clock`` times how long a source's progress stood still.
-        ``coalesce``: the summaries one release lets through are monitored as one batch (rows in merged order,
-        then their joined labels), as a partition's poll batch was; False: one batch per summary, so the
-        batches themselves do not depend on when summaries arrived (a replay)."""
+        ``coalesce``: the summaries one release lets through are monitored in batches of up to ``batch_rows``
+        rows and joined labels (whole summaries, in merged order), as a partition's poll batches were: a
+        backlog released at once is still judged every ``batch_rows`` rows, and its arrays stay small. False:
+        one batch per summary, so the batches themselves do not depend on when summaries arrived (a replay)."""
         self.engine = PartitionEngine(config, partition=partition, partitions=1, clock=clock, profiles=profiles)
         self.partition = partition
         self.idle_s = idle_s
         self.max_pending = max_pending  # rows and joined labels held for the watermark at most (memory bound)
         self.coalesce = coalesce
+        self.batch_rows = batch_rows
         self.clock = idle_clock
         self.pending: dict[int, list[Summary]] = {}  # per source partition, in arrival order
         self.progress: dict[int, float] = {}  # per source: the newest prediction event time it has reported
@@ -121,6 +124,7 @@ class DetectionStage:
         it every alert, is the same whatever order the summaries arrived in. ``flush``: everything now."""
         alerts: list[Alert] = []
         taken: list[Summary] = []
+        held = 0  # rows and joined labels in taken
         now = self.clock()
         moving = {
             src: (p, src)
@@ -140,12 +144,16 @@ class DetectionStage:
             if not parts:
                 del self.pending[src]
             self.released_to = max(self.released_to, head.progress)
-            if self.coalesce:
-                taken.append(head)
-            else:
+            if not self.coalesce:
                 alerts += self.engine.apply([head])
+                continue
+            if taken and held + len(head) > self.batch_rows:
+                alerts += self.engine.apply(taken, in_time_order=True)
+                taken, held = [], 0
+            taken.append(head)
+            held += len(head)
         if taken:
-            alerts += self.engine.apply(taken)
+            alerts += self.engine.apply(taken, in_time_order=True)
         return alerts
 
     # --------------------------------------------------------------- snapshots
@@ -172,12 +180,13 @@ class DetectionStage:
         clock: Callable[[], float] = time.time,
         idle_clock: Callable[[], float] = time.monotonic,
         profiles: ProfileSet | None = None,
+        batch_rows: int = 5000,
     ) -> DetectionStage:
         """A stage that continues where the snapshotted one stopped; every source counts as just moved."""
         engine = PartitionEngine.restore(config, data["engine"], clock=clock, profiles=profiles)
         stage = cls(
             config, partition=engine.partition, idle_s=idle_s, max_pending=max_pending, clock=clock,
-            idle_clock=idle_clock, profiles=profiles,
+            idle_clock=idle_clock, profiles=profiles, batch_rows=batch_rows,
         )  # fmt: skip
         stage.engine = engine
         for plain in data["pending"]:

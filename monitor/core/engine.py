@@ -8,6 +8,7 @@ injected and only stamps ``emitted_at``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from array import array
@@ -31,7 +32,7 @@ from monitor.core.messages import shown
 from monitor.core.metrics import Ring
 from monitor.core.numeric_streams import NumericStream, NumericStreams
 from monitor.core.performance import BASELINE_SCORE_BINS, ModelPerformance, binary_label
-from monitor.core.profile import ProfileStage, SegmentCaps, Summary, concat_rows, positive_scores
+from monitor.core.profile import ProfileStage, SegmentCaps, Summary, concat_rows, positive_scores, take_rows
 from monitor.core.quality import CHECKS, BatchTally, FieldColumn, QualityFinding, SchemaWatch
 from monitor.core.rules import ALL, Alert, Judgement, alert_key, segment_label
 from monitor.core.settings import Settings
@@ -325,15 +326,23 @@ class PartitionEngine:
         result.alerts = self.apply(summaries)
         return result
 
-    def apply(self, summaries: Sequence[Summary], *, rows: PredictionBatch | None = None) -> list[Alert]:
+    def apply(
+        self, summaries: Sequence[Summary], *, rows: PredictionBatch | None = None, in_time_order: bool = False
+    ) -> list[Alert]:
         """Monitor summaries' rows, then learn from their joined labels.
 
         ``rows``: all the summaries' rows as one batch in their original order, when the caller has it (the
-        profile stage cut it per model version); otherwise the summaries' rows one after another.
+        profile stage cut it per model version); otherwise the summaries' rows one after another, or with
+        ``in_time_order`` all of them in event-time order (several sources' summaries, each of which may span
+        a long stretch of event time after a backlog, so that every stream's windows see the batch's events in
+        the order they happened).
         """
         if rows is None:
             parts = [s.rows for s in summaries if s.rows is not None and len(s.rows)]
             rows = concat_rows(parts) if parts else None
+            if rows is not None and in_time_order and len(parts) > 1:
+                order = np.argsort(rows.event_time, kind="stable")
+                rows = dataclasses.replace(take_rows(rows, order), index=np.arange(len(order)))
         alerts: list[Alert] = []
         if rows is not None and len(rows):
             self.watermark = max(self.watermark, float(np.nanmax(rows.event_time)))
@@ -1080,12 +1089,15 @@ class PartitionEngine:
             window_fire = verdict.significant and value >= limit
             clear = clear and value < limit * cfg.resolve_ratio
             if window_fire and not fire:
+                # a window that straddles the change dilutes it: a change point the sequential detector found
+                # already measures its size better, so attribution compares like with like across buckets
+                found = shift if ev.detected and shift == shift else 0.0
                 fire, ev, statistic = True, self._window_evidence(state, name, tracker.kind, verdict, stat), value
                 threshold, critical = limit, limit * sig.critical_ratio
                 if tracker.kind == "numeric":
-                    shift = abs(verdict.current["mean"] - verdict.baseline["mean"])
+                    shift = max(found, abs(verdict.current["mean"] - verdict.baseline["mean"]))
                 else:  # total variation distance, as the sequential categorical detector's shift
-                    shift = float(verdict.current.get("distance", value))
+                    shift = max(found, float(verdict.current.get("distance", value)))
         return Judgement(
             bucket=bucket,
             stream_kind=tracker.kind,
@@ -1101,6 +1113,11 @@ class PartitionEngine:
             clear=clear,
             shift=shift if shift == shift else 0.0,
             statistic=statistic,
+            extra={
+                **({"min_events": cfg.min_events} if tracker.kind == "numeric" else {}),
+                **({"window_end": verdict.time} if verdict is not None else {}),  # its latest window's last event
+                **({"test_end": tracker.last_time} if isinstance(tracker, CategoricalDriftTracker) else {}),
+            },
             position=tracker.count,
         )
 

@@ -159,10 +159,10 @@ def alert_message(model: str, version: str, j: Judgement, status: str) -> str:
         if j.stream_kind == "numeric":
             before, now = number(ev.baseline.get("mean", math.nan)), number(ev.current.get("mean", math.nan))
             name = "the predictions" if j.subject == "prediction" else j.subject
+            moved = ev.direction or "moved"
             return (
-                f"The distribution of {name} {where}{suffix} moved away "
-                f"from its baseline over the last {ev.events:,} predictions ({test}); its mean {ev.direction or 'moved'} "
-                f"from {before} to {now}."
+                f"The distribution of {name} {where}{suffix} moved away from its baseline over the last "
+                f"{ev.events:,} predictions ({test}); its mean {moved} from {before} to {now}."
             )
         cat = ev.current.get("category", "?")
         return (

@@ -33,6 +33,8 @@ SUMMARY_FORMAT = 1
 MAX_SUMMARY_ROWS = 2_000  # rows per summary at most
 SUMMARY_BYTES = 500_000  # rows per summary are cut so that its JSON is about this large (compressed: less)
 MAX_SUMMARY_JOINED = 2_000  # joined labels per summary at most
+SUMMARY_SPAN_S = 1.0  # a summary's rows span about this much event time once it has MIN_SPAN_ROWS rows
+MIN_SPAN_ROWS = 100
 _NUMERIC_TYPES = frozenset({float, int, type(None)})
 
 
@@ -301,21 +303,22 @@ class ProfileStage:
         if not len(batch):
             return []
         out: list[Summary] = []
+        before = self.prediction_time
         newest = float(np.nanmax(batch.event_time))
         self.watermark = max(self.watermark, newest)
-        self.prediction_time = max(self.prediction_time, newest)  # before the summaries: their progress
+        self.prediction_time = max(self.prediction_time, newest)  # joins and expiry see the whole batch
         for (model, version), rows in _by_model_version(batch):
             part = batch if rows is None else take_rows(batch, rows)
             self.events[model, version] += len(part)
             joined = self._join_predictions(model, version, part)
             n = len(part)
-            size = _rows_per_summary(part)
-            if n <= size:
-                out += self._summaries(model, version, part, joined)
-                continue
-            for start in range(0, n, size):  # messages of the summaries topic stay well under the 1 MB limit
-                piece = take_rows(part, np.arange(start, min(n, start + size)))
-                out += self._summaries(model, version, piece, joined if start == 0 else [])
+            if n > 1 and bool((np.diff(part.event_time) < 0).any()):
+                part = take_rows(part, np.argsort(part.event_time, kind="stable"))
+            for k, (start, end) in enumerate(_pieces(part.event_time, _rows_per_summary(part))):
+                piece = part if (start, end) == (0, n) else take_rows(part, np.arange(start, end))
+                # each piece's progress is its own newest time: the merge interleaves sources piece by piece
+                progress = max(before, float(np.nanmax(piece.event_time)))
+                out += self._summaries(model, version, piece, joined if k == 0 else [], progress=progress)
         self.joiner.expire(self.prediction_time, labels_now=self.label_time)
         return out
 
@@ -366,30 +369,60 @@ class ProfileStage:
             self.observer.joined(joined)
         return joined
 
-    def _summaries(self, model: str, version: str, rows: PredictionBatch | None, joined: list[Joined]) -> list[Summary]:
+    def _summaries(
+        self, model: str, version: str, rows: PredictionBatch | None, joined: list[Joined], *,
+        progress: float | None = None,
+    ) -> list[Summary]:  # fmt: skip
         """One summary, or several when the joined labels are many (the first one carries the rows)."""
         if len(joined) <= MAX_SUMMARY_JOINED:
-            return [self._summary(model, version, rows, joined)]
+            return [self._summary(model, version, rows, joined, progress=progress)]
         return [
-            self._summary(model, version, rows if k == 0 else None, joined[k : k + MAX_SUMMARY_JOINED])
+            self._summary(model, version, rows if k == 0 else None, joined[k : k + MAX_SUMMARY_JOINED],
+                          progress=progress)
             for k in range(0, len(joined), MAX_SUMMARY_JOINED)
-        ]
+        ]  # fmt: skip
 
     def _summary(
-        self, model: str, version: str, rows: PredictionBatch | None, joined: list[Joined], *, seen: bool = True
-    ) -> Summary:
+        self, model: str, version: str, rows: PredictionBatch | None, joined: list[Joined], *, seen: bool = True,
+        progress: float | None = None,
+    ) -> Summary:  # fmt: skip
         key = (model, version)
         if seen:  # the most recently seen model versions get heartbeats, at most max_models of them
             self.keys.pop(key, None)
             self.keys[key] = None
             if len(self.keys) > self.config.monitoring.max_models:
                 del self.keys[next(iter(self.keys))]
-        s = Summary(model, version, self.partition, self.seq, self.prediction_time, rows, joined, self.label_time)
+        at = self.prediction_time if progress is None else progress
+        s = Summary(model, version, self.partition, self.seq, at, rows, joined, self.label_time)
         self.seq += 1
         return s
 
     # --------------------------------------------------------------- snapshots
     STATE = ("joiner", "rejected", "labels_seen", "watermark", "prediction_time", "label_time", "seq")
+
+
+def _pieces(times: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """Consecutive (start, end) row ranges of an event-time-sorted part: at most ``size`` rows each (messages
+    of the summaries topic stay well under its 1 MB limit), and cut where a new :data:`SUMMARY_SPAN_S` of event
+    time begins once a piece has :data:`MIN_SPAN_ROWS` rows, so that a poll batch that spans minutes of one
+    partition's traffic (a backlog) reaches the merge as pieces it can interleave with other partitions'."""
+    n = times.size
+    if n == 0:
+        return []
+    slot = np.floor((times - times[0]) / SUMMARY_SPAN_S)
+    slot[np.isnan(slot)] = 0.0
+    cuts = (np.flatnonzero(np.diff(slot) > 0) + 1).tolist()
+    out: list[tuple[int, int]] = []
+    start = 0
+    for cut in [*cuts, n]:
+        while cut - start > size:
+            out.append((start, start + size))
+            start += size
+        if cut - start >= MIN_SPAN_ROWS or cut == n:
+            if cut > start:
+                out.append((start, cut))
+            start = cut
+    return out
 
 
 def _rows_per_summary(part: PredictionBatch) -> int:

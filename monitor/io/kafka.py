@@ -562,7 +562,7 @@ class MonitorService:
         d = self.config.detection
         return DetectionStage(
             self.config, partition=partition, idle_s=d.idle_s, max_pending=d.max_pending_rows, clock=self.clock,
-            profiles=self.profiles,
+            profiles=self.profiles, batch_rows=self.config.kafka.batch_max_messages,
         )  # fmt: skip
 
     def _task(self, tp: TopicPartition) -> Task:
@@ -617,7 +617,7 @@ class MonitorService:
             d = self.config.detection
             obj = DetectionStage.restore(
                 self.config, data["engine"], idle_s=d.idle_s, max_pending=d.max_pending_rows, clock=self.clock,
-                profiles=self.profiles,
+                profiles=self.profiles, batch_rows=self.config.kafka.batch_max_messages,
             )  # fmt: skip
         return obj, data["offsets"], data["outbox"], data.get("summaries", [])
 

@@ -20,6 +20,8 @@ from monitor.core.alerting import (
     explained_buckets,
     owns,
     pending_local_change,
+    pending_overall_change,
+    window_behind,
 )
 from monitor.core.drift import DriftEvidence
 from monitor.core.rules import ALL, Judgement, alert_id, alert_key
@@ -200,6 +202,53 @@ def test_all_traffics_concept_alert_waits_for_a_segment_that_found_a_larger_chan
     # data drift never waits
     data = _judge(ALL, shift=0.1)
     assert _fired(_desk(), [data, _judge(SG, shift=0.3, fire=False, detected=True)]) == [(ALL, "firing")]
+
+
+def test_a_segment_waits_for_all_traffic_that_found_as_large_a_change_but_lacks_its_tests_events():
+    need = {"min_events": 200}  # all traffic's test needs 200 events since its change point
+    maturing = _judge(ALL, shift=1.0, fire=False, detected=True, events=120, **need)
+    segment = _judge(("gender", "F"), shift=1.1, events=250)
+    assert pending_overall_change(segment, maturing, 1.75)
+    assert _fired(_desk(), [maturing, segment]) == []
+    # the segment speaks when its change is local (ratio times all traffic's), or all traffic found nothing, is
+    # below its threshold, has no events yet, or had its test's events and did not fire (the wait is bounded)
+    for parent, seg in (
+        (maturing, _judge(("gender", "F"), shift=1.8, events=250)),
+        (_judge(ALL, shift=1.0, fire=False, detected=False, events=120, **need), segment),
+        (_judge(ALL, shift=0.4, fire=False, detected=True, events=120, **need), _judge(("gender", "F"), shift=0.6)),
+        (_judge(ALL, shift=1.0, fire=False, detected=True, events=0, **need), segment),
+        (_judge(ALL, shift=1.0, fire=False, detected=True, events=200, **need), segment),
+    ):
+        assert not pending_overall_change(seg, parent, 1.75)
+        assert _fired(_desk(), [parent, seg]) == [(("gender", "F"), "firing")]
+    # concept drift has its own rule (all traffic waits for a local change), and categorical streams carry no
+    # test length: neither waits here
+    concept = _judge(ALL, kind="concept_drift", subject="error_rate", fire=False, detected=True, events=120, **need)
+    assert _fired(_desk(), [concept, _judge(SG, kind="concept_drift", subject="error_rate", shift=1.1)]) == [
+        (SG, "firing")
+    ]
+    assert _fired(_desk(), [_judge(ALL, fire=False, detected=True, events=120), segment]) == [
+        (("gender", "F"), "firing")
+    ]
+
+
+def test_a_segment_whose_window_ends_after_all_traffics_latest_waits_for_all_traffics_next_window():
+    whole = _judge(ALL, fire=False, detected=False, window_end=100.0, test_end=100.0)
+    by_window = _judge(("gender", "F"), shift=1.1, window_end=130.0)
+    by_window = Judgement(**{**by_window.__dict__, "statistic": 0.3})  # fired on its baseline window test
+    by_chi2 = _judge(("gender", "F"), shift=1.1, test_end=130.0)  # fired on its own chi-square window
+    for seg in (by_window, by_chi2):
+        assert window_behind(seg, whole)
+        assert _fired(_desk(), [whole, seg]) == []
+    # all traffic tested on the same events (or later), firing itself, or without any window yet: no wait
+    for parent in (
+        _judge(ALL, fire=False, detected=False, window_end=130.0, test_end=130.0),
+        _judge(ALL, fire=False, detected=False, window_end=math.nan, test_end=math.nan),
+        _judge(ALL, fire=False, detected=False),
+    ):
+        assert not window_behind(by_chi2, parent) and not window_behind(by_window, parent)
+        assert _fired(_desk(), [parent, by_chi2]) == [(("gender", "F"), "firing")]
+    assert not window_behind(by_chi2, _judge(ALL, shift=1.0, window_end=100.0, test_end=100.0))
 
 
 # ---------------------------------------------------------------- ownership

@@ -231,3 +231,46 @@ def test_labels_keep_the_segment_the_detection_engine_tracks_whatever_a_partitio
     labelled = {b: s.labelled for b, s in perf.buckets.items() if b[0] == "seg"}
     assert labelled[("seg", "A")] == 2 and labelled[("seg", "C")] == 2  # the engine tracks A and C
     assert sum(labelled.values()) == 5
+
+
+def test_a_backlog_released_at_once_is_judged_in_batches_of_at_most_batch_rows():
+    a = ProfileStage(settings(), partition=0)
+    stage = DetectionStage(settings(), idle_s=30.0, idle_clock=lambda: 0.0, batch_rows=25)
+    for k in range(10):  # ten summaries of 10 rows
+        for s in a.predictions([_prediction(10 * k + i, T0 + 10 * k + i) for i in range(10)], [T0] * 10)[0]:
+            stage.add(s)
+    batches: list[int] = []
+    apply = stage.engine.apply
+    stage.engine.apply = lambda summaries, **kw: batches.append(sum(len(s) for s in summaries)) or apply(summaries)
+    stage.release(flush=True)
+    assert batches == [20, 20, 20, 20, 20] and stage.engine.events_total() == 100
+
+
+def test_a_coalesced_batch_is_monitored_in_event_time_order_across_sources():
+    a, b = ProfileStage(settings(), partition=0), ProfileStage(settings(), partition=1)
+    stage = DetectionStage(settings(), idle_s=30.0, idle_clock=lambda: 0.0)
+    for s in a.predictions([_prediction(i, T0 + 2 * i) for i in range(5)], [T0] * 5)[0]:  # 0, 2, 4, 6, 8
+        stage.add(s)
+    for s in b.predictions([_prediction(10 + i, T0 + 2 * i + 1) for i in range(5)], [T0] * 5)[0]:  # 1, 3, ... 9
+        stage.add(s)
+    seen: list[list[float]] = []
+    monitor = stage.engine._monitor
+    stage.engine._monitor = lambda rows: seen.append((rows.event_time - T0).tolist()) or monitor(rows)
+    stage.release(flush=True)
+    assert seen == [[float(t) for t in range(10)]] and stage.engine.events_total() == 10
+
+
+def test_a_backlog_batch_becomes_summaries_of_about_a_second_of_event_time_each():
+    stage = ProfileStage(settings(), partition=0)
+    times = T0 + np.arange(1000) / 100.0  # 10 s of one partition's traffic in one poll batch, one row out of order
+    times[[10, 500]] = times[[500, 10]]
+    out, _ = stage.predictions([_prediction(i, float(t)) for i, t in enumerate(times)], [T0] * 1000)
+    assert [len(s) for s in out] == [100] * 10
+    assert [s.progress - T0 for s in out] == pytest.approx([0.99 + k for k in range(10)])
+    for s in out:
+        assert s.rows is not None and np.all(np.diff(s.rows.event_time) >= 0)
+    assert sorted(p for s in out for p in s.rows.prediction_id) == sorted(f"p{i}" for i in range(1000))
+    # a slow partition's batch (20 rows a second) keeps at least 100 rows per summary
+    slow = ProfileStage(settings(), partition=1)
+    out, _ = slow.predictions([_prediction(i, T0 + i / 20.0) for i in range(250)], [T0] * 250)
+    assert [len(s) for s in out] == [100, 100, 50]
