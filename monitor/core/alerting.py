@@ -319,7 +319,7 @@ class Alerting:
         self.incidents = Incidents()
         self.partition = partition
         self.partitions = max(1, partitions)
-        self.incident_shift: dict[str, float] = {}  # all-traffic keys: the shift their incident fired with
+        self.incident_shift: dict[str, float] = {}  # key -> the largest shift of its latest incident
 
     def owns(self, key: str) -> bool:
         """Whether this partition runs the key's lifecycle (see :func:`owns`)."""
@@ -369,6 +369,8 @@ class Alerting:
                 and (pending_overall_change(j, parent, ratio) or window_behind(j, parent))
             ):
                 explained.add((j.kind, j.subject, j.bucket))
+            if j.fire and j.kind in DRIFT_KINDS and j.bucket != ALL and self._diluted(j, judged, ratio):
+                explained.add((j.kind, j.subject, j.bucket))
             if not self.owns(j.key):
                 continue
             t = self.lifecycle.evaluate(
@@ -385,13 +387,30 @@ class Alerting:
                 t.incident_id = self.incidents.assign(
                     scope, incident_facet(j), j.key, t.status, j.now, self.incident_window_s, alert_severity(j, t)
                 )
-                if j.bucket == ALL:
-                    if t.status == "firing":
-                        self.incident_shift[j.key] = j.shift
-                    else:
-                        self.incident_shift[j.key] = max(self.incident_shift.get(j.key, 0.0), j.shift)
+                if t.status == "firing":
+                    self.incident_shift[j.key] = j.shift
+                else:
+                    self.incident_shift[j.key] = max(self.incident_shift.get(j.key, 0.0), j.shift)
                 out.append((j, t))
         return out
+
+    def _diluted(self, j: Judgement, judged: list[Judgement], ratio: float) -> bool:
+        """A segment of another attribute fires, or fired within its cooldown, with ``ratio`` times this
+        segment's shift: this one only sees that change diluted (a change in country=SG moves gender=F a
+        little), in this batch or a later one. The same-batch case is :func:`explained_buckets`'."""
+        own = segment_label(j.segment)
+        scope = j.key[: len(j.key) - len(own)]  # model/version/kind/subject/
+        attribute = own.split("=", 1)[0]
+        now = {o.key: o.shift for o in judged if o.fire}
+        for key, fired_with in self.incident_shift.items():
+            if not key.startswith(scope):
+                continue
+            other = key[len(scope) :].split("=", 1)[0]
+            if other == attribute or "/" in other or other == key[len(scope) :]:  # same attribute, not a segment
+                continue
+            if self.recent(key, j.now) and j.shift * ratio <= max(fired_with, now.get(key, 0.0)):
+                return True
+        return False
 
 
 def alert_severity(j: Judgement, t: Transition) -> str:

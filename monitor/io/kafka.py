@@ -911,10 +911,8 @@ class MonitorService:
             return
         # Alerts and summaries are published only after their task's snapshot; with transactions, dead letters
         # become visible only together with their partition's offsets: these tasks cannot wait.
-        now = time.monotonic()
-        every = self.config.detection.summary_interval_s
-        sending_due = {(PROFILE, p) for p, t in self._outgoing_since.items() if now - t >= every}
-        urgent = set(outbox) | sending_due | (dead_lettered if self.sink.transactional else set())
+        urgent = set(outbox) | (dead_lettered if self.sink.transactional else set())
+        urgent |= self._sending_due(urgent)
         due = urgent | self._due_tasks(urgent)
         if not due:
             return
@@ -965,6 +963,27 @@ class MonitorService:
     def all_views(self) -> list[EngineView]:
         """Every published view: the profile stages' (joins, rejects) and the detection stages' (streams, alerts)."""
         return [*self.views.values(), *self.detect_views.values()]
+
+    def _sending_due(self, urgent: set[Task]) -> set[Task]:
+        """Profile stages whose summaries have waited ``detection.summary_interval_s``: the longest waiting
+        first, while their last snapshots and the urgent ones add up to at most :data:`DUE_BYTES_PER_ITERATION`,
+        and always the longest waiting. Partitions that started waiting together (all of them, under steady
+        traffic) then checkpoint one after another instead of in one long stall."""
+        now = time.monotonic()
+        every = self.config.detection.summary_interval_s
+        waiting = sorted(
+            ((PROFILE, p) for p, t in self._outgoing_since.items() if now - t >= every and (PROFILE, p) not in urgent),
+            key=lambda task: self._outgoing_since[task[1]],
+        )
+        budget = DUE_BYTES_PER_ITERATION - sum(self._snapshot_bytes.get(t, 0) for t in urgent)
+        chosen: set[Task] = set()
+        for t in waiting:
+            size = self._snapshot_bytes.get(t, 0)
+            if chosen and size > budget:
+                break
+            chosen.add(t)
+            budget -= size
+        return chosen
 
     def _due_tasks(self, urgent: set[Task] | frozenset[Task] = frozenset()) -> set[Task]:
         """The tasks to checkpoint now besides ``urgent`` (checkpointed in this iteration anyway): of those due

@@ -251,6 +251,26 @@ def test_a_segment_whose_window_ends_after_all_traffics_latest_waits_for_all_tra
     assert not window_behind(by_chi2, _judge(ALL, shift=1.0, window_end=100.0, test_end=100.0))
 
 
+def test_a_segment_that_only_sees_another_attributes_open_change_diluted_gives_no_second_alert():
+    female = ("gender", "F")
+    desk = _desk()
+    assert _fired(desk, [_judge(ALL, shift=0.2, fire=False), _judge(SG, shift=2.0, now=100.0)]) == [(SG, "firing")]
+    # later batches: gender=F sees a tenth of SG's change; its own change of SG's size, or another country, pages
+    assert _fired(desk, [_judge(ALL, shift=0.2, fire=False, now=110.0), _judge(female, shift=0.3, now=110.0)]) == []
+    assert _fired(desk, [_judge(ALL, shift=0.2, fire=False, now=115.0), _judge(DE, shift=0.3, now=115.0)]) == [
+        (DE, "firing")
+    ]
+    assert _fired(desk, [_judge(ALL, shift=0.2, fire=False, now=120.0), _judge(female, shift=1.9, now=120.0)]) == [
+        (female, "firing")
+    ]
+    # after SG's cooldown, gender=F speaks for itself
+    later = _desk()
+    assert _fired(later, [_judge(SG, shift=2.0, now=100.0)]) == [(SG, "firing")]
+    _fired(later, [_judge(SG, shift=0.0, fire=False, clear=True, now=105.0)])
+    _fired(later, [_judge(SG, shift=0.0, fire=False, clear=True, now=120.0)])
+    assert _fired(later, [_judge(female, shift=0.3, now=400.0)]) == [(female, "firing")]
+
+
 # ---------------------------------------------------------------- ownership
 @pytest.mark.parametrize("partitions", [1, 2, 3, 6])
 def test_exactly_one_partition_owns_each_key(partitions: int):

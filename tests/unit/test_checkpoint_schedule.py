@@ -157,3 +157,17 @@ def test_dead_letters_in_a_transaction_are_committed_with_their_partitions_offse
     else:  # at least once (exact copies): nothing is due yet, so no snapshot
         assert _written(service) == []
         assert sink.committed == []
+
+
+def test_partitions_whose_summaries_waited_together_send_them_one_after_another() -> None:
+    service = _service(4)
+    now = time.monotonic()
+    for p in service.engines:  # steady traffic: every partition's summaries started waiting a second ago
+        service._outgoing_since[p] = now - 1.5 + p * 0.01
+        service._snapshot_bytes[P(p)] = kafka.DUE_BYTES_PER_ITERATION // 2 + 1
+    assert service._sending_due(set()) == {P(0)}
+    service._snapshot_bytes.update({P(p): kafka.DUE_BYTES_PER_ITERATION // 4 for p in range(4)})
+    assert service._sending_due(set()) == {P(0), P(1), P(2), P(3)}
+    assert service._sending_due({P(0)}) == {P(1), P(2), P(3)}
+    service._outgoing_since[3] = now  # waited less than detection.summary_interval_s: not yet
+    assert service._sending_due(set()) == {P(0), P(1), P(2)}
