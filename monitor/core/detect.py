@@ -77,7 +77,8 @@ class DetectionStage:
         self.forced = 0  # releases the pending cap forced ahead of the watermark
 
     def expect(self, sources: list[int]) -> None:
-        """Sources known to be coming (a replay's partitions): the merge waits for their first summary too."""
+        """Sources known to be coming (every input partition, live or in a replay): the merge waits for their
+        first summary too, or until they have been silent for ``idle_s`` (a partition without traffic)."""
         now = self.clock()
         for src in sources:
             if src not in self.progress:

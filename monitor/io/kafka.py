@@ -560,10 +560,12 @@ class MonitorService:
 
     def _new_detector(self, partition: int) -> DetectionStage:
         d = self.config.detection
-        return DetectionStage(
+        stage = DetectionStage(
             self.config, partition=partition, idle_s=d.idle_s, max_pending=d.max_pending_rows, clock=self.clock,
             profiles=self.profiles, batch_rows=self.config.kafka.batch_max_messages,
         )  # fmt: skip
+        stage.expect(list(range(self.partitions)))
+        return stage
 
     def _task(self, tp: TopicPartition) -> Task:
         return (DETECT if tp.topic == self.config.summaries_topic else PROFILE, tp.partition)
@@ -619,6 +621,7 @@ class MonitorService:
                 self.config, data["engine"], idle_s=d.idle_s, max_pending=d.max_pending_rows, clock=self.clock,
                 profiles=self.profiles, batch_rows=self.config.kafka.batch_max_messages,
             )  # fmt: skip
+            obj.expect(list(range(self.partitions)))
         return obj, data["offsets"], data["outbox"], data.get("summaries", [])
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
