@@ -179,7 +179,9 @@ class DetectionConfig:
     partition, leaving out one whose progress has not moved for ``idle_s``; its state goes to
     ``state_topic`` (empty: ``"<kafka.group_id>-detection-state"``). A profile stage sends its summaries at
     least every ``summary_interval_s``, with its checkpoint. A detection stage holds at most ``max_pending_rows``
-    rows for the watermark; beyond that it releases the oldest ahead of it (memory stays bounded)."""
+    rows for the watermark; beyond that it releases the oldest ahead of it (memory stays bounded). It monitors
+    what the watermark releases in engine batches of at most ``batch_rows`` rows, each in event-time order,
+    and judges its streams after each: smaller batches decide sooner after a change, larger ones cost less."""
 
     summaries_topic: str = ""
     summaries_partitions: int = 0
@@ -187,6 +189,7 @@ class DetectionConfig:
     idle_s: float = 10.0
     summary_interval_s: float = 1.0
     max_pending_rows: int = 200_000
+    batch_rows: int = 1000
 
     def validate(self) -> None:
         if self.summaries_partitions < 0:
@@ -194,6 +197,7 @@ class DetectionConfig:
         _positive("detection.idle_s", self.idle_s)
         _positive("detection.summary_interval_s", self.summary_interval_s)
         _positive("detection.max_pending_rows", self.max_pending_rows)
+        _positive("detection.batch_rows", self.batch_rows)
 
 
 @dataclass(frozen=True)

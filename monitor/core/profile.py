@@ -33,8 +33,10 @@ SUMMARY_FORMAT = 1
 MAX_SUMMARY_ROWS = 2_000  # rows per summary at most
 SUMMARY_BYTES = 500_000  # rows per summary are cut so that its JSON is about this large (compressed: less)
 MAX_SUMMARY_JOINED = 2_000  # joined labels per summary at most
-SUMMARY_SPAN_S = 1.0  # a summary's rows span about this much event time once it has MIN_SPAN_ROWS rows
-MIN_SPAN_ROWS = 100
+# A summary's rows span about SUMMARY_SPAN_S of event time once it has MIN_SPAN_ROWS rows: the merge orders
+# summaries, not rows, so their span bounds how far apart in time the rows of one engine batch can be.
+SUMMARY_SPAN_S = 0.1
+MIN_SPAN_ROWS = 50
 _NUMERIC_TYPES = frozenset({float, int, type(None)})
 
 

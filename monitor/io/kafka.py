@@ -562,7 +562,7 @@ class MonitorService:
         d = self.config.detection
         stage = DetectionStage(
             self.config, partition=partition, idle_s=d.idle_s, max_pending=d.max_pending_rows, clock=self.clock,
-            profiles=self.profiles, batch_rows=self.config.kafka.batch_max_messages,
+            profiles=self.profiles, batch_rows=d.batch_rows,
         )  # fmt: skip
         stage.expect(list(range(self.partitions)))
         return stage
@@ -619,7 +619,7 @@ class MonitorService:
             d = self.config.detection
             obj = DetectionStage.restore(
                 self.config, data["engine"], idle_s=d.idle_s, max_pending=d.max_pending_rows, clock=self.clock,
-                profiles=self.profiles, batch_rows=self.config.kafka.batch_max_messages,
+                profiles=self.profiles, batch_rows=d.batch_rows,
             )  # fmt: skip
             obj.expect(list(range(self.partitions)))
         return obj, data["offsets"], data["outbox"], data.get("summaries", [])

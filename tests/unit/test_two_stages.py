@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks.partitions import delay, run_per_partition, run_two_stages, settings, traffic
 from monitor.core.detect import DetectionStage
-from monitor.core.profile import ProfileStage, Summary
+from monitor.core.profile import MIN_SPAN_ROWS, SUMMARY_SPAN_S, ProfileStage, Summary
 
 T0 = 1_767_225_600.0
 
@@ -260,17 +260,20 @@ def test_a_coalesced_batch_is_monitored_in_event_time_order_across_sources():
     assert seen == [[float(t) for t in range(10)]] and stage.engine.events_total() == 10
 
 
-def test_a_backlog_batch_becomes_summaries_of_about_a_second_of_event_time_each():
+def test_a_backlog_batch_becomes_summaries_of_a_short_span_of_event_time_each():
     stage = ProfileStage(settings(), partition=0)
-    times = T0 + np.arange(1000) / 100.0  # 10 s of one partition's traffic in one poll batch, one row out of order
+    times = T0 + np.arange(4000) / 2000.0  # 2 s of one partition's traffic in one poll batch, two rows swapped
     times[[10, 500]] = times[[500, 10]]
-    out, _ = stage.predictions([_prediction(i, float(t)) for i, t in enumerate(times)], [T0] * 1000)
-    assert [len(s) for s in out] == [100] * 10
-    assert [s.progress - T0 for s in out] == pytest.approx([0.99 + k for k in range(10)])
-    for s in out:
+    out, _ = stage.predictions([_prediction(i, float(t)) for i, t in enumerate(times)], [T0] * 4000)
+    per = int(2000 * SUMMARY_SPAN_S)  # rows in one span
+    assert per >= MIN_SPAN_ROWS and len(out) == 4000 // per and all(abs(len(s) - per) <= 1 for s in out)
+    for s in out:  # each in event-time order, with its own progress (its newest time)
         assert s.rows is not None and np.all(np.diff(s.rows.event_time) >= 0)
-    assert sorted(p for s in out for p in s.rows.prediction_id) == sorted(f"p{i}" for i in range(1000))
-    # a slow partition's batch (20 rows a second) keeps at least 100 rows per summary
+        assert s.progress == s.rows.event_time[-1]
+    assert np.all(np.diff([s.progress for s in out]) > 0)
+    assert sorted(p for s in out for p in s.rows.prediction_id) == sorted(f"p{i}" for i in range(4000))
+    # a slow partition's batch (20 rows a second) keeps at least MIN_SPAN_ROWS rows per summary
     slow = ProfileStage(settings(), partition=1)
-    out, _ = slow.predictions([_prediction(i, T0 + i / 20.0) for i in range(250)], [T0] * 250)
-    assert [len(s) for s in out] == [100, 100, 50]
+    n = 2 * MIN_SPAN_ROWS + MIN_SPAN_ROWS // 2
+    out, _ = slow.predictions([_prediction(i, T0 + i / 20.0) for i in range(n)], [T0] * n)
+    assert [len(s) for s in out] == [MIN_SPAN_ROWS, MIN_SPAN_ROWS, MIN_SPAN_ROWS // 2]
