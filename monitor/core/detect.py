@@ -50,12 +50,13 @@ class DetectionStage:
         idle_clock: Callable[[], float] = time.monotonic,
         profiles: ProfileSet | None = None,
         coalesce: bool = True,
-        batch_rows: int = 5000,
+        batch_rows: int = 1000,
     ) -> None:
         """``clock`` stamps alerts (the engine's); ``idle_clock`` times how long a source's progress stood still.
-        ``coalesce``: the summaries one release lets through are monitored in batches of up to ``batch_rows``
-        rows and joined labels (whole summaries, in merged order), as a partition's poll batches were: a
-        backlog released at once is still judged every ``batch_rows`` rows, and its arrays stay small. False:
+        ``coalesce``: the summaries one release lets through are monitored in batches of about ``batch_rows``
+        rows and joined labels (whole summaries, in merged order: a summary is never split), as a partition's
+        poll batches were: a backlog released at once is still judged every ``batch_rows`` rows or so, and its
+        arrays stay small. False:
         one batch per summary, so the batches themselves do not depend on when summaries arrived (a replay)."""
         self.engine = PartitionEngine(config, partition=partition, partitions=1, clock=clock, profiles=profiles)
         self.partition = partition
@@ -181,7 +182,7 @@ class DetectionStage:
         clock: Callable[[], float] = time.time,
         idle_clock: Callable[[], float] = time.monotonic,
         profiles: ProfileSet | None = None,
-        batch_rows: int = 5000,
+        batch_rows: int = 1000,
     ) -> DetectionStage:
         """A stage that continues where the snapshotted one stopped; every source counts as just moved."""
         engine = PartitionEngine.restore(config, data["engine"], clock=clock, profiles=profiles)

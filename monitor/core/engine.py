@@ -1091,7 +1091,7 @@ class PartitionEngine:
             if window_fire and not fire:
                 # a window that straddles the change dilutes it: a change point the sequential detector found
                 # already measures its size better, so attribution compares like with like across buckets
-                found = shift if ev.detected and shift == shift else 0.0
+                found = shift if ev.detected and enough and shift == shift else 0.0
                 fire, ev, statistic = True, self._window_evidence(state, name, tracker.kind, verdict, stat), value
                 threshold, critical = limit, limit * sig.critical_ratio
                 if tracker.kind == "numeric":

@@ -316,11 +316,14 @@ class ProfileStage:
             n = len(part)
             if n > 1 and bool((np.diff(part.event_time) < 0).any()):
                 part = take_rows(part, np.argsort(part.event_time, kind="stable"))
-            for k, (start, end) in enumerate(_pieces(part.event_time, _rows_per_summary(part))):
+            pieces = _pieces(part.event_time, _rows_per_summary(part))
+            for k, (start, end) in enumerate(pieces):
                 piece = part if (start, end) == (0, n) else take_rows(part, np.arange(start, end))
-                # each piece's progress is its own newest time: the merge interleaves sources piece by piece
-                progress = max(before, float(np.nanmax(piece.event_time)))
-                out += self._summaries(model, version, piece, joined if k == 0 else [], progress=progress)
+                # each piece's progress is its own newest time, so the merge interleaves sources piece by piece;
+                # a running maximum over the batch (model versions too), as a source's progress never goes back
+                before = max(before, float(np.nanmax(piece.event_time)))
+                last = k == len(pieces) - 1  # joined labels after the rows they may belong to, as before the cut
+                out += self._summaries(model, version, piece, joined if last else [], progress=before)
         self.joiner.expire(self.prediction_time, labels_now=self.label_time)
         return out
 

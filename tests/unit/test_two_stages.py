@@ -277,3 +277,13 @@ def test_a_backlog_batch_becomes_summaries_of_a_short_span_of_event_time_each():
     n = 2 * MIN_SPAN_ROWS + MIN_SPAN_ROWS // 2
     out, _ = slow.predictions([_prediction(i, T0 + i / 20.0) for i in range(n)], [T0] * n)
     assert [len(s) for s in out] == [MIN_SPAN_ROWS, MIN_SPAN_ROWS, MIN_SPAN_ROWS // 2]
+
+
+def test_a_sources_progress_never_goes_back_across_the_model_versions_of_one_batch():
+    stage = ProfileStage(settings(), partition=0)
+    msgs = [_prediction(i, T0 + i / 100.0, model="a") for i in range(300)]
+    msgs += [_prediction(1000 + i, T0 + i / 100.0, model="b") for i in range(300)]
+    out, _ = stage.predictions(msgs, [T0] * len(msgs))
+    assert {s.model for s in out} == {"a", "b"} and len(out) > 2
+    assert [s.seq for s in out] == sorted(s.seq for s in out)
+    assert all(later.progress >= earlier.progress for earlier, later in zip(out, out[1:]))
