@@ -162,9 +162,10 @@ def _run(
             scraped = [r.metrics() for r in reps]
             done = sum(m.get("monitor_events_total", 0) for m in scraped)
             pending = sum(m.get("monitor_merge_pending_rows", 0) for m in scraped)
-            if done and first is None:
-                first = time.perf_counter()
-                first_done = done
+            profiled = sum(m.get("monitor_profiled_events_total", 0) for m in scraped)
+            if profiled and first is None:  # consumption began (group join excluded); detection may hold rows
+                first = time.perf_counter()  # until every partition has sent, so its count jumps later
+                first_done = profiled
             if done >= len(values) and not pending:
                 done_at = reached = time.perf_counter()
                 break

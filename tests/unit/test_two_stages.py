@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -286,4 +287,4 @@ def test_a_sources_progress_never_goes_back_across_the_model_versions_of_one_bat
     out, _ = stage.predictions(msgs, [T0] * len(msgs))
     assert {s.model for s in out} == {"a", "b"} and len(out) > 2
     assert [s.seq for s in out] == sorted(s.seq for s in out)
-    assert all(later.progress >= earlier.progress for earlier, later in zip(out, out[1:]))
+    assert all(later.progress >= earlier.progress for earlier, later in itertools.pairwise(out))
