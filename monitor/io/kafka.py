@@ -978,15 +978,7 @@ class MonitorService:
             ((PROFILE, p) for p, t in self._outgoing_since.items() if now - t >= every and (PROFILE, p) not in urgent),
             key=lambda task: self._outgoing_since[task[1]],
         )
-        budget = DUE_BYTES_PER_ITERATION - sum(self._snapshot_bytes.get(t, 0) for t in urgent)
-        chosen: set[Task] = set()
-        for t in waiting:
-            size = self._snapshot_bytes.get(t, 0)
-            if chosen and size > budget:
-                break
-            chosen.add(t)
-            budget -= size
-        return chosen
+        return self._within_budget(waiting, urgent, unknown=0)
 
     def _due_tasks(self, urgent: set[Task] | frozenset[Task] = frozenset()) -> set[Task]:
         """The tasks to checkpoint now besides ``urgent`` (checkpointed in this iteration anyway): of those due
@@ -1006,10 +998,15 @@ class MonitorService:
             ),
             key=lambda t: self._last_checkpoint.get(t, now),
         )
+        return self._within_budget(due, urgent, unknown=DUE_BYTES_PER_ITERATION)  # never written: a full share
+
+    def _within_budget(self, ordered: list[Task], urgent: Collection[Task], *, unknown: int) -> set[Task]:
+        """The first of ``ordered`` whose last snapshots, with the urgent ones', add up to at most
+        :data:`DUE_BYTES_PER_ITERATION`, and always the first; ``unknown``: the size of one never written."""
         budget = DUE_BYTES_PER_ITERATION - sum(self._snapshot_bytes.get(t, 0) for t in urgent)
         chosen: set[Task] = set()
-        for t in due:
-            size = self._snapshot_bytes.get(t, DUE_BYTES_PER_ITERATION)  # never written: assume a full share
+        for t in ordered:
+            size = self._snapshot_bytes.get(t, unknown)
             if chosen and size > budget:
                 break
             chosen.add(t)
