@@ -75,6 +75,7 @@ def test_report_lists_incidents_evidence_and_actions(broker, tmp_path):
             "report",
             "--bootstrap-servers", broker.bootstrap,
             "--alerts-topic", topic,
+            "--audit-topic", f"audit-none-{uuid.uuid4().hex[:8]}",  # no audit topic here, whatever ran before
             "--since", "2026-01-01T09:00:00Z",
             "--until", "2026-01-01T12:00:00Z",
             "--out", str(out),
