@@ -180,9 +180,9 @@ class DetectionConfig:
     ``state_topic`` (empty: ``"<kafka.group_id>-detection-state"``). A profile stage sends its summaries at
     least every ``summary_interval_s``, with its checkpoint. A detection stage holds at most ``max_pending_rows``
     rows for the watermark; beyond that it releases the oldest ahead of it (memory stays bounded). It monitors
-    what the watermark releases in engine batches of about ``batch_rows`` rows (whole summaries), each in
-    event-time order, and judges its streams after each: smaller batches decide sooner after a change, larger
-    ones cost less."""
+    what the watermark releases in event-time order, in engine batches that end each time its released rows
+    reach a multiple of ``batch_rows`` (and where a release ends), and judges its streams after each: smaller
+    batches decide sooner after a change, larger ones cost less."""
 
     summaries_topic: str = ""
     summaries_partitions: int = 0

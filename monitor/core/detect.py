@@ -11,6 +11,8 @@ Summaries carry (source partition, sequence number); a repeat is dropped.
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -20,7 +22,8 @@ import numpy as np
 
 from monitor.core.baseline import ProfileSet
 from monitor.core.engine import PartitionEngine
-from monitor.core.profile import Summary
+from monitor.core.join import Joined
+from monitor.core.profile import Summary, concat_rows, take_rows
 from monitor.core.rules import Alert
 from monitor.core.settings import Settings
 
@@ -53,10 +56,9 @@ class DetectionStage:
         batch_rows: int = 1000,
     ) -> None:
         """``clock`` stamps alerts (the engine's); ``idle_clock`` times how long a source's progress stood still.
-        ``coalesce``: the summaries one release lets through are monitored in batches of about ``batch_rows``
-        rows and joined labels (whole summaries, in merged order: a summary is never split), as a partition's
-        poll batches were: a backlog released at once is still judged every ``batch_rows`` rows or so, and its
-        arrays stay small. False:
+        ``coalesce``: the rows one release lets through are monitored in event-time order, in batches of at most
+        ``batch_rows`` rows (see :meth:`_monitor_released`): a backlog released at once is still judged every
+        ``batch_rows`` rows, and its arrays stay small. False:
         one batch per summary, so the batches themselves do not depend on when summaries arrived (a replay)."""
         self.engine = PartitionEngine(config, partition=partition, partitions=1, clock=clock, profiles=profiles)
         self.partition = partition
@@ -76,6 +78,7 @@ class DetectionStage:
         self.duplicates = 0  # summaries dropped as repeats
         self.late_rows = 0  # rows that arrived behind the watermark already released (released at once)
         self.forced = 0  # releases the pending cap forced ahead of the watermark
+        self.rows_released = 0  # rows released to the engine so far: its batches end at multiples of batch_rows
 
     def expect(self, sources: list[int]) -> None:
         """Sources known to be coming (every input partition, live or in a replay): the merge waits for their
@@ -126,7 +129,6 @@ class DetectionStage:
         it every alert, is the same whatever order the summaries arrived in. ``flush``: everything now."""
         alerts: list[Alert] = []
         taken: list[Summary] = []
-        held = 0  # rows and joined labels in taken
         now = self.clock()
         moving = {
             src: (p, src)
@@ -149,13 +151,44 @@ class DetectionStage:
             if not self.coalesce:
                 alerts += self.engine.apply([head])
                 continue
-            if taken and held + len(head) > self.batch_rows:
-                alerts += self.engine.apply(taken, in_time_order=True)
-                taken, held = [], 0
             taken.append(head)
-            held += len(head)
         if taken:
-            alerts += self.engine.apply(taken, in_time_order=True)
+            alerts += self._monitor_released(taken)
+        return alerts
+
+    def _monitor_released(self, taken: list[Summary]) -> list[Alert]:
+        """One release's summaries (in merged order) monitored in event-time order, cut into batches that end
+        where the stage's released row count reaches a multiple of ``batch_rows`` (and at the release's end):
+        the same rows make the same batches whatever summaries, sources or releases they came in, so how the
+        traffic is partitioned does not change what is judged when. A summary's joined labels are learned
+        after the batch that holds its last row (a summary without rows: after the rows before it, if any)."""
+        parts = [s.rows for s in taken if s.rows is not None and len(s.rows)]
+        if not parts:
+            return self.engine.apply(taken)
+        rows = concat_rows(parts)
+        order = np.argsort(rows.event_time, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        n = order.size
+        first = self.batch_rows - self.rows_released % self.batch_rows
+        stops = [*range(first, n, self.batch_rows), n]
+        labels: list[list[Joined]] = [[] for _ in stops]
+        before: list[Joined] = []  # labels of summaries ahead of every row of the release
+        start, anchor = 0, -1  # anchor: the sorted place of the last row so far, in merged order
+        for s in taken:
+            size = 0 if s.rows is None else len(s.rows)
+            if size:
+                anchor = max(anchor, int(rank[start : start + size].max()))
+                start += size
+            if s.joined:
+                (labels[bisect.bisect_right(stops, anchor)] if anchor >= 0 else before).extend(s.joined)
+        self.rows_released += n
+        alerts: list[Alert] = self.engine.apply_rows(None, before) if before else []
+        lo = 0
+        for stop, joined in zip(stops, labels, strict=True):
+            batch = dataclasses.replace(take_rows(rows, order[lo:stop]), index=np.arange(stop - lo))
+            alerts += self.engine.apply_rows(batch, joined)
+            lo = stop
         return alerts
 
     # --------------------------------------------------------------- snapshots
@@ -168,7 +201,7 @@ class DetectionStage:
             "label_progress": [[src, None if math.isinf(p) else p] for src, p in self.label_progress.items()],
             "last_seq": [[src, seq] for src, seq in self.last_seq.items()],
             "released_to": None if math.isinf(self.released_to) else self.released_to,
-            "counts": [self.summaries, self.duplicates, self.late_rows, self.forced],
+            "counts": [self.summaries, self.duplicates, self.late_rows, self.forced, self.rows_released],
         }
 
     @classmethod
@@ -204,8 +237,8 @@ class DetectionStage:
         stage.last_seq = {int(src): int(seq) for src, seq in data["last_seq"]}
         released = data.get("released_to")
         stage.released_to = -math.inf if released is None else float(released)
-        counts = [int(x) for x in data["counts"]] + [0]
-        stage.summaries, stage.duplicates, stage.late_rows, stage.forced = counts[:4]
+        counts = [int(x) for x in data["counts"]] + [0, 0]
+        stage.summaries, stage.duplicates, stage.late_rows, stage.forced, stage.rows_released = counts[:5]
         return stage
 
 

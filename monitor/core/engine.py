@@ -8,7 +8,6 @@ injected and only stamps ``emitted_at``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from array import array
@@ -32,7 +31,7 @@ from monitor.core.messages import shown
 from monitor.core.metrics import Ring
 from monitor.core.numeric_streams import NumericStream, NumericStreams
 from monitor.core.performance import BASELINE_SCORE_BINS, ModelPerformance, binary_label
-from monitor.core.profile import ProfileStage, SegmentCaps, Summary, concat_rows, positive_scores, take_rows
+from monitor.core.profile import ProfileStage, SegmentCaps, Summary, concat_rows, positive_scores
 from monitor.core.quality import CHECKS, BatchTally, FieldColumn, QualityFinding, SchemaWatch
 from monitor.core.rules import ALL, Alert, Judgement, alert_key, segment_label
 from monitor.core.settings import Settings
@@ -326,29 +325,24 @@ class PartitionEngine:
         result.alerts = self.apply(summaries)
         return result
 
-    def apply(
-        self, summaries: Sequence[Summary], *, rows: PredictionBatch | None = None, in_time_order: bool = False
-    ) -> list[Alert]:
+    def apply(self, summaries: Sequence[Summary], *, rows: PredictionBatch | None = None) -> list[Alert]:
         """Monitor summaries' rows, then learn from their joined labels.
 
         ``rows``: all the summaries' rows as one batch in their original order, when the caller has it (the
-        profile stage cut it per model version); otherwise the summaries' rows one after another, or with
-        ``in_time_order`` all of them in event-time order (several sources' summaries, each of which may span
-        a long stretch of event time after a backlog, so that every stream's windows see the batch's events in
-        the order they happened).
+        profile stage cut it per model version); otherwise the summaries' rows one after another.
         """
         if rows is None:
             parts = [s.rows for s in summaries if s.rows is not None and len(s.rows)]
             rows = concat_rows(parts) if parts else None
-            if rows is not None and in_time_order and len(parts) > 1:
-                order = np.argsort(rows.event_time, kind="stable")
-                rows = dataclasses.replace(take_rows(rows, order), index=np.arange(len(order)))
+        return self.apply_rows(rows, [j for s in summaries for j in s.joined])
+
+    def apply_rows(self, rows: PredictionBatch | None, joined: list[Joined]) -> list[Alert]:
+        """Monitor one batch of rows, then learn from joined labels (what :meth:`apply` does with summaries)."""
         alerts: list[Alert] = []
         if rows is not None and len(rows):
             self.watermark = max(self.watermark, float(np.nanmax(rows.event_time)))
             alerts = self._monitor(rows)
             self.last_event_time = float(np.nanmax(rows.event_time))
-        joined = [j for s in summaries for j in s.joined]
         if joined:
             self.watermark = max(self.watermark, max(j.prediction.event_time + j.delay_s for j in joined))
             alerts += self._learn(self._tracked_segments(joined))

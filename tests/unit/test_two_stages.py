@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import numpy as np
 import orjson
@@ -234,17 +235,82 @@ def test_labels_keep_the_segment_the_detection_engine_tracks_whatever_a_partitio
     assert sum(labelled.values()) == 5
 
 
-def test_a_backlog_released_at_once_is_judged_in_batches_of_at_most_batch_rows():
+def _batch_sizes(stage: DetectionStage) -> list[int]:
+    """The engine batches a stage monitors from now on, by their row counts (labels: negative counts)."""
+    sizes: list[int] = []
+    apply_rows = stage.engine.apply_rows
+
+    def spy(rows: Any, joined: list[Any]) -> Any:
+        sizes.append(0 if rows is None else len(rows))
+        if joined:
+            sizes.append(-len(joined))
+        return apply_rows(rows, joined)
+
+    stage.engine.apply_rows = spy  # type: ignore[method-assign]
+    return sizes
+
+
+def test_a_backlog_released_at_once_is_judged_in_batches_of_batch_rows():
     a = ProfileStage(settings(), partition=0)
     stage = DetectionStage(settings(), idle_s=30.0, idle_clock=lambda: 0.0, batch_rows=25)
     for k in range(10):  # ten summaries of 10 rows
         for s in a.predictions([_prediction(10 * k + i, T0 + 10 * k + i) for i in range(10)], [T0] * 10)[0]:
             stage.add(s)
-    batches: list[int] = []
-    apply = stage.engine.apply
-    stage.engine.apply = lambda summaries, **kw: batches.append(sum(len(s) for s in summaries)) or apply(summaries)
+    sizes = _batch_sizes(stage)
     stage.release(flush=True)
-    assert batches == [20, 20, 20, 20, 20] and stage.engine.events_total() == 100
+    assert sizes == [25, 25, 25, 25] and stage.engine.events_total() == 100
+
+
+def test_batches_end_at_the_same_rows_whatever_sources_and_releases_brought_them():
+    def run(sources: int, release_after: set[int]) -> tuple[list[int], list[float]]:
+        profiles = [ProfileStage(settings(), partition=p) for p in range(sources)]
+        stage = DetectionStage(settings(), idle_s=30.0, idle_clock=lambda: 0.0, batch_rows=25)
+        sizes = _batch_sizes(stage)
+        ends: list[float] = []
+        monitor = stage.engine._monitor
+        stage.engine._monitor = lambda rows: ends.append(float(rows.event_time[-1] - T0)) or monitor(rows)
+        for k in range(10):  # rows k*10 .. k*10+9, each source sending its share
+            for p, prof in enumerate(profiles):
+                msgs = [_prediction(i, T0 + i) for i in range(10 * k, 10 * k + 10) if i % sources == p]
+                for s in prof.predictions(msgs, [T0] * len(msgs))[0]:
+                    stage.add(s)
+            if k in release_after:
+                stage.release(flush=True)
+        stage.release(flush=True)
+        return sizes, ends
+
+    one = run(1, set())
+    assert one == ([25, 25, 25, 25], [24.0, 49.0, 74.0, 99.0])
+    assert run(3, set()) == one  # the same rows, from three partitions
+    # a release that ends mid-batch ends that batch there; the next ones still end at multiples of 25
+    assert run(3, {2}) == ([25, 5, 20, 25, 25], [24.0, 29.0, 49.0, 74.0, 99.0])
+
+
+def test_a_summarys_labels_are_learned_after_the_batch_that_holds_its_last_row():
+    a = ProfileStage(settings(), partition=0)
+    stage = DetectionStage(settings(), idle_s=30.0, idle_clock=lambda: 0.0, batch_rows=4)
+    for s in a.predictions([_prediction(i, T0 + i) for i in range(6)], [T0] * 6)[0]:
+        stage.add(s)
+    stage.release(flush=True)
+    msgs = [_prediction(10 + i, T0 + 10 + i) for i in range(3)]  # 3 more rows, and labels for rows 0 and 1
+    for s in a.labels([_label(0, T0 + 12), _label(1, T0 + 12)], [T0, T0])[0]:
+        stage.add(s)
+    for s in a.predictions(msgs, [T0] * 3)[0]:
+        stage.add(s)
+    sizes = _batch_sizes(stage)
+    stage.release(flush=True)
+    # the labels' summary came before the rows' summary: learned first; then the stage's rows 6 and 7 end a
+    # batch of 4 and row 8 starts the next
+    assert sizes == [0, -2, 2, 1] and stage.engine.events_total() == 9
+    sizes.clear()  # 3 rows, a label for row 10, 3 more rows: learned after the batch holding the first 3
+    for s in a.predictions([_prediction(20 + i, T0 + 20 + i) for i in range(3)], [T0] * 3)[0]:
+        stage.add(s)
+    for s in a.labels([_label(10, T0 + 22)], [T0])[0]:
+        stage.add(s)
+    for s in a.predictions([_prediction(30 + i, T0 + 30 + i) for i in range(3)], [T0] * 3)[0]:
+        stage.add(s)
+    stage.release(flush=True)
+    assert sizes == [3, -1, 3] and stage.engine.events_total() == 15
 
 
 def test_a_coalesced_batch_is_monitored_in_event_time_order_across_sources():
