@@ -163,9 +163,9 @@ def _run(
             done = sum(m.get("monitor_events_total", 0) for m in scraped)
             pending = sum(m.get("monitor_merge_pending_rows", 0) for m in scraped)
             profiled = sum(m.get("monitor_profiled_events_total", 0) for m in scraped)
-            if profiled and first is None:  # consumption began (group join excluded); detection may hold rows
-                first = time.perf_counter()  # until every partition has sent, so its count jumps later
-                first_done = profiled
+            if profiled and first is None:  # consumption began (group join excluded); the events consumed so far
+                first = time.perf_counter()  # still wait for detection, the slower stage: only those monitored
+                first_done = done  # already are left out of the count
             if done >= len(values) and not pending:
                 done_at = reached = time.perf_counter()
                 break
