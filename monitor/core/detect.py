@@ -196,7 +196,7 @@ class DetectionStage:
         """The engine's snapshot, the summaries still waiting for the watermark and the merge's bookkeeping."""
         return {
             "engine": self.engine.snapshot(),
-            "pending": [s.to_plain() for parts in self.pending.values() for s in parts],
+            "pending": [s.to_stored() for parts in self.pending.values() for s in parts],
             "progress": [[src, None if math.isinf(p) else p] for src, p in self.progress.items()],
             "label_progress": [[src, None if math.isinf(p) else p] for src, p in self.label_progress.items()],
             "last_seq": [[src, seq] for src, seq in self.last_seq.items()],
@@ -225,7 +225,7 @@ class DetectionStage:
         )  # fmt: skip
         stage.engine = engine
         for plain in data["pending"]:
-            s = Summary.from_plain(plain)
+            s = Summary.from_stored(plain)
             stage.pending.setdefault(s.source, []).append(s)
         now = idle_clock()
         for src, p in data["progress"]:

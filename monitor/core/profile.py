@@ -13,6 +13,7 @@ traffic and each segment) at once. ``docs/engine-v2.md`` says what pre-aggregati
 
 from __future__ import annotations
 
+import base64
 import math
 import zlib
 from collections import Counter
@@ -58,6 +59,7 @@ class Summary:
     rows: PredictionBatch | None = None
     joined: list[Joined] = field(default_factory=list)
     label_progress: float = -math.inf
+    wire: bytes | None = field(default=None, repr=False, compare=False)  # encode()'s bytes, once made or read
 
     def __len__(self) -> int:
         return (0 if self.rows is None else len(self.rows)) + len(self.joined)
@@ -128,12 +130,26 @@ class Summary:
         )  # fmt: skip
 
     def encode(self) -> bytes:
-        """The summaries topic's message value: JSON, compressed (rows repeat their field names)."""
-        return zlib.compress(orjson.dumps(self.to_plain()), 1)
+        """The summaries topic's message value: JSON, compressed (rows repeat their field names). Made once and
+        kept: a summary is not changed once made, and the same bytes go to the topic and into snapshots."""
+        if self.wire is None:
+            self.wire = zlib.compress(orjson.dumps(self.to_plain()), 1)
+        return self.wire
 
     @classmethod
     def decode(cls, value: bytes) -> Summary:
-        return cls.from_plain(orjson.loads(zlib.decompress(value)))
+        summary = cls.from_plain(orjson.loads(zlib.decompress(value)))
+        summary.wire = value
+        return summary
+
+    def to_stored(self) -> str:
+        """The form a snapshot keeps: the topic's bytes in base64 (the rows are not encoded again)."""
+        return base64.b64encode(self.encode()).decode("ascii")
+
+    @classmethod
+    def from_stored(cls, data: str | dict[str, Any]) -> Summary:
+        """The inverse of :meth:`to_stored`; also reads the plain form that snapshots of earlier releases kept."""
+        return cls.from_plain(data) if isinstance(data, dict) else cls.decode(base64.b64decode(data))
 
 
 def take_rows(batch: PredictionBatch, rows: np.ndarray) -> PredictionBatch:

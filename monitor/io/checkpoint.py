@@ -1,11 +1,13 @@
 """Engine snapshots on a state topic: partition *p* of the state topic holds the snapshots of input partition *p*.
 
-A snapshot is zlib-compressed JSON, cut into chunks of at most ``max_chunk_bytes`` so it fits the
-broker's default message size; every chunk carries the snapshot id, its index and the chunk count in
-headers. The newest *complete* snapshot wins: a crash in the middle of writing one leaves a partial
-snapshot that the reader skips. Reading starts near the end of the partition and widens backwards only
-if needed, so a restore never scans the topic from the start (the topic is compacted on real Kafka; the
-test broker never compacts).
+A snapshot is JSON, cut into chunks of at most ``max_chunk_bytes`` so it fits the broker's default
+message size; every chunk carries the snapshot id, its index, the chunk count and its coding in headers.
+Chunks go uncompressed: the producer compresses them (lz4) in librdkafka's own threads, so the consume loop
+does not (zlib held it about 20 ms a megabyte, and twice that on the base64 of the summaries a snapshot
+holds). Snapshots of earlier releases, zlib-compressed, are still read. The newest *complete* snapshot
+wins: a crash in the middle of writing one leaves a partial snapshot that the reader skips. Reading
+starts near the end of the partition and widens backwards only if needed, so a restore never scans the
+topic from the start (the topic is compacted on real Kafka; the test broker never compacts).
 
 The steps of a checkpoint (the order is :class:`monitor.io.kafka.MonitorService`'s) are named in
 :data:`CHECKPOINT_STEPS`; a :data:`FaultHook` passed to the service is called at each, and
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 H_ID = "snapshot.id"
 H_CHUNK = "snapshot.chunk"
 H_COUNT = "snapshot.count"
+H_CODING = "snapshot.coding"  # "identity"; absent: zlib (snapshots of earlier releases)
 
 # The named steps of a checkpoint without transactions, in order: snapshots produced, snapshots acknowledged,
 # alerts (the outbox) acknowledged, offsets committed.
@@ -46,7 +49,6 @@ FaultHook = Callable[[str, bool], None]
 FAULT_INJECT_ENV = "MONITOR_FAULT_INJECT"  # test-only switch read by `monitor run`, never by the service
 
 RECORD_FORMAT = 2
-ZLIB_LEVEL = 1  # against 3: about 4% more bytes on the reference workload's snapshots, a quarter less time
 
 
 def dumps_record(
@@ -55,7 +57,7 @@ def dumps_record(
     engine: dict[str, Any],
     outbox: list[dict[str, Any]],
     written_at: float,
-    summaries: list[dict[str, Any]] | None = None,
+    summaries: list[str] | None = None,
 ) -> bytes:
     """A checkpoint record as JSON bytes: the engine's snapshot (``PartitionEngine.snapshot()``, plain data
     already) with the input offsets it covers and the alerts about to be published (plain dicts, as on the alerts
@@ -148,13 +150,13 @@ class CheckpointStore:
         self._slot: dict[int, int] = {}
 
     def write(self, partition: int, payload: bytes) -> str:
-        """Queue one snapshot (compressed and chunked) for partition ``partition``; returns its id.
+        """Queue one snapshot (chunked) for partition ``partition``; returns its id.
 
         Chunks get distinct keys (``partition:slot:index``, two alternating slots) so that compaction on
         real Kafka keeps every chunk of the newest snapshot and of the one before it. A chunk the broker
         does not acknowledge marks the partition in :attr:`failed`; the caller must not commit then.
         """
-        data = zlib.compress(payload, ZLIB_LEVEL)
+        data = payload
         chunks = [data[i : i + self.max_chunk_bytes] for i in range(0, len(data), self.max_chunk_bytes)] or [b""]
         snapshot_id = uuid.uuid4().hex
         slot = self._slot[partition] = 1 - self._slot.get(partition, 1)
@@ -170,6 +172,7 @@ class CheckpointStore:
                 (H_ID, snapshot_id.encode()),
                 (H_CHUNK, str(i).encode()),
                 (H_COUNT, str(len(chunks)).encode()),
+                (H_CODING, b"identity"),
             ]
             while True:
                 try:
@@ -229,6 +232,7 @@ class CheckpointStore:
         consumer.assign([TopicPartition(self.topic, partition, start)])
         parts: dict[str, dict[int, bytes]] = {}
         counts: dict[str, int] = {}
+        zlib_coded: set[str] = set()
         last_offset: dict[str, int] = {}
         deadline = time.monotonic() + self.read_timeout_s
         position = start
@@ -253,11 +257,15 @@ class CheckpointStore:
                     continue
                 parts.setdefault(sid, {})[idx] = msg.value() or b""
                 counts[sid] = count
+                if headers.get(H_CODING) != b"identity":
+                    zlib_coded.add(sid)
                 last_offset[sid] = int(msg.offset() or 0)
         complete = [sid for sid, got in parts.items() if len(got) == counts[sid]]
         if not complete:
             return None
         newest = max(complete, key=lambda sid: last_offset[sid])
         got = parts[newest]
-        payload = zlib.decompress(b"".join(got[i] for i in range(counts[newest])))
+        payload = b"".join(got[i] for i in range(counts[newest]))
+        if newest in zlib_coded:
+            payload = zlib.decompress(payload)
         return StoredSnapshot(newest, payload, last_offset[newest])

@@ -168,7 +168,8 @@ class AlertSink:
         timeout_s: float,
         transactional_id: str = "",
     ) -> None:
-        conf = {"acks": "all", "enable.idempotence": True, "linger.ms": 5, **producer_config}
+        # lz4: snapshot chunks go uncompressed and are compressed here, in librdkafka's threads, not the loop's
+        conf = {"acks": "all", "enable.idempotence": True, "linger.ms": 5, "compression.type": "lz4", **producer_config}
         if transactional_id:
             conf["transactional.id"] = transactional_id
         self._conf = conf
@@ -665,7 +666,7 @@ class MonitorService:
                 for alert in outbox:  # published before the crash or not: publish again, identical
                     self.sink.alert(alert)
                 for plain in summaries:  # the same: the detection stages drop the ones they had
-                    self._send_summary(Summary.from_plain(plain))
+                    self._send_summary(Summary.from_stored(plain))
                 log.info("%s partition %d restored from its snapshot at offsets %s", role, p, offsets)
             for tp in partitions:
                 self.lag.pop((tp.topic, tp.partition), None)
@@ -836,6 +837,8 @@ class MonitorService:
                     if result.rejected:
                         dead_lettered.add(task)
                     if result.summaries:
+                        for summary in result.summaries:  # encoded as made: a checkpoint then only copies bytes
+                            summary.encode()
                         self._outgoing.setdefault(partition, []).extend(result.summaries)
                         self._outgoing_since.setdefault(partition, time.monotonic())
                 self._next[topic, partition] = int(group[-1].offset() or 0) + 1
@@ -1044,7 +1047,7 @@ class MonitorService:
                     out = sending[p] = self._with_heartbeats(p)  # heartbeats move the sequence: before the snapshot
                     state = engine.snapshot()
                     alerts: list[dict[str, Any]] = []
-                    extra = [s.to_plain() for s in out]
+                    extra = [s.to_stored() for s in out]
                     inputs: tuple[tuple[str, str], ...] = (
                         (k.predictions_topic, "predictions"),
                         (k.labels_topic, "labels"),

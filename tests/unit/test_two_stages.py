@@ -44,6 +44,10 @@ def test_a_summary_survives_its_bytes_exactly():
     for s in out + joined:
         back = Summary.decode(s.encode())
         assert back.to_plain() == s.to_plain()
+        assert back.encode() is s.encode() is not None  # made once; a decoded one keeps the bytes it came in
+        stored = Summary.from_stored(orjson.loads(orjson.dumps(s.to_stored())))  # through a snapshot's JSON
+        assert stored.to_plain() == s.to_plain() and stored.encode() == s.encode()
+        assert Summary.from_stored(s.to_plain()).to_plain() == s.to_plain()  # the plain form earlier snapshots kept
         assert (back.model, back.version, back.source, back.seq) == (s.model, s.version, 3, s.seq)
     rows = Summary.decode(out[0].encode()).rows
     assert rows is not None and rows.features["x"] == [None, 1.0] and rows.nulls == out[0].rows.nulls
