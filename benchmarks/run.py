@@ -253,7 +253,7 @@ def _longest(e2e: dict[str, Any]) -> str:
     )
     return (
         f": {len(c['partitions'])} partition(s), {c['bytes'] / 1e6:.1f} MB, {c['thread_cpu'] * 1000:.0f} ms of the "
-        f"loop thread's CPU ({steps}; write = zlib + produce)"
+        f"loop thread's CPU ({steps}; write = produce; the producer compresses with lz4 in its own threads)"
     )
 
 
@@ -264,7 +264,7 @@ def _partition_snapshot(e2e: dict[str, Any]) -> str:
         return ""
     return (
         f"The largest partition's snapshot after the run: {p['total'] / 1e6:.2f} MB of JSON "
-        f"({p['compressed'] / 1e6:.2f} MB compressed): model state {p['models'] / 1e6:.2f} MB, join store "
+        f"({p['compressed'] / 1e6:.2f} MB with zlib level 1, for scale): model state {p['models'] / 1e6:.2f} MB, join store "
         f"{p['joiner'] / 1e6:.2f} MB, the rest {p['rest'] / 1e3:.1f} KB. Full garbage collections during the phase: "
         f"{e2e['gc_full_collections']}, the longest {e2e['gc_full_s_max'] * 1000:.0f} ms (a pause that lands in a "
         "checkpoint counts in its time)."
@@ -307,7 +307,10 @@ def keyed_lines(k: dict[str, Any]) -> list[str]:
         )
     t = k["throughput"]
     lines += ["", "End to end, the reference workload prefilled on 6 partitions: "
-              + ", ".join(f"{n} replica(s) {eps:,.0f} events/s" for n, eps in t.items()) + ".", ""]  # fmt: skip
+              + ", ".join(f"{n} replica(s) {eps:,.0f} events/s" for n, eps in t.items())
+              + " (events monitored per second, from the first event profiled). One model version's detection runs"
+              " in one replica (the summaries topic is keyed by model version), so a second replica takes over"
+              " profile work only; docs/engine-v2.md says what keying by subject needs.", ""]  # fmt: skip
     by = {(d["seed"], d["partitions"], d["replicas"]): d for d in k["delays"]}
     seeds = sorted({d["seed"] for d in k["delays"]})
     rows = []

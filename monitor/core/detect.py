@@ -123,10 +123,11 @@ class DetectionStage:
         return sum(len(s) for parts in self.pending.values() for s in parts)
 
     def release(self, *, flush: bool = False) -> list[Alert]:
-        """Monitor the buffered summaries in merged order, each as its source sent it (its rows, then its joined
-        labels): by (progress, source, sequence). A summary goes once no source still moving can send one that
-        comes before it (a source's next summary has at least its current progress), so the order, and with
-        it every alert, is the same whatever order the summaries arrived in. ``flush``: everything now."""
+        """Monitor the buffered summaries in merged order, by (progress, source, sequence): one batch per summary
+        (its rows, then its joined labels), or coalesced (see :meth:`_monitor_released`). A summary goes once
+        no source still moving can send one that comes before it (a source's next summary has at least its
+        current progress), so the order, and with it every alert, is the same whatever order the summaries
+        arrived in. ``flush``: everything now."""
         alerts: list[Alert] = []
         taken: list[Summary] = []
         now = self.clock()
@@ -159,9 +160,10 @@ class DetectionStage:
     def _monitor_released(self, taken: list[Summary]) -> list[Alert]:
         """One release's summaries (in merged order) monitored in event-time order, cut into batches that end
         where the stage's released row count reaches a multiple of ``batch_rows`` (and at the release's end):
-        the same rows make the same batches whatever summaries, sources or releases they came in, so how the
-        traffic is partitioned does not change what is judged when. A summary's joined labels are learned
-        after the batch that holds its last row (a summary without rows: after the rows before it, if any)."""
+        those ends do not depend on which summaries or sources the rows came in, so how the traffic is
+        partitioned does not change what is judged when (where a release ends depends on arrival). A summary's
+        joined labels are learned after the batch that holds its last row or any earlier summary's (labels keep
+        the merged order); those of summaries ahead of every row of the release, before the first batch."""
         parts = [s.rows for s in taken if s.rows is not None and len(s.rows)]
         if not parts:
             return self.engine.apply(taken)

@@ -124,8 +124,8 @@ def _array(x: np.ndarray) -> dict[str, Any]:
                 cells = [_b64(where.astype(index)), str(index), _b64(flat[where].astype(narrow))]
             else:
                 cells = [None, None, _b64(flat.astype(narrow))]
-            return {"$ndi": [str(data.dtype), list(data.shape), str(narrow), *cells]}
-    return {"$nd": [str(data.dtype), list(data.shape), _b64(data)]}
+            return {"$ndi": [str(data.dtype), list(x.shape), str(narrow), *cells]}
+    return {"$nd": [str(data.dtype), list(x.shape), _b64(data)]}  # x's shape: a 0-d array stays 0-d
 
 
 def _unpack_integers(

@@ -48,7 +48,7 @@ FaultHook = Callable[[str, bool], None]
 
 FAULT_INJECT_ENV = "MONITOR_FAULT_INJECT"  # test-only switch read by `monitor run`, never by the service
 
-RECORD_FORMAT = 2
+RECORD_FORMAT = 3  # 3: summaries as their topic bytes, packed integer arrays; 2 reads the same way
 
 
 def dumps_record(
@@ -80,7 +80,7 @@ def loads_record(payload: bytes) -> dict[str, Any]:
     """A record :func:`dumps_record` wrote, or one of format 1 (the whole record through ``snapshot.dumps``):
     both give the same dict (``source``, ``offsets``, ``engine``, ``outbox``, ``written_at``)."""
     data = json.loads(payload)  # the standard library reads format 1's bare NaN and 128-bit integers too
-    if isinstance(data, dict) and data.get("format") == RECORD_FORMAT:
+    if isinstance(data, dict) and data.get("format") in (2, RECORD_FORMAT):
         return data
     if isinstance(data, dict) and "$d" in data:
         decoded = snap.decode(data)
@@ -257,8 +257,14 @@ class CheckpointStore:
                     continue
                 parts.setdefault(sid, {})[idx] = msg.value() or b""
                 counts[sid] = count
-                if headers.get(H_CODING) != b"identity":
+                coding = headers.get(H_CODING)
+                if coding is None:
                     zlib_coded.add(sid)
+                elif coding != b"identity":
+                    raise SourceError(
+                        f"snapshot {sid} in {self.topic!r} partition {partition} has coding {coding.decode()!r}, "
+                        "which this release cannot read (written by a newer one?)"
+                    )
                 last_offset[sid] = int(msg.offset() or 0)
         complete = [sid for sid, got in parts.items() if len(got) == counts[sid]]
         if not complete:

@@ -6,12 +6,16 @@ import uuid
 import zlib
 
 import orjson
+import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
+from monitor.errors import SourceError
 from monitor.io.broker import EmbeddedBroker
-from monitor.io.checkpoint import H_CHUNK, H_COUNT, H_ID, CheckpointStore
+from monitor.io.checkpoint import H_CHUNK, H_CODING, H_COUNT, H_ID, CheckpointStore
 from monitor.io.kafka import ensure_topics
+
+from .conftest import read_to_end
 
 
 def _store(broker: EmbeddedBroker, producer: Producer) -> CheckpointStore:
@@ -32,6 +36,11 @@ def test_a_snapshot_is_read_back_whole_from_its_uncompressed_chunks(broker: Embe
     got = store.read_latest(1)
     assert got is not None and got.snapshot_id == sid and got.payload == payload
     assert store.read_latest(0) is None
+    chunks = read_to_end(broker.bootstrap, store.topic)  # the chunks on the topic: the JSON as it is, in pieces
+    latest = [m for m in chunks if dict(m.headers() or [])[H_ID] == sid.encode()]
+    assert len(latest) == -(-len(payload) // store.max_chunk_bytes)
+    assert all(dict(m.headers() or [])[H_CODING] == b"identity" for m in latest)
+    assert b"".join(m.value() or b"" for m in sorted(latest, key=lambda m: m.offset())) == payload
 
 
 def test_a_zlib_snapshot_of_an_earlier_release_is_still_read(broker: EmbeddedBroker) -> None:
@@ -47,3 +56,13 @@ def test_a_zlib_snapshot_of_an_earlier_release_is_still_read(broker: EmbeddedBro
     producer.flush(30)
     got = store.read_latest(0)
     assert got is not None and got.snapshot_id == "old-1" and got.payload == payload
+
+
+def test_a_snapshot_in_a_coding_this_release_cannot_read_is_an_error_not_an_empty_start(broker: EmbeddedBroker) -> None:
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    store = _store(broker, producer)
+    headers = [(H_ID, b"new-1"), (H_CHUNK, b"0"), (H_COUNT, b"1"), (H_CODING, b"zstd-dictionary")]
+    producer.produce(store.topic, value=b"\x28\xb5", key=b"0:0:0", partition=0, headers=headers)
+    producer.flush(30)
+    with pytest.raises(SourceError, match="coding 'zstd-dictionary'"):
+        store.read_latest(0)

@@ -432,6 +432,10 @@ def test_snapshot_size_per_monitored_stream():
         np.array([-(2**63)] + [0] * 20),  # the extreme of int64: as it is
         np.zeros(0, dtype=np.int64),
         np.arange(5, dtype=np.int64),  # too short to look at
+        np.array(7),  # 0-d stays 0-d
+        np.asfortranarray(np.arange(600).reshape(20, 30) % 7),  # Fortran order
+        np.arange(2000, dtype=np.int64)[::3],  # not contiguous
+        np.array([2**63 + 5] * 10, dtype=np.uint64),  # above int64's range: as it is
     ],
 )
 def test_integer_arrays_are_packed_losslessly(array):
