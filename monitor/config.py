@@ -188,7 +188,7 @@ class DetectionConfig:
     summaries_partitions: int = 0
     state_topic: str = ""
     idle_s: float = 10.0
-    summary_interval_s: float = 1.0
+    summary_interval_s: float = 0.5
     max_pending_rows: int = 200_000
     batch_rows: int = 1000
 
