@@ -12,7 +12,6 @@ Summaries carry (source partition, sequence number); a repeat is dropped.
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -23,7 +22,7 @@ import numpy as np
 from monitor.core.baseline import ProfileSet
 from monitor.core.engine import PartitionEngine
 from monitor.core.join import Joined
-from monitor.core.profile import Summary, concat_rows, take_rows
+from monitor.core.profile import Summary, concat_rows, slice_rows, take_rows
 from monitor.core.rules import Alert
 from monitor.core.settings import Settings
 
@@ -186,10 +185,10 @@ class DetectionStage:
                 (labels[bisect.bisect_right(stops, anchor)] if anchor >= 0 else before).extend(s.joined)
         self.rows_released += n
         alerts: list[Alert] = self.engine.apply_rows(None, before) if before else []
+        ordered = take_rows(rows, order)  # once for the release, then cut: linear in its rows and nulls
         lo = 0
         for stop, joined in zip(stops, labels, strict=True):
-            batch = dataclasses.replace(take_rows(rows, order[lo:stop]), index=np.arange(stop - lo))
-            alerts += self.engine.apply_rows(batch, joined)
+            alerts += self.engine.apply_rows(slice_rows(ordered, lo, stop), joined)
             lo = stop
         return alerts
 

@@ -14,6 +14,7 @@ traffic and each segment) at once. ``docs/engine-v2.md`` says what pre-aggregati
 from __future__ import annotations
 
 import base64
+import bisect
 import math
 import zlib
 from collections import Counter
@@ -173,6 +174,29 @@ def take_rows(batch: PredictionBatch, rows: np.ndarray) -> PredictionBatch:
         latency_ms=batch.latency_ms[rows],
         scores=take(batch.scores) if batch.scores else [],
         nulls={name: at for name, at in nulls.items() if at},
+    )
+
+
+def slice_rows(batch: PredictionBatch, lo: int, hi: int) -> PredictionBatch:
+    """Rows ``lo`` to ``hi`` (exclusive) of a batch as a batch of their own, numbered from 0 (its nulls must
+    be sorted, as :func:`take_rows` and the decoder leave them): cutting a long batch this way is linear."""
+    nulls = {}
+    for name, at in batch.nulls.items():
+        inside = at[bisect.bisect_left(at, lo) : bisect.bisect_left(at, hi)]
+        if inside:
+            nulls[name] = [i - lo for i in inside]
+    return PredictionBatch(
+        index=np.arange(hi - lo),
+        prediction_id=batch.prediction_id[lo:hi],
+        model=batch.model[lo:hi],
+        model_version=batch.model_version[lo:hi],
+        event_time=batch.event_time[lo:hi],
+        prediction=batch.prediction[lo:hi],
+        features={name: col[lo:hi] for name, col in batch.features.items()},
+        segments={name: col[lo:hi] for name, col in batch.segments.items()},
+        latency_ms=batch.latency_ms[lo:hi],
+        scores=batch.scores[lo:hi] if batch.scores else [],
+        nulls=nulls,
     )
 
 

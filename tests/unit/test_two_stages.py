@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks.partitions import delay, run_per_partition, run_two_stages, settings, traffic
 from monitor.core.detect import DetectionStage
-from monitor.core.profile import MIN_SPAN_ROWS, SUMMARY_SPAN_S, ProfileStage, Summary
+from monitor.core.profile import MIN_SPAN_ROWS, SUMMARY_SPAN_S, ProfileStage, Summary, slice_rows, take_rows
 
 T0 = 1_767_225_600.0
 
@@ -347,6 +347,36 @@ def test_a_stage_restores_from_a_snapshot_of_the_earlier_form():
         assert back.pending_rows() == 8 and back.rows_released == 0
         back.release(flush=True)
         assert back.engine.events_total() == 8 and back.rows_released == 8
+
+
+def test_a_slice_of_rows_is_the_same_as_taking_those_rows():
+    stage = ProfileStage(settings(), partition=0)
+    msgs = [_prediction(i, T0 + i, None if i % 3 == 0 else float(i)) for i in range(20)]
+    (summary,), _ = stage.predictions(msgs, [T0] * 20)
+    rows = summary.rows
+    assert rows is not None and rows.nulls["x"] == list(range(0, 20, 3))
+    for lo, hi in ((0, 20), (4, 11), (5, 6), (7, 7), (19, 20)):
+        cut, taken = slice_rows(rows, lo, hi), take_rows(rows, np.arange(lo, hi))
+        assert cut.nulls == taken.nulls and cut.features == taken.features and cut.prediction_id == taken.prediction_id
+        assert list(cut.index) == list(range(hi - lo)) and np.array_equal(cut.event_time, taken.event_time)
+
+
+def test_null_features_keep_their_rows_across_the_batches_of_one_release():
+    a, b = ProfileStage(settings(), partition=0), ProfileStage(settings(), partition=1)
+    stage = DetectionStage(settings(), idle_s=30.0, idle_clock=lambda: 0.0, batch_rows=7)
+    for p, prof in ((0, a), (1, b)):
+        msgs = [_prediction(i, T0 + i, None if i % 4 == 1 else float(i)) for i in range(40) if i % 2 == p]
+        for s in prof.predictions(msgs, [T0] * len(msgs))[0]:
+            stage.add(s)
+    seen: list[tuple[list[float], list[int]]] = []
+    monitor = stage.engine._monitor
+    stage.engine._monitor = lambda rows: (
+        seen.append(((rows.event_time - T0).tolist(), rows.nulls.get("x", []))) or monitor(rows)
+    )
+    stage.release(flush=True)
+    assert [len(t) for t, _ in seen] == [7, 7, 7, 7, 7, 5]
+    for times, nulls in seen:  # every null row is one whose time says it was sent as null, and only those
+        assert [k for k, t in enumerate(times) if int(t) % 4 == 1] == nulls
 
 
 def test_a_coalesced_batch_is_monitored_in_event_time_order_across_sources():
