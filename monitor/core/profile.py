@@ -178,15 +178,15 @@ def take_rows(batch: PredictionBatch, rows: np.ndarray) -> PredictionBatch:
 
 
 def slice_rows(batch: PredictionBatch, lo: int, hi: int) -> PredictionBatch:
-    """Rows ``lo`` to ``hi`` (exclusive) of a batch as a batch of their own, numbered from 0 (its nulls must
-    be sorted, as :func:`take_rows` and the decoder leave them): cutting a long batch this way is linear."""
+    """Rows ``lo`` to ``hi`` (exclusive) of a batch as a batch of their own, as :func:`take_rows` gives them
+    (its nulls must be sorted, as that and the decoder leave them): cutting a long batch this way is linear."""
     nulls = {}
     for name, at in batch.nulls.items():
         inside = at[bisect.bisect_left(at, lo) : bisect.bisect_left(at, hi)]
         if inside:
             nulls[name] = [i - lo for i in inside]
     return PredictionBatch(
-        index=np.arange(hi - lo),
+        index=batch.index[lo:hi],
         prediction_id=batch.prediction_id[lo:hi],
         model=batch.model[lo:hi],
         model_version=batch.model_version[lo:hi],
@@ -358,7 +358,7 @@ class ProfileStage:
                 part = take_rows(part, np.argsort(part.event_time, kind="stable"))
             pieces = _pieces(part.event_time, _rows_per_summary(part))
             for k, (start, end) in enumerate(pieces):
-                piece = part if (start, end) == (0, n) else take_rows(part, np.arange(start, end))
+                piece = part if (start, end) == (0, n) else slice_rows(part, start, end)
                 # each piece's progress is its own newest time, so the merge interleaves sources piece by piece;
                 # a running maximum over the batch (model versions too), as a source's progress never goes back
                 before = max(before, float(np.nanmax(piece.event_time)))

@@ -358,7 +358,7 @@ def test_a_slice_of_rows_is_the_same_as_taking_those_rows():
     for lo, hi in ((0, 20), (4, 11), (5, 6), (7, 7), (19, 20)):
         cut, taken = slice_rows(rows, lo, hi), take_rows(rows, np.arange(lo, hi))
         assert cut.nulls == taken.nulls and cut.features == taken.features and cut.prediction_id == taken.prediction_id
-        assert list(cut.index) == list(range(hi - lo)) and np.array_equal(cut.event_time, taken.event_time)
+        assert np.array_equal(cut.index, taken.index) and np.array_equal(cut.event_time, taken.event_time)
 
 
 def test_null_features_keep_their_rows_across_the_batches_of_one_release():
