@@ -293,12 +293,17 @@ class SegmentCaps:
             columns.append((attr, column))
         if not columns:
             return [()], np.zeros(n, dtype=np.int64)
-        table: dict[Segments, int] = {}
-        codes = np.empty(n, dtype=np.int64)
-        for r, values in enumerate(zip(*(c for _, c in columns), strict=True)):
-            combo = tuple((a, v) for (a, _), v in zip(columns, values, strict=True) if v is not None)
-            codes[r] = table.setdefault(combo, len(table))
-        return list(table), codes
+        # codes of the rows' value tuples first (one dict lookup a row), then each distinct tuple's combination
+        # once: a position stands for one attribute and None for its absence, so tuples and combinations match
+        seen: dict[tuple[Any, ...], int] = {}
+        codes = np.fromiter(
+            (seen.setdefault(values, len(seen)) for values in zip(*(c for _, c in columns), strict=True)),
+            dtype=np.int64,
+            count=n,
+        )
+        names = [a for a, _ in columns]
+        combos = [tuple((a, v) for a, v in zip(names, values, strict=True) if v is not None) for values in seen]
+        return combos, codes
 
 
 class ProfileStage:

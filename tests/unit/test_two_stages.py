@@ -12,7 +12,16 @@ import pytest
 
 from benchmarks.partitions import delay, run_per_partition, run_two_stages, settings, traffic
 from monitor.core.detect import DetectionStage
-from monitor.core.profile import MIN_SPAN_ROWS, SUMMARY_SPAN_S, ProfileStage, Summary, slice_rows, take_rows
+from monitor.core.profile import (
+    MIN_SPAN_ROWS,
+    SUMMARY_SPAN_S,
+    ProfileStage,
+    SegmentCaps,
+    Summary,
+    slice_rows,
+    take_rows,
+)
+from monitor.core.stats import OVERFLOW
 
 T0 = 1_767_225_600.0
 
@@ -377,6 +386,19 @@ def test_null_features_keep_their_rows_across_the_batches_of_one_release():
     assert [len(t) for t, _ in seen] == [7, 7, 7, 7, 7, 5]
     for times, nulls in seen:  # every null row is one whose time says it was sent as null, and only those
         assert [k for k, t in enumerate(times) if int(t) % 4 == 1] == nulls
+
+
+def test_segment_combinations_are_coded_in_first_seen_order_with_absent_values_left_out():
+    caps = SegmentCaps()
+    segments = {"country": ["DE", "US", None, "DE", "FR", "US"], "gender": ["f", "m", "f", "f", None, "m"]}
+    combos, codes = caps.combos("m", "v1", segments, 6, [], max_attributes=4, max_values=2)
+    assert combos == [
+        (("country", "DE"), ("gender", "f")),
+        (("country", "US"), ("gender", "m")),
+        (("gender", "f"),),
+        (("country", OVERFLOW),),  # a third country, over the cap of 2 values
+    ]
+    assert codes.tolist() == [0, 1, 2, 0, 3, 1]
 
 
 def test_a_coalesced_batch_is_monitored_in_event_time_order_across_sources():
