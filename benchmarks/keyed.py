@@ -157,7 +157,6 @@ def _run(
         first: float | None = None
         reached: float | None = None  # every event monitored
         hold_s = float((env or {}).get("MONITOR_DETECTION__IDLE_S", "5"))
-        done_at = None
         while time.monotonic() < deadline:
             scraped = [r.metrics() for r in reps]
             done = sum(m.get("monitor_events_total", 0) for m in scraped)
@@ -167,14 +166,14 @@ def _run(
                 first = time.perf_counter()  # still wait for detection, the slower stage: only those monitored
                 first_done = done  # already are left out of the count
             if done >= len(values) and not pending:
-                done_at = reached = time.perf_counter()
+                reached = time.perf_counter()
                 break
             if any(r.proc.poll() is not None for r in reps):
                 raise RuntimeError(
                     f"a replica exited: {[(logs / f'r{i}.log').read_text()[-2000:] for i in range(replicas)]}"
                 )
             time.sleep(0.1)
-        if done_at is None or first is None or reached is None:
+        if first is None or reached is None:
             raise RuntimeError(f"not every event was monitored within {timeout:.0f} s (logs in {logs})")
         rss = max(r.peak_rss_mb() for r in reps)
         alerts = _alerts(bootstrap, names["alerts"])

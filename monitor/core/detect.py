@@ -186,7 +186,7 @@ class DetectionStage:
         self.rows_released += n
         alerts: list[Alert] = self.engine.apply_rows(None, before) if before else []
         ordered = take_rows(rows, order)  # once for the release, then cut: linear in its rows and nulls
-        del rows, parts  # a long release is held once, in order, not twice
+        del rows  # a long release's copy is held once, in order, not twice
         lo = 0
         for stop, joined in zip(stops, labels, strict=True):
             alerts += self.engine.apply_rows(slice_rows(ordered, lo, stop), joined)

@@ -18,7 +18,7 @@ import bisect
 import math
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,12 +156,26 @@ class Summary:
 def take_rows(batch: PredictionBatch, rows: np.ndarray) -> PredictionBatch:
     """The rows ``rows`` of a batch, in that order, as a batch of their own."""
     picks = rows.tolist()
-
-    def take(column: list[Any]) -> list[Any]:
-        return [column[i] for i in picks]
-
     where = {int(r): k for k, r in enumerate(picks)}
     nulls = {name: sorted(where[i] for i in at if i in where) for name, at in batch.nulls.items()}
+    return _select(batch, lambda column: [column[i] for i in picks], rows, nulls)
+
+
+def slice_rows(batch: PredictionBatch, lo: int, hi: int) -> PredictionBatch:
+    """Rows ``lo`` to ``hi`` (exclusive) of a batch as a batch of their own, as :func:`take_rows` gives them
+    (its nulls must be sorted, as that and the decoder leave them): cutting a long batch this way is linear."""
+    nulls = {
+        name: [i - lo for i in at[bisect.bisect_left(at, lo) : bisect.bisect_left(at, hi)]]
+        for name, at in batch.nulls.items()
+    }
+    return _select(batch, lambda column: column[lo:hi], slice(lo, hi), nulls)
+
+
+def _select(
+    batch: PredictionBatch, take: Callable[[list[Any]], list[Any]], rows: np.ndarray | slice,
+    nulls: dict[str, list[int]],
+) -> PredictionBatch:  # fmt: skip
+    """Some rows of a batch: its list columns through ``take``, its arrays indexed by ``rows``."""
     return PredictionBatch(
         index=batch.index[rows],
         prediction_id=take(batch.prediction_id),
@@ -174,29 +188,6 @@ def take_rows(batch: PredictionBatch, rows: np.ndarray) -> PredictionBatch:
         latency_ms=batch.latency_ms[rows],
         scores=take(batch.scores) if batch.scores else [],
         nulls={name: at for name, at in nulls.items() if at},
-    )
-
-
-def slice_rows(batch: PredictionBatch, lo: int, hi: int) -> PredictionBatch:
-    """Rows ``lo`` to ``hi`` (exclusive) of a batch as a batch of their own, as :func:`take_rows` gives them
-    (its nulls must be sorted, as that and the decoder leave them): cutting a long batch this way is linear."""
-    nulls = {}
-    for name, at in batch.nulls.items():
-        inside = at[bisect.bisect_left(at, lo) : bisect.bisect_left(at, hi)]
-        if inside:
-            nulls[name] = [i - lo for i in inside]
-    return PredictionBatch(
-        index=batch.index[lo:hi],
-        prediction_id=batch.prediction_id[lo:hi],
-        model=batch.model[lo:hi],
-        model_version=batch.model_version[lo:hi],
-        event_time=batch.event_time[lo:hi],
-        prediction=batch.prediction[lo:hi],
-        features={name: col[lo:hi] for name, col in batch.features.items()},
-        segments={name: col[lo:hi] for name, col in batch.segments.items()},
-        latency_ms=batch.latency_ms[lo:hi],
-        scores=batch.scores[lo:hi] if batch.scores else [],
-        nulls=nulls,
     )
 
 

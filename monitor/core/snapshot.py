@@ -136,7 +136,7 @@ def _unpack_integers(
     if where is None:
         return got.reshape(shape)
     out = np.zeros(int(np.prod(shape)), dtype=np.dtype(dtype))
-    out[np.frombuffer(base64.b64decode(where), dtype=np.dtype(index or "uint32"))] = got
+    out[np.frombuffer(base64.b64decode(where), dtype=np.dtype(index))] = got
     return out.reshape(shape)
 
 

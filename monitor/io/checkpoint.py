@@ -156,8 +156,7 @@ class CheckpointStore:
         real Kafka keeps every chunk of the newest snapshot and of the one before it. A chunk the broker
         does not acknowledge marks the partition in :attr:`failed`; the caller must not commit then.
         """
-        data = payload
-        chunks = [data[i : i + self.max_chunk_bytes] for i in range(0, len(data), self.max_chunk_bytes)] or [b""]
+        chunks = [payload[i : i + self.max_chunk_bytes] for i in range(0, len(payload), self.max_chunk_bytes)] or [b""]
         snapshot_id = uuid.uuid4().hex
         slot = self._slot[partition] = 1 - self._slot.get(partition, 1)
 
@@ -182,7 +181,7 @@ class CheckpointStore:
                     break
                 except BufferError:
                     self.producer.poll(0.1)
-        self.bytes_written += len(data)
+        self.bytes_written += len(payload)
         self.snapshots_written += 1
         return snapshot_id
 
