@@ -607,23 +607,10 @@ def load_config(
         if section not in known:
             raise ConfigError(section, f"unknown section; known sections: {sorted(known)}")
     kwargs: dict[str, Any] = {}
-    for section, cls in (
-        ("kafka", KafkaConfig),
-        ("http", HttpConfig),
-        ("monitoring", MonitoringConfig),
-        ("alerts", AlertConfig),
-        ("labels", LabelsConfig),
-        ("performance", PerformanceConfig),
-        ("checkpoint", CheckpointConfig),
-        ("audit", AuditConfig),
-        ("fairness", FairnessConfig),
-        ("baseline", BaselineConfig),
-        ("significance", SignificanceConfig),
-        ("quality", QualityConfig),
-        ("decisions", DecisionsConfig),
-    ):
+    sections = typing.get_type_hints(MonitorConfig)  # every section, so none can be read and then dropped
+    for section in known - {"detectors"}:
         if section in data:
-            kwargs[section] = _build(section, cls, data[section])
+            kwargs[section] = _build(section, sections[section], data[section])
     if "detectors" in data:
         if not isinstance(data["detectors"], Mapping):
             raise ConfigError("detectors", "expected a table")

@@ -20,7 +20,6 @@ import math
 import sys
 import time
 import uuid
-import zlib
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from tqdm import tqdm
 
 from monitor.config import MonitorConfig
 from monitor.core.baseline import ProfileSet
-from monitor.core.detect import DetectionStage
+from monitor.core.detect import DetectionStage, summaries_partition
 from monitor.core.engine import PartitionEngine
 from monitor.core.events import Rejected, parse_timestamp
 from monitor.core.profile import Summary
@@ -272,8 +271,7 @@ class _Detection:
             stage.expect(list(range(partitions)))
 
     def stage_of(self, model: str, version: str) -> DetectionStage:
-        key = f"{model}\x00{version}".encode()
-        return self.stages[zlib.crc32(key) % len(self.stages)]
+        return self.stages[summaries_partition(model, len(self.stages))]
 
     def engine_of(self, model: str, version: str) -> PartitionEngine:
         return self.stage_of(model, version).engine

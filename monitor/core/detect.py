@@ -1,19 +1,20 @@
 """The detection stage: the summaries of every input partition merged, then one engine over them.
 
-Each model version's summaries go to one detection stage (the summaries topic is keyed by model version),
-so each stream's detectors, window tests, Benjamini-Hochberg rounds, alert lifecycle, attribution,
-decisions and fairness run once, on all of its traffic, however many input partitions and replicas there
-are. Summaries are merged in event time: by their progress (the newest prediction time their source had
-seen), each released once no source still moving can send one before it, so the merge is the same whatever
-order they arrive in; a partition whose progress has not moved for ``idle_s`` stops holding the others back.
-Summaries carry (source partition, sequence number); a repeat is dropped.
-"""
+Each model's summaries go to one detection stage (the summaries topic is keyed by model, see
+:func:`summaries_partition`), so each stream's detectors, window tests, Benjamini-Hochberg rounds, alert
+lifecycle, attribution, decisions and fairness run once, on all of its traffic, however many input
+partitions and replicas there are. Summaries are merged in event time: by their progress (the newest
+prediction time their source had seen), each released once no source still moving can send one before it,
+so the merge is the same whatever order they arrive in; a partition whose progress has not moved for
+``idle_s`` stops holding the others back. Summaries carry (source partition, sequence number); a repeat is
+dropped."""
 
 from __future__ import annotations
 
 import bisect
 import math
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,17 @@ from monitor.core.join import Joined
 from monitor.core.profile import Summary, concat_rows, slice_rows, take_rows
 from monitor.core.rules import Alert
 from monitor.core.settings import Settings
+
+
+def summaries_partition(model: str, partitions: int) -> int:
+    """The summaries partition, hence the detection stage, of a model's summaries. Every version of a model goes
+    to the same one: a new version is judged against the one before it (rollback), which needs both in one
+    engine.
+
+    >>> summaries_partition("churn", 6) == summaries_partition("churn", 6)
+    True
+    """
+    return zlib.crc32(model.encode()) % max(1, partitions)
 
 
 class DetectionStage:

@@ -48,7 +48,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from monitor.config import MonitorConfig
 from monitor.core.baseline import ProfileSet
-from monitor.core.detect import DetectionStage
+from monitor.core.detect import DetectionStage, summaries_partition
 from monitor.core.engine import PartitionEngine
 from monitor.core.events import Rejected
 from monitor.core.profile import Summary
@@ -1148,10 +1148,10 @@ class MonitorService:
         self.stats.last_checkpoint_bytes = size
 
     def _send_summary(self, summary: Summary) -> None:
-        """Produce one summary to the summaries partition of its model version."""
+        """Produce one summary to the summaries partition of its model (every version of it in one place)."""
         assert self.sink is not None
-        key = f"{summary.model}\x00{summary.version}".encode()
-        partition = zlib.crc32(key) % self.summary_partitions
+        key = summary.model.encode()
+        partition = summaries_partition(summary.model, self.summary_partitions)
         value = summary.encode()
         if len(value) > self.sink.max_message_bytes:  # summaries are cut to about half a megabyte: a freak row
             self.stats.summaries_oversize += 1

@@ -425,3 +425,20 @@ def test_config_file_that_is_not_utf8_raises_config_error(tmp_path: Path) -> Non
     with pytest.raises(ConfigError) as info:
         load_config(path, environ={})
     assert info.value.field == "--config"
+
+
+# --- every section is read ---------------------------------------------------------------------------
+
+
+def test_detection_section_is_read_from_the_environment_and_the_file(tmp_path: Path) -> None:
+    cfg = load_config(environ={"MONITOR_DETECTION__IDLE_S": "1.5", "MONITOR_DETECTION__BATCH_ROWS": "250"})
+    assert (cfg.detection.idle_s, cfg.detection.batch_rows) == (1.5, 250)
+    cfg = load_config(_write(tmp_path, "[detection]\nsummary_interval_s = 0.25\n"), environ={})
+    assert cfg.detection.summary_interval_s == 0.25
+
+
+@pytest.mark.parametrize("section", sorted(f.name for f in dataclasses.fields(MonitorConfig) if f.name != "detectors"))
+def test_every_section_rejects_an_unknown_setting_by_name(section: str) -> None:
+    """A section that is read is also checked: a typo in any of them names itself instead of being ignored."""
+    with pytest.raises(ConfigError, match=rf"'{section}\.no_such_setting'"):
+        load_config(environ={f"MONITOR_{section.upper()}__NO_SUCH_SETTING": "1"})

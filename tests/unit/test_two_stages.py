@@ -442,3 +442,43 @@ def test_a_sources_progress_never_goes_back_across_the_model_versions_of_one_bat
     assert {s.model for s in out} == {"a", "b"} and len(out) > 2
     assert [s.seq for s in out] == sorted(s.seq for s in out)
     assert all(later.progress >= earlier.progress for earlier, later in itertools.pairwise(out))
+
+
+def test_the_versions_of_a_model_meet_in_one_detection_stage_so_a_worse_one_raises_rollback():
+    """Summaries are routed as live (``summaries_partition``) over 4 detection stages: v1 and v2 of the model
+    reach the same engine, which compares them (keyed by model version, they landed in stages 0 and 2 and no
+    stage could see both)."""
+    from monitor.config import load_config
+    from monitor.core.detect import summaries_partition
+    from monitor.simulate import TrafficGenerator
+
+    config = load_config(environ={}, overrides={"detectors": {"warmup_events": 300}})
+    profiles = [ProfileStage(config, partition=p) for p in range(3)]
+    stages = [DetectionStage(config, partition=d, clock=lambda: T0, idle_clock=lambda: 0.0) for d in range(4)]
+    gen, rng = TrafficGenerator(seed=2), np.random.default_rng(2)
+    reached: dict[str, set[int]] = {}
+    alerts = []
+    for step in range(30):
+        preds, labels = list(gen.predictions(1000, start_time=T0, rate=100.0)), []
+        for p in preds:
+            label = gen.label_for(p)  # the truth, drawn before v2 garbles its score
+            if label is not None:
+                labels.append(label)
+            p["model_version"] = "v1" if step < 12 else "v2"
+            if p["model_version"] == "v2" and rng.random() < 0.3:  # v2 is wrong 30% more often
+                p["prediction"] = round(1 - p["prediction"], 6)
+                p["scores"] = {"churn": p["prediction"], "stay": round(1 - p["prediction"], 6)}
+        where = {p["prediction_id"]: k % 3 for k, p in enumerate(preds)}  # co-partitioned by prediction id
+        for i, profile in enumerate(profiles):
+            mine = [orjson.dumps(x) for x in labels if where[x["prediction_id"]] == i]
+            made = profile.predictions([orjson.dumps(p) for p in preds[i::3]], [T0] * len(preds[i::3]))[0]
+            made += profile.labels(mine, [T0] * len(mine))[0]
+            for s in made:
+                d = summaries_partition(s.model, len(stages))
+                reached.setdefault(s.version, set()).add(d)
+                stages[d].add(s)
+        for stage in stages:
+            alerts += stage.release(flush=True)
+    assert reached["v1"] == reached["v2"] and len(reached["v1"]) == 1
+    decisions = [(a.kind, a.status, a.model_version) for a in alerts if a.kind.endswith("_recommended")]
+    assert decisions[:1] == [("rollback_recommended", "firing", "v2")]
