@@ -5,8 +5,9 @@
   1 and by 3 replicas. The delay is counted in predictions from the change to the alert's ``detected_at``.
 * **Memory by partition count.** Peak RSS (VmHWM) of one replica reading the same traffic from 1 and from 12
   partitions.
-* **Throughput by replica count.** The reference workload, prefilled, read end to end by 1 and by 2 replicas:
-  events per second from the first event monitored to the last.
+* **Throughput by replica count.** The reference workload, prefilled, read end to end by 1 replica and by 2,
+  with one detection shard and with two (``detection.shards``): events per second from the first event
+  profiled to the last monitored.
 
 ``python -m benchmarks.keyed`` prints the figures; ``make bench`` puts them in BENCHMARKS.md.
 """
@@ -232,17 +233,18 @@ def delays(
 
 
 def throughput(
-    bootstrap: str, *, n: int, partitions: int = 6, replicas_list: tuple[int, ...] = (1, 2)
+    bootstrap: str, *, n: int, partitions: int = 6, configs: tuple[tuple[int, int], ...] = ((1, 1), (1, 2), (2, 2))
 ) -> dict[str, float]:
-    """End to end events per second of the prefilled reference workload, by 1 and by 2 replicas."""
+    """End to end events per second of the prefilled reference workload, for each (replicas, detection shards):
+    keyed ``"<replicas>x<shards>"``."""
     from benchmarks.workload import make
 
     w = make(n)
     out = {}
-    for replicas in replicas_list:
-        r = _run(bootstrap, partitions, replicas, w.keys, w.predictions, prefill=True,
-                 env={"MONITOR_DETECTION__IDLE_S": "1"})  # fmt: skip
-        out[str(replicas)] = r["events_per_s"]
+    for replicas, shards in configs:
+        env = {"MONITOR_DETECTION__IDLE_S": "1", "MONITOR_DETECTION__SHARDS": str(shards)}
+        r = _run(bootstrap, partitions, replicas, w.keys, w.predictions, prefill=True, env=env)
+        out[f"{replicas}x{shards}"] = r["events_per_s"]
     return out
 
 
@@ -252,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--change", type=int, default=40_000)
     ap.add_argument("--shift", type=float, default=0.6)
     ap.add_argument("--seeds", type=int, default=1)
-    ap.add_argument("--throughput-events", type=int, default=60_000)
+    ap.add_argument("--throughput-events", type=int, default=240_000)
     args = ap.parse_args(argv)
     with EmbeddedBroker() as broker:
         result = {

@@ -29,6 +29,7 @@ from monitor.core.events import PredictionBatch
 from monitor.core.profile import ProfileStage, Summary
 from monitor.core.rules import Alert
 from monitor.core.settings import Settings
+from monitor.core.shards import summaries_partition
 
 T0 = 1_767_225_600.0
 
@@ -98,22 +99,36 @@ def _slices(t: Traffic, partitions: int, slice_s: float) -> list[list[np.ndarray
 
 
 def run_two_stages(t: Traffic, partitions: int, config: Settings, slice_s: float = 0.05,
-                   wire: bool = False) -> list[tuple[int, Alert]]:  # fmt: skip
+                   wire: bool = False, shards: int = 1,
+                   stages: list[DetectionStage] | None = None) -> list[tuple[int, Alert]]:  # fmt: skip
     """Alerts, each with the number of predictions read when it was raised. ``wire``: summaries through
-    their bytes, as the summaries topic carries them."""
+    their bytes, as the summaries topic carries them. ``shards``: the model's detection shards, each in a
+    detection stage of its own (one summaries partition each); ``stages`` receives those stages."""
     profiles = [ProfileStage(config, partition=p) for p in range(partitions)]
-    detect = DetectionStage(config, clock=lambda: 0.0, idle_clock=lambda: 0.0)
+    for profile in profiles:
+        profile.shards = shards
+    detects = [
+        DetectionStage(
+            config, partition=d, clock=lambda: 0.0, idle_clock=lambda: 0.0, summaries_partitions=shards, shards=shards
+        )
+        for d in range(shards)
+    ]
+    if stages is not None:
+        stages += detects
     out: list[tuple[int, Alert]] = []
     read = 0
     for rows_of in _slices(t, partitions, slice_s):
         for p, rows in enumerate(rows_of):
             if rows.size:
                 for s in profiles[p].register(_batch(t, rows)):
-                    detect.add(Summary.decode(s.encode()) if wire else s)
+                    d = summaries_partition(s.model, shards, s.shard, shards)
+                    detects[d].add(Summary.decode(s.encode()) if wire else s)
             read += rows.size
-        out += [(read, a) for a in detect.release()]
-    out += [(read, a) for a in detect.release(flush=True)]
-    out += [(read, a) for a in detect.engine.finish()]
+        for detect in detects:
+            out += [(read, a) for a in detect.release()]
+    for detect in detects:
+        out += [(read, a) for a in detect.release(flush=True)]
+        out += [(read, a) for a in detect.engine.finish()]
     return out
 
 

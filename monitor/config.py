@@ -191,6 +191,7 @@ class DetectionConfig:
     summary_interval_s: float = 0.5
     max_pending_rows: int = 200_000
     batch_rows: int = 1000
+    shards: int = 1
 
     def validate(self) -> None:
         if self.summaries_partitions < 0:
@@ -199,6 +200,7 @@ class DetectionConfig:
         _positive("detection.summary_interval_s", self.summary_interval_s)
         _positive("detection.max_pending_rows", self.max_pending_rows)
         _positive("detection.batch_rows", self.batch_rows)
+        _positive("detection.shards", self.shards)
 
 
 @dataclass(frozen=True)

@@ -33,11 +33,12 @@ from tqdm import tqdm
 
 from monitor.config import MonitorConfig
 from monitor.core.baseline import ProfileSet
-from monitor.core.detect import DetectionStage, summaries_partition
+from monitor.core.detect import DetectionStage
 from monitor.core.engine import PartitionEngine
 from monitor.core.events import Rejected, parse_timestamp
 from monitor.core.profile import Summary
 from monitor.core.rules import Alert
+from monitor.core.shards import effective_shards, summaries_partition
 from monitor.errors import ConfigError, MonitorError, SourceError
 from monitor.timeline import Timeline
 
@@ -251,7 +252,8 @@ class _Detection:
     replay: one whose input is over is retired instead, and the end flushes what the watermark held."""
 
     def __init__(self, config: MonitorConfig, partitions: int, profiles: ProfileSet) -> None:
-        n = config.detection.summaries_partitions or partitions
+        n = max(1, config.detection.summaries_partitions or partitions)
+        self.shards = effective_shards(config.detection.shards, n)
         self.stages = [
             DetectionStage(
                 config,
@@ -260,8 +262,10 @@ class _Detection:
                 max_pending=config.detection.max_pending_rows,
                 profiles=profiles,
                 coalesce=False,
+                summaries_partitions=n,
+                shards=self.shards,
             )
-            for d in range(max(1, n))
+            for d in range(n)
         ]
         self.alerts: list[Alert] = []
 
@@ -270,8 +274,8 @@ class _Detection:
         for stage in self.stages:
             stage.expect(list(range(partitions)))
 
-    def stage_of(self, model: str, version: str) -> DetectionStage:
-        return self.stages[summaries_partition(model, len(self.stages))]
+    def stage_of(self, model: str, version: str, shard: int = 0) -> DetectionStage:
+        return self.stages[summaries_partition(model, len(self.stages), shard, self.shards)]
 
     def engine_of(self, model: str, version: str) -> PartitionEngine:
         return self.stage_of(model, version).engine
@@ -280,10 +284,10 @@ class _Detection:
         """A lane's summaries, with a heartbeat for each model version it has seen and sent nothing for."""
         if not summaries:
             return
-        have = {(s.model, s.version) for s in summaries}
-        summaries = summaries + [b for b in engine.profile.heartbeats() if (b.model, b.version) not in have]
+        have = {(s.model, s.version, s.shard) for s in summaries}
+        summaries = summaries + [b for b in engine.profile.heartbeats() if (b.model, b.version, b.shard) not in have]
         for s in summaries:
-            self.stage_of(s.model, s.version).add(s)
+            self.stage_of(s.model, s.version, s.shard).add(s)
         for stage in self.stages:
             self.alerts += stage.release()
 
@@ -430,6 +434,8 @@ def _replay_files(
     profiles = ProfileSet.load(config.baseline.profiles)
     engine = PartitionEngine(config, partition=0, partitions=1, profiles=profiles, detect=False)
     detection = _Detection(config, 1, profiles)
+    if detection.shards > 1:
+        engine.profile.shards = detection.shards
     if timeline is not None:
         timeline.detection = detection.engine_of
     lane = _Lane(engine, detection, result, batch_size, bar, itertools.count(), timeline)
@@ -534,6 +540,9 @@ def _read_topics(
         )
         for p in range(n)
     ]
+    if detection.shards > 1:
+        for lane in lanes:
+            lane.engine.profile.shards = detection.shards
     topics = [pred_topic] if label_topic is None else [pred_topic, label_topic]
     end: dict[tuple[str, int], int] = {}
     total = 0

@@ -14,7 +14,6 @@ from __future__ import annotations
 import bisect
 import math
 import time
-import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -26,17 +25,7 @@ from monitor.core.join import Joined
 from monitor.core.profile import Summary, concat_rows, slice_rows, take_rows
 from monitor.core.rules import Alert
 from monitor.core.settings import Settings
-
-
-def summaries_partition(model: str, partitions: int) -> int:
-    """The summaries partition, hence the detection stage, of a model's summaries. Every version of a model goes
-    to the same one: a new version is judged against the one before it (rollback), which needs both in one
-    engine.
-
-    >>> summaries_partition("churn", 6) == summaries_partition("churn", 6)
-    True
-    """
-    return zlib.crc32(model.encode()) % max(1, partitions)
+from monitor.core.shards import effective_shards, shard_here
 
 
 class DetectionStage:
@@ -65,14 +54,21 @@ class DetectionStage:
         profiles: ProfileSet | None = None,
         coalesce: bool = True,
         batch_rows: int = 1000,
+        summaries_partitions: int = 1,
+        shards: int = 1,
     ) -> None:
         """``clock`` stamps alerts (the engine's); ``idle_clock`` times how long a source's progress stood still.
         ``coalesce``: the rows one release lets through are monitored in event-time order, in batches of at most
         ``batch_rows`` rows (see :meth:`_monitor_released`): a backlog released at once is still judged every
         ``batch_rows`` rows, and its arrays stay small. False:
-        one batch per summary, so the batches themselves do not depend on when summaries arrived (a replay)."""
+        one batch per summary, so the batches themselves do not depend on when summaries arrived (a replay).
+        ``summaries_partitions`` and ``shards``: which shard of each model this stage holds
+        (:mod:`monitor.core.shards`)."""
         self.engine = PartitionEngine(config, partition=partition, partitions=1, clock=clock, profiles=profiles)
         self.partition = partition
+        self.summaries_partitions = max(1, summaries_partitions)
+        self.shards = effective_shards(shards, self.summaries_partitions)
+        self._bind_shards()
         self.idle_s = idle_s
         self.max_pending = max_pending  # rows and joined labels held for the watermark at most (memory bound)
         self.coalesce = coalesce
@@ -90,6 +86,13 @@ class DetectionStage:
         self.late_rows = 0  # rows that arrived behind the watermark already released (released at once)
         self.forced = 0  # releases the pending cap forced ahead of the watermark
         self.rows_released = 0  # rows released to the engine so far: its batches end at multiples of batch_rows
+
+    def _bind_shards(self) -> None:
+        """Tell the engine which shard of each model it holds (derived from the partition: not state)."""
+        self.engine.shards = self.shards
+        if self.shards > 1:
+            partition, partitions, shards = self.partition, self.summaries_partitions, self.shards
+            self.engine.shard_of_model = lambda model: shard_here(model, partition, partitions, shards)
 
     def expect(self, sources: list[int]) -> None:
         """Sources known to be coming (every input partition, live or in a replay): the merge waits for their
@@ -230,14 +233,18 @@ class DetectionStage:
         idle_clock: Callable[[], float] = time.monotonic,
         profiles: ProfileSet | None = None,
         batch_rows: int = 1000,
+        summaries_partitions: int = 1,
+        shards: int = 1,
     ) -> DetectionStage:
         """A stage that continues where the snapshotted one stopped; every source counts as just moved."""
         engine = PartitionEngine.restore(config, data["engine"], clock=clock, profiles=profiles)
         stage = cls(
             config, partition=engine.partition, idle_s=idle_s, max_pending=max_pending, clock=clock,
             idle_clock=idle_clock, profiles=profiles, batch_rows=batch_rows,
+            summaries_partitions=summaries_partitions, shards=shards,
         )  # fmt: skip
         stage.engine = engine
+        stage._bind_shards()
         for plain in data["pending"]:
             s = Summary.from_stored(plain)
             stage.pending.setdefault(s.source, []).append(s)

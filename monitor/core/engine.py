@@ -35,6 +35,7 @@ from monitor.core.profile import ProfileStage, SegmentCaps, Summary, concat_rows
 from monitor.core.quality import CHECKS, BatchTally, FieldColumn, QualityFinding, SchemaWatch
 from monitor.core.rules import ALL, Alert, Judgement, alert_key, segment_label
 from monitor.core.settings import Settings
+from monitor.core.shards import shard_of
 from monitor.core.significance import (
     BaselineWindowTest,
     ClosedWindow,
@@ -209,6 +210,11 @@ class PartitionEngine:
         self._closed: list[ClosedWindow] = []  # windows this batch closed, their statistics still to compute
         self._drift_keys: dict[tuple[str, str, str, str, str], str] = {}  # derived from names, not state
         self._segments_seen: dict[tuple[str, str, Segments, int], Segments] = {}  # joined segments as tracked here
+        # Detection shards (``detection.shards``; set by the detection stage, not state): which shard of each
+        # model this engine holds. Shard 0 judges the model version as a whole and its own features' drift;
+        # another shard only its features' drift (monitor.core.detect.shard_of).
+        self.shards = 1
+        self.shard_of_model: Callable[[str], int] = _whole_model
 
     # The profile stage's state, under the names older snapshots (and the views) use.
     @property
@@ -830,15 +836,26 @@ class PartitionEngine:
         state.last_event_time = float(np.nanmax(times))
         if state.first_event_time != state.first_event_time:
             state.first_event_time = float(np.nanmin(times))
-        self._latency(state, batch.latency_ms if rows is None else batch.latency_ms[rows])
+        shard = self.shard_of_model(state.model) if self.shards > 1 else 0
+        if shard == 0:
+            self._latency(state, batch.latency_ms if rows is None else batch.latency_ms[rows])
         buckets = self._buckets(state, batch, rows)
         columns: list[tuple[str, list[Any]]] = [
-            (name, self._take(col, rows)) for name, col in batch.features.items() if self._watched(name)
+            (name, self._take(col, rows))
+            for name, col in batch.features.items()
+            if self._watched(name) and (shard == 0 or shard_of(state.model, name, self.shards) == shard)
         ]
-        if self.config.monitoring.watch_prediction:
+        if self.config.monitoring.watch_prediction and shard == 0:
             columns.append((PREDICTION, self._take(batch.prediction, rows)))
+        judged = (
+            None
+            if self.shards == 1
+            else {
+                name for name, _ in columns if name == PREDICTION or shard_of(state.model, name, self.shards) == shard
+            }
+        )  # None: every column; else this shard's (shard 0 still converts every column for the schema checks)
         alerts: list[Alert] = []
-        watch = state.quality
+        watch = state.quality if shard == 0 else None
         testing = self.config.significance.enabled
         observed: list[tuple[str, list[Any], str, np.ndarray, np.ndarray | None]] = []
         positions = self.fdr.position + (np.arange(n) if rows is None else rows)  # rows' places in the partition
@@ -852,7 +869,11 @@ class PartitionEngine:
         converted_columns = [(name, values, *c) for name, values, c in conversions if c is not None]
         numeric = self._update_numeric(
             state,
-            [(name, col) for name, _, kind, col, _ in converted_columns if kind == "numeric"],
+            [
+                (name, col)
+                for name, _, kind, col, _ in converted_columns
+                if kind == "numeric" and (judged is None or name in judged)
+            ],
             buckets,
             lengths,
             grouped,
@@ -862,6 +883,8 @@ class PartitionEngine:
         for name, values, kind, column, mismatch in converted_columns:
             if watch is not None and name != PREDICTION:
                 observed.append((name, values, kind, column, mismatch))
+            if judged is not None and name not in judged:
+                continue  # another shard judges its drift
             touched: list[tuple[tuple[str, str], Tracker, float]] = []
             overall: tuple[tuple[str, str], Tracker, float] | None = None
             if kind == "numeric":
@@ -897,6 +920,8 @@ class PartitionEngine:
             alerts.extend(self._decide(state, name, touched))
         if watch is not None:
             alerts += self._watch_quality(state, watch, batch, rows, observed, times)
+        if shard != 0:
+            return alerts
         alerts += self._register_predictions(state, batch, rows, buckets, times)
         if self.config.decisions.enabled and self.config.decisions.retrain_drift_features:
             alerts += self._emit(state, [self._retrain_judgement(state)])
@@ -1466,7 +1491,8 @@ class PartitionEngine:
 
     # ------------------------------------------------------------------- views
     def events_total(self) -> int:
-        return sum(m.events for m in self.models.values())
+        """Predictions monitored (a model's other detection shards see the same rows and do not count them)."""
+        return sum(m.events for m in self.models.values() if self.shards == 1 or self.shard_of_model(m.model) == 0)
 
     def streams(self) -> Iterator[StreamView]:
         """Every stream with its statistics, for metrics and the dashboard."""
@@ -1492,6 +1518,11 @@ class PartitionEngine:
                     effect=ev.effect,
                     firing=self.lifecycle.is_firing(key),
                 )
+
+
+def _whole_model(model: str) -> int:
+    """Without detection shards an engine holds shard 0 of every model: all of it."""
+    return 0
 
 
 def _numbers(values: list[Any]) -> np.ndarray | None:

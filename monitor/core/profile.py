@@ -29,6 +29,7 @@ from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder
 from monitor.core.join import Joined, LabelJoiner, PendingPrediction, Segments
 from monitor.core.performance import binary_score
 from monitor.core.settings import Settings
+from monitor.core.shards import shard_of
 from monitor.core.stats import OVERFLOW
 
 SUMMARY_FORMAT = 1
@@ -60,6 +61,7 @@ class Summary:
     rows: PredictionBatch | None = None
     joined: list[Joined] = field(default_factory=list)
     label_progress: float = -math.inf
+    shard: int = 0  # the detection shard it goes to (monitor.core.shards): 0 has every column and the labels
     wire: bytes | None = field(default=None, repr=False, compare=False)  # encode()'s bytes, once made or read
 
     def __len__(self) -> int:
@@ -76,6 +78,8 @@ class Summary:
             "progress": None if math.isinf(self.progress) else self.progress,
             "label_progress": None if math.isinf(self.label_progress) else self.label_progress,
         }
+        if self.shard:
+            out["shard"] = self.shard
         b = self.rows
         if b is not None and len(b):
             out["rows"] = {
@@ -127,7 +131,7 @@ class Summary:
         return cls(
             model, version, int(data["source"]), int(data["seq"]),
             -math.inf if progress is None else float(progress), rows, joined,
-            -math.inf if label_progress is None else float(label_progress),
+            -math.inf if label_progress is None else float(label_progress), int(data.get("shard", 0)),
         )  # fmt: skip
 
     def encode(self) -> bytes:
@@ -325,6 +329,7 @@ class ProfileStage:
         self.keys: dict[tuple[str, str], None] = {}  # model versions seen, in order: each gets heartbeats
         self.events: Counter[tuple[str, str]] = Counter()  # predictions accepted per model version
         self.observer: Any = None  # an EngineObserver (monitor replay --timeline); not state
+        self.shards = 1  # detection shards the summaries go to (monitor.core.shards); config, not state
 
     # ------------------------------------------------------------------ ingest
     def predictions(
@@ -360,6 +365,11 @@ class ProfileStage:
                 before = max(before, float(np.nanmax(piece.event_time)))
                 last = k == len(pieces) - 1  # joined labels after the rows they may belong to, as before the cut
                 out += self._summaries(model, version, piece, joined if last else [], progress=before)
+                for shard in range(1, self.shards):  # the other shards: their features' columns only
+                    s = self._summary(model, version, _shard_columns(piece, model, shard, self.shards), [],
+                                      progress=before)  # fmt: skip
+                    s.shard = shard
+                    out.append(s)
         self.joiner.expire(self.prediction_time, labels_now=self.label_time)
         return out
 
@@ -391,7 +401,13 @@ class ProfileStage:
 
     def heartbeats(self) -> list[Summary]:
         """A summary without rows for every model version seen: moves this partition's progress everywhere."""
-        return [self._summary(m, v, None, [], seen=False) for m, v in list(self.keys)]
+        out = []
+        for m, v in list(self.keys):
+            for shard in range(self.shards):
+                s = self._summary(m, v, None, [], seen=False)
+                s.shard = shard
+                out.append(s)
+        return out
 
     def _join_predictions(self, model: str, version: str, part: PredictionBatch) -> list[Joined]:
         mon = self.config.monitoring
@@ -440,6 +456,25 @@ class ProfileStage:
 
     # --------------------------------------------------------------- snapshots
     STATE = ("joiner", "rejected", "labels_seen", "watermark", "prediction_time", "label_time", "seq")
+
+
+def _shard_columns(rows: PredictionBatch, model: str, shard: int, shards: int) -> PredictionBatch:
+    """The rows as a detection shard other than 0 needs them: its features, the segments and times (it judges
+    only its features' drift); no scores."""
+    keep = [name for name in rows.features if shard_of(model, name, shards) == shard]
+    return PredictionBatch(
+        index=rows.index,
+        prediction_id=rows.prediction_id,
+        model=rows.model,
+        model_version=rows.model_version,
+        event_time=rows.event_time,
+        prediction=rows.prediction,
+        features={name: rows.features[name] for name in keep},
+        segments=rows.segments,
+        latency_ms=rows.latency_ms,
+        scores=[],
+        nulls={name: at for name, at in rows.nulls.items() if name in rows.features and name in keep},
+    )
 
 
 def _pieces(times: np.ndarray, size: int) -> list[tuple[int, int]]:

@@ -302,7 +302,8 @@ def build_view(engine: PartitionEngine) -> EngineView:
     streams: list[StreamRow] = []
     windows: list[WindowRow] = []
     for key, state in engine.models.items():
-        models[key] = _model_row(state)
+        if engine.shards == 1 or engine.shard_of_model(state.model) == 0:  # another shard's rows count in shard 0
+            models[key] = _model_row(state)
         streams += _stream_rows(engine, state)
         windows += _window_rows(state)
     incidents = []

@@ -48,11 +48,12 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from monitor.config import MonitorConfig
 from monitor.core.baseline import ProfileSet
-from monitor.core.detect import DetectionStage, summaries_partition
+from monitor.core.detect import DetectionStage
 from monitor.core.engine import PartitionEngine
 from monitor.core.events import Rejected
 from monitor.core.profile import Summary
 from monitor.core.rules import Alert
+from monitor.core.shards import effective_shards, summaries_partition
 from monitor.core.view import EngineView, build_view
 from monitor.errors import ConfigError, SinkError, SourceError
 from monitor.io.audit import AUDIT_TOPIC_CONFIG, AuditPublisher
@@ -559,13 +560,15 @@ class MonitorService:
             detect=False,
         )  # fmt: skip
         engine.profile.seq = time.time_ns() // 1000
+        engine.profile.shards = effective_shards(self.config.detection.shards, self.summary_partitions)
         return engine
 
     def _new_detector(self, partition: int) -> DetectionStage:
         d = self.config.detection
         stage = DetectionStage(
             self.config, partition=partition, idle_s=d.idle_s, max_pending=d.max_pending_rows, clock=self.clock,
-            profiles=self.profiles, batch_rows=d.batch_rows,
+            profiles=self.profiles, batch_rows=d.batch_rows, summaries_partitions=self.summary_partitions,
+            shards=d.shards,
         )  # fmt: skip
         stage.expect(list(range(self.partitions)))
         return stage
@@ -618,11 +621,13 @@ class MonitorService:
                 self.config, data["engine"], partitions=self.partitions, clock=self.clock, profiles=self.profiles,
                 detect=False,
             )  # fmt: skip
+            obj.profile.shards = effective_shards(self.config.detection.shards, self.summary_partitions)
         else:
             d = self.config.detection
             obj = DetectionStage.restore(
                 self.config, data["engine"], idle_s=d.idle_s, max_pending=d.max_pending_rows, clock=self.clock,
-                profiles=self.profiles, batch_rows=d.batch_rows,
+                profiles=self.profiles, batch_rows=d.batch_rows, summaries_partitions=self.summary_partitions,
+                shards=d.shards,
             )  # fmt: skip
             obj.expect(list(range(self.partitions)))
         return obj, data["offsets"], data["outbox"], data.get("summaries", [])
@@ -934,8 +939,8 @@ class MonitorService:
         self._outgoing_since.pop(partition, None)
         engine = self.engines.get(partition)
         if out and engine is not None:
-            have = {(s.model, s.version) for s in out}
-            out += [s for s in engine.profile.heartbeats() if (s.model, s.version) not in have]
+            have = {(s.model, s.version, s.shard) for s in out}
+            out += [s for s in engine.profile.heartbeats() if (s.model, s.version, s.shard) not in have]
         return out
 
     def publish_views(self, *, force: bool = False, tasks: Collection[Task] = ()) -> None:
@@ -1148,10 +1153,11 @@ class MonitorService:
         self.stats.last_checkpoint_bytes = size
 
     def _send_summary(self, summary: Summary) -> None:
-        """Produce one summary to the summaries partition of its model (every version of it in one place)."""
+        """Produce one summary to the summaries partition of its model's shard (every version in one place)."""
         assert self.sink is not None
         key = summary.model.encode()
-        partition = summaries_partition(summary.model, self.summary_partitions)
+        shards = self.config.detection.shards
+        partition = summaries_partition(summary.model, self.summary_partitions, summary.shard, shards)
         value = summary.encode()
         if len(value) > self.sink.max_message_bytes:  # summaries are cut to about half a megabyte: a freak row
             self.stats.summaries_oversize += 1

@@ -40,16 +40,21 @@ def _firing(alerts: list[dict[str, Any]]) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("segment", "expected", "incidents"),
+    ("segment", "expected", "incidents", "shards"),
     [
-        ({}, ["churn/v1/data_drift/device/all", "churn/v1/data_drift/income/all"], 2),  # one per feature
-        ({"country": "SG"}, ["churn/v1/data_drift/device/country=SG", "churn/v1/data_drift/income/country=SG"], 1),
+        ({}, ["churn/v1/data_drift/device/all", "churn/v1/data_drift/income/all"], 2, 1),  # one per feature
+        ({"country": "SG"}, ["churn/v1/data_drift/device/country=SG", "churn/v1/data_drift/income/country=SG"], 1, 1),
+        ({}, ["churn/v1/data_drift/device/all", "churn/v1/data_drift/income/all"], 2, 2),
     ],
-    ids=["all-traffic", "one-segment"],
+    ids=["all-traffic", "one-segment", "all-traffic-two-shards"],
 )
-def test_one_change_gives_one_alert_on_six_partitions_and_three_replicas(broker, topics, segment, expected, incidents):
+def test_one_change_gives_one_alert_on_six_partitions_and_three_replicas(
+    broker, topics, segment, expected, incidents, shards
+):
     names = topics(partitions=6)
-    config = config_for(broker, names, monitoring={"watch_prediction": False})
+    config = config_for(
+        broker, names, monitoring={"watch_prediction": False}, detection={"idle_s": 5.0, "shards": shards}
+    )
     monitors = [Monitor(config, consumer_overrides={"fetch.wait.max.ms": 10}).start() for _ in range(3)]
     try:
         ports = [m.http.port for m in monitors]
@@ -69,7 +74,12 @@ def test_one_change_gives_one_alert_on_six_partitions_and_three_replicas(broker,
         assert sum(total(m, "monitor_events_total") for m in scraped) == len(records)
         assert sum(total(m, "monitor_profiled_events_total") for m in scraped) == len(records)
         owners = [m for m in scraped if total(m, "monitor_events_total")]
-        assert len(owners) == 1, "one detection stage monitors the model version"
+        assert len(owners) == 1, "one detection stage monitors the model version (its shard 0 with two shards)"
+        income = [k for k, m in enumerate(scraped) if total(m, "monitor_stream_events_total", feature="income")]
+        if shards == 2:  # income is shard 1's: judged in another replica than the one counting the predictions
+            assert len(income) == 1 and not total(owners[0], "monitor_stream_events_total", feature="income")
+        else:
+            assert income == [scraped.index(owners[0])]
 
         alerts = [orjson.loads(m.value()) for m in read_to_end(broker.bootstrap, names["alerts"])]
         # one drift alert per change, on the stream that changed; a quality finding of the same feature (values past

@@ -449,7 +449,7 @@ def test_the_versions_of_a_model_meet_in_one_detection_stage_so_a_worse_one_rais
     reach the same engine, which compares them (keyed by model version, they landed in stages 0 and 2 and no
     stage could see both)."""
     from monitor.config import load_config
-    from monitor.core.detect import summaries_partition
+    from monitor.core.shards import summaries_partition
     from monitor.simulate import TrafficGenerator
 
     config = load_config(environ={}, overrides={"detectors": {"warmup_events": 300}})
@@ -482,3 +482,30 @@ def test_the_versions_of_a_model_meet_in_one_detection_stage_so_a_worse_one_rais
     assert reached["v1"] == reached["v2"] and len(reached["v1"]) == 1
     decisions = [(a.kind, a.status, a.model_version) for a in alerts if a.kind.endswith("_recommended")]
     assert decisions[:1] == [("rollback_recommended", "firing", "v2")]
+
+
+@pytest.mark.parametrize("partitions", [1, 6])
+def test_a_models_features_split_over_two_detection_shards_are_judged_as_on_one(partitions):
+    """``detection.shards = 2``: x is judged by shard 1, the rest of the model version by shard 0. The segment
+    shift is caught as early as with one stage, gives that one alert, and each prediction is counted once."""
+    from monitor.core.shards import shard_of
+
+    assert (shard_of("m", "x", 2), shard_of("m", "other", 2)) == (1, 0)
+    config = settings(detectors={"warmup_events": 300})
+    t = traffic(40_000, 20_000, 1.0, seed=4)
+    one = run_two_stages(t, partitions, config, slice_s=0.01)
+    stages: list[DetectionStage] = []
+    two = run_two_stages(t, partitions, config, slice_s=0.01, wire=True, shards=2, stages=stages)
+    d1, d2 = delay(one, 20_000), delay(two, 20_000)
+    assert d1 is not None and d2 is not None
+    assert d2 <= 1.25 * d1, (d1, d2)
+    assert sorted(a.key for _, a in two if a.status == "firing") == ["m/v1/data_drift/x/segment=s0"]
+    whole, features = stages
+    assert sum(s.engine.events_total() for s in stages) == 40_000
+    names = {s.feature for s in whole.engine.streams()}, {s.feature for s in features.engine.streams()}
+    assert "x" not in names[0] and "other" in names[0] and "prediction" in names[0]
+    assert names[1] == {"x"}
+    assert whole.engine.models["m", "v1"].quality is not None
+    from monitor.core.view import build_view
+
+    assert list(build_view(whole.engine).models) == [("m", "v1")] and not build_view(features.engine).models

@@ -1,0 +1,49 @@
+"""Detection shards: where a model's summaries go, and which shard judges which subject.
+
+The summaries topic is keyed by model, so all of a model's versions meet in one detection stage (rollback
+compares them). With ``detection.shards`` above 1 a model's input features are split over that many
+detection stages, so one model's detection can use several replicas' cores: shard 0 judges the model version
+as a whole (prediction drift, latency, schema and quality, labels, fairness, decisions) and its own share of
+the features' drift; every other shard only its share of the features' drift. docs/engine-v2.md says what
+a shard cannot see of the others.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+
+def summaries_partition(model: str, partitions: int, shard: int = 0, shards: int = 1) -> int:
+    """The summaries partition, hence the detection stage, of one shard of a model's summaries. Every version
+    of a model goes to the same one: a new version is judged against the one before it (rollback), which needs
+    both in one engine. A model's shards (see :func:`shard_of`) go ``partitions // shards`` apart, so that
+    consumers given consecutive partitions (Kafka's range assignor) hold different shards.
+
+    >>> summaries_partition("churn", 6) == summaries_partition("churn", 6)
+    True
+    >>> (summaries_partition("churn", 6, 1, 2) - summaries_partition("churn", 6, 0, 2)) % 6
+    3
+    """
+    partitions = max(1, partitions)
+    shards = effective_shards(shards, partitions)
+    return (zlib.crc32(model.encode()) + (shard % shards) * (partitions // shards)) % partitions
+
+
+def effective_shards(shards: int, partitions: int) -> int:
+    """Shards in use: at most one per summaries partition, so each shard of a model has a stage of its own."""
+    return max(1, min(shards, partitions))
+
+
+def shard_of(model: str, feature: str, shards: int) -> int:
+    """The detection shard that judges an input feature's drift. Shard 0 also holds everything that looks at a
+    model version as a whole: prediction drift, latency, schema and quality, labels, fairness and decisions."""
+    return 0 if shards <= 1 else zlib.crc32(f"{model}\x00{feature}".encode()) % shards
+
+
+def shard_here(model: str, partition: int, partitions: int, shards: int) -> int:
+    """The shard of ``model`` that summaries partition ``partition`` holds (0 when it holds none)."""
+    shards = effective_shards(shards, partitions)
+    for shard in range(shards):
+        if summaries_partition(model, partitions, shard, shards) == partition:
+            return shard
+    return 0
