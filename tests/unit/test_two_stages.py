@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import math
+import zlib
 from typing import Any
 
 import numpy as np
@@ -58,6 +60,9 @@ def test_a_summary_survives_its_bytes_exactly():
         assert stored.to_plain() == s.to_plain() and stored.encode() == s.encode()
         assert Summary.from_stored(s.to_plain()).to_plain() == s.to_plain()  # the plain form earlier snapshots kept
         assert (back.model, back.version, back.source, back.seq) == (s.model, s.version, 3, s.seq)
+        earlier = zlib.compress(orjson.dumps(s.to_plain()), 1)  # what earlier releases sent and stored (base64)
+        assert Summary.decode(earlier).to_plain() == s.to_plain()
+        assert Summary.from_stored(base64.b64encode(earlier).decode()).to_plain() == s.to_plain()
     rows = Summary.decode(out[0].encode()).rows
     assert rows is not None and rows.features["x"] == [None, 1.0] and rows.nulls == out[0].rows.nulls
     j = Summary.decode(joined[0].encode()).joined[0]
