@@ -42,10 +42,14 @@ class Traffic:
     segment: list[str]
     times: np.ndarray
     prediction: np.ndarray
+    model: str = "m"
 
 
-def traffic(n: int, change: int, shift: float, *, segments: int = 10, rate: float = 20_000.0, seed: int = 0) -> Traffic:
-    """``n`` predictions; from ``change`` on, feature x of segment s0 has its mean moved by ``shift`` sd."""
+def traffic(
+    n: int, change: int, shift: float, *, segments: int = 10, rate: float = 20_000.0, seed: int = 0, model: str = "m"
+) -> Traffic:
+    """``n`` predictions of ``model``; from ``change`` on, feature x of segment s0 has its mean moved by ``shift``
+    sd."""
     rng = np.random.default_rng(seed)
     seg = rng.integers(0, segments, n)
     x = rng.normal(0.0, 1.0, n)
@@ -57,6 +61,7 @@ def traffic(n: int, change: int, shift: float, *, segments: int = 10, rate: floa
         segment=[f"s{v}" for v in seg.tolist()],
         times=T0 + np.arange(n) / rate,
         prediction=rng.uniform(0, 1, n),
+        model=model,
     )
 
 
@@ -65,7 +70,7 @@ def _batch(t: Traffic, rows: np.ndarray) -> PredictionBatch:
     return PredictionBatch(
         index=np.arange(len(r)),
         prediction_id=[t.ids[i] for i in r],
-        model=["m"] * len(r),
+        model=[t.model] * len(r),
         model_version=["v1"] * len(r),
         event_time=t.times[rows],
         prediction=t.prediction[rows].tolist(),

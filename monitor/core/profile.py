@@ -81,7 +81,10 @@ class Summary:
         if self.shard:
             out["shard"] = self.shard
         b = self.rows
-        if b is not None and len(b):
+        if b is not None and len(b) and self.shard:  # another shard judges features' drift only: no ids, scores
+            out["rows"] = {"n": len(b), "time": b.event_time.tolist(), "features": b.features, "segments": b.segments,
+                           "nulls": b.nulls}  # fmt: skip
+        elif b is not None and len(b):
             out["rows"] = {
                 "id": b.prediction_id,
                 "time": b.event_time.tolist(),
@@ -108,7 +111,14 @@ class Summary:
         progress, label_progress = data.get("progress"), data.get("label_progress")
         rows = None
         r = data.get("rows")
-        if r is not None:
+        if r is not None and "id" not in r:  # a shard copy (see to_plain)
+            n = int(r["n"])
+            rows = PredictionBatch(
+                index=np.arange(n), prediction_id=[""] * n, model=[model] * n, model_version=[version] * n,
+                event_time=np.asarray(r["time"], dtype=np.float64), prediction=[None] * n, features=r["features"],
+                segments=r["segments"], latency_ms=np.full(n, math.nan), scores=[], nulls=r["nulls"],
+            )  # fmt: skip
+        elif r is not None:
             n = len(r["id"])
             rows = PredictionBatch(
                 index=np.arange(n),

@@ -36,8 +36,17 @@ def effective_shards(shards: int, partitions: int) -> int:
 
 def shard_of(model: str, feature: str, shards: int) -> int:
     """The detection shard that judges an input feature's drift. Shard 0 also holds everything that looks at a
-    model version as a whole: prediction drift, latency, schema and quality, labels, fairness and decisions."""
-    return 0 if shards <= 1 else zlib.crc32(f"{model}\x00{feature}".encode()) % shards
+    model version as a whole (prediction drift, latency, schema and quality, labels, fairness and decisions),
+    about as much work as a share of the features, so it gets half the share of features each other shard
+    gets: a feature hashes to one of ``2 * shards - 1`` slots, slot 0 being shard 0's.
+
+    >>> round(sum(shard_of("m", f"x{i}", 2) == 0 for i in range(3000)) / 3000, 1)  # of two shards
+    0.3
+    """
+    if shards <= 1:
+        return 0
+    slot = zlib.crc32(f"{model}\x00{feature}".encode()) % (2 * shards - 1)
+    return 0 if slot == 0 else 1 + (slot - 1) % (shards - 1)
 
 
 def shard_here(model: str, partition: int, partitions: int, shards: int) -> int:

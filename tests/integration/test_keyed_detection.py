@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from monitor.app import Monitor
+from monitor.core.shards import shard_of
 from monitor.simulate import DEVICES, Drift, TrafficGenerator
 
 from .conftest import config_for, produce, read_to_end, scrape_metrics, total, wait_consumed, wait_until
@@ -22,9 +23,9 @@ RATE = 200.0
 N_AFTER = 20_000
 
 
-def _events(segment: dict[str, str], seed: int) -> list[tuple[bytes, bytes]]:
+def _events(segment: dict[str, str], seed: int, model: str = "churn") -> list[tuple[bytes, bytes]]:
     """Normal traffic, then income x1.6 and most devices turned into the rarest one, where ``segment`` holds."""
-    gen = TrafficGenerator(seed=seed)
+    gen = TrafficGenerator(seed=seed, model=model)
     before = list(gen.predictions(10_000, rate=RATE))
     gen.drifts.append(Drift("income", segment, scale=1.6))
     after = list(gen.predictions(N_AFTER, start_time=before[-1]["timestamp"] + 1 / RATE, rate=RATE))
@@ -44,7 +45,8 @@ def _firing(alerts: list[dict[str, Any]]) -> list[str]:
     [
         ({}, ["churn/v1/data_drift/device/all", "churn/v1/data_drift/income/all"], 2, 1),  # one per feature
         ({"country": "SG"}, ["churn/v1/data_drift/device/country=SG", "churn/v1/data_drift/income/country=SG"], 1, 1),
-        ({}, ["churn/v1/data_drift/device/all", "churn/v1/data_drift/income/all"], 2, 2),
+        # model "fraud": income and device are judged by shard 1, age by shard 0 (monitor.core.shards.shard_of)
+        ({}, ["fraud/v1/data_drift/device/all", "fraud/v1/data_drift/income/all"], 2, 2),
     ],
     ids=["all-traffic", "one-segment", "all-traffic-two-shards"],
 )
@@ -66,7 +68,8 @@ def test_one_change_gives_one_alert_on_six_partitions_and_three_replicas(
             return sum(inputs) == 6 and min(inputs) >= 1 and sum(detection) == 6
 
         wait_until(settled, what="3 replicas share the 6 input and the 6 summaries partitions")
-        records = _events(segment, seed=11)
+        model = "churn" if shards == 1 else "fraud"
+        records = _events(segment, seed=11, model=model)
         produce(broker.bootstrap, names["predictions"], records)
         wait_consumed(broker.bootstrap, config.kafka.group_id, [names["predictions"]], ports=ports)
 
@@ -75,11 +78,17 @@ def test_one_change_gives_one_alert_on_six_partitions_and_three_replicas(
         assert sum(total(m, "monitor_profiled_events_total") for m in scraped) == len(records)
         owners = [m for m in scraped if total(m, "monitor_events_total")]
         assert len(owners) == 1, "one detection stage monitors the model version (its shard 0 with two shards)"
-        income = [k for k, m in enumerate(scraped) if total(m, "monitor_stream_events_total", feature="income")]
-        if shards == 2:  # income is shard 1's: judged in another replica than the one counting the predictions
-            assert len(income) == 1 and not total(owners[0], "monitor_stream_events_total", feature="income")
+
+        def judged_by(feature: str) -> list[int]:
+            return [k for k, m in enumerate(scraped) if total(m, "monitor_stream_events_total", feature=feature)]
+
+        counting = scraped.index(owners[0])
+        if shards == 2:  # shard 1's features are judged in another replica than the one counting (shard 0)
+            assert [shard_of(model, f, 2) for f in ("income", "device", "age")] == [1, 1, 0]
+            assert judged_by("age") == [counting] and len(judged_by("income")) == 1
+            assert judged_by("income") == judged_by("device") != [counting]
         else:
-            assert income == [scraped.index(owners[0])]
+            assert judged_by("income") == judged_by("age") == [counting]
 
         alerts = [orjson.loads(m.value()) for m in read_to_end(broker.bootstrap, names["alerts"])]
         # one drift alert per change, on the stream that changed; a quality finding of the same feature (values past

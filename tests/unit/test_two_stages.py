@@ -491,26 +491,45 @@ def test_the_versions_of_a_model_meet_in_one_detection_stage_so_a_worse_one_rais
 
 @pytest.mark.parametrize("partitions", [1, 6])
 def test_a_models_features_split_over_two_detection_shards_are_judged_as_on_one(partitions):
-    """``detection.shards = 2``: x is judged by shard 1, the rest of the model version by shard 0. The segment
-    shift is caught as early as with one stage, gives that one alert, and each prediction is counted once."""
+    """``detection.shards = 2``: for model "fraud", x is judged by shard 1 and the rest of the model version by
+    shard 0. The segment shift is caught as early as with one stage, gives that one alert, and each prediction
+    is counted once."""
     from monitor.core.shards import shard_of
+    from monitor.core.view import build_view
 
-    assert (shard_of("m", "x", 2), shard_of("m", "other", 2)) == (1, 0)
+    assert (shard_of("fraud", "x", 2), shard_of("fraud", "other", 2)) == (1, 0)
     config = settings(detectors={"warmup_events": 300})
-    t = traffic(40_000, 20_000, 1.0, seed=4)
+    t = traffic(40_000, 20_000, 1.0, seed=4, model="fraud")
     one = run_two_stages(t, partitions, config, slice_s=0.01)
     stages: list[DetectionStage] = []
     two = run_two_stages(t, partitions, config, slice_s=0.01, wire=True, shards=2, stages=stages)
     d1, d2 = delay(one, 20_000), delay(two, 20_000)
     assert d1 is not None and d2 is not None
     assert d2 <= 1.25 * d1, (d1, d2)
-    assert sorted(a.key for _, a in two if a.status == "firing") == ["m/v1/data_drift/x/segment=s0"]
-    whole, features = stages
+    assert sorted(a.key for _, a in two if a.status == "firing") == ["fraud/v1/data_drift/x/segment=s0"]
+    whole, features = sorted(stages, key=lambda s: s.engine.shard_of_model("fraud"))
     assert sum(s.engine.events_total() for s in stages) == 40_000
     names = {s.feature for s in whole.engine.streams()}, {s.feature for s in features.engine.streams()}
     assert "x" not in names[0] and "other" in names[0] and "prediction" in names[0]
     assert names[1] == {"x"}
-    assert whole.engine.models["m", "v1"].quality is not None
-    from monitor.core.view import build_view
+    assert whole.engine.models["fraud", "v1"].quality is not None
+    assert list(build_view(whole.engine).models) == [("fraud", "v1")] and not build_view(features.engine).models
 
-    assert list(build_view(whole.engine).models) == [("m", "v1")] and not build_view(features.engine).models
+
+def test_a_shard_copy_carries_its_features_times_and_segments_only():
+    from monitor.core.shards import shard_of
+
+    stage = ProfileStage(settings(), partition=1)
+    stage.shards = 2
+    out, _ = stage.predictions([_prediction(1, T0, None), _prediction(2, T0 + 1, 2.0, seg="b")], [T0] * 2)
+    whole, copy = out
+    assert (whole.shard, copy.shard) == (0, 1) and copy.seq == whole.seq + 1 and not copy.joined
+    assert sorted(whole.rows.features) == ["colour", "x"]
+    assert list(copy.rows.features) == [f for f in ("x", "colour") if shard_of("m", f, 2) == 1] == ["colour"]
+    wire = orjson.loads(copy.encode())
+    assert wire["shard"] == 1 and "id" not in wire["rows"] and "prediction" not in wire["rows"]
+    back = Summary.decode(copy.encode())
+    assert back.shard == 1 and len(back.rows) == 2 and back.rows.features == {"colour": ["red", "red"]}
+    assert back.rows.event_time.tolist() == [T0, T0 + 1] and back.rows.segments == {"seg": ["a", "b"]}
+    assert whole.rows.nulls == {"x": [0]} and back.rows.nulls == {}  # x's null is shard 0's
+    assert [(b.shard, len(b)) for b in stage.heartbeats()] == [(0, 0), (1, 0)]
