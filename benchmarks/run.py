@@ -332,15 +332,15 @@ def keyed_lines(k: dict[str, Any]) -> list[str]:
     if rss:
         rows.append(f"| RSS on 12 partitions ≤ 1.2 × on 1 (1 replica) | worst {max(rss):.2f} × | "
                     f"{'met' if max(rss) <= 1.2 else '**not met**'} |")  # fmt: skip
-    if "1x2" in t and "2x2" in t:
-        ratio = t["2x2"] / t["1x2"]
+    singles = [eps for n, eps in t.items() if n.startswith("1x")]
+    if singles and "2x2" in t:  # against the faster single replica, so a shard's own cost cannot flatter the ratio
+        ratio = t["2x2"] / max(singles)
         rows.append(
-            f"| end to end, 2 replicas ≥ 1.7 × 1 replica (2 shards both) | {ratio:.2f} × | "
-            f"{'met' if ratio >= 1.7 else '**not met**'} |"
+            f"| end to end, 2 replicas ≥ 1.7 × 1 replica (2 replicas with 2 shards, against the faster of 1 replica "
+            f"with 1 or 2 shards) | {ratio:.2f} × | {'met' if ratio >= 1.7 else '**not met**'} |"
         )
-    if "1x1" in t and "2x2" in t:
-        rows.append(f"| 2 replicas with 2 shards against 1 replica with 1 shard (for reference) | "
-                    f"{t['2x2'] / t['1x1']:.2f} × | |")  # fmt: skip
+    if "1x2" in t and "2x2" in t:
+        rows.append(f"| 2 replicas against 1, both with 2 shards (for reference) | {t['2x2'] / t['1x2']:.2f} × | |")
     if rows:
         lines += ["| target | measured | |", "|---|---|---|", *rows, ""]
     return lines

@@ -174,7 +174,8 @@ class CheckpointConfig:
 class DetectionConfig:
     """The two stages (README, "Running it in production"): each input partition's profile stage sends
     summaries to ``summaries_topic`` (empty: ``"<kafka.group_id>-summaries"``, created at start with
-    ``summaries_partitions`` partitions, 0: as many as the predictions topic), keyed by model version. The
+    ``summaries_partitions`` partitions, 0: as many as the predictions topic), keyed by model, each model's
+    features split over ``shards`` detection stages (monitor.core.shards; the same on every replica). The
     detection stage that owns a summaries partition merges them in event time behind the slowest input
     partition, leaving out one whose progress has not moved for ``idle_s``; its state goes to
     ``state_topic`` (empty: ``"<kafka.group_id>-detection-state"``). A profile stage sends its summaries at
@@ -610,7 +611,7 @@ def load_config(
             raise ConfigError(section, f"unknown section; known sections: {sorted(known)}")
     kwargs: dict[str, Any] = {}
     sections = typing.get_type_hints(MonitorConfig)  # every section, so none can be read and then dropped
-    for section in known - {"detectors"}:
+    for section in (f.name for f in dataclasses.fields(MonitorConfig) if f.name != "detectors"):
         if section in data:
             kwargs[section] = _build(section, sections[section], data[section])
     if "detectors" in data:

@@ -86,6 +86,7 @@ class DetectionStage:
         self.late_rows = 0  # rows that arrived behind the watermark already released (released at once)
         self.forced = 0  # releases the pending cap forced ahead of the watermark
         self.rows_released = 0  # rows released to the engine so far: its batches end at multiples of batch_rows
+        self.misrouted = 0  # summaries dropped as cut for another shard count or for a shard not held here
 
     def _bind_shards(self) -> None:
         """Tell the engine which shard of each model it holds (derived from the partition: not state)."""
@@ -104,7 +105,12 @@ class DetectionStage:
                 self.moved[src] = now
 
     def add(self, summary: Summary) -> bool:
-        """Take a summary (False: a repeat of one already taken, dropped)."""
+        """Take a summary (False: a repeat of one already taken, or one for another shard layout, dropped)."""
+        if summary.shards != self.shards or (
+            self.shards > 1 and summary.shard != self.engine.shard_of_model(summary.model)
+        ):  # replicas that disagree on detection.shards: never judged as if it were this stage's (counted)
+            self.misrouted += 1
+            return False
         src = summary.source
         if summary.seq <= self.last_seq.get(src, -1):
             self.duplicates += 1
@@ -218,7 +224,14 @@ class DetectionStage:
             "label_progress": [[src, None if math.isinf(p) else p] for src, p in self.label_progress.items()],
             "last_seq": [[src, seq] for src, seq in self.last_seq.items()],
             "released_to": None if math.isinf(self.released_to) else self.released_to,
-            "counts": [self.summaries, self.duplicates, self.late_rows, self.forced, self.rows_released],
+            "counts": [
+                self.summaries,
+                self.duplicates,
+                self.late_rows,
+                self.forced,
+                self.rows_released,
+                self.misrouted,
+            ],
         }
 
     @classmethod
@@ -258,8 +271,9 @@ class DetectionStage:
         stage.last_seq = {int(src): int(seq) for src, seq in data["last_seq"]}
         released = data.get("released_to")
         stage.released_to = -math.inf if released is None else float(released)
-        counts = [int(x) for x in data["counts"]] + [0, 0]
+        counts = [int(x) for x in data["counts"]] + [0, 0, 0]  # fields later releases added start at 0
         stage.summaries, stage.duplicates, stage.late_rows, stage.forced, stage.rows_released = counts[:5]
+        stage.misrouted = counts[5]
         return stage
 
 

@@ -212,7 +212,7 @@ class PartitionEngine:
         self._segments_seen: dict[tuple[str, str, Segments, int], Segments] = {}  # joined segments as tracked here
         # Detection shards (``detection.shards``; set by the detection stage, not state): which shard of each
         # model this engine holds. Shard 0 judges the model version as a whole and its own features' drift;
-        # another shard only its features' drift (monitor.core.detect.shard_of).
+        # another shard only its features' drift (monitor.core.shards.shard_of).
         self.shards = 1
         self.shard_of_model: Callable[[str], int] = _whole_model
 

@@ -35,7 +35,7 @@ from monitor.core.stats import OVERFLOW
 SUMMARY_FORMAT = 1
 MAX_SUMMARY_ROWS = 2_000  # rows per summary at most
 SUMMARY_BYTES = 500_000  # rows per summary are cut so that its JSON is about this large
-MAX_SUMMARY_JOINED = 2_000  # joined labels per summary at most
+MAX_SUMMARY_JOINED = 1_000  # joined labels per summary at most: with a full piece of rows, well under 1 MB of JSON
 # A summary's rows span about SUMMARY_SPAN_S of event time once it has MIN_SPAN_ROWS rows: the merge orders
 # summaries, not rows, so their span bounds how far apart in time the rows of one engine batch can be.
 SUMMARY_SPAN_S = 0.1
@@ -62,6 +62,7 @@ class Summary:
     joined: list[Joined] = field(default_factory=list)
     label_progress: float = -math.inf
     shard: int = 0  # the detection shard it goes to (monitor.core.shards): 0 has every column and the labels
+    shards: int = 1  # how many shards its model version was cut into (a stage drops one cut otherwise)
     wire: bytes | None = field(default=None, repr=False, compare=False)  # encode()'s bytes, once made or read
 
     def __len__(self) -> int:
@@ -78,8 +79,8 @@ class Summary:
             "progress": None if math.isinf(self.progress) else self.progress,
             "label_progress": None if math.isinf(self.label_progress) else self.label_progress,
         }
-        if self.shard:
-            out["shard"] = self.shard
+        if self.shards > 1:
+            out["shard"], out["shards"] = self.shard, self.shards
         b = self.rows
         if b is not None and len(b) and self.shard:  # another shard judges features' drift only: no ids, scores
             out["rows"] = {"n": len(b), "time": b.event_time.tolist(), "features": b.features, "segments": b.segments,
@@ -142,6 +143,7 @@ class Summary:
             model, version, int(data["source"]), int(data["seq"]),
             -math.inf if progress is None else float(progress), rows, joined,
             -math.inf if label_progress is None else float(label_progress), int(data.get("shard", 0)),
+            int(data.get("shards", 1)),
         )  # fmt: skip
 
     def encode(self) -> bytes:
@@ -381,10 +383,9 @@ class ProfileStage:
                 last = k == len(pieces) - 1  # joined labels after the rows they may belong to, as before the cut
                 out += self._summaries(model, version, piece, joined if last else [], progress=before)
                 for shard in range(1, self.shards):  # the other shards: their features' columns only
-                    s = self._summary(model, version, _shard_columns(piece, model, shard, self.shards), [],
-                                      progress=before)  # fmt: skip
-                    s.shard = shard
-                    out.append(s)
+                    columns = _shard_columns(piece, model, shard, self.shards)
+                    if columns is not None:  # else the shard's heartbeat moves its progress
+                        out.append(self._summary(model, version, columns, [], progress=before, shard=shard))
         self.joiner.expire(self.prediction_time, labels_now=self.label_time)
         return out
 
@@ -416,13 +417,9 @@ class ProfileStage:
 
     def heartbeats(self) -> list[Summary]:
         """A summary without rows for every model version seen: moves this partition's progress everywhere."""
-        out = []
-        for m, v in list(self.keys):
-            for shard in range(self.shards):
-                s = self._summary(m, v, None, [], seen=False)
-                s.shard = shard
-                out.append(s)
-        return out
+        return [
+            self._summary(m, v, None, [], seen=False, shard=k) for m, v in list(self.keys) for k in range(self.shards)
+        ]
 
     def _join_predictions(self, model: str, version: str, part: PredictionBatch) -> list[Joined]:
         mon = self.config.monitoring
@@ -456,7 +453,7 @@ class ProfileStage:
 
     def _summary(
         self, model: str, version: str, rows: PredictionBatch | None, joined: list[Joined], *, seen: bool = True,
-        progress: float | None = None,
+        progress: float | None = None, shard: int = 0,
     ) -> Summary:  # fmt: skip
         key = (model, version)
         if seen:  # the most recently seen model versions get heartbeats, at most max_models of them
@@ -465,7 +462,7 @@ class ProfileStage:
             if len(self.keys) > self.config.monitoring.max_models:
                 del self.keys[next(iter(self.keys))]
         at = self.prediction_time if progress is None else progress
-        s = Summary(model, version, self.partition, self.seq, at, rows, joined, self.label_time)
+        s = Summary(model, version, self.partition, self.seq, at, rows, joined, self.label_time, shard, self.shards)
         self.seq += 1
         return s
 
@@ -473,10 +470,13 @@ class ProfileStage:
     STATE = ("joiner", "rejected", "labels_seen", "watermark", "prediction_time", "label_time", "seq")
 
 
-def _shard_columns(rows: PredictionBatch, model: str, shard: int, shards: int) -> PredictionBatch:
+def _shard_columns(rows: PredictionBatch, model: str, shard: int, shards: int) -> PredictionBatch | None:
     """The rows as a detection shard other than 0 needs them: its features, the segments and times (it judges
-    only its features' drift); no scores."""
+    only its features' drift; the wire form leaves out the rest, see :meth:`Summary.to_plain`). None when the
+    shard has none of the rows' features."""
     keep = [name for name in rows.features if shard_of(model, name, shards) == shard]
+    if not keep:
+        return None
     return PredictionBatch(
         index=rows.index,
         prediction_id=rows.prediction_id,

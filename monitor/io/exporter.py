@@ -317,6 +317,11 @@ def _stage_families(svc: MonitorService) -> Iterator[Metric]:
     duplicates = CounterMetricFamily(
         "monitor_summaries_duplicate", "Summaries dropped as repeats (after a restart)", labels=["partition"]
     )
+    misrouted = CounterMetricFamily(
+        "monitor_summaries_misrouted",
+        "Summaries dropped as cut for another detection.shards or for a shard this stage does not hold",
+        labels=["partition"],
+    )
     late = CounterMetricFamily(
         "monitor_merge_late_rows", "Rows that arrived behind the watermark already released", labels=["partition"]
     )
@@ -333,13 +338,14 @@ def _stage_families(svc: MonitorService) -> Iterator[Metric]:
     for d, m in merges:
         part = [str(d)]
         duplicates.add_metric(part, m.duplicates)
+        misrouted.add_metric(part, m.misrouted)
         late.add_metric(part, m.late_rows)
         pending.add_metric(part, m.pending_rows)
         if math.isfinite(m.watermark) and math.isfinite(m.newest):
             merge_lag.add_metric(part, max(0.0, m.newest - m.watermark))
         if math.isfinite(m.watermark):
             watermark_lag.add_metric(part, max(0.0, now - m.watermark))
-    yield from (summaries, profiled, detection, duplicates, late, pending, merge_lag, watermark_lag)
+    yield from (summaries, profiled, detection, duplicates, misrouted, late, pending, merge_lag, watermark_lag)
 
 
 def _fairness_families(trackers: dict[tuple[str, str], FairnessTracker | None]) -> Iterator[Metric]:

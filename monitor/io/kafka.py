@@ -350,6 +350,7 @@ class MergeStats:
     duplicates: int = 0
     late_rows: int = 0
     summaries: int = 0
+    misrouted: int = 0
 
 
 class MonitorService:
@@ -903,6 +904,7 @@ class MonitorService:
                 pending_rows=stage.pending_rows(),
                 sources=len(stage.progress),
                 duplicates=stage.duplicates,
+                misrouted=stage.misrouted,
                 late_rows=stage.late_rows,
                 summaries=stage.summaries,
             )

@@ -15,6 +15,7 @@ import pytest
 from benchmarks.partitions import delay, run_per_partition, run_two_stages, settings, traffic
 from monitor.core.detect import DetectionStage
 from monitor.core.profile import (
+    MAX_SUMMARY_JOINED,
     MIN_SPAN_ROWS,
     SUMMARY_SPAN_S,
     ProfileStage,
@@ -533,3 +534,50 @@ def test_a_shard_copy_carries_its_features_times_and_segments_only():
     assert back.rows.event_time.tolist() == [T0, T0 + 1] and back.rows.segments == {"seg": ["a", "b"]}
     assert whole.rows.nulls == {"x": [0]} and back.rows.nulls == {}  # x's null is shard 0's
     assert [(b.shard, len(b)) for b in stage.heartbeats()] == [(0, 0), (1, 0)]
+
+
+def test_a_stage_drops_and_counts_summaries_cut_for_another_shard_layout_and_keeps_its_own_after_a_restore():
+    from monitor.core.shards import shard_here, summaries_partition
+
+    config = settings()
+    held = summaries_partition("fraud", 4, 1, 2)  # the stage that holds shard 1 of model "fraud"
+    stage = DetectionStage(config, partition=held, clock=lambda: 0.0, idle_clock=lambda: 0.0,
+                           summaries_partitions=4, shards=2)  # fmt: skip
+    assert stage.engine.shard_of_model("fraud") == shard_here("fraud", held, 4, 2) == 1
+    one = ProfileStage(config, partition=0)  # a replica still on one shard
+    two = ProfileStage(config, partition=1)
+    two.shards = 2
+    msg = b'{"prediction_id":"%d","model":"fraud","timestamp":%d,"features":{"x":1.0,"other":2.0},"prediction":0.2}'
+    for s in one.predictions([msg % (1, 10)], [0.0])[0]:
+        assert not stage.add(s)  # cut for one shard: not judged as this stage's
+    whole, copy = two.predictions([msg % (2, 20)], [0.0])[0]
+    assert not stage.add(whole) and stage.add(copy)  # shard 0's goes elsewhere; shard 1's is taken
+    assert stage.misrouted == 2 and stage.summaries == 1
+    back = DetectionStage.restore(config, orjson.loads(orjson.dumps(stage.snapshot())), clock=lambda: 0.0,
+                                  idle_clock=lambda: 0.0, summaries_partitions=4, shards=2)  # fmt: skip
+    assert back.misrouted == 2 and back.engine.shards == 2 and back.engine.shard_of_model("fraud") == 1
+    back.release(flush=True)
+    assert {s.feature for s in back.engine.streams()} == {"x"} and back.engine.events_total() == 0
+
+
+def test_a_summary_with_a_full_piece_of_rows_and_of_labels_stays_under_the_message_limit():
+    """Summaries go uncompressed to the producer, whose 1 MB message limit applies before it compresses. Labels
+    that came before their predictions are joined when the predictions come, and ride on the rows' summary."""
+    stage = ProfileStage(settings(), partition=0)
+    segs = {f"attr{k}": f"value-{k}-xxxxxxxx" for k in range(8)}
+    labels = [orjson.dumps({"prediction_id": f"prediction-{i:08d}", "timestamp": T0, "label": 1,
+                            "outcomes": {"converted": 1.0, "revenue": 12.5}}) for i in range(2000)]  # fmt: skip
+    stage.labels(labels, [T0] * len(labels))  # early: waiting for their predictions
+    wide = [
+        orjson.dumps({"prediction_id": f"prediction-{i:08d}", "model": "m", "timestamp": T0 + i / 100_000,
+                      "prediction": 0.5, "segments": segs,
+                      "features": {f"f{j}": float(np.sin(i * 300 + j)) for j in range(40)}})
+        for i in range(1984)  # four full pieces of 496 rows: the last one full too, and carrying the labels
+    ]  # fmt: skip
+    out, _ = stage.predictions(wide, [T0] * len(wide))
+    assert sum(len(s.joined) for s in out) == 1984
+    biggest = max(out, key=lambda s: len(s.encode()))
+    assert (
+        biggest.rows is not None and len(biggest.rows) == 496 and len(biggest.joined) == min(MAX_SUMMARY_JOINED, 1984)
+    )
+    assert len(biggest.encode()) < 900_000
