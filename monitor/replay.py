@@ -284,8 +284,7 @@ class _Detection:
         """A lane's summaries, with a heartbeat for each model version it has seen and sent nothing for."""
         if not summaries:
             return
-        have = {(s.model, s.version, s.shard) for s in summaries}
-        summaries = summaries + [b for b in engine.profile.heartbeats() if (b.model, b.version, b.shard) not in have]
+        summaries = summaries + engine.profile.heartbeats(besides=summaries)
         for s in summaries:
             self.stage_of(s.model, s.version, s.shard).add(s)
         for stage in self.stages:

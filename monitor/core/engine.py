@@ -840,20 +840,18 @@ class PartitionEngine:
         if shard == 0:
             self._latency(state, batch.latency_ms if rows is None else batch.latency_ms[rows])
         buckets = self._buckets(state, batch, rows)
+        # the features whose drift this shard judges (None: all); shard 0 converts every one for the schema checks
+        mine = None
+        if self.shards > 1:
+            mine = {name for name in batch.features if shard_of(state.model, name, self.shards) == shard}
         columns: list[tuple[str, list[Any]]] = [
             (name, self._take(col, rows))
             for name, col in batch.features.items()
-            if self._watched(name) and (shard == 0 or shard_of(state.model, name, self.shards) == shard)
+            if self._watched(name) and (mine is None or shard == 0 or name in mine)
         ]
         if self.config.monitoring.watch_prediction and shard == 0:
             columns.append((PREDICTION, self._take(batch.prediction, rows)))
-        judged = (
-            None
-            if self.shards == 1
-            else {
-                name for name, _ in columns if name == PREDICTION or shard_of(state.model, name, self.shards) == shard
-            }
-        )  # None: every column; else this shard's (shard 0 still converts every column for the schema checks)
+        judged = None if mine is None else mine | {PREDICTION}
         alerts: list[Alert] = []
         watch = state.quality if shard == 0 else None
         testing = self.config.significance.enabled

@@ -19,7 +19,7 @@ import math
 import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -417,10 +417,15 @@ class ProfileStage:
         out = [s for (m, v), items in by_key.items() for s in self._summaries(m, v, None, items)]
         return out, rejected, len(batch)
 
-    def heartbeats(self) -> list[Summary]:
-        """A summary without rows for every model version seen: moves this partition's progress everywhere."""
+    def heartbeats(self, besides: Sequence[Summary] = ()) -> list[Summary]:
+        """A summary without rows for every model version seen and each of its shards, but those ``besides``
+        already has one for: moves this partition's progress everywhere."""
+        have = {(s.model, s.version, s.shard) for s in besides}
         return [
-            self._summary(m, v, None, [], seen=False, shard=k) for m, v in list(self.keys) for k in range(self.shards)
+            self._summary(m, v, None, [], seen=False, shard=k)
+            for m, v in list(self.keys)
+            for k in range(self.shards)
+            if (m, v, k) not in have
         ]
 
     def _join_predictions(self, model: str, version: str, part: PredictionBatch) -> list[Joined]:
@@ -476,22 +481,12 @@ def _shard_columns(rows: PredictionBatch, model: str, shard: int, shards: int) -
     """The rows as a detection shard other than 0 needs them: its features, the segments and times (it judges
     only its features' drift; the wire form leaves out the rest, see :meth:`Summary.to_plain`). None when the
     shard has none of the rows' features."""
-    keep = [name for name in rows.features if shard_of(model, name, shards) == shard]
+    keep = {name for name in rows.features if shard_of(model, name, shards) == shard}
     if not keep:
         return None
-    return PredictionBatch(
-        index=rows.index,
-        prediction_id=rows.prediction_id,
-        model=rows.model,
-        model_version=rows.model_version,
-        event_time=rows.event_time,
-        prediction=rows.prediction,
-        features={name: rows.features[name] for name in keep},
-        segments=rows.segments,
-        latency_ms=rows.latency_ms,
-        scores=[],
-        nulls={name: at for name, at in rows.nulls.items() if name in rows.features and name in keep},
-    )
+    features = {name: col for name, col in rows.features.items() if name in keep}
+    nulls = {name: at for name, at in rows.nulls.items() if name in keep}
+    return replace(rows, features=features, nulls=nulls, scores=[])
 
 
 def _pieces(times: np.ndarray, size: int) -> list[tuple[int, int]]:

@@ -941,8 +941,7 @@ class MonitorService:
         self._outgoing_since.pop(partition, None)
         engine = self.engines.get(partition)
         if out and engine is not None:
-            have = {(s.model, s.version, s.shard) for s in out}
-            out += [s for s in engine.profile.heartbeats() if (s.model, s.version, s.shard) not in have]
+            out += engine.profile.heartbeats(besides=out)
         return out
 
     def publish_views(self, *, force: bool = False, tasks: Collection[Task] = ()) -> None:
@@ -1158,8 +1157,7 @@ class MonitorService:
         """Produce one summary to the summaries partition of its model's shard (every version in one place)."""
         assert self.sink is not None
         key = summary.model.encode()
-        shards = self.config.detection.shards
-        partition = summaries_partition(summary.model, self.summary_partitions, summary.shard, shards)
+        partition = summaries_partition(summary.model, self.summary_partitions, summary.shard, summary.shards)
         value = summary.encode()
         if len(value) > self.sink.max_message_bytes:  # summaries are cut to about half a megabyte: a freak row
             self.stats.summaries_oversize += 1
