@@ -5,9 +5,10 @@
   1 and by 3 replicas. The delay is counted in predictions from the change to the alert's ``detected_at``.
 * **Memory by partition count.** Peak RSS (VmHWM) of one replica reading the same traffic from 1 and from 12
   partitions.
-* **Throughput by replica count.** The reference workload, prefilled, read end to end by 1 replica and by 2,
-  with one detection shard and with two (``detection.shards``): events monitored per second between 10% and
-  90% of the run (the steady rate), and over the whole run from the first event profiled.
+* **Throughput by replica count.** The reference workload, prefilled once, read end to end by 1 replica and by
+  2, with one detection shard and with two (``detection.shards``), each by a new consumer group: events per
+  second over the whole run (judged) and between 10% and 90% of them, with the CPU the replicas, the broker and
+  this driver used.
 
 ``python -m benchmarks.keyed`` prints the figures; ``make bench`` puts them in BENCHMARKS.md.
 """
@@ -135,15 +136,29 @@ def _alerts(bootstrap: str, topic: str) -> list[dict[str, Any]]:
         c.close()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds a process has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _run(
     bootstrap: str, partitions: int, replicas: int, keys: list[bytes], values: list[bytes], *, prefill: bool,
-    env: dict[str, str] | None = None, timeout: float = 900.0,
+    env: dict[str, str] | None = None, timeout: float = 900.0, names: dict[str, str] | None = None,
+    poll_s: float = 0.1, others: tuple[int, ...] = (),
 ) -> dict[str, Any]:  # fmt: skip
-    """Start ``replicas``, produce (before them with ``prefill``), wait until every event is monitored."""
-    names = _topics(bootstrap, partitions)
+    """Start ``replicas``, produce (before them with ``prefill``), wait until every event is monitored.
+    ``names``: topics already holding ``values`` (read by a new group). ``poll_s``: how often the replicas'
+    metrics are read (each read costs them and this process CPU). ``others``: processes whose CPU use over
+    the run is reported besides the replicas' (the broker's)."""
+    if names is None:
+        names = _topics(bootstrap, partitions)
+        if prefill:
+            _produce(bootstrap, names["predictions"], keys, values)
     group = f"keyed-{uuid.uuid4().hex[:8]}"
-    if prefill:
-        _produce(bootstrap, names["predictions"], keys, values)
     logs = Path(tempfile.mkdtemp(prefix="keyed-"))
     reps = [Replica(bootstrap, names, group, logs / f"r{i}.log", env or {}) for i in range(replicas)]
     try:
@@ -159,6 +174,7 @@ def _run(
         reached: float | None = None  # every event monitored
         hold_s = float((env or {}).get("MONITOR_DETECTION__IDLE_S", "5"))
         samples: list[tuple[float, float]] = []  # (time, events monitored) while it runs
+        cpu_at_first: list[float] = []
         while time.monotonic() < deadline:
             scraped = [r.metrics() for r in reps]
             done = sum(m.get("monitor_events_total", 0) for m in scraped)
@@ -167,6 +183,8 @@ def _run(
             if profiled and first is None:  # consumption began (group join excluded); the events consumed so far
                 first = time.perf_counter()  # still wait for detection, the slower stage: only those monitored
                 first_done = done  # already are left out of the count
+                cpu_at_first = [_cpu_seconds(p) for p in (*[r.proc.pid for r in reps], *others)]
+                driver_at_first = time.process_time()
             if first is not None:
                 samples.append((time.perf_counter(), done))
             if done >= len(values) and not pending:
@@ -176,9 +194,10 @@ def _run(
                 raise RuntimeError(
                     f"a replica exited: {[(logs / f'r{i}.log').read_text()[-2000:] for i in range(replicas)]}"
                 )
-            time.sleep(0.1)
+            time.sleep(poll_s)
         if first is None or reached is None:
             raise RuntimeError(f"not every event was monitored within {timeout:.0f} s (logs in {logs})")
+        cpu = [_cpu_seconds(p) - c for p, c in zip((*[r.proc.pid for r in reps], *others), cpu_at_first, strict=True)]
         rss = max(r.peak_rss_mb() for r in reps)
         alerts = _alerts(bootstrap, names["alerts"])
         # at the end of the topics every partition stands still and the last rows wait idle_s: a stream's end,
@@ -190,6 +209,9 @@ def _run(
             "seconds": seconds,
             "events_per_s": (len(values) - first_done) / seconds if seconds > 0 else float("nan"),
             "steady_per_s": _steady_rate(samples, len(values)),
+            "replica_cpu_s": sum(cpu[:replicas]),
+            "other_cores": sum(cpu[replicas:]) / (reached - first),
+            "driver_cores": (time.process_time() - driver_at_first) / (reached - first),
         }
     finally:
         for r in reps:
@@ -247,21 +269,31 @@ def delays(
 
 
 def throughput(
-    bootstrap: str, *, n: int, partitions: int = 6, configs: tuple[tuple[int, int], ...] = ((1, 1), (1, 2), (2, 2))
-) -> dict[str, float]:
-    """End to end events per second of the prefilled reference workload, for each (replicas, detection shards):
-    keyed ``"<replicas>x<shards>"``."""
+    bootstrap: str, *, n: int, partitions: int = 6, configs: tuple[tuple[int, int], ...] = ((1, 1), (1, 2), (2, 2)),
+    broker_pid: int | None = None,
+) -> dict[str, dict[str, float]]:  # fmt: skip
+    """End to end, the prefilled reference workload read by each (replicas, detection shards), keyed
+    ``"<replicas>x<shards>"``: events per second over the whole run (from the first event profiled to the last
+    monitored, less the end's idle hold) and between 10% and 90% of the events monitored, the CPU seconds the
+    replicas used, and the cores the broker (``broker_pid``) and this process (producing nothing by then,
+    reading the replicas' metrics every 0.5 s) took meanwhile. The topics are filled once and read by a new
+    consumer group for each configuration."""
     from benchmarks.workload import make
 
     w = make(n)
+    names = _topics(bootstrap, partitions)
+    _produce(bootstrap, names["predictions"], w.keys, w.predictions)
+    del w.predictions[:]  # only their count is needed from here on
+    count = [b""] * n
     out = {}
     for replicas, shards in configs:
-        # views published every 0.1 s (1 s by default), so the count the scrapes see lags the work by less
-        env = {"MONITOR_DETECTION__IDLE_S": "1", "MONITOR_DETECTION__SHARDS": str(shards),
-               "MONITOR_HTTP__VIEW_INTERVAL_S": "0.1"}  # fmt: skip
-        r = _run(bootstrap, partitions, replicas, w.keys, w.predictions, prefill=True, env=env)
-        out[f"{replicas}x{shards}"] = r["steady_per_s"]
-        out[f"{replicas}x{shards} whole run"] = r["events_per_s"]
+        env = {"MONITOR_DETECTION__IDLE_S": "1", "MONITOR_DETECTION__SHARDS": str(shards)}
+        r = _run(bootstrap, partitions, replicas, w.keys, count, prefill=True, env=env, names=names, poll_s=0.5,
+                 others=() if broker_pid is None else (broker_pid,))  # fmt: skip
+        out[f"{replicas}x{shards}"] = {
+            "events_per_s": r["events_per_s"], "steady_per_s": r["steady_per_s"], "replica_cpu_s": r["replica_cpu_s"],
+            "broker_cores": r["other_cores"], "driver_cores": r["driver_cores"],
+        }  # fmt: skip
     return out
 
 
@@ -271,12 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--change", type=int, default=40_000)
     ap.add_argument("--shift", type=float, default=0.6)
     ap.add_argument("--seeds", type=int, default=1)
-    ap.add_argument("--throughput-events", type=int, default=240_000)
+    ap.add_argument("--throughput-events", type=int, default=480_000)
     args = ap.parse_args(argv)
     with EmbeddedBroker() as broker:
         result = {
             "delays": delays(broker.bootstrap, n=args.events, change=args.change, shift=args.shift, seeds=args.seeds),
-            "throughput": throughput(broker.bootstrap, n=args.throughput_events),
+            "throughput": throughput(broker.bootstrap, n=args.throughput_events, broker_pid=broker.pid),
         }
     print(json.dumps(result))
     return 0

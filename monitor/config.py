@@ -183,7 +183,10 @@ class DetectionConfig:
     rows for the watermark; beyond that it releases the oldest ahead of it (memory stays bounded). It monitors
     what the watermark releases in event-time order, in engine batches that end each time its released rows
     reach a multiple of ``batch_rows`` (and where a release ends), and judges its streams after each: smaller
-    batches decide sooner after a change, larger ones cost less."""
+    batches decide sooner after a change, larger ones cost less. One loop iteration releases at most about
+    ``release_rows`` rows and labels; a longer backlog (a restart, a burst, a prefilled topic) is monitored over
+    the following iterations, so polling, sending summaries, checkpoints and the published views keep going
+    meanwhile."""
 
     summaries_topic: str = ""
     summaries_partitions: int = 0
@@ -192,6 +195,7 @@ class DetectionConfig:
     summary_interval_s: float = 0.5
     max_pending_rows: int = 200_000
     batch_rows: int = 1000
+    release_rows: int = 10_000
     shards: int = 1
 
     def validate(self) -> None:
@@ -201,6 +205,7 @@ class DetectionConfig:
         _positive("detection.summary_interval_s", self.summary_interval_s)
         _positive("detection.max_pending_rows", self.max_pending_rows)
         _positive("detection.batch_rows", self.batch_rows)
+        _positive("detection.release_rows", self.release_rows)
         _positive("detection.shards", self.shards)
 
 

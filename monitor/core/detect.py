@@ -87,6 +87,7 @@ class DetectionStage:
         self.forced = 0  # releases the pending cap forced ahead of the watermark
         self.rows_released = 0  # rows released to the engine so far: its batches end at multiples of batch_rows
         self.misrouted = 0  # summaries dropped as cut for another shard count or for a shard not held here
+        self.backlog = False  # the last release stopped at its max_rows with summaries left (not state)
 
     def _bind_shards(self) -> None:
         """Tell the engine which shard of each model it holds (derived from the partition: not state)."""
@@ -142,14 +143,18 @@ class DetectionStage:
     def pending_rows(self) -> int:
         return sum(len(s) for parts in self.pending.values() for s in parts)
 
-    def release(self, *, flush: bool = False) -> list[Alert]:
+    def release(self, *, flush: bool = False, max_rows: int | None = None) -> list[Alert]:
         """Monitor the buffered summaries in merged order, by (progress, source, sequence): one batch per summary
         (its rows, then its joined labels), or coalesced (see :meth:`_monitor_released`). A summary goes once
         no source still moving can send one that comes before it (a source's next summary has at least its
         current progress), so the order, and with it every alert, is the same whatever order the summaries
-        arrived in. ``flush``: everything now."""
+        arrived in. ``flush``: everything now. ``max_rows``: stop after the summary that brings the rows and
+        labels taken to at least this many, leaving the rest for the next call (:attr:`backlog` says whether
+        any is left), so that a long backlog does not hold its caller's loop for seconds."""
         alerts: list[Alert] = []
         taken: list[Summary] = []
+        size = 0
+        self.backlog = False
         now = self.clock()
         moving = {
             src: (p, src)
@@ -171,8 +176,12 @@ class DetectionStage:
             self.released_to = max(self.released_to, head.progress)
             if not self.coalesce:
                 alerts += self.engine.apply([head])
-                continue
-            taken.append(head)
+            else:
+                taken.append(head)
+            size += len(head)
+            if max_rows is not None and size >= max_rows and self.pending:
+                self.backlog = True
+                break
         if taken:
             alerts += self._monitor_released(taken)
         return alerts

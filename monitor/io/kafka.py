@@ -388,6 +388,7 @@ class MonitorService:
         self.detect_views: dict[int, EngineView] = {}  # the detection stages' engines'
         self.merges: dict[int, MergeStats] = {}  # the detection stages' merges, published with the views
         self._merge_stats: dict[int, MergeStats] = {}  # the same, as of the last release
+        self._backlog = False  # a detection stage left summaries it could release for the next iteration
         self._stale: set[Task] = set()  # tasks whose engine changed since its view was built
         self._views_at = -math.inf  # time.monotonic() of the last publication
         self.profiles = ProfileSet.load(config.baseline.profiles)  # read once: a bad profile fails at start
@@ -778,7 +779,8 @@ class MonitorService:
         clean = False
         try:
             while not stop.is_set():
-                messages = consumer.consume(k.batch_max_messages, k.batch_max_ms / 1000)
+                # with summaries left over from a capped release, do not wait for more input to monitor them
+                messages = consumer.consume(k.batch_max_messages, 0 if self._backlog else k.batch_max_ms / 1000)
                 self.stats.last_poll_wall = time.time()
                 if messages:
                     self.process(messages, stop)
@@ -857,6 +859,7 @@ class MonitorService:
                 self._stale.add(task)
             self._release(outbox)
         self._effects(outbox, dead_lettered, [tp for tp in groups], stop)
+        self.publish_views()  # while the loop stays busy, every changed view at most every http.view_interval_s
         self.stats.broker_ok = True
         self.stats.batches += 1
         self.stats.last_batch_seconds = time.perf_counter() - started
@@ -870,7 +873,7 @@ class MonitorService:
         outbox: dict[Task, list[Alert]] = {}
         with self.lock:
             self._release(outbox)
-        self.publish_views(force=True)
+        self.publish_views(force=not self._backlog)  # while a backlog is worked off, at the usual interval
         if self.sink is not None:
             self._effects(outbox, set(), [], stop)
 
@@ -890,9 +893,11 @@ class MonitorService:
 
     def _release(self, outbox: dict[Task, list[Alert]]) -> None:
         """Every detection stage monitors what its watermark lets through (call with the lock held)."""
+        self._backlog = False
         for d, stage in self.detectors.items():
             waiting = stage.pending_rows()
-            alerts = stage.release()
+            alerts = stage.release(max_rows=self.config.detection.release_rows)
+            self._backlog |= stage.backlog
             if alerts:
                 outbox.setdefault((DETECT, d), []).extend(alerts)
             if alerts or stage.pending_rows() != waiting:

@@ -117,6 +117,35 @@ def test_the_merge_is_the_same_whatever_order_summaries_arrive_in():
     assert runs[0] == runs[1] and runs[0]
 
 
+def test_a_release_capped_at_max_rows_leaves_the_rest_for_the_next_calls():
+    config = settings(detectors={"warmup_events": 100})
+    rng = np.random.default_rng(5)
+    parts = [ProfileStage(config, partition=p) for p in range(2)]
+    sent = []
+    for k in range(40):
+        batch = [_prediction(1000 * k + i, T0 + 10 * k + i * 0.01, x=float(rng.normal(3.0 if k > 25 else 0.0)))
+                 for i in range(50)]  # fmt: skip
+        sent += parts[k % 2].predictions(batch, [T0] * len(batch))[0]
+    runs = []
+    for cap in (None, 200):
+        stage = DetectionStage(config, clock=lambda: 0.0, idle_clock=lambda: 0.0, batch_rows=100)
+        for s in sent:
+            stage.add(s)
+        alerts, calls, sizes = [], 0, []
+        while True:
+            before = stage.pending_rows()
+            alerts += stage.release(flush=True, max_rows=cap)
+            calls += 1
+            sizes.append(before - stage.pending_rows())
+            if not stage.backlog:
+                break
+        assert stage.pending_rows() == 0 and stage.engine.events_total() == 2000
+        runs.append(([(a.key, a.status) for a in alerts + stage.engine.finish()], calls, sizes))
+    (whole, once, _), (capped, calls, sizes) = runs
+    assert once == 1 and calls == 10 and all(size == 200 for size in sizes)  # 50-row summaries: 4 per call
+    assert capped == whole and any(status == "firing" for _, status in whole)
+
+
 def test_a_repeated_summary_is_dropped():
     a = ProfileStage(settings(), partition=0)
     stage = DetectionStage(settings(), clock=lambda: 0.0, idle_clock=lambda: 0.0)
