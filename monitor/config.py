@@ -183,10 +183,10 @@ class DetectionConfig:
     rows for the watermark; beyond that it releases the oldest ahead of it (memory stays bounded). It monitors
     what the watermark releases in event-time order, in engine batches that end each time its released rows
     reach a multiple of ``batch_rows`` (and where a release ends), and judges its streams after each: smaller
-    batches decide sooner after a change, larger ones cost less. One loop iteration releases at most about
-    ``release_rows`` rows and labels; a longer backlog (a restart, a burst, a prefilled topic) is monitored over
-    the following iterations, so polling, sending summaries, checkpoints and the published views keep going
-    meanwhile."""
+    batches decide sooner after a change, larger ones cost less. One loop iteration releases about
+    ``release_rows`` rows and labels at most; a longer backlog (a restart, a burst, a prefilled topic) is
+    worked off over the following iterations before the replica takes more input, with checkpoints, summaries
+    and the published views going on between them."""
 
     summaries_topic: str = ""
     summaries_partitions: int = 0

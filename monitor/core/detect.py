@@ -150,10 +150,12 @@ class DetectionStage:
         current progress), so the order, and with it every alert, is the same whatever order the summaries
         arrived in. ``flush``: everything now. ``max_rows``: stop after the summary that brings the rows and
         labels taken to at least this many, leaving the rest for the next call (:attr:`backlog` says whether
-        any is left), so that a long backlog does not hold its caller's loop for seconds."""
+        any is left), so that a long backlog does not hold its caller's loop for seconds; not while more than
+        ``max_pending`` rows would stay held (memory stays bounded)."""
         alerts: list[Alert] = []
         taken: list[Summary] = []
         size = 0
+        held = self.pending_rows()
         self.backlog = False
         now = self.clock()
         moving = {
@@ -179,7 +181,8 @@ class DetectionStage:
             else:
                 taken.append(head)
             size += len(head)
-            if max_rows is not None and size >= max_rows and self.pending:
+            held -= len(head)
+            if max_rows is not None and size >= max_rows and self.pending and held <= self.max_pending:
                 self.backlog = True
                 break
         if taken:

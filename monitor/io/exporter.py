@@ -325,7 +325,9 @@ def _stage_families(svc: MonitorService) -> Iterator[Metric]:
     late = CounterMetricFamily(
         "monitor_merge_late_rows", "Rows that arrived behind the watermark already released", labels=["partition"]
     )
-    pending = GaugeMetricFamily("monitor_merge_pending_rows", "Rows waiting for the watermark", labels=["partition"])
+    pending = GaugeMetricFamily(
+        "monitor_merge_pending_rows", "Rows waiting for the watermark or the next release", labels=["partition"]
+    )
     merge_lag = GaugeMetricFamily(
         "monitor_merge_lag_seconds",
         "Event time between the newest input partition's progress and the watermark (what the merge holds back)",

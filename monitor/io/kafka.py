@@ -779,8 +779,10 @@ class MonitorService:
         clean = False
         try:
             while not stop.is_set():
-                # with summaries left over from a capped release, do not wait for more input to monitor them
-                messages = consumer.consume(k.batch_max_messages, 0 if self._backlog else k.batch_max_ms / 1000)
+                if self._backlog:  # a capped release left summaries it could release: monitor them before taking
+                    self.idle(stop)  # more input (consuming on would let the profile stages run ahead unbounded)
+                    continue
+                messages = consumer.consume(k.batch_max_messages, k.batch_max_ms / 1000)
                 self.stats.last_poll_wall = time.time()
                 if messages:
                     self.process(messages, stop)
@@ -859,7 +861,6 @@ class MonitorService:
                 self._stale.add(task)
             self._release(outbox)
         self._effects(outbox, dead_lettered, [tp for tp in groups], stop)
-        self.publish_views()  # while the loop stays busy, every changed view at most every http.view_interval_s
         self.stats.broker_ok = True
         self.stats.batches += 1
         self.stats.last_batch_seconds = time.perf_counter() - started
@@ -868,8 +869,9 @@ class MonitorService:
         self._update_lag(groups)
 
     def idle(self, stop: threading.Event | None = None) -> None:
-        """A poll came back empty: release what the watermark allows (an input partition may have gone idle),
-        send summaries and checkpoint what is due, publish every view."""
+        """A poll came back empty, or a capped release left a backlog: release what the watermark allows (an
+        input partition may have gone idle), send summaries and checkpoint what is due, publish every view (while
+        a backlog is worked off, at the usual interval)."""
         outbox: dict[Task, list[Alert]] = {}
         with self.lock:
             self._release(outbox)

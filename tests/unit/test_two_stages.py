@@ -145,6 +145,11 @@ def test_a_release_capped_at_max_rows_leaves_the_rest_for_the_next_calls():
     (whole, once, _), (capped, calls, sizes) = runs
     assert once == 1 and calls == 10 and all(size == 200 for size in sizes)  # 50-row summaries: 4 per call
     assert capped == whole and any(status == "firing" for _, status in whole)
+    bounded = DetectionStage(config, clock=lambda: 0.0, idle_clock=lambda: 0.0, batch_rows=100, max_pending=1000)
+    for s in sent:
+        bounded.add(s)
+    bounded.release(flush=True, max_rows=200)  # the cap gives way while more than max_pending rows would stay
+    assert bounded.pending_rows() == 1000 and bounded.backlog
 
 
 def test_a_repeated_summary_is_dropped():
