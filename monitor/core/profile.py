@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import bisect
 import math
+import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -24,7 +25,6 @@ from typing import Any
 import numpy as np
 import orjson
 
-from monitor.core import summary_wire
 from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
 from monitor.core.join import Joined, LabelJoiner, PendingPrediction, Segments
 from monitor.core.performance import binary_score
@@ -130,7 +130,7 @@ class Summary:
                 prediction=r["prediction"],
                 features=r["features"],
                 segments=r["segments"],
-                latency_ms=_latencies(r["latency"]),
+                latency_ms=np.array([math.nan if v is None else v for v in r["latency"]], dtype=np.float64),
                 scores=r["scores"],
                 nulls=r["nulls"],
             )
@@ -147,17 +147,19 @@ class Summary:
         )  # fmt: skip
 
     def encode(self) -> bytes:
-        """The summaries topic's message value: the plain form with its float columns as raw arrays
-        (:mod:`monitor.core.summary_wire`). Made once and kept: a summary is not changed once made, and the same
-        bytes go to the topic and into snapshots (every summary is in a profile snapshot before it is sent)."""
+        """The summaries topic's message value: JSON, compressed (rows repeat their field names). Made once and
+        kept: a summary is not changed once made, and the same bytes go to the topic and into snapshots (every
+        summary is in a profile snapshot before it is sent: sent as plain JSON and compressed by the producer
+        instead, those snapshots were about five times larger, and alert latency at half the end-to-end
+        throughput rose from 1.8 to 2.3 s)."""
         if self.wire is None:
-            self.wire = summary_wire.pack(self.to_plain())
+            self.wire = zlib.compress(orjson.dumps(self.to_plain()), 1)
         return self.wire
 
     @classmethod
     def decode(cls, value: bytes) -> Summary:
-        """The inverse of :meth:`encode`; also reads the JSON and zlib-compressed JSON of earlier releases."""
-        summary = cls.from_plain(summary_wire.unpack(value))
+        """The inverse of :meth:`encode`; also reads uncompressed JSON."""
+        summary = cls.from_plain(orjson.loads(value if value[:1] == b"{" else zlib.decompress(value)))
         summary.wire = value
         return summary
 
@@ -172,13 +174,6 @@ class Summary:
         if isinstance(data, dict):
             return cls.from_plain(data)
         return cls.decode(data.encode() if data[:1] == "{" else base64.b64decode(data))
-
-
-def _latencies(values: list[float | None] | np.ndarray) -> np.ndarray:
-    """A summary's latency column as floats, NaN where there was none (the wire may give the array)."""
-    if isinstance(values, np.ndarray):
-        return values
-    return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
 
 
 def take_rows(batch: PredictionBatch, rows: np.ndarray) -> PredictionBatch:
