@@ -148,12 +148,13 @@ def _cpu_seconds(pid: int) -> float:
 def _run(
     bootstrap: str, partitions: int, replicas: int, keys: list[bytes], values: list[bytes], *, prefill: bool,
     env: dict[str, str] | None = None, timeout: float = 900.0, names: dict[str, str] | None = None,
-    poll_s: float = 0.1, others: tuple[int, ...] = (),
+    poll_s: float = 0.1, others: tuple[int, ...] = (), read_alerts: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
     """Start ``replicas``, produce (before them with ``prefill``), wait until every event is monitored.
     ``names``: topics already holding ``values`` (read by a new group). ``poll_s``: how often the replicas'
     metrics are read (each read costs them and this process CPU). ``others``: processes whose CPU use over
-    the run is reported besides the replicas' (the broker's)."""
+    the run is reported besides the replicas' (the broker's). ``read_alerts``: False leaves the alerts topic
+    unread (runs sharing topics would each read every earlier run's alerts)."""
     if names is None:
         names = _topics(bootstrap, partitions)
         if prefill:
@@ -199,7 +200,7 @@ def _run(
             raise RuntimeError(f"not every event was monitored within {timeout:.0f} s (logs in {logs})")
         cpu = [_cpu_seconds(p) - c for p, c in zip((*[r.proc.pid for r in reps], *others), cpu_at_first, strict=True)]
         rss = max(r.peak_rss_mb() for r in reps)
-        alerts = _alerts(bootstrap, names["alerts"])
+        alerts = _alerts(bootstrap, names["alerts"]) if read_alerts else []
         # at the end of the topics every partition stands still and the last rows wait idle_s: a stream's end,
         # not its rate, so that hold is not counted
         seconds = reached - first - hold_s
@@ -286,22 +287,20 @@ def throughput(
     _produce(bootstrap, names["predictions"], w.keys, w.predictions)
     del w.predictions[:]  # only their count is needed from here on
     count = [b""] * n
-    out: dict[str, dict[str, Any]] = {}
+    runs: dict[str, list[dict[str, float]]] = {}
     for _ in range(rounds):
         for replicas, shards in configs:
             env = {"MONITOR_DETECTION__IDLE_S": "1", "MONITOR_DETECTION__SHARDS": str(shards)}
             r = _run(bootstrap, partitions, replicas, w.keys, count, prefill=True, env=env, names=names, poll_s=0.5,
-                     others=() if broker_pid is None else (broker_pid,))  # fmt: skip
-            run = {
+                     others=() if broker_pid is None else (broker_pid,), read_alerts=False)  # fmt: skip
+            runs.setdefault(f"{replicas}x{shards}", []).append({
                 "events_per_s": r["events_per_s"], "steady_per_s": r["steady_per_s"],
                 "replica_cpu_s": r["replica_cpu_s"], "broker_cores": r["other_cores"], "driver_cores": r["driver_cores"],
-            }  # fmt: skip
-            key = f"{replicas}x{shards}"
-            runs = [*out.get(key, {}).get("runs", []), r["events_per_s"]]
-            if key not in out or r["events_per_s"] > out[key]["events_per_s"]:
-                out[key] = run
-            out[key]["runs"] = runs
-    return out
+            })  # fmt: skip
+    return {
+        key: {**max(each, key=lambda run: run["events_per_s"]), "runs": [run["events_per_s"] for run in each]}
+        for key, each in runs.items()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -781,12 +781,11 @@ class MonitorService:
             while not stop.is_set():
                 if self._backlog:  # a capped release left summaries it could release: monitor them before taking
                     self.idle(stop)  # more input (consuming on would let the profile stages run ahead unbounded)
-                    continue
-                messages = consumer.consume(k.batch_max_messages, k.batch_max_ms / 1000)
-                self.stats.last_poll_wall = time.time()
-                if messages:
+                elif messages := consumer.consume(k.batch_max_messages, k.batch_max_ms / 1000):
+                    self.stats.last_poll_wall = time.time()
                     self.process(messages, stop)
                 else:
+                    self.stats.last_poll_wall = time.time()
                     self.idle(stop)
                     if time.monotonic() - last_health > 5.0:
                         last_health = time.monotonic()
@@ -875,7 +874,7 @@ class MonitorService:
         outbox: dict[Task, list[Alert]] = {}
         with self.lock:
             self._release(outbox)
-        self.publish_views(force=not self._backlog)  # while a backlog is worked off, at the usual interval
+        self.publish_views(force=not self._backlog)
         if self.sink is not None:
             self._effects(outbox, set(), [], stop)
 
