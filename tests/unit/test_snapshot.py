@@ -449,6 +449,39 @@ def test_integer_arrays_are_packed_losslessly(array):
     assert np.array_equal(snapshot.decode(as_is), array)  # the form earlier snapshots hold still reads
 
 
+_R = np.random.default_rng(3)
+
+
+@pytest.mark.parametrize(
+    ("array", "scaled"),
+    [
+        (np.round(_R.normal(size=1000), 4), True),  # four decimals: scaled integers, a quarter of the bytes
+        (np.round(_R.normal(size=(30, 40)) * 1e5, 2), True),  # prices: two decimals, 2-D
+        (np.arange(20.0), True),  # whole numbers
+        (np.array([12.5] + [0.1234] * 9), True),  # the first value has fewer decimals than the rest
+        (_R.normal(size=1000), False),  # full precision: raw floats
+        (np.array([0.0, -0.0] * 5), False),  # -0.0 would come back as 0.0
+        (np.array([1.5] * 7 + [np.nan]), False),
+        (np.array([3.0] * 8 + [np.inf]), False),
+        (np.array([1e300] * 9), False),
+        (np.array([2.0**40] * 9), False),  # beyond 32-bit integers
+        (np.arange(2000.0)[::3] / 4, True),  # not contiguous
+        (np.asfortranarray(np.arange(600.0).reshape(20, 30) / 8), True),  # Fortran order
+        (np.arange(5.0), False),  # too short to look at
+    ],
+)
+def test_float_arrays_of_decimals_are_packed_losslessly(array, scaled):
+    plain = snapshot.encode(array)
+    back = snapshot.decode(json.loads(json.dumps(plain)))
+    assert back.dtype == array.dtype and back.shape == array.shape
+    assert np.array_equal(np.ascontiguousarray(back).view(np.int64), np.ascontiguousarray(array).view(np.int64))
+    assert ("$ndd" in plain) is scaled
+    as_is = {"$nd": [str(array.dtype), list(array.shape), base64.b64encode(array.tobytes()).decode()]}
+    assert len(json.dumps(plain)) <= len(json.dumps(as_is))
+    if array.size >= 1000 and scaled:
+        assert len(json.dumps(plain)) < 0.51 * len(json.dumps(as_is))
+
+
 # --------------------------------------------------------------------------- what restore refuses
 def test_decode_refuses_a_class_outside_the_allow_list():
     with pytest.raises(ValueError, match="not allowed"):
