@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import resource
 import sys
 import threading
@@ -66,6 +67,8 @@ def _monitor_config(args: dict[str, Any], detectors: dict[str, Any] | None = Non
     }
     if detectors:
         overrides["detectors"] = detectors
+    for section, values in args.get("overrides", {}).items():  # a phase run with other settings, for comparison
+        overrides.setdefault(section, {}).update(values)
     return load_config(environ={}, overrides=overrides)
 
 
@@ -299,8 +302,6 @@ def _snapshot_parts(engine: Any) -> dict[str, Any]:
 
 def latency(args: dict[str, Any]) -> dict[str, Any]:
     """Offer a fixed load with drifts injected; alert latency = alert received - newest event it covers."""
-    from confluent_kafka import Producer
-
     from monitor.app import Monitor
 
     rate, seconds = args["rate"], args["seconds"]
@@ -332,24 +333,22 @@ def latency(args: dict[str, Any]) -> dict[str, Any]:
                     received.append((time.time(), orjson.loads(m.value())))
         c.close()
 
+    # The load comes from a process of its own, as it would from a model server: produced from the monitor's
+    # process, it took about a quarter of a core of the interpreter lock the monitor's loop needs. Forked before
+    # any Kafka client or thread exists here; it waits for the monitor to be ready.
+    go = multiprocessing.get_context("fork").Event()
+    load = multiprocessing.get_context("fork").Process(
+        target=_offer, args=(args["bootstrap"], args["topic"], values, keys, start, rate, go), daemon=True
+    )
+    load.start()
     reader = threading.Thread(target=read_alerts, daemon=True)
     reader.start()
     mon = Monitor(config, consumer_overrides={"fetch.wait.max.ms": 10}).start()
     mon.wait_ready(60)
-    producer = Producer({"bootstrap.servers": args["bootstrap"], "linger.ms": 5, "batch.num.messages": 10_000})
-    i = 0
-    while i < len(values):
-        now = time.time()
-        due = min(len(values), int((now - start) * rate))
-        while i < due:
-            try:
-                producer.produce(args["topic"], value=values[i], key=keys[i])
-                i += 1
-            except BufferError:
-                producer.poll(0.01)
-        producer.poll(0)
-        time.sleep(0.002)
-    producer.flush(30)
+    go.set()
+    load.join()
+    if load.exitcode != 0:
+        raise RuntimeError(f"the load generator failed with exit code {load.exitcode}")
     produced_at = time.time()
     # let the monitor drain what it could not keep up with (its latency then shows the lag), at most 120 s
     while time.time() - produced_at < 120:
@@ -383,6 +382,29 @@ def latency(args: dict[str, Any]) -> dict[str, Any]:
         "max_s": max(lat) if lat else None,
         "drain_s": drained_s,
     }
+
+
+def _offer(
+    bootstrap: str, topic: str, values: list[bytes], keys: list[bytes], start: float, rate: float, go: Any
+) -> None:
+    """Produce ``values`` at ``rate`` per second of wall time from ``start`` (once ``go`` is set), then flush."""
+    from confluent_kafka import Producer
+
+    go.wait()
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "batch.num.messages": 10_000})
+    i = 0
+    while i < len(values):
+        due = min(len(values), int((time.time() - start) * rate))
+        while i < due:
+            try:
+                producer.produce(topic, value=values[i], key=keys[i])
+                i += 1
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+        time.sleep(0.002)
+    if producer.flush(30):
+        raise SystemExit(1)
 
 
 def decoders(args: dict[str, Any]) -> dict[str, Any]:
