@@ -22,17 +22,25 @@ from monitor.core import snapshot as snap
 from monitor.core.alerting import Alerting, AlertLifecycle, Incidents, build_alert
 from monitor.core.baseline import PREDICTION_FIELD, BaselineProfile, ProfileSet
 from monitor.core.calibration import ScoreCalibration
-from monitor.core.decisions import RetrainState, compare_versions
+from monitor.core.decisions import RetrainState
 from monitor.core.drift import CategoricalDriftTracker, DriftEvidence, NumericDriftTracker
 from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
 from monitor.core.fairness import FairnessTracker, GroupStats
 from monitor.core.join import Joined, LabelJoiner, PendingPrediction, Segments
-from monitor.core.messages import shown
+from monitor.core.judgements import (
+    drift_key,
+    judge_drift,
+    needs_judging,
+    quality_judgements,
+    retrain_judgement,
+    rollback_judgement,
+)
 from monitor.core.metrics import Ring
+from monitor.core.model_state import LATENCY_BUCKETS_MS, PREDICTION, ModelState, Tracker
 from monitor.core.numeric_streams import NumericStream, NumericStreams
 from monitor.core.performance import BASELINE_SCORE_BINS, ModelPerformance, binary_label
 from monitor.core.profile import ProfileStage, SegmentCaps, Summary, concat_rows, positive_scores
-from monitor.core.quality import CHECKS, BatchTally, FieldColumn, QualityFinding, SchemaWatch
+from monitor.core.quality import BatchTally, FieldColumn, SchemaWatch
 from monitor.core.rules import ALL, Alert, Judgement, alert_key, segment_label
 from monitor.core.settings import Settings
 from monitor.core.shards import shard_of
@@ -45,13 +53,8 @@ from monitor.core.significance import (
     complete_windows,
 )
 from monitor.core.stats import OVERFLOW, CategoryVocabulary
-from monitor.core.windows import NumericWindow, NumericWindows
+from monitor.core.windows import NumericWindows
 
-PREDICTION = "__prediction__"
-LATENCY_BUCKETS_MS = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
-
-Tracker = NumericStream | CategoricalDriftTracker
-WindowTest = NumericWindow | BaselineWindowTest
 _NUMERIC_TYPES = frozenset({float, int, type(None)})
 _NUMBER_ONLY = frozenset({float, int})
 
@@ -79,62 +82,6 @@ class StreamView:
     stats: dict[str, Any]
     effect: float
     firing: bool
-
-
-class ModelState:
-    """Per (model, version): schema as inferred, capped segment values, and the streams."""
-
-    def __init__(self, model: str, version: str) -> None:
-        self.model = model
-        self.version = version
-        self.events = 0
-        self.kinds: dict[str, str] = {}
-        self.vocab: dict[str, CategoryVocabulary] = {}
-        self.segment_attributes: list[str] = []
-        self.segment_codes: dict[str, dict[str, int]] = {}
-        self.numeric: dict[str, NumericStreams] = {}  # numeric streams by settings group ("": the defaults)
-        self.streams: dict[tuple[str, str, str], CategoricalDriftTracker] = {}  # categorical streams
-        self.type_mismatch: Counter[str] = Counter()
-        self.latency_buckets = np.zeros(len(LATENCY_BUCKETS_MS) + 1, dtype=np.int64)
-        self.latency_sum_ms = 0.0
-        self.latency_count = 0
-        self.last_event_time = math.nan
-        self.perf: ModelPerformance | None = None
-        self.fairness: FairnessTracker | None = None
-        self.drifting: set[str] = set()  # features whose drift condition holds here (for concept-drift messages)
-        self.tests: dict[tuple[str, str, str], BaselineWindowTest] = {}  # categorical streams' window tests
-        self.quality: SchemaWatch | None = None
-        self.first_event_time = math.nan
-        self.retrain = RetrainState()
-
-    def tracker(self, key: tuple[str, str, str]) -> Tracker | None:
-        """The stream (subject, segment attribute, value), numeric or categorical."""
-        for block in self.numeric.values():
-            i = block.index.get(key)
-            if i is not None:
-                return NumericStream(block, i)
-        return self.streams.get(key)
-
-    def window_test(self, key: tuple[str, str, str]) -> WindowTest | None:
-        """The stream's baseline window test, numeric or categorical (None before its first value)."""
-        for block in self.numeric.values():
-            i = block.index.get(key)
-            if i is not None:
-                return None if block.windows is None else NumericWindow(block.windows, i)
-        return self.tests.get(key)
-
-    def window_tests(self) -> Iterator[tuple[tuple[str, str, str], WindowTest]]:
-        for block in self.numeric.values():
-            if block.windows is not None:
-                for i, key in enumerate(block.keys):
-                    yield key, NumericWindow(block.windows, i)
-        yield from self.tests.items()
-
-    def trackers(self) -> Iterator[tuple[tuple[str, str, str], Tracker]]:
-        for block in self.numeric.values():
-            for i, key in enumerate(block.keys):
-                yield key, NumericStream(block, i)
-        yield from self.streams.items()
 
 
 class EngineObserver(Protocol):
@@ -460,8 +407,8 @@ class PartitionEngine:
         labelled = perf.buckets[ALL].labelled if perf is not None and ALL in perf.buckets else 0
         out: list[Judgement] = []
         if r.check(labelled, cfg.window_labels):
-            out.append(self._retrain_judgement(state))
-        rollback = self._rollback_judgement(state)
+            out.append(retrain_judgement(state, self.config.decisions, self.watermark))
+        rollback = rollback_judgement(state, self.models.values(), self.config, self.watermark)
         if rollback is not None:
             out.append(rollback)
         return out
@@ -922,7 +869,7 @@ class PartitionEngine:
             return alerts
         alerts += self._register_predictions(state, batch, rows, buckets, times)
         if self.config.decisions.enabled and self.config.decisions.retrain_drift_features:
-            alerts += self._emit(state, [self._retrain_judgement(state)])
+            alerts += self._emit(state, [retrain_judgement(state, self.config.decisions, self.watermark)])
         return alerts
 
     def _watch_quality(
@@ -980,7 +927,7 @@ class PartitionEngine:
             watch.observe_window(tally, k)
             findings = watch.end_batch(stop - start, first_times[k], last_times[k], state.kinds, labels_of, is_open)
             if findings:
-                alerts += self._emit(state, self._quality_judgements(state, findings))
+                alerts += self._emit(state, quality_judgements(state, findings, self.lifecycle.is_firing))
         return alerts
 
     def _register_predictions(
@@ -1056,285 +1003,22 @@ class PartitionEngine:
         cache_key = (state.model, state.version, name, *bucket)
         key = self._drift_keys.get(cache_key)
         if key is None:
-            kind = "prediction_drift" if name == PREDICTION else "data_drift"
-            subject = "prediction" if name == PREDICTION else name
-            segment = {} if bucket == ALL else {bucket[0]: bucket[1]}
-            key = self._drift_keys[cache_key] = alert_key(state.model, kind, subject, segment, state.version)
+            key = self._drift_keys[cache_key] = drift_key(state.model, state.version, name, bucket)
         return key
 
     def _needs_judging(self, state: ModelState, name: str, bucket: tuple[str, str], tracker: Tracker) -> bool:
-        """Only a stream with something to judge is judged on a batch: a detector has fired on it (ever), its
-        latest window verdict is a discovery, or its alert is open. Any other stream's judgement could
-        neither open nor close an alert."""
-        if isinstance(tracker, NumericStream):
-            detectors = tracker.streams.detectors
-            if tracker.i < detectors.size and detectors.last_detector[tracker.i]:
-                return True
-        elif tracker.last is not None and tracker.last.p_value < tracker.settings.categorical_alpha:
-            return True
-        test = state.window_test((name, *bucket))
-        if test is not None and test.last is not None and test.last.significant:
-            return True
-        return self.lifecycle.is_firing(self._drift_key(state, name, bucket))
-
-    def _judge(self, state: ModelState, name: str, bucket: tuple[str, str], tracker: Tracker, now: float) -> Judgement:
-        cfg = self.config.alerts
-        if isinstance(tracker, NumericStream):
-            ev = tracker.evidence()
-            threshold, critical = cfg.min_effect_size, cfg.critical_effect_size
-            enough = ev.events >= cfg.min_events
-            shift = abs(ev.current.get("mean", 0.0) - ev.baseline.get("mean", 0.0)) if ev.events else 0.0
-        else:
-            ev = tracker.evidence(shown(state.vocab[name].labels()))
-            threshold, critical = cfg.min_distance, cfg.critical_distance
-            enough = ev.events > 0
-            shift = ev.effect
-        significant = ev.p_value is not None and ev.p_value < cfg.max_p_value
-        kind = "prediction_drift" if name == PREDICTION else "data_drift"
-        subject = "prediction" if name == PREDICTION else name
-        segment = {} if bucket == ALL else {bucket[0]: bucket[1]}
-        fire = ev.detected and enough and significant and ev.effect >= threshold
-        clear = enough and ev.effect < threshold * cfg.resolve_ratio
-        statistic: float | None = None
-        test = state.window_test((name, *bucket))
-        verdict = test.last if test is not None else None
-        if verdict is not None and verdict.significant is not None:
-            # The baseline window test: a discovery of its round whose effect reaches the threshold.
-            sig = self.config.significance
-            stat = sig.numeric_statistic if tracker.kind == "numeric" else sig.categorical_statistic
-            value, limit = verdict.statistic(stat), sig.threshold(stat)
-            window_fire = verdict.significant and value >= limit
-            clear = clear and value < limit * cfg.resolve_ratio
-            if window_fire and not fire:
-                # a window that straddles the change dilutes it: a change point the sequential detector found
-                # already measures its size better, so attribution compares like with like across buckets
-                found = shift if ev.detected and enough and shift == shift else 0.0
-                fire, ev, statistic = True, self._window_evidence(state, name, tracker.kind, verdict, stat), value
-                threshold, critical = limit, limit * sig.critical_ratio
-                if tracker.kind == "numeric":
-                    shift = max(found, abs(verdict.current["mean"] - verdict.baseline["mean"]))
-                else:  # total variation distance, as the sequential categorical detector's shift
-                    shift = max(found, float(verdict.current.get("distance", value)))
-        return Judgement(
-            bucket=bucket,
-            stream_kind=tracker.kind,
-            evidence=ev,
-            now=now,
-            key=self._drift_key(state, name, bucket),
-            kind=kind,
-            subject=subject,
-            segment=segment,
-            threshold=threshold,
-            critical=critical,
-            fire=fire,
-            clear=clear,
-            shift=shift if shift == shift else 0.0,
-            statistic=statistic,
-            extra={
-                **({"min_events": cfg.min_events} if tracker.kind == "numeric" else {}),
-                **({"window_end": verdict.time} if verdict is not None else {}),  # its latest window's last event
-                **({"test_end": tracker.last_time} if isinstance(tracker, CategoricalDriftTracker) else {}),
-            },
-            position=tracker.count,
-        )
-
-    def _window_evidence(self, state: ModelState, name: str, kind: str, r: WindowResult, stat: str) -> DriftEvidence:
-        """A decided baseline window as alert evidence; ``p_value`` is its Benjamini-Hochberg adjusted p-value."""
-        tests = {"psi": round(r.psi, 6), "js": round(r.js, 6), "test": r.test, "p_value_raw": r.p_value}
-        if r.ks is not None:
-            tests["ks"] = round(r.ks, 6)
-        if kind == "numeric":
-            baseline = dict(r.baseline)
-            current = {**r.current, **tests}
-            direction = "rose" if r.current["mean"] > r.baseline["mean"] else "fell"
-        else:
-            labels = shown(state.vocab[name].labels())
-            code = int(r.current["code"])
-            category = labels[code] if code < len(labels) else str(code)
-            baseline = {"category": category, "share": r.baseline["share"], "events": r.baseline["events"]}
-            current = {"category": category, "share": r.current["share"], "events": r.events, **tests}
-            direction = "rose" if r.current["rose"] else "fell"
-        return DriftEvidence(
-            detected=True,
-            effect=r.statistic(stat),
-            events=r.events,
-            detector=stat,
-            change_seq=r.seq,
-            change_time=r.start_time if r.start_time == r.start_time else r.time,
-            p_value=r.adjusted_p,
-            baseline=baseline,
-            current=current,
-            direction=direction,
-            extra={"window_test": True},
-        )
-
-    def _quality_judgements(self, state: ModelState, findings: list[QualityFinding]) -> list[Judgement]:
-        """One judgement per (kind, field): the first firing check in priority order names it."""
-        by_key: dict[tuple[str, str], list[QualityFinding]] = {}
-        for f in findings:
-            by_key.setdefault((f.kind, f.feature), []).append(f)
-        missing = {f.feature for f in findings if f.check == "missing_field" and f.fire}
-        order = list(CHECKS)
-        out: list[Judgement] = []
-        for (kind, feature), group in by_key.items():
-            group.sort(key=lambda f: order.index(f.check))
-            if kind == "data_quality" and feature in missing:  # a dropped field is one schema alert, not two
-                group = [f for f in group if f.check != "null_rate"] or group
-            firing = [f for f in group if f.fire]
-            key = alert_key(state.model, kind, feature, {}, state.version)
-            if not firing and not self.lifecycle.is_firing(key):
-                continue  # nothing to open and nothing open to clear: most fields, most windows
-            f = firing[0] if firing else group[0]
-            value = f.current.get("value")
-            if f.check == "constant" and state.kinds.get(feature) == "categorical" and isinstance(value, int):
-                names = state.vocab[feature].labels()
-                f.current["value"] = names[value] if value < len(names) else str(value)
-            ev = DriftEvidence(
-                detected=bool(firing),
-                effect=f.statistic,
-                events=f.events,
-                detector=f.check,
-                change_seq=f.seq,
-                change_time=f.start_time,
-                p_value=f.p_value,
-                baseline=f.baseline,
-                current=f.current,
-                direction="rose",
-            )
-            critical = math.inf if f.check in ("new_field", "constant") else 0.0 if kind == "schema" else 0.5
-            out.append(
-                Judgement(
-                    bucket=ALL,
-                    stream_kind=state.kinds.get(feature, ""),
-                    evidence=ev,
-                    now=f.end_time,
-                    key=key,
-                    kind=kind,
-                    subject=feature,
-                    segment={},
-                    threshold=f.threshold,
-                    critical=critical,
-                    fire=bool(firing),
-                    clear=all(g.clear for g in group),
-                    shift=f.statistic,
-                    statistic=f.statistic,
-                    extra={"check": f.check},
-                )
-            )
-        return out
-
-    def _retrain_judgement(self, state: ModelState) -> Judgement:
-        """Retrain when the labelled problem held at ``retrain_windows`` checks, or enough key inputs drift."""
-        cfg = self.config.decisions
-        r = state.retrain
-        important = cfg.important_features or sorted(n for n in state.kinds if n != PREDICTION)
-        drifting = sorted(set(important) & state.drifting)
-        by_drift = bool(cfg.retrain_drift_features) and len(drifting) >= cfg.retrain_drift_features
-        by_labels = r.streak >= cfg.retrain_windows
-        labelled = state.perf.buckets[ALL].labelled if state.perf is not None and ALL in state.perf.buckets else 0
-        ev = DriftEvidence(
-            detected=by_labels or by_drift,
-            effect=float(r.streak if by_labels else len(drifting)),
-            events=labelled,
-            detector="retrain_policy",
-            change_seq=labelled if by_labels else state.events,
-            change_time=r.problem_since if by_labels else state.last_event_time,
-            p_value=r.evidence.get("p_value") if by_labels else None,  # type: ignore[arg-type]
-            baseline={k: v for k, v in r.evidence.items() if k.startswith("baseline_")},
-            current={
-                "problem_checks": r.streak,
-                "drifting_features": drifting,
-                **{k: v for k, v in r.evidence.items() if k.startswith("current_") or k == "problem"},
-            },
-            direction="",
-            extra={"by_labels": by_labels, "by_drift": by_drift},
-        )
-        # The check happens when its last label is known: that label's time, not how far predictions got.
-        perf = state.perf
-        now = perf.buckets[ALL].last_label_time if perf is not None and ALL in perf.buckets else math.nan
-        if now != now:
-            now = max(state.last_event_time, self.watermark)
-        return Judgement(
-            bucket=ALL,
-            stream_kind="decision",
-            evidence=ev,
-            now=now,
-            key=alert_key(state.model, "retrain_recommended", "model", {}, state.version),
-            kind="retrain_recommended",
-            subject="model",
-            segment={},
-            threshold=float(cfg.retrain_windows if by_labels else cfg.retrain_drift_features),
-            critical=math.inf,
-            fire=by_labels or by_drift,
-            clear=r.streak == 0 and not by_drift,
-            shift=0.0,
-            statistic=ev.effect,
-            extra={"drifting": drifting, "window_labels": cfg.window_labels},
-        )
-
-    def _rollback_judgement(self, state: ModelState) -> Judgement | None:
-        """Compare this version's labelled window with the previous version's (the latest one started before it)."""
-        cfg = self.config.decisions
-        perf = state.perf
-        if perf is None or perf.task is None or ALL not in perf.buckets:
-            return None
-        previous = [
-            s
-            for s in self.models.values()
-            if s.model == state.model
-            and s is not state
-            and s.first_event_time < state.first_event_time
-            and s.perf is not None
-            and s.perf.task == perf.task
-            and ALL in s.perf.buckets
-        ]
-        if not previous:
-            return None
-        prev = max(previous, key=lambda s: s.first_event_time)
-        assert prev.perf is not None
-        rows_new = perf.buckets[ALL].window.ring.rows()
-        rows_prev = prev.perf.buckets[ALL].window.ring.rows()
-        enough = min(rows_new.shape[0], rows_prev.shape[0]) >= cfg.rollback_min_labels
-        if not enough:
-            return None
-        c = compare_versions(perf.task, rows_prev, rows_new, self.config.performance.threshold)
-        worse = c.worse_by >= cfg.rollback_min_difference and c.p_value < cfg.rollback_max_p_value
-        ev = DriftEvidence(
-            detected=worse,
-            effect=c.worse_by,
-            events=c.new_events,
-            detector=c.test,
-            change_seq=perf.buckets[ALL].labelled,
-            change_time=state.first_event_time,
-            p_value=c.p_value,
-            baseline={"version": prev.version, c.metric: c.previous, "events": c.previous_events},
-            current={"version": state.version, c.metric: c.new, "events": c.new_events},
-            direction="fell" if c.metric == "accuracy" else "rose",
-        )
-        return Judgement(
-            bucket=ALL,
-            stream_kind="decision",
-            evidence=ev,
-            now=self.watermark,
-            key=alert_key(state.model, "rollback_recommended", c.metric, {}, state.version),
-            kind="rollback_recommended",
-            subject=c.metric,
-            segment={},
-            threshold=cfg.rollback_min_difference,
-            critical=0.0,
-            fire=worse,
-            clear=c.worse_by < cfg.rollback_min_difference / 2 or c.p_value > 0.5,
-            shift=0.0,
-            statistic=c.worse_by,
-            extra={"previous_version": prev.version, "metric": c.metric},
-        )
+        key = self._drift_key(state, name, bucket)
+        return needs_judging(state, name, bucket, tracker, key, self.lifecycle.is_firing)
 
     def _decide(
         self, state: ModelState, name: str, touched: list[tuple[tuple[str, str], Tracker, float]]
     ) -> list[Alert]:
         if not touched:
             return []  # nothing judged: the subject's drifting flag stays as its last judgement left it
-        judged = [self._judge(state, name, bucket, tracker, now) for bucket, tracker, now in touched]
+        judged = [
+            judge_drift(state, name, bucket, tracker, now, self._drift_key(state, name, bucket), self.config)
+            for bucket, tracker, now in touched
+        ]
         subject = "prediction" if name == PREDICTION else name
         if any(j.fire for j in judged):
             state.drifting.add(subject)

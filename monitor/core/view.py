@@ -21,10 +21,11 @@ from monitor.core.numeric_streams import NumericStream
 from monitor.core.rules import ALL, alert_key, segment_label
 
 if TYPE_CHECKING:
-    from monitor.core.engine import ModelState, PartitionEngine
+    from monitor.core.engine import PartitionEngine
+    from monitor.core.model_state import ModelState
     from monitor.core.significance import WindowResult
 
-PREDICTION = "__prediction__"  # the engine's stream name of the prediction (monitor.core.engine.PREDICTION)
+PREDICTION = "__prediction__"  # the engine's stream name of the prediction (monitor.core.model_state.PREDICTION)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,8 +21,8 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from monitor.core.engine import LATENCY_BUCKETS_MS
 from monitor.core.fairness import FairnessTracker
+from monitor.core.model_state import LATENCY_BUCKETS_MS
 from monitor.core.performance import DELAY_BUCKETS_S, metrics_from_confusion
 from monitor.core.view import EngineView, merged_fairness
 

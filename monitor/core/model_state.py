@@ -1,0 +1,84 @@
+"""One model version's state in a partition: its schema as inferred, capped segment values and its streams.
+
+Plain data that the engine updates and the judgement functions read; snapshotted with the engine.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterator
+
+import numpy as np
+
+from monitor.core.decisions import RetrainState
+from monitor.core.drift import CategoricalDriftTracker
+from monitor.core.fairness import FairnessTracker
+from monitor.core.numeric_streams import NumericStream, NumericStreams
+from monitor.core.performance import ModelPerformance
+from monitor.core.quality import SchemaWatch
+from monitor.core.significance import BaselineWindowTest
+from monitor.core.stats import CategoryVocabulary
+from monitor.core.windows import NumericWindow
+
+PREDICTION = "__prediction__"  # the subject name of the model's output among its input features
+LATENCY_BUCKETS_MS = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
+
+Tracker = NumericStream | CategoricalDriftTracker
+WindowTest = NumericWindow | BaselineWindowTest
+
+
+class ModelState:
+    """Per (model, version): schema as inferred, capped segment values, and the streams."""
+
+    def __init__(self, model: str, version: str) -> None:
+        self.model = model
+        self.version = version
+        self.events = 0
+        self.kinds: dict[str, str] = {}
+        self.vocab: dict[str, CategoryVocabulary] = {}
+        self.segment_attributes: list[str] = []
+        self.segment_codes: dict[str, dict[str, int]] = {}
+        self.numeric: dict[str, NumericStreams] = {}  # numeric streams by settings group ("": the defaults)
+        self.streams: dict[tuple[str, str, str], CategoricalDriftTracker] = {}  # categorical streams
+        self.type_mismatch: Counter[str] = Counter()
+        self.latency_buckets = np.zeros(len(LATENCY_BUCKETS_MS) + 1, dtype=np.int64)
+        self.latency_sum_ms = 0.0
+        self.latency_count = 0
+        self.last_event_time = math.nan
+        self.perf: ModelPerformance | None = None
+        self.fairness: FairnessTracker | None = None
+        self.drifting: set[str] = set()  # features whose drift condition holds here (for concept-drift messages)
+        self.tests: dict[tuple[str, str, str], BaselineWindowTest] = {}  # categorical streams' window tests
+        self.quality: SchemaWatch | None = None
+        self.first_event_time = math.nan
+        self.retrain = RetrainState()
+
+    def tracker(self, key: tuple[str, str, str]) -> Tracker | None:
+        """The stream (subject, segment attribute, value), numeric or categorical."""
+        for block in self.numeric.values():
+            i = block.index.get(key)
+            if i is not None:
+                return NumericStream(block, i)
+        return self.streams.get(key)
+
+    def window_test(self, key: tuple[str, str, str]) -> WindowTest | None:
+        """The stream's baseline window test, numeric or categorical (None before its first value)."""
+        for block in self.numeric.values():
+            i = block.index.get(key)
+            if i is not None:
+                return None if block.windows is None else NumericWindow(block.windows, i)
+        return self.tests.get(key)
+
+    def window_tests(self) -> Iterator[tuple[tuple[str, str, str], WindowTest]]:
+        for block in self.numeric.values():
+            if block.windows is not None:
+                for i, key in enumerate(block.keys):
+                    yield key, NumericWindow(block.windows, i)
+        yield from self.tests.items()
+
+    def trackers(self) -> Iterator[tuple[tuple[str, str, str], Tracker]]:
+        for block in self.numeric.values():
+            for i, key in enumerate(block.keys):
+                yield key, NumericStream(block, i)
+        yield from self.streams.items()
