@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -22,11 +21,11 @@ from monitor.core import snapshot as snap
 from monitor.core.alerting import Alerting, AlertLifecycle, Incidents, build_alert
 from monitor.core.baseline import PREDICTION_FIELD, BaselineProfile, ProfileSet
 from monitor.core.calibration import ScoreCalibration
-from monitor.core.decisions import RetrainState
-from monitor.core.drift import CategoricalDriftTracker, DriftEvidence, NumericDriftTracker
+from monitor.core.columns import Bucket, convert_column, segment_buckets, take
+from monitor.core.drift import CategoricalDriftTracker, NumericDriftTracker
 from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
-from monitor.core.fairness import FairnessTracker, GroupStats
-from monitor.core.join import Joined, LabelJoiner, PendingPrediction, Segments
+from monitor.core.fairness import FairnessTracker
+from monitor.core.join import Joined, LabelJoiner, Segments
 from monitor.core.judgements import (
     drift_key,
     judge_drift,
@@ -39,7 +38,7 @@ from monitor.core.metrics import Ring
 from monitor.core.model_state import LATENCY_BUCKETS_MS, PREDICTION, ModelState, Tracker
 from monitor.core.numeric_streams import NumericStream, NumericStreams
 from monitor.core.performance import BASELINE_SCORE_BINS, ModelPerformance, binary_label
-from monitor.core.profile import ProfileStage, SegmentCaps, Summary, concat_rows, positive_scores
+from monitor.core.profile import ProfileStage, Summary, concat_rows, positive_scores
 from monitor.core.quality import BatchTally, FieldColumn, SchemaWatch
 from monitor.core.rules import ALL, Alert, Judgement, alert_key, segment_label
 from monitor.core.settings import Settings
@@ -52,11 +51,9 @@ from monitor.core.significance import (
     WindowResult,
     complete_windows,
 )
+from monitor.core.snapshot_classes import register_snapshot_classes
 from monitor.core.stats import OVERFLOW, CategoryVocabulary
 from monitor.core.windows import NumericWindows
-
-_NUMERIC_TYPES = frozenset({float, int, type(None)})
-_NUMBER_ONLY = frozenset({float, int})
 
 
 @dataclass
@@ -339,9 +336,7 @@ class PartitionEngine:
         return tuple(out)
 
     @staticmethod
-    def _segment_codes(
-        buckets: list[tuple[tuple[str, str], np.ndarray | None]], n: int
-    ) -> tuple[list[Segments], np.ndarray]:
+    def _segment_codes(buckets: list[Bucket], n: int) -> tuple[list[Segments], np.ndarray]:
         """Each row's tracked segment buckets as a code into the batch's distinct combinations of them (a tuple
         of (attribute, value) pairs each): numpy over the rows, Python only per combination."""
         per_attr: dict[str, tuple[list[tuple[str, str]], np.ndarray]] = {}
@@ -626,88 +621,9 @@ class PartitionEngine:
             alerts += self._decide(state, name, streams)
         return alerts
 
-    def _take(self, column: list[Any], rows: np.ndarray | None) -> list[Any]:
-        return column if rows is None else [column[i] for i in rows.tolist()]
-
     @staticmethod
     def _take_index(batch: PredictionBatch, rows: np.ndarray | None) -> np.ndarray:
         return batch.index if rows is None else batch.index[rows]
-
-    def _buckets(
-        self, state: ModelState, batch: PredictionBatch, rows: np.ndarray | None
-    ) -> list[tuple[tuple[str, str], np.ndarray | None]]:
-        """All traffic plus one bucket per tracked segment value, each as row positions within the group."""
-        mon = self.config.monitoring
-        wanted = mon.segments or list(batch.segments)
-        for attr in wanted:
-            if attr not in state.segment_codes and attr in batch.segments:
-                if len(state.segment_attributes) >= mon.max_segment_attributes:
-                    self.capped["segment_attribute"] += 1
-                    continue
-                state.segment_attributes.append(attr)
-                state.segment_codes[attr] = {}
-        buckets: list[tuple[tuple[str, str], np.ndarray | None]] = [(ALL, None)]
-        for attr in state.segment_attributes:
-            column = batch.segments.get(attr)
-            if column is None:
-                continue
-            codes_of = state.segment_codes[attr]
-            values = self._take(column, rows)
-            get = codes_of.get
-            codes = np.fromiter((-1 if v is None else get(v, -2) for v in values), dtype=np.int64, count=len(values))
-            for i in np.flatnonzero(codes == -2).tolist():  # values not seen before: rare after warm-up
-                value = values[i]
-                code = codes_of.get(value)
-                if code is None:
-                    if len(codes_of) < mon.max_segment_values:
-                        code = codes_of[value] = len(codes_of)
-                    else:
-                        code = mon.max_segment_values
-                        self.capped["segment_value"] += 1
-                codes[i] = code
-            order = np.argsort(codes, kind="stable")
-            sorted_codes = codes[order]
-            cuts = np.flatnonzero(np.diff(sorted_codes)) + 1
-            names = {c: v for v, c in codes_of.items()}
-            for part in np.split(order, cuts):
-                code = int(codes[part[0]])
-                if code < 0:
-                    continue
-                buckets.append(((attr, names.get(code, OVERFLOW)), part))
-        return buckets
-
-    def _column(
-        self, state: ModelState, name: str, values: list[Any]
-    ) -> tuple[str, np.ndarray, np.ndarray | None] | None:
-        """A feature column as floats (numeric, NaN missing) or codes (categorical, -1 missing), and where a
-        value had the other kind's type (None when nowhere: the common case costs no mask)."""
-        kind = state.kinds.get(name)
-        if kind is None:
-            first = next((v for v in values if v is not None), None)
-            if first is None:
-                return None
-            if len(state.kinds) >= self.config.monitoring.max_features_per_model:
-                self.capped["feature"] += 1
-                return None
-            kind = state.kinds[name] = "categorical" if isinstance(first, str | bool) else "numeric"
-            if kind == "categorical":
-                state.vocab[name] = CategoryVocabulary(self.config.monitoring.max_categories)
-        if kind == "numeric":
-            numbers = _numbers(values)
-            if numbers is not None:
-                return kind, numbers, None
-            if _NUMERIC_TYPES.issuperset(map(type, values)):  # numbers and None: numpy makes None NaN
-                return kind, np.array(values, dtype=np.float64), None
-            nan = math.nan
-            out = [v if (t := type(v)) is float or t is int else nan for v in values]
-            arr = np.asarray(out, dtype=np.float64)
-            mistyped = np.fromiter((v is not None and type(v) not in (float, int) for v in values), bool, len(values))
-            state.type_mismatch[name] += int(mistyped.sum())
-            return kind, arr, mistyped
-        codes, numbers = state.vocab[name].encode_categories(values)
-        if numbers is not None:
-            state.type_mismatch[name] += int(numbers.sum())
-        return kind, codes, numbers
 
     def _tracker(self, state: ModelState, name: str, bucket: tuple[str, str]) -> CategoricalDriftTracker | None:
         key = (name, *bucket)
@@ -731,7 +647,7 @@ class PartitionEngine:
         self,
         state: ModelState,
         numeric: list[tuple[str, np.ndarray]],
-        buckets: list[tuple[tuple[str, str], np.ndarray | None]],
+        buckets: list[Bucket],
         lengths: np.ndarray,
         grouped: np.ndarray | None,
         grouped_times: np.ndarray,
@@ -786,18 +702,18 @@ class PartitionEngine:
         shard = self.shard_of_model(state.model) if self.shards > 1 else 0
         if shard == 0:
             self._latency(state, batch.latency_ms if rows is None else batch.latency_ms[rows])
-        buckets = self._buckets(state, batch, rows)
+        buckets = segment_buckets(state, batch, rows, self.config.monitoring, self.capped)
         # the features whose drift this shard judges (None: all); shard 0 converts every one for the schema checks
         mine = None
         if self.shards > 1:
             mine = {name for name in batch.features if shard_of(state.model, name, self.shards) == shard}
         columns: list[tuple[str, list[Any]]] = [
-            (name, self._take(col, rows))
+            (name, take(col, rows))
             for name, col in batch.features.items()
             if self._watched(name) and (mine is None or shard == 0 or name in mine)
         ]
         if self.config.monitoring.watch_prediction and shard == 0:
-            columns.append((PREDICTION, self._take(batch.prediction, rows)))
+            columns.append((PREDICTION, take(batch.prediction, rows)))
         judged = None if mine is None else mine | {PREDICTION}
         alerts: list[Alert] = []
         watch = state.quality if shard == 0 else None
@@ -810,7 +726,10 @@ class PartitionEngine:
         grouped_times = times if grouped is None else times[grouped]
         grouped_positions = positions if grouped is None else positions[grouped]
         # Every column converted before any tracker runs: the decoded values are still in the CPU cache then.
-        conversions = [(name, values, self._column(state, name, values)) for name, values in columns]
+        conversions = [
+            (name, values, convert_column(state, name, values, self.config.monitoring, self.capped))
+            for name, values in columns
+        ]
         converted_columns = [(name, values, *c) for name, values, c in conversions if c is not None]
         numeric = self._update_numeric(
             state,
@@ -935,15 +854,15 @@ class PartitionEngine:
         state: ModelState,
         batch: PredictionBatch,
         rows: np.ndarray | None,
-        buckets: list[tuple[tuple[str, str], np.ndarray | None]],
+        buckets: list[Bucket],
         times: np.ndarray,
     ) -> list[Alert]:
         """Feed the score-based estimates, fairness and latency (the profile stage put them in the label join)."""
         n = times.size
         combos, seg_code = self._segment_codes(buckets, n)
         positive = self.config.performance.positive_label
-        preds = self._take(batch.prediction, rows)
-        scores_col = self._take(batch.scores, rows)
+        preds = take(batch.prediction, rows)
+        scores_col = take(batch.scores, rows)
         scores = positive_scores(preds, scores_col, positive)
         perf = self._perf(state)
         latency = batch.latency_ms if rows is None else batch.latency_ms[rows]
@@ -1207,79 +1126,4 @@ def _whole_model(model: str) -> int:
     return 0
 
 
-def _numbers(values: list[Any]) -> np.ndarray | None:
-    """A column of numbers only (no None, no string, no boolean) as floats, else None, in one pass over it.
-
-    ``array('d')`` refuses None and strings but takes booleans as 0 and 1; only when a 0 or a 1 is among the
-    floats do the types have to be read (a second pass), to tell a boolean from the number."""
-    try:
-        floats = np.frombuffer(array("d", values), dtype=np.float64)
-    except TypeError:
-        return None
-    if ((floats == 0.0) | (floats == 1.0)).any() and not _NUMBER_ONLY.issuperset(map(type, values)):
-        return None
-    return floats
-
-
-def _register_snapshot_classes() -> None:
-    from monitor.core.alerting import Incident, Incidents
-    from monitor.core.chunks import StreamChunker
-    from monitor.core.concept import ErrorStream, ErrorTest
-    from monitor.core.detectors import ChunkedADWIN, PageHinkley, WindowedChiSquare, WindowTest
-    from monitor.core.join import PendingLabel
-    from monitor.core.metrics import PerformanceWindow, Ring
-    from monitor.core.performance import BucketPerformance
-    from monitor.core.quality import FieldCounts, FieldSchema
-    from monitor.core.sequential import SequentialSettings, SequentialStreams
-    from monitor.core.settings import AlertConfig, DetectorSettings, FairnessConfig, PerformanceConfig
-    from monitor.core.stats import ReservoirQuantiles, RunningMoments
-
-    snap.register(
-        FairnessConfig,
-        AlertConfig,
-        DetectorSettings,
-        PerformanceConfig,
-        ErrorStream,
-        ErrorTest,
-        DriftEvidence,
-        ScoreCalibration,
-        ChunkedADWIN,
-        PageHinkley,
-        WindowedChiSquare,
-        WindowTest,
-        NumericDriftTracker,
-        NumericStreams,
-        NumericWindows,
-        StreamChunker,
-        SequentialStreams,
-        SequentialSettings,
-        CategoricalDriftTracker,
-        RunningMoments,
-        ReservoirQuantiles,
-        CategoryVocabulary,
-        LabelJoiner,
-        SegmentCaps,
-        PendingPrediction,
-        PendingLabel,
-        PerformanceWindow,
-        Ring,
-        BucketPerformance,
-        ModelPerformance,
-        ModelState,
-        FairnessTracker,
-        GroupStats,
-        AlertLifecycle,
-        Incident,
-        Incidents,
-        BaselineWindowTest,
-        Reference,
-        WindowResult,
-        FalseDiscoveryControl,
-        SchemaWatch,
-        FieldSchema,
-        FieldCounts,
-        RetrainState,
-    )
-
-
-_register_snapshot_classes()
+register_snapshot_classes()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -18,7 +19,7 @@ from monitor.simulate import TrafficGenerator
 
 T0 = 1_767_225_600.0
 Event = dict[str, Any]
-SCHEMA = orjson.loads(open("monitor/schemas/alert.schema.json", "rb").read())
+SCHEMA = orjson.loads(Path("monitor/schemas/alert.schema.json").read_bytes())
 
 
 def _engine(**sections: Any) -> PartitionEngine:

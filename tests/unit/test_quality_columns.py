@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from monitor.config import load_config
-from monitor.core.engine import PartitionEngine, _numbers
+from monitor.core.columns import convert_column
+from monitor.core.columns import numbers as _numbers
+from monitor.core.engine import PartitionEngine
 from monitor.core.quality import BatchTally, FieldColumn, FieldSchema, QualityFinding, SchemaWatch
 from monitor.core.stats import CategoryVocabulary
 
@@ -173,7 +175,7 @@ def test_tallied_columns_give_the_same_findings_as_walking_the_values(
         n = len(next(iter(columns.values())))
         converted: dict[str, tuple[list[Any], str, np.ndarray, np.ndarray | None]] = {}
         for name, values in columns.items():
-            out = engine._column(state, name, values)
+            out = convert_column(state, name, values, engine.config.monitoring, engine.capped)
             if out is not None:
                 converted[name] = (values, *out)
         labels = {name: v.labels() for name, v in state.vocab.items()}
@@ -306,7 +308,7 @@ def test_mistyped_numbers_are_counted_and_blank_in_the_column() -> None:
     engine = PartitionEngine(load_config(environ={}), clock=lambda: 0.0)
     state = engine._model("m", "v1")
     assert state is not None
-    out = engine._column(state, "x", [1.5, True, None, "3", 0.0, 7])
+    out = convert_column(state, "x", [1.5, True, None, "3", 0.0, 7], engine.config.monitoring, engine.capped)
     assert out is not None
     kind, column, mismatch = out
     assert kind == "numeric" and mismatch is not None

@@ -1,0 +1,124 @@
+"""A batch's columns as the engine's streams take them: feature values as arrays, rows grouped by segment value.
+
+Decoded columns are Python lists (the decoder keeps each message's values as they came); these functions turn
+a model version's share of a batch into float or code arrays once, and its segment values into one bucket of
+row positions per tracked value, learning a model's features, categories and segment values up to their caps.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from monitor.core.events import PredictionBatch
+from monitor.core.model_state import ModelState
+from monitor.core.rules import ALL
+from monitor.core.settings import MonitoringConfig
+from monitor.core.stats import OVERFLOW, CategoryVocabulary
+
+Bucket = tuple[tuple[str, str], np.ndarray | None]
+"""(segment attribute, value) and its row positions; all traffic is ``(ALL, None)``."""
+
+_NUMERIC_TYPES = frozenset({float, int, type(None)})
+_NUMBER_ONLY = frozenset({float, int})
+
+
+def take(column: list[Any], rows: np.ndarray | None) -> list[Any]:
+    """``column``'s values at ``rows`` (all of it when None)."""
+    return column if rows is None else [column[i] for i in rows.tolist()]
+
+
+def segment_buckets(
+    state: ModelState, batch: PredictionBatch, rows: np.ndarray | None, mon: MonitoringConfig, capped: Counter[str]
+) -> list[Bucket]:
+    """All traffic plus one bucket per tracked segment value, each as row positions within ``rows``; new
+    segment attributes and values are learned up to their caps (counted in ``capped`` past them)."""
+    wanted = mon.segments or list(batch.segments)
+    for attr in wanted:
+        if attr not in state.segment_codes and attr in batch.segments:
+            if len(state.segment_attributes) >= mon.max_segment_attributes:
+                capped["segment_attribute"] += 1
+                continue
+            state.segment_attributes.append(attr)
+            state.segment_codes[attr] = {}
+    buckets: list[Bucket] = [(ALL, None)]
+    for attr in state.segment_attributes:
+        column = batch.segments.get(attr)
+        if column is None:
+            continue
+        codes_of = state.segment_codes[attr]
+        values = take(column, rows)
+        get = codes_of.get
+        codes = np.fromiter((-1 if v is None else get(v, -2) for v in values), dtype=np.int64, count=len(values))
+        for i in np.flatnonzero(codes == -2).tolist():  # values not seen before: rare after warm-up
+            value = values[i]
+            code = codes_of.get(value)
+            if code is None:
+                if len(codes_of) < mon.max_segment_values:
+                    code = codes_of[value] = len(codes_of)
+                else:
+                    code = mon.max_segment_values
+                    capped["segment_value"] += 1
+            codes[i] = code
+        order = np.argsort(codes, kind="stable")
+        sorted_codes = codes[order]
+        cuts = np.flatnonzero(np.diff(sorted_codes)) + 1
+        names = {c: v for v, c in codes_of.items()}
+        for part in np.split(order, cuts):
+            code = int(codes[part[0]])
+            if code < 0:
+                continue
+            buckets.append(((attr, names.get(code, OVERFLOW)), part))
+    return buckets
+
+
+def convert_column(
+    state: ModelState, name: str, values: list[Any], mon: MonitoringConfig, capped: Counter[str]
+) -> tuple[str, np.ndarray, np.ndarray | None] | None:
+    """A feature column as floats (numeric, NaN missing) or codes (categorical, -1 missing), and where a
+    value had the other kind's type (None when nowhere: the common case costs no mask)."""
+    kind = state.kinds.get(name)
+    if kind is None:
+        first = next((v for v in values if v is not None), None)
+        if first is None:
+            return None
+        if len(state.kinds) >= mon.max_features_per_model:
+            capped["feature"] += 1
+            return None
+        kind = state.kinds[name] = "categorical" if isinstance(first, str | bool) else "numeric"
+        if kind == "categorical":
+            state.vocab[name] = CategoryVocabulary(mon.max_categories)
+    if kind == "numeric":
+        floats = numbers(values)
+        if floats is not None:
+            return kind, floats, None
+        if _NUMERIC_TYPES.issuperset(map(type, values)):  # numbers and None: numpy makes None NaN
+            return kind, np.array(values, dtype=np.float64), None
+        nan = math.nan
+        out = [v if (t := type(v)) is float or t is int else nan for v in values]
+        arr = np.asarray(out, dtype=np.float64)
+        mistyped = np.fromiter((v is not None and type(v) not in (float, int) for v in values), bool, len(values))
+        state.type_mismatch[name] += int(mistyped.sum())
+        return kind, arr, mistyped
+    codes, mistyped_codes = state.vocab[name].encode_categories(values)
+    if mistyped_codes is not None:
+        state.type_mismatch[name] += int(mistyped_codes.sum())
+    return kind, codes, mistyped_codes
+
+
+def numbers(values: list[Any]) -> np.ndarray | None:
+    """A column of numbers only (no None, no string, no boolean) as floats, else None, in one pass over it.
+
+    ``array('d')`` refuses None and strings but takes booleans as 0 and 1; only when a 0 or a 1 is among the
+    floats do the types have to be read (a second pass), to tell a boolean from the number."""
+    try:
+        floats = np.frombuffer(array("d", values), dtype=np.float64)
+    except TypeError:
+        return None
+    if ((floats == 0.0) | (floats == 1.0)).any() and not _NUMBER_ONLY.issuperset(map(type, values)):
+        return None
+    return floats
