@@ -211,6 +211,7 @@ def _run(
             "events_per_s": (len(values) - first_done) / seconds if seconds > 0 else float("nan"),
             "steady_per_s": _steady_rate(samples, len(values)),
             "replica_cpu_s": sum(cpu[:replicas]),
+            "replica_cpu_each_s": cpu[:replicas],
             "other_cores": sum(cpu[replicas:]) / (reached - first),
             "driver_cores": (time.process_time() - driver_at_first) / (reached - first),
         }
@@ -296,6 +297,7 @@ def throughput(
             runs.setdefault(f"{replicas}x{shards}", []).append({
                 "events_per_s": r["events_per_s"], "steady_per_s": r["steady_per_s"],
                 "replica_cpu_s": r["replica_cpu_s"], "broker_cores": r["other_cores"], "driver_cores": r["driver_cores"],
+                "replica_cpu_each_s": r["replica_cpu_each_s"], "seconds": r["seconds"],
             })  # fmt: skip
     return {
         key: {**max(each, key=lambda run: run["events_per_s"]), "runs": [run["events_per_s"] for run in each]}
