@@ -2,8 +2,9 @@
 
 The engine gathers the streams with something to judge; these functions say, for each, whether its drift
 condition holds (sequential detectors or the baseline window test), and build the quality, retrain and
-rollback judgements. They read a model version's state and settings and change nothing: the alert lifecycle
-(``is_firing``) and the time of the partition's progress (``watermark``) are passed in.
+rollback judgements. They read a model version's state and settings (quality judgements only show a constant
+category's name in place of its code): the alert lifecycle (``is_firing``) and the time of the partition's
+progress (``watermark``) are passed in.
 """
 
 from __future__ import annotations

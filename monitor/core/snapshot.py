@@ -141,21 +141,24 @@ def _decimals(flat: np.ndarray) -> tuple[int, np.ndarray] | None:
     type that holds them; else None. Values read from JSON are mostly decimals with a few digits (prices,
     ages, rounded scores): as scaled integers they take a half or a quarter of their raw bytes (the idea of
     the ALP float encoding). Bits, not values, are compared, so -0.0 and NaN fall back to raw floats."""
-    head = repr(float(flat[0]))
-    if "e" in head or "n" in head:  # 1e-05, inf, nan
-        return None
-    exponent = len(head) - head.index(".") - 1 if head[-2:] != ".0" else 0
-    while exponent <= _MAX_DECIMALS:
-        scale = 10.0**exponent
-        scaled = np.rint(flat * scale)
-        if not np.abs(scaled).max() < 2.0**31:  # also False for NaN and infinity
+    exponent = 0
+    for value in flat[:: max(1, flat.size // 8)][:8].tolist():  # a few values across the array: their most digits
+        text = repr(value)
+        if "e" in text or "n" in text:  # 1e-05, inf, nan
             return None
-        ints = scaled.astype(np.int64)
-        if np.array_equal((ints / scale).view(np.int64), flat.view(np.int64)):
-            lo, hi = int(ints.min()), int(ints.max())
-            narrow = next(t for t in _PACKED_TYPES if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max)
-            return exponent, ints.astype(narrow)
-        exponent += 1
+        exponent = max(exponent, 0 if text.endswith(".0") else len(text) - text.index(".") - 1)
+    with np.errstate(over="ignore", invalid="ignore"):  # a huge value overflows when scaled: refused below
+        while exponent <= _MAX_DECIMALS:
+            scale = 10.0**exponent
+            scaled = np.rint(flat * scale)
+            if not np.abs(scaled).max() < 2.0**31:  # also False for NaN and infinity
+                return None
+            ints = scaled.astype(np.int64)
+            if np.array_equal((ints / scale).view(np.int64), flat.view(np.int64)):
+                lo, hi = int(ints.min()), int(ints.max())
+                narrow = next(t for t in _PACKED_TYPES if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max)
+                return exponent, ints.astype(narrow)
+            exponent += 1
     return None
 
 

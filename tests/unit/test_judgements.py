@@ -42,11 +42,13 @@ def test_retrain_fires_when_enough_inputs_drift_and_clears_when_they_stop():
     assert two.now == state.last_event_time  # no label yet: how far predictions got
 
 
-def test_no_rollback_judgement_without_labels_or_an_earlier_version():
+def test_no_rollback_judgement_before_the_version_has_labels():
+    """Before any label there is nothing to compare, whatever versions came before (rollbacks themselves: the
+    engine-level tests in test_decisions.py)."""
     state = _state("a")
     older = _state("a")
     older.version, older.first_event_time = "v1", 1_700_000_000.0
-    assert rollback_judgement(state, [state, older], Settings(), watermark=0.0) is None  # no labels yet
+    assert rollback_judgement(state, [state, older], Settings(), watermark=0.0) is None
 
 
 def _finding(check: str, fire: bool, feature: str = "amount", kind: str = "data_quality") -> QualityFinding:
@@ -77,3 +79,19 @@ def test_quality_judgements_are_one_per_field_and_skip_what_is_neither_firing_no
     open_keys.add(fired[0].key)
     cleared = quality_judgements(state, [_finding("null_rate", False)], open_keys.__contains__)
     assert [(j.fire, j.clear) for j in cleared] == [(False, True)]  # an open alert is judged, so it can resolve
+
+
+def test_one_judgement_per_field_named_by_the_first_firing_check_and_a_dropped_field_is_a_schema_alert():
+    state = _state("amount")
+    never_open: set[str] = set()
+    two = quality_judgements(
+        state, [_finding("constant", True), _finding("out_of_range", True)], never_open.__contains__
+    )
+    assert [(j.key, j.extra["check"]) for j in two] == [("fraud/v2/data_quality/amount/all", "out_of_range")]
+    dropped = [
+        _finding("missing_field", True, kind="schema"),
+        _finding("null_rate", True),
+        _finding("out_of_range", True),
+    ]
+    judged = {j.kind: j.extra["check"] for j in quality_judgements(state, dropped, never_open.__contains__)}
+    assert judged == {"schema": "missing_field", "data_quality": "out_of_range"}  # its nulls are not a second alert

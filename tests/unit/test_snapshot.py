@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import random
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -455,7 +456,7 @@ _R = np.random.default_rng(3)
 @pytest.mark.parametrize(
     ("array", "scaled"),
     [
-        (np.round(_R.normal(size=1000), 4), True),  # four decimals: scaled integers, a quarter of the bytes
+        (np.round(_R.normal(size=1000), 4), True),  # four decimals: 32-bit scaled integers, half the bytes
         (np.round(_R.normal(size=(30, 40)) * 1e5, 2), True),  # prices: two decimals, 2-D
         (np.arange(20.0), True),  # whole numbers
         (np.array([12.5] + [0.1234] * 9), True),  # the first value has fewer decimals than the rest
@@ -468,10 +469,16 @@ _R = np.random.default_rng(3)
         (np.arange(2000.0)[::3] / 4, True),  # not contiguous
         (np.asfortranarray(np.arange(600.0).reshape(20, 30) / 8), True),  # Fortran order
         (np.arange(5.0), False),  # too short to look at
+        (np.array([0.0] * 4 + [1.5e308, -1.7e308] + [2.0] * 4), False),  # scaling overflows: no warning, raw
+        (np.array([5e-324, 1e-310] + [0.0] * 8), False),  # subnormals
+        (np.array([3.0] + [0.123456789012] * 9), False),  # a short first value, then long ones
+        (np.array([3.0] + [0.12] * 9), True),  # a short first value, then longer decimals
     ],
 )
 def test_float_arrays_of_decimals_are_packed_losslessly(array, scaled):
-    plain = snapshot.encode(array)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow while trying a scale is no warning
+        plain = snapshot.encode(array)
     back = snapshot.decode(json.loads(json.dumps(plain)))
     assert back.dtype == array.dtype and back.shape == array.shape
     assert np.array_equal(np.ascontiguousarray(back).view(np.int64), np.ascontiguousarray(array).view(np.int64))
