@@ -73,6 +73,7 @@ class Replica:
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
+        self._log.close()  # a killed replica is replaced, not stopped
 
     def stop(self) -> None:
         if self.proc.poll() is None:
