@@ -27,12 +27,12 @@ from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder
 from monitor.core.fairness import FairnessTracker
 from monitor.core.join import Joined, LabelJoiner, Segments
 from monitor.core.judgements import (
+    decision_judgements,
     drift_key,
     judge_drift,
     needs_judging,
     quality_judgements,
     retrain_judgement,
-    rollback_judgement,
 )
 from monitor.core.metrics import Ring
 from monitor.core.model_state import LATENCY_BUCKETS_MS, PREDICTION, ModelState, Tracker
@@ -377,37 +377,6 @@ class PartitionEngine:
         cal = profile.calibration
         perf.calibration.seed(np.asarray(cal["labelled"]), np.asarray(cal["positive"]))
 
-    def _decisions(self, state: ModelState, judged: list[Judgement]) -> list[Judgement]:
-        """Retrain bookkeeping after a labelled batch, then the retrain and rollback judgements."""
-        cfg = self.config.decisions
-        overall = [j for j in judged if j.bucket == ALL and j.kind in ("concept_drift", "performance")]
-        overall = [j for j in overall if j.subject != "estimated_accuracy"]
-        r = state.retrain
-        if overall:
-            # A problem holds while its condition fires or its alert is still open (a fresh change point inside
-            # an open incident is no recovery), so the streak does not depend on where batches were cut.
-            problem = next((j for j in overall if j.fire or self.lifecycle.is_firing(j.key)), None)
-            if problem is not None and not r.problem:
-                r.problem_since = problem.evidence.change_time
-            r.problem = problem is not None
-            if problem is not None:
-                ev = problem.evidence
-                r.evidence = {
-                    "problem": f"{problem.kind}:{problem.subject}",
-                    "p_value": ev.p_value if ev.p_value is not None else math.nan,
-                    **{f"baseline_{k}": v for k, v in ev.baseline.items() if isinstance(v, int | float)},
-                    **{f"current_{k}": v for k, v in ev.current.items() if isinstance(v, int | float)},
-                }
-        perf = state.perf
-        labelled = perf.buckets[ALL].labelled if perf is not None and ALL in perf.buckets else 0
-        out: list[Judgement] = []
-        if r.check(labelled, cfg.window_labels):
-            out.append(retrain_judgement(state, self.config.decisions, self.watermark))
-        rollback = rollback_judgement(state, self.models.values(), self.config, self.watermark)
-        if rollback is not None:
-            out.append(rollback)
-        return out
-
     def _fairness(self, state: ModelState) -> FairnessTracker | None:
         if not self.config.fairness.attributes and not self.config.fairness.crosses:
             return None
@@ -459,7 +428,12 @@ class PartitionEngine:
                 judged.append(level)
         alerts += self._emit(state, judged)
         if self.config.decisions.enabled:
-            alerts += self._emit(state, self._decisions(state, judged))
+            alerts += self._emit(
+                state,
+                decision_judgements(
+                    state, judged, self.models.values(), self.config, self.lifecycle.is_firing, self.watermark
+                ),
+            )
         fairness = self._fairness(state)
         if fairness is not None:
             thr, pos = self.config.performance.threshold, self.config.performance.positive_label

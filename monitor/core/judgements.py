@@ -2,9 +2,10 @@
 
 The engine gathers the streams with something to judge; these functions say, for each, whether its drift
 condition holds (sequential detectors or the baseline window test), and build the quality, retrain and
-rollback judgements. They read a model version's state and settings (quality judgements only show a constant
-category's name in place of its code): the alert lifecycle (``is_firing``) and the time of the partition's
-progress (``watermark``) are passed in.
+rollback judgements. They read a model version's state and settings and change nothing else in it (quality
+judgements show a constant category's name in place of its code; decision judgements keep the retrain
+streak): the alert lifecycle (``is_firing``) and the time of the partition's progress (``watermark``) are
+passed in.
 """
 
 from __future__ import annotations
@@ -311,3 +312,43 @@ def rollback_judgement(
         statistic=c.worse_by,
         extra={"previous_version": prev.version, "metric": c.metric},
     )
+
+
+def decision_judgements(
+    state: ModelState,
+    judged: list[Judgement],
+    versions: Iterable[ModelState],
+    config: Settings,
+    is_firing: Callable[[str], bool],
+    watermark: float,
+) -> list[Judgement]:
+    """After a labelled batch's ``judged``: the retrain bookkeeping (``state.retrain``), then the retrain and
+    rollback judgements that are due."""
+    cfg = config.decisions
+    overall = [j for j in judged if j.bucket == ALL and j.kind in ("concept_drift", "performance")]
+    overall = [j for j in overall if j.subject != "estimated_accuracy"]
+    r = state.retrain
+    if overall:
+        # A problem holds while its condition fires or its alert is still open (a fresh change point inside
+        # an open incident is no recovery), so the streak does not depend on where batches were cut.
+        problem = next((j for j in overall if j.fire or is_firing(j.key)), None)
+        if problem is not None and not r.problem:
+            r.problem_since = problem.evidence.change_time
+        r.problem = problem is not None
+        if problem is not None:
+            ev = problem.evidence
+            r.evidence = {
+                "problem": f"{problem.kind}:{problem.subject}",
+                "p_value": ev.p_value if ev.p_value is not None else math.nan,
+                **{f"baseline_{k}": v for k, v in ev.baseline.items() if isinstance(v, int | float)},
+                **{f"current_{k}": v for k, v in ev.current.items() if isinstance(v, int | float)},
+            }
+    perf = state.perf
+    labelled = perf.buckets[ALL].labelled if perf is not None and ALL in perf.buckets else 0
+    out: list[Judgement] = []
+    if r.check(labelled, cfg.window_labels):
+        out.append(retrain_judgement(state, cfg, watermark))
+    rollback = rollback_judgement(state, versions, config, watermark)
+    if rollback is not None:
+        out.append(rollback)
+    return out
