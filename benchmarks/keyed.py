@@ -297,7 +297,6 @@ def throughput(
             runs.setdefault(f"{replicas}x{shards}", []).append({
                 "events_per_s": r["events_per_s"], "steady_per_s": r["steady_per_s"],
                 "replica_cpu_s": r["replica_cpu_s"], "broker_cores": r["other_cores"], "driver_cores": r["driver_cores"],
-                "replica_cpu_each_s": r["replica_cpu_each_s"], "seconds": r["seconds"],
             })  # fmt: skip
     return {
         key: {**max(each, key=lambda run: run["events_per_s"]), "runs": [run["events_per_s"] for run in each]}

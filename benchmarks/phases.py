@@ -343,7 +343,7 @@ def latency(args: dict[str, Any]) -> dict[str, Any]:
     # offered rate from the first message, not a burst of what fell due while the workload was made and the
     # monitor started. The messages' event times lag that schedule by ``offset``, which the latency adds back.
     # (Produced from a forked process instead, the load competed for the 2 cores rather than for this process's
-    # interpreter lock, and p99 rose: 3.25 to 5.98 s against 1.76 to 2.79 s at about 12,600 events/s.)
+    # interpreter lock, and p99 was no better: 1.94 and 4.50 s against 2.25 and 4.47 s in alternating runs.)
     begin = time.time() + 0.2
     offset = begin - start
     producer = Producer({"bootstrap.servers": args["bootstrap"], "linger.ms": 5, "batch.num.messages": 10_000})
