@@ -91,6 +91,9 @@ class Monitor:
             "ready": svc.ready(),
             "partitions": sorted(views),
             "models": list(models.values()),
+            # progress of the two stages, cheap to poll (a /metrics scrape renders every stream's series)
+            "profiled": sum(n for view in views.values() for _m, _v, n in view.profiled),
+            "pending_rows": sum(m.pending_rows for m in svc.merges.values()),
             "open_alerts": open_keys,
             "recent_alerts": list(self.recent),
         }

@@ -278,7 +278,16 @@ class MonitorCollector(Collector):
         restores.add_metric([], loop.restores)
         restore_s = GaugeMetricFamily("monitor_restore_seconds", "Time the last assignment spent restoring snapshots")
         restore_s.add_metric([], loop.restore_seconds)
-        yield from (checkpoints, cp_seconds, cp_max, cp_bytes, restores, restore_s)
+        loop_s = CounterMetricFamily(
+            "monitor_loop_seconds",
+            "Where the consume loop's time went: waiting for a batch (poll), checkpointing (checkpoint), and of that"
+            " not on the loop's CPU (checkpoint_wait: flushes and commits)",
+            labels=["part"],
+        )
+        loop_s.add_metric(["poll"], loop.poll_seconds_total)
+        loop_s.add_metric(["checkpoint"], loop.checkpoint_seconds_total)
+        loop_s.add_metric(["checkpoint_wait"], loop.checkpoint_wait_seconds_total)
+        yield from (checkpoints, cp_seconds, cp_max, cp_bytes, restores, restore_s, loop_s)
         yield from _stage_families(svc)
         yield from _fairness_families(fair_trackers)
         yield from baseline_families

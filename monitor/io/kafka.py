@@ -324,6 +324,10 @@ class LoopStats:
     # the longest checkpoint's partitions, bytes and seconds per step (benchmarks read it to say what dominates)
     longest_checkpoint: dict[str, Any] = field(default_factory=dict)
     checkpoint_cpu_seconds_max: float = 0.0  # the most CPU time of the loop's thread any checkpoint took
+    # where the loop's time goes (a loop that waits more than it works is not the bottleneck)
+    poll_seconds_total: float = 0.0  # waiting in consume() for a batch
+    checkpoint_seconds_total: float = 0.0  # in checkpoints
+    checkpoint_wait_seconds_total: float = 0.0  # in checkpoints, not on this thread's CPU (flushes, commits)
     restores: int = 0
     restore_seconds: float = 0.0
     views_published: int = 0
@@ -781,7 +785,7 @@ class MonitorService:
             while not stop.is_set():
                 if self._backlog:  # a capped release left summaries it could release: monitor them before taking
                     self.idle(stop)  # more input (consuming on would let the profile stages run ahead unbounded)
-                elif messages := consumer.consume(k.batch_max_messages, k.batch_max_ms / 1000):
+                elif messages := self._consume(consumer):
                     self.stats.last_poll_wall = time.time()
                     self.process(messages, stop)
                 else:
@@ -798,6 +802,14 @@ class MonitorService:
             # After an exception mid-batch the engines may hold half a batch: never snapshot that; the next
             # owner restores the last good checkpoint and replays.
             self.close(stop, checkpoint=clean)
+
+    def _consume(self, consumer: Consumer) -> list[Message]:
+        k = self.config.kafka
+        started = time.perf_counter()
+        try:
+            return consumer.consume(k.batch_max_messages, k.batch_max_ms / 1000)
+        finally:
+            self.stats.poll_seconds_total += time.perf_counter() - started
 
     def _check_broker(self, consumer: Consumer) -> None:
         try:
@@ -1148,6 +1160,8 @@ class MonitorService:
         self.stats.checkpoints += 1
         self.stats.checkpoint_seconds = took
         self.stats.checkpoint_cpu_seconds_max = max(self.stats.checkpoint_cpu_seconds_max, cpu)
+        self.stats.checkpoint_seconds_total += took
+        self.stats.checkpoint_wait_seconds_total += max(0.0, took - cpu)
         if took > self.stats.checkpoint_seconds_max:
             self.stats.longest_checkpoint = {
                 "seconds": took,

@@ -55,6 +55,10 @@ def test_scrapes_and_api_answer_while_the_engine_lock_is_held(broker, topics):
             assert overview["partitions"] == [0, 1] and overview["models"][0]["drift"]
             status = _get_json(port, "/api/status")
             assert [m["events"] for m in status["models"]] == [2_000]
+            assert (status["profiled"], status["pending_rows"], status["partitions"]) == (2_000, 0, [0, 1])
+            loop = {part: total(metrics, "monitor_loop_seconds_total", part=part) for part in
+                    ("poll", "checkpoint", "checkpoint_wait")}  # fmt: skip
+            assert loop["poll"] > 0 and loop["checkpoint"] > 0 and 0 <= loop["checkpoint_wait"] <= loop["checkpoint"]
             assert _get_json(port, "/api/alerts")["open"] == []
             assert mon.sampler.views.sample()  # the history sampler reads views too
             assert total(scrape_metrics(port), "monitor_events_total") == 2_000  # still blocked: nothing new
