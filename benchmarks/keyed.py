@@ -280,7 +280,7 @@ def throughput(
     ``"<replicas>x<shards>"``: events per second over the whole run (from the first event profiled to the last
     monitored, less the end's idle hold) and between 10% and 90% of the events monitored, the CPU seconds the
     replicas used, and the cores the broker (``broker_pid``) and this process (producing nothing by then,
-    reading the replicas' metrics every 0.5 s) took meanwhile. The topics are filled once and read by a new
+    reading the replicas' /api/status every 0.5 s) took meanwhile. The topics are filled once and read by a new
     consumer group for each run: ``rounds`` rounds of every configuration in turn (so that a slow spell of this
     shared machine falls on all of them), each configuration's fastest run reported, with every run's rate."""
     from benchmarks.workload import make

@@ -317,7 +317,8 @@ def keyed_lines(k: dict[str, Any]) -> list[str]:
             "to the last monitored, less the end's idle hold (the judged figure); steady: events monitored per second "
             "between 10% and 90% of them (a prefilled topic is profiled ahead of detection, so this leaves out much of "
             "the profile work and reads high). Replica CPU: user and system seconds of all replicas over the run; the "
-            "broker and this driver (reading metrics every 0.5 s) run on the same 2 cores. With one shard a model's "
+            "broker and this driver (reading each replica's /api/status every 0.5 s) run on the same 2 cores. With "
+            "one shard a model's "
             "detection runs in one replica, so a second replica takes over profile work only; `detection.shards = 2` "
             "splits its features over two detection stages (docs/engine-v2.md, \"Detection shards\").", "",
             "| replicas × shards | whole run (events/s) | steady (events/s) | replica CPU (s) | broker (cores) "

@@ -677,20 +677,18 @@ class PartitionEngine:
         if shard == 0:
             self._latency(state, batch.latency_ms if rows is None else batch.latency_ms[rows])
         buckets = segment_buckets(state, batch, rows, self.config.monitoring, self.capped)
-        # the features whose drift this shard judges (None: all); shard 0 converts every one for the schema checks
-        mine = None
-        if self.shards > 1:
-            mine = {name for name in batch.features if shard_of(state.model, name, self.shards) == shard}
+        # each shard judges its own features' drift and schema checks (the profile stage sends it no other column)
         columns: list[tuple[str, list[Any]]] = [
             (name, take(col, rows))
             for name, col in batch.features.items()
-            if self._watched(name) and (mine is None or shard == 0 or name in mine)
+            if self._watched(name) and (self.shards == 1 or shard_of(state.model, name, self.shards) == shard)
         ]
         if self.config.monitoring.watch_prediction and shard == 0:
             columns.append((PREDICTION, take(batch.prediction, rows)))
-        judged = None if mine is None else mine | {PREDICTION}
         alerts: list[Alert] = []
-        watch = state.quality if shard == 0 else None
+        watch = state.quality
+        if watch is not None and self.shards > 1:
+            watch.keep_only(lambda name: shard_of(state.model, name, self.shards) == shard)
         testing = self.config.significance.enabled
         observed: list[tuple[str, list[Any], str, np.ndarray, np.ndarray | None]] = []
         positions = self.fdr.position + (np.arange(n) if rows is None else rows)  # rows' places in the partition
@@ -707,11 +705,7 @@ class PartitionEngine:
         converted_columns = [(name, values, *c) for name, values, c in conversions if c is not None]
         numeric = self._update_numeric(
             state,
-            [
-                (name, col)
-                for name, _, kind, col, _ in converted_columns
-                if kind == "numeric" and (judged is None or name in judged)
-            ],
+            [(name, col) for name, _, kind, col, _ in converted_columns if kind == "numeric"],
             buckets,
             lengths,
             grouped,
@@ -721,8 +715,6 @@ class PartitionEngine:
         for name, values, kind, column, mismatch in converted_columns:
             if watch is not None and name != PREDICTION:
                 observed.append((name, values, kind, column, mismatch))
-            if judged is not None and name not in judged:
-                continue  # another shard judges its drift
             touched: list[tuple[tuple[str, str], Tracker, float]] = []
             overall: tuple[tuple[str, str], Tracker, float] | None = None
             if kind == "numeric":

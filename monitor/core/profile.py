@@ -61,7 +61,7 @@ class Summary:
     rows: PredictionBatch | None = None
     joined: list[Joined] = field(default_factory=list)
     label_progress: float = -math.inf
-    shard: int = 0  # the detection shard it goes to (monitor.core.shards): 0 has every column and the labels
+    shard: int = 0  # the detection shard it goes to (monitor.core.shards): 0 also has ids, predictions, labels
     shards: int = 1  # how many shards its model version was cut into (a stage drops one cut otherwise)
     wire: bytes | None = field(default=None, repr=False, compare=False)  # encode()'s bytes, once made or read
 
@@ -383,11 +383,11 @@ class ProfileStage:
                 # a running maximum over the batch (model versions too), as a source's progress never goes back
                 before = max(before, float(np.nanmax(piece.event_time)))
                 last = k == len(pieces) - 1  # joined labels after the rows they may belong to, as before the cut
-                out += self._summaries(model, version, piece, joined if last else [], progress=before)
-                for shard in range(1, self.shards):  # the other shards: their features' columns only
+                whole = piece if self.shards == 1 else _shard_columns(piece, model, 0, self.shards)
+                out += self._summaries(model, version, whole, joined if last else [], progress=before)
+                for shard in range(1, self.shards):  # the other shards: their features' columns, times, segments
                     columns = _shard_columns(piece, model, shard, self.shards)
-                    if columns is not None:  # else the shard's heartbeat moves its progress
-                        out.append(self._summary(model, version, columns, [], progress=before, shard=shard))
+                    out.append(self._summary(model, version, columns, [], progress=before, shard=shard))
         self.joiner.expire(self.prediction_time, labels_now=self.label_time)
         return out
 
@@ -477,16 +477,16 @@ class ProfileStage:
     STATE = ("joiner", "rejected", "labels_seen", "watermark", "prediction_time", "label_time", "seq")
 
 
-def _shard_columns(rows: PredictionBatch, model: str, shard: int, shards: int) -> PredictionBatch | None:
-    """The rows as a detection shard other than 0 needs them: its features, the segments and times (it judges
-    only its features' drift; the wire form leaves out the rest, see :meth:`Summary.to_plain`). None when the
-    shard has none of the rows' features."""
+def _shard_columns(rows: PredictionBatch, model: str, shard: int, shards: int) -> PredictionBatch:
+    """The rows as one detection shard needs them: the columns of its features only (it judges their drift and
+    their schema and quality checks). Shard 0 keeps the rest of the rows (ids, predictions, scores, latency);
+    another shard's copy has the times and segments besides its features (the wire form leaves out the rest,
+    see :meth:`Summary.to_plain`), and is sent even with none of its features in the rows: its schema checks
+    count every row, so a feature that stops arriving is seen as missing."""
     keep = {name for name in rows.features if shard_of(model, name, shards) == shard}
-    if not keep:
-        return None
     features = {name: col for name, col in rows.features.items() if name in keep}
     nulls = {name: at for name, at in rows.nulls.items() if name in keep}
-    return replace(rows, features=features, nulls=nulls, scores=[])
+    return replace(rows, features=features, nulls=nulls, scores=rows.scores if shard == 0 else [])
 
 
 def _pieces(times: np.ndarray, size: int) -> list[tuple[int, int]]:

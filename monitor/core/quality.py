@@ -340,6 +340,14 @@ class SchemaWatch:
         self.capped = 0
 
     # ------------------------------------------------------------- feeding
+    def keep_only(self, owns: Callable[[str], bool]) -> None:
+        """Forget the fields ``owns`` rejects (another detection shard checks them; see monitor.core.shards):
+        a field that is never fed here would otherwise count as missing from every event."""
+        if self.schema is not None and not all(owns(name) for name in self.schema):
+            self.schema = {name: f for name, f in self.schema.items() if owns(name)}
+        if not all(owns(name) for name in self.counts):
+            self.counts = {name: c for name, c in self.counts.items() if owns(name)}
+
     def room(self) -> int:
         """Events still needed to complete the warm-up or the current window (at least 1)."""
         target = self.baseline_events if self.schema is None else self.window_events

@@ -552,7 +552,7 @@ def test_a_models_features_split_over_two_detection_shards_are_judged_as_on_one(
     assert list(build_view(whole.engine).models) == [("fraud", "v1")] and not build_view(features.engine).models
 
 
-def test_a_shard_copy_carries_its_features_times_and_segments_only():
+def test_each_shard_gets_its_own_features_and_a_shard_copy_its_features_times_and_segments_only():
     from monitor.core.shards import shard_of
 
     stage = ProfileStage(settings(), partition=1)
@@ -560,7 +560,8 @@ def test_a_shard_copy_carries_its_features_times_and_segments_only():
     out, _ = stage.predictions([_prediction(1, T0, None), _prediction(2, T0 + 1, 2.0, seg="b")], [T0] * 2)
     whole, copy = out
     assert (whole.shard, copy.shard) == (0, 1) and copy.seq == whole.seq + 1 and not copy.joined
-    assert sorted(whole.rows.features) == ["colour", "x"]
+    assert list(whole.rows.features) == [f for f in ("x", "colour") if shard_of("m", f, 2) == 0] == ["x"]
+    assert whole.rows.prediction_id == ["p1", "p2"] and whole.rows.prediction == [0.7, 0.7]
     assert list(copy.rows.features) == [f for f in ("x", "colour") if shard_of("m", f, 2) == 1] == ["colour"]
     wire = orjson.loads(zlib.decompress(copy.encode()))
     assert wire["shard"] == 1 and "id" not in wire["rows"] and "prediction" not in wire["rows"]
@@ -569,6 +570,61 @@ def test_a_shard_copy_carries_its_features_times_and_segments_only():
     assert back.rows.event_time.tolist() == [T0, T0 + 1] and back.rows.segments == {"seg": ["a", "b"]}
     assert whole.rows.nulls == {"x": [0]} and back.rows.nulls == {}  # x's null is shard 0's
     assert [(b.shard, len(b)) for b in stage.heartbeats()] == [(0, 0), (1, 0)]
+    # rows with none of shard 1's features still reach it (its schema checks count them as missing there)
+    bare = orjson.dumps({**orjson.loads(_prediction(3, T0 + 2)), "features": {"x": 1.0}})
+    (only_x, empty), _ = stage.predictions([bare], [T0])
+    assert (only_x.shard, list(only_x.rows.features)) == (0, ["x"])
+    assert (empty.shard, len(empty.rows), empty.rows.features) == (1, 1, {})
+    assert Summary.decode(empty.encode()).rows.event_time.tolist() == [T0 + 2]
+
+
+@pytest.mark.parametrize("broken", ["x", "other"])
+def test_a_schema_break_is_caught_by_the_shard_of_its_feature_alone(broken):
+    """``detection.shards = 2``, model "fraud": x's drift and schema checks are shard 1's, other's shard 0's. A
+    feature that stops arriving, or starts arriving as text, raises its alerts in its own shard only; the other
+    shard, which never receives that feature's column, raises nothing for it, and each shard's schema lists
+    its own features only."""
+    from monitor.core.shards import shard_of, summaries_partition
+
+    assert (shard_of("fraud", "x", 2), shard_of("fraud", "other", 2)) == (1, 0)
+    config = settings()
+    profile = ProfileStage(config, partition=0)
+    profile.shards = 2
+    stages = [
+        DetectionStage(config, partition=d, clock=lambda: 0.0, idle_clock=lambda: 0.0, summaries_partitions=2,
+                       shards=2)
+        for d in range(2)
+    ]  # fmt: skip
+    rng = np.random.default_rng(3)
+    alerts: list[tuple[int, Any]] = []
+    for b in range(20):  # 20 batches of 200: a 500-event warm-up, then windows of 200; the break at batch 10
+        values = []
+        for i in range(b * 200, (b + 1) * 200):
+            features: dict[str, Any] = {"x": float(rng.normal()), "other": float(rng.normal(5.0, 2.0))}
+            if b >= 10:
+                del features[broken]
+                if i % 2:
+                    features[broken] = "n/a"
+            values.append(orjson.dumps({"prediction_id": f"p{i}", "model": "fraud", "model_version": "v1",
+                                        "timestamp": T0 + i / 100, "features": features,
+                                        "segments": {"seg": "a"}, "prediction": 0.5}))  # fmt: skip
+        summaries, rejected = profile.predictions(values, [T0] * len(values))
+        assert not rejected
+        for summary in summaries:
+            stages[summaries_partition("fraud", 2, summary.shard, 2)].add(Summary.decode(summary.encode()))
+        for stage in stages:
+            alerts += [(stage.engine.shard_of_model("fraud"), a) for a in stage.release(flush=True)]
+    by_shard = {stage.engine.shard_of_model("fraud"): stage for stage in stages}
+    for shard, stage in by_shard.items():
+        watch = stage.engine.models["fraud", "v1"].quality
+        assert watch is not None and watch.schema is not None
+        assert sorted(watch.schema) == [f for f in ("other", "x") if shard_of("fraud", f, 2) == shard]
+    firing = sorted((shard, a.key) for shard, a in alerts if a.status == "firing")
+    owner = shard_of("fraud", broken, 2)
+    assert (owner, f"fraud/v1/schema/{broken}/all") in firing, firing
+    assert [(shard, key) for shard, key in firing if "/schema/" in key or "/data_quality/" in key] == [
+        (owner, f"fraud/v1/schema/{broken}/all")
+    ], firing
 
 
 def test_a_stage_drops_and_counts_summaries_cut_for_another_shard_layout_and_keeps_its_own_after_a_restore():
