@@ -3,9 +3,9 @@
 The summaries topic is keyed by model, so all of a model's versions meet in one detection stage (rollback
 compares them). With ``detection.shards`` above 1 a model's input features are split over that many
 detection stages, so one model's detection can use several replicas' cores: shard 0 judges the model version
-as a whole (prediction drift, latency, schema and quality, labels, fairness, decisions) and its own share of
-the features' drift; every other shard only its share of the features' drift. docs/engine-v2.md says what
-a shard cannot see of the others.
+as a whole (prediction drift, latency, labels, fairness, decisions); each shard judges its share of the
+features (their drift and their schema and quality checks). docs/engine-v2.md says what a shard cannot see
+of the others.
 """
 
 from __future__ import annotations
@@ -35,18 +35,17 @@ def effective_shards(shards: int, partitions: int) -> int:
 
 
 def shard_of(model: str, feature: str, shards: int) -> int:
-    """The detection shard that judges an input feature's drift. Shard 0 also holds everything that looks at a
-    model version as a whole (prediction drift, latency, schema and quality, labels, fairness and decisions),
-    about as much work as a share of the features, so it gets half the share of features each other shard
-    gets: a feature hashes to one of ``2 * shards - 1`` slots, slot 0 being shard 0's.
+    """The detection shard that judges an input feature (its drift and its schema and quality checks): a hash
+    of (model, feature), taken modulo ``shards``. Shard 0 also holds what looks at a model version as a whole
+    (prediction drift, latency, labels, fairness and decisions): about one feature's work more than another
+    shard, so it gets the same share of features.
 
     >>> round(sum(shard_of("m", f"x{i}", 2) == 0 for i in range(3000)) / 3000, 1)  # of two shards
-    0.3
+    0.5
     """
     if shards <= 1:
         return 0
-    slot = zlib.crc32(f"{model}\x00{feature}".encode()) % (2 * shards - 1)
-    return 0 if slot == 0 else 1 + (slot - 1) % (shards - 1)
+    return zlib.crc32(f"{model}\x00{feature}".encode()) % shards
 
 
 def shard_here(model: str, partition: int, partitions: int, shards: int) -> int:

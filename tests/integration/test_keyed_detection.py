@@ -45,8 +45,8 @@ def _firing(alerts: list[dict[str, Any]]) -> list[str]:
     [
         ({}, ["churn/v1/data_drift/device/all", "churn/v1/data_drift/income/all"], 2, 1),  # one per feature
         ({"country": "SG"}, ["churn/v1/data_drift/device/country=SG", "churn/v1/data_drift/income/country=SG"], 1, 1),
-        # model "fraud": income and device are judged by shard 1, age by shard 0 (monitor.core.shards.shard_of)
-        ({}, ["fraud/v1/data_drift/device/all", "fraud/v1/data_drift/income/all"], 2, 2),
+        # model "credit": income and device are judged by shard 1, age by shard 0 (monitor.core.shards.shard_of)
+        ({}, ["credit/v1/data_drift/device/all", "credit/v1/data_drift/income/all"], 2, 2),
     ],
     ids=["all-traffic", "one-segment", "all-traffic-two-shards"],
 )
@@ -68,7 +68,7 @@ def test_one_change_gives_one_alert_on_six_partitions_and_three_replicas(
             return sum(inputs) == 6 and min(inputs) >= 1 and sum(detection) == 6
 
         wait_until(settled, what="3 replicas share the 6 input and the 6 summaries partitions")
-        model = "churn" if shards == 1 else "fraud"
+        model = "churn" if shards == 1 else "credit"
         records = _events(segment, seed=11, model=model)
         produce(broker.bootstrap, names["predictions"], records)
         wait_consumed(broker.bootstrap, config.kafka.group_id, [names["predictions"]], ports=ports)

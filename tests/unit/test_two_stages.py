@@ -527,29 +527,29 @@ def test_the_versions_of_a_model_meet_in_one_detection_stage_so_a_worse_one_rais
 
 @pytest.mark.parametrize("partitions", [1, 6])
 def test_a_models_features_split_over_two_detection_shards_are_judged_as_on_one(partitions):
-    """``detection.shards = 2``: for model "fraud", x is judged by shard 1 and the rest of the model version by
+    """``detection.shards = 2``: for model "upsell", x is judged by shard 1 and the rest of the model version by
     shard 0. The segment shift is caught as early as with one stage, gives that one alert, and each prediction
     is counted once."""
     from monitor.core.shards import shard_of
     from monitor.core.view import build_view
 
-    assert (shard_of("fraud", "x", 2), shard_of("fraud", "other", 2)) == (1, 0)
+    assert (shard_of("upsell", "x", 2), shard_of("upsell", "other", 2)) == (1, 0)
     config = settings(detectors={"warmup_events": 300})
-    t = traffic(40_000, 20_000, 1.0, seed=4, model="fraud")
+    t = traffic(40_000, 20_000, 1.0, seed=4, model="upsell")
     one = run_two_stages(t, partitions, config, slice_s=0.01)
     stages: list[DetectionStage] = []
     two = run_two_stages(t, partitions, config, slice_s=0.01, wire=True, shards=2, stages=stages)
     d1, d2 = delay(one, 20_000), delay(two, 20_000)
     assert d1 is not None and d2 is not None
     assert d2 <= 1.25 * d1, (d1, d2)
-    assert sorted(a.key for _, a in two if a.status == "firing") == ["fraud/v1/data_drift/x/segment=s0"]
-    whole, features = sorted(stages, key=lambda s: s.engine.shard_of_model("fraud"))
+    assert sorted(a.key for _, a in two if a.status == "firing") == ["upsell/v1/data_drift/x/segment=s0"]
+    whole, features = sorted(stages, key=lambda s: s.engine.shard_of_model("upsell"))
     assert sum(s.engine.events_total() for s in stages) == 40_000
     names = {s.feature for s in whole.engine.streams()}, {s.feature for s in features.engine.streams()}
     assert "x" not in names[0] and "other" in names[0] and "prediction" in names[0]
     assert names[1] == {"x"}
-    assert whole.engine.models["fraud", "v1"].quality is not None
-    assert list(build_view(whole.engine).models) == [("fraud", "v1")] and not build_view(features.engine).models
+    assert whole.engine.models["upsell", "v1"].quality is not None
+    assert list(build_view(whole.engine).models) == [("upsell", "v1")] and not build_view(features.engine).models
 
 
 def test_each_shard_gets_its_own_features_and_a_shard_copy_its_features_times_and_segments_only():
@@ -560,33 +560,33 @@ def test_each_shard_gets_its_own_features_and_a_shard_copy_its_features_times_an
     out, _ = stage.predictions([_prediction(1, T0, None), _prediction(2, T0 + 1, 2.0, seg="b")], [T0] * 2)
     whole, copy = out
     assert (whole.shard, copy.shard) == (0, 1) and copy.seq == whole.seq + 1 and not copy.joined
-    assert list(whole.rows.features) == [f for f in ("x", "colour") if shard_of("m", f, 2) == 0] == ["x"]
+    assert list(whole.rows.features) == [f for f in ("x", "colour") if shard_of("m", f, 2) == 0] == ["colour"]
     assert whole.rows.prediction_id == ["p1", "p2"] and whole.rows.prediction == [0.7, 0.7]
-    assert list(copy.rows.features) == [f for f in ("x", "colour") if shard_of("m", f, 2) == 1] == ["colour"]
+    assert list(copy.rows.features) == [f for f in ("x", "colour") if shard_of("m", f, 2) == 1] == ["x"]
     wire = orjson.loads(zlib.decompress(copy.encode()))
     assert wire["shard"] == 1 and "id" not in wire["rows"] and "prediction" not in wire["rows"]
     back = Summary.decode(copy.encode())
-    assert back.shard == 1 and len(back.rows) == 2 and back.rows.features == {"colour": ["red", "red"]}
+    assert back.shard == 1 and len(back.rows) == 2 and back.rows.features == {"x": [None, 2.0]}
     assert back.rows.event_time.tolist() == [T0, T0 + 1] and back.rows.segments == {"seg": ["a", "b"]}
-    assert whole.rows.nulls == {"x": [0]} and back.rows.nulls == {}  # x's null is shard 0's
+    assert whole.rows.nulls == {} and back.rows.nulls == {"x": [0]}  # x's null is shard 1's
     assert [(b.shard, len(b)) for b in stage.heartbeats()] == [(0, 0), (1, 0)]
     # rows with none of shard 1's features still reach it (its schema checks count them as missing there)
-    bare = orjson.dumps({**orjson.loads(_prediction(3, T0 + 2)), "features": {"x": 1.0}})
-    (only_x, empty), _ = stage.predictions([bare], [T0])
-    assert (only_x.shard, list(only_x.rows.features)) == (0, ["x"])
+    bare = orjson.dumps({**orjson.loads(_prediction(3, T0 + 2)), "features": {"colour": "blue"}})
+    (only_colour, empty), _ = stage.predictions([bare], [T0])
+    assert (only_colour.shard, only_colour.rows.features) == (0, {"colour": ["blue"]})
     assert (empty.shard, len(empty.rows), empty.rows.features) == (1, 1, {})
     assert Summary.decode(empty.encode()).rows.event_time.tolist() == [T0 + 2]
 
 
 @pytest.mark.parametrize("broken", ["x", "other"])
 def test_a_schema_break_is_caught_by_the_shard_of_its_feature_alone(broken):
-    """``detection.shards = 2``, model "fraud": x's drift and schema checks are shard 1's, other's shard 0's. A
+    """``detection.shards = 2``, model "upsell": x's drift and schema checks are shard 1's, other's shard 0's. A
     feature that stops arriving, or starts arriving as text, raises its alerts in its own shard only; the other
     shard, which never receives that feature's column, raises nothing for it, and each shard's schema lists
     its own features only."""
     from monitor.core.shards import shard_of, summaries_partition
 
-    assert (shard_of("fraud", "x", 2), shard_of("fraud", "other", 2)) == (1, 0)
+    assert (shard_of("upsell", "x", 2), shard_of("upsell", "other", 2)) == (1, 0)
     config = settings()
     profile = ProfileStage(config, partition=0)
     profile.shards = 2
@@ -605,25 +605,25 @@ def test_a_schema_break_is_caught_by_the_shard_of_its_feature_alone(broken):
                 del features[broken]
                 if i % 2:
                     features[broken] = "n/a"
-            values.append(orjson.dumps({"prediction_id": f"p{i}", "model": "fraud", "model_version": "v1",
+            values.append(orjson.dumps({"prediction_id": f"p{i}", "model": "upsell", "model_version": "v1",
                                         "timestamp": T0 + i / 100, "features": features,
                                         "segments": {"seg": "a"}, "prediction": 0.5}))  # fmt: skip
         summaries, rejected = profile.predictions(values, [T0] * len(values))
         assert not rejected
         for summary in summaries:
-            stages[summaries_partition("fraud", 2, summary.shard, 2)].add(Summary.decode(summary.encode()))
+            stages[summaries_partition("upsell", 2, summary.shard, 2)].add(Summary.decode(summary.encode()))
         for stage in stages:
-            alerts += [(stage.engine.shard_of_model("fraud"), a) for a in stage.release(flush=True)]
-    by_shard = {stage.engine.shard_of_model("fraud"): stage for stage in stages}
+            alerts += [(stage.engine.shard_of_model("upsell"), a) for a in stage.release(flush=True)]
+    by_shard = {stage.engine.shard_of_model("upsell"): stage for stage in stages}
     for shard, stage in by_shard.items():
-        watch = stage.engine.models["fraud", "v1"].quality
+        watch = stage.engine.models["upsell", "v1"].quality
         assert watch is not None and watch.schema is not None
-        assert sorted(watch.schema) == [f for f in ("other", "x") if shard_of("fraud", f, 2) == shard]
+        assert sorted(watch.schema) == [f for f in ("other", "x") if shard_of("upsell", f, 2) == shard]
     firing = sorted((shard, a.key) for shard, a in alerts if a.status == "firing")
-    owner = shard_of("fraud", broken, 2)
-    assert (owner, f"fraud/v1/schema/{broken}/all") in firing, firing
+    owner = shard_of("upsell", broken, 2)
+    assert (owner, f"upsell/v1/schema/{broken}/all") in firing, firing
     assert [(shard, key) for shard, key in firing if "/schema/" in key or "/data_quality/" in key] == [
-        (owner, f"fraud/v1/schema/{broken}/all")
+        (owner, f"upsell/v1/schema/{broken}/all")
     ], firing
 
 
@@ -631,14 +631,14 @@ def test_a_stage_drops_and_counts_summaries_cut_for_another_shard_layout_and_kee
     from monitor.core.shards import shard_here, summaries_partition
 
     config = settings()
-    held = summaries_partition("fraud", 4, 1, 2)  # the stage that holds shard 1 of model "fraud"
+    held = summaries_partition("upsell", 4, 1, 2)  # the stage that holds shard 1 of model "upsell"
     stage = DetectionStage(config, partition=held, clock=lambda: 0.0, idle_clock=lambda: 0.0,
                            summaries_partitions=4, shards=2)  # fmt: skip
-    assert stage.engine.shard_of_model("fraud") == shard_here("fraud", held, 4, 2) == 1
+    assert stage.engine.shard_of_model("upsell") == shard_here("upsell", held, 4, 2) == 1
     one = ProfileStage(config, partition=0)  # a replica still on one shard
     two = ProfileStage(config, partition=1)
     two.shards = 2
-    msg = b'{"prediction_id":"%d","model":"fraud","timestamp":%d,"features":{"x":1.0,"other":2.0},"prediction":0.2}'
+    msg = b'{"prediction_id":"%d","model":"upsell","timestamp":%d,"features":{"x":1.0,"other":2.0},"prediction":0.2}'
     for s in one.predictions([msg % (1, 10)], [0.0])[0]:
         assert not stage.add(s)  # cut for one shard: not judged as this stage's
     whole, copy = two.predictions([msg % (2, 20)], [0.0])[0]
@@ -646,7 +646,7 @@ def test_a_stage_drops_and_counts_summaries_cut_for_another_shard_layout_and_kee
     assert stage.misrouted == 2 and stage.summaries == 1
     back = DetectionStage.restore(config, orjson.loads(orjson.dumps(stage.snapshot())), clock=lambda: 0.0,
                                   idle_clock=lambda: 0.0, summaries_partitions=4, shards=2)  # fmt: skip
-    assert back.misrouted == 2 and back.engine.shards == 2 and back.engine.shard_of_model("fraud") == 1
+    assert back.misrouted == 2 and back.engine.shards == 2 and back.engine.shard_of_model("upsell") == 1
     back.release(flush=True)
     assert {s.feature for s in back.engine.streams()} == {"x"} and back.engine.events_total() == 0
 
