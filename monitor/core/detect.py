@@ -25,7 +25,7 @@ from monitor.core.join import Joined
 from monitor.core.profile import Summary, concat_rows, slice_rows, take_rows
 from monitor.core.rules import Alert
 from monitor.core.settings import Settings
-from monitor.core.shards import effective_shards, shard_here
+from monitor.core.shards import SHARD_CUT, effective_shards, shard_here
 
 
 class DetectionStage:
@@ -107,10 +107,8 @@ class DetectionStage:
 
     def add(self, summary: Summary) -> bool:
         """Take a summary (False: a repeat of one already taken, or one for another shard layout, dropped)."""
-        if summary.shards != self.shards or (
-            self.shards > 1 and summary.shard != self.engine.shard_of_model(summary.model)
-        ):  # replicas that disagree on detection.shards: never judged as if it were this stage's (counted)
-            self.misrouted += 1
+        if not self._cut_here(summary):  # replicas that disagree on detection.shards, or an earlier release's
+            self.misrouted += 1  # cut: never judged as if it were this stage's (counted)
             return False
         src = summary.source
         if summary.seq <= self.last_seq.get(src, -1):
@@ -129,6 +127,15 @@ class DetectionStage:
                 self.late_rows += int(np.count_nonzero(summary.rows.event_time < self.released_to))
             self.pending.setdefault(src, []).append(summary)
         return True
+
+    def _cut_here(self, summary: Summary) -> bool:
+        """Whether the summary was cut for this stage: the same shard count, the shard held here and, with
+        several shards, the rule of this release (:data:`monitor.core.shards.SHARD_CUT`)."""
+        if summary.shards != self.shards:
+            return False
+        return self.shards == 1 or (
+            summary.shard == self.engine.shard_of_model(summary.model) and summary.cut == SHARD_CUT
+        )
 
     def watermark(self) -> float:
         """The slowest moving source's progress (+inf when all are idle): how far the merge has every source."""
@@ -270,9 +277,13 @@ class DetectionStage:
         )  # fmt: skip
         stage.engine = engine
         stage._bind_shards()
+        dropped = 0
         for plain in data["pending"]:
             s = Summary.from_stored(plain)
-            stage.pending.setdefault(s.source, []).append(s)
+            if stage._cut_here(s):
+                stage.pending.setdefault(s.source, []).append(s)
+            else:  # taken under an earlier release's cut (see add)
+                dropped += 1
         now = idle_clock()
         for src, p in data["progress"]:
             stage.progress[int(src)] = -math.inf if p is None else float(p)
@@ -285,7 +296,7 @@ class DetectionStage:
         stage.released_to = -math.inf if released is None else float(released)
         counts = [int(x) for x in data["counts"]] + [0, 0, 0]  # fields later releases added start at 0
         stage.summaries, stage.duplicates, stage.late_rows, stage.forced, stage.rows_released = counts[:5]
-        stage.misrouted = counts[5]
+        stage.misrouted = counts[5] + dropped
         return stage
 
 

@@ -155,8 +155,8 @@ class PartitionEngine:
         self._drift_keys: dict[tuple[str, str, str, str, str], str] = {}  # derived from names, not state
         self._segments_seen: dict[tuple[str, str, Segments, int], Segments] = {}  # joined segments as tracked here
         # Detection shards (``detection.shards``; set by the detection stage, not state): which shard of each
-        # model this engine holds. Shard 0 judges the model version as a whole and its own features' drift;
-        # another shard only its features' drift (monitor.core.shards.shard_of).
+        # model this engine holds. Every shard judges its own features (drift, schema and quality checks); shard 0
+        # also the model version as a whole (monitor.core.shards.shard_of).
         self.shards = 1
         self.shard_of_model: Callable[[str], int] = _whole_model
 

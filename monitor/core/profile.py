@@ -29,7 +29,7 @@ from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder
 from monitor.core.join import Joined, LabelJoiner, PendingPrediction, Segments
 from monitor.core.performance import binary_score
 from monitor.core.settings import Settings
-from monitor.core.shards import shard_of
+from monitor.core.shards import SHARD_CUT, shard_of
 from monitor.core.stats import OVERFLOW
 
 SUMMARY_FORMAT = 1
@@ -63,6 +63,7 @@ class Summary:
     label_progress: float = -math.inf
     shard: int = 0  # the detection shard it goes to (monitor.core.shards): 0 also has ids, predictions, labels
     shards: int = 1  # how many shards its model version was cut into (a stage drops one cut otherwise)
+    cut: int = SHARD_CUT  # the rule it was cut by (monitor.core.shards.SHARD_CUT; 1 when the wire form has none)
     wire: bytes | None = field(default=None, repr=False, compare=False)  # encode()'s bytes, once made or read
 
     def __len__(self) -> int:
@@ -80,7 +81,7 @@ class Summary:
             "label_progress": None if math.isinf(self.label_progress) else self.label_progress,
         }
         if self.shards > 1:
-            out["shard"], out["shards"] = self.shard, self.shards
+            out["shard"], out["shards"], out["cut"] = self.shard, self.shards, self.cut
         b = self.rows
         if b is not None and len(b) and self.shard:  # another shard judges features' drift only: no ids, scores
             out["rows"] = {"n": len(b), "time": b.event_time.tolist(), "features": b.features, "segments": b.segments,
@@ -143,7 +144,7 @@ class Summary:
             model, version, int(data["source"]), int(data["seq"]),
             -math.inf if progress is None else float(progress), rows, joined,
             -math.inf if label_progress is None else float(label_progress), int(data.get("shard", 0)),
-            int(data.get("shards", 1)),
+            int(data.get("shards", 1)), int(data.get("cut", 1)),
         )  # fmt: skip
 
     def encode(self) -> bytes:

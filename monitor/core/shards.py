@@ -12,6 +12,11 @@ from __future__ import annotations
 
 import zlib
 
+# The rule a profile stage cut a summary by, carried in the summaries of a model cut into shards: 2, each shard
+# gets its own features' columns, shared by crc32 mod S (:func:`shard_of`). Summaries without it were cut by
+# the rule before (every column to shard 0, features by crc32 mod 2S - 1): a stage drops them as misrouted.
+SHARD_CUT = 2
+
 
 def summaries_partition(model: str, partitions: int, shard: int = 0, shards: int = 1) -> int:
     """The summaries partition, hence the detection stage, of one shard of a model's summaries. Every version

@@ -101,7 +101,6 @@ class ModelRow:
     events: int
     first_event_time: float
     last_event_time: float
-    type_mismatch: tuple[tuple[str, int], ...]
     latency_buckets: tuple[int, ...]
     latency_sum_ms: float
     buckets: tuple[BucketRow, ...] | None  # None without labels or scores (no performance state)
@@ -165,6 +164,9 @@ class EngineView:
     stream_index: dict[tuple[str, str, str, str], StreamRow]
     window_index: dict[tuple[str, str, str, str], WindowRow]
     profiled: tuple[tuple[str, str, int], ...] = ()  # predictions the engine's profile stage accepted, per version
+    # (model, version, feature, values of another type than the first seen), from every model state, so that each
+    # detection shard reports its own features' (a model row is shard 0's alone)
+    type_mismatch: tuple[tuple[str, str, str, int], ...] = ()
 
     def open_keys(self) -> list[str]:
         return [a.key for a in self.open_alerts]
@@ -280,7 +282,6 @@ def _model_row(state: ModelState) -> ModelRow:
         events=int(state.events),
         first_event_time=float(state.first_event_time),
         last_event_time=float(state.last_event_time),
-        type_mismatch=tuple(state.type_mismatch.items()),
         latency_buckets=tuple(state.latency_buckets.tolist()),
         latency_sum_ms=float(state.latency_sum_ms),
         buckets=_bucket_rows(state),
@@ -341,6 +342,11 @@ def build_view(engine: PartitionEngine) -> EngineView:
         stream_index={(s.model, s.model_version, s.name, s.segment): s for s in streams},
         window_index={(w.model, w.model_version, w.name, w.segment): w for w in windows},
         profiled=tuple((m, v, int(n)) for (m, v), n in engine.profile.events.items()),
+        type_mismatch=tuple(
+            (s.model, s.version, feature, int(n))
+            for s in engine.models.values()
+            for feature, n in s.type_mismatch.items()
+        ),
     )
 
 

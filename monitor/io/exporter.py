@@ -173,10 +173,10 @@ class MonitorCollector(Collector):
             emit.update(dict(view.alerts_emitted))
             if view.last_event_time == view.last_event_time:
                 newest = max(newest, view.last_event_time)
+            for model, version, feat, c in view.type_mismatch:
+                mism[model, version, feat] += c
             for (model, version), st in view.models.items():
                 ev_count[model, version] += st.events
-                for feat, c in st.type_mismatch:
-                    mism[model, version, feat] += c
                 hist = lat.setdefault((model, version), [0.0] * (len(LATENCY_BUCKETS_MS) + 2))
                 for i, c in enumerate(st.latency_buckets):
                     hist[i] += c

@@ -621,10 +621,67 @@ def test_a_schema_break_is_caught_by_the_shard_of_its_feature_alone(broken):
         assert sorted(watch.schema) == [f for f in ("other", "x") if shard_of("upsell", f, 2) == shard]
     firing = sorted((shard, a.key) for shard, a in alerts if a.status == "firing")
     owner = shard_of("upsell", broken, 2)
+    from monitor.core.view import build_view
+
+    mistyped = {
+        shard: {(f, n) for m, _v, f, n in build_view(stage.engine).type_mismatch if m == "upsell" and n}
+        for shard, stage in by_shard.items()
+    }  # each shard reports its own features' values of the wrong type (a model row is shard 0's alone)
+    assert mistyped == {owner: {(broken, 1000)}, 1 - owner: set()}, mistyped
     assert (owner, f"upsell/v1/schema/{broken}/all") in firing, firing
     assert [(shard, key) for shard, key in firing if "/schema/" in key or "/data_quality/" in key] == [
         (owner, f"upsell/v1/schema/{broken}/all")
     ], firing
+
+
+def test_a_schema_watch_forgets_the_fields_another_shard_checks():
+    """A detection stage restored from a snapshot of the earlier cut (shard 0 checked every feature) forgets the
+    fields it no longer receives, so they are not counted missing from every event."""
+    from monitor.core.quality import FieldCounts, FieldSchema, SchemaWatch
+
+    field_schema = FieldSchema(type="numeric", events=500, absent_rate=0.0, null_rate=0.0, mismatch_rate=0.0,
+                               minimum=0.0, maximum=1.0, categories=[], top_share=0.0, unseen_rate=0.0)  # fmt: skip
+    schema = {"x": field_schema, "other": field_schema}
+    watch = SchemaWatch(window_events=100, baseline_events=100, min_rate_change=0.05, max_p_value=0.01,
+                        range_tolerance=0.1, max_fields=10, schema=schema)  # fmt: skip
+    watch.counts = {"x": FieldCounts(), "other": FieldCounts()}
+    watch.keep_only(lambda name: name == "other")
+    assert list(watch.schema or {}) == ["other"] and list(watch.counts) == ["other"]
+    values = np.linspace(0.1, 0.9, 100)
+    watch.observe("other", values.tolist(), 0, "numeric", values)
+    findings = watch.end_batch(100, T0, T0 + 1, {"other": "numeric"}, {})
+    assert findings and {f.feature for f in findings} == {"other"} and not any(f.fire for f in findings)
+
+
+def test_summaries_cut_by_the_earlier_rule_are_dropped_as_misrouted_also_from_a_restored_snapshot():
+    """With two shards, a summary without the cut marker was cut by the rule before this release (every column
+    to shard 0, features by crc32 mod 2S - 1): judged here it would drop the features that moved. Dropped and
+    counted, whether it arrives or waits in a snapshot; one cut for one shard needs no marker."""
+    from monitor.core.shards import SHARD_CUT, summaries_partition
+
+    config = settings()
+    held = summaries_partition("upsell", 4, 0, 2)
+    stage = DetectionStage(config, partition=held, clock=lambda: 0.0, idle_clock=lambda: 0.0,
+                           summaries_partitions=4, shards=2)  # fmt: skip
+    profile = ProfileStage(config, partition=0)
+    profile.shards = 2
+    msg = b'{"prediction_id":"%d","model":"upsell","timestamp":%d,"features":{"x":1.0,"other":2.0},"prediction":0.2}'
+    whole, _copy = profile.predictions([msg % (1, 10)], [0.0])[0]
+    assert whole.shard == 0 and orjson.loads(zlib.decompress(whole.encode()))["cut"] == SHARD_CUT
+    earlier = whole.to_plain()
+    del earlier["cut"]
+    old = Summary.from_plain(earlier)
+    assert old.cut == 1 and not stage.add(old) and stage.misrouted == 1
+    assert stage.add(Summary.decode(whole.encode())) and stage.pending_rows() == 1
+    data = orjson.loads(orjson.dumps(stage.snapshot()))
+    data["pending"].append(Summary(**{**vars(old), "seq": old.seq + 5, "wire": None}).to_stored())
+    back = DetectionStage.restore(config, data, clock=lambda: 0.0, idle_clock=lambda: 0.0, summaries_partitions=4,
+                                  shards=2)  # fmt: skip
+    assert back.misrouted == 2 and back.pending_rows() == 1
+    single = ProfileStage(config, partition=0).predictions([msg % (2, 20)], [0.0])[0][0]
+    assert "cut" not in single.to_plain() and Summary.decode(single.encode()).cut == 1
+    one = DetectionStage(config, partition=0, clock=lambda: 0.0, idle_clock=lambda: 0.0)
+    assert one.add(Summary.decode(single.encode()))  # one shard: any cut
 
 
 def test_a_stage_drops_and_counts_summaries_cut_for_another_shard_layout_and_keeps_its_own_after_a_restore():
