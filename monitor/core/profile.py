@@ -83,7 +83,7 @@ class Summary:
         if self.shards > 1:
             out["shard"], out["shards"], out["cut"] = self.shard, self.shards, self.cut
         b = self.rows
-        if b is not None and len(b) and self.shard:  # another shard judges features' drift only: no ids, scores
+        if b is not None and len(b) and self.shard:  # another shard judges its features only: no ids, scores
             out["rows"] = {"n": len(b), "time": b.event_time.tolist(), "features": b.features, "segments": b.segments,
                            "nulls": b.nulls}  # fmt: skip
         elif b is not None and len(b):

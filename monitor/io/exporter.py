@@ -280,8 +280,8 @@ class MonitorCollector(Collector):
         restore_s.add_metric([], loop.restore_seconds)
         loop_s = CounterMetricFamily(
             "monitor_loop_seconds",
-            "Where the consume loop's time went: waiting for a batch (poll), checkpointing (checkpoint), and of that"
-            " not on the loop's CPU (checkpoint_wait: flushes and commits)",
+            "Where the consume loop's time went: in the consumer's poll (waiting for a batch, and rebalance callbacks),"
+            " checkpointing (checkpoint), and of that the wall time off the loop's CPU (checkpoint_wait)",
             labels=["part"],
         )
         loop_s.add_metric(["poll"], loop.poll_seconds_total)

@@ -325,9 +325,9 @@ class LoopStats:
     longest_checkpoint: dict[str, Any] = field(default_factory=dict)
     checkpoint_cpu_seconds_max: float = 0.0  # the most CPU time of the loop's thread any checkpoint took
     # where the loop's time goes (a loop that waits more than it works is not the bottleneck)
-    poll_seconds_total: float = 0.0  # waiting in consume() for a batch
+    poll_seconds_total: float = 0.0  # in consume(): waiting for a batch, and the rebalance callbacks it runs
     checkpoint_seconds_total: float = 0.0  # in checkpoints
-    checkpoint_wait_seconds_total: float = 0.0  # in checkpoints, not on this thread's CPU (flushes, commits)
+    checkpoint_wait_seconds_total: float = 0.0  # in checkpoints, off this thread's CPU (acks, commits, a busy core)
     restores: int = 0
     restore_seconds: float = 0.0
     views_published: int = 0
