@@ -60,6 +60,9 @@ class KafkaConfig:
     dlq_topic: str = "monitor-dlq"
     batch_max_messages: int = 5000
     batch_max_ms: int = 200
+    # Fetched messages the consumer holds ahead of the loop. Summaries and labels wait behind them in one queue,
+    # so a deep prefetch (librdkafka's default is 64 MB) delays detection by seconds while a backlog is read.
+    prefetch_kbytes: int = 4096
     session_timeout_ms: int = 10000
     produce_timeout_s: float = 30.0
     transactional_id: str = ""  # set (unique per replica) for exactly-once effects on brokers with transactions
@@ -70,6 +73,7 @@ class KafkaConfig:
     def validate(self) -> None:
         _positive("kafka.batch_max_messages", self.batch_max_messages)
         _positive("kafka.batch_max_ms", self.batch_max_ms)
+        _positive("kafka.prefetch_kbytes", self.prefetch_kbytes)
         _positive("kafka.session_timeout_ms", self.session_timeout_ms)
         _positive("kafka.produce_timeout_s", self.produce_timeout_s)
         if self.broker_wait_s < 0:

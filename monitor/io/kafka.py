@@ -538,6 +538,11 @@ class MonitorService:
     def _consumer_config(self) -> dict[str, Any]:
         k = self.config.kafka
         return {
+            # A bounded prefetch, refilled as soon as it drains (librdkafka waits a second by default): summaries
+            # and labels share the queue with predictions and must not wait behind a backlog. Properties override.
+            "queued.max.messages.kbytes": k.prefetch_kbytes,
+            "queued.min.messages": k.batch_max_messages,
+            "fetch.queue.backoff.ms": 10,
             **client_config(self.config),
             "group.id": k.group_id,
             "enable.auto.commit": False,
