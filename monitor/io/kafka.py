@@ -393,6 +393,8 @@ class MonitorService:
         self.merges: dict[int, MergeStats] = {}  # the detection stages' merges, published with the views
         self._merge_stats: dict[int, MergeStats] = {}  # the same, as of the last release
         self._backlog = False  # a detection stage left summaries it could release for the next iteration
+        self.monotonic: Callable[[], float] = time.monotonic  # what the reading clock runs on (tests set it)
+        self._not_reading_s = 0.0  # time the loop spent working off release backlogs, reading nothing
         self._stale: set[Task] = set()  # tasks whose engine changed since its view was built
         self._views_at = -math.inf  # time.monotonic() of the last publication
         self.profiles = ProfileSet.load(config.baseline.profiles)  # read once: a bad profile fails at start
@@ -578,8 +580,8 @@ class MonitorService:
         d = self.config.detection
         stage = DetectionStage(
             self.config, partition=partition, idle_s=d.idle_s, max_pending=d.max_pending_rows, clock=self.clock,
-            profiles=self.profiles, batch_rows=d.batch_rows, summaries_partitions=self.summary_partitions,
-            shards=d.shards,
+            idle_clock=self.reading_clock, profiles=self.profiles, batch_rows=d.batch_rows,
+            summaries_partitions=self.summary_partitions, shards=d.shards,
         )  # fmt: skip
         stage.expect(list(range(self.partitions)))
         return stage
@@ -637,8 +639,8 @@ class MonitorService:
             d = self.config.detection
             obj = DetectionStage.restore(
                 self.config, data["engine"], idle_s=d.idle_s, max_pending=d.max_pending_rows, clock=self.clock,
-                profiles=self.profiles, batch_rows=d.batch_rows, summaries_partitions=self.summary_partitions,
-                shards=d.shards,
+                idle_clock=self.reading_clock, profiles=self.profiles, batch_rows=d.batch_rows,
+                summaries_partitions=self.summary_partitions, shards=d.shards,
             )  # fmt: skip
             obj.expect(list(range(self.partitions)))
         return obj, data["offsets"], data["outbox"], data.get("summaries", [])
@@ -789,7 +791,7 @@ class MonitorService:
         try:
             while not stop.is_set():
                 if self._backlog:  # a capped release left summaries it could release: monitor them before taking
-                    self.idle(stop)  # more input (consuming on would let the profile stages run ahead unbounded)
+                    self.work_off_backlog(stop)  # more input (consuming on would let the profile stages run ahead)
                 elif messages := self._consume(consumer):
                     self.stats.last_poll_wall = time.time()
                     self.process(messages, stop)
@@ -894,6 +896,22 @@ class MonitorService:
         self.publish_views(force=not self._backlog)
         if self.sink is not None:
             self._effects(outbox, set(), [], stop)
+
+    def work_off_backlog(self, stop: threading.Event | None = None) -> None:
+        """One iteration that monitors what a capped release left, reading nothing: its time does not count
+        toward any source's silence (see :meth:`reading_clock`)."""
+        started = self.monotonic()
+        try:
+            self.idle(stop)
+        finally:
+            self._not_reading_s += self.monotonic() - started
+
+    def reading_clock(self) -> float:
+        """Monotonic seconds less those spent working off release backlogs: the detection stages time a
+        source's silence (``detection.idle_s``) on it. Nothing is read meanwhile, so a source cannot be heard;
+        counting that time would leave every source out of the watermark after a long backlog and monitor the
+        rows still on their way out of event-time order (late)."""
+        return self.monotonic() - self._not_reading_s
 
     def _take_summaries(self, partition: int, group: list[Message]) -> None:
         stage = self.detectors.get(partition)
