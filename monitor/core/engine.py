@@ -19,12 +19,10 @@ import numpy as np
 
 from monitor.core import snapshot as snap
 from monitor.core.alerting import Alerting, AlertLifecycle, Incidents, build_alert
-from monitor.core.baseline import PREDICTION_FIELD, BaselineProfile, ProfileSet
-from monitor.core.calibration import ScoreCalibration
+from monitor.core.baseline import ProfileSet
 from monitor.core.columns import Bucket, convert_column, segment_buckets, take
-from monitor.core.drift import CategoricalDriftTracker, NumericDriftTracker
+from monitor.core.drift import CategoricalDriftTracker
 from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
-from monitor.core.fairness import FairnessTracker
 from monitor.core.join import Joined, LabelJoiner, Segments
 from monitor.core.judgements import (
     decision_judgements,
@@ -34,26 +32,23 @@ from monitor.core.judgements import (
     quality_judgements,
     retrain_judgement,
 )
-from monitor.core.metrics import Ring
+from monitor.core.model_setup import ModelSetup
 from monitor.core.model_state import LATENCY_BUCKETS_MS, PREDICTION, ModelState, Tracker
 from monitor.core.numeric_streams import NumericStream, NumericStreams
-from monitor.core.performance import BASELINE_SCORE_BINS, ModelPerformance, binary_label
+from monitor.core.performance import ModelPerformance, binary_label
 from monitor.core.profile import ProfileStage, Summary, concat_rows, positive_scores
 from monitor.core.quality import BatchTally, FieldColumn, SchemaWatch
 from monitor.core.rules import ALL, Alert, Judgement, alert_key, segment_label
 from monitor.core.settings import Settings
 from monitor.core.shards import shard_of
 from monitor.core.significance import (
-    BaselineWindowTest,
     ClosedWindow,
     FalseDiscoveryControl,
-    Reference,
     WindowResult,
     complete_windows,
 )
 from monitor.core.snapshot_classes import register_snapshot_classes
-from monitor.core.stats import OVERFLOW, CategoryVocabulary
-from monitor.core.windows import NumericWindows
+from monitor.core.stats import OVERFLOW
 
 
 @dataclass
@@ -119,6 +114,7 @@ class PartitionEngine:
         self.config = config
         self.detect = detect
         self.profiles = profiles if profiles is not None else ProfileSet()
+        self.setup = ModelSetup(config, self.profiles)  # builds each model version's pieces (not state)
         self.partition = partition
         self.partitions = max(1, partitions)
         self.clock = clock
@@ -229,7 +225,7 @@ class PartitionEngine:
         """A model version's state, made (with its baseline profile's calibration) if it has none yet."""
         state = self._model(model, version)
         if state is not None:
-            self._perf(state)
+            self.setup.performance(state)
         return state
 
     @property
@@ -356,34 +352,6 @@ class PartitionEngine:
             combos = [combos[u // radix] + ((values[u % radix - 1],) if u % radix else ()) for u in uniq.tolist()]
         return combos, code.reshape(-1)
 
-    def _perf(self, state: ModelState) -> ModelPerformance:
-        if state.perf is None:
-            state.perf = ModelPerformance(
-                state.model,
-                state.version,
-                self.config.performance,
-                self.config.alerts,
-                self.config.detectors.default,
-            )
-            self._seed_calibration(state)
-        return state.perf
-
-    def _seed_calibration(self, state: ModelState) -> None:
-        """The baseline profile's labelled rows are the estimate's calibration reference, if it has them."""
-        profile = self.profiles.get(state.model, state.version)
-        perf = state.perf
-        if profile is None or perf is None or not profile.calibration or perf.calibration.fitted:
-            return
-        cal = profile.calibration
-        perf.calibration.seed(np.asarray(cal["labelled"]), np.asarray(cal["positive"]))
-
-    def _fairness(self, state: ModelState) -> FairnessTracker | None:
-        if not self.config.fairness.attributes and not self.config.fairness.crosses:
-            return None
-        if state.fairness is None:
-            state.fairness = FairnessTracker(self.config.fairness, self.config.performance.threshold)
-        return state.fairness
-
     def _learn(self, joined: list[Joined]) -> list[Alert]:
         """Joined labels to metrics, then to concept-drift, performance and business judgements."""
         by_model: dict[tuple[str, str], list[Joined]] = {}
@@ -394,7 +362,7 @@ class PartitionEngine:
             state = self.models.get(key)
             if state is None:
                 continue
-            perf = self._perf(state)
+            perf = self.setup.performance(state)
             for items in self._label_chunks(perf, model_items):
                 alerts += self._learn_chunk(state, perf, items)
         return alerts
@@ -434,7 +402,7 @@ class PartitionEngine:
                     state, judged, self.models.values(), self.config, self.lifecycle.is_firing, self.watermark
                 ),
             )
-        fairness = self._fairness(state)
+        fairness = self.setup.fairness(state)
         if fairness is not None:
             thr, pos = self.config.performance.threshold, self.config.performance.positive_label
             predicted = np.array(
@@ -460,86 +428,8 @@ class PartitionEngine:
         if state is None:
             if len(self.models) >= self.config.monitoring.max_models:
                 return None
-            state = self.models[model, version] = ModelState(model, version)
-            self._apply_profile(state, self.profiles.get(model, version))
+            state = self.models[model, version] = self.setup.new_state(model, version)
         return state
-
-    def _apply_profile(self, state: ModelState, profile: BaselineProfile | None) -> None:
-        """Types, category codes and schema from the baseline profile, before the first event is read."""
-        if profile is not None:
-            cap = self.config.monitoring.max_categories
-            for name, f in profile.schema.items():
-                if name == PREDICTION_FIELD:
-                    continue
-                state.kinds[name] = f.type
-                if f.type == "categorical":
-                    vocab = state.vocab[name] = CategoryVocabulary(cap)
-                    ref = profile.streams.get((name, "", ""))
-                    ranked = sorted(ref.categories, key=lambda c: -ref.categories[c]) if ref else f.categories
-                    vocab.encode(ranked[:cap])
-        state.quality = self._schema_watch(profile)
-
-    def _schema_watch(self, profile: BaselineProfile | None) -> SchemaWatch | None:
-        """The schema checks of a model version: against the profile's schema, or learned from the warm-up."""
-        q = self.config.quality
-        if not q.enabled:
-            return None
-        schema = {k: v for k, v in profile.schema.items() if k != PREDICTION_FIELD} if profile is not None else {}
-        return SchemaWatch(
-            window_events=q.window_events,
-            baseline_events=q.baseline_events,
-            min_rate_change=q.min_rate_change,
-            max_p_value=q.max_p_value,
-            range_tolerance=q.range_tolerance,
-            max_fields=self.config.monitoring.max_features_per_model,
-            schema=schema or None,
-        )
-
-    def _profile_reference(self, state: ModelState, name: str, kind: str, bucket: tuple[str, str]) -> Reference | None:
-        """The baseline profile's reference for a stream, when the profile has one with a window's worth of events."""
-        profile = self.profiles.get(state.model, state.version)
-        if profile is None:
-            return None
-        ref = profile.streams.get((PREDICTION_FIELD if name == PREDICTION else name, *bucket))
-        if ref is None or ref.kind != kind or ref.events < self.config.significance.window_events:
-            return None
-        if ref.numeric is not None:
-            return ref.numeric
-        n_codes = self.config.monitoring.max_categories + 1
-        vocab = state.vocab[name]
-        codes = vocab.encode(list(ref.categories))
-        counts = np.bincount(codes, weights=list(ref.categories.values()), minlength=n_codes)
-        counts[vocab.capacity] += ref.other  # the profile's long tail is live traffic's overflow
-        return Reference("categorical", counts.astype(np.int64))
-
-    def _numeric_windows(self) -> NumericWindows | None:
-        sig = self.config.significance
-        if not sig.enabled:
-            return None
-        return NumericWindows(
-            window=sig.window_events,
-            baseline_events=sig.baseline_events,
-            bins=sig.bins,
-            numeric_test=sig.numeric_test,
-            exact_p_below=min(1.0, max(0.25, 4 * sig.fdr)),  # a discovery needs p <= fdr
-        )
-
-    def _window_test(self, state: ModelState, name: str, kind: str, bucket: tuple[str, str]) -> BaselineWindowTest:
-        key = (name, *bucket)
-        test = state.tests.get(key)
-        if test is None:
-            sig = self.config.significance
-            test = state.tests[key] = BaselineWindowTest(
-                kind,
-                window=sig.window_events,
-                baseline_events=sig.baseline_events,
-                bins=sig.bins,
-                n_codes=self.config.monitoring.max_categories + 1,
-                numeric_test=sig.numeric_test,
-                reference=self._profile_reference(state, name, kind, bucket),
-                exact_p_below=min(1.0, max(0.25, 4 * sig.fdr)),  # a discovery needs p <= fdr
-            )
-        return test
 
     def _watched(self, feature: str) -> bool:
         if feature in self._ignore:
@@ -612,11 +502,6 @@ class PartitionEngine:
             self.stream_count += 1
         return tracker
 
-    def _numeric_group(self, name: str) -> str:
-        """Subjects with detector settings of their own get streams of their own; the rest share one table."""
-        subject = "prediction" if name == PREDICTION else name
-        return subject if subject in self.config.detectors.features else ""
-
     def _update_numeric(
         self,
         state: ModelState,
@@ -631,14 +516,11 @@ class PartitionEngine:
         table and each bucket's stream index (-1 where the stream cap turned the bucket away)."""
         groups: dict[str, list[tuple[str, np.ndarray]]] = {}
         for name, column in numeric:
-            groups.setdefault(self._numeric_group(name), []).append((name, column))
+            groups.setdefault(self.setup.numeric_group(name), []).append((name, column))
         out: dict[str, tuple[NumericStreams, np.ndarray]] = {}
         cap = self.config.monitoring.max_streams
         for group, members in groups.items():
-            block = state.numeric.get(group)
-            if block is None:
-                settings = self.config.detectors.for_feature(group)
-                block = state.numeric[group] = NumericStreams(settings, self._numeric_windows())
+            block = self.setup.numeric_table(state, group)
             ids = np.empty((len(members), len(buckets)), dtype=np.int64)
             for f, (name, _) in enumerate(members):
                 for b, (bucket, _) in enumerate(buckets):
@@ -649,7 +531,7 @@ class PartitionEngine:
                             self.capped["stream"] += 1
                             i = -1
                         else:
-                            i = block.add_stream(key, self._profile_reference(state, name, "numeric", bucket))
+                            i = block.add_stream(key, self.setup.profile_reference(state, name, "numeric", bucket))
                             self.stream_count += 1
                     ids[f, b] = i
                 out[name] = (block, ids[f])
@@ -734,7 +616,7 @@ class PartitionEngine:
                 if tracker is None:
                     continue
                 if testing and kind == "categorical":  # numeric streams' windows are counted with their table
-                    test = self._window_test(state, name, kind, bucket)
+                    test = self.setup.window_test(state, name, kind, bucket)
                     part_positions = positions if part is None else positions[part]
                     closed = test.close_windows(part_values[present], part_times[present], part_positions[present])
                     for c in closed:
@@ -830,11 +712,11 @@ class PartitionEngine:
         preds = take(batch.prediction, rows)
         scores_col = take(batch.scores, rows)
         scores = positive_scores(preds, scores_col, positive)
-        perf = self._perf(state)
+        perf = self.setup.performance(state)
         latency = batch.latency_ms if rows is None else batch.latency_ms[rows]
         touched = perf.observe_predictions(buckets, scores, latency, times, self.rng)
         alerts = self._emit(state, perf.estimate_judgements({b for b, _ in touched}, float(times.max())))
-        fairness = self._fairness(state)
+        fairness = self.setup.fairness(state)
         if fairness is not None:
             predicted = np.where(np.isnan(scores), np.nan, (scores >= self.config.performance.threshold) * 1.0)
             fairness.observe([combos[c] for c in seg_code.tolist()], predicted)
@@ -974,66 +856,10 @@ class PartitionEngine:
         if "profile_state" not in data["state"]:  # an older release's engine kept the join clock itself
             engine.profile.watermark = engine.watermark
         for state in engine.models.values():
-            engine._upgrade(state)
-            engine._adopt_profile(state)
+            engine.setup.upgrade(state)
+            engine.setup.adopt_profile(state)
         engine._apply_config()
         return engine
-
-    def _adopt_profile(self, state: ModelState) -> None:
-        """A profile configured after this partition's state was saved takes over from the learned baseline:
-        the schema checks and the window tests of the streams it covers start again against it."""
-        profile = self.profiles.get(state.model, state.version)
-        if profile is None:
-            return
-        if state.quality is not None and not state.quality.from_profile:
-            state.quality = self._schema_watch(profile)
-        self._seed_calibration(state)
-        for key, test in list(state.tests.items()):
-            name = PREDICTION_FIELD if key[0] == PREDICTION else key[0]
-            if not test.from_profile and (name, key[1], key[2]) in profile.streams:
-                del state.tests[key]  # rebuilt on the next value, against the profile's reference
-        for block in state.numeric.values():
-            windows = block.windows
-            if windows is None:
-                continue
-            for i, key in enumerate(block.keys):
-                name = PREDICTION_FIELD if key[0] == PREDICTION else key[0]
-                if not windows.from_profile[i] and (name, key[1], key[2]) in profile.streams:
-                    block.own_warmup(i)  # the detectors' warm-up values must not restart with the window test
-                    windows.restart(i, self._profile_reference(state, key[0], "numeric", (key[1], key[2])))
-
-    def _upgrade(self, state: ModelState) -> None:
-        """Give a model restored from an older snapshot the attributes later releases added, fresh."""
-        fresh = ModelState(state.model, state.version)
-        missing = [k for k in vars(fresh) if not hasattr(state, k)]
-        for k in missing:
-            setattr(state, k, getattr(fresh, k))
-        for key, tracker in list(state.streams.items()):
-            if isinstance(tracker, NumericDriftTracker):  # an older release's per-stream object
-                del state.streams[key]
-                group = self._numeric_group(key[0])
-                block = state.numeric.get(group)
-                if block is None:
-                    settings = self.config.detectors.for_feature(group)
-                    block = state.numeric[group] = NumericStreams(settings, self._numeric_windows())
-                i = block.adopt(key, tracker)
-                test = state.tests.pop(key, None)  # its window test too, if it had one
-                if test is not None and block.windows is not None:
-                    block.windows.adopt(i, test)
-        if "quality" in missing:
-            state.quality = self._schema_watch(self.profiles.get(state.model, state.version))
-        if state.perf is not None:
-            perf = state.perf
-            if not hasattr(perf, "calibration"):  # an older release had no score calibration
-                perf.calibration = ScoreCalibration(self.config.performance.calibration_labels)
-            perf.calibration.upgrade()
-            for b in perf.buckets.values():  # an older release's error / loss trackers: the stream restarts
-                for old in ("error", "loss"):
-                    b.__dict__.pop(old, None)
-                if "baseline_scores" not in b.__dict__:  # its estimate ring held expected values, not scores
-                    b.__dict__.pop("estimate_baseline", None)
-                    b.baseline_scores = np.zeros(BASELINE_SCORE_BINS)
-                    b.estimate = Ring(b.estimate.capacity, 1)
 
     def _apply_config(self) -> None:
         """Settings come from the current config, not from the snapshot: a restart with new limits or
@@ -1051,10 +877,7 @@ class PartitionEngine:
         j.early_ttl_s, j.max_early = cfg.labels.early_ttl_s, cfg.labels.max_early
         j.apply_caps()
         for state in self.models.values():
-            if state.perf is not None:
-                state.perf.perf, state.perf.alerts = cfg.performance, cfg.alerts
-            if state.fairness is not None:
-                state.fairness.config = cfg.fairness
+            self.setup.apply_config(state)
 
     # ------------------------------------------------------------------- views
     def events_total(self) -> int:
