@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from monitor.core.events import PredictionBatch
+from monitor.core.join import Segments
 from monitor.core.model_state import ModelState
 from monitor.core.rules import ALL
 from monitor.core.settings import MonitoringConfig
@@ -74,6 +75,46 @@ def segment_buckets(
                 continue
             buckets.append(((attr, names.get(code, OVERFLOW)), part))
     return buckets
+
+
+def tracked_segments(state: ModelState | None, segments: Segments, max_values: int) -> Segments:
+    """A row's segments as a model version's streams track them: its tracked attributes only, and a value
+    past the attribute's cap of ``max_values`` as the overflow bucket (another partition's profile stage
+    capped by what it saw first)."""
+    if state is None:
+        return segments
+    pairs = dict(segments)
+    out: list[tuple[str, str]] = []
+    for attr in state.segment_attributes:
+        value = pairs.get(attr)
+        if value is None:
+            continue
+        codes_of = state.segment_codes[attr]
+        if value not in codes_of and value != OVERFLOW and len(codes_of) >= max_values:
+            value = OVERFLOW
+        out.append((attr, value))
+    return tuple(out)
+
+
+def segment_combinations(buckets: list[Bucket], n: int) -> tuple[list[Segments], np.ndarray]:
+    """Each of ``n`` rows' tracked segment buckets as a code into the batch's distinct combinations of them (a
+    tuple of (attribute, value) pairs each): numpy over the rows, Python only per combination."""
+    per_attr: dict[str, tuple[list[tuple[str, str]], np.ndarray]] = {}
+    for bucket, part in buckets:
+        if part is None:
+            continue
+        entry = per_attr.get(bucket[0])
+        if entry is None:
+            entry = per_attr[bucket[0]] = ([], np.zeros(n, dtype=np.int64))
+        entry[1][part] = len(entry[0]) + 1  # 0: the row has no tracked value of this attribute
+        entry[0].append(bucket)
+    combos: list[Segments] = [()]
+    code = np.zeros(n, dtype=np.int64)
+    for values, col in per_attr.values():
+        radix = len(values) + 1
+        uniq, code = np.unique(code * radix + col, return_inverse=True)
+        combos = [combos[u // radix] + ((values[u % radix - 1],) if u % radix else ()) for u in uniq.tolist()]
+    return combos, code.reshape(-1)
 
 
 def convert_column(

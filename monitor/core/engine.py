@@ -20,7 +20,7 @@ import numpy as np
 from monitor.core import snapshot as snap
 from monitor.core.alerting import Alerting, AlertLifecycle, Incidents, build_alert
 from monitor.core.baseline import ProfileSet
-from monitor.core.columns import Bucket, convert_column, segment_buckets, take
+from monitor.core.columns import Bucket, convert_column, segment_buckets, segment_combinations, take, tracked_segments
 from monitor.core.drift import CategoricalDriftTracker
 from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
 from monitor.core.join import Joined, LabelJoiner, Segments
@@ -48,7 +48,6 @@ from monitor.core.significance import (
     complete_windows,
 )
 from monitor.core.snapshot_classes import register_snapshot_classes
-from monitor.core.stats import OVERFLOW
 
 
 @dataclass
@@ -305,52 +304,11 @@ class PartitionEngine:
             key = (p.model, p.model_version, p.segments, 0 if state is None else len(state.segment_attributes))
             tracked = seen.get(key)
             if tracked is None:
-                tracked = self._track_segments(p.model, p.model_version, p.segments)
+                tracked = tracked_segments(state, p.segments, self.config.monitoring.max_segment_values)
                 if len(seen) < 65_536:
                     seen[key] = tracked
             out.append(j if tracked == p.segments else replace(j, prediction=p._replace(segments=tracked)))
         return out
-
-    def _track_segments(self, model: str, version: str, segments: Segments) -> Segments:
-        state = self.models.get((model, version))
-        if state is None:
-            return segments
-        pairs = dict(segments)
-        out: list[tuple[str, str]] = []
-        for attr in state.segment_attributes:
-            value = pairs.get(attr)
-            if value is None:
-                continue
-            codes_of = state.segment_codes[attr]
-            if (
-                value not in codes_of
-                and value != OVERFLOW
-                and len(codes_of) >= self.config.monitoring.max_segment_values
-            ):
-                value = OVERFLOW
-            out.append((attr, value))
-        return tuple(out)
-
-    @staticmethod
-    def _segment_codes(buckets: list[Bucket], n: int) -> tuple[list[Segments], np.ndarray]:
-        """Each row's tracked segment buckets as a code into the batch's distinct combinations of them (a tuple
-        of (attribute, value) pairs each): numpy over the rows, Python only per combination."""
-        per_attr: dict[str, tuple[list[tuple[str, str]], np.ndarray]] = {}
-        for bucket, part in buckets:
-            if part is None:
-                continue
-            entry = per_attr.get(bucket[0])
-            if entry is None:
-                entry = per_attr[bucket[0]] = ([], np.zeros(n, dtype=np.int64))
-            entry[1][part] = len(entry[0]) + 1  # 0: the row has no tracked value of this attribute
-            entry[0].append(bucket)
-        combos: list[Segments] = [()]
-        code = np.zeros(n, dtype=np.int64)
-        for values, col in per_attr.values():
-            radix = len(values) + 1
-            uniq, code = np.unique(code * radix + col, return_inverse=True)
-            combos = [combos[u // radix] + ((values[u % radix - 1],) if u % radix else ()) for u in uniq.tolist()]
-        return combos, code.reshape(-1)
 
     def _learn(self, joined: list[Joined]) -> list[Alert]:
         """Joined labels to metrics, then to concept-drift, performance and business judgements."""
@@ -707,7 +665,7 @@ class PartitionEngine:
     ) -> list[Alert]:
         """Feed the score-based estimates, fairness and latency (the profile stage put them in the label join)."""
         n = times.size
-        combos, seg_code = self._segment_codes(buckets, n)
+        combos, seg_code = segment_combinations(buckets, n)
         positive = self.config.performance.positive_label
         preds = take(batch.prediction, rows)
         scores_col = take(batch.scores, rows)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from monitor.core import snapshot
-from monitor.core.engine import PartitionEngine
+from monitor.core.columns import segment_combinations
 from monitor.core.join import Joined, LabelJoiner, PendingLabel, PendingPrediction
 
 T0 = 5_000.0
@@ -355,10 +355,10 @@ def test_segment_codes_give_each_row_its_buckets():
         buckets.append((("country", name), np.flatnonzero(country == v)))
     for v, name in enumerate(["F", "M"]):
         buckets.append((("gender", name), np.flatnonzero(gender == v)))
-    combos, code = PartitionEngine._segment_codes(buckets, n)
+    combos, code = segment_combinations(buckets, n)
     countries, genders = ["US", "DE", "IN", "BR"], ["F", "M"]
     for r in range(n):
         want = (("country", countries[country[r]]),) + ((("gender", genders[gender[r]]),) if gender[r] < 2 else ())
         assert combos[code[r]] == want
     assert len(combos) == len(set(combos)) == 12
-    assert PartitionEngine._segment_codes([(("", ""), None)], 3)[0] == [()]
+    assert segment_combinations([(("", ""), None)], 3)[0] == [()]
