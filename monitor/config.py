@@ -46,6 +46,7 @@ from monitor.errors import ConfigError
 ENV_PREFIX = "MONITOR_"
 KAFKA_PROPERTY_PREFIX = "MONITOR_KAFKA_PROPERTY__"
 KAFKA_PROPERTY_FILE_PREFIX = "MONITOR_KAFKA_PROPERTY_FILE__"
+MAX_PREFETCH_KBYTES = 2_097_151  # librdkafka's bound on queued.max.messages.kbytes
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ class KafkaConfig:
         _positive("kafka.batch_max_messages", self.batch_max_messages)
         _positive("kafka.batch_max_ms", self.batch_max_ms)
         _positive("kafka.prefetch_kbytes", self.prefetch_kbytes)
+        if self.prefetch_kbytes > MAX_PREFETCH_KBYTES:  # librdkafka refuses more, with a message naming its own key
+            raise ConfigError("kafka.prefetch_kbytes", f"must be <= {MAX_PREFETCH_KBYTES}, got {self.prefetch_kbytes}")
         _positive("kafka.session_timeout_ms", self.session_timeout_ms)
         _positive("kafka.produce_timeout_s", self.produce_timeout_s)
         if self.broker_wait_s < 0:

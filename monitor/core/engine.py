@@ -113,7 +113,7 @@ class PartitionEngine:
         self.config = config
         self.detect = detect
         self.profiles = profiles if profiles is not None else ProfileSet()
-        self.setup = ModelSetup(config, self.profiles)  # builds each model version's pieces (not state)
+        self.setup = ModelSetup(config, self.profiles)  # builds model versions' state (itself not snapshotted)
         self.partition = partition
         self.partitions = max(1, partitions)
         self.clock = clock

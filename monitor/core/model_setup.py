@@ -1,8 +1,9 @@
 """How a model version's monitoring state is built, and kept current across releases and profiles.
 
-The engine creates a model version's pieces lazily, the first time its traffic needs them (its schema
-checks, window tests, performance and fairness trackers), and adapts restored state to what this release
-and the configured baseline profile expect. All of that depends on the settings and the profile only, never
+The engine creates a model version's state with its first event (types, category codes and schema checks
+from the baseline profile), its other pieces the first time its traffic needs them (window tests, numeric
+tables, performance and fairness trackers), and adapts restored state to what this release and the
+configured baseline profile expect. All of that depends on the settings and the profile only, never
 on the engine's counters or alerts, so it lives here and the engine only asks for the pieces.
 """
 
@@ -129,7 +130,7 @@ class ModelSetup:
         return test
 
     def performance(self, state: ModelState) -> ModelPerformance:
-        """The model version's performance tracker, created with its first label."""
+        """The model version's performance tracker (scores, latency, labels), created on first use."""
         if state.perf is None:
             state.perf = ModelPerformance(
                 state.model,

@@ -395,6 +395,7 @@ class MonitorService:
         self._backlog = False  # a detection stage left summaries it could release for the next iteration
         self.monotonic: Callable[[], float] = time.monotonic  # what the reading clock runs on (tests set it)
         self._not_reading_s = 0.0  # time the loop spent working off release backlogs, reading nothing
+        self._reading_stopped_at: float | None = None  # the reading clock while a backlog is worked off
         self._stale: set[Task] = set()  # tasks whose engine changed since its view was built
         self._views_at = -math.inf  # time.monotonic() of the last publication
         self.profiles = ProfileSet.load(config.baseline.profiles)  # read once: a bad profile fails at start
@@ -901,16 +902,21 @@ class MonitorService:
         """One iteration that monitors what a capped release left, reading nothing: its time does not count
         toward any source's silence (see :meth:`reading_clock`)."""
         started = self.monotonic()
+        self._reading_stopped_at = started - self._not_reading_s
         try:
             self.idle(stop)
         finally:
             self._not_reading_s += self.monotonic() - started
+            self._reading_stopped_at = None
 
     def reading_clock(self) -> float:
         """Monotonic seconds less those spent working off release backlogs: the detection stages time a
         source's silence (``detection.idle_s``) on it. Nothing is read meanwhile, so a source cannot be heard;
         counting that time would leave every source out of the watermark after a long backlog and monitor the
-        rows still on their way out of event-time order (late)."""
+        rows still on their way out of event-time order (late). It stands still during such an iteration, so it
+        never goes back."""
+        if self._reading_stopped_at is not None:
+            return self._reading_stopped_at
         return self.monotonic() - self._not_reading_s
 
     def _take_summaries(self, partition: int, group: list[Message]) -> None:

@@ -53,8 +53,10 @@ def test_time_spent_working_off_a_backlog_does_not_make_a_source_idle_and_its_ro
     monitor_backlog = service.idle
 
     def slow_idle(stop: Any = None) -> None:
+        before = service.reading_clock()
         monitor_backlog(stop)
         now[0] += 2.0  # monitoring a long backlog takes longer than idle_s, and nothing is read meanwhile
+        assert service.reading_clock() == before, "the reading clock stands still within the iteration too"
 
     service.idle = slow_idle  # type: ignore[method-assign]
 
@@ -82,7 +84,7 @@ def test_time_spent_working_off_a_backlog_does_not_make_a_source_idle_and_its_ro
     assert stage.engine.events_total() >= 3000, "the rows up to partition 1's new progress were monitored"
 
     now[0] += 1.5  # reading time: both partitions stand still for longer than idle_s
-    service.idle()  # (this iteration reads: its time counts)
+    monitor_backlog()  # an iteration of a loop that reads: its time counts
     while service._backlog:
         service.work_off_backlog()
     assert stage.pending_rows() == 0 and stage.engine.events_total() == 5000

@@ -30,6 +30,7 @@ def test_a_librdkafka_property_overrides_the_prefetch() -> None:
     assert conf["queued.max.messages.kbytes"] == "65536"
 
 
-def test_a_prefetch_of_zero_is_refused_naming_the_setting() -> None:
+@pytest.mark.parametrize("kbytes", [0, 2_097_152])
+def test_a_prefetch_librdkafka_cannot_take_is_refused_naming_the_setting(kbytes: int) -> None:
     with pytest.raises(ConfigError, match=r"kafka\.prefetch_kbytes"):
-        _consumer_config(prefetch_kbytes=0)
+        _consumer_config(prefetch_kbytes=kbytes)
