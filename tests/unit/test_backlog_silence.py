@@ -6,11 +6,12 @@ it as the summaries topic's messages. Its reading clock is set by the test.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from monitor.config import load_config
 from monitor.io.kafka import MonitorService
-from tests.unit.service_stand_ins import Message, RecordingSink
+from tests.unit.service_stand_ins import Message, QuietSink, RecordingSink
 
 T0 = 1_767_225_600.0
 EVENT = b'{"prediction_id":"%d-%d","model":"m","timestamp":%.2f,"features":{"x":%.3f},"prediction":0.2}'
@@ -88,3 +89,32 @@ def test_time_spent_working_off_a_backlog_does_not_make_a_source_idle_and_its_ro
     while service._backlog:
         service.work_off_backlog()
     assert stage.pending_rows() == 0 and stage.engine.events_total() == 5000
+
+
+class _KeptStore:
+    """Keeps each partition's last snapshot, as the state topic does."""
+
+    def __init__(self) -> None:
+        self.failed: set[int] = set()
+        self.written: dict[int, bytes] = {}
+
+    def write(self, partition: int, payload: bytes) -> None:
+        self.written[partition] = payload
+
+    def read_latest(self, partition: int) -> Any:
+        payload = self.written.get(partition)
+        return None if payload is None else SimpleNamespace(payload=payload)
+
+
+def test_a_detection_stage_restored_from_its_snapshot_times_silence_on_the_reading_clock_too() -> None:
+    config = load_config(environ={})
+    first = MonitorService(config)
+    first.sink, first.store, first.detect_store = QuietSink(), _KeptStore(), _KeptStore()  # type: ignore[assignment]
+    first.detectors = {0: first._new_detector(0)}
+    assert first.detectors[0].clock == first.reading_clock
+    first._checkpoint({("detect", 0)}, {})
+    second = MonitorService(config)
+    second.store, second.detect_store = first.store, first.detect_store
+    restored = second._restore(("detect", 0), frozenset({("detect", 0)}))
+    assert restored is not None
+    assert restored[0].clock == second.reading_clock
