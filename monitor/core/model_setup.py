@@ -95,7 +95,7 @@ class ModelSetup:
             baseline_events=sig.baseline_events,
             bins=sig.bins,
             numeric_test=sig.numeric_test,
-            exact_p_below=min(1.0, max(0.25, 4 * sig.fdr)),  # a discovery needs p <= fdr
+            exact_p_below=_exact_p_below(sig.fdr),
         )
 
     def numeric_group(self, name: str) -> str:
@@ -125,7 +125,7 @@ class ModelSetup:
                 n_codes=self.config.monitoring.max_categories + 1,
                 numeric_test=sig.numeric_test,
                 reference=self.profile_reference(state, name, kind, bucket),
-                exact_p_below=min(1.0, max(0.25, 4 * sig.fdr)),  # a discovery needs p <= fdr
+                exact_p_below=_exact_p_below(sig.fdr),
             )
         return test
 
@@ -218,3 +218,8 @@ class ModelSetup:
             state.perf.perf, state.perf.alerts = self.config.performance, self.config.alerts
         if state.fairness is not None:
             state.fairness.config = self.config.fairness
+
+
+def _exact_p_below(fdr: float) -> float:
+    """Below which p-value a window test computes it exactly (a discovery needs p <= fdr)."""
+    return min(1.0, max(0.25, 4 * fdr))

@@ -578,14 +578,18 @@ class MonitorService:
         return engine
 
     def _new_detector(self, partition: int) -> DetectionStage:
-        d = self.config.detection
-        stage = DetectionStage(
-            self.config, partition=partition, idle_s=d.idle_s, max_pending=d.max_pending_rows, clock=self.clock,
-            idle_clock=self.reading_clock, profiles=self.profiles, batch_rows=d.batch_rows,
-            summaries_partitions=self.summary_partitions, shards=d.shards,
-        )  # fmt: skip
+        stage = DetectionStage(self.config, partition=partition, **self._stage_settings())
         stage.expect(list(range(self.partitions)))
         return stage
+
+    def _stage_settings(self) -> dict[str, Any]:
+        """What a detection stage is built with, new or restored (the reading clock times sources' silence)."""
+        d = self.config.detection
+        return {
+            "idle_s": d.idle_s, "max_pending": d.max_pending_rows, "clock": self.clock,
+            "idle_clock": self.reading_clock, "profiles": self.profiles, "batch_rows": d.batch_rows,
+            "summaries_partitions": self.summary_partitions, "shards": d.shards,
+        }  # fmt: skip
 
     def _task(self, tp: TopicPartition) -> Task:
         return (DETECT if tp.topic == self.config.summaries_topic else PROFILE, tp.partition)
@@ -637,12 +641,7 @@ class MonitorService:
             )  # fmt: skip
             obj.profile.shards = effective_shards(self.config.detection.shards, self.summary_partitions)
         else:
-            d = self.config.detection
-            obj = DetectionStage.restore(
-                self.config, data["engine"], idle_s=d.idle_s, max_pending=d.max_pending_rows, clock=self.clock,
-                idle_clock=self.reading_clock, profiles=self.profiles, batch_rows=d.batch_rows,
-                summaries_partitions=self.summary_partitions, shards=d.shards,
-            )  # fmt: skip
+            obj = DetectionStage.restore(self.config, data["engine"], **self._stage_settings())
             obj.expect(list(range(self.partitions)))
         return obj, data["offsets"], data["outbox"], data.get("summaries", [])
 
