@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -196,8 +197,9 @@ class Reference:
     minimum: float = math.nan
     maximum: float = math.nan
 
-    @property
+    @cached_property
     def events(self) -> int:
+        """Values the reference was made of (its counts never change: a new reference is a new object)."""
         return int(self.counts.sum())
 
     @classmethod
