@@ -23,6 +23,7 @@ from monitor.core.profile import (
     Summary,
     slice_rows,
     take_rows,
+    wire_text,
 )
 from monitor.core.stats import OVERFLOW
 
@@ -65,6 +66,10 @@ def test_a_summary_survives_its_bytes_exactly():
         assert Summary.decode(text).to_plain() == s.to_plain()
         assert Summary.from_stored(text.decode()).to_plain() == s.to_plain()
         assert Summary.from_stored(base64.b64encode(zlib.compress(text)).decode()).to_plain() == s.to_plain()
+        assert Summary.decode(zlib.compress(text, 1)).to_plain() == s.to_plain()  # an earlier release's wire
+        assert s.encode()[:4] == b"\x04\x22\x4d\x18" and wire_text(s.encode()) == text  # an lz4 frame of the JSON
+        with pytest.raises(ValueError, match="damaged lz4 frame"):
+            Summary.decode(s.encode()[:-6])
     rows = Summary.decode(out[0].encode()).rows
     assert rows is not None and rows.features["x"] == [None, 1.0] and rows.nulls == out[0].rows.nulls
     j = Summary.decode(joined[0].encode()).joined[0]
@@ -563,7 +568,7 @@ def test_each_shard_gets_its_own_features_and_a_shard_copy_its_features_times_an
     assert list(whole.rows.features) == [f for f in ("x", "colour") if shard_of("m", f, 2) == 0] == ["colour"]
     assert whole.rows.prediction_id == ["p1", "p2"] and whole.rows.prediction == [0.7, 0.7]
     assert list(copy.rows.features) == [f for f in ("x", "colour") if shard_of("m", f, 2) == 1] == ["x"]
-    wire = orjson.loads(zlib.decompress(copy.encode()))
+    wire = orjson.loads(wire_text(copy.encode()))
     assert wire["shard"] == 1 and "id" not in wire["rows"] and "prediction" not in wire["rows"]
     back = Summary.decode(copy.encode())
     assert back.shard == 1 and len(back.rows) == 2 and back.rows.features == {"x": [None, 2.0]}
@@ -667,7 +672,7 @@ def test_summaries_cut_by_the_earlier_rule_are_dropped_as_misrouted_also_from_a_
     profile.shards = 2
     msg = b'{"prediction_id":"%d","model":"upsell","timestamp":%d,"features":{"x":1.0,"other":2.0},"prediction":0.2}'
     whole, _copy = profile.predictions([msg % (1, 10)], [0.0])[0]
-    assert whole.shard == 0 and orjson.loads(zlib.decompress(whole.encode()))["cut"] == SHARD_CUT
+    assert whole.shard == 0 and orjson.loads(wire_text(whole.encode()))["cut"] == SHARD_CUT
     earlier = whole.to_plain()
     del earlier["cut"]
     old = Summary.from_plain(earlier)
