@@ -3,13 +3,14 @@
 Each stream's present values are binned on its reference's quantile bins (learned from the stream's first
 ``baseline_events`` values, or given by a baseline profile) and counted in tumbling windows of ``window``
 values. A batch adds the values of every stream with a few numpy calls: one ``bincount`` over
-(stream, window, bin) cells, as :mod:`monitor.core.chunks` does for chunks. The windows that closed come
-out as :class:`~monitor.core.significance.ClosedWindow`, for :func:`~monitor.core.significance.complete_windows`
-to test together with every other window the batch closed.
+(stream, window, bin) cells, as :mod:`monitor.core.chunks` does for chunks. The windows that closed are
+tested together, one :func:`~monitor.core.significance.window_tests` call over their rows, and come out as
+complete :class:`~monitor.core.significance.ClosedWindow` s (which
+:func:`~monitor.core.significance.complete_windows` passes over).
 
 The results equal :class:`~monitor.core.significance.BaselineWindowTest`'s, stream by stream, at any batch
 size (tests/unit/test_windows.py). Python loops remain per stream only where the work is per stream: a
-stream still learning its reference, binning on each stream's own edges, and each window that closed.
+stream still learning its reference, binning on each stream's own edges, and each closed window's result.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import math
 import numpy as np
 
 from monitor.core.chunks import run_lengths, run_starts
-from monitor.core.significance import BaselineWindowTest, ClosedWindow, Reference, WindowResult
+from monitor.core.significance import BaselineWindowTest, ClosedWindow, Reference, WindowResult, window_tests
 
 
 class NumericWindows:
@@ -101,7 +102,7 @@ class NumericWindows:
         self, values: np.ndarray, times: np.ndarray, positions: np.ndarray, stream: np.ndarray
     ) -> list[tuple[int, ClosedWindow]]:
         """Present values grouped by stream (one run each, arrival order kept), with their event times and
-        partition positions; the windows that closed, their statistics still to compute."""
+        partition positions; the windows that closed, their statistics computed."""
         self.learned = {}
         if values.size == 0:
             return []
@@ -174,14 +175,9 @@ class NumericWindows:
         start_time[head] = np.where(filled > 0, self.start[owners], start_time[head])
         seen_before = self.seen[owners]
         self.seen[owners] += runs
-        closed: list[tuple[int, ClosedWindow]] = []
-        for c in np.flatnonzero(sizes == self.window).tolist():
-            k = c // span
-            s = int(owners[k])
-            seq = int(seen_before[k]) + (c % span + 1) * self.window - int(filled[k])
-            window = self._close(s, seq, counts[c], float(sums[c]), float(start_time[c]), float(end_time[c]))
-            window.result.position = int(end_position[c])
-            closed.append((s, window))
+        done_cells = np.flatnonzero(sizes == self.window)
+        closed = self._close(done_cells, span, owners, seen_before, filled, counts, sums, start_time, end_time,
+                             end_position) if done_cells.size else []  # fmt: skip
         # the open window of each stream: the last cell, unless it closed
         last_cell = head + (local[starts + runs - 1])
         open_ = sizes[last_cell] < self.window
@@ -195,25 +191,48 @@ class NumericWindows:
             np.add.at(self.pending, done, 1)
         return closed
 
-    def _close(self, s: int, seq: int, counts: np.ndarray, total: float, start: float, end: float) -> ClosedWindow:
-        ref = self.references[s]
-        assert ref is not None
-        cur = counts[: ref.counts.size].copy()
-        result = WindowResult(
-            seq,
-            end,
-            self.window,
-            ref.events,
-            math.nan,
-            math.nan,
-            None,
-            math.nan,
-            self.numeric_test,
-            {"mean": total / self.window, "events": self.window},
-            {"mean": ref.mean, "std": ref.std, "events": ref.events},
-        )
-        result.start_time = start
-        return ClosedWindow(result, ref.counts, cur, "numeric", self.exact_p_below)
+    def _close(
+        self,
+        cells: np.ndarray,
+        span: int,
+        owners: np.ndarray,
+        seen_before: np.ndarray,
+        filled: np.ndarray,
+        counts: np.ndarray,
+        sums: np.ndarray,
+        start_time: np.ndarray,
+        end_time: np.ndarray,
+        end_position: np.ndarray,
+    ) -> list[tuple[int, ClosedWindow]]:
+        """The windows in ``cells`` closed: their tests computed together (:func:`window_tests` over the rows,
+        as wide as the widest reference among them, as :func:`complete_windows` would), complete already."""
+        k = cells // span
+        streams = owners[k]
+        seqs = seen_before[k] + (cells % span + 1) * self.window - filled[k]
+        refs = [self.references[s] for s in streams.tolist()]
+        width = max(r.counts.size for r in refs if r is not None)
+        reference = np.zeros((len(refs), width))
+        for row, r in enumerate(refs):
+            assert r is not None
+            reference[row, : r.counts.size] = r.counts
+        current = counts[cells, :width]
+        stats = window_tests(reference, current, self.exact_p_below)
+        p_values = stats.ks_p if self.numeric_test == "ks" else stats.chi2_p
+        w, test = self.window, self.numeric_test
+        closed: list[tuple[int, ClosedWindow]] = []
+        for row, (s, seq, total, start, end, position, psi, js, ks, p) in enumerate(
+            zip(streams.tolist(), seqs.tolist(), sums[cells].tolist(), start_time[cells].tolist(),
+                end_time[cells].tolist(), end_position[cells].tolist(), stats.psi.tolist(), stats.js.tolist(),
+                stats.ks.tolist(), p_values.tolist(), strict=True)
+        ):  # fmt: skip
+            ref = refs[row]
+            assert ref is not None
+            result = WindowResult(
+                seq, end, w, ref.events, psi, js, ks, p, test, {"mean": total / w, "events": w},
+                {"mean": ref.mean, "std": ref.std, "events": ref.events}, start_time=start, position=position,
+            )  # fmt: skip
+            closed.append((s, ClosedWindow(result, ref.counts, current[row], "numeric", self.exact_p_below, True)))
+        return closed
 
 
 class NumericWindow:
