@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     engine_s, view_s, scrape_s, overview_s = [], [], [], []
     for k in range(args.batches):
         w = make(5000, seed=2 + k, start=T0 + k * 0.5)
-        batch = engine.predictions.decode(w.predictions, [0.0] * len(w.predictions))[0]
+        batch = engine.profile.prediction_decoder.decode(w.predictions, [0.0] * len(w.predictions))[0]
         t = time.perf_counter()
         engine.monitor_batch(batch)
         engine_s.append(time.perf_counter() - t)

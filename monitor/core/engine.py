@@ -13,38 +13,31 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from monitor.core import snapshot as snap
-from monitor.core.alerting import Alerting, AlertLifecycle, Incidents, build_alert
+from monitor.core.alerting import Alerting, AlertLifecycle
 from monitor.core.baseline import ProfileSet
 from monitor.core.columns import Bucket, convert_column, segment_buckets, segment_combinations, take, tracked_segments
 from monitor.core.drift import CategoricalDriftTracker
-from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
-from monitor.core.join import Joined, LabelJoiner, Segments
-from monitor.core.judgements import (
-    decision_judgements,
-    drift_key,
-    judge_drift,
-    needs_judging,
-    quality_judgements,
-    retrain_judgement,
-)
+from monitor.core.events import PredictionBatch, Rejected
+from monitor.core.join import Joined, Segments
+from monitor.core.judgements import decision_judgements, quality_judgements, retrain_judgement
+from monitor.core.judging import DriftJudging
 from monitor.core.model_setup import ModelSetup
 from monitor.core.model_state import LATENCY_BUCKETS_MS, PREDICTION, ModelState, Tracker
 from monitor.core.numeric_streams import NumericStream, NumericStreams
 from monitor.core.performance import ModelPerformance, binary_label
 from monitor.core.profile import ProfileStage, Summary, concat_rows, positive_scores
 from monitor.core.quality import BatchTally, FieldColumn, SchemaWatch
-from monitor.core.rules import ALL, Alert, Judgement, alert_key, segment_label
+from monitor.core.rules import ALL, Alert, alert_key, segment_label
 from monitor.core.settings import Settings
 from monitor.core.shards import shard_of
 from monitor.core.significance import (
     ClosedWindow,
     FalseDiscoveryControl,
-    WindowResult,
     complete_windows,
 )
 from monitor.core.snapshot_classes import register_snapshot_classes
@@ -73,18 +66,6 @@ class StreamView:
     stats: dict[str, Any]
     effect: float
     firing: bool
-
-
-class EngineObserver(Protocol):
-    """Sees each model version's registered predictions and every joined label (``monitor replay --timeline``)."""
-
-    def predictions(
-        self, model: str, version: str, index: np.ndarray, ids: list[str], scores: np.ndarray, times: np.ndarray
-    ) -> None:
-        """``index``: each prediction's message position in its batch; ``scores``: positive-class scores."""
-
-    def joined(self, items: list[Joined]) -> None:
-        """Predictions with their labels, as they are joined."""
 
 
 class PartitionEngine:
@@ -135,10 +116,11 @@ class PartitionEngine:
             partition=partition,
             partitions=self.partitions,
             incident_window_s=config.alerts.incident_window_s,
+            clock=clock,
         )
+        self.judging = DriftJudging(config, self.alerting)
         self.rng = np.random.default_rng([seed, partition])
         self.capped: Counter[str] = Counter()  # what a cap turned away: model, feature, segment_value...
-        self.alerts_emitted: Counter[tuple[str, str]] = Counter()  # (kind, status)
         self.stream_count = 0
         self.last_event_time = math.nan
         self.watermark = -math.inf  # newest event time of the predictions and labels monitored
@@ -147,78 +129,12 @@ class PartitionEngine:
         sig = config.significance
         self.fdr = FalseDiscoveryControl(sig.fdr, sig.round_events)
         self._closed: list[ClosedWindow] = []  # windows this batch closed, their statistics still to compute
-        self._drift_keys: dict[tuple[str, str, str, str, str], str] = {}  # derived from names, not state
         self._segments_seen: dict[tuple[str, str, Segments, int], Segments] = {}  # joined segments as tracked here
         # Detection shards (``detection.shards``; set by the detection stage, not state): which shard of each
         # model this engine holds. Every shard judges its own features (drift, schema and quality checks); shard 0
         # also the model version as a whole (monitor.core.shards.shard_of).
         self.shards = 1
         self.shard_of_model: Callable[[str], int] = _whole_model
-
-    # The profile stage's state, under the names older snapshots (and the views) use.
-    @property
-    def joiner(self) -> LabelJoiner:
-        return self.profile.joiner
-
-    @joiner.setter
-    def joiner(self, value: LabelJoiner) -> None:
-        self.profile.joiner = value
-
-    @property
-    def rejected(self) -> Counter[tuple[str, str]]:
-        return self.profile.rejected
-
-    @rejected.setter
-    def rejected(self, value: Counter[tuple[str, str]]) -> None:
-        self.profile.rejected = value
-
-    @property
-    def labels_seen(self) -> int:
-        return self.profile.labels_seen
-
-    @labels_seen.setter
-    def labels_seen(self, value: int) -> None:
-        self.profile.labels_seen = value
-
-    @property
-    def prediction_time(self) -> float:
-        return self.profile.prediction_time
-
-    @prediction_time.setter
-    def prediction_time(self, value: float) -> None:
-        self.profile.prediction_time = value
-
-    @property
-    def label_time(self) -> float:
-        return self.profile.label_time
-
-    @label_time.setter
-    def label_time(self, value: float) -> None:
-        self.profile.label_time = value
-
-    @property
-    def profile_state(self) -> dict[str, Any]:
-        """The rest of the profile stage's state: its summary sequence, join clock and segment caps."""
-        p = self.profile
-        return {
-            "seq": p.seq, "watermark": p.watermark, "caps": p.segment_caps, "keys": list(p.keys), "events": p.events,
-        }  # fmt: skip
-
-    @profile_state.setter
-    def profile_state(self, value: dict[str, Any]) -> None:
-        p = self.profile
-        p.seq, p.watermark, p.segment_caps = int(value["seq"]), float(value["watermark"]), value["caps"]
-        p.keys = {(m, v): None for m, v in value["keys"]}
-        p.events = value.get("events") or Counter()
-
-    @property
-    def observer(self) -> EngineObserver | None:
-        """Sees the predictions the profile stage registers and the labels it joins (not state)."""
-        return self.profile.observer
-
-    @observer.setter
-    def observer(self, value: EngineObserver | None) -> None:
-        self.profile.observer = value
 
     def model_state(self, model: str, version: str) -> ModelState | None:
         """A model version's state, made (with its baseline profile's calibration) if it has none yet."""
@@ -227,20 +143,12 @@ class PartitionEngine:
             self.setup.performance(state)
         return state
 
-    @property
-    def predictions(self) -> PredictionDecoder:
-        return self.profile.prediction_decoder
-
-    @property
-    def labels(self) -> LabelDecoder:
-        return self.profile.label_decoder
-
     # ------------------------------------------------------------------ ingest
     def process_predictions(self, values: Sequence[bytes | None], kafka_times: Sequence[float]) -> BatchResult:
         """Decode, validate and monitor a batch of prediction messages in partition order."""
-        batch, rejected = self.predictions.decode(values, kafka_times)
+        batch, rejected = self.profile.prediction_decoder.decode(values, kafka_times)
         for r in rejected:
-            self.rejected["predictions", r.reason] += 1
+            self.profile.rejected["predictions", r.reason] += 1
         result = BatchResult(rejected=rejected, processed=len(batch))
         if not self.detect:
             result.summaries = self.profile.register(batch)
@@ -352,12 +260,13 @@ class PartitionEngine:
             )
             if level is not None:
                 judged.append(level)
-        alerts += self._emit(state, judged)
+        alerts += self.alerting.emit(state.model, state.version, judged)
         if self.config.decisions.enabled:
-            alerts += self._emit(
-                state,
+            alerts += self.alerting.emit(
+                state.model,
+                state.version,
                 decision_judgements(
-                    state, judged, self.models.values(), self.config, self.lifecycle.is_firing, self.watermark
+                    state, judged, self.models.values(), self.config, self.alerting.lifecycle.is_firing, self.watermark
                 ),
             )
         fairness = self.setup.fairness(state)
@@ -369,15 +278,17 @@ class PartitionEngine:
             labels = [binary_label(j.label, pos) if j.label is not None else None for j in items]
             y = np.array([math.nan if v is None else v for v in labels])
             fairness.learn([j.prediction.segments for j in items], predicted, y)
-            alerts += self._emit(
-                state, fairness.judgements(state.model, state.version, self.config.alerts, self.watermark)
+            alerts += self.alerting.emit(
+                state.model,
+                state.version,
+                fairness.judgements(state.model, state.version, self.config.alerts, self.watermark),
             )
         return alerts
 
     def _inputs_drifting(self, state: ModelState) -> set[str]:
         """Inputs of this model version with a drift condition here or an open data-drift alert."""
         prefix = f"{state.model}/{state.version}/data_drift/"
-        open_here = {k[len(prefix) :].rsplit("/", 1)[0] for k in self.lifecycle.open if k.startswith(prefix)}
+        open_here = {k[len(prefix) :].rsplit("/", 1)[0] for k in self.alerting.lifecycle.open if k.startswith(prefix)}
         return state.drifting | open_here
 
     # --------------------------------------------------------------- monitoring
@@ -409,43 +320,12 @@ class PartitionEngine:
             alerts.extend(self._monitor_model(state, batch, rows))
         complete_windows(self._closed)  # the statistics of every window the batch closed, at once
         self._closed = []
-        alerts += self._decide_round(self.fdr.advance(len(batch)))
+        alerts += self.judging.decide_round(self.fdr.advance(len(batch)), self.models)
         return alerts
 
     def finish(self) -> list[Alert]:
         """Decide the window tests still waiting for their round (the end of a replay or of a test)."""
-        return self._decide_round(self.fdr.close())
-
-    def _decide_round(self, decided: list[tuple[Any, WindowResult]]) -> list[Alert]:
-        """A closed Benjamini-Hochberg round: each stream's latest decided window goes to its judgement."""
-        if not decided:
-            return []
-        touched: dict[tuple[str, str, str], list[tuple[tuple[str, str], Tracker, float]]] = {}
-        for (model, version, name, attr, value), result in decided:
-            state = self.models.get((model, version))
-            if state is None:
-                continue
-            test = state.window_test((name, attr, value))
-            tracker = state.tracker((name, attr, value))
-            if test is None or tracker is None:
-                continue
-            test.pending = max(0, test.pending - 1)
-            if test.last is None or result.seq >= test.last.seq:
-                test.last = result
-            if self._needs_judging(state, name, (attr, value), tracker):
-                touched.setdefault((model, version, name), []).append(((attr, value), tracker, state.last_event_time))
-        alerts: list[Alert] = []
-        for (model, version, name), streams in touched.items():
-            state = self.models[model, version]
-            overall = state.tracker((name, *ALL))
-            if overall is not None and all(b != ALL for b, _, _ in streams):
-                streams.append((ALL, overall, state.last_event_time))  # attribution needs all traffic's view
-            alerts += self._decide(state, name, streams)
-        return alerts
-
-    @staticmethod
-    def _take_index(batch: PredictionBatch, rows: np.ndarray | None) -> np.ndarray:
-        return batch.index if rows is None else batch.index[rows]
+        return self.judging.decide_round(self.fdr.close(), self.models)
 
     def _tracker(self, state: ModelState, name: str, bucket: tuple[str, str]) -> CategoricalDriftTracker | None:
         key = (name, *bucket)
@@ -583,18 +463,20 @@ class PartitionEngine:
                 seen = (bucket, tracker, float(part_times.max()))
                 if bucket == ALL:
                     overall = seen
-                if self._needs_judging(state, name, bucket, tracker):
+                if self.judging.needs_judging(state, name, bucket, tracker):
                     touched.append(seen)
             if touched and overall is not None and all(b != ALL for b, _, _ in touched):
                 touched.append(overall)  # attribution needs all traffic's view (e.g. its alert's cooldown)
-            alerts.extend(self._decide(state, name, touched))
+            alerts.extend(self.judging.decide(state, name, touched))
         if watch is not None:
             alerts += self._watch_quality(state, watch, batch, rows, observed, times)
         if shard != 0:
             return alerts
         alerts += self._register_predictions(state, batch, rows, buckets, times)
         if self.config.decisions.enabled and self.config.decisions.retrain_drift_features:
-            alerts += self._emit(state, [retrain_judgement(state, self.config.decisions, self.watermark)])
+            alerts += self.alerting.emit(
+                state.model, state.version, [retrain_judgement(state, self.config.decisions, self.watermark)]
+            )
         return alerts
 
     def _watch_quality(
@@ -637,7 +519,7 @@ class PartitionEngine:
             key = keys.get((kind, feature))
             if key is None:
                 key = keys[kind, feature] = alert_key(state.model, kind, feature, {}, state.version)
-            return self.lifecycle.is_firing(key)
+            return self.alerting.lifecycle.is_firing(key)
 
         alerts: list[Alert] = []
         quiet: list[bool] | None = None  # windows that end with no finding; asked again after any other window
@@ -652,7 +534,9 @@ class PartitionEngine:
             watch.observe_window(tally, k)
             findings = watch.end_batch(stop - start, first_times[k], last_times[k], state.kinds, labels_of, is_open)
             if findings:
-                alerts += self._emit(state, quality_judgements(state, findings, self.lifecycle.is_firing))
+                alerts += self.alerting.emit(
+                    state.model, state.version, quality_judgements(state, findings, self.alerting.lifecycle.is_firing)
+                )
         return alerts
 
     def _register_predictions(
@@ -673,13 +557,17 @@ class PartitionEngine:
         perf = self.setup.performance(state)
         latency = batch.latency_ms if rows is None else batch.latency_ms[rows]
         touched = perf.observe_predictions(buckets, scores, latency, times, self.rng)
-        alerts = self._emit(state, perf.estimate_judgements({b for b, _ in touched}, float(times.max())))
+        alerts = self.alerting.emit(
+            state.model, state.version, perf.estimate_judgements({b for b, _ in touched}, float(times.max()))
+        )
         fairness = self.setup.fairness(state)
         if fairness is not None:
             predicted = np.where(np.isnan(scores), np.nan, (scores >= self.config.performance.threshold) * 1.0)
             fairness.observe([combos[c] for c in seg_code.tolist()], predicted)
-            alerts += self._emit(
-                state, fairness.judgements(state.model, state.version, self.config.alerts, self.watermark)
+            alerts += self.alerting.emit(
+                state.model,
+                state.version,
+                fairness.judgements(state.model, state.version, self.config.alerts, self.watermark),
             )
         return alerts
 
@@ -691,101 +579,37 @@ class PartitionEngine:
             state.latency_sum_ms += float(present.sum())
             state.latency_count += int(present.size)
 
-    # ------------------------------------------------------------------ alerts
-    def owns(self, key: str) -> bool:
-        """Whether this partition's engine speaks for an alert key (see :func:`monitor.core.alerting.owns`)."""
-        return self.alerting.owns(key)
-
-    @property
-    def lifecycle(self) -> AlertLifecycle:
-        """Open incidents and cooldowns; kept by :class:`Alerting`, snapshotted under this name."""
-        return self.alerting.lifecycle
-
-    @lifecycle.setter
-    def lifecycle(self, value: AlertLifecycle) -> None:
-        self.alerting.lifecycle = value
-
-    @property
-    def incidents(self) -> Incidents:
-        """Which incident each open alert belongs to (state: snapshotted)."""
-        return self.alerting.incidents
-
-    @incidents.setter
-    def incidents(self, value: Incidents) -> None:
-        self.alerting.incidents = value
-
-    @property
-    def incident_shift(self) -> dict[str, float]:
-        """All-traffic keys: the shift their incident fired with; kept by :class:`Alerting`."""
-        return self.alerting.incident_shift
-
-    @incident_shift.setter
-    def incident_shift(self, value: dict[str, float]) -> None:
-        self.alerting.incident_shift = value
-
-    def _drift_key(self, state: ModelState, name: str, bucket: tuple[str, str]) -> str:
-        """A drift stream's alert key, built once per stream (derived, never snapshotted)."""
-        cache_key = (state.model, state.version, name, *bucket)
-        key = self._drift_keys.get(cache_key)
-        if key is None:
-            key = self._drift_keys[cache_key] = drift_key(state.model, state.version, name, bucket)
-        return key
-
-    def _needs_judging(self, state: ModelState, name: str, bucket: tuple[str, str], tracker: Tracker) -> bool:
-        key = self._drift_key(state, name, bucket)
-        return needs_judging(state, name, bucket, tracker, key, self.lifecycle.is_firing)
-
-    def _decide(
-        self, state: ModelState, name: str, touched: list[tuple[tuple[str, str], Tracker, float]]
-    ) -> list[Alert]:
-        if not touched:
-            return []  # nothing judged: the subject's drifting flag stays as its last judgement left it
-        judged = [
-            judge_drift(state, name, bucket, tracker, now, self._drift_key(state, name, bucket), self.config)
-            for bucket, tracker, now in touched
-        ]
-        subject = "prediction" if name == PREDICTION else name
-        if any(j.fire for j in judged):
-            state.drifting.add(subject)
-        elif all(j.clear for j in judged):
-            state.drifting.discard(subject)
-        return self._emit(state, judged)
-
-    def _emit(self, state: ModelState, judged: list[Judgement]) -> list[Alert]:
-        """Judgements to alert events: attribution, ownership and lifecycle are :class:`Alerting`'s."""
-        alerts = []
-        for j, t in self.alerting.decide(judged):
-            self.alerts_emitted[j.kind, t.status] += 1
-            alerts.append(build_alert(state.model, state.version, j, t, emitted_at=self.clock()))
-        return alerts
-
     # --------------------------------------------------------------- snapshots
-    _STATE = (
-        "models",
-        "lifecycle",
-        "rng",
-        "rejected",
-        "capped",
-        "labels_seen",
-        "alerts_emitted",
-        "stream_count",
-        "last_event_time",
-        "joiner",
-        "watermark",
-        "prediction_time",
-        "label_time",
-        "profile_state",
-        "fdr",
-        "incident_shift",
-        "incidents",
-    )
+    def _state(self) -> dict[str, tuple[object, str]]:
+        """Where each piece of state is kept (holder, attribute), under the name a snapshot keeps it by, in the
+        snapshot's order; older releases' snapshots use the same names."""
+        alerting, profile = self.alerting, self.profile
+        return {
+            "models": (self, "models"),
+            "lifecycle": (alerting, "lifecycle"),
+            "rng": (self, "rng"),
+            "rejected": (profile, "rejected"),
+            "capped": (self, "capped"),
+            "labels_seen": (profile, "labels_seen"),
+            "alerts_emitted": (alerting, "alerts_emitted"),
+            "stream_count": (self, "stream_count"),
+            "last_event_time": (self, "last_event_time"),
+            "joiner": (profile, "joiner"),
+            "watermark": (self, "watermark"),
+            "prediction_time": (profile, "prediction_time"),
+            "label_time": (profile, "label_time"),
+            "profile_state": (profile, "bookkeeping"),
+            "fdr": (self, "fdr"),
+            "incident_shift": (alerting, "incident_shift"),
+            "incidents": (alerting, "incidents"),
+        }
 
     def snapshot(self) -> dict[str, Any]:
         """Everything the partition knows, as plain data (see :mod:`monitor.core.snapshot`)."""
         return {
             "version": snap.SNAPSHOT_VERSION,
             "partition": self.partition,
-            "state": {name: snap.encode(getattr(self, name)) for name in self._STATE},
+            "state": {name: snap.encode(getattr(holder, attr)) for name, (holder, attr) in self._state().items()},
         }
 
     @classmethod
@@ -806,11 +630,11 @@ class PartitionEngine:
             config, partition=int(data["partition"]), partitions=partitions, clock=clock, profiles=profiles,
             detect=detect,
         )  # fmt: skip
-        for name in cls._STATE:
+        for name, (holder, attr) in engine._state().items():
             if name in data["state"]:  # state added by a later release starts fresh when restoring an older snapshot
-                setattr(engine, name, snap.decode(data["state"][name]))
+                setattr(holder, attr, snap.decode(data["state"][name]))
         if "label_time" not in data["state"]:  # an older release kept one join clock for both streams
-            engine.prediction_time = engine.label_time = engine.watermark
+            engine.profile.prediction_time = engine.profile.label_time = engine.watermark
         if "profile_state" not in data["state"]:  # an older release's engine kept the join clock itself
             engine.profile.watermark = engine.watermark
         for state in engine.models.values():
@@ -823,14 +647,14 @@ class PartitionEngine:
         """Settings come from the current config, not from the snapshot: a restart with new limits or
         thresholds takes effect on restored partitions too (detector state keeps its own settings)."""
         cfg = self.config
-        lc = self.lifecycle
+        lc = self.alerting.lifecycle
         lc.resolve_after_s, lc.cooldown_s = cfg.alerts.resolve_after_s, cfg.alerts.cooldown_s
         lc.resolve_after_events, lc.cooldown_events = cfg.alerts.resolve_after_events, cfg.alerts.cooldown_events
         for name in ("cooldown_until_position", "last_start"):  # state an older release did not keep
             if not hasattr(lc, name):
                 setattr(lc, name, {})
         self.fdr.q, self.fdr.round_events = cfg.significance.fdr, cfg.significance.round_events
-        j = self.joiner
+        j = self.profile.joiner
         j.ttl_s, j.max_pending = cfg.labels.ttl_s, cfg.labels.max_pending
         j.early_ttl_s, j.max_early = cfg.labels.early_ttl_s, cfg.labels.max_early
         j.apply_caps()
@@ -864,7 +688,7 @@ class PartitionEngine:
                     kind=tracker.kind,
                     stats=stats,
                     effect=ev.effect,
-                    firing=self.lifecycle.is_firing(key),
+                    firing=self.alerting.lifecycle.is_firing(key),
                 )
 
 

@@ -174,7 +174,7 @@ class EngineView:
 
 def _stream_rows(engine: PartitionEngine, state: ModelState) -> list[StreamRow]:
     rows = []
-    is_firing = engine.lifecycle.is_firing
+    is_firing = engine.alerting.lifecycle.is_firing
     for (name, attr, value), tracker in state.trackers():
         segment = {} if (attr, value) == ALL else {attr: value}
         subject = "prediction" if name == PREDICTION else name
@@ -295,7 +295,7 @@ def _model_row(state: ModelState) -> ModelRow:
 
 def build_view(engine: PartitionEngine) -> EngineView:
     """The view of ``engine`` now. Call it from the thread that updates the engine, between batches."""
-    lifecycle = engine.lifecycle
+    lifecycle = engine.alerting.lifecycle
     open_alerts = tuple(
         OpenAlert(key, inc.alert_id, inc.started_at, inc.detected_at, inc.clear_since)
         for key, inc in lifecycle.open.items()
@@ -319,12 +319,12 @@ def build_view(engine: PartitionEngine) -> EngineView:
     fdr = engine.fdr
     return EngineView(
         partition=engine.partition,
-        labels_seen=int(engine.labels_seen),
+        labels_seen=int(engine.profile.labels_seen),
         stream_count=int(engine.stream_count),
         last_event_time=float(engine.last_event_time),
-        rejected=tuple(engine.rejected.items()),
+        rejected=tuple(engine.profile.rejected.items()),
         capped=tuple(engine.capped.items()),
-        alerts_emitted=tuple(engine.alerts_emitted.items()),
+        alerts_emitted=tuple(engine.alerting.alerts_emitted.items()),
         models=models,
         streams=tuple(streams),
         windows=tuple(windows),
@@ -336,9 +336,9 @@ def build_view(engine: PartitionEngine) -> EngineView:
         fdr_discoveries=int(fdr.discoveries),
         fdr_rounds=int(fdr.rounds),
         fdr_pending=len(fdr.pending),
-        join_pending=len(engine.joiner.pending),
-        join_early=len(engine.joiner.early),
-        join_counts=tuple(engine.joiner.counts.items()),
+        join_pending=len(engine.profile.joiner.pending),
+        join_early=len(engine.profile.joiner.early),
+        join_counts=tuple(engine.profile.joiner.counts.items()),
         stream_index={(s.model, s.model_version, s.name, s.segment): s for s in streams},
         window_index={(w.model, w.model_version, w.name, w.segment): w for w in windows},
         profiled=tuple((m, v, int(n)) for (m, v), n in engine.profile.events.items()),

@@ -63,13 +63,13 @@ def test_a_segment_is_never_judged_without_all_traffic(monkeypatch):
     is in its cooldown."""
     engine = _engine()
     calls: list[list[tuple[str, str]]] = []
-    decide = engine._decide
+    decide = engine.judging.decide
 
     def spy(state, name, touched):
         calls.append([bucket for bucket, _, _ in touched])
         return decide(state, name, touched)
 
-    monkeypatch.setattr(engine, "_decide", spy)
+    monkeypatch.setattr(engine.judging, "decide", spy)
     _feed(engine, _stream(15_000, 10_000, Drift("income", {"country": "SG"}, scale=1.6)))
     with_segments = [c for c in calls if any(b != ("", "") for b in c)]
     assert with_segments, "the drifting segment was never judged"

@@ -406,7 +406,7 @@ def test_snapshot_size_per_monitored_stream():
     total = len(orjson.dumps(engine.snapshot()))  # as a checkpoint record holds it: plain data already
     n = engine.stream_count
     parts = {
-        "join store": len(snapshot.dumps(engine.joiner)),
+        "join store": len(snapshot.dumps(engine.profile.joiner)),
         "label metrics": sum(len(snapshot.dumps(m.perf)) for m in engine.models.values()),
         "drift trackers": sum(len(snapshot.dumps(t)) for m in engine.models.values() for t in m.streams.values()),
         "fairness": sum(len(snapshot.dumps(m.fairness)) for m in engine.models.values()),
@@ -415,7 +415,7 @@ def test_snapshot_size_per_monitored_stream():
     print(
         f"\nsnapshot: {total:,} bytes for {n} streams = {per_stream:,.0f} bytes per stream; per stream: "
         + ", ".join(f"{name} {size / n:,.0f}" for name, size in parts.items())
-        + f" ({len(engine.joiner.pending):,} predictions pending)"
+        + f" ({len(engine.profile.joiner.pending):,} predictions pending)"
     )
     assert n > 50
     assert per_stream < MAX_BYTES_PER_STREAM
@@ -592,5 +592,5 @@ def test_a_snapshot_from_before_isotonic_calibration_and_incidents_restores_and_
     before = twin.events_total()
     rest = _run(twin, ENGINE_BATCHES[half:])
     assert twin.events_total() == before + sum(n for role, n, *_ in rest if role == "predictions")
-    assert twin.incidents.open is not None
+    assert twin.alerting.incidents.open is not None
     snapshot.dumps(twin.snapshot())  # and it snapshots again

@@ -64,7 +64,7 @@ def test_a_view_holds_what_the_live_streams_show():
     assert {r.kind for r in view.streams} == {"numeric", "categorical"}
     firing = [r for r in view.streams if r.firing]
     assert [(r.feature, r.segment) for r in firing] == [("income", "country=SG")]
-    assert view.open_keys() == list(engine.lifecycle.open)
+    assert view.open_keys() == list(engine.alerting.lifecycle.open)
     assert sum(m.events for m in view.models.values()) == engine.events_total() == 18_000
 
 
