@@ -12,7 +12,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,16 +20,16 @@ import numpy as np
 from monitor.core import snapshot as snap
 from monitor.core.alerting import Alerting, AlertLifecycle
 from monitor.core.baseline import ProfileSet
-from monitor.core.columns import Bucket, convert_column, segment_buckets, segment_combinations, take, tracked_segments
+from monitor.core.columns import Bucket, convert_column, segment_buckets, segment_combinations, take
 from monitor.core.drift import CategoricalDriftTracker
 from monitor.core.events import PredictionBatch, Rejected
-from monitor.core.join import Joined, Segments
-from monitor.core.judgements import decision_judgements, quality_judgements, retrain_judgement
+from monitor.core.join import Joined
+from monitor.core.judgements import quality_judgements, retrain_judgement
 from monitor.core.judging import DriftJudging
+from monitor.core.learning import LabelLearning
 from monitor.core.model_setup import ModelSetup
 from monitor.core.model_state import LATENCY_BUCKETS_MS, PREDICTION, ModelState, Tracker
 from monitor.core.numeric_streams import NumericStream, NumericStreams
-from monitor.core.performance import ModelPerformance, binary_label
 from monitor.core.profile import ProfileStage, Summary, concat_rows, positive_scores
 from monitor.core.quality import BatchTally, FieldColumn, SchemaWatch
 from monitor.core.rules import ALL, Alert, alert_key, segment_label
@@ -119,6 +119,7 @@ class PartitionEngine:
             clock=clock,
         )
         self.judging = DriftJudging(config, self.alerting)
+        self.learning = LabelLearning(config, self.setup, self.alerting)
         self.rng = np.random.default_rng([seed, partition])
         self.capped: Counter[str] = Counter()  # what a cap turned away: model, feature, segment_value...
         self.stream_count = 0
@@ -129,7 +130,6 @@ class PartitionEngine:
         sig = config.significance
         self.fdr = FalseDiscoveryControl(sig.fdr, sig.round_events)
         self._closed: list[ClosedWindow] = []  # windows this batch closed, their statistics still to compute
-        self._segments_seen: dict[tuple[str, str, Segments, int], Segments] = {}  # joined segments as tracked here
         # Detection shards (``detection.shards``; set by the detection stage, not state): which shard of each
         # model this engine holds. Every shard judges its own features (drift, schema and quality checks); shard 0
         # also the model version as a whole (monitor.core.shards.shard_of).
@@ -198,98 +198,8 @@ class PartitionEngine:
             self.last_event_time = float(np.nanmax(rows.event_time))
         if joined:
             self.watermark = max(self.watermark, max(j.prediction.event_time + j.delay_s for j in joined))
-            alerts += self._learn(self._tracked_segments(joined))
+            alerts += self.learning.learn(joined, self.models, self.rng, self.watermark)
         return alerts
-
-    def _tracked_segments(self, joined: list[Joined]) -> list[Joined]:
-        """Joined predictions with their segments as this engine tracks them: another partition's profile stage
-        capped the segment values it kept by what it saw first, this engine by what it saw first."""
-        out: list[Joined] = []
-        seen = self._segments_seen
-        for j in joined:
-            p = j.prediction
-            state = self.models.get((p.model, p.model_version))
-            key = (p.model, p.model_version, p.segments, 0 if state is None else len(state.segment_attributes))
-            tracked = seen.get(key)
-            if tracked is None:
-                tracked = tracked_segments(state, p.segments, self.config.monitoring.max_segment_values)
-                if len(seen) < 65_536:
-                    seen[key] = tracked
-            out.append(j if tracked == p.segments else replace(j, prediction=p._replace(segments=tracked)))
-        return out
-
-    def _learn(self, joined: list[Joined]) -> list[Alert]:
-        """Joined labels to metrics, then to concept-drift, performance and business judgements."""
-        by_model: dict[tuple[str, str], list[Joined]] = {}
-        for j in joined:
-            by_model.setdefault((j.prediction.model, j.prediction.model_version), []).append(j)
-        alerts: list[Alert] = []
-        for key, model_items in by_model.items():
-            state = self.models.get(key)
-            if state is None:
-                continue
-            perf = self.setup.performance(state)
-            for items in self._label_chunks(perf, model_items):
-                alerts += self._learn_chunk(state, perf, items)
-        return alerts
-
-    def _label_chunks(self, perf: ModelPerformance, items: list[Joined]) -> list[list[Joined]]:
-        """Cut a model's joined labels where all traffic's label count reaches a multiple of the retrain check's
-        window, so checks (and what they see) fall on the same labels whatever the batching."""
-        window = self.config.decisions.window_labels
-        done = perf.buckets[ALL].labelled if ALL in perf.buckets else 0
-        chunks, start = [], 0
-        cut = window - done % window
-        while start + cut < len(items):
-            chunks.append(items[start : start + cut])
-            start += cut
-            cut = window
-        chunks.append(items[start:])
-        return chunks
-
-    def _learn_chunk(self, state: ModelState, perf: ModelPerformance, items: list[Joined]) -> list[Alert]:
-        alerts: list[Alert] = []
-        touched = perf.learn(items, self.rng)
-        judged = perf.judgements(touched, self._inputs_drifting(state))
-        profile = self.profiles.get(state.model, state.version)
-        if profile is not None and "accuracy" in profile.metrics and ALL in touched:
-            level = perf.baseline_level(
-                profile.metrics["accuracy"],
-                profile.source or "its profile",
-                int(profile.metrics.get("labelled_events", 0)),
-            )
-            if level is not None:
-                judged.append(level)
-        alerts += self.alerting.emit(state.model, state.version, judged)
-        if self.config.decisions.enabled:
-            alerts += self.alerting.emit(
-                state.model,
-                state.version,
-                decision_judgements(
-                    state, judged, self.models.values(), self.config, self.alerting.lifecycle.is_firing, self.watermark
-                ),
-            )
-        fairness = self.setup.fairness(state)
-        if fairness is not None:
-            thr, pos = self.config.performance.threshold, self.config.performance.positive_label
-            predicted = np.array(
-                [math.nan if j.prediction.score is None else float(j.prediction.score >= thr) for j in items]
-            )
-            labels = [binary_label(j.label, pos) if j.label is not None else None for j in items]
-            y = np.array([math.nan if v is None else v for v in labels])
-            fairness.learn([j.prediction.segments for j in items], predicted, y)
-            alerts += self.alerting.emit(
-                state.model,
-                state.version,
-                fairness.judgements(state.model, state.version, self.config.alerts, self.watermark),
-            )
-        return alerts
-
-    def _inputs_drifting(self, state: ModelState) -> set[str]:
-        """Inputs of this model version with a drift condition here or an open data-drift alert."""
-        prefix = f"{state.model}/{state.version}/data_drift/"
-        open_here = {k[len(prefix) :].rsplit("/", 1)[0] for k in self.alerting.lifecycle.open if k.startswith(prefix)}
-        return state.drifting | open_here
 
     # --------------------------------------------------------------- monitoring
     def _model(self, model: str, version: str) -> ModelState | None:
