@@ -4,13 +4,18 @@ The engine owns everything a partition needs (decoders, per-model state, drift t
 lifecycle, counters) and nothing global, so the Kafka edge creates one per assigned partition and
 drops it on revocation. It never touches Kafka, HTTP or the wall clock directly: the clock is
 injected and only stamps ``emitted_at``.
+
+It orchestrates: the profile stage decodes and joins (:mod:`~monitor.core.profile`), a model version's
+rows are monitored by :mod:`~monitor.core.model_monitor`, joined labels learned by
+:mod:`~monitor.core.learning`, drift streams judged by :mod:`~monitor.core.judging`, and alert lifecycle,
+attribution and ownership are :mod:`~monitor.core.alerting`'s. The engine keeps the model versions, the
+partition's clock of event time and random generator, and says where each piece of state is snapshotted.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,27 +25,18 @@ import numpy as np
 from monitor.core import snapshot as snap
 from monitor.core.alerting import Alerting, AlertLifecycle
 from monitor.core.baseline import ProfileSet
-from monitor.core.columns import Bucket, convert_column, segment_buckets, segment_combinations, take
-from monitor.core.drift import CategoricalDriftTracker
 from monitor.core.events import PredictionBatch, Rejected
 from monitor.core.join import Joined
-from monitor.core.judgements import quality_judgements, retrain_judgement
 from monitor.core.judging import DriftJudging
 from monitor.core.learning import LabelLearning
+from monitor.core.model_monitor import ModelMonitor
 from monitor.core.model_setup import ModelSetup
-from monitor.core.model_state import LATENCY_BUCKETS_MS, PREDICTION, ModelState, Tracker
-from monitor.core.numeric_streams import NumericStream, NumericStreams
-from monitor.core.profile import ProfileStage, Summary, concat_rows, positive_scores
-from monitor.core.quality import BatchTally, FieldColumn, SchemaWatch
-from monitor.core.rules import ALL, Alert, alert_key, segment_label
+from monitor.core.model_state import ModelState
+from monitor.core.profile import ProfileStage, Summary, concat_rows
+from monitor.core.rules import Alert
 from monitor.core.settings import Settings
-from monitor.core.shards import shard_of
-from monitor.core.significance import (
-    ClosedWindow,
-    FalseDiscoveryControl,
-    complete_windows,
-)
 from monitor.core.snapshot_classes import register_snapshot_classes
+from monitor.core.view import StreamView, stream_views
 
 
 @dataclass
@@ -51,21 +47,6 @@ class BatchResult:
     rejected: list[Rejected] = field(default_factory=list)
     processed: int = 0
     summaries: list[Summary] = field(default_factory=list)  # for the detection stage (engines that do not detect)
-
-
-@dataclass
-class StreamView:
-    """A read-only look at one stream, quantiles included (the exporter and the dashboard read the lighter
-    rows of :mod:`monitor.core.view`; this is for inspection and the snapshot twin tests)."""
-
-    model: str
-    model_version: str
-    feature: str
-    segment: str
-    kind: str
-    stats: dict[str, Any]
-    effect: float
-    firing: bool
 
 
 class PartitionEngine:
@@ -98,7 +79,6 @@ class PartitionEngine:
         self.partition = partition
         self.partitions = max(1, partitions)
         self.clock = clock
-        mon = config.monitoring
         # Decoding, validation and the label join: the profile stage. Here it feeds this engine directly (one
         # input partition, or a replay); the Kafka edge runs it apart and sends its summaries to the engine
         # that owns their model version (monitor.core.detect).
@@ -120,16 +100,10 @@ class PartitionEngine:
         )
         self.judging = DriftJudging(config, self.alerting)
         self.learning = LabelLearning(config, self.setup, self.alerting)
+        self.model_monitor = ModelMonitor(config, self.setup, self.judging, self.alerting)
         self.rng = np.random.default_rng([seed, partition])
-        self.capped: Counter[str] = Counter()  # what a cap turned away: model, feature, segment_value...
-        self.stream_count = 0
         self.last_event_time = math.nan
         self.watermark = -math.inf  # newest event time of the predictions and labels monitored
-        self._include = set(mon.features)
-        self._ignore = set(mon.ignore_features)
-        sig = config.significance
-        self.fdr = FalseDiscoveryControl(sig.fdr, sig.round_events)
-        self._closed: list[ClosedWindow] = []  # windows this batch closed, their statistics still to compute
         # Detection shards (``detection.shards``; set by the detection stage, not state): which shard of each
         # model this engine holds. Every shard judges its own features (drift, schema and quality checks); shard 0
         # also the model version as a whole (monitor.core.shards.shard_of).
@@ -210,12 +184,8 @@ class PartitionEngine:
             state = self.models[model, version] = self.setup.new_state(model, version)
         return state
 
-    def _watched(self, feature: str) -> bool:
-        if feature in self._ignore:
-            return False
-        return not self._include or feature in self._include
-
     def _monitor(self, batch: PredictionBatch) -> list[Alert]:
+        """Each model version's rows of the batch to its monitoring, then the window tests' round."""
         alerts: list[Alert] = []
         keys = [f"{m}\x00{v}" for m, v in zip(batch.model, batch.model_version, strict=True)]
         uniq, inverse = np.unique(np.asarray(keys, dtype=object), return_inverse=True)
@@ -225,291 +195,40 @@ class PartitionEngine:
             rows = np.flatnonzero(inverse == g) if len(uniq) > 1 else None
             n_rows = len(batch) if rows is None else rows.size
             if state is None:
-                self.capped["model"] += n_rows
+                self.model_monitor.capped["model"] += n_rows
                 continue
-            alerts.extend(self._monitor_model(state, batch, rows))
-        complete_windows(self._closed)  # the statistics of every window the batch closed, at once
-        self._closed = []
-        alerts += self.judging.decide_round(self.fdr.advance(len(batch)), self.models)
+            shard = self.shard_of_model(model) if self.shards > 1 else 0
+            alerts += self.model_monitor.observe(
+                state, batch, rows, shard=shard, shards=self.shards, rng=self.rng, watermark=self.watermark
+            )
+        alerts += self.judging.decide_round(self.model_monitor.end_batch(len(batch)), self.models)
         return alerts
 
     def finish(self) -> list[Alert]:
         """Decide the window tests still waiting for their round (the end of a replay or of a test)."""
-        return self.judging.decide_round(self.fdr.close(), self.models)
-
-    def _tracker(self, state: ModelState, name: str, bucket: tuple[str, str]) -> CategoricalDriftTracker | None:
-        key = (name, *bucket)
-        tracker = state.streams.get(key)
-        if tracker is None:
-            if self.stream_count >= self.config.monitoring.max_streams:
-                self.capped["stream"] += 1
-                return None
-            settings = self.config.detectors.for_feature("prediction" if name == PREDICTION else name)
-            tracker = CategoricalDriftTracker(settings, self.config.monitoring.max_categories + 1)
-            state.streams[key] = tracker
-            self.stream_count += 1
-        return tracker
-
-    def _update_numeric(
-        self,
-        state: ModelState,
-        numeric: list[tuple[str, np.ndarray]],
-        buckets: list[Bucket],
-        lengths: np.ndarray,
-        grouped: np.ndarray | None,
-        grouped_times: np.ndarray,
-        grouped_positions: np.ndarray,
-    ) -> dict[str, tuple[NumericStreams, np.ndarray]]:
-        """Every numeric subject's streams updated together, one table per settings group; per subject, its
-        table and each bucket's stream index (-1 where the stream cap turned the bucket away)."""
-        groups: dict[str, list[tuple[str, np.ndarray]]] = {}
-        for name, column in numeric:
-            groups.setdefault(self.setup.numeric_group(name), []).append((name, column))
-        out: dict[str, tuple[NumericStreams, np.ndarray]] = {}
-        cap = self.config.monitoring.max_streams
-        for group, members in groups.items():
-            block = self.setup.numeric_table(state, group)
-            ids = np.empty((len(members), len(buckets)), dtype=np.int64)
-            for f, (name, _) in enumerate(members):
-                for b, (bucket, _) in enumerate(buckets):
-                    key = (name, *bucket)
-                    i = block.index.get(key)
-                    if i is None:
-                        if self.stream_count >= cap:
-                            self.capped["stream"] += 1
-                            i = -1
-                        else:
-                            i = block.add_stream(key, self.setup.profile_reference(state, name, "numeric", bucket))
-                            self.stream_count += 1
-                    ids[f, b] = i
-                out[name] = (block, ids[f])
-            matrix = np.stack([column for _, column in members])
-            values = (matrix if grouped is None else matrix[:, grouped]).ravel()
-            stream = np.repeat(ids.ravel(), np.tile(lengths, len(members)))
-            times = np.tile(grouped_times, len(members))
-            positions = np.tile(grouped_positions, len(members))
-            if (ids < 0).any():
-                kept = stream >= 0
-                values, times, stream, positions = values[kept], times[kept], stream[kept], positions[kept]
-            for i, window in block.update(values, times, stream, positions):
-                self.fdr.add((state.model, state.version, *block.keys[i]), window.result)
-                self._closed.append(window)
-        return out
-
-    def _monitor_model(self, state: ModelState, batch: PredictionBatch, rows: np.ndarray | None) -> list[Alert]:
-        n = len(batch) if rows is None else rows.size
-        state.events += n
-        times = batch.event_time if rows is None else batch.event_time[rows]
-        state.last_event_time = float(np.nanmax(times))
-        if state.first_event_time != state.first_event_time:
-            state.first_event_time = float(np.nanmin(times))
-        shard = self.shard_of_model(state.model) if self.shards > 1 else 0
-        if shard == 0:
-            self._latency(state, batch.latency_ms if rows is None else batch.latency_ms[rows])
-        buckets = segment_buckets(state, batch, rows, self.config.monitoring, self.capped)
-        # each shard judges its own features' drift and schema checks (the profile stage sends it no other column)
-        columns: list[tuple[str, list[Any]]] = [
-            (name, take(col, rows))
-            for name, col in batch.features.items()
-            if self._watched(name) and (self.shards == 1 or shard_of(state.model, name, self.shards) == shard)
-        ]
-        if self.config.monitoring.watch_prediction and shard == 0:
-            columns.append((PREDICTION, take(batch.prediction, rows)))
-        alerts: list[Alert] = []
-        watch = state.quality
-        if watch is not None and self.shards > 1:
-            watch.keep_only(lambda name: shard_of(state.model, name, self.shards) == shard)
-        testing = self.config.significance.enabled
-        observed: list[tuple[str, list[Any], str, np.ndarray, np.ndarray | None]] = []
-        positions = self.fdr.position + (np.arange(n) if rows is None else rows)  # rows' places in the partition
-        # every bucket's rows one after another (all traffic first): each numeric subject's streams in one update
-        lengths = np.array([n if part is None else part.size for _, part in buckets])
-        grouped = None if len(buckets) == 1 else np.concatenate([np.arange(n)] + [p for _, p in buckets[1:]])
-        grouped_times = times if grouped is None else times[grouped]
-        grouped_positions = positions if grouped is None else positions[grouped]
-        # Every column converted before any tracker runs: the decoded values are still in the CPU cache then.
-        conversions = [
-            (name, values, convert_column(state, name, values, self.config.monitoring, self.capped))
-            for name, values in columns
-        ]
-        converted_columns = [(name, values, *c) for name, values, c in conversions if c is not None]
-        numeric = self._update_numeric(
-            state,
-            [(name, col) for name, _, kind, col, _ in converted_columns if kind == "numeric"],
-            buckets,
-            lengths,
-            grouped,
-            grouped_times,
-            grouped_positions,
-        )
-        for name, values, kind, column, mismatch in converted_columns:
-            if watch is not None and name != PREDICTION:
-                observed.append((name, values, kind, column, mismatch))
-            touched: list[tuple[tuple[str, str], Tracker, float]] = []
-            overall: tuple[tuple[str, str], Tracker, float] | None = None
-            if kind == "numeric":
-                block, ids = numeric[name]
-            for k, (bucket, part) in enumerate(buckets):
-                part_values = column if part is None else column[part]
-                part_times = times if part is None else times[part]
-                tracker: Tracker | None
-                if kind == "numeric":
-                    tracker = NumericStream(block, int(ids[k])) if ids[k] >= 0 else None
-                    present = ~np.isnan(part_values)
-                else:
-                    tracker = self._tracker(state, name, bucket)
-                    if tracker is not None:
-                        tracker.update(part_values, part_times)
-                    present = part_values >= 0
-                if tracker is None:
-                    continue
-                if testing and kind == "categorical":  # numeric streams' windows are counted with their table
-                    test = self.setup.window_test(state, name, kind, bucket)
-                    part_positions = positions if part is None else positions[part]
-                    closed = test.close_windows(part_values[present], part_times[present], part_positions[present])
-                    for c in closed:
-                        self.fdr.add((state.model, state.version, name, *bucket), c.result)
-                    self._closed += closed
-                seen = (bucket, tracker, float(part_times.max()))
-                if bucket == ALL:
-                    overall = seen
-                if self.judging.needs_judging(state, name, bucket, tracker):
-                    touched.append(seen)
-            if touched and overall is not None and all(b != ALL for b, _, _ in touched):
-                touched.append(overall)  # attribution needs all traffic's view (e.g. its alert's cooldown)
-            alerts.extend(self.judging.decide(state, name, touched))
-        if watch is not None:
-            alerts += self._watch_quality(state, watch, batch, rows, observed, times)
-        if shard != 0:
-            return alerts
-        alerts += self._register_predictions(state, batch, rows, buckets, times)
-        if self.config.decisions.enabled and self.config.decisions.retrain_drift_features:
-            alerts += self.alerting.emit(
-                state.model, state.version, [retrain_judgement(state, self.config.decisions, self.watermark)]
-            )
-        return alerts
-
-    def _watch_quality(
-        self,
-        state: ModelState,
-        watch: SchemaWatch,
-        batch: PredictionBatch,
-        rows: np.ndarray | None,
-        observed: list[tuple[str, list[Any], str, np.ndarray, np.ndarray | None]],
-        times: np.ndarray,
-    ) -> list[Alert]:
-        """Feed the schema watch window by window, so windows (and the learned schema) have their configured
-        size whatever the batch size: a break is judged within ``quality.window_events`` of it. Every window's
-        counts come from the converted columns, tallied once for the whole batch."""
-        stops = watch.window_stops(times.size)
-        if not stops:
-            return []
-        labels_of = {name: v.labels() for name, v in state.vocab.items()}
-        fields: dict[str, FieldColumn] = {}
-        for name, values, kind, column, mismatch in observed:
-            null_mask = None
-            nulls = batch.nulls.get(name)
-            if nulls:
-                null_mask = np.zeros(len(batch), dtype=bool)
-                null_mask[nulls] = True
-                if rows is not None:
-                    null_mask = null_mask[rows]
-            if kind == "categorical":
-                vocab = state.vocab[name]
-                fields[name] = FieldColumn(kind, column, null_mask, mismatch, labels_of[name], vocab.capacity, values)
-            else:
-                fields[name] = FieldColumn(kind, column, null_mask, mismatch)
-        tally = BatchTally(fields, stops)
-        starts = np.asarray([0, *stops[:-1]], dtype=np.intp)
-        first_times = np.fmin.reduceat(times, starts).tolist()  # nanmin of each window
-        last_times = np.fmax.reduceat(times, starts).tolist()
-        keys: dict[tuple[str, str], str] = {}  # alert keys, built once per batch rather than per window
-
-        def is_open(kind: str, feature: str) -> bool:
-            key = keys.get((kind, feature))
-            if key is None:
-                key = keys[kind, feature] = alert_key(state.model, kind, feature, {}, state.version)
-            return self.alerting.lifecycle.is_firing(key)
-
-        alerts: list[Alert] = []
-        quiet: list[bool] | None = None  # windows that end with no finding; asked again after any other window
-        for k, (start, stop) in enumerate(zip(starts.tolist(), stops, strict=True)):
-            if watch.events == 0 and stop - start == watch.window_events and watch.schema is not None:
-                if quiet is None:
-                    quiet = watch.quiet_windows(tally, is_open)
-                if quiet[k]:
-                    watch.skip_window(stop - start, first_times[k])
-                    continue
-            quiet = None
-            watch.observe_window(tally, k)
-            findings = watch.end_batch(stop - start, first_times[k], last_times[k], state.kinds, labels_of, is_open)
-            if findings:
-                alerts += self.alerting.emit(
-                    state.model, state.version, quality_judgements(state, findings, self.alerting.lifecycle.is_firing)
-                )
-        return alerts
-
-    def _register_predictions(
-        self,
-        state: ModelState,
-        batch: PredictionBatch,
-        rows: np.ndarray | None,
-        buckets: list[Bucket],
-        times: np.ndarray,
-    ) -> list[Alert]:
-        """Feed the score-based estimates, fairness and latency (the profile stage put them in the label join)."""
-        n = times.size
-        combos, seg_code = segment_combinations(buckets, n)
-        positive = self.config.performance.positive_label
-        preds = take(batch.prediction, rows)
-        scores_col = take(batch.scores, rows)
-        scores = positive_scores(preds, scores_col, positive)
-        perf = self.setup.performance(state)
-        latency = batch.latency_ms if rows is None else batch.latency_ms[rows]
-        touched = perf.observe_predictions(buckets, scores, latency, times, self.rng)
-        alerts = self.alerting.emit(
-            state.model, state.version, perf.estimate_judgements({b for b, _ in touched}, float(times.max()))
-        )
-        fairness = self.setup.fairness(state)
-        if fairness is not None:
-            predicted = np.where(np.isnan(scores), np.nan, (scores >= self.config.performance.threshold) * 1.0)
-            fairness.observe([combos[c] for c in seg_code.tolist()], predicted)
-            alerts += self.alerting.emit(
-                state.model,
-                state.version,
-                fairness.judgements(state.model, state.version, self.config.alerts, self.watermark),
-            )
-        return alerts
-
-    def _latency(self, state: ModelState, latency: np.ndarray) -> None:
-        present = latency[~np.isnan(latency)]
-        if present.size:
-            idx = np.searchsorted(np.asarray(LATENCY_BUCKETS_MS), present, side="left")
-            state.latency_buckets += np.bincount(idx, minlength=state.latency_buckets.size)
-            state.latency_sum_ms += float(present.sum())
-            state.latency_count += int(present.size)
+        return self.judging.decide_round(self.model_monitor.fdr.close(), self.models)
 
     # --------------------------------------------------------------- snapshots
     def _state(self) -> dict[str, tuple[object, str]]:
         """Where each piece of state is kept (holder, attribute), under the name a snapshot keeps it by, in the
         snapshot's order; older releases' snapshots use the same names."""
-        alerting, profile = self.alerting, self.profile
+        alerting, profile, monitor = self.alerting, self.profile, self.model_monitor
         return {
             "models": (self, "models"),
             "lifecycle": (alerting, "lifecycle"),
             "rng": (self, "rng"),
             "rejected": (profile, "rejected"),
-            "capped": (self, "capped"),
+            "capped": (monitor, "capped"),
             "labels_seen": (profile, "labels_seen"),
             "alerts_emitted": (alerting, "alerts_emitted"),
-            "stream_count": (self, "stream_count"),
+            "stream_count": (monitor, "stream_count"),
             "last_event_time": (self, "last_event_time"),
             "joiner": (profile, "joiner"),
             "watermark": (self, "watermark"),
             "prediction_time": (profile, "prediction_time"),
             "label_time": (profile, "label_time"),
             "profile_state": (profile, "bookkeeping"),
-            "fdr": (self, "fdr"),
+            "fdr": (monitor, "fdr"),
             "incident_shift": (alerting, "incident_shift"),
             "incidents": (alerting, "incidents"),
         }
@@ -563,7 +282,8 @@ class PartitionEngine:
         for name in ("cooldown_until_position", "last_start"):  # state an older release did not keep
             if not hasattr(lc, name):
                 setattr(lc, name, {})
-        self.fdr.q, self.fdr.round_events = cfg.significance.fdr, cfg.significance.round_events
+        fdr = self.model_monitor.fdr
+        fdr.q, fdr.round_events = cfg.significance.fdr, cfg.significance.round_events
         j = self.profile.joiner
         j.ttl_s, j.max_pending = cfg.labels.ttl_s, cfg.labels.max_pending
         j.early_ttl_s, j.max_early = cfg.labels.early_ttl_s, cfg.labels.max_early
@@ -577,29 +297,8 @@ class PartitionEngine:
         return sum(m.events for m in self.models.values() if self.shards == 1 or self.shard_of_model(m.model) == 0)
 
     def streams(self) -> Iterator[StreamView]:
-        """Every stream with its statistics, for metrics and the dashboard."""
-        for state in self.models.values():
-            for (name, attr, value), tracker in state.trackers():
-                segment = {} if (attr, value) == ALL else {attr: value}
-                subject = "prediction" if name == PREDICTION else name
-                if isinstance(tracker, NumericStream):
-                    stats, ev = tracker.view(), tracker.evidence()
-                    kind = "prediction_drift" if name == PREDICTION else "data_drift"
-                else:
-                    labels = state.vocab[name].labels()
-                    stats, ev = tracker.view(labels), tracker.evidence(labels)
-                    kind = "prediction_drift" if name == PREDICTION else "data_drift"
-                key = alert_key(state.model, kind, subject, segment, state.version)
-                yield StreamView(
-                    model=state.model,
-                    model_version=state.version,
-                    feature=subject,
-                    segment=segment_label(segment),
-                    kind=tracker.kind,
-                    stats=stats,
-                    effect=ev.effect,
-                    firing=self.alerting.lifecycle.is_firing(key),
-                )
+        """Every stream with its statistics, for inspection (see :func:`monitor.core.view.stream_views`)."""
+        return stream_views(self)
 
 
 def _whole_model(model: str) -> int:

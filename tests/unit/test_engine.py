@@ -126,7 +126,7 @@ def test_segment_values_beyond_the_cap_share_one_overflow_bucket():
     segments = {(a, v) for (_, a, v) in state.streams}
     assert ("country", "__other__") in segments
     assert len({v for a, v in segments if a == "country"}) == 3  # two tracked values + overflow
-    assert eng.capped["segment_value"] > 0
+    assert eng.model_monitor.capped["segment_value"] > 0
 
 
 def test_streams_features_and_models_are_capped_and_counted():
@@ -134,10 +134,11 @@ def test_streams_features_and_models_are_capped_and_counted():
     events = _stream(2_000, 0, None)
     other = [{**e, "model": "fraud"} for e in events[:100]]
     _feed(eng, events + other)
-    assert eng.stream_count == 10
+    assert eng.model_monitor.stream_count == 10
     assert len(eng.models["churn", "v1"].kinds) == 3
     assert set(eng.models) == {("churn", "v1")}
-    assert eng.capped["stream"] > 0 and eng.capped["feature"] > 0 and eng.capped["model"] == 100
+    capped = eng.model_monitor.capped
+    assert capped["stream"] > 0 and capped["feature"] > 0 and capped["model"] == 100
 
 
 def test_a_value_of_the_wrong_type_is_counted_and_treated_as_missing():

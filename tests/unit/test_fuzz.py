@@ -348,7 +348,7 @@ def _message(pool: list[dict[str, Any]], fast: bool) -> st.SearchStrategy[bytes 
 def _check(engine: PartitionEngine, role: str, values: list[bytes | None]) -> BatchResult:
     """Feed one batch and check every per-batch property."""
     times = [T0 + i for i in range(len(values))]
-    events, capped, labels = engine.events_total(), engine.capped["model"], engine.profile.labels_seen
+    events, capped, labels = engine.events_total(), engine.model_monitor.capped["model"], engine.profile.labels_seen
     rejected_before = Counter({reason: n for (r, reason), n in engine.profile.rejected.items() if r == role})
     process: Callable[..., BatchResult] = engine.process_predictions if role == "predictions" else engine.process_labels
     result = process(values, times)  # no exception may escape
@@ -368,7 +368,7 @@ def _check(engine: PartitionEngine, role: str, values: list[bytes | None]) -> Ba
     if role == "predictions":
         # Every valid event is counted once: in its model's state, or as turned away by the model cap.
         counted = engine.events_total() - events
-        turned_away = engine.capped["model"] - capped
+        turned_away = engine.model_monitor.capped["model"] - capped
         assert counted + turned_away == result.processed
         if len(engine.models) < engine.config.monitoring.max_models:
             assert turned_away == 0

@@ -404,7 +404,7 @@ def test_snapshot_size_per_monitored_stream():
     engine = PartitionEngine(CONFIG, clock=_clock)
     _run(engine, ENGINE_BATCHES)
     total = len(orjson.dumps(engine.snapshot()))  # as a checkpoint record holds it: plain data already
-    n = engine.stream_count
+    n = engine.model_monitor.stream_count
     parts = {
         "join store": len(snapshot.dumps(engine.profile.joiner)),
         "label metrics": sum(len(snapshot.dumps(m.perf)) for m in engine.models.values()),
@@ -558,7 +558,7 @@ def test_a_snapshot_from_before_baselines_restores_and_continues():
     before = twin.events_total()
     rest = _run(twin, ENGINE_BATCHES[half:])
     assert twin.events_total() == before + sum(n for role, n, *_ in rest if role == "predictions")
-    assert state.tests and twin.fdr.tests > 0  # the new checks started on the restored partition
+    assert state.tests and twin.model_monitor.fdr.tests > 0  # the new checks started on the restored partition
 
 
 def _drop_fields(node: object, cls: str, names: tuple[str, ...]) -> int:

@@ -52,7 +52,7 @@ def test_a_view_holds_what_the_live_streams_show():
     engine = _drifted_engine()
     view = build_view(engine)
     live = list(engine.streams())
-    assert len(view.streams) == len(live) == engine.stream_count
+    assert len(view.streams) == len(live) == engine.model_monitor.stream_count
     rows = {(r.model, r.model_version, r.feature, r.segment): r for r in view.streams}
     for s in live:
         row = rows[s.model, s.model_version, s.feature, s.segment]
