@@ -147,7 +147,7 @@ def engine(args: dict[str, Any]) -> dict[str, Any]:
     for k in range(0, args["n"], batch):
         w = make(min(batch, args["n"] - k), seed=2 + k, start=T0 + k / 10_000, **shape)
         t = time.perf_counter()
-        decoded = eng.predictions.decode(w.predictions, [0.0] * len(w.predictions))[0]
+        decoded = eng.profile.prediction_decoder.decode(w.predictions, [0.0] * len(w.predictions))[0]
         decode_s += time.perf_counter() - t
         t = time.perf_counter()
         dicts = [orjson.loads(b) for b in w.predictions]
@@ -176,9 +176,9 @@ def engine(args: dict[str, Any]) -> dict[str, Any]:
         "orjson_per_s": done / orjson_s,
         "orjson_dropped_per_s": done / dropped_s,
         "base_rss_mb": base_rss,
-        "streams": eng.stream_count,
+        "streams": eng.model_monitor.stream_count,
         "snapshot_bytes": len(raw),
-        "bytes_per_stream": len(raw) / max(1, eng.stream_count),
+        "bytes_per_stream": len(raw) / max(1, eng.model_monitor.stream_count),
         "snapshot_s": snapshot_s,
         "peak_rss_mb": _rss_mb(),
         "profile": profile_text,
@@ -205,7 +205,7 @@ def end_to_end(args: dict[str, Any]) -> dict[str, Any]:
             # monitored, or merged and waiting for the watermark: at the end of the topics every source stands
             # still, and its last rows wait idle_s (the end of a stream, not its rate; keyed.py counts alike)
             detected = sum(d.engine.events_total() + _waiting(d) for d in mon.service.detectors.values())
-            done = detected + sum(e.labels_seen for e in mon.service.engines.values())
+            done = detected + sum(e.profile.labels_seen for e in mon.service.engines.values())
         if done and started is None:
             started, first = time.perf_counter(), done  # group join and first batch excluded
         if done >= total:

@@ -143,6 +143,7 @@ def false_alarms(
         streams += 1
     drift = [a for a in alerts if a.kind in ("data_drift", "prediction_drift") and a.status == "firing"]
     changed = {"m/v1/data_drift/x0/all", *(f"m/v1/data_drift/x0/region={r}" for r in regions[:shifted])}
+    fdr = eng.model_monitor.fdr
     return FalseAlarmResult(
         events=events,
         streams=streams,
@@ -150,11 +151,11 @@ def false_alarms(
         drift_alerts=len(drift),
         alerts_by_detector=dict(Counter(a.detector for a in drift)),
         quality_alerts=sum(1 for a in alerts if a.kind in ("schema", "data_quality") and a.status == "firing"),
-        window_tests=eng.fdr.tests,
-        rounds=eng.fdr.rounds,
-        discoveries=eng.fdr.discoveries,
-        rounds_with_discoveries=eng.fdr.rounds_with_discoveries,
-        uncorrected=eng.fdr.uncorrected,
+        window_tests=fdr.tests,
+        rounds=fdr.rounds,
+        discoveries=fdr.discoveries,
+        rounds_with_discoveries=fdr.rounds_with_discoveries,
+        uncorrected=fdr.uncorrected,
         fdr=cfg.significance.fdr,
         sequential_triggers=dict(triggers),
         stream_events=stream_events,

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     engine_s, view_s, scrape_s, overview_s = [], [], [], []
     for k in range(args.batches):
         w = make(5000, seed=2 + k, start=T0 + k * 0.5)
-        batch = engine.predictions.decode(w.predictions, [0.0] * len(w.predictions))[0]
+        batch = engine.profile.prediction_decoder.decode(w.predictions, [0.0] * len(w.predictions))[0]
         t = time.perf_counter()
         engine.monitor_batch(batch)
         engine_s.append(time.perf_counter() - t)
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         overview_s.append(_best(views.overview))
     skip = min(4, args.batches // 2)  # the warm-up batches are not the steady state
     e, v = statistics.median(engine_s[skip:]), statistics.median(view_s[skip:])
-    print(f"streams: {engine.stream_count}; batches of 5,000 (median of {args.batches - skip})")
+    print(f"streams: {engine.model_monitor.stream_count}; batches of 5,000 (median of {args.batches - skip})")
     print(f"engine (monitor_batch): {e * 1e3:.1f} ms")
     print(f"build_view:             {v * 1e3:.1f} ms ({v / e:.1%} of the engine's time)")
     print(f"  once a second while busy: {v:.1%} of the loop's time")

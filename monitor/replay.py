@@ -196,8 +196,8 @@ def replay(
     finally:
         bar.close()
     for lane in lanes:
-        result.rejected.update(lane.engine.rejected)
-        result.join.update(lane.engine.joiner.counts)
+        result.rejected.update(lane.engine.profile.rejected)
+        result.join.update(lane.engine.profile.joiner.counts)
     detection = lanes[0].detection if lanes else None
     if detection is not None:
         result.alerts += detection.finish()  # what the watermark held, and the last, unfinished round
@@ -323,7 +323,7 @@ class _Lane:
         self.observer = None if timeline is None else timeline.observer(len(timeline.lanes))
         if self.observer is not None and timeline is not None:
             timeline.lanes.append(engine)
-            engine.observer = self.observer
+            engine.profile.observer = self.observer
         self.result = result
         self.batch_size = batch_size
         self.bar = bar

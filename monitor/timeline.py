@@ -184,7 +184,7 @@ class Timeline:
 
 
 class LaneObserver:
-    """An :class:`~monitor.core.engine.EngineObserver` for one lane; ``positions`` maps batch rows to input."""
+    """An :class:`~monitor.core.profile.EngineObserver` for one lane; ``positions`` maps batch rows to input."""
 
     def __init__(self, timeline: Timeline, lane: int) -> None:
         self.timeline = timeline

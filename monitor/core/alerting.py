@@ -24,7 +24,10 @@ event) stays in :mod:`monitor.core.rules`, so a judge never needs this module.
 from __future__ import annotations
 
 import math
+import time
 import zlib
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -290,8 +293,9 @@ def owns(key: str, partition: int, partitions: int) -> bool:
 class Alerting:
     """One partition's alert desk: attribution, ownership and lifecycle over a batch's judgements.
 
-    ``lifecycle`` and ``incident_shift`` are state (the engine snapshots them under those names);
-    ``explain_ratio``, ``partition`` and ``partitions`` are settings.
+    ``lifecycle``, ``incidents``, ``incident_shift`` and ``alerts_emitted`` are state (the engine snapshots
+    them under those names); ``explain_ratio``, ``partition`` and ``partitions`` are settings, and ``clock``
+    only stamps each alert's ``emitted_at``.
 
     >>> from monitor.core.drift import DriftEvidence
     >>> ev = DriftEvidence(True, 1.0, 500, "adwin", 7, 10.0, 1e-6, {}, {})
@@ -312,6 +316,7 @@ class Alerting:
         partition: int = 0,
         partitions: int = 1,
         incident_window_s: float = 3600.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.lifecycle = lifecycle
         self.explain_ratio = explain_ratio
@@ -320,6 +325,8 @@ class Alerting:
         self.partition = partition
         self.partitions = max(1, partitions)
         self.incident_shift: dict[str, float] = {}  # key -> the largest shift of its latest incident
+        self.alerts_emitted: Counter[tuple[str, str]] = Counter()  # (kind, status)
+        self.clock = clock
 
     def owns(self, key: str) -> bool:
         """Whether this partition runs the key's lifecycle (see :func:`owns`)."""
@@ -393,6 +400,15 @@ class Alerting:
                     self.incident_shift[j.key] = max(self.incident_shift.get(j.key, 0.0), j.shift)
                 out.append((j, t))
         return out
+
+    def emit(self, model: str, version: str, judged: list[Judgement]) -> list[Alert]:
+        """A model version's judgements to the alert events of their transitions (:meth:`decide`), counted by
+        kind and status."""
+        alerts = []
+        for j, t in self.decide(judged):
+            self.alerts_emitted[j.kind, t.status] += 1
+            alerts.append(build_alert(model, version, j, t, emitted_at=self.clock()))
+        return alerts
 
     def _diluted(self, j: Judgement, judged: list[Judgement], ratio: float) -> bool:
         """A segment of another attribute fires, or fired within its cooldown, with ``ratio`` times this

@@ -4,50 +4,39 @@ The engine owns everything a partition needs (decoders, per-model state, drift t
 lifecycle, counters) and nothing global, so the Kafka edge creates one per assigned partition and
 drops it on revocation. It never touches Kafka, HTTP or the wall clock directly: the clock is
 injected and only stamps ``emitted_at``.
+
+It orchestrates: the profile stage decodes and joins (:mod:`~monitor.core.profile`), a model version's
+rows are monitored by :mod:`~monitor.core.model_monitor`, joined labels learned by
+:mod:`~monitor.core.learning`, drift streams judged by :mod:`~monitor.core.judging`, and alert lifecycle,
+attribution and ownership are :mod:`~monitor.core.alerting`'s. The engine keeps the model versions, the
+partition's clock of event time and random generator, and says where each piece of state is snapshotted.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from monitor.core import snapshot as snap
-from monitor.core.alerting import Alerting, AlertLifecycle, Incidents, build_alert
+from monitor.core.alerting import Alerting, AlertLifecycle
 from monitor.core.baseline import ProfileSet
-from monitor.core.columns import Bucket, convert_column, segment_buckets, segment_combinations, take, tracked_segments
-from monitor.core.drift import CategoricalDriftTracker
-from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
-from monitor.core.join import Joined, LabelJoiner, Segments
-from monitor.core.judgements import (
-    decision_judgements,
-    drift_key,
-    judge_drift,
-    needs_judging,
-    quality_judgements,
-    retrain_judgement,
-)
+from monitor.core.events import PredictionBatch, Rejected
+from monitor.core.join import Joined
+from monitor.core.judging import DriftJudging
+from monitor.core.learning import LabelLearning
+from monitor.core.model_monitor import ModelMonitor
 from monitor.core.model_setup import ModelSetup
-from monitor.core.model_state import LATENCY_BUCKETS_MS, PREDICTION, ModelState, Tracker
-from monitor.core.numeric_streams import NumericStream, NumericStreams
-from monitor.core.performance import ModelPerformance, binary_label
-from monitor.core.profile import ProfileStage, Summary, concat_rows, positive_scores
-from monitor.core.quality import BatchTally, FieldColumn, SchemaWatch
-from monitor.core.rules import ALL, Alert, Judgement, alert_key, segment_label
+from monitor.core.model_state import ModelState
+from monitor.core.profile import ProfileStage, Summary, concat_rows
+from monitor.core.rules import Alert
 from monitor.core.settings import Settings
-from monitor.core.shards import shard_of
-from monitor.core.significance import (
-    ClosedWindow,
-    FalseDiscoveryControl,
-    WindowResult,
-    complete_windows,
-)
 from monitor.core.snapshot_classes import register_snapshot_classes
+from monitor.core.view import StreamView, stream_views
 
 
 @dataclass
@@ -58,33 +47,6 @@ class BatchResult:
     rejected: list[Rejected] = field(default_factory=list)
     processed: int = 0
     summaries: list[Summary] = field(default_factory=list)  # for the detection stage (engines that do not detect)
-
-
-@dataclass
-class StreamView:
-    """A read-only look at one stream, quantiles included (the exporter and the dashboard read the lighter
-    rows of :mod:`monitor.core.view`; this is for inspection and the snapshot twin tests)."""
-
-    model: str
-    model_version: str
-    feature: str
-    segment: str
-    kind: str
-    stats: dict[str, Any]
-    effect: float
-    firing: bool
-
-
-class EngineObserver(Protocol):
-    """Sees each model version's registered predictions and every joined label (``monitor replay --timeline``)."""
-
-    def predictions(
-        self, model: str, version: str, index: np.ndarray, ids: list[str], scores: np.ndarray, times: np.ndarray
-    ) -> None:
-        """``index``: each prediction's message position in its batch; ``scores``: positive-class scores."""
-
-    def joined(self, items: list[Joined]) -> None:
-        """Predictions with their labels, as they are joined."""
 
 
 class PartitionEngine:
@@ -117,7 +79,6 @@ class PartitionEngine:
         self.partition = partition
         self.partitions = max(1, partitions)
         self.clock = clock
-        mon = config.monitoring
         # Decoding, validation and the label join: the profile stage. Here it feeds this engine directly (one
         # input partition, or a replay); the Kafka edge runs it apart and sends its summaries to the engine
         # that owns their model version (monitor.core.detect).
@@ -135,90 +96,19 @@ class PartitionEngine:
             partition=partition,
             partitions=self.partitions,
             incident_window_s=config.alerts.incident_window_s,
+            clock=clock,
         )
+        self.judging = DriftJudging(config, self.alerting)
+        self.learning = LabelLearning(config, self.setup, self.alerting)
+        self.model_monitor = ModelMonitor(config, self.setup, self.judging, self.alerting)
         self.rng = np.random.default_rng([seed, partition])
-        self.capped: Counter[str] = Counter()  # what a cap turned away: model, feature, segment_value...
-        self.alerts_emitted: Counter[tuple[str, str]] = Counter()  # (kind, status)
-        self.stream_count = 0
         self.last_event_time = math.nan
         self.watermark = -math.inf  # newest event time of the predictions and labels monitored
-        self._include = set(mon.features)
-        self._ignore = set(mon.ignore_features)
-        sig = config.significance
-        self.fdr = FalseDiscoveryControl(sig.fdr, sig.round_events)
-        self._closed: list[ClosedWindow] = []  # windows this batch closed, their statistics still to compute
-        self._drift_keys: dict[tuple[str, str, str, str, str], str] = {}  # derived from names, not state
-        self._segments_seen: dict[tuple[str, str, Segments, int], Segments] = {}  # joined segments as tracked here
         # Detection shards (``detection.shards``; set by the detection stage, not state): which shard of each
         # model this engine holds. Every shard judges its own features (drift, schema and quality checks); shard 0
         # also the model version as a whole (monitor.core.shards.shard_of).
         self.shards = 1
         self.shard_of_model: Callable[[str], int] = _whole_model
-
-    # The profile stage's state, under the names older snapshots (and the views) use.
-    @property
-    def joiner(self) -> LabelJoiner:
-        return self.profile.joiner
-
-    @joiner.setter
-    def joiner(self, value: LabelJoiner) -> None:
-        self.profile.joiner = value
-
-    @property
-    def rejected(self) -> Counter[tuple[str, str]]:
-        return self.profile.rejected
-
-    @rejected.setter
-    def rejected(self, value: Counter[tuple[str, str]]) -> None:
-        self.profile.rejected = value
-
-    @property
-    def labels_seen(self) -> int:
-        return self.profile.labels_seen
-
-    @labels_seen.setter
-    def labels_seen(self, value: int) -> None:
-        self.profile.labels_seen = value
-
-    @property
-    def prediction_time(self) -> float:
-        return self.profile.prediction_time
-
-    @prediction_time.setter
-    def prediction_time(self, value: float) -> None:
-        self.profile.prediction_time = value
-
-    @property
-    def label_time(self) -> float:
-        return self.profile.label_time
-
-    @label_time.setter
-    def label_time(self, value: float) -> None:
-        self.profile.label_time = value
-
-    @property
-    def profile_state(self) -> dict[str, Any]:
-        """The rest of the profile stage's state: its summary sequence, join clock and segment caps."""
-        p = self.profile
-        return {
-            "seq": p.seq, "watermark": p.watermark, "caps": p.segment_caps, "keys": list(p.keys), "events": p.events,
-        }  # fmt: skip
-
-    @profile_state.setter
-    def profile_state(self, value: dict[str, Any]) -> None:
-        p = self.profile
-        p.seq, p.watermark, p.segment_caps = int(value["seq"]), float(value["watermark"]), value["caps"]
-        p.keys = {(m, v): None for m, v in value["keys"]}
-        p.events = value.get("events") or Counter()
-
-    @property
-    def observer(self) -> EngineObserver | None:
-        """Sees the predictions the profile stage registers and the labels it joins (not state)."""
-        return self.profile.observer
-
-    @observer.setter
-    def observer(self, value: EngineObserver | None) -> None:
-        self.profile.observer = value
 
     def model_state(self, model: str, version: str) -> ModelState | None:
         """A model version's state, made (with its baseline profile's calibration) if it has none yet."""
@@ -227,20 +117,12 @@ class PartitionEngine:
             self.setup.performance(state)
         return state
 
-    @property
-    def predictions(self) -> PredictionDecoder:
-        return self.profile.prediction_decoder
-
-    @property
-    def labels(self) -> LabelDecoder:
-        return self.profile.label_decoder
-
     # ------------------------------------------------------------------ ingest
     def process_predictions(self, values: Sequence[bytes | None], kafka_times: Sequence[float]) -> BatchResult:
         """Decode, validate and monitor a batch of prediction messages in partition order."""
-        batch, rejected = self.predictions.decode(values, kafka_times)
+        batch, rejected = self.profile.prediction_decoder.decode(values, kafka_times)
         for r in rejected:
-            self.rejected["predictions", r.reason] += 1
+            self.profile.rejected["predictions", r.reason] += 1
         result = BatchResult(rejected=rejected, processed=len(batch))
         if not self.detect:
             result.summaries = self.profile.register(batch)
@@ -290,95 +172,8 @@ class PartitionEngine:
             self.last_event_time = float(np.nanmax(rows.event_time))
         if joined:
             self.watermark = max(self.watermark, max(j.prediction.event_time + j.delay_s for j in joined))
-            alerts += self._learn(self._tracked_segments(joined))
+            alerts += self.learning.learn(joined, self.models, self.rng, self.watermark)
         return alerts
-
-    def _tracked_segments(self, joined: list[Joined]) -> list[Joined]:
-        """Joined predictions with their segments as this engine tracks them: another partition's profile stage
-        capped the segment values it kept by what it saw first, this engine by what it saw first."""
-        out: list[Joined] = []
-        seen = self._segments_seen
-        for j in joined:
-            p = j.prediction
-            state = self.models.get((p.model, p.model_version))
-            key = (p.model, p.model_version, p.segments, 0 if state is None else len(state.segment_attributes))
-            tracked = seen.get(key)
-            if tracked is None:
-                tracked = tracked_segments(state, p.segments, self.config.monitoring.max_segment_values)
-                if len(seen) < 65_536:
-                    seen[key] = tracked
-            out.append(j if tracked == p.segments else replace(j, prediction=p._replace(segments=tracked)))
-        return out
-
-    def _learn(self, joined: list[Joined]) -> list[Alert]:
-        """Joined labels to metrics, then to concept-drift, performance and business judgements."""
-        by_model: dict[tuple[str, str], list[Joined]] = {}
-        for j in joined:
-            by_model.setdefault((j.prediction.model, j.prediction.model_version), []).append(j)
-        alerts: list[Alert] = []
-        for key, model_items in by_model.items():
-            state = self.models.get(key)
-            if state is None:
-                continue
-            perf = self.setup.performance(state)
-            for items in self._label_chunks(perf, model_items):
-                alerts += self._learn_chunk(state, perf, items)
-        return alerts
-
-    def _label_chunks(self, perf: ModelPerformance, items: list[Joined]) -> list[list[Joined]]:
-        """Cut a model's joined labels where all traffic's label count reaches a multiple of the retrain check's
-        window, so checks (and what they see) fall on the same labels whatever the batching."""
-        window = self.config.decisions.window_labels
-        done = perf.buckets[ALL].labelled if ALL in perf.buckets else 0
-        chunks, start = [], 0
-        cut = window - done % window
-        while start + cut < len(items):
-            chunks.append(items[start : start + cut])
-            start += cut
-            cut = window
-        chunks.append(items[start:])
-        return chunks
-
-    def _learn_chunk(self, state: ModelState, perf: ModelPerformance, items: list[Joined]) -> list[Alert]:
-        alerts: list[Alert] = []
-        touched = perf.learn(items, self.rng)
-        judged = perf.judgements(touched, self._inputs_drifting(state))
-        profile = self.profiles.get(state.model, state.version)
-        if profile is not None and "accuracy" in profile.metrics and ALL in touched:
-            level = perf.baseline_level(
-                profile.metrics["accuracy"],
-                profile.source or "its profile",
-                int(profile.metrics.get("labelled_events", 0)),
-            )
-            if level is not None:
-                judged.append(level)
-        alerts += self._emit(state, judged)
-        if self.config.decisions.enabled:
-            alerts += self._emit(
-                state,
-                decision_judgements(
-                    state, judged, self.models.values(), self.config, self.lifecycle.is_firing, self.watermark
-                ),
-            )
-        fairness = self.setup.fairness(state)
-        if fairness is not None:
-            thr, pos = self.config.performance.threshold, self.config.performance.positive_label
-            predicted = np.array(
-                [math.nan if j.prediction.score is None else float(j.prediction.score >= thr) for j in items]
-            )
-            labels = [binary_label(j.label, pos) if j.label is not None else None for j in items]
-            y = np.array([math.nan if v is None else v for v in labels])
-            fairness.learn([j.prediction.segments for j in items], predicted, y)
-            alerts += self._emit(
-                state, fairness.judgements(state.model, state.version, self.config.alerts, self.watermark)
-            )
-        return alerts
-
-    def _inputs_drifting(self, state: ModelState) -> set[str]:
-        """Inputs of this model version with a drift condition here or an open data-drift alert."""
-        prefix = f"{state.model}/{state.version}/data_drift/"
-        open_here = {k[len(prefix) :].rsplit("/", 1)[0] for k in self.lifecycle.open if k.startswith(prefix)}
-        return state.drifting | open_here
 
     # --------------------------------------------------------------- monitoring
     def _model(self, model: str, version: str) -> ModelState | None:
@@ -389,12 +184,8 @@ class PartitionEngine:
             state = self.models[model, version] = self.setup.new_state(model, version)
         return state
 
-    def _watched(self, feature: str) -> bool:
-        if feature in self._ignore:
-            return False
-        return not self._include or feature in self._include
-
     def _monitor(self, batch: PredictionBatch) -> list[Alert]:
+        """Each model version's rows of the batch to its monitoring, then the window tests' round."""
         alerts: list[Alert] = []
         keys = [f"{m}\x00{v}" for m, v in zip(batch.model, batch.model_version, strict=True)]
         uniq, inverse = np.unique(np.asarray(keys, dtype=object), return_inverse=True)
@@ -404,388 +195,50 @@ class PartitionEngine:
             rows = np.flatnonzero(inverse == g) if len(uniq) > 1 else None
             n_rows = len(batch) if rows is None else rows.size
             if state is None:
-                self.capped["model"] += n_rows
+                self.model_monitor.capped["model"] += n_rows
                 continue
-            alerts.extend(self._monitor_model(state, batch, rows))
-        complete_windows(self._closed)  # the statistics of every window the batch closed, at once
-        self._closed = []
-        alerts += self._decide_round(self.fdr.advance(len(batch)))
+            shard = self.shard_of_model(model) if self.shards > 1 else 0
+            alerts += self.model_monitor.observe(
+                state, batch, rows, shard=shard, shards=self.shards, rng=self.rng, watermark=self.watermark
+            )
+        alerts += self.judging.decide_round(self.model_monitor.end_batch(len(batch)), self.models)
         return alerts
 
     def finish(self) -> list[Alert]:
         """Decide the window tests still waiting for their round (the end of a replay or of a test)."""
-        return self._decide_round(self.fdr.close())
-
-    def _decide_round(self, decided: list[tuple[Any, WindowResult]]) -> list[Alert]:
-        """A closed Benjamini-Hochberg round: each stream's latest decided window goes to its judgement."""
-        if not decided:
-            return []
-        touched: dict[tuple[str, str, str], list[tuple[tuple[str, str], Tracker, float]]] = {}
-        for (model, version, name, attr, value), result in decided:
-            state = self.models.get((model, version))
-            if state is None:
-                continue
-            test = state.window_test((name, attr, value))
-            tracker = state.tracker((name, attr, value))
-            if test is None or tracker is None:
-                continue
-            test.pending = max(0, test.pending - 1)
-            if test.last is None or result.seq >= test.last.seq:
-                test.last = result
-            if self._needs_judging(state, name, (attr, value), tracker):
-                touched.setdefault((model, version, name), []).append(((attr, value), tracker, state.last_event_time))
-        alerts: list[Alert] = []
-        for (model, version, name), streams in touched.items():
-            state = self.models[model, version]
-            overall = state.tracker((name, *ALL))
-            if overall is not None and all(b != ALL for b, _, _ in streams):
-                streams.append((ALL, overall, state.last_event_time))  # attribution needs all traffic's view
-            alerts += self._decide(state, name, streams)
-        return alerts
-
-    @staticmethod
-    def _take_index(batch: PredictionBatch, rows: np.ndarray | None) -> np.ndarray:
-        return batch.index if rows is None else batch.index[rows]
-
-    def _tracker(self, state: ModelState, name: str, bucket: tuple[str, str]) -> CategoricalDriftTracker | None:
-        key = (name, *bucket)
-        tracker = state.streams.get(key)
-        if tracker is None:
-            if self.stream_count >= self.config.monitoring.max_streams:
-                self.capped["stream"] += 1
-                return None
-            settings = self.config.detectors.for_feature("prediction" if name == PREDICTION else name)
-            tracker = CategoricalDriftTracker(settings, self.config.monitoring.max_categories + 1)
-            state.streams[key] = tracker
-            self.stream_count += 1
-        return tracker
-
-    def _update_numeric(
-        self,
-        state: ModelState,
-        numeric: list[tuple[str, np.ndarray]],
-        buckets: list[Bucket],
-        lengths: np.ndarray,
-        grouped: np.ndarray | None,
-        grouped_times: np.ndarray,
-        grouped_positions: np.ndarray,
-    ) -> dict[str, tuple[NumericStreams, np.ndarray]]:
-        """Every numeric subject's streams updated together, one table per settings group; per subject, its
-        table and each bucket's stream index (-1 where the stream cap turned the bucket away)."""
-        groups: dict[str, list[tuple[str, np.ndarray]]] = {}
-        for name, column in numeric:
-            groups.setdefault(self.setup.numeric_group(name), []).append((name, column))
-        out: dict[str, tuple[NumericStreams, np.ndarray]] = {}
-        cap = self.config.monitoring.max_streams
-        for group, members in groups.items():
-            block = self.setup.numeric_table(state, group)
-            ids = np.empty((len(members), len(buckets)), dtype=np.int64)
-            for f, (name, _) in enumerate(members):
-                for b, (bucket, _) in enumerate(buckets):
-                    key = (name, *bucket)
-                    i = block.index.get(key)
-                    if i is None:
-                        if self.stream_count >= cap:
-                            self.capped["stream"] += 1
-                            i = -1
-                        else:
-                            i = block.add_stream(key, self.setup.profile_reference(state, name, "numeric", bucket))
-                            self.stream_count += 1
-                    ids[f, b] = i
-                out[name] = (block, ids[f])
-            matrix = np.stack([column for _, column in members])
-            values = (matrix if grouped is None else matrix[:, grouped]).ravel()
-            stream = np.repeat(ids.ravel(), np.tile(lengths, len(members)))
-            times = np.tile(grouped_times, len(members))
-            positions = np.tile(grouped_positions, len(members))
-            if (ids < 0).any():
-                kept = stream >= 0
-                values, times, stream, positions = values[kept], times[kept], stream[kept], positions[kept]
-            for i, window in block.update(values, times, stream, positions):
-                self.fdr.add((state.model, state.version, *block.keys[i]), window.result)
-                self._closed.append(window)
-        return out
-
-    def _monitor_model(self, state: ModelState, batch: PredictionBatch, rows: np.ndarray | None) -> list[Alert]:
-        n = len(batch) if rows is None else rows.size
-        state.events += n
-        times = batch.event_time if rows is None else batch.event_time[rows]
-        state.last_event_time = float(np.nanmax(times))
-        if state.first_event_time != state.first_event_time:
-            state.first_event_time = float(np.nanmin(times))
-        shard = self.shard_of_model(state.model) if self.shards > 1 else 0
-        if shard == 0:
-            self._latency(state, batch.latency_ms if rows is None else batch.latency_ms[rows])
-        buckets = segment_buckets(state, batch, rows, self.config.monitoring, self.capped)
-        # each shard judges its own features' drift and schema checks (the profile stage sends it no other column)
-        columns: list[tuple[str, list[Any]]] = [
-            (name, take(col, rows))
-            for name, col in batch.features.items()
-            if self._watched(name) and (self.shards == 1 or shard_of(state.model, name, self.shards) == shard)
-        ]
-        if self.config.monitoring.watch_prediction and shard == 0:
-            columns.append((PREDICTION, take(batch.prediction, rows)))
-        alerts: list[Alert] = []
-        watch = state.quality
-        if watch is not None and self.shards > 1:
-            watch.keep_only(lambda name: shard_of(state.model, name, self.shards) == shard)
-        testing = self.config.significance.enabled
-        observed: list[tuple[str, list[Any], str, np.ndarray, np.ndarray | None]] = []
-        positions = self.fdr.position + (np.arange(n) if rows is None else rows)  # rows' places in the partition
-        # every bucket's rows one after another (all traffic first): each numeric subject's streams in one update
-        lengths = np.array([n if part is None else part.size for _, part in buckets])
-        grouped = None if len(buckets) == 1 else np.concatenate([np.arange(n)] + [p for _, p in buckets[1:]])
-        grouped_times = times if grouped is None else times[grouped]
-        grouped_positions = positions if grouped is None else positions[grouped]
-        # Every column converted before any tracker runs: the decoded values are still in the CPU cache then.
-        conversions = [
-            (name, values, convert_column(state, name, values, self.config.monitoring, self.capped))
-            for name, values in columns
-        ]
-        converted_columns = [(name, values, *c) for name, values, c in conversions if c is not None]
-        numeric = self._update_numeric(
-            state,
-            [(name, col) for name, _, kind, col, _ in converted_columns if kind == "numeric"],
-            buckets,
-            lengths,
-            grouped,
-            grouped_times,
-            grouped_positions,
-        )
-        for name, values, kind, column, mismatch in converted_columns:
-            if watch is not None and name != PREDICTION:
-                observed.append((name, values, kind, column, mismatch))
-            touched: list[tuple[tuple[str, str], Tracker, float]] = []
-            overall: tuple[tuple[str, str], Tracker, float] | None = None
-            if kind == "numeric":
-                block, ids = numeric[name]
-            for k, (bucket, part) in enumerate(buckets):
-                part_values = column if part is None else column[part]
-                part_times = times if part is None else times[part]
-                tracker: Tracker | None
-                if kind == "numeric":
-                    tracker = NumericStream(block, int(ids[k])) if ids[k] >= 0 else None
-                    present = ~np.isnan(part_values)
-                else:
-                    tracker = self._tracker(state, name, bucket)
-                    if tracker is not None:
-                        tracker.update(part_values, part_times)
-                    present = part_values >= 0
-                if tracker is None:
-                    continue
-                if testing and kind == "categorical":  # numeric streams' windows are counted with their table
-                    test = self.setup.window_test(state, name, kind, bucket)
-                    part_positions = positions if part is None else positions[part]
-                    closed = test.close_windows(part_values[present], part_times[present], part_positions[present])
-                    for c in closed:
-                        self.fdr.add((state.model, state.version, name, *bucket), c.result)
-                    self._closed += closed
-                seen = (bucket, tracker, float(part_times.max()))
-                if bucket == ALL:
-                    overall = seen
-                if self._needs_judging(state, name, bucket, tracker):
-                    touched.append(seen)
-            if touched and overall is not None and all(b != ALL for b, _, _ in touched):
-                touched.append(overall)  # attribution needs all traffic's view (e.g. its alert's cooldown)
-            alerts.extend(self._decide(state, name, touched))
-        if watch is not None:
-            alerts += self._watch_quality(state, watch, batch, rows, observed, times)
-        if shard != 0:
-            return alerts
-        alerts += self._register_predictions(state, batch, rows, buckets, times)
-        if self.config.decisions.enabled and self.config.decisions.retrain_drift_features:
-            alerts += self._emit(state, [retrain_judgement(state, self.config.decisions, self.watermark)])
-        return alerts
-
-    def _watch_quality(
-        self,
-        state: ModelState,
-        watch: SchemaWatch,
-        batch: PredictionBatch,
-        rows: np.ndarray | None,
-        observed: list[tuple[str, list[Any], str, np.ndarray, np.ndarray | None]],
-        times: np.ndarray,
-    ) -> list[Alert]:
-        """Feed the schema watch window by window, so windows (and the learned schema) have their configured
-        size whatever the batch size: a break is judged within ``quality.window_events`` of it. Every window's
-        counts come from the converted columns, tallied once for the whole batch."""
-        stops = watch.window_stops(times.size)
-        if not stops:
-            return []
-        labels_of = {name: v.labels() for name, v in state.vocab.items()}
-        fields: dict[str, FieldColumn] = {}
-        for name, values, kind, column, mismatch in observed:
-            null_mask = None
-            nulls = batch.nulls.get(name)
-            if nulls:
-                null_mask = np.zeros(len(batch), dtype=bool)
-                null_mask[nulls] = True
-                if rows is not None:
-                    null_mask = null_mask[rows]
-            if kind == "categorical":
-                vocab = state.vocab[name]
-                fields[name] = FieldColumn(kind, column, null_mask, mismatch, labels_of[name], vocab.capacity, values)
-            else:
-                fields[name] = FieldColumn(kind, column, null_mask, mismatch)
-        tally = BatchTally(fields, stops)
-        starts = np.asarray([0, *stops[:-1]], dtype=np.intp)
-        first_times = np.fmin.reduceat(times, starts).tolist()  # nanmin of each window
-        last_times = np.fmax.reduceat(times, starts).tolist()
-        keys: dict[tuple[str, str], str] = {}  # alert keys, built once per batch rather than per window
-
-        def is_open(kind: str, feature: str) -> bool:
-            key = keys.get((kind, feature))
-            if key is None:
-                key = keys[kind, feature] = alert_key(state.model, kind, feature, {}, state.version)
-            return self.lifecycle.is_firing(key)
-
-        alerts: list[Alert] = []
-        quiet: list[bool] | None = None  # windows that end with no finding; asked again after any other window
-        for k, (start, stop) in enumerate(zip(starts.tolist(), stops, strict=True)):
-            if watch.events == 0 and stop - start == watch.window_events and watch.schema is not None:
-                if quiet is None:
-                    quiet = watch.quiet_windows(tally, is_open)
-                if quiet[k]:
-                    watch.skip_window(stop - start, first_times[k])
-                    continue
-            quiet = None
-            watch.observe_window(tally, k)
-            findings = watch.end_batch(stop - start, first_times[k], last_times[k], state.kinds, labels_of, is_open)
-            if findings:
-                alerts += self._emit(state, quality_judgements(state, findings, self.lifecycle.is_firing))
-        return alerts
-
-    def _register_predictions(
-        self,
-        state: ModelState,
-        batch: PredictionBatch,
-        rows: np.ndarray | None,
-        buckets: list[Bucket],
-        times: np.ndarray,
-    ) -> list[Alert]:
-        """Feed the score-based estimates, fairness and latency (the profile stage put them in the label join)."""
-        n = times.size
-        combos, seg_code = segment_combinations(buckets, n)
-        positive = self.config.performance.positive_label
-        preds = take(batch.prediction, rows)
-        scores_col = take(batch.scores, rows)
-        scores = positive_scores(preds, scores_col, positive)
-        perf = self.setup.performance(state)
-        latency = batch.latency_ms if rows is None else batch.latency_ms[rows]
-        touched = perf.observe_predictions(buckets, scores, latency, times, self.rng)
-        alerts = self._emit(state, perf.estimate_judgements({b for b, _ in touched}, float(times.max())))
-        fairness = self.setup.fairness(state)
-        if fairness is not None:
-            predicted = np.where(np.isnan(scores), np.nan, (scores >= self.config.performance.threshold) * 1.0)
-            fairness.observe([combos[c] for c in seg_code.tolist()], predicted)
-            alerts += self._emit(
-                state, fairness.judgements(state.model, state.version, self.config.alerts, self.watermark)
-            )
-        return alerts
-
-    def _latency(self, state: ModelState, latency: np.ndarray) -> None:
-        present = latency[~np.isnan(latency)]
-        if present.size:
-            idx = np.searchsorted(np.asarray(LATENCY_BUCKETS_MS), present, side="left")
-            state.latency_buckets += np.bincount(idx, minlength=state.latency_buckets.size)
-            state.latency_sum_ms += float(present.sum())
-            state.latency_count += int(present.size)
-
-    # ------------------------------------------------------------------ alerts
-    def owns(self, key: str) -> bool:
-        """Whether this partition's engine speaks for an alert key (see :func:`monitor.core.alerting.owns`)."""
-        return self.alerting.owns(key)
-
-    @property
-    def lifecycle(self) -> AlertLifecycle:
-        """Open incidents and cooldowns; kept by :class:`Alerting`, snapshotted under this name."""
-        return self.alerting.lifecycle
-
-    @lifecycle.setter
-    def lifecycle(self, value: AlertLifecycle) -> None:
-        self.alerting.lifecycle = value
-
-    @property
-    def incidents(self) -> Incidents:
-        """Which incident each open alert belongs to (state: snapshotted)."""
-        return self.alerting.incidents
-
-    @incidents.setter
-    def incidents(self, value: Incidents) -> None:
-        self.alerting.incidents = value
-
-    @property
-    def incident_shift(self) -> dict[str, float]:
-        """All-traffic keys: the shift their incident fired with; kept by :class:`Alerting`."""
-        return self.alerting.incident_shift
-
-    @incident_shift.setter
-    def incident_shift(self, value: dict[str, float]) -> None:
-        self.alerting.incident_shift = value
-
-    def _drift_key(self, state: ModelState, name: str, bucket: tuple[str, str]) -> str:
-        """A drift stream's alert key, built once per stream (derived, never snapshotted)."""
-        cache_key = (state.model, state.version, name, *bucket)
-        key = self._drift_keys.get(cache_key)
-        if key is None:
-            key = self._drift_keys[cache_key] = drift_key(state.model, state.version, name, bucket)
-        return key
-
-    def _needs_judging(self, state: ModelState, name: str, bucket: tuple[str, str], tracker: Tracker) -> bool:
-        key = self._drift_key(state, name, bucket)
-        return needs_judging(state, name, bucket, tracker, key, self.lifecycle.is_firing)
-
-    def _decide(
-        self, state: ModelState, name: str, touched: list[tuple[tuple[str, str], Tracker, float]]
-    ) -> list[Alert]:
-        if not touched:
-            return []  # nothing judged: the subject's drifting flag stays as its last judgement left it
-        judged = [
-            judge_drift(state, name, bucket, tracker, now, self._drift_key(state, name, bucket), self.config)
-            for bucket, tracker, now in touched
-        ]
-        subject = "prediction" if name == PREDICTION else name
-        if any(j.fire for j in judged):
-            state.drifting.add(subject)
-        elif all(j.clear for j in judged):
-            state.drifting.discard(subject)
-        return self._emit(state, judged)
-
-    def _emit(self, state: ModelState, judged: list[Judgement]) -> list[Alert]:
-        """Judgements to alert events: attribution, ownership and lifecycle are :class:`Alerting`'s."""
-        alerts = []
-        for j, t in self.alerting.decide(judged):
-            self.alerts_emitted[j.kind, t.status] += 1
-            alerts.append(build_alert(state.model, state.version, j, t, emitted_at=self.clock()))
-        return alerts
+        return self.judging.decide_round(self.model_monitor.fdr.close(), self.models)
 
     # --------------------------------------------------------------- snapshots
-    _STATE = (
-        "models",
-        "lifecycle",
-        "rng",
-        "rejected",
-        "capped",
-        "labels_seen",
-        "alerts_emitted",
-        "stream_count",
-        "last_event_time",
-        "joiner",
-        "watermark",
-        "prediction_time",
-        "label_time",
-        "profile_state",
-        "fdr",
-        "incident_shift",
-        "incidents",
-    )
+    def _state(self) -> dict[str, tuple[object, str]]:
+        """Where each piece of state is kept (holder, attribute), under the name a snapshot keeps it by, in the
+        snapshot's order; older releases' snapshots use the same names."""
+        alerting, profile, monitor = self.alerting, self.profile, self.model_monitor
+        return {
+            "models": (self, "models"),
+            "lifecycle": (alerting, "lifecycle"),
+            "rng": (self, "rng"),
+            "rejected": (profile, "rejected"),
+            "capped": (monitor, "capped"),
+            "labels_seen": (profile, "labels_seen"),
+            "alerts_emitted": (alerting, "alerts_emitted"),
+            "stream_count": (monitor, "stream_count"),
+            "last_event_time": (self, "last_event_time"),
+            "joiner": (profile, "joiner"),
+            "watermark": (self, "watermark"),
+            "prediction_time": (profile, "prediction_time"),
+            "label_time": (profile, "label_time"),
+            "profile_state": (profile, "bookkeeping"),
+            "fdr": (monitor, "fdr"),
+            "incident_shift": (alerting, "incident_shift"),
+            "incidents": (alerting, "incidents"),
+        }
 
     def snapshot(self) -> dict[str, Any]:
         """Everything the partition knows, as plain data (see :mod:`monitor.core.snapshot`)."""
         return {
             "version": snap.SNAPSHOT_VERSION,
             "partition": self.partition,
-            "state": {name: snap.encode(getattr(self, name)) for name in self._STATE},
+            "state": {name: snap.encode(getattr(holder, attr)) for name, (holder, attr) in self._state().items()},
         }
 
     @classmethod
@@ -806,11 +259,11 @@ class PartitionEngine:
             config, partition=int(data["partition"]), partitions=partitions, clock=clock, profiles=profiles,
             detect=detect,
         )  # fmt: skip
-        for name in cls._STATE:
+        for name, (holder, attr) in engine._state().items():
             if name in data["state"]:  # state added by a later release starts fresh when restoring an older snapshot
-                setattr(engine, name, snap.decode(data["state"][name]))
+                setattr(holder, attr, snap.decode(data["state"][name]))
         if "label_time" not in data["state"]:  # an older release kept one join clock for both streams
-            engine.prediction_time = engine.label_time = engine.watermark
+            engine.profile.prediction_time = engine.profile.label_time = engine.watermark
         if "profile_state" not in data["state"]:  # an older release's engine kept the join clock itself
             engine.profile.watermark = engine.watermark
         for state in engine.models.values():
@@ -823,14 +276,15 @@ class PartitionEngine:
         """Settings come from the current config, not from the snapshot: a restart with new limits or
         thresholds takes effect on restored partitions too (detector state keeps its own settings)."""
         cfg = self.config
-        lc = self.lifecycle
+        lc = self.alerting.lifecycle
         lc.resolve_after_s, lc.cooldown_s = cfg.alerts.resolve_after_s, cfg.alerts.cooldown_s
         lc.resolve_after_events, lc.cooldown_events = cfg.alerts.resolve_after_events, cfg.alerts.cooldown_events
         for name in ("cooldown_until_position", "last_start"):  # state an older release did not keep
             if not hasattr(lc, name):
                 setattr(lc, name, {})
-        self.fdr.q, self.fdr.round_events = cfg.significance.fdr, cfg.significance.round_events
-        j = self.joiner
+        fdr = self.model_monitor.fdr
+        fdr.q, fdr.round_events = cfg.significance.fdr, cfg.significance.round_events
+        j = self.profile.joiner
         j.ttl_s, j.max_pending = cfg.labels.ttl_s, cfg.labels.max_pending
         j.early_ttl_s, j.max_early = cfg.labels.early_ttl_s, cfg.labels.max_early
         j.apply_caps()
@@ -843,29 +297,8 @@ class PartitionEngine:
         return sum(m.events for m in self.models.values() if self.shards == 1 or self.shard_of_model(m.model) == 0)
 
     def streams(self) -> Iterator[StreamView]:
-        """Every stream with its statistics, for metrics and the dashboard."""
-        for state in self.models.values():
-            for (name, attr, value), tracker in state.trackers():
-                segment = {} if (attr, value) == ALL else {attr: value}
-                subject = "prediction" if name == PREDICTION else name
-                if isinstance(tracker, NumericStream):
-                    stats, ev = tracker.view(), tracker.evidence()
-                    kind = "prediction_drift" if name == PREDICTION else "data_drift"
-                else:
-                    labels = state.vocab[name].labels()
-                    stats, ev = tracker.view(labels), tracker.evidence(labels)
-                    kind = "prediction_drift" if name == PREDICTION else "data_drift"
-                key = alert_key(state.model, kind, subject, segment, state.version)
-                yield StreamView(
-                    model=state.model,
-                    model_version=state.version,
-                    feature=subject,
-                    segment=segment_label(segment),
-                    kind=tracker.kind,
-                    stats=stats,
-                    effect=ev.effect,
-                    firing=self.lifecycle.is_firing(key),
-                )
+        """Every stream with its statistics, for inspection (see :func:`monitor.core.view.stream_views`)."""
+        return stream_views(self)
 
 
 def _whole_model(model: str) -> int:

@@ -20,7 +20,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import lz4.frame
 import numpy as np
@@ -338,6 +338,18 @@ class SegmentCaps:
         return combos, codes
 
 
+class EngineObserver(Protocol):
+    """Sees each model version's registered predictions and every joined label (``monitor replay --timeline``)."""
+
+    def predictions(
+        self, model: str, version: str, index: np.ndarray, ids: list[str], scores: np.ndarray, times: np.ndarray
+    ) -> None:
+        """``index``: each prediction's message position in its batch; ``scores``: positive-class scores."""
+
+    def joined(self, items: list[Joined]) -> None:
+        """Predictions with their labels, as they are joined."""
+
+
 class ProfileStage:
     """One input partition's decode, validation and label join; model versions' summaries out.
 
@@ -365,8 +377,23 @@ class ProfileStage:
         self.segment_caps = SegmentCaps()
         self.keys: dict[tuple[str, str], None] = {}  # model versions seen, in order: each gets heartbeats
         self.events: Counter[tuple[str, str]] = Counter()  # predictions accepted per model version
-        self.observer: Any = None  # an EngineObserver (monitor replay --timeline); not state
+        self.observer: EngineObserver | None = None  # monitor replay --timeline; not state
         self.shards = 1  # detection shards the summaries go to (monitor.core.shards); config, not state
+
+    @property
+    def bookkeeping(self) -> dict[str, Any]:
+        """The stage's state besides the join and its counters: its summary sequence, join clock, segment caps
+        and the model versions it has seen (the engine snapshots it as ``profile_state``)."""
+        return {
+            "seq": self.seq, "watermark": self.watermark, "caps": self.segment_caps, "keys": list(self.keys),
+            "events": self.events,
+        }  # fmt: skip
+
+    @bookkeeping.setter
+    def bookkeeping(self, value: dict[str, Any]) -> None:
+        self.seq, self.watermark, self.segment_caps = int(value["seq"]), float(value["watermark"]), value["caps"]
+        self.keys = {(m, v): None for m, v in value["keys"]}
+        self.events = value.get("events") or Counter()
 
     # ------------------------------------------------------------------ ingest
     def predictions(

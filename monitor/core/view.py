@@ -13,6 +13,7 @@ once per published view, instead of at every scrape.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -172,9 +173,49 @@ class EngineView:
         return [a.key for a in self.open_alerts]
 
 
+@dataclass
+class StreamView:
+    """A read-only look at one stream, quantiles included (the exporter and the dashboard read the lighter
+    rows of this module; this is for inspection and the snapshot twin tests)."""
+
+    model: str
+    model_version: str
+    feature: str
+    segment: str
+    kind: str
+    stats: dict[str, Any]
+    effect: float
+    firing: bool
+
+
+def stream_views(engine: PartitionEngine) -> Iterator[StreamView]:
+    """Every stream of the engine with its statistics (built as they are asked for, from live state)."""
+    for state in engine.models.values():
+        for (name, attr, value), tracker in state.trackers():
+            segment = {} if (attr, value) == ALL else {attr: value}
+            subject = "prediction" if name == PREDICTION else name
+            if isinstance(tracker, NumericStream):
+                stats, ev = tracker.view(), tracker.evidence()
+            else:
+                labels = state.vocab[name].labels()
+                stats, ev = tracker.view(labels), tracker.evidence(labels)
+            kind = "prediction_drift" if name == PREDICTION else "data_drift"
+            key = alert_key(state.model, kind, subject, segment, state.version)
+            yield StreamView(
+                model=state.model,
+                model_version=state.version,
+                feature=subject,
+                segment=segment_label(segment),
+                kind=tracker.kind,
+                stats=stats,
+                effect=ev.effect,
+                firing=engine.alerting.lifecycle.is_firing(key),
+            )
+
+
 def _stream_rows(engine: PartitionEngine, state: ModelState) -> list[StreamRow]:
     rows = []
-    is_firing = engine.lifecycle.is_firing
+    is_firing = engine.alerting.lifecycle.is_firing
     for (name, attr, value), tracker in state.trackers():
         segment = {} if (attr, value) == ALL else {attr: value}
         subject = "prediction" if name == PREDICTION else name
@@ -295,7 +336,7 @@ def _model_row(state: ModelState) -> ModelRow:
 
 def build_view(engine: PartitionEngine) -> EngineView:
     """The view of ``engine`` now. Call it from the thread that updates the engine, between batches."""
-    lifecycle = engine.lifecycle
+    lifecycle = engine.alerting.lifecycle
     open_alerts = tuple(
         OpenAlert(key, inc.alert_id, inc.started_at, inc.detected_at, inc.clear_since)
         for key, inc in lifecycle.open.items()
@@ -316,15 +357,15 @@ def build_view(engine: PartitionEngine) -> EngineView:
             levels = set(inc.get("severity", {}).values())
             severity = "critical" if "critical" in levels else "warning"
             incidents.append(IncidentRow(model, version, str(inc["id"]), facet, kinds, severity, len(inc["keys"])))
-    fdr = engine.fdr
+    fdr = engine.model_monitor.fdr
     return EngineView(
         partition=engine.partition,
-        labels_seen=int(engine.labels_seen),
-        stream_count=int(engine.stream_count),
+        labels_seen=int(engine.profile.labels_seen),
+        stream_count=int(engine.model_monitor.stream_count),
         last_event_time=float(engine.last_event_time),
-        rejected=tuple(engine.rejected.items()),
-        capped=tuple(engine.capped.items()),
-        alerts_emitted=tuple(engine.alerts_emitted.items()),
+        rejected=tuple(engine.profile.rejected.items()),
+        capped=tuple(engine.model_monitor.capped.items()),
+        alerts_emitted=tuple(engine.alerting.alerts_emitted.items()),
         models=models,
         streams=tuple(streams),
         windows=tuple(windows),
@@ -336,9 +377,9 @@ def build_view(engine: PartitionEngine) -> EngineView:
         fdr_discoveries=int(fdr.discoveries),
         fdr_rounds=int(fdr.rounds),
         fdr_pending=len(fdr.pending),
-        join_pending=len(engine.joiner.pending),
-        join_early=len(engine.joiner.early),
-        join_counts=tuple(engine.joiner.counts.items()),
+        join_pending=len(engine.profile.joiner.pending),
+        join_early=len(engine.profile.joiner.early),
+        join_counts=tuple(engine.profile.joiner.counts.items()),
         stream_index={(s.model, s.model_version, s.name, s.segment): s for s in streams},
         window_index={(w.model, w.model_version, w.name, w.segment): w for w in windows},
         profiled=tuple((m, v, int(n)) for (m, v), n in engine.profile.events.items()),

@@ -124,7 +124,7 @@ class AuditPublisher:
                     "uptime_s": now - self.started,
                     "lag": lag.get((predictions_topic, partition)),
                     "predictions": {f"{m}/{v}": n for (m, v), n in sorted(engine.profile.events.items())},
-                    "labels": engine.labels_seen,
+                    "labels": engine.profile.labels_seen,
                 },
             )
             sent += 1

@@ -43,7 +43,8 @@ def test_benjamini_hochberg_rounds_do_not_depend_on_batch_boundaries() -> None:
             for r in [t.last]
             if r is not None
         }
-        seen[batch] = (eng.fdr.rounds, eng.fdr.tests, eng.fdr.discoveries, decided)
+        fdr = eng.model_monitor.fdr
+        seen[batch] = (fdr.rounds, fdr.tests, fdr.discoveries, decided)
     assert seen[500][1] > 100
     assert seen[500] == seen[1_700] == seen[5_000]
 

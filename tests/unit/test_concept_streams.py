@@ -76,7 +76,7 @@ def test_a_stationary_accurate_model_raises_no_label_based_alert(accuracy):
         alerts += eng.process_labels(labels, [T0] * n).alerts
     label_based = [a.key for a in alerts if a.kind in ("concept_drift", "performance", "retrain_recommended")]
     assert label_based == []
-    assert eng.joiner.counts["joined"] == 200_000
+    assert eng.profile.joiner.counts["joined"] == 200_000
 
 
 def test_a_model_right_on_every_early_label_still_measures_its_rise_in_rate_units():

@@ -63,13 +63,13 @@ def test_a_segment_is_never_judged_without_all_traffic(monkeypatch):
     is in its cooldown."""
     engine = _engine()
     calls: list[list[tuple[str, str]]] = []
-    decide = engine._decide
+    decide = engine.judging.decide
 
     def spy(state, name, touched):
         calls.append([bucket for bucket, _, _ in touched])
         return decide(state, name, touched)
 
-    monkeypatch.setattr(engine, "_decide", spy)
+    monkeypatch.setattr(engine.judging, "decide", spy)
     _feed(engine, _stream(15_000, 10_000, Drift("income", {"country": "SG"}, scale=1.6)))
     with_segments = [c for c in calls if any(b != ("", "") for b in c)]
     assert with_segments, "the drifting segment was never judged"
@@ -126,7 +126,7 @@ def test_segment_values_beyond_the_cap_share_one_overflow_bucket():
     segments = {(a, v) for (_, a, v) in state.streams}
     assert ("country", "__other__") in segments
     assert len({v for a, v in segments if a == "country"}) == 3  # two tracked values + overflow
-    assert eng.capped["segment_value"] > 0
+    assert eng.model_monitor.capped["segment_value"] > 0
 
 
 def test_streams_features_and_models_are_capped_and_counted():
@@ -134,10 +134,11 @@ def test_streams_features_and_models_are_capped_and_counted():
     events = _stream(2_000, 0, None)
     other = [{**e, "model": "fraud"} for e in events[:100]]
     _feed(eng, events + other)
-    assert eng.stream_count == 10
+    assert eng.model_monitor.stream_count == 10
     assert len(eng.models["churn", "v1"].kinds) == 3
     assert set(eng.models) == {("churn", "v1")}
-    assert eng.capped["stream"] > 0 and eng.capped["feature"] > 0 and eng.capped["model"] == 100
+    capped = eng.model_monitor.capped
+    assert capped["stream"] > 0 and capped["feature"] > 0 and capped["model"] == 100
 
 
 def test_a_value_of_the_wrong_type_is_counted_and_treated_as_missing():

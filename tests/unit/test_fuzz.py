@@ -348,8 +348,8 @@ def _message(pool: list[dict[str, Any]], fast: bool) -> st.SearchStrategy[bytes 
 def _check(engine: PartitionEngine, role: str, values: list[bytes | None]) -> BatchResult:
     """Feed one batch and check every per-batch property."""
     times = [T0 + i for i in range(len(values))]
-    events, capped, labels = engine.events_total(), engine.capped["model"], engine.labels_seen
-    rejected_before = Counter({reason: n for (r, reason), n in engine.rejected.items() if r == role})
+    events, capped, labels = engine.events_total(), engine.model_monitor.capped["model"], engine.profile.labels_seen
+    rejected_before = Counter({reason: n for (r, reason), n in engine.profile.rejected.items() if r == role})
     process: Callable[..., BatchResult] = engine.process_predictions if role == "predictions" else engine.process_labels
     result = process(values, times)  # no exception may escape
 
@@ -363,17 +363,17 @@ def _check(engine: PartitionEngine, role: str, values: list[bytes | None]) -> Ba
     known_valid = {i for i, value in enumerate(values) if value in VALID}
     assert not known_valid & set(positions), f"valid events rejected: {result.rejected}"
 
-    rejected_after = Counter({reason: n for (r, reason), n in engine.rejected.items() if r == role})
+    rejected_after = Counter({reason: n for (r, reason), n in engine.profile.rejected.items() if r == role})
     assert rejected_after - rejected_before == Counter(r.reason for r in result.rejected)
     if role == "predictions":
         # Every valid event is counted once: in its model's state, or as turned away by the model cap.
         counted = engine.events_total() - events
-        turned_away = engine.capped["model"] - capped
+        turned_away = engine.model_monitor.capped["model"] - capped
         assert counted + turned_away == result.processed
         if len(engine.models) < engine.config.monitoring.max_models:
             assert turned_away == 0
     else:
-        assert engine.labels_seen - labels == result.processed
+        assert engine.profile.labels_seen - labels == result.processed
     for alert in result.alerts:
         assert orjson.loads(orjson.dumps(alert.to_dict()))["status"] in ("firing", "resolved")
     return result

@@ -96,7 +96,7 @@ def test_a_less_confident_model_raises_an_estimated_accuracy_drop_before_any_lab
     alerts = _run(eng, 20, change_at=8, pred_fn=soften, with_labels=False)
     keys = [(a.status, a.key, a.detector) for a in alerts]
     assert ("firing", "churn/v1/performance/estimated_accuracy/all", "cbpe") in keys
-    assert eng.joiner.counts["joined"] == 0
+    assert eng.profile.joiner.counts["joined"] == 0
 
 
 def test_a_business_outcome_drop_in_one_segment_is_reported_for_that_segment():

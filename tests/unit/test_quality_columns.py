@@ -175,7 +175,7 @@ def test_tallied_columns_give_the_same_findings_as_walking_the_values(
         n = len(next(iter(columns.values())))
         converted: dict[str, tuple[list[Any], str, np.ndarray, np.ndarray | None]] = {}
         for name, values in columns.items():
-            out = convert_column(state, name, values, engine.config.monitoring, engine.capped)
+            out = convert_column(state, name, values, engine.config.monitoring, engine.model_monitor.capped)
             if out is not None:
                 converted[name] = (values, *out)
         labels = {name: v.labels() for name, v in state.vocab.items()}
@@ -308,7 +308,9 @@ def test_mistyped_numbers_are_counted_and_blank_in_the_column() -> None:
     engine = PartitionEngine(load_config(environ={}), clock=lambda: 0.0)
     state = engine._model("m", "v1")
     assert state is not None
-    out = convert_column(state, "x", [1.5, True, None, "3", 0.0, 7], engine.config.monitoring, engine.capped)
+    out = convert_column(
+        state, "x", [1.5, True, None, "3", 0.0, 7], engine.config.monitoring, engine.model_monitor.capped
+    )
     assert out is not None
     kind, column, mismatch = out
     assert kind == "numeric" and mismatch is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import jsonschema
@@ -130,8 +131,7 @@ class _Recorder:
 
     def __init__(self, *_: Any, **__: Any) -> None:
         self.last_event_time = float("nan")
-        self.rejected: dict[tuple[str, str], int] = {}
-        self.joiner = type("J", (), {"counts": {}})()
+        self.profile = SimpleNamespace(rejected={}, joiner=SimpleNamespace(counts={}))  # what replay reads
 
     def process_predictions(self, values: list[bytes | None], kafka_times: list[float]) -> BatchResult:
         times = [float(orjson.loads(v or b"{}")["timestamp"]) for v in values]

@@ -404,9 +404,9 @@ def test_snapshot_size_per_monitored_stream():
     engine = PartitionEngine(CONFIG, clock=_clock)
     _run(engine, ENGINE_BATCHES)
     total = len(orjson.dumps(engine.snapshot()))  # as a checkpoint record holds it: plain data already
-    n = engine.stream_count
+    n = engine.model_monitor.stream_count
     parts = {
-        "join store": len(snapshot.dumps(engine.joiner)),
+        "join store": len(snapshot.dumps(engine.profile.joiner)),
         "label metrics": sum(len(snapshot.dumps(m.perf)) for m in engine.models.values()),
         "drift trackers": sum(len(snapshot.dumps(t)) for m in engine.models.values() for t in m.streams.values()),
         "fairness": sum(len(snapshot.dumps(m.fairness)) for m in engine.models.values()),
@@ -415,7 +415,7 @@ def test_snapshot_size_per_monitored_stream():
     print(
         f"\nsnapshot: {total:,} bytes for {n} streams = {per_stream:,.0f} bytes per stream; per stream: "
         + ", ".join(f"{name} {size / n:,.0f}" for name, size in parts.items())
-        + f" ({len(engine.joiner.pending):,} predictions pending)"
+        + f" ({len(engine.profile.joiner.pending):,} predictions pending)"
     )
     assert n > 50
     assert per_stream < MAX_BYTES_PER_STREAM
@@ -558,7 +558,7 @@ def test_a_snapshot_from_before_baselines_restores_and_continues():
     before = twin.events_total()
     rest = _run(twin, ENGINE_BATCHES[half:])
     assert twin.events_total() == before + sum(n for role, n, *_ in rest if role == "predictions")
-    assert state.tests and twin.fdr.tests > 0  # the new checks started on the restored partition
+    assert state.tests and twin.model_monitor.fdr.tests > 0  # the new checks started on the restored partition
 
 
 def _drop_fields(node: object, cls: str, names: tuple[str, ...]) -> int:
@@ -592,5 +592,5 @@ def test_a_snapshot_from_before_isotonic_calibration_and_incidents_restores_and_
     before = twin.events_total()
     rest = _run(twin, ENGINE_BATCHES[half:])
     assert twin.events_total() == before + sum(n for role, n, *_ in rest if role == "predictions")
-    assert twin.incidents.open is not None
+    assert twin.alerting.incidents.open is not None
     snapshot.dumps(twin.snapshot())  # and it snapshots again

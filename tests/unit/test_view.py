@@ -52,7 +52,7 @@ def test_a_view_holds_what_the_live_streams_show():
     engine = _drifted_engine()
     view = build_view(engine)
     live = list(engine.streams())
-    assert len(view.streams) == len(live) == engine.stream_count
+    assert len(view.streams) == len(live) == engine.model_monitor.stream_count
     rows = {(r.model, r.model_version, r.feature, r.segment): r for r in view.streams}
     for s in live:
         row = rows[s.model, s.model_version, s.feature, s.segment]
@@ -64,7 +64,7 @@ def test_a_view_holds_what_the_live_streams_show():
     assert {r.kind for r in view.streams} == {"numeric", "categorical"}
     firing = [r for r in view.streams if r.firing]
     assert [(r.feature, r.segment) for r in firing] == [("income", "country=SG")]
-    assert view.open_keys() == list(engine.lifecycle.open)
+    assert view.open_keys() == list(engine.alerting.lifecycle.open)
     assert sum(m.events for m in view.models.values()) == engine.events_total() == 18_000
 
 

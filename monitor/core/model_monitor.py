@@ -1,0 +1,265 @@
+"""Monitoring of a prediction batch, one model version's rows at a time.
+
+Each model version's rows update its drift streams (a numeric table per settings group, a categorical
+tracker per stream) and their window tests, feed its schema checks, and, on shard 0 of the model, its
+latency, score-based estimates and fairness. The streams with something to judge go to the drift judge;
+the windows the batch closed wait in :attr:`ModelMonitor.fdr` for their false-discovery round, which the
+engine closes once the whole batch is in. The stream cap and what the caps turned away are counted here
+(state the engine snapshots under the names ``stream_count``, ``capped`` and ``fdr``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from monitor.core.alerting import Alerting
+from monitor.core.columns import Bucket, convert_column, segment_buckets, segment_combinations, take
+from monitor.core.drift import CategoricalDriftTracker
+from monitor.core.events import PredictionBatch
+from monitor.core.judgements import retrain_judgement
+from monitor.core.judging import DriftJudging, StreamToJudge
+from monitor.core.model_setup import ModelSetup
+from monitor.core.model_state import LATENCY_BUCKETS_MS, PREDICTION, ModelState, Tracker
+from monitor.core.numeric_streams import NumericStream, NumericStreams
+from monitor.core.profile import positive_scores
+from monitor.core.quality_feed import ObservedColumn, feed_schema_watch
+from monitor.core.rules import ALL, Alert
+from monitor.core.settings import Settings
+from monitor.core.shards import shard_of
+from monitor.core.significance import ClosedWindow, FalseDiscoveryControl, WindowResult, complete_windows
+
+
+class ModelMonitor:
+    """Monitors model versions' rows for one partition; judgements go to ``judging`` and ``alerting``."""
+
+    def __init__(self, config: Settings, setup: ModelSetup, judging: DriftJudging, alerting: Alerting) -> None:
+        self.config = config
+        self.setup = setup
+        self.judging = judging
+        self.alerting = alerting
+        mon = config.monitoring
+        self._include = set(mon.features)
+        self._ignore = set(mon.ignore_features)
+        sig = config.significance
+        self.fdr = FalseDiscoveryControl(sig.fdr, sig.round_events)
+        self.capped: Counter[str] = Counter()  # what a cap turned away: model, feature, segment_value...
+        self.stream_count = 0
+        self._closed: list[ClosedWindow] = []  # windows this batch closed, their statistics still to compute
+
+    def end_batch(self, events: int) -> list[tuple[Any, WindowResult]]:
+        """The statistics of every window the batch closed, at once; then the false-discovery round moves on by
+        the batch's ``events`` (the window tests it decided, if it closed)."""
+        complete_windows(self._closed)
+        self._closed = []
+        return self.fdr.advance(events)
+
+    def observe(
+        self,
+        state: ModelState,
+        batch: PredictionBatch,
+        rows: np.ndarray | None,
+        *,
+        shard: int,
+        shards: int,
+        rng: np.random.Generator,
+        watermark: float,
+    ) -> list[Alert]:
+        """Monitor a model version's ``rows`` of the batch (None: all of them) as detection ``shard`` of
+        ``shards``: each shard its own features, shard 0 the model version as a whole too."""
+        n = len(batch) if rows is None else rows.size
+        state.events += n
+        times = batch.event_time if rows is None else batch.event_time[rows]
+        state.last_event_time = float(np.nanmax(times))
+        if state.first_event_time != state.first_event_time:
+            state.first_event_time = float(np.nanmin(times))
+        if shard == 0:
+            self._latency(state, batch.latency_ms if rows is None else batch.latency_ms[rows])
+        buckets = segment_buckets(state, batch, rows, self.config.monitoring, self.capped)
+        # each shard judges its own features' drift and schema checks (the profile stage sends it no other column)
+        columns: list[tuple[str, list[Any]]] = [
+            (name, take(col, rows))
+            for name, col in batch.features.items()
+            if self._watched(name) and (shards == 1 or shard_of(state.model, name, shards) == shard)
+        ]
+        if self.config.monitoring.watch_prediction and shard == 0:
+            columns.append((PREDICTION, take(batch.prediction, rows)))
+        alerts: list[Alert] = []
+        watch = state.quality
+        if watch is not None and shards > 1:
+            watch.keep_only(lambda name: shard_of(state.model, name, shards) == shard)
+        testing = self.config.significance.enabled
+        observed: list[ObservedColumn] = []
+        positions = self.fdr.position + (np.arange(n) if rows is None else rows)  # rows' places in the partition
+        # every bucket's rows one after another (all traffic first): each numeric subject's streams in one update
+        lengths = np.array([n if part is None else part.size for _, part in buckets])
+        grouped = None if len(buckets) == 1 else np.concatenate([np.arange(n)] + [p for _, p in buckets[1:]])
+        grouped_times = times if grouped is None else times[grouped]
+        grouped_positions = positions if grouped is None else positions[grouped]
+        # Every column converted before any tracker runs: the decoded values are still in the CPU cache then.
+        conversions = [
+            (name, values, convert_column(state, name, values, self.config.monitoring, self.capped))
+            for name, values in columns
+        ]
+        converted_columns = [(name, values, *c) for name, values, c in conversions if c is not None]
+        numeric = self._update_numeric(
+            state,
+            [(name, col) for name, _, kind, col, _ in converted_columns if kind == "numeric"],
+            buckets,
+            lengths,
+            grouped,
+            grouped_times,
+            grouped_positions,
+        )
+        for name, values, kind, column, mismatch in converted_columns:
+            if watch is not None and name != PREDICTION:
+                observed.append((name, values, kind, column, mismatch))
+            touched: list[StreamToJudge] = []
+            overall: StreamToJudge | None = None
+            if kind == "numeric":
+                block, ids = numeric[name]
+            for k, (bucket, part) in enumerate(buckets):
+                part_values = column if part is None else column[part]
+                part_times = times if part is None else times[part]
+                tracker: Tracker | None
+                if kind == "numeric":
+                    tracker = NumericStream(block, int(ids[k])) if ids[k] >= 0 else None
+                    present = ~np.isnan(part_values)
+                else:
+                    tracker = self._tracker(state, name, bucket)
+                    if tracker is not None:
+                        tracker.update(part_values, part_times)
+                    present = part_values >= 0
+                if tracker is None:
+                    continue
+                if testing and kind == "categorical":  # numeric streams' windows are counted with their table
+                    test = self.setup.window_test(state, name, kind, bucket)
+                    part_positions = positions if part is None else positions[part]
+                    closed = test.close_windows(part_values[present], part_times[present], part_positions[present])
+                    for c in closed:
+                        self.fdr.add((state.model, state.version, name, *bucket), c.result)
+                    self._closed += closed
+                seen = (bucket, tracker, float(part_times.max()))
+                if bucket == ALL:
+                    overall = seen
+                if self.judging.needs_judging(state, name, bucket, tracker):
+                    touched.append(seen)
+            if touched and overall is not None and all(b != ALL for b, _, _ in touched):
+                touched.append(overall)  # attribution needs all traffic's view (e.g. its alert's cooldown)
+            alerts.extend(self.judging.decide(state, name, touched))
+        if watch is not None:
+            alerts += feed_schema_watch(state, watch, batch, rows, observed, times, self.alerting)
+        if shard != 0:
+            return alerts
+        alerts += self._register_predictions(state, batch, rows, buckets, times, rng, watermark)
+        if self.config.decisions.enabled and self.config.decisions.retrain_drift_features:
+            retrain = retrain_judgement(state, self.config.decisions, watermark)
+            alerts += self.alerting.emit(state.model, state.version, [retrain])
+        return alerts
+
+    def _watched(self, feature: str) -> bool:
+        if feature in self._ignore:
+            return False
+        return not self._include or feature in self._include
+
+    def _tracker(self, state: ModelState, name: str, bucket: tuple[str, str]) -> CategoricalDriftTracker | None:
+        """A categorical stream's tracker, created on first use unless the stream cap is reached."""
+        key = (name, *bucket)
+        tracker = state.streams.get(key)
+        if tracker is None:
+            if self.stream_count >= self.config.monitoring.max_streams:
+                self.capped["stream"] += 1
+                return None
+            settings = self.config.detectors.for_feature("prediction" if name == PREDICTION else name)
+            tracker = CategoricalDriftTracker(settings, self.config.monitoring.max_categories + 1)
+            state.streams[key] = tracker
+            self.stream_count += 1
+        return tracker
+
+    def _update_numeric(
+        self,
+        state: ModelState,
+        numeric: list[tuple[str, np.ndarray]],
+        buckets: list[Bucket],
+        lengths: np.ndarray,
+        grouped: np.ndarray | None,
+        grouped_times: np.ndarray,
+        grouped_positions: np.ndarray,
+    ) -> dict[str, tuple[NumericStreams, np.ndarray]]:
+        """Every numeric subject's streams updated together, one table per settings group; per subject, its
+        table and each bucket's stream index (-1 where the stream cap turned the bucket away)."""
+        groups: dict[str, list[tuple[str, np.ndarray]]] = {}
+        for name, column in numeric:
+            groups.setdefault(self.setup.numeric_group(name), []).append((name, column))
+        out: dict[str, tuple[NumericStreams, np.ndarray]] = {}
+        cap = self.config.monitoring.max_streams
+        for group, members in groups.items():
+            block = self.setup.numeric_table(state, group)
+            ids = np.empty((len(members), len(buckets)), dtype=np.int64)
+            for f, (name, _) in enumerate(members):
+                for b, (bucket, _) in enumerate(buckets):
+                    key = (name, *bucket)
+                    i = block.index.get(key)
+                    if i is None:
+                        if self.stream_count >= cap:
+                            self.capped["stream"] += 1
+                            i = -1
+                        else:
+                            i = block.add_stream(key, self.setup.profile_reference(state, name, "numeric", bucket))
+                            self.stream_count += 1
+                    ids[f, b] = i
+                out[name] = (block, ids[f])
+            matrix = np.stack([column for _, column in members])
+            values = (matrix if grouped is None else matrix[:, grouped]).ravel()
+            stream = np.repeat(ids.ravel(), np.tile(lengths, len(members)))
+            times = np.tile(grouped_times, len(members))
+            positions = np.tile(grouped_positions, len(members))
+            if (ids < 0).any():
+                kept = stream >= 0
+                values, times, stream, positions = values[kept], times[kept], stream[kept], positions[kept]
+            for i, window in block.update(values, times, stream, positions):
+                self.fdr.add((state.model, state.version, *block.keys[i]), window.result)
+                self._closed.append(window)
+        return out
+
+    def _register_predictions(
+        self,
+        state: ModelState,
+        batch: PredictionBatch,
+        rows: np.ndarray | None,
+        buckets: list[Bucket],
+        times: np.ndarray,
+        rng: np.random.Generator,
+        watermark: float,
+    ) -> list[Alert]:
+        """Feed the score-based estimates, fairness and latency (the profile stage put them in the label join)."""
+        n = times.size
+        combos, seg_code = segment_combinations(buckets, n)
+        positive = self.config.performance.positive_label
+        preds = take(batch.prediction, rows)
+        scores_col = take(batch.scores, rows)
+        scores = positive_scores(preds, scores_col, positive)
+        perf = self.setup.performance(state)
+        latency = batch.latency_ms if rows is None else batch.latency_ms[rows]
+        touched = perf.observe_predictions(buckets, scores, latency, times, rng)
+        estimates = perf.estimate_judgements({b for b, _ in touched}, float(times.max()))
+        alerts = self.alerting.emit(state.model, state.version, estimates)
+        fairness = self.setup.fairness(state)
+        if fairness is not None:
+            predicted = np.where(np.isnan(scores), np.nan, (scores >= self.config.performance.threshold) * 1.0)
+            fairness.observe([combos[c] for c in seg_code.tolist()], predicted)
+            gaps = fairness.judgements(state.model, state.version, self.config.alerts, watermark)
+            alerts += self.alerting.emit(state.model, state.version, gaps)
+        return alerts
+
+    @staticmethod
+    def _latency(state: ModelState, latency: np.ndarray) -> None:
+        """The model version's latency histogram, sum and count (shard 0 only: every shard sees the rows)."""
+        present = latency[~np.isnan(latency)]
+        if present.size:
+            idx = np.searchsorted(np.asarray(LATENCY_BUCKETS_MS), present, side="left")
+            state.latency_buckets += np.bincount(idx, minlength=state.latency_buckets.size)
+            state.latency_sum_ms += float(present.sum())
+            state.latency_count += int(present.size)
