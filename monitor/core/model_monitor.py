@@ -47,11 +47,12 @@ class ModelMonitor:
         self.fdr = FalseDiscoveryControl(sig.fdr, sig.round_events)
         self.capped: Counter[str] = Counter()  # what a cap turned away: model, feature, segment_value...
         self.stream_count = 0
-        self._closed: list[ClosedWindow] = []  # windows this batch closed, their statistics still to compute
+        self._closed: list[ClosedWindow] = []  # categorical windows this batch closed, their statistics to compute
 
     def end_batch(self, events: int) -> list[tuple[Any, WindowResult]]:
-        """The statistics of every window the batch closed, at once; then the false-discovery round moves on by
-        the batch's ``events`` (the window tests it decided, if it closed)."""
+        """The statistics of every categorical window the batch closed, at once (numeric tables test theirs as
+        they close them); then the false-discovery round moves on by the batch's ``events`` (the window tests
+        it decided, if it closed)."""
         complete_windows(self._closed)
         self._closed = []
         return self.fdr.advance(events)
@@ -219,9 +220,8 @@ class ModelMonitor:
             if (ids < 0).any():
                 kept = stream >= 0
                 values, times, stream, positions = values[kept], times[kept], stream[kept], positions[kept]
-            for i, window in block.update(values, times, stream, positions):
-                self.fdr.add((state.model, state.version, *block.keys[i]), window.result)
-                self._closed.append(window)
+            for i, result in block.update(values, times, stream, positions):  # tested by the table already
+                self.fdr.add((state.model, state.version, *block.keys[i]), result)
         return out
 
     def _register_predictions(

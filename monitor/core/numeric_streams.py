@@ -30,7 +30,7 @@ from monitor.core.chunks import StreamChunker, run_lengths, run_starts
 from monitor.core.drift import QUANTILES, DriftEvidence, NumericDriftTracker
 from monitor.core.sequential import Z_CLIP, SequentialSettings, SequentialStreams
 from monitor.core.settings import DetectorSettings
-from monitor.core.significance import ClosedWindow, Reference
+from monitor.core.significance import Reference, WindowResult
 from monitor.core.windows import NumericWindows
 
 HISTOGRAM_BINS = 64  # over ±HISTOGRAM_SD baseline standard deviations, plus one bin either side for the rest
@@ -157,7 +157,7 @@ class NumericStreams:
     # ------------------------------------------------------------------ update
     def update(
         self, values: np.ndarray, times: np.ndarray, stream: np.ndarray, positions: np.ndarray | None = None
-    ) -> list[tuple[int, ClosedWindow]]:
+    ) -> list[tuple[int, WindowResult]]:
         """Values (``NaN`` missing) grouped by stream, one contiguous run per stream, in arrival order, with
         their partition positions (for the window tests' rounds); the windows that closed, by stream."""
         if values.size == 0:
@@ -176,7 +176,7 @@ class NumericStreams:
             starts = run_starts(stream)
             owners = stream[starts]
         runs = run_lengths(starts, stream.size)
-        closed: list[tuple[int, ClosedWindow]] = []
+        closed: list[tuple[int, WindowResult]] = []
         if self.windows is not None:
             where = positions if positions is not None else np.full(values.size, -1, dtype=np.int64)
             closed = self.windows.update(values, times, where, stream)

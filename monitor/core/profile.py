@@ -37,6 +37,7 @@ SUMMARY_FORMAT = 1
 LZ4_FRAME_MAGIC = b"\x04\x22\x4d\x18"  # how an lz4 frame starts (a zlib stream starts with 0x78, JSON with '{')
 MAX_SUMMARY_ROWS = 2_000  # rows per summary at most
 SUMMARY_BYTES = 500_000  # rows per summary are cut so that its JSON is about this large
+MAX_WIRE_TEXT_BYTES = 64 * SUMMARY_BYTES  # a summary's JSON read off the topic: far above any made here
 MAX_SUMMARY_JOINED = 1_000  # joined labels per summary at most: with a full piece of rows, under 1 MB even as JSON
 # A summary's rows span about SUMMARY_SPAN_S of event time once it has MIN_SPAN_ROWS rows: the merge orders
 # summaries, not rows, so their span bounds how far apart in time the rows of one engine batch can be.
@@ -158,7 +159,7 @@ class Summary:
         zlib at level 1 took 9.4 ms to compress and 3.7 ms to read back, lz4 2.5 and 0.4 ms, for 0.65 MB
         against 0.43 MB; the two stages spent about a sixth of the consume loop in zlib."""
         if self.wire is None:
-            self.wire = lz4.frame.compress(orjson.dumps(self.to_plain()))
+            self.wire = lz4.frame.compress(orjson.dumps(self.to_plain()), content_checksum=True)
         return self.wire
 
     @classmethod
@@ -183,13 +184,17 @@ class Summary:
 
 def wire_text(value: bytes) -> bytes:
     """The JSON text of a summaries-topic value: an lz4 frame (this release), zlib (earlier releases) or the
-    text itself. A value that is none of these raises ValueError (or zlib.error)."""
+    text itself. A damaged or implausibly large frame raises ValueError, anything else that is not zlib
+    zlib.error: the detection stage skips and counts either as unreadable."""
     if value[:1] == b"{":
         return value
     if value[:4] == LZ4_FRAME_MAGIC:
         try:
+            size = int(lz4.frame.get_frame_info(value)["content_size"])
+            if not 0 < size <= MAX_WIRE_TEXT_BYTES:  # a frame's header may claim any size: never allocate it blindly
+                raise ValueError(f"lz4 frame claims {size} bytes of JSON (at most {MAX_WIRE_TEXT_BYTES})")
             return bytes(lz4.frame.decompress(value))
-        except RuntimeError as exc:  # lz4's error for a damaged frame
+        except (RuntimeError, MemoryError) as exc:  # lz4's error for a damaged frame or checksum
             raise ValueError(f"damaged lz4 frame: {exc}") from exc
     return zlib.decompress(value)
 

@@ -425,7 +425,6 @@ class ClosedWindow(NamedTuple):
     counts: np.ndarray
     kind: str
     exact_p_below: float
-    complete: bool = False  # its statistics are in ``result`` already (numeric tables test their own windows)
 
 
 def complete_windows(closed: list[ClosedWindow]) -> None:
@@ -433,8 +432,7 @@ def complete_windows(closed: list[ClosedWindow]) -> None:
     per kind of window (zero columns pad the narrower rows, which changes no statistic)."""
     groups: dict[tuple[str, float], list[ClosedWindow]] = {}
     for c in closed:
-        if not c.complete:
-            groups.setdefault((c.kind, c.exact_p_below), []).append(c)
+        groups.setdefault((c.kind, c.exact_p_below), []).append(c)
     for (kind, exact), rows in groups.items():
         width = max(c.reference.size for c in rows)
         ref = np.zeros((len(rows), width))

@@ -5,8 +5,7 @@ Each stream's present values are binned on its reference's quantile bins (learne
 values. A batch adds the values of every stream with a few numpy calls: one ``bincount`` over
 (stream, window, bin) cells, as :mod:`monitor.core.chunks` does for chunks. The windows that closed are
 tested together, one :func:`~monitor.core.significance.window_tests` call over their rows, and come out as
-complete :class:`~monitor.core.significance.ClosedWindow` s (which
-:func:`~monitor.core.significance.complete_windows` passes over).
+decided-later :class:`~monitor.core.significance.WindowResult` s with their statistics in.
 
 The results equal :class:`~monitor.core.significance.BaselineWindowTest`'s, stream by stream, at any batch
 size (tests/unit/test_windows.py). Python loops remain per stream only where the work is per stream: a
@@ -20,7 +19,7 @@ import math
 import numpy as np
 
 from monitor.core.chunks import run_lengths, run_starts
-from monitor.core.significance import BaselineWindowTest, ClosedWindow, Reference, WindowResult, window_tests
+from monitor.core.significance import BaselineWindowTest, Reference, WindowResult, window_tests
 
 
 class NumericWindows:
@@ -100,7 +99,7 @@ class NumericWindows:
 
     def update(
         self, values: np.ndarray, times: np.ndarray, positions: np.ndarray, stream: np.ndarray
-    ) -> list[tuple[int, ClosedWindow]]:
+    ) -> list[tuple[int, WindowResult]]:
         """Present values grouped by stream (one run each, arrival order kept), with their event times and
         partition positions; the windows that closed, their statistics computed."""
         self.learned = {}
@@ -146,7 +145,7 @@ class NumericWindows:
         starts: np.ndarray,
         runs: np.ndarray,
         owners: np.ndarray,
-    ) -> list[tuple[int, ClosedWindow]]:
+    ) -> list[tuple[int, WindowResult]]:
         """Count values into (stream, window) cells; close every cell that fills its window."""
         width_bins = self.counts.shape[1]
         filled = self.filled[owners]
@@ -203,35 +202,36 @@ class NumericWindows:
         start_time: np.ndarray,
         end_time: np.ndarray,
         end_position: np.ndarray,
-    ) -> list[tuple[int, ClosedWindow]]:
-        """The windows in ``cells`` closed: their tests computed together (:func:`window_tests` over the rows,
-        as wide as the widest reference among them, as :func:`complete_windows` would), complete already."""
+    ) -> list[tuple[int, WindowResult]]:
+        """The windows in ``cells`` closed, tested together: one :func:`window_tests` call over their rows, all as
+        wide as the table (zero columns past a narrower reference change no statistic; a fixed width keeps a
+        window's result independent of which other windows closed in the same batch)."""
         k = cells // span
         streams = owners[k]
         seqs = seen_before[k] + (cells % span + 1) * self.window - filled[k]
         refs = [self.references[s] for s in streams.tolist()]
-        width = max(r.counts.size for r in refs if r is not None)
+        width = counts.shape[1]
         reference = np.zeros((len(refs), width))
         for row, r in enumerate(refs):
             assert r is not None
             reference[row, : r.counts.size] = r.counts
-        current = counts[cells, :width]
+        current = counts[cells]
         stats = window_tests(reference, current, self.exact_p_below)
         p_values = stats.ks_p if self.numeric_test == "ks" else stats.chi2_p
         w, test = self.window, self.numeric_test
-        closed: list[tuple[int, ClosedWindow]] = []
-        for row, (s, seq, total, start, end, position, psi, js, ks, p) in enumerate(
-            zip(streams.tolist(), seqs.tolist(), sums[cells].tolist(), start_time[cells].tolist(),
-                end_time[cells].tolist(), end_position[cells].tolist(), stats.psi.tolist(), stats.js.tolist(),
-                stats.ks.tolist(), p_values.tolist(), strict=True)
-        ):  # fmt: skip
-            ref = refs[row]
+        closed: list[tuple[int, WindowResult]] = []
+        columns = zip(
+            refs, streams.tolist(), seqs.tolist(), sums[cells].tolist(), start_time[cells].tolist(),
+            end_time[cells].tolist(), end_position[cells].tolist(), stats.psi.tolist(), stats.js.tolist(),
+            stats.ks.tolist(), p_values.tolist(), strict=True,
+        )  # fmt: skip
+        for ref, s, seq, total, start, end, position, psi, js, ks, p in columns:
             assert ref is not None
             result = WindowResult(
                 seq, end, w, ref.events, psi, js, ks, p, test, {"mean": total / w, "events": w},
                 {"mean": ref.mean, "std": ref.std, "events": ref.events}, start_time=start, position=position,
             )  # fmt: skip
-            closed.append((s, ClosedWindow(result, ref.counts, current[row], "numeric", self.exact_p_below, True)))
+            closed.append((s, result))
         return closed
 
 

@@ -8,6 +8,7 @@ import math
 import zlib
 from typing import Any
 
+import lz4.frame
 import numpy as np
 import orjson
 import pytest
@@ -16,6 +17,7 @@ from benchmarks.partitions import delay, run_per_partition, run_two_stages, sett
 from monitor.core.detect import DetectionStage
 from monitor.core.profile import (
     MAX_SUMMARY_JOINED,
+    MAX_WIRE_TEXT_BYTES,
     MIN_SPAN_ROWS,
     SUMMARY_SPAN_S,
     ProfileStage,
@@ -70,6 +72,13 @@ def test_a_summary_survives_its_bytes_exactly():
         assert s.encode()[:4] == b"\x04\x22\x4d\x18" and wire_text(s.encode()) == text  # an lz4 frame of the JSON
         with pytest.raises(ValueError, match="damaged lz4 frame"):
             Summary.decode(s.encode()[:-6])
+        flipped = bytearray(s.encode())
+        flipped[-8] ^= 0x01  # a bit flipped inside the data: the content checksum catches it
+        with pytest.raises(ValueError, match="damaged lz4 frame"):
+            Summary.decode(bytes(flipped))
+        huge = lz4.frame.compress(b" " * (MAX_WIRE_TEXT_BYTES + 1))  # a frame claiming more than any summary
+        with pytest.raises(ValueError, match="claims"):
+            Summary.decode(huge)
     rows = Summary.decode(out[0].encode()).rows
     assert rows is not None and rows.features["x"] == [None, 1.0] and rows.nulls == out[0].rows.nulls
     j = Summary.decode(joined[0].encode()).joined[0]

@@ -9,7 +9,7 @@ import pytest
 
 import monitor.core.engine  # noqa: F401  (registers the engine's classes for snapshots)
 from monitor.core import snapshot as snap
-from monitor.core.significance import BaselineWindowTest, Reference, complete_windows
+from monitor.core.significance import BaselineWindowTest, Reference
 from monitor.core.windows import NumericWindows
 
 WINDOW, BASELINE, BINS = 100, 250, 10
@@ -58,10 +58,9 @@ def _table_results(table: NumericWindows, values, times, stream, cuts: list[int]
     for lo, hi in itertools.pairwise(sorted({0, values.size, *cuts})):
         v, t, s, p = values[lo:hi], times[lo:hi], stream[lo:hi], positions[lo:hi]
         order = np.argsort(s, kind="stable")  # grouped by stream, arrival order kept: as the engine passes them
-        closed = table.update(v[order], t[order], p[order], s[order])
-        complete_windows([c for _, c in closed])
-        for i, c in closed:
-            out[i].append(_summary(c.result))
+        closed = table.update(v[order], t[order], p[order], s[order])  # tested as they close
+        for i, result in closed:
+            out[i].append(_summary(result))
     return out
 
 
@@ -91,8 +90,7 @@ def test_a_shift_shows_in_the_shifted_stream_only() -> None:
     positions = np.arange(values.size)
     order = np.argsort(stream, kind="stable")
     closed = table.update(values[order], times[order], positions[order], stream[order])
-    complete_windows([c for _, c in closed])
-    late = [(i, c.result.psi) for i, c in closed if c.result.position > 8000]
+    late = [(i, r.psi) for i, r in closed if r.position > 8000]
     shifted = [p for i, p in late if i == 0]
     others = [p for i, p in late if i != 0]
     assert np.mean(shifted) > 0.5 > 4 * np.mean(others)  # 100-value windows are noisy: compare averages
