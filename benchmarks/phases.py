@@ -390,6 +390,7 @@ def latency(args: dict[str, Any]) -> dict[str, Any]:
         "p50_s": pct(0.5),
         "p99_s": pct(0.99),
         "max_s": max(lat) if lat else None,
+        "every_s": [round(x, 3) for x in lat],
         "drain_s": drained_s,
         "event_time_lag_s": offset,
     }
