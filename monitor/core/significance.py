@@ -220,15 +220,10 @@ class Reference:
             v = float(values[0])
             edges = np.array([np.nextafter(v, -np.inf), v])
         counts = np.bincount(np.searchsorted(edges, values, side="left"), minlength=edges.size + 1)
-        return cls(
-            "numeric",
-            counts.astype(np.int64),
-            edges,
-            float(values.mean()),
-            float(values.std(ddof=1)) if values.size > 1 else 0.0,
-            float(values.min()),
-            float(values.max()),
-        )
+        with np.errstate(over="ignore", invalid="ignore"):  # absurd values (1e308): an infinite spread, as it should be
+            mean = float(values.mean())
+            std = float(values.std(ddof=1)) if values.size > 1 else 0.0
+        return cls("numeric", counts.astype(np.int64), edges, mean, std, float(values.min()), float(values.max()))
 
     @classmethod
     def categorical(cls, codes: np.ndarray, n_codes: int) -> Reference:
