@@ -78,6 +78,7 @@ class DetectionStage:
         self.progress: dict[int, float] = {}  # per source: the newest prediction event time it has reported
         self.label_progress: dict[int, float] = {}  # per source: the newest label event time it has reported
         self.last_seq: dict[int, int] = {}  # per source: the highest sequence number taken (older ones repeat)
+        self.released_seq: dict[int, int] = {}  # per source: the sequence number of the last summary released
         self.moved: dict[int, float] = {}  # per source: clock time its progress last moved (not state)
         self.label_moved: dict[int, float] = {}  # per source: clock time its label progress last moved (not state)
         self.released_to = -math.inf  # the watermark released so far
@@ -182,6 +183,7 @@ class DetectionStage:
             parts.pop(0)
             if not parts:
                 del self.pending[src]
+            self.released_seq[src] = head.seq
             self.released_to = max(self.released_to, head.progress)
             if not self.coalesce:
                 alerts += self.engine.apply([head])
@@ -234,14 +236,37 @@ class DetectionStage:
         return alerts
 
     # --------------------------------------------------------------- snapshots
+    def resume_offset(self) -> int | None:
+        """The summaries-topic offset to read again from after a restore, when every summary still waiting for
+        the watermark was read off the topic: the oldest one's (None: none waits, or one came otherwise)."""
+        held = [s.offset for parts in self.pending.values() for s in parts]
+        if not held or min(held) < 0:
+            return None
+        return min(held)
+
     def snapshot(self) -> dict[str, Any]:
-        """The engine's snapshot, the summaries still waiting for the watermark and the merge's bookkeeping."""
+        """The engine's snapshot, the merge's bookkeeping and the summaries still waiting for the watermark.
+
+        When every waiting summary was read off the summaries topic (:meth:`resume_offset`), they stay out: the
+        stage's input offset is the oldest one's, so a restored stage reads them again, and each of their
+        sources is recorded as it stood before its oldest waiting summary (the sequence last released, that
+        summary's progress), so the repeats of released ones are dropped and the merge waits for the rest as
+        it did. A snapshot then stays a few kilobytes however much the watermark holds back (it rewrote the
+        summaries on every checkpoint: 33 MB while catching up on the reference workload)."""
+        progress, last_seq = dict(self.progress), dict(self.last_seq)
+        pending: list[str] = []
+        if self.resume_offset() is None:
+            pending = [s.to_stored() for parts in self.pending.values() for s in parts]
+        else:
+            for src, parts in self.pending.items():
+                last_seq[src] = self.released_seq.get(src, -1)
+                progress[src] = parts[0].progress
         return {
             "engine": self.engine.snapshot(),
-            "pending": [s.to_stored() for parts in self.pending.values() for s in parts],
-            "progress": [[src, None if math.isinf(p) else p] for src, p in self.progress.items()],
+            "pending": pending,
+            "progress": [[src, None if math.isinf(p) else p] for src, p in progress.items()],
             "label_progress": [[src, None if math.isinf(p) else p] for src, p in self.label_progress.items()],
-            "last_seq": [[src, seq] for src, seq in self.last_seq.items()],
+            "last_seq": [[src, seq] for src, seq in last_seq.items()],
             "released_to": None if math.isinf(self.released_to) else self.released_to,
             "counts": [
                 self.summaries,
@@ -292,6 +317,7 @@ class DetectionStage:
             stage.label_progress[int(src)] = -math.inf if p is None else float(p)
             stage.label_moved[int(src)] = now
         stage.last_seq = {int(src): int(seq) for src, seq in data["last_seq"]}
+        stage.released_seq = dict(stage.last_seq)  # what waits was kept or is read again: the rest was released
         released = data.get("released_to")
         stage.released_to = -math.inf if released is None else float(released)
         counts = [int(x) for x in data["counts"]] + [0, 0, 0]  # fields later releases added start at 0

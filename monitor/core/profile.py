@@ -68,6 +68,7 @@ class Summary:
     shards: int = 1  # how many shards its model version was cut into (a stage drops one cut otherwise)
     cut: int = SHARD_CUT  # the rule it was cut by (monitor.core.shards.SHARD_CUT; 1 when the wire form has none)
     wire: bytes | None = field(default=None, repr=False, compare=False)  # encode()'s bytes, once made or read
+    offset: int = field(default=-1, repr=False, compare=False)  # where the summaries topic holds it (-1: unknown)
 
     def __len__(self) -> int:
         return (0 if self.rows is None else len(self.rows)) + len(self.joined)

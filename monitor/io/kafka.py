@@ -925,6 +925,7 @@ class MonitorService:
         for msg in group:
             try:
                 summary = Summary.decode(msg.value() or b"")
+                summary.offset = int(msg.offset() or 0)
             except (ValueError, KeyError, TypeError, IndexError, zlib.error) as exc:
                 self.stats.summaries_unreadable += 1  # not ours, or a later release's: skipped, counted, logged
                 log.warning("summaries partition %d offset %s unreadable: %s", partition, msg.offset(), exc)
@@ -1111,6 +1112,9 @@ class MonitorService:
                     if stage is None:
                         continue
                     covered = {"summaries": self._next.get((self.config.summaries_topic, p))}
+                    resume = stage.resume_offset()  # the summaries it holds stay on the topic, out of the snapshot
+                    if resume is not None and covered["summaries"] is not None:
+                        covered["summaries"] = min(resume, covered["summaries"])
                     state = stage.snapshot()
                     alerts = [a.to_dict() for a in outbox.get(task, [])]
                     extra = []
