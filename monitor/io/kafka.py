@@ -944,6 +944,9 @@ class MonitorService:
                 outbox.setdefault((DETECT, d), []).extend(alerts)
             if alerts or stage.pending_rows() != waiting:
                 self._stale.add((DETECT, d))
+            if stage.pending_rows() < waiting and not self._since_checkpoint.get((DETECT, d)):
+                # held summaries released: its offset may move on, so a checkpoint falls due (checkpoint.every_s)
+                self._since_checkpoint[DETECT, d] = 1
             mark = stage.released_to
             self._merge_stats[d] = MergeStats(
                 watermark=mark,
