@@ -93,7 +93,8 @@ class StreamChunker:
         cell = dense * width + local
         n_cells = streams.size * width
         sums = np.bincount(cell, weights=x, minlength=n_cells)
-        squares = np.bincount(cell, weights=x * x, minlength=n_cells)
+        with np.errstate(over="ignore"):  # absurd values (1e200) square to inf, as they should
+            squares = np.bincount(cell, weights=x * x, minlength=n_cells)
         counts = np.bincount(cell, minlength=n_cells)
         starts = np.full(n_cells, np.nan)
         ends = np.full(n_cells, np.nan)

@@ -258,7 +258,8 @@ class NumericStreams:
 
     def _count_bins(self, x: np.ndarray, stream: np.ndarray) -> None:
         lo, width = self._edges(stream)
-        b = np.clip(np.floor((x - lo) / width), -1, HISTOGRAM_BINS).astype(np.int64) + 1
+        with np.errstate(over="ignore", invalid="ignore"):  # absurd values land in the outermost cells, quietly
+            b = np.clip(np.floor((x - lo) / width), -1, HISTOGRAM_BINS).astype(np.int64) + 1
         cells = HISTOGRAM_BINS + 2
         first = int(stream.min())
         span = int(stream.max()) - first + 1
