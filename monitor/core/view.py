@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from monitor.core.fairness import FairnessTracker, merged
+from monitor.core.judgements import drift_key
 from monitor.core.numeric_streams import NumericStream
-from monitor.core.rules import ALL, alert_key, segment_label
+from monitor.core.rules import ALL, segment_label
 
 if TYPE_CHECKING:
     from monitor.core.engine import PartitionEngine
@@ -188,19 +189,22 @@ class StreamView:
     firing: bool
 
 
+def _subject_segment(name: str, attr: str, value: str) -> tuple[str, dict[str, str]]:
+    """A stream's subject and segment as its alerts name them."""
+    return ("prediction" if name == PREDICTION else name), ({} if (attr, value) == ALL else {attr: value})
+
+
 def stream_views(engine: PartitionEngine) -> Iterator[StreamView]:
     """Every stream of the engine with its statistics (built as they are asked for, from live state)."""
     for state in engine.models.values():
         for (name, attr, value), tracker in state.trackers():
-            segment = {} if (attr, value) == ALL else {attr: value}
-            subject = "prediction" if name == PREDICTION else name
+            subject, segment = _subject_segment(name, attr, value)
             if isinstance(tracker, NumericStream):
                 stats, ev = tracker.view(), tracker.evidence()
             else:
                 labels = state.vocab[name].labels()
                 stats, ev = tracker.view(labels), tracker.evidence(labels)
-            kind = "prediction_drift" if name == PREDICTION else "data_drift"
-            key = alert_key(state.model, kind, subject, segment, state.version)
+            key = drift_key(state.model, state.version, name, (attr, value))
             yield StreamView(
                 model=state.model,
                 model_version=state.version,
@@ -217,9 +221,7 @@ def _stream_rows(engine: PartitionEngine, state: ModelState) -> list[StreamRow]:
     rows = []
     is_firing = engine.alerting.lifecycle.is_firing
     for (name, attr, value), tracker in state.trackers():
-        segment = {} if (attr, value) == ALL else {attr: value}
-        subject = "prediction" if name == PREDICTION else name
-        kind = "prediction_drift" if name == PREDICTION else "data_drift"
+        subject, segment = _subject_segment(name, attr, value)
         if isinstance(tracker, NumericStream):  # read from the arrays: no quantiles, no evidence dicts
             count, missing, mean = tracker.count, tracker.missing, tracker.mean
             detections = tuple(tracker.detections.items())
@@ -239,7 +241,7 @@ def _stream_rows(engine: PartitionEngine, state: ModelState) -> list[StreamRow]:
                 missing=missing,
                 mean=mean,
                 effect=float(effect),
-                firing=is_firing(alert_key(state.model, kind, subject, segment, state.version)),
+                firing=is_firing(drift_key(state.model, state.version, name, (attr, value))),
                 detections=detections,
                 name=name,
             )
