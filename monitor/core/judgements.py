@@ -38,11 +38,13 @@ def needs_judging(
     """Only a stream with something to judge is judged on a batch: a detector has fired on it (ever), its
     latest window verdict is a discovery, or its alert (``key``) is open. Any other stream's judgement could
     neither open nor close an alert."""
-    if isinstance(tracker, NumericStream):
-        detectors = tracker.streams.detectors
-        if tracker.i < detectors.size and detectors.last_detector[tracker.i]:
+    if isinstance(tracker, NumericStream):  # its table holds its window test too: no look-up by name
+        block, i = tracker.streams, tracker.i
+        if i < block.detectors.size and block.detectors.last_detector[i]:
             return True
-    elif tracker.last is not None and tracker.last.p_value < tracker.settings.categorical_alpha:
+        last = None if block.windows is None else block.windows.last[i]
+        return (last is not None and last.significant) or is_firing(key)
+    if tracker.last is not None and tracker.last.p_value < tracker.settings.categorical_alpha:
         return True
     test = state.window_test((name, *bucket))
     if test is not None and test.last is not None and test.last.significant:

@@ -114,35 +114,38 @@ class ModelMonitor:
             grouped_times,
             grouped_positions,
         )
+        # each bucket's newest event time, the "now" its streams are judged at (the same for every subject)
+        bucket_now = [float(times.max() if part is None else times[part].max()) for _, part in buckets]
         for name, values, kind, column, mismatch in converted_columns:
             if watch is not None and name != PREDICTION:
                 observed.append((name, values, kind, column, mismatch))
             touched: list[StreamToJudge] = []
             overall: StreamToJudge | None = None
-            if kind == "numeric":
+            if kind == "numeric":  # updated with its table above: only the streams to judge are picked here
                 block, ids = numeric[name]
+                stream_ids = ids.tolist()
             for k, (bucket, part) in enumerate(buckets):
-                part_values = column if part is None else column[part]
-                part_times = times if part is None else times[part]
                 tracker: Tracker | None
                 if kind == "numeric":
-                    tracker = NumericStream(block, int(ids[k])) if ids[k] >= 0 else None
-                    present = ~np.isnan(part_values)
+                    tracker = NumericStream(block, stream_ids[k]) if stream_ids[k] >= 0 else None
                 else:
+                    part_values = column if part is None else column[part]
+                    part_times = times if part is None else times[part]
                     tracker = self._tracker(state, name, bucket)
-                    if tracker is not None:
-                        tracker.update(part_values, part_times)
-                    present = part_values >= 0
+                    if tracker is None:
+                        continue
+                    tracker.update(part_values, part_times)
+                    if testing:
+                        present = part_values >= 0
+                        test = self.setup.window_test(state, name, kind, bucket)
+                        part_positions = positions if part is None else positions[part]
+                        closed = test.close_windows(part_values[present], part_times[present], part_positions[present])
+                        for c in closed:
+                            self.fdr.add((state.model, state.version, name, *bucket), c.result)
+                        self._closed += closed
                 if tracker is None:
                     continue
-                if testing and kind == "categorical":  # numeric streams' windows are counted with their table
-                    test = self.setup.window_test(state, name, kind, bucket)
-                    part_positions = positions if part is None else positions[part]
-                    closed = test.close_windows(part_values[present], part_times[present], part_positions[present])
-                    for c in closed:
-                        self.fdr.add((state.model, state.version, name, *bucket), c.result)
-                    self._closed += closed
-                seen = (bucket, tracker, float(part_times.max()))
+                seen = (bucket, tracker, bucket_now[k])
                 if bucket == ALL:
                     overall = seen
                 if self.judging.needs_judging(state, name, bucket, tracker):
