@@ -14,6 +14,7 @@ import time
 import uuid
 from typing import Any
 
+import numpy as np
 import orjson
 
 from benchmarks.workload import T0, make
@@ -300,27 +301,43 @@ def _snapshot_parts(engine: Any) -> dict[str, Any]:
 
 
 def latency(args: dict[str, Any]) -> dict[str, Any]:
-    """Offer a fixed load with drifts injected; alert latency = alert received - newest event it covers."""
+    """Offer a fixed load of the reference workload, predictions and their labels, with drifts injected; alert
+    latency = alert received - newest event it covers. ``rate`` counts predictions and labels, as the end to end
+    figure it is compared with does: labels come for half the predictions, ``label_delay`` seconds after each."""
     from confluent_kafka import Producer
 
     from monitor.app import Monitor
 
-    rate, seconds = args["rate"], args["seconds"]
-    n = int(rate * seconds)
+    rate, seconds, label_delay = args["rate"], args["seconds"], args.get("label_delay", 5.0)
+    per_s = rate / 1.5  # predictions per second; labels add half as many
+    n = int(per_s * seconds)
     start = time.time() + 3.0
     parts = []
     # stationary first half, then a drift in a different feature and country every slice
     half = n // 2
-    parts.append(make(half, seed=3, rate=rate, start=start))
+    parts.append(make(half, seed=3, rate=per_s, start=start, label_delay=label_delay))
     slices = 6
     per = (n - half) // slices
     for k in range(slices):
         country = ["US", "DE", "IN", "BR", "SG", "JP"][k]
-        parts.append(
-            make(per, seed=10 + k, rate=rate, start=start + (half + k * per) / rate, drift=(f"x{k}", country, 3.0))
+        parts.append(make(
+            per, seed=10 + k, rate=per_s, start=start + (half + k * per) / per_s, drift=(f"x{k}", country, 3.0),
+            label_delay=label_delay,
+        ))  # fmt: skip
+    # one schedule in event-time order: each message goes out when its event time comes (less ``offset``)
+    schedule = [
+        (orjson.loads(value)["timestamp"], topic, key, value)
+        for p in parts
+        for topic, keys, values in (
+            (args["topic"], p.keys, p.predictions),
+            (args["labels_topic"], p.label_keys, p.labels),
         )
-    values = [v for p in parts for v in p.predictions]
-    keys = [k for p in parts for k in p.keys]
+        for key, value in zip(keys, values, strict=True)
+    ]
+    schedule.sort(key=lambda m: m[0])
+    due_at = np.asarray([m[0] - start for m in schedule])
+    n = sum(len(p.predictions) for p in parts)
+    n_labels = len(schedule) - n
     config = _monitor_config(args, batch_max_ms=100, detectors={"warmup_events": 300})
     received: list[tuple[float, dict[str, Any]]] = []
     stop = threading.Event()
@@ -348,11 +365,12 @@ def latency(args: dict[str, Any]) -> dict[str, Any]:
     offset = begin - start
     producer = Producer({"bootstrap.servers": args["bootstrap"], "linger.ms": 5, "batch.num.messages": 10_000})
     i = 0
-    while i < len(values):
-        due = min(len(values), int((time.time() - begin) * rate))
+    while i < len(schedule):
+        due = int(np.searchsorted(due_at, time.time() - begin, side="right"))
         while i < due:
+            _ts, topic, key, value = schedule[i]
             try:
-                producer.produce(args["topic"], value=values[i], key=keys[i])
+                producer.produce(topic, value=value, key=key)
                 i += 1
             except BufferError:
                 producer.poll(0.01)
@@ -364,7 +382,7 @@ def latency(args: dict[str, Any]) -> dict[str, Any]:
     while time.time() - produced_at < 120:
         with mon.service.lock:
             done = sum(d.engine.events_total() for d in mon.service.detectors.values())  # monitored, merged
-        if done >= len(values):
+        if done >= n:
             break
         time.sleep(0.2)
     drained_s = time.time() - produced_at
@@ -386,6 +404,9 @@ def latency(args: dict[str, Any]) -> dict[str, Any]:
 
     return {
         "offered_per_s": rate,
+        "predictions_per_s": per_s,
+        "labels_per_s": n_labels / (n / per_s),
+        "label_delay_s": label_delay,
         "alerts": len(lat),
         "p50_s": pct(0.5),
         "p99_s": pct(0.99),

@@ -246,6 +246,15 @@ def decoder_table(d: dict[str, Any]) -> list[str]:
     ]
 
 
+def _load(lat: dict[str, Any]) -> str:
+    """What an offered load is made of: the reference workload's predictions and their labels, counted together
+    as in the end to end figure."""
+    return (
+        f"{lat['predictions_per_s']:,.0f} predictions/s and {lat['labels_per_s']:,.0f} labels/s, each label "
+        f"{lat['label_delay_s']:g} s after its prediction"
+    )
+
+
 def _longest(e2e: dict[str, Any]) -> str:
     """What the longest checkpoint was made of: partitions, bytes, thread CPU and its slowest steps."""
     c = e2e.get("checkpoint_longest") or {}
@@ -416,10 +425,11 @@ def report(r: dict[str, Any], seconds: float, *, quick: bool, png: Path) -> str:
         f"{e2e['checkpoint_s_max'] * 1000:.0f} ms (snapshot, flush, alerts, commit){_longest(e2e)}; the last (on "
         f"stop, every partition) took {e2e['checkpoint_s'] * 1000:.0f} ms for {e2e['checkpoint_bytes'] / 1e6:.1f} MB. "
         f"{_partition_snapshot(e2e)}",
-        f"- Alert latency (event produced → alert on the topic) at an offered load of {lat['offered_per_s']:,.0f} events/s: "
+        f"- Alert latency (event produced → alert on the topic) at an offered load of {lat['offered_per_s']:,.0f} events/s "
+        f"({_load(lat)}): "
         f"{lat['alerts']} drift alerts, p50 {lat['p50_s']:.2f} s, p99 {lat['p99_s']:.2f} s; the monitor needed "
-        f"{lat['drain_s']:.0f} s after the producer stopped to catch up. At {lat2['offered_per_s']:,.0f} events/s "
-        f"({'the quick run' if quick else 'half its end-to-end throughput'}): {lat2['alerts']} alerts, p50 {lat2['p50_s']:.2f} s, p99 {lat2['p99_s']:.2f} s.",
+        f"{lat['drain_s']:.0f} s after the producer stopped to catch up (up to idle_s, 10 s, of it the last rows' wait for the watermark). "
+        f"At {lat2['offered_per_s']:,.0f} events/s ({_load(lat2)}; {'the quick run' if quick else 'half its end-to-end throughput'}): {lat2['alerts']} alerts, p50 {lat2['p50_s']:.2f} s, p99 {lat2['p99_s']:.2f} s.",
         "",
         "## Targets",
         "",

@@ -35,8 +35,10 @@ def make(
     rate: float = 10_000.0,
     start: float = T0,
     drift: tuple[str, str, float] | None = None,
+    label_delay: float = 30.0,
 ) -> Workload:
-    """``n`` predictions (bytes) and labels for half of them; ``drift`` = (feature, country, shift in sd)."""
+    """``n`` predictions (bytes) and labels for half of them, each ``label_delay`` seconds of event time after
+    its prediction; ``drift`` = (feature, country, shift in sd)."""
     rng = np.random.default_rng(seed)
     countries = COUNTRIES if segment_values == 6 else [f"c{i}" for i in range(segment_values)]
     country = rng.integers(0, len(countries), n)
@@ -75,7 +77,9 @@ def make(
         keys.append(pid.encode())
         if labelled[i]:
             labels.append(
-                orjson.dumps({"prediction_id": pid, "label": int(truth[i]), "timestamp": start + i / rate + 30})
+                orjson.dumps(
+                    {"prediction_id": pid, "label": int(truth[i]), "timestamp": start + i / rate + label_delay}
+                )
             )
             label_keys.append(pid.encode())
     return Workload(preds, keys, labels, label_keys)
