@@ -9,6 +9,14 @@ wins: a crash in the middle of writing one leaves a partial snapshot that the re
 starts near the end of the partition and widens backwards only if needed, so a restore never scans the
 topic from the start (the topic is compacted on real Kafka; the test broker never compacts).
 
+A snapshot of at least :data:`PIECES_FROM_BYTES` is written as *pieces*: its bytes are cut where their content
+says (content-defined chunking, FastCDC), each piece is a record keyed by its digest, and the snapshot's own
+records hold only the list of digests. A piece the partition already holds from an acknowledged checkpoint
+is not written again, so a large state that changes a little between checkpoints (the label-join store, its
+memory of joined ids) costs the broker what changed, not the whole state every few hundred milliseconds.
+Pieces that neither the new snapshot nor the last acknowledged one use are deleted (tombstones, for
+compaction).
+
 The steps of a checkpoint (the order is :class:`monitor.io.kafka.MonitorService`'s) are named in
 :data:`CHECKPOINT_STEPS`; a :data:`FaultHook` passed to the service is called at each, and
 :class:`CrashAt` is the hook the crash tests use (``monitor run`` builds it from ``MONITOR_FAULT_INJECT``).
@@ -16,18 +24,20 @@ The steps of a checkpoint (the order is :class:`monitor.io.kafka.MonitorService`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from pyfastcdc import FastCDC
 
 from monitor.core import snapshot as snap
 from monitor.errors import SourceError
@@ -37,7 +47,10 @@ log = logging.getLogger(__name__)
 H_ID = "snapshot.id"
 H_CHUNK = "snapshot.chunk"
 H_COUNT = "snapshot.count"
-H_CODING = "snapshot.coding"  # "identity"; absent: zlib (snapshots of earlier releases)
+H_CODING = "snapshot.coding"  # "identity", or "pieces" (the chunks list pieces); absent: zlib (earlier releases)
+H_PIECE = "snapshot.piece"  # a piece of a snapshot written as pieces: its digest (no value: the piece is deleted)
+PIECES_FROM_BYTES = 256 * 1024  # smaller snapshots are written whole
+PIECE_AVERAGE_BYTES = 64 * 1024
 
 # The named steps of a checkpoint without transactions, in order: snapshots produced, snapshots acknowledged,
 # alerts (the outbox) acknowledged, offsets committed.
@@ -128,7 +141,8 @@ class StoredSnapshot:
 
 
 class CheckpointStore:
-    """Write and read engine snapshots; the caller flushes the producer as part of its commit order."""
+    """Write and read engine snapshots; the caller flushes the producer as part of its commit order, and calls
+    :meth:`confirm` once a partition's snapshot is acknowledged (committed with its transaction)."""
 
     def __init__(
         self,
@@ -144,10 +158,17 @@ class CheckpointStore:
         self.producer = producer
         self.max_chunk_bytes = max_chunk_bytes
         self.read_timeout_s = read_timeout_s
-        self.bytes_written = 0
+        self.bytes_written = 0  # produced: pieces the partition already held are not counted
+        self.snapshot_bytes = 0  # the snapshots' own size, for the ratio
         self.snapshots_written = 0
         self.failed: set[int] = set()  # partitions whose last snapshot was not acknowledged
         self._slot: dict[int, int] = {}
+        piece_max = max(1024, min(4 * PIECE_AVERAGE_BYTES, max_chunk_bytes))
+        self._cutter = FastCDC(max(256, piece_max // 4), min_size=max(64, piece_max // 16), max_size=piece_max)
+        self._held: dict[int, dict[str, int]] = {}  # partition -> pieces it holds (acknowledged) -> their offset
+        self._written: dict[int, dict[str, int]] = {}  # pieces of the snapshot not acknowledged yet
+        self._kept: dict[int, set[str]] = {}  # pieces of the last acknowledged snapshot
+        self._using: dict[int, set[str]] = {}  # pieces of the snapshot written last
 
     def write(self, partition: int, payload: bytes) -> str:
         """Queue one snapshot (chunked) for partition ``partition``; returns its id.
@@ -155,38 +176,92 @@ class CheckpointStore:
         Chunks get distinct keys (``partition:slot:index``, two alternating slots) so that compaction on
         real Kafka keeps every chunk of the newest snapshot and of the one before it. A chunk the broker
         does not acknowledge marks the partition in :attr:`failed`; the caller must not commit then.
+        A snapshot of at least :data:`PIECES_FROM_BYTES` goes as pieces (see the module's docstring): its
+        chunks then hold the list of its pieces' digests.
         """
-        chunks = [payload[i : i + self.max_chunk_bytes] for i in range(0, len(payload), self.max_chunk_bytes)] or [b""]
         snapshot_id = uuid.uuid4().hex
+        self.snapshot_bytes += len(payload)
+        coding = b"identity"
+        if len(payload) >= PIECES_FROM_BYTES and self.max_chunk_bytes >= 1024:  # a piece is at least 1 KiB
+            payload = self._write_pieces(partition, payload)
+            coding = b"pieces"
+        chunks = [payload[i : i + self.max_chunk_bytes] for i in range(0, len(payload), self.max_chunk_bytes)] or [b""]
         slot = self._slot[partition] = 1 - self._slot.get(partition, 1)
-
-        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
-            if err is not None:
-                log.warning("snapshot chunk for partition %d not delivered: %s", partition, err.str())
-                self.failed.add(partition)
-
         for i, chunk in enumerate(chunks):
             key = f"{partition}:{slot}:{i}".encode()
             headers: list[tuple[str, str | bytes | None]] = [
                 (H_ID, snapshot_id.encode()),
                 (H_CHUNK, str(i).encode()),
                 (H_COUNT, str(len(chunks)).encode()),
-                (H_CODING, b"identity"),
+                (H_CODING, coding),
             ]
-            while True:
-                try:
-                    self.producer.produce(
-                        self.topic, value=chunk, key=key, partition=partition, headers=headers, on_delivery=on_delivery
-                    )
-                    break
-                except BufferError:
-                    self.producer.poll(0.1)
+            self._produce(partition, key, chunk, headers)
         self.bytes_written += len(payload)
         self.snapshots_written += 1
         return snapshot_id
 
+    def _write_pieces(self, partition: int, payload: bytes) -> bytes:
+        """Produce the pieces of ``payload`` the partition does not hold yet, and tombstones for those no longer
+        used; the list of digests that stands for the payload."""
+        held = self._held.setdefault(partition, {})
+        written = self._written[partition] = {}  # pieces written for an earlier, unacknowledged snapshot go again
+        view = memoryview(payload)
+        digests: list[str] = []
+        for piece in self._cutter.cut_buf(payload):
+            data = view[piece.offset : piece.offset + piece.length]
+            digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+            digests.append(digest)
+            if digest in held or digest in written:
+                continue
+            written[digest] = -1
+            self._produce(partition, f"{partition}:piece:{digest}".encode(), bytes(data), [(H_PIECE, digest.encode())],
+                          piece=digest)  # fmt: skip
+            self.bytes_written += piece.length
+        using = self._using[partition] = set(digests)
+        kept = self._kept.get(partition, set())
+        for digest in [d for d in held if d not in using and d not in kept]:
+            del held[digest]  # used by neither this snapshot nor the last acknowledged one
+            self._produce(partition, f"{partition}:piece:{digest}".encode(), None, [(H_PIECE, digest.encode())])
+        known = [held[d] for d in using if held.get(d, -1) >= 0]
+        return orjson.dumps({"pieces": digests, "from": min(known, default=-1)})
+
+    def _produce(
+        self, partition: int, key: bytes, value: bytes | None, headers: list[tuple[str, str | bytes | None]],
+        piece: str | None = None,
+    ) -> None:  # fmt: skip
+        def on_delivery(err: KafkaError | None, msg: Any) -> None:
+            if err is not None:
+                log.warning("snapshot record for partition %d not delivered: %s", partition, err.str())
+                self.failed.add(partition)
+            elif piece is not None and piece in self._written.get(partition, {}):
+                self._written[partition][piece] = int(msg.offset() or -1)
+
+        while True:
+            try:
+                self.producer.produce(
+                    self.topic, value=value, key=key, partition=partition, headers=headers, on_delivery=on_delivery
+                )
+                return
+            except BufferError:
+                self.producer.poll(0.1)
+
+    def confirm(self, partition: int) -> None:
+        """The partition's last snapshot was acknowledged: its pieces are held from now on, and the pieces of
+        the snapshot before it may go."""
+        written = self._written.pop(partition, {})
+        self._held.setdefault(partition, {}).update(written)
+        if partition in self._using:
+            self._kept[partition] = self._using[partition]
+
+    def forget(self, partition: int) -> None:
+        """The partition is no longer written by this store (revoked): what it knew of its pieces goes."""
+        for known in (self._held, self._written, self._kept, self._using):
+            known.pop(partition, None)
+
     def read_latest(self, partition: int) -> StoredSnapshot | None:
-        """The newest complete snapshot of ``partition``, or None if it has none."""
+        """The newest complete snapshot of ``partition``, or None if it has none. What the store knew of the
+        partition's pieces is replaced by what it reads (another owner may have written since)."""
+        self.forget(partition)
         consumer = Consumer(
             {
                 **self.client_config,
@@ -200,10 +275,10 @@ class CheckpointStore:
             low, high = consumer.get_watermark_offsets(tp, timeout=self.read_timeout_s)
             if high <= low:
                 return None
-            back = 8
+            back, start = 8, high
             while True:
-                start = max(low, high - back)
-                found = self._newest_complete(consumer, partition, start, high)
+                start = max(low, min(start, high - back))
+                found, reach = self._newest_complete(consumer, partition, start, high, final=start == low)
                 if found is not None:
                     return found
                 if start == low:
@@ -211,6 +286,8 @@ class CheckpointStore:
                     raise IncompleteSnapshot(
                         f"state partition {partition} has records but no complete snapshot", retriable=True
                     )
+                if reach is not None:  # the newest snapshot's pieces begin there
+                    start = reach
                 back *= 4
         except KafkaException as exc:
             err = exc.args[0]
@@ -227,12 +304,19 @@ class CheckpointStore:
         finally:
             consumer.close()
 
-    def _newest_complete(self, consumer: Consumer, partition: int, start: int, high: int) -> StoredSnapshot | None:
+    def _newest_complete(
+        self, consumer: Consumer, partition: int, start: int, high: int, *, final: bool
+    ) -> tuple[StoredSnapshot | None, int | None]:
+        """The newest complete snapshot among the records from ``start``, its pieces included. Without one: None,
+        and where the newest complete snapshot's pieces begin if they begin before ``start`` (a snapshot
+        written as pieces whose pieces are not all read yet). ``final`` (the partition was read from its
+        start): an older complete snapshot is taken when the newest one's pieces are missing."""
         consumer.assign([TopicPartition(self.topic, partition, start)])
         parts: dict[str, dict[int, bytes]] = {}
         counts: dict[str, int] = {}
-        zlib_coded: set[str] = set()
+        codings: dict[str, bytes | None] = {}
         last_offset: dict[str, int] = {}
+        pieces: dict[str, tuple[bytes, int]] = {}  # digest -> (bytes, offset); deleted pieces leave
         deadline = time.monotonic() + self.read_timeout_s
         position = start
         while time.monotonic() < deadline:
@@ -249,6 +333,14 @@ class CheckpointStore:
                 for item in msg.headers() or []:
                     if isinstance(item, tuple) and isinstance(item[1], bytes):
                         headers[item[0]] = item[1]
+                if H_PIECE in headers:
+                    digest = headers[H_PIECE].decode()
+                    value = msg.value()
+                    if value is None:
+                        pieces.pop(digest, None)
+                    else:
+                        pieces[digest] = (value, int(msg.offset() or 0))
+                    continue
                 try:
                     sid = headers[H_ID].decode()
                     idx, count = int(headers[H_CHUNK]), int(headers[H_COUNT])
@@ -256,21 +348,38 @@ class CheckpointStore:
                     continue
                 parts.setdefault(sid, {})[idx] = msg.value() or b""
                 counts[sid] = count
-                coding = headers.get(H_CODING)
-                if coding is None:
-                    zlib_coded.add(sid)
-                elif coding != b"identity":
+                coding = codings[sid] = headers.get(H_CODING)
+                if coding not in (None, b"identity", b"pieces"):
                     raise SourceError(
                         f"snapshot {sid} in {self.topic!r} partition {partition} has coding {coding.decode()!r}, "
                         "which this release cannot read (written by a newer one?)"
                     )
                 last_offset[sid] = int(msg.offset() or 0)
-        complete = [sid for sid, got in parts.items() if len(got) == counts[sid]]
-        if not complete:
-            return None
-        newest = max(complete, key=lambda sid: last_offset[sid])
-        got = parts[newest]
-        payload = b"".join(got[i] for i in range(counts[newest]))
-        if newest in zlib_coded:
-            payload = zlib.decompress(payload)
-        return StoredSnapshot(newest, payload, last_offset[newest])
+        complete = sorted((sid for sid, got in parts.items() if len(got) == counts[sid]), key=last_offset.__getitem__)
+        for rank, sid in enumerate(reversed(complete)):
+            got = parts[sid]
+            payload = b"".join(got[i] for i in range(counts[sid]))
+            if codings[sid] is None:
+                payload = zlib.decompress(payload)
+            elif codings[sid] == b"pieces":
+                listing = orjson.loads(payload)
+                missing = [d for d in listing["pieces"] if d not in pieces]
+                if missing:
+                    reach = int(listing.get("from", -1))
+                    if rank == 0 and not final:  # read further back before settling for an older snapshot
+                        return None, reach if 0 <= reach < start else None
+                    log.warning("snapshot %s of partition %d misses %d pieces: trying an older one", sid, partition,
+                                len(missing))  # fmt: skip
+                    continue
+                payload = b"".join(pieces[d][0] for d in listing["pieces"])
+                self._adopt(partition, listing["pieces"], pieces)
+            return StoredSnapshot(sid, payload, last_offset[sid]), None
+        return None, None
+
+    def _adopt(self, partition: int, using: Iterable[str], pieces: dict[str, tuple[bytes, int]]) -> None:
+        """After a restore: the pieces read are held (not written again), those of the restored snapshot kept
+        until a newer one is acknowledged, and the others deleted with the next snapshot."""
+        self._held[partition] = {d: offset for d, (_, offset) in pieces.items()}
+        self._written.pop(partition, None)
+        self._kept[partition] = set(using)
+        self._using.pop(partition, None)

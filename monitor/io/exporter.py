@@ -274,6 +274,17 @@ class MonitorCollector(Collector):
         cp_max.add_metric([], loop.checkpoint_seconds_max)
         cp_bytes = GaugeMetricFamily("monitor_checkpoint_bytes", "Uncompressed size of the last checkpoint's snapshots")
         cp_bytes.add_metric([], loop.last_checkpoint_bytes)
+        stores = [store for store in (svc.store, svc.detect_store) if store is not None]
+        cp_snapshot = CounterMetricFamily(
+            "monitor_checkpoint_snapshot_bytes", "Size of every snapshot written, uncompressed, since the start"
+        )
+        cp_snapshot.add_metric([], sum(store.snapshot_bytes for store in stores))
+        cp_written = CounterMetricFamily(
+            "monitor_checkpoint_written_bytes",
+            "Bytes produced to the state topics since the start: a large snapshot's pieces the partition already"
+            " held are not written again",
+        )
+        cp_written.add_metric([], sum(store.bytes_written for store in stores))
         restores = CounterMetricFamily("monitor_restores", "Partitions restored from a snapshot on assignment")
         restores.add_metric([], loop.restores)
         restore_s = GaugeMetricFamily("monitor_restore_seconds", "Time the last assignment spent restoring snapshots")
@@ -287,7 +298,7 @@ class MonitorCollector(Collector):
         loop_s.add_metric(["poll"], loop.poll_seconds_total)
         loop_s.add_metric(["checkpoint"], loop.checkpoint_seconds_total)
         loop_s.add_metric(["checkpoint_wait"], loop.checkpoint_wait_seconds_total)
-        yield from (checkpoints, cp_seconds, cp_max, cp_bytes, restores, restore_s, loop_s)
+        yield from (checkpoints, cp_seconds, cp_max, cp_bytes, cp_snapshot, cp_written, restores, restore_s, loop_s)
         yield from _stage_families(svc)
         yield from _fairness_families(fair_trackers)
         yield from baseline_families

@@ -738,6 +738,9 @@ class MonitorService:
                     self.detectors.pop(tp.partition, None)
                     self._merge_stats.pop(tp.partition, None)
                 if tp.topic in (k.predictions_topic, self.config.summaries_topic):
+                    store = self.store if task[0] == PROFILE else self.detect_store
+                    if store is not None:  # the next owner may delete pieces this one thinks it holds
+                        store.forget(tp.partition)
                     self._since_checkpoint.pop(task, None)
                     self._last_checkpoint.pop(task, None)
                     self._snapshot_bytes.pop(task, None)
@@ -1190,6 +1193,10 @@ class MonitorService:
     def _checkpoint_done(
         self, started: float, cpu_started: float, size: int, tasks: list[Task], steps: dict[str, float]
     ) -> None:
+        for role, p in tasks:  # acknowledged: the pieces of these snapshots are held
+            store = self.store if role == PROFILE else self.detect_store
+            if store is not None:
+                store.confirm(p)
         took = time.perf_counter() - started
         cpu = time.thread_time() - cpu_started  # this thread's CPU: what is left when the machine is not shared
         self.stats.checkpoints += 1

@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient
 
 from monitor.errors import SourceError
 from monitor.io.broker import EmbeddedBroker
-from monitor.io.checkpoint import H_CHUNK, H_CODING, H_COUNT, H_ID, CheckpointStore
+from monitor.io.checkpoint import H_CHUNK, H_CODING, H_COUNT, H_ID, H_PIECE, PIECES_FROM_BYTES, CheckpointStore
 from monitor.io.kafka import ensure_topics
 
 from .conftest import read_to_end
@@ -66,3 +66,106 @@ def test_a_snapshot_in_a_coding_this_release_cannot_read_is_an_error_not_an_empt
     producer.flush(30)
     with pytest.raises(SourceError, match="coding 'zstd-dictionary'"):
         store.read_latest(0)
+
+
+def _join_like(first: int, n: int) -> bytes:
+    """A large snapshot-like payload: a FIFO of ids and times (as the join store's memory of joined ids)."""
+    ids = [f"p0-{i}" for i in range(first, first + n)]
+    return orjson.dumps({"done_ids": ids, "done_times": [1.7e9 + i / 2000 for i in range(first, first + n)]})
+
+
+def _pieces_store(broker: EmbeddedBroker, producer: Producer) -> CheckpointStore:
+    topic = f"state-{uuid.uuid4().hex[:8]}"
+    ensure_topics(AdminClient({"bootstrap.servers": broker.bootstrap}), {topic: 1})
+    return CheckpointStore({"bootstrap.servers": broker.bootstrap}, topic, producer=producer, max_chunk_bytes=512_000)
+
+
+def test_a_large_snapshot_goes_as_pieces_and_the_next_writes_only_the_pieces_that_changed(
+    broker: EmbeddedBroker,
+) -> None:
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    store = _pieces_store(broker, producer)
+    first = _join_like(0, 100_000)
+    assert len(first) >= PIECES_FROM_BYTES
+    store.write(0, first)
+    producer.flush(30)
+    store.confirm(0)
+    whole = store.bytes_written
+    assert whole >= len(first)  # the first time every piece goes
+    second = _join_like(500, 100_000)  # the oldest 500 gone, 500 new: a FIFO that moved on
+    sid = store.write(0, second)
+    producer.flush(30)
+    store.confirm(0)
+    assert not store.failed
+    assert store.bytes_written - whole < 0.2 * len(second)  # only what changed, and the list of pieces
+    got = store.read_latest(0)
+    assert got is not None and got.snapshot_id == sid and got.payload == second
+    records = read_to_end(broker.bootstrap, store.topic)
+    manifests = [m for m in records if dict(m.headers() or []).get(H_ID) == sid.encode()]
+    assert [dict(m.headers() or [])[H_CODING] for m in manifests] == [b"pieces"]
+    # a third snapshot: pieces of the first that neither the third nor the second (acknowledged) use are deleted
+    third = _join_like(1000, 100_000)
+    store.write(0, third)
+    producer.flush(30)
+    deleted = [m for m in read_to_end(broker.bootstrap, store.topic) if H_PIECE in dict(m.headers() or [])
+               and m.value() is None]  # fmt: skip
+    assert deleted
+    got = store.read_latest(0)
+    assert got is not None and got.payload == third
+
+
+def test_pieces_of_an_unacknowledged_snapshot_are_written_again(broker: EmbeddedBroker) -> None:
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    store = _pieces_store(broker, producer)
+    payload = _join_like(0, 60_000)
+    store.write(0, payload)  # not confirmed: its transaction may have been aborted
+    producer.flush(30)
+    once = store.bytes_written
+    store.write(0, payload)
+    producer.flush(30)
+    assert store.bytes_written - once >= len(payload)  # every piece again
+    store.confirm(0)
+    twice = store.bytes_written
+    store.write(0, payload)
+    producer.flush(30)
+    assert store.bytes_written - twice < 1000  # now held: the list of pieces only
+
+
+def test_a_restore_finds_pieces_written_long_before_its_snapshot_and_a_new_owner_reuses_them(
+    broker: EmbeddedBroker,
+) -> None:
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    store = _pieces_store(broker, producer)
+    payload = _join_like(0, 60_000)
+    for _ in range(12):  # the same state twelve times: pieces once, then lists of pieces only
+        sid = store.write(0, payload)
+        producer.flush(30)
+        store.confirm(0)
+    # the last records read first by a restore are lists: their pieces are found where the list says they begin
+    owner = CheckpointStore({"bootstrap.servers": broker.bootstrap}, store.topic, producer=producer)
+    got = owner.read_latest(0)
+    assert got is not None and got.snapshot_id == sid and got.payload == payload
+    owner.write(0, payload)
+    producer.flush(30)
+    assert owner.bytes_written < 1000  # the new owner writes none of the pieces the partition holds
+
+
+def test_a_snapshot_whose_pieces_are_gone_gives_way_to_the_older_complete_one(broker: EmbeddedBroker) -> None:
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    store = _pieces_store(broker, producer)
+    older = _join_like(0, 60_000)
+    older_id = store.write(0, older)
+    producer.flush(30)
+    store.confirm(0)
+    newer = _join_like(30_000, 60_000)
+    store.write(0, newer)
+    producer.flush(30)
+    pieces = [m for m in read_to_end(broker.bootstrap, store.topic) if H_PIECE in dict(m.headers() or [])]
+    last = pieces[-1]  # the newer snapshot's end (ids past the older one's): a piece only the newer one uses
+    assert last.value() is not None
+    producer.produce(
+        store.topic, value=None, key=last.key(), partition=0, headers=[(H_PIECE, dict(last.headers() or [])[H_PIECE])]
+    )
+    producer.flush(30)
+    got = CheckpointStore({"bootstrap.servers": broker.bootstrap}, store.topic, producer=producer).read_latest(0)
+    assert got is not None and got.snapshot_id == older_id and got.payload == older

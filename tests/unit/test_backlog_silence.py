@@ -105,6 +105,12 @@ class _KeptStore:
         payload = self.written.get(partition)
         return None if payload is None else SimpleNamespace(payload=payload)
 
+    def confirm(self, partition: int) -> None:
+        pass
+
+    def forget(self, partition: int) -> None:
+        pass
+
 
 def test_a_detection_stage_restored_from_its_snapshot_times_silence_on_the_reading_clock_too() -> None:
     config = load_config(environ={})

@@ -20,9 +20,16 @@ class _Store:
     def __init__(self) -> None:
         self.failed: set[int] = set()
         self.written: list[int] = []
+        self.confirmed: list[int] = []
 
     def write(self, partition: int, _payload: bytes) -> None:
         self.written.append(partition)
+
+    def confirm(self, partition: int) -> None:
+        self.confirmed.append(partition)
+
+    def forget(self, partition: int) -> None:
+        pass
 
 
 class _Exit(Exception):
@@ -52,8 +59,25 @@ def test_a_hook_sees_every_checkpoint_step_in_order() -> None:
     service.sink, service.store, service.detect_store = QuietSink(), store, _Store()  # type: ignore[assignment]
     service.engines = {0: service._new_engine(0)}
     service._checkpoint({("profile", 0)}, {})
-    assert store.written == [0]
+    assert store.written == [0] and store.confirmed == [0]
     assert seen == [(step, False) for step in CHECKPOINT_STEPS]
+
+
+def test_a_snapshot_is_confirmed_to_its_store_only_once_its_offsets_are_committed() -> None:
+    """A store writes only the pieces a partition does not hold from an acknowledged snapshot: a checkpoint cut
+    short before its commit must not count as acknowledged."""
+
+    def fail_at_commit(step: str, _alerts: bool) -> None:
+        if step == "after_alerts":
+            raise _Exit(137)
+
+    service = MonitorService(load_config(environ={}), faults=fail_at_commit)
+    store = _Store()
+    service.sink, service.store, service.detect_store = QuietSink(), store, _Store()  # type: ignore[assignment]
+    service.engines = {0: service._new_engine(0)}
+    with pytest.raises(_Exit):
+        service._checkpoint({("profile", 0)}, {})
+    assert store.written == [0] and store.confirmed == []
 
 
 def test_crash_at_exits_137_at_the_nth_time_a_step_is_reached(monkeypatch: pytest.MonkeyPatch) -> None:

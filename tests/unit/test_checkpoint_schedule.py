@@ -73,6 +73,12 @@ class _Store:
     def read_latest(self, _partition: int) -> None:
         return None  # no snapshot yet: every partition starts empty
 
+    def confirm(self, partition: int) -> None:
+        pass
+
+    def forget(self, partition: int) -> None:
+        pass
+
 
 def _service(partitions: int = 6, *, transactional: bool = False, every_s: float = 10.0) -> MonitorService:
     config = load_config(
