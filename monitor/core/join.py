@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from monitor.core import snapshot as snap
+from monitor.core.joined_ids import JoinedIds
 
 Segments = tuple[tuple[str, str], ...]
 CHUNK_SLOTS = 4096  # pending predictions per chunk: the unit a snapshot re-encodes when it changed
@@ -136,7 +137,7 @@ class LabelJoiner:
         self._combo_code: dict[tuple[str, str, Segments], int] = {}
         self._encoded: dict[int, tuple[int, snap.Encoded]] = {}  # not state: chunk -> (version, its encoding)
         self.early: OrderedDict[str, PendingLabel] = OrderedDict()
-        self.done: OrderedDict[str, float] = OrderedDict()  # recently joined ids, to spot duplicates
+        self.done = JoinedIds()  # recently joined ids, to spot duplicates
         self.counts: Counter[str] = Counter()
 
     @property
@@ -303,7 +304,7 @@ class LabelJoiner:
         scores = np.asarray(scores, dtype=np.float64)
         times = np.asarray(times, dtype=np.float64)
         slots = self._slot
-        if not self.early and (not self.done or self.done.keys().isdisjoint(ids)):
+        if not self.early and (not self.done or self.done.isdisjoint(ids)):
             base = self._next_slot
             new = dict(zip(ids, range(base, base + n), strict=True))
             keep: np.ndarray | None = None
@@ -436,16 +437,15 @@ class LabelJoiner:
         done, early, cap = self.done, self.early, self.max_pending
         joined: list[Joined] = []
         first: dict[str, int] = {}  # counter -> first row that moved it: counters appear in add_label's order
-        if found.size == n and done.keys().isdisjoint(ids):
+        if found.size == n and done.isdisjoint(ids):
             # Every label finds its prediction and none was joined before: nothing in the batch reads ``done``,
             # so it takes the batch at once and then drops its oldest over the cap, as row by row would.
             mismatched = [
                 r for r, (m, p) in enumerate(zip(models, predictions, strict=True)) if m is not None and m != p.model
             ]
             joined = [Joined(*row) for row in zip(ids, predictions, labels, outcomes, delays, strict=True)]
-            done.update(dict.fromkeys(ids, now))
-            for _ in range(len(done) - cap):
-                done.popitem(last=False)
+            done.add_many(ids, now)
+            done.drop_over(cap)
             n_mismatch, n_duplicate, n_unknown = len(mismatched), 0, 0
             if mismatched:
                 first["model_mismatch"] = mismatched[0]
@@ -460,9 +460,9 @@ class LabelJoiner:
                     if model is not None and model != p.model:
                         n_mismatch += 1
                         first.setdefault("model_mismatch", r)
-                    done[pid] = now
+                    done.add(pid, now)
                     if len(done) > cap:
-                        done.popitem(last=False)
+                        done.pop_oldest()
                     joined.append(Joined(pid, p, labels[r], outcomes[r], delays[f]))
                     f += 1
                 elif pid in done or pid in early:
@@ -522,9 +522,9 @@ class LabelJoiner:
         return list(map(PendingPrediction._make, entries)), time
 
     def _mark_done(self, prediction_id: str, now: float) -> None:
-        self.done[prediction_id] = now
+        self.done.add(prediction_id, now)
         if len(self.done) > self.max_pending:
-            self.done.popitem(last=False)
+            self.done.pop_oldest()
 
     def expire(self, now: float, *, labels_now: float | None = None) -> None:
         """Drop predictions older than ``ttl_s`` and early labels older than ``early_ttl_s``.
@@ -546,10 +546,9 @@ class LabelJoiner:
             self.early.popitem(last=False)
             self.counts["unknown"] += 1
         while self.done:
-            t = next(iter(self.done.values()))
-            if max(now, label_now) - t <= self.ttl_s:
+            if max(now, label_now) - self.done.oldest_time() <= self.ttl_s:
                 break
-            self.done.popitem(last=False)
+            self.done.pop_oldest()
 
     def apply_caps(self) -> None:
         """Hold the caps after they were lowered (a restart with a smaller config): oldest entries go first."""
@@ -599,8 +598,7 @@ class LabelJoiner:
             "chunks": chunks,
             "early_ids": list(self.early),
             "early": [[e.label, e.outcomes, e.event_time, e.model] for e in self.early.values()],
-            "done_ids": list(self.done),
-            "done_times": np.array(list(self.done.values()), dtype=np.float64),
+            "done": self.done.to_plain(),
             "counts": dict(self.counts),
         }
 
@@ -632,7 +630,10 @@ class LabelJoiner:
         joiner.early = OrderedDict(
             (pid, PendingLabel(*row)) for pid, row in zip(data["early_ids"], data["early"], strict=True)
         )
-        joiner.done = OrderedDict(zip(data["done_ids"], np.asarray(data["done_times"]).tolist(), strict=True))
+        if "done" in data:
+            joiner.done = JoinedIds.from_plain(data["done"])
+        else:  # an earlier release's ordered dict
+            joiner.done = JoinedIds.from_pairs(data["done_ids"], np.asarray(data["done_times"]).tolist())
         joiner.counts = Counter(data["counts"])
         return joiner
 
