@@ -474,6 +474,63 @@ def decoders(args: dict[str, Any]) -> dict[str, Any]:
     return {"events": n, "per_s": {name: n / s for name, s in best.items()}}
 
 
+def checkpoint_steady(args: dict[str, Any]) -> dict[str, Any]:
+    """A profile stage at steady state, checkpointed as the service does with every summary send (every 0.5 s
+    of event time): one input partition of the reference workload at ``rate`` predictions/s, labels for half
+    of them ``label_delay`` s later, for ``seconds``, so that its join store fills (the unlabelled half waits
+    until ``join.max_pending``, and the joined ids are remembered up to as many). Each checkpoint's snapshot,
+    record and pieces are written to a state topic on the broker; the figures are the last ``tail`` checkpoints':
+    the snapshot's size, the bytes produced (pieces the partition held are not), and the loop thread's CPU."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient
+
+    from monitor.core.engine import PartitionEngine
+    from monitor.io.checkpoint import CheckpointStore, dumps_record
+    from monitor.io.kafka import ensure_topics
+
+    rate, seconds, delay, tail = args["rate"], args["seconds"], args.get("label_delay", 5.0), args.get("tail", 20)
+    topic = f"state-{uuid.uuid4().hex[:8]}"
+    ensure_topics(AdminClient({"bootstrap.servers": args["bootstrap"]}), {topic: 1})
+    producer = Producer({"bootstrap.servers": args["bootstrap"], "compression.type": "lz4"})
+    store = CheckpointStore({"bootstrap.servers": args["bootstrap"]}, topic, producer=producer)
+    engine = PartitionEngine(load_config(environ={}, overrides={}), partition=0, clock=lambda: 0.0, detect=False)
+    w = make(int(rate * seconds), seed=1, rate=rate, label_delay=delay)
+    prediction_times = np.asarray([orjson.loads(v)["timestamp"] for v in w.predictions])
+    label_times = np.asarray([orjson.loads(v)["timestamp"] for v in w.labels])
+    t, p0, l0 = T0, 0, 0
+    rows: list[tuple[int, int, float]] = []  # (snapshot bytes, bytes produced, loop-thread CPU s)
+    while p0 < len(w.predictions):
+        t += 0.5
+        p1 = int(np.searchsorted(prediction_times, t, side="right"))
+        l1 = int(np.searchsorted(label_times, t, side="right"))
+        if p1 > p0:
+            engine.process_predictions(w.predictions[p0:p1], [t] * (p1 - p0))
+        if l1 > l0:
+            engine.process_labels(w.labels[l0:l1], [t] * (l1 - l0))
+        p0, l0 = p1, l1
+        cpu, written = time.thread_time(), store.bytes_written
+        payload = dumps_record(["bench", topic, "profile"], {"predictions": p0}, engine.snapshot(), [], t)
+        store.write(0, payload)
+        cpu = time.thread_time() - cpu
+        producer.flush(30)
+        if store.failed:
+            raise RuntimeError("a checkpoint was not acknowledged")
+        store.confirm(0)
+        rows.append((len(payload), store.bytes_written - written, cpu))
+    last = rows[-tail:]
+    joiner = engine.profile.joiner
+    return {
+        "rate": rate,
+        "seconds": seconds,
+        "label_delay_s": delay,
+        "pending": len(joiner.pending),
+        "joined_ids": len(joiner.done),
+        "snapshot_mb": float(np.mean([r[0] for r in last])) / 1e6,
+        "written_mb": float(np.mean([r[1] for r in last])) / 1e6,
+        "cpu_ms": 1000 * float(np.mean([r[2] for r in last])),
+    }
+
+
 PHASES = {
     "limit": limit,
     "naive": naive,
@@ -481,6 +538,7 @@ PHASES = {
     "end_to_end": end_to_end,
     "latency": latency,
     "decoders": decoders,
+    "checkpoint_steady": checkpoint_steady,
 }
 
 if __name__ == "__main__":
