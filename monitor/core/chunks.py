@@ -106,8 +106,9 @@ class StreamChunker:
         # the carried partial chunk joins the first cell of its stream
         head = np.arange(streams.size) * width
         carried = counted % self.size
-        sums[head] += self.part_sum[streams]
-        squares[head] += self.part_squares[streams]
+        with np.errstate(over="ignore", invalid="ignore"):  # absurd values (1e308) overflow quietly, as the moments do
+            sums[head] += self.part_sum[streams]
+            squares[head] += self.part_squares[streams]
         counts[head] += carried
         starts[head] = np.where(carried > 0, self.part_start[streams], starts[head])
         complete = np.flatnonzero(counts == self.size)

@@ -170,7 +170,8 @@ class NumericWindows:
         head = np.arange(owners.size) * span  # each stream's open window continues in its first cell
         counts[head] += self.counts[owners]
         sizes[head] += filled
-        sums[head] += self.total[owners]
+        with np.errstate(over="ignore", invalid="ignore"):  # absurd values (1e308) overflow quietly, as the moments do
+            sums[head] += self.total[owners]
         start_time[head] = np.where(filled > 0, self.start[owners], start_time[head])
         seen_before = self.seen[owners]
         self.seen[owners] += runs
