@@ -1032,20 +1032,16 @@ class MonitorService:
         return [*self.views.values(), *self.detect_views.values()]
 
     def _sending_due(self, urgent: set[Task]) -> set[Task]:
-        """Once the longest waiting profile stage's summaries have waited ``detection.summary_interval_s``, every
-        profile stage with summaries waiting: the longest waiting first, while their last snapshots and the
-        urgent ones add up to at most :data:`DUE_BYTES_PER_ITERATION`, and always the longest waiting. The
-        partitions of a replica so send on one tick, and a detection stage's watermark (the slowest source)
-        moves once they have, instead of waiting up to an interval for the one whose clock started last; large
-        snapshots still checkpoint one after another instead of in one long stall."""
+        """Profile stages whose summaries have waited ``detection.summary_interval_s``: the longest waiting
+        first, while their last snapshots and the urgent ones add up to at most :data:`DUE_BYTES_PER_ITERATION`,
+        and always the longest waiting. Partitions that started waiting together (all of them, under steady
+        traffic) then checkpoint one after another instead of in one long stall."""
         now = time.monotonic()
         every = self.config.detection.summary_interval_s
         waiting = sorted(
-            ((PROFILE, p) for p in self._outgoing_since if (PROFILE, p) not in urgent),
+            ((PROFILE, p) for p, t in self._outgoing_since.items() if now - t >= every and (PROFILE, p) not in urgent),
             key=lambda task: self._outgoing_since[task[1]],
         )
-        if not waiting or now - self._outgoing_since[waiting[0][1]] < every:
-            return set()
         return self._within_budget(waiting, urgent, unknown=0)
 
     def _due_tasks(self, urgent: set[Task] | frozenset[Task] = frozenset()) -> set[Task]:
