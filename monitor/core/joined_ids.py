@@ -64,6 +64,7 @@ class JoinedIds:
         seq = self._seq.get(prediction_id)
         if seq is not None:  # as an ordered dict would: the time changes, the place does not
             self._times[seq // BLOCK - self._head // BLOCK][seq % BLOCK] = now
+            self._encoded.pop(seq // BLOCK, None)  # its block's encoding no longer holds
             return
         self.add_many([prediction_id], now)
 
@@ -95,8 +96,9 @@ class JoinedIds:
         if self._head % BLOCK == 0 or self._head == self._next:
             self._ids.popleft()
             self._times.popleft()
-            if self._head == self._next:  # empty: the next id starts a new block where the numbering stands
+            if self._head == self._next:  # empty: numbering starts again, and so do the blocks' encodings
                 self._head = self._next = 0
+                self._encoded = {}
         return prediction_id
 
     def drop_over(self, cap: int) -> None:

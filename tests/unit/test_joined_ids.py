@@ -62,3 +62,18 @@ def test_a_join_store_of_an_earlier_release_keeps_its_joined_ids() -> None:
     plain["done_ids"], plain["done_times"] = ["a", "b"], np.array([1.0, 2.0])  # as an ordered dict was written
     restored = LabelJoiner.from_plain(plain)
     assert list(restored.done.items()) == [("a", 1.0), ("b", 2.0)]
+
+
+def test_a_snapshot_after_the_ids_all_went_and_others_came_holds_the_new_ones() -> None:
+    """Emptied, the numbering starts again: a block with the same number, start and length is not the same."""
+    done = JoinedIds()
+    done.add_many([f"old{i}" for i in range(3 * BLOCK)], 1.0)
+    done.to_plain()
+    while len(done):
+        done.pop_oldest()
+    done.add_many([f"new{i}" for i in range(3 * BLOCK)], 2.0)
+    back = JoinedIds.from_plain(snap.decode(orjson.loads(orjson.dumps(snap.encode(done.to_plain())))))
+    assert list(back.items()) == list(done.items())
+    done.add("new5", 3.0)  # an id joined again: its block's encoding is made anew
+    back = JoinedIds.from_plain(snap.decode(orjson.loads(orjson.dumps(snap.encode(done.to_plain())))))
+    assert dict(back.items())["new5"] == 3.0
