@@ -130,7 +130,8 @@ class CrashAt:
 
 class IncompleteSnapshot(SourceError):
     """A state partition holds chunks but no complete snapshot: the first snapshot ever was cut short (safe to
-    start empty if no offset was ever committed, since offsets are committed only after a complete one)."""
+    start empty if no offset was ever committed, since offsets are committed only after a complete one), or
+    every snapshot written as pieces misses some of them."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,8 @@ class CheckpointStore:
         piece_max = max(1024, min(4 * PIECE_AVERAGE_BYTES, max_chunk_bytes))
         self._cutter = FastCDC(max(256, piece_max // 4), min_size=max(64, piece_max // 16), max_size=piece_max)
         self._held: dict[int, dict[str, int]] = {}  # partition -> pieces it holds (acknowledged) -> their offset
+        self._stale: dict[int, dict[str, int]] = {}  # pieces another owner wrote: deleted once no snapshot needs them
+        self._owner: dict[int, str] = {}  # partition -> this ownership's name, in the keys of the pieces it writes
         self._written: dict[int, dict[str, int]] = {}  # pieces of the snapshot not acknowledged yet
         self._kept: dict[int, set[str]] = {}  # pieces of the last acknowledged snapshot
         self._using: dict[int, set[str]] = {}  # pieces of the snapshot written last
@@ -174,7 +177,8 @@ class CheckpointStore:
         """Queue one snapshot (chunked) for partition ``partition``; returns its id.
 
         Chunks get distinct keys (``partition:slot:index``, two alternating slots) so that compaction on
-        real Kafka keeps every chunk of the newest snapshot and of the one before it. A chunk the broker
+        real Kafka keeps every chunk of the newest snapshot and of the one before it (a snapshot as pieces
+        also needs its pieces: those of the last acknowledged one are kept). A chunk the broker
         does not acknowledge marks the partition in :attr:`failed`; the caller must not commit then.
         A snapshot of at least :data:`PIECES_FROM_BYTES` goes as pieces (see the module's docstring): its
         chunks then hold the list of its pieces' digests.
@@ -207,9 +211,10 @@ class CheckpointStore:
         written = self._written[partition] = {}  # pieces written for an earlier, unacknowledged snapshot go again
         view = memoryview(payload)
         digests: list[str] = []
+        owner = self._owner.setdefault(partition, uuid.uuid4().hex[:12])
         for piece in self._cutter.cut_buf(payload):
             data = view[piece.offset : piece.offset + piece.length]
-            digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+            digest = f"{owner}.{hashlib.blake2b(data, digest_size=16).hexdigest()}"
             digests.append(digest)
             if digest in held or digest in written:
                 continue
@@ -219,11 +224,13 @@ class CheckpointStore:
             self.bytes_written += piece.length
         using = self._using[partition] = set(digests)
         kept = self._kept.get(partition, set())
-        for digest in [d for d in held if d not in using and d not in kept]:
-            del held[digest]  # used by neither this snapshot nor the last acknowledged one
-            self._produce(partition, f"{partition}:piece:{digest}".encode(), None, [(H_PIECE, digest.encode())])
-        known = [held[d] for d in using if held.get(d, -1) >= 0]
-        return orjson.dumps({"pieces": digests, "from": min(known, default=-1)})
+        stale = self._stale.get(partition, {})
+        for known in (held, stale):
+            for digest in [d for d in known if d not in using and d not in kept]:
+                del known[digest]  # used by neither this snapshot nor the last acknowledged one
+                self._produce(partition, f"{partition}:piece:{digest}".encode(), None, [(H_PIECE, digest.encode())])
+        offsets = [held[d] for d in using if held.get(d, -1) >= 0]
+        return orjson.dumps({"pieces": digests, "from": min(offsets, default=-1)})
 
     def _produce(
         self, partition: int, key: bytes, value: bytes | None, headers: list[tuple[str, str | bytes | None]],
@@ -234,7 +241,8 @@ class CheckpointStore:
                 log.warning("snapshot record for partition %d not delivered: %s", partition, err.str())
                 self.failed.add(partition)
             elif piece is not None and piece in self._written.get(partition, {}):
-                self._written[partition][piece] = int(msg.offset() or -1)
+                offset = msg.offset()
+                self._written[partition][piece] = -1 if offset is None else int(offset)
 
         while True:
             try:
@@ -255,7 +263,7 @@ class CheckpointStore:
 
     def forget(self, partition: int) -> None:
         """The partition is no longer written by this store (revoked): what it knew of its pieces goes."""
-        for known in (self._held, self._written, self._kept, self._using):
+        for known in (self._held, self._stale, self._written, self._kept, self._using, self._owner):
             known.pop(partition, None)
 
     def read_latest(self, partition: int) -> StoredSnapshot | None:
@@ -317,15 +325,14 @@ class CheckpointStore:
         codings: dict[str, bytes | None] = {}
         last_offset: dict[str, int] = {}
         pieces: dict[str, tuple[bytes, int]] = {}  # digest -> (bytes, offset); deleted pieces leave
+        tp = TopicPartition(self.topic, partition)
         deadline = time.monotonic() + self.read_timeout_s
         position = start
-        while time.monotonic() < deadline:
+        while True:
             msgs = consumer.consume(500, 0.3)
-            if not msgs:
-                if position >= high - 1:
-                    break  # reached the end seen at the start, and nothing more within 0.3 s
-                continue  # a slow fetch is not the end
-            position = max(position, *(int(m.offset() or 0) for m in msgs))
+            if msgs:
+                deadline = time.monotonic() + self.read_timeout_s  # a long read that moves on is not stuck
+                position = max(position, 1 + max(int(m.offset() or 0) for m in msgs))
             for msg in msgs:
                 if msg.error() is not None:
                     continue
@@ -355,6 +362,16 @@ class CheckpointStore:
                         "which this release cannot read (written by a newer one?)"
                     )
                 last_offset[sid] = int(msg.offset() or 0)
+            # the consumer's position moves past transaction markers, which are never delivered
+            position = max(position, int(consumer.position([tp])[0].offset))
+            if position >= high:
+                break
+            if time.monotonic() > deadline:  # never settle for an older snapshot because the read was cut short
+                raise SourceError(
+                    f"reading snapshots of partition {partition} of {self.topic!r} stalled at offset {position} of "
+                    f"{high}",
+                    retriable=True,
+                )
         complete = sorted((sid for sid, got in parts.items() if len(got) == counts[sid]), key=last_offset.__getitem__)
         for rank, sid in enumerate(reversed(complete)):
             got = parts[sid]
@@ -377,9 +394,12 @@ class CheckpointStore:
         return None, None
 
     def _adopt(self, partition: int, using: Iterable[str], pieces: dict[str, tuple[bytes, int]]) -> None:
-        """After a restore: the pieces read are held (not written again), those of the restored snapshot kept
-        until a newer one is acknowledged, and the others deleted with the next snapshot."""
-        self._held[partition] = {d: offset for d, (_, offset) in pieces.items()}
+        """After a restore: the pieces read are another owner's (this one writes its own, under its own name, so
+        that the other, should it still be writing, cannot delete what this one's snapshots use); those of the
+        restored snapshot are kept until a snapshot of this owner is acknowledged, and all of them deleted once
+        no snapshot needs them."""
+        self._held[partition] = {}
+        self._stale[partition] = {d: offset for d, (_, offset) in pieces.items()}
         self._written.pop(partition, None)
         self._kept[partition] = set(using)
         self._using.pop(partition, None)
