@@ -606,7 +606,7 @@ class MonitorService:
         """The task's newest snapshot, or None to start it empty. ``committed``: the tasks whose input has a
         committed offset (offsets are committed only after a complete snapshot)."""
         role, partition = task
-        store = self.store if role == PROFILE else self.detect_store
+        store = self._store_of(role)
         assert store is not None
         for attempt in range(5):
             try:
@@ -738,7 +738,7 @@ class MonitorService:
                     self.detectors.pop(tp.partition, None)
                     self._merge_stats.pop(tp.partition, None)
                 if tp.topic in (k.predictions_topic, self.config.summaries_topic):
-                    store = self.store if task[0] == PROFILE else self.detect_store
+                    store = self._store_of(task[0])
                     if store is not None:  # the next owner may delete pieces this one thinks it holds
                         store.forget(tp.partition)
                     self._since_checkpoint.pop(task, None)
@@ -1190,11 +1190,15 @@ class MonitorService:
         if self._faults is not None:
             self._faults(step, has_alerts)
 
+    def _store_of(self, role: str) -> CheckpointStore | None:
+        """Where a stage's snapshots go: the profile stages' state topic or the detection stages'."""
+        return self.store if role == PROFILE else self.detect_store
+
     def _checkpoint_done(
         self, started: float, cpu_started: float, size: int, tasks: list[Task], steps: dict[str, float]
     ) -> None:
         for role, p in tasks:  # acknowledged: the pieces of these snapshots are held
-            store = self.store if role == PROFILE else self.detect_store
+            store = self._store_of(role)
             if store is not None:
                 store.confirm(p)
         took = time.perf_counter() - started

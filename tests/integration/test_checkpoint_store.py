@@ -80,6 +80,14 @@ def _pieces_store(broker: EmbeddedBroker, producer: Producer) -> CheckpointStore
     return CheckpointStore({"bootstrap.servers": broker.bootstrap}, topic, producer=producer, max_chunk_bytes=512_000)
 
 
+def _acknowledged(store: CheckpointStore, producer: Producer, payload: bytes) -> str:
+    """One checkpoint of partition 0 written, flushed and confirmed, as the service does after its commit."""
+    sid = store.write(0, payload)
+    producer.flush(30)
+    store.confirm(0)
+    return sid
+
+
 def test_a_large_snapshot_goes_as_pieces_and_the_next_writes_only_the_pieces_that_changed(
     broker: EmbeddedBroker,
 ) -> None:
@@ -87,9 +95,7 @@ def test_a_large_snapshot_goes_as_pieces_and_the_next_writes_only_the_pieces_tha
     store = _pieces_store(broker, producer)
     first = _join_like(0, 100_000)
     assert len(first) >= PIECES_FROM_BYTES
-    store.write(0, first)
-    producer.flush(30)
-    store.confirm(0)
+    _acknowledged(store, producer, first)
     whole = store.bytes_written
     assert whole >= len(first)  # the first time every piece goes
     second = _join_like(500, 100_000)  # the oldest 500 gone, 500 new: a FIFO that moved on
@@ -138,9 +144,7 @@ def test_a_restore_finds_pieces_written_long_before_its_snapshot_and_a_new_owner
     store = _pieces_store(broker, producer)
     payload = _join_like(0, 60_000)
     for _ in range(12):  # the same state twelve times: pieces once, then lists of pieces only
-        sid = store.write(0, payload)
-        producer.flush(30)
-        store.confirm(0)
+        sid = _acknowledged(store, producer, payload)
     # the last records read first by a restore are lists: their pieces are found where the list says they begin
     owner = CheckpointStore({"bootstrap.servers": broker.bootstrap}, store.topic, producer=producer)
     got = owner.read_latest(0)
@@ -148,18 +152,12 @@ def test_a_restore_finds_pieces_written_long_before_its_snapshot_and_a_new_owner
     # a new owner writes its pieces under its own name, once: the old owner, should it still be writing, deletes
     # only its own, which no snapshot of the new owner uses
     for _ in range(2):
-        owner.write(0, payload)
-        producer.flush(30)
-        owner.confirm(0)
+        _acknowledged(owner, producer, payload)
     assert len(payload) <= owner.bytes_written < 1.01 * len(payload)
     changed = _join_like(30_000, 60_000)
     for _ in range(2):  # the old owner goes on: its second snapshot deletes the pieces of its first
-        store.write(0, changed)
-        producer.flush(30)
-        store.confirm(0)
-    newest = owner.write(0, payload)
-    producer.flush(30)
-    owner.confirm(0)
+        _acknowledged(store, producer, changed)
+    newest = _acknowledged(owner, producer, payload)
     got = CheckpointStore({"bootstrap.servers": broker.bootstrap}, store.topic, producer=producer).read_latest(0)
     assert got is not None and got.snapshot_id == newest and got.payload == payload
 
@@ -168,9 +166,7 @@ def test_a_snapshot_whose_pieces_are_gone_gives_way_to_the_older_complete_one(br
     producer = Producer({"bootstrap.servers": broker.bootstrap})
     store = _pieces_store(broker, producer)
     older = _join_like(0, 60_000)
-    older_id = store.write(0, older)
-    producer.flush(30)
-    store.confirm(0)
+    older_id = _acknowledged(store, producer, older)
     newer = _join_like(30_000, 60_000)
     store.write(0, newer)
     producer.flush(30)
