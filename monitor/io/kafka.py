@@ -1035,14 +1035,34 @@ class MonitorService:
         """Profile stages whose summaries have waited ``detection.summary_interval_s``: the longest waiting
         first, while their last snapshots and the urgent ones add up to at most :data:`DUE_BYTES_PER_ITERATION`,
         and always the longest waiting. Partitions that started waiting together (all of them, under steady
-        traffic) then checkpoint one after another instead of in one long stall."""
+        traffic) then checkpoint one after another instead of in one long stall.
+
+        While the loop is caught up (:meth:`_caught_up`: live traffic), once the longest waiting is due every
+        profile stage with summaries waiting goes too (within the same budget): the partitions of a replica send
+        on one tick, and a detection stage's watermark (the slowest source) moves then instead of waiting up to
+        another interval for the partition whose clock started last. Not while catching up: a backlog comes a
+        partition at a time, so the clocks drift apart and the tick would checkpoint the partitions that just
+        started waiting early, more checkpoints for the same rows (catch-up throughput fell by up to a third)."""
         now = time.monotonic()
         every = self.config.detection.summary_interval_s
+        caught_up = self._caught_up()
         waiting = sorted(
-            ((PROFILE, p) for p, t in self._outgoing_since.items() if now - t >= every and (PROFILE, p) not in urgent),
+            (
+                (PROFILE, p)
+                for p, t in self._outgoing_since.items()
+                if (caught_up or now - t >= every) and (PROFILE, p) not in urgent
+            ),
             key=lambda task: self._outgoing_since[task[1]],
         )
+        if not waiting or now - self._outgoing_since[waiting[0][1]] < every:
+            return set()
         return self._within_budget(waiting, urgent, unknown=0)
+
+    def _caught_up(self) -> bool:
+        """Whether the input partitions' lag, as last seen, adds up to less than one poll's worth of messages."""
+        summaries = self.config.summaries_topic
+        behind = sum(n for (topic, _partition), n in self.lag.items() if topic != summaries)
+        return behind < self.config.kafka.batch_max_messages
 
     def _due_tasks(self, urgent: set[Task] | frozenset[Task] = frozenset()) -> set[Task]:
         """The tasks to checkpoint now besides ``urgent`` (checkpointed in this iteration anyway): of those due

@@ -175,5 +175,18 @@ def test_partitions_whose_summaries_waited_together_send_them_one_after_another(
     service._snapshot_bytes.update({P(p): kafka.DUE_BYTES_PER_ITERATION // 4 for p in range(4)})
     assert service._sending_due(set()) == {P(0), P(1), P(2), P(3)}
     assert service._sending_due({P(0)}) == {P(1), P(2), P(3)}
-    service._outgoing_since[3] = now  # waited less than detection.summary_interval_s: not yet
+    service._outgoing_since[3] = now  # waited less than detection.summary_interval_s: not yet, while catching up
+    batch = service.config.kafka.batch_max_messages
+    service.lag.update({(PREDICTIONS, 0): batch // 2, (service.config.kafka.labels_topic, 1): batch // 2})
     assert service._sending_due(set()) == {P(0), P(1), P(2)}
+    # caught up (live: less than a poll's worth left to read, summaries not counted): it goes with those due,
+    # the partitions send on one tick, so a detection stage's watermark does not wait for the one that sends last
+    labels, summaries = service.config.kafka.labels_topic, service.config.summaries_topic
+    service.lag.update({(labels, 1): batch // 2 - 1, (summaries, 0): 10 * batch})
+    assert service._sending_due(set()) == {P(0), P(1), P(2), P(3)}
+    assert service._sending_due({P(0)}) == {P(1), P(2), P(3)}
+    for p in service.engines:  # none has waited the interval: none goes, caught up or not
+        service._outgoing_since[p] = now - 0.1
+    assert service._sending_due(set()) == set()
+    service.lag[PREDICTIONS, 0] = batch
+    assert service._sending_due(set()) == set()
