@@ -15,7 +15,9 @@ records hold only the list of digests. A piece the partition already holds from 
 is not written again, so a large state that changes a little between checkpoints (the label-join store, its
 memory of joined ids) costs the broker what changed, not the whole state every few hundred milliseconds.
 Pieces that neither the new snapshot nor the last acknowledged one use are deleted (tombstones, for
-compaction).
+compaction), also when the snapshots have shrunk and go whole again, and, after a restore, those another
+owner left. A tombstone lost with its producer (a crash) leaves its piece on the topic for good: a restore
+reads back only as far as the newest snapshot needs, so it never learns of pieces older than that.
 
 The steps of a checkpoint (the order is :class:`monitor.io.kafka.MonitorService`'s) are named in
 :data:`CHECKPOINT_STEPS`; a :data:`FaultHook` passed to the service is called at each, and
@@ -49,6 +51,7 @@ H_CHUNK = "snapshot.chunk"
 H_COUNT = "snapshot.count"
 H_CODING = "snapshot.coding"  # "identity", or "pieces" (the chunks list pieces); absent: zlib (earlier releases)
 H_PIECE = "snapshot.piece"  # a piece of a snapshot written as pieces: its digest (no value: the piece is deleted)
+H_PIECES_FROM = "snapshot.pieces_from"  # a whole snapshot's: where the pieces its writer had not deleted begin
 PIECES_FROM_BYTES = 256 * 1024  # smaller snapshots are written whole
 PIECE_AVERAGE_BYTES = 64 * 1024
 
@@ -186,9 +189,16 @@ class CheckpointStore:
         snapshot_id = uuid.uuid4().hex
         self.snapshot_bytes += len(payload)
         coding = b"identity"
+        extra: list[tuple[str, str | bytes | None]] = []
         if len(payload) >= PIECES_FROM_BYTES and self.max_chunk_bytes >= 1024:  # a piece is at least 1 KiB
             payload = self._write_pieces(partition, payload)
             coding = b"pieces"
+        else:  # written whole: it uses no piece, so those the partition still holds go once none is needed
+            self._using[partition] = set()
+            self._retire(partition)
+            known = [o for held in (self._held, self._stale) for o in held.get(partition, {}).values() if o >= 0]
+            if known:  # a restore of this snapshot reads back to them, so that its new owner deletes them
+                extra.append((H_PIECES_FROM, str(min(known)).encode()))
         chunks = [payload[i : i + self.max_chunk_bytes] for i in range(0, len(payload), self.max_chunk_bytes)] or [b""]
         slot = self._slot[partition] = 1 - self._slot.get(partition, 1)
         for i, chunk in enumerate(chunks):
@@ -198,6 +208,7 @@ class CheckpointStore:
                 (H_CHUNK, str(i).encode()),
                 (H_COUNT, str(len(chunks)).encode()),
                 (H_CODING, coding),
+                *extra,
             ]
             self._produce(partition, key, chunk, headers)
         self.bytes_written += len(payload)
@@ -223,14 +234,19 @@ class CheckpointStore:
                           piece=digest)  # fmt: skip
             self.bytes_written += piece.length
         using = self._using[partition] = set(digests)
-        kept = self._kept.get(partition, set())
-        stale = self._stale.get(partition, {})
-        for known in (held, stale):
-            for digest in [d for d in known if d not in using and d not in kept]:
-                del known[digest]  # used by neither this snapshot nor the last acknowledged one
-                self._produce(partition, f"{partition}:piece:{digest}".encode(), None, [(H_PIECE, digest.encode())])
+        self._retire(partition)
         offsets = [held[d] for d in using if held.get(d, -1) >= 0]
         return orjson.dumps({"pieces": digests, "from": min(offsets, default=-1)})
+
+    def _retire(self, partition: int) -> None:
+        """Delete (tombstones, for compaction) the pieces the partition holds that neither the snapshot being
+        written nor the last acknowledged one uses."""
+        using = self._using.get(partition, set())
+        kept = self._kept.get(partition, set())
+        for known in (self._held.get(partition, {}), self._stale.get(partition, {})):
+            for digest in [d for d in known if d not in using and d not in kept]:
+                del known[digest]
+                self._produce(partition, f"{partition}:piece:{digest}".encode(), None, [(H_PIECE, digest.encode())])
 
     def _produce(
         self, partition: int, key: bytes, value: bytes | None, headers: list[tuple[str, str | bytes | None]],
@@ -317,13 +333,15 @@ class CheckpointStore:
     ) -> tuple[StoredSnapshot | None, int | None]:
         """The newest complete snapshot among the records from ``start``, its pieces included. Without one: None,
         and where the newest complete snapshot's pieces begin if they begin before ``start`` (a snapshot
-        written as pieces whose pieces are not all read yet). ``final`` (the partition was read from its
-        start): an older complete snapshot is taken when the newest one's pieces are missing."""
+        written as pieces whose pieces are not all read yet, or a whole one written while pieces were left).
+        ``final`` (the partition was read from its start): an older complete snapshot is taken when the newest
+        one's pieces are missing."""
         consumer.assign([TopicPartition(self.topic, partition, start)])
         parts: dict[str, dict[int, bytes]] = {}
         counts: dict[str, int] = {}
         codings: dict[str, bytes | None] = {}
         last_offset: dict[str, int] = {}
+        pieces_from: dict[str, int] = {}  # a whole snapshot's H_PIECES_FROM
         pieces: dict[str, tuple[bytes, int]] = {}  # digest -> (bytes, offset); deleted pieces leave
         tp = TopicPartition(self.topic, partition)
         deadline = time.monotonic() + self.read_timeout_s
@@ -362,6 +380,8 @@ class CheckpointStore:
                         "which this release cannot read (written by a newer one?)"
                     )
                 last_offset[sid] = int(msg.offset() or 0)
+                if H_PIECES_FROM in headers:
+                    pieces_from[sid] = int(headers[H_PIECES_FROM])
             # the consumer's position moves past transaction markers, which are never delivered
             position = max(position, int(consumer.position([tp])[0].offset))
             if position >= high:
@@ -376,6 +396,11 @@ class CheckpointStore:
         for rank, sid in enumerate(reversed(complete)):
             got = parts[sid]
             payload = b"".join(got[i] for i in range(counts[sid]))
+            if codings[sid] != b"pieces":  # whole: pieces on the topic are left over from snapshots before it
+                reach = pieces_from.get(sid, -1)
+                if rank == 0 and not final and 0 <= reach < start:  # read back to them, to delete them
+                    return None, reach
+                self._adopt(partition, (), pieces)
             if codings[sid] is None:
                 payload = zlib.decompress(payload)
             elif codings[sid] == b"pieces":
@@ -396,8 +421,8 @@ class CheckpointStore:
     def _adopt(self, partition: int, using: Iterable[str], pieces: dict[str, tuple[bytes, int]]) -> None:
         """After a restore: the pieces read are another owner's (this one writes its own, under its own name, so
         that the other, should it still be writing, cannot delete what this one's snapshots use); those of the
-        restored snapshot are kept until a snapshot of this owner is acknowledged, and all of them deleted once
-        no snapshot needs them."""
+        restored snapshot (``using``; none when it was written whole) are kept until a snapshot of this owner is
+        acknowledged, and all of them deleted once no snapshot needs them."""
         self._held[partition] = {}
         self._stale[partition] = {d: offset for d, (_, offset) in pieces.items()}
         self._written.pop(partition, None)

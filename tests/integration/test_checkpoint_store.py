@@ -179,3 +179,46 @@ def test_a_snapshot_whose_pieces_are_gone_gives_way_to_the_older_complete_one(br
     producer.flush(30)
     got = CheckpointStore({"bootstrap.servers": broker.bootstrap}, store.topic, producer=producer).read_latest(0)
     assert got is not None and got.snapshot_id == older_id and got.payload == older
+
+
+def _live_pieces(broker: EmbeddedBroker, topic: str) -> set[bytes]:
+    """The pieces a compaction of the topic would keep: those whose last record is not a tombstone."""
+    last: dict[bytes, bool] = {}
+    for m in read_to_end(broker.bootstrap, topic):
+        digest = dict(m.headers() or []).get(H_PIECE)
+        if digest is not None:
+            last[digest] = m.value() is not None
+    return {d for d, live in last.items() if live}
+
+
+def test_pieces_go_once_the_snapshots_are_small_enough_to_go_whole_again(broker: EmbeddedBroker) -> None:
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    store = _pieces_store(broker, producer)
+    _acknowledged(store, producer, _join_like(0, 60_000))
+    assert _live_pieces(broker, store.topic)
+    small = _join_like(0, 100)
+    assert len(small) < PIECES_FROM_BYTES
+    _acknowledged(store, producer, small)  # written whole; the pieces of the acknowledged one before it stay
+    assert _live_pieces(broker, store.topic)
+    _acknowledged(store, producer, small)  # now no snapshot the partition keeps uses them
+    assert _live_pieces(broker, store.topic) == set()
+    got = CheckpointStore({"bootstrap.servers": broker.bootstrap}, store.topic, producer=producer).read_latest(0)
+    assert got is not None and got.payload == small
+
+
+def test_a_new_owner_that_restores_a_whole_snapshot_deletes_the_pieces_left_before_it(broker: EmbeddedBroker) -> None:
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    store = _pieces_store(broker, producer)
+    _acknowledged(store, producer, _join_like(0, 60_000))
+    small = _join_like(0, 100)
+    _acknowledged(store, producer, small)  # the old owner stops here: its pieces are still on the topic
+    left = _live_pieces(broker, store.topic)
+    assert left
+    owner = CheckpointStore({"bootstrap.servers": broker.bootstrap}, store.topic, producer=producer)
+    got = owner.read_latest(0)
+    assert got is not None and got.payload == small
+    owner.write(0, small)
+    producer.flush(30)
+    assert _live_pieces(broker, store.topic) == set()  # the restored snapshot needs none of them
+    got = CheckpointStore({"bootstrap.servers": broker.bootstrap}, store.topic, producer=producer).read_latest(0)
+    assert got is not None and got.payload == small
