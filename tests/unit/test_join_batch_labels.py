@@ -16,7 +16,10 @@ import pytest
 
 from monitor.core import snapshot
 from monitor.core.join import LabelJoiner
+from monitor.core.snapshot_classes import register_snapshot_classes
 from tests.unit.test_join_columnar import MODELS, SEGMENTS, T0, Op, _canon, contents
+
+register_snapshot_classes()  # snapshot.dumps names only allowed classes; importing the engine registers them
 
 
 def random_ops(rng: random.Random, n_ops: int, id_space: int) -> list[Op]:

@@ -19,6 +19,9 @@ import pytest
 from monitor.core import snapshot
 from monitor.core.columns import segment_combinations
 from monitor.core.join import Joined, LabelJoiner, PendingLabel, PendingPrediction
+from monitor.core.snapshot_classes import register_snapshot_classes
+
+register_snapshot_classes()  # snapshot.dumps names only allowed classes; importing the engine registers them
 
 T0 = 5_000.0
 MODELS = [("m", "v1"), ("m", "v2"), ("other", "v1")]
