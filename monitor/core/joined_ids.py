@@ -66,7 +66,13 @@ class JoinedIds:
             self._times[seq // BLOCK - self._head // BLOCK][seq % BLOCK] = now
             self._encoded.pop(seq // BLOCK, None)  # its block's encoding no longer holds
             return
-        self.add_many([prediction_id], now)
+        if not self._ids or len(self._ids[-1]) == BLOCK:  # one id at a time (a label joined) is the common call
+            self._ids.append([])
+            self._times.append([])
+        self._seq[prediction_id] = self._next
+        self._ids[-1].append(prediction_id)
+        self._times[-1].append(now)
+        self._next += 1
 
     def add_many(self, ids: Sequence[str], now: float) -> None:
         """Ids none of which it holds (nor twice among them), joined at ``now``."""
