@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 
 from monitor.core.events import PredictionBatch
+from monitor.core.float_columns import as_values
 from monitor.core.metrics import binary_metrics, regression_metrics
 from monitor.core.performance import binary_label, binary_score
 from monitor.core.quality import FieldSchema
@@ -272,7 +273,7 @@ class ProfileBuilder:
         n = len(batch)
         self.events += n
         buckets = self._buckets(batch, n)
-        columns = dict(batch.features)
+        columns = {name: as_values(values) for name, values in batch.features.items()}
         if self.watch_prediction:
             columns[PREDICTION_FIELD] = list(batch.prediction)
         for name, values in columns.items():

@@ -8,13 +8,13 @@ row positions per tracked value, learning a model's features, categories and seg
 from __future__ import annotations
 
 import math
-from array import array
 from collections import Counter
 from typing import Any
 
 import numpy as np
 
 from monitor.core.events import PredictionBatch
+from monitor.core.float_columns import as_values, numbers
 from monitor.core.join import Segments
 from monitor.core.model_state import ModelState
 from monitor.core.rules import ALL
@@ -25,12 +25,18 @@ Bucket = tuple[tuple[str, str], np.ndarray | None]
 """(segment attribute, value) and its row positions; all traffic is ``(ALL, None)``."""
 
 _NUMERIC_TYPES = frozenset({float, int, type(None)})
-_NUMBER_ONLY = frozenset({float, int})
 
 
 def take(column: list[Any], rows: np.ndarray | None) -> list[Any]:
     """``column``'s values at ``rows`` (all of it when None)."""
     return column if rows is None else [column[i] for i in rows.tolist()]
+
+
+def take_feature(column: list[Any] | np.ndarray, rows: np.ndarray | None) -> list[Any] | np.ndarray:
+    """:func:`take` of a feature column: a float column (:mod:`monitor.core.float_columns`) stays an array."""
+    if isinstance(column, np.ndarray):
+        return column if rows is None else column[rows]
+    return take(column, rows)
 
 
 def segment_buckets(
@@ -118,11 +124,16 @@ def segment_combinations(buckets: list[Bucket], n: int) -> tuple[list[Segments],
 
 
 def convert_column(
-    state: ModelState, name: str, values: list[Any], mon: MonitoringConfig, capped: Counter[str]
+    state: ModelState, name: str, values: list[Any] | np.ndarray, mon: MonitoringConfig, capped: Counter[str]
 ) -> tuple[str, np.ndarray, np.ndarray | None] | None:
     """A feature column as floats (numeric, NaN missing) or codes (categorical, -1 missing), and where a
-    value had the other kind's type (None when nowhere: the common case costs no mask)."""
+    value had the other kind's type (None when nowhere: the common case costs no mask). A float column (a
+    summary's number-only column, :mod:`monitor.core.float_columns`) is a numeric one's floats already."""
     kind = state.kinds.get(name)
+    if isinstance(values, np.ndarray):
+        if kind == "numeric":
+            return kind, values, None
+        values = as_values(values)  # numbers where categories were expected, or a kind still to learn
     if kind is None:
         first = next((v for v in values if v is not None), None)
         if first is None:
@@ -149,17 +160,3 @@ def convert_column(
     if mistyped_codes is not None:
         state.type_mismatch[name] += int(mistyped_codes.sum())
     return kind, codes, mistyped_codes
-
-
-def numbers(values: list[Any]) -> np.ndarray | None:
-    """A column of numbers only (no None, no string, no boolean) as floats, else None, in one pass over it.
-
-    ``array('d')`` refuses None and strings but takes booleans as 0 and 1; only when a 0 or a 1 is among the
-    floats do the types have to be read (a second pass), to tell a boolean from the number."""
-    try:
-        floats = np.frombuffer(array("d", values), dtype=np.float64)
-    except TypeError:
-        return None
-    if ((floats == 0.0) | (floats == 1.0)).any() and not _NUMBER_ONLY.issuperset(map(type, values)):
-        return None
-    return floats

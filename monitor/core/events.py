@@ -74,7 +74,7 @@ class PredictionBatch:
     model_version: list[str]
     event_time: np.ndarray
     prediction: list[Scalar]
-    features: dict[str, list[Scalar]]
+    features: dict[str, list[Scalar] | np.ndarray]  # an array: a summary's float column (NaN where None)
     segments: dict[str, list[str | None]]
     latency_ms: np.ndarray
     scores: list[dict[str, float] | None] = field(default_factory=list)
@@ -731,7 +731,7 @@ class PredictionDecoder:
             model_version=versions,
             event_time=_event_times(times, positions_array, kafka_times),
             prediction=predictions,
-            features=features.columns,
+            features=dict(features.columns),
             segments=segments.columns,
             latency_ms=np.concatenate(latency) if latency else np.empty(0, dtype=np.float64),
             scores=scores,

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from monitor.core.alerting import Alerting
-from monitor.core.columns import Bucket, convert_column, segment_buckets, segment_combinations, take
+from monitor.core.columns import Bucket, convert_column, segment_buckets, segment_combinations, take, take_feature
 from monitor.core.drift import CategoricalDriftTracker
 from monitor.core.events import PredictionBatch
+from monitor.core.float_columns import as_values
 from monitor.core.judgements import retrain_judgement
 from monitor.core.judging import DriftJudging, StreamToJudge
 from monitor.core.model_setup import ModelSetup
@@ -80,8 +81,8 @@ class ModelMonitor:
             self._latency(state, batch.latency_ms if rows is None else batch.latency_ms[rows])
         buckets = segment_buckets(state, batch, rows, self.config.monitoring, self.capped)
         # each shard judges its own features' drift and schema checks (the profile stage sends it no other column)
-        columns: list[tuple[str, list[Any]]] = [
-            (name, take(col, rows))
+        columns: list[tuple[str, list[Any] | np.ndarray]] = [
+            (name, take_feature(col, rows))
             for name, col in batch.features.items()
             if self._watched(name) and (shards == 1 or shard_of(state.model, name, shards) == shard)
         ]
@@ -104,7 +105,12 @@ class ModelMonitor:
             (name, values, convert_column(state, name, values, self.config.monitoring, self.capped))
             for name, values in columns
         ]
-        converted_columns = [(name, values, *c) for name, values, c in conversions if c is not None]
+        # (a category column's values as a list: a float column there is numbers where categories were expected)
+        converted_columns = [
+            (name, values if c[0] == "numeric" else as_values(values), *c)
+            for name, values, c in conversions
+            if c is not None
+        ]
         numeric = self._update_numeric(
             state,
             [(name, col) for name, _, kind, col, _ in converted_columns if kind == "numeric"],

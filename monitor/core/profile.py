@@ -27,6 +27,7 @@ import numpy as np
 import orjson
 
 from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
+from monitor.core.float_columns import as_values, float_column, pack, unpack
 from monitor.core.join import Joined, LabelJoiner, PendingPrediction, Segments
 from monitor.core.performance import binary_score
 from monitor.core.settings import Settings
@@ -34,6 +35,7 @@ from monitor.core.shards import SHARD_CUT, shard_of
 from monitor.core.stats import OVERFLOW
 
 SUMMARY_FORMAT = 1
+WIRE_FLOATS = b"\n"  # between a summary's JSON header and its float columns on the wire
 LZ4_FRAME_MAGIC = b"\x04\x22\x4d\x18"  # how an lz4 frame starts (a zlib stream starts with 0x78, JSON with '{')
 MAX_SUMMARY_ROWS = 2_000  # rows per summary at most
 SUMMARY_BYTES = 500_000  # rows per summary are cut so that its JSON is about this large
@@ -74,7 +76,13 @@ class Summary:
         return (0 if self.rows is None else len(self.rows)) + len(self.joined)
 
     def to_plain(self) -> dict[str, Any]:
-        """Plain data (JSON types only), the form the summaries topic carries."""
+        """Plain data (JSON types only): the form earlier releases sent and snapshots kept."""
+        return self._plain(None)
+
+    def _plain(self, floats: list[np.ndarray] | None) -> dict[str, Any]:
+        """:meth:`to_plain`, or with ``floats`` (a list to fill) the wire's header: the rows' times, latencies
+        and float feature columns (:func:`~monitor.core.float_columns.float_column`) go into ``floats`` in
+        that order and stand as null in the header."""
         out: dict[str, Any] = {
             "format": SUMMARY_FORMAT,
             "model": self.model,
@@ -87,20 +95,34 @@ class Summary:
         if self.shards > 1:
             out["shard"], out["shards"], out["cut"] = self.shard, self.shards, self.cut
         b = self.rows
-        if b is not None and len(b) and self.shard:  # another shard judges its features only: no ids, scores
-            out["rows"] = {"n": len(b), "time": b.event_time.tolist(), "features": b.features, "segments": b.segments,
-                           "nulls": b.nulls}  # fmt: skip
-        elif b is not None and len(b):
-            out["rows"] = {
-                "id": b.prediction_id,
-                "time": b.event_time.tolist(),
-                "prediction": b.prediction,
-                "features": b.features,
-                "segments": b.segments,
-                "latency": [None if v != v else v for v in b.latency_ms.tolist()],
-                "scores": b.scores,
-                "nulls": b.nulls,
-            }
+        if b is not None and len(b):
+            features: dict[str, Any] = {}
+            if floats is None:
+                times: list[float] | None = b.event_time.tolist()
+                latency = [None if v != v else v for v in b.latency_ms.tolist()]
+                features = {name: as_values(column) for name, column in b.features.items()}
+            else:
+                times, latency = None, None
+                floats += [b.event_time] if self.shard else [b.event_time, b.latency_ms]
+                for name, column in b.features.items():
+                    packed = float_column(column)
+                    features[name] = column if packed is None else None
+                    if packed is not None:
+                        floats.append(packed)
+            if self.shard:  # another shard judges its features only: no ids, scores
+                out["rows"] = {"n": len(b), "time": times, "features": features, "segments": b.segments,
+                               "nulls": b.nulls}  # fmt: skip
+            else:
+                out["rows"] = {
+                    "id": b.prediction_id,
+                    "time": times,
+                    "prediction": b.prediction,
+                    "features": features,
+                    "segments": b.segments,
+                    "latency": latency,
+                    "scores": b.scores,
+                    "nulls": b.nulls,
+                }
         if self.joined:
             out["joined"] = [
                 [j.prediction_id, [list(s) for s in j.prediction.segments], j.prediction.prediction,
@@ -135,7 +157,11 @@ class Summary:
                 prediction=r["prediction"],
                 features=r["features"],
                 segments=r["segments"],
-                latency_ms=np.array([math.nan if v is None else v for v in r["latency"]], dtype=np.float64),
+                latency_ms=(
+                    r["latency"]
+                    if isinstance(r["latency"], np.ndarray)
+                    else np.array([math.nan if v is None else v for v in r["latency"]], dtype=np.float64)
+                ),
                 scores=r["scores"],
                 nulls=r["nulls"],
             )
@@ -152,21 +178,26 @@ class Summary:
         )  # fmt: skip
 
     def encode(self) -> bytes:
-        """The summaries topic's message value: JSON in an lz4 frame (rows repeat their field names). Made once
-        and kept: a summary is not changed once made, and the same bytes go to the topic and into snapshots
-        (every summary is in a profile snapshot before it is sent: sent as plain JSON and compressed by the
-        producer instead, those snapshots were about five times larger, and alert latency at half the end-to-end
-        throughput rose from 1.8 to 2.3 s). lz4 rather than zlib: on 5,000 reference events (1.14 MB of JSON)
-        zlib at level 1 took 9.4 ms to compress and 3.7 ms to read back, lz4 2.5 and 0.4 ms, for 0.65 MB
-        against 0.43 MB; the two stages spent about a sixth of the consume loop in zlib."""
+        """The summaries topic's message value, in an lz4 frame: a JSON header (:meth:`to_plain` with its float
+        columns null), a newline (JSON text holds none), then those columns as raw float64 (times, latencies,
+        number-only features: :mod:`monitor.core.float_columns`). Made once and kept: a summary is not changed
+        once made, and the same bytes go to the topic and into snapshots (every summary is in a profile
+        snapshot before it is sent: sent as plain JSON and compressed by the producer instead, those snapshots
+        were about five times larger). lz4 rather than zlib: on 5,000 reference events (1.14 MB of JSON) zlib
+        at level 1 took 9.4 ms to compress and 3.7 ms to read back, lz4 2.5 and 0.4 ms, for 0.65 MB against
+        0.43 MB."""
         if self.wire is None:
-            self.wire = lz4.frame.compress(orjson.dumps(self.to_plain()), content_checksum=True)
+            floats: list[np.ndarray] = []
+            header = orjson.dumps(self._plain(floats))
+            payload = header + WIRE_FLOATS + pack(floats) if floats else header
+            self.wire = lz4.frame.compress(payload, content_checksum=True)
         return self.wire
 
     @classmethod
     def decode(cls, value: bytes) -> Summary:
-        """The inverse of :meth:`encode`; also reads earlier releases' zlib and uncompressed JSON."""
-        summary = cls.from_plain(orjson.loads(wire_text(value)))
+        """The inverse of :meth:`encode` (float columns as arrays); also reads earlier releases' JSON (in lz4 or
+        zlib, or plain)."""
+        summary = cls.from_plain(wire_plain(value, as_arrays=True))
         summary.wire = value
         return summary
 
@@ -183,10 +214,43 @@ class Summary:
         return cls.decode(data.encode() if data[:1] == "{" else base64.b64decode(data))
 
 
+def wire_header(value: bytes) -> dict[str, Any]:
+    """A summaries-topic value's JSON header: its plain form with the float columns null (earlier releases':
+    the plain form)."""
+    data = orjson.loads(wire_text(value).partition(WIRE_FLOATS)[0])
+    if not isinstance(data, dict):
+        raise ValueError("a summary's header is not a JSON object")
+    return data
+
+
+def wire_plain(value: bytes, *, as_arrays: bool = False) -> dict[str, Any]:
+    """A summaries-topic value as plain data: the float columns in their header's places, as lists (None for
+    NaN), or with ``as_arrays`` as float64 arrays (what :meth:`Summary.decode` keeps). ValueError or
+    zlib.error for anything unreadable (see :func:`wire_text`)."""
+    header, _, floats = wire_text(value).partition(WIRE_FLOATS)
+    data = orjson.loads(header)
+    rows = data.get("rows") if isinstance(data, dict) else None
+    if not isinstance(rows, dict) or rows.get("time") is not None:  # JSON throughout (earlier releases)
+        return data
+    features = rows.get("features", {})
+    if not isinstance(features, dict):
+        raise ValueError("summary rows without a features table")
+    raw = [name for name, values in features.items() if values is None]
+    named = ["time"] if "id" not in rows else ["time", "latency"]
+    size = int(rows["n"]) if "id" not in rows else len(rows["id"])
+    table = unpack(floats, len(named) + len(raw), size)
+    for k, name in enumerate(named):
+        rows[name] = table[k] if as_arrays else as_values(table[k])
+    for k, name in enumerate(raw, start=len(named)):
+        features[name] = table[k] if as_arrays else as_values(table[k])
+    return data
+
+
 def wire_text(value: bytes) -> bytes:
-    """The JSON text of a summaries-topic value: an lz4 frame (this release), zlib (earlier releases) or the
-    text itself. A damaged or implausibly large frame raises ValueError, anything else that is not zlib
-    zlib.error: the detection stage skips and counts either as unreadable."""
+    """The payload of a summaries-topic value: an lz4 frame's (this release's header and floats, or an earlier
+    release's JSON), zlib's (earlier releases) or the JSON text itself. A damaged or implausibly large frame
+    raises ValueError, anything else that is not zlib zlib.error: the detection stage skips and counts either as
+    unreadable."""
     if value[:1] == b"{":
         return value
     if value[:4] == LZ4_FRAME_MAGIC:
@@ -230,7 +294,7 @@ def _select(
         model_version=take(batch.model_version),
         event_time=batch.event_time[rows],
         prediction=take(batch.prediction),
-        features={name: take(col) for name, col in batch.features.items()},
+        features={name: c[rows] if isinstance(c, np.ndarray) else take(c) for name, c in batch.features.items()},
         segments={name: take(col) for name, col in batch.segments.items()},
         latency_ms=batch.latency_ms[rows],
         scores=take(batch.scores) if batch.scores else [],
@@ -239,21 +303,27 @@ def _select(
 
 
 def concat_rows(parts: Sequence[PredictionBatch]) -> PredictionBatch:
-    """Batches one after another as one batch; a feature or segment a part lacks is absent (None) there."""
+    """Batches one after another as one batch; a feature or segment a part lacks is absent (None) there. A
+    feature that every part which has it brings as floats stays floats (NaN where a part lacks it)."""
     if len(parts) == 1:
         return parts[0]
     sizes = [len(p) for p in parts]
     offsets = np.cumsum([0, *sizes]).tolist()
-    features: dict[str, list[Any]] = {}
+    as_lists = {name for p in parts for name, col in p.features.items() if not isinstance(col, np.ndarray)}
+    features: dict[str, Any] = {}
     segments: dict[str, list[Any]] = {}
     nulls: dict[str, list[int]] = {}
     for k, p in enumerate(parts):
-        for target, source in ((features, p.features), (segments, p.segments)):
-            for name, col in source.items():
-                column = target.get(name)
-                if column is None:
-                    column = target[name] = [None] * offsets[-1]
-                column[offsets[k] : offsets[k + 1]] = col
+        for name, col in p.features.items():
+            column = features.get(name)
+            if column is None:
+                column = features[name] = [None] * offsets[-1] if name in as_lists else np.full(offsets[-1], math.nan)
+            column[offsets[k] : offsets[k + 1]] = as_values(col) if name in as_lists else col
+        for name, values in p.segments.items():
+            segment = segments.get(name)
+            if segment is None:
+                segment = segments[name] = [None] * offsets[-1]
+            segment[offsets[k] : offsets[k + 1]] = values
         for name, at in p.nulls.items():
             nulls.setdefault(name, []).extend(i + offsets[k] for i in at)
     scores: list[Any] = []

@@ -14,13 +14,14 @@ import numpy as np
 
 from monitor.core.alerting import Alerting
 from monitor.core.events import PredictionBatch
+from monitor.core.float_columns import as_values
 from monitor.core.judgements import quality_judgements
 from monitor.core.model_state import ModelState
 from monitor.core.quality import BatchTally, FieldColumn, SchemaWatch
 from monitor.core.rules import Alert, alert_key
 
 # A feature's column as the batch brought it: name, decoded values, kind, converted column, type mismatches.
-ObservedColumn = tuple[str, list[Any], str, np.ndarray, np.ndarray | None]
+ObservedColumn = tuple[str, list[Any] | np.ndarray, str, np.ndarray, np.ndarray | None]
 
 
 def feed_schema_watch(
@@ -50,7 +51,9 @@ def feed_schema_watch(
                 null_mask = null_mask[rows]
         if kind == "categorical":
             vocab = state.vocab[name]
-            fields[name] = FieldColumn(kind, column, null_mask, mismatch, labels_of[name], vocab.capacity, values)
+            fields[name] = FieldColumn(
+                kind, column, null_mask, mismatch, labels_of[name], vocab.capacity, as_values(values)
+            )  # (a list already: the engine gives a category column's values as one)
         else:
             fields[name] = FieldColumn(kind, column, null_mask, mismatch)
     tally = BatchTally(fields, stops)

@@ -17,8 +17,8 @@ import pytest
 
 from monitor.config import load_config
 from monitor.core.columns import convert_column
-from monitor.core.columns import numbers as _numbers
 from monitor.core.engine import PartitionEngine
+from monitor.core.float_columns import numbers as _numbers
 from monitor.core.quality import BatchTally, FieldColumn, FieldSchema, QualityFinding, SchemaWatch
 from monitor.core.stats import CategoryVocabulary
 

@@ -15,6 +15,7 @@ import pytest
 
 from benchmarks.partitions import delay, run_per_partition, run_two_stages, settings, traffic
 from monitor.core.detect import DetectionStage
+from monitor.core.float_columns import as_values
 from monitor.core.profile import (
     MAX_SUMMARY_JOINED,
     MAX_WIRE_TEXT_BYTES,
@@ -25,6 +26,8 @@ from monitor.core.profile import (
     Summary,
     slice_rows,
     take_rows,
+    wire_header,
+    wire_plain,
     wire_text,
 )
 from monitor.core.stats import OVERFLOW
@@ -69,7 +72,16 @@ def test_a_summary_survives_its_bytes_exactly():
         assert Summary.from_stored(text.decode()).to_plain() == s.to_plain()
         assert Summary.from_stored(base64.b64encode(zlib.compress(text)).decode()).to_plain() == s.to_plain()
         assert Summary.decode(zlib.compress(text, 1)).to_plain() == s.to_plain()  # an earlier release's wire
-        assert s.encode()[:4] == b"\x04\x22\x4d\x18" and wire_text(s.encode()) == text  # an lz4 frame of the JSON
+        assert s.encode()[:4] == b"\x04\x22\x4d\x18"  # an lz4 frame
+        assert wire_plain(s.encode()) == s.to_plain()  # of a JSON header, then the float columns
+        if s.rows is None:  # no rows: the header is all
+            assert wire_text(s.encode()) == text
+        else:  # times, latencies and x (numbers and nulls) as float64 after the header; colour (text) in it
+            header = wire_header(s.encode())
+            assert header["rows"]["time"] is None and header["rows"]["latency"] is None
+            assert header["rows"]["features"] == {"x": None, "colour": ["red"] * len(s.rows)}
+            floats = wire_text(s.encode()).partition(b"\n")[2]
+            assert len(floats) == 8 * 3 * len(s.rows)
         with pytest.raises(ValueError, match="damaged lz4 frame"):
             Summary.decode(s.encode()[:-6])
         flipped = bytearray(s.encode())
@@ -80,7 +92,8 @@ def test_a_summary_survives_its_bytes_exactly():
         with pytest.raises(ValueError, match="claims"):
             Summary.decode(huge)
     rows = Summary.decode(out[0].encode()).rows
-    assert rows is not None and rows.features["x"] == [None, 1.0] and rows.nulls == out[0].rows.nulls
+    assert rows is not None and as_values(rows.features["x"]) == [None, 1.0] and rows.nulls == out[0].rows.nulls
+    assert isinstance(rows.features["x"], np.ndarray) and rows.features["colour"] == ["red", "red"]
     j = Summary.decode(joined[0].encode()).joined[0]
     assert (j.prediction_id, j.label, j.delay_s, j.prediction.segments) == ("p1", 1, 5.0, (("seg", "a"),))
     assert [s.seq for s in out + joined] == [0, 1]
@@ -471,10 +484,15 @@ def test_a_slice_of_rows_is_the_same_as_taking_those_rows():
     (summary,), _ = stage.predictions(msgs, [T0] * 20)
     rows = summary.rows
     assert rows is not None and rows.nulls["x"] == list(range(0, 20, 3))
+    read = Summary.decode(summary.encode()).rows  # x as floats, as the detection stage reads it
+    assert read is not None and isinstance(read.features["x"], np.ndarray)
     for lo, hi in ((0, 20), (4, 11), (5, 6), (7, 7), (19, 20)):
         cut, taken = slice_rows(rows, lo, hi), take_rows(rows, np.arange(lo, hi))
         assert cut.nulls == taken.nulls and cut.features == taken.features and cut.prediction_id == taken.prediction_id
         assert np.array_equal(cut.index, taken.index) and np.array_equal(cut.event_time, taken.event_time)
+        read_cut, read_taken = slice_rows(read, lo, hi), take_rows(read, np.arange(lo, hi))
+        for got in (read_cut, read_taken):
+            assert {k: as_values(v) for k, v in got.features.items()} == cut.features and got.nulls == cut.nulls
 
 
 def test_null_features_keep_their_rows_across_the_batches_of_one_release():
@@ -629,10 +647,14 @@ def test_each_shard_gets_its_own_features_and_a_shard_copy_its_features_times_an
     assert list(whole.rows.features) == [f for f in ("x", "colour") if shard_of("m", f, 2) == 0] == ["colour"]
     assert whole.rows.prediction_id == ["p1", "p2"] and whole.rows.prediction == [0.7, 0.7]
     assert list(copy.rows.features) == [f for f in ("x", "colour") if shard_of("m", f, 2) == 1] == ["x"]
-    wire = orjson.loads(wire_text(copy.encode()))
+    wire = wire_header(copy.encode())
     assert wire["shard"] == 1 and "id" not in wire["rows"] and "prediction" not in wire["rows"]
     back = Summary.decode(copy.encode())
-    assert back.shard == 1 and len(back.rows) == 2 and back.rows.features == {"x": [None, 2.0]}
+    assert (
+        back.shard == 1
+        and len(back.rows) == 2
+        and {k: as_values(v) for k, v in back.rows.features.items()} == {"x": [None, 2.0]}
+    )
     assert back.rows.event_time.tolist() == [T0, T0 + 1] and back.rows.segments == {"seg": ["a", "b"]}
     assert whole.rows.nulls == {} and back.rows.nulls == {"x": [0]}  # x's null is shard 1's
     assert [(b.shard, len(b)) for b in stage.heartbeats()] == [(0, 0), (1, 0)]
@@ -733,7 +755,7 @@ def test_summaries_cut_by_the_earlier_rule_are_dropped_as_misrouted_also_from_a_
     profile.shards = 2
     msg = b'{"prediction_id":"%d","model":"upsell","timestamp":%d,"features":{"x":1.0,"other":2.0},"prediction":0.2}'
     whole, _copy = profile.predictions([msg % (1, 10)], [0.0])[0]
-    assert whole.shard == 0 and orjson.loads(wire_text(whole.encode()))["cut"] == SHARD_CUT
+    assert whole.shard == 0 and wire_header(whole.encode())["cut"] == SHARD_CUT
     earlier = whole.to_plain()
     del earlier["cut"]
     old = Summary.from_plain(earlier)

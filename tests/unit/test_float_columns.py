@@ -1,0 +1,81 @@
+"""Number columns as floats on the summaries topic and in the detection stage (monitor.core.float_columns)."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+
+from monitor.core.detect import DetectionStage
+from monitor.core.float_columns import as_values, float_column, pack, unpack
+from monitor.core.profile import ProfileStage, Summary, concat_rows
+from tests.unit.test_two_stages import T0, settings
+
+
+def test_only_columns_of_numbers_and_nulls_go_as_floats() -> None:
+    assert float_column([1, 2.5, -3]).tolist() == [1.0, 2.5, -3.0]
+    assert as_values(float_column([None, 2, None])) == [None, 2.0, None]
+    assert float_column([None, None]) is None  # no number: the kind of the feature is not known from it
+    assert float_column([True, 1.0]) is None and float_column([0.5, "x"]) is None and float_column(["a"]) is None
+    assert float_column([10**400, 1.0]) is None  # beyond float64: left as it came
+    table = [np.array([1.0, np.nan]), np.array([-0.0, 1e300])]
+    back = unpack(pack(table), 2, 2)
+    assert back[1].tolist() == [-0.0, 1e300] and as_values(back[0]) == [1.0, None] and back.flags.writeable
+
+
+def test_a_feature_as_floats_in_one_part_and_as_values_in_another_joins_as_values() -> None:
+    stage = ProfileStage(settings(), partition=0)
+    one = orjson.dumps({"prediction_id": "a", "model": "m", "timestamp": T0, "features": {"x": 1.5}, "prediction": 0.2})
+    two = orjson.dumps({"prediction_id": "b", "model": "m", "timestamp": T0 + 1, "features": {"x": "n/a", "y": 2},
+                        "prediction": 0.2})  # fmt: skip
+    (first,), _ = stage.predictions([one], [T0])
+    (second,), _ = stage.predictions([two], [T0])
+    read = [Summary.decode(s.encode()).rows for s in (first, second)]
+    assert isinstance(read[0].features["x"], np.ndarray) and read[1].features["x"] == ["n/a"]
+    joined = concat_rows(read)
+    assert joined.features["x"] == [1.5, "n/a"] and as_values(joined.features["y"]) == [None, 2.0]
+    assert isinstance(joined.features["y"], np.ndarray)  # only parts that have it bring it, as floats
+
+
+def _messages(rng: np.random.Generator, k: int) -> list[bytes]:
+    """Numbers (some integers), nulls and absences, a category column that gets numbers in places (and nothing
+    but numbers in one batch: floats on the wire), a numeric one that gets text in places, and a feature that is
+    null throughout some batches."""
+    out = []
+    for i in range(60):
+        x = float(rng.normal(2.5 if k > 12 else 0.0))
+        features: dict[str, object] = {
+            "x": x if i % 7 else None,
+            "n": int(rng.integers(0, 5)),
+            "colour": i if k == 17 else ["red", "blue"][i % 2] if i % 11 else 3,  # batch 17: numbers only
+            "age": "unknown" if (k == 9 and i % 5 == 0) else float(rng.normal(40, 5)),
+            "sometimes": None if k % 3 else float(i),
+        }
+        if i % 13 == 0:
+            del features["n"]
+        out.append(orjson.dumps({
+            "prediction_id": f"p{k}-{i}", "model": "m", "timestamp": T0 + k * 6 + i * 0.1, "features": features,
+            "segments": {"seg": "ab"[i % 2]}, "prediction": float(rng.random()), "latency_ms": 5.0 + i,
+        }))  # fmt: skip
+    return out
+
+
+def test_a_detection_stage_reading_summaries_off_the_topic_monitors_as_one_given_them_in_process() -> None:
+    config = settings(detectors={"warmup_events": 120})
+    rng = np.random.default_rng(11)
+    profiles = [ProfileStage(config, partition=p) for p in range(2)]
+    sent: list[Summary] = []
+    for k in range(24):
+        sent += profiles[k % 2].predictions(_messages(rng, k), [T0] * 60)[0]
+    stages = [DetectionStage(config, clock=lambda: 0.0, idle_clock=lambda: 0.0, batch_rows=50) for _ in range(2)]
+    alerts: list[list[tuple[str, str]]] = []
+    for stage, summaries in zip(stages, (sent, [Summary.decode(s.encode()) for s in sent]), strict=True):
+        for s in summaries:
+            stage.add(s)
+        out = stage.release(flush=True) + stage.engine.finish()
+        alerts.append([(a.key, a.status) for a in out])
+    direct, read = stages
+    assert isinstance(sent[0].rows.features["x"], list)
+    assert alerts[0] == alerts[1] and any(status == "firing" for _, status in alerts[0])
+    assert direct.engine.events_total() == read.engine.events_total() == 24 * 60
+    # every stream, count, schema window and type mismatch alike
+    assert orjson.dumps(direct.engine.snapshot()) == orjson.dumps(read.engine.snapshot())
