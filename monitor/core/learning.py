@@ -11,7 +11,6 @@ stay for the engine's life.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 
@@ -70,7 +69,7 @@ class LabelLearning:
                 tracked = tracked_segments(state, p.segments, self.config.monitoring.max_segment_values)
                 if len(seen) < 65_536:
                     seen[key] = tracked
-            out.append(j if tracked == p.segments else replace(j, prediction=p._replace(segments=tracked)))
+            out.append(j if tracked == p.segments else j._replace(prediction=p._replace(segments=tracked)))
         return out
 
     def _label_chunks(self, perf: ModelPerformance, items: list[Joined]) -> list[list[Joined]]:

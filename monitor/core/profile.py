@@ -166,7 +166,7 @@ class Summary:
                 nulls=r["nulls"],
             )
         joined = [
-            Joined(pid, PendingPrediction(model, version, tuple((a, v) for a, v in segs), pred, score, t), label,
+            Joined(pid, PendingPrediction(model, version, tuple(map(tuple, segs)), pred, score, t), label,
                    outcomes, delay)
             for pid, segs, pred, score, t, label, outcomes, delay in data.get("joined", ())
         ]  # fmt: skip

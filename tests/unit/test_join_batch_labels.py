@@ -79,7 +79,7 @@ def feed(j: LabelJoiner, ops: list[Op], *, batched: bool) -> list[Any]:
                 joined = j.add_labels(ids, values, outcomes, np.array(times), models, now=now)
             else:
                 joined = [x for row in labels for x in j.add_label(*row[:4], row[4], now=now)]
-            out.append([vars(x) for x in joined])  # the instance dicts: the same fields, values and order
+            out.append([x._asdict() for x in joined])  # the same fields, values and order
         else:
             j.expire(op[1], labels_now=op[2])
         out.append(("state", list(j.counts.items()), len(j.pending), len(j.early), len(j.done)))
