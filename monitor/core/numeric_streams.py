@@ -145,8 +145,7 @@ class NumericStreams:
         sample = old.quantiles.sample
         if sample.size:  # the reservoir, weighted up to the values it stands for
             lo, width = self._edges(i)
-            cells = np.clip(np.floor((sample - lo) / width), -1, HISTOGRAM_BINS).astype(np.int64) + 1
-            counts = np.bincount(cells, minlength=HISTOGRAM_BINS + 2) * (m.n / sample.size)
+            counts = np.bincount(_cells(sample, lo, width), minlength=HISTOGRAM_BINS + 2) * (m.n / sample.size)
             self.histogram[i] = np.round(counts).astype(np.int64)
         self.chunker._grow(i + 1)
         after = max(0, m.n - self.warmup)
@@ -250,16 +249,16 @@ class NumericStreams:
         med = float(np.median(x))
         mad = 1.4826 * float(np.median(np.abs(x - med)))
         kept = x[np.abs(x - med) <= 10 * mad] if mad > 0 else x
-        mean = float(kept.mean())
-        std = float(kept.std(ddof=1)) if kept.size > 1 else 0.0
+        with np.errstate(over="ignore", invalid="ignore"):  # values near the float limit: an infinite spread
+            mean = float(kept.mean())
+            std = float(kept.std(ddof=1)) if kept.size > 1 else 0.0
         self.base_n[s], self.base_mean[s], self.base_std[s] = kept.size, mean, std
         self.detectors.set_scale(s, mean, std)
         self._count_bins(x, np.full(x.size, s, dtype=np.int64))
 
     def _count_bins(self, x: np.ndarray, stream: np.ndarray) -> None:
         lo, width = self._edges(stream)
-        with np.errstate(over="ignore", invalid="ignore"):  # absurd values land in the outermost cells, quietly
-            b = np.clip(np.floor((x - lo) / width), -1, HISTOGRAM_BINS).astype(np.int64) + 1
+        b = _cells(x, lo, width)
         cells = HISTOGRAM_BINS + 2
         first = int(stream.min())
         span = int(stream.max()) - first + 1
@@ -381,3 +380,13 @@ class NumericStream:
 
     def view(self) -> dict[str, Any]:
         return self.streams.view(self.i)
+
+
+def _cells(x: np.ndarray, lo: Any, width: Any) -> np.ndarray:
+    """Histogram cells (0 to HISTOGRAM_BINS + 1) of values on their streams' scales. Absurd values land in the
+    outermost cells, quietly, and so does a value whose stream's scale overflowed (a baseline of values near
+    the float limit has an infinite spread): the top one when its place is not a number."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        place = np.floor((x - lo) / width)
+    place = np.nan_to_num(place, nan=HISTOGRAM_BINS, posinf=HISTOGRAM_BINS, neginf=-1)
+    return np.clip(place, -1, HISTOGRAM_BINS).astype(np.int64) + 1

@@ -500,6 +500,23 @@ def test_one_extreme_value_in_the_warm_up_does_not_blind_drift_detection(outlier
     assert ("firing", "churn/v1/data_drift/age/all") in keys
 
 
+def test_a_stream_whose_warm_up_is_all_near_the_float_limit_goes_on_being_monitored():
+    """Every value of a stream's warm-up near 1e300 (finite, so valid): its baseline's spread overflows to
+    infinity. Binning its values on that scale stopped the engine with a ValueError from np.bincount (found by a
+    review); they now land in the outermost cells, and the other streams go on."""
+    engine = PartitionEngine(CONFIG, clock=_clock)
+    events = copy.deepcopy(DRIFT_PREDICTIONS)
+    for i, e in enumerate(events):
+        e["features"]["huge"] = 1e300 * (i % 97)
+    keys = []
+    for i in range(0, len(events), 500):
+        values = [orjson.dumps(e) for e in events[i : i + 500]]
+        result = engine.process_predictions(values, [T0] * len(values))
+        assert result.processed == len(values)
+        keys += [(a.status, a.key) for a in result.alerts]
+    assert ("firing", "churn/v1/data_drift/age/all") in keys
+
+
 # --------------------------------------------------------------------------- snapshot fuzz
 def _feed(engine: PartitionEngine, batches: list[tuple[str, list[bytes | None]]]) -> str:
     """Every batch's outputs as JSON text (NaN written as NaN, so equal outputs compare equal)."""
