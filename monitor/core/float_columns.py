@@ -3,7 +3,8 @@ the summaries topic (raw little-endian floats after its JSON header) and in the 
 
 A feature column goes as floats only when it holds numbers and nulls alone, at least one number (``None``
 travels as NaN: an event's value is never NaN, the decoder rejects non-finite numbers); anything else (text,
-booleans, a mix, nothing but nulls) stays a JSON list. The detection stage keeps such a column as the array
+booleans, a mix, nothing but nulls) stays a JSON list. Whole numbers that fit go as 1, 2 or 4-byte integers
+(:func:`wire_types`). The detection stage keeps such a column as the array
 it read, which is what its numeric streams take (integers come back as floats, as those streams read them):
 a summary read off the topic then makes no Python object per value, where JSON made one per number, held it
 until the watermark let the rows go, and the engine turned it back into floats.
@@ -18,7 +19,6 @@ import numpy as np
 
 _NUMBERS_AND_NULLS = frozenset({float, int, type(None)})
 _NUMBER_ONLY = frozenset({float, int})
-FLOAT = np.dtype("<f8")
 
 
 def float_column(values: list[Any] | np.ndarray) -> np.ndarray | None:
@@ -37,17 +37,60 @@ def float_column(values: list[Any] | np.ndarray) -> np.ndarray | None:
         return None
 
 
-def pack(columns: list[np.ndarray]) -> bytes:
-    """Equal-length columns one after another, as little-endian float64."""
-    return b"".join(np.ascontiguousarray(c, dtype=FLOAT).tobytes() for c in columns)
+# How a column goes on the wire: float64, or the narrowest integer type that holds it exactly (a column of
+# small integers, such as counts or codes, then costs what its JSON did rather than eight bytes a value).
+WIRE_TYPES: dict[str, np.dtype[Any]] = {
+    "f8": np.dtype("<f8"),
+    "i1": np.dtype("<i1"),
+    "i2": np.dtype("<i2"),
+    "i4": np.dtype("<i4"),
+}
+_INTEGER_TYPES = (("i1", 127), ("i2", 32767), ("i4", 2**31 - 1))
 
 
-def unpack(data: bytes, columns: int, rows: int) -> np.ndarray:
-    """The inverse of :func:`pack`: a ``columns`` x ``rows`` array of its own (writable). A length that does
-    not match is a ValueError (a damaged or foreign message, which the caller skips and counts)."""
-    if len(data) != columns * rows * FLOAT.itemsize:
-        raise ValueError(f"summary floats: {len(data)} bytes for {columns} columns of {rows} rows")
-    return np.frombuffer(data, dtype=FLOAT).reshape(columns, rows).astype(np.float64)
+def wire_types(columns: list[np.ndarray]) -> list[str]:
+    """For equal-length float columns, the narrowest of :data:`WIRE_TYPES` that gives each back exactly (NaN
+    and -0.0 need float64); one pass over them all."""
+    if not columns or columns[0].size == 0:
+        return ["f8"] * len(columns)
+    table = np.stack(columns)
+    with np.errstate(invalid="ignore"):
+        whole = (np.trunc(table) == table).all(axis=1) & ~(np.signbit(table) & (table == 0)).any(axis=1)
+        bound = np.maximum(-table.min(axis=1) - 1, table.max(axis=1))  # NaN where the column has a NaN
+    out = []
+    for ok, top in zip(whole.tolist(), bound.tolist(), strict=True):
+        out.append(next((c for c, limit in _INTEGER_TYPES if top <= limit), "f8") if ok else "f8")
+    return out
+
+
+def pack(columns: list[np.ndarray], types: list[str]) -> bytes:
+    """Equal-length columns one after another, each as its type of :data:`WIRE_TYPES` (little-endian)."""
+    return b"".join(
+        np.ascontiguousarray(c).astype(WIRE_TYPES[t]).tobytes() for c, t in zip(columns, types, strict=True)
+    )
+
+
+def unpack(data: bytes, types: list[str], rows: int) -> list[np.ndarray]:
+    """The inverse of :func:`pack`: each column as a writable float64 array (not a view of ``data``). A length
+    or type that does not match is a ValueError (a damaged or foreign message, which the caller skips and
+    counts)."""
+    try:
+        dtypes = [WIRE_TYPES[t] for t in types]
+    except (KeyError, TypeError):
+        raise ValueError(f"summary floats: unknown column types {types!r}") from None
+    if len(data) != rows * sum(d.itemsize for d in dtypes):
+        raise ValueError(f"summary floats: {len(data)} bytes for {len(types)} columns of {rows} rows")
+    out: list[np.ndarray] = []
+    at, k = 0, 0
+    while k < len(dtypes):  # a run of columns of one type in one read
+        d, run = dtypes[k], 1
+        while k + run < len(dtypes) and dtypes[k + run] == d:
+            run += 1
+        block = np.frombuffer(data, dtype=d, count=run * rows, offset=at).reshape(run, rows).astype(np.float64)
+        out.extend(block)
+        at += run * rows * d.itemsize
+        k += run
+    return out
 
 
 def as_values(column: list[Any] | np.ndarray) -> list[Any]:

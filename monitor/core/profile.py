@@ -27,7 +27,7 @@ import numpy as np
 import orjson
 
 from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
-from monitor.core.float_columns import as_values, float_column, pack, unpack
+from monitor.core.float_columns import as_values, float_column, pack, unpack, wire_types
 from monitor.core.join import Joined, LabelJoiner, PendingPrediction, Segments
 from monitor.core.performance import binary_score
 from monitor.core.settings import Settings
@@ -39,7 +39,7 @@ WIRE_FLOATS = b"\n"  # between a summary's JSON header and its float columns on 
 LZ4_FRAME_MAGIC = b"\x04\x22\x4d\x18"  # how an lz4 frame starts (a zlib stream starts with 0x78, JSON with '{')
 MAX_SUMMARY_ROWS = 2_000  # rows per summary at most
 SUMMARY_BYTES = 500_000  # rows per summary are cut so that its JSON is about this large
-MAX_WIRE_TEXT_BYTES = 64 * SUMMARY_BYTES  # a summary's JSON read off the topic: far above any made here
+MAX_WIRE_TEXT_BYTES = 64 * SUMMARY_BYTES  # a summary's payload read off the topic: far above any made here
 MAX_SUMMARY_JOINED = 1_000  # joined labels per summary at most: with a full piece of rows, under 1 MB even as JSON
 # A summary's rows span about SUMMARY_SPAN_S of event time once it has MIN_SPAN_ROWS rows: the merge orders
 # summaries, not rows, so their span bounds how far apart in time the rows of one engine batch can be.
@@ -82,7 +82,8 @@ class Summary:
     def _plain(self, floats: list[np.ndarray] | None) -> dict[str, Any]:
         """:meth:`to_plain`, or with ``floats`` (a list to fill) the wire's header: the rows' times, latencies
         and float feature columns (:func:`~monitor.core.float_columns.float_column`) go into ``floats`` in
-        that order and stand as null in the header."""
+        that order; the times and latencies stand as null in the header, each float feature column as its
+        type on the wire (:func:`~monitor.core.float_columns.wire_types`)."""
         out: dict[str, Any] = {
             "format": SUMMARY_FORMAT,
             "model": self.model,
@@ -104,11 +105,12 @@ class Summary:
             else:
                 times, latency = None, None
                 floats += [b.event_time] if self.shard else [b.event_time, b.latency_ms]
+                packed = {name: float_column(column) for name, column in b.features.items()}
+                numeric = [column for column in packed.values() if column is not None]
+                codes = iter(wire_types(numeric))
                 for name, column in b.features.items():
-                    packed = float_column(column)
-                    features[name] = column if packed is None else None
-                    if packed is not None:
-                        floats.append(packed)
+                    features[name] = column if packed[name] is None else next(codes)
+                floats += numeric
             if self.shard:  # another shard judges its features only: no ids, scores
                 out["rows"] = {"n": len(b), "time": times, "features": features, "segments": b.segments,
                                "nulls": b.nulls}  # fmt: skip
@@ -178,9 +180,10 @@ class Summary:
         )  # fmt: skip
 
     def encode(self) -> bytes:
-        """The summaries topic's message value, in an lz4 frame: a JSON header (:meth:`to_plain` with its float
-        columns null), a newline (JSON text holds none), then those columns as raw float64 (times, latencies,
-        number-only features: :mod:`monitor.core.float_columns`). Made once and kept: a summary is not changed
+        """The summaries topic's message value, in an lz4 frame: a JSON header (:meth:`to_plain` with its times
+        and latencies null and each number-only feature column's place holding its wire type), a newline (JSON
+        text holds none), then those columns raw: times and latencies as float64, each feature column as its
+        type (:mod:`monitor.core.float_columns`). Made once and kept: a summary is not changed
         once made, and the same bytes go to the topic and into snapshots (every summary is in a profile
         snapshot before it is sent: sent as plain JSON and compressed by the producer instead, those snapshots
         were about five times larger). lz4 rather than zlib: on 5,000 reference events (1.14 MB of JSON) zlib
@@ -188,8 +191,12 @@ class Summary:
         0.43 MB."""
         if self.wire is None:
             floats: list[np.ndarray] = []
-            header = orjson.dumps(self._plain(floats))
-            payload = header + WIRE_FLOATS + pack(floats) if floats else header
+            plain = self._plain(floats)
+            header = orjson.dumps(plain)
+            payload = header
+            if floats:  # the times (and latencies) as float64, then each float feature column as its header says
+                codes = [t for t in plain["rows"]["features"].values() if isinstance(t, str)]
+                payload += WIRE_FLOATS + pack(floats, ["f8"] * (len(floats) - len(codes)) + codes)
             self.wire = lz4.frame.compress(payload, content_checksum=True)
         return self.wire
 
@@ -227,21 +234,25 @@ def wire_plain(value: bytes, *, as_arrays: bool = False) -> dict[str, Any]:
     """A summaries-topic value as plain data: the float columns in their header's places, as lists (None for
     NaN), or with ``as_arrays`` as float64 arrays (what :meth:`Summary.decode` keeps). ValueError or
     zlib.error for anything unreadable (see :func:`wire_text`)."""
-    header, _, floats = wire_text(value).partition(WIRE_FLOATS)
-    data = orjson.loads(header)
+    text = wire_text(value)
+    header, _, floats = text.partition(WIRE_FLOATS)
+    try:
+        data = orjson.loads(header)
+    except orjson.JSONDecodeError:
+        return orjson.loads(text)  # JSON with line breaks (not this release's)
     rows = data.get("rows") if isinstance(data, dict) else None
     if not isinstance(rows, dict) or rows.get("time") is not None:  # JSON throughout (earlier releases)
         return data
     features = rows.get("features", {})
     if not isinstance(features, dict):
         raise ValueError("summary rows without a features table")
-    raw = [name for name, values in features.items() if values is None]
+    raw = [(name, code) for name, code in features.items() if isinstance(code, str)]
     named = ["time"] if "id" not in rows else ["time", "latency"]
     size = int(rows["n"]) if "id" not in rows else len(rows["id"])
-    table = unpack(floats, len(named) + len(raw), size)
+    table = unpack(floats, ["f8"] * len(named) + [code for _, code in raw], size)
     for k, name in enumerate(named):
         rows[name] = table[k] if as_arrays else as_values(table[k])
-    for k, name in enumerate(raw, start=len(named)):
+    for k, (name, _) in enumerate(raw, start=len(named)):
         features[name] = table[k] if as_arrays else as_values(table[k])
     return data
 
@@ -257,7 +268,7 @@ def wire_text(value: bytes) -> bytes:
         try:
             size = int(lz4.frame.get_frame_info(value)["content_size"])
             if not 0 < size <= MAX_WIRE_TEXT_BYTES:  # a frame's header may claim any size: never allocate it blindly
-                raise ValueError(f"lz4 frame claims {size} bytes of JSON (at most {MAX_WIRE_TEXT_BYTES})")
+                raise ValueError(f"lz4 frame claims {size} bytes (at most {MAX_WIRE_TEXT_BYTES})")
             return bytes(lz4.frame.decompress(value))
         except (RuntimeError, MemoryError) as exc:  # lz4's error for a damaged frame or checksum
             raise ValueError(f"damaged lz4 frame: {exc}") from exc

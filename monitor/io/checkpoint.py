@@ -17,7 +17,8 @@ memory of joined ids) costs the broker what changed, not the whole state every f
 Pieces that neither the new snapshot nor the last acknowledged one use are deleted (tombstones, for
 compaction), also when the snapshots have shrunk and go whole again, and, after a restore, those another
 owner left. A tombstone lost with its producer (a crash) leaves its piece on the topic for good: a restore
-reads back only as far as the newest snapshot needs, so it never learns of pieces older than that.
+reads back only as far as the newest snapshot's pieces (or a whole snapshot's leftover ones) begin, so it
+never learns of pieces older than that.
 
 The steps of a checkpoint (the order is :class:`monitor.io.kafka.MonitorService`'s) are named in
 :data:`CHECKPOINT_STEPS`; a :data:`FaultHook` passed to the service is called at each, and

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
+import lz4.frame
 import numpy as np
 import orjson
 
 from monitor.core.detect import DetectionStage
-from monitor.core.float_columns import as_values, float_column, pack, unpack
+from monitor.core.float_columns import as_values, float_column, pack, unpack, wire_types
 from monitor.core.profile import ProfileStage, Summary, concat_rows
 from tests.unit.test_two_stages import T0, settings
 
@@ -18,8 +21,54 @@ def test_only_columns_of_numbers_and_nulls_go_as_floats() -> None:
     assert float_column([True, 1.0]) is None and float_column([0.5, "x"]) is None and float_column(["a"]) is None
     assert float_column([10**400, 1.0]) is None  # beyond float64: left as it came
     table = [np.array([1.0, np.nan]), np.array([-0.0, 1e300])]
-    back = unpack(pack(table), 2, 2)
-    assert back[1].tolist() == [-0.0, 1e300] and as_values(back[0]) == [1.0, None] and back.flags.writeable
+    back = unpack(pack(table, ["f8", "f8"]), ["f8", "f8"], 2)
+    assert back[1].tolist() == [-0.0, 1e300] and as_values(back[0]) == [1.0, None] and back[0].flags.writeable
+
+
+def test_whole_numbers_go_as_the_narrowest_integers_that_give_them_back_exactly() -> None:
+    cases = {
+        "i1": [0.0, 5.0, -128.0, 127.0],
+        "i2": [0.0, 300.0, -32768.0],
+        "i4": [2.0**31 - 1, -(2.0**31), 7.0],
+        "f8": [1.5, 2.0],  # not whole
+    }
+    for code, values in cases.items():
+        column = np.array(values)
+        assert wire_types([column]) == [code]
+        (back,) = unpack(pack([column], [code]), [code], column.size)
+        assert back.dtype == np.float64 and back.tolist() == values
+    for values in ([2.0**31, 1.0], [1.0, np.nan], [-0.0, 1.0], [-129.0, 1.0]):  # too wide, a null, -0.0, i2
+        column = np.array(values)
+        (code,) = wire_types([column])
+        (back,) = unpack(pack([column], [code]), [code], column.size)
+        assert np.array_equal(back, column, equal_nan=True) and list(np.signbit(back)) == list(np.signbit(column))
+    assert wire_types([np.array([-129.0, 1.0]), np.array([1.0, np.nan]), np.array([0.5, 1.0])]) == ["i2", "f8", "f8"]
+    small = pack([np.arange(1000.0) % 10], ["i1"])
+    assert len(small) == 1000  # a byte a value, where float64 takes eight
+
+
+def test_a_summary_of_integer_features_is_about_as_small_as_its_json_was() -> None:
+    stage = ProfileStage(settings(), partition=0)
+    rng = np.random.default_rng(3)
+    msgs = [
+        orjson.dumps({"prediction_id": f"p{i}", "model": "m", "timestamp": T0 + i * 0.001, "prediction": 0.3,
+                      "features": {f"f{k}": int(rng.integers(0, 10)) for k in range(50)}})
+        for i in range(1000)
+    ]  # fmt: skip
+    out, _ = stage.predictions(msgs, [T0] * 1000)
+    for s in out:
+        plain = orjson.dumps(s.to_plain())
+        assert len(s.encode()) <= 1.1 * len(lz4.frame.compress(plain))  # the JSON an earlier release sent
+        back = Summary.decode(s.encode())
+        assert {k: as_values(v) for k, v in back.rows.features.items()} == s.rows.features
+
+
+def test_a_summary_kept_as_json_with_line_breaks_still_reads() -> None:
+    stage = ProfileStage(settings(), partition=0)
+    one = orjson.dumps({"prediction_id": "a", "model": "m", "timestamp": T0, "features": {"x": 1.5}, "prediction": 0.2})
+    (s,), _ = stage.predictions([one], [T0])
+    text = json.dumps(s.to_plain(), indent=1)  # as an earlier release's snapshot may hold it
+    assert Summary.from_stored(text).to_plain() == s.to_plain()
 
 
 def test_a_feature_as_floats_in_one_part_and_as_values_in_another_joins_as_values() -> None:

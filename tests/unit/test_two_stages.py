@@ -79,7 +79,7 @@ def test_a_summary_survives_its_bytes_exactly():
         else:  # times, latencies and x (numbers and nulls) as float64 after the header; colour (text) in it
             header = wire_header(s.encode())
             assert header["rows"]["time"] is None and header["rows"]["latency"] is None
-            assert header["rows"]["features"] == {"x": None, "colour": ["red"] * len(s.rows)}
+            assert header["rows"]["features"] == {"x": "f8", "colour": ["red"] * len(s.rows)}  # x has a null
             floats = wire_text(s.encode()).partition(b"\n")[2]
             assert len(floats) == 8 * 3 * len(s.rows)
         with pytest.raises(ValueError, match="damaged lz4 frame"):
