@@ -222,8 +222,8 @@ class Summary:
 
 
 def wire_header(value: bytes) -> dict[str, Any]:
-    """A summaries-topic value's JSON header: its plain form with the float columns null (earlier releases':
-    the plain form)."""
+    """A summaries-topic value's JSON header: its plain form with its times and latencies null and each raw
+    feature column's place holding its wire type (earlier releases': the plain form)."""
     data = orjson.loads(wire_text(value).partition(WIRE_FLOATS)[0])
     if not isinstance(data, dict):
         raise ValueError("a summary's header is not a JSON object")
@@ -239,14 +239,17 @@ def wire_plain(value: bytes, *, as_arrays: bool = False) -> dict[str, Any]:
     try:
         data = orjson.loads(header)
     except orjson.JSONDecodeError:
-        return orjson.loads(text)  # JSON with line breaks (not this release's)
-    rows = data.get("rows") if isinstance(data, dict) else None
+        data = orjson.loads(text)  # JSON with line breaks (not this release's)
+    if not isinstance(data, dict):  # never ours: skipped and counted like any unreadable message
+        raise ValueError(f"a summary is a JSON object, not {type(data).__name__}")
+    rows = data.get("rows")
     if not isinstance(rows, dict) or rows.get("time") is not None:  # JSON throughout (earlier releases)
         return data
     features = rows.get("features", {})
     if not isinstance(features, dict):
         raise ValueError("summary rows without a features table")
-    raw = [(name, code) for name, code in features.items() if isinstance(code, str)]
+    # each float column's place names its wire type (null: float64, as this release's first builds wrote)
+    raw = [(name, code or "f8") for name, code in features.items() if code is None or isinstance(code, str)]
     named = ["time"] if "id" not in rows else ["time", "latency"]
     size = int(rows["n"]) if "id" not in rows else len(rows["id"])
     table = unpack(floats, ["f8"] * len(named) + [code for _, code in raw], size)

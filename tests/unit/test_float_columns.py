@@ -10,7 +10,7 @@ import orjson
 
 from monitor.core.detect import DetectionStage
 from monitor.core.float_columns import as_values, float_column, pack, unpack, wire_types
-from monitor.core.profile import ProfileStage, Summary, concat_rows
+from monitor.core.profile import ProfileStage, Summary, concat_rows, wire_text
 from tests.unit.test_two_stages import T0, settings
 
 
@@ -128,3 +128,18 @@ def test_a_detection_stage_reading_summaries_off_the_topic_monitors_as_one_given
     assert direct.engine.events_total() == read.engine.events_total() == 24 * 60
     # every stream, count, schema window and type mismatch alike
     assert orjson.dumps(direct.engine.snapshot()) == orjson.dumps(read.engine.snapshot())
+
+
+def test_a_float_column_whose_place_in_the_header_is_null_reads_as_float64() -> None:
+    """This release's first builds wrote null where the header now names the wire type: such bytes (in a
+    snapshot's pending summaries) still read."""
+    stage = ProfileStage(settings(), partition=0)
+    one = orjson.dumps({"prediction_id": "a", "model": "m", "timestamp": T0, "features": {"x": 1.5, "c": "k"},
+                        "prediction": 0.2})  # fmt: skip
+    (s,), _ = stage.predictions([one], [T0])
+    header, _, floats = wire_text(s.encode()).partition(b"\n")
+    plain = orjson.loads(header)
+    assert plain["rows"]["features"]["x"] == "f8"
+    plain["rows"]["features"]["x"] = None
+    older = lz4.frame.compress(orjson.dumps(plain) + b"\n" + floats)
+    assert Summary.decode(older).to_plain() == s.to_plain()

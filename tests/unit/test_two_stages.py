@@ -88,6 +88,9 @@ def test_a_summary_survives_its_bytes_exactly():
         flipped[-8] ^= 0x01  # a bit flipped inside the data: the content checksum catches it
         with pytest.raises(ValueError, match="damaged lz4 frame"):
             Summary.decode(bytes(flipped))
+        for foreign in (lz4.frame.compress(b"[1]"), zlib.compress(b"null"), lz4.frame.compress(b'"x"\n1')):
+            with pytest.raises(ValueError, match="a summary is a JSON object"):  # skipped and counted, not a crash
+                Summary.decode(foreign)
         huge = lz4.frame.compress(b" " * (MAX_WIRE_TEXT_BYTES + 1))  # a frame claiming more than any summary
         with pytest.raises(ValueError, match="claims"):
             Summary.decode(huge)
