@@ -79,11 +79,12 @@ class Summary:
         """Plain data (JSON types only): the form earlier releases sent and snapshots kept."""
         return self._plain(None)
 
-    def _plain(self, floats: list[np.ndarray] | None) -> dict[str, Any]:
+    def _plain(self, floats: list[np.ndarray] | None, types: list[str] | None = None) -> dict[str, Any]:
         """:meth:`to_plain`, or with ``floats`` (a list to fill) the wire's header: the rows' times, latencies
         and float feature columns (:func:`~monitor.core.float_columns.float_column`) go into ``floats`` in
         that order; the times and latencies stand as null in the header, each float feature column as its
-        type on the wire (:func:`~monitor.core.float_columns.wire_types`)."""
+        type on the wire (:func:`~monitor.core.float_columns.wire_types`), which ``types`` gets, column by
+        column."""
         out: dict[str, Any] = {
             "format": SUMMARY_FORMAT,
             "model": self.model,
@@ -107,9 +108,12 @@ class Summary:
                 floats += [b.event_time] if self.shard else [b.event_time, b.latency_ms]
                 packed = {name: float_column(column) for name, column in b.features.items()}
                 numeric = [column for column in packed.values() if column is not None]
-                codes = iter(wire_types(numeric))
+                codes = wire_types(numeric)
+                named = iter(codes)
                 for name, column in b.features.items():
-                    features[name] = column if packed[name] is None else next(codes)
+                    features[name] = column if packed[name] is None else next(named)
+                if types is not None:
+                    types += ["f8"] * len(floats) + codes  # times (and latencies), then the features
                 floats += numeric
             if self.shard:  # another shard judges its features only: no ids, scores
                 out["rows"] = {"n": len(b), "time": times, "features": features, "segments": b.segments,
@@ -191,12 +195,10 @@ class Summary:
         0.43 MB."""
         if self.wire is None:
             floats: list[np.ndarray] = []
-            plain = self._plain(floats)
-            header = orjson.dumps(plain)
-            payload = header
-            if floats:  # the times (and latencies) as float64, then each float feature column as its header says
-                codes = [t for t in plain["rows"]["features"].values() if isinstance(t, str)]
-                payload += WIRE_FLOATS + pack(floats, ["f8"] * (len(floats) - len(codes)) + codes)
+            types: list[str] = []  # the times (and latencies) as float64, each float feature column as named
+            payload = orjson.dumps(self._plain(floats, types))
+            if floats:
+                payload += WIRE_FLOATS + pack(floats, types)
             self.wire = lz4.frame.compress(payload, content_checksum=True)
         return self.wire
 
@@ -224,24 +226,27 @@ class Summary:
 def wire_header(value: bytes) -> dict[str, Any]:
     """A summaries-topic value's JSON header: its plain form with its times and latencies null and each raw
     feature column's place holding its wire type (earlier releases': the plain form)."""
-    data = orjson.loads(wire_text(value).partition(WIRE_FLOATS)[0])
-    if not isinstance(data, dict):
-        raise ValueError("a summary's header is not a JSON object")
-    return data
+    return _split(value)[0]
+
+
+def _split(value: bytes) -> tuple[dict[str, Any], bytes]:
+    """A summaries-topic value's JSON header and the raw columns after it (none in earlier releases')."""
+    text = wire_text(value)
+    header, _, floats = text.partition(WIRE_FLOATS)
+    try:
+        data = orjson.loads(header)
+    except orjson.JSONDecodeError:
+        data, floats = orjson.loads(text), b""  # JSON with line breaks (not this release's)
+    if not isinstance(data, dict):  # never ours: skipped and counted like any unreadable message
+        raise ValueError(f"a summary is a JSON object, not {type(data).__name__}")
+    return data, floats
 
 
 def wire_plain(value: bytes, *, as_arrays: bool = False) -> dict[str, Any]:
     """A summaries-topic value as plain data: the float columns in their header's places, as lists (None for
     NaN), or with ``as_arrays`` as float64 arrays (what :meth:`Summary.decode` keeps). ValueError or
     zlib.error for anything unreadable (see :func:`wire_text`)."""
-    text = wire_text(value)
-    header, _, floats = text.partition(WIRE_FLOATS)
-    try:
-        data = orjson.loads(header)
-    except orjson.JSONDecodeError:
-        data = orjson.loads(text)  # JSON with line breaks (not this release's)
-    if not isinstance(data, dict):  # never ours: skipped and counted like any unreadable message
-        raise ValueError(f"a summary is a JSON object, not {type(data).__name__}")
+    data, floats = _split(value)
     rows = data.get("rows")
     if not isinstance(rows, dict) or rows.get("time") is not None:  # JSON throughout (earlier releases)
         return data
