@@ -501,9 +501,12 @@ class ProfileStage:
         return self.register(batch), rejected
 
     def register(self, batch: PredictionBatch) -> list[Summary]:
-        """An already decoded batch (the benchmarks time this apart from decoding)."""
+        """An already decoded batch (the benchmarks time this apart from decoding). Its number-only feature
+        columns become float64 arrays in place (:func:`_float_features`), for its summaries and for a caller
+        that monitors the batch itself."""
         if not len(batch):
             return []
+        batch.features = _float_features(batch.features)
         out: list[Summary] = []
         before = self.prediction_time
         newest = float(np.nanmax(batch.event_time))
@@ -627,6 +630,18 @@ def _shard_columns(rows: PredictionBatch, model: str, shard: int, shards: int) -
     features = {name: col for name, col in rows.features.items() if name in keep}
     nulls = {name: at for name, at in rows.nulls.items() if name in keep}
     return replace(rows, features=features, nulls=nulls, scores=rows.scores if shard == 0 else [])
+
+
+def _float_features(features: dict[str, Any]) -> dict[str, Any]:
+    """Feature columns with each number-only one as float64 (:func:`float_column`), the form the summaries topic
+    carries them in: converted once per batch, its summaries are cut from the arrays and encoded without
+    converting again, and a summary handed over in process (:mod:`monitor.core.handoff`) or monitored in
+    process is the same as one read back from the topic."""
+    out = {}
+    for name, column in features.items():
+        floats = float_column(column)
+        out[name] = column if floats is None else floats
+    return out
 
 
 def _pieces(times: np.ndarray, size: int) -> list[tuple[int, int]]:

@@ -320,6 +320,7 @@ def _stage_families(svc: MonitorService) -> Iterator[Metric]:
     summaries.add_metric(["consumed"], loop.summaries_consumed)
     summaries.add_metric(["unreadable"], loop.summaries_unreadable)
     summaries.add_metric(["oversize"], loop.summaries_oversize)
+    summaries.add_metric(["handed_over"], loop.summaries_handed_over)  # consumed ones taken without decoding
     profiled = CounterMetricFamily(
         "monitor_profiled_events",
         "Valid prediction events the profile stages of this replica's input partitions accepted",

@@ -51,6 +51,7 @@ from monitor.core.baseline import ProfileSet
 from monitor.core.detect import DetectionStage
 from monitor.core.engine import PartitionEngine
 from monitor.core.events import Rejected
+from monitor.core.handoff import SummaryHandoff
 from monitor.core.profile import Summary
 from monitor.core.rules import Alert
 from monitor.core.shards import effective_shards, summaries_partition
@@ -336,6 +337,7 @@ class LoopStats:
     summaries_consumed: int = 0
     summaries_unreadable: int = 0
     summaries_oversize: int = 0
+    summaries_handed_over: int = 0  # consumed summaries this replica had sent, taken without decoding (handoff)
 
 
 PROFILE = "profile"  # a task: an input partition's profile stage (predictions and labels partition p)
@@ -416,6 +418,7 @@ class MonitorService:
         self._snapshot_bytes: dict[Task, int] = {}  # size of each task's last snapshot (uncompressed)
         self._outgoing: dict[int, list[Summary]] = {}  # per input partition: summaries waiting for its checkpoint
         self._outgoing_since: dict[int, float] = {}  # time.monotonic() of the oldest of them
+        self.handoff = SummaryHandoff()  # summaries sent to a summaries partition read here, until read back
         self._labels_enabled = True
         self._consumer_overrides = consumer_overrides or {}
         self._faults = faults
@@ -737,6 +740,7 @@ class MonitorService:
                 elif task[0] == DETECT:
                     self.detectors.pop(tp.partition, None)
                     self._merge_stats.pop(tp.partition, None)
+                    self.handoff.clear()
                 if tp.topic in (k.predictions_topic, self.config.summaries_topic):
                     store = self._store_of(task[0])
                     if store is not None:  # the next owner may delete pieces this one thinks it holds
@@ -926,8 +930,10 @@ class MonitorService:
         if stage is None:
             stage = self.detectors[partition] = self._new_detector(partition)
         for msg in group:
+            value = msg.value() or b""
             try:
-                summary = Summary.decode(msg.value() or b"")
+                held = self.handoff.take(value)
+                summary = held if held is not None else Summary.decode(value)
                 summary.offset = int(msg.offset() or 0)
             except (ValueError, KeyError, TypeError, IndexError, zlib.error) as exc:
                 self.stats.summaries_unreadable += 1  # not ours, or a later release's: skipped, counted, logged
@@ -935,6 +941,7 @@ class MonitorService:
                 continue
             stage.add(summary)
         self.stats.summaries_consumed += len(group)
+        self.stats.summaries_handed_over = self.handoff.taken
 
     def _release(self, outbox: dict[Task, list[Alert]]) -> None:
         """Every detection stage monitors what its watermark lets through (call with the lock held)."""
@@ -1254,6 +1261,8 @@ class MonitorService:
             return
         self.sink.summary(self.config.summaries_topic, partition, key, value)
         self.stats.summaries_produced += 1
+        if partition in self.detectors:  # read back by this replica: handed over, not decoded (core/handoff.py)
+            self.handoff.keep(summary)
 
     def _publish(
         self,

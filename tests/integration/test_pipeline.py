@@ -95,6 +95,10 @@ def test_drift_in_one_segment_gives_one_alert_and_bad_input_is_dead_lettered(bro
         assert _total(metrics, "monitor_assigned_partitions") == 3
         assert _total(metrics, "monitor_prediction_latency_seconds_count", model="churn") == valid
         assert _total(metrics, "monitor_ready") == 1
+        # one replica reads every summary it sent: most are taken from memory, none decoded twice
+        consumed = _total(metrics, "monitor_summaries_total", direction="consumed")
+        handed_over = _total(metrics, "monitor_summaries_total", direction="handed_over")
+        assert 0 < handed_over <= consumed <= _total(metrics, "monitor_summaries_total", direction="produced")
         for path in ("/healthz", "/readyz"):
             assert urllib.request.urlopen(f"http://127.0.0.1:{mon.http.port}{path}", timeout=5).status == 200
     finally:

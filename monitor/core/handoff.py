@@ -1,0 +1,67 @@
+"""Summaries a replica sent to a summaries partition it also reads, held until it reads them back.
+
+A replica that owns both an input partition's profile stage and the detection stage its summaries go to
+produces each summary to the topic (the topic is what survives a crash and what the offsets cover) and then
+reads the same bytes back. Decoding them rebuilds what the replica still holds: about a tenth of a single
+replica's loop. The detection stage takes the held object instead when the bytes read back are the very bytes
+it was encoded to, so nothing read from the topic is trusted without that check, and a summary whose bytes
+differ, another replica's, or one held no longer is decoded as before. (The engine reads a summary the same
+whether it came through its bytes or in process: tests/unit/test_float_columns.py.)
+"""
+
+from __future__ import annotations
+
+from monitor.core.profile import Summary
+
+
+class SummaryHandoff:
+    """Sent summaries by their bytes, at most ``max_rows`` rows held (the oldest are let go first).
+
+    >>> from monitor.core.profile import ProfileStage
+    >>> from monitor.core.settings import Settings
+    >>> stage = ProfileStage(Settings(), partition=0)
+    >>> msg = b'{"prediction_id":"1","model":"m","timestamp":10,"features":{"x":1.5},"prediction":0.2}'
+    >>> summary = stage.predictions([msg], [0.0])[0][0]
+    >>> handoff = SummaryHandoff()
+    >>> handoff.keep(summary)
+    >>> handoff.take(summary.encode()) is summary, handoff.take(summary.encode())  # once
+    (True, None)
+    """
+
+    def __init__(self, max_rows: int = 100_000) -> None:
+        self.max_rows = max_rows
+        self.rows = 0  # rows of the summaries held
+        self.taken = 0  # summaries read back without decoding
+        self._held: dict[tuple[int, bytes], Summary] = {}  # by (size, the frame's last 8 bytes), oldest first
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def keep(self, summary: Summary) -> None:
+        """Hold a summary just sent (its bytes made), unless larger than everything the handoff may hold."""
+        value = summary.encode()
+        key = (len(value), value[-8:])  # an lz4 frame ends in its content's checksum
+        size = len(summary)
+        if size > self.max_rows or key in self._held:
+            return
+        self._held[key] = summary
+        self.rows += size
+        while self.rows > self.max_rows:
+            oldest = next(iter(self._held))
+            self.rows -= len(self._held.pop(oldest))
+
+    def take(self, value: bytes) -> Summary | None:
+        """The held summary these bytes were encoded from, let go of (None: not one held)."""
+        key = (len(value), value[-8:])
+        held = self._held.get(key)
+        if held is None or held.wire != value:
+            return None
+        del self._held[key]
+        self.rows -= len(held)
+        self.taken += 1
+        return held
+
+    def clear(self) -> None:
+        """Let every held summary go (the partitions read changed)."""
+        self._held.clear()
+        self.rows = 0

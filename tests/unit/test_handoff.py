@@ -1,0 +1,50 @@
+"""The handoff of summaries a replica sent and reads back (monitor/core/handoff.py)."""
+
+from __future__ import annotations
+
+import orjson
+
+from monitor.core.handoff import SummaryHandoff
+from monitor.core.profile import ProfileStage, Summary
+from tests.unit.test_two_stages import T0, settings
+
+
+def _summaries(partition: int, n: int, rows: int) -> list[Summary]:
+    stage = ProfileStage(settings(), partition=partition)
+    out: list[Summary] = []
+    for k in range(n):
+        msgs = [
+            orjson.dumps({"prediction_id": f"{partition}-{k}-{i}", "model": "m", "timestamp": T0 + k + i / 1000,
+                          "features": {"x": float(i), "c": "a"}, "prediction": 0.5})
+            for i in range(rows)
+        ]  # fmt: skip
+        out += stage.predictions(msgs, [T0] * rows)[0]
+    return out
+
+
+def test_only_the_very_bytes_a_summary_was_sent_as_give_it_back() -> None:
+    ours, theirs = _summaries(0, 3, 10), _summaries(1, 3, 10)
+    handoff = SummaryHandoff()
+    for s in ours:
+        handoff.keep(s)
+    assert all(handoff.take(s.encode()) is None for s in theirs)  # another replica's: decoded
+    damaged = bytearray(ours[0].encode())
+    damaged[len(damaged) // 2] ^= 1
+    assert handoff.take(bytes(damaged)) is None  # same size and checksum place, other bytes: decoded
+    assert [handoff.take(s.encode()) for s in ours] == ours
+    assert handoff.take(ours[0].encode()) is None  # read twice (a repeat): the second is decoded
+    assert len(handoff) == 0 and handoff.rows == 0 and handoff.taken == 3
+
+
+def test_the_oldest_go_first_once_the_rows_held_pass_the_cap() -> None:
+    sent = _summaries(0, 5, 10)
+    handoff = SummaryHandoff(max_rows=25)
+    for s in sent:
+        handoff.keep(s)
+    assert handoff.rows == 20 and len(handoff) == 2
+    assert [handoff.take(s.encode()) for s in sent] == [None, None, None, sent[3], sent[4]]
+    handoff.keep(_summaries(2, 1, 30)[0])  # larger than the cap: never held
+    assert len(handoff) == 0
+    handoff.keep(sent[0])
+    handoff.clear()
+    assert handoff.take(sent[0].encode()) is None and handoff.rows == 0
