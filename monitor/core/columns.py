@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -59,10 +60,12 @@ def segment_buckets(
             continue
         codes_of = state.segment_codes[attr]
         values = take(column, rows)
-        get = codes_of.get
-        codes = np.fromiter((-1 if v is None else get(v, -2) for v in values), dtype=np.int64, count=len(values))
-        for i in np.flatnonzero(codes == -2).tolist():  # values not seen before: rare after warm-up
+        codes = np.fromiter(map(codes_of.get, values, repeat(-2)), dtype=np.int64, count=len(values))
+        for i in np.flatnonzero(codes == -2).tolist():  # values not seen before (rare after warm-up), or missing
             value = values[i]
+            if value is None:
+                codes[i] = -1
+                continue
             code = codes_of.get(value)
             if code is None:
                 if len(codes_of) < mon.max_segment_values:

@@ -187,12 +187,8 @@ class PartitionEngine:
     def _monitor(self, batch: PredictionBatch) -> list[Alert]:
         """Each model version's rows of the batch to its monitoring, then the window tests' round."""
         alerts: list[Alert] = []
-        keys = [f"{m}\x00{v}" for m, v in zip(batch.model, batch.model_version, strict=True)]
-        uniq, inverse = np.unique(np.asarray(keys, dtype=object), return_inverse=True)
-        for g, key in enumerate(uniq.tolist()):
-            model, version = key.split("\x00", 1)
+        for (model, version), rows in _model_versions(batch):
             state = self._model(model, version)
-            rows = np.flatnonzero(inverse == g) if len(uniq) > 1 else None
             n_rows = len(batch) if rows is None else rows.size
             if state is None:
                 self.model_monitor.capped["model"] += n_rows
@@ -307,3 +303,19 @@ def _whole_model(model: str) -> int:
 
 
 register_snapshot_classes()
+
+
+def _model_versions(batch: PredictionBatch) -> list[tuple[tuple[str, str], np.ndarray | None]]:
+    """The batch's rows per model version, in sorted order of (model, version) (None: every row). One model
+    version (the common case: a summary holds one) is seen with two list counts, not a key per row."""
+    n = len(batch)
+    first_model, first_version = batch.model[0], batch.model_version[0]
+    if batch.model.count(first_model) == n and batch.model_version.count(first_version) == n:
+        return [((first_model, first_version), None)]
+    keys = [f"{m}\x00{v}" for m, v in zip(batch.model, batch.model_version, strict=True)]
+    uniq, inverse = np.unique(np.asarray(keys, dtype=object), return_inverse=True)
+    out: list[tuple[tuple[str, str], np.ndarray | None]] = []
+    for g, key in enumerate(uniq.tolist()):
+        model, version = key.split("\x00", 1)
+        out.append(((model, version), np.flatnonzero(inverse == g) if len(uniq) > 1 else None))
+    return out

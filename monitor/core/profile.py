@@ -20,6 +20,8 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import chain
+from operator import itemgetter
 from typing import Any, Protocol
 
 import lz4.frame
@@ -286,9 +288,19 @@ def wire_text(value: bytes) -> bytes:
 def take_rows(batch: PredictionBatch, rows: np.ndarray) -> PredictionBatch:
     """The rows ``rows`` of a batch, in that order, as a batch of their own."""
     picks = rows.tolist()
-    where = {int(r): k for k, r in enumerate(picks)}
-    nulls = {name: sorted(where[i] for i in at if i in where) for name, at in batch.nulls.items()}
-    return _select(batch, lambda column: [column[i] for i in picks], rows, nulls)
+    nulls: dict[str, list[int]] = {}
+    if batch.nulls:
+        where = {int(r): k for k, r in enumerate(picks)}
+        nulls = {name: sorted(where[i] for i in at if i in where) for name, at in batch.nulls.items()}
+    return _select(batch, _picker(picks), rows, nulls)
+
+
+def _picker(picks: list[int]) -> Callable[[list[Any]], list[Any]]:
+    """Items ``picks`` of a list column, in that order (one C call a column: a batch has several)."""
+    if len(picks) > 1:
+        get = itemgetter(*picks)
+        return lambda column: list(get(column))
+    return lambda column: [column[i] for i in picks]
 
 
 def slice_rows(batch: PredictionBatch, lo: int, hi: int) -> PredictionBatch:
@@ -351,11 +363,11 @@ def concat_rows(parts: Sequence[PredictionBatch]) -> PredictionBatch:
             scores.extend(p.scores if p.scores else [None] * len(p))
     return PredictionBatch(
         index=np.arange(offsets[-1]),
-        prediction_id=[x for p in parts for x in p.prediction_id],
-        model=[x for p in parts for x in p.model],
-        model_version=[x for p in parts for x in p.model_version],
+        prediction_id=list(chain.from_iterable(p.prediction_id for p in parts)),
+        model=list(chain.from_iterable(p.model for p in parts)),
+        model_version=list(chain.from_iterable(p.model_version for p in parts)),
         event_time=np.concatenate([p.event_time for p in parts]),
-        prediction=[x for p in parts for x in p.prediction],
+        prediction=list(chain.from_iterable(p.prediction for p in parts)),
         features=features,
         segments=segments,
         latency_ms=np.concatenate([p.latency_ms for p in parts]),
