@@ -343,7 +343,9 @@ def keyed_lines(k: dict[str, Any]) -> list[str]:
             "broker and this driver (reading each replica's /api/status every 0.5 s) run on the same 2 cores. With "
             "one shard a model's "
             "detection runs in one replica, so a second replica takes over profile work only; `detection.shards = 2` "
-            "splits its features over two detection stages (docs/engine-v2.md, \"Detection shards\").", "",
+            "splits its features over two detection stages (docs/engine-v2.md, \"Detection shards\"). A replica takes the "
+            "summaries it sent to its own detection stages from memory instead of decoding them (core/handoff.py): one "
+            "replica reads all of its summaries that way, each of two replicas about half, the rest decoded.", "",
             "| replicas × shards | whole run (events/s) | steady (events/s) | replica CPU (s) | broker (cores) "
             "| driver (cores) | every run (events/s) |",
             "|---|---:|---:|---:|---:|---:|---|",
