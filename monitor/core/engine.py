@@ -312,10 +312,7 @@ def _model_versions(batch: PredictionBatch) -> list[tuple[tuple[str, str], np.nd
     first_model, first_version = batch.model[0], batch.model_version[0]
     if batch.model.count(first_model) == n and batch.model_version.count(first_version) == n:
         return [((first_model, first_version), None)]
-    keys = [f"{m}\x00{v}" for m, v in zip(batch.model, batch.model_version, strict=True)]
-    uniq, inverse = np.unique(np.asarray(keys, dtype=object), return_inverse=True)
-    out: list[tuple[tuple[str, str], np.ndarray | None]] = []
-    for g, key in enumerate(uniq.tolist()):
-        model, version = key.split("\x00", 1)
-        out.append(((model, version), np.flatnonzero(inverse == g) if len(uniq) > 1 else None))
-    return out
+    groups: dict[tuple[str, str], list[int]] = {}
+    for r, key in enumerate(zip(batch.model, batch.model_version, strict=True)):
+        groups.setdefault(key, []).append(r)
+    return [(key, np.asarray(groups[key], dtype=np.intp)) for key in sorted(groups)]

@@ -11,7 +11,7 @@ whether it came through its bytes or in process: tests/unit/test_float_columns.p
 
 from __future__ import annotations
 
-from monitor.core.profile import Summary
+from monitor.core.profile import Summary, readable_size
 
 
 class SummaryHandoff:
@@ -38,11 +38,13 @@ class SummaryHandoff:
         return len(self._held)
 
     def keep(self, summary: Summary) -> None:
-        """Hold a summary just sent (its bytes made), unless larger than everything the handoff may hold."""
+        """Hold a summary just sent (its bytes made), unless larger than everything the handoff may hold, or
+        one that reading its bytes refuses (over :data:`~monitor.core.profile.MAX_WIRE_TEXT_BYTES`): every
+        detection stage, this replica's too, then skips it alike."""
         value = summary.encode()
         key = (len(value), value[-8:])  # an lz4 frame ends in its content's checksum
         size = len(summary)
-        if size > self.max_rows or key in self._held:
+        if size > self.max_rows or key in self._held or not readable_size(value):
             return
         self._held[key] = summary
         self.rows += size

@@ -267,6 +267,16 @@ def wire_plain(value: bytes, *, as_arrays: bool = False) -> dict[str, Any]:
     return data
 
 
+def readable_size(value: bytes) -> bool:
+    """Whether :func:`wire_text` would accept the size an lz4 frame claims (True for any other value)."""
+    if value[:4] != LZ4_FRAME_MAGIC:
+        return True
+    try:
+        return 0 < int(lz4.frame.get_frame_info(value)["content_size"]) <= MAX_WIRE_TEXT_BYTES
+    except (RuntimeError, ValueError, KeyError, TypeError):
+        return False
+
+
 def wire_text(value: bytes) -> bytes:
     """The payload of a summaries-topic value: an lz4 frame's (this release's header and floats, or an earlier
     release's JSON), zlib's (earlier releases) or the JSON text itself. A damaged or implausibly large frame

@@ -689,7 +689,13 @@ class MonitorService:
                 for alert in outbox:  # published before the crash or not: publish again, identical
                     self.sink.alert(alert)
                 for plain in summaries:  # the same: the detection stages drop the ones they had
-                    self._send_summary(Summary.from_stored(plain))
+                    try:
+                        again = Summary.from_stored(plain)
+                    except (ValueError, KeyError, TypeError, IndexError, zlib.error) as exc:  # unreadable anywhere
+                        self.stats.summaries_unreadable += 1
+                        log.warning("%s partition %d: a summary in its snapshot is unreadable: %s", role, p, exc)
+                        continue
+                    self._send_summary(again)
                 log.info("%s partition %d restored from its snapshot at offsets %s", role, p, offsets)
             for tp in partitions:
                 self.lag.pop((tp.topic, tp.partition), None)

@@ -167,3 +167,19 @@ def test_configured_segments_limit_the_buckets(segments):
     _feed(eng, _stream(1_000, 0, None))
     attrs = {a for (_, a, _) in eng.models["churn", "v1"].streams if a}
     assert attrs == ({"country"} if segments else {"country", "gender"})
+
+
+def test_a_model_version_is_one_state_whether_its_rows_come_alone_or_mixed_with_others():
+    """Names are kept as they come (a separator inside one used to split a mixed batch's keys differently)."""
+    engine = PartitionEngine(load_config(environ={}), clock=lambda: 0.0)
+
+    def event(i: int, model: str, version: str) -> bytes:
+        return orjson.dumps({"prediction_id": f"{i}", "model": model, "model_version": version, "timestamp": 1e9 + i,
+                             "features": {"x": float(i)}, "prediction": 0.5})  # fmt: skip
+
+    engine.process_predictions([event(i, "a", "b\x00v") for i in range(3)], [0.0] * 3)
+    mixed = [event(3, "a", "b\x00v"), event(4, "c", "v"), event(5, "a", "b\x00v"), event(6, "a\x00b", "v")]
+    engine.process_predictions(mixed, [0.0] * 4)
+    assert {key: state.events for key, state in engine.models.items()} == {
+        ("a", "b\x00v"): 5, ("c", "v"): 1, ("a\x00b", "v"): 1,
+    }  # fmt: skip

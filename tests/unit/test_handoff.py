@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
+from monitor.core import profile
 from monitor.core.handoff import SummaryHandoff
 from monitor.core.profile import ProfileStage, Summary
 from tests.unit.test_two_stages import T0, settings
@@ -48,3 +50,15 @@ def test_the_oldest_go_first_once_the_rows_held_pass_the_cap() -> None:
     handoff.keep(sent[0])
     handoff.clear()
     assert handoff.take(sent[0].encode()) is None and handoff.rows == 0
+
+
+def test_a_summary_whose_bytes_no_stage_would_read_is_not_held(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every stage, the sender's own, skips a summary whose payload is over the bound reading allows: the
+    sender must not monitor it from memory."""
+    (summary,) = _summaries(0, 1, 40)
+    monkeypatch.setattr(profile, "MAX_WIRE_TEXT_BYTES", 1000)  # a payload bound below this summary's size
+    with pytest.raises(ValueError, match="claims"):
+        Summary.decode(summary.encode())
+    handoff = SummaryHandoff()
+    handoff.keep(summary)
+    assert len(handoff) == 0 and handoff.take(summary.encode()) is None
