@@ -187,7 +187,9 @@ class DetectionConfig:
     partition, leaving out one whose progress has not moved for ``idle_s``; its state goes to
     ``state_topic`` (empty: ``"<kafka.group_id>-detection-state"``). A profile stage sends its summaries at
     least every ``summary_interval_s``, with its checkpoint. A detection stage holds at most ``max_pending_rows``
-    rows for the watermark; beyond that it releases the oldest ahead of it (memory stays bounded). It monitors
+    rows for the watermark; beyond that it releases the oldest ahead of it (memory stays bounded). A replica
+    keeps the summaries it sent to its own detection stages, at most ``handoff_rows`` rows (0: none), and takes
+    them instead of decoding their bytes when it reads them back (monitor.core.handoff). It monitors
     what the watermark releases in event-time order, in engine batches that end each time its released rows
     reach a multiple of ``batch_rows`` (and where a release ends), and judges its streams after each: smaller
     batches decide sooner after a change, larger ones cost less. One loop iteration releases about
@@ -204,6 +206,7 @@ class DetectionConfig:
     batch_rows: int = 1000
     release_rows: int = 10_000
     shards: int = 1
+    handoff_rows: int = 100_000
 
     def validate(self) -> None:
         if self.summaries_partitions < 0:
@@ -214,6 +217,8 @@ class DetectionConfig:
         _positive("detection.batch_rows", self.batch_rows)
         _positive("detection.release_rows", self.release_rows)
         _positive("detection.shards", self.shards)
+        if self.handoff_rows < 0:
+            raise ConfigError("detection.handoff_rows", f"must be >= 0, got {self.handoff_rows}")
 
 
 @dataclass(frozen=True)

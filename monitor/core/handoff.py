@@ -44,7 +44,7 @@ class SummaryHandoff:
         value = summary.encode()
         key = (len(value), value[-8:])  # an lz4 frame ends in its content's checksum
         size = len(summary)
-        if size > self.max_rows or key in self._held or not readable_size(value):
+        if not self.max_rows or size > self.max_rows or key in self._held or not readable_size(value):
             return
         self._held[key] = summary
         self.rows += size

@@ -368,7 +368,13 @@ def _stage_families(svc: MonitorService) -> Iterator[Metric]:
             merge_lag.add_metric(part, max(0.0, m.newest - m.watermark))
         if math.isfinite(m.watermark):
             watermark_lag.add_metric(part, max(0.0, now - m.watermark))
-    yield from (summaries, profiled, detection, duplicates, misrouted, late, pending, merge_lag, watermark_lag)
+    handoff = GaugeMetricFamily(
+        "monitor_handoff_rows",
+        "Rows of the summaries this replica sent to its own detection stages and holds until it reads them back "
+        "(detection.handoff_rows at most)",
+    )
+    handoff.add_metric([], loop.handoff_rows)
+    yield from (summaries, profiled, detection, duplicates, misrouted, late, pending, merge_lag, watermark_lag, handoff)
 
 
 def _fairness_families(trackers: dict[tuple[str, str], FairnessTracker | None]) -> Iterator[Metric]:

@@ -338,6 +338,7 @@ class LoopStats:
     summaries_unreadable: int = 0
     summaries_oversize: int = 0
     summaries_handed_over: int = 0  # consumed summaries this replica had sent, taken without decoding (handoff)
+    handoff_rows: int = 0  # rows of the summaries the handoff holds now (detection.handoff_rows at most)
 
 
 PROFILE = "profile"  # a task: an input partition's profile stage (predictions and labels partition p)
@@ -418,7 +419,8 @@ class MonitorService:
         self._snapshot_bytes: dict[Task, int] = {}  # size of each task's last snapshot (uncompressed)
         self._outgoing: dict[int, list[Summary]] = {}  # per input partition: summaries waiting for its checkpoint
         self._outgoing_since: dict[int, float] = {}  # time.monotonic() of the oldest of them
-        self.handoff = SummaryHandoff()  # summaries sent to a summaries partition read here, until read back
+        # summaries sent to a summaries partition read here, until read back (detection.handoff_rows rows at most)
+        self.handoff = SummaryHandoff(config.detection.handoff_rows)
         self._labels_enabled = True
         self._consumer_overrides = consumer_overrides or {}
         self._faults = faults
@@ -747,6 +749,7 @@ class MonitorService:
                     self.detectors.pop(tp.partition, None)
                     self._merge_stats.pop(tp.partition, None)
                     self.handoff.clear()
+                    self.stats.handoff_rows = 0
                 if tp.topic in (k.predictions_topic, self.config.summaries_topic):
                     store = self._store_of(task[0])
                     if store is not None:  # the next owner may delete pieces this one thinks it holds
@@ -948,6 +951,7 @@ class MonitorService:
             stage.add(summary)
         self.stats.summaries_consumed += len(group)
         self.stats.summaries_handed_over = self.handoff.taken
+        self.stats.handoff_rows = self.handoff.rows
 
     def _release(self, outbox: dict[Task, list[Alert]]) -> None:
         """Every detection stage monitors what its watermark lets through (call with the lock held)."""
@@ -1269,6 +1273,7 @@ class MonitorService:
         self.stats.summaries_produced += 1
         if partition in self.detectors:  # read back by this replica: handed over, not decoded (core/handoff.py)
             self.handoff.keep(summary)
+            self.stats.handoff_rows = self.handoff.rows
 
     def _publish(
         self,

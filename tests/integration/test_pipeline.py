@@ -99,6 +99,7 @@ def test_drift_in_one_segment_gives_one_alert_and_bad_input_is_dead_lettered(bro
         consumed = _total(metrics, "monitor_summaries_total", direction="consumed")
         handed_over = _total(metrics, "monitor_summaries_total", direction="handed_over")
         assert 0 < handed_over <= consumed <= _total(metrics, "monitor_summaries_total", direction="produced")
+        assert 0 <= _total(metrics, "monitor_handoff_rows") <= mon.config.detection.handoff_rows
         for path in ("/healthz", "/readyz"):
             assert urllib.request.urlopen(f"http://127.0.0.1:{mon.http.port}{path}", timeout=5).status == 200
     finally:

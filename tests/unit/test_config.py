@@ -442,3 +442,11 @@ def test_every_section_rejects_an_unknown_setting_by_name(section: str) -> None:
     """A section that is read is also checked: a typo in any of them names itself instead of being ignored."""
     with pytest.raises(ConfigError, match=rf"'{section}\.no_such_setting'"):
         load_config(environ={f"MONITOR_{section.upper()}__NO_SUCH_SETTING": "1"})
+
+
+def test_the_handoff_cap_is_read_and_a_negative_one_is_refused_by_name() -> None:
+    assert load_config(environ={}).detection.handoff_rows == 100_000
+    assert load_config(environ={"MONITOR_DETECTION__HANDOFF_ROWS": "0"}).detection.handoff_rows == 0
+    with pytest.raises(ConfigError) as info:
+        load_config(environ={"MONITOR_DETECTION__HANDOFF_ROWS": "-1"})
+    assert info.value.field == "detection.handoff_rows"

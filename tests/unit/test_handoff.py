@@ -62,3 +62,15 @@ def test_a_summary_whose_bytes_no_stage_would_read_is_not_held(monkeypatch: pyte
     handoff = SummaryHandoff()
     handoff.keep(summary)
     assert len(handoff) == 0 and handoff.take(summary.encode()) is None
+
+
+def test_a_cap_of_zero_holds_nothing_not_even_heartbeats() -> None:
+    stage = ProfileStage(settings(), partition=0)
+    one = orjson.dumps({"prediction_id": "a", "model": "m", "timestamp": T0, "features": {"x": 1.0}, "prediction": 0.5})
+    sent = stage.predictions([one], [T0])[0]
+    beats = stage.heartbeats()
+    assert len(beats) == 1 and len(beats[0]) == 0  # a heartbeat: no rows, no labels
+    handoff = SummaryHandoff(max_rows=0)
+    for s in [*sent, *beats]:
+        handoff.keep(s)
+    assert len(handoff) == 0 and handoff.rows == 0
