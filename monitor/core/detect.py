@@ -227,9 +227,8 @@ class DetectionStage:
                 (labels[bisect.bisect_right(stops, anchor)] if anchor >= 0 else before).extend(s.joined)
         self.rows_released += n
         alerts: list[Alert] = self.engine.apply_rows(None, before) if before else []
-        in_order = bool((np.diff(rows.event_time) >= 0).all())  # NaN times are sorted last: never in order here
         # once for the release, then cut: linear in its rows and nulls (no copy when already in order)
-        ordered = rows if in_order else take_rows(rows, order)
+        ordered = rows if np.array_equal(order, np.arange(n)) else take_rows(rows, order)
         del rows  # a long release's copy is held once, in order, not twice
         lo = 0
         for stop, joined in zip(stops, labels, strict=True):

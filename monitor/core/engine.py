@@ -302,9 +302,6 @@ def _whole_model(model: str) -> int:
     return 0
 
 
-register_snapshot_classes()
-
-
 def _model_versions(batch: PredictionBatch) -> list[tuple[tuple[str, str], np.ndarray | None]]:
     """The batch's rows per model version, in sorted order of (model, version) (None: every row). One model
     version (the common case: a summary holds one) is seen with two list counts, not a key per row."""
@@ -316,3 +313,6 @@ def _model_versions(batch: PredictionBatch) -> list[tuple[tuple[str, str], np.nd
     for r, key in enumerate(zip(batch.model, batch.model_version, strict=True)):
         groups.setdefault(key, []).append(r)
     return [(key, np.asarray(groups[key], dtype=np.intp)) for key in sorted(groups)]
+
+
+register_snapshot_classes()

@@ -272,9 +272,19 @@ def readable_size(value: bytes) -> bool:
     if value[:4] != LZ4_FRAME_MAGIC:
         return True
     try:
-        return 0 < int(lz4.frame.get_frame_info(value)["content_size"]) <= MAX_WIRE_TEXT_BYTES
-    except (RuntimeError, ValueError, KeyError, TypeError):
+        _frame_size(value)
+    except (RuntimeError, ValueError):
         return False
+    return True
+
+
+def _frame_size(value: bytes) -> int:
+    """The payload size an lz4 frame claims; ValueError when none could be read (a frame's header may claim any
+    size: never allocate it blindly), RuntimeError for a damaged header."""
+    size = int(lz4.frame.get_frame_info(value)["content_size"])
+    if not 0 < size <= MAX_WIRE_TEXT_BYTES:
+        raise ValueError(f"lz4 frame claims {size} bytes (at most {MAX_WIRE_TEXT_BYTES})")
+    return size
 
 
 def wire_text(value: bytes) -> bytes:
@@ -286,9 +296,7 @@ def wire_text(value: bytes) -> bytes:
         return value
     if value[:4] == LZ4_FRAME_MAGIC:
         try:
-            size = int(lz4.frame.get_frame_info(value)["content_size"])
-            if not 0 < size <= MAX_WIRE_TEXT_BYTES:  # a frame's header may claim any size: never allocate it blindly
-                raise ValueError(f"lz4 frame claims {size} bytes (at most {MAX_WIRE_TEXT_BYTES})")
+            _frame_size(value)
             return bytes(lz4.frame.decompress(value))
         except (RuntimeError, MemoryError) as exc:  # lz4's error for a damaged frame or checksum
             raise ValueError(f"damaged lz4 frame: {exc}") from exc

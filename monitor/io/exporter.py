@@ -320,7 +320,7 @@ def _stage_families(svc: MonitorService) -> Iterator[Metric]:
     summaries.add_metric(["consumed"], loop.summaries_consumed)
     summaries.add_metric(["unreadable"], loop.summaries_unreadable)
     summaries.add_metric(["oversize"], loop.summaries_oversize)
-    summaries.add_metric(["handed_over"], loop.summaries_handed_over)  # consumed ones taken without decoding
+    summaries.add_metric(["handed_over"], svc.handoff.taken)  # consumed ones taken without decoding (an int read)
     profiled = CounterMetricFamily(
         "monitor_profiled_events",
         "Valid prediction events the profile stages of this replica's input partitions accepted",
@@ -373,7 +373,7 @@ def _stage_families(svc: MonitorService) -> Iterator[Metric]:
         "Rows of the summaries this replica sent to its own detection stages and holds until it reads them back "
         "(detection.handoff_rows at most)",
     )
-    handoff.add_metric([], loop.handoff_rows)
+    handoff.add_metric([], svc.handoff.rows)
     yield from (summaries, profiled, detection, duplicates, misrouted, late, pending, merge_lag, watermark_lag, handoff)
 
 

@@ -337,9 +337,10 @@ class LoopStats:
     summaries_consumed: int = 0
     summaries_unreadable: int = 0
     summaries_oversize: int = 0
-    summaries_handed_over: int = 0  # consumed summaries this replica had sent, taken without decoding (handoff)
-    handoff_rows: int = 0  # rows of the summaries the handoff holds now (detection.handoff_rows at most)
 
+
+# what reading a summary's bytes raises for one that is not ours, damaged, or a later release's
+UNREADABLE_SUMMARY = (ValueError, KeyError, TypeError, IndexError, zlib.error)
 
 PROFILE = "profile"  # a task: an input partition's profile stage (predictions and labels partition p)
 DETECT = "detect"  # a task: a summaries partition's detection stage
@@ -693,7 +694,7 @@ class MonitorService:
                 for plain in summaries:  # the same: the detection stages drop the ones they had
                     try:
                         again = Summary.from_stored(plain)
-                    except (ValueError, KeyError, TypeError, IndexError, zlib.error) as exc:  # unreadable anywhere
+                    except UNREADABLE_SUMMARY as exc:  # unreadable anywhere
                         self.stats.summaries_unreadable += 1
                         log.warning("%s partition %d: a summary in its snapshot is unreadable: %s", role, p, exc)
                         continue
@@ -749,7 +750,6 @@ class MonitorService:
                     self.detectors.pop(tp.partition, None)
                     self._merge_stats.pop(tp.partition, None)
                     self.handoff.clear()
-                    self.stats.handoff_rows = 0
                 if tp.topic in (k.predictions_topic, self.config.summaries_topic):
                     store = self._store_of(task[0])
                     if store is not None:  # the next owner may delete pieces this one thinks it holds
@@ -944,14 +944,12 @@ class MonitorService:
                 held = self.handoff.take(value)
                 summary = held if held is not None else Summary.decode(value)
                 summary.offset = int(msg.offset() or 0)
-            except (ValueError, KeyError, TypeError, IndexError, zlib.error) as exc:
+            except UNREADABLE_SUMMARY as exc:
                 self.stats.summaries_unreadable += 1  # not ours, or a later release's: skipped, counted, logged
                 log.warning("summaries partition %d offset %s unreadable: %s", partition, msg.offset(), exc)
                 continue
             stage.add(summary)
         self.stats.summaries_consumed += len(group)
-        self.stats.summaries_handed_over = self.handoff.taken
-        self.stats.handoff_rows = self.handoff.rows
 
     def _release(self, outbox: dict[Task, list[Alert]]) -> None:
         """Every detection stage monitors what its watermark lets through (call with the lock held)."""
@@ -1273,7 +1271,6 @@ class MonitorService:
         self.stats.summaries_produced += 1
         if partition in self.detectors:  # read back by this replica: handed over, not decoded (core/handoff.py)
             self.handoff.keep(summary)
-            self.stats.handoff_rows = self.handoff.rows
 
     def _publish(
         self,
