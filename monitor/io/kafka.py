@@ -11,7 +11,8 @@ Order of effects for every micro-batch (nothing is committed before it is durabl
    engine, the input offsets it covers and the alerts about to be published (the "outbox") to the
    state topic;
 4. flush until the broker acknowledged all of it (``acks=all``), re-producing failures;
-5. publish the outbox alerts and flush again;
+5. publish the outbox alerts (and summaries); the next checkpoint flushes before it writes a snapshot, so a
+   newer snapshot, whose outbox no longer holds them, is never durable before they are;
 6. commit the snapshot's offsets, synchronously, never moving an offset backwards.
 
 On assignment a partition's engine is restored from its newest snapshot and the consumer seeks to the
@@ -420,6 +421,8 @@ class MonitorService:
         self._snapshot_bytes: dict[Task, int] = {}  # size of each task's last snapshot (uncompressed)
         self._outgoing: dict[int, list[Summary]] = {}  # per input partition: summaries waiting for its checkpoint
         self._outgoing_since: dict[int, float] = {}  # time.monotonic() of the oldest of them
+        self._polled_at = -math.inf  # time.perf_counter() when the last poll returned
+        self._tick_at = time.monotonic()  # last tick that sent summaries while caught up (the first: one interval in)
         # summaries sent to a summaries partition read here, until read back (detection.handoff_rows rows at most)
         self.handoff = SummaryHandoff(config.detection.handoff_rows)
         self._labels_enabled = True
@@ -733,6 +736,7 @@ class MonitorService:
         if tasks and self.sink is not None and not self._closing:  # close() has checkpointed already
             try:
                 self._checkpoint(tasks, {}, self._stop)
+                self.sink.flush(self._stop)  # what it published is out before the next owner takes over
             except (KafkaException, SourceError, SinkError) as exc:
                 log.warning("checkpoint on revoke failed (the next owner replays from the last one): %s", exc)
         self._drop(partitions)
@@ -827,12 +831,18 @@ class MonitorService:
             self.close(stop, checkpoint=clean)
 
     def _consume(self, consumer: Consumer) -> list[Message]:
+        """The next micro-batch: up to ``kafka.batch_max_messages``, gathered for ``kafka.batch_max_ms`` from the
+        end of the last poll. The time the loop spent on the last batch counts: librdkafka kept fetching meanwhile,
+        so a loop busy for longer takes what is there at once instead of waiting on top of its work (which capped
+        live throughput near batch_max_messages per batch_max_ms plus the work, with a core half idle)."""
         k = self.config.kafka
         started = time.perf_counter()
+        wait = max(0.0, k.batch_max_ms / 1000 - (started - self._polled_at))
         try:
-            return consumer.consume(k.batch_max_messages, k.batch_max_ms / 1000)
+            return consumer.consume(k.batch_max_messages, wait)
         finally:
-            self.stats.poll_seconds_total += time.perf_counter() - started
+            self._polled_at = time.perf_counter()
+            self.stats.poll_seconds_total += self._polled_at - started
 
     def _check_broker(self, consumer: Consumer) -> None:
         try:
@@ -1047,31 +1057,33 @@ class MonitorService:
         return [*self.views.values(), *self.detect_views.values()]
 
     def _sending_due(self, urgent: set[Task]) -> set[Task]:
-        """Profile stages whose summaries have waited ``detection.summary_interval_s``: the longest waiting
-        first, while their last snapshots and the urgent ones add up to at most :data:`DUE_BYTES_PER_ITERATION`,
-        and always the longest waiting. Partitions that started waiting together (all of them, under steady
-        traffic) then checkpoint one after another instead of in one long stall.
+        """Profile stages whose summaries go now (with their checkpoints).
 
-        While the loop is caught up (:meth:`_caught_up`: live traffic), once the longest waiting is due every
-        profile stage with summaries waiting goes too (within the same budget): the partitions of a replica send
-        on one tick, and a detection stage's watermark (the slowest source) moves then instead of waiting up to
-        another interval for the partition whose clock started last. Not while catching up: a backlog comes a
-        partition at a time, so the clocks drift apart and the tick would checkpoint the partitions that just
+        While the loop is caught up (:meth:`_caught_up`: live traffic), summaries go on a tick, every
+        ``detection.summary_interval_s`` since the last one, and every profile stage with summaries waiting goes on
+        it, whatever their snapshots' size: a detection stage's watermark is its slowest source, so a tick spread
+        over several loop iterations would move it no sooner than its last part, and a tick timed from the oldest
+        waiting summary (which comes a poll after the tick) would come a poll later every time.
+
+        While catching up, a partition goes once its oldest waiting summary has waited the interval: the longest
+        waiting first, while their last snapshots and the urgent ones add up to at most
+        :data:`DUE_BYTES_PER_ITERATION`, and always the longest waiting. Partitions that started waiting together
+        then checkpoint one after another instead of in one long stall. A tick would not do here: a backlog comes
+        a partition at a time, so the clocks drift apart and the tick would checkpoint the partitions that just
         started waiting early, more checkpoints for the same rows (catch-up throughput fell by up to a third)."""
         now = time.monotonic()
         every = self.config.detection.summary_interval_s
-        caught_up = self._caught_up()
-        waiting = sorted(
-            (
-                (PROFILE, p)
-                for p, t in self._outgoing_since.items()
-                if (caught_up or now - t >= every) and (PROFILE, p) not in urgent
-            ),
+        if self._caught_up():
+            waiting = {(PROFILE, p) for p in self._outgoing_since if (PROFILE, p) not in urgent}
+            if not waiting or now - self._tick_at < every:
+                return set()
+            self._tick_at = now
+            return waiting
+        due = sorted(
+            ((PROFILE, p) for p, t in self._outgoing_since.items() if now - t >= every and (PROFILE, p) not in urgent),
             key=lambda task: self._outgoing_since[task[1]],
         )
-        if not waiting or now - self._outgoing_since[waiting[0][1]] < every:
-            return set()
-        return self._within_budget(waiting, urgent, unknown=0)
+        return self._within_budget(due, urgent, unknown=0) if due else set()
 
     def _caught_up(self) -> bool:
         """Whether the input partitions' lag, as last seen, adds up to less than one poll's worth of messages."""
@@ -1172,6 +1184,10 @@ class MonitorService:
                 self._snapshot_bytes[task] = len(payloads[task])
         size = sum(len(v) for v in payloads.values())
         t = time.perf_counter()
+        if not self.sink.transactional:
+            # What the last checkpoint published, acknowledged before any newer snapshot can be: a newer snapshot's
+            # outbox no longer holds it. Acknowledged meanwhile as a rule, so this seldom waits.
+            self.sink.flush(stop)
         self.store.producer = self.detect_store.producer = self.sink.producer  # a renewed one, if it was replaced
         self.sink.begin()  # snapshots go into the open transaction too (no-op without transactions)
         for (role, p), payload in payloads.items():
@@ -1212,7 +1228,7 @@ class MonitorService:
         steps["flush"] = time.perf_counter() - t
         self._fault("after_snapshot", has_alerts)
         t = time.perf_counter()
-        self._publish(outbox, stop, sending)
+        self._publish(outbox, stop, sending, flush=False)  # acknowledged before the next snapshot is written
         steps["alerts"] = time.perf_counter() - t
         self._fault("after_alerts", has_alerts)
         t = time.perf_counter()
@@ -1331,11 +1347,18 @@ class MonitorService:
         if checkpoint:  # never after an exception mid-batch: a view must not show half a batch
             self.publish_views(force=True)
         tasks = set(self._tasks())
+        settle = checkpoint  # the last checkpoint's summaries and alerts (and dead letters) acknowledged
         if checkpoint and self.sink is not None and self.consumer is not None and tasks:
             try:
                 self._checkpoint(tasks, {}, stop)
             except (SourceError, SinkError, KafkaException) as exc:
                 log.error("final checkpoint failed: %s", exc)
+                settle = False  # the broker did not answer: the next owner publishes the outbox again
+        if settle and self.sink is not None:
+            try:
+                self.sink.flush(stop)
+            except (SinkError, KafkaException) as exc:
+                log.error("flushing at close failed (the next owner publishes the outbox again): %s", exc)
         if self.audit is not None:
             with self.lock:
                 if checkpoint:  # the last interval, up to now, is covered too

@@ -168,7 +168,11 @@ def test_dead_letters_in_a_transaction_are_committed_with_their_partitions_offse
 def test_partitions_whose_summaries_waited_together_send_them_one_after_another() -> None:
     service = _service(4)
     now = time.monotonic()
-    for p in service.engines:  # steady traffic: every partition's summaries started waiting a second ago
+    batch = service.config.kafka.batch_max_messages
+    labels, summaries = service.config.kafka.labels_topic, service.config.summaries_topic
+    # catching up (a poll's worth or more left to read): every partition's summaries started waiting a second ago
+    service.lag.update({(PREDICTIONS, 0): batch // 2, (labels, 1): batch // 2})
+    for p in service.engines:
         service._outgoing_since[p] = now - 1.5 + p * 0.01
         service._snapshot_bytes[P(p)] = kafka.DUE_BYTES_PER_ITERATION // 2 + 1
     assert service._sending_due(set()) == {P(0)}
@@ -176,17 +180,79 @@ def test_partitions_whose_summaries_waited_together_send_them_one_after_another(
     assert service._sending_due(set()) == {P(0), P(1), P(2), P(3)}
     assert service._sending_due({P(0)}) == {P(1), P(2), P(3)}
     service._outgoing_since[3] = now  # waited less than detection.summary_interval_s: not yet, while catching up
-    batch = service.config.kafka.batch_max_messages
-    service.lag.update({(PREDICTIONS, 0): batch // 2, (service.config.kafka.labels_topic, 1): batch // 2})
     assert service._sending_due(set()) == {P(0), P(1), P(2)}
-    # caught up (live: less than a poll's worth left to read, summaries not counted): it goes with those due,
-    # the partitions send on one tick, so a detection stage's watermark does not wait for the one that sends last
-    labels, summaries = service.config.kafka.labels_topic, service.config.summaries_topic
+    # caught up (live: less than a poll's worth left to read, summaries not counted): a tick every interval since
+    # the last, and every partition with summaries waiting goes on it, however large its snapshot and however
+    # short its wait, so a detection stage's watermark does not wait for the one that sends last
     service.lag.update({(labels, 1): batch // 2 - 1, (summaries, 0): 10 * batch})
-    assert service._sending_due(set()) == {P(0), P(1), P(2), P(3)}
+    service._snapshot_bytes.update({P(p): kafka.DUE_BYTES_PER_ITERATION for p in range(4)})
+    every = service.config.detection.summary_interval_s
+    service._tick_at = now - every
     assert service._sending_due({P(0)}) == {P(1), P(2), P(3)}
-    for p in service.engines:  # none has waited the interval: none goes, caught up or not
-        service._outgoing_since[p] = now - 0.1
-    assert service._sending_due(set()) == set()
-    service.lag[PREDICTIONS, 0] = batch
-    assert service._sending_due(set()) == set()
+    assert service._sending_due(set()) == set()  # the tick just went: none until the next
+    service._tick_at = time.monotonic() - every
+    service._outgoing_since = {1: time.monotonic()}
+    assert service._sending_due(set()) == {P(1)}
+    service._tick_at = time.monotonic() - every / 2
+    service._outgoing_since = {p: now - 1.5 for p in service.engines}
+    assert service._sending_due(set()) == set()  # however long they waited, the tick is not due yet
+    service.lag[PREDICTIONS, 0] = batch  # catching up again: those waited long enough go, within the budget
+    assert service._sending_due(set()) == {P(0)}
+
+
+class _PollingConsumer(_Consumer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.timeouts: list[float] = []
+
+    def consume(self, _num_messages: int, timeout: float) -> list[Message]:
+        self.timeouts.append(timeout)
+        return []
+
+
+def test_a_poll_waits_out_the_batch_time_less_the_time_spent_since_the_last_poll() -> None:
+    service = _service(1)
+    consumer = _PollingConsumer()
+    batch_s = service.config.kafka.batch_max_ms / 1000
+    service._consume(consumer)  # type: ignore[arg-type]
+    service._consume(consumer)  # type: ignore[arg-type]  # right after the last poll: the whole batch time
+    service._polled_at -= batch_s / 4  # a short batch: the rest of the batch time
+    service._consume(consumer)  # type: ignore[arg-type]
+    service._polled_at -= 2 * batch_s  # a batch that took longer than the batch time: what is there, at once
+    service._consume(consumer)  # type: ignore[arg-type]
+    assert consumer.timeouts[1] == pytest.approx(batch_s, abs=0.01)
+    assert consumer.timeouts[2] == pytest.approx(0.75 * batch_s, abs=0.01)
+    assert consumer.timeouts[3] == 0.0
+
+
+class _Log(_Sink):
+    def __init__(self, log: list[str]) -> None:
+        super().__init__(False)
+        self.log = log
+
+    def flush(self, _stop: object = None) -> None:
+        self.log.append("flush")
+
+    def summary(self, _topic: str, _partition: int, _key: bytes, _value: bytes) -> None:
+        self.log.append("summary")
+
+
+class _LogStore(_Store):
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+
+    def write(self, partition: int, _payload: bytes) -> None:
+        self.log.append("snapshot")
+
+
+def test_what_a_checkpoint_published_is_acknowledged_before_the_next_snapshot_is_written() -> None:
+    service = _service(1)
+    log: list[str] = []
+    service.sink, service.store = _Log(log), _LogStore(log)  # type: ignore[assignment]
+    for offset in range(2):
+        service.process([Message(PREDICTIONS, 0, offset, GOOD % offset)])  # type: ignore[list-item]
+        service._checkpoint({P(0)}, {})
+    # each checkpoint: what the last one published acknowledged, its snapshot written and acknowledged, its
+    # summaries published; the loop goes on without waiting for them
+    assert log == ["flush", "snapshot", "flush", "summary", "flush", "snapshot", "flush", "summary"]
