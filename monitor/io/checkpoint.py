@@ -20,9 +20,10 @@ owner left. A tombstone lost with its producer (a crash) leaves its piece on the
 reads back only as far as the newest snapshot's pieces (or a whole snapshot's leftover ones) begin, so it
 never learns of pieces older than that.
 
-The steps of a checkpoint (the order is :class:`monitor.io.kafka.MonitorService`'s) are named in
+The order of a checkpoint's effects is :func:`write_in_order`'s, and its steps are named in
 :data:`CHECKPOINT_STEPS`; a :data:`FaultHook` passed to the service is called at each, and
 :class:`CrashAt` is the hook the crash tests use (``monitor run`` builds it from ``MONITOR_FAULT_INJECT``).
+Which snapshots a checkpoint holds, and when, is the service's (:class:`monitor.io.kafka.MonitorService`).
 """
 
 from __future__ import annotations
@@ -31,19 +32,20 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from pyfastcdc import FastCDC
 
 from monitor.core import snapshot as snap
-from monitor.errors import SourceError
+from monitor.errors import SinkError, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,96 @@ def loads_record(payload: bytes) -> dict[str, Any]:
         if isinstance(decoded, dict):
             return decoded
     raise ValueError("not a checkpoint record")
+
+
+class OrderedSink(Protocol):
+    """What :func:`write_in_order` needs of the producer that snapshots, alerts and summaries share."""
+
+    transactional: bool
+    renewals: int  # producers replaced so far: a replaced one's snapshots may be lost
+    producer: Any
+
+    def begin(self) -> None: ...
+
+    def flush(self, stop: threading.Event | None = None) -> None: ...
+
+
+def write_in_order(
+    sink: OrderedSink,
+    stores: Mapping[str, CheckpointStore],
+    payloads: Mapping[tuple[str, int], bytes],
+    *,
+    publish: Callable[[], None],
+    commit: Callable[[], None],
+    faults: FaultHook | None = None,
+    has_alerts: bool = False,
+    stop: threading.Event | None = None,
+) -> dict[str, float]:
+    """A checkpoint's effects, in the order that loses nothing and counts nothing twice; the seconds each took.
+
+    ``payloads``: the snapshot records, by (stage role, partition), each written to ``stores[role]``. ``publish``
+    produces what the snapshots' outboxes hold (alerts, summaries); ``commit`` commits the offsets they cover.
+
+    Without transactions: what the last checkpoint published is acknowledged first (a newer snapshot, whose
+    outbox no longer holds it, must not be durable before it is); the snapshots are written and acknowledged,
+    those the broker did not take written again; then published, then committed. The publishing is not waited
+    for: the next checkpoint's first step does that. With transactions: snapshots, publishing and ``commit``
+    (which puts the offsets in the transaction and commits it) go as one transaction. ``faults`` is called at
+    each of :data:`CHECKPOINT_STEPS` (not in a transaction, which a crash aborts whole)."""
+    steps = dict.fromkeys(("write", "flush", "alerts", "commit"), 0.0)
+
+    def fault(step: str) -> None:
+        if faults is not None:
+            faults(step, has_alerts)
+
+    t = time.perf_counter()
+    if not sink.transactional:
+        sink.flush(stop)
+    for store in stores.values():
+        store.producer = sink.producer  # a renewed one, if it was replaced
+    sink.begin()  # snapshots go into the open transaction too (no-op without transactions)
+    for (role, p), payload in payloads.items():
+        stores[role].write(p, payload)
+    steps["write"] = time.perf_counter() - t
+    if sink.transactional:
+        publish()
+        t = time.perf_counter()
+        commit()
+        steps["commit"] = time.perf_counter() - t
+        return steps
+    fault("before_snapshot_flush")
+    t = time.perf_counter()
+    renewals = sink.renewals
+    sink.flush(stop)
+    for attempt in range(1, 6):  # a snapshot the broker did not take is written again; nothing goes on before
+        failed: set[tuple[str, int]] = set()
+        for role, store in stores.items():
+            failed |= {(role, p) for p in store.failed if (role, p) in payloads}
+            store.failed = set()
+        if sink.renewals != renewals:  # a replaced producer's snapshots may be lost: all written again
+            renewals = sink.renewals
+            failed = set(payloads)
+            for store in stores.values():
+                store.producer = sink.producer
+        if not failed:
+            break
+        if attempt == 5:
+            raise SinkError(f"snapshots of {sorted(failed)} were not acknowledged")
+        time.sleep(min(10.0, 0.5 * 2**attempt))
+        for role, p in failed:
+            stores[role].write(p, payloads[role, p])
+        sink.flush(stop)
+    steps["flush"] = time.perf_counter() - t
+    fault("after_snapshot")
+    t = time.perf_counter()
+    publish()
+    steps["alerts"] = time.perf_counter() - t
+    fault("after_alerts")
+    t = time.perf_counter()
+    commit()
+    steps["commit"] = time.perf_counter() - t
+    fault("after_commit")
+    return steps
 
 
 class CrashAt:

@@ -59,7 +59,14 @@ from monitor.core.shards import effective_shards, summaries_partition
 from monitor.core.view import EngineView, build_view
 from monitor.errors import ConfigError, SinkError, SourceError
 from monitor.io.audit import AUDIT_TOPIC_CONFIG, AuditPublisher
-from monitor.io.checkpoint import CheckpointStore, FaultHook, IncompleteSnapshot, dumps_record, loads_record
+from monitor.io.checkpoint import (
+    CheckpointStore,
+    FaultHook,
+    IncompleteSnapshot,
+    dumps_record,
+    loads_record,
+    write_in_order,
+)
 
 log = logging.getLogger(__name__)
 
@@ -1127,7 +1134,8 @@ class MonitorService:
     def _checkpoint(
         self, tasks: set[Task], outbox: dict[Task, list[Alert]], stop: threading.Event | None = None
     ) -> None:
-        """Steps 3 to 6: snapshots (with outbox), flush, alerts and summaries, flush, commit."""
+        """Steps 3 to 6: the tasks' snapshots (with their outboxes) taken under the lock, then written, published
+        and committed in :func:`~monitor.io.checkpoint.write_in_order`'s order."""
         assert self.sink is not None
         k = self.config.kafka
         if self.store is None or self.detect_store is None:
@@ -1183,63 +1191,27 @@ class MonitorService:
                 self._last_checkpoint[task] = time.monotonic()
                 self._snapshot_bytes[task] = len(payloads[task])
         size = sum(len(v) for v in payloads.values())
-        t = time.perf_counter()
-        if not self.sink.transactional:
-            # What the last checkpoint published, acknowledged before any newer snapshot can be: a newer snapshot's
-            # outbox no longer holds it. Acknowledged meanwhile as a rule, so this seldom waits.
-            self.sink.flush(stop)
-        self.store.producer = self.detect_store.producer = self.sink.producer  # a renewed one, if it was replaced
-        self.sink.begin()  # snapshots go into the open transaction too (no-op without transactions)
-        for (role, p), payload in payloads.items():
-            (self.store if role == PROFILE else self.detect_store).write(p, payload)
-        steps["write"] = time.perf_counter() - t
-        if self.sink.transactional and self.consumer is not None:
-            # Exactly-once: snapshots, dead letters, summaries and alerts produced since the last checkpoint, and
-            # the offsets, commit as one transaction (aborted on failure: the next owner replays the batch).
-            self._publish(outbox, stop, sending, flush=False)
-            todo = [TopicPartition(topic, p, off) for (topic, p), off in offsets.items()]
-            self.sink.commit(todo, self.consumer.consumer_group_metadata())
-            for tp in todo:
-                self._committed[tp.topic, tp.partition] = tp.offset
-            self._checkpoint_done(started, cpu_started, size, sorted(payloads), steps)
-            return
-        has_alerts = any(outbox.values())
-        self._fault("before_snapshot_flush", has_alerts)
-        t = time.perf_counter()
-        renewals = self.sink.renewals
-        self.sink.flush(stop)
-        for attempt in range(1, 6):  # a snapshot the broker did not take is written again; nothing goes on before
-            failed: set[Task] = set()
-            for role, store in ((PROFILE, self.store), (DETECT, self.detect_store)):
-                failed |= {(role, p) for p in store.failed if (role, p) in payloads}
-                store.failed = set()
-            if self.sink.renewals != renewals:  # a replaced producer's snapshots may be lost: all written again
-                renewals = self.sink.renewals
-                failed = set(payloads)
-                self.store.producer = self.detect_store.producer = self.sink.producer
-            if not failed:
-                break
-            if attempt == 5:
-                raise SinkError(f"snapshots of {sorted(failed)} were not acknowledged")
-            time.sleep(min(10.0, 0.5 * 2**attempt))
-            for role, p in failed:
-                (self.store if role == PROFILE else self.detect_store).write(p, payloads[role, p])
-            self.sink.flush(stop)
-        steps["flush"] = time.perf_counter() - t
-        self._fault("after_snapshot", has_alerts)
-        t = time.perf_counter()
-        self._publish(outbox, stop, sending, flush=False)  # acknowledged before the next snapshot is written
-        steps["alerts"] = time.perf_counter() - t
-        self._fault("after_alerts", has_alerts)
-        t = time.perf_counter()
-        self._commit(offsets)
-        steps["commit"] = time.perf_counter() - t
-        self._fault("after_commit", has_alerts)
-        self._checkpoint_done(started, cpu_started, size, sorted(payloads), steps)
+        sink, consumer = self.sink, self.consumer
 
-    def _fault(self, step: str, has_alerts: bool) -> None:
-        if self._faults is not None:
-            self._faults(step, has_alerts)
+        def publish() -> None:
+            self._publish(outbox, stop, sending, flush=False)  # acknowledged before the next snapshot is written
+
+        def commit() -> None:
+            if not sink.transactional:
+                self._commit(offsets)
+            elif consumer is not None:  # exactly-once: the offsets commit in the same transaction
+                todo = [TopicPartition(topic, p, off) for (topic, p), off in offsets.items()]
+                sink.commit(todo, consumer.consumer_group_metadata())
+                for tp in todo:
+                    self._committed[tp.topic, tp.partition] = tp.offset
+
+        stores = {PROFILE: self.store, DETECT: self.detect_store}
+        has_alerts = any(outbox.values())
+        steps |= write_in_order(
+            sink, stores, payloads, publish=publish, commit=commit, faults=self._faults, has_alerts=has_alerts,
+            stop=stop,
+        )  # fmt: skip
+        self._checkpoint_done(started, cpu_started, size, sorted(payloads), steps)
 
     def _store_of(self, role: str) -> CheckpointStore | None:
         """Where a stage's snapshots go: the profile stages' state topic or the detection stages'."""
