@@ -41,6 +41,10 @@ WIRE_FLOATS = b"\n"  # between a summary's JSON header and its float columns on 
 LZ4_FRAME_MAGIC = b"\x04\x22\x4d\x18"  # how an lz4 frame starts (a zlib stream starts with 0x78, JSON with '{')
 MAX_SUMMARY_ROWS = 2_000  # rows per summary at most
 SUMMARY_BYTES = 500_000  # rows per summary are cut so that its JSON is about this large
+# and so that their input messages add up to at most this many bytes (the JSON estimate reads a part's first rows
+# only): under the producer's default message.max.bytes less headroom, which the summary's wire bytes, compressed
+# and without the messages' repeated names, stay below
+SUMMARY_INPUT_BYTES = 900_000
 MAX_WIRE_TEXT_BYTES = 64 * SUMMARY_BYTES  # a summary's payload read off the topic: far above any made here
 MAX_SUMMARY_JOINED = 1_000  # joined labels per summary at most: with a full piece of rows, under 1 MB even as JSON
 # A summary's rows span about SUMMARY_SPAN_S of event time once it has MIN_SPAN_ROWS rows: the merge orders
@@ -528,12 +532,14 @@ class ProfileStage:
         batch, rejected = self.prediction_decoder.decode(values, kafka_times)
         for r in rejected:
             self.rejected["predictions", r.reason] += 1
-        return self.register(batch), rejected
+        sizes = np.fromiter(map(_size, values), dtype=np.int64, count=len(values)) if len(batch) else None
+        return self.register(batch, sizes), rejected
 
-    def register(self, batch: PredictionBatch) -> list[Summary]:
+    def register(self, batch: PredictionBatch, sizes: np.ndarray | None = None) -> list[Summary]:
         """An already decoded batch (the benchmarks time this apart from decoding). Its number-only feature
         columns become float64 arrays in place (:func:`_float_features`), for its summaries and for a caller
-        that monitors the batch itself."""
+        that monitors the batch itself. ``sizes``: the byte size of each input message (by ``batch.index``), so
+        that a summary's rows add up to at most :data:`SUMMARY_INPUT_BYTES` of them however their sizes vary."""
         if not len(batch):
             return []
         batch.features = _float_features(batch.features)
@@ -549,7 +555,7 @@ class ProfileStage:
             n = len(part)
             if n > 1 and bool((np.diff(part.event_time) < 0).any()):
                 part = take_rows(part, np.argsort(part.event_time, kind="stable"))
-            pieces = _pieces(part.event_time, _rows_per_summary(part))
+            pieces = _pieces(part.event_time, _rows_per_summary(part), None if sizes is None else sizes[part.index])
             for k, (start, end) in enumerate(pieces):
                 piece = part if (start, end) == (0, n) else slice_rows(part, start, end)
                 # each piece's progress is its own newest time, so the merge interleaves sources piece by piece;
@@ -674,14 +680,23 @@ def _float_features(features: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _pieces(times: np.ndarray, size: int) -> list[tuple[int, int]]:
+def _size(value: bytes | None) -> int:
+    return 0 if value is None else len(value)
+
+
+def _pieces(times: np.ndarray, size: int, row_bytes: np.ndarray | None = None) -> list[tuple[int, int]]:
     """Consecutive (start, end) row ranges of an event-time-sorted part: at most ``size`` rows each (messages
     of the summaries topic stay well under its 1 MB limit), and cut where a new :data:`SUMMARY_SPAN_S` of event
     time begins once a piece has :data:`MIN_SPAN_ROWS` rows, so that a poll batch that spans minutes of one
-    partition's traffic (a backlog) reaches the merge as pieces it can interleave with other partitions'."""
+    partition's traffic (a backlog) reaches the merge as pieces it can interleave with other partitions'.
+    ``row_bytes``: each row's input message size; a piece is also cut before its rows' sizes add up to more
+    than :data:`SUMMARY_INPUT_BYTES` (one row may alone). ``size`` is judged from a part's first rows, so without this
+    a part whose later rows are far larger made summaries the producer refused or readers could not read."""
     n = times.size
     if n == 0:
         return []
+    if row_bytes is not None and int(row_bytes.sum()) > SUMMARY_INPUT_BYTES:
+        return [cut for start, end in _pieces(times, size) for cut in _by_bytes(row_bytes, start, end)]
     slot = np.floor((times - times[0]) / SUMMARY_SPAN_S)
     slot[np.isnan(slot)] = 0.0
     cuts = (np.flatnonzero(np.diff(slot) > 0) + 1).tolist()
@@ -695,6 +710,21 @@ def _pieces(times: np.ndarray, size: int) -> list[tuple[int, int]]:
             if cut > start:
                 out.append((start, cut))
             start = cut
+    return out
+
+
+def _by_bytes(row_bytes: np.ndarray, start: int, end: int) -> list[tuple[int, int]]:
+    """Rows ``start`` to ``end`` cut, greedily in order, into ranges whose sizes add up to at most
+    :data:`SUMMARY_INPUT_BYTES` (a range of one row may exceed it)."""
+    total = np.cumsum(row_bytes[start:end])
+    if not total.size or int(total[-1]) <= SUMMARY_INPUT_BYTES:
+        return [(start, end)]
+    out: list[tuple[int, int]] = []
+    at, base = 0, 0
+    while at < total.size:
+        stop = max(at + 1, int(np.searchsorted(total, base + SUMMARY_INPUT_BYTES, side="right")))
+        out.append((start + at, start + stop))
+        at, base = stop, int(total[stop - 1])
     return out
 
 

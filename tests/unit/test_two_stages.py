@@ -24,6 +24,7 @@ from monitor.core.profile import (
     ProfileStage,
     SegmentCaps,
     Summary,
+    readable_size,
     slice_rows,
     take_rows,
     wire_header,
@@ -348,6 +349,32 @@ def test_summaries_stay_well_under_the_message_limit_however_wide_the_rows():
     out, rejected = stage.predictions(wide, [T0] * len(wide))
     assert not rejected and sum(len(s) for s in out) == 2000 and len(out) > 1
     assert max(len(s.encode()) for s in out) < 600_000
+
+
+@pytest.mark.parametrize("kind", ["random", "repetitive"])
+def test_summaries_stay_under_the_message_limit_and_readable_when_later_rows_are_far_larger(kind: str) -> None:
+    """How many rows make a summary is judged from a part's first rows. Far larger rows after them (a text
+    feature) made one summary of them all: random text over the producer's message limit (not sent), repetitive
+    text over the payload bound readers allow (skipped as unreadable). Either way its rows were lost."""
+    rng = np.random.default_rng(5)
+    letters = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz0123456789", dtype=np.uint8)
+
+    def text(i: int) -> str:
+        if i < 40:
+            return "short"
+        return rng.choice(letters, 2_000).tobytes().decode() if kind == "random" else "long text " * 2_000
+
+    msgs = [
+        orjson.dumps({"prediction_id": f"t{i}", "model": "m", "timestamp": T0 + i / 1e6, "prediction": 0.5,
+                      "features": {"x": float(i), "note": text(i)}})
+        for i in range(2000)
+    ]  # fmt: skip
+    out, rejected = ProfileStage(settings(), partition=0).predictions(msgs, [T0] * len(msgs))
+    assert not rejected and sum(len(s) for s in out) == 2000
+    wires = [s.encode() for s in out]
+    assert max(map(len, wires)) <= 1_000_000 - 64_000  # the producer's default message.max.bytes, less headroom
+    assert all(readable_size(w) for w in wires)
+    assert sum(len(Summary.decode(w)) for w in wires) == 2000
 
 
 def test_labels_keep_the_segment_the_detection_engine_tracks_whatever_a_partition_saw_first():
