@@ -32,7 +32,7 @@ from monitor.core.learning import LabelLearning
 from monitor.core.model_monitor import ModelMonitor
 from monitor.core.model_setup import ModelSetup
 from monitor.core.model_state import ModelState
-from monitor.core.profile import ProfileStage, Summary, concat_rows
+from monitor.core.profile import ProfileStage, Summary, concat_rows, message_sizes
 from monitor.core.rules import Alert
 from monitor.core.settings import Settings
 from monitor.core.snapshot_classes import register_snapshot_classes
@@ -124,20 +124,21 @@ class PartitionEngine:
         for r in rejected:
             self.profile.rejected["predictions", r.reason] += 1
         result = BatchResult(rejected=rejected, processed=len(batch))
+        sizes = message_sizes(values) if len(batch) else None  # summaries are cut by them too
         if not self.detect:
-            result.summaries = self.profile.register(batch)
+            result.summaries = self.profile.register(batch, sizes)
             if len(batch):
                 self.last_event_time = float(np.nanmax(batch.event_time))
             return result
-        result.alerts = self.monitor_batch(batch)
+        result.alerts = self.monitor_batch(batch, sizes)
         return result
 
-    def monitor_batch(self, batch: PredictionBatch) -> list[Alert]:
+    def monitor_batch(self, batch: PredictionBatch, sizes: np.ndarray | None = None) -> list[Alert]:
         """Monitor an already decoded batch (the benchmarks time this apart from decoding): the profile stage,
-        then this engine on its summaries."""
+        then this engine on its summaries. ``sizes``: see :meth:`ProfileStage.register`."""
         if not len(batch):
             return []
-        summaries = self.profile.register(batch)
+        summaries = self.profile.register(batch, sizes)
         return self.apply(summaries, rows=batch)
 
     def process_labels(self, values: Sequence[bytes | None], kafka_times: Sequence[float]) -> BatchResult:

@@ -44,7 +44,7 @@ SUMMARY_BYTES = 500_000  # rows per summary are cut so that its JSON is about th
 # and so that their input messages add up to at most this many bytes (the JSON estimate reads a part's first rows
 # only): under the producer's default message.max.bytes less headroom, which the summary's wire bytes, compressed
 # and without the messages' repeated names, stay below
-SUMMARY_INPUT_BYTES = 900_000
+SUMMARY_INPUT_BYTES = 800_000
 MAX_WIRE_TEXT_BYTES = 64 * SUMMARY_BYTES  # a summary's payload read off the topic: far above any made here
 MAX_SUMMARY_JOINED = 1_000  # joined labels per summary at most: with a full piece of rows, under 1 MB even as JSON
 # A summary's rows span about SUMMARY_SPAN_S of event time once it has MIN_SPAN_ROWS rows: the merge orders
@@ -532,8 +532,7 @@ class ProfileStage:
         batch, rejected = self.prediction_decoder.decode(values, kafka_times)
         for r in rejected:
             self.rejected["predictions", r.reason] += 1
-        sizes = np.fromiter(map(_size, values), dtype=np.int64, count=len(values)) if len(batch) else None
-        return self.register(batch, sizes), rejected
+        return self.register(batch, message_sizes(values) if len(batch) else None), rejected
 
     def register(self, batch: PredictionBatch, sizes: np.ndarray | None = None) -> list[Summary]:
         """An already decoded batch (the benchmarks time this apart from decoding). Its number-only feature
@@ -678,6 +677,11 @@ def _float_features(features: dict[str, Any]) -> dict[str, Any]:
         floats = float_column(column)
         out[name] = column if floats is None else floats
     return out
+
+
+def message_sizes(values: Sequence[bytes | None]) -> np.ndarray:
+    """Each input message's size in bytes (a missing value: 0), for :meth:`ProfileStage.register`."""
+    return np.fromiter(map(_size, values), dtype=np.int64, count=len(values))
 
 
 def _size(value: bytes | None) -> int:

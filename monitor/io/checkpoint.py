@@ -148,9 +148,11 @@ def write_in_order(
         if faults is not None:
             faults(step, has_alerts)
 
-    t = time.perf_counter()
     if not sink.transactional:
+        t = time.perf_counter()
         sink.flush(stop)
+        steps["flush"] = time.perf_counter() - t
+    t = time.perf_counter()
     for store in stores.values():
         store.producer = sink.producer  # a renewed one, if it was replaced
     sink.begin()  # snapshots go into the open transaction too (no-op without transactions)
@@ -164,7 +166,7 @@ def write_in_order(
         steps["commit"] = time.perf_counter() - t
         return steps
     fault("before_snapshot_flush")
-    t = time.perf_counter()
+    t = time.perf_counter() - steps["flush"]  # both waits for acknowledgements
     renewals = sink.renewals
     sink.flush(stop)
     for attempt in range(1, 6):  # a snapshot the broker did not take is written again; nothing goes on before

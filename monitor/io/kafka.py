@@ -12,7 +12,8 @@ Order of effects for every micro-batch (nothing is committed before it is durabl
    state topic;
 4. flush until the broker acknowledged all of it (``acks=all``), re-producing failures;
 5. publish the outbox alerts (and summaries); the next checkpoint flushes before it writes a snapshot, so a
-   newer snapshot, whose outbox no longer holds them, is never durable before they are;
+   newer snapshot, whose outbox no longer holds them, is never durable before they are (meanwhile the loop
+   produces again what failed on every turn, with input or without);
 6. commit the snapshot's offsets, synchronously, never moving an offset backwards.
 
 On assignment a partition's engine is restored from its newest snapshot and the consumer seeks to the
@@ -289,6 +290,21 @@ class AlertSink:
             (DLQ_OFFSET, str(msg.offset()).encode()),
         ]
         self._produce(self.dlq_topic, msg.key(), value, headers)
+
+    def retry(self) -> None:
+        """Serve delivery reports and produce again what failed, without waiting: what a checkpoint published is
+        retried while no checkpoint falls due (no input). :meth:`flush` still waits for it before the next
+        snapshot. In a transaction the commit waits for everything."""
+        if self.transactional:
+            return
+        try:
+            self.producer.poll(0)
+        except (KafkaException, SystemError) as exc:  # a fatal error, as flush meets it
+            self._renew(exc)
+            return
+        failed, self._failed = self._failed, []
+        for topic, key, value, headers, partition in failed:
+            self._produce(topic, key, value, headers, partition)
 
     def flush(self, stop: threading.Event | None = None) -> None:
         """Wait until everything produced is acknowledged; re-produce what failed, with backoff."""
@@ -1014,10 +1030,10 @@ class MonitorService:
         urgent = set(outbox) | (dead_lettered if self.sink.transactional else set())
         urgent |= self._sending_due(urgent)
         due = urgent | self._due_tasks(urgent)
-        if not due:
-            return
-        self.publish_views(tasks=due)  # a checkpoint commits their offsets and publishes their alerts
-        self._checkpoint(due, outbox, stop)
+        if due:
+            self.publish_views(tasks=due)  # a checkpoint commits their offsets and publishes their alerts
+            self._checkpoint(due, outbox, stop)
+        self.sink.retry()  # what a checkpoint published and failed goes again, whether one is due or not
 
     def _with_heartbeats(self, partition: int) -> list[Summary]:
         """An input partition's waiting summaries, and a heartbeat for each model version it has seen that has

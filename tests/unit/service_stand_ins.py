@@ -49,6 +49,9 @@ class QuietSink:
     def flush(self, _stop: object = None) -> None:
         pass
 
+    def retry(self) -> None:
+        pass
+
     def alert(self, _alert: object) -> None:
         pass
 

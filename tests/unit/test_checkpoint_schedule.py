@@ -6,9 +6,10 @@ No broker: the service runs with stand-ins for the consumer, the alert sink and 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
 from monitor.config import load_config
 from monitor.io import kafka
@@ -256,3 +257,53 @@ def test_what_a_checkpoint_published_is_acknowledged_before_the_next_snapshot_is
     # each checkpoint: what the last one published acknowledged, its snapshot written and acknowledged, its
     # summaries published; the loop goes on without waiting for them
     assert log == ["flush", "snapshot", "flush", "summary", "flush", "snapshot", "flush", "summary"]
+
+
+def test_an_idle_loop_retries_what_the_last_checkpoint_published() -> None:
+    service = _service(1)
+    log: list[str] = []
+    service.sink, service.store = _Log(log), _LogStore(log)  # type: ignore[assignment]
+    service.sink.retry = lambda: log.append("retry")  # type: ignore[method-assign]
+    service.process([Message(PREDICTIONS, 0, 0, GOOD % 0)])  # type: ignore[list-item]
+    service._checkpoint({P(0)}, {})
+    del log[:]
+    service.idle(None)  # no input: no checkpoint falls due, failed deliveries still go again
+    assert log == ["retry"]
+
+
+class _Producer:
+    """Delivery reports on poll: the first delivery of each message fails, the next succeeds."""
+
+    def __init__(self) -> None:
+        self.produced: list[bytes] = []
+        self.flushes = 0
+        self._reports: list[Any] = []
+        self._failed_once: set[bytes] = set()
+
+    def produce(self, _topic: str, *, value: bytes, on_delivery: Any, **_kw: Any) -> None:
+        self.produced.append(value)
+        self._reports.append((value, on_delivery))
+
+    def poll(self, _timeout: float) -> int:
+        reports, self._reports = self._reports, []
+        for value, on_delivery in reports:
+            first = value not in self._failed_once
+            self._failed_once.add(value)
+            on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT) if first else None, None)
+        return len(reports)
+
+    def flush(self, _timeout: float) -> int:
+        self.flushes += 1
+        return 0
+
+
+def test_a_failed_delivery_is_produced_again_by_retry_without_waiting(caplog: pytest.LogCaptureFixture) -> None:
+    sink = kafka.AlertSink({"bootstrap.servers": "127.0.0.1:9", "log_level": 0}, "alerts", "dlq", 1.0)
+    producer = sink.producer = _Producer()  # type: ignore[assignment]
+    sink.summary("summaries", 0, b"k", b"v1")
+    with caplog.at_level("WARNING", logger="monitor.io.kafka"):
+        sink.retry()  # the report: failed; produced again
+    assert producer.produced == [b"v1", b"v1"]
+    sink.retry()  # the second delivery succeeded: nothing more
+    assert producer.produced == [b"v1", b"v1"] and producer.flushes == 0
+    assert "will retry" in caplog.text

@@ -15,6 +15,7 @@ import pytest
 
 from benchmarks.partitions import delay, run_per_partition, run_two_stages, settings, traffic
 from monitor.core.detect import DetectionStage
+from monitor.core.engine import PartitionEngine
 from monitor.core.float_columns import as_values
 from monitor.core.profile import (
     MAX_SUMMARY_JOINED,
@@ -351,8 +352,11 @@ def test_summaries_stay_well_under_the_message_limit_however_wide_the_rows():
     assert max(len(s.encode()) for s in out) < 600_000
 
 
+@pytest.mark.parametrize("path", ["profile stage", "engine of monitor run and replay"])
 @pytest.mark.parametrize("kind", ["random", "repetitive"])
-def test_summaries_stay_under_the_message_limit_and_readable_when_later_rows_are_far_larger(kind: str) -> None:
+def test_summaries_stay_under_the_message_limit_and_readable_when_later_rows_are_far_larger(
+    kind: str, path: str
+) -> None:
     """How many rows make a summary is judged from a part's first rows. Far larger rows after them (a text
     feature) made one summary of them all: random text over the producer's message limit (not sent), repetitive
     text over the payload bound readers allow (skipped as unreadable). Either way its rows were lost."""
@@ -369,7 +373,11 @@ def test_summaries_stay_under_the_message_limit_and_readable_when_later_rows_are
                       "features": {"x": float(i), "note": text(i)}})
         for i in range(2000)
     ]  # fmt: skip
-    out, rejected = ProfileStage(settings(), partition=0).predictions(msgs, [T0] * len(msgs))
+    if path == "profile stage":
+        out, rejected = ProfileStage(settings(), partition=0).predictions(msgs, [T0] * len(msgs))
+    else:  # what `monitor run` and `monitor replay` call
+        result = PartitionEngine(settings(), detect=False).process_predictions(msgs, [T0] * len(msgs))
+        out, rejected = result.summaries, result.rejected
     assert not rejected and sum(len(s) for s in out) == 2000
     wires = [s.encode() for s in out]
     assert max(map(len, wires)) <= 1_000_000 - 64_000  # the producer's default message.max.bytes, less headroom
