@@ -257,12 +257,13 @@ class NumericStreams:
         self._count_bins(x, np.full(x.size, s, dtype=np.int64))
 
     def _count_bins(self, x: np.ndarray, stream: np.ndarray) -> None:
-        lo, width = self._edges(stream)
-        b = _cells(x, lo, width)
         cells = HISTOGRAM_BINS + 2
         first = int(stream.min())
         span = int(stream.max()) - first + 1
-        counts = np.bincount((stream - first) * cells + b, minlength=span * cells)
+        local = stream - first
+        lo, width = self._edges(np.arange(first, first + span))  # per stream, then one look-up per value
+        b = _cells(x, lo[local], width[local])
+        counts = np.bincount(local * cells + b, minlength=span * cells)
         self.histogram[first : first + span] += counts.reshape(span, cells)
 
     def _edges(self, stream: np.ndarray | int) -> tuple[Any, Any]:
@@ -387,6 +388,11 @@ def _cells(x: np.ndarray, lo: Any, width: Any) -> np.ndarray:
     outermost cells, quietly, and so does a value whose stream's scale overflowed (a baseline of values near
     the float limit has an infinite spread): the top one when its place is not a number."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        place = np.floor((x - lo) / width)
-    place = np.nan_to_num(place, nan=HISTOGRAM_BINS, posinf=HISTOGRAM_BINS, neginf=-1)
-    return np.clip(place, -1, HISTOGRAM_BINS).astype(np.int64) + 1
+        place = np.subtract(x, lo, dtype=np.float64)
+        np.divide(place, width, out=place)
+        np.floor(place, out=place)
+    np.nan_to_num(place, copy=False, nan=HISTOGRAM_BINS, posinf=HISTOGRAM_BINS, neginf=-1)
+    np.clip(place, -1, HISTOGRAM_BINS, out=place)
+    cell = place.astype(np.int64)
+    cell += 1
+    return cell
