@@ -302,6 +302,10 @@ class AlertSink:
         except (KafkaException, SystemError) as exc:  # a fatal error, as flush meets it
             self._renew(exc)
             return
+        self._produce_failed()
+
+    def _produce_failed(self) -> None:
+        """Produce again what the broker did not take (delivery reports put it in ``_failed``)."""
         failed, self._failed = self._failed, []
         for topic, key, value, headers, partition in failed:
             self._produce(topic, key, value, headers, partition)
@@ -323,12 +327,10 @@ class AlertSink:
                 return
             if stop is not None and stop.is_set() and time.monotonic() > deadline:
                 raise SinkError(f"{remaining + len(self._failed)} alert/DLQ messages not acknowledged at shutdown")
-            failed, self._failed = self._failed, []
-            if failed:
+            if self._failed:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
-                for topic, key, value, headers, partition in failed:
-                    self._produce(topic, key, value, headers, partition)
+                self._produce_failed()
             if time.monotonic() > deadline:
                 log.warning("alerts not acknowledged after %.0f s; still retrying", self.timeout_s)
                 deadline = time.monotonic() + self.timeout_s
