@@ -26,15 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from monitor.core.cells import CELLS, HISTOGRAM_BINS, HISTOGRAM_SD, cells
 from monitor.core.chunks import StreamChunker, run_lengths, run_starts
 from monitor.core.drift import QUANTILES, DriftEvidence, NumericDriftTracker
 from monitor.core.sequential import Z_CLIP, SequentialSettings, SequentialStreams
 from monitor.core.settings import DetectorSettings
 from monitor.core.significance import Reference, WindowResult
 from monitor.core.windows import NumericWindows
-
-HISTOGRAM_BINS = 64  # over ±HISTOGRAM_SD baseline standard deviations, plus one bin either side for the rest
-HISTOGRAM_SD = 4.0
 
 
 class NumericStreams:
@@ -71,7 +69,7 @@ class NumericStreams:
         self.base_n = np.zeros(0, dtype=np.int64)  # the baseline: warm-up values kept after the outlier filter
         self.base_mean = np.zeros(0)
         self.base_std = np.zeros(0)
-        self.histogram = np.zeros((0, HISTOGRAM_BINS + 2), dtype=np.int64)
+        self.histogram = np.zeros((0, CELLS), dtype=np.int64)
         self.detections = np.zeros((0, 2), dtype=np.int64)  # ADWIN, Page-Hinkley
         # The warm-up values of streams without a baseline yet. None: the stream's window test is learning its
         # reference from the same first values (and at least as many), so they are read from there, not kept twice.
@@ -145,7 +143,7 @@ class NumericStreams:
         sample = old.quantiles.sample
         if sample.size:  # the reservoir, weighted up to the values it stands for
             lo, width = self._edges(i)
-            counts = np.bincount(_cells(sample, lo, width), minlength=HISTOGRAM_BINS + 2) * (m.n / sample.size)
+            counts = np.bincount(cells(sample, lo, width), minlength=CELLS) * (m.n / sample.size)
             self.histogram[i] = np.round(counts).astype(np.int64)
         self.chunker._grow(i + 1)
         after = max(0, m.n - self.warmup)
@@ -175,25 +173,33 @@ class NumericStreams:
             starts = run_starts(stream)
             owners = stream[starts]
         runs = run_lengths(starts, stream.size)
+        # every value's histogram cell on its stream's scale as the batch begins: the window tests bin on them
+        # (cells.edge_codes), and so does the histogram unless a stream's warm-up ends in this batch
+        lo, width = self._edges(owners) if int(owners.max()) < self.detectors.size else self._edges_known(owners)
+        value_cells = cells(values, np.repeat(lo, runs), np.repeat(width, runs))
         closed: list[tuple[int, WindowResult]] = []
         if self.windows is not None:
             where = positions if positions is not None else np.full(values.size, -1, dtype=np.int64)
-            closed = self.windows.update(values, times, where, stream)
+            closed = self.windows.update(values, times, where, stream, cells=value_cells, scale=(lo, width))
         before = self.n[owners]
         with np.errstate(over="ignore", invalid="ignore"):  # absurd values (1e308) make inf moments, as they should
             self._moments(values, starts, owners, runs)
-        position = np.repeat(before - starts, runs) + np.arange(values.size)  # among the stream's present values
         warming = bool((before < self.warmup).any())
         if warming:
             self._warm_up(values, starts, owners, runs)
         if self.windows is not None:
             self.windows.learned = {}  # read by the warm-up only: never kept past the batch
         if warming:
+            position = np.repeat(before - starts, runs) + np.arange(values.size)  # among the stream's present values
             later = position >= self.warmup
             values, times, stream = values[later], times[later], stream[later]
             if values.size == 0:
                 return closed
-        self._count_bins(values, stream)
+            self._count_bins(values, stream)  # on the scales the warm-ups that ended in this batch set
+        else:
+            dense = np.repeat(np.arange(owners.size), runs)
+            counts = np.bincount(dense * CELLS + value_cells, minlength=owners.size * CELLS)
+            self.histogram[owners] += counts.reshape(owners.size, CELLS)
         changes = self.detectors.update(self.chunker.add_grouped(values, times, stream))
         for c in changes:
             self.detections[c.stream, 0 if c.detector == "adwin" else 1] += 1
@@ -257,14 +263,19 @@ class NumericStreams:
         self._count_bins(x, np.full(x.size, s, dtype=np.int64))
 
     def _count_bins(self, x: np.ndarray, stream: np.ndarray) -> None:
-        cells = HISTOGRAM_BINS + 2
         first = int(stream.min())
         span = int(stream.max()) - first + 1
         local = stream - first
         lo, width = self._edges(np.arange(first, first + span))  # per stream, then one look-up per value
-        b = _cells(x, lo[local], width[local])
-        counts = np.bincount(local * cells + b, minlength=span * cells)
-        self.histogram[first : first + span] += counts.reshape(span, cells)
+        counts = np.bincount(local * CELLS + cells(x, lo[local], width[local]), minlength=span * CELLS)
+        self.histogram[first : first + span] += counts.reshape(span, CELLS)
+
+    def _edges_known(self, streams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`_edges`, NaN for streams the sequential detectors have not met yet (no scale either)."""
+        lo, width = np.full(streams.size, np.nan), np.full(streams.size, np.nan)
+        met = streams < self.detectors.size
+        lo[met], width[met] = self._edges(streams[met])
+        return lo, width
 
     def _edges(self, stream: np.ndarray | int) -> tuple[Any, Any]:
         mean = self.detectors.mean[stream]
@@ -381,18 +392,3 @@ class NumericStream:
 
     def view(self) -> dict[str, Any]:
         return self.streams.view(self.i)
-
-
-def _cells(x: np.ndarray, lo: Any, width: Any) -> np.ndarray:
-    """Histogram cells (0 to HISTOGRAM_BINS + 1) of values on their streams' scales. Absurd values land in the
-    outermost cells, quietly, and so does a value whose stream's scale overflowed (a baseline of values near
-    the float limit has an infinite spread): the top one when its place is not a number."""
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        place = np.subtract(x, lo, dtype=np.float64)
-        np.divide(place, width, out=place)
-        np.floor(place, out=place)
-    np.nan_to_num(place, copy=False, nan=HISTOGRAM_BINS, posinf=HISTOGRAM_BINS, neginf=-1)
-    np.clip(place, -1, HISTOGRAM_BINS, out=place)
-    cell = place.astype(np.int64)
-    cell += 1
-    return cell

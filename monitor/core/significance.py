@@ -202,6 +202,13 @@ class Reference:
         """Values the reference was made of (its counts never change: a new reference is a new object)."""
         return int(self.counts.sum())
 
+    @cached_property
+    def ordered_edges(self) -> bool:
+        """Whether the edges are numbers in order, as binning by cells (:func:`monitor.core.cells.edge_codes`)
+        needs; a baseline file's could be anything, and those streams are binned by a search instead."""
+        e = self.edges
+        return bool(e.size and not np.isnan(e).any() and (e[1:] >= e[:-1]).all())
+
     @classmethod
     def numeric(cls, values: np.ndarray, bins: int) -> Reference:
         """Quantile bins of a sample (ties merged, so a discrete feature gets one bin per value)."""

@@ -62,6 +62,8 @@ def _fields(obj: Any) -> dict[str, Any]:
                 out[name] = getattr(obj, name)
     if hasattr(obj, "__dict__"):
         out.update(vars(obj))
+    for name in getattr(obj, "SNAPSHOT_SKIP", ()):  # caches: rebuilt from the state, never part of it
+        out.pop(name, None)
     return out
 
 

@@ -15,15 +15,19 @@ stream still learning its reference, binning on each stream's own edges, and eac
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import numpy as np
 
+from monitor.core.cells import EdgeLookup, monotone
 from monitor.core.chunks import run_lengths, run_starts
 from monitor.core.significance import BaselineWindowTest, Reference, WindowResult, window_tests
 
 
 class NumericWindows:
     """Window-test state of numeric streams, indexed like the :class:`NumericStreams` they belong to."""
+
+    SNAPSHOT_SKIP: ClassVar[tuple[str, ...]] = ("_lookup",)  # a cache of what the references give
 
     def __init__(
         self, *, window: int, baseline_events: int, bins: int, numeric_test: str, exact_p_below: float
@@ -45,6 +49,7 @@ class NumericWindows:
         self.tests = np.zeros(0, dtype=np.int64)
         self.pending = np.zeros(0, dtype=np.int64)  # results handed out and not decided yet
         self.last: list[WindowResult | None] = []  # the latest decided result of each stream
+        self._lookup: tuple[Any, list[Reference | None], EdgeLookup] | None = None  # not state: a cache
 
     @property
     def size(self) -> int:
@@ -98,10 +103,19 @@ class NumericWindows:
         self.last[i] = test.last
 
     def update(
-        self, values: np.ndarray, times: np.ndarray, positions: np.ndarray, stream: np.ndarray
+        self,
+        values: np.ndarray,
+        times: np.ndarray,
+        positions: np.ndarray,
+        stream: np.ndarray,
+        *,
+        cells: np.ndarray | None = None,
+        scale: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> list[tuple[int, WindowResult]]:
         """Present values grouped by stream (one run each, arrival order kept), with their event times and
-        partition positions; the windows that closed, their statistics computed."""
+        partition positions; the windows that closed, their statistics computed. ``cells``: the values' cells
+        on their streams' scales, ``scale``: each run's (origin, width) (:mod:`monitor.core.cells`); a stream
+        with a monotone scale and ordered edges is binned through them, any other by a search."""
         self.learned = {}
         if values.size == 0:
             return []
@@ -110,7 +124,8 @@ class NumericWindows:
         owners = stream[starts]
         codes = np.empty(values.size, dtype=np.int64)
         keep = np.ones(values.size, dtype=bool)
-        for s, a, r in zip(owners.tolist(), starts.tolist(), runs.tolist(), strict=True):
+        by_cells = np.zeros(owners.size, dtype=bool) if cells is None or scale is None else monotone(*scale)
+        for k, (s, a, r) in enumerate(zip(owners.tolist(), starts.tolist(), runs.tolist(), strict=True)):
             b = a
             if s in self.warm:  # still learning the reference: the first values go to the warm-up
                 take = min(self.baseline_events - self.warm[s].size, r)
@@ -123,10 +138,17 @@ class NumericWindows:
                     self.references[s] = Reference.numeric(self.learned[s], self.bins)
                     self._widen(self.references[s].counts.size)
                 else:
+                    by_cells[k] = False
                     continue
             ref = self.references[s]
             assert ref is not None
+            if by_cells[k] and ref.ordered_edges:
+                continue
+            by_cells[k] = False
             codes[b : a + r] = np.searchsorted(ref.edges, values[b : a + r], side="left")
+        if by_cells.any():
+            assert cells is not None and scale is not None
+            self._codes_by_cells(values, cells, codes, keep, owners, runs, by_cells, scale)
         if not keep.all():
             values, times, positions, stream, codes = (x[keep] for x in (values, times, positions, stream, codes))
             if values.size == 0:
@@ -135,6 +157,41 @@ class NumericWindows:
             runs = run_lengths(starts, stream.size)
             owners = stream[starts]
         return self._count(values, times, positions, codes, starts, runs, owners)
+
+    def _codes_by_cells(
+        self,
+        values: np.ndarray,
+        cells: np.ndarray,
+        codes: np.ndarray,
+        keep: np.ndarray,
+        owners: np.ndarray,
+        runs: np.ndarray,
+        by_cells: np.ndarray,
+        scale: tuple[np.ndarray, np.ndarray],
+    ) -> None:
+        """``codes`` of the kept values of the runs marked ``by_cells``, read from their cells. The look-up is
+        kept while the same streams come with the same references and scales (a batch after another)."""
+        chosen = np.flatnonzero(by_cells)
+        streams = owners[chosen].tolist()
+        refs = [self.references[s] for s in streams]
+        lo, width = scale[0][chosen], scale[1][chosen]
+        key = (streams, [id(r) for r in refs], lo.tobytes(), width.tobytes())
+        cached = getattr(self, "_lookup", None)  # (absent from an object a snapshot restored)
+        if cached is None or cached[0] != key:
+            edges_of = [r.edges for r in refs]
+            table = np.full((chosen.size, max(e.size for e in edges_of)), np.nan)
+            for i, e in enumerate(edges_of):
+                table[i, : e.size] = e
+            cached = self._lookup = (key, refs, EdgeLookup(table, lo, width))  # refs kept: their ids stay theirs
+        lookup = cached[2]
+        if chosen.size == owners.size and keep.all():  # every run, every value: no selection
+            codes[:] = lookup.codes(values, cells, np.repeat(np.arange(owners.size), runs))
+            return
+        row_of_run = np.full(owners.size, -1, dtype=np.int64)
+        row_of_run[chosen] = np.arange(chosen.size)
+        row = np.repeat(row_of_run, runs)
+        mask = (row >= 0) & keep
+        codes[mask] = lookup.codes(values[mask], cells[mask], row[mask])
 
     def _count(
         self,

@@ -135,3 +135,40 @@ def test_the_detectors_warm_up_is_read_from_the_window_test_not_kept_twice() -> 
     for s in range(3):
         assert shared.evidence(s) == alone.evidence(s)
         assert shared.view(s) == alone.view(s)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_streams_binned_by_their_histogram_cells_get_the_windows_their_own_test_would(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a stream has a scale, the table bins its values by cells (cells.edge_codes), not by a search: the
+    windows stay exactly those of the stream's own test, with a profile's reference and a learned one."""
+    from monitor.core.cells import EdgeLookup
+    from monitor.core.numeric_streams import NumericStreams
+    from monitor.core.settings import DetectorSettings
+
+    calls = []
+    codes = EdgeLookup.codes
+
+    def counted(self, x, cell, row):  # type: ignore[no-untyped-def]
+        calls.append(x.size)
+        return codes(self, x, cell, row)
+
+    monkeypatch.setattr(EdgeLookup, "codes", counted)
+    values, times, stream = _streams(seed, 3, 8000)
+    values[::97] *= 40  # outliers beyond the histogram's +-4 sd: the outermost cells
+    ref = Reference.numeric(np.random.default_rng(9).normal(0, 1, 5000), BINS)
+    values[5::7] = ref.edges[np.arange(values[5::7].size) % ref.edges.size]  # exactly on the profile's edges
+    references: list[Reference | None] = [ref, None, None]
+    streams = NumericStreams(DetectorSettings(warmup_events=120), _table(references))
+    for s in range(3):
+        streams.add_stream((f"x{s}", "", ""), references[s])
+    got: list[list[tuple]] = [[], [], []]
+    positions = np.arange(values.size)
+    for lo, hi in itertools.pairwise([0, 40, 700, 2222, 5000, 8000]):
+        v, t, s, p = values[lo:hi], times[lo:hi], stream[lo:hi], positions[lo:hi]
+        order = np.argsort(s, kind="stable")
+        for i, result in streams.update(v[order], t[order], s[order], p[order]):
+            got[i].append(_summary(result))
+    assert got == _per_stream(values, times, stream, references)
+    assert sum(calls) > 5000  # most values went by their cells
