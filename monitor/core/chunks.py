@@ -6,7 +6,7 @@ stream (sum, sum of squares, first and last event time), cut by the stream's own
 give the same chunks at any batch size. A chunk's values are summed, so chunks are small and merge like
 any summary; only a stream's last, incomplete chunk is carried from batch to batch.
 
-All streams of one subject are chunked together: one stable sort by stream and a few ``bincount`` calls per
+All streams of one subject are chunked together: one stable sort by stream and two ``reduceat`` calls per
 batch, whatever the number of streams.
 """
 
@@ -74,58 +74,51 @@ class StreamChunker:
         return self.add_grouped(values[order], times[order], stream[order])
 
     def add_grouped(self, values: np.ndarray, times: np.ndarray, stream: np.ndarray) -> Chunks:
-        """As :meth:`add`, for values already grouped by stream: one contiguous run per stream."""
+        """As :meth:`add`, for values already grouped by stream: one contiguous run per stream.
+
+        Each run is cut where its chunks end (its first piece continues the stream's open chunk), which is
+        known from the stream's count alone, and every piece is summed with one ``reduceat``: the work is a
+        few passes over the values and some over the pieces, whatever the number of streams."""
         if values.size == 0:
             return _empty()
         self._grow(int(stream.max()) + 1)
-        s, x, t = stream, values, times
-        first = run_starts(s)
-        run = run_lengths(first, s.size)
-        streams = s[first]
-        rank = np.arange(s.size) - np.repeat(first, run)
+        size = self.size
+        first = run_starts(stream)
+        run = run_lengths(first, stream.size)
+        streams = stream[first]
         counted = self.count[streams]
-        base = counted // self.size  # each stream's incomplete chunk before this batch
-        # a cell per (stream, chunk): a stream's chunks are consecutive from its base chunk; cells follow the
-        # streams in the batch, not the largest stream index
-        local = (np.repeat(counted, run) + rank) // self.size - np.repeat(base, run)
-        width = int(local.max()) + 1
-        dense = np.repeat(np.arange(streams.size), run)
-        cell = dense * width + local
-        n_cells = streams.size * width
-        sums = np.bincount(cell, weights=x, minlength=n_cells)
+        carried = counted % size  # values of each stream's open chunk, from earlier batches
+        need = size - carried  # the values that complete it
+        pieces = 1 + -(-np.maximum(run - need, 0) // size)  # the open chunk's piece, then one per chunk begun
+        head = np.cumsum(pieces) - pieces  # each run's first piece
+        nth = np.arange(int(pieces.sum())) - np.repeat(head, pieces)  # a piece's place in its run
+        offset = np.where(nth == 0, 0, np.repeat(need, pieces) + (nth - 1) * size)
+        begin = np.repeat(first, pieces) + offset
+        end = np.empty_like(begin)
+        end[:-1], end[-1] = begin[1:], values.size
+        sums = np.add.reduceat(values, begin)
         with np.errstate(over="ignore"):  # absurd values (1e200) square to inf, as they should
-            squares = np.bincount(cell, weights=x * x, minlength=n_cells)
-        counts = np.bincount(cell, minlength=n_cells)
-        starts = np.full(n_cells, np.nan)
-        ends = np.full(n_cells, np.nan)
-        is_first = np.zeros(cell.size, dtype=bool)
-        is_first[run_starts(cell)] = True
-        is_last = np.roll(is_first, -1)
-        starts[cell[is_first]] = t[is_first]
-        ends[cell[is_last]] = t[is_last]
-        # the carried partial chunk joins the first cell of its stream
-        head = np.arange(streams.size) * width
-        carried = counted % self.size
+            squares = np.add.reduceat(values * values, begin)
+        counts = end - begin
+        starts = times[begin]
+        ends = times[end - 1]
         with np.errstate(over="ignore", invalid="ignore"):  # absurd values (1e308) overflow quietly, as the moments do
             sums[head] += self.part_sum[streams]
             squares[head] += self.part_squares[streams]
         counts[head] += carried
         starts[head] = np.where(carried > 0, self.part_start[streams], starts[head])
-        complete = np.flatnonzero(counts == self.size)
-        # what stays incomplete (at most one cell per stream) is carried
+        complete = np.flatnonzero(counts == size)
+        # each stream's last piece is carried unless it completed its chunk
         self.count[streams] += run
-        self.part_sum[streams] = 0.0
-        self.part_squares[streams] = 0.0
-        self.part_start[streams] = np.nan
-        left = np.flatnonzero((counts > 0) & (counts < self.size))
-        owner = streams[left // width]
-        self.part_sum[owner] = sums[left]
-        self.part_squares[owner] = squares[left]
-        self.part_start[owner] = starts[left]
-        which = complete // width
+        last = head + pieces - 1
+        open_ = counts[last] < size
+        self.part_sum[streams] = np.where(open_, sums[last], 0.0)
+        self.part_squares[streams] = np.where(open_, squares[last], 0.0)
+        self.part_start[streams] = np.where(open_, starts[last], np.nan)
+        which = np.repeat(np.arange(streams.size), pieces)[complete]
         return Chunks(
             streams[which].astype(np.int64),
-            ((base[which] + complete % width + 1) * self.size).astype(np.int64),
+            ((counted[which] // size + nth[complete] + 1) * size).astype(np.int64),
             sums[complete],
             squares[complete],
             starts[complete],
