@@ -467,9 +467,9 @@ def report(r: dict[str, Any], seconds: float, *, quick: bool, png: Path) -> str:
         "",
         f"- **Engine.** Every event updates 75 streams (25 subjects x 3 buckets). The numeric streams of a model "
         f"version are one table (core/numeric_streams.py, core/windows.py): moments, histograms, chunks, Page-Hinkley "
-        f"and the window tests' counts cost a fixed number of numpy calls per batch. Still per stream: river's ADWIN "
-        f"(one call per 32 values of a stream), binning a stream's values on its own reference edges, each closed "
-        f"window, the categorical streams (one chi-square window and one window test object each) and the judgement "
+        f"and the window tests' counts cost a fixed number of numpy calls per batch; a value's window bin is read from "
+        f"its histogram cell (core/cells.py), and chunks are summed with reduceat. Still per stream: river's ADWIN "
+        f"(one call per 32 values of a stream), each closed window, the categorical streams (one chi-square window and one window test object each) and the judgement "
         f"of streams with something to judge; still per row: segment codes and column conversion. The profile below "
         f"shows where the time goes. The engine does {eng['events_per_s'] / nai['events_per_s']:.1f}x the naive loop "
         f"while also running categorical tests, the prediction stream, the label join, score-based estimates and the "
