@@ -88,14 +88,8 @@ class StreamChunker:
         streams = stream[first]
         counted = self.count[streams]
         carried = counted % size  # values of each stream's open chunk, from earlier batches
-        need = size - carried  # the values that complete it
-        pieces = 1 + -(-np.maximum(run - need, 0) // size)  # the open chunk's piece, then one per chunk begun
-        head = np.cumsum(pieces) - pieces  # each run's first piece
-        nth = np.arange(int(pieces.sum())) - np.repeat(head, pieces)  # a piece's place in its run
-        offset = np.where(nth == 0, 0, np.repeat(need, pieces) + (nth - 1) * size)
-        begin = np.repeat(first, pieces) + offset
-        end = np.empty_like(begin)
-        end[:-1], end[-1] = begin[1:], values.size
+        cut = cut_runs(first, run, carried, size, values.size)
+        head, begin, end = cut.head, cut.begin, cut.end
         sums = np.add.reduceat(values, begin)
         with np.errstate(over="ignore"):  # absurd values (1e200) square to inf, as they should
             squares = np.add.reduceat(values * values, begin)
@@ -110,20 +104,48 @@ class StreamChunker:
         complete = np.flatnonzero(counts == size)
         # each stream's last piece is carried unless it completed its chunk
         self.count[streams] += run
-        last = head + pieces - 1
+        last = cut.last
         open_ = counts[last] < size
         self.part_sum[streams] = np.where(open_, sums[last], 0.0)
         self.part_squares[streams] = np.where(open_, squares[last], 0.0)
         self.part_start[streams] = np.where(open_, starts[last], np.nan)
-        which = np.repeat(np.arange(streams.size), pieces)[complete]
+        which = cut.run[complete]
         return Chunks(
             streams[which].astype(np.int64),
-            ((counted[which] // size + nth[complete] + 1) * size).astype(np.int64),
+            ((counted[which] // size + cut.nth[complete] + 1) * size).astype(np.int64),
             sums[complete],
             squares[complete],
             starts[complete],
             ends[complete],
         )
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """Runs of values cut where fixed-size groups (chunks, windows) end: ``begin`` and ``end`` of each piece,
+    the ``run`` it belongs to and its place ``nth`` in it; ``head`` and ``last``: each run's first and last."""
+
+    begin: np.ndarray
+    end: np.ndarray
+    run: np.ndarray
+    nth: np.ndarray
+    head: np.ndarray
+    last: np.ndarray
+
+
+def cut_runs(first: np.ndarray, run: np.ndarray, carried: np.ndarray, size: int, total: int) -> Pieces:
+    """Cut each run (``first``, ``run``: where it starts, how long) into pieces that end where its groups of
+    ``size`` end, its first piece completing the group it continues (``carried`` values in already). Pieces
+    cover the runs in order, so a ``reduceat`` over ``begin`` sums each."""
+    need = size - carried  # the values that complete each run's open group
+    pieces = 1 + -(-np.maximum(run - need, 0) // size)  # the open group's piece, then one per group begun
+    head = np.cumsum(pieces) - pieces
+    nth = np.arange(int(pieces.sum())) - np.repeat(head, pieces)
+    offset = np.where(nth == 0, 0, np.repeat(need, pieces) + (nth - 1) * size)
+    begin = np.repeat(first, pieces) + offset
+    end = np.empty_like(begin)
+    end[:-1], end[-1] = begin[1:], total
+    return Pieces(begin, end, np.repeat(np.arange(first.size), pieces), nth, head, head + pieces - 1)
 
 
 def run_starts(stream: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from monitor.core.cells import EdgeLookup, monotone
-from monitor.core.chunks import run_lengths, run_starts
+from monitor.core.chunks import Pieces, cut_runs, run_lengths, run_starts
 from monitor.core.significance import BaselineWindowTest, Reference, WindowResult, window_tests
 
 
@@ -203,55 +203,49 @@ class NumericWindows:
         runs: np.ndarray,
         owners: np.ndarray,
     ) -> list[tuple[int, WindowResult]]:
-        """Count values into (stream, window) cells; close every cell that fills its window."""
+        """Count values into pieces of each stream's windows (:func:`~monitor.core.chunks.cut_runs`); close every
+        window that fills."""
         width_bins = self.counts.shape[1]
         filled = self.filled[owners]
-        rank = np.arange(x.size) - np.repeat(starts, runs)
-        local = (np.repeat(filled, runs) + rank) // self.window  # 0: the stream's open window
-        span = int(local.max()) + 1
-        dense = np.repeat(np.arange(owners.size), runs)
-        cell = dense * span + local
-        n_cells = owners.size * span
-        counts = np.bincount(cell * width_bins + codes, minlength=n_cells * width_bins).reshape(n_cells, width_bins)
-        sizes = counts.sum(axis=1)
-        sums = np.bincount(cell, weights=x, minlength=n_cells)
-        first = run_starts(cell)
-        last = np.empty_like(first)
-        last[:-1], last[-1] = first[1:] - 1, cell.size - 1
-        start_time = np.full(n_cells, np.nan)
-        end_time = np.full(n_cells, np.nan)
-        end_position = np.full(n_cells, -1, dtype=np.int64)
-        start_time[cell[first]] = t[first]
-        end_time[cell[last]] = t[last]
-        end_position[cell[last]] = positions[last]
-        head = np.arange(owners.size) * span  # each stream's open window continues in its first cell
-        counts[head] += self.counts[owners]
+        cut = cut_runs(starts, runs, filled, self.window, x.size)
+        head, begin, end = cut.head, cut.begin, cut.end
+        n_pieces = begin.size
+        sizes = end - begin
+        piece = np.repeat(np.arange(n_pieces), sizes)
+        piece *= width_bins
+        piece += codes
+        counts = np.bincount(piece, minlength=n_pieces * width_bins).reshape(n_pieces, width_bins)
+        sums = np.add.reduceat(x, begin)
+        start_time = t[begin]
+        end_time = t[end - 1]
+        end_position = positions[end - 1]
+        counts[head] += self.counts[owners]  # each stream's open window continues in its first piece
         sizes[head] += filled
         with np.errstate(over="ignore", invalid="ignore"):  # absurd values (1e308) overflow quietly, as the moments do
             sums[head] += self.total[owners]
         start_time[head] = np.where(filled > 0, self.start[owners], start_time[head])
         seen_before = self.seen[owners]
         self.seen[owners] += runs
-        done_cells = np.flatnonzero(sizes == self.window)
-        closed = self._close(done_cells, span, owners, seen_before, filled, counts, sums, start_time, end_time,
-                             end_position) if done_cells.size else []  # fmt: skip
-        # the open window of each stream: the last cell, unless it closed
-        last_cell = head + (local[starts + runs - 1])
-        open_ = sizes[last_cell] < self.window
-        self.counts[owners] = np.where(open_[:, None], counts[last_cell], 0)
-        self.filled[owners] = np.where(open_, sizes[last_cell], 0)
-        self.total[owners] = np.where(open_, sums[last_cell], 0.0)
-        self.start[owners] = np.where(open_, start_time[last_cell], np.nan)
+        done = np.flatnonzero(sizes == self.window)
+        closed = self._close(done, cut, owners, seen_before, filled, counts, sums, start_time, end_time,
+                             end_position) if done.size else []  # fmt: skip
+        # the open window of each stream: its last piece, unless that closed
+        last = cut.last
+        open_ = sizes[last] < self.window
+        self.counts[owners] = np.where(open_[:, None], counts[last], 0)
+        self.filled[owners] = np.where(open_, sizes[last], 0)
+        self.total[owners] = np.where(open_, sums[last], 0.0)
+        self.start[owners] = np.where(open_, start_time[last], np.nan)
         if closed:
-            done = owners[np.flatnonzero(sizes == self.window) // span]
-            np.add.at(self.tests, done, 1)
-            np.add.at(self.pending, done, 1)
+            streams = owners[cut.run[done]]
+            np.add.at(self.tests, streams, 1)
+            np.add.at(self.pending, streams, 1)
         return closed
 
     def _close(
         self,
         cells: np.ndarray,
-        span: int,
+        cut: Pieces,
         owners: np.ndarray,
         seen_before: np.ndarray,
         filled: np.ndarray,
@@ -261,12 +255,12 @@ class NumericWindows:
         end_time: np.ndarray,
         end_position: np.ndarray,
     ) -> list[tuple[int, WindowResult]]:
-        """The windows in ``cells`` closed, tested together: one :func:`window_tests` call over their rows, all as
-        wide as the table (zero columns past a narrower reference change no statistic; a fixed width keeps a
-        window's result independent of which other windows closed in the same batch)."""
-        k = cells // span
+        """The windows in pieces ``cells`` closed, tested together: one :func:`window_tests` call over their rows,
+        all as wide as the table (zero columns past a narrower reference change no statistic; a fixed width keeps
+        a window's result independent of which other windows closed in the same batch)."""
+        k = cut.run[cells]
         streams = owners[k]
-        seqs = seen_before[k] + (cells % span + 1) * self.window - filled[k]
+        seqs = seen_before[k] + (cut.nth[cells] + 1) * self.window - filled[k]
         refs = [self.references[s] for s in streams.tolist()]
         width = counts.shape[1]
         reference = np.zeros((len(refs), width))
