@@ -62,6 +62,12 @@ class EdgeLookup:
         self.width_edges = width_edges
         self.below = below[:, :CELLS].ravel()
         self.inside = np.diff(below, axis=1).ravel()  # edges sharing each cell
+        # the first edge in each cell (+inf where none: no value is above it), compared with every value
+        self.first = np.full(rows * CELLS, np.inf)
+        shared = np.flatnonzero(self.inside)
+        self.first[shared] = self.edges[shared // CELLS * width_edges + self.below[shared]]
+        self.more = self.inside > 1  # cells with further edges: their values are compared with those too
+        self.any_more = bool(self.more.any())
 
     def codes(self, x: np.ndarray, cell: np.ndarray, row: np.ndarray) -> np.ndarray:
         """``searchsorted(edges[row[i]], x[i], side="left")`` for every value ``i`` (no NaN), from its
@@ -69,17 +75,21 @@ class EdgeLookup:
         flat = row * CELLS
         flat += cell
         codes = self.below[flat]
-        inside = self.inside[flat]
-        ask = np.flatnonzero(inside)  # values that share their cell with an edge: compared with it
-        if ask.size:
-            base = row[ask] * self.width_edges + codes[ask]
-            more = inside[ask]
-            k = 0
-            while ask.size:
-                codes[ask] += self.edges[base + k] < x[ask]
-                k += 1
-                keep = more > k
-                ask, base, more = ask[keep], base[keep], more[keep]
+        codes += self.first[flat] < x
+        if self.any_more:
+            ask = np.flatnonzero(self.more[flat])
+            if ask.size:
+                at = flat[ask]
+                base = at // CELLS * self.width_edges + self.below[at]
+                count = self.inside[at]
+                k = 1
+                while True:
+                    keep = count > k
+                    ask, base, count = ask[keep], base[keep], count[keep]
+                    if not ask.size:
+                        break
+                    codes[ask] += self.edges[base + k] < x[ask]
+                    k += 1
         return codes
 
 
