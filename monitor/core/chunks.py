@@ -82,6 +82,8 @@ class StreamChunker:
         if values.size == 0:
             return _empty()
         self._grow(int(stream.max()) + 1)
+        values = np.asarray(values, dtype=np.float64)  # (no copy when they are already: the engine's are)
+        times = np.asarray(times, dtype=np.float64)
         size = self.size
         first = run_starts(stream)
         run = run_lengths(first, stream.size)

@@ -65,3 +65,14 @@ def test_chunks_do_not_depend_on_batching(n, size, streams, cuts, seed):
         mine = values[stream == s]
         assert left == mine.size % size
         assert abs(total - mine[mine.size - left :].sum()) < 1e-9
+
+
+def test_integer_values_and_times_are_chunked_as_floats() -> None:
+    ints, floats = StreamChunker(3), StreamChunker(3)
+    stream = np.array([0, 0, 0, 0, 1, 1, 1])
+    got = _rows(ints.add_grouped(np.arange(7), np.arange(7), stream))
+    want = _rows(floats.add_grouped(np.arange(7.0), np.arange(7.0), stream))
+    assert got == want and isinstance(got[0][4], float)
+    assert _rows(ints.add_grouped(np.array([5, 6]), np.array([8, 9]), np.array([0, 0]))) == [
+        (0, 6, 14.0, 70.0, 3.0, 9.0)
+    ]
