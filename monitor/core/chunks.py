@@ -92,8 +92,8 @@ class StreamChunker:
         carried = counted % size  # values of each stream's open chunk, from earlier batches
         cut = cut_runs(first, run, carried, size, values.size)
         head, begin, end = cut.head, cut.begin, cut.end
-        sums = np.add.reduceat(values, begin)
-        with np.errstate(over="ignore"):  # absurd values (1e200) square to inf, as they should
+        with np.errstate(over="ignore", invalid="ignore"):  # absurd values (1e200) square to inf, as they should
+            sums = np.add.reduceat(values, begin)
             squares = np.add.reduceat(values * values, begin)
         counts = end - begin
         starts = times[begin]

@@ -2,14 +2,17 @@
 
 Each stream's present values are binned on its reference's quantile bins (learned from the stream's first
 ``baseline_events`` values, or given by a baseline profile) and counted in tumbling windows of ``window``
-values. A batch adds the values of every stream with a few numpy calls: one ``bincount`` over
-(stream, window, bin) cells, as :mod:`monitor.core.chunks` does for chunks. The windows that closed are
-tested together, one :func:`~monitor.core.significance.window_tests` call over their rows, and come out as
-decided-later :class:`~monitor.core.significance.WindowResult` s with their statistics in.
+values. A batch adds the values of every stream with a few numpy calls: each stream's run is cut where its
+windows end (:func:`~monitor.core.chunks.cut_runs`, as for chunks), one ``bincount`` counts (piece, bin)
+and one ``reduceat`` sums the pieces; a value's bin is read from its histogram cell
+(:mod:`monitor.core.cells`). The windows that closed are tested together, one
+:func:`~monitor.core.significance.window_tests` call over their rows, and come out as decided-later
+:class:`~monitor.core.significance.WindowResult` s with their statistics in.
 
 The results equal :class:`~monitor.core.significance.BaselineWindowTest`'s, stream by stream, at any batch
 size (tests/unit/test_windows.py). Python loops remain per stream only where the work is per stream: a
-stream still learning its reference, binning on each stream's own edges, and each closed window's result.
+stream still learning its reference, a stream binned by a search (no scale yet), and each closed window's
+result.
 """
 
 from __future__ import annotations
@@ -119,6 +122,8 @@ class NumericWindows:
         self.learned = {}
         if values.size == 0:
             return []
+        values = np.asarray(values, dtype=np.float64)  # (no copy when they are already: the engine's are)
+        times = np.asarray(times, dtype=np.float64)
         starts = run_starts(stream)
         runs = run_lengths(starts, stream.size)
         owners = stream[starts]
@@ -215,7 +220,8 @@ class NumericWindows:
         piece *= width_bins
         piece += codes
         counts = np.bincount(piece, minlength=n_pieces * width_bins).reshape(n_pieces, width_bins)
-        sums = np.add.reduceat(x, begin)
+        with np.errstate(over="ignore", invalid="ignore"):  # absurd values (1e308) overflow quietly, as the moments do
+            sums = np.add.reduceat(x, begin)
         start_time = t[begin]
         end_time = t[end - 1]
         end_position = positions[end - 1]

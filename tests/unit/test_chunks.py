@@ -76,3 +76,12 @@ def test_integer_values_and_times_are_chunked_as_floats() -> None:
     assert _rows(ints.add_grouped(np.array([5, 6]), np.array([8, 9]), np.array([0, 0]))) == [
         (0, 6, 14.0, 70.0, 3.0, 9.0)
     ]
+
+
+def test_absurd_values_overflow_quietly() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = StreamChunker(4).add_grouped(np.full(8, 1e308), np.arange(8.0), np.zeros(8, dtype=np.int64))
+    assert np.isinf(out.total).all()

@@ -172,3 +172,23 @@ def test_streams_binned_by_their_histogram_cells_get_the_windows_their_own_test_
             got[i].append(_summary(result))
     assert got == _per_stream(values, times, stream, references)
     assert sum(calls) > 5000  # most values went by their cells
+
+
+def test_integer_values_and_absurd_ones_are_counted_as_floats_quietly() -> None:
+    """Integer batches sum as floats, as they did; values near the float limit overflow a window's sum
+    quietly (the moments do too), with no warning raised."""
+    import warnings
+
+    floats, ints = _table([None]), _table([None])
+    values = np.arange(400, dtype=np.int64)
+    stream = np.zeros(400, dtype=np.int64)
+    got_f = floats.update(values.astype(float), values.astype(float), np.arange(400), stream)
+    got_i = ints.update(values, values, np.arange(400), stream)
+    assert [_summary(r) for _, r in got_i] == [_summary(r) for _, r in got_f] and got_i
+    later = ints.update(values[:150] + 400, values[:150] + 400, np.arange(400, 550), stream[:150])
+    assert later and isinstance(later[0][1].start_time, float)
+    absurd = _table([None])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        absurd.update(np.r_[np.zeros(BASELINE), np.full(WINDOW, 1e308)], np.arange(BASELINE + WINDOW, dtype=float),
+                      np.arange(BASELINE + WINDOW), np.zeros(BASELINE + WINDOW, dtype=np.int64))  # fmt: skip
