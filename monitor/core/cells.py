@@ -29,8 +29,8 @@ def cells(x: np.ndarray, lo: Any, width: Any) -> np.ndarray:
         place = np.subtract(x, lo, dtype=np.float64)
         np.divide(place, width, out=place)
         np.floor(place, out=place)
-    np.nan_to_num(place, copy=False, nan=HISTOGRAM_BINS, posinf=HISTOGRAM_BINS, neginf=-1)
-    np.clip(place, -1, HISTOGRAM_BINS, out=place)
+    np.fmin(place, HISTOGRAM_BINS, out=place)  # fmin takes the number over NaN: not a number goes on top too
+    np.maximum(place, -1, out=place)
     cell = place.astype(np.int64)
     cell += 1
     return cell

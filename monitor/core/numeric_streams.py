@@ -197,8 +197,9 @@ class NumericStreams:
                 return closed
             self._count_bins(values, stream)  # on the scales the warm-ups that ended in this batch set
         else:
-            dense = np.repeat(np.arange(owners.size), runs)
-            counts = np.bincount(dense * CELLS + value_cells, minlength=owners.size * CELLS)
+            at = np.repeat(np.arange(0, owners.size * CELLS, CELLS), runs)  # each run's first cell
+            at += value_cells
+            counts = np.bincount(at, minlength=owners.size * CELLS)
             self.histogram[owners] += counts.reshape(owners.size, CELLS)
         changes = self.detectors.update(self.chunker.add_grouped(values, times, stream))
         for c in changes:
