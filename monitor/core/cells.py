@@ -6,7 +6,7 @@ rounds, subtracts, divides by a positive number and floors, so it never decrease
 ``cell(e) < cell(x)`` means ``e < x`` and ``cell(e) > cell(x)`` means ``e > x``. A value's place among a
 stream's sorted window edges (``searchsorted(edges, x, side="left")``: the edges below it) is therefore read
 from a table of edges per cell, and only a value that shares its cell with an edge is compared with that edge
-(:func:`edge_codes`). For every stream at once, a few array operations replace one search per stream; the
+(:class:`EdgeLookup`). For every stream at once, a few array operations replace one search per stream; the
 result is exactly the search's.
 """
 
@@ -91,10 +91,3 @@ class EdgeLookup:
                     codes[ask] += self.edges[base + k] < x[ask]
                     k += 1
         return codes
-
-
-def edge_codes(
-    x: np.ndarray, cell: np.ndarray, row: np.ndarray, edges: np.ndarray, lo: np.ndarray, width: np.ndarray
-) -> np.ndarray:
-    """``searchsorted(edges[row[i]], x[i], side="left")`` for every value ``i``: :class:`EdgeLookup` once."""
-    return EdgeLookup(edges, lo, width).codes(x, cell, row)

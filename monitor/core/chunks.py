@@ -92,15 +92,15 @@ class StreamChunker:
         carried = counted % size  # values of each stream's open chunk, from earlier batches
         cut = cut_runs(first, run, carried, size, values.size)
         head, begin, end = cut.head, cut.begin, cut.end
-        with np.errstate(over="ignore", invalid="ignore"):  # absurd values (1e200) square to inf, as they should
+        # absurd values (1e200) square to inf, and sums of 1e308 overflow quietly, as the moments do
+        with np.errstate(over="ignore", invalid="ignore"):
             sums = np.add.reduceat(values, begin)
             squares = np.add.reduceat(values * values, begin)
+            sums[head] += self.part_sum[streams]
+            squares[head] += self.part_squares[streams]
         counts = end - begin
         starts = times[begin]
         ends = times[end - 1]
-        with np.errstate(over="ignore", invalid="ignore"):  # absurd values (1e308) overflow quietly, as the moments do
-            sums[head] += self.part_sum[streams]
-            squares[head] += self.part_squares[streams]
         counts[head] += carried
         starts[head] = np.where(carried > 0, self.part_start[streams], starts[head])
         complete = np.flatnonzero(counts == size)

@@ -174,8 +174,8 @@ class NumericStreams:
             owners = stream[starts]
         runs = run_lengths(starts, stream.size)
         # every value's histogram cell on its stream's scale as the batch begins: the window tests bin on them
-        # (cells.edge_codes), and so does the histogram unless a stream's warm-up ends in this batch
-        lo, width = self._edges(owners) if int(owners.max()) < self.detectors.size else self._edges_known(owners)
+        # (cells.EdgeLookup), and so does the histogram unless a stream's warm-up ends in this batch
+        lo, width = self._edges_known(owners)
         value_cells = cells(values, np.repeat(lo, runs), np.repeat(width, runs))
         closed: list[tuple[int, WindowResult]] = []
         if self.windows is not None:
@@ -195,12 +195,11 @@ class NumericStreams:
             values, times, stream = values[later], times[later], stream[later]
             if values.size == 0:
                 return closed
-            self._count_bins(values, stream)  # on the scales the warm-ups that ended in this batch set
+            starts = run_starts(stream)
+            owners, runs = stream[starts], run_lengths(starts, stream.size)
+            self._count_bins(values, owners, runs)  # on the scales the warm-ups that ended in this batch set
         else:
-            at = np.repeat(np.arange(0, owners.size * CELLS, CELLS), runs)  # each run's first cell
-            at += value_cells
-            counts = np.bincount(at, minlength=owners.size * CELLS)
-            self.histogram[owners] += counts.reshape(owners.size, CELLS)
+            self._count_bins(values, owners, runs, value_cells)
         changes = self.detectors.update(self.chunker.add_grouped(values, times, stream))
         for c in changes:
             self.detections[c.stream, 0 if c.detector == "adwin" else 1] += 1
@@ -261,18 +260,22 @@ class NumericStreams:
             std = float(kept.std(ddof=1)) if kept.size > 1 else 0.0
         self.base_n[s], self.base_mean[s], self.base_std[s] = kept.size, mean, std
         self.detectors.set_scale(s, mean, std)
-        self._count_bins(x, np.full(x.size, s, dtype=np.int64))
+        self._count_bins(x, np.array([s]), np.array([x.size]))
 
-    def _count_bins(self, x: np.ndarray, stream: np.ndarray) -> None:
-        first = int(stream.min())
-        span = int(stream.max()) - first + 1
-        local = stream - first
-        lo, width = self._edges(np.arange(first, first + span))  # per stream, then one look-up per value
-        counts = np.bincount(local * CELLS + cells(x, lo[local], width[local]), minlength=span * CELLS)
-        self.histogram[first : first + span] += counts.reshape(span, CELLS)
+    def _count_bins(self, x: np.ndarray, owners: np.ndarray, runs: np.ndarray, given: np.ndarray | None = None) -> None:
+        """Values (one run per stream of ``owners``, ``runs`` long) into their streams' histograms: in the
+        ``given`` cells, or in cells on the streams' scales now."""
+        if given is None:
+            lo, width = self._edges(owners)
+            given = cells(x, np.repeat(lo, runs), np.repeat(width, runs))
+        at = np.repeat(np.arange(0, owners.size * CELLS, CELLS), runs)  # each run's first cell
+        at += given
+        self.histogram[owners] += np.bincount(at, minlength=owners.size * CELLS).reshape(owners.size, CELLS)
 
     def _edges_known(self, streams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`_edges`, NaN for streams the sequential detectors have not met yet (no scale either)."""
+        if int(streams.max()) < self.detectors.size:
+            return self._edges(streams)
         lo, width = np.full(streams.size, np.nan), np.full(streams.size, np.nan)
         met = streams < self.detectors.size
         lo[met], width[met] = self._edges(streams[met])

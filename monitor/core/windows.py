@@ -222,13 +222,12 @@ class NumericWindows:
         counts = np.bincount(piece, minlength=n_pieces * width_bins).reshape(n_pieces, width_bins)
         with np.errstate(over="ignore", invalid="ignore"):  # absurd values (1e308) overflow quietly, as the moments do
             sums = np.add.reduceat(x, begin)
+            sums[head] += self.total[owners]
         start_time = t[begin]
         end_time = t[end - 1]
         end_position = positions[end - 1]
         counts[head] += self.counts[owners]  # each stream's open window continues in its first piece
         sizes[head] += filled
-        with np.errstate(over="ignore", invalid="ignore"):  # absurd values (1e308) overflow quietly, as the moments do
-            sums[head] += self.total[owners]
         start_time[head] = np.where(filled > 0, self.start[owners], start_time[head])
         seen_before = self.seen[owners]
         self.seen[owners] += runs

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitor.core.cells import CELLS, HISTOGRAM_BINS, cells, edge_codes, monotone
+from monitor.core.cells import CELLS, HISTOGRAM_BINS, EdgeLookup, cells, monotone
 
 
 def _case(rng: np.random.Generator, rows: int, n: int) -> tuple[np.ndarray, ...]:
@@ -51,7 +51,7 @@ def test_edge_codes_equal_a_search_on_each_streams_edges(seed: int) -> None:
     rng = np.random.default_rng(seed)
     x, row, table, lo, width = _case(rng, rows=int(rng.integers(1, 30)), n=4000)
     assert monotone(lo, width).all()
-    codes = edge_codes(x, cells(x, lo[row], width[row]), row, table, lo, width)
+    codes = EdgeLookup(table, lo, width).codes(x, cells(x, lo[row], width[row]), row)
     assert codes.tolist() == _searched(x, row, table).tolist()
 
 
@@ -60,7 +60,7 @@ def test_edges_sharing_a_cell_and_edges_at_infinity() -> None:
     table = np.array([[0.1, 0.2, 0.3, 0.3, 0.7], [-np.inf, 2.0, np.inf, np.nan, np.nan]])
     x = np.array([0.05, 0.1, 0.15, 0.2, 0.3, 0.31, 0.7, 0.71, -1.0, -np.inf, 2.0, 2.5, np.inf, 1e308, -0.0])
     row = np.array([0] * 9 + [1] * 6)
-    codes = edge_codes(x, cells(x, lo[row], width[row]), row, table, lo, width)
+    codes = EdgeLookup(table, lo, width).codes(x, cells(x, lo[row], width[row]), row)
     assert codes.tolist() == _searched(x, row, table).tolist()
 
 

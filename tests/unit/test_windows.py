@@ -141,7 +141,7 @@ def test_the_detectors_warm_up_is_read_from_the_window_test_not_kept_twice() -> 
 def test_streams_binned_by_their_histogram_cells_get_the_windows_their_own_test_would(
     seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Once a stream has a scale, the table bins its values by cells (cells.edge_codes), not by a search: the
+    """Once a stream has a scale, the table bins its values by cells (cells.EdgeLookup), not by a search: the
     windows stay exactly those of the stream's own test, with a profile's reference and a learned one."""
     from monitor.core.cells import EdgeLookup
     from monitor.core.numeric_streams import NumericStreams
