@@ -5,7 +5,8 @@ Each model's summaries go to one detection stage (the summaries topic is keyed b
 lifecycle, attribution, decisions and fairness run once, on all of its traffic, however many input
 partitions and replicas there are. Summaries are merged in event time: by their progress (the newest
 prediction time their source had seen), each released once no source still moving can send one before it,
-so the merge is the same whatever order they arrive in; a partition whose progress has not moved for
+so the merge is the same whatever order they arrive in (live, the rows of a held summary that are older than
+every moving source's progress go ahead of the rest of it); a partition whose progress has not moved for
 ``idle_s`` stops holding the others back. Summaries carry (source partition, sequence number); a repeat is
 dropped."""
 
@@ -15,6 +16,7 @@ import bisect
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -37,9 +39,9 @@ class DetectionStage:
     >>> stage = DetectionStage(Settings(), clock=lambda: 0.0, idle_clock=lambda: 0.0)
     >>> _ = [stage.add(s) for s in a.predictions([msg % (1, 10), msg % (2, 30)], [0.0, 0.0])[0]]
     >>> _ = [stage.add(s) for s in b.predictions([msg % (3, 20)], [0.0])[0]]
-    >>> _ = stage.release()  # older than partition 1's progress (20): the row at 10
-    >>> stage.engine.events_total(), stage.pending_rows()
-    (1, 2)
+    >>> _ = stage.release()  # up to partition 1's progress (20): its row, and partition 0's row at 10
+    >>> stage.engine.events_total(), stage.pending_rows()  # the row at 30 waits
+    (2, 1)
     """
 
     def __init__(
@@ -79,6 +81,8 @@ class DetectionStage:
         self.label_progress: dict[int, float] = {}  # per source: the newest label event time it has reported
         self.last_seq: dict[int, int] = {}  # per source: the highest sequence number taken (older ones repeat)
         self.released_seq: dict[int, int] = {}  # per source: the sequence number of the last summary released
+        self.split: dict[int, tuple[int, int]] = {}  # per source: (sequence, rows released) of a head cut short
+        self.rows_split = 0  # rows released ahead of the rest of their summary (see _split_behind)
         self.moved: dict[int, float] = {}  # per source: clock time its progress last moved (not state)
         self.label_moved: dict[int, float] = {}  # per source: clock time its label progress last moved (not state)
         self.released_to = -math.inf  # the watermark released so far
@@ -117,6 +121,10 @@ class DetectionStage:
             return False
         self.last_seq[src] = summary.seq
         self.summaries += 1
+        cut = self.split.get(src)
+        if cut is not None and cut[0] == summary.seq and summary.rows is not None:  # read again after a restore:
+            summary = replace(summary, rows=slice_rows(summary.rows, cut[1], len(summary.rows)), wire=None)  # its
+            # rows released before the snapshot are dropped (see _split_behind)
         if summary.progress > self.progress.get(src, -math.inf) or src not in self.progress:
             self.progress[src] = summary.progress
             self.moved[src] = self.clock()
@@ -156,10 +164,11 @@ class DetectionStage:
         (its rows, then its joined labels), or coalesced (see :meth:`_monitor_released`). A summary goes once
         no source still moving can send one that comes before it (a source's next summary has at least its
         current progress), so the order, and with it every alert, is the same whatever order the summaries
-        arrived in. ``flush``: everything now. ``max_rows``: stop after the summary that brings the rows and
-        labels taken to at least this many, leaving the rest for the next call (:attr:`backlog` says whether
-        any is left), so that a long backlog does not hold its caller's loop for seconds; not while more than
-        ``max_pending`` rows would stay held (memory stays bounded)."""
+        arrived in. While coalescing, the rows of the first summary held that are older than that bound go
+        ahead of the rest of it (:meth:`_split_behind`). ``flush``: everything now. ``max_rows``: stop after
+        the summary that brings the rows and labels taken to at least this many, leaving the rest for the next
+        call (:attr:`backlog` says whether any is left), so that a long backlog does not hold its caller's loop
+        for seconds; not while more than ``max_pending`` rows would stay held (memory stays bounded)."""
         alerts: list[Alert] = []
         taken: list[Summary] = []
         size = 0
@@ -177,6 +186,12 @@ class DetectionStage:
                 bound = min((b for other, b in moving.items() if other not in self.pending), default=None)
                 if bound is not None and bound <= (head.progress, src):
                     if self.pending_rows() <= self.max_pending:
+                        ahead = self._split_behind(src, head, bound[0]) if self.coalesce else None
+                        if ahead is not None:
+                            taken.append(ahead)
+                            size += len(ahead)
+                            held -= len(ahead)
+                            self.released_to = max(self.released_to, ahead.progress)
                         break
                     self.forced += 1  # a source far behind must not hold memory without bound
             parts = self.pending[src]
@@ -184,6 +199,7 @@ class DetectionStage:
             if not parts:
                 del self.pending[src]
             self.released_seq[src] = head.seq
+            self.split.pop(src, None)
             self.released_to = max(self.released_to, head.progress)
             if not self.coalesce:
                 alerts += self.engine.apply([head])
@@ -197,6 +213,31 @@ class DetectionStage:
         if taken:
             alerts += self._monitor_released(taken)
         return alerts
+
+    def _split_behind(self, src: int, head: Summary, bound: float) -> Summary | None:
+        """The leading rows of a held summary that are older than ``bound`` (every source still moving has
+        reached it), cut off to go now; the rest, with its labels, stays at the head of its source's queue.
+
+        A summary's rows span up to a poll batch of its partition, so waiting for its progress (its newest
+        row) held its older rows until every other source had passed that too, often one more summary tick.
+        Only while coalescing: the rows of a release are monitored in event-time order whatever summaries
+        brought them, so this moves rows into an earlier release and nothing else (a replay, which monitors
+        one summary at a time, keeps whole summaries). :attr:`split` remembers how many rows of the summary
+        went, so a restored stage that reads it again off the topic drops them."""
+        rows = head.rows
+        if rows is None or not len(rows):
+            return None
+        behind = rows.event_time < bound
+        n = int(behind.argmin()) if not behind.all() else len(rows)
+        if n == 0 or n == len(rows):  # all of it: only when its progress is not its newest row's time; keep whole
+            return None
+        ahead = replace(head, rows=slice_rows(rows, 0, n), joined=[], wire=None,
+                        progress=float(np.max(rows.event_time[:n])))  # fmt: skip
+        self.pending[src][0] = replace(head, rows=slice_rows(rows, n, len(rows)), wire=None)
+        seq, done = self.split.get(src, (head.seq, 0))
+        self.split[src] = (head.seq, n + (done if seq == head.seq else 0))
+        self.rows_split += n
+        return ahead
 
     def _monitor_released(self, taken: list[Summary]) -> list[Alert]:
         """One release's summaries (in merged order) monitored in event-time order, cut into batches that end
@@ -269,6 +310,7 @@ class DetectionStage:
             "label_progress": [[src, None if math.isinf(p) else p] for src, p in self.label_progress.items()],
             "last_seq": [[src, seq] for src, seq in last_seq.items()],
             "released_to": None if math.isinf(self.released_to) else self.released_to,
+            "split": [[src, seq, n] for src, (seq, n) in self.split.items()],
             "counts": [
                 self.summaries,
                 self.duplicates,
@@ -276,6 +318,7 @@ class DetectionStage:
                 self.forced,
                 self.rows_released,
                 self.misrouted,
+                self.rows_split,
             ],
         }
 
@@ -324,6 +367,8 @@ class DetectionStage:
         counts = [int(x) for x in data["counts"]] + [0, 0, 0]  # fields later releases added start at 0
         stage.summaries, stage.duplicates, stage.late_rows, stage.forced, stage.rows_released = counts[:5]
         stage.misrouted = counts[5] + dropped
+        stage.rows_split = counts[6]
+        stage.split = {int(src): (int(seq), int(n)) for src, seq, n in data.get("split", [])}
         return stage
 
 

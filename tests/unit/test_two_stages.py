@@ -113,11 +113,13 @@ def test_the_merge_releases_summaries_behind_the_slowest_source():
     for s in b.predictions([_prediction(3, T0 + 2)], [T0])[0]:
         stage.add(s)
     stage.release()
-    assert stage.engine.events_total() == 1  # partition 1's summary (up to T0 + 2) comes before partition 0's
+    # partition 1's summary (up to T0 + 2) comes before partition 0's, and of partition 0's the row at T0 + 1,
+    # older than every source's progress, goes too; the one at T0 + 4 waits
+    assert stage.engine.events_total() == 2 and stage.pending_rows() == 1 and stage.rows_split == 1
     for s in b.predictions([_prediction(4, T0 + 3)], [T0])[0]:
         stage.add(s)
     stage.release()
-    assert stage.engine.events_total() == 2  # partition 1 may still send one up to T0 + 4: partition 0's waits
+    assert stage.engine.events_total() == 3  # partition 1 may still send one up to T0 + 4: that row waits
     now[0] = 31.0  # partition 1 has not moved for idle_s: it no longer holds the others back
     for s in a.predictions([_prediction(5, T0 + 6)], [T0])[0]:
         stage.add(s)
@@ -175,6 +177,49 @@ def test_a_snapshot_leaves_held_summaries_on_the_topic_and_a_restore_reads_them_
         parts_held[0].offset = -1
     held = sum(map(len, unread.pending.values()))
     assert unread.resume_offset() is None and len(unread.snapshot()["pending"]) == held > 0
+
+
+def test_a_restored_stage_drops_the_rows_of_a_summary_cut_short_that_went_before_the_snapshot():
+    """Rows of a held summary older than every source's progress go ahead of the rest of it. A stage restored
+    from a snapshot taken meanwhile reads that summary again off the topic and monitors only its other rows:
+    every row once, as an uninterrupted stage does."""
+    config = settings(detectors={"warmup_events": 100})
+    rng = np.random.default_rng(7)
+    parts = [ProfileStage(config, partition=p) for p in range(3)]
+    topic: list[Summary] = []
+    for r in range(30):  # each round, every partition sends one second of rows, 0.3 s after the one before
+        for p in range(3):
+            batch = [_prediction(10_000 * p + 100 * r + i, T0 + r + 0.3 * p + i / 50,
+                                 x=float(rng.normal(3.0 if r > 20 else 0.0))) for i in range(50)]  # fmt: skip
+            topic += parts[p].predictions(batch, [T0] * len(batch))[0]
+
+    def read(stage: DetectionStage, start: int, stop: int) -> None:
+        for offset in range(start, stop):
+            s = Summary.decode(topic[offset].encode())
+            s.offset = offset
+            stage.add(s)
+            stage.release()
+
+    def new_stage() -> DetectionStage:
+        stage = DetectionStage(config, clock=lambda: 0.0, idle_clock=lambda: 0.0)
+        stage.expect([0, 1, 2])
+        return stage
+
+    whole = new_stage()
+    read(whole, 0, len(topic))
+    whole.release(flush=True)
+    assert whole.rows_split > 0 and whole.engine.events_total() == len(topic) * 50
+    for cut in (40, 41, 44):
+        first = new_stage()
+        read(first, 0, cut)
+        resume = first.resume_offset()
+        data = orjson.loads(orjson.dumps(first.snapshot()))
+        assert data["split"] and resume is not None and data["pending"] == []  # a held head was cut short
+        back = DetectionStage.restore(config, data, clock=lambda: 0.0, idle_clock=lambda: 0.0)
+        read(back, resume, len(topic))
+        back.release(flush=True)
+        assert back.engine.events_total() == whole.engine.events_total() and back.pending_rows() == 0
+        assert back.rows_released == whole.rows_released
 
 
 def test_the_merge_is_the_same_whatever_order_summaries_arrive_in():
