@@ -192,10 +192,11 @@ def _waiting(stage: Any) -> int:
 
 
 def end_to_end(args: dict[str, Any]) -> dict[str, Any]:
-    """Broker -> monitor (checkpoints on) -> alerts and metrics, on prefilled topics."""
+    """Broker -> monitor (checkpoints on) -> alerts and metrics, on prefilled topics, at the default poll batch
+    cap (``kafka.batch_max_messages``; 10,000 here while the default was 5,000)."""
     from monitor.app import Monitor
 
-    config = _monitor_config(args, batch_max_messages=10_000)
+    config = _monitor_config(args)
     pauses = _GcPauses()
     mon = Monitor(config, consumer_overrides={"fetch.wait.max.ms": 10}).start()
     total = args["n"] + args["n_labels"]
