@@ -364,7 +364,7 @@ class DetectionStage:
         stage.released_seq = dict(stage.last_seq)  # what waits was kept or is read again: the rest was released
         released = data.get("released_to")
         stage.released_to = -math.inf if released is None else float(released)
-        counts = [int(x) for x in data["counts"]] + [0, 0, 0]  # fields later releases added start at 0
+        counts = [int(x) for x in data["counts"]] + [0] * 7  # fields later releases added start at 0
         stage.summaries, stage.duplicates, stage.late_rows, stage.forced, stage.rows_released = counts[:5]
         stage.misrouted = counts[5] + dropped
         stage.rows_split = counts[6]

@@ -169,7 +169,7 @@ def test_dead_letters_in_a_transaction_are_committed_with_their_partitions_offse
 def test_partitions_whose_summaries_waited_together_send_them_one_after_another() -> None:
     service = _service(4)
     now = time.monotonic()
-    batch = service.config.kafka.batch_max_messages
+    batch = kafka.CAUGHT_UP_MESSAGES  # the lag under which a replica counts as caught up
     labels, summaries = service.config.kafka.labels_topic, service.config.summaries_topic
     # catching up (a poll's worth or more left to read): every partition's summaries started waiting a second ago
     service.lag.update({(PREDICTIONS, 0): batch // 2, (labels, 1): batch // 2})
