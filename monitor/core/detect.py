@@ -121,10 +121,10 @@ class DetectionStage:
             return False
         self.last_seq[src] = summary.seq
         self.summaries += 1
-        cut = self.split.get(src)
-        if cut is not None and cut[0] == summary.seq and summary.rows is not None:  # read again after a restore:
-            summary = replace(summary, rows=slice_rows(summary.rows, cut[1], len(summary.rows)), wire=None)  # its
-            # rows released before the snapshot are dropped (see _split_behind)
+        # a summary cut short before the snapshot, read again after a restore: its rows released then are dropped
+        seq, gone = self.split.get(src, (-1, 0))
+        if seq == summary.seq and summary.rows is not None:
+            summary = replace(summary, rows=slice_rows(summary.rows, gone, len(summary.rows)), wire=None)
         if summary.progress > self.progress.get(src, -math.inf) or src not in self.progress:
             self.progress[src] = summary.progress
             self.moved[src] = self.clock()
@@ -218,8 +218,9 @@ class DetectionStage:
         """The leading rows of a held summary that are older than ``bound`` (every source still moving has
         reached it), cut off to go now; the rest, with its labels, stays at the head of its source's queue.
 
-        A summary's rows span up to a poll batch of its partition, so waiting for its progress (its newest
-        row) held its older rows until every other source had passed that too, often one more summary tick.
+        A summary's rows span up to :data:`~monitor.core.profile.SUMMARY_SPAN_S` of event time, so waiting for
+        its progress (its newest row) held its older rows until every other source had passed that too, often
+        one more summary tick.
         Only while coalescing: the rows of a release are monitored in event-time order whatever summaries
         brought them, so this moves rows into an earlier release and nothing else (a replay, which monitors
         one summary at a time, keeps whole summaries). :attr:`split` remembers how many rows of the summary
@@ -234,8 +235,8 @@ class DetectionStage:
         ahead = replace(head, rows=slice_rows(rows, 0, n), joined=[], wire=None,
                         progress=float(np.max(rows.event_time[:n])))  # fmt: skip
         self.pending[src][0] = replace(head, rows=slice_rows(rows, n, len(rows)), wire=None)
-        seq, done = self.split.get(src, (head.seq, 0))
-        self.split[src] = (head.seq, n + (done if seq == head.seq else 0))
+        seq, gone = self.split.get(src, (-1, 0))
+        self.split[src] = (head.seq, n + (gone if seq == head.seq else 0))  # rows of the summary as sent
         self.rows_split += n
         return ahead
 
