@@ -486,7 +486,7 @@ def checkpoint_steady(args: dict[str, Any]) -> dict[str, Any]:
     from confluent_kafka.admin import AdminClient
 
     from monitor.core.engine import PartitionEngine
-    from monitor.io.checkpoint import CheckpointStore, dumps_record
+    from monitor.io.checkpoint import CheckpointStore, record_parts
     from monitor.io.kafka import ensure_topics
 
     rate, seconds, delay, tail = args["rate"], args["seconds"], args.get("label_delay", 5.0), args.get("tail", 20)
@@ -510,7 +510,8 @@ def checkpoint_steady(args: dict[str, Any]) -> dict[str, Any]:
             engine.process_labels(w.labels[l0:l1], [t] * (l1 - l0))
         p0, l0 = p1, l1
         cpu, written = time.thread_time(), store.bytes_written
-        payload = dumps_record(["bench", topic, "profile"], {"predictions": p0}, engine.snapshot(), [], t)
+        # in parts, as the service writes it (the join's unchanged chunks are not cut and digested again)
+        payload = record_parts(["bench", topic, "profile"], {"predictions": p0}, engine.snapshot(), [], t)
         store.write(0, payload)
         cpu = time.thread_time() - cpu
         producer.flush(30)

@@ -36,14 +36,55 @@ _BIT_GENERATORS: dict[str, type] = {
 }
 
 
+class SealedDict(dict[Any, Any]):
+    """Plain data no one changes any more (see :class:`Encoded`): its JSON is made once, by :func:`sealed_json`,
+    and ``memo`` holds what a writer derived from those bytes (a checkpoint store, their pieces' digests)."""
+
+    __slots__ = ("json", "memo")
+    json: bytes | None
+    memo: Any
+
+
+class SealedList(list[Any]):
+    """A list of plain data that no one changes any more, as :class:`SealedDict`."""
+
+    __slots__ = ("json", "memo")
+    json: bytes | None
+    memo: Any
+
+
+Sealed = SealedDict | SealedList
+
+
+def seal(data: Any) -> Any:
+    """``data`` (a dict or a list of plain data) as a sealed copy of its outer container; anything else as it is."""
+    out: SealedDict | SealedList
+    if type(data) is dict:
+        out = SealedDict(data)
+    elif type(data) is list:
+        out = SealedList(data)
+    else:
+        return data
+    out.json, out.memo = None, None
+    return out
+
+
+def sealed_json(x: Sealed) -> bytes:
+    """The JSON of sealed plain data, made on first use and kept."""
+    if x.json is None:
+        x.json = orjson.dumps(x)  # a subclass of dict or list: orjson writes it as one
+    return x.json
+
+
 class Encoded:
     """Plain data :func:`encode` already produced, passed through as it is: a large store keeps the encoded
-    form of its unchanged parts between snapshots, so a snapshot re-encodes only what changed."""
+    form of its unchanged parts between snapshots, so a snapshot re-encodes only what changed. The data is
+    sealed (:func:`seal`): a checkpoint writes its JSON once, and its pieces once (:mod:`monitor.io.checkpoint`)."""
 
     __slots__ = ("data",)
 
     def __init__(self, data: Any) -> None:
-        self.data = data
+        self.data = seal(data)
 
 
 def register(*classes: type) -> None:

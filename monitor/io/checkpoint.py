@@ -13,7 +13,10 @@ A snapshot of at least :data:`PIECES_FROM_BYTES` is written as *pieces*: its byt
 says (content-defined chunking, FastCDC), each piece is a record keyed by its digest, and the snapshot's own
 records hold only the list of digests. A piece the partition already holds from an acknowledged checkpoint
 is not written again, so a large state that changes a little between checkpoints (the label-join store, its
-memory of joined ids) costs the broker what changed, not the whole state every few hundred milliseconds.
+memory of joined ids) costs the broker what changed, not the whole state every few hundred milliseconds. The
+service hands the store a record in parts (:func:`record_parts`): a large part that is sealed (the join's
+unchanged chunks, see :class:`monitor.core.snapshot.Encoded`) is cut and digested once, when first written, so
+the loop thread pays for what changed in bytes too, not only on the broker.
 Pieces that neither the new snapshot nor the last acknowledged one use are deleted (tombstones, for
 compaction), also when the snapshots have shrunk and go whole again, and, after a restore, those another
 owner left. A tombstone lost with its producer (a crash) leaves its piece on the topic for good: a restore
@@ -32,11 +35,12 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -70,6 +74,47 @@ FAULT_INJECT_ENV = "MONITOR_FAULT_INJECT"  # test-only switch read by `monitor r
 RECORD_FORMAT = 4  # 4: float arrays of decimals packed; 3: summaries as their topic bytes, packed integer arrays
 
 
+def _record(
+    source: list[str],
+    offsets: dict[str, int | None],
+    engine: dict[str, Any],
+    outbox: list[dict[str, Any]],
+    written_at: float,
+    summaries: list[str] | None,
+) -> dict[str, Any]:
+    record = {
+        "format": RECORD_FORMAT,
+        "source": source,
+        "offsets": offsets,
+        "engine": engine,
+        "outbox": outbox,
+        "written_at": written_at,
+    }
+    if summaries:
+        record["summaries"] = summaries  # a profile stage's: sent after this record, again after a restore
+    return record
+
+
+def _builtin(x: Any) -> Any:
+    """What orjson writes for a subclass of str, int, dict or list when it passes them through (see
+    :func:`record_parts`): the value as its base type, as orjson writes it by default."""
+    if isinstance(x, str):
+        return str.__str__(x)
+    if isinstance(x, int):
+        return int.__index__(x)
+    if isinstance(x, dict):
+        return dict(x)
+    if isinstance(x, list):
+        return list(x)
+    raise TypeError(f"Type is not JSON serializable: {type(x).__qualname__}")
+
+
+def _with_fragments(x: Any) -> Any:
+    if isinstance(x, snap.SealedDict | snap.SealedList):
+        return orjson.Fragment(snap.sealed_json(x))
+    return _builtin(x)
+
+
 def dumps_record(
     source: list[str],
     offsets: dict[str, int | None],
@@ -81,18 +126,62 @@ def dumps_record(
     """A checkpoint record as JSON bytes: the engine's snapshot (``PartitionEngine.snapshot()``, plain data
     already) with the input offsets it covers and the alerts about to be published (plain dicts, as on the alerts
     topic). Written as it is, in one orjson call: encoding the plain data again (records of format 1) cost as much
-    as encoding the engine."""
-    record = {
-        "format": RECORD_FORMAT,
-        "source": source,
-        "offsets": offsets,
-        "engine": engine,
-        "outbox": outbox,
-        "written_at": written_at,
-    }
-    if summaries:
-        record["summaries"] = summaries  # a profile stage's: sent after this record, again after a restore
-    return orjson.dumps(record)
+    as encoding the engine; sealed parts (:class:`monitor.core.snapshot.Encoded`) go as the JSON they made once.
+    The service writes :func:`record_parts` instead: the same bytes, in parts."""
+    record = _record(source, offsets, engine, outbox, written_at, summaries)
+    return orjson.dumps(record, default=_with_fragments, option=orjson.OPT_PASSTHROUGH_SUBCLASS)
+
+
+class RecordParts:
+    """A checkpoint record's JSON in order: bytes made now, and sealed plain data whose bytes were made once
+    (:class:`monitor.core.snapshot.Encoded`, such as the label join's unchanged chunks). A store written as
+    pieces cuts and digests each large sealed part once, not on every checkpoint (:meth:`CheckpointStore.write`);
+    ``bytes()`` gives what :func:`dumps_record` does."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self, parts: list[bytes | snap.Sealed]) -> None:
+        self.parts = parts
+        self.size = sum(len(p) if isinstance(p, bytes) else len(snap.sealed_json(p)) for p in parts)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bytes__(self) -> bytes:
+        return b"".join(p if isinstance(p, bytes) else snap.sealed_json(p) for p in self.parts)
+
+
+def record_parts(
+    source: list[str],
+    offsets: dict[str, int | None],
+    engine: dict[str, Any],
+    outbox: list[dict[str, Any]],
+    written_at: float,
+    summaries: list[str] | None = None,
+) -> RecordParts:
+    """:func:`dumps_record`'s bytes as :class:`RecordParts`. orjson writes the record with a marker string in
+    place of each sealed part (a nonce no event can know, made for this call), and the output is cut there."""
+    sealed: list[snap.Sealed] = []
+    nonce = uuid.uuid4().hex
+
+    def mark(x: Any) -> Any:
+        if isinstance(x, snap.SealedDict | snap.SealedList):
+            sealed.append(x)
+            return f"\x00{nonce}{len(sealed) - 1}"
+        return _builtin(x)
+
+    record = _record(source, offsets, engine, outbox, written_at, summaries)
+    out = orjson.dumps(record, default=mark, option=orjson.OPT_PASSTHROUGH_SUBCLASS)
+    if not sealed:
+        return RecordParts([out])
+    cut = re.split(re.escape(b'"\\u0000' + nonce.encode()) + rb'(\d+)"', out)  # JSON writes \x00 as \u0000
+    parts: list[bytes | snap.Sealed] = []
+    for i, piece in enumerate(cut):
+        if i % 2:
+            parts.append(sealed[int(piece)])
+        elif piece:
+            parts.append(piece)
+    return RecordParts(parts)
 
 
 def loads_record(payload: bytes) -> dict[str, Any]:
@@ -123,7 +212,7 @@ class OrderedSink(Protocol):
 def write_in_order(
     sink: OrderedSink,
     stores: Mapping[str, CheckpointStore],
-    payloads: Mapping[tuple[str, int], bytes],
+    payloads: Mapping[tuple[str, int], bytes | RecordParts],
     *,
     publish: Callable[[], None],
     commit: Callable[[], None],
@@ -263,7 +352,8 @@ class CheckpointStore:
         self.failed: set[int] = set()  # partitions whose last snapshot was not acknowledged
         self._slot: dict[int, int] = {}
         piece_max = max(1024, min(4 * PIECE_AVERAGE_BYTES, max_chunk_bytes))
-        self._cutter = FastCDC(max(256, piece_max // 4), min_size=max(64, piece_max // 16), max_size=piece_max)
+        self._cutter_min = max(64, piece_max // 16)
+        self._cutter = FastCDC(max(256, piece_max // 4), min_size=self._cutter_min, max_size=piece_max)
         self._held: dict[int, dict[str, int]] = {}  # partition -> pieces it holds (acknowledged) -> their offset
         self._stale: dict[int, dict[str, int]] = {}  # pieces another owner wrote: deleted once no snapshot needs them
         self._owner: dict[int, str] = {}  # partition -> this ownership's name, in the keys of the pieces it writes
@@ -271,7 +361,7 @@ class CheckpointStore:
         self._kept: dict[int, set[str]] = {}  # pieces of the last acknowledged snapshot
         self._using: dict[int, set[str]] = {}  # pieces of the snapshot written last
 
-    def write(self, partition: int, payload: bytes) -> str:
+    def write(self, partition: int, payload: bytes | RecordParts) -> str:
         """Queue one snapshot (chunked) for partition ``partition``; returns its id.
 
         Chunks get distinct keys (``partition:slot:index``, two alternating slots) so that compaction on
@@ -289,6 +379,7 @@ class CheckpointStore:
             payload = self._write_pieces(partition, payload)
             coding = b"pieces"
         else:  # written whole: it uses no piece, so those the partition still holds go once none is needed
+            payload = bytes(payload)
             self._using[partition] = set()
             self._retire(partition)
             known = [o for held in (self._held, self._stale) for o in held.get(partition, {}).values() if o >= 0]
@@ -310,28 +401,63 @@ class CheckpointStore:
         self.snapshots_written += 1
         return snapshot_id
 
-    def _write_pieces(self, partition: int, payload: bytes) -> bytes:
+    def _write_pieces(self, partition: int, payload: bytes | RecordParts) -> bytes:
         """Produce the pieces of ``payload`` the partition does not hold yet, and tombstones for those no longer
-        used; the list of digests that stands for the payload."""
+        used; the list of digests that stands for the payload. A large sealed part of a :class:`RecordParts` is
+        cut and digested on its own, once (its ``memo``); the bytes around such parts are cut together."""
         held = self._held.setdefault(partition, {})
         written = self._written[partition] = {}  # pieces written for an earlier, unacknowledged snapshot go again
-        view = memoryview(payload)
         digests: list[str] = []
         owner = self._owner.setdefault(partition, uuid.uuid4().hex[:12])
-        for piece in self._cutter.cut_buf(payload):
-            data = view[piece.offset : piece.offset + piece.length]
-            digest = f"{owner}.{hashlib.blake2b(data, digest_size=16).hexdigest()}"
-            digests.append(digest)
-            if digest in held or digest in written:
-                continue
-            written[digest] = -1
-            self._produce(partition, f"{partition}:piece:{digest}".encode(), bytes(data), [(H_PIECE, digest.encode())],
-                          piece=digest)  # fmt: skip
-            self.bytes_written += piece.length
+        for data, sealed in self._regions(payload):
+            memo = sealed.memo if sealed is not None else None  # (the cutter's minimum piece size, its cuts)
+            if memo is not None and memo[0] == self._cutter_min:  # cut by a cutter of these sizes
+                cuts = memo[1]
+            else:
+                cuts = self._cut(data)
+                if sealed is not None:
+                    sealed.memo = (self._cutter_min, cuts)
+            view = memoryview(data)
+            for start, length, hexdigest in cuts:
+                digest = f"{owner}.{hexdigest}"
+                digests.append(digest)
+                if digest in held or digest in written:
+                    continue
+                written[digest] = -1
+                self._produce(partition, f"{partition}:piece:{digest}".encode(), bytes(view[start : start + length]),
+                              [(H_PIECE, digest.encode())], piece=digest)  # fmt: skip
+                self.bytes_written += length
         using = self._using[partition] = set(digests)
         self._retire(partition)
         offsets = [held[d] for d in using if held.get(d, -1) >= 0]
         return orjson.dumps({"pieces": digests, "from": min(offsets, default=-1)})
+
+    def _cut(self, data: bytes) -> list[tuple[int, int, str]]:
+        """Content-defined pieces of ``data``: (start, length, digest) each."""
+        view = memoryview(data)
+        return [
+            (p.offset, p.length, hashlib.blake2b(view[p.offset : p.offset + p.length], digest_size=16).hexdigest())
+            for p in self._cutter.cut_buf(data)
+        ]
+
+    def _regions(self, payload: bytes | RecordParts) -> Iterator[tuple[bytes, snap.Sealed | None]]:
+        """The payload's bytes in the runs that are cut apart: each sealed part of at least a piece's minimum size
+        on its own (with itself, to remember its pieces by), and the bytes between such parts together."""
+        if isinstance(payload, bytes):
+            yield payload, None
+            return
+        between: list[bytes] = []
+        for part in payload.parts:
+            data = part if isinstance(part, bytes) else snap.sealed_json(part)
+            if isinstance(part, bytes) or len(data) < self._cutter_min:
+                between.append(data)
+                continue
+            if between:
+                yield b"".join(between), None
+                between = []
+            yield data, part
+        if between:
+            yield b"".join(between), None
 
     def _retire(self, partition: int) -> None:
         """Delete (tombstones, for compaction) the pieces the partition holds that neither the snapshot being

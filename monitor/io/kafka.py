@@ -64,8 +64,9 @@ from monitor.io.checkpoint import (
     CheckpointStore,
     FaultHook,
     IncompleteSnapshot,
-    dumps_record,
+    RecordParts,
     loads_record,
+    record_parts,
     write_in_order,
 )
 
@@ -1171,7 +1172,7 @@ class MonitorService:
         started, cpu_started = time.perf_counter(), time.thread_time()
         steps = dict.fromkeys(("snapshot", "dumps", "write", "flush", "alerts", "commit"), 0.0)
         offsets: dict[tuple[str, int], int] = {}
-        payloads: dict[Task, bytes] = {}
+        payloads: dict[Task, RecordParts] = {}
         sending: dict[int, list[Summary]] = {}
         with self.lock:
             for task in sorted(tasks):
@@ -1207,7 +1208,7 @@ class MonitorService:
                     inputs = ((self.config.summaries_topic, "summaries"),)
                 steps["snapshot"] += time.perf_counter() - t
                 t = time.perf_counter()
-                payloads[task] = dumps_record(self._source(role), covered, state, alerts, time.time(), extra)
+                payloads[task] = record_parts(self._source(role), covered, state, alerts, time.time(), extra)
                 steps["dumps"] += time.perf_counter() - t
                 for topic, name in inputs:
                     if covered[name] is not None:

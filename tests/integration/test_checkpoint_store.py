@@ -10,9 +10,22 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
+from monitor.config import load_config
+from monitor.core.engine import PartitionEngine
 from monitor.errors import SourceError
 from monitor.io.broker import EmbeddedBroker
-from monitor.io.checkpoint import H_CHUNK, H_CODING, H_COUNT, H_ID, H_PIECE, PIECES_FROM_BYTES, CheckpointStore
+from monitor.io.checkpoint import (
+    H_CHUNK,
+    H_CODING,
+    H_COUNT,
+    H_ID,
+    H_PIECE,
+    PIECES_FROM_BYTES,
+    CheckpointStore,
+    RecordParts,
+    loads_record,
+    record_parts,
+)
 from monitor.io.kafka import ensure_topics
 
 from .conftest import read_to_end
@@ -80,7 +93,7 @@ def _pieces_store(broker: EmbeddedBroker, producer: Producer) -> CheckpointStore
     return CheckpointStore({"bootstrap.servers": broker.bootstrap}, topic, producer=producer, max_chunk_bytes=512_000)
 
 
-def _acknowledged(store: CheckpointStore, producer: Producer, payload: bytes) -> str:
+def _acknowledged(store: CheckpointStore, producer: Producer, payload: bytes | RecordParts) -> str:
     """One checkpoint of partition 0 written, flushed and confirmed, as the service does after its commit."""
     sid = store.write(0, payload)
     producer.flush(30)
@@ -222,3 +235,43 @@ def test_a_new_owner_that_restores_a_whole_snapshot_deletes_the_pieces_left_befo
     assert _live_pieces(broker, store.topic) == set()  # the restored snapshot needs none of them
     got = CheckpointStore({"bootstrap.servers": broker.bootstrap}, store.topic, producer=producer).read_latest(0)
     assert got is not None and got.payload == small
+
+
+def _predictions(first: int, n: int) -> list[bytes]:
+    event = {"model": "m", "features": {"x": 0.0}, "prediction": 0.0}
+    out = []
+    for i in range(first, first + n):
+        event |= {"prediction_id": f"p-{i}", "timestamp": 1.7e9 + i / 1000, "features": {"x": i % 97 / 7}}
+        out.append(orjson.dumps(event | {"prediction": (i % 10) / 10}))
+    return out
+
+
+def test_a_record_in_parts_is_read_back_whole_and_its_unchanged_sealed_parts_are_cut_once(
+    broker: EmbeddedBroker,
+) -> None:
+    """The service writes a profile stage's record in parts: the label join's unchanged chunks keep the JSON and
+    the pieces they made at the first checkpoint, and what is read back is the record's bytes."""
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    store = _pieces_store(broker, producer)
+    config = load_config(environ={}, overrides={})
+    engine = PartitionEngine(config, partition=0, clock=lambda: 0.0, detect=False)
+    engine.process_predictions(_predictions(0, 30_000), [0.0] * 30_000)  # waiting for labels: the join holds them
+    first = record_parts(["g", "t", "profile"], {"predictions": 30_000}, engine.snapshot(), [], 1.0)
+    sealed = [p for p in first.parts if not isinstance(p, bytes)]
+    assert len(first) >= PIECES_FROM_BYTES and len(sealed) >= 7  # the join's chunks (and joined ids) are sealed
+    _acknowledged(store, producer, first)
+    memos = {id(p): p.memo for p in sealed}
+    assert all(m is not None for m in memos.values())
+    written = store.bytes_written
+    engine.process_predictions(_predictions(30_000, 50), [0.0] * 50)  # the newest chunk changes, no other
+    second = record_parts(["g", "t", "profile"], {"predictions": 30_050}, engine.snapshot(), [], 2.0)
+    kept = [p for p in second.parts if not isinstance(p, bytes) and id(p) in memos]
+    assert len(kept) >= len(sealed) - 2
+    sid = _acknowledged(store, producer, second)
+    assert all(p.memo is memos[id(p)] for p in kept)  # not cut or digested again
+    assert store.bytes_written - written < 0.1 * len(second)
+    got = store.read_latest(0)
+    assert got is not None and got.snapshot_id == sid and got.payload == bytes(second)
+    data = loads_record(got.payload)
+    twin = PartitionEngine.restore(config, data["engine"], clock=lambda: 0.0, detect=False)
+    assert twin.snapshot() == engine.snapshot()

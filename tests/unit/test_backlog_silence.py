@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from monitor.config import load_config
+from monitor.io.checkpoint import RecordParts
 from monitor.io.kafka import MonitorService
 from tests.unit.service_stand_ins import Message, QuietSink, RecordingSink
 
@@ -98,8 +99,8 @@ class _KeptStore:
         self.failed: set[int] = set()
         self.written: dict[int, bytes] = {}
 
-    def write(self, partition: int, payload: bytes) -> None:
-        self.written[partition] = payload
+    def write(self, partition: int, payload: bytes | RecordParts) -> None:
+        self.written[partition] = bytes(payload)  # the record's bytes, as a store writes them
 
     def read_latest(self, partition: int) -> Any:
         payload = self.written.get(partition)

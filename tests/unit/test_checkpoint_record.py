@@ -9,11 +9,12 @@ import math
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
 from monitor.core import snapshot
 from monitor.core.engine import PartitionEngine
-from monitor.io.checkpoint import dumps_record, loads_record
+from monitor.io.checkpoint import RECORD_FORMAT, RecordParts, dumps_record, loads_record, record_parts
 
 from .test_snapshot import CONFIG, ENGINE_BATCHES, _canon, _clock, _run
 
@@ -83,7 +84,14 @@ def _format_1(source: list[str], offsets: dict[str, int | None], engine: Any, ou
     return json.dumps(_old_form(snapshot.encode(record)), separators=(",", ":"), allow_nan=True).encode()
 
 
-@pytest.mark.parametrize("write", [dumps_record, _format_1], ids=["format 2", "format 1"])
+def _in_parts(*args: Any) -> bytes:
+    """What the service writes: the record in parts (sealed parts as the JSON they made once), joined."""
+    parts = record_parts(*args)
+    assert isinstance(parts, RecordParts) and len(parts) == len(bytes(parts))
+    return bytes(parts)
+
+
+@pytest.mark.parametrize("write", [dumps_record, _in_parts, _format_1], ids=["format 2", "in parts", "format 1"])
 def test_a_record_restores_an_engine_that_continues_exactly(write: Any) -> None:
     half = len(ENGINE_BATCHES) // 2
     engine = PartitionEngine(CONFIG, clock=_clock)
@@ -107,3 +115,29 @@ def test_a_payload_that_is_no_record_is_refused() -> None:
     for raw in (b"[1, 2]", b'{"format": 5}', b'{"engine": {}}'):
         with pytest.raises(ValueError, match="not a checkpoint record"):
             loads_record(raw)
+
+
+class _Tag(str):
+    def __str__(self) -> str:  # what orjson writes is the string's value, never this
+        return "not the value"
+
+
+def test_sealed_parts_are_written_as_the_plain_data_they_hold_in_one_piece_or_in_parts() -> None:
+    """The JSON a sealed part made once is what orjson writes for the same data unsealed; a string that looks
+    like the marker the parts are cut at stays a string; subclasses of str and int are their values."""
+    chunk = {"ids": ["a", "\x00" + "0" * 32 + "0", '"\\u0000'], "n": [1, 2.5, None]}
+    engine = {"joiner": {"chunks": [snapshot.Encoded(chunk).data, snapshot.Encoded([7, "x"]).data], "k": _Tag("v")},
+              "level": _Level.HIGH}  # fmt: skip
+    plain = {"joiner": {"chunks": [chunk, [7, "x"]], "k": "v"}, "level": 3}
+    outbox = [{"kind": _Tag("data_drift")}]
+    expected = orjson.dumps({"format": RECORD_FORMAT, "source": ["g"], "offsets": {"p": 1}, "engine": plain,
+                             "outbox": [{"kind": "data_drift"}], "written_at": 2.0})  # fmt: skip
+    assert dumps_record(["g"], {"p": 1}, engine, outbox, 2.0) == expected
+    parts = record_parts(["g"], {"p": 1}, engine, outbox, 2.0)
+    assert bytes(parts) == expected and len(parts) == len(expected)
+    sealed = [p for p in parts.parts if not isinstance(p, bytes)]
+    assert [snapshot.sealed_json(p) for p in sealed] == [orjson.dumps(chunk), b'[7,"x"]']
+    assert loads_record(bytes(parts))["engine"] == plain
+    assert record_parts(["g"], {"p": 1}, plain, [], 2.0).parts == [  # nothing sealed: one part
+        dumps_record(["g"], {"p": 1}, plain, [], 2.0)
+    ]
