@@ -7,7 +7,8 @@ partitions and replicas there are. Summaries are merged in event time: by their 
 prediction time their source had seen), each released once no source still moving can send one before it,
 so the merge is the same whatever order they arrive in (live, the rows of a held summary that are older than
 every moving source's progress go ahead of the rest of it); a partition whose progress has not moved for
-``idle_s`` stops holding the others back. Summaries carry (source partition, sequence number); a repeat is
+``idle_s`` stops holding the others back, unless its notes say it has input waiting (it is being read late,
+not idle). Summaries carry (source partition, sequence number); a repeat is
 dropped."""
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ class DetectionStage:
         self.forced = 0  # releases the pending cap forced ahead of the watermark
         self.rows_released = 0  # rows released to the engine so far: its batches end at multiples of batch_rows
         self.misrouted = 0  # summaries dropped as cut for another shard count or for a shard not held here
+        self.notes = 0  # notes taken: a source with input waiting (see add)
         self.backlog = False  # the last release stopped at its max_rows with summaries left (not state)
 
     def _bind_shards(self) -> None:
@@ -116,6 +118,11 @@ class DetectionStage:
             self.misrouted += 1  # cut: never judged as if it were this stage's (counted)
             return False
         src = summary.source
+        if summary.waiting:  # a note (ProfileStage.notes): the source has input waiting, so it still moves
+            self.notes += 1
+            self.progress.setdefault(src, -math.inf)
+            self.moved[src] = self.clock()
+            return False
         if summary.seq <= self.last_seq.get(src, -1):
             self.duplicates += 1
             return False
@@ -320,6 +327,7 @@ class DetectionStage:
                 self.rows_released,
                 self.misrouted,
                 self.rows_split,
+                self.notes,
             ],
         }
 
@@ -365,10 +373,10 @@ class DetectionStage:
         stage.released_seq = dict(stage.last_seq)  # what waits was kept or is read again: the rest was released
         released = data.get("released_to")
         stage.released_to = -math.inf if released is None else float(released)
-        counts = [int(x) for x in data["counts"]] + [0] * 7  # fields later releases added start at 0
+        counts = [int(x) for x in data["counts"]] + [0] * 8  # fields later releases added start at 0
         stage.summaries, stage.duplicates, stage.late_rows, stage.forced, stage.rows_released = counts[:5]
         stage.misrouted = counts[5] + dropped
-        stage.rows_split = counts[6]
+        stage.rows_split, stage.notes = counts[6], counts[7]
         stage.split = {int(src): (int(seq), int(n)) for src, seq, n in data.get("split", [])}
         return stage
 

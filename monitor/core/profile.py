@@ -61,7 +61,8 @@ class Summary:
     ``progress`` is the newest prediction event time the source had seen when it sent this, and
     ``label_progress`` the newest label event time: the detection stage releases rows (joined labels) older
     than the slowest source's progress (label progress), the watermark. A summary without rows or joined
-    labels is a heartbeat that only moves the progress.
+    labels is a heartbeat that only moves the progress. A summary that is ``waiting`` is a note (see
+    :meth:`ProfileStage.notes`): the source has input it has not read yet; it carries nothing else.
     """
 
     model: str
@@ -75,6 +76,7 @@ class Summary:
     shard: int = 0  # the detection shard it goes to (monitor.core.shards): 0 also has ids, predictions, labels
     shards: int = 1  # how many shards its model version was cut into (a stage drops one cut otherwise)
     cut: int = SHARD_CUT  # the rule it was cut by (monitor.core.shards.SHARD_CUT; 1 when the wire form has none)
+    waiting: bool = False  # a note: the source has input waiting (no rows, no progress, sequence -1)
     wire: bytes | None = field(default=None, repr=False, compare=False)  # encode()'s bytes, once made or read
     offset: int = field(default=-1, repr=False, compare=False)  # where the summaries topic holds it (-1: unknown)
 
@@ -102,6 +104,8 @@ class Summary:
         }
         if self.shards > 1:
             out["shard"], out["shards"], out["cut"] = self.shard, self.shards, self.cut
+        if self.waiting:
+            out["waiting"] = True
         b = self.rows
         if b is not None and len(b):
             features: dict[str, Any] = {}
@@ -186,7 +190,7 @@ class Summary:
             model, version, int(data["source"]), int(data["seq"]),
             -math.inf if progress is None else float(progress), rows, joined,
             -math.inf if label_progress is None else float(label_progress), int(data.get("shard", 0)),
-            int(data.get("shards", 1)), int(data.get("cut", 1)),
+            int(data.get("shards", 1)), int(data.get("cut", 1)), data.get("waiting") is True,
         )  # fmt: skip
 
     def encode(self) -> bytes:
@@ -604,6 +608,19 @@ class ProfileStage:
             for m, v in list(self.keys)
             for k in range(self.shards)
             if (m, v, k) not in have
+        ]
+
+    def notes(self) -> list[Summary]:
+        """A note for every model version seen and each of its shards: this partition has input waiting that it
+        has not read (the service sends them while it sends no summary of the partition, see
+        :meth:`monitor.io.kafka.MonitorService.send_notes`). A detection stage keeps a source that sends them
+        in its watermark, where a source whose progress stood still for ``detection.idle_s`` would be left out
+        and its rows, read later, monitored out of order. A note is no state: it carries no rows, no progress
+        and no sequence number (-1, which a detection stage of an earlier release drops as a repeat)."""
+        return [
+            Summary(m, v, self.partition, -1, -math.inf, shard=k, shards=self.shards, waiting=True)
+            for m, v in list(self.keys)
+            for k in range(self.shards)
         ]
 
     def _join_predictions(self, model: str, version: str, part: PredictionBatch) -> list[Joined]:

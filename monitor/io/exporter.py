@@ -320,6 +320,7 @@ def _stage_families(svc: MonitorService) -> Iterator[Metric]:
     summaries.add_metric(["consumed"], loop.summaries_consumed)
     summaries.add_metric(["unreadable"], loop.summaries_unreadable)
     summaries.add_metric(["oversize"], loop.summaries_oversize)
+    summaries.add_metric(["notes"], loop.notes_sent)  # produced ones that were notes (counted among produced too)
     summaries.add_metric(["handed_over"], svc.handoff.taken)  # consumed ones taken without decoding (an int read)
     profiled = CounterMetricFamily(
         "monitor_profiled_events",
@@ -346,6 +347,11 @@ def _stage_families(svc: MonitorService) -> Iterator[Metric]:
     late = CounterMetricFamily(
         "monitor_merge_late_rows", "Rows that arrived behind the watermark already released", labels=["partition"]
     )
+    notes = CounterMetricFamily(
+        "monitor_merge_notes",
+        "Notes taken: an input partition said it has input waiting, so the merge waits for it",
+        labels=["partition"],
+    )
     pending = GaugeMetricFamily(
         "monitor_merge_pending_rows", "Rows waiting for the watermark or the next release", labels=["partition"]
     )
@@ -363,6 +369,7 @@ def _stage_families(svc: MonitorService) -> Iterator[Metric]:
         duplicates.add_metric(part, m.duplicates)
         misrouted.add_metric(part, m.misrouted)
         late.add_metric(part, m.late_rows)
+        notes.add_metric(part, m.notes)
         pending.add_metric(part, m.pending_rows)
         if math.isfinite(m.watermark) and math.isfinite(m.newest):
             merge_lag.add_metric(part, max(0.0, m.newest - m.watermark))
@@ -374,7 +381,8 @@ def _stage_families(svc: MonitorService) -> Iterator[Metric]:
         "(detection.handoff_rows at most)",
     )
     handoff.add_metric([], svc.handoff.rows)
-    yield from (summaries, profiled, detection, duplicates, misrouted, late, pending, merge_lag, watermark_lag, handoff)
+    yield from (summaries, profiled, detection, duplicates, misrouted, late, notes, pending, merge_lag, watermark_lag)
+    yield handoff
 
 
 def _fairness_families(trackers: dict[tuple[str, str], FairnessTracker | None]) -> Iterator[Metric]:

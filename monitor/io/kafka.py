@@ -368,6 +368,7 @@ class LoopStats:
     views_published: int = 0
     view_seconds: float = 0.0  # the last publication: building the views of the engines that changed
     summaries_produced: int = 0
+    notes_sent: int = 0  # notes among them (ProfileStage.notes: an input partition with input waiting)
     summaries_consumed: int = 0
     summaries_unreadable: int = 0
     summaries_oversize: int = 0
@@ -393,6 +394,7 @@ class MergeStats:
     late_rows: int = 0
     summaries: int = 0
     misrouted: int = 0
+    notes: int = 0
 
 
 class MonitorService:
@@ -454,6 +456,7 @@ class MonitorService:
         self._snapshot_bytes: dict[Task, int] = {}  # size of each task's last snapshot (uncompressed)
         self._outgoing: dict[int, list[Summary]] = {}  # per input partition: summaries waiting for its checkpoint
         self._outgoing_since: dict[int, float] = {}  # time.monotonic() of the oldest of them
+        self._sent_at: dict[int, float] = {}  # per input partition: time.monotonic() it last sent summaries or notes
         self._polled_at = -math.inf  # time.perf_counter() when the last poll returned
         self._tick_at = time.monotonic()  # last tick that sent summaries while caught up (the first: one interval in)
         # summaries sent to a summaries partition read here, until read back (detection.handoff_rows rows at most)
@@ -783,6 +786,7 @@ class MonitorService:
                     self.engines.pop(tp.partition, None)
                     self._outgoing.pop(tp.partition, None)  # checkpointed on revoke, or the next owner replays them
                     self._outgoing_since.pop(tp.partition, None)
+                    self._sent_at.pop(tp.partition, None)
                 elif task[0] == DETECT:
                     self.detectors.pop(tp.partition, None)
                     self._merge_stats.pop(tp.partition, None)
@@ -1016,6 +1020,7 @@ class MonitorService:
                 sources=len(stage.progress),
                 duplicates=stage.duplicates,
                 misrouted=stage.misrouted,
+                notes=stage.notes,
                 late_rows=stage.late_rows,
                 summaries=stage.summaries,
             )
@@ -1034,6 +1039,7 @@ class MonitorService:
             sending = {p: self._with_heartbeats(p) for p in list(self._outgoing)}
             self._publish(outbox, stop, sending)
             self._commit({tp: self._next[tp] for tp in consumed if tp in self._next})
+            self.send_notes()
             return
         # Alerts and summaries are published only after their task's snapshot; with transactions, dead letters
         # become visible only together with their partition's offsets: these tasks cannot wait.
@@ -1044,6 +1050,49 @@ class MonitorService:
             self.publish_views(tasks=due)  # a checkpoint commits their offsets and publishes their alerts
             self._checkpoint(due, outbox, stop)
         self.sink.retry()  # what a checkpoint published and failed goes again, whether one is due or not
+        self.send_notes()
+
+    def send_notes(self) -> None:
+        """Notes (:meth:`ProfileStage.notes`) for each input partition of this replica that has input waiting and
+        has sent neither summaries nor notes for ``detection.summary_interval_s``. The detection stages then keep
+        it in their watermark while it is read late: catching up, a consumer reads its partitions in turns,
+        and while this replica works off a release backlog it reads none. Left out after ``detection.idle_s``,
+        its rows would come behind what was released and be monitored out of event-time order. A partition
+        whose summaries wait for their checkpoint sends none: they are on their way."""
+        if self.consumer is None:
+            return
+        now = time.monotonic()
+        every = self.config.detection.summary_interval_s
+        with self.lock:
+            for p, engine in list(self.engines.items()):
+                if p in self._outgoing or now - self._sent_at.get(p, -math.inf) < every:
+                    continue
+                if not self._input_waiting(p):
+                    continue
+                notes = engine.profile.notes()
+                for note in notes:
+                    self._send_summary(note)
+                self._sent_at[p] = now
+                self.stats.notes_sent += len(notes)
+
+    def _input_waiting(self, partition: int) -> bool:
+        """Whether the consumer has seen messages of the predictions or labels partition that this replica has
+        not processed: the high watermark cached from its last fetch, against its position (which moves past
+        transaction markers, so a partition whose last message is one is not waiting)."""
+        assert self.consumer is not None
+        k = self.config.kafka
+        topics = [k.predictions_topic] + ([k.labels_topic] if self._labels_enabled else [])
+        for topic in topics:
+            tp = TopicPartition(topic, partition)
+            try:
+                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                position = self.consumer.position([tp])[0].offset
+            except KafkaException:
+                continue
+            done = max(position, self._next.get((topic, partition), -1))
+            if high >= 0 and done >= 0 and high > done:
+                return True
+        return False
 
     def _with_heartbeats(self, partition: int) -> list[Summary]:
         """An input partition's waiting summaries, and a heartbeat for each model version it has seen that has
@@ -1295,9 +1344,12 @@ class MonitorService:
         flush: bool = True,
     ) -> None:
         assert self.sink is not None
-        for out in (summaries or {}).values():
+        now = time.monotonic()
+        for p, out in (summaries or {}).items():
             for summary in out:
                 self._send_summary(summary)
+            if out:
+                self._sent_at[p] = now
         for alerts in outbox.values():
             for alert in alerts:
                 self.sink.alert(alert)

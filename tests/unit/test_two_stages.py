@@ -382,6 +382,46 @@ def test_heartbeats_move_progress_without_rows():
     assert np.isinf(DetectionStage(settings(), clock=lambda: 0.0, idle_clock=lambda: 0.0).watermark())
 
 
+def test_a_source_whose_notes_say_it_has_input_waiting_holds_the_merge_past_idle_s():
+    """A partition read late (notes: input waiting) stays in the watermark; silent, it is left out after idle_s.
+    A note moves no progress, takes no sequence number and is not a repeat; a note from a partition not heard
+    of yet holds the merge for it too."""
+    now = [0.0]
+    a, b = ProfileStage(settings(), partition=0), ProfileStage(settings(), partition=1)
+    stage = DetectionStage(settings(), idle_s=1.0, idle_clock=lambda: now[0])
+    for s in a.predictions([_prediction(1, T0 + 1), _prediction(2, T0 + 4)], [T0] * 2)[0]:
+        stage.add(s)
+    for s in b.predictions([_prediction(3, T0 + 2)], [T0])[0]:
+        stage.add(s)
+    stage.release()
+    assert stage.engine.events_total() == 2 and stage.pending_rows() == 1
+    notes = b.notes()
+    assert [(n.source, n.seq, n.waiting, len(n), n.progress) for n in notes] == [(1, -1, True, 0, -math.inf)]
+    wire = Summary.decode(notes[0].encode())
+    assert (wire.waiting, wire.seq, wire.source) == (True, -1, 1) and not Summary.decode(
+        a.heartbeats()[0].encode()
+    ).waiting
+    for t in (0.6, 1.2, 1.8, 2.4):  # partition 1 sends notes, no summary, for longer than idle_s
+        now[0] = t
+        assert not stage.add(Summary.decode(notes[0].encode()))
+        stage.release()
+    assert stage.engine.events_total() == 2 and stage.pending_rows() == 1  # the row at T0 + 4 still waits for it
+    assert stage.notes == 4 and stage.duplicates == 0 and stage.summaries == 2 and stage.progress[1] == T0 + 2
+    now[0] = 3.5  # no note for idle_s: left out, the row goes
+    stage.release()
+    assert stage.engine.events_total() == 3 and stage.pending_rows() == 0
+    # a partition never heard of that has input waiting: the merge waits for its first summary
+    for s in a.predictions([_prediction(4, T0 + 6)], [T0])[0]:
+        stage.add(s)
+    c = ProfileStage(settings(), partition=2)
+    c.predictions([_prediction(5, T0 + 5)], [T0])
+    stage.add(c.notes()[0])
+    stage.release()
+    assert stage.pending_rows() == 1 and stage.watermark() == -math.inf
+    back = DetectionStage.restore(settings(), stage.snapshot(), clock=lambda: 0.0, idle_clock=lambda: now[0])
+    assert back.notes == 4 + 1
+
+
 def test_the_pending_cap_releases_the_oldest_rows_ahead_of_a_stalled_source():
     a, b = ProfileStage(settings(), partition=0), ProfileStage(settings(), partition=1)
     stage = DetectionStage(settings(), max_pending=10, clock=lambda: 0.0, idle_clock=lambda: 0.0)
