@@ -109,12 +109,6 @@ def _builtin(x: Any) -> Any:
     raise TypeError(f"Type is not JSON serializable: {type(x).__qualname__}")
 
 
-def _with_fragments(x: Any) -> Any:
-    if isinstance(x, snap.SealedDict | snap.SealedList):
-        return orjson.Fragment(snap.sealed_json(x))
-    return _builtin(x)
-
-
 def dumps_record(
     source: list[str],
     offsets: dict[str, int | None],
@@ -125,18 +119,16 @@ def dumps_record(
 ) -> bytes:
     """A checkpoint record as JSON bytes: the engine's snapshot (``PartitionEngine.snapshot()``, plain data
     already) with the input offsets it covers and the alerts about to be published (plain dicts, as on the alerts
-    topic). Written as it is, in one orjson call: encoding the plain data again (records of format 1) cost as much
-    as encoding the engine; sealed parts (:class:`monitor.core.snapshot.Encoded`) go as the JSON they made once.
-    The service writes :func:`record_parts` instead: the same bytes, in parts."""
-    record = _record(source, offsets, engine, outbox, written_at, summaries)
-    return orjson.dumps(record, default=_with_fragments, option=orjson.OPT_PASSTHROUGH_SUBCLASS)
+    topic): :func:`record_parts` joined. The plain data is written as it is, in one orjson call (encoding it again,
+    as records of format 1 did, cost as much as encoding the engine), sealed parts as the JSON they made once."""
+    return bytes(record_parts(source, offsets, engine, outbox, written_at, summaries))
 
 
 class RecordParts:
     """A checkpoint record's JSON in order: bytes made now, and sealed plain data whose bytes were made once
     (:class:`monitor.core.snapshot.Encoded`, such as the label join's unchanged chunks). A store written as
     pieces cuts and digests each large sealed part once, not on every checkpoint (:meth:`CheckpointStore.write`);
-    ``bytes()`` gives what :func:`dumps_record` does."""
+    ``bytes()`` gives the record's JSON."""
 
     __slots__ = ("parts", "size")
 
@@ -159,8 +151,9 @@ def record_parts(
     written_at: float,
     summaries: list[str] | None = None,
 ) -> RecordParts:
-    """:func:`dumps_record`'s bytes as :class:`RecordParts`. orjson writes the record with a marker string in
-    place of each sealed part (a nonce no event can know, made for this call), and the output is cut there."""
+    """A checkpoint record (see :func:`dumps_record`) as :class:`RecordParts`, the form the service writes. orjson
+    writes the record with a marker string in place of each sealed part (a nonce no event can know, made for
+    this call), and its output is cut there; a subclass of str, int, dict or list is written as its value."""
     sealed: list[snap.Sealed] = []
     nonce = uuid.uuid4().hex
 

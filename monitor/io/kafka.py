@@ -1053,21 +1053,22 @@ class MonitorService:
         self.send_notes()
 
     def send_notes(self) -> None:
-        """Notes (:meth:`ProfileStage.notes`) for each input partition of this replica that has input waiting and
-        has sent neither summaries nor notes for ``detection.summary_interval_s``. The detection stages then keep
-        it in their watermark while it is read late: catching up, a consumer reads its partitions in turns,
-        and while this replica works off a release backlog it reads none. Left out after ``detection.idle_s``,
-        its rows would come behind what was released and be monitored out of event-time order. A partition
-        whose summaries wait for their checkpoint sends none: they are on their way."""
+        """Notes (:meth:`ProfileStage.notes`) for each input partition of this replica that has input waiting, or
+        summaries waiting for their checkpoint, and has sent neither summaries nor notes for
+        ``detection.summary_interval_s``. The detection stages then keep it in their watermark while it is read
+        or sent late: catching up, a consumer reads its partitions in turns and checkpoints them one after
+        another (:meth:`_sending_due`), and while this replica works off a release backlog it reads none. Left
+        out after ``detection.idle_s``, its rows would come behind what was released and be monitored out of
+        event-time order."""
         if self.consumer is None:
             return
         now = time.monotonic()
         every = self.config.detection.summary_interval_s
         with self.lock:
             for p, engine in list(self.engines.items()):
-                if p in self._outgoing or now - self._sent_at.get(p, -math.inf) < every:
+                if now - self._sent_at.get(p, -math.inf) < every:
                     continue
-                if not self._input_waiting(p):
+                if p not in self._outgoing and not self._input_waiting(p):
                     continue
                 notes = engine.profile.notes()
                 for note in notes:
@@ -1085,11 +1086,13 @@ class MonitorService:
         for topic in topics:
             tp = TopicPartition(topic, partition)
             try:
-                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                low, high = self.consumer.get_watermark_offsets(tp, cached=True)
                 position = self.consumer.position([tp])[0].offset
             except KafkaException:
                 continue
             done = max(position, self._next.get((topic, partition), -1))
+            if done < 0:
+                done = low
             if high >= 0 and done >= 0 and high > done:
                 return True
         return False
