@@ -1086,13 +1086,13 @@ class MonitorService:
         for topic in topics:
             tp = TopicPartition(topic, partition)
             try:
-                low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
                 position = self.consumer.position([tp])[0].offset
             except KafkaException:
                 continue
+            # nothing read since the assignment: where it starts is not known here (a committed offset, say,
+            # past the partition's start), so not waiting; a detection stage expects it for idle_s meanwhile
             done = max(position, self._next.get((topic, partition), -1))
-            if done < 0:
-                done = low
             if high >= 0 and done >= 0 and high > done:
                 return True
         return False
