@@ -62,7 +62,8 @@ class Summary:
     ``label_progress`` the newest label event time: the detection stage releases rows (joined labels) older
     than the slowest source's progress (label progress), the watermark. A summary without rows or joined
     labels is a heartbeat that only moves the progress. A summary that is ``waiting`` is a note (see
-    :meth:`ProfileStage.notes`): the source has input it has not read yet; it carries nothing else.
+    :meth:`ProfileStage.notes`): the source's rows are on their way (input it has not processed, or summaries
+    waiting for their checkpoint); it carries nothing else.
     """
 
     model: str
@@ -611,12 +612,13 @@ class ProfileStage:
         ]
 
     def notes(self) -> list[Summary]:
-        """A note for every model version seen and each of its shards: this partition has input waiting that it
-        has not read (the service sends them while it sends no summary of the partition, see
-        :meth:`monitor.io.kafka.MonitorService.send_notes`). A detection stage keeps a source that sends them
-        in its watermark, where a source whose progress stood still for ``detection.idle_s`` would be left out
-        and its rows, read later, monitored out of order. A note is no state: it carries no rows, no progress
-        and no sequence number (-1, which a detection stage of an earlier release drops as a repeat)."""
+        """A note for every model version seen and each of its shards: this partition's rows are on their way
+        (input it has not processed, or summaries waiting for their checkpoint; the service sends notes while
+        it sends no summary of the partition, see :meth:`monitor.io.kafka.MonitorService.send_notes`). A
+        detection stage keeps a source that sends them in its watermark, where a source whose progress stood
+        still for ``detection.idle_s`` would be left out and its rows, read later, monitored out of order. A
+        note is no state: it carries no rows, no progress and no sequence number (-1, which a detection stage
+        of an earlier release drops as a repeat)."""
         return [
             Summary(m, v, self.partition, -1, -math.inf, shard=k, shards=self.shards, waiting=True)
             for m, v in list(self.keys)

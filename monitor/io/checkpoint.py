@@ -103,9 +103,9 @@ def _builtin(x: Any) -> Any:
     if isinstance(x, int):
         return int.__index__(x)
     if isinstance(x, dict):
-        return dict(x)
+        return dict.copy(x)  # its items as stored, as orjson reads them (never an overridden keys or __iter__)
     if isinstance(x, list):
-        return list(x)
+        return list.copy(x)
     raise TypeError(f"Type is not JSON serializable: {type(x).__qualname__}")
 
 
@@ -346,7 +346,8 @@ class CheckpointStore:
         self._slot: dict[int, int] = {}
         piece_max = max(1024, min(4 * PIECE_AVERAGE_BYTES, max_chunk_bytes))
         self._cutter_min = max(64, piece_max // 16)
-        self._cutter = FastCDC(max(256, piece_max // 4), min_size=self._cutter_min, max_size=piece_max)
+        self._cutter_sizes = (max(256, piece_max // 4), self._cutter_min, piece_max)  # average, least, most
+        self._cutter = FastCDC(self._cutter_sizes[0], min_size=self._cutter_min, max_size=piece_max)
         self._held: dict[int, dict[str, int]] = {}  # partition -> pieces it holds (acknowledged) -> their offset
         self._stale: dict[int, dict[str, int]] = {}  # pieces another owner wrote: deleted once no snapshot needs them
         self._owner: dict[int, str] = {}  # partition -> this ownership's name, in the keys of the pieces it writes
@@ -403,13 +404,13 @@ class CheckpointStore:
         digests: list[str] = []
         owner = self._owner.setdefault(partition, uuid.uuid4().hex[:12])
         for data, sealed in self._regions(payload):
-            memo = sealed.memo if sealed is not None else None  # (the cutter's minimum piece size, its cuts)
-            if memo is not None and memo[0] == self._cutter_min:  # cut by a cutter of these sizes
+            memo = sealed.memo if sealed is not None else None  # (the cutter's piece sizes, its cuts)
+            if memo is not None and memo[0] == self._cutter_sizes:  # cut by a cutter of these sizes
                 cuts = memo[1]
             else:
                 cuts = self._cut(data)
                 if sealed is not None:
-                    sealed.memo = (self._cutter_min, cuts)
+                    sealed.memo = (self._cutter_sizes, cuts)
             view = memoryview(data)
             for start, length, hexdigest in cuts:
                 digest = f"{owner}.{hexdigest}"

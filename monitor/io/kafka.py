@@ -457,6 +457,7 @@ class MonitorService:
         self._outgoing: dict[int, list[Summary]] = {}  # per input partition: summaries waiting for its checkpoint
         self._outgoing_since: dict[int, float] = {}  # time.monotonic() of the oldest of them
         self._sent_at: dict[int, float] = {}  # per input partition: time.monotonic() it last sent summaries or notes
+        self._moved_at: dict[int, float] = {}  # per input partition: time.monotonic() it last had messages processed
         self._polled_at = -math.inf  # time.perf_counter() when the last poll returned
         self._tick_at = time.monotonic()  # last tick that sent summaries while caught up (the first: one interval in)
         # summaries sent to a summaries partition read here, until read back (detection.handoff_rows rows at most)
@@ -787,6 +788,7 @@ class MonitorService:
                     self._outgoing.pop(tp.partition, None)  # checkpointed on revoke, or the next owner replays them
                     self._outgoing_since.pop(tp.partition, None)
                     self._sent_at.pop(tp.partition, None)
+                    self._moved_at.pop(tp.partition, None)
                 elif task[0] == DETECT:
                     self.detectors.pop(tp.partition, None)
                     self._merge_stats.pop(tp.partition, None)
@@ -935,6 +937,8 @@ class MonitorService:
                         self._outgoing.setdefault(partition, []).extend(result.summaries)
                         self._outgoing_since.setdefault(partition, time.monotonic())
                 self._next[topic, partition] = int(group[-1].offset() or 0) + 1
+                if topic != summaries_topic:
+                    self._moved_at[partition] = time.monotonic()
                 if topic == summaries_topic:  # written in transactions: the position skips their commit markers
                     position = self.consumer.position([TopicPartition(topic, partition)])[0].offset
                     self._next[topic, partition] = max(self._next[topic, partition], position)
@@ -1053,23 +1057,32 @@ class MonitorService:
         self.send_notes()
 
     def send_notes(self) -> None:
-        """Notes (:meth:`ProfileStage.notes`) for each input partition of this replica that has input waiting, or
-        summaries waiting for their checkpoint, and has sent neither summaries nor notes for
-        ``detection.summary_interval_s``. The detection stages then keep it in their watermark while it is read
-        or sent late: catching up, a consumer reads its partitions in turns and checkpoints them one after
-        another (:meth:`_sending_due`), and while this replica works off a release backlog it reads none. Left
-        out after ``detection.idle_s``, its rows would come behind what was released and be monitored out of
-        event-time order."""
-        if self.consumer is None:
+        """Notes (:meth:`ProfileStage.notes`) for each input partition of this replica that has sent neither
+        summaries nor notes for ``detection.summary_interval_s`` and whose rows are on their way: its summaries
+        have waited that long for their checkpoint, or it has input waiting (:meth:`_input_waiting`) and is
+        being read (its position moved within ``detection.idle_s``) or this replica is working off a release
+        backlog, reading nothing. The detection stages then keep it in their watermark while it is read or sent
+        late: catching up, a consumer reads its partitions in turns and checkpoints them one after another
+        (:meth:`_sending_due`). Left out after ``idle_s``, its rows would come behind what was released and be
+        monitored out of event-time order. A partition whose position stands still with input waiting (an
+        upstream transaction left open, a leader away) is not read late but stuck: no notes, and ``idle_s``
+        lets the others go on. With transactions none go: a note would wait in the open transaction until the
+        next commit, and hold every reader of the summaries partition meanwhile."""
+        if self.consumer is None or self.sink is None or self.sink.transactional:
             return
         now = time.monotonic()
-        every = self.config.detection.summary_interval_s
+        every, idle = self.config.detection.summary_interval_s, self.config.detection.idle_s
         with self.lock:
             for p, engine in list(self.engines.items()):
                 if now - self._sent_at.get(p, -math.inf) < every:
                     continue
-                if p not in self._outgoing and not self._input_waiting(p):
-                    continue
+                if p in self._outgoing:  # overdue ones only: the others go within the interval anyway
+                    if now - self._outgoing_since.get(p, now) < every:
+                        continue
+                else:
+                    read = self._backlog or now - self._moved_at.get(p, -math.inf) < idle
+                    if not (read and self._input_waiting(p)):
+                        continue
                 notes = engine.profile.notes()
                 for note in notes:
                     self._send_summary(note)
