@@ -1059,7 +1059,7 @@ class MonitorService:
     def send_notes(self) -> None:
         """Notes (:meth:`ProfileStage.notes`) for each input partition of this replica that has sent neither
         summaries nor notes for ``detection.summary_interval_s`` and whose rows are on their way: its summaries
-        have waited that long for their checkpoint, or it has input waiting (:meth:`_input_waiting`) and is
+        wait for their checkpoint, or it has input waiting (:meth:`_input_waiting`) and is
         being read (its position moved within ``detection.idle_s``) or this replica is working off a release
         backlog, reading nothing. The detection stages then keep it in their watermark while it is read or sent
         late: catching up, a consumer reads its partitions in turns and checkpoints them one after another
@@ -1076,8 +1076,8 @@ class MonitorService:
             for p, engine in list(self.engines.items()):
                 if now - self._sent_at.get(p, -math.inf) < every:
                     continue
-                if p in self._outgoing:  # overdue ones only: the others go within the interval anyway
-                    if now - self._outgoing_since.get(p, now) < every:
+                if p in self._outgoing:  # a first send is expected for idle_s anyway (DetectionStage.expect)
+                    if p not in self._sent_at:
                         continue
                 else:
                     read = self._backlog or now - self._moved_at.get(p, -math.inf) < idle
