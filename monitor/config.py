@@ -216,6 +216,11 @@ class DetectionConfig:
             raise ConfigError("detection.summaries_partitions", f"must be >= 0, got {self.summaries_partitions}")
         _positive("detection.idle_s", self.idle_s)
         _positive("detection.summary_interval_s", self.summary_interval_s)
+        if not self.idle_s > self.summary_interval_s:  # a partition sending on every tick would look idle between
+            raise ConfigError(
+                "detection.idle_s",
+                f"must be longer than detection.summary_interval_s ({self.summary_interval_s}), got {self.idle_s}",
+            )
         _positive("detection.max_pending_rows", self.max_pending_rows)
         _positive("detection.batch_rows", self.batch_rows)
         _positive("detection.release_rows", self.release_rows)

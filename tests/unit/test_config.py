@@ -437,6 +437,14 @@ def test_detection_section_is_read_from_the_environment_and_the_file(tmp_path: P
     assert cfg.detection.summary_interval_s == 0.25
 
 
+def test_an_idle_timeout_no_longer_than_the_summary_interval_is_refused_by_name() -> None:
+    """Every partition that sends on each tick would count as idle between two ticks: the merge would wait for
+    none of them."""
+    with pytest.raises(ConfigError, match=r"must be longer than detection.summary_interval_s \(2.0\), got 1.5"):
+        load_config(environ={"MONITOR_DETECTION__IDLE_S": "1.5", "MONITOR_DETECTION__SUMMARY_INTERVAL_S": "2"})
+    assert load_config(environ={"MONITOR_DETECTION__IDLE_S": "0.6"}).detection.idle_s == 0.6
+
+
 @pytest.mark.parametrize("section", sorted(f.name for f in dataclasses.fields(MonitorConfig) if f.name != "detectors"))
 def test_every_section_rejects_an_unknown_setting_by_name(section: str) -> None:
     """A section that is read is also checked: a typo in any of them names itself instead of being ignored."""
