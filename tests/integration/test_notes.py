@@ -29,7 +29,7 @@ def test_a_partition_with_input_waiting_sends_notes_and_a_caught_up_one_none(
     broker: EmbeddedBroker, topics: Callable[..., dict[str, str]]
 ) -> None:
     names = topics(partitions=1)
-    config = config_for(broker, names, detection={"summary_interval_s": 60.0})
+    config = config_for(broker, names, detection={"summary_interval_s": 60.0, "idle_s": 120.0})
     ensure_topics(AdminClient({"bootstrap.servers": broker.bootstrap}), {config.summaries_topic: 1})
     produce(broker.bootstrap, names["predictions"], [(None, _event(i)) for i in range(50)])
     service = MonitorService(config)
