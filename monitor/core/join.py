@@ -303,10 +303,29 @@ class LabelJoiner:
         scores = np.asarray(scores, dtype=np.float64)
         times = np.asarray(times, dtype=np.float64)
         slots = self._slot
-        if not self.early and (not self.done or self.done.isdisjoint(ids)):
-            base = self._next_slot
+        # Early labels waiting make a batch's rows count one by one, evictions included (as the store always
+        # did); only where an eviction could let a repeated id back in must the rows go one by one here too.
+        rowwise = bool(self.done) and not self.done.isdisjoint(ids)  # a repeat of a joined id
+        if self.early and not rowwise and len(slots) + n > self.max_pending:
+            rowwise = len(set(ids)) < n or not slots.keys().isdisjoint(ids)
+        early = bool(self.early) and not self.early.keys().isdisjoint(ids)
+        if rowwise:
+            return self._add_predictions_rowwise(ids, segments, segment_code, combo, predictions, scores, times, now)
+        joined: list[Joined] = []
+        keep: np.ndarray | None = None
+        if early:
+            keep, joined = self._join_early_rows(ids, segments, segment_code, combo, predictions, scores, times, now)
+        base = self._next_slot
+        if keep is not None:
+            for r in np.flatnonzero(keep).tolist():
+                pid = ids[r]
+                if pid in slots:
+                    keep[r] = False
+                    self.counts["duplicate_prediction"] += 1
+                else:
+                    slots[pid] = base + r
+        else:
             new = dict(zip(ids, range(base, base + n), strict=True))
-            keep: np.ndarray | None = None
             if len(new) < n or not slots.keys().isdisjoint(new.keys()):
                 keep = np.zeros(n, dtype=bool)
                 for r, pid in enumerate(ids):
@@ -316,13 +335,46 @@ class LabelJoiner:
                 self.counts["duplicate_prediction"] += n - int(keep.sum())
             else:
                 slots.update(new)
-            self._write(ids, combo, predictions, scores, times, keep)
-            over = len(slots) - self.max_pending
-            if over > 0:
-                self._drop_oldest(over)
-                self.counts["evicted"] += over
-            return []
-        return self._add_predictions_rowwise(ids, segments, segment_code, combo, predictions, scores, times, now)
+        self._write(ids, combo, predictions, scores, times, keep)
+        over = len(slots) - self.max_pending
+        if over > 0:
+            self._drop_oldest(over)
+            self.counts["evicted"] += over
+        return joined
+
+    def _join_early_rows(
+        self,
+        ids: Sequence[str],
+        segments: Sequence[Segments],
+        segment_code: np.ndarray,
+        combo: np.ndarray,
+        predictions: Sequence[Any],
+        scores: np.ndarray,
+        times: np.ndarray,
+        now: float,
+    ) -> tuple[np.ndarray, list[Joined]]:
+        """The rows whose label came first, joined in order, and the rows left to store (none of the batch's ids
+        was joined before this batch: a row whose early label an earlier row took is a repeat)."""
+        early_labels = self.early
+        keep = ~np.fromiter(map(early_labels.__contains__, ids), dtype=bool, count=len(ids))
+        joined: list[Joined] = []
+        for r in np.flatnonzero(~keep).tolist():
+            pid = ids[r]
+            early = early_labels.pop(pid, None)
+            if early is None:  # an earlier row took it: a repeat, unless the memory of joined ids let it go
+                if pid in self.done:
+                    self.counts["duplicate_prediction"] += 1
+                else:
+                    keep[r] = True
+                continue
+            model, version, _ = self._combos[int(combo[r])]
+            score = float(scores[r])
+            p = PendingPrediction(
+                model, version, segments[int(segment_code[r])], predictions[r], None if score != score else score,
+                float(times[r]),
+            )  # fmt: skip
+            joined.append(self._join_early(pid, p, early, now))
+        return keep, joined
 
     def _add_predictions_rowwise(
         self,
