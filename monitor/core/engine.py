@@ -188,7 +188,7 @@ class PartitionEngine:
     def _monitor(self, batch: PredictionBatch) -> list[Alert]:
         """Each model version's rows of the batch to its monitoring, then the window tests' round."""
         alerts: list[Alert] = []
-        for (model, version), rows in _model_versions(batch):
+        for (model, version), rows in batch.by_model_version(sort=True):
             state = self._model(model, version)
             n_rows = len(batch) if rows is None else rows.size
             if state is None:
@@ -301,19 +301,6 @@ class PartitionEngine:
 def _whole_model(model: str) -> int:
     """Without detection shards an engine holds shard 0 of every model: all of it."""
     return 0
-
-
-def _model_versions(batch: PredictionBatch) -> list[tuple[tuple[str, str], np.ndarray | None]]:
-    """The batch's rows per model version, in sorted order of (model, version) (None: every row). One model
-    version (the common case: a summary holds one) is seen with two list counts, not a key per row."""
-    n = len(batch)
-    first_model, first_version = batch.model[0], batch.model_version[0]
-    if batch.model.count(first_model) == n and batch.model_version.count(first_version) == n:
-        return [((first_model, first_version), None)]
-    groups: dict[tuple[str, str], list[int]] = {}
-    for r, key in enumerate(zip(batch.model, batch.model_version, strict=True)):
-        groups.setdefault(key, []).append(r)
-    return [(key, np.asarray(groups[key], dtype=np.intp)) for key in sorted(groups)]
 
 
 register_snapshot_classes()

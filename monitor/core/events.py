@@ -83,6 +83,19 @@ class PredictionBatch:
     def __len__(self) -> int:
         return len(self.prediction_id)
 
+    def by_model_version(self, *, sort: bool) -> list[tuple[tuple[str, str], np.ndarray | None]]:
+        """The rows of each model version (None: every row), sorted or in order of first appearance. One model
+        version (the common case: a summary holds one) is seen with two list counts, not a key per row."""
+        n = len(self)
+        first_model, first_version = self.model[0], self.model_version[0]
+        if self.model.count(first_model) == n and self.model_version.count(first_version) == n:
+            return [((first_model, first_version), None)]
+        groups: dict[tuple[str, str], list[int]] = {}
+        for r, key in enumerate(zip(self.model, self.model_version, strict=True)):
+            groups.setdefault(key, []).append(r)
+        keys = sorted(groups) if sort else list(groups)
+        return [(key, np.asarray(groups[key], dtype=np.intp)) for key in keys]
+
 
 @dataclass
 class LabelBatch:

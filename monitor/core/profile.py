@@ -552,7 +552,7 @@ class ProfileStage:
         newest = float(np.nanmax(batch.event_time))
         self.watermark = max(self.watermark, newest)
         self.prediction_time = max(self.prediction_time, newest)  # joins and expiry see the whole batch
-        for (model, version), rows in _by_model_version(batch):
+        for (model, version), rows in batch.by_model_version(sort=False):
             part = batch if rows is None else take_rows(batch, rows)
             self.events[model, version] += len(part)
             joined = self._join_predictions(model, version, part)
@@ -758,14 +758,3 @@ def _rows_per_summary(part: PredictionBatch) -> int:
     plain = Summary("", "", 0, 0, 0.0, head).to_plain()
     per_row = max(1.0, len(orjson.dumps(plain)) / sample)
     return max(1, min(MAX_SUMMARY_ROWS, int(SUMMARY_BYTES / per_row)))
-
-
-def _by_model_version(batch: PredictionBatch) -> list[tuple[tuple[str, str], np.ndarray | None]]:
-    """The batch's rows per model version, in order of first appearance (None: every row)."""
-    first = (batch.model[0], batch.model_version[0])
-    if all(m == first[0] for m in batch.model) and all(v == first[1] for v in batch.model_version):
-        return [(first, None)]
-    groups: dict[tuple[str, str], list[int]] = {}
-    for r, key in enumerate(zip(batch.model, batch.model_version, strict=True)):
-        groups.setdefault(key, []).append(r)
-    return [(key, np.asarray(rows, dtype=np.intp)) for key, rows in groups.items()]
