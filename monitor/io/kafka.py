@@ -210,7 +210,8 @@ class AlertSink:
         self.dlq_max_bytes = int(conf.get("message.max.bytes", 1_000_000)) - 64_000
         self.max_message_bytes = self.dlq_max_bytes
         self._failed: list[tuple[str, bytes | None, bytes | None, Any, int | None]] = []  # re-produced by flush
-        self._unacked: list[tuple[str, bytes | None, bytes | None, Any, int | None]] = []  # since the last flush
+        # since the last flush (or transaction): a producer that fails for good hands them to a new one
+        self._unacked: list[tuple[str, bytes | None, bytes | None, Any, int | None]] = []
 
     def _produce(
         self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None, partition: int | None = None
@@ -271,8 +272,12 @@ class AlertSink:
             if err.txn_requires_abort():
                 self.producer.abort_transaction(self.timeout_s)
             self._in_txn = False
+            self._unacked, self._failed = [], []  # aborted: the replica starts again from its last checkpoint
             raise translate(err, "committing the checkpoint transaction") from None
         self._in_txn = False
+        # committed: everything in the transaction is on its topics (no flush comes in transactional mode, so
+        # the records would otherwise be held for good: every summary of every partition, hundreds of MB an hour)
+        self._unacked, self._failed = [], []
 
     def summary(self, topic: str, partition: int, key: bytes, value: bytes) -> None:
         """A summary for the detection stage of ``partition`` (chosen by the caller: the model version's)."""
