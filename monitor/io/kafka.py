@@ -69,23 +69,11 @@ from monitor.io.checkpoint import (
     record_parts,
     write_in_order,
 )
+from monitor.io.schedule import DETECT, PROFILE, CheckpointSchedule, Task, caught_up
 
 log = logging.getLogger(__name__)
 
 RETRY_LOG_S = 5.0  # while the broker does not answer at start (or a topic is missing), one line this often
-# Checkpoints that are merely due (by checkpoint.every_events or every_s) are spread over loop iterations: each
-# iteration takes the most overdue partitions while their last snapshots add up to at most this many bytes (at
-# least one partition), so a checkpoint holds the consume loop for a few partitions' snapshots, not all of them.
-# Snapshots cost about 10 ms a MB in the loop (encoded once, compressed by the producer): 6 MB keeps a checkpoint
-# near 100 ms while every profile stage's summaries still go out about every summary_interval_s.
-DUE_BYTES_PER_ITERATION = 6_000_000
-# A replica whose input partitions lag by fewer messages than this counts as caught up (live traffic): its profile
-# stages then send on one tick. About what one poll takes at the default prefetch (4 MB holds some 8,000
-# reference-workload predictions); it was tied to kafka.batch_max_messages while that cap defaulted to 5,000. At
-# 18,000 events/s, with the cap at 20,000, a threshold of 5,000 gave alert latencies no worse than one of 20,000
-# (mean 0.79/1.14/1.16 s against 0.89/1.12/1.44 s), and a backlog of 5,000-20,000 messages keeps the catch-up
-# schedule, whose checkpoints are spread over loop iterations.
-CAUGHT_UP_MESSAGES = 5_000
 # The summaries topic carries each input partition's summaries to the detection stage of their model version;
 # a detection stage that restarts reads from its snapshot's offset; a week covers a long outage of the stage.
 SUMMARIES_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)}
@@ -382,10 +370,6 @@ class LoopStats:
 # what reading a summary's bytes raises for one that is not ours, damaged, or a later release's
 UNREADABLE_SUMMARY = (ValueError, KeyError, TypeError, IndexError, zlib.error)
 
-PROFILE = "profile"  # a task: an input partition's profile stage (predictions and labels partition p)
-DETECT = "detect"  # a task: a summaries partition's detection stage
-Task = tuple[str, int]
-
 
 @dataclass
 class MergeStats:
@@ -456,15 +440,12 @@ class MonitorService:
         self.audit: AuditPublisher | None = None
         self._committed: dict[tuple[str, int], int] = {}
         self._next: dict[tuple[str, int], int] = {}  # next offset to process, per input partition
-        self._since_checkpoint: dict[Task, int] = {}  # messages since the task's last checkpoint
-        self._last_checkpoint: dict[Task, float] = {}
-        self._snapshot_bytes: dict[Task, int] = {}  # size of each task's last snapshot (uncompressed)
+        cp = config.checkpoint
+        self.schedule = CheckpointSchedule(cp.every_events, cp.every_s, config.detection.summary_interval_s)
         self._outgoing: dict[int, list[Summary]] = {}  # per input partition: summaries waiting for its checkpoint
-        self._outgoing_since: dict[int, float] = {}  # time.monotonic() of the oldest of them
         self._sent_at: dict[int, float] = {}  # per input partition: time.monotonic() it last sent summaries or notes
         self._moved_at: dict[int, float] = {}  # per input partition: time.monotonic() it last had messages processed
         self._polled_at = -math.inf  # time.perf_counter() when the last poll returned
-        self._tick_at = time.monotonic()  # last tick that sent summaries while caught up (the first: one interval in)
         # summaries sent to a summaries partition read here, until read back (detection.handoff_rows rows at most)
         self.handoff = SummaryHandoff(config.detection.handoff_rows)
         self._labels_enabled = True
@@ -753,11 +734,7 @@ class MonitorService:
                     tp.offset = OFFSET_STORED if nxt is None else nxt  # commits only happen with snapshots
                 else:
                     tp.offset = OFFSET_STORED
-                self._since_checkpoint.setdefault(task, 0)
-            # Time-due checkpoints start spread over checkpoint.every_s, not all due together one period from now.
-            now, period = time.monotonic(), self.config.checkpoint.every_s
-            for i, task in enumerate(tasks):
-                self._last_checkpoint.setdefault(task, now - period * i / len(tasks))
+            self.schedule.assign(tasks, time.monotonic())
             self.stats.broker_ok = True
             self._stale.update(tasks)
         self.publish_views(force=True)
@@ -791,7 +768,6 @@ class MonitorService:
                 if tp.topic == k.predictions_topic:
                     self.engines.pop(tp.partition, None)
                     self._outgoing.pop(tp.partition, None)  # checkpointed on revoke, or the next owner replays them
-                    self._outgoing_since.pop(tp.partition, None)
                     self._sent_at.pop(tp.partition, None)
                     self._moved_at.pop(tp.partition, None)
                 elif task[0] == DETECT:
@@ -802,9 +778,7 @@ class MonitorService:
                     store = self._store_of(task[0])
                     if store is not None:  # the next owner may delete pieces this one thinks it holds
                         store.forget(tp.partition)
-                    self._since_checkpoint.pop(task, None)
-                    self._last_checkpoint.pop(task, None)
-                    self._snapshot_bytes.pop(task, None)
+                    self.schedule.drop(task)
                 self.lag.pop((tp.topic, tp.partition), None)
                 self._next.pop((tp.topic, tp.partition), None)
                 self._committed.pop((tp.topic, tp.partition), None)
@@ -940,14 +914,14 @@ class MonitorService:
                         for summary in result.summaries:  # encoded as made: a checkpoint then only copies bytes
                             summary.encode()
                         self._outgoing.setdefault(partition, []).extend(result.summaries)
-                        self._outgoing_since.setdefault(partition, time.monotonic())
+                        self.schedule.summaries_waiting(partition, time.monotonic())
                 self._next[topic, partition] = int(group[-1].offset() or 0) + 1
                 if topic != summaries_topic:
                     self._moved_at[partition] = time.monotonic()
                 if topic == summaries_topic:  # written in transactions: the position skips their commit markers
                     position = self.consumer.position([TopicPartition(topic, partition)])[0].offset
                     self._next[topic, partition] = max(self._next[topic, partition], position)
-                self._since_checkpoint[task] = self._since_checkpoint.get(task, 0) + len(group)
+                self.schedule.count(task, len(group))
                 self._stale.add(task)
             self._release(outbox)
         self._effects(outbox, dead_lettered, [tp for tp in groups], stop)
@@ -1018,9 +992,9 @@ class MonitorService:
                 outbox.setdefault((DETECT, d), []).extend(alerts)
             if alerts or stage.pending_rows() != waiting:
                 self._stale.add((DETECT, d))
-            if stage.pending_rows() < waiting and not self._since_checkpoint.get((DETECT, d)):
+            if stage.pending_rows() < waiting:
                 # held summaries released: its offset may move on, so a checkpoint falls due (checkpoint.every_s)
-                self._since_checkpoint[DETECT, d] = 1
+                self.schedule.fall_due((DETECT, d))
             mark = stage.released_to
             self._merge_stats[d] = MergeStats(
                 watermark=mark,
@@ -1053,8 +1027,9 @@ class MonitorService:
         # Alerts and summaries are published only after their task's snapshot; with transactions, dead letters
         # become visible only together with their partition's offsets: these tasks cannot wait.
         urgent = set(outbox) | (dead_lettered if self.sink.transactional else set())
-        urgent |= self._sending_due(urgent)
-        due = urgent | self._due_tasks(urgent)
+        now = time.monotonic()
+        urgent |= self.schedule.sending_due(urgent, caught_up=caught_up(self.lag, self.config.summaries_topic), now=now)
+        due = urgent | self.schedule.due(urgent, now)
         if due:
             self.publish_views(tasks=due)  # a checkpoint commits their offsets and publishes their alerts
             self._checkpoint(due, outbox, stop)
@@ -1068,10 +1043,10 @@ class MonitorService:
         being read (its position moved within ``detection.idle_s``) or this replica is working off a release
         backlog, reading nothing. The detection stages then keep it in their watermark while it is read or sent
         late: catching up, a consumer reads its partitions in turns and checkpoints them one after another
-        (:meth:`_sending_due`). Left out after ``idle_s``, its rows would come behind what was released and be
-        monitored out of event-time order. A partition whose position stands still with input waiting (an
-        upstream transaction left open, a leader away) is not read late but stuck: no notes, and ``idle_s``
-        lets the others go on. With transactions none go: a note would wait in the open transaction until the
+        (:meth:`CheckpointSchedule.sending_due`). Left out after ``idle_s``, its rows would come behind what was
+        released and be monitored out of event-time order. A partition whose position stands still with input
+        waiting (an upstream transaction left open, a leader away) is not read late but stuck: no notes, and
+        ``idle_s`` lets the others go on. With transactions none go: a note would wait in the open transaction until the
         next commit, and hold every reader of the summaries partition meanwhile."""
         if self.consumer is None or self.sink is None or self.sink.transactional:
             return
@@ -1119,7 +1094,7 @@ class MonitorService:
         """An input partition's waiting summaries, and a heartbeat for each model version it has seen that has
         none among them (every detection stage it feeds learns how far it has come); call with the lock held."""
         out = self._outgoing.pop(partition, [])
-        self._outgoing_since.pop(partition, None)
+        self.schedule.summaries_sent(partition)
         engine = self.engines.get(partition)
         if out and engine is not None:
             out += engine.profile.heartbeats(besides=out)
@@ -1158,74 +1133,6 @@ class MonitorService:
     def all_views(self) -> list[EngineView]:
         """Every published view: the profile stages' (joins, rejects) and the detection stages' (streams, alerts)."""
         return [*self.views.values(), *self.detect_views.values()]
-
-    def _sending_due(self, urgent: set[Task]) -> set[Task]:
-        """Profile stages whose summaries go now (with their checkpoints).
-
-        While the loop is caught up (:meth:`_caught_up`: live traffic), summaries go on a tick, every
-        ``detection.summary_interval_s`` since the last one, and every profile stage with summaries waiting goes on
-        it, whatever their snapshots' size: a detection stage's watermark is its slowest source, so a tick spread
-        over several loop iterations would move it no sooner than its last part, and a tick timed from the oldest
-        waiting summary (which comes a poll after the tick) would come a poll later every time.
-
-        While catching up, a partition goes once its oldest waiting summary has waited the interval: the longest
-        waiting first, while their last snapshots and the urgent ones add up to at most
-        :data:`DUE_BYTES_PER_ITERATION`, and always the longest waiting. Partitions that started waiting together
-        then checkpoint one after another instead of in one long stall. A tick would not do here: a backlog comes
-        a partition at a time, so the clocks drift apart and the tick would checkpoint the partitions that just
-        started waiting early, more checkpoints for the same rows (catch-up throughput fell by up to a third)."""
-        now = time.monotonic()
-        every = self.config.detection.summary_interval_s
-        if self._caught_up():
-            waiting = {(PROFILE, p) for p in self._outgoing_since if (PROFILE, p) not in urgent}
-            if not waiting or now - self._tick_at < every:
-                return set()
-            self._tick_at = now
-            return waiting
-        due = sorted(
-            ((PROFILE, p) for p, t in self._outgoing_since.items() if now - t >= every and (PROFILE, p) not in urgent),
-            key=lambda task: self._outgoing_since[task[1]],
-        )
-        return self._within_budget(due, urgent, unknown=0) if due else set()
-
-    def _caught_up(self) -> bool:
-        """Whether the input partitions' lag, as last seen, adds up to less than :data:`CAUGHT_UP_MESSAGES`."""
-        summaries = self.config.summaries_topic
-        behind = sum(n for (topic, _partition), n in self.lag.items() if topic != summaries)
-        return behind < CAUGHT_UP_MESSAGES
-
-    def _due_tasks(self, urgent: set[Task] | frozenset[Task] = frozenset()) -> set[Task]:
-        """The tasks to checkpoint now besides ``urgent`` (checkpointed in this iteration anyway): of those due
-        by ``checkpoint.every_events`` or ``every_s``, the most overdue first, while the last snapshots of these
-        and the urgent ones add up to at most :data:`DUE_BYTES_PER_ITERATION`, and always the most overdue. The
-        others wait for the next iterations, so tasks that fall due together are checkpointed one after another
-        instead of in one long stall."""
-        cp = self.config.checkpoint
-        now = time.monotonic()
-        due = sorted(
-            (
-                t
-                for t, n in self._since_checkpoint.items()
-                if n
-                and t not in urgent
-                and (n >= cp.every_events or now - self._last_checkpoint.get(t, now) >= cp.every_s)
-            ),
-            key=lambda t: self._last_checkpoint.get(t, now),
-        )
-        return self._within_budget(due, urgent, unknown=DUE_BYTES_PER_ITERATION)  # never written: a full share
-
-    def _within_budget(self, ordered: list[Task], urgent: Collection[Task], *, unknown: int) -> set[Task]:
-        """The first of ``ordered`` whose last snapshots, with the urgent ones', add up to at most
-        :data:`DUE_BYTES_PER_ITERATION`, and always the first; ``unknown``: the size of one never written."""
-        budget = DUE_BYTES_PER_ITERATION - sum(self._snapshot_bytes.get(t, 0) for t in urgent)
-        chosen: set[Task] = set()
-        for t in ordered:
-            size = self._snapshot_bytes.get(t, unknown)
-            if chosen and size > budget:
-                break
-            chosen.add(t)
-            budget -= size
-        return chosen
 
     def _checkpoint(
         self, tasks: set[Task], outbox: dict[Task, list[Alert]], stop: threading.Event | None = None
@@ -1283,9 +1190,7 @@ class MonitorService:
                 for topic, name in inputs:
                     if covered[name] is not None:
                         offsets[topic, p] = int(covered[name])  # type: ignore[arg-type]
-                self._since_checkpoint[task] = 0
-                self._last_checkpoint[task] = time.monotonic()
-                self._snapshot_bytes[task] = len(payloads[task])
+                self.schedule.checkpointed(task, len(payloads[task]), time.monotonic())
         size = sum(len(v) for v in payloads.values())
         sink, consumer = self.sink, self.consumer
 

@@ -63,14 +63,14 @@ def test_a_partition_with_input_waiting_sends_notes_and_a_caught_up_one_none(
         service._backlog = False
         service._sent_at.clear()
         service._outgoing[0] = [engine.profile.heartbeats()[0]]  # summaries waiting for their checkpoint
-        service._outgoing_since[0] = time.monotonic()
+        service.schedule.summaries_waiting(0, time.monotonic())
         service.send_notes()
         assert service.stats.notes_sent == 2  # the partition has sent nothing yet: its first send is expected
         service._sent_at[0] = time.monotonic() - 61.0  # it sent, longer than the interval ago: a note
         service.send_notes()
         assert service.stats.notes_sent == 3
         service._outgoing.clear()
-        service._outgoing_since.clear()
+        service.schedule.waiting_since.clear()
         rest: list = []
         while len(rest) < 40:  # everything read and processed: caught up, nothing waiting
             rest += [m for m in consumer.consume(40 - len(rest), 5.0) if m.error() is None]

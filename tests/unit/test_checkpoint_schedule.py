@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import KafkaError, TopicPartition
 
 from monitor.config import load_config
-from monitor.io import kafka
+from monitor.io import kafka, schedule
 from monitor.io.kafka import MonitorService
 from tests.unit.service_stand_ins import Message, QuietSink
 
@@ -94,6 +94,16 @@ def _service(partitions: int = 6, *, transactional: bool = False, every_s: float
     return service
 
 
+def _due_tasks(service: MonitorService, urgent: frozenset[tuple[str, int]] | set[tuple[str, int]] = frozenset()) -> set:
+    return service.schedule.due(urgent, time.monotonic())
+
+
+def _sending_due(service: MonitorService, urgent: set[tuple[str, int]]) -> set:
+    """What the service's schedule sends now, caught up or not by the service's lag, as the loop asks it."""
+    caught_up = schedule.caught_up(service.lag, service.config.summaries_topic)
+    return service.schedule.sending_due(urgent, caught_up=caught_up, now=time.monotonic())
+
+
 def _written(service: MonitorService) -> list[int]:
     return service.store.written  # type: ignore[union-attr, return-value]
 
@@ -103,9 +113,9 @@ def _all_due(service: MonitorService, snapshot_bytes: int) -> None:
     the most."""
     now = time.monotonic()
     for p in service.engines:
-        service._since_checkpoint[P(p)] = 1
-        service._last_checkpoint[P(p)] = now - 100.0 + p
-        service._snapshot_bytes[P(p)] = snapshot_bytes
+        service.schedule.since[P(p)] = 1
+        service.schedule.last[P(p)] = now - 100.0 + p
+        service.schedule.snapshot_bytes[P(p)] = snapshot_bytes
 
 
 def test_partitions_due_together_are_checkpointed_one_per_iteration_most_overdue_first() -> None:
@@ -120,7 +130,7 @@ def test_partitions_due_together_are_checkpointed_one_per_iteration_most_overdue
 
 def test_small_partitions_due_together_share_an_iteration_up_to_the_byte_budget() -> None:
     service = _service(6)
-    _all_due(service, snapshot_bytes=kafka.DUE_BYTES_PER_ITERATION // 4)
+    _all_due(service, snapshot_bytes=schedule.DUE_BYTES_PER_ITERATION // 4)
     service.idle(None)
     assert sorted(_written(service)) == [0, 1, 2, 3]
     service.idle(None)
@@ -130,24 +140,24 @@ def test_small_partitions_due_together_share_an_iteration_up_to_the_byte_budget(
 def test_a_partition_never_written_counts_as_a_full_budget() -> None:
     service = _service(3)
     _all_due(service, snapshot_bytes=0)
-    service._snapshot_bytes.clear()
-    assert service._due_tasks() == {P(0)}
+    service.schedule.snapshot_bytes.clear()
+    assert _due_tasks(service) == {P(0)}
 
 
 def test_urgent_partitions_do_not_starve_the_most_overdue_one() -> None:
     service = _service(6)
     _all_due(service, snapshot_bytes=3_000_000)
     # the urgent partitions fill the budget on their own; the most overdue of the others still goes with them
-    assert service._due_tasks({P(0), P(1)}) == {P(2)}
+    assert _due_tasks(service, {P(0), P(1)}) == {P(2)}
 
 
 def test_time_due_checkpoints_start_spread_over_every_s() -> None:
     every_s = 12.0
     before = time.monotonic()
     service = _service(6, every_s=every_s)
-    due_in = sorted(service._last_checkpoint[P(p)] + every_s - before for p in range(6))
+    due_in = sorted(service.schedule.last[P(p)] + every_s - before for p in range(6))
     assert due_in == pytest.approx([2.0, 4.0, 6.0, 8.0, 10.0, 12.0], abs=0.5)
-    assert service._due_tasks() == set(), "nothing is due right after assignment"
+    assert _due_tasks(service) == set(), "nothing is due right after assignment"
 
 
 @pytest.mark.parametrize("transactional", [False, True])
@@ -169,36 +179,36 @@ def test_dead_letters_in_a_transaction_are_committed_with_their_partitions_offse
 def test_partitions_whose_summaries_waited_together_send_them_one_after_another() -> None:
     service = _service(4)
     now = time.monotonic()
-    batch = kafka.CAUGHT_UP_MESSAGES  # the lag under which a replica counts as caught up
+    batch = schedule.CAUGHT_UP_MESSAGES  # the lag under which a replica counts as caught up
     labels, summaries = service.config.kafka.labels_topic, service.config.summaries_topic
     # catching up (a poll's worth or more left to read): every partition's summaries started waiting a second ago
     service.lag.update({(PREDICTIONS, 0): batch // 2, (labels, 1): batch // 2})
     for p in service.engines:
-        service._outgoing_since[p] = now - 1.5 + p * 0.01
-        service._snapshot_bytes[P(p)] = kafka.DUE_BYTES_PER_ITERATION // 2 + 1
-    assert service._sending_due(set()) == {P(0)}
-    service._snapshot_bytes.update({P(p): kafka.DUE_BYTES_PER_ITERATION // 4 for p in range(4)})
-    assert service._sending_due(set()) == {P(0), P(1), P(2), P(3)}
-    assert service._sending_due({P(0)}) == {P(1), P(2), P(3)}
-    service._outgoing_since[3] = now  # waited less than detection.summary_interval_s: not yet, while catching up
-    assert service._sending_due(set()) == {P(0), P(1), P(2)}
+        service.schedule.waiting_since[p] = now - 1.5 + p * 0.01
+        service.schedule.snapshot_bytes[P(p)] = schedule.DUE_BYTES_PER_ITERATION // 2 + 1
+    assert _sending_due(service, set()) == {P(0)}
+    service.schedule.snapshot_bytes.update({P(p): schedule.DUE_BYTES_PER_ITERATION // 4 for p in range(4)})
+    assert _sending_due(service, set()) == {P(0), P(1), P(2), P(3)}
+    assert _sending_due(service, {P(0)}) == {P(1), P(2), P(3)}
+    service.schedule.waiting_since[3] = now  # waited less than detection.summary_interval_s: not yet, while catching up
+    assert _sending_due(service, set()) == {P(0), P(1), P(2)}
     # caught up (live: less than a poll's worth left to read, summaries not counted): a tick every interval since
     # the last, and every partition with summaries waiting goes on it, however large its snapshot and however
     # short its wait, so a detection stage's watermark does not wait for the one that sends last
     service.lag.update({(labels, 1): batch // 2 - 1, (summaries, 0): 10 * batch})
-    service._snapshot_bytes.update({P(p): kafka.DUE_BYTES_PER_ITERATION for p in range(4)})
+    service.schedule.snapshot_bytes.update({P(p): schedule.DUE_BYTES_PER_ITERATION for p in range(4)})
     every = service.config.detection.summary_interval_s
-    service._tick_at = now - every
-    assert service._sending_due({P(0)}) == {P(1), P(2), P(3)}
-    assert service._sending_due(set()) == set()  # the tick just went: none until the next
-    service._tick_at = time.monotonic() - every
-    service._outgoing_since = {1: time.monotonic()}
-    assert service._sending_due(set()) == {P(1)}
-    service._tick_at = time.monotonic() - every / 2
-    service._outgoing_since = {p: now - 1.5 for p in service.engines}
-    assert service._sending_due(set()) == set()  # however long they waited, the tick is not due yet
+    service.schedule.tick_at = now - every
+    assert _sending_due(service, {P(0)}) == {P(1), P(2), P(3)}
+    assert _sending_due(service, set()) == set()  # the tick just went: none until the next
+    service.schedule.tick_at = time.monotonic() - every
+    service.schedule.waiting_since = {1: time.monotonic()}
+    assert _sending_due(service, set()) == {P(1)}
+    service.schedule.tick_at = time.monotonic() - every / 2
+    service.schedule.waiting_since = {p: now - 1.5 for p in service.engines}
+    assert _sending_due(service, set()) == set()  # however long they waited, the tick is not due yet
     service.lag[PREDICTIONS, 0] = batch  # catching up again: those waited long enough go, within the budget
-    assert service._sending_due(set()) == {P(0)}
+    assert _sending_due(service, set()) == {P(0)}
 
 
 class _PollingConsumer(_Consumer):

@@ -1,0 +1,143 @@
+"""When each task of a replica checkpoints, and when its profile stages' summaries go: the consume loop's schedule.
+
+A task is an input partition's profile stage or a summaries partition's detection stage. Checkpoints fall due
+by ``checkpoint.every_events`` or ``every_s``; a profile stage's waiting summaries go with its checkpoint, on a
+tick while the replica is caught up and as each has waited ``detection.summary_interval_s`` while it catches up.
+What falls due together is spread over loop iterations within a byte budget, so that no iteration holds the
+loop for every partition's snapshot at once. Plain bookkeeping, kept apart from the consumer and the producer
+that act on it (:class:`monitor.io.kafka.MonitorService`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+
+PROFILE = "profile"  # a task: an input partition's profile stage (predictions and labels partition p)
+DETECT = "detect"  # a task: a summaries partition's detection stage
+Task = tuple[str, int]
+
+# Checkpoints that are merely due (by checkpoint.every_events or every_s) are spread over loop iterations: each
+# iteration takes the most overdue partitions while their last snapshots add up to at most this many bytes (at
+# least one partition), so a checkpoint holds the consume loop for a few partitions' snapshots, not all of them.
+# Snapshots cost about 10 ms a MB in the loop (encoded once, compressed by the producer): 6 MB keeps a checkpoint
+# near 100 ms while every profile stage's summaries still go out about every summary_interval_s.
+DUE_BYTES_PER_ITERATION = 6_000_000
+# A replica whose input partitions lag by fewer messages than this counts as caught up (live traffic): its profile
+# stages then send on one tick. About what one poll takes at the default prefetch (4 MB holds some 8,000
+# reference-workload predictions); it was tied to kafka.batch_max_messages while that cap defaulted to 5,000. At
+# 18,000 events/s, with the cap at 20,000, a threshold of 5,000 gave alert latencies no worse than one of 20,000
+# (mean 0.79/1.14/1.16 s against 0.89/1.12/1.44 s), and a backlog of 5,000-20,000 messages keeps the catch-up
+# schedule, whose checkpoints are spread over loop iterations.
+CAUGHT_UP_MESSAGES = 5_000
+
+
+@dataclass
+class CheckpointSchedule:
+    """Each task's messages and time since its last checkpoint, its last snapshot's size, and since when each
+    input partition's summaries wait; times are ``time.monotonic()``."""
+
+    every_events: int  # checkpoint.every_events
+    every_s: float  # checkpoint.every_s
+    summary_interval_s: float  # detection.summary_interval_s
+    since: dict[Task, int] = field(default_factory=dict)  # messages since the task's last checkpoint
+    last: dict[Task, float] = field(default_factory=dict)  # when the task last checkpointed
+    snapshot_bytes: dict[Task, int] = field(default_factory=dict)  # its last snapshot's size, uncompressed
+    waiting_since: dict[int, float] = field(default_factory=dict)  # per input partition: its oldest waiting summary
+    tick_at: float = field(default_factory=time.monotonic)  # the last tick while caught up (the first: one interval in)
+
+    def assign(self, tasks: list[Task], now: float) -> None:
+        """Tasks taken on: time-due checkpoints start spread over ``every_s``, not all due one period from now."""
+        for i, task in enumerate(tasks):
+            self.since.setdefault(task, 0)
+            self.last.setdefault(task, now - self.every_s * i / len(tasks))
+
+    def drop(self, task: Task) -> None:
+        self.since.pop(task, None)
+        self.last.pop(task, None)
+        self.snapshot_bytes.pop(task, None)
+        if task[0] == PROFILE:
+            self.waiting_since.pop(task[1], None)
+
+    def count(self, task: Task, messages: int) -> None:
+        """``messages`` more processed for ``task`` since its last checkpoint."""
+        self.since[task] = self.since.get(task, 0) + messages
+
+    def fall_due(self, task: Task) -> None:
+        """Something changed without new messages (held summaries released): its checkpoint falls due by time."""
+        if not self.since.get(task):
+            self.since[task] = 1
+
+    def summaries_waiting(self, partition: int, now: float) -> None:
+        self.waiting_since.setdefault(partition, now)
+
+    def summaries_sent(self, partition: int) -> None:
+        self.waiting_since.pop(partition, None)
+
+    def checkpointed(self, task: Task, snapshot_bytes: int, now: float) -> None:
+        self.since[task] = 0
+        self.last[task] = now
+        self.snapshot_bytes[task] = snapshot_bytes
+
+    def sending_due(self, urgent: Collection[Task], *, caught_up: bool, now: float) -> set[Task]:
+        """Profile stages whose summaries go now (with their checkpoints).
+
+        While the replica is caught up (live traffic), summaries go on a tick, every ``summary_interval_s`` since
+        the last one, and every profile stage with summaries waiting goes on it, whatever their snapshots' size:
+        a detection stage's watermark is its slowest source, so a tick spread over several loop iterations would
+        move it no sooner than its last part, and a tick timed from the oldest waiting summary (which comes a poll
+        after the tick) would come a poll later every time.
+
+        While catching up, a partition goes once its oldest waiting summary has waited the interval: the longest
+        waiting first, while their last snapshots and the urgent ones add up to at most
+        :data:`DUE_BYTES_PER_ITERATION`, and always the longest waiting. Partitions that started waiting together
+        then checkpoint one after another instead of in one long stall. A tick would not do here: a backlog comes
+        a partition at a time, so the clocks drift apart and the tick would checkpoint the partitions that just
+        started waiting early, more checkpoints for the same rows (catch-up throughput fell by up to a third)."""
+        every = self.summary_interval_s
+        if caught_up:
+            waiting = {(PROFILE, p) for p in self.waiting_since if (PROFILE, p) not in urgent}
+            if not waiting or now - self.tick_at < every:
+                return set()
+            self.tick_at = now
+            return waiting
+        due = sorted(
+            ((PROFILE, p) for p, t in self.waiting_since.items() if now - t >= every and (PROFILE, p) not in urgent),
+            key=lambda task: self.waiting_since[task[1]],
+        )
+        return self._within_budget(due, urgent, unknown=0) if due else set()
+
+    def due(self, urgent: Collection[Task], now: float) -> set[Task]:
+        """The tasks to checkpoint now besides ``urgent`` (checkpointed in this iteration anyway): of those due
+        by ``every_events`` or ``every_s``, the most overdue first, while the last snapshots of these and the
+        urgent ones add up to at most :data:`DUE_BYTES_PER_ITERATION`, and always the most overdue. The others
+        wait for the next iterations, so tasks that fall due together are checkpointed one after another
+        instead of in one long stall."""
+        due = sorted(
+            (
+                t
+                for t, n in self.since.items()
+                if n and t not in urgent and (n >= self.every_events or now - self.last.get(t, now) >= self.every_s)
+            ),
+            key=lambda t: self.last.get(t, now),
+        )
+        return self._within_budget(due, urgent, unknown=DUE_BYTES_PER_ITERATION)  # never written: a full share
+
+    def _within_budget(self, ordered: Iterable[Task], urgent: Collection[Task], *, unknown: int) -> set[Task]:
+        """The first of ``ordered`` whose last snapshots, with the urgent ones', add up to at most
+        :data:`DUE_BYTES_PER_ITERATION`, and always the first; ``unknown``: the size of one never written."""
+        budget = DUE_BYTES_PER_ITERATION - sum(self.snapshot_bytes.get(t, 0) for t in urgent)
+        chosen: set[Task] = set()
+        for t in ordered:
+            size = self.snapshot_bytes.get(t, unknown)
+            if chosen and size > budget:
+                break
+            chosen.add(t)
+            budget -= size
+        return chosen
+
+
+def caught_up(lag: dict[tuple[str, int], int], summaries_topic: str) -> bool:
+    """Whether the input partitions' lag, as last seen, adds up to less than :data:`CAUGHT_UP_MESSAGES`."""
+    return sum(n for (topic, _partition), n in lag.items() if topic != summaries_topic) < CAUGHT_UP_MESSAGES
