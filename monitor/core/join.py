@@ -625,7 +625,7 @@ class LabelJoiner:
             "scores": c.score[at],
             "times": c.time[at],
         }
-        if all(type(p) is float for p in predictions):  # a score per prediction: one array, not a list of floats
+        if set(map(type, predictions)) <= {float}:  # a score per prediction: one array, not a list of floats
             plain["predictions"] = np.array(predictions, dtype=np.float64)
         return plain
 

@@ -243,7 +243,7 @@ def encode(x: Any) -> Any:
     if isinstance(x, np.ndarray):
         return _array(x)
     if isinstance(x, list):
-        return [encode(v) for v in x]
+        return _plain_list(x) or [encode(v) for v in x]
     if isinstance(x, tuple):
         return {"$t": [encode(v) for v in x]}
     if isinstance(x, set | frozenset):
@@ -270,6 +270,25 @@ def encode(x: Any) -> Any:
             return {"$o": name, "p": encode(x.to_plain())}
         return {"$o": name, "f": {k: encode(v) for k, v in _fields(x).items()}}
     raise TypeError(f"cannot snapshot a {type(x).__qualname__}")
+
+
+_VERBATIM = frozenset({str, bool, type(None)})
+
+
+def _plain_list(x: list[Any]) -> list[Any] | None:
+    """A copy of a non-empty list that :func:`encode` would give back value for value (strings, booleans and
+    None, integers within 64 bits, finite floats), found in C-level passes over it; None otherwise, or when
+    it cannot tell (the values are then encoded one by one, with the same result)."""
+    if not x:
+        return None
+    kinds = set(map(type, x))
+    if kinds <= _VERBATIM:
+        return list(x)
+    if kinds == {int}:
+        return list(x) if _INT_MIN <= min(x) and max(x) <= _INT_MAX else None
+    if kinds == {float}:
+        return list(x) if math.isfinite(sum(x)) else None  # a NaN or an infinity makes the sum one
+    return None
 
 
 def decode(x: Any) -> Any:

@@ -489,6 +489,35 @@ def test_float_arrays_of_decimals_are_packed_losslessly(array, scaled):
         assert len(json.dumps(plain)) < 0.51 * len(json.dumps(as_is))
 
 
+class _Text(str):
+    """A str subclass (encode keeps it as it is, never as a plain str)."""
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["a", None, True, "b"],
+        [0, -(2**63), 2**64 - 1],
+        [1, 2**64],  # beyond what orjson writes: a node
+        [-(2**63) - 1],
+        [0.5, -2.25, 1e308],
+        [1e308, 1e308],  # finite values whose sum is not
+        [1.5, math.nan],
+        [math.inf, -math.inf],
+        [1, 2.0],
+        ["a", 1],
+        [True, 1],
+        [[1.0], ["x"]],
+        [_Text("sub"), "str"],  # a str subclass is not written as it is by every path
+    ],
+)
+def test_a_list_is_encoded_value_for_value(values):
+    """Lists of plain values skip the per-value walk (one pass over their types): same result as the walk."""
+    encoded = snapshot.encode(values)
+    assert encoded == [snapshot.encode(v) for v in values]
+    assert encoded is not values  # a copy: the caller's list may change after the snapshot
+
+
 # --------------------------------------------------------------------------- what restore refuses
 def test_decode_refuses_a_class_outside_the_allow_list():
     with pytest.raises(ValueError, match="not allowed"):
