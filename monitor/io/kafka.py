@@ -260,7 +260,7 @@ class AlertSink:
             if err.txn_requires_abort():
                 self.producer.abort_transaction(self.timeout_s)
             self._in_txn = False
-            self._unacked, self._failed = [], []  # aborted: the replica starts again from its last checkpoint
+            self._unacked, self._failed = [], []  # failed: the replica starts again from its last checkpoint
             raise translate(err, "committing the checkpoint transaction") from None
         self._in_txn = False
         # committed: everything in the transaction is on its topics (no flush comes in transactional mode, so
