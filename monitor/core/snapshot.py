@@ -285,7 +285,7 @@ def _plain_list(x: list[Any]) -> list[Any] | None:
     if kinds <= _VERBATIM:
         return list(x)
     if kinds == {int}:
-        return list(x) if _INT_MIN <= min(x) and max(x) <= _INT_MAX else None
+        return list(x) if min(x) >= _INT_MIN and max(x) <= _INT_MAX else None
     if kinds == {float}:
         return list(x) if math.isfinite(sum(x)) else None  # a NaN or an infinity makes the sum one
     return None
