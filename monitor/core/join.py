@@ -316,7 +316,13 @@ class LabelJoiner:
         if early:
             keep, joined = self._join_early_rows(ids, segments, segment_code, combo, predictions, scores, times, now)
         base = self._next_slot
-        if keep is not None:
+        if keep is None:
+            new = dict(zip(ids, range(base, base + n), strict=True))
+            if len(new) == n and slots.keys().isdisjoint(new.keys()):
+                slots.update(new)  # the common case: every row new, none stored
+            else:
+                keep = np.ones(n, dtype=bool)
+        if keep is not None:  # row by row: a row whose id is stored (by an earlier row too) is a repeat
             for r in np.flatnonzero(keep).tolist():
                 pid = ids[r]
                 if pid in slots:
@@ -324,23 +330,30 @@ class LabelJoiner:
                     self.counts["duplicate_prediction"] += 1
                 else:
                     slots[pid] = base + r
-        else:
-            new = dict(zip(ids, range(base, base + n), strict=True))
-            if len(new) < n or not slots.keys().isdisjoint(new.keys()):
-                keep = np.zeros(n, dtype=bool)
-                for r, pid in enumerate(ids):
-                    if pid not in slots:
-                        slots[pid] = base + r
-                        keep[r] = True
-                self.counts["duplicate_prediction"] += n - int(keep.sum())
-            else:
-                slots.update(new)
         self._write(ids, combo, predictions, scores, times, keep)
         over = len(slots) - self.max_pending
         if over > 0:
             self._drop_oldest(over)
             self.counts["evicted"] += over
         return joined
+
+    def _row(
+        self,
+        r: int,
+        segments: Sequence[Segments],
+        segment_code: np.ndarray,
+        combo: np.ndarray,
+        predictions: Sequence[Any],
+        scores: np.ndarray,
+        times: np.ndarray,
+    ) -> PendingPrediction:
+        """Row ``r`` of a batch of :meth:`add_predictions` as one prediction (for a join with an early label)."""
+        model, version, _ = self._combos[int(combo[r])]
+        score = float(scores[r])
+        return PendingPrediction(
+            model, version, segments[int(segment_code[r])], predictions[r], None if score != score else score,
+            float(times[r]),
+        )  # fmt: skip
 
     def _join_early_rows(
         self,
@@ -367,12 +380,7 @@ class LabelJoiner:
                 else:
                     keep[r] = True
                 continue
-            model, version, _ = self._combos[int(combo[r])]
-            score = float(scores[r])
-            p = PendingPrediction(
-                model, version, segments[int(segment_code[r])], predictions[r], None if score != score else score,
-                float(times[r]),
-            )  # fmt: skip
+            p = self._row(r, segments, segment_code, combo, predictions, scores, times)
             joined.append(self._join_early(pid, p, early, now))
         return keep, joined
 
@@ -398,16 +406,7 @@ class LabelJoiner:
         for r, pid in enumerate(ids):
             early = early_labels.pop(pid, None)
             if early is not None:
-                model, version, _ = self._combos[int(combo[r])]
-                score = float(scores[r])
-                p = PendingPrediction(
-                    model,
-                    version,
-                    segments[int(segment_code[r])],
-                    predictions[r],
-                    None if score != score else score,
-                    float(times[r]),
-                )
+                p = self._row(r, segments, segment_code, combo, predictions, scores, times)
                 joined.append(self._join_early(pid, p, early, now))
                 continue
             if (pid in slots and pid not in evicted) or pid in new or pid in done:

@@ -443,8 +443,6 @@ class MonitorService:
         cp = config.checkpoint
         self.schedule = CheckpointSchedule(cp.every_events, cp.every_s, config.detection.summary_interval_s)
         self._outgoing: dict[int, list[Summary]] = {}  # per input partition: summaries waiting for its checkpoint
-        self._sent_at: dict[int, float] = {}  # per input partition: time.monotonic() it last sent summaries or notes
-        self._moved_at: dict[int, float] = {}  # per input partition: time.monotonic() it last had messages processed
         self._polled_at = -math.inf  # time.perf_counter() when the last poll returned
         # summaries sent to a summaries partition read here, until read back (detection.handoff_rows rows at most)
         self.handoff = SummaryHandoff(config.detection.handoff_rows)
@@ -768,8 +766,6 @@ class MonitorService:
                 if tp.topic == k.predictions_topic:
                     self.engines.pop(tp.partition, None)
                     self._outgoing.pop(tp.partition, None)  # checkpointed on revoke, or the next owner replays them
-                    self._sent_at.pop(tp.partition, None)
-                    self._moved_at.pop(tp.partition, None)
                 elif task[0] == DETECT:
                     self.detectors.pop(tp.partition, None)
                     self._merge_stats.pop(tp.partition, None)
@@ -917,7 +913,7 @@ class MonitorService:
                         self.schedule.summaries_waiting(partition, time.monotonic())
                 self._next[topic, partition] = int(group[-1].offset() or 0) + 1
                 if topic != summaries_topic:
-                    self._moved_at[partition] = time.monotonic()
+                    self.schedule.moved_at[partition] = time.monotonic()
                 if topic == summaries_topic:  # written in transactions: the position skips their commit markers
                     position = self.consumer.position([TopicPartition(topic, partition)])[0].offset
                     self._next[topic, partition] = max(self._next[topic, partition], position)
@@ -1051,22 +1047,16 @@ class MonitorService:
         if self.consumer is None or self.sink is None or self.sink.transactional:
             return
         now = time.monotonic()
-        every, idle = self.config.detection.summary_interval_s, self.config.detection.idle_s
         with self.lock:
-            for p, engine in list(self.engines.items()):
-                if now - self._sent_at.get(p, -math.inf) < every:
-                    continue
-                if p in self._outgoing:  # a first send is expected for idle_s anyway (DetectionStage.expect)
-                    if p not in self._sent_at:
-                        continue
-                else:
-                    read = self._backlog or now - self._moved_at.get(p, -math.inf) < idle
-                    if not (read and self._input_waiting(p)):
-                        continue
-                notes = engine.profile.notes()
+            due = self.schedule.notes_due(
+                list(self.engines), idle_s=self.config.detection.idle_s, backlog=self._backlog,
+                input_waiting=self._input_waiting, now=now,
+            )  # fmt: skip
+            for p in due:
+                notes = self.engines[p].profile.notes()
                 for note in notes:
                     self._send_summary(note)
-                self._sent_at[p] = now
+                self.schedule.sent_at[p] = now
                 self.stats.notes_sent += len(notes)
 
     def _input_waiting(self, partition: int) -> bool:
@@ -1275,7 +1265,7 @@ class MonitorService:
             for summary in out:
                 self._send_summary(summary)
             if out:
-                self._sent_at[p] = now
+                self.schedule.sent_at[p] = now
         for alerts in outbox.values():
             for alert in alerts:
                 self.sink.alert(alert)

@@ -10,8 +10,9 @@ that act on it (:class:`monitor.io.kafka.MonitorService`).
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 PROFILE = "profile"  # a task: an input partition's profile stage (predictions and labels partition p)
@@ -45,6 +46,8 @@ class CheckpointSchedule:
     last: dict[Task, float] = field(default_factory=dict)  # when the task last checkpointed
     snapshot_bytes: dict[Task, int] = field(default_factory=dict)  # its last snapshot's size, uncompressed
     waiting_since: dict[int, float] = field(default_factory=dict)  # per input partition: its oldest waiting summary
+    sent_at: dict[int, float] = field(default_factory=dict)  # per input partition: when it last sent summaries or notes
+    moved_at: dict[int, float] = field(default_factory=dict)  # per input partition: when messages of it were processed
     tick_at: float = field(default_factory=time.monotonic)  # the last tick while caught up (the first: one interval in)
 
     def assign(self, tasks: list[Task], now: float) -> None:
@@ -58,7 +61,8 @@ class CheckpointSchedule:
         self.last.pop(task, None)
         self.snapshot_bytes.pop(task, None)
         if task[0] == PROFILE:
-            self.waiting_since.pop(task[1], None)
+            for per_partition in (self.waiting_since, self.sent_at, self.moved_at):
+                per_partition.pop(task[1], None)
 
     def count(self, task: Task, messages: int) -> None:
         """``messages`` more processed for ``task`` since its last checkpoint."""
@@ -74,6 +78,26 @@ class CheckpointSchedule:
 
     def summaries_sent(self, partition: int) -> None:
         self.waiting_since.pop(partition, None)
+
+    def notes_due(
+        self, partitions: Iterable[int], *, idle_s: float, backlog: bool, input_waiting: Callable[[int], bool],
+        now: float,
+    ) -> list[int]:  # fmt: skip
+        """The input partitions that send a note now (:meth:`monitor.io.kafka.MonitorService.send_notes` says why):
+        those that sent nothing for ``summary_interval_s`` and whose summaries wait for their checkpoint (once they
+        have sent before: a first send is expected for ``idle_s`` anyway), or that have input waiting while they
+        are read (their messages processed within ``idle_s``) or while the replica works off a ``backlog``."""
+        due = []
+        for p in partitions:
+            if now - self.sent_at.get(p, -math.inf) < self.summary_interval_s:
+                continue
+            if p in self.waiting_since:
+                if p not in self.sent_at:
+                    continue
+            elif not ((backlog or now - self.moved_at.get(p, -math.inf) < idle_s) and input_waiting(p)):
+                continue
+            due.append(p)
+        return due
 
     def checkpointed(self, task: Task, snapshot_bytes: int, now: float) -> None:
         self.since[task] = 0

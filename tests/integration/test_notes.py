@@ -45,7 +45,7 @@ def test_a_partition_with_input_waiting_sends_notes_and_a_caught_up_one_none(
         engine = service.engines[0] = service._new_engine(0)
         engine.process_predictions([m.value() for m in first], [0.0] * len(first))
         service._next[k.predictions_topic, 0] = first[-1].offset() + 1
-        service._moved_at[0] = time.monotonic()  # as process() marks it: the partition is being read
+        service.schedule.moved_at[0] = time.monotonic()  # as process() marks it: the partition is being read
         service.send_notes()
         service.send_notes()  # within summary_interval_s of the first: none
         service.sink.flush()
@@ -53,20 +53,20 @@ def test_a_partition_with_input_waiting_sends_notes_and_a_caught_up_one_none(
         assert [(s.model, s.source, s.seq, s.waiting, len(s)) for s in sent] == [("m", 0, -1, True, 0)]
         assert service.stats.notes_sent == 1 and service.stats.summaries_produced == 1
         # stuck: input waiting, but its position has not moved for idle_s (an upstream transaction left open)
-        service._moved_at[0] = time.monotonic() - config.detection.idle_s - 1.0
-        service._sent_at.clear()
+        service.schedule.moved_at[0] = time.monotonic() - config.detection.idle_s - 1.0
+        service.schedule.sent_at.clear()
         service.send_notes()
         assert service.stats.notes_sent == 1
         service._backlog = True  # unless this replica reads nothing because it works off a release backlog
         service.send_notes()
         assert service.stats.notes_sent == 2
         service._backlog = False
-        service._sent_at.clear()
+        service.schedule.sent_at.clear()
         service._outgoing[0] = [engine.profile.heartbeats()[0]]  # summaries waiting for their checkpoint
         service.schedule.summaries_waiting(0, time.monotonic())
         service.send_notes()
         assert service.stats.notes_sent == 2  # the partition has sent nothing yet: its first send is expected
-        service._sent_at[0] = time.monotonic() - 61.0  # it sent, longer than the interval ago: a note
+        service.schedule.sent_at[0] = time.monotonic() - 61.0  # it sent, longer than the interval ago: a note
         service.send_notes()
         assert service.stats.notes_sent == 3
         service._outgoing.clear()
@@ -75,8 +75,8 @@ def test_a_partition_with_input_waiting_sends_notes_and_a_caught_up_one_none(
         while len(rest) < 40:  # everything read and processed: caught up, nothing waiting
             rest += [m for m in consumer.consume(40 - len(rest), 5.0) if m.error() is None]
         service._next[k.predictions_topic, 0] = rest[-1].offset() + 1
-        service._moved_at[0] = time.monotonic()
-        service._sent_at.clear()  # the interval over
+        service.schedule.moved_at[0] = time.monotonic()
+        service.schedule.sent_at.clear()  # the interval over
         service.send_notes()
         service.sink.flush()
         assert [Summary.decode(m.value()).waiting for m in read_to_end(broker.bootstrap, config.summaries_topic)] == [
@@ -105,7 +105,7 @@ def test_no_notes_go_with_transactions(broker: EmbeddedBroker, topics: Callable[
         engine = service.engines[0] = service._new_engine(0)
         engine.process_predictions([m.value() for m in first], [0.0] * len(first))
         service._next[k.predictions_topic, 0] = first[-1].offset() + 1
-        service._moved_at[0] = time.monotonic()
+        service.schedule.moved_at[0] = time.monotonic()
         assert service._input_waiting(0)
         service.send_notes()
         assert service.stats.notes_sent == 0 and not service.sink._in_txn
