@@ -31,8 +31,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from monitor.core.messages import alert_message
-from monitor.core.rules import ALL, Alert, Judgement, alert_id, iso, segment_label
+from monitor.core.messages import alert_message, retired_message
+from monitor.core.rules import ALL, Alert, Judgement, alert_id, iso, parse_key, segment_label, version_scope
 
 # What each kind of firing alert recommends; every other kind asks to investigate.
 DRIFT_KINDS = ("data_drift", "prediction_drift")  # input and prediction drift: their segments wait for all traffic
@@ -48,6 +48,11 @@ class Incident:
     clear_since: float | None = None
     detected_at: float = float("nan")
     clear_since_position: int | None = None
+    # what the alert is about, for a resolution that no judgement brings (:meth:`Alerting.retire`); empty in
+    # a snapshot of an older release, where the key tells it instead
+    kind: str = ""
+    subject: str = ""
+    segment: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -396,6 +401,8 @@ class Alerting:
                 )
                 if t.status == "firing":
                     self.incident_shift[j.key] = j.shift
+                    opened = self.lifecycle.open[j.key]
+                    opened.kind, opened.subject, opened.segment = j.kind, j.subject, dict(j.segment)
                 else:
                     self.incident_shift[j.key] = max(self.incident_shift.get(j.key, 0.0), j.shift)
                 out.append((j, t))
@@ -408,6 +415,42 @@ class Alerting:
         for j, t in self.decide(judged):
             self.alerts_emitted[j.kind, t.status] += 1
             alerts.append(build_alert(model, version, j, t, emitted_at=self.clock()))
+        return alerts
+
+    def retire(self, model: str, version: str, now: float, idle_s: float) -> list[Alert]:
+        """A model version that has left service (no predictions for ``idle_s`` of event time until ``now``):
+        each of its open alerts resolves, since no judgement of it will come again, and the desk forgets its
+        keys (cooldowns, incident memory), so that the version starts afresh if it ever comes back."""
+        scope = version_scope(model, version)
+        prefix = scope + "/"
+        alerts: list[Alert] = []
+        lifecycle = self.lifecycle
+        for key in [k for k in lifecycle.open if k.startswith(prefix)]:
+            incident = lifecycle.open.pop(key)
+            kind, subject, segment = incident.kind, incident.subject, incident.segment
+            if not kind:  # opened by an older release: the key tells what it is about
+                kind, subject, segment = parse_key(key[len(prefix) :])
+            facet = segment_label(segment) if segment else subject
+            incident_id = self.incidents.assign(scope, facet, key, "resolved", now, self.incident_window_s, "info")
+            self.alerts_emitted[kind, "resolved"] += 1
+            alerts.append(
+                Alert(
+                    alert_id=incident.alert_id, key=key, status="resolved", kind=kind, severity="info", model=model,
+                    model_version=version, subject=subject, segment=dict(segment), detector="retired",
+                    statistic=None, threshold=None, p_value=None, baseline={}, current={},
+                    window={"start": iso(incident.started_at), "end": iso(now), "events": 0}, recommendation="none",
+                    message=retired_message(model, version, idle_s), started_at=iso(incident.started_at),
+                    emitted_at=iso(self.clock()), detected_at=iso(incident.detected_at), incident_id=incident_id,
+                )
+            )  # fmt: skip
+        for memory in (
+            lifecycle.cooldown_until, lifecycle.cooldown_until_position, lifecycle.last_start, self.incident_shift,
+            self.incidents.by_key,
+        ):  # fmt: skip
+            for key in [k for k in memory if k.startswith(prefix)]:
+                del memory[key]
+        for name in [n for n, inc in self.incidents.open.items() if n.startswith(prefix) and not inc["keys"]]:
+            del self.incidents.open[name]
         return alerts
 
     def _diluted(self, j: Judgement, judged: list[Judgement], ratio: float) -> bool:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +105,10 @@ class PartitionEngine:
         self.rng = np.random.default_rng([seed, partition])
         self.last_event_time = math.nan
         self.watermark = -math.inf  # newest event time of the predictions and labels monitored
+        self.retired: Counter[str] = Counter()  # model versions retired ("versions") and the predictions they had
+        # The newest median event time of a batch of predictions: the clock versions retire by, which one event
+        # stamped far in the future (a broken client clock) cannot move.
+        self.median_time = -math.inf
         # Detection shards (``detection.shards``; set by the detection stage, not state): which shard of each
         # model this engine holds. Every shard judges its own features (drift, schema and quality checks); shard 0
         # also the model version as a whole (monitor.core.shards.shard_of).
@@ -176,6 +181,32 @@ class PartitionEngine:
             alerts += self.learning.learn(joined, self.models, self.rng, self.watermark)
         return alerts
 
+    def _retire_idle(self, arriving: Collection[tuple[str, str]] = ()) -> list[Alert]:
+        """Model versions without predictions for ``monitoring.retire_after_s`` of event time (by
+        :attr:`median_time`) leave: their open alerts resolve (:meth:`Alerting.retire`) and their state goes, so
+        that a version taken out of service gives back its memory and its place under ``monitoring.max_models``,
+        before the versions ``arriving`` in this batch (kept) take places. Event time, so a replay retires where
+        live did; a version that comes back after it was retired starts afresh, as a new one would."""
+        idle_s = self.config.monitoring.retire_after_s
+        if not idle_s:
+            return []
+        alerts: list[Alert] = []
+        for key, state in list(self.models.items()):
+            if key in arriving:
+                continue
+            seen = state.last_event_time if state.last_event_time == state.last_event_time else state.first_event_time
+            if not self.median_time - seen >= idle_s:  # NaN (no prediction yet): kept
+                continue
+            del self.models[key]
+            self.model_monitor.stream_count -= state.stream_count()
+            self.judging.forget(*key)
+            self.learning.forget(*key)
+            if self.shards == 1 or self.shard_of_model(state.model) == 0:  # a model's other shards count nothing
+                self.retired["versions"] += 1
+                self.retired["events"] += state.events
+            alerts += self.alerting.retire(state.model, state.version, self.median_time, idle_s)
+        return alerts
+
     # --------------------------------------------------------------- monitoring
     def _model(self, model: str, version: str) -> ModelState | None:
         state = self.models.get((model, version))
@@ -187,8 +218,10 @@ class PartitionEngine:
 
     def _monitor(self, batch: PredictionBatch) -> list[Alert]:
         """Each model version's rows of the batch to its monitoring, then the window tests' round."""
-        alerts: list[Alert] = []
-        for (model, version), rows in batch.by_model_version(sort=True):
+        groups = batch.by_model_version(sort=True)
+        self.median_time = max(self.median_time, float(np.median(batch.event_time)))  # every event has its time
+        alerts = self._retire_idle(arriving={key for key, _ in groups})
+        for (model, version), rows in groups:
             state = self._model(model, version)
             n_rows = len(batch) if rows is None else rows.size
             if state is None:
@@ -228,6 +261,8 @@ class PartitionEngine:
             "fdr": (monitor, "fdr"),
             "incident_shift": (alerting, "incident_shift"),
             "incidents": (alerting, "incidents"),
+            "retired": (self, "retired"),
+            "median_time": (self, "median_time"),
         }
 
     def snapshot(self) -> dict[str, Any]:
@@ -291,7 +326,8 @@ class PartitionEngine:
     # ------------------------------------------------------------------- views
     def events_total(self) -> int:
         """Predictions monitored (a model's other detection shards see the same rows and do not count them)."""
-        return sum(m.events for m in self.models.values() if self.shards == 1 or self.shard_of_model(m.model) == 0)
+        kept = sum(m.events for m in self.models.values() if self.shards == 1 or self.shard_of_model(m.model) == 0)
+        return kept + self.retired["events"]
 
     def streams(self) -> Iterator[StreamView]:
         """Every stream with its statistics, for inspection (see :func:`monitor.core.view.stream_views`)."""

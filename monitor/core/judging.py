@@ -30,6 +30,10 @@ class DriftJudging:
         self.alerting = alerting
         self._keys: dict[tuple[str, str, str, str, str], str] = {}  # derived from names, not state
 
+    def forget(self, model: str, version: str) -> None:
+        """A retired model version's cached keys go with it."""
+        self._keys = {k: v for k, v in self._keys.items() if k[:2] != (model, version)}
+
     def key(self, state: ModelState, name: str, bucket: tuple[str, str]) -> str:
         """A drift stream's alert key, built once per stream (derived, never snapshotted)."""
         cache_key = (state.model, state.version, name, *bucket)

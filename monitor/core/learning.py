@@ -55,6 +55,11 @@ class LabelLearning:
                 alerts += self._learn_chunk(state, perf, items, models, rng, watermark)
         return alerts
 
+    def forget(self, model: str, version: str) -> None:
+        """A retired model version's segment mapping goes with it: if it comes back, its new state caps its
+        segment values afresh."""
+        self._segments_seen = {k: v for k, v in self._segments_seen.items() if k[:2] != (model, version)}
+
     def _tracked_segments(self, joined: list[Joined], models: dict[tuple[str, str], ModelState]) -> list[Joined]:
         """Joined predictions with their segments as this engine tracks them: another partition's profile stage
         capped the segment values it kept by what it saw first, this engine by what it saw first."""

@@ -256,3 +256,28 @@ def quality_message(of_model: str, j: Judgement, firing: bool) -> str:
 def shown(labels: list[str]) -> list[str]:
     """Category names as people read them: the overflow code is "other values", not an internal name."""
     return [OTHER_VALUES if label == OVERFLOW else label for label in labels]
+
+
+def duration(seconds: float) -> str:
+    """A span of time in the largest whole unit that fits: 7 days, 3 hours, 90 seconds.
+
+    >>> duration(7 * 86400), duration(3600), duration(5400), duration(90)
+    ('7 days', '1 hour', '90 minutes', '90 seconds')
+    """
+    units = (("day", 86400), ("hour", 3600), ("minute", 60))
+    for unit, size in units:
+        if seconds >= size and seconds % size == 0:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    for unit, size in units:
+        if seconds >= 2 * size:
+            return f"{number(seconds / size)} {unit}s"
+    return f"{seconds:,.0f} seconds" if seconds >= 10 else f"{seconds:g} seconds"
+
+
+def retired_message(model: str, version: str, idle_s: float) -> str:
+    """Why an alert resolves with no judgement behind it: its model version stopped receiving predictions."""
+    return (
+        f"Model {model} {version} has received no predictions for {duration(idle_s)}: it is no longer monitored, "
+        "and this alert closes with it."
+    )

@@ -54,6 +54,10 @@ class ModelState:
         self.first_event_time = math.nan
         self.retrain = RetrainState()
 
+    def stream_count(self) -> int:
+        """The drift streams this version holds (what counts against ``monitoring.max_streams``)."""
+        return sum(block.size for block in self.numeric.values()) + len(self.streams)
+
     def tracker(self, key: tuple[str, str, str]) -> Tracker | None:
         """The stream (subject, segment attribute, value), numeric or categorical."""
         for block in self.numeric.values():

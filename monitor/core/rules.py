@@ -54,8 +54,25 @@ def alert_key(model: str, kind: str, subject: str, segment: dict[str, str], mode
     >>> alert_key("churn", "data_drift", "income", {"country": "SG"}, "v2")
     'churn/v2/data_drift/income/country=SG'
     """
-    version = f"/{model_version}" if model_version else ""
-    return f"{model}{version}/{kind}/{subject}/{segment_label(segment)}"
+    return f"{version_scope(model, model_version)}/{kind}/{subject}/{segment_label(segment)}"
+
+
+def version_scope(model: str, model_version: str = "") -> str:
+    """What every alert key of one model version begins with (then ``/``), as :func:`alert_key` writes it."""
+    return f"{model}/{model_version}" if model_version else model
+
+
+def parse_key(rest: str) -> tuple[str, str, dict[str, str]]:
+    """(kind, subject, segment) from an alert key without its :func:`version_scope` and ``/``; the segment is
+    read from the last part, so a subject may hold ``/`` but a segment value may not.
+
+    >>> parse_key("data_drift/income/country=SG,gender=f")
+    ('data_drift', 'income', {'country': 'SG', 'gender': 'f'})
+    """
+    kind, _, tail = rest.partition("/")
+    subject, _, label = tail.rpartition("/")
+    segment = {} if label == "all" else dict(pair.split("=", 1) for pair in label.split(",") if "=" in pair)
+    return kind, subject, segment
 
 
 def alert_id(key: str, incident_seq: int, repeat: int = 0) -> str:

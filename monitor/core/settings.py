@@ -29,6 +29,9 @@ class MonitoringConfig:
     segments: list[str] = field(default_factory=list)
     watch_prediction: bool = True
     max_models: int = 20
+    # A model version without predictions for this long (event time) is retired: its open alerts resolve and
+    # its state goes, so versions that left service free their places under max_models. 0: never.
+    retire_after_s: float = 7 * 86400.0
     max_features_per_model: int = 200
     max_segment_attributes: int = 8
     max_segment_values: int = 50

@@ -147,6 +147,7 @@ class EngineView:
     last_event_time: float
     rejected: tuple[tuple[tuple[str, str], int], ...]
     capped: tuple[tuple[str, int], ...]
+    retired_versions: int  # model versions retired after monitoring.retire_after_s without predictions
     alerts_emitted: tuple[tuple[tuple[str, str], int], ...]
     models: dict[tuple[str, str], ModelRow]
     streams: tuple[StreamRow, ...]
@@ -367,6 +368,7 @@ def build_view(engine: PartitionEngine) -> EngineView:
         last_event_time=float(engine.last_event_time),
         rejected=tuple(engine.profile.rejected.items()),
         capped=tuple(engine.model_monitor.capped.items()),
+        retired_versions=int(engine.retired["versions"]),
         alerts_emitted=tuple(engine.alerting.alerts_emitted.items()),
         models=models,
         streams=tuple(streams),

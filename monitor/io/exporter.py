@@ -72,6 +72,10 @@ class MonitorCollector(Collector):
             labels=[*STREAM_LABELS, "detector"],
         )
         streams = GaugeMetricFamily("monitor_streams", "Monitored feature x segment streams")
+        retired = CounterMetricFamily(
+            "monitor_models_retired",
+            "Model versions retired after monitoring.retire_after_s without predictions (their alerts resolved)",
+        )
         stream_limit = GaugeMetricFamily("monitor_streams_limit", "Cap on streams per partition (max_streams)")
         alerts_firing = GaugeMetricFamily(
             "monitor_alerts_firing", "Open alert incidents", labels=["model", "version", "kind"]
@@ -164,10 +168,12 @@ class MonitorCollector(Collector):
         lat: dict[tuple[str, str], list[float]] = {}
         n_labels = 0
         n_streams = 0
+        n_retired = 0
         newest = -math.inf
         for view in views:
             n_labels += view.labels_seen
             n_streams += view.stream_count
+            n_retired += view.retired_versions
             inv.update(dict(view.rejected))
             cap.update(dict(view.capped))
             emit.update(dict(view.alerts_emitted))
@@ -228,6 +234,7 @@ class MonitorCollector(Collector):
         for k5, c in agg_det.items():
             detections.add_metric(list(k5), c)
         streams.add_metric([], n_streams)
+        retired.add_metric([], n_retired)
         stream_limit.add_metric([], svc.config.monitoring.max_streams)
         for ak, n_open in open_alerts.items():
             alerts_firing.add_metric(list(ak), n_open)
@@ -306,7 +313,8 @@ class MonitorCollector(Collector):
         yield from (outcome_mean, delay)
         yield from (join_pending, join_limit, join_early, join_events)
         yield from (events, labels, invalid, capped, mismatch, s_events, missing, mean, effect, firing, detections)
-        yield from (streams, stream_limit, alerts_firing, incident_open, emitted, latency, partitions, lag, proc_lag)
+        yield from (streams, stream_limit, retired, alerts_firing, incident_open, emitted, latency)
+        yield from (partitions, lag, proc_lag)
         yield ready
 
 

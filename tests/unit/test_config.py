@@ -341,6 +341,8 @@ def test_explicit_overrides_beat_environment_and_file(tmp_path: Path) -> None:
             "monitoring.max_segment_attributes",
             id="negative-segment-attributes",
         ),
+        pytest.param("[monitoring]\nretire_after_s = -1\n", {}, "monitoring.retire_after_s", id="negative-retire"),
+        pytest.param(None, {"MONITOR_MONITORING__RETIRE_AFTER_S": "nan"}, "monitoring.retire_after_s", id="nan-retire"),
         pytest.param("[http\nport = 1\n", {}, "--config", id="bad-toml-syntax"),
         pytest.param("[http]\nport = 1\nport = 2\n", {}, "--config", id="toml-duplicate-key"),
     ],

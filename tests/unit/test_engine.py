@@ -10,6 +10,7 @@ import pytest
 from monitor.config import load_config
 from monitor.core.engine import PartitionEngine
 from monitor.core.rules import Alert
+from monitor.core.view import build_view
 from monitor.simulate import Drift, TrafficGenerator
 
 T0 = 1_767_225_600.0
@@ -139,6 +140,70 @@ def test_streams_features_and_models_are_capped_and_counted():
     assert set(eng.models) == {("churn", "v1")}
     capped = eng.model_monitor.capped
     assert capped["stream"] > 0 and capped["feature"] > 0 and capped["model"] == 100
+
+
+def _version(events: list[dict[str, Any]], version: str, shift_s: float) -> list[dict[str, Any]]:
+    return [
+        {
+            **e,
+            "model_version": version,
+            "prediction_id": f"{version}-{e['prediction_id']}",
+            "timestamp": e["timestamp"] + shift_s,
+        }
+        for e in events
+    ]
+
+
+def test_a_model_version_without_predictions_for_retire_after_s_is_retired_and_its_alert_resolves():
+    eng = _engine(monitoring={"retire_after_s": 3600.0, "max_models": 1})
+    old = _stream(15_000, 10_000, Drift("income", {"country": "SG"}, scale=1.6))  # 250 s of event time
+    fired = _feed(eng, old)
+    assert [(a.status, a.key) for a in fired] == [("firing", "churn/v1/data_drift/income/country=SG")]
+    v1_streams = eng.model_monitor.stream_count
+    assert v1_streams > 0
+
+    # v2 starts while v1 still serves: the cap of one version turns it away, and v1 stays
+    early = _version(_stream(500, 0, None, seed=2), "v2", 100.0)
+    assert _feed(eng, early) == []
+    assert set(eng.models) == {("churn", "v1")} and eng.model_monitor.capped["model"] == 500
+
+    # an hour after v1's last prediction, v1 is retired before v2's batch takes its place
+    later = _version(_stream(2_000, 0, None, seed=3), "v2", 250.0 + 3_600.0)
+    alerts = _feed(eng, later)
+    assert [(a.status, a.key, a.detector, a.severity) for a in alerts] == [
+        ("resolved", "churn/v1/data_drift/income/country=SG", "retired", "info")
+    ]
+    resolved = alerts[0]
+    assert resolved.alert_id == fired[0].alert_id and resolved.incident_id == fired[0].incident_id
+    assert resolved.model_version == "v1" and resolved.segment == {"country": "SG"} and resolved.subject == "income"
+    assert resolved.message == (
+        "Model churn v1 has received no predictions for 1 hour: it is no longer monitored, "
+        "and this alert closes with it."
+    )
+    assert set(eng.models) == {("churn", "v2")} and eng.model_monitor.capped["model"] == 500
+    assert eng.retired == {"versions": 1, "events": 25_000}
+    assert eng.events_total() == 25_000 + 2_000  # the retired version's predictions still count as monitored
+    assert eng.model_monitor.stream_count == eng.models["churn", "v2"].stream_count() > 0
+    assert not any(k.startswith("churn/v1/") for k in eng.alerting.lifecycle.cooldown_until)
+    assert not any(n.startswith("churn/v1/") for n in eng.alerting.incidents.open)
+    view = build_view(eng)  # what /metrics reads: monitor_models_retired_total
+    assert view.retired_versions == 1 and set(view.models) == {("churn", "v2")}
+    twin = PartitionEngine.restore(eng.config, orjson.loads(orjson.dumps(eng.snapshot())), clock=lambda: T0)
+    assert twin.retired == eng.retired and twin.median_time == eng.median_time
+
+
+def test_one_event_stamped_far_in_the_future_retires_nothing():
+    eng = _engine(monitoring={"retire_after_s": 3600.0})
+    events = _stream(1_000, 0, None)
+    events[500]["timestamp"] += 10 * 365 * 86400.0  # a client with a broken clock
+    _feed(eng, events + _version(_stream(1_000, 0, None, seed=2), "v2", 10.0))
+    assert set(eng.models) == {("churn", "v1"), ("churn", "v2")} and not eng.retired
+
+
+def test_versions_are_never_retired_with_retire_after_s_zero():
+    eng = _engine(monitoring={"retire_after_s": 0.0})
+    _feed(eng, _stream(500, 0, None) + _version(_stream(500, 0, None, seed=2), "v2", 30 * 86400.0))
+    assert set(eng.models) == {("churn", "v1"), ("churn", "v2")} and not eng.retired
 
 
 def test_a_value_of_the_wrong_type_is_counted_and_treated_as_missing():
