@@ -221,5 +221,5 @@ class ModelSetup:
 
 
 def _exact_p_below(fdr: float) -> float:
-    """Below which p-value a window test computes it exactly (a discovery needs p <= fdr)."""
-    return min(1.0, max(0.25, 4 * fdr))
+    """Below which p-value a window test computes it exactly: a discovery needs p <= fdr."""
+    return min(1.0, fdr)

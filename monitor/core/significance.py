@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -65,9 +65,10 @@ def ks_two_sample(reference: np.ndarray, current: np.ndarray, exact_below: float
 
     On binned values this is the exact KS statistic of the values placed at their bins; the p-value
     uses the same distribution as ``scipy.stats.ks_2samp(method="asymp")``. That distribution costs
-    about half a millisecond per call, so where only small p-values matter (a Benjamini-Hochberg
-    discovery needs p <= q) ``exact_below`` keeps the limiting Kolmogorov distribution for p-values at
-    or above it, a few microseconds.
+    up to a millisecond per value, so where only small p-values matter (a Benjamini-Hochberg discovery
+    needs p <= q) the p-value is computed with it only where it can be at most ``exact_below``
+    (:func:`ks_critical`); elsewhere the limiting Kolmogorov distribution gives it, a few microseconds,
+    larger than the exact one wherever that is below 0.9.
     """
     ref = np.asarray(reference, dtype=np.float64)
     cur = np.asarray(current, dtype=np.float64)
@@ -76,11 +77,19 @@ def ks_two_sample(reference: np.ndarray, current: np.ndarray, exact_below: float
         return 0.0, 1.0
     d = float(np.max(np.abs(np.cumsum(ref) / m - np.cumsum(cur) / n)))
     en = m * n / (m + n)
-    if exact_below < 1.0:
-        approx = float(special.kolmogorov(math.sqrt(en) * d))
-        if approx >= exact_below:
-            return d, approx
+    if d < ks_critical(exact_below, round(en)):
+        return d, float(special.kolmogorov(math.sqrt(en) * d))
     return d, float(np.clip(sps.kstwo.sf(d, round(en)), 0.0, 1.0))
+
+
+@lru_cache(maxsize=4096)
+def ks_critical(level: float, n: int) -> float:
+    """The KS statistic from which the exact p-value (``kstwo`` with ``n`` effective values) can be at most
+    ``level``, less a margin for the inversion's error: below it the exact p-value is larger than ``level``,
+    and so is the limiting distribution's (for a level under 0.9). Windows share few sizes: cached."""
+    if level >= 1.0 or n < 1:
+        return 0.0
+    return float(sps.kstwo.isf(level, n)) * (1 - 1e-6)
 
 
 def ks_samples(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
@@ -145,7 +154,9 @@ def window_tests(reference: np.ndarray, current: np.ndarray, exact_below: float 
     en = np.where(both, m[:, 0] * n[:, 0] / np.maximum(m[:, 0] + n[:, 0], 1.0), 0.0)
     ks_p = np.ones(d.size)
     approx = special.kolmogorov(np.sqrt(en) * d)
-    exact = both & (approx < exact_below)
+    sizes, size_of = np.unique(np.round(en), return_inverse=True)
+    critical = np.array([ks_critical(exact_below, int(k)) for k in sizes.tolist()])[size_of.reshape(-1)]
+    exact = both & (d >= critical)  # (see ks_two_sample)
     ks_p[both & ~exact] = approx[both & ~exact]
     if exact.any():
         ks_p[exact] = np.clip(sps.kstwo.sf(d[exact], np.round(en[exact])), 0.0, 1.0)
@@ -318,7 +329,7 @@ class BaselineWindowTest:
         self.bins = bins
         self.n_codes = n_codes
         self.numeric_test = numeric_test
-        self.exact_p_below = exact_p_below  # KS p-values at or above this use the limiting distribution
+        self.exact_p_below = exact_p_below  # KS p-values that can be below this are exact (ks_two_sample)
         self.reference = reference
         self.from_profile = reference is not None
         self.seen = 0

@@ -528,6 +528,30 @@ def test_windows_tested_together_equal_each_window_tested_alone():
         assert (w.chi2[i], w.chi2_p[i]) == pytest.approx((chi2, chi2_p))
 
 
+@pytest.mark.parametrize("q", [0.2, 0.05, 1e-3, 1e-6])
+def test_ks_p_values_are_exact_wherever_they_can_reach_the_level(q: float) -> None:
+    """Only p-values at most ``q`` can be discoveries: each of them is the exact one, and every other p-value
+    (from the limiting distribution) stays above ``q``, at any window size, small ones included."""
+    from monitor.core.significance import window_tests
+
+    rng = np.random.default_rng(11)
+    rows = []
+    for size in (6, 12, 30, 60, 200, 1000, 5000):
+        for shift in np.linspace(0.0, 0.5, 40):
+            ref = rng.multinomial(size, np.full(10, 0.1))
+            shares = np.clip(np.full(10, 0.1) + shift * np.linspace(-0.1, 0.1, 10) * 5, 1e-3, None)
+            rows.append((ref, rng.multinomial(size, shares / shares.sum())))
+    reference, current = np.array([r for r, _ in rows]), np.array([c for _, c in rows])
+    exact = window_tests(reference, current).ks_p
+    fast = window_tests(reference, current, exact_below=q).ks_p
+    small = exact <= q
+    assert 0 < small.sum() < small.size  # both sides of the level are tried
+    assert np.array_equal(fast[small], exact[small])
+    assert (fast[~small] > q).all()
+    below = exact < 0.9  # (the limiting distribution is under the exact one only near 1, and for tiny windows)
+    assert (fast[below] >= exact[below]).all()
+
+
 def test_windows_completed_together_equal_the_one_window_statistics():
     """Streams of different widths (numeric references with fewer bins, categories of different counts)
     closed in one batch and completed together: every statistic equals the one-window function's."""
