@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -134,6 +134,11 @@ class LabelJoiner:
         self._next_slot = 0
         self._combos: list[tuple[str, str, Segments]] = []  # the distinct (model, version, segments) seen
         self._combo_code: dict[tuple[str, str, Segments], int] = {}
+        self.retired: set[tuple[str, str]] = set()  # forgotten versions whose pending predictions hold combinations
+        # pending predictions removed since the retired versions' combinations were last looked at (not state):
+        # :meth:`expire` looks again once they are an eighth of what was pending then, a cost of a few ns each
+        self._removed = 0
+        self._pending_at_look = 0
         self._encoded: dict[int, tuple[int, snap.Encoded]] = {}  # not state: chunk -> (version, its encoding)
         self.early: OrderedDict[str, PendingLabel] = OrderedDict()
         self.done = JoinedIds()  # recently joined ids, to spot duplicates
@@ -146,12 +151,39 @@ class LabelJoiner:
 
     # ------------------------------------------------------------- the column store
     def _code(self, model: str, version: str, segments: Segments) -> int:
+        if self.retired:
+            self.retired.discard((model, version))  # it came back: its combinations are in use again
         key = (model, version, segments)
         code = self._combo_code.get(key)
         if code is None:
             code = self._combo_code[key] = len(self._combos)
             self._combos.append(key)
         return code
+
+    def forget(self, versions: Collection[tuple[str, str]] = ()) -> None:
+        """Retired model versions (:meth:`monitor.core.profile.ProfileStage.retire_idle`) leave the table of
+        segment combinations; a combination their pending predictions still hold stays until they leave too
+        (:meth:`expire` looks again as pending predictions leave). What stays is numbered afresh, so every
+        chunk is encoded afresh at the next snapshot (a version retires rarely)."""
+        self.retired.update(versions)
+        self._removed, self._pending_at_look = 0, len(self._slot)
+        gone = {i for i, (m, v, _) in enumerate(self._combos) if (m, v) in self.retired}
+        held = set()
+        for c in self._chunks.values():
+            if gone:
+                held.update(np.unique(c.combo[c.alive]).tolist())
+        self.retired = {self._combos[i][:2] for i in gone & held}
+        gone -= held
+        if not gone:
+            return
+        kept = [i for i in range(len(self._combos)) if i not in gone]
+        renumber = np.zeros(len(self._combos), dtype=np.int32)  # an empty slot's code is never read
+        renumber[kept] = np.arange(len(kept), dtype=np.int32)
+        for c in self._chunks.values():
+            c.combo = renumber[c.combo]
+            c.version += 1
+        self._combos = [self._combos[i] for i in kept]
+        self._combo_code = {key: i for i, key in enumerate(self._combos)}
 
     def _chunk(self, k: int) -> _Chunk:
         c = self._chunks.get(k)
@@ -221,6 +253,7 @@ class LabelJoiner:
         c.alive[i] = False
         c.ids[i] = c.prediction[i] = None
         c.live -= 1
+        self._removed += 1
         c.version += 1
         if not c.live:
             del self._chunks[k]
@@ -251,6 +284,7 @@ class LabelJoiner:
                     ids[i] = c.prediction[i] = None
                 c.alive[idx] = False
                 c.live -= idx.size
+                self._removed += idx.size
                 c.version += 1
                 removed += idx.size
                 if not c.live:
@@ -559,6 +593,7 @@ class LabelJoiner:
                     held[i] = ids[i] = None
                 c.alive[idx] = False
                 c.live -= idx.size
+                self._removed += idx.size
                 c.version += 1
                 if not c.live:
                     del self._chunks[k]
@@ -589,6 +624,8 @@ class LabelJoiner:
             expired = self._drop_oldest(len(self._slot), label_now=label_now)
             if expired:
                 self.counts["expired"] += expired
+        if self.retired and 8 * self._removed >= self._pending_at_look:
+            self.forget()
         while self.early:
             lab = next(iter(self.early.values()))
             if now - lab.event_time <= self.early_ttl_s:
@@ -645,6 +682,7 @@ class LabelJoiner:
             "chunk_slots": self.chunk_slots,
             "next_slot": self._next_slot,
             "combos": [[m, v, [list(x) for x in segs]] for (m, v, segs) in self._combos],
+            "retired": [[m, v] for m, v in sorted(self.retired)],
             "chunks": chunks,
             "early_ids": list(self.early),
             "early": [[e.label, e.outcomes, e.event_time, e.model] for e in self.early.values()],
@@ -661,6 +699,7 @@ class LabelJoiner:
         joiner._next_slot = int(data["next_slot"])
         for m, v, segs in data["combos"]:
             joiner._code(m, v, tuple((a, b) for a, b in segs))
+        joiner.retired = {(m, v) for m, v in data.get("retired", [])}
         size = joiner.chunk_slots
         for plain in data["chunks"]:
             k = int(plain["k"])
@@ -695,7 +734,9 @@ class LabelJoiner:
         if "chunks" in data:  # what snapshot() gives: encoded values
             data = {k: snap.decode(v) for k, v in data.items()}
         other = self.from_plain(data)
-        for name in ("chunk_slots", "_slot", "_chunks", "_next_slot", "_combos", "_combo_code", "early", "done"):
+        for name in (
+            "chunk_slots", "_slot", "_chunks", "_next_slot", "_combos", "_combo_code", "retired", "early", "done",
+        ):  # fmt: skip
             setattr(self, name, getattr(other, name))
         self.counts = other.counts
         self._encoded = {}

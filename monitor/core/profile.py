@@ -18,7 +18,7 @@ import bisect
 import math
 import zlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import chain
 from operator import itemgetter
@@ -471,6 +471,11 @@ class SegmentCaps:
         combos = [tuple((a, v) for a, v in zip(names, values, strict=True) if v is not None) for values in seen]
         return combos, codes
 
+    def forget(self, model: str, version: str) -> None:
+        """A retired model version's caps go: if it comes back, it keeps the values it meets first again."""
+        for attr in self.attributes.pop((model, version), []):
+            self.values.pop((model, version, attr), None)
+
 
 class EngineObserver(Protocol):
     """Sees each model version's registered predictions and every joined label (``monitor replay --timeline``)."""
@@ -511,6 +516,8 @@ class ProfileStage:
         self.segment_caps = SegmentCaps()
         self.keys: dict[tuple[str, str], None] = {}  # model versions seen, in order: each gets heartbeats
         self.events: Counter[tuple[str, str]] = Counter()  # predictions accepted per model version
+        self.last_seen: dict[tuple[str, str], float] = {}  # each model version's newest prediction time here
+        self.median_time = -math.inf  # the newest batch median of prediction times: versions retire by it
         self.observer: EngineObserver | None = None  # monitor replay --timeline; not state
         self.shards = 1  # detection shards the summaries go to (monitor.core.shards); config, not state
 
@@ -520,7 +527,8 @@ class ProfileStage:
         and the model versions it has seen (the engine snapshots it as ``profile_state``)."""
         return {
             "seq": self.seq, "watermark": self.watermark, "caps": self.segment_caps, "keys": list(self.keys),
-            "events": self.events,
+            "events": self.events, "last_seen": [[m, v, t] for (m, v), t in self.last_seen.items()],
+            "median_time": self.median_time,
         }  # fmt: skip
 
     @bookkeeping.setter
@@ -528,6 +536,11 @@ class ProfileStage:
         self.seq, self.watermark, self.segment_caps = int(value["seq"]), float(value["watermark"]), value["caps"]
         self.keys = {(m, v): None for m, v in value["keys"]}
         self.events = value.get("events") or Counter()
+        self.median_time = float(value.get("median_time", self.watermark))
+        if "last_seen" in value:
+            self.last_seen = {(m, v): float(t) for m, v, t in value["last_seen"]}
+        else:  # an older release's snapshot: its versions count as seen when it was taken
+            self.last_seen = dict.fromkeys(self.segment_caps.attributes, self.watermark)
 
     # ------------------------------------------------------------------ ingest
     def predictions(
@@ -552,9 +565,14 @@ class ProfileStage:
         newest = float(np.nanmax(batch.event_time))
         self.watermark = max(self.watermark, newest)
         self.prediction_time = max(self.prediction_time, newest)  # joins and expiry see the whole batch
+        arriving: set[tuple[str, str]] = set()
         for (model, version), rows in batch.by_model_version(sort=False):
             part = batch if rows is None else take_rows(batch, rows)
             self.events[model, version] += len(part)
+            arriving.add((model, version))
+            newest_here = float(np.nanmax(part.event_time))
+            if not self.last_seen.get((model, version), -math.inf) >= newest_here:
+                self.last_seen[model, version] = newest_here
             joined = self._join_predictions(model, version, part)
             n = len(part)
             if n > 1 and bool((np.diff(part.event_time) < 0).any()):
@@ -571,8 +589,29 @@ class ProfileStage:
                 for shard in range(1, self.shards):  # the other shards: their features' columns, times, segments
                     columns = _shard_columns(piece, model, shard, self.shards)
                     out.append(self._summary(model, version, columns, [], progress=before, shard=shard))
+        self.median_time = max(self.median_time, float(np.median(batch.event_time)))
+        self.retire_idle(arriving)
         self.joiner.expire(self.prediction_time, labels_now=self.label_time)
         return out
+
+    def retire_idle(self, arriving: Collection[tuple[str, str]] = ()) -> list[tuple[str, str]]:
+        """Model versions without predictions on this partition for ``monitoring.retire_after_s`` (by
+        :attr:`median_time`, as the detection stage retires them) leave its bookkeeping: their segment caps,
+        their heartbeats and the join's table entries no pending prediction holds, so that versions taken out
+        of service do not add to every snapshot for good. Their counts stay (the audit reports them)."""
+        idle_s = self.config.monitoring.retire_after_s
+        if not idle_s:
+            return []
+        gone = [
+            key for key, seen in self.last_seen.items() if key not in arriving and self.median_time - seen >= idle_s
+        ]
+        for key in gone:
+            del self.last_seen[key]
+            self.keys.pop(key, None)
+            self.segment_caps.forget(*key)
+        if gone:
+            self.joiner.forget(set(gone))
+        return gone
 
     def labels(
         self, values: Sequence[bytes | None], kafka_times: Sequence[float]

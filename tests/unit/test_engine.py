@@ -192,6 +192,29 @@ def test_a_model_version_without_predictions_for_retire_after_s_is_retired_and_i
     assert twin.retired == eng.retired and twin.median_time == eng.median_time
 
 
+def test_the_profile_stage_lets_a_retired_version_go_too():
+    """The partition's segment caps, heartbeats and join table forget a retired version (its counts stay for
+    the audit); the join keeps its combinations while its predictions wait for labels, and lets them go after."""
+    eng = _engine(monitoring={"retire_after_s": 3600.0})
+    old = _stream(1_000, 0, None)
+    _feed(eng, old + _version(_stream(500, 0, None, seed=2), "v2", 3_600.0 + 100.0))
+    profile = eng.profile
+    assert ("churn", "v1") not in profile.segment_caps.attributes and ("churn", "v1") not in profile.keys
+    assert not any(key[:2] == ("churn", "v1") for key in profile.segment_caps.values)
+    assert set(profile.last_seen) == {("churn", "v2")} and profile.events["churn", "v1"] == 1_000
+    held = {c[:2] for c in profile.joiner._combos}
+    assert held == {("churn", "v1"), ("churn", "v2")} and profile.joiner.retired == {("churn", "v1")}
+    labels = [
+        {"prediction_id": e["prediction_id"], "model": "churn", "label": 1, "timestamp": e["timestamp"] + 3_700.0}
+        for e in old
+    ]
+    res = eng.process_labels([orjson.dumps(x) for x in labels], [T0] * len(labels))
+    assert res.processed == 1_000 and not res.rejected
+    assert {c[:2] for c in profile.joiner._combos} == {("churn", "v2")} and not profile.joiner.retired
+    twin = PartitionEngine.restore(eng.config, orjson.loads(orjson.dumps(eng.snapshot())), clock=lambda: T0)
+    assert twin.profile.last_seen == profile.last_seen and twin.profile.median_time == profile.median_time
+
+
 def test_one_event_stamped_far_in_the_future_retires_nothing():
     eng = _engine(monitoring={"retire_after_s": 3600.0})
     events = _stream(1_000, 0, None)

@@ -365,3 +365,44 @@ def test_segment_codes_give_each_row_its_buckets():
         assert combos[code[r]] == want
     assert len(combos) == len(set(combos)) == 12
     assert segment_combinations([(("", ""), None)], 3)[0] == [()]
+
+
+def test_forgotten_versions_leave_the_combination_table_but_for_what_pending_predictions_hold():
+    """A retired version's segment combinations go unless a pending prediction still holds one; the codes of
+    what stays are renumbered, every prediction still joins with its own model, version and segments, and
+    the store snapshots and restores as it is."""
+    j = LabelJoiner(ttl_s=1e6, max_pending=1000, chunk_slots=4)
+    us, de, fr = (("country", "US"),), (("country", "DE"),), (("country", "FR"),)
+
+    def add(ids: list[str], version: str, segments: list[Any], t: float) -> None:
+        n = len(ids)
+        code = np.arange(n, dtype=np.intp) % len(segments)
+        j.add_predictions(ids, "m", version, segments, code, [1] * n, np.full(n, 0.5), np.full(n, t), now=t)
+
+    def join(ids: list[str], t: float) -> list[tuple[str, str, Any]]:
+        n = len(ids)
+        got = j.add_labels(ids, [1] * n, [None] * n, np.full(n, t), ["m"] * n, now=t)
+        return [(x.prediction_id, x.prediction.model_version, x.prediction.segments) for x in got]
+
+    add(["a1", "a2", "a3", "a4"], "v1", [us, de], T0)  # a1, a3 in US; a2, a4 in DE
+    add(["b1", "b2"], "v2", [fr], T0 + 1)
+    assert join(["a1", "a3", "a4"], T0 + 2) == [("a1", "v1", us), ("a3", "v1", us), ("a4", "v1", de)]
+    snapshot.dumps(j)  # chunks encoded with the old codes: renumbering must encode them afresh
+    j.forget({("m", "v1")})
+    assert j._combos == [("m", "v1", de), ("m", "v2", fr)]  # v1 in DE stays: a2 waits for its label
+    restored = snapshot.loads(snapshot.dumps(j))
+    assert restored.retired == {("m", "v1")}
+    for store in (j, restored):
+        got = store.add_labels(["a2", "b2"], [1, 1], [None, None], np.full(2, T0 + 3), ["m", "m"], now=T0 + 3)
+        assert [(x.prediction_id, x.prediction.model_version, x.prediction.segments) for x in got] == [
+            ("a2", "v1", de),
+            ("b2", "v2", fr),
+        ]
+    assert j._combos == [("m", "v1", de), ("m", "v2", fr)] and j.retired == {("m", "v1")}
+    add(["x1", "x2", "x3", "x4", "x5"], "v2", [fr], T0 + 3)  # fill the chunk a2 was in, then empty it
+    j.add_labels(["x1", "x2", "x3", "x4", "x5"], [1] * 5, [None] * 5, np.full(5, T0 + 3), ["m"] * 5, now=T0 + 3)
+    j.expire(T0 + 3)  # a chunk emptied: what the retired version held is looked at again
+    assert j._combos == [("m", "v2", fr)] and not j.retired
+    add(["c1"], "v1", [us], T0 + 4)  # the version comes back: a new code
+    assert j._combos == [("m", "v2", fr), ("m", "v1", us)]
+    assert join(["c1", "b1"], T0 + 5) == [("c1", "v1", us), ("b1", "v2", fr)]
