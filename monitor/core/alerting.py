@@ -27,13 +27,16 @@ import math
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from monitor.core.messages import alert_message, retired_message
 from monitor.core.rules import ALL, Alert, Judgement, alert_id, iso, parse_key, segment_label, version_scope
 
+# Keys whose latest incident start the lifecycle remembers (the least recently started go first): enough for every
+# key of max_models versions and of versions retired since, about 100 bytes each.
+LAST_STARTS = 100_000
 # What each kind of firing alert recommends; every other kind asks to investigate.
 DRIFT_KINDS = ("data_drift", "prediction_drift")  # input and prediction drift: their segments wait for all traffic
 RECOMMENDATIONS = {"concept_drift": "retrain", "retrain_recommended": "retrain", "rollback_recommended": "rollback"}
@@ -52,7 +55,7 @@ class Incident:
     # a snapshot of an older release, where the key tells it instead
     kind: str = ""
     subject: str = ""
-    segment: dict[str, str] = field(default_factory=dict)
+    segment: dict[str, str] | None = None  # (not a default factory: a restored older Incident takes this one)
 
 
 @dataclass
@@ -90,7 +93,9 @@ class AlertLifecycle:
     resolve_after_events: int = 0
     cooldown_events: int = 0
     cooldown_until_position: dict[str, int] = field(default_factory=dict)
-    last_start: dict[str, tuple[int, int]] = field(default_factory=dict)  # key -> (incident_seq, repeats)
+    # key -> (incident_seq, repeats) of its latest incident, kept after the key's version retires (its ids are never
+    # reused); the most recently started LAST_STARTS keys
+    last_start: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def evaluate(
         self,
@@ -112,9 +117,11 @@ class AlertLifecycle:
             )
             if fire and not cooling:
                 began = now if started_at is None or started_at != started_at else started_at
-                seq, repeats = self.last_start.get(key, (None, -1))
+                seq, repeats = self.last_start.pop(key, (None, -1))
                 repeat = repeats + 1 if seq == incident_seq else 0
                 self.last_start[key] = (incident_seq, repeat)
+                if len(self.last_start) > LAST_STARTS:
+                    del self.last_start[next(iter(self.last_start))]
                 incident = self.open[key] = Incident(alert_id(key, incident_seq, repeat), began, detected_at=now)
                 return Transition("firing", incident.alert_id, incident.started_at, now)
             return None
@@ -417,18 +424,27 @@ class Alerting:
             alerts.append(build_alert(model, version, j, t, emitted_at=self.clock()))
         return alerts
 
-    def retire(self, model: str, version: str, now: float, idle_s: float) -> list[Alert]:
+    def retire(
+        self, model: str, version: str, now: float, idle_s: float, *, others: Collection[str] = ()
+    ) -> list[Alert]:
         """A model version that has left service (no predictions for ``idle_s`` of event time until ``now``):
         each of its open alerts resolves, since no judgement of it will come again, and the desk forgets its
-        keys (cooldowns, incident memory), so that the version starts afresh if it ever comes back."""
+        cooldowns and incident memory. ``others``: the :func:`version_scope` of the versions that stay, whose
+        keys may begin like this one's (version ``v1/canary`` beside ``v1``) and are left alone. Its incidents'
+        last starts stay (:attr:`AlertLifecycle.last_start`), so a version that comes back never reuses an id."""
         scope = version_scope(model, version)
         prefix = scope + "/"
+        nested = tuple(o + "/" for o in others if o.startswith(prefix))
+
+        def own(key: str) -> bool:
+            return key.startswith(prefix) and not key.startswith(nested)
+
         alerts: list[Alert] = []
         lifecycle = self.lifecycle
-        for key in [k for k in lifecycle.open if k.startswith(prefix)]:
+        for key in [k for k in lifecycle.open if own(k)]:
             incident = lifecycle.open.pop(key)
             kind, subject, segment = incident.kind, incident.subject, incident.segment
-            if not kind:  # opened by an older release: the key tells what it is about
+            if not kind or segment is None:  # opened by an older release: the key tells what it is about
                 kind, subject, segment = parse_key(key[len(prefix) :])
             facet = segment_label(segment) if segment else subject
             incident_id = self.incidents.assign(scope, facet, key, "resolved", now, self.incident_window_s, "info")
@@ -443,13 +459,10 @@ class Alerting:
                     emitted_at=iso(self.clock()), detected_at=iso(incident.detected_at), incident_id=incident_id,
                 )
             )  # fmt: skip
-        for memory in (
-            lifecycle.cooldown_until, lifecycle.cooldown_until_position, lifecycle.last_start, self.incident_shift,
-            self.incidents.by_key,
-        ):  # fmt: skip
-            for key in [k for k in memory if k.startswith(prefix)]:
+        for memory in (lifecycle.cooldown_until, lifecycle.cooldown_until_position, self.incident_shift):
+            for key in [k for k in memory if own(k)]:
                 del memory[key]
-        for name in [n for n, inc in self.incidents.open.items() if n.startswith(prefix) and not inc["keys"]]:
+        for name in [n for n, inc in self.incidents.open.items() if own(n) and not inc["keys"]]:
             del self.incidents.open[name]
         return alerts
 

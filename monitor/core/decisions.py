@@ -31,6 +31,12 @@ class VersionComparison:
     new_events: int
 
 
+def comparison_metric(task: str) -> str:
+    """What :func:`compare_versions` compares for a task: accuracy for a binary classifier, else the mean
+    absolute error."""
+    return "accuracy" if task == "binary" else "mae"
+
+
 def compare_versions(task: str, previous: np.ndarray, new: np.ndarray, threshold: float = 0.5) -> VersionComparison:
     """Compare labelled windows, each an array of rows ``(label, value)`` as :class:`PerformanceWindow` keeps them.
 
@@ -44,9 +50,7 @@ def compare_versions(task: str, previous: np.ndarray, new: np.ndarray, threshold
     """
     n1, n2 = previous.shape[0], new.shape[0]
     if n1 == 0 or n2 == 0:
-        return VersionComparison(
-            "accuracy" if task == "binary" else "mae", "none", math.nan, math.nan, 0.0, 1.0, n1, n2
-        )
+        return VersionComparison(comparison_metric(task), "none", math.nan, math.nan, 0.0, 1.0, n1, n2)
     if task == "binary":
         c1 = float(np.sum((previous[:, 1] >= threshold) == (previous[:, 0] == 1)))
         c2 = float(np.sum((new[:, 1] >= threshold) == (new[:, 0] == 1)))

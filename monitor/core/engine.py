@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from monitor.core import event_clock
 from monitor.core import snapshot as snap
 from monitor.core.alerting import Alerting, AlertLifecycle
 from monitor.core.baseline import ProfileSet
@@ -34,7 +35,7 @@ from monitor.core.model_monitor import ModelMonitor
 from monitor.core.model_setup import ModelSetup
 from monitor.core.model_state import ModelState
 from monitor.core.profile import ProfileStage, Summary, concat_rows, message_sizes
-from monitor.core.rules import Alert
+from monitor.core.rules import Alert, version_scope
 from monitor.core.settings import Settings
 from monitor.core.snapshot_classes import register_snapshot_classes
 from monitor.core.view import StreamView, stream_views
@@ -106,9 +107,11 @@ class PartitionEngine:
         self.last_event_time = math.nan
         self.watermark = -math.inf  # newest event time of the predictions and labels monitored
         self.retired: Counter[str] = Counter()  # model versions retired ("versions") and the predictions they had
-        # The newest median event time of a batch of predictions: the clock versions retire by, which one event
-        # stamped far in the future (a broken client clock) cannot move.
-        self.median_time = -math.inf
+        # The clock model versions retire by (monitor.core.event_clock): the last prediction times, their median,
+        # and each version's reading of it when its predictions last came.
+        self.recent_times = np.empty(0)
+        self.event_clock = -math.inf
+        self.seen_at: dict[tuple[str, str], float] = {}
         # Detection shards (``detection.shards``; set by the detection stage, not state): which shard of each
         # model this engine holds. Every shard judges its own features (drift, schema and quality checks); shard 0
         # also the model version as a whole (monitor.core.shards.shard_of).
@@ -182,29 +185,29 @@ class PartitionEngine:
         return alerts
 
     def _retire_idle(self, arriving: Collection[tuple[str, str]] = ()) -> list[Alert]:
-        """Model versions without predictions for ``monitoring.retire_after_s`` of event time (by
-        :attr:`median_time`) leave: their open alerts resolve (:meth:`Alerting.retire`) and their state goes, so
-        that a version taken out of service gives back its memory and its place under ``monitoring.max_models``,
-        before the versions ``arriving`` in this batch (kept) take places. Event time, so a replay retires where
-        live did; a version that comes back after it was retired starts afresh, as a new one would."""
+        """Model versions whose predictions stopped coming ``monitoring.retire_after_s`` ago by the event clock
+        (:mod:`monitor.core.event_clock`) leave: their open alerts resolve (:meth:`Alerting.retire`) and their
+        state goes, so that a version taken out of service gives back its memory and its place under
+        ``monitoring.max_models``, before the versions ``arriving`` in this batch (kept) take places. Event
+        time, so a replay retires where live did; a version that comes back after it was retired starts
+        afresh, as a new one would."""
         idle_s = self.config.monitoring.retire_after_s
         if not idle_s:
             return []
         alerts: list[Alert] = []
         for key, state in list(self.models.items()):
-            if key in arriving:
+            seen = self.seen_at.setdefault(key, self.event_clock)  # (an older release's snapshot: seen now)
+            if key in arriving or not self.event_clock - seen >= idle_s:
                 continue
-            seen = state.last_event_time if state.last_event_time == state.last_event_time else state.first_event_time
-            if not self.median_time - seen >= idle_s:  # NaN (no prediction yet): kept
-                continue
-            del self.models[key]
+            del self.models[key], self.seen_at[key]
             self.model_monitor.stream_count -= state.stream_count()
             self.judging.forget(*key)
             self.learning.forget(*key)
             if self.shards == 1 or self.shard_of_model(state.model) == 0:  # a model's other shards count nothing
                 self.retired["versions"] += 1
                 self.retired["events"] += state.events
-            alerts += self.alerting.retire(state.model, state.version, self.median_time, idle_s)
+            others = [version_scope(m, v) for m, v in self.models]
+            alerts += self.alerting.retire(state.model, state.version, self.event_clock, idle_s, others=others)
         return alerts
 
     # --------------------------------------------------------------- monitoring
@@ -219,7 +222,7 @@ class PartitionEngine:
     def _monitor(self, batch: PredictionBatch) -> list[Alert]:
         """Each model version's rows of the batch to its monitoring, then the window tests' round."""
         groups = batch.by_model_version(sort=True)
-        self.median_time = max(self.median_time, float(np.median(batch.event_time)))  # every event has its time
+        self.recent_times, self.event_clock = event_clock.advance(self.recent_times, self.event_clock, batch.event_time)
         alerts = self._retire_idle(arriving={key for key, _ in groups})
         for (model, version), rows in groups:
             state = self._model(model, version)
@@ -227,6 +230,7 @@ class PartitionEngine:
             if state is None:
                 self.model_monitor.capped["model"] += n_rows
                 continue
+            self.seen_at[model, version] = self.event_clock
             shard = self.shard_of_model(model) if self.shards > 1 else 0
             alerts += self.model_monitor.observe(
                 state, batch, rows, shard=shard, shards=self.shards, rng=self.rng, watermark=self.watermark
@@ -262,7 +266,9 @@ class PartitionEngine:
             "incident_shift": (alerting, "incident_shift"),
             "incidents": (alerting, "incidents"),
             "retired": (self, "retired"),
-            "median_time": (self, "median_time"),
+            "recent_times": (self, "recent_times"),
+            "event_clock": (self, "event_clock"),
+            "seen_at": (self, "seen_at"),
         }
 
     def snapshot(self) -> dict[str, Any]:

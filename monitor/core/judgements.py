@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 
-from monitor.core.decisions import compare_versions
+from monitor.core.decisions import compare_versions, comparison_metric
 from monitor.core.drift import CategoricalDriftTracker, DriftEvidence
 from monitor.core.messages import shown
 from monitor.core.model_state import PREDICTION, ModelState, Tracker
@@ -264,16 +264,7 @@ def rollback_judgement(
     perf = state.perf
     if perf is None or perf.task is None or ALL not in perf.buckets:
         return None
-    previous = [
-        s
-        for s in versions
-        if s.model == state.model
-        and s is not state
-        and s.first_event_time < state.first_event_time
-        and s.perf is not None
-        and s.perf.task == perf.task
-        and ALL in s.perf.buckets
-    ]
+    previous = _earlier_versions(state, versions)
     if not previous:
         return None
     prev = max(previous, key=lambda s: s.first_event_time)
@@ -316,6 +307,46 @@ def rollback_judgement(
     )
 
 
+def _earlier_versions(state: ModelState, versions: Iterable[ModelState]) -> list[ModelState]:
+    """The versions of the same model, with labelled windows of the same task, that started before ``state``."""
+    perf = state.perf
+    assert perf is not None
+    return [
+        s
+        for s in versions
+        if s.model == state.model
+        and s is not state
+        and s.first_event_time < state.first_event_time
+        and s.perf is not None
+        and s.perf.task == perf.task
+        and ALL in s.perf.buckets
+    ]
+
+
+def rollback_withdrawn(
+    state: ModelState, versions: Iterable[ModelState], is_firing: Callable[[str], bool], watermark: float
+) -> Judgement | None:
+    """A rollback recommendation of ``state`` that is open while no earlier version is left to compare with
+    (the one it named was retired): its condition no longer holds, so it resolves as any other would."""
+    perf = state.perf
+    if perf is None or perf.task is None or ALL not in perf.buckets:
+        return None
+    metric = comparison_metric(perf.task)
+    key = alert_key(state.model, "rollback_recommended", metric, {}, state.version)
+    if not is_firing(key) or _earlier_versions(state, versions):
+        return None
+    ev = DriftEvidence(
+        detected=False, effect=0.0, events=0, detector="none", change_seq=perf.buckets[ALL].labelled,
+        change_time=state.first_event_time, p_value=None, baseline={"version": None},
+        current={"version": state.version},
+    )  # fmt: skip
+    return Judgement(
+        bucket=ALL, stream_kind="decision", evidence=ev, now=watermark, key=key, kind="rollback_recommended",
+        subject=metric, segment={}, threshold=0.0, critical=0.0, fire=False, clear=True, shift=0.0,
+        extra={"previous_version": None, "metric": metric},
+    )  # fmt: skip
+
+
 def decision_judgements(
     state: ModelState,
     judged: list[Judgement],
@@ -350,7 +381,10 @@ def decision_judgements(
     out: list[Judgement] = []
     if r.check(labelled, cfg.window_labels):
         out.append(retrain_judgement(state, cfg, watermark))
+    versions = list(versions)
     rollback = rollback_judgement(state, versions, config, watermark)
+    if rollback is None:
+        rollback = rollback_withdrawn(state, versions, is_firing, watermark)
     if rollback is not None:
         out.append(rollback)
     return out

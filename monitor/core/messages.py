@@ -138,6 +138,8 @@ def alert_message(model: str, version: str, j: Judgement, status: str) -> str:
     if j.kind == "rollback_recommended":
         prev = ev.baseline.get("version")
         metric = j.extra.get("metric", "accuracy")
+        if not firing and prev is None:
+            return f"Version {version} of {model} has no earlier version left to compare with (it was retired)."
         if not firing:
             return f"Version {version} of {model} is no longer significantly worse than {prev}."
         if metric == "accuracy":

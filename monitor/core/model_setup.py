@@ -218,6 +218,12 @@ class ModelSetup:
             state.perf.perf, state.perf.alerts = self.config.performance, self.config.alerts
         if state.fairness is not None:
             state.fairness.config = self.config.fairness
+        exact = _exact_p_below(self.config.significance.fdr)  # a raised fdr needs exact p-values up to it
+        for block in state.numeric.values():
+            if block.windows is not None:
+                block.windows.exact_p_below = exact
+        for test in state.tests.values():
+            test.exact_p_below = exact
 
 
 def _exact_p_below(fdr: float) -> float:

@@ -28,6 +28,7 @@ import lz4.frame
 import numpy as np
 import orjson
 
+from monitor.core import event_clock
 from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
 from monitor.core.float_columns import as_values, float_column, pack, unpack, wire_types
 from monitor.core.join import Joined, LabelJoiner, PendingPrediction, Segments
@@ -516,8 +517,11 @@ class ProfileStage:
         self.segment_caps = SegmentCaps()
         self.keys: dict[tuple[str, str], None] = {}  # model versions seen, in order: each gets heartbeats
         self.events: Counter[tuple[str, str]] = Counter()  # predictions accepted per model version
-        self.last_seen: dict[tuple[str, str], float] = {}  # each model version's newest prediction time here
-        self.median_time = -math.inf  # the newest batch median of prediction times: versions retire by it
+        # The clock model versions retire by (monitor.core.event_clock): the partition's last prediction times,
+        # their median, and each version's reading of it when its predictions last came
+        self.recent_times = np.empty(0)
+        self.event_clock = -math.inf
+        self.seen_at: dict[tuple[str, str], float] = {}
         self.observer: EngineObserver | None = None  # monitor replay --timeline; not state
         self.shards = 1  # detection shards the summaries go to (monitor.core.shards); config, not state
 
@@ -527,8 +531,8 @@ class ProfileStage:
         and the model versions it has seen (the engine snapshots it as ``profile_state``)."""
         return {
             "seq": self.seq, "watermark": self.watermark, "caps": self.segment_caps, "keys": list(self.keys),
-            "events": self.events, "last_seen": [[m, v, t] for (m, v), t in self.last_seen.items()],
-            "median_time": self.median_time,
+            "events": self.events, "seen_at": [[m, v, t] for (m, v), t in self.seen_at.items()],
+            "recent_times": self.recent_times, "event_clock": self.event_clock,
         }  # fmt: skip
 
     @bookkeeping.setter
@@ -536,11 +540,10 @@ class ProfileStage:
         self.seq, self.watermark, self.segment_caps = int(value["seq"]), float(value["watermark"]), value["caps"]
         self.keys = {(m, v): None for m, v in value["keys"]}
         self.events = value.get("events") or Counter()
-        self.median_time = float(value.get("median_time", self.watermark))
-        if "last_seen" in value:
-            self.last_seen = {(m, v): float(t) for m, v, t in value["last_seen"]}
-        else:  # an older release's snapshot: its versions count as seen when it was taken
-            self.last_seen = dict.fromkeys(self.segment_caps.attributes, self.watermark)
+        # (an older release's snapshot: no clock yet; retire_idle counts its versions as seen at the first reading)
+        self.seen_at = {(m, v): float(t) for m, v, t in value.get("seen_at", [])}
+        self.recent_times = np.asarray(value.get("recent_times", np.empty(0)), dtype=np.float64)
+        self.event_clock = float(value.get("event_clock", -math.inf))
 
     # ------------------------------------------------------------------ ingest
     def predictions(
@@ -565,14 +568,14 @@ class ProfileStage:
         newest = float(np.nanmax(batch.event_time))
         self.watermark = max(self.watermark, newest)
         self.prediction_time = max(self.prediction_time, newest)  # joins and expiry see the whole batch
-        arriving: set[tuple[str, str]] = set()
-        for (model, version), rows in batch.by_model_version(sort=False):
+        self.recent_times, self.event_clock = event_clock.advance(self.recent_times, self.event_clock, batch.event_time)
+        groups = batch.by_model_version(sort=False)
+        arriving = {key for key, _ in groups}
+        for key in arriving:
+            self.seen_at[key] = self.event_clock
+        for (model, version), rows in groups:
             part = batch if rows is None else take_rows(batch, rows)
             self.events[model, version] += len(part)
-            arriving.add((model, version))
-            newest_here = float(np.nanmax(part.event_time))
-            if not self.last_seen.get((model, version), -math.inf) >= newest_here:
-                self.last_seen[model, version] = newest_here
             joined = self._join_predictions(model, version, part)
             n = len(part)
             if n > 1 and bool((np.diff(part.event_time) < 0).any()):
@@ -589,24 +592,25 @@ class ProfileStage:
                 for shard in range(1, self.shards):  # the other shards: their features' columns, times, segments
                     columns = _shard_columns(piece, model, shard, self.shards)
                     out.append(self._summary(model, version, columns, [], progress=before, shard=shard))
-        self.median_time = max(self.median_time, float(np.median(batch.event_time)))
         self.retire_idle(arriving)
         self.joiner.expire(self.prediction_time, labels_now=self.label_time)
         return out
 
     def retire_idle(self, arriving: Collection[tuple[str, str]] = ()) -> list[tuple[str, str]]:
-        """Model versions without predictions on this partition for ``monitoring.retire_after_s`` (by
-        :attr:`median_time`, as the detection stage retires them) leave its bookkeeping: their segment caps,
-        their heartbeats and the join's table entries no pending prediction holds, so that versions taken out
-        of service do not add to every snapshot for good. Their counts stay (the audit reports them)."""
+        """Model versions whose predictions stopped coming to this partition ``monitoring.retire_after_s`` ago
+        by its event clock (:mod:`monitor.core.event_clock`, as the detection stage retires them) leave its
+        bookkeeping: their segment caps, their heartbeats and the join's table entries no pending prediction
+        holds, so that versions taken out of service do not add to every snapshot for good. Their counts stay
+        (the audit reports them)."""
         idle_s = self.config.monitoring.retire_after_s
         if not idle_s:
             return []
-        gone = [
-            key for key, seen in self.last_seen.items() if key not in arriving and self.median_time - seen >= idle_s
-        ]
+        if len(self.seen_at) < len(self.segment_caps.attributes):  # an older release's snapshot: seen now
+            for key in self.segment_caps.attributes:
+                self.seen_at.setdefault(key, self.event_clock)
+        gone = [key for key, seen in self.seen_at.items() if key not in arriving and self.event_clock - seen >= idle_s]
         for key in gone:
-            del self.last_seen[key]
+            del self.seen_at[key]
             self.keys.pop(key, None)
             self.segment_caps.forget(*key)
         if gone:
@@ -699,7 +703,8 @@ class ProfileStage:
         progress: float | None = None, shard: int = 0,
     ) -> Summary:  # fmt: skip
         key = (model, version)
-        if seen:  # the most recently seen model versions get heartbeats, at most max_models of them
+        if seen and key in self.seen_at:  # the most recently seen model versions get heartbeats, at most max_models
+            # of them (not a retired version's, whose late labels still make summaries)
             self.keys.pop(key, None)
             self.keys[key] = None
             if len(self.keys) > self.config.monitoring.max_models:

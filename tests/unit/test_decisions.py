@@ -87,6 +87,21 @@ def test_versions_served_side_by_side_are_compared_too() -> None:
     assert ("rollback_recommended", "firing", "v2") in _decisions(alerts)
 
 
+def test_a_rollback_recommendation_resolves_once_the_version_it_named_is_retired() -> None:
+    """The previous version retires (no predictions for retire_after_s): nothing is left to roll back to, so
+    the open recommendation resolves, though the new version is still worse, and the events say why."""
+    eng = _engine(monitoring={"retire_after_s": 150.0})
+    alerts = _run(eng, 60, version_of=lambda step, i: "v1" if step < 12 else "v2", corrupt=lambda v: v == "v2")
+    rollback = [a for a in alerts if a.kind == "rollback_recommended"]
+    assert [(a.status, a.model_version) for a in rollback] == [("firing", "v2"), ("resolved", "v2")]
+    assert rollback[1].message == "Version v2 of churn has no earlier version left to compare with (it was retired)."
+    assert rollback[1].alert_id == rollback[0].alert_id
+    assert set(eng.models) == {("churn", "v2")} and eng.retired["versions"] == 1
+    assert not any("/rollback_recommended/" in k for k in eng.alerting.lifecycle.open)
+    for a in alerts:
+        jsonschema.validate(a.to_dict(), SCHEMA)
+
+
 def test_an_equally_good_new_version_raises_no_rollback() -> None:
     alerts = _run(_engine(), 30, version_of=lambda step, i: "v1" if step < 12 else "v2")
     assert _decisions(alerts) == []

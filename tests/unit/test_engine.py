@@ -189,7 +189,7 @@ def test_a_model_version_without_predictions_for_retire_after_s_is_retired_and_i
     view = build_view(eng)  # what /metrics reads: monitor_models_retired_total
     assert view.retired_versions == 1 and set(view.models) == {("churn", "v2")}
     twin = PartitionEngine.restore(eng.config, orjson.loads(orjson.dumps(eng.snapshot())), clock=lambda: T0)
-    assert twin.retired == eng.retired and twin.median_time == eng.median_time
+    assert twin.retired == eng.retired and twin.event_clock == eng.event_clock and twin.seen_at == eng.seen_at
 
 
 def test_the_profile_stage_lets_a_retired_version_go_too():
@@ -197,11 +197,11 @@ def test_the_profile_stage_lets_a_retired_version_go_too():
     the audit); the join keeps its combinations while its predictions wait for labels, and lets them go after."""
     eng = _engine(monitoring={"retire_after_s": 3600.0})
     old = _stream(1_000, 0, None)
-    _feed(eng, old + _version(_stream(500, 0, None, seed=2), "v2", 3_600.0 + 100.0))
+    _feed(eng, old + _version(_stream(1_500, 0, None, seed=2), "v2", 3_600.0 + 100.0))
     profile = eng.profile
     assert ("churn", "v1") not in profile.segment_caps.attributes and ("churn", "v1") not in profile.keys
     assert not any(key[:2] == ("churn", "v1") for key in profile.segment_caps.values)
-    assert set(profile.last_seen) == {("churn", "v2")} and profile.events["churn", "v1"] == 1_000
+    assert set(profile.seen_at) == {("churn", "v2")} and profile.events["churn", "v1"] == 1_000
     held = {c[:2] for c in profile.joiner._combos}
     assert held == {("churn", "v1"), ("churn", "v2")} and profile.joiner.retired == {("churn", "v1")}
     labels = [
@@ -211,16 +211,85 @@ def test_the_profile_stage_lets_a_retired_version_go_too():
     res = eng.process_labels([orjson.dumps(x) for x in labels], [T0] * len(labels))
     assert res.processed == 1_000 and not res.rejected
     assert {c[:2] for c in profile.joiner._combos} == {("churn", "v2")} and not profile.joiner.retired
+    assert ("churn", "v1") not in profile.keys  # its labels' summaries bring back no heartbeats
     twin = PartitionEngine.restore(eng.config, orjson.loads(orjson.dumps(eng.snapshot())), clock=lambda: T0)
-    assert twin.profile.last_seen == profile.last_seen and twin.profile.median_time == profile.median_time
+    assert twin.profile.seen_at == profile.seen_at and twin.profile.event_clock == profile.event_clock
 
 
-def test_one_event_stamped_far_in_the_future_retires_nothing():
+def test_a_restart_with_a_raised_fdr_computes_p_values_exactly_up_to_it():
+    """Window tests compute a KS p-value exactly only where it can be at most the fdr; the level comes from
+    the config a restart runs with, not from the snapshot (a raised fdr must not lose discoveries)."""
+    eng = _engine(significance={"fdr": 0.05})
+    _feed(eng, _stream(2_000, 0, None))
+    tables = [b.windows for b in eng.models["churn", "v1"].numeric.values()]
+    assert tables and {t.exact_p_below for t in tables if t is not None} == {0.05}
+    raised = _engine(significance={"fdr": 0.1}).config
+    twin = PartitionEngine.restore(raised, orjson.loads(orjson.dumps(eng.snapshot())), clock=lambda: T0)
+    state = twin.models["churn", "v1"]
+    assert {b.windows.exact_p_below for b in state.numeric.values() if b.windows is not None} == {0.1}
+    assert state.tests and {t.exact_p_below for t in state.tests.values()} == {0.1}
+
+
+def test_events_stamped_far_in_the_future_or_late_retire_nothing():
+    """The clock is the median of the last thousand prediction times: an event from a broken client clock,
+    alone in its batch or not, does not move it far, and a version whose late rows still come is kept."""
     eng = _engine(monitoring={"retire_after_s": 3600.0})
-    events = _stream(1_000, 0, None)
-    events[500]["timestamp"] += 10 * 365 * 86400.0  # a client with a broken clock
-    _feed(eng, events + _version(_stream(1_000, 0, None, seed=2), "v2", 10.0))
+    v1, v2 = _stream(3_000, 0, None), _version(_stream(3_000, 0, None, seed=2), "v2", 0.0)
+    future = {**v2[0], "prediction_id": "future", "timestamp": T0 + 10 * 365 * 86400.0}
+    late = {**v1[0], "prediction_id": "late", "timestamp": T0 - 2 * 3600.0}
+    for k in range(0, 3_000, 500):
+        _feed(eng, v1[k : k + 500] + v2[k : k + 500])
+        _feed(eng, [future if k % 1000 else late], batch=1)  # one message polled alone
+        future = {**future, "prediction_id": f"future-{k}"}
+        late = {**late, "prediction_id": f"late-{k}"}
     assert set(eng.models) == {("churn", "v1"), ("churn", "v2")} and not eng.retired
+    assert eng.event_clock < T0 + 60.0 and set(eng.profile.seen_at) == {("churn", "v1"), ("churn", "v2")}
+
+
+def test_a_version_whose_name_begins_like_a_retired_ones_keeps_its_alerts():
+    """Retiring churn/v1 leaves churn/v1/canary alone, though its keys begin with "churn/v1/" too."""
+    eng = _engine(monitoring={"retire_after_s": 3600.0})
+    v1 = _stream(2_000, 0, None)
+    canary = _version(_stream(15_000, 10_000, Drift("income", {"country": "SG"}, scale=1.6), seed=3), "v1/canary", 0.0)
+    canary = sorted(canary + v1, key=lambda e: e["timestamp"])
+    fired = _feed(eng, canary)
+    assert [(a.status, a.model_version) for a in fired] == [("firing", "v1/canary")]
+    key = fired[0].key
+    assert key.startswith("churn/v1/") and eng.alerting.lifecycle.is_firing(key)
+    later = _version(_stream(2_000, 0, None, seed=4), "v1/canary", 3_600.0 + 300.0)
+    assert _feed(eng, later) == []  # v1 retires (it had no alert); the canary's stays open, with its memory
+    assert set(eng.models) == {("churn", "v1/canary")} and eng.retired["versions"] == 1
+    assert eng.alerting.lifecycle.is_firing(key) and key in eng.alerting.incident_shift
+
+
+def test_a_version_that_comes_back_after_it_was_retired_gets_new_alert_ids():
+    eng = _engine(monitoring={"retire_after_s": 3600.0})
+    first = _stream(15_000, 10_000, Drift("income", {"country": "SG"}, scale=1.6))
+    fired = _feed(eng, first)
+    _feed(eng, _version(_stream(1_500, 0, None, seed=2), "v2", 250.0 + 3_600.0))
+    assert eng.retired["versions"] == 1 and ("churn", "v1") not in eng.models
+    shift = 2 * 3_600.0 + 250.0
+    again = [{**e, "prediction_id": f"again-{e['prediction_id']}", "timestamp": e["timestamp"] + shift} for e in first]
+    refired = [a for a in _feed(eng, again) if a.status == "firing" and a.model_version == "v1"]
+    assert [a.key for a in refired] == [fired[0].key]  # the same change at the same place of the same stream
+    assert refired[0].alert_id != fired[0].alert_id
+
+
+def test_an_incident_restored_from_an_older_release_can_be_snapshotted_and_retired():
+    """An Incident an older release wrote has no kind, subject or segment: the key tells them."""
+    eng = _engine(monitoring={"retire_after_s": 3600.0})
+    fired = _feed(eng, _stream(15_000, 10_000, Drift("income", {"country": "SG"}, scale=1.6)))
+    twin = PartitionEngine.restore(eng.config, orjson.loads(orjson.dumps(eng.snapshot())), clock=lambda: T0)
+    assert twin.alerting.lifecycle.open
+    for incident in twin.alerting.lifecycle.open.values():  # as restored from an older release's snapshot
+        for name in ("kind", "subject", "segment"):
+            del incident.__dict__[name]
+    twin.snapshot()  # every field readable
+    alerts = _feed(twin, _version(_stream(1_500, 0, None, seed=2), "v2", 250.0 + 3_600.0))
+    assert [(a.status, a.kind, a.subject, a.segment) for a in alerts] == [
+        ("resolved", "data_drift", "income", {"country": "SG"})
+    ]
+    assert alerts[0].alert_id == fired[0].alert_id
 
 
 def test_versions_are_never_retired_with_retire_after_s_zero():
