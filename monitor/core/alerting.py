@@ -34,9 +34,9 @@ from typing import Any, Literal
 from monitor.core.messages import alert_message, retired_message
 from monitor.core.rules import ALL, Alert, Judgement, alert_id, iso, parse_key, segment_label, version_scope
 
-# Keys whose latest incident start the lifecycle remembers (the least recently started go first): enough for every
-# key of max_models versions and of versions retired since, about 100 bytes each.
-LAST_STARTS = 100_000
+# Model versions whose retirements the desk remembers (the least recently retired go first), so that one that
+# comes back gets new alert ids: about 100 bytes each.
+RETIRED_VERSIONS = 100_000
 # What each kind of firing alert recommends; every other kind asks to investigate.
 DRIFT_KINDS = ("data_drift", "prediction_drift")  # input and prediction drift: their segments wait for all traffic
 RECOMMENDATIONS = {"concept_drift": "retrain", "retrain_recommended": "retrain", "rollback_recommended": "rollback"}
@@ -93,9 +93,7 @@ class AlertLifecycle:
     resolve_after_events: int = 0
     cooldown_events: int = 0
     cooldown_until_position: dict[str, int] = field(default_factory=dict)
-    # key -> (incident_seq, repeats) of its latest incident, kept after the key's version retires (its ids are never
-    # reused); the most recently started LAST_STARTS keys
-    last_start: dict[str, tuple[int, int]] = field(default_factory=dict)
+    last_start: dict[str, tuple[int, int]] = field(default_factory=dict)  # key -> (incident_seq, repeats)
 
     def evaluate(
         self,
@@ -107,9 +105,11 @@ class AlertLifecycle:
         incident_seq: int,
         started_at: float | None = None,
         position: int | None = None,
+        life: int = 0,
     ) -> Transition | None:
         """Advance one key; ``started_at`` (default ``now``) is when the change began, ``position`` the
-        stream's event count (None: the timers count seconds only)."""
+        stream's event count (None: the timers count seconds only), ``life`` how many times the key's model
+        version was retired (:func:`~monitor.core.rules.alert_id`)."""
         incident = self.open.get(key)
         if incident is None:
             cooling = now < self.cooldown_until.get(key, float("-inf")) or (
@@ -117,12 +117,10 @@ class AlertLifecycle:
             )
             if fire and not cooling:
                 began = now if started_at is None or started_at != started_at else started_at
-                seq, repeats = self.last_start.pop(key, (None, -1))
+                seq, repeats = self.last_start.get(key, (None, -1))
                 repeat = repeats + 1 if seq == incident_seq else 0
                 self.last_start[key] = (incident_seq, repeat)
-                if len(self.last_start) > LAST_STARTS:
-                    del self.last_start[next(iter(self.last_start))]
-                incident = self.open[key] = Incident(alert_id(key, incident_seq, repeat), began, detected_at=now)
+                incident = self.open[key] = Incident(alert_id(key, incident_seq, repeat, life), began, detected_at=now)
                 return Transition("firing", incident.alert_id, incident.started_at, now)
             return None
         if not clear:
@@ -338,6 +336,7 @@ class Alerting:
         self.partitions = max(1, partitions)
         self.incident_shift: dict[str, float] = {}  # key -> the largest shift of its latest incident
         self.alerts_emitted: Counter[tuple[str, str]] = Counter()  # (kind, status)
+        self.lives: dict[str, int] = {}  # version scope -> times retired (see retire), at most RETIRED_VERSIONS
         self.clock = clock
 
     def owns(self, key: str) -> bool:
@@ -392,6 +391,7 @@ class Alerting:
                 explained.add((j.kind, j.subject, j.bucket))
             if not self.owns(j.key):
                 continue
+            scope = j.key.split(f"/{j.kind}/", 1)[0]
             t = self.lifecycle.evaluate(
                 j.key,
                 fire=j.fire and (j.kind, j.subject, j.bucket) not in explained,
@@ -400,9 +400,9 @@ class Alerting:
                 incident_seq=j.evidence.change_seq,
                 started_at=j.evidence.change_time,
                 position=j.position,
+                life=self.lives.get(scope, 0) if self.lives else 0,
             )
             if t is not None:
-                scope = j.key.split(f"/{j.kind}/", 1)[0]
                 t.incident_id = self.incidents.assign(
                     scope, incident_facet(j), j.key, t.status, j.now, self.incident_window_s, alert_severity(j, t)
                 )
@@ -430,9 +430,13 @@ class Alerting:
         """A model version that has left service (no predictions for ``idle_s`` of event time until ``now``):
         each of its open alerts resolves, since no judgement of it will come again, and the desk forgets its
         cooldowns and incident memory. ``others``: the :func:`version_scope` of the versions that stay, whose
-        keys may begin like this one's (version ``v1/canary`` beside ``v1``) and are left alone. Its incidents'
-        last starts stay (:attr:`AlertLifecycle.last_start`), so a version that comes back never reuses an id."""
+        keys may begin like this one's (version ``v1/canary`` beside ``v1``) and are left alone. The version's
+        retirements are counted (:attr:`lives`): if it comes back, its stream positions start again, and the
+        count keeps its new alert ids apart from the old ones."""
         scope = version_scope(model, version)
+        self.lives[scope] = self.lives.pop(scope, 0) + 1
+        if len(self.lives) > RETIRED_VERSIONS:
+            del self.lives[next(iter(self.lives))]
         prefix = scope + "/"
         nested = tuple(o + "/" for o in others if o.startswith(prefix))
 
@@ -459,7 +463,9 @@ class Alerting:
                     emitted_at=iso(self.clock()), detected_at=iso(incident.detected_at), incident_id=incident_id,
                 )
             )  # fmt: skip
-        for memory in (lifecycle.cooldown_until, lifecycle.cooldown_until_position, self.incident_shift):
+        for memory in (
+            lifecycle.cooldown_until, lifecycle.cooldown_until_position, lifecycle.last_start, self.incident_shift,
+        ):  # fmt: skip
             for key in [k for k in memory if own(k)]:
                 del memory[key]
         for name in [n for n, inc in self.incidents.open.items() if own(n) and not inc["keys"]]:

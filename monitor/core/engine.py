@@ -107,11 +107,11 @@ class PartitionEngine:
         self.last_event_time = math.nan
         self.watermark = -math.inf  # newest event time of the predictions and labels monitored
         self.retired: Counter[str] = Counter()  # model versions retired ("versions") and the predictions they had
-        # The clock model versions retire by (monitor.core.event_clock): the last prediction times, their median,
-        # and each version's reading of it when its predictions last came.
+        # The clock model versions retire by (monitor.core.event_clock): the last prediction times and its reading,
+        # against each version's newest prediction time.
         self.recent_times = np.empty(0)
         self.event_clock = -math.inf
-        self.seen_at: dict[tuple[str, str], float] = {}
+        self.newest: dict[tuple[str, str], float] = {}
         # Detection shards (``detection.shards``; set by the detection stage, not state): which shard of each
         # model this engine holds. Every shard judges its own features (drift, schema and quality checks); shard 0
         # also the model version as a whole (monitor.core.shards.shard_of).
@@ -185,21 +185,22 @@ class PartitionEngine:
         return alerts
 
     def _retire_idle(self, arriving: Collection[tuple[str, str]] = ()) -> list[Alert]:
-        """Model versions whose predictions stopped coming ``monitoring.retire_after_s`` ago by the event clock
+        """Model versions whose newest prediction is ``monitoring.retire_after_s`` behind the event clock
         (:mod:`monitor.core.event_clock`) leave: their open alerts resolve (:meth:`Alerting.retire`) and their
         state goes, so that a version taken out of service gives back its memory and its place under
         ``monitoring.max_models``, before the versions ``arriving`` in this batch (kept) take places. Event
         time, so a replay retires where live did; a version that comes back after it was retired starts
         afresh, as a new one would."""
         idle_s = self.config.monitoring.retire_after_s
-        if not idle_s:
+        if not idle_s or self.event_clock == -math.inf:  # off, or no reading yet
             return []
         alerts: list[Alert] = []
         for key, state in list(self.models.items()):
-            seen = self.seen_at.setdefault(key, self.event_clock)  # (an older release's snapshot: seen now)
-            if key in arriving or not self.event_clock - seen >= idle_s:
+            newest = self.newest.get(key, state.last_event_time)  # (an older release's snapshot: its last batch's)
+            if key in arriving or not self.event_clock - newest >= idle_s:  # NaN: no prediction yet, kept
                 continue
-            del self.models[key], self.seen_at[key]
+            del self.models[key]
+            self.newest.pop(key, None)
             self.model_monitor.stream_count -= state.stream_count()
             self.judging.forget(*key)
             self.learning.forget(*key)
@@ -230,7 +231,9 @@ class PartitionEngine:
             if state is None:
                 self.model_monitor.capped["model"] += n_rows
                 continue
-            self.seen_at[model, version] = self.event_clock
+            newest = float(np.nanmax(batch.event_time if rows is None else batch.event_time[rows]))
+            before = self.newest.get((model, version), state.last_event_time)  # (an older release's snapshot)
+            self.newest[model, version] = before if before >= newest else newest
             shard = self.shard_of_model(model) if self.shards > 1 else 0
             alerts += self.model_monitor.observe(
                 state, batch, rows, shard=shard, shards=self.shards, rng=self.rng, watermark=self.watermark
@@ -266,9 +269,10 @@ class PartitionEngine:
             "incident_shift": (alerting, "incident_shift"),
             "incidents": (alerting, "incidents"),
             "retired": (self, "retired"),
+            "alert_lives": (alerting, "lives"),
             "recent_times": (self, "recent_times"),
             "event_clock": (self, "event_clock"),
-            "seen_at": (self, "seen_at"),
+            "newest": (self, "newest"),
         }
 
     def snapshot(self) -> dict[str, Any]:

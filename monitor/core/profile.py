@@ -517,11 +517,11 @@ class ProfileStage:
         self.segment_caps = SegmentCaps()
         self.keys: dict[tuple[str, str], None] = {}  # model versions seen, in order: each gets heartbeats
         self.events: Counter[tuple[str, str]] = Counter()  # predictions accepted per model version
-        # The clock model versions retire by (monitor.core.event_clock): the partition's last prediction times,
-        # their median, and each version's reading of it when its predictions last came
+        # The clock model versions retire by (monitor.core.event_clock): the partition's last prediction times and
+        # its reading, against each version's newest prediction time here
         self.recent_times = np.empty(0)
         self.event_clock = -math.inf
-        self.seen_at: dict[tuple[str, str], float] = {}
+        self.newest: dict[tuple[str, str], float] = {}
         self.observer: EngineObserver | None = None  # monitor replay --timeline; not state
         self.shards = 1  # detection shards the summaries go to (monitor.core.shards); config, not state
 
@@ -531,7 +531,7 @@ class ProfileStage:
         and the model versions it has seen (the engine snapshots it as ``profile_state``)."""
         return {
             "seq": self.seq, "watermark": self.watermark, "caps": self.segment_caps, "keys": list(self.keys),
-            "events": self.events, "seen_at": [[m, v, t] for (m, v), t in self.seen_at.items()],
+            "events": self.events, "newest": [[m, v, t] for (m, v), t in self.newest.items()],
             "recent_times": self.recent_times, "event_clock": self.event_clock,
         }  # fmt: skip
 
@@ -540,8 +540,10 @@ class ProfileStage:
         self.seq, self.watermark, self.segment_caps = int(value["seq"]), float(value["watermark"]), value["caps"]
         self.keys = {(m, v): None for m, v in value["keys"]}
         self.events = value.get("events") or Counter()
-        # (an older release's snapshot: no clock yet; retire_idle counts its versions as seen at the first reading)
-        self.seen_at = {(m, v): float(t) for m, v, t in value.get("seen_at", [])}
+        if "newest" in value:
+            self.newest = {(m, v): float(t) for m, v, t in value["newest"]}
+        else:  # an older release's snapshot: its versions count as seen at its newest time
+            self.newest = dict.fromkeys(self.segment_caps.attributes, self.watermark)
         self.recent_times = np.asarray(value.get("recent_times", np.empty(0)), dtype=np.float64)
         self.event_clock = float(value.get("event_clock", -math.inf))
 
@@ -571,11 +573,12 @@ class ProfileStage:
         self.recent_times, self.event_clock = event_clock.advance(self.recent_times, self.event_clock, batch.event_time)
         groups = batch.by_model_version(sort=False)
         arriving = {key for key, _ in groups}
-        for key in arriving:
-            self.seen_at[key] = self.event_clock
         for (model, version), rows in groups:
             part = batch if rows is None else take_rows(batch, rows)
             self.events[model, version] += len(part)
+            newest_here = float(np.nanmax(part.event_time))
+            if not self.newest.get((model, version), -math.inf) >= newest_here:
+                self.newest[model, version] = newest_here
             joined = self._join_predictions(model, version, part)
             n = len(part)
             if n > 1 and bool((np.diff(part.event_time) < 0).any()):
@@ -597,20 +600,17 @@ class ProfileStage:
         return out
 
     def retire_idle(self, arriving: Collection[tuple[str, str]] = ()) -> list[tuple[str, str]]:
-        """Model versions whose predictions stopped coming to this partition ``monitoring.retire_after_s`` ago
-        by its event clock (:mod:`monitor.core.event_clock`, as the detection stage retires them) leave its
+        """Model versions whose newest prediction on this partition is ``monitoring.retire_after_s`` behind its
+        event clock (:mod:`monitor.core.event_clock`, as the detection stage retires them) leave its
         bookkeeping: their segment caps, their heartbeats and the join's table entries no pending prediction
         holds, so that versions taken out of service do not add to every snapshot for good. Their counts stay
         (the audit reports them)."""
         idle_s = self.config.monitoring.retire_after_s
-        if not idle_s:
+        if not idle_s or self.event_clock == -math.inf:  # off, or no reading yet
             return []
-        if len(self.seen_at) < len(self.segment_caps.attributes):  # an older release's snapshot: seen now
-            for key in self.segment_caps.attributes:
-                self.seen_at.setdefault(key, self.event_clock)
-        gone = [key for key, seen in self.seen_at.items() if key not in arriving and self.event_clock - seen >= idle_s]
+        gone = [key for key, t in self.newest.items() if key not in arriving and self.event_clock - t >= idle_s]
         for key in gone:
-            del self.seen_at[key]
+            del self.newest[key]
             self.keys.pop(key, None)
             self.segment_caps.forget(*key)
         if gone:
@@ -703,7 +703,7 @@ class ProfileStage:
         progress: float | None = None, shard: int = 0,
     ) -> Summary:  # fmt: skip
         key = (model, version)
-        if seen and key in self.seen_at:  # the most recently seen model versions get heartbeats, at most max_models
+        if seen and key in self.newest:  # the most recently seen model versions get heartbeats, at most max_models
             # of them (not a retired version's, whose late labels still make summaries)
             self.keys.pop(key, None)
             self.keys[key] = None

@@ -75,10 +75,11 @@ def parse_key(rest: str) -> tuple[str, str, dict[str, str]]:
     return kind, subject, segment
 
 
-def alert_id(key: str, incident_seq: int, repeat: int = 0) -> str:
+def alert_id(key: str, incident_seq: int, repeat: int = 0, life: int = 0) -> str:
     """Deterministic id of one incident: the key plus the stream position where it started (and, when an
-    earlier incident of the key started there too, how many did)."""
-    tail = f"#{repeat}" if repeat else ""
+    earlier incident of the key started there too, how many did; and, when the key's model version came back
+    after it was retired, how many times it was, since its stream positions start again)."""
+    tail = (f"#{repeat}" if repeat else "") + (f"@{life}" if life else "")
     return hashlib.sha256(f"{key}#{incident_seq}{tail}".encode()).hexdigest()[:24]
 
 

@@ -301,3 +301,32 @@ def test_build_alert_carries_the_transition_and_readable_evidence():
     resolved = build_alert("churn", "v1", j, Transition("resolved", "abc", 90.0, 100.0), emitted_at=0.0)
     assert (resolved.severity, resolved.recommendation) == ("info", "none")
     assert alert_id(j.key, 7) != firing.alert_id  # the id is the transition's, not rebuilt here
+
+
+def _incident(key: str, seq: int, now: float, *, fire: bool) -> Judgement:
+    ev = DriftEvidence(fire, 1.0, 500, "adwin", seq, now, 1e-6, {}, {})
+    kind, subject = key.split("/")[-3:-1]
+    return Judgement(ALL, "numeric", ev, now, key, kind, subject, {}, 0.5, 1.5, fire=fire, clear=not fire, shift=2.0)
+
+
+def test_a_retired_version_that_comes_back_never_reuses_an_alert_id() -> None:
+    """Its stream positions start again, so incidents at the positions of its first life's (the first of
+    them too, not only the latest) must still get new ids; a version whose name begins like it keeps its own."""
+    desk = Alerting(AlertLifecycle(resolve_after_s=0.0, cooldown_s=0.0), explain_ratio=1.75)
+    key, canary = "churn/v1/data_drift/income/all", "churn/v1/canary/data_drift/income/all"
+    ids: list[str] = []
+    now = 0.0
+    for life in range(3):
+        for seq in (100, 500):
+            now += 10.0
+            fired = desk.decide([_incident(key, seq, now, fire=True)])
+            ids += [t.alert_id for _, t in fired]
+            assert [t.status for _, t in fired] == ["firing"]
+            assert [t.status for _, t in desk.decide([_incident(key, seq, now + 1, fire=False)])] == ["resolved"]
+        at = 1_000 * (life + 1)  # the canary's own stream goes on
+        canary_fired = desk.decide([_incident(canary, at, now + 2, fire=True)])
+        assert [t.alert_id for _, t in canary_fired] == [alert_id(canary, at)]
+        desk.retire("churn", "v1", now + 5.0, 3600.0, others=["churn/v1/canary"])
+        assert desk.lives == {"churn/v1": life + 1} and desk.lifecycle.is_firing(canary)
+        desk.decide([_incident(canary, at, now + 6, fire=False)])
+    assert len(ids) == len(set(ids)) == 6

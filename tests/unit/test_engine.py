@@ -189,7 +189,7 @@ def test_a_model_version_without_predictions_for_retire_after_s_is_retired_and_i
     view = build_view(eng)  # what /metrics reads: monitor_models_retired_total
     assert view.retired_versions == 1 and set(view.models) == {("churn", "v2")}
     twin = PartitionEngine.restore(eng.config, orjson.loads(orjson.dumps(eng.snapshot())), clock=lambda: T0)
-    assert twin.retired == eng.retired and twin.event_clock == eng.event_clock and twin.seen_at == eng.seen_at
+    assert twin.retired == eng.retired and twin.event_clock == eng.event_clock and twin.newest == eng.newest
 
 
 def test_the_profile_stage_lets_a_retired_version_go_too():
@@ -201,7 +201,7 @@ def test_the_profile_stage_lets_a_retired_version_go_too():
     profile = eng.profile
     assert ("churn", "v1") not in profile.segment_caps.attributes and ("churn", "v1") not in profile.keys
     assert not any(key[:2] == ("churn", "v1") for key in profile.segment_caps.values)
-    assert set(profile.seen_at) == {("churn", "v2")} and profile.events["churn", "v1"] == 1_000
+    assert set(profile.newest) == {("churn", "v2")} and profile.events["churn", "v1"] == 1_000
     held = {c[:2] for c in profile.joiner._combos}
     assert held == {("churn", "v1"), ("churn", "v2")} and profile.joiner.retired == {("churn", "v1")}
     labels = [
@@ -213,7 +213,7 @@ def test_the_profile_stage_lets_a_retired_version_go_too():
     assert {c[:2] for c in profile.joiner._combos} == {("churn", "v2")} and not profile.joiner.retired
     assert ("churn", "v1") not in profile.keys  # its labels' summaries bring back no heartbeats
     twin = PartitionEngine.restore(eng.config, orjson.loads(orjson.dumps(eng.snapshot())), clock=lambda: T0)
-    assert twin.profile.seen_at == profile.seen_at and twin.profile.event_clock == profile.event_clock
+    assert twin.profile.newest == profile.newest and twin.profile.event_clock == profile.event_clock
 
 
 def test_a_restart_with_a_raised_fdr_computes_p_values_exactly_up_to_it():
@@ -243,7 +243,60 @@ def test_events_stamped_far_in_the_future_or_late_retire_nothing():
         future = {**future, "prediction_id": f"future-{k}"}
         late = {**late, "prediction_id": f"late-{k}"}
     assert set(eng.models) == {("churn", "v1"), ("churn", "v2")} and not eng.retired
-    assert eng.event_clock < T0 + 60.0 and set(eng.profile.seen_at) == {("churn", "v1"), ("churn", "v2")}
+    assert eng.event_clock < T0 + 60.0 and set(eng.profile.newest) == {("churn", "v1"), ("churn", "v2")}
+
+
+def _at(events: list[dict[str, Any]], start: float, every_s: float, tag: str) -> list[dict[str, Any]]:
+    return [{**e, "prediction_id": f"{tag}-{i}", "timestamp": start + i * every_s} for i, e in enumerate(events)]
+
+
+def test_a_slow_version_is_kept_when_a_busy_one_starts_beside_it():
+    """A version predicting every 10 minutes stays while a version at 10 a second starts: the clock lags the
+    newest times, and a version is idle only once the clock has passed its own newest prediction."""
+    eng = _engine(monitoring={"retire_after_s": 3600.0})
+    slow = _at(_stream(300, 0, None), T0, 600.0, "slow")  # 50 hours
+    busy = _version(_at(_stream(18_000, 0, None, seed=2), T0 + 48 * 3600.0, 0.1, "busy"), "v2", 0.0)
+    events = sorted(slow + busy, key=lambda e: e["timestamp"])
+    assert [a for a in _feed(eng, events, batch=100) if a.detector == "retired"] == []
+    assert set(eng.models) == {("churn", "v1"), ("churn", "v2")} and not eng.retired
+
+
+def test_a_version_retires_when_the_rest_of_the_traffic_is_a_trickle():
+    """When the busy version stops and one prediction a minute goes on, it retires within retire_after_s plus
+    what about a tenth of the clock's thousand recent predictions span (the clock's lag)."""
+    eng = _engine(monitoring={"retire_after_s": 3600.0})
+    busy = _at(_stream(10_000, 0, None), T0, 0.1, "busy")  # stops at T0 + 1,000 s
+    trickle = _version(_at(_stream(400, 0, None, seed=2), T0 + 1_000.0, 60.0, "trickle"), "v2", 0.0)
+    _feed(eng, busy, batch=1_000)
+    retired_at = None
+    for e in trickle:
+        _feed(eng, [e], batch=1)
+        if eng.retired and retired_at is None:
+            retired_at = e["timestamp"]
+    assert retired_at is not None
+    assert T0 + 1_000.0 + 3_600.0 <= retired_at <= T0 + 1_000.0 + 3_600.0 + 110 * 60.0
+
+
+def test_a_snapshot_from_before_the_event_clock_restores_without_retiring_anything_early():
+    """An older release's snapshot has no clock: none is read until a hundred predictions have come, so a
+    late row first after the restore cannot set anything back, and the versions' own times carry over."""
+    eng = _engine(monitoring={"retire_after_s": 3600.0})
+    v1 = _stream(2_000, 0, None)
+    v2 = _version(_stream(2_000, 0, None, seed=2), "v2", 0.0)
+    _feed(eng, sorted(v1 + v2, key=lambda e: e["timestamp"]))
+    data = orjson.loads(orjson.dumps(eng.snapshot()))
+    for name in ("recent_times", "event_clock", "newest", "retired", "alert_lives"):
+        del data["state"][name]
+    older = data["state"]["profile_state"]["$d"]
+    data["state"]["profile_state"]["$d"] = [
+        kv for kv in older if kv[0] not in ("newest", "recent_times", "event_clock")
+    ]
+    twin = PartitionEngine.restore(eng.config, data, clock=lambda: T0)
+    late = {**v1[0], "prediction_id": "late", "timestamp": T0 - 2 * 3600.0}
+    _feed(twin, [late], batch=1)
+    more = _version(_at(_stream(3_000, 0, None, seed=3), T0 + 25.0, 0.01, "more"), "v2", 0.0)
+    _feed(twin, more)  # v1 stopped 5 s before v2's 30 s more: an hour has not passed
+    assert set(twin.models) == {("churn", "v1"), ("churn", "v2")} and not twin.retired
 
 
 def test_a_version_whose_name_begins_like_a_retired_ones_keeps_its_alerts():
