@@ -107,10 +107,11 @@ class PartitionEngine:
         self.last_event_time = math.nan
         self.watermark = -math.inf  # newest event time of the predictions and labels monitored
         self.retired: Counter[str] = Counter()  # model versions retired ("versions") and the predictions they had
-        # The clock model versions retire by (monitor.core.event_clock): the last prediction times and its reading,
-        # against each version's newest prediction time.
+        # The clock model versions retire by (monitor.core.event_clock): its recent batch medians and reading, and
+        # per version the reading when its rows last came and its newest prediction time.
         self.recent_times = np.empty(0)
         self.event_clock = -math.inf
+        self.arrived: dict[tuple[str, str], float] = {}
         self.newest: dict[tuple[str, str], float] = {}
         # Detection shards (``detection.shards``; set by the detection stage, not state): which shard of each
         # model this engine holds. Every shard judges its own features (drift, schema and quality checks); shard 0
@@ -185,22 +186,28 @@ class PartitionEngine:
         return alerts
 
     def _retire_idle(self, arriving: Collection[tuple[str, str]] = ()) -> list[Alert]:
-        """Model versions whose newest prediction is ``monitoring.retire_after_s`` behind the event clock
-        (:mod:`monitor.core.event_clock`) leave: their open alerts resolve (:meth:`Alerting.retire`) and their
-        state goes, so that a version taken out of service gives back its memory and its place under
-        ``monitoring.max_models``, before the versions ``arriving`` in this batch (kept) take places. Event
-        time, so a replay retires where live did; a version that comes back after it was retired starts
-        afresh, as a new one would."""
+        """Model versions whose :func:`~monitor.core.event_clock.activity` is ``monitoring.retire_after_s``
+        behind the event clock leave: their open alerts resolve (:meth:`Alerting.retire`) and their state goes,
+        so that a version taken out of service gives back its memory and its place under
+        ``monitoring.max_models``, before the versions ``arriving`` in this batch (kept) take places. A version
+        that comes back after it was retired starts afresh, as a new one would. (Event time, but the clock
+        samples batches: a replay that cuts the rows otherwise may retire a little earlier or later.)"""
         idle_s = self.config.monitoring.retire_after_s
         if not idle_s or self.event_clock == -math.inf:  # off, or no reading yet
             return []
         alerts: list[Alert] = []
         for key, state in list(self.models.items()):
-            newest = self.newest.get(key, state.last_event_time)  # (an older release's snapshot: its last batch's)
-            if key in arriving or not self.event_clock - newest >= idle_s:  # NaN: no prediction yet, kept
+            newest = self.newest.get(key, state.last_event_time)
+            arrived = self.arrived.get(key, -math.inf)
+            if arrived == -math.inf:  # came before the clock's first reading (or an older release's snapshot)
+                arrived = self.arrived[key] = event_clock.first_reading(self.event_clock, newest)
+            last = event_clock.activity(arrived, newest, idle_s)
+            if key in arriving or not self.event_clock - last >= idle_s:
                 continue
             del self.models[key]
+            self.arrived.pop(key, None)
             self.newest.pop(key, None)
+            self.model_monitor.fdr.forget(key)
             self.model_monitor.stream_count -= state.stream_count()
             self.judging.forget(*key)
             self.learning.forget(*key)
@@ -231,9 +238,11 @@ class PartitionEngine:
             if state is None:
                 self.model_monitor.capped["model"] += n_rows
                 continue
-            newest = float(np.nanmax(batch.event_time if rows is None else batch.event_time[rows]))
-            before = self.newest.get((model, version), state.last_event_time)  # (an older release's snapshot)
-            self.newest[model, version] = before if before >= newest else newest
+            if self.config.monitoring.retire_after_s:
+                newest = float(np.nanmax(batch.event_time if rows is None else batch.event_time[rows]))
+                before = self.newest.get((model, version), state.last_event_time)  # (an older release's snapshot)
+                self.newest[model, version] = before if before >= newest else newest
+                self.arrived[model, version] = self.event_clock
             shard = self.shard_of_model(model) if self.shards > 1 else 0
             alerts += self.model_monitor.observe(
                 state, batch, rows, shard=shard, shards=self.shards, rng=self.rng, watermark=self.watermark
@@ -272,6 +281,7 @@ class PartitionEngine:
             "alert_lives": (alerting, "lives"),
             "recent_times": (self, "recent_times"),
             "event_clock": (self, "event_clock"),
+            "arrived": (self, "arrived"),
             "newest": (self, "newest"),
         }
 

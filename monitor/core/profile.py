@@ -517,10 +517,11 @@ class ProfileStage:
         self.segment_caps = SegmentCaps()
         self.keys: dict[tuple[str, str], None] = {}  # model versions seen, in order: each gets heartbeats
         self.events: Counter[tuple[str, str]] = Counter()  # predictions accepted per model version
-        # The clock model versions retire by (monitor.core.event_clock): the partition's last prediction times and
-        # its reading, against each version's newest prediction time here
+        # The clock model versions retire by (monitor.core.event_clock): its recent batch medians and reading, and
+        # per version the reading when its rows last came here and its newest prediction time here
         self.recent_times = np.empty(0)
         self.event_clock = -math.inf
+        self.arrived: dict[tuple[str, str], float] = {}
         self.newest: dict[tuple[str, str], float] = {}
         self.observer: EngineObserver | None = None  # monitor replay --timeline; not state
         self.shards = 1  # detection shards the summaries go to (monitor.core.shards); config, not state
@@ -532,6 +533,7 @@ class ProfileStage:
         return {
             "seq": self.seq, "watermark": self.watermark, "caps": self.segment_caps, "keys": list(self.keys),
             "events": self.events, "newest": [[m, v, t] for (m, v), t in self.newest.items()],
+            "arrived": [[m, v, t] for (m, v), t in self.arrived.items()],
             "recent_times": self.recent_times, "event_clock": self.event_clock,
         }  # fmt: skip
 
@@ -540,10 +542,9 @@ class ProfileStage:
         self.seq, self.watermark, self.segment_caps = int(value["seq"]), float(value["watermark"]), value["caps"]
         self.keys = {(m, v): None for m, v in value["keys"]}
         self.events = value.get("events") or Counter()
-        if "newest" in value:
-            self.newest = {(m, v): float(t) for m, v, t in value["newest"]}
-        else:  # an older release's snapshot: its versions count as seen at its newest time
-            self.newest = dict.fromkeys(self.segment_caps.attributes, self.watermark)
+        # (an older release's snapshot: its versions count as arriving at the first reading; see retire_idle)
+        self.newest = {(m, v): float(t) for m, v, t in value.get("newest", [])}
+        self.arrived = {(m, v): float(t) for m, v, t in value.get("arrived", [])}
         self.recent_times = np.asarray(value.get("recent_times", np.empty(0)), dtype=np.float64)
         self.event_clock = float(value.get("event_clock", -math.inf))
 
@@ -573,12 +574,15 @@ class ProfileStage:
         self.recent_times, self.event_clock = event_clock.advance(self.recent_times, self.event_clock, batch.event_time)
         groups = batch.by_model_version(sort=False)
         arriving = {key for key, _ in groups}
+        retiring = bool(self.config.monitoring.retire_after_s)
         for (model, version), rows in groups:
             part = batch if rows is None else take_rows(batch, rows)
             self.events[model, version] += len(part)
-            newest_here = float(np.nanmax(part.event_time))
-            if not self.newest.get((model, version), -math.inf) >= newest_here:
-                self.newest[model, version] = newest_here
+            if retiring:
+                newest_here = float(np.nanmax(part.event_time))
+                if not self.newest.get((model, version), -math.inf) >= newest_here:
+                    self.newest[model, version] = newest_here
+                self.arrived[model, version] = self.event_clock
             joined = self._join_predictions(model, version, part)
             n = len(part)
             if n > 1 and bool((np.diff(part.event_time) < 0).any()):
@@ -600,17 +604,29 @@ class ProfileStage:
         return out
 
     def retire_idle(self, arriving: Collection[tuple[str, str]] = ()) -> list[tuple[str, str]]:
-        """Model versions whose newest prediction on this partition is ``monitoring.retire_after_s`` behind its
-        event clock (:mod:`monitor.core.event_clock`, as the detection stage retires them) leave its
+        """Model versions whose :func:`~monitor.core.event_clock.activity` on this partition is
+        ``monitoring.retire_after_s`` behind its event clock (as the detection stage retires them) leave its
         bookkeeping: their segment caps, their heartbeats and the join's table entries no pending prediction
         holds, so that versions taken out of service do not add to every snapshot for good. Their counts stay
         (the audit reports them)."""
         idle_s = self.config.monitoring.retire_after_s
         if not idle_s or self.event_clock == -math.inf:  # off, or no reading yet
             return []
-        gone = [key for key, t in self.newest.items() if key not in arriving and self.event_clock - t >= idle_s]
+        if len(self.arrived) < len(self.segment_caps.attributes):  # an older release's snapshot
+            for key in self.segment_caps.attributes:
+                self.arrived.setdefault(key, -math.inf)
+        for key, arrived in self.arrived.items():
+            if arrived == -math.inf:  # came before the clock's first reading
+                self.arrived[key] = event_clock.first_reading(self.event_clock, self.newest.get(key, math.nan))
+        gone = [
+            key
+            for key, arrived in self.arrived.items()
+            if key not in arriving
+            and self.event_clock - event_clock.activity(arrived, self.newest.get(key, math.nan), idle_s) >= idle_s
+        ]
         for key in gone:
-            del self.newest[key]
+            del self.arrived[key]
+            self.newest.pop(key, None)
             self.keys.pop(key, None)
             self.segment_caps.forget(*key)
         if gone:
@@ -703,8 +719,9 @@ class ProfileStage:
         progress: float | None = None, shard: int = 0,
     ) -> Summary:  # fmt: skip
         key = (model, version)
-        if seen and key in self.newest:  # the most recently seen model versions get heartbeats, at most max_models
-            # of them (not a retired version's, whose late labels still make summaries)
+        # the most recently seen model versions get heartbeats, at most max_models of them (not a retired
+        # version's, whose late labels still make summaries)
+        if seen and (key in self.arrived or not self.config.monitoring.retire_after_s):
             self.keys.pop(key, None)
             self.keys[key] = None
             if len(self.keys) > self.config.monitoring.max_models:

@@ -522,6 +522,11 @@ class FalseDiscoveryControl:
         self.pending = [(k, r) for k, r in self.pending if self._round(r) >= current]
         return self._decide(done)
 
+    def forget(self, model_version: tuple[str, str]) -> None:
+        """A retired model version's pending tests stay in their round's family, as tested, but decide nothing:
+        if the version comes back, its new streams must not take them."""
+        self.pending = [((None, *k[1:]) if k[:2] == model_version else k, r) for k, r in self.pending]
+
     def close(self) -> list[tuple[Any, WindowResult]]:
         """Decide every pending test now (end of a replay), each with its own round."""
         done, self.pending = self.pending, []

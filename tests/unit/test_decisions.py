@@ -91,7 +91,7 @@ def test_a_rollback_recommendation_resolves_once_the_version_it_named_is_retired
     """The previous version retires (no predictions for retire_after_s): nothing is left to roll back to, so
     the open recommendation resolves, though the new version is still worse, and the events say why."""
     eng = _engine(monitoring={"retire_after_s": 150.0})
-    alerts = _run(eng, 60, version_of=lambda step, i: "v1" if step < 12 else "v2", corrupt=lambda v: v == "v2")
+    alerts = _run(eng, 90, version_of=lambda step, i: "v1" if step < 12 else "v2", corrupt=lambda v: v == "v2")
     rollback = [a for a in alerts if a.kind == "rollback_recommended"]
     assert [(a.status, a.model_version) for a in rollback] == [("firing", "v2"), ("resolved", "v2")]
     assert rollback[1].message == "Version v2 of churn has no earlier version left to compare with (it was retired)."
