@@ -107,12 +107,12 @@ class PartitionEngine:
         self.last_event_time = math.nan
         self.watermark = -math.inf  # newest event time of the predictions and labels monitored
         self.retired: Counter[str] = Counter()  # model versions retired ("versions") and the predictions they had
-        # The clock model versions retire by (monitor.core.event_clock): its recent batch medians and reading, and
-        # per version the reading when its rows last came and its newest prediction time.
+        # When model versions are idle (monitor.core.event_clock): the recent batches' median times and how many
+        # batches gave one, and per version the batch it last came in and its activity then.
         self.recent_times = np.empty(0)
-        self.event_clock = -math.inf
-        self.arrived: dict[tuple[str, str], float] = {}
-        self.newest: dict[tuple[str, str], float] = {}
+        self.batches_seen = 0
+        self.arrived: dict[tuple[str, str], int] = {}
+        self.active: dict[tuple[str, str], float] = {}
         # Detection shards (``detection.shards``; set by the detection stage, not state): which shard of each
         # model this engine holds. Every shard judges its own features (drift, schema and quality checks); shard 0
         # also the model version as a whole (monitor.core.shards.shard_of).
@@ -186,27 +186,28 @@ class PartitionEngine:
         return alerts
 
     def _retire_idle(self, arriving: Collection[tuple[str, str]] = ()) -> list[Alert]:
-        """Model versions whose :func:`~monitor.core.event_clock.activity` is ``monitoring.retire_after_s``
-        behind the event clock leave: their open alerts resolve (:meth:`Alerting.retire`) and their state goes,
-        so that a version taken out of service gives back its memory and its place under
+        """Model versions idle for ``monitoring.retire_after_s`` by the batches since they last came
+        (:mod:`monitor.core.event_clock`) leave: their open alerts resolve (:meth:`Alerting.retire`) and their
+        state goes, so that a version taken out of service gives back its memory and its place under
         ``monitoring.max_models``, before the versions ``arriving`` in this batch (kept) take places. A version
-        that comes back after it was retired starts afresh, as a new one would. (Event time, but the clock
-        samples batches: a replay that cuts the rows otherwise may retire a little earlier or later.)"""
+        that comes back after it was retired starts afresh, as a new one would."""
         idle_s = self.config.monitoring.retire_after_s
-        if not idle_s or self.event_clock == -math.inf:  # off, or no reading yet
+        if not idle_s:
+            self.arrived, self.active = {}, {}  # (turned on again later, every version counts as coming then)
+            return []
+        if not self.recent_times.size:
             return []
         alerts: list[Alert] = []
         for key, state in list(self.models.items()):
-            newest = self.newest.get(key, state.last_event_time)
-            arrived = self.arrived.get(key, -math.inf)
-            if arrived == -math.inf:  # came before the clock's first reading (or an older release's snapshot)
-                arrived = self.arrived[key] = event_clock.first_reading(self.event_clock, newest)
-            last = event_clock.activity(arrived, newest, idle_s)
-            if key in arriving or not self.event_clock - last >= idle_s:
+            if key in arriving:
                 continue
-            del self.models[key]
-            self.arrived.pop(key, None)
-            self.newest.pop(key, None)
+            if key not in self.arrived:  # an older release's snapshot, or retirement was off: as if it came now
+                self.arrived[key], self.active[key] = self.batches_seen, float(self.recent_times[-1])
+                continue
+            idle = event_clock.idle_for(self.recent_times, self.batches_seen, self.arrived[key], self.active[key])
+            if not idle >= idle_s:
+                continue
+            del self.models[key], self.arrived[key], self.active[key]
             self.model_monitor.fdr.forget(key)
             self.model_monitor.stream_count -= state.stream_count()
             self.judging.forget(*key)
@@ -215,7 +216,8 @@ class PartitionEngine:
                 self.retired["versions"] += 1
                 self.retired["events"] += state.events
             others = [version_scope(m, v) for m, v in self.models]
-            alerts += self.alerting.retire(state.model, state.version, self.event_clock, idle_s, others=others)
+            now = float(self.recent_times[-1])
+            alerts += self.alerting.retire(state.model, state.version, now, idle_s, others=others)
         return alerts
 
     # --------------------------------------------------------------- monitoring
@@ -230,7 +232,9 @@ class PartitionEngine:
     def _monitor(self, batch: PredictionBatch) -> list[Alert]:
         """Each model version's rows of the batch to its monitoring, then the window tests' round."""
         groups = batch.by_model_version(sort=True)
-        self.recent_times, self.event_clock = event_clock.advance(self.recent_times, self.event_clock, batch.event_time)
+        self.recent_times, self.batches_seen = event_clock.advance(
+            self.recent_times, self.batches_seen, batch.event_time
+        )
         alerts = self._retire_idle(arriving={key for key, _ in groups})
         for (model, version), rows in groups:
             state = self._model(model, version)
@@ -238,11 +242,11 @@ class PartitionEngine:
             if state is None:
                 self.model_monitor.capped["model"] += n_rows
                 continue
-            if self.config.monitoring.retire_after_s:
+            idle_s = self.config.monitoring.retire_after_s
+            if idle_s and self.recent_times.size:
                 newest = float(np.nanmax(batch.event_time if rows is None else batch.event_time[rows]))
-                before = self.newest.get((model, version), state.last_event_time)  # (an older release's snapshot)
-                self.newest[model, version] = before if before >= newest else newest
-                self.arrived[model, version] = self.event_clock
+                self.arrived[model, version] = self.batches_seen
+                self.active[model, version] = event_clock.activity(float(self.recent_times[-1]), newest)
             shard = self.shard_of_model(model) if self.shards > 1 else 0
             alerts += self.model_monitor.observe(
                 state, batch, rows, shard=shard, shards=self.shards, rng=self.rng, watermark=self.watermark
@@ -280,9 +284,9 @@ class PartitionEngine:
             "retired": (self, "retired"),
             "alert_lives": (alerting, "lives"),
             "recent_times": (self, "recent_times"),
-            "event_clock": (self, "event_clock"),
+            "batches_seen": (self, "batches_seen"),
             "arrived": (self, "arrived"),
-            "newest": (self, "newest"),
+            "active": (self, "active"),
         }
 
     def snapshot(self) -> dict[str, Any]:

@@ -1,17 +1,13 @@
-"""The event-time clock model versions retire by, robust to events stamped far from the rest.
+"""When a model version counts as idle: event time as the rest of the traffic tells it, robust to odd stamps.
 
-A running maximum of event times jumps to the time of one event from a client with a broken clock, and stays
-there: every version would then look idle at once. This clock takes one sample per batch, the median of its
-event times, and reads the median of the last ``RECENT`` samples once ``MIN_SAMPLES`` have come: batches
-whose times are far off move it only while they are half of the recent ones, however a stage orders or cuts
-its rows, and it comes back when they pass. It lags the newest batches by about half of what the last
-``RECENT`` batches span.
-
-A version's activity (:func:`activity`) is the clock's reading when its rows last came, or its own newest
-event time where that is later, by at most the idle span. A version is idle once the clock has passed its
-activity by the idle span: while its rows come it never is, a lagging clock makes a retirement later, never
-earlier, and the version's own times, stamped in the future or behind the rest, delay it by one idle span at
-most.
+Each batch of predictions gives one sample, the median of its event times. A version is idle once the batches
+that came after its rows last did have moved on by the idle span from its activity then (:func:`activity`:
+that batch's sample, or the version's own newest time if later): the median of those batches' samples (the
+last ``RECENT`` of them at most, and at least ``MIN_SAMPLES``). Only batches after its last arrival are
+evidence, so a version whose rows keep coming is never idle, however the time of the rest jumps (a pause, a
+burst after a trickle); batches stamped far off count only while they are half of those. The version's own
+times are trusted when later: one of its rows stamped in the future keeps it until the rest of the traffic
+passes that time (kept too long, never retired early).
 """
 
 from __future__ import annotations
@@ -20,49 +16,40 @@ import math
 
 import numpy as np
 
-RECENT = 1001  # batch medians the clock is the median of
-MIN_SAMPLES = 11  # no reading before this many
+RECENT = 1001  # batch samples kept
+MIN_SAMPLES = 11  # batches after a version's last arrival before it can be idle
 
 
-def advance(recent: np.ndarray, now: float, times: np.ndarray) -> tuple[np.ndarray, float]:
-    """The last :data:`RECENT` batch medians after a batch with ``times`` (missing ones left out), and the clock
-    after it: their median; ``now`` (-inf at first) before :data:`MIN_SAMPLES` batches.
-
-    >>> recent, now = advance(np.empty(0), -np.inf, np.array([1e12]))  # the first batch, from a broken clock
-    >>> now
-    -inf
-    >>> for t in range(200):
-    ...     recent, now = advance(recent, now, np.array([t, t + 0.5, 1e12]))  # a future time in every batch
-    ...     recent, now = advance(recent, now, np.array([1e12]) if t % 4 == 0 else np.array([t, t + 1.0]))
-    >>> float(now)
-    114.5
-    """
+def advance(recent: np.ndarray, seen: int, times: np.ndarray) -> tuple[np.ndarray, int]:
+    """The last :data:`RECENT` batch samples and how many batches have given one, after a batch with
+    ``times`` (missing ones left out; a batch without any gives none)."""
     present = times[~np.isnan(times)]
     if present.size == 0:
-        return recent, now
-    recent = np.append(recent[-(RECENT - 1) :], np.median(present))
-    if recent.size < MIN_SAMPLES:
-        return recent, now
-    return recent, float(np.median(recent))
+        return recent, seen
+    return np.append(recent[-(RECENT - 1) :], np.median(present)), seen + 1
 
 
-def activity(arrived: float, newest: float, idle_s: float) -> float:
-    """When a version was last active: the clock's reading when its rows last came (``arrived``), or its
-    newest event time if later, by at most ``idle_s``.
+def activity(sample: float, newest: float) -> float:
+    """When a version was active, as of a batch it came in: the batch's sample, or the version's own newest
+    time in it if later.
 
-    >>> activity(100.0, 130.0, 60.0), activity(100.0, 1e12, 60.0), activity(100.0, -7200.0, 60.0)
-    (130.0, 160.0, 100.0)
+    >>> activity(100.0, 130.0), activity(100.0, -7200.0), activity(100.0, float("nan"))
+    (130.0, 100.0, 100.0)
     """
-    if math.isnan(newest):
-        return arrived
-    return max(arrived, min(newest, arrived + idle_s))
+    return sample if math.isnan(newest) else max(sample, newest)
 
 
-def first_reading(now: float, newest: float) -> float:
-    """The reading to take for a version whose rows came before the clock's first one: its newest time, or
-    the first reading ``now`` if that is earlier (a time stamped in the future stands for no later than now).
+def idle_for(recent: np.ndarray, seen: int, arrived: int, active: float) -> float:
+    """How long a version that last came in batch ``arrived`` (a ``seen`` count) with activity ``active`` has
+    been idle: the median sample of the batches since, less ``active``; 0 before :data:`MIN_SAMPLES` of them.
 
-    >>> first_reading(500.0, 300.0), first_reading(500.0, 1e12), first_reading(500.0, float("nan"))
-    (300.0, 500.0, 500.0)
+    >>> recent, seen = np.empty(0), 0
+    >>> for t in range(30):
+    ...     recent, seen = advance(recent, seen, np.array([100.0 * t]))
+    >>> idle_for(recent, seen, 10, 1000.0), idle_for(recent, seen, 25, 2500.0)
+    (950.0, 0.0)
     """
-    return now if math.isnan(newest) else min(now, newest)
+    since = seen - arrived
+    if since < MIN_SAMPLES:
+        return 0.0
+    return float(np.median(recent[-since:])) - active

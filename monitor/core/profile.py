@@ -517,12 +517,12 @@ class ProfileStage:
         self.segment_caps = SegmentCaps()
         self.keys: dict[tuple[str, str], None] = {}  # model versions seen, in order: each gets heartbeats
         self.events: Counter[tuple[str, str]] = Counter()  # predictions accepted per model version
-        # The clock model versions retire by (monitor.core.event_clock): its recent batch medians and reading, and
-        # per version the reading when its rows last came here and its newest prediction time here
+        # When model versions are idle here (monitor.core.event_clock): the partition's recent batches' median
+        # times and how many batches gave one, and per version the batch it last came in and its activity then
         self.recent_times = np.empty(0)
-        self.event_clock = -math.inf
-        self.arrived: dict[tuple[str, str], float] = {}
-        self.newest: dict[tuple[str, str], float] = {}
+        self.batches_seen = 0
+        self.arrived: dict[tuple[str, str], int] = {}
+        self.active: dict[tuple[str, str], float] = {}
         self.observer: EngineObserver | None = None  # monitor replay --timeline; not state
         self.shards = 1  # detection shards the summaries go to (monitor.core.shards); config, not state
 
@@ -532,9 +532,8 @@ class ProfileStage:
         and the model versions it has seen (the engine snapshots it as ``profile_state``)."""
         return {
             "seq": self.seq, "watermark": self.watermark, "caps": self.segment_caps, "keys": list(self.keys),
-            "events": self.events, "newest": [[m, v, t] for (m, v), t in self.newest.items()],
-            "arrived": [[m, v, t] for (m, v), t in self.arrived.items()],
-            "recent_times": self.recent_times, "event_clock": self.event_clock,
+            "events": self.events, "recent_times": self.recent_times, "batches_seen": self.batches_seen,
+            "arrived": [[m, v, self.arrived[m, v], t] for (m, v), t in self.active.items()],
         }  # fmt: skip
 
     @bookkeeping.setter
@@ -543,10 +542,11 @@ class ProfileStage:
         self.keys = {(m, v): None for m, v in value["keys"]}
         self.events = value.get("events") or Counter()
         # (an older release's snapshot: its versions count as arriving at the first reading; see retire_idle)
-        self.newest = {(m, v): float(t) for m, v, t in value.get("newest", [])}
-        self.arrived = {(m, v): float(t) for m, v, t in value.get("arrived", [])}
+        # (an older release's snapshot: its versions count as coming at the first batch after it; see retire_idle)
         self.recent_times = np.asarray(value.get("recent_times", np.empty(0)), dtype=np.float64)
-        self.event_clock = float(value.get("event_clock", -math.inf))
+        self.batches_seen = int(value.get("batches_seen", 0))
+        self.arrived = {(m, v): int(k) for m, v, k, _ in value.get("arrived", [])}
+        self.active = {(m, v): float(t) for m, v, _, t in value.get("arrived", [])}
 
     # ------------------------------------------------------------------ ingest
     def predictions(
@@ -571,18 +571,19 @@ class ProfileStage:
         newest = float(np.nanmax(batch.event_time))
         self.watermark = max(self.watermark, newest)
         self.prediction_time = max(self.prediction_time, newest)  # joins and expiry see the whole batch
-        self.recent_times, self.event_clock = event_clock.advance(self.recent_times, self.event_clock, batch.event_time)
+        self.recent_times, self.batches_seen = event_clock.advance(
+            self.recent_times, self.batches_seen, batch.event_time
+        )
         groups = batch.by_model_version(sort=False)
         arriving = {key for key, _ in groups}
-        retiring = bool(self.config.monitoring.retire_after_s)
+        idle_s = self.config.monitoring.retire_after_s
         for (model, version), rows in groups:
             part = batch if rows is None else take_rows(batch, rows)
             self.events[model, version] += len(part)
-            if retiring:
+            if idle_s and self.recent_times.size:
                 newest_here = float(np.nanmax(part.event_time))
-                if not self.newest.get((model, version), -math.inf) >= newest_here:
-                    self.newest[model, version] = newest_here
-                self.arrived[model, version] = self.event_clock
+                self.arrived[model, version] = self.batches_seen
+                self.active[model, version] = event_clock.activity(float(self.recent_times[-1]), newest_here)
             joined = self._join_predictions(model, version, part)
             n = len(part)
             if n > 1 and bool((np.diff(part.event_time) < 0).any()):
@@ -604,29 +605,27 @@ class ProfileStage:
         return out
 
     def retire_idle(self, arriving: Collection[tuple[str, str]] = ()) -> list[tuple[str, str]]:
-        """Model versions whose :func:`~monitor.core.event_clock.activity` on this partition is
-        ``monitoring.retire_after_s`` behind its event clock (as the detection stage retires them) leave its
-        bookkeeping: their segment caps, their heartbeats and the join's table entries no pending prediction
-        holds, so that versions taken out of service do not add to every snapshot for good. Their counts stay
-        (the audit reports them)."""
+        """Model versions idle on this partition for ``monitoring.retire_after_s`` by the batches since they last
+        came (:mod:`monitor.core.event_clock`, as the detection stage retires them) leave its bookkeeping: their
+        segment caps, their heartbeats and the join's table entries no pending prediction holds, so that
+        versions taken out of service do not add to every snapshot for good. Their counts stay (the audit
+        reports them)."""
         idle_s = self.config.monitoring.retire_after_s
-        if not idle_s or self.event_clock == -math.inf:  # off, or no reading yet
+        if not idle_s:
+            self.arrived, self.active = {}, {}  # (turned on again later, every version counts as coming then)
             return []
-        if len(self.arrived) < len(self.segment_caps.attributes):  # an older release's snapshot
-            for key in self.segment_caps.attributes:
-                self.arrived.setdefault(key, -math.inf)
-        for key, arrived in self.arrived.items():
-            if arrived == -math.inf:  # came before the clock's first reading
-                self.arrived[key] = event_clock.first_reading(self.event_clock, self.newest.get(key, math.nan))
+        if not self.recent_times.size:
+            return []
+        for key in self.segment_caps.attributes.keys() - self.arrived.keys():  # an older release's snapshot, or
+            self.arrived[key], self.active[key] = self.batches_seen, float(self.recent_times[-1])  # retirement off
         gone = [
             key
             for key, arrived in self.arrived.items()
             if key not in arriving
-            and self.event_clock - event_clock.activity(arrived, self.newest.get(key, math.nan), idle_s) >= idle_s
+            and event_clock.idle_for(self.recent_times, self.batches_seen, arrived, self.active[key]) >= idle_s
         ]
         for key in gone:
-            del self.arrived[key]
-            self.newest.pop(key, None)
+            del self.arrived[key], self.active[key]
             self.keys.pop(key, None)
             self.segment_caps.forget(*key)
         if gone:

@@ -191,7 +191,7 @@ def test_a_model_version_without_predictions_for_retire_after_s_is_retired_and_i
     view = build_view(eng)  # what /metrics reads: monitor_models_retired_total
     assert view.retired_versions == 1 and set(view.models) == {("churn", "v2")}
     twin = PartitionEngine.restore(eng.config, orjson.loads(orjson.dumps(eng.snapshot())), clock=lambda: T0)
-    assert twin.retired == eng.retired and twin.event_clock == eng.event_clock and twin.newest == eng.newest
+    assert twin.retired == eng.retired and twin.batches_seen == eng.batches_seen and twin.active == eng.active
 
 
 def test_the_profile_stage_lets_a_retired_version_go_too():
@@ -204,7 +204,7 @@ def test_the_profile_stage_lets_a_retired_version_go_too():
     profile = eng.profile
     assert ("churn", "v1") not in profile.segment_caps.attributes and ("churn", "v1") not in profile.keys
     assert not any(key[:2] == ("churn", "v1") for key in profile.segment_caps.values)
-    assert set(profile.newest) == {("churn", "v2")} and profile.events["churn", "v1"] == 1_000
+    assert set(profile.arrived) == {("churn", "v2")} and profile.events["churn", "v1"] == 1_000
     held = {c[:2] for c in profile.joiner._combos}
     assert held == {("churn", "v1"), ("churn", "v2")} and profile.joiner.retired == {("churn", "v1")}
     labels = [
@@ -216,7 +216,7 @@ def test_the_profile_stage_lets_a_retired_version_go_too():
     assert {c[:2] for c in profile.joiner._combos} == {("churn", "v2")} and not profile.joiner.retired
     assert ("churn", "v1") not in profile.keys  # its labels' summaries bring back no heartbeats
     twin = PartitionEngine.restore(eng.config, orjson.loads(orjson.dumps(eng.snapshot())), clock=lambda: T0)
-    assert twin.profile.newest == profile.newest and twin.profile.event_clock == profile.event_clock
+    assert twin.profile.arrived == profile.arrived and twin.profile.active == profile.active
 
 
 def test_a_restart_with_a_raised_fdr_computes_p_values_exactly_up_to_it():
@@ -246,7 +246,7 @@ def test_events_stamped_far_in_the_future_or_late_retire_nothing():
         future = {**future, "prediction_id": f"future-{k}"}
         late = {**late, "prediction_id": f"late-{k}"}
     assert set(eng.models) == {("churn", "v1"), ("churn", "v2")} and not eng.retired
-    assert eng.event_clock < T0 + 60.0 and set(eng.profile.newest) == {("churn", "v1"), ("churn", "v2")}
+    assert set(eng.profile.arrived) == {("churn", "v1"), ("churn", "v2")}
 
 
 def _at(events: list[dict[str, Any]], start: float, every_s: float, tag: str) -> list[dict[str, Any]]:
@@ -262,16 +262,20 @@ def test_a_version_stamped_hours_behind_the_rest_is_kept_while_it_predicts():
     assert set(eng.models) == {("churn", "v1"), ("churn", "v2")} and not eng.retired
 
 
-def test_a_version_with_a_row_stamped_in_the_future_still_retires():
-    """Its own newest time counts for at most one idle span beyond the clock's reading when it last came."""
+def test_a_version_retires_by_its_own_newest_time_when_the_rest_pass_it():
+    """A version stamped two hours ahead of the rest (a time-zone bug) is idle only once the rest of the
+    traffic has passed its own newest time by retire_after_s: kept longer, never retired early."""
     eng = _engine(monitoring={"retire_after_s": 3600.0})
-    v1 = _stream(1_000, 0, None)
-    v1[-1] = {**v1[-1], "timestamp": T0 + 365 * 86400.0}
-    _feed(eng, v1, batch=100)
-    v2 = _version(_at(_stream(3_000, 0, None, seed=2), T0 + 10.0, 10.0, "v2"), "v2", 0.0)  # 30,000 s more
-    _feed(eng, v2, batch=10)
+    ahead = _version(_stream(1_000, 0, None), "v1", 2 * 3600.0)  # T0 + 2 h to T0 + 2 h + 10 s
+    _feed(eng, ahead, batch=100)
+    rest = _version(_at(_stream(3_000, 0, None, seed=2), T0 + 10.0, 10.0, "rest"), "v2", 0.0)  # 30,000 s
+    retired_at = None
+    for k in range(0, 3_000, 10):
+        _feed(eng, rest[k : k + 10], batch=10)
+        if eng.retired and retired_at is None:
+            retired_at = rest[k + 9]["timestamp"]
+    assert retired_at is not None and retired_at >= ahead[-1]["timestamp"] + 3_600.0
     assert set(eng.models) == {("churn", "v2")} and eng.retired["versions"] == 1
-    assert ("churn", "v1") not in eng.profile.newest and ("churn", "v1") not in eng.profile.keys
 
 
 def test_a_slow_version_is_kept_when_a_busy_one_starts_beside_it():
@@ -309,11 +313,11 @@ def test_a_snapshot_from_before_the_event_clock_restores_without_retiring_anythi
     v2 = _version(_stream(2_000, 0, None, seed=2), "v2", 0.0)
     _feed(eng, sorted(v1 + v2, key=lambda e: e["timestamp"]))
     data = orjson.loads(orjson.dumps(eng.snapshot()))
-    for name in ("recent_times", "event_clock", "newest", "retired", "alert_lives"):
+    for name in ("recent_times", "batches_seen", "arrived", "active", "retired", "alert_lives"):
         del data["state"][name]
     older = data["state"]["profile_state"]["$d"]
     data["state"]["profile_state"]["$d"] = [
-        kv for kv in older if kv[0] not in ("newest", "recent_times", "event_clock")
+        kv for kv in older if kv[0] not in ("arrived", "recent_times", "batches_seen")
     ]
     twin = PartitionEngine.restore(eng.config, data, clock=lambda: T0)
     late = {**v1[0], "prediction_id": "late", "timestamp": T0 - 2 * 3600.0}
