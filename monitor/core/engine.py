@@ -197,17 +197,19 @@ class PartitionEngine:
             return []
         if not self.recent_times.size:
             return []
+        for key in self.models.keys() - arriving:
+            if key not in self.active or type(self.arrived.get(key)) is not int:  # an older snapshot, or
+                self.arrived[key] = self.batches_seen  # retirement was off: as if it came now
+                self.active[key] = event_clock.activity(self.recent_times, math.nan)
+        idle = event_clock.idle_versions(
+            self.recent_times, self.batches_seen, self.arrived, self.active, idle_s, keep=arriving
+        )
         alerts: list[Alert] = []
-        for key, state in list(self.models.items()):
-            if key in arriving:
+        for key in sorted(idle):
+            state = self.models.pop(key, None)
+            del self.arrived[key], self.active[key]
+            if state is None:
                 continue
-            if key not in self.arrived:  # an older release's snapshot, or retirement was off: as if it came now
-                self.arrived[key], self.active[key] = self.batches_seen, float(self.recent_times[-1])
-                continue
-            idle = event_clock.idle_for(self.recent_times, self.batches_seen, self.arrived[key], self.active[key])
-            if not idle >= idle_s:
-                continue
-            del self.models[key], self.arrived[key], self.active[key]
             self.model_monitor.fdr.forget(key)
             self.model_monitor.stream_count -= state.stream_count()
             self.judging.forget(*key)
@@ -246,7 +248,7 @@ class PartitionEngine:
             if idle_s and self.recent_times.size:
                 newest = float(np.nanmax(batch.event_time if rows is None else batch.event_time[rows]))
                 self.arrived[model, version] = self.batches_seen
-                self.active[model, version] = event_clock.activity(float(self.recent_times[-1]), newest)
+                self.active[model, version] = event_clock.activity(self.recent_times, newest)
             shard = self.shard_of_model(model) if self.shards > 1 else 0
             alerts += self.model_monitor.observe(
                 state, batch, rows, shard=shard, shards=self.shards, rng=self.rng, watermark=self.watermark

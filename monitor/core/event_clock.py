@@ -1,18 +1,20 @@
 """When a model version counts as idle: event time as the rest of the traffic tells it, robust to odd stamps.
 
 Each batch of predictions gives one sample, the median of its event times. A version is idle once the batches
-that came after its rows last did have moved on by the idle span from its activity then (:func:`activity`:
-that batch's sample, or the version's own newest time if later): the median of those batches' samples (the
-last ``RECENT`` of them at most, and at least ``MIN_SAMPLES``). Only batches after its last arrival are
-evidence, so a version whose rows keep coming is never idle, however the time of the rest jumps (a pause, a
-burst after a trickle); batches stamped far off count only while they are half of those. The version's own
-times are trusted when later: one of its rows stamped in the future keeps it until the rest of the traffic
-passes that time (kept too long, never retired early).
+that came after its rows last did have moved on by the idle span from its activity then (:func:`activity`):
+the median of those batches' samples (the last ``RECENT`` of them at most, and at least ``MIN_SAMPLES``).
+Only batches after its last arrival are evidence, so the time of the rest jumping (a pause, a burst after a
+trickle) cannot retire a version whose rows keep coming; batches stamped far off count only while they are
+half of those. Its activity is the latest of that batch's sample, its own newest time in the batch, and the
+90th percentile of the recent samples, so a version whose own stamps lag the rest (and fill its batches) is
+judged by the rest's time; one stamped ahead of the rest is kept until the rest passes its stamp (kept too
+long, never retired early).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -29,14 +31,34 @@ def advance(recent: np.ndarray, seen: int, times: np.ndarray) -> tuple[np.ndarra
     return np.append(recent[-(RECENT - 1) :], np.median(present)), seen + 1
 
 
-def activity(sample: float, newest: float) -> float:
-    """When a version was active, as of a batch it came in: the batch's sample, or the version's own newest
-    time in it if later.
+def activity(recent: np.ndarray, newest: float) -> float:
+    """When a version was active, as of the batch it came in (the last of ``recent``): the latest of that
+    batch's sample, the version's own newest time in it, and the 90th percentile of the recent samples.
 
-    >>> activity(100.0, 130.0), activity(100.0, -7200.0), activity(100.0, float("nan"))
-    (130.0, 100.0, 100.0)
+    >>> recent = np.arange(100.0, 201.0)
+    >>> activity(recent, 300.0), activity(recent, -7200.0), activity(recent, float("nan"))
+    (300.0, 200.0, 200.0)
     """
-    return sample if math.isnan(newest) else max(sample, newest)
+    reading = max(float(recent[-1]), float(np.percentile(recent, 90.0)))
+    return reading if math.isnan(newest) else max(reading, newest)
+
+
+def idle_versions(
+    recent: np.ndarray, seen: int, arrived: dict[Any, int], active: dict[Any, float], idle_s: float, keep: Any = ()
+) -> list[Any]:
+    """The keys of ``arrived`` (each with its ``active``) idle for ``idle_s`` now, but those in ``keep``; one
+    median per distinct arrival, and none where even the largest recent sample is not ``idle_s`` past."""
+    top = float(recent.max()) if recent.size else -math.inf
+    medians: dict[int, float] = {}
+    out = []
+    for key, at in arrived.items():
+        if key in keep or seen - at < MIN_SAMPLES or top - active[key] < idle_s:
+            continue
+        if at not in medians:
+            medians[at] = idle_for(recent, seen, at, 0.0)
+        if medians[at] - active[key] >= idle_s:
+            out.append(key)
+    return out
 
 
 def idle_for(recent: np.ndarray, seen: int, arrived: int, active: float) -> float:

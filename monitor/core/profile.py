@@ -545,8 +545,9 @@ class ProfileStage:
         # (an older release's snapshot: its versions count as coming at the first batch after it; see retire_idle)
         self.recent_times = np.asarray(value.get("recent_times", np.empty(0)), dtype=np.float64)
         self.batches_seen = int(value.get("batches_seen", 0))
-        self.arrived = {(m, v): int(k) for m, v, k, _ in value.get("arrived", [])}
-        self.active = {(m, v): float(t) for m, v, _, t in value.get("arrived", [])}
+        arrived = [row for row in value.get("arrived", []) if len(row) == 4]  # (not a draft's three-field rows)
+        self.arrived = {(m, v): int(k) for m, v, k, _ in arrived}
+        self.active = {(m, v): float(t) for m, v, _, t in arrived}
 
     # ------------------------------------------------------------------ ingest
     def predictions(
@@ -583,7 +584,7 @@ class ProfileStage:
             if idle_s and self.recent_times.size:
                 newest_here = float(np.nanmax(part.event_time))
                 self.arrived[model, version] = self.batches_seen
-                self.active[model, version] = event_clock.activity(float(self.recent_times[-1]), newest_here)
+                self.active[model, version] = event_clock.activity(self.recent_times, newest_here)
             joined = self._join_predictions(model, version, part)
             n = len(part)
             if n > 1 and bool((np.diff(part.event_time) < 0).any()):
@@ -617,13 +618,11 @@ class ProfileStage:
         if not self.recent_times.size:
             return []
         for key in self.segment_caps.attributes.keys() - self.arrived.keys():  # an older release's snapshot, or
-            self.arrived[key], self.active[key] = self.batches_seen, float(self.recent_times[-1])  # retirement off
-        gone = [
-            key
-            for key, arrived in self.arrived.items()
-            if key not in arriving
-            and event_clock.idle_for(self.recent_times, self.batches_seen, arrived, self.active[key]) >= idle_s
-        ]
+            self.arrived[key] = self.batches_seen  # retirement was off: as if it came now
+            self.active[key] = event_clock.activity(self.recent_times, math.nan)
+        gone = event_clock.idle_versions(
+            self.recent_times, self.batches_seen, self.arrived, self.active, idle_s, keep=arriving
+        )
         for key in gone:
             del self.arrived[key], self.active[key]
             self.keys.pop(key, None)

@@ -262,6 +262,19 @@ def test_a_version_stamped_hours_behind_the_rest_is_kept_while_it_predicts():
     assert set(eng.models) == {("churn", "v1"), ("churn", "v2")} and not eng.retired
 
 
+def test_a_version_stamped_behind_the_rest_in_batches_of_its_own_is_kept_while_it_predicts():
+    """Its batches' samples are its own lagging times: its activity is the rest's recent time then, so the
+    rest's next batches do not make it look idle."""
+    eng = _engine(monitoring={"retire_after_s": 3600.0})
+    v1 = _at(_stream(40_000, 0, None), T0, 0.01, "v1")  # 100 rows a second
+    behind = _version(_at(_stream(2_000, 0, None, seed=2), T0 - 2 * 3600.0, 0.2, "behind"), "v2", 0.0)
+    for k in range(400):
+        _feed(eng, v1[100 * k : 100 * k + 100], batch=100)
+        if k % 20 == 19:
+            _feed(eng, behind[100 * (k // 20) : 100 * (k // 20) + 100], batch=100)  # a poll of its own
+    assert set(eng.models) == {("churn", "v1"), ("churn", "v2")} and not eng.retired
+
+
 def test_a_version_retires_by_its_own_newest_time_when_the_rest_pass_it():
     """A version stamped two hours ahead of the rest (a time-zone bug) is idle only once the rest of the
     traffic has passed its own newest time by retire_after_s: kept longer, never retired early."""
