@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from monitor.core import event_clock
 from monitor.core import snapshot as snap
 from monitor.core.alerting import Alerting, AlertLifecycle
 from monitor.core.baseline import ProfileSet
+from monitor.core.event_clock import VersionActivity
 from monitor.core.events import PredictionBatch, Rejected
 from monitor.core.join import Joined
 from monitor.core.judging import DriftJudging
@@ -107,12 +107,7 @@ class PartitionEngine:
         self.last_event_time = math.nan
         self.watermark = -math.inf  # newest event time of the predictions and labels monitored
         self.retired: Counter[str] = Counter()  # model versions retired ("versions") and the predictions they had
-        # When model versions are idle (monitor.core.event_clock): the recent batches' median times and how many
-        # batches gave one, and per version the batch it last came in and its activity then.
-        self.recent_times = np.empty(0)
-        self.batches_seen = 0
-        self.arrived: dict[tuple[str, str], int] = {}
-        self.active: dict[tuple[str, str], float] = {}
+        self.activity = VersionActivity()  # which model versions are idle (monitor.core.event_clock)
         # Detection shards (``detection.shards``; set by the detection stage, not state): which shard of each
         # model this engine holds. Every shard judges its own features (drift, schema and quality checks); shard 0
         # also the model version as a whole (monitor.core.shards.shard_of).
@@ -193,21 +188,12 @@ class PartitionEngine:
         that comes back after it was retired starts afresh, as a new one would."""
         idle_s = self.config.monitoring.retire_after_s
         if not idle_s:
-            self.arrived, self.active = {}, {}  # (turned on again later, every version counts as coming then)
+            self.activity.clear()
             return []
-        if not self.recent_times.size:
-            return []
-        for key in self.models.keys() - arriving:
-            if key not in self.active or type(self.arrived.get(key)) is not int:  # an older snapshot, or
-                self.arrived[key] = self.batches_seen  # retirement was off: as if it came now
-                self.active[key] = event_clock.activity(self.recent_times, math.nan)
-        idle = event_clock.idle_versions(
-            self.recent_times, self.batches_seen, self.arrived, self.active, idle_s, keep=arriving
-        )
         alerts: list[Alert] = []
-        for key in sorted(idle):
+        for key in sorted(self.activity.idle(self.models, idle_s, keep=arriving)):
             state = self.models.pop(key, None)
-            del self.arrived[key], self.active[key]
+            self.activity.forget(key)
             if state is None:
                 continue
             self.model_monitor.fdr.forget(key)
@@ -218,8 +204,7 @@ class PartitionEngine:
                 self.retired["versions"] += 1
                 self.retired["events"] += state.events
             others = [version_scope(m, v) for m, v in self.models]
-            now = float(self.recent_times[-1])
-            alerts += self.alerting.retire(state.model, state.version, now, idle_s, others=others)
+            alerts += self.alerting.retire(state.model, state.version, self.activity.now, idle_s, others=others)
         return alerts
 
     # --------------------------------------------------------------- monitoring
@@ -234,9 +219,7 @@ class PartitionEngine:
     def _monitor(self, batch: PredictionBatch) -> list[Alert]:
         """Each model version's rows of the batch to its monitoring, then the window tests' round."""
         groups = batch.by_model_version(sort=True)
-        self.recent_times, self.batches_seen = event_clock.advance(
-            self.recent_times, self.batches_seen, batch.event_time
-        )
+        self.activity.sample(batch.event_time)
         alerts = self._retire_idle(arriving={key for key, _ in groups})
         for (model, version), rows in groups:
             state = self._model(model, version)
@@ -244,11 +227,9 @@ class PartitionEngine:
             if state is None:
                 self.model_monitor.capped["model"] += n_rows
                 continue
-            idle_s = self.config.monitoring.retire_after_s
-            if idle_s and self.recent_times.size:
-                newest = float(np.nanmax(batch.event_time if rows is None else batch.event_time[rows]))
-                self.arrived[model, version] = self.batches_seen
-                self.active[model, version] = event_clock.activity(self.recent_times, newest)
+            if self.config.monitoring.retire_after_s:
+                times = batch.event_time if rows is None else batch.event_time[rows]
+                self.activity.came((model, version), float(np.nanmax(times)))
             shard = self.shard_of_model(model) if self.shards > 1 else 0
             alerts += self.model_monitor.observe(
                 state, batch, rows, shard=shard, shards=self.shards, rng=self.rng, watermark=self.watermark
@@ -285,10 +266,7 @@ class PartitionEngine:
             "incidents": (alerting, "incidents"),
             "retired": (self, "retired"),
             "alert_lives": (alerting, "lives"),
-            "recent_times": (self, "recent_times"),
-            "batches_seen": (self, "batches_seen"),
-            "arrived": (self, "arrived"),
-            "active": (self, "active"),
+            "version_activity": (self, "activity"),
         }
 
     def snapshot(self) -> dict[str, Any]:

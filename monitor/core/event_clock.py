@@ -14,6 +14,7 @@ long, never retired early).
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import numpy as np
@@ -43,22 +44,57 @@ def activity(recent: np.ndarray, newest: float) -> float:
     return reading if math.isnan(newest) else max(reading, newest)
 
 
-def idle_versions(
-    recent: np.ndarray, seen: int, arrived: dict[Any, int], active: dict[Any, float], idle_s: float, keep: Any = ()
-) -> list[Any]:
-    """The keys of ``arrived`` (each with its ``active``) idle for ``idle_s`` now, but those in ``keep``; one
-    median per distinct arrival, and none where even the largest recent sample is not ``idle_s`` past."""
-    top = float(recent.max()) if recent.size else -math.inf
-    medians: dict[int, float] = {}
-    out = []
-    for key, at in arrived.items():
-        if key in keep or seen - at < MIN_SAMPLES or top - active[key] < idle_s:
-            continue
-        if at not in medians:
-            medians[at] = idle_for(recent, seen, at, 0.0)
-        if medians[at] - active[key] >= idle_s:
-            out.append(key)
-    return out
+class VersionActivity:
+    """One stage's evidence of which model versions are idle: its recent batch samples, how many batches gave
+    one, and per version the batch it last came in and its :func:`activity` then. Plain data, snapshotted."""
+
+    def __init__(self) -> None:
+        self.recent = np.empty(0)
+        self.seen = 0
+        self.arrived: dict[Any, int] = {}
+        self.active: dict[Any, float] = {}
+
+    def sample(self, times: np.ndarray) -> None:
+        """A batch's event times (before its versions are noted with :meth:`came`)."""
+        self.recent, self.seen = advance(self.recent, self.seen, times)
+
+    def came(self, key: Any, newest: float) -> None:
+        """Version ``key`` came in the last batch, its newest event time there ``newest``."""
+        if self.recent.size:
+            self.arrived[key], self.active[key] = self.seen, activity(self.recent, newest)
+
+    def idle(self, known: Iterable[Any], idle_s: float, keep: Collection[Any] = ()) -> list[Any]:
+        """The versions idle for ``idle_s`` now, but those in ``keep``. One of ``known`` not noted yet (an older
+        release's snapshot, or retirement was off) counts as coming now. One median per distinct arrival, and
+        none where even the largest recent sample is not ``idle_s`` past."""
+        if not self.recent.size:
+            return []
+        for key in set(known) - self.arrived.keys():
+            self.arrived[key], self.active[key] = self.seen, activity(self.recent, math.nan)
+        top = float(self.recent.max())
+        medians: dict[int, float] = {}
+        out = []
+        for key, at in self.arrived.items():
+            if key in keep or self.seen - at < MIN_SAMPLES or top - self.active[key] < idle_s:
+                continue
+            if at not in medians:
+                medians[at] = idle_for(self.recent, self.seen, at, 0.0)
+            if medians[at] - self.active[key] >= idle_s:
+                out.append(key)
+        return out
+
+    def forget(self, key: Any) -> None:
+        self.arrived.pop(key, None)
+        self.active.pop(key, None)
+
+    def clear(self) -> None:
+        """Retirement is off: if it is turned on again, every version counts as coming then."""
+        self.arrived, self.active = {}, {}
+
+    @property
+    def now(self) -> float:
+        """The last batch's sample."""
+        return float(self.recent[-1])
 
 
 def idle_for(recent: np.ndarray, seen: int, arrived: int, active: float) -> float:

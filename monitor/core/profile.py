@@ -28,7 +28,7 @@ import lz4.frame
 import numpy as np
 import orjson
 
-from monitor.core import event_clock
+from monitor.core.event_clock import VersionActivity
 from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
 from monitor.core.float_columns import as_values, float_column, pack, unpack, wire_types
 from monitor.core.join import Joined, LabelJoiner, PendingPrediction, Segments
@@ -517,12 +517,7 @@ class ProfileStage:
         self.segment_caps = SegmentCaps()
         self.keys: dict[tuple[str, str], None] = {}  # model versions seen, in order: each gets heartbeats
         self.events: Counter[tuple[str, str]] = Counter()  # predictions accepted per model version
-        # When model versions are idle here (monitor.core.event_clock): the partition's recent batches' median
-        # times and how many batches gave one, and per version the batch it last came in and its activity then
-        self.recent_times = np.empty(0)
-        self.batches_seen = 0
-        self.arrived: dict[tuple[str, str], int] = {}
-        self.active: dict[tuple[str, str], float] = {}
+        self.activity = VersionActivity()  # which model versions are idle here (monitor.core.event_clock)
         self.observer: EngineObserver | None = None  # monitor replay --timeline; not state
         self.shards = 1  # detection shards the summaries go to (monitor.core.shards); config, not state
 
@@ -532,8 +527,7 @@ class ProfileStage:
         and the model versions it has seen (the engine snapshots it as ``profile_state``)."""
         return {
             "seq": self.seq, "watermark": self.watermark, "caps": self.segment_caps, "keys": list(self.keys),
-            "events": self.events, "recent_times": self.recent_times, "batches_seen": self.batches_seen,
-            "arrived": [[m, v, self.arrived[m, v], t] for (m, v), t in self.active.items()],
+            "events": self.events, "activity": self.activity,
         }  # fmt: skip
 
     @bookkeeping.setter
@@ -542,12 +536,7 @@ class ProfileStage:
         self.keys = {(m, v): None for m, v in value["keys"]}
         self.events = value.get("events") or Counter()
         # (an older release's snapshot: its versions count as arriving at the first reading; see retire_idle)
-        # (an older release's snapshot: its versions count as coming at the first batch after it; see retire_idle)
-        self.recent_times = np.asarray(value.get("recent_times", np.empty(0)), dtype=np.float64)
-        self.batches_seen = int(value.get("batches_seen", 0))
-        arrived = [row for row in value.get("arrived", []) if len(row) == 4]  # (not a draft's three-field rows)
-        self.arrived = {(m, v): int(k) for m, v, k, _ in arrived}
-        self.active = {(m, v): float(t) for m, v, _, t in arrived}
+        self.activity = value.get("activity") or VersionActivity()  # (an older release's: see retire_idle)
 
     # ------------------------------------------------------------------ ingest
     def predictions(
@@ -572,19 +561,15 @@ class ProfileStage:
         newest = float(np.nanmax(batch.event_time))
         self.watermark = max(self.watermark, newest)
         self.prediction_time = max(self.prediction_time, newest)  # joins and expiry see the whole batch
-        self.recent_times, self.batches_seen = event_clock.advance(
-            self.recent_times, self.batches_seen, batch.event_time
-        )
+        self.activity.sample(batch.event_time)
         groups = batch.by_model_version(sort=False)
         arriving = {key for key, _ in groups}
         idle_s = self.config.monitoring.retire_after_s
         for (model, version), rows in groups:
             part = batch if rows is None else take_rows(batch, rows)
             self.events[model, version] += len(part)
-            if idle_s and self.recent_times.size:
-                newest_here = float(np.nanmax(part.event_time))
-                self.arrived[model, version] = self.batches_seen
-                self.active[model, version] = event_clock.activity(self.recent_times, newest_here)
+            if idle_s:
+                self.activity.came((model, version), float(np.nanmax(part.event_time)))
             joined = self._join_predictions(model, version, part)
             n = len(part)
             if n > 1 and bool((np.diff(part.event_time) < 0).any()):
@@ -613,18 +598,11 @@ class ProfileStage:
         reports them)."""
         idle_s = self.config.monitoring.retire_after_s
         if not idle_s:
-            self.arrived, self.active = {}, {}  # (turned on again later, every version counts as coming then)
+            self.activity.clear()
             return []
-        if not self.recent_times.size:
-            return []
-        for key in self.segment_caps.attributes.keys() - self.arrived.keys():  # an older release's snapshot, or
-            self.arrived[key] = self.batches_seen  # retirement was off: as if it came now
-            self.active[key] = event_clock.activity(self.recent_times, math.nan)
-        gone = event_clock.idle_versions(
-            self.recent_times, self.batches_seen, self.arrived, self.active, idle_s, keep=arriving
-        )
+        gone = self.activity.idle(self.segment_caps.attributes, idle_s, keep=arriving)
         for key in gone:
-            del self.arrived[key], self.active[key]
+            self.activity.forget(key)
             self.keys.pop(key, None)
             self.segment_caps.forget(*key)
         if gone:
@@ -719,7 +697,7 @@ class ProfileStage:
         key = (model, version)
         # the most recently seen model versions get heartbeats, at most max_models of them (not a retired
         # version's, whose late labels still make summaries)
-        if seen and (key in self.arrived or not self.config.monitoring.retire_after_s):
+        if seen and (key in self.activity.arrived or not self.config.monitoring.retire_after_s):
             self.keys.pop(key, None)
             self.keys[key] = None
             if len(self.keys) > self.config.monitoring.max_models:

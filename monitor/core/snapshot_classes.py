@@ -13,6 +13,7 @@ from monitor.core.concept import ErrorStream, ErrorTest
 from monitor.core.decisions import RetrainState
 from monitor.core.detectors import ChunkedADWIN, PageHinkley, WindowedChiSquare, WindowTest
 from monitor.core.drift import CategoricalDriftTracker, DriftEvidence, NumericDriftTracker
+from monitor.core.event_clock import VersionActivity
 from monitor.core.fairness import FairnessTracker, GroupStats
 from monitor.core.join import LabelJoiner, PendingLabel, PendingPrediction
 from monitor.core.metrics import PerformanceWindow, Ring
@@ -75,4 +76,5 @@ def register_snapshot_classes() -> None:
         FieldSchema,
         FieldCounts,
         RetrainState,
+        VersionActivity,
     )

@@ -191,7 +191,8 @@ def test_a_model_version_without_predictions_for_retire_after_s_is_retired_and_i
     view = build_view(eng)  # what /metrics reads: monitor_models_retired_total
     assert view.retired_versions == 1 and set(view.models) == {("churn", "v2")}
     twin = PartitionEngine.restore(eng.config, orjson.loads(orjson.dumps(eng.snapshot())), clock=lambda: T0)
-    assert twin.retired == eng.retired and twin.batches_seen == eng.batches_seen and twin.active == eng.active
+    assert twin.retired == eng.retired and twin.activity.seen == eng.activity.seen
+    assert twin.activity.active == eng.activity.active
 
 
 def test_the_profile_stage_lets_a_retired_version_go_too():
@@ -204,7 +205,7 @@ def test_the_profile_stage_lets_a_retired_version_go_too():
     profile = eng.profile
     assert ("churn", "v1") not in profile.segment_caps.attributes and ("churn", "v1") not in profile.keys
     assert not any(key[:2] == ("churn", "v1") for key in profile.segment_caps.values)
-    assert set(profile.arrived) == {("churn", "v2")} and profile.events["churn", "v1"] == 1_000
+    assert set(profile.activity.arrived) == {("churn", "v2")} and profile.events["churn", "v1"] == 1_000
     held = {c[:2] for c in profile.joiner._combos}
     assert held == {("churn", "v1"), ("churn", "v2")} and profile.joiner.retired == {("churn", "v1")}
     labels = [
@@ -216,7 +217,8 @@ def test_the_profile_stage_lets_a_retired_version_go_too():
     assert {c[:2] for c in profile.joiner._combos} == {("churn", "v2")} and not profile.joiner.retired
     assert ("churn", "v1") not in profile.keys  # its labels' summaries bring back no heartbeats
     twin = PartitionEngine.restore(eng.config, orjson.loads(orjson.dumps(eng.snapshot())), clock=lambda: T0)
-    assert twin.profile.arrived == profile.arrived and twin.profile.active == profile.active
+    assert twin.profile.activity.arrived == profile.activity.arrived
+    assert twin.profile.activity.active == profile.activity.active
 
 
 def test_a_restart_with_a_raised_fdr_computes_p_values_exactly_up_to_it():
@@ -246,7 +248,7 @@ def test_events_stamped_far_in_the_future_or_late_retire_nothing():
         future = {**future, "prediction_id": f"future-{k}"}
         late = {**late, "prediction_id": f"late-{k}"}
     assert set(eng.models) == {("churn", "v1"), ("churn", "v2")} and not eng.retired
-    assert set(eng.profile.arrived) == {("churn", "v1"), ("churn", "v2")}
+    assert set(eng.profile.activity.arrived) == {("churn", "v1"), ("churn", "v2")}
 
 
 def _at(events: list[dict[str, Any]], start: float, every_s: float, tag: str) -> list[dict[str, Any]]:
@@ -326,12 +328,10 @@ def test_a_snapshot_from_before_the_event_clock_restores_without_retiring_anythi
     v2 = _version(_stream(2_000, 0, None, seed=2), "v2", 0.0)
     _feed(eng, sorted(v1 + v2, key=lambda e: e["timestamp"]))
     data = orjson.loads(orjson.dumps(eng.snapshot()))
-    for name in ("recent_times", "batches_seen", "arrived", "active", "retired", "alert_lives"):
+    for name in ("version_activity", "retired", "alert_lives"):
         del data["state"][name]
     older = data["state"]["profile_state"]["$d"]
-    data["state"]["profile_state"]["$d"] = [
-        kv for kv in older if kv[0] not in ("arrived", "recent_times", "batches_seen")
-    ]
+    data["state"]["profile_state"]["$d"] = [kv for kv in older if kv[0] != "activity"]
     twin = PartitionEngine.restore(eng.config, data, clock=lambda: T0)
     late = {**v1[0], "prediction_id": "late", "timestamp": T0 - 2 * 3600.0}
     _feed(twin, [late], batch=1)
