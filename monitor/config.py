@@ -323,6 +323,8 @@ def _check_monitoring(s: MonitoringConfig) -> None:
         raise ConfigError("monitoring.max_segment_attributes", "must be >= 0")
     if not s.retire_after_s >= 0:  # NaN fails too
         raise ConfigError("monitoring.retire_after_s", f"must be >= 0 (0: never retire), got {s.retire_after_s}")
+    if not s.max_ahead_s >= 0:
+        raise ConfigError("monitoring.max_ahead_s", f"must be >= 0 (0: never restamp), got {s.max_ahead_s}")
     overlap = set(s.features) & set(s.ignore_features)
     if overlap:
         raise ConfigError("monitoring.ignore_features", f"also listed in features: {sorted(overlap)}")

@@ -14,6 +14,7 @@ or uses its Kafka message time).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -94,6 +95,7 @@ class ReplayResult:
     # (predictions|labels, reason) -> where the first REJECTED_EXAMPLES were ("line 7", "partition 0 offset 12")
     rejected_at: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     join: Counter[str] = field(default_factory=Counter)  # label join outcomes: joined, expired, unknown...
+    restamped: Counter[str] = field(default_factory=Counter)  # predictions|labels given their Kafka time
     alerts: list[Alert] = field(default_factory=list)  # every alert event, in event-time order
     seconds: float = 0.0
 
@@ -197,6 +199,7 @@ def replay(
         bar.close()
     for lane in lanes:
         result.rejected.update(lane.engine.profile.rejected)
+        result.restamped.update(lane.engine.profile.restamped)
         result.join.update(lane.engine.profile.joiner.counts)
     detection = lanes[0].detection if lanes else None
     if detection is not None:
@@ -431,7 +434,9 @@ def _replay_files(
     """One engine (partition 0 of 1); line numbers are the Kafka times of events without a timestamp."""
     bar.start(_count_lines(source.predictions) if bar.enabled else 0)
     profiles = ProfileSet.load(config.baseline.profiles)
-    engine = PartitionEngine(config, partition=0, partitions=1, profiles=profiles, detect=False)
+    # line numbers say in what order events came, not when they were sent: no event is restamped against them
+    unsent = dataclasses.replace(config, monitoring=dataclasses.replace(config.monitoring, max_ahead_s=0.0))
+    engine = PartitionEngine(unsent, partition=0, partitions=1, profiles=profiles, detect=False)
     detection = _Detection(config, 1, profiles)
     if detection.shards > 1:
         engine.profile.shards = detection.shards
@@ -689,6 +694,11 @@ def summary(result: ReplayResult) -> str:
             lines.append(f"  {role} {reason} {n:,}" + (f" ({', '.join(at)}{more})" if at else ""))
     else:
         lines.append("rejected: none")
+    if result.restamped:
+        lines.append(
+            "restamped (stamped more than monitoring.max_ahead_s after their Kafka time, given it): "
+            + ", ".join(f"{role} {n:,}" for role, n in sorted(result.restamped.items()))
+        )
     if result.join:
         lines.append("label join: " + ", ".join(f"{k} {v:,}" for k, v in sorted(result.join.items())))
     counts = Counter((a.kind, a.status) for a in result.alerts)

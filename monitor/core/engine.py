@@ -251,6 +251,7 @@ class PartitionEngine:
             "lifecycle": (alerting, "lifecycle"),
             "rng": (self, "rng"),
             "rejected": (profile, "rejected"),
+            "restamped": (profile, "restamped"),
             "capped": (monitor, "capped"),
             "labels_seen": (profile, "labels_seen"),
             "alerts_emitted": (alerting, "alerts_emitted"),

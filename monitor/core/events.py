@@ -79,6 +79,7 @@ class PredictionBatch:
     latency_ms: np.ndarray
     scores: list[dict[str, float] | None] = field(default_factory=list)
     nulls: dict[str, list[int]] = field(default_factory=dict)  # rows where a feature was sent as an explicit null
+    restamped: int = 0  # rows given their Kafka time, stamped too far after it (see _event_times)
 
     def __len__(self) -> int:
         return len(self.prediction_id)
@@ -107,6 +108,7 @@ class LabelBatch:
     event_time: np.ndarray
     label: list[Scalar]
     outcomes: list[dict[str, float] | None]
+    restamped: int = 0  # rows given their Kafka time, stamped too far after it (see _event_times)
 
     def __len__(self) -> int:
         return len(self.prediction_id)
@@ -451,13 +453,33 @@ def _chunks(
             yield _settle(structs, values, kafka_times, start, validate, rejected)
 
 
-def _event_times(times: list[np.ndarray], index: np.ndarray, kafka_times: Sequence[float]) -> np.ndarray:
-    """Epoch seconds per row; the Kafka time where the event has none (numpy turned None into NaN)."""
+def _event_times(
+    times: list[np.ndarray], index: np.ndarray, kafka_times: Sequence[float], max_ahead_s: float
+) -> tuple[np.ndarray, int]:
+    """Epoch seconds per row, and how many rows were restamped. A row takes its message's Kafka time where the
+    event has none (numpy turned None into NaN), and where it is stamped more than ``max_ahead_s`` after it
+    (0: never): an event cannot happen after it was sent, so such a stamp is a clock ahead, a wrong year or a
+    wrong zone, and left as it is it would move every clock that follows event time (the label join's expiry,
+    the merge's watermark) far ahead of the rest. A Kafka time of 0 or less is unknown (a file, a broker
+    without timestamps) and changes nothing.
+
+    >>> _event_times([np.array([100.0, 5000.0, np.nan])], np.arange(3), [90.0, 200.0, 300.0], 60.0)
+    (array([100., 200., 300.]), 1)
+    """
     out = np.concatenate(times) if times else np.empty(0, dtype=np.float64)
+    if not out.size:
+        return out, 0
+    kafka = np.asarray(kafka_times, dtype=np.float64)[index]
     missing = np.isnan(out)
     if missing.any():
-        out[missing] = np.asarray(kafka_times, dtype=np.float64)[index[missing]]
-    return out
+        out[missing] = kafka[missing]
+    if not max_ahead_s:
+        return out, 0
+    ahead = (out - kafka > max_ahead_s) & (kafka > 0.0)
+    restamped = int(np.count_nonzero(ahead))
+    if restamped:
+        out[ahead] = kafka[ahead]
+    return out, restamped
 
 
 _TIMESTAMP = attrgetter("timestamp")
@@ -478,9 +500,10 @@ class PredictionDecoder:
     (1, [1.5], ['unknown'], ['invalid_json'])
     """
 
-    def __init__(self, max_event_bytes: int = 1_000_000, max_fields: int = 1000) -> None:
+    def __init__(self, max_event_bytes: int = 1_000_000, max_fields: int = 1000, max_ahead_s: float = 0.0) -> None:
         self.max_event_bytes = max_event_bytes
         self.max_fields = max_fields
+        self.max_ahead_s = max_ahead_s  # see _event_times
         self._fast = (msgspec.json.Decoder(_Prediction).decode, msgspec.json.Decoder(_PredictionWithNulls).decode)
         # Learned shapes by (feature names, segment names), least recently used first.
         self._shapes: OrderedDict[tuple[tuple[str, ...], tuple[str, ...]], _Shape] = OrderedDict()
@@ -737,18 +760,20 @@ class PredictionDecoder:
                         if value is None:
                             nulls.setdefault(name, []).append(row_no)
         positions_array = np.asarray(index, dtype=np.int64)
+        event_time, restamped = _event_times(times, positions_array, kafka_times, self.max_ahead_s)
         batch = PredictionBatch(
             index=positions_array,
             prediction_id=ids,
             model=models,
             model_version=versions,
-            event_time=_event_times(times, positions_array, kafka_times),
+            event_time=event_time,
             prediction=predictions,
             features=dict(features.columns),
             segments=segments.columns,
             latency_ms=np.concatenate(latency) if latency else np.empty(0, dtype=np.float64),
             scores=scores,
             nulls=nulls,
+            restamped=restamped,
         )
         return batch, rejected
 
@@ -761,9 +786,10 @@ class LabelDecoder:
     ([1], [('missing_field', "one of 'label' or 'outcomes' is required")])
     """
 
-    def __init__(self, max_event_bytes: int = 1_000_000, max_fields: int = 1000) -> None:
+    def __init__(self, max_event_bytes: int = 1_000_000, max_fields: int = 1000, max_ahead_s: float = 0.0) -> None:
         self.max_event_bytes = max_event_bytes
         self.max_fields = max_fields
+        self.max_ahead_s = max_ahead_s  # see _event_times
         self._fast = (msgspec.json.Decoder(_Label).decode,)
 
     def validate(self, value: bytes | None, kafka_time: float) -> dict[str, Any]:
@@ -839,12 +865,14 @@ class LabelDecoder:
             labels.extend(c_labels)
             outcomes.extend(c_outcomes)
         positions_array = np.asarray(index, dtype=np.int64)
+        event_time, restamped = _event_times(times, positions_array, kafka_times, self.max_ahead_s)
         batch = LabelBatch(
             index=positions_array,
             prediction_id=ids,
             model=models,
-            event_time=_event_times(times, positions_array, kafka_times),
+            event_time=event_time,
             label=labels,
             outcomes=outcomes,
+            restamped=restamped,
         )
         return batch, rejected

@@ -504,11 +504,12 @@ class ProfileStage:
         self.config = config
         self.partition = partition
         mon = config.monitoring
-        self.prediction_decoder = PredictionDecoder(mon.max_event_bytes, mon.max_fields)
-        self.label_decoder = LabelDecoder(mon.max_event_bytes, mon.max_fields)
+        self.prediction_decoder = PredictionDecoder(mon.max_event_bytes, mon.max_fields, mon.max_ahead_s)
+        self.label_decoder = LabelDecoder(mon.max_event_bytes, mon.max_fields, mon.max_ahead_s)
         lab = config.labels
         self.joiner = LabelJoiner(lab.ttl_s, lab.max_pending, lab.early_ttl_s, lab.max_early)
         self.rejected: Counter[tuple[str, str]] = Counter()  # (topic role, reason)
+        self.restamped: Counter[str] = Counter()  # per topic role: events given their Kafka time (too far ahead)
         self.labels_seen = 0
         self.watermark = -math.inf  # newest event time seen on the partition
         self.prediction_time = -math.inf  # newest prediction event time: early labels expire against it
@@ -556,6 +557,8 @@ class ProfileStage:
         if not len(batch):
             return []
         batch.features = _float_features(batch.features)
+        if batch.restamped:
+            self.restamped["predictions"] += batch.restamped
         out: list[Summary] = []
         before = self.prediction_time
         newest = float(np.nanmax(batch.event_time))
@@ -618,6 +621,8 @@ class ProfileStage:
         for r in rejected:
             self.rejected["labels", r.reason] += 1
         self.labels_seen += len(batch)
+        if batch.restamped:
+            self.restamped["labels"] += batch.restamped
         if not len(batch):
             return [], rejected, 0
         newest = float(np.max(batch.event_time))
@@ -706,9 +711,6 @@ class ProfileStage:
         s = Summary(model, version, self.partition, self.seq, at, rows, joined, self.label_time, shard, self.shards)
         self.seq += 1
         return s
-
-    # --------------------------------------------------------------- snapshots
-    STATE = ("joiner", "rejected", "labels_seen", "watermark", "prediction_time", "label_time", "seq")
 
 
 def _shard_columns(rows: PredictionBatch, model: str, shard: int, shards: int) -> PredictionBatch:

@@ -39,6 +39,9 @@ class MonitoringConfig:
     max_categories: int = 20
     max_event_bytes: int = 1_000_000
     max_fields: int = 1000
+    # An event stamped more than this after its message's Kafka time takes the Kafka time (counted): a clock
+    # ahead or a wrong year would otherwise move the label join's expiry and the merge's watermark. 0: never.
+    max_ahead_s: float = 300.0
     quantile_sample_size: int = 256
 
 

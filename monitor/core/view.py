@@ -146,6 +146,7 @@ class EngineView:
     stream_count: int
     last_event_time: float
     rejected: tuple[tuple[tuple[str, str], int], ...]
+    restamped: tuple[tuple[str, int], ...]  # per topic role: events given their Kafka time (monitoring.max_ahead_s)
     capped: tuple[tuple[str, int], ...]
     retired_versions: int  # model versions retired after monitoring.retire_after_s without predictions
     alerts_emitted: tuple[tuple[tuple[str, str], int], ...]
@@ -367,6 +368,7 @@ def build_view(engine: PartitionEngine) -> EngineView:
         stream_count=int(engine.model_monitor.stream_count),
         last_event_time=float(engine.last_event_time),
         rejected=tuple(engine.profile.rejected.items()),
+        restamped=tuple(engine.profile.restamped.items()),
         capped=tuple(engine.model_monitor.capped.items()),
         retired_versions=int(engine.retired["versions"]),
         alerts_emitted=tuple(engine.alerting.alerts_emitted.items()),

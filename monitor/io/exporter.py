@@ -47,6 +47,11 @@ class MonitorCollector(Collector):
         invalid = CounterMetricFamily(
             "monitor_invalid_events", "Messages sent to the dead-letter topic, by reason", labels=["topic", "reason"]
         )
+        restamped = CounterMetricFamily(
+            "monitor_events_restamped",
+            "Events stamped more than monitoring.max_ahead_s after their Kafka time, given the Kafka time",
+            labels=["topic"],
+        )
         capped = CounterMetricFamily(
             "monitor_capped", "Items turned away by a cardinality cap (see monitoring.max_*)", labels=["what"]
         )
@@ -154,6 +159,7 @@ class MonitorCollector(Collector):
         ev_count: Counter[tuple[str, str]] = Counter()
         inv: Counter[tuple[str, str]] = Counter()
         cap: Counter[str] = Counter()
+        ahead: Counter[str] = Counter()
         mism: Counter[tuple[str, str, str]] = Counter()
         emit: Counter[tuple[str, str]] = Counter()
         agg_count: Counter[tuple[str, ...]] = Counter()
@@ -175,6 +181,7 @@ class MonitorCollector(Collector):
             n_streams += view.stream_count
             n_retired += view.retired_versions
             inv.update(dict(view.rejected))
+            ahead.update(dict(view.restamped))
             cap.update(dict(view.capped))
             emit.update(dict(view.alerts_emitted))
             if view.last_event_time == view.last_event_time:
@@ -219,6 +226,8 @@ class MonitorCollector(Collector):
         labels.add_metric([], n_labels)
         for (topic, reason), c in inv.items():
             invalid.add_metric([topic, reason], c)
+        for topic, c in ahead.items():
+            restamped.add_metric([topic], c)
         for what, c in cap.items():
             capped.add_metric([what], c)
         for k3, c in mism.items():
@@ -312,7 +321,20 @@ class MonitorCollector(Collector):
         yield from (model_metric, estimated, estimated_band, estimated_metric, trust, calib, coverage, labelled)
         yield from (outcome_mean, delay)
         yield from (join_pending, join_limit, join_early, join_events)
-        yield from (events, labels, invalid, capped, mismatch, s_events, missing, mean, effect, firing, detections)
+        yield from (
+            events,
+            labels,
+            invalid,
+            restamped,
+            capped,
+            mismatch,
+            s_events,
+            missing,
+            mean,
+            effect,
+            firing,
+            detections,
+        )
         yield from (streams, stream_limit, retired, alerts_firing, incident_open, emitted, latency)
         yield from (partitions, lag, proc_lag)
         yield ready

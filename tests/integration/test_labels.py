@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 
 import numpy as np
@@ -94,6 +95,43 @@ def test_late_labels_join_and_a_label_flip_raises_concept_drift_only(broker, top
             model = json.loads(resp.read())["models"][0]
         assert model["estimated_accuracy_band"][0] < model["estimated_accuracy"] < model["estimated_accuracy_band"][1]
         assert set(model["estimated_metrics"]) == {"precision", "recall", "f1"}
+    finally:
+        mon.stop()
+    assert mon.error is None
+
+
+def test_a_label_stamped_a_year_after_it_was_sent_takes_its_kafka_time_and_the_rest_still_join(broker, topics):
+    """The broker sets each message's time when it is produced; one label stamped a year after that would,
+    taken as it is, move the join's clock a year on and expire every prediction still waiting."""
+    names = topics(partitions=2)
+    config = config_for(broker, names)
+    mon = Monitor(config, consumer_overrides={"fetch.wait.max.ms": 10}).start()
+    try:
+        assert mon.wait_ready(30)
+        gen = TrafficGenerator(seed=5)
+        now = time.time()
+        preds = list(gen.predictions(2_000, start_time=now - 600.0, rate=10.0))
+        produce(broker.bootstrap, names["predictions"], [(p["prediction_id"].encode(), orjson.dumps(p)) for p in preds])
+        wait_until(
+            lambda: total(scrape_metrics(mon.http.port), "monitor_events_total") == len(preds),
+            what=f"the monitor processed all {len(preds)} predictions",
+        )
+        labels = [{"prediction_id": p["prediction_id"], "model": "churn", "label": 1, "timestamp": now} for p in preds]
+        labels[0]["timestamp"] = now + 365 * 86_400.0  # a wrong year, read before the rest
+        records = [(x["prediction_id"].encode(), orjson.dumps(x)) for x in labels]
+        produce(broker.bootstrap, names["labels"], records[:1])
+        wait_until(
+            lambda: total(scrape_metrics(mon.http.port), "monitor_labels_total") == 1, what="the first label read"
+        )
+        produce(broker.bootstrap, names["labels"], records[1:])
+        wait_consumed(
+            broker.bootstrap, config.kafka.group_id, [names["predictions"], names["labels"]], ports=[mon.http.port]
+        )
+        m = scrape_metrics(mon.http.port)
+        assert total(m, "monitor_join_events_total", outcome="joined") == len(labels)
+        assert total(m, "monitor_join_events_total", outcome="expired") == 0
+        assert total(m, "monitor_events_restamped_total", topic="labels") == 1
+        assert total(m, "monitor_events_restamped_total", topic="predictions") == 0
     finally:
         mon.stop()
     assert mon.error is None

@@ -6,7 +6,7 @@ from __future__ import annotations
 class Message:
     """What the service reads of a consumed ``confluent_kafka.Message``."""
 
-    def __init__(self, topic: str, partition: int, offset: int, value: bytes, timestamp_ms: int = 1_000_000) -> None:
+    def __init__(self, topic: str, partition: int, offset: int, value: bytes, timestamp_ms: int | None = None) -> None:
         self._topic, self._partition, self._offset, self._value = topic, partition, offset, value
         self._timestamp_ms = timestamp_ms
 
@@ -32,7 +32,8 @@ class Message:
         return []
 
     def timestamp(self) -> tuple[int, int]:
-        return (1, self._timestamp_ms)
+        """(type, milliseconds) as confluent-kafka gives it: without a time, (TIMESTAMP_NOT_AVAILABLE, -1)."""
+        return (0, -1) if self._timestamp_ms is None else (1, self._timestamp_ms)
 
 
 class QuietSink:

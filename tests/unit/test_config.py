@@ -343,6 +343,8 @@ def test_explicit_overrides_beat_environment_and_file(tmp_path: Path) -> None:
         ),
         pytest.param("[monitoring]\nretire_after_s = -1\n", {}, "monitoring.retire_after_s", id="negative-retire"),
         pytest.param(None, {"MONITOR_MONITORING__RETIRE_AFTER_S": "nan"}, "monitoring.retire_after_s", id="nan-retire"),
+        pytest.param("[monitoring]\nmax_ahead_s = -5\n", {}, "monitoring.max_ahead_s", id="negative-ahead"),
+        pytest.param(None, {"MONITOR_MONITORING__MAX_AHEAD_S": "nan"}, "monitoring.max_ahead_s", id="nan-ahead"),
         pytest.param("[http\nport = 1\n", {}, "--config", id="bad-toml-syntax"),
         pytest.param("[http]\nport = 1\nport = 2\n", {}, "--config", id="toml-duplicate-key"),
     ],

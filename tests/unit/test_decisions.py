@@ -56,8 +56,8 @@ def _run(
                 lab["label"] = 1 - lab["label"]
             labels.append(lab)
         rng.shuffle(labels)
-        alerts += eng.process_predictions([orjson.dumps(p) for p in preds], [T0] * len(preds)).alerts
-        alerts += eng.process_labels([orjson.dumps(x) for x in labels], [T0] * len(labels)).alerts
+        alerts += eng.process_predictions([orjson.dumps(p) for p in preds], [0.0] * len(preds)).alerts
+        alerts += eng.process_labels([orjson.dumps(x) for x in labels], [0.0] * len(labels)).alerts
     return alerts
 
 
@@ -132,7 +132,7 @@ def test_drift_in_k_important_features_raises_retrain_recommended() -> None:
     alerts: list[Alert] = []
     for i in range(0, len(events), 500):
         chunk = events[i : i + 500]
-        alerts += eng.process_predictions([orjson.dumps(e) for e in chunk], [T0] * len(chunk)).alerts
+        alerts += eng.process_predictions([orjson.dumps(e) for e in chunk], [0.0] * len(chunk)).alerts
     retrain = [a for a in alerts if a.kind == "retrain_recommended"]
     assert [a.status for a in retrain] == ["firing"]
     assert retrain[0].current["drifting_features"] == ["age", "income"]

@@ -29,7 +29,8 @@ def _feed(engine: PartitionEngine, events: list[dict[str, Any]], batch: int = 10
     alerts: list[Alert] = []
     for i in range(0, len(events), batch):
         chunk = events[i : i + batch]
-        res = engine.process_predictions([orjson.dumps(e) for e in chunk], [T0] * len(chunk))
+        # no Kafka time (0): the events carry their own
+        res = engine.process_predictions([orjson.dumps(e) for e in chunk], [0.0] * len(chunk))
         assert not res.rejected
         alerts += res.alerts
     return alerts
@@ -212,7 +213,7 @@ def test_the_profile_stage_lets_a_retired_version_go_too():
         {"prediction_id": e["prediction_id"], "model": "churn", "label": 1, "timestamp": e["timestamp"] + 3_700.0}
         for e in old
     ]
-    res = eng.process_labels([orjson.dumps(x) for x in labels], [T0] * len(labels))
+    res = eng.process_labels([orjson.dumps(x) for x in labels], [0.0] * len(labels))
     assert res.processed == 1_000 and not res.rejected
     assert {c[:2] for c in profile.joiner._combos} == {("churn", "v2")} and not profile.joiner.retired
     assert ("churn", "v1") not in profile.keys  # its labels' summaries bring back no heartbeats

@@ -131,7 +131,7 @@ class _Recorder:
 
     def __init__(self, *_: Any, **__: Any) -> None:
         self.last_event_time = float("nan")
-        self.profile = SimpleNamespace(rejected={}, joiner=SimpleNamespace(counts={}))  # what replay reads
+        self.profile = SimpleNamespace(rejected={}, restamped={}, joiner=SimpleNamespace(counts={}))  # replay reads
 
     def process_predictions(self, values: list[bytes | None], kafka_times: list[float]) -> BatchResult:
         times = [float(orjson.loads(v or b"{}")["timestamp"]) for v in values]

@@ -366,7 +366,7 @@ def _run(engine: PartitionEngine, batches: list[tuple[str, list[bytes | None]]])
     out = []
     for role, values in batches:
         process = engine.process_predictions if role == "predictions" else engine.process_labels
-        result: BatchResult = process(values, [T0] * len(values))
+        result: BatchResult = process(values, [0.0] * len(values))  # no Kafka time: events carry theirs
         out.append((role, result.processed, [tuple(r) for r in result.rejected], [a.to_dict() for a in result.alerts]))
     return out
 

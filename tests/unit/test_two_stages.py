@@ -140,7 +140,7 @@ def test_a_snapshot_leaves_held_summaries_on_the_topic_and_a_restore_reads_them_
         ahead = 200.0 if k == 21 else 0.0  # a burst of partition 0 far ahead: it waits while the others go on
         batch = [_prediction(1000 * k + i, T0 + 10 * k + ahead + i * 0.01,
                              x=float(rng.normal(3.0 if k > 40 else 0.0))) for i in range(50)]  # fmt: skip
-        topic += parts[p].predictions(batch, [T0] * len(batch))[0]
+        topic += parts[p].predictions(batch, [0.0] * len(batch))[0]
 
     def read(stage: DetectionStage, start: int, stop: int) -> list[Any]:
         alerts = []
@@ -191,7 +191,7 @@ def test_a_restored_stage_drops_the_rows_of_a_summary_cut_short_that_went_before
         for p in range(3):
             batch = [_prediction(10_000 * p + 100 * r + i, T0 + r + 0.3 * p + i / 50,
                                  x=float(rng.normal(3.0 if r > 20 else 0.0))) for i in range(50)]  # fmt: skip
-            topic += parts[p].predictions(batch, [T0] * len(batch))[0]
+            topic += parts[p].predictions(batch, [0.0] * len(batch))[0]
 
     def read(stage: DetectionStage, start: int, stop: int) -> None:
         for offset in range(start, stop):
@@ -241,7 +241,7 @@ def test_the_merge_is_the_same_whatever_order_summaries_arrive_in():
         p = k % 3
         batch = [_prediction(1000 * k + i, T0 + 10 * k + i * 0.01, x=float(rng.normal(3.0 if k > 40 else 0.0)))
                  for i in range(50)]  # fmt: skip
-        sent.append(parts[p].predictions(batch, [T0] * len(batch))[0])
+        sent.append(parts[p].predictions(batch, [0.0] * len(batch))[0])
     runs = []
     for order in (list(range(60)), [k for p in (2, 0, 1) for k in range(p, 60, 3)]):
         stage = DetectionStage(config, clock=lambda: 0.0, idle_clock=lambda: 0.0, coalesce=False)
@@ -264,7 +264,7 @@ def test_a_release_capped_at_max_rows_leaves_the_rest_for_the_next_calls():
     for k in range(40):
         batch = [_prediction(1000 * k + i, T0 + 10 * k + i * 0.01, x=float(rng.normal(3.0 if k > 25 else 0.0)))
                  for i in range(50)]  # fmt: skip
-        sent += parts[k % 2].predictions(batch, [T0] * len(batch))[0]
+        sent += parts[k % 2].predictions(batch, [0.0] * len(batch))[0]
     runs = []
     for cap in (None, 200):
         stage = DetectionStage(config, clock=lambda: 0.0, idle_clock=lambda: 0.0, batch_rows=100)
