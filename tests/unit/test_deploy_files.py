@@ -458,6 +458,7 @@ _FUNCTIONS_AND_KEYWORDS = frozenset(
         "irate",
         "increase",
         "histogram_quantile",
+        "label_replace",
         "vector",
         "or",
         "and",
