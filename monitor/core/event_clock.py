@@ -32,26 +32,6 @@ def advance(recent: np.ndarray, seen: int, times: np.ndarray) -> tuple[np.ndarra
     return np.append(recent[-(RECENT - 1) :], np.median(present)), seen + 1
 
 
-JOIN_SAMPLES = 101  # batch samples the label join's clocks read (see steady_time)
-
-
-def steady_time(recent: np.ndarray, newest: float) -> float:
-    """How far a stream has come, for the label join's expiry: the 90th percentile of its last
-    :data:`JOIN_SAMPLES` batch samples, and never past its newest time. A batch stamped far ahead (a clock
-    ahead or a wrong year that no Kafka time restamped: a file, a producer that sets the message time to the
-    event's) moves it only while such batches are a tenth of the recent ones, where the newest time alone would
-    expire every prediction still waiting for its label; the stream's time moving on moves it a few batches
-    later, which only keeps entries a little longer (the join's caps bound them).
-
-    >>> recent = np.append(np.arange(100.0, 200.0), 9e9)
-    >>> steady_time(recent, 9e9), steady_time(recent, 150.0), steady_time(np.empty(0), 7.0)
-    (190.0, 150.0, 7.0)
-    """
-    if not recent.size:
-        return newest
-    return min(newest, float(np.percentile(recent[-JOIN_SAMPLES:], 90.0)))
-
-
 def activity(recent: np.ndarray, newest: float) -> float:
     """When a version was active, as of the batch it came in (the last of ``recent``): the latest of that
     batch's sample, the version's own newest time in it, and the 90th percentile of the recent samples.

@@ -28,7 +28,7 @@ import lz4.frame
 import numpy as np
 import orjson
 
-from monitor.core.event_clock import JOIN_SAMPLES, VersionActivity, advance, steady_time
+from monitor.core.event_clock import VersionActivity
 from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
 from monitor.core.float_columns import as_values, float_column, pack, unpack, wire_types
 from monitor.core.join import Joined, LabelJoiner, PendingPrediction, Segments
@@ -513,8 +513,7 @@ class ProfileStage:
         self.labels_seen = 0
         self.watermark = -math.inf  # newest event time seen on the partition
         self.prediction_time = -math.inf  # newest prediction event time: early labels expire against it
-        self.label_time = -math.inf  # newest label event time (the summaries' label progress)
-        self.label_samples = np.empty(0)  # the labels' batch samples (event_clock.advance): the join's clock
+        self.label_time = -math.inf  # newest label event time: pending predictions expire against it
         self.seq = 0  # the next summary's sequence number
         self.segment_caps = SegmentCaps()
         self.keys: dict[tuple[str, str], None] = {}  # model versions seen, in order: each gets heartbeats
@@ -529,7 +528,7 @@ class ProfileStage:
         and the model versions it has seen (the engine snapshots it as ``profile_state``)."""
         return {
             "seq": self.seq, "watermark": self.watermark, "caps": self.segment_caps, "keys": list(self.keys),
-            "events": self.events, "activity": self.activity, "label_samples": self.label_samples,
+            "events": self.events, "activity": self.activity,
         }  # fmt: skip
 
     @bookkeeping.setter
@@ -539,7 +538,6 @@ class ProfileStage:
         self.events = value.get("events") or Counter()
         # (an older release's snapshot: its versions count as arriving at the first reading; see retire_idle)
         self.activity = value.get("activity") or VersionActivity()  # (an older release's: see retire_idle)
-        self.label_samples = value.get("label_samples", np.empty(0))
 
     # ------------------------------------------------------------------ ingest
     def predictions(
@@ -592,16 +590,8 @@ class ProfileStage:
                     columns = _shard_columns(piece, model, shard, self.shards)
                     out.append(self._summary(model, version, columns, [], progress=before, shard=shard))
         self.retire_idle(arriving)
-        self._expire()
+        self.joiner.expire(self.prediction_time, labels_now=self.label_time)
         return out
-
-    def _expire(self) -> None:
-        """Expire the label join by clocks one odd batch cannot move (:func:`~monitor.core.event_clock.steady_time`):
-        early labels against the predictions' time, pending predictions against the labels'."""
-        self.joiner.expire(
-            steady_time(self.activity.recent, self.prediction_time),
-            labels_now=steady_time(self.label_samples, self.label_time),
-        )
 
     def retire_idle(self, arriving: Collection[tuple[str, str]] = ()) -> list[tuple[str, str]]:
         """Model versions idle on this partition for ``monitoring.retire_after_s`` by the batches since they last
@@ -641,8 +631,7 @@ class ProfileStage:
             batch.prediction_id, batch.label, batch.outcomes, batch.event_time, batch.model, now=self.watermark
         )
         self.label_time = max(self.label_time, newest)
-        self.label_samples = advance(self.label_samples, 0, batch.event_time)[0][-JOIN_SAMPLES:]
-        self._expire()
+        self.joiner.expire(self.prediction_time, labels_now=self.label_time)
         if joined and self.observer is not None:
             self.observer.joined(joined)
         by_key: dict[tuple[str, str], list[Joined]] = {}

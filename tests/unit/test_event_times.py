@@ -96,20 +96,3 @@ def test_the_count_is_snapshotted_and_exported():
     twin = PartitionEngine.restore(_settings(), snapshot.loads(snapshot.dumps(engine.snapshot())), clock=lambda: T0)
     assert twin.profile.restamped == {"predictions": 1, "labels": 1}
     assert dict(build_view(twin).restamped) == {"predictions": 1, "labels": 1}
-
-
-def test_without_a_kafka_time_one_label_batch_stamped_a_year_ahead_still_expires_nothing():
-    """No Kafka time to restamp by (a file, a topic without message times): the join's clocks read the recent
-    batches' samples (event_clock.steady_time), so one odd batch among them moves neither."""
-    stage = ProfileStage(_settings(), partition=0)
-    for k in range(10):
-        stage.predictions([_prediction(i, T0 + i) for i in range(100 * k, 100 * k + 100)], [0.0] * 100)
-    stage.labels([_label(i, T0 + 2 * i) for i in range(0, 500)], [0.0] * 500)  # (as many batches in a replay)
-    for i in range(500, 520):
-        stage.labels([_label(i, T0 + 2 * i)], [0.0])
-    stage.labels([_label(520, T0 + YEAR)], [0.0])  # alone in its batch: its sample is a year on
-    stage.predictions([_prediction(2_000, T0 + YEAR)], [0.0])  # and a prediction too, alone in its poll
-    for i in range(521, 1000):
-        stage.labels([_label(i, T0 + 2 * i)], [0.0])
-    assert stage.joiner.counts["joined"] == 1000 and stage.joiner.counts["expired"] == 0
-    assert stage.label_time == T0 + YEAR and not stage.restamped  # the newest time is still the label progress
