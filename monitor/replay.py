@@ -319,8 +319,12 @@ class _Lane:
         bar: _Progress,
         positions: Iterator[int],
         timeline: Timeline | None = None,
+        max_ahead_s: float = 0.0,
     ) -> None:
+        """``max_ahead_s``: a label stamped more than this after its Kafka time waits for its place by the
+        Kafka time, as the decoder restamps it (monitoring.max_ahead_s; 0 for files, whose lines have none)."""
         self.engine = engine
+        self.max_ahead_s = max_ahead_s
         self.detection = detection
         self.next_position = positions  # shared by all lanes: a prediction's position in the replayed input
         self.observer = None if timeline is None else timeline.observer(len(timeline.lanes))
@@ -353,6 +357,8 @@ class _Lane:
         ts = _label_time(value)
         if ts is None:
             ts = self.last_label_time if fallback is None else fallback
+        elif self.max_ahead_s and kafka_time > 0.0 and ts - kafka_time > self.max_ahead_s:
+            ts = kafka_time  # it would otherwise hold every later label back until the predictions are over
         self.last_label_time = ts
         self.labels.append((ts, value, kafka_time, where))
 
@@ -541,6 +547,7 @@ def _read_topics(
             bar,
             positions,
             timeline,
+            config.monitoring.max_ahead_s,
         )
         for p in range(n)
     ]

@@ -457,14 +457,17 @@ def _event_times(
     times: list[np.ndarray], index: np.ndarray, kafka_times: Sequence[float], max_ahead_s: float
 ) -> tuple[np.ndarray, int]:
     """Epoch seconds per row, and how many rows were restamped. A row takes its message's Kafka time where the
-    event has none (numpy turned None into NaN), and where it is stamped more than ``max_ahead_s`` after it
-    (0: never): an event cannot happen after it was sent, so such a stamp is a clock ahead, a wrong year or a
-    wrong zone, and left as it is it would move every clock that follows event time (the label join's expiry,
-    the merge's watermark) far ahead of the rest. A Kafka time of 0 or less is unknown (a file, a broker
-    without timestamps) and changes nothing.
+    event has none (numpy turned None into NaN). A row stamped more than ``max_ahead_s`` after its Kafka time
+    (0: never) takes the earlier of that Kafka time and the median time of the batch's other rows: an event
+    cannot happen after it was sent, so such a stamp is a clock ahead, a wrong year or a wrong zone, and left as
+    it is it would move every clock that follows event time (the label join's expiry, the merge's watermark)
+    far ahead of the rest. The batch's median keeps a backfill (events of last month sent today) in its own
+    time. A Kafka time of 0 or less is unknown (a file, a broker without timestamps) and changes nothing.
 
     >>> _event_times([np.array([100.0, 5000.0, np.nan])], np.arange(3), [90.0, 200.0, 300.0], 60.0)
     (array([100., 200., 300.]), 1)
+    >>> _event_times([np.array([100.0, 101.0, 5000.0])], np.arange(3), [900.0, 900.0, 900.0], 60.0)
+    (array([100. , 101. , 100.5]), 1)
     """
     out = np.concatenate(times) if times else np.empty(0, dtype=np.float64)
     if not out.size:
@@ -478,7 +481,10 @@ def _event_times(
     ahead = (out - kafka > max_ahead_s) & (kafka > 0.0)
     restamped = int(np.count_nonzero(ahead))
     if restamped:
-        out[ahead] = kafka[ahead]
+        to = kafka[ahead]
+        if restamped < out.size:
+            to = np.minimum(to, float(np.median(out[~ahead])))
+        out[ahead] = to
     return out, restamped
 
 

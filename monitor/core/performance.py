@@ -31,16 +31,22 @@ BASELINE_SCORE_BINS = 100  # the warm-up's scores, kept as a histogram so the ca
 
 
 def binary_label(label: Any, positive: str = "1") -> float | None:
-    """1.0 / 0.0 for a binary label (bool, 0/1, "true"/"false", or the configured positive class)."""
+    """1.0 / 0.0 for a binary label (bool, 0/1, "true"/"false", or the configured positive class). Where the
+    positive class is named by a word of its own ("churn"), any other string is the negative class ("stay"):
+    otherwise every negative label would be left out, and precision read 100% and accuracy the recall.
+
+    >>> binary_label("stay", "churn"), binary_label("Churn", "churn"), binary_label("stay"), binary_label("no")
+    (0.0, 1.0, None, 0.0)
+    """
     if isinstance(label, bool):
         return 1.0 if label else 0.0
     if isinstance(label, int | float):
         return float(label) if label in (0, 1) else None
     if isinstance(label, str):
-        low = label.strip().lower()
-        if low == positive.lower() or low in TRUE_STRINGS:
+        low, named = label.strip().lower(), positive.strip().lower()
+        if low == named or low in TRUE_STRINGS:
             return 1.0
-        if low in FALSE_STRINGS:
+        if low in FALSE_STRINGS or named not in TRUE_STRINGS:
             return 0.0
     return None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
 
@@ -32,6 +34,7 @@ def _record(broker, names) -> int:
             labels.append(label)
     preds += [(b"bad-1", b"{not json"), (b"bad-2", None)]
     labels.sort(key=lambda e: e["timestamp"])
+    labels[0]["timestamp"] = time.time() + 365 * 86_400.0  # a wrong year: restamped to its Kafka time
     produce(broker.bootstrap, names["predictions"], preds)
     produce(broker.bootstrap, names["labels"], [(e["prediction_id"].encode(), orjson.dumps(e)) for e in labels])
     return len(labels)
@@ -75,11 +78,13 @@ def test_replay_of_recorded_topics_finds_the_drift(broker, topics, tmp_path, cap
     assert len({a["alert_id"] for a in alerts}) == len([a for a in alerts if a["status"] == "firing"])
     assert "nothing more arrived" not in caplog.text  # the end of each partition found, not guessed
 
+    assert "restamped (stamped more than monitoring.max_ahead_s after their Kafka time, given it): labels 1" in stdout
+
     # The same recording through the function: exact counts, and the same alert ids (replays are deterministic).
     config = load_config(environ={}, overrides={"kafka": {"bootstrap_servers": broker.bootstrap}})
     result = replay(config, KafkaSource(names["predictions"], names["labels"], NEVER_IDLE_S), progress=False)
     assert (result.events, result.messages, result.labels, result.partitions) == (EVENTS, EVENTS + 2, n_labels, 3)
-    assert result.join["joined"] == n_labels
+    assert result.join["joined"] == n_labels and result.restamped == {"labels": 1}
     assert sorted(a.alert_id for a in result.alerts) == sorted(a["alert_id"] for a in alerts)
 
 

@@ -26,7 +26,7 @@ def _feed(engine: PartitionEngine, values: list[bytes], batch: int) -> list[Any]
     alerts: list[Any] = []
     for i in range(0, len(values), batch):
         chunk = values[i : i + batch]
-        alerts += engine.process_predictions(chunk, [T0] * len(chunk)).alerts
+        alerts += engine.process_predictions(chunk, [0.0] * len(chunk)).alerts
     return alerts + engine.finish()
 
 

@@ -72,8 +72,8 @@ def test_a_stationary_accurate_model_raises_no_label_based_alert(accuracy):
             orjson.dumps({"prediction_id": f"p{base + i}", "label": int(y[i]), "timestamp": T0 + base + i + 300})
             for i in range(n)
         ]
-        alerts += eng.process_predictions(preds, [T0] * n).alerts
-        alerts += eng.process_labels(labels, [T0] * n).alerts
+        alerts += eng.process_predictions(preds, [0.0] * n).alerts
+        alerts += eng.process_labels(labels, [0.0] * n).alerts
     label_based = [a.key for a in alerts if a.kind in ("concept_drift", "performance", "retrain_recommended")]
     assert label_based == []
     assert eng.profile.joiner.counts["joined"] == 200_000
@@ -157,11 +157,11 @@ def test_the_estimate_is_calibrated_on_labels_so_an_over_confident_model_is_not_
                 )
                 for i in idx
             ],
-            [T0] * 2000,
+            [0.0] * 2000,
         )
         eng.process_labels(
             [orjson.dumps({"prediction_id": f"p{i}", "label": int(y[i]), "timestamp": T0 + i + 1}) for i in idx],
-            [T0] * 2000,
+            [0.0] * 2000,
         )
     perf = eng.models["m", "unknown"].perf
     estimate, low, high, size = perf.estimated(("", ""))

@@ -142,7 +142,7 @@ def test_a_bad_message_in_a_long_batch_leaves_its_neighbours_on_the_fast_path() 
         }
     )
     good[301] = orjson.dumps({"prediction_id": "e", "model": "m", "features": {}, "prediction": 1, "trace": [1]})
-    times = [T0] * len(good)
+    times = [0.0] * len(good)
     fast, fast_rejected = PredictionDecoder().decode(good, times)
     each, each_rejected = PredictionDecoder().decode_each(good, times)
     assert [(r.position, r.reason) for r in fast_rejected] == [(10, "invalid_json")]
@@ -261,9 +261,9 @@ def _event(i: int, features: dict[str, Any]) -> bytes:
 
 def test_a_known_shape_keeps_the_order_of_the_first_event_of_the_batch() -> None:
     decoder = PredictionDecoder()
-    decoder.decode([_event(i, {"b": 1.0, "a": "x"}) for i in range(200)], [T0] * 200)
+    decoder.decode([_event(i, {"b": 1.0, "a": "x"}) for i in range(200)], [0.0] * 200)
     assert list(decoder._shapes) == [(("b", "a"), ())]  # learned in this order
-    batch, rejected = decoder.decode([_event(i, {"a": "y", "b": 2.0}) for i in range(200)], [T0] * 200)
+    batch, rejected = decoder.decode([_event(i, {"a": "y", "b": 2.0}) for i in range(200)], [0.0] * 200)
     assert rejected == [] and list(batch.features) == ["a", "b"]
     assert batch.features["a"] == ["y"] * 200 and batch.features["b"] == [2.0] * 200
 
@@ -274,11 +274,11 @@ def test_events_without_segments_in_a_known_shape_get_none_and_the_first_segment
         return orjson.dumps(body if segments is None else {**body, "segments": segments})
 
     decoder = PredictionDecoder()
-    decoder.decode([event(i, {"country": "DE", "gender": "F"}) for i in range(200)], [T0] * 200)
+    decoder.decode([event(i, {"country": "DE", "gender": "F"}) for i in range(200)], [0.0] * 200)
     batch_values = [event(0, None)] + [event(i, {"gender": "M", "country": "US"}) for i in range(1, 200)]
     batch_values[150] = event(150, None)
-    batch, rejected = decoder.decode(batch_values, [T0] * 200)
-    each, _ = decoder.decode_each(batch_values, [T0] * 200)
+    batch, rejected = decoder.decode(batch_values, [0.0] * 200)
+    each, _ = decoder.decode_each(batch_values, [0.0] * 200)
     _same(batch, each)
     assert rejected == [] and list(batch.segments) == ["gender", "country"]
     assert batch.segments["country"][:2] == [None, "US"] and batch.segments["gender"][150] is None
@@ -287,7 +287,7 @@ def test_events_without_segments_in_a_known_shape_get_none_and_the_first_segment
 def test_a_bad_message_in_a_known_shape_is_dead_lettered_with_its_reason() -> None:
     decoder = PredictionDecoder()
     good = [_event(i, {"x": float(i), "c": "a"}) for i in range(300)]
-    decoder.decode(good, [T0] * 300)
+    decoder.decode(good, [0.0] * 300)
     spoiled = list(good)
     spoiled[3] = good[3].replace(b'"prediction":0.5', b'"prediction":0.5,"timestamp":"soon"')
     spoiled[5] = _event(5, {"x": float("inf"), "c": "a"}).replace(b"null", b"1e999")
@@ -304,7 +304,7 @@ def test_a_bad_message_in_a_known_shape_is_dead_lettered_with_its_reason() -> No
         return watching
 
     decoder._fast = tuple(map(watched, decoder._fast))
-    batch, rejected = decoder.decode(spoiled, [T0] * 300)
+    batch, rejected = decoder.decode(spoiled, [0.0] * 300)
     # Only the chunk with the valid event holding a null took the dict path; the bad messages slowed only
     # themselves (the per-message validator named their reasons).
     assert seen and set(seen) <= set(spoiled[128:256])
@@ -314,5 +314,5 @@ def test_a_bad_message_in_a_known_shape_is_dead_lettered_with_its_reason() -> No
         (140, "wrong_type"),
         (299, "invalid_value"),
     ]
-    assert rejected == decoder.decode_each(spoiled, [T0] * 300)[1]
+    assert rejected == decoder.decode_each(spoiled, [0.0] * 300)[1]
     assert len(batch) == 296 and batch.nulls == {"x": [138]} and batch.features["x"][:5] == [0.0, 1.0, 2.0, 4.0, 6.0]

@@ -3,16 +3,21 @@ label join's expiry or the merge's watermark for everyone (monitoring.max_ahead_
 
 from __future__ import annotations
 
+import io
+import itertools
+
 import orjson
 import pytest
 
 from monitor.config import load_config
 from monitor.core import snapshot
+from monitor.core.baseline import ProfileSet
 from monitor.core.detect import DetectionStage
 from monitor.core.engine import PartitionEngine
 from monitor.core.events import LabelDecoder, PredictionDecoder
 from monitor.core.profile import ProfileStage
 from monitor.core.view import build_view
+from monitor.replay import ReplayResult, _Detection, _Lane, _Progress
 
 T0 = 1_767_225_600.0
 YEAR = 365 * 86_400.0
@@ -40,7 +45,7 @@ def test_a_stamp_more_than_max_ahead_s_after_the_kafka_time_takes_the_kafka_time
     assert [r.reason for r in rejected] == ["invalid_json"]
     labels = LabelDecoder(max_ahead_s=300.0)
     lab, _ = (labels.decode if fast else labels.decode_each)([_label(0, T0 + YEAR), _label(1, T0 - 5)], [T0, T0])
-    assert lab.event_time.tolist() == [T0, T0 - 5] and lab.restamped == 1
+    assert lab.event_time.tolist() == [T0 - 5, T0 - 5] and lab.restamped == 1  # the batch median is earlier
 
 
 def test_without_a_kafka_time_or_with_max_ahead_s_0_no_stamp_changes():
@@ -96,3 +101,31 @@ def test_the_count_is_snapshotted_and_exported():
     twin = PartitionEngine.restore(_settings(), snapshot.loads(snapshot.dumps(engine.snapshot())), clock=lambda: T0)
     assert twin.profile.restamped == {"predictions": 1, "labels": 1}
     assert dict(build_view(twin).restamped) == {"predictions": 1, "labels": 1}
+
+
+def test_a_kafka_replay_orders_a_label_stamped_ahead_by_its_kafka_time():
+    """``monitor replay`` of topics holds each label until the predictions before it are in; by its stamp a
+    year on, one label would hold every later one back until the predictions are over (evicting the oldest
+    of them from a small join store)."""
+    config = load_config(environ={}, overrides={"labels": {"max_pending": 500}})
+    for max_ahead_s, joined in ((config.monitoring.max_ahead_s, 3000), (0.0, 510)):
+        detection = _Detection(config, 1, ProfileSet())
+        detection.expect(1)
+        engine = PartitionEngine(config, detect=False)
+        lane = _Lane(engine, detection, ReplayResult(), 100, _Progress(False, io.StringIO()), itertools.count(),
+                     max_ahead_s=max_ahead_s)  # fmt: skip
+        read = []  # (Kafka time, is a label, value), in the order a consumer reads them
+        for i in range(3000):
+            read.append((T0 + i, False, _prediction(i, T0 + i)))
+            read.append((T0 + i + 6, True, _label(i, T0 + YEAR if i == 10 else T0 + i + 5)))
+        read.sort(key=lambda m: m[0])
+        for k in range(0, len(read), 100):
+            for kafka_time, is_label, value in read[k : k + 100]:
+                if is_label:
+                    lane.add_label(value, kafka_time, kafka_time, "here")
+                else:
+                    lane.add_prediction(value, kafka_time, "here")
+            lane.pump()
+        lane.preds_done = lane.labels_done = True
+        lane.pump()
+        assert engine.profile.joiner.counts["joined"] == joined, max_ahead_s

@@ -100,8 +100,8 @@ def _run(engine: PartitionEngine, steps: int, rate_of, seed: int = 0, genders=("
             )
             if rng.random() < 0.5:
                 labels.append({"prediction_id": pid, "label": int(rng.random() < 0.5)})
-        alerts += engine.process_predictions([orjson.dumps(x) for x in preds], [T0] * len(preds)).alerts
-        alerts += engine.process_labels([orjson.dumps(x) for x in labels], [T0] * len(labels)).alerts
+        alerts += engine.process_predictions([orjson.dumps(x) for x in preds], [0.0] * len(preds)).alerts
+        alerts += engine.process_labels([orjson.dumps(x) for x in labels], [0.0] * len(labels)).alerts
     return [a for a in alerts if a.kind == "fairness"]
 
 
@@ -140,7 +140,7 @@ def test_crossed_attributes_and_the_group_cap():
         }
         for i in range(2000)
     ]
-    eng.process_predictions([orjson.dumps(x) for x in preds], [T0] * 2000)
+    eng.process_predictions([orjson.dumps(x) for x in preds], [0.0] * 2000)
     groups = eng.models["m", "unknown"].fairness.groups
     assert len(groups) == 5 and ("gender", "F") in groups
     assert any(attr == "gender x country" for attr, _ in groups)

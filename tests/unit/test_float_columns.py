@@ -56,7 +56,7 @@ def test_a_summary_of_integer_features_is_about_as_small_as_its_json_was() -> No
                       "features": {f"f{k}": int(rng.integers(0, 10)) for k in range(50)}})
         for i in range(1000)
     ]  # fmt: skip
-    out, _ = stage.predictions(msgs, [T0] * 1000)
+    out, _ = stage.predictions(msgs, [0.0] * 1000)
     for s in out:
         plain = orjson.dumps(s.to_plain())
         assert len(s.encode()) <= 1.1 * len(lz4.frame.compress(plain))  # the JSON an earlier release sent
@@ -117,7 +117,7 @@ def test_a_detection_stage_reading_summaries_off_the_topic_monitors_as_one_given
     profiles = [ProfileStage(config, partition=p) for p in range(2)]
     sent: list[Summary] = []
     for k in range(24):
-        sent += profiles[k % 2].predictions(_messages(rng, k), [T0] * 60)[0]
+        sent += profiles[k % 2].predictions(_messages(rng, k), [0.0] * 60)[0]
     # the same summaries with every feature column a list, as the decoder gives them (and earlier releases sent)
     as_lists = [
         replace(s, rows=replace(s.rows, features={k: as_values(v) for k, v in s.rows.features.items()})) for s in sent

@@ -431,7 +431,7 @@ def test_no_structured_mutation_breaks_the_engine(batch):
 @given(values=st.lists(st.one_of(st.none(), st.binary(max_size=64), arbitrary_json, arbitrary_objects), max_size=8))
 def test_the_decoders_reject_with_a_known_reason_or_accept(values):
     for decoder in (PredictionDecoder(), LabelDecoder(), PredictionDecoder(max_event_bytes=40, max_fields=1)):
-        batch, rejected = decoder.decode(values, [T0] * len(values))
+        batch, rejected = decoder.decode(values, [0.0] * len(values))
         assert len(batch) + len(rejected) == len(values)
         assert sorted([r.position for r in rejected] + batch.index.tolist()) == list(range(len(values)))
         assert all(r.reason in REASONS and r.detail for r in rejected)
@@ -478,7 +478,7 @@ def test_a_far_future_event_time_does_not_break_alerting(timestamp):
     keys = []
     for i in range(0, len(events), 500):
         values = [orjson.dumps(e) for e in events[i : i + 500]]
-        result = engine.process_predictions(values, [T0] * len(values))
+        result = engine.process_predictions(values, [0.0] * len(values))
         assert result.processed + len(result.rejected) == len(values)
         keys += [(a.status, a.key) for a in result.alerts]
     assert ("firing", "churn/v1/data_drift/age/all") in keys
@@ -496,7 +496,7 @@ def test_one_extreme_value_in_the_warm_up_does_not_blind_drift_detection(outlier
     keys = []
     for i in range(0, len(events), 500):
         values = [orjson.dumps(e) for e in events[i : i + 500]]
-        keys += [(a.status, a.key) for a in engine.process_predictions(values, [T0] * len(values)).alerts]
+        keys += [(a.status, a.key) for a in engine.process_predictions(values, [0.0] * len(values)).alerts]
     assert ("firing", "churn/v1/data_drift/age/all") in keys
 
 
@@ -511,7 +511,7 @@ def test_a_stream_whose_warm_up_is_all_near_the_float_limit_goes_on_being_monito
     keys = []
     for i in range(0, len(events), 500):
         values = [orjson.dumps(e) for e in events[i : i + 500]]
-        result = engine.process_predictions(values, [T0] * len(values))
+        result = engine.process_predictions(values, [0.0] * len(values))
         assert result.processed == len(values)
         keys += [(a.status, a.key) for a in result.alerts]
     assert ("firing", "churn/v1/data_drift/age/all") in keys

@@ -20,7 +20,7 @@ def _summaries(partition: int, n: int, rows: int) -> list[Summary]:
                           "features": {"x": float(i), "c": "a"}, "prediction": 0.5})
             for i in range(rows)
         ]  # fmt: skip
-        out += stage.predictions(msgs, [T0] * rows)[0]
+        out += stage.predictions(msgs, [0.0] * rows)[0]
     return out
 
 

@@ -39,8 +39,8 @@ def test_a_bias_against_one_group_is_one_incident_across_its_alerts():
                           "segments": {"gender": g}})  # fmt: skip
             if rng.random() < 0.5:
                 labels.append({"prediction_id": pid, "label": int(rng.random() < 0.5)})
-        alerts += engine.process_predictions([orjson.dumps(x) for x in preds], [T0] * len(preds)).alerts
-        alerts += engine.process_labels([orjson.dumps(x) for x in labels], [T0] * len(labels)).alerts
+        alerts += engine.process_predictions([orjson.dumps(x) for x in preds], [0.0] * len(preds)).alerts
+        alerts += engine.process_labels([orjson.dumps(x) for x in labels], [0.0] * len(labels)).alerts
     about_f = [a for a in _firing(alerts) if a.segment == {"gender": "F"}]
     assert len({a.kind for a in about_f}) >= 2 and len(about_f) >= 3, [a.key for a in about_f]
     assert {a.incident_id for a in about_f} == {about_f[0].incident_id}
@@ -58,7 +58,7 @@ def test_a_new_category_is_one_incident_of_its_feature():
     alerts: list[Alert] = []
     for i in range(0, len(events), 200):
         chunk = events[i : i + 200]
-        alerts += engine.process_predictions([orjson.dumps(e) for e in chunk], [T0] * len(chunk)).alerts
+        alerts += engine.process_predictions([orjson.dumps(e) for e in chunk], [0.0] * len(chunk)).alerts
     device = [a for a in _firing(alerts) if a.subject == "device"]
     kinds = {a.kind for a in device}
     assert {"data_quality", "data_drift"} <= kinds, [a.key for a in device]

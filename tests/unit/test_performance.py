@@ -11,6 +11,7 @@ import orjson
 from monitor.config import load_config
 from monitor.core.engine import PartitionEngine
 from monitor.core.rules import Alert
+from monitor.core.view import build_view
 from monitor.simulate import TrafficGenerator
 
 T0 = 1_767_225_600.0
@@ -51,8 +52,8 @@ def _run(
                 label_fn(p, lab)
             labels.append(lab)
         rng.shuffle(labels)  # labels arrive out of order
-        alerts += eng.process_predictions([orjson.dumps(p) for p in preds], [T0] * len(preds)).alerts
-        alerts += eng.process_labels([orjson.dumps(x) for x in labels], [T0] * len(labels)).alerts
+        alerts += eng.process_predictions([orjson.dumps(p) for p in preds], [0.0] * len(preds)).alerts
+        alerts += eng.process_labels([orjson.dumps(x) for x in labels], [0.0] * len(labels)).alerts
     return alerts
 
 
@@ -143,9 +144,33 @@ def test_regression_models_get_regression_metrics():
         truth = float(rng.normal(100, 10))
         preds.append({"prediction_id": f"r{i}", "model": "price", "features": {"x": truth}, "prediction": truth + 2.0})
         labels.append({"prediction_id": f"r{i}", "label": truth})
-    eng.process_predictions([orjson.dumps(p) for p in preds], [T0] * 3000)
+    eng.process_predictions([orjson.dumps(p) for p in preds], [0.0] * 3000)
     eng.process_labels([orjson.dumps(x) for x in labels], [T0 + 1] * 3000)
     perf = eng.models["price", "unknown"].perf
     assert perf.task == "regression"
     m = perf.buckets["", ""].window.window_metrics()
     assert abs(m["mae"] - 2.0) < 1e-9 and abs(m["rmse"] - 2.0) < 1e-9
+
+
+def test_string_classes_with_a_named_positive_class_count_every_other_class_as_negative():
+    """positive_label "churn": "stay" labels are the negative class, not left out as unsupported (which made
+    precision read 100% and accuracy the recall)."""
+    rng = np.random.default_rng(0)
+    eng = _engine(performance={"positive_label": "churn"})
+    preds, labels, right = [], [], []
+    for i in range(3000):
+        s = float(rng.random())
+        truth = "churn" if rng.random() < s else "stay"
+        guess = "churn" if s >= 0.5 else "stay"
+        scores = {"churn": s, "stay": 1 - s}
+        preds.append({"prediction_id": f"p{i}", "model": "m", "timestamp": T0 + i, "features": {"x": s},
+                      "prediction": guess, "scores": scores})  # fmt: skip
+        labels.append({"prediction_id": f"p{i}", "label": truth, "timestamp": T0 + i + 5})
+        right.append((s >= 0.5) == (truth == "churn"))
+    eng.process_predictions([orjson.dumps(p) for p in preds], [0.0] * len(preds))
+    eng.process_labels([orjson.dumps(x) for x in labels], [0.0] * len(labels))
+    row = build_view(eng).models["m", "unknown"]
+    everyone = next(b for b in row.buckets if b.segment == "all")
+    assert everyone.labelled == 3000
+    assert abs(everyone.window_metrics["accuracy"] - np.mean(right[-everyone.window_size :])) < 1e-9
+    assert everyone.window_metrics["precision"] < 0.9

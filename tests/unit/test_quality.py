@@ -31,7 +31,7 @@ def _feed(engine: PartitionEngine, events: list[dict[str, Any]]) -> list[tuple[i
     out: list[tuple[int, Alert]] = []
     for i in range(0, len(events), BATCH):
         chunk = events[i : i + BATCH]
-        res = engine.process_predictions([orjson.dumps(e) for e in chunk], [T0] * len(chunk))
+        res = engine.process_predictions([orjson.dumps(e) for e in chunk], [0.0] * len(chunk))
         assert not res.rejected
         out += [(i + len(chunk), a) for a in res.alerts]
     return out
@@ -181,7 +181,7 @@ def test_windows_keep_their_size_whatever_the_batch_size() -> None:
     for i, e in enumerate(events[600:]):
         _income_as_string(e, i)
     engine = _engine()
-    res = engine.process_predictions([orjson.dumps(e) for e in events], [T0] * len(events))
+    res = engine.process_predictions([orjson.dumps(e) for e in events], [0.0] * len(events))
     schema = [a for a in res.alerts if a.kind == "schema"]
     assert [(a.key, a.detector) for a in schema] == [("churn/v1/schema/income/all", "type_change")]
     assert schema[0].window["events"] == 200 and schema[0].current["rate"] >= 0.5

@@ -57,7 +57,7 @@ def _label(i: int, t: float, label: int = 1) -> bytes:
 
 def test_a_summary_survives_its_bytes_exactly():
     stage = ProfileStage(settings(), partition=3)
-    out, rejected = stage.predictions([_prediction(1, T0, None), _prediction(2, T0 + 1), b"nope"], [T0] * 3)
+    out, rejected = stage.predictions([_prediction(1, T0, None), _prediction(2, T0 + 1), b"nope"], [0.0] * 3)
     assert [r.reason for r in rejected] == ["invalid_json"]
     joined, _, valid = stage.labels([_label(1, T0 + 5)], [T0])
     assert valid == 1 and len(joined) == 1 and len(joined[0].joined) == 1
@@ -108,7 +108,7 @@ def test_the_merge_releases_summaries_behind_the_slowest_source():
     now = [0.0]
     a, b = ProfileStage(settings(), partition=0), ProfileStage(settings(), partition=1)
     stage = DetectionStage(settings(), idle_s=30.0, idle_clock=lambda: now[0])
-    for s in a.predictions([_prediction(1, T0 + 1), _prediction(2, T0 + 4)], [T0] * 2)[0]:
+    for s in a.predictions([_prediction(1, T0 + 1), _prediction(2, T0 + 4)], [0.0] * 2)[0]:
         stage.add(s)
     for s in b.predictions([_prediction(3, T0 + 2)], [T0])[0]:
         stage.add(s)
@@ -293,7 +293,7 @@ def test_a_release_capped_at_max_rows_leaves_the_rest_for_the_next_calls():
 def test_a_repeated_summary_is_dropped():
     a = ProfileStage(settings(), partition=0)
     stage = DetectionStage(settings(), clock=lambda: 0.0, idle_clock=lambda: 0.0)
-    out, _ = a.predictions([_prediction(i, T0 + i) for i in range(10)], [T0] * 10)
+    out, _ = a.predictions([_prediction(i, T0 + i) for i in range(10)], [0.0] * 10)
     assert all(stage.add(s) for s in out)
     assert not any(stage.add(Summary.decode(s.encode())) for s in out)
     stage.release(flush=True)
@@ -308,15 +308,15 @@ def test_labels_joined_in_different_partitions_meet_in_one_engine():
     alone = DetectionStage(config, clock=lambda: 0.0, idle_clock=lambda: 0.0)
     for i in range(300):
         p = i % 3
-        for s in parts[p].predictions([_prediction(i, T0 + i, seg="ab"[i % 2])], [T0])[0]:
+        for s in parts[p].predictions([_prediction(i, T0 + i, seg="ab"[i % 2])], [0.0])[0]:
             stage.add(s)
-        for s in single.predictions([_prediction(i, T0 + i, seg="ab"[i % 2])], [T0])[0]:
+        for s in single.predictions([_prediction(i, T0 + i, seg="ab"[i % 2])], [0.0])[0]:
             alone.add(s)
     for i in range(300):
         p = i % 3
-        for s in parts[p].labels([_label(i, T0 + 400 + i, i % 2)], [T0])[0]:
+        for s in parts[p].labels([_label(i, T0 + 400 + i, i % 2)], [0.0])[0]:
             stage.add(s)
-        for s in single.labels([_label(i, T0 + 400 + i, i % 2)], [T0])[0]:
+        for s in single.labels([_label(i, T0 + 400 + i, i % 2)], [0.0])[0]:
             alone.add(s)
     stage.release(flush=True)
     alone.release(flush=True)
@@ -389,7 +389,7 @@ def test_a_source_whose_notes_say_it_has_input_waiting_holds_the_merge_past_idle
     now = [0.0]
     a, b = ProfileStage(settings(), partition=0), ProfileStage(settings(), partition=1)
     stage = DetectionStage(settings(), idle_s=1.0, idle_clock=lambda: now[0])
-    for s in a.predictions([_prediction(1, T0 + 1), _prediction(2, T0 + 4)], [T0] * 2)[0]:
+    for s in a.predictions([_prediction(1, T0 + 1), _prediction(2, T0 + 4)], [0.0] * 2)[0]:
         stage.add(s)
     for s in b.predictions([_prediction(3, T0 + 2)], [T0])[0]:
         stage.add(s)
@@ -428,7 +428,7 @@ def test_the_pending_cap_releases_the_oldest_rows_ahead_of_a_stalled_source():
     for s in b.predictions([_prediction(0, T0)], [T0])[0]:  # partition 1 stays at T0 (never idle: no clock)
         stage.add(s)
     for k in range(3):
-        for s in a.predictions([_prediction(100 + 10 * k + i, T0 + 1 + 10 * k + i) for i in range(10)], [T0] * 10)[0]:
+        for s in a.predictions([_prediction(100 + 10 * k + i, T0 + 1 + 10 * k + i) for i in range(10)], [0.0] * 10)[0]:
             stage.add(s)
         stage.release()
         assert stage.pending_rows() <= 10
@@ -442,7 +442,7 @@ def test_summaries_stay_well_under_the_message_limit_however_wide_the_rows():
                       "features": {f"f{j}": float(np.sin(i * 300 + j)) for j in range(300)}})
         for i in range(2000)
     ]  # fmt: skip
-    out, rejected = stage.predictions(wide, [T0] * len(wide))
+    out, rejected = stage.predictions(wide, [0.0] * len(wide))
     assert not rejected and sum(len(s) for s in out) == 2000 and len(out) > 1
     assert max(len(s.encode()) for s in out) < 600_000
 
@@ -469,9 +469,9 @@ def test_summaries_stay_under_the_message_limit_and_readable_when_later_rows_are
         for i in range(2000)
     ]  # fmt: skip
     if path == "profile stage":
-        out, rejected = ProfileStage(settings(), partition=0).predictions(msgs, [T0] * len(msgs))
+        out, rejected = ProfileStage(settings(), partition=0).predictions(msgs, [0.0] * len(msgs))
     else:  # what `monitor run` and `monitor replay` call
-        result = PartitionEngine(settings(), detect=False).process_predictions(msgs, [T0] * len(msgs))
+        result = PartitionEngine(settings(), detect=False).process_predictions(msgs, [0.0] * len(msgs))
         out, rejected = result.summaries, result.rejected
     assert not rejected and sum(len(s) for s in out) == 2000
     wires = [s.encode() for s in out]
@@ -520,7 +520,7 @@ def test_a_backlog_released_at_once_is_judged_in_batches_of_batch_rows():
     a = ProfileStage(settings(), partition=0)
     stage = DetectionStage(settings(), idle_s=30.0, idle_clock=lambda: 0.0, batch_rows=25)
     for k in range(10):  # ten summaries of 10 rows
-        for s in a.predictions([_prediction(10 * k + i, T0 + 10 * k + i) for i in range(10)], [T0] * 10)[0]:
+        for s in a.predictions([_prediction(10 * k + i, T0 + 10 * k + i) for i in range(10)], [0.0] * 10)[0]:
             stage.add(s)
     sizes = _batch_sizes(stage)
     stage.release(flush=True)
@@ -538,7 +538,7 @@ def test_batches_end_at_the_same_rows_whatever_sources_and_releases_brought_them
         for k in range(10):  # rows k*10 .. k*10+9, each source sending its share
             for p, prof in enumerate(profiles):
                 msgs = [_prediction(i, T0 + i) for i in range(10 * k, 10 * k + 10) if i % sources == p]
-                for s in prof.predictions(msgs, [T0] * len(msgs))[0]:
+                for s in prof.predictions(msgs, [0.0] * len(msgs))[0]:
                     stage.add(s)
             if k in release_after:
                 stage.release(flush=True)
@@ -555,13 +555,13 @@ def test_batches_end_at_the_same_rows_whatever_sources_and_releases_brought_them
 def test_a_summarys_labels_are_learned_after_the_batch_that_holds_its_last_row():
     a = ProfileStage(settings(), partition=0)
     stage = DetectionStage(settings(), idle_s=30.0, idle_clock=lambda: 0.0, batch_rows=4)
-    for s in a.predictions([_prediction(i, T0 + i) for i in range(6)], [T0] * 6)[0]:
+    for s in a.predictions([_prediction(i, T0 + i) for i in range(6)], [0.0] * 6)[0]:
         stage.add(s)
     stage.release(flush=True)
     msgs = [_prediction(10 + i, T0 + 10 + i) for i in range(3)]  # 3 more rows, and labels for rows 0 and 1
     for s in a.labels([_label(0, T0 + 12), _label(1, T0 + 12)], [T0, T0])[0]:
         stage.add(s)
-    for s in a.predictions(msgs, [T0] * 3)[0]:
+    for s in a.predictions(msgs, [0.0] * 3)[0]:
         stage.add(s)
     sizes = _batch_sizes(stage)
     stage.release(flush=True)
@@ -569,11 +569,11 @@ def test_a_summarys_labels_are_learned_after_the_batch_that_holds_its_last_row()
     # batch of 4 and row 8 starts the next
     assert sizes == [0, -2, 2, 1] and stage.engine.events_total() == 9
     sizes.clear()  # 3 rows, a label for row 10, 3 more rows: learned after the batch holding the first 3
-    for s in a.predictions([_prediction(20 + i, T0 + 20 + i) for i in range(3)], [T0] * 3)[0]:
+    for s in a.predictions([_prediction(20 + i, T0 + 20 + i) for i in range(3)], [0.0] * 3)[0]:
         stage.add(s)
     for s in a.labels([_label(10, T0 + 22)], [T0])[0]:
         stage.add(s)
-    for s in a.predictions([_prediction(30 + i, T0 + 30 + i) for i in range(3)], [T0] * 3)[0]:
+    for s in a.predictions([_prediction(30 + i, T0 + 30 + i) for i in range(3)], [0.0] * 3)[0]:
         stage.add(s)
     stage.release(flush=True)
     assert sizes == [3, -1, 3] and stage.engine.events_total() == 15
@@ -583,7 +583,7 @@ def test_labels_riding_on_a_summary_with_rows_follow_the_batch_of_its_last_row()
     a = ProfileStage(settings(), partition=0)
     stage = DetectionStage(settings(), idle_s=30.0, idle_clock=lambda: 0.0, batch_rows=4)
     assert a.labels([_label(54, T0 + 60)], [T0])[0] == []  # before its prediction: it waits in the join
-    out = a.predictions([_prediction(50 + i, T0 + i) for i in range(6)], [T0] * 6)[0]
+    out = a.predictions([_prediction(50 + i, T0 + i) for i in range(6)], [0.0] * 6)[0]
     assert len(out) == 1 and len(out[0].rows) == 6 and len(out[0].joined) == 1  # rows and the label together
     stage.add(out[0])
     sizes = _batch_sizes(stage)
@@ -595,7 +595,7 @@ def test_a_stage_restores_from_a_snapshot_of_the_earlier_form():
     a = ProfileStage(settings(), partition=0)
     stage = DetectionStage(settings(), idle_s=30.0, idle_clock=lambda: 0.0)
     stage.expect([0, 1])  # partition 1 never sends: the rows wait
-    for s in a.predictions([_prediction(i, T0 + i) for i in range(8)], [T0] * 8)[0]:
+    for s in a.predictions([_prediction(i, T0 + i) for i in range(8)], [0.0] * 8)[0]:
         stage.add(s)
     stage.release()
     data = stage.snapshot()
@@ -614,7 +614,7 @@ def test_a_stage_restores_from_a_snapshot_of_the_earlier_form():
 def test_a_slice_of_rows_is_the_same_as_taking_those_rows():
     stage = ProfileStage(settings(), partition=0)
     msgs = [_prediction(i, T0 + i, None if i % 3 == 0 else float(i)) for i in range(20)]
-    (summary,), _ = stage.predictions(msgs, [T0] * 20)
+    (summary,), _ = stage.predictions(msgs, [0.0] * 20)
     rows = summary.rows
     assert rows is not None and rows.nulls["x"] == list(range(0, 20, 3))
     read = Summary.decode(summary.encode()).rows  # x as floats, as the detection stage reads it
@@ -635,7 +635,7 @@ def test_null_features_keep_their_rows_across_the_batches_of_one_release():
     stage = DetectionStage(settings(), idle_s=30.0, idle_clock=lambda: 0.0, batch_rows=7)
     for p, prof in ((0, a), (1, b)):
         msgs = [_prediction(i, T0 + i, None if i % 4 == 1 else float(i)) for i in range(40) if i % 2 == p]
-        for s in prof.predictions(msgs, [T0] * len(msgs))[0]:
+        for s in prof.predictions(msgs, [0.0] * len(msgs))[0]:
             stage.add(s)
     seen: list[tuple[list[float], list[int]]] = []
     monitor = stage.engine._monitor
@@ -664,9 +664,9 @@ def test_segment_combinations_are_coded_in_first_seen_order_with_absent_values_l
 def test_a_coalesced_batch_is_monitored_in_event_time_order_across_sources():
     a, b = ProfileStage(settings(), partition=0), ProfileStage(settings(), partition=1)
     stage = DetectionStage(settings(), idle_s=30.0, idle_clock=lambda: 0.0)
-    for s in a.predictions([_prediction(i, T0 + 2 * i) for i in range(5)], [T0] * 5)[0]:  # 0, 2, 4, 6, 8
+    for s in a.predictions([_prediction(i, T0 + 2 * i) for i in range(5)], [0.0] * 5)[0]:  # 0, 2, 4, 6, 8
         stage.add(s)
-    for s in b.predictions([_prediction(10 + i, T0 + 2 * i + 1) for i in range(5)], [T0] * 5)[0]:  # 1, 3, ... 9
+    for s in b.predictions([_prediction(10 + i, T0 + 2 * i + 1) for i in range(5)], [0.0] * 5)[0]:  # 1, 3, ... 9
         stage.add(s)
     seen: list[list[float]] = []
     monitor = stage.engine._monitor
@@ -679,7 +679,7 @@ def test_a_backlog_batch_becomes_summaries_of_a_short_span_of_event_time_each():
     stage = ProfileStage(settings(), partition=0)
     times = T0 + np.arange(4000) / 2000.0  # 2 s of one partition's traffic in one poll batch, two rows swapped
     times[[10, 500]] = times[[500, 10]]
-    out, _ = stage.predictions([_prediction(i, float(t)) for i, t in enumerate(times)], [T0] * 4000)
+    out, _ = stage.predictions([_prediction(i, float(t)) for i, t in enumerate(times)], [0.0] * 4000)
     per = int(2000 * SUMMARY_SPAN_S)  # rows in one span
     assert per >= MIN_SPAN_ROWS and len(out) == 4000 // per and all(abs(len(s) - per) <= 1 for s in out)
     for s in out:  # each in event-time order, with its own progress (its newest time)
@@ -690,7 +690,7 @@ def test_a_backlog_batch_becomes_summaries_of_a_short_span_of_event_time_each():
     # a slow partition's batch (20 rows a second) keeps at least MIN_SPAN_ROWS rows per summary
     slow = ProfileStage(settings(), partition=1)
     n = 2 * MIN_SPAN_ROWS + MIN_SPAN_ROWS // 2
-    out, _ = slow.predictions([_prediction(i, T0 + i / 20.0) for i in range(n)], [T0] * n)
+    out, _ = slow.predictions([_prediction(i, T0 + i / 20.0) for i in range(n)], [0.0] * n)
     assert [len(s) for s in out] == [MIN_SPAN_ROWS, MIN_SPAN_ROWS, MIN_SPAN_ROWS // 2]
 
 
@@ -698,7 +698,7 @@ def test_a_sources_progress_never_goes_back_across_the_model_versions_of_one_bat
     stage = ProfileStage(settings(), partition=0)
     msgs = [_prediction(i, T0 + i / 100.0, model="a") for i in range(300)]
     msgs += [_prediction(1000 + i, T0 + i / 100.0, model="b") for i in range(300)]
-    out, _ = stage.predictions(msgs, [T0] * len(msgs))
+    out, _ = stage.predictions(msgs, [0.0] * len(msgs))
     assert {s.model for s in out} == {"a", "b"} and len(out) > 2
     assert [s.seq for s in out] == sorted(s.seq for s in out)
     assert all(later.progress >= earlier.progress for earlier, later in itertools.pairwise(out))
@@ -731,8 +731,8 @@ def test_the_versions_of_a_model_meet_in_one_detection_stage_so_a_worse_one_rais
         where = {p["prediction_id"]: k % 3 for k, p in enumerate(preds)}  # co-partitioned by prediction id
         for i, profile in enumerate(profiles):
             mine = [orjson.dumps(x) for x in labels if where[x["prediction_id"]] == i]
-            made = profile.predictions([orjson.dumps(p) for p in preds[i::3]], [T0] * len(preds[i::3]))[0]
-            made += profile.labels(mine, [T0] * len(mine))[0]
+            made = profile.predictions([orjson.dumps(p) for p in preds[i::3]], [0.0] * len(preds[i::3]))[0]
+            made += profile.labels(mine, [0.0] * len(mine))[0]
             for s in made:
                 d = summaries_partition(s.model, len(stages))
                 reached.setdefault(s.version, set()).add(d)
@@ -776,7 +776,7 @@ def test_each_shard_gets_its_own_features_and_a_shard_copy_its_features_times_an
 
     stage = ProfileStage(settings(), partition=1)
     stage.shards = 2
-    out, _ = stage.predictions([_prediction(1, T0, None), _prediction(2, T0 + 1, 2.0, seg="b")], [T0] * 2)
+    out, _ = stage.predictions([_prediction(1, T0, None), _prediction(2, T0 + 1, 2.0, seg="b")], [0.0] * 2)
     whole, copy = out
     assert (whole.shard, copy.shard) == (0, 1) and copy.seq == whole.seq + 1 and not copy.joined
     assert list(whole.rows.features) == [f for f in ("x", "colour") if shard_of("m", f, 2) == 0] == ["colour"]
@@ -831,7 +831,7 @@ def test_a_schema_break_is_caught_by_the_shard_of_its_feature_alone(broken):
             values.append(orjson.dumps({"prediction_id": f"p{i}", "model": "upsell", "model_version": "v1",
                                         "timestamp": T0 + i / 100, "features": features,
                                         "segments": {"seg": "a"}, "prediction": 0.5}))  # fmt: skip
-        summaries, rejected = profile.predictions(values, [T0] * len(values))
+        summaries, rejected = profile.predictions(values, [0.0] * len(values))
         assert not rejected
         for summary in summaries:
             stages[summaries_partition("upsell", 2, summary.shard, 2)].add(Summary.decode(summary.encode()))
@@ -938,14 +938,14 @@ def test_a_summary_with_a_full_piece_of_rows_and_of_labels_stays_under_the_messa
     segs = {f"attr{k}": f"value-{k}-xxxxxxxx" for k in range(8)}
     labels = [orjson.dumps({"prediction_id": f"prediction-{i:08d}", "timestamp": T0, "label": 1,
                             "outcomes": {"converted": 1.0, "revenue": 12.5}}) for i in range(2000)]  # fmt: skip
-    stage.labels(labels, [T0] * len(labels))  # early: waiting for their predictions
+    stage.labels(labels, [0.0] * len(labels))  # early: waiting for their predictions
     wide = [
         orjson.dumps({"prediction_id": f"prediction-{i:08d}", "model": "m", "timestamp": T0 + i / 100_000,
                       "prediction": 0.5, "segments": segs,
                       "features": {f"f{j}": float(np.sin(i * 300 + j)) for j in range(40)}})
         for i in range(1984)  # four full pieces of 496 rows: the last one full too, and carrying the labels
     ]  # fmt: skip
-    out, _ = stage.predictions(wide, [T0] * len(wide))
+    out, _ = stage.predictions(wide, [0.0] * len(wide))
     assert sum(len(s.joined) for s in out) == 1984
     biggest = max(out, key=lambda s: len(s.encode()))
     assert (

@@ -36,7 +36,7 @@ def _events(n: int, seed: int = 1) -> list[bytes]:
 def _feed(engine: PartitionEngine, values: list[bytes], batch: int = 1000) -> None:
     for i in range(0, len(values), batch):
         chunk = values[i : i + batch]
-        assert not engine.process_predictions(chunk, [T0] * len(chunk)).rejected
+        assert not engine.process_predictions(chunk, [0.0] * len(chunk)).rejected
 
 
 def _drifted_engine() -> PartitionEngine:
@@ -138,7 +138,7 @@ def _detect(service: MonitorService, d: int, values: list[bytes]) -> None:
     """Monitor ``values`` in detection stage ``d`` (its own profile stage feeding it directly)."""
     stage = service.detectors[d]
     profile = stage.engine.profile
-    for s in profile.predictions(values, [T0] * len(values))[0]:
+    for s in profile.predictions(values, [0.0] * len(values))[0]:
         stage.add(s)
     stage.release(flush=True)
 
