@@ -16,7 +16,7 @@ import numpy as np
 
 from monitor.core.detectors import ChunkedADWIN, PageHinkley, WindowedChiSquare, WindowTest
 from monitor.core.settings import DetectorSettings
-from monitor.core.stats import ReservoirQuantiles, RunningMoments
+from monitor.core.stats import ReservoirQuantiles, RunningMoments, without_gross_outliers
 
 Z_CLIP = 10.0
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -97,14 +97,9 @@ class NumericDriftTracker:
         return self._warmed
 
     def _finish_warmup(self) -> None:
-        """Baseline from the warm-up values without gross outliers (beyond 10 robust sd of the median), so one
+        """Baseline from the warm-up values without gross outliers (:func:`stats.without_gross_outliers`), so one
         absurd value cannot blind the detectors for good."""
-        x = self._warm
-        med = float(np.median(x))
-        mad = 1.4826 * float(np.median(np.abs(x - med)))
-        if mad > 0:
-            x = x[np.abs(x - med) <= 10 * mad]
-        self.baseline.update(x)
+        self.baseline.update(without_gross_outliers(self._warm))
         self._warm = np.empty(0)
         self._warmed = True
 

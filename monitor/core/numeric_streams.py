@@ -7,7 +7,7 @@ stream, arrival order kept within it):
 
 - counts, missing values, moments (Chan's merge), minimum and maximum;
 - a warm-up of ``warmup_events`` values per stream that becomes the stream's baseline, without gross
-  outliers (beyond 10 robust standard deviations of the median), so one absurd value cannot blind the
+  outliers (:func:`~monitor.core.stats.without_gross_outliers`), so one absurd value cannot blind the
   detectors for good;
 - after the warm-up, a histogram on the baseline's scale (quantiles for the views; fixed bins, so
   partial histograms add up) and chunks of ``detectors.chunk`` values for the sequential detectors
@@ -32,6 +32,7 @@ from monitor.core.drift import QUANTILES, DriftEvidence, NumericDriftTracker
 from monitor.core.sequential import Z_CLIP, SequentialSettings, SequentialStreams
 from monitor.core.settings import DetectorSettings
 from monitor.core.significance import Reference, WindowResult
+from monitor.core.stats import without_gross_outliers
 from monitor.core.windows import NumericWindows
 
 
@@ -252,9 +253,7 @@ class NumericStreams:
     def _finish_warmup(self, s: int) -> None:
         x = self._warm_values(s)[: self.warmup]
         del self.warm[s]
-        med = float(np.median(x))
-        mad = 1.4826 * float(np.median(np.abs(x - med)))
-        kept = x[np.abs(x - med) <= 10 * mad] if mad > 0 else x
+        kept = without_gross_outliers(x)
         with np.errstate(over="ignore", invalid="ignore"):  # values near the float limit: an infinite spread
             mean = float(kept.mean())
             std = float(kept.std(ddof=1)) if kept.size > 1 else 0.0
