@@ -56,6 +56,7 @@ class Incident:
     kind: str = ""
     subject: str = ""
     segment: dict[str, str] | None = None  # (not a default factory: a restored older Incident takes this one)
+    detector: str = ""  # what fired it (a quality check resolves under the same name); empty in older snapshots
 
 
 @dataclass
@@ -142,6 +143,11 @@ class AlertLifecycle:
 
     def is_firing(self, key: str) -> bool:
         return key in self.open
+
+    def opened_by(self, key: str) -> str | None:
+        """The detector that opened the key's alert ("" when a snapshot did not say), None when it is not open."""
+        incident = self.open.get(key)
+        return None if incident is None else incident.detector
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -410,6 +416,7 @@ class Alerting:
                     self.incident_shift[j.key] = j.shift
                     opened = self.lifecycle.open[j.key]
                     opened.kind, opened.subject, opened.segment = j.kind, j.subject, dict(j.segment)
+                    opened.detector = j.evidence.detector
                 else:
                     self.incident_shift[j.key] = max(self.incident_shift.get(j.key, 0.0), j.shift)
                 out.append((j, t))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from monitor.core.decisions import compare_versions, comparison_metric
 from monitor.core.drift import CategoricalDriftTracker, DriftEvidence
@@ -149,9 +150,11 @@ def window_evidence(state: ModelState, name: str, kind: str, r: WindowResult, st
 
 
 def quality_judgements(
-    state: ModelState, findings: list[QualityFinding], is_firing: Callable[[str], bool]
+    state: ModelState, findings: list[QualityFinding], opened_by: Callable[[str], str | None]
 ) -> list[Judgement]:
-    """One judgement per (kind, field): the first firing check in priority order names it."""
+    """One judgement per (kind, field): the first firing check in priority order names it, and an open alert
+    with none firing is judged by the check that opened it (``opened_by``: None when not open), so that it
+    resolves under its own name ("the constant value problem has cleared", not the first check's)."""
     by_key: dict[tuple[str, str], list[QualityFinding]] = {}
     for f in findings:
         by_key.setdefault((f.kind, f.feature), []).append(f)
@@ -164,9 +167,13 @@ def quality_judgements(
             group = [f for f in group if f.check != "null_rate"] or group
         firing = [f for f in group if f.fire]
         key = alert_key(state.model, kind, feature, {}, state.version)
-        if not firing and not is_firing(key):
+        opened = opened_by(key)
+        if not firing and opened is None:
             continue  # nothing to open and nothing open to clear: most fields, most windows
-        f = firing[0] if firing else group[0]
+        own = firing[0] if firing else next((g for g in group if g.check == opened), None)
+        if own is None:  # its check runs no more (a new field, adopted once reported): the rest say it cleared
+            own = replace(group[0], check=opened) if opened in CHECKS else group[0]
+        f = own
         value = f.current.get("value")
         if f.check == "constant" and state.kinds.get(feature) == "categorical" and isinstance(value, int):
             names = state.vocab[feature].labels()

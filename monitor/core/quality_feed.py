@@ -81,6 +81,6 @@ def feed_schema_watch(
         watch.observe_window(tally, k)
         findings = watch.end_batch(stop - start, first_times[k], last_times[k], state.kinds, labels_of, is_open)
         if findings:
-            judged = quality_judgements(state, findings, alerting.lifecycle.is_firing)
+            judged = quality_judgements(state, findings, alerting.lifecycle.opened_by)
             alerts += alerting.emit(state.model, state.version, judged)
     return alerts

@@ -72,26 +72,24 @@ def _finding(check: str, fire: bool, feature: str = "amount", kind: str = "data_
 
 def test_quality_judgements_are_one_per_field_and_skip_what_is_neither_firing_nor_open():
     state = _state("amount")
-    open_keys: set[str] = set()
-    assert quality_judgements(state, [_finding("null_rate", False)], open_keys.__contains__) == []
-    fired = quality_judgements(state, [_finding("null_rate", True)], open_keys.__contains__)
+    opened: dict[str, str] = {}  # open alert key -> the check that opened it
+    assert quality_judgements(state, [_finding("null_rate", False)], opened.get) == []
+    fired = quality_judgements(state, [_finding("null_rate", True)], opened.get)
     assert [(j.key, j.fire) for j in fired] == [("fraud/v2/data_quality/amount/all", True)]
-    open_keys.add(fired[0].key)
-    cleared = quality_judgements(state, [_finding("null_rate", False)], open_keys.__contains__)
+    opened[fired[0].key] = "null_rate"
+    cleared = quality_judgements(state, [_finding("null_rate", False)], opened.get)
     assert [(j.fire, j.clear) for j in cleared] == [(False, True)]  # an open alert is judged, so it can resolve
 
 
 def test_one_judgement_per_field_named_by_the_first_firing_check_and_a_dropped_field_is_a_schema_alert():
     state = _state("amount")
-    never_open: set[str] = set()
-    two = quality_judgements(
-        state, [_finding("constant", True), _finding("out_of_range", True)], never_open.__contains__
-    )
+    never_open: dict[str, str] = {}
+    two = quality_judgements(state, [_finding("constant", True), _finding("out_of_range", True)], never_open.get)
     assert [(j.key, j.extra["check"]) for j in two] == [("fraud/v2/data_quality/amount/all", "out_of_range")]
     dropped = [
         _finding("missing_field", True, kind="schema"),
         _finding("null_rate", True),
         _finding("out_of_range", True),
     ]
-    judged = {j.kind: j.extra["check"] for j in quality_judgements(state, dropped, never_open.__contains__)}
+    judged = {j.kind: j.extra["check"] for j in quality_judgements(state, dropped, never_open.get)}
     assert judged == {"schema": "missing_field", "data_quality": "out_of_range"}  # its nulls are not a second alert

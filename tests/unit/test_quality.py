@@ -169,9 +169,22 @@ def test_a_new_field_is_reported_once_then_adopted_and_resolves() -> None:
     engine = PartitionEngine(cfg, clock=lambda: T0)
     statuses = [(a.key, a.status, a.detector) for _, a in _feed(engine, events) if a.kind == "schema"]
     assert statuses[0] == ("churn/v1/schema/promo_code/all", "firing", "new_field")
-    assert statuses[1][:2] == ("churn/v1/schema/promo_code/all", "resolved") and len(statuses) == 2
+    # it resolves under the check that opened it, though that check runs no more once the field is adopted
+    assert statuses[1] == ("churn/v1/schema/promo_code/all", "resolved", "new_field") and len(statuses) == 2
     watch = engine.models["churn", "v1"].quality
     assert watch is not None and watch.schema is not None and watch.schema["promo_code"].categories == ["BF2026"]
+
+
+def test_a_quality_alert_resolves_under_the_check_that_opened_it() -> None:
+    """A stuck field recovers: the resolution names the constant-value check, not the first check in order."""
+    events = list(TrafficGenerator(seed=8).predictions(BEFORE + 6_000, start_time=T0, rate=100.0))
+    for i, e in enumerate(events[BEFORE : BEFORE + 1_000]):
+        _stuck_sessions(e, i)
+    cfg = load_config(environ={}, overrides={"alerts": {"resolve_after_s": 20.0}})
+    engine = PartitionEngine(cfg, clock=lambda: T0)
+    alerts = [a for _, a in _feed(engine, events) if a.kind == "data_quality"]
+    assert [(a.status, a.detector) for a in alerts] == [("firing", "constant"), ("resolved", "constant")]
+    assert "constant" in alerts[1].message or "single value" in alerts[1].message, alerts[1].message
 
 
 def test_windows_keep_their_size_whatever_the_batch_size() -> None:
