@@ -7,7 +7,8 @@ is right on its first labels has none), no outlier filter and no clipping (a con
 signal, not noise).
 
 ADWIN proposes a change point; the values that arrive *after* it are then tested against the reference
-(the stream's first ``reference_events`` values):
+(the stream's first ``reference_events`` values, or those before a change point ADWIN finds among them once
+``min_events`` have come):
 
 * binary: the error-rate rise (the accuracy drop) and a one-sided pooled two-proportion z-test;
 * regression: the relative rise of the mean absolute error and a one-sided Welch z-test.
@@ -91,9 +92,12 @@ class ErrorStream:
         self.confirmed_seq = -1  # the change point whose test has held (each change point fires once)
 
     # ------------------------------------------------------------------ input
+    # The reference ended at a change point ADWIN found within it (an older snapshot's stream: not so).
+    ref_closed = False
+
     @property
     def has_reference(self) -> bool:
-        return self.ref_n >= self.test.reference_events
+        return self.ref_closed or self.ref_n >= self.test.reference_events
 
     def update(self, values: np.ndarray, times: np.ndarray, seen: np.ndarray | None = None) -> int | None:
         """Add errors in stream order; returns the index of the first value at which the test fired.
@@ -107,18 +111,29 @@ class ErrorStream:
         if values.size == 0:
             return None
         start = 0
+        seq0 = self.count
         if not self.has_reference:
             take = min(self.test.reference_events - self.ref_n, values.size)
+            for j, v in enumerate(values[:take].tolist()):  # ADWIN learns the stream from its start
+                self.adwin.update(v)
+                if self.adwin.drift_detected and self.ref_n + j + 1 >= self.test.min_events:
+                    # A change within the reference (a model that degrades on its first labels): the reference
+                    # ends here and what follows is tested against it, as after any change point. Left in, the
+                    # cut was lost, the reference mixed both regimes, and ADWIN, having dropped the older ones,
+                    # saw a stable stream from then on: the drop was never alerted.
+                    take = j + 1
+                    self.ref_closed = True
+                    self.detections += 1
+                    self.change_seq = seq0 + take
+                    self.change_time = float(times[j])
+                    break
             part = values[:take]
             self.ref_n += take
             self.ref_sum += float(part.sum())
             self.ref_sumsq += float((part * part).sum())
-            for v in part.tolist():  # ADWIN learns the stream from its start; its cuts here are ignored
-                self.adwin.update(v)
             start = take
         first: int | None = None
         adwin = self.adwin
-        seq0 = self.count
         self.count += values.size
         cut_from = start
         for i in range(start, values.size):

@@ -91,6 +91,22 @@ def test_a_model_right_on_every_early_label_still_measures_its_rise_in_rate_unit
     assert hit is not None and s.fired is not None and 0.2 < s.fired.current["mean"] < 0.4
 
 
+@pytest.mark.parametrize("batch", [1, 37, 5000])
+def test_a_model_that_degrades_within_its_reference_labels_is_still_alerted(batch):
+    """95% right on its first 300 labels, then 60%: ADWIN cuts inside the reference. The reference ends there
+    and what follows is tested against it; ignored, the cut was lost and no later one came (never alerted)."""
+    rng = np.random.default_rng(5)
+    errors = np.r_[(rng.random(300) < 0.05) * 1.0, (rng.random(6000) < 0.4) * 1.0]
+    s = ErrorStream("binary", ErrorTest(reference_events=500, min_events=200))
+    fired = []
+    for k in range(0, errors.size, batch):
+        if s.update(errors[k : k + batch], np.arange(k, min(k + batch, errors.size), dtype=float)) is not None:
+            assert s.fired is not None
+            fired.append(s.fired)
+    assert len(fired) == 1 and 300 <= fired[0].change_seq <= 500
+    assert fired[0].baseline["mean"] < 0.15 and fired[0].current["mean"] > 0.3 and fired[0].p_value < 1e-6
+
+
 @pytest.fixture(scope="module")
 def recorded_change(tmp_path_factory):
     """A STAGGER stream whose concept changes half-way, recorded as prediction and label JSON lines."""
