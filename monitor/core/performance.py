@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import stats as sps
 
 from monitor.core.calibration import ScoreCalibration
 from monitor.core.concept import ErrorStream, ErrorTest
 from monitor.core.drift import DriftEvidence, NumericDriftTracker
 from monitor.core.join import Joined
-from monitor.core.metrics import LOWER_IS_BETTER, PerformanceWindow, Ring
+from monitor.core.metrics import LOWER_IS_BETTER, PerformanceWindow, Ring, binary_metrics, regression_metrics
 from monitor.core.rules import ALL, Judgement, alert_key
 from monitor.core.settings import AlertConfig, DetectorSettings, PerformanceConfig
 
@@ -444,12 +445,9 @@ class ModelPerformance:
             if value != value:
                 continue
             worse = value > floor if metric in LOWER_IS_BETTER else value < floor
-            p_value = None
-            if metric == "accuracy" and 0 < floor < 1:
-                z = (floor - value) / math.sqrt(floor * (1 - floor) / n)
-                p_value = 0.5 * math.erfc(z / math.sqrt(2))  # one-sided: below the floor
+            p_value = floor_p_value(b.window, metric, value, floor) if worse else 1.0
             enough = n >= self.perf.min_labels
-            fire = enough and worse and (p_value is None or p_value < self.alerts.max_p_value)
+            fire = enough and worse and p_value is not None and p_value < self.alerts.max_p_value
             ev = DriftEvidence(
                 detected=worse,
                 effect=abs(value - floor),
@@ -608,3 +606,37 @@ def accuracy_band(p_right: np.ndarray) -> tuple[float, float, float]:
     est = float(p_right.mean())
     half = 1.96 * math.sqrt(float((p_right * (1 - p_right)).sum())) / n
     return est, max(0.0, est - half), min(1.0, est + half)
+
+
+FLOOR_BLOCKS = 10  # consecutive blocks of the window for the batch-means test of a floor (see floor_p_value)
+
+
+def floor_p_value(window: PerformanceWindow, metric: str, value: float, floor: float) -> float | None:
+    """How likely a window this far past its floor is when the metric truly sits at the floor (one-sided).
+
+    Accuracy, precision and recall are proportions: a binomial z-test against the floor over the labels they
+    count (all of them, the predicted positives, the actual positives). Any other metric (F1, ROC AUC, a loss,
+    an error): the batch-means test, a one-sided t-test of the metric over :data:`FLOOR_BLOCKS` consecutive
+    blocks of the window, since its spread has no closed form. None when there is too little to test (fewer
+    than five blocks with a value). A floor breach without this test made a healthy model's alert, and its
+    retrain recommendation, flap with the window's noise."""
+    rows = window.ring.rows()
+    if window.task == "binary" and metric in ("accuracy", "precision", "recall"):
+        y, predicted = rows[:, 0] == 1, rows[:, 1] >= window.threshold
+        counted = {"accuracy": y.size, "precision": int(predicted.sum()), "recall": int(y.sum())}[metric]
+        if not 0 < floor < 1 or counted == 0:
+            return None
+        z = (floor - value) / math.sqrt(floor * (1 - floor) / counted)
+        return 0.5 * math.erfc(z / math.sqrt(2))  # one-sided: below the floor
+    blocks = [part for part in np.array_split(rows, FLOOR_BLOCKS) if part.shape[0]]
+    per_block = binary_metrics if window.task == "binary" else regression_metrics
+    values = np.array([per_block(part[:, 0], part[:, 1], *((window.threshold,) if window.task == "binary" else ()))
+                       .get(metric, math.nan) for part in blocks])  # fmt: skip
+    values = values[np.isfinite(values)]
+    if values.size < 5:
+        return None
+    spread = float(values.std(ddof=1))
+    past = float(values.mean()) - floor if metric in LOWER_IS_BETTER else floor - float(values.mean())
+    if spread == 0.0:
+        return 0.0 if past > 0 else 1.0
+    return float(sps.t.sf(past / (spread / math.sqrt(values.size)), values.size - 1))

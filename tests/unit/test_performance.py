@@ -129,7 +129,33 @@ def test_a_floor_breach_raises_a_performance_alert_with_its_test():
     assert set(by_subject) == {"accuracy", "log_loss"}
     acc = by_subject["accuracy"]
     assert acc.statistic < 0.8 and acc.p_value < 1e-3 and acc.detector == "floor"
-    assert by_subject["log_loss"].p_value is None and "above its ceiling" in by_subject["log_loss"].message
+    loss = by_subject["log_loss"]  # no closed form: the batch-means test over ten blocks of the window
+    assert loss.p_value is not None and loss.p_value < 1e-3 and "above its ceiling" in loss.message
+
+
+def test_a_floor_the_metric_sits_near_raises_nothing_and_a_real_breach_fires_once():
+    """A healthy model with 1% positives: precision about 0.26 over about 54 predicted positives a window of
+    2,000, floor 0.2; recall about 0.7 over about 20 positives, floor 0.5. Without a test on the right count,
+    the window's noise opened and closed both alerts, and a retrain recommendation with them. Then recall
+    collapses to 0.2: one alert, tested on the actual positives."""
+    for collapse, expected in ((False, []), (True, [("firing", "recall")])):
+        rng = np.random.default_rng(13)
+        eng = _engine(performance={"floors": {"recall": 0.5, "precision": 0.2}, "window": 2000})
+        alerts: list[Alert] = []
+        for start in range(0, 60_000, 1000):
+            preds, labels = [], []
+            for i in range(start, start + 1000):
+                y = int(rng.random() < 0.01)
+                hit = rng.random() < ((0.2 if collapse and i >= 20_000 else 0.7) if y else 0.02)
+                score = float(rng.uniform(0.5, 1) if hit else rng.uniform(0, 0.5))
+                preds.append({"prediction_id": f"p{i}", "model": "m", "timestamp": T0 + i / 10,
+                              "features": {"x": score}, "prediction": score})  # fmt: skip
+                labels.append({"prediction_id": f"p{i}", "label": y, "timestamp": T0 + i / 10 + 60})
+            alerts += eng.process_predictions([orjson.dumps(p) for p in preds], [0.0] * 1000).alerts
+            alerts += eng.process_labels([orjson.dumps(x) for x in labels], [0.0] * 1000).alerts
+        floors = [(a.status, a.subject) for a in alerts if a.kind == "performance" and a.segment == {}]
+        assert floors == expected, collapse
+        assert [a for a in alerts if a.kind == "retrain_recommended"] == [] or collapse
 
 
 def test_a_stationary_labelled_stream_raises_nothing():
