@@ -153,6 +153,7 @@ class FairnessTracker:
         self.threshold = threshold
         self.groups: dict[tuple[str, str], GroupStats] = {}
         self.capped = 0
+        self.chosen: dict[str, str] = {}  # per attribute: the reference group the last judgements used
 
     def _group_keys(self, segments: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
         values = dict(segments)
@@ -229,7 +230,16 @@ class FairnessTracker:
                 x, n = candidates[grp].counts(True)["selection_rate"]
                 return x / n if n else -1.0
 
-            return max(sorted(candidates), key=rate)
+            best = max(sorted(candidates), key=rate)
+            held = getattr(self, "chosen", {}).get(attribute)  # (an older release's snapshot has none)
+            if held in candidates and held != best:
+                # the reference moves only to a group whose selection rate is significantly higher: with rates
+                # alike it flipped with the window's noise, each flip mirroring every gap (M against F, then F
+                # against M) and leaving the new reference's own alerts unjudged, open for good
+                (x1, n1), (x2, n2) = (candidates[g].counts(True)["selection_rate"] for g in (best, held))
+                if min(n1, n2) == 0 or newcombe(x1, n1, x2, n2, self.config.confidence)[1] <= 0:
+                    return held
+            return best
         return max(sorted(candidates), key=lambda grp: candidates[grp].selected.size)
 
     def gaps(self) -> list[Gap]:
@@ -309,7 +319,14 @@ class FairnessTracker:
 
     def judgements(self, model: str, version: str, alerts: AlertConfig, now: float) -> list[Judgement]:
         out = []
-        for gap in self.gaps():
+        gaps = self.gaps()
+        references = {gap.attribute: gap.reference for gap in gaps}
+        self.chosen = references
+        for attribute, ref in references.items():  # the reference group's own alerts (from when it was not) clear
+            segment = dict(zip(attribute.split(" x "), ref.split(","), strict=False))
+            for metric in (*GAPS, "disparate_impact"):
+                out.append(self._cleared(model, version, attribute, ref, metric, segment, now))
+        for gap in gaps:
             if gap.gap != gap.gap:
                 continue
             segment = dict(zip(gap.attribute.split(" x "), gap.group.split(","), strict=False))
@@ -354,6 +371,23 @@ class FairnessTracker:
             )
         return out
 
+    def _cleared(
+        self, model: str, version: str, attribute: str, group: str, metric: str, segment: dict[str, str], now: float
+    ) -> Judgement:
+        """The reference group's judgement on one metric: no gap to itself, so an alert it still has open from
+        when another group was the reference resolves (the lifecycle ignores it otherwise)."""
+        ev = DriftEvidence(detected=False, effect=0.0, events=self._total(attribute, group), detector=metric,
+                           change_seq=self._total(attribute, group), change_time=now, p_value=None,
+                           baseline={"group": group}, current={"group": group}, direction="",
+                           extra={"attribute": attribute})  # fmt: skip
+        return Judgement(
+            bucket=(attribute, group), stream_kind="fairness", evidence=ev, now=now,
+            key=alert_key(model, "fairness", metric, segment, version), kind="fairness", subject=metric,
+            segment=segment, threshold=self.config.max_difference, critical=math.inf, fire=False, clear=True,
+            shift=0.0, statistic=1.0 if metric == "disparate_impact" else 0.0,
+            extra={"reference": group, "attribute": attribute},
+        )  # fmt: skip
+
     def _total(self, attribute: str, group: str) -> int:
         g = self.groups.get((attribute, group))
         return 0 if g is None else g.n
@@ -370,6 +404,7 @@ def merged(trackers: Sequence[FairnessTracker]) -> FairnessTracker | None:
     if not trackers:
         return None
     out = FairnessTracker(trackers[0].config, trackers[0].threshold)
+    out.chosen = dict(getattr(trackers[0], "chosen", {}))  # the page shows the references the judgements use
     keys = sorted({key for t in trackers for key in t.groups})
     for key in keys:
         parts = [t.groups[key] for t in trackers if key in t.groups]

@@ -178,3 +178,21 @@ def test_fairness_settings_are_validated():
     with pytest.raises(ConfigError) as info:
         load_config(environ={}, overrides={"fairness": {"min_ratio": 1.5}})
     assert info.value.field == "fairness.min_ratio"
+
+
+def test_the_reference_group_holds_while_rates_are_alike_and_its_own_alerts_resolve_when_it_moves():
+    """Approval alike in both groups for 20 steps: the reference does not flip with the noise (each flip
+    mirrored every gap). Then F's approval drops (an alert for F against M); then F's rises far above M's:
+    F becomes the reference, so its alert resolves and M is judged against it."""
+    eng = _engine(window=5000)
+    alike = _run(eng, 20, lambda step, g: 0.5, seed=4)
+    assert alike == [] and eng.model_state("loans", "unknown").fairness.chosen == {"gender": "F"}
+
+    def rate(step: int, g: str) -> float:
+        return (0.2 if step < 15 else 0.9) if g == "F" else 0.5
+
+    moved = _run(eng, 40, rate, seed=5)
+    dp = [(a.status, a.segment["gender"]) for a in moved if a.subject == "demographic_parity"]
+    assert dp[:1] == [("firing", "F")] and ("resolved", "F") in dp and ("firing", "M") in dp
+    assert dp.count(("firing", "F")) == 1
+    assert eng.model_state("loans", "unknown").fairness.chosen == {"gender": "F"}
