@@ -8,7 +8,8 @@ with the same reason codes as stream events.
 Files are read in chunks (:func:`read_rows`) so a table larger than memory can be profiled. Values come
 out with the same Python types whatever the format: numbers, strings, bools and ``None`` (NaN and
 infinity are ``None``, i.e. missing). CSV has no types, so its cells are inferred: a cell that parses as a
-number is a ``float``; JSON lines and Parquet keep ``int`` where the file has integers. A ``.gz`` suffix
+number is a ``float``, but for a column with a leading-zero number such as a zip code, which stays text;
+JSON lines and Parquet keep ``int`` where the file has integers. A ``.gz`` suffix
 after a text format (``data.csv.gz``) is read through gzip.
 """
 
@@ -18,6 +19,7 @@ import csv
 import gzip
 import math
 import numbers
+import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -166,7 +168,8 @@ def read_rows(path: str | Path, format: str | None = None, chunk_rows: int = 10_
     The path, format and (for Parquet) pyarrow are checked when this is called, not at the first chunk,
     so a bad command line fails before any work starts. CSV / TSV: a header row is required; an empty
     (or blank) cell is ``None``; ``true`` / ``false`` (any case) are bools; a cell that parses as a
-    number is a ``float`` (``nan`` / ``inf`` are ``None``); anything else stays a string. A row with
+    number is a ``float`` (``nan`` / ``inf`` are ``None``), unless its column holds numbers written with a
+    leading zero (codes: see :func:`_csv_chunk`); anything else stays a string. A row with
     more cells than the header is an error; missing trailing cells are ``None``. JSON lines: one object
     per line, blank lines skipped. Parquet: column types kept, NaN and infinity become ``None``.
     """
@@ -214,27 +217,48 @@ def _csv_rows(path: Path, delimiter: str, chunk_rows: int) -> Iterator[list[dict
             if dupes:
                 raise TableError(f"{path}: duplicate column name(s) in the header: {', '.join(dupes)}")
             width = len(header)
-            chunk: list[dict[str, Any]] = []
+            codes: set[int] = set()  # columns of codes (zip codes, account numbers): text, however they look
+            raw: list[list[str]] = []
             for cells in reader:
                 if not cells:
                     continue
                 if len(cells) > width:
                     raise TableError(f"{path}: line {reader.line_num} has {len(cells)} cells, the header {width}")
-                row = dict(zip(header, map(_csv_value, cells), strict=False))
-                if len(cells) < width:
-                    row.update(dict.fromkeys(header[len(cells) :]))
-                chunk.append(row)
-                if len(chunk) >= chunk_rows:
-                    yield chunk
-                    chunk = []
+                raw.append(cells)
+                if len(raw) >= chunk_rows:
+                    yield _csv_chunk(header, raw, codes)
+                    raw = []
         except csv.Error as exc:
             raise TableError(f"{path}: line {reader.line_num}: {exc}") from None
         except UnicodeDecodeError:
             raise TableError(f"{path}: not UTF-8 text (near line {reader.line_num + 1})") from None
         except (OSError, EOFError) as exc:  # a corrupt or truncated .gz
             raise TableError(f"{path}: cannot read: {exc}") from None
-        if chunk:
-            yield chunk
+        if raw:
+            yield _csv_chunk(header, raw, codes)
+
+
+_LEADING_ZERO = re.compile(r"\s*[+-]?0\d")
+
+
+def _csv_chunk(header: list[str], raw: list[list[str]], codes: set[int]) -> list[dict[str, Any]]:
+    """A chunk of CSV lines as rows. A column with a number written with a leading zero ("02134") holds codes
+    (zip codes, account numbers), and all of its cells stay text, from its first chunk with one on: read as
+    numbers they became 2134, and a live stream that sends them as strings was then a type change, a critical
+    alert, and the field no longer monitored."""
+    for i in range(len(header)):
+        if i not in codes and any(i < len(cells) and _LEADING_ZERO.match(cells[i]) for cells in raw):
+            codes.add(i)
+    rows = []
+    for cells in raw:
+        row = {
+            name: (cell.strip() or None) if i in codes else _csv_value(cell)
+            for i, (name, cell) in enumerate(zip(header, cells, strict=False))
+        }
+        if len(cells) < len(header):
+            row.update(dict.fromkeys(header[len(cells) :]))
+        rows.append(row)
+    return rows
 
 
 def _lines(path: Path, f: IO[bytes]) -> Iterator[bytes]:
