@@ -221,9 +221,20 @@ def fairness_message(of_model: str, j: Judgement, firing: bool) -> str:
         return (
             f"{what} for {group} is {pct(ev.current.get('rate'))} against {pct(ev.baseline.get('rate'))} for {ref} "
             f"({of_model}): a gap of {gap:+.0f} points (interval {100 * low:+.0f} to {100 * high:+.0f}) over the "
-            f"last {ev.events:,} predictions of the group, beyond the {100 * j.threshold:.0f}-point limit for {name}."
+            f"last {ev.events:,} {FAIRNESS_COUNTED.get(j.subject, 'predictions')} of the group, beyond the "
+            f"{100 * j.threshold:.0f}-point limit for {name}."
         )
     return f"The {name} gap between {group} and {ref} ({of_model}) is no longer significantly beyond its limit."
+
+
+# what a fairness gap's count is of: the trials of the rate compared (selection rate: predictions; true
+# positive rate: labelled positives; ...), not the group's predictions
+FAIRNESS_COUNTED = {
+    "demographic_parity": "predictions",
+    "equal_opportunity": "labelled positives",
+    "equalized_odds": "labelled positives or negatives (the side of the larger gap)",
+    "predictive_parity": "labelled positive predictions",
+}
 
 
 def quality_message(of_model: str, j: Judgement, firing: bool) -> str:

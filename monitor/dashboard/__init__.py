@@ -127,11 +127,14 @@ def describe(alert: dict[str, Any]) -> str:
     return f"{words} on {alert.get('subject')}{where_text}"
 
 
-def health(open_alerts: list[dict[str, Any]], accuracy: float | None = None) -> tuple[str, str]:
+def health(
+    open_alerts: list[dict[str, Any]], accuracy: float | None = None, mae: float | None = None
+) -> tuple[str, str]:
     """``(healthy | watch | act, reason)`` from the open incidents of one model version.
 
     The reason is about now: what is open, and whether the model's results are affected.
-    ``accuracy`` (labelled, recent) is quoted when inputs changed and no result alert is open.
+    ``accuracy`` (labelled, recent), or a regression model's ``mae``, is quoted when inputs changed and no
+    result alert is open.
 
     >>> health([])
     ('healthy', 'No open alerts.')
@@ -156,11 +159,12 @@ def health(open_alerts: list[dict[str, Any]], accuracy: float | None = None) -> 
     what = "; ".join(describe(a) for a in open_alerts[:3])
     if len(open_alerts) > 3:
         what += f" and {len(open_alerts) - 3} more"
-    acc = (
-        "accuracy not measured yet (no labels)"
-        if accuracy is None
-        else f"accuracy {100 * accuracy:.1f}% (labelled, recent)"
-    )
+    if accuracy is not None:
+        acc = f"accuracy {100 * accuracy:.1f}% (labelled, recent)"
+    elif mae is not None:  # a regression model: it has no accuracy, and "no labels" would be wrong
+        acc = f"mean absolute error {mae:,.4g} (labelled, recent)"
+    else:
+        acc = "accuracy not measured yet (no labels)"
     return "watch", f"Inputs changed: {what}. No alert on the results; {acc}."
 
 
@@ -605,7 +609,7 @@ class DashboardViews:
                     entry["segment"] = {} if seg == "all" else dict([seg.partition("=")[::2]])
                 entry["impact"] = self._impact(entry, row, detail.get("started_at") or entry.get("started_at"))
                 open_here.append(entry)
-            state, reason = health(open_here, _num(row.get("accuracy")))
+            state, reason = health(open_here, _num(row.get("accuracy")), _num(row.get("metrics", {}).get("mae")))
             streams = []
             for r in drift.get((model, version), []):
                 firing_now = _stream_key(model, version, r["feature"], r["segment"]) in open_keys

@@ -82,6 +82,8 @@ def test_health_follows_the_legend():
     assert health([drift])[0] == "watch"
     assert "accuracy not measured yet" in health([drift])[1]
     assert "accuracy 91.0%" in health([drift], accuracy=0.91)[1]
+    regression = health([drift], mae=2.3125)[1]  # a regression model has labels and no accuracy
+    assert "mean absolute error 2.312 (labelled, recent)" in regression and "no labels" not in regression
     for kind in ("concept_drift", "performance", "business", "fairness", "retrain_recommended"):
         assert health([drift, {"kind": kind, "severity": "warning", "subject": "x"}])[0] == "act", kind
     assert (

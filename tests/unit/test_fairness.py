@@ -120,6 +120,10 @@ def test_an_approval_drop_in_one_group_raises_a_fairness_alert_naming_it():
     assert a.window["start"] >= "2026-01-01T00:02:30"  # after the change (step 15)
     di = [x for x in alerts if x.subject == "disparate_impact" and x.status == "firing"]
     assert len(di) == 1 and di[0].statistic < 0.8
+    # each gap counts what its rate is of: the true positive rate's the group's labelled positives
+    eo = [x for x in alerts if x.subject == "equal_opportunity" and x.status == "firing"]
+    counted = f"over the last {eo[0].current['events']:,} labelled positives of the group"
+    assert len(eo) == 1 and counted in eo[0].message
 
 
 def test_a_stationary_stream_with_a_small_group_raises_nothing():
