@@ -19,6 +19,9 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+MODE_SAMPLE = 1000  # values of a numeric field kept while its schema is learned (FieldCounts.sample)
+COMMON_VALUES = 8  # most common values a numeric field's schema keeps with their shares (FieldSchema.common)
+
 # check name -> alert kind, in priority order: the first firing check of a field names its alert
 _NUMBER_TYPES = frozenset({float, int, type(None)})
 _CATEGORY_TYPES = frozenset({str, bool, type(None)})
@@ -46,8 +49,11 @@ class FieldSchema:
     minimum: float = math.nan
     maximum: float = math.nan
     categories: list[str] = field(default_factory=list)
-    top_share: float = 1.0  # largest single category's share (categorical) or 1 / 0 for constant / varying numbers
+    top_share: float = 1.0  # largest share of one value (a category, or a number while the schema was learned)
     unseen_rate: float = 0.0  # share of values outside ``categories`` (a long tail the baseline did not list)
+    # a numeric field's most common values while learned and their shares, at most COMMON_VALUES, most common
+    # first (empty: not known); the constant-value check reads how likely a window of one of them is
+    common: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def varies(self) -> bool:
@@ -67,6 +73,7 @@ class FieldSchema:
             "categories": list(self.categories),
             "top_share": self.top_share,
             "unseen_rate": self.unseen_rate,
+            "common": [[value, share] for value, share in self.common],
         }
 
     @classmethod
@@ -85,6 +92,7 @@ class FieldSchema:
             categories=[str(c) for c in data.get("categories", [])],
             top_share=float(data.get("top_share", 1.0)),
             unseen_rate=float(data.get("unseen_rate", 0.0)),
+            common=[(float(value), float(share)) for value, share in data.get("common", [])],
         )
 
 
@@ -103,6 +111,15 @@ class FieldCounts:
     first_unseen: str = ""
     other: int = 0  # values in the vocabulary's overflow code
     codes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # a numeric field's first values while its schema is learned (MODE_SAMPLE at most): how often its most
+    # common value comes, for the constant-value check's p-value (None: an older release's counts)
+    sample: np.ndarray | None = None
+
+    def take_sample(self, present: np.ndarray) -> None:
+        """Keep a learning field's values up to :data:`MODE_SAMPLE` (see :attr:`sample`)."""
+        kept = self.sample if self.sample is not None else np.empty(0)
+        if kept.size < MODE_SAMPLE and present.size:
+            self.sample = np.concatenate([kept, present[: MODE_SAMPLE - kept.size]])
 
 
 @dataclass
@@ -268,6 +285,10 @@ class _FieldTally:
                 if f is not None and f.type == "numeric" and f.minimum == f.minimum:
                     slack = tolerance * (f.maximum - f.minimum)
                     c.out_of_range += self.outside(k, f.minimum - slack, f.maximum + slack)
+                if f is None:  # its schema is being learned
+                    end = int(self.starts[k + 1]) if k + 1 < self.starts.size else self.column.size
+                    window = self.column[int(self.starts[k]) : end]
+                    c.take_sample(window[~np.isnan(window)])
             return
         c.other += self.other[k]
         top = self.top[k]
@@ -295,6 +316,22 @@ class BatchTally:
         starts = np.concatenate([[0], ends[:-1]]).astype(np.intp)
         self.sizes = ends - starts
         self.fields = {name: _FieldTally(f, starts, ends) for name, f in fields.items()}
+
+
+def _common(c: FieldCounts) -> list[tuple[float, float]]:
+    """A numeric field's :data:`COMMON_VALUES` most common values while its schema was learned, with their
+    shares, most common first (from its sample; empty without one)."""
+    if c.sample is None or not c.sample.size:
+        return []
+    values, counts = np.unique(c.sample, return_counts=True)
+    top = np.argsort(-counts, kind="stable")[:COMMON_VALUES]
+    return [(float(values[i]), float(counts[i] / c.sample.size)) for i in top]
+
+
+def _no_sample(c: FieldCounts) -> float:
+    """The top share of a numeric field learned without a sample (an older release's counts): 0 when it
+    varied, so any window of one value counts as a break (as it did), 1 when it did not."""
+    return 0.0 if c.minimum < c.maximum else 1.0
 
 
 def _rate_p(count: int, n: int, base_rate: float, base_events: int) -> float:
@@ -459,6 +496,8 @@ class SchemaWatch:
                     slack = self.range_tolerance * (schema.maximum - schema.minimum)
                     lo, hi = schema.minimum - slack, schema.maximum + slack
                     c.out_of_range += int(np.count_nonzero((present < lo) | (present > hi)))
+                if schema is None:  # its schema is being learned
+                    c.take_sample(present)
         else:
             codes = column[column >= 0]
             if overflow is not None:
@@ -530,7 +569,11 @@ class SchemaWatch:
 
     @staticmethod
     def _field_schema(c: FieldCounts, kind: str, names: list[str] | None, m: int) -> FieldSchema:
-        top = float(c.codes.max() / c.codes.sum()) if c.codes.sum() else 1.0
+        common = _common(c) if kind == "numeric" else []
+        if kind == "categorical":
+            top = float(c.codes.max() / c.codes.sum()) if c.codes.sum() else 1.0
+        else:
+            top = common[0][1] if common else _no_sample(c)
         return FieldSchema(
             type=kind,
             events=m,
@@ -540,7 +583,8 @@ class SchemaWatch:
             minimum=c.minimum if c.present and kind == "numeric" else math.nan,
             maximum=c.maximum if c.present and kind == "numeric" else math.nan,
             categories=[names[i] for i in np.flatnonzero(c.codes).tolist() if i < len(names)] if names else [],
-            top_share=top if kind == "categorical" else (0.0 if c.minimum < c.maximum else 1.0),
+            top_share=top,
+            common=common,
             unseen_rate=c.other / m if kind == "categorical" else 0.0,
         )
 
@@ -677,16 +721,23 @@ class SchemaWatch:
 
     def _constant(self, name: str, c: FieldCounts, f: FieldSchema, end_time: float) -> QualityFinding:
         need = max(50, self.window_events // 2)
+        share = f.top_share
         if f.type == "numeric":
             same = c.present >= need and c.minimum == c.maximum
             value: Any = c.minimum if c.present else None
-            p = None
+            total = c.present
+            if same and f.common:
+                shares = dict(f.common)  # a value among the most common has its share; another, at most the least
+                share = shares.get(value, f.common[-1][1] if len(f.common) == COMMON_VALUES else 0.0)
         else:
             total = int(c.codes.sum())
             same = total >= need and int(np.count_nonzero(c.codes)) == 1 and c.other == 0
             value = int(np.argmax(c.codes)) if total else None
-            p = f.top_share**total if same else None
-        fire = same and f.varies
+        # how likely a window this long with one value is when the baseline holds: the chance that all of it is
+        # that value, by its share while learned (numbers; categories: at most the top share). A rare flag (2%
+        # ones) has windows of zeros by chance; stuck at 1 it has none.
+        p = share**total if same else None
+        fire = same and f.varies and p is not None and p < self.max_p_value
         return self._finding(
             name,
             "constant",

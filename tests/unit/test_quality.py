@@ -236,3 +236,24 @@ def test_a_field_left_out_where_the_baseline_table_had_nulls_is_not_a_dropped_fi
         watch.observe("income", values, 0, "numeric", column)  # the key was left out, not sent as null
         fired += [f.check for f in watch.end_batch(200, 0.0, 1.0, {"income": "numeric"}, {}) if f.fire]
     assert fired == []
+
+
+def test_a_rare_flag_raises_no_constant_value_alert_and_one_stuck_at_its_rare_value_does():
+    """A 0/1 flag with 2% ones has windows of 200 zeros by chance (0.98^200 = 1.8%): the check asks how likely
+    one value throughout is by the baseline's most common value's share, so they pass; stuck at 1 fires."""
+    rng = np.random.default_rng(2)
+
+    def run(stuck_from: int) -> list[Any]:
+        engine = _engine()
+        alerts = []
+        for start in range(0, 100_000, 2000):
+            events = [
+                {"prediction_id": f"p{i}", "model": "m", "timestamp": T0 + i, "prediction": 0.5,
+                 "features": {"x": float(rng.normal()), "flag": 1 if i >= stuck_from else int(rng.random() < 0.02)}}
+                for i in range(start, start + 2000)
+            ]  # fmt: skip
+            alerts += engine.process_predictions([orjson.dumps(e) for e in events], [0.0] * 2000).alerts
+        return [(a.status, a.key, a.detector) for a in alerts if a.kind in ("schema", "data_quality")]
+
+    assert run(stuck_from=10**9) == []
+    assert run(stuck_from=60_000) == [("firing", "m/unknown/data_quality/flag/all", "constant")]
