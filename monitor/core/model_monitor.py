@@ -86,12 +86,6 @@ class ModelMonitor:
             for name, col in batch.features.items()
             if self._watched(name) and (shards == 1 or shard_of(state.model, name, shards) == shard)
         ]
-        # A known feature the batch lacks (dropped or renamed upstream) counts as missing on every row, so its
-        # streams' missing share says so; left out, its streams kept their old counts and a 0% missing share.
-        for name, kind in state.kinds.items():
-            mine = shards == 1 or shard_of(state.model, name, shards) == shard
-            if name not in batch.features and name != PREDICTION and mine and self._watched(name):
-                columns.append((name, np.full(n, np.nan) if kind == "numeric" else [None] * n))
         if self.config.monitoring.watch_prediction and shard == 0:
             columns.append((PREDICTION, take(batch.prediction, rows)))
         alerts: list[Alert] = []
