@@ -7,8 +7,8 @@ is right on its first labels has none), no outlier filter and no clipping (a con
 signal, not noise).
 
 ADWIN proposes a change point; the values that arrive *after* it are then tested against the reference
-(the stream's first ``reference_events`` values, or those before a change point ADWIN finds among them once
-``min_events`` have come):
+(the stream's first ``reference_events`` values, or those before a rise in the errors ADWIN finds among them
+once ``min_events`` have come):
 
 * binary: the error-rate rise (the accuracy drop) and a one-sided pooled two-proportion z-test;
 * regression: the relative rise of the mean absolute error and a one-sided Welch z-test.
@@ -114,9 +114,14 @@ class ErrorStream:
         seq0 = self.count
         if not self.has_reference:
             take = min(self.test.reference_events - self.ref_n, values.size)
-            for j, v in enumerate(values[:take].tolist()):  # ADWIN learns the stream from its start
+            head = values[:take]
+            so_far = (self.ref_sum + np.cumsum(head)) / (self.ref_n + np.arange(1, take + 1))
+            for j, v in enumerate(head.tolist()):  # ADWIN learns the stream from its start
                 self.adwin.update(v)
-                if self.adwin.drift_detected and self.ref_n + j + 1 >= self.test.min_events:
+                # (a fall in the errors, a cold start, leaves the reference whole: cut there, it would keep the
+                # worse start as the level later errors are tested against)
+                rose = self.adwin.estimation > so_far[j]
+                if self.adwin.drift_detected and rose and self.ref_n + j + 1 >= self.test.min_events:
                     # A change within the reference (a model that degrades on its first labels): the reference
                     # ends here and what follows is tested against it, as after any change point. Left in, the
                     # cut was lost, the reference mixed both regimes, and ADWIN, having dropped the older ones,
