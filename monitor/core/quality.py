@@ -737,7 +737,9 @@ class SchemaWatch:
         # that value, by its share while learned (numbers; categories: at most the top share). A rare flag (2%
         # ones) has windows of zeros by chance; stuck at 1 it has none.
         p = share**total if same else None
-        fire = same and f.varies and p is not None and p < self.max_p_value
+        # (a category's p-value is by the top share whichever category it is stuck on, an upper bound only for
+        # the top one: it is reported, and a category that varies fires on its window of one value as before)
+        fire = same and f.varies and (f.type == "categorical" or (p is not None and p < self.max_p_value))
         return self._finding(
             name,
             "constant",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -257,3 +258,20 @@ def test_a_rare_flag_raises_no_constant_value_alert_and_one_stuck_at_its_rare_va
 
     assert run(stuck_from=10**9) == []
     assert run(stuck_from=60_000) == [("firing", "m/unknown/data_quality/flag/all", "constant")]
+
+
+def test_a_profile_from_monitor_baseline_carries_a_numeric_fields_common_values(tmp_path: Path) -> None:
+    """The rare flag's shares reach the profile too, so a schema from `monitor baseline` judges it the same."""
+    from monitor.baseline_cmd import profile_table
+    from monitor.io.tables import TableColumns
+
+    rng = np.random.default_rng(2)
+    path = tmp_path / "flag.csv"
+    rows = "".join(f"{rng.normal():.4f},{int(rng.random() < 0.02)},0.5\n" for _ in range(20_000))
+    path.write_text("x,flag,prediction\n" + rows)
+    profile = profile_table(path, model="m", model_version="*", columns=TableColumns(prediction="prediction"),
+                            progress=False).profile  # fmt: skip
+    common = profile.schema["flag"].common
+    assert [value for value, _ in common] == [0.0, 1.0] and 0.97 < common[0][1] < 0.99
+    assert profile.schema["flag"].top_share == common[0][1]
+    assert FieldSchema.from_plain(profile.schema["flag"].to_plain()) == profile.schema["flag"]
