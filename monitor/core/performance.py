@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import special
 from scipy import stats as sps
 
 from monitor.core.calibration import ScoreCalibration
 from monitor.core.concept import ErrorStream, ErrorTest
 from monitor.core.drift import DriftEvidence, NumericDriftTracker
 from monitor.core.join import Joined
-from monitor.core.metrics import LOWER_IS_BETTER, PerformanceWindow, Ring, binary_metrics, regression_metrics
+from monitor.core.metrics import LOWER_IS_BETTER, PerformanceWindow, Ring, binary_metrics, regression_metrics, roc_auc
 from monitor.core.rules import ALL, Judgement, alert_key
 from monitor.core.settings import AlertConfig, DetectorSettings, PerformanceConfig
 
@@ -614,24 +615,35 @@ FLOOR_BLOCKS = 10  # consecutive blocks of the window for the batch-means test o
 def floor_p_value(window: PerformanceWindow, metric: str, value: float, floor: float) -> float | None:
     """How likely a window this far past its floor is when the metric truly sits at the floor (one-sided).
 
-    Accuracy, precision and recall are proportions: a binomial z-test against the floor over the labels they
-    count (all of them, the predicted positives, the actual positives). Any other metric (F1, ROC AUC, a loss,
-    an error): the batch-means test, a one-sided t-test of the metric over :data:`FLOOR_BLOCKS` consecutive
-    blocks of the window, since its spread has no closed form. None when there is too little to test (fewer
-    than five blocks with a value). A floor breach without this test made a healthy model's alert, and its
-    retrain recommendation, flap with the window's noise."""
+    Accuracy, precision and recall are proportions: an exact binomial test against the floor over the labels
+    each counts (all of them, the predicted positives, the actual positives). F1 is one through the Jaccard
+    index, TP / (TP + FP + FN), which it rises and falls with: the same test on those counts against the
+    floor's Jaccard equivalent. Any other metric (ROC AUC, a loss, an error): the batch-means test, a one-sided
+    t-test of the metric over :data:`FLOOR_BLOCKS` consecutive blocks of the window, since its spread has no
+    closed form; a block where it is undefined (AUC with one class) is left out. None when there is too little
+    to test (no count, or fewer than five blocks). A floor breach without a test made a healthy model's alert,
+    and its retrain recommendation, flap with the window's noise."""
     rows = window.ring.rows()
-    if window.task == "binary" and metric in ("accuracy", "precision", "recall"):
-        y, predicted = rows[:, 0] == 1, rows[:, 1] >= window.threshold
-        counted = {"accuracy": y.size, "precision": int(predicted.sum()), "recall": int(y.sum())}[metric]
-        if not 0 < floor < 1 or counted == 0:
+    if window.task == "binary" and metric in ("accuracy", "precision", "recall", "f1"):
+        if not 0 < floor < 1:
             return None
-        z = (floor - value) / math.sqrt(floor * (1 - floor) / counted)
-        return 0.5 * math.erfc(z / math.sqrt(2))  # one-sided: below the floor
+        y, predicted = rows[:, 0] == 1, rows[:, 1] >= window.threshold
+        tp = int(np.count_nonzero(y & predicted))
+        hits, trials, level = {
+            "accuracy": (int(np.count_nonzero(y == predicted)), y.size, floor),
+            "precision": (tp, int(predicted.sum()), floor),
+            "recall": (tp, int(y.sum()), floor),
+            "f1": (tp, int(np.count_nonzero(y | predicted)), floor / (2 - floor)),
+        }[metric]
+        if trials == 0:
+            return None
+        return float(special.bdtr(hits, trials, level))  # P(at most this many when the floor holds)
     blocks = [part for part in np.array_split(rows, FLOOR_BLOCKS) if part.shape[0]]
-    per_block = binary_metrics if window.task == "binary" else regression_metrics
-    values = np.array([per_block(part[:, 0], part[:, 1], *((window.threshold,) if window.task == "binary" else ()))
-                       .get(metric, math.nan) for part in blocks])  # fmt: skip
+    if window.task == "binary":
+        values = np.array([binary_metrics(part[:, 0], part[:, 1], window.threshold)[metric]
+                           if metric != "roc_auc" else roc_auc(part[:, 0], part[:, 1]) for part in blocks])  # fmt: skip
+    else:
+        values = np.array([regression_metrics(part[:, 0], part[:, 1])[metric] for part in blocks])
     values = values[np.isfinite(values)]
     if values.size < 5:
         return None

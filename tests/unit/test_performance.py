@@ -10,6 +10,8 @@ import orjson
 
 from monitor.config import load_config
 from monitor.core.engine import PartitionEngine
+from monitor.core.metrics import PerformanceWindow
+from monitor.core.performance import floor_p_value
 from monitor.core.rules import Alert
 from monitor.core.view import build_view
 from monitor.simulate import TrafficGenerator
@@ -130,6 +132,7 @@ def test_a_floor_breach_raises_a_performance_alert_with_its_test():
     acc = by_subject["accuracy"]
     assert acc.statistic < 0.8 and acc.p_value < 1e-3 and acc.detector == "floor"
     loss = by_subject["log_loss"]  # no closed form: the batch-means test over ten blocks of the window
+    assert floor_p_value(PerformanceWindow("binary", 2000), "f1", 0.0, 0.5) is None  # nothing to count yet
     assert loss.p_value is not None and loss.p_value < 1e-3 and "above its ceiling" in loss.message
 
 
@@ -137,8 +140,9 @@ def test_a_floor_the_metric_sits_near_raises_nothing_and_a_real_breach_fires_onc
     """A healthy model with 1% positives: precision about 0.26 over about 54 predicted positives a window of
     2,000, floor 0.2; recall about 0.7 over about 20 positives, floor 0.5. Without a test on the right count,
     the window's noise opened and closed both alerts, and a retrain recommendation with them. Then recall
-    collapses to 0.2: one alert, tested on the actual positives."""
-    for collapse, expected in ((False, []), (True, [("firing", "recall")])):
+    collapses to 0.2 (and precision with it, to about 0.09): one alert each, tested on the actual and the
+    predicted positives."""
+    for collapse, expected in ((False, set()), (True, {("firing", "recall"), ("firing", "precision")})):
         rng = np.random.default_rng(13)
         eng = _engine(performance={"floors": {"recall": 0.5, "precision": 0.2}, "window": 2000})
         alerts: list[Alert] = []
@@ -154,7 +158,7 @@ def test_a_floor_the_metric_sits_near_raises_nothing_and_a_real_breach_fires_onc
             alerts += eng.process_predictions([orjson.dumps(p) for p in preds], [0.0] * 1000).alerts
             alerts += eng.process_labels([orjson.dumps(x) for x in labels], [0.0] * 1000).alerts
         floors = [(a.status, a.subject) for a in alerts if a.kind == "performance" and a.segment == {}]
-        assert floors == expected, collapse
+        assert sorted(floors) == sorted(expected), collapse
         assert [a for a in alerts if a.kind == "retrain_recommended"] == [] or collapse
 
 
@@ -200,3 +204,23 @@ def test_string_classes_with_a_named_positive_class_count_every_other_class_as_n
     assert everyone.labelled == 3000
     assert abs(everyone.window_metrics["accuracy"] - np.mean(right[-everyone.window_size :])) < 1e-9
     assert everyone.window_metrics["precision"] < 0.9
+
+
+def test_floor_tests_hold_their_level_on_small_counts_and_imbalanced_f1():
+    """Exact binomial tests: two predicted positives, both wrong, are no evidence against a precision floor of
+    0.2 (p 0.64); F1 through the Jaccard index: a healthy model with 2% positives whose F1 sits 0.02 above
+    its floor fires in none of 300 windows of 200 labels (the block means fired in 69)."""
+    w = PerformanceWindow("binary", 2000)
+    w.add(np.array([0.0, 0.0, 1.0]), np.array([0.9, 0.8, 0.1]))
+    assert abs(floor_p_value(w, "precision", 0.0, 0.2) - 0.64) < 1e-9
+    rng = np.random.default_rng(7)
+    fired = 0
+    for _ in range(300):
+        y = (rng.random(200) < 0.02) * 1.0
+        hit = rng.random(200) < np.where(y == 1, 0.8, 0.01)
+        w = PerformanceWindow("binary", 200)
+        w.add(y, np.where(hit, 0.9, 0.1))
+        f1 = w.window_metrics()["f1"]
+        p = floor_p_value(w, "f1", f1, 0.54) if f1 < 0.54 else 1.0
+        fired += p is not None and p < 1e-3
+    assert fired == 0
