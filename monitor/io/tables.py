@@ -217,7 +217,7 @@ def _csv_rows(path: Path, delimiter: str, chunk_rows: int) -> Iterator[list[dict
             if dupes:
                 raise TableError(f"{path}: duplicate column name(s) in the header: {', '.join(dupes)}")
             width = len(header)
-            codes: set[int] = set()  # columns of codes (zip codes, account numbers): text, however they look
+            codes = _code_columns(path, delimiter, width)  # zip codes, account numbers: text, however they look
             raw: list[list[str]] = []
             for cells in reader:
                 if not cells:
@@ -241,14 +241,33 @@ def _csv_rows(path: Path, delimiter: str, chunk_rows: int) -> Iterator[list[dict
 _LEADING_ZERO = re.compile(r"\s*[+-]?0\d")
 
 
+def _code_columns(path: Path, delimiter: str, width: int) -> set[int]:
+    """The columns with a number written with a leading zero anywhere in the file (a first pass over it): a
+    file sorted by region can hold its first "02134" a million rows in, and the column must be text from the
+    first row, or the profile would see it as numbers with a share of strings. Errors are left to the reading
+    pass, which reports them with their line."""
+    codes: set[int] = set()
+    try:
+        with _open_text(path) as f:
+            reader = csv.reader(f, delimiter=delimiter)
+            next(reader, None)
+            for cells in reader:
+                for i, cell in enumerate(cells[:width]):
+                    if i not in codes and cell[:1] in _ZERO_STARTS and _LEADING_ZERO.match(cell):
+                        codes.add(i)
+    except (csv.Error, UnicodeDecodeError, OSError, EOFError):
+        pass
+    return codes
+
+
+_ZERO_STARTS = frozenset(" \t+-0")
+
+
 def _csv_chunk(header: list[str], raw: list[list[str]], codes: set[int]) -> list[dict[str, Any]]:
     """A chunk of CSV lines as rows. A column with a number written with a leading zero ("02134") holds codes
-    (zip codes, account numbers), and all of its cells stay text, from its first chunk with one on: read as
-    numbers they became 2134, and a live stream that sends them as strings was then a type change, a critical
-    alert, and the field no longer monitored."""
-    for i in range(len(header)):
-        if i not in codes and any(i < len(cells) and _LEADING_ZERO.match(cells[i]) for cells in raw):
-            codes.add(i)
+    (zip codes, account numbers; :func:`_code_columns`), and all of its cells stay text: read as numbers they
+    became 2134, and a live stream that sends them as strings was then a type change, a critical alert, and
+    the field no longer monitored."""
     rows = []
     for cells in raw:
         row = {
