@@ -7,8 +7,8 @@ is right on its first labels has none), no outlier filter and no clipping (a con
 signal, not noise).
 
 ADWIN proposes a change point; the values that arrive *after* it are then tested against the reference
-(the stream's first ``reference_events`` values, or those before a rise in the errors ADWIN finds among them
-once ``min_events`` have come):
+(the stream's first ``reference_events`` values; a rise in the errors that ADWIN finds among them once
+``min_events`` have come ends it there, and a fall, a cold start, starts it again after the fall):
 
 * binary: the error-rate rise (the accuracy drop) and a one-sided pooled two-proportion z-test;
 * regression: the relative rise of the mean absolute error and a one-sided Welch z-test.
@@ -112,31 +112,29 @@ class ErrorStream:
             return None
         start = 0
         seq0 = self.count
-        if not self.has_reference:
-            take = min(self.test.reference_events - self.ref_n, values.size)
-            head = values[:take]
-            so_far = (self.ref_sum + np.cumsum(head)) / (self.ref_n + np.arange(1, take + 1))
-            for j, v in enumerate(head.tolist()):  # ADWIN learns the stream from its start
+        if not self.has_reference:  # value by value: ADWIN learns the stream from its start
+            i = 0
+            while i < values.size and not self.has_reference:
+                v = float(values[i])
                 self.adwin.update(v)
-                # (a fall in the errors, a cold start, leaves the reference whole: cut there, it would keep the
-                # worse start as the level later errors are tested against)
-                rose = self.adwin.estimation > so_far[j]
-                if self.adwin.drift_detected and rose and self.ref_n + j + 1 >= self.test.min_events:
-                    # A change within the reference (a model that degrades on its first labels): the reference
-                    # ends here and what follows is tested against it, as after any change point. Left in, the
-                    # cut was lost, the reference mixed both regimes, and ADWIN, having dropped the older ones,
-                    # saw a stable stream from then on: the drop was never alerted.
-                    take = j + 1
+                self.ref_n, self.ref_sum, self.ref_sumsq = self.ref_n + 1, self.ref_sum + v, self.ref_sumsq + v * v
+                i += 1
+                if not self.adwin.drift_detected:
+                    continue
+                if self.adwin.estimation > self.ref_sum / self.ref_n and self.ref_n >= self.test.min_events:
+                    # The errors rose within the reference (a model that degrades on its first labels): it ends
+                    # here and what follows is tested against it, as after any change point. Left in, the cut was
+                    # lost, the reference mixed both regimes, and ADWIN, having dropped the older ones, saw a
+                    # stable stream from then on: the drop was never alerted.
                     self.ref_closed = True
                     self.detections += 1
-                    self.change_seq = seq0 + take
-                    self.change_time = float(times[j])
-                    break
-            part = values[:take]
-            self.ref_n += take
-            self.ref_sum += float(part.sum())
-            self.ref_sumsq += float((part * part).sum())
-            start = take
+                    self.change_seq = seq0 + i
+                    self.change_time = float(times[i - 1])
+                elif self.adwin.estimation < self.ref_sum / self.ref_n:
+                    # They fell (a cold start): the reference starts again from here, or the worse start would
+                    # be the level later errors are tested against, and a rise short of it never alerted.
+                    self.ref_n, self.ref_sum, self.ref_sumsq = 0, 0.0, 0.0
+            start = i
         first: int | None = None
         adwin = self.adwin
         self.count += values.size

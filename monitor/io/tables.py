@@ -253,14 +253,14 @@ def _code_columns(path: Path, delimiter: str, width: int) -> set[int]:
             next(reader, None)
             for cells in reader:
                 for i, cell in enumerate(cells[:width]):
-                    if i not in codes and cell[:1] in _ZERO_STARTS and _LEADING_ZERO.match(cell):
+                    if i not in codes and cell.lstrip()[:1] in _ZERO_STARTS and _LEADING_ZERO.match(cell):
                         codes.add(i)
     except (csv.Error, UnicodeDecodeError, OSError, EOFError):
         pass
     return codes
 
 
-_ZERO_STARTS = frozenset(" \t+-0")
+_ZERO_STARTS = frozenset("+-0")  # (a cell's first character past any whitespace: a cheap test before the regex)
 
 
 def _csv_chunk(header: list[str], raw: list[list[str]], codes: set[int]) -> list[dict[str, Any]]:

@@ -105,11 +105,12 @@ def test_a_model_that_degrades_within_its_reference_labels_is_still_alerted(batc
             fired.append(s.fired)
     assert len(fired) == 1 and 300 <= fired[0].change_seq <= 500
     assert fired[0].baseline["mean"] < 0.15 and fired[0].current["mean"] > 0.3 and fired[0].p_value < 1e-6
-    # a fall in the errors within the reference (a cold start) leaves it whole: cut there, the worse start
-    # would be the level later errors are tested against
+    # a fall in the errors within the reference (a cold start) starts it again: kept, the worse start would
+    # be the level later errors are tested against, and a rise to 15% short of it would never alert
     cold = ErrorStream("binary", ErrorTest(reference_events=500, min_events=200))
-    cold.update(np.r_[(rng.random(250) < 0.3) * 1.0, (rng.random(2000) < 0.05) * 1.0], np.arange(2250.0))
-    assert cold.ref_n == 500 and not cold.ref_closed
+    cold.update(np.r_[(rng.random(250) < 0.3) * 1.0, (rng.random(5750) < 0.05) * 1.0], np.arange(6000.0))
+    assert cold.ref_n == 500 and not cold.ref_closed and cold.ref_sum / cold.ref_n < 0.1
+    assert cold.update((rng.random(4000) < 0.15) * 1.0, np.arange(6000.0, 10_000.0)) is not None
 
 
 @pytest.fixture(scope="module")
