@@ -36,7 +36,7 @@ from monitor.config import MonitorConfig
 from monitor.core.baseline import ProfileSet
 from monitor.core.detect import DetectionStage
 from monitor.core.engine import PartitionEngine
-from monitor.core.events import Rejected, parse_timestamp
+from monitor.core.events import Rejected, parse_timestamp, stamped_ahead
 from monitor.core.profile import Summary
 from monitor.core.rules import Alert
 from monitor.core.shards import effective_shards, summaries_partition
@@ -357,7 +357,7 @@ class _Lane:
         ts = _label_time(value)
         if ts is None:
             ts = self.last_label_time if fallback is None else fallback
-        elif self.max_ahead_s and kafka_time > 0.0 and ts - kafka_time > self.max_ahead_s:
+        elif self.max_ahead_s and stamped_ahead(ts, kafka_time, self.max_ahead_s):
             ts = kafka_time  # it would otherwise hold every later label back until the predictions are over
         self.last_label_time = ts
         self.labels.append((ts, value, kafka_time, where))

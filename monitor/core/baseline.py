@@ -24,7 +24,7 @@ from monitor.core.events import PredictionBatch
 from monitor.core.float_columns import as_values
 from monitor.core.metrics import binary_metrics, regression_metrics
 from monitor.core.performance import binary_label, binary_score
-from monitor.core.quality import COMMON_VALUES, FieldSchema
+from monitor.core.quality import FieldSchema, common_values, numeric_top_share
 from monitor.core.significance import Reference
 from monitor.errors import ProfileError
 
@@ -382,16 +382,6 @@ class ProfileBuilder:
             seen += values.size
         self.samples[key] = (sample, seen)
 
-    def _common(self, name: str) -> list[tuple[float, float]]:
-        """A numeric field's most common values in its all-traffic sample, with their shares (the constant-value
-        check's p-value, as a schema learned live has them: :data:`monitor.core.quality.COMMON_VALUES`)."""
-        sample = self.samples.get((name, "", ""), (None, 0))[0]
-        if sample is None or not len(sample):
-            return []
-        values, counts = np.unique(np.asarray(sample, dtype=np.float64), return_counts=True)
-        top = np.argsort(-counts, kind="stable")[:COMMON_VALUES]
-        return [(float(values[i]), float(counts[i] / counts.sum())) for i in top]
-
     def build(self, source: str = "") -> BaselineProfile:
         if self.events == 0:
             raise ProfileError(source or "<input>", "no valid rows to build a baseline from")
@@ -399,6 +389,8 @@ class ProfileBuilder:
         schema: dict[str, FieldSchema] = {}
         for name, st in self.fields.items():
             top = st.categories.most_common(self.max_categories)
+            # (the constant-value check's shares, from the all-traffic sample, as a schema learned live has them)
+            common = common_values(self.samples.get((name, "", ""), (None, 0))[0]) if st.kind == "numeric" else []
             total = sum(st.categories.values()) + self.other["", name]
             schema[name] = FieldSchema(
                 type=st.kind,
@@ -411,9 +403,9 @@ class ProfileBuilder:
                 categories=sorted(c for c, _ in top),
                 top_share=(top[0][1] / total if total else 1.0)
                 if st.kind == "categorical"
-                else (common[0][1] if (common := self._common(name)) else (0.0 if st.minimum < st.maximum else 1.0)),
+                else numeric_top_share(common, st.minimum, st.maximum),
                 unseen_rate=(total - sum(n for _, n in top)) / m if st.kind == "categorical" else 0.0,
-                common=self._common(name) if st.kind == "numeric" else [],
+                common=common,
             )
         streams: dict[StreamKey, StreamReference] = {}
         for key, (sample, _) in sorted(self.samples.items()):

@@ -453,6 +453,12 @@ def _chunks(
             yield _settle(structs, values, kafka_times, start, validate, rejected)
 
 
+def stamped_ahead(event_time: Any, kafka_time: Any, max_ahead_s: float) -> Any:
+    """Whether an event (or each of an array's) is stamped more than ``max_ahead_s`` after its Kafka time, a
+    known one (above 0): the rule :func:`_event_times` restamps by, and ``monitor replay`` orders labels by."""
+    return (event_time - kafka_time > max_ahead_s) & (kafka_time > 0.0)
+
+
 def _event_times(
     times: list[np.ndarray], index: np.ndarray, kafka_times: Sequence[float], max_ahead_s: float
 ) -> tuple[np.ndarray, int]:
@@ -478,7 +484,7 @@ def _event_times(
         out[missing] = kafka[missing]
     if not max_ahead_s:
         return out, 0
-    ahead = (out - kafka > max_ahead_s) & (kafka > 0.0)
+    ahead = stamped_ahead(out, kafka, max_ahead_s)
     restamped = int(np.count_nonzero(ahead))
     if restamped:
         to = kafka[ahead]

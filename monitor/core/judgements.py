@@ -170,10 +170,10 @@ def quality_judgements(
         opened = opened_by(key)
         if not firing and opened is None:
             continue  # nothing to open and nothing open to clear: most fields, most windows
-        own = firing[0] if firing else next((g for g in group if g.check == opened), None)
-        if own is None:  # its check runs no more (a new field, adopted once reported): the rest say it cleared
-            own = replace(group[0], check=opened) if opened in CHECKS else group[0]
-        f = own
+        # (an opening check that runs no more, a new field adopted once reported: the rest say it cleared)
+        f = (firing[0] if firing else next((g for g in group if g.check == opened), None)) or (
+            replace(group[0], check=opened) if opened in CHECKS else group[0]
+        )
         value = f.current.get("value")
         if f.check == "constant" and state.kinds.get(feature) == "categorical" and isinstance(value, int):
             names = state.vocab[feature].labels()

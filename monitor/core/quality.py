@@ -318,20 +318,20 @@ class BatchTally:
         self.fields = {name: _FieldTally(f, starts, ends) for name, f in fields.items()}
 
 
-def _common(c: FieldCounts) -> list[tuple[float, float]]:
-    """A numeric field's :data:`COMMON_VALUES` most common values while its schema was learned, with their
-    shares, most common first (from its sample; empty without one)."""
-    if c.sample is None or not c.sample.size:
+def common_values(sample: np.ndarray | None) -> list[tuple[float, float]]:
+    """A numeric field's :data:`COMMON_VALUES` most common values in ``sample``, with their shares, most common
+    first (empty without a sample): :attr:`FieldSchema.common`, learned live or by ``monitor baseline``."""
+    if sample is None or not len(sample):
         return []
-    values, counts = np.unique(c.sample, return_counts=True)
+    values, counts = np.unique(np.asarray(sample, dtype=np.float64), return_counts=True)
     top = np.argsort(-counts, kind="stable")[:COMMON_VALUES]
-    return [(float(values[i]), float(counts[i] / c.sample.size)) for i in top]
+    return [(float(values[i]), float(counts[i] / counts.sum())) for i in top]
 
 
-def _no_sample(c: FieldCounts) -> float:
-    """The top share of a numeric field learned without a sample (an older release's counts): 0 when it
-    varied, so any window of one value counts as a break (as it did), 1 when it did not."""
-    return 0.0 if c.minimum < c.maximum else 1.0
+def numeric_top_share(common: list[tuple[float, float]], minimum: float, maximum: float) -> float:
+    """A numeric field's largest share of one value: its most common value's, or without a sample (an older
+    release's counts) 0 when it varied, so any window of one value counts as a break (as it did), else 1."""
+    return common[0][1] if common else (0.0 if minimum < maximum else 1.0)
 
 
 def _rate_p(count: int, n: int, base_rate: float, base_events: int) -> float:
@@ -569,11 +569,11 @@ class SchemaWatch:
 
     @staticmethod
     def _field_schema(c: FieldCounts, kind: str, names: list[str] | None, m: int) -> FieldSchema:
-        common = _common(c) if kind == "numeric" else []
+        common = common_values(c.sample) if kind == "numeric" else []
         if kind == "categorical":
             top = float(c.codes.max() / c.codes.sum()) if c.codes.sum() else 1.0
         else:
-            top = common[0][1] if common else _no_sample(c)
+            top = numeric_top_share(common, c.minimum, c.maximum)
         return FieldSchema(
             type=kind,
             events=m,
