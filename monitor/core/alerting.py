@@ -5,8 +5,8 @@ Between a judge's verdict and an alert event stand three questions, answered her
 1. **Attribution** (one change, one alert). When buckets of one (kind, subject) fire for the same change,
    only the bucket that explains the others alerts (:func:`explained_buckets`). Two rules need memory:
    a segment that fires while all traffic's incident of the same change is open (or cooling down) is
-   covered by it unless its shift is ``explain_ratio`` times larger, and all traffic's concept alert
-   waits while a segment has found a larger change it cannot confirm yet (:func:`pending_local_change`).
+   covered by it unless its shift is ``explain_ratio`` times larger, and all traffic's drift or concept
+   alert waits while a segment has found a larger change it cannot confirm yet (:func:`pending_local_change`).
 2. **Ownership**. Every partition judges every stream on its share of the traffic, but exactly one
    partition, chosen by a stable hash of the key, runs a key's lifecycle (:func:`owns`).
 3. **Lifecycle**. Each stable key fires when its condition holds; while it is firing, further detections
@@ -189,20 +189,33 @@ def explained_buckets(judged: list[Judgement], ratio: float) -> set[tuple[str, s
     return explained
 
 
-def pending_local_change(parent: Judgement, group: list[Judgement], ratio: float) -> bool:
-    """A segment's errors rose ``ratio`` times as much as all traffic's since a change point it found, but it
-    has not had the labels its test needs yet: the change is local, so all traffic waits for the segment's
-    alert (which then explains it) instead of paging first. A segment only has a share of the labels, so its
-    test completes later than all traffic's on the same change. The wait is bounded: once the segment has
-    had its test's labels (``extra["min_events"]``) without firing, it no longer holds all traffic back."""
+def pending_local_change(judged: Judgement, group: list[Judgement], ratio: float) -> bool:
+    """A segment found a change ``ratio`` times as large as ``judged``'s (all traffic's, or a segment's of
+    another attribute) but has not had the events (or labels) its test needs yet: the change is local and
+    only diluted in ``judged``, so that waits for the segment's alert (which then explains it) instead of
+    paging first. A segment only has a share of the traffic, so its test completes later than all traffic's
+    on the same change. Not a local change: one that other segments of the same attribute show too (firing
+    or unconfirmed; every region moved, one more than the rest). The wait is bounded: once the segment has
+    had its test's events without firing, it no longer holds the others back."""
+    attribute = None if judged.bucket == ALL else judged.bucket[0]
     return any(
         j.bucket != ALL
+        and j.bucket[0] != attribute
         and not j.fire
-        and j.evidence.detected
-        and 0 < j.evidence.events < int(j.extra.get("min_events", 0))
-        and j.shift >= ratio * parent.shift
+        and unconfirmed(j)
+        and j.shift >= ratio * judged.shift
+        and not any(o.bucket[0] == j.bucket[0] and o.bucket != j.bucket and (o.fire or unconfirmed(o)) for o in group)
         for j in group
     )
+
+
+def unconfirmed(j: Judgement) -> bool:
+    """A change found but short of its test's events. A drift judgement says so itself (``extra["pending"]``:
+    significant and large enough already); on the label path, any change point since which the segment has
+    had fewer than ``extra["min_events"]`` labels."""
+    if "pending" in j.extra:
+        return bool(j.extra["pending"])
+    return j.evidence.detected and 0 < j.evidence.events < int(j.extra.get("min_events", 0))
 
 
 def pending_overall_change(segment: Judgement, parent: Judgement, ratio: float) -> bool:
@@ -370,9 +383,11 @@ class Alerting:
             for bucket in explained_buckets(group, ratio):
                 explained.add((kind, subject, bucket))
         overall = {(j.kind, j.subject): j for j in judged if j.bucket == ALL}
-        for (kind, subject), whole in overall.items():
-            if kind == "concept_drift" and whole.fire and pending_local_change(whole, groups[kind, subject], ratio):
-                explained.add((kind, subject, ALL))
+        for j in judged:
+            # on the label path all traffic only (a segment's label test is too weak to hold another segment)
+            waits = j.kind in DRIFT_KINDS or (j.kind == "concept_drift" and j.bucket == ALL)
+            if waits and j.fire and pending_local_change(j, groups[j.kind, j.subject], ratio):
+                explained.add((j.kind, j.subject, j.bucket))
         out: list[tuple[Judgement, Transition]] = []
         for j in judged:
             parent = overall.get((j.kind, j.subject))

@@ -73,6 +73,9 @@ def judge_drift(
     subject = "prediction" if name == PREDICTION else name
     segment = {} if bucket == ALL else {bucket[0]: bucket[1]}
     fire = ev.detected and enough and significant and ev.effect >= threshold
+    # a change found, significant and large enough, that has not had its test's events: attribution lets all
+    # traffic wait for it when it is local (alerting.pending_local_change)
+    pending = ev.detected and 0 < ev.events < cfg.min_events and significant and ev.effect >= threshold
     clear = enough and ev.effect < threshold * cfg.resolve_ratio
     statistic: float | None = None
     test = state.window_test((name, *bucket))
@@ -110,7 +113,7 @@ def judge_drift(
         shift=shift if shift == shift else 0.0,
         statistic=statistic,
         extra={
-            **({"min_events": cfg.min_events} if tracker.kind == "numeric" else {}),
+            **({"min_events": cfg.min_events, "pending": pending} if tracker.kind == "numeric" else {}),
             **({"window_end": verdict.time} if verdict is not None else {}),  # its latest window's last event
             **({"test_end": tracker.last_time} if isinstance(tracker, CategoricalDriftTracker) else {}),
         },

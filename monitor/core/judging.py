@@ -88,5 +88,27 @@ class DriftJudging:
             overall = state.tracker((name, *ALL))
             if overall is not None and all(b != ALL for b, _, _ in streams):
                 streams.append((ALL, overall, state.last_event_time))  # attribution needs all traffic's view
+            if any(_discovered(state, name, b) for b, _, _ in streams):  # what may fire: its attribution
+                streams += self._segments_to_judge(state, name, streams)
             alerts += self.decide(state, name, streams)
         return alerts
+
+    def _segments_to_judge(self, state: ModelState, name: str, streams: list[StreamToJudge]) -> list[StreamToJudge]:
+        """A feature's segments with something to judge that the round did not decide: the verdicts it did
+        decide are attributed with them in view (a segment may have found a larger change it cannot confirm
+        yet, :func:`~monitor.core.alerting.pending_local_change`)."""
+        judged = {b for b, _, _ in streams}
+        extra: list[StreamToJudge] = []
+        for attr, values in state.segment_codes.items():
+            for value in values:
+                bucket = (attr, value)
+                tracker = state.tracker((name, attr, value))
+                if bucket not in judged and tracker is not None and self.needs_judging(state, name, bucket, tracker):
+                    extra.append((bucket, tracker, state.last_event_time))
+        return extra
+
+
+def _discovered(state: ModelState, name: str, bucket: tuple[str, str]) -> bool:
+    """A stream's latest window verdict is a discovery."""
+    test = state.window_test((name, *bucket))
+    return test is not None and test.last is not None and bool(test.last.significant)

@@ -199,9 +199,41 @@ def test_all_traffics_concept_alert_waits_for_a_segment_that_found_a_larger_chan
     ):  # fmt: skip
         assert not pending_local_change(whole, [whole, other], 1.75)
         assert _fired(_desk(), [whole, other]) == [(ALL, "firing")]
-    # data drift never waits
+    # data drift waits only for a change its judge marked pending (significant and large enough already)
     data = _judge(ALL, shift=0.1)
     assert _fired(_desk(), [data, _judge(SG, shift=0.3, fire=False, detected=True)]) == [(ALL, "firing")]
+
+
+def test_drift_waits_for_a_segment_with_a_larger_change_short_of_its_events():
+    """A large shift in one segment: all traffic (and a segment of another attribute, which only sees it
+    diluted) gets enough events first; both wait for the segment's alert, which then explains them."""
+    F = ("gender", "F")
+    pending = _judge(SG, shift=3.0, fire=False, detected=True, events=90, min_events=200, pending=True)
+    for first in (_judge(ALL, shift=0.5), _judge(F, shift=1.0)):
+        assert pending_local_change(first, [first, pending], 1.75)
+        assert _fired(_desk(), [first, pending]) == []
+        # not for a change that is not pending, no larger, or of the same attribute (countries are independent)
+        for other in (
+            _judge(SG, shift=3.0, fire=False, detected=True, events=90, min_events=200, pending=False),
+            _judge(SG, shift=0.6, fire=False, detected=True, events=90, min_events=200, pending=True),
+        ):
+            assert _fired(_desk(), [first, other]) == [(first.bucket, "firing")]
+    us = _judge(("country", "US"), shift=1.0)
+    assert _fired(_desk(), [us, pending]) == [(("country", "US"), "firing")]
+    # not when another segment of the pending one's attribute moved too: every country changed, one more
+    for sibling in (_judge(DE, shift=0.6), _judge(DE, shift=0.6, fire=False, detected=True, events=90, pending=True)):
+        whole = _judge(ALL, shift=0.5)
+        assert not pending_local_change(whole, [whole, pending, sibling], 1.75)
+        assert (ALL, "firing") in _fired(_desk(), [whole, pending, sibling])
+    # on the label path a segment's test is too weak to hold another segment back (all traffic waits, as before)
+    need = {"min_events": 200}
+    labels_f = _judge(F, kind="concept_drift", subject="error_rate", shift=0.1)
+    noisy = _judge(SG, kind="concept_drift", subject="error_rate", shift=0.2, fire=False, detected=True, events=12,
+                   **need)  # fmt: skip
+    assert _fired(_desk(), [labels_f, noisy]) == [(F, "firing")]
+    # once the segment fires it explains all traffic in the same batch
+    desk = _desk()
+    assert _fired(desk, [_judge(ALL, shift=0.5), _judge(SG, shift=3.0, events=210, min_events=200)]) == [(SG, "firing")]
 
 
 def test_a_segment_waits_for_all_traffic_that_found_as_large_a_change_but_lacks_its_tests_events():

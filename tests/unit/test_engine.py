@@ -60,6 +60,29 @@ def test_drift_in_one_segment_raises_exactly_one_alert_for_it():
     assert a.message.startswith("Income in segment country=SG (model churn v1) rose from a mean of")
 
 
+@pytest.mark.parametrize("batch", [100, 1000])
+@pytest.mark.parametrize("scale", [3.0, 5.0])
+def test_a_large_change_in_one_segment_raises_that_segments_alert_only(scale, batch):
+    """All traffic, and gender=F, see the change diluted and reach their tests' events before the segment
+    does; they wait for its alert instead of paging first (it raised three alerts for one change)."""
+    events = _stream(15_000, 10_000, Drift("income", {"country": "SG"}, scale=scale))
+    drift = [(a.status, a.key) for a in _feed(_engine(), events, batch=batch) if a.kind == "data_drift"]
+    assert drift == [("firing", "churn/v1/data_drift/income/country=SG")]
+
+
+@pytest.mark.parametrize("batch", [100, 1000])
+def test_a_change_everywhere_larger_in_one_segment_raises_all_traffics_alert(batch):
+    """Every country's income moved, SG's more: not a local change, so all traffic does not wait for SG (had
+    it waited, SG's alert would have explained it and every other country would have paged on its own)."""
+    gen = TrafficGenerator(seed=1)
+    events = list(gen.predictions(15_000, start_time=T0, rate=100.0))
+    gen.drifts += [Drift("income", {}, scale=1.3), Drift("income", {"country": "SG"}, scale=2.0)]
+    events += list(gen.predictions(10_000, start_time=T0, rate=100.0))
+    drift = [(a.status, a.key) for a in _feed(_engine(), events, batch=batch) if a.kind == "data_drift"]
+    assert drift[0] == ("firing", "churn/v1/data_drift/income/all")
+    assert {k for _, k in drift} <= {"churn/v1/data_drift/income/all", "churn/v1/data_drift/income/country=SG"}
+
+
 def test_a_segment_is_never_judged_without_all_traffic(monkeypatch):
     """Only streams with something to judge are judged, but attribution (one change, one alert) needs all
     traffic's judgement beside every segment's: a segment judged alone could page while all traffic's alert
