@@ -39,6 +39,9 @@ from monitor.core.rules import ALL, Alert, Judgement, alert_id, iso, parse_key, 
 RETIRED_VERSIONS = 100_000
 # What each kind of firing alert recommends; every other kind asks to investigate.
 DRIFT_KINDS = ("data_drift", "prediction_drift")  # input and prediction drift: their segments wait for all traffic
+# A local change moves all traffic's mean by the segment's share of its own shift; this much more (sampling
+# noise, a change point placed apart) still reads as that change diluted.
+DILUTION_SLACK = 2.0
 RECOMMENDATIONS = {"concept_drift": "retrain", "retrain_recommended": "retrain", "rollback_recommended": "rollback"}
 
 
@@ -57,6 +60,7 @@ class Incident:
     subject: str = ""
     segment: dict[str, str] | None = None  # (not a default factory: a restored older Incident takes this one)
     detector: str = ""  # what fired it (a quality check resolves under the same name); empty in older snapshots
+    share: float = 0.0  # a segment's share of all traffic's events when it fired (0: all traffic, or unknown)
 
 
 @dataclass
@@ -194,19 +198,30 @@ def pending_local_change(judged: Judgement, group: list[Judgement], ratio: float
     another attribute) but has not had the events (or labels) its test needs yet: the change is local and
     only diluted in ``judged``, so that waits for the segment's alert (which then explains it) instead of
     paging first. A segment only has a share of the traffic, so its test completes later than all traffic's
-    on the same change. Not a local change: one that other segments of the same attribute show too (firing
-    or unconfirmed; every region moved, one more than the rest). The wait is bounded: once the segment has
-    had its test's events without firing, it no longer holds the others back."""
+    on the same change. The wait is bounded: once the segment has had its test's events without firing, it
+    no longer holds the others back. Not a local change, so no wait: one that other segments of the same
+    attribute show too (firing or unconfirmed), or one that does not account for ``judged``'s shift (a
+    segment's change moves all traffic by about the segment's share of it: every region moved, one more).
+    """
     attribute = None if judged.bucket == ALL else judged.bucket[0]
+    whole = next((j for j in group if j.bucket == ALL), None)
     return any(
         j.bucket != ALL
         and j.bucket[0] != attribute
         and not j.fire
         and unconfirmed(j)
         and j.shift >= ratio * judged.shift
+        and (whole is None or judged.shift <= DILUTION_SLACK * _share(j, whole) * j.shift)
         and not any(o.bucket[0] == j.bucket[0] and o.bucket != j.bucket and (o.fire or unconfirmed(o)) for o in group)
         for j in group
     )
+
+
+def _share(segment: Judgement, whole: Judgement) -> float:
+    """A segment's share of the traffic, from the streams' counts (1 when they are not known)."""
+    if not segment.position or not whole.position:
+        return 1.0
+    return min(1.0, segment.position / whole.position)
 
 
 def unconfirmed(j: Judgement) -> bool:
@@ -410,6 +425,8 @@ class Alerting:
                 explained.add((j.kind, j.subject, j.bucket))
             if j.fire and j.kind in DRIFT_KINDS and j.bucket != ALL and self._diluted(j, judged, ratio):
                 explained.add((j.kind, j.subject, j.bucket))
+            if j.fire and j.kind in DRIFT_KINDS and j.bucket == ALL and self._local_open(j, groups[j.kind, j.subject]):
+                explained.add((j.kind, j.subject, j.bucket))
             if not self.owns(j.key):
                 continue
             scope = j.key.split(f"/{j.kind}/", 1)[0]
@@ -432,6 +449,9 @@ class Alerting:
                     opened = self.lifecycle.open[j.key]
                     opened.kind, opened.subject, opened.segment = j.kind, j.subject, dict(j.segment)
                     opened.detector = j.evidence.detector
+                    whole = overall.get((j.kind, j.subject))
+                    if whole is not None and j.bucket != ALL and j.position and whole.position:
+                        opened.share = _share(j, whole)
                 else:
                     self.incident_shift[j.key] = max(self.incident_shift.get(j.key, 0.0), j.shift)
                 out.append((j, t))
@@ -494,10 +514,31 @@ class Alerting:
             del self.incidents.open[name]
         return alerts
 
+    def _local_open(self, whole: Judgement, group: list[Judgement]) -> bool:
+        """A segment's alert is open for a local change that all traffic's shift only dilutes
+        (:func:`pending_local_change`'s tests, with the shift and the share the segment's incident fired with):
+        all traffic fires later on the same change, once its own test has had the events."""
+        ratio, scope = self.explain_ratio, whole.key[: -len(segment_label(whole.segment))]
+        segments = {key[len(scope) :]: key for key in self.lifecycle.open if key.startswith(scope)}
+        for label, key in segments.items():
+            if "=" not in label or "/" in label:  # all traffic's own key, or another subject's
+                continue
+            shift = self.incident_shift.get(key, 0.0)
+            attribute = label.split("=", 1)[0]
+            if (
+                shift >= ratio * whole.shift
+                and whole.shift <= DILUTION_SLACK * self.lifecycle.open[key].share * shift
+                and not any(o != label and o.split("=", 1)[0] == attribute for o in segments)
+                and not any(s.bucket[0] == attribute and s.key != key and (s.fire or unconfirmed(s)) for s in group)
+            ):
+                return True
+        return False
+
     def _diluted(self, j: Judgement, judged: list[Judgement], ratio: float) -> bool:
         """A segment of another attribute fires, or fired within its cooldown, with ``ratio`` times this
-        segment's shift: this one only sees that change diluted (a change in country=SG moves gender=F a
-        little), in this batch or a later one. The same-batch case is :func:`explained_buckets`'."""
+        segment's shift, or (while it is open) with a shift its share of the traffic dilutes to this one's:
+        this one only sees that change diluted (a change in country=SG moves gender=F a little), in this batch
+        or a later one. The same-batch case is :func:`explained_buckets`'."""
         own = segment_label(j.segment)
         scope = j.key[: len(j.key) - len(own)]  # model/version/kind/subject/
         attribute = own.split("=", 1)[0]
@@ -508,7 +549,13 @@ class Alerting:
             other = key[len(scope) :].split("=", 1)[0]
             if other == attribute or "/" in other or other == key[len(scope) :]:  # same attribute, not a segment
                 continue
-            if self.recent(key, j.now) and j.shift * ratio <= max(fired_with, now.get(key, 0.0)):
+            if not self.recent(key, j.now):
+                continue
+            shift = max(fired_with, now.get(key, 0.0))
+            if j.shift * ratio <= shift:
+                return True
+            opened = self.lifecycle.open.get(key)
+            if opened is not None and j.shift < shift and j.shift <= DILUTION_SLACK * opened.share * shift:
                 return True
         return False
 

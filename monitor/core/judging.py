@@ -10,12 +10,13 @@ stream's evidence means is :mod:`monitor.core.judgements`'; lifecycle and attrib
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from monitor.core.alerting import Alerting
 from monitor.core.judgements import drift_key, judge_drift, needs_judging
 from monitor.core.model_state import PREDICTION, ModelState, Tracker
-from monitor.core.rules import ALL, Alert
+from monitor.core.rules import ALL, Alert, Judgement
 from monitor.core.settings import Settings
 from monitor.core.significance import WindowResult
 
@@ -47,14 +48,19 @@ class DriftJudging:
         key = self.key(state, name, bucket)
         return needs_judging(state, name, bucket, tracker, key, self.alerting.lifecycle.is_firing)
 
-    def decide(self, state: ModelState, name: str, touched: list[StreamToJudge]) -> list[Alert]:
-        """Judge a subject's touched streams, set its drifting flag from them, and emit their transitions."""
+    def decide(
+        self, state: ModelState, name: str, touched: list[StreamToJudge], *, in_batch: bool = True
+    ) -> list[Alert]:
+        """Judge a subject's touched streams, set its drifting flag from them, and emit their transitions.
+        ``in_batch``: the streams are the ones the batch held (not a window-test round's)."""
         if not touched:
             return []  # nothing judged: the subject's drifting flag stays as its last judgement left it
+        waiting = self._waiting(state, name, touched)
         judged = [
             judge_drift(state, name, bucket, tracker, now, self.key(state, name, bucket), self.config)
-            for bucket, tracker, now in touched
+            for bucket, tracker, now in touched + waiting
         ]
+        judged = self._note_pending(state, name, judged, len(touched) if in_batch else 0)
         subject = "prediction" if name == PREDICTION else name
         if any(j.fire for j in judged):
             state.drifting.add(subject)
@@ -88,27 +94,60 @@ class DriftJudging:
             overall = state.tracker((name, *ALL))
             if overall is not None and all(b != ALL for b, _, _ in streams):
                 streams.append((ALL, overall, state.last_event_time))  # attribution needs all traffic's view
-            if any(_discovered(state, name, b) for b, _, _ in streams):  # what may fire: its attribution
-                streams += self._segments_to_judge(state, name, streams)
-            alerts += self.decide(state, name, streams)
+            alerts += self.decide(state, name, streams, in_batch=False)
         return alerts
 
-    def _segments_to_judge(self, state: ModelState, name: str, streams: list[StreamToJudge]) -> list[StreamToJudge]:
-        """A feature's segments with something to judge that the round did not decide: the verdicts it did
-        decide are attributed with them in view (a segment may have found a larger change it cannot confirm
-        yet, :func:`~monitor.core.alerting.pending_local_change`)."""
-        judged = {b for b, _, _ in streams}
-        extra: list[StreamToJudge] = []
-        for attr, values in state.segment_codes.items():
-            for value in values:
-                bucket = (attr, value)
-                tracker = state.tracker((name, attr, value))
-                if bucket not in judged and tracker is not None and self.needs_judging(state, name, bucket, tracker):
-                    extra.append((bucket, tracker, state.last_event_time))
-        return extra
+    def _waiting(self, state: ModelState, name: str, touched: list[StreamToJudge]) -> list[StreamToJudge]:
+        """Segments of the subject with an unconfirmed change that ``touched`` leaves out (a batch without their
+        rows, a round without their windows): attribution must see them beside all traffic. A segment stops
+        counting once all traffic has had 50 times the events between two of its own since a batch last held
+        it (its traffic stopped), so a wait cannot outlast it."""
+        pending = waiting_segments(state)
+        if not pending:
+            return []
+        whole = state.tracker((name, *ALL))
+        if whole is None:
+            return []
+        judged = {b for b, _, _ in touched}
+        now = next((t for b, _, t in touched if b == ALL), state.last_event_time)
+        out: list[StreamToJudge] = []
+        for key, (seen, _) in list(pending.items()):
+            bucket = (key[1], key[2])
+            if key[0] != name or bucket in judged:
+                continue
+            tracker = state.tracker(key)
+            if tracker is None or not tracker.count or whole.count - seen > 50 * whole.count / tracker.count:
+                del pending[key]
+                continue
+            out.append((bucket, tracker, now))
+        return out
+
+    @staticmethod
+    def _note_pending(state: ModelState, name: str, judged: list[Judgement], in_batch: int) -> list[Judgement]:
+        """Remember the subject's segments whose judgement is an unconfirmed change, forget the others; the
+        first ``in_batch`` judgements come from a batch that held their streams, which dates them. A segment
+        waiting when its detector places a new change point (nothing since it yet) goes on waiting with the
+        shift it had: the judgements, with such ones marked so."""
+        pending = waiting_segments(state)
+        whole = state.tracker((name, *ALL))
+        count = 0 if whole is None else int(whole.count)
+        out = []
+        for k, j in enumerate(judged):
+            key = (name, *j.bucket)
+            if j.bucket != ALL and key in pending and not j.fire and j.evidence.detected and j.evidence.events == 0:
+                j = replace(j, shift=pending[key][1], extra={**j.extra, "pending": True})
+            if j.bucket == ALL:
+                pass
+            elif not j.extra.get("pending") or j.fire:
+                pending.pop(key, None)
+            elif k < in_batch or key not in pending:
+                pending[key] = (count, j.shift)
+            else:
+                pending[key] = (pending[key][0], j.shift)
+            out.append(j)
+        return out
 
 
-def _discovered(state: ModelState, name: str, bucket: tuple[str, str]) -> bool:
-    """A stream's latest window verdict is a discovery."""
-    test = state.window_test((name, *bucket))
-    return test is not None and test.last is not None and bool(test.last.significant)
+def waiting_segments(state: ModelState) -> dict[tuple[str, str, str], tuple[int, float]]:
+    """``state.pending_drift`` (absent from an older release's snapshot: made empty)."""
+    return state.__dict__.setdefault("pending_drift", {})

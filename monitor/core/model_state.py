@@ -53,6 +53,10 @@ class ModelState:
         self.quality: SchemaWatch | None = None
         self.first_event_time = math.nan
         self.retrain = RetrainState()
+        # segments' drift streams (name, attribute, value) whose latest judgement was a change short of its
+        # test's events (alerting.pending_local_change): all traffic's count when a batch last held them so,
+        # and their shift
+        self.pending_drift: dict[tuple[str, str, str], tuple[int, float]] = {}
 
     def stream_count(self) -> int:
         """The drift streams this version holds (what counts against ``monitoring.max_streams``)."""

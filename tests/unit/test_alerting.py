@@ -41,6 +41,7 @@ def _judge(
     detected: bool | None = None,
     events: int = 500,
     change_seq: int = 7,
+    position: int | None = None,
     **extra: Any,
 ) -> Judgement:
     segment = {} if bucket == ALL else {bucket[0]: bucket[1]}
@@ -71,6 +72,7 @@ def _judge(
         clear=clear,
         shift=shift,
         extra=extra,
+        position=position,
     )
 
 
@@ -234,6 +236,29 @@ def test_drift_waits_for_a_segment_with_a_larger_change_short_of_its_events():
     # once the segment fires it explains all traffic in the same batch
     desk = _desk()
     assert _fired(desk, [_judge(ALL, shift=0.5), _judge(SG, shift=3.0, events=210, min_events=200)]) == [(SG, "firing")]
+
+
+def test_all_traffic_firing_later_is_covered_by_a_segments_open_alert_for_a_local_change():
+    """The segment's alert opened first; all traffic reaches its test's events a batch later, when the
+    segment's detector has just placed a new change point (nothing since: shift 0). Its shift is the
+    segment's diluted by its share, so the open alert covers it; not when other countries moved too."""
+    desk = _desk()
+    assert _fired(desk, [_judge(ALL, shift=0.3, fire=False, position=1000), _judge(SG, shift=3.0, position=100)]) == [
+        (SG, "firing")
+    ]
+    later = [
+        _judge(ALL, shift=0.3, now=101.0, position=1100),
+        _judge(SG, shift=0.0, fire=False, now=101.0, position=110),
+    ]
+    assert _fired(desk, later) == []
+    desk = _desk()
+    _fired(desk, [_judge(ALL, shift=0.3, fire=False, position=1000), _judge(SG, shift=3.0, position=100)])
+    moved = [*later, _judge(DE, shift=0.4, now=101.0, position=300)]
+    assert (ALL, "firing") in _fired(desk, moved)
+    # nor when all traffic moved more than the segment's share of its change accounts for (every region moved)
+    desk = _desk()
+    _fired(desk, [_judge(ALL, shift=0.3, fire=False, position=1000), _judge(SG, shift=3.0, position=100)])
+    assert _fired(desk, [_judge(ALL, shift=1.0, now=101.0, position=1100), later[1]]) == [(ALL, "firing")]
 
 
 def test_a_segment_waits_for_all_traffic_that_found_as_large_a_change_but_lacks_its_tests_events():

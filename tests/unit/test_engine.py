@@ -60,7 +60,7 @@ def test_drift_in_one_segment_raises_exactly_one_alert_for_it():
     assert a.message.startswith("Income in segment country=SG (model churn v1) rose from a mean of")
 
 
-@pytest.mark.parametrize("batch", [100, 1000])
+@pytest.mark.parametrize("batch", [20, 100, 1000])
 @pytest.mark.parametrize("scale", [3.0, 5.0])
 def test_a_large_change_in_one_segment_raises_that_segments_alert_only(scale, batch):
     """All traffic, and gender=F, see the change diluted and reach their tests' events before the segment
@@ -68,6 +68,36 @@ def test_a_large_change_in_one_segment_raises_that_segments_alert_only(scale, ba
     events = _stream(15_000, 10_000, Drift("income", {"country": "SG"}, scale=scale))
     drift = [(a.status, a.key) for a in _feed(_engine(), events, batch=batch) if a.kind == "data_drift"]
     assert drift == [("firing", "churn/v1/data_drift/income/country=SG")]
+
+
+def _regions(share: float, extra_sd: float, seed: int) -> list[dict[str, Any]]:
+    """One feature, region r0 with ``share`` of the traffic shifted ``extra_sd`` after 20,000 events; another
+    attribute (dev) beside it."""
+    rng = np.random.default_rng(seed)
+    events = []
+    for i in range(26_000):
+        region = 0 if rng.random() < share else int(rng.integers(1, 5))
+        dev = "ab"[int(rng.integers(0, 2))]
+        amount = float(rng.normal(100.0, 15.0)) + (extra_sd * 15.0 if i >= 20_000 and region == 0 else 0.0)
+        events.append(
+            {
+                "prediction_id": f"p{i}", "model": "m", "model_version": "v1", "timestamp": T0 + i / 10.0,
+                "features": {"amount": amount}, "prediction": 0.5, "segments": {"region": f"r{region}", "dev": dev},
+            }
+        )  # fmt: skip
+    return events
+
+
+@pytest.mark.parametrize(("share", "extra_sd", "seed"), [(0.2, 4.0, 1), (0.5, 3.0, 2), (0.5, 4.0, 2)])
+def test_a_local_change_raises_one_alert_through_new_change_points_and_large_shares(share, extra_sd, seed):
+    """r0's detector placed a new change point while all traffic waited (nothing since it: the wait went on);
+    at half the traffic, dev=b sees r0's change diluted by about half, under explain_ratio's 1.75."""
+    config = load_config(environ={}, overrides={"quality": {"enabled": False}})
+    engine = PartitionEngine(config, clock=lambda: T0)
+    drift = [
+        (a.status, a.key) for a in _feed(engine, _regions(share, extra_sd, seed), batch=100) if a.kind == "data_drift"
+    ]
+    assert drift == [("firing", "m/v1/data_drift/amount/region=r0")]
 
 
 @pytest.mark.parametrize("batch", [100, 1000])
@@ -91,9 +121,9 @@ def test_a_segment_is_never_judged_without_all_traffic(monkeypatch):
     calls: list[list[tuple[str, str]]] = []
     decide = engine.judging.decide
 
-    def spy(state, name, touched):
+    def spy(state, name, touched, **kw):
         calls.append([bucket for bucket, _, _ in touched])
-        return decide(state, name, touched)
+        return decide(state, name, touched, **kw)
 
     monkeypatch.setattr(engine.judging, "decide", spy)
     _feed(engine, _stream(15_000, 10_000, Drift("income", {"country": "SG"}, scale=1.6)))
