@@ -334,6 +334,25 @@ def numeric_top_share(common: list[tuple[float, float]], minimum: float, maximum
     return common[0][1] if common else (0.0 if minimum < maximum else 1.0)
 
 
+# Windows a new field's share may keep moving before it is adopted all the same (a field sent now and then)
+ADOPT_AFTER_WINDOWS = 5
+
+
+def steady_share(before: float, share: float, n: int, tolerance: float) -> bool:
+    """Two windows of ``n`` events hold a field in about the same share: they differ by less than
+    ``tolerance`` or than three standard errors of the difference (small windows vary more)."""
+    mean = 0.5 * (before + share)
+    return abs(share - before) <= max(tolerance, 3.0 * math.sqrt(mean * (1.0 - mean) * 2.0 / max(1, n)))
+
+
+def outside_share(f: FieldSchema) -> float:
+    """The share of new values expected outside the range of the schema's values when nothing changed: of
+    ``n`` values and one more, each is the smallest or the largest with chance 2 / (n + 1). A range learned
+    from a handful of values (a field that was absent most of its baseline) is exceeded often."""
+    present = f.events * max(0.0, 1.0 - f.absent_rate - f.null_rate - f.mismatch_rate)
+    return min(1.0, 2.0 / (present + 1.0))
+
+
 def _rate_p(count: int, n: int, base_rate: float, base_events: int) -> float:
     """One-sided binomial p-value of ``count`` in ``n`` when the baseline rate holds (floored at 1/(m+1))."""
     p0 = min(1.0, max(base_rate, 1.0 / (base_events + 1)))
@@ -375,6 +394,8 @@ class SchemaWatch:
         self.window_start = math.nan
         self.windows = 0
         self.capped = 0
+        # new fields reported, not adopted yet: their last window's share, and windows since they were reported
+        self.announced: dict[str, tuple[float, int]] = {}
 
     # ------------------------------------------------------------- feeding
     def keep_only(self, owns: Callable[[str], bool]) -> None:
@@ -432,8 +453,8 @@ class SchemaWatch:
         batch holds of it: the caller asks only for windows that start with no counts."""
         schema = self.schema
         windows = len(tally.stops)
-        if schema is None or any(name not in schema for name in tally.fields):
-            return [False] * windows  # warm-up, or a new field to report (or to cap)
+        if schema is None or self.__dict__.get("announced") or any(name not in schema for name in tally.fields):
+            return [False] * windows  # warm-up, or a new field to report, adopt (or cap)
         if any(is_open("schema", name) or is_open("data_quality", name) for name in schema):
             return [False] * windows
         size = self.window_events
@@ -649,6 +670,12 @@ class SchemaWatch:
         assert self.schema is not None
         out: list[QualityFinding] = []
         n = self.events
+        announced = self.__dict__.setdefault("announced", {})  # (absent from an older release's snapshot)
+        for name in [a for a in announced if a not in self.counts]:  # reported new, then gone before adopted
+            out.append(self._new_field(name, 0.0, end_time))  # its alert clears, window by window
+            announced[name] = (0.0, announced[name][1] + 1)  # back later: adopted from whole windows again
+            if is_open is None or not is_open("schema", name):
+                del announced[name]
         for name, c in self.counts.items():
             f = self.schema.get(name)
             if (
@@ -661,26 +688,25 @@ class SchemaWatch:
                 continue  # nothing can fire and nothing open needs its clear: most fields, most windows
             if f is None:
                 share = (c.present + c.mismatch) / n
-                out.append(
-                    self._finding(
-                        name,
-                        "new_field",
-                        fire=share >= self.min_rate_change,
-                        clear=share < self.min_rate_change / 2,
-                        statistic=share,
-                        threshold=self.min_rate_change,
-                        p_value=None,
-                        baseline={"present": False},
-                        current={"rate": share},
-                        end_time=end_time,
-                    )
-                )
+                out.append(self._new_field(name, share, end_time))
                 kind = kinds.get(name)
                 if out[-1].fire and kind is not None:
-                    # Reported once, then adopted: later windows check it like any other field, and the
-                    # alert resolves through them (a new field is news once, not a standing fault).
-                    c.absent = n - (c.present + c.mismatch + c.null)
-                    self.schema[name] = self._field_schema(c, kind, labels.get(name), n)
+                    # Reported once, then adopted once its share holds from one window to the next (within
+                    # ``min_rate_change`` or three standard errors of the difference of two windows): the
+                    # window it appeared in covers it only in part (adopted from there, its absent share and
+                    # range would be that window's). Later windows check it like any other field, and the
+                    # alert resolves through them (a new field is news once, not a standing fault). A field
+                    # whose share keeps moving (sent now and then) is adopted from its ADOPT_AFTER_WINDOWS-th.
+                    before, windows = announced.get(name, (0.0, 0))
+                    steady = before >= self.min_rate_change and steady_share(before, share, n, self.min_rate_change)
+                    if steady or windows + 1 >= ADOPT_AFTER_WINDOWS:
+                        del announced[name]
+                        c.absent = n - (c.present + c.mismatch + c.null)
+                        self.schema[name] = self._field_schema(c, kind, labels.get(name), n)
+                    else:
+                        announced[name] = (share, windows + 1)
+                elif name in announced:
+                    del announced[name]
                 continue
             # A baseline read from a table records a missing value as null, while a producer may leave the key
             # out: a field counts as dropped when it is absent more often than it was absent or null before.
@@ -704,7 +730,7 @@ class SchemaWatch:
                         name,
                         "out_of_range",
                         c.out_of_range,
-                        0.0,
+                        outside_share(f),
                         f,
                         end_time,
                         low=c.minimum if c.present else None,
@@ -718,6 +744,21 @@ class SchemaWatch:
                 )
             out.append(self._constant(name, c, f, end_time))
         return out
+
+    def _new_field(self, name: str, share: float, end_time: float) -> QualityFinding:
+        """A field the schema does not have, present in ``share`` of the window."""
+        return self._finding(
+            name,
+            "new_field",
+            fire=share >= self.min_rate_change,
+            clear=share < self.min_rate_change / 2,
+            statistic=share,
+            threshold=self.min_rate_change,
+            p_value=None,
+            baseline={"present": False},
+            current={"rate": share},
+            end_time=end_time,
+        )
 
     def _constant(self, name: str, c: FieldCounts, f: FieldSchema, end_time: float) -> QualityFinding:
         need = max(50, self.window_events // 2)

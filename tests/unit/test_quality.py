@@ -176,6 +176,70 @@ def test_a_new_field_is_reported_once_then_adopted_and_resolves() -> None:
     assert watch is not None and watch.schema is not None and watch.schema["promo_code"].categories == ["BF2026"]
 
 
+def test_a_new_field_that_appears_late_in_a_window_is_adopted_from_a_whole_one() -> None:
+    """Adopted from the window it appeared in (10 of its 200 events), the field was "absent 95% of the time"
+    with a range of ten values: a false out_of_range that never resolved, and no missing_field once the
+    producer dropped it again."""
+    events = list(TrafficGenerator(seed=8).predictions(BEFORE + 9_000, start_time=T0, rate=100.0))
+    rng = np.random.default_rng(3)
+    appear = BEFORE + 290  # ten events before the end of the quality window it falls in (500 + 200 k)
+    for e in events[appear : BEFORE + 6_000]:
+        e["features"]["basket_value"] = float(rng.normal(50.0, 10.0))
+    alerts_cfg = {"resolve_after_s": 20.0, "cooldown_s": 10.0, "cooldown_events": 100}
+    cfg = load_config(environ={}, overrides={"alerts": alerts_cfg})
+    engine = PartitionEngine(cfg, clock=lambda: T0)
+    alerts = [(n, a) for n, a in _feed(engine, events) if a.subject == "basket_value"]
+    assert [(a.status, a.kind, a.detector) for _, a in alerts] == [
+        ("firing", "schema", "new_field"),
+        ("resolved", "schema", "new_field"),
+        ("firing", "schema", "missing_field"),
+    ]
+    assert alerts[2][0] > BEFORE + 6_000
+    watch = engine.models["churn", "v1"].quality
+    assert watch is not None and watch.schema is not None
+    assert watch.schema["basket_value"].absent_rate == 0.0 and watch.schema["basket_value"].minimum < 30.0
+
+
+def test_a_new_field_rolled_out_in_stages_raises_no_range_alert() -> None:
+    """Sent with 5% of predictions for a while, it is adopted with a range of a handful of values; at 100%
+    later, the values it had all along are no data-quality break (a range of n values leaves about 2 / (n + 1)
+    of new ones outside it)."""
+    events = list(TrafficGenerator(seed=8).predictions(BEFORE + 8_000, start_time=T0, rate=100.0))
+    rng = np.random.default_rng(4)
+    for i, e in enumerate(events[BEFORE:]):
+        if i >= 3_000 or rng.random() < 0.05:
+            e["features"]["basket_value"] = float(rng.normal(50.0, 10.0))
+    alerts = [(a.status, a.kind, a.detector) for _, a in _feed(_engine(), events) if a.subject == "basket_value"]
+    assert alerts[0] == ("firing", "schema", "new_field")
+    assert all(kind == "schema" for _, kind, _ in alerts), alerts
+
+
+def test_a_new_field_sent_now_and_then_is_adopted_all_the_same() -> None:
+    """Present for 300 predictions, absent for 300: its share never holds from one window to the next, and a
+    field left unadopted keeps every window off the quiet path and its alert open for good."""
+    events = list(TrafficGenerator(seed=8).predictions(BEFORE + 6_000, start_time=T0, rate=100.0))
+    for i, e in enumerate(events[BEFORE:]):
+        if i % 600 < 300:
+            e["features"]["promo_code"] = "BF2026"
+    engine = _engine()
+    _feed(engine, events)
+    watch = engine.models["churn", "v1"].quality
+    assert watch is not None and watch.schema is not None and "promo_code" in watch.schema
+    assert watch.announced == {}
+
+
+def test_a_new_field_gone_before_it_is_adopted_resolves() -> None:
+    events = list(TrafficGenerator(seed=8).predictions(BEFORE + 3_000, start_time=T0, rate=100.0))
+    for e in events[BEFORE + 100 : BEFORE + 200]:  # half of one window, then never again
+        e["features"]["promo_code"] = "BF2026"
+    cfg = load_config(environ={}, overrides={"alerts": {"resolve_after_s": 20.0}})
+    engine = PartitionEngine(cfg, clock=lambda: T0)
+    statuses = [(a.status, a.detector) for _, a in _feed(engine, events) if a.subject == "promo_code"]
+    assert statuses == [("firing", "new_field"), ("resolved", "new_field")]
+    watch = engine.models["churn", "v1"].quality
+    assert watch is not None and watch.schema is not None and "promo_code" not in watch.schema
+
+
 def test_a_quality_alert_resolves_under_the_check_that_opened_it() -> None:
     """A stuck field recovers: the resolution names the constant-value check, not the first check in order."""
     events = list(TrafficGenerator(seed=8).predictions(BEFORE + 6_000, start_time=T0, rate=100.0))
