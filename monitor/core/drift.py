@@ -131,7 +131,8 @@ class NumericDriftTracker:
                 return
         seq0 = self.moments.n - values.size  # stream position of values[0] among present values
         mean, std = self._scale()
-        z = np.clip((values - mean) / std, -Z_CLIP, Z_CLIP)
+        with np.errstate(over="ignore"):  # absurd values (1e308) against a tiny spread clip quietly, as elsewhere
+            z = np.clip((values - mean) / std, -Z_CLIP, Z_CLIP)
         cuts = [(p, "adwin") for p in self.adwin.update_many(z)]
         cuts += [(p, "page_hinkley") for p in self.page_hinkley.update_many(z)]
         for _, name in cuts:
