@@ -60,7 +60,7 @@ class Incident:
     subject: str = ""
     segment: dict[str, str] | None = None  # (not a default factory: a restored older Incident takes this one)
     detector: str = ""  # what fired it (a quality check resolves under the same name); empty in older snapshots
-    share: float = 0.0  # a segment's share of all traffic's events when it fired (0: all traffic, or unknown)
+    share: float = 0.0  # a segment's share of the recent traffic when it fired (0: all traffic, or unknown)
 
 
 @dataclass
@@ -218,7 +218,11 @@ def pending_local_change(judged: Judgement, group: list[Judgement], ratio: float
 
 
 def _share(segment: Judgement, whole: Judgement) -> float:
-    """A segment's share of the traffic, from the streams' counts (1 when they are not known)."""
+    """A segment's share of the recent traffic (``extra["share"]``, :func:`~monitor.core.model_state.recent_share`),
+    else of all of it from the streams' counts (1 when neither is known)."""
+    recent = segment.extra.get("share")
+    if recent is not None:
+        return float(recent)
     if not segment.position or not whole.position:
         return 1.0
     return min(1.0, segment.position / whole.position)
@@ -450,7 +454,11 @@ class Alerting:
                     opened.kind, opened.subject, opened.segment = j.kind, j.subject, dict(j.segment)
                     opened.detector = j.evidence.detector
                     whole = overall.get((j.kind, j.subject))
-                    if whole is not None and j.bucket != ALL and j.position and whole.position:
+                    if (
+                        whole is not None
+                        and j.bucket != ALL
+                        and (j.extra.get("share") or (j.position and whole.position))
+                    ):
                         opened.share = _share(j, whole)
                 else:
                     self.incident_shift[j.key] = max(self.incident_shift.get(j.key, 0.0), j.shift)

@@ -15,7 +15,7 @@ from typing import Any
 
 from monitor.core.alerting import Alerting
 from monitor.core.judgements import drift_key, judge_drift, needs_judging
-from monitor.core.model_state import PREDICTION, ModelState, Tracker
+from monitor.core.model_state import PREDICTION, ModelState, Tracker, recent_share
 from monitor.core.rules import ALL, Alert, Judgement
 from monitor.core.settings import Settings
 from monitor.core.significance import WindowResult
@@ -60,6 +60,9 @@ class DriftJudging:
             judge_drift(state, name, bucket, tracker, now, self.key(state, name, bucket), self.config)
             for bucket, tracker, now in touched + waiting
         ]
+        for j in judged:
+            if j.bucket != ALL:
+                j.extra["share"] = recent_share(state, j.bucket)
         judged = self._note_pending(state, name, judged, len(touched) if in_batch else 0)
         subject = "prediction" if name == PREDICTION else name
         if any(j.fire for j in judged):

@@ -23,7 +23,7 @@ from monitor.core.float_columns import as_values
 from monitor.core.judgements import retrain_judgement
 from monitor.core.judging import DriftJudging, StreamToJudge
 from monitor.core.model_setup import ModelSetup
-from monitor.core.model_state import LATENCY_BUCKETS_MS, PREDICTION, ModelState, Tracker
+from monitor.core.model_state import LATENCY_BUCKETS_MS, PREDICTION, ModelState, Tracker, note_recent_rows
 from monitor.core.numeric_streams import NumericStream, NumericStreams
 from monitor.core.profile import positive_scores
 from monitor.core.quality_feed import ObservedColumn, feed_schema_watch
@@ -80,6 +80,7 @@ class ModelMonitor:
         if shard == 0:
             self._latency(state, batch.latency_ms if rows is None else batch.latency_ms[rows])
         buckets = segment_buckets(state, batch, rows, self.config.monitoring, self.capped)
+        note_recent_rows(state, buckets, n)
         # each shard judges its own features' drift and schema checks (the profile stage sends it no other column)
         columns: list[tuple[str, list[Any] | np.ndarray]] = [
             (name, take_feature(col, rows))

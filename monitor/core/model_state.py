@@ -57,6 +57,9 @@ class ModelState:
         # test's events (alerting.pending_local_change): all traffic's count when a batch last held them so,
         # and their shift
         self.pending_drift: dict[tuple[str, str, str], tuple[int, float]] = {}
+        # each bucket's rows weighted by age (halved every SHARE_HALF_LIFE of the version's events), with the
+        # version's event count they stand at: segments' shares of the recent traffic (recent_share)
+        self.recent_rows: dict[tuple[str, str], tuple[float, int]] = {}
 
     def stream_count(self) -> int:
         """The drift streams this version holds (what counts against ``monitoring.max_streams``)."""
@@ -90,3 +93,31 @@ class ModelState:
             for i, key in enumerate(block.keys):
                 yield key, NumericStream(block, i)
         yield from self.streams.items()
+
+
+# The version's events over which a segment's share of the traffic halves its weight: attribution reads a
+# local change by the share the segment has now (a canary grows from 2% to 40%), not since the version began.
+SHARE_HALF_LIFE = 2_000
+_DECAY = 0.5 ** (1.0 / SHARE_HALF_LIFE)
+
+
+def note_recent_rows(state: ModelState, buckets: list[tuple[tuple[str, str], np.ndarray | None]], n: int) -> None:
+    """Count a batch's ``n`` rows (``state.events`` already counts them) into each bucket's recent weight:
+    a row ``k`` rows before the version's newest weighs ``0.5 ** (k / SHARE_HALF_LIFE)``, whatever the
+    batches."""
+    recent = state.__dict__.setdefault("recent_rows", {})  # (absent from an older release's snapshot)
+    end = state.events
+    weights = _DECAY ** np.arange(n - 1, -1, -1, dtype=np.float64)
+    for bucket, part in buckets:
+        added = float(weights.sum() if part is None else weights[part].sum())
+        old, at = recent.get(bucket, (0.0, end))
+        recent[bucket] = (old * _DECAY ** (end - at) + added, end)
+
+
+def recent_share(state: ModelState, bucket: tuple[str, str]) -> float | None:
+    """A segment's share of the version's recent traffic (None before any is counted)."""
+    recent = state.__dict__.get("recent_rows") or {}
+    mine, whole = recent.get(bucket), recent.get(("", ""))
+    if mine is None or whole is None or whole[0] <= 0.0:
+        return None
+    return min(1.0, mine[0] * _DECAY ** (whole[1] - mine[1]) / whole[0])

@@ -70,15 +70,18 @@ def test_a_large_change_in_one_segment_raises_that_segments_alert_only(scale, ba
     assert drift == [("firing", "churn/v1/data_drift/income/country=SG")]
 
 
-def _regions(share: float, extra_sd: float, seed: int) -> list[dict[str, Any]]:
-    """One feature, region r0 with ``share`` of the traffic shifted ``extra_sd`` after 20,000 events; another
-    attribute (dev) beside it."""
+def _regions(
+    share: float, extra_sd: float, seed: int, *, early_share: float | None = None, change_at: int = 20_000
+) -> list[dict[str, Any]]:
+    """One feature, region r0 with ``share`` of the traffic (``early_share`` of the first 20,000 events, when
+    given) shifted ``extra_sd`` from event ``change_at``; another attribute (dev) beside it."""
     rng = np.random.default_rng(seed)
     events = []
-    for i in range(26_000):
-        region = 0 if rng.random() < share else int(rng.integers(1, 5))
+    for i in range(change_at + 6_000):
+        now = share if early_share is None or i >= 20_000 else early_share
+        region = 0 if rng.random() < now else int(rng.integers(1, 5))
         dev = "ab"[int(rng.integers(0, 2))]
-        amount = float(rng.normal(100.0, 15.0)) + (extra_sd * 15.0 if i >= 20_000 and region == 0 else 0.0)
+        amount = float(rng.normal(100.0, 15.0)) + (extra_sd * 15.0 if i >= change_at and region == 0 else 0.0)
         events.append(
             {
                 "prediction_id": f"p{i}", "model": "m", "model_version": "v1", "timestamp": T0 + i / 10.0,
@@ -97,6 +100,17 @@ def test_a_local_change_raises_one_alert_through_new_change_points_and_large_sha
     drift = [
         (a.status, a.key) for a in _feed(engine, _regions(share, extra_sd, seed), batch=100) if a.kind == "data_drift"
     ]
+    assert drift == [("firing", "m/v1/data_drift/amount/region=r0")]
+
+
+@pytest.mark.parametrize("batch", [100, 1000])
+def test_a_local_change_in_a_segment_whose_share_grew_raises_its_alert_only(batch):
+    """A canary region carried 2% of the traffic, then 40%: its share since the version began (11%) made its
+    change look too small to explain all traffic's, which paged too."""
+    config = load_config(environ={}, overrides={"quality": {"enabled": False}})
+    engine = PartitionEngine(config, clock=lambda: T0)
+    events = _regions(0.4, 4.0, 1, early_share=0.02, change_at=25_000)
+    drift = [(a.status, a.key) for a in _feed(engine, events, batch=batch) if a.kind == "data_drift"]
     assert drift == [("firing", "m/v1/data_drift/amount/region=r0")]
 
 
