@@ -210,7 +210,11 @@ def quality_judgements(
                 clear=all(g.clear for g in group),
                 shift=f.statistic,
                 statistic=f.statistic,
-                extra={"check": f.check},
+                extra={
+                    "check": f.check,
+                    # a null-rate alert cleared because the field stopped arriving: the schema alert goes on
+                    **({"moved_to": "missing_field"} if opened == "null_rate" and feature in missing else {}),
+                },
             )
         )
     return out

@@ -241,6 +241,11 @@ def quality_message(of_model: str, j: Judgement, firing: bool) -> str:
     """A schema or data-quality check that fired (or cleared) on a field, in the words of that check."""
     ev = j.evidence
     check, field_name = j.extra.get("check", ""), j.subject
+    if not firing and j.extra.get("moved_to") == "missing_field":
+        return (
+            f"The null rate problem of field {field_name} ({of_model}) goes on as a missing field: the field "
+            "is no longer sent (see its schema alert)."
+        )
     if not firing:
         return f"The {check.replace('_', ' ')} problem of field {field_name} ({of_model}) has cleared."
     last = f"the last {ev.events:,} predictions of {of_model}"

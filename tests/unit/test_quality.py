@@ -240,6 +240,25 @@ def test_a_new_field_gone_before_it_is_adopted_resolves() -> None:
     assert watch is not None and watch.schema is not None and "promo_code" not in watch.schema
 
 
+def test_a_null_rate_alert_resolved_by_the_field_being_dropped_says_so() -> None:
+    """Nulls first, then the producer stops sending the field: the schema alert takes over, and the null-rate
+    alert's resolution must not tell the on-call engineer that the problem has cleared."""
+    events = list(TrafficGenerator(seed=8).predictions(BEFORE + 6_000, start_time=T0, rate=100.0))
+    for i, e in enumerate(events[BEFORE : BEFORE + 1_500]):
+        _income_nulls(e, i)
+    for e in events[BEFORE + 1_500 :]:
+        del e["features"]["income"]
+    cfg = load_config(environ={}, overrides={"alerts": {"resolve_after_s": 20.0}})
+    engine = PartitionEngine(cfg, clock=lambda: T0)
+    alerts = [a for _, a in _feed(engine, events) if a.subject == "income"]
+    assert [(a.status, a.detector) for a in alerts] == [
+        ("firing", "null_rate"),
+        ("firing", "missing_field"),
+        ("resolved", "null_rate"),
+    ]
+    assert "cleared" not in alerts[2].message and "missing field" in alerts[2].message, alerts[2].message
+
+
 def test_a_quality_alert_resolves_under_the_check_that_opened_it() -> None:
     """A stuck field recovers: the resolution names the constant-value check, not the first check in order."""
     events = list(TrafficGenerator(seed=8).predictions(BEFORE + 6_000, start_time=T0, rate=100.0))
