@@ -105,7 +105,7 @@ class DriftJudging:
         rows, a round without their windows): attribution must see them beside all traffic. A segment stops
         counting once all traffic has had 50 times the events between two of its own since a batch last held
         it (its traffic stopped), so a wait cannot outlast it."""
-        pending = waiting_segments(state)
+        pending = state.pending_drift
         if not pending:
             return []
         whole = state.tracker((name, *ALL))
@@ -131,7 +131,7 @@ class DriftJudging:
         first ``in_batch`` judgements come from a batch that held their streams, which dates them. A segment
         waiting when its detector places a new change point (nothing since it yet) goes on waiting with the
         shift it had: the judgements, with such ones marked so."""
-        pending = waiting_segments(state)
+        pending = state.pending_drift
         whole = state.tracker((name, *ALL))
         count = 0 if whole is None else int(whole.count)
         out = []
@@ -139,18 +139,11 @@ class DriftJudging:
             key = (name, *j.bucket)
             if j.bucket != ALL and key in pending and not j.fire and j.evidence.detected and j.evidence.events == 0:
                 j = replace(j, shift=pending[key][1], extra={**j.extra, "pending": True})
-            if j.bucket == ALL:
-                pass
-            elif not j.extra.get("pending") or j.fire:
-                pending.pop(key, None)
-            elif k < in_batch or key not in pending:
-                pending[key] = (count, j.shift)
-            else:
-                pending[key] = (pending[key][0], j.shift)
             out.append(j)
+            if j.bucket == ALL:
+                continue
+            if not j.extra.get("pending") or j.fire:
+                pending.pop(key, None)
+            else:  # dated by all traffic's count when a batch held it so
+                pending[key] = (count if k < in_batch or key not in pending else pending[key][0], j.shift)
         return out
-
-
-def waiting_segments(state: ModelState) -> dict[tuple[str, str, str], tuple[int, float]]:
-    """``state.pending_drift`` (absent from an older release's snapshot: made empty)."""
-    return state.__dict__.setdefault("pending_drift", {})

@@ -105,7 +105,7 @@ def note_recent_rows(state: ModelState, buckets: list[tuple[tuple[str, str], np.
     """Count a batch's ``n`` rows (``state.events`` already counts them) into each bucket's recent weight:
     a row ``k`` rows before the version's newest weighs ``0.5 ** (k / SHARE_HALF_LIFE)``, whatever the
     batches."""
-    recent = state.__dict__.setdefault("recent_rows", {})  # (absent from an older release's snapshot)
+    recent = state.recent_rows
     end = state.events
     weights = _DECAY ** np.arange(n - 1, -1, -1, dtype=np.float64)
     for bucket, part in buckets:
@@ -116,7 +116,7 @@ def note_recent_rows(state: ModelState, buckets: list[tuple[tuple[str, str], np.
 
 def recent_share(state: ModelState, bucket: tuple[str, str]) -> float | None:
     """A segment's share of the version's recent traffic (None before any is counted)."""
-    recent = state.__dict__.get("recent_rows") or {}
+    recent = state.recent_rows
     mine, whole = recent.get(bucket), recent.get(("", ""))
     if mine is None or whole is None or whole[0] <= 0.0:
         return None
