@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 
 from benchmarks.workload import T0, make
+from monitor.collector import settle_collector
 from monitor.config import load_config
 
 
@@ -103,6 +104,7 @@ def naive(args: dict[str, Any]) -> dict[str, Any]:
     w = make(args["n"], seed=1)
     events = [orjson.loads(b) for b in w.predictions]
     state: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {}
+    settle_collector()  # the same collector settings as the engine's phase
     started = time.perf_counter()
     for e in events:
         buckets = ("all", "country=" + e["segments"]["country"], "gender=" + e["segments"]["gender"])
@@ -127,6 +129,7 @@ def engine(args: dict[str, Any]) -> dict[str, Any]:
 
     overrides = args.get("overrides", {})
     eng = PartitionEngine(load_config(environ={}, overrides=overrides), clock=lambda: 0.0)
+    settle_collector()  # as every monitor process runs (monitor run, monitor replay): see monitor/collector.py
     batch = args.get("batch", 5000)
     shape = {
         "numeric": args.get("numeric", 20),

@@ -133,6 +133,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from monitor.collector import settle_collector
     from monitor.replay import build_source, parse_overrides, replay, source_name, summary, write_alerts
     from monitor.timeline import Timeline, write_timeline
 
@@ -149,6 +150,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         labels_topic=args.labels_topic,
         idle_timeout_s=args.idle_timeout,
     )
+    settle_collector()  # as a running monitor does: a replay allocates as much per batch
     result = replay(
         config,
         source,

@@ -86,7 +86,7 @@ class DriftJudging:
             tracker = state.tracker((name, attr, value))
             if test is None or tracker is None:
                 continue
-            test.pending = max(0, test.pending - 1)
+            test.pending = max(0, test.pending - result.windows)
             if test.last is None or result.seq >= test.last.seq:
                 test.last = result
             if self.needs_judging(state, name, (attr, value), tracker):

@@ -230,8 +230,10 @@ class ModelMonitor:
             if (ids < 0).any():
                 kept = stream >= 0
                 values, times, stream, positions = values[kept], times[kept], stream[kept], positions[kept]
-            for i, result in block.update(values, times, stream, positions):  # tested by the table already
-                self.fdr.add((state.model, state.version, *block.keys[i]), result)
+            closed = block.update(values, times, stream, positions)  # tested by the table already
+            if len(closed):
+                closed.label(state.model, state.version, block.keys)
+                self.fdr.add_windows(closed)
         return out
 
     def _register_predictions(

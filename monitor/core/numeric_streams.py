@@ -31,7 +31,7 @@ from monitor.core.chunks import StreamChunker, run_lengths, run_starts
 from monitor.core.drift import QUANTILES, DriftEvidence, NumericDriftTracker
 from monitor.core.sequential import Z_CLIP, SequentialSettings, SequentialStreams
 from monitor.core.settings import DetectorSettings
-from monitor.core.significance import Reference, WindowResult
+from monitor.core.significance import ClosedWindows, Reference
 from monitor.core.stats import without_gross_outliers
 from monitor.core.windows import NumericWindows
 
@@ -155,11 +155,13 @@ class NumericStreams:
     # ------------------------------------------------------------------ update
     def update(
         self, values: np.ndarray, times: np.ndarray, stream: np.ndarray, positions: np.ndarray | None = None
-    ) -> list[tuple[int, WindowResult]]:
+    ) -> ClosedWindows:
         """Values (``NaN`` missing) grouped by stream, one contiguous run per stream, in arrival order, with
-        their partition positions (for the window tests' rounds); the windows that closed, by stream."""
+        their partition positions (for the window tests' rounds); the windows that closed (none without a
+        window test)."""
+        closed = ClosedWindows.empty(0, "") if self.windows is None else self.windows.nothing_closed()
         if values.size == 0:
-            return []
+            return closed
         starts = run_starts(stream)
         owners = stream[starts]
         self.count[owners] += run_lengths(starts, stream.size)
@@ -170,7 +172,7 @@ class NumericStreams:
             if positions is not None:
                 positions = positions[present]
             if values.size == 0:
-                return []
+                return closed
             starts = run_starts(stream)
             owners = stream[starts]
         runs = run_lengths(starts, stream.size)
@@ -178,7 +180,6 @@ class NumericStreams:
         # (cells.EdgeLookup), and so does the histogram unless a stream's warm-up ends in this batch
         lo, width = self._edges_known(owners)
         value_cells = cells(values, np.repeat(lo, runs), np.repeat(width, runs))
-        closed: list[tuple[int, WindowResult]] = []
         if self.windows is not None:
             where = positions if positions is not None else np.full(values.size, -1, dtype=np.int64)
             closed = self.windows.update(values, times, where, stream, cells=value_cells, scale=(lo, width))

@@ -12,9 +12,10 @@ streams tested at once do not drown users in chance findings.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 from scipy import special
@@ -290,11 +291,118 @@ class WindowResult:
     significant: bool | None = None  # set when the round is decided
     start_time: float = math.nan  # event time of the window's first value
     position: int = -1  # partition position of the window's last value: its Benjamini-Hochberg round
+    windows: int = 1  # decided windows of its stream this result stands for (see FalseDiscoveryControl)
 
     def statistic(self, name: str) -> float:
         if name == "ks" and self.ks is not None:
             return self.ks
         return self.js if name == "js" else self.psi
+
+
+@dataclass
+class ClosedWindows:
+    """Windows of one numeric table closed in one batch, as columns (engine v2). A false-discovery round needs
+    only each window's place and p-value, and a stream's judgement only its latest decided window, so a
+    :class:`WindowResult` is built for that one alone (:meth:`result`) rather than for every window. Iterated,
+    it gives ``(stream, WindowResult)`` pairs, as one stream's test gives its results. Plain data: windows
+    waiting for their round are snapshotted."""
+
+    stream: np.ndarray  # each window's stream in its table
+    seq: np.ndarray  # the stream's count of values at the window's end
+    position: np.ndarray  # partition position of the window's last value: its Benjamini-Hochberg round
+    time: np.ndarray
+    start_time: np.ndarray
+    psi: np.ndarray
+    js: np.ndarray
+    ks: np.ndarray
+    p_value: np.ndarray
+    mean: np.ndarray
+    reference_events: np.ndarray
+    reference_mean: np.ndarray
+    reference_std: np.ndarray
+    events: int  # the window size
+    test: str
+    model: str | None = None  # set by the engine with keys: None once the model version retired
+    version: str = ""
+    keys: list[tuple[str, str, str]] = field(default_factory=list)  # each distinct stream's (name, attr, value)
+    key_index: np.ndarray | None = None  # each window's place in ``keys``
+    significant: np.ndarray | None = None  # set when its round is decided
+    adjusted_p: np.ndarray | None = None
+
+    COLUMNS: ClassVar[tuple[str, ...]] = (
+        "stream", "seq", "position", "time", "start_time", "psi", "js", "ks", "p_value", "mean",
+        "reference_events", "reference_mean", "reference_std",
+    )  # fmt: skip
+
+    @classmethod
+    def empty(cls, events: int, test: str) -> ClosedWindows:
+        none, counts = np.zeros(0), np.zeros(0, dtype=np.int64)
+        return cls(counts, counts, counts, none, none, none, none, none, none, none, counts, none, none, events, test)
+
+    def __len__(self) -> int:
+        return int(self.stream.size)
+
+    def __iter__(self) -> Iterator[tuple[int, WindowResult]]:
+        return iter([(int(s), self.result(k)) for k, s in enumerate(self.stream.tolist())])
+
+    def __getitem__(self, k: int) -> tuple[int, WindowResult]:
+        return int(self.stream[k]), self.result(k)
+
+    def label(self, model: str, version: str, table_keys: list[tuple[str, str, str]]) -> None:
+        """Name each window's stream: ``table_keys`` are the table's streams' (name, attribute, value)."""
+        distinct, self.key_index = np.unique(self.stream, return_inverse=True)
+        self.model, self.version = model, version
+        self.keys = [table_keys[i] for i in distinct.tolist()]
+
+    def key(self, k: int) -> tuple[Any, ...]:
+        assert self.key_index is not None
+        return (self.model, self.version, *self.keys[int(self.key_index[k])])
+
+    def take(self, rows: np.ndarray) -> ClosedWindows:
+        """The windows ``rows`` picks (a mask or indices), keys and verdicts kept."""
+        out = replace(self, **{name: getattr(self, name)[rows] for name in self.COLUMNS})
+        if self.key_index is not None:
+            out.key_index = self.key_index[rows]
+        if self.significant is not None and self.adjusted_p is not None:
+            out.significant, out.adjusted_p = self.significant[rows], self.adjusted_p[rows]
+        return out
+
+    def result(self, k: int) -> WindowResult:
+        """Window ``k`` as the :class:`WindowResult` its stream's own test would have given."""
+        return self.results(np.array([k]))[0]
+
+    def results(self, rows: np.ndarray) -> list[WindowResult]:
+        """Windows ``rows`` as :meth:`result` gives them, their columns read once."""
+        w, test = self.events, self.test
+        columns = [getattr(self, name)[rows].tolist() for name in self.COLUMNS[1:]]
+        out = []
+        for seq, position, time, start, psi, js, ks, p, mean, ref_events, ref_mean, ref_std in zip(
+            *columns, strict=True
+        ):
+            current, baseline = {"mean": mean, "events": w}, {"mean": ref_mean, "std": ref_std, "events": ref_events}
+            out.append(
+                WindowResult(
+                    seq,
+                    time,
+                    w,
+                    ref_events,
+                    psi,
+                    js,
+                    ks,
+                    p,
+                    test,
+                    current,
+                    baseline,
+                    start_time=start,
+                    position=position,
+                )
+            )
+        if self.significant is not None and self.adjusted_p is not None:
+            for r, significant, adjusted in zip(
+                out, self.significant[rows].tolist(), self.adjusted_p[rows].tolist(), strict=True
+            ):
+                r.significant, r.adjusted_p = significant, adjusted
+        return out
 
 
 class BaselineWindowTest:
@@ -484,6 +592,12 @@ class FalseDiscoveryControl:
     round, the expected share of false findings is at most ``q`` (and when nothing changed anywhere, the
     chance of any flag in the round is at most ``q``).
 
+    Tests come one by one (:meth:`add`) or as a numeric table's :class:`ClosedWindows` (:meth:`add_windows`).
+    A decision gives each test added alone back with its verdict; of a table's windows decided together it
+    gives each stream's latest, standing for the stream's ``windows`` decided with it, and before it the
+    stream's latest significant one when the latest is not (with ``windows`` 0): a stream's judgement reads
+    its latest window, and any discovery among them makes it judged.
+
     >>> fdr = FalseDiscoveryControl(q=0.05, round_events=100)
     >>> fdr.add("a", WindowResult(1, 0.0, 10, 10, 0.0, 0.0, 0.0, 1e-6, "ks", {}, {}, position=40))
     >>> fdr.add("b", WindowResult(1, 0.0, 10, 10, 0.0, 0.0, 0.0, 0.2, "ks", {}, {}, position=60))
@@ -497,6 +611,7 @@ class FalseDiscoveryControl:
         self.q = q
         self.round_events = round_events
         self.pending: list[tuple[Any, WindowResult]] = []
+        self.blocks: list[ClosedWindows] = []  # tables' windows waiting for their rounds
         self.position = 0
         self.rounds = 0
         self.tests = 0
@@ -504,10 +619,27 @@ class FalseDiscoveryControl:
         self.uncorrected = 0  # tests with a raw p-value below q: what testing each stream alone would flag
         self.rounds_with_discoveries = 0
 
+    @property
+    def waiting(self) -> int:
+        """Tests waiting for their round."""
+        return len(self.pending) + sum(len(b) for b in self._blocks())
+
+    def _blocks(self) -> list[ClosedWindows]:
+        blocks = self.__dict__.get("blocks")  # (absent from a control an older release snapshotted)
+        if blocks is None:
+            blocks = self.blocks = []
+        return blocks
+
     def add(self, stream: Any, result: WindowResult) -> None:
         if result.position < 0:  # no place in the partition given: it belongs where the partition is now
             result.position = self.position
         self.pending.append((stream, result))
+
+    def add_windows(self, closed: ClosedWindows) -> None:
+        """A table's windows, their streams named (:meth:`ClosedWindows.label`)."""
+        if len(closed):
+            closed.position = np.where(closed.position < 0, self.position, closed.position)
+            self._blocks().append(closed)
 
     def _round(self, result: WindowResult) -> int:
         return result.position // self.round_events
@@ -516,37 +648,121 @@ class FalseDiscoveryControl:
         """Count ``events`` more partition events; decide and return the tests of every round now complete."""
         self.position += events
         current = self.position // self.round_events
-        if not self.pending or all(self._round(r) >= current for _, r in self.pending):
-            return []
         done = [(k, r) for k, r in self.pending if self._round(r) < current]
-        self.pending = [(k, r) for k, r in self.pending if self._round(r) >= current]
-        return self._decide(done)
+        if done:
+            self.pending = [(k, r) for k, r in self.pending if self._round(r) >= current]
+        done_blocks: list[ClosedWindows] = []
+        kept: list[ClosedWindows] = []
+        for b in self._blocks():
+            now = b.position // self.round_events < current
+            if now.all():
+                done_blocks.append(b)
+            elif now.any():
+                done_blocks.append(b.take(now))
+                kept.append(b.take(~now))
+            else:
+                kept.append(b)
+        self.blocks = kept
+        if not done and not done_blocks:
+            return []
+        return self._decide(done, done_blocks)
 
     def forget(self, model_version: tuple[str, str]) -> None:
         """A retired model version's pending tests stay in their round's family, as tested, but decide nothing:
         if the version comes back, its new streams must not take them."""
         self.pending = [((None, *k[1:]) if k[:2] == model_version else k, r) for k, r in self.pending]
+        for b in self._blocks():
+            if (b.model, b.version) == model_version:
+                b.model = None
 
     def close(self) -> list[tuple[Any, WindowResult]]:
         """Decide every pending test now (end of a replay), each with its own round."""
         done, self.pending = self.pending, []
-        return self._decide(done)
+        blocks, self.blocks = self._blocks(), []
+        return self._decide(done, blocks)
 
-    def _decide(self, done: list[tuple[Any, WindowResult]]) -> list[tuple[Any, WindowResult]]:
+    def _decide(
+        self, done: list[tuple[Any, WindowResult]], blocks: list[ClosedWindows]
+    ) -> list[tuple[Any, WindowResult]]:
+        """Each round's tests together, rounds in order; in a round a table's windows come before tests added
+        alone (the engine adds a batch's tables first)."""
         rounds: dict[int, list[tuple[Any, WindowResult]]] = {}
         for item in done:
             rounds.setdefault(self._round(item[1]), []).append(item)
+        block_rounds = [b.position // self.round_events for b in blocks]
+        for b in blocks:
+            b.significant, b.adjusted_p = np.zeros(len(b), dtype=bool), np.ones(len(b))
+        every = sorted(set(rounds).union(*(np.unique(r).tolist() for r in block_rounds)))
         decided: list[tuple[Any, WindowResult]] = []
-        for _, family in sorted(rounds.items()):
-            p_values = np.array([r.p_value for _, r in family])
+        for number in every:
+            family = rounds.get(number, [])
+            rows = [np.flatnonzero(r == number) for r in block_rounds]
+            p_values = np.concatenate(
+                [b.p_value[k] for b, k in zip(blocks, rows, strict=True)] + [np.array([r.p_value for _, r in family])]
+            )
             rejected, adjusted = benjamini_hochberg(p_values, self.q)
             self.uncorrected += int(np.count_nonzero(p_values < self.q))
-            for (_, r), rej, adj in zip(family, rejected.tolist(), adjusted.tolist(), strict=True):
+            at = 0
+            for b, k in zip(blocks, rows, strict=True):
+                assert b.significant is not None and b.adjusted_p is not None
+                b.significant[k], b.adjusted_p[k] = rejected[at : at + k.size], adjusted[at : at + k.size]
+                at += k.size
+            for (_, r), rej, adj in zip(family, rejected[at:].tolist(), adjusted[at:].tolist(), strict=True):
                 r.significant, r.adjusted_p = bool(rej), float(adj)
             self.rounds += 1
-            self.tests += len(family)
+            self.tests += p_values.size
             found = int(rejected.sum())
             self.discoveries += found
             self.rounds_with_discoveries += found > 0
             decided += family
-        return decided
+        return _latest_windows(blocks) + decided
+
+
+def _latest_windows(blocks: list[ClosedWindows]) -> list[tuple[Any, WindowResult]]:
+    """Each stream's latest decided window of ``blocks`` (see :class:`FalseDiscoveryControl`), streams in the
+    order their first windows came, a retired version's left out."""
+    blocks = [b for b in blocks if b.model is not None and len(b)]
+    if not blocks:
+        return []
+    ids: dict[tuple[Any, ...], int] = {}
+    keyed = []
+    for b in blocks:
+        assert b.key_index is not None
+        local = np.array([ids.setdefault((b.model, b.version, *k), len(ids)) for k in b.keys], dtype=np.int64)
+        keyed.append(local[b.key_index])
+    key = np.concatenate(keyed)
+    significant = np.concatenate([b.significant for b in blocks if b.significant is not None])
+    block = np.repeat(np.arange(len(blocks)), [len(b) for b in blocks])
+    row = np.concatenate([np.arange(len(b)) for b in blocks])
+    n = key.size
+    _, first = np.unique(key, return_index=True)
+    order = np.sort(first)  # each stream's first window, in arrival order
+    streams = key[order]
+    last = np.full(len(ids), -1)  # by stream id
+    present, at_end = np.unique(key[::-1], return_index=True)
+    last[present] = n - 1 - at_end
+    windows = np.bincount(key, minlength=len(ids))
+    flagged = np.flatnonzero(significant)
+    last_flagged = np.full(len(ids), -1)
+    if flagged.size:
+        k_rev = key[flagged][::-1]
+        u, at = np.unique(k_rev, return_index=True)
+        last_flagged[u] = flagged[::-1][at]
+    picks = last[streams]
+    earlier = last_flagged[streams]
+    earlier = np.where(significant[picks], -1, earlier)  # only when the latest is not a discovery itself
+    wanted = np.concatenate([picks, earlier[earlier >= 0]])
+    results: dict[int, WindowResult] = {}
+    for b_no in np.unique(block[wanted]).tolist():
+        at = wanted[block[wanted] == b_no]
+        for i, r in zip(at.tolist(), blocks[b_no].results(row[at]), strict=True):
+            results[i] = r
+    names = list(ids)
+    out: list[tuple[Any, WindowResult]] = []
+    for s, pick, before in zip(streams.tolist(), picks.tolist(), earlier.tolist(), strict=True):
+        if before >= 0:
+            results[before].windows = 0
+            out.append((names[s], results[before]))
+        results[pick].windows = int(windows[s])
+        out.append((names[s], results[pick]))
+    return out

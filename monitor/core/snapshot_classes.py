@@ -24,7 +24,13 @@ from monitor.core.profile import SegmentCaps
 from monitor.core.quality import FieldCounts, FieldSchema, SchemaWatch
 from monitor.core.sequential import SequentialSettings, SequentialStreams
 from monitor.core.settings import AlertConfig, DetectorSettings, FairnessConfig, PerformanceConfig
-from monitor.core.significance import BaselineWindowTest, FalseDiscoveryControl, Reference, WindowResult
+from monitor.core.significance import (
+    BaselineWindowTest,
+    ClosedWindows,
+    FalseDiscoveryControl,
+    Reference,
+    WindowResult,
+)
 from monitor.core.stats import CategoryVocabulary, ReservoirQuantiles, RunningMoments
 from monitor.core.windows import NumericWindows
 
@@ -71,6 +77,7 @@ def register_snapshot_classes() -> None:
         BaselineWindowTest,
         Reference,
         WindowResult,
+        ClosedWindows,
         FalseDiscoveryControl,
         SchemaWatch,
         FieldSchema,

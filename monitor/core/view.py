@@ -382,7 +382,7 @@ def build_view(engine: PartitionEngine) -> EngineView:
         fdr_tests=int(fdr.tests),
         fdr_discoveries=int(fdr.discoveries),
         fdr_rounds=int(fdr.rounds),
-        fdr_pending=len(fdr.pending),
+        fdr_pending=fdr.waiting,
         join_pending=len(engine.profile.joiner.pending),
         join_early=len(engine.profile.joiner.early),
         join_counts=tuple(engine.profile.joiner.counts.items()),

@@ -6,8 +6,9 @@ values. A batch adds the values of every stream with a few numpy calls: each str
 windows end (:func:`~monitor.core.chunks.cut_runs`, as for chunks), one ``bincount`` counts (piece, bin)
 and one ``reduceat`` sums the pieces; a value's bin is read from its histogram cell
 (:mod:`monitor.core.cells`). The windows that closed are tested together, one
-:func:`~monitor.core.significance.window_tests` call over their rows, and come out as decided-later
-:class:`~monitor.core.significance.WindowResult` s with their statistics in.
+:func:`~monitor.core.significance.window_tests` call over their rows, and come out as columns
+(:class:`~monitor.core.significance.ClosedWindows`) for their false-discovery round; a
+:class:`~monitor.core.significance.WindowResult` is built only for a stream's latest decided window.
 
 The results equal :class:`~monitor.core.significance.BaselineWindowTest`'s, stream by stream, at any batch
 size (tests/unit/test_windows.py). Python loops remain per stream only where the work is per stream: a
@@ -24,7 +25,7 @@ import numpy as np
 
 from monitor.core.cells import EdgeLookup, monotone
 from monitor.core.chunks import Pieces, cut_runs, run_lengths, run_starts
-from monitor.core.significance import BaselineWindowTest, Reference, WindowResult, window_tests
+from monitor.core.significance import BaselineWindowTest, ClosedWindows, Reference, WindowResult, window_tests
 
 
 class NumericWindows:
@@ -114,14 +115,14 @@ class NumericWindows:
         *,
         cells: np.ndarray | None = None,
         scale: tuple[np.ndarray, np.ndarray] | None = None,
-    ) -> list[tuple[int, WindowResult]]:
+    ) -> ClosedWindows:
         """Present values grouped by stream (one run each, arrival order kept), with their event times and
         partition positions; the windows that closed, their statistics computed. ``cells``: the values' cells
         on their streams' scales, ``scale``: each run's (origin, width) (:mod:`monitor.core.cells`); a stream
         with a monotone scale and ordered edges is binned through them, any other by a search."""
         self.learned = {}
         if values.size == 0:
-            return []
+            return self.nothing_closed()
         values = np.asarray(values, dtype=np.float64)  # (no copy when they are already: the engine's are)
         times = np.asarray(times, dtype=np.float64)
         starts = run_starts(stream)
@@ -157,7 +158,7 @@ class NumericWindows:
         if not keep.all():
             values, times, positions, stream, codes = (x[keep] for x in (values, times, positions, stream, codes))
             if values.size == 0:
-                return []
+                return self.nothing_closed()
             starts = run_starts(stream)
             runs = run_lengths(starts, stream.size)
             owners = stream[starts]
@@ -207,7 +208,7 @@ class NumericWindows:
         starts: np.ndarray,
         runs: np.ndarray,
         owners: np.ndarray,
-    ) -> list[tuple[int, WindowResult]]:
+    ) -> ClosedWindows:
         """Count values into pieces of each stream's windows (:func:`~monitor.core.chunks.cut_runs`); close every
         window that fills."""
         width_bins = self.counts.shape[1]
@@ -233,7 +234,7 @@ class NumericWindows:
         self.seen[owners] += runs
         done = np.flatnonzero(sizes == self.window)
         closed = self._close(done, cut, owners, seen_before, filled, counts, sums, start_time, end_time,
-                             end_position) if done.size else []  # fmt: skip
+                             end_position) if done.size else self.nothing_closed()  # fmt: skip
         # the open window of each stream: its last piece, unless that closed
         last = cut.last
         open_ = sizes[last] < self.window
@@ -241,11 +242,13 @@ class NumericWindows:
         self.filled[owners] = np.where(open_, sizes[last], 0)
         self.total[owners] = np.where(open_, sums[last], 0.0)
         self.start[owners] = np.where(open_, start_time[last], np.nan)
-        if closed:
-            streams = owners[cut.run[done]]
-            np.add.at(self.tests, streams, 1)
-            np.add.at(self.pending, streams, 1)
+        if len(closed):
+            np.add.at(self.tests, closed.stream, 1)
+            np.add.at(self.pending, closed.stream, 1)
         return closed
+
+    def nothing_closed(self) -> ClosedWindows:
+        return ClosedWindows.empty(self.window, self.numeric_test)
 
     def _close(
         self,
@@ -259,7 +262,7 @@ class NumericWindows:
         start_time: np.ndarray,
         end_time: np.ndarray,
         end_position: np.ndarray,
-    ) -> list[tuple[int, WindowResult]]:
+    ) -> ClosedWindows:
         """The windows in pieces ``cells`` closed, tested together: one :func:`window_tests` call over their rows,
         all as wide as the table (zero columns past a narrower reference change no statistic; a fixed width keeps
         a window's result independent of which other windows closed in the same batch)."""
@@ -275,21 +278,11 @@ class NumericWindows:
         current = counts[cells]
         stats = window_tests(reference, current, self.exact_p_below)
         p_values = stats.ks_p if self.numeric_test == "ks" else stats.chi2_p
-        w, test = self.window, self.numeric_test
-        closed: list[tuple[int, WindowResult]] = []
-        columns = zip(
-            refs, streams.tolist(), seqs.tolist(), sums[cells].tolist(), start_time[cells].tolist(),
-            end_time[cells].tolist(), end_position[cells].tolist(), stats.psi.tolist(), stats.js.tolist(),
-            stats.ks.tolist(), p_values.tolist(), strict=True,
+        return ClosedWindows(
+            streams, seqs, end_position[cells], end_time[cells], start_time[cells], stats.psi, stats.js, stats.ks,
+            p_values, sums[cells] / self.window, np.array([r.events for r in refs], dtype=np.int64),
+            np.array([r.mean for r in refs]), np.array([r.std for r in refs]), self.window, self.numeric_test,
         )  # fmt: skip
-        for ref, s, seq, total, start, end, position, psi, js, ks, p in columns:
-            assert ref is not None
-            result = WindowResult(
-                seq, end, w, ref.events, psi, js, ks, p, test, {"mean": total / w, "events": w},
-                {"mean": ref.mean, "std": ref.std, "events": ref.events}, start_time=start, position=position,
-            )  # fmt: skip
-            closed.append((s, result))
-        return closed
 
 
 class NumericWindow:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from monitor.app import COLLECTOR_THRESHOLDS, settle_collector
+from monitor.collector import COLLECTOR_THRESHOLDS, settle_collector
 
 
 def test_settle_collector_freezes_startup_and_raises_thresholds() -> None:

@@ -14,6 +14,7 @@ from scipy.spatial import distance
 from monitor.core.significance import (
     PSI_EPSILON,
     BaselineWindowTest,
+    ClosedWindows,
     FalseDiscoveryControl,
     Reference,
     WindowResult,
@@ -612,3 +613,89 @@ def test_windows_completed_together_equal_the_one_window_statistics():
             top = int(np.argmax(np.abs(shares_c - shares_r)))
             assert (r.current["code"], r.baseline["code"]) == (top, top)
             assert r.current["distance"] == pytest.approx(0.5 * np.abs(shares_c - shares_r).sum())
+
+
+# --- a numeric table's windows as columns ----------------------------------------------------------
+
+
+def _closed(streams: list[int], p_values: list[float], positions: list[int], seq_from: int = 0) -> ClosedWindows:
+    n = len(streams)
+    rng = np.random.default_rng(len(streams))
+    closed = ClosedWindows(
+        np.array(streams), np.arange(seq_from, seq_from + n) * 10 + 10, np.array(positions), rng.random(n),
+        rng.random(n), rng.random(n), rng.random(n), rng.random(n), np.array(p_values), rng.random(n),
+        np.full(n, 500), rng.random(n), rng.random(n) + 1, 10, "ks",
+    )  # fmt: skip
+    closed.label("m", "v1", [("x", "", ""), ("x", "segment", "a"), ("y", "", "")])
+    return closed
+
+
+def test_table_windows_are_decided_with_the_tests_added_alone_as_one_family() -> None:
+    """A table's windows and tests added one by one form one Benjamini-Hochberg family per round: the verdicts
+    are those of every test added alone."""
+    rng = np.random.default_rng(7)
+    streams = rng.integers(0, 3, 40).tolist()
+    p = np.where(rng.random(40) < 0.2, rng.uniform(0, 1e-4, 40), rng.random(40)).tolist()
+    positions = sorted(rng.integers(0, 3000, 40).tolist())
+    together, alone = FalseDiscoveryControl(0.05, 1000), FalseDiscoveryControl(0.05, 1000)
+    closed = _closed(streams, p, positions)
+    singles = [_result(v) for v in (1e-5, 0.3, 0.04)]
+    for k, r in enumerate(singles):
+        r.position = 500 + 1000 * k
+        together.add(("m", "v1", "c", "", ""), r)
+    together.add_windows(closed)
+    for k in range(len(closed)):
+        alone.add(closed.key(k), closed.result(k))
+    for r in singles:
+        alone.add(("m", "v1", "c", "", ""), WindowResult(**{**r.__dict__}))
+    got, want = together.advance(3000), alone.advance(3000)
+    assert (together.rounds, together.tests, together.discoveries) == (alone.rounds, alone.tests, alone.discoveries)
+    assert together.discoveries > 0 and together.waiting == alone.waiting == 0
+    # a stream's latest window, with its verdict, stands for all of its windows decided with it
+    for key in {closed.key(k) for k in range(len(closed))}:
+        mine = [r for k, r in got if k == key]
+        theirs = [r for k, r in want if k == key]
+        assert mine[-1].seq == theirs[-1].seq and mine[-1].significant == theirs[-1].significant
+        assert mine[-1].adjusted_p == pytest.approx(theirs[-1].adjusted_p)
+        assert sum(r.windows for r in mine) == len(theirs)
+        flagged = [r for r in theirs if r.significant]
+        if flagged and not theirs[-1].significant:  # judged for the discovery among them
+            assert mine[0].significant and mine[0].seq == flagged[-1].seq and mine[0].windows == 0
+        else:
+            assert len(mine) == 1
+    assert [(k, r.significant) for k, r in got if k[2] == "c"] == [(k, r.significant) for k, r in want if k[2] == "c"]
+
+
+def test_table_windows_wait_for_their_round_across_a_snapshot() -> None:
+    from monitor.core import snapshot as snap
+    from monitor.core.snapshot_classes import register_snapshot_classes
+
+    register_snapshot_classes()
+    fdr = FalseDiscoveryControl(0.05, 100)
+    fdr.add_windows(_closed([0, 1, 0, 2], [1e-9, 0.5, 0.4, 1e-8], [10, 50, 150, 180]))
+    first = fdr.advance(120)  # the first round is decided; its second half waits
+    assert [(k[2:], r.windows) for k, r in first] == [(("x", "", ""), 0), (("x", "", ""), 1)] or [
+        (k[2:], r.windows) for k, r in first
+    ] == [(("x", "", ""), 1), (("x", "segment", "a"), 1)]
+    restored = snap.loads(snap.dumps(fdr))
+    assert restored.waiting == fdr.waiting == 2
+    later, again = fdr.advance(100), restored.advance(100)
+    assert [(k, r.seq, r.significant, r.windows) for k, r in later] == [
+        (k, r.seq, r.significant, r.windows) for k, r in again
+    ]
+    assert [k[2:] for k, _ in later] == [("x", "", ""), ("y", "", "")]
+
+
+def test_a_retired_versions_table_windows_count_in_their_round_and_decide_nothing() -> None:
+    fdr = FalseDiscoveryControl(0.05, 100)
+    fdr.add_windows(_closed([0, 1], [1e-9, 1e-9], [10, 20]))
+    fdr.forget(("m", "v1"))
+    assert fdr.advance(100) == [] and fdr.tests == 2 and fdr.discoveries == 2
+
+
+def test_a_control_from_an_older_snapshot_takes_table_windows() -> None:
+    fdr = FalseDiscoveryControl(0.05, 100)
+    del fdr.__dict__["blocks"]  # as an older release's snapshot restores it
+    assert fdr.waiting == 0
+    fdr.add_windows(_closed([0], [1e-9], [10]))
+    assert [r.significant for _, r in fdr.advance(100)] == [True]
