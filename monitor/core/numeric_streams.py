@@ -42,11 +42,11 @@ class NumericStreams:
     >>> s = NumericStreams(DetectorSettings(warmup_events=200))
     >>> i = s.add_stream(("x", "", ""))
     >>> rng = np.random.default_rng(0)
-    >>> s.update(rng.normal(10, 2, 2000), np.arange(2000.0), np.zeros(2000, dtype=np.int64))
+    >>> list(s.update(rng.normal(10, 2, 2000), np.arange(2000.0), np.zeros(2000, dtype=np.int64)))
     []
     >>> s.evidence(i).detected
     False
-    >>> s.update(rng.normal(14, 2, 2000), np.arange(2000.0, 4000.0), np.zeros(2000, dtype=np.int64))
+    >>> list(s.update(rng.normal(14, 2, 2000), np.arange(2000.0, 4000.0), np.zeros(2000, dtype=np.int64)))
     []
     >>> ev = s.evidence(i)
     >>> (ev.detected, ev.effect > 1.5, ev.direction)
