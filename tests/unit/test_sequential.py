@@ -88,3 +88,16 @@ def test_effect_since_the_change_reads_in_standard_deviations():
     seq.update(chunker.add(rest, np.arange(rest.size, dtype=np.float64), np.zeros(rest.size, dtype=np.int64)))
     effect, n, p = seq.effect()
     assert 0.8 < effect[0] < 1.2 and n[0] > 1000 and p[0] < 1e-9
+
+
+def test_detections_in_one_batch_follow_a_reset_window_as_value_by_value() -> None:
+    """ADWIN's updates of a batch run through one map; after a detection the stream's later updates in the batch
+    go to the fresh window, as fed one chunk at a time."""
+    x = _stream(7, None, n=16_000)
+    for at, shift in ((3000, 3.0), (6000, -3.0), (9000, 4.0), (12000, -2.0)):
+        x[at:] += shift
+    streams = [x, _stream(8, None, n=16_000), _stream(9, 4000, n=16_000, shift=-2.0)]
+    whole = _run(streams, [])
+    one_chunk_at_a_time = _run(streams, list(range(0, 3 * 16_000, CHUNK * 3)))
+    assert whole == one_chunk_at_a_time
+    assert sum(1 for s, d, _ in whole if s == 0 and d == "adwin") >= 3  # several detections of a stream in one batch
