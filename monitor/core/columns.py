@@ -86,6 +86,22 @@ def segment_buckets(
     return buckets
 
 
+def segment_codes_by_row(
+    state: ModelState, buckets: list[Bucket], n: int, mon: MonitoringConfig
+) -> dict[str, np.ndarray]:
+    """Each of ``n`` rows' segment value code (``state.segment_codes``; the overflow bucket past the cap), per
+    tracked attribute; -1 where a row has none."""
+    out: dict[str, np.ndarray] = {}
+    for (attr, value), part in buckets:
+        if part is None:
+            continue
+        column = out.get(attr)
+        if column is None:
+            column = out[attr] = np.full(n, -1, dtype=np.int64)
+        column[part] = state.segment_codes[attr].get(value, mon.max_segment_values)
+    return out
+
+
 def tracked_segments(state: ModelState | None, segments: Segments, max_values: int) -> Segments:
     """A row's segments as a model version's streams track them: its tracked attributes only, and a value
     past the attribute's cap of ``max_values`` as the overflow bucket (another partition's profile stage

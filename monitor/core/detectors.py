@@ -219,15 +219,20 @@ class WindowedChiSquare:
 
     def _test(self, position: int) -> WindowTest:
         assert self.reference is not None
-        ref, cur = self.reference, self._counts
-        p_ref, p_cur = ref / ref.sum(), cur / cur.sum()
-        distance = 0.5 * float(np.abs(p_ref - p_cur).sum())
-        used = (ref + cur) > 0
-        if used.sum() < 2:
-            chi2, p_value = 0.0, 1.0
-        else:
-            table = np.vstack([ref[used], cur[used]]).astype(np.float64)
-            expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
-            chi2 = float(((table - expected) ** 2 / expected).sum())
-            p_value = float(special.chdtrc(int(used.sum()) - 1, chi2))
-        return WindowTest(position, distance, chi2, p_value, p_ref, p_cur)
+        return compare_categories(self.reference, self._counts, position)
+
+
+def compare_categories(ref: np.ndarray, cur: np.ndarray, position: int = -1) -> WindowTest:
+    """Category counts ``cur`` against reference counts ``ref`` (both samples, neither empty): chi-square test
+    of homogeneity and total variation distance."""
+    p_ref, p_cur = ref / ref.sum(), cur / cur.sum()
+    distance = 0.5 * float(np.abs(p_ref - p_cur).sum())
+    used = (ref + cur) > 0
+    if used.sum() < 2:
+        chi2, p_value = 0.0, 1.0
+    else:
+        table = np.vstack([ref[used], cur[used]]).astype(np.float64)
+        expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+        chi2 = float(((table - expected) ** 2 / expected).sum())
+        p_value = float(special.chdtrc(int(used.sum()) - 1, chi2))
+    return WindowTest(position, distance, chi2, p_value, p_ref, p_cur)

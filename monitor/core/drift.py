@@ -218,14 +218,17 @@ class CategoricalDriftTracker:
         self.last_seq = 0
         self.detections = {"chi2": 0}
 
-    def update(self, codes: np.ndarray, times: np.ndarray) -> None:
+    def update(self, codes: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        """Add a batch's codes (-1: missing); which of its values (by index) the test windows took, past the
+        warm-up, and the indices of the values that closed a window (for :mod:`monitor.core.local_change`)."""
         self.count += codes.size
+        rows = np.arange(codes.size)
         present = codes >= 0
         if not present.all():
             self.missing += int(codes.size - present.sum())
-            codes, times = codes[present], times[present]
+            codes, times, rows = codes[present], times[present], rows[present]
         if codes.size == 0:
-            return
+            return rows, []
         seq0 = int(self.counts.sum())
         self.counts += np.bincount(codes, minlength=self.counts.size)
         if self.test.reference is None:
@@ -233,15 +236,18 @@ class CategoricalDriftTracker:
             self._warmup.update_many(codes[:have])
             if self._warmup.reference is not None:
                 self.test.reference = self._warmup.reference
-            codes, times, seq0 = codes[have:], times[have:], seq0 + have
+            codes, times, rows, seq0 = codes[have:], times[have:], rows[have:], seq0 + have
             if codes.size == 0:
-                return
+                return rows, []
+        ends: list[int] = []
         for result in self.test.update_many(codes):
             self.last = result
             self.last_time = float(times[result.position])
             self.last_seq = seq0 + result.position + 1
+            ends.append(int(rows[result.position]))
             if result.p_value < self.settings.categorical_alpha:
                 self.detections["chi2"] += 1
+        return rows, ends
 
     def evidence(self, labels: list[str] | None = None) -> DriftEvidence:
         last = self.last

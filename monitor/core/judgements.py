@@ -54,9 +54,19 @@ def needs_judging(
 
 
 def judge_drift(
-    state: ModelState, name: str, bucket: tuple[str, str], tracker: Tracker, now: float, key: str, config: Settings
+    state: ModelState,
+    name: str,
+    bucket: tuple[str, str],
+    tracker: Tracker,
+    now: float,
+    key: str,
+    config: Settings,
+    *,
+    evidence: DriftEvidence | None = None,
 ) -> Judgement:
-    """A drift stream's judgement: its sequential detectors' evidence, or its latest decided baseline window."""
+    """A drift stream's judgement: its sequential detectors' evidence, or its latest decided baseline window.
+    ``evidence``: a categorical stream's, found elsewhere than in its own window (its rows in all traffic's
+    window, :mod:`monitor.core.local_change`)."""
     cfg = config.alerts
     if isinstance(tracker, NumericStream):
         ev = tracker.evidence()
@@ -64,7 +74,7 @@ def judge_drift(
         enough = ev.events >= cfg.min_events
         shift = abs(ev.current.get("mean", 0.0) - ev.baseline.get("mean", 0.0)) if ev.events else 0.0
     else:
-        ev = tracker.evidence(shown(state.vocab[name].labels()))
+        ev = evidence if evidence is not None else tracker.evidence(shown(state.vocab[name].labels()))
         threshold, critical = cfg.min_distance, cfg.critical_distance
         enough = ev.events > 0
         shift = ev.effect
@@ -115,7 +125,11 @@ def judge_drift(
         extra={
             **({"min_events": cfg.min_events, "pending": pending} if tracker.kind == "numeric" else {}),
             **({"window_end": verdict.time} if verdict is not None else {}),  # its latest window's last event
-            **({"test_end": tracker.last_time} if isinstance(tracker, CategoricalDriftTracker) else {}),
+            **(
+                {"test_end": tracker.last_time if evidence is None else evidence.change_time}
+                if isinstance(tracker, CategoricalDriftTracker)
+                else {}
+            ),
         },
         position=tracker.count,
     )

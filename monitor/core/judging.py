@@ -15,10 +15,13 @@ from typing import Any
 
 from monitor.core.alerting import Alerting
 from monitor.core.judgements import drift_key, judge_drift, needs_judging
+from monitor.core.local_change import local_change
+from monitor.core.messages import shown
 from monitor.core.model_state import PREDICTION, ModelState, Tracker, recent_share
 from monitor.core.rules import ALL, Alert, Judgement
 from monitor.core.settings import Settings
 from monitor.core.significance import WindowResult
+from monitor.core.stats import OVERFLOW
 
 StreamToJudge = tuple[tuple[str, str], Tracker, float]  # (bucket, its tracker, the time it is judged at)
 
@@ -60,6 +63,7 @@ class DriftJudging:
             judge_drift(state, name, bucket, tracker, now, self.key(state, name, bucket), self.config)
             for bucket, tracker, now in touched + waiting
         ]
+        judged = self._local_categorical(state, name, judged)
         for j in judged:
             if j.bucket != ALL:
                 j.extra["share"] = recent_share(state, j.bucket)
@@ -99,6 +103,42 @@ class DriftJudging:
                 streams.append((ALL, overall, state.last_event_time))  # attribution needs all traffic's view
             alerts += self.decide(state, name, streams, in_batch=False)
         return alerts
+
+    def _local_categorical(self, state: ModelState, name: str, judged: list[Judgement]) -> list[Judgement]:
+        """All traffic fires on a categorical window that one segment's rows account for
+        (:func:`~monitor.core.local_change.local_change`): that segment is judged on its rows there, until its
+        own window has had them. Its shift is then its own, and attribution gives it the alert."""
+        whole = next((j for j in judged if j.bucket == ALL), None)
+        tracker = state.streams.get((name, *ALL))
+        if whole is None or not whole.fire or tracker is None:
+            return judged
+        labels = shown(state.vocab[name].labels())
+        cap = self.config.monitoring.max_segment_values
+        for attr in state.segment_attributes:
+            breakdown = state.breakdowns.get((name, attr))
+            if breakdown is None:
+                continue
+            values = {c: v for v, c in state.segment_codes[attr].items()}
+            streams = {}
+            for code in range(breakdown.open.shape[0]):
+                segment = state.streams.get((name, attr, values.get(code, OVERFLOW) if code < cap else OVERFLOW))
+                if segment is not None:
+                    streams[code] = segment
+            found = local_change(
+                tracker, breakdown, streams, labels, alpha=tracker.settings.categorical_alpha,
+                min_distance=self.config.alerts.min_distance, ratio=self.config.alerts.explain_ratio,
+            )  # fmt: skip
+            if found is None:
+                continue
+            code, evidence = found
+            segment = streams[code]
+            if segment.last is not None and segment.last_time >= breakdown.closed_time:
+                return judged  # its own window has had the changed rows: its own test decides
+            bucket = (attr, values.get(code, OVERFLOW) if code < cap else OVERFLOW)
+            key = self.key(state, name, bucket)
+            local = judge_drift(state, name, bucket, segment, whole.now, key, self.config, evidence=evidence)
+            return [j for j in judged if j.bucket != bucket] + [local]
+        return judged
 
     def _waiting(self, state: ModelState, name: str, touched: list[StreamToJudge]) -> list[StreamToJudge]:
         """Segments of the subject with an unconfirmed change that ``touched`` leaves out (a batch without their

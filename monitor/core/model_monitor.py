@@ -16,12 +16,21 @@ from typing import Any
 import numpy as np
 
 from monitor.core.alerting import Alerting
-from monitor.core.columns import Bucket, convert_column, segment_buckets, segment_combinations, take, take_feature
+from monitor.core.columns import (
+    Bucket,
+    convert_column,
+    segment_buckets,
+    segment_codes_by_row,
+    segment_combinations,
+    take,
+    take_feature,
+)
 from monitor.core.drift import CategoricalDriftTracker
 from monitor.core.events import PredictionBatch
 from monitor.core.float_columns import as_values
 from monitor.core.judgements import retrain_judgement
 from monitor.core.judging import DriftJudging, StreamToJudge
+from monitor.core.local_change import WindowBreakdown
 from monitor.core.model_setup import ModelSetup
 from monitor.core.model_state import LATENCY_BUCKETS_MS, PREDICTION, ModelState, Tracker, note_recent_rows
 from monitor.core.numeric_streams import NumericStream, NumericStreams
@@ -123,6 +132,7 @@ class ModelMonitor:
         )
         # each bucket's newest event time, the "now" its streams are judged at (the same for every subject)
         bucket_now = [float(times.max() if part is None else times[part].max()) for _, part in buckets]
+        segment_rows: dict[str, np.ndarray] | None = None  # each row's segment value code per attribute, on demand
         for name, values, kind, column, mismatch in converted_columns:
             if watch is not None and name != PREDICTION:
                 observed.append((name, values, kind, column, mismatch))
@@ -141,7 +151,15 @@ class ModelMonitor:
                     tracker = self._tracker(state, name, bucket)
                     if tracker is None:
                         continue
-                    tracker.update(part_values, part_times)
+                    taken, ends = tracker.update(part_values, part_times)
+                    if bucket == ALL and len(buckets) > 1:
+                        if segment_rows is None:
+                            segment_rows = segment_codes_by_row(state, buckets, n, self.config.monitoring)
+                        for attr, codes_of_rows in segment_rows.items():
+                            breakdown = state.breakdowns.get((name, attr))
+                            if breakdown is None:
+                                breakdown = state.breakdowns[name, attr] = WindowBreakdown(tracker.counts.size)
+                            breakdown.add(part_values, taken, ends, codes_of_rows, part_times)
                     if testing:
                         present = part_values >= 0
                         test = self.setup.window_test(state, name, kind, bucket)

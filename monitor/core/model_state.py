@@ -14,6 +14,7 @@ import numpy as np
 from monitor.core.decisions import RetrainState
 from monitor.core.drift import CategoricalDriftTracker
 from monitor.core.fairness import FairnessTracker
+from monitor.core.local_change import WindowBreakdown
 from monitor.core.numeric_streams import NumericStream, NumericStreams
 from monitor.core.performance import ModelPerformance
 from monitor.core.quality import SchemaWatch
@@ -60,6 +61,9 @@ class ModelState:
         # each bucket's rows weighted by age (halved every SHARE_HALF_LIFE of the version's events), with the
         # version's event count they stand at: segments' shares of the recent traffic (recent_share)
         self.recent_rows: dict[tuple[str, str], tuple[float, int]] = {}
+        # all traffic's categorical test window of each subject, counted by each segment attribute's values
+        # (subject, attribute): what tells a change local to one segment (monitor.core.local_change)
+        self.breakdowns: dict[tuple[str, str], WindowBreakdown] = {}
 
     def stream_count(self) -> int:
         """The drift streams this version holds (what counts against ``monitoring.max_streams``)."""

@@ -16,6 +16,7 @@ from monitor.core.drift import CategoricalDriftTracker, DriftEvidence, NumericDr
 from monitor.core.event_clock import VersionActivity
 from monitor.core.fairness import FairnessTracker, GroupStats
 from monitor.core.join import LabelJoiner, PendingLabel, PendingPrediction
+from monitor.core.local_change import WindowBreakdown
 from monitor.core.metrics import PerformanceWindow, Ring
 from monitor.core.model_state import ModelState
 from monitor.core.numeric_streams import NumericStreams
@@ -84,4 +85,5 @@ def register_snapshot_classes() -> None:
         FieldCounts,
         RetrainState,
         VersionActivity,
+        WindowBreakdown,
     )

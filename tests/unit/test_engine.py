@@ -127,6 +127,53 @@ def test_a_change_everywhere_larger_in_one_segment_raises_all_traffics_alert(bat
     assert {k for _, k in drift} <= {"churn/v1/data_drift/income/all", "churn/v1/data_drift/income/country=SG"}
 
 
+def _devices(share: float, seed: int, *, everywhere: float = 0.0, to: str = "tablet") -> list[dict[str, Any]]:
+    """Traffic whose region r0 (``share`` of it) changes every device to ``to`` after 15,000 events, and every
+    region a share ``everywhere`` of its devices; another attribute (dev) beside it."""
+    rng = np.random.default_rng(seed)
+    events = []
+    for i in range(25_000):
+        region = 0 if rng.random() < share else int(rng.integers(1, 5))
+        device = ("phone", "desktop", "tablet")[int(rng.choice(3, p=(0.6, 0.3, 0.1)))]
+        if i >= 15_000 and (region == 0 or rng.random() < everywhere):
+            device = to
+        events.append(
+            {
+                "prediction_id": f"p{i}", "model": "m", "model_version": "v1", "timestamp": T0 + i / 100.0,
+                "features": {"device": device}, "prediction": 0.5,
+                "segments": {"region": f"r{region}", "dev": "ab"[int(rng.integers(0, 2))]},
+            }
+        )  # fmt: skip
+    return events
+
+
+@pytest.mark.parametrize("batch", [7, 100, 1000, 5000])
+@pytest.mark.parametrize(("share", "to"), [(0.1, "tablet"), (0.3, "tablet"), (0.5, "phone"), (0.1, "watch")])
+def test_a_categorical_change_in_one_segment_raises_that_segments_alert_only(batch, share, to):
+    """A segment's categorical window fills at its share of the traffic: all traffic's window fired first on the
+    diluted change and the segment's alert came later (two pages). All traffic's window, split by region,
+    shows the change is r0's: r0 fires on its rows there, when all traffic would have."""
+    engine = PartitionEngine(load_config(environ={}, overrides={"quality": {"enabled": False}}), clock=lambda: T0)
+    events, drift = _devices(share, 1, to=to), []
+    for end in range(batch, len(events) + batch, batch):
+        drift += [(end, a.status, a.key) for a in _feed(engine, events[end - batch : end]) if a.kind == "data_drift"]
+    assert [(s, k) for _, s, k in drift] == [("firing", "m/v1/data_drift/device/region=r0")]
+    assert drift[0][0] <= 15_000 + max(batch, 2_000)  # when all traffic's window fired (r0's own fills slower)
+
+
+@pytest.mark.parametrize("batch", [100, 1000])
+@pytest.mark.parametrize(("everywhere", "to"), [(0.2, "tablet"), (0.08, "watch")])
+def test_a_categorical_change_everywhere_larger_in_one_segment_keeps_all_traffics_alert(batch, everywhere, to):
+    """Every region moved, r0 entirely: put back to r0's reference, all traffic still shows a change, so it is
+    not r0's alone and all traffic pages (a new category in 8% of every region's rows too)."""
+    config = load_config(environ={}, overrides={"quality": {"enabled": False}})
+    events = _devices(0.1, 2, everywhere=everywhere, to=to)
+    drift = [(a.status, a.key) for a in _feed(PartitionEngine(config, clock=lambda: T0), events, batch=batch)]
+    drift = [d for d in drift if "/data_drift/" in d[1]]
+    assert drift[0] == ("firing", "m/v1/data_drift/device/all")
+    assert {k for _, k in drift} <= {"m/v1/data_drift/device/all", "m/v1/data_drift/device/region=r0"}
+
+
 def test_a_segment_is_never_judged_without_all_traffic(monkeypatch):
     """Only streams with something to judge are judged, but attribution (one change, one alert) needs all
     traffic's judgement beside every segment's: a segment judged alone could page while all traffic's alert

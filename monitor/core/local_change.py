@@ -1,0 +1,116 @@
+"""A categorical change confined to one segment, told from all traffic's window before the segment's own completes.
+
+A segment has a share of the traffic, so its categorical window (``detectors.categorical_window`` of its own
+values) completes long after all traffic's on the same change: a change confined to a segment with a tenth of the
+traffic moves all traffic's distribution by about a tenth of its size, often enough to fire there, and the
+segment's own alert came about ten windows later (two pages for one change, the first one misplaced). So all
+traffic's window is also counted by the values of each segment attribute (:class:`WindowBreakdown`), and when all
+traffic's window fires, :func:`local_change` asks whether one segment's rows in it account for the change:
+
+- its rows differ from its own reference, significantly and by at least the threshold distance, and no other
+  value's rows differ significantly from theirs;
+- the other values' rows together are ``explain_ratio`` times closer to what their references expect (a change
+  everywhere shows in the other values too, if less surely in their smaller samples);
+- with its rows put back to its reference (the same number of them), all traffic's window shows no change:
+  neither a significant one nor one of the threshold distance.
+
+That segment then fires on its rows of the window (a smaller sample, tested as such) and explains all traffic's
+alert, as a segment that explains a diluted change does. A change that is everywhere keeps all traffic's alert:
+taking one segment out leaves it above the threshold.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from monitor.core.detectors import compare_categories
+from monitor.core.drift import CategoricalDriftTracker, DriftEvidence
+
+
+class WindowBreakdown:
+    """All traffic's open categorical test window counted by (code of a segment attribute's value, category),
+    and the counts of its last closed window with that window's end time. Its size is bounded by the
+    attribute's segment cap (its codes) and the category vocabulary's capacity."""
+
+    def __init__(self, n_codes: int) -> None:
+        self.open = np.zeros((0, n_codes), dtype=np.int64)
+        self.closed: np.ndarray | None = None
+        self.closed_time = math.nan
+
+    def add(self, codes: np.ndarray, rows: np.ndarray, ends: list[int], segment: np.ndarray, times: np.ndarray) -> None:
+        """A batch's category ``codes`` and each row's segment value code (-1: none): ``rows`` are the rows all
+        traffic's test windows took (:meth:`CategoricalDriftTracker.update`), ``ends`` the rows that closed one,
+        ``times`` the rows' event times."""
+        top = int(segment.max()) + 1 if segment.size else 0
+        if top > self.open.shape[0]:
+            self.open = np.pad(self.open, ((0, top - self.open.shape[0]), (0, 0)))
+        width = self.open.shape[1]
+        cut = 0
+        for end in [*ends, None]:
+            piece = rows[cut:] if end is None else rows[cut : int(np.searchsorted(rows, end)) + 1]
+            cut += piece.size
+            of = segment[piece]
+            kept = of >= 0
+            cells = of[kept] * width + codes[piece][kept]
+            self.open += np.bincount(cells, minlength=self.open.size).reshape(self.open.shape)
+            if end is not None:
+                self.closed, self.closed_time = self.open, float(times[end])
+                self.open = np.zeros_like(self.open)
+
+
+def local_change(
+    whole: CategoricalDriftTracker,
+    breakdown: WindowBreakdown,
+    segments: dict[int, CategoricalDriftTracker],
+    labels: list[str],
+    *,
+    alpha: float,
+    min_distance: float,
+    ratio: float,
+) -> tuple[int, DriftEvidence] | None:
+    """The segment (by its value's code; ``segments``: the attribute's streams by code) whose change all
+    traffic's latest window shows, as evidence from its rows there; None when no one segment accounts for it
+    (see the module's docstring). The caller asks when all traffic fires, on this window's test or another."""
+    last = whole.last
+    closed = breakdown.closed
+    if last is None or closed is None or whole.test.reference is None or breakdown.closed_time != whole.last_time:
+        return None  # the breakdown is of another window (a window of all traffic closed before it was kept)
+    tested = []
+    for value, counts in enumerate(closed):
+        segment = segments.get(value)
+        reference = None if segment is None else segment.test.reference
+        if reference is None or not counts.any():
+            continue
+        tested.append((value, counts, reference / reference.sum(), compare_categories(reference, counts)))
+    changed = [t for t in tested if t[3].p_value < alpha]
+    if len(changed) != 1 or changed[0][3].distance < min_distance:
+        return None  # no segment, or more than one, moved: not one segment's change
+    value, counts, shares, test = changed[0]
+    # the other values together, against what their own references expect of as many rows
+    rest = sum((t[1] for t in tested if t[0] != value), np.zeros(counts.size))
+    expected = sum((t[1].sum() * t[2] for t in tested if t[0] != value), np.zeros(counts.size))
+    if rest.sum() and 0.5 * float(np.abs(rest / rest.sum() - expected / expected.sum()).sum()) * ratio > test.distance:
+        return None  # the rest moved too, less surely in smaller samples: the change is not this segment's alone
+    n = int(counts.sum())
+    window = last.current * whole.settings.categorical_window  # all traffic's window, as counts
+    without = compare_categories(whole.test.reference, window - counts + n * shares)
+    if without.p_value < alpha or without.distance >= min_distance:
+        return None  # all traffic shows a change without it too: not this segment's alone
+    diff = test.current - test.reference
+    top = int(np.argmax(np.abs(diff)))
+    name = labels[top] if top < len(labels) else str(top)
+    return value, DriftEvidence(
+        detected=True,
+        effect=test.distance,
+        events=n,
+        detector="chi2",
+        change_seq=whole.last_seq,
+        change_time=whole.last_time,
+        p_value=test.p_value,
+        baseline={"category": name, "share": float(test.reference[top])},
+        current={"category": name, "share": float(test.current[top]), "events": n},
+        direction="rose" if diff[top] > 0 else "fell",
+        extra={"chi2": test.chi2, "in_window_of": "all traffic"},
+    )
