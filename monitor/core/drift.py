@@ -194,10 +194,12 @@ class CategoricalDriftTracker:
 
     >>> t = CategoricalDriftTracker(DetectorSettings(warmup_events=300, categorical_window=300), n_codes=3)
     >>> rng = np.random.default_rng(0)
-    >>> t.update(rng.integers(0, 2, 900), np.arange(900.0))
+    >>> _ = t.update(rng.integers(0, 2, 900), np.arange(900.0))
     >>> t.evidence().detected
     False
-    >>> t.update(np.full(300, 2), np.arange(900.0, 1200.0))
+    >>> rows, ends = t.update(np.full(300, 2), np.arange(900.0, 1200.0))
+    >>> ends  # the value that closed a window, by its index in the batch
+    [299]
     >>> ev = t.evidence()
     >>> (ev.detected, round(ev.effect, 2), ev.p_value < 1e-9)
     (True, 1.0, True)
