@@ -469,8 +469,11 @@ def report(r: dict[str, Any], seconds: float, *, quick: bool, png: Path) -> str:
         f"version are one table (core/numeric_streams.py, core/windows.py): moments, histograms, chunks, Page-Hinkley "
         f"and the window tests' counts cost a fixed number of numpy calls per batch; a value's window bin is read from "
         f"its histogram cell (core/cells.py), and chunks are summed with reduceat. Still per stream: river's ADWIN "
-        f"(one call per 32 values of a stream), each closed window, the categorical streams (one chi-square window and one window test object each) and the judgement "
-        f"of streams with something to judge; still per row: segment codes and column conversion. The profile below "
+        f"(one call per 32 values of a stream, through one map), the result object of each stream's latest decided "
+        f"window (closed windows go to their false-discovery round as columns), the categorical streams (one "
+        f"chi-square window and one window test object each) and the judgement of streams with something to judge; "
+        f"still per row: segment codes and column conversion. Both engine phases run under the collector settings of a "
+        f"monitor process (monitor/collector.py), as the naive loop does. The profile below "
         f"shows where the time goes. The engine does {eng['events_per_s'] / nai['events_per_s']:.1f}x the naive loop "
         f"while also running categorical tests, the prediction stream, the label join, score-based estimates and the "
         f"alert lifecycle, which the naive loop does not. docs/engine-v2.md has the plan for the rest.",

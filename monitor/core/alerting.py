@@ -401,6 +401,12 @@ class Alerting:
                 continue
             for bucket in explained_buckets(group, ratio):
                 explained.add((kind, subject, bucket))
+            for j in group:  # segments whose rows account for all traffic's change (core/local_change.py)
+                if j.fire and j.extra.get("explains_all"):
+                    explained.add((kind, subject, ALL))
+                    explained.discard((kind, subject, j.bucket))
+                if j.fire and j.extra.get("explained_by_open"):
+                    explained.add((kind, subject, ALL))
         overall = {(j.kind, j.subject): j for j in judged if j.bucket == ALL}
         for j in judged:
             # on the label path all traffic only (a segment's label test is too weak to hold another segment)
@@ -415,6 +421,7 @@ class Alerting:
                 and j.kind != "fairness"
                 and parent is not None
                 and j.bucket != ALL
+                and not j.extra.get("explains_all")
                 and self.recent(parent.key, j.now)
                 and j.shift < ratio * max(parent.shift, self.incident_shift.get(parent.key, 0.0))
             ):

@@ -90,15 +90,11 @@ def segment_codes_by_row(
     state: ModelState, buckets: list[Bucket], n: int, mon: MonitoringConfig
 ) -> dict[str, np.ndarray]:
     """Each of ``n`` rows' segment value code (``state.segment_codes``; the overflow bucket past the cap), per
-    tracked attribute; -1 where a row has none."""
-    out: dict[str, np.ndarray] = {}
+    tracked attribute, every one of them; -1 where a row has none."""
+    out = {attr: np.full(n, -1, dtype=np.int64) for attr in state.segment_attributes}
     for (attr, value), part in buckets:
-        if part is None:
-            continue
-        column = out.get(attr)
-        if column is None:
-            column = out[attr] = np.full(n, -1, dtype=np.int64)
-        column[part] = state.segment_codes[attr].get(value, mon.max_segment_values)
+        if part is not None:
+            out[attr][part] = state.segment_codes[attr].get(value, mon.max_segment_values)
     return out
 
 

@@ -106,37 +106,47 @@ class DriftJudging:
 
     def _local_categorical(self, state: ModelState, name: str, judged: list[Judgement]) -> list[Judgement]:
         """All traffic fires on a categorical window that one segment's rows account for
-        (:func:`~monitor.core.local_change.local_change`): that segment is judged on its rows there, until its
-        own window has had them. Its shift is then its own, and attribution gives it the alert."""
+        (:func:`~monitor.core.local_change.local_change`): that segment is judged on its rows there, unless its
+        own window fires with a larger shift, and its judgement says it explains all traffic's
+        (``extra["explains_all"]``, which attribution follows). When the segments whose alerts are open account
+        for it, all traffic's judgement says so (``extra["explained_by_open"]``). Not once all traffic's own
+        alert is open: that alert has the change already."""
         whole = next((j for j in judged if j.bucket == ALL), None)
         tracker = state.streams.get((name, *ALL))
-        if whole is None or not whole.fire or tracker is None:
-            return judged
+        firing = self.alerting.lifecycle.is_firing
+        if whole is None or not whole.fire or tracker is None or firing(whole.key):
+            return judged  # (all traffic's alert open already: it has this change, and a second page would repeat it)
         labels = shown(state.vocab[name].labels())
-        cap = self.config.monitoring.max_segment_values
         for attr in state.segment_attributes:
             breakdown = state.breakdowns.get((name, attr))
             if breakdown is None:
                 continue
             values = {c: v for v, c in state.segment_codes[attr].items()}
-            streams = {}
+            streams, settled = {}, set()
             for code in range(breakdown.open.shape[0]):
-                segment = state.streams.get((name, attr, values.get(code, OVERFLOW) if code < cap else OVERFLOW))
+                bucket = (attr, values.get(code, OVERFLOW))
+                segment = state.streams.get((name, *bucket))
                 if segment is not None:
                     streams[code] = segment
+                    if firing(self.key(state, name, bucket)):
+                        settled.add(code)
             found = local_change(
                 tracker, breakdown, streams, labels, alpha=tracker.settings.categorical_alpha,
                 min_distance=self.config.alerts.min_distance, ratio=self.config.alerts.explain_ratio,
+                settled=frozenset(settled),
             )  # fmt: skip
             if found is None:
                 continue
-            code, evidence = found
-            segment = streams[code]
-            if segment.last is not None and segment.last_time >= breakdown.closed_time:
-                return judged  # its own window has had the changed rows: its own test decides
-            bucket = (attr, values.get(code, OVERFLOW) if code < cap else OVERFLOW)
+            which, evidence = found
+            if which is None or evidence is None:  # the open segments' changes account for all traffic's
+                return [replace(j, extra={**j.extra, "explained_by_open": True}) if j is whole else j for j in judged]
+            bucket = (attr, values.get(which, OVERFLOW))
             key = self.key(state, name, bucket)
-            local = judge_drift(state, name, bucket, segment, whole.now, key, self.config, evidence=evidence)
+            local = judge_drift(state, name, bucket, streams[which], whole.now, key, self.config, evidence=evidence)
+            own = next((j for j in judged if j.bucket == bucket), None)
+            if own is not None and own.fire and own.shift >= local.shift:
+                local = own  # its own window has the change as clearly
+            local = replace(local, extra={**local.extra, "explains_all": True})
             return [j for j in judged if j.bucket != bucket] + [local]
         return judged
 

@@ -69,10 +69,14 @@ def local_change(
     alpha: float,
     min_distance: float,
     ratio: float,
-) -> tuple[int, DriftEvidence] | None:
+    settled: frozenset[int] = frozenset(),
+) -> tuple[int | None, DriftEvidence | None] | None:
     """The segment (by its value's code; ``segments``: the attribute's streams by code) whose change all
     traffic's latest window shows, as evidence from its rows there; None when no one segment accounts for it
-    (see the module's docstring). The caller asks when all traffic fires, on this window's test or another."""
+    (see the module's docstring). The caller asks when all traffic fires, on this window's test or another.
+    ``settled``: segments whose alert is open already; their rows count as at their reference (a change in
+    another segment while one is open is that one's alone too). ``(None, None)``: no other segment moved, and
+    the open ones account for all traffic's change."""
     last = whole.last
     closed = breakdown.closed
     if last is None or closed is None or whole.test.reference is None or breakdown.closed_time != whole.last_time:
@@ -84,18 +88,26 @@ def local_change(
         if reference is None or not counts.any():
             continue
         tested.append((value, counts, reference / reference.sum(), compare_categories(reference, counts)))
-    changed = [t for t in tested if t[3].p_value < alpha]
+    window = last.current * whole.settings.categorical_window  # all traffic's window, as counts
+    if any(t[0] in settled for t in tested):
+        for t in tested:  # open segments' rows as their references expect them
+            if t[0] in settled:
+                window = window - t[1] + t[1].sum() * t[2]
+        beyond = compare_categories(whole.test.reference, window)
+        if beyond.p_value >= alpha and beyond.distance < min_distance:
+            return None, None  # nothing changed beyond what the open alerts cover
+    changed = [t for t in tested if t[3].p_value < alpha and t[0] not in settled]
     if len(changed) != 1 or changed[0][3].distance < min_distance:
         return None  # no segment, or more than one, moved: not one segment's change
-    value, counts, shares, test = changed[0]
+    value, counts, _, test = changed[0]
     # the other values together, against what their own references expect of as many rows
-    rest = sum((t[1] for t in tested if t[0] != value), np.zeros(counts.size))
-    expected = sum((t[1].sum() * t[2] for t in tested if t[0] != value), np.zeros(counts.size))
+    others = [t for t in tested if t[0] != value and t[0] not in settled]
+    rest = sum((t[1] for t in others), np.zeros(counts.size))
+    expected = sum((t[1].sum() * t[2] for t in others), np.zeros(counts.size))
     if rest.sum() and 0.5 * float(np.abs(rest / rest.sum() - expected / expected.sum()).sum()) * ratio > test.distance:
         return None  # the rest moved too, less surely in smaller samples: the change is not this segment's alone
     n = int(counts.sum())
-    window = last.current * whole.settings.categorical_window  # all traffic's window, as counts
-    without = compare_categories(whole.test.reference, window - counts + n * shares)
+    without = compare_categories(whole.test.reference, window - counts + n * changed[0][2])
     if without.p_value < alpha or without.distance >= min_distance:
         return None  # all traffic shows a change without it too: not this segment's alone
     diff = test.current - test.reference

@@ -152,7 +152,7 @@ class ModelMonitor:
                     if tracker is None:
                         continue
                     taken, ends = tracker.update(part_values, part_times)
-                    if bucket == ALL and len(buckets) > 1:
+                    if bucket == ALL and state.segment_attributes:  # every batch: a window may end in any
                         if segment_rows is None:
                             segment_rows = segment_codes_by_row(state, buckets, n, self.config.monitoring)
                         for attr, codes_of_rows in segment_rows.items():

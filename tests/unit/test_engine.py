@@ -127,28 +127,47 @@ def test_a_change_everywhere_larger_in_one_segment_raises_all_traffics_alert(bat
     assert {k for _, k in drift} <= {"churn/v1/data_drift/income/all", "churn/v1/data_drift/income/country=SG"}
 
 
-def _devices(share: float, seed: int, *, everywhere: float = 0.0, to: str = "tablet") -> list[dict[str, Any]]:
-    """Traffic whose region r0 (``share`` of it) changes every device to ``to`` after 15,000 events, and every
-    region a share ``everywhere`` of its devices; another attribute (dev) beside it."""
+def _devices(
+    share: float,
+    seed: int,
+    *,
+    everywhere: float = 0.0,
+    to: str = "tablet",
+    part: float = 1.0,
+    n: int = 25_000,
+    r1_from: int | None = None,
+    missing: float = 0.0,
+    campaign: float = 1.0,
+) -> list[dict[str, Any]]:
+    """Traffic whose region r0 (``share`` of it) changes a share ``part`` of its devices to ``to`` after 15,000
+    events, and every region a share ``everywhere``; region r1 all of its devices to "watch" from ``r1_from``.
+    Another attribute (dev) beside region, carried by a share ``campaign`` of the rows; a share ``missing``
+    of the rows without a device."""  # fmt: skip
     rng = np.random.default_rng(seed)
     events = []
-    for i in range(25_000):
+    for i in range(n):
         region = 0 if rng.random() < share else int(rng.integers(1, 5))
-        device = ("phone", "desktop", "tablet")[int(rng.choice(3, p=(0.6, 0.3, 0.1)))]
-        if i >= 15_000 and (region == 0 or rng.random() < everywhere):
+        carries = campaign == 1.0 or rng.random() < campaign  # a row without the attribute is in no region
+        device: str | None = ("phone", "desktop", "tablet")[int(rng.choice(3, p=(0.6, 0.3, 0.1)))]
+        if i >= 15_000 and ((carries and region == 0 and rng.random() < part) or rng.random() < everywhere):
             device = to
+        if r1_from is not None and i >= r1_from and region == 1:
+            device = "watch"
+        if rng.random() < missing:
+            device = None
+        segments = {"region": f"r{region}"} if carries else {}
+        segments["dev"] = "ab"[int(rng.integers(0, 2))]
         events.append(
             {
                 "prediction_id": f"p{i}", "model": "m", "model_version": "v1", "timestamp": T0 + i / 100.0,
-                "features": {"device": device}, "prediction": 0.5,
-                "segments": {"region": f"r{region}", "dev": "ab"[int(rng.integers(0, 2))]},
+                "features": {"device": device}, "prediction": 0.5, "segments": segments,
             }
         )  # fmt: skip
     return events
 
 
 @pytest.mark.parametrize("batch", [7, 100, 1000, 5000])
-@pytest.mark.parametrize(("share", "to"), [(0.1, "tablet"), (0.3, "tablet"), (0.5, "phone"), (0.1, "watch")])
+@pytest.mark.parametrize(("share", "to"), [(0.2, "tablet"), (0.3, "tablet"), (0.5, "phone"), (0.1, "watch")])
 def test_a_categorical_change_in_one_segment_raises_that_segments_alert_only(batch, share, to):
     """A segment's categorical window fills at its share of the traffic: all traffic's window fired first on the
     diluted change and the segment's alert came later (two pages). All traffic's window, split by region,
@@ -158,7 +177,54 @@ def test_a_categorical_change_in_one_segment_raises_that_segments_alert_only(bat
     for end in range(batch, len(events) + batch, batch):
         drift += [(end, a.status, a.key) for a in _feed(engine, events[end - batch : end]) if a.kind == "data_drift"]
     assert [(s, k) for _, s, k in drift] == [("firing", "m/v1/data_drift/device/region=r0")]
-    assert drift[0][0] <= 15_000 + max(batch, 2_000)  # when all traffic's window fired (r0's own fills slower)
+    assert drift[0][0] <= 15_000 + 2_000 + batch  # when all traffic's window fired (r0's own fills slower)
+
+
+def _drift_alerts(events: list[dict[str, Any]], batch: int) -> list[tuple[str, str]]:
+    engine = PartitionEngine(load_config(environ={}, overrides={"quality": {"enabled": False}}), clock=lambda: T0)
+    return [(a.status, a.key) for a in _feed(engine, events, batch=batch) if a.kind == "data_drift"]
+
+
+@pytest.mark.parametrize(
+    ("batch", "options"),
+    [
+        (700, {"share": 0.5, "part": 0.3}),  # a partial change in half the traffic: all traffic's shift is half of it
+        (1000, {"share": 0.5, "missing": 0.1}),  # missing values: all traffic's windows end inside batches
+        (10, {"share": 0.7, "campaign": 0.12, "to": "watch"}),  # region on 12% of rows: batches without it end windows
+    ],
+)
+def test_a_categorical_change_in_one_segment_is_one_alert_however_windows_and_batches_fall(batch, options):
+    """The segment is judged on its rows of all traffic's window until its own window fires as clearly; every
+    batch counts in the split, whether or not its rows carry the attribute; and while the segment's alert is
+    open, all traffic's windows that its rows account for stay explained."""
+    assert _drift_alerts(_devices(seed=3, n=30_000, **options), batch) == [
+        ("firing", "m/v1/data_drift/device/region=r0")
+    ]
+
+
+def test_all_traffics_window_is_split_by_segment_in_every_batch_even_one_without_the_attribute() -> None:
+    """A batch none of whose rows carries the attribute can end all traffic's window: the split must end it too,
+    or its next window holds rows of several (a change read from them was diluted, and all traffic paged)."""
+    engine = PartitionEngine(load_config(environ={}, overrides={"quality": {"enabled": False}}), clock=lambda: T0)
+    events, checked = _devices(0.3, 2, n=8_000, campaign=0.2), 0
+    for lo in range(0, len(events), 10):
+        _feed(engine, events[lo : lo + 10], batch=10)
+        state = next(iter(engine.models.values()))
+        breakdown = state.breakdowns.get(("device", "region"))
+        if breakdown is not None and breakdown.closed is not None:
+            assert breakdown.closed_time == state.streams["device", "", ""].last_time
+            assert breakdown.closed.sum() <= 1_000
+            checked += 1
+    assert checked > 500
+
+
+def test_a_second_segments_change_while_the_first_ones_alert_is_open_is_its_own() -> None:
+    """r0's change goes on while r1's begins: put back to their references with r0's open alert, all traffic
+    shows r1's change only (it paged for the two together)."""
+    assert _drift_alerts(_devices(0.2, 1, n=28_000, r1_from=18_000), 1000) == [
+        ("firing", "m/v1/data_drift/device/region=r0"),
+        ("firing", "m/v1/data_drift/device/region=r1"),
+    ]
 
 
 @pytest.mark.parametrize("batch", [100, 1000])
