@@ -108,15 +108,17 @@ class DriftJudging:
         """All traffic fires on a categorical window that one segment's rows account for
         (:func:`~monitor.core.local_change.local_change`): that segment is judged on its rows there, unless its
         own window fires with a larger shift, and its judgement says it explains all traffic's
-        (``extra["explains_all"]``, which attribution follows). When the segments whose alerts are open account
-        for it, all traffic's judgement says so (``extra["explained_by_open"]``). Not once all traffic's own
-        alert is open: that alert has the change already."""
+        (``extra["explains_all"]``, which attribution follows). When the segments whose alerts this opened, and
+        that are still open, account for it, all traffic's judgement says so (``extra["explained_by_open"]``);
+        segments that fired on their own windows do not count so (a change everywhere fires some of them too).
+        Not once all traffic's own alert is open: that alert has the change already."""
         whole = next((j for j in judged if j.bucket == ALL), None)
         tracker = state.streams.get((name, *ALL))
         firing = self.alerting.lifecycle.is_firing
         if whole is None or not whole.fire or tracker is None or firing(whole.key):
             return judged  # (all traffic's alert open already: it has this change, and a second page would repeat it)
         labels = shown(state.vocab[name].labels())
+        state.local_alerts = {k for k in state.local_alerts if firing(self.key(state, k[0], (k[1], k[2])))}
         for attr in state.segment_attributes:
             breakdown = state.breakdowns.get((name, attr))
             if breakdown is None:
@@ -128,7 +130,7 @@ class DriftJudging:
                 segment = state.streams.get((name, *bucket))
                 if segment is not None:
                     streams[code] = segment
-                    if firing(self.key(state, name, bucket)):
+                    if (name, *bucket) in state.local_alerts:  # (open: see above)
                         settled.add(code)
             found = local_change(
                 tracker, breakdown, streams, labels, alpha=tracker.settings.categorical_alpha,
@@ -147,6 +149,7 @@ class DriftJudging:
             if own is not None and own.fire and own.shift >= local.shift:
                 local = own  # its own window has the change as clearly
             local = replace(local, extra={**local.extra, "explains_all": True})
+            state.local_alerts.add((name, *bucket))
             return [j for j in judged if j.bucket != bucket] + [local]
         return judged
 

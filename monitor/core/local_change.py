@@ -9,8 +9,9 @@ traffic's window fires, :func:`local_change` asks whether one segment's rows in 
 
 - its rows differ from its own reference, significantly and by at least the threshold distance, and no other
   value's rows differ significantly from theirs;
-- the other values' rows together are ``explain_ratio`` times closer to what their references expect (a change
-  everywhere shows in the other values too, if less surely in their smaller samples);
+- the other values' rows together show no sign of a change from what their references expect (at the 5% level),
+  and are ``explain_ratio`` times closer to it (a change everywhere shows in the other values too, if less
+  surely in their smaller samples);
 - with its rows put back to its reference (the same number of them), all traffic's window shows no change:
   neither a significant one nor one of the threshold distance.
 
@@ -25,7 +26,7 @@ import math
 
 import numpy as np
 
-from monitor.core.detectors import compare_categories
+from monitor.core.detectors import WindowTest, compare_categories
 from monitor.core.drift import CategoricalDriftTracker, DriftEvidence
 
 
@@ -89,26 +90,24 @@ def local_change(
             continue
         tested.append((value, counts, reference / reference.sum(), compare_categories(reference, counts)))
     window = last.current * whole.settings.categorical_window  # all traffic's window, as counts
-    if any(t[0] in settled for t in tested):
-        for t in tested:  # open segments' rows as their references expect them
-            if t[0] in settled:
-                window = window - t[1] + t[1].sum() * t[2]
-        beyond = compare_categories(whole.test.reference, window)
-        if beyond.p_value >= alpha and beyond.distance < min_distance:
-            return None, None  # nothing changed beyond what the open alerts cover
-    changed = [t for t in tested if t[3].p_value < alpha and t[0] not in settled]
+    for t in tested:  # open segments' rows as their references expect them
+        if t[0] in settled:
+            window = window - t[1] + t[1].sum() * t[2]
+    unsettled = [t for t in tested if t[0] not in settled]
+    if (
+        len(unsettled) < len(tested)
+        and not _moved(unsettled, 0.0, ratio, alpha)
+        and _still(whole, window, alpha, min_distance)
+    ):
+        return None, None  # nothing changed beyond what the open alerts cover
+    changed = [t for t in unsettled if t[3].p_value < alpha]
     if len(changed) != 1 or changed[0][3].distance < min_distance:
         return None  # no segment, or more than one, moved: not one segment's change
-    value, counts, _, test = changed[0]
-    # the other values together, against what their own references expect of as many rows
-    others = [t for t in tested if t[0] != value and t[0] not in settled]
-    rest = sum((t[1] for t in others), np.zeros(counts.size))
-    expected = sum((t[1].sum() * t[2] for t in others), np.zeros(counts.size))
-    if rest.sum() and 0.5 * float(np.abs(rest / rest.sum() - expected / expected.sum()).sum()) * ratio > test.distance:
+    value, counts, shares, test = changed[0]
+    if _moved([t for t in unsettled if t[0] != value], test.distance, ratio):
         return None  # the rest moved too, less surely in smaller samples: the change is not this segment's alone
     n = int(counts.sum())
-    without = compare_categories(whole.test.reference, window - counts + n * changed[0][2])
-    if without.p_value < alpha or without.distance >= min_distance:
+    if not _still(whole, window - counts + n * shares, alpha, min_distance):
         return None  # all traffic shows a change without it too: not this segment's alone
     diff = test.current - test.reference
     top = int(np.argmax(np.abs(diff)))
@@ -126,3 +125,30 @@ def local_change(
         direction="rose" if diff[top] > 0 else "fell",
         extra={"chi2": test.chi2, "in_window_of": "all traffic"},
     )
+
+
+REST_ALPHA = 0.05  # the other segments together must show no sign of a change: a change everywhere shows there too
+
+
+def _moved(
+    others: list[tuple[int, np.ndarray, np.ndarray, WindowTest]],
+    distance: float,
+    ratio: float,
+    alpha: float = REST_ALPHA,
+) -> bool:
+    """Whether the rows of ``others`` together differ from what their references expect of as many rows: at all
+    (at level ``alpha``), or by ``distance`` over ``ratio``."""
+    if not others:
+        return False
+    rest = np.sum([t[1] for t in others], axis=0)
+    expected = np.sum([t[1].sum() * t[2] for t in others], axis=0)
+    test = compare_categories(expected, rest)
+    return test.p_value < alpha or test.distance * ratio > distance > 0
+
+
+def _still(whole: CategoricalDriftTracker, window: np.ndarray, alpha: float, min_distance: float) -> bool:
+    """Whether all traffic's window, as ``window`` counts, shows no change: neither a significant one nor one of
+    the threshold distance."""
+    assert whole.test.reference is not None
+    test = compare_categories(whole.test.reference, window)
+    return test.p_value >= alpha and test.distance < min_distance

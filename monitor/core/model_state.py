@@ -64,6 +64,9 @@ class ModelState:
         # all traffic's categorical test window of each subject, counted by each segment attribute's values
         # (subject, attribute): what tells a change local to one segment (monitor.core.local_change)
         self.breakdowns: dict[tuple[str, str], WindowBreakdown] = {}
+        # segments' categorical streams whose alert a change local to them opened (all traffic's window split):
+        # while open, their rows count as at their reference when the next window is split
+        self.local_alerts: set[tuple[str, str, str]] = set()
 
     def stream_count(self) -> int:
         """The drift streams this version holds (what counts against ``monitoring.max_streams``)."""

@@ -202,6 +202,56 @@ def test_a_categorical_change_in_one_segment_is_one_alert_however_windows_and_ba
     ]
 
 
+def _everywhere(seed: int, regions: int, local: bool) -> list[dict[str, Any]]:
+    """Region r0 has 10% of the traffic with ``local`` (every device of r0 turns tablet from event 15,000, then
+    15% of every row's devices turn desktop from 22,000), else a share 1/``regions`` (12% of every row's
+    devices turn desktop from 15,000); the other regions share the rest evenly."""
+    rng = np.random.default_rng(seed)
+    events = []
+    for i in range(32_000 if local else 30_000):
+        region = 0 if rng.random() < (0.1 if local else 1 / regions) else int(rng.integers(1, regions))
+        device = ("phone", "desktop", "tablet")[int(rng.choice(3, p=(0.6, 0.3, 0.1)))]
+        dev = "ab"[int(rng.integers(0, 2))]
+        if local and i >= 15_000 and region == 0:
+            device = "tablet"
+        elif i >= (22_000 if local else 15_000) and rng.random() < (0.15 if local else 0.12):
+            device = "desktop"
+        events.append(
+            {
+                "prediction_id": f"p{i}", "model": "m", "model_version": "v1", "timestamp": T0 + i / 100.0,
+                "features": {"device": device}, "prediction": 0.5, "segments": {"region": f"r{region}", "dev": dev},
+            }
+        )  # fmt: skip
+    return events
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_a_change_everywhere_after_a_local_ones_alert_still_pages_all_traffic(seed: int) -> None:
+    """r0's local alert is open when every region moves: put back with r0, all traffic still shows a change (the
+    open alerts do not account for it), and no segment is told local by chance from all traffic's window."""
+    alerts = [
+        (a.status, a.key.split("/")[-1], a.current["events"])
+        for a in _feed(
+            PartitionEngine(load_config(environ={}, overrides={"quality": {"enabled": False}}), clock=lambda: T0),
+            _everywhere(seed, 5, local=True),
+        )
+        if a.kind == "data_drift"
+    ]
+    assert alerts[0][:2] == ("firing", "region=r0") and ("firing", "all", 1000) in alerts
+    assert all(events == 1000 for _, key, events in alerts[1:])  # later ones on their own windows
+
+
+@pytest.mark.parametrize("seed", [3, 11, 14])
+def test_a_change_everywhere_is_never_one_segments_by_chance(seed: int) -> None:
+    """A 50/50 attribute's value can be significant in all traffic's window while the other just misses: the other
+    values must show no sign of a change at all before one value is said to account for it."""
+    alerts = _feed(
+        PartitionEngine(load_config(environ={}, overrides={"quality": {"enabled": False}}), clock=lambda: T0),
+        _everywhere(seed, 3, local=False),
+    )
+    assert all(a.current["events"] == 1000 for a in alerts if a.kind == "data_drift")
+
+
 def test_all_traffics_window_is_split_by_segment_in_every_batch_even_one_without_the_attribute() -> None:
     """A batch none of whose rows carries the attribute can end all traffic's window: the split must end it too,
     or its next window holds rows of several (a change read from them was diluted, and all traffic paged)."""
