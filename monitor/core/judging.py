@@ -56,6 +56,9 @@ class DriftJudging:
     ) -> list[Alert]:
         """Judge a subject's touched streams, set its drifting flag from them, and emit their transitions.
         ``in_batch``: the streams are the ones the batch held (not a window-test round's)."""
+        if state.local_alerts:  # the local path's alerts still open (see _local_categorical)
+            firing = self.alerting.lifecycle.is_firing
+            state.local_alerts = {k for k in state.local_alerts if k[0] != name or firing(self.key(state, name, k[1:]))}
         if not touched:
             return []  # nothing judged: the subject's drifting flag stays as its last judgement left it
         waiting = self._waiting(state, name, touched)
@@ -112,13 +115,12 @@ class DriftJudging:
         that are still open, account for it, all traffic's judgement says so (``extra["explained_by_open"]``);
         segments that fired on their own windows do not count so (a change everywhere fires some of them too).
         Not once all traffic's own alert is open: that alert has the change already."""
+        firing = self.alerting.lifecycle.is_firing
         whole = next((j for j in judged if j.bucket == ALL), None)
         tracker = state.streams.get((name, *ALL))
-        firing = self.alerting.lifecycle.is_firing
         if whole is None or not whole.fire or tracker is None or firing(whole.key):
             return judged  # (all traffic's alert open already: it has this change, and a second page would repeat it)
         labels = shown(state.vocab[name].labels())
-        state.local_alerts = {k for k in state.local_alerts if firing(self.key(state, k[0], (k[1], k[2])))}
         for attr in state.segment_attributes:
             breakdown = state.breakdowns.get((name, attr))
             if breakdown is None:
@@ -149,7 +151,8 @@ class DriftJudging:
             if own is not None and own.fire and own.shift >= local.shift:
                 local = own  # its own window has the change as clearly
             local = replace(local, extra={**local.extra, "explains_all": True})
-            state.local_alerts.add((name, *bucket))
+            if not firing(key):  # (one open on its own window was not opened by this)
+                state.local_alerts.add((name, *bucket))
             return [j for j in judged if j.bucket != bucket] + [local]
         return judged
 

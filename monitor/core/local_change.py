@@ -7,8 +7,11 @@ segment's own alert came about ten windows later (two pages for one change, the 
 traffic's window is also counted by the values of each segment attribute (:class:`WindowBreakdown`), and when all
 traffic's window fires, :func:`local_change` asks whether one segment's rows in it account for the change:
 
-- its rows differ from its own reference, significantly and by at least the threshold distance, and no other
-  value's rows differ significantly from theirs;
+- its rows differ from its own reference, significantly, by at least the threshold distance and by
+  ``explain_ratio`` times all traffic's (a change confined to a share of the traffic is diluted in all
+  traffic's window; a change everywhere is about as large in every value), and no other value's rows differ
+  significantly from theirs; diluted by its share of the window, its change accounts for at least half of all
+  traffic's;
 - the other values' rows together show no sign of a change from what their references expect (at the 5% level),
   and are ``explain_ratio`` times closer to it (a change everywhere shows in the other values too, if less
   surely in their smaller samples);
@@ -101,9 +104,13 @@ def local_change(
     ):
         return None, None  # nothing changed beyond what the open alerts cover
     changed = [t for t in unsettled if t[3].p_value < alpha]
-    if len(changed) != 1 or changed[0][3].distance < min_distance:
-        return None  # no segment, or more than one, moved: not one segment's change
+    if len(changed) != 1 or changed[0][3].distance < max(min_distance, ratio * last.distance):
+        # no segment, or more than one, moved; or one moved about as much as all traffic did (a change everywhere
+        # shows in each value about as large, and one of them can pass the tests above by chance)
+        return None
     value, counts, shares, test = changed[0]
+    if 2.0 * counts.sum() / whole.settings.categorical_window * test.distance < last.distance:
+        return None  # diluted by its share of the window, it does not account for all traffic's change
     if _moved([t for t in unsettled if t[0] != value], test.distance, ratio):
         return None  # the rest moved too, less surely in smaller samples: the change is not this segment's alone
     n = int(counts.sum())
