@@ -394,7 +394,7 @@ def _check_labels(s: LabelsConfig) -> None:
 
 
 def _check_performance(s: PerformanceConfig) -> None:
-    from monitor.core.metrics import BINARY_METRICS, REGRESSION_METRICS
+    from monitor.core.metrics import BINARY_METRICS, MULTICLASS_METRICS, REGRESSION_METRICS
 
     if s.task not in TASKS:
         raise ConfigError("performance.task", f"must be one of {list(TASKS)}, got {s.task!r}")
@@ -412,9 +412,10 @@ def _check_performance(s: PerformanceConfig) -> None:
     _positive("performance.business_min_effect", s.business_min_effect)
     _positive("performance.latency_min_effect", s.latency_min_effect)
     _positive("performance.max_outcomes", s.max_outcomes)
+    _positive("performance.max_classes", s.max_classes)
+    known = list(dict.fromkeys(BINARY_METRICS + REGRESSION_METRICS + MULTICLASS_METRICS))
     for metric in s.floors:
-        if metric not in BINARY_METRICS + REGRESSION_METRICS:
-            known = list(BINARY_METRICS + REGRESSION_METRICS)
+        if metric not in known:
             raise ConfigError(f"performance.floors.{metric}", f"unknown metric; known metrics: {known}")
 
 

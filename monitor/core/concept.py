@@ -1,7 +1,7 @@
 """Concept drift on the error stream of labelled predictions, in the stream's own units.
 
-A label-derived stream is not a feature: a binary model's errors are 0/1 values whose level is a
-rate, and a regression model's absolute errors are non-negative amounts. Both go to river's ADWIN as
+A label-derived stream is not a feature: a classifier's errors (binary or multiclass) are 0/1 values
+whose level is a rate, and a regression model's absolute errors are non-negative amounts. Both go to river's ADWIN as
 they are, as Bifet & Gavaldà designed it: no standardising by a warm-up standard deviation (a model that
 is right on its first labels has none), no outlier filter and no clipping (a confident miss is the
 signal, not noise).
@@ -10,7 +10,7 @@ ADWIN proposes a change point; the values that arrive *after* it are then tested
 (the stream's first ``reference_events`` values; a rise in the errors that ADWIN finds among them once
 ``min_events`` have come ends it there, and a fall, a cold start, starts it again after the fall):
 
-* binary: the error-rate rise (the accuracy drop) and a one-sided pooled two-proportion z-test;
+* binary and multiclass: the error-rate rise (the accuracy drop) and a one-sided pooled two-proportion z-test;
 * regression: the relative rise of the mean absolute error and a one-sided Welch z-test.
 
 Only values after the change point count, so the test is not biased by the stretch that made ADWIN cut.
@@ -34,7 +34,8 @@ from scipy import special
 
 from monitor.core.drift import DriftEvidence
 
-TASKS = ("binary", "regression")
+TASKS = ("binary", "regression", "multiclass")
+RATE_TASKS = frozenset({"binary", "multiclass"})  # errors are 0/1: their level is a rate
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ class ErrorStream:
         """The statistic (rise over the reference) and its one-sided p-value, for arrays of running sums."""
         rn, rmean, rvar = self._reference()
         mean = s / n
-        if self.task == "binary":
+        if self.task in RATE_TASKS:
             pooled = (self.ref_sum + s) / (rn + n)
             se = np.sqrt(pooled * (1 - pooled) * (1 / rn + 1 / n))
             se = np.maximum(se, 1.0 / n)

@@ -32,9 +32,9 @@ class VersionComparison:
 
 
 def comparison_metric(task: str) -> str:
-    """What :func:`compare_versions` compares for a task: accuracy for a binary classifier, else the mean
-    absolute error."""
-    return "accuracy" if task == "binary" else "mae"
+    """What :func:`compare_versions` compares for a task: accuracy for a classifier, else the mean absolute
+    error."""
+    return "accuracy" if task in ("binary", "multiclass") else "mae"
 
 
 def compare_versions(task: str, previous: np.ndarray, new: np.ndarray, threshold: float = 0.5) -> VersionComparison:
@@ -51,9 +51,12 @@ def compare_versions(task: str, previous: np.ndarray, new: np.ndarray, threshold
     n1, n2 = previous.shape[0], new.shape[0]
     if n1 == 0 or n2 == 0:
         return VersionComparison(comparison_metric(task), "none", math.nan, math.nan, 0.0, 1.0, n1, n2)
-    if task == "binary":
-        c1 = float(np.sum((previous[:, 1] >= threshold) == (previous[:, 0] == 1)))
-        c2 = float(np.sum((new[:, 1] >= threshold) == (new[:, 0] == 1)))
+    if task in ("binary", "multiclass"):
+        if task == "binary":
+            c1 = float(np.sum((previous[:, 1] >= threshold) == (previous[:, 0] == 1)))
+            c2 = float(np.sum((new[:, 1] >= threshold) == (new[:, 0] == 1)))
+        else:  # rows (label code, predicted code, right)
+            c1, c2 = float(previous[:, 2].sum()), float(new[:, 2].sum())
         a1, a2 = c1 / n1, c2 / n2
         pooled = (c1 + c2) / (n1 + n2)
         se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))

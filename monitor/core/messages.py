@@ -49,7 +49,7 @@ def alert_message(model: str, version: str, j: Judgement, status: str) -> str:
             else "with no input drift alert open for this model version (the relation between inputs and outcome "
             "may have changed)"
         )
-        if j.extra.get("task") == "binary":
+        if j.extra.get("task") in ("binary", "multiclass"):
             before = pct(1 - ev.baseline.get("mean", math.nan))
             now = pct(1 - ev.current.get("mean", math.nan))
             if firing:

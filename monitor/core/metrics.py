@@ -17,6 +17,8 @@ EPS = float(np.finfo(np.float64).eps)  # scikit-learn clips probabilities at mac
 AUC_BINS = 1000
 BINARY_METRICS = ("accuracy", "precision", "recall", "f1", "log_loss", "brier", "roc_auc")
 REGRESSION_METRICS = ("mae", "rmse", "mape")
+MULTICLASS_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+TASKS = ("binary", "regression", "multiclass")
 # Metrics where higher is worse: their floors are ceilings.
 LOWER_IS_BETTER = frozenset({"log_loss", "brier", "mae", "rmse", "mape"})
 
@@ -64,6 +66,48 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
         return math.nan
     ranks = sps.rankdata(score)
     return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def multiclass_metrics(y: np.ndarray, pred: np.ndarray, correct: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-averaged precision, recall and F1 of a multiclass classifier, as scikit-learn's
+    ``average="macro"`` takes them (over the classes among the labels or the predictions; a class never
+    predicted has precision 0). ``y`` and ``pred`` are class codes, ``correct`` whether the prediction named
+    the label: classes past the vocabulary share one code, so only ``correct`` says whether two of them matched.
+
+    >>> m = multiclass_metrics(np.array([0, 1, 2, 2]), np.array([0, 2, 2, 2]), np.array([1, 0, 1, 1]))
+    >>> (m["accuracy"], round(m["macro_precision"], 4), round(m["macro_recall"], 4), round(m["macro_f1"], 4))
+    (0.75, 0.5556, 0.6667, 0.6)
+    """
+    n = y.size
+    if n == 0:
+        return {k: math.nan for k in MULTICLASS_METRICS}
+    tp, predicted, actual = class_counts(y, pred, correct)
+    return {"accuracy": float(np.count_nonzero(correct)) / n, **_macro(tp, predicted, actual)}
+
+
+def class_counts(y: np.ndarray, pred: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class code: right predictions of it, predictions of it, labels of it (int64 arrays, one length)."""
+    size = int(max(y.max(initial=-1), pred.max(initial=-1))) + 1
+    yi, pi = y.astype(np.int64), pred.astype(np.int64)
+    right = correct.astype(bool)
+    tp = np.bincount(yi[right], minlength=size)
+    return tp, np.bincount(pi, minlength=size), np.bincount(yi, minlength=size)
+
+
+def _macro(tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:
+    seen = (predicted + actual) > 0
+    if not seen.any():
+        return {"macro_precision": math.nan, "macro_recall": math.nan, "macro_f1": math.nan}
+    tp, predicted, actual = tp[seen].astype(np.float64), predicted[seen], actual[seen]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
+        recall = np.where(actual > 0, tp / np.maximum(actual, 1), 0.0)
+    f1 = 2 * tp / (predicted + actual)
+    return {
+        "macro_precision": float(precision.mean()),
+        "macro_recall": float(recall.mean()),
+        "macro_f1": float(f1.mean()),
+    }
 
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -168,18 +212,43 @@ class PerformanceWindow:
     (4, 0.6666666666666666, 0.75)
     """
 
+    # A multiclass window's since-start counts per class code: right predictions, predictions, labels (grown
+    # to the largest code seen, at most the vocabulary's capacity + 1). None for the other tasks.
+    classes: np.ndarray | None = None
+
     def __init__(self, task: str, window: int = 5000, threshold: float = 0.5) -> None:
-        if task not in ("binary", "regression"):
-            raise ValueError(f"task must be 'binary' or 'regression', got {task!r}")
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
         self.task = task
         self.threshold = threshold
-        self.ring = Ring(window, 2)
+        # rows: (label, score or predicted value); multiclass: (label code, predicted code, right)
+        self.ring = Ring(window, 3 if task == "multiclass" else 2)
         self.count = 0
-        self.sums = np.zeros(6, dtype=np.float64)  # binary: tp fp fn tn logloss brier; regression: abs sq ape
+        # binary: tp fp fn tn logloss brier; regression: abs sq ape; multiclass: right
+        self.sums = np.zeros(6, dtype=np.float64)
         self.hist = np.zeros((2, AUC_BINS), dtype=np.int64)  # score histogram of negatives, positives
+        if task == "multiclass":
+            self.classes = np.zeros((3, 0), dtype=np.int64)
 
-    def add(self, y: np.ndarray, value: np.ndarray) -> None:
+    def add(self, y: np.ndarray, value: np.ndarray, correct: np.ndarray | None = None) -> None:
+        """Labelled rows: ``y`` labels and ``value`` scores (binary) or predicted values (regression); for a
+        multiclass window, label and predicted class codes and ``correct``, whether each prediction was right."""
         if y.size == 0:
+            return
+        if self.task == "multiclass":
+            if correct is None:
+                raise ValueError("a multiclass window needs whether each prediction was right")
+            right = correct.astype(np.float64)
+            self.ring.extend(np.column_stack([y, value, right]))
+            self.count += y.size
+            self.sums[0] += float(right.sum())
+            counts = np.stack(class_counts(y, value, right))
+            assert self.classes is not None
+            if counts.shape[1] > self.classes.shape[1]:
+                grown = np.zeros((3, counts.shape[1]), dtype=np.int64)
+                grown[:, : self.classes.shape[1]] = self.classes
+                self.classes = grown
+            self.classes[:, : counts.shape[1]] += counts
             return
         self.ring.extend(np.column_stack([y, value]))
         self.count += y.size
@@ -206,10 +275,16 @@ class PerformanceWindow:
         rows = self.ring.rows()
         if self.task == "binary":
             return binary_metrics(rows[:, 0], rows[:, 1], self.threshold)
+        if self.task == "multiclass":
+            return multiclass_metrics(rows[:, 0], rows[:, 1], rows[:, 2])
         return regression_metrics(rows[:, 0], rows[:, 1])
 
     def total_metrics(self) -> dict[str, float]:
         n = self.count
+        if self.task == "multiclass":
+            if not n or self.classes is None:
+                return {k: math.nan for k in MULTICLASS_METRICS}
+            return {"accuracy": float(self.sums[0]) / n, **_macro(*self.classes)}
         if self.task == "regression":
             if not n:
                 return {k: math.nan for k in REGRESSION_METRICS}

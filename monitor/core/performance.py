@@ -18,12 +18,21 @@ from scipy import special
 from scipy import stats as sps
 
 from monitor.core.calibration import ScoreCalibration
-from monitor.core.concept import ErrorStream, ErrorTest
+from monitor.core.concept import RATE_TASKS, ErrorStream, ErrorTest
 from monitor.core.drift import DriftEvidence, NumericDriftTracker
 from monitor.core.join import Joined
-from monitor.core.metrics import LOWER_IS_BETTER, PerformanceWindow, Ring, binary_metrics, regression_metrics, roc_auc
+from monitor.core.metrics import (
+    LOWER_IS_BETTER,
+    PerformanceWindow,
+    Ring,
+    binary_metrics,
+    multiclass_metrics,
+    regression_metrics,
+    roc_auc,
+)
 from monitor.core.rules import ALL, Judgement, alert_key
 from monitor.core.settings import AlertConfig, DetectorSettings, PerformanceConfig
+from monitor.core.stats import CategoryVocabulary
 
 TRUE_STRINGS = frozenset({"1", "true", "yes", "y", "t"})
 FALSE_STRINGS = frozenset({"0", "false", "no", "n", "f"})
@@ -69,13 +78,40 @@ def binary_score(prediction: Any, scores: dict[str, float] | None, positive: str
 
 
 def infer_task(label: Any, prediction: Any, positive: str = "1") -> str | None:
-    """``binary`` when both sides read as binary, ``regression`` for numbers, else None (unsupported)."""
+    """``binary`` when both sides read as binary, ``regression`` for numbers, ``multiclass`` for class names
+    (a string on one side at least, the other a string or a whole number), else None (unsupported).
+
+    >>> infer_task(1, 0.8), infer_task(3.5, 2.9), infer_task("cat", "dog"), infer_task("7", 7), infer_task(7, 3)
+    ('binary', 'regression', 'multiclass', 'multiclass', 'regression')
+    """
     if binary_label(label, positive) is not None and binary_score(prediction, None, positive) is not None:
         return "binary"
     is_num = isinstance(label, int | float) and not isinstance(label, bool)
     pred_num = isinstance(prediction, int | float) and not isinstance(prediction, bool)
     if is_num and pred_num:
         return "regression"
+    named = isinstance(label, str) or isinstance(prediction, str)
+    if named and class_name(label) is not None and class_name(prediction) is not None:
+        return "multiclass"
+    return None
+
+
+def class_name(value: Any) -> str | None:
+    """A multiclass label or prediction as the class name it is compared by: a string as it is, a whole number
+    as its digits (label ``7`` names the class ``"7"``), a boolean as ``"true"`` / ``"false"``; anything else
+    (a fraction, a missing value) None.
+
+    >>> class_name("cat"), class_name(7), class_name(7.0), class_name(True), class_name(0.5), class_name(None)
+    ('cat', '7', '7', 'true', None, None)
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     return None
 
 
@@ -95,6 +131,10 @@ class BucketPerformance:
 
 class ModelPerformance:
     """Labels, scores, outcomes and latency of one model version in one partition."""
+
+    # A multiclass model's class names as codes (at most ``performance.max_classes``, the rest one overflow
+    # class), made when its first labelled pair comes; None for the other tasks.
+    classes: CategoryVocabulary | None = None
 
     def __init__(
         self,
@@ -138,7 +178,7 @@ class ModelPerformance:
         return ErrorTest(
             reference_events=cfg.reference_labels,
             min_events=cfg.min_labels,
-            min_rise=cfg.min_accuracy_drop if self.task == "binary" else cfg.min_error_rise,
+            min_rise=cfg.min_accuracy_drop if self.task in RATE_TASKS else cfg.min_error_rise,
             max_p_value=self.alerts.max_p_value,
             adwin_delta=self.detectors.adwin_delta,
         )
@@ -177,6 +217,7 @@ class ModelPerformance:
     def learn(self, joined: Sequence[Joined], rng: np.random.Generator) -> set[Bucket]:
         """Add joined predictions and labels; returns the buckets that changed."""
         rows: list[tuple[float, float, float, Joined]] = []
+        names: list[tuple[str, str] | None] = []  # multiclass: each row's (label, predicted) class names
         pos = self.perf.positive_label
         for j in joined:
             if self.task is None:
@@ -194,16 +235,25 @@ class ModelPerformance:
                 y_i = float(j.label) if ok else None
                 pred = j.prediction.prediction
                 v_i = float(pred) if isinstance(pred, int | float) and not isinstance(pred, bool) else None
+            elif self.task == "multiclass":
+                label, predicted = class_name(j.label), class_name(j.prediction.prediction)
+                pair = None if label is None or predicted is None else (label, predicted)
+                y_i = v_i = None if pair is None else 0.0  # coded below, for the whole batch at once
             else:
                 y_i = v_i = None
             if (y_i is None or v_i is None) and j.outcomes is None:
                 self.unsupported += 1
                 continue
+            if self.task == "multiclass":
+                names.append(pair)
             rows.append((math.nan if y_i is None else y_i, math.nan if v_i is None else v_i, j.delay_s, j))
         if not rows:
             return set()
         y = np.array([r[0] for r in rows])
         v = np.array([r[1] for r in rows])
+        correct = None
+        if self.task == "multiclass":
+            y, v, correct = self._class_codes(names)
         delay = np.array([r[2] for r in rows])
         pred_times = np.array([r[3].prediction.event_time for r in rows])
         times = pred_times + delay
@@ -218,6 +268,8 @@ class ModelPerformance:
             changed = overall is not None and overall.errors is not None and overall.errors.confirmed_seq >= 0
             self.calibration.learn(v[labelled], y[labelled], fit=not changed)
             err = ((v >= self.perf.threshold) != (y == 1)).astype(np.float64)
+        elif correct is not None:
+            err = 1.0 - correct
         else:
             err = np.abs(v - y)
         outcome_cols = self._outcome_columns([r[3].outcomes for r in rows])
@@ -226,7 +278,7 @@ class ModelPerformance:
             idx = np.asarray(idx_list)
             ok = idx[labelled[idx]]
             if ok.size:
-                b.window.add(y[ok], v[ok])
+                b.window.add(y[ok], v[ok], None if correct is None else correct[ok])
                 if b.errors is not None:
                     b.errors.update(err[ok], pred_times[ok], times[ok])
                 b.labelled += ok.size
@@ -237,6 +289,23 @@ class ModelPerformance:
                 tracker.update(col[idx], times[idx], rng=rng)
             b.last_label_time = float(times[idx].max())
         return set(members)
+
+    def _class_codes(self, names: list[tuple[str, str] | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Label and predicted class codes of a batch's rows (NaN where a row has no classes), and whether each
+        prediction named its label (compared by name: classes past ``max_classes`` share one code)."""
+        if self.classes is None:
+            self.classes = CategoryVocabulary(self.perf.max_classes)
+        y = np.full(len(names), np.nan)
+        v = np.full(len(names), np.nan)
+        correct = np.zeros(len(names))
+        at = [i for i, pair in enumerate(names) if pair is not None]
+        pairs = [pair for pair in names if pair is not None]
+        if pairs:
+            labels, predicted = [p[0] for p in pairs], [p[1] for p in pairs]
+            y[at] = self.classes.encode(labels)
+            v[at] = self.classes.encode(predicted)
+            correct[at] = [a == b for a, b in zip(labels, predicted, strict=True)]
+        return y, v, correct
 
     def _outcome_columns(self, outcomes: list[dict[str, float] | None]) -> dict[str, np.ndarray]:
         cols: dict[str, np.ndarray] = {}
@@ -417,7 +486,7 @@ class ModelPerformance:
         if errors.fired is not None:
             ev, now, fire = errors.fired, errors.fired_time, True
             statistic = float(ev.extra["statistic"])
-        subject = "accuracy" if self.task == "binary" else "mae"
+        subject = "accuracy" if self.task in RATE_TASKS else "mae"
         return self._judgement(
             "concept_drift",
             subject,
@@ -638,10 +707,16 @@ def floor_p_value(window: PerformanceWindow, metric: str, value: float, floor: f
         if trials == 0:
             return None
         return float(special.bdtr(hits, trials, level))  # P(at most this many when the floor holds)
+    if window.task == "multiclass" and metric == "accuracy":
+        if not 0 < floor < 1 or rows.shape[0] == 0:
+            return None
+        return float(special.bdtr(int(np.count_nonzero(rows[:, 2])), rows.shape[0], floor))
     blocks = [part for part in np.array_split(rows, FLOOR_BLOCKS) if part.shape[0]]
     if window.task == "binary":
         values = np.array([binary_metrics(part[:, 0], part[:, 1], window.threshold)[metric]
                            if metric != "roc_auc" else roc_auc(part[:, 0], part[:, 1]) for part in blocks])  # fmt: skip
+    elif window.task == "multiclass":
+        values = np.array([multiclass_metrics(part[:, 0], part[:, 1], part[:, 2])[metric] for part in blocks])
     else:
         values = np.array([regression_metrics(part[:, 0], part[:, 1])[metric] for part in blocks])
     values = values[np.isfinite(values)]

@@ -145,7 +145,7 @@ class FairnessConfig:
         return [[p.strip() for p in cross.split(" x ")] for cross in self.crosses]
 
 
-TASKS = ("auto", "binary", "regression")
+TASKS = ("auto", "binary", "regression", "multiclass")
 
 
 @dataclass(frozen=True)
@@ -153,8 +153,10 @@ class PerformanceConfig:
     """Model metrics, concept drift, label-free estimates, business outcomes and latency.
 
     ``floors`` maps a metric (accuracy, precision, recall, f1, roc_auc, log_loss, brier, mae, rmse,
-    mape) to the level that raises a ``performance`` alert: a minimum, or a maximum for the metrics
-    where lower is better (losses and errors).
+    mape, macro_precision, macro_recall, macro_f1) to the level that raises a ``performance`` alert: a
+    minimum, or a maximum for the metrics where lower is better (losses and errors). ``max_classes``: the
+    class names a multiclass model's metrics tell apart; later ones share one class for the macro averages
+    (accuracy still compares the names themselves).
     """
 
     task: str = "auto"
@@ -170,6 +172,7 @@ class PerformanceConfig:
     business_min_effect: float = 0.2
     latency_min_effect: float = 0.5
     max_outcomes: int = 10
+    max_classes: int = 100
     floors: dict[str, float] = field(default_factory=dict)
 
 

@@ -253,7 +253,7 @@ def test_empty_window_is_nan_and_empty_add_is_noop():
 
 def test_bad_task_rejected():
     with pytest.raises(ValueError):
-        PerformanceWindow("multiclass")
+        PerformanceWindow("ranking")
 
 
 # ----------------------------------------------------------------------------- calibration

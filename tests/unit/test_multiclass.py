@@ -1,0 +1,202 @@
+"""A multiclass classifier: its metrics against scikit-learn, its concept drift, floors and rollback, through
+the engine as events and labels arrive."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from sklearn import metrics as skm
+
+from monitor.config import ConfigError, load_config
+from monitor.core.engine import PartitionEngine
+from monitor.core.metrics import PerformanceWindow, multiclass_metrics
+from monitor.core.performance import class_name, infer_task
+from monitor.core.rules import Alert
+from monitor.core.view import build_view
+
+T0 = 1_767_225_600.0
+CLASSES = ["cat", "dog", "bird", "fish", "horse"]
+
+
+def _sklearn(y: list[str], p: list[str]) -> dict[str, float]:
+    precision, recall, f1, _ = skm.precision_recall_fscore_support(y, p, average="macro", zero_division=0)
+    return {"accuracy": skm.accuracy_score(y, p), "macro_precision": precision, "macro_recall": recall,
+            "macro_f1": f1}  # fmt: skip
+
+
+def _codes(names: list[str], vocabulary: dict[str, int]) -> np.ndarray:
+    return np.array([vocabulary.setdefault(n, len(vocabulary)) for n in names], dtype=np.float64)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_window_and_since_start_metrics_equal_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    n, window = 3000, 1000
+    y = [CLASSES[i] for i in rng.integers(0, 5, n)]
+    p = [t if rng.random() < 0.6 else CLASSES[int(rng.integers(0, 4))] for t in y]  # "horse" rarely predicted
+    vocabulary: dict[str, int] = {}
+    yc, pc = _codes(y, vocabulary), _codes(p, vocabulary)
+    right = np.array([a == b for a, b in zip(y, p, strict=True)], dtype=np.float64)
+    w = PerformanceWindow("multiclass", window=window)
+    for start in range(0, n, 700):  # batches that cut across the window's wrap
+        w.add(yc[start : start + 700], pc[start : start + 700], right[start : start + 700])
+    for got, want in ((w.window_metrics(), _sklearn(y[-window:], p[-window:])), (w.total_metrics(), _sklearn(y, p))):
+        assert set(got) == set(want)
+        for k, v in want.items():
+            assert got[k] == pytest.approx(v, abs=1e-12), k
+
+
+def test_a_class_never_predicted_and_one_never_labelled_count_as_sklearn_counts_them():
+    y, p = ["a", "a", "b", "b"], ["a", "c", "b", "a"]
+    vocabulary: dict[str, int] = {}
+    yc, pc = _codes(y, vocabulary), _codes(p, vocabulary)
+    got = multiclass_metrics(yc, pc, np.array([1.0, 0.0, 1.0, 0.0]))
+    for k, v in _sklearn(y, p).items():
+        assert got[k] == pytest.approx(v, abs=1e-12), k
+
+
+def test_an_empty_multiclass_window_has_every_metric_and_each_is_nan():
+    w = PerformanceWindow("multiclass", window=5)
+    w.add(np.array([]), np.array([]), np.array([]))
+    assert set(w.window_metrics()) == set(w.total_metrics()) == {"accuracy", "macro_precision", "macro_recall",
+                                                                  "macro_f1"}  # fmt: skip
+    assert all(math.isnan(v) for v in (*w.window_metrics().values(), *w.total_metrics().values()))
+    with pytest.raises(ValueError):
+        w.add(np.array([1.0]), np.array([1.0]))  # no rightness: a multiclass window cannot tell
+
+
+def test_the_task_is_inferred_from_class_names():
+    assert infer_task("cat", "dog") == "multiclass"
+    assert infer_task("3", 3) == infer_task(3, "3") == "multiclass"
+    assert infer_task(1, 0.8) == "binary" and infer_task(2.5, 3.0) == "regression"
+    assert infer_task("cat", 0.8) is None  # a score against a class name: not a pair it can compare
+    assert (class_name(3), class_name(3.0), class_name("3"), class_name(3.5)) == ("3", "3", "3", None)
+
+
+def _engine(**performance: Any) -> PartitionEngine:
+    overrides: dict[str, Any] = {"detectors": {"warmup_events": 300}, "performance": performance}
+    return PartitionEngine(load_config(environ={}, overrides=overrides), clock=lambda: T0)
+
+
+def _traffic(
+    eng: PartitionEngine, steps: int, *, accuracy: Any, seed: int = 0, version: str = "v1", start: int = 0,
+    classes: list[str] = CLASSES, ids: bool = False,
+) -> list[Alert]:  # fmt: skip
+    """Batches of 1,000 predictions of ``classes`` (the true class's share skewed), each labelled 30 s later;
+    ``accuracy(step)`` is the share the model gets right at that step (a wrong guess is another class). ``ids``:
+    the classes go as their numbers 0, 1, ... on both sides."""
+    rng = np.random.default_rng(seed)
+    weights = np.linspace(2.0, 1.0, len(classes))
+    weights /= weights.sum()
+    alerts: list[Alert] = []
+    for step in range(steps):
+        preds, labels = [], []
+        for i in range(start + step * 1000, start + (step + 1) * 1000):
+            truth = int(rng.choice(len(classes), p=weights))
+            wrong = int((truth + rng.integers(1, len(classes))) % len(classes))
+            guess = truth if rng.random() < accuracy(step) else wrong
+            t = T0 + i / 100
+            preds.append({"prediction_id": f"{version}-{i}", "model": "animals", "model_version": version,
+                          "timestamp": t, "features": {"x": float(rng.normal())},
+                          "segments": {"region": "north" if rng.random() < 0.5 else "south"},
+                          "prediction": guess if ids else classes[guess]})  # fmt: skip
+            labels.append({"prediction_id": f"{version}-{i}", "label": truth if ids else classes[truth],
+                           "timestamp": t + 30})  # fmt: skip
+        alerts += eng.process_predictions([orjson.dumps(p) for p in preds], [0.0] * len(preds)).alerts
+        alerts += eng.process_labels([orjson.dumps(x) for x in labels], [0.0] * len(labels)).alerts
+    return alerts
+
+
+def test_a_multiclass_model_that_gets_worse_raises_one_concept_drift_alert_with_its_accuracy():
+    eng = _engine()
+    alerts = _traffic(eng, 30, accuracy=lambda step: 0.85 if step < 15 else 0.65)
+    concept = [a for a in alerts if a.kind == "concept_drift"]
+    assert [(a.status, a.subject, a.segment) for a in concept] == [("firing", "accuracy", {})], concept
+    a = concept[0]
+    assert a.p_value < 1e-6 and a.recommendation == "retrain"
+    assert re.search(r"Accuracy of model animals v1 across all traffic fell from 8\d% to 6\d%", a.message), a.message
+    assert a.window["start"] >= "2026-01-01T00:02:30"  # after the change (step 15: 150 s of event time)
+    perf = eng.models["animals", "v1"].perf
+    assert perf.task == "multiclass" and perf.unsupported == 0
+    row = build_view(eng).models["animals", "v1"]
+    everyone = next(b for b in row.buckets if b.segment == "all")
+    assert everyone.task == "multiclass" and everyone.labelled == 30_000
+    assert abs(everyone.window_metrics["accuracy"] - 0.65) < 0.05
+    assert 0 < everyone.window_metrics["macro_f1"] < 1
+    assert {b.segment for b in row.buckets} >= {"region=north", "region=south"}
+
+
+def test_a_steady_multiclass_model_raises_nothing():
+    assert [a for a in _traffic(_engine(), 30, accuracy=lambda step: 0.8, seed=3) if a.kind != "data_drift"] == []
+
+
+def test_integer_class_ids_count_as_classes_when_the_task_says_so():
+    """Class ids 0-4 on both sides look like numbers: under ``auto`` the model is a regression (documented);
+    ``performance.task = multiclass`` counts them as classes. A label "3" names the same class as a prediction 3."""
+    auto = _engine()
+    _traffic(auto, 3, accuracy=lambda step: 0.8, ids=True)
+    assert auto.models["animals", "v1"].perf.task == "regression"
+    eng = _engine(task="multiclass")
+    _traffic(eng, 3, accuracy=lambda step: 0.8, ids=True)
+    perf = eng.models["animals", "v1"].perf
+    assert perf.task == "multiclass" and perf.unsupported == 0
+    assert abs(perf.buckets["", ""].window.window_metrics()["accuracy"] - 0.8) < 0.03
+    mixed = _engine()
+    _traffic(mixed, 3, accuracy=lambda step: 0.8, classes=[str(k) for k in range(5)])
+    assert mixed.models["animals", "v1"].perf.task == "multiclass"  # names on both sides
+
+
+def test_a_macro_f1_floor_fires_with_its_test():
+    eng = _engine(floors={"macro_f1": 0.9, "accuracy": 0.5})
+    alerts = [a for a in _traffic(eng, 6, accuracy=lambda step: 0.7) if a.kind == "performance" and not a.segment]
+    assert [(a.status, a.subject) for a in alerts] == [("firing", "macro_f1")]
+    assert alerts[0].statistic < 0.9 and alerts[0].p_value < 1e-3
+
+
+def test_classes_past_the_cap_share_one_class_but_accuracy_compares_their_names():
+    many = [f"c{k}" for k in range(12)]
+    eng = _engine(max_classes=4)
+    _traffic(eng, 3, accuracy=lambda step: 0.7, classes=many)
+    perf = eng.models["animals", "v1"].perf
+    assert perf.classes is not None and len(perf.classes.values) == 4
+    window = perf.buckets["", ""].window
+    assert abs(window.window_metrics()["accuracy"] - 0.7) < 0.03  # not raised by two overflow names "matching"
+    assert window.ring.rows()[:, :2].max() == 4  # the overflow code
+
+
+def test_a_worse_new_multiclass_version_is_recommended_for_rollback():
+    eng = _engine()
+    _traffic(eng, 6, accuracy=lambda step: 0.85, version="v1")
+    alerts = _traffic(eng, 6, accuracy=lambda step: 0.7, version="v2", start=6000)
+    rollback = [a for a in alerts if a.kind == "rollback_recommended"]
+    assert [(a.status, a.subject) for a in rollback] == [("firing", "accuracy")]
+    assert rollback[0].baseline["accuracy"] > rollback[0].current["accuracy"] + 0.1
+
+
+def test_the_config_names_multiclass_metrics_and_caps_classes():
+    cfg = load_config(environ={}, overrides={"performance": {"task": "multiclass", "floors": {"macro_recall": 0.6}}})
+    assert cfg.performance.task == "multiclass" and cfg.performance.max_classes == 100
+    with pytest.raises(ConfigError, match=r"performance\.max_classes"):
+        load_config(environ={}, overrides={"performance": {"max_classes": 0}})
+    with pytest.raises(ConfigError, match="macro_recal"):
+        load_config(environ={}, overrides={"performance": {"floors": {"macro_recal": 0.6}}})
+
+
+def test_a_restored_multiclass_engine_goes_on_as_the_one_that_never_stopped():
+    eng = _engine()
+    _traffic(eng, 4, accuracy=lambda step: 0.8, seed=7)
+    twin_of = PartitionEngine.restore(eng.config, orjson.loads(orjson.dumps(eng.snapshot())), clock=lambda: T0)
+    later = lambda step: 0.6  # noqa: E731
+    a = _traffic(eng, 20, accuracy=later, seed=8, start=4000)
+    b = _traffic(twin_of, 20, accuracy=later, seed=8, start=4000)
+    assert [x.key for x in a] == [x.key for x in b] and any(x.kind == "concept_drift" for x in a)
+    one, two = eng.models["animals", "v1"].perf, twin_of.models["animals", "v1"].perf
+    assert one.classes is not None and two.classes is not None and one.classes.values == two.classes.values
+    for bucket in one.buckets:
+        w1, w2 = one.buckets[bucket].window, two.buckets[bucket].window
+        assert w1.window_metrics() == w2.window_metrics() and w1.total_metrics() == w2.total_metrics()
