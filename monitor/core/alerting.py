@@ -39,6 +39,10 @@ from monitor.core.rules import ALL, Alert, Judgement, alert_id, iso, parse_key, 
 RETIRED_VERSIONS = 100_000
 # What each kind of firing alert recommends; every other kind asks to investigate.
 DRIFT_KINDS = ("data_drift", "prediction_drift")  # input and prediction drift: their segments wait for all traffic
+# Kinds whose open alerts explain later ones of the same change: a local change's segment alert explains all
+# traffic's and other attributes' (diluted) alerts that fire after it (labels come in batches of any size, so
+# a segment's concept drift is often alerted before all traffic's test on the same change completes)
+LOCAL_KINDS = (*DRIFT_KINDS, "concept_drift")
 # A local change moves all traffic's mean by the segment's share of its own shift; this much more (sampling
 # noise, a change point placed apart) still reads as that change diluted.
 DILUTION_SLACK = 2.0
@@ -434,9 +438,9 @@ class Alerting:
                 and (pending_overall_change(j, parent, ratio) or window_behind(j, parent))
             ):
                 explained.add((j.kind, j.subject, j.bucket))
-            if j.fire and j.kind in DRIFT_KINDS and j.bucket != ALL and self._diluted(j, judged, ratio):
+            if j.fire and j.kind in LOCAL_KINDS and j.bucket != ALL and self._diluted(j, judged, ratio):
                 explained.add((j.kind, j.subject, j.bucket))
-            if j.fire and j.kind in DRIFT_KINDS and j.bucket == ALL and self._local_open(j, groups[j.kind, j.subject]):
+            if j.fire and j.kind in LOCAL_KINDS and j.bucket == ALL and self._local_open(j, groups[j.kind, j.subject]):
                 explained.add((j.kind, j.subject, j.bucket))
             if not self.owns(j.key):
                 continue

@@ -16,6 +16,17 @@ from monitor.core.rules import Judgement, segment_label
 from monitor.core.stats import OVERFLOW
 
 OTHER_VALUES = "(other values)"
+# Metric names as a sentence begins them, where spelling out the snake_case name would read wrong
+METRIC_NAMES = {
+    "f1": "F1",
+    "roc_auc": "ROC AUC",
+    "mae": "MAE",
+    "rmse": "RMSE",
+    "mape": "MAPE",
+    "macro_precision": "Macro-averaged precision",
+    "macro_recall": "Macro-averaged recall",
+    "macro_f1": "Macro-averaged F1",
+}
 
 
 def number(x: float) -> str:
@@ -83,16 +94,16 @@ def alert_message(model: str, version: str, j: Judgement, status: str) -> str:
             )
         return f"Estimated accuracy of {of_model} {where} is back near its usual level ({now})."
     if j.kind == "performance":
+        name = METRIC_NAMES.get(j.subject, j.subject.replace("_", " ").capitalize())
         value = ev.current.get(j.subject, math.nan)
         shown = pct(value) if j.subject not in ("log_loss", "brier", "mae", "rmse") else number(value)
         floor = pct(j.threshold) if j.subject not in ("log_loss", "brier", "mae", "rmse") else number(j.threshold)
         side = "above its ceiling" if ev.direction == "rose" else "below its floor"
         if firing:
             return (
-                f"{j.subject.replace('_', ' ').capitalize()} of {of_model} {where} is {shown}, {side} of {floor} "
-                f"(last {ev.events:,} labelled predictions)."
+                f"{name} of {of_model} {where} is {shown}, {side} of {floor} (last {ev.events:,} labelled predictions)."
             )
-        return f"{j.subject.replace('_', ' ').capitalize()} of {of_model} {where} is back within its limit ({shown})."
+        return f"{name} of {of_model} {where} is back within its limit ({shown})."
     if j.kind == "business":
         before, now = number(ev.baseline.get("mean", math.nan)), number(ev.current.get("mean", math.nan))
         if firing:

@@ -96,6 +96,11 @@ def infer_task(label: Any, prediction: Any, positive: str = "1") -> str | None:
     return None
 
 
+def _names_a_class(prediction: Any) -> bool:
+    """A prediction that names a class (a string, a boolean, a whole number) rather than giving a score."""
+    return class_name(prediction) is not None
+
+
 def class_name(value: Any) -> str | None:
     """A multiclass label or prediction as the class name it is compared by: a string as it is, a whole number
     as its digits (label ``7`` names the class ``"7"``), a boolean as ``"true"`` / ``"false"``; anything else
@@ -135,6 +140,8 @@ class ModelPerformance:
     # A multiclass model's class names as codes (at most ``performance.max_classes``, the rest one overflow
     # class), made when its first labelled pair comes; None for the other tasks.
     classes: CategoryVocabulary | None = None
+    # Under ``auto``, read as binary from class names alone so far (see _settle_task); False in older snapshots.
+    named_binary = False
 
     def __init__(
         self,
@@ -219,14 +226,11 @@ class ModelPerformance:
         rows: list[tuple[float, float, float, Joined]] = []
         names: list[tuple[str, str] | None] = []  # multiclass: each row's (label, predicted) class names
         pos = self.perf.positive_label
+        self._settle_task(joined)
         for j in joined:
-            if self.task is None:
-                self.task = infer_task(j.label, j.prediction.prediction, pos)
-                for b in self.buckets.values():  # buckets made before the task was known
-                    if b.window.task != self.task and self.task is not None and b.window.count == 0:
-                        b.window = PerformanceWindow(self.task, self.perf.window, self.perf.threshold)
             y_i: float | None
             v_i: float | None
+            pair = None
             if self.task == "binary":
                 y_i = binary_label(j.label, pos) if j.label is not None else None
                 v_i = j.prediction.score
@@ -244,8 +248,7 @@ class ModelPerformance:
             if (y_i is None or v_i is None) and j.outcomes is None:
                 self.unsupported += 1
                 continue
-            if self.task == "multiclass":
-                names.append(pair)
+            names.append(pair)
             rows.append((math.nan if y_i is None else y_i, math.nan if v_i is None else v_i, j.delay_s, j))
         if not rows:
             return set()
@@ -289,6 +292,41 @@ class ModelPerformance:
                 tracker.update(col[idx], times[idx], rng=rng)
             b.last_label_time = float(times[idx].max())
         return set(members)
+
+    def _settle_task(self, joined: Sequence[Joined]) -> None:
+        """The task under ``auto``, from the first joined pair with a label. A model read as binary on class
+        names alone (predictions such as "1" and "0", "yes" and "no", or true and false, never a fractional
+        score) becomes multiclass when a label or prediction names another class within its first
+        ``reference_labels`` labels: classes named "0" to "4" whose first pair was ("1", "0") were read as
+        binary for good, and every other class's label was left out. Its label metrics start afresh then."""
+        if self.perf.task != "auto":
+            return
+        pos = self.perf.positive_label
+        for j in joined:
+            if j.label is None:
+                continue
+            prediction = j.prediction.prediction
+            if self.task is None:
+                self.task = infer_task(j.label, prediction, pos)
+                if self.task is None:
+                    continue
+                self.named_binary = self.task == "binary" and _names_a_class(prediction)
+                for b in self.buckets.values():  # buckets made before the task was known
+                    if b.window.task != self.task and b.window.count == 0:
+                        b.window = PerformanceWindow(self.task, self.perf.window, self.perf.threshold)
+            if self.task != "binary" or not self.named_binary:
+                return
+            if not _names_a_class(prediction):
+                self.named_binary = False  # a score: a binary classifier's, whatever its labels say
+                return
+            young = ALL not in self.buckets or self.buckets[ALL].labelled < self.perf.reference_labels
+            other = binary_label(j.label, pos) is None or binary_label(prediction, pos) is None
+            if other and young and class_name(j.label) is not None and class_name(prediction) is not None:
+                self.task, self.named_binary = "multiclass", False
+                for b in self.buckets.values():
+                    b.window = PerformanceWindow(self.task, self.perf.window, self.perf.threshold)
+                    b.errors = None  # made again for the task by _bucket
+                return
 
     def _class_codes(self, names: list[tuple[str, str] | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Label and predicted class codes of a batch's rows (NaN where a row has no classes), and whether each
@@ -391,6 +429,25 @@ class ModelPerformance:
                 out.extend(self._floors(bucket, b))
             for name, tracker in b.outcomes.items():
                 out.append(self._business(bucket, b, name, tracker))
+        if ALL in buckets:
+            out.extend(self._pending_concept(buckets, drifting))
+        return out
+
+    def _pending_concept(self, buckets: set[Bucket], drifting: set[str]) -> list[Judgement]:
+        """The concept-drift judgements of segments this batch brought no label for whose change point has not
+        had its test's labels yet: attribution holds all traffic's alert for such a local change (it only
+        dilutes it), and a batch of a few labels often has none of a small segment's. Not firing and not clear,
+        they change nothing in their own alert's lifecycle."""
+        out: list[Judgement] = []
+        for bucket in sorted(self.buckets.keys() - buckets):
+            b = self.buckets[bucket]
+            if not b.labelled or b.errors is None or b.errors.fired is not None:
+                continue
+            ev = b.errors.evidence()
+            if ev.detected and 0 < ev.events < b.errors.test.min_events:
+                j = self._concept(bucket, b, b.errors, drifting)
+                if not j.fire and not j.clear:
+                    out.append(j)
         return out
 
     def estimate_judgements(self, buckets: set[Bucket], now: float) -> list[Judgement]:
@@ -652,6 +709,37 @@ def expected_confusion(predicted: np.ndarray, positive: np.ndarray) -> tuple[flo
     return tp, float((1.0 - positive[predicted]).sum()), float(positive[~predicted].sum())
 
 
+def _jackknife_p_value(rows: np.ndarray, metric: str, floor: float) -> float | None:
+    """A multiclass window's macro average against its floor: the delete-a-block jackknife over
+    :data:`JACKKNIFE_BLOCKS` blocks, a one-sided t-test of the whole window's value. A macro average taken on a
+    tenth of the window runs low when classes are many or rare (a class's recall on a few labels), so the
+    batch-means test of the blocks' own values fired on healthy models; each jackknife value leaves out one
+    block only, and its spread estimates the whole window's."""
+    blocks = [part for part in np.array_split(np.arange(rows.shape[0]), JACKKNIFE_BLOCKS) if part.size]
+    if len(blocks) < 5:
+        return None
+
+    def value(r: np.ndarray) -> float:
+        return multiclass_metrics(r[:, 0], r[:, 1], r[:, 2])[metric]
+
+    whole = value(rows)
+    keep = np.ones(rows.shape[0], dtype=bool)
+    left_out = []
+    for part in blocks:
+        keep[part] = False
+        left_out.append(value(rows[keep]))
+        keep[part] = True
+    loo = np.asarray(left_out)
+    if not np.isfinite(loo).all() or whole != whole:
+        return None
+    g = loo.size
+    se = math.sqrt((g - 1) / g * float(((loo - loo.mean()) ** 2).sum()))
+    past = floor - whole
+    if se == 0.0:
+        return 0.0 if past > 0 else 1.0
+    return float(sps.t.sf(past / se, g - 1))
+
+
 def metrics_from_confusion(tp: float, fp: float, fn: float) -> dict[str, float]:
     """Precision, recall and F1 of (expected) confusion counts; NaN where undefined."""
     return {
@@ -679,6 +767,7 @@ def accuracy_band(p_right: np.ndarray) -> tuple[float, float, float]:
 
 
 FLOOR_BLOCKS = 10  # consecutive blocks of the window for the batch-means test of a floor (see floor_p_value)
+JACKKNIFE_BLOCKS = 20  # blocks left out one at a time for a multiclass macro average's floor test
 
 
 def floor_p_value(window: PerformanceWindow, metric: str, value: float, floor: float) -> float | None:
@@ -716,7 +805,7 @@ def floor_p_value(window: PerformanceWindow, metric: str, value: float, floor: f
         values = np.array([binary_metrics(part[:, 0], part[:, 1], window.threshold)[metric]
                            if metric != "roc_auc" else roc_auc(part[:, 0], part[:, 1]) for part in blocks])  # fmt: skip
     elif window.task == "multiclass":
-        values = np.array([multiclass_metrics(part[:, 0], part[:, 1], part[:, 2])[metric] for part in blocks])
+        return _jackknife_p_value(rows, metric, floor)
     else:
         values = np.array([regression_metrics(part[:, 0], part[:, 1])[metric] for part in blocks])
     values = values[np.isfinite(values)]

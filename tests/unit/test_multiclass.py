@@ -200,3 +200,86 @@ def test_a_restored_multiclass_engine_goes_on_as_the_one_that_never_stopped():
     for bucket in one.buckets:
         w1, w2 = one.buckets[bucket].window, two.buckets[bucket].window
         assert w1.window_metrics() == w2.window_metrics() and w1.total_metrics() == w2.total_metrics()
+
+
+def _pairs(eng: PartitionEngine, pairs: list[tuple[Any, Any]], *, start: int = 0) -> None:
+    """One batch of predictions and one of their labels: (label, prediction) per row; a label that is a dict
+    is the label event's extra fields instead (outcomes, say)."""
+    preds, labels = [], []
+    for i, (label, prediction) in enumerate(pairs, start):
+        preds.append({"prediction_id": f"q{i}", "model": "m", "timestamp": T0 + i, "features": {"x": 1.0},
+                      "prediction": prediction})  # fmt: skip
+        extra = label if isinstance(label, dict) else {"label": label}
+        labels.append({"prediction_id": f"q{i}", "timestamp": T0 + i + 5, **extra})
+    eng.process_predictions([orjson.dumps(p) for p in preds], [0.0] * len(preds))
+    eng.process_labels([orjson.dumps(x) for x in labels], [0.0] * len(labels))
+
+
+def test_a_batch_whose_first_rows_carry_outcomes_only_is_learned_with_its_class_names():
+    """Rows read before the task was known (outcomes, no label) were not given class names, so the batch's
+    names and rows fell out of step and the engine raised IndexError."""
+    eng = _engine()
+    _pairs(eng, [({"outcomes": {"revenue": 1.0}}, "cat"), ({"label": 2.5, "outcomes": {"revenue": 2.0}}, "cat"),
+                 ("dog", "cat"), ("cat", "cat")])  # fmt: skip
+    perf = eng.models["m", "unknown"].perf
+    assert perf.task == "multiclass" and perf.unsupported == 0
+    assert perf.buckets["", ""].window.window_metrics()["accuracy"] == 0.5  # the two rows with classes
+
+
+def test_classes_whose_first_pair_reads_as_binary_become_multiclass_when_another_class_comes():
+    """Classes "0" to "4": a first pair ("1", "0") read as binary for good, and every label of the other
+    classes was left out as unsupported."""
+    rng = np.random.default_rng(2)
+    rows: list[tuple[Any, Any]] = [("1", "0"), ("0", "0")]
+    for _ in range(1000):
+        truth = str(int(rng.integers(0, 5)))
+        rows.append((truth, truth if rng.random() < 0.8 else str(int(rng.integers(0, 5)))))
+    eng = _engine()
+    _pairs(eng, rows[:2])
+    assert eng.models["m", "unknown"].perf.task == "binary"
+    _pairs(eng, rows[2:], start=2)
+    perf = eng.models["m", "unknown"].perf
+    assert perf.task == "multiclass" and perf.unsupported == 0
+    window = perf.buckets["", ""].window
+    assert window.count == 1000  # afresh from the batch that named another class
+    assert window.window_metrics()["accuracy"] == pytest.approx(np.mean([a == b for a, b in rows[2:]]))
+
+
+def test_a_binary_model_stays_binary_on_a_stray_label():
+    """A model that gives scores, or one whose first labels are many, is binary whatever a later label says:
+    the stray label is counted unsupported."""
+    scored = _engine()
+    _pairs(scored, [(1, 0.9), (0, 0.2), ("2", 0.7)])
+    assert scored.models["m", "unknown"].perf.task == "binary"
+    assert scored.models["m", "unknown"].perf.unsupported == 1
+    named = _engine()
+    _pairs(named, [("yes", "yes"), ("no", "yes")] * 300)
+    _pairs(named, [("maybe", "no")], start=600)
+    perf = named.models["m", "unknown"].perf
+    assert perf.task == "binary" and perf.unsupported == 1
+
+
+def test_a_macro_average_floor_at_a_healthy_level_fires_at_its_rate_and_a_real_breach_fires():
+    """Twenty classes of Zipf-like frequency, windows of 500 with macro F1 about 0.745: a macro average on a
+    tenth of the window runs low (rare classes on a few labels), so testing the blocks' own values fired on
+    about 4% of healthy windows at p < 0.001 (15 of 400 with the floor at the level). The jackknife tests the
+    whole window's value."""
+    from monitor.core.performance import floor_p_value
+
+    rng = np.random.default_rng(5)
+    k, n = 20, 500
+    weights = 1.0 / np.arange(1, k + 1)
+    weights /= weights.sum()
+    fired = {"at level": 0, "breach": 0}
+    for _ in range(200):
+        for case, right in (("at level", 0.8), ("breach", 0.65)):
+            y = rng.choice(k, n, p=weights).astype(np.float64)
+            hit = rng.random(n) < right
+            pred = np.where(hit, y, rng.integers(0, k, n)).astype(np.float64)
+            w = PerformanceWindow("multiclass", window=n)
+            w.add(y, pred, (pred == y).astype(np.float64))
+            value = w.window_metrics()["macro_f1"]
+            if value < 0.745:
+                p = floor_p_value(w, "macro_f1", value, 0.745)
+                fired[case] += p is not None and p < 0.001
+    assert fired["at level"] <= 2 and fired["breach"] >= 150, fired
