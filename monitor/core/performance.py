@@ -96,6 +96,26 @@ def infer_task(label: Any, prediction: Any, positive: str = "1") -> str | None:
     return None
 
 
+def favourable_class(values: Sequence[Any], positive: str) -> np.ndarray:
+    """A multiclass model's predictions (or labels) as its favourable class ``positive`` (1.0) or another
+    (0.0), NaN where a value names no class: its fairness gaps are one-vs-rest for that class.
+
+    >>> favourable_class(["approve", "review", None, "deny", "approve"], "approve").tolist()
+    [1.0, 0.0, nan, 0.0, 1.0]
+    """
+    out = np.full(len(values), np.nan)
+    for i, value in enumerate(values):
+        name = class_name(value)
+        if name is not None:
+            out[i] = float(name == positive)
+    return out
+
+
+def favourable_known(perf: ModelPerformance, positive: str) -> bool:
+    """Whether a multiclass model has named its favourable class yet (among its first ``max_classes``)."""
+    return perf.classes is not None and positive in perf.classes.values
+
+
 def _names_a_class(prediction: Any) -> bool:
     """A prediction that names a class (a string, a boolean, a whole number) rather than giving a score."""
     return class_name(prediction) is not None

@@ -283,3 +283,55 @@ def test_a_macro_average_floor_at_a_healthy_level_fires_at_its_rate_and_a_real_b
                 p = floor_p_value(w, "macro_f1", value, 0.745)
                 fired[case] += p is not None and p < 0.001
     assert fired["at level"] <= 2 and fired["breach"] >= 150, fired
+
+
+def _loans(eng: PartitionEngine, steps: int, approve: Any, *, seed: int = 0, ids: bool = False) -> list[Alert]:
+    """A three-class loan model (approve, review, deny; ``ids``: as 1, 2 and 0); ``approve(step, gender)`` is a
+    group's approval rate, the rest split between review and deny; labels for half the predictions."""
+    named = {"approve": 1, "review": 2, "deny": 0} if ids else {}
+    rng = np.random.default_rng(seed)
+    alerts: list[Alert] = []
+    for step in range(steps):
+        preds, labels = [], []
+        for i in range(step * 1000, (step + 1) * 1000):
+            gender = "F" if rng.random() < 0.5 else "M"
+            r = rng.random()
+            guess = "approve" if r < approve(step, gender) else ("review" if r < 0.8 else "deny")
+            preds.append({"prediction_id": f"l{i}", "model": "loans", "timestamp": T0 + i / 100,
+                          "features": {"x": float(rng.normal())}, "segments": {"gender": gender},
+                          "prediction": named.get(guess, guess)})  # fmt: skip
+            if rng.random() < 0.5:
+                truth = guess if rng.random() < 0.8 else str(rng.choice(["approve", "review", "deny"]))
+                labels.append(
+                    {"prediction_id": f"l{i}", "label": named.get(truth, truth), "timestamp": T0 + i / 100 + 5}
+                )
+        alerts += eng.process_predictions([orjson.dumps(p) for p in preds], [0.0] * len(preds)).alerts
+        alerts += eng.process_labels([orjson.dumps(x) for x in labels], [0.0] * len(labels)).alerts
+    return alerts
+
+
+def test_fairness_of_a_multiclass_model_is_one_vs_rest_for_its_favourable_class():
+    """Named classes with ``positive_label = "approve"``; and class ids 0-2 with the default "1", where the
+    selection rate was taken among the predictions that read as binary (0 and 1) only: 0.3 / (0.3 + 0.2) for
+    the group after its drop, not its share of approvals."""
+    for ids, performance in ((False, {"positive_label": "approve"}), (True, {"task": "multiclass"})):
+        overrides = {"detectors": {"warmup_events": 300}, "fairness": {"attributes": ["gender"]},
+                     "performance": performance}  # fmt: skip
+        eng = PartitionEngine(load_config(environ={}, overrides=overrides), clock=lambda: T0)
+        alerts = _loans(eng, 30, lambda step, g: 0.3 if (step >= 15 and g == "F") else 0.5, ids=ids)
+        dp = [a for a in alerts if a.kind == "fairness" and a.subject == "demographic_parity" and a.status == "firing"]
+        assert [a.segment for a in dp] == [{"gender": "F"}], ids
+        assert dp[0].window["start"] >= "2026-01-01T00:02:30"  # after the change (step 15)
+        assert abs(dp[0].current["rate"] - 0.3) < 0.06 and abs(dp[0].baseline["rate"] - 0.5) < 0.06, dp[0].current
+        steady = PartitionEngine(load_config(environ={}, overrides=overrides), clock=lambda: T0)
+        assert [a for a in _loans(steady, 30, lambda step, g: 0.5, seed=1, ids=ids) if a.kind == "fairness"] == []
+
+
+def test_a_multiclass_model_without_its_favourable_class_has_no_fairness_gaps():
+    """positive_label left at "1", which names none of the classes: nothing to compare groups on."""
+    overrides = {"detectors": {"warmup_events": 300}, "fairness": {"attributes": ["gender"]}}
+    eng = PartitionEngine(load_config(environ={}, overrides=overrides), clock=lambda: T0)
+    alerts = _loans(eng, 20, lambda step, g: 0.3 if (step >= 10 and g == "F") else 0.5)
+    assert [a for a in alerts if a.kind == "fairness"] == []
+    fairness = eng.setup.fairness(eng.models["loans", "unknown"])
+    assert fairness is not None and all(g.n == 0 and g.labelled.size == 0 for g in fairness.groups.values())
