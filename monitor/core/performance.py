@@ -116,6 +116,15 @@ def favourable_known(perf: ModelPerformance, positive: str) -> bool:
     return perf.classes is not None and positive in perf.classes.values
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_fraction(value: Any) -> bool:
+    """A number that is not whole: a regression target, never a class or a binary label."""
+    return isinstance(value, float) and not value.is_integer()
+
+
 def _names_a_class(prediction: Any) -> bool:
     """A prediction that names a class (a string, a boolean, a whole number) rather than giving a score."""
     return class_name(prediction) is not None
@@ -314,11 +323,16 @@ class ModelPerformance:
         return set(members)
 
     def _settle_task(self, joined: Sequence[Joined]) -> None:
-        """The task under ``auto``, from the first joined pair with a label. A model read as binary on class
-        names alone (predictions such as "1" and "0", "yes" and "no", or true and false, never a fractional
-        score) becomes multiclass when a label or prediction names another class within its first
-        ``reference_labels`` labels: classes named "0" to "4" whose first pair was ("1", "0") were read as
-        binary for good, and every other class's label was left out. Its label metrics start afresh then."""
+        """The task under ``auto``, from the first joined pair with a label; a model read as binary then takes
+        the task a later pair shows within its first ``reference_labels`` labels, and its label metrics start
+        afresh:
+
+        * a fractional label with a numeric prediction makes it a regression (a target in [0, 1] whose first
+          label was 0 was read as binary for good, and every fractional label was left out);
+        * read on class names alone (predictions such as "1" and "0", "yes" and "no", or true and false, never
+          a fractional score), a label or prediction naming another class makes it multiclass (classes "0" to
+          "4" whose first pair was ("1", "0") left out every other class's label).
+        """
         if self.perf.task != "auto":
             return
         pos = self.perf.positive_label
@@ -334,19 +348,29 @@ class ModelPerformance:
                 for b in self.buckets.values():  # buckets made before the task was known
                     if b.window.task != self.task and b.window.count == 0:
                         b.window = PerformanceWindow(self.task, self.perf.window, self.perf.threshold)
-            if self.task != "binary" or not self.named_binary:
+            if self.task != "binary" or (
+                ALL in self.buckets and self.buckets[ALL].labelled >= self.perf.reference_labels
+            ):
                 return
+            if _is_fraction(j.label) and _is_number(prediction):
+                self._become("regression")
+                return
+            if not self.named_binary:
+                continue
             if not _names_a_class(prediction):
                 self.named_binary = False  # a score: a binary classifier's, whatever its labels say
-                return
-            young = ALL not in self.buckets or self.buckets[ALL].labelled < self.perf.reference_labels
+                continue
             other = binary_label(j.label, pos) is None or binary_label(prediction, pos) is None
-            if other and young and class_name(j.label) is not None and class_name(prediction) is not None:
-                self.task, self.named_binary = "multiclass", False
-                for b in self.buckets.values():
-                    b.window = PerformanceWindow(self.task, self.perf.window, self.perf.threshold)
-                    b.errors = None  # made again for the task by _bucket
+            if other and class_name(j.label) is not None:
+                self._become("multiclass")
                 return
+
+    def _become(self, task: str) -> None:
+        """Take ``task`` instead of the binary one the first pairs showed: every bucket's metrics afresh."""
+        self.task, self.named_binary = task, False
+        for b in self.buckets.values():
+            b.window = PerformanceWindow(task, self.perf.window, self.perf.threshold)
+            b.errors = None  # made again for the task by _bucket
 
     def _class_codes(self, names: list[tuple[str, str] | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Label and predicted class codes of a batch's rows (NaN where a row has no classes), and whether each

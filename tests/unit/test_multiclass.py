@@ -335,3 +335,26 @@ def test_a_multiclass_model_without_its_favourable_class_has_no_fairness_gaps():
     assert [a for a in alerts if a.kind == "fairness"] == []
     fairness = eng.setup.fairness(eng.models["loans", "unknown"])
     assert fairness is not None and all(g.n == 0 and g.labelled.size == 0 for g in fairness.groups.values())
+
+
+def test_a_target_in_the_unit_interval_whose_first_label_is_zero_is_a_regression():
+    """A regression onto [0, 1] (a share, a rate) with many exact zeros: a first pair (0.0, 0.12) read as binary
+    for good, and every fractional label was left out as unsupported. A scored binary classifier keeps its task
+    on a stray whole-number label."""
+    rng = np.random.default_rng(4)
+    truth = np.where(rng.random(600) < 0.3, 0.0, rng.random(600))
+    truth[0] = 0.0
+    rows = [(float(t), float(np.clip(t + rng.normal(0, 0.05), 0, 1))) for t in truth]
+    eng = _engine()
+    _pairs(eng, rows[:1])
+    assert eng.models["m", "unknown"].perf.task == "binary"
+    _pairs(eng, rows[1:], start=1)
+    perf = eng.models["m", "unknown"].perf
+    assert perf.task == "regression" and perf.unsupported == 0
+    window = perf.buckets["", ""].window
+    assert window.count == 599  # afresh from the batch that showed a fraction
+    errors = [abs(p - t) for t, p in rows[1:]]
+    assert window.window_metrics()["mae"] == pytest.approx(np.mean(errors))
+    scored = _engine()
+    _pairs(scored, [(1, 0.9), (0, 0.2), (3, 0.7)])
+    assert scored.models["m", "unknown"].perf.task == "binary"
