@@ -227,11 +227,11 @@ def test_floor_tests_hold_their_level_on_small_counts_and_imbalanced_f1():
 
 
 def _small_label_batches(eng: PartitionEngine, country: str | None, *, seed: int, size: int = 10) -> list[Alert]:
-    """40 batches of 1,000 predictions; their labels arrive ``size`` at a time, flipped from batch 25 on in
+    """35 batches of 1,000 predictions; their labels arrive ``size`` at a time, flipped from batch 25 on in
     ``country`` (None: everywhere)."""
     gen = TrafficGenerator(seed=seed)
     alerts: list[Alert] = []
-    for step in range(40):
+    for step in range(35):
         preds = list(gen.predictions(1000, start_time=T0, rate=100.0))
         labels = []
         for p in preds:
