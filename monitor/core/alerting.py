@@ -557,7 +557,9 @@ class Alerting:
         """A segment of another attribute fires, or fired within its cooldown, with ``ratio`` times this
         segment's shift, or (while it is open) with a shift its share of the traffic dilutes to this one's:
         this one only sees that change diluted (a change in country=SG moves gender=F a little), in this batch
-        or a later one. The same-batch case is :func:`explained_buckets`'."""
+        or a later one. The same-batch case is :func:`explained_buckets`'. Concept drift takes the second test
+        only: a segment's error-rate rise is large (a flipped segment's, 0.3 and more), so by size alone it
+        covered an independent, smaller change in any other attribute's segment, and for its whole cooldown."""
         own = segment_label(j.segment)
         scope = j.key[: len(j.key) - len(own)]  # model/version/kind/subject/
         attribute = own.split("=", 1)[0]
@@ -571,7 +573,7 @@ class Alerting:
             if not self.recent(key, j.now):
                 continue
             shift = max(fired_with, now.get(key, 0.0))
-            if j.shift * ratio <= shift:
+            if j.shift * ratio <= shift and j.kind in DRIFT_KINDS:
                 return True
             opened = self.lifecycle.open.get(key)
             if opened is not None and j.shift < shift and j.shift <= DILUTION_SLACK * opened.share * shift:

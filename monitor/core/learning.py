@@ -20,7 +20,7 @@ from monitor.core.join import Joined, Segments
 from monitor.core.judgements import decision_judgements
 from monitor.core.model_setup import ModelSetup
 from monitor.core.model_state import ModelState
-from monitor.core.performance import ModelPerformance, binary_label, favourable_class, favourable_known
+from monitor.core.performance import ModelPerformance, binary_label
 from monitor.core.rules import ALL, Alert
 from monitor.core.settings import Settings
 
@@ -122,18 +122,18 @@ class LabelLearning:
             alerts += emit(state.model, state.version, decisions)
         fairness = self.setup.fairness(state)
         thr, pos = self.config.performance.threshold, self.config.performance.positive_label
-        if fairness is not None and perf.task == "multiclass":
-            if not favourable_known(perf, pos):
-                fairness = None  # no favourable class among the model's classes: nothing to compare groups on
+        if fairness is not None:
+            classes = perf.favourable([j.prediction.prediction for j in items], [j.label for j in items])
+            if classes is None:  # read as binary
+                predicted = np.array(
+                    [math.nan if j.prediction.score is None else float(j.prediction.score >= thr) for j in items]
+                )
+                labels = [binary_label(j.label, pos) if j.label is not None else None for j in items]
+                y = np.array([math.nan if v is None else v for v in labels])
+            elif classes[0] is None:  # no favourable class named yet: nothing to compare groups on
+                fairness = None
             else:
-                predicted = favourable_class([j.prediction.prediction for j in items], pos)
-                y = favourable_class([j.label for j in items], pos)
-        elif fairness is not None:
-            predicted = np.array(
-                [math.nan if j.prediction.score is None else float(j.prediction.score >= thr) for j in items]
-            )
-            labels = [binary_label(j.label, pos) if j.label is not None else None for j in items]
-            y = np.array([math.nan if v is None else v for v in labels])
+                predicted, y = classes
         if fairness is not None:
             fairness.learn([j.prediction.segments for j in items], predicted, y)
             gaps = fairness.judgements(state.model, state.version, self.config.alerts, watermark)

@@ -34,7 +34,6 @@ from monitor.core.local_change import WindowBreakdown
 from monitor.core.model_setup import ModelSetup
 from monitor.core.model_state import LATENCY_BUCKETS_MS, PREDICTION, ModelState, Tracker, note_recent_rows
 from monitor.core.numeric_streams import NumericStream, NumericStreams
-from monitor.core.performance import favourable_class, favourable_known
 from monitor.core.profile import positive_scores
 from monitor.core.quality_feed import ObservedColumn, feed_schema_watch
 from monitor.core.rules import ALL, Alert
@@ -278,10 +277,13 @@ class ModelMonitor:
         estimates = perf.estimate_judgements({b for b, _ in touched}, float(times.max()))
         alerts = self.alerting.emit(state.model, state.version, estimates)
         fairness = self.setup.fairness(state)
-        if fairness is not None and perf.task == "multiclass":  # one-vs-rest for the favourable class
-            predicted = favourable_class(preds, positive) if favourable_known(perf, positive) else None
-        elif fairness is not None:
-            predicted = np.where(np.isnan(scores), np.nan, (scores >= self.config.performance.threshold) * 1.0)
+        predicted = None
+        if fairness is not None:
+            classes = perf.favourable(preds)  # a multiclass model's: one-vs-rest for its favourable class
+            if classes is None:
+                predicted = np.where(np.isnan(scores), np.nan, (scores >= self.config.performance.threshold) * 1.0)
+            else:
+                predicted = classes[0]
         if fairness is not None and predicted is not None:
             fairness.observe([combos[c] for c in seg_code.tolist()], predicted)
             gaps = fairness.judgements(state.model, state.version, self.config.alerts, watermark)

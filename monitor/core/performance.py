@@ -98,22 +98,26 @@ def infer_task(label: Any, prediction: Any, positive: str = "1") -> str | None:
 
 def favourable_class(values: Sequence[Any], positive: str) -> np.ndarray:
     """A multiclass model's predictions (or labels) as its favourable class ``positive`` (1.0) or another
-    (0.0), NaN where a value names no class: its fairness gaps are one-vs-rest for that class.
+    (0.0), NaN where a value names no class: its fairness gaps are one-vs-rest for that class. Names compare as
+    :func:`binary_label` compares a named positive class: without case or surrounding spaces.
 
-    >>> favourable_class(["approve", "review", None, "deny", "approve"], "approve").tolist()
+    >>> favourable_class(["approve", "review", None, "deny", " Approve"], "approve").tolist()
     [1.0, 0.0, nan, 0.0, 1.0]
     """
+    named = positive.strip().lower()
     out = np.full(len(values), np.nan)
     for i, value in enumerate(values):
         name = class_name(value)
         if name is not None:
-            out[i] = float(name == positive)
+            out[i] = float(name.strip().lower() == named)
     return out
 
 
-def favourable_known(perf: ModelPerformance, positive: str) -> bool:
-    """Whether a multiclass model has named its favourable class yet (among its first ``max_classes``)."""
-    return perf.classes is not None and positive in perf.classes.values
+def names_other_classes(predictions: Sequence[Any], positive: str) -> bool:
+    """Whether predictions name, as strings, a class that does not read as binary ("2" or "cat" beside the
+    positive "1"): a multiclass model's, before its first label says so (whole numbers alone may be a
+    regression's)."""
+    return any(isinstance(p, str) and binary_label(p, positive) is None for p in predictions)
 
 
 def _is_number(value: Any) -> bool:
@@ -171,6 +175,8 @@ class ModelPerformance:
     classes: CategoryVocabulary | None = None
     # Under ``auto``, read as binary from class names alone so far (see _settle_task); False in older snapshots.
     named_binary = False
+    # A multiclass model's favourable class (performance.positive_label) has been named (see favourable)
+    favourable_seen = False
 
     def __init__(
         self,
@@ -321,6 +327,20 @@ class ModelPerformance:
                 tracker.update(col[idx], times[idx], rng=rng)
             b.last_label_time = float(times[idx].max())
         return set(members)
+
+    def favourable(self, predictions: Sequence[Any], labels: Sequence[Any] | None = None) -> tuple[Any, Any] | None:
+        """A multiclass model's predictions (and labels) as its favourable class or not, for its fairness
+        gaps (:func:`favourable_class`), or None when it is read as binary: its task says so, or, before the
+        first label, its predictions name no class but binary ones. Until a prediction or label has named the
+        favourable class, its groups are not compared: ``(None, None)``."""
+        pos = self.perf.positive_label
+        if self.task != "multiclass" and (self.task is not None or not names_other_classes(predictions, pos)):
+            return None
+        predicted = favourable_class(predictions, pos)
+        y = None if labels is None else favourable_class(labels, pos)
+        if not self.favourable_seen:
+            self.favourable_seen = bool((predicted == 1.0).any() or (y is not None and (y == 1.0).any()))
+        return (predicted, y) if self.favourable_seen else (None, None)
 
     def _settle_task(self, joined: Sequence[Joined]) -> None:
         """The task under ``auto``, from the first joined pair with a label; a model read as binary then takes

@@ -328,6 +328,31 @@ def test_a_segment_that_only_sees_another_attributes_open_change_diluted_gives_n
     assert _fired(later, [_judge(female, shift=0.3, now=400.0)]) == [(female, "firing")]
 
 
+def test_an_open_concept_drift_covers_another_attributes_segment_only_by_its_diluted_share():
+    """Concept drift: country=IN's labels all flipped (an error-rate rise of 0.33, a fifth of the traffic). In
+    gender=F it shows diluted, about 0.07: covered. An independent rise of 0.16 in channel=A is more than IN's
+    share can explain and pages, while IN is open and after it resolved; by size alone (ratio 1.75) it was covered
+    for IN's whole cooldown and never paged."""
+    india, female, channel = ("country", "IN"), ("gender", "F"), ("channel", "A")
+
+    def concept(bucket: tuple[str, str], shift: float, now: float, **kw: Any) -> Judgement:
+        return _judge(bucket, shift=shift, now=now, kind="concept_drift", subject="accuracy", **kw)
+
+    desk = _desk()
+    everyone = concept(ALL, 0.07, 100.0, fire=False)
+    assert _fired(desk, [everyone, concept(india, 0.33, 100.0, share=0.2)]) == [(india, "firing")]
+    assert _fired(desk, [concept(ALL, 0.07, 110.0, fire=False), concept(female, 0.07, 110.0)]) == []
+    assert _fired(desk, [concept(ALL, 0.09, 120.0, fire=False), concept(channel, 0.16, 120.0)]) == [(channel, "firing")]
+    later = _desk()
+    assert _fired(later, [everyone, concept(india, 0.33, 100.0, share=0.2)]) == [(india, "firing")]
+    _fired(later, [concept(india, 0.0, 105.0, fire=False, clear=True)])
+    _fired(later, [concept(india, 0.0, 120.0, fire=False, clear=True)])
+    assert not later.lifecycle.is_firing(alert_key("churn", "concept_drift", "accuracy", {"country": "IN"}, "v1"))
+    assert _fired(later, [concept(ALL, 0.03, 130.0, fire=False), concept(channel, 0.16, 130.0)]) == [
+        (channel, "firing")
+    ]
+
+
 # ---------------------------------------------------------------- ownership
 @pytest.mark.parametrize("partitions", [1, 2, 3, 6])
 def test_exactly_one_partition_owns_each_key(partitions: int):

@@ -358,3 +358,31 @@ def test_a_target_in_the_unit_interval_whose_first_label_is_zero_is_a_regression
     scored = _engine()
     _pairs(scored, [(1, 0.9), (0, 0.2), (3, 0.7)])
     assert scored.models["m", "unknown"].perf.task == "binary"
+
+
+def test_fairness_of_class_ids_before_any_label_is_one_vs_rest_too():
+    """Classes "0", "1" and "2", favourable "1" (the default): both groups get "1" 30% of the time, F mostly
+    "2" otherwise and M mostly "0". Before the first label the task was unknown and the binary reading left
+    "2" out, so F's selection rate read 0.74 against M's 0.31 and a gap fired. A real gap still fires."""
+    mixes = {
+        "equal": {"F": (0.1, 0.3, 0.6), "M": (0.6, 0.3, 0.1)},
+        "gap": {"F": (0.3, 0.1, 0.6), "M": (0.6, 0.3, 0.1)},
+    }
+    for case, mix in mixes.items():
+        overrides = {"detectors": {"warmup_events": 300}, "fairness": {"attributes": ["gender"]}}
+        eng = PartitionEngine(load_config(environ={}, overrides=overrides), clock=lambda: T0)
+        rng = np.random.default_rng(0)
+        alerts: list[Alert] = []
+        for step in range(10):
+            preds = []
+            for i in range(step * 1000, (step + 1) * 1000):
+                g = "F" if rng.random() < 0.5 else "M"
+                preds.append({"prediction_id": f"p{i}", "model": "loans", "timestamp": T0 + i / 100,
+                              "features": {"x": float(rng.normal())}, "segments": {"gender": g},
+                              "prediction": str(rng.choice(3, p=mix[g]))})  # fmt: skip
+            alerts += eng.process_predictions([orjson.dumps(p) for p in preds], [0.0] * len(preds)).alerts
+        fired = {(a.subject, tuple(a.segment.items())) for a in alerts if a.kind == "fairness" and a.status == "firing"}
+        if case == "equal":
+            assert fired == set(), fired
+        else:
+            assert ("demographic_parity", (("gender", "F"),)) in fired, fired
