@@ -177,6 +177,8 @@ class ModelPerformance:
     named_binary = False
     # A multiclass model's favourable class (performance.positive_label) has been named (see favourable)
     favourable_seen = False
+    # Before the first label: predictions have named classes that do not read as binary (see favourable)
+    names_classes = False
 
     def __init__(
         self,
@@ -334,7 +336,9 @@ class ModelPerformance:
         first label, its predictions name no class but binary ones. Until a prediction or label has named the
         favourable class, its groups are not compared: ``(None, None)``."""
         pos = self.perf.positive_label
-        if self.task != "multiclass" and (self.task is not None or not names_other_classes(predictions, pos)):
+        if self.task is None and not self.names_classes:  # once seen, for every batch until the first label
+            self.names_classes = names_other_classes(predictions, pos)
+        if self.task != "multiclass" and (self.task is not None or not self.names_classes):
             return None
         predicted = favourable_class(predictions, pos)
         y = None if labels is None else favourable_class(labels, pos)

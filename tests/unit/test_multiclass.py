@@ -386,3 +386,17 @@ def test_fairness_of_class_ids_before_any_label_is_one_vs_rest_too():
             assert fired == set(), fired
         else:
             assert ("demographic_parity", (("gender", "F"),)) in fired, fired
+
+
+def test_class_names_seen_before_the_first_label_keep_the_one_vs_rest_reading():
+    """Before the first label, a batch whose predictions all read as binary ("yes" reads as the positive "1")
+    must not switch a model that has named other classes back to the binary reading."""
+    from monitor.core.performance import ModelPerformance
+
+    cfg = load_config(environ={}, overrides={})
+    perf = ModelPerformance("m", "v1", cfg.performance, cfg.alerts, cfg.detectors.default)
+    assert perf.favourable(["yes", "no"]) is None  # binary so far: the binary reading
+    first = perf.favourable(["yes", "maybe", "1"])
+    assert first is not None and first[0].tolist() == [0.0, 0.0, 1.0]
+    again = perf.favourable(["yes", "no"])
+    assert again is not None and again[0].tolist() == [0.0, 0.0]
