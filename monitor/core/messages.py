@@ -92,6 +92,11 @@ def alert_message(model: str, version: str, j: Judgement, status: str) -> str:
                 f"Estimated accuracy of {of_model} {where} fell from {before} to {now} over the last "
                 f"{ev.events:,} predictions (estimated from the model's scores, before labels arrive)."
             )
+        if "task" in ev.current:  # withdrawn: its labels showed the model is not a binary classifier
+            return (
+                f"Estimated accuracy of {of_model} {where} no longer applies: its labels show a "
+                f"{ev.current['task']} model, whose predictions are not a classifier's scores."
+            )
         return f"Estimated accuracy of {of_model} {where} is back near its usual level ({now})."
     if j.kind == "performance":
         name = METRIC_NAMES.get(j.subject, j.subject.replace("_", " ").capitalize())

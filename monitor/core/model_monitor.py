@@ -274,7 +274,9 @@ class ModelMonitor:
         perf = self.setup.performance(state)
         latency = batch.latency_ms if rows is None else batch.latency_ms[rows]
         touched = perf.observe_predictions(buckets, scores, latency, times, rng)
-        estimates = perf.estimate_judgements({b for b, _ in touched}, float(times.max()))
+        estimates = perf.estimate_judgements(
+            {b for b, _ in touched}, float(times.max()), self.alerting.lifecycle.is_firing
+        )
         alerts = self.alerting.emit(state.model, state.version, estimates)
         fairness = self.setup.fairness(state)
         predicted = None

@@ -9,7 +9,7 @@ business outcomes), per bucket (all traffic and each tracked segment value), and
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -518,16 +518,54 @@ class ModelPerformance:
                     out.append(j)
         return out
 
-    def estimate_judgements(self, buckets: set[Bucket], now: float) -> list[Judgement]:
-        """Label-free estimate alerts and latency alerts, evaluated as predictions arrive."""
+    def estimate_judgements(
+        self, buckets: set[Bucket], now: float, is_firing: Callable[[str], bool] | None = None
+    ) -> list[Judgement]:
+        """Label-free estimate alerts and latency alerts, evaluated as predictions arrive. ``is_firing``: which
+        alert keys are open, for the estimate alerts of a model whose labels showed it is not binary."""
         out = []
         if self.task in (None, "binary"):
             for bucket in sorted(buckets):
                 b = self.buckets.get(bucket)
                 if b is not None and b.baseline_scores.sum() >= self.detectors.warmup_events:
                     out.append(self._estimate(bucket, b, now))
+        elif is_firing is not None:
+            out.extend(self._estimates_withdrawn(buckets, now, is_firing))
         if self.latency.warmed_up:
             out.append(self._latency(now))
+        return out
+
+    def _estimates_withdrawn(
+        self, buckets: set[Bucket], now: float, is_firing: Callable[[str], bool]
+    ) -> list[Judgement]:
+        """Estimate alerts opened while the model read as binary (before its first label, its scores taken for a
+        classifier's), once its labels showed another task: no estimate judges them again, so their condition
+        no longer holds and they resolve as any other would."""
+        out: list[Judgement] = []
+        for bucket in sorted(buckets):
+            segment = {} if bucket == ALL else {bucket[0]: bucket[1]}
+            if not is_firing(alert_key(self.model, "performance", "estimated_accuracy", segment, self.version)):
+                continue
+            ev = DriftEvidence(
+                detected=False, effect=0.0, events=0, detector="cbpe", change_seq=self.buckets[bucket].predictions,
+                change_time=now, p_value=None, baseline={}, current={"task": self.task},
+            )  # fmt: skip
+            out.append(
+                self._judgement(
+                    "performance",
+                    "estimated_accuracy",
+                    bucket,
+                    ev,
+                    now,
+                    stream_kind="estimate",
+                    threshold=self.perf.min_accuracy_drop,
+                    critical=2 * self.perf.min_accuracy_drop,
+                    fire=False,
+                    clear=True,
+                    shift=0.0,
+                    statistic=0.0,
+                )
+            )
         return out
 
     def _judgement(

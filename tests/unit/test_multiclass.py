@@ -400,3 +400,31 @@ def test_class_names_seen_before_the_first_label_keep_the_one_vs_rest_reading():
     assert first is not None and first[0].tolist() == [0.0, 0.0, 1.0]
     again = perf.favourable(["yes", "no"])
     assert again is not None and again[0].tolist() == [0.0, 0.0]
+
+
+def test_an_estimate_alert_opened_before_the_first_label_resolves_once_labels_show_a_regression():
+    """Predictions in [0, 1] are taken for a classifier's scores until the first label: when they drift
+    towards 0.5 the score-based estimate fires. Labels that show a regression stop the estimate, and its open
+    alert stayed open for good (nothing judged it again)."""
+    rng = np.random.default_rng(0)
+    eng = _engine()
+    alerts: list[Alert] = []
+    for step in range(24):
+        preds, labels = [], []
+        for i in range(step * 1000, (step + 1) * 1000):
+            t = float(rng.random())
+            score = t if step < 8 else 0.5 + (t - 0.5) * 0.2  # less confident from step 8
+            preds.append({"prediction_id": f"r{i}", "model": "m", "timestamp": T0 + i / 100,
+                          "features": {"x": float(rng.normal())}, "prediction": score})  # fmt: skip
+            if step >= 16:  # labels from step 16: a target in [0, 1], a regression's
+                labels.append({"prediction_id": f"r{i}", "label": float(rng.random()), "timestamp": T0 + i / 100 + 1})
+        alerts += eng.process_predictions([orjson.dumps(p) for p in preds], [0.0] * len(preds)).alerts
+        alerts += eng.process_labels([orjson.dumps(x) for x in labels], [0.0] * len(labels)).alerts
+    estimate = [(a.status, a.key) for a in alerts if a.subject == "estimated_accuracy"]
+    assert estimate == [
+        ("firing", "m/unknown/performance/estimated_accuracy/all"),
+        ("resolved", "m/unknown/performance/estimated_accuracy/all"),
+    ], estimate
+    resolved = next(a for a in alerts if a.subject == "estimated_accuracy" and a.status == "resolved")
+    assert "its labels show a regression model" in resolved.message
+    assert eng.models["m", "unknown"].perf.task == "regression"
