@@ -550,22 +550,7 @@ class ModelPerformance:
                 detected=False, effect=0.0, events=0, detector="cbpe", change_seq=self.buckets[bucket].predictions,
                 change_time=now, p_value=None, baseline={}, current={"task": self.task},
             )  # fmt: skip
-            out.append(
-                self._judgement(
-                    "performance",
-                    "estimated_accuracy",
-                    bucket,
-                    ev,
-                    now,
-                    stream_kind="estimate",
-                    threshold=self.perf.min_accuracy_drop,
-                    critical=2 * self.perf.min_accuracy_drop,
-                    fire=False,
-                    clear=True,
-                    shift=0.0,
-                    statistic=0.0,
-                )
-            )
+            out.append(self._estimate_judgement(bucket, ev, now, fire=False, clear=True, drop=0.0))
         return out
 
     def _judgement(
@@ -735,6 +720,13 @@ class ModelPerformance:
             current={"estimated_accuracy": cur, "low": low, "high": high, "events": n, "trustworthy": trusted},
             direction="fell" if drop > 0 else "rose",
         )
+        return self._estimate_judgement(
+            bucket, ev, now, fire=fire, clear=enough and drop < cfg.min_accuracy_drop * a.resolve_ratio, drop=drop
+        )
+
+    def _estimate_judgement(
+        self, bucket: Bucket, ev: DriftEvidence, now: float, *, fire: bool, clear: bool, drop: float
+    ) -> Judgement:
         return self._judgement(
             "performance",
             "estimated_accuracy",
@@ -742,10 +734,10 @@ class ModelPerformance:
             ev,
             now,
             stream_kind="estimate",
-            threshold=cfg.min_accuracy_drop,
-            critical=2 * cfg.min_accuracy_drop,
+            threshold=self.perf.min_accuracy_drop,
+            critical=2 * self.perf.min_accuracy_drop,
             fire=fire,
-            clear=enough and drop < cfg.min_accuracy_drop * a.resolve_ratio,
+            clear=clear,
             shift=max(drop, 0.0),
             statistic=drop,
         )
