@@ -506,16 +506,21 @@ class ModelPerformance:
         had its test's labels yet: attribution holds all traffic's alert for such a local change (it only
         dilutes it), and a batch of a few labels often has none of a small segment's. Not firing and not clear,
         they change nothing in their own alert's lifecycle."""
-        out: list[Judgement] = []
-        for bucket in sorted(self.buckets.keys() - buckets):
-            b = self.buckets[bucket]
-            if not b.labelled or b.errors is None or b.errors.fired is not None:
+        pending = []
+        for bucket, b in self.buckets.items():
+            errors = b.errors
+            if bucket in buckets or not b.labelled or errors is None or errors.fired is not None:
                 continue
-            ev = b.errors.evidence()
-            if ev.detected and 0 < ev.events < b.errors.test.min_events:
-                j = self._concept(bucket, b, b.errors, drifting)
-                if not j.fire and not j.clear:
-                    out.append(j)
+            # its evidence's detected and events, read without building it (a label batch may be a few labels)
+            if errors.change_seq > 0 and 0 < errors.since_n < errors.test.min_events:
+                pending.append(bucket)
+        out: list[Judgement] = []
+        for bucket in sorted(pending):
+            b = self.buckets[bucket]
+            assert b.errors is not None
+            j = self._concept(bucket, b, b.errors, drifting)
+            if not j.fire and not j.clear:
+                out.append(j)
         return out
 
     def estimate_judgements(
