@@ -52,6 +52,14 @@ def alert_message(model: str, version: str, j: Judgement, status: str) -> str:
     where = "across all traffic" if not j.segment else "in segment " + segment_label(j.segment)
     of_model = f"model {model} {version}"
     firing = status == "firing"
+    if ev.detector == "withdrawn":  # opened while the model read as binary; its labels showed another task
+        name = "Estimated accuracy" if j.subject == "estimated_accuracy" else "The accuracy alert"
+        if j.kind == "performance" and j.subject not in ("estimated_accuracy", "accuracy_vs_baseline"):
+            name = "The " + METRIC_NAMES.get(j.subject, j.subject.replace("_", " ")) + " floor"
+        return (
+            f"{name} of {of_model} {where} no longer applies: its labels show a {ev.current.get('task')} model, "
+            "not the binary classifier its first predictions or labels were taken for."
+        )
     if j.kind == "concept_drift":
         drifting = j.extra.get("inputs_drifting") or []
         inputs = (
@@ -91,11 +99,6 @@ def alert_message(model: str, version: str, j: Judgement, status: str) -> str:
             return (
                 f"Estimated accuracy of {of_model} {where} fell from {before} to {now} over the last "
                 f"{ev.events:,} predictions (estimated from the model's scores, before labels arrive)."
-            )
-        if "task" in ev.current:  # withdrawn: its labels showed the model is not a binary classifier
-            return (
-                f"Estimated accuracy of {of_model} {where} no longer applies: its labels show a "
-                f"{ev.current['task']} model, whose predictions are not a classifier's scores."
             )
         return f"Estimated accuracy of {of_model} {where} is back near its usual level ({now})."
     if j.kind == "performance":

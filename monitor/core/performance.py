@@ -23,6 +23,8 @@ from monitor.core.drift import DriftEvidence, NumericDriftTracker
 from monitor.core.join import Joined
 from monitor.core.metrics import (
     LOWER_IS_BETTER,
+    MULTICLASS_METRICS,
+    REGRESSION_METRICS,
     PerformanceWindow,
     Ring,
     binary_metrics,
@@ -129,11 +131,6 @@ def _is_fraction(value: Any) -> bool:
     return isinstance(value, float) and not value.is_integer()
 
 
-def _names_a_class(prediction: Any) -> bool:
-    """A prediction that names a class (a string, a boolean, a whole number) rather than giving a score."""
-    return class_name(prediction) is not None
-
-
 def class_name(value: Any) -> str | None:
     """A multiclass label or prediction as the class name it is compared by: a string as it is, a whole number
     as its digits (label ``7`` names the class ``"7"``), a boolean as ``"true"`` / ``"false"``; anything else
@@ -173,8 +170,8 @@ class ModelPerformance:
     # A multiclass model's class names as codes (at most ``performance.max_classes``, the rest one overflow
     # class), made when its first labelled pair comes; None for the other tasks.
     classes: CategoryVocabulary | None = None
-    # Under ``auto``, read as binary from class names alone so far (see _settle_task); False in older snapshots.
-    named_binary = False
+    # Alerts opened while the model read as binary may be open after its labels showed another task
+    withdrawing = False
     # A multiclass model's favourable class (performance.positive_label) has been named (see favourable)
     favourable_seen = False
     # Before the first label: predictions have named classes that do not read as binary (see favourable)
@@ -337,7 +334,9 @@ class ModelPerformance:
         favourable class, its groups are not compared: ``(None, None)``."""
         pos = self.perf.positive_label
         if self.task is None and not self.names_classes:  # once seen, for every batch until the first label
-            self.names_classes = names_other_classes(predictions, pos)
+            self.names_classes = names_other_classes(predictions, pos) and bool(
+                (favourable_class(predictions, pos) == 1.0).any()
+            )
         if self.task != "multiclass" and (self.task is not None or not self.names_classes):
             return None
         predicted = favourable_class(predictions, pos)
@@ -348,18 +347,20 @@ class ModelPerformance:
 
     def _settle_task(self, joined: Sequence[Joined]) -> None:
         """The task under ``auto``, from the first joined pair with a label; a model read as binary then takes
-        the task a later pair shows within its first ``reference_labels`` labels, and its label metrics start
-        afresh:
+        the task a later pair shows within its first ``reference_labels`` labels (counted label by label, so
+        batching does not matter), and its label metrics start afresh:
 
-        * a fractional label with a numeric prediction makes it a regression (a target in [0, 1] whose first
-          label was 0 was read as binary for good, and every fractional label was left out);
-        * read on class names alone (predictions such as "1" and "0", "yes" and "no", or true and false, never
-          a fractional score), a label or prediction naming another class makes it multiclass (classes "0" to
-          "4" whose first pair was ("1", "0") left out every other class's label).
+        * a fractional label, or a numeric prediction outside [0, 1], with a numeric prediction makes it a
+          regression (a target in [0, 1] whose first label was 0, or a count whose first pair was (0, 0.3),
+          was read as binary for good, and every other label was left out);
+        * a prediction that names a class not read as binary ("3" after "1" and "0") makes it multiclass
+          (classes "0" to "4" whose first pair was ("1", "0") left out every other class's label). A label
+          alone does not: a binary classifier's stray label is counted unsupported.
         """
         if self.perf.task != "auto":
             return
         pos = self.perf.positive_label
+        counted = self.buckets[ALL].labelled if ALL in self.buckets else 0
         for j in joined:
             if j.label is None:
                 continue
@@ -368,33 +369,56 @@ class ModelPerformance:
                 self.task = infer_task(j.label, prediction, pos)
                 if self.task is None:
                     continue
-                self.named_binary = self.task == "binary" and _names_a_class(prediction)
+                self.withdrawing = self.task != "binary"  # its scores were read as a classifier's until now
                 for b in self.buckets.values():  # buckets made before the task was known
                     if b.window.task != self.task and b.window.count == 0:
                         b.window = PerformanceWindow(self.task, self.perf.window, self.perf.threshold)
-            if self.task != "binary" or (
-                ALL in self.buckets and self.buckets[ALL].labelled >= self.perf.reference_labels
-            ):
+            counted += 1
+            if self.task != "binary" or counted > self.perf.reference_labels:
                 return
-            if _is_fraction(j.label) and _is_number(prediction):
+            if _is_number(prediction) and (_is_fraction(j.label) or not 0.0 <= prediction <= 1.0):
                 self._become("regression")
                 return
-            if not self.named_binary:
-                continue
-            if not _names_a_class(prediction):
-                self.named_binary = False  # a score: a binary classifier's, whatever its labels say
-                continue
-            other = binary_label(j.label, pos) is None or binary_label(prediction, pos) is None
-            if other and class_name(j.label) is not None:
+            if isinstance(prediction, str) and binary_label(prediction, pos) is None and class_name(j.label):
                 self._become("multiclass")
                 return
 
     def _become(self, task: str) -> None:
-        """Take ``task`` instead of the binary one the first pairs showed: every bucket's metrics afresh."""
-        self.task, self.named_binary = task, False
+        """Take ``task`` instead of the binary one the first pairs showed: every bucket's metrics afresh, and
+        the alerts opened under the binary reading are withdrawn (:meth:`withdrawn_judgements`)."""
+        self.task, self.withdrawing = task, True
         for b in self.buckets.values():
             b.window = PerformanceWindow(task, self.perf.window, self.perf.threshold)
             b.errors = None  # made again for the task by _bucket
+
+    def withdrawn_judgements(self, now: float, is_firing: Callable[[str], bool]) -> list[Judgement]:
+        """Clear judgements for the alerts a model opened while it read as binary (a score-based estimate
+        before its first label; accuracy floors, concept drift or the baseline level before its labels showed
+        another task): nothing judges those keys again under its task, so they resolve as any other would,
+        saying why. Checked until none is open."""
+        if not self.withdrawing or self.task in (None, "binary"):
+            return []
+        subjects = [("performance", "estimated_accuracy"), ("performance", "accuracy_vs_baseline")]
+        valid = {"regression": REGRESSION_METRICS, "multiclass": MULTICLASS_METRICS}.get(self.task, ())
+        subjects += [("performance", metric) for metric in sorted(self.perf.floors) if metric not in valid]
+        if self.task not in RATE_TASKS:
+            subjects.append(("concept_drift", "accuracy"))
+        out: list[Judgement] = []
+        for bucket in sorted(self.buckets):
+            segment = {} if bucket == ALL else {bucket[0]: bucket[1]}
+            for kind, subject in subjects:
+                if is_firing(alert_key(self.model, kind, subject, segment, self.version)):
+                    ev = DriftEvidence(
+                        detected=False, effect=0.0, events=0, detector="withdrawn",
+                        change_seq=self.buckets[bucket].predictions, change_time=now, p_value=None, baseline={},
+                        current={"task": self.task},
+                    )  # fmt: skip
+                    out.append(
+                        self._judgement(kind, subject, bucket, ev, now, stream_kind="withdrawn", threshold=0.0,
+                                        critical=math.inf, fire=False, clear=True, shift=0.0, statistic=0.0)
+                    )  # fmt: skip
+        self.withdrawing = bool(out)
+        return out
 
     def _class_codes(self, names: list[tuple[str, str] | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Label and predicted class codes of a batch's rows (NaN where a row has no classes), and whether each
@@ -527,7 +551,7 @@ class ModelPerformance:
         self, buckets: set[Bucket], now: float, is_firing: Callable[[str], bool] | None = None
     ) -> list[Judgement]:
         """Label-free estimate alerts and latency alerts, evaluated as predictions arrive. ``is_firing``: which
-        alert keys are open, for the estimate alerts of a model whose labels showed it is not binary."""
+        alert keys are open, for the alerts a model opened while it read as binary (:meth:`withdrawn_judgements`)."""
         out = []
         if self.task in (None, "binary"):
             for bucket in sorted(buckets):
@@ -535,27 +559,9 @@ class ModelPerformance:
                 if b is not None and b.baseline_scores.sum() >= self.detectors.warmup_events:
                     out.append(self._estimate(bucket, b, now))
         elif is_firing is not None:
-            out.extend(self._estimates_withdrawn(buckets, now, is_firing))
+            out.extend(self.withdrawn_judgements(now, is_firing))
         if self.latency.warmed_up:
             out.append(self._latency(now))
-        return out
-
-    def _estimates_withdrawn(
-        self, buckets: set[Bucket], now: float, is_firing: Callable[[str], bool]
-    ) -> list[Judgement]:
-        """Estimate alerts opened while the model read as binary (before its first label, its scores taken for a
-        classifier's), once its labels showed another task: no estimate judges them again, so their condition
-        no longer holds and they resolve as any other would."""
-        out: list[Judgement] = []
-        for bucket in sorted(buckets):
-            segment = {} if bucket == ALL else {bucket[0]: bucket[1]}
-            if not is_firing(alert_key(self.model, "performance", "estimated_accuracy", segment, self.version)):
-                continue
-            ev = DriftEvidence(
-                detected=False, effect=0.0, events=0, detector="cbpe", change_seq=self.buckets[bucket].predictions,
-                change_time=now, p_value=None, baseline={}, current={"task": self.task},
-            )  # fmt: skip
-            out.append(self._estimate_judgement(bucket, ev, now, fire=False, clear=True, drop=0.0))
         return out
 
     def _judgement(
@@ -725,13 +731,6 @@ class ModelPerformance:
             current={"estimated_accuracy": cur, "low": low, "high": high, "events": n, "trustworthy": trusted},
             direction="fell" if drop > 0 else "rose",
         )
-        return self._estimate_judgement(
-            bucket, ev, now, fire=fire, clear=enough and drop < cfg.min_accuracy_drop * a.resolve_ratio, drop=drop
-        )
-
-    def _estimate_judgement(
-        self, bucket: Bucket, ev: DriftEvidence, now: float, *, fire: bool, clear: bool, drop: float
-    ) -> Judgement:
         return self._judgement(
             "performance",
             "estimated_accuracy",
@@ -739,10 +738,10 @@ class ModelPerformance:
             ev,
             now,
             stream_kind="estimate",
-            threshold=self.perf.min_accuracy_drop,
-            critical=2 * self.perf.min_accuracy_drop,
+            threshold=cfg.min_accuracy_drop,
+            critical=2 * cfg.min_accuracy_drop,
             fire=fire,
-            clear=clear,
+            clear=enough and drop < cfg.min_accuracy_drop * a.resolve_ratio,
             shift=max(drop, 0.0),
             statistic=drop,
         )

@@ -246,17 +246,32 @@ def test_classes_whose_first_pair_reads_as_binary_become_multiclass_when_another
 
 
 def test_a_binary_model_stays_binary_on_a_stray_label():
-    """A model that gives scores, or one whose first labels are many, is binary whatever a later label says:
-    the stray label is counted unsupported."""
-    scored = _engine()
-    _pairs(scored, [(1, 0.9), (0, 0.2), ("2", 0.7)])
-    assert scored.models["m", "unknown"].perf.task == "binary"
-    assert scored.models["m", "unknown"].perf.unsupported == 1
+    """A model that gives scores, names its classes as booleans or as "1" / "0" with scores, or whose first
+    labels are many, is binary whatever a later label says: the stray label is counted unsupported. (A label
+    alone switched such a model to multiclass, and with boolean predictions its accuracy then read 0.)"""
+    for first in ([(1, 0.9), (0, 0.2)], [(1, True), (0, False)], [(1, "1"), (0, "0")], [(1, 1.0), (0, 0.0)]):
+        eng = _engine()
+        _pairs(eng, [*first, ("unknown", first[0][1]), (3, first[1][1])])
+        perf = eng.models["m", "unknown"].perf
+        assert perf.task == "binary" and perf.unsupported == 2, first
     named = _engine()
     _pairs(named, [("yes", "yes"), ("no", "yes")] * 300)
-    _pairs(named, [("maybe", "no")], start=600)
+    _pairs(named, [("maybe", "maybe")], start=600)  # past its first reference_labels labels
     perf = named.models["m", "unknown"].perf
     assert perf.task == "binary" and perf.unsupported == 1
+
+
+def test_the_task_a_model_settles_on_does_not_depend_on_how_its_labels_are_batched():
+    """A fraction at label 400 with reference_labels = 300: past the first labels, whatever the batches (the
+    count was taken at the start of each batch, so batches of 1,000 switched and batches of 100 did not)."""
+    rng = np.random.default_rng(1)
+    rows = [(float(rng.integers(0, 2)), float(rng.random())) for _ in range(400)]
+    rows += [(float(rng.random()), float(rng.random())) for _ in range(600)]
+    for size in (100, 1000):
+        eng = _engine(reference_labels=300)
+        for k in range(0, 1000, size):
+            _pairs(eng, rows[k : k + size], start=k)
+        assert eng.models["m", "unknown"].perf.task == "binary", size
 
 
 def test_a_macro_average_floor_at_a_healthy_level_fires_at_its_rate_and_a_real_breach_fires():
@@ -360,6 +375,16 @@ def test_a_target_in_the_unit_interval_whose_first_label_is_zero_is_a_regression
     assert scored.models["m", "unknown"].perf.task == "binary"
 
 
+def test_a_count_whose_first_pair_reads_as_binary_is_a_regression_once_a_prediction_leaves_the_unit_interval():
+    rng = np.random.default_rng(3)
+    truth = rng.poisson(1.5, 1000).astype(float)
+    rows = [(0.0, 0.3)] + [(float(t), float(t + rng.normal(0, 0.5))) for t in truth]
+    eng = _engine()
+    _pairs(eng, rows)
+    perf = eng.models["m", "unknown"].perf
+    assert perf.task == "regression" and perf.unsupported == 0 and perf.buckets["", ""].window.count == 1001
+
+
 def test_fairness_of_class_ids_before_any_label_is_one_vs_rest_too():
     """Classes "0", "1" and "2", favourable "1" (the default): both groups get "1" 30% of the time, F mostly
     "2" otherwise and M mostly "0". Before the first label the task was unknown and the binary reading left
@@ -426,5 +451,51 @@ def test_an_estimate_alert_opened_before_the_first_label_resolves_once_labels_sh
         ("resolved", "m/unknown/performance/estimated_accuracy/all"),
     ], estimate
     resolved = next(a for a in alerts if a.subject == "estimated_accuracy" and a.status == "resolved")
-    assert "its labels show a regression model" in resolved.message
+    assert "no longer applies: its labels show a regression model" in resolved.message
     assert eng.models["m", "unknown"].perf.task == "regression"
+
+
+def test_alerts_opened_while_a_model_read_as_binary_resolve_once_it_is_a_regression():
+    """An accuracy floor breached on the first labels of a [0, 1] target whose first label was 0 (read as
+    binary): after the switch to a regression, nothing judged the accuracy key again and it stayed open."""
+    rng = np.random.default_rng(2)
+    eng = _engine(floors={"accuracy": 0.9}, min_labels=50, reference_labels=2000)
+    alerts: list[Alert] = []
+    for step in range(12):
+        preds, labels = [], []
+        for i in range(step * 500, (step + 1) * 500):
+            binary_phase = step < 2
+            truth = float(rng.integers(0, 2)) if binary_phase else float(rng.random())
+            preds.append({"prediction_id": f"w{i}", "model": "m", "timestamp": T0 + i / 10,
+                          "features": {"x": 1.0}, "prediction": float(rng.random())})  # fmt: skip
+            labels.append({"prediction_id": f"w{i}", "label": truth, "timestamp": T0 + i / 10 + 1})
+        alerts += eng.process_predictions([orjson.dumps(p) for p in preds], [0.0] * len(preds)).alerts
+        alerts += eng.process_labels([orjson.dumps(x) for x in labels], [0.0] * len(labels)).alerts
+    accuracy = [(a.status, a.key) for a in alerts if a.subject == "accuracy"]
+    assert accuracy == [
+        ("firing", "m/unknown/performance/accuracy/all"),
+        ("resolved", "m/unknown/performance/accuracy/all"),
+    ]
+    resolved = next(a for a in alerts if a.subject == "accuracy" and a.status == "resolved")
+    assert "no longer applies: its labels show a regression model" in resolved.message
+    assert eng.models["m", "unknown"].perf.task == "regression"
+
+
+def test_a_stray_prediction_before_the_first_label_keeps_a_binary_models_fairness():
+    """Predictions "yes" and "no" (read as binary: "yes" is the positive class) and one odd "maybe": the class
+    reading took over for good and, "1" never being named, the groups were no longer compared."""
+    overrides = {"detectors": {"warmup_events": 300}, "fairness": {"attributes": ["gender"]}}
+    eng = PartitionEngine(load_config(environ={}, overrides=overrides), clock=lambda: T0)
+    rng = np.random.default_rng(0)
+    alerts: list[Alert] = []
+    for step in range(10):
+        preds = []
+        for i in range(step * 1000, (step + 1) * 1000):
+            g = "F" if rng.random() < 0.5 else "M"
+            answer = "yes" if rng.random() < (0.3 if g == "F" else 0.6) else "no"
+            preds.append({"prediction_id": f"y{i}", "model": "m", "timestamp": T0 + i / 100,
+                          "features": {"x": 1.0}, "segments": {"gender": g},
+                          "prediction": "maybe" if i == 5 else answer})  # fmt: skip
+        alerts += eng.process_predictions([orjson.dumps(p) for p in preds], [0.0] * len(preds)).alerts
+    fired = {a.subject for a in alerts if a.kind == "fairness" and a.status == "firing"}
+    assert "demographic_parity" in fired, fired
