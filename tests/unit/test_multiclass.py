@@ -215,6 +215,18 @@ def _pairs(eng: PartitionEngine, pairs: list[tuple[Any, Any]], *, start: int = 0
     eng.process_labels([orjson.dumps(x) for x in labels], [0.0] * len(labels))
 
 
+def _switched(rows: list[tuple[Any, Any]], first: int, task: str) -> PerformanceWindow:
+    """The first ``first`` rows in one batch read as binary, the rest in a second batch make the model ``task``
+    with nothing left out: its all-traffic window."""
+    eng = _engine()
+    _pairs(eng, rows[:first])
+    assert eng.models["m", "unknown"].perf.task == "binary"
+    _pairs(eng, rows[first:], start=first)
+    perf = eng.models["m", "unknown"].perf
+    assert perf.task == task and perf.unsupported == 0
+    return perf.buckets["", ""].window
+
+
 def test_a_batch_whose_first_rows_carry_outcomes_only_is_learned_with_its_class_names():
     """Rows read before the task was known (outcomes, no label) were not given class names, so the batch's
     names and rows fell out of step and the engine raised IndexError."""
@@ -234,13 +246,7 @@ def test_classes_whose_first_pair_reads_as_binary_become_multiclass_when_another
     for _ in range(1000):
         truth = str(int(rng.integers(0, 5)))
         rows.append((truth, truth if rng.random() < 0.8 else str(int(rng.integers(0, 5)))))
-    eng = _engine()
-    _pairs(eng, rows[:2])
-    assert eng.models["m", "unknown"].perf.task == "binary"
-    _pairs(eng, rows[2:], start=2)
-    perf = eng.models["m", "unknown"].perf
-    assert perf.task == "multiclass" and perf.unsupported == 0
-    window = perf.buckets["", ""].window
+    window = _switched(rows, 2, "multiclass")
     assert window.count == 1000  # afresh from the batch that named another class
     assert window.window_metrics()["accuracy"] == pytest.approx(np.mean([a == b for a, b in rows[2:]]))
 
@@ -360,13 +366,7 @@ def test_a_target_in_the_unit_interval_whose_first_label_is_zero_is_a_regression
     truth = np.where(rng.random(600) < 0.3, 0.0, rng.random(600))
     truth[0] = 0.0
     rows = [(float(t), float(np.clip(t + rng.normal(0, 0.05), 0, 1))) for t in truth]
-    eng = _engine()
-    _pairs(eng, rows[:1])
-    assert eng.models["m", "unknown"].perf.task == "binary"
-    _pairs(eng, rows[1:], start=1)
-    perf = eng.models["m", "unknown"].perf
-    assert perf.task == "regression" and perf.unsupported == 0
-    window = perf.buckets["", ""].window
+    window = _switched(rows, 1, "regression")
     assert window.count == 599  # afresh from the batch that showed a fraction
     errors = [abs(p - t) for t, p in rows[1:]]
     assert window.window_metrics()["mae"] == pytest.approx(np.mean(errors))
@@ -385,6 +385,24 @@ def test_a_count_whose_first_pair_reads_as_binary_is_a_regression_once_a_predict
     assert perf.task == "regression" and perf.unsupported == 0 and perf.buckets["", ""].window.count == 1001
 
 
+def _fairness_without_labels(prediction: Any) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+    """Ten batches of 1,000 predictions of a model with fairness on gender and no label yet; ``prediction(i,
+    gender, rng)`` gives row i's prediction. The fairness alerts that fired, as (subject, segment items)."""
+    overrides = {"detectors": {"warmup_events": 300}, "fairness": {"attributes": ["gender"]}}
+    eng = PartitionEngine(load_config(environ={}, overrides=overrides), clock=lambda: T0)
+    rng = np.random.default_rng(0)
+    alerts: list[Alert] = []
+    for step in range(10):
+        preds = []
+        for i in range(step * 1000, (step + 1) * 1000):
+            g = "F" if rng.random() < 0.5 else "M"
+            preds.append({"prediction_id": f"p{i}", "model": "loans", "timestamp": T0 + i / 100,
+                          "features": {"x": 1.0}, "segments": {"gender": g},
+                          "prediction": prediction(i, g, rng)})  # fmt: skip
+        alerts += eng.process_predictions([orjson.dumps(p) for p in preds], [0.0] * len(preds)).alerts
+    return {(a.subject, tuple(a.segment.items())) for a in alerts if a.kind == "fairness" and a.status == "firing"}
+
+
 def test_fairness_of_class_ids_before_any_label_is_one_vs_rest_too():
     """Classes "0", "1" and "2", favourable "1" (the default): both groups get "1" 30% of the time, F mostly
     "2" otherwise and M mostly "0". Before the first label the task was unknown and the binary reading left
@@ -394,19 +412,7 @@ def test_fairness_of_class_ids_before_any_label_is_one_vs_rest_too():
         "gap": {"F": (0.3, 0.1, 0.6), "M": (0.6, 0.3, 0.1)},
     }
     for case, mix in mixes.items():
-        overrides = {"detectors": {"warmup_events": 300}, "fairness": {"attributes": ["gender"]}}
-        eng = PartitionEngine(load_config(environ={}, overrides=overrides), clock=lambda: T0)
-        rng = np.random.default_rng(0)
-        alerts: list[Alert] = []
-        for step in range(10):
-            preds = []
-            for i in range(step * 1000, (step + 1) * 1000):
-                g = "F" if rng.random() < 0.5 else "M"
-                preds.append({"prediction_id": f"p{i}", "model": "loans", "timestamp": T0 + i / 100,
-                              "features": {"x": float(rng.normal())}, "segments": {"gender": g},
-                              "prediction": str(rng.choice(3, p=mix[g]))})  # fmt: skip
-            alerts += eng.process_predictions([orjson.dumps(p) for p in preds], [0.0] * len(preds)).alerts
-        fired = {(a.subject, tuple(a.segment.items())) for a in alerts if a.kind == "fairness" and a.status == "firing"}
+        fired = _fairness_without_labels(lambda i, g, rng, mix=mix: str(rng.choice(3, p=mix[g])))
         if case == "equal":
             assert fired == set(), fired
         else:
@@ -484,18 +490,9 @@ def test_alerts_opened_while_a_model_read_as_binary_resolve_once_it_is_a_regress
 def test_a_stray_prediction_before_the_first_label_keeps_a_binary_models_fairness():
     """Predictions "yes" and "no" (read as binary: "yes" is the positive class) and one odd "maybe": the class
     reading took over for good and, "1" never being named, the groups were no longer compared."""
-    overrides = {"detectors": {"warmup_events": 300}, "fairness": {"attributes": ["gender"]}}
-    eng = PartitionEngine(load_config(environ={}, overrides=overrides), clock=lambda: T0)
-    rng = np.random.default_rng(0)
-    alerts: list[Alert] = []
-    for step in range(10):
-        preds = []
-        for i in range(step * 1000, (step + 1) * 1000):
-            g = "F" if rng.random() < 0.5 else "M"
-            answer = "yes" if rng.random() < (0.3 if g == "F" else 0.6) else "no"
-            preds.append({"prediction_id": f"y{i}", "model": "m", "timestamp": T0 + i / 100,
-                          "features": {"x": 1.0}, "segments": {"gender": g},
-                          "prediction": "maybe" if i == 5 else answer})  # fmt: skip
-        alerts += eng.process_predictions([orjson.dumps(p) for p in preds], [0.0] * len(preds)).alerts
-    fired = {a.subject for a in alerts if a.kind == "fairness" and a.status == "firing"}
-    assert "demographic_parity" in fired, fired
+
+    def answer(i: int, g: str, rng: np.random.Generator) -> str:
+        said = "yes" if rng.random() < (0.3 if g == "F" else 0.6) else "no"
+        return "maybe" if i == 5 else said
+
+    assert "demographic_parity" in {subject for subject, _ in _fairness_without_labels(answer)}
