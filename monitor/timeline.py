@@ -28,7 +28,8 @@ import orjson
 from monitor.core.calibration import ScoreCalibration
 from monitor.core.engine import PartitionEngine
 from monitor.core.join import Joined
-from monitor.core.performance import accuracy_band, binary_label, confusion_estimates
+from monitor.core.label_reading import binary_label
+from monitor.core.performance import accuracy_band, confusion_estimates
 
 DEFAULT_EVERY = 5000
 

@@ -22,8 +22,8 @@ import orjson
 
 from monitor.core.events import PredictionBatch
 from monitor.core.float_columns import as_values
+from monitor.core.label_reading import binary_label, binary_score
 from monitor.core.metrics import binary_metrics, regression_metrics
-from monitor.core.performance import binary_label, binary_score
 from monitor.core.quality import FieldSchema, common_values, numeric_top_share
 from monitor.core.significance import Reference
 from monitor.errors import ProfileError

@@ -33,9 +33,7 @@ from river import drift as river_drift
 from scipy import special
 
 from monitor.core.drift import DriftEvidence
-
-TASKS = ("binary", "regression", "multiclass")
-RATE_TASKS = frozenset({"binary", "multiclass"})  # errors are 0/1: their level is a rate
+from monitor.core.metrics import CLASSIFIER_TASKS, TASKS
 
 
 @dataclass(frozen=True)
@@ -189,7 +187,7 @@ class ErrorStream:
         """The statistic (rise over the reference) and its one-sided p-value, for arrays of running sums."""
         rn, rmean, rvar = self._reference()
         mean = s / n
-        if self.task in RATE_TASKS:
+        if self.task in CLASSIFIER_TASKS:
             pooled = (self.ref_sum + s) / (rn + n)
             se = np.sqrt(pooled * (1 - pooled) * (1 / rn + 1 / n))
             se = np.maximum(se, 1.0 / n)

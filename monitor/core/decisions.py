@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats as sps
 
+from monitor.core.metrics import CLASSIFIER_TASKS
+
 
 @dataclass(frozen=True)
 class VersionComparison:
@@ -34,7 +36,7 @@ class VersionComparison:
 def comparison_metric(task: str) -> str:
     """What :func:`compare_versions` compares for a task: accuracy for a classifier, else the mean absolute
     error."""
-    return "accuracy" if task in ("binary", "multiclass") else "mae"
+    return "accuracy" if task in CLASSIFIER_TASKS else "mae"
 
 
 def compare_versions(task: str, previous: np.ndarray, new: np.ndarray, threshold: float = 0.5) -> VersionComparison:
@@ -51,7 +53,7 @@ def compare_versions(task: str, previous: np.ndarray, new: np.ndarray, threshold
     n1, n2 = previous.shape[0], new.shape[0]
     if n1 == 0 or n2 == 0:
         return VersionComparison(comparison_metric(task), "none", math.nan, math.nan, 0.0, 1.0, n1, n2)
-    if task in ("binary", "multiclass"):
+    if task in CLASSIFIER_TASKS:
         if task == "binary":
             c1 = float(np.sum((previous[:, 1] >= threshold) == (previous[:, 0] == 1)))
             c2 = float(np.sum((new[:, 1] >= threshold) == (new[:, 0] == 1)))

@@ -18,9 +18,10 @@ from monitor.core.alerting import Alerting
 from monitor.core.columns import tracked_segments
 from monitor.core.join import Joined, Segments
 from monitor.core.judgements import decision_judgements
+from monitor.core.label_reading import binary_label
 from monitor.core.model_setup import ModelSetup
 from monitor.core.model_state import ModelState
-from monitor.core.performance import ModelPerformance, binary_label
+from monitor.core.performance import ModelPerformance
 from monitor.core.rules import ALL, Alert
 from monitor.core.settings import Settings
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from monitor.core.metrics import CLASSIFIER_TASKS
 from monitor.core.rules import Judgement, segment_label
 from monitor.core.stats import OVERFLOW
 
@@ -68,7 +69,7 @@ def alert_message(model: str, version: str, j: Judgement, status: str) -> str:
             else "with no input drift alert open for this model version (the relation between inputs and outcome "
             "may have changed)"
         )
-        if j.extra.get("task") in ("binary", "multiclass"):
+        if j.extra.get("task") in CLASSIFIER_TASKS:
             before = pct(1 - ev.baseline.get("mean", math.nan))
             now = pct(1 - ev.current.get("mean", math.nan))
             if firing:

@@ -19,6 +19,7 @@ BINARY_METRICS = ("accuracy", "precision", "recall", "f1", "log_loss", "brier", 
 REGRESSION_METRICS = ("mae", "rmse", "mape")
 MULTICLASS_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
 TASKS = ("binary", "regression", "multiclass")
+CLASSIFIER_TASKS = frozenset({"binary", "multiclass"})  # errors are 0/1: their level is a rate (accuracy)
 # Metrics where higher is worse: their floors are ceilings.
 LOWER_IS_BETTER = frozenset({"log_loss", "brier", "mae", "rmse", "mape"})
 

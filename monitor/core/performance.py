@@ -14,140 +14,36 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import special
-from scipy import stats as sps
 
 from monitor.core.calibration import ScoreCalibration
-from monitor.core.concept import RATE_TASKS, ErrorStream, ErrorTest
+from monitor.core.concept import ErrorStream, ErrorTest
 from monitor.core.drift import DriftEvidence, NumericDriftTracker
+from monitor.core.floor_tests import floor_p_value
 from monitor.core.join import Joined
+from monitor.core.label_reading import (
+    binary_label,
+    class_name,
+    favourable_class,
+    infer_task,
+    is_fraction,
+    is_number,
+    names_other_classes,
+)
 from monitor.core.metrics import (
+    CLASSIFIER_TASKS,
     LOWER_IS_BETTER,
     MULTICLASS_METRICS,
     REGRESSION_METRICS,
     PerformanceWindow,
     Ring,
-    binary_metrics,
-    multiclass_metrics,
-    regression_metrics,
-    roc_auc,
 )
 from monitor.core.rules import ALL, Judgement, alert_key
 from monitor.core.settings import AlertConfig, DetectorSettings, PerformanceConfig
 from monitor.core.stats import CategoryVocabulary
 
-TRUE_STRINGS = frozenset({"1", "true", "yes", "y", "t"})
-FALSE_STRINGS = frozenset({"0", "false", "no", "n", "f"})
 DELAY_BUCKETS_S = (1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 6 * 3600.0, 86400.0, 3 * 86400.0, 7 * 86400.0)
 Bucket = tuple[str, str]
 BASELINE_SCORE_BINS = 100  # the warm-up's scores, kept as a histogram so the calibration can be applied later
-
-
-def binary_label(label: Any, positive: str = "1") -> float | None:
-    """1.0 / 0.0 for a binary label (bool, 0/1, "true"/"false", or the configured positive class). Where the
-    positive class is named by a word of its own ("churn"), any other string is the negative class ("stay"):
-    otherwise every negative label would be left out, and precision read 100% and accuracy the recall.
-
-    >>> binary_label("stay", "churn"), binary_label("Churn", "churn"), binary_label("stay"), binary_label("no")
-    (0.0, 1.0, None, 0.0)
-    """
-    if isinstance(label, bool):
-        return 1.0 if label else 0.0
-    if isinstance(label, int | float):
-        return float(label) if label in (0, 1) else None
-    if isinstance(label, str):
-        low, named = label.strip().lower(), positive.strip().lower()
-        if low == named or low in TRUE_STRINGS:
-            return 1.0
-        if low in FALSE_STRINGS or named not in TRUE_STRINGS:
-            return 0.0
-    return None
-
-
-def binary_score(prediction: Any, scores: dict[str, float] | None, positive: str = "1") -> float | None:
-    """The positive-class probability: a score in [0, 1], ``scores[positive]``, or a hard class as 0 / 1."""
-    if isinstance(prediction, bool):
-        return 1.0 if prediction else 0.0
-    if isinstance(prediction, int | float) and 0.0 <= prediction <= 1.0:
-        return float(prediction)
-    if scores:
-        for key in (positive, "1", "true"):
-            if key in scores:
-                return float(scores[key])
-    if isinstance(prediction, str):
-        return binary_label(prediction, positive)
-    return None
-
-
-def infer_task(label: Any, prediction: Any, positive: str = "1") -> str | None:
-    """``binary`` when both sides read as binary, ``regression`` for numbers, ``multiclass`` for class names
-    (a string on one side at least, the other a string or a whole number), else None (unsupported).
-
-    >>> infer_task(1, 0.8), infer_task(3.5, 2.9), infer_task("cat", "dog"), infer_task("7", 7), infer_task(7, 3)
-    ('binary', 'regression', 'multiclass', 'multiclass', 'regression')
-    """
-    if binary_label(label, positive) is not None and binary_score(prediction, None, positive) is not None:
-        return "binary"
-    is_num = isinstance(label, int | float) and not isinstance(label, bool)
-    pred_num = isinstance(prediction, int | float) and not isinstance(prediction, bool)
-    if is_num and pred_num:
-        return "regression"
-    named = isinstance(label, str) or isinstance(prediction, str)
-    if named and class_name(label) is not None and class_name(prediction) is not None:
-        return "multiclass"
-    return None
-
-
-def favourable_class(values: Sequence[Any], positive: str) -> np.ndarray:
-    """A multiclass model's predictions (or labels) as its favourable class ``positive`` (1.0) or another
-    (0.0), NaN where a value names no class: its fairness gaps are one-vs-rest for that class. Names compare as
-    :func:`binary_label` compares a named positive class: without case or surrounding spaces.
-
-    >>> favourable_class(["approve", "review", None, "deny", " Approve"], "approve").tolist()
-    [1.0, 0.0, nan, 0.0, 1.0]
-    """
-    named = positive.strip().lower()
-    out = np.full(len(values), np.nan)
-    for i, value in enumerate(values):
-        name = class_name(value)
-        if name is not None:
-            out[i] = float(name.strip().lower() == named)
-    return out
-
-
-def names_other_classes(predictions: Sequence[Any], positive: str) -> bool:
-    """Whether predictions name, as strings, a class that does not read as binary ("2" or "cat" beside the
-    positive "1"): a multiclass model's, before its first label says so (whole numbers alone may be a
-    regression's)."""
-    return any(isinstance(p, str) and binary_label(p, positive) is None for p in predictions)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_fraction(value: Any) -> bool:
-    """A number that is not whole: a regression target, never a class or a binary label."""
-    return isinstance(value, float) and not value.is_integer()
-
-
-def class_name(value: Any) -> str | None:
-    """A multiclass label or prediction as the class name it is compared by: a string as it is, a whole number
-    as its digits (label ``7`` names the class ``"7"``), a boolean as ``"true"`` / ``"false"``; anything else
-    (a fraction, a missing value) None.
-
-    >>> class_name("cat"), class_name(7), class_name(7.0), class_name(True), class_name(0.5), class_name(None)
-    ('cat', '7', '7', 'true', None, None)
-    """
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return None
 
 
 @dataclass
@@ -219,7 +115,7 @@ class ModelPerformance:
         return ErrorTest(
             reference_events=cfg.reference_labels,
             min_events=cfg.min_labels,
-            min_rise=cfg.min_accuracy_drop if self.task in RATE_TASKS else cfg.min_error_rise,
+            min_rise=cfg.min_accuracy_drop if self.task in CLASSIFIER_TASKS else cfg.min_error_rise,
             max_p_value=self.alerts.max_p_value,
             adwin_delta=self.detectors.adwin_delta,
         )
@@ -376,7 +272,7 @@ class ModelPerformance:
             counted += 1
             if self.task != "binary" or counted > self.perf.reference_labels:
                 return
-            if _is_number(prediction) and (_is_fraction(j.label) or not 0.0 <= prediction <= 1.0):
+            if is_number(prediction) and (is_fraction(j.label) or not 0.0 <= prediction <= 1.0):
                 self._become("regression")
                 return
             if isinstance(prediction, str) and binary_label(prediction, pos) is None and class_name(j.label):
@@ -401,7 +297,7 @@ class ModelPerformance:
         subjects = [("performance", "estimated_accuracy"), ("performance", "accuracy_vs_baseline")]
         valid = {"regression": REGRESSION_METRICS, "multiclass": MULTICLASS_METRICS}.get(self.task, ())
         subjects += [("performance", metric) for metric in sorted(self.perf.floors) if metric not in valid]
-        if self.task not in RATE_TASKS:
+        if self.task not in CLASSIFIER_TASKS:
             subjects.append(("concept_drift", "accuracy"))
         out: list[Judgement] = []
         for bucket in sorted(self.buckets):
@@ -645,7 +541,7 @@ class ModelPerformance:
         if errors.fired is not None:
             ev, now, fire = errors.fired, errors.fired_time, True
             statistic = float(ev.extra["statistic"])
-        subject = "accuracy" if self.task in RATE_TASKS else "mae"
+        subject = "accuracy" if self.task in CLASSIFIER_TASKS else "mae"
         return self._judgement(
             "concept_drift",
             subject,
@@ -811,37 +707,6 @@ def expected_confusion(predicted: np.ndarray, positive: np.ndarray) -> tuple[flo
     return tp, float((1.0 - positive[predicted]).sum()), float(positive[~predicted].sum())
 
 
-def _jackknife_p_value(rows: np.ndarray, metric: str, floor: float) -> float | None:
-    """A multiclass window's macro average against its floor: the delete-a-block jackknife over
-    :data:`JACKKNIFE_BLOCKS` blocks, a one-sided t-test of the whole window's value. A macro average taken on a
-    tenth of the window runs low when classes are many or rare (a class's recall on a few labels), so the
-    batch-means test of the blocks' own values fired on healthy models; each jackknife value leaves out one
-    block only, and its spread estimates the whole window's."""
-    blocks = [part for part in np.array_split(np.arange(rows.shape[0]), JACKKNIFE_BLOCKS) if part.size]
-    if len(blocks) < 5:
-        return None
-
-    def value(r: np.ndarray) -> float:
-        return multiclass_metrics(r[:, 0], r[:, 1], r[:, 2])[metric]
-
-    whole = value(rows)
-    keep = np.ones(rows.shape[0], dtype=bool)
-    left_out = []
-    for part in blocks:
-        keep[part] = False
-        left_out.append(value(rows[keep]))
-        keep[part] = True
-    loo = np.asarray(left_out)
-    if not np.isfinite(loo).all() or whole != whole:
-        return None
-    g = loo.size
-    se = math.sqrt((g - 1) / g * float(((loo - loo.mean()) ** 2).sum()))
-    past = floor - whole
-    if se == 0.0:
-        return 0.0 if past > 0 else 1.0
-    return float(sps.t.sf(past / se, g - 1))
-
-
 def metrics_from_confusion(tp: float, fp: float, fn: float) -> dict[str, float]:
     """Precision, recall and F1 of (expected) confusion counts; NaN where undefined."""
     return {
@@ -866,55 +731,3 @@ def accuracy_band(p_right: np.ndarray) -> tuple[float, float, float]:
     est = float(p_right.mean())
     half = 1.96 * math.sqrt(float((p_right * (1 - p_right)).sum())) / n
     return est, max(0.0, est - half), min(1.0, est + half)
-
-
-FLOOR_BLOCKS = 10  # consecutive blocks of the window for the batch-means test of a floor (see floor_p_value)
-JACKKNIFE_BLOCKS = 20  # blocks left out one at a time for a multiclass macro average's floor test
-
-
-def floor_p_value(window: PerformanceWindow, metric: str, value: float, floor: float) -> float | None:
-    """How likely a window this far past its floor is when the metric truly sits at the floor (one-sided).
-
-    Accuracy, precision and recall are proportions: an exact binomial test against the floor over the labels
-    each counts (all of them, the predicted positives, the actual positives). F1 is one through the Jaccard
-    index, TP / (TP + FP + FN), which it rises and falls with: the same test on those counts against the
-    floor's Jaccard equivalent. Any other metric (ROC AUC, a loss, an error): the batch-means test, a one-sided
-    t-test of the metric over :data:`FLOOR_BLOCKS` consecutive blocks of the window, since its spread has no
-    closed form; a block where it is undefined (AUC with one class) is left out. None when there is too little
-    to test (no count, or fewer than five blocks). A floor breach without a test made a healthy model's alert,
-    and its retrain recommendation, flap with the window's noise."""
-    rows = window.ring.rows()
-    if window.task == "binary" and metric in ("accuracy", "precision", "recall", "f1"):
-        if not 0 < floor < 1:
-            return None
-        y, predicted = rows[:, 0] == 1, rows[:, 1] >= window.threshold
-        tp = int(np.count_nonzero(y & predicted))
-        hits, trials, level = {
-            "accuracy": (int(np.count_nonzero(y == predicted)), y.size, floor),
-            "precision": (tp, int(predicted.sum()), floor),
-            "recall": (tp, int(y.sum()), floor),
-            "f1": (tp, int(np.count_nonzero(y | predicted)), floor / (2 - floor)),
-        }[metric]
-        if trials == 0:
-            return None
-        return float(special.bdtr(hits, trials, level))  # P(at most this many when the floor holds)
-    if window.task == "multiclass" and metric == "accuracy":
-        if not 0 < floor < 1 or rows.shape[0] == 0:
-            return None
-        return float(special.bdtr(int(np.count_nonzero(rows[:, 2])), rows.shape[0], floor))
-    blocks = [part for part in np.array_split(rows, FLOOR_BLOCKS) if part.shape[0]]
-    if window.task == "binary":
-        values = np.array([binary_metrics(part[:, 0], part[:, 1], window.threshold)[metric]
-                           if metric != "roc_auc" else roc_auc(part[:, 0], part[:, 1]) for part in blocks])  # fmt: skip
-    elif window.task == "multiclass":
-        return _jackknife_p_value(rows, metric, floor)
-    else:
-        values = np.array([regression_metrics(part[:, 0], part[:, 1])[metric] for part in blocks])
-    values = values[np.isfinite(values)]
-    if values.size < 5:
-        return None
-    spread = float(values.std(ddof=1))
-    past = float(values.mean()) - floor if metric in LOWER_IS_BETTER else floor - float(values.mean())
-    if spread == 0.0:
-        return 0.0 if past > 0 else 1.0
-    return float(sps.t.sf(past / (spread / math.sqrt(values.size)), values.size - 1))

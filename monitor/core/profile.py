@@ -32,7 +32,7 @@ from monitor.core.event_clock import VersionActivity
 from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
 from monitor.core.float_columns import as_values, float_column, pack, unpack, wire_types
 from monitor.core.join import Joined, LabelJoiner, PendingPrediction, Segments
-from monitor.core.performance import binary_score
+from monitor.core.label_reading import binary_score
 from monitor.core.settings import Settings
 from monitor.core.shards import SHARD_CUT, shard_of
 from monitor.core.stats import OVERFLOW

@@ -14,8 +14,8 @@ from sklearn import metrics as skm
 
 from monitor.config import ConfigError, load_config
 from monitor.core.engine import PartitionEngine
+from monitor.core.label_reading import class_name, infer_task
 from monitor.core.metrics import PerformanceWindow, multiclass_metrics
-from monitor.core.performance import class_name, infer_task
 from monitor.core.rules import Alert
 from monitor.core.view import build_view
 
@@ -285,7 +285,7 @@ def test_a_macro_average_floor_at_a_healthy_level_fires_at_its_rate_and_a_real_b
     tenth of the window runs low (rare classes on a few labels), so testing the blocks' own values fired on
     about 4% of healthy windows at p < 0.001 (15 of 400 with the floor at the level). The jackknife tests the
     whole window's value."""
-    from monitor.core.performance import floor_p_value
+    from monitor.core.floor_tests import floor_p_value
 
     rng = np.random.default_rng(5)
     k, n = 20, 500

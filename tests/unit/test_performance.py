@@ -10,8 +10,8 @@ import orjson
 
 from monitor.config import load_config
 from monitor.core.engine import PartitionEngine
+from monitor.core.floor_tests import floor_p_value
 from monitor.core.metrics import PerformanceWindow
-from monitor.core.performance import floor_p_value
 from monitor.core.rules import Alert
 from monitor.core.view import build_view
 from monitor.simulate import TrafficGenerator
