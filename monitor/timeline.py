@@ -28,7 +28,7 @@ import orjson
 from monitor.core.calibration import ScoreCalibration
 from monitor.core.engine import PartitionEngine
 from monitor.core.join import Joined
-from monitor.core.label_reading import binary_label
+from monitor.core.label_reading import binary_label, class_name
 from monitor.core.performance import accuracy_band, confusion_estimates
 
 DEFAULT_EVERY = 5000
@@ -43,8 +43,9 @@ class _Predictions:
     score: list[float] = field(default_factory=list)
     time: list[float] = field(default_factory=list)
     right: list[float] = field(default_factory=list)  # 1 right, 0 wrong, NaN: no (usable) label yet
-    label: list[float] = field(default_factory=list)  # the binary label, NaN: none
+    label: list[float] = field(default_factory=list)  # the binary label (a multiclass one's rightness), NaN: none
     calibration: ScoreCalibration | None = None  # as it stood at the first prediction
+    confidences: bool = False  # a multiclass model's: scores are confidences, labels whether it was right
 
 
 class Timeline:
@@ -81,6 +82,7 @@ class Timeline:
         ids: list[str],
         scores: np.ndarray,
         times: np.ndarray,
+        confidences: bool = False,
     ) -> None:
         key = (model, version)
         preds = self.models.get(key)
@@ -90,6 +92,8 @@ class Timeline:
             state = engine.model_state(model, version) if engine is not None else None  # made now if need be
             if state is not None and state.perf is not None:
                 preds.calibration = copy.deepcopy(state.perf.calibration)
+        if confidences and not preds.confidences:  # what was read as binary scores is no calibration for these
+            preds.confidences, preds.calibration = True, None
         start = len(preds.position)
         preds.position += positions.tolist()
         preds.lane += [lane] * len(ids)
@@ -107,8 +111,13 @@ class Timeline:
                 continue
             key, row = found
             preds = self.models[key]
-            y = binary_label(j.label, self.positive)
             score = preds.score[row]
+            if preds.confidences:  # right or wrong is what its confidence is calibrated against
+                label, predicted = class_name(j.label), class_name(j.prediction.prediction)
+                if label is not None and predicted is not None and score == score:
+                    preds.right[row] = preds.label[row] = float(label == predicted)
+                continue
+            y = binary_label(j.label, self.positive)
             if y is not None and score == score:
                 preds.right[row] = float((score >= self.threshold) == (y == 1.0))
                 preds.label[row] = y
@@ -130,9 +139,13 @@ class Timeline:
                 scored = ~np.isnan(s)
                 p_positive = np.full(s.size, np.nan)
                 p_positive[scored] = cal.probability(s[scored])
-                p_right = np.where(s >= self.threshold, p_positive, 1.0 - p_positive)
+                if preds.confidences:  # a multiclass model's calibrated confidence: accuracy only
+                    p_right = p_positive
+                    cbpe = dict.fromkeys(("precision", "recall", "f1"), math.nan)
+                else:
+                    p_right = np.where(s >= self.threshold, p_positive, 1.0 - p_positive)
+                    cbpe = confusion_estimates(s[scored] >= self.threshold, p_positive[scored])
                 row = self._row(model, version, position[sl], time[sl], p_right, right[sl])
-                cbpe = confusion_estimates(s[scored] >= self.threshold, p_positive[scored])
                 row.update({f"estimated_{k}": None if v != v else v for k, v in cbpe.items()})
                 out.append(row)
                 known = scored & ~np.isnan(y)  # then this chunk's labels join the calibration, in input order
@@ -193,9 +206,10 @@ class LaneObserver:
         self.positions = np.zeros(0, dtype=np.int64)
 
     def predictions(
-        self, model: str, version: str, index: np.ndarray, ids: list[str], scores: np.ndarray, times: np.ndarray
-    ) -> None:
-        self.timeline._add(self.lane, self.positions[index], model, version, ids, scores, times)
+        self, model: str, version: str, index: np.ndarray, ids: list[str], scores: np.ndarray, times: np.ndarray,
+        confidences: bool = False,
+    ) -> None:  # fmt: skip
+        self.timeline._add(self.lane, self.positions[index], model, version, ids, scores, times, confidences)
 
     def joined(self, items: list[Joined]) -> None:
         self.timeline._join(items)

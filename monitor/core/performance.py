@@ -72,6 +72,10 @@ class ModelPerformance:
     favourable_seen = False
     # Before the first label: predictions have named classes that do not read as binary (see favourable)
     names_classes = False
+    # Its scores name more than two classes: each prediction's score is the predicted class's probability, its
+    # confidence (profile.kept_scores), and the label-free estimate is the calibrated mean confidence (see
+    # observe_predictions)
+    confidences = False
 
     def __init__(
         self,
@@ -128,13 +132,21 @@ class ModelPerformance:
         latency_ms: np.ndarray,
         times: np.ndarray,
         rng: np.random.Generator,
+        *,
+        confidences: bool = False,
     ) -> list[tuple[Bucket, float]]:
-        """Count predictions per bucket, feed the score-based estimate, and the latency detector."""
-        binary = self.task in (None, "binary")
+        """Count predictions per bucket, feed the score-based estimate, and the latency detector.
+        ``confidences``: the scores are confidences (:func:`~monitor.core.profile.kept_scores`), so the model is
+        a multiclass one (:meth:`_read_confidences`)."""
+        if confidences and not self.confidences:
+            self._read_confidences()
+        elif self.confidences and not confidences:  # no row of this batch has a confidence
+            scores = np.full(scores.shape, np.nan)
+        estimating = self.task in (None, "binary") or self.confidences
         for bucket, part in parts:
             b = self._bucket(bucket)
             b.predictions += scores.size if part is None else part.size
-            if not binary:
+            if not estimating:
                 continue
             e = scores if part is None else scores[part]
             e = np.clip(e[~np.isnan(e)], 0.0, 1.0)
@@ -150,6 +162,26 @@ class ModelPerformance:
             present = ~np.isnan(latency_ms)
             self.latency.update(np.log1p(latency_ms[present]), times[present], rng=rng)
         return [(bucket, float(times.max())) for bucket, _ in parts]
+
+    def _read_confidences(self) -> None:
+        """Scores that name more than two classes make a model multiclass under ``auto``, before any label: its
+        label-free estimate (CBPE's for multiclass accuracy) is the mean of its confidences, calibrated on
+        labelled (confidence, right) pairs. What the estimate and the calibration held under the binary reading
+        goes: those were other numbers."""
+        self.confidences = True
+        self.calibration = ScoreCalibration(self.perf.calibration_labels)
+        for b in self.buckets.values():
+            b.estimate = Ring(self.perf.window, 1)
+            b.baseline_scores = np.zeros(BASELINE_SCORE_BINS)
+        if self.perf.task != "auto" or self.task == "multiclass":
+            return
+        if self.task is None:
+            self.task, self.withdrawing = "multiclass", True
+            for b in self.buckets.values():
+                if b.window.count == 0:
+                    b.window = PerformanceWindow("multiclass", self.perf.window, self.perf.threshold)
+        else:
+            self._become("multiclass")
 
     def learn(self, joined: Sequence[Joined], rng: np.random.Generator) -> set[Bucket]:
         """Add joined predictions and labels; returns the buckets that changed."""
@@ -196,12 +228,17 @@ class ModelPerformance:
             for seg in r[3].prediction.segments:
                 members.setdefault(seg, []).append(i)
         labelled = ~np.isnan(y) & ~np.isnan(v)
+        overall = self.buckets.get(ALL)
+        changed = overall is not None and overall.errors is not None and overall.errors.confirmed_seq >= 0
         if self.task == "binary":
-            overall = self.buckets.get(ALL)
-            changed = overall is not None and overall.errors is not None and overall.errors.confirmed_seq >= 0
             self.calibration.learn(v[labelled], y[labelled], fit=not changed)
             err = ((v >= self.perf.threshold) != (y == 1)).astype(np.float64)
         elif correct is not None:
+            if self.confidences:  # each labelled prediction's confidence against whether it was right
+                confidence = np.array([math.nan if r[3].prediction.score is None else r[3].prediction.score
+                                       for r in rows])  # fmt: skip
+                known = labelled & ~np.isnan(confidence)
+                self.calibration.learn(confidence[known], correct[known], fit=not changed)
             err = 1.0 - correct
         else:
             err = np.abs(v - y)
@@ -294,7 +331,9 @@ class ModelPerformance:
         saying why. Checked until none is open."""
         if not self.withdrawing or self.task in (None, "binary"):
             return []
-        subjects = [("performance", "estimated_accuracy"), ("performance", "accuracy_vs_baseline")]
+        subjects = [("performance", "accuracy_vs_baseline")]
+        if not self.confidences:  # a multiclass model's confidences go on judging its estimate
+            subjects.append(("performance", "estimated_accuracy"))
         valid = {"regression": REGRESSION_METRICS, "multiclass": MULTICLASS_METRICS}.get(self.task, ())
         subjects += [("performance", metric) for metric in sorted(self.perf.floors) if metric not in valid]
         if self.task not in CLASSIFIER_TASKS:
@@ -359,23 +398,26 @@ class ModelPerformance:
     def trustworthy(self, bucket: Bucket) -> bool | None:
         """Whether score-based estimates can be trusted: calibration checked on labelled data (None: too few)."""
         b = self.buckets.get(bucket)
-        if b is None or self.task != "binary":
+        if b is None or not (self.task == "binary" or self.confidences):
             return None
         cal = self.calibration
         if cal.fitted:  # judged on labels the calibrator did not see
             if cal.checked < self.perf.min_labels:
                 return None
             return cal.error() <= self.perf.calibration_max_error
-        if b.window.ring.size < self.perf.min_labels:
+        if self.confidences or b.window.ring.size < self.perf.min_labels:
             return None
         return b.window.calibration_error() <= self.perf.calibration_max_error
 
     def probability_right(self, scores: np.ndarray) -> np.ndarray:
         """Probability that each prediction is right (CBPE): the class is the model's (raw score against the
-        threshold), the chance of the positive class the calibrated score's."""
+        threshold), the chance of the positive class the calibrated score's; a multiclass model's calibrated
+        confidence."""
         if not scores.size:
             return scores
         positive = self.calibration.probability(scores)
+        if self.confidences:
+            return positive
         return np.where(scores >= self.perf.threshold, positive, 1.0 - positive)
 
     def estimated_window_confusion(self, bucket: Bucket) -> tuple[float, float, float] | None:
@@ -392,7 +434,7 @@ class ModelPerformance:
         """Estimated accuracy of the bucket's last ``performance.window`` predictions, with a 95% band:
         (estimate, low, high, predictions); NaN without predictions."""
         b = self.buckets.get(bucket)
-        if b is None or b.estimate.size == 0 or self.task not in (None, "binary"):
+        if b is None or b.estimate.size == 0 or (self.task not in (None, "binary") and not self.confidences):
             return math.nan, math.nan, math.nan, 0
         return (*accuracy_band(self.probability_right(b.estimate.rows()[:, 0])), b.estimate.size)
 
@@ -449,12 +491,12 @@ class ModelPerformance:
         """Label-free estimate alerts and latency alerts, evaluated as predictions arrive. ``is_firing``: which
         alert keys are open, for the alerts a model opened while it read as binary (:meth:`withdrawn_judgements`)."""
         out = []
-        if self.task in (None, "binary"):
+        if self.task in (None, "binary") or self.confidences:
             for bucket in sorted(buckets):
                 b = self.buckets.get(bucket)
                 if b is not None and b.baseline_scores.sum() >= self.detectors.warmup_events:
                     out.append(self._estimate(bucket, b, now))
-        elif is_firing is not None:
+        if self.task not in (None, "binary") and is_firing is not None:
             out.extend(self.withdrawn_judgements(now, is_firing))
         if self.latency.warmed_up:
             out.append(self._latency(now))

@@ -32,7 +32,7 @@ from monitor.core.event_clock import VersionActivity
 from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
 from monitor.core.float_columns import as_values, float_column, pack, unpack, wire_types
 from monitor.core.join import Joined, LabelJoiner, PendingPrediction, Segments
-from monitor.core.label_reading import binary_score
+from monitor.core.label_reading import binary_score, confidences
 from monitor.core.settings import Settings
 from monitor.core.shards import SHARD_CUT, shard_of
 from monitor.core.stats import OVERFLOW
@@ -415,6 +415,20 @@ def positive_scores(preds: Sequence[Any], scores: Sequence[dict[str, float] | No
     return np.array([math.nan if v is None else v for v in out], dtype=np.float64)
 
 
+def kept_scores(
+    preds: Sequence[Any], scores: Sequence[dict[str, float] | None], positive: str, task: str
+) -> tuple[np.ndarray, bool]:
+    """The score kept with each prediction, for the label join and the label-free estimate, and whether they are
+    confidences. Where some row's ``scores`` name more than two classes, the model is a multiclass one: each
+    row's confidence, the probability its scores give the predicted class (:func:`confidences`), unless the
+    task is set to another than multiclass; else the positive-class probability (:func:`positive_scores`)."""
+    if task in ("auto", "multiclass"):
+        confident = confidences(preds, scores)
+        if confident is not None:
+            return confident, True
+    return positive_scores(preds, scores, positive), False
+
+
 def join_segment_caps(max_attributes: int, max_values: int) -> tuple[int, int]:
     """The segment attributes and values per attribute a partition's join keeps with each prediction.
 
@@ -482,9 +496,11 @@ class EngineObserver(Protocol):
     """Sees each model version's registered predictions and every joined label (``monitor replay --timeline``)."""
 
     def predictions(
-        self, model: str, version: str, index: np.ndarray, ids: list[str], scores: np.ndarray, times: np.ndarray
-    ) -> None:
-        """``index``: each prediction's message position in its batch; ``scores``: positive-class scores."""
+        self, model: str, version: str, index: np.ndarray, ids: list[str], scores: np.ndarray, times: np.ndarray,
+        confidences: bool = False,
+    ) -> None:  # fmt: skip
+        """``index``: each prediction's message position in its batch; ``scores``: positive-class scores, or
+        with ``confidences`` a multiclass model's confidences (:func:`kept_scores`)."""
 
     def joined(self, items: list[Joined]) -> None:
         """Predictions with their labels, as they are joined."""
@@ -671,9 +687,12 @@ class ProfileStage:
             model, version, part.segments, len(part), mon.segments, *join_segment_caps(mon.max_segment_attributes,
                                                                                        mon.max_segment_values),
         )  # fmt: skip
-        scores = positive_scores(part.prediction, part.scores, self.config.performance.positive_label)
+        perf = self.config.performance
+        scores, confident = kept_scores(part.prediction, part.scores, perf.positive_label, perf.task)
         if self.observer is not None:
-            self.observer.predictions(model, version, part.index, part.prediction_id, scores, part.event_time)
+            self.observer.predictions(
+                model, version, part.index, part.prediction_id, scores, part.event_time, confident
+            )
         joined = self.joiner.add_predictions(
             part.prediction_id, model, version, combos, codes, part.prediction, scores, part.event_time,
             now=self.watermark,

@@ -496,3 +496,95 @@ def test_a_stray_prediction_before_the_first_label_keeps_a_binary_models_fairnes
         return "maybe" if i == 5 else said
 
     assert "demographic_parity" in {subject for subject, _ in _fairness_without_labels(answer)}
+
+
+def _confident(
+    eng: PartitionEngine, steps: int, *, chance: Any, labelled: Any, seed: int = 0, ids: bool = False,
+) -> tuple[list[Alert], list[float]]:  # fmt: skip
+    """Batches of 1,000 predictions of a four-class model that sends its probabilities (``scores``). Each
+    prediction is right with a chance drawn from ``chance(step)`` (low, high); the model says the square root of
+    that chance for its class, an over-confident model, and shares the rest among the other three. Labels come
+    30 s later for the steps where ``labelled(step)``. Returns the alerts and each step's mean chance of being
+    right, the accuracy an estimate should find."""
+    rng = np.random.default_rng(seed)
+    names = [str(k) for k in range(4)] if ids else CLASSES[:4]
+    alerts: list[Alert] = []
+    accuracy = []
+    for step in range(steps):
+        low, high = chance(step)
+        q = rng.uniform(low, high, 1000)
+        right = rng.random(1000) < q
+        truth = rng.integers(0, 4, 1000)
+        guess = np.where(right, truth, (truth + rng.integers(1, 4, 1000)) % 4)
+        accuracy.append(float(q.mean()))
+        preds, labels = [], []
+        for k in range(1000):
+            i = step * 1000 + k
+            confidence = float(np.sqrt(q[k]))
+            scores = {name: (1 - confidence) / 3 for name in names}
+            scores[names[guess[k]]] = confidence
+            t = T0 + i / 100
+            preds.append({"prediction_id": f"p{i}", "model": "animals", "model_version": "v1", "timestamp": t,
+                          "features": {"x": float(rng.normal())}, "segments": {"region": "north"},
+                          "prediction": int(guess[k]) if ids else names[guess[k]], "scores": scores})  # fmt: skip
+            labels.append({"prediction_id": f"p{i}", "label": int(truth[k]) if ids else names[truth[k]],
+                           "timestamp": t + 30})  # fmt: skip
+        alerts += eng.process_predictions([orjson.dumps(p) for p in preds], [0.0] * len(preds)).alerts
+        if labelled(step):
+            alerts += eng.process_labels([orjson.dumps(x) for x in labels], [0.0] * len(labels)).alerts
+    return alerts, accuracy
+
+
+def test_a_multiclass_models_estimate_is_its_calibrated_confidence_and_tracks_its_accuracy_without_labels():
+    """CBPE for multiclass accuracy: the model's confidences, calibrated on its first labels, estimate its
+    accuracy where no label has come; its raw confidences (over-confident) would not."""
+    eng = _engine(calibration_labels=4000, window=3000)
+    _, accuracy = _confident(eng, 12, chance=lambda step: (0.3, 1.0) if step < 8 else (0.3, 0.7),
+                             labelled=lambda step: step < 6)  # fmt: skip
+    perf = eng.models["animals", "v1"].perf
+    assert perf.task == "multiclass" and perf.confidences and perf.calibration.fitted
+    estimate, low, high, n = perf.estimated(("", ""))
+    truth = float(np.mean(accuracy[-3:]))  # the window: the last 3,000 predictions, none of them labelled
+    assert n == 3000 and abs(estimate - truth) < 0.025 and low < estimate < high, (estimate, truth)
+    raw = float(np.mean(perf.buckets["", ""].estimate.rows()[:, 0]))
+    assert raw - truth > 0.1  # what an estimate without the calibration would have said
+    assert perf.trustworthy(("", "")) is True
+    everyone = next(b for b in build_view(eng).models["animals", "v1"].buckets if b.segment == "all")
+    assert everyone.task == "multiclass"
+
+
+def test_a_multiclass_model_that_gets_less_sure_raises_its_estimate_alert_before_any_label_shows_it():
+    eng = _engine(calibration_labels=3000, window=2000)
+    alerts, _ = _confident(eng, 16, chance=lambda step: (0.5, 1.0) if step < 10 else (0.25, 0.6),
+                           labelled=lambda step: step < 5)  # fmt: skip
+    estimated = [a for a in alerts if a.subject == "estimated_accuracy"]
+    assert [(a.status, a.kind, a.segment) for a in estimated] == [("firing", "performance", {})], estimated
+    assert estimated[0].detector == "cbpe" and estimated[0].window["end"] > "2026-01-01T00:01:40"  # after step 10
+    assert not [a for a in alerts if a.kind == "concept_drift"]  # no label came after the change
+
+
+def test_a_steady_multiclass_model_with_scores_raises_no_estimate_alert():
+    for seed in range(3):
+        alerts, _ = _confident(_engine(calibration_labels=3000, window=2000), 14, chance=lambda step: (0.4, 1.0),
+                               labelled=lambda step: step < 5, seed=seed)  # fmt: skip
+        assert [a for a in alerts if a.kind != "data_drift"] == [], seed
+
+
+def test_class_ids_with_their_probabilities_are_a_multiclass_model_read_by_its_confidence():
+    """Class ids 0-3 with a probability for each: multiclass under ``auto`` from the first predictions (without
+    probabilities they read as a regression, see above), each prediction's score its own class's probability,
+    not class 1's; a binary model's two-class scores keep the positive class's."""
+    eng = _engine()
+    _confident(eng, 2, chance=lambda step: (0.5, 1.0), labelled=lambda step: False, ids=True)
+    perf = eng.models["animals", "v1"].perf
+    assert perf.task == "multiclass" and perf.confidences
+    scores = perf.buckets["", ""].estimate.rows()[:, 0]
+    assert scores.min() >= np.sqrt(0.5) - 1e-9  # every one the predicted class's, none a 1/6 share
+    binary = _engine(positive_label="yes")
+    preds = [{"prediction_id": f"b{i}", "model": "churn", "model_version": "v1", "timestamp": T0 + i,
+              "features": {"x": 1.0}, "prediction": "yes" if i % 3 else "no",
+              "scores": {"yes": 0.8 if i % 3 else 0.3, "no": 0.2 if i % 3 else 0.7}} for i in range(400)]  # fmt: skip
+    binary.process_predictions([orjson.dumps(p) for p in preds], [0.0] * len(preds))
+    bperf = binary.models["churn", "v1"].perf
+    assert not bperf.confidences and bperf.task is None
+    assert sorted(set(bperf.buckets["", ""].estimate.rows()[:, 0].tolist())) == [0.3, 0.8]  # P("yes")

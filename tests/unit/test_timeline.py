@@ -161,3 +161,35 @@ def test_a_labelled_baseline_profile_calibrates_the_estimate_from_the_first_pred
     assert abs(rows[True][0]["estimated_accuracy"] - truth) < 0.015
     assert abs(rows[False][0]["estimated_accuracy"] - truth) > 0.05  # raw scores: the bias the profile removes
     assert all(r["realized_accuracy"] is None and r["labelled"] == 0 for r in rows[True])
+
+
+def test_a_multiclass_models_chunks_estimate_its_accuracy_from_its_calibrated_confidence(tmp_path):
+    """Four classes and their probabilities: the model says the square root of its chance of being right
+    (over-confident). Each chunk after the first is estimated from the calibration of the labels before it."""
+    rng = np.random.default_rng(3)
+    classes = ["cat", "dog", "bird", "fish"]
+    q = rng.uniform(0.3, 1.0, N)
+    right = rng.random(N) < q
+    truth = rng.integers(0, 4, N)
+    guess = np.where(right, truth, (truth + rng.integers(1, 4, N)) % 4)
+    preds, labels = [], []
+    for i in range(N):
+        t = 1_700_000_000 + i / 10
+        scores = dict.fromkeys(classes, (1 - float(np.sqrt(q[i]))) / 3)
+        scores[classes[guess[i]]] = float(np.sqrt(q[i]))
+        preds.append(orjson.dumps({"prediction_id": f"p{i}", "model": "m", "timestamp": t, "features": {"x": 1.0},
+                                   "prediction": classes[guess[i]], "scores": scores}))  # fmt: skip
+        labels.append(orjson.dumps({"prediction_id": f"p{i}", "label": classes[truth[i]], "timestamp": t + 30}))
+    p, lab = tmp_path / "preds.jsonl", tmp_path / "labels.jsonl"
+    p.write_bytes(b"\n".join(preds) + b"\n")
+    lab.write_bytes(b"\n".join(labels) + b"\n")
+    rows = _rows(p, lab)
+    assert len(rows) == N // EVERY
+    for k, r in enumerate(rows):
+        chunk = slice(k * EVERY, (k + 1) * EVERY)
+        assert r["realized_accuracy"] == pytest.approx(float(right[chunk].mean())) and r["labelled"] == EVERY
+        assert r["estimated_precision"] is None  # accuracy only, for a multiclass model
+        if k == 0:  # no label before it: the raw confidences, over-confident
+            assert r["estimated_accuracy"] - float(q[chunk].mean()) > 0.1
+        else:
+            assert abs(r["estimated_accuracy"] - float(q[chunk].mean())) < 0.02, r
