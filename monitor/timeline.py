@@ -41,11 +41,12 @@ class _Predictions:
     position: list[int] = field(default_factory=list)
     lane: list[int] = field(default_factory=list)
     score: list[float] = field(default_factory=list)
+    confidence: list[float] = field(default_factory=list)  # the predicted class's probability, NaN: none
     time: list[float] = field(default_factory=list)
     right: list[float] = field(default_factory=list)  # 1 right, 0 wrong, NaN: no (usable) label yet
     label: list[float] = field(default_factory=list)  # the binary label (a multiclass one's rightness), NaN: none
     calibration: ScoreCalibration | None = None  # as it stood at the first prediction
-    confidences: bool = False  # a multiclass model's: scores are confidences, labels whether it was right
+    confidences: bool = False  # a multiclass model's: confidences are estimated, labels say whether it was right
 
 
 class Timeline:
@@ -82,7 +83,8 @@ class Timeline:
         ids: list[str],
         scores: np.ndarray,
         times: np.ndarray,
-        confidences: bool = False,
+        confidences: np.ndarray | None = None,
+        wide: bool = False,
     ) -> None:
         key = (model, version)
         preds = self.models.get(key)
@@ -92,12 +94,13 @@ class Timeline:
             state = engine.model_state(model, version) if engine is not None else None  # made now if need be
             if state is not None and state.perf is not None:
                 preds.calibration = copy.deepcopy(state.perf.calibration)
-        if confidences and not preds.confidences:  # what was read as binary scores is no calibration for these
-            preds.confidences, preds.calibration = True, None
+        if wide and not preds.confidences:  # scores of more than two classes: a multiclass model's
+            preds.confidences, preds.calibration = True, None  # (what the monitor learned then was of binary scores)
         start = len(preds.position)
         preds.position += positions.tolist()
         preds.lane += [lane] * len(ids)
         preds.score += scores.tolist()
+        preds.confidence += [math.nan] * len(ids) if confidences is None else confidences.tolist()
         preds.time += times.tolist()
         preds.right += [math.nan] * len(ids)
         preds.label += [math.nan] * len(ids)
@@ -111,12 +114,13 @@ class Timeline:
                 continue
             key, row = found
             preds = self.models[key]
-            score = preds.score[row]
             if preds.confidences:  # right or wrong is what its confidence is calibrated against
                 label, predicted = class_name(j.label), class_name(j.prediction.prediction)
-                if label is not None and predicted is not None and score == score:
+                sure = preds.confidence[row]
+                if label is not None and predicted is not None and sure == sure:
                     preds.right[row] = preds.label[row] = float(label == predicted)
                 continue
+            score = preds.score[row]
             y = binary_label(j.label, self.positive)
             if y is not None and score == score:
                 preds.right[row] = float((score >= self.threshold) == (y == 1.0))
@@ -128,7 +132,7 @@ class Timeline:
         for (model, version), preds in sorted(self.models.items()):
             order = np.argsort(np.asarray(preds.position), kind="stable")
             position = np.asarray(preds.position)[order]
-            score = np.asarray(preds.score, dtype=np.float64)[order]
+            score = np.asarray(preds.confidence if preds.confidences else preds.score, dtype=np.float64)[order]
             time = np.asarray(preds.time, dtype=np.float64)[order]
             right = np.asarray(preds.right, dtype=np.float64)[order]
             label = np.asarray(preds.label, dtype=np.float64)[order]
@@ -207,9 +211,9 @@ class LaneObserver:
 
     def predictions(
         self, model: str, version: str, index: np.ndarray, ids: list[str], scores: np.ndarray, times: np.ndarray,
-        confidences: bool = False,
+        confidences: np.ndarray | None = None, wide: bool = False,
     ) -> None:  # fmt: skip
-        self.timeline._add(self.lane, self.positions[index], model, version, ids, scores, times, confidences)
+        self.timeline._add(self.lane, self.positions[index], model, version, ids, scores, times, confidences, wide)
 
     def joined(self, items: list[Joined]) -> None:
         self.timeline._join(items)

@@ -34,6 +34,8 @@ class PendingPrediction(NamedTuple):
     prediction: Any
     score: float | None
     event_time: float
+    # a multiclass model's: the probability its scores give the predicted class (profile.kept_scores)
+    confidence: float | None = None
 
 
 class PendingLabel(NamedTuple):
@@ -59,13 +61,14 @@ class Joined(NamedTuple):
 class _Chunk:
     """Slots ``[k * size, (k + 1) * size)`` of the pending store, one column per field."""
 
-    __slots__ = ("alive", "combo", "ids", "live", "prediction", "score", "time", "version")
+    __slots__ = ("alive", "combo", "confidence", "ids", "live", "prediction", "score", "time", "version")
 
     def __init__(self, size: int) -> None:
         self.ids: list[str | None] = [None] * size
         self.combo = np.zeros(size, dtype=np.int32)  # index into the joiner's (model, version, segments) table
         self.prediction: list[Any] = [None] * size
         self.score = np.full(size, math.nan)  # NaN: no score
+        self.confidence = np.full(size, math.nan)  # NaN: none
         self.time = np.full(size, math.nan)
         self.alive = np.zeros(size, dtype=bool)
         self.live = 0
@@ -200,6 +203,7 @@ class LabelJoiner:
         scores: np.ndarray,
         times: np.ndarray,
         keep: np.ndarray | None,
+        confidences: np.ndarray | None = None,
     ) -> None:
         """Put rows in the next slots (``keep`` False: the slot stays empty); the caller maps the ids."""
         size = self.chunk_slots
@@ -216,6 +220,7 @@ class LabelJoiner:
             c.prediction[at : at + m] = predictions[done : done + m]
             c.combo[at : at + m] = combo[done : done + m]
             c.score[at : at + m] = scores[done : done + m]
+            c.confidence[at : at + m] = math.nan if confidences is None else confidences[done : done + m]
             c.time[at : at + m] = times[done : done + m]
             if keep is None:
                 c.alive[at : at + m] = True
@@ -231,19 +236,22 @@ class LabelJoiner:
     def _put(self, prediction_id: str, p: PendingPrediction) -> None:
         combo = np.array([self._code(p.model, p.model_version, p.segments)], dtype=np.int32)
         score = math.nan if p.score is None else p.score
+        confidence = math.nan if p.confidence is None else p.confidence
         self._slot[prediction_id] = self._next_slot
         self._write(
-            [prediction_id], combo, [p.prediction], np.array([score], dtype=np.float64), np.array([p.event_time]), None
-        )
+            [prediction_id], combo, [p.prediction], np.array([score]), np.array([p.event_time]), None,
+            np.array([confidence]),
+        )  # fmt: skip
 
     def _peek(self, slot: int) -> PendingPrediction:
         c = self._chunks[slot // self.chunk_slots]
         i = slot % self.chunk_slots
         model, version, segments = self._combos[int(c.combo[i])]
-        score = float(c.score[i])
+        score, confidence = float(c.score[i]), float(c.confidence[i])
         return PendingPrediction(
-            model, version, segments, c.prediction[i], None if score != score else score, float(c.time[i])
-        )
+            model, version, segments, c.prediction[i], None if score != score else score, float(c.time[i]),
+            None if confidence != confidence else confidence,
+        )  # fmt: skip
 
     def _take(self, slot: int) -> PendingPrediction:
         """The prediction in ``slot``, removed from its chunk (its id is already unmapped)."""
@@ -328,14 +336,16 @@ class LabelJoiner:
         times: np.ndarray,
         *,
         now: float,
+        confidences: np.ndarray | None = None,
     ) -> list[Joined]:
         """:meth:`add_prediction` for a batch of one model version, as columns: row ``r`` has the segments
-        ``segments[segment_code[r]]`` and score ``scores[r]`` (NaN: none)."""
+        ``segments[segment_code[r]]``, score ``scores[r]`` and confidence ``confidences[r]`` (NaN: none)."""
         n = len(ids)
         codes = np.array([self._code(model, version, s) for s in segments], dtype=np.int32)
         combo = codes[segment_code] if n else np.zeros(0, dtype=np.int32)
         scores = np.asarray(scores, dtype=np.float64)
         times = np.asarray(times, dtype=np.float64)
+        sure = np.full(n, math.nan) if confidences is None else np.asarray(confidences, dtype=np.float64)
         slots = self._slot
         # Early labels waiting make a batch's rows count one by one, evictions included (as the store always
         # did); only where an eviction could let a repeated id back in must the rows go one by one here too.
@@ -344,11 +354,15 @@ class LabelJoiner:
             rowwise = len(set(ids)) < n or not slots.keys().isdisjoint(ids)
         early = bool(self.early) and not self.early.keys().isdisjoint(ids)
         if rowwise:
-            return self._add_predictions_rowwise(ids, segments, segment_code, combo, predictions, scores, times, now)
+            return self._add_predictions_rowwise(
+                ids, segments, segment_code, combo, predictions, scores, times, now, sure
+            )
         joined: list[Joined] = []
         keep: np.ndarray | None = None
         if early:
-            keep, joined = self._join_early_rows(ids, segments, segment_code, combo, predictions, scores, times, now)
+            keep, joined = self._join_early_rows(
+                ids, segments, segment_code, combo, predictions, scores, times, now, sure
+            )
         base = self._next_slot
         if keep is None:
             new = dict(zip(ids, range(base, base + n), strict=True))
@@ -364,7 +378,7 @@ class LabelJoiner:
                     self.counts["duplicate_prediction"] += 1
                 else:
                     slots[pid] = base + r
-        self._write(ids, combo, predictions, scores, times, keep)
+        self._write(ids, combo, predictions, scores, times, keep, sure)
         over = len(slots) - self.max_pending
         if over > 0:
             self._drop_oldest(over)
@@ -380,13 +394,14 @@ class LabelJoiner:
         predictions: Sequence[Any],
         scores: np.ndarray,
         times: np.ndarray,
+        confidences: np.ndarray,
     ) -> PendingPrediction:
         """Row ``r`` of a batch of :meth:`add_predictions` as one prediction (for a join with an early label)."""
         model, version, _ = self._combos[int(combo[r])]
-        score = float(scores[r])
+        score, confidence = float(scores[r]), float(confidences[r])
         return PendingPrediction(
             model, version, segments[int(segment_code[r])], predictions[r], None if score != score else score,
-            float(times[r]),
+            float(times[r]), None if confidence != confidence else confidence,
         )  # fmt: skip
 
     def _join_early_rows(
@@ -399,6 +414,7 @@ class LabelJoiner:
         scores: np.ndarray,
         times: np.ndarray,
         now: float,
+        confidences: np.ndarray,
     ) -> tuple[np.ndarray, list[Joined]]:
         """The rows whose label came first, joined in order, and the rows left to store (none of the batch's ids
         was joined before this batch: a row whose early label an earlier row took is a repeat)."""
@@ -414,7 +430,7 @@ class LabelJoiner:
                 else:
                     keep[r] = True
                 continue
-            p = self._row(r, segments, segment_code, combo, predictions, scores, times)
+            p = self._row(r, segments, segment_code, combo, predictions, scores, times, confidences)
             joined.append(self._join_early(pid, p, early, now))
         return keep, joined
 
@@ -428,6 +444,7 @@ class LabelJoiner:
         scores: np.ndarray,
         times: np.ndarray,
         now: float,
+        confidences: np.ndarray,
     ) -> list[Joined]:
         """Some ids have an early label or were joined already: decide row by row, in order, as
         :meth:`add_prediction` would (evictions included), then write the rows kept as columns."""
@@ -440,7 +457,7 @@ class LabelJoiner:
         for r, pid in enumerate(ids):
             early = early_labels.pop(pid, None)
             if early is not None:
-                p = self._row(r, segments, segment_code, combo, predictions, scores, times)
+                p = self._row(r, segments, segment_code, combo, predictions, scores, times, confidences)
                 joined.append(self._join_early(pid, p, early, now))
                 continue
             if (pid in slots and pid not in evicted) or pid in new or pid in done:
@@ -464,7 +481,7 @@ class LabelJoiner:
             rows = np.fromiter(new.values(), dtype=np.intp, count=len(new))
             keep[rows] = True
             slots.update((pid, base + r) for pid, r in new.items())
-            self._write(ids, combo, predictions, scores, times, keep)
+            self._write(ids, combo, predictions, scores, times, keep, confidences)
         return joined
 
     def add_label(
@@ -573,6 +590,7 @@ class LabelJoiner:
         size = self.chunk_slots
         combo = np.empty(n, dtype=np.int32)
         score = np.empty(n, dtype=np.float64)
+        confidence = np.empty(n, dtype=np.float64)
         time = np.empty(n, dtype=np.float64)
         values: list[Any] = [None] * n
         if n:
@@ -586,6 +604,7 @@ class LabelJoiner:
                 c = self._chunks[k]
                 combo[rows] = c.combo[idx]
                 score[rows] = c.score[idx]
+                confidence[rows] = c.confidence[idx]
                 time[rows] = c.time[idx]
                 held, ids = c.prediction, c.ids
                 for r, i in zip(rows.tolist(), idx.tolist(), strict=True):
@@ -603,7 +622,11 @@ class LabelJoiner:
         scores: Sequence[float | None] = score.tolist()
         if np.isnan(score).any():
             scores = [None if s != s else s for s in scores]
-        entries = zip(models, versions, segments, values, scores, time.tolist(), strict=True)
+        known = ~np.isnan(confidence)
+        sure: Sequence[float | None] = [None] * n
+        if known.any():
+            sure = [c if k else None for c, k in zip(confidence.tolist(), known.tolist(), strict=True)]
+        entries = zip(models, versions, segments, values, scores, time.tolist(), sure, strict=True)
         return list(map(PendingPrediction._make, entries)), time
 
     def _mark_done(self, prediction_id: str, now: float) -> None:
@@ -661,6 +684,9 @@ class LabelJoiner:
             "scores": c.score[at],
             "times": c.time[at],
         }
+        confidences = c.confidence[at]
+        if not np.isnan(confidences).all():  # a multiclass model's; none for the others
+            plain["confidences"] = confidences
         if set(map(type, predictions)) <= {float}:  # a score per prediction: one array, not a list of floats
             plain["predictions"] = np.array(predictions, dtype=np.float64)
         return plain
@@ -712,6 +738,8 @@ class LabelJoiner:
                 c.ids[i], c.prediction[i] = pid, p
             c.combo[at] = np.asarray(plain["combo"], dtype=np.int32)
             c.score[at] = np.asarray(plain["scores"], dtype=np.float64)
+            if "confidences" in plain:
+                c.confidence[at] = np.asarray(plain["confidences"], dtype=np.float64)
             c.time[at] = np.asarray(plain["times"], dtype=np.float64)
             c.alive[at] = True
             c.live = int(at.size)

@@ -120,28 +120,29 @@ def class_name(value: Any) -> str | None:
     return None
 
 
-def confidences(predictions: Sequence[Any], scores: Sequence[dict[str, float] | None]) -> np.ndarray | None:
-    """Each prediction's confidence where its ``scores`` name more than two classes (a multiclass model's
-    probabilities): the probability they give the predicted class, NaN where they do not name it. NaN too on
-    the rows whose scores name two classes or none (a binary model's, read by :func:`binary_score`). None when
-    no row's scores name more than two classes. Classes are compared by :func:`class_name`.
+def confidences(
+    predictions: Sequence[Any], scores: Sequence[dict[str, float] | None]
+) -> tuple[np.ndarray | None, bool]:
+    """Each prediction's confidence, the probability its ``scores`` give the predicted class (NaN where they do
+    not name it, or there are none; classes compared by :func:`class_name`), or None when no row has one; and
+    whether some row's scores name more than two classes, which only a multiclass model's do.
 
     >>> confidences(["cat", 2, "dog", "fox"], [{"cat": 0.7, "dog": 0.2, "fox": 0.1}, {"0": 0.1, "1": 0.3, "2": 0.6},
-    ...                                     {"yes": 0.9, "no": 0.1}, {"cat": 0.5, "dog": 0.5, "owl": 0.0}])
-    array([0.7, 0.6, nan, nan])
-    >>> confidences(["yes"], [{"yes": 0.9, "no": 0.1}]) is None
-    True
+    ...                                     {"dog": 0.9}, None])
+    (array([0.7, 0.6, 0.9, nan]), True)
+    >>> confidences(["yes"], [{"yes": 0.9, "no": 0.1}]), confidences(["cat"], [None])
+    ((array([0.9]), False), (None, False))
     """
     if not any(scores):
-        return None
-    out: np.ndarray | None = None
+        return None, False
+    out = np.full(len(predictions), np.nan)
+    wide = False
     for i, (prediction, probabilities) in enumerate(zip(predictions, scores, strict=True)):
-        if probabilities is None or len(probabilities) <= 2:
+        if not probabilities:
             continue
-        if out is None:
-            out = np.full(len(predictions), np.nan)
+        wide = wide or len(probabilities) > 2
         name = class_name(prediction)
         value = None if name is None else probabilities.get(name)
         if isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value <= 1.0:
             out[i] = float(value)
-    return out
+    return (None if np.isnan(out).all() else out), wide

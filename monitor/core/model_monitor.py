@@ -34,7 +34,7 @@ from monitor.core.local_change import WindowBreakdown
 from monitor.core.model_setup import ModelSetup
 from monitor.core.model_state import LATENCY_BUCKETS_MS, PREDICTION, ModelState, Tracker, note_recent_rows
 from monitor.core.numeric_streams import NumericStream, NumericStreams
-from monitor.core.profile import kept_scores, positive_scores
+from monitor.core.profile import kept_scores
 from monitor.core.quality_feed import ObservedColumn, feed_schema_watch
 from monitor.core.rules import ALL, Alert
 from monitor.core.settings import Settings
@@ -270,10 +270,10 @@ class ModelMonitor:
         positive = self.config.performance.positive_label
         preds = take(batch.prediction, rows)
         scores_col = take(batch.scores, rows)
-        kept, confident = kept_scores(preds, scores_col, positive, self.config.performance.task)
+        scores, sure, wide = kept_scores(preds, scores_col, positive, self.config.performance.task)
         perf = self.setup.performance(state)
         latency = batch.latency_ms if rows is None else batch.latency_ms[rows]
-        touched = perf.observe_predictions(buckets, kept, latency, times, rng, confidences=confident)
+        touched = perf.observe_predictions(buckets, scores, latency, times, rng, confidences=sure, wide=wide)
         estimates = perf.estimate_judgements(
             {b for b, _ in touched}, float(times.max()), self.alerting.lifecycle.is_firing
         )
@@ -283,7 +283,6 @@ class ModelMonitor:
         if fairness is not None:
             classes = perf.favourable(preds)  # a multiclass model's: one-vs-rest for its favourable class
             if classes is None:
-                scores = kept if not confident else positive_scores(preds, scores_col, positive)
                 predicted = np.where(np.isnan(scores), np.nan, (scores >= self.config.performance.threshold) * 1.0)
             else:
                 predicted = classes[0]

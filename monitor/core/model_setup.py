@@ -143,10 +143,11 @@ class ModelSetup:
         return state.perf
 
     def seed_calibration(self, state: ModelState) -> None:
-        """The baseline profile's labelled rows are the estimate's calibration reference, if it has them."""
+        """The baseline profile's labelled rows are the estimate's calibration reference, if it has them (not a
+        multiclass model's estimate from confidences: the profile's are positive-class scores)."""
         profile = self.profiles.get(state.model, state.version)
         perf = state.perf
-        if profile is None or perf is None or not profile.calibration or perf.calibration.fitted:
+        if profile is None or perf is None or not profile.calibration or perf.calibration.fitted or perf.confidences:
             return
         cal = profile.calibration
         perf.calibration.seed(np.asarray(cal["labelled"]), np.asarray(cal["positive"]))

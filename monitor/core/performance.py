@@ -72,8 +72,8 @@ class ModelPerformance:
     favourable_seen = False
     # Before the first label: predictions have named classes that do not read as binary (see favourable)
     names_classes = False
-    # Its scores name more than two classes: each prediction's score is the predicted class's probability, its
-    # confidence (profile.kept_scores), and the label-free estimate is the calibrated mean confidence (see
+    # A multiclass model whose estimate reads each prediction's confidence, the probability its scores give the
+    # predicted class (profile.kept_scores): the label-free estimate is the calibrated mean confidence (see
     # observe_predictions)
     confidences = False
 
@@ -133,15 +133,16 @@ class ModelPerformance:
         times: np.ndarray,
         rng: np.random.Generator,
         *,
-        confidences: bool = False,
+        confidences: np.ndarray | None = None,
+        wide: bool = False,
     ) -> list[tuple[Bucket, float]]:
-        """Count predictions per bucket, feed the score-based estimate, and the latency detector.
-        ``confidences``: the scores are confidences (:func:`~monitor.core.profile.kept_scores`), so the model is
-        a multiclass one (:meth:`_read_confidences`)."""
-        if confidences and not self.confidences:
+        """Count predictions per bucket, feed the score-based estimate, and the latency detector. ``scores``:
+        positive-class scores; ``confidences`` and ``wide`` as :func:`~monitor.core.profile.kept_scores` gives
+        them: a multiclass model's estimate reads the confidences (:meth:`_reads_confidences`)."""
+        if not self.confidences and confidences is not None and self._reads_confidences(wide):
             self._read_confidences()
-        elif self.confidences and not confidences:  # no row of this batch has a confidence
-            scores = np.full(scores.shape, np.nan)
+        if self.confidences:
+            scores = np.full(scores.shape, np.nan) if confidences is None else confidences
         estimating = self.task in (None, "binary") or self.confidences
         for bucket, part in parts:
             b = self._bucket(bucket)
@@ -163,11 +164,26 @@ class ModelPerformance:
             self.latency.update(np.log1p(latency_ms[present]), times[present], rng=rng)
         return [(bucket, float(times.max())) for bucket, _ in parts]
 
+    def _reads_confidences(self, wide: bool) -> bool:
+        """Whether the estimate takes confidences from now on: the model is multiclass (set, or shown by its
+        labels), or its scores name more than two classes (``wide``) while its task may still change: before
+        its first label, or within its first ``reference_labels`` labels read as binary (as :meth:`_settle_task`
+        lets a later pair change it). A regression, or a binary model past those labels, stays what it is: one
+        stray event cannot turn it."""
+        if self.task == "multiclass":
+            return True
+        if not wide or self.perf.task != "auto":
+            return False
+        if self.task is None:
+            return True
+        labelled = self.buckets[ALL].labelled if ALL in self.buckets else 0
+        return self.task == "binary" and labelled <= self.perf.reference_labels
+
     def _read_confidences(self) -> None:
-        """Scores that name more than two classes make a model multiclass under ``auto``, before any label: its
-        label-free estimate (CBPE's for multiclass accuracy) is the mean of its confidences, calibrated on
-        labelled (confidence, right) pairs. What the estimate and the calibration held under the binary reading
-        goes: those were other numbers."""
+        """The estimate reads confidences from now on (CBPE's for multiclass accuracy: the mean confidence,
+        calibrated on labelled (confidence, right) pairs), and under ``auto`` the model is multiclass. What the
+        estimate and the calibration held under the binary reading goes (a baseline profile's calibration too:
+        it is of positive-class scores); those were other numbers."""
         self.confidences = True
         self.calibration = ScoreCalibration(self.perf.calibration_labels)
         for b in self.buckets.values():
@@ -235,7 +251,7 @@ class ModelPerformance:
             err = ((v >= self.perf.threshold) != (y == 1)).astype(np.float64)
         elif correct is not None:
             if self.confidences:  # each labelled prediction's confidence against whether it was right
-                confidence = np.array([math.nan if r[3].prediction.score is None else r[3].prediction.score
+                confidence = np.array([math.nan if r[3].prediction.confidence is None else r[3].prediction.confidence
                                        for r in rows])  # fmt: skip
                 known = labelled & ~np.isnan(confidence)
                 self.calibration.learn(confidence[known], correct[known], fit=not changed)

@@ -144,7 +144,8 @@ class Summary:
         if self.joined:
             out["joined"] = [
                 [j.prediction_id, [list(s) for s in j.prediction.segments], j.prediction.prediction,
-                 j.prediction.score, j.prediction.event_time, j.label, j.outcomes, j.delay_s]
+                 j.prediction.score, j.prediction.event_time, j.label, j.outcomes, j.delay_s,
+                 *(() if j.prediction.confidence is None else (j.prediction.confidence,))]
                 for j in self.joined
             ]  # fmt: skip
         return out
@@ -183,10 +184,10 @@ class Summary:
                 scores=r["scores"],
                 nulls=r["nulls"],
             )
-        joined = [
-            Joined(pid, PendingPrediction(model, version, tuple(map(tuple, segs)), pred, score, t), label,
+        joined = [  # a multiclass model's confidence ends the entry (an earlier release's entries have none)
+            Joined(pid, PendingPrediction(model, version, tuple(map(tuple, segs)), pred, score, t, *sure), label,
                    outcomes, delay)
-            for pid, segs, pred, score, t, label, outcomes, delay in data.get("joined", ())
+            for pid, segs, pred, score, t, label, outcomes, delay, *sure in data.get("joined", ())
         ]  # fmt: skip
         return cls(
             model, version, int(data["source"]), int(data["seq"]),
@@ -417,16 +418,15 @@ def positive_scores(preds: Sequence[Any], scores: Sequence[dict[str, float] | No
 
 def kept_scores(
     preds: Sequence[Any], scores: Sequence[dict[str, float] | None], positive: str, task: str
-) -> tuple[np.ndarray, bool]:
-    """The score kept with each prediction, for the label join and the label-free estimate, and whether they are
-    confidences. Where some row's ``scores`` name more than two classes, the model is a multiclass one: each
-    row's confidence, the probability its scores give the predicted class (:func:`confidences`), unless the
-    task is set to another than multiclass; else the positive-class probability (:func:`positive_scores`)."""
-    if task in ("auto", "multiclass"):
-        confident = confidences(preds, scores)
-        if confident is not None:
-            return confident, True
-    return positive_scores(preds, scores, positive), False
+) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """What the label join keeps of each prediction's scores, and the label-free estimate reads: the
+    positive-class probability (:func:`positive_scores`, a binary model's), each prediction's confidence (the
+    probability its scores give the predicted class, a multiclass model's: :func:`confidences`, None when no row
+    has one or the task is set to another than multiclass), and whether some row's scores name more than two
+    classes. Both are kept: which one a model's estimate reads is decided where its task is known
+    (:meth:`~monitor.core.performance.ModelPerformance.observe_predictions`)."""
+    confident, wide = confidences(preds, scores) if task in ("auto", "multiclass") else (None, False)
+    return positive_scores(preds, scores, positive), confident, wide
 
 
 def join_segment_caps(max_attributes: int, max_values: int) -> tuple[int, int]:
@@ -497,10 +497,10 @@ class EngineObserver(Protocol):
 
     def predictions(
         self, model: str, version: str, index: np.ndarray, ids: list[str], scores: np.ndarray, times: np.ndarray,
-        confidences: bool = False,
+        confidences: np.ndarray | None = None, wide: bool = False,
     ) -> None:  # fmt: skip
-        """``index``: each prediction's message position in its batch; ``scores``: positive-class scores, or
-        with ``confidences`` a multiclass model's confidences (:func:`kept_scores`)."""
+        """``index``: each prediction's message position in its batch; ``scores``: positive-class scores;
+        ``confidences`` and ``wide``: see :func:`kept_scores`."""
 
     def joined(self, items: list[Joined]) -> None:
         """Predictions with their labels, as they are joined."""
@@ -688,14 +688,14 @@ class ProfileStage:
                                                                                        mon.max_segment_values),
         )  # fmt: skip
         perf = self.config.performance
-        scores, confident = kept_scores(part.prediction, part.scores, perf.positive_label, perf.task)
+        scores, sure, wide = kept_scores(part.prediction, part.scores, perf.positive_label, perf.task)
         if self.observer is not None:
             self.observer.predictions(
-                model, version, part.index, part.prediction_id, scores, part.event_time, confident
+                model, version, part.index, part.prediction_id, scores, part.event_time, sure, wide
             )
         joined = self.joiner.add_predictions(
             part.prediction_id, model, version, combos, codes, part.prediction, scores, part.event_time,
-            now=self.watermark,
+            now=self.watermark, confidences=sure,
         )  # fmt: skip
         if joined and self.observer is not None:
             self.observer.joined(joined)

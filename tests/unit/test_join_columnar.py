@@ -162,7 +162,8 @@ def random_ops(rng: random.Random, n_ops: int, t0: float, id_space: int) -> list
                 pid = f"id{rng.randrange(id_space)}"
                 prediction = rng.choice([0.25, 0.9, 1, "cat", None])
                 score = rng.choice([0.3, 0.71, math.nan])
-                rows.append((pid, rng.randrange(len(SEGMENTS)), prediction, score, t + i * 0.01))
+                confidence = rng.choice([0.55, math.nan, math.nan])  # a multiclass model's, where it has one
+                rows.append((pid, rng.randrange(len(SEGMENTS)), prediction, score, t + i * 0.01, confidence))
             ops.append(("p", model, version, rows, t))
         elif r < 0.85:
             pid = f"id{rng.randrange(id_space)}"
@@ -193,13 +194,15 @@ def feed(j: Any, ops: list[Op], *, columnar: bool) -> list[Any]:
                         np.array([r[3] for r in rows]),
                         np.array([r[4] for r in rows]),
                         now=now,
+                        confidences=np.array([r[5] for r in rows]) if len(rows[0]) > 5 else None,
                     )
                 )
             else:
                 preds = [
-                    PendingPrediction(model, version, SEGMENTS[s], p, None if sc != sc else sc, t)
-                    for _, s, p, sc, t in rows
-                ]
+                    PendingPrediction(model, version, SEGMENTS[s], p, None if sc != sc else sc, t,
+                                      None if not sure or sure[0] != sure[0] else sure[0])
+                    for _, s, p, sc, t, *sure in rows
+                ]  # fmt: skip
                 out.append(j.add_predictions(ids, preds, now=now))
         elif op[0] == "l":
             _, pid, label, outcomes, t, model = op
@@ -336,6 +339,8 @@ def test_old_snapshot_restores_and_continues_like_the_old_store():
     rng = random.Random(3)
     params = PARAMS[1]
     head, tail = random_ops(rng, 250, T0, 60), random_ops(rng, 250, T0 + 3000, 60)
+    # that release kept no confidences
+    head = [(*op[:3], [r[:5] for r in op[3]], op[4]) if op[0] == "p" else op for op in head]
     old = ReferenceJoiner(**params)
     feed(old, head, columnar=False)
     written = snapshot.dumps(snapshot.Encoded({"$o": "LabelJoiner", "p": snapshot.encode(old.to_plain())}))

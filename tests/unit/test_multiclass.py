@@ -500,12 +500,14 @@ def test_a_stray_prediction_before_the_first_label_keeps_a_binary_models_fairnes
 
 def _confident(
     eng: PartitionEngine, steps: int, *, chance: Any, labelled: Any, seed: int = 0, ids: bool = False,
+    shape: Any = lambda step: "full",
 ) -> tuple[list[Alert], list[float]]:  # fmt: skip
     """Batches of 1,000 predictions of a four-class model that sends its probabilities (``scores``). Each
     prediction is right with a chance drawn from ``chance(step)`` (low, high); the model says the square root of
     that chance for its class, an over-confident model, and shares the rest among the other three. Labels come
-    30 s later for the steps where ``labelled(step)``. Returns the alerts and each step's mean chance of being
-    right, the accuracy an estimate should find."""
+    30 s later for the steps where ``labelled(step)``. ``shape(step)``: "full" scores, "none", or "top" (the
+    predicted class's alone). Returns the alerts and each step's mean chance of being right, the accuracy an
+    estimate should find."""
     rng = np.random.default_rng(seed)
     names = [str(k) for k in range(4)] if ids else CLASSES[:4]
     alerts: list[Alert] = []
@@ -523,10 +525,13 @@ def _confident(
             confidence = float(np.sqrt(q[k]))
             scores = {name: (1 - confidence) / 3 for name in names}
             scores[names[guess[k]]] = confidence
+            if shape(step) == "top":
+                scores = {names[guess[k]]: confidence}
             t = T0 + i / 100
             preds.append({"prediction_id": f"p{i}", "model": "animals", "model_version": "v1", "timestamp": t,
                           "features": {"x": float(rng.normal())}, "segments": {"region": "north"},
-                          "prediction": int(guess[k]) if ids else names[guess[k]], "scores": scores})  # fmt: skip
+                          "prediction": int(guess[k]) if ids else names[guess[k]],
+                          **({} if shape(step) == "none" else {"scores": scores})})  # fmt: skip
             labels.append({"prediction_id": f"p{i}", "label": int(truth[k]) if ids else names[truth[k]],
                            "timestamp": t + 30})  # fmt: skip
         alerts += eng.process_predictions([orjson.dumps(p) for p in preds], [0.0] * len(preds)).alerts
@@ -588,3 +593,76 @@ def test_class_ids_with_their_probabilities_are_a_multiclass_model_read_by_its_c
     bperf = binary.models["churn", "v1"].perf
     assert not bperf.confidences and bperf.task is None
     assert sorted(set(bperf.buckets["", ""].estimate.rows()[:, 0].tolist())) == [0.3, 0.8]  # P("yes")
+
+
+def test_batches_without_scores_or_with_the_predicted_class_alone_neither_skew_the_calibration_nor_the_estimate():
+    """A model that leaves its scores out of some batches, or sends its predicted class's alone: rows without a
+    confidence stay out of the calibration and the estimate, and a cut-down dict still gives the confidence."""
+    eng = _engine(calibration_labels=3000, window=2000)
+    alerts, accuracy = _confident(
+        eng,
+        18,
+        chance=lambda step: (0.3, 1.0) if step < 12 else (0.3, 0.7),
+        labelled=lambda step: step < 9,
+        shape=lambda step: ("full", "none", "top")[step % 3],
+    )
+    perf = eng.models["animals", "v1"].perf
+    assert perf.task == "multiclass" and perf.confidences
+    assert perf.calibration.fit_n.sum() == 6000  # the labelled rows with a confidence: 6 of the 9 labelled steps
+    calibrated = perf.calibration.probability(np.array([0.75, 0.85, 0.95]))
+    assert np.abs(calibrated - np.array([0.75, 0.85, 0.95]) ** 2).max() < 0.07, calibrated  # P(right) = c²
+    estimate = perf.estimated(("", ""))[0]
+    assert abs(estimate - float(np.mean(accuracy[-3:]))) < 0.03, estimate  # steps 15 and 17 (16 had no scores)
+    assert [a.status for a in alerts if a.subject == "estimated_accuracy"] == ["firing"]
+
+
+def test_one_event_naming_three_classes_does_not_turn_a_settled_binary_model():
+    eng = _engine(positive_label="yes", window=2000)
+    rng = np.random.default_rng(1)
+
+    def event(i: int, scores: dict[str, float]) -> bytes:
+        top = max(scores, key=scores.__getitem__)
+        return orjson.dumps({"prediction_id": f"p{i}", "model": "churn", "model_version": "v1", "timestamp": T0 + i,
+                             "features": {"x": 1.0}, "prediction": top, "scores": scores})  # fmt: skip
+
+    def steady(start: int, n: int) -> None:
+        p = rng.random(n).tolist()
+        eng.process_predictions([event(start + i, {"yes": p[i], "no": 1 - p[i]}) for i in range(n)], [0.0] * n)
+        labels = [orjson.dumps({"prediction_id": f"p{start + i}", "label": "yes" if rng.random() < p[i] else "no",
+                                "timestamp": T0 + start + i + 1}) for i in range(n)]  # fmt: skip
+        eng.process_labels(labels, [0.0] * n)
+
+    steady(0, 3000)  # past performance.reference_labels
+    eng.process_predictions([event(3000, {"yes": 0.5, "no": 0.3, "maybe": 0.2})], [0.0])
+    steady(3001, 2000)
+    perf = eng.models["churn", "v1"].perf
+    assert perf.task == "binary" and not perf.confidences
+    estimate, _, _, n = perf.estimated(("", ""))
+    assert n == 2000 and 0.6 < estimate < 0.9  # still its positive-class scores
+
+
+def test_class_ids_whose_labels_came_before_their_scores_stay_a_regression():
+    """Scores make class ids multiclass only while the task may still change: a regression stays one (its
+    alerts and metrics would otherwise be left behind)."""
+    eng = _engine()
+    _confident(eng, 4, chance=lambda step: (0.5, 1.0), labelled=lambda step: True, ids=True,
+               shape=lambda step: "none" if step < 2 else "full")  # fmt: skip
+    perf = eng.models["animals", "v1"].perf
+    assert perf.task == "regression" and not perf.confidences
+
+
+def test_a_restored_multiclass_model_does_not_take_its_profiles_binary_calibration():
+    from monitor.core.baseline import BaselineProfile, ProfileSet
+
+    counts = np.full(100, 50.0)
+    profile = BaselineProfile("animals", "v1", 5000, {}, {},
+                              calibration={"labelled": counts.tolist(), "positive": (counts / 2).tolist()})  # fmt: skip
+    profiles = ProfileSet([profile])
+    config = load_config(environ={}, overrides={"detectors": {"warmup_events": 300}})
+    eng = PartitionEngine(config, clock=lambda: T0, profiles=profiles)
+    _confident(eng, 2, chance=lambda step: (0.5, 1.0), labelled=lambda step: False)
+    twin = PartitionEngine.restore(config, orjson.loads(orjson.dumps(eng.snapshot())), clock=lambda: T0,
+                                   profiles=profiles)  # fmt: skip
+    for e in (eng, twin):
+        perf = e.models["animals", "v1"].perf
+        assert perf.confidences and perf.calibration.fit_n.sum() == 0 and not perf.calibration.fitted

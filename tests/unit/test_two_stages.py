@@ -104,6 +104,20 @@ def test_a_summary_survives_its_bytes_exactly():
     assert [s.seq for s in out + joined] == [0, 1]
 
 
+def test_a_multiclass_predictions_confidence_rides_with_its_label_and_an_earlier_releases_entry_has_none():
+    stage = ProfileStage(settings(), partition=0)
+    event = {"prediction_id": "p1", "model": "m", "timestamp": T0, "features": {"x": 1.0}, "prediction": "dog",
+             "scores": {"cat": 0.2, "dog": 0.7, "owl": 0.1}}  # fmt: skip
+    stage.predictions([orjson.dumps(event), orjson.dumps({**event, "prediction_id": "p2", "scores": None})], [0.0] * 2)
+    joined, _, _ = stage.labels([orjson.dumps({"prediction_id": p, "label": "cat"}) for p in ("p1", "p2")], [T0] * 2)
+    read = Summary.decode(joined[0].encode()).joined
+    assert [(j.prediction_id, j.prediction.score, j.prediction.confidence) for j in read] == [
+        ("p1", None, 0.7), ("p2", None, None)]  # fmt: skip
+    plain = joined[0].to_plain()
+    plain["joined"] = [entry[:8] for entry in plain["joined"]]  # as an earlier release wrote them
+    assert [j.prediction.confidence for j in Summary.from_plain(plain).joined] == [None, None]
+
+
 def test_the_merge_releases_summaries_behind_the_slowest_source():
     now = [0.0]
     a, b = ProfileStage(settings(), partition=0), ProfileStage(settings(), partition=1)
