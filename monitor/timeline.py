@@ -44,9 +44,11 @@ class _Predictions:
     confidence: list[float] = field(default_factory=list)  # the predicted class's probability, NaN: none
     time: list[float] = field(default_factory=list)
     right: list[float] = field(default_factory=list)  # 1 right, 0 wrong, NaN: no (usable) label yet
-    label: list[float] = field(default_factory=list)  # the binary label (a multiclass one's rightness), NaN: none
+    label: list[float] = field(default_factory=list)  # the binary label, NaN: none
+    # read as a multiclass model's (its engine's estimate reads confidences): right by class name, NaN: no label
+    # or no confidence
+    right_class: list[float] = field(default_factory=list)
     calibration: ScoreCalibration | None = None  # as it stood at the first prediction
-    confidences: bool = False  # a multiclass model's: confidences are estimated, labels say whether it was right
 
 
 class Timeline:
@@ -84,7 +86,6 @@ class Timeline:
         scores: np.ndarray,
         times: np.ndarray,
         confidences: np.ndarray | None = None,
-        wide: bool = False,
     ) -> None:
         key = (model, version)
         preds = self.models.get(key)
@@ -94,8 +95,6 @@ class Timeline:
             state = engine.model_state(model, version) if engine is not None else None  # made now if need be
             if state is not None and state.perf is not None:
                 preds.calibration = copy.deepcopy(state.perf.calibration)
-        if wide and not preds.confidences:  # scores of more than two classes: a multiclass model's
-            preds.confidences, preds.calibration = True, None  # (what the monitor learned then was of binary scores)
         start = len(preds.position)
         preds.position += positions.tolist()
         preds.lane += [lane] * len(ids)
@@ -103,6 +102,7 @@ class Timeline:
         preds.confidence += [math.nan] * len(ids) if confidences is None else confidences.tolist()
         preds.time += times.tolist()
         preds.right += [math.nan] * len(ids)
+        preds.right_class += [math.nan] * len(ids)
         preds.label += [math.nan] * len(ids)
         for i, pid in enumerate(ids):
             self.where[pid] = (key, start + i)
@@ -114,12 +114,10 @@ class Timeline:
                 continue
             key, row = found
             preds = self.models[key]
-            if preds.confidences:  # right or wrong is what its confidence is calibrated against
-                label, predicted = class_name(j.label), class_name(j.prediction.prediction)
-                sure = preds.confidence[row]
-                if label is not None and predicted is not None and sure == sure:
-                    preds.right[row] = preds.label[row] = float(label == predicted)
-                continue
+            label, predicted = class_name(j.label), class_name(j.prediction.prediction)
+            sure = preds.confidence[row]
+            if label is not None and predicted is not None and sure == sure:  # what a confidence is calibrated on
+                preds.right_class[row] = float(label == predicted)
             score = preds.score[row]
             y = binary_label(j.label, self.positive)
             if y is not None and score == score:
@@ -132,18 +130,19 @@ class Timeline:
         for (model, version), preds in sorted(self.models.items()):
             order = np.argsort(np.asarray(preds.position), kind="stable")
             position = np.asarray(preds.position)[order]
-            score = np.asarray(preds.confidence if preds.confidences else preds.score, dtype=np.float64)[order]
+            reads = self._reads_confidences(model, version)  # as the monitor's estimate read this model version
+            score = np.asarray(preds.confidence if reads else preds.score, dtype=np.float64)[order]
             time = np.asarray(preds.time, dtype=np.float64)[order]
-            right = np.asarray(preds.right, dtype=np.float64)[order]
-            label = np.asarray(preds.label, dtype=np.float64)[order]
-            cal, limit = self._calibration(model, version, preds)
+            right = np.asarray(preds.right_class if reads else preds.right, dtype=np.float64)[order]
+            label = right if reads else np.asarray(preds.label, dtype=np.float64)[order]
+            cal, limit = self._calibration(model, version, preds, fresh=reads)
             for start in range(0, score.size, self.every):
                 sl = slice(start, start + self.every)
                 s, y = score[sl], label[sl]
                 scored = ~np.isnan(s)
                 p_positive = np.full(s.size, np.nan)
                 p_positive[scored] = cal.probability(s[scored])
-                if preds.confidences:  # a multiclass model's calibrated confidence: accuracy only
+                if reads:  # a multiclass model's calibrated confidence: accuracy only
                     p_right = p_positive
                     cbpe = dict.fromkeys(("precision", "recall", "f1"), math.nan)
                 else:
@@ -161,13 +160,28 @@ class Timeline:
                     cal.learn(xs[room:], ys[room:], fit=False)
         return out
 
-    def _calibration(self, model: str, version: str, preds: _Predictions) -> tuple[ScoreCalibration, float]:
+    def _engines(self, model: str, version: str) -> list[PartitionEngine]:
+        if self.detection:
+            return [e for e in (self.engine_of(model, version, 0),) if e is not None]
+        return self.lanes
+
+    def _reads_confidences(self, model: str, version: str) -> bool:
+        """Whether the monitor's estimate of the model version read confidences (a multiclass model's)."""
+        for engine in self._engines(model, version):
+            state = engine.models.get((model, version))
+            if state is not None and state.perf is not None:
+                return state.perf.confidences
+        return False
+
+    def _calibration(
+        self, model: str, version: str, preds: _Predictions, *, fresh: bool = False
+    ) -> tuple[ScoreCalibration, float]:
         """The calibration to start from, and how many labels it may fit: as many as the monitor's own took
-        before a concept change froze it (unlimited if it never froze)."""
-        cal = copy.deepcopy(preds.calibration) if preds.calibration is not None else None
+        before a concept change froze it (unlimited if it never froze). ``fresh``: none to start from (a
+        multiclass model's, whose confidences the calibration of its first prediction did not see)."""
+        cal = copy.deepcopy(preds.calibration) if preds.calibration is not None and not fresh else None
         limit = math.inf
-        engines = [e for e in (self.engine_of(model, version, 0),) if e is not None] if self.detection else self.lanes
-        for engine in engines:
+        for engine in self._engines(model, version):
             state = engine.models.get((model, version))
             if state is not None and state.perf is not None:
                 final = state.perf.calibration
@@ -211,9 +225,9 @@ class LaneObserver:
 
     def predictions(
         self, model: str, version: str, index: np.ndarray, ids: list[str], scores: np.ndarray, times: np.ndarray,
-        confidences: np.ndarray | None = None, wide: bool = False,
+        confidences: np.ndarray | None = None,
     ) -> None:  # fmt: skip
-        self.timeline._add(self.lane, self.positions[index], model, version, ids, scores, times, confidences, wide)
+        self.timeline._add(self.lane, self.positions[index], model, version, ids, scores, times, confidences)
 
     def joined(self, items: list[Joined]) -> None:
         self.timeline._join(items)

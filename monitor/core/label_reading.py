@@ -120,29 +120,26 @@ def class_name(value: Any) -> str | None:
     return None
 
 
-def confidences(
-    predictions: Sequence[Any], scores: Sequence[dict[str, float] | None]
-) -> tuple[np.ndarray | None, bool]:
-    """Each prediction's confidence, the probability its ``scores`` give the predicted class (NaN where they do
-    not name it, or there are none; classes compared by :func:`class_name`), or None when no row has one; and
-    whether some row's scores name more than two classes, which only a multiclass model's do.
+def confidences(predictions: Sequence[Any], scores: Sequence[dict[str, float] | None]) -> tuple[np.ndarray | None, int]:
+    """Each prediction's confidence, where its ``scores`` name more than two classes (a multiclass model's
+    probabilities, all of them or its most likely ones): the probability they give the predicted class, NaN
+    elsewhere (classes compared by :func:`class_name`); None when no row has one. And how many rows have one.
+    Two classes or fewer are a binary model's (read by :func:`binary_score`): a multiclass model's rows whose
+    scores name so few give no confidence.
 
-    >>> confidences(["cat", 2, "dog", "fox"], [{"cat": 0.7, "dog": 0.2, "fox": 0.1}, {"0": 0.1, "1": 0.3, "2": 0.6},
-    ...                                     {"dog": 0.9}, None])
-    (array([0.7, 0.6, 0.9, nan]), True)
-    >>> confidences(["yes"], [{"yes": 0.9, "no": 0.1}]), confidences(["cat"], [None])
-    ((array([0.9]), False), (None, False))
+    >>> confidences(["cat", 2, "dog", 0.7], [{"cat": 0.7, "dog": 0.2, "fox": 0.1}, {"0": 0.1, "1": 0.3, "2": 0.6},
+    ...                                   {"dog": 0.9}, {"a": 0.2, "b": 0.3, "c": 0.5}])
+    (array([0.7, 0.6, nan, nan]), 2)
+    >>> confidences(["yes"], [{"yes": 0.9, "no": 0.1}])
+    (None, 0)
     """
-    if not any(scores):
-        return None, False
-    out = np.full(len(predictions), np.nan)
-    wide = False
-    for i, (prediction, probabilities) in enumerate(zip(predictions, scores, strict=True)):
-        if not probabilities:
-            continue
-        wide = wide or len(probabilities) > 2
-        name = class_name(prediction)
-        value = None if name is None else probabilities.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value <= 1.0:
-            out[i] = float(value)
-    return (None if np.isnan(out).all() else out), wide
+    if max(map(len, filter(None, scores)), default=0) <= 2:  # no row names more than two classes (the usual case)
+        return None, 0
+    values = [
+        None if not probabilities or len(probabilities) <= 2 else probabilities.get(class_name(prediction))  # type: ignore[arg-type]
+        for prediction, probabilities in zip(predictions, scores, strict=True)
+    ]
+    out = np.array(values, dtype=np.float64)  # None (no such class, or too few) as NaN
+    out[(out < 0.0) | (out > 1.0)] = np.nan
+    known = int(np.count_nonzero(~np.isnan(out)))
+    return (out if known else None), known

@@ -57,8 +57,9 @@ def alert_message(model: str, version: str, j: Judgement, status: str) -> str:
         name = "Estimated accuracy" if j.subject == "estimated_accuracy" else "The accuracy alert"
         if j.kind == "performance" and j.subject not in ("estimated_accuracy", "accuracy_vs_baseline"):
             name = "The " + METRIC_NAMES.get(j.subject, j.subject.replace("_", " ")) + " floor"
+        shown_by = "its predictions' scores" if ev.current.get("by") == "scores" else "its labels"
         return (
-            f"{name} of {of_model} {where} no longer applies: its labels show a {ev.current.get('task')} model, "
+            f"{name} of {of_model} {where} no longer applies: {shown_by} show a {ev.current.get('task')} model, "
             "not the binary classifier its first predictions or labels were taken for."
         )
     if j.kind == "concept_drift":

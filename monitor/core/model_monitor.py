@@ -270,10 +270,10 @@ class ModelMonitor:
         positive = self.config.performance.positive_label
         preds = take(batch.prediction, rows)
         scores_col = take(batch.scores, rows)
-        scores, sure, wide = kept_scores(preds, scores_col, positive, self.config.performance.task)
+        scores, sure, _ = kept_scores(preds, scores_col, positive, self.config.performance.task)
         perf = self.setup.performance(state)
         latency = batch.latency_ms if rows is None else batch.latency_ms[rows]
-        touched = perf.observe_predictions(buckets, scores, latency, times, rng, confidences=sure, wide=wide)
+        touched = perf.observe_predictions(buckets, scores, latency, times, rng, confidences=sure)
         estimates = perf.estimate_judgements(
             {b for b, _ in touched}, float(times.max()), self.alerting.lifecycle.is_firing
         )

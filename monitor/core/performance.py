@@ -43,6 +43,7 @@ from monitor.core.stats import CategoryVocabulary
 
 DELAY_BUCKETS_S = (1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 6 * 3600.0, 86400.0, 3 * 86400.0, 7 * 86400.0)
 Bucket = tuple[str, str]
+MIN_CONFIDENT_ROWS = 20  # predictions with scores of more than two classes before they make a model multiclass
 BASELINE_SCORE_BINS = 100  # the warm-up's scores, kept as a histogram so the calibration can be applied later
 
 
@@ -76,6 +77,12 @@ class ModelPerformance:
     # predicted class (profile.kept_scores): the label-free estimate is the calibrated mean confidence (see
     # observe_predictions)
     confidences = False
+    # Predictions registered, and of those the ones with a confidence (scores naming more than two classes):
+    # the evidence that a model under ``auto`` is multiclass before its labels say so (_reads_confidences)
+    rows_seen = 0
+    rows_confident = 0
+    # What showed the task a model read as binary took instead (the withdrawn alerts' message says it)
+    switched_by = "labels"
 
     def __init__(
         self,
@@ -134,13 +141,16 @@ class ModelPerformance:
         rng: np.random.Generator,
         *,
         confidences: np.ndarray | None = None,
-        wide: bool = False,
     ) -> list[tuple[Bucket, float]]:
         """Count predictions per bucket, feed the score-based estimate, and the latency detector. ``scores``:
-        positive-class scores; ``confidences`` and ``wide`` as :func:`~monitor.core.profile.kept_scores` gives
-        them: a multiclass model's estimate reads the confidences (:meth:`_reads_confidences`)."""
-        if not self.confidences and confidences is not None and self._reads_confidences(wide):
-            self._read_confidences()
+        positive-class scores; ``confidences`` as :func:`~monitor.core.profile.kept_scores` gives them: a
+        multiclass model's estimate reads them (:meth:`_reads_confidences`)."""
+        if not self.confidences:
+            self.rows_seen += scores.size
+            if confidences is not None:
+                self.rows_confident += int(np.count_nonzero(~np.isnan(confidences)))
+                if self._reads_confidences():
+                    self._read_confidences()
         if self.confidences:
             scores = np.full(scores.shape, np.nan) if confidences is None else confidences
         estimating = self.task in (None, "binary") or self.confidences
@@ -164,15 +174,16 @@ class ModelPerformance:
             self.latency.update(np.log1p(latency_ms[present]), times[present], rng=rng)
         return [(bucket, float(times.max())) for bucket, _ in parts]
 
-    def _reads_confidences(self, wide: bool) -> bool:
+    def _reads_confidences(self) -> bool:
         """Whether the estimate takes confidences from now on: the model is multiclass (set, or shown by its
-        labels), or its scores name more than two classes (``wide``) while its task may still change: before
-        its first label, or within its first ``reference_labels`` labels read as binary (as :meth:`_settle_task`
-        lets a later pair change it). A regression, or a binary model past those labels, stays what it is: one
-        stray event cannot turn it."""
+        labels), or most of its predictions have come with scores naming more than two classes (at least
+        :data:`MIN_CONFIDENT_ROWS`) while its task may still change: before its first label, or within its first
+        ``reference_labels`` labels read as binary (as :meth:`_settle_task` lets a later pair change it). A
+        regression, or a binary model past those labels, stays what it is, and stray events turn none."""
         if self.task == "multiclass":
             return True
-        if not wide or self.perf.task != "auto":
+        evident = self.rows_confident >= max(MIN_CONFIDENT_ROWS, self.rows_seen / 2)
+        if not evident or self.perf.task != "auto":
             return False
         if self.task is None:
             return True
@@ -191,6 +202,7 @@ class ModelPerformance:
             b.baseline_scores = np.zeros(BASELINE_SCORE_BINS)
         if self.perf.task != "auto" or self.task == "multiclass":
             return
+        self.switched_by = "scores"
         if self.task is None:
             self.task, self.withdrawing = "multiclass", True
             for b in self.buckets.values():
@@ -362,7 +374,7 @@ class ModelPerformance:
                     ev = DriftEvidence(
                         detected=False, effect=0.0, events=0, detector="withdrawn",
                         change_seq=self.buckets[bucket].predictions, change_time=now, p_value=None, baseline={},
-                        current={"task": self.task},
+                        current={"task": self.task, "by": self.switched_by},
                     )  # fmt: skip
                     out.append(
                         self._judgement(kind, subject, bucket, ev, now, stream_kind="withdrawn", threshold=0.0,

@@ -418,15 +418,15 @@ def positive_scores(preds: Sequence[Any], scores: Sequence[dict[str, float] | No
 
 def kept_scores(
     preds: Sequence[Any], scores: Sequence[dict[str, float] | None], positive: str, task: str
-) -> tuple[np.ndarray, np.ndarray | None, bool]:
+) -> tuple[np.ndarray, np.ndarray | None, int]:
     """What the label join keeps of each prediction's scores, and the label-free estimate reads: the
-    positive-class probability (:func:`positive_scores`, a binary model's), each prediction's confidence (the
-    probability its scores give the predicted class, a multiclass model's: :func:`confidences`, None when no row
-    has one or the task is set to another than multiclass), and whether some row's scores name more than two
-    classes. Both are kept: which one a model's estimate reads is decided where its task is known
+    positive-class probability (:func:`positive_scores`, a binary model's), and each prediction's confidence
+    where its scores name more than two classes (the probability they give the predicted class, a multiclass
+    model's: :func:`confidences`; None when no row has one, or the task is set to another than multiclass),
+    with how many rows have one. Which one a model's estimate reads is decided where its task is known
     (:meth:`~monitor.core.performance.ModelPerformance.observe_predictions`)."""
-    confident, wide = confidences(preds, scores) if task in ("auto", "multiclass") else (None, False)
-    return positive_scores(preds, scores, positive), confident, wide
+    confident, count = confidences(preds, scores) if task in ("auto", "multiclass") else (None, 0)
+    return positive_scores(preds, scores, positive), confident, count
 
 
 def join_segment_caps(max_attributes: int, max_values: int) -> tuple[int, int]:
@@ -497,10 +497,10 @@ class EngineObserver(Protocol):
 
     def predictions(
         self, model: str, version: str, index: np.ndarray, ids: list[str], scores: np.ndarray, times: np.ndarray,
-        confidences: np.ndarray | None = None, wide: bool = False,
+        confidences: np.ndarray | None = None,
     ) -> None:  # fmt: skip
         """``index``: each prediction's message position in its batch; ``scores``: positive-class scores;
-        ``confidences`` and ``wide``: see :func:`kept_scores`."""
+        ``confidences``: see :func:`kept_scores`."""
 
     def joined(self, items: list[Joined]) -> None:
         """Predictions with their labels, as they are joined."""
@@ -688,11 +688,9 @@ class ProfileStage:
                                                                                        mon.max_segment_values),
         )  # fmt: skip
         perf = self.config.performance
-        scores, sure, wide = kept_scores(part.prediction, part.scores, perf.positive_label, perf.task)
+        scores, sure, _ = kept_scores(part.prediction, part.scores, perf.positive_label, perf.task)
         if self.observer is not None:
-            self.observer.predictions(
-                model, version, part.index, part.prediction_id, scores, part.event_time, sure, wide
-            )
+            self.observer.predictions(model, version, part.index, part.prediction_id, scores, part.event_time, sure)
         joined = self.joiner.add_predictions(
             part.prediction_id, model, version, combos, codes, part.prediction, scores, part.event_time,
             now=self.watermark, confidences=sure,

@@ -506,7 +506,7 @@ def _confident(
     prediction is right with a chance drawn from ``chance(step)`` (low, high); the model says the square root of
     that chance for its class, an over-confident model, and shares the rest among the other three. Labels come
     30 s later for the steps where ``labelled(step)``. ``shape(step)``: "full" scores, "none", or "top" (the
-    predicted class's alone). Returns the alerts and each step's mean chance of being right, the accuracy an
+    three most likely classes'). Returns the alerts and each step's mean chance of being right, the accuracy an
     estimate should find."""
     rng = np.random.default_rng(seed)
     names = [str(k) for k in range(4)] if ids else CLASSES[:4]
@@ -525,8 +525,8 @@ def _confident(
             confidence = float(np.sqrt(q[k]))
             scores = {name: (1 - confidence) / 3 for name in names}
             scores[names[guess[k]]] = confidence
-            if shape(step) == "top":
-                scores = {names[guess[k]]: confidence}
+            if shape(step) == "top":  # the predicted class and two others
+                scores = {names[(guess[k] + d) % 4]: scores[names[(guess[k] + d) % 4]] for d in range(3)}
             t = T0 + i / 100
             preds.append({"prediction_id": f"p{i}", "model": "animals", "model_version": "v1", "timestamp": t,
                           "features": {"x": float(rng.normal())}, "segments": {"region": "north"},
@@ -595,9 +595,9 @@ def test_class_ids_with_their_probabilities_are_a_multiclass_model_read_by_its_c
     assert sorted(set(bperf.buckets["", ""].estimate.rows()[:, 0].tolist())) == [0.3, 0.8]  # P("yes")
 
 
-def test_batches_without_scores_or_with_the_predicted_class_alone_neither_skew_the_calibration_nor_the_estimate():
-    """A model that leaves its scores out of some batches, or sends its predicted class's alone: rows without a
-    confidence stay out of the calibration and the estimate, and a cut-down dict still gives the confidence."""
+def test_batches_without_scores_or_with_the_likeliest_classes_alone_neither_skew_the_calibration_nor_the_estimate():
+    """A model that leaves its scores out of some batches, or sends its three likeliest classes' alone: rows
+    without a confidence stay out of the calibration and the estimate, and a cut-down dict still gives one."""
     eng = _engine(calibration_labels=3000, window=2000)
     alerts, accuracy = _confident(
         eng,
@@ -666,3 +666,43 @@ def test_a_restored_multiclass_model_does_not_take_its_profiles_binary_calibrati
     for e in (eng, twin):
         perf = e.models["animals", "v1"].perf
         assert perf.confidences and perf.calibration.fit_n.sum() == 0 and not perf.calibration.fitted
+
+
+@pytest.mark.parametrize("labels_first", [0, 300])
+@pytest.mark.parametrize("kind", ["score", "yes/no"])
+def test_stray_events_naming_three_classes_turn_no_binary_model_whose_task_may_still_change(kind, labels_first):
+    """Before the first label, or within the first reference_labels: a few events with a third class in their
+    scores among a binary model's (a score model's rounded 1.0 names the class "1") are not evidence enough."""
+    eng = _engine(positive_label="yes" if kind == "yes/no" else "1")
+    rng = np.random.default_rng(2)
+    n = 0
+
+    def send(count: int, labelled: bool, stray: int = 0) -> None:
+        nonlocal n
+        p = np.round(rng.random(count), 1).tolist()  # rounded: some are exactly 0.0 or 1.0
+        events = []
+        for i in range(count):
+            top = ("yes" if p[i] >= 0.5 else "no") if kind == "yes/no" else p[i]
+            scores = {"yes": p[i], "no": 1 - p[i]} if kind == "yes/no" else {"1": p[i], "0": 1 - p[i]}
+            if i < stray:
+                scores["maybe"] = 0.0
+            events.append(orjson.dumps({"prediction_id": f"p{n + i}", "model": "churn", "model_version": "v1",
+                                        "timestamp": T0 + n + i, "features": {"x": 1.0}, "prediction": top,
+                                        "scores": scores}))  # fmt: skip
+        eng.process_predictions(events, [0.0] * count)
+        if labelled:
+            hit = (rng.random(count) < np.array(p)).tolist()
+            truth = [("yes" if h else "no") if kind == "yes/no" else int(h) for h in hit]
+            labels = [orjson.dumps({"prediction_id": f"p{n + i}", "label": truth[i], "timestamp": T0 + n + i + 1})
+                      for i in range(count)]  # fmt: skip
+            eng.process_labels(labels, [0.0] * count)
+        n += count
+
+    if labels_first:
+        send(labels_first, True)
+    for _ in range(3):
+        send(10, False, stray=3)  # three of ten with a third class, in batches of their own
+    send(2000, True)
+    perf = eng.models["churn", "v1"].perf
+    assert perf.task == "binary" and not perf.confidences and perf.unsupported == 0
+    assert perf.estimated(("", ""))[3] == 2000  # its positive-class scores, as before

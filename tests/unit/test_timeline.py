@@ -193,3 +193,15 @@ def test_a_multiclass_models_chunks_estimate_its_accuracy_from_its_calibrated_co
             assert r["estimated_accuracy"] - float(q[chunk].mean()) > 0.1
         else:
             assert abs(r["estimated_accuracy"] - float(q[chunk].mean())) < 0.02, r
+
+
+def test_a_stray_event_naming_three_classes_leaves_a_binary_models_chunks_as_they_were(tmp_path):
+    """The timeline reads a model as the monitor's estimate did: one event with three classes in its scores
+    among a binary model's changes no chunk."""
+    preds, labels, _ = _write(tmp_path)
+    clean = _rows(preds, labels)
+    lines = preds.read_bytes().splitlines()
+    event = orjson.loads(lines[15_000])
+    lines[15_000] = orjson.dumps({**event, "scores": {"1": event["prediction"], "0": 0.0, "2": 0.0}})
+    preds.write_bytes(b"\n".join(lines) + b"\n")
+    assert _rows(preds, labels) == clean
