@@ -68,7 +68,7 @@ class _Chunk:
         self.combo = np.zeros(size, dtype=np.int32)  # index into the joiner's (model, version, segments) table
         self.prediction: list[Any] = [None] * size
         self.score = np.full(size, math.nan)  # NaN: no score
-        self.confidence = np.full(size, math.nan)  # NaN: none
+        self.confidence: np.ndarray | None = None  # NaN: none; made once a row has one (a multiclass model's)
         self.time = np.full(size, math.nan)
         self.alive = np.zeros(size, dtype=bool)
         self.live = 0
@@ -220,7 +220,10 @@ class LabelJoiner:
             c.prediction[at : at + m] = predictions[done : done + m]
             c.combo[at : at + m] = combo[done : done + m]
             c.score[at : at + m] = scores[done : done + m]
-            c.confidence[at : at + m] = math.nan if confidences is None else confidences[done : done + m]
+            if confidences is not None and c.confidence is None and not np.isnan(confidences[done : done + m]).all():
+                c.confidence = np.full(size, math.nan)
+            if c.confidence is not None:
+                c.confidence[at : at + m] = math.nan if confidences is None else confidences[done : done + m]
             c.time[at : at + m] = times[done : done + m]
             if keep is None:
                 c.alive[at : at + m] = True
@@ -247,7 +250,8 @@ class LabelJoiner:
         c = self._chunks[slot // self.chunk_slots]
         i = slot % self.chunk_slots
         model, version, segments = self._combos[int(c.combo[i])]
-        score, confidence = float(c.score[i]), float(c.confidence[i])
+        score = float(c.score[i])
+        confidence = math.nan if c.confidence is None else float(c.confidence[i])
         return PendingPrediction(
             model, version, segments, c.prediction[i], None if score != score else score, float(c.time[i]),
             None if confidence != confidence else confidence,
@@ -604,7 +608,7 @@ class LabelJoiner:
                 c = self._chunks[k]
                 combo[rows] = c.combo[idx]
                 score[rows] = c.score[idx]
-                confidence[rows] = c.confidence[idx]
+                confidence[rows] = math.nan if c.confidence is None else c.confidence[idx]
                 time[rows] = c.time[idx]
                 held, ids = c.prediction, c.ids
                 for r, i in zip(rows.tolist(), idx.tolist(), strict=True):
@@ -684,9 +688,8 @@ class LabelJoiner:
             "scores": c.score[at],
             "times": c.time[at],
         }
-        confidences = c.confidence[at]
-        if not np.isnan(confidences).all():  # a multiclass model's; none for the others
-            plain["confidences"] = confidences
+        if c.confidence is not None and not np.isnan(c.confidence[at]).all():  # a multiclass model's
+            plain["confidences"] = c.confidence[at]
         if set(map(type, predictions)) <= {float}:  # a score per prediction: one array, not a list of floats
             plain["predictions"] = np.array(predictions, dtype=np.float64)
         return plain
@@ -739,6 +742,7 @@ class LabelJoiner:
             c.combo[at] = np.asarray(plain["combo"], dtype=np.int32)
             c.score[at] = np.asarray(plain["scores"], dtype=np.float64)
             if "confidences" in plain:
+                c.confidence = np.full(size, math.nan)
                 c.confidence[at] = np.asarray(plain["confidences"], dtype=np.float64)
             c.time[at] = np.asarray(plain["times"], dtype=np.float64)
             c.alive[at] = True

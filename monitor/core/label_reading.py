@@ -120,26 +120,25 @@ def class_name(value: Any) -> str | None:
     return None
 
 
-def confidences(predictions: Sequence[Any], scores: Sequence[dict[str, float] | None]) -> tuple[np.ndarray | None, int]:
+def confidences(predictions: Sequence[Any], scores: Sequence[dict[str, float] | None]) -> np.ndarray | None:
     """Each prediction's confidence, where its ``scores`` name more than two classes (a multiclass model's
     probabilities, all of them or its most likely ones): the probability they give the predicted class, NaN
-    elsewhere (classes compared by :func:`class_name`); None when no row has one. And how many rows have one.
+    elsewhere (classes compared by :func:`class_name`, exactly: ``"A"`` is not ``"a"``); None when no row has one.
     Two classes or fewer are a binary model's (read by :func:`binary_score`): a multiclass model's rows whose
     scores name so few give no confidence.
 
     >>> confidences(["cat", 2, "dog", 0.7], [{"cat": 0.7, "dog": 0.2, "fox": 0.1}, {"0": 0.1, "1": 0.3, "2": 0.6},
     ...                                   {"dog": 0.9}, {"a": 0.2, "b": 0.3, "c": 0.5}])
-    (array([0.7, 0.6, nan, nan]), 2)
-    >>> confidences(["yes"], [{"yes": 0.9, "no": 0.1}])
-    (None, 0)
+    array([0.7, 0.6, nan, nan])
+    >>> confidences(["yes"], [{"yes": 0.9, "no": 0.1}]) is None
+    True
     """
     if max(map(len, filter(None, scores)), default=0) <= 2:  # no row names more than two classes (the usual case)
-        return None, 0
+        return None
     values = [
         None if not probabilities or len(probabilities) <= 2 else probabilities.get(class_name(prediction))  # type: ignore[arg-type]
         for prediction, probabilities in zip(predictions, scores, strict=True)
     ]
     out = np.array(values, dtype=np.float64)  # None (no such class, or too few) as NaN
     out[(out < 0.0) | (out > 1.0)] = np.nan
-    known = int(np.count_nonzero(~np.isnan(out)))
-    return (out if known else None), known
+    return None if np.isnan(out).all() else out

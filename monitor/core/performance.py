@@ -59,6 +59,11 @@ class BucketPerformance:
     predictions: int = 0
     labelled: int = 0
     last_label_time: float = math.nan
+    # While a model that sends confidences may still turn multiclass: its estimate and warm-up read by them,
+    # taken over when it does (ModelPerformance._read_confidences), so they start at its first confidence
+    # however its predictions and labels were batched
+    shadow: Ring | None = None
+    shadow_baseline: np.ndarray | None = None
 
 
 class ModelPerformance:
@@ -145,49 +150,69 @@ class ModelPerformance:
         """Count predictions per bucket, feed the score-based estimate, and the latency detector. ``scores``:
         positive-class scores; ``confidences`` as :func:`~monitor.core.profile.kept_scores` gives them: a
         multiclass model's estimate reads them (:meth:`_reads_confidences`)."""
-        if not self.confidences:
+        shadowing = False  # this batch's confidences go to the estimates a multiclass reading would take over
+        if not self.confidences and confidences is not None:
+            shadowing = self._task_may_change()
+            if self._confidence_switch(confidences):
+                self._read_confidences()
+        elif not self.confidences:
             self.rows_seen += scores.size
-            if confidences is not None:
-                self.rows_confident += int(np.count_nonzero(~np.isnan(confidences)))
-                if self._reads_confidences():
-                    self._read_confidences()
         if self.confidences:
             scores = np.full(scores.shape, np.nan) if confidences is None else confidences
         estimating = self.task in (None, "binary") or self.confidences
         for bucket, part in parts:
             b = self._bucket(bucket)
             b.predictions += scores.size if part is None else part.size
-            if not estimating:
-                continue
-            e = scores if part is None else scores[part]
-            e = np.clip(e[~np.isnan(e)], 0.0, 1.0)
-            if e.size == 0:
-                continue
-            need = self.detectors.warmup_events - int(b.baseline_scores.sum())
-            if need > 0:
-                idx = np.minimum((e[:need] * BASELINE_SCORE_BINS).astype(np.int64), BASELINE_SCORE_BINS - 1)
-                b.baseline_scores += np.bincount(idx, minlength=BASELINE_SCORE_BINS)
-            b.estimate.extend(e[:, None])
+            if estimating:
+                self._feed_estimate(b.estimate, b.baseline_scores, scores if part is None else scores[part])
+            if shadowing and not self.confidences:
+                assert confidences is not None
+                if b.shadow is None or b.shadow_baseline is None:
+                    b.shadow, b.shadow_baseline = Ring(self.perf.window, 1), np.zeros(BASELINE_SCORE_BINS)
+                self._feed_estimate(b.shadow, b.shadow_baseline, confidences if part is None else confidences[part])
+            elif b.shadow is not None and not shadowing:  # read as multiclass now, or its task can no longer change
+                b.shadow = b.shadow_baseline = None
         lat = latency_ms[~np.isnan(latency_ms)]
         if lat.size:
             present = ~np.isnan(latency_ms)
             self.latency.update(np.log1p(latency_ms[present]), times[present], rng=rng)
         return [(bucket, float(times.max())) for bucket, _ in parts]
 
-    def _reads_confidences(self) -> bool:
-        """Whether the estimate takes confidences from now on: the model is multiclass (set, or shown by its
-        labels), or most of its predictions have come with scores naming more than two classes (at least
-        :data:`MIN_CONFIDENT_ROWS`) while its task may still change: before its first label, or within its first
-        ``reference_labels`` labels read as binary (as :meth:`_settle_task` lets a later pair change it). A
-        regression, or a binary model past those labels, stays what it is, and stray events turn none."""
+    def _feed_estimate(self, estimate: Ring, baseline: np.ndarray, scores: np.ndarray) -> None:
+        """Scores (or confidences) into an estimate window, the first ``warmup_events`` into its warm-up."""
+        e = np.clip(scores[~np.isnan(scores)], 0.0, 1.0)
+        if e.size == 0:
+            return
+        need = self.detectors.warmup_events - int(baseline.sum())
+        if need > 0:
+            idx = np.minimum((e[:need] * BASELINE_SCORE_BINS).astype(np.int64), BASELINE_SCORE_BINS - 1)
+            baseline += np.bincount(idx, minlength=BASELINE_SCORE_BINS)
+        estimate.extend(e[:, None])
+
+    def _confidence_switch(self, confidences: np.ndarray) -> bool:
+        """Whether the estimate takes confidences from this batch on: the model is multiclass (set, or shown
+        by its labels), or by some row of the batch most of its predictions, and at least
+        :data:`MIN_CONFIDENT_ROWS`, have come with one, while its task may still change
+        (:meth:`_task_may_change`). A regression, or a binary model past its first labels, stays what it is,
+        and stray events turn none. The estimate it takes over was kept from the first confidence on."""
         if self.task == "multiclass":
             return True
-        evident = self.rows_confident >= max(MIN_CONFIDENT_ROWS, self.rows_seen / 2)
-        if not evident or self.perf.task != "auto":
+        has = ~np.isnan(confidences)
+        confident = self.rows_confident + np.cumsum(has)
+        seen = self.rows_seen + np.arange(1, has.size + 1)
+        self.rows_seen, self.rows_confident = int(seen[-1]), int(confident[-1])
+        evident = (confident >= MIN_CONFIDENT_ROWS) & (2 * confident >= seen)
+        return bool(evident.any()) and self._task_may_change()
+
+    def _task_may_change(self, labelled: int | None = None) -> bool:
+        """Under ``auto``, before the first label or within the first ``reference_labels`` read as binary
+        (``labelled``: counted so far, default all traffic's labelled predictions)."""
+        if self.perf.task != "auto":
             return False
         if self.task is None:
             return True
-        labelled = self.buckets[ALL].labelled if ALL in self.buckets else 0
+        if labelled is None:
+            labelled = self.buckets[ALL].labelled if ALL in self.buckets else 0
         return self.task == "binary" and labelled <= self.perf.reference_labels
 
     def _read_confidences(self) -> None:
@@ -197,9 +222,10 @@ class ModelPerformance:
         it is of positive-class scores); those were other numbers."""
         self.confidences = True
         self.calibration = ScoreCalibration(self.perf.calibration_labels)
-        for b in self.buckets.values():
-            b.estimate = Ring(self.perf.window, 1)
-            b.baseline_scores = np.zeros(BASELINE_SCORE_BINS)
+        for b in self.buckets.values():  # what was kept by confidences from the first one on, if anything
+            b.estimate = Ring(self.perf.window, 1) if b.shadow is None else b.shadow
+            b.baseline_scores = np.zeros(BASELINE_SCORE_BINS) if b.shadow_baseline is None else b.shadow_baseline
+            b.shadow = b.shadow_baseline = None
         if self.perf.task != "auto" or self.task == "multiclass":
             return
         self.switched_by = "scores"
@@ -326,6 +352,9 @@ class ModelPerformance:
             if j.label is None:
                 continue
             prediction = j.prediction.prediction
+            if self._shows_confidence(j, counted + 1):  # a labelled class with its confidence: multiclass
+                self._read_confidences()
+                return
             if self.task is None:
                 self.task = infer_task(j.label, prediction, pos)
                 if self.task is None:
@@ -343,6 +372,18 @@ class ModelPerformance:
             if isinstance(prediction, str) and binary_label(prediction, pos) is None and class_name(j.label):
                 self._become("multiclass")
                 return
+
+    def _shows_confidence(self, j: Joined, labelled: int) -> bool:
+        """A pair that makes a model multiclass before :meth:`_confidence_switch` would: its label names a class
+        and its prediction came with a confidence, among predictions most of which did, while the task may
+        still change (class ids sent with their probabilities read as a regression from an early label)."""
+        return (
+            not self.confidences
+            and j.prediction.confidence is not None
+            and class_name(j.label) is not None
+            and 2 * self.rows_confident >= self.rows_seen
+            and self._task_may_change(labelled)
+        )
 
     def _become(self, task: str) -> None:
         """Take ``task`` instead of the binary one the first pairs showed: every bucket's metrics afresh, and

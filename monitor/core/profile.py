@@ -418,15 +418,15 @@ def positive_scores(preds: Sequence[Any], scores: Sequence[dict[str, float] | No
 
 def kept_scores(
     preds: Sequence[Any], scores: Sequence[dict[str, float] | None], positive: str, task: str
-) -> tuple[np.ndarray, np.ndarray | None, int]:
+) -> tuple[np.ndarray, np.ndarray | None]:
     """What the label join keeps of each prediction's scores, and the label-free estimate reads: the
     positive-class probability (:func:`positive_scores`, a binary model's), and each prediction's confidence
     where its scores name more than two classes (the probability they give the predicted class, a multiclass
-    model's: :func:`confidences`; None when no row has one, or the task is set to another than multiclass),
-    with how many rows have one. Which one a model's estimate reads is decided where its task is known
+    model's: :func:`confidences`; None when no row has one, or the task is set to another than multiclass).
+    Which one a model's estimate reads is decided where its task is known
     (:meth:`~monitor.core.performance.ModelPerformance.observe_predictions`)."""
-    confident, count = confidences(preds, scores) if task in ("auto", "multiclass") else (None, 0)
-    return positive_scores(preds, scores, positive), confident, count
+    confident = confidences(preds, scores) if task in ("auto", "multiclass") else None
+    return positive_scores(preds, scores, positive), confident
 
 
 def join_segment_caps(max_attributes: int, max_values: int) -> tuple[int, int]:
@@ -688,7 +688,7 @@ class ProfileStage:
                                                                                        mon.max_segment_values),
         )  # fmt: skip
         perf = self.config.performance
-        scores, sure, _ = kept_scores(part.prediction, part.scores, perf.positive_label, perf.task)
+        scores, sure = kept_scores(part.prediction, part.scores, perf.positive_label, perf.task)
         if self.observer is not None:
             self.observer.predictions(model, version, part.index, part.prediction_id, scores, part.event_time, sure)
         joined = self.joiner.add_predictions(

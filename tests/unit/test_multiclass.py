@@ -706,3 +706,47 @@ def test_stray_events_naming_three_classes_turn_no_binary_model_whose_task_may_s
     perf = eng.models["churn", "v1"].perf
     assert perf.task == "binary" and not perf.confidences and perf.unsupported == 0
     assert perf.estimated(("", ""))[3] == 2000  # its positive-class scores, as before
+
+
+def _ids_with_scores(batch: int) -> PartitionEngine:
+    """Class ids 0-3 sent as numbers with their four probabilities, each label 0.05 s after its prediction
+    (so labels come before the 20th prediction), fed in batches of ``batch`` events."""
+    eng = _engine(calibration_labels=1000, window=1000)
+    rng = np.random.default_rng(4)
+    events: list[tuple[float, str, bytes]] = []
+    for i in range(3000):
+        q = float(rng.uniform(0.5, 1.0) if i < 2000 else rng.uniform(0.3, 0.6))
+        truth = int(rng.integers(0, 4))
+        guess = truth if rng.random() < q else int((truth + rng.integers(1, 4)) % 4)
+        scores = {str(k): float(1 - np.sqrt(q)) / 3 for k in range(4)}
+        scores[str(guess)] = float(np.sqrt(q))
+        t = T0 + i / 100
+        events.append((t, "p", orjson.dumps({"prediction_id": f"p{i}", "model": "animals", "model_version": "v1",
+                                             "timestamp": t, "features": {"x": 1.0}, "prediction": guess,
+                                             "scores": scores})))  # fmt: skip
+        if i < 1500:
+            events.append(
+                (t + 0.05, "l", orjson.dumps({"prediction_id": f"p{i}", "label": truth, "timestamp": t + 0.05}))
+            )
+    events.sort(key=lambda e: e[0])
+    for start in range(0, len(events), batch):
+        chunk = events[start : start + batch]
+        for kind in ("p", "l"):
+            values = [v for _, k, v in chunk if k == kind]
+            if values:
+                process = eng.process_predictions if kind == "p" else eng.process_labels
+                process(values, [0.0] * len(values))
+    return eng
+
+
+def test_class_ids_with_their_probabilities_are_multiclass_at_any_batch_size_even_when_labels_come_at_once():
+    """A label for an early prediction (before the 20th) settled class ids as a regression; now the pair's
+    confidence settles them multiclass, and the estimate's warm-up starts at the same prediction whatever the
+    batching."""
+    views = []
+    for batch in (1000, 7, 1):
+        perf = _ids_with_scores(batch).models["animals", "v1"].perf
+        assert perf.task == "multiclass" and perf.confidences and perf.unsupported == 0, batch
+        b = perf.buckets["", ""]
+        views.append((b.baseline_scores.tolist(), perf.calibration.fit_n.sum(), b.labelled))
+    assert views[0] == views[1] == views[2]
