@@ -58,9 +58,10 @@ def alert_message(model: str, version: str, j: Judgement, status: str) -> str:
         if j.kind == "performance" and j.subject not in ("estimated_accuracy", "accuracy_vs_baseline"):
             name = "The " + METRIC_NAMES.get(j.subject, j.subject.replace("_", " ")) + " floor"
         shown_by = "its predictions' scores" if ev.current.get("by") == "scores" else "its labels"
+        was = "regression" if ev.current.get("was") == "regression" else "binary classifier"
         return (
             f"{name} of {of_model} {where} no longer applies: {shown_by} show a {ev.current.get('task')} model, "
-            "not the binary classifier its first predictions or labels were taken for."
+            f"not the {was} its first predictions or labels were taken for."
         )
     if j.kind == "concept_drift":
         drifting = j.extra.get("inputs_drifting") or []

@@ -86,8 +86,10 @@ class ModelPerformance:
     # the evidence that a model under ``auto`` is multiclass before its labels say so (_reads_confidences)
     rows_seen = 0
     rows_confident = 0
-    # What showed the task a model read as binary took instead (the withdrawn alerts' message says it)
+    # What showed the task a model read as binary (or as a regression) took instead, and what it was read as
+    # (the withdrawn alerts' message says both)
     switched_by = "labels"
+    read_as = "binary"
 
     def __init__(
         self,
@@ -150,13 +152,14 @@ class ModelPerformance:
         """Count predictions per bucket, feed the score-based estimate, and the latency detector. ``scores``:
         positive-class scores; ``confidences`` as :func:`~monitor.core.profile.kept_scores` gives them: a
         multiclass model's estimate reads them (:meth:`_reads_confidences`)."""
-        shadowing = False  # this batch's confidences go to the estimates a multiclass reading would take over
         if not self.confidences and confidences is not None:
-            shadowing = self._task_may_change()
             if self._confidence_switch(confidences):
                 self._read_confidences()
         elif not self.confidences:
             self.rows_seen += scores.size
+        # while the model may still turn multiclass, its confidences go to the estimates it would take over
+        keep_shadows = not self.confidences and self._task_may_change()
+        shadowing = keep_shadows and confidences is not None
         if self.confidences:
             scores = np.full(scores.shape, np.nan) if confidences is None else confidences
         estimating = self.task in (None, "binary") or self.confidences
@@ -165,12 +168,12 @@ class ModelPerformance:
             b.predictions += scores.size if part is None else part.size
             if estimating:
                 self._feed_estimate(b.estimate, b.baseline_scores, scores if part is None else scores[part])
-            if shadowing and not self.confidences:
+            if shadowing:
                 assert confidences is not None
                 if b.shadow is None or b.shadow_baseline is None:
                     b.shadow, b.shadow_baseline = Ring(self.perf.window, 1), np.zeros(BASELINE_SCORE_BINS)
                 self._feed_estimate(b.shadow, b.shadow_baseline, confidences if part is None else confidences[part])
-            elif b.shadow is not None and not shadowing:  # read as multiclass now, or its task can no longer change
+            elif b.shadow is not None and not keep_shadows:  # its task can no longer change
                 b.shadow = b.shadow_baseline = None
         lat = latency_ms[~np.isnan(latency_ms)]
         if lat.size:
@@ -205,21 +208,23 @@ class ModelPerformance:
         return bool(evident.any()) and self._task_may_change()
 
     def _task_may_change(self, labelled: int | None = None) -> bool:
-        """Under ``auto``, before the first label or within the first ``reference_labels`` read as binary
-        (``labelled``: counted so far, default all traffic's labelled predictions)."""
+        """Whether scores may still make the model multiclass: under ``auto``, before the first label or within
+        the first ``reference_labels`` read as binary or as a regression (class ids whose first labelled
+        prediction came without scores); ``labelled``: counted so far, default all traffic's."""
         if self.perf.task != "auto":
             return False
         if self.task is None:
             return True
         if labelled is None:
             labelled = self.buckets[ALL].labelled if ALL in self.buckets else 0
-        return self.task == "binary" and labelled <= self.perf.reference_labels
+        return self.task in ("binary", "regression") and labelled <= self.perf.reference_labels
 
-    def _read_confidences(self) -> None:
+    def _read_confidences(self, by: str = "scores") -> None:
         """The estimate reads confidences from now on (CBPE's for multiclass accuracy: the mean confidence,
         calibrated on labelled (confidence, right) pairs), and under ``auto`` the model is multiclass. What the
         estimate and the calibration held under the binary reading goes (a baseline profile's calibration too:
-        it is of positive-class scores); those were other numbers."""
+        it is of positive-class scores); those were other numbers. ``by``: what showed the task, for the
+        message of the alerts withdrawn."""
         self.confidences = True
         self.calibration = ScoreCalibration(self.perf.calibration_labels)
         for b in self.buckets.values():  # what was kept by confidences from the first one on, if anything
@@ -228,7 +233,7 @@ class ModelPerformance:
             b.shadow = b.shadow_baseline = None
         if self.perf.task != "auto" or self.task == "multiclass":
             return
-        self.switched_by = "scores"
+        self.switched_by = by
         if self.task is None:
             self.task, self.withdrawing = "multiclass", True
             for b in self.buckets.values():
@@ -352,13 +357,15 @@ class ModelPerformance:
             if j.label is None:
                 continue
             prediction = j.prediction.prediction
-            if self._shows_confidence(j, counted + 1):  # a labelled class with its confidence: multiclass
-                self._read_confidences()
+            if self._scores_show_classes(j, counted + 1):
+                self._read_confidences(by="labels")
                 return
             if self.task is None:
                 self.task = infer_task(j.label, prediction, pos)
                 if self.task is None:
                     continue
+                if self.task == "multiclass":
+                    self._adopt_shadows()
                 self.withdrawing = self.task != "binary"  # its scores were read as a classifier's until now
                 for b in self.buckets.values():  # buckets made before the task was known
                     if b.window.task != self.task and b.window.count == 0:
@@ -373,25 +380,37 @@ class ModelPerformance:
                 self._become("multiclass")
                 return
 
-    def _shows_confidence(self, j: Joined, labelled: int) -> bool:
-        """A pair that makes a model multiclass before :meth:`_confidence_switch` would: its label names a class
-        and its prediction came with a confidence, among predictions most of which did, while the task may
-        still change (class ids sent with their probabilities read as a regression from an early label)."""
+    def _scores_show_classes(self, j: Joined, labelled: int) -> bool:
+        """A labelled pair that makes a model multiclass before :meth:`_confidence_switch` would: both sides name
+        classes and do not read as a binary pair, and most of the model's predictions came with a confidence,
+        while its task may still change (class ids sent with their probabilities read as a regression from an
+        early label). A binary pair never does, whatever stray scores came with it."""
+        prediction = j.prediction.prediction
         return (
             not self.confidences
-            and j.prediction.confidence is not None
-            and class_name(j.label) is not None
+            and self.rows_confident > 0
             and 2 * self.rows_confident >= self.rows_seen
+            and class_name(j.label) is not None
+            and class_name(prediction) is not None
+            and infer_task(j.label, prediction, self.perf.positive_label) != "binary"
             and self._task_may_change(labelled)
         )
+
+    def _adopt_shadows(self) -> None:
+        """A model its labels made multiclass reads the confidences it kept so far (:meth:`_read_confidences`)."""
+        if not self.confidences and any(b.shadow is not None for b in self.buckets.values()):
+            self._read_confidences(by="labels")
 
     def _become(self, task: str) -> None:
         """Take ``task`` instead of the binary one the first pairs showed: every bucket's metrics afresh, and
         the alerts opened under the binary reading are withdrawn (:meth:`withdrawn_judgements`)."""
+        self.read_as = self.task or "binary"
         self.task, self.withdrawing = task, True
         for b in self.buckets.values():
             b.window = PerformanceWindow(task, self.perf.window, self.perf.threshold)
             b.errors = None  # made again for the task by _bucket
+        if task == "multiclass":
+            self._adopt_shadows()
 
     def withdrawn_judgements(self, now: float, is_firing: Callable[[str], bool]) -> list[Judgement]:
         """Clear judgements for the alerts a model opened while it read as binary (a score-based estimate
@@ -407,6 +426,8 @@ class ModelPerformance:
         subjects += [("performance", metric) for metric in sorted(self.perf.floors) if metric not in valid]
         if self.task not in CLASSIFIER_TASKS:
             subjects.append(("concept_drift", "accuracy"))
+        else:  # read as a regression before its scores showed classes
+            subjects.append(("concept_drift", "mae"))
         out: list[Judgement] = []
         for bucket in sorted(self.buckets):
             segment = {} if bucket == ALL else {bucket[0]: bucket[1]}
@@ -415,7 +436,7 @@ class ModelPerformance:
                     ev = DriftEvidence(
                         detected=False, effect=0.0, events=0, detector="withdrawn",
                         change_seq=self.buckets[bucket].predictions, change_time=now, p_value=None, baseline={},
-                        current={"task": self.task, "by": self.switched_by},
+                        current={"task": self.task, "by": self.switched_by, "was": self.read_as},
                     )  # fmt: skip
                     out.append(
                         self._judgement(kind, subject, bucket, ev, now, stream_kind="withdrawn", threshold=0.0,

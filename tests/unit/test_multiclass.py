@@ -708,9 +708,10 @@ def test_stray_events_naming_three_classes_turn_no_binary_model_whose_task_may_s
     assert perf.estimated(("", ""))[3] == 2000  # its positive-class scores, as before
 
 
-def _ids_with_scores(batch: int) -> PartitionEngine:
+def _ids_with_scores(batch: int, *, unscored: float = 0.0) -> PartitionEngine:
     """Class ids 0-3 sent as numbers with their four probabilities, each label 0.05 s after its prediction
-    (so labels come before the 20th prediction), fed in batches of ``batch`` events."""
+    (so labels come before the 20th prediction), fed in batches of ``batch`` events. ``unscored``: the share
+    of predictions sent without scores, the first one among them."""
     eng = _engine(calibration_labels=1000, window=1000)
     rng = np.random.default_rng(4)
     events: list[tuple[float, str, bytes]] = []
@@ -720,10 +721,11 @@ def _ids_with_scores(batch: int) -> PartitionEngine:
         guess = truth if rng.random() < q else int((truth + rng.integers(1, 4)) % 4)
         scores = {str(k): float(1 - np.sqrt(q)) / 3 for k in range(4)}
         scores[str(guess)] = float(np.sqrt(q))
+        sent = i > 0 and rng.random() >= unscored if unscored else True
         t = T0 + i / 100
         events.append((t, "p", orjson.dumps({"prediction_id": f"p{i}", "model": "animals", "model_version": "v1",
                                              "timestamp": t, "features": {"x": 1.0}, "prediction": guess,
-                                             "scores": scores})))  # fmt: skip
+                                             **({"scores": scores} if sent else {})})))  # fmt: skip
         if i < 1500:
             events.append(
                 (t + 0.05, "l", orjson.dumps({"prediction_id": f"p{i}", "label": truth, "timestamp": t + 0.05}))
@@ -750,3 +752,31 @@ def test_class_ids_with_their_probabilities_are_multiclass_at_any_batch_size_eve
         b = perf.buckets["", ""]
         views.append((b.baseline_scores.tolist(), perf.calibration.fit_n.sum(), b.labelled))
     assert views[0] == views[1] == views[2]
+
+
+@pytest.mark.parametrize("unscored", [0.0, 0.3])
+def test_class_ids_whose_first_prediction_came_without_scores_are_multiclass_at_any_batch_size(unscored):
+    """The first labelled pair (whole numbers, no confidence) reads as a regression; the confidences that
+    follow make it multiclass within its first reference_labels, and the warm-up, kept by confidence
+    meanwhile, is the same whatever the batching (also with 30% of predictions unscored)."""
+    views = []
+    for batch in (1000, 1):
+        perf = _ids_with_scores(batch, unscored=max(unscored, 1e-9)).models["animals", "v1"].perf
+        assert perf.task == "multiclass" and perf.confidences, batch
+        views.append(perf.buckets["", ""].baseline_scores.tolist())
+    assert views[0] == views[1]
+
+
+def test_a_stray_event_labelled_first_leaves_a_yes_no_model_binary():
+    eng = _engine(positive_label="yes", window=2000)
+    rng = np.random.default_rng(6)
+    for i in range(1500):  # one event at a time, each labelled before the next comes
+        p = float(rng.random())
+        scores = {"yes": p, "no": 1 - p, **({"unsure": 0.0} if i == 0 else {})}
+        event = {"prediction_id": f"p{i}", "model": "churn", "model_version": "v1", "timestamp": T0 + i,
+                 "features": {"x": 1.0}, "prediction": "yes" if p >= 0.5 else "no", "scores": scores}  # fmt: skip
+        eng.process_predictions([orjson.dumps(event)], [0.0])
+        label = {"prediction_id": f"p{i}", "label": "yes" if rng.random() < p else "no", "timestamp": T0 + i + 0.5}
+        eng.process_labels([orjson.dumps(label)], [0.0])
+    perf = eng.models["churn", "v1"].perf
+    assert perf.task == "binary" and not perf.confidences and perf.estimated(("", ""))[3] == 1500
