@@ -90,6 +90,8 @@ class ModelPerformance:
     # (the withdrawn alerts' message says both)
     switched_by = "labels"
     read_as = "binary"
+    # While scores may still make it multiclass: the calibration of its confidences (see _shadow_calibration)
+    confidence_calibration: ScoreCalibration | None = None
 
     def __init__(
         self,
@@ -175,6 +177,8 @@ class ModelPerformance:
                 self._feed_estimate(b.shadow, b.shadow_baseline, confidences if part is None else confidences[part])
             elif b.shadow is not None and not keep_shadows:  # its task can no longer change
                 b.shadow = b.shadow_baseline = None
+        if not keep_shadows:
+            self.confidence_calibration = None
         lat = latency_ms[~np.isnan(latency_ms)]
         if lat.size:
             present = ~np.isnan(latency_ms)
@@ -207,16 +211,15 @@ class ModelPerformance:
         evident = (confident >= MIN_CONFIDENT_ROWS) & (2 * confident >= seen)
         return bool(evident.any()) and self._task_may_change()
 
-    def _task_may_change(self, labelled: int | None = None) -> bool:
+    def _task_may_change(self) -> bool:
         """Whether scores may still make the model multiclass: under ``auto``, before the first label or within
-        the first ``reference_labels`` read as binary or as a regression (class ids whose first labelled
-        prediction came without scores); ``labelled``: counted so far, default all traffic's."""
+        the first ``reference_labels`` read as binary or as a regression (class ids sent as numbers read as
+        one until their scores show classes)."""
         if self.perf.task != "auto":
             return False
         if self.task is None:
             return True
-        if labelled is None:
-            labelled = self.buckets[ALL].labelled if ALL in self.buckets else 0
+        labelled = self.buckets[ALL].labelled if ALL in self.buckets else 0
         return self.task in ("binary", "regression") and labelled <= self.perf.reference_labels
 
     def _read_confidences(self, by: str = "scores") -> None:
@@ -226,7 +229,9 @@ class ModelPerformance:
         it is of positive-class scores); those were other numbers. ``by``: what showed the task, for the
         message of the alerts withdrawn."""
         self.confidences = True
-        self.calibration = ScoreCalibration(self.perf.calibration_labels)
+        kept = self.confidence_calibration
+        self.calibration = ScoreCalibration(self.perf.calibration_labels) if kept is None else kept
+        self.confidence_calibration = None
         for b in self.buckets.values():  # what was kept by confidences from the first one on, if anything
             b.estimate = Ring(self.perf.window, 1) if b.shadow is None else b.shadow
             b.baseline_scores = np.zeros(BASELINE_SCORE_BINS) if b.shadow_baseline is None else b.shadow_baseline
@@ -301,6 +306,8 @@ class ModelPerformance:
             err = 1.0 - correct
         else:
             err = np.abs(v - y)
+        if not self.confidences and self._task_may_change():
+            self._shadow_calibration([r[3] for r in rows])
         outcome_cols = self._outcome_columns([r[3].outcomes for r in rows])
         for bucket, idx_list in members.items():
             b = self._bucket(bucket)
@@ -357,9 +364,6 @@ class ModelPerformance:
             if j.label is None:
                 continue
             prediction = j.prediction.prediction
-            if self._scores_show_classes(j, counted + 1):
-                self._read_confidences(by="labels")
-                return
             if self.task is None:
                 self.task = infer_task(j.label, prediction, pos)
                 if self.task is None:
@@ -380,21 +384,22 @@ class ModelPerformance:
                 self._become("multiclass")
                 return
 
-    def _scores_show_classes(self, j: Joined, labelled: int) -> bool:
-        """A labelled pair that makes a model multiclass before :meth:`_confidence_switch` would: both sides name
-        classes and do not read as a binary pair, and most of the model's predictions came with a confidence,
-        while its task may still change (class ids sent with their probabilities read as a regression from an
-        early label). A binary pair never does, whatever stray scores came with it."""
-        prediction = j.prediction.prediction
-        return (
-            not self.confidences
-            and self.rows_confident > 0
-            and 2 * self.rows_confident >= self.rows_seen
-            and class_name(j.label) is not None
-            and class_name(prediction) is not None
-            and infer_task(j.label, prediction, self.perf.positive_label) != "binary"
-            and self._task_may_change(labelled)
-        )
+    def _shadow_calibration(self, joined: Sequence[Joined]) -> None:
+        """While scores may still make the model multiclass, its labelled predictions with a confidence also
+        calibrate the confidences (against whether their class was right), for :meth:`_read_confidences` to
+        take over: the calibration then holds the same pairs however predictions and labels were batched."""
+        pairs = [
+            (j.prediction.confidence, float(label == predicted))
+            for j in joined
+            if j.prediction.confidence is not None
+            and (label := class_name(j.label)) is not None
+            and (predicted := class_name(j.prediction.prediction)) is not None
+        ]
+        if pairs:
+            if self.confidence_calibration is None:
+                self.confidence_calibration = ScoreCalibration(self.perf.calibration_labels)
+            sure, right = np.array(pairs).T
+            self.confidence_calibration.learn(sure, right)
 
     def _adopt_shadows(self) -> None:
         """A model its labels made multiclass reads the confidences it kept so far (:meth:`_read_confidences`)."""

@@ -780,3 +780,18 @@ def test_a_stray_event_labelled_first_leaves_a_yes_no_model_binary():
         eng.process_labels([orjson.dumps(label)], [0.0])
     perf = eng.models["churn", "v1"].perf
     assert perf.task == "binary" and not perf.confidences and perf.estimated(("", ""))[3] == 1500
+
+
+def test_a_count_regression_with_a_stray_event_among_its_first_stays_a_regression_one_event_at_a_time():
+    eng = _engine()
+    rng = np.random.default_rng(8)
+    for i in range(300):
+        count = int(rng.integers(0, 10))
+        event = {"prediction_id": f"p{i}", "model": "orders", "model_version": "v1", "timestamp": T0 + i,
+                 "features": {"x": 1.0}, "prediction": count,
+                 **({"scores": {str(count): 0.5, "98": 0.3, "99": 0.2}} if i == 1 else {})}  # fmt: skip
+        eng.process_predictions([orjson.dumps(event)], [0.0])
+        label = {"prediction_id": f"p{i}", "label": count + int(rng.integers(-1, 2)), "timestamp": T0 + i + 0.5}
+        eng.process_labels([orjson.dumps(label)], [0.0])
+    perf = eng.models["orders", "v1"].perf
+    assert perf.task == "regression" and not perf.confidences and perf.unsupported == 0
