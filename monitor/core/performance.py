@@ -83,7 +83,7 @@ class ModelPerformance:
     # observe_predictions)
     confidences = False
     # Predictions registered, and of those the ones with a confidence (scores naming more than two classes):
-    # the evidence that a model under ``auto`` is multiclass before its labels say so (_reads_confidences)
+    # the evidence that a model under ``auto`` is multiclass before its labels say so (_confidence_switch)
     rows_seen = 0
     rows_confident = 0
     # What showed the task a model read as binary (or as a regression) took instead, and what it was read as
@@ -153,7 +153,7 @@ class ModelPerformance:
     ) -> list[tuple[Bucket, float]]:
         """Count predictions per bucket, feed the score-based estimate, and the latency detector. ``scores``:
         positive-class scores; ``confidences`` as :func:`~monitor.core.profile.kept_scores` gives them: a
-        multiclass model's estimate reads them (:meth:`_reads_confidences`)."""
+        multiclass model's estimate reads them (:meth:`_confidence_switch`)."""
         if not self.confidences and confidences is not None:
             if self._confidence_switch(confidences):
                 self._read_confidences()
@@ -164,7 +164,7 @@ class ModelPerformance:
         shadowing = keep_shadows and confidences is not None
         if self.confidences:
             scores = np.full(scores.shape, np.nan) if confidences is None else confidences
-        estimating = self.task in (None, "binary") or self.confidences
+        estimating = self.estimates
         for bucket, part in parts:
             b = self._bucket(bucket)
             b.predictions += scores.size if part is None else part.size
@@ -224,10 +224,10 @@ class ModelPerformance:
 
     def _read_confidences(self, by: str = "scores") -> None:
         """The estimate reads confidences from now on (CBPE's for multiclass accuracy: the mean confidence,
-        calibrated on labelled (confidence, right) pairs), and under ``auto`` the model is multiclass. What the
-        estimate and the calibration held under the binary reading goes (a baseline profile's calibration too:
-        it is of positive-class scores); those were other numbers. ``by``: what showed the task, for the
-        message of the alerts withdrawn."""
+        calibrated on labelled (confidence, right) pairs), and under ``auto`` the model is multiclass. The
+        estimates and the calibration kept by confidence so far take the place of those of the binary reading
+        (a baseline profile's calibration too: it is of positive-class scores), or start empty. ``by``: what
+        showed the task, for the message of the alerts withdrawn."""
         self.confidences = True
         kept = self.confidence_calibration
         self.calibration = ScoreCalibration(self.perf.calibration_labels) if kept is None else kept
@@ -241,11 +241,22 @@ class ModelPerformance:
         self.switched_by = by
         if self.task is None:
             self.task, self.withdrawing = "multiclass", True
-            for b in self.buckets.values():
-                if b.window.count == 0:
-                    b.window = PerformanceWindow("multiclass", self.perf.window, self.perf.threshold)
+            self._windows_for_task()
         else:
             self._become("multiclass")
+
+    def _windows_for_task(self) -> None:
+        """Buckets made before the task was known (read as binary) take its window while it is still empty."""
+        assert self.task is not None
+        for b in self.buckets.values():
+            if b.window.task != self.task and b.window.count == 0:
+                b.window = PerformanceWindow(self.task, self.perf.window, self.perf.threshold)
+
+    @property
+    def estimates(self) -> bool:
+        """Whether its scores give a label-free estimate: a binary model's (or one not known yet), or a
+        multiclass model's read by its confidences."""
+        return self.task in (None, "binary") or self.confidences
 
     def learn(self, joined: Sequence[Joined], rng: np.random.Generator) -> set[Bucket]:
         """Add joined predictions and labels; returns the buckets that changed."""
@@ -371,9 +382,7 @@ class ModelPerformance:
                 if self.task == "multiclass":
                     self._adopt_shadows()
                 self.withdrawing = self.task != "binary"  # its scores were read as a classifier's until now
-                for b in self.buckets.values():  # buckets made before the task was known
-                    if b.window.task != self.task and b.window.count == 0:
-                        b.window = PerformanceWindow(self.task, self.perf.window, self.perf.threshold)
+                self._windows_for_task()
             counted += 1
             if self.task != "binary" or counted > self.perf.reference_labels:
                 return
@@ -529,7 +538,7 @@ class ModelPerformance:
         """Estimated accuracy of the bucket's last ``performance.window`` predictions, with a 95% band:
         (estimate, low, high, predictions); NaN without predictions."""
         b = self.buckets.get(bucket)
-        if b is None or b.estimate.size == 0 or (self.task not in (None, "binary") and not self.confidences):
+        if b is None or b.estimate.size == 0 or not self.estimates:
             return math.nan, math.nan, math.nan, 0
         return (*accuracy_band(self.probability_right(b.estimate.rows()[:, 0])), b.estimate.size)
 
@@ -586,7 +595,7 @@ class ModelPerformance:
         """Label-free estimate alerts and latency alerts, evaluated as predictions arrive. ``is_firing``: which
         alert keys are open, for the alerts a model opened while it read as binary (:meth:`withdrawn_judgements`)."""
         out = []
-        if self.task in (None, "binary") or self.confidences:
+        if self.estimates:
             for bucket in sorted(buckets):
                 b = self.buckets.get(bucket)
                 if b is not None and b.baseline_scores.sum() >= self.detectors.warmup_events:
