@@ -13,6 +13,7 @@ runs a small version (tests/unit/test_concept_streams.py).
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -115,11 +116,24 @@ def run(s: Scenario, *, n: int = 100_000, change: int = 50_000, label_share: flo
         delay: tuple[int, int] = (200, 600), workdir: Path | None = None) -> Outcome:  # fmt: skip
     X, y, names = rows(s, n, change, seed)
     score = model_scores(X, y, min(5000, change), seed)
-    err = ((score >= 0.5).astype(int) != y).astype(float)
     rng = np.random.default_rng(seed)
     labelled = rng.random(n) < label_share
     arrival = np.arange(n) + rng.integers(delay[0], delay[1] + 1, n)
     tmp = Path(workdir or tempfile.mkdtemp(prefix="concept-"))
+    try:
+        return _replayed(s, X, y, names, score, labelled, arrival, change, label_share, tmp)
+    finally:
+        if workdir is None:  # the event files take tens of MB a run: a test suite run would fill /tmp
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replayed(
+    s: Scenario, X: np.ndarray, y: np.ndarray, names: list[str], score: np.ndarray, labelled: np.ndarray,
+    arrival: np.ndarray, change: int, label_share: float, tmp: Path,
+) -> Outcome:  # fmt: skip
+    """Write the events to ``tmp``, replay them, and time the alerts and river's detectors on the same errors."""
+    n = len(y)
+    err = ((score >= 0.5).astype(int) != y).astype(float)
     preds, labs = tmp / f"{s.generator}-p.jsonl", tmp / f"{s.generator}-l.jsonl"
     with preds.open("wb") as fh:
         for i in range(n):

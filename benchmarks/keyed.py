@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -206,7 +207,7 @@ def _run(
         # at the end of the topics every partition stands still and the last rows wait idle_s: a stream's end,
         # not its rate, so that hold is not counted
         seconds = reached - first - hold_s
-        return {
+        result = {
             "alerts": alerts,
             "rss_mb": rss,
             "seconds": seconds,
@@ -217,9 +218,14 @@ def _run(
             "other_cores": sum(cpu[replicas:]) / (reached - first),
             "driver_cores": (time.process_time() - driver_at_first) / (reached - first),
         }
-    finally:
+    except BaseException:
         for r in reps:
             r.stop()
+        raise  # the logs stay for the message that names them
+    for r in reps:
+        r.stop()
+    shutil.rmtree(logs, ignore_errors=True)
+    return result
 
 
 def _steady_rate(samples: list[tuple[float, float]], total: int) -> float:
