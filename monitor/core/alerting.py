@@ -103,6 +103,7 @@ class AlertLifecycle:
     cooldown_events: int = 0
     cooldown_until_position: dict[str, int] = field(default_factory=dict)
     last_start: dict[str, tuple[int, int]] = field(default_factory=dict)  # key -> (incident_seq, repeats)
+    resolved_at: dict[str, float] = field(default_factory=dict)  # key -> when its latest incident resolved
 
     def evaluate(
         self,
@@ -144,6 +145,7 @@ class AlertLifecycle:
         if now - incident.clear_since >= self.resolve_after_s and events_ok:
             del self.open[key]
             self.cooldown_until[key] = now + self.cooldown_s
+            self.resolved_at[key] = now
             if position is not None:
                 self.cooldown_until_position[key] = position + self.cooldown_events
             return Transition("resolved", incident.alert_id, incident.started_at, incident.detected_at)
@@ -163,6 +165,7 @@ class AlertLifecycle:
             "cooldown_until": dict(self.cooldown_until),
             "cooldown_until_position": dict(self.cooldown_until_position),
             "last_start": {k: list(v) for k, v in self.last_start.items()},
+            "resolved_at": dict(self.resolved_at),
         }
 
     def restore(self, data: dict[str, Any]) -> None:
@@ -170,6 +173,7 @@ class AlertLifecycle:
         self.cooldown_until = dict(data["cooldown_until"])
         self.cooldown_until_position = dict(data.get("cooldown_until_position", {}))
         self.last_start = {k: (int(v[0]), int(v[1])) for k, v in data.get("last_start", {}).items()}
+        self.resolved_at = {k: float(v) for k, v in data.get("resolved_at", {}).items()}
 
 
 def explained_buckets(judged: list[Judgement], ratio: float) -> set[tuple[str, str]]:
@@ -426,10 +430,12 @@ class Alerting:
                 and parent is not None
                 and j.bucket != ALL
                 and not j.extra.get("explains_all")
-                and self.recent(parent.key, j.now)
+                and (self.recent(parent.key, j.now) or self._began_before_resolved(j, parent.key))
                 and j.shift < ratio * max(parent.shift, self.incident_shift.get(parent.key, 0.0))
             ):
-                # all traffic fires, or fired within its cooldown, for the same change (window tests lag behind)
+                # all traffic fires, or fired within its cooldown, for the same change (window tests lag behind);
+                # or its incident is over and the segment's evidence is still of the change it covered: a fix
+                # shows in all traffic first, and its segments would page the change already over one by one
                 explained.add((j.kind, j.subject, j.bucket))
             if (
                 j.fire
@@ -526,12 +532,20 @@ class Alerting:
             )  # fmt: skip
         for memory in (
             lifecycle.cooldown_until, lifecycle.cooldown_until_position, lifecycle.last_start, self.incident_shift,
+            lifecycle.resolved_at,
         ):  # fmt: skip
             for key in [k for k in memory if own(k)]:
                 del memory[key]
         for name in [n for n, inc in self.incidents.open.items() if own(n) and not inc["keys"]]:
             del self.incidents.open[name]
         return alerts
+
+    def _began_before_resolved(self, j: Judgement, parent_key: str) -> bool:
+        """The change ``j``'s evidence measures began before all traffic's latest incident (``parent_key``)
+        resolved: that incident paged it, whatever a segment's slower test still shows of it."""
+        resolved = self.lifecycle.resolved_at.get(parent_key)
+        began = j.evidence.change_time
+        return resolved is not None and began == began and began <= resolved
 
     def _local_open(self, whole: Judgement, group: list[Judgement]) -> bool:
         """A segment's alert is open for a local change that all traffic's shift only dilutes

@@ -198,6 +198,11 @@ class WindowedChiSquare:
         self._counts = np.zeros(n_codes, dtype=np.int64)
         self._filled = 0
 
+    @property
+    def filled(self) -> int:
+        """Values in the window filling now."""
+        return self._filled
+
     def update_many(self, codes: np.ndarray) -> list[WindowTest]:
         codes = np.asarray(codes)
         codes = codes[codes >= 0]

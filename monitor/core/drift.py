@@ -206,6 +206,10 @@ class CategoricalDriftTracker:
     """
 
     kind = "categorical"
+    # The first value's time of the last tested window, and of the window filling now (NaN: none yet, or a
+    # snapshot of an earlier release): a change is dated from the start of the window that showed it
+    last_start = math.nan
+    _open_start = math.nan
 
     def __init__(self, settings: DetectorSettings, n_codes: int) -> None:
         self.settings = settings
@@ -242,7 +246,13 @@ class CategoricalDriftTracker:
             if codes.size == 0:
                 return rows, []
         ends: list[int] = []
+        if self.test.filled == 0:
+            self._open_start = float(times[0])
         for result in self.test.update_many(codes):
+            first = result.position - self.test.window + 1
+            self.last_start = float(times[first]) if first >= 0 else self._open_start
+            after = result.position + 1
+            self._open_start = float(times[after]) if after < times.size else math.nan
             self.last = result
             self.last_time = float(times[result.position])
             self.last_seq = seq0 + result.position + 1
@@ -265,7 +275,7 @@ class CategoricalDriftTracker:
             events=self.settings.categorical_window,
             detector="chi2",
             change_seq=self.last_seq,
-            change_time=self.last_time,
+            change_time=self.last_start if self.last_start == self.last_start else self.last_time,
             p_value=last.p_value,
             baseline={"category": name, "share": float(last.reference[top])},
             current={"category": name, "share": float(last.current[top]), "events": self.settings.categorical_window},

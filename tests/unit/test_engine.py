@@ -702,3 +702,36 @@ def test_stationary_heavy_tailed_features_raise_no_drift_alert():
     alerts += eng.finish()
     assert eng.events_total() == n
     assert [a.key for a in alerts] == []
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_fixed_change_everywhere_resolves_once_and_its_segments_do_not_page_it_afterwards(seed):
+    """All traffic's alert resolves first when a change everywhere is fixed (its detector has the most events);
+    its segments' slower evidence still showed the change, and once all traffic's cooldown was over each of
+    them paged the change already fixed, one by one (19 pages after one fix, seen from outside)."""
+    events = _stream(10_000, 20_000, Drift("age", {}, shift=15.0), seed=seed, n_back=40_000)
+    engine = _engine(alerts={"cooldown_s": 10.0, "cooldown_events": 500})
+    drift = [(a.status, a.key) for a in _feed(engine, events) if a.kind == "data_drift"]
+    assert drift == [("firing", "churn/v1/data_drift/age/all"), ("resolved", "churn/v1/data_drift/age/all")]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_fixed_categorical_change_everywhere_resolves_once_and_its_segments_do_not_page_it(seed):
+    """As above for a category: a segment's chi-square window that began before the fix is of the same change."""
+    events = _devices(0.2, seed, everywhere=0.4, to="watch", part=0.0, n=70_000, until=35_000)
+    engine = PartitionEngine(
+        load_config(environ={}, overrides={"quality": {"enabled": False}, "alerts": {"cooldown_s": 10.0,
+                                                                                       "cooldown_events": 500}}),
+        clock=lambda: T0,
+    )  # fmt: skip
+    drift = [(a.status, a.key) for a in _feed(engine, events) if a.kind == "data_drift"]
+    assert drift == [("firing", "m/v1/data_drift/device/all"), ("resolved", "m/v1/data_drift/device/all")]
+    # the alert's window is the tested window's: it starts a window's length of events before it ends
+    fired = next(
+        a
+        for a in _feed(
+            PartitionEngine(load_config(environ={}, overrides={"quality": {"enabled": False}}), clock=lambda: T0),
+            events[:20_000],
+        )
+    )
+    assert fired.window["start"] < fired.window["end"]
