@@ -35,15 +35,21 @@ def binary_label(label: Any, positive: str = "1") -> float | None:
 
 
 def binary_score(prediction: Any, scores: dict[str, float] | None, positive: str = "1") -> float | None:
-    """The positive-class probability: a score in [0, 1], ``scores[positive]``, or a hard class as 0 / 1."""
-    if isinstance(prediction, bool):
-        return 1.0 if prediction else 0.0
-    if isinstance(prediction, int | float) and 0.0 <= prediction <= 1.0:
-        return float(prediction)
+    """The positive-class probability: ``scores[positive]``, else a score in [0, 1], or a hard class as 0 / 1.
+    A hard class sent with its probabilities (scikit-learn's ``predict`` beside ``predict_proba``) is read by
+    them: as 0 / 1 it would leave the estimate, calibration, log loss and ROC AUC nothing to measure.
+
+    >>> binary_score(1, {"0": 0.3, "1": 0.7}), binary_score(True, {"false": 0.1, "true": 0.9}), binary_score(0.8, None)
+    (0.7, 0.9, 0.8)
+    """
     if scores:
         for key in (positive, "1", "true"):
             if key in scores:
                 return float(scores[key])
+    if isinstance(prediction, bool):
+        return 1.0 if prediction else 0.0
+    if isinstance(prediction, int | float) and 0.0 <= prediction <= 1.0:
+        return float(prediction)
     if isinstance(prediction, str):
         return binary_label(prediction, positive)
     return None

@@ -406,12 +406,12 @@ def concat_rows(parts: Sequence[PredictionBatch]) -> PredictionBatch:
 
 
 def positive_scores(preds: Sequence[Any], scores: Sequence[dict[str, float] | None], positive: str) -> np.ndarray:
-    """Positive-class scores of a column of predictions (NaN where there is none)."""
-    if _NUMERIC_TYPES.issuperset(map(type, preds)):
+    """Positive-class scores of a column of predictions (NaN where there is none): read from ``scores`` where a
+    row has them (:func:`~monitor.core.label_reading.binary_score`)."""
+    if not any(scores) and _NUMERIC_TYPES.issuperset(map(type, preds)):
         arr = np.array(preds, dtype=np.float64)
         arr[(arr < 0) | (arr > 1)] = np.nan
-        if not np.isnan(arr).any() or not any(scores):
-            return arr
+        return arr
     out = [binary_score(p, sc, positive) for p, sc in zip(preds, scores, strict=True)]
     return np.array([math.nan if v is None else v for v in out], dtype=np.float64)
 

@@ -35,7 +35,9 @@ def _run(
     pred_fn: Callable[[Event], None] | None = None,
     label_fn: Callable[[Event, Event], None] | None = None,
     with_labels: bool = True,
+    send: Callable[[Event], None] | None = None,
 ) -> list[Alert]:
+    """``send``: changes what each prediction looks like on the wire (after its label was drawn)."""
     gen = TrafficGenerator(seed=seed)
     rng = np.random.default_rng(seed)
     alerts: list[Alert] = []
@@ -54,6 +56,10 @@ def _run(
                 label_fn(p, lab)
             labels.append(lab)
         rng.shuffle(labels)  # labels arrive out of order
+        if send is not None:
+            preds = [dict(p) for p in preds]
+            for p in preds:
+                send(p)
         alerts += eng.process_predictions([orjson.dumps(p) for p in preds], [0.0] * len(preds)).alerts
         alerts += eng.process_labels([orjson.dumps(x) for x in labels], [0.0] * len(labels)).alerts
     return alerts
@@ -100,6 +106,41 @@ def test_a_less_confident_model_raises_an_estimated_accuracy_drop_before_any_lab
     keys = [(a.status, a.key, a.detector) for a in alerts]
     assert ("firing", "churn/v1/performance/estimated_accuracy/all", "cbpe") in keys
     assert eng.profile.joiner.counts["joined"] == 0
+
+
+def _as_class(p: Event) -> None:
+    """The score as scikit-learn's ``predict`` beside ``predict_proba`` sends it: the class, and its scores."""
+    score = p["prediction"]
+    p["prediction"], p["scores"] = int(score >= 0.5), {"0": 1.0 - score, "1": score}
+
+
+def _as_bool(p: Event) -> None:
+    score = p["prediction"]
+    p["prediction"], p["scores"] = score >= 0.5, {"false": 1.0 - score, "true": score}
+
+
+def test_a_hard_class_sent_with_its_scores_is_read_by_its_scores():
+    """A class (0/1 or a bool) with ``scores`` was read as the class: the estimate, its calibration, log loss and
+    ROC AUC had nothing to measure, and a model that got less sure raised nothing (seen from outside)."""
+    ref = _engine()
+    _run(ref, 25)
+    want = ref.models["churn", "v1"].perf
+    for send in (_as_class, _as_bool):
+        eng = _engine()
+        assert _run(eng, 25, send=send) == []
+        perf = eng.models["churn", "v1"].perf
+        assert perf.task == "binary"
+        assert perf.estimated(("", "")) == want.estimated(("", ""))
+        got, expected = perf.buckets["", ""].window.window_metrics(), want.buckets["", ""].window.window_metrics()
+        assert got["log_loss"] == expected["log_loss"] and got["roc_auc"] == expected["roc_auc"]
+        assert got["accuracy"] == expected["accuracy"]
+
+        def softer(p: Event) -> None:
+            p["prediction"] = 0.5 + (p["prediction"] - 0.5) * 0.2
+
+        alerts = _run(_engine(), 20, change_at=8, pred_fn=softer, with_labels=False, send=send)
+        keys = [(a.status, a.key, a.detector) for a in alerts]
+        assert ("firing", "churn/v1/performance/estimated_accuracy/all", "cbpe") in keys
 
 
 def test_a_business_outcome_drop_in_one_segment_is_reported_for_that_segment():
