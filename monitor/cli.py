@@ -105,11 +105,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _output(flag: str, path: str | None) -> None:
+    """Check an output file's place before the work that fills it: a directory that does not exist or a path
+    that is one ended a whole replay in a traceback."""
+    if not path:
+        return
+    from pathlib import Path
+
+    out = Path(path)
+    if out.is_dir():
+        raise ConfigError(flag, f"{path} is a directory, not a file")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise ConfigError(flag, f"cannot write {path}: directory {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise ConfigError(flag, f"cannot write {path}: permission denied")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from monitor.io.kafka import client_config
     from monitor.report import parse_time, write_report
 
     config = _config(args)
+    _output("--out", args.out)
     try:
         since, until = parse_time(args.since), parse_time(args.until) if args.until else time.time()
     except ValueError as exc:
@@ -140,6 +158,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     config = _config(args, parse_overrides(args.set))
     if args.timeline_every < 1:
         raise ConfigError("--timeline-every", "must be >= 1")
+    _output("--out", args.out)
+    _output("--timeline", args.timeline)
     perf = config.performance
     timeline = Timeline(args.timeline_every, threshold=perf.threshold, positive=perf.positive_label)
     source = build_source(

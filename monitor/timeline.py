@@ -48,6 +48,7 @@ class _Predictions:
     # read as a multiclass model's (its engine's estimate reads confidences): right by class name, NaN: no label
     # or no confidence
     right_class: list[float] = field(default_factory=list)
+    right_named: list[float] = field(default_factory=list)  # right by class name, NaN: no label naming a class
     calibration: ScoreCalibration | None = None  # as it stood at the first prediction
 
 
@@ -103,6 +104,7 @@ class Timeline:
         preds.time += times.tolist()
         preds.right += [math.nan] * len(ids)
         preds.right_class += [math.nan] * len(ids)
+        preds.right_named += [math.nan] * len(ids)
         preds.label += [math.nan] * len(ids)
         for i, pid in enumerate(ids):
             self.where[pid] = (key, start + i)
@@ -116,8 +118,10 @@ class Timeline:
             preds = self.models[key]
             label, predicted = class_name(j.label), class_name(j.prediction.prediction)
             sure = preds.confidence[row]
-            if label is not None and predicted is not None and sure == sure:  # what a confidence is calibrated on
-                preds.right_class[row] = float(label == predicted)
+            if label is not None and predicted is not None:
+                preds.right_named[row] = float(label == predicted)
+                if sure == sure:  # what a confidence is calibrated on
+                    preds.right_class[row] = float(label == predicted)
             score = preds.score[row]
             y = binary_label(j.label, self.positive)
             if y is not None and score == score:
@@ -130,11 +134,17 @@ class Timeline:
         for (model, version), preds in sorted(self.models.items()):
             order = np.argsort(np.asarray(preds.position), kind="stable")
             position = np.asarray(preds.position)[order]
-            reads = self._reads_confidences(model, version)  # as the monitor's estimate read this model version
+            task, reads, estimates = self._reading(model, version)  # as the monitor read this model version
             score = np.asarray(preds.confidence if reads else preds.score, dtype=np.float64)[order]
+            if not estimates:  # a regression, or a multiclass model without confidences: no estimate
+                score = np.full(score.size, np.nan)
             time = np.asarray(preds.time, dtype=np.float64)[order]
             right = np.asarray(preds.right_class if reads else preds.right, dtype=np.float64)[order]
             label = right if reads else np.asarray(preds.label, dtype=np.float64)[order]
+            if task == "multiclass" and not reads:  # right by class name, as its accuracy is measured
+                right = np.asarray(preds.right_named, dtype=np.float64)[order]
+            elif task == "regression":  # no accuracy to realize
+                right = np.full(score.size, np.nan)
             cal, limit = self._calibration(model, version, preds, fresh=reads)
             for start in range(0, score.size, self.every):
                 sl = slice(start, start + self.every)
@@ -165,13 +175,15 @@ class Timeline:
             return [e for e in (self.engine_of(model, version, 0),) if e is not None]
         return self.lanes
 
-    def _reads_confidences(self, model: str, version: str) -> bool:
-        """Whether the monitor's estimate of the model version read confidences (a multiclass model's)."""
+    def _reading(self, model: str, version: str) -> tuple[str | None, bool, bool]:
+        """How the monitor read the model version: its task, whether its estimate read confidences (a multiclass
+        model's), and whether its scores gave an estimate at all (not a regression's, nor a multiclass model's
+        without confidences)."""
         for engine in self._engines(model, version):
             state = engine.models.get((model, version))
             if state is not None and state.perf is not None:
-                return state.perf.confidences
-        return False
+                return state.perf.task, state.perf.confidences, state.perf.estimates
+        return None, False, True
 
     def _calibration(
         self, model: str, version: str, preds: _Predictions, *, fresh: bool = False

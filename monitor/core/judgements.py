@@ -242,13 +242,20 @@ def retrain_judgement(state: ModelState, cfg: DecisionsConfig, watermark: float)
     by_drift = bool(cfg.retrain_drift_features) and len(drifting) >= cfg.retrain_drift_features
     by_labels = r.streak >= cfg.retrain_windows
     labelled = state.perf.buckets[ALL].labelled if state.perf is not None and ALL in state.perf.buckets else 0
+    # The check happens when its last label is known: that label's time, not how far predictions got.
+    perf = state.perf
+    now = perf.buckets[ALL].last_label_time if perf is not None and ALL in perf.buckets else math.nan
+    if now != now:
+        now = max(state.last_event_time, watermark)
+    # (predictions run ahead of the labels that date the check: no window may start after it ends)
+    since = r.problem_since if by_labels else min(state.last_event_time, now)
     ev = DriftEvidence(
         detected=by_labels or by_drift,
         effect=float(r.streak if by_labels else len(drifting)),
         events=labelled,
         detector="retrain_policy",
         change_seq=labelled if by_labels else state.events,
-        change_time=r.problem_since if by_labels else state.last_event_time,
+        change_time=since,
         p_value=r.evidence.get("p_value") if by_labels else None,  # type: ignore[arg-type]
         baseline={k: v for k, v in r.evidence.items() if k.startswith("baseline_")},
         current={
@@ -259,11 +266,6 @@ def retrain_judgement(state: ModelState, cfg: DecisionsConfig, watermark: float)
         direction="",
         extra={"by_labels": by_labels, "by_drift": by_drift},
     )
-    # The check happens when its last label is known: that label's time, not how far predictions got.
-    perf = state.perf
-    now = perf.buckets[ALL].last_label_time if perf is not None and ALL in perf.buckets else math.nan
-    if now != now:
-        now = max(state.last_event_time, watermark)
     return Judgement(
         bucket=ALL,
         stream_kind="decision",

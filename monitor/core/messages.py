@@ -201,7 +201,8 @@ def alert_message(model: str, version: str, j: Judgement, status: str) -> str:
                 f"{what} {where}{suffix} {ev.direction} from a mean of {before} to {now} "
                 f"over the last {ev.events:,} predictions."
             )
-        return f"{what} {where}{suffix} is back near its usual level: mean {now} against {before} before."
+        back = "are back near their" if j.subject == "prediction" else "is back near its"
+        return f"{what} {where}{suffix} {back} usual level: mean {now} against {before} before."
     cat = ev.current.get("category", "?")
     if firing:
         return (

@@ -182,3 +182,32 @@ def test_live_accuracy_significantly_below_the_profiles_level_raises_a_performan
 def test_live_accuracy_at_or_above_the_profiles_level_raises_nothing() -> None:
     alerts = _run(_with_profile_accuracy(0.6), 8)
     assert [a for a in alerts if a.subject == "accuracy_vs_baseline"] == []
+
+
+def test_a_retrain_recommendation_resolved_while_labels_lag_has_a_window_that_ends_after_it_starts() -> None:
+    """The check is dated by its last label; its window started at the newest prediction, which runs ahead of
+    the labels: every resolution seen from outside had its window start after its end."""
+    eng, gen, rng = _engine(), TrafficGenerator(seed=3), np.random.default_rng(3)
+    waiting: list[list[Event]] = []
+    alerts: list[Alert] = []
+    for step in range(90):
+        preds = list(gen.predictions(1000, start_time=T0, rate=100.0))
+        labels = []
+        for p in preds:
+            lab = gen.label_for(p)
+            if lab is None:
+                continue
+            lab["timestamp"] = p["timestamp"] + 5.0
+            labels.append(lab)
+            if 20 <= step < 35:
+                lab["label"] = 1 - lab["label"]
+        rng.shuffle(labels)
+        waiting.append(labels)
+        alerts += eng.process_predictions([orjson.dumps(p) for p in preds], [0.0] * len(preds)).alerts
+        if step >= 10:  # labels (5 s after their predictions) read ten batches, 100 s of event time, behind them
+            late = waiting[step - 10]
+            alerts += eng.process_labels([orjson.dumps(x) for x in late], [0.0] * len(late)).alerts
+    retrain = [a for a in alerts if a.kind == "retrain_recommended"]
+    assert [a.status for a in retrain] == ["firing", "resolved"]
+    for a in retrain:
+        assert a.window["start"] <= a.window["end"], a.window

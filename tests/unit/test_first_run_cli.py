@@ -103,6 +103,19 @@ def test_replay_says_where_rejected_lines_are_and_fails_when_none_is_valid(tmp_p
     assert line == f"monitor replay: no valid prediction event in {empty}: none found"
 
 
+def test_an_output_file_that_cannot_be_written_is_one_line_before_the_replay(tmp_path: Path) -> None:
+    """``--out`` into a folder that does not exist ran the whole replay and ended in a traceback (exit 1)."""
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(_events(20)) + b"\n")
+    missing = tmp_path / "no" / "such" / "alerts.jsonl"
+    line = _error_line(_run("replay", "--predictions", str(events), "--out", str(missing), "--no-progress"))
+    assert line == f"monitor: config error in '--out': cannot write {missing}: directory {missing.parent} does not exist"
+    line = _error_line(_run("replay", "--predictions", str(events), "--timeline", str(tmp_path), "--no-progress"))
+    assert line == f"monitor: config error in '--timeline': {tmp_path} is a directory, not a file"
+    line = _error_line(_run("report", "--since", "2026-01-01T00:00:00Z", "--out", str(missing)))
+    assert "cannot write" in line and "'--out'" in line
+
+
 def test_generate_help_documents_every_option_with_its_default() -> None:
     res = _run("generate", "--help")
     assert res.returncode == 0, res.stderr

@@ -43,3 +43,16 @@ def test_a_window_test_alert_says_which_way_the_mean_moved() -> None:
     assert "country=SG" in rose and "PSI 1.30" in rose and "its mean rose from 4,325 to 6,139" in rose
     fell = alert_message("churn", "v1", _window_judgement(4325.0, 3000.0, "fell"), "firing")
     assert "its mean fell from 4,325 to 3,000" in fell
+
+
+def test_a_resolution_reads_as_a_sentence_for_the_predictions_and_for_a_feature() -> None:
+    from dataclasses import replace
+
+    feature = replace(_window_judgement(4325.0, 4300.0, "fell"), fire=False, clear=True)
+    feature.evidence.extra.clear()
+    assert "Income in segment country=SG (model churn v1) is back near its usual level" in alert_message(
+        "churn", "v1", feature, "resolved"
+    )
+    predictions = replace(feature, subject="prediction", kind="prediction_drift")
+    said = alert_message("churn", "v1", predictions, "resolved")
+    assert said.startswith("The predictions of model churn v1 in segment country=SG are back near their usual level")

@@ -205,3 +205,40 @@ def test_a_stray_event_naming_three_classes_leaves_a_binary_models_chunks_as_the
     lines[15_000] = orjson.dumps({**event, "scores": {"1": event["prediction"], "0": 0.0, "2": 0.0}})
     preds.write_bytes(b"\n".join(lines) + b"\n")
     assert _rows(preds, labels) == clean
+
+
+def _events(tmp: Path, prediction: Callable[[int], object], label: Callable[[int], object]) -> tuple[Path, Path]:
+    preds, labels = [], []
+    for i in range(N):
+        t = 1_700_000_000 + i / 10
+        preds.append(orjson.dumps({"prediction_id": f"p{i}", "model": "m", "timestamp": t, "features": {"x": 1.0},
+                                   "prediction": prediction(i)}))  # fmt: skip
+        labels.append(orjson.dumps({"prediction_id": f"p{i}", "label": label(i), "timestamp": t + 30}))
+    p, lab = tmp / "preds.jsonl", tmp / "labels.jsonl"
+    p.write_bytes(b"\n".join(preds) + b"\n")
+    lab.write_bytes(b"\n".join(labels) + b"\n")
+    return p, lab
+
+
+def test_a_multiclass_model_without_scores_has_its_realized_accuracy_by_class_name_and_no_estimate(tmp_path):
+    """Its chunks read every labelled prediction as unlabelled (null, 0): the binary reading of class names."""
+    rng = np.random.default_rng(4)
+    classes = ["cat", "dog", "bird"]
+    truth, right = rng.integers(0, 3, N), rng.random(N) < 0.7
+    guess = np.where(right, truth, (truth + 1) % 3)
+    rows = _rows(*_events(tmp_path, lambda i: classes[guess[i]], lambda i: classes[truth[i]]))
+    for k, r in enumerate(rows):
+        chunk = slice(k * EVERY, (k + 1) * EVERY)
+        assert r["realized_accuracy"] == pytest.approx(float(right[chunk].mean())) and r["labelled"] == EVERY
+        assert r["estimated_accuracy"] is None and r["estimated_f1"] is None
+
+
+def test_a_regressions_chunks_estimate_no_accuracy(tmp_path):
+    """The few of its values that fell in [0, 1] read as scores gave a regression accuracy, precision, recall and
+    F1 estimates (seen from outside); the monitor gives it none."""
+    rng = np.random.default_rng(5)
+    y = rng.normal(3.0, 2.0, N)
+    rows = _rows(*_events(tmp_path, lambda i: round(float(y[i] + rng.normal(0, 0.5)), 4), lambda i: float(y[i])))
+    assert rows and all(
+        r["estimated_accuracy"] is None and r["estimated_f1"] is None and r["realized_accuracy"] is None for r in rows
+    )
