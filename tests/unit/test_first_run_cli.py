@@ -109,7 +109,8 @@ def test_an_output_file_that_cannot_be_written_is_one_line_before_the_replay(tmp
     events.write_bytes(b"\n".join(_events(20)) + b"\n")
     missing = tmp_path / "no" / "such" / "alerts.jsonl"
     line = _error_line(_run("replay", "--predictions", str(events), "--out", str(missing), "--no-progress"))
-    assert line == f"monitor: config error in '--out': cannot write {missing}: directory {missing.parent} does not exist"
+    said = f"cannot write {missing}: directory {missing.parent} does not exist"
+    assert line == f"monitor: config error in '--out': {said}"
     line = _error_line(_run("replay", "--predictions", str(events), "--timeline", str(tmp_path), "--no-progress"))
     assert line == f"monitor: config error in '--timeline': {tmp_path} is a directory, not a file"
     line = _error_line(_run("report", "--since", "2026-01-01T00:00:00Z", "--out", str(missing)))
