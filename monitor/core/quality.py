@@ -54,6 +54,16 @@ class FieldSchema:
     # a numeric field's most common values while learned and their shares, at most COMMON_VALUES, most common
     # first (empty: not known); the constant-value check reads how likely a window of one of them is
     common: list[tuple[float, float]] = field(default_factory=list)
+    # Learned with more distinct values than the vocabulary holds (``monitoring.max_categories``): its list is the
+    # first values that came, not the common ones, and its share outside them while learned is no base rate (the
+    # list filled while it was counted). Values outside it are routine for such a field (ids, merchants): no
+    # unseen-category check; its mix is still tested for drift, where a new value shows in the overflow's share.
+    open_ended: bool = False
+
+    @property
+    def checks_unseen(self) -> bool:
+        """Whether values outside its categories are a finding (a categorical field with a closed list)."""
+        return self.type == "categorical" and bool(self.categories) and not self.open_ended
 
     @property
     def varies(self) -> bool:
@@ -74,6 +84,7 @@ class FieldSchema:
             "top_share": self.top_share,
             "unseen_rate": self.unseen_rate,
             "common": [[value, share] for value, share in self.common],
+            **({"open_ended": True} if self.open_ended else {}),
         }
 
     @classmethod
@@ -93,6 +104,7 @@ class FieldSchema:
             top_share=float(data.get("top_share", 1.0)),
             unseen_rate=float(data.get("unseen_rate", 0.0)),
             common=[(float(value), float(share)) for value, share in data.get("common", [])],
+            open_ended=bool(data.get("open_ended", False)),
         )
 
 
@@ -257,7 +269,7 @@ class _FieldTally:
             slack = tolerance * (f.maximum - f.minimum)
             self.outside(0, f.minimum - slack, f.maximum + slack)
             outside = np.asarray(self._outside)
-        elif self.kind == "categorical" and f.type == "categorical" and f.categories:
+        elif self.kind == "categorical" and f.checks_unseen:
             self.unseen(0, f.categories)
             unseen = np.asarray(self._unseen)
         loud |= (outside / sizes >= rise) | (unseen / sizes - f.unseen_rate >= rise)
@@ -298,7 +310,7 @@ class _FieldTally:
             if counts.size > c.codes.size:  # rare: a code the field has not had before
                 c.codes = np.concatenate([c.codes, np.zeros(counts.size - c.codes.size, dtype=c.codes.dtype)])
             c.codes[: counts.size] += counts
-        if f is not None and f.type == "categorical" and f.categories:
+        if f is not None and f.checks_unseen:
             unseen, first = self.unseen(k, f.categories)
             if unseen:
                 c.unseen += unseen
@@ -529,7 +541,7 @@ class SchemaWatch:
                 if counts.size > c.codes.size:  # rare: a code the field has not had before
                     c.codes = np.concatenate([c.codes, np.zeros(counts.size - c.codes.size, dtype=c.codes.dtype)])
                 c.codes[: counts.size] += counts
-            if schema is not None and schema.type == "categorical" and schema.categories:
+            if schema is not None and schema.checks_unseen:
                 # texts before the set: in ``set(values)`` a 0 or 1 would hide a False or True (equal hashes)
                 texts = list(map(_text, values))
                 new = {v for v in set(texts) if isinstance(v, str)} - set(schema.categories)
@@ -607,6 +619,7 @@ class SchemaWatch:
             top_share=top,
             common=common,
             unseen_rate=c.other / m if kind == "categorical" else 0.0,
+            open_ended=kind == "categorical" and c.other > 0,
         )
 
     # ------------------------------------------------------------- checks
@@ -738,9 +751,10 @@ class SchemaWatch:
                     )
                 )
                 out[-1].baseline.update(min=f.minimum, max=f.maximum)
-            if f.type == "categorical" and f.categories:
+            if f.type == "categorical" and f.categories:  # (an open-ended field's finding only ever clears)
+                unseen = c.unseen if f.checks_unseen else 0
                 out.append(
-                    self._rate(name, "unseen_category", c.unseen, f.unseen_rate, f, end_time, example=c.first_unseen)
+                    self._rate(name, "unseen_category", unseen, f.unseen_rate, f, end_time, example=c.first_unseen)
                 )
             out.append(self._constant(name, c, f, end_time))
         return out
