@@ -138,6 +138,7 @@ class NumericStreams:
         d.set_scale(i, b.mean, b.std)
         d.adwins[i] = old.adwin._adwin  # river's ADWIN on standardised chunk means then and now
         d.since_n[i], d.since_sum[i], d.since_z[i] = old._since_n, old._since_sum, old._since_zsum
+        d._z2()[i] = math.nan  # (not kept then)
         d.last_detector[i] = old.last_detector
         d.change_seq[i], d.change_time[i] = old.change_seq - self.warmup, old.change_time
         self.detections[i] = old.detections["adwin"], old.detections["page_hinkley"]
@@ -294,7 +295,8 @@ class NumericStreams:
         n, total, zsum = self._since_change(i)
         effect = abs(zsum / n) if n else 0.0
         current_mean = total / n if n else math.nan
-        p_value = math.erfc(effect * math.sqrt(n) / math.sqrt(2)) if n else None  # two-sided z-test
+        spread = d.spread_at(i)  # the values' spread since the change, at least 1
+        p_value = math.erfc(effect * math.sqrt(n) / (math.sqrt(2) * spread)) if n else None  # two-sided z-test
         direction = "" if not n else ("rose" if current_mean > mean else "fell")
         detector = d.last_detector[i] if i < d.size else ""
         return DriftEvidence(

@@ -56,6 +56,11 @@ class Change:
 class SequentialStreams:
     """Per stream: scale, Page-Hinkley state, an ADWIN, and the statistics since the last change point."""
 
+    # Since the last change point, the sum of each complete chunk's z squared times its size: the spread of the
+    # values since then (:meth:`spread`). Empty in a snapshot of an earlier release, whose streams read as NaN
+    # (not known) until their next change point.
+    since_z2 = np.zeros(0)
+
     def __init__(self, settings: SequentialSettings) -> None:
         self.settings = settings
         self.mean = np.zeros(0)  # the reference scale; NaN until the stream has one
@@ -69,6 +74,7 @@ class SequentialStreams:
         self.since_n = np.zeros(0, dtype=np.int64)  # since the last change point: values, sums of x and z
         self.since_sum = np.zeros(0)
         self.since_z = np.zeros(0)
+        self.since_z2 = np.zeros(0)
         self.change_seq = np.zeros(0, dtype=np.int64)
         self.change_time = np.zeros(0)
         self.last_detector: list[str] = []
@@ -93,6 +99,7 @@ class SequentialStreams:
         self.ph_min, self.ph_max = more(self.ph_min, math.inf), more(self.ph_max, -1.0)
         self.since_n, self.since_sum = more(self.since_n, 0), more(self.since_sum, 0.0)
         self.since_z = more(self.since_z, 0.0)
+        self.since_z2 = np.concatenate([self.since_z2, np.full(streams - self.since_z2.size, 0.0)])
         self.change_seq, self.change_time = more(self.change_seq, 0), more(self.change_time, math.nan)
         self.last_detector += [""] * extra
         self.adwin_part = more(self.adwin_part, 0.0)
@@ -130,13 +137,38 @@ class SequentialStreams:
         for c in last.values():
             after &= ~((stream == c.stream) & (chunks.seq <= c.seq))
             self.since_n[c.stream], self.since_sum[c.stream], self.since_z[c.stream] = 0, 0.0, 0.0
+            self._z2()[c.stream] = 0.0
             self.change_seq[c.stream], self.change_time[c.stream] = c.seq, c.time
             self.last_detector[c.stream] = c.detector
         n = self.size
         self.since_n += np.bincount(stream[after], minlength=n).astype(np.int64) * self.settings.chunk
         self.since_sum += np.bincount(stream[after], weights=chunks.total[after], minlength=n)
         self.since_z += np.bincount(stream[after], weights=z[after] * size, minlength=n)
+        self._z2()
+        self.since_z2 += np.bincount(stream[after], weights=z[after] ** 2 * size, minlength=n)
         return changes
+
+    def _z2(self) -> np.ndarray:
+        """``since_z2`` as long as the streams (streams of an earlier release's snapshot: NaN, not known)."""
+        if self.since_z2.size < self.size:
+            self.since_z2 = np.concatenate([self.since_z2, np.full(self.size - self.since_z2.size, math.nan)])
+        return self.since_z2
+
+    def spread(self) -> np.ndarray:
+        """Per stream, the standard deviation of its values' z since the last change point, at least 1 (the
+        reference's own): the z-test of the effect divides by it. A heavy tail (a Pareto, infinite variance)
+        spreads far wider than its warm-up did, and a test that took 1 read its bursts as changes with p-values
+        of 1e-20 (seen from outside). Estimated from the complete chunks' means (each holds ``chunk`` values):
+        1 where fewer than two chunks, or not known."""
+        return _spread(self.since_n.astype(np.float64), self.since_z, self._z2(), float(self.settings.chunk))
+
+    def spread_at(self, i: int) -> float:
+        """:meth:`spread` of stream ``i`` alone."""
+        if i >= self.size:
+            return 1.0
+        z2 = self._z2()
+        return float(_spread(np.array([float(self.since_n[i])]), self.since_z[i : i + 1], z2[i : i + 1],
+                             float(self.settings.chunk))[0])  # fmt: skip
 
     def _page_hinkley(self, chunks: Chunks, z: np.ndarray) -> list[Change]:
         """One 2-D pass over every stream's chunks; a stream that fires is reset and run again from there."""
@@ -248,5 +280,15 @@ class SequentialStreams:
         n = self.since_n.astype(np.float64)
         mean_z = np.divide(self.since_z, n, out=np.zeros(self.size), where=n > 0)
         effect = np.abs(mean_z)
-        p = np.where(n > 0, erfc(effect * np.sqrt(n) / math.sqrt(2)), 1.0)
+        p = np.where(n > 0, erfc(effect * np.sqrt(n) / (math.sqrt(2) * self.spread())), 1.0)
         return effect, self.since_n, p
+
+
+def _spread(n: np.ndarray, zsum: np.ndarray, z2: np.ndarray, size: float) -> np.ndarray:
+    """The values' z standard deviation from ``n`` values in chunks of ``size``, the sum of the chunks' z times
+    ``size`` and of their z squared times ``size``: ``size`` times the chunk means' variance, at least 1."""
+    chunks = n / size
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = zsum / n
+        var = size * (z2 / n - mean**2) * chunks / (chunks - 1)
+    return np.sqrt(np.where((chunks >= 2) & np.isfinite(var), np.maximum(var, 1.0), 1.0))

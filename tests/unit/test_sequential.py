@@ -4,6 +4,7 @@ chunk or two), the same at any batch size, and the same for a stream alone or am
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -101,3 +102,20 @@ def test_detections_in_one_batch_follow_a_reset_window_as_value_by_value() -> No
     one_chunk_at_a_time = _run(streams, list(range(0, 3 * 16_000, CHUNK * 3)))
     assert whole == one_chunk_at_a_time
     assert sum(1 for s, d, _ in whole if s == 0 and d == "adwin") >= 3  # several detections of a stream in one batch
+
+
+@pytest.mark.parametrize(("sd", "expected"), [(1.0, 1.0), (3.0, 3.0), (0.5, 1.0)])
+def test_the_effects_z_test_divides_by_the_spread_of_the_values_since_the_change(sd, expected):
+    """A heavy tail spreads far wider after its warm-up than in it: a z-test that took the spread as 1 read its
+    bursts as changes with p-values of 1e-20 (seen from outside on a stationary Pareto feature). The spread is
+    never taken below the reference's own 1, so a calm stream is tested as before."""
+    rng = np.random.default_rng(4)
+    quiet = SequentialSettings(chunk=CHUNK, adwin_chunks=1, adwin_delta=1e-12, page_hinkley_threshold=1e12)
+    seq = SequentialStreams(quiet)  # no change point: every value since the scale counts
+    seq.set_scale(0, 10.0, 2.0)
+    chunker = StreamChunker(CHUNK)
+    x = rng.normal(10.0 + 0.4, 2.0 * sd, 64_000)
+    seq.update(chunker.add(x, np.arange(x.size, dtype=np.float64), np.zeros(x.size, dtype=np.int64)))
+    assert seq.spread()[0] == pytest.approx(expected, rel=0.05)
+    effect, n, p = seq.effect()
+    assert p[0] == pytest.approx(math.erfc(effect[0] * math.sqrt(n[0]) / math.sqrt(2) / seq.spread()[0]))
