@@ -3,8 +3,11 @@
 A score is a probability only if the model is calibrated; most are not quite, and an estimate built on raw
 scores is biased. Labelled predictions give, per fine score bin, the observed rate of the positive class;
 isotonic regression over the bins (weighted by their counts) turns those rates into a calibration map that
-rises with the score, as CBPE's does. Each bin also holds ``PRIOR`` pseudo-observations at its own score, so
-an empty or sparse bin falls back to the raw score.
+rises with the score, as CBPE's does. Each bin also holds ``PRIOR`` pseudo-observations at its own score: an
+empty bin between labelled ones takes their value (isotonic regression pools it with them), one beyond every
+label keeps its raw score. The prior is a tenth of a label: two a bin held sparse bins near their raw scores,
+and a few hundred labels estimated an under-confident model's accuracy 3-13 points low where a plain isotonic
+fit was within one or two (tests/unit/test_calibration.py).
 
 The first ``reference`` labels fit the map before it is judged. After that every labelled batch is first
 scored by the map (data it has not seen: that measures its calibration error, which says whether the
@@ -20,7 +23,7 @@ import numpy as np
 from scipy.optimize import isotonic_regression
 
 BINS = 100
-PRIOR = 2.0  # pseudo-observations at the bin's own score: a sparse bin stays near it
+PRIOR = 0.1  # pseudo-observations at the bin's own score: an empty bin takes its neighbours' value, or its own
 ERROR_BINS = 10  # the calibration error is judged on coarse bins, where a few thousand labels are not noise
 
 
