@@ -303,12 +303,20 @@ class Incidents:
     by_key: dict[str, str] = field(default_factory=dict)  # alert key -> incident id, while it is open
 
     def assign(
-        self, scope: str, facet: str, key: str, status: str, now: float, window_s: float, severity: str = "warning"
-    ) -> str | None:
+        self, scope: str, facet: str, key: str, status: str, now: float, window_s: float, severity: str = "warning",
+        *, join: str | None = None,
+    ) -> str | None:  # fmt: skip
         """The incident of one alert transition (``scope`` is ``model/version``); ``severity`` is the alert's,
-        and an incident is as severe as its most severe open alert."""
+        and an incident is as severe as its most severe open alert. ``join``: an alert key whose open incident a
+        firing alert joins instead of its facet's (one change seen in another bucket)."""
         name = f"{scope}/{facet}"
+        if join is not None and status == "firing":
+            joined = self._named(self.by_key.get(join))
+            name = joined if joined is not None else name
         inc = self.open.get(name)
+        if status != "firing" and (inc is None or inc["id"] != self.by_key.get(key)):
+            name = self._named(self.by_key.get(key)) or name  # it joined another facet's incident
+            inc = self.open.get(name)
         if status == "firing":
             if inc is None or (not inc["keys"] and now - inc["last"] > window_s):
                 inc = self.open[name] = {"id": f"{name}@{iso(now)}", "keys": [], "last": now}
@@ -325,6 +333,12 @@ class Incidents:
             inc.get("severity", {}).pop(key, None)
             inc["last"] = max(inc["last"], now)
         return ident  # None: the alert fired before incidents existed (a snapshot from an older release)
+
+    def _named(self, ident: str | None) -> str | None:
+        """The name (``scope/facet``) under which incident ``ident`` is open, if it is."""
+        if ident is None:
+            return None
+        return next((name for name, inc in self.open.items() if inc["id"] == ident), None)
 
     def _prune(self, now: float, window_s: float) -> None:
         """Forget incidents with nothing open whose window has passed: memory stays bounded."""
@@ -463,8 +477,9 @@ class Alerting:
             )
             if t is not None:
                 t.incident_id = self.incidents.assign(
-                    scope, incident_facet(j), j.key, t.status, j.now, self.incident_window_s, alert_severity(j, t)
-                )
+                    scope, incident_facet(j), j.key, t.status, j.now, self.incident_window_s, alert_severity(j, t),
+                    join=self._same_change(j) if t.status == "firing" else None,
+                )  # fmt: skip
                 if t.status == "firing":
                     self.incident_shift[j.key] = j.shift
                     opened = self.lifecycle.open[j.key]
@@ -539,6 +554,28 @@ class Alerting:
         for name in [n for n, inc in self.incidents.open.items() if own(n) and not inc["keys"]]:
             del self.incidents.open[name]
         return alerts
+
+    def _same_change(self, j: Judgement) -> str | None:
+        """The open alert of the same kind and subject in a bucket that one change shows too (all traffic beside
+        a segment, or a segment of another attribute): ``j``'s alert joins its incident, so one change is one
+        page even when both buckets alert (a segment's local change found after all traffic's diluted alert, a
+        change everywhere that one segment showed first). Not two segments of one attribute: those change
+        independently. All traffic's alert first, then the earliest opened."""
+        if j.kind not in LOCAL_KINDS:
+            return None
+        own = segment_label(j.segment)
+        scope = j.key[: len(j.key) - len(own)]  # model/version/kind/subject/
+        attributes = set(j.segment)  # empty: all traffic
+        found: list[tuple[int, float, str]] = []
+        for key, incident in self.lifecycle.open.items():
+            label = key[len(scope) :]
+            if key == j.key or not key.startswith(scope) or "/" in label:
+                continue
+            other = parse_key(f"k/s/{label}")[2]
+            if set(other) == attributes:  # itself (all traffic), or a segment of the same attribute
+                continue
+            found.append((1 if other else 0, incident.started_at, key))
+        return min(found)[2] if found else None
 
     def _began_before_resolved(self, j: Judgement, parent_key: str) -> bool:
         """The change ``j``'s evidence measures began before all traffic's latest incident (``parent_key``)

@@ -408,6 +408,10 @@ class SchemaWatch:
         self.capped = 0
         # new fields reported, not adopted yet: their last window's share, and windows since they were reported
         self.announced: dict[str, tuple[float, int]] = {}
+        # fields adopted while fields of the schema were missing (a rename: amount goes, amount_usd comes), and
+        # those fields: once they are back and it is gone again, the rename was reverted, and its going is no
+        # break (its missing-field and null checks do not fire); a field adopted otherwise is checked as any
+        self.adopted: dict[str, list[str]] = {}
 
     # ------------------------------------------------------------- feeding
     def keep_only(self, owns: Callable[[str], bool]) -> None:
@@ -658,6 +662,19 @@ class SchemaWatch:
             **kw,
         )
 
+    def _missing(self, c: FieldCounts | None, f: FieldSchema, n: int) -> bool:
+        """Whether a field of the schema is missing from the window more than before (by the rise alone)."""
+        return c is None or c.absent / n - (f.absent_rate + f.null_rate) >= self.min_rate_change
+
+    def _reverted(self, name: str, c: FieldCounts, n: int) -> bool:
+        """A field adopted in place of missing ones (a rename) is absent where they are back: the rename was
+        reverted (in the window that straddles the revert too, where each is in part of the events)."""
+        replaced = self.__dict__.get("adopted", {}).get(name)  # (absent from an older release's snapshot)
+        if not replaced or c.absent == 0:
+            return False
+        back = sum(r.present + r.mismatch + r.null for r in map(self.counts.get, replaced) if r is not None)
+        return back >= c.absent - self.min_rate_change * n
+
     def _quiet(self, c: FieldCounts, f: FieldSchema, n: int | None = None) -> bool:
         """No check of this field can fire in this window (a cheap test before building the findings)."""
         n, rise = self.events if n is None else n, self.min_rate_change
@@ -684,6 +701,9 @@ class SchemaWatch:
         out: list[QualityFinding] = []
         n = self.events
         announced = self.__dict__.setdefault("announced", {})  # (absent from an older release's snapshot)
+        missing = {  # fields of the schema missing from this window (as its missing-field check counts them)
+            name for name, f in self.schema.items() if self._missing(self.counts.get(name), f, n)
+        }
         for name in [a for a in announced if a not in self.counts]:  # reported new, then gone before adopted
             out.append(self._new_field(name, 0.0, end_time))  # its alert clears, window by window
             announced[name] = (0.0, announced[name][1] + 1)  # back later: adopted from whole windows again
@@ -716,6 +736,8 @@ class SchemaWatch:
                         del announced[name]
                         c.absent = n - (c.present + c.mismatch + c.null)
                         self.schema[name] = self._field_schema(c, kind, labels.get(name), n)
+                        if missing:  # (absent from an older release's snapshot)
+                            self.__dict__.setdefault("adopted", {})[name] = sorted(missing)
                     else:
                         announced[name] = (share, windows + 1)
                 elif name in announced:
@@ -723,7 +745,8 @@ class SchemaWatch:
                 continue
             # A baseline read from a table records a missing value as null, while a producer may leave the key
             # out: a field counts as dropped when it is absent more often than it was absent or null before.
-            out.append(self._rate(name, "missing_field", c.absent, f.absent_rate + f.null_rate, f, end_time))
+            absent = 0 if self._reverted(name, c, n) else c.absent
+            out.append(self._rate(name, "missing_field", absent, f.absent_rate + f.null_rate, f, end_time))
             out.append(
                 self._rate(
                     name,
@@ -736,7 +759,7 @@ class SchemaWatch:
                     arrived="string" if f.type == "numeric" else "number",
                 )
             )
-            out.append(self._rate(name, "null_rate", c.absent + c.null, f.absent_rate + f.null_rate, f, end_time))
+            out.append(self._rate(name, "null_rate", absent + c.null, f.absent_rate + f.null_rate, f, end_time))
             if f.type == "numeric" and f.minimum == f.minimum:
                 out.append(
                     self._rate(

@@ -93,3 +93,46 @@ def test_alert_events_carry_the_incident_id_in_the_schema():
     schema = json.loads((Path(__file__).resolve().parents[2] / "monitor/schemas/alert.schema.json").read_text())
     event: dict[str, Any] = {"incident_id": "m/v/income@2026-01-01T00:00:00.000Z"}
     jsonschema.validate(event["incident_id"], schema["properties"]["incident_id"])
+
+
+def _judgement(segment: dict[str, str], shift: float, now: float, *, fire: bool = True) -> Any:
+    from monitor.core.drift import DriftEvidence
+    from monitor.core.rules import Judgement, alert_key
+
+    ev = DriftEvidence(fire, shift, 500, "adwin", int(now), now, 1e-9 if fire else 0.5, {}, {})
+    bucket = next(iter(segment.items())) if segment else ("", "")
+    key = alert_key("m", "concept_drift", "accuracy", segment, "v1")
+    return Judgement(bucket, "error", ev, now, key, "concept_drift", "accuracy", segment, 0.05, 0.2,
+                     fire=fire, clear=not fire, shift=shift)  # fmt: skip
+
+
+def test_one_change_alerted_in_all_traffic_and_later_in_its_segment_is_one_incident():
+    """A concept change in half the traffic: all traffic's diluted alert first, then the segment's twice as
+    large (not covered by it) paged again as an incident of its own (seen from outside, 5 of 8 seeds). The
+    segment's alert joins the open incident; a segment of the same attribute stays apart (it may change on its
+    own), and the joined incident closes when its last alert resolves."""
+    from monitor.core.alerting import Alerting, AlertLifecycle
+
+    desk = Alerting(AlertLifecycle(resolve_after_s=0.0, cooldown_s=0.0), explain_ratio=1.75)
+    whole = desk.decide([_judgement({}, 0.065, 100.0)])
+    segment = desk.decide([_judgement({"region": "B"}, 0.138, 200.0)])
+    other = desk.decide([_judgement({"channel": "web"}, 0.2, 210.0)])
+    assert [t.incident_id for _, t in whole + segment + other] == [whole[0][1].incident_id] * 3
+    also = desk.decide([_judgement({"region": "C"}, 0.3, 220.0)])  # all traffic is open: C joins it too
+    assert also[0][1].incident_id == whole[0][1].incident_id
+    for seg in ({}, {"channel": "web"}, {"region": "C"}):
+        assert desk.decide([_judgement(seg, 0.0, 300.0, fire=False)])[0][1].status == "resolved"
+    late = desk.decide([_judgement({"region": "D"}, 0.3, 310.0)])  # only region=B open: D is apart from it
+    assert late[0][1].incident_id != whole[0][1].incident_id
+    resolved = desk.decide([_judgement({"region": "B"}, 0.0, 400.0, fire=False)])
+    assert resolved[0][1].status == "resolved" and resolved[0][1].incident_id == whole[0][1].incident_id
+    assert whole[0][1].incident_id not in {inc["id"] for inc in desk.incidents.open.values() if inc["keys"]}
+
+
+def test_a_change_everywhere_first_alerted_in_one_segment_is_one_incident_with_all_traffics_alert():
+    from monitor.core.alerting import Alerting, AlertLifecycle
+
+    desk = Alerting(AlertLifecycle(resolve_after_s=0.0, cooldown_s=0.0), explain_ratio=1.75)
+    first = desk.decide([_judgement({"device": "tablet"}, 0.5, 100.0)])
+    whole = desk.decide([_judgement({}, 0.5, 120.0)])
+    assert whole[0][1].incident_id == first[0][1].incident_id

@@ -391,3 +391,19 @@ def test_a_long_tailed_field_still_pages_when_new_values_take_a_large_share() ->
     alerts = [(n, a) for n, a in _feed(_engine(), _merchants(60_000, 1, new_from=40_000)) if a.status == "firing"]
     assert [(a.kind, a.subject) for _, a in alerts] == [("data_drift", "merchant")]
     assert alerts[0][0] <= 42_000
+
+
+def test_a_rename_reverted_resolves_and_the_renamed_field_going_again_pages_nothing() -> None:
+    """The renamed field was adopted into the schema while it was sent; once the rename was reverted it went
+    missing from every event, and a critical alert about it stayed open for good (seen from outside)."""
+    rng = np.random.default_rng(6)
+    events = []
+    for i in range(12_000):
+        name = "amount_usd" if 3_000 <= i < 6_000 else "amount"
+        features = {name: float(rng.lognormal(3.0, 1.0)), "basket": float(rng.normal(50, 10))}
+        events.append({"prediction_id": f"p{i}", "model": "m", "timestamp": T0 + i, "features": features,
+                       "prediction": 0.5})  # fmt: skip
+    alerts = [(a.status, a.key, a.detector) for _, a in _feed(_engine(), events) if a.kind != "data_drift"]
+    fired = [(k, d) for s, k, d in alerts if s == "firing"]
+    assert fired == [("m/unknown/schema/amount/all", "missing_field"), ("m/unknown/schema/amount_usd/all", "new_field")]
+    assert sorted((k, d) for s, k, d in alerts if s == "resolved") == sorted(fired)
