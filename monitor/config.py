@@ -527,7 +527,12 @@ def _coerce(path: str, value: Any, annotation: Any) -> Any:
             return value
         raise ConfigError(path, f"expected a string, got {value!r}")
     if origin is list:
-        if isinstance(value, str):
+        if isinstance(value, str) and value.strip().startswith("["):  # a TOML array, as in a config file
+            try:
+                value = tomllib.loads(f"v = {value}")["v"]
+            except tomllib.TOMLDecodeError:
+                raise ConfigError(path, f'expected a list of strings (a,b or ["a", "b"]), got {value!r}') from None
+        elif isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(path, f"expected a list of strings, got {value!r}")

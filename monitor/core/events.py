@@ -149,11 +149,16 @@ def parse_timestamp(value: Any, field_name: str = "timestamp") -> float:
     raise DecodeError("wrong_type", f"{field_name} must be a number or an ISO-8601 string")
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def _load(value: bytes | None, max_bytes: int) -> dict[str, Any]:
     if value is None or len(value) == 0:
         raise DecodeError("empty", "message has no value")
     if len(value) > max_bytes:
         raise DecodeError("oversized", f"message is {len(value)} bytes, the limit is {max_bytes}")
+    if value.startswith(UTF8_BOM):  # JSON parsers may ignore a byte order mark (RFC 8259), and some writers add one
+        value = value[len(UTF8_BOM) :]
     try:
         obj = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
@@ -161,8 +166,10 @@ def _load(value: bytes | None, max_bytes: int) -> dict[str, Any]:
         if "UTF-8" in text:
             raise DecodeError("invalid_utf8", "message is not valid UTF-8") from None
         at = value.decode("utf-8", "replace")[exc.pos : exc.pos + 9].lstrip("-")  # pos counts characters
-        if "infinity" in text or at.startswith(("NaN", "Infinity")):
+        if at.startswith(("NaN", "Infinity")):
             raise DecodeError("non_finite", "NaN and infinity are not valid JSON numbers") from None
+        if "infinity" in text:  # a number past the float range, written out in full
+            raise DecodeError("non_finite", "a number beyond the float range (about 1.8e308) is not finite") from None
         raise DecodeError("invalid_json", f"not JSON: {text[:120]}") from None
     if not isinstance(obj, dict):
         raise DecodeError("not_object", f"expected a JSON object, got {type(obj).__name__}")

@@ -462,3 +462,17 @@ def test_the_handoff_cap_is_read_and_a_negative_one_is_refused_by_name() -> None
     with pytest.raises(ConfigError) as info:
         load_config(environ={"MONITOR_DETECTION__HANDOFF_ROWS": "-1"})
     assert info.value.field == "detection.handoff_rows"
+
+
+def test_a_list_set_from_the_command_line_or_the_environment_may_be_written_as_in_toml():
+    """``--set 'monitoring.segments=["country"]'`` was taken as one segment named '["country"]' and monitored
+    none (seen from outside); the comma form and the TOML form now give the same list, and a broken one says so."""
+    from monitor.replay import parse_overrides
+
+    for value in ('["country", "gender"]', "country,gender", " [ 'country' , 'gender' ] "):
+        config = load_config(environ={}, overrides=parse_overrides([f"monitoring.segments={value}"]))
+        assert config.monitoring.segments == ["country", "gender"]
+    env = load_config(environ={"MONITOR_MONITORING__SEGMENTS": '["country"]'})
+    assert env.monitoring.segments == ["country"]
+    with pytest.raises(ConfigError, match=r"monitoring\.segments"):
+        load_config(environ={}, overrides=parse_overrides(['monitoring.segments=["country"']))

@@ -386,3 +386,14 @@ def test_iso_timestamp_before_the_epoch_is_rejected_like_a_negative_number() -> 
     and yields a negative event time."""
     assert _reject_one(_decoder(), _with(timestamp=-1)).reason == "invalid_value"
     assert _reject_one(_decoder(), _with(timestamp="1969-12-31T23:59:59Z")).reason == "invalid_value"
+
+
+def test_a_byte_order_mark_is_ignored_and_a_number_past_the_float_range_says_so():
+    """A leading UTF-8 byte order mark (some writers add one; RFC 8259 lets parsers ignore it) was dead-lettered
+    as invalid UTF-8; a 400-digit integer as 'NaN and infinity are not valid JSON numbers' (seen from outside)."""
+    good = _with(model="m")
+    batch, rejected = PredictionDecoder().decode([b"\xef\xbb\xbf" + good], [0.0])
+    assert not rejected and len(batch) == 1
+    big = b'{"prediction_id": "a", "model": "m", "features": {"x": ' + b"9" * 400 + b'}, "prediction": 1}'
+    error = _reject_one(PredictionDecoder(), big)
+    assert error.reason == "non_finite" and "float range" in error.detail and "NaN" not in error.detail
