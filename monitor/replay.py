@@ -706,7 +706,7 @@ def summary(result: ReplayResult) -> str:
             "restamped (stamped more than monitoring.max_ahead_s after their Kafka time, given it): "
             + ", ".join(f"{role} {n:,}" for role, n in sorted(result.restamped.items()))
         )
-    if result.join:
+    if result.join and result.label_messages:  # (without labels, predictions only leave the join: no news)
         lines.append("label join: " + ", ".join(f"{k} {v:,}" for k, v in sorted(result.join.items())))
     counts = Counter((a.kind, a.status) for a in result.alerts)
     if counts:

@@ -65,6 +65,15 @@ def test_replay_reports_the_injected_drift(files):
     assert all(a.started_at and a.started_at >= "2026-01-01T00:00:40" for a in firing)  # after the change
     text = summary(result)
     assert "data_drift firing 1" in text and "churn/v1/data_drift/income/all" in text
+    assert f"label join: joined {n_labels:,}" in text
+
+
+def test_a_replay_without_labels_reports_no_label_join(files):
+    """It said 'label join: evicted 100,000': the predictions waiting for labels that were never asked for."""
+    preds, _, _ = files["flat"]
+    result = replay(_config(**{"labels.max_pending": "1000"}), FileSource(preds, None), progress=False)
+    assert result.join["evicted"] > 0  # (counted still, for the metrics)
+    assert result.events == EVENTS and "label join" not in summary(result)
 
 
 def test_stationary_replay_raises_nothing(files):
