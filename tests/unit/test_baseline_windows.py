@@ -137,3 +137,31 @@ def test_a_profile_configured_after_a_restart_takes_over_from_the_learned_baseli
     assert ("age", "", "") not in restored.tests  # rebuilt against the profile on the next value
     _feed(twin, values[3_000:], 1_000)
     assert restored.window_test(("age", "", "")).from_profile
+
+
+def test_a_profiles_scale_anchors_the_sequential_detectors_from_the_first_value() -> None:
+    """The detectors standardised on a stream's first live values although a profile had the whole cycle: a
+    stream that starts in a quiet hour (its level 0.8 sd under the profile's mean for 3,000 values) and then
+    runs at the profile's level read as a rise, and Page-Hinkley and ADWIN paged it or held its alert open (seen
+    from outside: 23 and 32 alerts of a daily and weekly cycle with a profile of four weeks; 4 and 10 now)."""
+    rng = np.random.default_rng(5)
+    history = rng.normal(50.0, 10.0, 20_000)
+    ref = StreamReference("numeric", numeric=Reference.numeric(history, bins=10))
+    schema = {"basket": FieldSchema("numeric", 20_000, minimum=float(history.min()), maximum=float(history.max()))}
+    profile = BaselineProfile("m", "v1", 20_000, schema, {("basket", "", ""): ref})
+    eng = PartitionEngine(load_config(environ={}), clock=lambda: T0, profiles=ProfileSet([profile]))
+    level = np.r_[np.full(3_000, 42.0), np.full(30_000, 50.0)]
+    values = [
+        orjson.dumps({"prediction_id": str(i), "model": "m", "model_version": "v1", "timestamp": T0 + i / 100,
+                      "features": {"basket": float(rng.normal(level[i], 10.0))}, "prediction": 0.5})
+        for i in range(level.size)
+    ]  # fmt: skip
+    alerts = _feed(eng, values, 1_000)
+    # the quiet hour is a move from the profile (its window test says so), and its end is the end of it: the
+    # alert resolves, where the detectors standardised on the quiet hour held it open for good
+    assert [(a.status, a.key) for a in alerts] == [("firing", "m/v1/data_drift/basket/all"),
+                                                   ("resolved", "m/v1/data_drift/basket/all")]  # fmt: skip
+    assert alerts[0].detector == "psi"
+    table = eng.models["m", "v1"].numeric[""]
+    i = table.index["basket", "", ""]
+    assert table.base_mean[i] == ref.numeric.mean and table.detectors.mean[i] == ref.numeric.mean
