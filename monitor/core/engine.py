@@ -316,7 +316,7 @@ class PartitionEngine:
         lc = self.alerting.lifecycle
         lc.resolve_after_s, lc.cooldown_s = cfg.alerts.resolve_after_s, cfg.alerts.cooldown_s
         lc.resolve_after_events, lc.cooldown_events = cfg.alerts.resolve_after_events, cfg.alerts.cooldown_events
-        for name in ("cooldown_until_position", "last_start"):  # state an older release did not keep
+        for name in ("cooldown_until_position", "last_start", "resolved_at"):  # state an older release did not keep
             if not hasattr(lc, name):
                 setattr(lc, name, {})
         fdr = self.model_monitor.fdr

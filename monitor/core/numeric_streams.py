@@ -112,8 +112,11 @@ class NumericStreams:
         self.base_mean, self.base_std = more(self.base_mean, 0.0), more(self.base_std, 0.0)
         self.histogram, self.detections = more(self.histogram, 0), more(self.detections, 0)
         self.warm[i] = None if shared else np.empty(0)
-        if reference is not None and reference.events >= self.warmup and reference.std > 0 and math.isfinite(
-            reference.mean
+        if (
+            reference is not None
+            and reference.events >= self.warmup
+            and reference.std > 0
+            and math.isfinite(reference.mean)
         ):  # a baseline profile's stream: the detectors standardise on it from the first value, not on the
             # first live ones (a Monday night's, when the profile has the whole week)
             del self.warm[i]

@@ -735,3 +735,26 @@ def test_a_fixed_categorical_change_everywhere_resolves_once_and_its_segments_do
         )
     )
     assert fired.window["start"] < fired.window["end"]
+
+
+def test_a_snapshot_from_before_resolution_times_restores_and_resolves_its_open_alert():
+    """An alert open in a snapshot of the release before ``AlertLifecycle.resolved_at``: its resolution raised
+    AttributeError out of the batch (a stranger's review)."""
+    from monitor.core import snapshot
+
+    events = _stream(10_000, 8_000, Drift("age", {}, shift=15.0), n_back=12_000)
+    engine = _engine()
+    fired = _feed(engine, events[:18_000])
+    assert [(a.status, a.key) for a in fired if a.kind == "data_drift"] == [("firing", "churn/v1/data_drift/age/all")]
+    data = snapshot.loads(snapshot.dumps(engine.snapshot()))
+
+    def drop(node: object) -> int:
+        if isinstance(node, dict):
+            found = int(node.get("$o") == "AlertLifecycle" and node.get("f", {}).pop("resolved_at", None) is not None)
+            return found + sum(drop(v) for v in node.values())
+        return sum(drop(v) for v in node) if isinstance(node, list) else 0
+
+    assert drop(data) == 1
+    twin = PartitionEngine.restore(engine.config, data, clock=lambda: T0)
+    rest = [(a.status, a.key) for a in _feed(twin, events[18_000:]) if a.kind == "data_drift"]
+    assert rest == [("resolved", "churn/v1/data_drift/age/all")]
