@@ -54,9 +54,9 @@ class FieldSchema:
     # a numeric field's most common values while learned and their shares, at most COMMON_VALUES, most common
     # first (empty: not known); the constant-value check reads how likely a window of one of them is
     common: list[tuple[float, float]] = field(default_factory=list)
-    # Learned with more distinct values than the vocabulary holds (``monitoring.max_categories``): its list is the
-    # first values that came, not the common ones, and its share outside them while learned is no base rate (the
-    # list filled while it was counted). Values outside it are routine for such a field (ids, merchants): no
+    # Learned with a long tail beyond the vocabulary (``monitoring.max_categories``; OPEN_ENDED_SHARE of its values
+    # or more): its list is the first values that came, not the common ones, and its share outside them while
+    # learned is no base rate (the list filled while it was counted). Values outside it are routine for such a field (ids, merchants): no
     # unseen-category check; its mix is still tested for drift, where a new value shows in the overflow's share.
     open_ended: bool = False
 
@@ -346,6 +346,10 @@ def numeric_top_share(common: list[tuple[float, float]], minimum: float, maximum
     return common[0][1] if common else (0.0 if minimum < maximum else 1.0)
 
 
+# A categorical field learned with at least this share of its values beyond the vocabulary is open-ended
+# (FieldSchema.open_ended): a long tail. Below it (one rare value past the 20th), its share outside the list is a
+# fair base rate and the unseen-category check stays.
+OPEN_ENDED_SHARE = 0.05
 # Windows a new field's share may keep moving before it is adopted all the same (a field sent now and then)
 ADOPT_AFTER_WINDOWS = 5
 
@@ -623,7 +627,7 @@ class SchemaWatch:
             top_share=top,
             common=common,
             unseen_rate=c.other / m if kind == "categorical" else 0.0,
-            open_ended=kind == "categorical" and c.other > 0,
+            open_ended=kind == "categorical" and c.other >= OPEN_ENDED_SHARE * m,
         )
 
     # ------------------------------------------------------------- checks
@@ -704,6 +708,9 @@ class SchemaWatch:
         missing = {  # fields of the schema missing from this window (as its missing-field check counts them)
             name for name, f in self.schema.items() if self._missing(self.counts.get(name), f, n)
         }
+        adopted = self.__dict__.get("adopted", {})  # (absent from an older release's snapshot)
+        for name in [a for a, replaced in adopted.items() if a not in missing and not missing.intersection(replaced)]:
+            del adopted[name]  # it and the fields it came in place of are here together: no rename
         for name in [a for a in announced if a not in self.counts]:  # reported new, then gone before adopted
             out.append(self._new_field(name, 0.0, end_time))  # its alert clears, window by window
             announced[name] = (0.0, announced[name][1] + 1)  # back later: adopted from whole windows again

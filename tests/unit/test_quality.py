@@ -407,3 +407,37 @@ def test_a_rename_reverted_resolves_and_the_renamed_field_going_again_pages_noth
     fired = [(k, d) for s, k, d in alerts if s == "firing"]
     assert fired == [("m/unknown/schema/amount/all", "missing_field"), ("m/unknown/schema/amount_usd/all", "new_field")]
     assert sorted((k, d) for s, k, d in alerts if s == "resolved") == sorted(fired)
+
+
+def test_a_field_rolled_out_during_another_fields_outage_still_pages_when_dropped() -> None:
+    """Adopted while basket was missing, then sent beside it for 8,000 events: not a rename, so its drop later is
+    a missing field as any (it paged nothing once the rename rule held it; a stranger's review)."""
+    rng = np.random.default_rng(6)
+    events = []
+    for i in range(20_000):
+        features = {"amount": float(rng.lognormal(3.0, 1.0))}
+        if not 3_000 <= i < 6_000:
+            features["basket"] = float(rng.normal(50, 10))
+        if 3_000 <= i < 14_000:
+            features["score2"] = float(rng.normal(0, 1))
+        events.append({"prediction_id": f"p{i}", "model": "m", "timestamp": T0 + i, "features": features,
+                       "prediction": 0.5})  # fmt: skip
+    alerts = [(n, a.status, a.key, a.detector) for n, a in _feed(_engine(), events) if a.kind == "schema"]
+    dropped = [(n, s) for n, s, k, d in alerts if k == "m/unknown/schema/score2/all" and d == "missing_field"]
+    assert dropped and dropped[0][1] == "firing" and 14_000 < dropped[0][0] <= 14_600
+
+
+def test_a_closed_field_with_one_rare_value_past_the_vocabulary_keeps_its_unseen_category_check() -> None:
+    """20 common values and one at 0.2% (past the 20 kept): not a long tail, so a new value taking 30% of the rows
+    is still an unseen category (it was a drift warning alone once any value overflowed; a stranger's review)."""
+    rng = np.random.default_rng(2)
+    values = [f"v{i}" for i in range(20)]
+    events = []
+    for i in range(30_000):
+        value = "rare" if rng.random() < 0.002 else values[int(rng.integers(0, 20))]
+        if i >= 20_000 and rng.random() < 0.3:
+            value = "brand-new"
+        events.append({"prediction_id": f"p{i}", "model": "m", "timestamp": T0 + i / 10,
+                       "features": {"cat": value}, "prediction": 0.5})  # fmt: skip
+    fired = [(n, a.detector) for n, a in _feed(_engine(), events) if a.status == "firing" and a.kind == "data_quality"]
+    assert fired and fired[0][1] == "unseen_category" and 20_000 < fired[0][0] <= 20_600
