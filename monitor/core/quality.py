@@ -56,8 +56,9 @@ class FieldSchema:
     common: list[tuple[float, float]] = field(default_factory=list)
     # Learned with a long tail beyond the vocabulary (``monitoring.max_categories``; OPEN_ENDED_SHARE of its values
     # or more): its list is the first values that came, not the common ones, and its share outside them while
-    # learned is no base rate (the list filled while it was counted). Values outside it are routine for such a field (ids, merchants): no
-    # unseen-category check; its mix is still tested for drift, where a new value shows in the overflow's share.
+    # learned is no base rate (the list filled while it was counted). Values outside it are routine for such a
+    # field (ids, merchants): no unseen-category check; its mix is still tested for drift, where a new value shows
+    # in the overflow's share.
     open_ended: bool = False
 
     @property
