@@ -236,8 +236,13 @@ class FairnessTracker:
                 # the reference moves only to a group whose selection rate is significantly higher: with rates
                 # alike it flipped with the window's noise, each flip mirroring every gap (M against F, then F
                 # against M) and leaving the new reference's own alerts unjudged, open for good
+                # It moves only when the held group is itself disadvantaged beyond the limit (the lower end of
+                # the difference's interval above ``max_difference``): "significantly higher" alone is found by
+                # chance sooner or later over a long run, and a group that had just recovered, its labelled
+                # window still holding the bias, became the reference and paged every other group
                 (x1, n1), (x2, n2) = (candidates[g].counts(True)["selection_rate"] for g in (best, held))
-                if min(n1, n2) == 0 or newcombe(x1, n1, x2, n2, self.config.confidence)[1] <= 0:
+                limit = self.config.max_difference
+                if min(n1, n2) == 0 or newcombe(x1, n1, x2, n2, self.config.confidence)[1] <= limit:
                     return held
             return best
         return max(sorted(candidates), key=lambda grp: candidates[grp].selected.size)
@@ -318,6 +323,10 @@ class FairnessTracker:
                    (x1 / n1, x2 / n2), None, fire=fire, clear=not fire)  # fmt: skip
 
     def judgements(self, model: str, version: str, alerts: AlertConfig, now: float) -> list[Judgement]:
+        """A gap fires when its whole interval is beyond the limit, and clears once the gap itself is back
+        within ``alerts.resolve_ratio`` of the limit (a ratio: of its distance from 1, on the log scale), as every
+        other alert: cleared as soon as the interval touched the limit, an alert flapped (fired, resolved, fired
+        again) while the gap held and widened."""
         out = []
         gaps = self.gaps()
         references = {gap.attribute: gap.reference for gap in gaps}
@@ -330,6 +339,10 @@ class FairnessTracker:
             if gap.gap != gap.gap:
                 continue
             segment = dict(zip(gap.attribute.split(" x "), gap.group.split(","), strict=False))
+            if gap.metric == "disparate_impact":
+                clear = gap.gap > 0 and abs(math.log(gap.gap)) <= alerts.resolve_ratio * abs(math.log(gap.threshold))
+            else:
+                clear = abs(gap.gap) <= alerts.resolve_ratio * gap.threshold
             ev = DriftEvidence(
                 detected=gap.fire,
                 effect=abs(gap.gap) if gap.metric != "disparate_impact" else gap.gap,
@@ -363,7 +376,7 @@ class FairnessTracker:
                     threshold=gap.threshold,
                     critical=2 * gap.threshold if gap.metric != "disparate_impact" else math.inf,
                     fire=gap.fire,
-                    clear=gap.clear,
+                    clear=clear and not gap.fire,
                     shift=abs(math.log(gap.gap)) if gap.metric == "disparate_impact" and gap.gap > 0 else abs(gap.gap),
                     statistic=gap.gap,
                     extra={"low": gap.low, "high": gap.high, "reference": gap.reference, "attribute": gap.attribute},
