@@ -561,7 +561,7 @@ class Alerting:
         page even when both buckets alert (a segment's local change found after all traffic's diluted alert, a
         change everywhere that one segment showed first). Not two segments of one attribute: those change
         independently. All traffic's alert first, then the earliest opened."""
-        if j.kind not in LOCAL_KINDS:
+        if j.kind not in (*LOCAL_KINDS, "business"):
             return None
         own = segment_label(j.segment)
         scope = j.key[: len(j.key) - len(own)]  # model/version/kind/subject/

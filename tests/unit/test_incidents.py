@@ -95,14 +95,16 @@ def test_alert_events_carry_the_incident_id_in_the_schema():
     jsonschema.validate(event["incident_id"], schema["properties"]["incident_id"])
 
 
-def _judgement(segment: dict[str, str], shift: float, now: float, *, fire: bool = True) -> Any:
+def _judgement(
+    segment: dict[str, str], shift: float, now: float, *, fire: bool = True, kind: str = "concept_drift"
+) -> Any:
     from monitor.core.drift import DriftEvidence
     from monitor.core.rules import Judgement, alert_key
 
     ev = DriftEvidence(fire, shift, 500, "adwin", int(now), now, 1e-9 if fire else 0.5, {}, {})
     bucket = next(iter(segment.items())) if segment else ("", "")
-    key = alert_key("m", "concept_drift", "accuracy", segment, "v1")
-    return Judgement(bucket, "error", ev, now, key, "concept_drift", "accuracy", segment, 0.05, 0.2,
+    key = alert_key("m", kind, "accuracy", segment, "v1")
+    return Judgement(bucket, "error", ev, now, key, kind, "accuracy", segment, 0.05, 0.2,
                      fire=fire, clear=not fire, shift=shift)  # fmt: skip
 
 
@@ -136,3 +138,15 @@ def test_a_change_everywhere_first_alerted_in_one_segment_is_one_incident_with_a
     first = desk.decide([_judgement({"device": "tablet"}, 0.5, 100.0)])
     whole = desk.decide([_judgement({}, 0.5, 120.0)])
     assert whole[0][1].incident_id == first[0][1].incident_id
+
+
+def test_a_business_outcome_falling_everywhere_is_one_incident_across_its_segments_and_all_traffic():
+    """Conversion halved everywhere: four segments of two attributes alerted before all traffic did, each as an
+    incident of its own (five pages; seen from outside)."""
+    from monitor.core.alerting import Alerting, AlertLifecycle
+
+    desk = Alerting(AlertLifecycle(resolve_after_s=0.0, cooldown_s=0.0), explain_ratio=1.75)
+    order = [{"gender": "M"}, {"age": "30-44"}, {"gender": "F"}, {"age": "45-64"}, {}]
+    ids = [desk.decide([_judgement(seg, 0.1, 100.0 + k, kind="business")])[0][1].incident_id
+           for k, seg in enumerate(order)]  # fmt: skip
+    assert len(set(ids)) == 1
