@@ -116,6 +116,74 @@ class GroupStats:
         }
 
 
+# An attribute's common window holds ``fairness.window`` predictions for each of at least this many groups: a
+# group of 2% of the traffic then has about 160 in it, where a window for its own two groups gave it 80, too few
+# to compare (``min_group_size``); wider, an attribute of two groups was judged on a window that took too long
+# to show a change
+WIDE_GROUPS = 4
+
+
+class AttributeWindow:
+    """The recent predictions of one protected attribute's groups, in one window: ``per_group`` rows for each
+    group it has seen (at least ``WIDE_GROUPS``), as (group code, predicted) and, labelled, (group code,
+    predicted, label). Every group's
+    gaps are measured over the same recent period. Windows of ``per_group`` predictions of each group apart
+    covered periods as long as a group was rare (a 3% group's reached back 12 hours, a large group's 1), and a
+    change in every group (a busy hour, a new season) read as a gap between them."""
+
+    def __init__(self, per_group: int) -> None:
+        self.per_group = per_group
+        self.codes: dict[str, int] = {}
+        self.selected = Ring(per_group * WIDE_GROUPS, 2)  # (a ring holds what it has, not its capacity)
+        self.labelled = Ring(per_group * WIDE_GROUPS, 3)
+
+    def code(self, group: str) -> int:
+        """The group's code; past ``WIDE_GROUPS`` groups, a new group widens the window by ``per_group`` rows."""
+        code = self.codes.get(group)
+        if code is None:
+            code = self.codes[group] = len(self.codes)
+            capacity = self.per_group * max(len(self.codes), WIDE_GROUPS)
+            for name in ("selected", "labelled"):
+                old: Ring = getattr(self, name)
+                if old.capacity >= capacity:
+                    continue
+                wider = Ring(capacity, old.columns)
+                rows = old.rows()
+                if len(rows):
+                    wider.extend(rows)
+                setattr(self, name, wider)
+        return code
+
+    def add(self, group: str, predicted: np.ndarray, y: np.ndarray | None = None) -> None:
+        code = np.full(predicted.size, float(self.code(group)))
+        if y is None:
+            self.selected.extend(np.column_stack([code, predicted]))
+        else:
+            self.labelled.extend(np.column_stack([code, predicted, y]))
+
+    def counts(self) -> dict[str, dict[str, tuple[float, float]]]:
+        """Each group's (successes, trials) behind each rate, over the window."""
+        k = len(self.codes)
+        sel, lab = self.selected.rows(), self.labelled.rows()
+        code = sel[:, 0].astype(np.int64)
+        n = np.bincount(code, minlength=k)
+        pos = np.bincount(code, weights=sel[:, 1], minlength=k)
+        code = lab[:, 0].astype(np.int64)
+        pred, y = lab[:, 1] == 1, lab[:, 2] == 1
+        tp, fp = (np.bincount(code, weights=(pred & t) * 1.0, minlength=k) for t in (y, ~y))
+        fn, tn = (np.bincount(code, weights=(~pred & t) * 1.0, minlength=k) for t in (y, ~y))
+        out = {}
+        for group, c in self.codes.items():
+            out[group] = {
+                "selection_rate": (float(pos[c]), float(n[c])),
+                "tpr": (float(tp[c]), float(tp[c] + fn[c])),
+                "fpr": (float(fp[c]), float(fp[c] + tn[c])),
+                "precision": (float(tp[c]), float(tp[c] + fp[c])),
+                "accuracy": (float(tp[c] + tn[c]), float(tp[c] + fp[c] + fn[c] + tn[c])),
+            }
+        return out
+
+
 @dataclass(frozen=True)
 class Gap:
     """One group's gap to the reference group on one fairness metric."""
@@ -154,6 +222,23 @@ class FairnessTracker:
         self.groups: dict[tuple[str, str], GroupStats] = {}
         self.capped = 0
         self.chosen: dict[str, str] = {}  # per attribute: the reference group the last judgements used
+        self.windows: dict[str, AttributeWindow] = {}  # per attribute: its groups' recent predictions together
+
+    def _windows(self) -> dict[str, AttributeWindow]:
+        """``windows`` (empty in a snapshot of an earlier release: gaps are measured on each group's own window
+        until one is filled)."""
+        return self.__dict__.setdefault("windows", {})
+
+    def _window_counts(self, attribute: str) -> dict[str, dict[str, tuple[float, float]]]:
+        """The attribute's groups' counts over one common recent period (:class:`AttributeWindow`), or each
+        group's own window for groups it does not have."""
+        window = self._windows().get(attribute)
+        common = window.counts() if window is not None else {}
+        return {
+            grp: common[grp] if grp in common else g.counts(True)
+            for (attr, grp), g in self.groups.items()
+            if attr == attribute
+        }
 
     def _group_keys(self, segments: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
         values = dict(segments)
@@ -191,6 +276,7 @@ class FairnessTracker:
             g.selected.extend(p[:, None])
             g.n += p.size
             g.positives += int(p.sum())
+            self._window(key[0]).add(key[1], p)
 
     def learn(self, segments: Sequence[tuple[tuple[str, str], ...]], predicted: np.ndarray, y: np.ndarray) -> None:
         """Joined labels: the label-based rates."""
@@ -203,8 +289,16 @@ class FairnessTracker:
             ok = ~np.isnan(p) & ~np.isnan(t)
             p, t = p[ok], t[ok]
             g.labelled.extend(np.column_stack([p, t]))
+            self._window(key[0]).add(key[1], p, t)
             pred, pos = p == 1, t == 1
             g.confusion += [np.sum(pred & pos), np.sum(pred & ~pos), np.sum(~pred & pos), np.sum(~pred & ~pos)]
+
+    def _window(self, attribute: str) -> AttributeWindow:
+        windows = self._windows()
+        window = windows.get(attribute)
+        if window is None:
+            window = windows[attribute] = AttributeWindow(self.config.window)
+        return window
 
     def rates(self, key: tuple[str, str], window: bool = True) -> dict[str, tuple[float, float, float, int]]:
         """Each rate of a group as (value, low, high, trials); NaN value when there are no trials."""
@@ -217,17 +311,17 @@ class FairnessTracker:
 
     def reference(self, attribute: str) -> str | None:
         configured = self.config.reference_groups.get(attribute)
-        candidates = {grp: g for (attr, grp), g in self.groups.items() if attr == attribute}
+        counts = self._window_counts(attribute)
         if configured is not None:
-            return configured if configured in candidates else None
+            return configured if configured in counts else None
         # only groups large enough to compare can be the reference: a tiny group must not switch gaps off
-        candidates = {grp: g for grp, g in candidates.items() if g.selected.size >= self.config.min_group_size}
+        candidates = {grp: c for grp, c in counts.items() if c["selection_rate"][1] >= self.config.min_group_size}
         if not candidates:
             return None
         if self.config.reference == "best":
 
             def rate(grp: str) -> float:
-                x, n = candidates[grp].counts(True)["selection_rate"]
+                x, n = candidates[grp]["selection_rate"]
                 return x / n if n else -1.0
 
             best = max(sorted(candidates), key=rate)
@@ -240,12 +334,12 @@ class FairnessTracker:
                 # the difference's interval above ``max_difference``): "significantly higher" alone is found by
                 # chance sooner or later over a long run, and a group that had just recovered, its labelled
                 # window still holding the bias, became the reference and paged every other group
-                (x1, n1), (x2, n2) = (candidates[g].counts(True)["selection_rate"] for g in (best, held))
+                (x1, n1), (x2, n2) = (candidates[g]["selection_rate"] for g in (best, held))
                 limit = self.config.max_difference
                 if min(n1, n2) == 0 or newcombe(x1, n1, x2, n2, self.config.confidence)[1] <= limit:
                     return held
             return best
-        return max(sorted(candidates), key=lambda grp: candidates[grp].selected.size)
+        return max(sorted(candidates), key=lambda grp: candidates[grp]["selection_rate"][1])
 
     def gaps(self) -> list[Gap]:
         """Every non-reference group's gaps, with intervals and fire / clear conditions."""
@@ -254,11 +348,12 @@ class FairnessTracker:
             ref = self.reference(attribute)
             if ref is None:
                 continue
-            ref_counts = self.groups[attribute, ref].counts(True)
-            for (attr, grp), g in sorted(self.groups.items()):
+            common = self._window_counts(attribute)
+            ref_counts = common[ref]
+            for (attr, grp), _g in sorted(self.groups.items()):
                 if attr != attribute or grp == ref:
                     continue
-                counts = g.counts(True)
+                counts = common[grp]
                 for metric, rates in GAPS.items():
                     out.append(self._gap(attribute, grp, ref, metric, rates, counts, ref_counts))
                 out.append(self._ratio(attribute, grp, ref, counts, ref_counts))
@@ -437,4 +532,13 @@ def merged(trackers: Sequence[FairnessTracker]) -> FairnessTracker | None:
             if len(rows):
                 g.labelled.extend(rows)
         out.groups[key] = g
+    for t in trackers:  # the attributes' common windows: each partition's rows, its codes read by group
+        for attribute, window in t._windows().items():
+            names = {c: grp for grp, c in window.codes.items()}
+            into = out._window(attribute)
+            for ring, labelled in ((window.selected, False), (window.labelled, True)):
+                rows = ring.rows()
+                for c in np.unique(rows[:, 0]).astype(np.int64).tolist() if len(rows) else []:
+                    mine = rows[rows[:, 0] == c]
+                    into.add(names[c], mine[:, 1], mine[:, 2] if labelled else None)
     return out

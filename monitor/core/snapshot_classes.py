@@ -14,7 +14,7 @@ from monitor.core.decisions import RetrainState
 from monitor.core.detectors import ChunkedADWIN, PageHinkley, WindowedChiSquare, WindowTest
 from monitor.core.drift import CategoricalDriftTracker, DriftEvidence, NumericDriftTracker
 from monitor.core.event_clock import VersionActivity
-from monitor.core.fairness import FairnessTracker, GroupStats
+from monitor.core.fairness import AttributeWindow, FairnessTracker, GroupStats
 from monitor.core.join import LabelJoiner, PendingLabel, PendingPrediction
 from monitor.core.local_change import WindowBreakdown
 from monitor.core.metrics import PerformanceWindow, Ring
@@ -72,6 +72,7 @@ def register_snapshot_classes() -> None:
         ModelState,
         FairnessTracker,
         GroupStats,
+        AttributeWindow,
         AlertLifecycle,
         Incident,
         Incidents,

@@ -245,3 +245,37 @@ def test_the_best_reference_moves_only_to_a_group_that_leaves_the_held_one_beyon
     t = _tracker({"a": 0.40, "b": 0.55}, reference="best")
     t.chosen = {"g": "a"}
     assert t.reference("g") == "b"
+
+
+def test_a_change_in_every_group_alike_is_no_gap_however_rare_a_group_is():
+    """Every group's selection rate falls from 35% to 15% at once. Each group's own window of ``window``
+    predictions covered a period as long as the group was rare (a 3% group's 33 times a 97% group's), so the
+    rare group still read 35% while the common one read 15%: 23 false fairness alerts in one run (seen from
+    outside). The groups of an attribute share one window over the same recent period."""
+    from monitor.core.settings import AlertConfig, FairnessConfig
+
+    t = FairnessTracker(FairnessConfig(attributes=["g"]), threshold=0.5)
+    rng = np.random.default_rng(1)
+    fired = []
+    for step in range(100):
+        groups = np.where(rng.random(1000) < 0.03, "rare", "common")
+        rate = 0.35 if step < 60 else 0.15
+        t.observe([(("g", str(g)),) for g in groups], (rng.random(1000) < rate) * 1.0)
+        fired += [j.key for j in t.judgements("m", "v", AlertConfig(), float(step)) if j.fire]
+    assert fired == []
+    rare = t._window_counts("g")["rare"]["selection_rate"]
+    assert 150 <= rare[1] <= 400 and abs(rare[0] / rare[1] - 0.15) < 0.05  # the same recent period as "common"
+
+
+def test_a_rare_groups_real_gap_is_still_found_in_the_common_window():
+    from monitor.core.settings import AlertConfig, FairnessConfig
+
+    t = FairnessTracker(FairnessConfig(attributes=["g"]), threshold=0.5)
+    rng = np.random.default_rng(2)
+    fired: list[tuple[int, str]] = []
+    for step in range(60):
+        groups = np.where(rng.random(1000) < 0.03, "rare", "common")
+        rates = np.where(groups == "rare", 0.15 if step >= 30 else 0.35, 0.35)
+        t.observe([(("g", str(g)),) for g in groups], (rng.random(1000) < rates) * 1.0)
+        fired += [(step, j.key) for j in t.judgements("m", "v", AlertConfig(), float(step)) if j.fire]
+    assert fired and fired[0][1].endswith("/g=rare") and 30 <= fired[0][0] <= 45
