@@ -5,9 +5,11 @@ scores is biased. Labelled predictions give, per fine score bin, the observed ra
 isotonic regression over the bins (weighted by their counts) turns those rates into a calibration map that
 rises with the score, as CBPE's does. Each bin also holds ``PRIOR`` pseudo-observations at its own score: an
 empty bin between labelled ones takes their value (isotonic regression pools it with them), one beyond every
-label keeps its raw score. The prior is a tenth of a label: two a bin held sparse bins near their raw scores,
+label keeps its raw score. The prior is a quarter of a label: two a bin held sparse bins near their raw scores,
 and a few hundred labels estimated an under-confident model's accuracy 3-13 points low where a plain isotonic
-fit was within one or two (tests/unit/test_calibration.py).
+fit was within one or two; a tenth of one let a calibrated model's fit on 100 labels stray most (root mean
+square error over 30 seeds, calibrated / under-confident / over-confident, 100 labels: 0.020 / 0.129 / 0.046
+at 2, 0.043 / 0.034 / 0.052 at a quarter, 0.049 / 0.022 / 0.054 at a tenth; tests/unit/test_calibration.py).
 
 The first ``reference`` labels fit the map before it is judged. After that every labelled batch is first
 scored by the map (data it has not seen: that measures its calibration error, which says whether the
@@ -23,7 +25,7 @@ import numpy as np
 from scipy.optimize import isotonic_regression
 
 BINS = 100
-PRIOR = 0.1  # pseudo-observations at the bin's own score: an empty bin takes its neighbours' value, or its own
+PRIOR = 0.25  # pseudo-observations at the bin's own score: an empty bin takes its neighbours' value, or its own
 ERROR_BINS = 10  # the calibration error is judged on coarse bins, where a few thousand labels are not noise
 
 

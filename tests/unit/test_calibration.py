@@ -10,13 +10,16 @@ from monitor.core.calibration import ScoreCalibration
 
 def _model(rng: np.random.Generator, n: int, steepness: float) -> tuple[np.ndarray, np.ndarray]:
     """Scores and each one's true chance of the positive class: ``steepness`` above 1 is an under-confident
-    model (its 0.7 is right far more often than 70% of the time), below 1 an over-confident one."""
+    model (its 0.7 is right far more often than 70% of the time), below 1 an over-confident one, 0 a calibrated
+    one."""
     s = rng.beta(2.0, 2.0, n)
+    if steepness == 0:  # calibrated: each score is its chance
+        return s, s
     return s, 1.0 / (1.0 + np.exp(-steepness * 8.0 * (s - 0.5)))
 
 
 @pytest.mark.parametrize(("labels", "bias", "rmse"), [(100, 0.04, 0.06), (300, 0.025, 0.035), (1000, 0.01, 0.02)])
-@pytest.mark.parametrize("steepness", [2.5, 1.0, 0.4])
+@pytest.mark.parametrize("steepness", [2.5, 1.0, 0.4, 0])
 def test_a_few_hundred_labels_estimate_accuracy_without_bias(labels: int, bias: float, rmse: float, steepness: float):
     """Two pseudo-labels a bin at the raw score held sparse bins near it: with a few hundred labels, an
     under-confident model's estimate read 3-13 points low (seen from outside with 5% of a logistic regression's
