@@ -46,6 +46,10 @@ LOCAL_KINDS = (*DRIFT_KINDS, "concept_drift")
 # A local change moves all traffic's mean by the segment's share of its own shift; this much more (sampling
 # noise, a change point placed apart) still reads as that change diluted.
 DILUTION_SLACK = 2.0
+# An alert joins another bucket's open incident of the same kind and subject (Alerting._same_change) only while
+# that alert began less than this long ago (or alerts.incident_window_s, if longer): labels come hours late, so
+# one change can reach all traffic's test hours after a segment's, but not weeks
+JOIN_WITHIN_S = 86400.0
 RECOMMENDATIONS = {"concept_drift": "retrain", "retrain_recommended": "retrain", "rollback_recommended": "rollback"}
 
 
@@ -310,7 +314,9 @@ class Incidents:
         and an incident is as severe as its most severe open alert. ``join``: an alert key whose open incident a
         firing alert joins instead of its facet's (one change seen in another bucket)."""
         name = f"{scope}/{facet}"
-        if join is not None and status == "firing":
+        own = self.open.get(name)
+        if join is not None and status == "firing" and (own is None or not own["keys"]):
+            # (an open incident of its own facet keeps it: a feature's quality finding and its drift stay one)
             joined = self._named(self.by_key.get(join))
             name = joined if joined is not None else name
         inc = self.open.get(name)
@@ -570,6 +576,8 @@ class Alerting:
         for key, incident in self.lifecycle.open.items():
             label = key[len(scope) :]
             if key == j.key or not key.startswith(scope) or "/" in label:
+                continue
+            if j.now - incident.started_at > max(self.incident_window_s, JOIN_WITHIN_S):  # a later change is another
                 continue
             other = parse_key(f"k/s/{label}")[2]
             if set(other) == attributes:  # itself (all traffic), or a segment of the same attribute

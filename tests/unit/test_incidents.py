@@ -150,3 +150,19 @@ def test_a_business_outcome_falling_everywhere_is_one_incident_across_its_segmen
     ids = [desk.decide([_judgement(seg, 0.1, 100.0 + k, kind="business")])[0][1].incident_id
            for k, seg in enumerate(order)]  # fmt: skip
     assert len(set(ids)) == 1
+
+
+def test_an_alert_joins_neither_an_incident_opened_long_before_nor_another_when_its_own_facet_has_one():
+    """A stranger's review: all traffic's alert 30 days after a lasting segment change joined that month-old
+    incident; and a feature's drift joined a segment's incident away from its own quality finding's."""
+    from monitor.core.alerting import Alerting, AlertLifecycle
+
+    desk = Alerting(AlertLifecycle(resolve_after_s=0.0, cooldown_s=0.0), explain_ratio=1.75)
+    segment = desk.decide([_judgement({"region": "B"}, 0.1, 0.0)])[0][1].incident_id
+    month = desk.decide([_judgement({}, 0.1, 30 * 86400.0)])[0][1].incident_id
+    assert month != segment
+    inc = desk.incidents
+    own = inc.assign("m/v1", "accuracy", "m/v1/data_quality/accuracy/all", "firing", 100.0, 3600.0)
+    joined = inc.assign("m/v1", "accuracy", "m/v1/concept_drift/accuracy/all", "firing", 110.0, 3600.0,
+                        join="m/v1/concept_drift/accuracy/region=B")  # fmt: skip
+    assert joined == own
