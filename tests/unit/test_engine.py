@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -726,15 +727,12 @@ def test_a_fixed_categorical_change_everywhere_resolves_once_and_its_segments_do
     )  # fmt: skip
     drift = [(a.status, a.key) for a in _feed(engine, events) if a.kind == "data_drift"]
     assert drift == [("firing", "m/v1/data_drift/device/all"), ("resolved", "m/v1/data_drift/device/all")]
-    # the alert's window is the tested window's: it starts a window's length of events before it ends
-    fired = next(
-        a
-        for a in _feed(
-            PartitionEngine(load_config(environ={}, overrides={"quality": {"enabled": False}}), clock=lambda: T0),
-            events[:20_000],
-        )
-    )
-    assert fired.window["start"] < fired.window["end"]
+    # the alert's window starts at the first event of the tested window: windows of 1,000 values after a
+    # warm-up of 1,000, one event every 10 ms, so at a whole multiple of 10 s (it started at the window's last)
+    config = load_config(environ={}, overrides={"quality": {"enabled": False}})
+    fired = next(a for a in _feed(PartitionEngine(config, clock=lambda: T0), events[:20_000]))
+    start = datetime.fromisoformat(fired.window["start"].replace("Z", "+00:00")).timestamp() - T0
+    assert start >= 10.0 and abs(start / 10.0 - round(start / 10.0)) < 1e-4, start
 
 
 def test_a_snapshot_from_before_resolution_times_restores_and_resolves_its_open_alert():
