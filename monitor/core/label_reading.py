@@ -34,42 +34,21 @@ def binary_label(label: Any, positive: str = "1") -> float | None:
     return None
 
 
-def binary_score(
-    prediction: Any, scores: dict[str, float] | None, positive: str = "1", threshold: float = 0.5
-) -> float | None:
+def binary_score(prediction: Any, scores: dict[str, float] | None, positive: str = "1") -> float | None:
     """The positive-class probability: ``scores[positive]``, else a score in [0, 1], or a hard class as 0 / 1.
     A hard class sent with its probabilities (scikit-learn's ``predict`` beside ``predict_proba``) is read by
-    them: as 0 / 1 it would leave the estimate, calibration, log loss and ROC AUC nothing to measure. Where the
-    class disagrees with its score against ``threshold`` (the model decides at another one), the class the model
-    sent is what it predicted: it is read as 0 / 1, so its metrics count the classes sent.
+    them: as 0 / 1 it would leave the estimate, calibration, log loss and ROC AUC nothing to measure.
 
     >>> binary_score(1, {"0": 0.3, "1": 0.7}), binary_score(True, {"false": 0.1, "true": 0.9}), binary_score(0.8, None)
     (0.7, 0.9, 0.8)
-    >>> binary_score(1, {"0": 0.6, "1": 0.4})  # decided at a threshold below 0.4
-    1.0
     """
     if scores:
         for key in (positive, "1", "true"):
             if key in scores:
-                score = float(scores[key])
-                sent = _hard_class(prediction, positive)
-                if sent is not None and (score >= threshold) != (sent == 1.0):
-                    return sent
-                return score
+                return float(scores[key])
     if isinstance(prediction, bool):
         return 1.0 if prediction else 0.0
     if isinstance(prediction, int | float) and 0.0 <= prediction <= 1.0:
-        return float(prediction)
-    if isinstance(prediction, str):
-        return binary_label(prediction, positive)
-    return None
-
-
-def _hard_class(prediction: Any, positive: str) -> float | None:
-    """A prediction that is a class (a bool, the integer 0 or 1, a class name), as 0 / 1; None for a score."""
-    if isinstance(prediction, bool):
-        return 1.0 if prediction else 0.0
-    if isinstance(prediction, int) and prediction in (0, 1):
         return float(prediction)
     if isinstance(prediction, str):
         return binary_label(prediction, positive)

@@ -270,8 +270,7 @@ class ModelMonitor:
         positive = self.config.performance.positive_label
         preds = take(batch.prediction, rows)
         scores_col = take(batch.scores, rows)
-        perf_cfg = self.config.performance
-        scores, sure = kept_scores(preds, scores_col, positive, perf_cfg.task, perf_cfg.threshold)
+        scores, sure = kept_scores(preds, scores_col, positive, self.config.performance.task)
         perf = self.setup.performance(state)
         latency = batch.latency_ms if rows is None else batch.latency_ms[rows]
         touched = perf.observe_predictions(buckets, scores, latency, times, rng, confidences=sure)

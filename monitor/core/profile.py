@@ -405,21 +405,19 @@ def concat_rows(parts: Sequence[PredictionBatch]) -> PredictionBatch:
     )
 
 
-def positive_scores(
-    preds: Sequence[Any], scores: Sequence[dict[str, float] | None], positive: str, threshold: float = 0.5
-) -> np.ndarray:
+def positive_scores(preds: Sequence[Any], scores: Sequence[dict[str, float] | None], positive: str) -> np.ndarray:
     """Positive-class scores of a column of predictions (NaN where there is none): read from ``scores`` where a
     row has them (:func:`~monitor.core.label_reading.binary_score`)."""
     if not any(scores) and _NUMERIC_TYPES.issuperset(map(type, preds)):
         arr = np.array(preds, dtype=np.float64)
         arr[(arr < 0) | (arr > 1)] = np.nan
         return arr
-    out = [binary_score(p, sc, positive, threshold) for p, sc in zip(preds, scores, strict=True)]
+    out = [binary_score(p, sc, positive) for p, sc in zip(preds, scores, strict=True)]
     return np.array([math.nan if v is None else v for v in out], dtype=np.float64)
 
 
 def kept_scores(
-    preds: Sequence[Any], scores: Sequence[dict[str, float] | None], positive: str, task: str, threshold: float = 0.5
+    preds: Sequence[Any], scores: Sequence[dict[str, float] | None], positive: str, task: str
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """What the label join keeps of each prediction's scores, and the label-free estimate reads: the
     positive-class probability (:func:`positive_scores`, a binary model's), and each prediction's confidence
@@ -428,7 +426,7 @@ def kept_scores(
     Which one a model's estimate reads is decided where its task is known
     (:meth:`~monitor.core.performance.ModelPerformance.observe_predictions`)."""
     confident = confidences(preds, scores) if task in ("auto", "multiclass") else None
-    return positive_scores(preds, scores, positive, threshold), confident
+    return positive_scores(preds, scores, positive), confident
 
 
 def join_segment_caps(max_attributes: int, max_values: int) -> tuple[int, int]:
@@ -690,7 +688,7 @@ class ProfileStage:
                                                                                        mon.max_segment_values),
         )  # fmt: skip
         perf = self.config.performance
-        scores, sure = kept_scores(part.prediction, part.scores, perf.positive_label, perf.task, perf.threshold)
+        scores, sure = kept_scores(part.prediction, part.scores, perf.positive_label, perf.task)
         if self.observer is not None:
             self.observer.predictions(model, version, part.index, part.prediction_id, scores, part.event_time, sure)
         joined = self.joiner.add_predictions(
