@@ -225,20 +225,26 @@ class FairnessTracker:
         self.windows: dict[str, AttributeWindow] = {}  # per attribute: its groups' recent predictions together
 
     def _windows(self) -> dict[str, AttributeWindow]:
-        """``windows`` (empty in a snapshot of an earlier release: gaps are measured on each group's own window
-        until one is filled)."""
+        """``windows`` (empty in a snapshot of an earlier release: a rate is measured on each group's own window
+        until the common one has enough of it, :meth:`_window_counts`)."""
         return self.__dict__.setdefault("windows", {})
 
     def _window_counts(self, attribute: str) -> dict[str, dict[str, tuple[float, float]]]:
-        """The attribute's groups' counts over one common recent period (:class:`AttributeWindow`), or each
-        group's own window for groups it does not have."""
+        """The attribute's groups' counts behind each rate: over the common recent period
+        (:class:`AttributeWindow`) where the group has ``min_group_size`` trials of the rate there, else over its
+        own last ``fairness.window`` predictions (a group of under about 1% of the traffic, or a rate of few
+        trials such as a true positive rate with few positive labels: the common window holds too few of them
+        to compare, and the group's own window, longer, finds its gap)."""
         window = self._windows().get(attribute)
         common = window.counts() if window is not None else {}
-        return {
-            grp: common[grp] if grp in common else g.counts(True)
-            for (attr, grp), g in self.groups.items()
-            if attr == attribute
-        }
+        need = self.config.min_group_size
+        out: dict[str, dict[str, tuple[float, float]]] = {}
+        for (attr, grp), g in self.groups.items():
+            if attr != attribute:
+                continue
+            own, shared = g.counts(True), common.get(grp)
+            out[grp] = own if shared is None else {r: shared[r] if shared[r][1] >= need else own[r] for r in own}
+        return out
 
     def _group_keys(self, segments: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
         values = dict(segments)
@@ -535,7 +541,9 @@ def merged(trackers: Sequence[FairnessTracker]) -> FairnessTracker | None:
     for t in trackers:  # the attributes' common windows: each partition's rows, its codes read by group
         for attribute, window in t._windows().items():
             names = {c: grp for grp, c in window.codes.items()}
-            into = out._window(attribute)
+            into = out._windows().get(attribute)
+            if into is None:  # as wide as the partitions' together, so no partition's rows push out another's
+                into = out._windows()[attribute] = AttributeWindow(t.config.window * len(trackers))
             for ring, labelled in ((window.selected, False), (window.labelled, True)):
                 rows = ring.rows()
                 for c in np.unique(rows[:, 0]).astype(np.int64).tolist() if len(rows) else []:

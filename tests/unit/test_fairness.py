@@ -279,3 +279,19 @@ def test_a_rare_groups_real_gap_is_still_found_in_the_common_window():
         t.observe([(("g", str(g)),) for g in groups], (rng.random(1000) < rates) * 1.0)
         fired += [(step, j.key) for j in t.judgements("m", "v", AlertConfig(), float(step)) if j.fire]
     assert fired and fired[0][1].endswith("/g=rare") and 30 <= fired[0][0] <= 45
+
+
+def test_a_gap_of_a_group_too_rare_for_the_common_window_is_still_found_on_its_own_window():
+    """A 1% group has about 80 predictions in the common window, under min_group_size: its gap was never measured
+    (a second review). Where the common window has too few of a rate's trials, the group's own window counts."""
+    from monitor.core.settings import AlertConfig, FairnessConfig
+
+    t = FairnessTracker(FairnessConfig(attributes=["g"]), threshold=0.5)
+    rng = np.random.default_rng(3)
+    fired: list[tuple[int, str]] = []
+    for step in range(90):
+        groups = np.where(rng.random(1000) < 0.01, "rare", "common")
+        rates = np.where(groups == "rare", 0.15 if step >= 30 else 0.40, 0.40)
+        t.observe([(("g", str(g)),) for g in groups], (rng.random(1000) < rates) * 1.0)
+        fired += [(step, j.key) for j in t.judgements("m", "v", AlertConfig(), float(step)) if j.fire]
+    assert fired and fired[0][1].endswith("/g=rare") and 30 < fired[0][0] <= 80
