@@ -45,9 +45,6 @@ class _Predictions:
     time: list[float] = field(default_factory=list)
     right: list[float] = field(default_factory=list)  # 1 right, 0 wrong, NaN: no (usable) label yet
     label: list[float] = field(default_factory=list)  # the binary label, NaN: none
-    # read as a multiclass model's (its engine's estimate reads confidences): right by class name, NaN: no label
-    # or no confidence
-    right_class: list[float] = field(default_factory=list)
     right_named: list[float] = field(default_factory=list)  # right by class name, NaN: no label naming a class
     calibration: ScoreCalibration | None = None  # as it stood at the first prediction
 
@@ -103,7 +100,6 @@ class Timeline:
         preds.confidence += [math.nan] * len(ids) if confidences is None else confidences.tolist()
         preds.time += times.tolist()
         preds.right += [math.nan] * len(ids)
-        preds.right_class += [math.nan] * len(ids)
         preds.right_named += [math.nan] * len(ids)
         preds.label += [math.nan] * len(ids)
         for i, pid in enumerate(ids):
@@ -117,11 +113,8 @@ class Timeline:
             key, row = found
             preds = self.models[key]
             label, predicted = class_name(j.label), class_name(j.prediction.prediction)
-            sure = preds.confidence[row]
             if label is not None and predicted is not None:
                 preds.right_named[row] = float(label == predicted)
-                if sure == sure:  # what a confidence is calibrated on
-                    preds.right_class[row] = float(label == predicted)
             score = preds.score[row]
             y = binary_label(j.label, self.positive)
             if y is not None and score == score:
@@ -139,10 +132,15 @@ class Timeline:
             if not estimates:  # a regression, or a multiclass model without confidences: no estimate
                 score = np.full(score.size, np.nan)
             time = np.asarray(preds.time, dtype=np.float64)[order]
-            right = np.asarray(preds.right_class if reads else preds.right, dtype=np.float64)[order]
+            named = np.asarray(preds.right_named, dtype=np.float64)[order]  # right by class name
+            if reads:  # a multiclass model read by confidences: its labelled predictions that had one
+                confidence = np.asarray(preds.confidence, dtype=np.float64)[order]
+                right = np.where(np.isnan(confidence), np.nan, named)
+            else:
+                right = np.asarray(preds.right, dtype=np.float64)[order]
             label = right if reads else np.asarray(preds.label, dtype=np.float64)[order]
             if task == "multiclass" and not reads:  # right by class name, as its accuracy is measured
-                right = np.asarray(preds.right_named, dtype=np.float64)[order]
+                right = named
             elif task == "regression":  # no accuracy to realize
                 right = np.full(score.size, np.nan)
             cal, limit = self._calibration(model, version, preds, fresh=reads)

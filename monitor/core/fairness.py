@@ -107,13 +107,18 @@ class GroupStats:
         else:
             n, pos = float(self.n), float(self.positives)
             tp, fp, fn, tn = (self.confusion if self.confusion is not None else np.zeros(4)).tolist()
-        return {
-            "selection_rate": (pos, n),
-            "tpr": (tp, tp + fn),
-            "fpr": (fp, fp + tn),
-            "precision": (tp, tp + fp),
-            "accuracy": (tp + tn, tp + fp + fn + tn),
-        }
+        return rate_counts(pos, n, tp, fp, fn, tn)
+
+
+def rate_counts(pos: float, n: float, tp: float, fp: float, fn: float, tn: float) -> dict[str, tuple[float, float]]:
+    """(successes, trials) behind each rate, from the selections and the labelled confusion counts."""
+    return {
+        "selection_rate": (pos, n),
+        "tpr": (tp, tp + fn),
+        "fpr": (fp, fp + tn),
+        "precision": (tp, tp + fp),
+        "accuracy": (tp + tn, tp + fp + fn + tn),
+    }
 
 
 # An attribute's common window holds ``fairness.window`` predictions for each of at least this many groups: a
@@ -172,16 +177,7 @@ class AttributeWindow:
         pred, y = lab[:, 1] == 1, lab[:, 2] == 1
         tp, fp = (np.bincount(code, weights=(pred & t) * 1.0, minlength=k) for t in (y, ~y))
         fn, tn = (np.bincount(code, weights=(~pred & t) * 1.0, minlength=k) for t in (y, ~y))
-        out = {}
-        for group, c in self.codes.items():
-            out[group] = {
-                "selection_rate": (float(pos[c]), float(n[c])),
-                "tpr": (float(tp[c]), float(tp[c] + fn[c])),
-                "fpr": (float(fp[c]), float(fp[c] + tn[c])),
-                "precision": (float(tp[c]), float(tp[c] + fp[c])),
-                "accuracy": (float(tp[c] + tn[c]), float(tp[c] + fp[c] + fn[c] + tn[c])),
-            }
-        return out
+        return {group: rate_counts(*(float(a[c]) for a in (pos, n, tp, fp, fn, tn))) for group, c in self.codes.items()}
 
 
 @dataclass(frozen=True)
@@ -315,9 +311,10 @@ class FairnessTracker:
             out[name] = (x / n if n else math.nan, low, high, int(n))
         return out
 
-    def reference(self, attribute: str) -> str | None:
+    def reference(self, attribute: str, counts: dict[str, dict[str, tuple[float, float]]] | None = None) -> str | None:
+        """The attribute's reference group; ``counts``: its groups' :meth:`_window_counts`, if already made."""
         configured = self.config.reference_groups.get(attribute)
-        counts = self._window_counts(attribute)
+        counts = self._window_counts(attribute) if counts is None else counts
         if configured is not None:
             return configured if configured in counts else None
         # only groups large enough to compare can be the reference: a tiny group must not switch gaps off
@@ -351,10 +348,10 @@ class FairnessTracker:
         """Every non-reference group's gaps, with intervals and fire / clear conditions."""
         out: list[Gap] = []
         for attribute in sorted({attr for attr, _ in self.groups}):
-            ref = self.reference(attribute)
+            common = self._window_counts(attribute)
+            ref = self.reference(attribute, common)
             if ref is None:
                 continue
-            common = self._window_counts(attribute)
             ref_counts = common[ref]
             for (attr, grp), _g in sorted(self.groups.items()):
                 if attr != attribute or grp == ref:

@@ -683,7 +683,7 @@ class SchemaWatch:
     def _quiet(self, c: FieldCounts, f: FieldSchema, n: int | None = None) -> bool:
         """No check of this field can fire in this window (a cheap test before building the findings)."""
         n, rise = self.events if n is None else n, self.min_rate_change
-        if c.absent / n - (f.absent_rate + f.null_rate) >= rise or c.mismatch / n - f.mismatch_rate >= rise:
+        if self._missing(c, f, n) or c.mismatch / n - f.mismatch_rate >= rise:
             return False
         if (c.absent + c.null) / n - (f.absent_rate + f.null_rate) >= rise:
             return False
@@ -706,10 +706,10 @@ class SchemaWatch:
         out: list[QualityFinding] = []
         n = self.events
         announced = self.__dict__.setdefault("announced", {})  # (absent from an older release's snapshot)
-        missing = {  # fields of the schema missing from this window (as its missing-field check counts them)
-            name for name, f in self.schema.items() if self._missing(self.counts.get(name), f, n)
-        }
         adopted = self.__dict__.get("adopted", {})  # (absent from an older release's snapshot)
+        missing = {  # fields of the schema missing from this window (only the rename rule reads them)
+            name for name, f in self.schema.items() if self._missing(self.counts.get(name), f, n)
+        } if announced or adopted else set()  # fmt: skip
         for name in [a for a, replaced in adopted.items() if a not in missing and not missing.intersection(replaced)]:
             del adopted[name]  # it and the fields it came in place of are here together: no rename
         for name in [a for a in announced if a not in self.counts]:  # reported new, then gone before adopted

@@ -93,13 +93,15 @@ class SequentialStreams:
         def more(a: np.ndarray, fill: float) -> np.ndarray:
             return np.concatenate([a, np.full(extra, fill, dtype=a.dtype)])
 
+        self._z2()  # (as long as the streams so far, before they grow)
+
         self.mean, self.std = more(self.mean, math.nan), more(self.std, math.nan)
         self.ph_n, self.ph_sum = more(self.ph_n, 0.0), more(self.ph_sum, 0.0)
         self.ph_inc, self.ph_dec = more(self.ph_inc, 0.0), more(self.ph_dec, 0.0)
         self.ph_min, self.ph_max = more(self.ph_min, math.inf), more(self.ph_max, -1.0)
         self.since_n, self.since_sum = more(self.since_n, 0), more(self.since_sum, 0.0)
         self.since_z = more(self.since_z, 0.0)
-        self.since_z2 = np.concatenate([self.since_z2, np.full(streams - self.since_z2.size, 0.0)])
+        self.since_z2 = more(self.since_z2, 0.0)
         self.change_seq, self.change_time = more(self.change_seq, 0), more(self.change_time, math.nan)
         self.last_detector += [""] * extra
         self.adwin_part = more(self.adwin_part, 0.0)
