@@ -29,9 +29,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from river import drift as river_drift
 from scipy import special
 
+from monitor.core import river_drift
 from monitor.core.drift import DriftEvidence
 from monitor.core.metrics import CLASSIFIER_TASKS, TASKS
 

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from river import drift as river_drift
 from scipy import signal, special
+
+from monitor.core import river_drift
 
 
 class BatchDriftDetector(Protocol):

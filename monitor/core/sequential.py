@@ -18,10 +18,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from river import drift as river_drift
 from scipy import signal
 from scipy.special import erfc
 
+from monitor.core import river_drift
 from monitor.core.chunks import Chunks, run_lengths, run_starts
 
 _ADWIN_UPDATE = type(river_drift.ADWIN()._helper).update  # river's compiled window's update, unbound

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 import orjson
-from river import drift as river_drift
+
+from monitor.core import river_drift
 
 SNAPSHOT_VERSION = 1
 
