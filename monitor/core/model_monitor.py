@@ -86,9 +86,9 @@ class ModelMonitor:
         state.last_event_time = float(np.nanmax(times))
         if state.first_event_time != state.first_event_time:
             state.first_event_time = float(np.nanmin(times))
-        if shard == 0:
-            self._latency(state, batch.latency_ms if rows is None else batch.latency_ms[rows])
         buckets = segment_buckets(state, batch, rows, self.config.monitoring, self.capped)
+        if shard == 0:
+            self._latency(state, batch.latency_ms if rows is None else batch.latency_ms[rows], buckets)
         note_recent_rows(state, buckets, n)
         # each shard judges its own features' drift and schema checks (the profile stage sends it no other column)
         columns: list[tuple[str, list[Any] | np.ndarray]] = [
@@ -293,11 +293,25 @@ class ModelMonitor:
         return alerts
 
     @staticmethod
-    def _latency(state: ModelState, latency: np.ndarray) -> None:
-        """The model version's latency histogram, sum and count (shard 0 only: every shard sees the rows)."""
-        present = latency[~np.isnan(latency)]
-        if present.size:
-            idx = np.searchsorted(np.asarray(LATENCY_BUCKETS_MS), present, side="left")
-            state.latency_buckets += np.bincount(idx, minlength=state.latency_buckets.size)
-            state.latency_sum_ms += float(present.sum())
-            state.latency_count += int(present.size)
+    def _latency(state: ModelState, latency: np.ndarray, buckets: list[Bucket]) -> None:
+        """The model version's latency histogram, sum and count, and each segment value's histogram and sum
+        (shard 0 only: every shard sees the rows)."""
+        present = ~np.isnan(latency)
+        if not present.any():
+            return
+        size = state.latency_buckets.size
+        cell = np.searchsorted(np.asarray(LATENCY_BUCKETS_MS), latency, side="left")
+        cell[~present] = size  # counted in no bucket
+        state.latency_buckets += np.bincount(cell, minlength=size + 1)[:size]
+        state.latency_sum_ms += float(latency[present].sum())
+        state.latency_count += int(present.sum())
+        for bucket, part in buckets[1:]:
+            assert part is not None
+            counts = np.bincount(cell[part], minlength=size + 1)[:size]
+            held = state.segment_latency.get(bucket)
+            if held is None:
+                if not counts.any():
+                    continue
+                held = state.segment_latency[bucket] = np.zeros(size + 1)
+            held[:size] += counts
+            held[size] += float(np.nansum(latency[part]))

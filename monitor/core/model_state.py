@@ -46,6 +46,8 @@ class ModelState:
         self.latency_buckets = np.zeros(len(LATENCY_BUCKETS_MS) + 1, dtype=np.int64)
         self.latency_sum_ms = 0.0
         self.latency_count = 0
+        # each segment value's latency histogram (bucket counts, then the sum in ms), under the segment caps
+        self.segment_latency: dict[tuple[str, str], np.ndarray] = {}
         self.last_event_time = math.nan
         self.perf: ModelPerformance | None = None
         self.fairness: FairnessTracker | None = None

@@ -105,6 +105,8 @@ class ModelRow:
     last_event_time: float
     latency_buckets: tuple[int, ...]
     latency_sum_ms: float
+    # each segment value's latency histogram: (segment label, bucket counts, sum in ms)
+    segment_latency: tuple[tuple[str, tuple[int, ...], float], ...]
     buckets: tuple[BucketRow, ...] | None  # None without labels or scores (no performance state)
     delay_buckets: tuple[int, ...]
     delay_sum: float
@@ -329,6 +331,10 @@ def _model_row(state: ModelState) -> ModelRow:
         last_event_time=float(state.last_event_time),
         latency_buckets=tuple(state.latency_buckets.tolist()),
         latency_sum_ms=float(state.latency_sum_ms),
+        segment_latency=tuple(
+            (segment_label({attr: value}), tuple(int(c) for c in held[:-1].tolist()), float(held[-1]))
+            for (attr, value), held in state.segment_latency.items()
+        ),
         buckets=_bucket_rows(state),
         delay_buckets=tuple(perf.delay_buckets.tolist()) if perf is not None else (),
         delay_sum=float(perf.delay_sum) if perf is not None else 0.0,

@@ -94,6 +94,11 @@ class MonitorCollector(Collector):
         latency = HistogramMetricFamily(
             "monitor_prediction_latency_seconds", "Serving latency reported by the model", labels=["model", "version"]
         )
+        segment_latency = HistogramMetricFamily(
+            "monitor_segment_prediction_latency_seconds",
+            "Serving latency reported by the model, per segment value",
+            labels=["model", "version", "segment"],
+        )
         partitions = GaugeMetricFamily("monitor_assigned_partitions", "Predictions partitions owned by this replica")
         lag = GaugeMetricFamily(
             "monitor_consumer_lag", "Messages behind the partition end", labels=["topic", "partition"]
@@ -171,7 +176,8 @@ class MonitorCollector(Collector):
         agg_det: Counter[tuple[str, ...]] = Counter()
         open_alerts: Counter[tuple[str, str, str]] = Counter()
         incidents: Counter[tuple[str, str, str, str, str, str]] = Counter()
-        lat: dict[tuple[str, str], list[float]] = {}
+        lat: dict[tuple[str, ...], list[float]] = {}
+        seg_lat: dict[tuple[str, ...], list[float]] = {}
         n_labels = 0
         n_streams = 0
         n_retired = 0
@@ -194,6 +200,11 @@ class MonitorCollector(Collector):
                 for i, c in enumerate(st.latency_buckets):
                     hist[i] += c
                 hist[-1] += st.latency_sum_ms / 1000.0
+                for segment, counts, sum_ms in st.segment_latency:
+                    hist = seg_lat.setdefault((model, version, segment), [0.0] * (len(LATENCY_BUCKETS_MS) + 2))
+                    for i, c in enumerate(counts):
+                        hist[i] += c
+                    hist[-1] += sum_ms / 1000.0
             for alert in view.open_alerts:
                 parts = alert.key.split("/", 3)
                 open_alerts[parts[0], parts[1], parts[2]] += 1
@@ -251,12 +262,13 @@ class MonitorCollector(Collector):
             incident_open.add_metric(list(ik), n_open)
         for (kind, status), c in emit.items():
             emitted.add_metric([kind, status], c)
-        for (model, version), hist in lat.items():
-            buckets, acc = [], 0.0
-            for bound, in_bucket in zip([*LATENCY_BUCKETS_MS, math.inf], hist[:-1], strict=False):
-                acc += in_bucket
-                buckets.append(("+Inf" if bound == math.inf else str(bound / 1000.0), acc))
-            latency.add_metric([model, version], buckets, sum_value=hist[-1])
+        for family, hists in ((latency, lat), (segment_latency, seg_lat)):
+            for key, hist in hists.items():
+                buckets, acc = [], 0.0
+                for bound, in_bucket in zip([*LATENCY_BUCKETS_MS, math.inf], hist[:-1], strict=False):
+                    acc += in_bucket
+                    buckets.append(("+Inf" if bound == math.inf else str(bound / 1000.0), acc))
+                family.add_metric(list(key), buckets, sum_value=hist[-1])
         partitions.add_metric([], len(svc.views))  # input partitions (their profile stages)
         for (topic, part), value in lag_items:
             lag.add_metric([topic, str(part)], value)
@@ -335,7 +347,7 @@ class MonitorCollector(Collector):
             firing,
             detections,
         )
-        yield from (streams, stream_limit, retired, alerts_firing, incident_open, emitted, latency)
+        yield from (streams, stream_limit, retired, alerts_firing, incident_open, emitted, latency, segment_latency)
         yield from (partitions, lag, proc_lag)
         yield ready
 

@@ -94,6 +94,11 @@ def test_drift_in_one_segment_gives_one_alert_and_bad_input_is_dead_lettered(bro
         assert _total(metrics, "monitor_alerts_emitted_total", kind="data_drift", status="firing") == 1
         assert _total(metrics, "monitor_assigned_partitions") == 3
         assert _total(metrics, "monitor_prediction_latency_seconds_count", model="churn") == valid
+        by_country = [  # every prediction reports its latency and its country: each counted in one country's
+            v for (n, lab), v in metrics.items()
+            if n == "monitor_segment_prediction_latency_seconds_count" and dict(lab)["segment"].startswith("country=")
+        ]  # fmt: skip
+        assert len(by_country) >= 2 and sum(by_country) == valid
         assert _total(metrics, "monitor_ready") == 1
         # one replica reads every summary it sent: most are taken from memory, none decoded twice
         consumed = _total(metrics, "monitor_summaries_total", direction="consumed")

@@ -204,3 +204,31 @@ def test_a_batch_that_fails_half_way_publishes_nothing():
     service.close(checkpoint=False)  # what the loop does after an exception
     assert service.views is before  # partition 0 ran its half, but no view of half a batch was published
     assert consumer.seen_at_commit == []
+
+
+def test_each_segment_values_latency_is_counted_and_survives_a_restore():
+    gen = TrafficGenerator(seed=3)
+    events = list(gen.predictions(3_000, start_time=T0, rate=100.0))
+    for i, e in enumerate(events):
+        if i % 10 == 0:
+            del e["latency_ms"]  # no latency reported: counted in no histogram
+        else:
+            e["latency_ms"] = 400.0 if e["segments"]["country"] == "SG" else 20.0
+    engine = PartitionEngine(_config(), clock=lambda: T0)
+    _feed(engine, [orjson.dumps(e) for e in events[:1_700]], batch=700)
+    engine = PartitionEngine.restore(_config(), orjson.loads(orjson.dumps(engine.snapshot())), clock=lambda: T0)
+    _feed(engine, [orjson.dumps(e) for e in events[1_700:]], batch=700)
+    (model,) = build_view(engine).models.values()
+    rows = {segment: (counts, sum_ms) for segment, counts, sum_ms in model.segment_latency}
+    with_latency = [e for e in events if "latency_ms" in e]
+    countries = {e["segments"]["country"] for e in events}
+    assert {s for s in rows if s.startswith("country=")} == {f"country={c}" for c in countries}
+    bounds = [5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0]
+    for attr in ("country", "gender"):
+        for value in {e["segments"][attr] for e in events}:
+            mine = [e["latency_ms"] for e in with_latency if e["segments"][attr] == value]
+            counts, sum_ms = rows[f"{attr}={value}"]
+            assert sum(counts) == len(mine) and sum_ms == pytest.approx(sum(mine))
+            assert counts[bounds.index(250.0) + 1] == mine.count(400.0)  # (250, 500]
+            assert counts[bounds.index(10.0) + 1] == mine.count(20.0)  # (10, 25]
+    assert sum(model.latency_buckets) == len(with_latency)
