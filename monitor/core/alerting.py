@@ -50,6 +50,9 @@ DILUTION_SLACK = 2.0
 # that alert began less than this long ago (or alerts.incident_window_s, if longer): labels come hours late, so
 # one change can reach all traffic's test hours after a segment's, but not weeks
 JOIN_WITHIN_S = 86400.0
+# An input's change (its drift, its schema, its quality) moves the predictions: all traffic's prediction drift
+# joins the incident of such an alert of all traffic that fired within alerts.incident_window_s before it
+INPUT_KINDS = ("data_drift", "schema", "data_quality")
 RECOMMENDATIONS = {"concept_drift": "retrain", "retrain_recommended": "retrain", "rollback_recommended": "rollback"}
 
 
@@ -583,7 +586,26 @@ class Alerting:
             if set(other) == attributes:  # itself (all traffic), or a segment of the same attribute
                 continue
             found.append((1 if other else 0, incident.started_at, key))
-        return min(found)[2] if found else None
+        if found:
+            return min(found)[2]
+        return self._input_change(j) if j.kind == "prediction_drift" and not j.segment else None
+
+    def _input_change(self, j: Judgement) -> str | None:
+        """The earliest open all-traffic alert of an input of ``j``'s model version (its drift, schema or
+        quality) that fired at most ``alerts.incident_window_s`` before ``j``: the change of that input moved the
+        predictions, so all traffic's prediction drift is one page with it (a unit change, a broken feed). A
+        segment's prediction drift shares its segment's incident already (the facet is the segment)."""
+        scope = j.key.split(f"/{j.kind}/", 1)[0] + "/"
+        found: list[tuple[float, str]] = []
+        for key, incident in self.lifecycle.open.items():
+            if not key.startswith(scope):
+                continue
+            kind, _, segment = parse_key(key[len(scope) :])
+            if kind not in INPUT_KINDS or segment:
+                continue
+            if j.now - incident.detected_at <= self.incident_window_s:  # (never for an unknown time, NaN)
+                found.append((incident.detected_at, key))
+        return min(found)[1] if found else None
 
     def _began_before_resolved(self, j: Judgement, parent_key: str) -> bool:
         """The change ``j``'s evidence measures began before all traffic's latest incident (``parent_key``)

@@ -96,15 +96,21 @@ def test_alert_events_carry_the_incident_id_in_the_schema():
 
 
 def _judgement(
-    segment: dict[str, str], shift: float, now: float, *, fire: bool = True, kind: str = "concept_drift"
+    segment: dict[str, str],
+    shift: float,
+    now: float,
+    *,
+    fire: bool = True,
+    kind: str = "concept_drift",
+    subject: str = "accuracy",
 ) -> Any:
     from monitor.core.drift import DriftEvidence
     from monitor.core.rules import Judgement, alert_key
 
     ev = DriftEvidence(fire, shift, 500, "adwin", int(now), now, 1e-9 if fire else 0.5, {}, {})
     bucket = next(iter(segment.items())) if segment else ("", "")
-    key = alert_key("m", kind, "accuracy", segment, "v1")
-    return Judgement(bucket, "error", ev, now, key, kind, "accuracy", segment, 0.05, 0.2,
+    key = alert_key("m", kind, subject, segment, "v1")
+    return Judgement(bucket, "error", ev, now, key, kind, subject, segment, 0.05, 0.2,
                      fire=fire, clear=not fire, shift=shift)  # fmt: skip
 
 
@@ -166,3 +172,47 @@ def test_an_alert_joins_neither_an_incident_opened_long_before_nor_another_when_
     joined = inc.assign("m/v1", "accuracy", "m/v1/concept_drift/accuracy/all", "firing", 110.0, 3600.0,
                         join="m/v1/concept_drift/accuracy/region=B")  # fmt: skip
     assert joined == own
+
+
+def test_prediction_drift_that_an_inputs_change_caused_is_one_incident_with_it():
+    """A feature's unit changed (metres to centimetres) and moved the scores: its drift and the prediction's
+    were two pages (seen from outside). All traffic's prediction drift joins the input's open incident when
+    the input's alert fired within ``alerts.incident_window_s`` before it; a later one, or one of another
+    model version, stays apart."""
+    engine = PartitionEngine(load_config(environ={}, overrides={"detectors": {"warmup_events": 300}}), clock=lambda: T0)
+    rng = np.random.default_rng(4)
+    alerts: list[Alert] = []
+    for step in range(40):
+        events = []
+        for i in range(500):
+            height = float(rng.normal(1.7, 0.1)) * (100.0 if step >= 20 else 1.0)
+            events.append({"prediction_id": f"{step}-{i}", "model": "fit", "model_version": "v1",
+                           "timestamp": T0 + step * 5 + i / 100,
+                           "features": {"height": height, "age": float(rng.normal(40, 10))},
+                           "prediction": float(1 / (1 + np.exp(-(min(height, 3.0) - 1.7) * 10)))})  # fmt: skip
+        alerts += engine.process_predictions([orjson.dumps(e) for e in events], [0.0] * len(events)).alerts
+    firing = _firing(alerts)
+    kinds = {a.kind for a in firing}
+    assert {"prediction_drift", "data_drift"} <= kinds, [a.key for a in firing]
+    assert not any(a.subject == "age" for a in firing)
+    assert {a.incident_id for a in firing} == {firing[0].incident_id}, [(a.key, a.incident_id) for a in firing]
+    assert firing[0].incident_id.startswith("fit/v1/height@")
+
+
+def test_prediction_drift_joins_only_a_recent_inputs_incident_of_all_traffic():
+    from monitor.core.alerting import Alerting, AlertLifecycle
+
+    desk = Alerting(AlertLifecycle(resolve_after_s=0.0, cooldown_s=0.0), explain_ratio=1.75)
+    feature = desk.decide([_judgement({}, 0.5, 100.0, kind="data_drift", subject="height")])[0][1].incident_id
+    prediction = desk.decide([_judgement({}, 0.5, 200.0, kind="prediction_drift", subject="prediction")])[0][
+        1
+    ].incident_id
+    assert prediction == feature
+    desk = Alerting(AlertLifecycle(resolve_after_s=0.0, cooldown_s=0.0), explain_ratio=1.75, incident_window_s=600.0)
+    feature = desk.decide([_judgement({}, 0.5, 100.0, kind="data_drift", subject="height")])[0][1].incident_id
+    later = desk.decide([_judgement({}, 0.5, 800.0, kind="prediction_drift", subject="prediction")])[0][1].incident_id
+    assert later != feature
+    desk = Alerting(AlertLifecycle(resolve_after_s=0.0, cooldown_s=0.0), explain_ratio=1.75)
+    feature = desk.decide([_judgement({}, 0.5, 100.0, kind="data_drift", subject="height")])[0][1].incident_id
+    segment = desk.decide([_judgement({"region": "B"}, 0.5, 110.0, kind="prediction_drift", subject="prediction")])
+    assert segment[0][1].incident_id != feature  # a segment's prediction drift is its segment's incident
