@@ -52,7 +52,15 @@ DILUTION_SLACK = 2.0
 JOIN_WITHIN_S = 86400.0
 # An input's change (its drift, its schema, its quality) moves the predictions: all traffic's prediction drift
 # joins the incident of such an alert of all traffic that fired within alerts.incident_window_s before it
+# (Alerting._input_change); all traffic's schema alerts of one version join each other's likewise
 INPUT_KINDS = ("data_drift", "schema", "data_quality")
+# for all traffic's alert of each kind, the kinds of the other subjects' alerts whose incident it joins
+_RELATED: dict[str, tuple[str, ...]] = {
+    "prediction_drift": INPUT_KINDS,
+    "data_drift": ("prediction_drift",),
+    "data_quality": ("prediction_drift",),
+    "schema": ("prediction_drift", "schema"),
+}
 RECOMMENDATIONS = {"concept_drift": "retrain", "retrain_recommended": "retrain", "rollback_recommended": "rollback"}
 
 
@@ -569,9 +577,11 @@ class Alerting:
         a segment, or a segment of another attribute): ``j``'s alert joins its incident, so one change is one
         page even when both buckets alert (a segment's local change found after all traffic's diluted alert, a
         change everywhere that one segment showed first). Not two segments of one attribute: those change
-        independently. All traffic's alert first, then the earliest opened."""
+        independently. All traffic's alert first, then the earliest opened. All traffic's schema alerts, and its
+        prediction drift without such an alert, look for another subject's (:meth:`_input_change`)."""
+        related = _RELATED.get(j.kind, ()) if not j.segment else ()
         if j.kind not in (*LOCAL_KINDS, "business"):
-            return None
+            return self._input_change(j, related) if related else None
         own = segment_label(j.segment)
         scope = j.key[: len(j.key) - len(own)]  # model/version/kind/subject/
         attributes = set(j.segment)  # empty: all traffic
@@ -588,20 +598,23 @@ class Alerting:
             found.append((1 if other else 0, incident.started_at, key))
         if found:
             return min(found)[2]
-        return self._input_change(j) if j.kind == "prediction_drift" and not j.segment else None
+        return self._input_change(j, related) if related else None
 
-    def _input_change(self, j: Judgement) -> str | None:
-        """The earliest open all-traffic alert of an input of ``j``'s model version (its drift, schema or
-        quality) that fired at most ``alerts.incident_window_s`` before ``j``: the change of that input moved the
-        predictions, so all traffic's prediction drift is one page with it (a unit change, a broken feed). A
-        segment's prediction drift shares its segment's incident already (the facet is the segment)."""
+    def _input_change(self, j: Judgement, kinds: tuple[str, ...]) -> str | None:
+        """The earliest open all-traffic alert of ``kinds`` about another subject of ``j``'s model version that
+        fired at most ``alerts.incident_window_s`` before ``j``: one upstream change (:data:`_RELATED`). An
+        input's change (its drift, schema or quality) moves the predictions, so all traffic's prediction drift
+        and that input's alert are one page, whichever fired first (a unit change, a broken feed); schema alerts
+        of one version are one page (a rename: a field missing and a new one). A segment's alerts share their
+        segment's incident already (the facet is the segment). Within one detection shard
+        (``detection.shards``: the prediction is shard 0's)."""
         scope = j.key.split(f"/{j.kind}/", 1)[0] + "/"
         found: list[tuple[float, str]] = []
         for key, incident in self.lifecycle.open.items():
-            if not key.startswith(scope):
+            if not key.startswith(scope) or key == j.key:
                 continue
-            kind, _, segment = parse_key(key[len(scope) :])
-            if kind not in INPUT_KINDS or segment:
+            kind, subject, segment = parse_key(key[len(scope) :])
+            if kind not in kinds or segment or subject == j.subject:
                 continue
             if j.now - incident.detected_at <= self.incident_window_s:  # (never for an unknown time, NaN)
                 found.append((incident.detected_at, key))

@@ -20,11 +20,13 @@ def _drift_without_datasets() -> types.ModuleType:
     river release needs more of the data sets' module than its name)."""
     if "river.drift" in sys.modules or _DATASETS in sys.modules:
         return importlib.import_module("river.drift")
+    # Imported when the monitor's modules load, before any thread of its own starts: another thread importing
+    # the data sets during these lines would get the placeholder.
     placeholder = types.ModuleType(_DATASETS)
     sys.modules[_DATASETS] = placeholder
     try:
         drift = importlib.import_module("river.drift")
-    except ImportError:
+    except Exception:  # a release that reads more of its data sets while it loads: all of it, as usual
         for name in [m for m in sys.modules if m == "river.drift" or m.startswith("river.drift.")]:
             del sys.modules[name]
         sys.modules.pop(_DATASETS, None)

@@ -441,3 +441,21 @@ def test_a_closed_field_with_one_rare_value_past_the_vocabulary_keeps_its_unseen
                        "features": {"cat": value}, "prediction": 0.5})  # fmt: skip
     fired = [(n, a.detector) for n, a in _feed(_engine(), events) if a.status == "firing" and a.kind == "data_quality"]
     assert fired and fired[0][1] == "unseen_category" and 20_000 < fired[0][0] <= 20_600
+
+
+def test_a_rename_is_one_incident_and_a_later_schema_break_another() -> None:
+    """A rename paged twice (amount missing, amount_usd new: two facets, seen from outside). All traffic's
+    schema alerts of one model version close in event time are one incident; a break hours later is its own."""
+    rng = np.random.default_rng(7)
+    events = []
+    for i in range(30_000):
+        features = {"amount_usd" if i >= 3_000 else "amount": float(rng.lognormal(3.0, 1.0))}
+        if i < 20_000:  # basket stops coming 17,000 s (more than alerts.incident_window_s) after the rename
+            features["basket"] = float(rng.normal(50, 10))
+        events.append({"prediction_id": f"p{i}", "model": "m", "timestamp": T0 + i, "features": features,
+                       "prediction": 0.5})  # fmt: skip
+    fired = [a for _, a in _feed(_engine(), events) if a.status == "firing" and a.kind == "schema"]
+    assert [(a.subject, a.detector) for a in fired] == [
+        ("amount", "missing_field"), ("amount_usd", "new_field"), ("basket", "missing_field")
+    ], [a.key for a in fired]  # fmt: skip
+    assert fired[0].incident_id == fired[1].incident_id != fired[2].incident_id
