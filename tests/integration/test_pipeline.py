@@ -99,6 +99,17 @@ def test_drift_in_one_segment_gives_one_alert_and_bad_input_is_dead_lettered(bro
             if n == "monitor_segment_prediction_latency_seconds_count" and dict(lab)["segment"].startswith("country=")
         ]  # fmt: skip
         assert len(by_country) >= 2 and sum(by_country) == valid
+        for (name, lab), count in metrics.items():  # each segment's buckets cumulative, the last one its count
+            if name != "monitor_segment_prediction_latency_seconds_count":
+                continue
+            rows = sorted(
+                (float(dict(bucket_labels)["le"]), v)
+                for (other, bucket_labels), v in metrics.items()
+                if other == "monitor_segment_prediction_latency_seconds_bucket"
+                and tuple(kv for kv in bucket_labels if kv[0] != "le") == lab
+            )
+            assert len(rows) == 12 and [v for _, v in rows] == sorted(v for _, v in rows)
+            assert rows[-1] == (float("inf"), count)
         assert _total(metrics, "monitor_ready") == 1
         # one replica reads every summary it sent: most are taken from memory, none decoded twice
         consumed = _total(metrics, "monitor_summaries_total", direction="consumed")
