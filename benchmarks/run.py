@@ -483,7 +483,8 @@ def report(r: dict[str, Any], seconds: float, *, quick: bool, png: Path) -> str:
         f"- **End to end** adds the consumer, decoding, the label join of {results_labels(r)} labels and checkpoints "
         f"(the snapshot of the join store is the bulk of each checkpoint's bytes) on the same core.",
         "- **Memory** stays bounded by the caps (streams, segment values, join store, windows); the figures above "
-        "include the Python interpreter, numpy, scipy and river (about 150 MB before any stream).",
+        f"include the Python interpreter, numpy, scipy and river ({eng['base_rss_mb']:.0f} MB before any stream; "
+        "river's example data sets, which would bring pandas, are left unimported: monitor/core/river_drift.py).",
         "",
         *decoder_table(r["decoders"]),
         "## Scaling",
