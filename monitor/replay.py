@@ -715,12 +715,18 @@ def summary(result: ReplayResult) -> str:
         lines.append("alerts: none")
     incidents = result.incidents()
     if incidents:
-        lines.append(f"firing incidents ({len(incidents)}):")
-        rows = [["key", "severity", "detector", "statistic", "started_at", "state", "message"]]
+        # the first column numbers the incidents (alerts of one change share one: docs/alerts.md), in order
+        number: dict[str, int] = {}
+        for inc in incidents:
+            number.setdefault(inc.fired.incident_id or inc.fired.key, len(number) + 1)
+        pages = "incident" if len(number) == 1 else "incidents"
+        lines.append(f"firing alerts ({len(incidents)}) in {len(number)} {pages}:")
+        rows = [["incident", "key", "severity", "detector", "statistic", "started_at", "state", "message"]]
         for inc in incidents:
             a = inc.fired
             rows.append(
                 [
+                    str(number[a.incident_id or a.key]),
                     a.key,
                     a.severity,
                     a.detector,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
@@ -218,3 +219,17 @@ def test_summary_shows_resolved_incidents():
     text = summary(result)
     assert "data_drift firing 1, data_drift resolved 1" in text
     assert "resolved T2" in text and "X rose." in text
+
+
+def test_summary_numbers_the_incidents_its_alerts_belong_to():
+    """The table was headed "firing incidents (3)" over three alerts of one incident (seen from outside)."""
+    alerts = []
+    for key, incident in (("m/v1/data_drift/x/all", "m/v1/x@T0"), ("m/v1/prediction_drift/prediction/all",
+                          "m/v1/x@T0"), ("m/v1/data_drift/y/all", "m/v1/y@T9")):  # fmt: skip
+        alerts.append(replace(_alert("firing", "2026-01-01T00:01:00Z"), alert_id=key, key=key, incident_id=incident))
+    text = summary(ReplayResult(events=10, alerts=alerts))
+    assert "firing alerts (3) in 2 incidents:" in text
+    rows = [line.split() for line in text.splitlines() if "m/v1/" in line]
+    assert [(r[0], r[1]) for r in rows] == [
+        ("1", "m/v1/data_drift/x/all"), ("1", "m/v1/prediction_drift/prediction/all"), ("2", "m/v1/data_drift/y/all")
+    ]  # fmt: skip
