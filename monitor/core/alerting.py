@@ -601,14 +601,17 @@ class Alerting:
         return self._input_change(j, related) if related else None
 
     def _input_change(self, j: Judgement, kinds: tuple[str, ...]) -> str | None:
-        """The earliest open all-traffic alert of ``kinds`` about another subject of ``j``'s model version that
-        fired at most ``alerts.incident_window_s`` before ``j``: one upstream change (:data:`_RELATED`). An
-        input's change (its drift, schema or quality) moves the predictions, so all traffic's prediction drift
-        and that input's alert are one page, whichever fired first (a unit change, a broken feed); schema alerts
-        of one version are one page (a rename: a field missing and a new one). A segment's alerts share their
-        segment's incident already (the facet is the segment). Within one detection shard
-        (``detection.shards``: the prediction is shard 0's)."""
+        """The earliest open all-traffic alert of ``kinds`` about another subject of ``j``'s model version whose
+        change overlaps ``j``'s in event time (:func:`_overlap`; the other fired at most
+        ``alerts.incident_window_s`` before): one upstream change (:data:`_RELATED`). An input's change (its
+        drift, schema or quality) moves the predictions, so all traffic's prediction drift and that input's alert
+        are one page, whichever fired first (a unit change, a broken feed); schema alerts of one version are one
+        page (a rename: a field missing and a new one). A change that began after the other was detected is
+        another change (an unrelated field breaking minutes later). A segment's alerts share their segment's
+        incident already (the facet is the segment). Within one detection shard (``detection.shards``: the
+        prediction is shard 0's)."""
         scope = j.key.split(f"/{j.kind}/", 1)[0] + "/"
+        began = j.evidence.change_time if j.evidence.change_time == j.evidence.change_time else j.now
         found: list[tuple[float, str]] = []
         for key, incident in self.lifecycle.open.items():
             if not key.startswith(scope) or key == j.key:
@@ -616,7 +619,9 @@ class Alerting:
             kind, subject, segment = parse_key(key[len(scope) :])
             if kind not in kinds or segment or subject == j.subject:
                 continue
-            if j.now - incident.detected_at <= self.incident_window_s:  # (never for an unknown time, NaN)
+            if not j.now - incident.detected_at <= self.incident_window_s:  # (never for an unknown time, NaN)
+                continue
+            if _overlap(incident.started_at, incident.detected_at, began, j.now):
                 found.append((incident.detected_at, key))
         return min(found)[1] if found else None
 
@@ -673,6 +678,17 @@ class Alerting:
             if opened is not None and j.shift < shift and j.shift <= DILUTION_SLACK * opened.share * shift:
                 return True
         return False
+
+
+def _overlap(start: float, detected: float, other_start: float, other_detected: float) -> bool:
+    """Whether two changes may be one: each spans from its located start, less its detection delay (a located
+    start is about that uncertain: a change point found in chunks, a quality window that began before the break),
+    to its detection, and the spans meet.
+
+    >>> _overlap(90.0, 100.0, 95.0, 200.0), _overlap(102.0, 105.0, 99.0, 101.0), _overlap(90.0, 100.0, 500.0, 520.0)
+    (True, True, False)
+    """
+    return 2 * start - detected <= other_detected and 2 * other_start - other_detected <= detected
 
 
 def alert_severity(j: Judgement, t: Transition) -> str:

@@ -104,11 +104,13 @@ def _judgement(
     fire: bool = True,
     kind: str = "concept_drift",
     subject: str = "accuracy",
+    began: float | None = None,
 ) -> Any:
     from monitor.core.drift import DriftEvidence
     from monitor.core.rules import Judgement, alert_key
 
-    ev = DriftEvidence(fire, shift, 500, "adwin", int(now), now, 1e-9 if fire else 0.5, {}, {})
+    start = now if began is None else began  # where the change was located
+    ev = DriftEvidence(fire, shift, 500, "adwin", int(start), start, 1e-9 if fire else 0.5, {}, {})
     bucket = next(iter(segment.items())) if segment else ("", "")
     key = alert_key("m", kind, subject, segment, "v1")
     return Judgement(bucket, "error", ev, now, key, kind, subject, segment, 0.05, 0.2,
@@ -206,32 +208,41 @@ def test_prediction_drift_that_an_inputs_change_caused_is_one_incident_with_it(b
     assert {a.incident_id for a in firing} == {firing[0].incident_id}, [(a.key, a.incident_id) for a in firing]
 
 
-def test_prediction_drift_joins_only_a_recent_inputs_incident_of_all_traffic():
+def test_prediction_drift_joins_only_an_inputs_incident_of_the_same_change():
+    """Evaluated from outside: an open prediction drift took in an unrelated field's null alert 7 to 50 minutes
+    later, and the prediction's own shift an unrelated unit change's 40 minutes before. Two alerts join only when
+    their changes overlap (each from its located start to its detection)."""
     from monitor.core.alerting import Alerting, AlertLifecycle
 
-    desk = Alerting(AlertLifecycle(resolve_after_s=0.0, cooldown_s=0.0), explain_ratio=1.75)
-    feature = desk.decide([_judgement({}, 0.5, 100.0, kind="data_drift", subject="height")])[0][1].incident_id
-    prediction = desk.decide([_judgement({}, 0.5, 200.0, kind="prediction_drift", subject="prediction")])[0][
-        1
-    ].incident_id
-    assert prediction == feature
-    desk = Alerting(AlertLifecycle(resolve_after_s=0.0, cooldown_s=0.0), explain_ratio=1.75, incident_window_s=600.0)
-    feature = desk.decide([_judgement({}, 0.5, 100.0, kind="data_drift", subject="height")])[0][1].incident_id
-    later = desk.decide([_judgement({}, 0.5, 800.0, kind="prediction_drift", subject="prediction")])[0][1].incident_id
-    assert later != feature
-    desk = Alerting(AlertLifecycle(resolve_after_s=0.0, cooldown_s=0.0), explain_ratio=1.75)
-    feature = desk.decide([_judgement({}, 0.5, 100.0, kind="data_drift", subject="height")])[0][1].incident_id
-    segment = desk.decide([_judgement({"region": "B"}, 0.5, 110.0, kind="prediction_drift", subject="prediction")])
-    assert segment[0][1].incident_id != feature  # a segment's prediction drift is its segment's incident
+    def desk(**kw: Any) -> Alerting:
+        return Alerting(AlertLifecycle(resolve_after_s=0.0, cooldown_s=0.0), explain_ratio=1.75, **kw)
+
+    def fire(d: Alerting, kind: str, subject: str, now: float, began: float, segment: dict[str, str] | None = None):
+        return d.decide([_judgement(segment or {}, 0.5, now, kind=kind, subject=subject, began=began)])[0][1]
+
+    d = desk()
+    feature = fire(d, "data_drift", "height", 100.0, 90.0).incident_id
+    assert fire(d, "prediction_drift", "prediction", 200.0, 95.0).incident_id == feature
+    assert fire(d, "data_quality", "clicks", 520.0, 500.0).incident_id != feature  # began after both were found
+    d = desk()
+    prediction = fire(d, "prediction_drift", "prediction", 100.0, 90.0).incident_id
+    assert fire(d, "data_drift", "balance", 700.0, 650.0).incident_id != prediction
+    d = desk(incident_window_s=600.0)
+    feature = fire(d, "data_drift", "height", 100.0, 90.0).incident_id
+    assert fire(d, "prediction_drift", "prediction", 800.0, 95.0).incident_id != feature  # past the window
+    d = desk()
+    feature = fire(d, "data_drift", "height", 100.0, 90.0).incident_id
+    segment = fire(d, "prediction_drift", "prediction", 110.0, 95.0, {"region": "B"})
+    assert segment.incident_id != feature  # a segment's prediction drift is its segment's incident
 
 
 def test_an_inputs_alert_after_the_predictions_joins_its_incident_and_each_resolves_into_it():
     from monitor.core.alerting import Alerting, AlertLifecycle
 
     desk = Alerting(AlertLifecycle(resolve_after_s=0.0, cooldown_s=0.0), explain_ratio=1.75)
-    prediction = desk.decide([_judgement({}, 0.5, 100.0, kind="prediction_drift", subject="prediction")])
-    quality = desk.decide([_judgement({}, 0.5, 150.0, kind="data_quality", subject="height")])
-    drift = desk.decide([_judgement({}, 0.5, 160.0, kind="data_drift", subject="age")])
+    prediction = desk.decide([_judgement({}, 0.5, 100.0, kind="prediction_drift", subject="prediction", began=90.0)])
+    quality = desk.decide([_judgement({}, 0.5, 150.0, kind="data_quality", subject="height", began=95.0)])
+    drift = desk.decide([_judgement({}, 0.5, 160.0, kind="data_drift", subject="age", began=92.0)])
     first = prediction[0][1].incident_id
     assert quality[0][1].incident_id == drift[0][1].incident_id == first
     other = desk.decide([_judgement({}, 0.5, 170.0, kind="concept_drift", subject="accuracy")])
