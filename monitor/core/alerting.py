@@ -51,8 +51,8 @@ DILUTION_SLACK = 2.0
 # one change can reach all traffic's test hours after a segment's, but not weeks
 JOIN_WITHIN_S = 86400.0
 # An input's change (its drift, its schema, its quality) moves the predictions: all traffic's prediction drift
-# joins the incident of such an alert of all traffic that fired within alerts.incident_window_s before it
-# (Alerting._input_change); all traffic's schema alerts of one version join each other's likewise
+# and such an alert of all traffic whose changes overlap share one incident (Alerting._input_change), and so do
+# all traffic's schema alerts of one version
 INPUT_KINDS = ("data_drift", "schema", "data_quality")
 # for all traffic's alert of each kind, the kinds of the other subjects' alerts whose incident it joins
 _RELATED: dict[str, tuple[str, ...]] = {

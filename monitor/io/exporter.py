@@ -196,15 +196,9 @@ class MonitorCollector(Collector):
                 mism[model, version, feat] += c
             for (model, version), st in view.models.items():
                 ev_count[model, version] += st.events
-                hist = lat.setdefault((model, version), [0.0] * (len(LATENCY_BUCKETS_MS) + 2))
-                for i, c in enumerate(st.latency_buckets):
-                    hist[i] += c
-                hist[-1] += st.latency_sum_ms / 1000.0
+                _add_latency(lat, (model, version), st.latency_buckets, st.latency_sum_ms)
                 for segment, counts, sum_ms in st.segment_latency:
-                    hist = seg_lat.setdefault((model, version, segment), [0.0] * (len(LATENCY_BUCKETS_MS) + 2))
-                    for i, c in enumerate(counts):
-                        hist[i] += c
-                    hist[-1] += sum_ms / 1000.0
+                    _add_latency(seg_lat, (model, version, segment), counts, sum_ms)
             for alert in view.open_alerts:
                 parts = alert.key.split("/", 3)
                 open_alerts[parts[0], parts[1], parts[2]] += 1
@@ -649,3 +643,11 @@ def register(service: MonitorService, registry: CollectorRegistry) -> Histogram:
         registry=registry,
         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
     )
+
+
+def _add_latency(hists: dict[tuple[str, ...], list[float]], key: tuple[str, ...], counts: Any, sum_ms: float) -> None:
+    """Add one view's latency bucket counts and sum (ms) to ``key``'s histogram (its counts, then its sum in s)."""
+    hist = hists.setdefault(key, [0.0] * (len(LATENCY_BUCKETS_MS) + 2))
+    for i, c in enumerate(counts):
+        hist[i] += c
+    hist[-1] += sum_ms / 1000.0
