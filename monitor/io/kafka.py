@@ -1144,7 +1144,7 @@ class MonitorService:
         with self.lock:
             for task in sorted(tasks):
                 role, p = task
-                t = time.perf_counter()
+                t = task_started = time.perf_counter()
                 if role == PROFILE:
                     engine = self.engines.get(p)
                     if engine is None:
@@ -1180,7 +1180,7 @@ class MonitorService:
                 for topic, name in inputs:
                     if covered[name] is not None:
                         offsets[topic, p] = int(covered[name])  # type: ignore[arg-type]
-                self.schedule.checkpointed(task, len(payloads[task]), time.monotonic())
+                self.schedule.checkpointed(task, time.perf_counter() - task_started, time.monotonic())
         size = sum(len(v) for v in payloads.values())
         sink, consumer = self.sink, self.consumer
 

@@ -3,8 +3,8 @@
 A task is an input partition's profile stage or a summaries partition's detection stage. Checkpoints fall due
 by ``checkpoint.every_events`` or ``every_s``; a profile stage's waiting summaries go with its checkpoint, on a
 tick while the replica is caught up and as each has waited ``detection.summary_interval_s`` while it catches up.
-What falls due together is spread over loop iterations within a byte budget, so that no iteration holds the
-loop for every partition's snapshot at once. Plain bookkeeping, kept apart from the consumer and the producer
+What falls due together is spread over loop iterations within a budget of the loop's time, so that no iteration
+holds the loop for every partition's snapshot at once. Plain bookkeeping, kept apart from the consumer and the producer
 that act on it (:class:`monitor.io.kafka.MonitorService`).
 """
 
@@ -19,12 +19,13 @@ PROFILE = "profile"  # a task: an input partition's profile stage (predictions a
 DETECT = "detect"  # a task: a summaries partition's detection stage
 Task = tuple[str, int]
 
-# Checkpoints that are merely due (by checkpoint.every_events or every_s) are spread over loop iterations: each
-# iteration takes the most overdue partitions while their last snapshots add up to at most this many bytes (at
-# least one partition), so a checkpoint holds the consume loop for a few partitions' snapshots, not all of them.
-# Snapshots cost about 10 ms a MB in the loop (encoded once, compressed by the producer): 6 MB keeps a checkpoint
-# near 100 ms while every profile stage's summaries still go out about every summary_interval_s.
-DUE_BYTES_PER_ITERATION = 6_000_000
+# Checkpoints that fall due together are spread over loop iterations: each iteration takes tasks while the loop
+# seconds their last snapshots took (taking the state and encoding it) add up to at most this (at least one task),
+# so a checkpoint holds the consume loop for a few snapshots, not all of them. Seconds, not bytes: a profile
+# stage's label-join store re-encodes only the chunks that changed, so 7.5 MB took 16 ms at steady state and a
+# first 4-6 MB 45-60 ms in the bench's end-to-end run; writing and flushing add about as much again. A task never
+# written counts as the whole budget.
+DUE_SECONDS_PER_ITERATION = 0.06
 # A replica whose input partitions lag by fewer messages than this counts as caught up (live traffic): its profile
 # stages then send on one tick. About what one poll takes at the default prefetch (4 MB holds some 8,000
 # reference-workload predictions); it was tied to kafka.batch_max_messages while that cap defaulted to 5,000. At
@@ -44,7 +45,8 @@ class CheckpointSchedule:
     summary_interval_s: float  # detection.summary_interval_s
     since: dict[Task, int] = field(default_factory=dict)  # messages since the task's last checkpoint
     last: dict[Task, float] = field(default_factory=dict)  # when the task last checkpointed
-    snapshot_bytes: dict[Task, int] = field(default_factory=dict)  # its last snapshot's size, uncompressed
+    cost_s: dict[Task, float] = field(default_factory=dict)  # the loop seconds its last snapshot took
+    ticking: set[Task] = field(default_factory=set)  # profile stages of the last tick that have not yet sent
     waiting_since: dict[int, float] = field(default_factory=dict)  # per input partition: its oldest waiting summary
     sent_at: dict[int, float] = field(default_factory=dict)  # per input partition: when it last sent summaries or notes
     moved_at: dict[int, float] = field(default_factory=dict)  # per input partition: when messages of it were processed
@@ -59,7 +61,8 @@ class CheckpointSchedule:
     def drop(self, task: Task) -> None:
         self.since.pop(task, None)
         self.last.pop(task, None)
-        self.snapshot_bytes.pop(task, None)
+        self.cost_s.pop(task, None)
+        self.ticking.discard(task)
         if task[0] == PROFILE:
             for per_partition in (self.waiting_since, self.sent_at, self.moved_at):
                 per_partition.pop(task[1], None)
@@ -99,33 +102,42 @@ class CheckpointSchedule:
             due.append(p)
         return due
 
-    def checkpointed(self, task: Task, snapshot_bytes: int, now: float) -> None:
+    def checkpointed(self, task: Task, cost_s: float, now: float) -> None:
+        """``task`` checkpointed at ``now``; taking and encoding its snapshot held the loop ``cost_s``."""
         self.since[task] = 0
         self.last[task] = now
-        self.snapshot_bytes[task] = snapshot_bytes
+        self.cost_s[task] = cost_s
+        self.ticking.discard(task)
 
     def sending_due(self, urgent: Collection[Task], *, caught_up: bool, now: float) -> set[Task]:
         """Profile stages whose summaries go now (with their checkpoints).
 
         While the replica is caught up (live traffic), summaries go on a tick, every ``summary_interval_s`` since
-        the last one, and every profile stage with summaries waiting goes on it, whatever their snapshots' size:
-        a detection stage's watermark is its slowest source, so a tick spread over several loop iterations would
-        move it no sooner than its last part, and a tick timed from the oldest waiting summary (which comes a poll
-        after the tick) would come a poll later every time.
+        the last one, and every profile stage with summaries waiting goes on it: a detection stage's watermark is
+        its slowest source, so it moves no sooner than the tick's last part, and a tick timed from the oldest
+        waiting summary (which comes a poll after the tick) would come a poll later every time. At steady state a
+        tick's checkpoints are cheap (the label join re-encodes only its changed chunks) and go in one iteration;
+        those that took longer last time (the first after catching up) go over the next iterations, within
+        :data:`DUE_SECONDS_PER_ITERATION`, the longest waiting first (a tick that sent 15 MB of first snapshots at
+        once held the loop 322 ms).
 
         While catching up, a partition goes once its oldest waiting summary has waited the interval: the longest
-        waiting first, while their last snapshots and the urgent ones add up to at most
-        :data:`DUE_BYTES_PER_ITERATION`, and always the longest waiting. Partitions that started waiting together
-        then checkpoint one after another instead of in one long stall. A tick would not do here: a backlog comes
-        a partition at a time, so the clocks drift apart and the tick would checkpoint the partitions that just
-        started waiting early, more checkpoints for the same rows (catch-up throughput fell by up to a third)."""
+        waiting first, within the same budget with the urgent ones, and always the longest waiting. Partitions
+        that started waiting together then checkpoint one after another instead of in one long stall. A tick would
+        not do here: a backlog comes a partition at a time, so the clocks drift apart and the tick would checkpoint
+        the partitions that just started waiting early, more checkpoints for the same rows (catch-up throughput
+        fell by up to a third)."""
         every = self.summary_interval_s
         if caught_up:
-            waiting = {(PROFILE, p) for p in self.waiting_since if (PROFILE, p) not in urgent}
-            if not waiting or now - self.tick_at < every:
-                return set()
-            self.tick_at = now
-            return waiting
+            if now - self.tick_at >= every and any((PROFILE, p) not in urgent for p in self.waiting_since):
+                self.tick_at = now
+                self.ticking = {(PROFILE, p) for p in self.waiting_since}
+            self.ticking = {t for t in self.ticking if t[1] in self.waiting_since and t not in urgent}
+            ordered = sorted(self.ticking, key=lambda task: self.waiting_since[task[1]])
+            chosen = self._within_budget(ordered, urgent, first=True) if ordered else set()
+            self.ticking -= chosen
+            return chosen
+        self.ticking.clear()
         due = sorted(
             ((PROFILE, p) for p, t in self.waiting_since.items() if now - t >= every and (PROFILE, p) not in urgent),
             key=lambda task: self.waiting_since[task[1]],
@@ -134,11 +146,11 @@ class CheckpointSchedule:
 
     def due(self, urgent: Collection[Task], now: float) -> set[Task]:
         """The tasks to checkpoint now besides ``urgent`` (checkpointed in this iteration anyway): of those due
-        by ``every_events`` or ``every_s``, the most overdue first, while the last snapshots of these and the
-        urgent ones add up to at most :data:`DUE_BYTES_PER_ITERATION`, and the most overdue always when nothing is
-        urgent or once it is twice overdue (urgent checkpoints, in every iteration while a replica catches up,
-        would otherwise hold it off for good, or go with it over the budget). The others wait for the next
-        iterations, so tasks that fall due together are checkpointed one after another instead of in one long
+        by ``every_events`` or ``every_s``, the most overdue first, while the last checkpoints of these and the
+        urgent ones took at most :data:`DUE_SECONDS_PER_ITERATION` together, and the most overdue always when
+        nothing is urgent or once it is twice overdue (urgent checkpoints, in every iteration while a replica
+        catches up, would otherwise hold it off for good, or go with it over the budget). The others wait for the
+        next iterations, so tasks that fall due together are checkpointed one after another instead of in one long
         stall."""
         due = sorted(
             (
@@ -155,18 +167,18 @@ class CheckpointSchedule:
         return self._within_budget(due, urgent, first=not urgent or late)
 
     def _within_budget(self, ordered: Iterable[Task], urgent: Collection[Task], *, first: bool) -> set[Task]:
-        """The first of ``ordered`` whose last snapshots, with the urgent ones', add up to at most
-        :data:`DUE_BYTES_PER_ITERATION`, and the first whatever its size if ``first``. A snapshot never written
-        counts as a full budget: counted as nothing, the first sends of three profile stages that caught up
-        together went in one checkpoint (11.7-13 MB, the loop held 240-275 ms in the bench's end-to-end run)."""
-        budget = DUE_BYTES_PER_ITERATION - sum(self.snapshot_bytes.get(t, DUE_BYTES_PER_ITERATION) for t in urgent)
+        """The first of ``ordered`` whose last checkpoints' costs, with the urgent ones', add up to at most
+        :data:`DUE_SECONDS_PER_ITERATION`, and the first whatever its cost if ``first``. A task never written
+        counts as the whole budget: counted as nothing, three profile stages that caught up together sent their
+        first summaries in one checkpoint (11.7-13 MB, the loop held 240-275 ms in the bench's end-to-end run)."""
+        budget = DUE_SECONDS_PER_ITERATION - sum(self.cost_s.get(t, DUE_SECONDS_PER_ITERATION) for t in urgent)
         chosen: set[Task] = set()
         for t in ordered:
-            size = self.snapshot_bytes.get(t, DUE_BYTES_PER_ITERATION)
-            if size > budget and (chosen or not first):
+            cost = self.cost_s.get(t, DUE_SECONDS_PER_ITERATION)
+            if cost > budget and (chosen or not first):
                 break
             chosen.add(t)
-            budget -= size
+            budget -= cost
         return chosen
 
 

@@ -108,19 +108,19 @@ def _written(service: MonitorService) -> list[int]:
     return service.store.written  # type: ignore[union-attr, return-value]
 
 
-def _all_due(service: MonitorService, snapshot_bytes: int) -> None:
-    """Every partition has new events, and its last checkpoint (of ``snapshot_bytes``) is overdue, partition 0
+def _all_due(service: MonitorService, cost_s: float) -> None:
+    """Every partition has new events, and its last checkpoint (which took ``cost_s``) is overdue, partition 0
     the most."""
     now = time.monotonic()
     for p in service.engines:
         service.schedule.since[P(p)] = 1
         service.schedule.last[P(p)] = now - 100.0 + p
-        service.schedule.snapshot_bytes[P(p)] = snapshot_bytes
+        service.schedule.cost_s[P(p)] = cost_s
 
 
 def test_partitions_due_together_are_checkpointed_one_per_iteration_most_overdue_first() -> None:
     service = _service(6)
-    _all_due(service, snapshot_bytes=3_000_000)  # each more than an iteration's byte budget
+    _all_due(service, cost_s=0.6 * schedule.DUE_SECONDS_PER_ITERATION)  # each more than half an iteration's budget
     for _ in range(6):
         service.idle(None)
     assert _written(service) == [0, 1, 2, 3, 4, 5]
@@ -130,7 +130,7 @@ def test_partitions_due_together_are_checkpointed_one_per_iteration_most_overdue
 
 def test_small_partitions_due_together_share_an_iteration_up_to_the_byte_budget() -> None:
     service = _service(6)
-    _all_due(service, snapshot_bytes=schedule.DUE_BYTES_PER_ITERATION // 4)
+    _all_due(service, cost_s=schedule.DUE_SECONDS_PER_ITERATION / 4)
     service.idle(None)
     assert sorted(_written(service)) == [0, 1, 2, 3]
     service.idle(None)
@@ -139,14 +139,14 @@ def test_small_partitions_due_together_share_an_iteration_up_to_the_byte_budget(
 
 def test_a_partition_never_written_counts_as_a_full_budget() -> None:
     service = _service(3)
-    _all_due(service, snapshot_bytes=0)
-    service.schedule.snapshot_bytes.clear()
+    _all_due(service, cost_s=0)
+    service.schedule.cost_s.clear()
     assert _due_tasks(service) == {P(0)}
 
 
 def test_urgent_partitions_do_not_starve_the_most_overdue_one() -> None:
     service = _service(6)
-    _all_due(service, snapshot_bytes=3_000_000)
+    _all_due(service, cost_s=0.6 * schedule.DUE_SECONDS_PER_ITERATION)
     # the urgent partitions fill the budget on their own; the most overdue of the others still goes with them
     assert _due_tasks(service, {P(0), P(1)}) == {P(2)}
 
@@ -185,18 +185,19 @@ def test_partitions_whose_summaries_waited_together_send_them_one_after_another(
     service.lag.update({(PREDICTIONS, 0): batch // 2, (labels, 1): batch // 2})
     for p in service.engines:
         service.schedule.waiting_since[p] = now - 1.5 + p * 0.01
-        service.schedule.snapshot_bytes[P(p)] = schedule.DUE_BYTES_PER_ITERATION // 2 + 1
+        service.schedule.cost_s[P(p)] = 0.51 * schedule.DUE_SECONDS_PER_ITERATION
     assert _sending_due(service, set()) == {P(0)}
-    service.schedule.snapshot_bytes.update({P(p): schedule.DUE_BYTES_PER_ITERATION // 4 for p in range(4)})
+    service.schedule.cost_s.update({P(p): schedule.DUE_SECONDS_PER_ITERATION / 4 for p in range(4)})
     assert _sending_due(service, set()) == {P(0), P(1), P(2), P(3)}
     assert _sending_due(service, {P(0)}) == {P(1), P(2), P(3)}
     service.schedule.waiting_since[3] = now  # waited less than detection.summary_interval_s: not yet, while catching up
     assert _sending_due(service, set()) == {P(0), P(1), P(2)}
     # caught up (live: less than a poll's worth left to read, summaries not counted): a tick every interval since
-    # the last, and every partition with summaries waiting goes on it, however large its snapshot and however
-    # short its wait, so a detection stage's watermark does not wait for the one that sends last
+    # the last, and every partition with summaries waiting goes on it, however short its wait, so a detection
+    # stage's watermark does not wait for the one that sends last; at steady state their checkpoints are cheap
+    # and go in one iteration
     service.lag.update({(labels, 1): batch // 2 - 1, (summaries, 0): 10 * batch})
-    service.schedule.snapshot_bytes.update({P(p): schedule.DUE_BYTES_PER_ITERATION for p in range(4)})
+    service.schedule.cost_s.update({P(p): schedule.DUE_SECONDS_PER_ITERATION / 4 for p in range(4)})
     every = service.config.detection.summary_interval_s
     service.schedule.tick_at = now - every
     assert _sending_due(service, {P(0)}) == {P(1), P(2), P(3)}
@@ -208,6 +209,7 @@ def test_partitions_whose_summaries_waited_together_send_them_one_after_another(
     service.schedule.waiting_since = {p: now - 1.5 for p in service.engines}
     assert _sending_due(service, set()) == set()  # however long they waited, the tick is not due yet
     service.lag[PREDICTIONS, 0] = batch  # catching up again: those waited long enough go, within the budget
+    service.schedule.cost_s.update({P(p): schedule.DUE_SECONDS_PER_ITERATION for p in range(4)})
     assert _sending_due(service, set()) == {P(0)}
 
 
@@ -220,18 +222,18 @@ def test_summaries_of_partitions_never_checkpointed_go_one_per_iteration() -> No
     for p in service.engines:
         service.schedule.waiting_since[p] = now - 1.5 + p * 0.01
     assert _sending_due(service, set()) == {P(0)}, "none written: each counts as a full budget"
-    service.schedule.snapshot_bytes[P(0)] = schedule.DUE_BYTES_PER_ITERATION // 4
+    service.schedule.cost_s[P(0)] = schedule.DUE_SECONDS_PER_ITERATION / 4
     assert _sending_due(service, set()) == {P(0)}, "the others are still not known"
-    service.schedule.snapshot_bytes.update({P(p): schedule.DUE_BYTES_PER_ITERATION // 4 for p in range(4)})
+    service.schedule.cost_s.update({P(p): schedule.DUE_SECONDS_PER_ITERATION / 4 for p in range(4)})
     assert _sending_due(service, set()) == {P(0), P(1), P(2), P(3)}
     assert _sending_due(service, {P(0)}) == {P(1), P(2), P(3)}
-    del service.schedule.snapshot_bytes[P(0)]
+    del service.schedule.cost_s[P(0)]
     assert _sending_due(service, {P(0)}) == {P(1)}, "an urgent one never written fills the budget"
 
 
 def test_a_due_checkpoint_waits_while_urgent_ones_fill_the_budget_until_twice_overdue() -> None:
     service = _service(3)
-    _all_due(service, snapshot_bytes=schedule.DUE_BYTES_PER_ITERATION // 2)
+    _all_due(service, cost_s=schedule.DUE_SECONDS_PER_ITERATION / 2)
     every_s = service.schedule.every_s
     now = time.monotonic()
     for p in service.engines:
@@ -240,6 +242,24 @@ def test_a_due_checkpoint_waits_while_urgent_ones_fill_the_budget_until_twice_ov
     assert _due_tasks(service, set()) == {P(0), P(1)}, "with nothing urgent, the most overdue go"
     service.schedule.last[P(2)] = now - 2 * every_s - 1
     assert _due_tasks(service, {P(0), P(1)}) == {P(2)}, "twice overdue: it goes over the budget"
+
+
+def test_a_tick_of_costly_checkpoints_goes_over_the_next_iterations_without_waiting_for_the_next_tick() -> None:
+    """Caught up right after catching up, every profile stage's first checkpoint at once held the loop 322 ms."""
+    service = _service(4)
+    now = time.monotonic()
+    for p in service.engines:
+        service.schedule.waiting_since[p] = now - 0.1 * (4 - p)
+        service.schedule.cost_s[P(p)] = 0.6 * schedule.DUE_SECONDS_PER_ITERATION
+    service.schedule.tick_at = now - service.config.detection.summary_interval_s
+    assert _sending_due(service, set()) == {P(0)}, "the longest waiting first"
+    service.schedule.waiting_since.pop(0)  # sent
+    service.schedule.waiting_since[0] = time.monotonic()  # and new rows wait again: not before the next tick
+    assert _sending_due(service, {P(1)}) == {P(2)}, "an urgent one counts in the budget, and is not sent twice"
+    service.schedule.waiting_since.pop(1)
+    service.schedule.waiting_since.pop(2)
+    assert _sending_due(service, set()) == {P(3)}
+    assert _sending_due(service, set()) == set(), "the tick is done"
 
 
 class _PollingConsumer(_Consumer):
