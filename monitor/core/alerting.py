@@ -61,6 +61,9 @@ _RELATED: dict[str, tuple[str, ...]] = {
     "data_quality": ("prediction_drift",),
     "schema": ("prediction_drift", "schema"),
 }
+# Breaks the schema and quality checks find; they watch all traffic only, so a break in one segment's feed is
+# all traffic's alert beside that segment's drift (Alerting._segment_break)
+BREAK_KINDS = ("schema", "data_quality")
 RECOMMENDATIONS = {"concept_drift": "retrain", "retrain_recommended": "retrain", "rollback_recommended": "rollback"}
 
 
@@ -581,7 +584,7 @@ class Alerting:
         prediction drift without such an alert, look for another subject's (:meth:`_input_change`)."""
         related = _RELATED.get(j.kind, ()) if not j.segment else ()
         if j.kind not in (*LOCAL_KINDS, "business"):
-            return self._input_change(j, related) if related else None
+            return self._segment_break(j) or (self._input_change(j, related) if related else None)
         own = segment_label(j.segment)
         scope = j.key[: len(j.key) - len(own)]  # model/version/kind/subject/
         attributes = set(j.segment)  # empty: all traffic
@@ -598,7 +601,42 @@ class Alerting:
             found.append((1 if other else 0, incident.started_at, key))
         if found:
             return min(found)[2]
-        return self._input_change(j, related) if related else None
+        return self._segment_break(j) or (self._input_change(j, related) if related else None)
+
+    def _segment_break(self, j: Judgement) -> str | None:
+        """The open alert of the other side of one segment's broken feed, whichever fired first: all traffic's
+        schema or quality alert (:data:`BREAK_KINDS`; those checks have no segments) and the segment's drift.
+        The segment's drift of the same input joins it when the break was found at most
+        ``alerts.incident_window_s`` before or after, with no overlap asked (a window test locates a change at
+        its window, minutes after the first unseen category); the segment's prediction drift joins a break of
+        any input whose change overlaps its own (:func:`_overlap`, as :meth:`_input_change`). Seen from outside:
+        a new category in one country's feed paged as ``device``'s quality and as that country's drift, a unit
+        change in one country as a range alert and as that country's drift and prediction drift."""
+        if j.kind not in (*BREAK_KINDS, "data_drift", "prediction_drift") or (j.kind in BREAK_KINDS) == bool(j.segment):
+            return None
+        scope = j.key.split(f"/{j.kind}/", 1)[0] + "/"
+        began = j.evidence.change_time if j.evidence.change_time == j.evidence.change_time else j.now
+        found: list[tuple[float, str]] = []
+        for key, incident in self.lifecycle.open.items():
+            if not key.startswith(scope) or key == j.key:
+                continue
+            kind, subject, segment = parse_key(key[len(scope) :])
+            if j.segment:  # the segment's drift: all traffic's break
+                if segment or kind not in BREAK_KINDS:
+                    continue
+                same = subject == j.subject
+            else:  # all traffic's break: a segment's drift
+                if not segment or kind not in ("data_drift", "prediction_drift"):
+                    continue
+                same = kind == "data_drift" and subject == j.subject
+            if not abs(j.now - incident.detected_at) <= self.incident_window_s:  # (never for an unknown time, NaN)
+                continue
+            prediction = "prediction_drift" in (kind, j.kind)
+            if (prediction and _overlap(incident.started_at, incident.detected_at, began, j.now)) or (
+                not prediction and same
+            ):
+                found.append((incident.detected_at, key))
+        return min(found)[1] if found else None
 
     def _input_change(self, j: Judgement, kinds: tuple[str, ...]) -> str | None:
         """The earliest open all-traffic alert of ``kinds`` about another subject of ``j``'s model version whose

@@ -254,3 +254,67 @@ def test_an_inputs_alert_after_the_predictions_joins_its_incident_and_each_resol
     assert first not in {inc["id"] for inc in desk.incidents.open.values() if inc["keys"]}
     late = desk.decide([_judgement({}, 0.5, 300.0, kind="data_drift", subject="age")])
     assert late[0][1].incident_id != first
+
+
+@pytest.mark.parametrize("broken", ["new_category", "unit"])
+def test_a_break_in_one_segments_feed_is_one_incident_with_all_traffics_quality_alert(broken: str):
+    """Seen from outside: a new category in one country's feed paged as the feature's quality alert (the checks
+    watch all traffic) and again as that country's drift; a unit change in one country as a range alert and as
+    the country's drift and prediction drift. One break, one incident."""
+    engine = PartitionEngine(load_config(environ={}, overrides={"detectors": {"warmup_events": 300}}), clock=lambda: T0)
+    rng = np.random.default_rng(7)
+    countries = ["US", "DE", "IN", "BR"]
+    alerts: list[Alert] = []
+    for step in range(40):
+        events = []
+        for i in range(500):
+            country = countries[int(rng.integers(0, 4))]
+            height = float(rng.normal(1.7, 0.1))
+            device = str(rng.choice(["phone", "tablet", "desktop"]))
+            features: dict[str, Any] = {"height": height, "device": device}
+            if step >= 20 and country == "DE":
+                if broken == "unit":
+                    features["height"] *= 100.0
+                    height = 3.0  # what the model made of it
+                elif i % 2:
+                    features["device"] = "smartwatch"
+            events.append({"prediction_id": f"{step}-{i}", "model": "fit", "model_version": "v1",
+                           "timestamp": T0 + step * 5 + i / 100, "features": features,
+                           "segments": {"country": country},
+                           "prediction": float(1 / (1 + np.exp(-(height - 1.7) * 10)))})  # fmt: skip
+        alerts += engine.process_predictions([orjson.dumps(e) for e in events], [0.0] * len(events)).alerts
+    firing = _firing(alerts)
+    keys = {a.key for a in firing}
+    subject = "height" if broken == "unit" else "device"
+    assert f"fit/v1/data_quality/{subject}/all" in keys, keys
+    assert any(a.segment == {"country": "DE"} for a in firing), keys
+    if broken == "unit":
+        assert "fit/v1/prediction_drift/prediction/country=DE" in keys, keys
+    assert {a.incident_id for a in firing} == {firing[0].incident_id}, [(a.key, a.incident_id) for a in firing]
+
+
+def test_a_segments_alert_joins_all_traffics_break_only_for_the_same_input_or_an_overlapping_prediction_drift():
+    from monitor.core.alerting import Alerting, AlertLifecycle
+
+    def desk(**kw: Any) -> Alerting:
+        return Alerting(AlertLifecycle(resolve_after_s=0.0, cooldown_s=0.0), explain_ratio=1.75, **kw)
+
+    def fire(d: Alerting, kind: str, subject: str, now: float, began: float, segment: dict[str, str] | None = None):
+        return d.decide([_judgement(segment or {}, 0.5, now, kind=kind, subject=subject, began=began)])[0][1]
+
+    de = {"country": "DE"}
+    d = desk()
+    drift = fire(d, "data_drift", "device", 100.0, 99.0, de).incident_id  # the segment's drift first
+    assert fire(d, "data_quality", "device", 130.0, 60.0).incident_id == drift
+    d = desk()
+    brk = fire(d, "schema", "height", 100.0, 90.0).incident_id
+    assert fire(d, "data_drift", "age", 300.0, 290.0, de).incident_id != brk  # another input's drift
+    assert fire(d, "prediction_drift", "prediction", 400.0, 350.0, {"country": "BR"}).incident_id != brk  # began
+    # after the break was found: another change
+    d = desk(incident_window_s=600.0)
+    brk = fire(d, "data_quality", "height", 100.0, 90.0).incident_id
+    assert fire(d, "data_drift", "height", 800.0, 790.0, de).incident_id != brk  # past the window
+    d = desk()
+    prediction = fire(d, "prediction_drift", "prediction", 200.0, 95.0, de).incident_id  # the segment's first
+    assert fire(d, "data_quality", "height", 210.0, 92.0).incident_id == prediction
+    assert fire(d, "data_drift", "height", 260.0, 240.0, de).incident_id == prediction
