@@ -64,6 +64,11 @@ _RELATED: dict[str, tuple[str, ...]] = {
 # Breaks the schema and quality checks find; they watch all traffic only, so a break in one segment's feed is
 # all traffic's alert beside that segment's drift (Alerting._segment_break)
 BREAK_KINDS = ("schema", "data_quality")
+# The checks among them whose break can take a model's accuracy down (a new field cannot: the model never reads it)
+DAMAGING_CHECKS = ("missing_field", "type_change", "null_rate", "out_of_range", "unseen_category", "constant")
+# Labelled problems that a broken input explains: they join its incident and ask to fix the feed, not to retrain
+# (a model retrained on a broken feed learns the break); the retrain recommendation waits (Alerting._broken_input)
+LABEL_KINDS = ("concept_drift", "performance", "retrain_recommended")
 RECOMMENDATIONS = {"concept_drift": "retrain", "retrain_recommended": "retrain", "rollback_recommended": "rollback"}
 
 
@@ -94,6 +99,7 @@ class Transition:
     started_at: float
     detected_at: float = float("nan")
     incident_id: str | None = None
+    broken_input: tuple[str, str] | None = None  # (field, check) of an open break that explains a labelled problem
 
 
 @dataclass
@@ -484,6 +490,9 @@ class Alerting:
                 explained.add((j.kind, j.subject, j.bucket))
             if not self.owns(j.key):
                 continue
+            cause = self._broken_input(j) if j.fire and j.kind in LABEL_KINDS else None
+            if cause is not None and j.kind == "retrain_recommended":
+                explained.add((j.kind, j.subject, j.bucket))  # retraining on a broken feed would learn the break
             scope = j.key.split(f"/{j.kind}/", 1)[0]
             t = self.lifecycle.evaluate(
                 j.key,
@@ -498,8 +507,11 @@ class Alerting:
             if t is not None:
                 t.incident_id = self.incidents.assign(
                     scope, incident_facet(j), j.key, t.status, j.now, self.incident_window_s, alert_severity(j, t),
-                    join=self._same_change(j) if t.status == "firing" else None,
+                    join=(cause or self._same_change(j)) if t.status == "firing" else None,
                 )  # fmt: skip
+                if t.status == "firing" and cause is not None:
+                    opened_by = self.lifecycle.open[cause]
+                    t.broken_input = (opened_by.subject or parse_key(cause[len(scope) + 1 :])[1], opened_by.detector)
                 if t.status == "firing":
                     self.incident_shift[j.key] = j.shift
                     opened = self.lifecycle.open[j.key]
@@ -663,6 +675,26 @@ class Alerting:
                 found.append((incident.detected_at, key))
         return min(found)[1] if found else None
 
+    def _broken_input(self, j: Judgement) -> str | None:
+        """The open alert of all traffic's input break (:data:`DAMAGING_CHECKS`) of ``j``'s model version that
+        explains its labelled problem (:data:`LABEL_KINDS`): the earliest found whose change overlaps the
+        problem's (:func:`_overlap`). Seen from outside: a unit change in one input took accuracy down, and the
+        monitor paged the break, then a concept drift recommending a retrain, then a retrain recommendation,
+        three incidents, two of them asking to retrain the model on the broken feed. A recommendation that waits
+        fires once the break resolves, if its labelled problem still holds then."""
+        scope = j.key.split(f"/{j.kind}/", 1)[0] + "/"
+        began = j.evidence.change_time if j.evidence.change_time == j.evidence.change_time else j.now
+        found: list[tuple[float, str]] = []
+        for key, incident in self.lifecycle.open.items():
+            if not key.startswith(scope):
+                continue
+            kind, _subject, segment = parse_key(key[len(scope) :])
+            if kind not in BREAK_KINDS or segment or incident.detector not in DAMAGING_CHECKS:
+                continue
+            if _overlap(incident.started_at, incident.detected_at, began, j.now):
+                found.append((incident.detected_at, key))
+        return min(found)[1] if found else None
+
     def _began_before_resolved(self, j: Judgement, parent_key: str) -> bool:
         """The change ``j``'s evidence measures began before all traffic's latest incident (``parent_key``)
         resolved: that incident paged it, whatever a segment's slower test still shows of it."""
@@ -742,6 +774,7 @@ def build_alert(model: str, version: str, j: Judgement, t: Transition, emitted_a
     """The alert event of one transition, as contract v1 puts it on the alerts topic."""
     ev = j.evidence
     severity = alert_severity(j, t)
+    recommendation = RECOMMENDATIONS.get(j.kind, "investigate") if not t.broken_input else "investigate"
     return Alert(
         alert_id=t.alert_id,
         key=j.key,
@@ -759,8 +792,8 @@ def build_alert(model: str, version: str, j: Judgement, t: Transition, emitted_a
         baseline=_clean(ev.baseline),
         current=_clean(ev.current),
         window={"start": iso(ev.change_time), "end": iso(j.now), "events": ev.events},
-        recommendation=RECOMMENDATIONS.get(j.kind, "investigate") if t.status == "firing" else "none",
-        message=alert_message(model, version, j, t.status),
+        recommendation=recommendation if t.status == "firing" else "none",
+        message=alert_message(model, version, j, t.status, broken_input=t.broken_input),
         started_at=iso(t.started_at),
         emitted_at=iso(emitted_at),
         detected_at=iso(t.detected_at),

@@ -47,8 +47,33 @@ def pct(x: Any) -> str:
     return "n/a" if not isinstance(x, int | float) or x != x else f"{100 * x:.0f}%"
 
 
-def alert_message(model: str, version: str, j: Judgement, status: str) -> str:
-    """One plain sentence a product manager understands."""
+# How a broken input reads in a labelled problem's message (Alerting._broken_input)
+BREAK_WORDS = {
+    "missing_field": "is missing",
+    "type_change": "arrives with another type",
+    "null_rate": "arrives empty",
+    "out_of_range": "arrives out of its usual range",
+    "unseen_category": "arrives with categories never seen",
+    "constant": "arrives with a single value",
+}
+
+
+def alert_message(
+    model: str, version: str, j: Judgement, status: str, *, broken_input: tuple[str, str] | None = None
+) -> str:
+    """One plain sentence a product manager understands; ``broken_input`` (field, check): an open break of an
+    input that explains a labelled problem, said after it with what to do first."""
+    text = _alert_message(model, version, j, status)
+    if broken_input is None or status != "firing":
+        return text
+    field_name, check = broken_input
+    return (
+        f"{text} Input {field_name} {BREAK_WORDS.get(check, 'is broken')} (its own alert is open): fix "
+        "the feed before retraining; a model retrained on it would learn the break."
+    )
+
+
+def _alert_message(model: str, version: str, j: Judgement, status: str) -> str:
     ev = j.evidence
     where = "across all traffic" if not j.segment else "in segment " + segment_label(j.segment)
     of_model = f"model {model} {version}"

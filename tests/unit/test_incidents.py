@@ -318,3 +318,34 @@ def test_a_segments_alert_joins_all_traffics_break_only_for_the_same_input_or_an
     prediction = fire(d, "prediction_drift", "prediction", 200.0, 95.0, de).incident_id  # the segment's first
     assert fire(d, "data_quality", "height", 210.0, 92.0).incident_id == prediction
     assert fire(d, "data_drift", "height", 260.0, 240.0, de).incident_id == prediction
+
+
+def test_accuracy_lost_to_a_broken_input_joins_its_incident_and_asks_to_fix_the_feed_not_to_retrain():
+    """Seen from outside: a unit change in one input took accuracy down; the monitor paged the break, then a
+    concept drift recommending a retrain, then a retrain recommendation: three incidents, two of them asking
+    to retrain the model on the broken feed."""
+    engine = PartitionEngine(load_config(environ={}, overrides={"detectors": {"warmup_events": 300}}), clock=lambda: T0)
+    rng = np.random.default_rng(11)
+    alerts: list[Alert] = []
+    for step in range(60):
+        preds, labels = [], []
+        for i in range(500):
+            pid = f"{step}-{i}"
+            height = float(rng.normal(1.7, 0.1))
+            seen = height * 100.0 if step >= 20 else height  # metres to centimetres upstream
+            score = float(1 / (1 + np.exp(-(min(seen, 3.0) - 1.7) * 30)))
+            preds.append({"prediction_id": pid, "model": "fit", "model_version": "v1",
+                          "timestamp": T0 + step * 5 + i / 100, "features": {"height": seen,
+                                                                           "age": float(rng.normal(40, 10))},
+                          "prediction": score})  # fmt: skip
+            truth = int(height + rng.normal(0, 0.03) > 1.7)
+            labels.append({"prediction_id": pid, "label": truth, "timestamp": T0 + step * 5 + 5})
+        alerts += engine.process_predictions([orjson.dumps(x) for x in preds], [0.0] * len(preds)).alerts
+        alerts += engine.process_labels([orjson.dumps(x) for x in labels], [0.0] * len(labels)).alerts
+    firing = _firing(alerts)
+    kinds = {a.kind for a in firing}
+    assert {"data_quality", "concept_drift"} <= kinds, [a.key for a in firing]
+    assert "retrain_recommended" not in kinds, [a.message for a in firing if a.kind == "retrain_recommended"]
+    concept = next(a for a in firing if a.kind == "concept_drift")
+    assert concept.recommendation == "investigate" and "fix the feed" in concept.message, concept.message
+    assert {a.incident_id for a in firing} == {firing[0].incident_id}, [(a.key, a.incident_id) for a in firing]
