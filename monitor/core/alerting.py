@@ -17,6 +17,9 @@ Between a judge's verdict and an alert event stand three questions, answered her
    are event times, so a replay of the same input produces the same transitions. A new incident always
    gets a new id, even when its detector reports the same change point as the last one.
 
+Which alerts are one page (incidents, and the rules that join one change's alerts) is
+:mod:`monitor.core.incidents`; the desk assigns each transition its incident.
+
 The vocabulary these share with the judges (:class:`~monitor.core.rules.Judgement`, keys, ids, the alert
 event) stays in :mod:`monitor.core.rules`, so a judge never needs this module.
 """
@@ -31,13 +34,13 @@ from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from monitor.core.incidents import LABEL_KINDS, Incidents, broken_input, incident_facet, same_change
 from monitor.core.messages import alert_message, retired_message
 from monitor.core.rules import ALL, Alert, Judgement, alert_id, iso, parse_key, segment_label, version_scope
 
 # Model versions whose retirements the desk remembers (the least recently retired go first), so that one that
 # comes back gets new alert ids: about 100 bytes each.
 RETIRED_VERSIONS = 100_000
-# What each kind of firing alert recommends; every other kind asks to investigate.
 DRIFT_KINDS = ("data_drift", "prediction_drift")  # input and prediction drift: their segments wait for all traffic
 # Kinds whose open alerts explain later ones of the same change: a local change's segment alert explains all
 # traffic's and other attributes' (diluted) alerts that fire after it (labels come in batches of any size, so
@@ -46,29 +49,7 @@ LOCAL_KINDS = (*DRIFT_KINDS, "concept_drift")
 # A local change moves all traffic's mean by the segment's share of its own shift; this much more (sampling
 # noise, a change point placed apart) still reads as that change diluted.
 DILUTION_SLACK = 2.0
-# An alert joins another bucket's open incident of the same kind and subject (Alerting._same_change) only while
-# that alert began less than this long ago (or alerts.incident_window_s, if longer): labels come hours late, so
-# one change can reach all traffic's test hours after a segment's, but not weeks
-JOIN_WITHIN_S = 86400.0
-# An input's change (its drift, its schema, its quality) moves the predictions: all traffic's prediction drift
-# and such an alert of all traffic whose changes overlap share one incident (Alerting._input_change), and so do
-# all traffic's schema alerts of one version
-INPUT_KINDS = ("data_drift", "schema", "data_quality")
-# for all traffic's alert of each kind, the kinds of the other subjects' alerts whose incident it joins
-_RELATED: dict[str, tuple[str, ...]] = {
-    "prediction_drift": INPUT_KINDS,
-    "data_drift": ("prediction_drift",),
-    "data_quality": ("prediction_drift",),
-    "schema": ("prediction_drift", "schema"),
-}
-# Breaks the schema and quality checks find; they watch all traffic only, so a break in one segment's feed is
-# all traffic's alert beside that segment's drift (Alerting._segment_break)
-BREAK_KINDS = ("schema", "data_quality")
-# The checks among them whose break can take a model's accuracy down (a new field cannot: the model never reads it)
-DAMAGING_CHECKS = ("missing_field", "type_change", "null_rate", "out_of_range", "unseen_category", "constant")
-# Labelled problems that a broken input explains: they join its incident and ask to fix the feed, not to retrain
-# (a model retrained on a broken feed learns the break); the retrain recommendation waits (Alerting._broken_input)
-LABEL_KINDS = ("concept_drift", "performance", "retrain_recommended")
+# What each kind of firing alert recommends; every other kind asks to investigate.
 RECOMMENDATIONS = {"concept_drift": "retrain", "retrain_recommended": "retrain", "rollback_recommended": "rollback"}
 
 
@@ -303,75 +284,6 @@ def window_behind(segment: Judgement, parent: Judgement) -> bool:
     )
 
 
-def incident_facet(j: Judgement) -> str:
-    """What correlated alerts of one model version share: the segment when there is one (a bias against
-    gender=f moves its fairness gaps and its predictions), else the subject (a new category in ``device`` is
-    a data-quality finding and a drift of ``device``)."""
-    return segment_label(j.segment) if j.segment else j.subject
-
-
-@dataclass
-class Incidents:
-    """Groups alerts into incidents: one per model version and facet, while any of its alerts is open or
-    its last one moved less than ``window_s`` of event time ago. The id is the facet and the event time of
-    the incident's first alert, so a replay gives the same ids.
-
-    >>> inc = Incidents()
-    >>> a = inc.assign("m/v", "gender=f", "m/v/fairness/tpr/gender=f", "firing", 100.0, 3600.0)
-    >>> b = inc.assign("m/v", "gender=f", "m/v/prediction_drift/prediction/gender=f", "firing", 400.0, 3600.0)
-    >>> a == b, a
-    (True, 'm/v/gender=f@1970-01-01T00:01:40.000Z')
-    """
-
-    open: dict[str, dict[str, Any]] = field(default_factory=dict)  # model/version/facet -> id, keys, last
-    by_key: dict[str, str] = field(default_factory=dict)  # alert key -> incident id, while it is open
-
-    def assign(
-        self, scope: str, facet: str, key: str, status: str, now: float, window_s: float, severity: str = "warning",
-        *, join: str | None = None,
-    ) -> str | None:  # fmt: skip
-        """The incident of one alert transition (``scope`` is ``model/version``); ``severity`` is the alert's,
-        and an incident is as severe as its most severe open alert. ``join``: an alert key whose open incident a
-        firing alert joins instead of its facet's (one change seen in another bucket)."""
-        name = f"{scope}/{facet}"
-        own = self.open.get(name)
-        if join is not None and status == "firing" and (own is None or not own["keys"]):
-            # (an open incident of its own facet keeps it: a feature's quality finding and its drift stay one)
-            joined = self._named(self.by_key.get(join))
-            name = joined if joined is not None else name
-        inc = self.open.get(name)
-        if status != "firing" and (inc is None or inc["id"] != self.by_key.get(key)):
-            name = self._named(self.by_key.get(key)) or name  # it joined another facet's incident
-            inc = self.open.get(name)
-        if status == "firing":
-            if inc is None or (not inc["keys"] and now - inc["last"] > window_s):
-                inc = self.open[name] = {"id": f"{name}@{iso(now)}", "keys": [], "last": now}
-            if key not in inc["keys"]:
-                inc["keys"].append(key)
-            inc.setdefault("severity", {})[key] = severity
-            inc["last"] = max(inc["last"], now)
-            self.by_key[key] = inc["id"]
-            self._prune(now, window_s)
-            return str(inc["id"])
-        ident = self.by_key.pop(key, None)
-        if inc is not None and inc["id"] == ident:
-            inc["keys"] = [k for k in inc["keys"] if k != key]
-            inc.get("severity", {}).pop(key, None)
-            inc["last"] = max(inc["last"], now)
-        return ident  # None: the alert fired before incidents existed (a snapshot from an older release)
-
-    def _named(self, ident: str | None) -> str | None:
-        """The name (``scope/facet``) under which incident ``ident`` is open, if it is."""
-        if ident is None:
-            return None
-        return next((name for name, inc in self.open.items() if inc["id"] == ident), None)
-
-    def _prune(self, now: float, window_s: float) -> None:
-        """Forget incidents with nothing open whose window has passed: memory stays bounded."""
-        for name in [n for n, i in self.open.items() if not i["keys"] and now - i["last"] > window_s]:
-            del self.open[name]
-
-
 def owns(key: str, partition: int, partitions: int) -> bool:
     """Whether ``partition`` (of ``partitions``) speaks for an alert key.
 
@@ -490,7 +402,7 @@ class Alerting:
                 explained.add((j.kind, j.subject, j.bucket))
             if not self.owns(j.key):
                 continue
-            cause = self._broken_input(j) if j.fire and j.kind in LABEL_KINDS else None
+            cause = broken_input(j, self.lifecycle.open) if j.fire and j.kind in LABEL_KINDS else None
             if cause is not None and j.kind == "retrain_recommended":
                 explained.add((j.kind, j.subject, j.bucket))  # retraining on a broken feed would learn the break
             scope = j.key.split(f"/{j.kind}/", 1)[0]
@@ -505,9 +417,14 @@ class Alerting:
                 life=self.lives.get(scope, 0) if self.lives else 0,
             )
             if t is not None:
+                join = (
+                    (cause or same_change(j, self.lifecycle.open, self.incident_window_s))
+                    if t.status == "firing"
+                    else None
+                )
                 t.incident_id = self.incidents.assign(
                     scope, incident_facet(j), j.key, t.status, j.now, self.incident_window_s, alert_severity(j, t),
-                    join=(cause or self._same_change(j)) if t.status == "firing" else None,
+                    join=join,
                 )  # fmt: skip
                 if t.status == "firing" and cause is not None:
                     opened_by = self.lifecycle.open[cause]
@@ -587,114 +504,6 @@ class Alerting:
             del self.incidents.open[name]
         return alerts
 
-    def _same_change(self, j: Judgement) -> str | None:
-        """The open alert of the same kind and subject in a bucket that one change shows too (all traffic beside
-        a segment, or a segment of another attribute): ``j``'s alert joins its incident, so one change is one
-        page even when both buckets alert (a segment's local change found after all traffic's diluted alert, a
-        change everywhere that one segment showed first). Not two segments of one attribute: those change
-        independently. All traffic's alert first, then the earliest opened. All traffic's schema alerts, and its
-        prediction drift without such an alert, look for another subject's (:meth:`_input_change`)."""
-        related = _RELATED.get(j.kind, ()) if not j.segment else ()
-        if j.kind not in (*LOCAL_KINDS, "business"):
-            return self._segment_break(j) or (self._input_change(j, related) if related else None)
-        own = segment_label(j.segment)
-        scope = j.key[: len(j.key) - len(own)]  # model/version/kind/subject/
-        attributes = set(j.segment)  # empty: all traffic
-        found: list[tuple[int, float, str]] = []
-        for key, incident in self.lifecycle.open.items():
-            label = key[len(scope) :]
-            if key == j.key or not key.startswith(scope) or "/" in label:
-                continue
-            if j.now - incident.started_at > max(self.incident_window_s, JOIN_WITHIN_S):  # a later change is another
-                continue
-            other = parse_key(f"k/s/{label}")[2]
-            if set(other) == attributes:  # itself (all traffic), or a segment of the same attribute
-                continue
-            found.append((1 if other else 0, incident.started_at, key))
-        if found:
-            return min(found)[2]
-        return self._segment_break(j) or (self._input_change(j, related) if related else None)
-
-    def _segment_break(self, j: Judgement) -> str | None:
-        """The open alert of the other side of one segment's broken feed, whichever fired first: all traffic's
-        schema or quality alert (:data:`BREAK_KINDS`; those checks have no segments) and the segment's drift.
-        The segment's drift of the same input joins it when the break was found at most
-        ``alerts.incident_window_s`` before or after, with no overlap asked (a window test locates a change at
-        its window, minutes after the first unseen category); the segment's prediction drift joins a break of
-        any input whose change overlaps its own (:func:`_overlap`, as :meth:`_input_change`). Seen from outside:
-        a new category in one country's feed paged as ``device``'s quality and as that country's drift, a unit
-        change in one country as a range alert and as that country's drift and prediction drift."""
-        if j.kind not in (*BREAK_KINDS, "data_drift", "prediction_drift") or (j.kind in BREAK_KINDS) == bool(j.segment):
-            return None
-        scope = j.key.split(f"/{j.kind}/", 1)[0] + "/"
-        began = j.evidence.change_time if j.evidence.change_time == j.evidence.change_time else j.now
-        found: list[tuple[float, str]] = []
-        for key, incident in self.lifecycle.open.items():
-            if not key.startswith(scope) or key == j.key:
-                continue
-            kind, subject, segment = parse_key(key[len(scope) :])
-            if j.segment:  # the segment's drift: all traffic's break
-                if segment or kind not in BREAK_KINDS:
-                    continue
-                same = subject == j.subject
-            else:  # all traffic's break: a segment's drift
-                if not segment or kind not in ("data_drift", "prediction_drift"):
-                    continue
-                same = kind == "data_drift" and subject == j.subject
-            if not abs(j.now - incident.detected_at) <= self.incident_window_s:  # (never for an unknown time, NaN)
-                continue
-            prediction = "prediction_drift" in (kind, j.kind)
-            if (prediction and _overlap(incident.started_at, incident.detected_at, began, j.now)) or (
-                not prediction and same
-            ):
-                found.append((incident.detected_at, key))
-        return min(found)[1] if found else None
-
-    def _input_change(self, j: Judgement, kinds: tuple[str, ...]) -> str | None:
-        """The earliest open all-traffic alert of ``kinds`` about another subject of ``j``'s model version whose
-        change overlaps ``j``'s in event time (:func:`_overlap`; the other fired at most
-        ``alerts.incident_window_s`` before): one upstream change (:data:`_RELATED`). An input's change (its
-        drift, schema or quality) moves the predictions, so all traffic's prediction drift and that input's alert
-        are one page, whichever fired first (a unit change, a broken feed); schema alerts of one version are one
-        page (a rename: a field missing and a new one). A change that began after the other was detected is
-        another change (an unrelated field breaking minutes later). A segment's alerts share their segment's
-        incident already (the facet is the segment). Within one detection shard (``detection.shards``: the
-        prediction is shard 0's)."""
-        scope = j.key.split(f"/{j.kind}/", 1)[0] + "/"
-        began = j.evidence.change_time if j.evidence.change_time == j.evidence.change_time else j.now
-        found: list[tuple[float, str]] = []
-        for key, incident in self.lifecycle.open.items():
-            if not key.startswith(scope) or key == j.key:
-                continue
-            kind, subject, segment = parse_key(key[len(scope) :])
-            if kind not in kinds or segment or subject == j.subject:
-                continue
-            if not j.now - incident.detected_at <= self.incident_window_s:  # (never for an unknown time, NaN)
-                continue
-            if _overlap(incident.started_at, incident.detected_at, began, j.now):
-                found.append((incident.detected_at, key))
-        return min(found)[1] if found else None
-
-    def _broken_input(self, j: Judgement) -> str | None:
-        """The open alert of all traffic's input break (:data:`DAMAGING_CHECKS`) of ``j``'s model version that
-        explains its labelled problem (:data:`LABEL_KINDS`): the earliest found whose change overlaps the
-        problem's (:func:`_overlap`). Seen from outside: a unit change in one input took accuracy down, and the
-        monitor paged the break, then a concept drift recommending a retrain, then a retrain recommendation,
-        three incidents, two of them asking to retrain the model on the broken feed. A recommendation that waits
-        fires once the break resolves, if its labelled problem still holds then."""
-        scope = j.key.split(f"/{j.kind}/", 1)[0] + "/"
-        began = j.evidence.change_time if j.evidence.change_time == j.evidence.change_time else j.now
-        found: list[tuple[float, str]] = []
-        for key, incident in self.lifecycle.open.items():
-            if not key.startswith(scope):
-                continue
-            kind, _subject, segment = parse_key(key[len(scope) :])
-            if kind not in BREAK_KINDS or segment or incident.detector not in DAMAGING_CHECKS:
-                continue
-            if _overlap(incident.started_at, incident.detected_at, began, j.now):
-                found.append((incident.detected_at, key))
-        return min(found)[1] if found else None
-
     def _began_before_resolved(self, j: Judgement, parent_key: str) -> bool:
         """The change ``j``'s evidence measures began before all traffic's latest incident (``parent_key``)
         resolved: that incident paged it, whatever a segment's slower test still shows of it."""
@@ -748,17 +557,6 @@ class Alerting:
             if opened is not None and j.shift < shift and j.shift <= DILUTION_SLACK * opened.share * shift:
                 return True
         return False
-
-
-def _overlap(start: float, detected: float, other_start: float, other_detected: float) -> bool:
-    """Whether two changes may be one: each spans from its located start, less its detection delay (a located
-    start is about that uncertain: a change point found in chunks, a quality window that began before the break),
-    to its detection, and the spans meet.
-
-    >>> _overlap(90.0, 100.0, 95.0, 200.0), _overlap(102.0, 105.0, 99.0, 101.0), _overlap(90.0, 100.0, 500.0, 520.0)
-    (True, True, False)
-    """
-    return 2 * start - detected <= other_detected and 2 * other_start - other_detected <= detected
 
 
 def alert_severity(j: Judgement, t: Transition) -> str:

@@ -47,7 +47,7 @@ def pct(x: Any) -> str:
     return "n/a" if not isinstance(x, int | float) or x != x else f"{100 * x:.0f}%"
 
 
-# How a broken input reads in a labelled problem's message (Alerting._broken_input)
+# How a broken input reads in a labelled problem's message (monitor.core.incidents.broken_input)
 BREAK_WORDS = {
     "missing_field": "is missing",
     "type_change": "arrives with another type",

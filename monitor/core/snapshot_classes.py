@@ -6,7 +6,7 @@ The engine module registers them when it is imported, so any code that restores 
 from __future__ import annotations
 
 from monitor.core import snapshot as snap
-from monitor.core.alerting import AlertLifecycle, Incident, Incidents
+from monitor.core.alerting import AlertLifecycle, Incident
 from monitor.core.calibration import ScoreCalibration
 from monitor.core.chunks import StreamChunker
 from monitor.core.concept import ErrorStream, ErrorTest
@@ -15,6 +15,7 @@ from monitor.core.detectors import ChunkedADWIN, PageHinkley, WindowedChiSquare,
 from monitor.core.drift import CategoricalDriftTracker, DriftEvidence, NumericDriftTracker
 from monitor.core.event_clock import VersionActivity
 from monitor.core.fairness import AttributeWindow, FairnessTracker, GroupStats
+from monitor.core.incidents import Incidents
 from monitor.core.join import LabelJoiner, PendingLabel, PendingPrediction
 from monitor.core.local_change import WindowBreakdown
 from monitor.core.metrics import PerformanceWindow, Ring

@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from monitor.config import load_config
-from monitor.core.alerting import Incidents
 from monitor.core.engine import PartitionEngine
+from monitor.core.incidents import Incidents
 from monitor.core.rules import Alert
 from monitor.simulate import TrafficGenerator
 
