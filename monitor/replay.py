@@ -96,6 +96,7 @@ class ReplayResult:
     rejected_at: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     join: Counter[str] = field(default_factory=Counter)  # label join outcomes: joined, expired, unknown...
     restamped: Counter[str] = field(default_factory=Counter)  # predictions|labels given their Kafka time
+    untimed_labels: int = 0  # labels of a file without a timestamp: replayed where the label before them was
     alerts: list[Alert] = field(default_factory=list)  # every alert event, in event-time order
     seconds: float = 0.0
 
@@ -356,6 +357,8 @@ class _Lane:
         """``fallback`` orders a label without its own timestamp (None: right after the previous label)."""
         ts = _label_time(value)
         if ts is None:
+            if fallback is None:
+                self.result.untimed_labels += 1
             ts = self.last_label_time if fallback is None else fallback
         elif self.max_ahead_s and stamped_ahead(ts, kafka_time, self.max_ahead_s):
             ts = kafka_time  # it would otherwise hold every later label back until the predictions are over
@@ -708,6 +711,12 @@ def summary(result: ReplayResult) -> str:
         )
     if result.join and result.label_messages:  # (without labels, predictions only leave the join: no news)
         lines.append("label join: " + ", ".join(f"{k} {v:,}" for k, v in sorted(result.join.items())))
+    if result.untimed_labels:
+        lines.append(
+            f"labels without a timestamp: {result.untimed_labels:,} (each replayed where the label before it in the "
+            "file was, those before any timestamped label ahead of every prediction, where most cannot join: give "
+            "labels a timestamp, when the truth became known)"
+        )
     counts = Counter((a.kind, a.status) for a in result.alerts)
     if counts:
         lines.append("alerts: " + ", ".join(f"{kind} {status} {n}" for (kind, status), n in sorted(counts.items())))
