@@ -34,13 +34,24 @@ from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from monitor.core.incidents import LABEL_KINDS, Incidents, broken_input, incident_facet, same_change
+from monitor.core.incidents import (
+    BREAK_KINDS,
+    DAMAGING_CHECKS,
+    JOIN_WITHIN_S,
+    LABEL_KINDS,
+    Incidents,
+    broken_input,
+    incident_facet,
+    same_change,
+)
 from monitor.core.messages import alert_message, retired_message
 from monitor.core.rules import ALL, Alert, Judgement, alert_id, iso, parse_key, segment_label, version_scope
 
 # Model versions whose retirements the desk remembers (the least recently retired go first), so that one that
 # comes back gets new alert ids: about 100 bytes each.
 RETIRED_VERSIONS = 100_000
+# Resolved input breaks the desk remembers (Alerting.break_spans; the oldest go first): about 150 bytes each
+BREAK_SPANS = 1_000
 DRIFT_KINDS = ("data_drift", "prediction_drift")  # input and prediction drift: their segments wait for all traffic
 # Kinds whose open alerts explain later ones of the same change: a local change's segment alert explains all
 # traffic's and other attributes' (diluted) alerts that fire after it (labels come in batches of any size, so
@@ -335,6 +346,8 @@ class Alerting:
         self.incident_shift: dict[str, float] = {}  # key -> the largest shift of its latest incident
         self.alerts_emitted: Counter[tuple[str, str]] = Counter()  # (kind, status)
         self.lives: dict[str, int] = {}  # version scope -> times retired (see retire), at most RETIRED_VERSIONS
+        # all traffic's damaging input breaks that resolved: key -> [span start, resolved at] (incidents.BreakSpans)
+        self.break_spans: dict[str, list[float]] = {}
         self.clock = clock
 
     def owns(self, key: str) -> bool:
@@ -402,10 +415,18 @@ class Alerting:
                 explained.add((j.kind, j.subject, j.bucket))
             if not self.owns(j.key):
                 continue
-            cause = broken_input(j, self.lifecycle.open) if j.fire and j.kind in LABEL_KINDS else None
-            if cause is not None and j.kind == "retrain_recommended":
-                explained.add((j.kind, j.subject, j.bucket))  # retraining on a broken feed would learn the break
+            cause, fixed = None, False
+            by_labels = j.kind != "retrain_recommended" or (j.evidence.extra or {}).get("by_labels")
+            if j.fire and j.kind in LABEL_KINDS and by_labels:  # (a retrain for drifting inputs rests on their
+                # drift, which its message names)
+                cause, fixed = broken_input(j, self.lifecycle.open, self._break_spans())
+            if cause is not None and (fixed or j.kind == "retrain_recommended"):
+                # retraining on a broken feed would learn the break; one already fixed paged its own incident,
+                # and the labels of predictions made while it lasted say nothing of the model
+                explained.add((j.kind, j.subject, j.bucket))
+                cause = None
             scope = j.key.split(f"/{j.kind}/", 1)[0]
+            was = self.lifecycle.open.get(j.key)
             t = self.lifecycle.evaluate(
                 j.key,
                 fire=j.fire and (j.kind, j.subject, j.bucket) not in explained,
@@ -426,6 +447,8 @@ class Alerting:
                     scope, incident_facet(j), j.key, t.status, j.now, self.incident_window_s, alert_severity(j, t),
                     join=join,
                 )  # fmt: skip
+                if t.status == "resolved" and was is not None:
+                    self._remember_break(j, was)
                 if t.status == "firing" and cause is not None:
                     opened_by = self.lifecycle.open[cause]
                     t.broken_input = (opened_by.subject or parse_key(cause[len(scope) + 1 :])[1], opened_by.detector)
@@ -503,6 +526,26 @@ class Alerting:
         for name in [n for n, inc in self.incidents.open.items() if own(n) and not inc["keys"]]:
             del self.incidents.open[name]
         return alerts
+
+    def _break_spans(self) -> dict[str, list[float]]:
+        spans = self.__dict__.get("break_spans")  # (absent from a desk an older release restored)
+        if spans is None:
+            spans = self.break_spans = {}
+        return spans
+
+    def _remember_break(self, j: Judgement, was: Incident) -> None:
+        """All traffic's damaging input break resolved: its span, from its located start less its detection
+        delay to now, explains labelled problems found later whose change began while it lasted
+        (:func:`~monitor.core.incidents.broken_input`); kept for ``JOIN_WITHIN_S``, at most ``BREAK_SPANS``."""
+        if j.kind not in BREAK_KINDS or j.segment or was.detector not in DAMAGING_CHECKS:
+            return
+        spans = self._break_spans()
+        spans.pop(j.key, None)
+        spans[j.key] = [2 * was.started_at - was.detected_at, j.now]
+        for key in [k for k, (_start, end) in spans.items() if not j.now - end <= JOIN_WITHIN_S]:
+            del spans[key]
+        while len(spans) > BREAK_SPANS:
+            del spans[next(iter(spans))]
 
     def _began_before_resolved(self, j: Judgement, parent_key: str) -> bool:
         """The change ``j``'s evidence measures began before all traffic's latest incident (``parent_key``)

@@ -265,6 +265,7 @@ class PartitionEngine:
             "fdr": (monitor, "fdr"),
             "incident_shift": (alerting, "incident_shift"),
             "incidents": (alerting, "incidents"),
+            "break_spans": (alerting, "break_spans"),
             "retired": (self, "retired"),
             "alert_lives": (alerting, "lives"),
             "version_activity": (self, "activity"),

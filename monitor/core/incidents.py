@@ -12,7 +12,7 @@ event times, so a replay gives the same ids. The rules read the open alerts (``A
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -124,10 +124,14 @@ def same_change(j: Judgement, open_alerts: Mapping[str, Incident], window_s: flo
     change everywhere that one segment showed first). Not two segments of one attribute: those change
     independently. All traffic's alert first, then the earliest opened. All traffic's schema alerts, and its
     prediction drift without such an alert, look for another subject's (:func:`input_change`)."""
+    if j.kind == "retrain_recommended":
+        return _retrain_problem(j, open_alerts)
     related = RELATED.get(j.kind, ()) if not j.segment else ()
     if j.kind not in JOINING_KINDS:
-        return segment_break(j, open_alerts, window_s) or (
-            input_change(j, related, open_alerts, window_s) if related else None
+        return (
+            _open_retrain(j, open_alerts)
+            or segment_break(j, open_alerts, window_s)
+            or (input_change(j, related, open_alerts, window_s) if related else None)
         )
     own = segment_label(j.segment)
     scope = j.key[: len(j.key) - len(own)]  # model/version/kind/subject/
@@ -145,9 +149,30 @@ def same_change(j: Judgement, open_alerts: Mapping[str, Incident], window_s: flo
         found.append((1 if other else 0, incident.started_at, key))
     if found:
         return min(found)[2]
-    return segment_break(j, open_alerts, window_s) or (
-        input_change(j, related, open_alerts, window_s) if related else None
+    return (
+        _open_retrain(j, open_alerts)
+        or segment_break(j, open_alerts, window_s)
+        or (input_change(j, related, open_alerts, window_s) if related else None)
     )
+
+
+def _retrain_problem(j: Judgement, open_alerts: Mapping[str, Incident]) -> str | None:
+    """The open alert of all traffic's labelled problem a retrain recommendation rests on (its evidence's
+    ``problem``, ``kind:subject``): a concept change paged as the concept drift and again as the recommendation
+    to retrain, two incidents (seen from outside)."""
+    kind, _, subject = str(j.evidence.current.get("problem", "")).partition(":")
+    for key, _incident, other_kind, other_subject, segment in _version_alerts(j, open_alerts):
+        if (other_kind, other_subject) == (kind, subject) and not segment:
+            return key
+    return None
+
+
+def _open_retrain(j: Judgement, open_alerts: Mapping[str, Incident]) -> str | None:
+    """For all traffic's labelled problem (concept drift, a performance alert): the version's open retrain
+    recommendation, which the policy found first on the same labels (:func:`_retrain_problem` the other way)."""
+    if j.kind not in ("concept_drift", "performance") or j.segment:
+        return None
+    return next((k for k, _i, kind, _s, _seg in _version_alerts(j, open_alerts) if kind == "retrain_recommended"), None)
 
 
 def _version_alerts(
@@ -222,21 +247,31 @@ def input_change(
     return min(found)[1] if found else None
 
 
-def broken_input(j: Judgement, open_alerts: Mapping[str, Incident]) -> str | None:
-    """The open alert of all traffic's input break (:data:`DAMAGING_CHECKS`) of ``j``'s model version that
-    explains its labelled problem (:data:`LABEL_KINDS`): the earliest found whose change overlaps the
-    problem's (:func:`overlap`). Seen from outside: a unit change in one input took accuracy down, and the
-    monitor paged the break, then a concept drift recommending a retrain, then a retrain recommendation,
-    three incidents, two of them asking to retrain the model on the broken feed. A recommendation that waits
-    fires once the break resolves, if its labelled problem still holds then."""
+def broken_input(
+    j: Judgement, open_alerts: Mapping[str, Incident], fixed: Mapping[str, Sequence[float]]
+) -> tuple[str | None, bool]:
+    """All traffic's damaging input break (:data:`DAMAGING_CHECKS`) of ``j``'s model version that explains its
+    labelled problem (:data:`LABEL_KINDS`), and whether it is fixed (resolved). An open break lasts until now:
+    it explains a problem found after it began (its located start, less its detection delay), the earliest
+    found first. A fixed one (``fixed``: key -> [span start, resolved at]) explains a problem whose change the
+    labels locate before the fix: labels of predictions made while it lasted arrive later, and say nothing of
+    the model. Seen from outside: a unit change took accuracy down, and the monitor paged the break, then a
+    concept drift recommending a retrain, then a retrain recommendation; after the fix, segments' concept drift
+    and a retrain recommendation from labels of the broken predictions, up to 20 minutes on."""
     began = _began(j)
     found: list[tuple[float, str]] = []
     for key, incident, kind, _subject, segment in _version_alerts(j, open_alerts):
         if kind not in BREAK_KINDS or segment or incident.detector not in DAMAGING_CHECKS:
             continue
-        if overlap(incident.started_at, incident.detected_at, began, j.now):
+        if 2 * incident.started_at - incident.detected_at <= j.now:
             found.append((incident.detected_at, key))
-    return min(found)[1] if found else None
+    if found:
+        return min(found)[1], False
+    scope = j.key.split(f"/{j.kind}/", 1)[0] + "/"
+    for key, (start, resolved) in fixed.items():
+        if key.startswith(scope) and start <= j.now and began <= resolved:
+            return key, True
+    return None, False
 
 
 def overlap(start: float, detected: float, other_start: float, other_detected: float) -> bool:

@@ -63,17 +63,17 @@ def alert_message(
 ) -> str:
     """One plain sentence a product manager understands; ``broken_input`` (field, check): an open break of an
     input that explains a labelled problem, said after it with what to do first."""
-    text = _alert_message(model, version, j, status)
+    text = _alert_message(model, version, j, status, broken=broken_input is not None)
     if broken_input is None or status != "firing":
         return text
     field_name, check = broken_input
     return (
-        f"{text} Input {field_name} {BREAK_WORDS.get(check, 'is broken')} (its own alert is open): fix "
-        "the feed before retraining; a model retrained on it would learn the break."
+        f"{text} Input {field_name} {BREAK_WORDS.get(check, 'is broken')} (its own alert is open): if its feed "
+        "is broken, fix it before retraining; a model retrained on it would learn the break."
     )
 
 
-def _alert_message(model: str, version: str, j: Judgement, status: str) -> str:
+def _alert_message(model: str, version: str, j: Judgement, status: str, *, broken: bool = False) -> str:
     ev = j.evidence
     where = "across all traffic" if not j.segment else "in segment " + segment_label(j.segment)
     of_model = f"model {model} {version}"
@@ -93,6 +93,8 @@ def _alert_message(model: str, version: str, j: Judgement, status: str) -> str:
         inputs = (
             f"while input drift is also firing for {', '.join(drifting)}"
             if drifting
+            else "with an input broken"  # (the sentence after it says which)
+            if broken
             else "with no input drift alert open for this model version (the relation between inputs and outcome "
             "may have changed)"
         )

@@ -105,12 +105,16 @@ def _judgement(
     kind: str = "concept_drift",
     subject: str = "accuracy",
     began: float | None = None,
+    detector: str = "adwin",
+    current: dict[str, Any] | None = None,
+    by_labels: bool = False,
 ) -> Any:
     from monitor.core.drift import DriftEvidence
     from monitor.core.rules import Judgement, alert_key
 
     start = now if began is None else began  # where the change was located
-    ev = DriftEvidence(fire, shift, 500, "adwin", int(start), start, 1e-9 if fire else 0.5, {}, {})
+    ev = DriftEvidence(fire, shift, 500, detector, int(start), start, 1e-9 if fire else 0.5, {}, current or {},
+                       extra={"by_labels": by_labels})  # fmt: skip
     bucket = next(iter(segment.items())) if segment else ("", "")
     key = alert_key("m", kind, subject, segment, "v1")
     return Judgement(bucket, "error", ev, now, key, kind, subject, segment, 0.05, 0.2,
@@ -320,32 +324,96 @@ def test_a_segments_alert_joins_all_traffics_break_only_for_the_same_input_or_an
     assert fire(d, "data_drift", "height", 260.0, 240.0, de).incident_id == prediction
 
 
-def test_accuracy_lost_to_a_broken_input_joins_its_incident_and_asks_to_fix_the_feed_not_to_retrain():
+@pytest.mark.parametrize("fixed_at", [None, 40])
+def test_accuracy_lost_to_a_broken_input_joins_its_incident_and_asks_to_fix_the_feed_not_to_retrain(fixed_at):
     """Seen from outside: a unit change in one input took accuracy down; the monitor paged the break, then a
     concept drift recommending a retrain, then a retrain recommendation: three incidents, two of them asking
-    to retrain the model on the broken feed."""
-    engine = PartitionEngine(load_config(environ={}, overrides={"detectors": {"warmup_events": 300}}), clock=lambda: T0)
+    to retrain the model on the broken feed. And after the fix, labels of the predictions made while it lasted
+    paged segments' concept drift and a retrain recommendation, both asking to retrain."""
+    overrides = {"detectors": {"warmup_events": 300}, "monitoring": {"segments": ["country"]}}
+    engine = PartitionEngine(load_config(environ={}, overrides=overrides), clock=lambda: T0)
     rng = np.random.default_rng(11)
     alerts: list[Alert] = []
-    for step in range(60):
+    waiting: list[list[dict[str, Any]]] = []
+    for step in range(80):
         preds, labels = [], []
         for i in range(500):
             pid = f"{step}-{i}"
             height = float(rng.normal(1.7, 0.1))
-            seen = height * 100.0 if step >= 20 else height  # metres to centimetres upstream
+            broken = step >= 20 and (fixed_at is None or step < fixed_at)
+            seen = height * 100.0 if broken else height  # metres to centimetres upstream
             score = float(1 / (1 + np.exp(-(min(seen, 3.0) - 1.7) * 30)))
-            preds.append({"prediction_id": pid, "model": "fit", "model_version": "v1",
-                          "timestamp": T0 + step * 5 + i / 100, "features": {"height": seen,
-                                                                           "age": float(rng.normal(40, 10))},
+            features = {"height": seen, "age": float(rng.normal(40, 10))}
+            country = str(rng.choice(["US", "DE", "IN"]))
+            preds.append({"prediction_id": pid, "model": "fit", "model_version": "v1", "features": features,
+                          "timestamp": T0 + step * 5 + i / 100, "segments": {"country": country},
                           "prediction": score})  # fmt: skip
             truth = int(height + rng.normal(0, 0.03) > 1.7)
-            labels.append({"prediction_id": pid, "label": truth, "timestamp": T0 + step * 5 + 5})
+            labels.append({"prediction_id": pid, "label": truth, "timestamp": T0 + step * 5 + 30})
+        waiting.append(labels)  # labels come 6 batches (about 30 s) after their predictions
         alerts += engine.process_predictions([orjson.dumps(x) for x in preds], [0.0] * len(preds)).alerts
-        alerts += engine.process_labels([orjson.dumps(x) for x in labels], [0.0] * len(labels)).alerts
+        if len(waiting) > 6:
+            due = waiting.pop(0)
+            alerts += engine.process_labels([orjson.dumps(x) for x in due], [0.0] * len(due)).alerts
     firing = _firing(alerts)
     kinds = {a.kind for a in firing}
     assert {"data_quality", "concept_drift"} <= kinds, [a.key for a in firing]
     assert "retrain_recommended" not in kinds, [a.message for a in firing if a.kind == "retrain_recommended"]
+    assert all(a.recommendation != "retrain" for a in firing), [(a.key, a.message) for a in firing]
     concept = next(a for a in firing if a.kind == "concept_drift")
-    assert concept.recommendation == "investigate" and "fix the feed" in concept.message, concept.message
+    assert "fix it before retraining" in concept.message, concept.message
     assert {a.incident_id for a in firing} == {firing[0].incident_id}, [(a.key, a.incident_id) for a in firing]
+    if fixed_at is not None:
+        resolved = {a.key for a in alerts if a.status == "resolved"}
+        assert "fit/v1/data_quality/height/all" in resolved
+
+
+def test_labelled_problems_a_broken_input_explains_while_open_and_after_its_fix():
+    """Seen from outside: an estimated-accuracy alert (located where it is found) never joined the open break;
+    a concept change located after the break was found recommended a retrain; after the fix, labels of the
+    broken predictions paged segments' concept drift and a retrain; a genuine concept change paged twice (the
+    concept drift and the retrain recommendation)."""
+    from monitor.core.alerting import Alerting, AlertLifecycle
+
+    desk = Alerting(AlertLifecycle(resolve_after_s=0.0, cooldown_s=0.0), explain_ratio=1.75)
+
+    def decide(kind: str, subject: str, now: float, began: float | None = None, *, fire: bool = True,
+               segment: dict[str, str] | None = None, **kw: Any) -> Any:  # fmt: skip
+        judged = [_judgement(segment or {}, 0.5 if fire else 0.0, now, fire=fire, kind=kind, subject=subject,
+                             began=began, **kw)]  # fmt: skip
+        out = desk.decide(judged)
+        return out[0][1] if out else None
+
+    brk = decide("data_quality", "height", 100.0, 95.0, detector="out_of_range")
+    estimate = decide("performance", "estimated_accuracy", 300.0)  # located where found, after the break was
+    assert estimate.incident_id == brk.incident_id and estimate.broken_input == ("height", "out_of_range")
+    concept = decide("concept_drift", "accuracy", 400.0, 350.0)  # located after the break was found
+    assert concept.incident_id == brk.incident_id
+    retrain = {"current": {"problem": "concept_drift:accuracy"}, "by_labels": True}
+    assert decide("retrain_recommended", "model", 450.0, 350.0, **retrain) is None  # waits while it is open
+    new_field = decide("schema", "extra", 460.0, 455.0, detector="new_field")
+    assert new_field.incident_id != brk.incident_id
+    for kind, subject in [("performance", "estimated_accuracy"), ("concept_drift", "accuracy")]:
+        decide(kind, subject, 500.0, fire=False)
+    assert decide("data_quality", "height", 600.0, fire=False).status == "resolved"  # the feed is fixed
+    # labels of predictions made while it lasted come after the fix: nothing pages, nothing asks to retrain
+    assert decide("concept_drift", "accuracy", 700.0, 580.0, segment={"country": "DE"}) is None
+    assert decide("retrain_recommended", "model", 720.0, 350.0, **retrain) is None
+    # a change the labels locate after the fix is the model's own: retrain, and the recommendation rests on
+    # the concept drift's incident
+    later = decide("concept_drift", "accuracy", 900.0, 800.0)
+    assert later.incident_id != brk.incident_id and later.broken_input is None
+    again = decide("retrain_recommended", "model", 950.0, 800.0, **retrain)
+    assert again.incident_id == later.incident_id
+
+
+def test_a_labelled_problem_found_after_its_retrain_recommendation_joins_it():
+    from monitor.core.alerting import Alerting, AlertLifecycle
+
+    desk = Alerting(AlertLifecycle(resolve_after_s=0.0, cooldown_s=0.0), explain_ratio=1.75)
+    retrain = _judgement({}, 0.5, 100.0, kind="retrain_recommended", subject="model", began=60.0,
+                         current={"problem": "performance:accuracy_vs_baseline"}, by_labels=True)  # fmt: skip
+    first = desk.decide([retrain])[0][1]
+    concept = desk.decide([_judgement({}, 0.5, 130.0, kind="concept_drift", began=70.0)])[0][1]
+    segment = desk.decide([_judgement({"region": "B"}, 0.5, 140.0, kind="performance", subject="f1")])[0][1]
+    assert concept.incident_id == first.incident_id and segment.incident_id != first.incident_id
