@@ -250,6 +250,15 @@ def _label_time(value: bytes | None) -> float | None:
         return None
 
 
+def _untimed(value: bytes | None) -> bool:
+    """A label object without a ``timestamp`` field (not one the decoder rejects for a bad one, or bad JSON)."""
+    try:
+        event = orjson.loads(value) if value else None
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(event, dict) and event.get("timestamp") is None
+
+
 class _Detection:
     """The detection stages of a replay, one per summaries partition as live (``detection.summaries_partitions``,
     else one per input partition), fed the lanes' summaries in process. No input partition goes idle in a
@@ -357,7 +366,7 @@ class _Lane:
         """``fallback`` orders a label without its own timestamp (None: right after the previous label)."""
         ts = _label_time(value)
         if ts is None:
-            if fallback is None:
+            if fallback is None and _untimed(value):
                 self.result.untimed_labels += 1
             ts = self.last_label_time if fallback is None else fallback
         elif self.max_ahead_s and stamped_ahead(ts, kafka_time, self.max_ahead_s):

@@ -18,7 +18,11 @@ Between a judge's verdict and an alert event stand three questions, answered her
    gets a new id, even when its detector reports the same change point as the last one.
 
 Which alerts are one page (incidents, and the rules that join one change's alerts) is
-:mod:`monitor.core.incidents`; the desk assigns each transition its incident.
+:mod:`monitor.core.incidents`; the desk assigns each transition its incident. A labelled problem (concept
+drift, a performance alert, a retrain recommendation resting on labels) that an input's break explains
+(:func:`~monitor.core.incidents.broken_input`) joins the break's incident and asks to check the input while
+the break is open (a retrain recommendation waits), and pages nothing once the break is fixed: the desk
+remembers fixed breaks (``break_spans``) for that.
 
 The vocabulary these share with the judges (:class:`~monitor.core.rules.Judgement`, keys, ids, the alert
 event) stays in :mod:`monitor.core.rules`, so a judge never needs this module.
@@ -312,9 +316,9 @@ def owns(key: str, partition: int, partitions: int) -> bool:
 class Alerting:
     """One partition's alert desk: attribution, ownership and lifecycle over a batch's judgements.
 
-    ``lifecycle``, ``incidents``, ``incident_shift`` and ``alerts_emitted`` are state (the engine snapshots
-    them under those names); ``explain_ratio``, ``partition`` and ``partitions`` are settings, and ``clock``
-    only stamps each alert's ``emitted_at``.
+    ``lifecycle``, ``incidents``, ``incident_shift``, ``alerts_emitted``, ``lives`` and ``break_spans`` are state
+    (the engine snapshots them, ``lives`` as ``alert_lives``); ``explain_ratio``, ``partition`` and
+    ``partitions`` are settings, and ``clock`` only stamps each alert's ``emitted_at``.
 
     >>> from monitor.core.drift import DriftEvidence
     >>> ev = DriftEvidence(True, 1.0, 500, "adwin", 7, 10.0, 1e-6, {}, {})
@@ -346,7 +350,8 @@ class Alerting:
         self.incident_shift: dict[str, float] = {}  # key -> the largest shift of its latest incident
         self.alerts_emitted: Counter[tuple[str, str]] = Counter()  # (kind, status)
         self.lives: dict[str, int] = {}  # version scope -> times retired (see retire), at most RETIRED_VERSIONS
-        # all traffic's damaging input breaks that resolved: key -> [span start, resolved at] (incidents.BreakSpans)
+        # all traffic's damaging input breaks that resolved: key -> [span start, resolved at]
+        # (incidents.broken_input; a snapshot of an older release has none and starts empty)
         self.break_spans: dict[str, list[float]] = {}
         self.clock = clock
 
@@ -419,7 +424,7 @@ class Alerting:
             by_labels = j.kind != "retrain_recommended" or (j.evidence.extra or {}).get("by_labels")
             if j.fire and j.kind in LABEL_KINDS and by_labels:  # (a retrain for drifting inputs rests on their
                 # drift, which its message names)
-                cause, fixed = broken_input(j, self.lifecycle.open, self._break_spans())
+                cause, fixed = broken_input(j, self.lifecycle.open, self.break_spans)
             if cause is not None and (fixed or j.kind == "retrain_recommended"):
                 # retraining on a broken feed would learn the break; one already fixed paged its own incident,
                 # and the labels of predictions made while it lasted say nothing of the model
@@ -519,7 +524,7 @@ class Alerting:
             )  # fmt: skip
         for memory in (
             lifecycle.cooldown_until, lifecycle.cooldown_until_position, lifecycle.last_start, self.incident_shift,
-            lifecycle.resolved_at,
+            lifecycle.resolved_at, self.break_spans,
         ):  # fmt: skip
             for key in [k for k in memory if own(k)]:
                 del memory[key]
@@ -527,19 +532,13 @@ class Alerting:
             del self.incidents.open[name]
         return alerts
 
-    def _break_spans(self) -> dict[str, list[float]]:
-        spans = self.__dict__.get("break_spans")  # (absent from a desk an older release restored)
-        if spans is None:
-            spans = self.break_spans = {}
-        return spans
-
     def _remember_break(self, j: Judgement, was: Incident) -> None:
         """All traffic's damaging input break resolved: its span, from its located start less its detection
         delay to now, explains labelled problems found later whose change began while it lasted
         (:func:`~monitor.core.incidents.broken_input`); kept for ``JOIN_WITHIN_S``, at most ``BREAK_SPANS``."""
         if j.kind not in BREAK_KINDS or j.segment or was.detector not in DAMAGING_CHECKS:
             return
-        spans = self._break_spans()
+        spans = self.break_spans
         spans.pop(j.key, None)
         spans[j.key] = [2 * was.started_at - was.detected_at, j.now]
         for key in [k for k, (_start, end) in spans.items() if not j.now - end <= JOIN_WITHIN_S]:

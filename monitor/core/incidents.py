@@ -5,9 +5,10 @@ An incident groups the alerts one change causes. Alerts of one model version sha
 joins another facet's incident when a rule below finds it is the same change seen elsewhere: the same kind and
 subject in another bucket (:func:`same_change`), an input's change and the prediction drift it caused
 (:func:`input_change`), a break in one segment's feed that the all-traffic quality checks found
-(:func:`segment_break`), and a labelled problem that a broken input explains (:func:`broken_input`). Times are
-event times, so a replay gives the same ids. The rules read the open alerts (``AlertLifecycle.open`` in
-:mod:`monitor.core.alerting`) and nothing else.
+(:func:`segment_break`), a labelled problem that a broken input explains (:func:`broken_input`), and a
+retrain recommendation beside the labelled problem it rests on. Times are event times, so a replay gives the
+same ids. The rules read the open alerts (``AlertLifecycle.open`` in :mod:`monitor.core.alerting`) and, for
+:func:`broken_input`, the desk's memory of fixed breaks (``Alerting.break_spans``), nothing else.
 """
 
 from __future__ import annotations
@@ -169,10 +170,16 @@ def _retrain_problem(j: Judgement, open_alerts: Mapping[str, Incident]) -> str |
 
 def _open_retrain(j: Judgement, open_alerts: Mapping[str, Incident]) -> str | None:
     """For all traffic's labelled problem (concept drift, a performance alert): the version's open retrain
-    recommendation, which the policy found first on the same labels (:func:`_retrain_problem` the other way)."""
+    recommendation whose problem overlaps its change (:func:`overlap`), which the policy found first on the same
+    labels (:func:`_retrain_problem` the other way round). A recommendation for drifting inputs is dated where
+    it was made, so a problem found days later is not its."""
     if j.kind not in ("concept_drift", "performance") or j.segment:
         return None
-    return next((k for k, _i, kind, _s, _seg in _version_alerts(j, open_alerts) if kind == "retrain_recommended"), None)
+    began = _began(j)
+    for key, incident, kind, _subject, _segment in _version_alerts(j, open_alerts):
+        if kind == "retrain_recommended" and overlap(incident.started_at, incident.detected_at, began, j.now):
+            return key
+    return None
 
 
 def _version_alerts(
@@ -251,25 +258,34 @@ def broken_input(
     j: Judgement, open_alerts: Mapping[str, Incident], fixed: Mapping[str, Sequence[float]]
 ) -> tuple[str | None, bool]:
     """All traffic's damaging input break (:data:`DAMAGING_CHECKS`) of ``j``'s model version that explains its
-    labelled problem (:data:`LABEL_KINDS`), and whether it is fixed (resolved). An open break lasts until now:
-    it explains a problem found after it began (its located start, less its detection delay), the earliest
-    found first. A fixed one (``fixed``: key -> [span start, resolved at]) explains a problem whose change the
-    labels locate before the fix: labels of predictions made while it lasted arrive later, and say nothing of
-    the model. Seen from outside: a unit change took accuracy down, and the monitor paged the break, then a
-    concept drift recommending a retrain, then a retrain recommendation; after the fix, segments' concept drift
-    and a retrain recommendation from labels of the broken predictions, up to 20 minutes on."""
+    labelled problem (:data:`LABEL_KINDS`), and whether it is fixed (resolved). The problem's change must have
+    begun after the break did (the break's located start less its detection delay), give or take half the
+    problem's own detection delay (labels locate a change loosely): an open break then explains it, the
+    earliest found first; a fixed one (``fixed``: key -> [span start, resolved at], at most ``JOIN_WITHIN_S``
+    ago) when the labels locate the change before the fix (labels of predictions made while it lasted arrive
+    later, and say nothing of the model). Seen from outside: a unit change took accuracy down, and the monitor
+    paged the break, then a concept drift recommending a retrain, then a retrain recommendation; after the fix,
+    segments' concept drift and a retrain recommendation from labels of the broken predictions, up to 20
+    minutes on."""
     began = _began(j)
+    slack = max(0.0, j.now - began) / 2  # (NaN times compare False below: nothing explained)
     found: list[tuple[float, str]] = []
     for key, incident, kind, _subject, segment in _version_alerts(j, open_alerts):
         if kind not in BREAK_KINDS or segment or incident.detector not in DAMAGING_CHECKS:
             continue
-        if 2 * incident.started_at - incident.detected_at <= j.now:
+        if began + slack >= 2 * incident.started_at - incident.detected_at:
             found.append((incident.detected_at, key))
     if found:
         return min(found)[1], False
     scope = j.key.split(f"/{j.kind}/", 1)[0] + "/"
     for key, (start, resolved) in fixed.items():
-        if key.startswith(scope) and start <= j.now and began <= resolved:
+        if (
+            key.startswith(scope)
+            and parse_key(key[len(scope) :])[0] in BREAK_KINDS  # (not a nested version's: v1/canary beside v1)
+            and began + slack >= start
+            and began <= resolved
+            and j.now - resolved <= JOIN_WITHIN_S
+        ):
             return key, True
     return None, False
 

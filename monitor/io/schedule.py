@@ -37,8 +37,8 @@ CAUGHT_UP_MESSAGES = 5_000
 
 @dataclass
 class CheckpointSchedule:
-    """Each task's messages and time since its last checkpoint, its last snapshot's size, and since when each
-    input partition's summaries wait; times are ``time.monotonic()``."""
+    """Each task's messages and time since its last checkpoint, what its last snapshot cost the loop, and since
+    when each input partition's summaries wait; times are ``time.monotonic()``."""
 
     every_events: int  # checkpoint.every_events
     every_s: float  # checkpoint.every_s

@@ -128,7 +128,7 @@ def test_partitions_due_together_are_checkpointed_one_per_iteration_most_overdue
     assert _written(service) == [0, 1, 2, 3, 4, 5], "nothing is due any more"
 
 
-def test_small_partitions_due_together_share_an_iteration_up_to_the_byte_budget() -> None:
+def test_small_partitions_due_together_share_an_iteration_up_to_the_budget() -> None:
     service = _service(6)
     _all_due(service, cost_s=schedule.DUE_SECONDS_PER_ITERATION / 4)
     service.idle(None)
@@ -147,7 +147,8 @@ def test_a_partition_never_written_counts_as_a_full_budget() -> None:
 def test_urgent_partitions_do_not_starve_the_most_overdue_one() -> None:
     service = _service(6)
     _all_due(service, cost_s=0.6 * schedule.DUE_SECONDS_PER_ITERATION)
-    # the urgent partitions fill the budget on their own; the most overdue of the others still goes with them
+    # the urgent partitions fill the budget on their own; the most overdue of the others still goes with them,
+    # as it is more than twice overdue (see the next tests)
     assert _due_tasks(service, {P(0), P(1)}) == {P(2)}
 
 
@@ -255,6 +256,7 @@ def test_a_tick_of_costly_checkpoints_goes_over_the_next_iterations_without_wait
     assert _sending_due(service, set()) == {P(0)}, "the longest waiting first"
     service.schedule.waiting_since.pop(0)  # sent
     service.schedule.waiting_since[0] = time.monotonic()  # and new rows wait again: not before the next tick
+    service.schedule.cost_s[P(3)] = 0.1 * schedule.DUE_SECONDS_PER_ITERATION  # would fit beside P(2) alone
     assert _sending_due(service, {P(1)}) == {P(2)}, "an urgent one counts in the budget, and is not sent twice"
     service.schedule.waiting_since.pop(1)
     service.schedule.waiting_since.pop(2)

@@ -417,3 +417,44 @@ def test_a_labelled_problem_found_after_its_retrain_recommendation_joins_it():
     concept = desk.decide([_judgement({}, 0.5, 130.0, kind="concept_drift", began=70.0)])[0][1]
     segment = desk.decide([_judgement({"region": "B"}, 0.5, 140.0, kind="performance", subject="f1")])[0][1]
     assert concept.incident_id == first.incident_id and segment.incident_id != first.incident_id
+
+
+def test_a_break_explains_only_labelled_problems_that_began_with_it_in_its_own_version():
+    """A stranger's review: any open break took over every labelled problem (a concept change located long
+    before it included), a fixed one silenced a change located before it for good, a fixed break of v1/canary
+    silenced v1's concept drift, and an open retrain recommendation took in problems found a month later."""
+    from monitor.core.alerting import Alerting, AlertLifecycle
+
+    def desk() -> Alerting:
+        return Alerting(AlertLifecycle(resolve_after_s=0.0, cooldown_s=0.0), explain_ratio=1.75)
+
+    def decide(d: Alerting, kind: str, subject: str, now: float, began: float | None = None, *, fire: bool = True,
+               version: str = "v1", **kw: Any) -> Any:  # fmt: skip
+        j = _judgement({}, 0.5 if fire else 0.0, now, fire=fire, kind=kind, subject=subject, began=began, **kw)
+        if version != "v1":
+            j.key = j.key.replace("m/v1/", f"m/{version}/")
+        out = d.decide([j])
+        return out[0][1] if out else None
+
+    retrain = {"current": {"problem": "concept_drift:accuracy"}, "by_labels": True}
+    d = desk()
+    brk = decide(d, "data_quality", "minor", 10_000.0, 9_990.0, detector="constant")
+    old = decide(d, "concept_drift", "accuracy", 10_500.0, 1_000.0)  # located long before the break began
+    assert old.incident_id != brk.incident_id and old.broken_input is None
+    assert decide(d, "retrain_recommended", "model", 10_600.0, 1_000.0, **retrain) is not None  # not held
+    d = desk()
+    decide(d, "data_quality", "minor", 10_000.0, 9_990.0, detector="constant")
+    drifting = {"current": {"drifting_features": ["a", "b"]}, "by_labels": False}
+    assert decide(d, "retrain_recommended", "model", 10_100.0, 10_050.0, **drifting) is not None  # its drift
+    d = desk()
+    decide(d, "data_quality", "minor", 10_000.0, 9_990.0, detector="constant")
+    decide(d, "data_quality", "minor", 10_100.0, fire=False)  # fixed
+    assert decide(d, "concept_drift", "accuracy", 11_000.0, 1_000.0) is not None  # began long before it
+    d = desk()
+    decide(d, "data_quality", "x", 10_000.0, 9_990.0, detector="null_rate", version="v1/canary")
+    decide(d, "data_quality", "x", 10_100.0, fire=False, version="v1/canary")
+    assert decide(d, "concept_drift", "accuracy", 10_200.0, 10_050.0) is not None  # another version's break
+    d = desk()
+    drifted = decide(d, "retrain_recommended", "model", 100.0, 100.0, current={}, by_labels=False)
+    month = decide(d, "performance", "estimated_accuracy", 30 * 86400.0)
+    assert month.incident_id != drifted.incident_id

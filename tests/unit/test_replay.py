@@ -184,9 +184,12 @@ def test_labels_without_a_timestamp_are_counted_and_the_summary_says_what_to_do(
     preds, labels, n_labels = files["flat"]
     bare = tmp_path / "bare-labels.jsonl"
     bare.write_bytes(
-        b"".join(orjson.dumps({k: v for k, v in orjson.loads(line).items() if k != "timestamp"}) + b"\n"
-                 for line in labels.read_bytes().splitlines())
-    )  # fmt: skip
+        b"".join(
+            orjson.dumps({k: v for k, v in orjson.loads(line).items() if k != "timestamp"}) + b"\n"
+            for line in labels.read_bytes().splitlines()
+        )
+        + b'{"prediction_id": "x", "label": 1, "timestamp": "not a time"}\n{"prediction_id": \n'
+    )  # fmt: skip  (the two bad lines are rejected, not counted as without a timestamp)
     result = replay(_config(), FileSource(preds, bare), progress=False)
     assert result.untimed_labels == n_labels and result.join["joined"] < n_labels / 2
     assert f"labels without a timestamp: {n_labels:,}" in summary(result)
