@@ -54,6 +54,9 @@ from monitor.core.rules import ALL, Alert, Judgement, alert_id, iso, parse_key, 
 # Model versions whose retirements the desk remembers (the least recently retired go first), so that one that
 # comes back gets new alert ids: about 100 bytes each.
 RETIRED_VERSIONS = 100_000
+# Detectors whose evidence is a window of values, dated by its first row: the window tests' statistics and the
+# sequential categorical test's windows (chi2)
+WINDOW_DETECTORS = ("chi2", "ks", "psi", "js")
 # Resolved input breaks the desk remembers (Alerting.break_spans; the oldest go first): about 150 bytes each
 BREAK_SPANS = 1_000
 DRIFT_KINDS = ("data_drift", "prediction_drift")  # input and prediction drift: their segments wait for all traffic
@@ -435,7 +438,7 @@ class Alerting:
             t = self.lifecycle.evaluate(
                 j.key,
                 fire=j.fire and (j.kind, j.subject, j.bucket) not in explained,
-                clear=j.clear,
+                clear=j.clear and not self._clear_before_change(j),
                 now=j.now,
                 incident_seq=j.evidence.change_seq,
                 started_at=j.evidence.change_time,
@@ -531,6 +534,17 @@ class Alerting:
         for name in [n for n, inc in self.incidents.open.items() if own(n) and not inc["keys"]]:
             del self.incidents.open[name]
         return alerts
+
+    def _clear_before_change(self, j: Judgement) -> bool:
+        """A window's clear verdict on an open alert, from a window that began before the change the alert covers
+        (its located start): mostly rows from before the change, it says nothing of whether the change is over.
+        Seen from outside: a segment's categorical drift, fired on its rows in all traffic's window, resolved on
+        the segment's own window of mostly earlier rows while its feed was still broken, and fired again five
+        minutes later. Window evidence only (its change time is the window's first row): a sequential
+        detector's is the change point it last found."""
+        opened = self.lifecycle.open.get(j.key)
+        ev = j.evidence
+        return opened is not None and ev.detector in WINDOW_DETECTORS and ev.change_time < opened.started_at
 
     def _remember_break(self, j: Judgement, was: Incident) -> None:
         """All traffic's damaging input break resolved: its span, from its located start less its detection

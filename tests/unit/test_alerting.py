@@ -412,3 +412,22 @@ def test_a_retired_version_that_comes_back_never_reuses_an_alert_id() -> None:
         assert desk.lives == {"churn/v1": life + 1} and desk.lifecycle.is_firing(canary)
         desk.decide([_incident(canary, at, now + 6, fire=False)])
     assert len(ids) == len(set(ids)) == 6
+
+
+def test_a_clear_window_that_began_before_the_change_does_not_resolve_its_alert():
+    """Seen from outside: a segment's categorical drift fired on its rows in all traffic's window, resolved on the
+    segment's own window of mostly earlier rows while its feed was still broken, and fired again 5 minutes on."""
+    from dataclasses import replace
+
+    desk = Alerting(AlertLifecycle(resolve_after_s=0.0, cooldown_s=0.0), explain_ratio=1.75)
+    opened = _judge(("country", "BR"), now=100.0)  # located at 90
+    assert _fired(desk, [opened]) == [(("country", "BR"), "firing")]
+
+    def clear(now: float, window_start: float, detector: str) -> Judgement:
+        j = _judge(("country", "BR"), shift=0.0, fire=False, clear=True, now=now)
+        return replace(j, evidence=replace(j.evidence, detector=detector, change_time=window_start))
+
+    assert _fired(desk, [clear(120.0, 60.0, "chi2")]) == []  # a window mostly of rows before the change
+    assert _fired(desk, [clear(130.0, 60.0, "adwin")]) == [(("country", "BR"), "resolved")]  # a change point
+    assert _fired(desk, [_judge(("country", "BR"), now=200.0)]) == [(("country", "BR"), "firing")]  # located 190
+    assert _fired(desk, [clear(260.0, 195.0, "ks")]) == [(("country", "BR"), "resolved")]  # a window after it
