@@ -523,6 +523,7 @@ class Alerting:
                     window={"start": iso(incident.started_at), "end": iso(now), "events": 0}, recommendation="none",
                     message=retired_message(model, version, idle_s), started_at=iso(incident.started_at),
                     emitted_at=iso(self.clock()), detected_at=iso(incident.detected_at), incident_id=incident_id,
+                    resolved_at=iso(now),
                 )
             )  # fmt: skip
         for memory in (
@@ -652,6 +653,7 @@ def build_alert(model: str, version: str, j: Judgement, t: Transition, emitted_a
         emitted_at=iso(emitted_at),
         detected_at=iso(t.detected_at),
         incident_id=t.incident_id,
+        resolved_at=iso(j.now) if t.status == "resolved" else None,
     )
 
 

@@ -109,6 +109,7 @@ class Alert:
     emitted_at: str | None
     detected_at: str | None = None
     incident_id: str | None = None
+    resolved_at: str | None = None  # the event time it resolved at (null while firing)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

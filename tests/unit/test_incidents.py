@@ -3,8 +3,10 @@ together in event time carry one ``incident_id``; unrelated changes get their ow
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
 import orjson
 import pytest
@@ -363,9 +365,15 @@ def test_accuracy_lost_to_a_broken_input_joins_its_incident_and_asks_to_fix_the_
     concept = next(a for a in firing if a.kind == "concept_drift")
     assert "fix it before retraining" in concept.message, concept.message
     assert {a.incident_id for a in firing} == {firing[0].incident_id}, [(a.key, a.incident_id) for a in firing]
+    assert all(a.resolved_at is None for a in firing)
     if fixed_at is not None:
-        resolved = {a.key for a in alerts if a.status == "resolved"}
+        resolved = {a.key: a for a in alerts if a.status == "resolved"}
         assert "fit/v1/data_quality/height/all" in resolved
+        schema = orjson.loads((Path(__file__).resolve().parents[2] / "monitor" / "schemas" / "alert.schema.json")
+                              .read_bytes())  # fmt: skip
+        for a in resolved.values():  # the event time it resolved at, after the fix
+            assert a.resolved_at == a.window["end"] and a.resolved_at > "2026-01-01T00:03:20", a
+            jsonschema.validate(a.to_dict(), schema)
 
 
 def test_labelled_problems_a_broken_input_explains_while_open_and_after_its_fix():
