@@ -151,20 +151,18 @@ class CheckpointSchedule:
         nothing is urgent or once it is twice overdue (urgent checkpoints, in every iteration while a replica
         catches up, would otherwise hold it off for good, or go with it over the budget). The others wait for the
         next iterations, so tasks that fall due together are checkpointed one after another instead of in one long
-        stall."""
+        stall. A task twice overdue by its messages goes before one merely overdue by time."""
+
+        def overdue(t: Task, times: int) -> bool:
+            return self.since[t] >= times * self.every_events or now - self.last.get(t, now) >= times * self.every_s
+
         due = sorted(
-            (
-                t
-                for t, n in self.since.items()
-                if n and t not in urgent and (n >= self.every_events or now - self.last.get(t, now) >= self.every_s)
-            ),
-            key=lambda t: self.last.get(t, now),
+            (t for t, n in self.since.items() if n and t not in urgent and overdue(t, 1)),
+            key=lambda t: (not overdue(t, 2), self.last.get(t, now)),
         )
         if not due:
             return set()
-        first, n = due[0], self.since[due[0]]
-        late = n >= 2 * self.every_events or now - self.last.get(first, now) >= 2 * self.every_s
-        return self._within_budget(due, urgent, first=not urgent or late)
+        return self._within_budget(due, urgent, first=not urgent or overdue(due[0], 2))
 
     def _within_budget(self, ordered: Iterable[Task], urgent: Collection[Task], *, first: bool) -> set[Task]:
         """The first of ``ordered`` whose last checkpoints' costs, with the urgent ones', add up to at most

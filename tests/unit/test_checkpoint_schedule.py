@@ -161,6 +161,17 @@ def test_time_due_checkpoints_start_spread_over_every_s() -> None:
     assert _due_tasks(service) == set(), "nothing is due right after assignment"
 
 
+def test_a_task_twice_overdue_by_its_messages_goes_over_the_budget_before_the_oldest():
+    service = _service(3)
+    _all_due(service, cost_s=0.6 * schedule.DUE_SECONDS_PER_ITERATION)
+    now = time.monotonic()
+    every_s = service.schedule.every_s
+    for p in service.engines:  # all overdue by time, none twice: partition 0 the oldest
+        service.schedule.last[P(p)] = now - 1.5 * every_s + p
+    service.schedule.since[P(2)] = 2 * service.schedule.every_events  # twice overdue by its messages
+    assert _due_tasks(service, {P(1)}) == {P(2)}
+
+
 @pytest.mark.parametrize("transactional", [False, True])
 def test_dead_letters_in_a_transaction_are_committed_with_their_partitions_offsets(transactional: bool) -> None:
     service = _service(2, transactional=transactional)
