@@ -274,7 +274,8 @@ def incidents(alerts: Iterable[dict[str, Any]], since: float, until: float) -> l
         if a.get("status") == "firing" and inc.first.get("status") != "firing":
             inc.first = a
         if a.get("status") == "resolved":
-            inc.resolved_at = _ts(a.get("emitted_at"))
+            # in event time, as it fired: ``resolved_at``; older events only say when they were produced
+            inc.resolved_at = _ts(a.get("resolved_at")) or _ts(a.get("emitted_at"))
     out = []
     for inc in by_id.values():
         start = inc.fired_at if inc.fired_at is not None else -float("inf")

@@ -151,7 +151,7 @@ class CheckpointSchedule:
         nothing is urgent or once it is twice overdue (urgent checkpoints, in every iteration while a replica
         catches up, would otherwise hold it off for good, or go with it over the budget). The others wait for the
         next iterations, so tasks that fall due together are checkpointed one after another instead of in one long
-        stall. A task twice overdue by its messages goes before one merely overdue by time."""
+        stall. A task twice overdue (by its messages or its time) goes before those merely overdue."""
 
         def overdue(t: Task, times: int) -> bool:
             return self.since[t] >= times * self.every_events or now - self.last.get(t, now) >= times * self.every_s

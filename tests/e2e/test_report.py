@@ -114,6 +114,19 @@ def test_incidents_overlapping_the_period():
     assert found[0].status == "open"
 
 
+def test_an_incident_resolves_at_its_event_time_when_the_event_says_it():
+    """A replay's (or a late consumer's) resolved event is produced long after it resolved in event time: the
+    report dated the resolution by ``emitted_at`` while it dates the firing by ``detected_at``."""
+    fired = _alert(CONCEPT, "firing", "2026-01-01T08:00:00Z", "2026-01-01T08:00:00Z")
+    late = {**_alert(CONCEPT, "resolved", "2026-01-03T00:00:00Z", "2026-01-01T08:00:00Z"),
+            "resolved_at": "2026-01-01T08:30:00Z"}  # fmt: skip
+    found = incidents([fired, late], parse_time("2026-01-01T09:00:00Z"), parse_time("2026-01-01T10:00:00Z"))
+    assert found == []  # over before the period began
+    older = {k: v for k, v in late.items() if k != "resolved_at"}  # an event of an older release
+    found = incidents([fired, older], parse_time("2026-01-01T09:00:00Z"), parse_time("2026-01-01T10:00:00Z"))
+    assert [i.first["key"] for i in found] == [CONCEPT]
+
+
 def test_until_before_since_is_one_line_and_rc_2(capsys):
     rc = main(["report", "--bootstrap-servers", "127.0.0.1:1", "--since", "2026-01-02", "--until", "2026-01-01"])
     err = capsys.readouterr().err.strip().splitlines()

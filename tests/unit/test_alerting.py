@@ -430,4 +430,4 @@ def test_a_clear_window_that_began_before_the_change_does_not_resolve_its_alert(
     assert _fired(desk, [clear(120.0, 60.0, "chi2")]) == []  # a window mostly of rows before the change
     assert _fired(desk, [clear(130.0, 60.0, "adwin")]) == [(("country", "BR"), "resolved")]  # a change point
     assert _fired(desk, [_judge(("country", "BR"), now=200.0)]) == [(("country", "BR"), "firing")]  # located 190
-    assert _fired(desk, [clear(260.0, 195.0, "ks")]) == [(("country", "BR"), "resolved")]  # a window after it
+    assert _fired(desk, [clear(260.0, 195.0, "chi2")]) == [(("country", "BR"), "resolved")]  # a window after it
