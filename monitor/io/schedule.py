@@ -24,7 +24,8 @@ Task = tuple[str, int]
 # so a checkpoint holds the consume loop for a few snapshots, not all of them. Seconds, not bytes: a profile
 # stage's label-join store re-encodes only the chunks that changed, so 7.5 MB took 16 ms at steady state and a
 # first 4-6 MB 45-60 ms in the bench's end-to-end run; writing and flushing add about as much again. A task never
-# written counts as the whole budget.
+# written counts as the whole budget, or, when it sends summaries, as the costliest last snapshot of its kind (a
+# third of the budget while none was written: CheckpointSchedule.cost).
 DUE_SECONDS_PER_ITERATION = 0.06
 # A replica whose input partitions lag by fewer messages than this counts as caught up (live traffic): its profile
 # stages then send on one tick. About what one poll takes at the default prefetch (4 MB holds some 8,000
@@ -134,7 +135,7 @@ class CheckpointSchedule:
                 self.ticking = {(PROFILE, p) for p in self.waiting_since}
             self.ticking = {t for t in self.ticking if t[1] in self.waiting_since and t not in urgent}
             ordered = sorted(self.ticking, key=lambda task: self.waiting_since[task[1]])
-            chosen = self._within_budget(ordered, urgent, first=True) if ordered else set()
+            chosen = self._within_budget(ordered, urgent, first=True, sending=True) if ordered else set()
             self.ticking -= chosen
             return chosen
         self.ticking.clear()
@@ -142,7 +143,7 @@ class CheckpointSchedule:
             ((PROFILE, p) for p, t in self.waiting_since.items() if now - t >= every and (PROFILE, p) not in urgent),
             key=lambda task: self.waiting_since[task[1]],
         )
-        return self._within_budget(due, urgent, first=True) if due else set()
+        return self._within_budget(due, urgent, first=True, sending=True) if due else set()
 
     def due(self, urgent: Collection[Task], now: float) -> set[Task]:
         """The tasks to checkpoint now besides ``urgent`` (checkpointed in this iteration anyway): of those due
@@ -164,16 +165,29 @@ class CheckpointSchedule:
             return set()
         return self._within_budget(due, urgent, first=not urgent or overdue(due[0], 2))
 
-    def _within_budget(self, ordered: Iterable[Task], urgent: Collection[Task], *, first: bool) -> set[Task]:
+    def cost(self, task: Task, *, sending: bool = False) -> float:
+        """What ``task``'s checkpoint is expected to hold the loop: its last snapshot's seconds. One never written
+        counts as the whole budget, or, when it sends summaries (which detection waits for), as the costliest last
+        snapshot of its kind, a third of the budget while none of its kind was written. Counted as nothing, three
+        profile stages that caught up together sent their first summaries in one checkpoint (11.7-13 MB, the loop
+        held 240-275 ms in the bench's end-to-end run); counted as the whole budget, a replica's first summaries
+        went one partition per loop iteration, and detection waited for them."""
+        known = self.cost_s.get(task)
+        if known is not None:
+            return known
+        same = [c for (role, _p), c in self.cost_s.items() if role == task[0]] if sending else []
+        return max(same) if same else DUE_SECONDS_PER_ITERATION / 3 if sending else DUE_SECONDS_PER_ITERATION
+
+    def _within_budget(
+        self, ordered: Iterable[Task], urgent: Collection[Task], *, first: bool, sending: bool = False
+    ) -> set[Task]:
         """The first of ``ordered`` whose last checkpoints' costs, with the urgent ones', add up to at most
-        :data:`DUE_SECONDS_PER_ITERATION`, and the first whatever its cost if ``first``. A task never written
-        counts as the whole budget: counted as nothing, three profile stages that caught up together sent their
-        first summaries in one checkpoint (11.7-13 MB, the loop held 240-275 ms in the bench's end-to-end run)."""
-        budget = DUE_SECONDS_PER_ITERATION - sum(self.cost_s.get(t, DUE_SECONDS_PER_ITERATION) for t in urgent)
+        :data:`DUE_SECONDS_PER_ITERATION`, and the first whatever its cost if ``first`` (:meth:`cost`)."""
+        budget = DUE_SECONDS_PER_ITERATION - sum(self.cost(t, sending=sending) for t in urgent)
         chosen: set[Task] = set()
         for t in ordered:
-            cost = self.cost_s.get(t, DUE_SECONDS_PER_ITERATION)
-            if cost > budget and (chosen or not first):
+            cost = self.cost(t, sending=sending)
+            if cost > budget + 1e-9 and (chosen or not first):  # (a third of it, three times, fits)
                 break
             chosen.add(t)
             budget -= cost
