@@ -427,7 +427,7 @@ class Alerting:
             by_labels = j.kind != "retrain_recommended" or (j.evidence.extra or {}).get("by_labels")
             if j.fire and j.kind in LABEL_KINDS and by_labels:  # (a retrain for drifting inputs rests on their
                 # drift, which its message names)
-                cause, fixed = broken_input(j, self.lifecycle.open, self.break_spans)
+                cause, fixed = broken_input(j, self.lifecycle.open, self.break_spans, self.incident_window_s)
             if cause is not None and (fixed or j.kind == "retrain_recommended"):
                 # retraining on a broken feed would learn the break; one already fixed paged its own incident,
                 # and the labels of predictions made while it lasted say nothing of the model

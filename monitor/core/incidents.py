@@ -255,18 +255,18 @@ def input_change(
 
 
 def broken_input(
-    j: Judgement, open_alerts: Mapping[str, Incident], fixed: Mapping[str, Sequence[float]]
+    j: Judgement, open_alerts: Mapping[str, Incident], fixed: Mapping[str, Sequence[float]], window_s: float
 ) -> tuple[str | None, bool]:
-    """All traffic's damaging input break (:data:`DAMAGING_CHECKS`) of ``j``'s model version that explains its
-    labelled problem (:data:`LABEL_KINDS`), and whether it is fixed (resolved). The problem's change must have
-    begun after the break did (the break's located start less its detection delay), give or take half the
-    problem's own detection delay (labels locate a change loosely): an open break then explains it, the
-    earliest found first; a fixed one (``fixed``: key -> [span start, resolved at], at most ``JOIN_WITHIN_S``
-    ago) when the labels locate the change before the fix (labels of predictions made while it lasted arrive
-    later, and say nothing of the model). Seen from outside: a unit change took accuracy down, and the monitor
-    paged the break, then a concept drift recommending a retrain, then a retrain recommendation; after the fix,
-    segments' concept drift and a retrain recommendation from labels of the broken predictions, up to 20
-    minutes on."""
+    """All traffic's damaging input break (:data:`DAMAGING_CHECKS`) of ``j``'s model version that explains its labelled
+    problem (:data:`LABEL_KINDS`), and whether it is fixed (resolved). The problem's change must have begun after
+    the break did (the break's located start less its detection delay), give or take half the problem's own
+    detection delay (labels locate a change loosely): an open break then explains it, the earliest found first; a
+    fixed one (``fixed``: key -> [span start, resolved at], fixed at most ``window_s``,
+    ``alerts.incident_window_s``, ago) when the labels locate the change before the fix (labels of predictions made
+    while it lasted arrive later, and say nothing of the model). Seen from outside: a unit change took accuracy
+    down, and the monitor paged the break, then a concept drift recommending a retrain, then a retrain
+    recommendation; after the fix, segments' concept drift and a retrain recommendation from labels of the broken
+    predictions, up to 20 minutes on."""
     began = _began(j)
     slack = max(0.0, j.now - began) / 2  # (NaN times compare False below: nothing explained)
     found: list[tuple[float, str]] = []
@@ -284,8 +284,8 @@ def broken_input(
             and parse_key(key[len(scope) :])[0] in BREAK_KINDS  # (not a nested version's: v1/canary beside v1)
             and began + slack >= start
             and began <= resolved
-            and j.now - resolved <= JOIN_WITHIN_S
-        ):
+            and j.now - resolved <= window_s  # (later, a problem that holds on is the model's: a retrain held
+        ):  # since the break, say, on the labels of a concept change right after the fix)
             return key, True
     return None, False
 

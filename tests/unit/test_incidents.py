@@ -466,3 +466,22 @@ def test_a_break_explains_only_labelled_problems_that_began_with_it_in_its_own_v
     drifted = decide(d, "retrain_recommended", "model", 100.0, 100.0, current={}, by_labels=False)
     month = decide(d, "performance", "estimated_accuracy", 30 * 86400.0)
     assert month.incident_id != drifted.incident_id
+
+
+def test_a_fixed_break_explains_a_labelled_problem_only_for_the_incident_window_after_its_fix():
+    """Seen from outside: a genuine concept change right after a fix went on the retrain streak the break began,
+    which the fixed break then held back for good: no retrain advice, ever."""
+    from monitor.core.alerting import Alerting, AlertLifecycle
+
+    desk = Alerting(AlertLifecycle(resolve_after_s=0.0, cooldown_s=0.0), explain_ratio=1.75, incident_window_s=600.0)
+    retrain = {"current": {"problem": "concept_drift:accuracy"}, "by_labels": True}
+    desk.decide([_judgement({}, 0.5, 100.0, kind="data_quality", subject="height", began=95.0, detector="constant")])
+    desk.decide([_judgement({}, 0.0, 200.0, fire=False, kind="data_quality", subject="height")])  # fixed at 200
+    held = desk.decide(
+        [_judgement({}, 0.5, 700.0, kind="retrain_recommended", subject="model", began=150.0, **retrain)]
+    )
+    assert held == []  # labels of the broken predictions, within the window after the fix
+    late = desk.decide(
+        [_judgement({}, 0.5, 900.0, kind="retrain_recommended", subject="model", began=150.0, **retrain)]
+    )
+    assert [t.status for _, t in late] == ["firing"]  # the problem held on past it: the model's own
