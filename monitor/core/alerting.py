@@ -41,7 +41,6 @@ from typing import Any, Literal
 from monitor.core.incidents import (
     BREAK_KINDS,
     DAMAGING_CHECKS,
-    JOIN_WITHIN_S,
     LABEL_KINDS,
     Incidents,
     broken_input,
@@ -550,13 +549,14 @@ class Alerting:
     def _remember_break(self, j: Judgement, was: Incident) -> None:
         """All traffic's damaging input break resolved: its span, from its located start less its detection
         delay to now, explains labelled problems found later whose change began while it lasted
-        (:func:`~monitor.core.incidents.broken_input`); kept for ``JOIN_WITHIN_S``, at most ``BREAK_SPANS``."""
+        (:func:`~monitor.core.incidents.broken_input`); kept as long as that reads it (``incident_window_s``
+        after the fix), at most ``BREAK_SPANS``."""
         if j.kind not in BREAK_KINDS or j.segment or was.detector not in DAMAGING_CHECKS:
             return
         spans = self.break_spans
         spans.pop(j.key, None)
         spans[j.key] = [2 * was.started_at - was.detected_at, j.now]
-        for key in [k for k, (_start, end) in spans.items() if not j.now - end <= JOIN_WITHIN_S]:
+        for key in [k for k, (_start, end) in spans.items() if not j.now - end <= self.incident_window_s]:
             del spans[key]
         while len(spans) > BREAK_SPANS:
             del spans[next(iter(spans))]
