@@ -8,8 +8,8 @@ prediction time their source had seen), each released once no source still movin
 so the merge is the same whatever order they arrive in (live, the rows of a held summary that are older than
 every moving source's progress go ahead of the rest of it); a partition whose progress has not moved for
 ``idle_s`` stops holding the others back, unless its notes say it has input waiting (it is being read late,
-not idle). Summaries carry (source partition, sequence number); a repeat is
-dropped."""
+not idle); when traffic comes back after every source was silent, each one gets ``idle_s`` again. Summaries
+carry (source partition, sequence number); a repeat is dropped."""
 
 from __future__ import annotations
 
@@ -132,10 +132,14 @@ class DetectionStage:
         seq, gone = self.split.get(src, (-1, 0))
         if seq == summary.seq and summary.rows is not None:
             summary = replace(summary, rows=slice_rows(summary.rows, gone, len(summary.rows)), wire=None)
-        if summary.progress > self.progress.get(src, -math.inf) or src not in self.progress:
+        rows_moved = summary.progress > self.progress.get(src, -math.inf) or src not in self.progress
+        labels_moved = summary.label_progress > self.label_progress.get(src, -math.inf)
+        if (rows_moved or labels_moved) and self._asleep():
+            self._wake()
+        if rows_moved:
             self.progress[src] = summary.progress
             self.moved[src] = self.clock()
-        if summary.label_progress > self.label_progress.get(src, -math.inf):
+        if labels_moved:
             self.label_progress[src] = summary.label_progress
             self.label_moved[src] = self.clock()
         if len(summary):
@@ -143,6 +147,25 @@ class DetectionStage:
                 self.late_rows += int(np.count_nonzero(summary.rows.event_time < self.released_to))
             self.pending.setdefault(src, []).append(summary)
         return True
+
+    def _asleep(self) -> bool:
+        """Every source has been silent for ``idle_s`` and nothing is held: traffic stopped everywhere."""
+        if self.pending:
+            return False
+        now = self.clock()
+        return all(
+            now - max(self.moved.get(src, now), self.label_moved.get(src, -math.inf)) >= self.idle_s
+            for src in self.progress
+        )
+
+    def _wake(self) -> None:
+        """Traffic comes back after a silence everywhere (or after the start, once ``idle_s`` has passed): every
+        source gets ``idle_s`` again before it is left out. Otherwise the first source to send would find every
+        other one idle, its rows would go at once, and each partition read a moment later (another replica,
+        polled after it) would be monitored behind them, out of event-time order."""
+        now = self.clock()
+        for src in self.progress:
+            self.moved[src] = now
 
     def _cut_here(self, summary: Summary) -> bool:
         """Whether the summary was cut for this stage: the same shard count, the shard held here and, with

@@ -141,6 +141,31 @@ def test_the_merge_releases_summaries_behind_the_slowest_source():
     assert stage.engine.events_total() == 5 and stage.pending_rows() == 0
 
 
+def test_traffic_that_comes_back_everywhere_gives_every_source_idle_s_again():
+    """Every source silent past idle_s (here: since the start), then traffic on all of them, one partition read
+    a moment after the other (another replica): the first one's rows wait for it, none is monitored late. A
+    source that stays silent is left out idle_s after the traffic came back."""
+    now = [0.0]
+    a, b = ProfileStage(settings(), partition=0), ProfileStage(settings(), partition=1)
+    stage = DetectionStage(settings(), idle_s=30.0, idle_clock=lambda: now[0])
+    stage.expect([0, 1, 2])  # partition 2 never sends
+    now[0] = 40.0
+    for s in a.predictions([_prediction(1, T0 + 1), _prediction(2, T0 + 4)], [0.0] * 2)[0]:
+        stage.add(s)
+    stage.release()
+    assert stage.engine.events_total() == 0 and stage.pending_rows() == 2  # partitions 1 and 2 may still come
+    now[0] = 41.0
+    for s in b.predictions([_prediction(3, T0 + 2)], [0.0])[0]:
+        stage.add(s)
+    stage.release()
+    assert stage.engine.events_total() == 0  # partition 2 was given idle_s again too
+    now[0] = 71.0  # partition 2 silent for idle_s since the traffic came back: left out
+    for s in b.predictions([_prediction(4, T0 + 5)], [0.0])[0]:
+        stage.add(s)
+    stage.release()
+    assert stage.engine.events_total() == 4 and stage.late_rows == 0 and stage.pending_rows() == 0
+
+
 def test_a_snapshot_leaves_held_summaries_on_the_topic_and_a_restore_reads_them_again():
     """Summaries read off the topic and held for the watermark stay out of the snapshot; the stage's input
     offset is the oldest one's. A restored stage reading on from there drops the released ones as repeats
