@@ -355,6 +355,9 @@ class Alerting:
         # all traffic's damaging input breaks that resolved: key -> [span start, resolved at]
         # (incidents.broken_input; a snapshot of an older release has none and starts empty)
         self.break_spans: dict[str, list[float]] = {}
+        # breaks fixed in the latest decisions whose incident holds an open labelled problem: (version scope,
+        # fixed at); the engine restarts those versions' error streams there (take_fixed_breaks; not state)
+        self.fixed_breaks: list[tuple[str, float]] = []
         self.clock = clock
 
     def owns(self, key: str) -> bool:
@@ -454,8 +457,9 @@ class Alerting:
                     scope, incident_facet(j), j.key, t.status, j.now, self.incident_window_s, alert_severity(j, t),
                     join=join,
                 )  # fmt: skip
-                if t.status == "resolved" and was is not None:
-                    self._remember_break(j, was)
+                fixed_break = t.status == "resolved" and was is not None and self._remember_break(j, was)
+                if fixed_break and self._took_labels_down(scope, t.incident_id):
+                    self.fixed_breaks.append((scope, j.now))
                 if t.status == "firing" and cause is not None:
                     opened_by = self.lifecycle.open[cause]
                     t.broken_input = (opened_by.subject or parse_key(cause[len(scope) + 1 :])[1], opened_by.detector)
@@ -546,13 +550,13 @@ class Alerting:
         ev = j.evidence
         return opened is not None and ev.detector in WINDOW_DETECTORS and ev.change_time < opened.started_at
 
-    def _remember_break(self, j: Judgement, was: Incident) -> None:
+    def _remember_break(self, j: Judgement, was: Incident) -> bool:
         """All traffic's damaging input break resolved: its span, from its located start less its detection
         delay to now, explains labelled problems found later whose change began while it lasted
         (:func:`~monitor.core.incidents.broken_input`); kept as long as that reads it (``incident_window_s``
-        after the fix), at most ``BREAK_SPANS``."""
+        after the fix), at most ``BREAK_SPANS``. False: not such a break."""
         if j.kind not in BREAK_KINDS or j.segment or was.detector not in DAMAGING_CHECKS:
-            return
+            return False
         spans = self.break_spans
         spans.pop(j.key, None)
         spans[j.key] = [2 * was.started_at - was.detected_at, j.now]
@@ -560,6 +564,24 @@ class Alerting:
             del spans[key]
         while len(spans) > BREAK_SPANS:
             del spans[next(iter(spans))]
+        return True
+
+    def _took_labels_down(self, scope: str, incident_id: str | None) -> bool:
+        """A concept drift or performance alert of the version is open in the fixed break's incident: the break
+        took accuracy down (:func:`~monitor.core.incidents.broken_input` joined them)."""
+        prefix = scope + "/"
+        return incident_id is not None and any(
+            key.startswith(prefix)
+            and parse_key(key[len(prefix) :])[0] in ("concept_drift", "performance")
+            and self.incidents.by_key.get(key) == incident_id
+            for key in self.lifecycle.open
+        )
+
+    def take_fixed_breaks(self) -> list[tuple[str, float]]:
+        """The breaks fixed since the last call that had taken a version's accuracy down (see
+        :attr:`fixed_breaks`)."""
+        out, self.fixed_breaks = self.fixed_breaks, []
+        return out
 
     def _began_before_resolved(self, j: Judgement, parent_key: str) -> bool:
         """The change ``j``'s evidence measures began before all traffic's latest incident (``parent_key``)

@@ -93,6 +93,21 @@ class ErrorStream:
     # ------------------------------------------------------------------ input
     # The reference ended at a change point ADWIN found within it (an older snapshot's stream: not so).
     ref_closed = False
+    # Labels of predictions made before this time are left out (see restart; an older snapshot's: none).
+    skip_before = -math.inf
+
+    def restart(self, at: float) -> None:
+        """A new regime from event time ``at`` on (an input break that took the errors up was fixed then): a
+        change point here, a fresh ADWIN, and the labels of predictions made before ``at`` left out, since
+        those of the broken ones keep arriving for as long as labels lag and say nothing of the model. The
+        reference stays: what follows is tested against it, so a change that outlived the fix fires again on
+        its own, and errors back at their level clear the alert the break opened."""
+        self.adwin = river_drift.ADWIN(delta=self.test.adwin_delta, clock=self.test.adwin_clock)
+        self.skip_before = max(self.skip_before, at)
+        self.change_seq = self.count
+        self.change_time = at
+        self.since_n, self.since_sum, self.since_sumsq = 0, 0.0, 0.0
+        self.fired = None
 
     @property
     def has_reference(self) -> bool:
@@ -107,6 +122,10 @@ class ErrorStream:
         values = np.asarray(values, dtype=np.float64)
         seen = times if seen is None else seen
         self.fired = None
+        if self.skip_before > -math.inf:
+            keep = np.asarray(times) >= self.skip_before
+            if not keep.all():
+                values, times, seen = values[keep], np.asarray(times)[keep], np.asarray(seen)[keep]
         if values.size == 0:
             return None
         start = 0

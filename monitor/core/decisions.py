@@ -84,6 +84,13 @@ class RetrainState:
     problem: bool = False  # the latest labelled judgement of all traffic showed a significant problem
     problem_since: float = math.nan
     evidence: dict[str, float | str] = field(default_factory=dict)
+    # the error streams started again at a fixed break (engine._restart_after_fixes): an alert the break opened
+    # is no problem of the model until the restarted streams' own test holds, or it has resolved
+    restarted: bool = False
+
+    def restart(self) -> None:
+        """No streak from before a fixed break: it was the break's."""
+        self.streak, self.problem, self.problem_since, self.restarted = 0, False, math.nan, True
 
     def check(self, labelled: int, window: int) -> bool:
         """Count one check per ``window`` labelled predictions; True when a check happened."""

@@ -235,7 +235,18 @@ class PartitionEngine:
                 state, batch, rows, shard=shard, shards=self.shards, rng=self.rng, watermark=self.watermark
             )
         alerts += self.judging.decide_round(self.model_monitor.end_batch(len(batch)), self.models)
+        self._restart_after_fixes()
         return alerts
+
+    def _restart_after_fixes(self) -> None:
+        """A fixed input break that had taken a version's accuracy down: its error streams start again at the
+        fix (:meth:`ModelPerformance.restart_errors`), so the alert the break opened can clear on the labels
+        of the predictions made since, and a later change is found on its own."""
+        for scope, at in self.alerting.take_fixed_breaks():
+            for (model, version), state in self.models.items():
+                if state.perf is not None and version_scope(model, version) == scope:
+                    state.perf.restart_errors(at)
+                    state.retrain.restart()
 
     def finish(self) -> list[Alert]:
         """Decide the window tests still waiting for their round (the end of a replay or of a test)."""

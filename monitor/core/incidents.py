@@ -283,7 +283,7 @@ def broken_input(
             key.startswith(scope)
             and parse_key(key[len(scope) :])[0] in BREAK_KINDS  # (not a nested version's: v1/canary beside v1)
             and began + slack >= start
-            and began <= resolved
+            and began < resolved  # (at the fix: found by the error streams restarted there, after it)
             and j.now - resolved <= window_s  # (later, a problem that holds on is the model's: a retrain held
         ):  # since the break, say, on the labels of a concept change right after the fix)
             return key, True

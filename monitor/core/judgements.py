@@ -394,7 +394,10 @@ def decision_judgements(
     if overall:
         # A problem holds while its condition fires or its alert is still open (a fresh change point inside
         # an open incident is no recovery), so the streak does not depend on where batches were cut.
-        problem = next((j for j in overall if j.fire or is_firing(j.key)), None)
+        # (after a restart at a fixed break, only the restarted streams' own test: the open alert was the break's)
+        problem = next((j for j in overall if j.fire or (is_firing(j.key) and not r.restarted)), None)
+        if r.restarted and (problem is not None or not any(is_firing(j.key) for j in overall)):
+            r.restarted = False
         if problem is not None and not r.problem:
             r.problem_since = problem.evidence.change_time
         r.problem = problem is not None

@@ -129,6 +129,12 @@ class ModelPerformance:
             b.errors = ErrorStream(self.task, self.error_test())
         return b
 
+    def restart_errors(self, at: float) -> None:
+        """Every bucket's error stream starts a new regime at event time ``at`` (:meth:`ErrorStream.restart`)."""
+        for b in self.buckets.values():
+            if b.errors is not None:
+                b.errors.restart(at)
+
     def error_test(self) -> ErrorTest:
         """The concept-drift test's settings for this model's task."""
         cfg = self.perf

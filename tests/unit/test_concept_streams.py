@@ -156,6 +156,32 @@ def test_an_error_stream_that_just_fired_snapshots_and_restores_exactly():
     assert twin.evidence() == s.evidence() and twin.count == s.count
 
 
+def test_a_restart_at_a_fix_leaves_out_the_broken_predictions_labels_then_clears_and_fires_again():
+    """A break took the errors up and was fixed at t = 3000; labels keep arriving out of prediction order (the
+    broken predictions' among the later ones). After the restart, only the labels of predictions made since the
+    fix count: errors back at the reference level clear, a later rise fires on its own change point; the
+    restart survives a snapshot."""
+    from monitor.core import snapshot as snap
+
+    s = ErrorStream("binary", ErrorTest(reference_events=500, min_events=200))
+    rng = np.random.default_rng(4)
+    s.update((rng.random(2000) < 0.1) * 1.0, np.arange(2000.0))  # the model: 10% errors
+    assert s.update((rng.random(1000) < 0.5) * 1.0, np.arange(2000.0, 3000.0)) is not None  # the break
+    s.restart(3000.0)
+    s = snap.loads(snap.dumps(s))
+    late_broken = (rng.random(600) < 0.5) * 1.0, rng.uniform(2000.0, 3000.0, 600)
+    fixed = (rng.random(600) < 0.1) * 1.0, np.arange(3000.0, 3600.0)
+    order = rng.permutation(1200)  # labels of both kinds, mixed as their delays mix them
+    values = np.concatenate([late_broken[0], fixed[0]])[order]
+    times = np.concatenate([late_broken[1], fixed[1]])[order]
+    assert s.update(values, times) is None
+    ev = s.evidence()
+    assert ev.events == 600 and ev.change_time == 3000.0 and abs(ev.extra["statistic"]) < 0.05  # cleared
+    hit = s.update((rng.random(2000) < 0.4) * 1.0, np.arange(3600.0, 5600.0))  # a genuine change later
+    # located at the fix at the earliest, where a fixed break no longer explains it (incidents.broken_input)
+    assert hit is not None and s.fired is not None and s.fired.change_time >= 3000.0
+
+
 def test_the_estimate_is_calibrated_on_labels_so_an_over_confident_model_is_not_over_estimated():
     """Scores more extreme than the truth: raw max(p, 1-p) over-estimates accuracy; CBPE's calibration does not."""
     eng = PartitionEngine(load_config(environ={}), clock=lambda: T0)

@@ -485,3 +485,76 @@ def test_a_fixed_break_explains_a_labelled_problem_only_for_the_incident_window_
         [_judgement({}, 0.5, 900.0, kind="retrain_recommended", subject="model", began=150.0, **retrain)]
     )
     assert [t.status for _, t in late] == ["firing"]  # the problem held on past it: the model's own
+
+
+def test_a_fixed_break_that_took_accuracy_down_is_handed_on_to_restart_the_error_streams():
+    """Seen from outside: the concept drift a unit break opened stayed open after the fix (labels of the broken
+    predictions kept coming), and a genuine concept change minutes later got no retrain advice. The desk hands
+    such a fix on (take_fixed_breaks), once; a fixed break that took no labelled problem down is not."""
+    from monitor.core.alerting import Alerting, AlertLifecycle
+
+    def decide(desk: Alerting, kind: str, subject: str, now: float, began: float | None = None, *,
+               fire: bool = True, **kw: Any) -> Any:  # fmt: skip
+        out = desk.decide([_judgement({}, 0.5 if fire else 0.0, now, fire=fire, kind=kind, subject=subject,
+                                      began=began, **kw)])  # fmt: skip
+        return out[0][1] if out else None
+
+    for took_labels_down in (True, False):
+        desk = Alerting(AlertLifecycle(resolve_after_s=0.0, cooldown_s=0.0), explain_ratio=1.75)
+        brk = decide(desk, "data_quality", "height", 100.0, 95.0, detector="out_of_range")
+        if took_labels_down:
+            assert decide(desk, "concept_drift", "accuracy", 400.0, 350.0).incident_id == brk.incident_id
+        assert desk.take_fixed_breaks() == []
+        assert decide(desk, "data_quality", "height", 600.0, fire=False).status == "resolved"
+        assert desk.take_fixed_breaks() == ([("m/v1", 600.0)] if took_labels_down else [])
+        assert desk.take_fixed_breaks() == []
+    # the restarted streams locate a change that outlived the fix at the fix: the model's own problem
+    later = decide(desk, "concept_drift", "accuracy", 900.0, 600.0)
+    assert later is not None and later.status == "firing" and later.broken_input is None
+
+
+@pytest.mark.parametrize("concept_at", [None, 95])
+def test_after_a_fix_the_breaks_concept_alert_resolves_and_a_later_concept_change_recommends_a_retrain(concept_at):
+    """Seen from outside: a unit break took accuracy down and opened concept drift in its incident; after the
+    fix, labels of the broken predictions kept coming (label delays mix them with later ones) and held the
+    alert open, and a genuine concept change minutes later got no retrain advice. Now the fix restarts the error
+    streams: the alert resolves on the labels of predictions made since, and a later change is the model's."""
+    overrides = {"detectors": {"warmup_events": 300}}
+    engine = PartitionEngine(load_config(environ={}, overrides=overrides), clock=lambda: T0)
+    rng = np.random.default_rng(12)
+    alerts: list[Alert] = []
+    waiting: list[tuple[float, bytes]] = []
+    for step in range(170):
+        preds = []
+        for i in range(500):
+            pid, t = f"{step}-{i}", T0 + step * 5 + i / 100
+            height = float(rng.normal(1.7, 0.1))
+            seen = height * 100.0 if 20 <= step < 60 else height  # metres to centimetres upstream, then fixed
+            score = float(1 / (1 + np.exp(-(min(seen, 3.0) - 1.7) * 30)))
+            features = {"height": seen, "age": float(rng.normal(40, 10))}
+            preds.append({"prediction_id": pid, "model": "fit", "model_version": "v1", "timestamp": t,
+                          "features": features, "prediction": score})  # fmt: skip
+            truth = int(height + rng.normal(0, 0.03) > 1.7)
+            if concept_at is not None and step >= concept_at and rng.random() < 0.4:
+                truth = 1 - truth  # the relation between inputs and outcome changed for 40% of cases
+            due = t + float(rng.uniform(10.0, 60.0))  # each label 10 s to a minute after its prediction
+            waiting.append((due, orjson.dumps({"prediction_id": pid, "label": truth, "timestamp": due})))
+        alerts += engine.process_predictions([orjson.dumps(x) for x in preds], [0.0] * len(preds)).alerts
+        waiting.sort(key=lambda w: w[0])
+        now = T0 + step * 5 + 5
+        due = [w for _, w in waiting if _ <= now]
+        waiting = waiting[len(due) :]
+        alerts += engine.process_labels(due, [0.0] * len(due)).alerts
+    concept = [a for a in alerts if a.key == "fit/v1/concept_drift/accuracy/all"]
+    assert [a.status for a in concept[:2]] == ["firing", "resolved"], [(a.status, a.message) for a in concept]
+    # resolved on the labels of predictions made after the fix (step 60), before any label of the change came
+    assert concept[0].recommendation == "investigate" and concept[1].resolved_at < "2026-01-01T00:08:05"
+    later = [a for a in _firing(alerts) if a.detected_at > concept[1].resolved_at]
+    if concept_at is None:
+        assert later == [], [(a.key, a.message) for a in later]
+    else:
+        # the retrain recommendation pages (the concept drift alert may still be cooling down from its
+        # resolution), located after the fix was found (00:06:02; labels mixed by their delays locate a change
+        # within about their spread), so no fixed break explains it
+        assert "retrain_recommended" in {a.kind for a in later}, [(a.key, a.message) for a in later]
+        assert all(a.recommendation == "retrain" and a.started_at >= "2026-01-01T00:06:03" for a in later)
