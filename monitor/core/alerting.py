@@ -567,15 +567,19 @@ class Alerting:
         return True
 
     def _took_labels_down(self, scope: str, incident_id: str | None) -> bool:
-        """A concept drift or performance alert of the version is open in the fixed break's incident: the break
-        took accuracy down (:func:`~monitor.core.incidents.broken_input` joined them)."""
+        """A concept drift or performance alert of the version is open in the fixed break's incident (the break
+        took accuracy down: :func:`~monitor.core.incidents.broken_input` joined them), and no labelled problem
+        of the version is open in another incident (a genuine change being followed, whose evidence and retrain
+        recommendation a restart would disturb)."""
+        if incident_id is None:
+            return False
         prefix = scope + "/"
-        return incident_id is not None and any(
-            key.startswith(prefix)
-            and parse_key(key[len(prefix) :])[0] in ("concept_drift", "performance")
-            and self.incidents.by_key.get(key) == incident_id
+        labelled = [
+            self.incidents.by_key.get(key) == incident_id
             for key in self.lifecycle.open
-        )
+            if key.startswith(prefix) and parse_key(key[len(prefix) :])[0] in LABEL_KINDS
+        ]
+        return any(labelled) and all(labelled)
 
     def take_fixed_breaks(self) -> list[tuple[str, float]]:
         """The breaks fixed since the last call that had taken a version's accuracy down (see

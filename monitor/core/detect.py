@@ -120,6 +120,8 @@ class DetectionStage:
         src = summary.source
         if summary.waiting:  # a note (ProfileStage.notes): the source has input waiting, so it still moves
             self.notes += 1
+            if self._asleep():  # (a note often comes first: summaries wait for their source's checkpoint)
+                self._wake()
             self.progress.setdefault(src, -math.inf)
             self.moved[src] = self.clock()
             return False

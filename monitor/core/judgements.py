@@ -377,6 +377,12 @@ def rollback_withdrawn(
     )  # fmt: skip
 
 
+def _errors(j: Judgement) -> bool:
+    """Concept drift: judged on the error stream, which a fixed break restarts (a performance alert's window
+    is not)."""
+    return j.kind == "concept_drift"
+
+
 def decision_judgements(
     state: ModelState,
     judged: list[Judgement],
@@ -394,9 +400,19 @@ def decision_judgements(
     if overall:
         # A problem holds while its condition fires or its alert is still open (a fresh change point inside
         # an open incident is no recovery), so the streak does not depend on where batches were cut.
-        # (after a restart at a fixed break, only the restarted streams' own test: the open alert was the break's)
-        problem = next((j for j in overall if j.fire or (is_firing(j.key) and not r.restarted)), None)
-        if r.restarted and (problem is not None or not any(is_firing(j.key) for j in overall)):
+        # After a restart at a fixed break (RetrainState.restarted) only the restarted error stream's own test
+        # counts: the open alert was the break's, and a performance window still holds its labels. That lasts
+        # until the test fires, the break's alerts have resolved, or the stream has had its test's labels since
+        # the fix and the errors are not back at their level (between clear and fire: a problem that held on).
+        restarted = r.restarted
+        problem = next(
+            (j for j in overall if (j.fire or is_firing(j.key)) and (not restarted or (j.fire and _errors(j)))),
+            None,
+        )
+        held_on = any(
+            _errors(j) and j.evidence.events >= int(j.extra.get("min_events", 0)) and not j.clear for j in overall
+        )
+        if restarted and (problem is not None or held_on or not any(is_firing(j.key) for j in overall)):
             r.restarted = False
         if problem is not None and not r.problem:
             r.problem_since = problem.evidence.change_time

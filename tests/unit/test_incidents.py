@@ -511,6 +511,15 @@ def test_a_fixed_break_that_took_accuracy_down_is_handed_on_to_restart_the_error
     # the restarted streams locate a change that outlived the fix at the fix: the model's own problem
     later = decide(desk, "concept_drift", "accuracy", 900.0, 600.0)
     assert later is not None and later.status == "firing" and later.broken_input is None
+    # a genuine labelled problem open in its own incident: the fix restarts nothing (the restart would throw
+    # away that change's labels and resolve its open retrain recommendation)
+    desk = Alerting(AlertLifecycle(resolve_after_s=0.0, cooldown_s=0.0), explain_ratio=1.75)
+    genuine = decide(desk, "concept_drift", "accuracy", 50.0, 40.0)
+    brk = decide(desk, "data_quality", "height", 100.0, 95.0, detector="out_of_range")
+    assert genuine.incident_id != brk.incident_id
+    assert decide(desk, "performance", "precision", 300.0, 250.0).incident_id == brk.incident_id
+    assert decide(desk, "data_quality", "height", 600.0, fire=False).status == "resolved"
+    assert desk.take_fixed_breaks() == []
 
 
 @pytest.mark.parametrize("concept_at", [None, 95])
@@ -558,3 +567,31 @@ def test_after_a_fix_the_breaks_concept_alert_resolves_and_a_later_concept_chang
         # within about their spread), so no fixed break explains it
         assert "retrain_recommended" in {a.kind for a in later}, [(a.key, a.message) for a in later]
         assert all(a.recommendation == "retrain" and a.started_at >= "2026-01-01T00:06:03" for a in later)
+
+
+def test_after_a_restart_the_retrain_streak_counts_an_open_alert_again_once_the_problem_held_on():
+    """After a restart at a fixed break the open alert (the break's) does not count toward a retrain, but not for
+    ever: once the restarted error stream has had its test's labels and the errors are neither back at their
+    level nor past the threshold, the problem held on past the fix, and the open alert counts again (a
+    stranger's review: it could stay uncounted for good, and no retrain ever came)."""
+    from dataclasses import replace
+
+    from monitor.core.judgements import decision_judgements
+
+    engine = PartitionEngine(load_config(environ={}, overrides={}), clock=lambda: T0)
+    state = engine._model("m", "v1")
+    assert state is not None
+    band = replace(_judgement({}, 0.04, 1000.0, fire=False), clear=False, extra={"min_events": 200})
+    state.retrain.restart()
+    decision_judgements(state, [replace(band, evidence=replace(band.evidence, events=150))], [], engine.config,
+                        lambda key: True, 1000.0)  # fmt: skip
+    assert state.retrain.restarted and not state.retrain.problem  # too few labels since the fix to say
+    decision_judgements(state, [band], [], engine.config, lambda key: True, 1000.0)
+    decision_judgements(state, [band], [], engine.config, lambda key: True, 1000.0)
+    assert not state.retrain.restarted and state.retrain.problem
+    # errors back at their level (clear): the open alert stays uncounted until it resolves
+    state.retrain.restart()
+    recovering = replace(band, clear=True)
+    for _ in range(3):
+        decision_judgements(state, [recovering], [], engine.config, lambda key: True, 1000.0)
+    assert state.retrain.restarted and not state.retrain.problem

@@ -164,6 +164,22 @@ def test_traffic_that_comes_back_everywhere_gives_every_source_idle_s_again():
         stage.add(s)
     stage.release()
     assert stage.engine.events_total() == 4 and stage.late_rows == 0 and stage.pending_rows() == 0
+    # the same when a note of the first partition comes before its summary (summaries wait for a checkpoint)
+    now[0] = 200.0
+    for s in a.notes():
+        stage.add(s)
+    for s in a.predictions([_prediction(6, T0 + 7)], [0.0])[0]:
+        stage.add(s)
+    stage.release()
+    assert stage.engine.events_total() == 4  # partition 1 (and 2) were given idle_s again
+    now[0] = 201.0
+    for s in b.predictions([_prediction(7, T0 + 6)], [0.0])[0]:
+        stage.add(s)
+    stage.release()
+    assert stage.engine.events_total() == 4  # partition 2 still has idle_s from the wake at 200
+    now[0] = 231.0
+    stage.release()
+    assert stage.engine.events_total() == 6 and stage.late_rows == 0
 
 
 def test_a_snapshot_leaves_held_summaries_on_the_topic_and_a_restore_reads_them_again():
