@@ -403,14 +403,20 @@ def decision_judgements(
         # After a restart at a fixed break (RetrainState.restarted) only the restarted error stream's own test
         # counts: the open alert was the break's, and a performance window still holds its labels. That lasts
         # until the test fires, the break's alerts have resolved, or the stream has had its test's labels since
-        # the fix and the errors are not back at their level (between clear and fire: a problem that held on).
+        # the fix and the errors are significantly up, short of the threshold (a problem that held on; noise on
+        # its first labels is not, or a recovering stream would count its open alert before it clears).
         restarted = r.restarted
         problem = next(
             (j for j in overall if (j.fire or is_firing(j.key)) and (not restarted or (j.fire and _errors(j)))),
             None,
         )
         held_on = any(
-            _errors(j) and j.evidence.events >= int(j.extra.get("min_events", 0)) and not j.clear for j in overall
+            _errors(j)
+            and j.evidence.events >= int(j.extra.get("min_events", 0))
+            and not j.clear
+            and j.evidence.p_value is not None
+            and j.evidence.p_value < config.alerts.max_p_value
+            for j in overall
         )
         if restarted and (problem is not None or held_on or not any(is_firing(j.key) for j in overall)):
             r.restarted = False
