@@ -20,7 +20,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 .PHONY: demo image test lint unit integration e2e e2e-deps e2e-tools test-stress bench significance peers clean
 
 # The first `make demo` or `make test` builds the environment (about 80 s); each step says what it does.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py monitor/core/_kernels.pyx
 	@echo "==> building the Python environment in $(VENV) (first run only, about a minute and a half)"
 	@echo "==> [1/3] creating the virtual environment with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)

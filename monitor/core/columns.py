@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from itertools import repeat
 from typing import Any
 
 import numpy as np
 
+from monitor.core import kernels
 from monitor.core.events import PredictionBatch
 from monitor.core.float_columns import as_values, numbers
 from monitor.core.join import Segments
@@ -60,7 +60,7 @@ def segment_buckets(
             continue
         codes_of = state.segment_codes[attr]
         values = take(column, rows)
-        codes = np.fromiter(map(codes_of.get, values, repeat(-2)), dtype=np.int64, count=len(values))
+        codes = kernels.lookup_codes(codes_of, values, -2)
         for i in np.flatnonzero(codes == -2).tolist():  # values not seen before (rare after warm-up), or missing
             value = values[i]
             if value is None:

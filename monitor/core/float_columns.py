@@ -12,13 +12,13 @@ until the watermark let the rows go, and the engine turned it back into floats.
 
 from __future__ import annotations
 
-from array import array
 from typing import Any
 
 import numpy as np
 
+from monitor.core import kernels
+
 _NUMBERS_AND_NULLS = frozenset({float, int, type(None)})
-_NUMBER_ONLY = frozenset({float, int})
 
 
 def float_column(values: list[Any] | np.ndarray) -> np.ndarray | None:
@@ -104,14 +104,6 @@ def as_values(column: list[Any] | np.ndarray) -> list[Any]:
 
 
 def numbers(values: list[Any]) -> np.ndarray | None:
-    """A column of numbers only (no None, no string, no boolean) as floats, else None, in one pass over it.
-
-    ``array('d')`` refuses None and strings but takes booleans as 0 and 1; only when a 0 or a 1 is among the
-    floats do the types have to be read (a second pass), to tell a boolean from the number."""
-    try:
-        floats = np.frombuffer(array("d", values), dtype=np.float64)
-    except TypeError:
-        return None
-    if ((floats == 0.0) | (floats == 1.0)).any() and not _NUMBER_ONLY.issuperset(map(type, values)):
-        return None
-    return floats
+    """A column of numbers only (no None, no string, no boolean) as floats, else None
+    (:func:`monitor.core.kernels.numbers`)."""
+    return kernels.numbers(values)

@@ -28,6 +28,7 @@ import lz4.frame
 import numpy as np
 import orjson
 
+from monitor.core import kernels
 from monitor.core.event_clock import VersionActivity
 from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
 from monitor.core.float_columns import as_values, float_column, pack, unpack, wire_types
@@ -476,12 +477,7 @@ class SegmentCaps:
             return [()], np.zeros(n, dtype=np.int64)
         # codes of the rows' value tuples first (one dict lookup a row), then each distinct tuple's combination
         # once: a position stands for one attribute and None for its absence, so tuples and combinations match
-        seen: dict[tuple[Any, ...], int] = {}
-        codes = np.fromiter(
-            (seen.setdefault(values, len(seen)) for values in zip(*(c for _, c in columns), strict=True)),
-            dtype=np.int64,
-            count=n,
-        )
+        codes, seen = kernels.row_codes([c for _, c in columns], n)
         names = [a for a, _ in columns]
         combos = [tuple((a, v) for a, v in zip(names, values, strict=True) if v is not None) for values in seen]
         return combos, codes

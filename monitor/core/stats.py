@@ -7,7 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from monitor.core import kernels
+
 OVERFLOW = "__other__"
+_UNKNOWN = -(2**62)  # no code: a value the vocabulary has not met (codes are -1 and up)
 _PLAIN = frozenset({str, bool, type(None)})  # category values whose distinct keys are their distinct texts
 
 
@@ -184,11 +187,11 @@ class CategoryVocabulary:
     def _known(self, column: Sequence[Any]) -> np.ndarray | None:
         """Every row's code in one pass when each value is None or a string already coded (the common case once
         the vocabulary has filled), else None: a new value, a boolean or a number has no entry, and stops it."""
-        try:
-            return np.fromiter(map(self._codes.get, column), dtype=np.int64, count=len(column))
-        except TypeError:  # a lookup gave None
+        codes = kernels.lookup_codes(self._codes, column, _UNKNOWN)
+        if (codes == _UNKNOWN).any():
             self._codes.setdefault(None, -1)  # a vocabulary restored from a snapshot taken before None had it
             return None
+        return codes
 
     def _distinct(self, column: Sequence[Any]) -> dict[Any, int] | None:
         """Each distinct value of a column with its code, coded in order of first appearance (as a walk over the

@@ -1,0 +1,80 @@
+"""The compiled per-value loops (monitor/core/_kernels.pyx) give exactly what their pure-Python twins give,
+on the values a decoded batch holds and on the odd ones; CI builds them (a missing C compiler would leave the
+monitor on the slower twins without a word)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.core import kernels
+
+compiled = pytest.mark.skipif(not kernels.COMPILED and not os.environ.get("CI"), reason="not built: pip install -e .")
+
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False),
+    st.sampled_from(["a", "b", "DE", "US", ""]),
+)
+
+
+def test_ci_builds_the_compiled_loops() -> None:
+    if os.environ.get("CI"):
+        assert kernels.COMPILED, "monitor/core/_kernels.pyx was not built: is a C compiler installed?"
+
+
+def _numbers(f: Any, values: list[Any]) -> Any:
+    try:
+        return f(values)
+    except OverflowError:
+        return "overflow"
+
+
+@compiled
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.floats(allow_nan=False), st.integers(-(2**70), 2**70)), max_size=40) | st.lists(VALUES))
+def test_numbers_compiled_and_twin_agree(values: list[Any]) -> None:
+    a, b = _numbers(kernels.numbers, values), _numbers(kernels.numbers_py, values)
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        assert a.dtype == b.dtype == np.float64 and np.array_equal(a, b)
+    else:
+        assert type(a) is type(b) and (a is None or a == b), (a, b)
+
+
+def test_numbers_tells_a_boolean_from_a_number() -> None:
+    assert kernels.numbers([1.0, True]) is None and kernels.numbers([1, 0, 2.5]).tolist() == [1.0, 0.0, 2.5]
+    assert kernels.numbers([1.0, None]) is None and kernels.numbers(["1"]) is None
+    assert kernels.numbers([]).size == 0
+
+
+@compiled
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(VALUES, min_size=7, max_size=7), min_size=0, max_size=3))
+def test_row_codes_compiled_and_twin_agree(columns: list[list[Any]]) -> None:
+    a_codes, a_seen = kernels.row_codes(columns, 7 if columns else 0)
+    b_codes, b_seen = kernels.row_codes_py(columns, 7 if columns else 0)
+    assert a_codes.tolist() == b_codes.tolist() and a_seen == b_seen
+
+
+def test_row_codes_code_tuples_in_order_of_first_appearance() -> None:
+    codes, seen = kernels.row_codes([["DE", "US", "DE", None], ["f", "m", "f", "m"]], 4)
+    assert codes.tolist() == [0, 1, 0, 2] and seen == [("DE", "f"), ("US", "m"), (None, "m")]
+
+
+@compiled
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(VALUES, st.integers(-1, 50)), st.lists(VALUES))
+def test_lookup_codes_compiled_and_twin_agree(codes_of: dict[Any, int], values: list[Any]) -> None:
+    assert kernels.lookup_codes(codes_of, values, -7).tolist() == kernels.lookup_codes_py(codes_of, values, -7).tolist()
+
+
+def test_lookup_codes_gives_missing_for_unknown_and_unhashable_values() -> None:
+    codes = kernels.lookup_codes({"a": 0, None: -1}, ["a", "b", None, ["x"]], -2)  # type: ignore[list-item]
+    assert codes.tolist() == [0, -2, -1, -2]
