@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Per-value loops of the hot path in C (built when the package is installed; monitor.core.kernels has their
 pure-Python twins, used when this module is absent, and checks that both give the same results)."""
 
@@ -8,6 +8,8 @@ from cpython.long cimport PyLong_AsDouble
 from cpython.ref cimport PyObject
 
 import numpy as np
+
+from libc.math cimport floor
 
 cdef extern from "Python.h":
     bint PyFloat_CheckExact(object o)
@@ -66,4 +68,44 @@ def lookup_codes(dict codes_of, list values, long long missing):
     for i in range(n):
         found = PyDict_GetItem(codes_of, values[i])  # (NULL for an unhashable value too: no error is raised)
         codes[i] = missing if found is NULL else <long long>(<object>found)
+    return out
+
+
+def cells_by_run(const double[::1] x, const long long[::1] runs, const double[::1] lo, const double[::1] width,
+                 long long bins):
+    """monitor.core.cells.cells of values in runs, run ``r`` on the scale (``lo[r]``, ``width[r]``), in one pass:
+    the same IEEE operations (subtract, divide, floor), not a number and above ``bins`` to the top cell."""
+    cdef Py_ssize_t r, i, at = 0, end
+    cdef double place, top = <double>bins
+    out = np.empty(x.shape[0], dtype=np.int64)
+    cdef long long[::1] cell = out
+    for r in range(runs.shape[0]):
+        end = at + runs[r]
+        for i in range(at, end):
+            place = floor((x[i] - lo[r]) / width[r])
+            if not place <= top:  # (also not a number)
+                place = top
+            elif place < -1.0:
+                place = -1.0
+            cell[i] = <long long>place + 1
+        at = end
+    return out
+
+
+def edge_codes(const double[::1] x, const long long[::1] cell, const long long[::1] row,
+               const long long[::1] below, const double[::1] first, const long long[::1] inside,
+               const double[::1] edges, long long width_edges, long long cells):
+    """monitor.core.cells.EdgeLookup.codes in one pass over the values."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef long long flat, code, k, base
+    out = np.empty(n, dtype=np.int64)
+    cdef long long[::1] codes = out
+    for i in range(n):
+        flat = row[i] * cells + cell[i]
+        code = below[flat] + (first[flat] < x[i])
+        if inside[flat] > 1:
+            base = (flat // cells) * width_edges + below[flat]
+            for k in range(1, inside[flat]):
+                code += edges[base + k] < x[i]
+        codes[i] = code
     return out

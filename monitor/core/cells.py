@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from monitor.core import kernels
+
 HISTOGRAM_BINS = 64  # over ±HISTOGRAM_SD baseline standard deviations, plus one cell either side for the rest
 HISTOGRAM_SD = 4.0
 CELLS = HISTOGRAM_BINS + 2
@@ -34,6 +36,20 @@ def cells(x: np.ndarray, lo: Any, width: Any) -> np.ndarray:
     cell = place.astype(np.int64)
     cell += 1
     return cell
+
+
+def cells_by_run(x: np.ndarray, runs: np.ndarray, lo: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """:func:`cells` of values in runs, run ``r`` (``runs[r]`` values) on the scale ``lo[r]``, ``width[r]``; one
+    pass when compiled (:mod:`monitor.core.kernels`)."""
+    compiled = kernels.native()
+    if compiled is not None:
+        out: np.ndarray = compiled.cells_by_run(
+            np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(runs, dtype=np.int64),
+            np.ascontiguousarray(lo, dtype=np.float64), np.ascontiguousarray(width, dtype=np.float64),
+            HISTOGRAM_BINS,
+        )  # fmt: skip
+        return out
+    return cells(x, np.repeat(lo, runs), np.repeat(width, runs))
 
 
 def monotone(lo: np.ndarray, width: np.ndarray) -> np.ndarray:
@@ -72,6 +88,14 @@ class EdgeLookup:
     def codes(self, x: np.ndarray, cell: np.ndarray, row: np.ndarray) -> np.ndarray:
         """``searchsorted(edges[row[i]], x[i], side="left")`` for every value ``i`` (no NaN), from its
         :func:`cells` on its row's scale."""
+        compiled = kernels.native()
+        if compiled is not None:  # the same, in one pass (monitor.core.kernels)
+            found: np.ndarray = compiled.edge_codes(
+                np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(cell, dtype=np.int64),
+                np.ascontiguousarray(row, dtype=np.int64), self.below, self.first, self.inside, self.edges,
+                self.width_edges, CELLS,
+            )  # fmt: skip
+            return found
         flat = row * CELLS
         flat += cell
         codes = self.below[flat]

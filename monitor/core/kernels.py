@@ -56,6 +56,12 @@ except ImportError:  # no C compiler when the package was installed: the twins a
 COMPILED = _kernels is not None
 
 
+def native() -> Any:
+    """The compiled module, or None (read at each call: tests run the twins by setting ``_kernels`` to None).
+    Modules whose twins are numpy code of their own (:mod:`monitor.core.cells`) call it directly."""
+    return _kernels
+
+
 def numbers(values: list[Any]) -> np.ndarray | None:
     """:func:`numbers_py`, compiled where built (an int beyond float64 raises OverflowError in both)."""
     if _kernels is not None and type(values) is list:

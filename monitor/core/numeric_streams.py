@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.core.cells import CELLS, HISTOGRAM_BINS, HISTOGRAM_SD, cells
+from monitor.core.cells import CELLS, HISTOGRAM_BINS, HISTOGRAM_SD, cells, cells_by_run
 from monitor.core.chunks import StreamChunker, run_lengths, run_starts
 from monitor.core.drift import QUANTILES, DriftEvidence, NumericDriftTracker
 from monitor.core.sequential import Z_CLIP, SequentialSettings, SequentialStreams
@@ -190,7 +190,7 @@ class NumericStreams:
         # every value's histogram cell on its stream's scale as the batch begins: the window tests bin on them
         # (cells.EdgeLookup), and so does the histogram unless a stream's warm-up ends in this batch
         lo, width = self._edges_known(owners)
-        value_cells = cells(values, np.repeat(lo, runs), np.repeat(width, runs))
+        value_cells = cells_by_run(values, runs, lo, width)
         if self.windows is not None:
             where = positions if positions is not None else np.full(values.size, -1, dtype=np.int64)
             closed = self.windows.update(values, times, where, stream, cells=value_cells, scale=(lo, width))

@@ -78,3 +78,61 @@ def test_lookup_codes_compiled_and_twin_agree(codes_of: dict[Any, int], values: 
 def test_lookup_codes_gives_missing_for_unknown_and_unhashable_values() -> None:
     codes = kernels.lookup_codes({"a": 0, None: -1}, ["a", "b", None, ["x"]], -2)  # type: ignore[list-item]
     assert codes.tolist() == [0, -2, -1, -2]
+
+
+def _twin(f: Any, *args: Any) -> Any:
+    """``f(*args)`` on the pure-Python twins (the compiled module set aside for the call)."""
+    saved = kernels._kernels
+    kernels._kernels = None
+    try:
+        return f(*args)
+    finally:
+        kernels._kernels = saved
+
+
+ODD = st.sampled_from([0.0, -0.0, np.inf, -np.inf, np.nan, 1e308, -1e308, 5e-324])
+
+
+@compiled
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 20), st.floats(allow_nan=True) | ODD, st.floats(allow_nan=True) | ODD), max_size=6
+    ),
+    st.integers(0, 2**32),
+)
+def test_cells_by_run_compiled_and_numpy_agree(runs: list[tuple[int, float, float]], seed: int) -> None:
+    from monitor.core.cells import cells_by_run
+
+    rng = np.random.default_rng(seed)
+    lengths = np.array([r[0] for r in runs], dtype=np.int64)
+    lo, width = np.array([r[1] for r in runs]), np.array([r[2] for r in runs])
+    x = rng.normal(0, 3, int(lengths.sum())) * rng.choice([1.0, 1e300, 1e-300], int(lengths.sum()))
+    x[rng.random(x.size) < 0.05] = np.inf
+    with np.errstate(all="ignore"):
+        assert cells_by_run(x, lengths, lo, width).tolist() == _twin(cells_by_run, x, lengths, lo, width).tolist()
+
+
+@compiled
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32), st.integers(1, 6), st.integers(1, 9))
+def test_edge_codes_compiled_and_numpy_agree_and_match_searchsorted(seed: int, rows: int, width_edges: int) -> None:
+    from monitor.core.cells import EdgeLookup, cells
+
+    rng = np.random.default_rng(seed)
+    lo, width = rng.normal(0, 1, rows), rng.uniform(0.01, 1.0, rows)
+    edges = np.sort(rng.normal(0, 2, (rows, width_edges)), axis=1)
+    padded = rng.random((rows, width_edges - width_edges // 2)) < 0.3
+    edges[:, width_edges // 2 :][padded] = np.nan
+    edges = np.sort(edges, axis=1)  # NaN padding on the right
+    if width_edges > 2:
+        edges[:, 1] = edges[:, 0]  # two edges in one cell
+    row = rng.integers(0, rows, 500)
+    x = rng.normal(0, 2, 500)
+    x[:20] = edges[row[:20], 0]  # on an edge
+    cell = cells(x, lo[row], width[row])
+    lookup = EdgeLookup(edges, lo, width)
+    got = lookup.codes(x, cell, row)
+    assert got.tolist() == _twin(lookup.codes, x, cell, row).tolist()
+    expect = [int(np.searchsorted(edges[r][~np.isnan(edges[r])], v, side="left")) for r, v in zip(row, x, strict=True)]
+    assert got.tolist() == expect
