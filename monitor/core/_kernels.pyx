@@ -109,3 +109,17 @@ def edge_codes(const double[::1] x, const long long[::1] cell, const long long[:
                 code += edges[base + k] < x[i]
         codes[i] = code
     return out
+
+
+def counts_by_run(const long long[::1] codes, const long long[::1] lengths, long long width):
+    """For consecutive runs of ``lengths[r]`` codes each, how many of each code (0 to ``width`` - 1) the run has:
+    an array of runs x ``width``."""
+    out = np.zeros((lengths.shape[0], width), dtype=np.int64)
+    cdef long long[:, ::1] counts = out
+    cdef Py_ssize_t r, i, at = 0, end
+    for r in range(lengths.shape[0]):
+        end = at + lengths[r]
+        for i in range(at, end):
+            counts[r, codes[i]] += 1
+        at = end
+    return out

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from monitor.core import kernels
+
 
 @dataclass(frozen=True)
 class Chunks:
@@ -169,3 +171,18 @@ def run_lengths(starts: np.ndarray, size: int) -> np.ndarray:
 def _empty() -> Chunks:
     z = np.zeros(0)
     return Chunks(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), z, z, z, z)
+
+
+def counts_by_run(codes: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
+    """For consecutive runs of ``lengths[r]`` codes each (every code in 0 to ``width`` - 1), how many of each code
+    the run has: runs x ``width``. One pass when compiled (:mod:`monitor.core.kernels`), else a bincount over
+    (run, code) cells."""
+    compiled = kernels.native()
+    if compiled is not None:
+        out: np.ndarray = compiled.counts_by_run(
+            np.ascontiguousarray(codes, dtype=np.int64), np.ascontiguousarray(lengths, dtype=np.int64), width
+        )
+        return out
+    cell = np.repeat(np.arange(0, lengths.size * width, width), lengths)
+    cell += codes
+    return np.bincount(cell, minlength=lengths.size * width).reshape(lengths.size, width)

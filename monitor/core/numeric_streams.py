@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from monitor.core.cells import CELLS, HISTOGRAM_BINS, HISTOGRAM_SD, cells, cells_by_run
-from monitor.core.chunks import StreamChunker, run_lengths, run_starts
+from monitor.core.chunks import StreamChunker, counts_by_run, run_lengths, run_starts
 from monitor.core.drift import QUANTILES, DriftEvidence, NumericDriftTracker
 from monitor.core.sequential import Z_CLIP, SequentialSettings, SequentialStreams
 from monitor.core.settings import DetectorSettings
@@ -279,9 +279,7 @@ class NumericStreams:
         if given is None:
             lo, width = self._edges(owners)
             given = cells(x, np.repeat(lo, runs), np.repeat(width, runs))
-        at = np.repeat(np.arange(0, owners.size * CELLS, CELLS), runs)  # each run's first cell
-        at += given
-        self.histogram[owners] += np.bincount(at, minlength=owners.size * CELLS).reshape(owners.size, CELLS)
+        self.histogram[owners] += counts_by_run(given, runs, CELLS)
 
     def _edges_known(self, streams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`_edges`, NaN for streams the sequential detectors have not met yet (no scale either)."""

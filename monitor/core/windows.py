@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from monitor.core.cells import EdgeLookup, monotone
-from monitor.core.chunks import Pieces, cut_runs, run_lengths, run_starts
+from monitor.core.chunks import Pieces, counts_by_run, cut_runs, run_lengths, run_starts
 from monitor.core.significance import BaselineWindowTest, ClosedWindows, Reference, WindowResult, window_tests
 
 
@@ -215,12 +215,8 @@ class NumericWindows:
         filled = self.filled[owners]
         cut = cut_runs(starts, runs, filled, self.window, x.size)
         head, begin, end = cut.head, cut.begin, cut.end
-        n_pieces = begin.size
         sizes = end - begin
-        piece = np.repeat(np.arange(n_pieces), sizes)
-        piece *= width_bins
-        piece += codes
-        counts = np.bincount(piece, minlength=n_pieces * width_bins).reshape(n_pieces, width_bins)
+        counts = counts_by_run(codes, sizes, width_bins)  # (the pieces follow each other, begin to end)
         with np.errstate(over="ignore", invalid="ignore"):  # absurd values (1e308) overflow quietly, as the moments do
             sums = np.add.reduceat(x, begin)
             sums[head] += self.total[owners]

@@ -136,3 +136,16 @@ def test_edge_codes_compiled_and_numpy_agree_and_match_searchsorted(seed: int, r
     assert got.tolist() == _twin(lookup.codes, x, cell, row).tolist()
     expect = [int(np.searchsorted(edges[r][~np.isnan(edges[r])], v, side="left")) for r, v in zip(row, x, strict=True)]
     assert got.tolist() == expect
+
+
+@compiled
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 30), max_size=8), st.integers(1, 70), st.integers(0, 2**32))
+def test_counts_by_run_compiled_and_numpy_agree(lengths: list[int], width: int, seed: int) -> None:
+    from monitor.core.chunks import counts_by_run
+
+    runs = np.array(lengths, dtype=np.int64)
+    codes = np.random.default_rng(seed).integers(0, width, int(runs.sum()))
+    got = counts_by_run(codes, runs, width)
+    assert got.shape == (runs.size, width) and got.sum(axis=1).tolist() == lengths
+    assert got.tolist() == _twin(counts_by_run, codes, runs, width).tolist()
