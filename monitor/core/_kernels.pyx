@@ -92,22 +92,41 @@ def cells_by_run(const double[::1] x, const long long[::1] runs, const double[::
     return out
 
 
+cdef inline long long _edge_code(double x, long long flat, const long long[::1] below, const double[::1] first,
+                                 const long long[::1] inside, const double[::1] edges, long long width_edges,
+                                 long long cells) noexcept nogil:
+    cdef long long code = below[flat] + (first[flat] < x), k, base
+    if inside[flat] > 1:
+        base = (flat // cells) * width_edges + below[flat]
+        for k in range(1, inside[flat]):
+            code += edges[base + k] < x
+    return code
+
+
 def edge_codes(const double[::1] x, const long long[::1] cell, const long long[::1] row,
                const long long[::1] below, const double[::1] first, const long long[::1] inside,
                const double[::1] edges, long long width_edges, long long cells):
     """monitor.core.cells.EdgeLookup.codes in one pass over the values."""
     cdef Py_ssize_t i, n = x.shape[0]
-    cdef long long flat, code, k, base
     out = np.empty(n, dtype=np.int64)
     cdef long long[::1] codes = out
     for i in range(n):
-        flat = row[i] * cells + cell[i]
-        code = below[flat] + (first[flat] < x[i])
-        if inside[flat] > 1:
-            base = (flat // cells) * width_edges + below[flat]
-            for k in range(1, inside[flat]):
-                code += edges[base + k] < x[i]
-        codes[i] = code
+        codes[i] = _edge_code(x[i], row[i] * cells + cell[i], below, first, inside, edges, width_edges, cells)
+    return out
+
+
+def edge_codes_by_run(const double[::1] x, const long long[::1] cell, const long long[::1] runs,
+                      const long long[::1] below, const double[::1] first, const long long[::1] inside,
+                      const double[::1] edges, long long width_edges, long long cells):
+    """:func:`edge_codes` with row ``r`` for the values of run ``r`` (``runs[r]`` of them, one after another)."""
+    cdef Py_ssize_t r, i, at = 0, end
+    out = np.empty(x.shape[0], dtype=np.int64)
+    cdef long long[::1] codes = out
+    for r in range(runs.shape[0]):
+        end = at + runs[r]
+        for i in range(at, end):
+            codes[i] = _edge_code(x[i], r * cells + cell[i], below, first, inside, edges, width_edges, cells)
+        at = end
     return out
 
 

@@ -96,6 +96,21 @@ class EdgeLookup:
                 self.width_edges, CELLS,
             )  # fmt: skip
             return found
+        return self._codes(x, cell, row)
+
+    def codes_by_run(self, x: np.ndarray, cell: np.ndarray, runs: np.ndarray) -> np.ndarray:
+        """:meth:`codes` with row ``r`` for the values of run ``r`` (``runs[r]`` of them, one after another)."""
+        compiled = kernels.native()
+        if compiled is not None:
+            found: np.ndarray = compiled.edge_codes_by_run(
+                np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(cell, dtype=np.int64),
+                np.ascontiguousarray(runs, dtype=np.int64), self.below, self.first, self.inside, self.edges,
+                self.width_edges, CELLS,
+            )  # fmt: skip
+            return found
+        return self._codes(x, cell, np.repeat(np.arange(runs.size), runs))
+
+    def _codes(self, x: np.ndarray, cell: np.ndarray, row: np.ndarray) -> np.ndarray:
         flat = row * CELLS
         flat += cell
         codes = self.below[flat]

@@ -191,7 +191,7 @@ class NumericWindows:
             cached = self._lookup = (key, refs, EdgeLookup(table, lo, width))  # refs kept: their ids stay theirs
         lookup = cached[2]
         if chosen.size == owners.size and keep.all():  # every run, every value: no selection
-            codes[:] = lookup.codes(values, cells, np.repeat(np.arange(owners.size), runs))
+            codes[:] = lookup.codes_by_run(values, cells, runs)
             return
         row_of_run = np.full(owners.size, -1, dtype=np.int64)
         row_of_run[chosen] = np.arange(chosen.size)

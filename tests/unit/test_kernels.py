@@ -134,6 +134,10 @@ def test_edge_codes_compiled_and_numpy_agree_and_match_searchsorted(seed: int, r
     lookup = EdgeLookup(edges, lo, width)
     got = lookup.codes(x, cell, row)
     assert got.tolist() == _twin(lookup.codes, x, cell, row).tolist()
+    order = np.argsort(row, kind="stable")  # the same values in runs, one per row
+    runs = np.bincount(row, minlength=rows)
+    by_run = lookup.codes_by_run(x[order], cell[order], runs)
+    assert by_run.tolist() == got[order].tolist() == _twin(lookup.codes_by_run, x[order], cell[order], runs).tolist()
     expect = [int(np.searchsorted(edges[r][~np.isnan(edges[r])], v, side="left")) for r, v in zip(row, x, strict=True)]
     assert got.tolist() == expect
 

@@ -148,13 +148,18 @@ def test_streams_binned_by_their_histogram_cells_get_the_windows_their_own_test_
     from monitor.core.settings import DetectorSettings
 
     calls = []
-    codes = EdgeLookup.codes
+    codes, codes_by_run = EdgeLookup.codes, EdgeLookup.codes_by_run
 
     def counted(self, x, cell, row):  # type: ignore[no-untyped-def]
         calls.append(x.size)
         return codes(self, x, cell, row)
 
+    def counted_by_run(self, x, cell, runs):  # type: ignore[no-untyped-def]
+        calls.append(x.size)
+        return codes_by_run(self, x, cell, runs)
+
     monkeypatch.setattr(EdgeLookup, "codes", counted)
+    monkeypatch.setattr(EdgeLookup, "codes_by_run", counted_by_run)
     values, times, stream = _streams(seed, 3, 8000)
     values[::97] *= 40  # outliers beyond the histogram's +-4 sd: the outermost cells
     ref = Reference.numeric(np.random.default_rng(9).normal(0, 1, 5000), BINS)
