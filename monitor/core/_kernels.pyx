@@ -9,11 +9,27 @@ from cpython.ref cimport PyObject
 
 import numpy as np
 
+# monitor.core.kernels uses this module only when the numbers match: a module built from an older .pyx (an
+# in-place build not redone after a pull) is left aside, not called for a function it lacks. Raise it with
+# every change of the functions here.
+VERSION = 3
+
 from libc.math cimport floor
 
 cdef extern from "Python.h":
     bint PyFloat_CheckExact(object o)
     bint PyLong_CheckExact(object o)
+
+
+cdef void _check_runs(const long long[::1] runs, Py_ssize_t n) except *:
+    """Runs that cover exactly ``n`` values, none of negative length (the loops index without checks)."""
+    cdef Py_ssize_t r, total = 0
+    for r in range(runs.shape[0]):
+        if runs[r] < 0:
+            raise ValueError("a run of negative length")
+        total += runs[r]
+    if total != n:
+        raise ValueError(f"runs of {total} values for {n}")
 
 
 def numbers(list values):
@@ -77,6 +93,9 @@ def cells_by_run(const double[::1] x, const long long[::1] runs, const double[::
     the same IEEE operations (subtract, divide, floor), not a number and above ``bins`` to the top cell."""
     cdef Py_ssize_t r, i, at = 0, end
     cdef double place, top = <double>bins
+    _check_runs(runs, x.shape[0])
+    if lo.shape[0] != runs.shape[0] or width.shape[0] != runs.shape[0]:
+        raise ValueError("one scale per run")
     out = np.empty(x.shape[0], dtype=np.int64)
     cdef long long[::1] cell = out
     for r in range(runs.shape[0]):
@@ -120,6 +139,9 @@ def edge_codes_by_run(const double[::1] x, const long long[::1] cell, const long
                       const double[::1] edges, long long width_edges, long long cells):
     """:func:`edge_codes` with row ``r`` for the values of run ``r`` (``runs[r]`` of them, one after another)."""
     cdef Py_ssize_t r, i, at = 0, end
+    _check_runs(runs, x.shape[0])
+    if cell.shape[0] != x.shape[0] or runs.shape[0] * cells > below.shape[0]:
+        raise ValueError("a cell per value and a row of the table per run")
     out = np.empty(x.shape[0], dtype=np.int64)
     cdef long long[::1] codes = out
     for r in range(runs.shape[0]):
@@ -136,9 +158,50 @@ def counts_by_run(const long long[::1] codes, const long long[::1] lengths, long
     out = np.zeros((lengths.shape[0], width), dtype=np.int64)
     cdef long long[:, ::1] counts = out
     cdef Py_ssize_t r, i, at = 0, end
+    cdef long long code
+    _check_runs(lengths, codes.shape[0])
     for r in range(lengths.shape[0]):
         end = at + lengths[r]
         for i in range(at, end):
-            counts[r, codes[i]] += 1
+            code = codes[i]
+            if code < 0 or code >= width:
+                raise ValueError(f"code {code} outside 0 to {width - 1}")
+            counts[r, code] += 1
         at = end
     return out
+
+
+def stream_layout(const double[:, ::1] matrix, const long long[::1] grouped, const long long[:, ::1] ids,
+                  const long long[::1] lengths, const double[::1] times, const long long[::1] positions):
+    """Every subject's values (rows of ``matrix``) for every bucket, one stream after another: subject f's
+    bucket b is ``lengths[b]`` rows of ``grouped`` (the buckets' rows one after another) from its offset; each
+    value with its stream ``ids[f, b]``, its row's time and position (``times`` and ``positions`` by place
+    in ``grouped``). Returns (values, stream, times, positions)."""
+    cdef Py_ssize_t f, b, j, o = 0, at, m = grouped.shape[0]
+    cdef Py_ssize_t total = matrix.shape[0] * m
+    cdef long long s
+    _check_runs(lengths, m)
+    if times.shape[0] != m or positions.shape[0] != m or ids.shape[0] != matrix.shape[0] \
+            or ids.shape[1] != lengths.shape[0]:
+        raise ValueError("a time and position per grouped row, a stream per subject and bucket")
+    for j in range(m):
+        if grouped[j] < 0 or grouped[j] >= matrix.shape[1]:
+            raise ValueError("a grouped row outside the matrix")
+    values_out = np.empty(total, dtype=np.float64)
+    stream_out = np.empty(total, dtype=np.int64)
+    times_out = np.empty(total, dtype=np.float64)
+    positions_out = np.empty(total, dtype=np.int64)
+    cdef double[::1] v = values_out, t = times_out
+    cdef long long[::1] st = stream_out, p = positions_out
+    for f in range(matrix.shape[0]):
+        at = 0
+        for b in range(lengths.shape[0]):
+            s = ids[f, b]
+            for j in range(at, at + lengths[b]):
+                v[o] = matrix[f, grouped[j]]
+                st[o] = s
+                t[o] = times[j]
+                p[o] = positions[j]
+                o += 1
+            at += lengths[b]
+    return values_out, stream_out, times_out, positions_out

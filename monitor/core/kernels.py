@@ -49,9 +49,13 @@ def lookup_codes_py(codes_of: dict[Any, int], values: Sequence[Any], missing: in
         )
 
 
+VERSION = 3  # the _kernels.pyx this module expects (its VERSION)
+
 try:
     _kernels: Any = importlib.import_module("monitor.core._kernels")
 except ImportError:  # no C compiler when the package was installed: the twins above
+    _kernels = None
+if getattr(_kernels, "VERSION", None) != VERSION:  # built from an older .pyx: pip install -e . rebuilds it
     _kernels = None
 COMPILED = _kernels is not None
 

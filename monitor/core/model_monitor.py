@@ -33,7 +33,7 @@ from monitor.core.judging import DriftJudging, StreamToJudge
 from monitor.core.local_change import WindowBreakdown
 from monitor.core.model_setup import ModelSetup
 from monitor.core.model_state import LATENCY_BUCKETS_MS, PREDICTION, ModelState, Tracker, note_recent_rows
-from monitor.core.numeric_streams import NumericStream, NumericStreams
+from monitor.core.numeric_streams import NumericStream, NumericStreams, stream_layout
 from monitor.core.profile import kept_scores
 from monitor.core.quality_feed import ObservedColumn, feed_schema_watch
 from monitor.core.rules import ALL, Alert
@@ -241,10 +241,9 @@ class ModelMonitor:
                     ids[f, b] = i
                 out[name] = (block, ids[f])
             matrix = np.stack([column for _, column in members])
-            values = (matrix if grouped is None else matrix[:, grouped]).ravel()
-            stream = np.repeat(ids.ravel(), np.tile(lengths, len(members)))
-            times = np.tile(grouped_times, len(members))
-            positions = np.tile(grouped_positions, len(members))
+            values, stream, times, positions = stream_layout(
+                matrix, grouped, ids, lengths, grouped_times, grouped_positions
+            )
             if (ids < 0).any():
                 kept = stream >= 0
                 values, times, stream, positions = values[kept], times[kept], stream[kept], positions[kept]

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from monitor.core import kernels
 from monitor.core.cells import CELLS, HISTOGRAM_BINS, HISTOGRAM_SD, cells, cells_by_run
 from monitor.core.chunks import StreamChunker, counts_by_run, run_lengths, run_starts
 from monitor.core.drift import QUANTILES, DriftEvidence, NumericDriftTracker
@@ -34,6 +35,30 @@ from monitor.core.settings import DetectorSettings
 from monitor.core.significance import ClosedWindows, Reference
 from monitor.core.stats import without_gross_outliers
 from monitor.core.windows import NumericWindows
+
+
+def stream_layout(
+    matrix: np.ndarray, grouped: np.ndarray | None, ids: np.ndarray, lengths: np.ndarray, times: np.ndarray,
+    positions: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """A batch's values for :meth:`NumericStreams.update`: every subject (a row of ``matrix``, one value per
+    batch row) for every bucket, one stream after another. ``grouped``: the buckets' rows one after another
+    (None: a single bucket of every row), ``lengths[b]`` of them for bucket ``b``; ``ids[f, b]`` the stream of
+    subject ``f`` in bucket ``b``; ``times`` and ``positions`` by place in ``grouped``. Returns (values,
+    stream, times, positions). One pass when compiled (:mod:`monitor.core.kernels`)."""
+    compiled = kernels.native()
+    if compiled is not None:
+        rows = np.arange(matrix.shape[1], dtype=np.int64) if grouped is None else grouped
+        out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = compiled.stream_layout(
+            np.ascontiguousarray(matrix, dtype=np.float64), np.ascontiguousarray(rows, dtype=np.int64),
+            np.ascontiguousarray(ids, dtype=np.int64), np.ascontiguousarray(lengths, dtype=np.int64),
+            np.ascontiguousarray(times, dtype=np.float64), np.ascontiguousarray(positions, dtype=np.int64),
+        )  # fmt: skip
+        return out
+    subjects = matrix.shape[0]
+    values = (matrix if grouped is None else matrix[:, grouped]).ravel()
+    stream = np.repeat(ids.ravel(), np.tile(lengths, subjects))
+    return values, stream, np.tile(times, subjects), np.tile(positions, subjects)
 
 
 class NumericStreams:

@@ -153,3 +153,40 @@ def test_counts_by_run_compiled_and_numpy_agree(lengths: list[int], width: int, 
     got = counts_by_run(codes, runs, width)
     assert got.shape == (runs.size, width) and got.sum(axis=1).tolist() == lengths
     assert got.tolist() == _twin(counts_by_run, codes, runs, width).tolist()
+
+
+@compiled
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32), st.integers(1, 5), st.lists(st.integers(0, 9), min_size=1, max_size=4), st.booleans())
+def test_stream_layout_compiled_and_numpy_agree(seed: int, subjects: int, sizes: list[int], single: bool) -> None:
+    from monitor.core.numeric_streams import stream_layout
+
+    rng = np.random.default_rng(seed)
+    n = 12
+    sizes = [n] if single else [n, *sizes]
+    grouped = None if single else np.concatenate([np.arange(n)] + [rng.choice(n, k, replace=False) for k in sizes[1:]])
+    lengths = np.array(sizes, dtype=np.int64)
+    matrix = rng.normal(0, 1, (subjects, n))
+    ids = rng.integers(-1, 50, (subjects, lengths.size))
+    m = int(lengths.sum())
+    times, positions = rng.uniform(0, 100, m), rng.integers(0, 10**6, m)
+    got = stream_layout(matrix, grouped, ids, lengths, times, positions)
+    want = _twin(stream_layout, matrix, grouped, ids, lengths, times, positions)
+    assert all(a.dtype == b.dtype and a.tolist() == b.tolist() for a, b in zip(got, want, strict=True))
+    assert got[0].size == subjects * m
+
+
+@compiled
+def test_the_compiled_loops_refuse_runs_and_codes_that_do_not_fit() -> None:
+    """They index without bounds checks, so what would read or write past an array is an error, as in the twins."""
+    compiled_module = kernels.native()
+    if compiled_module is None:
+        return
+    with pytest.raises(ValueError):
+        compiled_module.cells_by_run(np.zeros(5), np.array([2]), np.zeros(1), np.ones(1), 64)
+    with pytest.raises(ValueError):
+        compiled_module.counts_by_run(np.array([0, 3]), np.array([2]), 3)
+    with pytest.raises(ValueError):
+        compiled_module.counts_by_run(np.array([0, -1]), np.array([2]), 3)
+    with pytest.raises(ValueError):
+        compiled_module.counts_by_run(np.array([0, 1]), np.array([3, -1]), 3)
