@@ -90,25 +90,24 @@ class EdgeLookup:
         :func:`cells` on its row's scale."""
         compiled = kernels.native()
         if compiled is not None:  # the same, in one pass (monitor.core.kernels)
-            found: np.ndarray = compiled.edge_codes(
-                np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(cell, dtype=np.int64),
-                np.ascontiguousarray(row, dtype=np.int64), self.below, self.first, self.inside, self.edges,
-                self.width_edges, CELLS,
-            )  # fmt: skip
-            return found
+            return self._compiled(compiled.edge_codes, x, cell, row)
         return self._codes(x, cell, row)
 
     def codes_by_run(self, x: np.ndarray, cell: np.ndarray, runs: np.ndarray) -> np.ndarray:
         """:meth:`codes` with row ``r`` for the values of run ``r`` (``runs[r]`` of them, one after another)."""
         compiled = kernels.native()
         if compiled is not None:
-            found: np.ndarray = compiled.edge_codes_by_run(
-                np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(cell, dtype=np.int64),
-                np.ascontiguousarray(runs, dtype=np.int64), self.below, self.first, self.inside, self.edges,
-                self.width_edges, CELLS,
-            )  # fmt: skip
-            return found
+            return self._compiled(compiled.edge_codes_by_run, x, cell, runs)
         return self._codes(x, cell, np.repeat(np.arange(runs.size), runs))
+
+    def _compiled(self, loop: Any, x: np.ndarray, cell: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """A compiled loop over the values, given the look-up tables (``rows``: each value's row, or runs)."""
+        found: np.ndarray = loop(
+            np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(cell, dtype=np.int64),
+            np.ascontiguousarray(rows, dtype=np.int64), self.below, self.first, self.inside, self.edges,
+            self.width_edges, CELLS,
+        )  # fmt: skip
+        return found
 
     def _codes(self, x: np.ndarray, cell: np.ndarray, row: np.ndarray) -> np.ndarray:
         flat = row * CELLS
