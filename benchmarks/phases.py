@@ -407,10 +407,12 @@ def latency(args: dict[str, Any]) -> dict[str, Any]:
     import datetime as dt
 
     lat = []
+    in_order = []  # (seconds since the schedule began, latency, alert key): does latency grow over the run?
     for t_recv, a in received:
         if a["status"] == "firing" and a["kind"] == "data_drift" and a["window"]["end"]:
             end = dt.datetime.fromisoformat(a["window"]["end"].replace("Z", "+00:00")).timestamp()
             lat.append(t_recv - (end + offset))  # end + offset: when the window's last event was produced
+            in_order.append((round(t_recv - begin, 2), round(lat[-1], 3), a.get("key", "")))
     lat.sort()
 
     def pct(q: float) -> float:
@@ -426,6 +428,7 @@ def latency(args: dict[str, Any]) -> dict[str, Any]:
         "p99_s": pct(0.99),
         "max_s": max(lat) if lat else None,
         "every_s": [round(x, 3) for x in lat],
+        "in_order": in_order,
         "drain_s": drained_s,
         "event_time_lag_s": offset,
     }

@@ -3,8 +3,9 @@
 Each stream's values arrive as chunks (:mod:`monitor.core.chunks`). Once a stream has a scale (the mean
 and standard deviation of its reference), every chunk becomes a standardised mean, clipped at ``±Z_CLIP``
 so one absurd value moves a chunk, not the detectors' state for good. Page-Hinkley runs over the chunks
-of every stream together, as 2-D arrays (streams × chunks in this batch); ADWIN, river's, gets one call
-per chunk of the streams that have one. After a change point each stream keeps its statistics since the
+of every stream in one compiled pass (:mod:`monitor.core.kernels`; without the compiled module, together
+as 2-D arrays, streams × chunks in this batch); ADWIN, river's, gets one call per group of chunks of the
+streams that have one. After a change point each stream keeps its statistics since the
 change, which is the evidence the alert rules judge.
 
 Page-Hinkley here sees each chunk as ``size`` values at the chunk's mean: its statistic is the per-value
@@ -21,7 +22,7 @@ import numpy as np
 from scipy import signal
 from scipy.special import erfc
 
-from monitor.core import river_drift
+from monitor.core import kernels, river_drift
 from monitor.core.chunks import Chunks, run_lengths, run_starts
 
 _ADWIN_UPDATE = type(river_drift.ADWIN()._helper).update  # river's compiled window's update, unbound
@@ -173,6 +174,32 @@ class SequentialStreams:
                              float(self.settings.chunk))[0])  # fmt: skip
 
     def _page_hinkley(self, chunks: Chunks, z: np.ndarray) -> list[Change]:
+        """Every stream's chunks in one compiled pass where built (:mod:`monitor.core.kernels`), else the 2-D
+        numpy pass of :meth:`_page_hinkley_2d`; the same changes in the same order."""
+        compiled = kernels.native()
+        if compiled is None:
+            return self._page_hinkley_2d(chunks, z)
+        s = self.settings
+        stream = chunks.stream
+        first = run_starts(stream)
+        state = [
+            np.ascontiguousarray(a, dtype=np.float64)
+            for a in (self.ph_n, self.ph_sum, self.ph_inc, self.ph_dec, self.ph_min, self.ph_max)
+        ]
+        self.ph_n, self.ph_sum, self.ph_inc, self.ph_dec, self.ph_min, self.ph_max = state
+        hit, nth = compiled.page_hinkley(
+            np.ascontiguousarray(z, dtype=np.float64), run_lengths(first, stream.size).astype(np.int64),
+            stream[first].astype(np.int64), *state, float(s.chunk), float(s.page_hinkley_delta),
+            float(s.page_hinkley_threshold), float(s.page_hinkley_min_instances),
+            float(s.page_hinkley_alpha**s.chunk),
+        )  # fmt: skip
+        order = np.lexsort((hit, nth))  # as the 2-D pass finds them: each round of fires, streams in order
+        return [
+            Change(int(stream[k]), "page_hinkley", int(chunks.seq[k]), float(chunks.end_time[k]))
+            for k in hit[order].tolist()
+        ]
+
+    def _page_hinkley_2d(self, chunks: Chunks, z: np.ndarray) -> list[Change]:
         """One 2-D pass over every stream's chunks; a stream that fires is reset and run again from there."""
         s = self.settings
         size = float(s.chunk)

@@ -176,6 +176,47 @@ def test_stream_layout_compiled_and_numpy_agree(seed: int, subjects: int, sizes:
     assert got[0].size == subjects * m
 
 
+PH_STATE = ("ph_n", "ph_sum", "ph_inc", "ph_dec", "ph_min", "ph_max")
+
+
+@compiled
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(0, 2**32),
+    st.integers(1, 5),
+    st.sampled_from([1.0, 0.999, 0.99]),
+    st.sampled_from([5.0, 20.0, 50.0]),
+    st.sampled_from([0, 30, 100]),
+)
+def test_page_hinkley_compiled_and_numpy_agree(
+    seed: int, streams: int, alpha: float, threshold: float, least: int
+) -> None:
+    """The same changes, in the same order, and bit for bit the same state, batch after batch (shifts make
+    streams fire, several times in one batch too; a NaN chunk has to spread as in numpy)."""
+    from monitor.core.chunks import Chunks
+    from monitor.core.sequential import SequentialSettings, SequentialStreams
+
+    rng = np.random.default_rng(seed)
+    settings_ = SequentialSettings(
+        page_hinkley_threshold=threshold, page_hinkley_min_instances=least, page_hinkley_alpha=alpha
+    )
+    a, b = SequentialStreams(settings_), SequentialStreams(settings_)
+    a._grow(streams)
+    b._grow(streams)
+    for _ in range(4):
+        stream = np.sort(rng.integers(0, streams, int(rng.integers(1, 60))))
+        z = rng.normal(float(rng.normal(0, 2)), 1, stream.size)
+        if rng.random() < 0.1:
+            z[rng.integers(0, z.size)] = np.nan
+        seq = np.arange(1, stream.size + 1, dtype=np.int64) * 16
+        chunks = Chunks(stream, seq, z * 16, z * z * 16, np.zeros(stream.size), np.arange(stream.size, dtype=float))
+        got = a._page_hinkley(chunks, z)
+        want = _twin(b._page_hinkley, chunks, z)
+        assert got == want
+        for name in PH_STATE:
+            assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True), name
+
+
 @compiled
 def test_the_compiled_loops_refuse_runs_and_codes_that_do_not_fit() -> None:
     """They index without bounds checks, so what would read or write past an array is an error, as in the twins."""
@@ -190,3 +231,8 @@ def test_the_compiled_loops_refuse_runs_and_codes_that_do_not_fit() -> None:
         compiled_module.counts_by_run(np.array([0, -1]), np.array([2]), 3)
     with pytest.raises(ValueError):
         compiled_module.counts_by_run(np.array([0, 1]), np.array([3, -1]), 3)
+    state = [np.zeros(2) for _ in PH_STATE]
+    with pytest.raises(ValueError):  # an owner past the state arrays
+        compiled_module.page_hinkley(np.zeros(3), np.array([3]), np.array([2]), *state, 16.0, 0.25, 50.0, 30.0, 1.0)
+    with pytest.raises(ValueError):  # runs that do not cover the chunks
+        compiled_module.page_hinkley(np.zeros(3), np.array([2]), np.array([1]), *state, 16.0, 0.25, 50.0, 30.0, 1.0)
