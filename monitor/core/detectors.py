@@ -205,27 +205,61 @@ class WindowedChiSquare:
         return self._filled
 
     def update_many(self, codes: np.ndarray) -> list[WindowTest]:
+        """Count the codes (negative: missing, skipped) into the tumbling windows; the tests of the windows that
+        closed, all computed together (a batch often closes dozens)."""
         codes = np.asarray(codes)
         codes = codes[codes >= 0]
-        results: list[WindowTest] = []
-        start = 0
-        while start < codes.size:
-            take = min(self.window - self._filled, codes.size - start)
-            self._counts += np.bincount(codes[start : start + take], minlength=self.n_codes)
-            self._filled += take
-            start += take
-            if self._filled == self.window:
-                if self.reference is None:
-                    self.reference = self._counts.copy()
-                else:
-                    results.append(self._test(start - 1))
-                self._counts = np.zeros(self.n_codes, dtype=np.int64)
-                self._filled = 0
-        return results
+        n, size, width = codes.size, self.window, self.n_codes
+        need = size - self._filled  # values that close the open window
+        closes = 0 if n < need else 1 + (n - need) // size
+        if closes == 0:
+            self._counts += np.bincount(codes, minlength=width)
+            self._filled += n
+            return []
+        place = np.arange(n)
+        which = np.where(place < need, 0, 1 + (place - need) // size)  # each value's window, 0: the open one
+        counts = np.bincount(which * width + codes, minlength=(closes + 1) * width).reshape(closes + 1, width)
+        counts[0] += self._counts
+        self._counts = counts[closes].copy()
+        self._filled = (n - need) % size
+        ends = need - 1 + size * np.arange(closes)  # the value that closed each window
+        closed = counts[:closes]
+        if self.reference is None:
+            self.reference = closed[0].copy()
+            closed, ends = closed[1:], ends[1:]
+        return compare_category_rows(self.reference, closed, ends) if len(closed) else []
 
     def _test(self, position: int) -> WindowTest:
         assert self.reference is not None
         return compare_categories(self.reference, self._counts, position)
+
+
+def compare_category_rows(ref: np.ndarray, cur: np.ndarray, positions: np.ndarray) -> list[WindowTest]:
+    """:func:`compare_categories` of each row of ``cur`` (windows x codes) against ``ref``, in a few 2-D
+    passes: the same tests, summed in another order (the last bits can differ)."""
+    ref_f = ref.astype(np.float64)
+    cur_f = cur.astype(np.float64)
+    n_ref = ref_f.sum()
+    n_cur = cur_f.sum(axis=1, keepdims=True)
+    p_ref, p_cur = ref / n_ref, cur / n_cur
+    distance = 0.5 * np.abs(p_ref - p_cur).sum(axis=1)
+    both = ref_f + cur_f  # each code's column of the 2 x codes table
+    used = both > 0
+    total = n_ref + n_cur
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e_ref, e_cur = n_ref * both / total, n_cur * both / total
+        terms = (ref_f - e_ref) ** 2 / e_ref + (cur_f - e_cur) ** 2 / e_cur
+    k = used.sum(axis=1)
+    chi2 = np.where(used, terms, 0.0).sum(axis=1)
+    tested = k >= 2
+    chi2 = np.where(tested, chi2, 0.0)
+    p_value = np.where(tested, special.chdtrc(np.maximum(k - 1, 1), chi2), 1.0)
+    return [
+        WindowTest(position, d, c, p, p_ref, row)
+        for position, d, c, p, row in zip(
+            positions.tolist(), distance.tolist(), chi2.tolist(), p_value.tolist(), p_cur, strict=True
+        )
+    ]
 
 
 def compare_categories(ref: np.ndarray, cur: np.ndarray, position: int = -1) -> WindowTest:

@@ -50,18 +50,25 @@ class WindowBreakdown:
         top = int(segment.max()) + 1 if segment.size else 0
         if top > self.open.shape[0]:
             self.open = np.pad(self.open, ((0, top - self.open.shape[0]), (0, 0)))
-        width = self.open.shape[1]
-        cut = 0
-        for end in [*ends, None]:
-            piece = rows[cut:] if end is None else rows[cut : int(np.searchsorted(rows, end)) + 1]
-            cut += piece.size
-            of = segment[piece]
-            kept = of >= 0
-            cells = of[kept] * width + codes[piece][kept]
-            self.open += np.bincount(cells, minlength=self.open.size).reshape(self.open.shape)
-            if end is not None:
-                self.closed, self.closed_time = self.open, float(times[end])
-                self.open = np.zeros_like(self.open)
+        if not ends:
+            self.open += self._count(rows, codes, segment)
+            return
+        # only the last window closed is kept: the rows between the last two ends (from the open window's
+        # start when one closed), and the rows after the last end open the next
+        last = int(np.searchsorted(rows, ends[-1])) + 1
+        if len(ends) == 1:
+            closed = self.open + self._count(rows[:last], codes, segment)
+        else:
+            closed = self._count(rows[int(np.searchsorted(rows, ends[-2])) + 1 : last], codes, segment)
+        self.closed, self.closed_time = closed, float(times[ends[-1]])
+        self.open = self._count(rows[last:], codes, segment)
+
+    def _count(self, piece: np.ndarray, codes: np.ndarray, segment: np.ndarray) -> np.ndarray:
+        """The rows ``piece`` counted by (segment value code, category), as :attr:`open` is."""
+        of = segment[piece]
+        kept = of >= 0
+        cells = of[kept] * self.open.shape[1] + codes[piece][kept]
+        return np.bincount(cells, minlength=self.open.size).reshape(self.open.shape)
 
 
 def local_change(

@@ -244,17 +244,24 @@ class NumericStreams:
         return closed
 
     def _moments(self, x: np.ndarray, starts: np.ndarray, owners: np.ndarray, runs: np.ndarray) -> None:
+        """Each run's moments (compiled where built: two passes a run), merged into its stream's (Chan)."""
         k = runs.astype(np.float64)
-        b_mean = np.add.reduceat(x, starts) / k
-        b_m2 = np.add.reduceat((x - np.repeat(b_mean, runs)) ** 2, starts)
+        compiled = kernels.native()
+        if compiled is not None:
+            total, b_m2, low, high = compiled.run_moments(np.ascontiguousarray(x, dtype=np.float64), runs)
+            b_mean = total / k
+        else:
+            b_mean = np.add.reduceat(x, starts) / k
+            b_m2 = np.add.reduceat((x - np.repeat(b_mean, runs)) ** 2, starts)
+            low, high = np.minimum.reduceat(x, starts), np.maximum.reduceat(x, starts)
         n_old = self.n[owners].astype(np.float64)
         n_new = n_old + k
         delta = b_mean - self.mean[owners]
         self.mean[owners] += delta * k / n_new
         self.m2[owners] += b_m2 + delta * delta * n_old * k / n_new
         self.n[owners] += runs
-        self.minimum[owners] = np.minimum(self.minimum[owners], np.minimum.reduceat(x, starts))
-        self.maximum[owners] = np.maximum(self.maximum[owners], np.maximum.reduceat(x, starts))
+        self.minimum[owners] = np.minimum(self.minimum[owners], low)
+        self.maximum[owners] = np.maximum(self.maximum[owners], high)
 
     def _warm_up(self, x: np.ndarray, starts: np.ndarray, owners: np.ndarray, runs: np.ndarray) -> None:
         """The warm-up values of the streams still in theirs; a full warm-up becomes the baseline."""

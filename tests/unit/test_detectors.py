@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from river import drift
 
-from monitor.core.detectors import ChunkedADWIN, PageHinkley, WindowedChiSquare
+from monitor.core.detectors import ChunkedADWIN, PageHinkley, WindowedChiSquare, compare_categories
 
 
 def _feed_in_random_batches(det, x: np.ndarray, rng: np.random.Generator) -> list[int]:
@@ -72,6 +72,40 @@ def test_chi_square_windows_flag_a_new_mix_and_not_a_stable_one():
     assert len(stable) == 9 and all(r.p_value > 1e-4 for r in stable)
     shifted = t.update_many(rng.choice(3, size=500, p=[0.2, 0.3, 0.5]))
     assert len(shifted) == 1 and shifted[0].p_value < 1e-6 and shifted[0].distance > 0.2
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_chi_square_windows_tested_together_match_one_window_at_a_time(seed):
+    """The windows a batch closes are tested in one 2-D pass: each result is the one-window test's (up to the
+    last bits of a sum), at whatever batch cuts, missing values, unused codes and one-code windows included."""
+    rng = np.random.default_rng(seed)
+    codes_n, window = int(rng.integers(1, 12)), int(rng.integers(2, 60))
+    det = WindowedChiSquare(codes_n, window)
+    reference, counts, filled, seen = None, np.zeros(codes_n, dtype=np.int64), 0, 0
+    for _ in range(6):
+        codes = rng.integers(-1, codes_n, int(rng.integers(0, 300)))
+        if rng.random() < 0.3:
+            codes = np.minimum(codes, 1)  # a batch of at most two codes: most columns unused
+        got = det.update_many(codes)
+        want = []
+        for i, c in enumerate(codes[codes >= 0].tolist()):
+            counts[c] += 1
+            filled += 1
+            if filled == window:
+                if reference is None:
+                    reference = counts.copy()
+                else:
+                    want.append(compare_categories(reference, counts, i))
+                counts, filled = np.zeros(codes_n, dtype=np.int64), 0
+        seen += len(want)
+        assert [g.position for g in got] == [w.position for w in want]
+        for g, w in zip(got, want, strict=True):
+            assert g.distance == pytest.approx(w.distance, rel=1e-12, abs=1e-15)
+            assert g.chi2 == pytest.approx(w.chi2, rel=1e-10, abs=1e-12)
+            assert g.p_value == pytest.approx(w.p_value, rel=1e-8, abs=1e-300)
+            assert g.reference.tolist() == w.reference.tolist() and g.current.tolist() == w.current.tolist()
+        assert det.filled == filled and det._counts.tolist() == counts.tolist()
+    assert seen > 0  # (every seed closes windows: the comparison was made)
 
 
 @pytest.mark.parametrize(

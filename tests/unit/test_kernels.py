@@ -218,6 +218,56 @@ def test_page_hinkley_compiled_and_numpy_agree(
 
 
 @compiled
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32), st.sampled_from([1, 2, 4, 16]), st.integers(1, 5))
+def test_chunks_compiled_and_numpy_agree(seed: int, size: int, streams: int) -> None:
+    """The same chunks and carried state batch after batch; sums to the last bits of numpy's pairwise order."""
+    from monitor.core.chunks import StreamChunker
+
+    rng = np.random.default_rng(seed)
+    a, b = StreamChunker(size), StreamChunker(size)
+    at = 0.0
+    for _ in range(4):
+        stream = np.sort(rng.integers(0, streams, int(rng.integers(1, 80))))
+        values = rng.normal(float(rng.normal(0, 5)), 3, stream.size)
+        times = at + np.arange(stream.size, dtype=float)
+        at += stream.size
+        got, want = a.add_grouped(values, times, stream), _twin(b.add_grouped, values, times, stream)
+        for name in ("stream", "seq", "start_time", "end_time"):
+            assert np.array_equal(getattr(got, name), getattr(want, name)), name
+        assert np.allclose(got.total, want.total, rtol=1e-12, atol=1e-9)
+        assert np.allclose(got.squares, want.squares, rtol=1e-12, atol=1e-9)
+        assert a.count.tolist() == b.count.tolist()
+        assert np.array_equal(a.part_start, b.part_start, equal_nan=True)
+        assert np.allclose(a.part_sum, b.part_sum, rtol=1e-12, atol=1e-9)
+        assert np.allclose(a.part_squares, b.part_squares, rtol=1e-12, atol=1e-9)
+
+
+@compiled
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=6), st.integers(0, 2**32), st.booleans())
+def test_run_moments_compiled_and_numpy_agree(lengths: list[int], seed: int, odd: bool) -> None:
+    """Sums and squared deviations to the last bits; minimum and maximum exactly, infinities and NaN too."""
+    compiled_module = kernels.native()
+    if compiled_module is None:
+        return
+    rng = np.random.default_rng(seed)
+    runs = np.array(lengths, dtype=np.int64)
+    x = rng.normal(float(rng.normal(0, 100)), 5, int(runs.sum()))
+    if odd:
+        x[rng.integers(0, x.size, 2)] = rng.choice([np.inf, -np.inf, np.nan, 1e308], 2)
+    starts = np.concatenate([[0], np.cumsum(runs)[:-1]])
+    total, m2, low, high = compiled_module.run_moments(x, runs)
+    with np.errstate(all="ignore"):
+        mean = np.add.reduceat(x, starts) / runs
+        want_m2 = np.add.reduceat((x - np.repeat(mean, runs)) ** 2, starts)
+        assert np.allclose(total / runs, mean, rtol=1e-12, equal_nan=True)
+        assert np.allclose(m2, want_m2, rtol=1e-9, atol=1e-9, equal_nan=True)
+    assert np.array_equal(low, np.minimum.reduceat(x, starts), equal_nan=True)
+    assert np.array_equal(high, np.maximum.reduceat(x, starts), equal_nan=True)
+
+
+@compiled
 def test_the_compiled_loops_refuse_runs_and_codes_that_do_not_fit() -> None:
     """They index without bounds checks, so what would read or write past an array is an error, as in the twins."""
     compiled_module = kernels.native()
@@ -236,3 +286,9 @@ def test_the_compiled_loops_refuse_runs_and_codes_that_do_not_fit() -> None:
         compiled_module.page_hinkley(np.zeros(3), np.array([3]), np.array([2]), *state, 16.0, 0.25, 50.0, 30.0, 1.0)
     with pytest.raises(ValueError):  # runs that do not cover the chunks
         compiled_module.page_hinkley(np.zeros(3), np.array([2]), np.array([1]), *state, 16.0, 0.25, 50.0, 30.0, 1.0)
+    with pytest.raises(ValueError):  # a stream past the chunker's state arrays
+        compiled_module.chunk_add(
+            np.zeros(2), np.zeros(2), np.array([2]), np.array([1]), np.zeros(1, dtype=np.int64), *np.zeros((3, 1)), 4
+        )
+    with pytest.raises(ValueError):  # an empty run has no moments
+        compiled_module.run_moments(np.zeros(2), np.array([2, 0]))
