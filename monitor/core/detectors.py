@@ -14,6 +14,7 @@ import numpy as np
 from scipy import signal, special
 
 from monitor.core import river_drift
+from monitor.core.chunks import counts_by_run
 
 
 class BatchDriftDetector(Protocol):
@@ -207,6 +208,16 @@ class WindowedChiSquare:
     def update_many(self, codes: np.ndarray) -> list[WindowTest]:
         """Count the codes (negative: missing, skipped) into the tumbling windows; the tests of the windows that
         closed, all computed together (a batch often closes dozens)."""
+        closed, ends = self.count_windows(codes)
+        if not len(closed) or self.reference is None:  # (a window closed after the reference: it is set)
+            return []
+        return compare_category_rows(self.reference, closed, ends)
+
+    def count_windows(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Count the codes into the windows without testing them: the counts of the windows that closed (the
+        first one becomes the reference, untested) and the index of the value that closed each, among the
+        present codes. Their tests are :func:`compare_category_rows` against :attr:`reference`, which callers
+        run for many streams at once."""
         codes = np.asarray(codes)
         codes = codes[codes >= 0]
         n, size, width = codes.size, self.window, self.n_codes
@@ -215,10 +226,10 @@ class WindowedChiSquare:
         if closes == 0:
             self._counts += np.bincount(codes, minlength=width)
             self._filled += n
-            return []
-        place = np.arange(n)
-        which = np.where(place < need, 0, 1 + (place - need) // size)  # each value's window, 0: the open one
-        counts = np.bincount(which * width + codes, minlength=(closes + 1) * width).reshape(closes + 1, width)
+            return np.zeros((0, width), dtype=np.int64), np.zeros(0, dtype=np.int64)
+        lengths = np.full(closes + 1, size, dtype=np.int64)  # the open window's rest, full ones, the next's start
+        lengths[0], lengths[-1] = need, n - need - (closes - 1) * size
+        counts = counts_by_run(codes, lengths, width)
         counts[0] += self._counts
         self._counts = counts[closes].copy()
         self._filled = (n - need) % size
@@ -227,7 +238,7 @@ class WindowedChiSquare:
         if self.reference is None:
             self.reference = closed[0].copy()
             closed, ends = closed[1:], ends[1:]
-        return compare_category_rows(self.reference, closed, ends) if len(closed) else []
+        return closed, ends
 
     def _test(self, position: int) -> WindowTest:
         assert self.reference is not None
@@ -235,13 +246,14 @@ class WindowedChiSquare:
 
 
 def compare_category_rows(ref: np.ndarray, cur: np.ndarray, positions: np.ndarray) -> list[WindowTest]:
-    """:func:`compare_categories` of each row of ``cur`` (windows x codes) against ``ref``, in a few 2-D
-    passes: the same tests, summed in another order (the last bits can differ)."""
-    ref_f = ref.astype(np.float64)
+    """:func:`compare_categories` of each row of ``cur`` (windows x codes) against ``ref`` (one reference for
+    every row, or one row each), in a few 2-D passes: the same tests, summed in another order (the last bits
+    can differ)."""
+    ref_f = np.atleast_2d(ref).astype(np.float64)
     cur_f = cur.astype(np.float64)
-    n_ref = ref_f.sum()
+    n_ref = ref_f.sum(axis=1, keepdims=True)
     n_cur = cur_f.sum(axis=1, keepdims=True)
-    p_ref, p_cur = ref / n_ref, cur / n_cur
+    p_ref, p_cur = ref_f / n_ref, cur_f / n_cur
     distance = 0.5 * np.abs(p_ref - p_cur).sum(axis=1)
     both = ref_f + cur_f  # each code's column of the 2 x codes table
     used = both > 0
@@ -254,10 +266,11 @@ def compare_category_rows(ref: np.ndarray, cur: np.ndarray, positions: np.ndarra
     tested = k >= 2
     chi2 = np.where(tested, chi2, 0.0)
     p_value = np.where(tested, special.chdtrc(np.maximum(k - 1, 1), chi2), 1.0)
+    refs = [p_ref[0]] * len(cur) if p_ref.shape[0] == 1 else list(p_ref)
     return [
-        WindowTest(position, d, c, p, p_ref, row)
-        for position, d, c, p, row in zip(
-            positions.tolist(), distance.tolist(), chi2.tolist(), p_value.tolist(), p_cur, strict=True
+        WindowTest(position, d, c, p, r, row)
+        for position, d, c, p, r, row in zip(
+            positions.tolist(), distance.tolist(), chi2.tolist(), p_value.tolist(), refs, p_cur, strict=True
         )
     ]
 

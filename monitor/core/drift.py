@@ -9,12 +9,12 @@ answer into a lifecycle.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from monitor.core.detectors import ChunkedADWIN, PageHinkley, WindowedChiSquare, WindowTest
+from monitor.core.detectors import ChunkedADWIN, PageHinkley, WindowedChiSquare, WindowTest, compare_category_rows
 from monitor.core.settings import DetectorSettings
 from monitor.core.stats import ReservoirQuantiles, RunningMoments, without_gross_outliers
 
@@ -184,6 +184,51 @@ class NumericDriftTracker:
         }
 
 
+_NO_WINDOWS = np.zeros((0, 0), dtype=np.int64)
+_NO_ENDS = np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class CountedWindows:
+    """A batch counted into a categorical tracker's windows (:meth:`CategoricalDriftTracker.count_windows`):
+    the rows its windows took, their times, the stream's value count before them, and the windows that closed
+    (counts, and the index among the rows of the value that closed each), waiting for their tests."""
+
+    tracker: CategoricalDriftTracker
+    rows: np.ndarray
+    times: np.ndarray
+    seq0: int
+    closed: np.ndarray
+    ends: np.ndarray
+
+
+def chi_square_tests(counted: list[CountedWindows]) -> list[list[WindowTest]]:
+    """The tests of the windows several streams closed, in one :func:`compare_category_rows` per category
+    vocabulary size (each window against its own stream's reference); one list of tests per stream."""
+    out: list[list[WindowTest]] = [[] for _ in counted]
+    groups: dict[int, list[int]] = {}
+    for i, c in enumerate(counted):
+        if len(c.ends):
+            groups.setdefault(c.closed.shape[1], []).append(i)
+    for members in groups.values():
+        refs = [counted[i] for i in members]
+        reference = np.concatenate([np.repeat(_reference(c)[None, :], len(c.ends), axis=0) for c in refs])
+        results = compare_category_rows(
+            reference, np.concatenate([c.closed for c in refs]), np.concatenate([c.ends for c in refs])
+        )
+        at = 0
+        for i, c in zip(members, refs, strict=True):
+            out[i] = results[at : at + len(c.ends)]
+            at += len(c.ends)
+    return out
+
+
+def _reference(counted: CountedWindows) -> np.ndarray:
+    reference = counted.tracker.test.reference
+    assert reference is not None  # (set by the time a window closes after it)
+    return reference
+
+
 class CategoricalDriftTracker:
     """Category frequencies (codes from a capped vocabulary) with a windowed chi-square detector.
 
@@ -227,6 +272,12 @@ class CategoricalDriftTracker:
     def update(self, codes: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, list[int]]:
         """Add a batch's codes (-1: missing); which of its values (by index) the test windows took, past the
         warm-up, and the indices of the values that closed a window (for :mod:`monitor.core.local_change`)."""
+        counted = self.count_windows(codes, times)
+        return self.take(counted, chi_square_tests([counted])[0])
+
+    def count_windows(self, codes: np.ndarray, times: np.ndarray) -> CountedWindows:
+        """The first half of :meth:`update`: the batch counted, the windows it closed not yet tested (many
+        streams' are tested at once: :func:`chi_square_tests`), then given to :meth:`take`."""
         self.count += codes.size
         rows = np.arange(codes.size)
         present = codes >= 0
@@ -234,7 +285,7 @@ class CategoricalDriftTracker:
             self.missing += int(codes.size - present.sum())
             codes, times, rows = codes[present], times[present], rows[present]
         if codes.size == 0:
-            return rows, []
+            return CountedWindows(self, rows, times, 0, _NO_WINDOWS, _NO_ENDS)
         seq0 = int(self.counts.sum())
         self.counts += np.bincount(codes, minlength=self.counts.size)
         if self.test.reference is None:
@@ -244,11 +295,17 @@ class CategoricalDriftTracker:
                 self.test.reference = self._warmup.reference
             codes, times, rows, seq0 = codes[have:], times[have:], rows[have:], seq0 + have
             if codes.size == 0:
-                return rows, []
-        ends: list[int] = []
+                return CountedWindows(self, rows, times, seq0, _NO_WINDOWS, _NO_ENDS)
         if self.test.filled == 0:
             self._open_start = float(times[0])
-        for result in self.test.update_many(codes):
+        closed, ends = self.test.count_windows(codes)
+        return CountedWindows(self, rows, times, seq0, closed, ends)
+
+    def take(self, counted: CountedWindows, results: list[WindowTest]) -> tuple[np.ndarray, list[int]]:
+        """The second half of :meth:`update`: the tests of the windows :meth:`count_windows` closed, in order."""
+        rows, times, seq0 = counted.rows, counted.times, counted.seq0
+        ends: list[int] = []
+        for result in results:
             first = result.position - self.test.window + 1
             self.last_start = float(times[first]) if first >= 0 else self._open_start
             after = result.position + 1
@@ -259,6 +316,8 @@ class CategoricalDriftTracker:
             ends.append(int(rows[result.position]))
             if result.p_value < self.settings.categorical_alpha:
                 self.detections["chi2"] += 1
+        if results and self.last is not None:  # its shares are rows of the batch's arrays: kept alone
+            self.last = replace(self.last, reference=self.last.reference.copy(), current=self.last.current.copy())
         return rows, ends
 
     def evidence(self, labels: list[str] | None = None) -> DriftEvidence:

@@ -25,7 +25,7 @@ from monitor.core.columns import (
     take,
     take_feature,
 )
-from monitor.core.drift import CategoricalDriftTracker
+from monitor.core.drift import CategoricalDriftTracker, CountedWindows, chi_square_tests
 from monitor.core.events import PredictionBatch
 from monitor.core.float_columns import as_values
 from monitor.core.judgements import retrain_judgement
@@ -141,17 +141,18 @@ class ModelMonitor:
             if kind == "numeric":  # updated with its table above: only the streams to judge are picked here
                 block, ids = numeric[name]
                 stream_ids = ids.tolist()
+            else:  # every bucket's windows counted, then the windows they closed tested together
+                updated = self._update_categorical(state, name, column, times, buckets)
             for k, (bucket, part) in enumerate(buckets):
                 tracker: Tracker | None
                 if kind == "numeric":
                     tracker = NumericStream(block, stream_ids[k]) if stream_ids[k] >= 0 else None
                 else:
+                    if k not in updated:
+                        continue
                     part_values = column if part is None else column[part]
                     part_times = times if part is None else times[part]
-                    tracker = self._tracker(state, name, bucket)
-                    if tracker is None:
-                        continue
-                    taken, ends = tracker.update(part_values, part_times)
+                    tracker, taken, ends = updated[k]
                     if bucket == ALL and state.segment_attributes:  # every batch: a window may end in any
                         if segment_rows is None:
                             segment_rows = segment_codes_by_row(state, buckets, n, self.config.monitoring)
@@ -192,6 +193,22 @@ class ModelMonitor:
         if feature in self._ignore:
             return False
         return not self._include or feature in self._include
+
+    def _update_categorical(
+        self, state: ModelState, name: str, codes: np.ndarray, times: np.ndarray, buckets: list[Bucket]
+    ) -> dict[int, tuple[CategoricalDriftTracker, np.ndarray, list[int]]]:
+        """A categorical subject's streams, bucket by bucket (by index: its tracker, the rows its windows took
+        and the rows that closed one; a bucket turned away by the stream cap has none). Each tracker counts
+        its values first; the windows they closed are tested at once (:func:`~monitor.core.drift.chi_square_tests`)."""
+        counted: dict[int, CountedWindows] = {}
+        for k, (bucket, part) in enumerate(buckets):
+            tracker = self._tracker(state, name, bucket)
+            if tracker is not None:
+                counted[k] = tracker.count_windows(
+                    codes if part is None else codes[part], times if part is None else times[part]
+                )
+        tests = chi_square_tests(list(counted.values()))
+        return {k: (c.tracker, *c.tracker.take(c, t)) for (k, c), t in zip(counted.items(), tests, strict=True)}
 
     def _tracker(self, state: ModelState, name: str, bucket: tuple[str, str]) -> CategoricalDriftTracker | None:
         """A categorical stream's tracker, created on first use unless the stream cap is reached."""
