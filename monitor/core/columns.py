@@ -61,10 +61,18 @@ def segment_buckets(
         codes_of = state.segment_codes[attr]
         values = take(column, rows)
         codes = kernels.lookup_codes(codes_of, values, -2)
+        # The overflow bucket's name as a value (a profile stage capped it, or an event carries it) is that bucket:
+        # learned as a value of its own, two buckets would share one key (and its streams two runs in a batch).
+        learned = codes_of.get(OVERFLOW)  # (a snapshot of an earlier release may have learned it)
+        if learned is not None:
+            codes[codes == learned] = mon.max_segment_values
         for i in np.flatnonzero(codes == -2).tolist():  # values not seen before (rare after warm-up), or missing
             value = values[i]
             if value is None:
                 codes[i] = -1
+                continue
+            if value == OVERFLOW:
+                codes[i] = mon.max_segment_values
                 continue
             code = codes_of.get(value)
             if code is None:
@@ -94,7 +102,8 @@ def segment_codes_by_row(
     out = {attr: np.full(n, -1, dtype=np.int64) for attr in state.segment_attributes}
     for (attr, value), part in buckets:
         if part is not None:
-            out[attr][part] = state.segment_codes[attr].get(value, mon.max_segment_values)
+            code = mon.max_segment_values if value == OVERFLOW else state.segment_codes[attr].get(value)
+            out[attr][part] = mon.max_segment_values if code is None else code
     return out
 
 

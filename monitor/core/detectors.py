@@ -224,7 +224,8 @@ class WindowedChiSquare:
         need = size - self._filled  # values that close the open window
         closes = 0 if n < need else 1 + (n - need) // size
         if closes == 0:
-            self._counts += np.bincount(codes, minlength=width)
+            if n:
+                self._counts += np.bincount(codes, minlength=width)
             self._filled += n
             return np.zeros((0, width), dtype=np.int64), np.zeros(0, dtype=np.int64)
         lengths = np.full(closes + 1, size, dtype=np.int64)  # the open window's rest, full ones, the next's start

@@ -379,6 +379,25 @@ def test_segment_values_beyond_the_cap_share_one_overflow_bucket():
     assert eng.model_monitor.capped["segment_value"] > 0
 
 
+def test_a_value_named_as_the_overflow_bucket_is_that_bucket_not_a_second_one():
+    """A profile stage's cap (or an event) can send the overflow bucket's name as a value. Learned as a value of
+    its own, it made a second bucket with the same key beside the real overflow, whose streams then came in two
+    runs of one batch (the compiled chunker wrote past its arrays there)."""
+    events = _stream(6_000, 0, None)
+    values = ["__other__", "a", "b", "c"]
+    for i, e in enumerate(events):
+        e["segments"] = {**e["segments"], "country": values[i] if i < 2 else values[i % 4]}
+    eng = _engine(monitoring={"max_segment_values": 2})
+    _feed(eng, events)
+    state = eng.models["churn", "v1"]
+    assert state.segment_codes["country"] == {"a": 0, "b": 1}  # the overflow's name is never learned as a value
+    assert {v for (_, a, v) in state.streams if a == "country"} == {"a", "b", "__other__"}
+    block = next(b for b in state.numeric.values() if ("income", "country", "__other__") in b.index)
+    other, alone = block.index["income", "country", "__other__"], block.index["income", "country", "a"]
+    assert int(block.n[other]) == 3_000 and int(block.n[alone]) == 1_500  # "__other__" and "c" rows together
+    assert int(block.chunker.count[other]) == 3_000 - 300  # every value past the warm-up chunked, once
+
+
 def test_streams_features_and_models_are_capped_and_counted():
     eng = _engine(monitoring={"max_streams": 10, "max_features_per_model": 3, "max_models": 1})
     events = _stream(2_000, 0, None)

@@ -244,6 +244,31 @@ def test_chunks_compiled_and_numpy_agree(seed: int, size: int, streams: int) -> 
 
 
 @compiled
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32), st.sampled_from([1, 2, 4, 16]))
+def test_chunks_of_a_stream_in_several_runs_stay_inside_their_arrays(seed: int, size: int) -> None:
+    """A stream whose values come in several runs of one batch continues its count from run to run: its chunks
+    are those of its values in order (the output holds them all; it was sized from the count before the batch,
+    and written past)."""
+    compiled_module = kernels.native()
+    if compiled_module is None:
+        return
+    from monitor.core.chunks import StreamChunker
+
+    rng = np.random.default_rng(seed)
+    stream = rng.integers(0, 2, int(rng.integers(1, 400)))  # unsorted: runs of each stream alternate
+    values = rng.normal(0, 1, stream.size)
+    chunker = StreamChunker(size)
+    out = chunker.add_grouped(values, np.arange(stream.size, dtype=float), stream)
+    assert chunker.count.tolist()[: int(stream.max()) + 1] == np.bincount(stream).tolist()
+    for s in range(int(stream.max()) + 1):
+        own = values[stream == s]
+        made = out.stream == s
+        assert out.seq[made].tolist() == list(range(size, own.size + 1, size))
+        assert np.allclose(out.total[made], own[: own.size - own.size % size].reshape(-1, size).sum(axis=1))
+
+
+@compiled
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.integers(1, 40), min_size=1, max_size=6), st.integers(0, 2**32), st.booleans())
 def test_run_moments_compiled_and_numpy_agree(lengths: list[int], seed: int, odd: bool) -> None:
