@@ -26,6 +26,7 @@ from monitor.core.label_reading import binary_label, binary_score
 from monitor.core.metrics import binary_metrics, regression_metrics
 from monitor.core.quality import FieldSchema, common_values, numeric_top_share
 from monitor.core.significance import Reference
+from monitor.core.stats import OVERFLOW
 from monitor.errors import ProfileError
 
 PROFILE_VERSION = 1
@@ -354,6 +355,9 @@ class ProfileBuilder:
                     groups.setdefault(v, []).append(i)
             for value, rows in groups.items():
                 seen = self.segment_values[attr]
+                if value == OVERFLOW:  # the overflow bucket's name: the live streams' overflow, never a named value
+                    self.capped["segment_value"] += len(rows)
+                    continue
                 if value not in seen:
                     if len(seen) >= self.max_segment_values:
                         self.capped["segment_value"] += len(rows)

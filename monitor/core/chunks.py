@@ -89,8 +89,13 @@ class StreamChunker:
         times = np.asarray(times, dtype=np.float64)
         size = self.size
         first = run_starts(stream)
-        run = run_lengths(first, stream.size)
         streams = stream[first]
+        if np.unique(streams).size < streams.size:  # a stream in several runs: one run each, its order kept
+            order = np.argsort(stream, kind="stable")
+            values, times, stream = values[order], times[order], stream[order]
+            first = run_starts(stream)
+            streams = stream[first]
+        run = run_lengths(first, stream.size)
         compiled = kernels.native()
         if compiled is not None:
             return self._add_compiled(compiled, values, times, run, streams)

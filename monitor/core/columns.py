@@ -47,6 +47,8 @@ def segment_buckets(
     segment attributes and values are learned up to their caps (counted in ``capped`` past them)."""
     wanted = mon.segments or list(batch.segments)
     for attr in wanted:
+        if attr == "":  # all traffic's bucket is ("", ""): an attribute without a name would be a second one
+            continue
         if attr not in state.segment_codes and attr in batch.segments:
             if len(state.segment_attributes) >= mon.max_segment_attributes:
                 capped["segment_attribute"] += 1

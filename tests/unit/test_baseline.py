@@ -186,6 +186,16 @@ def test_every_segment_column_gets_its_streams(tmp_path):
     assert p.streams["c", "tier", "free"].events == sum(1 for r in rows if r["id"] % 3 == 0 and r["score"] is not None)
 
 
+def test_a_segment_value_named_as_the_overflow_bucket_gets_no_stream_of_its_own(tmp_path):
+    """The live streams take a value named "__other__" as their overflow bucket: a profile that learned it as a
+    value would give that bucket a reference of those rows alone, and spend a value's slot of the cap on it."""
+    rows = [r | {"tier": "__other__" if r["id"] % 3 == 0 else "gold"} for r in _rows(2000)]
+    path = _write_parquet(tmp_path / "t.parquet", rows)
+    p = _profile(path, TableColumns(prediction="score", segments=("tier",), ignore=("id",)))
+    assert ("x", "tier", "gold") in p.streams
+    assert not any(attr == "tier" and value == "__other__" for (_f, attr, value) in p.streams)
+
+
 # ------------------------------------------------------------------------------------------ (3) file
 def test_save_and_load_round_trip(tmp_path):
     p = _profile(_write_csv(tmp_path / "t.csv", _rows(1500)))

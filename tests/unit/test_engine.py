@@ -398,6 +398,21 @@ def test_a_value_named_as_the_overflow_bucket_is_that_bucket_not_a_second_one():
     assert int(block.chunker.count[other]) == 3_000 - 300  # every value past the warm-up chunked, once
 
 
+def test_a_segment_attribute_without_a_name_is_not_a_second_all_traffic_bucket():
+    """All traffic's bucket is ("", ""): an attribute named "" with the value "" made a second bucket with its
+    key, and every all-traffic value after the warm-up was chunked twice."""
+    events = _stream(3_000, 0, None)
+    for e in events:
+        e["segments"] = {**e["segments"], "": ""}
+    eng = _engine()
+    _feed(eng, events)
+    state = eng.models["churn", "v1"]
+    assert "" not in state.segment_attributes
+    block = next(b for b in state.numeric.values() if ("income", "", "") in b.index)
+    i = block.index["income", "", ""]
+    assert int(block.n[i]) == 3_000 and int(block.chunker.count[i]) == 3_000 - 300
+
+
 def test_streams_features_and_models_are_capped_and_counted():
     eng = _engine(monitoring={"max_streams": 10, "max_features_per_model": 3, "max_models": 1})
     events = _stream(2_000, 0, None)
