@@ -61,27 +61,28 @@ def segment_buckets(
         if column is None:
             continue
         codes_of = state.segment_codes[attr]
+        overflow = overflow_code(codes_of, mon.max_segment_values)
         values = take(column, rows)
         codes = kernels.lookup_codes(codes_of, values, -2)
         # The overflow bucket's name as a value (a profile stage capped it, or an event carries it) is that bucket:
         # learned as a value of its own, two buckets would share one key (and its streams two runs in a batch).
         learned = codes_of.get(OVERFLOW)  # (a snapshot of an earlier release may have learned it)
         if learned is not None:
-            codes[codes == learned] = mon.max_segment_values
+            codes[codes == learned] = overflow
         for i in np.flatnonzero(codes == -2).tolist():  # values not seen before (rare after warm-up), or missing
             value = values[i]
             if value is None:
                 codes[i] = -1
                 continue
             if value == OVERFLOW:
-                codes[i] = mon.max_segment_values
+                codes[i] = overflow
                 continue
             code = codes_of.get(value)
             if code is None:
                 if len(codes_of) < mon.max_segment_values:
                     code = codes_of[value] = len(codes_of)
                 else:
-                    code = mon.max_segment_values
+                    code = overflow
                     capped["segment_value"] += 1
             codes[i] = code
         order = np.argsort(codes, kind="stable")
@@ -96,6 +97,13 @@ def segment_buckets(
     return buckets
 
 
+def overflow_code(codes_of: dict[str, int], max_values: int) -> int:
+    """The overflow bucket's code for an attribute: past the cap, and past every code learned (a snapshot taken
+    under a higher ``monitoring.max_segment_values`` may hold more values than the cap now allows; at the cap
+    itself the overflow's rows would join a learned value's bucket under its name)."""
+    return max(max_values, len(codes_of))
+
+
 def segment_codes_by_row(
     state: ModelState, buckets: list[Bucket], n: int, mon: MonitoringConfig
 ) -> dict[str, np.ndarray]:
@@ -104,8 +112,10 @@ def segment_codes_by_row(
     out = {attr: np.full(n, -1, dtype=np.int64) for attr in state.segment_attributes}
     for (attr, value), part in buckets:
         if part is not None:
-            code = mon.max_segment_values if value == OVERFLOW else state.segment_codes[attr].get(value)
-            out[attr][part] = mon.max_segment_values if code is None else code
+            codes_of = state.segment_codes[attr]
+            overflow = overflow_code(codes_of, mon.max_segment_values)
+            code = overflow if value == OVERFLOW else codes_of.get(value)
+            out[attr][part] = overflow if code is None else code
     return out
 
 

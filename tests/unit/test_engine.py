@@ -413,6 +413,27 @@ def test_a_segment_attribute_without_a_name_is_not_a_second_all_traffic_bucket()
     assert int(block.n[i]) == 3_000 and int(block.chunker.count[i]) == 3_000 - 300
 
 
+def test_a_restart_with_a_lower_segment_cap_keeps_the_overflow_apart_from_learned_values():
+    """Values learned under a higher ``monitoring.max_segment_values`` keep their codes after a restart with a
+    lower one; the overflow's code must lie past them all, or new values' rows joined the bucket of the value
+    whose code equals the new cap, under that value's name."""
+    events = _stream(4_000, 0, None)
+    for i, e in enumerate(events):
+        e["segments"] = {**e["segments"], "country": "abcd"[i % 4]}
+    eng = _engine(monitoring={"max_segment_values": 4})
+    _feed(eng, events)
+    lower = _engine(monitoring={"max_segment_values": 2}).config
+    twin = PartitionEngine.restore(lower, orjson.loads(orjson.dumps(eng.snapshot())), clock=lambda: T0)
+    later = _stream(2_000, 0, None, seed=2)
+    for i, e in enumerate(later):
+        e["segments"] = {**e["segments"], "country": "ce"[i % 2]}  # c learned (code 2, the new cap), e new
+    _feed(twin, later)
+    state = twin.models["churn", "v1"]
+    block = next(b for b in state.numeric.values() if ("income", "country", "c") in b.index)
+    assert int(block.n[block.index["income", "country", "c"]]) == 1_000 + 1_000  # its own rows only
+    assert int(block.n[block.index["income", "country", "__other__"]]) == 1_000  # e's rows
+
+
 def test_streams_features_and_models_are_capped_and_counted():
     eng = _engine(monitoring={"max_streams": 10, "max_features_per_model": 3, "max_models": 1})
     events = _stream(2_000, 0, None)
