@@ -12,7 +12,7 @@ import numpy as np
 # monitor.core.kernels uses this module only when the numbers match: a module built from an older .pyx (an
 # in-place build not redone after a pull) is left aside, not called for a function it lacks. Raise it with
 # every change of the functions here.
-VERSION = 6
+VERSION = 7
 
 from libc.math cimport INFINITY, NAN, floor
 
@@ -127,10 +127,16 @@ def edge_codes(const double[::1] x, const long long[::1] cell, const long long[:
                const double[::1] edges, long long width_edges, long long cells):
     """monitor.core.cells.EdgeLookup.codes in one pass over the values."""
     cdef Py_ssize_t i, n = x.shape[0]
+    cdef long long flat
+    if cell.shape[0] != n or row.shape[0] != n:
+        raise ValueError("a cell and a row per value")
     out = np.empty(n, dtype=np.int64)
     cdef long long[::1] codes = out
     for i in range(n):
-        codes[i] = _edge_code(x[i], row[i] * cells + cell[i], below, first, inside, edges, width_edges, cells)
+        flat = row[i] * cells + cell[i]
+        if cell[i] < 0 or cell[i] >= cells or flat < 0 or flat >= below.shape[0]:
+            raise ValueError("a cell or a row outside the table")
+        codes[i] = _edge_code(x[i], flat, below, first, inside, edges, width_edges, cells)
     return out
 
 
@@ -147,6 +153,8 @@ def edge_codes_by_run(const double[::1] x, const long long[::1] cell, const long
     for r in range(runs.shape[0]):
         end = at + runs[r]
         for i in range(at, end):
+            if cell[i] < 0 or cell[i] >= cells:
+                raise ValueError("a cell outside the table")
             codes[i] = _edge_code(x[i], r * cells + cell[i], below, first, inside, edges, width_edges, cells)
         at = end
     return out

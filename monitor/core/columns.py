@@ -110,12 +110,11 @@ def segment_codes_by_row(
     """Each of ``n`` rows' segment value code (``state.segment_codes``; the overflow bucket past the cap), per
     tracked attribute, every one of them; -1 where a row has none."""
     out = {attr: np.full(n, -1, dtype=np.int64) for attr in state.segment_attributes}
+    overflow = {attr: overflow_code(state.segment_codes[attr], mon.max_segment_values) for attr in out}
     for (attr, value), part in buckets:
         if part is not None:
-            codes_of = state.segment_codes[attr]
-            overflow = overflow_code(codes_of, mon.max_segment_values)
-            code = overflow if value == OVERFLOW else codes_of.get(value)
-            out[attr][part] = overflow if code is None else code
+            code = None if value == OVERFLOW else state.segment_codes[attr].get(value)
+            out[attr][part] = overflow[attr] if code is None else code
     return out
 
 

@@ -241,10 +241,6 @@ class WindowedChiSquare:
             closed, ends = closed[1:], ends[1:]
         return closed, ends
 
-    def _test(self, position: int) -> WindowTest:
-        assert self.reference is not None
-        return compare_categories(self.reference, self._counts, position)
-
 
 def compare_category_rows(ref: np.ndarray, cur: np.ndarray, positions: np.ndarray) -> list[WindowTest]:
     """:func:`compare_categories` of each row of ``cur`` (windows x codes) against ``ref`` (one reference for

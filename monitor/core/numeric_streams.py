@@ -310,7 +310,7 @@ class NumericStreams:
         ``given`` cells, or in cells on the streams' scales now."""
         if given is None:
             lo, width = self._edges(owners)
-            given = cells(x, np.repeat(lo, runs), np.repeat(width, runs))
+            given = cells_by_run(x, runs, lo, width)
         self.histogram[owners] += counts_by_run(given, runs, CELLS)
 
     def _edges_known(self, streams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

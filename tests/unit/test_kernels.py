@@ -318,3 +318,8 @@ def test_the_compiled_loops_refuse_runs_and_codes_that_do_not_fit() -> None:
         )
     with pytest.raises(ValueError):  # an empty run has no moments
         compiled_module.run_moments(np.zeros(2), np.array([2, 0]))
+    table = (np.zeros(66, dtype=np.int64), np.zeros(66), np.zeros(66, dtype=np.int64), np.zeros(1))
+    with pytest.raises(ValueError):  # a cell past the table's row
+        compiled_module.edge_codes(np.zeros(1), np.array([66]), np.array([0]), *table, 1, 66)
+    with pytest.raises(ValueError):
+        compiled_module.edge_codes_by_run(np.zeros(1), np.array([-1]), np.array([1]), *table, 1, 66)
