@@ -123,7 +123,11 @@ class ScoreCalibration:
 
     def probability(self, scores: np.ndarray) -> np.ndarray:
         """Calibrated probability of the positive class (the raw score's bin centre before any label)."""
-        return np.asarray(self.map[self._bin(np.clip(scores, 0.0, 1.0))])
+        return np.asarray(self.map[self.bins_of(scores)])
+
+    def bins_of(self, scores: np.ndarray) -> np.ndarray:
+        """Each score's bin: its probability is ``map`` there, whatever the map is by then."""
+        return self._bin(np.clip(scores, 0.0, 1.0))
 
     def error(self) -> float:
         """Expected calibration error on labels the map had not seen (NaN before there are any)."""

@@ -13,11 +13,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from monitor.core.alerting import Alerting
+from monitor.core.columns import Bucket
 from monitor.core.judgements import drift_key, judge_drift, needs_judging
 from monitor.core.local_change import local_change
 from monitor.core.messages import shown
 from monitor.core.model_state import PREDICTION, ModelState, Tracker, recent_share
+from monitor.core.numeric_streams import NumericStreams
 from monitor.core.rules import ALL, Alert, Judgement
 from monitor.core.settings import Settings
 from monitor.core.significance import WindowResult
@@ -50,6 +54,25 @@ class DriftJudging:
         """Whether a stream has something to judge (see :func:`~monitor.core.judgements.needs_judging`)."""
         key = self.key(state, name, bucket)
         return needs_judging(state, name, bucket, tracker, key, self.alerting.lifecycle.is_firing)
+
+    def numeric_to_judge(
+        self, state: ModelState, name: str, block: NumericStreams, ids: np.ndarray, buckets: list[Bucket]
+    ) -> list[int]:
+        """The places in ``buckets`` of a numeric subject's streams (``ids`` in ``block``, -1: none) that
+        :meth:`needs_judging`, read from the table's lists in one pass rather than one stream object each."""
+        detected = block.detectors.last_detector
+        met = block.detectors.size
+        last = block.windows.last if block.windows is not None else None
+        open_ = self.alerting.lifecycle.open
+        out = []
+        for k, i in enumerate(ids.tolist()):
+            if i < 0:
+                continue
+            if (i < met and detected[i]) or (last is not None and (r := last[i]) is not None and r.significant):
+                out.append(k)
+            elif open_ and self.key(state, name, buckets[k][0]) in open_:
+                out.append(k)
+        return out
 
     def decide(
         self, state: ModelState, name: str, touched: list[StreamToJudge], *, in_batch: bool = True

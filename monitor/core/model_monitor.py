@@ -32,7 +32,7 @@ from monitor.core.judgements import retrain_judgement
 from monitor.core.judging import DriftJudging, StreamToJudge
 from monitor.core.local_change import WindowBreakdown
 from monitor.core.model_setup import ModelSetup
-from monitor.core.model_state import LATENCY_BUCKETS_MS, PREDICTION, ModelState, Tracker, note_recent_rows
+from monitor.core.model_state import LATENCY_BUCKETS_MS, PREDICTION, ModelState, note_recent_rows
 from monitor.core.numeric_streams import NumericStream, NumericStreams, stream_layout
 from monitor.core.profile import kept_scores
 from monitor.core.quality_feed import ObservedColumn, feed_schema_watch
@@ -140,37 +140,39 @@ class ModelMonitor:
             overall: StreamToJudge | None = None
             if kind == "numeric":  # updated with its table above: only the streams to judge are picked here
                 block, ids = numeric[name]
-                stream_ids = ids.tolist()
-            else:  # every bucket's windows counted, then the windows they closed tested together
-                updated = self._update_categorical(state, name, column, times, buckets)
+                judged = self.judging.numeric_to_judge(state, name, block, ids, buckets)
+                if judged:
+                    touched = [(buckets[k][0], NumericStream(block, int(ids[k])), bucket_now[k]) for k in judged]
+                    if buckets[0][0] == ALL and ids[0] >= 0:
+                        overall = (ALL, NumericStream(block, int(ids[0])), bucket_now[0])
+                    if overall is not None and all(b != ALL for b, _, _ in touched):
+                        touched.append(overall)  # attribution needs all traffic's view (e.g. its alert's cooldown)
+                alerts.extend(self.judging.decide(state, name, touched))
+                continue
+            # every bucket's windows counted, then the windows they closed tested together
+            updated = self._update_categorical(state, name, column, times, buckets)
             for k, (bucket, part) in enumerate(buckets):
-                tracker: Tracker | None
-                if kind == "numeric":
-                    tracker = NumericStream(block, stream_ids[k]) if stream_ids[k] >= 0 else None
-                else:
-                    if k not in updated:
-                        continue
-                    part_values = column if part is None else column[part]
-                    part_times = times if part is None else times[part]
-                    tracker, taken, ends = updated[k]
-                    if bucket == ALL and state.segment_attributes:  # every batch: a window may end in any
-                        if segment_rows is None:
-                            segment_rows = segment_codes_by_row(state, buckets, n, self.config.monitoring)
-                        for attr, codes_of_rows in segment_rows.items():
-                            breakdown = state.breakdowns.get((name, attr))
-                            if breakdown is None:
-                                breakdown = state.breakdowns[name, attr] = WindowBreakdown(tracker.counts.size)
-                            breakdown.add(part_values, taken, ends, codes_of_rows, part_times)
-                    if testing:
-                        present = part_values >= 0
-                        test = self.setup.window_test(state, name, kind, bucket)
-                        part_positions = positions if part is None else positions[part]
-                        closed = test.close_windows(part_values[present], part_times[present], part_positions[present])
-                        for c in closed:
-                            self.fdr.add((state.model, state.version, name, *bucket), c.result)
-                        self._closed += closed
-                if tracker is None:
+                if k not in updated:
                     continue
+                part_values = column if part is None else column[part]
+                part_times = times if part is None else times[part]
+                tracker, taken, ends = updated[k]
+                if bucket == ALL and state.segment_attributes:  # every batch: a window may end in any
+                    if segment_rows is None:
+                        segment_rows = segment_codes_by_row(state, buckets, n, self.config.monitoring)
+                    for attr, codes_of_rows in segment_rows.items():
+                        breakdown = state.breakdowns.get((name, attr))
+                        if breakdown is None:
+                            breakdown = state.breakdowns[name, attr] = WindowBreakdown(tracker.counts.size)
+                        breakdown.add(part_values, taken, ends, codes_of_rows, part_times)
+                if testing:
+                    present = part_values >= 0
+                    test = self.setup.window_test(state, name, kind, bucket)
+                    part_positions = positions if part is None else positions[part]
+                    closed = test.close_windows(part_values[present], part_times[present], part_positions[present])
+                    for c in closed:
+                        self.fdr.add((state.model, state.version, name, *bucket), c.result)
+                    self._closed += closed
                 seen = (bucket, tracker, bucket_now[k])
                 if bucket == ALL:
                     overall = seen

@@ -548,11 +548,40 @@ class ModelPerformance:
             return math.nan, math.nan, math.nan, 0
         return (*accuracy_band(self.probability_right(b.estimate.rows()[:, 0])), b.estimate.size)
 
-    def _baseline_estimate(self, b: BucketPerformance) -> tuple[float, float, int]:
-        """The warm-up's estimated accuracy under the current calibration: (mean, variance, predictions)."""
+    def _right_by_code(self) -> np.ndarray:
+        """The probability that a prediction is right for each of its possible codes (:meth:`_codes`): every
+        score of one calibration bin on one side of the threshold has the same."""
+        positive = self.calibration.map
+        if self.confidences:
+            return np.repeat(positive, 2)
+        return np.stack([1.0 - positive, positive], axis=1).ravel()
+
+    def _codes(self, scores: np.ndarray) -> np.ndarray:
+        """Each score's calibration bin and side of the threshold, ``2 * bin + (score >= threshold)``."""
+        return 2 * self.calibration.bins_of(scores) + (scores >= self.perf.threshold)
+
+    def _window_estimate(self, b: BucketPerformance, right: np.ndarray) -> tuple[float, float, float, float, int]:
+        """:func:`accuracy_band` of the bucket's estimate window, with the variance of its rows and their
+        number, from a count of the rows' codes (``right``: :meth:`_right_by_code`): a bincount over the
+        window and sums over a few hundred codes, in place of a pass per operation over every row."""
+        ring = b.estimate
+        scores = ring.data[: ring.size, 0]  # every row held, in any order
+        n = scores.size
+        if n == 0:
+            return math.nan, math.nan, math.nan, math.nan, 0
+        counts = np.bincount(self._codes(scores), minlength=right.size).astype(np.float64)
+        est = float(counts @ right) / n
+        half = 1.96 * math.sqrt(float(counts @ (right * (1 - right)))) / n
+        var = float(counts @ (right - est) ** 2) / n
+        return est, max(0.0, est - half), min(1.0, est + half), var, n
+
+    def _baseline_estimate(self, b: BucketPerformance, e: np.ndarray | None = None) -> tuple[float, float, int]:
+        """The warm-up's estimated accuracy under the current calibration: (mean, variance, predictions).
+        ``e``: the probability of being right at each warm-up bin's centre, when the caller has it."""
         n = int(b.baseline_scores.sum())
-        centres = (np.arange(BASELINE_SCORE_BINS) + 0.5) / BASELINE_SCORE_BINS
-        e = self.probability_right(centres)
+        if e is None:
+            centres = (np.arange(BASELINE_SCORE_BINS) + 0.5) / BASELINE_SCORE_BINS
+            e = self.probability_right(centres)
         mean = float((b.baseline_scores * e).sum() / n) if n else math.nan
         var = float((b.baseline_scores * (e - mean) ** 2).sum() / max(n - 1, 1)) if n else math.nan
         return mean, var, n
@@ -602,10 +631,13 @@ class ModelPerformance:
         alert keys are open, for the alerts a model opened while it read as binary (:meth:`withdrawn_judgements`)."""
         out = []
         if self.estimates:
+            right = self._right_by_code()
+            centres = (np.arange(BASELINE_SCORE_BINS) + 0.5) / BASELINE_SCORE_BINS
+            baseline_right = self.probability_right(centres)
             for bucket in sorted(buckets):
                 b = self.buckets.get(bucket)
                 if b is not None and b.baseline_scores.sum() >= self.detectors.warmup_events:
-                    out.append(self._estimate(bucket, b, now))
+                    out.append(self._estimate(bucket, b, now, right, baseline_right))
         if self.task not in (None, "binary") and is_firing is not None:
             out.extend(self.withdrawn_judgements(now, is_firing))
         if self.latency.warmed_up:
@@ -755,14 +787,14 @@ class ModelPerformance:
             )
         return out
 
-    def _estimate(self, bucket: Bucket, b: BucketPerformance, now: float) -> Judgement:
+    def _estimate(
+        self, bucket: Bucket, b: BucketPerformance, now: float, right: np.ndarray, baseline_right: np.ndarray
+    ) -> Judgement:
         cfg, a = self.perf, self.alerts
-        rows = self.probability_right(b.estimate.rows()[:, 0])
-        n = rows.size
-        base_mean, base_var, base_n = self._baseline_estimate(b)
-        cur, low, high = accuracy_band(rows)
+        cur, low, high, var, n = self._window_estimate(b, right)
+        base_mean, base_var, base_n = self._baseline_estimate(b, baseline_right)
         drop = base_mean - cur
-        se = math.sqrt(base_var / base_n + float(rows.var()) / n) if n > 1 else math.inf
+        se = math.sqrt(base_var / base_n + var / n) if n > 1 else math.inf
         p_value = 0.5 * math.erfc((drop / se) / math.sqrt(2)) if se > 0 else (0.0 if drop > 0 else 1.0)
         trusted = self.trustworthy(bucket)
         enough = n >= cfg.min_labels

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.core.calibration import ScoreCalibration
 
@@ -37,3 +39,42 @@ def test_a_few_hundred_labels_estimate_accuracy_without_bias(labels: int, bias: 
         errors.append(estimate - np.where(unlabelled >= 0.5, truth, 1.0 - truth).mean())
     e = np.asarray(errors)
     assert abs(e.mean()) < bias and np.sqrt((e**2).mean()) < rmse, (e.mean(), np.sqrt((e**2).mean()))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    rows=st.integers(1, 3000),
+    threshold=st.sampled_from([0.5, 0.333, 0.71, 0.0, 1.0]),
+    labels=st.integers(0, 3000),
+    confidences=st.booleans(),
+)
+def test_the_estimate_from_code_counts_equals_the_one_from_every_row(seed, rows, threshold, labels, confidences):
+    """The estimate window's accuracy, band and variance from counts of (calibration bin, side of the
+    threshold) equal the ones computed row by row (to rounding), thresholds inside a bin and at the ends
+    included, before and after the calibration learned labels, for scores and for confidences."""
+    from dataclasses import replace
+
+    from monitor.config import load_config
+    from monitor.core.metrics import Ring
+    from monitor.core.performance import BucketPerformance, ModelPerformance, accuracy_band
+
+    cfg = load_config(environ={}, overrides={})
+    perf = ModelPerformance(
+        "m", "v1", replace(cfg.performance, threshold=threshold), cfg.alerts, cfg.detectors.default
+    )
+    perf.confidences = confidences
+    rng = np.random.default_rng(seed)
+    if labels:
+        s = rng.random(labels)
+        perf.calibration.learn(s, (rng.random(labels) < s**2) * 1.0)
+    ring = Ring(2000, 1)
+    scores = np.clip(rng.choice([rng.random(rows), np.round(rng.random(rows), 2)]), 0.0, 1.0)
+    scores[rng.random(rows) < 0.05] = threshold
+    ring.extend(scores[:, None])
+    b = BucketPerformance(window=None, estimate=ring)  # type: ignore[arg-type]  # only its estimate is read
+    est, low, high, var, n = perf._window_estimate(b, perf._right_by_code())
+    right = perf.probability_right(ring.rows()[:, 0])
+    want = accuracy_band(right)
+    assert n == right.size
+    assert np.allclose([est, low, high, var], [*want, right.var()], rtol=1e-12, atol=1e-14)
