@@ -60,9 +60,7 @@ def test_the_estimate_from_code_counts_equals_the_one_from_every_row(seed, rows,
     from monitor.core.performance import BucketPerformance, ModelPerformance, accuracy_band
 
     cfg = load_config(environ={}, overrides={})
-    perf = ModelPerformance(
-        "m", "v1", replace(cfg.performance, threshold=threshold), cfg.alerts, cfg.detectors.default
-    )
+    perf = ModelPerformance("m", "v1", replace(cfg.performance, threshold=threshold), cfg.alerts, cfg.detectors.default)
     perf.confidences = confidences
     rng = np.random.default_rng(seed)
     if labels:
