@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.config import load_config
 from monitor.core.columns import convert_column
@@ -326,3 +328,52 @@ def test_a_vocabulary_from_an_older_snapshot_still_codes_missing_values() -> Non
     assert vocab._codes[None] == -1 and vocab.encode([None, "a"]).tolist() == [-1, 0]
     restored = CategoryVocabulary.restore(vocab.snapshot())
     assert restored.encode(["c", None, "a"]).tolist() == [2, -1, 0] and restored.values == ["a", "b", "c"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 100_000),
+    fields=st.integers(2, 6),
+    n=st.integers(1, 400),
+    window=st.sampled_from([1, 7, 50, 400]),
+    rise=st.sampled_from([0.0, 0.05, 0.3]),
+)
+def test_number_columns_counted_together_equal_each_counted_alone(seed, fields, n, window, rise) -> None:
+    """The stacked count of the number-typed columns (every window's missing, null, mismatched and present
+    values, its extremes, and whether it is quiet against a schema) equals each column's own tally, for
+    missing, null, mismatched, constant and out-of-range values, schemas that say numeric or categorical, with
+    or without a range."""
+    from monitor.core.quality import _FieldTally
+
+    rng = np.random.default_rng(seed)
+    stops = [*range(window, n, window), n]
+    ends = np.asarray(stops, dtype=np.intp)
+    starts = np.concatenate([[0], ends[:-1]]).astype(np.intp)
+    columns, schema = {}, {}
+    for i in range(fields):
+        col = rng.choice([rng.normal(5, 3, n), np.round(rng.normal(5, 1, n)), np.full(n, 2.0)])
+        col[rng.random(n) < rng.choice([0.0, 0.1, 0.6])] = np.nan
+        blank = np.isnan(col)
+        nulls = (blank & (rng.random(n) < 0.5)) if rng.random() < 0.5 else None
+        mismatch = (blank & ~(nulls if nulls is not None else False)) & (rng.random(n) < 0.3)
+        columns[f"f{i}"] = FieldColumn("numeric", col, nulls, mismatch if rng.random() < 0.5 else None)
+        kind = "numeric" if rng.random() < 0.8 else "categorical"
+        low, high = (math.nan, math.nan) if rng.random() < 0.2 else sorted(rng.normal(5, 4, 2).tolist())
+        schema[f"f{i}"] = FieldSchema(
+            kind, 1000, absent_rate=float(rng.choice([0.0, 0.1])), null_rate=float(rng.choice([0.0, 0.05])),
+            mismatch_rate=float(rng.choice([0.0, 0.02])), minimum=low, maximum=high,
+            unseen_rate=float(rng.choice([0.0, 0.01])),
+        )  # fmt: skip
+    tally = BatchTally(columns, stops)
+    assert tally.numeric is not None
+    need = max(50, window // 2) if rng.random() < 0.5 else 1
+    alone = {name: _FieldTally(f, starts, ends) for name, f in columns.items()}
+    expected = []
+    for name, t in alone.items():
+        together = tally.fields[name]
+        for attr in ("mismatch", "missing", "null", "present"):
+            assert getattr(together, attr) == getattr(t, attr), attr
+        assert repr(together.low) == repr(t.low) and repr(together.high) == repr(t.high)
+        expected.append(t.quiet(schema[name], tally.sizes, rise, need, 0.1).tolist())
+    got = tally.numeric.quiet(tally.numeric_names, schema, tally.sizes, rise, need, 0.1)
+    assert got.tolist() == expected
