@@ -143,8 +143,9 @@ class ModelMonitor:
                 judged = self.judging.numeric_to_judge(state, name, block, ids, buckets)
                 if judged:
                     touched = [(buckets[k][0], NumericStream(block, int(ids[k])), bucket_now[k]) for k in judged]
-                    if buckets[0][0] == ALL and ids[0] >= 0:
-                        overall = (ALL, NumericStream(block, int(ids[0])), bucket_now[0])
+                    whole = next((k for k, (bucket, _) in enumerate(buckets) if bucket == ALL), -1)  # (the first)
+                    if whole >= 0 and ids[whole] >= 0:
+                        overall = (ALL, NumericStream(block, int(ids[whole])), bucket_now[whole])
                     if overall is not None and all(b != ALL for b, _, _ in touched):
                         touched.append(overall)  # attribution needs all traffic's view (e.g. its alert's cooldown)
                 alerts.extend(self.judging.decide(state, name, touched))
