@@ -189,11 +189,13 @@ class DetectionConfig:
     detection stage that owns a summaries partition merges them in event time behind the slowest input
     partition, leaving out one whose progress has not moved for ``idle_s``; its state goes to
     ``state_topic`` (empty: ``"<kafka.group_id>-detection-state"``). A profile stage sends its summaries at
-    least every ``summary_interval_s``, with its checkpoint. A detection stage holds at most ``max_pending_rows``
-    rows for the watermark; beyond that it releases the oldest ahead of it (memory stays bounded). A replica
-    keeps the summaries it sent to its own detection stages, at most ``handoff_rows`` rows (0: none), and takes
-    them instead of decoding their bytes when it reads them back (monitor.core.handoff). It monitors
-    what the watermark releases in event-time order, in engine batches that end each time its released rows
+    least every ``summary_interval_s``, with its checkpoint, while the replica catches up, and on a tick every
+    ``live_interval_s`` while it is caught up (live traffic, where the tick is most of an alert's wait and a
+    checkpoint is cheap; catching up, each checkpoint costs throughput). A detection stage holds at most
+    ``max_pending_rows`` rows for the watermark; beyond that it releases the oldest ahead of it (memory stays
+    bounded). A replica keeps the summaries it sent to its own detection stages, at most ``handoff_rows`` rows
+    (0: none), and takes them instead of decoding their bytes when it reads them back (monitor.core.handoff).
+    It monitors what the watermark releases in event-time order, in engine batches that end each time its released rows
     reach a multiple of ``batch_rows`` (and where a release ends), and judges its streams after each: smaller
     batches decide sooner after a change, larger ones cost less. One loop iteration releases about
     ``release_rows`` rows and labels at most; a longer backlog (a restart, a burst, a prefilled topic) is
@@ -205,6 +207,7 @@ class DetectionConfig:
     state_topic: str = ""
     idle_s: float = 10.0
     summary_interval_s: float = 0.5
+    live_interval_s: float = 0.25
     max_pending_rows: int = 200_000
     batch_rows: int = 1000
     release_rows: int = 10_000
@@ -216,6 +219,12 @@ class DetectionConfig:
             raise ConfigError("detection.summaries_partitions", f"must be >= 0, got {self.summaries_partitions}")
         _positive("detection.idle_s", self.idle_s)
         _positive("detection.summary_interval_s", self.summary_interval_s)
+        _positive("detection.live_interval_s", self.live_interval_s)
+        if self.live_interval_s > self.summary_interval_s:
+            raise ConfigError(
+                "detection.live_interval_s",
+                f"must be at most detection.summary_interval_s ({self.summary_interval_s}), got {self.live_interval_s}",
+            )
         if not self.idle_s > self.summary_interval_s:  # a partition sending on every tick would look idle between
             raise ConfigError(
                 "detection.idle_s",

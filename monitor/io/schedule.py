@@ -2,7 +2,8 @@
 
 A task is an input partition's profile stage or a summaries partition's detection stage. Checkpoints fall due
 by ``checkpoint.every_events`` or ``every_s``; a profile stage's waiting summaries go with its checkpoint, on a
-tick while the replica is caught up and as each has waited ``detection.summary_interval_s`` while it catches up.
+tick (every ``detection.live_interval_s``) while the replica is caught up and as each has waited
+``detection.summary_interval_s`` while it catches up.
 What falls due together is spread over loop iterations within a budget of the loop's time, so that no iteration
 holds the loop for every partition's snapshot at once. Plain bookkeeping, kept apart from the consumer and the producer
 that act on it (:class:`monitor.io.kafka.MonitorService`).
@@ -44,6 +45,7 @@ class CheckpointSchedule:
     every_events: int  # checkpoint.every_events
     every_s: float  # checkpoint.every_s
     summary_interval_s: float  # detection.summary_interval_s
+    live_interval_s: float | None = None  # detection.live_interval_s (None: summary_interval_s)
     since: dict[Task, int] = field(default_factory=dict)  # messages since the task's last checkpoint
     last: dict[Task, float] = field(default_factory=dict)  # when the task last checkpointed
     cost_s: dict[Task, float] = field(default_factory=dict)  # the loop seconds its last snapshot took
@@ -113,7 +115,7 @@ class CheckpointSchedule:
     def sending_due(self, urgent: Collection[Task], *, caught_up: bool, now: float) -> set[Task]:
         """Profile stages whose summaries go now (with their checkpoints).
 
-        While the replica is caught up (live traffic), summaries go on a tick, every ``summary_interval_s`` since
+        While the replica is caught up (live traffic), summaries go on a tick, every ``live_interval_s`` since
         the last one, and every profile stage with summaries waiting goes on it: a detection stage's watermark is
         its slowest source, so it moves no sooner than the tick's last part, and a tick timed from the oldest
         waiting summary (which comes a poll after the tick) would come a poll later every time. At steady state a
@@ -130,7 +132,8 @@ class CheckpointSchedule:
         fell by up to a third)."""
         every = self.summary_interval_s
         if caught_up:
-            if now - self.tick_at >= every and any((PROFILE, p) not in urgent for p in self.waiting_since):
+            tick = every if self.live_interval_s is None else self.live_interval_s
+            if now - self.tick_at >= tick and any((PROFILE, p) not in urgent for p in self.waiting_since):
                 self.tick_at = now
                 self.ticking = {(PROFILE, p) for p in self.waiting_since}
             self.ticking = {t for t in self.ticking if t[1] in self.waiting_since and t not in urgent}

@@ -202,15 +202,18 @@ def test_partitions_whose_summaries_waited_together_send_them_one_after_another(
     service.schedule.cost_s.update({P(p): schedule.DUE_SECONDS_PER_ITERATION / 4 for p in range(4)})
     assert _sending_due(service, set()) == {P(0), P(1), P(2), P(3)}
     assert _sending_due(service, {P(0)}) == {P(1), P(2), P(3)}
-    service.schedule.waiting_since[3] = now  # waited less than detection.summary_interval_s: not yet, while catching up
+    d = service.config.detection
+    # waited longer than a live tick but less than detection.summary_interval_s: not yet, while catching up
+    service.schedule.waiting_since[3] = now - 0.5 * (d.live_interval_s + d.summary_interval_s)
     assert _sending_due(service, set()) == {P(0), P(1), P(2)}
-    # caught up (live: less than a poll's worth left to read, summaries not counted): a tick every interval since
-    # the last, and every partition with summaries waiting goes on it, however short its wait, so a detection
-    # stage's watermark does not wait for the one that sends last; at steady state their checkpoints are cheap
-    # and go in one iteration
+    # caught up (live: less than a poll's worth left to read, summaries not counted): a tick every live interval
+    # since the last (shorter than the catch-up interval: live, the tick is most of an alert's wait), and every
+    # partition with summaries waiting goes on it, however short its wait, so a detection stage's watermark does
+    # not wait for the one that sends last; at steady state their checkpoints are cheap and go in one iteration
     service.lag.update({(labels, 1): batch // 2 - 1, (summaries, 0): 10 * batch})
     service.schedule.cost_s.update({P(p): schedule.DUE_SECONDS_PER_ITERATION / 4 for p in range(4)})
-    every = service.config.detection.summary_interval_s
+    every = service.config.detection.live_interval_s
+    assert every < service.config.detection.summary_interval_s
     service.schedule.tick_at = now - every
     assert _sending_due(service, {P(0)}) == {P(1), P(2), P(3)}
     assert _sending_due(service, set()) == set()  # the tick just went: none until the next

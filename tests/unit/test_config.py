@@ -449,6 +449,19 @@ def test_an_idle_timeout_no_longer_than_the_summary_interval_is_refused_by_name(
     assert load_config(environ={"MONITOR_DETECTION__IDLE_S": "0.6"}).detection.idle_s == 0.6
 
 
+def test_a_live_tick_longer_than_the_summary_interval_is_refused_by_name() -> None:
+    """Caught up, profile stages send every ``live_interval_s``; catching up, at least every
+    ``summary_interval_s``: a live tick slower than the catch-up interval would be a setting turned around."""
+    with pytest.raises(ConfigError, match=r"detection.live_interval_s.*must be at most detection.summary_interval_s"):
+        load_config(environ={"MONITOR_DETECTION__LIVE_INTERVAL_S": "0.8"})
+    with pytest.raises(ConfigError, match=r"detection.live_interval_s"):
+        load_config(environ={"MONITOR_DETECTION__LIVE_INTERVAL_S": "0"})
+    cfg = load_config(
+        environ={"MONITOR_DETECTION__LIVE_INTERVAL_S": "0.1", "MONITOR_DETECTION__SUMMARY_INTERVAL_S": "1"}
+    )
+    assert (cfg.detection.live_interval_s, cfg.detection.summary_interval_s) == (0.1, 1.0)
+
+
 @pytest.mark.parametrize("section", sorted(f.name for f in dataclasses.fields(MonitorConfig) if f.name != "detectors"))
 def test_every_section_rejects_an_unknown_setting_by_name(section: str) -> None:
     """A section that is read is also checked: a typo in any of them names itself instead of being ignored."""
