@@ -190,10 +190,10 @@ class DetectionConfig:
     partition, leaving out one whose progress has not moved for ``idle_s``; its state goes to
     ``state_topic`` (empty: ``"<kafka.group_id>-detection-state"``). A profile stage sends its summaries at
     least every ``summary_interval_s``, with its checkpoint, while the replica catches up, and on a tick every
-    ``live_interval_s`` while it is caught up (live traffic, where the tick is most of an alert's wait and a
-    checkpoint is cheap; catching up, each checkpoint costs throughput). A detection stage holds at most
-    ``max_pending_rows`` rows for the watermark; beyond that it releases the oldest ahead of it (memory stays
-    bounded). A replica keeps the summaries it sent to its own detection stages, at most ``handoff_rows`` rows
+    ``live_interval_s`` (or ``summary_interval_s`` if shorter) while it is caught up (live traffic, where the
+    tick is most of an alert's wait and a checkpoint is cheap; catching up, each checkpoint costs throughput).
+    A detection stage holds at most ``max_pending_rows`` rows for the watermark; beyond that it releases the
+    oldest ahead of it (memory stays bounded). A replica keeps the summaries it sent to its own detection stages, at most ``handoff_rows`` rows
     (0: none), and takes them instead of decoding their bytes when it reads them back (monitor.core.handoff).
     It monitors what the watermark releases in event-time order, in engine batches that end each time its released rows
     reach a multiple of ``batch_rows`` (and where a release ends), and judges its streams after each: smaller
@@ -220,11 +220,6 @@ class DetectionConfig:
         _positive("detection.idle_s", self.idle_s)
         _positive("detection.summary_interval_s", self.summary_interval_s)
         _positive("detection.live_interval_s", self.live_interval_s)
-        if self.live_interval_s > self.summary_interval_s:
-            raise ConfigError(
-                "detection.live_interval_s",
-                f"must be at most detection.summary_interval_s ({self.summary_interval_s}), got {self.live_interval_s}",
-            )
         if not self.idle_s > self.summary_interval_s:  # a partition sending on every tick would look idle between
             raise ConfigError(
                 "detection.idle_s",

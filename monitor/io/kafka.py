@@ -441,8 +441,9 @@ class MonitorService:
         self._committed: dict[tuple[str, int], int] = {}
         self._next: dict[tuple[str, int], int] = {}  # next offset to process, per input partition
         cp = config.checkpoint
+        d = config.detection
         self.schedule = CheckpointSchedule(
-            cp.every_events, cp.every_s, config.detection.summary_interval_s, config.detection.live_interval_s
+            cp.every_events, cp.every_s, d.summary_interval_s, min(d.live_interval_s, d.summary_interval_s)
         )
         self._outgoing: dict[int, list[Summary]] = {}  # per input partition: summaries waiting for its checkpoint
         self._polled_at = -math.inf  # time.perf_counter() when the last poll returned

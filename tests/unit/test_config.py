@@ -449,17 +449,22 @@ def test_an_idle_timeout_no_longer_than_the_summary_interval_is_refused_by_name(
     assert load_config(environ={"MONITOR_DETECTION__IDLE_S": "0.6"}).detection.idle_s == 0.6
 
 
-def test_a_live_tick_longer_than_the_summary_interval_is_refused_by_name() -> None:
+def test_the_live_tick_is_read_and_a_shorter_summary_interval_shortens_it() -> None:
     """Caught up, profile stages send every ``live_interval_s``; catching up, at least every
-    ``summary_interval_s``: a live tick slower than the catch-up interval would be a setting turned around."""
-    with pytest.raises(ConfigError, match=r"detection.live_interval_s.*must be at most detection.summary_interval_s"):
-        load_config(environ={"MONITOR_DETECTION__LIVE_INTERVAL_S": "0.8"})
+    ``summary_interval_s``: a summary interval set below the live tick's default (as before the live tick
+    existed) still starts, and the tick follows it."""
+    from monitor.io.kafka import MonitorService
+
     with pytest.raises(ConfigError, match=r"detection.live_interval_s"):
         load_config(environ={"MONITOR_DETECTION__LIVE_INTERVAL_S": "0"})
     cfg = load_config(
         environ={"MONITOR_DETECTION__LIVE_INTERVAL_S": "0.1", "MONITOR_DETECTION__SUMMARY_INTERVAL_S": "1"}
     )
     assert (cfg.detection.live_interval_s, cfg.detection.summary_interval_s) == (0.1, 1.0)
+    assert MonitorService(cfg).schedule.live_interval_s == 0.1
+    lowered = load_config(environ={"MONITOR_DETECTION__SUMMARY_INTERVAL_S": "0.1"})
+    assert lowered.detection.live_interval_s == 0.25
+    assert MonitorService(lowered).schedule.live_interval_s == 0.1
 
 
 @pytest.mark.parametrize("section", sorted(f.name for f in dataclasses.fields(MonitorConfig) if f.name != "detectors"))
