@@ -192,9 +192,10 @@ class DetectionConfig:
     least every ``summary_interval_s``, with its checkpoint, while the replica catches up, and on a tick every
     ``live_interval_s`` (or ``summary_interval_s`` if shorter) while it is caught up (live traffic, where the
     tick is most of an alert's wait and a checkpoint is cheap; catching up, each checkpoint costs throughput).
-    A detection stage holds at most ``max_pending_rows`` rows for the watermark; beyond that it releases the
-    oldest ahead of it (memory stays bounded). A replica keeps the summaries it sent to its own detection stages, at most ``handoff_rows`` rows
-    (0: none), and takes them instead of decoding their bytes when it reads them back (monitor.core.handoff).
+    A detection stage holds at most ``max_pending_rows`` rows for the watermark; beyond that it releases the oldest
+    ahead of it (memory stays bounded). A replica keeps the summaries it sent to its own detection stages, at most
+    ``handoff_rows`` rows (0: none), and takes them instead of decoding their bytes when it reads them back
+    (monitor.core.handoff).
     It monitors what the watermark releases in event-time order, in engine batches that end each time its released rows
     reach a multiple of ``batch_rows`` (and where a release ends), and judges its streams after each: smaller
     batches decide sooner after a change, larger ones cost less. One loop iteration releases about
