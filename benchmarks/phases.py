@@ -492,8 +492,8 @@ def decoders(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def checkpoint_steady(args: dict[str, Any]) -> dict[str, Any]:
-    """A profile stage at steady state, checkpointed as the service does with every summary send (every 0.5 s
-    of event time): one input partition of the reference workload at ``rate`` predictions/s, labels for half
+    """A profile stage at steady state, checkpointed as the service does with every summary send while caught
+    up (every ``detection.live_interval_s`` of event time): one input partition of the reference workload at ``rate`` predictions/s, labels for half
     of them ``label_delay`` s later, for ``seconds``, so that its join store fills (the unlabelled half waits
     until ``join.max_pending``, and the joined ids are remembered up to as many). Each checkpoint's snapshot,
     record and pieces are written to a state topic on the broker; the figures are the last ``tail`` checkpoints':
@@ -506,6 +506,7 @@ def checkpoint_steady(args: dict[str, Any]) -> dict[str, Any]:
     from monitor.io.kafka import ensure_topics
 
     rate, seconds, delay, tail = args["rate"], args["seconds"], args.get("label_delay", 5.0), args.get("tail", 20)
+    tick = load_config(environ={}, overrides={}).detection.live_interval_s
     topic = f"state-{uuid.uuid4().hex[:8]}"
     ensure_topics(AdminClient({"bootstrap.servers": args["bootstrap"]}), {topic: 1})
     producer = Producer({"bootstrap.servers": args["bootstrap"], "compression.type": "lz4"})
@@ -517,7 +518,7 @@ def checkpoint_steady(args: dict[str, Any]) -> dict[str, Any]:
     t, p0, l0 = T0, 0, 0
     rows: list[tuple[int, int, float]] = []  # (snapshot bytes, bytes produced, loop-thread CPU s)
     while p0 < len(w.predictions):
-        t += 0.5
+        t += tick
         p1 = int(np.searchsorted(prediction_times, t, side="right"))
         l1 = int(np.searchsorted(label_times, t, side="right"))
         if p1 > p0:
@@ -540,6 +541,7 @@ def checkpoint_steady(args: dict[str, Any]) -> dict[str, Any]:
     return {
         "rate": rate,
         "seconds": seconds,
+        "tick_s": tick,
         "label_delay_s": delay,
         "pending": len(joiner.pending),
         "joined_ids": len(joiner.done),

@@ -250,11 +250,12 @@ def decoder_table(d: dict[str, Any]) -> list[str]:
 
 
 def _steady(c: dict[str, Any]) -> str:
-    """A profile stage's checkpoint once its join store is full, as the service writes one every 0.5 s."""
+    """A profile stage's checkpoint once its join store is full, as a caught-up service writes one on each tick."""
     return (
         f"- A profile stage's checkpoint at steady state (one partition, {c['rate']:,} predictions/s, labels for half "
         f"{c['label_delay_s']:g} s later, after {c['seconds']} s: {c['pending']:,} predictions waiting, "
-        f"{c['joined_ids']:,} joined ids remembered; the last checkpoints, one every 0.5 s as with summaries): "
+        f"{c['joined_ids']:,} joined ids remembered; the last checkpoints, one every {c.get('tick_s', 0.5):g} s as "
+        f"with summaries while caught up): "
         f"{c['snapshot_mb']:.2f} MB of snapshot, {c['written_mb']:.2f} MB produced (the pieces the state partition "
         f"did not hold), {c['cpu_ms']:.0f} ms of the loop thread's CPU (snapshot, record, pieces)."
     )
