@@ -442,6 +442,12 @@ class MonitorService:
         self._next: dict[tuple[str, int], int] = {}  # next offset to process, per input partition
         cp = config.checkpoint
         d = config.detection
+        if d.live_interval_s > d.summary_interval_s:
+            log.warning(
+                "detection.live_interval_s (%g s) is longer than detection.summary_interval_s (%g s): the caught-up "
+                "tick is %g s",
+                d.live_interval_s, d.summary_interval_s, d.summary_interval_s,
+            )  # fmt: skip
         self.schedule = CheckpointSchedule(
             cp.every_events, cp.every_s, d.summary_interval_s, min(d.live_interval_s, d.summary_interval_s)
         )

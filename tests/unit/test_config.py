@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import pytest
@@ -449,7 +450,7 @@ def test_an_idle_timeout_no_longer_than_the_summary_interval_is_refused_by_name(
     assert load_config(environ={"MONITOR_DETECTION__IDLE_S": "0.6"}).detection.idle_s == 0.6
 
 
-def test_the_live_tick_is_read_and_a_shorter_summary_interval_shortens_it() -> None:
+def test_the_live_tick_is_read_and_a_shorter_summary_interval_shortens_it(caplog: pytest.LogCaptureFixture) -> None:
     """Caught up, profile stages send every ``live_interval_s``; catching up, at least every
     ``summary_interval_s``: a summary interval set below the live tick's default (as before the live tick
     existed) still starts, and the tick follows it."""
@@ -464,7 +465,9 @@ def test_the_live_tick_is_read_and_a_shorter_summary_interval_shortens_it() -> N
     assert MonitorService(cfg).schedule.live_interval_s == 0.1
     lowered = load_config(environ={"MONITOR_DETECTION__SUMMARY_INTERVAL_S": "0.1"})
     assert lowered.detection.live_interval_s == 0.25
-    assert MonitorService(lowered).schedule.live_interval_s == 0.1
+    with caplog.at_level(logging.WARNING, logger="monitor.io.kafka"):
+        assert MonitorService(lowered).schedule.live_interval_s == 0.1
+    assert "the caught-up tick is 0.1 s" in caplog.text  # said once, at start
 
 
 @pytest.mark.parametrize("section", sorted(f.name for f in dataclasses.fields(MonitorConfig) if f.name != "detectors"))
