@@ -546,7 +546,8 @@ class ModelPerformance:
         b = self.buckets.get(bucket)
         if b is None or b.estimate.size == 0 or not self.estimates:
             return math.nan, math.nan, math.nan, 0
-        return (*accuracy_band(self.probability_right(b.estimate.rows()[:, 0])), b.estimate.size)
+        est, low, high, _var, n = self._window_estimate(b, self._right_by_code())
+        return est, low, high, n
 
     def _right_by_code(self) -> np.ndarray:
         """The probability that a prediction is right for each of its possible codes (:meth:`_codes`): every
@@ -575,13 +576,14 @@ class ModelPerformance:
         var = float(counts @ (right - est) ** 2) / n
         return est, max(0.0, est - half), min(1.0, est + half), var, n
 
-    def _baseline_estimate(self, b: BucketPerformance, e: np.ndarray | None = None) -> tuple[float, float, int]:
-        """The warm-up's estimated accuracy under the current calibration: (mean, variance, predictions).
-        ``e``: the probability of being right at each warm-up bin's centre, when the caller has it."""
+    def _baseline_right(self) -> np.ndarray:
+        """The probability of being right at each warm-up score bin's centre, under the current calibration."""
+        return self.probability_right((np.arange(BASELINE_SCORE_BINS) + 0.5) / BASELINE_SCORE_BINS)
+
+    def _baseline_estimate(self, b: BucketPerformance, e: np.ndarray) -> tuple[float, float, int]:
+        """The warm-up's estimated accuracy under the current calibration (``e``: :meth:`_baseline_right`):
+        (mean, variance, predictions)."""
         n = int(b.baseline_scores.sum())
-        if e is None:
-            centres = (np.arange(BASELINE_SCORE_BINS) + 0.5) / BASELINE_SCORE_BINS
-            e = self.probability_right(centres)
         mean = float((b.baseline_scores * e).sum() / n) if n else math.nan
         var = float((b.baseline_scores * (e - mean) ** 2).sum() / max(n - 1, 1)) if n else math.nan
         return mean, var, n
@@ -631,9 +633,7 @@ class ModelPerformance:
         alert keys are open, for the alerts a model opened while it read as binary (:meth:`withdrawn_judgements`)."""
         out = []
         if self.estimates:
-            right = self._right_by_code()
-            centres = (np.arange(BASELINE_SCORE_BINS) + 0.5) / BASELINE_SCORE_BINS
-            baseline_right = self.probability_right(centres)
+            right, baseline_right = self._right_by_code(), self._baseline_right()
             for bucket in sorted(buckets):
                 b = self.buckets.get(bucket)
                 if b is not None and b.baseline_scores.sum() >= self.detectors.warmup_events:
