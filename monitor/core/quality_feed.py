@@ -17,7 +17,8 @@ from monitor.core.events import PredictionBatch
 from monitor.core.float_columns import as_values
 from monitor.core.judgements import quality_judgements
 from monitor.core.model_state import ModelState
-from monitor.core.quality import BatchTally, FieldColumn, SchemaWatch
+from monitor.core.quality import SchemaWatch
+from monitor.core.quality_tally import BatchTally, FieldColumn
 from monitor.core.rules import Alert, alert_key
 
 # A feature's column as the batch brought it: name, decoded values, kind, converted column, type mismatches.

@@ -21,7 +21,8 @@ from monitor.config import load_config
 from monitor.core.columns import convert_column
 from monitor.core.engine import PartitionEngine
 from monitor.core.float_columns import numbers as _numbers
-from monitor.core.quality import BatchTally, FieldColumn, FieldSchema, QualityFinding, SchemaWatch
+from monitor.core.quality import FieldSchema, QualityFinding, SchemaWatch
+from monitor.core.quality_tally import BatchTally, FieldColumn
 from monitor.core.stats import CategoryVocabulary
 
 # Regimes of the last batches: clean, with one break at a time among clean batches, so a window with that break
@@ -343,7 +344,7 @@ def test_number_columns_counted_together_equal_each_counted_alone(seed, fields, 
     values, its extremes, and whether it is quiet against a schema) equals each column's own tally, for
     missing, null, mismatched, constant and out-of-range values, schemas that say numeric or categorical, with
     or without a range."""
-    from monitor.core.quality import _FieldTally
+    from monitor.core.quality_tally import _FieldTally
 
     rng = np.random.default_rng(seed)
     stops = [*range(window, n, window), n]
