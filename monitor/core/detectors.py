@@ -213,6 +213,15 @@ class WindowedChiSquare:
             return []
         return compare_category_rows(self.reference, closed, ends)
 
+    def add_counts(self, counts: np.ndarray, present: int) -> bool:
+        """Add ``present`` codes already counted (``counts``, by code) when they do not close the open window, as
+        :meth:`count_windows` would count them; False, and nothing added, when they would."""
+        if present >= self.window - self._filled or counts.size != self._counts.size:
+            return False
+        self._counts += counts
+        self._filled += present
+        return True
+
     def count_windows(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Count the codes into the windows without testing them: the counts of the windows that closed (the
         first one becomes the reference, untested) and the index of the value that closed each, among the

@@ -301,6 +301,22 @@ class CategoricalDriftTracker:
         closed, ends = self.test.count_windows(codes)
         return CountedWindows(self, rows, times, seq0, closed, ends)
 
+    def add_counts(self, counts: np.ndarray, offered: int, first_time: float) -> bool:
+        """A batch already counted by code (``counts``: its present values, ``offered`` with the missing ones, the
+        first present value's time), added when it neither completes the warm-up nor closes a test window, as
+        :meth:`count_windows` would add it; False, and nothing added, otherwise (the caller counts it that way).
+        Many streams' batches are counted in one pass this way (:mod:`monitor.core.categorical_batch`)."""
+        present = int(counts.sum())
+        test = self.test
+        if test.reference is None or counts.size != self.counts.size or not test.add_counts(counts, present):
+            return False
+        if present and test.filled == present:  # (the window was empty: this batch opens it)
+            self._open_start = first_time
+        self.count += offered
+        self.missing += offered - present
+        self.counts += counts
+        return True
+
     def take(self, counted: CountedWindows, results: list[WindowTest]) -> tuple[np.ndarray, list[int]]:
         """The second half of :meth:`update`: the tests of the windows :meth:`count_windows` closed, in order."""
         rows, times, seq0 = counted.rows, counted.times, counted.seq0

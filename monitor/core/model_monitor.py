@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from monitor.core.alerting import Alerting
+from monitor.core.categorical_batch import BucketCounts, close_test_windows, count_trackers
 from monitor.core.columns import (
     Bucket,
     convert_column,
@@ -25,7 +26,7 @@ from monitor.core.columns import (
     take,
     take_feature,
 )
-from monitor.core.drift import CategoricalDriftTracker, CountedWindows, chi_square_tests
+from monitor.core.drift import CategoricalDriftTracker
 from monitor.core.events import PredictionBatch
 from monitor.core.float_columns import as_values
 from monitor.core.judgements import retrain_judgement
@@ -150,30 +151,31 @@ class ModelMonitor:
                         touched.append(overall)  # attribution needs all traffic's view (e.g. its alert's cooldown)
                 alerts.extend(self.judging.decide(state, name, touched))
                 continue
-            # every bucket's windows counted, then the windows they closed tested together
-            updated = self._update_categorical(state, name, column, times, buckets)
-            for k, (bucket, part) in enumerate(buckets):
-                if k not in updated:
-                    continue
-                part_values = column if part is None else column[part]
-                part_times = times if part is None else times[part]
-                tracker, taken, ends = updated[k]
+            # every bucket's windows counted in one pass, then the windows they closed tested together
+            trackers = [self._tracker(state, name, bucket) for bucket, _ in buckets]
+            grouped_codes = column if grouped is None else column[grouped]
+            counts = BucketCounts(grouped_codes, grouped_times, lengths, self.config.monitoring.max_categories + 1)
+            updated = count_trackers(trackers, counts)
+            if testing:
+                tests = [
+                    None if t is None else self.setup.window_test(state, name, kind, bucket)
+                    for t, (bucket, _) in zip(trackers, buckets, strict=True)
+                ]
+                for k, closed in close_test_windows(tests, counts, grouped_positions):
+                    for c in closed:
+                        self.fdr.add((state.model, state.version, name, *buckets[k][0]), c.result)
+                    self._closed += closed
+            for k, (tracker, taken, ends) in updated.items():
+                bucket = buckets[k][0]
                 if bucket == ALL and state.segment_attributes:  # every batch: a window may end in any
                     if segment_rows is None:
                         segment_rows = segment_codes_by_row(state, buckets, n, self.config.monitoring)
+                    part = counts.part(k)
                     for attr, codes_of_rows in segment_rows.items():
                         breakdown = state.breakdowns.get((name, attr))
                         if breakdown is None:
                             breakdown = state.breakdowns[name, attr] = WindowBreakdown(tracker.counts.size)
-                        breakdown.add(part_values, taken, ends, codes_of_rows, part_times)
-                if testing:
-                    present = part_values >= 0
-                    test = self.setup.window_test(state, name, kind, bucket)
-                    part_positions = positions if part is None else positions[part]
-                    closed = test.close_windows(part_values[present], part_times[present], part_positions[present])
-                    for c in closed:
-                        self.fdr.add((state.model, state.version, name, *bucket), c.result)
-                    self._closed += closed
+                        breakdown.add(grouped_codes[part], taken, ends, codes_of_rows, grouped_times[part])
                 seen = (bucket, tracker, bucket_now[k])
                 if bucket == ALL:
                     overall = seen
@@ -196,22 +198,6 @@ class ModelMonitor:
         if feature in self._ignore:
             return False
         return not self._include or feature in self._include
-
-    def _update_categorical(
-        self, state: ModelState, name: str, codes: np.ndarray, times: np.ndarray, buckets: list[Bucket]
-    ) -> dict[int, tuple[CategoricalDriftTracker, np.ndarray, list[int]]]:
-        """A categorical subject's streams, bucket by bucket (by index: its tracker, the rows its windows took
-        and the rows that closed one; a bucket turned away by the stream cap has none). Each tracker counts
-        its values first; the windows they closed are tested at once (:func:`~monitor.core.drift.chi_square_tests`)."""
-        counted: dict[int, CountedWindows] = {}
-        for k, (bucket, part) in enumerate(buckets):
-            tracker = self._tracker(state, name, bucket)
-            if tracker is not None:
-                counted[k] = tracker.count_windows(
-                    codes if part is None else codes[part], times if part is None else times[part]
-                )
-        tests = chi_square_tests(list(counted.values()))
-        return {k: (c.tracker, *c.tracker.take(c, t)) for (k, c), t in zip(counted.items(), tests, strict=True)}
 
     def _tracker(self, state: ModelState, name: str, bucket: tuple[str, str]) -> CategoricalDriftTracker | None:
         """A categorical stream's tracker, created on first use unless the stream cap is reached."""

@@ -462,6 +462,26 @@ class BaselineWindowTest:
         complete_windows(closed)
         return [c.result for c in closed]
 
+    def add_counts(self, counts: np.ndarray, first_time: float) -> bool:
+        """A categorical stream's present codes already counted (``counts``, by code; ``first_time``: the first
+        one's time), added when its reference is known and they do not close the open window, as
+        :meth:`close_windows` would add them; False, and nothing added, otherwise."""
+        present = int(counts.sum())
+        if (
+            self.kind != "categorical"
+            or self.reference is None
+            or present >= self.window - self._filled
+            or counts.size != self._counts.size
+        ):
+            return False
+        if present:
+            if self._filled == 0:
+                self._start = first_time
+            self._counts += counts
+            self._filled += present
+            self.seen += present
+        return True
+
     def close_windows(
         self, values: np.ndarray, times: np.ndarray, positions: np.ndarray | None = None
     ) -> list[ClosedWindow]:

@@ -1,0 +1,89 @@
+"""A categorical subject's streams counted together: all traffic's and every segment's codes in one pass.
+
+A categorical subject has one stream per bucket (all traffic and each tracked segment value), each with its
+tracker's detector windows (:class:`~monitor.core.drift.CategoricalDriftTracker`) and its baseline window test
+(:class:`~monitor.core.significance.BaselineWindowTest`). Most batches close no window of most streams, and then
+a stream's share of the batch is one row of a (bucket x code) count: one ``bincount`` counts every bucket, and
+each stream adds its row. Only a stream still learning its reference, or whose window the batch closes, counts
+its values one by one, as it would alone; the results are the same at any batch size and any mix of the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from monitor.core.drift import CategoricalDriftTracker, CountedWindows, chi_square_tests
+from monitor.core.significance import BaselineWindowTest, ClosedWindow
+
+
+class BucketCounts:
+    """A subject's batch laid out bucket after bucket (``lengths[k]`` values of bucket ``k`` each), counted by
+    (bucket, code): :attr:`table`, and each bucket's first present value's time (:attr:`first_time`; NaN when it
+    has none)."""
+
+    def __init__(self, codes: np.ndarray, times: np.ndarray, lengths: np.ndarray, width: int) -> None:
+        self.codes, self.times, self.lengths = codes, times, lengths
+        self.ends = np.cumsum(lengths)
+        self.starts = self.ends - lengths
+        self.present = codes >= 0
+        if codes.size:
+            width = max(width, int(codes.max()) + 1)  # (wider than a tracker: that tracker counts its own way)
+        buckets = lengths.size
+        owner = np.repeat(np.arange(buckets), lengths)[self.present]
+        cells = owner * width + codes[self.present]
+        self.table = np.bincount(cells, minlength=buckets * width).reshape(buckets, width)
+        at = np.flatnonzero(self.present)
+        first = np.searchsorted(at, self.starts)
+        has = first < np.searchsorted(at, self.ends)
+        self.first_time = np.full(buckets, np.nan)
+        self.first_time[has] = times[at[first[has]]]
+
+    def part(self, k: int) -> slice:
+        return slice(int(self.starts[k]), int(self.ends[k]))
+
+
+def count_trackers(
+    trackers: Sequence[CategoricalDriftTracker | None], counts: BucketCounts
+) -> dict[int, tuple[CategoricalDriftTracker, np.ndarray, list[int]]]:
+    """Each bucket's tracker (None: the stream cap turned the bucket away) fed its part of the batch; by bucket,
+    the tracker, the rows of its part its test windows took and the rows that closed one (as
+    :meth:`~monitor.core.drift.CategoricalDriftTracker.update` returns them). The windows closed are tested
+    together (:func:`~monitor.core.drift.chi_square_tests`)."""
+    added: dict[int, CategoricalDriftTracker] = {}
+    counted: dict[int, CountedWindows] = {}
+    for k, tracker in enumerate(trackers):
+        if tracker is None:
+            continue
+        part = counts.part(k)
+        if tracker.add_counts(counts.table[k], part.stop - part.start, float(counts.first_time[k])):
+            added[k] = tracker
+        else:
+            counted[k] = tracker.count_windows(counts.codes[part], counts.times[part])
+    tests = dict(zip(counted, chi_square_tests(list(counted.values())), strict=True))
+    out: dict[int, tuple[CategoricalDriftTracker, np.ndarray, list[int]]] = {}
+    for k in range(len(trackers)):
+        if k in added:
+            out[k] = (added[k], np.flatnonzero(counts.present[counts.part(k)]), [])
+        elif k in counted:
+            c = counted[k]
+            out[k] = (c.tracker, *c.tracker.take(c, tests[k]))
+    return out
+
+
+def close_test_windows(
+    tests: Sequence[BaselineWindowTest | None], counts: BucketCounts, positions: np.ndarray
+) -> list[tuple[int, list[ClosedWindow]]]:
+    """Each bucket's baseline window test (None: none) fed its part's present codes (``positions``: their places
+    in the partition); by bucket, the windows that closed, their statistics still to compute."""
+    out = []
+    for k, test in enumerate(tests):
+        if test is None or test.add_counts(counts.table[k], float(counts.first_time[k])):
+            continue
+        part = counts.part(k)
+        present = counts.present[part]
+        closed = test.close_windows(counts.codes[part][present], counts.times[part][present], positions[part][present])
+        if closed:
+            out.append((k, closed))
+    return out
