@@ -52,6 +52,27 @@ def test_the_oldest_go_first_once_the_rows_held_pass_the_cap() -> None:
     assert handoff.take(sent[0].encode()) is None and handoff.rows == 0
 
 
+def test_a_model_cut_into_shards_counts_each_row_once_across_its_shards_summaries() -> None:
+    """Each shard's summary carries its share of a row's columns: two shards' summaries of the same 10 rows hold
+    10 rows, not 20, so a cap that holds one shard's rows holds both (counted in full, half of them were decoded
+    again)."""
+    stage = ProfileStage(settings(), partition=0)
+    stage.shards = 2
+    msgs = [
+        orjson.dumps({"prediction_id": f"s{i}", "model": "m", "timestamp": T0 + i / 1000,
+                      "features": {f"x{k}": float(i) for k in range(6)}, "prediction": 0.5})
+        for i in range(10)
+    ]  # fmt: skip
+    sent = stage.predictions(msgs, [0.0] * 10)[0]
+    assert sorted(s.shard for s in sent) == [0, 1] and all(len(s) == 10 for s in sent)
+    handoff = SummaryHandoff(max_rows=10)
+    for s in sent:
+        handoff.keep(s)
+    assert len(handoff) == 2 and handoff.rows == 10
+    assert [handoff.take(s.encode()) for s in sent] == sent
+    assert handoff.rows == 0
+
+
 def test_a_summary_whose_bytes_no_stage_would_read_is_not_held(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every stage, the sender's own, skips a summary whose payload is over the bound reading allows: the
     sender must not monitor it from memory."""
