@@ -217,7 +217,7 @@ class DetectionStage:
             if not flush:
                 bound = min((b for other, b in moving.items() if other not in self.pending), default=None)
                 if bound is not None and bound <= (head.progress, src):
-                    if self.pending_rows() <= self.max_pending:
+                    if held <= self.max_pending:  # (the rows still pending: counted down as they go)
                         ahead = self._split_behind(src, head, bound[0]) if self.coalesce else None
                         if ahead is not None:
                             taken.append(ahead)

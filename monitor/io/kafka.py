@@ -995,16 +995,17 @@ class MonitorService:
             self._backlog |= stage.backlog
             if alerts:
                 outbox.setdefault((DETECT, d), []).extend(alerts)
-            if alerts or stage.pending_rows() != waiting:
+            left = stage.pending_rows()
+            if alerts or left != waiting:
                 self._stale.add((DETECT, d))
-            if stage.pending_rows() < waiting:
+            if left < waiting:
                 # held summaries released: its offset may move on, so a checkpoint falls due (checkpoint.every_s)
                 self.schedule.fall_due((DETECT, d))
             mark = stage.released_to
             self._merge_stats[d] = MergeStats(
                 watermark=mark,
                 newest=max(stage.progress.values(), default=-math.inf),
-                pending_rows=stage.pending_rows(),
+                pending_rows=left,
                 sources=len(stage.progress),
                 duplicates=stage.duplicates,
                 misrouted=stage.misrouted,
