@@ -4,8 +4,10 @@ A categorical subject has one stream per bucket (all traffic and each tracked se
 tracker's detector windows (:class:`~monitor.core.drift.CategoricalDriftTracker`) and its baseline window test
 (:class:`~monitor.core.significance.BaselineWindowTest`). Most batches close no window of most streams, and then
 a stream's share of the batch is one row of a (bucket x code) count: one ``bincount`` counts every bucket, and
-each stream adds its row. Only a stream still learning its reference, or whose window the batch closes, counts
-its values one by one, as it would alone; the results are the same at any batch size and any mix of the two.
+each stream adds its row. Only a stream still learning its reference, whose window the batch closes, or whose
+vocabulary is another size than the batch's count (a profile's reference, a snapshot taken with another
+``monitoring.max_categories``) counts its values one by one, as it would alone; the results are the same at any
+batch size and any mix of the two.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from monitor.core.categorical_batch import BucketCounts, close_test_windows, count_trackers
 from monitor.core.drift import CategoricalDriftTracker
 from monitor.core.settings import DetectorSettings
-from monitor.core.significance import BaselineWindowTest, complete_windows
+from monitor.core.significance import BaselineWindowTest, Reference, complete_windows
 
 CODES = 5
 
@@ -52,20 +52,32 @@ def _state(tracker: CategoricalDriftTracker, test: BaselineWindowTest) -> tuple:
     test_window=st.integers(2, 300),
     missing=st.sampled_from([0.0, 0.2, 1.0]),
     shift=st.integers(0, 3),
+    aligned=st.booleans(),
+    profile_width=st.sampled_from([None, CODES, CODES + 2]),
 )
 def test_streams_counted_together_equal_each_counted_alone(
-    seed, batches, buckets, window, warmup, test_window, missing, shift
+    seed, batches, buckets, window, warmup, test_window, missing, shift, aligned, profile_width
 ):
     """Trackers and window tests fed a subject's batches bucket after bucket, through one (bucket x code) count,
     end in the same state as each fed its own part alone (counts, open windows, references, tests and their
-    results, window start times); the windows closed come out the same, in the same order."""
+    results, window start times); the windows closed come out the same, in the same order. ``aligned``: every
+    other batch brings whole windows to each bucket (a window closes on a part's last value, and the next batch
+    opens the next one); ``profile_width``: the window tests start from a profile's reference of that many codes
+    (another width than the batch's count: those tests count value by value)."""
     rng = np.random.default_rng(seed)
+    if aligned:
+        window, warmup, missing = test_window, test_window, 0.0
     settings_ = DetectorSettings(warmup_events=warmup, categorical_window=window)
+    profile = None
+    if profile_width is not None:
+        profile = Reference.categorical(rng.integers(0, CODES, 400), profile_width)
 
     def streams() -> tuple[list[CategoricalDriftTracker], list[BaselineWindowTest]]:
         trackers = [CategoricalDriftTracker(settings_, CODES) for _ in range(buckets)]
         tests = [
-            BaselineWindowTest("categorical", window=test_window, baseline_events=warmup, n_codes=CODES)
+            BaselineWindowTest(
+                "categorical", window=test_window, baseline_events=warmup, n_codes=CODES, reference=profile
+            )
             for _ in range(buckets)
         ]
         return trackers, tests
@@ -73,7 +85,10 @@ def test_streams_counted_together_equal_each_counted_alone(
     together, alone = streams(), streams()
     t0 = 0.0
     for b, rows in enumerate(batches):
-        lengths = rng.integers(0, rows + 1, buckets)
+        if aligned:
+            lengths = test_window * rng.integers(0, 3, buckets) if b % 2 == 0 else rng.integers(0, test_window, buckets)
+        else:
+            lengths = rng.integers(0, rows + 1, buckets)
         size = int(lengths.sum())
         high = CODES if b < len(batches) // 2 else max(1, CODES - shift)
         codes = rng.integers(0, high, size)

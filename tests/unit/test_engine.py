@@ -811,3 +811,21 @@ def test_a_snapshot_from_before_resolution_times_restores_and_resolves_its_open_
     twin = PartitionEngine.restore(engine.config, data, clock=lambda: T0)
     rest = [(a.status, a.key) for a in _feed(twin, events[18_000:]) if a.kind == "data_drift"]
     assert rest == [("resolved", "churn/v1/data_drift/age/all")]
+
+
+def test_a_categorical_bucket_the_stream_cap_turned_away_gets_no_window_test():
+    """The cap reached partway through a categorical subject's buckets: the buckets with a tracker get their
+    window tests and breakdown, the others neither (a window test without its stream would judge traffic the
+    cap turned away)."""
+    numeric = sum(b.size for b in _fed_state(_engine()).numeric.values())
+    eng = _engine(monitoring={"max_streams": numeric + 3})
+    state = _fed_state(eng)
+    assert eng.model_monitor.capped["stream"] > 0
+    assert 0 < len(state.streams) <= 3
+    assert set(state.tests) == set(state.streams)
+    assert all(t.seen > 0 for t in state.tests.values())
+
+
+def _fed_state(eng: PartitionEngine) -> Any:
+    _feed(eng, _stream(3_000, 0, None))
+    return eng.models["churn", "v1"]
