@@ -60,8 +60,6 @@ class SummaryHandoff:
         while self.rows > self.max_rows:
             oldest = next(iter(self._held))
             self.rows -= held_rows(self._held.pop(oldest))
-        if not self._held:
-            self.rows = 0.0  # (shares of a third do not add up to whole numbers exactly)
 
     def take(self, value: bytes) -> Summary | None:
         """The held summary these bytes were encoded from, let go of (None: not one held)."""
@@ -70,7 +68,7 @@ class SummaryHandoff:
         if held is None or held.wire != value:
             return None
         del self._held[key]
-        self.rows = self.rows - held_rows(held) if self._held else 0.0
+        self.rows = self.rows - held_rows(held) if self._held else 0.0  # (shares of a third add up inexactly)
         self.taken += 1
         return held
 

@@ -133,6 +133,7 @@ class ModelMonitor:
         )
         # each bucket's newest event time, the "now" its streams are judged at (the same for every subject)
         bucket_now = [float(times.max() if part is None else times[part].max()) for _, part in buckets]
+        whole = next((k for k, (bucket, _) in enumerate(buckets) if bucket == ALL), -1)  # all traffic's (the first)
         segment_rows: dict[str, np.ndarray] | None = None  # each row's segment value code per attribute, on demand
         for name, values, kind, column, mismatch in converted_columns:
             if watch is not None and name != PREDICTION:
@@ -144,7 +145,6 @@ class ModelMonitor:
                 judged = self.judging.numeric_to_judge(state, name, block, ids, buckets)
                 if judged:
                     touched = [(buckets[k][0], NumericStream(block, int(ids[k])), bucket_now[k]) for k in judged]
-                    whole = next((k for k, (bucket, _) in enumerate(buckets) if bucket == ALL), -1)  # (the first)
                     if whole >= 0 and ids[whole] >= 0:
                         overall = (ALL, NumericStream(block, int(ids[whole])), bucket_now[whole])
                     if overall is not None and all(b != ALL for b, _, _ in touched):
