@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from operator import length_hint
 
 import numpy as np
 from scipy import special
@@ -157,17 +158,25 @@ class ErrorStream:
         adwin = self.adwin
         self.count += values.size
         cut_from = start
-        for i in range(start, values.size):
-            adwin.update(float(values[i]))
-            if adwin.drift_detected:
-                self.detections += 1
-                if self.change_seq == 0 or self.since_n + (i - cut_from) >= self.test.min_events:
-                    hit = self._absorb(values[cut_from:i], seen[cut_from:i], cut_from)
-                    first = hit if first is None else first
-                    self.change_seq = seq0 + i + 1
-                    self.change_time = float(times[i])
-                    self.since_n, self.since_sum, self.since_sumsq = 0, 0.0, 0.0
-                    cut_from = i + 1
+        if adwin.drift_detected:  # as river's update does first after a detection: a fresh window
+            adwin._reset()
+        # River's compiled window driven directly, up to the first value it fires on (any() stops there): the
+        # values as river's own update would take them, without a Python call per value.
+        rest = iter(values[start:].tolist())
+        while any(map(adwin._helper.update, rest)):
+            i = values.size - length_hint(rest) - 1
+            self.detections += 1
+            if self.change_seq == 0 or self.since_n + (i - cut_from) >= self.test.min_events:
+                hit = self._absorb(values[cut_from:i], seen[cut_from:i], cut_from)
+                first = hit if first is None else first
+                self.change_seq = seq0 + i + 1
+                self.change_time = float(times[i])
+                self.since_n, self.since_sum, self.since_sumsq = 0, 0.0, 0.0
+                cut_from = i + 1
+            if length_hint(rest):
+                adwin._reset()
+            else:  # river keeps the window that fired until the next value
+                adwin._drift_detected = True
         hit = self._absorb(values[cut_from:], seen[cut_from:], cut_from)
         return first if first is not None else hit
 

@@ -11,6 +11,7 @@ stay for the engine's life.
 from __future__ import annotations
 
 import math
+from operator import attrgetter
 
 import numpy as np
 
@@ -24,6 +25,10 @@ from monitor.core.model_state import ModelState
 from monitor.core.performance import ModelPerformance
 from monitor.core.rules import ALL, Alert
 from monitor.core.settings import Settings
+
+_PREDICTION = attrgetter("prediction")
+_MODEL_VERSION = attrgetter("model", "model_version")
+_MODEL_SEGMENTS = attrgetter("model", "model_version", "segments")
 
 
 class LabelLearning:
@@ -43,9 +48,14 @@ class LabelLearning:
         watermark: float,
     ) -> list[Alert]:
         """Joined labels to metrics, then to concept-drift, performance and business judgements."""
+        rows = self._tracked_segments(joined, models)
+        versions = list(map(_MODEL_VERSION, map(_PREDICTION, rows)))
         by_model: dict[tuple[str, str], list[Joined]] = {}
-        for j in self._tracked_segments(joined, models):
-            by_model.setdefault((j.prediction.model, j.prediction.model_version), []).append(j)
+        if len(set(versions)) == 1:  # (most batches: one model version's labels)
+            by_model[versions[0]] = rows
+        else:
+            for j, key in zip(rows, versions, strict=True):
+                by_model.setdefault(key, []).append(j)
         alerts: list[Alert] = []
         for key, model_items in by_model.items():
             state = models.get(key)
@@ -63,19 +73,28 @@ class LabelLearning:
 
     def _tracked_segments(self, joined: list[Joined], models: dict[tuple[str, str], ModelState]) -> list[Joined]:
         """Joined predictions with their segments as this engine tracks them: another partition's profile stage
-        capped the segment values it kept by what it saw first, this engine by what it saw first."""
-        out: list[Joined] = []
+        capped the segment values it kept by what it saw first, this engine by what it saw first. Worked out
+        once per distinct (model, version, segments) of the batch; only rows whose segments differ are remade."""
+        preds = list(map(_PREDICTION, joined))
+        keys = list(map(_MODEL_SEGMENTS, preds))
         seen = self._segments_seen
-        for j in joined:
-            p = j.prediction
-            state = models.get((p.model, p.model_version))
-            key = (p.model, p.model_version, p.segments, 0 if state is None else len(state.segment_attributes))
+        changed: dict[tuple[str, str, Segments], Segments] = {}
+        for model, version, segments in dict.fromkeys(keys):
+            state = models.get((model, version))
+            key = (model, version, segments, 0 if state is None else len(state.segment_attributes))
             tracked = seen.get(key)
             if tracked is None:
-                tracked = tracked_segments(state, p.segments, self.config.monitoring.max_segment_values)
+                tracked = tracked_segments(state, segments, self.config.monitoring.max_segment_values)
                 if len(seen) < 65_536:
                     seen[key] = tracked
-            out.append(j if tracked == p.segments else j._replace(prediction=p._replace(segments=tracked)))
+            if tracked != segments:
+                changed[model, version, segments] = tracked
+        if not changed:
+            return joined
+        out: list[Joined] = []
+        for j, p, combo in zip(joined, preds, keys, strict=True):
+            as_tracked = changed.get(combo)
+            out.append(j if as_tracked is None else j._replace(prediction=p._replace(segments=as_tracked)))
         return out
 
     def _label_chunks(self, perf: ModelPerformance, items: list[Joined]) -> list[list[Joined]]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import attrgetter, is_not
 from typing import Any
 
 import numpy as np
@@ -19,7 +21,7 @@ from monitor.core.calibration import ScoreCalibration
 from monitor.core.concept import ErrorStream, ErrorTest
 from monitor.core.drift import DriftEvidence, NumericDriftTracker
 from monitor.core.floor_tests import floor_p_value
-from monitor.core.join import Joined
+from monitor.core.join import Joined, PendingPrediction, Segments
 from monitor.core.label_reading import (
     binary_label,
     class_name,
@@ -43,6 +45,7 @@ from monitor.core.stats import CategoryVocabulary
 
 DELAY_BUCKETS_S = (1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 6 * 3600.0, 86400.0, 3 * 86400.0, 7 * 86400.0)
 Bucket = tuple[str, str]
+Readings = Sequence[float | None] | np.ndarray  # a batch's labels or values as read (None or NaN: unreadable)
 MIN_CONFIDENT_ROWS = 20  # predictions with scores of more than two classes before they make a model multiclass
 BASELINE_SCORE_BINS = 100  # the warm-up's scores, kept as a histogram so the calibration can be applied later
 
@@ -265,49 +268,39 @@ class ModelPerformance:
         return self.task in (None, "binary") or self.confidences
 
     def learn(self, joined: Sequence[Joined], rng: np.random.Generator) -> set[Bucket]:
-        """Add joined predictions and labels; returns the buckets that changed."""
-        rows: list[tuple[float, float, float, Joined]] = []
-        names: list[tuple[str, str] | None] = []  # multiclass: each row's (label, predicted) class names
-        pos = self.perf.positive_label
+        """Add joined predictions and labels; returns the buckets that changed. Read column by column: a row is
+        learned when it has both a label and a value its task can read, or outcomes."""
         self._settle_task(joined)
-        for j in joined:
-            y_i: float | None
-            v_i: float | None
-            pair = None
-            if self.task == "binary":
-                y_i = binary_label(j.label, pos) if j.label is not None else None
-                v_i = j.prediction.score
-            elif self.task == "regression":
-                ok = isinstance(j.label, int | float) and not isinstance(j.label, bool)
-                y_i = float(j.label) if ok else None
-                pred = j.prediction.prediction
-                v_i = float(pred) if isinstance(pred, int | float) and not isinstance(pred, bool) else None
-            elif self.task == "multiclass":
-                label, predicted = class_name(j.label), class_name(j.prediction.prediction)
-                pair = None if label is None or predicted is None else (label, predicted)
-                y_i = v_i = None if pair is None else 0.0  # coded below, for the whole batch at once
-            else:
-                y_i = v_i = None
-            if (y_i is None or v_i is None) and j.outcomes is None:
-                self.unsupported += 1
-                continue
-            names.append(pair)
-            rows.append((math.nan if y_i is None else y_i, math.nan if v_i is None else v_i, j.delay_s, j))
-        if not rows:
+        if not joined:
             return set()
-        y = np.array([r[0] for r in rows])
-        v = np.array([r[1] for r in rows])
+        _ids, preds, labels, outcomes, delays = (list(col) for col in zip(*joined, strict=True))
+        y_read, v_read, names = self._readings(preds, labels)
+        y = np.array(y_read, dtype=np.float64)  # None (unreadable) becomes NaN: no reading gives NaN itself
+        v = np.array(v_read, dtype=np.float64)
+        given = np.fromiter(map(is_not, outcomes, repeat(None)), dtype=bool, count=len(joined))
+        keep = (~np.isnan(y) & ~np.isnan(v)) | given
+        kept = len(joined)
+        if not keep.all():
+            rows = np.flatnonzero(keep)
+            kept = rows.size
+            self.unsupported += len(joined) - kept
+            if not kept:
+                return set()
+            take = rows.tolist()
+            y, v = y[rows], v[rows]
+            joined = [joined[i] for i in take]
+            preds, delays, outcomes = ([col[i] for i in take] for col in (preds, delays, outcomes))
+            if names is not None:
+                names = [names[i] for i in take]
         correct = None
         if self.task == "multiclass":
+            assert names is not None
             y, v, correct = self._class_codes(names)
-        delay = np.array([r[2] for r in rows])
-        pred_times = np.array([r[3].prediction.event_time for r in rows])
+        delay = np.array(delays, dtype=np.float64)
+        pred_times = np.fromiter(map(_EVENT_TIME, preds), dtype=np.float64, count=kept)
         times = pred_times + delay
         self._delays(delay)
-        members: dict[Bucket, list[int]] = {ALL: list(range(len(rows)))}
-        for i, r in enumerate(rows):
-            for seg in r[3].prediction.segments:
-                members.setdefault(seg, []).append(i)
+        members = _rows_by_bucket(list(map(_SEGMENTS, preds)))
         labelled = ~np.isnan(y) & ~np.isnan(v)
         overall = self.buckets.get(ALL)
         changed = overall is not None and overall.errors is not None and overall.errors.confirmed_seq >= 0
@@ -316,19 +309,17 @@ class ModelPerformance:
             err = ((v >= self.perf.threshold) != (y == 1)).astype(np.float64)
         elif correct is not None:
             if self.confidences:  # each labelled prediction's confidence against whether it was right
-                confidence = np.array([math.nan if r[3].prediction.confidence is None else r[3].prediction.confidence
-                                       for r in rows])  # fmt: skip
+                confidence = np.array([math.nan if p.confidence is None else p.confidence for p in preds])
                 known = labelled & ~np.isnan(confidence)
                 self.calibration.learn(confidence[known], correct[known], fit=not changed)
             err = 1.0 - correct
         else:
             err = np.abs(v - y)
         if not self.confidences and self._task_may_change():
-            self._shadow_calibration([r[3] for r in rows])
-        outcome_cols = self._outcome_columns([r[3].outcomes for r in rows])
-        for bucket, idx_list in members.items():
+            self._shadow_calibration(joined)
+        outcome_cols = self._outcome_columns(list(outcomes))
+        for bucket, idx in members.items():
             b = self._bucket(bucket)
-            idx = np.asarray(idx_list)
             ok = idx[labelled[idx]]
             if ok.size:
                 b.window.add(y[ok], v[ok], None if correct is None else correct[ok])
@@ -342,6 +333,22 @@ class ModelPerformance:
                 tracker.update(col[idx], times[idx], rng=rng)
             b.last_label_time = float(times[idx].max())
         return set(members)
+
+    def _readings(
+        self, preds: Sequence[PendingPrediction], labels: Sequence[Any]
+    ) -> tuple[Readings, Readings, list[tuple[str, str] | None] | None]:
+        """Each row's label and value as its task reads them (None: unreadable); a multiclass model's rows
+        also as (label, predicted) class names, coded later for the whole batch (their label and value read 0)."""
+        if self.task == "binary":
+            return _binary_labels(labels, self.perf.positive_label), list(map(_SCORE, preds)), None
+        if self.task == "regression":
+            return list(map(_number, labels)), list(map(_number, map(_PREDICTION, preds))), None
+        if self.task == "multiclass":
+            names = list(map(_class_pair, labels, map(_PREDICTION, preds)))
+            read: list[float | None] = [None if pair is None else 0.0 for pair in names]
+            return read, read, names
+        unread: list[float | None] = [None] * len(labels)
+        return unread, unread, None
 
     def favourable(self, predictions: Sequence[Any], labels: Sequence[Any] | None = None) -> tuple[Any, Any] | None:
         """A multiclass model's predictions (and labels) as its favourable class or not, for its fairness
@@ -484,6 +491,8 @@ class ModelPerformance:
 
     def _outcome_columns(self, outcomes: list[dict[str, float] | None]) -> dict[str, np.ndarray]:
         cols: dict[str, np.ndarray] = {}
+        if not any(outcomes):  # (most batches: labels without business outcomes)
+            return cols
         for i, o in enumerate(outcomes):
             for name, value in (o or {}).items():
                 col = cols.get(name)
@@ -915,3 +924,60 @@ def accuracy_band(p_right: np.ndarray) -> tuple[float, float, float]:
     est = float(p_right.mean())
     half = 1.96 * math.sqrt(float((p_right * (1 - p_right)).sum())) / n
     return est, max(0.0, est - half), min(1.0, est + half)
+
+
+_PLAIN_LABEL_TYPES = frozenset({bool, int, float, type(None)})
+_SCORE = attrgetter("score")
+_PREDICTION = attrgetter("prediction")
+_EVENT_TIME = attrgetter("event_time")
+_SEGMENTS = attrgetter("segments")
+
+
+def _binary_labels(labels: Sequence[Any], positive: str) -> Readings:
+    """:func:`binary_label` of each label; labels that are all booleans or numbers (or missing) are read as one
+    array (NaN: missing, or a number other than 0 and 1)."""
+    if set(map(type, labels)) <= _PLAIN_LABEL_TYPES:
+        try:
+            y = np.array(labels, dtype=np.float64)
+        except OverflowError:  # an integer past float's range: read one by one (it is not 0 or 1)
+            pass
+        else:
+            y[(y != 0.0) & (y != 1.0)] = np.nan
+            return y
+    return list(map(binary_label, labels, repeat(positive)))
+
+
+def _number(value: Any) -> float | None:
+    """A regression label or prediction as a number (None: not one; a boolean is not)."""
+    return float(value) if is_number(value) else None
+
+
+def _class_pair(label: Any, prediction: Any) -> tuple[str, str] | None:
+    """A multiclass row's (label, predicted) class names, None when either names no class."""
+    named, predicted = class_name(label), class_name(prediction)
+    return None if named is None or predicted is None else (named, predicted)
+
+
+def _rows_by_bucket(segments: list[Segments]) -> dict[Bucket, np.ndarray]:
+    """The rows of each bucket, in order: all traffic's, then each segment value's, in the order the rows first
+    name them. Rows are grouped by their whole segment tuple first (a batch has few distinct ones)."""
+    n = len(segments)
+    distinct = dict.fromkeys(segments)
+    if len(distinct) == 1:
+        every = np.arange(n)
+        return {ALL: every, **dict.fromkeys(segments[0], every)}
+    code_of = {combo: k for k, combo in enumerate(distinct)}
+    codes = np.fromiter(map(code_of.__getitem__, segments), dtype=np.intp, count=n)
+    order = np.argsort(codes, kind="stable")
+    ends = np.cumsum(np.bincount(codes, minlength=len(distinct))).tolist()
+    parts: dict[Bucket, list[np.ndarray]] = {}
+    start = 0
+    for combo, end in zip(distinct, ends, strict=True):
+        rows = order[start:end]
+        start = end
+        for bucket in combo:
+            parts.setdefault(bucket, []).append(rows)
+    out: dict[Bucket, np.ndarray] = {ALL: np.arange(n)}
+    for bucket, pieces in parts.items():
+        out[bucket] = pieces[0] if len(pieces) == 1 else np.sort(np.concatenate(pieces))
+    return out

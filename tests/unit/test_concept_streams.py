@@ -6,6 +6,8 @@ benchmarks.concept``; these are the same functions on shorter streams.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import orjson
 import pytest
@@ -253,3 +255,34 @@ def test_errors_rising_in_every_segment_give_one_all_traffic_alert(tmp_path):
 def test_errors_rising_in_one_segment_give_that_segment_alert_only(tmp_path):
     fired = _segmented_change(tmp_path, ("south",))
     assert [seg for _, seg in fired] == ["{'region': 'south'}"], fired
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    rates=st.lists(st.floats(0.0, 0.6), min_size=1, max_size=4),
+    cuts=st.lists(st.integers(1, 3999), max_size=8),
+    after_fires=st.booleans(),
+)
+def test_the_error_stream_drives_adwin_as_rivers_own_update_does(seed, rates, cuts, after_fires):
+    """ADWIN is driven through river's compiled window (all values up to a detection in one call): its window,
+    its detections and the flag it is left with match river's ADWIN fed the same values one by one, at any
+    batching (``after_fires``: batches also end on the values ADWIN fires on), and so do the change points."""
+    from monitor.core import river_drift
+
+    rng = np.random.default_rng(seed)
+    values = np.concatenate([(rng.random(1000) < r) * 1.0 for r in rates])
+    plain = river_drift.ADWIN(delta=0.002, clock=32)
+    fires = []
+    for i, v in enumerate(values.tolist()):
+        plain.update(v)
+        if plain.drift_detected:
+            fires.append(i)
+    s = ErrorStream("binary", ErrorTest(reference_events=1, min_events=50, adwin_delta=0.002, adwin_clock=32))
+    cuts = [*cuts, *([i + 1 for i in fires] if after_fires else [])]
+    bounds = [0, *sorted({c for c in cuts if c < values.size}), values.size]
+    for a, b in itertools.pairwise(bounds):
+        s.update(values[a:b], np.arange(a, b, dtype=np.float64))
+    assert s.detections == len(fires)
+    assert (s.adwin.width, s.adwin.total, s.adwin.drift_detected) == (plain.width, plain.total, plain.drift_detected)
+    assert s.change_seq in {0, *[i + 1 for i in fires]}

@@ -1,0 +1,132 @@
+"""A model version's labels learned column by column (:meth:`ModelPerformance.learn`) give the same state
+whatever the batching: a batch, cut anywhere, and every row on its own (where reading, filtering and grouping
+rows by bucket have nothing to line up) end with the same windows, error streams, counts and buckets. (A
+bucket's ``last_label_time`` is its latest batch's latest label, so it is checked on one batch only.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.config import load_config
+from monitor.core.join import Joined, PendingPrediction
+from monitor.core.performance import ModelPerformance
+
+COMBOS = [
+    (("country", "US"), ("gender", "f")),
+    (("country", "DE"), ("gender", "f")),
+    (("country", "US"), ("gender", "m")),
+    (("country", "IN"),),
+    (),
+]
+LABELS: dict[str, list[Any]] = {
+    "binary": [True, False, 0, 1, "yes", "no", "1", "stay", None, 0.5, 2, 1.0, -1, 10**400],
+    "regression": [0.0, 1.5, 3, -2.25, True, "x", None],
+    "multiclass": ["cat", "dog", "bird", 7, True, 0.5, None],
+}
+PREDICTIONS: dict[str, list[Any]] = {
+    "binary": [1, 0],
+    "regression": [0.2, 4.0, 3, False, "y", None],
+    "multiclass": ["cat", "dog", 7, None, 0.5],
+}
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> tuple[str, list[Joined], list[int]]:
+    task = draw(st.sampled_from(["binary", "regression", "multiclass"]))
+    # binary labels that are all booleans, numbers or missing are read as one array, others one by one
+    choices = [x for x in LABELS[task] if not isinstance(x, str)] if draw(st.booleans()) else LABELS[task]
+    n = draw(st.integers(1, 400))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    rows = []
+    for i in range(n):
+        if task == "binary" and rng.random() < 0.05:
+            score = None
+        else:
+            score = float(rng.random()) if task == "binary" else None
+        label = choices[int(rng.integers(len(choices)))]
+        prediction = PREDICTIONS[task][int(rng.integers(len(PREDICTIONS[task])))]
+        outcomes = {"revenue": float(rng.normal())} if rng.random() < 0.2 else None
+        combo = COMBOS[int(rng.integers(len(COMBOS)))]
+        p = PendingPrediction("m", "v1", combo, prediction, score, 1000.0 + i, None)
+        rows.append(Joined(f"p{i}", p, label, outcomes, float(rng.exponential(30.0))))
+    cuts = sorted(set(draw(st.lists(st.integers(1, max(1, n - 1)), max_size=6))))
+    return task, rows, cuts
+
+
+def _performance(task: str) -> ModelPerformance:
+    cfg = load_config(environ={}, overrides={"performance": {"task": task, "reference_labels": 50}})
+    return ModelPerformance("m", "v1", cfg.performance, cfg.alerts, cfg.detectors.default)
+
+
+def _state(perf: ModelPerformance) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "buckets": list(perf.buckets),
+        "unsupported": perf.unsupported,
+        "delays": perf.delay_buckets.tolist(),
+        "delay_count": perf.delay_count,
+        "outcomes": list(perf.outcome_names),
+    }
+    for key, b in perf.buckets.items():
+        errors = b.errors
+        out[str(key)] = {
+            "labelled": b.labelled,
+            "rows": _named(perf, b.window.ring.rows()),
+            "count": b.window.count,
+            "sums": [float(f"{x:.9g}") for x in b.window.sums.tolist()],  # (summed in another order)
+            "errors": None
+            if errors is None
+            else (errors.count, errors.detections, errors.change_seq, errors.since_n, errors.ref_n),
+            # values an outcome's tracker took (a batch without the name gave its rows no NaN, nor a tracker)
+            "outcomes": {name: t.count - t.missing for name, t in b.outcomes.items() if t.count > t.missing},
+        }
+    return out
+
+
+def _named(perf: ModelPerformance, rows: np.ndarray) -> list[list[Any]]:
+    """A window's rows; a multiclass model's class codes as their names (codes are given in the order classes
+    are first met, which a batch changes: its labels are coded before its predictions)."""
+    if perf.classes is None:
+        return rows.tolist()
+    names = perf.classes.labels()
+    return [[names[int(y)], names[int(v)], right] for y, v, right in rows.tolist()]
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches())
+def test_a_batch_learned_at_once_in_pieces_or_row_by_row_gives_the_same_state(case):
+    task, rows, cuts = case
+    rng = np.random.default_rng(0)
+    whole = _performance(task)
+    whole.learn(rows, rng)
+    pieces = _performance(task)
+    for start, end in zip([0, *cuts], [*cuts, len(rows)], strict=True):
+        pieces.learn(rows[start:end], rng)
+    single = _performance(task)
+    for row in rows:
+        single.learn([row], rng)
+    assert _state(whole) == _state(pieces) == _state(single)
+
+
+def test_rows_without_a_readable_label_or_value_are_counted_and_the_rest_keep_their_own_segments():
+    """Filtering drops rows from every column alike: a kept row's value, time and buckets stay its own."""
+    perf = _performance("binary")
+    us, de = (("country", "US"),), (("country", "DE"),)
+    rows = [
+        Joined("a", PendingPrediction("m", "v1", us, 1, 0.9, 10.0), "maybe", None, 1.0),  # unreadable label
+        Joined("b", PendingPrediction("m", "v1", de, 1, 0.8, 20.0), True, None, 2.0),
+        Joined("c", PendingPrediction("m", "v1", us, 0, None, 30.0), False, None, 3.0),  # no score
+        Joined("d", PendingPrediction("m", "v1", us, 0, 0.1, 40.0), "no", None, 4.0),
+        Joined("e", PendingPrediction("m", "v1", de, 0, None, 50.0), None, {"revenue": 5.0}, 5.0),  # outcomes only
+    ]
+    perf.learn(rows, np.random.default_rng(0))
+    assert perf.unsupported == 2
+    assert perf.buckets[("country", "DE")].window.ring.rows().tolist() == [[1.0, 0.8]]
+    assert perf.buckets[("country", "US")].window.ring.rows().tolist() == [[0.0, 0.1]]
+    assert perf.buckets[("country", "US")].last_label_time == 44.0
+    assert perf.buckets[("country", "DE")].last_label_time == 55.0
+    revenue = perf.buckets[("country", "DE")].outcomes["revenue"]
+    assert (revenue.count, revenue.missing) == (2, 1)  # row b has none
