@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from collections import Counter, OrderedDict
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from itertools import repeat
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -56,6 +58,16 @@ class Joined(NamedTuple):
     label: Any
     outcomes: dict[str, float] | None
     delay_s: float
+
+
+_new_tuple = tuple.__new__  # a named tuple made from its fields without a Python call per row
+_EVENT_TIME = attrgetter("event_time")
+_LABEL = attrgetter("label")
+_OUTCOMES = attrgetter("outcomes")
+
+
+def _nan_as_none(values: np.ndarray) -> list[float | None]:
+    return [None if v != v else v for v in values.tolist()]
 
 
 class _Chunk:
@@ -421,11 +433,56 @@ class LabelJoiner:
         confidences: np.ndarray,
     ) -> tuple[np.ndarray, list[Joined]]:
         """The rows whose label came first, joined in order, and the rows left to store (none of the batch's ids
-        was joined before this batch: a row whose early label an earlier row took is a repeat)."""
+        was joined before this batch: a row whose early label an earlier row took is a repeat). Joined as
+        columns unless an id comes twice among them."""
         early_labels = self.early
         keep = ~np.fromiter(map(early_labels.__contains__, ids), dtype=bool, count=len(ids))
+        rows = np.flatnonzero(~keep)
+        at = rows.tolist()
+        pids = list(map(ids.__getitem__, at))
+        if len(set(pids)) < len(pids):
+            return keep, self._join_early_one_by_one(
+                keep, at, ids, segments, segment_code, combo, predictions, scores, times, now, confidences
+            )
+        earlies: list[PendingLabel] = list(map(early_labels.pop, pids))
+        model, version, _ = self._combos[int(combo[at[0]])]  # (one model version's batch)
+        preds = list(map(_new_tuple, repeat(PendingPrediction), zip(
+            repeat(model), repeat(version), map(segments.__getitem__, segment_code[rows].tolist()),
+            map(predictions.__getitem__, at), _nan_as_none(scores[rows]), times[rows].tolist(),
+            _nan_as_none(confidences[rows]), strict=False,
+        )))  # fmt: skip
+        delays = (np.fromiter(map(_EVENT_TIME, earlies), dtype=np.float64, count=len(at)) - times[rows]).tolist()
+        joined = list(map(_new_tuple, repeat(Joined), zip(
+            pids, preds, map(_LABEL, earlies), map(_OUTCOMES, earlies), delays, strict=True,
+        )))  # fmt: skip
+        mismatched = sum(1 for e in earlies if e.model is not None and e.model != model)
+        if mismatched:
+            self.counts["model_mismatch"] += mismatched
+        self.done.add_many(pids, now)
+        while len(self.done) > self.max_pending:  # as marking each done in turn leaves it
+            self.done.pop_oldest()
+        self.counts["joined"] += len(at)
+        self.counts["joined_early"] += len(at)
+        return keep, joined
+
+    def _join_early_one_by_one(
+        self,
+        keep: np.ndarray,
+        at: list[int],
+        ids: Sequence[str],
+        segments: Sequence[Segments],
+        segment_code: np.ndarray,
+        combo: np.ndarray,
+        predictions: Sequence[Any],
+        scores: np.ndarray,
+        times: np.ndarray,
+        now: float,
+        confidences: np.ndarray,
+    ) -> list[Joined]:
+        """:meth:`_join_early_rows` row by row, when an id with an early label comes more than once."""
+        early_labels = self.early
         joined: list[Joined] = []
-        for r in np.flatnonzero(~keep).tolist():
+        for r in at:
             pid = ids[r]
             early = early_labels.pop(pid, None)
             if early is None:  # an earlier row took it: a repeat, unless the memory of joined ids let it go
@@ -436,7 +493,7 @@ class LabelJoiner:
                 continue
             p = self._row(r, segments, segment_code, combo, predictions, scores, times, confidences)
             joined.append(self._join_early(pid, p, early, now))
-        return keep, joined
+        return joined
 
     def _add_predictions_rowwise(
         self,
