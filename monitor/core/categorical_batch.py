@@ -23,7 +23,8 @@ from monitor.core.significance import BaselineWindowTest, ClosedWindow
 class BucketCounts:
     """A subject's batch laid out bucket after bucket (``lengths[k]`` values of bucket ``k`` each), counted by
     (bucket, code): :attr:`table`, and each bucket's first present value's time (:attr:`first_time`; NaN when it
-    has none)."""
+    has none); each bucket's present count, first time and part's bounds also as Python numbers, read once per
+    stream."""
 
     def __init__(self, codes: np.ndarray, times: np.ndarray, lengths: np.ndarray, width: int) -> None:
         self.codes, self.times, self.lengths = codes, times, lengths
@@ -41,9 +42,18 @@ class BucketCounts:
         has = first < np.searchsorted(at, self.ends)
         self.first_time = np.full(buckets, np.nan)
         self.first_time[has] = times[at[first[has]]]
+        # per bucket, as Python numbers: each stream's share is read once per batch
+        self.present_n: list[int] = self.table.sum(axis=1).tolist()
+        self.first_times: list[float] = self.first_time.tolist()
+        self.bounds = list(zip(self.starts.tolist(), self.ends.tolist(), strict=True))
+        self._at, self._first, self._last = at, first.tolist(), np.searchsorted(at, self.ends).tolist()
 
     def part(self, k: int) -> slice:
-        return slice(int(self.starts[k]), int(self.ends[k]))
+        return slice(*self.bounds[k])
+
+    def present_rows(self, k: int) -> np.ndarray:
+        """The places of bucket ``k``'s present values within its part."""
+        return self._at[self._first[k] : self._last[k]] - self.bounds[k][0]
 
 
 def count_trackers(
@@ -58,16 +68,16 @@ def count_trackers(
     for k, tracker in enumerate(trackers):
         if tracker is None:
             continue
-        part = counts.part(k)
-        if tracker.add_counts(counts.table[k], part.stop - part.start, float(counts.first_time[k])):
+        start, stop = counts.bounds[k]
+        if tracker.add_counts(counts.table[k], stop - start, counts.first_times[k], counts.present_n[k]):
             added[k] = tracker
         else:
-            counted[k] = tracker.count_windows(counts.codes[part], counts.times[part])
+            counted[k] = tracker.count_windows(counts.codes[start:stop], counts.times[start:stop])
     tests = dict(zip(counted, chi_square_tests(list(counted.values())), strict=True))
     out: dict[int, tuple[CategoricalDriftTracker, np.ndarray, list[int]]] = {}
     for k in range(len(trackers)):
         if k in added:
-            out[k] = (added[k], np.flatnonzero(counts.present[counts.part(k)]), [])
+            out[k] = (added[k], counts.present_rows(k), [])
         elif k in counted:
             c = counted[k]
             out[k] = (c.tracker, *c.tracker.take(c, tests[k]))
@@ -81,7 +91,7 @@ def close_test_windows(
     in the partition); by bucket, the windows that closed, their statistics still to compute."""
     out = []
     for k, test in enumerate(tests):
-        if test is None or test.add_counts(counts.table[k], float(counts.first_time[k])):
+        if test is None or test.add_counts(counts.table[k], counts.first_times[k], counts.present_n[k]):
             continue
         part = counts.part(k)
         present = counts.present[part]
