@@ -61,7 +61,7 @@ class BucketPerformance:
     outcomes: dict[str, NumericDriftTracker] = field(default_factory=dict)
     predictions: int = 0
     labelled: int = 0
-    last_label_time: float = math.nan
+    last_label_time: float = math.nan  # the newest label time learned (labels of a later batch may be older)
     # While a model that sends confidences may still turn multiclass: its estimate and warm-up read by them,
     # taken over when it does (ModelPerformance._read_confidences), so they start at its first confidence
     # however its predictions and labels were batched
@@ -331,7 +331,7 @@ class ModelPerformance:
                 if tracker is None:
                     tracker = b.outcomes[name] = NumericDriftTracker(self.detectors)
                 tracker.update(col[idx], times[idx], rng=rng)
-            b.last_label_time = float(times[idx].max())
+            b.last_label_time = float(np.fmax(b.last_label_time, times[idx].max()))
         return set(members)
 
     def _readings(

@@ -1,7 +1,7 @@
 """A model version's labels learned column by column (:meth:`ModelPerformance.learn`) give the same state
 whatever the batching: a batch, cut anywhere, and every row on its own (where reading, filtering and grouping
-rows by bucket have nothing to line up) end with the same windows, error streams, counts and buckets. (A
-bucket's ``last_label_time`` is its latest batch's latest label, so it is checked on one batch only.)"""
+rows by bucket have nothing to line up) end with the same windows, error streams, counts, buckets and newest
+label times."""
 
 from __future__ import annotations
 
@@ -74,6 +74,7 @@ def _state(perf: ModelPerformance) -> dict[str, Any]:
         errors = b.errors
         out[str(key)] = {
             "labelled": b.labelled,
+            "last_label_time": b.last_label_time,
             "rows": _named(perf, b.window.ring.rows()),
             "count": b.window.count,
             "sums": [float(f"{x:.9g}") for x in b.window.sums.tolist()],  # (summed in another order)
