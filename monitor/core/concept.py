@@ -158,7 +158,7 @@ class ErrorStream:
         adwin = self.adwin
         self.count += values.size
         cut_from = start
-        if adwin.drift_detected:  # as river's update does first after a detection: a fresh window
+        if adwin.drift_detected and start < values.size:  # as river's update does first after a detection
             adwin._reset()
         # River's compiled window driven directly, up to the first value it fires on (any() stops there): the
         # values as river's own update would take them, without a Python call per value.

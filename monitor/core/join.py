@@ -456,13 +456,16 @@ class LabelJoiner:
             pids, preds, map(_LABEL, earlies), map(_OUTCOMES, earlies), delays, strict=True,
         )))  # fmt: skip
         mismatched = sum(1 for e in earlies if e.model is not None and e.model != model)
-        if mismatched:
+        first_mismatched = earlies[0].model is not None and earlies[0].model != model
+        if first_mismatched:  # (the counters' order, which snapshots and metrics show, as row by row)
             self.counts["model_mismatch"] += mismatched
         self.done.add_many(pids, now)
         while len(self.done) > self.max_pending:  # as marking each done in turn leaves it
             self.done.pop_oldest()
         self.counts["joined"] += len(at)
         self.counts["joined_early"] += len(at)
+        if mismatched and not first_mismatched:
+            self.counts["model_mismatch"] += mismatched
         return keep, joined
 
     def _join_early_one_by_one(

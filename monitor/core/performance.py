@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
-from operator import attrgetter, is_not
+from operator import attrgetter, is_, is_not
 from typing import Any
 
 import numpy as np
@@ -275,10 +275,10 @@ class ModelPerformance:
             return set()
         _ids, preds, labels, outcomes, delays = (list(col) for col in zip(*joined, strict=True))
         y_read, v_read, names = self._readings(preds, labels)
-        y = np.array(y_read, dtype=np.float64)  # None (unreadable) becomes NaN: no reading gives NaN itself
+        y = np.array(y_read, dtype=np.float64)  # None (unreadable) becomes NaN
         v = np.array(v_read, dtype=np.float64)
         given = np.fromiter(map(is_not, outcomes, repeat(None)), dtype=bool, count=len(joined))
-        keep = (~np.isnan(y) & ~np.isnan(v)) | given
+        keep = ~_unread(y_read, y) & ~_unread(v_read, v) | given
         kept = len(joined)
         if not keep.all():
             rows = np.flatnonzero(keep)
@@ -947,6 +947,14 @@ def _binary_labels(labels: Sequence[Any], positive: str) -> Readings:
     return list(map(binary_label, labels, repeat(positive)))
 
 
+def _unread(readings: Readings, values: np.ndarray) -> np.ndarray:
+    """Where a reading is None (``values``: the readings as floats). A NaN read from a value (a caller's
+    NaN score) is a reading: its row is kept, as a row with an unreadable value is not."""
+    if isinstance(readings, np.ndarray):  # (read as one array: NaN stands for None there)
+        return np.isnan(values)
+    return np.fromiter(map(is_, readings, repeat(None)), dtype=bool, count=values.size)
+
+
 def _number(value: Any) -> float | None:
     """A regression label or prediction as a number (None: not one; a boolean is not)."""
     return float(value) if is_number(value) else None
@@ -963,7 +971,7 @@ def _rows_by_bucket(segments: list[Segments]) -> dict[Bucket, np.ndarray]:
     name them. Rows are grouped by their whole segment tuple first (a batch has few distinct ones)."""
     n = len(segments)
     distinct = dict.fromkeys(segments)
-    if len(distinct) == 1:
+    if len(distinct) == 1 and len(set(segments[0])) == len(segments[0]):  # (a bucket named twice counts twice)
         every = np.arange(n)
         return {ALL: every, **dict.fromkeys(segments[0], every)}
     code_of = {combo: k for k, combo in enumerate(distinct)}

@@ -124,3 +124,29 @@ def test_every_case_in_one_batch():
     assert [(x.prediction_id, x.label, x.delay_s) for x in out] == [("a", 1, 10.0), ("b", 0, 13.0)]
     assert dict(j.counts) == {"joined": 3, "duplicate": 3, "model_mismatch": 1}
     assert list(j.early) == ["z"] and list(j.done) == ["c", "a", "b"] and not j.pending
+
+
+@pytest.mark.parametrize("first_mismatched", [False, True])
+def test_early_labels_joined_as_columns_count_in_the_order_row_by_row_would(first_mismatched):
+    """A batch of predictions meeting their early labels joins them together: the counters (whose order
+    snapshots and metrics show) come in the order one prediction at a time gives them, whichever row's
+    label named another model first."""
+    models = ["other", "m", "m"] if first_mismatched else ["m", "other", "m"]
+    joiners = []
+    for batched in (True, False):
+        j = LabelJoiner(ttl_s=100.0, max_pending=50, early_ttl_s=100.0, max_early=50)
+        for i, model in enumerate(models):
+            j.add_label(f"p{i}", True, None, T0 + 5 + i, model, now=T0)
+        ids = [f"p{i}" for i in range(3)]
+        rows = [(ids[i : i + 1], [i]) for i in range(3)] if not batched else [(ids, [0, 1, 2])]
+        for part, at in rows:
+            k = len(at)
+            times = np.array([T0 + i for i in at], dtype=np.float64)
+            j.add_predictions(
+                part, "m", "v1", [()], np.zeros(k, dtype=np.intp), [1] * k, np.full(k, 0.5), times, now=T0
+            )
+        joiners.append(j)
+    batched, one = joiners
+    assert list(batched.counts.items()) == list(one.counts.items())
+    assert batched.counts["model_mismatch"] == 1 and batched.counts["joined_early"] == 3
+    assert snapshot.dumps(batched) == snapshot.dumps(one)

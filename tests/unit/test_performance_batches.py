@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from monitor.config import load_config
 from monitor.core.join import Joined, PendingPrediction
 from monitor.core.performance import ModelPerformance
+from monitor.core.rules import ALL
 
 COMBOS = [
     (("country", "US"), ("gender", "f")),
@@ -131,3 +132,29 @@ def test_rows_without_a_readable_label_or_value_are_counted_and_the_rest_keep_th
     assert perf.buckets[("country", "DE")].last_label_time == 55.0
     revenue = perf.buckets[("country", "DE")].outcomes["revenue"]
     assert (revenue.count, revenue.missing) == (2, 1)  # row b has none
+
+
+def _one(task: str, label: Any, prediction: Any, score: float | None, segments: Any = ()) -> ModelPerformance:
+    perf = _performance(task)
+    p = PendingPrediction("m", "v1", segments, prediction, score, 10.0)
+    perf.learn([Joined("a", p, label, None, 1.0)], np.random.default_rng(0))
+    return perf
+
+
+def test_each_task_reads_its_labels_and_values_as_before():
+    """What each task reads from a label and a prediction, row by row (the columns must read the same): a
+    boolean is no regression number, a multiclass row is (label, predicted), a NaN score is a reading
+    (kept, not labelled) where a missing one is not (unsupported)."""
+    assert _one("regression", True, 2.0, None).unsupported == 1
+    assert _one("regression", 3, False, None).unsupported == 1
+    assert _one("regression", 3, 2.5, None).buckets[ALL].window.ring.rows().tolist() == [[3.0, 2.5]]
+    perf = _one("multiclass", "cat", "dog", None)
+    assert perf.classes is not None
+    (row,) = perf.buckets[ALL].window.ring.rows().tolist()
+    assert [perf.classes.labels()[int(row[0])], perf.classes.labels()[int(row[1])], row[2]] == ["cat", "dog", 0.0]
+    nan_score = _one("binary", True, 1, float("nan"))
+    assert nan_score.unsupported == 0 and nan_score.delay_count == 1
+    assert all(b.labelled == 0 for b in nan_score.buckets.values())
+    assert _one("binary", True, 1, None).unsupported == 1
+    twice = _one("binary", True, 1, 0.9, (("country", "US"), ("country", "US")))
+    assert twice.buckets[("country", "US")].labelled == 2  # a bucket the tuple names twice, as row by row
