@@ -162,12 +162,14 @@ class Ring:
         self.data = np.zeros((min(capacity, self.INITIAL_ROWS), columns), dtype=np.float64)
         self.size = 0
         self.head = 0  # next write position
+        self.written = 0  # rows ever given to extend (not state: what a cache of the rows is checked against)
 
     @property
     def columns(self) -> int:
         return int(self.data.shape[1])
 
     def extend(self, rows: np.ndarray) -> None:
+        self.written += rows.shape[0]
         rows = rows[-self.capacity :]
         k = rows.shape[0]
         held = self.data.shape[0]

@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import attrgetter, is_, is_not
-from typing import Any
+from typing import Any, ClassVar
+from weakref import WeakKeyDictionary
 
 import numpy as np
 
@@ -45,6 +46,8 @@ from monitor.core.stats import CategoryVocabulary
 
 DELAY_BUCKETS_S = (1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 6 * 3600.0, 86400.0, 3 * 86400.0, 7 * 86400.0)
 Bucket = tuple[str, str]
+# by estimate window: the rows it had been given when counted, and its rows' count by code (ModelPerformance._codes)
+WindowCodes = WeakKeyDictionary[Ring, tuple[int, np.ndarray]]
 Readings = Sequence[float | None] | np.ndarray  # a batch's labels or values as read (None or NaN: unreadable)
 MIN_CONFIDENT_ROWS = 20  # predictions with scores of more than two classes before they make a model multiclass
 BASELINE_SCORE_BINS = 100  # the warm-up's scores, kept as a histogram so the calibration can be applied later
@@ -71,6 +74,9 @@ class BucketPerformance:
 
 class ModelPerformance:
     """Labels, scores, outcomes and latency of one model version in one partition."""
+
+    # Each estimate window's rows counted by code (:meth:`_codes`), kept as the window turns: a cache, not state
+    SNAPSHOT_SKIP: ClassVar[tuple[str, ...]] = ("_window_codes",)
 
     # A multiclass model's class names as codes (at most ``performance.max_classes``, the rest one overflow
     # class), made when its first labelled pair comes; None for the other tasks.
@@ -119,6 +125,7 @@ class ModelPerformance:
         self.outcome_names: list[str] = []
         self.capped_outcomes = 0
         self.calibration = ScoreCalibration(perf.calibration_labels)
+        self._window_codes: WindowCodes = WeakKeyDictionary()
 
     def _bucket(self, bucket: Bucket) -> BucketPerformance:
         b = self.buckets.get(bucket)
@@ -203,7 +210,28 @@ class ModelPerformance:
         if need > 0:
             idx = np.minimum((e[:need] * BASELINE_SCORE_BINS).astype(np.int64), BASELINE_SCORE_BINS - 1)
             baseline += np.bincount(idx, minlength=BASELINE_SCORE_BINS)
+        cached = self._code_counts(estimate)
+        if cached is not None:  # the rows the window lets go out, and those it takes in
+            k = min(e.size, estimate.capacity)
+            over = estimate.size + k - estimate.capacity
+            if over > 0:
+                oldest = (estimate.head - estimate.size) % estimate.capacity
+                gone = estimate.data[(oldest + np.arange(over)) % estimate.capacity, 0]
+                cached -= np.bincount(self._codes(gone), minlength=cached.size)
+            cached += np.bincount(self._codes(e[-estimate.capacity :]), minlength=cached.size)
         estimate.extend(e[:, None])
+        if cached is not None:
+            self._window_codes[estimate] = (estimate.written, cached)
+
+    def _code_counts(self, ring: Ring) -> np.ndarray | None:
+        """The cached count by code of ``ring``'s rows, if it was made for the ring as it is (None: count them)."""
+        cache: WindowCodes | None = self.__dict__.get("_window_codes")
+        if cache is None:  # (absent from an object a snapshot restored)
+            cache = self._window_codes = WeakKeyDictionary()
+        entry = cache.get(ring)
+        if entry is None or entry[0] != ring.written:
+            return None
+        return entry[1]
 
     def _confidence_switch(self, confidences: np.ndarray) -> bool:
         """Whether the estimate takes confidences from this batch on: the model is multiclass (set, or shown
@@ -572,14 +600,19 @@ class ModelPerformance:
 
     def _window_estimate(self, b: BucketPerformance, right: np.ndarray) -> tuple[float, float, float, float, int]:
         """:func:`accuracy_band` of the bucket's estimate window, with the variance of its rows and their
-        number, from a count of the rows' codes (``right``: :meth:`_right_by_code`): a bincount over the
-        window and sums over a few hundred codes, in place of a pass per operation over every row."""
+        number, from a count of the rows' codes (``right``: :meth:`_right_by_code`): sums over a few hundred
+        codes. The count is kept as rows come and go (:meth:`_feed_estimate`), so a batch costs what it adds,
+        not a pass over every bucket's whole window; a window not counted yet is counted once."""
         ring = b.estimate
-        scores = ring.data[: ring.size, 0]  # every row held, in any order
-        n = scores.size
+        n = ring.size
         if n == 0:
             return math.nan, math.nan, math.nan, math.nan, 0
-        counts = np.bincount(self._codes(scores), minlength=right.size).astype(np.float64)
+        codes = self._code_counts(ring)
+        if codes is None or codes.size != right.size:
+            scores = ring.data[:n, 0]  # every row held, in any order
+            codes = np.bincount(self._codes(scores), minlength=right.size)
+            self._window_codes[ring] = (ring.written, codes)
+        counts = codes.astype(np.float64)
         est = float(counts @ right) / n
         half = 1.96 * math.sqrt(float(counts @ (right * (1 - right)))) / n
         var = float(counts @ (right - est) ** 2) / n

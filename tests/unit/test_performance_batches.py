@@ -158,3 +158,41 @@ def test_each_task_reads_its_labels_and_values_as_before():
     assert _one("binary", True, 1, None).unsupported == 1
     twice = _one("binary", True, 1, 0.9, (("country", "US"), ("country", "US")))
     assert twice.buckets[("country", "US")].labelled == 2  # a bucket the tuple names twice, as row by row
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 90), min_size=1, max_size=25),
+    capacity=st.sampled_from([1, 7, 64, 200]),
+    seed=st.integers(0, 2**32 - 1),
+    restored=st.booleans(),
+)
+def test_the_estimate_windows_code_counts_kept_as_it_turns_equal_a_fresh_count(sizes, capacity, seed, restored):
+    """The score estimate reads its window's rows counted by code, kept as rows come and go: after any feeds
+    (some larger than the window, some with missing scores; ``restored``: the cache lost, as a snapshot's
+    restore loses it, and rows written past it) it equals a count of the rows held, and so does the
+    estimate."""
+    from monitor.core.metrics import Ring
+
+    rng = np.random.default_rng(seed)
+    perf = _performance("binary")
+    b = perf._bucket(ALL)
+    b.estimate = Ring(capacity, 1)
+    right = perf._right_by_code()
+    for k, n in enumerate(sizes):
+        scores = rng.random(n)
+        scores[rng.random(n) < 0.1] = np.nan
+        perf._feed_estimate(b.estimate, b.baseline_scores, scores)
+        if restored and k % 3 == 0:
+            perf.__dict__.pop("_window_codes", None)
+        if restored and k % 4 == 1:  # a row written past the cache: it must count the window again
+            b.estimate.extend(rng.random((1, 1)))
+        got = perf._window_estimate(b, right)
+        held = b.estimate.data[: b.estimate.size, 0]
+        if not held.size:  # (nothing held: no estimate, nothing counted)
+            assert got[4] == 0
+            continue
+        fresh = np.bincount(_performance("binary")._codes(held), minlength=right.size)
+        cached = perf._code_counts(b.estimate)
+        assert cached is not None and cached.tolist() == fresh.tolist()
+        assert got[0] == float(fresh.astype(np.float64) @ right) / held.size and got[4] == held.size
