@@ -156,6 +156,7 @@ class Ring:
     """
 
     INITIAL_ROWS = 64
+    written = 0  # (a class default too: a Ring restored from a snapshot field by field skips __init__)
 
     def __init__(self, capacity: int, columns: int) -> None:
         self.capacity = capacity

@@ -288,3 +288,17 @@ def test_expected_correct_tracks_realised_accuracy_of_calibrated_scores(seed, th
     assert np.all((ec >= 0) & (ec <= 1))
     assert abs(float(ec.mean()) - realised) < 0.01
     assert abs(float(ec.mean()) - binary_metrics(y, score, threshold)["accuracy"]) < 0.01
+
+
+def test_a_ring_from_a_snapshot_of_its_field_form_takes_rows():
+    """Snapshots of earlier releases kept a ring field by field (no compact form): restored without its
+    __init__, it must still take rows, and count them for what caches its rows (the score estimate's counts)."""
+    from monitor.core import snapshot as snap
+    from monitor.core.snapshot_classes import register_snapshot_classes
+
+    register_snapshot_classes()
+    field_form = {"$o": "Ring", "f": {"capacity": 4, "data": snap.encode(np.zeros((4, 1))), "size": 0, "head": 0}}
+    ring = snap.decode(field_form)
+    assert isinstance(ring, Ring)
+    ring.extend(np.array([[0.3], [0.7]]))
+    assert ring.rows().ravel().tolist() == [0.3, 0.7] and ring.written == 2
