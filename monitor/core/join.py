@@ -440,10 +440,20 @@ class LabelJoiner:
         rows = np.flatnonzero(~keep)
         at = rows.tolist()
         pids = list(map(ids.__getitem__, at))
-        if len(set(pids)) < len(pids):
-            return keep, self._join_early_one_by_one(
-                keep, at, ids, segments, segment_code, combo, predictions, scores, times, now, confidences
-            )
+        if len(set(pids)) < len(pids):  # an id comes twice among them: row by row
+            joined: list[Joined] = []
+            for r in at:
+                pid = ids[r]
+                early = early_labels.pop(pid, None)
+                if early is None:  # an earlier row took it: a repeat, unless the memory of joined ids let it go
+                    if pid in self.done:
+                        self.counts["duplicate_prediction"] += 1
+                    else:
+                        keep[r] = True
+                    continue
+                p = self._row(r, segments, segment_code, combo, predictions, scores, times, confidences)
+                joined.append(self._join_early(pid, p, early, now))
+            return keep, joined
         earlies: list[PendingLabel] = list(map(early_labels.pop, pids))
         model, version, _ = self._combos[int(combo[at[0]])]  # (one model version's batch)
         preds = list(map(_new_tuple, repeat(PendingPrediction), zip(
@@ -467,36 +477,6 @@ class LabelJoiner:
         if mismatched and not first_mismatched:
             self.counts["model_mismatch"] += mismatched
         return keep, joined
-
-    def _join_early_one_by_one(
-        self,
-        keep: np.ndarray,
-        at: list[int],
-        ids: Sequence[str],
-        segments: Sequence[Segments],
-        segment_code: np.ndarray,
-        combo: np.ndarray,
-        predictions: Sequence[Any],
-        scores: np.ndarray,
-        times: np.ndarray,
-        now: float,
-        confidences: np.ndarray,
-    ) -> list[Joined]:
-        """:meth:`_join_early_rows` row by row, when an id with an early label comes more than once."""
-        early_labels = self.early
-        joined: list[Joined] = []
-        for r in at:
-            pid = ids[r]
-            early = early_labels.pop(pid, None)
-            if early is None:  # an earlier row took it: a repeat, unless the memory of joined ids let it go
-                if pid in self.done:
-                    self.counts["duplicate_prediction"] += 1
-                else:
-                    keep[r] = True
-                continue
-            p = self._row(r, segments, segment_code, combo, predictions, scores, times, confidences)
-            joined.append(self._join_early(pid, p, early, now))
-        return joined
 
     def _add_predictions_rowwise(
         self,
