@@ -18,7 +18,8 @@ from monitor.core.fairness import FairnessTracker
 from monitor.core.metrics import Ring
 from monitor.core.model_state import PREDICTION, ModelState
 from monitor.core.numeric_streams import NumericStreams
-from monitor.core.performance import BASELINE_SCORE_BINS, ModelPerformance
+from monitor.core.performance import ModelPerformance
+from monitor.core.performance_state import BASELINE_SCORE_BINS
 from monitor.core.quality import SchemaWatch
 from monitor.core.settings import Settings
 from monitor.core.significance import BaselineWindowTest, Reference

@@ -21,7 +21,8 @@ from monitor.core.local_change import WindowBreakdown
 from monitor.core.metrics import PerformanceWindow, Ring
 from monitor.core.model_state import ModelState
 from monitor.core.numeric_streams import NumericStreams
-from monitor.core.performance import BucketPerformance, ModelPerformance
+from monitor.core.performance import ModelPerformance
+from monitor.core.performance_state import BucketPerformance
 from monitor.core.profile import SegmentCaps
 from monitor.core.quality import FieldCounts, FieldSchema, SchemaWatch
 from monitor.core.sequential import SequentialSettings, SequentialStreams

@@ -23,7 +23,8 @@ from prometheus_client.registry import Collector
 
 from monitor.core.fairness import FairnessTracker
 from monitor.core.model_state import LATENCY_BUCKETS_MS
-from monitor.core.performance import DELAY_BUCKETS_S, metrics_from_confusion
+from monitor.core.performance import metrics_from_confusion
+from monitor.core.performance_state import DELAY_BUCKETS_S
 from monitor.core.view import EngineView, merged_fairness
 
 if TYPE_CHECKING:

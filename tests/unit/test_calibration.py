@@ -57,7 +57,8 @@ def test_the_estimate_from_code_counts_equals_the_one_from_every_row(seed, rows,
 
     from monitor.config import load_config
     from monitor.core.metrics import Ring
-    from monitor.core.performance import BucketPerformance, ModelPerformance, accuracy_band
+    from monitor.core.performance import ModelPerformance, accuracy_band
+    from monitor.core.performance_state import BucketPerformance
 
     cfg = load_config(environ={}, overrides={})
     perf = ModelPerformance("m", "v1", replace(cfg.performance, threshold=threshold), cfg.alerts, cfg.detectors.default)
