@@ -97,6 +97,12 @@ function segmentText(seg) {
   const s = Object.entries(seg || {}).map(([k, v]) => k + "=" + v).join(",");
   return s ? "in " + s : "in all traffic";
 }
+// A drift bar's fill: the effect's share of its threshold. Only an effect at the threshold fills it: a share
+// just below it (0.996) would round to a full bar under a "stable" label.
+function barWidth(ratio) {
+  const r = Math.max(0, ratio || 0);
+  return (r >= 1 ? 100 : Math.min(99, Math.round(100 * r))) + "%";
+}
 function count(n) { return n === null || n === undefined ? "–" : Math.round(n).toLocaleString("en-US"); }
 
 // An alert is shown red only while its incident is open: a firing event whose incident has resolved is not.
@@ -254,12 +260,11 @@ function renderDrift(models) {
     if (!m.drift || !m.drift.length) continue;
     const shown = m.drift.slice(0, DRIFT_ROWS);
     const rows = shown.map((d) => {
-      const ratio = Math.min(1, d.ratio || 0);
       const w = d.window;
       return el("tr", { class: d.status, "data-status": d.status },
         el("td", {}, d.feature), el("td", {}, d.segment), el("td", { class: "narrow-hide" }, d.kind),
         el("td", {}, el("span", { class: "bar " + d.status },
-          el("span", { style: "width:" + (100 * ratio).toFixed(0) + "%" })), " ", num(d.effect) + " / " + num(d.threshold),
+          el("span", { style: "width:" + barWidth(d.ratio) })), " ", num(d.effect) + " / " + num(d.threshold),
           w ? el("span", { class: "muted window" }, "window " + w.statistic.toUpperCase() + " " + num(w.value) + " / " + num(w.threshold)) : null),
         el("td", { class: "narrow-hide" }, pct(d.missing_ratio)), el("td", {}, count(d.events)),
         el("td", {}, d.status === "drifting" ? el("span", { class: "badge firing" }, STATUS_WORDS.drifting) :

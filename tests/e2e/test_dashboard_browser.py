@@ -268,6 +268,9 @@ def test_dashboard_alert_fires_explains_itself_and_resolves_in_chromium(broker, 
         wait = WebDriverWait(driver, 60)  # a condition, so a generous bound costs nothing when things go well
         driver.get(base + "/?refresh=0")  # the page as loaded: no re-render under the checks
         _fresh_page(driver, wait, 0.0)
+        # Only an effect at its threshold fills a drift bar: 0.498 of 0.5 rounded to a full bar under "stable"
+        widths = [driver.execute_script(f"return barWidth({r})") for r in (0.0, 0.5, 0.996, 0.9999, 1.0, 3.0, "NaN")]
+        assert widths == ["0%", "50%", "99%", "99%", "100%", "100%", "0%"], widths
 
         shown = _check_consistency(driver)
         # Input drift alone, labels flat (income does not enter the churn labels): Watch, not Act.
