@@ -13,9 +13,11 @@ batch size and any mix of the two.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from monitor.core.detectors import WindowTest
 from monitor.core.drift import CategoricalDriftTracker, CountedWindows, chi_square_tests
 from monitor.core.significance import BaselineWindowTest, ClosedWindow
 
@@ -56,13 +58,20 @@ class BucketCounts:
         return self._at[self._first[k] : self._last[k]] - self.bounds[k][0]
 
 
-def count_trackers(
-    trackers: Sequence[CategoricalDriftTracker | None], counts: BucketCounts
-) -> dict[int, tuple[CategoricalDriftTracker, np.ndarray, list[int]]]:
-    """Each bucket's tracker (None: the stream cap turned the bucket away) fed its part of the batch; by bucket,
-    the tracker, the rows of its part its test windows took and the rows that closed one (as
-    :meth:`~monitor.core.drift.CategoricalDriftTracker.update` returns them). The windows closed are tested
-    together (:func:`~monitor.core.drift.chi_square_tests`)."""
+@dataclass
+class FedTrackers:
+    """A categorical subject's trackers fed one batch (:func:`feed_trackers`): by bucket, those that added their
+    row of the count, and those that counted their values because a window closed (its tests still to run)."""
+
+    added: dict[int, CategoricalDriftTracker]
+    counted: dict[int, CountedWindows]
+    counts: BucketCounts
+    buckets: int
+
+
+def feed_trackers(trackers: Sequence[CategoricalDriftTracker | None], counts: BucketCounts) -> FedTrackers:
+    """Each bucket's tracker (None: the stream cap turned the bucket away) fed its part of the batch: its row
+    of the (bucket x code) count when no window closes, else its values one by one."""
     added: dict[int, CategoricalDriftTracker] = {}
     counted: dict[int, CountedWindows] = {}
     for k, tracker in enumerate(trackers):
@@ -73,15 +82,42 @@ def count_trackers(
             added[k] = tracker
         else:
             counted[k] = tracker.count_windows(counts.codes[start:stop], counts.times[start:stop])
-    tests = dict(zip(counted, chi_square_tests(list(counted.values())), strict=True))
+    return FedTrackers(added, counted, counts, len(trackers))
+
+
+def closed_window_tests(fed: Sequence[FedTrackers]) -> list[dict[int, list[WindowTest]]]:
+    """The tests of the windows several subjects' trackers closed in a batch, all together
+    (:func:`~monitor.core.drift.chi_square_tests`): by subject, each bucket's tests in order."""
+    counted = [c for f in fed for c in f.counted.values()]
+    results = iter(chi_square_tests(counted))
+    return [{k: next(results) for k in f.counted} for f in fed]
+
+
+def take_tests(
+    fed: FedTrackers, tests: dict[int, list[WindowTest]]
+) -> dict[int, tuple[CategoricalDriftTracker, np.ndarray, list[int]]]:
+    """By bucket, the tracker, the rows of its part its test windows took and the rows that closed one (as
+    :meth:`~monitor.core.drift.CategoricalDriftTracker.update` returns them), its closed windows' ``tests``
+    taken."""
     out: dict[int, tuple[CategoricalDriftTracker, np.ndarray, list[int]]] = {}
-    for k in range(len(trackers)):
-        if k in added:
-            out[k] = (added[k], counts.present_rows(k), [])
-        elif k in counted:
-            c = counted[k]
+    for k in range(fed.buckets):
+        tracker = fed.added.get(k)
+        if tracker is not None:
+            out[k] = (tracker, fed.counts.present_rows(k), [])
+            continue
+        c = fed.counted.get(k)
+        if c is not None:
             out[k] = (c.tracker, *c.tracker.take(c, tests[k]))
     return out
+
+
+def count_trackers(
+    trackers: Sequence[CategoricalDriftTracker | None], counts: BucketCounts
+) -> dict[int, tuple[CategoricalDriftTracker, np.ndarray, list[int]]]:
+    """One subject's :func:`feed_trackers`, :func:`closed_window_tests` and :func:`take_tests` (the engine runs the
+    tests of every categorical subject of a batch together)."""
+    fed = feed_trackers(trackers, counts)
+    return take_tests(fed, closed_window_tests([fed])[0])
 
 
 def close_test_windows(

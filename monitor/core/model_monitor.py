@@ -16,7 +16,14 @@ from typing import Any
 import numpy as np
 
 from monitor.core.alerting import Alerting
-from monitor.core.categorical_batch import BucketCounts, close_test_windows, count_trackers
+from monitor.core.categorical_batch import (
+    BucketCounts,
+    FedTrackers,
+    close_test_windows,
+    closed_window_tests,
+    feed_trackers,
+    take_tests,
+)
 from monitor.core.columns import (
     Bucket,
     convert_column,
@@ -135,6 +142,15 @@ class ModelMonitor:
         bucket_now = [float(times.max() if part is None else times[part].max()) for _, part in buckets]
         whole = next((k for k, (bucket, _) in enumerate(buckets) if bucket == ALL), -1)  # all traffic's (the first)
         segment_rows: dict[str, np.ndarray] | None = None  # each row's segment value code per attribute, on demand
+        # every categorical subject's buckets counted in one pass each, then the windows they closed tested together
+        fed: dict[str, tuple[list[CategoricalDriftTracker | None], FedTrackers]] = {}
+        for name, _, kind, column, _ in converted_columns:
+            if kind != "numeric":
+                trackers = [self._tracker(state, name, bucket) for bucket, _ in buckets]
+                codes = column if grouped is None else column[grouped]
+                counts = BucketCounts(codes, grouped_times, lengths, self.config.monitoring.max_categories + 1)
+                fed[name] = (trackers, feed_trackers(trackers, counts))
+        tested = dict(zip(fed, closed_window_tests([f for _, f in fed.values()]), strict=True))
         for name, values, kind, column, mismatch in converted_columns:
             if watch is not None and name != PREDICTION:
                 observed.append((name, values, kind, column, mismatch))
@@ -151,11 +167,10 @@ class ModelMonitor:
                         touched.append(overall)  # attribution needs all traffic's view (e.g. its alert's cooldown)
                 alerts.extend(self.judging.decide(state, name, touched))
                 continue
-            # every bucket's windows counted in one pass, then the windows they closed tested together
-            trackers = [self._tracker(state, name, bucket) for bucket, _ in buckets]
-            grouped_codes = column if grouped is None else column[grouped]
-            counts = BucketCounts(grouped_codes, grouped_times, lengths, self.config.monitoring.max_categories + 1)
-            updated = count_trackers(trackers, counts)
+            trackers, subject = fed[name]
+            counts = subject.counts
+            grouped_codes = counts.codes
+            updated = take_tests(subject, tested[name])
             if testing:
                 tests = [
                     None if t is None else self.setup.window_test(state, name, kind, bucket)

@@ -8,7 +8,14 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.core.categorical_batch import BucketCounts, close_test_windows, count_trackers
+from monitor.core.categorical_batch import (
+    BucketCounts,
+    close_test_windows,
+    closed_window_tests,
+    count_trackers,
+    feed_trackers,
+    take_tests,
+)
 from monitor.core.drift import CategoricalDriftTracker
 from monitor.core.settings import DetectorSettings
 from monitor.core.significance import BaselineWindowTest, Reference, complete_windows
@@ -121,3 +128,69 @@ def test_streams_counted_together_equal_each_counted_alone(
             assert all(not math.isnan(c.result.p_value) for c in mine)
         for k in range(buckets):
             assert _state(together[0][k], together[1][k]) == _state(alone[0][k], alone[1][k])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    widths=st.lists(st.integers(2, 7), min_size=1, max_size=4),
+    batches=st.lists(st.integers(0, 600), min_size=1, max_size=6),
+    buckets=st.integers(1, 4),
+    window=st.integers(2, 200),
+    warmup=st.integers(1, 300),
+)
+def test_several_subjects_tested_together_equal_each_tested_alone(seed, widths, batches, buckets, window, warmup):
+    """The engine tests the windows every categorical subject of a batch closed in one pass (subjects of other
+    vocabulary sizes among them): each subject's trackers end as they do with their own tests (the results go
+    back to the subject and bucket whose window closed)."""
+    rng = np.random.default_rng(seed)
+    settings_ = DetectorSettings(warmup_events=warmup, categorical_window=window)
+
+    def trackers() -> list[list[CategoricalDriftTracker]]:
+        return [[CategoricalDriftTracker(settings_, width) for _ in range(buckets)] for width in widths]
+
+    together, alone = trackers(), trackers()
+    t0 = 0.0
+    for b, rows in enumerate(batches):
+        batch = []
+        for width in widths:
+            lengths = rng.integers(0, rows + 1, buckets)
+            size = int(lengths.sum())
+            high = width if b < len(batches) // 2 else max(1, width - 1)
+            codes = rng.integers(0, high, size)
+            codes[rng.random(size) < 0.1] = -1
+            batch.append((codes, t0 + np.arange(size, dtype=np.float64), lengths))
+            t0 += size
+        fed = [
+            feed_trackers(subject, BucketCounts(codes, times, lengths, width))
+            for subject, width, (codes, times, lengths) in zip(together, widths, batch, strict=True)
+        ]
+        tests = closed_window_tests(fed)
+        assert len(tests) == len(fed)
+        for f, subject_tests, subject, width, (codes, times, lengths) in zip(
+            fed, tests, alone, widths, batch, strict=True
+        ):
+            mine = take_tests(f, subject_tests)
+            theirs = count_trackers(subject, BucketCounts(codes, times, lengths, width))
+            assert sorted(mine) == sorted(theirs)
+            for k in mine:
+                assert mine[k][1].tolist() == theirs[k][1].tolist() and mine[k][2] == theirs[k][2]
+        for mine_subject, their_subject in zip(together, alone, strict=True):
+            for a, b_ in zip(mine_subject, their_subject, strict=True):
+                last_a, last_b = a.last, b_.last
+                assert (a.count, a.missing, a.counts.tolist(), a.last_seq, a.last_time, dict(a.detections)) == (
+                    b_.count,
+                    b_.missing,
+                    b_.counts.tolist(),
+                    b_.last_seq,
+                    b_.last_time,
+                    dict(b_.detections),
+                )
+                assert (last_a is None) == (last_b is None)
+                if last_a is not None and last_b is not None:
+                    assert (last_a.position, last_a.p_value, last_a.distance, last_a.current.tolist()) == (
+                        last_b.position,
+                        last_b.p_value,
+                        last_b.distance,
+                        last_b.current.tolist(),
+                    )
