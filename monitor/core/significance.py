@@ -127,12 +127,15 @@ class WindowStatistics:
     chi2_p: np.ndarray
 
 
-def window_tests(reference: np.ndarray, current: np.ndarray, exact_below: float = 1.0) -> WindowStatistics:
+def window_tests(
+    reference: np.ndarray, current: np.ndarray, exact_below: float = 1.0, *, ks: bool = True
+) -> WindowStatistics:
     """PSI, Jensen-Shannon, Kolmogorov-Smirnov and chi-square of every window that closed, as 2-D arrays.
 
     Row ``i`` of ``current`` (counts per bin or category) is tested against row ``i`` of ``reference``; each
     statistic equals the one-window function's (:func:`psi`, :func:`js_distance`, :func:`ks_two_sample`,
     :func:`chi_square`), computed for all rows in a handful of array operations instead of a few per window.
+    ``ks`` False leaves Kolmogorov-Smirnov out (0 and p 1): categories have no order for it to read.
 
     >>> ref = np.array([[50, 50], [50, 50]]); cur = np.array([[80, 20], [50, 50]])
     >>> w = window_tests(ref, cur)
@@ -152,16 +155,17 @@ def window_tests(reference: np.ndarray, current: np.ndarray, exact_below: float 
         kl_c = np.where(c > 0, c * np.log2(c / mid), 0.0).sum(axis=1)
     js_ = np.sqrt(np.maximum(0.0, 0.5 * kl_r + 0.5 * kl_c))
     both = (m[:, 0] > 0) & (n[:, 0] > 0)
-    d = np.where(both, np.abs(np.cumsum(r, axis=1) - np.cumsum(c, axis=1)).max(axis=1), 0.0)
-    en = np.where(both, m[:, 0] * n[:, 0] / np.maximum(m[:, 0] + n[:, 0], 1.0), 0.0)
-    ks_p = np.ones(d.size)
-    approx = special.kolmogorov(np.sqrt(en) * d)
-    sizes, size_of = np.unique(np.round(en), return_inverse=True)
-    critical = np.array([ks_critical(exact_below, int(k)) for k in sizes.tolist()])[size_of.reshape(-1)]
-    exact = both & (d >= critical)  # (see ks_two_sample)
-    ks_p[both & ~exact] = approx[both & ~exact]
-    if exact.any():
-        ks_p[exact] = np.clip(sps.kstwo.sf(d[exact], np.round(en[exact])), 0.0, 1.0)
+    d, ks_p = np.zeros(ref.shape[0]), np.ones(ref.shape[0])
+    if ks:
+        d = np.where(both, np.abs(np.cumsum(r, axis=1) - np.cumsum(c, axis=1)).max(axis=1), 0.0)
+        en = np.where(both, m[:, 0] * n[:, 0] / np.maximum(m[:, 0] + n[:, 0], 1.0), 0.0)
+        approx = special.kolmogorov(np.sqrt(en) * d)
+        sizes, size_of = np.unique(np.round(en), return_inverse=True)
+        critical = np.array([ks_critical(exact_below, int(k)) for k in sizes.tolist()])[size_of.reshape(-1)]
+        exact = both & (d >= critical)  # (see ks_two_sample)
+        ks_p[both & ~exact] = approx[both & ~exact]
+        if exact.any():
+            ks_p[exact] = np.clip(sps.kstwo.sf(d[exact], np.round(en[exact])), 0.0, 1.0)
     used = (ref + cur) > 0
     k = used.sum(axis=1)
     total = m + n
@@ -584,25 +588,57 @@ def complete_windows(closed: list[ClosedWindow]) -> None:
         for i, c in enumerate(rows):
             ref[i, : c.reference.size] = c.reference
             cur[i, : c.counts.size] = c.counts
-        w = window_tests(ref, cur, exact)
-        for i, c in enumerate(rows):
+        w = window_tests(ref, cur, exact, ks=kind == "numeric")
+        psi_, js_ = w.psi.tolist(), w.js.tolist()
+        if kind == "numeric":
+            ks, ks_p, chi2_p = w.ks.tolist(), w.ks_p.tolist(), w.chi2_p.tolist()
+            for i, c in enumerate(rows):
+                r = c.result
+                r.psi, r.js, r.ks = psi_[i], js_[i], ks[i]
+                r.p_value = ks_p[i] if r.test == "ks" else chi2_p[i]
+            continue
+        for c, p, j, p_value, top, share_c, share_r, distance in zip(
+            rows, psi_, js_, w.chi2_p.tolist(), *_largest_moves(ref, cur, rows), strict=True
+        ):
             r = c.result
-            r.psi, r.js = float(w.psi[i]), float(w.js[i])
-            if kind == "numeric":
-                r.ks = float(w.ks[i])
-                r.p_value = float(w.ks_p[i]) if r.test == "ks" else float(w.chi2_p[i])
-            else:
-                r.p_value = float(w.chi2_p[i])
-                shares_r, shares_c = _shares(ref[i, : c.reference.size]), _shares(cur[i, : c.counts.size])
-                top = int(np.argmax(np.abs(shares_c - shares_r)))
-                r.current = {
-                    "code": top,
-                    "share": float(shares_c[top]),
-                    "events": r.events,
-                    "rose": bool(shares_c[top] > shares_r[top]),
-                    "distance": 0.5 * float(np.abs(shares_c - shares_r).sum()),
-                }
-                r.baseline = {"code": top, "share": float(shares_r[top]), "events": r.reference_events}
+            r.psi, r.js, r.p_value = p, j, p_value
+            r.current = {"code": top, "share": share_c, "events": r.events, "rose": share_c > share_r,
+                         "distance": distance}  # fmt: skip
+            r.baseline = {"code": top, "share": share_r, "events": r.reference_events}
+
+
+def _largest_moves(
+    ref: np.ndarray, cur: np.ndarray, rows: list[ClosedWindow]
+) -> tuple[list[int], list[float], list[float], list[float]]:
+    """Per categorical window (a row of ``ref`` and ``cur``, padded with zero columns past each window's own
+    width): the category whose share moved most from the reference's, its share now and then, and the total
+    variation distance. Rows of one width (the usual case: one vocabulary size) in a few array operations,
+    summed over the same columns as one row alone; rows of several widths each over its own columns."""
+    width = ref.shape[1]
+    if all(c.reference.size == width and c.counts.size == width for c in rows):
+        n_ref, n_cur = ref.sum(axis=1, keepdims=True), cur.sum(axis=1, keepdims=True)
+        shares_r = np.divide(ref, n_ref, out=np.zeros_like(ref), where=n_ref != 0)
+        shares_c = np.divide(cur, n_cur, out=np.zeros_like(cur), where=n_cur != 0)
+        moved = np.abs(shares_c - shares_r)
+        top = np.argmax(moved, axis=1)
+        at = np.arange(top.size)
+        return (
+            top.tolist(), shares_c[at, top].tolist(), shares_r[at, top].tolist(),
+            (0.5 * moved.sum(axis=1)).tolist(),
+        )  # fmt: skip
+    tops: list[int] = []
+    now: list[float] = []
+    then: list[float] = []
+    distances: list[float] = []
+    for i, c in enumerate(rows):
+        shares_r, shares_c = _shares(ref[i, : c.reference.size]), _shares(cur[i, : c.counts.size])
+        moved = np.abs(shares_c - shares_r)
+        top = int(np.argmax(moved))
+        tops.append(top)
+        now.append(float(shares_c[top]))
+        then.append(float(shares_r[top]))
+        distances.append(0.5 * float(moved.sum()))
+    return tops, now, then, distances
 
 
 class FalseDiscoveryControl:

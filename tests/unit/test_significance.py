@@ -615,6 +615,30 @@ def test_windows_completed_together_equal_the_one_window_statistics():
             assert r.current["distance"] == pytest.approx(0.5 * np.abs(shares_c - shares_r).sum())
 
 
+def test_categorical_windows_of_one_width_completed_together_equal_each_alone():
+    """Categorical windows of one vocabulary size (the usual batch) are completed in a few array operations:
+    each one's largest move, its shares and its distance equal, to the bit, those of its own row alone."""
+    from monitor.core.significance import BaselineWindowTest, complete_windows
+
+    rng = np.random.default_rng(4)
+    closed = []
+    for k in range(6):
+        t = BaselineWindowTest("categorical", window=200, baseline_events=300, n_codes=21)
+        x = np.r_[rng.integers(0, 4 + k, 300), rng.integers(k % 3, 6 + k, 700)]
+        closed += t.close_windows(x, np.arange(x.size, dtype=float))
+    assert len(closed) == 18 and {c.counts.size for c in closed} == {21}
+    complete_windows(closed)
+    for c in closed:
+        shares_r, shares_c = c.reference / c.reference.sum(), c.counts / c.counts.sum()
+        moved = np.abs(shares_c - shares_r)
+        top = int(np.argmax(moved))
+        assert c.result.current == {
+            "code": top, "share": float(shares_c[top]), "events": 200, "rose": bool(shares_c[top] > shares_r[top]),
+            "distance": 0.5 * float(moved.sum()),
+        }  # fmt: skip
+        assert c.result.baseline == {"code": top, "share": float(shares_r[top]), "events": 300}
+
+
 # --- a numeric table's windows as columns ----------------------------------------------------------
 
 
