@@ -210,7 +210,7 @@ class ModelMonitor:
         return alerts
 
     def _watched(self, feature: str) -> bool:
-        if feature in self._ignore:
+        if feature in self._ignore or feature == PREDICTION:  # (the prediction's own streams go by that name)
             return False
         return not self._include or feature in self._include
 

@@ -716,6 +716,32 @@ def test_ignored_and_selected_features():
     assert "age" not in eng.models["churn", "v1"].kinds
 
 
+def test_a_feature_named_like_the_predictions_streams_leaves_them_alone():
+    """``__prediction__`` names the prediction's own streams: a feature of that name (seen from outside) fed
+    them a second column, twice a batch, and counted twice their windows' detections."""
+
+    def events(extra: bool) -> list[dict]:
+        rng = np.random.default_rng(5)
+        out = []
+        for i in range(3_000):
+            features = {"c0": "ab"[int(rng.random() < 0.5)]}
+            odd = "uv"[int(rng.random() < (0.2 if i < 1_500 else 0.8))]
+            if extra:
+                features["__prediction__"] = odd
+            out.append({"prediction_id": f"p{i}", "model": "m", "model_version": "v1", "timestamp": T0 + i,
+                        "features": features, "prediction": "dog" if rng.random() < 0.3 else "cat"})  # fmt: skip
+        return out
+
+    def streams(extra: bool) -> dict:
+        eng = _engine()
+        _feed(eng, events(extra))
+        state = eng.models["m", "v1"]
+        return {k: (t.count, t.counts.tolist(), dict(t.detections)) for k, t in state.streams.items()}
+
+    assert streams(True) == streams(False)
+    assert streams(True)[("__prediction__", "", "")][0] == 3_000
+
+
 @pytest.mark.parametrize("segments", [["country"], []])
 def test_configured_segments_limit_the_buckets(segments):
     eng = _engine(monitoring={"segments": segments})
