@@ -35,6 +35,7 @@ from monitor.core.columns import (
 )
 from monitor.core.drift import CategoricalDriftTracker
 from monitor.core.events import PredictionBatch
+from monitor.core.false_discovery import FalseDiscoveryControl
 from monitor.core.float_columns import as_values
 from monitor.core.judgements import retrain_judgement
 from monitor.core.judging import DriftJudging, StreamToJudge
@@ -47,7 +48,7 @@ from monitor.core.quality_feed import ObservedColumn, feed_schema_watch
 from monitor.core.rules import ALL, Alert
 from monitor.core.settings import Settings
 from monitor.core.shards import shard_of
-from monitor.core.significance import ClosedWindow, FalseDiscoveryControl, WindowResult, complete_windows
+from monitor.core.significance import ClosedWindow, WindowResult, complete_windows
 
 
 class ModelMonitor:

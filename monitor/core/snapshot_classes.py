@@ -15,6 +15,7 @@ from monitor.core.detectors import ChunkedADWIN, PageHinkley, WindowedChiSquare,
 from monitor.core.drift import CategoricalDriftTracker, DriftEvidence, NumericDriftTracker
 from monitor.core.event_clock import VersionActivity
 from monitor.core.fairness import AttributeWindow, FairnessTracker, GroupStats
+from monitor.core.false_discovery import FalseDiscoveryControl
 from monitor.core.incidents import Incidents
 from monitor.core.join import LabelJoiner, PendingLabel, PendingPrediction
 from monitor.core.local_change import WindowBreakdown
@@ -30,7 +31,6 @@ from monitor.core.settings import AlertConfig, DetectorSettings, FairnessConfig,
 from monitor.core.significance import (
     BaselineWindowTest,
     ClosedWindows,
-    FalseDiscoveryControl,
     Reference,
     WindowResult,
 )

@@ -11,14 +11,13 @@ from hypothesis import strategies as st
 from scipy import special, stats
 from scipy.spatial import distance
 
+from monitor.core.false_discovery import FalseDiscoveryControl, benjamini_hochberg
 from monitor.core.significance import (
     PSI_EPSILON,
     BaselineWindowTest,
     ClosedWindows,
-    FalseDiscoveryControl,
     Reference,
     WindowResult,
-    benjamini_hochberg,
     chi_square,
     js_distance,
     ks_samples,
