@@ -60,13 +60,14 @@ class BucketCounts:
 
 @dataclass
 class FedTrackers:
-    """A categorical subject's trackers fed one batch (:func:`feed_trackers`): by bucket, those that added their
-    row of the count, and those that counted their values because a window closed (its tests still to run)."""
+    """A categorical subject's trackers (by bucket; None: turned away by the stream cap) fed one batch
+    (:func:`feed_trackers`): by bucket, those that added their row of the count, and those that counted their
+    values because a window closed (its tests still to run)."""
 
+    trackers: Sequence[CategoricalDriftTracker | None]
     added: dict[int, CategoricalDriftTracker]
     counted: dict[int, CountedWindows]
     counts: BucketCounts
-    buckets: int
 
 
 def feed_trackers(trackers: Sequence[CategoricalDriftTracker | None], counts: BucketCounts) -> FedTrackers:
@@ -82,7 +83,7 @@ def feed_trackers(trackers: Sequence[CategoricalDriftTracker | None], counts: Bu
             added[k] = tracker
         else:
             counted[k] = tracker.count_windows(counts.codes[start:stop], counts.times[start:stop])
-    return FedTrackers(added, counted, counts, len(trackers))
+    return FedTrackers(trackers, added, counted, counts)
 
 
 def closed_window_tests(fed: Sequence[FedTrackers]) -> list[dict[int, list[WindowTest]]]:
@@ -100,7 +101,7 @@ def take_tests(
     :meth:`~monitor.core.drift.CategoricalDriftTracker.update` returns them), its closed windows' ``tests``
     taken."""
     out: dict[int, tuple[CategoricalDriftTracker, np.ndarray, list[int]]] = {}
-    for k in range(fed.buckets):
+    for k in range(len(fed.trackers)):
         tracker = fed.added.get(k)
         if tracker is not None:
             out[k] = (tracker, fed.counts.present_rows(k), [])

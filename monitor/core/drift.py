@@ -301,14 +301,11 @@ class CategoricalDriftTracker:
         closed, ends = self.test.count_windows(codes)
         return CountedWindows(self, rows, times, seq0, closed, ends)
 
-    def add_counts(self, counts: np.ndarray, offered: int, first_time: float, present: int | None = None) -> bool:
-        """A batch already counted by code (``counts``: its present values, ``offered`` with the missing ones, the
-        first present value's time; ``present``: ``counts.sum()``, if the caller has it), added when it neither
-        completes the warm-up nor closes a test window, as :meth:`count_windows` would add it; False, and nothing
-        added, otherwise (the caller counts it that way). Many streams' batches are counted in one pass this way
-        (:mod:`monitor.core.categorical_batch`)."""
-        if present is None:
-            present = int(counts.sum())
+    def add_counts(self, counts: np.ndarray, offered: int, first_time: float, present: int) -> bool:
+        """A batch already counted by code (``counts``: its ``present`` values, ``offered`` with the missing ones,
+        the first present value's time), added when it neither completes the warm-up nor closes a test window,
+        as :meth:`count_windows` would add it; False, and nothing added, otherwise (the caller counts it that
+        way). Many streams' batches are counted in one pass this way (:mod:`monitor.core.categorical_batch`)."""
         test = self.test
         if test.reference is None or counts.size != self.counts.size or not test.add_counts(counts, present):
             return False

@@ -156,14 +156,15 @@ class Ring:
     """
 
     INITIAL_ROWS = 64
-    written = 0  # (a class default too: a Ring restored from a snapshot field by field skips __init__)
+    # rows ever given to extend: not state, but what a cache of the rows is checked against (a class default, as a
+    # Ring restored from a snapshot field by field skips __init__)
+    written = 0
 
     def __init__(self, capacity: int, columns: int) -> None:
         self.capacity = capacity
         self.data = np.zeros((min(capacity, self.INITIAL_ROWS), columns), dtype=np.float64)
         self.size = 0
         self.head = 0  # next write position
-        self.written = 0  # rows ever given to extend (not state: what a cache of the rows is checked against)
 
     @property
     def columns(self) -> int:

@@ -144,14 +144,13 @@ class ModelMonitor:
         whole = next((k for k, (bucket, _) in enumerate(buckets) if bucket == ALL), -1)  # all traffic's (the first)
         segment_rows: dict[str, np.ndarray] | None = None  # each row's segment value code per attribute, on demand
         # every categorical subject's buckets counted in one pass each, then the windows they closed tested together
-        fed: dict[str, tuple[list[CategoricalDriftTracker | None], FedTrackers]] = {}
+        fed: dict[str, FedTrackers] = {}
         for name, _, kind, column, _ in converted_columns:
             if kind != "numeric":
-                trackers = [self._tracker(state, name, bucket) for bucket, _ in buckets]
                 codes = column if grouped is None else column[grouped]
                 counts = BucketCounts(codes, grouped_times, lengths, self.config.monitoring.max_categories + 1)
-                fed[name] = (trackers, feed_trackers(trackers, counts))
-        tested = dict(zip(fed, closed_window_tests([f for _, f in fed.values()]), strict=True))
+                fed[name] = feed_trackers([self._tracker(state, name, bucket) for bucket, _ in buckets], counts)
+        tested = dict(zip(fed, closed_window_tests(list(fed.values())), strict=True))
         for name, values, kind, column, mismatch in converted_columns:
             if watch is not None and name != PREDICTION:
                 observed.append((name, values, kind, column, mismatch))
@@ -168,8 +167,8 @@ class ModelMonitor:
                         touched.append(overall)  # attribution needs all traffic's view (e.g. its alert's cooldown)
                 alerts.extend(self.judging.decide(state, name, touched))
                 continue
-            trackers, subject = fed[name]
-            counts = subject.counts
+            subject = fed[name]
+            trackers, counts = subject.trackers, subject.counts
             grouped_codes = counts.codes
             updated = take_tests(subject, tested[name])
             if testing:

@@ -74,6 +74,7 @@ class PerformanceState:
 
     # Each estimate window's rows counted by code (:meth:`_codes`), kept as the window turns: a cache, not state
     SNAPSHOT_SKIP: ClassVar[tuple[str, ...]] = ("_window_codes",)
+    _window_codes: WindowCodes  # made on first use (:meth:`_code_counts`), also in an object a snapshot restored
 
     # A multiclass model's class names as codes (at most ``performance.max_classes``, the rest one overflow
     # class), made when its first labelled pair comes; None for the other tasks.
@@ -122,7 +123,6 @@ class PerformanceState:
         self.outcome_names: list[str] = []
         self.capped_outcomes = 0
         self.calibration = ScoreCalibration(perf.calibration_labels)
-        self._window_codes: WindowCodes = WeakKeyDictionary()
 
     def _bucket(self, bucket: Bucket) -> BucketPerformance:
         b = self.buckets.get(bucket)
@@ -223,7 +223,7 @@ class PerformanceState:
     def _code_counts(self, ring: Ring) -> np.ndarray | None:
         """The cached count by code of ``ring``'s rows, if it was made for the ring as it is (None: count them)."""
         cache: WindowCodes | None = self.__dict__.get("_window_codes")
-        if cache is None:  # (absent from an object a snapshot restored)
+        if cache is None:
             cache = self._window_codes = WeakKeyDictionary()
         entry = cache.get(ring)
         if entry is None or entry[0] != ring.written:

@@ -447,13 +447,10 @@ class BaselineWindowTest:
         complete_windows(closed)
         return [c.result for c in closed]
 
-    def add_counts(self, counts: np.ndarray, first_time: float, present: int | None = None) -> bool:
-        """A categorical stream's present codes already counted (``counts``, by code; ``first_time``: the first
-        one's time; ``present``: ``counts.sum()``, if the caller has it), added when its reference is known and
-        they do not close the open window, as :meth:`close_windows` would add them; False, and nothing added,
-        otherwise."""
-        if present is None:
-            present = int(counts.sum())
+    def add_counts(self, counts: np.ndarray, first_time: float, present: int) -> bool:
+        """A categorical stream's ``present`` codes already counted (``counts``, by code; ``first_time``: the
+        first one's time), added when its reference is known and they do not close the open window, as
+        :meth:`close_windows` would add them; False, and nothing added, otherwise."""
         if (
             self.kind != "categorical"
             or self.reference is None
