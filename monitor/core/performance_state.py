@@ -178,16 +178,27 @@ class PerformanceState:
         if self.confidences:
             scores = np.full(scores.shape, np.nan) if confidences is None else confidences
         estimating = self.estimates
+        if estimating:  # every row's clipped score and code once, each bucket then takes its rows' share
+            scored = ~np.isnan(scores)
+            clipped = np.clip(scores[scored], 0.0, 1.0)
+            codes = self._codes(clipped)
+            place = np.cumsum(scored) - 1  # a scored row's place among the scored
         for bucket, part in parts:
             b = self._bucket(bucket)
             b.predictions += scores.size if part is None else part.size
             if estimating:
-                self._feed_estimate(b.estimate, b.baseline_scores, scores if part is None else scores[part])
+                if part is None:
+                    self._feed_estimate(b.estimate, b.baseline_scores, clipped, codes)
+                else:
+                    mine = place[part[scored[part]]]
+                    self._feed_estimate(b.estimate, b.baseline_scores, clipped[mine], codes[mine])
             if shadowing:
                 assert confidences is not None
                 if b.shadow is None or b.shadow_baseline is None:
                     b.shadow, b.shadow_baseline = Ring(self.perf.window, 1), np.zeros(BASELINE_SCORE_BINS)
-                self._feed_estimate(b.shadow, b.shadow_baseline, confidences if part is None else confidences[part])
+                shadowed = confidences if part is None else confidences[part]
+                e = np.clip(shadowed[~np.isnan(shadowed)], 0.0, 1.0)
+                self._feed_estimate(b.shadow, b.shadow_baseline, e, self._codes(e))
             elif b.shadow is not None and not keep_shadows:  # its task can no longer change
                 b.shadow = b.shadow_baseline = None
         if not keep_shadows:
@@ -198,9 +209,9 @@ class PerformanceState:
             self.latency.update(np.log1p(latency_ms[present]), times[present], rng=rng)
         return [(bucket, float(times.max())) for bucket, _ in parts]
 
-    def _feed_estimate(self, estimate: Ring, baseline: np.ndarray, scores: np.ndarray) -> None:
-        """Scores (or confidences) into an estimate window, the first ``warmup_events`` into its warm-up."""
-        e = np.clip(scores[~np.isnan(scores)], 0.0, 1.0)
+    def _feed_estimate(self, estimate: Ring, baseline: np.ndarray, e: np.ndarray, codes: np.ndarray) -> None:
+        """Present scores (or confidences) clipped to [0, 1], with their :meth:`_codes`, into an estimate window;
+        the first ``warmup_events`` into its warm-up."""
         if e.size == 0:
             return
         need = self.detectors.warmup_events - int(baseline.sum())
@@ -215,7 +226,7 @@ class PerformanceState:
                 oldest = (estimate.head - estimate.size) % estimate.capacity
                 gone = estimate.data[(oldest + np.arange(over)) % estimate.capacity, 0]
                 cached -= np.bincount(self._codes(gone), minlength=cached.size)
-            cached += np.bincount(self._codes(e[-estimate.capacity :]), minlength=cached.size)
+            cached += np.bincount(codes[-estimate.capacity :], minlength=cached.size)
         estimate.extend(e[:, None])
         if cached is not None:
             self._window_codes[estimate] = (estimate.written, cached)

@@ -182,7 +182,8 @@ def test_the_estimate_windows_code_counts_kept_as_it_turns_equal_a_fresh_count(s
     for k, n in enumerate(sizes):
         scores = rng.random(n)
         scores[rng.random(n) < 0.1] = np.nan
-        perf._feed_estimate(b.estimate, b.baseline_scores, scores)
+        present = np.clip(scores[~np.isnan(scores)], 0.0, 1.0)
+        perf._feed_estimate(b.estimate, b.baseline_scores, present, perf._codes(present))
         if restored and k % 3 == 0:
             perf.__dict__.pop("_window_codes", None)
         if restored and k % 4 == 1:  # a row written past the cache: it must count the window again
@@ -196,3 +197,44 @@ def test_the_estimate_windows_code_counts_kept_as_it_turns_equal_a_fresh_count(s
         cached = perf._code_counts(b.estimate)
         assert cached is not None and cached.tolist() == fresh.tolist()
         assert got[0] == float(fresh.astype(np.float64) @ right) / held.size and got[4] == held.size
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 200), min_size=2, max_size=4),
+    seed=st.integers(0, 2**32 - 1),
+    missing=st.sampled_from([0.0, 0.1, 1.0]),
+)
+def test_each_buckets_estimate_window_takes_its_own_rows_clipped_and_counted(sizes, seed, missing):
+    """A batch's scores are clipped and coded once for every bucket: each bucket's estimate window holds its own
+    rows' latest present scores, clipped to [0, 1], and its count by code, kept as rows come and go, equals a
+    fresh count of them."""
+    from monitor.core.metrics import Ring
+
+    rng = np.random.default_rng(seed)
+    perf = _performance("binary")
+    right = perf._right_by_code()
+    given: dict[Any, list[float]] = {}
+    counted: set[Any] = set()
+    for n in sizes:
+        scores = rng.uniform(-0.2, 1.2, n)
+        scores[rng.random(n) < missing] = np.nan
+        country = rng.integers(0, 3, n)
+        parts = [(ALL, None)] + [(("country", str(c)), np.flatnonzero(country == c)) for c in range(3)]
+        for bucket, part in parts:
+            if bucket not in perf.buckets:
+                perf._bucket(bucket).estimate = Ring(64, 1)
+            if perf.buckets[bucket].estimate.size:  # counted once, then kept as rows come and go
+                perf._window_estimate(perf.buckets[bucket], right)
+                counted.add(bucket)
+            mine = scores if part is None else scores[part]
+            given.setdefault(bucket, []).extend(np.clip(mine[~np.isnan(mine)], 0.0, 1.0).tolist())
+        perf.observe_predictions(parts, scores, np.full(n, np.nan), np.arange(n, dtype=np.float64), rng)
+    for bucket, rows in given.items():
+        ring = perf.buckets[bucket].estimate
+        want = np.asarray(rows[-64:])
+        assert sorted(ring.data[: ring.size, 0].tolist()) == sorted(want.tolist())
+        if bucket in counted:
+            cached = perf._code_counts(ring)
+            fresh = np.bincount(perf._codes(want), minlength=right.size)
+            assert cached is not None and cached.tolist() == fresh.tolist()
