@@ -71,7 +71,8 @@ class ScoreCalibration:
         return int(self.check_n.sum())
 
     def _bin(self, scores: np.ndarray) -> np.ndarray:
-        return np.clip((scores * self.bins).astype(np.int64), 0, self.bins - 1)
+        # (np.minimum and np.maximum rather than np.clip: the same bins, without np.clip's checks per call)
+        return np.minimum(np.maximum((scores * self.bins).astype(np.int64), 0), self.bins - 1)
 
     def _fit(self) -> np.ndarray:
         """Per bin, the calibrated probability: isotonic in the score, sparse bins pulled to their centre."""
@@ -127,7 +128,7 @@ class ScoreCalibration:
 
     def bins_of(self, scores: np.ndarray) -> np.ndarray:
         """Each score's bin: its probability is ``map`` there, whatever the map is by then."""
-        return self._bin(np.clip(scores, 0.0, 1.0))
+        return self._bin(np.minimum(np.maximum(scores, 0.0), 1.0))  # (a -0.0 clipped either way: bin 0)
 
     def error(self) -> float:
         """Expected calibration error on labels the map had not seen (NaN before there are any)."""

@@ -39,7 +39,7 @@ class BucketCounts:
         owner = np.repeat(np.arange(buckets), lengths)[self.present]
         cells = owner * width + codes[self.present]
         self.table = np.bincount(cells, minlength=buckets * width).reshape(buckets, width)
-        at = np.flatnonzero(self.present)
+        at = self.present.nonzero()[0]
         first = np.searchsorted(at, self.starts)
         has = first < np.searchsorted(at, self.ends)
         self.first_time = np.full(buckets, np.nan)

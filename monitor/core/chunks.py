@@ -182,7 +182,7 @@ def run_starts(stream: np.ndarray) -> np.ndarray:
     change = np.empty(stream.size, dtype=bool)
     change[0] = True
     np.not_equal(stream[1:], stream[:-1], out=change[1:])
-    return np.flatnonzero(change)
+    return change.nonzero()[0]
 
 
 def run_lengths(starts: np.ndarray, size: int) -> np.ndarray:

@@ -69,7 +69,7 @@ def segment_buckets(
         learned = codes_of.get(OVERFLOW)  # (a snapshot of an earlier release may have learned it)
         if learned is not None:
             codes[codes == learned] = overflow
-        for i in np.flatnonzero(codes == -2).tolist():  # values not seen before (rare after warm-up), or missing
+        for i in (codes == -2).nonzero()[0].tolist():  # values not seen before (rare after warm-up), or missing
             value = values[i]
             if value is None:
                 codes[i] = -1

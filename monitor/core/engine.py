@@ -132,7 +132,7 @@ class PartitionEngine:
         if not self.detect:
             result.summaries = self.profile.register(batch, sizes)
             if len(batch):
-                self.last_event_time = float(np.nanmax(batch.event_time))
+                self.last_event_time = float(np.fmax.reduce(batch.event_time))
             return result
         result.alerts = self.monitor_batch(batch, sizes)
         return result
@@ -172,9 +172,9 @@ class PartitionEngine:
         """Monitor one batch of rows, then learn from joined labels (what :meth:`apply` does with summaries)."""
         alerts: list[Alert] = []
         if rows is not None and len(rows):
-            self.watermark = max(self.watermark, float(np.nanmax(rows.event_time)))
+            self.watermark = max(self.watermark, float(np.fmax.reduce(rows.event_time)))
             alerts = self._monitor(rows)
-            self.last_event_time = float(np.nanmax(rows.event_time))
+            self.last_event_time = float(np.fmax.reduce(rows.event_time))
         if joined:
             self.watermark = max(self.watermark, max(j.prediction.event_time + j.delay_s for j in joined))
             alerts += self.learning.learn(joined, self.models, self.rng, self.watermark)
@@ -229,7 +229,7 @@ class PartitionEngine:
                 continue
             if self.config.monitoring.retire_after_s:
                 times = batch.event_time if rows is None else batch.event_time[rows]
-                self.activity.came((model, version), float(np.nanmax(times)))
+                self.activity.came((model, version), float(np.fmax.reduce(times)))
             shard = self.shard_of_model(model) if self.shards > 1 else 0
             alerts += self.model_monitor.observe(
                 state, batch, rows, shard=shard, shards=self.shards, rng=self.rng, watermark=self.watermark

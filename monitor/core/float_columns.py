@@ -98,7 +98,7 @@ def as_values(column: list[Any] | np.ndarray) -> list[Any]:
     if not isinstance(column, np.ndarray):
         return column
     out: list[Any] = column.tolist()
-    for i in np.flatnonzero(np.isnan(column)).tolist():
+    for i in np.isnan(column).nonzero()[0].tolist():
         out[i] = None
     return out
 

@@ -573,7 +573,7 @@ class ProfileStage:
             self.restamped["predictions"] += batch.restamped
         out: list[Summary] = []
         before = self.prediction_time
-        newest = float(np.nanmax(batch.event_time))
+        newest = float(np.fmax.reduce(batch.event_time))
         self.watermark = max(self.watermark, newest)
         self.prediction_time = max(self.prediction_time, newest)  # joins and expiry see the whole batch
         self.activity.sample(batch.event_time)
@@ -584,7 +584,7 @@ class ProfileStage:
             part = batch if rows is None else take_rows(batch, rows)
             self.events[model, version] += len(part)
             if idle_s:
-                self.activity.came((model, version), float(np.nanmax(part.event_time)))
+                self.activity.came((model, version), float(np.fmax.reduce(part.event_time)))
             joined = self._join_predictions(model, version, part)
             n = len(part)
             if n > 1 and bool((np.diff(part.event_time) < 0).any()):
@@ -594,7 +594,7 @@ class ProfileStage:
                 piece = part if (start, end) == (0, n) else slice_rows(part, start, end)
                 # each piece's progress is its own newest time, so the merge interleaves sources piece by piece;
                 # a running maximum over the batch (model versions too), as a source's progress never goes back
-                before = max(before, float(np.nanmax(piece.event_time)))
+                before = max(before, float(np.fmax.reduce(piece.event_time)))
                 last = k == len(pieces) - 1  # joined labels after the rows they may belong to, as before the cut
                 whole = piece if self.shards == 1 else _shard_columns(piece, model, 0, self.shards)
                 out += self._summaries(model, version, whole, joined if last else [], progress=before)

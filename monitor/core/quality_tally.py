@@ -111,7 +111,7 @@ class _FieldTally:
                 for i in np.flatnonzero(self.is_over).tolist():  # values past the vocabulary: named by their text
                     rows[i] = text_value(self.values[i]) not in known
             self._unseen = _window_sums(rows, self.starts)
-            where = np.flatnonzero(rows)
+            where = rows.nonzero()[0]
             first = np.searchsorted(where, self.starts).tolist()  # each window's first unseen value, if it has one
             self._first = [
                 self._name(int(where[i])) if count else "" for i, count in zip(first, self._unseen, strict=True)
