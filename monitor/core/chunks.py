@@ -90,7 +90,8 @@ class StreamChunker:
         size = self.size
         first = run_starts(stream)
         streams = stream[first]
-        if np.unique(streams).size < streams.size:  # a stream in several runs: one run each, its order kept
+        if not (streams[1:] > streams[:-1]).all() and np.unique(streams).size < streams.size:
+            # a stream in several runs: one run each, its order kept (runs in increasing streams have none)
             order = np.argsort(stream, kind="stable")
             values, times, stream = values[order], times[order], stream[order]
             first = run_starts(stream)
@@ -211,3 +212,12 @@ def counts_by_run(codes: np.ndarray, lengths: np.ndarray, width: int) -> np.ndar
     cell = np.repeat(np.arange(0, lengths.size * width, width), lengths)
     cell += codes
     return np.bincount(cell, minlength=lengths.size * width).reshape(lengths.size, width)
+
+
+def small_unique(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(keys, return_inverse=True)`` of small non-negative integers (stream ids, combination codes):
+    a count over their range rather than a sort, the same arrays (the values in order and each key's place
+    among them)."""
+    present = np.bincount(keys) > 0
+    place = np.cumsum(present) - 1
+    return present.nonzero()[0], place[keys]

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from monitor.core import kernels
+from monitor.core.chunks import run_starts, small_unique
 from monitor.core.events import PredictionBatch
 from monitor.core.float_columns import as_values, numbers
 from monitor.core.join import Segments
@@ -85,15 +86,17 @@ def segment_buckets(
                     code = overflow
                     capped["segment_value"] += 1
             codes[i] = code
+        if not codes.size:
+            continue
         order = np.argsort(codes, kind="stable")
         sorted_codes = codes[order]
-        cuts = np.flatnonzero(np.diff(sorted_codes)) + 1
+        starts = run_starts(sorted_codes)  # each value's rows, in order (slices rather than np.split's loop)
         names = {c: v for v, c in codes_of.items()}
-        for part in np.split(order, cuts):
-            code = int(codes[part[0]])
+        ends = [*starts[1:].tolist(), codes.size]
+        for code, a, b in zip(sorted_codes[starts].tolist(), starts.tolist(), ends, strict=True):
             if code < 0:
                 continue
-            buckets.append(((attr, names.get(code, OVERFLOW)), part))
+            buckets.append(((attr, names.get(code, OVERFLOW)), order[a:b]))
     return buckets
 
 
@@ -153,7 +156,7 @@ def segment_combinations(buckets: list[Bucket], n: int) -> tuple[list[Segments],
     code = np.zeros(n, dtype=np.int64)
     for values, col in per_attr.values():
         radix = len(values) + 1
-        uniq, code = np.unique(code * radix + col, return_inverse=True)
+        uniq, code = small_unique(code * radix + col)
         combos = [combos[u // radix] + ((values[u % radix - 1],) if u % radix else ()) for u in uniq.tolist()]
     return combos, code.reshape(-1)
 

@@ -111,7 +111,9 @@ class ModelPerformance(PerformanceState):
         positive = self.calibration.map
         if self.confidences:
             return np.repeat(positive, 2)
-        return np.stack([1.0 - positive, positive], axis=1).ravel()
+        right = np.empty(2 * positive.size)  # per bin: below the threshold, then at or above it
+        right[0::2], right[1::2] = 1.0 - positive, positive
+        return right
 
     def _window_estimate(self, b: BucketPerformance, right: np.ndarray) -> tuple[float, float, float, float, int]:
         """:func:`accuracy_band` of the bucket's estimate window, with the variance of its rows and their

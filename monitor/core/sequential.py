@@ -23,7 +23,7 @@ from scipy import signal
 from scipy.special import erfc
 
 from monitor.core import kernels, river_drift
-from monitor.core.chunks import Chunks, run_lengths, run_starts
+from monitor.core.chunks import Chunks, run_lengths, run_starts, small_unique
 
 _ADWIN_UPDATE = type(river_drift.ADWIN()._helper).update  # river's compiled window's update, unbound
 
@@ -280,7 +280,7 @@ class SequentialStreams:
         owners, values = stream[done].tolist(), means.tolist()
         if not owners:
             return []
-        distinct, index = np.unique(stream[done], return_inverse=True)
+        distinct, index = small_unique(stream[done])
         windows = [adwins[o]._helper for o in distinct.tolist()]
         # every update through one map in C (a Python loop's overhead per update was most of ADWIN's cost)
         fired = list(map(_ADWIN_UPDATE, map(windows.__getitem__, index.tolist()), values))

@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.core.chunks import StreamChunker
+from monitor.core.chunks import StreamChunker, small_unique
 
 
 def _by_stream(values: np.ndarray, times: np.ndarray, stream: np.ndarray, size: int) -> list[tuple]:
@@ -85,3 +85,14 @@ def test_absurd_values_overflow_quietly() -> None:
         warnings.simplefilter("error")
         out = StreamChunker(4).add_grouped(np.full(8, 1e308), np.arange(8.0), np.zeros(8, dtype=np.int64))
     assert np.isinf(out.total).all()
+
+
+@settings(max_examples=300, deadline=None)
+@given(keys=st.lists(st.integers(0, 300), max_size=200))
+def test_small_unique_is_numpys_unique_with_its_inverse(keys):
+    """The values in order and each key's place among them, as np.unique gives them (empty included)."""
+    a = np.asarray(keys, dtype=np.int64)
+    values, inverse = small_unique(a)
+    want_values, want_inverse = np.unique(a, return_inverse=True)
+    assert values.tolist() == want_values.tolist()
+    assert inverse.tolist() == want_inverse.tolist()
