@@ -245,22 +245,29 @@ class ModelMonitor:
             groups.setdefault(self.setup.numeric_group(name), []).append((name, column))
         out: dict[str, tuple[NumericStreams, np.ndarray]] = {}
         cap = self.config.monitoring.max_streams
+        bucket_keys = tuple(bucket for bucket, _ in buckets)
         for group, members in groups.items():
             block = self.setup.numeric_table(state, group)
-            ids = np.empty((len(members), len(buckets)), dtype=np.int64)
-            for f, (name, _) in enumerate(members):
-                for b, (bucket, _) in enumerate(buckets):
-                    key = (name, *bucket)
-                    i = block.index.get(key)
-                    if i is None:
-                        if self.stream_count >= cap:
-                            self.capped["stream"] += 1
-                            i = -1
-                        else:
-                            i = block.add_stream(key, self.setup.profile_reference(state, name, "numeric", bucket))
-                            self.stream_count += 1
-                    ids[f, b] = i
+            names = tuple(name for name, _ in members)
+            known = block.known_ids(names, bucket_keys)
+            ids = np.empty((len(members), len(buckets)), dtype=np.int64) if known is None else known
+            for f, name in enumerate(names):
+                if known is None:
+                    for b, bucket in enumerate(bucket_keys):
+                        key = (name, *bucket)
+                        i = block.index.get(key)
+                        if i is None:
+                            if self.stream_count >= cap:
+                                self.capped["stream"] += 1
+                                i = -1
+                            else:
+                                reference = self.setup.profile_reference(state, name, "numeric", bucket)
+                                i = block.add_stream(key, reference)
+                                self.stream_count += 1
+                        ids[f, b] = i
                 out[name] = (block, ids[f])
+            if known is None and (ids >= 0).all():  # (a stream the cap turns away is counted on every batch)
+                block.keep_ids(names, bucket_keys, ids)
             matrix = np.stack([column for _, column in members])
             values, stream, times, positions = stream_layout(
                 matrix, grouped, ids, lengths, grouped_times, grouped_positions

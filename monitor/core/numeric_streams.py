@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -79,6 +79,8 @@ class NumericStreams:
     """
 
     kind = "numeric"
+    # A cache, never snapshotted: the stream ids of the last batch's subjects and buckets (see :meth:`known_ids`).
+    SNAPSHOT_SKIP: ClassVar[tuple[str, ...]] = ("_layout",)
 
     def __init__(self, settings: DetectorSettings, windows: NumericWindows | None = None) -> None:
         self.warmup = settings.warmup_events
@@ -151,6 +153,19 @@ class NumericStreams:
 
     def warmed_up(self, i: int) -> bool:
         return i not in self.warm
+
+    def known_ids(self, names: tuple[str, ...], buckets: tuple[tuple[str, str], ...]) -> np.ndarray | None:
+        """The stream ids (subjects x buckets) kept by :meth:`keep_ids` for these subjects and buckets, if no stream
+        was added since: most batches bring the same ones, and finding each stream by its key took a look-up
+        per stream per batch."""
+        kept = self.__dict__.get("_layout")
+        if kept is None or kept[0] != self.size or kept[1] != names or kept[2] != buckets:
+            return None
+        ids: np.ndarray = kept[3]
+        return ids
+
+    def keep_ids(self, names: tuple[str, ...], buckets: tuple[tuple[str, str], ...], ids: np.ndarray) -> None:
+        self._layout = (self.size, names, buckets, ids)
 
     def adopt(self, key: tuple[str, str, str], old: NumericDriftTracker) -> int:
         """A stream from an older release's snapshot (one tracker object per stream): counts, moments, the

@@ -131,27 +131,15 @@ class NumericWindows:
         codes = np.empty(values.size, dtype=np.int64)
         keep = np.ones(values.size, dtype=bool)
         by_cells = np.zeros(owners.size, dtype=bool) if cells is None or scale is None else monotone(*scale)
-        for k, (s, a, r) in enumerate(zip(owners.tolist(), starts.tolist(), runs.tolist(), strict=True)):
-            b = a
-            if s in self.warm:  # still learning the reference: the first values go to the warm-up
-                take = min(self.baseline_events - self.warm[s].size, r)
-                self.warm[s] = np.concatenate([self.warm[s], values[a : a + take]])
-                self.seen[s] += take
-                keep[a : a + take] = False
-                b = a + take
-                if self.warm[s].size >= self.baseline_events:
-                    self.learned[s] = self.warm.pop(s)
-                    self.references[s] = Reference.numeric(self.learned[s], self.bins)
-                    self._widen(self.references[s].counts.size)
-                else:
-                    by_cells[k] = False
-                    continue
-            ref = self.references[s]
-            assert ref is not None
-            if by_cells[k] and ref.ordered_edges:
-                continue
-            by_cells[k] = False
-            codes[b : a + r] = np.searchsorted(ref.edges, values[b : a + r], side="left")
+        streams = owners.tolist()
+        # the usual batch: every stream has its reference, its edges in order, on a monotone scale: no loop here
+        usual = (
+            not self.warm
+            and bool(by_cells.all())
+            and all(r is not None and r.ordered_edges for r in map(self.references.__getitem__, streams))
+        )
+        if not usual:
+            self._learn_or_search(values, codes, keep, streams, starts.tolist(), runs.tolist(), by_cells)
         if by_cells.any():
             assert cells is not None and scale is not None
             self._codes_by_cells(values, cells, codes, keep, owners, runs, by_cells, scale)
@@ -163,6 +151,41 @@ class NumericWindows:
             runs = run_lengths(starts, stream.size)
             owners = stream[starts]
         return self._count(values, times, positions, codes, starts, runs, owners)
+
+    def _learn_or_search(
+        self,
+        values: np.ndarray,
+        codes: np.ndarray,
+        keep: np.ndarray,
+        streams: list[int],
+        starts: list[int],
+        runs: list[int],
+        by_cells: np.ndarray,
+    ) -> None:
+        """Run by run: a stream still learning its reference takes its first values into its warm-up (``keep``
+        False), and a stream whose values cannot be binned by cells gets its ``codes`` by a search of its edges
+        (``by_cells`` False); the rest are left to :meth:`_codes_by_cells`."""
+        for k, (s, a, r) in enumerate(zip(streams, starts, runs, strict=True)):
+            b = a
+            if s in self.warm:  # still learning the reference: the first values go to the warm-up
+                take = min(self.baseline_events - self.warm[s].size, r)
+                self.warm[s] = np.concatenate([self.warm[s], values[a : a + take]])
+                self.seen[s] += take
+                keep[a : a + take] = False
+                b = a + take
+                if self.warm[s].size >= self.baseline_events:
+                    self.learned[s] = self.warm.pop(s)
+                    learned = self.references[s] = Reference.numeric(self.learned[s], self.bins)
+                    self._widen(learned.counts.size)
+                else:
+                    by_cells[k] = False
+                    continue
+            ref = self.references[s]
+            assert ref is not None
+            if by_cells[k] and ref.ordered_edges:
+                continue
+            by_cells[k] = False
+            codes[b : a + r] = np.searchsorted(ref.edges, values[b : a + r], side="left")
 
     def _codes_by_cells(
         self,

@@ -855,3 +855,37 @@ def test_a_categorical_bucket_the_stream_cap_turned_away_gets_no_window_test():
 def _fed_state(eng: PartitionEngine) -> Any:
     _feed(eng, _stream(3_000, 0, None))
     return eng.models["churn", "v1"]
+
+
+def test_numeric_stream_ids_kept_between_batches_follow_new_segment_values_and_features(monkeypatch):
+    """A numeric table keeps the last batch's stream ids (subjects x buckets) while no stream is added: batches
+    whose segment values, features and order change (a value seen first late, a feature that comes and goes)
+    feed every stream as an engine that finds each stream by its key on every batch does."""
+    from monitor.core.numeric_streams import NumericStreams
+
+    rng = np.random.default_rng(11)
+    events = []
+    for i in range(6_000):
+        features: dict[str, Any] = {"x": float(rng.normal()), "y": float(rng.normal(5.0, 2.0))}
+        if 2_000 <= i < 4_000 and i % 3:
+            features["z"] = float(rng.normal(-1.0))
+        countries = ["DE", "US"] if i < 1_500 else ["DE", "US", "SG"] if i < 4_500 else ["US", "BR"]
+        events.append({"prediction_id": f"p{i}", "model": "m", "model_version": "v1", "timestamp": T0 + i,
+                       "features": features, "prediction": float(rng.random()),
+                       "segments": {"country": countries[int(rng.integers(len(countries)))]}})  # fmt: skip
+
+    def streams(keep: bool) -> dict[Any, Any]:
+        if not keep:
+            monkeypatch.setattr(NumericStreams, "known_ids", lambda self, names, buckets: None)
+        eng = _engine()
+        _feed(eng, events, batch=250)
+        monkeypatch.undo()
+        block = eng.models["m", "v1"].numeric[""]
+        return {
+            key: (int(block.count[i]), float(block.mean[i]), block.histogram[i].tolist(), block.quantiles(i))
+            for key, i in block.index.items()
+        }
+
+    kept, found = streams(True), streams(False)
+    assert ("z", "country", "SG") in kept and ("x", "country", "BR") in kept
+    assert kept == found
