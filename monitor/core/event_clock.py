@@ -26,10 +26,10 @@ MIN_SAMPLES = 11  # batches after a version's last arrival before it can be idle
 def median(values: np.ndarray) -> float:
     """``np.median`` of values without NaN, to the bit: the middle order statistic, or the mean of the two
     (``np.median``'s own steps, without its few tens of microseconds of checks, taken twice a batch)."""
-    n = values.size
+    n = values.size  # (partitioned at numpy's places, so that equal values, 0.0 and -0.0, land where they land there)
     if n % 2:  # (numpy's mean sums from 0.0: a -0.0 comes out as 0.0)
-        return 0.0 + float(np.partition(values, n // 2)[n // 2])
-    low, high = np.partition(values, [n // 2 - 1, n // 2])[n // 2 - 1 : n // 2 + 1].tolist()
+        return 0.0 + float(np.partition(values, [n // 2, -1])[n // 2])
+    low, high = np.partition(values, [n // 2 - 1, n // 2, -1])[n // 2 - 1 : n // 2 + 1].tolist()
     return (0.0 + low + high) / 2
 
 
@@ -38,12 +38,13 @@ def percentile(values: np.ndarray, q: float) -> float:
     index, weight and interpolation, on the two order statistics around the index."""
     n = values.size
     at = (n - 1) * (q / 100)
-    if at >= n - 1:  # numpy's index past the end: the largest value twice, weighed from index -1
-        low = high = float(np.max(values))
+    if at >= n - 1:  # numpy's index past the end: the last value twice, weighed from index -1
+        low = high = float(np.partition(values, [-1, 0])[-1])
         weight = at + 1
-    else:
+    else:  # (partitioned at numpy's places, so that equal values, 0.0 and -0.0, land where they land there)
         below = math.floor(at)
-        low, high = np.partition(values, [below, below + 1])[below : below + 2].tolist()
+        places = sorted({-1, 0, below, below + 1})
+        low, high = np.partition(values, places)[below : below + 2].tolist()
         weight = at - below
     if weight >= 0.5:
         return high - (high - low) * (1 - weight)

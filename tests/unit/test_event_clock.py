@@ -20,13 +20,15 @@ def _same(got: float, want: float) -> bool:
     return got == want and math.copysign(1.0, got) == math.copysign(1.0, want)
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=3000, deadline=None)
 @given(values=_VALUES, q=st.sampled_from([90.0, 50.0, 0.0, 100.0, 33.3, 99.9]))
 @example(values=[-0.0], q=90.0)
 @example(values=[-0.0, -0.0], q=50.0)
 @example(values=[-0.0, 5.0, -0.0], q=10.0)
 @example(values=[-math.inf, math.inf], q=90.0)
 @example(values=[math.inf], q=90.0)
+@example(values=[0.0, -0.0, 0.0, 0.0, -0.0], q=90.0)
+@example(values=[-0.0, 0.0, -0.0, 0.0], q=50.0)
 def test_median_and_percentile_equal_numpys_to_the_bit(values, q):
     """Signed zeros, infinities, ties and one or two values included."""
     a = np.array(values)
