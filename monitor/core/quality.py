@@ -288,6 +288,8 @@ class SchemaWatch:
         """Window ``k`` of a batch: every field's counts, as :meth:`observe` of each field's values would add them."""
         schema = self.schema
         tolerance = self.range_tolerance
+        if schema is not None:
+            tally.count_outside(schema, tolerance)
         for name, t in tally.fields.items():
             c = self._counts(name)
             if c is not None:

@@ -38,6 +38,15 @@ def _window_sums(mask: np.ndarray | None, starts: np.ndarray) -> list[int]:
     return sums
 
 
+def allowed_range(f: FieldSchema | None, tolerance: float) -> tuple[float, float] | None:
+    """The values a number-typed field's schema allows, its learned range widened by ``tolerance`` of its width
+    on each side (None: no numeric range known)."""
+    if f is None or f.type != "numeric" or f.minimum != f.minimum:
+        return None
+    slack = tolerance * (f.maximum - f.minimum)
+    return f.minimum - slack, f.maximum + slack
+
+
 def text_value(value: Any) -> Any:
     """A value as the checks name it: a boolean as JSON's text, anything else as it came."""
     return ("true" if value else "false") if isinstance(value, bool) else value
@@ -159,9 +168,9 @@ class _FieldTally:
             if lo == lo:
                 c.minimum = min(c.minimum, lo)
                 c.maximum = max(c.maximum, self.high[k])
-                if f is not None and f.type == "numeric" and f.minimum == f.minimum:
-                    slack = tolerance * (f.maximum - f.minimum)
-                    c.out_of_range += self.outside(k, f.minimum - slack, f.maximum + slack)
+                allowed = allowed_range(f, tolerance)
+                if allowed is not None:
+                    c.out_of_range += self.outside(k, *allowed)
                 if f is None:  # its schema is being learned
                     end = int(self.starts[k + 1]) if k + 1 < self.starts.size else self.column.size
                     window = self.column[int(self.starts[k]) : end]
@@ -206,6 +215,19 @@ class _NumericTable:
             if mask is not None:
                 out[i] = np.add.reduceat(mask, starts, dtype=np.intp)
         return out
+
+    def count_outside(self, tallies: list[_FieldTally], ranges: list[tuple[float, float] | None]) -> None:
+        """Each column's values outside its range (``ranges``, in the columns' order; None: none), per window,
+        for every column at once, into its tally (:meth:`_FieldTally.outside` then reads them)."""
+        chosen = [(i, r) for i, r in enumerate(ranges) if r is not None and tallies[i]._range != r]
+        if not chosen:
+            return
+        low = np.array([r[0] for _, r in chosen])[:, None]
+        high = np.array([r[1] for _, r in chosen])[:, None]
+        m = self.matrix[[i for i, _ in chosen]]
+        counts = np.add.reduceat((m < low) | (m > high), self.starts, axis=1, dtype=np.intp).tolist()
+        for (i, r), row in zip(chosen, counts, strict=True):
+            tallies[i]._range, tallies[i]._outside = r, row
 
     def tallies(self) -> list[_FieldTally]:
         """Each column's tally, in the order given, as :class:`_FieldTally` would count it alone."""
@@ -272,3 +294,12 @@ class BatchTally:
             self.numeric = _NumericTable([fields[name] for name in numeric], starts, self.sizes)
             tallies = dict(zip(numeric, self.numeric.tallies(), strict=True))
         self.fields = {name: tallies.get(name) or _FieldTally(f, starts, ends) for name, f in fields.items()}
+
+    def count_outside(self, schema: dict[str, FieldSchema], tolerance: float) -> None:
+        """The number-typed columns' values outside their schema's ranges, counted for all of them at once (a
+        window observed then reads its share rather than counting each column's)."""
+        if self.numeric is not None:
+            names = self.numeric_names
+            self.numeric.count_outside(
+                [self.fields[name] for name in names], [allowed_range(schema.get(name), tolerance) for name in names]
+            )

@@ -378,3 +378,39 @@ def test_number_columns_counted_together_equal_each_counted_alone(seed, fields, 
         expected.append(t.quiet(schema[name], tally.sizes, rise, need, 0.1).tolist())
     got = tally.numeric.quiet(tally.numeric_names, schema, tally.sizes, rise, need, 0.1)
     assert got.tolist() == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    seed=st.integers(0, 100_000), fields=st.integers(2, 5), n=st.integers(1, 300), window=st.sampled_from([1, 7, 50])
+)
+def test_out_of_range_counted_together_equals_each_column_alone(seed, fields, n, window) -> None:
+    """The number-typed columns' values outside their schema's ranges, counted for all columns at once, equal each
+    column's own count per window, values exactly at a range's ends (inside) and missing values included."""
+    from monitor.core.quality_tally import _FieldTally, allowed_range
+
+    rng = np.random.default_rng(seed)
+    stops = [*range(window, n, window), n]
+    ends = np.asarray(stops, dtype=np.intp)
+    starts = np.concatenate([[0], ends[:-1]]).astype(np.intp)
+    columns, schema = {}, {}
+    for i in range(fields):
+        low, high = (math.nan, math.nan) if rng.random() < 0.2 else sorted(rng.normal(5, 4, 2).tolist())
+        schema[f"f{i}"] = FieldSchema("numeric", 1000, minimum=low, maximum=high)
+        col = rng.normal(5, 6, n)
+        col[rng.random(n) < 0.1] = np.nan
+        allowed = allowed_range(schema[f"f{i}"], 0.1)
+        if allowed is not None:  # some values exactly at the ends
+            col[rng.random(n) < 0.2] = allowed[0]
+            col[rng.random(n) < 0.2] = allowed[1]
+        columns[f"f{i}"] = FieldColumn("numeric", col)
+    tally = BatchTally(columns, stops)
+    tally.count_outside(schema, 0.1)
+    for name, f in columns.items():
+        allowed = allowed_range(schema[name], 0.1)
+        if allowed is None:
+            continue
+        alone = _FieldTally(f, starts, ends)
+        assert [tally.fields[name].outside(k, *allowed) for k in range(len(stops))] == [
+            alone.outside(k, *allowed) for k in range(len(stops))
+        ]
