@@ -216,8 +216,8 @@ def counts_by_run(codes: np.ndarray, lengths: np.ndarray, width: int) -> np.ndar
 
 def small_unique(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(keys, return_inverse=True)`` of small non-negative integers (stream ids, combination codes):
-    a count over their range rather than a sort, the same arrays (the values in order and each key's place
-    among them)."""
+    a count over their range rather than a sort, the same values (in order, as intp) and each key's place
+    among them."""
     present = np.bincount(keys) > 0
     place = np.cumsum(present) - 1
     return present.nonzero()[0], place[keys]

@@ -24,8 +24,9 @@ MIN_SAMPLES = 11  # batches after a version's last arrival before it can be idle
 
 
 def median(values: np.ndarray) -> float:
-    """``np.median`` of values without NaN, to the bit: the middle order statistic, or the mean of the two
-    (``np.median``'s own steps, without its few tens of microseconds of checks, taken twice a batch)."""
+    """``np.median`` of float64 values without NaN (at least one), to the bit: the middle order statistic, or the
+    mean of the two (``np.median``'s own steps, without its few tens of microseconds of checks, taken twice a
+    batch)."""
     n = values.size  # (partitioned at numpy's places, so that equal values, 0.0 and -0.0, land where they land there)
     if n % 2:  # (numpy's mean sums from 0.0: a -0.0 comes out as 0.0)
         return 0.0 + float(np.partition(values, [n // 2, -1])[n // 2])
@@ -34,11 +35,11 @@ def median(values: np.ndarray) -> float:
 
 
 def percentile(values: np.ndarray, q: float) -> float:
-    """``np.percentile(values, q)`` of values without NaN (its default linear method), to the bit: the same
-    index, weight and interpolation, on the two order statistics around the index."""
+    """``np.percentile(values, q)`` of float64 values without NaN (at least one; its default linear method), to
+    the bit: the same index, weight and interpolation, on the two order statistics around the index."""
     n = values.size
     at = (n - 1) * (q / 100)
-    if at >= n - 1:  # numpy's index past the end: the last value twice, weighed from index -1
+    if at >= n - 1:  # numpy's index past the end: the last value twice, weighted from index -1
         low = high = float(np.partition(values, [-1, 0])[-1])
         weight = at + 1
     else:  # (partitioned at numpy's places, so that equal values, 0.0 and -0.0, land where they land there)

@@ -244,30 +244,15 @@ class ModelMonitor:
         for name, column in numeric:
             groups.setdefault(self.setup.numeric_group(name), []).append((name, column))
         out: dict[str, tuple[NumericStreams, np.ndarray]] = {}
-        cap = self.config.monitoring.max_streams
         bucket_keys = tuple(bucket for bucket, _ in buckets)
         for group, members in groups.items():
             block = self.setup.numeric_table(state, group)
             names = tuple(name for name, _ in members)
-            known = block.known_ids(names, bucket_keys)
-            ids = np.empty((len(members), len(buckets)), dtype=np.int64) if known is None else known
+            ids = block.known_ids(names, bucket_keys)
+            if ids is None:
+                ids = self._stream_ids(state, block, names, bucket_keys)
             for f, name in enumerate(names):
-                if known is None:
-                    for b, bucket in enumerate(bucket_keys):
-                        key = (name, *bucket)
-                        i = block.index.get(key)
-                        if i is None:
-                            if self.stream_count >= cap:
-                                self.capped["stream"] += 1
-                                i = -1
-                            else:
-                                reference = self.setup.profile_reference(state, name, "numeric", bucket)
-                                i = block.add_stream(key, reference)
-                                self.stream_count += 1
-                        ids[f, b] = i
                 out[name] = (block, ids[f])
-            if known is None and (ids >= 0).all():  # (a stream the cap turns away is counted on every batch)
-                block.keep_ids(names, bucket_keys, ids)
             matrix = np.stack([column for _, column in members])
             values, stream, times, positions = stream_layout(
                 matrix, grouped, ids, lengths, grouped_times, grouped_positions
@@ -280,6 +265,29 @@ class ModelMonitor:
                 closed.label(state.model, state.version, block.keys)
                 self.fdr.add_windows(closed)
         return out
+
+    def _stream_ids(
+        self, state: ModelState, block: NumericStreams, names: tuple[str, ...], buckets: tuple[tuple[str, str], ...]
+    ) -> np.ndarray:
+        """Each subject's stream in each bucket (-1: turned away by the stream cap), new streams added; kept in
+        the table for the next batches unless the cap turned one away (counted again on every batch)."""
+        cap = self.config.monitoring.max_streams
+        ids = np.empty((len(names), len(buckets)), dtype=np.int64)
+        for f, name in enumerate(names):
+            for b, bucket in enumerate(buckets):
+                key = (name, *bucket)
+                i = block.index.get(key)
+                if i is None:
+                    if self.stream_count >= cap:
+                        self.capped["stream"] += 1
+                        i = -1
+                    else:
+                        i = block.add_stream(key, self.setup.profile_reference(state, name, "numeric", bucket))
+                        self.stream_count += 1
+                ids[f, b] = i
+        if (ids >= 0).all():
+            block.keep_ids(names, buckets, ids)
+        return ids
 
     def _register_predictions(
         self,
@@ -341,6 +349,5 @@ class ModelMonitor:
                     continue
                 held = state.segment_latency[bucket] = np.zeros(size + 1)
             held[:size] += counts
-            mine = latency[part]  # (a copy: np.nansum's own steps, without its checks per call)
-            mine[np.isnan(mine)] = 0.0
-            held[size] += float(mine.sum())
+            mine = latency[part]
+            held[size] += float(np.where(np.isnan(mine), 0.0, mine).sum())  # (np.nansum's steps, without its checks)

@@ -165,6 +165,7 @@ class NumericStreams:
         return ids
 
     def keep_ids(self, names: tuple[str, ...], buckets: tuple[tuple[str, str], ...], ids: np.ndarray) -> None:
+        ids.flags.writeable = False  # handed out again on later batches: nothing may write into it
         self._layout = (self.size, names, buckets, ids)
 
     def adopt(self, key: tuple[str, str, str], old: NumericDriftTracker) -> int:

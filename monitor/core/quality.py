@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from monitor.core.quality_tally import BatchTally, text_value
+from monitor.core.quality_tally import BatchTally, allowed_range, text_value
 
 MODE_SAMPLE = 1000  # values of a numeric field kept while its schema is learned (FieldCounts.sample)
 COMMON_VALUES = 8  # most common values a numeric field's schema keeps with their shares (FieldSchema.common)
@@ -366,9 +366,9 @@ class SchemaWatch:
             if present.size:
                 c.minimum = min(c.minimum, float(present.min()))
                 c.maximum = max(c.maximum, float(present.max()))
-                if schema is not None and schema.type == "numeric" and schema.minimum == schema.minimum:
-                    slack = self.range_tolerance * (schema.maximum - schema.minimum)
-                    lo, hi = schema.minimum - slack, schema.maximum + slack
+                allowed = allowed_range(schema, self.range_tolerance)
+                if allowed is not None:
+                    lo, hi = allowed
                     c.out_of_range += int(np.count_nonzero((present < lo) | (present > hi)))
                 if schema is None:  # its schema is being learned
                     c.take_sample(present)

@@ -139,9 +139,9 @@ class _FieldTally:
         loud = (absent / sizes - base >= rise) | (np.asarray(self.mismatch) / sizes - f.mismatch_rate >= rise)
         loud |= (absent + np.asarray(self.null)) / sizes - base >= rise
         outside = unseen = np.zeros(sizes.size, dtype=np.intp)  # counts of the checks that do not apply
-        if self.kind == "numeric" and f.type == "numeric" and f.minimum == f.minimum:
-            slack = tolerance * (f.maximum - f.minimum)
-            self.outside(0, f.minimum - slack, f.maximum + slack)
+        allowed = allowed_range(f, tolerance) if self.kind == "numeric" else None
+        if allowed is not None:
+            self.outside(0, *allowed)
             outside = np.asarray(self._outside)
         elif self.kind == "categorical" and f.checks_unseen:
             self.unseen(0, f.categories)

@@ -411,6 +411,7 @@ def test_out_of_range_counted_together_equals_each_column_alone(seed, fields, n,
         if allowed is None:
             continue
         alone = _FieldTally(f, starts, ends)
+        assert tally.fields[name]._range == allowed  # counted together, not left for outside() to count
         assert [tally.fields[name].outside(k, *allowed) for k in range(len(stops))] == [
             alone.outside(k, *allowed) for k in range(len(stops))
         ]
