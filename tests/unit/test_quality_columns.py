@@ -347,9 +347,7 @@ def test_number_columns_counted_together_equal_each_counted_alone(seed, fields, 
     from monitor.core.quality_tally import _FieldTally
 
     rng = np.random.default_rng(seed)
-    stops = [*range(window, n, window), n]
-    ends = np.asarray(stops, dtype=np.intp)
-    starts = np.concatenate([[0], ends[:-1]]).astype(np.intp)
+    stops, starts, ends = _windows(n, window)
     columns, schema = {}, {}
     for i in range(fields):
         col = rng.choice([rng.normal(5, 3, n), np.round(rng.normal(5, 1, n)), np.full(n, 2.0)])
@@ -380,6 +378,14 @@ def test_number_columns_counted_together_equal_each_counted_alone(seed, fields, 
     assert got.tolist() == expected
 
 
+def _windows(n: int, window: int) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """A batch of ``n`` rows cut into windows of ``window``: where each ends (the last may be short), and each
+    window's start and end as arrays."""
+    stops = [*range(window, n, window), n]
+    ends = np.asarray(stops, dtype=np.intp)
+    return stops, np.concatenate([[0], ends[:-1]]).astype(np.intp), ends
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     seed=st.integers(0, 100_000), fields=st.integers(2, 5), n=st.integers(1, 300), window=st.sampled_from([1, 7, 50])
@@ -390,9 +396,7 @@ def test_out_of_range_counted_together_equals_each_column_alone(seed, fields, n,
     from monitor.core.quality_tally import _FieldTally, allowed_range
 
     rng = np.random.default_rng(seed)
-    stops = [*range(window, n, window), n]
-    ends = np.asarray(stops, dtype=np.intp)
-    starts = np.concatenate([[0], ends[:-1]]).astype(np.intp)
+    stops, starts, ends = _windows(n, window)
     columns, schema = {}, {}
     for i in range(fields):
         low, high = (math.nan, math.nan) if rng.random() < 0.2 else sorted(rng.normal(5, 4, 2).tolist())
