@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import json
 import math
 from collections import Counter, OrderedDict
@@ -143,6 +144,20 @@ def _rng_restore(state: Any) -> Any:
 
 _PACK_MIN_SIZE = 8  # integer arrays at least this long are packed (smaller ones are not worth a look)
 _PACKED_TYPES = tuple(np.dtype(t) for t in ("uint8", "int8", "uint16", "int16", "uint32", "int32"))
+# each packed type with its range, read once (np.iinfo and a dtype's name cost microseconds per call, and a
+# snapshot packs thousands of arrays)
+_PACKED_RANGES = tuple((t, int(np.iinfo(t).min), int(np.iinfo(t).max)) for t in _PACKED_TYPES)
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype_name(dtype: np.dtype[Any]) -> str:
+    """``str(dtype)``, remembered per dtype (a snapshot meets a handful)."""
+    return str(dtype)
+
+
+def _narrowest(lo: int, hi: int) -> np.dtype[Any] | None:
+    """The first of :data:`_PACKED_TYPES` that holds every integer from ``lo`` to ``hi`` (None: none does)."""
+    return next((t for t, low, high in _PACKED_RANGES if low <= lo and hi <= high), None)
 
 
 def _b64(data: np.ndarray) -> str:
@@ -158,23 +173,23 @@ def _array(x: np.ndarray) -> dict[str, Any]:
     if data.dtype.kind in "iu" and data.size >= _PACK_MIN_SIZE:
         flat = data.reshape(-1)
         lo, hi = int(flat.min()), int(flat.max())
-        narrow = next((t for t in _PACKED_TYPES if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max), None)
+        narrow = _narrowest(lo, hi)
         if narrow is not None and narrow.itemsize < data.dtype.itemsize:
-            where = np.flatnonzero(flat)
+            where = flat.nonzero()[0]
             index = np.dtype("uint8" if flat.size <= 256 else "uint16" if flat.size <= 65536 else "uint32")
             cells: list[str | None]
             sparse = where.size * (index.itemsize + narrow.itemsize) < flat.size * narrow.itemsize // 2
             if sparse and flat.size <= 2**32:
-                cells = [_b64(where.astype(index)), str(index), _b64(flat[where].astype(narrow))]
+                cells = [_b64(where.astype(index)), _dtype_name(index), _b64(flat[where].astype(narrow))]
             else:
                 cells = [None, None, _b64(flat.astype(narrow))]
-            return {"$ndi": [str(data.dtype), list(x.shape), str(narrow), *cells]}
+            return {"$ndi": [_dtype_name(data.dtype), list(x.shape), _dtype_name(narrow), *cells]}
     if data.dtype == np.float64 and data.size >= _PACK_MIN_SIZE:
         decimal = _decimals(data.reshape(-1))
         if decimal is not None:
             exponent, ints = decimal
-            return {"$ndd": [list(x.shape), exponent, str(ints.dtype), _b64(ints)]}
-    return {"$nd": [str(data.dtype), list(x.shape), _b64(data)]}  # x's shape: a 0-d array stays 0-d
+            return {"$ndd": [list(x.shape), exponent, _dtype_name(ints.dtype), _b64(ints)]}
+    return {"$nd": [_dtype_name(data.dtype), list(x.shape), _b64(data)]}  # x's shape: a 0-d array stays 0-d
 
 
 _MAX_DECIMALS = 9  # more digits than this after the point: written as raw floats
@@ -199,8 +214,8 @@ def _decimals(flat: np.ndarray) -> tuple[int, np.ndarray] | None:
                 return None
             ints = scaled.astype(np.int64)
             if np.array_equal((ints / scale).view(np.int64), flat.view(np.int64)):
-                lo, hi = int(ints.min()), int(ints.max())
-                narrow = next(t for t in _PACKED_TYPES if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max)
+                narrow = _narrowest(int(ints.min()), int(ints.max()))
+                assert narrow is not None  # (below 2**31 in size: int32 holds them)
                 return exponent, ints.astype(narrow)
             exponent += 1
     return None
