@@ -31,6 +31,10 @@ from monitor.core import river_drift
 SNAPSHOT_VERSION = 1
 
 _REGISTRY: dict[str, type] = {}
+# Worked out per class, never state: registered classes :func:`encode` found to be neither builtin nor numpy
+# types, and how each class's objects are read (:func:`_layout`).
+_OBJECT_TYPES: set[type] = set()
+_LAYOUTS: dict[type, tuple[bool, tuple[str, ...], tuple[str, ...]]] = {}
 _BIT_GENERATORS: dict[str, type] = {
     "PCG64": np.random.PCG64,
     "PCG64DXSM": np.random.PCG64DXSM,
@@ -96,18 +100,33 @@ def register(*classes: type) -> None:
 
 
 def _fields(obj: Any) -> dict[str, Any]:
-    if dataclasses.is_dataclass(obj):
-        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    layout = _layout(type(obj))
+    if layout[0]:  # a dataclass: its fields
+        return {name: getattr(obj, name) for name in layout[1]}
     out: dict[str, Any] = {}
-    for cls in type(obj).__mro__:
-        for name in getattr(cls, "__slots__", ()):
-            if hasattr(obj, name):
-                out[name] = getattr(obj, name)
+    for name in layout[1]:  # slots
+        if hasattr(obj, name):
+            out[name] = getattr(obj, name)
     if hasattr(obj, "__dict__"):
         out.update(vars(obj))
-    for name in getattr(obj, "SNAPSHOT_SKIP", ()):  # caches: rebuilt from the state, never part of it
+    for name in layout[2]:  # caches: rebuilt from the state, never part of it
         out.pop(name, None)
     return out
+
+
+def _layout(cls: type) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
+    """How a class's objects are read for a snapshot, worked out once per class (a snapshot reads thousands of
+    objects of a few dozen classes): whether it is a dataclass, its fields or its slots (every class's in its
+    method resolution order), and the attributes it skips (``SNAPSHOT_SKIP``)."""
+    layout = _LAYOUTS.get(cls)
+    if layout is None:
+        if dataclasses.is_dataclass(cls):
+            layout = True, tuple(f.name for f in dataclasses.fields(cls)), ()
+        else:
+            slots = tuple(name for c in cls.__mro__ for name in getattr(c, "__slots__", ()))
+            layout = False, slots, tuple(getattr(cls, "SNAPSHOT_SKIP", ()))
+        _LAYOUTS[cls] = layout
+    return layout
 
 
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson writes as a JSON integer
@@ -248,6 +267,15 @@ def encode(x: Any) -> Any:
         return x
     if kind is int:
         return x if _INT_MIN <= x <= _INT_MAX else {"$int": str(x)}
+    # the other common exact types next: each takes the branch the checks below would give it
+    if kind is list:
+        return _plain_list(x) or [encode(v) for v in x]
+    if kind is dict:
+        return {"$d": [[encode(k), encode(v)] for k, v in x.items()]}
+    if kind is np.ndarray:
+        return _array(x)
+    if kind in _OBJECT_TYPES and _REGISTRY.get(kind.__name__) is kind:
+        return _object(x, kind.__name__)
     if isinstance(x, bool | str):
         return x
     if isinstance(x, int):
@@ -280,12 +308,18 @@ def encode(x: Any) -> Any:
         if not all(isinstance(v, int) or math.isfinite(v) for v in params):
             raise ValueError(f"ADWIN parameters must be finite to be snapshotted: {params}")
         return {"$adwin": [params, bool(x._drift_detected), base64.b64encode(helper_state).decode()]}
-    name = type(x).__name__
-    if _REGISTRY.get(name) is type(x):
-        if hasattr(x, "to_plain"):  # a class with a compact form of its own
-            return {"$o": name, "p": encode(x.to_plain())}
-        return {"$o": name, "f": {k: encode(v) for k, v in _fields(x).items()}}
+    name = kind.__name__
+    if _REGISTRY.get(name) is kind:
+        _OBJECT_TYPES.add(kind)  # (none of the checks above took it: next time it goes here at once)
+        return _object(x, name)
     raise TypeError(f"cannot snapshot a {type(x).__qualname__}")
+
+
+def _object(x: Any, name: str) -> dict[str, Any]:
+    """A registered class's object: its compact form if it has one, else its fields."""
+    if hasattr(x, "to_plain"):  # a class with a compact form of its own
+        return {"$o": name, "p": encode(x.to_plain())}
+    return {"$o": name, "f": {k: encode(v) for k, v in _fields(x).items()}}
 
 
 _VERBATIM = frozenset({str, bool, type(None)})
