@@ -233,9 +233,8 @@ def _decimals(flat: np.ndarray) -> tuple[int, np.ndarray] | None:
                 return None
             ints = scaled.astype(np.int64)
             if np.array_equal((ints / scale).view(np.int64), flat.view(np.int64)):
-                narrow = _narrowest(int(ints.min()), int(ints.max()))
-                assert narrow is not None  # (below 2**31 in size: int32 holds them)
-                return exponent, ints.astype(narrow)
+                narrow = _narrowest(int(ints.min()), int(ints.max()))  # (below 2**31 in size: int32 at most)
+                return None if narrow is None else (exponent, ints.astype(narrow))
             exponent += 1
     return None
 
