@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import attrgetter, is_, is_not
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 from weakref import WeakKeyDictionary
 
 import numpy as np
@@ -66,6 +66,23 @@ class BucketPerformance:
     # however its predictions and labels were batched
     shadow: Ring | None = None
     shadow_baseline: np.ndarray | None = None
+
+
+class CodedScores(NamedTuple):
+    """A batch's scores clipped to [0, 1] and coded (:meth:`PerformanceState._codes`) once: which rows have one,
+    the present ones clipped and their codes, and each row's place among the present ones."""
+
+    scored: np.ndarray
+    clipped: np.ndarray
+    codes: np.ndarray
+    place: np.ndarray
+
+    def share(self, part: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The clipped scores and codes of a bucket's rows (``part``; None: every row), in their order."""
+        if part is None:
+            return self.clipped, self.codes
+        mine = self.place[part[self.scored[part]]]
+        return self.clipped[mine], self.codes[mine]
 
 
 class PerformanceState:
@@ -178,27 +195,17 @@ class PerformanceState:
         if self.confidences:
             scores = np.full(scores.shape, np.nan) if confidences is None else confidences
         estimating = self.estimates
-        if estimating:  # every row's clipped score and code once, each bucket then takes its rows' share
-            scored = ~np.isnan(scores)
-            clipped = np.clip(scores[scored], 0.0, 1.0)
-            codes = self._codes(clipped)
-            place = np.cumsum(scored) - 1  # a scored row's place among the scored
+        coded = self._coded(scores) if estimating else None
+        shadow_coded = self._coded(confidences) if shadowing and confidences is not None else None
         for bucket, part in parts:
             b = self._bucket(bucket)
             b.predictions += scores.size if part is None else part.size
-            if estimating:
-                if part is None:
-                    self._feed_estimate(b.estimate, b.baseline_scores, clipped, codes)
-                else:
-                    mine = place[part[scored[part]]]
-                    self._feed_estimate(b.estimate, b.baseline_scores, clipped[mine], codes[mine])
-            if shadowing:
-                assert confidences is not None
+            if coded is not None:
+                self._feed_estimate(b.estimate, b.baseline_scores, *coded.share(part))
+            if shadow_coded is not None:
                 if b.shadow is None or b.shadow_baseline is None:
                     b.shadow, b.shadow_baseline = Ring(self.perf.window, 1), np.zeros(BASELINE_SCORE_BINS)
-                shadowed = confidences if part is None else confidences[part]
-                e = np.clip(shadowed[~np.isnan(shadowed)], 0.0, 1.0)
-                self._feed_estimate(b.shadow, b.shadow_baseline, e, self._codes(e))
+                self._feed_estimate(b.shadow, b.shadow_baseline, *shadow_coded.share(part))
             elif b.shadow is not None and not keep_shadows:  # its task can no longer change
                 b.shadow = b.shadow_baseline = None
         if not keep_shadows:
@@ -208,6 +215,12 @@ class PerformanceState:
             present = ~np.isnan(latency_ms)
             self.latency.update(np.log1p(latency_ms[present]), times[present], rng=rng)
         return [(bucket, float(times.max())) for bucket, _ in parts]
+
+    def _coded(self, scores: np.ndarray) -> CodedScores:
+        """A batch's scores (or confidences) clipped and coded once, for every bucket to take its share."""
+        scored = ~np.isnan(scores)
+        clipped = np.clip(scores[scored], 0.0, 1.0)
+        return CodedScores(scored, clipped, self._codes(clipped), np.cumsum(scored) - 1)
 
     def _feed_estimate(self, estimate: Ring, baseline: np.ndarray, e: np.ndarray, codes: np.ndarray) -> None:
         """Present scores (or confidences) clipped to [0, 1], with their :meth:`_codes`, into an estimate window;
