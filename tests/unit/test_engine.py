@@ -13,9 +13,10 @@ from monitor.config import load_config
 from monitor.core.engine import PartitionEngine
 from monitor.core.rules import Alert
 from monitor.core.view import build_view
-from monitor.simulate import Drift, TrafficGenerator
+from monitor.simulate import DEVICE_WEIGHTS, Drift, TrafficGenerator, choice_bounds, pick
 
 T0 = 1_767_225_600.0
+DEVICE_BOUNDS = choice_bounds(DEVICE_WEIGHTS)  # the phone, desktop and tablet shares of _devices
 
 
 def _engine(partition: int = 0, partitions: int = 1, **sections: Any) -> PartitionEngine:
@@ -150,7 +151,7 @@ def _devices(
     for i in range(n):
         region = 0 if rng.random() < share else int(rng.integers(1, 5))
         carries = campaign == 1.0 or rng.random() < campaign  # a row without the attribute is in no region
-        device: str | None = ("phone", "desktop", "tablet")[int(rng.choice(3, p=(0.6, 0.3, 0.1)))]
+        device: str | None = ("phone", "desktop", "tablet")[pick(rng, DEVICE_BOUNDS)]
         changing = i >= 15_000 and (until is None or i < until)
         if changing and ((carries and region == 0 and rng.random() < part) or rng.random() < everywhere):
             device = to
