@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -21,6 +21,22 @@ from monitor.core.floor_tests import floor_p_value
 from monitor.core.metrics import CLASSIFIER_TASKS, LOWER_IS_BETTER, MULTICLASS_METRICS, REGRESSION_METRICS
 from monitor.core.performance_state import BASELINE_SCORE_BINS, Bucket, BucketPerformance, PerformanceState
 from monitor.core.rules import ALL, Judgement, alert_key
+
+
+class EstimateReading(NamedTuple):
+    """A bucket's label-free accuracy estimate (:meth:`ModelPerformance._estimate_reading`)."""
+
+    current: float
+    low: float
+    high: float
+    events: int
+    baseline: float
+    baseline_events: int
+    drop: float
+    p_value: float
+    trusted: bool | None
+    enough: bool
+    fire: bool
 
 
 class ModelPerformance(PerformanceState):
@@ -189,19 +205,34 @@ class ModelPerformance(PerformanceState):
         self, buckets: set[Bucket], now: float, is_firing: Callable[[str], bool] | None = None
     ) -> list[Judgement]:
         """Label-free estimate alerts and latency alerts, evaluated as predictions arrive. ``is_firing``: which
-        alert keys are open, for the alerts a model opened while it read as binary (:meth:`withdrawn_judgements`)."""
+        alert keys are open, for the alerts a model opened while it read as binary (:meth:`withdrawn_judgements`).
+
+        The estimates are read for every bucket, but judgements are made of them only when one would fire or
+        one of their alerts is open (with ``is_firing``): otherwise the lifecycle would take each without a
+        change, and a judgement that does not fire moves no other's attribution."""
         out = []
         if self.estimates:
             right, baseline_right = self._right_by_code(), self._baseline_right()
-            for bucket in sorted(buckets):
-                b = self.buckets.get(bucket)
-                if b is not None and b.baseline_scores.sum() >= self.detectors.warmup_events:
-                    out.append(self._estimate(bucket, b, now, right, baseline_right))
+            warm = self.detectors.warmup_events
+            readings = [
+                (bucket, b, self._estimate_reading(bucket, b, right, baseline_right))
+                for bucket in sorted(buckets)
+                if (b := self.buckets.get(bucket)) is not None and b.baseline_scores.sum() >= warm
+            ]
+            if (
+                is_firing is None
+                or any(reading.fire for _, _, reading in readings)
+                or any(is_firing(self._key("performance", "estimated_accuracy", bucket)) for bucket, _, _ in readings)
+            ):
+                out += [self._estimate(bucket, b, now, reading) for bucket, b, reading in readings]
         if self.task not in (None, "binary") and is_firing is not None:
             out.extend(self.withdrawn_judgements(now, is_firing))
         if self.latency.warmed_up:
             out.append(self._latency(now))
         return out
+
+    def _key(self, kind: str, subject: str, bucket: Bucket) -> str:
+        return alert_key(self.model, kind, subject, {} if bucket == ALL else {bucket[0]: bucket[1]}, self.version)
 
     def _judgement(
         self, kind: str, subject: str, bucket: Bucket, ev: DriftEvidence, now: float, **kw: Any
@@ -346,9 +377,10 @@ class ModelPerformance(PerformanceState):
             )
         return out
 
-    def _estimate(
-        self, bucket: Bucket, b: BucketPerformance, now: float, right: np.ndarray, baseline_right: np.ndarray
-    ) -> Judgement:
+    def _estimate_reading(
+        self, bucket: Bucket, b: BucketPerformance, right: np.ndarray, baseline_right: np.ndarray
+    ) -> EstimateReading:
+        """The bucket's estimated accuracy against its warm-up's, and whether that fires its alert."""
         cfg, a = self.perf, self.alerts
         cur, low, high, var, n = self._window_estimate(b, right)
         base_mean, base_var, base_n = self._baseline_estimate(b, baseline_right)
@@ -358,6 +390,11 @@ class ModelPerformance(PerformanceState):
         trusted = self.trustworthy(bucket)
         enough = n >= cfg.min_labels
         fire = enough and trusted is not False and drop >= cfg.min_accuracy_drop and p_value < a.max_p_value
+        return EstimateReading(cur, low, high, n, base_mean, base_n, drop, p_value, trusted, enough, fire)
+
+    def _estimate(self, bucket: Bucket, b: BucketPerformance, now: float, reading: EstimateReading) -> Judgement:
+        cfg, a = self.perf, self.alerts
+        cur, low, high, n, base_mean, base_n, drop, p_value, trusted, enough, fire = reading
         ev = DriftEvidence(
             detected=drop >= cfg.min_accuracy_drop,
             effect=drop,
