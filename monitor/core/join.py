@@ -66,7 +66,8 @@ _LABEL = attrgetter("label")
 _OUTCOMES = attrgetter("outcomes")
 
 
-def _nan_as_none(values: np.ndarray) -> list[float | None]:
+def nan_as_none(values: np.ndarray) -> list[float | None]:
+    """A float column as a list, NaN as None (how the join keeps a score or confidence that was not given)."""
     return [None if v != v else v for v in values.tolist()]
 
 
@@ -458,8 +459,8 @@ class LabelJoiner:
         model, version, _ = self._combos[int(combo[at[0]])]  # (one model version's batch)
         preds = list(map(_new_tuple, repeat(PendingPrediction), zip(
             repeat(model), repeat(version), map(segments.__getitem__, segment_code[rows].tolist()),
-            map(predictions.__getitem__, at), _nan_as_none(scores[rows]), times[rows].tolist(),
-            _nan_as_none(confidences[rows]), strict=False,
+            map(predictions.__getitem__, at), nan_as_none(scores[rows]), times[rows].tolist(),
+            nan_as_none(confidences[rows]), strict=False,
         )))  # fmt: skip
         delays = (np.fromiter(map(_EVENT_TIME, earlies), dtype=np.float64, count=len(at)) - times[rows]).tolist()
         joined = list(map(_new_tuple, repeat(Joined), zip(

@@ -20,8 +20,8 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
-from itertools import chain
-from operator import itemgetter
+from itertools import chain, repeat
+from operator import attrgetter, itemgetter
 from typing import Any, Protocol
 
 import lz4.frame
@@ -31,14 +31,15 @@ import orjson
 from monitor.core import kernels
 from monitor.core.event_clock import VersionActivity
 from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
-from monitor.core.float_columns import as_values, float_column, pack, unpack, wire_types
-from monitor.core.join import Joined, LabelJoiner, PendingPrediction, Segments
+from monitor.core.float_columns import WIRE_TYPES, as_values, float_column, pack, unpack, wire_types
+from monitor.core.join import Joined, LabelJoiner, PendingPrediction, Segments, nan_as_none
 from monitor.core.label_reading import binary_score, confidences
 from monitor.core.settings import Settings
 from monitor.core.shards import SHARD_CUT, shard_of
 from monitor.core.stats import OVERFLOW
 
-SUMMARY_FORMAT = 1
+SUMMARY_FORMAT = 1  # the plain form (to_plain), and the wire's when it carries no joined labels
+JOINED_COLUMNS_FORMAT = 2  # the wire's with joined labels as columns (JoinedColumns): earlier releases refuse it
 WIRE_FLOATS = b"\n"  # between a summary's JSON header and its float columns on the wire
 LZ4_FRAME_MAGIC = b"\x04\x22\x4d\x18"  # how an lz4 frame starts (a zlib stream starts with 0x78, JSON with '{')
 MAX_SUMMARY_ROWS = 2_000  # rows per summary at most
@@ -90,12 +91,18 @@ class Summary:
         """Plain data (JSON types only): the form earlier releases sent and snapshots kept."""
         return self._plain(None)
 
-    def _plain(self, floats: list[np.ndarray] | None, types: list[str] | None = None) -> dict[str, Any]:
+    def _plain(
+        self,
+        floats: list[np.ndarray] | None,
+        types: list[str] | None = None,
+        joined_floats: list[np.ndarray] | None = None,
+    ) -> dict[str, Any]:
         """:meth:`to_plain`, or with ``floats`` (a list to fill) the wire's header: the rows' times, latencies
         and float feature columns (:func:`~monitor.core.float_columns.float_column`) go into ``floats`` in
         that order; the times and latencies stand as null in the header, each float feature column as its
         type on the wire (:func:`~monitor.core.float_columns.wire_types`), which ``types`` gets, column by
-        column."""
+        column. With ``joined_floats`` the joined labels go as columns (:func:`joined_columns`), their float
+        columns into ``joined_floats``."""
         out: dict[str, Any] = {
             "format": SUMMARY_FORMAT,
             "model": self.model,
@@ -114,7 +121,7 @@ class Summary:
             features: dict[str, Any] = {}
             if floats is None:
                 times: list[float] | None = b.event_time.tolist()
-                latency = [None if v != v else v for v in b.latency_ms.tolist()]
+                latency = nan_as_none(b.latency_ms)
                 features = {name: as_values(column) for name, column in b.features.items()}
             else:
                 times, latency = None, None
@@ -142,7 +149,10 @@ class Summary:
                     "scores": b.scores,
                     "nulls": b.nulls,
                 }
-        if self.joined:
+        if self.joined and joined_floats is not None:
+            out["format"] = JOINED_COLUMNS_FORMAT
+            out["joined"] = joined_columns(self.joined, joined_floats)
+        elif self.joined:
             out["joined"] = [
                 [j.prediction_id, [list(s) for s in j.prediction.segments], j.prediction.prediction,
                  j.prediction.score, j.prediction.event_time, j.label, j.outcomes, j.delay_s,
@@ -153,8 +163,10 @@ class Summary:
 
     @classmethod
     def from_plain(cls, data: dict[str, Any]) -> Summary:
-        if data.get("format") != SUMMARY_FORMAT:
-            raise ValueError(f"summary format {data.get('format')!r} is not {SUMMARY_FORMAT}")
+        if data.get("format") not in (SUMMARY_FORMAT, JOINED_COLUMNS_FORMAT):
+            raise ValueError(
+                f"summary format {data.get('format')!r} is not {SUMMARY_FORMAT} or {JOINED_COLUMNS_FORMAT}"
+            )
         model, version = str(data["model"]), str(data["version"])
         progress, label_progress = data.get("progress"), data.get("label_progress")
         rows = None
@@ -185,11 +197,15 @@ class Summary:
                 scores=r["scores"],
                 nulls=r["nulls"],
             )
-        joined = [  # a multiclass model's confidence ends the entry (an earlier release's entries have none)
-            Joined(pid, PendingPrediction(model, version, tuple(map(tuple, segs)), pred, score, t, *sure), label,
-                   outcomes, delay)
-            for pid, segs, pred, score, t, label, outcomes, delay, *sure in data.get("joined", ())
-        ]  # fmt: skip
+        entries = data.get("joined", ())
+        if isinstance(entries, dict):  # as columns (this release's wire)
+            joined = joined_from_columns(model, version, entries)
+        else:  # a multiclass model's confidence ends the entry (an earlier release's entries have none)
+            joined = [
+                Joined(pid, PendingPrediction(model, version, tuple(map(tuple, segs)), pred, score, t, *sure), label,
+                       outcomes, delay)
+                for pid, segs, pred, score, t, label, outcomes, delay, *sure in entries
+            ]  # fmt: skip
         return cls(
             model, version, int(data["source"]), int(data["seq"]),
             -math.inf if progress is None else float(progress), rows, joined,
@@ -201,7 +217,8 @@ class Summary:
         """The summaries topic's message value, in an lz4 frame: a JSON header (:meth:`to_plain` with its times
         and latencies null and each number-only feature column's place holding its wire type), a newline (JSON
         text holds none), then those columns raw: times and latencies as float64, each feature column as its
-        type (:mod:`monitor.core.float_columns`). Made once and kept: a summary is not changed
+        type (:mod:`monitor.core.float_columns`), then the joined labels' float columns as float64 (their other
+        fields are columns in the header: :func:`joined_columns`). Made once and kept: a summary is not changed
         once made, and the same bytes go to the topic and into snapshots (every summary is in a profile
         snapshot before it is sent: sent as plain JSON and compressed by the producer instead, those snapshots
         were about five times larger). lz4 rather than zlib: on 5,000 reference events (1.14 MB of JSON) zlib
@@ -210,9 +227,10 @@ class Summary:
         if self.wire is None:
             floats: list[np.ndarray] = []
             types: list[str] = []  # the times (and latencies) as float64, each float feature column as named
-            payload = orjson.dumps(self._plain(floats, types))
-            if floats:
-                payload += WIRE_FLOATS + pack(floats, types)
+            joined_floats: list[np.ndarray] = []  # the joined labels' float columns, float64, after the rows'
+            payload = orjson.dumps(self._plain(floats, types, joined_floats))
+            if floats or joined_floats:
+                payload += WIRE_FLOATS + pack(floats, types) + pack(joined_floats, ["f8"] * len(joined_floats))
             self.wire = lz4.frame.compress(payload, content_checksum=True)
         return self.wire
 
@@ -258,12 +276,32 @@ def _split(value: bytes) -> tuple[dict[str, Any], bytes]:
 
 def wire_plain(value: bytes, *, as_arrays: bool = False) -> dict[str, Any]:
     """A summaries-topic value as plain data: the float columns in their header's places, as lists (None for
-    NaN), or with ``as_arrays`` as float64 arrays (what :meth:`Summary.decode` keeps). ValueError or
-    zlib.error for anything unreadable (see :func:`wire_text`)."""
+    NaN), or with ``as_arrays`` as float64 arrays (what :meth:`Summary.decode` keeps). Joined labels sent as
+    columns stay columns with ``as_arrays`` (:meth:`Summary.from_plain` reads them), else they become the
+    entries of :meth:`Summary.to_plain`. ValueError or zlib.error for anything unreadable (see
+    :func:`wire_text`)."""
     data, floats = _split(value)
     rows = data.get("rows")
-    if not isinstance(rows, dict) or rows.get("time") is not None:  # JSON throughout (earlier releases)
-        return data
+    joined = data.get("joined")
+    if isinstance(rows, dict) and rows.get("time") is None:  # float columns after the header
+        floats = _rows_floats(rows, floats, as_arrays)
+    if isinstance(joined, dict):
+        names = _joined_float_names(joined)
+        size = _joined_size(joined)
+        for name, column in zip(names, unpack(floats, ["f8"] * len(names), size), strict=True):
+            joined[name] = column
+        floats = b""
+        if not as_arrays:
+            data["format"] = SUMMARY_FORMAT
+            data["joined"] = joined_entries(joined)
+    if floats:
+        raise ValueError(f"summary floats: {len(floats)} bytes after the columns")
+    return data
+
+
+def _rows_floats(rows: dict[str, Any], floats: bytes, as_arrays: bool) -> bytes:
+    """The rows' float columns read from the front of ``floats`` into their places in ``rows``; the bytes after
+    them (the joined labels' columns)."""
     features = rows.get("features", {})
     if not isinstance(features, dict):
         raise ValueError("summary rows without a features table")
@@ -271,12 +309,90 @@ def wire_plain(value: bytes, *, as_arrays: bool = False) -> dict[str, Any]:
     raw = [(name, code or "f8") for name, code in features.items() if code is None or isinstance(code, str)]
     named = ["time"] if "id" not in rows else ["time", "latency"]
     size = int(rows["n"]) if "id" not in rows else len(rows["id"])
-    table = unpack(floats, ["f8"] * len(named) + [code for _, code in raw], size)
+    types = ["f8"] * len(named) + [code for _, code in raw]
+    try:
+        length = size * sum(WIRE_TYPES[t].itemsize for t in types)
+    except (KeyError, TypeError):
+        raise ValueError(f"summary floats: unknown column types {types!r}") from None
+    table = unpack(floats[:length], types, size)
     for k, name in enumerate(named):
         rows[name] = table[k] if as_arrays else as_values(table[k])
     for k, (name, _) in enumerate(raw, start=len(named)):
         features[name] = table[k] if as_arrays else as_values(table[k])
-    return data
+    return floats[length:]
+
+
+_new_tuple = tuple.__new__  # a named tuple made from its fields without a Python call per row
+_JOINED_FLOATS = ("score", "time", "delay")  # a joined column sent as float64 after the header (NaN: None)
+_PREDICTION_OF = attrgetter("prediction")
+_JOINED_FIELDS = attrgetter("prediction_id", "label", "outcomes", "delay_s")
+_PENDING_FIELDS = attrgetter("segments", "prediction", "score", "event_time", "confidence")
+
+
+def joined_columns(joined: Sequence[Joined], floats: list[np.ndarray]) -> dict[str, Any]:
+    """Joined labels as columns for the wire: ids, predictions, labels and outcomes as lists; each distinct
+    segment combination once (``segments``) and each label's as its index (``combo``); the scores, prediction
+    times, delays (and a multiclass model's confidences, if any label has one) as float64 columns appended to
+    ``floats``, standing as null in the columns. An entry of :meth:`Summary.to_plain` cost about ten times as
+    much to write and read back (a list per label, its segments remade per label)."""
+    ids, labels, outcomes, delays = (list(column) for column in zip(*map(_JOINED_FIELDS, joined), strict=True))
+    segments, predictions, scores, times, confidence = (
+        list(column) for column in zip(*map(_PENDING_FIELDS, map(_PREDICTION_OF, joined)), strict=True)
+    )
+    combos: dict[Segments, int] = {}
+    codes = [combos.setdefault(combo, len(combos)) for combo in segments]
+    out: dict[str, Any] = {
+        "id": ids, "segments": [[list(pair) for pair in combo] for combo in combos], "combo": codes,
+        "prediction": predictions, "label": labels, "outcomes": outcomes, "score": None, "time": None, "delay": None,
+    }  # fmt: skip
+    floats += [np.array(scores, dtype=np.float64), np.array(times, dtype=np.float64), np.array(delays, np.float64)]
+    if confidence.count(None) != len(confidence):
+        out["confidence"] = None
+        floats.append(np.array(confidence, dtype=np.float64))
+    return out
+
+
+def _joined_float_names(columns: dict[str, Any]) -> list[str]:
+    return [*_JOINED_FLOATS, *(("confidence",) if "confidence" in columns else ())]
+
+
+def _joined_size(columns: dict[str, Any]) -> int:
+    size = len(columns["id"])
+    for name in ("combo", "prediction", "label", "outcomes"):
+        if len(columns[name]) != size:
+            raise ValueError(f"summary joined columns: {name} has {len(columns[name])} of {size} labels")
+    return size
+
+
+def joined_from_columns(model: str, version: str, columns: dict[str, Any]) -> list[Joined]:
+    """The joined labels of :func:`joined_columns` (its float columns read back as arrays), as the join made
+    them: a score or confidence that was None is None again."""
+    size = _joined_size(columns)
+    combos = [tuple(map(tuple, combo)) for combo in columns["segments"]]
+    codes = columns["combo"]
+    if codes and not 0 <= min(codes) <= max(codes) < len(combos):
+        raise ValueError(f"summary joined columns: segment combinations {min(codes)} to {max(codes)} of {len(combos)}")
+    segments = [combos[c] for c in codes]
+    scores = nan_as_none(np.asarray(columns["score"], dtype=np.float64))
+    sure = (
+        nan_as_none(np.asarray(columns["confidence"], dtype=np.float64)) if "confidence" in columns else [None] * size
+    )
+    times = np.asarray(columns["time"], dtype=np.float64).tolist()
+    delays = np.asarray(columns["delay"], dtype=np.float64).tolist()
+    pending = map(
+        _new_tuple,
+        repeat(PendingPrediction),
+        zip(repeat(model), repeat(version), segments, columns["prediction"], scores, times, sure, strict=False),
+    )
+    rows = zip(columns["id"], pending, columns["label"], columns["outcomes"], delays, strict=True)
+    return list(map(_new_tuple, repeat(Joined), rows))
+
+
+def joined_entries(columns: dict[str, Any]) -> list[list[Any]]:
+    """The joined labels of :func:`joined_columns` as the entries of :meth:`Summary.to_plain` (float columns
+    read back as arrays)."""
+    joined = joined_from_columns("", "", columns)
+    return Summary(model="", version="", source=0, seq=0, progress=0.0, joined=joined).to_plain()["joined"]
 
 
 def readable_size(value: bytes) -> bool:

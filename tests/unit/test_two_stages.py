@@ -76,8 +76,17 @@ def test_a_summary_survives_its_bytes_exactly():
         assert Summary.decode(zlib.compress(text, 1)).to_plain() == s.to_plain()  # an earlier release's wire
         assert s.encode()[:4] == b"\x04\x22\x4d\x18"  # an lz4 frame
         assert wire_plain(s.encode()) == s.to_plain()  # of a JSON header, then the float columns
-        if s.rows is None:  # no rows: the header is all
-            assert wire_text(s.encode()) == text
+        if s.rows is None:  # no rows: the header holds the joined labels as columns, their floats after it
+            header = wire_header(s.encode())
+            assert header["format"] == 2 and {k: v for k, v in header.items() if k not in ("format", "joined")} == {
+                k: v for k, v in orjson.loads(text).items() if k not in ("format", "joined")
+            }
+            assert header["joined"] == {
+                "id": ["p1"], "segments": [[["seg", "a"]]], "combo": [0], "prediction": [0.7], "label": [1],
+                "outcomes": [None], "score": None, "time": None, "delay": None,
+            }  # fmt: skip
+            floats = wire_text(s.encode()).partition(b"\n")[2]
+            assert np.frombuffer(floats, dtype="<f8").tolist() == [0.7, T0, 5.0]  # score, prediction time, delay
         else:  # times, latencies and x (numbers and nulls) as float64 after the header; colour (text) in it
             header = wire_header(s.encode())
             assert header["rows"]["time"] is None and header["rows"]["latency"] is None
