@@ -672,7 +672,7 @@ class LabelJoiner:
         if known.any():
             sure = [c if k else None for c, k in zip(confidence.tolist(), known.tolist(), strict=True)]
         entries = zip(models, versions, segments, values, scores, time.tolist(), sure, strict=True)
-        return list(map(PendingPrediction._make, entries)), time
+        return list(map(_new_tuple, repeat(PendingPrediction), entries)), time
 
     def _mark_done(self, prediction_id: str, now: float) -> None:
         self.done.add(prediction_id, now)

@@ -258,20 +258,17 @@ class PerformanceWindow:
         self.ring.extend(np.column_stack([y, value]))
         self.count += y.size
         if self.task == "binary":
-            pred = value >= self.threshold
             pos = y == 1
+            # one count for the confusion matrix: code 2 * predicted + actual is tn, fn, fp, tp
+            tn, fn, fp, tp = np.bincount((value >= self.threshold) * 2 + pos, minlength=4).tolist()
             p = np.clip(value, EPS, 1 - EPS)
             self.sums += [
-                np.sum(pred & pos),
-                np.sum(pred & ~pos),
-                np.sum(~pred & pos),
-                np.sum(~pred & ~pos),
+                tp, fp, fn, tn,
                 -np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)),
                 np.sum((value - y) ** 2),
-            ]
+            ]  # fmt: skip
             idx = np.clip((value * AUC_BINS).astype(np.int64), 0, AUC_BINS - 1)
-            self.hist[0] += np.bincount(idx[~pos], minlength=AUC_BINS)
-            self.hist[1] += np.bincount(idx[pos], minlength=AUC_BINS)
+            self.hist += np.bincount(idx + pos * AUC_BINS, minlength=2 * AUC_BINS).reshape(2, AUC_BINS)
         else:
             err = np.abs(value - y)
             self.sums[:3] += [err.sum(), (err**2).sum(), (err / np.maximum(np.abs(y), np.finfo(np.float64).eps)).sum()]
