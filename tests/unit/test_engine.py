@@ -214,7 +214,7 @@ def _everywhere(seed: int, regions: int, local: bool, rate: float = 0.12) -> lis
     events = []
     for i in range(32_000 if local else 30_000):
         region = 0 if rng.random() < (0.1 if local else 1 / regions) else int(rng.integers(1, regions))
-        device = ("phone", "desktop", "tablet")[int(rng.choice(3, p=(0.6, 0.3, 0.1)))]
+        device = ("phone", "desktop", "tablet")[pick(rng, DEVICE_BOUNDS)]
         dev = "ab"[int(rng.integers(0, 2))]
         if local and i >= 15_000 and region == 0:
             device = "tablet"

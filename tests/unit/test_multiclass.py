@@ -18,6 +18,7 @@ from monitor.core.label_reading import class_name, infer_task
 from monitor.core.metrics import PerformanceWindow, multiclass_metrics
 from monitor.core.rules import Alert
 from monitor.core.view import build_view
+from monitor.simulate import choice_bounds, pick
 
 T0 = 1_767_225_600.0
 CLASSES = ["cat", "dog", "bird", "fish", "horse"]
@@ -93,11 +94,12 @@ def _traffic(
     rng = np.random.default_rng(seed)
     weights = np.linspace(2.0, 1.0, len(classes))
     weights /= weights.sum()
+    bounds = choice_bounds(tuple(weights.tolist()))  # rng.choice(len(classes), p=weights), drawn faster
     alerts: list[Alert] = []
     for step in range(steps):
         preds, labels = [], []
         for i in range(start + step * 1000, start + (step + 1) * 1000):
-            truth = int(rng.choice(len(classes), p=weights))
+            truth = pick(rng, bounds)
             wrong = int((truth + rng.integers(1, len(classes))) % len(classes))
             guess = truth if rng.random() < accuracy(step) else wrong
             t = T0 + i / 100
