@@ -39,7 +39,7 @@ from monitor.core.shards import SHARD_CUT, shard_of
 from monitor.core.stats import OVERFLOW
 
 SUMMARY_FORMAT = 1  # the plain form (to_plain), and the wire's when it carries no joined labels
-JOINED_COLUMNS_FORMAT = 2  # the wire's with joined labels as columns (JoinedColumns): earlier releases refuse it
+JOINED_COLUMNS_FORMAT = 2  # the wire's with joined labels as columns (joined_columns): earlier releases refuse it
 WIRE_FLOATS = b"\n"  # between a summary's JSON header and its float columns on the wire
 LZ4_FRAME_MAGIC = b"\x04\x22\x4d\x18"  # how an lz4 frame starts (a zlib stream starts with 0x78, JSON with '{')
 MAX_SUMMARY_ROWS = 2_000  # rows per summary at most
@@ -198,6 +198,8 @@ class Summary:
                 nulls=r["nulls"],
             )
         entries = data.get("joined", ())
+        if isinstance(entries, dict) != (data["format"] == JOINED_COLUMNS_FORMAT and "joined" in data):
+            raise ValueError(f"summary format {data['format']} with joined labels as {type(entries).__name__}")
         if isinstance(entries, dict):  # as columns (this release's wire)
             joined = joined_from_columns(model, version, entries)
         else:  # a multiclass model's confidence ends the entry (an earlier release's entries have none)
@@ -278,8 +280,8 @@ def wire_plain(value: bytes, *, as_arrays: bool = False) -> dict[str, Any]:
     """A summaries-topic value as plain data: the float columns in their header's places, as lists (None for
     NaN), or with ``as_arrays`` as float64 arrays (what :meth:`Summary.decode` keeps). Joined labels sent as
     columns stay columns with ``as_arrays`` (:meth:`Summary.from_plain` reads them), else they become the
-    entries of :meth:`Summary.to_plain`. ValueError or zlib.error for anything unreadable (see
-    :func:`wire_text`)."""
+    entries of :meth:`Summary.to_plain`. ValueError, zlib.error, or KeyError or TypeError for a header without
+    the fields its form needs, for anything unreadable (see :func:`wire_text`)."""
     data, floats = _split(value)
     rows = data.get("rows")
     joined = data.get("joined")
@@ -333,8 +335,9 @@ def joined_columns(joined: Sequence[Joined], floats: list[np.ndarray]) -> dict[s
     """Joined labels as columns for the wire: ids, predictions, labels and outcomes as lists; each distinct
     segment combination once (``segments``) and each label's as its index (``combo``); the scores, prediction
     times, delays (and a multiclass model's confidences, if any label has one) as float64 columns appended to
-    ``floats``, standing as null in the columns. An entry of :meth:`Summary.to_plain` cost about ten times as
-    much to write and read back (a list per label, its segments remade per label)."""
+    ``floats``, standing as null in the columns. Entries as :meth:`Summary.to_plain` writes them (a list per
+    label, its segments remade per label) cost two to three times as much to write and to read back.
+    """
     ids, labels, outcomes, delays = (list(column) for column in zip(*map(_JOINED_FIELDS, joined), strict=True))
     segments, predictions, scores, times, confidence = (
         list(column) for column in zip(*map(_PENDING_FIELDS, map(_PREDICTION_OF, joined)), strict=True)
@@ -357,10 +360,17 @@ def _joined_float_names(columns: dict[str, Any]) -> list[str]:
 
 
 def _joined_size(columns: dict[str, Any]) -> int:
+    """The number of joined labels in :func:`joined_columns`' columns; ValueError for columns that are not lists
+    of one length, or codes that are not integers (never read as something else)."""
+    for name in ("id", "segments", "combo", "prediction", "label", "outcomes"):
+        if type(columns[name]) is not list:
+            raise ValueError(f"summary joined columns: {name} is not a list")
     size = len(columns["id"])
     for name in ("combo", "prediction", "label", "outcomes"):
         if len(columns[name]) != size:
             raise ValueError(f"summary joined columns: {name} has {len(columns[name])} of {size} labels")
+    if not {int}.issuperset(map(type, columns["combo"])):
+        raise ValueError("summary joined columns: a segment combination code is not an integer")
     return size
 
 
@@ -369,6 +379,10 @@ def joined_from_columns(model: str, version: str, columns: dict[str, Any]) -> li
     them: a score or confidence that was None is None again."""
     size = _joined_size(columns)
     combos = [tuple(map(tuple, combo)) for combo in columns["segments"]]
+    if any(type(combo) is not list for combo in columns["segments"]) or any(
+        len(pair) != 2 or not all(type(x) is str for x in pair) for combo in combos for pair in combo
+    ):
+        raise ValueError("summary joined columns: a segment combination is not a list of (attribute, value) pairs")
     codes = columns["combo"]
     if codes and not 0 <= min(codes) <= max(codes) < len(combos):
         raise ValueError(f"summary joined columns: segment combinations {min(codes)} to {max(codes)} of {len(combos)}")

@@ -9,7 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.core.join import Joined, PendingPrediction
-from monitor.core.profile import JOINED_COLUMNS_FORMAT, SUMMARY_FORMAT, Summary, wire_header, wire_plain, wire_text
+from monitor.core.profile import (
+    JOINED_COLUMNS_FORMAT,
+    SUMMARY_FORMAT,
+    ProfileStage,
+    Summary,
+    wire_header,
+    wire_plain,
+    wire_text,
+)  # fmt: skip
+from monitor.core.settings import Settings
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53), finite, st.text(max_size=6))
@@ -65,8 +74,59 @@ def test_damaged_joined_columns_are_refused_not_misread():
     ]:
         with pytest.raises(ValueError, match=why):
             Summary.decode(_wire({**good, "joined": {**good["joined"], **change}}, floats))
+    for change, why in [
+        ({"combo": [False, True]}, "not an integer"),  # a boolean would read as 0 and 1
+        ({"id": "ab"}, "id is not a list"),  # a string of the right length would read letter by letter
+        ({"label": {"x": 1, "y": 0}}, "label is not a list"),
+        ({"segments": ["country"]}, "not a list of"),
+        ({"segments": [[["country", "US", "x"]]]}, "not a list of"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            Summary.decode(_wire({**good, "joined": {**good["joined"], **change}}, floats))
     for cut in (floats[:-8], floats + b"\0" * 8):
         with pytest.raises(ValueError, match="summary floats"):
             Summary.decode(_wire(good, cut))
     with pytest.raises(ValueError, match="summary format 3"):
         Summary.decode(_wire({**good, "format": 3}, floats))
+    with pytest.raises(ValueError, match="format 1 with joined labels as dict"):
+        Summary.decode(_wire({**good, "format": 1}, floats))
+    entries = Summary("m", "v1", source=0, seq=0, progress=10.0, joined=joined).to_plain()
+    with pytest.raises(ValueError, match="format 2 with joined labels as list"):
+        Summary.decode(orjson.dumps({**entries, "format": 2}))
+
+
+def test_rows_and_the_joined_labels_that_came_before_them_share_one_summary_and_read_back():
+    """Labels that came before their predictions join when the predictions come: that summary carries both, the
+    rows' float columns first and the joined labels' after them."""
+    stage = ProfileStage(Settings(), partition=0)
+    stage.labels(
+        [orjson.dumps({"prediction_id": f"p{i}", "timestamp": 100.0, "label": i % 2}) for i in range(3)], [0.0] * 3
+    )
+    events = [
+        {"prediction_id": f"p{i}", "model": "m", "timestamp": 90.0 + i, "features": {"x": 0.5 * i, "c": "red"},
+         "segments": {"country": "US" if i else "DE"}, "prediction": 0.2 * i}
+        for i in range(5)
+    ]  # fmt: skip
+    summaries, _ = stage.predictions([orjson.dumps(e) for e in events], [0.0] * 5)
+    both = [s for s in summaries if s.rows is not None and s.joined]
+    assert len(both) == 1 and len(both[0].rows) == 5 and len(both[0].joined) == 3
+    summary = both[0]
+    back = Summary.decode(summary.encode())
+    assert back.joined == summary.joined and back.to_plain() == summary.to_plain()
+    assert [j.prediction.score for j in back.joined] == [0.0, 0.2, 0.4]
+    assert back.rows is not None and back.rows.features["x"].tolist() == [0.0, 0.5, 1.0, 1.5, 2.0]
+    header, _, floats = wire_text(summary.encode()).partition(b"\n")
+    assert len(floats) == 8 * 3 * 5 + 8 * 3 * 3  # times, latencies and x of 5 rows; score, time, delay of 3 labels
+    for cut in (floats[:-8], floats + b"\0" * 8):
+        with pytest.raises(ValueError, match="summary floats"):
+            Summary.decode(_wire(orjson.loads(header), cut))
+
+
+def test_extra_bytes_after_a_summarys_rows_are_refused():
+    stage = ProfileStage(Settings(), partition=0)
+    event = {"prediction_id": "p1", "model": "m", "timestamp": 1.0, "features": {"x": 1.5}, "prediction": 0.2}
+    (summary,), _ = stage.predictions([orjson.dumps(event)], [0.0])
+    header, _, floats = wire_text(summary.encode()).partition(b"\n")
+    assert Summary.decode(_wire(orjson.loads(header), floats)).to_plain() == summary.to_plain()
+    with pytest.raises(ValueError, match="8 bytes after the columns"):
+        Summary.decode(_wire(orjson.loads(header), floats + b"\0" * 8))
