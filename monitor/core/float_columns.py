@@ -70,15 +70,24 @@ def pack(columns: list[np.ndarray], types: list[str]) -> bytes:
     )
 
 
+def _dtypes(types: list[str]) -> list[np.dtype[Any]]:
+    try:
+        return [WIRE_TYPES[t] for t in types]
+    except (KeyError, TypeError):
+        raise ValueError(f"summary floats: unknown column types {types!r}") from None
+
+
+def packed_size(types: list[str], rows: int) -> int:
+    """The bytes :func:`pack` makes of ``rows`` rows of columns of ``types`` (ValueError for an unknown type)."""
+    return rows * sum(d.itemsize for d in _dtypes(types))
+
+
 def unpack(data: bytes, types: list[str], rows: int) -> list[np.ndarray]:
     """The inverse of :func:`pack`: each column as a writable float64 array (not a view of ``data``). A length
     or type that does not match is a ValueError (a damaged or foreign message, which the caller skips and
     counts)."""
-    try:
-        dtypes = [WIRE_TYPES[t] for t in types]
-    except (KeyError, TypeError):
-        raise ValueError(f"summary floats: unknown column types {types!r}") from None
-    if len(data) != rows * sum(d.itemsize for d in dtypes):
+    dtypes = _dtypes(types)
+    if len(data) != packed_size(types, rows):
         raise ValueError(f"summary floats: {len(data)} bytes for {len(types)} columns of {rows} rows")
     out: list[np.ndarray] = []
     at, k = 0, 0

@@ -60,7 +60,7 @@ class Joined(NamedTuple):
     delay_s: float
 
 
-_new_tuple = tuple.__new__  # a named tuple made from its fields without a Python call per row
+new_tuple = tuple.__new__  # a named tuple made from its fields without a Python call per row
 _EVENT_TIME = attrgetter("event_time")
 _LABEL = attrgetter("label")
 _OUTCOMES = attrgetter("outcomes")
@@ -457,13 +457,13 @@ class LabelJoiner:
             return keep, joined
         earlies: list[PendingLabel] = list(map(early_labels.pop, pids))
         model, version, _ = self._combos[int(combo[at[0]])]  # (one model version's batch)
-        preds = list(map(_new_tuple, repeat(PendingPrediction), zip(
+        preds = list(map(new_tuple, repeat(PendingPrediction), zip(
             repeat(model), repeat(version), map(segments.__getitem__, segment_code[rows].tolist()),
             map(predictions.__getitem__, at), nan_as_none(scores[rows]), times[rows].tolist(),
             nan_as_none(confidences[rows]), strict=False,
         )))  # fmt: skip
         delays = (np.fromiter(map(_EVENT_TIME, earlies), dtype=np.float64, count=len(at)) - times[rows]).tolist()
-        joined = list(map(_new_tuple, repeat(Joined), zip(
+        joined = list(map(new_tuple, repeat(Joined), zip(
             pids, preds, map(_LABEL, earlies), map(_OUTCOMES, earlies), delays, strict=True,
         )))  # fmt: skip
         mismatched = sum(1 for e in earlies if e.model is not None and e.model != model)
@@ -672,7 +672,7 @@ class LabelJoiner:
         if known.any():
             sure = [c if k else None for c, k in zip(confidence.tolist(), known.tolist(), strict=True)]
         entries = zip(models, versions, segments, values, scores, time.tolist(), sure, strict=True)
-        return list(map(_new_tuple, repeat(PendingPrediction), entries)), time
+        return list(map(new_tuple, repeat(PendingPrediction), entries)), time
 
     def _mark_done(self, prediction_id: str, now: float) -> None:
         self.done.add(prediction_id, now)

@@ -61,9 +61,8 @@ class ModelPerformance(PerformanceState):
             subjects.append(("concept_drift", "mae"))
         out: list[Judgement] = []
         for bucket in sorted(self.buckets):
-            segment = {} if bucket == ALL else {bucket[0]: bucket[1]}
             for kind, subject in subjects:
-                if is_firing(alert_key(self.model, kind, subject, segment, self.version)):
+                if is_firing(self._key(kind, subject, bucket)):
                     ev = DriftEvidence(
                         detected=False, effect=0.0, events=0, detector="withdrawn",
                         change_seq=self.buckets[bucket].predictions, change_time=now, p_value=None, baseline={},
@@ -242,7 +241,7 @@ class ModelPerformance(PerformanceState):
             bucket=bucket,
             evidence=ev,
             now=now,
-            key=alert_key(self.model, kind, subject, segment, self.version),
+            key=self._key(kind, subject, bucket),
             kind=kind,
             subject=subject,
             segment=segment,

@@ -31,8 +31,8 @@ import orjson
 from monitor.core import kernels
 from monitor.core.event_clock import VersionActivity
 from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
-from monitor.core.float_columns import WIRE_TYPES, as_values, float_column, pack, unpack, wire_types
-from monitor.core.join import Joined, LabelJoiner, PendingPrediction, Segments, nan_as_none
+from monitor.core.float_columns import as_values, float_column, pack, packed_size, unpack, wire_types
+from monitor.core.join import Joined, LabelJoiner, PendingPrediction, Segments, nan_as_none, new_tuple
 from monitor.core.label_reading import binary_score, confidences
 from monitor.core.settings import Settings
 from monitor.core.shards import SHARD_CUT, shard_of
@@ -153,12 +153,7 @@ class Summary:
             out["format"] = JOINED_COLUMNS_FORMAT
             out["joined"] = joined_columns(self.joined, joined_floats)
         elif self.joined:
-            out["joined"] = [
-                [j.prediction_id, [list(s) for s in j.prediction.segments], j.prediction.prediction,
-                 j.prediction.score, j.prediction.event_time, j.label, j.outcomes, j.delay_s,
-                 *(() if j.prediction.confidence is None else (j.prediction.confidence,))]
-                for j in self.joined
-            ]  # fmt: skip
+            out["joined"] = _entries(self.joined)
         return out
 
     @classmethod
@@ -312,10 +307,7 @@ def _rows_floats(rows: dict[str, Any], floats: bytes, as_arrays: bool) -> bytes:
     named = ["time"] if "id" not in rows else ["time", "latency"]
     size = int(rows["n"]) if "id" not in rows else len(rows["id"])
     types = ["f8"] * len(named) + [code for _, code in raw]
-    try:
-        length = size * sum(WIRE_TYPES[t].itemsize for t in types)
-    except (KeyError, TypeError):
-        raise ValueError(f"summary floats: unknown column types {types!r}") from None
+    length = packed_size(types, size)
     table = unpack(floats[:length], types, size)
     for k, name in enumerate(named):
         rows[name] = table[k] if as_arrays else as_values(table[k])
@@ -324,7 +316,6 @@ def _rows_floats(rows: dict[str, Any], floats: bytes, as_arrays: bool) -> bytes:
     return floats[length:]
 
 
-_new_tuple = tuple.__new__  # a named tuple made from its fields without a Python call per row
 _JOINED_FLOATS = ("score", "time", "delay")  # a joined column sent as float64 after the header (NaN: None)
 _PREDICTION_OF = attrgetter("prediction")
 _JOINED_FIELDS = attrgetter("prediction_id", "label", "outcomes", "delay_s")
@@ -394,19 +385,29 @@ def joined_from_columns(model: str, version: str, columns: dict[str, Any]) -> li
     times = np.asarray(columns["time"], dtype=np.float64).tolist()
     delays = np.asarray(columns["delay"], dtype=np.float64).tolist()
     pending = map(
-        _new_tuple,
+        new_tuple,
         repeat(PendingPrediction),
         zip(repeat(model), repeat(version), segments, columns["prediction"], scores, times, sure, strict=False),
     )
     rows = zip(columns["id"], pending, columns["label"], columns["outcomes"], delays, strict=True)
-    return list(map(_new_tuple, repeat(Joined), rows))
+    return list(map(new_tuple, repeat(Joined), rows))
 
 
 def joined_entries(columns: dict[str, Any]) -> list[list[Any]]:
     """The joined labels of :func:`joined_columns` as the entries of :meth:`Summary.to_plain` (float columns
     read back as arrays)."""
-    joined = joined_from_columns("", "", columns)
-    return Summary(model="", version="", source=0, seq=0, progress=0.0, joined=joined).to_plain()["joined"]
+    return _entries(joined_from_columns("", "", columns))
+
+
+def _entries(joined: Sequence[Joined]) -> list[list[Any]]:
+    """Joined labels as :meth:`Summary.to_plain` writes them, a list each (a multiclass model's confidence ends
+    its entry)."""
+    return [
+        [j.prediction_id, [list(s) for s in j.prediction.segments], j.prediction.prediction, j.prediction.score,
+         j.prediction.event_time, j.label, j.outcomes, j.delay_s,
+         *(() if j.prediction.confidence is None else (j.prediction.confidence,))]
+        for j in joined
+    ]  # fmt: skip
 
 
 def readable_size(value: bytes) -> bool:
