@@ -165,7 +165,7 @@ def test_make_announces_each_step_of_the_environment_build(tmp_path: Path) -> No
         at('echo "==> [2/3]'),
         at("pip install --quiet --upgrade pip"),
         at('echo "==> [3/3]'),
-        at("pip install --quiet -e"),
+        at("pip install --quiet --no-compile -e"),
         at('echo "==> environment ready'),
         at("monitor demo"),
     ]
