@@ -189,6 +189,14 @@ class Ring:
         self.head = end % self.capacity
         self.size = min(self.capacity, self.size + k)
 
+    def oldest(self, n: int) -> np.ndarray:
+        """The first column of the ``n`` oldest rows held (``n`` at most ``size``), oldest first: a copy, that
+        later rows do not overwrite."""
+        start = (self.head - self.size) % self.capacity
+        if start + n <= self.data.shape[0]:
+            return self.data[start : start + n, 0].copy()
+        return np.concatenate([self.data[start:, 0], self.data[: start + n - self.data.shape[0], 0]])
+
     def rows(self) -> np.ndarray:
         if self.size < self.capacity:
             return self.data[: self.size]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -42,6 +42,10 @@ class EstimateReading(NamedTuple):
 class ModelPerformance(PerformanceState):
     """Labels, scores, outcomes and latency of one model version in one partition, and the judgements they
     give: label-based alerts, score-based estimates, business outcomes and latency."""
+
+    SNAPSHOT_SKIP: ClassVar[tuple[str, ...]] = (*PerformanceState.SNAPSHOT_SKIP, "_alert_keys", "_rights_cache")
+    _alert_keys: dict[tuple[str, str, Bucket], str]  # caches made on first use: by :meth:`_key`,
+    _rights_cache: tuple[np.ndarray, bool, np.ndarray, np.ndarray]  # by :meth:`_rights`
 
     def withdrawn_judgements(self, now: float, is_firing: Callable[[str], bool]) -> list[Judgement]:
         """Clear judgements for the alerts a model opened while it read as binary (a score-based estimate
@@ -117,8 +121,17 @@ class ModelPerformance(PerformanceState):
         b = self.buckets.get(bucket)
         if b is None or b.estimate.size == 0 or not self.estimates:
             return math.nan, math.nan, math.nan, 0
-        est, low, high, _var, n = self._window_estimate(b, self._right_by_code())
-        return est, low, high, n
+        est, low, high, _var, n = (column[0] for column in self._window_estimates([(bucket, b)], self._rights()[0]))
+        return float(est), float(low), float(high), int(n)
+
+    def _rights(self) -> tuple[np.ndarray, np.ndarray]:
+        """(:meth:`_right_by_code`, :meth:`_baseline_right`), remembered while the calibration's map and what the
+        estimate reads (scores or confidences) stay the same: without labels, for good."""
+        cal_map = self.calibration.map
+        held = self.__dict__.get("_rights_cache")
+        if held is None or held[0] is not cal_map or held[1] != self.confidences:
+            held = self._rights_cache = (cal_map, self.confidences, self._right_by_code(), self._baseline_right())
+        return held[2], held[3]
 
     def _right_by_code(self) -> np.ndarray:
         """The probability that a prediction is right for each of its possible codes (:meth:`_codes`): every
@@ -130,36 +143,37 @@ class ModelPerformance(PerformanceState):
         right[0::2], right[1::2] = 1.0 - positive, positive
         return right
 
-    def _window_estimate(self, b: BucketPerformance, right: np.ndarray) -> tuple[float, float, float, float, int]:
-        """:func:`accuracy_band` of the bucket's estimate window, with the variance of its rows and their
-        number, from a count of the rows' codes (``right``: :meth:`_right_by_code`): sums over a few hundred
-        codes. The count is kept as rows come and go (:meth:`_feed_estimate`), so a batch costs what it adds,
-        not a pass over every bucket's whole window; a window not counted yet is counted once."""
-        ring = b.estimate
-        n = ring.size
-        if n == 0:
-            return math.nan, math.nan, math.nan, math.nan, 0
-        codes = self._code_counts(ring)
-        if codes is None or codes.size != right.size:
-            scores = ring.data[:n, 0]  # every row held, in any order
-            codes = np.bincount(self._codes(scores), minlength=right.size)
-            self._window_codes[ring] = (ring.written, codes)
-        counts = codes.astype(np.float64)
-        est = float(counts @ right) / n
-        half = 1.96 * math.sqrt(float(counts @ (right * (1 - right)))) / n
-        var = float(counts @ (right - est) ** 2) / n
-        return est, max(0.0, est - half), min(1.0, est + half), var, n
+    def _window_estimates(
+        self, held: list[tuple[Bucket, BucketPerformance]], right: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:func:`accuracy_band` of each bucket's estimate window, with the variance of its rows and their number
+        (NaN where it has none), from the count of its rows' codes (``right``: :meth:`_right_by_code`). The counts
+        are kept as rows come and go (:meth:`~PerformanceState.window_codes`), one row per bucket: a batch costs
+        what it adds, and every bucket is read at once."""
+        counts = self.window_codes().counts([(bucket, b.estimate) for bucket, b in held])
+        n = np.array([b.estimate.size for _, b in held], dtype=np.int64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            est = (counts * right).sum(axis=1) / n
+            half = 1.96 * np.sqrt((counts * (right * (1 - right))).sum(axis=1)) / n
+            var = (counts * (right - est[:, None]) ** 2).sum(axis=1) / n
+        return est, np.maximum(0.0, est - half), np.minimum(1.0, est + half), var, n
 
     def _baseline_right(self) -> np.ndarray:
         """The probability of being right at each warm-up score bin's centre, under the current calibration."""
         return self.probability_right((np.arange(BASELINE_SCORE_BINS) + 0.5) / BASELINE_SCORE_BINS)
 
-    def _baseline_estimate(self, b: BucketPerformance, e: np.ndarray) -> tuple[float, float, int]:
-        """The warm-up's estimated accuracy under the current calibration (``e``: :meth:`_baseline_right`):
-        (mean, variance, predictions)."""
-        n = int(b.baseline_scores.sum())
-        mean = float((b.baseline_scores * e).sum() / n) if n else math.nan
-        var = float((b.baseline_scores * (e - mean) ** 2).sum() / max(n - 1, 1)) if n else math.nan
+    @staticmethod
+    def _baseline_estimates(
+        held: list[tuple[Bucket, BucketPerformance]], e: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each bucket's warm-up's estimated accuracy under the current calibration (``e``:
+        :meth:`_baseline_right`): (mean, variance, predictions), NaN without any."""
+        histograms = np.stack([b.baseline_scores for _, b in held])
+        n = histograms.sum(axis=1).astype(np.int64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (histograms * e).sum(axis=1) / n
+            var = (histograms * (e - mean[:, None]) ** 2).sum(axis=1) / np.maximum(n - 1, 1)
+        var[n == 0] = math.nan
         return mean, var, n
 
     def judgements(self, buckets: set[Bucket], drifting: set[str]) -> list[Judgement]:
@@ -211,19 +225,20 @@ class ModelPerformance(PerformanceState):
         change, and a judgement that does not fire moves no other's attribution."""
         out = []
         if self.estimates:
-            right, baseline_right = self._right_by_code(), self._baseline_right()
-            warm = self.detectors.warmup_events
-            readings = [
-                (bucket, b, self._estimate_reading(bucket, b, right, baseline_right))
+            warm, full = self.detectors.warmup_events, self.window_codes().warm
+            held = [
+                (bucket, b)
                 for bucket in sorted(buckets)
-                if (b := self.buckets.get(bucket)) is not None and b.baseline_scores.sum() >= warm
+                if (b := self.buckets.get(bucket)) is not None
+                and (full.get(bucket) is b.baseline_scores or b.baseline_scores.sum() >= warm)
             ]
+            readings = self._estimate_readings(held) if held else []
             if (
                 is_firing is None
-                or any(reading.fire for _, _, reading in readings)
-                or any(is_firing(self._key("performance", "estimated_accuracy", bucket)) for bucket, _, _ in readings)
+                or any(reading.fire for reading in readings)
+                or any(is_firing(self._key("performance", "estimated_accuracy", bucket)) for bucket, _ in held)
             ):
-                out += [self._estimate(bucket, b, now, reading) for bucket, b, reading in readings]
+                out += [self._estimate(bucket, b, now, r) for (bucket, b), r in zip(held, readings, strict=True)]
         if self.task not in (None, "binary") and is_firing is not None:
             out.extend(self.withdrawn_judgements(now, is_firing))
         if self.latency.warmed_up:
@@ -231,7 +246,15 @@ class ModelPerformance(PerformanceState):
         return out
 
     def _key(self, kind: str, subject: str, bucket: Bucket) -> str:
-        return alert_key(self.model, kind, subject, {} if bucket == ALL else {bucket[0]: bucket[1]}, self.version)
+        """The alert key of ``kind`` and ``subject`` in ``bucket`` (remembered: some are asked on every batch)."""
+        keys: dict[tuple[str, str, Bucket], str] | None = self.__dict__.get("_alert_keys")
+        if keys is None:
+            keys = self._alert_keys = {}
+        key = keys.get((kind, subject, bucket))
+        if key is None:
+            segment = {} if bucket == ALL else {bucket[0]: bucket[1]}
+            key = keys[kind, subject, bucket] = alert_key(self.model, kind, subject, segment, self.version)
+        return key
 
     def _judgement(
         self, kind: str, subject: str, bucket: Bucket, ev: DriftEvidence, now: float, **kw: Any
@@ -376,20 +399,32 @@ class ModelPerformance(PerformanceState):
             )
         return out
 
-    def _estimate_reading(
-        self, bucket: Bucket, b: BucketPerformance, right: np.ndarray, baseline_right: np.ndarray
-    ) -> EstimateReading:
-        """The bucket's estimated accuracy against its warm-up's, and whether that fires its alert."""
+    def _estimate_readings(self, held: list[tuple[Bucket, BucketPerformance]]) -> list[EstimateReading]:
+        """Each bucket's estimated accuracy against its warm-up's, and whether that fires its alert."""
         cfg, a = self.perf, self.alerts
-        cur, low, high, var, n = self._window_estimate(b, right)
-        base_mean, base_var, base_n = self._baseline_estimate(b, baseline_right)
-        drop = base_mean - cur
-        se = math.sqrt(base_var / base_n + var / n) if n > 1 else math.inf
-        p_value = 0.5 * math.erfc((drop / se) / math.sqrt(2)) if se > 0 else (0.0 if drop > 0 else 1.0)
-        trusted = self.trustworthy(bucket)
-        enough = n >= cfg.min_labels
-        fire = enough and trusted is not False and drop >= cfg.min_accuracy_drop and p_value < a.max_p_value
-        return EstimateReading(cur, low, high, n, base_mean, base_n, drop, p_value, trusted, enough, fire)
+        right, baseline_right = self._rights()
+        windows = (column.tolist() for column in self._window_estimates(held, right))
+        baselines = (column.tolist() for column in self._baseline_estimates(held, baseline_right))
+        trust = self._trust([bucket for bucket, _ in held])
+        out = []
+        for (cur, low, high, var, n), (base_mean, base_var, base_n), trusted in zip(
+            zip(*windows, strict=True), zip(*baselines, strict=True), trust, strict=True
+        ):
+            drop = base_mean - cur
+            se = math.sqrt(base_var / base_n + var / n) if n > 1 else math.inf
+            p_value = 0.5 * math.erfc((drop / se) / math.sqrt(2)) if se > 0 else (0.0 if drop > 0 else 1.0)
+            enough = n >= cfg.min_labels
+            fire = enough and trusted is not False and drop >= cfg.min_accuracy_drop and p_value < a.max_p_value
+            out.append(EstimateReading(cur, low, high, n, base_mean, base_n, drop, p_value, trusted, enough, fire))
+        return out
+
+    def _trust(self, buckets: list[Bucket]) -> list[bool | None]:
+        """:meth:`trustworthy` of each bucket; once the calibration is fitted, one answer for them all."""
+        cal = self.calibration
+        if cal.fitted and (self.task == "binary" or self.confidences):
+            shared = None if cal.checked < self.perf.min_labels else cal.error() <= self.perf.calibration_max_error
+            return [shared] * len(buckets)
+        return [self.trustworthy(bucket) for bucket in buckets]
 
     def _estimate(self, bucket: Bucket, b: BucketPerformance, now: float, reading: EstimateReading) -> Judgement:
         cfg, a = self.perf, self.alerts

@@ -9,18 +9,18 @@ the judgements made from it. No I/O, no wall clock.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import attrgetter, is_, is_not
 from typing import Any, ClassVar, NamedTuple
-from weakref import WeakKeyDictionary
 
 import numpy as np
 
 from monitor.core.calibration import ScoreCalibration
 from monitor.core.concept import ErrorStream, ErrorTest
 from monitor.core.drift import NumericDriftTracker
+from monitor.core.estimate_counts import WindowCodeCounts
 from monitor.core.join import Joined, PendingPrediction, Segments
 from monitor.core.label_reading import (
     binary_label,
@@ -42,8 +42,6 @@ from monitor.core.stats import CategoryVocabulary
 
 DELAY_BUCKETS_S = (1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 6 * 3600.0, 86400.0, 3 * 86400.0, 7 * 86400.0)
 Bucket = tuple[str, str]
-# by estimate window: the rows it had been given when counted, and its rows' count by code (PerformanceState._codes)
-WindowCodes = WeakKeyDictionary[Ring, tuple[int, np.ndarray]]
 Readings = Sequence[float | None] | np.ndarray  # a batch's labels or values as read (None or NaN: unreadable)
 MIN_CONFIDENT_ROWS = 20  # predictions with scores of more than two classes before they make a model multiclass
 BASELINE_SCORE_BINS = 100  # the warm-up's scores, kept as a histogram so the calibration can be applied later
@@ -91,7 +89,7 @@ class PerformanceState:
 
     # Each estimate window's rows counted by code (:meth:`_codes`), kept as the window turns: a cache, not state
     SNAPSHOT_SKIP: ClassVar[tuple[str, ...]] = ("_window_codes",)
-    _window_codes: WindowCodes  # made on first use (:meth:`_code_counts`), also in an object a snapshot restored
+    _window_codes: WindowCodeCounts  # made on first use (:meth:`window_codes`)
 
     # A multiclass model's class names as codes (at most ``performance.max_classes``, the rest one overflow
     # class), made when its first labelled pair comes; None for the other tasks.
@@ -197,17 +195,24 @@ class PerformanceState:
         estimating = self.estimates
         coded = self._coded(scores) if estimating else None
         shadow_coded = self._coded(confidences) if shadowing and confidences is not None else None
+        windows: list[tuple[Hashable, Ring, np.ndarray, np.ndarray]] = []
         for bucket, part in parts:
             b = self._bucket(bucket)
             b.predictions += scores.size if part is None else part.size
             if coded is not None:
-                self._feed_estimate(b.estimate, b.baseline_scores, *coded.share(part))
+                e, codes = coded.share(part)
+                self._warm_up(bucket, b.baseline_scores, e)
+                windows.append((bucket, b.estimate, e, codes))
             if shadow_coded is not None:
                 if b.shadow is None or b.shadow_baseline is None:
                     b.shadow, b.shadow_baseline = Ring(self.perf.window, 1), np.zeros(BASELINE_SCORE_BINS)
-                self._feed_estimate(b.shadow, b.shadow_baseline, *shadow_coded.share(part))
+                e, codes = shadow_coded.share(part)
+                self._warm_up((bucket, True), b.shadow_baseline, e)
+                windows.append(((bucket, True), b.shadow, e, codes))
             elif b.shadow is not None and not keep_shadows:  # its task can no longer change
                 b.shadow = b.shadow_baseline = None
+        if windows:
+            self.window_codes().feed(windows)
         if not keep_shadows:
             self.confidence_calibration = None
         lat = latency_ms[~np.isnan(latency_ms)]
@@ -222,37 +227,26 @@ class PerformanceState:
         clipped = np.clip(scores[scored], 0.0, 1.0)
         return CodedScores(scored, clipped, self._codes(clipped), np.cumsum(scored) - 1)
 
-    def _feed_estimate(self, estimate: Ring, baseline: np.ndarray, e: np.ndarray, codes: np.ndarray) -> None:
-        """Present scores (or confidences) clipped to [0, 1], with their :meth:`_codes`, into an estimate window;
-        the first ``warmup_events`` into its warm-up."""
-        if e.size == 0:
+    def _warm_up(self, key: Hashable, baseline: np.ndarray, e: np.ndarray) -> None:
+        """The first ``warmup_events`` present scores (or confidences) clipped to [0, 1] into a warm-up
+        histogram (the estimate's reference); ``key`` remembers a full one."""
+        counts = self.window_codes()
+        if e.size == 0 or counts.warm.get(key) is baseline:
             return
         need = self.detectors.warmup_events - int(baseline.sum())
         if need > 0:
             idx = np.minimum((e[:need] * BASELINE_SCORE_BINS).astype(np.int64), BASELINE_SCORE_BINS - 1)
             baseline += np.bincount(idx, minlength=BASELINE_SCORE_BINS)
-        cached = self._code_counts(estimate)
-        if cached is not None:  # the rows the window lets go out, and those it takes in
-            k = min(e.size, estimate.capacity)
-            over = estimate.size + k - estimate.capacity
-            if over > 0:
-                oldest = (estimate.head - estimate.size) % estimate.capacity
-                gone = estimate.data[(oldest + np.arange(over)) % estimate.capacity, 0]
-                cached -= np.bincount(self._codes(gone), minlength=cached.size)
-            cached += np.bincount(codes[-estimate.capacity :], minlength=cached.size)
-        estimate.extend(e[:, None])
-        if cached is not None:
-            self._window_codes[estimate] = (estimate.written, cached)
+        if need <= e.size:
+            counts.warm[key] = baseline
 
-    def _code_counts(self, ring: Ring) -> np.ndarray | None:
-        """The cached count by code of ``ring``'s rows, if it was made for the ring as it is (None: count them)."""
-        cache: WindowCodes | None = self.__dict__.get("_window_codes")
-        if cache is None:
-            cache = self._window_codes = WeakKeyDictionary()
-        entry = cache.get(ring)
-        if entry is None or entry[0] != ring.written:
-            return None
-        return entry[1]
+    def window_codes(self) -> WindowCodeCounts:
+        """The estimate windows' rows counted by code (:mod:`~monitor.core.estimate_counts`): a cache, made on
+        first use (also in an object a snapshot restored) and again if the calibration's bins changed."""
+        cache: WindowCodeCounts | None = self.__dict__.get("_window_codes")
+        if cache is None or cache.codes != 2 * self.calibration.bins:
+            cache = self._window_codes = WindowCodeCounts(2 * self.calibration.bins, self._codes)
+        return cache
 
     def _confidence_switch(self, confidences: np.ndarray) -> bool:
         """Whether the estimate takes confidences from this batch on: the model is multiclass (set, or shown

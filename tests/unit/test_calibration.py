@@ -59,6 +59,7 @@ def test_the_estimate_from_code_counts_equals_the_one_from_every_row(seed, rows,
     from monitor.core.metrics import Ring
     from monitor.core.performance import ModelPerformance, accuracy_band
     from monitor.core.performance_state import BucketPerformance
+    from monitor.core.rules import ALL
 
     cfg = load_config(environ={}, overrides={})
     perf = ModelPerformance("m", "v1", replace(cfg.performance, threshold=threshold), cfg.alerts, cfg.detectors.default)
@@ -72,7 +73,7 @@ def test_the_estimate_from_code_counts_equals_the_one_from_every_row(seed, rows,
     scores[rng.random(rows) < 0.05] = threshold
     ring.extend(scores[:, None])
     b = BucketPerformance(window=None, estimate=ring)  # type: ignore[arg-type]  # only its estimate is read
-    est, low, high, var, n = perf._window_estimate(b, perf._right_by_code())
+    est, low, high, var, n = (float(c[0]) for c in perf._window_estimates([(ALL, b)], perf._right_by_code()))
     right = perf.probability_right(ring.rows()[:, 0])
     want = accuracy_band(right)
     assert n == right.size

@@ -183,20 +183,21 @@ def test_the_estimate_windows_code_counts_kept_as_it_turns_equal_a_fresh_count(s
         scores = rng.random(n)
         scores[rng.random(n) < 0.1] = np.nan
         present = np.clip(scores[~np.isnan(scores)], 0.0, 1.0)
-        perf._feed_estimate(b.estimate, b.baseline_scores, present, perf._codes(present))
+        perf._warm_up(ALL, b.baseline_scores, present)
+        perf.window_codes().feed([(ALL, b.estimate, present, perf._codes(present))])
         if restored and k % 3 == 0:
             perf.__dict__.pop("_window_codes", None)
         if restored and k % 4 == 1:  # a row written past the cache: it must count the window again
             b.estimate.extend(rng.random((1, 1)))
-        got = perf._window_estimate(b, right)
+        got = [c[0] for c in perf._window_estimates([(ALL, b)], right)]
         held = b.estimate.data[: b.estimate.size, 0]
         if not held.size:  # (nothing held: no estimate, nothing counted)
             assert got[4] == 0
             continue
         fresh = np.bincount(_performance("binary")._codes(held), minlength=right.size)
-        cached = perf._code_counts(b.estimate)
+        cached = perf.window_codes().counted(ALL, b.estimate)
         assert cached is not None and cached.tolist() == fresh.tolist()
-        assert got[0] == float(fresh.astype(np.float64) @ right) / held.size and got[4] == held.size
+        assert got[0] == (fresh.astype(np.float64) * right).sum() / held.size and got[4] == held.size
 
 
 @settings(max_examples=40, deadline=None)
@@ -225,7 +226,7 @@ def test_each_buckets_estimate_window_takes_its_own_rows_clipped_and_counted(siz
             if bucket not in perf.buckets:
                 perf._bucket(bucket).estimate = Ring(64, 1)
             if perf.buckets[bucket].estimate.size:  # counted once, then kept as rows come and go
-                perf._window_estimate(perf.buckets[bucket], right)
+                perf._window_estimates([(bucket, perf.buckets[bucket])], right)
                 counted.add(bucket)
             mine = scores if part is None else scores[part]
             given.setdefault(bucket, []).extend(np.clip(mine[~np.isnan(mine)], 0.0, 1.0).tolist())
@@ -235,6 +236,6 @@ def test_each_buckets_estimate_window_takes_its_own_rows_clipped_and_counted(siz
         want = np.asarray(rows[-64:])
         assert ring.rows()[:, 0].tolist() == want.tolist()  # oldest first, in the order they came
         if bucket in counted:
-            cached = perf._code_counts(ring)
+            cached = perf.window_codes().counted(bucket, ring)
             fresh = np.bincount(perf._codes(want), minlength=right.size)
             assert cached is not None and cached.tolist() == fresh.tolist()
