@@ -8,7 +8,7 @@ for scores that spread over [0, 1]).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import stats as sps
@@ -213,6 +213,35 @@ class Ring:
         return ring
 
 
+class BinaryTerms(NamedTuple):
+    """What each labelled row adds to a binary window, worked out once for a batch's rows
+    (:func:`binary_terms`) and taken by every bucket the rows are in (:meth:`PerformanceWindow.add_binary`)."""
+
+    y: np.ndarray
+    value: np.ndarray  # the positive-class score
+    cell: np.ndarray  # 2 * predicted + actual: tn, fn, fp, tp
+    log_likelihood: np.ndarray  # y log p + (1 - y) log(1 - p), p clipped to [EPS, 1 - EPS]
+    squared_error: np.ndarray
+    histogram_bin: np.ndarray  # the score's AUC bin, + AUC_BINS for a positive
+
+    def take(self, rows: np.ndarray) -> BinaryTerms:
+        return BinaryTerms(*(column[rows] for column in self))
+
+
+def binary_terms(y: np.ndarray, value: np.ndarray, threshold: float) -> BinaryTerms:
+    """:class:`BinaryTerms` of labelled rows: labels ``y`` (0 or 1) and scores ``value``, neither NaN."""
+    pos = y == 1
+    p = np.clip(value, EPS, 1 - EPS)
+    return BinaryTerms(
+        y,
+        value,
+        (value >= threshold) * 2 + pos,
+        y * np.log(p) + (1 - y) * np.log(1 - p),
+        (value - y) ** 2,
+        np.clip((value * AUC_BINS).astype(np.int64), 0, AUC_BINS - 1) + pos * AUC_BINS,
+    )
+
+
 class PerformanceWindow:
     """Labelled predictions of one (model, version, segment): a sliding window and since-start sums.
 
@@ -263,23 +292,25 @@ class PerformanceWindow:
                 self.classes = grown
             self.classes[:, : counts.shape[1]] += counts
             return
-        self.ring.extend(np.column_stack([y, value]))
-        self.count += y.size
         if self.task == "binary":
-            pos = y == 1
-            # one count for the confusion matrix: code 2 * predicted + actual is tn, fn, fp, tp
-            tn, fn, fp, tp = np.bincount((value >= self.threshold) * 2 + pos, minlength=4).tolist()
-            p = np.clip(value, EPS, 1 - EPS)
-            self.sums += [
-                tp, fp, fn, tn,
-                -np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)),
-                np.sum((value - y) ** 2),
-            ]  # fmt: skip
-            idx = np.clip((value * AUC_BINS).astype(np.int64), 0, AUC_BINS - 1)
-            self.hist += np.bincount(idx + pos * AUC_BINS, minlength=2 * AUC_BINS).reshape(2, AUC_BINS)
+            self.add_binary(binary_terms(y, value, self.threshold))
         else:
+            self.ring.extend(np.column_stack([y, value]))
+            self.count += y.size
             err = np.abs(value - y)
             self.sums[:3] += [err.sum(), (err**2).sum(), (err / np.maximum(np.abs(y), np.finfo(np.float64).eps)).sum()]
+
+    def add_binary(self, terms: BinaryTerms) -> None:
+        """A binary window's labelled rows, as :func:`binary_terms` (with this window's threshold) gives them:
+        a batch's rows are worked out once for every bucket they are in."""
+        if terms.y.size == 0:
+            return
+        self.ring.extend(np.column_stack([terms.y, terms.value]))
+        self.count += terms.y.size
+        # one count for the confusion matrix: code 2 * predicted + actual is tn, fn, fp, tp
+        tn, fn, fp, tp = np.bincount(terms.cell, minlength=4).tolist()
+        self.sums += [tp, fp, fn, tn, -np.sum(terms.log_likelihood), np.sum(terms.squared_error)]
+        self.hist += np.bincount(terms.histogram_bin, minlength=2 * AUC_BINS).reshape(2, AUC_BINS)
 
     def window_metrics(self) -> dict[str, float]:
         rows = self.ring.rows()

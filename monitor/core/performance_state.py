@@ -35,6 +35,7 @@ from monitor.core.metrics import (
     CLASSIFIER_TASKS,
     PerformanceWindow,
     Ring,
+    binary_terms,
 )
 from monitor.core.rules import ALL
 from monitor.core.settings import AlertConfig, DetectorSettings, PerformanceConfig
@@ -361,11 +362,20 @@ class PerformanceState:
         if not self.confidences and self._task_may_change():
             self._shadow_calibration(joined)
         outcome_cols = self._outcome_columns(list(outcomes))
+        terms, place, thr = None, None, self.perf.threshold
+        if self.task == "binary":  # what each labelled row adds to a window, worked out once for every bucket
+            terms = binary_terms(y[labelled], v[labelled], thr)
+            place = np.cumsum(labelled) - 1
         for bucket, idx in members.items():
             b = self._bucket(bucket)
             ok = idx[labelled[idx]]
             if ok.size:
-                b.window.add(y[ok], v[ok], None if correct is None else correct[ok])
+                window = b.window
+                if terms is not None and place is not None and window.task == "binary" and window.threshold == thr:
+                    # (rows in order: a bucket with every labelled row has them all, as they are)
+                    window.add_binary(terms if ok.size == terms.y.size else terms.take(place[ok]))
+                else:
+                    window.add(y[ok], v[ok], None if correct is None else correct[ok])
                 if b.errors is not None:
                     b.errors.update(err[ok], pred_times[ok], times[ok])
                 b.labelled += ok.size
