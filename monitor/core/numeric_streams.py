@@ -79,8 +79,9 @@ class NumericStreams:
     """
 
     kind = "numeric"
-    # A cache, never snapshotted: the stream ids of the last batch's subjects and buckets (see :meth:`known_ids`).
+    # A cache, never snapshotted: each bucket's stream ids of the last subjects (see :meth:`known_ids`).
     SNAPSHOT_SKIP: ClassVar[tuple[str, ...]] = ("_layout",)
+    _layout: tuple[int, tuple[str, ...], dict[tuple[str, str], np.ndarray]]  # (streams, subjects, ids by bucket)
 
     def __init__(self, settings: DetectorSettings, windows: NumericWindows | None = None) -> None:
         self.warmup = settings.warmup_events
@@ -155,18 +156,24 @@ class NumericStreams:
         return i not in self.warm
 
     def known_ids(self, names: tuple[str, ...], buckets: tuple[tuple[str, str], ...]) -> np.ndarray | None:
-        """The stream ids (subjects x buckets) kept by :meth:`keep_ids` for these subjects and buckets, if no stream
-        was added since: most batches bring the same ones, and finding each stream by its key took a look-up
-        per stream per batch."""
+        """The stream ids (subjects x buckets) kept by :meth:`keep_ids` for these subjects, bucket by bucket, if
+        every bucket is kept and no stream was added since: most batches bring the same streams, and finding each
+        by its key took a look-up per stream per batch (a small batch brings a few of the segment values, a
+        different few each time)."""
         kept = self.__dict__.get("_layout")
-        if kept is None or kept[0] != self.size or kept[1] != names or kept[2] != buckets:
+        if kept is None or kept[0] != self.size or kept[1] != names:
             return None
-        ids: np.ndarray = kept[3]
-        return ids
+        columns = kept[2]
+        if not all(bucket in columns for bucket in buckets):
+            return None
+        return np.stack([columns[bucket] for bucket in buckets], axis=1)
 
     def keep_ids(self, names: tuple[str, ...], buckets: tuple[tuple[str, str], ...], ids: np.ndarray) -> None:
-        ids.flags.writeable = False  # handed out again on later batches: nothing may write into it
-        self._layout = (self.size, names, buckets, ids)
+        """Keep each bucket's column of ``ids`` (subjects x buckets) for :meth:`known_ids`."""
+        kept = self.__dict__.get("_layout")
+        if kept is None or kept[0] != self.size or kept[1] != names:
+            kept = self._layout = (self.size, names, {})
+        kept[2].update((bucket, ids[:, b].copy()) for b, bucket in enumerate(buckets))
 
     def adopt(self, key: tuple[str, str, str], old: NumericDriftTracker) -> int:
         """A stream from an older release's snapshot (one tracker object per stream): counts, moments, the

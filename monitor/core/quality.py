@@ -14,12 +14,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import special
 
-from monitor.core.quality_tally import BatchTally, allowed_range, text_value
+from monitor.core.quality_tally import BatchTally, UnseenTables, allowed_range, text_value
 
 MODE_SAMPLE = 1000  # values of a numeric field kept while its schema is learned (FieldCounts.sample)
 COMMON_VALUES = 8  # most common values a numeric field's schema keeps with their shares (FieldSchema.common)
@@ -212,6 +212,9 @@ class SchemaWatch:
     finding per (field, check) so the alert lifecycle can fire and resolve.
     """
 
+    SNAPSHOT_SKIP: ClassVar[tuple[str, ...]] = ("_unseen_tables",)
+    _unseen_tables: UnseenTables  # a cache, made on first use (:meth:`unseen_tables`)
+
     def __init__(
         self,
         *,
@@ -245,6 +248,14 @@ class SchemaWatch:
         self.adopted: dict[str, list[str]] = {}
 
     # ------------------------------------------------------------- feeding
+    def unseen_tables(self) -> UnseenTables:
+        """Per field, which of its category codes name no category of the schema, kept across batches (a batch's
+        tally works them out again only when the schema's categories or the field's codes changed)."""
+        tables: UnseenTables | None = self.__dict__.get("_unseen_tables")
+        if tables is None:
+            tables = self._unseen_tables = {}
+        return tables
+
     def keep_only(self, owns: Callable[[str], bool]) -> None:
         """Forget the fields ``owns`` rejects (another detection shard checks them; see monitor.core.shards):
         a field that is never fed here would otherwise count as missing from every event."""

@@ -57,7 +57,7 @@ def feed_schema_watch(
             )  # (a list already: the engine gives a category column's values as one)
         else:
             fields[name] = FieldColumn(kind, column, null_mask, mismatch)
-    tally = BatchTally(fields, stops)
+    tally = BatchTally(fields, stops, watch.unseen_tables())
     starts = np.asarray([0, *stops[:-1]], dtype=np.intp)
     first_times = np.fmin.reduceat(times, starts).tolist()  # nanmin of each window
     last_times = np.fmax.reduceat(times, starts).tolist()

@@ -47,6 +47,11 @@ def allowed_range(f: FieldSchema | None, tolerance: float) -> tuple[float, float
     return f.minimum - slack, f.maximum + slack
 
 
+# Per field: which of its category codes name no category of its schema, as worked out for a schema's categories
+# and the field's code labels (a watch keeps them across batches: both change rarely)
+UnseenTables = dict[str, tuple[Sequence[str], list[str], np.ndarray]]
+
+
 def text_value(value: Any) -> Any:
     """A value as the checks name it: a boolean as JSON's text, anything else as it came."""
     return ("true" if value else "false") if isinstance(value, bool) else value
@@ -59,8 +64,11 @@ class _FieldTally:
     time a window asks, and again only if the schema changed between windows (learned, or a new field adopted).
     """
 
-    def __init__(self, f: FieldColumn, starts: np.ndarray, stops: np.ndarray) -> None:
+    def __init__(
+        self, f: FieldColumn, starts: np.ndarray, stops: np.ndarray, name: str = "", tables: UnseenTables | None = None
+    ) -> None:
         col = f.column
+        self.name, self.tables = name, tables
         self.kind = f.kind
         self.column = col
         self.starts = starts
@@ -111,13 +119,14 @@ class _FieldTally:
         """Values of window ``k`` outside ``categories``, and the first of them ("" if none)."""
         if self._known is not categories:
             self._known = categories
-            known = set(categories)
             col = self.column
-            table = np.fromiter((label not in known for label in self.labels), dtype=bool, count=len(self.labels))
+            table = self._unseen_codes(categories)
             rows = np.zeros(col.size, dtype=bool)
             rows[self.named] = table[col[self.named]]
-            if self.is_over is not None:
-                for i in np.flatnonzero(self.is_over).tolist():  # values past the vocabulary: named by their text
+            over = [] if self.is_over is None else np.flatnonzero(self.is_over).tolist()
+            if over:
+                known = set(categories)
+                for i in over:  # values past the vocabulary: named by their text
                     rows[i] = text_value(self.values[i]) not in known
             self._unseen = _window_sums(rows, self.starts)
             where = rows.nonzero()[0]
@@ -126,6 +135,18 @@ class _FieldTally:
                 self._name(int(where[i])) if count else "" for i, count in zip(first, self._unseen, strict=True)
             ]
         return self._unseen[k], self._first[k]
+
+    def _unseen_codes(self, categories: Sequence[str]) -> np.ndarray:
+        """Whether each code's label is outside ``categories``; kept in the watch's tables while they and the
+        labels stay the same."""
+        held = None if self.tables is None else self.tables.get(self.name)
+        if held is not None and held[0] is categories and held[1] == self.labels:
+            return held[2]
+        known = set(categories)
+        table = np.fromiter((label not in known for label in self.labels), dtype=bool, count=len(self.labels))
+        if self.tables is not None:
+            self.tables[self.name] = (categories, list(self.labels), table)
+        return table
 
     def _name(self, row: int) -> str:
         code = int(self.column[row])
@@ -281,7 +302,7 @@ class BatchTally:
     additions per field instead of a walk over its values. Number-typed columns are counted together
     (:class:`_NumericTable`)."""
 
-    def __init__(self, fields: dict[str, FieldColumn], stops: list[int]) -> None:
+    def __init__(self, fields: dict[str, FieldColumn], stops: list[int], tables: UnseenTables | None = None) -> None:
         self.stops = stops
         ends = np.asarray(stops, dtype=np.intp)
         starts = np.concatenate([[0], ends[:-1]]).astype(np.intp)
@@ -293,7 +314,9 @@ class BatchTally:
         if len(numeric) > 1:
             self.numeric = _NumericTable([fields[name] for name in numeric], starts, self.sizes)
             tallies = dict(zip(numeric, self.numeric.tallies(), strict=True))
-        self.fields = {name: tallies.get(name) or _FieldTally(f, starts, ends) for name, f in fields.items()}
+        self.fields = {
+            name: tallies.get(name) or _FieldTally(f, starts, ends, name, tables) for name, f in fields.items()
+        }
 
     def count_outside(self, schema: dict[str, FieldSchema], tolerance: float) -> None:
         """The number-typed columns' values outside their schema's ranges, counted for all of them at once (a
