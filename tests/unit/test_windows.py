@@ -179,6 +179,75 @@ def test_streams_binned_by_their_histogram_cells_get_the_windows_their_own_test_
     assert sum(calls) > 5000  # most values went by their cells
 
 
+@pytest.mark.parametrize("seed", [3, 4])
+def test_small_batches_of_a_few_streams_each_read_one_kept_lookup_and_get_their_own_windows(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of 1 to 40 rows bring a different few of five streams each time, streams learn their references at
+    different times, and one comes only late: the look-up of edges by cell is kept across batches and grows row by
+    row (built again only when a batch brings a reference or scale it does not hold), and every stream's windows
+    stay exactly those of its own test."""
+    from monitor.core.cells import EdgeLookup
+    from monitor.core.numeric_streams import NumericStreams
+    from monitor.core.settings import DetectorSettings
+
+    built = []
+    init = EdgeLookup.__init__
+
+    def counted(self, edges, lo, width):  # type: ignore[no-untyped-def]
+        built.append(edges.shape[0])
+        init(self, edges, lo, width)
+
+    monkeypatch.setattr(EdgeLookup, "__init__", counted)
+    rng = np.random.default_rng(seed)
+    values, times, stream = _streams(seed, 5, 9000)
+    stream[(stream == 4) & (np.arange(stream.size) < 6000)] = 3  # stream 4 comes only late
+    ref = Reference.numeric(rng.normal(0, 1, 5000), BINS)
+    references: list[Reference | None] = [ref, None, None, ref, None]
+    streams = NumericStreams(DetectorSettings(warmup_events=120), _table(references))
+    for s in range(5):
+        streams.add_stream((f"x{s}", "", ""), references[s])
+    got: list[list[tuple]] = [[] for _ in references]
+    positions = np.arange(values.size)
+    cuts = np.cumsum(rng.integers(1, 41, values.size))
+    batches = 0
+    for lo, hi in itertools.pairwise([0, *cuts[cuts < values.size].tolist(), values.size]):
+        v, t, s, p = values[lo:hi], times[lo:hi], stream[lo:hi], positions[lo:hi]
+        order = np.argsort(s, kind="stable")
+        for i, result in streams.update(v[order], t[order], s[order], p[order]):
+            got[i].append(_summary(result))
+        batches += 1
+    assert got == _per_stream(values, times, stream, references)
+    assert built and len(built) <= 12 < batches // 10, (len(built), batches)  # kept, not built per batch
+    assert streams.windows is not None and built[-1] == streams.windows.size  # a row per stream of the table
+
+
+def test_the_kept_lookup_follows_a_streams_new_reference_and_new_scale() -> None:
+    """The look-up kept across batches is right after a stream's reference is replaced while its scale stays, and
+    after its scale changes while its reference stays: each value's code is its place among its stream's edges."""
+    from monitor.core.cells import cells
+
+    rng = np.random.default_rng(0)
+    a, b = Reference.numeric(rng.normal(0, 1, 5000), BINS), Reference.numeric(rng.normal(3, 2, 5000), BINS)
+    table = _table([a, a, a])
+    x = rng.normal(1, 2, 400)
+    streams = np.array([0, 1, 2])
+    row = np.repeat(streams, [100, 150, 150])
+
+    def check(lo: np.ndarray, width: np.ndarray, refs: list[Reference]) -> None:
+        got = table._edge_lookup(streams, lo, width).codes(x, cells(x, lo[row], width[row]), row)
+        want = [np.searchsorted(refs[s].edges, x[row == s], side="left") for s in range(3)]
+        assert got.tolist() == np.concatenate(want).tolist()
+
+    lo, width = np.full(3, -4.0), np.full(3, 0.125)
+    check(lo, width, [a, a, a])
+    table.set_reference(1, b)
+    check(lo, width, [a, b, a])
+    moved = np.array([-4.0, -3.0, -4.0])
+    check(moved, width, [a, b, a])  # a new origin
+    check(moved, np.array([0.125, 0.25, 0.125]), [a, b, a])  # and a new width
+
+
 def test_integer_values_and_absurd_ones_are_counted_as_floats_quietly() -> None:
     """Integer batches sum as floats, as they did; values near the float limit overflow a window's sum
     quietly (the moments do too), with no warning raised."""
