@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +41,25 @@ def _feed(engine: PartitionEngine, events: list[dict[str, Any]], batch: int = 10
     return alerts
 
 
+def _made_once(make: Callable[..., list[dict[str, Any]]]) -> Callable[..., list[dict[str, Any]]]:
+    """``make``'s traffic generated once per test process for the same arguments, each caller getting its own
+    copy of the same events: parametrized tests share it (generating it was a fifth of this file's time)."""
+    made: dict[str, bytes] = {}
+
+    @functools.wraps(make)
+    def traffic(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        key = repr((args, sorted(kwargs.items())))
+        if key not in made:
+            if len(made) >= 4:  # a few at a time: 25,000 events are about 6 MB
+                made.pop(next(iter(made)))
+            made[key] = orjson.dumps(make(*args, **kwargs))
+        events: list[dict[str, Any]] = orjson.loads(made[key])
+        return events
+
+    return traffic
+
+
+@_made_once
 def _stream(n_before: int, n_after: int, drift: Drift | None, seed: int = 1, n_back: int = 0) -> list[dict[str, Any]]:
     gen = TrafficGenerator(seed=seed)
     events = list(gen.predictions(n_before, start_time=T0, rate=100.0))
@@ -72,6 +93,7 @@ def test_a_large_change_in_one_segment_raises_that_segments_alert_only(scale, ba
     assert drift == [("firing", "churn/v1/data_drift/income/country=SG")]
 
 
+@_made_once
 def _regions(
     share: float, extra_sd: float, seed: int, *, early_share: float | None = None, change_at: int = 20_000
 ) -> list[dict[str, Any]]:
@@ -129,6 +151,7 @@ def test_a_change_everywhere_larger_in_one_segment_raises_all_traffics_alert(bat
     assert {k for _, k in drift} <= {"churn/v1/data_drift/income/all", "churn/v1/data_drift/income/country=SG"}
 
 
+@_made_once
 def _devices(
     share: float,
     seed: int,
@@ -206,6 +229,7 @@ def test_a_categorical_change_in_one_segment_is_one_alert_however_windows_and_ba
     ]
 
 
+@_made_once
 def _everywhere(seed: int, regions: int, local: bool, rate: float = 0.12) -> list[dict[str, Any]]:
     """Region r0 has 10% of the traffic with ``local`` (every device of r0 turns tablet from event 15,000, then
     15% of every row's devices turn desktop from 22,000), else a share 1/``regions`` (a share ``rate`` of every
