@@ -26,10 +26,11 @@ from monitor.config import load_config
 from monitor.core.detect import DetectionStage
 from monitor.core.engine import PartitionEngine
 from monitor.core.events import PredictionBatch
-from monitor.core.profile import ProfileStage, Summary
+from monitor.core.profile import ProfileStage
 from monitor.core.rules import Alert
 from monitor.core.settings import Settings
 from monitor.core.shards import summaries_partition
+from monitor.core.summary import Summary
 
 T0 = 1_767_225_600.0
 

@@ -37,9 +37,9 @@ from monitor.core.baseline import ProfileSet
 from monitor.core.detect import DetectionStage
 from monitor.core.engine import PartitionEngine
 from monitor.core.events import Rejected, parse_timestamp, stamped_ahead
-from monitor.core.profile import Summary
 from monitor.core.rules import Alert
 from monitor.core.shards import effective_shards, summaries_partition
+from monitor.core.summary import Summary
 from monitor.errors import ConfigError, MonitorError, SourceError
 from monitor.timeline import Timeline
 

@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 
 from monitor.core.baseline import ProfileSet
+from monitor.core.batch_rows import concat_rows, slice_rows, take_rows
 from monitor.core.engine import PartitionEngine
 from monitor.core.join import Joined
-from monitor.core.profile import Summary, concat_rows, slice_rows, take_rows
 from monitor.core.rules import Alert
 from monitor.core.settings import Settings
 from monitor.core.shards import SHARD_CUT, effective_shards, shard_here
+from monitor.core.summary import Summary
 
 
 class DetectionStage:

@@ -26,6 +26,7 @@ import numpy as np
 from monitor.core import snapshot as snap
 from monitor.core.alerting import Alerting, AlertLifecycle
 from monitor.core.baseline import ProfileSet
+from monitor.core.batch_rows import concat_rows
 from monitor.core.event_clock import VersionActivity
 from monitor.core.events import PredictionBatch, Rejected
 from monitor.core.join import Joined
@@ -34,10 +35,11 @@ from monitor.core.learning import LabelLearning
 from monitor.core.model_monitor import ModelMonitor
 from monitor.core.model_setup import ModelSetup
 from monitor.core.model_state import ModelState
-from monitor.core.profile import ProfileStage, Summary, concat_rows, message_sizes
+from monitor.core.profile import ProfileStage, message_sizes
 from monitor.core.rules import Alert, version_scope
 from monitor.core.settings import Settings
 from monitor.core.snapshot_classes import register_snapshot_classes
+from monitor.core.summary import Summary
 from monitor.core.view import StreamView, stream_views
 
 

@@ -11,7 +11,7 @@ whether it came through its bytes or in process: tests/unit/test_float_columns.p
 
 from __future__ import annotations
 
-from monitor.core.profile import Summary, readable_size
+from monitor.core.summary import Summary, readable_size
 
 
 def held_rows(summary: Summary) -> float:
@@ -48,7 +48,7 @@ class SummaryHandoff:
 
     def keep(self, summary: Summary) -> None:
         """Hold a summary just sent (its bytes made), unless larger than everything the handoff may hold, or
-        one that reading its bytes refuses (over :data:`~monitor.core.profile.MAX_WIRE_TEXT_BYTES`): every
+        one that reading its bytes refuses (over :data:`~monitor.core.summary.MAX_WIRE_TEXT_BYTES`): every
         detection stage, this replica's too, then skips it alike."""
         value = summary.encode()
         key = (len(value), value[-8:])  # an lz4 frame ends in its content's checksum

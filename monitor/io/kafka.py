@@ -54,9 +54,9 @@ from monitor.core.detect import DetectionStage
 from monitor.core.engine import PartitionEngine
 from monitor.core.events import Rejected
 from monitor.core.handoff import SummaryHandoff
-from monitor.core.profile import Summary
 from monitor.core.rules import Alert
 from monitor.core.shards import effective_shards, summaries_partition
+from monitor.core.summary import Summary
 from monitor.core.view import EngineView, build_view
 from monitor.errors import ConfigError, SinkError, SourceError
 from monitor.io.audit import AUDIT_TOPIC_CONFIG, AuditPublisher

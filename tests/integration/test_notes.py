@@ -12,7 +12,7 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from monitor.core.profile import Summary
+from monitor.core.summary import Summary
 from monitor.io.broker import EmbeddedBroker
 from monitor.io.kafka import AlertSink, MonitorService, client_config, ensure_topics
 

@@ -9,9 +9,11 @@ import lz4.frame
 import numpy as np
 import orjson
 
+from monitor.core.batch_rows import concat_rows
 from monitor.core.detect import DetectionStage
 from monitor.core.float_columns import as_values, float_column, pack, unpack, wire_types
-from monitor.core.profile import ProfileStage, Summary, concat_rows, wire_text
+from monitor.core.profile import ProfileStage
+from monitor.core.summary import Summary, wire_text
 from tests.unit.test_two_stages import T0, settings
 
 

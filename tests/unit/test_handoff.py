@@ -5,9 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from monitor.core import profile
+from monitor.core import summary as summary_module
 from monitor.core.handoff import SummaryHandoff
-from monitor.core.profile import ProfileStage, Summary
+from monitor.core.profile import ProfileStage
+from monitor.core.summary import Summary
 from tests.unit.test_two_stages import T0, settings
 
 
@@ -77,7 +78,7 @@ def test_a_summary_whose_bytes_no_stage_would_read_is_not_held(monkeypatch: pyte
     """Every stage, the sender's own, skips a summary whose payload is over the bound reading allows: the
     sender must not monitor it from memory."""
     (summary,) = _summaries(0, 1, 40)
-    monkeypatch.setattr(profile, "MAX_WIRE_TEXT_BYTES", 1000)  # a payload bound below this summary's size
+    monkeypatch.setattr(summary_module, "MAX_WIRE_TEXT_BYTES", 1000)  # a payload bound below this summary's size
     with pytest.raises(ValueError, match="claims"):
         Summary.decode(summary.encode())
     handoff = SummaryHandoff()

@@ -9,16 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.core.join import Joined, PendingPrediction
-from monitor.core.profile import (
+from monitor.core.profile import ProfileStage
+from monitor.core.settings import Settings
+from monitor.core.summary import (  # fmt: skip
     JOINED_COLUMNS_FORMAT,
     SUMMARY_FORMAT,
-    ProfileStage,
     Summary,
     wire_header,
     wire_plain,
     wire_text,
-)  # fmt: skip
-from monitor.core.settings import Settings
+)
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53), finite, st.text(max_size=6))

@@ -14,25 +14,13 @@ import orjson
 import pytest
 
 from benchmarks.partitions import delay, run_per_partition, run_two_stages, settings, traffic
+from monitor.core.batch_rows import slice_rows, take_rows
 from monitor.core.detect import DetectionStage
 from monitor.core.engine import PartitionEngine
 from monitor.core.float_columns import as_values
-from monitor.core.profile import (
-    MAX_SUMMARY_JOINED,
-    MAX_WIRE_TEXT_BYTES,
-    MIN_SPAN_ROWS,
-    SUMMARY_SPAN_S,
-    ProfileStage,
-    SegmentCaps,
-    Summary,
-    readable_size,
-    slice_rows,
-    take_rows,
-    wire_header,
-    wire_plain,
-    wire_text,
-)
+from monitor.core.profile import MAX_SUMMARY_JOINED, MIN_SPAN_ROWS, SUMMARY_SPAN_S, ProfileStage, SegmentCaps
 from monitor.core.stats import OVERFLOW
+from monitor.core.summary import MAX_WIRE_TEXT_BYTES, Summary, readable_size, wire_header, wire_plain, wire_text
 
 T0 = 1_767_225_600.0
 
