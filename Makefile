@@ -19,7 +19,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
 .PHONY: demo image test lint unit integration e2e e2e-deps e2e-tools test-stress bench significance peers clean
 
-# The first `make demo` or `make test` builds the environment (about 45 s); each step says what it does.
+# The first `make demo` or `make test` builds the environment (about 50 s); each step says what it does.
 # --no-compile: pip does not byte-compile every installed package (scipy, scikit-learn, matplotlib, mypy...);
 # Python compiles only the modules a run imports, once, on first import (the install: 50 s -> 30 s).
 $(STAMP): pyproject.toml setup.py monitor/core/_kernels.pyx
