@@ -19,7 +19,7 @@ result.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -53,8 +53,7 @@ class NumericWindows:
         self.tests = np.zeros(0, dtype=np.int64)
         self.pending = np.zeros(0, dtype=np.int64)  # results handed out and not decided yet
         self.last: list[WindowResult | None] = []  # the latest decided result of each stream
-        # not state: a cache (:meth:`_edge_lookup`): the references, scales and edge table its look-up was built from
-        self._lookup: tuple[list[Reference | None], np.ndarray, np.ndarray, np.ndarray, EdgeLookup] | None = None
+        self._lookup: tuple[Any, list[Reference | None], EdgeLookup] | None = None  # not state: a cache
 
     @property
     def size(self) -> int:
@@ -202,58 +201,26 @@ class NumericWindows:
         """``codes`` of the kept values of the runs marked ``by_cells``, read from their cells. The look-up is
         kept while the same streams come with the same references and scales (a batch after another)."""
         chosen = np.flatnonzero(by_cells)
-        lookup = self._edge_lookup(owners[chosen], scale[0][chosen], scale[1][chosen])
-        row = np.repeat(owners, runs)  # the lookup has a row per stream: each value's is its stream's
+        streams = owners[chosen].tolist()
+        refs = [self.references[s] for s in streams]
+        lo, width = scale[0][chosen], scale[1][chosen]
+        key = (streams, [id(r) for r in refs], lo.tobytes(), width.tobytes())
+        cached = getattr(self, "_lookup", None)  # (absent from an object a snapshot restored)
+        if cached is None or cached[0] != key:
+            edges_of = [r.edges for r in refs]
+            table = np.full((chosen.size, max(e.size for e in edges_of)), np.nan)
+            for i, e in enumerate(edges_of):
+                table[i, : e.size] = e
+            cached = self._lookup = (key, refs, EdgeLookup(table, lo, width))  # refs kept: their ids stay theirs
+        lookup = cached[2]
         if chosen.size == owners.size and keep.all():  # every run, every value: no selection
-            codes[:] = lookup.codes(values, cells, row)
+            codes[:] = lookup.codes_by_run(values, cells, runs)
             return
-        mask = np.repeat(by_cells, runs) & keep
+        row_of_run = np.full(owners.size, -1, dtype=np.int64)
+        row_of_run[chosen] = np.arange(chosen.size)
+        row = np.repeat(row_of_run, runs)
+        mask = (row >= 0) & keep
         codes[mask] = lookup.codes(values[mask], cells[mask], row[mask])
-
-    def _edge_lookup(self, streams: np.ndarray, lo: np.ndarray, width: np.ndarray) -> EdgeLookup:
-        """An :class:`~monitor.core.cells.EdgeLookup` with a row per stream of the table, right for ``streams``
-        with their references and scales (``lo``, ``width``). It is kept while they stay the same and grows row by
-        row: a small batch brings a few of the streams, a different few each time, and built for its own few
-        it was built again on nearly every batch."""
-        ids = streams.tolist()
-        held = self.__dict__.get("_lookup")  # (absent from an object a snapshot restored)
-        if held is not None:
-            refs, held_lo, held_width, _table, lookup = held
-            if (
-                len(refs) == self.size
-                and all(refs[s] is self.references[s] for s in ids)
-                and np.array_equal(held_lo[streams], lo)
-                and np.array_equal(held_width[streams], width)
-            ):
-                return lookup
-        size = self.size
-        if held is None or len(held[0]) > size:
-            refs = [None] * size
-            held_lo, held_width = np.full(size, np.nan), np.full(size, np.nan)
-            table = np.full((size, 1), np.nan)
-        else:  # the rows held stay; new streams' rows start empty (no edges: no value is read from them)
-            refs, held_lo, held_width, table, _ = held
-            grow = size - len(refs)
-            refs = refs + [None] * grow
-            held_lo = np.concatenate([held_lo, np.full(grow, np.nan)])
-            held_width = np.concatenate([held_width, np.full(grow, np.nan)])
-            table = np.concatenate([table, np.full((grow, table.shape[1]), np.nan)])
-        widest = max((r.edges.size for s in ids if (r := self.references[s]) is not None), default=0)
-        if widest > table.shape[1]:
-            table = np.concatenate([table, np.full((size, widest - table.shape[1]), np.nan)], axis=1)
-        for s in ids:
-            ref = self.references[s]
-            if refs[s] is not ref:
-                refs[s] = ref
-                table[s] = np.nan
-                if ref is not None:
-                    table[s, : ref.edges.size] = ref.edges
-        held_lo[streams], held_width[streams] = lo, width
-        # rows of no stream in a batch yet have no scale: any finite one does (their edges are padding)
-        known = np.isfinite(held_lo)
-        lookup = EdgeLookup(table, np.where(known, held_lo, 0.0), np.where(known, held_width, 1.0))
-        self._lookup = (refs, held_lo, held_width, table, lookup)  # refs kept: their ids stay theirs
-        return lookup
 
     def _count(
         self,
