@@ -21,7 +21,8 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
 # The first `make demo` or `make test` builds the environment (about 50 s); each step says what it does.
 # --no-compile: pip does not byte-compile every installed package (scipy, scikit-learn, matplotlib, mypy...);
-# Python compiles only the modules a run imports, once, on first import (the install: 50 s -> 30 s).
+# Python compiles only the modules a run imports, once, on first import (the install step 50 -> 30 s, the whole build
+# 59 -> 49 s).
 $(STAMP): pyproject.toml setup.py monitor/core/_kernels.pyx
 	@echo "==> building the Python environment in $(VENV) (first run only, about a minute)"
 	@echo "==> [1/3] creating the virtual environment with $(PYTHON)"

@@ -81,10 +81,19 @@ class WindowCodeCounts:
         cells = np.repeat(np.array(rows, dtype=np.int64) * self.codes, sizes) + codes
         return np.bincount(cells, minlength=self.matrix.size).reshape(self.matrix.shape)
 
+    def forget(self, key: Hashable) -> None:
+        """Let go of the key's window (its row is counted afresh if the key comes back): a dropped window is not
+        kept alive by its counts."""
+        r = self.row.get(key)
+        if r is not None:
+            self.rings[r] = Ring(1, 1)  # a placeholder, never the key's window: counted afresh if it comes back
+            self.written[r] = -1
+        self.warm.pop(key, None)
+
     def counts(self, keys: Sequence[tuple[Hashable, Ring]]) -> np.ndarray:
         """The code counts of each ``(key, window)``, one row each, as float64 (a new array)."""
         index = [self._row(key, ring) for key, ring in keys]
-        return self.matrix[index].astype(np.float64)
+        return self.matrix[index].astype(np.float64, copy=False)
 
     def counted(self, key: Hashable, ring: Ring) -> np.ndarray | None:
         """The key's counts as kept, if they count ``ring`` as it is now (None: it would be counted afresh)."""

@@ -212,6 +212,7 @@ class PerformanceState:
                 windows.append(((bucket, True), b.shadow, e, codes))
             elif b.shadow is not None and not keep_shadows:  # its task can no longer change
                 b.shadow = b.shadow_baseline = None
+                self.window_codes().forget((bucket, True))
         if windows:
             self.window_codes().feed(windows)
         if not keep_shadows:
