@@ -31,7 +31,7 @@ class WindowCodeCounts:
         self.codes = codes
         self.code_of = code_of
         self.row: dict[Hashable, int] = {}
-        self.rings: list[Ring] = []
+        self.rings: list[Ring | None] = []  # each row's window (None: let go, see forget)
         self.written: list[int] = []  # what each row's window had been given when its row was last kept up
         self.matrix = np.zeros((4, codes), dtype=np.int64)  # rows beyond len(self.rings) are spare
         self.warm: dict[Hashable, np.ndarray] = {}  # by key, its window's warm-up histogram once it is full
@@ -45,11 +45,15 @@ class WindowCodeCounts:
             self.written.append(-1)
             if r == self.matrix.shape[0]:
                 self.matrix = np.concatenate([self.matrix, np.zeros_like(self.matrix)])
-        if self.rings[r] is not ring or self.written[r] != ring.written:
+        if not self._current(r, ring):
             self.rings[r] = ring
             self.matrix[r] = np.bincount(self.code_of(ring.data[: ring.size, 0]), minlength=self.codes)
             self.written[r] = ring.written
         return r
+
+    def _current(self, r: int, ring: Ring) -> bool:
+        """Whether row ``r`` counts ``ring`` as it is now."""
+        return self.rings[r] is ring and self.written[r] == ring.written
 
     def feed(self, windows: Sequence[tuple[Hashable, Ring, np.ndarray, np.ndarray]]) -> None:
         """New rows into each window, ``(key, window, raw scores, their codes)``, and into the counts."""
@@ -86,8 +90,7 @@ class WindowCodeCounts:
         kept alive by its counts."""
         r = self.row.get(key)
         if r is not None:
-            self.rings[r] = Ring(1, 1)  # a placeholder, never the key's window: counted afresh if it comes back
-            self.written[r] = -1
+            self.rings[r] = None  # counted afresh if it comes back
         self.warm.pop(key, None)
 
     def counts(self, keys: Sequence[tuple[Hashable, Ring]]) -> np.ndarray:
@@ -98,6 +101,6 @@ class WindowCodeCounts:
     def counted(self, key: Hashable, ring: Ring) -> np.ndarray | None:
         """The key's counts as kept, if they count ``ring`` as it is now (None: it would be counted afresh)."""
         r = self.row.get(key)
-        if r is None or self.rings[r] is not ring or self.written[r] != ring.written:
+        if r is None or not self._current(r, ring):
             return None
         return self.matrix[r].copy()
