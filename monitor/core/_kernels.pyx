@@ -12,7 +12,7 @@ import numpy as np
 # monitor.core.kernels uses this module only when the numbers match: a module built from an older .pyx (an
 # in-place build not redone after a pull) is left aside, not called for a function it lacks. Raise it with
 # every change of the functions here.
-VERSION = 7
+VERSION = 8
 
 from libc.math cimport INFINITY, NAN, floor
 
@@ -157,6 +157,69 @@ def edge_codes_by_run(const double[::1] x, const long long[::1] cell, const long
                 raise ValueError("a cell outside the table")
             codes[i] = _edge_code(x[i], r * cells + cell[i], below, first, inside, edges, width_edges, cells)
         at = end
+    return out
+
+
+cdef void _check_bounds(const long long[::1] bounds, Py_ssize_t edges) except *:
+    """Bounds that split ``edges`` values into consecutive slices, none reversed (the loops index without
+    checks)."""
+    cdef Py_ssize_t k
+    if bounds.shape[0] == 0 or bounds[0] < 0 or bounds[bounds.shape[0] - 1] > edges:
+        raise ValueError("bounds outside the edges")
+    for k in range(bounds.shape[0] - 1):
+        if bounds[k + 1] < bounds[k]:
+            raise ValueError("bounds out of order")
+
+
+cdef inline long long _sorted_code(double v, const double[::1] edges, long long first, long long last) noexcept nogil:
+    """``searchsorted(edges[first:last], v, side="left")`` on edges in order with no NaN: a NaN value goes after
+    every edge, as numpy sorts it."""
+    cdef long long lo = first, hi = last, mid
+    if v != v:
+        return last - first
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if edges[mid] < v:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo - first
+
+
+def sorted_codes_by_run(const double[::1] x, const long long[::1] runs, const double[::1] edges,
+                        const long long[::1] bounds):
+    """``searchsorted(edges[bounds[r]:bounds[r + 1]], v, side="left")`` for each value ``v`` of run ``r``
+    (``runs[r]`` values, one run after another); each run's edges in order, with no NaN."""
+    cdef Py_ssize_t r, i, at = 0, end
+    _check_runs(runs, x.shape[0])
+    _check_bounds(bounds, edges.shape[0])
+    if bounds.shape[0] != runs.shape[0] + 1:
+        raise ValueError("a bound either side of each run's edges")
+    out = np.empty(x.shape[0], dtype=np.int64)
+    cdef long long[::1] codes = out
+    for r in range(runs.shape[0]):
+        end = at + runs[r]
+        for i in range(at, end):
+            codes[i] = _sorted_code(x[i], edges, bounds[r], bounds[r + 1])
+        at = end
+    return out
+
+
+def sorted_codes(const double[::1] x, const long long[::1] row, const double[::1] edges,
+                 const long long[::1] bounds):
+    """:func:`sorted_codes_by_run` with each value's own row of edges (``row[i]``)."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef long long k
+    _check_bounds(bounds, edges.shape[0])
+    if row.shape[0] != n:
+        raise ValueError("a row per value")
+    out = np.empty(n, dtype=np.int64)
+    cdef long long[::1] codes = out
+    for i in range(n):
+        k = row[i]
+        if k < 0 or k >= bounds.shape[0] - 1:
+            raise ValueError("a row outside the edges")
+        codes[i] = _sorted_code(x[i], edges, bounds[k], bounds[k + 1])
     return out
 
 

@@ -4,11 +4,11 @@ Each stream's present values are binned on its reference's quantile bins (learne
 ``baseline_events`` values, or given by a baseline profile) and counted in tumbling windows of ``window``
 values. A batch adds the values of every stream with a few numpy calls: each stream's run is cut where its
 windows end (:func:`~monitor.core.chunks.cut_runs`, as for chunks), one ``bincount`` counts (piece, bin)
-and one ``reduceat`` sums the pieces; a value's bin is read from its histogram cell
-(:mod:`monitor.core.cells`). The windows that closed are tested together, one
-:func:`~monitor.core.significance.window_tests` call over their rows, and come out as columns
-(:class:`~monitor.core.significance.ClosedWindows`) for their false-discovery round; a
-:class:`~monitor.core.significance.WindowResult` is built only for a stream's latest decided window.
+and one ``reduceat`` sums the pieces; a value's bin is found by one compiled search of every stream's edges
+laid end to end (without the compiled module, read from its histogram cell: :mod:`monitor.core.cells`). The
+windows that closed are tested together, one :func:`~monitor.core.significance.window_tests` call over their
+rows, and come out as columns (:class:`~monitor.core.significance.ClosedWindows`) for their false-discovery
+round; a :class:`~monitor.core.significance.WindowResult` is built only for a stream's latest decided window.
 
 The results equal :class:`~monitor.core.significance.BaselineWindowTest`'s, stream by stream, at any batch
 size (tests/unit/test_windows.py). Python loops remain per stream only where the work is per stream: a
@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from monitor.core import kernels
 from monitor.core.cells import EdgeLookup, monotone
 from monitor.core.chunks import Pieces, counts_by_run, cut_runs, run_lengths, run_starts
 from monitor.core.significance import BaselineWindowTest, ClosedWindows, Reference, WindowResult, window_tests
@@ -118,8 +119,9 @@ class NumericWindows:
     ) -> ClosedWindows:
         """Present values grouped by stream (one run each, arrival order kept), with their event times and
         partition positions; the windows that closed, their statistics computed. ``cells``: the values' cells
-        on their streams' scales, ``scale``: each run's (origin, width) (:mod:`monitor.core.cells`); a stream
-        with a monotone scale and ordered edges is binned through them, any other by a search."""
+        on their streams' scales, ``scale``: each run's (origin, width) (:mod:`monitor.core.cells`). Streams whose
+        edges are in order are binned together: by one compiled search, or without the compiled module through
+        their cells where the scale is monotone; any other stream by a search of its own."""
         self.learned = {}
         if values.size == 0:
             return self.nothing_closed()
@@ -130,19 +132,28 @@ class NumericWindows:
         owners = stream[starts]
         codes = np.empty(values.size, dtype=np.int64)
         keep = np.ones(values.size, dtype=bool)
-        by_cells = np.zeros(owners.size, dtype=bool) if cells is None or scale is None else monotone(*scale)
+        compiled = kernels.native()
+        if compiled is not None:  # one compiled search of every stream's edges: any stream whose edges are in order
+            together = np.ones(owners.size, dtype=bool)
+        elif cells is None or scale is None:
+            together = np.zeros(owners.size, dtype=bool)
+        else:  # by their cells: the streams on a monotone scale whose edges are in order
+            together = monotone(*scale)
         streams = owners.tolist()
-        # the usual batch: every stream has its reference, its edges in order, on a monotone scale: no loop here
+        # the usual batch: every stream has its reference, its edges in order (on a monotone scale): no loop here
         usual = (
             not self.warm
-            and bool(by_cells.all())
+            and bool(together.all())
             and all(r is not None and r.ordered_edges for r in map(self.references.__getitem__, streams))
         )
         if not usual:
-            self._learn_or_search(values, codes, keep, streams, starts.tolist(), runs.tolist(), by_cells)
-        if by_cells.any():
-            assert cells is not None and scale is not None
-            self._codes_by_cells(values, cells, codes, keep, owners, runs, by_cells, scale)
+            self._learn_or_search(values, codes, keep, streams, starts.tolist(), runs.tolist(), together)
+        if together.any():
+            if compiled is not None:
+                self._codes_by_search(compiled, values, codes, keep, owners, runs, together)
+            else:
+                assert cells is not None and scale is not None
+                self._codes_by_cells(values, cells, codes, keep, owners, runs, together, scale)
         if not keep.all():
             values, times, positions, stream, codes = (x[keep] for x in (values, times, positions, stream, codes))
             if values.size == 0:
@@ -160,11 +171,11 @@ class NumericWindows:
         streams: list[int],
         starts: list[int],
         runs: list[int],
-        by_cells: np.ndarray,
+        together: np.ndarray,
     ) -> None:
         """Run by run: a stream still learning its reference takes its first values into its warm-up (``keep``
-        False), and a stream whose values cannot be binned by cells gets its ``codes`` by a search of its edges
-        (``by_cells`` False); the rest are left to :meth:`_codes_by_cells`."""
+        False), and a stream whose values cannot be binned with the others gets its ``codes`` by a search of its
+        edges (``together`` False); the rest are left to :meth:`_codes_by_search` or :meth:`_codes_by_cells`."""
         for k, (s, a, r) in enumerate(zip(streams, starts, runs, strict=True)):
             b = a
             if s in self.warm:  # still learning the reference: the first values go to the warm-up
@@ -178,14 +189,41 @@ class NumericWindows:
                     learned = self.references[s] = Reference.numeric(self.learned[s], self.bins)
                     self._widen(learned.counts.size)
                 else:
-                    by_cells[k] = False
+                    together[k] = False
                     continue
             ref = self.references[s]
             assert ref is not None
-            if by_cells[k] and ref.ordered_edges:
+            if together[k] and ref.ordered_edges:
                 continue
-            by_cells[k] = False
+            together[k] = False
             codes[b : a + r] = np.searchsorted(ref.edges, values[b : a + r], side="left")
+
+    def _codes_by_search(
+        self,
+        compiled: Any,
+        values: np.ndarray,
+        codes: np.ndarray,
+        keep: np.ndarray,
+        owners: np.ndarray,
+        runs: np.ndarray,
+        together: np.ndarray,
+    ) -> None:
+        """``codes`` of the kept values of the runs marked ``together``: each value's place among its stream's
+        edges, every stream searched in one compiled pass. Nothing is built for it but the edges laid end to
+        end, so it costs a small batch no more than its few streams (a look-up by cells is built per batch)."""
+        chosen = np.flatnonzero(together)
+        edges_of = [self.references[s].edges for s in owners[chosen].tolist()]
+        edges = np.concatenate(edges_of)
+        bounds = np.zeros(len(edges_of) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, edges_of), np.int64, count=len(edges_of)), out=bounds[1:])
+        if chosen.size == owners.size and keep.all():  # every run, every value: no selection
+            codes[:] = compiled.sorted_codes_by_run(values, runs, edges, bounds)
+            return
+        row_of_run = np.full(owners.size, -1, dtype=np.int64)
+        row_of_run[chosen] = np.arange(chosen.size)
+        row = np.repeat(row_of_run, runs)
+        mask = (row >= 0) & keep
+        codes[mask] = compiled.sorted_codes(np.ascontiguousarray(values[mask]), row[mask], edges, bounds)
 
     def _codes_by_cells(
         self,
@@ -195,12 +233,13 @@ class NumericWindows:
         keep: np.ndarray,
         owners: np.ndarray,
         runs: np.ndarray,
-        by_cells: np.ndarray,
+        together: np.ndarray,
         scale: tuple[np.ndarray, np.ndarray],
     ) -> None:
-        """``codes`` of the kept values of the runs marked ``by_cells``, read from their cells. The look-up is
-        kept while the same streams come with the same references and scales (a batch after another)."""
-        chosen = np.flatnonzero(by_cells)
+        """Without the compiled module: ``codes`` of the kept values of the runs marked ``together``, read from
+        their cells. The look-up is kept while the same streams come with the same references and scales (a
+        batch after another)."""
+        chosen = np.flatnonzero(together)
         streams = owners[chosen].tolist()
         refs = [self.references[s] for s in streams]
         lo, width = scale[0][chosen], scale[1][chosen]

@@ -144,6 +144,27 @@ def test_edge_codes_compiled_and_numpy_agree_and_match_searchsorted(seed: int, r
 
 @compiled
 @settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 12), st.integers(0, 9)), max_size=6), st.integers(0, 2**32))
+def test_sorted_codes_match_searchsorted_on_each_runs_edges(runs: list[tuple[int, int]], seed: int) -> None:
+    """Each run's values placed among its own edges (ties, infinities, NaN values, values on an edge, runs with no
+    value or no edge) exactly as ``np.searchsorted(..., side="left")`` places them, by run and by row."""
+    rng = np.random.default_rng(seed)
+    lengths = np.array([r[0] for r in runs], dtype=np.int64)
+    edges_of = [np.sort(rng.choice([-np.inf, -1.0, 0.0, 0.0, 0.5, 2.0, np.inf], k)) for _, k in runs]
+    edges = np.concatenate([np.zeros(0), *edges_of])
+    bounds = np.concatenate([[0], np.cumsum([e.size for e in edges_of])]).astype(np.int64)
+    x = rng.choice([-np.inf, -2.0, -1.0, 0.0, 0.25, 0.5, 1.0, 2.0, 3.0, np.inf, np.nan], int(lengths.sum()))
+    row = np.repeat(np.arange(len(runs)), lengths)
+    expect = [int(np.searchsorted(edges_of[r], v, side="left")) for r, v in zip(row.tolist(), x, strict=True)]
+    module = kernels.native()
+    assert module.sorted_codes_by_run(x, lengths, edges, bounds).tolist() == expect
+    shuffled = rng.permutation(x.size)
+    got = module.sorted_codes(x[shuffled], row[shuffled], edges, bounds)
+    assert got.tolist() == [expect[i] for i in shuffled.tolist()]
+
+
+@compiled
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(0, 30), max_size=8), st.integers(1, 70), st.integers(0, 2**32))
 def test_counts_by_run_compiled_and_numpy_agree(lengths: list[int], width: int, seed: int) -> None:
     from monitor.core.chunks import counts_by_run
@@ -323,3 +344,11 @@ def test_the_compiled_loops_refuse_runs_and_codes_that_do_not_fit() -> None:
         compiled_module.edge_codes(np.zeros(1), np.array([66]), np.array([0]), *table, 1, 66)
     with pytest.raises(ValueError):
         compiled_module.edge_codes_by_run(np.zeros(1), np.array([-1]), np.array([1]), *table, 1, 66)
+    with pytest.raises(ValueError):  # a row past the edges' bounds
+        compiled_module.sorted_codes(np.zeros(1), np.array([1]), np.zeros(2), np.array([0, 2]))
+    with pytest.raises(ValueError):  # bounds past the edges
+        compiled_module.sorted_codes_by_run(np.zeros(1), np.array([1]), np.zeros(2), np.array([0, 3]))
+    with pytest.raises(ValueError):  # bounds out of order
+        compiled_module.sorted_codes_by_run(np.zeros(2), np.array([1, 1]), np.zeros(2), np.array([0, 2, 1]))
+    with pytest.raises(ValueError):  # not a bound either side of each run
+        compiled_module.sorted_codes_by_run(np.zeros(2), np.array([1, 1]), np.zeros(2), np.array([0, 2]))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import os
+from typing import Any
 
 import numpy as np
 import pytest
@@ -137,29 +139,58 @@ def test_the_detectors_warm_up_is_read_from_the_window_test_not_kept_twice() -> 
         assert shared.view(s) == alone.view(s)
 
 
+class _CountedSearch:
+    """The compiled module, counting the values its edge searches place."""
+
+    def __init__(self, module: Any, calls: list[int]) -> None:
+        self.module, self.calls = module, calls
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.module, name)
+
+    def sorted_codes(self, x: np.ndarray, *rest: Any) -> np.ndarray:
+        self.calls.append(x.size)
+        return self.module.sorted_codes(x, *rest)
+
+    def sorted_codes_by_run(self, x: np.ndarray, *rest: Any) -> np.ndarray:
+        self.calls.append(x.size)
+        return self.module.sorted_codes_by_run(x, *rest)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_streams_binned_by_their_histogram_cells_get_the_windows_their_own_test_would(
-    seed: int, monkeypatch: pytest.MonkeyPatch
+def test_streams_binned_together_get_the_windows_their_own_test_would(
+    seed: int, compiled: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Once a stream has a scale, the table bins its values by cells (cells.EdgeLookup), not by a search: the
-    windows stay exactly those of the stream's own test, with a profile's reference and a learned one."""
+    """Once a stream has its reference, the table bins its values together with the other streams' (one compiled
+    search of every stream's edges, or without the compiled module by their cells: cells.EdgeLookup), not by a
+    search of its own: the windows stay exactly those of the stream's own test, with a profile's reference and
+    a learned one."""
+    from monitor.core import kernels
     from monitor.core.cells import EdgeLookup
     from monitor.core.numeric_streams import NumericStreams
     from monitor.core.settings import DetectorSettings
 
-    calls = []
-    codes, codes_by_run = EdgeLookup.codes, EdgeLookup.codes_by_run
+    calls: list[int] = []
+    if compiled:
+        if kernels.native() is None and not os.environ.get("CI"):
+            pytest.skip("the compiled module is not built: pip install -e .")
+        assert kernels.native() is not None, "the compiled module is not built"
+        monkeypatch.setattr(kernels, "_kernels", _CountedSearch(kernels.native(), calls))
+    else:
+        monkeypatch.setattr(kernels, "_kernels", None)
+        codes, codes_by_run = EdgeLookup.codes, EdgeLookup.codes_by_run
 
-    def counted(self, x, cell, row):  # type: ignore[no-untyped-def]
-        calls.append(x.size)
-        return codes(self, x, cell, row)
+        def counted(self, x, cell, row):  # type: ignore[no-untyped-def]
+            calls.append(x.size)
+            return codes(self, x, cell, row)
 
-    def counted_by_run(self, x, cell, runs):  # type: ignore[no-untyped-def]
-        calls.append(x.size)
-        return codes_by_run(self, x, cell, runs)
+        def counted_by_run(self, x, cell, runs):  # type: ignore[no-untyped-def]
+            calls.append(x.size)
+            return codes_by_run(self, x, cell, runs)
 
-    monkeypatch.setattr(EdgeLookup, "codes", counted)
-    monkeypatch.setattr(EdgeLookup, "codes_by_run", counted_by_run)
+        monkeypatch.setattr(EdgeLookup, "codes", counted)
+        monkeypatch.setattr(EdgeLookup, "codes_by_run", counted_by_run)
     values, times, stream = _streams(seed, 3, 8000)
     values[::97] *= 40  # outliers beyond the histogram's +-4 sd: the outermost cells
     ref = Reference.numeric(np.random.default_rng(9).normal(0, 1, 5000), BINS)
@@ -176,7 +207,7 @@ def test_streams_binned_by_their_histogram_cells_get_the_windows_their_own_test_
         for i, result in streams.update(v[order], t[order], s[order], p[order]):
             got[i].append(_summary(result))
     assert got == _per_stream(values, times, stream, references)
-    assert sum(calls) > 5000  # most values went by their cells
+    assert sum(calls) > 5000  # most values went together
 
 
 def test_integer_values_and_absurd_ones_are_counted_as_floats_quietly() -> None:
