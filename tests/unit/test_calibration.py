@@ -7,7 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor.config import load_config
 from monitor.core.calibration import ScoreCalibration
+from monitor.core.performance import ModelPerformance
+from monitor.core.rules import ALL
 
 
 def _model(rng: np.random.Generator, n: int, steepness: float) -> tuple[np.ndarray, np.ndarray]:
@@ -78,3 +81,45 @@ def test_the_estimate_from_code_counts_equals_the_one_from_every_row(seed, rows,
     want = accuracy_band(right)
     assert n == right.size
     assert np.allclose([est, low, high, var], [*want, right.var()], rtol=1e-12, atol=1e-14)
+
+
+def test_a_calibration_its_later_labels_disagree_with_holds_back_the_estimate_alert() -> None:
+    """An estimate is trusted only as far as its calibration: a fitted calibration's error on the labels it had
+    not seen is read once for every bucket (``ModelPerformance._trust``) and goes into each estimate's evidence,
+    and an untrusted one fires no estimated-accuracy alert. Here the estimated accuracy falls 40 points (confident
+    scores, then coin tosses) and fires while the calibration is trusted; after a concept change froze it, its
+    labels say the opposite of its map, and the same drop must no longer fire. Labels at exact rates, so the
+    errors are far from ``calibration_max_error``."""
+    cfg = load_config(
+        environ={},
+        overrides={
+            "performance": {"task": "binary", "window": 200, "min_labels": 100, "calibration_labels": 500},
+            "decisions": {"rollback_min_labels": 100},  # (at most the window)
+            "detectors": {"warmup_events": 100},
+        },
+    )
+    perf = ModelPerformance("m", "v1", cfg.performance, cfg.alerts, cfg.detectors.default)
+    rates = (0.1, 0.3, 0.5, 0.7, 0.9)
+    scores = np.repeat(rates, 100)
+    agree = np.concatenate([np.arange(100) < 100 * rate for rate in rates]).astype(np.float64)
+
+    def predict(s: np.ndarray) -> None:
+        times = np.arange(s.size, dtype=np.float64)
+        perf.observe_predictions([(ALL, None)], s, np.full(s.size, np.nan), times, np.random.default_rng(0))
+
+    def reading() -> tuple[bool, bool | None, bool | None]:
+        (j,) = [j for j in perf.estimate_judgements({ALL}, 1.0) if j.subject == "estimated_accuracy"]
+        ev = j.evidence
+        assert ev.effect >= cfg.performance.min_accuracy_drop and ev.p_value is not None
+        assert ev.p_value < cfg.alerts.max_p_value  # the drop is there whatever the trust
+        return j.fire, ev.current["trustworthy"], perf.trustworthy(ALL)
+
+    perf.calibration.learn(scores, agree)  # the reference: fitted, not yet checked
+    predict(np.tile([0.1, 0.9], 50))  # the warm-up: confident, right 90% of the time by the calibration
+    predict(np.full(200, 0.5))  # the window: a coin toss
+    assert reading() == (True, None, None)  # too few labels checked to say
+    perf.calibration.learn(scores, agree)  # checked and agreeing: trusted
+    assert reading() == (True, True, True)
+    perf.calibration.learn(scores, 1.0 - agree, fit=False)  # frozen by a concept change; later labels disagree
+    assert perf.calibration.error() > 2 * cfg.performance.calibration_max_error
+    assert reading() == (False, False, False)

@@ -419,3 +419,26 @@ def test_out_of_range_counted_together_equals_each_column_alone(seed, fields, n,
         assert [tally.fields[name].outside(k, *allowed) for k in range(len(stops))] == [
             alone.outside(k, *allowed) for k in range(len(stops))
         ]
+
+
+def test_a_batch_whose_codes_name_other_values_is_not_counted_by_the_kept_unseen_codes() -> None:
+    """The watch keeps, per field, which category codes name no category of its schema (``unseen_tables``), so
+    that a batch need not work them out again; the table holds only while the schema's categories and the
+    field's code labels stay the same. Fed through ``BatchTally`` with the watch's tables, as the engine feeds
+    it: the same codes with labels as many as before but naming other values, then the same values in another
+    order, must be counted by the batch's own labels (a table kept for the first labels counts 0 and 0 unseen
+    values, and the unseen-category check stays quiet)."""
+    watch = _watch({"cat": FieldSchema("categorical", 1_000, categories=["red", "green", "blue"])})
+    codes = np.tile(np.array([0] * 9 + [1], dtype=np.int64), 5)  # one window of 50: 45 code 0, 5 code 1
+    got: list[tuple[int, str, list[str]]] = []
+    for labels in (["red", "green", "__other__"], ["violet", "red", "__other__"], ["red", "violet", "__other__"]):
+        values = [labels[code] for code in codes.tolist()]
+        column = FieldColumn("categorical", codes, labels=labels, overflow=2, values=values)  # a vocabulary of 2
+        stops = watch.window_stops(codes.size)
+        assert stops == [codes.size]
+        watch.observe_window(BatchTally({"cat": column}, stops, watch.unseen_tables()), 0)
+        counts = watch.counts["cat"]
+        unseen, first = counts.unseen, counts.first_unseen
+        findings = watch.end_batch(codes.size, 0.0, 1.0, {"cat": "categorical"}, {"cat": labels})
+        got.append((unseen, first, [f.check for f in findings if f.fire]))
+    assert got == [(0, "", []), (45, "violet", ["unseen_category"]), (5, "violet", ["unseen_category"])]
