@@ -36,7 +36,7 @@ from confluent_kafka.admin import AdminClient
 
 from benchmarks.partitions import T0, traffic
 from monitor.io.broker import EmbeddedBroker, free_port
-from monitor.io.kafka import ensure_topics
+from monitor.io.kafka_clients import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 

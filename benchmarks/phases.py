@@ -503,7 +503,7 @@ def checkpoint_steady(args: dict[str, Any]) -> dict[str, Any]:
 
     from monitor.core.engine import PartitionEngine
     from monitor.io.checkpoint import CheckpointStore, record_parts
-    from monitor.io.kafka import ensure_topics
+    from monitor.io.kafka_clients import ensure_topics
 
     rate, seconds, delay, tail = args["rate"], args["seconds"], args.get("label_delay", 5.0), args.get("tail", 20)
     tick = load_config(environ={}, overrides={}).detection.live_interval_s

@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient
 from benchmarks import keyed
 from benchmarks.workload import make
 from monitor.io.broker import EmbeddedBroker
-from monitor.io.kafka import ensure_topics
+from monitor.io.kafka_clients import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 

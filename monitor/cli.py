@@ -45,7 +45,7 @@ def _config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Mo
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.app import Monitor
     from monitor.io.checkpoint import FAULT_INJECT_ENV, CrashAt
-    from monitor.io.kafka import require_bootstrap_servers
+    from monitor.io.kafka_clients import require_bootstrap_servers
 
     config = _config(args, {"kafka": {"broker_wait_s": 0}} if args.wait_for_broker else None)
     require_bootstrap_servers(config)  # every setting is checked before anything binds or connects
@@ -58,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from monitor.io.kafka import require_bootstrap_servers
+    from monitor.io.kafka_clients import require_bootstrap_servers
 
     config = _config(args)
     require_bootstrap_servers(config)
@@ -67,7 +67,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from monitor.io.kafka import LIBRDKAFKA_LOG
+    from monitor.io.kafka_clients import LIBRDKAFKA_LOG
     from monitor.simulate import Drift
     from monitor.traffic import DriftSchedule, produce_traffic
 
@@ -123,7 +123,7 @@ def _output(flag: str, path: str | None) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from monitor.io.kafka import client_config
+    from monitor.io.kafka_clients import client_config
     from monitor.report import parse_time, write_report
 
     config = _config(args)

@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient
 from monitor.app import Monitor
 from monitor.config import load_config
 from monitor.io.broker import EmbeddedBroker
-from monitor.io.kafka import LIBRDKAFKA_LOG, ensure_topics
+from monitor.io.kafka_clients import LIBRDKAFKA_LOG, ensure_topics
 from monitor.signals import install_signals
 from monitor.simulate import Drift
 from monitor.traffic import (

@@ -507,7 +507,7 @@ def _replay_kafka(
     timeline: Timeline | None,
 ) -> list[_Lane]:
     """One engine per predictions partition (as live: alert ownership by key hash); labels partition p to engine p."""
-    from monitor.io.kafka import client_config
+    from monitor.io.kafka_clients import client_config
 
     consumer = Consumer(
         {

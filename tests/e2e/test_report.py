@@ -9,7 +9,7 @@ import orjson
 from confluent_kafka.admin import AdminClient
 
 from monitor.cli import main
-from monitor.io.kafka import ensure_topics
+from monitor.io.kafka_clients import ensure_topics
 from monitor.report import incidents, parse_time
 
 from .conftest import produce

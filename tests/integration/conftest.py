@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.config import MonitorConfig, load_config
 from monitor.io.broker import EmbeddedBroker
-from monitor.io.kafka import ensure_topics
+from monitor.io.kafka_clients import ensure_topics
 
 T = TypeVar("T")
 WAIT_S = 120.0  # a wait only times out on a real failure, so it can be generous: the suite runs on loaded machines

@@ -7,7 +7,7 @@ import uuid
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from monitor.io.kafka import AlertSink
+from monitor.io.alert_sink import AlertSink
 from tests.integration.conftest import read_to_end
 
 

@@ -21,8 +21,8 @@ import pytest
 from monitor.app import Monitor
 from monitor.cli import main
 from monitor.core.baseline import BaselineProfile
+from monitor.io.alert_sink import DLQ_REASON, DLQ_TOPIC
 from monitor.io.broker import free_port
-from monitor.io.kafka import DLQ_REASON, DLQ_TOPIC
 from monitor.simulate import TrafficGenerator
 
 from .conftest import config_for, produce, read_to_end, scrape_metrics, total, wait_consumed

@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient
 from monitor.app import Monitor
 from monitor.config import load_config
 from monitor.io.broker import EmbeddedBroker, free_port
-from monitor.io.kafka import ensure_topics
+from monitor.io.kafka_clients import ensure_topics
 from monitor.simulate import TrafficGenerator
 
 from .conftest import produce, scrape_metrics, total, wait_until

@@ -26,7 +26,7 @@ from monitor.io.checkpoint import (
     loads_record,
     record_parts,
 )
-from monitor.io.kafka import ensure_topics
+from monitor.io.kafka_clients import ensure_topics
 
 from .conftest import read_to_end
 

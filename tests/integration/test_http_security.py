@@ -12,7 +12,7 @@ import pytest
 
 from monitor.app import Monitor
 from monitor.config import load_config
-from monitor.io.kafka import client_config
+from monitor.io.kafka_clients import client_config
 
 
 def _get(url: str, *, auth: tuple[str, str] | None = None, context: ssl.SSLContext | None = None) -> int:

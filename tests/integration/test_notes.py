@@ -13,8 +13,10 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from monitor.core.summary import Summary
+from monitor.io.alert_sink import AlertSink
 from monitor.io.broker import EmbeddedBroker
-from monitor.io.kafka import AlertSink, MonitorService, client_config, ensure_topics
+from monitor.io.kafka import MonitorService
+from monitor.io.kafka_clients import client_config, ensure_topics
 
 from .conftest import config_for, produce, read_to_end
 

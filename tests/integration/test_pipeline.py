@@ -13,7 +13,8 @@ from confluent_kafka.admin import AdminClient
 
 from monitor.app import Monitor
 from monitor.errors import SourceError
-from monitor.io.kafka import DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC, MonitorService
+from monitor.io.alert_sink import DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC
+from monitor.io.kafka import MonitorService
 from monitor.simulate import Drift, TrafficGenerator
 
 from .conftest import config_for as _config

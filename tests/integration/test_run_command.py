@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from monitor.io.broker import free_port
-from monitor.io.kafka import ensure_topics
+from monitor.io.kafka_clients import ensure_topics
 from monitor.simulate import TrafficGenerator
 
 from .conftest import produce, wait_until

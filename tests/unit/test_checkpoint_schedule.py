@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import KafkaError, TopicPartition
 
 from monitor.config import load_config
-from monitor.io import kafka, schedule
+from monitor.io import alert_sink, schedule
 from monitor.io.kafka import MonitorService
 from tests.unit.service_stand_ins import Message, QuietSink
 
@@ -377,10 +377,10 @@ class _Producer:
 
 
 def test_a_failed_delivery_is_produced_again_by_retry_without_waiting(caplog: pytest.LogCaptureFixture) -> None:
-    sink = kafka.AlertSink({"bootstrap.servers": "127.0.0.1:9", "log_level": 0}, "alerts", "dlq", 1.0)
+    sink = alert_sink.AlertSink({"bootstrap.servers": "127.0.0.1:9", "log_level": 0}, "alerts", "dlq", 1.0)
     producer = sink.producer = _Producer()  # type: ignore[assignment]
     sink.summary("summaries", 0, b"k", b"v1")
-    with caplog.at_level("WARNING", logger="monitor.io.kafka"):
+    with caplog.at_level("WARNING", logger="monitor.io.alert_sink"):
         sink.retry()  # the report: failed; produced again
     assert producer.produced == [b"v1", b"v1"]
     sink.retry()  # the second delivery succeeded: nothing more
