@@ -442,12 +442,13 @@ def decoders(args: dict[str, Any]) -> dict[str, Any]:
 
     import msgspec
 
-    from monitor.core.events import PredictionDecoder, _Prediction
+    from monitor.core.decoders import PredictionDecoder
+    from monitor.core.event_structs import PredictionStruct
 
     batches = [make(5000, seed=2 + k).predictions for k in range(args["n"] // 5000)]
     times = [0.0] * 5000
     dec = PredictionDecoder()
-    structs = msgspec.json.Decoder(_Prediction).decode
+    structs = msgspec.json.Decoder(PredictionStruct).decode
     candidates: dict[str, Any] = {
         "orjson into dicts": lambda b: [orjson.loads(x) for x in b],
         "msgspec structs, decode only": lambda b: list(map(structs, b)),

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from monitor.config import MonitorConfig, load_config
 from monitor.core.baseline import ANY_VERSION, PREDICTION_FIELD, BaselineProfile, ProfileBuilder
-from monitor.core.events import PredictionDecoder
+from monitor.core.decoders import PredictionDecoder
 from monitor.errors import ProfileError
 from monitor.io.tables import TableColumns, count_rows, detect_format, read_rows, rows_to_events
 

@@ -216,7 +216,7 @@ class ProfileBuilder:
     the quantile bins and their counts come, so memory stays fixed however large the file is; the
     tests then treat the reference as a sample of that size, which is what it is.
 
-    >>> from monitor.core.events import PredictionDecoder
+    >>> from monitor.core.decoders import PredictionDecoder
     >>> rows = [orjson.dumps({"prediction_id": str(i), "model": "m", "model_version": "v1",
     ...     "features": {"x": float(i % 10), "c": "ab"[i % 2]}, "prediction": (i % 10) / 10,
     ...     "segments": {"country": "DE"}}) for i in range(1000)]

@@ -24,8 +24,9 @@ import orjson
 
 from monitor.core import kernels
 from monitor.core.batch_rows import slice_rows, take_rows
+from monitor.core.decoders import LabelDecoder, PredictionDecoder
 from monitor.core.event_clock import VersionActivity
-from monitor.core.events import LabelDecoder, PredictionBatch, PredictionDecoder, Rejected
+from monitor.core.events import PredictionBatch, Rejected
 from monitor.core.float_columns import float_column
 from monitor.core.join import Joined, LabelJoiner, Segments
 from monitor.core.label_reading import binary_score, confidences

@@ -2,7 +2,7 @@
 
 A baseline profile must see the data exactly as the stream does, so rows are not profiled directly:
 :func:`rows_to_events` turns them into the same JSON bytes a producer would send, and the caller feeds
-those to :class:`monitor.core.events.PredictionDecoder`. Rows that break the contract are then rejected
+those to :class:`monitor.core.decoders.PredictionDecoder`. Rows that break the contract are then rejected
 with the same reason codes as stream events.
 
 Files are read in chunks (:func:`read_rows`) so a table larger than memory can be profiled. Values come

@@ -14,7 +14,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.core.events import LabelBatch, LabelDecoder, PredictionBatch, PredictionDecoder
+from monitor.core.decoders import LabelDecoder, PredictionDecoder
+from monitor.core.events import LabelBatch, PredictionBatch
 
 T0 = 1_767_225_600.0
 

@@ -12,9 +12,9 @@ import pytest
 from monitor.config import load_config
 from monitor.core import snapshot
 from monitor.core.baseline import ProfileSet
+from monitor.core.decoders import LabelDecoder, PredictionDecoder
 from monitor.core.detect import DetectionStage
 from monitor.core.engine import PartitionEngine
-from monitor.core.events import LabelDecoder, PredictionDecoder
 from monitor.core.profile import ProfileStage
 from monitor.core.view import build_view
 from monitor.replay import ReplayResult, _Detection, _Lane, _Progress

@@ -9,15 +9,8 @@ import numpy as np
 import orjson
 import pytest
 
-from monitor.core.events import (
-    REASONS,
-    LabelBatch,
-    LabelDecoder,
-    PredictionBatch,
-    PredictionDecoder,
-    Rejected,
-    parse_timestamp,
-)
+from monitor.core.decoders import LabelDecoder, PredictionDecoder
+from monitor.core.events import REASONS, LabelBatch, PredictionBatch, Rejected, parse_timestamp
 
 JAN_1_2026 = 1767225600.0  # 2026-01-01T00:00:00Z
 KAFKA_TIME = 1767300000.0

@@ -25,8 +25,9 @@ from hypothesis import strategies as st
 
 from monitor.config import load_config
 from monitor.core import snapshot
+from monitor.core.decoders import LabelDecoder, PredictionDecoder
 from monitor.core.engine import BatchResult, PartitionEngine
-from monitor.core.events import REASONS, LabelDecoder, PredictionDecoder
+from monitor.core.events import REASONS
 from monitor.simulate import Drift, TrafficGenerator
 
 T0 = 1_767_225_600.0

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from monitor.core.events import PredictionDecoder
+from monitor.core.decoders import PredictionDecoder
 from monitor.errors import MonitorError, TableError
 from monitor.io.tables import TableColumns, count_rows, detect_format, read_rows, rows_to_events
 
