@@ -173,17 +173,22 @@ cdef void _check_bounds(const long long[::1] bounds, Py_ssize_t edges) except *:
 
 cdef inline long long _sorted_code(double v, const double[::1] edges, long long first, long long last) noexcept nogil:
     """``searchsorted(edges[first:last], v, side="left")`` on edges in order with no NaN: a NaN value goes after
-    every edge, as numpy sorts it."""
-    cdef long long lo = first, hi = last, mid
+    every edge, as numpy sorts it. Without a branch on the comparisons: values fall on either side of an edge at
+    random, and a mispredicted branch per halving made a plain binary search cost 8x the look-up by cells on
+    5,000-row batches. A few edges are counted; more are halved whatever the comparison says, the comparison
+    only moving the base."""
+    cdef long long base = first, n = last - first, half, k, below = 0
     if v != v:
-        return last - first
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if edges[mid] < v:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo - first
+        return n
+    if n <= 16:  # a reference's few edges (bins - 1): count those below, each comparison independent of the last
+        for k in range(first, last):
+            below += edges[k] < v
+        return below
+    while n > 1:
+        half = n >> 1
+        base += half * (edges[base + half - 1] < v)
+        n -= half
+    return base - first + (edges[base] < v)
 
 
 def sorted_codes_by_run(const double[::1] x, const long long[::1] runs, const double[::1] edges,

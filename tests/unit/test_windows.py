@@ -157,28 +157,31 @@ class _CountedSearch:
         return self.module.sorted_codes_by_run(x, *rest)
 
 
-@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("path", ["search", "cells", "twin"])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_streams_binned_together_get_the_windows_their_own_test_would(
-    seed: int, compiled: bool, monkeypatch: pytest.MonkeyPatch
+    seed: int, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Once a stream has its reference, the table bins its values together with the other streams' (one compiled
-    search of every stream's edges, or without the compiled module by their cells: cells.EdgeLookup), not by a
-    search of its own: the windows stay exactly those of the stream's own test, with a profile's reference and
-    a learned one."""
-    from monitor.core import kernels
+    """Once a stream has its reference, the table bins its values together with the other streams', not by a
+    search of its own: by one compiled search of every stream's edges, or by their cells (cells.EdgeLookup) in
+    large batches or without the compiled module. The windows stay exactly those of the stream's own test, with
+    a profile's reference and a learned one."""
+    from monitor.core import kernels, windows
     from monitor.core.cells import EdgeLookup
     from monitor.core.numeric_streams import NumericStreams
     from monitor.core.settings import DetectorSettings
 
     calls: list[int] = []
-    if compiled:
+    if path != "twin":
         if kernels.native() is None and not os.environ.get("CI"):
             pytest.skip("the compiled module is not built: pip install -e .")
         assert kernels.native() is not None, "the compiled module is not built"
+        monkeypatch.setattr(windows, "CELLS_FROM", 10**9 if path == "search" else 0)
+    if path == "search":
         monkeypatch.setattr(kernels, "_kernels", _CountedSearch(kernels.native(), calls))
     else:
-        monkeypatch.setattr(kernels, "_kernels", None)
+        if path == "twin":
+            monkeypatch.setattr(kernels, "_kernels", None)
         codes, codes_by_run = EdgeLookup.codes, EdgeLookup.codes_by_run
 
         def counted(self, x, cell, row):  # type: ignore[no-untyped-def]
@@ -228,3 +231,40 @@ def test_integer_values_and_absurd_ones_are_counted_as_floats_quietly() -> None:
         warnings.simplefilter("error")
         absurd.update(np.r_[np.zeros(BASELINE), np.full(WINDOW, 1e308)], np.arange(BASELINE + WINDOW, dtype=float),
                       np.arange(BASELINE + WINDOW), np.zeros(BASELINE + WINDOW, dtype=np.int64))  # fmt: skip
+
+
+@pytest.mark.parametrize("path", ["search", "cells"])
+def test_a_stream_given_another_reference_between_batches_is_binned_on_it(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the table keeps from one batch to the next to bin values (each stream's edges laid end to end, or
+    the look-up by cells) follows a stream's reference: after a stream starts again on another reference,
+    the next batch of the same streams is binned on the new edges, the other stream's on its own."""
+    from monitor.core import kernels, windows
+    from monitor.core.cells import HISTOGRAM_BINS, HISTOGRAM_SD, cells
+
+    if kernels.native() is None and not os.environ.get("CI"):
+        pytest.skip("the compiled module is not built: pip install -e .")
+    monkeypatch.setattr(windows, "CELLS_FROM", 10**9 if path == "search" else 0)
+    rng = np.random.default_rng(4)
+    first = Reference.numeric(rng.normal(0, 1, 5000), BINS)
+    other = Reference.numeric(rng.normal(1.5, 0.3, 5000), BINS)
+    table = _table([first, first])
+    lo, width = np.full(2, -HISTOGRAM_SD), np.full(2, 2 * HISTOGRAM_SD / HISTOGRAM_BINS)
+
+    def feed(values: np.ndarray) -> None:  # the same values for both streams, fewer than a window
+        v = np.concatenate([values, values])
+        stream = np.repeat([0, 1], values.size)
+        cell = cells(v, np.repeat(lo, values.size), np.repeat(width, values.size))
+        table.update(v, np.arange(v.size, dtype=float), np.arange(v.size), stream, cells=cell, scale=(lo, width))
+
+    def binned(ref: Reference, values: np.ndarray) -> list[int]:
+        counts = np.bincount(np.searchsorted(ref.edges, values, side="left"), minlength=table.counts.shape[1])
+        return counts.tolist()  # type: ignore[no-any-return]
+
+    before, after = rng.normal(1, 1, 30), rng.normal(1, 1, 30)
+    feed(before)
+    table.restart(0, other)
+    feed(after)
+    assert table.counts[0].tolist() == binned(other, after)
+    assert table.counts[1].tolist() == binned(first, np.concatenate([before, after]))
