@@ -152,7 +152,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from monitor.collector import settle_collector
-    from monitor.replay import build_source, parse_overrides, replay, source_name, summary, write_alerts
+    from monitor.replay import build_source, parse_overrides, replay, source_name
+    from monitor.replay_report import summary, write_alerts
     from monitor.timeline import Timeline, write_timeline
 
     config = _config(args, parse_overrides(args.set))

@@ -200,5 +200,6 @@ def number_map(obj: dict[str, Any], name: str, max_fields: int) -> dict[str, flo
 
 def stamped_ahead(event_time: Any, kafka_time: Any, max_ahead_s: float) -> Any:
     """Whether an event (or each of an array's) is stamped more than ``max_ahead_s`` after its Kafka time, a
-    known one (above 0): the rule :func:`_event_times` restamps by, and ``monitor replay`` orders labels by."""
+    known one (above 0): the rule the decoders restamp by (:mod:`monitor.core.decoders`), and ``monitor replay``
+    orders labels by."""
     return (event_time - kafka_time > max_ahead_s) & (kafka_time > 0.0)

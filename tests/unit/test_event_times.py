@@ -17,7 +17,8 @@ from monitor.core.detect import DetectionStage
 from monitor.core.engine import PartitionEngine
 from monitor.core.profile import ProfileStage
 from monitor.core.view import build_view
-from monitor.replay import ReplayResult, _Detection, _Lane, _Progress
+from monitor.replay import _Detection, _Lane, _Progress
+from monitor.replay_report import ReplayResult
 
 T0 = 1_767_225_600.0
 YEAR = 365 * 86_400.0

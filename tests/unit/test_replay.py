@@ -18,7 +18,8 @@ from monitor.config import load_config
 from monitor.core.engine import BatchResult
 from monitor.core.rules import Alert
 from monitor.errors import ConfigError
-from monitor.replay import FileSource, ReplayResult, parse_overrides, replay, summary
+from monitor.replay import FileSource, parse_overrides, replay
+from monitor.replay_report import ReplayResult, summary
 from monitor.simulate import Drift, TrafficGenerator
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "monitor" / "schemas" / "alert.schema.json").read_text())
