@@ -235,7 +235,7 @@ class NumericWindows:
             cached = self._edges = (key, refs, np.concatenate(edges_of), bounds)  # refs kept: their ids stay theirs
         edges, bounds = cached[2], cached[3]
         if chosen.size == owners.size and keep.all():  # every run, every value: no selection
-            codes[:] = compiled.sorted_codes_by_run(values, runs, edges, bounds)
+            codes[:] = compiled.sorted_codes_by_run(np.ascontiguousarray(values), runs, edges, bounds)
             return
         row_of_run = np.full(owners.size, -1, dtype=np.int64)
         row_of_run[chosen] = np.arange(chosen.size)

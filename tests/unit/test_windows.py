@@ -268,3 +268,13 @@ def test_a_stream_given_another_reference_between_batches_is_binned_on_it(
     feed(after)
     assert table.counts[0].tolist() == binned(other, after)
     assert table.counts[1].tolist() == binned(first, np.concatenate([before, after]))
+
+
+def test_values_given_as_a_strided_view_are_binned_as_a_copy_would_be() -> None:
+    """The compiled loops read contiguous memory: a caller's strided view of its values is taken as a copy."""
+    ref = Reference.numeric(np.random.default_rng(0).normal(0, 1, 1000), BINS)
+    values = np.random.default_rng(1).normal(0, 1, 120)
+    strided, copied = _table([ref]), _table([ref])
+    for table, v in ((strided, values[::2]), (copied, values[::2].copy())):
+        table.update(v, np.arange(v.size, dtype=float), np.arange(v.size), np.zeros(v.size, dtype=np.int64))
+    assert strided.counts[0].sum() == 60 and strided.counts[0].tolist() == copied.counts[0].tolist()
