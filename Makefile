@@ -74,11 +74,12 @@ lint: $(STAMP)
 # (on 2 cores: 515 s against 686 s for two processes with whole files each).
 # mypy (about 25 s of CPU from a clean clone) checks the types while the tests run: the tests leave a tenth of
 # the cores idle, waiting on brokers and browsers, and it fills them. Its report follows the tests', and
-# either failing fails make test.
+# either failing fails make test. A background job ignores Ctrl-C in make's shell: the trap stops it.
 test: $(STAMP) $(E2E_STAMP) e2e-tools
 	$(BIN)/ruff check monitor tests benchmarks
 	@echo "==> mypy (its report follows the tests')"
 	@$(BIN)/mypy > $(VENV)/mypy.log 2>&1 & types=$$!; \
+	trap 'kill $$types 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist worksteal; tests=$$?; \
 	wait $$types; typed=$$?; echo "==> mypy"; cat $(VENV)/mypy.log; \
 	exit $$(( tests != 0 || typed != 0 ))

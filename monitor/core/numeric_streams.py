@@ -235,8 +235,9 @@ class NumericStreams:
             starts = run_starts(stream)
             owners = stream[starts]
         runs = run_lengths(starts, stream.size)
-        # every value's histogram cell on its stream's scale as the batch begins: the window tests bin on them
-        # (cells.EdgeLookup), and so does the histogram unless a stream's warm-up ends in this batch
+        # every value's histogram cell on its stream's scale as the batch begins: large batches' window tests bin
+        # on them (cells.EdgeLookup; small ones search the edges), and so does the histogram unless a stream's
+        # warm-up ends in this batch
         lo, width = self._edges_known(owners)
         value_cells = cells_by_run(values, runs, lo, width)
         if self.windows is not None:

@@ -202,8 +202,9 @@ class Reference:
 
     @cached_property
     def ordered_edges(self) -> bool:
-        """Whether the edges are numbers in order, as binning by cells (:class:`monitor.core.cells.EdgeLookup`)
-        needs; a baseline file's could be anything, and those streams are binned by a search instead."""
+        """Whether the edges are numbers in order, as the window table's binning of many streams together needs
+        (:mod:`monitor.core.windows`); a baseline file's could be anything, and those streams are binned by a
+        search of their own instead."""
         e = self.edges
         return bool(e.size and not np.isnan(e).any() and (e[1:] >= e[:-1]).all())
 

@@ -17,7 +17,7 @@ from monitor.core.rules import Alert
 from monitor.errors import SinkError
 from monitor.io.kafka_clients import translate
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("monitor.io.kafka")  # the Kafka edge's logger, as before these left kafka.py
 
 
 DLQ_REASON = "monitor.reason"

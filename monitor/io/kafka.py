@@ -1,4 +1,5 @@
-"""The Kafka edge: a consumer-group member feeding one engine per partition, and the alert / DLQ producer.
+"""The Kafka edge: a consumer-group member feeding one engine per partition (what it publishes goes through
+:mod:`monitor.io.alert_sink`).
 
 Order of effects for every micro-batch (nothing is committed before it is durable):
 

@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from monitor.config import MonitorConfig
 from monitor.errors import ConfigError, SourceError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("monitor.io.kafka")  # the Kafka edge's logger, as before these left kafka.py
 
 
 class _LibrdkafkaLog:

@@ -380,7 +380,7 @@ def test_a_failed_delivery_is_produced_again_by_retry_without_waiting(caplog: py
     sink = alert_sink.AlertSink({"bootstrap.servers": "127.0.0.1:9", "log_level": 0}, "alerts", "dlq", 1.0)
     producer = sink.producer = _Producer()  # type: ignore[assignment]
     sink.summary("summaries", 0, b"k", b"v1")
-    with caplog.at_level("WARNING", logger="monitor.io.alert_sink"):
+    with caplog.at_level("WARNING", logger="monitor.io.kafka"):
         sink.retry()  # the report: failed; produced again
     assert producer.produced == [b"v1", b"v1"]
     sink.retry()  # the second delivery succeeded: nothing more
