@@ -17,6 +17,8 @@ import math
 from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import replace
+from itertools import repeat
+from operator import contains, itemgetter
 from typing import Any, Protocol
 
 import numpy as np
@@ -50,11 +52,26 @@ _NUMERIC_TYPES = frozenset({float, int, type(None)})
 
 def positive_scores(preds: Sequence[Any], scores: Sequence[dict[str, float] | None], positive: str) -> np.ndarray:
     """Positive-class scores of a column of predictions (NaN where there is none): read from ``scores`` where a
-    row has them (:func:`~monitor.core.label_reading.binary_score`)."""
-    if not any(scores) and _NUMERIC_TYPES.issuperset(map(type, preds)):
+    row has them (:func:`~monitor.core.label_reading.binary_score`). The two usual columns are read in C-level
+    passes: every row's scores name the positive class, or no row's names a class that binary_score reads (its
+    scores are another model's, say "churn" and "stay" with the positive label left at "1") and the predictions
+    are numbers; any other column is read row by row."""
+    named = list(filter(None, scores))
+    if named:
+        if len(named) == len(scores) and all(map(contains, named, repeat(positive))):
+            return np.fromiter(map(itemgetter(positive), named), np.float64, len(named))
+        if any(any(map(contains, named, repeat(key))) for key in dict.fromkeys((positive, "1", "true"))):
+            return _positive_scores_by_row(preds, scores, positive)
+    if _NUMERIC_TYPES.issuperset(map(type, preds)):
         arr = np.array(preds, dtype=np.float64)
         arr[(arr < 0) | (arr > 1)] = np.nan
         return arr
+    return _positive_scores_by_row(preds, scores, positive)
+
+
+def _positive_scores_by_row(
+    preds: Sequence[Any], scores: Sequence[dict[str, float] | None], positive: str
+) -> np.ndarray:
     out = [binary_score(p, sc, positive) for p, sc in zip(preds, scores, strict=True)]
     return np.array([math.nan if v is None else v for v in out], dtype=np.float64)
 
