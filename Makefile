@@ -18,7 +18,7 @@ STRESS_HOG_S  ?= 10800
 # below), so without a cache every Python process a target starts (make test starts over a hundred: test workers,
 # monitors, brokers' clients, benchmark phases) would compile numpy, scipy, river and the monitor from source
 # again, about 2 s of CPU each, and pytest would rewrite every test module's asserts in every worker.
-export PYTHONPYCACHEPREFIX := $(CURDIR)/$(VENV)/pycache
+export PYTHONPYCACHEPREFIX := $(abspath $(VENV))/pycache
 export PYTHONDONTWRITEBYTECODE :=
 
 # make image: the container image deploy/kubernetes/*.yaml run (needs Docker; the tag is the package version).

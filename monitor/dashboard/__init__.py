@@ -25,7 +25,6 @@ change began (interpolated from a bounded timeline of per-segment counts against
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 import time
@@ -59,8 +58,6 @@ from monitor.dashboard.rows import (
 
 if TYPE_CHECKING:
     from monitor.io.kafka import MonitorService
-
-log = logging.getLogger(__name__)
 
 
 COUNT_POINTS = 2000  # per model version: (event time, counts per segment) points kept for "since the change"

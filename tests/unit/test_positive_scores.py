@@ -33,7 +33,7 @@ _SCORES: list[dict[str, float] | None] = [
 @pytest.mark.parametrize("positive", ["1", "churn", "true", "a"])
 @pytest.mark.parametrize("seed", range(25))
 def test_the_column_reads_are_the_row_by_row_ones(positive: str, seed: int) -> None:
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, ord(positive[0])])  # each positive label its own columns
     n = int(rng.integers(1, 12))
     # columns drawn from a few kinds at a time, so that the uniform ones the column-wise reads take come up often
     kinds = rng.choice(len(_SCORES), size=int(rng.integers(1, 3)))
@@ -52,5 +52,7 @@ def test_each_column_read_is_taken() -> None:
     assert positive_scores(["stay", "churn"], named, "churn").tolist() == [0.8, 0.1]  # every row names it
     # no row names a class binary_score reads: the predictions, as numbers, NaN outside [0, 1]
     assert np.array_equal(positive_scores([0.4, 1.5], named, "1"), [0.4, math.nan], equal_nan=True)
+    # "true" is read too: no row names the positive class, one names "true"; row by row
+    assert positive_scores([0.3], [{"true": 0.6, "false": 0.4}], "churn").tolist() == [0.6]
     # one row names "1": row by row, the other row read by its prediction
     assert positive_scores([0.4, 0.7], [{"1": 0.9}, {"stay": 0.2}], "churn").tolist() == [0.9, 0.7]
