@@ -15,9 +15,9 @@ STRESS_HOG_S  ?= 10800
 
 # Bytecode goes to one cache in the venv (PYTHONPYCACHEPREFIX), outside the source tree, even where the environment
 # sets PYTHONDONTWRITEBYTECODE (empty here is unset): the venv is installed without byte-compiling (--no-compile,
-# below), so without a cache every Python process a target starts (make test starts over a hundred: test workers,
-# monitors, brokers' clients, benchmark phases) would compile numpy, scipy, river and the monitor from source
-# again, about 2 s of CPU each, and pytest would rewrite every test module's asserts in every worker.
+# below), so without a cache every Python process a target starts (make test starts dozens: test workers, monitor
+# runs and replays, benchmark phases) would compile numpy, scipy, river and the monitor from source again, about
+# 2 s of CPU each, and pytest would rewrite every test module's asserts in every worker.
 export PYTHONPYCACHEPREFIX := $(abspath $(VENV))/pycache
 export PYTHONDONTWRITEBYTECODE :=
 
