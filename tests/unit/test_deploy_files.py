@@ -432,6 +432,48 @@ def test_make_image_builds_the_image_the_manifests_run() -> None:
         assert "make image" in (ROOT / doc).read_text(encoding="utf-8"), doc
 
 
+def _docker_ignored(path: str, patterns: list[str]) -> bool:
+    """Whether ``.dockerignore``'s ``patterns`` leave ``path`` (relative, with /) out of the build context: a
+    pattern matches the path or one of its directories; ``*`` and ``?`` stay within a name and a leading
+    ``**/`` matches any depth (Docker's rules for the patterns the file uses; it has no ``!`` exceptions)."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    for pattern in patterns:
+        regex = re.escape(pattern).replace(r"\*\*/", "(?:.*/)?").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+        if any(re.fullmatch(regex, c) for c in candidates):
+            return True
+    return False
+
+
+def test_the_image_build_context_holds_the_sources_and_none_of_the_local_builds() -> None:
+    """`make image` and `docker compose up --build` send the repository as the build context: every file git
+    tracks goes (the wheel is built from them), and what a checkout builds or caches does not (a 1 GB venv, and
+    a compiled module built in place for this machine, which the image's build stage compiles afresh)."""
+    lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    patterns = [line.strip().rstrip("/") for line in lines if line.strip() and not line.startswith("#")]
+    assert not any(p.startswith("!") for p in patterns)  # (the matcher above has no exceptions)
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    left_out = [f for f in tracked.stdout.splitlines() if _docker_ignored(f, patterns)]
+    assert left_out == []
+    local = [
+        ".git/HEAD",
+        ".venv/bin/python",
+        ".venv/pycache/work/main/monitor/cli.cpython-311.pyc",
+        ".peers/nannyml/bin/python",
+        "monitor/__pycache__/cli.cpython-311.pyc",
+        "tests/unit/__pycache__/test_engine.cpython-311-pytest-9.2.0.pyc",
+        "monitor/core/_kernels.c",
+        "monitor/core/_kernels.cpython-311-x86_64-linux-gnu.so",
+        "stream_model_monitor.egg-info/PKG-INFO",
+        "artifacts/stress/round-1.xml",
+        "build/lib/monitor/cli.py",
+        ".mypy_cache/3.11/cache.db",
+        ".hypothesis/examples/x",
+    ]
+    assert [f for f in local if not _docker_ignored(f, patterns)] == []
+    assert not _docker_ignored("monitor/core/_kernels.pyx", patterns)  # the source the build stage compiles
+
+
 # ------------------------------------------------------------------------- metric names in queries
 
 GRAFANA_DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "model-monitor.json"
