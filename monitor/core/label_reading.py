@@ -34,6 +34,16 @@ def binary_label(label: Any, positive: str = "1") -> float | None:
     return None
 
 
+def score_keys(positive: str) -> tuple[str, ...]:
+    """The names a prediction's scores are read by for the positive class, first found first
+    (:func:`binary_score`).
+
+    >>> score_keys("churn"), score_keys("1")
+    (('churn', '1', 'true'), ('1', 'true'))
+    """
+    return tuple(dict.fromkeys((positive, "1", "true")))
+
+
 def binary_score(prediction: Any, scores: dict[str, float] | None, positive: str = "1") -> float | None:
     """The positive-class probability: ``scores[positive]``, else a score in [0, 1], or a hard class as 0 / 1.
     A hard class sent with its probabilities (scikit-learn's ``predict`` beside ``predict_proba``) is read by
@@ -43,7 +53,7 @@ def binary_score(prediction: Any, scores: dict[str, float] | None, positive: str
     (0.7, 0.9, 0.8)
     """
     if scores:
-        for key in (positive, "1", "true"):
+        for key in score_keys(positive):
             if key in scores:
                 return float(scores[key])
     if isinstance(prediction, bool):

@@ -31,7 +31,7 @@ from monitor.core.event_clock import VersionActivity
 from monitor.core.events import PredictionBatch, Rejected
 from monitor.core.float_columns import float_column
 from monitor.core.join import Joined, LabelJoiner, Segments
-from monitor.core.label_reading import binary_score, confidences
+from monitor.core.label_reading import binary_score, confidences, score_keys
 from monitor.core.settings import Settings
 from monitor.core.shards import shard_of
 from monitor.core.stats import OVERFLOW
@@ -60,7 +60,7 @@ def positive_scores(preds: Sequence[Any], scores: Sequence[dict[str, float] | No
     if named:
         if len(named) == len(scores) and all(map(contains, named, repeat(positive))):
             return np.fromiter(map(itemgetter(positive), named), np.float64, len(named))
-        if any(any(map(contains, named, repeat(key))) for key in dict.fromkeys((positive, "1", "true"))):
+        if any(any(map(contains, named, repeat(key))) for key in score_keys(positive)):
             return _positive_scores_by_row(preds, scores, positive)
     if _NUMERIC_TYPES.issuperset(map(type, preds)):
         arr = np.array(preds, dtype=np.float64)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from monitor.core.messages import number
 from monitor.core.rules import segment_label
 
 # Open alerts of these kinds mean the model's results are affected: the badge says Act.
@@ -29,15 +30,9 @@ KIND_WORDS = {
 
 
 def _fmt(x: float) -> str:
-    """Numbers as a person reads them: 4,100 / 12.5 / 0.312."""
-    if x != x:
-        return "n/a"
-    ax = abs(x)
-    if ax >= 1000:
-        return f"{x:,.0f}"
-    if ax >= 10:
-        return f"{x:,.1f}"
-    return f"{x:.2f}" if ax >= 0.1 else f"{x:.3g}"
+    """Numbers as a person reads them (:func:`~monitor.core.messages.number`), with two decimals from 0.1 to 10:
+    4,100 / 12.5 / 0.31 / 0.0312."""
+    return f"{x:.2f}" if 0.1 <= abs(x) < 10 else number(x)
 
 
 def affects_results(alert: dict[str, Any]) -> bool:
