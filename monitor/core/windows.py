@@ -234,14 +234,12 @@ class NumericWindows:
             np.cumsum(np.fromiter(map(len, edges_of), np.int64, count=len(edges_of)), out=bounds[1:])
             cached = self._edges = (key, refs, np.concatenate(edges_of), bounds)  # refs kept: their ids stay theirs
         edges, bounds = cached[2], cached[3]
-        if chosen.size == owners.size and keep.all():  # every run, every value: no selection
+        selected = _selected(chosen, owners, runs, keep)
+        if selected is None:  # every run, every value
             codes[:] = compiled.sorted_codes_by_run(np.ascontiguousarray(values), runs, edges, bounds)
             return
-        row_of_run = np.full(owners.size, -1, dtype=np.int64)
-        row_of_run[chosen] = np.arange(chosen.size)
-        row = np.repeat(row_of_run, runs)
-        mask = (row >= 0) & keep
-        codes[mask] = compiled.sorted_codes(np.ascontiguousarray(values[mask]), row[mask], edges, bounds)
+        row, mask = selected
+        codes[mask] = compiled.sorted_codes(np.ascontiguousarray(values[mask]), row, edges, bounds)
 
     def _codes_by_cells(
         self,
@@ -270,14 +268,12 @@ class NumericWindows:
                 table[i, : e.size] = e
             cached = self._lookup = (key, refs, EdgeLookup(table, lo, width))  # refs kept: their ids stay theirs
         lookup = cached[2]
-        if chosen.size == owners.size and keep.all():  # every run, every value: no selection
+        selected = _selected(chosen, owners, runs, keep)
+        if selected is None:  # every run, every value
             codes[:] = lookup.codes_by_run(values, cells, runs)
             return
-        row_of_run = np.full(owners.size, -1, dtype=np.int64)
-        row_of_run[chosen] = np.arange(chosen.size)
-        row = np.repeat(row_of_run, runs)
-        mask = (row >= 0) & keep
-        codes[mask] = lookup.codes(values[mask], cells[mask], row[mask])
+        row, mask = selected
+        codes[mask] = lookup.codes(values[mask], cells[mask], row)
 
     def _count(
         self,
@@ -397,3 +393,17 @@ class NumericWindow:
     @property
     def tests(self) -> int:
         return int(self.table.tests[self.i])
+
+
+def _selected(
+    chosen: np.ndarray, owners: np.ndarray, runs: np.ndarray, keep: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The values of the runs ``chosen`` (of ``owners.size``) that ``keep`` keeps: a mask over the batch and, for
+    each masked value, its run's row among the chosen; None when that is every value of every run."""
+    if chosen.size == owners.size and keep.all():
+        return None
+    row_of_run = np.full(owners.size, -1, dtype=np.int64)
+    row_of_run[chosen] = np.arange(chosen.size)
+    row = np.repeat(row_of_run, runs)
+    mask = (row >= 0) & keep
+    return row[mask], mask
