@@ -12,7 +12,7 @@ import numpy as np
 # monitor.core.kernels uses this module only when the numbers match: a module built from an older .pyx (an
 # in-place build not redone after a pull) is left aside, not called for a function it lacks. Raise it with
 # every change of the functions here.
-VERSION = 9
+VERSION = 11
 
 from libc.math cimport INFINITY, NAN, floor
 
@@ -372,7 +372,8 @@ def chunk_add(const double[::1] values, const double[::1] times, const long long
               double[::1] part_start, long long size):
     """monitor.core.chunks.StreamChunker.add_grouped in one pass: values grouped by stream (``runs[r]`` values
     of stream ``streams[r]``) cut into chunks of ``size`` values, each stream's open chunk continued from the
-    state arrays and left there. Sums go value by value (the twin sums pieces with numpy's reduceat, whose
+    state arrays and left there. Sums go value by value from the open chunk's, so a chunk's sum is the same to
+    the last bit however its values were cut into batches (the twin sums pieces with numpy's reduceat, whose
     pairwise order can differ in the last bits). Returns the complete chunks: (stream, seq, sum, sum of
     squares, first time, last time)."""
     cdef Py_ssize_t r, i, at = 0, end, made = 0, most = 0
@@ -406,7 +407,7 @@ def chunk_add(const double[::1] values, const double[::1] times, const long long
         k = count[s] % size  # values already in the stream's open chunk
         number = count[s] // size  # complete chunks so far
         carried = k > 0
-        piece, squares = 0.0, 0.0
+        piece, squares = (part_sum[s], part_squares[s]) if carried else (0.0, 0.0)
         start = part_start[s] if carried else (times[at] if runs[r] else 0.0)
         for i in range(at, end):
             piece = piece + values[i]
@@ -415,18 +416,15 @@ def chunk_add(const double[::1] values, const double[::1] times, const long long
             if k == size:
                 number += 1
                 o_stream[made], o_seq[made] = s, number * size
-                o_sum[made] = piece + part_sum[s] if carried else piece
-                o_squares[made] = squares + part_squares[s] if carried else squares
+                o_sum[made], o_squares[made] = piece, squares
                 o_start[made], o_end[made] = start, times[i]
                 made += 1
-                carried = False
                 k, piece, squares = 0, 0.0, 0.0
                 if i + 1 < end:
                     start = times[i + 1]
         count[s] += runs[r]
         if k:
-            part_sum[s] = piece + part_sum[s] if carried else piece
-            part_squares[s] = squares + part_squares[s] if carried else squares
+            part_sum[s], part_squares[s] = piece, squares
             part_start[s] = start
         else:
             part_sum[s], part_squares[s], part_start[s] = 0.0, 0.0, NAN
@@ -463,3 +461,26 @@ def run_moments(const double[::1] x, const long long[::1] runs):
         o_sum[r], o_m2[r], o_min[r], o_max[r] = total, m2, low, high
         at = end
     return sum_out, m2_out, min_out, max_out
+
+
+def chain_sums(const double[:, ::1] parts, const long long[::1] runs, const double[:, ::1] base):
+    """Per run of columns of ``parts`` (rows of quantities, one column per item): each column's running sums
+    from the run's ``base`` column, added in order (each sum the previous one plus the item, as value-by-value
+    updates give)."""
+    cdef Py_ssize_t q = parts.shape[0], c = parts.shape[1], r, i, j, at = 0, end
+    cdef double acc
+    _check_runs(runs, c)
+    if base.shape[0] != q or base.shape[1] != runs.shape[0]:
+        raise ValueError("a base column per run, a row per quantity")
+    out = np.empty((q, c), dtype=np.float64)
+    cdef double[:, ::1] o = out
+    for j in range(q):
+        at = 0
+        for r in range(runs.shape[0]):
+            end = at + runs[r]
+            acc = base[j, r]
+            for i in range(at, end):
+                acc = acc + parts[j, i]
+                o[j, i] = acc
+            at = end
+    return out

@@ -236,7 +236,7 @@ class PartitionEngine:
             alerts += self.model_monitor.observe(
                 state, batch, rows, shard=shard, shards=self.shards, rng=self.rng, watermark=self.watermark
             )
-        alerts += self.judging.decide_round(self.model_monitor.end_batch(len(batch)), self.models)
+        alerts += self.judging.decide_round(*self.model_monitor.end_batch(batch.event_time), models=self.models)
         self._restart_after_fixes()
         return alerts
 
@@ -252,7 +252,7 @@ class PartitionEngine:
 
     def finish(self) -> list[Alert]:
         """Decide the window tests still waiting for their round (the end of a replay or of a test)."""
-        return self.judging.decide_round(self.model_monitor.fdr.close(), self.models)
+        return self.judging.decide_round(self.model_monitor.fdr.close(), models=self.models)
 
     # --------------------------------------------------------------- snapshots
     def _state(self) -> dict[str, tuple[object, str]]:

@@ -69,7 +69,7 @@ def judge_drift(
     window, :mod:`monitor.core.local_change`)."""
     cfg = config.alerts
     if isinstance(tracker, NumericStream):
-        ev = tracker.evidence()
+        ev = tracker.judged_evidence()
         threshold, critical = cfg.min_effect_size, cfg.critical_effect_size
         enough = ev.events >= cfg.min_events
         shift = abs(ev.current.get("mean", 0.0) - ev.baseline.get("mean", 0.0)) if ev.events else 0.0

@@ -10,6 +10,8 @@ stream's evidence means is :mod:`monitor.core.judgements`'; lifecycle and attrib
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -21,7 +23,7 @@ from monitor.core.judgements import drift_key, judge_drift, needs_judging
 from monitor.core.local_change import local_change
 from monitor.core.messages import shown
 from monitor.core.model_state import PREDICTION, ModelState, Tracker, recent_share
-from monitor.core.numeric_streams import NumericStreams
+from monitor.core.numeric_streams import NumericStream, NumericStreams
 from monitor.core.rules import ALL, Alert, Judgement
 from monitor.core.settings import Settings
 from monitor.core.significance import WindowResult
@@ -74,6 +76,14 @@ class DriftJudging:
                 out.append(k)
         return out
 
+    def numeric_stream(
+        self, state: ModelState, name: str, bucket: tuple[str, str], block: NumericStreams, i: int, now: float
+    ) -> StreamToJudge:
+        """A numeric stream of this batch, judged at its judging point if it has one (where its evidence began
+        to clear when its alert is open, else to fire), else at ``now``, the batch's end."""
+        point = block.point(i, self.alerting.lifecycle.is_firing(self.key(state, name, bucket)))
+        return bucket, NumericStream(block, i, point), now if point is None else point.time
+
     def decide(
         self, state: ModelState, name: str, touched: list[StreamToJudge], *, in_batch: bool = True
     ) -> list[Alert]:
@@ -102,13 +112,16 @@ class DriftJudging:
         return self.alerting.emit(state.model, state.version, judged)
 
     def decide_round(
-        self, decided: list[tuple[Any, WindowResult]], models: dict[tuple[str, str], ModelState]
-    ) -> list[Alert]:
-        """A closed Benjamini-Hochberg round: each stream's latest decided window goes to its judgement."""
+        self, decided: list[tuple[Any, WindowResult]], times: Sequence[float] = (), *,
+        models: dict[tuple[str, str], ModelState],
+    ) -> list[Alert]:  # fmt: skip
+        """A closed Benjamini-Hochberg round: each stream's latest decided window goes to its judgement, judged
+        at ``times`` (each window's round's last event time; NaN or none given: its model's last event)."""
         if not decided:
             return []
         touched: dict[tuple[str, str, str], list[StreamToJudge]] = {}
-        for (model, version, name, attr, value), result in decided:
+        at = list(times) or [math.nan] * len(decided)
+        for ((model, version, name, attr, value), result), when in zip(decided, at, strict=True):
             state = models.get((model, version))
             if state is None:
                 continue
@@ -120,13 +133,15 @@ class DriftJudging:
             if test.last is None or result.seq >= test.last.seq:
                 test.last = result
             if self.needs_judging(state, name, (attr, value), tracker):
-                touched.setdefault((model, version, name), []).append(((attr, value), tracker, state.last_event_time))
+                now = state.last_event_time if math.isnan(when) else when
+                touched.setdefault((model, version, name), []).append(((attr, value), tracker, now))
         alerts: list[Alert] = []
         for (model, version, name), streams in touched.items():
             state = models[model, version]
             overall = state.tracker((name, *ALL))
             if overall is not None and all(b != ALL for b, _, _ in streams):
-                streams.append((ALL, overall, state.last_event_time))  # attribution needs all traffic's view
+                now = max(t for _, _, t in streams)
+                streams.append((ALL, overall, now))  # attribution needs all traffic's view
             alerts += self.decide(state, name, streams, in_batch=False)
         return alerts
 

@@ -49,7 +49,7 @@ def lookup_codes_py(codes_of: dict[Any, int], values: Sequence[Any], missing: in
         )
 
 
-VERSION = 9  # the _kernels.pyx this module expects (its VERSION)
+VERSION = 11  # the _kernels.pyx this module expects (its VERSION)
 
 try:
     _kernels: Any = importlib.import_module("monitor.core._kernels")

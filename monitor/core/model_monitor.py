@@ -10,6 +10,7 @@ engine closes once the whole batch is in. The stream cap and what the caps turne
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -35,6 +36,7 @@ from monitor.core.columns import (
 )
 from monitor.core.drift import CategoricalDriftTracker
 from monitor.core.events import PredictionBatch
+from monitor.core.evidence_points import EvidenceTest
 from monitor.core.false_discovery import FalseDiscoveryControl
 from monitor.core.float_columns import as_values
 from monitor.core.judgements import retrain_judgement
@@ -42,7 +44,7 @@ from monitor.core.judging import DriftJudging, StreamToJudge
 from monitor.core.local_change import WindowBreakdown
 from monitor.core.model_setup import ModelSetup
 from monitor.core.model_state import LATENCY_BUCKETS_MS, PREDICTION, ModelState, note_recent_rows
-from monitor.core.numeric_streams import NumericStream, NumericStreams, stream_layout
+from monitor.core.numeric_streams import NumericStreams, stream_layout
 from monitor.core.profile import kept_scores
 from monitor.core.quality_feed import ObservedColumn, feed_schema_watch
 from monitor.core.rules import ALL, Alert
@@ -64,17 +66,24 @@ class ModelMonitor:
         self._ignore = set(mon.ignore_features)
         sig = config.significance
         self.fdr = FalseDiscoveryControl(sig.fdr, sig.round_events)
+        a = config.alerts  # where in a batch a numeric stream's sequential evidence is judged
+        self.evidence_test = EvidenceTest(a.min_events, a.min_effect_size, a.max_p_value, a.resolve_ratio)
         self.capped: Counter[str] = Counter()  # what a cap turned away: model, feature, segment_value...
         self.stream_count = 0
         self._closed: list[ClosedWindow] = []  # categorical windows this batch closed, their statistics to compute
 
-    def end_batch(self, events: int) -> list[tuple[Any, WindowResult]]:
+    def end_batch(self, times: np.ndarray) -> tuple[list[tuple[Any, WindowResult]], list[float]]:
         """The statistics of every categorical window the batch closed, at once (numeric tables test theirs as
-        they close them); then the false-discovery round moves on by the batch's ``events`` (the window tests
-        it decided, if it closed)."""
+        they close them); then the false-discovery round moves on by the batch's events (``times``: their event
+        times, in partition order). Returns the window tests it decided, if a round closed, each with the time
+        of its round's last event: when the decision could first be made, whatever the batch size."""
         complete_windows(self._closed)
         self._closed = []
-        return self.fdr.advance(events)
+        before = self.fdr.position
+        decided = self.fdr.advance(int(times.size))
+        every = self.fdr.round_events
+        last = [(r.position // every + 1) * every - before - 1 for _, r in decided]  # each round's last event
+        return decided, [float(times[k]) if 0 <= k < times.size else math.nan for k in last]
 
     def observe(
         self,
@@ -160,9 +169,10 @@ class ModelMonitor:
                 block, ids = numeric[name]
                 judged = self.judging.numeric_to_judge(state, name, block, ids, buckets)
                 if judged:
-                    touched = [(buckets[k][0], NumericStream(block, int(ids[k])), bucket_now[k]) for k in judged]
+                    at = self.judging.numeric_stream
+                    touched = [at(state, name, buckets[k][0], block, int(ids[k]), bucket_now[k]) for k in judged]
                     if whole >= 0 and ids[whole] >= 0:
-                        overall = (ALL, NumericStream(block, int(ids[whole])), bucket_now[whole])
+                        overall = at(state, name, ALL, block, int(ids[whole]), bucket_now[whole])
                     if overall is not None and all(b != ALL for b, _, _ in touched):
                         touched.append(overall)  # attribution needs all traffic's view (e.g. its alert's cooldown)
                 alerts.extend(self.judging.decide(state, name, touched))
@@ -260,7 +270,7 @@ class ModelMonitor:
             if (ids < 0).any():
                 kept = stream >= 0
                 values, times, stream, positions = values[kept], times[kept], stream[kept], positions[kept]
-            closed = block.update(values, times, stream, positions)  # tested by the table already
+            closed = block.update(values, times, stream, positions, self.evidence_test)  # tested by the table already
             if len(closed):
                 closed.label(state.model, state.version, block.keys)
                 self.fdr.add_windows(closed)

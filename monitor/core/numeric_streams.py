@@ -30,6 +30,7 @@ from monitor.core import kernels
 from monitor.core.cells import CELLS, HISTOGRAM_BINS, HISTOGRAM_SD, cells, cells_by_run
 from monitor.core.chunks import StreamChunker, counts_by_run, run_lengths, run_starts
 from monitor.core.drift import QUANTILES, DriftEvidence, NumericDriftTracker
+from monitor.core.evidence_points import EvidencePoint, EvidenceTest, spread
 from monitor.core.sequential import Z_CLIP, SequentialSettings, SequentialStreams
 from monitor.core.settings import DetectorSettings
 from monitor.core.significance import ClosedWindows, Reference
@@ -213,11 +214,14 @@ class NumericStreams:
 
     # ------------------------------------------------------------------ update
     def update(
-        self, values: np.ndarray, times: np.ndarray, stream: np.ndarray, positions: np.ndarray | None = None
-    ) -> ClosedWindows:
+        self, values: np.ndarray, times: np.ndarray, stream: np.ndarray, positions: np.ndarray | None = None,
+        test: EvidenceTest | None = None,
+    ) -> ClosedWindows:  # fmt: skip
         """Values (``NaN`` missing) grouped by stream, one contiguous run per stream, in arrival order, with
         their partition positions (for the window tests' rounds); the windows that closed (none without a
-        window test)."""
+        window test). With ``test`` (the alert settings), each stream's judging point in this batch, if any, is
+        kept for :meth:`point` until the next update."""
+        self.detectors.points = {}
         closed = ClosedWindows.empty(0, "") if self.windows is None else self.windows.nothing_closed()
         if values.size == 0:
             return closed
@@ -262,7 +266,7 @@ class NumericStreams:
             self._count_bins(values, owners, runs)  # on the scales the warm-ups that ended in this batch set
         else:
             self._count_bins(values, owners, runs, value_cells)
-        changes = self.detectors.update(self.chunker.add_grouped(values, times, stream))
+        changes = self.detectors.update(self.chunker.add_grouped(values, times, stream), test)
         for c in changes:
             self.detections[c.stream, 0 if c.detector == "adwin" else 1] += 1
         return closed
@@ -353,23 +357,59 @@ class NumericStreams:
 
     # ------------------------------------------------------------------- views
     def evidence(self, i: int) -> DriftEvidence:
-        """Is there evidence of a change in stream ``i`` now, and how large is it (in baseline sd)?"""
+        """Is there evidence of a change in stream ``i`` now, and how large is it (in baseline sd)? Its
+        incomplete chunk counts too, so a view does not wait for a chunk to complete."""
         d = self.detectors
-        mean = float(self.base_mean[i])
         n, total, zsum = self._since_change(i)
+        detector = d.last_detector[i] if i < d.size else ""
+        return self._evidence(
+            i, n, total, zsum, d.spread_at(i), detector,
+            int(d.change_seq[i]) if detector else 0, float(d.change_time[i]) if detector else math.nan,
+        )  # fmt: skip
+
+    def point(self, i: int, firing: bool) -> EvidencePoint | None:
+        """Stream ``i``'s judging point in the last update: where its evidence began to clear when its alert
+        is ``firing``, else where it began to fire; None if it did neither (:mod:`monitor.core.evidence_points`)."""
+        found = self.detectors.__dict__.get("points", {}).get(i)
+        return None if found is None else found[1 if firing else 0]
+
+    def judged_evidence(self, i: int, at: EvidencePoint | None = None) -> DriftEvidence:
+        """The evidence an alert is judged on: at the judging point ``at``, else over the complete chunks since
+        the change point (an incomplete chunk's values would make it depend on where the batch ended)."""
+        d = self.detectors
+        if at is None:
+            if i >= d.size:
+                return self._evidence(i, 0, 0.0, 0.0, 1.0, "", 0, math.nan)
+            detector = d.last_detector[i]
+            at = EvidencePoint(
+                int(d.since_n[i]), float(d.since_sum[i]), float(d.since_z[i]), float(d._z2()[i]), math.nan,
+                detector, int(d.change_seq[i]), float(d.change_time[i]),
+            )  # fmt: skip
+        n = np.array([float(at.n)])
+        wide = float(spread(n, np.array([at.zsum]), np.array([at.z2]), float(d.settings.chunk))[0])
+        return self._evidence(
+            i, at.n, at.total, at.zsum, wide, at.detector,
+            at.change_seq if at.detector else 0, at.change_time if at.detector else math.nan,
+        )  # fmt: skip
+
+    def _evidence(
+        self, i: int, n: int, total: float, zsum: float, wide: float, detector: str, change_seq: int,
+        change_time: float,
+    ) -> DriftEvidence:  # fmt: skip
+        """Evidence from the statistics since the change point: ``n`` values, their ``total``, the sum of their
+        z (``zsum``), the z spread ``wide`` (at least 1) and the change point's detector, position and time."""
+        mean = float(self.base_mean[i])
         effect = abs(zsum / n) if n else 0.0
         current_mean = total / n if n else math.nan
-        spread = d.spread_at(i)  # the values' spread since the change, at least 1
-        p_value = math.erfc(effect * math.sqrt(n) / (math.sqrt(2) * spread)) if n else None  # two-sided z-test
+        p_value = math.erfc(effect * math.sqrt(n) / (math.sqrt(2) * wide)) if n else None  # two-sided z-test
         direction = "" if not n else ("rose" if current_mean > mean else "fell")
-        detector = d.last_detector[i] if i < d.size else ""
         return DriftEvidence(
             detected=bool(detector),
             effect=effect,
             events=n,
             detector=detector or "adwin",
-            change_seq=int(d.change_seq[i]) + self.warmup if detector else 0,
-            change_time=float(d.change_time[i]) if detector else math.nan,
+            change_seq=change_seq + self.warmup if detector else 0,
+            change_time=change_time,
             p_value=p_value,
             baseline={"mean": mean, "std": float(self.base_std[i]), "events": int(self.base_n[i])},
             current={"mean": current_mean, "events": n},
@@ -377,8 +417,8 @@ class NumericStreams:
         )
 
     def _since_change(self, i: int) -> tuple[int, float, float]:
-        """Values, their sum and their sum of z since stream ``i``'s last change point (or its warm-up); the
-        stream's incomplete chunk counts too, so evidence does not wait for a chunk to complete."""
+        """Values, their sum and their sum of z since stream ``i``'s last change point (or its warm-up), the
+        incomplete chunk included."""
         d = self.detectors
         if i >= d.size:
             return 0, 0.0, 0.0
@@ -433,6 +473,7 @@ class NumericStream:
 
     streams: NumericStreams
     i: int
+    point: EvidencePoint | None = None  # where it is judged in this batch (see NumericStreams.point)
 
     kind = "numeric"
 
@@ -459,6 +500,9 @@ class NumericStream:
 
     def evidence(self) -> DriftEvidence:
         return self.streams.evidence(self.i)
+
+    def judged_evidence(self) -> DriftEvidence:
+        return self.streams.judged_evidence(self.i, self.point)
 
     def view(self) -> dict[str, Any]:
         return self.streams.view(self.i)

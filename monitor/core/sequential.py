@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import signal
-from scipy.special import erfc
 
 from monitor.core import kernels, river_drift
 from monitor.core.chunks import Chunks, run_lengths, run_starts, small_unique
+from monitor.core.evidence_points import EvidencePoint, EvidenceTest, effect_and_p, first_rises, spread, verdicts
 
 _ADWIN_UPDATE = type(river_drift.ADWIN()._helper).update  # river's compiled window's update, unbound
 
@@ -61,9 +62,14 @@ class SequentialStreams:
     # values since then (:meth:`spread`). Empty in a snapshot of an earlier release, whose streams read as NaN
     # (not known) until their next change point.
     since_z2 = np.zeros(0)
+    # Per batch, never snapshotted: the streams whose evidence began to fire or to clear in the last update, and
+    # the first chunk where each did (fire, clear; None where not), read by the drift judgement in that batch.
+    SNAPSHOT_SKIP: ClassVar[tuple[str, ...]] = ("points",)
+    points: dict[int, tuple[EvidencePoint | None, EvidencePoint | None]]
 
     def __init__(self, settings: SequentialSettings) -> None:
         self.settings = settings
+        self.points = {}
         self.mean = np.zeros(0)  # the reference scale; NaN until the stream has one
         self.std = np.zeros(0)
         self.ph_n = np.zeros(0)  # Page-Hinkley: values, sum of z, cumulative statistics, their extremes
@@ -117,8 +123,10 @@ class SequentialStreams:
         if self.adwins[stream] is None:
             self.adwins[stream] = river_drift.ADWIN(delta=self.settings.adwin_delta, clock=self.settings.adwin_clock)
 
-    def update(self, chunks: Chunks) -> list[Change]:
-        """Chunks ordered by stream, then by position; chunks of streams without a scale are skipped."""
+    def update(self, chunks: Chunks, test: EvidenceTest | None = None) -> list[Change]:
+        """Chunks ordered by stream, then by position; chunks of streams without a scale are skipped. With
+        ``test``, :attr:`points` holds this update's judging points (see :meth:`_since_by_chunk`)."""
+        self.points = {}
         if not len(chunks):
             return []
         self._grow(int(chunks.stream.max()) + 1)
@@ -131,25 +139,91 @@ class SequentialStreams:
         stream = chunks.stream
         z = np.clip((chunks.total / size - self.mean[stream]) / self.std[stream], -Z_CLIP, Z_CLIP)
         changes = self._page_hinkley(chunks, z) + self._adwin(chunks, z)
-        last: dict[int, Change] = {}
-        for c in changes:
-            if c.stream not in last or c.seq > last[c.stream].seq:
-                last[c.stream] = c
-        # statistics since the change: chunks after each stream's latest change point in this batch
-        after = np.ones(stream.size, dtype=bool)
-        for c in last.values():
-            after &= ~((stream == c.stream) & (chunks.seq <= c.seq))
-            self.since_n[c.stream], self.since_sum[c.stream], self.since_z[c.stream] = 0, 0.0, 0.0
-            self._z2()[c.stream] = 0.0
-            self.change_seq[c.stream], self.change_time[c.stream] = c.seq, c.time
-            self.last_detector[c.stream] = c.detector
-        n = self.size
-        self.since_n += np.bincount(stream[after], minlength=n).astype(np.int64) * self.settings.chunk
-        self.since_sum += np.bincount(stream[after], weights=chunks.total[after], minlength=n)
-        self.since_z += np.bincount(stream[after], weights=z[after] * size, minlength=n)
-        self._z2()
-        self.since_z2 += np.bincount(stream[after], weights=z[after] ** 2 * size, minlength=n)
+        self._since_by_chunk(chunks, z, changes, test)
         return changes
+
+    def _since_by_chunk(self, chunks: Chunks, z: np.ndarray, changes: list[Change], test: EvidenceTest | None) -> None:
+        """The statistics since each stream's change point, chunk by chunk: a change point's chunk starts them
+        again from after it, and each chunk adds to them in order (each stream's sums chain the same way at any
+        batch size, to the last bit). With ``test``, each stream's first chunk of the batch where its evidence
+        begins to fire, or to clear, is kept in :attr:`points` (:mod:`monitor.core.evidence_points`)."""
+        stream = chunks.stream
+        c = stream.size
+        size = float(self.settings.chunk)
+        first = run_starts(stream)
+        runs = run_lengths(first, c)
+        owners = stream[first]
+        cut = np.full(c, -1, dtype=np.int64)  # the change (its place in ``changes``) at each change point's chunk
+        if changes:
+            run_of = {o: r for r, o in enumerate(owners.tolist())}
+            for j, ch in enumerate(changes):
+                lo = int(first[run_of[ch.stream]])
+                k = lo + int(np.searchsorted(chunks.seq[lo : lo + int(runs[run_of[ch.stream]])], ch.seq))
+                if cut[k] < 0:  # two detectors on one chunk: the first found names it, as ``last`` below
+                    cut[k] = j
+        was = {
+            "n": self.since_n[owners].astype(np.float64),
+            "detector": [self.last_detector[o] for o in owners.tolist()],
+            "seq": self.change_seq[owners],
+            "time": self.change_time[owners],
+        }
+        detected_before = np.array([bool(d) for d in was["detector"]], dtype=bool)
+        before = np.stack([was["n"], self.since_sum[owners], self.since_z[owners], self._z2()[owners]])
+        # pieces: runs of chunks between change points; a change point's own chunk ends one and leaves nothing
+        cuts = np.flatnonzero(cut >= 0)
+        after_cut = np.zeros(c, dtype=bool)
+        after_cut[cuts[cuts + 1 < c] + 1] = True
+        after_cut[first] = False  # (the next stream's first chunk)
+        begins_piece = after_cut.copy()
+        begins_piece[first] = True
+        piece_start = np.flatnonzero(begins_piece)
+        run_of_chunk = np.repeat(np.arange(owners.size), runs)
+        base = before[:, run_of_chunk[piece_start]]
+        base[:, after_cut[piece_start]] = 0.0
+        parts = np.stack([np.full(c, size), chunks.total, z * size, z * z * size])
+        parts[:, cuts] = 0.0
+        since = _chain_sums(parts, run_lengths(piece_start, c), base)
+        since[:, cuts] = 0.0
+        last = first + runs - 1
+        self.since_n[owners] = since[0, last].astype(np.int64)
+        self.since_sum[owners], self.since_z[owners] = since[1, last], since[2, last]
+        self._z2()[owners] = since[3, last]
+        latest: dict[int, Change] = {}
+        for k in cuts.tolist():
+            latest[int(stream[k])] = changes[int(cut[k])]
+        for o, ch in latest.items():
+            self.change_seq[o], self.change_time[o] = ch.seq, ch.time
+            self.last_detector[o] = ch.detector
+        if test is None:
+            return
+        # the change each chunk's statistics count from: -1 the one before the batch (or none)
+        change_of_piece = np.where(after_cut[piece_start], cut[np.maximum(piece_start - 1, 0)], -1)
+        change = np.repeat(change_of_piece, run_lengths(piece_start, c))
+        change[cuts] = cut[cuts]
+        detected = (change >= 0) | detected_before[run_of_chunk]
+        fire, clear = verdicts(since[0], since[2], since[3], detected, test, size)
+        fire_before, clear_before = verdicts(before[0], before[2], before[3], detected_before, test, size)
+        fire_at = first_rises(fire, fire_before, first, runs)
+        clear_at = first_rises(clear, clear_before, first, runs)
+        for r in np.flatnonzero((fire_at >= 0) | (clear_at >= 0)).tolist():
+            self.points[int(owners[r])] = tuple(  # type: ignore[assignment]
+                None if k < 0 else self._point(chunks, since, k, changes, int(change[k]), r, was)
+                for k in (int(fire_at[r]), int(clear_at[r]))
+            )
+
+    def _point(
+        self, chunks: Chunks, since: np.ndarray, k: int, changes: list[Change], change: int, r: int,
+        was: dict[str, Any],
+    ) -> EvidencePoint:  # fmt: skip
+        """Chunk ``k``'s statistics since its change point (``change`` in ``changes``, or -1: the stream's
+        before the batch, row ``r`` of ``was``)."""
+        if change >= 0:
+            ch = changes[change]
+            detector, seq, time = ch.detector, ch.seq, ch.time
+        else:
+            detector, seq, time = was["detector"][r], int(was["seq"][r]), float(was["time"][r])
+        n, total, zsum, z2 = since[:, k].tolist()
+        return EvidencePoint(int(n), total, zsum, z2, float(chunks.end_time[k]), detector, seq, time)
 
     def _z2(self) -> np.ndarray:
         """``since_z2`` as long as the streams (streams of an earlier release's snapshot: NaN, not known)."""
@@ -163,14 +237,14 @@ class SequentialStreams:
         spreads far wider than its warm-up did, and a test that took 1 read its bursts as changes with p-values
         of 1e-20 (seen from outside). Estimated from the complete chunks' means (each holds ``chunk`` values):
         1 where fewer than two chunks, or not known."""
-        return _spread(self.since_n.astype(np.float64), self.since_z, self._z2(), float(self.settings.chunk))
+        return spread(self.since_n.astype(np.float64), self.since_z, self._z2(), float(self.settings.chunk))
 
     def spread_at(self, i: int) -> float:
         """:meth:`spread` of stream ``i`` alone."""
         if i >= self.size:
             return 1.0
         z2 = self._z2()
-        return float(_spread(np.array([float(self.since_n[i])]), self.since_z[i : i + 1], z2[i : i + 1],
+        return float(spread(np.array([float(self.since_n[i])]), self.since_z[i : i + 1], z2[i : i + 1],
                              float(self.settings.chunk))[0])  # fmt: skip
 
     def _page_hinkley(self, chunks: Chunks, z: np.ndarray) -> list[Change]:
@@ -306,18 +380,24 @@ class SequentialStreams:
     def effect(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per stream since the last change point: |mean z| (the effect), the values, and the z-test's
         two-sided p-value."""
-        n = self.since_n.astype(np.float64)
-        mean_z = np.divide(self.since_z, n, out=np.zeros(self.size), where=n > 0)
-        effect = np.abs(mean_z)
-        p = np.where(n > 0, erfc(effect * np.sqrt(n) / (math.sqrt(2) * self.spread())), 1.0)
+        effect, p = effect_and_p(self.since_n.astype(np.float64), self.since_z, self._z2(), float(self.settings.chunk))
         return effect, self.since_n, p
 
 
-def _spread(n: np.ndarray, zsum: np.ndarray, z2: np.ndarray, size: float) -> np.ndarray:
-    """The values' z standard deviation from ``n`` values in chunks of ``size``, the sum of the chunks' z times
-    ``size`` and of their z squared times ``size``: ``size`` times the chunk means' variance, at least 1."""
-    chunks = n / size
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = zsum / n
-        var = size * (z2 / n - mean**2) * chunks / (chunks - 1)
-    return np.sqrt(np.where((chunks >= 2) & np.isfinite(var), np.maximum(var, 1.0), 1.0))
+def _chain_sums(parts: np.ndarray, runs: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Per run of columns of ``parts`` (a row per quantity), the running sums from the run's ``base`` column,
+    each the previous one plus the column (compiled where built; else one padded 2-D pass, the same sums)."""
+    compiled = kernels.native()
+    if compiled is not None:
+        out: np.ndarray = compiled.chain_sums(
+            np.ascontiguousarray(parts, dtype=np.float64), np.ascontiguousarray(runs, dtype=np.int64),
+            np.ascontiguousarray(base, dtype=np.float64),
+        )  # fmt: skip
+        return out
+    starts = np.r_[0, np.cumsum(runs)[:-1]].astype(np.int64)
+    run = np.repeat(np.arange(runs.size), runs)
+    rank = np.arange(parts.shape[1]) - starts[run]
+    grid = np.zeros((parts.shape[0], runs.size, int(runs.max(initial=0)) + 1))
+    grid[:, :, 0] = base
+    grid[:, run, rank + 1] = parts
+    return np.add.accumulate(grid, axis=2)[:, run, rank + 1]

@@ -292,6 +292,57 @@ def test_chunks_of_a_stream_in_several_runs_are_its_values_in_order(seed: int, s
 
 
 @compiled
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32), st.sampled_from([1, 4, 16]), st.lists(st.integers(1, 60), max_size=8))
+def test_compiled_chunk_sums_do_not_depend_on_how_the_values_were_cut(seed: int, size: int, cuts: list[int]) -> None:
+    """A chunk's sums go value by value from its open part, so they are the same to the last bit whether its
+    values came in one batch or several (alert evidence built on them repeats exactly at any batch size)."""
+    from monitor.core.chunks import StreamChunker
+
+    rng = np.random.default_rng(seed)
+    stream = np.sort(rng.integers(0, 3, 300))
+    values = rng.normal(1e3, 7.0, stream.size) * rng.choice([1e-3, 1.0, 1e5], stream.size)
+    times = np.arange(stream.size, dtype=float)
+    whole = StreamChunker(size).add_grouped(values, times, stream)
+    chunker, made = StreamChunker(size), []
+    lo = 0
+    for hi in [*sorted(set(min(c * 5, 299) for c in cuts)), stream.size]:
+        if hi > lo:
+            order = np.argsort(stream[lo:hi], kind="stable")
+            made.append(chunker.add_grouped(values[lo:hi][order], times[lo:hi][order], stream[lo:hi][order]))
+            lo = hi
+    key = np.lexsort((np.concatenate([m.seq for m in made]), np.concatenate([m.stream for m in made])))
+    for name in ("stream", "seq", "total", "squares", "end_time"):
+        assert np.array_equal(np.concatenate([getattr(m, name) for m in made])[key], getattr(whole, name)), name
+
+
+@compiled
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(0, 30), min_size=1, max_size=8), st.integers(0, 2**32))
+def test_chain_sums_compiled_and_numpy_agree(lengths: list[int], seed: int) -> None:
+    """Running sums per run from each run's base, each the previous plus the next item: to the last bit."""
+    from monitor.core.sequential import _chain_sums
+
+    compiled_module = kernels.native()
+    if compiled_module is None:
+        pytest.fail("the compiled module is not built")
+    rng = np.random.default_rng(seed)
+    runs = np.array(lengths, dtype=np.int64)
+    parts = rng.normal(0, 1, (4, int(runs.sum()))) * 10.0 ** rng.integers(-8, 8, (4, int(runs.sum())))
+    base = rng.normal(0, 100, (4, runs.size))
+    got = compiled_module.chain_sums(parts, runs, base)
+    want = _twin(_chain_sums, parts, runs, base)
+    assert np.array_equal(got, want)
+    at = 0
+    for r, n in enumerate(lengths):  # each the previous one plus the item, in order
+        acc = base[:, r].copy()
+        for k in range(at, at + n):
+            acc = acc + parts[:, k]
+            assert np.array_equal(got[:, k], acc)
+        at += n
+
+
+@compiled
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.integers(1, 40), min_size=1, max_size=6), st.integers(0, 2**32), st.booleans())
 def test_run_moments_compiled_and_numpy_agree(lengths: list[int], seed: int, odd: bool) -> None:
@@ -338,6 +389,10 @@ def test_the_compiled_loops_refuse_runs_and_codes_that_do_not_fit() -> None:
         compiled_module.chunk_add(
             np.zeros(2), np.zeros(2), np.array([2]), np.array([1]), np.zeros(1, dtype=np.int64), *np.zeros((3, 1)), 4
         )
+    with pytest.raises(ValueError):  # runs that do not cover the items
+        compiled_module.chain_sums(np.zeros((4, 3)), np.array([2]), np.zeros((4, 1)))
+    with pytest.raises(ValueError):  # no base column for each run
+        compiled_module.chain_sums(np.zeros((4, 3)), np.array([2, 1]), np.zeros((4, 1)))
     with pytest.raises(ValueError):  # an empty run has no moments
         compiled_module.run_moments(np.zeros(2), np.array([2, 0]))
     table = (np.zeros(66, dtype=np.int64), np.zeros(66), np.zeros(66, dtype=np.int64), np.zeros(1))
