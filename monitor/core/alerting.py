@@ -38,6 +38,8 @@ from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
 from monitor.core.incidents import (
     BREAK_KINDS,
     DAMAGING_CHECKS,
@@ -172,6 +174,28 @@ class AlertLifecycle:
                 self.cooldown_until_position[key] = position + self.cooldown_events
             return Transition("resolved", incident.alert_id, incident.started_at, incident.detected_at)
         return None
+
+    def first_change(
+        self, key: str, fire: np.ndarray, clear: np.ndarray, times: np.ndarray, positions: np.ndarray
+    ) -> int | None:
+        """The first of a run of evaluations (one per entry, in order) at which :meth:`evaluate` would move the
+        key: open it, start its clear period, end that period, or resolve it; None if none would. A stream that
+        can be judged at several points of one batch is judged at this one, so the batch does not choose when
+        its alert moves."""
+        incident = self.open.get(key)
+        if incident is None:
+            moves = fire & (times >= self.cooldown_until.get(key, -math.inf))
+            moves &= positions >= self.cooldown_until_position.get(key, -1)
+        elif incident.clear_since is None:
+            moves = clear
+        else:
+            due = times - incident.clear_since >= self.resolve_after_s
+            held = incident.clear_since_position
+            if held is not None:
+                due &= positions - held >= self.resolve_after_events
+            moves = ~clear | due
+        found = np.flatnonzero(moves)
+        return int(found[0]) if found.size else None
 
     def is_firing(self, key: str) -> bool:
         return key in self.open

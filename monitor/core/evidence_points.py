@@ -3,12 +3,12 @@
 A numeric stream's evidence since its change point (values, their sum, sums of z) grows chunk by chunk
 (:mod:`monitor.core.sequential`). Judged at batch ends, an alert's details moved with the batch size: a large
 batch brought values past the point where the alert condition first held, and the alert counted them, showed
-their mean and took the batch's last event time as ``detected_at`` (and its incident id with it). Here every
-complete chunk's evidence is checked against the alert settings, and the first chunk of a batch where the
-firing condition begins to hold, and the first where the clearing condition does, are kept with their
-evidence: a stream whose alert is not open is judged at the first, an open one at the second, each at that
-chunk's last event time. Chunks end at the stream's own value counts, so the same values give the same
-points at any batch size. A stream with no such point is judged on its complete chunks at the batch's end.
+their mean and took the batch's last event time as ``detected_at`` (and its incident id with it). Here a batch
+leaves a :class:`ChunkTrail`: every complete chunk's evidence and whether it fires and clears by the alert
+settings. The drift judgement judges a stream at the first chunk of the batch where its alert's lifecycle
+would move (:meth:`~monitor.core.alerting.Lifecycle.first_change`: open, start to clear, stop clearing,
+resolve), else at its last chunk, each at that chunk's last event time and stream position. Chunks end at
+the stream's own value counts, so the same values give the same judgements at any batch size.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class EvidencePoint:
     zsum: float  # the sum over chunks of z times the chunk's size
     z2: float  # the sum over chunks of z squared times the chunk's size
     time: float  # the chunk's last event time
+    position: int  # the stream's values chunked at its end (its seq: where the alert timers count events)
     detector: str  # the detector of the change point ("" for none)
     change_seq: int
     change_time: float
@@ -80,16 +81,43 @@ def verdicts(
     return fire, clear
 
 
-def first_rises(flags: np.ndarray, before: np.ndarray, starts: np.ndarray, runs: np.ndarray) -> np.ndarray:
-    """Per run of chunks (one stream's, ``starts`` and ``runs`` long), the index of the first chunk where
-    ``flags`` turns true (after false, ``before`` standing for the chunk before the run), or -1."""
-    previous = np.empty_like(flags)
-    previous[1:] = flags[:-1]
-    previous[starts] = before
-    rise = np.flatnonzero(flags & ~previous)
-    out = np.full(starts.size, -1, dtype=np.int64)
-    if rise.size:
-        run_of = np.searchsorted(starts, rise, side="right") - 1
-        first = np.r_[True, run_of[1:] != run_of[:-1]]
-        out[run_of[first]] = rise[first]
-    return out
+@dataclass
+class ChunkTrail:
+    """One batch's complete chunks of a table's streams (one run of chunks per stream, in order): each chunk's
+    statistics since its change point, its verdicts, and the change point they count from."""
+
+    owners: np.ndarray  # (r,) the stream of each run
+    first: np.ndarray  # (r,) where each run starts
+    runs: np.ndarray  # (r,) its length
+    since: np.ndarray  # (4, c) values, sum, sum of z times size, sum of z squared times size
+    time: np.ndarray  # (c,) each chunk's last event time
+    seq: np.ndarray  # (c,) the stream's values chunked at its end
+    fire: np.ndarray  # (c,) bool
+    clear: np.ndarray  # (c,) bool
+    change: np.ndarray  # (c,) the change point each chunk counts from: its place in ``changes``, -1 the run's before
+    changes: list[tuple[str, int, float]]  # the batch's change points: (detector, seq, time)
+    before_detector: list[str]  # (r,) each run's change point before the batch ("": none), its seq and time
+    before_seq: np.ndarray
+    before_time: np.ndarray
+    _where: dict[int, int] | None = None
+
+    def chunks_of(self, stream: int) -> slice | None:
+        """The places of ``stream``'s chunks in this batch, or None when it completed none."""
+        if self._where is None:
+            self._where = {o: r for r, o in enumerate(self.owners.tolist())}
+        r = self._where.get(stream)
+        if r is None:
+            return None
+        lo = int(self.first[r])
+        return slice(lo, lo + int(self.runs[r]))
+
+    def point(self, k: int) -> EvidencePoint:
+        """Chunk ``k``'s statistics since its change point."""
+        n, total, zsum, z2 = self.since[:, k].tolist()
+        j = int(self.change[k])
+        if j >= 0:
+            detector, seq, time = self.changes[j]
+        else:
+            r = int(np.searchsorted(self.first, k, side="right")) - 1
+            detector, seq, time = self.before_detector[r], int(self.before_seq[r]), float(self.before_time[r])
+        return EvidencePoint(int(n), total, zsum, z2, float(self.time[k]), int(self.seq[k]), detector, seq, time)

@@ -131,7 +131,7 @@ def judge_drift(
                 else {}
             ),
         },
-        position=tracker.count,
+        position=tracker.position if isinstance(tracker, NumericStream) else tracker.count,
     )
 
 

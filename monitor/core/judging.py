@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.core.alerting import Alerting
+from monitor.core.alerting import Alerting, AlertLifecycle
 from monitor.core.columns import Bucket
 from monitor.core.judgements import drift_key, judge_drift, needs_judging
 from monitor.core.local_change import local_change
@@ -30,6 +30,13 @@ from monitor.core.significance import WindowResult
 from monitor.core.stats import OVERFLOW
 
 StreamToJudge = tuple[tuple[str, str], Tracker, float]  # (bucket, its tracker, the time it is judged at)
+MAX_ROUNDS = 8  # judgements of one numeric subject in one batch (each a move of some stream's alert)
+
+
+def _moment(lifecycle: AlertLifecycle, key: str) -> tuple[bool, float | None]:
+    """Where a key's lifecycle stands: open or not, and since when its clear period runs."""
+    incident = lifecycle.open.get(key)
+    return (incident is not None, None if incident is None else incident.clear_since)
 
 
 class DriftJudging:
@@ -76,13 +83,63 @@ class DriftJudging:
                 out.append(k)
         return out
 
+    def decide_numeric(
+        self, state: ModelState, name: str, block: NumericStreams, streams: list[tuple[tuple[str, str], int, float]],
+        overall: tuple[tuple[str, str], int, float] | None,
+    ) -> list[Alert]:  # fmt: skip
+        """Judge a numeric subject's streams of this batch (bucket, stream in ``block``, the batch's time for it)
+        at the chunks where their alerts' lifecycles move (:meth:`numeric_stream`), all traffic's (``overall``)
+        beside them for attribution. A stream whose lifecycle moved before its last chunk (an alert that opened
+        and began to clear in one batch) is judged again from the next chunk, so each move keeps its own chunk,
+        as in smaller batches."""
+        if streams and overall is not None and all(b != ALL for b, _, _ in streams):
+            streams = [*streams, overall]
+        lifecycle = self.alerting.lifecycle
+        start: dict[tuple[str, str], int] = {}
+        alerts: list[Alert] = []
+        for _ in range(MAX_ROUNDS):
+            touched, places = [], {}
+            for bucket, i, now in streams:
+                entry, places[bucket] = self.numeric_stream(state, name, bucket, block, i, now, start.get(bucket, 0))
+                touched.append(entry)
+            keys = {b: self.key(state, name, b) for b, _, _ in streams}
+            before = {b: _moment(lifecycle, key) for b, key in keys.items()}
+            alerts += self.decide(state, name, touched)
+            again = [
+                (b, i, now) for b, i, now in streams
+                if (at := places[b]) is not None and at[0] < at[1] and _moment(lifecycle, keys[b]) != before[b]
+            ]  # fmt: skip
+            if not again:
+                break
+            for b, _, _ in again:
+                start[b] = places[b][0] + 1  # type: ignore[index]
+            streams = again
+            if overall is not None and all(b != ALL for b, _, _ in streams):
+                streams.append(overall)
+        return alerts
+
     def numeric_stream(
-        self, state: ModelState, name: str, bucket: tuple[str, str], block: NumericStreams, i: int, now: float
-    ) -> StreamToJudge:
-        """A numeric stream of this batch, judged at its judging point if it has one (where its evidence began
-        to clear when its alert is open, else to fire), else at ``now``, the batch's end."""
-        point = block.point(i, self.alerting.lifecycle.is_firing(self.key(state, name, bucket)))
-        return bucket, NumericStream(block, i, point), now if point is None else point.time
+        self, state: ModelState, name: str, bucket: tuple[str, str], block: NumericStreams, i: int, now: float,
+        start: int = 0,
+    ) -> tuple[StreamToJudge, tuple[int, int] | None]:  # fmt: skip
+        """A numeric stream of this batch, judged at the first of its complete chunks from ``start`` on where its
+        alert's lifecycle would move (open, start or stop clearing, resolve), else at its last one, at that
+        chunk's time (:mod:`monitor.core.evidence_points`). A stream that completed none (or none from
+        ``start``) is judged where its last complete chunk left it, whose time the lifecycle has seen already
+        (``now`` if not known): the lifecycle moves at chunks, not at a batch's end. Also: (the chunk judged,
+        the last) among this batch's chunks, or None."""
+        found = block.chunks_of(i)
+        if found is None or found[1].start + start >= found[1].stop:
+            last = block.chunk_time(i)
+            return (bucket, NumericStream(block, i), now if math.isnan(last) else last), None
+        trail, chunks = found
+        where = slice(chunks.start + start, chunks.stop)
+        k = self.alerting.lifecycle.first_change(
+            self.key(state, name, bucket), trail.fire[where], trail.clear[where], trail.time[where], trail.seq[where]
+        )
+        at = where.stop - 1 if k is None else where.start + k
+        point = trail.point(at)
+        return (bucket, NumericStream(block, i, point), point.time), (at - chunks.start, chunks.stop - 1 - chunks.start)
 
     def decide(
         self, state: ModelState, name: str, touched: list[StreamToJudge], *, in_batch: bool = True

@@ -168,14 +168,10 @@ class ModelMonitor:
             if kind == "numeric":  # updated with its table above: only the streams to judge are picked here
                 block, ids = numeric[name]
                 judged = self.judging.numeric_to_judge(state, name, block, ids, buckets)
-                if judged:
-                    at = self.judging.numeric_stream
-                    touched = [at(state, name, buckets[k][0], block, int(ids[k]), bucket_now[k]) for k in judged]
-                    if whole >= 0 and ids[whole] >= 0:
-                        overall = at(state, name, ALL, block, int(ids[whole]), bucket_now[whole])
-                    if overall is not None and all(b != ALL for b, _, _ in touched):
-                        touched.append(overall)  # attribution needs all traffic's view (e.g. its alert's cooldown)
-                alerts.extend(self.judging.decide(state, name, touched))
+                streams = [(buckets[k][0], int(ids[k]), bucket_now[k]) for k in judged]
+                everyone = (ALL, int(ids[whole]), bucket_now[whole]) if whole >= 0 and ids[whole] >= 0 else None
+                # (all traffic's view beside any segment's: attribution needs it, e.g. its alert's cooldown)
+                alerts.extend(self.judging.decide_numeric(state, name, block, streams, everyone))
                 continue
             subject = fed[name]
             trackers, counts = subject.trackers, subject.counts

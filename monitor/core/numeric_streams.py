@@ -30,7 +30,7 @@ from monitor.core import kernels
 from monitor.core.cells import CELLS, HISTOGRAM_BINS, HISTOGRAM_SD, cells, cells_by_run
 from monitor.core.chunks import StreamChunker, counts_by_run, run_lengths, run_starts
 from monitor.core.drift import QUANTILES, DriftEvidence, NumericDriftTracker
-from monitor.core.evidence_points import EvidencePoint, EvidenceTest, spread
+from monitor.core.evidence_points import ChunkTrail, EvidencePoint, EvidenceTest, spread
 from monitor.core.sequential import Z_CLIP, SequentialSettings, SequentialStreams
 from monitor.core.settings import DetectorSettings
 from monitor.core.significance import ClosedWindows, Reference
@@ -219,9 +219,9 @@ class NumericStreams:
     ) -> ClosedWindows:  # fmt: skip
         """Values (``NaN`` missing) grouped by stream, one contiguous run per stream, in arrival order, with
         their partition positions (for the window tests' rounds); the windows that closed (none without a
-        window test). With ``test`` (the alert settings), each stream's judging point in this batch, if any, is
-        kept for :meth:`point` until the next update."""
-        self.detectors.points = {}
+        window test). With ``test`` (the alert settings), the batch's complete chunks with their evidence are kept
+        for :meth:`chunks_of` until the next update."""
+        self.detectors.trail = None
         closed = ClosedWindows.empty(0, "") if self.windows is None else self.windows.nothing_closed()
         if values.size == 0:
             return closed
@@ -367,11 +367,26 @@ class NumericStreams:
             int(d.change_seq[i]) if detector else 0, float(d.change_time[i]) if detector else math.nan,
         )  # fmt: skip
 
-    def point(self, i: int, firing: bool) -> EvidencePoint | None:
-        """Stream ``i``'s judging point in the last update: where its evidence began to clear when its alert
-        is ``firing``, else where it began to fire; None if it did neither (:mod:`monitor.core.evidence_points`)."""
-        found = self.detectors.__dict__.get("points", {}).get(i)
-        return None if found is None else found[1 if firing else 0]
+    def chunks_of(self, i: int) -> tuple[ChunkTrail, slice] | None:
+        """Stream ``i``'s complete chunks in the last update, with their evidence and verdicts, where the drift
+        judgement can judge it (:mod:`monitor.core.evidence_points`); None when it completed none."""
+        trail = self.detectors.__dict__.get("trail")
+        if trail is None:
+            return None
+        where = trail.chunks_of(i)
+        return None if where is None else (trail, where)
+
+    def position(self, i: int) -> int:
+        """Stream ``i``'s values in complete chunks so far: where the alert timers count its events."""
+        if i >= self.chunker.count.size:
+            return 0
+        count = int(self.chunker.count[i])
+        return count - count % self.chunker.size
+
+    def chunk_time(self, i: int) -> float:
+        """The last event time of stream ``i``'s last complete chunk (NaN: none, or not known)."""
+        d = self.detectors
+        return float(d.chunk_times()[i]) if i < d.size else math.nan
 
     def judged_evidence(self, i: int, at: EvidencePoint | None = None) -> DriftEvidence:
         """The evidence an alert is judged on: at the judging point ``at``, else over the complete chunks since
@@ -383,7 +398,7 @@ class NumericStreams:
             detector = d.last_detector[i]
             at = EvidencePoint(
                 int(d.since_n[i]), float(d.since_sum[i]), float(d.since_z[i]), float(d._z2()[i]), math.nan,
-                detector, int(d.change_seq[i]), float(d.change_time[i]),
+                self.position(i), detector, int(d.change_seq[i]), float(d.change_time[i]),
             )  # fmt: skip
         n = np.array([float(at.n)])
         wide = float(spread(n, np.array([at.zsum]), np.array([at.z2]), float(d.settings.chunk))[0])
@@ -473,7 +488,7 @@ class NumericStream:
 
     streams: NumericStreams
     i: int
-    point: EvidencePoint | None = None  # where it is judged in this batch (see NumericStreams.point)
+    point: EvidencePoint | None = None  # the chunk it is judged at in this batch (DriftJudging.numeric_stream)
 
     kind = "numeric"
 
@@ -503,6 +518,11 @@ class NumericStream:
 
     def judged_evidence(self) -> DriftEvidence:
         return self.streams.judged_evidence(self.i, self.point)
+
+    @property
+    def position(self) -> int:
+        """Where its judgement is, in the stream's values in complete chunks (the alert timers' event count)."""
+        return self.point.position if self.point is not None else self.streams.position(self.i)
 
     def view(self) -> dict[str, Any]:
         return self.streams.view(self.i)

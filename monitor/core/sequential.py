@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from scipy import signal
 
 from monitor.core import kernels, river_drift
 from monitor.core.chunks import Chunks, run_lengths, run_starts, small_unique
-from monitor.core.evidence_points import EvidencePoint, EvidenceTest, effect_and_p, first_rises, spread, verdicts
+from monitor.core.evidence_points import ChunkTrail, EvidenceTest, effect_and_p, spread, verdicts
 
 _ADWIN_UPDATE = type(river_drift.ADWIN()._helper).update  # river's compiled window's update, unbound
 
@@ -62,14 +62,17 @@ class SequentialStreams:
     # values since then (:meth:`spread`). Empty in a snapshot of an earlier release, whose streams read as NaN
     # (not known) until their next change point.
     since_z2 = np.zeros(0)
-    # Per batch, never snapshotted: the streams whose evidence began to fire or to clear in the last update, and
-    # the first chunk where each did (fire, clear; None where not), read by the drift judgement in that batch.
-    SNAPSHOT_SKIP: ClassVar[tuple[str, ...]] = ("points",)
-    points: dict[int, tuple[EvidencePoint | None, EvidencePoint | None]]
+    # Each stream's last complete chunk's last event time (NaN: none yet, or a snapshot of an earlier release):
+    # where a batch that completes none of its chunks judges it (:meth:`DriftJudging.numeric_stream`).
+    chunk_time = np.zeros(0)
+    # Per batch, never snapshotted: the last update's chunks with their evidence and verdicts, where the drift
+    # judgement of that batch judges each stream (:mod:`monitor.core.evidence_points`).
+    SNAPSHOT_SKIP: ClassVar[tuple[str, ...]] = ("trail",)
+    trail: ChunkTrail | None
 
     def __init__(self, settings: SequentialSettings) -> None:
         self.settings = settings
-        self.points = {}
+        self.trail = None
         self.mean = np.zeros(0)  # the reference scale; NaN until the stream has one
         self.std = np.zeros(0)
         self.ph_n = np.zeros(0)  # Page-Hinkley: values, sum of z, cumulative statistics, their extremes
@@ -82,6 +85,7 @@ class SequentialStreams:
         self.since_sum = np.zeros(0)
         self.since_z = np.zeros(0)
         self.since_z2 = np.zeros(0)
+        self.chunk_time = np.zeros(0)
         self.change_seq = np.zeros(0, dtype=np.int64)
         self.change_time = np.zeros(0)
         self.last_detector: list[str] = []
@@ -101,6 +105,7 @@ class SequentialStreams:
             return np.concatenate([a, np.full(extra, fill, dtype=a.dtype)])
 
         self._z2()  # (as long as the streams so far, before they grow)
+        self.chunk_times()
 
         self.mean, self.std = more(self.mean, math.nan), more(self.std, math.nan)
         self.ph_n, self.ph_sum = more(self.ph_n, 0.0), more(self.ph_sum, 0.0)
@@ -109,6 +114,7 @@ class SequentialStreams:
         self.since_n, self.since_sum = more(self.since_n, 0), more(self.since_sum, 0.0)
         self.since_z = more(self.since_z, 0.0)
         self.since_z2 = more(self.since_z2, 0.0)
+        self.chunk_time = more(self.chunk_time, math.nan)
         self.change_seq, self.change_time = more(self.change_seq, 0), more(self.change_time, math.nan)
         self.last_detector += [""] * extra
         self.adwin_part = more(self.adwin_part, 0.0)
@@ -125,8 +131,8 @@ class SequentialStreams:
 
     def update(self, chunks: Chunks, test: EvidenceTest | None = None) -> list[Change]:
         """Chunks ordered by stream, then by position; chunks of streams without a scale are skipped. With
-        ``test``, :attr:`points` holds this update's judging points (see :meth:`_since_by_chunk`)."""
-        self.points = {}
+        ``test``, :attr:`trail` holds this update's chunks for the drift judgement (see :meth:`_since_by_chunk`)."""
+        self.trail = None
         if not len(chunks):
             return []
         self._grow(int(chunks.stream.max()) + 1)
@@ -145,8 +151,8 @@ class SequentialStreams:
     def _since_by_chunk(self, chunks: Chunks, z: np.ndarray, changes: list[Change], test: EvidenceTest | None) -> None:
         """The statistics since each stream's change point, chunk by chunk: a change point's chunk starts them
         again from after it, and each chunk adds to them in order (each stream's sums chain the same way at any
-        batch size, to the last bit). With ``test``, each stream's first chunk of the batch where its evidence
-        begins to fire, or to clear, is kept in :attr:`points` (:mod:`monitor.core.evidence_points`)."""
+        batch size, to the last bit). With ``test``, the chunks, their statistics and verdicts are kept in
+        :attr:`trail` (:mod:`monitor.core.evidence_points`)."""
         stream = chunks.stream
         c = stream.size
         size = float(self.settings.chunk)
@@ -161,14 +167,8 @@ class SequentialStreams:
                 k = lo + int(np.searchsorted(chunks.seq[lo : lo + int(runs[run_of[ch.stream]])], ch.seq))
                 if cut[k] < 0:  # two detectors on one chunk: the first found names it, as ``last`` below
                     cut[k] = j
-        was = {
-            "n": self.since_n[owners].astype(np.float64),
-            "detector": [self.last_detector[o] for o in owners.tolist()],
-            "seq": self.change_seq[owners],
-            "time": self.change_time[owners],
-        }
-        detected_before = np.array([bool(d) for d in was["detector"]], dtype=bool)
-        before = np.stack([was["n"], self.since_sum[owners], self.since_z[owners], self._z2()[owners]])
+        before = np.stack([self.since_n[owners].astype(np.float64), self.since_sum[owners], self.since_z[owners],
+                           self._z2()[owners]])  # fmt: skip
         # pieces: runs of chunks between change points; a change point's own chunk ends one and leaves nothing
         cuts = np.flatnonzero(cut >= 0)
         after_cut = np.zeros(c, dtype=bool)
@@ -188,6 +188,9 @@ class SequentialStreams:
         self.since_n[owners] = since[0, last].astype(np.int64)
         self.since_sum[owners], self.since_z[owners] = since[1, last], since[2, last]
         self._z2()[owners] = since[3, last]
+        self.chunk_times()[owners] = chunks.end_time[last]
+        if test is not None:  # (before the change points below move the streams' own)
+            was = ([self.last_detector[o] for o in owners.tolist()], self.change_seq[owners], self.change_time[owners])
         latest: dict[int, Change] = {}
         for k in cuts.tolist():
             latest[int(stream[k])] = changes[int(cut[k])]
@@ -200,30 +203,18 @@ class SequentialStreams:
         change_of_piece = np.where(after_cut[piece_start], cut[np.maximum(piece_start - 1, 0)], -1)
         change = np.repeat(change_of_piece, run_lengths(piece_start, c))
         change[cuts] = cut[cuts]
-        detected = (change >= 0) | detected_before[run_of_chunk]
+        detected = (change >= 0) | np.array([bool(d) for d in was[0]], dtype=bool)[run_of_chunk]
         fire, clear = verdicts(since[0], since[2], since[3], detected, test, size)
-        fire_before, clear_before = verdicts(before[0], before[2], before[3], detected_before, test, size)
-        fire_at = first_rises(fire, fire_before, first, runs)
-        clear_at = first_rises(clear, clear_before, first, runs)
-        for r in np.flatnonzero((fire_at >= 0) | (clear_at >= 0)).tolist():
-            self.points[int(owners[r])] = tuple(  # type: ignore[assignment]
-                None if k < 0 else self._point(chunks, since, k, changes, int(change[k]), r, was)
-                for k in (int(fire_at[r]), int(clear_at[r]))
-            )
+        self.trail = ChunkTrail(
+            owners, first, runs, since, chunks.end_time, chunks.seq, fire, clear, change,
+            [(ch.detector, ch.seq, ch.time) for ch in changes], *was,
+        )  # fmt: skip
 
-    def _point(
-        self, chunks: Chunks, since: np.ndarray, k: int, changes: list[Change], change: int, r: int,
-        was: dict[str, Any],
-    ) -> EvidencePoint:  # fmt: skip
-        """Chunk ``k``'s statistics since its change point (``change`` in ``changes``, or -1: the stream's
-        before the batch, row ``r`` of ``was``)."""
-        if change >= 0:
-            ch = changes[change]
-            detector, seq, time = ch.detector, ch.seq, ch.time
-        else:
-            detector, seq, time = was["detector"][r], int(was["seq"][r]), float(was["time"][r])
-        n, total, zsum, z2 = since[:, k].tolist()
-        return EvidencePoint(int(n), total, zsum, z2, float(chunks.end_time[k]), detector, seq, time)
+    def chunk_times(self) -> np.ndarray:
+        """:attr:`chunk_time` as long as the streams (an earlier release's snapshot: NaN, not known)."""
+        if self.chunk_time.size < self.size:
+            self.chunk_time = np.concatenate([self.chunk_time, np.full(self.size - self.chunk_time.size, math.nan)])
+        return self.chunk_time
 
     def _z2(self) -> np.ndarray:
         """``since_z2`` as long as the streams (streams of an earlier release's snapshot: NaN, not known)."""

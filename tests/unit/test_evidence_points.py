@@ -1,14 +1,18 @@
 """Judging points: where in a batch a numeric stream's sequential evidence is judged. The same values give the
-same points, with the same evidence to the last bit, however they are cut into batches; a point is the first
-chunk end where the evidence, judged on complete chunks, fires (or clears)."""
+same chunks, with the same evidence to the last bit, however they are cut into batches; a stream is judged at
+the first chunk where its alert's lifecycle moves, so its alert opens, starts to clear and resolves at the
+same chunks at any batch cut."""
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.core.evidence_points import EvidencePoint, EvidenceTest, first_rises, verdicts
+from monitor.core.alerting import AlertLifecycle
+from monitor.core.evidence_points import EvidencePoint, EvidenceTest, verdicts
 from monitor.core.numeric_streams import NumericStreams
 from monitor.core.settings import DetectorSettings
 
@@ -16,23 +20,42 @@ TEST = EvidenceTest(min_events=200, min_effect=0.5, max_p_value=0.001, resolve_r
 WARMUP = 300
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.lists(st.booleans(), min_size=1, max_size=8), min_size=1, max_size=6), st.data())
-def test_first_rises_is_the_first_false_to_true_step_of_each_run(runs: list[list[bool]], data: st.DataObject) -> None:
-    before = data.draw(st.lists(st.booleans(), min_size=len(runs), max_size=len(runs)))
-    flags = np.array([f for run in runs for f in run], dtype=bool)
-    starts = np.cumsum([0] + [len(r) for r in runs[:-1]]).astype(np.int64)
-    got = first_rises(flags, np.array(before, dtype=bool), starts, np.array([len(r) for r in runs]))
-    want = []
-    for r, run in enumerate(runs):
-        previous, found = before[r], -1
-        for k, flag in enumerate(run):
-            if flag and not previous:
-                found = int(starts[r]) + k
-                break
-            previous = flag
-        want.append(found)
-    assert got.tolist() == want
+def _moment(lc: AlertLifecycle, key: str) -> tuple:
+    incident = lc.open.get(key)
+    return (incident is not None, None if incident is None else incident.clear_since)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=12),
+    st.sampled_from(["closed", "open", "clearing", "cooling"]),
+    st.integers(0, 4),
+)
+def test_first_change_is_the_first_evaluation_that_moves_the_lifecycle(
+    flags: list[tuple[bool, bool]], start: str, step: int
+) -> None:
+    lc = AlertLifecycle(resolve_after_s=3.0, cooldown_s=4.0, resolve_after_events=20, cooldown_events=30)
+    if start != "closed":
+        lc.evaluate("k", fire=True, clear=False, now=0.0, incident_seq=1, position=0)
+    if start in ("clearing", "cooling"):
+        lc.evaluate("k", fire=False, clear=True, now=1.0, incident_seq=1, position=10)
+    if start == "cooling":
+        lc.evaluate("k", fire=False, clear=True, now=5.0, incident_seq=1, position=40)
+    times = 2.0 + np.arange(len(flags)) * (0.5 + step)
+    positions = 16 * np.arange(1, len(flags) + 1) + 8 * step
+    fire = np.array([f for f, _ in flags])
+    clear = np.array([c for _, c in flags])
+    got = lc.first_change("k", fire, clear, times, positions)
+    want = None
+    for k in range(len(flags)):  # the lifecycle evaluated entry by entry, on a copy
+        trial = copy.deepcopy(lc)
+        before = _moment(trial, "k")
+        trial.evaluate("k", fire=bool(fire[k]), clear=bool(clear[k]), now=float(times[k]), incident_seq=2,
+                       position=int(positions[k]))  # fmt: skip
+        if _moment(trial, "k") != before:
+            want = k
+            break
+    assert got == want
 
 
 def _values(seed: int, n: int = 4000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -46,43 +69,57 @@ def _values(seed: int, n: int = 4000) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def _feed(x: np.ndarray, t: np.ndarray, s: np.ndarray, cuts: list[int]) -> tuple[NumericStreams, list[tuple]]:
-    """The values fed in batches ending at ``cuts``; every point found, in order, with the batch it came in."""
+    """The values fed in batches ending at ``cuts``, each stream's alert lifecycle moved on its sequential
+    verdicts as the drift judgement moves it (every move at its own chunk); the moves: (stream, status, point)."""
     block = NumericStreams(DetectorSettings(warmup_events=WARMUP, chunk=16, adwin_chunk=32))
     for k in range(2):
         block.add_stream((f"x{k}", "", ""))
-    found: list[tuple] = []
+    lc = AlertLifecycle(resolve_after_s=150.0, cooldown_s=300.0, resolve_after_events=100, cooldown_events=400)
+    moves: list[tuple] = []
     lo = 0
     for hi in [*cuts, x.size]:
         if hi <= lo:
             continue
         order = np.argsort(s[lo:hi], kind="stable")
         block.update(x[lo:hi][order], t[lo:hi][order], s[lo:hi][order], test=TEST)
-        for i, (fire, clear) in sorted(block.detectors.points.items()):
-            found += [(i, which, p) for which, p in (("fire", fire), ("clear", clear)) if p is not None]
+        for i in range(2):
+            found = block.chunks_of(i)
+            if found is None:
+                continue
+            trail, chunks = found
+            at = chunks.start
+            while at < chunks.stop:
+                where = slice(at, chunks.stop)
+                key = f"x{i}"
+                k = lc.first_change(key, trail.fire[where], trail.clear[where], trail.time[where], trail.seq[where])
+                if k is None:
+                    break
+                p = trail.point(at + k)
+                before = _moment(lc, key)
+                moved = lc.evaluate(key, fire=bool(trail.fire[at + k]), clear=bool(trail.clear[at + k]), now=p.time,
+                                    incident_seq=p.change_seq, position=p.position)  # fmt: skip
+                assert _moment(lc, key) != before  # first_change said it would move
+                moves.append((i, moved.status if moved else "clearing" if lc.open[key].clear_since else "back", p))
+                at += k + 1
         lo = hi
-    return block, found
+    return block, moves
 
 
-def _first_fires(points: list[tuple]) -> dict[int, tuple]:
-    """Each stream's first fire point, field by field (where its alert opens)."""
-    out: dict[int, tuple] = {}
-    for i, which, p in points:
-        if which == "fire" and i not in out:
-            out[i] = tuple(getattr(p, f) for f in EvidencePoint.__dataclass_fields__)
-    return out
+def _fields(moves: list[tuple]) -> list[tuple]:
+    return [(i, status, *(getattr(p, f) for f in EvidencePoint.__dataclass_fields__)) for i, status, p in moves]
 
 
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2**16), st.lists(st.integers(1, 3999), max_size=12))
-def test_the_same_values_give_the_same_fire_points_at_any_batch_cut(seed: int, cuts: list[int]) -> None:
-    """Each stream's first fire point, and every stream's statistics since its change point, to the last bit.
-    (A batch holds one judgement per stream: when a stream's evidence fires and then clears within one batch,
-    the clear is judged at a later batch's end, so later points can differ.)"""
+def test_the_same_values_move_the_alerts_at_the_same_chunks_at_any_batch_cut(seed: int, cuts: list[int]) -> None:
+    """Each move of each stream's alert (open, start clearing, resolve) at the same chunk with the same evidence,
+    and every stream's statistics since its change point, to the last bit."""
     x, t, s = _values(seed)
     whole_block, whole = _feed(x, t, s, [])
     cut_block, cut = _feed(x, t, s, sorted(set(cuts)))
-    assert 0 in _first_fires(whole)  # the shifted stream's evidence fires
-    assert _first_fires(cut) == _first_fires(whole)
+    assert [(i, status) for i, status, _ in whole][:1] == [(0, "firing")]  # the shifted stream's alert opens
+    assert any(i == 0 and status == "resolved" for i, status, _ in whole)  # and resolves after the shift ends
+    assert repr(_fields(cut)) == repr(_fields(whole))  # (repr: NaN change times of no change point equal too)
     d, e = cut_block.detectors, whole_block.detectors
     for name in ("since_n", "since_sum", "since_z", "since_z2", "change_seq", "change_time"):
         assert np.array_equal(getattr(d, name), getattr(e, name), equal_nan=True), name
@@ -90,10 +127,10 @@ def test_the_same_values_give_the_same_fire_points_at_any_batch_cut(seed: int, c
 
 def test_a_fire_point_is_the_first_chunk_end_where_the_judgement_on_complete_chunks_fires() -> None:
     """Fed one value per batch, the evidence judged at each batch's end (complete chunks only) first meets the
-    drift judgement's firing condition exactly where, and with what, one batch's fire point says."""
+    drift judgement's firing condition exactly where, and with what, one batch's first fire says."""
     x, t, s = _values(3)
-    whole, points = _feed(x, t, s, [])
-    point = next(p for i, which, p in points if i == 0 and which == "fire")
+    whole, moves = _feed(x, t, s, [])
+    point = next(p for i, status, p in moves if i == 0 and status == "firing")
     block = NumericStreams(DetectorSettings(warmup_events=WARMUP, chunk=16, adwin_chunk=32))
     for k in range(2):
         block.add_stream((f"x{k}", "", ""))
@@ -108,13 +145,13 @@ def test_a_fire_point_is_the_first_chunk_end_where_the_judgement_on_complete_chu
         fire = bool(verdicts(n, zsum, z2, np.array([ev.detected]), TEST, 16.0)[0][0])
         judged = ev.detected and ev.events >= TEST.min_events and ev.p_value is not None
         judged = judged and ev.p_value < TEST.max_p_value and ev.effect >= TEST.min_effect
-        assert fire == judged  # the points' test is the drift judgement's
+        assert fire == judged  # the chunks' verdict is the drift judgement's
         if fire:
             first = (k, ev)
             break
     assert first is not None
     k, ev = first
-    assert point.time == t[k]
+    assert point.time == t[k] and point.position == block.position(0)
     at = whole.judged_evidence(0, point)
     assert (at.events, at.change_seq, at.detector, at.change_time) == (
         ev.events,
