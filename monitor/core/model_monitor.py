@@ -197,7 +197,8 @@ class ModelMonitor:
                         if breakdown is None:
                             breakdown = state.breakdowns[name, attr] = WindowBreakdown(tracker.counts.size)
                         breakdown.add(grouped_codes[part], taken, ends, codes_of_rows, grouped_times[part])
-                seen = (bucket, tracker, bucket_now[k])
+                # judged as of its last closed window's last value, which the batch does not choose (none yet: now)
+                seen = (bucket, tracker, bucket_now[k] if math.isnan(tracker.last_time) else tracker.last_time)
                 if bucket == ALL:
                     overall = seen
                 if self.judging.needs_judging(state, name, bucket, tracker):

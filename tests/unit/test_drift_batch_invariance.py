@@ -1,13 +1,15 @@
 """The same recorded traffic gives the same drift alerts however it is cut into batches: the replay's read
 batches and the detection stage's batches both. A numeric stream is judged at the chunks where its alert's
-lifecycle moves (:mod:`monitor.core.evidence_points`), and a window test at its round's last event, so events,
-means, p-values, ``detected_at``, ``resolved_at`` and the incident id do not move with the batch size."""
+lifecycle moves (:mod:`monitor.core.evidence_points`), a categorical one at its last window's end, and a window
+test at its round's last event, so events, means, p-values, ``detected_at``, ``resolved_at`` and the incident
+id do not move with the batch size."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -17,20 +19,24 @@ from monitor.config import load_config
 from monitor.replay import FileSource, parse_overrides, replay
 from monitor.simulate import Drift, TrafficGenerator
 
+
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Predictions at 50/s: 8,000 as usual, 6,000 with income 1.6 times higher in country=SG (10% of traffic)
-    and tenure 6 months longer everywhere, then 8,000 as usual again (160 s: time for the alerts to resolve)."""
+    """Predictions at 50/s: 8,000 as usual; 6,000 with income 1.6 times higher in country=SG (10% of traffic),
+    tenure 6 months longer everywhere and a third of the devices tablets; then 8,000 as usual again (160 s:
+    time for the alerts to resolve)."""
     gen = TrafficGenerator(seed=5)
+    rng = np.random.default_rng(5)
     events: list[dict[str, Any]] = []
-    for n, drifts in (
-        (8000, []),
-        (6000, [Drift("income", {"country": "SG"}, scale=1.6), Drift("tenure_months", shift=6.0)]),
-        (8000, []),
-    ):
-        gen.drifts[:] = drifts
+    drifts = [Drift("income", {"country": "SG"}, scale=1.6), Drift("tenure_months", shift=6.0)]
+    for n, changed in ((8000, False), (6000, True), (8000, False)):
+        gen.drifts[:] = drifts if changed else []
         start = events[-1]["timestamp"] + 0.02 if events else 1_767_225_600.0
-        events += gen.predictions(n, start_time=start, rate=50.0)
+        part = list(gen.predictions(n, start_time=start, rate=50.0))
+        for e in part if changed else []:
+            if rng.random() < 1 / 3:
+                e["features"]["device"] = "tablet"
+        events += part
     path = tmp_path_factory.mktemp("invariance") / "predictions.jsonl"
     path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
     return path
@@ -49,16 +55,18 @@ _REFERENCE: dict[str, list[dict[str, Any]]] = {}
 @example(batch_size=25, batch_rows=3)
 @example(batch_size=5000, batch_rows=5000)
 @given(batch_size=st.integers(min_value=25, max_value=8000), batch_rows=st.integers(min_value=1, max_value=8000))
-def test_numeric_drift_alerts_do_not_depend_on_the_batch_size(
+def test_drift_alerts_do_not_depend_on_the_batch_size(
     recording: Path, batch_size: int, batch_rows: int
 ) -> None:
     reference = _REFERENCE.setdefault("alerts", _alerts(recording, 1000, 1000))
     alerts = _alerts(recording, batch_size, batch_rows)
     firing = [a for a in reference if a["status"] == "firing"]
-    # the segment's income by its sequential detectors, the tenure everywhere: both found, both resolved
+    # the segment's income by its sequential detectors, the tenure and the devices everywhere: all found, all
+    # resolved
     assert {(a["subject"], tuple(a["segment"].items())) for a in firing} == {
         ("income", (("country", "SG"),)),
         ("tenure_months", ()),
+        ("device", ()),
     }
-    assert sum(a["status"] == "resolved" for a in reference) == 2
+    assert sum(a["status"] == "resolved" for a in reference) == 3
     assert alerts == reference
