@@ -55,9 +55,7 @@ _REFERENCE: dict[str, list[dict[str, Any]]] = {}
 @example(batch_size=25, batch_rows=3)
 @example(batch_size=5000, batch_rows=5000)
 @given(batch_size=st.integers(min_value=25, max_value=8000), batch_rows=st.integers(min_value=1, max_value=8000))
-def test_drift_alerts_do_not_depend_on_the_batch_size(
-    recording: Path, batch_size: int, batch_rows: int
-) -> None:
+def test_drift_alerts_do_not_depend_on_the_batch_size(recording: Path, batch_size: int, batch_rows: int) -> None:
     reference = _REFERENCE.setdefault("alerts", _alerts(recording, 1000, 1000))
     alerts = _alerts(recording, batch_size, batch_rows)
     firing = [a for a in reference if a["status"] == "firing"]
