@@ -139,7 +139,8 @@ class DriftJudging:
         )
         at = where.stop - 1 if k is None else where.start + k
         point = trail.point(at)
-        return (bucket, NumericStream(block, i, point), point.time), (at - chunks.start, chunks.stop - 1 - chunks.start)
+        when = now if math.isnan(point.time) else point.time  # (event times are never NaN once decoded)
+        return (bucket, NumericStream(block, i, point), when), (at - chunks.start, chunks.stop - 1 - chunks.start)
 
     def decide(
         self, state: ModelState, name: str, touched: list[StreamToJudge], *, in_batch: bool = True

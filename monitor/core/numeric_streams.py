@@ -30,7 +30,7 @@ from monitor.core import kernels
 from monitor.core.cells import CELLS, HISTOGRAM_BINS, HISTOGRAM_SD, cells, cells_by_run
 from monitor.core.chunks import StreamChunker, counts_by_run, run_lengths, run_starts
 from monitor.core.drift import QUANTILES, DriftEvidence, NumericDriftTracker
-from monitor.core.evidence_points import ChunkTrail, EvidencePoint, EvidenceTest, spread
+from monitor.core.evidence_points import ChunkTrail, EvidencePoint, EvidenceTest, spread, z_test
 from monitor.core.sequential import Z_CLIP, SequentialSettings, SequentialStreams
 from monitor.core.settings import DetectorSettings
 from monitor.core.significance import ClosedWindows, Reference
@@ -370,7 +370,7 @@ class NumericStreams:
     def chunks_of(self, i: int) -> tuple[ChunkTrail, slice] | None:
         """Stream ``i``'s complete chunks in the last update, with their evidence and verdicts, where the drift
         judgement can judge it (:mod:`monitor.core.evidence_points`); None when it completed none."""
-        trail = self.detectors.__dict__.get("trail")
+        trail = self.detectors.trail
         if trail is None:
             return None
         where = trail.chunks_of(i)
@@ -390,7 +390,7 @@ class NumericStreams:
 
     def judged_evidence(self, i: int, at: EvidencePoint | None = None) -> DriftEvidence:
         """The evidence an alert is judged on: at the judging point ``at``, else over the complete chunks since
-        the change point (an incomplete chunk's values would make it depend on where the batch ended)."""
+        the change point: the evidence the chunks' verdicts test (an incomplete chunk's values are left out)."""
         d = self.detectors
         if at is None:
             if i >= d.size:
@@ -416,7 +416,7 @@ class NumericStreams:
         mean = float(self.base_mean[i])
         effect = abs(zsum / n) if n else 0.0
         current_mean = total / n if n else math.nan
-        p_value = math.erfc(effect * math.sqrt(n) / (math.sqrt(2) * wide)) if n else None  # two-sided z-test
+        p_value = z_test(effect, n, wide) if n else None
         direction = "" if not n else ("rose" if current_mean > mean else "fell")
         return DriftEvidence(
             detected=bool(detector),

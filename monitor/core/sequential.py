@@ -68,7 +68,7 @@ class SequentialStreams:
     # Per batch, never snapshotted: the last update's chunks with their evidence and verdicts, where the drift
     # judgement of that batch judges each stream (:mod:`monitor.core.evidence_points`).
     SNAPSHOT_SKIP: ClassVar[tuple[str, ...]] = ("trail",)
-    trail: ChunkTrail | None
+    trail: ChunkTrail | None = None  # (a restored table has none until its next update)
 
     def __init__(self, settings: SequentialSettings) -> None:
         self.settings = settings
@@ -165,7 +165,7 @@ class SequentialStreams:
             for j, ch in enumerate(changes):
                 lo = int(first[run_of[ch.stream]])
                 k = lo + int(np.searchsorted(chunks.seq[lo : lo + int(runs[run_of[ch.stream]])], ch.seq))
-                if cut[k] < 0:  # two detectors on one chunk: the first found names it, as ``last`` below
+                if cut[k] < 0:  # two detectors on one chunk: the first found names it, as ``latest`` below
                     cut[k] = j
         before = np.stack([self.since_n[owners].astype(np.float64), self.since_sum[owners], self.since_z[owners],
                            self._z2()[owners]])  # fmt: skip

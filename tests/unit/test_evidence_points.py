@@ -8,13 +8,14 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from monitor.core.alerting import AlertLifecycle
 from monitor.core.evidence_points import EvidencePoint, EvidenceTest, verdicts
 from monitor.core.numeric_streams import NumericStreams
 from monitor.core.settings import DetectorSettings
+from tests.unit.compiled import compiled
 
 TEST = EvidenceTest(min_events=200, min_effect=0.5, max_p_value=0.001, resolve_ratio=0.5)
 WARMUP = 300
@@ -56,6 +57,32 @@ def test_first_change_is_the_first_evaluation_that_moves_the_lifecycle(
             want = k
             break
     assert got == want
+
+
+@settings(max_examples=400, deadline=None)
+@example(chunks=13, mean_z=0.5, extra=1.0, detected=True)  # effect and values enough, p about 0.02: no fire
+@example(chunks=13, mean_z=-0.6, extra=0.0, detected=True)
+@example(chunks=13, mean_z=0.1, extra=0.5, detected=False)
+@given(
+    chunks=st.integers(1, 40),
+    mean_z=st.floats(-2.0, 2.0),
+    extra=st.floats(0.0, 3.0),
+    detected=st.booleans(),
+)
+def test_the_chunks_verdicts_are_the_drift_judgements(chunks: int, mean_z: float, extra: float, detected: bool) -> None:
+    """Whether a chunk fires and clears is what the drift judgement decides on the same evidence: effect,
+    values, and the p-value to the last bit (the two read one z-test)."""
+    block = NumericStreams(DetectorSettings(warmup_events=WARMUP, chunk=16, adwin_chunk=32))
+    block.add_stream(("x", "", ""))
+    n = 16 * chunks
+    zsum, z2 = mean_z * n, n * (mean_z**2 + extra)
+    point = EvidencePoint(n, 10.0 * n, zsum, z2, 1.0, n, "adwin" if detected else "", 16, 0.5)
+    fire, clear = verdicts(np.array([float(n)]), np.array([zsum]), np.array([z2]), np.array([detected]), TEST, 16.0)
+    ev = block.judged_evidence(0, point)
+    assert ev.p_value is not None
+    enough = ev.events >= TEST.min_events
+    assert bool(fire[0]) == (ev.detected and enough and ev.p_value < TEST.max_p_value and ev.effect >= TEST.min_effect)
+    assert bool(clear[0]) == (enough and ev.effect < TEST.min_effect * TEST.resolve_ratio)
 
 
 def _values(seed: int, n: int = 4000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -109,6 +136,7 @@ def _fields(moves: list[tuple]) -> list[tuple]:
     return [(i, status, *(getattr(p, f) for f in EvidencePoint.__dataclass_fields__)) for i, status, p in moves]
 
 
+@compiled  # (the pure-Python chunk sums add a chunk's pieces in another order: equal to the last bits only)
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2**16), st.lists(st.integers(1, 3999), max_size=12))
 def test_the_same_values_move_the_alerts_at_the_same_chunks_at_any_batch_cut(seed: int, cuts: list[int]) -> None:
@@ -125,6 +153,7 @@ def test_the_same_values_move_the_alerts_at_the_same_chunks_at_any_batch_cut(see
         assert np.array_equal(getattr(d, name), getattr(e, name), equal_nan=True), name
 
 
+@compiled
 def test_a_fire_point_is_the_first_chunk_end_where_the_judgement_on_complete_chunks_fires() -> None:
     """Fed one value per batch, the evidence judged at each batch's end (complete chunks only) first meets the
     drift judgement's firing condition exactly where, and with what, one batch's first fire says."""

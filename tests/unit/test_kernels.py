@@ -13,8 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.core import kernels
-
-compiled = pytest.mark.skipif(not kernels.COMPILED and not os.environ.get("CI"), reason="not built: pip install -e .")
+from tests.unit.compiled import compiled
 
 VALUES = st.one_of(
     st.none(),
