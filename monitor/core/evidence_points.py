@@ -17,17 +17,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import erfc
 
-
-@dataclass(frozen=True)
-class EvidenceTest:
-    """When a numeric stream's sequential evidence fires and clears (the alert settings' numbers)."""
-
-    min_events: int = 200
-    min_effect: float = 0.5
-    max_p_value: float = 0.001
-    resolve_ratio: float = 0.5
+from monitor.core.settings import AlertConfig
 
 
 @dataclass(frozen=True)
@@ -56,14 +47,6 @@ def spread(n: np.ndarray, zsum: np.ndarray, z2: np.ndarray, size: float) -> np.n
     return np.sqrt(np.where((chunks >= 2) & np.isfinite(var), np.maximum(var, 1.0), 1.0))
 
 
-def effect_and_p(n: np.ndarray, zsum: np.ndarray, z2: np.ndarray, size: float) -> tuple[np.ndarray, np.ndarray]:
-    """|mean z| since the change point and the two-sided z-test's p-value (1 with no values)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        effect = np.where(n > 0, np.abs(zsum / np.where(n > 0, n, 1)), 0.0)
-        p = np.where(n > 0, erfc(effect * np.sqrt(n) / (math.sqrt(2) * spread(n, zsum, z2, size))), 1.0)
-    return effect, p
-
-
 def z_test(effect: float, n: float, wide: float) -> float:
     """The two-sided z-test's p-value of a mean ``effect`` (in baseline sd) over ``n`` values whose z spread is
     ``wide``: the one the drift judgement reads and :func:`verdicts` checks (one function, so that the two never
@@ -72,15 +55,16 @@ def z_test(effect: float, n: float, wide: float) -> float:
 
 
 def verdicts(
-    n: np.ndarray, zsum: np.ndarray, z2: np.ndarray, detected: np.ndarray, test: EvidenceTest, size: float
+    n: np.ndarray, zsum: np.ndarray, z2: np.ndarray, detected: np.ndarray, test: AlertConfig, size: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per entry, whether the sequential evidence fires (a change point, enough values, significant and large
-    enough) and whether it clears (enough values, small enough), as the drift judgement reads them."""
+    enough) and whether it clears (enough values, small enough), as the drift judgement reads them by the alert
+    settings ``test``."""
     enough = n >= test.min_events
     with np.errstate(invalid="ignore", divide="ignore"):
         effect = np.abs(zsum / np.where(enough, n, 1.0))
-    clear = enough & (effect < test.min_effect * test.resolve_ratio)
-    fire = detected & enough & (effect >= test.min_effect)
+    clear = enough & (effect < test.min_effect_size * test.resolve_ratio)
+    fire = detected & enough & (effect >= test.min_effect_size)
     maybe = np.flatnonzero(fire)  # the p-value only where the rest holds: few entries, most batches none
     if maybe.size:
         wide = spread(n[maybe], zsum[maybe], z2[maybe], size).tolist()

@@ -36,7 +36,6 @@ from monitor.core.columns import (
 )
 from monitor.core.drift import CategoricalDriftTracker
 from monitor.core.events import PredictionBatch
-from monitor.core.evidence_points import EvidenceTest
 from monitor.core.false_discovery import FalseDiscoveryControl
 from monitor.core.float_columns import as_values
 from monitor.core.judgements import retrain_judgement
@@ -66,8 +65,6 @@ class ModelMonitor:
         self._ignore = set(mon.ignore_features)
         sig = config.significance
         self.fdr = FalseDiscoveryControl(sig.fdr, sig.round_events)
-        a = config.alerts  # where in a batch a numeric stream's sequential evidence is judged
-        self.evidence_test = EvidenceTest(a.min_events, a.min_effect_size, a.max_p_value, a.resolve_ratio)
         self.capped: Counter[str] = Counter()  # what a cap turned away: model, feature, segment_value...
         self.stream_count = 0
         self._closed: list[ClosedWindow] = []  # categorical windows this batch closed, their statistics to compute
@@ -267,7 +264,7 @@ class ModelMonitor:
             if (ids < 0).any():
                 kept = stream >= 0
                 values, times, stream, positions = values[kept], times[kept], stream[kept], positions[kept]
-            closed = block.update(values, times, stream, positions, self.evidence_test)  # tested by the table already
+            closed = block.update(values, times, stream, positions, self.config.alerts)  # tested by the table already
             if len(closed):
                 closed.label(state.model, state.version, block.keys)
                 self.fdr.add_windows(closed)

@@ -30,9 +30,9 @@ from monitor.core import kernels
 from monitor.core.cells import CELLS, HISTOGRAM_BINS, HISTOGRAM_SD, cells, cells_by_run
 from monitor.core.chunks import StreamChunker, counts_by_run, run_lengths, run_starts
 from monitor.core.drift import QUANTILES, DriftEvidence, NumericDriftTracker
-from monitor.core.evidence_points import ChunkTrail, EvidencePoint, EvidenceTest, spread, z_test
+from monitor.core.evidence_points import ChunkTrail, EvidencePoint, spread, z_test
 from monitor.core.sequential import Z_CLIP, SequentialSettings, SequentialStreams
-from monitor.core.settings import DetectorSettings
+from monitor.core.settings import AlertConfig, DetectorSettings
 from monitor.core.significance import ClosedWindows, Reference
 from monitor.core.stats import without_gross_outliers
 from monitor.core.windows import NumericWindows
@@ -215,7 +215,7 @@ class NumericStreams:
     # ------------------------------------------------------------------ update
     def update(
         self, values: np.ndarray, times: np.ndarray, stream: np.ndarray, positions: np.ndarray | None = None,
-        test: EvidenceTest | None = None,
+        test: AlertConfig | None = None,
     ) -> ClosedWindows:  # fmt: skip
         """Values (``NaN`` missing) grouped by stream, one contiguous run per stream, in arrival order, with
         their partition positions (for the window tests' rounds); the windows that closed (none without a

@@ -24,7 +24,8 @@ from scipy import signal
 
 from monitor.core import kernels, river_drift
 from monitor.core.chunks import Chunks, run_lengths, run_starts, small_unique
-from monitor.core.evidence_points import ChunkTrail, EvidenceTest, effect_and_p, spread, verdicts
+from monitor.core.evidence_points import ChunkTrail, spread, verdicts, z_test
+from monitor.core.settings import AlertConfig
 
 _ADWIN_UPDATE = type(river_drift.ADWIN()._helper).update  # river's compiled window's update, unbound
 
@@ -129,7 +130,7 @@ class SequentialStreams:
         if self.adwins[stream] is None:
             self.adwins[stream] = river_drift.ADWIN(delta=self.settings.adwin_delta, clock=self.settings.adwin_clock)
 
-    def update(self, chunks: Chunks, test: EvidenceTest | None = None) -> list[Change]:
+    def update(self, chunks: Chunks, test: AlertConfig | None = None) -> list[Change]:
         """Chunks ordered by stream, then by position; chunks of streams without a scale are skipped. With
         ``test``, :attr:`trail` holds this update's chunks for the drift judgement (see :meth:`_since_by_chunk`)."""
         self.trail = None
@@ -148,7 +149,7 @@ class SequentialStreams:
         self._since_by_chunk(chunks, z, changes, test)
         return changes
 
-    def _since_by_chunk(self, chunks: Chunks, z: np.ndarray, changes: list[Change], test: EvidenceTest | None) -> None:
+    def _since_by_chunk(self, chunks: Chunks, z: np.ndarray, changes: list[Change], test: AlertConfig | None) -> None:
         """The statistics since each stream's change point, chunk by chunk: a change point's chunk starts them
         again from after it, and each chunk adds to them in order (each stream's sums chain the same way at any
         batch size, to the last bit). With ``test``, the chunks, their statistics and verdicts are kept in
@@ -371,8 +372,11 @@ class SequentialStreams:
     def effect(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per stream since the last change point: |mean z| (the effect), the values, and the z-test's
         two-sided p-value."""
-        effect, p = effect_and_p(self.since_n.astype(np.float64), self.since_z, self._z2(), float(self.settings.chunk))
-        return effect, self.since_n, p
+        n = self.since_n.astype(np.float64)
+        effect = np.abs(np.divide(self.since_z, n, out=np.zeros(self.size), where=n > 0))
+        spread_ = self.spread().tolist()
+        p = [z_test(e, m, w) if m else 1.0 for e, m, w in zip(effect.tolist(), n.tolist(), spread_, strict=True)]
+        return effect, self.since_n, np.array(p)
 
 
 def _chain_sums(parts: np.ndarray, runs: np.ndarray, base: np.ndarray) -> np.ndarray:

@@ -12,12 +12,12 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from monitor.core.alerting import AlertLifecycle
-from monitor.core.evidence_points import EvidencePoint, EvidenceTest, verdicts
+from monitor.core.evidence_points import EvidencePoint, verdicts
 from monitor.core.numeric_streams import NumericStreams
-from monitor.core.settings import DetectorSettings
+from monitor.core.settings import AlertConfig, DetectorSettings
 from tests.unit.compiled import compiled
 
-TEST = EvidenceTest(min_events=200, min_effect=0.5, max_p_value=0.001, resolve_ratio=0.5)
+TEST = AlertConfig(min_events=200, min_effect_size=0.5, max_p_value=0.001, resolve_ratio=0.5)
 WARMUP = 300
 
 
@@ -81,8 +81,10 @@ def test_the_chunks_verdicts_are_the_drift_judgements(chunks: int, mean_z: float
     ev = block.judged_evidence(0, point)
     assert ev.p_value is not None
     enough = ev.events >= TEST.min_events
-    assert bool(fire[0]) == (ev.detected and enough and ev.p_value < TEST.max_p_value and ev.effect >= TEST.min_effect)
-    assert bool(clear[0]) == (enough and ev.effect < TEST.min_effect * TEST.resolve_ratio)
+    assert bool(fire[0]) == (
+        ev.detected and enough and ev.p_value < TEST.max_p_value and ev.effect >= TEST.min_effect_size
+    )
+    assert bool(clear[0]) == (enough and ev.effect < TEST.min_effect_size * TEST.resolve_ratio)
 
 
 def _values(seed: int, n: int = 4000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -173,7 +175,7 @@ def test_a_fire_point_is_the_first_chunk_end_where_the_judgement_on_complete_chu
         n, zsum, z2 = (np.array([float(v)]) for v in (d.since_n[0], d.since_z[0], d._z2()[0]))
         fire = bool(verdicts(n, zsum, z2, np.array([ev.detected]), TEST, 16.0)[0][0])
         judged = ev.detected and ev.events >= TEST.min_events and ev.p_value is not None
-        judged = judged and ev.p_value < TEST.max_p_value and ev.effect >= TEST.min_effect
+        judged = judged and ev.p_value < TEST.max_p_value and ev.effect >= TEST.min_effect_size
         assert fire == judged  # the chunks' verdict is the drift judgement's
         if fire:
             first = (k, ev)
