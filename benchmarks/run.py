@@ -21,7 +21,7 @@ from typing import Any
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from benchmarks import keyed
+from benchmarks import ceiling, keyed
 from benchmarks.workload import make
 from monitor.io.broker import EmbeddedBroker
 from monitor.io.kafka_clients import ensure_topics
@@ -311,10 +311,12 @@ def keyed_figures(bootstrap: str, quick: bool, broker_pid: int | None = None) ->
         return {
             "delays": keyed.delays(bootstrap, n=3000, change=1500, shift=0.6, seeds=1, configs=((12, 3),)),
             "throughput": {},
+            "ceiling": ceiling.ceiling(n=2000, batch=1000, rounds=1),
         }
     return {
         "delays": keyed.delays(bootstrap, n=100_000, change=40_000, shift=0.6, seeds=2),
         "throughput": keyed.throughput(bootstrap, n=480_000, broker_pid=broker_pid),
+        "ceiling": ceiling.ceiling(n=100_000, rounds=5),
     }
 
 
@@ -383,6 +385,13 @@ def keyed_lines(k: dict[str, Any]) -> list[str]:
         rows.append(
             f"| end to end, 2 replicas ≥ 1.7 × 1 replica (fastest whole runs; 2 replicas with 2 shards, against the "
             f"faster of 1 replica with 1 or 2 shards) | {ratio:.2f} × | {'met' if ratio >= 1.7 else '**not met**'} |"
+        )
+    c = k.get("ceiling")
+    if c:
+        rows.append(
+            f"| two processes of the engine's work at once against one alone, no broker (the machine's ceiling for "
+            f"the line above; median of {len(c['rounds'])} alternating rounds: "
+            f"{', '.join(format(x['ratio'], '.2f') for x in c['rounds'])}) | {c['median_ratio']:.2f} × | |"
         )
     if "1x1" in t and "2x2" in t:
         rows.append(
