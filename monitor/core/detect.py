@@ -29,7 +29,7 @@ from monitor.core.join import Joined
 from monitor.core.rules import Alert
 from monitor.core.settings import Settings
 from monitor.core.shards import SHARD_CUT, effective_shards, shard_here
-from monitor.core.summary import Summary
+from monitor.core.summary import ON_ITS_WAY, Summary
 
 
 class DetectionStage:
@@ -312,26 +312,41 @@ class DetectionStage:
         return alerts
 
     # --------------------------------------------------------------- snapshots
+    def rereadable(self) -> bool:
+        """Whether every summary still waiting for the watermark can be read off the topic again after a
+        restore: read from it (its offset known), or on its way to it (:data:`~monitor.core.summary.ON_ITS_WAY`,
+        at or after the stage's read position)."""
+        return all(s.offset >= 0 or s.offset == ON_ITS_WAY for parts in self.pending.values() for s in parts)
+
     def resume_offset(self) -> int | None:
         """The summaries-topic offset to read again from after a restore, when every summary still waiting for
-        the watermark was read off the topic: the oldest one's (None: none waits, or one came otherwise)."""
-        held = [s.offset for parts in self.pending.values() for s in parts]
-        if not held or min(held) < 0:
+        the watermark can be read again (:meth:`rereadable`): the oldest one's read off the topic (None: none
+        was, or one came otherwise)."""
+        if not self.rereadable():
             return None
-        return min(held)
+        return min((s.offset for parts in self.pending.values() for s in parts if s.offset >= 0), default=None)
+
+    def learn_offset(self, source: int, seq: int, offset: int) -> None:
+        """A summary taken on its way (:data:`~monitor.core.summary.ON_ITS_WAY`) was read back at ``offset``:
+        what of it still waits is now held at that offset (a snapshot must not leave it out once the read
+        position has passed it)."""
+        for s in self.pending.get(source, ()):
+            if s.seq == seq and s.offset == ON_ITS_WAY:
+                s.offset = offset
 
     def snapshot(self) -> dict[str, Any]:
         """The engine's snapshot, the merge's bookkeeping and the summaries still waiting for the watermark.
 
-        When every waiting summary was read off the summaries topic (:meth:`resume_offset`), they stay out: the
-        stage's input offset is the oldest one's, so a restored stage reads them again, and each of their
-        sources is recorded as it stood before its oldest waiting summary (the sequence last released, that
-        summary's progress), so the repeats of released ones are dropped and the merge waits for the rest as
-        it did. A snapshot then stays a few kilobytes however much the watermark holds back (it rewrote the
-        summaries on every checkpoint: 33 MB while catching up on the reference workload)."""
+        When every waiting summary can be read off the summaries topic again (:meth:`rereadable`), they stay out:
+        the stage's input offset is the oldest one's (or its read position, before any on its way), so a
+        restored stage reads them again, and each of their sources is recorded as it stood before its oldest
+        waiting summary (the sequence last released, that summary's progress), so the repeats of released ones
+        are dropped and the merge waits for the rest as it did. A snapshot then stays a few kilobytes however
+        much the watermark holds back (it rewrote the summaries on every checkpoint: 33 MB while catching up on
+        the reference workload)."""
         progress, last_seq = dict(self.progress), dict(self.last_seq)
         pending: list[str] = []
-        if self.resume_offset() is None:
+        if not self.rereadable():
             pending = [s.to_stored() for parts in self.pending.values() for s in parts]
         else:
             for src, parts in self.pending.items():

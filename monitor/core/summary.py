@@ -35,6 +35,12 @@ SUMMARY_BYTES = 500_000  # the profile stage cuts a summary's rows so that its J
 MAX_WIRE_TEXT_BYTES = 64 * SUMMARY_BYTES  # a summary's payload read off the topic: far above any made here
 
 
+# A summary's offset while it is on its way: sent by this replica to a summaries partition it also reads, and
+# taken by that partition's detection stage before it was read back (monitor.io.kafka). The topic will hold it at
+# or after the stage's read position, so a snapshot may leave it out like one read off the topic.
+ON_ITS_WAY = -2
+
+
 @dataclass
 class Summary:
     """What one input partition (``source``) hands on for one model version: its ``seq``-th summary.
@@ -60,7 +66,8 @@ class Summary:
     cut: int = SHARD_CUT  # the rule it was cut by (monitor.core.shards.SHARD_CUT; 1 when the wire form has none)
     waiting: bool = False  # a note: the source has input waiting (no rows, no progress, sequence -1)
     wire: bytes | None = field(default=None, repr=False, compare=False)  # encode()'s bytes, once made or read
-    offset: int = field(default=-1, repr=False, compare=False)  # where the summaries topic holds it (-1: unknown)
+    # where the summaries topic holds it: -1 unknown (came otherwise, kept in snapshots), ON_ITS_WAY (see there)
+    offset: int = field(default=-1, repr=False, compare=False)
 
     def __len__(self) -> int:
         return (0 if self.rows is None else len(self.rows)) + len(self.joined)

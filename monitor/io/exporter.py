@@ -362,6 +362,7 @@ def _stage_families(svc: MonitorService) -> Iterator[Metric]:
     summaries.add_metric(["oversize"], loop.summaries_oversize)
     summaries.add_metric(["notes"], loop.notes_sent)  # produced ones that were notes (counted among produced too)
     summaries.add_metric(["handed_over"], svc.handoff.taken)  # consumed ones taken without decoding (an int read)
+    summaries.add_metric(["taken_at_once"], loop.summaries_taken_at_once)  # produced ones taken as sent
     profiled = CounterMetricFamily(
         "monitor_profiled_events",
         "Valid prediction events the profile stages of this replica's input partitions accepted",

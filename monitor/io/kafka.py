@@ -53,7 +53,7 @@ from monitor.core.engine import PartitionEngine
 from monitor.core.handoff import SummaryHandoff
 from monitor.core.rules import Alert
 from monitor.core.shards import effective_shards, summaries_partition
-from monitor.core.summary import Summary
+from monitor.core.summary import ON_ITS_WAY, Summary
 from monitor.core.view import EngineView, build_view
 from monitor.errors import SinkError, SourceError
 from monitor.io.alert_sink import AlertSink
@@ -104,11 +104,14 @@ class LoopStats:
     summaries_produced: int = 0
     notes_sent: int = 0  # notes among them (ProfileStage.notes: an input partition with input waiting)
     summaries_consumed: int = 0
+    summaries_taken_at_once: int = 0  # this replica's own, taken by its detection stages as sent (see _take_sent)
     summaries_unreadable: int = 0
     summaries_oversize: int = 0
 
 
 # what reading a summary's bytes raises for one that is not ours, damaged, or a later release's
+# summaries taken as sent and not yet read back, at most (see MonitorService._take_sent): a few ticks' worth
+MAX_TAKEN_AT_ONCE = 10_000
 UNREADABLE_SUMMARY = (ValueError, KeyError, TypeError, IndexError, zlib.error)
 
 
@@ -196,6 +199,13 @@ class MonitorService:
         self._polled_at = -math.inf  # time.perf_counter() when the last poll returned
         # summaries sent to a summaries partition read here, until read back (detection.handoff_rows rows at most)
         self.handoff = SummaryHandoff(config.detection.handoff_rows)
+        # Summaries for this replica's own detection stages are taken at once, not when read back (_take_sent):
+        # those just sent; per (summaries partition, source) the sequence of the last one sent there; and those
+        # taken, by (summaries partition, source, sequence), until they are read back.
+        self._sent_here: list[tuple[int, Summary]] = []
+        self._checkpoint_sent: list[tuple[int, Summary]] | None = None  # sent by a checkpoint not yet complete
+        self._sent_seq: dict[tuple[int, int], int] = {}
+        self._taken_at_once: dict[tuple[int, int, int], None] = {}
         self._labels_enabled = True
         self._consumer_overrides = consumer_overrides or {}
         self._faults = faults
@@ -427,6 +437,7 @@ class MonitorService:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         k = self.config.kafka
+        self._forget_sent()
         tasks = sorted(
             {self._task(tp) for tp in partitions if tp.topic in (k.predictions_topic, self.config.summaries_topic)}
         )
@@ -510,6 +521,7 @@ class MonitorService:
 
     def _drop(self, partitions: list[TopicPartition]) -> None:
         k = self.config.kafka
+        self._forget_sent()
         with self.lock:
             for tp in partitions:
                 task = self._task(tp)
@@ -716,14 +728,19 @@ class MonitorService:
             stage = self.detectors[partition] = self._new_detector(partition)
         for msg in group:
             value = msg.value() or b""
+            offset = int(msg.offset() or 0)
             try:
                 held = self.handoff.take(value)
                 summary = held if held is not None else Summary.decode(value)
-                summary.offset = int(msg.offset() or 0)
             except UNREADABLE_SUMMARY as exc:
                 self.stats.summaries_unreadable += 1  # not ours, or a later release's: skipped, counted, logged
                 log.warning("summaries partition %d offset %s unreadable: %s", partition, msg.offset(), exc)
                 continue
+            if (partition, summary.source, summary.seq) in self._taken_at_once:  # taken as sent: only its offset
+                del self._taken_at_once[partition, summary.source, summary.seq]
+                stage.learn_offset(summary.source, summary.seq, offset)
+                continue
+            summary.offset = offset
             stage.add(summary)
         self.stats.summaries_consumed += len(group)
 
@@ -756,6 +773,23 @@ class MonitorService:
             )
 
     def _effects(
+        self,
+        outbox: dict[Task, list[Alert]],
+        dead_lettered: set[Task],
+        consumed: list[tuple[str, int]],
+        stop: threading.Event | None,
+    ) -> None:
+        """Steps 3 to 6 for what is due; then this replica's detection stages take the summaries it just sent
+        them and monitor what that lets through now, rather than after the next poll and its profile work."""
+        self._due_effects(outbox, dead_lettered, consumed, stop)
+        if self._take_sent():
+            more: dict[Task, list[Alert]] = {}
+            with self.lock:
+                self._release(more)
+            if more:
+                self._due_effects(more, set(), [], stop)
+
+    def _due_effects(
         self,
         outbox: dict[Task, list[Alert]],
         dead_lettered: set[Task],
@@ -949,10 +983,15 @@ class MonitorService:
 
         stores = {PROFILE: self.store, DETECT: self.detect_store}
         has_alerts = any(outbox.values())
-        steps |= write_in_order(
-            sink, stores, payloads, publish=publish, commit=commit, faults=self._faults, has_alerts=has_alerts,
-            stop=stop,
-        )  # fmt: skip
+        self._checkpoint_sent = []  # taken by this replica's detection stages only once the checkpoint is complete
+        try:
+            steps |= write_in_order(
+                sink, stores, payloads, publish=publish, commit=commit, faults=self._faults, has_alerts=has_alerts,
+                stop=stop,
+            )  # fmt: skip
+            self._sent_here += self._checkpoint_sent  # (with transactions: committed)
+        finally:
+            self._checkpoint_sent = None
         self._checkpoint_done(started, cpu_started, size, sorted(payloads), steps)
 
     def _store_of(self, role: str) -> CheckpointStore | None:
@@ -1001,6 +1040,48 @@ class MonitorService:
         self.stats.summaries_produced += 1
         if partition in self.detectors:  # read back by this replica: handed over, not decoded (core/handoff.py)
             self.handoff.keep(summary)
+            if not summary.waiting:  # (a note is no state: it goes the usual way)
+                sent = self._sent_here if self._checkpoint_sent is None else self._checkpoint_sent
+                sent.append((partition, summary))
+
+    def _forget_sent(self) -> None:
+        """The partitions read changed: what was sent before goes the usual way (read back, a repeat dropped)."""
+        self._sent_here.clear()
+        self._sent_seq.clear()
+        self._taken_at_once.clear()
+
+    def _take_sent(self) -> bool:
+        """This replica's own detection stages take the summaries just sent to them, instead of when they read
+        them back (through the broker and the next polls: a few tenths of a second of every alert's latency on
+        one replica). They are sent once their profile stage's snapshot, whose outbox holds them, is durable
+        (with transactions, committed), so they are on the topic or will be again; they count as on their way
+        (:data:`~monitor.core.summary.ON_ITS_WAY`) until read back, when only their offset is learned.
+
+        A stage takes one only after every summary this replica sent it earlier from that source, and only if
+        it has taken the last of them itself (its last sequence from the source is that one's): otherwise a
+        summary from that source still unread on the topic, sent before (by an earlier owner of the input
+        partition, or before a restore), would count as a repeat of a later one and be dropped. The first one
+        sent after an assignment goes the usual way. Whether any was taken."""
+        sent, self._sent_here = self._sent_here, []
+        if not sent:
+            return False
+        taken = False
+        with self.lock:
+            for d, summary in sent:
+                stage = self.detectors.get(d)
+                before = self._sent_seq.get((d, summary.source))
+                self._sent_seq[d, summary.source] = summary.seq
+                if stage is None or before is None or stage.last_seq.get(summary.source) != before:
+                    continue
+                if len(self._taken_at_once) >= MAX_TAKEN_AT_ONCE:  # never read back (cannot happen while the
+                    del self._taken_at_once[next(iter(self._taken_at_once))]  # stage reads): a repeat, then
+                summary.offset = ON_ITS_WAY
+                if stage.add(summary):
+                    self._taken_at_once[d, summary.source, summary.seq] = None
+                    self.stats.summaries_taken_at_once += 1
+                    self._stale.add((DETECT, d))
+                    taken = True
+        return taken
 
     def _publish(
         self,

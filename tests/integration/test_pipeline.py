@@ -116,6 +116,12 @@ def test_drift_in_one_segment_gives_one_alert_and_bad_input_is_dead_lettered(bro
         consumed = _total(metrics, "monitor_summaries_total", direction="consumed")
         handed_over = _total(metrics, "monitor_summaries_total", direction="handed_over")
         assert 0 < handed_over <= consumed <= _total(metrics, "monitor_summaries_total", direction="produced")
+        # and takes them as it sends them (not those sent before the first from each input partition was read
+        # back: here the whole first poll's); read back, they are known, not repeats (the exact totals above:
+        # each monitored once)
+        taken = _total(metrics, "monitor_summaries_total", direction="taken_at_once")
+        assert 0 < taken <= consumed
+        assert _total(metrics, "monitor_summaries_duplicate_total") == 0
         assert 0 <= _total(metrics, "monitor_handoff_rows") <= mon.config.detection.handoff_rows
         for path in ("/healthz", "/readyz"):
             assert urllib.request.urlopen(f"http://127.0.0.1:{mon.http.port}{path}", timeout=5).status == 200
