@@ -330,7 +330,9 @@ class DetectionStage:
         """A summary taken on its way (:data:`~monitor.core.summary.ON_ITS_WAY`) was read back at ``offset``:
         what of it still waits is now held at that offset (a snapshot must not leave it out once the read
         position has passed it)."""
-        for s in self.pending.get(source, ()):
+        for s in reversed(self.pending.get(source, ())):  # in sequence order: taken ones last, read ones before
+            if s.seq < seq:
+                return
             if s.seq == seq and s.offset == ON_ITS_WAY:
                 s.offset = offset
 

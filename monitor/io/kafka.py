@@ -109,9 +109,9 @@ class LoopStats:
     summaries_oversize: int = 0
 
 
-# what reading a summary's bytes raises for one that is not ours, damaged, or a later release's
-# summaries taken as sent and not yet read back, at most (see MonitorService._take_sent): a few ticks' worth
+# summaries taken as sent and not yet read back, at most (MonitorService._take_sent): beyond, they go the usual way
 MAX_TAKEN_AT_ONCE = 10_000
+# what reading a summary's bytes raises for one that is not ours, damaged, or a later release's
 UNREADABLE_SUMMARY = (ValueError, KeyError, TypeError, IndexError, zlib.error)
 
 
@@ -736,9 +736,10 @@ class MonitorService:
                 self.stats.summaries_unreadable += 1  # not ours, or a later release's: skipped, counted, logged
                 log.warning("summaries partition %d offset %s unreadable: %s", partition, msg.offset(), exc)
                 continue
-            if (partition, summary.source, summary.seq) in self._taken_at_once:  # taken as sent: only its offset
-                del self._taken_at_once[partition, summary.source, summary.seq]
-                stage.learn_offset(summary.source, summary.seq, offset)
+            # a summary taken as it was sent is read back: only its offset is learned (for every summary read, so
+            # that a copy still waiting is never left out of a snapshot once the read position has passed it)
+            stage.learn_offset(summary.source, summary.seq, offset)
+            if self._taken_at_once.pop((partition, summary.source, summary.seq), 0) is None:
                 continue
             summary.offset = offset
             stage.add(summary)
@@ -1073,8 +1074,8 @@ class MonitorService:
                 self._sent_seq[d, summary.source] = summary.seq
                 if stage is None or before is None or stage.last_seq.get(summary.source) != before:
                     continue
-                if len(self._taken_at_once) >= MAX_TAKEN_AT_ONCE:  # never read back (cannot happen while the
-                    del self._taken_at_once[next(iter(self._taken_at_once))]  # stage reads): a repeat, then
+                if len(self._taken_at_once) >= MAX_TAKEN_AT_ONCE:  # reading back far behind: the usual way
+                    continue
                 summary.offset = ON_ITS_WAY
                 if stage.add(summary):
                     self._taken_at_once[d, summary.source, summary.seq] = None
