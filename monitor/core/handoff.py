@@ -76,3 +76,55 @@ class SummaryHandoff:
         """Let every held summary go (the partitions read changed)."""
         self._held.clear()
         self.rows = 0.0
+
+
+class TakenAsSent:
+    """Which summaries a replica's own detection stages may take as it sends them (not when they read them
+    back), and which of those read back are such echoes (monitor.io.kafka ``MonitorService._take_sent``).
+
+    A stage may take a summary only once it has taken the last summary this replica sent it from the same
+    source: its last sequence from that source is that one's. Otherwise a summary from the source still
+    unread on the topic (sent by an earlier owner of the input partition, or before a restore) would count
+    as a repeat of a later one and be dropped. The first one sent after :meth:`clear` goes through the topic,
+    and so does any after another sender's. At most ``max_taken`` are taken and not yet read back; beyond,
+    the next ones go through the topic.
+
+    >>> chain = TakenAsSent()
+    >>> chain.may_take(0, source=3, seq=10, last_taken=None)  # the first sent: read back first
+    False
+    >>> chain.may_take(0, source=3, seq=11, last_taken=None)  # 10 not read back yet
+    False
+    >>> chain.may_take(0, source=3, seq=12, last_taken=11)  # the stage has taken 11, the last one sent
+    True
+    >>> chain.taken(0, source=3, seq=12)
+    >>> chain.read_back(0, source=3, seq=12), chain.read_back(0, source=3, seq=12)
+    (True, False)
+    """
+
+    def __init__(self, max_taken: int = 10_000) -> None:
+        self.max_taken = max_taken
+        self._last_sent: dict[tuple[int, int], int] = {}  # (summaries partition, source): the last one sent there
+        self._taken: dict[tuple[int, int, int], None] = {}  # (summaries partition, source, sequence), oldest first
+
+    def __len__(self) -> int:
+        return len(self._taken)
+
+    def may_take(self, partition: int, *, source: int, seq: int, last_taken: int | None) -> bool:
+        """Record a summary as sent to ``partition``; whether its stage, whose last sequence taken from
+        ``source`` is ``last_taken``, may take it now."""
+        before = self._last_sent.get((partition, source))
+        self._last_sent[partition, source] = seq
+        return before is not None and last_taken == before and len(self._taken) < self.max_taken
+
+    def taken(self, partition: int, *, source: int, seq: int) -> None:
+        """The stage took it: when read back, it is an echo."""
+        self._taken[partition, source, seq] = None
+
+    def read_back(self, partition: int, *, source: int, seq: int) -> bool:
+        """A summary read off ``partition``: whether it is one taken as sent (once)."""
+        return self._taken.pop((partition, source, seq), 0) is None
+
+    def clear(self) -> None:
+        """The partitions read changed: what was sent before goes through the topic."""
+        self._last_sent.clear()
+        self._taken.clear()

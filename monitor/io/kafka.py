@@ -50,7 +50,7 @@ from monitor.config import MonitorConfig
 from monitor.core.baseline import ProfileSet
 from monitor.core.detect import DetectionStage
 from monitor.core.engine import PartitionEngine
-from monitor.core.handoff import SummaryHandoff
+from monitor.core.handoff import SummaryHandoff, TakenAsSent
 from monitor.core.rules import Alert
 from monitor.core.shards import effective_shards, summaries_partition
 from monitor.core.summary import ON_ITS_WAY, Summary
@@ -200,12 +200,10 @@ class MonitorService:
         # summaries sent to a summaries partition read here, until read back (detection.handoff_rows rows at most)
         self.handoff = SummaryHandoff(config.detection.handoff_rows)
         # Summaries for this replica's own detection stages are taken at once, not when read back (_take_sent):
-        # those just sent; per (summaries partition, source) the sequence of the last one sent there; and those
-        # taken, by (summaries partition, source, sequence), until they are read back.
+        # those just sent, and which may be taken and which were.
         self._sent_here: list[tuple[int, Summary]] = []
         self._checkpoint_sent: list[tuple[int, Summary]] | None = None  # sent by a checkpoint not yet complete
-        self._sent_seq: dict[tuple[int, int], int] = {}
-        self._taken_at_once: dict[tuple[int, int, int], None] = {}
+        self._taken_as_sent = TakenAsSent(MAX_TAKEN_AT_ONCE)
         self._labels_enabled = True
         self._consumer_overrides = consumer_overrides or {}
         self._faults = faults
@@ -739,7 +737,7 @@ class MonitorService:
             # a summary taken as it was sent is read back: only its offset is learned (for every summary read, so
             # that a copy still waiting is never left out of a snapshot once the read position has passed it)
             stage.learn_offset(summary.source, summary.seq, offset)
-            if self._taken_at_once.pop((partition, summary.source, summary.seq), 0) is None:
+            if self._taken_as_sent.read_back(partition, source=summary.source, seq=summary.seq):
                 continue
             summary.offset = offset
             stage.add(summary)
@@ -1048,8 +1046,7 @@ class MonitorService:
     def _forget_sent(self) -> None:
         """The partitions read changed: what was sent before goes the usual way (read back, a repeat dropped)."""
         self._sent_here.clear()
-        self._sent_seq.clear()
-        self._taken_at_once.clear()
+        self._taken_as_sent.clear()
 
     def _take_sent(self) -> bool:
         """This replica's own detection stages take the summaries just sent to them, instead of when they read
@@ -1058,11 +1055,8 @@ class MonitorService:
         (with transactions, committed), so they are on the topic or will be again; they count as on their way
         (:data:`~monitor.core.summary.ON_ITS_WAY`) until read back, when only their offset is learned.
 
-        A stage takes one only after every summary this replica sent it earlier from that source, and only if
-        it has taken the last of them itself (its last sequence from the source is that one's): otherwise a
-        summary from that source still unread on the topic, sent before (by an earlier owner of the input
-        partition, or before a restore), would count as a repeat of a later one and be dropped. The first one
-        sent after an assignment goes the usual way. Whether any was taken."""
+        Which a stage may take: :class:`~monitor.core.handoff.TakenAsSent` (only after it took the last one
+        this replica sent it from the same source). Whether any was taken."""
         sent, self._sent_here = self._sent_here, []
         if not sent:
             return False
@@ -1070,15 +1064,13 @@ class MonitorService:
         with self.lock:
             for d, summary in sent:
                 stage = self.detectors.get(d)
-                before = self._sent_seq.get((d, summary.source))
-                self._sent_seq[d, summary.source] = summary.seq
-                if stage is None or before is None or stage.last_seq.get(summary.source) != before:
+                last = None if stage is None else stage.last_seq.get(summary.source)
+                if not self._taken_as_sent.may_take(d, source=summary.source, seq=summary.seq, last_taken=last):
                     continue
-                if len(self._taken_at_once) >= MAX_TAKEN_AT_ONCE:  # reading back far behind: the usual way
-                    continue
+                assert stage is not None  # (a stage that took none never matches)
                 summary.offset = ON_ITS_WAY
                 if stage.add(summary):
-                    self._taken_at_once[d, summary.source, summary.seq] = None
+                    self._taken_as_sent.taken(d, source=summary.source, seq=summary.seq)
                     self.stats.summaries_taken_at_once += 1
                     self._stale.add((DETECT, d))
                     taken = True

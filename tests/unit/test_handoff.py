@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from monitor.core import summary as summary_module
-from monitor.core.handoff import SummaryHandoff
+from monitor.core.handoff import SummaryHandoff, TakenAsSent
 from monitor.core.profile import ProfileStage
 from monitor.core.summary import Summary
 from tests.unit.test_two_stages import T0, settings
@@ -96,3 +96,44 @@ def test_a_cap_of_zero_holds_nothing_not_even_heartbeats() -> None:
     for s in [*sent, *beats]:
         handoff.keep(s)
     assert len(handoff) == 0 and handoff.rows == 0
+
+
+def test_a_stage_takes_a_sent_summary_only_once_it_took_the_last_one_sent_from_that_source() -> None:
+    """The rule that keeps a summary still unread on the topic from counting as a repeat of a later one."""
+    chain = TakenAsSent()
+    last: dict[tuple[int, int], int] = {}  # what each stage (summaries partition, source) has taken last
+
+    def send(partition: int, source: int, seq: int, *, read_back_first: bool = False) -> bool:
+        took = chain.may_take(partition, source=source, seq=seq, last_taken=last.get((partition, source)))
+        if took:
+            chain.taken(partition, source=source, seq=seq)
+            last[partition, source] = seq
+        elif read_back_first:  # the usual way: read off the topic before the next one is sent
+            assert not chain.read_back(partition, source=source, seq=seq)
+            last[partition, source] = seq
+        return took
+
+    assert not send(0, 1, 10)  # the first one sent after a start: the stage may have older ones unread
+    assert not send(0, 1, 11)  # 10 is not read back yet: 11 must wait for it on the topic too
+    last[0, 1] = 11  # both read back
+    assert send(0, 1, 12) and send(0, 1, 13)  # a chain from here
+    assert not send(1, 1, 14) and not send(0, 2, 15)  # another stage, another source: their own first
+    last[0, 1] = 20  # another sender's summary from source 1 (an earlier owner's, read late) came in between
+    assert not send(0, 1, 16, read_back_first=True)  # it goes through the topic, and so the chain resumes
+    assert send(0, 1, 17)
+    assert chain.read_back(0, source=1, seq=13) and not chain.read_back(0, source=1, seq=13)  # an echo, once
+    assert not chain.read_back(0, source=1, seq=16)  # went through the topic: a summary to add
+    chain.clear()  # an assignment: the first one sent goes through the topic again
+    assert not send(0, 1, 18) and len(chain) == 0
+
+
+def test_no_more_are_taken_than_the_cap_until_some_are_read_back() -> None:
+    chain = TakenAsSent(max_taken=2)
+    chain.may_take(0, source=0, seq=0, last_taken=None)
+    for seq in (1, 2):
+        assert chain.may_take(0, source=0, seq=seq, last_taken=seq - 1)
+        chain.taken(0, source=0, seq=seq)
+    assert not chain.may_take(0, source=0, seq=3, last_taken=2) and len(chain) == 2  # full: the usual way
+    assert chain.read_back(0, source=0, seq=1)
+    assert not chain.may_take(0, source=0, seq=4, last_taken=2)  # 3 went through the topic, not read yet
+    assert chain.may_take(0, source=0, seq=5, last_taken=4)  # room again, and the chain holds
