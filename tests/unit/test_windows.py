@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 from typing import Any
 
 import numpy as np
@@ -13,6 +12,7 @@ import monitor.core.engine  # noqa: F401  (registers the engine's classes for sn
 from monitor.core import snapshot as snap
 from monitor.core.significance import BaselineWindowTest, Reference
 from monitor.core.windows import NumericWindows
+from tests.unit.compiled import compiled
 
 WINDOW, BASELINE, BINS = 100, 250, 10
 
@@ -157,7 +157,9 @@ class _CountedSearch:
         return self.module.sorted_codes_by_run(x, *rest)
 
 
-@pytest.mark.parametrize("path", ["search", "cells", "twin"])
+@pytest.mark.parametrize(
+    "path", [pytest.param("search", marks=compiled), pytest.param("cells", marks=compiled), "twin"]
+)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_streams_binned_together_get_the_windows_their_own_test_would(
     seed: int, path: str, monkeypatch: pytest.MonkeyPatch
@@ -173,8 +175,6 @@ def test_streams_binned_together_get_the_windows_their_own_test_would(
 
     calls: list[int] = []
     if path != "twin":
-        if kernels.native() is None and not os.environ.get("CI"):
-            pytest.skip("the compiled module is not built: pip install -e .")
         assert kernels.native() is not None, "the compiled module is not built"
         monkeypatch.setattr(windows, "CELLS_FROM", 10**9 if path == "search" else 0)
     if path == "search":
@@ -233,6 +233,7 @@ def test_integer_values_and_absurd_ones_are_counted_as_floats_quietly() -> None:
                       np.arange(BASELINE + WINDOW), np.zeros(BASELINE + WINDOW, dtype=np.int64))  # fmt: skip
 
 
+@compiled
 @pytest.mark.parametrize("path", ["search", "cells"])
 def test_a_stream_given_another_reference_between_batches_is_binned_on_it(
     path: str, monkeypatch: pytest.MonkeyPatch
@@ -240,11 +241,9 @@ def test_a_stream_given_another_reference_between_batches_is_binned_on_it(
     """What the table keeps from one batch to the next to bin values (each stream's edges laid end to end, or
     the look-up by cells) follows a stream's reference: after a stream starts again on another reference,
     the next batch of the same streams is binned on the new edges, the other stream's on its own."""
-    from monitor.core import kernels, windows
+    from monitor.core import windows
     from monitor.core.cells import HISTOGRAM_BINS, HISTOGRAM_SD, cells
 
-    if kernels.native() is None and not os.environ.get("CI"):
-        pytest.skip("the compiled module is not built: pip install -e .")
     monkeypatch.setattr(windows, "CELLS_FROM", 10**9 if path == "search" else 0)
     rng = np.random.default_rng(4)
     first = Reference.numeric(rng.normal(0, 1, 5000), BINS)
