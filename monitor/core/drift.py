@@ -184,6 +184,20 @@ class NumericDriftTracker:
         }
 
 
+@dataclass(frozen=True)
+class WindowState:
+    """A categorical tracker's view as of one tested window: its test (None: before any), the time and present
+    value count of its last value, its first value's time, the first time of the window opened after it (NaN: none
+    yet), and the values offered to the stream by then (missing ones included: the judgement's position)."""
+
+    result: WindowTest | None
+    time: float
+    seq: int
+    start: float
+    open_start: float
+    count: int
+
+
 _NO_WINDOWS = np.zeros((0, 0), dtype=np.int64)
 _NO_ENDS = np.zeros(0, dtype=np.int64)
 
@@ -200,6 +214,7 @@ class CountedWindows:
     seq0: int
     closed: np.ndarray
     ends: np.ndarray
+    count0: int = 0  # the tracker's values offered before the batch, missing ones included
 
 
 def chi_square_tests(counted: list[CountedWindows]) -> list[list[WindowTest]]:
@@ -278,6 +293,7 @@ class CategoricalDriftTracker:
     def count_windows(self, codes: np.ndarray, times: np.ndarray) -> CountedWindows:
         """The first half of :meth:`update`: the batch counted, the windows it closed not yet tested (many
         streams' are tested at once: :func:`chi_square_tests`), then given to :meth:`take`."""
+        count0 = self.count
         self.count += codes.size
         rows = np.arange(codes.size)
         present = codes >= 0
@@ -285,7 +301,7 @@ class CategoricalDriftTracker:
             self.missing += int(codes.size - present.sum())
             codes, times, rows = codes[present], times[present], rows[present]
         if codes.size == 0:
-            return CountedWindows(self, rows, times, 0, _NO_WINDOWS, _NO_ENDS)
+            return CountedWindows(self, rows, times, 0, _NO_WINDOWS, _NO_ENDS, count0)
         seq0 = int(self.counts.sum())
         self.counts += np.bincount(codes, minlength=self.counts.size)
         if self.test.reference is None:
@@ -295,11 +311,11 @@ class CategoricalDriftTracker:
                 self.test.reference = self._warmup.reference
             codes, times, rows, seq0 = codes[have:], times[have:], rows[have:], seq0 + have
             if codes.size == 0:
-                return CountedWindows(self, rows, times, seq0, _NO_WINDOWS, _NO_ENDS)
+                return CountedWindows(self, rows, times, seq0, _NO_WINDOWS, _NO_ENDS, count0)
         if self.test.filled == 0:
             self._open_start = float(times[0])
         closed, ends = self.test.count_windows(codes)
-        return CountedWindows(self, rows, times, seq0, closed, ends)
+        return CountedWindows(self, rows, times, seq0, closed, ends, count0)
 
     def add_counts(self, counts: np.ndarray, offered: int, first_time: float, present: int) -> bool:
         """A batch already counted by code (``counts``: its ``present`` values, ``offered`` with the missing ones,
@@ -316,21 +332,42 @@ class CategoricalDriftTracker:
         self.counts += counts
         return True
 
+    def window_states(self, counted: CountedWindows, results: list[WindowTest]) -> list[WindowState]:
+        """What the tracker knows after each window :meth:`count_windows` closed (``results``: their tests, in
+        order), without taking them: a batch that closed several is judged at each (see
+        :meth:`ModelMonitor._judge_earlier_windows`)."""
+        times, seq0, rows = counted.times, counted.seq0, counted.rows
+        open_start = self._open_start
+        states = []
+        for result in results:
+            at = result.position
+            first = at - self.test.window + 1
+            start = float(times[first]) if first >= 0 else open_start
+            open_start = float(times[at + 1]) if at + 1 < times.size else math.nan
+            count = counted.count0 + int(rows[at]) + 1
+            states.append(WindowState(result, float(times[at]), seq0 + at + 1, start, open_start, count))
+        return states
+
+    def state(self) -> WindowState:
+        """Its state now: the latest window's, and the values offered so far."""
+        return WindowState(self.last, self.last_time, self.last_seq, self.last_start, self._open_start, self.count)
+
+    def restore(self, state: WindowState) -> None:
+        """Back (or on) to a state of :meth:`state` or :meth:`window_states`."""
+        self.last, self.last_time, self.last_seq = state.result, state.time, state.seq
+        self.last_start, self._open_start, self.count = state.start, state.open_start, state.count
+
     def take(self, counted: CountedWindows, results: list[WindowTest]) -> tuple[np.ndarray, list[int]]:
         """The second half of :meth:`update`: the tests of the windows :meth:`count_windows` closed, in order."""
-        rows, times, seq0 = counted.rows, counted.times, counted.seq0
+        rows, count = counted.rows, self.count
         ends: list[int] = []
-        for result in results:
-            first = result.position - self.test.window + 1
-            self.last_start = float(times[first]) if first >= 0 else self._open_start
-            after = result.position + 1
-            self._open_start = float(times[after]) if after < times.size else math.nan
-            self.last = result
-            self.last_time = float(times[result.position])
-            self.last_seq = seq0 + result.position + 1
-            ends.append(int(rows[result.position]))
-            if result.p_value < self.settings.categorical_alpha:
+        for state in self.window_states(counted, results):
+            self.restore(state)
+            assert state.result is not None
+            ends.append(int(rows[state.result.position]))
+            if state.result.p_value < self.settings.categorical_alpha:
                 self.detections["chi2"] += 1
+        self.count = count  # (each window's state set the count as of it)
         if results and self.last is not None:  # its shares are rows of the batch's arrays: kept alone
             self.last = replace(self.last, reference=self.last.reference.copy(), current=self.last.current.copy())
         return rows, ends

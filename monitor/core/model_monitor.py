@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -34,7 +36,7 @@ from monitor.core.columns import (
     take,
     take_feature,
 )
-from monitor.core.drift import CategoricalDriftTracker
+from monitor.core.drift import CategoricalDriftTracker, WindowState
 from monitor.core.events import PredictionBatch
 from monitor.core.false_discovery import FalseDiscoveryControl
 from monitor.core.float_columns import as_values
@@ -173,7 +175,18 @@ class ModelMonitor:
             subject = fed[name]
             trackers, counts = subject.trackers, subject.counts
             grouped_codes = counts.codes
-            updated = take_tests(subject, tested[name])
+            closings = tested[name]
+            # a stream that closed several windows in this batch is judged at each (its earlier ones below): the
+            # tracker's state before the batch and after each window, taken before the tests are
+            timeline = (
+                {
+                    k: (replace(c.tracker.state(), count=c.count0), c.tracker.window_states(c, closings[k]))
+                    for k, c in subject.counted.items()
+                }
+                if any(len(tests) > 1 for tests in closings.values())
+                else None
+            )
+            updated = take_tests(subject, closings)
             if testing:
                 tests = [
                     None if t is None else self.setup.window_test(state, name, kind, bucket)
@@ -200,6 +213,8 @@ class ModelMonitor:
                     overall = seen
                 if self.judging.needs_judging(state, name, bucket, tracker):
                     touched.append(seen)
+            if timeline:
+                alerts.extend(self._judge_earlier_windows(state, name, buckets, trackers, timeline))
             if touched and overall is not None and all(b != ALL for b, _, _ in touched):
                 touched.append(overall)  # attribution needs all traffic's view (e.g. its alert's cooldown)
             alerts.extend(self.judging.decide(state, name, touched))
@@ -211,6 +226,45 @@ class ModelMonitor:
         if self.config.decisions.enabled and self.config.decisions.retrain_drift_features:
             retrain = retrain_judgement(state, self.config.decisions, watermark)
             alerts += self.alerting.emit(state.model, state.version, [retrain])
+        return alerts
+
+    def _judge_earlier_windows(
+        self,
+        state: ModelState,
+        name: str,
+        buckets: list[Bucket],
+        trackers: Sequence[CategoricalDriftTracker | None],
+        timeline: dict[int, tuple[WindowState, list[WindowState]]],
+    ) -> list[Alert]:
+        """A categorical subject whose batch closed several windows of a stream: every window but each stream's
+        latest (judged with the batch) is judged in event-time order, each stream as of its windows so far, so
+        that its alert opens and resolves at the window that showed it whatever the batch size (judging the
+        latest alone opened it up to a batch later). The trackers are left as the batch left them."""
+        final = {k: t.state() for k in timeline if (t := trackers[k]) is not None}
+        for k, (before, _) in timeline.items():
+            tracker = trackers[k]
+            if tracker is not None:
+                tracker.restore(before)
+        whole = next((k for k, (bucket, _) in enumerate(buckets) if bucket == ALL), -1)
+        overall = trackers[whole] if whole >= 0 else None
+        alerts: list[Alert] = []
+        for _, k, i in sorted((s.time, k, i) for k, (_, states) in timeline.items() for i, s in enumerate(states)):
+            tracker = trackers[k]
+            assert tracker is not None
+            window = timeline[k][1][i]
+            tracker.restore(window)
+            bucket = buckets[k][0]
+            if i == len(timeline[k][1]) - 1 or not self.judging.needs_judging(state, name, bucket, tracker):
+                continue  # its latest window is judged with the batch
+            touched: list[StreamToJudge] = [(bucket, tracker, window.time)]
+            if bucket != ALL and overall is not None:  # attribution needs all traffic's view as of then
+                seen = overall.last_time if overall.last_time == overall.last_time else window.time
+                touched.append((ALL, overall, seen))
+            alerts.extend(self.judging.decide(state, name, touched))
+        for k, state_after in final.items():
+            tracker = trackers[k]
+            assert tracker is not None
+            tracker.restore(state_after)
         return alerts
 
     def _watched(self, feature: str) -> bool:

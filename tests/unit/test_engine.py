@@ -914,3 +914,35 @@ def test_numeric_stream_ids_kept_between_batches_follow_new_segment_values_and_f
     kept, found = streams(True), streams(False)
     assert ("z", "country", "SG") in kept and ("x", "country", "BR") in kept
     assert kept == found
+
+
+@_made_once
+def _devices_everywhere() -> list[dict[str, Any]]:
+    """A third of every region's devices turn tablet from event 15,000 to 22,000 (100 events a second)."""
+    return _devices(0.0, 4, everywhere=0.3, n=30_000, until=22_000)
+
+
+@pytest.mark.parametrize("significance", [False, True])
+def test_a_categorical_alert_opens_at_the_window_that_shows_the_change_however_many_a_batch_closes(significance):
+    """A batch larger than ``detectors.categorical_window`` closes several of all traffic's windows: each is
+    judged in turn, so the alert opens (and, judged by its detector alone, resolves) at the same window as with
+    small batches. Judged at the batch's latest window alone, it opened 2,000 events later at 3,000-event
+    batches and 4,000 at 5,000. With the baseline window test on, a stream is judged with the round verdicts
+    decided before its batch, so only the opening is compared there."""
+    events = _devices_everywhere()
+    overrides = {"quality": {"enabled": False}, "alerts": {"resolve_after_s": 20.0}}
+    overrides["significance"] = {"enabled": significance}
+
+    def alerts(batch: int) -> list[tuple[str, str, str | None, str | None]]:
+        engine = PartitionEngine(load_config(environ={}, overrides=overrides), clock=lambda: T0)
+        found = [a.to_dict() for a in _feed(engine, events, batch=batch) if a.kind == "data_drift"]
+        return [(a["status"], a["key"], a["detected_at"], a["resolved_at"]) for a in found]
+
+    small = alerts(250)
+    assert [(s, k) for s, k, _, _ in small] == [
+        ("firing", "m/v1/data_drift/device/all"),
+        ("resolved", "m/v1/data_drift/device/all"),
+    ]
+    for batch in (3000, 5000):
+        large = alerts(batch)
+        assert (large if not significance else large[:1]) == (small if not significance else small[:1]), batch
