@@ -75,6 +75,25 @@ def verdicts(
     return fire, clear
 
 
+def waiting(
+    n: np.ndarray, zsum: np.ndarray, z2: np.ndarray, detected: np.ndarray, test: AlertConfig, size: float
+) -> np.ndarray:
+    """Per entry, whether the sequential evidence is a change found, significant and large enough, that has not
+    had ``test.min_events`` values yet: what the drift judgement calls pending (attribution lets all traffic
+    wait for such a segment: :func:`~monitor.core.alerting.pending_local_change`)."""
+    early = detected & (n > 0) & (n < test.min_events)
+    maybe = np.flatnonzero(early)
+    out = np.zeros(n.size, dtype=bool)
+    if maybe.size:
+        effect = np.abs(zsum[maybe] / n[maybe])
+        wide = spread(n[maybe], zsum[maybe], z2[maybe], size).tolist()
+        out[maybe] = [
+            e >= test.min_effect_size and z_test(e, m, w) < test.max_p_value
+            for e, m, w in zip(effect.tolist(), n[maybe].tolist(), wide, strict=True)
+        ]
+    return out
+
+
 @dataclass
 class ChunkTrail:
     """One batch's complete chunks of a table's streams (one run of chunks per stream, in order): each chunk's
@@ -93,6 +112,7 @@ class ChunkTrail:
     before_detector: list[str]  # (r,) each run's change point before the batch ("": none), its seq and time
     before_seq: np.ndarray
     before_time: np.ndarray
+    pending: np.ndarray | None = None  # (c,) bool: :func:`waiting` (None: not worked out)
     _where: dict[int, int] | None = None
 
     def chunks_of(self, stream: int) -> slice | None:
@@ -104,6 +124,21 @@ class ChunkTrail:
             return None
         lo = int(self.first[r])
         return slice(lo, lo + int(self.runs[r]))
+
+    def still_waiting(self, chunks: slice, at: int) -> int:
+        """The chunk to judge a segment at, rather than ``at`` (the last of ``chunks``, where its alert's
+        lifecycle does not move): the last of them whose change was pending, when ``at`` holds no value since a
+        change point placed after it. Judged between batches, the segment would have been noted as waiting then
+        and gone on waiting with that shift (``DriftJudging._note_pending``); judged only at the batch's last
+        chunk, a second detector's later change point left it nothing to wait with, and all traffic paged for
+        the segment's diluted change first (seen at 1,000-row batches, not at 333 or 4,000)."""
+        if self.pending is None or self.since[0, at] > 0 or self.change[at] < 0:
+            return at
+        found = np.flatnonzero(self.pending[chunks.start : at])
+        if not found.size:
+            return at
+        k = chunks.start + int(found[-1])
+        return k if self.change[k] != self.change[at] else at
 
     def point(self, k: int) -> EvidencePoint:
         """Chunk ``k``'s statistics since its change point."""

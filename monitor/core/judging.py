@@ -138,6 +138,8 @@ class DriftJudging:
             self.key(state, name, bucket), trail.fire[where], trail.clear[where], trail.time[where], trail.seq[where]
         )
         at = where.stop - 1 if k is None else where.start + k
+        if k is None and bucket != ALL:
+            at = trail.still_waiting(where, at)
         point = trail.point(at)
         when = now if math.isnan(point.time) else point.time  # (event times are never NaN once decoded)
         return (bucket, NumericStream(block, i, point), when), (at - chunks.start, chunks.stop - 1 - chunks.start)

@@ -24,7 +24,7 @@ from scipy import signal
 
 from monitor.core import kernels, river_drift
 from monitor.core.chunks import Chunks, run_lengths, run_starts, small_unique
-from monitor.core.evidence_points import ChunkTrail, spread, verdicts, z_test
+from monitor.core.evidence_points import ChunkTrail, spread, verdicts, waiting, z_test
 from monitor.core.settings import AlertConfig
 
 _ADWIN_UPDATE = type(river_drift.ADWIN()._helper).update  # river's compiled window's update, unbound
@@ -206,9 +206,10 @@ class SequentialStreams:
         change[cuts] = cut[cuts]
         detected = (change >= 0) | np.array([bool(d) for d in was[0]], dtype=bool)[run_of_chunk]
         fire, clear = verdicts(since[0], since[2], since[3], detected, test, size)
+        pending = waiting(since[0], since[2], since[3], detected, test, size)
         self.trail = ChunkTrail(
             owners, first, runs, since, chunks.end_time, chunks.seq, fire, clear, change,
-            [(ch.detector, ch.seq, ch.time) for ch in changes], *was,
+            [(ch.detector, ch.seq, ch.time) for ch in changes], *was, pending,
         )  # fmt: skip
 
     def chunk_times(self) -> np.ndarray:

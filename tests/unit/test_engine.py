@@ -946,3 +946,34 @@ def test_a_categorical_alert_opens_at_the_window_that_shows_the_change_however_m
     for batch in (3000, 5000):
         large = alerts(batch)
         assert (large if not significance else large[:1]) == (small if not significance else small[:1]), batch
+
+
+@functools.cache
+def _reference_workload_segment_shifts() -> tuple[bytes, ...]:
+    """The latency benchmark's traffic (benchmarks/phases.py, 20,000 events a second) up to its fourth change:
+    133,333 predictions of the reference workload as usual, then 22,222 each with a 3 sd shift of x0 in
+    country=US, x1 in DE, x2 in IN and x3 in BR (a sixth of the traffic each)."""
+    from benchmarks.workload import make
+
+    rate, usual, each = 20_000 / 1.5, 133_333, 22_222
+    parts = [make(usual, seed=3, rate=rate, start=T0, label_delay=5.0)]
+    for k, country in enumerate(["US", "DE", "IN", "BR"]):
+        start = T0 + (usual + k * each) / rate
+        parts.append(make(each, seed=10 + k, rate=rate, start=start, drift=(f"x{k}", country, 3.0), label_delay=5.0))
+    return tuple(p for w in parts for p in w.predictions)
+
+
+@pytest.mark.parametrize("batch", [333, 1000])
+def test_a_segments_change_found_by_two_detectors_in_one_batch_still_holds_all_traffics_alert(batch):
+    """Page-Hinkley finds BR's change first (pending: too few values to fire), ADWIN places a later change point
+    in the same batch, so at the batch's last chunk the segment had nothing since it to wait with, and all
+    traffic paged the diluted change before the segment's own alert (two pages, at 1,000-row batches). The
+    segment is judged at its last chunk still waiting, as smaller batches note it between them."""
+    engine = _engine(detectors={"warmup_events": 300})
+    predictions = _reference_workload_segment_shifts()
+    alerts = []
+    for i in range(0, len(predictions), batch):
+        chunk = list(predictions[i : i + batch])
+        alerts += engine.process_predictions(chunk, [0.0] * len(chunk)).alerts
+    firing = [a.key.split("/data_drift/")[1] for a in alerts if a.kind == "data_drift" and a.status == "firing"]
+    assert firing == ["x0/country=US", "x1/country=DE", "x2/country=IN", "x3/country=BR"]
