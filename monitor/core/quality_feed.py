@@ -19,7 +19,9 @@ from monitor.core.judgements import quality_judgements
 from monitor.core.model_state import ModelState
 from monitor.core.quality import SchemaWatch
 from monitor.core.quality_tally import BatchTally, FieldColumn
-from monitor.core.rules import Alert, alert_key
+from monitor.core.rules import Alert, alert_key, version_scope
+
+_QUALITY_KINDS = ("schema/", "data_quality/")  # the alert kinds of the schema watch, as keys begin after the scope
 
 # A feature's column as the batch brought it: name, decoded values, kind, converted column, type mismatches.
 ObservedColumn = tuple[str, list[Any] | np.ndarray, str, np.ndarray, np.ndarray | None]
@@ -62,8 +64,13 @@ def feed_schema_watch(
     first_times = np.fmin.reduceat(times, starts).tolist()  # nanmin of each window
     last_times = np.fmax.reduceat(times, starts).tolist()
     keys: dict[tuple[str, str], str] = {}  # alert keys, built once per batch rather than per window
+    scope = version_scope(state.model, state.version) + "/"
+    # most batches find no schema or data-quality alert of the version open: then no key needs building
+    any_open = any(k.startswith(scope) and k[len(scope) :].startswith(_QUALITY_KINDS) for k in alerting.lifecycle.open)
 
     def is_open(kind: str, feature: str) -> bool:
+        if not any_open:
+            return False
         key = keys.get((kind, feature))
         if key is None:
             key = keys[kind, feature] = alert_key(state.model, kind, feature, {}, state.version)
