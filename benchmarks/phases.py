@@ -201,14 +201,15 @@ def engine(args: dict[str, Any]) -> dict[str, Any]:
 
 def _waiting(stage: Any) -> int:
     """Prediction rows a detection stage holds that only the idle timeout may release at the end of the topics:
-    those within one summary's span of every source's progress (every source stands still there and its last
-    summary waits ``detection.idle_s``, behind a source whose progress ties or trails it by less than a span: a
-    stream's end, not its rate). Rows held further back, behind a source that lags, are not counted: they still
-    have to be monitored, and counting them ended the timing before the detection work of a run whose
-    partitions were read unevenly (up to half the rows), which then read up to 1.5 times too fast."""
+    those within one summary's span of the slowest source's progress (every source stands still there, and the
+    last summaries wait ``detection.idle_s`` behind a source whose progress ties or trails them by less than a
+    span: a stream's end, not its rate). Rows held further back (a backlog the watermark already lets through,
+    or rows ahead of a source that lags) still have to be monitored, and counting them ended the timing before
+    the detection work of a run whose partitions were read unevenly (up to half the rows), which then read up
+    to 1.5 times too fast. A source that has reported nothing yet (progress -inf) sets no bound."""
     from monitor.core.profile import SUMMARY_SPAN_S
 
-    bound = min(stage.progress.values(), default=np.inf) - SUMMARY_SPAN_S
+    bound = min((p for p in stage.progress.values() if p > -np.inf), default=np.inf) - SUMMARY_SPAN_S
     return sum(
         int(np.count_nonzero(s.rows.event_time >= bound))
         for parts in stage.pending.values()
@@ -230,8 +231,8 @@ def end_to_end(args: dict[str, Any]) -> dict[str, Any]:
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         with mon.service.lock:
-            # monitored, or merged and within a span of every source's progress: at the end of the topics every
-            # source stands still, and its last rows wait idle_s (a stream's end, not its rate; keyed.py likewise)
+            # monitored, or merged and within a span of the slowest source's progress: at the end of the topics
+            # every source stands still, and its last rows wait idle_s (a stream's end, not its rate)
             detected = sum(d.engine.events_total() + _waiting(d) for d in mon.service.detectors.values())
             done = detected + sum(e.profile.labels_seen for e in mon.service.engines.values())
         if done and started is None:

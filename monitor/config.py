@@ -197,8 +197,9 @@ class DetectionConfig:
     ``handoff_rows`` rows (0: none), and takes them instead of decoding their bytes when it reads them back
     (monitor.core.handoff).
     It monitors what the watermark releases in event-time order, in engine batches that end each time its released rows
-    reach a multiple of ``batch_rows`` (and where a release ends), and judges its streams after each: smaller
-    batches decide sooner after a change, larger ones cost less. One loop iteration releases about
+    reach a multiple of ``batch_rows`` (and where a release ends), and judges its streams after each (drift alerts
+    at the chunk or window that shows the change, whatever the batch): larger batches cost less CPU, smaller ones
+    judge labels, estimates and fairness more often while catching up. One loop iteration releases about
     ``release_rows`` rows and labels at most; a longer backlog (a restart, a burst, a prefilled topic) is
     worked off over the following iterations before the replica takes more input, with checkpoints, summaries
     and the published views going on between them."""
@@ -210,7 +211,7 @@ class DetectionConfig:
     summary_interval_s: float = 0.5
     live_interval_s: float = 0.25
     max_pending_rows: int = 200_000
-    batch_rows: int = 1000
+    batch_rows: int = 4000
     release_rows: int = 10_000
     shards: int = 1
     handoff_rows: int = 100_000

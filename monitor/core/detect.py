@@ -57,7 +57,7 @@ class DetectionStage:
         idle_clock: Callable[[], float] = time.monotonic,
         profiles: ProfileSet | None = None,
         coalesce: bool = True,
-        batch_rows: int = 1000,
+        batch_rows: int = 4000,
         summaries_partitions: int = 1,
         shards: int = 1,
     ) -> None:
@@ -385,7 +385,7 @@ class DetectionStage:
         clock: Callable[[], float] = time.time,
         idle_clock: Callable[[], float] = time.monotonic,
         profiles: ProfileSet | None = None,
-        batch_rows: int = 1000,
+        batch_rows: int = 4000,
         summaries_partitions: int = 1,
         shards: int = 1,
     ) -> DetectionStage:

@@ -134,11 +134,11 @@ class ChunkTrail:
         the segment's diluted change first (seen at 1,000-row batches, not at 333 or 4,000)."""
         if self.pending is None or self.since[0, at] > 0 or self.change[at] < 0:
             return at
-        found = np.flatnonzero(self.pending[chunks.start : at])
+        found = np.flatnonzero(self.since[0, chunks.start : at] > 0)  # its last chunk with values since a change
         if not found.size:
             return at
         k = chunks.start + int(found[-1])
-        return k if self.change[k] != self.change[at] else at
+        return k if self.pending[k] else at  # still waiting there, as a batch that ended there would have noted
 
     def point(self, k: int) -> EvidencePoint:
         """Chunk ``k``'s statistics since its change point."""

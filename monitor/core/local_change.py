@@ -26,6 +26,7 @@ taking one segment out leaves it above the threshold.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 
@@ -37,6 +38,11 @@ class WindowBreakdown:
     """All traffic's open categorical test window counted by (code of a segment attribute's value, category),
     and the counts of its last closed window with that window's end time. Its size is bounded by the
     attribute's segment cap (its codes) and the category vocabulary's capacity."""
+
+    SNAPSHOT_SKIP: ClassVar[tuple[str, ...]] = ("earlier",)
+    # the batch's other closed windows, before the last (end time, counts): a batch that closes several of all
+    # traffic's windows judges each (ModelMonitor._judge_earlier_windows), each with its own breakdown (:meth:`at`)
+    earlier: tuple[tuple[float, np.ndarray], ...] = ()
 
     def __init__(self, n_codes: int) -> None:
         self.open = np.zeros((0, n_codes), dtype=np.int64)
@@ -50,18 +56,35 @@ class WindowBreakdown:
         top = int(segment.max()) + 1 if segment.size else 0
         if top > self.open.shape[0]:
             self.open = np.pad(self.open, ((0, top - self.open.shape[0]), (0, 0)))
+        self.__dict__.pop("earlier", None)
         if not ends:
             self.open += self._count(rows, codes, segment)
             return
-        # only the last window closed is kept: the rows between the last two ends (from the open window's
-        # start when one closed), and the rows after the last end open the next
-        last = int(np.searchsorted(rows, ends[-1])) + 1
-        if len(ends) == 1:
-            closed = self.open + self._count(rows[:last], codes, segment)
-        else:
-            closed = self._count(rows[int(np.searchsorted(rows, ends[-2])) + 1 : last], codes, segment)
-        self.closed, self.closed_time = closed, float(times[ends[-1]])
-        self.open = self._count(rows[last:], codes, segment)
+        # each window closed: the rows up to its end since the last one's (the first from the open window's start);
+        # the last is kept, the others until the batch is judged, and the rows after the last end open the next
+        windows: list[tuple[float, np.ndarray]] = []
+        start = 0
+        for i, end in enumerate(ends):
+            stop = int(np.searchsorted(rows, end)) + 1
+            counts = self._count(rows[start:stop], codes, segment)
+            windows.append((float(times[end]), self.open + counts if i == 0 else counts))
+            start = stop
+        self.closed_time, self.closed = windows[-1]
+        if len(windows) > 1:
+            self.earlier = tuple(windows[:-1])
+        self.open = self._count(rows[start:], codes, segment)
+
+    def at(self, time: float) -> tuple[np.ndarray | None, float]:
+        """Read as the batch's closed window that ended at ``time`` (if it closed one then): what it read before,
+        to give back to :meth:`restore`."""
+        before = (self.closed, self.closed_time)
+        for end, counts in self.earlier:
+            if end == time:
+                self.closed, self.closed_time = counts, end
+        return before
+
+    def restore(self, before: tuple[np.ndarray | None, float]) -> None:
+        self.closed, self.closed_time = before
 
     def _count(self, piece: np.ndarray, codes: np.ndarray, segment: np.ndarray) -> np.ndarray:
         """The rows ``piece`` counted by (segment value code, category), as :attr:`open` is."""

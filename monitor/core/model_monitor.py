@@ -182,6 +182,7 @@ class ModelMonitor:
                 {
                     k: (replace(c.tracker.state(), count=c.count0), c.tracker.window_states(c, closings[k]))
                     for k, c in subject.counted.items()
+                    if closings[k]
                 }
                 if any(len(tests) > 1 for tests in closings.values())
                 else None
@@ -237,34 +238,44 @@ class ModelMonitor:
         timeline: dict[int, tuple[WindowState, list[WindowState]]],
     ) -> list[Alert]:
         """A categorical subject whose batch closed several windows of a stream: every window but each stream's
-        latest (judged with the batch) is judged in event-time order, each stream as of its windows so far, so
-        that its alert opens and resolves at the window that showed it whatever the batch size (judging the
-        latest alone opened it up to a batch later). The trackers are left as the batch left them."""
+        latest (judged with the batch) is judged in event-time order, each stream as of its windows so far (all
+        traffic's with its breakdown by segment of that window, for the local path), so that its alert opens
+        and resolves at the window that showed it whatever the batch size (judging the latest alone opened it up
+        to a batch later). The trackers are left as the batch left them."""
         final = {k: t.state() for k in timeline if (t := trackers[k]) is not None}
-        for k, (before, _) in timeline.items():
-            tracker = trackers[k]
-            if tracker is not None:
-                tracker.restore(before)
-        whole = next((k for k, (bucket, _) in enumerate(buckets) if bucket == ALL), -1)
-        overall = trackers[whole] if whole >= 0 else None
+        breakdowns = [b for (subject, _), b in state.breakdowns.items() if subject == name]
         alerts: list[Alert] = []
-        for _, k, i in sorted((s.time, k, i) for k, (_, states) in timeline.items() for i, s in enumerate(states)):
-            tracker = trackers[k]
-            assert tracker is not None
-            window = timeline[k][1][i]
-            tracker.restore(window)
-            bucket = buckets[k][0]
-            if i == len(timeline[k][1]) - 1 or not self.judging.needs_judging(state, name, bucket, tracker):
-                continue  # its latest window is judged with the batch
-            touched: list[StreamToJudge] = [(bucket, tracker, window.time)]
-            if bucket != ALL and overall is not None:  # attribution needs all traffic's view as of then
-                seen = overall.last_time if overall.last_time == overall.last_time else window.time
-                touched.append((ALL, overall, seen))
-            alerts.extend(self.judging.decide(state, name, touched))
-        for k, state_after in final.items():
-            tracker = trackers[k]
-            assert tracker is not None
-            tracker.restore(state_after)
+        try:
+            for k, (before, _) in timeline.items():
+                tracker = trackers[k]
+                if tracker is not None:
+                    tracker.restore(before)
+            whole = next((k for k, (bucket, _) in enumerate(buckets) if bucket == ALL), -1)
+            overall = trackers[whole] if whole >= 0 else None
+            order = sorted((s.time, k, i) for k, (_, states) in timeline.items() for i, s in enumerate(states))
+            for _, k, i in order:
+                tracker = trackers[k]
+                assert tracker is not None
+                window = timeline[k][1][i]
+                tracker.restore(window)
+                bucket = buckets[k][0]
+                if i == len(timeline[k][1]) - 1 or not self.judging.needs_judging(state, name, bucket, tracker):
+                    continue  # its latest window is judged with the batch
+                touched: list[StreamToJudge] = [(bucket, tracker, window.time)]
+                if bucket != ALL and overall is not None:  # attribution needs all traffic's view as of then
+                    seen = overall.last_time if overall.last_time == overall.last_time else window.time
+                    touched.append((ALL, overall, seen))
+                read = [b.at(window.time) for b in breakdowns] if bucket == ALL else []
+                try:
+                    alerts.extend(self.judging.decide(state, name, touched))
+                finally:
+                    for b, before_read in zip(breakdowns, read, strict=False):
+                        b.restore(before_read)
+        finally:
+            for k, state_after in final.items():
+                tracker = trackers[k]
+                assert tracker is not None
+                tracker.restore(state_after)
         return alerts
 
     def _watched(self, feature: str) -> bool:

@@ -65,11 +65,16 @@ def feed_schema_watch(
     last_times = np.fmax.reduceat(times, starts).tolist()
     keys: dict[tuple[str, str], str] = {}  # alert keys, built once per batch rather than per window
     scope = version_scope(state.model, state.version) + "/"
-    # most batches find no schema or data-quality alert of the version open: then no key needs building
-    any_open = any(k.startswith(scope) and k[len(scope) :].startswith(_QUALITY_KINDS) for k in alerting.lifecycle.open)
+
+    def quality_open() -> bool:
+        return any(k.startswith(scope) and k[len(scope) :].startswith(_QUALITY_KINDS) for k in alerting.lifecycle.open)
+
+    # most batches find no schema or data-quality alert of the version open: then no key needs building (asked
+    # again after a window that emitted, which may have opened one for the batch's next windows)
+    any_open = [quality_open()]
 
     def is_open(kind: str, feature: str) -> bool:
-        if not any_open:
+        if not any_open[0]:
             return False
         key = keys.get((kind, feature))
         if key is None:
@@ -90,5 +95,8 @@ def feed_schema_watch(
         findings = watch.end_batch(stop - start, first_times[k], last_times[k], state.kinds, labels_of, is_open)
         if findings:
             judged = quality_judgements(state, findings, alerting.lifecycle.opened_by)
-            alerts += alerting.emit(state.model, state.version, judged)
+            emitted = alerting.emit(state.model, state.version, judged)
+            if emitted:
+                any_open[0] = quality_open()
+            alerts += emitted
     return alerts

@@ -193,7 +193,7 @@ def _devices(
     return events
 
 
-@pytest.mark.parametrize("batch", [7, 100, 1000, 5000])
+@pytest.mark.parametrize("batch", [7, 100, 1000, 3000, 5000])
 @pytest.mark.parametrize(("share", "to"), [(0.2, "tablet"), (0.3, "tablet"), (0.5, "phone"), (0.1, "watch")])
 def test_a_categorical_change_in_one_segment_raises_that_segments_alert_only(batch, share, to):
     """A segment's categorical window fills at its share of the traffic: all traffic's window fired first on the
@@ -202,7 +202,11 @@ def test_a_categorical_change_in_one_segment_raises_that_segments_alert_only(bat
     engine = PartitionEngine(load_config(environ={}, overrides={"quality": {"enabled": False}}), clock=lambda: T0)
     events, drift = _devices(share, 1, to=to), []
     for end in range(batch, len(events) + batch, batch):
-        drift += [(end, a.status, a.key) for a in _feed(engine, events[end - batch : end]) if a.kind == "data_drift"]
+        drift += [
+            (end, a.status, a.key)
+            for a in _feed(engine, events[end - batch : end], batch=batch)
+            if a.kind == "data_drift"
+        ]
     assert [(s, k) for _, s, k in drift] == [("firing", "m/v1/data_drift/device/region=r0")]
     assert drift[0][0] <= 15_000 + 2_000 + batch  # when all traffic's window fired (r0's own fills slower)
 
@@ -977,3 +981,34 @@ def test_a_segments_change_found_by_two_detectors_in_one_batch_still_holds_all_t
         alerts += engine.process_predictions(chunk, [0.0] * len(chunk)).alerts
     firing = [a.key.split("/data_drift/")[1] for a in alerts if a.kind == "data_drift" and a.status == "firing"]
     assert firing == ["x0/country=US", "x1/country=DE", "x2/country=IN", "x3/country=BR"]
+
+
+@pytest.mark.parametrize("batch", [1000, 4000])
+def test_a_data_quality_alert_resolves_at_the_same_window_however_many_a_batch_holds(batch):
+    """A null burst in x opens its alert in one schema window; the batch's later windows must see it open (or
+    they are skipped as quiet and its clearing starts late: resolved 4 and 14 s later at 1,000 and 4,000-event
+    batches when the watch asked the alert desk once a batch)."""
+    rng = np.random.default_rng(0)
+    events = []
+    for i in range(12_000):
+        features: dict[str, Any] = {"x": float(rng.normal()), "y": float(rng.normal())}
+        if 6_000 <= i < 6_400:
+            features["x"] = None
+        events.append(
+            {"prediction_id": f"p{i}", "model": "m", "model_version": "v1", "timestamp": T0 + i / 100.0,
+             "features": features, "prediction": 0.5, "segments": {}}
+        )  # fmt: skip
+
+    def quality(size: int) -> list[tuple[str, str, str | None, str | None]]:
+        engine = PartitionEngine(
+            load_config(environ={}, overrides={"alerts": {"resolve_after_s": 5.0}}), clock=lambda: T0
+        )
+        found = [a for a in _feed(engine, events, batch=size) if a.kind in ("schema", "data_quality")]
+        return [(a.status, a.key, a.detected_at, a.resolved_at) for a in found]
+
+    small = quality(200)
+    assert [(s, k) for s, k, _, _ in small] == [
+        ("firing", "m/v1/data_quality/x/all"),
+        ("resolved", "m/v1/data_quality/x/all"),
+    ]
+    assert quality(batch) == small
