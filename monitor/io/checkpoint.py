@@ -124,6 +124,10 @@ def dumps_record(
     return bytes(record_parts(source, offsets, engine, outbox, written_at, summaries))
 
 
+SMALL_RUN_BYTES = 64  # runs between sealed parts up to this size have their cuts remembered (by their bytes)
+SMALL_RUNS_KEPT = 256  # at most this many of them
+
+
 class RecordParts:
     """A checkpoint record's JSON in order: bytes made now, and sealed plain data whose bytes were made once
     (:class:`monitor.core.snapshot.Encoded`, such as the label join's unchanged chunks). A store written as
@@ -354,6 +358,9 @@ class CheckpointStore:
         self._written: dict[int, dict[str, int]] = {}  # pieces of the snapshot not acknowledged yet
         self._kept: dict[int, set[str]] = {}  # pieces of the last acknowledged snapshot
         self._using: dict[int, set[str]] = {}  # pieces of the snapshot written last
+        # the cuts of the small runs between a record's sealed parts (mostly the comma between two of the label
+        # join's chunks): the same few bytes at every checkpoint, cut and digested once
+        self._small_cuts: dict[bytes, list[tuple[int, int, str]]] = {}
 
     def write(self, partition: int, payload: bytes | RecordParts) -> str:
         """Queue one snapshot (chunked) for partition ``partition``; returns its id.
@@ -407,6 +414,12 @@ class CheckpointStore:
             memo = sealed.memo if sealed is not None else None  # (the cutter's piece sizes, its cuts)
             if memo is not None and memo[0] == self._cutter_sizes:  # cut by a cutter of these sizes
                 cuts = memo[1]
+            elif sealed is None and len(data) <= SMALL_RUN_BYTES:
+                cuts = self._small_cuts.get(data)
+                if cuts is None:
+                    if len(self._small_cuts) >= SMALL_RUNS_KEPT:
+                        self._small_cuts.clear()
+                    cuts = self._small_cuts[bytes(data)] = self._cut(data)
             else:
                 cuts = self._cut(data)
                 if sealed is not None:
