@@ -71,10 +71,10 @@ def feed_schema_watch(
 
     # most batches find no schema or data-quality alert of the version open: then no key needs building (asked
     # again after a window that emitted, which may have opened one for the batch's next windows)
-    any_open = [quality_open()]
+    any_open = quality_open()
 
     def is_open(kind: str, feature: str) -> bool:
-        if not any_open[0]:
+        if not any_open:  # (read when called: the loop below asks again after a window that emitted)
             return False
         key = keys.get((kind, feature))
         if key is None:
@@ -97,6 +97,6 @@ def feed_schema_watch(
             judged = quality_judgements(state, findings, alerting.lifecycle.opened_by)
             emitted = alerting.emit(state.model, state.version, judged)
             if emitted:
-                any_open[0] = quality_open()
+                any_open = quality_open()
             alerts += emitted
     return alerts

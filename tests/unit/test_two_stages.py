@@ -238,21 +238,10 @@ def test_a_restored_stage_drops_the_rows_of_a_summary_cut_short_that_went_before
     from a snapshot taken meanwhile reads that summary again off the topic and monitors only its other rows:
     every row once, as an uninterrupted stage does."""
     config = settings(detectors={"warmup_events": 100})
-    rng = np.random.default_rng(7)
-    parts = [ProfileStage(config, partition=p) for p in range(3)]
-    topic: list[Summary] = []
-    for r in range(30):  # each round, every partition sends one second of rows, 0.3 s after the one before
-        for p in range(3):
-            batch = [_prediction(10_000 * p + 100 * r + i, T0 + r + 0.3 * p + i / 50,
-                                 x=float(rng.normal(3.0 if r > 20 else 0.0))) for i in range(50)]  # fmt: skip
-            topic += parts[p].predictions(batch, [0.0] * len(batch))[0]
+    topic = _three_partitions(config, seed=7)
 
     def read(stage: DetectionStage, start: int, stop: int) -> None:
-        for offset in range(start, stop):
-            s = Summary.decode(topic[offset].encode())
-            s.offset = offset
-            stage.add(s)
-            stage.release()
+        _read_topic(stage, topic, start, stop)
 
     def new_stage() -> DetectionStage:
         stage = DetectionStage(config, clock=lambda: 0.0, idle_clock=lambda: 0.0)
@@ -285,15 +274,7 @@ def test_summaries_taken_on_their_way_and_read_back_later_are_monitored_once_acr
     uninterrupted stage does, with the same alerts. (Without learning the offsets, a summary read back before
     the snapshot and still waiting would be left out and never read again.)"""
     config = settings(detectors={"warmup_events": 100})
-    rng = np.random.default_rng(11)
-    parts = [ProfileStage(config, partition=p) for p in range(3)]
-    topic: list[Summary] = []
-    for r in range(30):  # each round, every partition sends one second of rows, 0.3 s after the one before
-        for p in range(3):
-            ahead = 40.0 if (r, p) == (9, 0) else 0.0  # one summary far ahead: it waits while the others go on
-            batch = [_prediction(10_000 * p + 100 * r + i, T0 + r + 0.3 * p + ahead + i / 50,
-                                 x=float(rng.normal(3.0 if r > 20 else 0.0))) for i in range(50)]  # fmt: skip
-            topic += parts[p].predictions(batch, [0.0] * len(batch))[0]
+    topic = _three_partitions(config, seed=11, ahead=(9, 0))  # one summary far ahead: it waits while others go on
 
     def new_stage() -> DetectionStage:
         stage = DetectionStage(config, clock=lambda: 0.0, idle_clock=lambda: 0.0, coalesce=coalesce)
@@ -331,6 +312,22 @@ def test_summaries_taken_on_their_way_and_read_back_later_are_monitored_once_acr
             assert back.rows_released == whole.rows_released and back.pending_rows() == 0
             assert _numeric_stats(back) == _numeric_stats(whole)
             assert [(a.alert_id, a.status) for a in got] == [(a.alert_id, a.status) for a in want], (lag, cut)
+
+
+def _three_partitions(config: Any, *, seed: int, ahead: tuple[int, int] | None = None) -> list[Summary]:
+    """A summaries partition as three profile stages send it: each of 30 rounds, every partition one second of
+    50 rows, 0.3 s after the one before, x shifted by 3 from round 21; ``ahead``: the (round, partition) whose
+    rows are 40 s ahead."""
+    rng = np.random.default_rng(seed)
+    parts = [ProfileStage(config, partition=p) for p in range(3)]
+    topic: list[Summary] = []
+    for r in range(30):
+        for p in range(3):
+            shift = 40.0 if (r, p) == ahead else 0.0
+            batch = [_prediction(10_000 * p + 100 * r + i, T0 + r + 0.3 * p + shift + i / 50,
+                                 x=float(rng.normal(3.0 if r > 20 else 0.0))) for i in range(50)]  # fmt: skip
+            topic += parts[p].predictions(batch, [0.0] * len(batch))[0]
+    return topic
 
 
 def _read_topic(stage: DetectionStage, topic: list[Summary], start: int, stop: int) -> list[Any]:
