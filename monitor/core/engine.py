@@ -36,7 +36,7 @@ from monitor.core.model_monitor import ModelMonitor
 from monitor.core.model_setup import ModelSetup
 from monitor.core.model_state import ModelState
 from monitor.core.profile import ProfileStage, message_sizes
-from monitor.core.rules import Alert, version_scope
+from monitor.core.rules import Alert, in_decision_order, version_scope
 from monitor.core.settings import Settings
 from monitor.core.snapshot_classes import register_snapshot_classes
 from monitor.core.summary import Summary
@@ -180,7 +180,7 @@ class PartitionEngine:
         if joined:
             self.watermark = max(self.watermark, max(j.prediction.event_time + j.delay_s for j in joined))
             alerts += self.learning.learn(joined, self.models, self.rng, self.watermark)
-        return alerts
+        return in_decision_order(alerts)
 
     def _retire_idle(self, arriving: Collection[tuple[str, str]] = ()) -> list[Alert]:
         """Model versions idle for ``monitoring.retire_after_s`` by the batches since they last came
@@ -252,7 +252,8 @@ class PartitionEngine:
 
     def finish(self) -> list[Alert]:
         """Decide the window tests still waiting for their round (the end of a replay or of a test)."""
-        return self.judging.decide_round(self.model_monitor.fdr.close(), models=self.models)
+        decided = self.model_monitor.fdr.close()
+        return self.judging.decide_round(decided, rounds=self.model_monitor.rounds_of(decided), models=self.models)
 
     # --------------------------------------------------------------- snapshots
     def _state(self) -> dict[str, tuple[object, str]]:

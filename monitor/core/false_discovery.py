@@ -44,10 +44,11 @@ class FalseDiscoveryControl:
     chance of any flag in the round is at most ``q``).
 
     Tests come one by one (:meth:`add`) or as a numeric table's :class:`ClosedWindows` (:meth:`add_windows`).
-    A decision gives each test added alone back with its verdict; of a table's windows decided together it
+    A decision gives each test added alone back with its verdict; of a table's windows decided in one round it
     gives each stream's latest, standing for the stream's ``windows`` decided with it, and before it the
     stream's latest significant one when the latest is not (with ``windows`` 0): a stream's judgement reads
-    its latest window, and any discovery among them makes it judged.
+    its latest window, and any discovery among them makes it judged. Rounds come one after another, each
+    with its own, however many one :meth:`advance` closed.
 
     >>> fdr = FalseDiscoveryControl(q=0.05, round_events=100)
     >>> fdr.add("a", WindowResult(1, 0.0, 10, 10, 0.0, 0.0, 0.0, 1e-6, "ks", {}, {}, position=40))
@@ -165,8 +166,12 @@ class FalseDiscoveryControl:
             found = int(rejected.sum())
             self.discoveries += found
             self.rounds_with_discoveries += found > 0
-            decided += family
-        return _latest_windows(blocks) + decided
+        # round by round, as batches that each closed one round would have had them: a stream's latest window
+        # of every round (not only of the last), so a batch that spans rounds judges the same windows
+        for number in every:
+            of_round = [b.take(r == number) for b, r in zip(blocks, block_rounds, strict=True)]
+            decided += _latest_windows([b for b in of_round if len(b)]) + rounds.get(number, [])
+        return decided
 
 
 def _latest_windows(blocks: list[ClosedWindows]) -> list[tuple[Any, WindowResult]]:

@@ -172,15 +172,27 @@ class DriftJudging:
         return self.alerting.emit(state.model, state.version, judged)
 
     def decide_round(
-        self, decided: list[tuple[Any, WindowResult]], times: Sequence[float] = (), *,
+        self, decided: list[tuple[Any, WindowResult]], times: Sequence[float] = (), rounds: Sequence[int] = (), *,
         models: dict[tuple[str, str], ModelState],
     ) -> list[Alert]:  # fmt: skip
-        """A closed Benjamini-Hochberg round: each stream's latest decided window goes to its judgement, judged
-        at ``times`` (each window's round's last event time; NaN or none given: its model's last event)."""
-        if not decided:
-            return []
-        touched: dict[tuple[str, str, str], list[StreamToJudge]] = {}
+        """Closed Benjamini-Hochberg rounds: each stream's latest decided window of a round goes to its judgement,
+        judged at ``times`` (each window's round's last event time; NaN or none given: its model's last event),
+        round after round (``rounds``: each window's round; none given: one round), so that a batch which
+        closed several rounds judges what batches closing one each would have."""
         at = list(times) or [math.nan] * len(decided)
+        numbers = list(rounds) or [0] * len(decided)
+        alerts: list[Alert] = []
+        start = 0
+        for end in range(1, len(decided) + 1):
+            if end == len(decided) or numbers[end] != numbers[start]:
+                alerts += self._decide_one_round(decided[start:end], at[start:end], models)
+                start = end
+        return alerts
+
+    def _decide_one_round(
+        self, decided: list[tuple[Any, WindowResult]], at: list[float], models: dict[tuple[str, str], ModelState]
+    ) -> list[Alert]:
+        touched: dict[tuple[str, str, str], list[StreamToJudge]] = {}
         for ((model, version, name, attr, value), result), when in zip(decided, at, strict=True):
             state = models.get((model, version))
             if state is None:

@@ -71,18 +71,25 @@ class ModelMonitor:
         self.stream_count = 0
         self._closed: list[ClosedWindow] = []  # categorical windows this batch closed, their statistics to compute
 
-    def end_batch(self, times: np.ndarray) -> tuple[list[tuple[Any, WindowResult]], list[float]]:
+    def end_batch(self, times: np.ndarray) -> tuple[list[tuple[Any, WindowResult]], list[float], list[int]]:
         """The statistics of every categorical window the batch closed, at once (numeric tables test theirs as
         they close them); then the false-discovery round moves on by the batch's events (``times``: their event
         times, in partition order). Returns the window tests it decided, if a round closed, each with the time
-        of its round's last event: when the decision could first be made, whatever the batch size."""
+        of its round's last event (when the decision could first be made, whatever the batch size) and its
+        round's number (a batch may close several, judged one after another)."""
         complete_windows(self._closed)
         self._closed = []
         before = self.fdr.position
         decided = self.fdr.advance(int(times.size))
+        rounds = self.rounds_of(decided)
         every = self.fdr.round_events
-        last = [(r.position // every + 1) * every - before - 1 for _, r in decided]  # each round's last event
-        return decided, [float(times[k]) if 0 <= k < times.size else math.nan for k in last]
+        last = [(r + 1) * every - before - 1 for r in rounds]  # each round's last event
+        return decided, [float(times[k]) if 0 <= k < times.size else math.nan for k in last], rounds
+
+    def rounds_of(self, decided: list[tuple[Any, WindowResult]]) -> list[int]:
+        """The round each decided window test belongs to."""
+        every = self.fdr.round_events
+        return [r.position // every for _, r in decided]
 
     def observe(
         self,

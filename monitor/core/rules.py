@@ -115,6 +115,23 @@ class Alert:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def decided_at(self) -> str | None:
+        """The event time its change of state was decided at: when it resolved, or when it was detected."""
+        return self.resolved_at if self.status == "resolved" else self.detected_at
+
+
+def in_decision_order(alerts: list[Alert]) -> list[Alert]:
+    """One batch's alerts in the event-time order of their decisions (stable; left as they are if one has no
+    time): a batch judges its streams one after another, and a batch that held several changes would otherwise
+    publish them in the order of its streams rather than in the order batches of fewer rows would have."""
+    if len(alerts) < 2:
+        return alerts
+    times = [a.decided_at or "" for a in alerts]
+    if "" in times:
+        return alerts
+    return [alert for _, _, alert in sorted(zip(times, range(len(alerts)), alerts, strict=True))]
+
 
 @dataclass
 class Judgement:

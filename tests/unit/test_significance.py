@@ -674,19 +674,41 @@ def test_table_windows_are_decided_with_the_tests_added_alone_as_one_family() ->
     got, want = together.advance(3000), alone.advance(3000)
     assert (together.rounds, together.tests, together.discoveries) == (alone.rounds, alone.tests, alone.discoveries)
     assert together.discoveries > 0 and together.waiting == alone.waiting == 0
-    # a stream's latest window, with its verdict, stands for all of its windows decided with it
-    for key in {closed.key(k) for k in range(len(closed))}:
-        mine = [r for k, r in got if k == key]
-        theirs = [r for k, r in want if k == key]
-        assert mine[-1].seq == theirs[-1].seq and mine[-1].significant == theirs[-1].significant
-        assert mine[-1].adjusted_p == pytest.approx(theirs[-1].adjusted_p)
-        assert sum(r.windows for r in mine) == len(theirs)
-        flagged = [r for r in theirs if r.significant]
-        if flagged and not theirs[-1].significant:  # judged for the discovery among them
-            assert mine[0].significant and mine[0].seq == flagged[-1].seq and mine[0].windows == 0
-        else:
-            assert len(mine) == 1
+    # rounds one after another, as advances of one round each would give them (three here)
+    rounds = [r.position // 1000 for _, r in got]
+    assert rounds == sorted(rounds) and len(set(rounds)) == 3
+    # in each round, a stream's latest window, with its verdict, stands for all of its windows decided with it
+    for number in range(3):
+        for key in {closed.key(k) for k in range(len(closed)) if closed.position[k] // 1000 == number}:
+            mine = [r for k, r in got if k == key and r.position // 1000 == number]
+            theirs = [r for k, r in want if k == key and r.position // 1000 == number]
+            assert mine[-1].seq == theirs[-1].seq and mine[-1].significant == theirs[-1].significant
+            assert mine[-1].adjusted_p == pytest.approx(theirs[-1].adjusted_p)
+            assert sum(r.windows for r in mine) == len(theirs)
+            flagged = [r for r in theirs if r.significant]
+            if flagged and not theirs[-1].significant:  # judged for the discovery among them
+                assert mine[0].significant and mine[0].seq == flagged[-1].seq and mine[0].windows == 0
+            else:
+                assert len(mine) == 1
     assert [(k, r.significant) for k, r in got if k[2] == "c"] == [(k, r.significant) for k, r in want if k[2] == "c"]
+
+
+def test_an_advance_that_closes_several_rounds_gives_what_one_advance_a_round_gives() -> None:
+    """A batch may close several rounds: each stream's windows are decided round by round, as batches that
+    each closed one round would have them decided, not collapsed to the stream's latest window of them all."""
+    rng = np.random.default_rng(11)
+    streams = rng.integers(0, 3, 60).tolist()
+    p = np.where(rng.random(60) < 0.3, rng.uniform(0, 1e-6, 60), rng.random(60)).tolist()
+    positions = sorted(rng.integers(0, 4000, 60).tolist())
+    at_once, one_by_one = FalseDiscoveryControl(0.05, 1000), FalseDiscoveryControl(0.05, 1000)
+    at_once.add_windows(_closed(streams, p, positions))
+    one_by_one.add_windows(_closed(streams, p, positions))
+    got = at_once.advance(4000)
+    want = [item for _ in range(4) for item in one_by_one.advance(1000)]
+    assert len(want) > len({k for k, _ in want})  # some stream has windows in several rounds
+    assert [(k, r.seq, r.significant, r.windows, r.adjusted_p) for k, r in got] == [
+        (k, r.seq, r.significant, r.windows, r.adjusted_p) for k, r in want
+    ]
 
 
 def test_table_windows_wait_for_their_round_across_a_snapshot() -> None:
