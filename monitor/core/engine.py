@@ -221,6 +221,7 @@ class PartitionEngine:
     def _monitor(self, batch: PredictionBatch) -> list[Alert]:
         """Each model version's rows of the batch to its monitoring, then the window tests' round."""
         groups = batch.by_model_version(sort=True)
+        self.judging.begin_batch()
         self.activity.sample(batch.event_time)
         alerts = self._retire_idle(arriving={key for key, _ in groups})
         for (model, version), rows in groups:

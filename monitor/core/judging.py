@@ -46,6 +46,13 @@ class DriftJudging:
         self.config = config
         self.alerting = alerting
         self._keys: dict[tuple[str, str, str, str, str], str] = {}  # derived from names, not state
+        # The latest event time at which this batch moved each alert key's lifecycle (opened it, started or
+        # stopped its clearing, resolved it); not state: see begin_batch
+        self.moved_at: dict[str, float] = {}
+
+    def begin_batch(self) -> None:
+        """A new batch: its judgements come after every earlier batch's in event time."""
+        self.moved_at.clear()
 
     def forget(self, model: str, version: str) -> None:
         """A retired model version's cached keys go with it."""
@@ -169,7 +176,13 @@ class DriftJudging:
             state.drifting.add(subject)
         elif all(j.clear for j in judged):
             state.drifting.discard(subject)
-        return self.alerting.emit(state.model, state.version, judged)
+        lifecycle = self.alerting.lifecycle
+        before = [_moment(lifecycle, j.key) for j in judged]
+        alerts = self.alerting.emit(state.model, state.version, judged)
+        for j, was in zip(judged, before, strict=True):
+            if _moment(lifecycle, j.key) != was and j.now > self.moved_at.get(j.key, -math.inf):
+                self.moved_at[j.key] = j.now
+        return alerts
 
     def decide_round(
         self, decided: list[tuple[Any, WindowResult]], times: Sequence[float] = (), rounds: Sequence[int] = (), *,
@@ -206,13 +219,16 @@ class DriftJudging:
                 test.last = result
             if self.needs_judging(state, name, (attr, value), tracker):
                 now = state.last_event_time if math.isnan(when) else when
+                # never before a time at which the batch moved the stream's alert already: a key's lifecycle
+                # sees its time go forward
+                now = max(now, self.moved_at.get(self.key(state, name, (attr, value)), -math.inf))
                 touched.setdefault((model, version, name), []).append(((attr, value), tracker, now))
         alerts: list[Alert] = []
         for (model, version, name), streams in touched.items():
             state = models[model, version]
             overall = state.tracker((name, *ALL))
             if overall is not None and all(b != ALL for b, _, _ in streams):
-                now = max(t for _, _, t in streams)
+                now = max(max(t for _, _, t in streams), self.moved_at.get(self.key(state, name, ALL), -math.inf))
                 streams.append((ALL, overall, now))  # attribution needs all traffic's view
             alerts += self.decide(state, name, streams, in_batch=False)
         return alerts

@@ -124,13 +124,19 @@ class Alert:
 def in_decision_order(alerts: list[Alert]) -> list[Alert]:
     """One batch's alerts in the event-time order of their decisions (stable; left as they are if one has no
     time): a batch judges its streams one after another, and a batch that held several changes would otherwise
-    publish them in the order of its streams rather than in the order batches of fewer rows would have."""
+    publish them in the order of its streams rather than in the order batches of fewer rows would have. The
+    events of one alert key keep their order whatever their times (each counts as decided no earlier than the
+    key's events before it): a reader takes a key's last event as its state."""
     if len(alerts) < 2:
         return alerts
-    times = [a.decided_at or "" for a in alerts]
-    if "" in times:
-        return alerts
-    return [alert for _, _, alert in sorted(zip(times, range(len(alerts)), alerts, strict=True))]
+    order: list[tuple[str, int]] = []
+    latest: dict[str, str] = {}
+    for k, a in enumerate(alerts):
+        if a.decided_at is None:
+            return alerts
+        at = latest[a.key] = max(a.decided_at, latest.get(a.key, ""))
+        order.append((at, k))
+    return [alerts[k] for _, k in sorted(order)]
 
 
 @dataclass

@@ -29,3 +29,11 @@ def test_a_batchs_alerts_go_out_in_the_event_time_order_of_their_decisions():
     assert in_decision_order(ties) == ties  # stable
     timeless = [_alert("e", "firing", 9.0), _alert("f", "firing", float("nan"))]
     assert in_decision_order(timeless) == timeless  # one without a time: left as they came
+
+
+def test_the_events_of_one_alert_keep_their_order_whatever_their_times():
+    opened = _alert("g", "firing", 50.0)
+    resolved = _alert("g", "resolved", 50.0, 30.0)  # dated before it opened (a round at an earlier event)
+    other = _alert("h", "firing", 40.0)
+    ordered = in_decision_order([opened, other, resolved])
+    assert [(x.key, x.status) for x in ordered] == [("h", "firing"), ("g", "firing"), ("g", "resolved")]
