@@ -98,7 +98,9 @@ class DriftJudging:
         at the chunks where their alerts' lifecycles move (:meth:`numeric_stream`), all traffic's (``overall``)
         beside them for attribution. A stream whose lifecycle moved before its last chunk (an alert that opened
         and began to clear in one batch) is judged again from the next chunk, so each move keeps its own chunk,
-        as in smaller batches."""
+        as in smaller batches. No stream is judged again at a chunk before the one it was last judged at (all
+        traffic's, judged again beside a segment, had started to clear at a chunk before the one that opened
+        its alert, and resolved before it fired)."""
         if streams and overall is not None and all(b != ALL for b, _, _ in streams):
             streams = [*streams, overall]
         lifecycle = self.alerting.lifecycle
@@ -112,14 +114,15 @@ class DriftJudging:
             keys = {b: self.key(state, name, b) for b, _, _ in streams}
             before = {b: _moment(lifecycle, key) for b, key in keys.items()}
             alerts += self.decide(state, name, touched)
+            moved = {b for b in keys if _moment(lifecycle, keys[b]) != before[b]}
             again = [
-                (b, i, now) for b, i, now in streams
-                if (at := places[b]) is not None and at[0] < at[1] and _moment(lifecycle, keys[b]) != before[b]
-            ]  # fmt: skip
+                (b, i, now) for b, i, now in streams if (at := places[b]) is not None and at[0] < at[1] and b in moved
+            ]
             if not again:
                 break
-            for b, _, _ in again:
-                start[b] = places[b][0] + 1  # type: ignore[index]
+            for b, at in places.items():  # the next judgement from the next chunk if it moved, else from this one
+                if at is not None:
+                    start[b] = at[0] + (b in moved)
             streams = again
             if overall is not None and all(b != ALL for b, _, _ in streams):
                 streams.append(overall)
