@@ -26,11 +26,11 @@ def take_rows(batch: PredictionBatch, rows: np.ndarray) -> PredictionBatch:
     if batch.nulls:
         where = {int(r): k for k, r in enumerate(picks)}
         nulls = {name: sorted(where[i] for i in at if i in where) for name, at in batch.nulls.items()}
-    return _select(batch, _picker(picks), rows, nulls)
+    return _select(batch, list_picker(picks), rows, nulls)
 
 
-def _picker(picks: list[int]) -> Callable[[list[Any]], list[Any]]:
-    """Items ``picks`` of a list column, in that order (one C call a column: a batch has several)."""
+def list_picker(picks: list[int]) -> Callable[[list[Any]], list[Any]]:
+    """Items ``picks`` of a list column, in that order, as a list (one C call a column: a batch has several)."""
     if len(picks) > 1:
         get = itemgetter(*picks)
         return lambda column: list(get(column))

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from itertools import repeat
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from monitor.core import snapshot as snap
+from monitor.core.batch_rows import list_picker
 from monitor.core.joined_ids import JoinedIds
 
 Segments = tuple[tuple[str, str], ...]
@@ -108,17 +109,6 @@ class PendingView(Mapping[str, PendingPrediction]):
             ids = c.ids
             for i in np.flatnonzero(c.alive).tolist():
                 yield ids[i]  # type: ignore[misc]
-
-
-def _picker(rows: list[int]) -> Callable[[list[Any]], list[Any]]:
-    """The items at ``rows`` of a list, as a list."""
-    if not rows:
-        return lambda values: []
-    if len(rows) == 1:
-        only = rows[0]
-        return lambda values: [values[only]]
-    get = itemgetter(*rows)
-    return lambda values: list(get(values))
 
 
 class LabelJoiner:
@@ -730,7 +720,7 @@ class LabelJoiner:
     def _chunk_plain(self, k: int, c: _Chunk) -> dict[str, Any]:
         at = np.flatnonzero(c.alive)
         rows = at.tolist()
-        pick = _picker(rows)  # (one C call per column: a chunk is re-encoded at every checkpoint that changed it)
+        pick = list_picker(rows)  # (one C call per column: a chunk is re-encoded at every checkpoint that changed it)
         predictions = pick(c.prediction)
         plain = {
             "k": k,

@@ -221,20 +221,24 @@ class DriftJudging:
             if test.last is None or result.seq >= test.last.seq:
                 test.last = result
             if self.needs_judging(state, name, (attr, value), tracker):
-                now = state.last_event_time if math.isnan(when) else when
-                # never before a time at which the batch moved the stream's alert already: a key's lifecycle
-                # sees its time go forward
-                now = max(now, self.moved_at.get(self.key(state, name, (attr, value)), -math.inf))
+                now = self._not_before_moved(
+                    state, name, (attr, value), state.last_event_time if math.isnan(when) else when
+                )
                 touched.setdefault((model, version, name), []).append(((attr, value), tracker, now))
         alerts: list[Alert] = []
         for (model, version, name), streams in touched.items():
             state = models[model, version]
             overall = state.tracker((name, *ALL))
             if overall is not None and all(b != ALL for b, _, _ in streams):
-                now = max(max(t for _, _, t in streams), self.moved_at.get(self.key(state, name, ALL), -math.inf))
+                now = self._not_before_moved(state, name, ALL, max(t for _, _, t in streams))
                 streams.append((ALL, overall, now))  # attribution needs all traffic's view
             alerts += self.decide(state, name, streams, in_batch=False)
         return alerts
+
+    def _not_before_moved(self, state: ModelState, name: str, bucket: tuple[str, str], now: float) -> float:
+        """``now``, or the later time at which this batch moved the stream's alert already: a round judged at
+        its earlier last event must not take a key's lifecycle back in time."""
+        return max(now, self.moved_at.get(self.key(state, name, bucket), -math.inf))
 
     def _local_categorical(self, state: ModelState, name: str, judged: list[Judgement]) -> list[Judgement]:
         """All traffic fires on a categorical window that one segment's rows account for

@@ -24,23 +24,25 @@ from monitor.replay import FileSource, parse_overrides, replay
 from monitor.simulate import Drift, TrafficGenerator
 from tests.unit.compiled import compiled
 
+# A change: income 1.6 times higher in country=SG (10% of traffic), tenure 6 months longer everywhere (and a
+# third of the devices tablets, see _record)
+_CHANGE = (Drift("income", {"country": "SG"}, scale=1.6), Drift("tenure_months", shift=6.0))
+
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Predictions at 50/s: 8,000 as usual; 6,000 with income 1.6 times higher in country=SG (10% of traffic),
-    tenure 6 months longer everywhere and a third of the devices tablets; then 8,000 as usual again (160 s:
-    time for the alerts to resolve)."""
-    return _record(
-        tmp_path_factory.mktemp("invariance") / "predictions.jsonl", ((8000, False), (6000, True), (8000, False))
-    )
+    """Predictions at 50/s: 8,000 as usual; 6,000 changed (:data:`_CHANGE`, a third of the devices tablets);
+    then 8,000 as usual again (160 s: time for the alerts to resolve)."""
+    phases = ((8000, ()), (6000, _CHANGE), (8000, ()))
+    return _record(tmp_path_factory.mktemp("invariance") / "predictions.jsonl", phases, tablets=True)
 
 
 @pytest.fixture(scope="module")
 def repeated_changes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same change three times, 6,000, 2,500 and 1,500 events long, with 8,000, 3,000 and 4,000 usual ones
     after each (found by a reviewer: short changes whose alerts open and clear within one large batch)."""
-    pattern = ((8000, False), (6000, True), (8000, False), (2500, True), (3000, False), (1500, True), (4000, False))
-    return _record(tmp_path_factory.mktemp("repeated") / "predictions.jsonl", pattern)
+    phases = ((8000, ()), (6000, _CHANGE), (8000, ()), (2500, _CHANGE), (3000, ()), (1500, _CHANGE), (4000, ()))
+    return _record(tmp_path_factory.mktemp("repeated") / "predictions.jsonl", phases, tablets=True)
 
 
 @pytest.fixture(scope="module")
@@ -48,31 +50,24 @@ def segment_then_everywhere(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """8,000 usual predictions; 3,000 with income 3 times higher in country=SG; 2,100 usual; 4,000 with income 1.6
     times higher everywhere; 5,000 usual (a reviewer's: all traffic's alert opens at the last chunk of a batch in
     which the segment's moved earlier)."""
-    gen = TrafficGenerator(seed=3)
+    phases = ((8000, ()), (3000, (Drift("income", {"country": "SG"}, scale=3.0),)), (2100, ()),
+              (4000, (Drift("income", scale=1.6),)), (5000, ()))  # fmt: skip
+    return _record(tmp_path_factory.mktemp("segment_then_everywhere") / "predictions.jsonl", phases, seed=3)
+
+
+def _record(
+    path: Path, phases: tuple[tuple[int, tuple[Drift, ...]], ...], *, seed: int = 5, tablets: bool = False
+) -> Path:
+    """Predictions at 50/s, in runs of (events, drifts); with ``tablets``, a third of a drifted run's devices
+    are tablets."""
+    gen = TrafficGenerator(seed=seed)
+    rng = np.random.default_rng(seed)
     events: list[dict[str, Any]] = []
-    phases = ((8000, []), (3000, [Drift("income", {"country": "SG"}, scale=3.0)]), (2100, []),
-              (4000, [Drift("income", scale=1.6)]), (5000, []))  # fmt: skip
     for n, drifts in phases:
         gen.drifts[:] = drifts
         start = events[-1]["timestamp"] + 0.02 if events else 1_767_225_600.0
-        events += list(gen.predictions(n, start_time=start, rate=50.0))
-    path = tmp_path_factory.mktemp("segment_then_everywhere") / "predictions.jsonl"
-    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
-    return path
-
-
-def _record(path: Path, pattern: tuple[tuple[int, bool], ...]) -> Path:
-    """Predictions at 50/s, in runs of (events, changed): a changed run has income 1.6 times higher in
-    country=SG, tenure 6 months longer everywhere and a third of the devices tablets."""
-    gen = TrafficGenerator(seed=5)
-    rng = np.random.default_rng(5)
-    events: list[dict[str, Any]] = []
-    drifts = [Drift("income", {"country": "SG"}, scale=1.6), Drift("tenure_months", shift=6.0)]
-    for n, changed in pattern:
-        gen.drifts[:] = drifts if changed else []
-        start = events[-1]["timestamp"] + 0.02 if events else 1_767_225_600.0
         part = list(gen.predictions(n, start_time=start, rate=50.0))
-        for e in part if changed else []:
+        for e in part if tablets and drifts else []:
             if rng.random() < 1 / 3:
                 e["features"]["device"] = "tablet"
         events += part
