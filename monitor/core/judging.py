@@ -213,14 +213,21 @@ class DriftJudging:
             state = models.get((model, version))
             if state is None:
                 continue
-            test = state.window_test((name, attr, value))
-            tracker = state.tracker((name, attr, value))
-            if test is None or tracker is None:
-                continue
-            test.pending = max(0, test.pending - result.windows)
-            if test.last is None or result.seq >= test.last.seq:
-                test.last = result
-            if self.needs_judging(state, name, (attr, value), tracker):
+            place = state.numeric_place((name, attr, value))
+            tracker: Tracker | None
+            if place is not None:  # most of a round: its table's arrays read and written in place
+                tracker = self._numeric_round(state, name, (attr, value), *place, result)
+            else:
+                test = state.tests.get((name, attr, value))
+                tracker = state.streams.get((name, attr, value))
+                if test is None or tracker is None:
+                    continue
+                test.pending = max(0, test.pending - result.windows)
+                if test.last is None or result.seq >= test.last.seq:
+                    test.last = result
+                if not self.needs_judging(state, name, (attr, value), tracker):
+                    tracker = None
+            if tracker is not None:
                 now = self._not_before_moved(
                     state, name, (attr, value), state.last_event_time if math.isnan(when) else when
                 )
@@ -234,6 +241,30 @@ class DriftJudging:
                 streams.append((ALL, overall, now))  # attribution needs all traffic's view
             alerts += self.decide(state, name, streams, in_batch=False)
         return alerts
+
+    def _numeric_round(
+        self, state: ModelState, name: str, bucket: tuple[str, str], block: NumericStreams, i: int,
+        result: WindowResult,
+    ) -> NumericStream | None:  # fmt: skip
+        """A numeric stream's decided window of a round: its test's pending count and latest verdict, as
+        :class:`~monitor.core.windows.NumericWindow` would set them; the stream when it :meth:`needs_judging`
+        (read from its table's arrays, as :meth:`numeric_to_judge` reads them: a round decides every stream whose
+        window closed, and most have nothing to judge), else None."""
+        windows = block.windows
+        if windows is None:
+            return None
+        windows.pending[i] = max(0, int(windows.pending[i]) - result.windows)
+        last = windows.last[i]
+        if last is None or result.seq >= last.seq:
+            windows.last[i] = last = result
+        detectors = block.detectors
+        if (
+            (i < detectors.size and detectors.last_detector[i])
+            or last.significant
+            or (self.alerting.lifecycle.open and self.alerting.lifecycle.is_firing(self.key(state, name, bucket)))
+        ):
+            return NumericStream(block, i)
+        return None
 
     def _not_before_moved(self, state: ModelState, name: str, bucket: tuple[str, str], now: float) -> float:
         """``now``, or the later time at which this batch moved the stream's alert already: a round judged at

@@ -74,21 +74,27 @@ class ModelState:
         """The drift streams this version holds (what counts against ``monitoring.max_streams``)."""
         return sum(block.size for block in self.numeric.values()) + len(self.streams)
 
-    def tracker(self, key: tuple[str, str, str]) -> Tracker | None:
-        """The stream (subject, segment attribute, value), numeric or categorical."""
+    def numeric_place(self, key: tuple[str, str, str]) -> tuple[NumericStreams, int] | None:
+        """Where the stream (subject, segment attribute, value) sits among the numeric tables: its table and its
+        index there; None for a categorical or unknown stream."""
         for block in self.numeric.values():
             i = block.index.get(key)
             if i is not None:
-                return NumericStream(block, i)
-        return self.streams.get(key)
+                return block, i
+        return None
+
+    def tracker(self, key: tuple[str, str, str]) -> Tracker | None:
+        """The stream (subject, segment attribute, value), numeric or categorical."""
+        place = self.numeric_place(key)
+        return self.streams.get(key) if place is None else NumericStream(*place)
 
     def window_test(self, key: tuple[str, str, str]) -> WindowTest | None:
         """The stream's baseline window test, numeric or categorical (None before its first value)."""
-        for block in self.numeric.values():
-            i = block.index.get(key)
-            if i is not None:
-                return None if block.windows is None else NumericWindow(block.windows, i)
-        return self.tests.get(key)
+        place = self.numeric_place(key)
+        if place is None:
+            return self.tests.get(key)
+        block, i = place
+        return None if block.windows is None else NumericWindow(block.windows, i)
 
     def window_tests(self) -> Iterator[tuple[tuple[str, str, str], WindowTest]]:
         for block in self.numeric.values():
