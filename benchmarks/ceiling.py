@@ -27,6 +27,7 @@ def member(n: int, batch: int) -> None:
     """One process: make and decode ``n`` events, say ``ready``, wait for a line on stdin, run the engine over
     them, print the seconds and this process's CPU seconds it took."""
     from benchmarks.workload import T0, make
+    from monitor.allocator import settle_allocator
     from monitor.collector import settle_collector
     from monitor.config import load_config
     from monitor.core.engine import PartitionEngine
@@ -37,6 +38,7 @@ def member(n: int, batch: int) -> None:
         w = make(min(batch, n - k), seed=2 + k, start=T0 + k / 10_000)
         batches.append(engine.profile.prediction_decoder.decode(w.predictions, [0.0] * len(w.predictions))[0])
     settle_collector()
+    settle_allocator()
     print("ready", flush=True)
     sys.stdin.readline()
     started, cpu = time.perf_counter(), time.process_time()

@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 
 from benchmarks.workload import T0, make
+from monitor.allocator import settle_allocator
 from monitor.collector import settle_collector
 from monitor.config import load_config
 
@@ -105,7 +106,8 @@ def naive(args: dict[str, Any]) -> dict[str, Any]:
     w = make(args["n"], seed=1)
     events = [orjson.loads(b) for b in w.predictions]
     state: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {}
-    settle_collector()  # the same collector settings as the engine's phase
+    settle_collector()  # the same collector and allocator settings as the engine's phase
+    settle_allocator()
     started = time.perf_counter()
     for e in events:
         buckets = ("all", "country=" + e["segments"]["country"], "gender=" + e["segments"]["gender"])
@@ -131,6 +133,7 @@ def engine(args: dict[str, Any]) -> dict[str, Any]:
     overrides = args.get("overrides", {})
     eng = PartitionEngine(load_config(environ={}, overrides=overrides), clock=lambda: 0.0)
     settle_collector()  # as every monitor process runs (monitor run, monitor replay): see monitor/collector.py
+    settle_allocator()  # and monitor/allocator.py
     batch = args.get("batch", 5000)
     shape = {
         "numeric": args.get("numeric", 20),

@@ -11,6 +11,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from monitor.allocator import settle_allocator
 from monitor.collector import settle_collector
 from monitor.config import MonitorConfig
 from monitor.core.rules import Alert
@@ -100,6 +101,7 @@ class Monitor:
 
     def run(self) -> None:
         settle_collector()
+        settle_allocator()
         self.http.start()
         self.sampler.start()
         log.info("dashboard on http://%s:%d/ (metrics: /metrics)", self.config.http.host, self.http.port)

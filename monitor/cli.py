@@ -151,6 +151,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from monitor.allocator import settle_allocator
     from monitor.collector import settle_collector
     from monitor.replay import build_source, parse_overrides, replay, source_name
     from monitor.replay_report import summary, write_alerts
@@ -172,6 +173,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         idle_timeout_s=args.idle_timeout,
     )
     settle_collector()  # as a running monitor does: a replay allocates as much per batch
+    settle_allocator()
     result = replay(
         config,
         source,
