@@ -19,6 +19,7 @@ from monitor.core.significance import (
     Reference,
     WindowResult,
     chi_square,
+    exact_ks_p,
     js_distance,
     ks_samples,
     ks_two_sample,
@@ -143,6 +144,25 @@ def test_ks_on_bin_counts_equals_scipy_on_values_at_the_bins(pair: tuple[np.ndar
     a = np.repeat(np.arange(ref.size), ref).astype(float)
     b = np.repeat(np.arange(cur.size), cur).astype(float)
     _assert_ks_matches(ks_two_sample(ref, cur), a, b)
+
+
+@FAST
+@given(pair=count_pairs(max_bins=20))
+def test_an_exact_ks_p_value_of_counts_is_scipys_for_the_same_fraction(pair: tuple[np.ndarray, np.ndarray]) -> None:
+    """Windows whose statistics are the same fraction of their sizes get the same p-value, whichever rounding their
+    cumulative shares took (the cache's key), and it is scipy's exact one for that statistic."""
+    ref, cur = pair
+    m, n = float(ref.sum()), float(cur.sum())
+    d = float(np.max(np.abs(np.cumsum(ref / m) - np.cumsum(cur / n))))
+    apart = round(d * m * n)
+    en = round(m * n / (m + n))
+    want = float(np.clip(stats.kstwo.sf(apart / (m * n), en), 0.0, 1.0))
+    assert exact_ks_p(d, m, n) == want
+    assert exact_ks_p(math.nextafter(d, 1.0), m, n) == want  # the last bit of a share's rounding changes nothing
+    # counts that are not whole make no fraction of m * n: scipy on the statistic as given
+    assert exact_ks_p(d + 1e-4, m + 0.5, n) == float(
+        np.clip(stats.kstwo.sf(d + 1e-4, round((m + 0.5) * n / (m + 0.5 + n))), 0.0, 1.0)
+    )
 
 
 def test_ks_two_sample_with_an_empty_side_is_no_evidence() -> None:
