@@ -19,20 +19,23 @@ import os
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-# Blocks up to this size come from the heap (glibc's own dynamic threshold stops at this value on 64-bit systems);
-# larger ones (a snapshot's bytes at 10,000 streams, say) are still mapped and given back when freed.
+# Blocks below this size come from the heap (glibc's own dynamic threshold stops at this value on 64-bit systems);
+# larger ones are still mapped and given back when freed.
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
 # Free memory at the heap's top kept for later batches: about what a few batches of the widest workloads use.
 TRIM_THRESHOLD_BYTES = 128 * 1024 * 1024
-# glibc's own environment variables for the same settings: an operator who set any of them keeps theirs
+# glibc's own environment variables for the same settings: an operator who set any of them keeps theirs, and so does
+# one who set glibc's malloc tunables (GLIBC_TUNABLES=glibc.malloc.trim_threshold=...:...)
 ENVIRONMENT = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
+TUNABLES = "GLIBC_TUNABLES"
 
 
 def settle_allocator() -> bool:
     """Set the thresholds above for the whole process (``monitor run`` and ``monitor replay`` call it at start, and
-    the benchmarks time the engine under it). True when they were set; False where the C library has no ``mallopt``
-    (musl, macOS), refuses them, or the environment sets glibc's own variables: then nothing changes."""
-    if any(name in os.environ for name in ENVIRONMENT):
+    the benchmarks time the engine under it). True when both were set. False where the environment sets glibc's own
+    malloc variables or tunables, or the C library has no ``mallopt`` (musl, macOS): then nothing changes; or where
+    it refuses one (the first may then be set)."""
+    if any(name in os.environ for name in ENVIRONMENT) or "glibc.malloc." in os.environ.get(TUNABLES, ""):
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt  # the process's own C library

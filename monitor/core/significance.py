@@ -89,11 +89,12 @@ def exact_ks_p(d: float, m: float, n: float) -> float:
     same few values come again (on the reference workload 22 distinct ones in 98): taken from a cache by that
     fraction's numerator, read back from ``d`` (scipy computes each in up to a millisecond). Statistics that are
     no such fraction (counts that are not whole) are computed each time."""
+    if m <= 0 or n <= 0:
+        return 1.0  # an empty side is no evidence (as ks_two_sample says)
     en = round(m * n / (m + n))
     apart = d * m * n
-    numerator = round(apart)
-    if m.is_integer() and n.is_integer() and abs(apart - numerator) <= 1e-6:
-        return _exact_ks_p(numerator, int(m), int(n), en)
+    if m.is_integer() and n.is_integer() and math.isfinite(apart) and abs(apart - round(apart)) <= 1e-6:
+        return _exact_ks_p(round(apart), int(m), int(n), en)
     return float(np.clip(sps.kstwo.sf(d, en), 0.0, 1.0))
 
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from monitor.allocator import ENVIRONMENT, settle_allocator
+from monitor.allocator import ENVIRONMENT, TUNABLES, settle_allocator
 
 # A fresh process allocates and frees a batch's worth of arrays of a few MB (as the numeric work of 5,000 reference
 # events does), once to warm up and then ten times, and prints the minor page faults of those ten rounds.
@@ -30,7 +30,7 @@ print(settled, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def _faults(mode: str) -> tuple[bool, int]:
-    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT}
+    env = {k: v for k, v in os.environ.items() if k not in (*ENVIRONMENT, TUNABLES)}
     out = subprocess.run(
         [sys.executable, "-c", _ROUNDS, mode], capture_output=True, text=True, check=True, env=env, timeout=120
     ).stdout.split()
@@ -51,5 +51,9 @@ def test_a_settled_process_reuses_what_a_batch_freed_without_page_faults() -> No
 def test_an_operators_own_malloc_settings_are_left_as_they_are(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv(TUNABLES, raising=False)
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1048576")
+    assert settle_allocator() is False
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    monkeypatch.setenv(TUNABLES, "glibc.malloc.trim_threshold=1048576")
     assert settle_allocator() is False

@@ -156,13 +156,14 @@ def test_an_exact_ks_p_value_of_counts_is_scipys_for_the_same_fraction(pair: tup
     d = float(np.max(np.abs(np.cumsum(ref / m) - np.cumsum(cur / n))))
     apart = round(d * m * n)
     en = round(m * n / (m + n))
-    want = float(np.clip(stats.kstwo.sf(apart / (m * n), en), 0.0, 1.0))
-    assert exact_ks_p(d, m, n) == want
-    assert exact_ks_p(math.nextafter(d, 1.0), m, n) == want  # the last bit of a share's rounding changes nothing
+    want = float(np.clip(stats.kstwo.sf(apart / (m * n), en), 0.0, 1.0))  # (NaN for one value a side: en 0)
+    np.testing.assert_equal(exact_ks_p(d, m, n), want)
+    # the last bit of a share's rounding changes nothing
+    np.testing.assert_equal(exact_ks_p(math.nextafter(d, 1.0), m, n), want)
     # counts that are not whole make no fraction of m * n: scipy on the statistic as given
-    assert exact_ks_p(d + 1e-4, m + 0.5, n) == float(
-        np.clip(stats.kstwo.sf(d + 1e-4, round((m + 0.5) * n / (m + 0.5 + n))), 0.0, 1.0)
-    )
+    whole = round((m + 0.5) * n / (m + 0.5 + n))
+    np.testing.assert_equal(exact_ks_p(d + 1e-4, m + 0.5, n), float(np.clip(stats.kstwo.sf(d + 1e-4, whole), 0.0, 1.0)))
+    assert exact_ks_p(d, 0.0, n) == exact_ks_p(d, m, 0.0) == 1.0  # an empty side is no evidence
 
 
 def test_ks_two_sample_with_an_empty_side_is_no_evidence() -> None:
