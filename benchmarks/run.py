@@ -489,8 +489,9 @@ def report(r: dict[str, Any], seconds: float, *, quick: bool, png: Path) -> str:
         f"the judgement of streams with something to judge; the loops over a batch's values that numpy cannot "
         f"vectorise or that took several passes (column conversion, segment and category codes, cells, window "
         f"codes, counts by run, the layout by stream, chunk sums, moments, Page-Hinkley over chunks) are compiled "
-        f"(core/_kernels.pyx, Cython, built at install; core/kernels.py). Both engine phases run under the collector settings of a "
-        f"monitor process (monitor/collector.py), as the naive loop does. The profile below "
+        f"(core/_kernels.pyx, Cython, built at install; core/kernels.py). Both engine phases run under the collector and allocator "
+        f"settings of a monitor process (monitor/collector.py, monitor/allocator.py: a batch's freed arrays are kept "
+        f"for the next instead of being faulted in again), as the naive loop does. The profile below "
         f"shows where the time goes. The engine does {eng['events_per_s'] / nai['events_per_s']:.1f}x the naive loop "
         f"while also running categorical tests, the prediction stream, the label join, score-based estimates and the "
         f"alert lifecycle, which the naive loop does not. docs/engine-v2.md has the plan for the rest.",
