@@ -89,6 +89,7 @@ def exact_ks_p(d: float, m: float, n: float) -> float:
     same few values come again (on the reference workload 22 distinct ones in 98): taken from a cache by that
     fraction's numerator, read back from ``d`` (scipy computes each in up to a millisecond). Statistics that are
     no such fraction (counts that are not whole) are computed each time."""
+    m, n = float(m), float(n)  # (counts given as ints too)
     if m <= 0 or n <= 0:
         return 1.0  # an empty side is no evidence (as ks_two_sample says)
     en = round(m * n / (m + n))

@@ -12,9 +12,11 @@ import pytest
 from monitor.allocator import ENVIRONMENT, TUNABLES, settle_allocator
 
 # A fresh process allocates and frees a batch's worth of arrays of a few MB (as the numeric work of 5,000 reference
-# events does), once to warm up and then ten times, and prints the minor page faults of those ten rounds.
+# events does), once to warm up and then ten times, and prints the minor page faults of those ten rounds (in pages
+# of 4 KB: transparent huge pages off for the process, so the count does not depend on the host's setting).
 _ROUNDS = """
-import resource, sys
+import ctypes, resource, sys
+ctypes.CDLL(None).prctl(41, 1, 0, 0, 0)  # PR_SET_THP_DISABLE: 4 KB pages whatever the host's huge-page setting
 import numpy as np
 from monitor.allocator import settle_allocator
 settled = settle_allocator() if sys.argv[1] == "settled" else False

@@ -162,6 +162,7 @@ def test_an_exact_ks_p_value_of_counts_is_scipys_for_the_same_fraction(pair: tup
         np.testing.assert_equal(exact_ks_p(d, m, n), want)
         # the last bit of a share's rounding changes nothing
         np.testing.assert_equal(exact_ks_p(math.nextafter(d, 1.0), m, n), want)
+        np.testing.assert_equal(exact_ks_p(d, int(m), int(n)), want)  # counts given as ints
     # counts that are not whole make no fraction of m * n: scipy on the statistic as given
     whole = round((m + 0.5) * n / (m + 0.5 + n))
     np.testing.assert_equal(exact_ks_p(d + 1e-4, m + 0.5, n), float(np.clip(stats.kstwo.sf(d + 1e-4, whole), 0.0, 1.0)))
