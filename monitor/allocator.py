@@ -31,10 +31,10 @@ TUNABLES = "GLIBC_TUNABLES"
 
 
 def settle_allocator() -> bool:
-    """Set the thresholds above for the whole process (``monitor run`` and ``monitor replay`` call it at start, and
-    the benchmarks time the engine under it). True when both were set. False where the environment sets glibc's own
-    malloc variables or tunables, or the C library has no ``mallopt`` (musl, macOS): then nothing changes; or where
-    it refuses one (the first may then be set)."""
+    """Set the thresholds above for the whole process (:meth:`monitor.app.Monitor.run`, so ``monitor run`` and
+    ``monitor demo``, and ``monitor replay`` call it at start; the benchmarks time the engine under it). True when
+    both were set. False where the environment sets glibc's own malloc variables or tunables, or the C library has
+    no ``mallopt`` (musl, macOS): then nothing changes; or where it refuses one (the first may then be set)."""
     if any(name in os.environ for name in ENVIRONMENT) or "glibc.malloc." in os.environ.get(TUNABLES, ""):
         return False
     try:

@@ -80,7 +80,7 @@ def ks_two_sample(reference: np.ndarray, current: np.ndarray, exact_below: float
     en = m * n / (m + n)
     if d < ks_critical(exact_below, round(en)):
         return d, float(special.kolmogorov(math.sqrt(en) * d))
-    return d, exact_ks_p(d, float(m), float(n))
+    return d, exact_ks_p(d, m, n)
 
 
 def exact_ks_p(d: float, m: float, n: float) -> float:
