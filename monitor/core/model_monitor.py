@@ -347,20 +347,25 @@ class ModelMonitor:
     ) -> np.ndarray:
         """Each subject's stream in each bucket (-1: turned away by the stream cap), new streams added; kept in
         the table for the next batches unless the cap turned one away (counted again on every batch)."""
-        cap = self.config.monitoring.max_streams
         ids = np.empty((len(names), len(buckets)), dtype=np.int64)
+        new: list[tuple[int, int, tuple[str, str, str]]] = []  # (subject, bucket, key) of the streams to add
         for f, name in enumerate(names):
             for b, bucket in enumerate(buckets):
                 key = (name, *bucket)
                 i = block.index.get(key)
                 if i is None:
-                    if self.stream_count >= cap:
-                        self.capped["stream"] += 1
-                        i = -1
-                    else:
-                        i = block.add_stream(key, self.setup.profile_reference(state, name, "numeric", bucket))
-                        self.stream_count += 1
+                    new.append((f, b, key))
+                    i = -1
                 ids[f, b] = i
+        if new:  # added together (the table grows once), in the order met, as many as the stream cap leaves room for
+            room = max(0, self.config.monitoring.max_streams - self.stream_count)
+            self.capped["stream"] += max(0, len(new) - room)
+            added = new[:room]
+            keys = [key for _, _, key in added]
+            references = [self.setup.profile_reference(state, k[0], "numeric", (k[1], k[2])) for k in keys]
+            for (f, b, _), i in zip(added, block.add_streams(keys, references), strict=True):
+                ids[f, b] = i
+            self.stream_count += len(added)
         if (ids >= 0).all():
             block.keep_ids(names, buckets, ids)
         return ids

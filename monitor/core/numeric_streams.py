@@ -124,15 +124,18 @@ class NumericStreams:
 
     def add_stream(self, key: tuple[str, str, str], reference: Reference | None = None) -> int:
         """A new stream, tested against ``reference`` if given (else against what it learns); its index."""
-        i = self.index[key] = len(self.keys)
-        self.keys.append(key)
-        shared = False
+        return self.add_streams([key], [reference])[0]
+
+    def add_streams(self, keys: list[tuple[str, str, str]], references: list[Reference | None]) -> list[int]:
+        """New streams (:meth:`add_stream` for each), the arrays grown once for all of them: grown one stream at a
+        time, a batch that brought thousands of new streams (a segment attribute of many values) copied every
+        array, the histograms too, once per stream."""
+        first, extra = len(self.keys), len(keys)
         if self.windows is not None:
-            self.windows.add_stream(reference)
-            shared = reference is None and self.windows.baseline_events >= self.warmup
+            self.windows.add_streams(references)
 
         def more(a: np.ndarray, fill: float) -> np.ndarray:
-            return np.concatenate([a, np.full((1, *a.shape[1:]), fill, dtype=a.dtype)])
+            return np.concatenate([a, np.full((extra, *a.shape[1:]), fill, dtype=a.dtype)])
 
         self.count, self.missing, self.n = more(self.count, 0), more(self.missing, 0), more(self.n, 0)
         self.mean, self.m2 = more(self.mean, 0.0), more(self.m2, 0.0)
@@ -140,18 +143,29 @@ class NumericStreams:
         self.base_n = more(self.base_n, 0)
         self.base_mean, self.base_std = more(self.base_mean, 0.0), more(self.base_std, 0.0)
         self.histogram, self.detections = more(self.histogram, 0), more(self.detections, 0)
-        self.warm[i] = None if shared else np.empty(0)
-        if (
-            reference is not None
+        shared = self.windows is not None and self.windows.baseline_events >= self.warmup
+        profiled = [
+            first + k
+            for k, reference in enumerate(references)
+            if reference is not None
             and reference.events >= self.warmup
             and reference.std > 0
             and math.isfinite(reference.mean)
-        ):  # a baseline profile's stream: the detectors standardise on it from the first value, not on the
-            # first live ones (a Monday night's, when the profile has the whole week)
+        ]  # a baseline profile's stream: the detectors standardise on it from the first value, not on the first
+        # live ones (a Monday night's, when the profile has the whole week)
+        if profiled:
+            self.detectors._grow(profiled[-1] + 1)  # (once, not by one stream a time)
+        for k, (key, reference) in enumerate(zip(keys, references, strict=True)):
+            i = self.index[key] = first + k
+            self.keys.append(key)
+            self.warm[i] = None if shared and reference is None else np.empty(0)
+        for i in profiled:
+            reference = references[i - first]
+            assert reference is not None
             del self.warm[i]
             self.base_n[i], self.base_mean[i], self.base_std[i] = reference.events, reference.mean, reference.std
             self.detectors.set_scale(i, reference.mean, reference.std)
-        return i
+        return list(range(first, first + extra))
 
     def warmed_up(self, i: int) -> bool:
         return i not in self.warm
@@ -293,18 +307,23 @@ class NumericStreams:
 
     def _warm_up(self, x: np.ndarray, starts: np.ndarray, owners: np.ndarray, runs: np.ndarray) -> None:
         """The warm-up values of the streams still in theirs; a full warm-up becomes the baseline."""
+        full: list[int] = []
         for s, a, r in zip(owners.tolist(), starts.tolist(), runs.tolist(), strict=True):
             if s not in self.warm:
                 continue
             own = self.warm[s]
             if own is None:  # the window test holds the values, this batch's included
                 if self._warm_values(s).size >= self.warmup:
-                    self._finish_warmup(s)
+                    full.append(s)
                 continue
             need = self.warmup - own.size
             self.warm[s] = own = np.concatenate([own, x[a : a + min(need, r)]])
             if own.size >= self.warmup:
-                self._finish_warmup(s)
+                full.append(s)
+        if full:
+            self.detectors._grow(max(full) + 1)  # (once: by one stream a time, thousands copied every array each)
+        for s in dict.fromkeys(full):  # (one run a stream: each once)
+            self._finish_warmup(s)
 
     def _warm_values(self, s: int) -> np.ndarray:
         """Stream ``s``'s warm-up values so far (at most ``warmup``)."""

@@ -69,16 +69,26 @@ class NumericWindows:
         return len(self.references)
 
     def add_stream(self, reference: Reference | None = None) -> int:
-        i = self.size
-        self.references.append(None)
-        self.from_profile.append(False)
-        self.last.append(None)
-        self.counts = np.concatenate([self.counts, np.zeros((1, self.counts.shape[1]), dtype=np.int64)])
-        self.filled, self.total = np.append(self.filled, 0), np.append(self.total, 0.0)
-        self.start, self.seen = np.append(self.start, math.nan), np.append(self.seen, 0)
-        self.tests, self.pending = np.append(self.tests, 0), np.append(self.pending, 0)
-        self.set_reference(i, reference)
-        return i
+        return self.add_streams([reference])[0]
+
+    def add_streams(self, references: list[Reference | None]) -> list[int]:
+        """New streams, one per reference (None: it learns one); their indices. The arrays grow once for all
+        of them: grown one stream at a time, a batch that brought thousands of new streams (a segment attribute
+        of many values) copied every array once per stream."""
+        first, extra = self.size, len(references)
+        self.references += [None] * extra
+        self.from_profile += [False] * extra
+        self.last += [None] * extra
+        self.counts = np.concatenate([self.counts, np.zeros((extra, self.counts.shape[1]), dtype=np.int64)])
+        self.filled = np.concatenate([self.filled, np.zeros(extra, dtype=np.int64)])
+        self.total = np.concatenate([self.total, np.zeros(extra)])
+        self.start = np.concatenate([self.start, np.full(extra, math.nan)])
+        self.seen = np.concatenate([self.seen, np.zeros(extra, dtype=np.int64)])
+        self.tests = np.concatenate([self.tests, np.zeros(extra, dtype=np.int64)])
+        self.pending = np.concatenate([self.pending, np.zeros(extra, dtype=np.int64)])
+        for k, reference in enumerate(references):
+            self.set_reference(first + k, reference)
+        return list(range(first, first + extra))
 
     def set_reference(self, i: int, reference: Reference | None) -> None:
         """Test stream ``i`` against ``reference`` (a profile's) from now on, or learn one when None."""
