@@ -34,7 +34,7 @@ from monitor.core.evidence_points import ChunkTrail, EvidencePoint, spread, z_te
 from monitor.core.sequential import Z_CLIP, SequentialSettings, SequentialStreams
 from monitor.core.settings import AlertConfig, DetectorSettings
 from monitor.core.significance import ClosedWindows, Reference
-from monitor.core.stats import without_gross_outliers
+from monitor.core.stats import without_gross_outliers_many
 from monitor.core.windows import NumericWindows
 
 
@@ -202,7 +202,7 @@ class NumericStreams:
         if not old.warmed_up:
             warm = self.warm[i] = old._warm[: self.warmup].copy()  # kept here: the window test may not share it
             if warm.size >= self.warmup:
-                self._finish_warmup(i)
+                self._finish_warmups([i])
             return i
         del self.warm[i]
         b = old.baseline
@@ -321,9 +321,7 @@ class NumericStreams:
             if own.size >= self.warmup:
                 full.append(s)
         if full:
-            self.detectors._grow(max(full) + 1)  # (once: by one stream a time, thousands copied every array each)
-        for s in dict.fromkeys(full):  # (one run a stream: each once)
-            self._finish_warmup(s)
+            self._finish_warmups(list(dict.fromkeys(full)))  # (one run a stream: each once)
 
     def _warm_values(self, s: int) -> np.ndarray:
         """Stream ``s``'s warm-up values so far (at most ``warmup``)."""
@@ -341,16 +339,19 @@ class NumericStreams:
         if self.warm.get(i, 0) is None:
             self.warm[i] = self._warm_values(i).copy()
 
-    def _finish_warmup(self, s: int) -> None:
-        x = self._warm_values(s)[: self.warmup]
-        del self.warm[s]
-        kept = without_gross_outliers(x)
-        with np.errstate(over="ignore", invalid="ignore"):  # values near the float limit: an infinite spread
-            mean = float(kept.mean())
-            std = float(kept.std(ddof=1)) if kept.size > 1 else 0.0
-        self.base_n[s], self.base_mean[s], self.base_std[s] = kept.size, mean, std
-        self.detectors.set_scale(s, mean, std)
-        self._count_bins(x, np.array([s]), np.array([x.size]))
+    def _finish_warmups(self, streams: list[int]) -> None:
+        """Full warm-ups become baselines, the outlier filters of warm-ups of one size computed together and the
+        detectors' arrays grown once (grown by one stream at a time, thousands copied every array each)."""
+        values = [self._warm_values(s)[: self.warmup] for s in streams]
+        self.detectors._grow(max(streams) + 1)
+        for s, x, kept in zip(streams, values, without_gross_outliers_many(values), strict=True):
+            del self.warm[s]
+            with np.errstate(over="ignore", invalid="ignore"):  # values near the float limit: an infinite spread
+                mean = float(kept.mean())
+                std = float(kept.std(ddof=1)) if kept.size > 1 else 0.0
+            self.base_n[s], self.base_mean[s], self.base_std[s] = kept.size, mean, std
+            self.detectors.set_scale(s, mean, std)
+            self._count_bins(x, np.array([s]), np.array([x.size]))
 
     def _count_bins(self, x: np.ndarray, owners: np.ndarray, runs: np.ndarray, given: np.ndarray | None = None) -> None:
         """Values (one run per stream of ``owners``, ``runs`` long) into their streams' histograms: in the

@@ -27,8 +27,37 @@ def without_gross_outliers(x: np.ndarray) -> np.ndarray:
     >>> float(without_gross_outliers(values).max()), without_gross_outliers(np.exp(np.linspace(0, 6, 101))).size
     (99.0, 101)
     """
-    low, med, high = np.percentile(x, [1.0, 50.0, 99.0])
-    mad = 1.4826 * float(np.median(np.abs(x - med)))
+    low, med, high = np.percentile(x, _LEVELS)
+    return _within(x, low, med, high, float(np.median(np.abs(x - med))))
+
+
+def without_gross_outliers_many(samples: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """:func:`without_gross_outliers` of each sample, bit for bit, with the percentiles and medians of samples of
+    one size computed together (about 100 us of numpy a call whatever the size; one batch ends the warm-ups of
+    many streams at once)."""
+    out: list[np.ndarray] = [np.empty(0)] * len(samples)
+    groups: dict[int, list[int]] = {}
+    for i, x in enumerate(samples):
+        groups.setdefault(x.size, []).append(i)
+    for rows in groups.values():
+        if len(rows) == 1 or samples[rows[0]].size == 0:
+            for i in rows:
+                out[i] = without_gross_outliers(samples[i])
+            continue
+        matrix = np.stack([np.asarray(samples[i], dtype=np.float64) for i in rows])
+        low, med, high = np.percentile(matrix, _LEVELS, axis=1)
+        spread = np.median(np.abs(matrix - med[:, None]), axis=1)
+        for k, i in enumerate(rows):
+            out[i] = _within(samples[i], low[k], med[k], high[k], float(spread[k]))
+    return out
+
+
+_LEVELS = [1.0, 50.0, 99.0]  # the percentiles a side's spread is read from, and the median
+
+
+def _within(x: np.ndarray, low: float, med: float, high: float, median_deviation: float) -> np.ndarray:
+    """``x`` less the values beyond 10 spreads of the median (see :func:`without_gross_outliers`)."""
+    mad = 1.4826 * median_deviation
     up, down = max(high - med, mad), max(med - low, mad)
     keep = np.ones(x.size, dtype=bool)
     with np.errstate(over="ignore", invalid="ignore"):  # values near the float limit: an infinite spread

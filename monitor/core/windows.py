@@ -197,6 +197,8 @@ class NumericWindows:
         """Run by run: a stream still learning its reference takes its first values into its warm-up (``keep``
         False), and a stream whose values cannot be binned with the others gets its ``codes`` by a search of its
         edges (``together`` False); the rest are left to :meth:`_codes_by_search` or :meth:`_codes_by_cells`."""
+        rest: list[tuple[int, int, int, int]] = []  # (run, stream, first value, end) of runs with a reference now
+        learning: list[int] = []  # the streams whose warm-up ends in this batch
         for k, (s, a, r) in enumerate(zip(streams, starts, runs, strict=True)):
             b = a
             if s in self.warm:  # still learning the reference: the first values go to the warm-up
@@ -207,17 +209,23 @@ class NumericWindows:
                 b = a + take
                 if self.warm[s].size >= self.baseline_events:
                     self.learned[s] = self.warm.pop(s)
-                    learned = self.references[s] = Reference.numeric(self.learned[s], self.bins)
-                    self._widen(learned.counts.size)
+                    learning.append(s)
                 else:
                     together[k] = False
                     continue
+            rest.append((k, s, b, a + r))
+        # the references learned in this batch, together (numpy's quantiles of warm-ups of one size in one call)
+        learned_now = Reference.numeric_many([self.learned[s] for s in learning], self.bins)
+        for s, learned in zip(learning, learned_now, strict=True):
+            self.references[s] = learned
+            self._widen(learned.counts.size)
+        for k, s, b, end in rest:
             ref = self.references[s]
             assert ref is not None
             if together[k] and ref.ordered_edges:
                 continue
             together[k] = False
-            codes[b : a + r] = np.searchsorted(ref.edges, values[b : a + r], side="left")
+            codes[b:end] = np.searchsorted(ref.edges, values[b:end], side="left")
 
     def _codes_by_search(
         self,

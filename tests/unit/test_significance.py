@@ -768,3 +768,63 @@ def test_a_control_from_an_older_snapshot_takes_table_windows() -> None:
     assert fdr.waiting == 0
     fdr.add_windows(_closed([0], [1e-9], [10]))
     assert [r.significant for _, r in fdr.advance(100)] == [True]
+
+
+def _samples(seed: int) -> list[np.ndarray]:
+    """Warm-ups as a batch ends them: several of one size (the usual case), others alone or empty of spread;
+    continuous, discrete, heavy-tailed, constant, absurd, integer and two-mode samples, some with NaN."""
+    rng = np.random.default_rng(seed)
+    out: list[np.ndarray] = []
+    for k in range(40):
+        n = [1_000, 1_000, 1_000, 250, 1, 2, 37][(k // 7 + k) % 7]  # (every kind at several sizes)
+        kind = k % 7
+        if kind == 0:
+            x = rng.normal(k, 1 + k, n)
+        elif kind == 1:
+            x = rng.integers(0, 4, n).astype(np.float64)  # ties: a bin per value
+        elif kind == 2:
+            x = np.exp(rng.normal(0, 3, n))  # a heavy tail
+        elif kind == 3:
+            x = np.full(n, 7.5)  # constant
+        elif kind == 4:
+            x = rng.normal(0, 1, n) * 1e300  # spreads beyond the float limit
+            x[: n // 10] = 1e308
+        elif kind == 5:
+            x = rng.integers(-50, 50, n)  # integers, as a restored warm-up can hold
+        else:  # two modes: the median deviation, not the percentiles, sets the spread; a few values far out
+            x = np.where(rng.random(n) < 0.5, 0.0, 100.0 + k) + rng.normal(0, 0.1, n)
+            x[: max(1, n // 300)] = 900.0 + 10 * k
+        if k % 5 == 0 and n > 3:
+            x = x.astype(np.float64)
+            x[::7] = np.nan
+        out.append(x)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_references_learned_together_are_the_references_learned_one_by_one(seed):
+    """A batch's references computed together (quantiles of warm-ups of one size in one numpy call) are each
+    warm-up's own reference, bit for bit: the same edges, counts, mean, spread and extremes."""
+    samples = [x for x in _samples(seed) if (~np.isnan(x.astype(np.float64))).any()]
+    with np.errstate(over="ignore", invalid="ignore"):
+        together = Reference.numeric_many(samples, 10)
+        alone = [Reference.numeric(x, 10) for x in samples]
+    assert len(together) == len(alone) == len(samples)
+    for got, want in zip(together, alone, strict=True):
+        assert np.array_equal(got.edges, want.edges) and np.array_equal(got.counts, want.counts)
+        assert [got.mean, got.std, got.minimum, got.maximum] == pytest.approx(
+            [want.mean, want.std, want.minimum, want.maximum], rel=0, abs=0, nan_ok=True
+        )
+    assert Reference.numeric_many([], 10) == []
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_outlier_filters_computed_together_keep_what_each_alone_keeps(seed):
+    from monitor.core.stats import without_gross_outliers, without_gross_outliers_many
+
+    samples = [x[~np.isnan(x.astype(np.float64))] for x in _samples(seed)]
+    with np.errstate(over="ignore", invalid="ignore"):
+        together = without_gross_outliers_many(samples)
+        alone = [without_gross_outliers(x) for x in samples]
+    assert [x.tolist() for x in together] == [x.tolist() for x in alone]
+    assert sum(x.size for x in together) < sum(x.size for x in samples)  # the absurd values went
