@@ -359,7 +359,8 @@ class ModelMonitor:
                 ids[f, b] = i
         if new:  # added together (the table grows once), in the order met, as many as the stream cap leaves room for
             room = max(0, self.config.monitoring.max_streams - self.stream_count)
-            self.capped["stream"] += max(0, len(new) - room)
+            if len(new) > room:  # (a Counter's key is made by any +=: only where the cap turned streams away)
+                self.capped["stream"] += len(new) - room
             added = new[:room]
             keys = [key for _, _, key in added]
             references = [self.setup.profile_reference(state, k[0], "numeric", (k[1], k[2])) for k in keys]

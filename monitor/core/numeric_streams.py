@@ -131,6 +131,8 @@ class NumericStreams:
         time, a batch that brought thousands of new streams (a segment attribute of many values) copied every
         array, the histograms too, once per stream."""
         first, extra = len(self.keys), len(keys)
+        if len(references) != extra:
+            raise ValueError(f"{extra} stream keys with {len(references)} references")
         if self.windows is not None:
             self.windows.add_streams(references)
 
@@ -154,7 +156,7 @@ class NumericStreams:
         ]  # a baseline profile's stream: the detectors standardise on it from the first value, not on the first
         # live ones (a Monday night's, when the profile has the whole week)
         if profiled:
-            self.detectors._grow(profiled[-1] + 1)  # (once, not by one stream a time)
+            self.detectors.grow(profiled[-1] + 1)  # (once, not by one stream a time)
         for k, (key, reference) in enumerate(zip(keys, references, strict=True)):
             i = self.index[key] = first + k
             self.keys.append(key)
@@ -343,7 +345,7 @@ class NumericStreams:
         """Full warm-ups become baselines, the outlier filters of warm-ups of one size computed together and the
         detectors' arrays grown once (grown by one stream at a time, thousands copied every array each)."""
         values = [self._warm_values(s)[: self.warmup] for s in streams]
-        self.detectors._grow(max(streams) + 1)
+        self.detectors.grow(max(streams) + 1)
         for s, x, kept in zip(streams, values, without_gross_outliers_many(values), strict=True):
             del self.warm[s]
             with np.errstate(over="ignore", invalid="ignore"):  # values near the float limit: an infinite spread

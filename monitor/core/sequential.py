@@ -97,7 +97,8 @@ class SequentialStreams:
     def size(self) -> int:
         return int(self.mean.size)
 
-    def _grow(self, streams: int) -> None:
+    def grow(self, streams: int) -> None:
+        """Room for streams 0 to ``streams`` - 1 (a stream without a scale yet has NaN for one)."""
         extra = streams - self.size
         if extra <= 0:
             return
@@ -124,7 +125,7 @@ class SequentialStreams:
     def set_scale(self, stream: int, mean: float, std: float) -> None:
         """The stream's reference location and spread; a constant reference gets a tiny spread, so any
         movement is large."""
-        self._grow(stream + 1)
+        self.grow(stream + 1)
         self.mean[stream] = mean
         self.std[stream] = std if std > 0 else max(abs(mean) * 1e-3, 1e-9)
         if self.adwins[stream] is None:
@@ -136,7 +137,7 @@ class SequentialStreams:
         self.trail = None
         if not len(chunks):
             return []
-        self._grow(int(chunks.stream.max()) + 1)
+        self.grow(int(chunks.stream.max()) + 1)
         size = float(self.settings.chunk)
         scaled = ~np.isnan(self.mean[chunks.stream])
         if not scaled.all():

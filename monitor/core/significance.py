@@ -21,6 +21,8 @@ import numpy as np
 from scipy import special
 from scipy import stats as sps
 
+from monitor.core.stats import same_sizes
+
 PSI_EPSILON = 1e-4  # share given to an empty bin so PSI stays finite (the usual convention)
 STATISTICS = ("psi", "js", "ks")
 
@@ -250,7 +252,7 @@ class Reference:
         out: list[Reference | None] = [None] * len(samples)
         clean = [np.asarray(x, dtype=np.float64) for x in samples]
         clean = [x if not np.isnan(x).any() else x[~np.isnan(x)] for x in clean]
-        for rows in _same_sizes(clean):
+        for rows in same_sizes(clean):
             if len(rows) == 1 or clean[rows[0]].size == 0:
                 for i in rows:
                     out[i] = cls.numeric(clean[i], bins)
@@ -682,11 +684,3 @@ def _largest_moves(
 def _cut_levels(bins: int) -> np.ndarray:
     """The quantile levels of a numeric reference's cuts: ``bins`` - 1 inner ones."""
     return np.linspace(0, 1, bins + 1)[1:-1]
-
-
-def _same_sizes(samples: Sequence[np.ndarray]) -> list[list[int]]:
-    """The samples' indices grouped by the samples' sizes, in order of first appearance."""
-    groups: dict[int, list[int]] = {}
-    for i, x in enumerate(samples):
-        groups.setdefault(x.size, []).append(i)
-    return list(groups.values())

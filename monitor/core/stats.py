@@ -36,10 +36,7 @@ def without_gross_outliers_many(samples: Sequence[np.ndarray]) -> list[np.ndarra
     one size computed together (about 100 us of numpy a call whatever the size; one batch ends the warm-ups of
     many streams at once)."""
     out: list[np.ndarray] = [np.empty(0)] * len(samples)
-    groups: dict[int, list[int]] = {}
-    for i, x in enumerate(samples):
-        groups.setdefault(x.size, []).append(i)
-    for rows in groups.values():
+    for rows in same_sizes(samples):
         if len(rows) == 1 or samples[rows[0]].size == 0:
             for i in rows:
                 out[i] = without_gross_outliers(samples[i])
@@ -50,6 +47,15 @@ def without_gross_outliers_many(samples: Sequence[np.ndarray]) -> list[np.ndarra
         for k, i in enumerate(rows):
             out[i] = _within(samples[i], low[k], med[k], high[k], float(spread[k]))
     return out
+
+
+def same_sizes(samples: Sequence[np.ndarray]) -> list[list[int]]:
+    """The samples' indices grouped by the samples' sizes, in order of first appearance (samples of one size
+    can be stacked and reduced along their rows together)."""
+    groups: dict[int, list[int]] = {}
+    for i, x in enumerate(samples):
+        groups.setdefault(x.size, []).append(i)
+    return list(groups.values())
 
 
 _LEVELS = [1.0, 50.0, 99.0]  # the percentiles a side's spread is read from, and the median

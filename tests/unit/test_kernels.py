@@ -222,8 +222,8 @@ def test_page_hinkley_compiled_and_numpy_agree(
         page_hinkley_threshold=threshold, page_hinkley_min_instances=least, page_hinkley_alpha=alpha
     )
     a, b = SequentialStreams(settings_), SequentialStreams(settings_)
-    a._grow(streams)
-    b._grow(streams)
+    a.grow(streams)
+    b.grow(streams)
     for _ in range(4):
         stream = np.sort(rng.integers(0, streams, int(rng.integers(1, 60))))
         z = rng.normal(float(rng.normal(0, 2)), 1, stream.size)
