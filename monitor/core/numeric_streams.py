@@ -346,14 +346,15 @@ class NumericStreams:
         detectors' arrays grown once (grown by one stream at a time, thousands copied every array each)."""
         values = [self._warm_values(s)[: self.warmup] for s in streams]
         self.detectors.grow(max(streams) + 1)
-        for s, x, kept in zip(streams, values, without_gross_outliers_many(values), strict=True):
+        for s, kept in zip(streams, without_gross_outliers_many(values), strict=True):
             del self.warm[s]
             with np.errstate(over="ignore", invalid="ignore"):  # values near the float limit: an infinite spread
                 mean = float(kept.mean())
                 std = float(kept.std(ddof=1)) if kept.size > 1 else 0.0
             self.base_n[s], self.base_mean[s], self.base_std[s] = kept.size, mean, std
             self.detectors.set_scale(s, mean, std)
-            self._count_bins(x, np.array([s]), np.array([x.size]))
+        # every warm-up into its histogram on the scale just set, in one pass (one run a stream)
+        self._count_bins(np.concatenate(values), np.asarray(streams), np.fromiter(map(len, values), np.int64))
 
     def _count_bins(self, x: np.ndarray, owners: np.ndarray, runs: np.ndarray, given: np.ndarray | None = None) -> None:
         """Values (one run per stream of ``owners``, ``runs`` long) into their streams' histograms: in the
