@@ -7,7 +7,7 @@ windows end (:func:`~monitor.core.chunks.cut_runs`, as for chunks), one ``bincou
 and one ``reduceat`` sums the pieces; a value's bin is found by one compiled search of every stream's edges
 laid end to end, or read from its histogram cell in large batches and without the compiled module
 (:mod:`monitor.core.cells`). The windows that closed are tested together, one
-:func:`~monitor.core.significance.window_tests` call over their rows, and come out as columns
+:func:`~monitor.core.window_statistics.window_tests` call over their rows, and come out as columns
 (:class:`~monitor.core.significance.ClosedWindows`) for their false-discovery round; a
 :class:`~monitor.core.significance.WindowResult` is built only for a stream's latest decided window.
 
@@ -27,7 +27,8 @@ import numpy as np
 from monitor.core import kernels
 from monitor.core.cells import EdgeLookup, monotone
 from monitor.core.chunks import Pieces, counts_by_run, cut_runs, run_lengths, run_starts
-from monitor.core.significance import BaselineWindowTest, ClosedWindows, Reference, WindowResult, window_tests
+from monitor.core.significance import BaselineWindowTest, ClosedWindows, Reference, WindowResult
+from monitor.core.window_statistics import window_tests
 
 # Values a stream, on average over a batch's streams, from which their codes are read by cells rather than
 # found by the compiled search: the look-up by cells costs a few microseconds a stream to build and then less a

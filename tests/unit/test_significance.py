@@ -12,12 +12,9 @@ from scipy import special, stats
 from scipy.spatial import distance
 
 from monitor.core.false_discovery import FalseDiscoveryControl, benjamini_hochberg
-from monitor.core.significance import (
+from monitor.core.significance import BaselineWindowTest, ClosedWindows, Reference, WindowResult
+from monitor.core.window_statistics import (
     PSI_EPSILON,
-    BaselineWindowTest,
-    ClosedWindows,
-    Reference,
-    WindowResult,
     chi_square,
     exact_ks_p,
     js_distance,
@@ -533,7 +530,7 @@ def test_bh_rounds_keep_the_false_discovery_proportion_near_q() -> None:
 
 def test_windows_tested_together_equal_each_window_tested_alone():
     """The 2-D window tests of engine v2 give each one-window function's answer, row by row."""
-    from monitor.core.significance import chi_square, js_distance, ks_two_sample, psi, window_tests
+    from monitor.core.window_statistics import chi_square, js_distance, ks_two_sample, psi, window_tests
 
     rng = np.random.default_rng(4)
     reference = rng.integers(0, 200, (40, 10))
@@ -557,7 +554,7 @@ def test_ks_p_values_are_exact_wherever_they_can_reach_the_level(q: float) -> No
     """Only p-values at most ``q`` can be discoveries: each of them is the exact one, and every other p-value
     (from the limiting distribution) stays above ``q``, at any window size, small ones and unequal ones
     (a fractional effective size) included."""
-    from monitor.core.significance import window_tests
+    from monitor.core.window_statistics import window_tests
 
     rng = np.random.default_rng(11)
     rows = []
@@ -582,7 +579,7 @@ def test_ks_critical_values_keep_every_smaller_statistic_above_the_level() -> No
     overshoots by a few millionths at some sizes (0.01 at 141 to 266 effective values), less than the margin."""
     from scipy import stats as sps
 
-    from monitor.core.significance import ks_critical
+    from monitor.core.window_statistics import ks_critical
 
     for q in (0.2, 0.05, 0.01, 1e-3, 1e-4, 1e-6):
         for n in [*range(1, 60), *range(60, 400, 7), 474, 1000, 2500, 10_000, 100_000]:
@@ -592,14 +589,8 @@ def test_ks_critical_values_keep_every_smaller_statistic_above_the_level() -> No
 def test_windows_completed_together_equal_the_one_window_statistics():
     """Streams of different widths (numeric references with fewer bins, categories of different counts)
     closed in one batch and completed together: every statistic equals the one-window function's."""
-    from monitor.core.significance import (
-        BaselineWindowTest,
-        chi_square,
-        complete_windows,
-        js_distance,
-        ks_two_sample,
-        psi,
-    )
+    from monitor.core.significance import BaselineWindowTest, complete_windows
+    from monitor.core.window_statistics import chi_square, js_distance, ks_two_sample, psi
 
     rng = np.random.default_rng(9)
     tests = [
