@@ -19,6 +19,7 @@ from operator import attrgetter
 from typing import Any, NamedTuple
 
 import numpy as np
+import orjson
 
 from monitor.core import snapshot as snap
 from monitor.core.batch_rows import list_picker
@@ -26,6 +27,22 @@ from monitor.core.joined_ids import JoinedIds
 
 Segments = tuple[tuple[str, str], ...]
 CHUNK_SLOTS = 4096  # pending predictions per chunk: the unit a snapshot re-encodes when it changed
+
+
+def kept_together(values: Sequence[Any]) -> Sequence[Any]:
+    """Equal copies of a batch's ids or prediction values, allocated one after another.
+
+    The decoder's objects of a batch are allocated interleaved with the rest of the batch's (feature values,
+    structs), which are freed after it. Kept as they are, the few a store holds for long pin small holes in
+    most of the allocator's pools, and every later batch's objects are then scattered over them: measured on
+    the reference workload, decoding ran 1.3-1.6x slower beside such a store than without one. Copies made in
+    one pass fill pools of their own. Values JSON cannot carry (a lone surrogate in a string) are kept as
+    they are."""
+    try:
+        copies: list[Any] = orjson.loads(orjson.dumps(values if isinstance(values, list) else list(values)))
+    except orjson.JSONEncodeError:
+        return values
+    return copies
 
 
 class PendingPrediction(NamedTuple):
@@ -359,6 +376,7 @@ class LabelJoiner:
         """:meth:`add_prediction` for a batch of one model version, as columns: row ``r`` has the segments
         ``segments[segment_code[r]]``, score ``scores[r]`` and confidence ``confidences[r]`` (NaN: none)."""
         n = len(ids)
+        ids, predictions = kept_together(ids), kept_together(predictions)
         codes = np.array([self._code(model, version, s) for s in segments], dtype=np.int32)
         combo = codes[segment_code] if n else np.zeros(0, dtype=np.int32)
         scores = np.asarray(scores, dtype=np.float64)
@@ -574,6 +592,7 @@ class LabelJoiner:
         n = len(ids)
         if not n:
             return []
+        ids = kept_together(ids)  # the joined ids are remembered (``done``): see kept_together
         pop = self._slot.pop
         slots = [pop(pid, -1) for pid in ids]  # an id twice in the batch finds its slot only the first time
         slot_array = np.array(slots, dtype=np.int64)
