@@ -18,8 +18,6 @@ import numpy as np
 
 from monitor.core import kernels
 
-_NUMBERS_AND_NULLS = frozenset({float, int, type(None)})
-
 
 def float_column(values: list[Any] | np.ndarray) -> np.ndarray | None:
     """``values`` as float64 (NaN for None) when it holds numbers and None only, at least one number, else
@@ -27,14 +25,12 @@ def float_column(values: list[Any] | np.ndarray) -> np.ndarray | None:
     if isinstance(values, np.ndarray):
         return values
     try:
-        floats = numbers(values)
-        if floats is not None:
-            return floats
-        if not _NUMBERS_AND_NULLS.issuperset(map(type, values)) or values.count(None) == len(values):
-            return None
-        return np.array(values, dtype=np.float64)
+        got = kernels.numbers_with_nulls(values)
     except OverflowError:  # an integer beyond float64 stays as it came
         return None
+    if got is None or (got[1] == 0 and len(values) > 0):
+        return None
+    return got[0]
 
 
 # How a column goes on the wire: float64, or the narrowest integer type that holds it exactly (a column of

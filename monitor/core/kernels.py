@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 _NUMBER_ONLY = frozenset({float, int})
+_NUMBERS_AND_NULLS = frozenset({float, int, type(None)})
 
 
 def numbers_py(values: list[Any]) -> np.ndarray | None:
@@ -28,6 +29,14 @@ def numbers_py(values: list[Any]) -> np.ndarray | None:
     if ((floats == 0.0) | (floats == 1.0)).any() and not _NUMBER_ONLY.issuperset(map(type, values)):
         return None
     return floats
+
+
+def numbers_with_nulls_py(values: list[Any]) -> tuple[np.ndarray, int] | None:
+    """A column of numbers and None as floats (NaN for None) with how many were numbers, else None (a string or
+    a boolean among them)."""
+    if not _NUMBERS_AND_NULLS.issuperset(map(type, values)):
+        return None
+    return np.array(values, dtype=np.float64), len(values) - values.count(None)
 
 
 def row_codes_py(columns: list[list[Any]], n: int) -> tuple[np.ndarray, list[tuple[Any, ...]]]:
@@ -49,7 +58,7 @@ def lookup_codes_py(codes_of: dict[Any, int], values: Sequence[Any], missing: in
         )
 
 
-VERSION = 11  # the _kernels.pyx this module expects (its VERSION)
+VERSION = 12  # the _kernels.pyx this module expects (its VERSION)
 
 try:
     _kernels: Any = importlib.import_module("monitor.core._kernels")
@@ -75,6 +84,17 @@ def numbers(values: list[Any]) -> np.ndarray | None:
         except TypeError:  # a type the compiled loop leaves to the twin (a float subclass)
             pass
     return numbers_py(values)
+
+
+def numbers_with_nulls(values: list[Any]) -> tuple[np.ndarray, int] | None:
+    """:func:`numbers_with_nulls_py`, compiled where built (an int beyond float64 raises OverflowError in both)."""
+    if _kernels is not None and type(values) is list:
+        try:
+            out: tuple[np.ndarray, int] | None = _kernels.numbers_with_nulls(values)
+            return out
+        except TypeError:  # a type the compiled loop leaves to the twin (a float subclass)
+            pass
+    return numbers_with_nulls_py(values)
 
 
 def row_codes(columns: list[list[Any]], n: int) -> tuple[np.ndarray, list[tuple[Any, ...]]]:

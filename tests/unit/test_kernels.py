@@ -54,6 +54,31 @@ def test_numbers_tells_a_boolean_from_a_number() -> None:
 
 
 @compiled
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.floats(allow_nan=False), st.integers(-(2**70), 2**70)), max_size=40)
+    | st.lists(st.one_of(st.none(), VALUES))
+)
+def test_numbers_with_nulls_compiled_and_twin_agree(values: list[Any]) -> None:
+    a, b = _numbers(kernels.numbers_with_nulls, values), _numbers(kernels.numbers_with_nulls_py, values)
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        assert a[0].dtype == b[0].dtype == np.float64 and a[0].tobytes() == b[0].tobytes() and a[1] == b[1]
+    else:
+        assert type(a) is type(b) and (a is None or a == b), (a, b)
+
+
+def test_numbers_with_nulls_makes_none_nan_and_counts_the_numbers() -> None:
+    for f in (kernels.numbers_with_nulls, kernels.numbers_with_nulls_py):
+        floats, present = f([None, 1, 2.5, None, -0.0])
+        assert np.isnan(floats[[0, 3]]).all() and floats[[1, 2]].tolist() == [1.0, 2.5] and present == 3
+        assert str(floats[4]) == "-0.0"
+        assert f([1.0, True]) is None and f([None, "1"]) is None and f([None, None])[1] == 0
+        assert f([]) is not None and f([])[0].size == 0
+        with pytest.raises(OverflowError):
+            f([None, 10**400])
+
+
+@compiled
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.lists(VALUES, min_size=7, max_size=7), min_size=0, max_size=3))
 def test_row_codes_compiled_and_twin_agree(columns: list[list[Any]]) -> None:
