@@ -238,7 +238,7 @@ class PredictionDecoder:
             for probe in (chunk[0], chunk[-1]):
                 if probe is not None and len(probe) <= self.max_event_bytes:
                     try:
-                        shape.decode(probe)
+                        shape.decode_nullable(probe)
                     except DECODE_ERRORS:
                         continue
                     self._shapes.move_to_end((shape.features, shape.segments))
@@ -247,11 +247,12 @@ class PredictionDecoder:
 
     def _shaped(
         self, chunk: Sequence[bytes | None], start: int, kafka_times: Sequence[float], rejected: list[Rejected]
-    ) -> tuple[Shape, list[Any], list[int] | range, Sequence[bytes | None]] | None:
-        """The chunk decoded with one learned shape: the shape, the valid rows, their input positions and their
-        messages. A message the shape does not take goes through the per-message validator at once: rejected,
-        it is dead-lettered with its reason and the rest of the chunk stays on this path; valid after all
-        (another name set, a null feature), the whole chunk takes the dict path instead (None)."""
+    ) -> tuple[Shape, list[Any], list[int] | range, Sequence[bytes | None], bool] | None:
+        """The chunk decoded with one learned shape: the shape, the valid rows, their input positions, their
+        messages, and whether a row may hold a null feature value (decoded by the shape's nullable decoder, tried
+        when the strict one fails). A message the shape does not take goes through the per-message validator at
+        once: rejected, it is dead-lettered with its reason and the rest of the chunk stays on this path; valid
+        after all (another name set), the whole chunk takes the dict path instead (None)."""
         shape = self._shape_of(chunk) if self._shapes else None
         if shape is None:
             return None
@@ -267,30 +268,38 @@ class PredictionDecoder:
 
         rows: list[Any]
         limit = self.max_event_bytes
+        nullable = False
+        whole = None not in chunk and max(map(len, chunk)) <= limit  # type: ignore[arg-type]
         try:
-            if None in chunk or max(map(len, chunk)) > limit:  # type: ignore[arg-type]
+            if not whole:
                 raise TypeError
             rows = list(map(shape.decode, chunk))  # type: ignore[arg-type]
         except DECODE_ERRORS:
-            rows = []
-            for i, value in enumerate(chunk):
-                try:
-                    if value is None or len(value) > limit:
-                        raise TypeError
-                    rows.append(shape.decode(value))
-                except DECODE_ERRORS:
-                    if not rejects(i):
-                        return None
-                    rows.append(None)
+            nullable = True
+            try:
+                if not whole:
+                    raise TypeError
+                rows = list(map(shape.decode_nullable, chunk))  # type: ignore[arg-type]
+            except DECODE_ERRORS:
+                rows = []
+                for i, value in enumerate(chunk):
+                    try:
+                        if value is None or len(value) > limit:
+                            raise TypeError
+                        rows.append(shape.decode_nullable(value))
+                    except DECODE_ERRORS:
+                        if not rejects(i):
+                            return None
+                        rows.append(None)
         if not self._screen(rows, shaped=True) and not all(
             i in bad or rejects(i) for i, row in enumerate(rows) if row is None
         ):
             return None
         if not bad:
-            return shape, rows, range(start, start + len(rows)), chunk
+            return shape, rows, range(start, start + len(rows)), chunk, nullable
         rejected.extend(sorted(bad.values()))
         kept = [i for i, row in enumerate(rows) if row is not None]
-        return shape, [rows[i] for i in kept], [start + i for i in kept], [chunk[i] for i in kept]
+        return shape, [rows[i] for i in kept], [start + i for i in kept], [chunk[i] for i in kept], nullable
 
     def _learn(self, row: Any) -> None:
         """Keep the names of an accepted event as a shape, so later chunks of its kind decode faster."""
@@ -340,12 +349,17 @@ class PredictionDecoder:
             shaped = self._shaped(chunk, start, kafka_times, rejected) if fast else None
             positions: list[int] | range
             if shaped is not None:
-                shape, rows, positions, messages = shaped
+                shape, rows, positions, messages, nullable = shaped
                 if not rows:
                     continue
                 feature_part = shaped_part(
                     shape.features, list(map(_FEATURES, rows)), messages, "features", features.columns
                 )
+                if nullable:  # every row has every name: a None is a null
+                    for name, column in feature_part:
+                        if None in column:
+                            at = nulls.setdefault(name, [])
+                            at += [row_no for row_no, v in enumerate(column, len(ids)) if v is None]
             else:
                 structs = decode_structs(self._fast, chunk, self.max_event_bytes) if fast else [None] * len(chunk)
                 if self._screen(structs):

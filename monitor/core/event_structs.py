@@ -63,11 +63,13 @@ SHAPE_BUILDS = 64  # shapes built over a decoder's life: endless new name sets c
 
 class Shape(NamedTuple):
     """Feature and segment names in field order, and the decoder of an event whose feature map has exactly
-    these feature names and whose segment map, if it has one, exactly these segment names."""
+    these feature names and whose segment map, if it has one, exactly these segment names; ``decode_nullable``
+    also takes a null feature value (tried second, so a chunk without nulls needs no scan for them)."""
 
     features: tuple[str, ...]
     segments: tuple[str, ...]
     decode: Callable[[bytes], Any]
+    decode_nullable: Callable[[bytes], Any]
 
 
 def _named(struct_name: str, names: tuple[str, ...], value_type: Any) -> Any:
@@ -86,18 +88,24 @@ def build_shape(features: tuple[str, ...], segments: tuple[str, ...], max_fields
     """An event with a name more or less, a null feature or an empty segment map where names are expected
     fails to decode and takes the dict path. Raises ValueError for a name msgspec cannot rename to."""
     scores = Annotated[dict[str, Int64 | float], Meta(max_length=max_fields)]
-    event = msgspec.defstruct(
-        "_ShapedPrediction",
-        [
-            ("features", _named("_Features", features, Value)),
-            ("segments", _named("_Segments", segments, str) | None, None),
-            ("scores", scores | None, None),
-        ],
-        bases=(PredictionStruct,),
-        forbid_unknown_fields=True,
-        gc=False,
+    segment_struct = _named("_Segments", segments, str)
+
+    def event(value_type: Any) -> Any:
+        return msgspec.defstruct(
+            "_ShapedPrediction",
+            [
+                ("features", _named("_Features", features, value_type)),
+                ("segments", segment_struct | None, None),
+                ("scores", scores | None, None),
+            ],
+            bases=(PredictionStruct,),
+            forbid_unknown_fields=True,
+            gc=False,
+        )
+
+    return Shape(
+        features, segments, msgspec.json.Decoder(event(Value)).decode, msgspec.json.Decoder(event(Value | None)).decode
     )
-    return Shape(features, segments, msgspec.json.Decoder(event).decode)
 
 
 class LabelStruct(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -135,6 +143,9 @@ def decode_structs(
 
 
 CHUNK = 128  # messages decoded and gathered together, while their objects are still in the CPU cache
+# A chunk's maps are pivoted name by name while the names times the rows are at most this many times the values
+# they hold, else row by row (about as fast per value looked up as one lookup per name and row is)
+SPARSE = 4
 _ASTUPLE = msgspec.structs.astuple
 
 
@@ -162,8 +173,17 @@ def column_part(maps: Sequence[dict[str, Any]]) -> list[tuple[str, Sequence[Any]
             return list(zip(names, zip(*map(itemgetter(*names), maps), strict=True), strict=True))
         except KeyError:
             pass
-    get = dict.get
-    return [(name, list(map(get, maps, repeat(name)))) for name in dict.fromkeys(chain.from_iterable(maps))]
+    every = dict.fromkeys(chain.from_iterable(maps))
+    if len(every) * len(maps) <= SPARSE * sum(map(len, maps)):
+        get = dict.get
+        return [(name, list(map(get, maps, repeat(name)))) for name in every]
+    # sparse maps (each row a few of many optional names): row by row, each value once, instead of every name
+    # looked up in every row
+    columns: dict[str, list[Any]] = {name: [None] * len(maps) for name in every}
+    for row, m in enumerate(maps):
+        for name, value in m.items():
+            columns[name][row] = value
+    return list(columns.items())
 
 
 def shaped_part(

@@ -306,9 +306,9 @@ def test_a_bad_message_in_a_known_shape_is_dead_lettered_with_its_reason() -> No
 
     decoder._fast = tuple(map(watched, decoder._fast))
     batch, rejected = decoder.decode(spoiled, [0.0] * 300)
-    # Only the chunk with the valid event holding a null took the dict path; the bad messages slowed only
-    # themselves (the per-message validator named their reasons).
-    assert seen and set(seen) <= set(spoiled[128:256])
+    # No chunk took the dict path: the valid event holding a null decoded with the shape's nullable decoder,
+    # and the bad messages slowed only themselves (the per-message validator named their reasons).
+    assert seen == []
     assert [(r.position, r.reason) for r in rejected] == [
         (3, "invalid_value"),  # found by the per-chunk time check, after the decoding found 5
         (5, "non_finite"),
@@ -317,3 +317,56 @@ def test_a_bad_message_in_a_known_shape_is_dead_lettered_with_its_reason() -> No
     ]
     assert rejected == decoder.decode_each(spoiled, [0.0] * 300)[1]
     assert len(batch) == 296 and batch.nulls == {"x": [138]} and batch.features["x"][:5] == [0.0, 1.0, 2.0, 4.0, 6.0]
+
+
+def _watch_dict_path(decoder: PredictionDecoder) -> list[bytes]:
+    seen: list[bytes] = []  # messages the dict path decoded
+
+    def watched(decode: Any) -> Any:
+        def watching(value: bytes) -> Any:
+            seen.append(value)
+            return decode(value)
+
+        return watching
+
+    decoder._fast = tuple(map(watched, decoder._fast))
+    return seen
+
+
+def test_nulls_in_a_known_shape_decode_with_it_and_are_recorded_as_nulls() -> None:
+    decoder = PredictionDecoder()
+    decoder.decode([_event(i, {"x": 1.0, "c": "a", "k": 2}) for i in range(200)], [0.0] * 200)
+    seen = _watch_dict_path(decoder)
+    rng = np.random.default_rng(3)
+    values = [
+        _event(i, {n: (None if rng.random() < 0.3 else v) for n, v in (("x", i / 7), ("c", "b"), ("k", i))})
+        for i in range(400)
+    ]
+    values[7] = _event(7, {"x": None, "c": None, "k": None})  # every value null
+    values[300] = b"not json"
+    batch, rejected = decoder.decode(values, [0.0] * 400)
+    each, each_rejected = decoder.decode_each(values, [0.0] * 400)
+    assert seen == []  # no chunk took the dict path
+    _same(batch, each)
+    assert rejected == each_rejected and [r.position for r in rejected] == [300]
+    assert sorted(batch.nulls) == ["c", "k", "x"] and 6 in batch.nulls["c"]  # row 6 holds message 7
+    for name, rows in batch.nulls.items():
+        assert rows == sorted(rows) and rows == [r for r, v in enumerate(batch.features[name]) if v is None]
+
+
+def test_sparse_feature_maps_pivot_to_the_same_columns() -> None:
+    """Each event carries a few of many optional names (the row-by-row pivot of a chunk's maps)."""
+    rng = np.random.default_rng(5)
+    names = [f"f{j}" for j in range(120)]
+    values = [
+        _event(i, {names[j]: (f"v{j}" if j % 5 == 0 else float(j + i)) for j in rng.choice(120, 6, replace=False)})
+        for i in range(300)
+    ]
+    decoder = PredictionDecoder()
+    batch, rejected = decoder.decode(values, [0.0] * 300)
+    each, _ = decoder.decode_each(values, [0.0] * 300)
+    _same(batch, each)
+    assert rejected == [] and batch.nulls == {}
+    first = orjson.loads(values[0])["features"]
+    assert list(batch.features)[:6] == list(first)  # in order of first appearance
+    assert sum(v is not None for column in batch.features.values() for v in column) == 300 * 6
