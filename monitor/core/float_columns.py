@@ -25,10 +25,13 @@ def float_column(values: list[Any] | np.ndarray) -> np.ndarray | None:
     if isinstance(values, np.ndarray):
         return values
     try:
-        got = kernels.numbers_with_nulls(values)
+        floats = numbers(values)  # numbers only, the usual column: one pass
+        if floats is not None:
+            return floats
+        got = kernels.numbers_with_nulls(values)  # (the compiled loop above stops at the first None)
     except OverflowError:  # an integer beyond float64 stays as it came
         return None
-    if got is None or (got[1] == 0 and len(values) > 0):
+    if got is None or got[1] == 0:
         return None
     return got[0]
 

@@ -36,13 +36,15 @@ def kept_together(values: Sequence[Any]) -> Sequence[Any]:
     structs), which are freed after it. Kept as they are, the few a store holds for long pin small holes in
     most of the allocator's pools, and every later batch's objects are then scattered over them: measured on
     the reference workload, decoding ran 1.3-1.6x slower beside such a store than without one. Copies made in
-    one pass fill pools of their own. Values JSON cannot carry (a lone surrogate in a string) are kept as
-    they are."""
+    one pass fill pools of their own. When JSON cannot carry them all unchanged (a lone surrogate in a string,
+    an integer beyond 64 bits, a NaN, which would come back null; the decoders let none of these through), the
+    batch's values are kept as they are."""
+    original = values if isinstance(values, list) else list(values)
     try:
-        copies: list[Any] = orjson.loads(orjson.dumps(values if isinstance(values, list) else list(values)))
+        copies: list[Any] = orjson.loads(orjson.dumps(original))
     except orjson.JSONEncodeError:
         return values
-    return copies
+    return copies if copies == original else values
 
 
 class PendingPrediction(NamedTuple):

@@ -35,7 +35,11 @@ def numbers_with_nulls_py(values: list[Any]) -> tuple[np.ndarray, int] | None:
     """A column of numbers and None as floats (NaN for None) with how many were numbers, else None (a string or
     a boolean among them)."""
     if not _NUMBERS_AND_NULLS.issuperset(map(type, values)):
-        return None
+        for v in values:  # as the compiled loop reads them: an int beyond float64 before a string raises
+            if type(v) is int:
+                float(v)
+            elif v is not None and type(v) is not float:
+                return None
     return np.array(values, dtype=np.float64), len(values) - values.count(None)
 
 

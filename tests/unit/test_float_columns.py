@@ -153,3 +153,15 @@ def test_a_float_column_whose_place_in_the_header_is_null_reads_as_float64() -> 
     plain["rows"]["features"]["x"] = None
     older = lz4.frame.compress(orjson.dumps(plain) + b"\n" + floats)
     assert Summary.decode(older).to_plain() == s.to_plain()
+
+
+def test_number_like_values_without_nulls_are_still_read_as_numbers() -> None:
+    """Numbers only: any type the buffer protocol reads as a double (numpy scalars, float subclasses), as before
+    nulls had a compiled pass of their own; with a None among them only plain ints and floats are numbers."""
+
+    class Money(float):
+        pass
+
+    assert float_column([np.float64(2.5), np.int64(3), Money(1.5)]).tolist() == [2.5, 3.0, 1.5]
+    assert float_column([np.float64(2.5), None]) is None
+    assert float_column([10**400, None]) is None and float_column([None, 10**400]) is None

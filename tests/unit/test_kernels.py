@@ -57,7 +57,7 @@ def test_numbers_tells_a_boolean_from_a_number() -> None:
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(st.one_of(st.none(), st.floats(allow_nan=False), st.integers(-(2**70), 2**70)), max_size=40)
-    | st.lists(st.one_of(st.none(), VALUES))
+    | st.lists(st.one_of(st.none(), VALUES, st.just(10**400)))
 )
 def test_numbers_with_nulls_compiled_and_twin_agree(values: list[Any]) -> None:
     a, b = _numbers(kernels.numbers_with_nulls, values), _numbers(kernels.numbers_with_nulls_py, values)
@@ -76,6 +76,9 @@ def test_numbers_with_nulls_makes_none_nan_and_counts_the_numbers() -> None:
         assert f([]) is not None and f([])[0].size == 0
         with pytest.raises(OverflowError):
             f([None, 10**400])
+        with pytest.raises(OverflowError):  # read in order: the int comes first
+            f([10**400, "a"])
+        assert f(["a", 10**400]) is None
 
 
 @compiled
