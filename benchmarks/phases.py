@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from benchmarks.workload import T0, make
+from benchmarks.workload import T0, make, off_shape
 from monitor.allocator import settle_allocator
 from monitor.collector import settle_collector
 from monitor.config import load_config
@@ -569,6 +569,28 @@ def checkpoint_steady(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def shape(args: dict[str, Any]) -> dict[str, Any]:
+    """Decoding and the engine together (``process_predictions``) on traffic of one shape off the reference
+    workload's (benchmarks/workload.py, SHAPES), timed after the first third of its events (the warm-ups)."""
+    from monitor.core.engine import PartitionEngine
+
+    eng = PartitionEngine(load_config(environ={}, overrides=args.get("overrides", {})), clock=lambda: 0.0)
+    settle_collector()
+    settle_allocator()
+    n = args["n"]
+    batch = min(args.get("batch", 5000), max(1, n // 3))  # (a short run still times two thirds of its batches)
+    elapsed, timed = 0.0, 0
+    for k in range(0, n, batch):
+        values = off_shape(args["kind"], min(batch, n - k), seed=k, start=T0 + k / 5000)
+        gc.collect()
+        t = time.perf_counter()
+        eng.process_predictions(values, [0.0] * len(values))
+        if k >= n // 3:
+            elapsed += time.perf_counter() - t
+            timed += len(values)
+    return {"events_per_s": timed / elapsed, "streams": eng.model_monitor.stream_count, "peak_rss_mb": _rss_mb()}
+
+
 PHASES = {
     "limit": limit,
     "naive": naive,
@@ -577,6 +599,7 @@ PHASES = {
     "latency": latency,
     "decoders": decoders,
     "checkpoint_steady": checkpoint_steady,
+    "shape": shape,
 }
 
 if __name__ == "__main__":

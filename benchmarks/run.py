@@ -22,7 +22,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from benchmarks import ceiling, keyed
-from benchmarks.workload import make
+from benchmarks.workload import SHAPES, make
 from monitor.io.broker import EmbeddedBroker
 from monitor.io.kafka_clients import ensure_topics
 
@@ -207,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         results["keyed"] = keyed_figures(b, q, broker.pid)
     big = {"monitoring": {"max_segment_values": 2000, "max_streams": 1_000_000}}
+    results["shapes_events"] = 3000 if q else 60_000
+    kinds = ["base", "nulls"] if q else list(SHAPES)  # (the smoke run: the table's code, not its figures)
+    results["shapes"] = {kind: phase("shape", kind=kind, n=results["shapes_events"]) for kind in kinds}
     results["memory_10k"] = phase("engine", n=2000 if q else 60_000, segment_values=40 if q else 400, overrides=big)
     results["scaling"] = scaling(q)
     plot(results["scaling"], Path(args.png))
@@ -521,6 +524,20 @@ def report(r: dict[str, Any], seconds: float, *, quick: bool, png: Path) -> str:
         *[
             f"| {x['segment_values']} | {x['streams']} | {x['events_per_s']:,.0f} | {x['peak_rss_mb']:.0f} | {x['bytes_per_stream']:,.0f} |"
             for x in r["scaling"]["segment_values"]
+        ],
+        "",
+        "## Off the reference shape",
+        "",
+        "Decoding and the engine together (`process_predictions`, batches of 5,000) on traffic that leaves the reference "
+        "workload's shape one way at a time (benchmarks/workload.py, `SHAPES`), timed after the first third of "
+        f"{r['shapes_events']:,} events; the ratio is to the base shape.",
+        "",
+        "| shape | events/s | ratio to base | streams |",
+        "|---|---:|---:|---:|",
+        *[
+            f"| {SHAPES[k]} | {x['events_per_s']:,.0f} | {x['events_per_s'] / r['shapes']['base']['events_per_s']:.2f} "
+            f"| {x['streams']:,} |"
+            for k, x in r["shapes"].items()
         ],
         "",
         "## Where the engine's time goes (pyinstrument, a second engine phase run: its times include the profiler's overhead)",

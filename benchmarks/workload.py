@@ -83,3 +83,53 @@ def make(
             )
             label_keys.append(pid.encode())
     return Workload(preds, keys, labels, label_keys)
+
+
+# Shapes of traffic off the reference workload's (benchmarks/run.py, "Off the reference shape"): each changes one
+# thing of a base of 10 numeric features and the two segment attributes, to find where the engine falls off a cliff.
+SHAPES = {
+    "base": "10 numeric features, segments country and gender",
+    "nulls": "30% of the feature values null",
+    "optional": "each event 12 of 200 optional numeric features",
+    "versions": "40 model versions at once",
+    "id_feature": "a categorical feature of unique ids besides",
+    "mixed_types": "one feature a number or its text at random",
+    "wide": "400 numeric features",
+}
+
+
+def off_shape(kind: str, n: int, *, seed: int, start: float = T0, rate: float = 5000.0) -> list[bytes]:
+    """``n`` prediction events of one of :data:`SHAPES`, ``rate`` a second of event time from ``start``."""
+    if kind not in SHAPES:
+        raise ValueError(f"unknown shape {kind!r}: one of {', '.join(SHAPES)}")
+    rng = np.random.default_rng(seed)
+    width = 400 if kind == "wide" else 200 if kind == "optional" else 10
+    x = np.round(rng.normal(size=(n, width)), 4).tolist()
+    null = (rng.random((n, width)) < 0.3).tolist() if kind == "nulls" else None
+    countries = rng.choice(COUNTRIES, n).tolist()
+    genders = rng.choice(GENDERS, n).tolist()
+    versions = rng.integers(0, 40, n).tolist() if kind == "versions" else None
+    out = []
+    for i in range(n):
+        row = x[i]
+        if kind == "optional":
+            features = {f"x{j}": row[j] for j in rng.choice(width, 12, replace=False).tolist()}
+        elif null is not None:
+            features = {f"x{j}": None if null[i][j] else row[j] for j in range(width)}
+        else:
+            features = {f"x{j}": row[j] for j in range(width)}
+        if kind == "id_feature":
+            features["user"] = f"u{rng.integers(10**9)}"
+        elif kind == "mixed_types" and i % 2:
+            features["x0"] = str(features["x0"])
+        event = {
+            "prediction_id": f"{kind}-{seed}-{i}",
+            "model": "m",
+            "model_version": "v1" if versions is None else f"v{versions[i]}",
+            "timestamp": start + i / rate,
+            "features": features,
+            "segments": {"country": countries[i], "gender": genders[i]},
+            "prediction": round(float(row[0] > 0) * 0.5 + 0.25, 2),
+        }
+        out.append(orjson.dumps(event))
+    return out
