@@ -579,7 +579,7 @@ def shape(args: dict[str, Any]) -> dict[str, Any]:
     settle_allocator()
     n = args["n"]
     batch = min(args.get("batch", 5000), max(1, n // 3))  # (a short run still times two thirds of its batches)
-    elapsed, timed = 0.0, 0
+    elapsed, timed, carried = 0.0, 0, 0
     for k in range(0, n, batch):
         values = off_shape(args["kind"], min(batch, n - k), seed=k, start=T0 + k / 5000)
         gc.collect()
@@ -588,7 +588,13 @@ def shape(args: dict[str, Any]) -> dict[str, Any]:
         if k >= n // 3:
             elapsed += time.perf_counter() - t
             timed += len(values)
-    return {"events_per_s": timed / elapsed, "streams": eng.model_monitor.stream_count, "peak_rss_mb": _rss_mb()}
+            carried += sum(len(orjson.loads(v)["features"]) for v in values)
+    return {
+        "events_per_s": timed / elapsed,
+        "values_per_s": carried / elapsed,
+        "streams": eng.model_monitor.stream_count,
+        "peak_rss_mb": _rss_mb(),
+    }
 
 
 PHASES = {

@@ -530,14 +530,16 @@ def report(r: dict[str, Any], seconds: float, *, quick: bool, png: Path) -> str:
         "",
         "Decoding and the engine together (`process_predictions`, batches of 5,000) on traffic that leaves the reference "
         "workload's shape one way at a time (benchmarks/workload.py, `SHAPES`), timed after the first third of "
-        f"{r['shapes_events']:,} events; the ratio is to the base shape.",
+        f"{r['shapes_events']:,} events; the ratios are to the base shape. Feature values (nulls included) show "
+        "what a wider or sparser event costs for what it carries.",
         "",
-        "| shape | events/s | ratio to base | streams |",
-        "|---|---:|---:|---:|",
+        "| shape | events/s | ratio to base | feature values/s | ratio to base | streams |",
+        "|---|---:|---:|---:|---:|---:|",
         *[
-            f"| {SHAPES[k]} | {x['events_per_s']:,.0f} | {x['events_per_s'] / r['shapes']['base']['events_per_s']:.2f} "
-            f"| {x['streams']:,} |"
+            f"| {SHAPES[k]} | {x['events_per_s']:,.0f} | {x['events_per_s'] / base['events_per_s']:.2f} "
+            f"| {x['values_per_s']:,.0f} | {x['values_per_s'] / base['values_per_s']:.2f} | {x['streams']:,} |"
             for k, x in r["shapes"].items()
+            for base in [r["shapes"]["base"]]
         ],
         "",
         "## Where the engine's time goes (pyinstrument, a second engine phase run: its times include the profiler's overhead)",

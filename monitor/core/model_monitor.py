@@ -45,7 +45,7 @@ from monitor.core.judging import DriftJudging, StreamToJudge
 from monitor.core.local_change import WindowBreakdown
 from monitor.core.model_setup import ModelSetup
 from monitor.core.model_state import LATENCY_BUCKETS_MS, PREDICTION, ModelState, note_recent_rows
-from monitor.core.numeric_streams import NumericStreams, stream_layout
+from monitor.core.numeric_streams import SPARSE_SHARE, NumericStreams, present_layout, stream_layout
 from monitor.core.profile import kept_scores
 from monitor.core.quality_feed import ObservedColumn, feed_schema_watch
 from monitor.core.rules import ALL, Alert
@@ -330,13 +330,21 @@ class ModelMonitor:
             for f, name in enumerate(names):
                 out[name] = (block, ids[f])
             matrix = np.stack([column for _, column in members])
-            values, stream, times, positions = stream_layout(
-                matrix, grouped, ids, lengths, grouped_times, grouped_positions
-            )
+            missing = None
+            if len(members) > 1 and np.count_nonzero(~np.isnan(matrix)) <= SPARSE_SHARE * matrix.size:
+                values, stream, times, positions, missing = present_layout(
+                    matrix, grouped, ids, lengths, grouped_times, grouped_positions
+                )
+            else:
+                values, stream, times, positions = stream_layout(
+                    matrix, grouped, ids, lengths, grouped_times, grouped_positions
+                )
             if (ids < 0).any():
                 kept = stream >= 0
                 values, times, stream, positions = values[kept], times[kept], stream[kept], positions[kept]
-            closed = block.update(values, times, stream, positions, self.config.alerts)  # tested by the table already
+                if missing is not None:
+                    missing = (missing[0][missing[0] >= 0], missing[1][missing[0] >= 0])
+            closed = block.update(values, times, stream, positions, self.config.alerts, missing)
             if len(closed):
                 closed.label(state.model, state.version, block.keys)
                 self.fdr.add_windows(closed)

@@ -62,6 +62,31 @@ def stream_layout(
     return values, stream, np.tile(times, subjects), np.tile(positions, subjects)
 
 
+# A batch whose subjects hold a value in at most this share of their (subject, bucket) cells is laid out by its
+# present values only (:func:`present_layout`): events that each carry a few of many optional features.
+SPARSE_SHARE = 0.25
+
+
+def present_layout(
+    matrix: np.ndarray, grouped: np.ndarray | None, ids: np.ndarray, lengths: np.ndarray, times: np.ndarray,
+    positions: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+    """:func:`stream_layout` without its missing values (NaN), and how many each (subject, bucket) cell's stream
+    had, as (streams, counts) for :meth:`NumericStreams.update`: the same values in the same order, for work in
+    proportion to the values present rather than to subjects times rows."""
+    rows = np.arange(matrix.shape[1], dtype=np.int64) if grouped is None else grouped
+    present = ~np.isnan(matrix)[:, rows]
+    subject, at = np.nonzero(present)  # subject by subject, each in its buckets' order: stream_layout's order
+    bucket_of = np.repeat(np.arange(lengths.size), lengths)
+    missing = np.empty(ids.shape, dtype=np.int64)
+    lo = 0
+    for b, n in enumerate(lengths.tolist()):  # (a few buckets: all traffic and the segment values)
+        missing[:, b] = n - np.count_nonzero(present[:, lo : lo + n], axis=1)
+        lo += n
+    has = missing > 0
+    return matrix[subject, rows[at]], ids[subject, bucket_of[at]], times[at], positions[at], (ids[has], missing[has])
+
+
 class NumericStreams:
     """Numeric streams, each named by a key (subject, segment attribute, value) and indexed from 0.
 
@@ -231,14 +256,18 @@ class NumericStreams:
     # ------------------------------------------------------------------ update
     def update(
         self, values: np.ndarray, times: np.ndarray, stream: np.ndarray, positions: np.ndarray | None = None,
-        test: AlertConfig | None = None,
+        test: AlertConfig | None = None, missing: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> ClosedWindows:  # fmt: skip
         """Values (``NaN`` missing) grouped by stream, one contiguous run per stream, in arrival order, with
         their partition positions (for the window tests' rounds); the windows that closed (none without a
         window test). With ``test`` (the alert settings), the batch's complete chunks with their evidence are kept
-        for :meth:`chunks_of` until the next update."""
+        for :meth:`chunks_of` until the next update. ``missing``: (streams, counts) of missing values left out of
+        ``values`` (:func:`present_layout`), counted as if they had come as NaN."""
         self.detectors.trail = None
         closed = ClosedWindows.empty(0, "") if self.windows is None else self.windows.nothing_closed()
+        if missing is not None:  # values the caller left out (present_layout): counted as the NaN they were
+            np.add.at(self.count, missing[0], missing[1])
+            np.add.at(self.missing, missing[0], missing[1])
         if values.size == 0:
             return closed
         starts = run_starts(stream)
