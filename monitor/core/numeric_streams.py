@@ -62,8 +62,8 @@ def stream_layout(
     return values, stream, np.tile(times, subjects), np.tile(positions, subjects)
 
 
-# A batch whose subjects hold a value in at most this share of their (subject, bucket) cells is laid out by its
-# present values only (:func:`present_layout`): events that each carry a few of many optional features.
+# A group of several subjects whose batch holds a value in at most this share of its (subject, row) cells is laid
+# out by its present values only (:func:`present_layout`): events that each carry a few of many optional features.
 SPARSE_SHARE = 0.25
 
 
@@ -75,6 +75,9 @@ def present_layout(
     had, as (streams, counts) for :meth:`NumericStreams.update`: the same values in the same order, for work in
     proportion to the values present rather than to subjects times rows."""
     rows = np.arange(matrix.shape[1], dtype=np.int64) if grouped is None else grouped
+    if int(lengths.sum()) != rows.size or times.size != rows.size or positions.size != rows.size:
+        raise ValueError("a time and position per grouped row, and bucket lengths that add up to them")
+    matrix = np.asarray(matrix, dtype=np.float64)
     present = ~np.isnan(matrix)[:, rows]
     subject, at = np.nonzero(present)  # subject by subject, each in its buckets' order: stream_layout's order
     bucket_of = np.repeat(np.arange(lengths.size), lengths)
