@@ -295,16 +295,7 @@ def test_a_bad_message_in_a_known_shape_is_dead_lettered_with_its_reason() -> No
     spoiled[140] = _event(140, {"x": [1], "c": "a"})
     spoiled[141] = _event(141, {"x": None, "c": "a"})
     spoiled[299] = _event(299, {"x": 1.0, "c": "a", "n" * 257: 1.0})
-    seen: list[bytes] = []  # messages the dict path decoded
-
-    def watched(decode: Any) -> Any:
-        def watching(value: bytes) -> Any:
-            seen.append(value)
-            return decode(value)
-
-        return watching
-
-    decoder._fast = tuple(map(watched, decoder._fast))
+    seen = _watch_dict_path(decoder)
     batch, rejected = decoder.decode(spoiled, [0.0] * 300)
     # No chunk took the dict path: the valid event holding a null decoded with the shape's nullable decoder,
     # and the bad messages slowed only themselves (the per-message validator named their reasons).
