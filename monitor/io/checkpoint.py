@@ -71,7 +71,10 @@ FaultHook = Callable[[str, bool], None]
 
 FAULT_INJECT_ENV = "MONITOR_FAULT_INJECT"  # test-only switch read by `monitor run`, never by the service
 
-RECORD_FORMAT = 4  # 4: float arrays of decimals packed; 3: summaries as their topic bytes, packed integer arrays
+# 5: the label join's chunks keep their bodies, with bitmaps of what is still pending (an earlier release would
+# read every prediction of a body as pending); 4: float arrays of decimals packed; 3: summaries as their topic
+# bytes, packed integer arrays
+RECORD_FORMAT = 5
 
 
 def _record(
@@ -185,7 +188,7 @@ def loads_record(payload: bytes) -> dict[str, Any]:
     """A record :func:`dumps_record` wrote, or one of format 1 (the whole record through ``snapshot.dumps``):
     both give the same dict (``source``, ``offsets``, ``engine``, ``outbox``, ``written_at``)."""
     data = json.loads(payload)  # the standard library reads format 1's bare NaN and 128-bit integers too
-    if isinstance(data, dict) and data.get("format") in (2, 3, RECORD_FORMAT):
+    if isinstance(data, dict) and data.get("format") in (2, 3, 4, RECORD_FORMAT):
         return data
     if isinstance(data, dict) and "$d" in data:
         decoded = snap.decode(data)

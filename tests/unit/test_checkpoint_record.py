@@ -112,7 +112,7 @@ def test_a_record_restores_an_engine_that_continues_exactly(write: Any) -> None:
 
 
 def test_a_payload_that_is_no_record_is_refused() -> None:
-    for raw in (b"[1, 2]", b'{"format": 5}', b'{"engine": {}}'):
+    for raw in (b"[1, 2]", b'{"format": %d}' % (RECORD_FORMAT + 1), b'{"engine": {}}'):
         with pytest.raises(ValueError, match="not a checkpoint record"):
             loads_record(raw)
 

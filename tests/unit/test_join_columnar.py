@@ -315,8 +315,65 @@ def test_incremental_snapshot_equals_the_full_one_and_reuses_unchanged_chunks():
     assert len(j._encoded) > 3 and len(reused) == len(j._encoded) - 1  # the tail chunk alone changed
 
 
+def test_a_chunk_that_only_lost_predictions_keeps_its_body_until_half_is_gone():
+    """Labels take predictions out of a chunk over several checkpoints: the chunk keeps the encoding it had (its
+    pieces are not written again) and the snapshot says which of them are still pending; a restore holds just
+    those, writes the same bytes, and a label for one that left is a duplicate; once half its body has left,
+    the chunk is encoded afresh without them."""
+    j = LabelJoiner(ttl_s=1e6, max_pending=10_000, chunk_slots=8)
+    ids = [f"p{i}" for i in range(16)]
+    j.add_predictions(
+        ids, "m", "v1", [()], np.zeros(16, dtype=np.intp), [1] * 16, np.full(16, 0.5), np.full(16, T0), now=T0
+    )
+    snapshot.dumps(j)
+    body = {k: enc for k, (_, enc) in j._encoded.items()}
+
+    def label(*names: str) -> None:
+        for name in names:
+            assert [x.prediction_id for x in j.add_label(name, 1, None, T0 + 1, None, now=T0 + 1)] == [name]
+
+    label("p0", "p1", "p2", "p3")
+    plain = j.to_plain()
+    assert j._encoded[0][1] is body[0] and j._encoded[1][1] is body[1]
+    [[k, bits]] = plain["alive"]
+    assert k == 0 and np.unpackbits(bits).tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    twin = through_bytes(j)
+    assert list(twin.pending) == list(j.pending) == ids[4:]
+    assert snapshot.dumps(twin) == snapshot.dumps(j)
+    assert twin.add_label("p1", 1, None, T0 + 2, None, now=T0 + 2) == [] and twin.counts["duplicate"] == 1
+    label("p4")  # three of eight left: a new body
+    plain = j.to_plain()
+    assert j._encoded[0][1] is not body[0] and j._encoded[1][1] is body[1] and plain["alive"] == []
+    assert j._chunks[0].ids[:5] == [None] * 5  # the ids that left are let go with the old body
+    assert list(through_bytes(j).pending) == ids[5:]
+
+
+def test_a_store_whose_labels_leave_a_few_predictions_per_chunk_keeps_few_chunks():
+    """Labels for all but one prediction in fifty: the chunks left nearly empty are merged as batches go (in
+    arrival order), so the chunks stay fewer than ``4 * pending / chunk_slots + 2`` rather than one per few
+    predictions, and the rest of the stream still finds them."""
+    size, n, t = 16, 0, T0
+    j = LabelJoiner(ttl_s=1e6, max_pending=100_000, chunk_slots=size)
+    unlabelled = []
+    for _ in range(200):
+        ids = [f"p{n + i}" for i in range(50)]
+        j.add_predictions(
+            ids, "m", "v1", [()], np.zeros(50, dtype=np.intp), [1] * 50, np.full(50, 0.5), np.full(50, t), now=t
+        )
+        labelled = ids[1:]
+        unlabelled.append(ids[0])
+        j.add_labels(labelled, [1] * 49, [None] * 49, np.full(49, t + 1), [None] * 49, now=t + 1)
+        j.expire(t, labels_now=t + 1)
+        n, t = n + 50, t + 1
+        assert len(j._chunks) < 4 * len(j.pending) / size + 2
+    assert list(j.pending) == unlabelled and len(j._chunks) < 60  # 625 without merging
+    assert list(through_bytes(j).pending) == unlabelled
+    joined = j.add_labels(unlabelled[::-1], [0] * 200, [None] * 200, np.full(200, t), [None] * 200, now=t)
+    assert [x.prediction_id for x in joined] == unlabelled[::-1] and not j.pending
+
+
 def test_a_chunk_emptied_and_made_again_is_encoded_afresh():
-    """A chunk that empties is deleted and made again from version 0: its cached encoding must not come back."""
+    """A chunk that empties is deleted and made again: its cached encoding must not come back."""
     j = LabelJoiner(ttl_s=10, max_pending=1000, chunk_slots=8)
 
     def add(ids: list[str], t: float) -> None:
