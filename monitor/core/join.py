@@ -9,14 +9,13 @@ numpy writes and one dict update, and the store is cut into chunks of fixed size
 re-encodes only the chunks that changed since the last one. A chunk that only lost predictions since its
 last encoding (their labels came: the common change) keeps that encoding, its *body*, and the snapshot adds
 which of the body's rows are still pending, a bitmap of the chunk's slots; the body is encoded afresh once
-half its rows are gone. Labels come for a chunk's predictions over several checkpoints, and re-encoding the
-chunk at each wrote it again every time (in the bench's live run the profile stages' checkpoints wrote 156 MB
-of new pieces for about 400,000 predictions).
+more than half its rows are gone. Labels come for a chunk's predictions over several checkpoints, and
+re-encoding the chunk at each wrote it again every time (in the bench's live run the profile stages'
+checkpoints wrote 156 MB of new pieces for about 400,000 predictions).
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections import Counter, OrderedDict
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -193,12 +192,12 @@ class LabelJoiner:
         self._combos: list[tuple[str, str, Segments]] = []  # the distinct (model, version, segments) seen
         self._combo_code: dict[tuple[str, str, Segments], int] = {}
         self.retired: set[tuple[str, str]] = set()  # forgotten versions whose pending predictions hold combinations
-        # pending predictions removed since the retired versions' combinations were last looked at (not state):
-        # :meth:`expire` looks again once they are an eighth of what was pending then, a cost of a few ns each
+        # pending predictions removed since the retired versions' combinations were last looked at: :meth:`expire`
+        # looks again once they are an eighth of what was pending then, a cost of a few ns each (state: a restore
+        # must look when the original does)
         self._removed = 0
         self._pending_at_look = 0
-        self._encoded: dict[int, tuple[int, snap.Encoded]] = {}  # not state: chunk -> (its body's number, encoding)
-        self._bodies = 0  # bodies made (not state): a body's number tells its encoding from an earlier body's
+        self._encoded: dict[int, tuple[int, snap.Encoded]] = {}  # not state: chunk -> (its body's size, encoding)
         self.early: OrderedDict[str, PendingLabel] = OrderedDict()
         self.done = JoinedIds()  # recently joined ids, to spot duplicates
         self.counts: Counter[str] = Counter()
@@ -327,29 +326,26 @@ class LabelJoiner:
         return p
 
     def _compact(self) -> None:
-        """Merge the written-out chunks that hold at most a quarter of their slots with their neighbours, while
-        two neighbours together hold at most half (after every batch: :meth:`expire`, so that labels one at a
-        time or in a batch leave the same store): a chunk's columns take its full size
-        however few predictions are left, so a store whose labels come for all but a few predictions would
-        otherwise keep a chunk per few predictions (measured: 489 chunks, 114 MB, for 2,000 pending). Two
-        neighbours then always hold more than half a chunk between them, so the chunks stay fewer than
-        ``4 * pending / chunk_slots + 2``. The later chunk's predictions follow the earlier one's in its first
-        slots, so slot order stays arrival order; the chunk being written is never touched."""
+        """Merge neighbouring written-out chunks that hold at most half a chunk together, in one sweep from the
+        oldest (after every batch: :meth:`expire`, so that labels one at a time or in a batch leave the same
+        store). A chunk's columns take its full size however few predictions are left, so a store whose labels
+        come for all but a few predictions kept a chunk per few predictions (measured: 489 chunks, 114 MB, for
+        2,000 pending). After the sweep no two written-out neighbours fit together (a chunk the sweep has passed
+        only grows), so a second sweep changes nothing, and two neighbours hold more than half a chunk: the
+        chunks stay fewer than ``4 * pending / chunk_slots + 2``. The later chunk's predictions follow the
+        earlier one's in its first slots, so slot order stays arrival order; the chunk being written is never
+        touched."""
         size = self.chunk_slots
         written = self._next_slot // size  # chunks before this one get no more rows
-        todo = [k for k, c in self._chunks.items() if k < written and 4 * c.live <= size]
-        if not todo:
-            return
-        keys = list(self._chunks)
-        for k in todo:
-            if k not in self._chunks:
-                continue
-            at = bisect.bisect_left(keys, k)
-            if at + 1 < len(keys) and keys[at + 1] < written and self._fits(k, keys[at + 1]):
-                self._merge(k, keys.pop(at + 1))
-            while at > 0 and self._fits(keys[at - 1], keys[at]):
-                self._merge(keys[at - 1], keys.pop(at))
-                at -= 1
+        if not any(k < written and 4 * c.live <= size for k, c in self._chunks.items()):
+            return  # (two chunks fit together only if one holds at most a quarter)
+        keys = [k for k in self._chunks if k < written]
+        at = 0
+        while at + 1 < len(keys):
+            if self._fits(keys[at], keys[at + 1]):
+                self._merge(keys[at], keys.pop(at + 1))
+            else:
+                at += 1
 
     def _fits(self, first: int, second: int) -> bool:
         return 2 * (self._chunks[first].live + self._chunks[second].live) <= self.chunk_slots
@@ -842,13 +838,12 @@ class LabelJoiner:
             c.clear(gone)
         c.body = c.alive.copy()
         c.body_live, c.body_rewrites = c.live, c.rewrites
-        self._bodies += 1
 
     def to_plain(self, *, incremental: bool = True) -> dict[str, Any]:
         """Columns, one body per chunk of the store, and for each chunk that lost predictions since its body
         was made, a bitmap of the slots still pending (``alive``). A chunk gets a new body when something but a
-        removal changed it, or once half its body's predictions are gone. A body made before reuses the
-        encoding made then (``incremental=False`` encodes every body afresh: same result)."""
+        removal changed it, or once more than half its body's predictions are gone. A body made before reuses
+        the encoding made then (``incremental=False`` encodes every body afresh: same result)."""
         chunks: list[Any] = []
         alive: list[Any] = []
         cache: dict[int, tuple[int, snap.Encoded]] = {}
@@ -858,7 +853,7 @@ class LabelJoiner:
                 self._encoded.pop(k, None)
             hit = self._encoded.get(k) if incremental else None
             if hit is None:
-                hit = (self._bodies, snap.Encoded(snap.encode(self._chunk_plain(k, c))))
+                hit = (c.body_live, snap.Encoded(snap.encode(self._chunk_plain(k, c))))
             cache[k] = hit
             chunks.append(hit[1])
             if c.live < c.body_live:
@@ -876,6 +871,7 @@ class LabelJoiner:
             "early": [[e.label, e.outcomes, e.event_time, e.model] for e in self.early.values()],
             "done": self.done.to_plain(),
             "counts": dict(self.counts),
+            "look": [self._removed, self._pending_at_look],
         }
 
     @classmethod
@@ -925,6 +921,7 @@ class LabelJoiner:
         else:  # an earlier release's ordered dict
             joiner.done = JoinedIds.from_pairs(data["done_ids"], np.asarray(data["done_times"]).tolist())
         joiner.counts = Counter(data["counts"])
+        joiner._removed, joiner._pending_at_look = (int(x) for x in data.get("look", (0, 0)))
         return joiner
 
     def snapshot(self) -> dict[str, Any]:
@@ -937,6 +934,7 @@ class LabelJoiner:
         other = self.from_plain(data)
         for name in (
             "chunk_slots", "_slot", "_chunks", "_next_slot", "_combos", "_combo_code", "retired", "early", "done",
+            "_removed", "_pending_at_look",
         ):  # fmt: skip
             setattr(self, name, getattr(other, name))
         self.counts = other.counts

@@ -315,10 +315,10 @@ def test_incremental_snapshot_equals_the_full_one_and_reuses_unchanged_chunks():
     assert len(j._encoded) > 3 and len(reused) == len(j._encoded) - 1  # the tail chunk alone changed
 
 
-def test_a_chunk_that_only_lost_predictions_keeps_its_body_until_half_is_gone():
+def test_a_chunk_that_only_lost_predictions_keeps_its_body_until_more_than_half_is_gone():
     """Labels take predictions out of a chunk over several checkpoints: the chunk keeps the encoding it had (its
     pieces are not written again) and the snapshot says which of them are still pending; a restore holds just
-    those, writes the same bytes, and a label for one that left is a duplicate; once half its body has left,
+    those, writes the same bytes, and a label for one that left is a duplicate; once more than half its body has left,
     the chunk is encoded afresh without them."""
     j = LabelJoiner(ttl_s=1e6, max_pending=10_000, chunk_slots=8)
     ids = [f"p{i}" for i in range(16)]
@@ -370,6 +370,51 @@ def test_a_store_whose_labels_leave_a_few_predictions_per_chunk_keeps_few_chunks
     assert list(through_bytes(j).pending) == unlabelled
     joined = j.add_labels(unlabelled[::-1], [0] * 200, [None] * 200, np.full(200, t), [None] * 200, now=t)
     assert [x.prediction_id for x in joined] == unlabelled[::-1] and not j.pending
+
+
+def test_one_merging_sweep_leaves_nothing_to_merge_so_a_restore_keeps_the_same_chunks():
+    """Written-out chunks holding 1, 1 and 5 of 16: one expire() merges all three (1 + 1, then 2 + 5, both at
+    most half a chunk), so a second changes nothing, and a restored store, whose engine applies the caps again
+    (and with them the merging), writes the same snapshot as the original."""
+    size = 16
+    j = LabelJoiner(ttl_s=1e9, max_pending=10**6, chunk_slots=size)
+    n = 3 * size + 1
+    ids = [f"p{i}" for i in range(n)]
+    j.add_predictions(ids, "m", "v", [()], np.zeros(n, dtype=np.intp), [1.0] * n, np.full(n, 0.5), np.zeros(n), now=0.0)
+    keep = {0, 16, 32, 33, 34, 35, 36}
+    gone = [p for i, p in enumerate(ids[:48]) if i not in keep]
+    j.add_labels(gone, [1] * len(gone), [None] * len(gone), np.full(len(gone), 1.0), [None] * len(gone), now=1.0)
+    j.expire(1.0)
+    layout = {k: c.live for k, c in j._chunks.items()}
+    assert layout == {0: 7, 3: 1}  # (chunk 3 is being written)
+    j.expire(1.0)
+    assert {k: c.live for k, c in j._chunks.items()} == layout
+    twin = through_bytes(j)
+    twin.apply_caps()
+    assert list(twin.pending) == list(j.pending) == [ids[i] for i in sorted(keep)] + [ids[-1]]
+    assert snapshot.dumps(twin) == snapshot.dumps(j)
+
+
+def test_a_restored_store_looks_at_retired_combinations_when_the_original_does():
+    """How many predictions left since the retired versions' combinations were last looked at is state: a
+    restored store must not look (and renumber them) earlier than the original."""
+    j = LabelJoiner(ttl_s=1e6, max_pending=1000, chunk_slots=8)
+
+    def add(ids: list[str], version: str, t: float) -> None:
+        n = len(ids)
+        j.add_predictions(
+            ids, "m", version, [()], np.zeros(n, dtype=np.intp), [1] * n, np.full(n, 0.5), np.full(n, t), now=t
+        )
+
+    add(["old"], "v1", 0.0)
+    add([f"p{i}" for i in range(40)], "v2", 1.0)
+    j.forget({("m", "v1")})  # v1 retired; "old" still holds its combination
+    twin = through_bytes(j)
+    for x in (j, twin):
+        x.add_label("old", 1, None, 2.0, None, now=2.0)
+        x.expire(2.0)  # one of 41 left: not yet an eighth, so neither looks again
+    assert twin._combos == j._combos == [("m", "v1", ()), ("m", "v2", ())]
+    assert snapshot.dumps(twin) == snapshot.dumps(j)
 
 
 def test_a_chunk_emptied_and_made_again_is_encoded_afresh():
