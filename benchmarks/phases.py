@@ -516,7 +516,7 @@ def checkpoint_steady(args: dict[str, Any]) -> dict[str, Any]:
     """A profile stage at steady state, checkpointed as the service does with every summary send while caught
     up (every ``detection.live_interval_s`` of event time): one input partition of the reference workload at ``rate`` predictions/s, labels for half
     of them ``label_delay`` s later, for ``seconds``, so that its join store fills (the unlabelled half waits
-    until ``join.max_pending``, and the joined ids are remembered up to as many). Each checkpoint's snapshot,
+    until ``labels.max_pending``, and the joined ids are remembered up to as many). Each checkpoint's snapshot,
     record and pieces are written to a state topic on the broker; the figures are the last ``tail`` checkpoints':
     the snapshot's size, the bytes produced (pieces the partition held are not), and the loop thread's CPU."""
     from confluent_kafka import Producer

@@ -197,7 +197,8 @@ class LabelJoiner:
         # must look when the original does)
         self._removed = 0
         self._pending_at_look = 0
-        self._encoded: dict[int, tuple[int, snap.Encoded]] = {}  # not state: chunk -> (its body's size, encoding)
+        # not state: chunk -> (its body's size, its encoding), dropped when the chunk gets a new body
+        self._encoded: dict[int, tuple[int, snap.Encoded]] = {}
         self.early: OrderedDict[str, PendingLabel] = OrderedDict()
         self.done = JoinedIds()  # recently joined ids, to spot duplicates
         self.counts: Counter[str] = Counter()
@@ -921,7 +922,8 @@ class LabelJoiner:
         else:  # an earlier release's ordered dict
             joiner.done = JoinedIds.from_pairs(data["done_ids"], np.asarray(data["done_times"]).tolist())
         joiner.counts = Counter(data["counts"])
-        joiner._removed, joiner._pending_at_look = (int(x) for x in data.get("look", (0, 0)))
+        look = data.get("look", (0, len(joiner._slot)))  # an earlier release's: as if just looked
+        joiner._removed, joiner._pending_at_look = int(look[0]), int(look[1])
         return joiner
 
     def snapshot(self) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The label join's memory of the ids it joined, oldest first, so that a label or prediction sent twice is
 counted as a duplicate rather than joined again.
 
-It holds up to ``join.max_pending`` ids (200,000 by default) for ``join.ttl_s``, and a profile stage
+It holds up to ``labels.max_pending`` ids (200,000 by default) for ``labels.ttl_s``, and a profile stage
 snapshots it with every summary send (every half second). Kept as an ordered dict it cost three walks of
 every id per snapshot (about 15 ms each at 200,000). Here membership is a plain dict, and order and times
 sit in blocks of :data:`BLOCK` ids numbered by arrival: a block never changes once full except by losing
