@@ -833,12 +833,11 @@ class LabelJoiner:
 
     def _new_body(self, c: _Chunk) -> None:
         """The chunk's pending predictions become its body (the removed ones its last body held let go)."""
-        if c.body is not None:
-            gone = np.flatnonzero(c.body & ~c.alive)
-            c.body = None
-            c.clear(gone)
+        gone = np.flatnonzero(c.body & ~c.alive) if c.body is not None else None
         c.body = c.alive.copy()
         c.body_live, c.body_rewrites = c.live, c.rewrites
+        if gone is not None:
+            c.clear(gone)  # (none of them is in the new body)
 
     def to_plain(self, *, incremental: bool = True) -> dict[str, Any]:
         """Columns, one body per chunk of the store, and for each chunk that lost predictions since its body

@@ -331,9 +331,10 @@ class ModelMonitor:
                 out[name] = (block, ids[f])
             matrix = np.stack([column for _, column in members])
             missing = None
-            if len(members) > 1 and np.count_nonzero(~np.isnan(matrix)) <= SPARSE_SHARE * matrix.size:
+            present = ~np.isnan(matrix) if len(members) > 1 else None
+            if present is not None and np.count_nonzero(present) <= SPARSE_SHARE * matrix.size:
                 values, stream, times, positions, missing = present_layout(
-                    matrix, grouped, ids, lengths, grouped_times, grouped_positions
+                    matrix, grouped, ids, lengths, grouped_times, grouped_positions, present
                 )
             else:
                 values, stream, times, positions = stream_layout(
@@ -343,7 +344,8 @@ class ModelMonitor:
                 kept = stream >= 0
                 values, times, stream, positions = values[kept], times[kept], stream[kept], positions[kept]
                 if missing is not None:
-                    missing = (missing[0][missing[0] >= 0], missing[1][missing[0] >= 0])
+                    counted = missing[0] >= 0
+                    missing = (missing[0][counted], missing[1][counted])
             closed = block.update(values, times, stream, positions, self.config.alerts, missing)
             if len(closed):
                 closed.label(state.model, state.version, block.keys)

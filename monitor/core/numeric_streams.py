@@ -69,16 +69,17 @@ SPARSE_SHARE = 0.25
 
 def present_layout(
     matrix: np.ndarray, grouped: np.ndarray | None, ids: np.ndarray, lengths: np.ndarray, times: np.ndarray,
-    positions: np.ndarray,
+    positions: np.ndarray, present: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:  # fmt: skip
     """:func:`stream_layout` without its missing values (NaN), and how many each (subject, bucket) cell's stream
     had, as (streams, counts) for :meth:`NumericStreams.update`: the same values in the same order, for work in
-    proportion to the values present rather than to subjects times rows."""
+    proportion to the values present rather than to subjects times rows. ``present``: ``~np.isnan(matrix)``,
+    when the caller has it already."""
     rows = np.arange(matrix.shape[1], dtype=np.int64) if grouped is None else grouped
     if int(lengths.sum()) != rows.size or times.size != rows.size or positions.size != rows.size:
         raise ValueError("a time and position per grouped row, and bucket lengths that add up to them")
     matrix = np.asarray(matrix, dtype=np.float64)
-    present = ~np.isnan(matrix)[:, rows]
+    present = (~np.isnan(matrix) if present is None else present)[:, rows]
     subject, at = np.nonzero(present)  # subject by subject, each in its buckets' order: stream_layout's order
     bucket_of = np.repeat(np.arange(lengths.size), lengths)
     missing = np.empty(ids.shape, dtype=np.int64)
